@@ -1,0 +1,1 @@
+//! The execute → hash → prove → commit pipeline.

@@ -1,0 +1,106 @@
+//! `cvm`: the causality-vm command line.
+
+mod hash_cmd;
+mod prove_cmd;
+mod run_cmd;
+mod state_cmd;
+mod tel_cmd;
+mod token_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use causality_vm::{Backend, ExecutionMode};
+
+#[derive(Parser)]
+#[command(name = "cvm", version, about = "causality-vm: a resource VM with GPU-accelerated hashing and Groth16 proving")]
+struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Globals {
+    /// Where the register store, keys and logs live.
+    #[arg(long, global = true, env = "CVM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars or notices.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// auto (GPU when usable, else CPU with a warning), cpu, or gpu (error without one).
+    #[arg(long, global = true, env = "CVM_BACKEND", default_value = "auto")]
+    pub backend: Backend,
+    /// standard, verification, simulation, proof-generation or debug.
+    #[arg(long, global = true, default_value = "standard")]
+    pub mode: ExecutionMode,
+}
+
+impl Globals {
+    /// `--data-dir`, else `$XDG_DATA_HOME/causality-vm`, else `~/.local/share/causality-vm`.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("causality-vm");
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".local/share/causality-vm")
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Execute a JSON batch file and commit it.
+    Run(run_cmd::RunArgs),
+    /// Show the state root, a register, or the batch history.
+    State(state_cmd::StateArgs),
+    /// Mint, attenuate and inspect capability tokens.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
+    /// Compile and inspect Temporal Effect Language programs.
+    #[command(subcommand)]
+    Tel(tel_cmd::TelCommand),
+    /// BLAKE3 files through the hash pool (b3sum-compatible output).
+    Hash(hash_cmd::HashArgs),
+    /// Circuit-specific Groth16 setup.
+    Setup(prove_cmd::SetupArgs),
+    /// Export a batch's proofs in snarkjs's JSON formats.
+    Export(prove_cmd::ExportArgs),
+    /// Verify snarkjs-format proof files.
+    Verify(prove_cmd::VerifyArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.globals.quiet);
+    let outcome = match cli.command {
+        Command::Run(args) => run_cmd::run(&cli.globals, args),
+        Command::State(args) => state_cmd::run(&cli.globals, args),
+        Command::Token(cmd) => token_cmd::run(&cli.globals, cmd),
+        Command::Tel(cmd) => tel_cmd::run(&cli.globals, cmd),
+        Command::Hash(args) => hash_cmd::run(&cli.globals, args),
+        Command::Setup(args) => prove_cmd::setup(&cli.globals, args),
+        Command::Export(args) => prove_cmd::export(&cli.globals, args),
+        Command::Verify(args) => prove_cmd::verify(&cli.globals, args),
+    };
+    match outcome {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    let default = if quiet { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG").unwrap_or_else(|_| default.into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

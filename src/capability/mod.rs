@@ -1,0 +1,6 @@
+//! Capability tokens: unforgeable, offline-attenuable chains of keyed-BLAKE3
+//! MACs over caveats (macaroon style).
+
+mod token;
+
+pub use token::{Caveat, CapabilityToken, Right};

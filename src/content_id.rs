@@ -1,0 +1,188 @@
+//! Content ids: BLAKE3 over a canonical, versioned binary encoding, printed
+//! `cid:blake3:<hex>`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The version byte that starts every canonical encoding. Bump it when an
+/// encoding changes so old and new ids can never collide.
+pub const ENCODING_VERSION: u8 = 1;
+
+const PREFIX: &str = "cid:blake3:";
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ContentId(pub [u8; 32]);
+
+impl ContentId {
+    pub const fn from_digest(digest: [u8; 32]) -> Self {
+        ContentId(digest)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex_encode(&self.0)
+    }
+
+    /// Hash `encoding` directly. Only for code outside the VM's execution
+    /// path (CLI, tests, setup): the interpreter files requests in the hash pool.
+    pub fn of_encoding(encoding: &[u8]) -> Self {
+        ContentId(*blake3::hash(encoding).as_bytes())
+    }
+}
+
+impl fmt::Display for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PREFIX}{}", self.to_hex())
+    }
+}
+
+impl fmt::Debug for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContentIdParseError {
+    #[error("content id {given:?} does not start with {PREFIX:?}")]
+    MissingPrefix { given: String },
+    #[error("content id {given:?}: {reason}")]
+    BadHex { given: String, reason: String },
+}
+
+impl FromStr for ContentId {
+    type Err = ContentIdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| ContentIdParseError::MissingPrefix { given: s.to_string() })?;
+        let bytes = hex_decode_32(hex).map_err(|reason| ContentIdParseError::BadHex { given: s.to_string(), reason })?;
+        Ok(ContentId(bytes))
+    }
+}
+
+impl serde::Serialize for ContentId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ContentId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// Decode hex of any even length, saying where it went wrong.
+pub fn hex_decode(text: &str) -> Result<Vec<u8>, String> {
+    if text.len() % 2 != 0 {
+        return Err(format!("hex has odd length {}", text.len()));
+    }
+    let digit = |i: usize, c: u8| -> Result<u8, String> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(format!("invalid hex character {:?} at position {i}", c as char)),
+        }
+    };
+    let raw = text.as_bytes();
+    (0..raw.len() / 2)
+        .map(|i| Ok(digit(2 * i, raw[2 * i])? << 4 | digit(2 * i + 1, raw[2 * i + 1])?))
+        .collect()
+}
+
+/// Decode exactly 32 bytes of hex.
+pub fn hex_decode_32(text: &str) -> Result<[u8; 32], String> {
+    let bytes = hex_decode(text)?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("expected 32 bytes (64 hex digits), got {} bytes", b.len()))
+}
+
+/// Append-only builder for canonical encodings: fixed-width little-endian
+/// integers and length-prefixed byte strings, so distinct values never encode
+/// alike.
+#[derive(Default)]
+pub struct CanonicalWriter {
+    buf: Vec<u8>,
+}
+
+impl CanonicalWriter {
+    /// Start an encoding with the version byte and a domain tag naming what is encoded.
+    pub fn new(tag: &str) -> Self {
+        let mut w = CanonicalWriter { buf: Vec::with_capacity(128) };
+        w.buf.push(ENCODING_VERSION);
+        w.bytes(tag.as_bytes());
+        w
+    }
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.buf.push(v);
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u64(v.len() as u64);
+        self.buf.extend_from_slice(v);
+        self
+    }
+    pub fn fixed(&mut self, v: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(v);
+        self
+    }
+    pub fn str(&mut self, v: &str) -> &mut Self {
+        self.bytes(v.as_bytes())
+    }
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_parse_round_trip() {
+        let id = ContentId::of_encoding(b"abc");
+        let text = id.to_string();
+        assert!(text.starts_with("cid:blake3:"));
+        assert_eq!(text.parse::<ContentId>().unwrap(), id);
+    }
+
+    #[test]
+    fn parse_errors_say_what_is_wrong() {
+        assert!(matches!("blake3:00".parse::<ContentId>(), Err(ContentIdParseError::MissingPrefix { .. })));
+        let err = "cid:blake3:zz".parse::<ContentId>().unwrap_err().to_string();
+        assert!(err.contains("invalid hex character"), "{err}");
+        let err = "cid:blake3:00".parse::<ContentId>().unwrap_err().to_string();
+        assert!(err.contains("expected 32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn canonical_writer_separates_fields() {
+        let mut a = CanonicalWriter::new("t");
+        a.str("ab").str("c");
+        let mut b = CanonicalWriter::new("t");
+        b.str("a").str("bc");
+        assert_ne!(a.finish(), b.finish());
+    }
+}

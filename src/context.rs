@@ -1,0 +1,86 @@
+//! The execution context every operation runs under, and the execution modes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::CapabilityToken;
+
+/// A domain: the unit of authority (one root key) and of resource ownership.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DomainId(pub String);
+
+impl DomainId {
+    pub fn new(name: impl Into<String>) -> Self {
+        DomainId(name.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DomainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Seconds since the Unix epoch, as given by the submitter of a batch.
+pub type Timestamp = u64;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExecutionMode {
+    /// Execute, prove where configured, and commit.
+    #[default]
+    Standard,
+    /// Run only the checks and proof verification; never writes the store.
+    Verification,
+    /// Execute without writing; report what would change and the would-be root.
+    Simulation,
+    /// Execute and record everything the prover needs.
+    ProofGeneration,
+    /// Execute with an instruction-level trace that can be stepped.
+    Debug,
+}
+
+impl ExecutionMode {
+    /// Whether a batch in this mode may write the store.
+    pub fn writes_store(self) -> bool {
+        matches!(self, ExecutionMode::Standard | ExecutionMode::ProofGeneration | ExecutionMode::Debug)
+    }
+}
+
+impl std::str::FromStr for ExecutionMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "standard" => Ok(ExecutionMode::Standard),
+            "verification" | "verify" => Ok(ExecutionMode::Verification),
+            "simulation" | "simulate" => Ok(ExecutionMode::Simulation),
+            "proofgeneration" | "prove" => Ok(ExecutionMode::ProofGeneration),
+            "debug" => Ok(ExecutionMode::Debug),
+            _ => Err(format!(
+                "unknown mode {s:?}: expected standard, verification, simulation, proof-generation or debug"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionContext {
+    /// The domain the batch runs in.
+    pub domain_id: DomainId,
+    /// Ties log lines, batch records and errors to one submission.
+    pub trace_id: String,
+    /// Authorizes the operations; verified against the domain's root key.
+    pub capability_token: CapabilityToken,
+    /// "Now" for expiry caveats and time conditions in logic programs.
+    pub timestamp: Timestamp,
+    /// Free-form key/value settings visible to logic programs by name.
+    pub environment: BTreeMap<String, String>,
+    /// Tokens rooted in other domains that grant this context access there.
+    /// Touching a resource of another domain without one is a CrossDomainError.
+    pub cross_domain_grants: Vec<CapabilityToken>,
+}

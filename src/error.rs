@@ -1,0 +1,64 @@
+//! The ten execution errors of the spec, each carrying the detail a user needs.
+
+use crate::resource::{LifecycleState, ResourceId};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecutionError {
+    /// The capability token does not grant what the operation needs.
+    #[error("insufficient capabilities for {operation}: {reason}")]
+    InsufficientCapabilities { operation: String, reason: String },
+
+    /// A logic program touched memory its capabilities do not cover.
+    #[error("memory access violation at pc {pc}: {access} of address {address}: {reason}")]
+    MemoryAccessViolation { pc: usize, address: u32, access: String, reason: String },
+
+    /// A logic program failed to decode or hit an instruction it may not run.
+    #[error("invalid instruction at offset {offset}: {reason}")]
+    InvalidInstruction { offset: usize, reason: String },
+
+    /// A register or a program named by the operation does not exist.
+    #[error("resource not found: {what}")]
+    ResourceNotFound { what: String },
+
+    /// The resource's lifecycle forbids the operation or transition.
+    #[error("resource {id} is {state:?}: {reason}")]
+    InvalidResourceState { id: ResourceId, state: LifecycleState, reason: String },
+
+    /// The operation's domain is not the context's, or the domain is unknown.
+    #[error("domain access error for domain {domain}: {reason}")]
+    DomainAccessError { domain: String, reason: String },
+
+    /// A logic program ran past its instruction budget.
+    #[error("timeout: logic program {program} used its budget of {budget} instructions")]
+    Timeout { program: String, budget: u64 },
+
+    /// A proof could not be produced or did not verify.
+    #[error("proof generation failed at {stage}: {reason}")]
+    ProofGenerationError { stage: String, reason: String },
+
+    /// The store could not commit, or a digest-dependent assertion failed at commit.
+    #[error("state commitment failed: {reason}")]
+    StateCommitmentError { reason: String },
+
+    /// An operation reached into another domain without a grant for it.
+    #[error("cross-domain operation from {from} into {to} denied: {reason}")]
+    CrossDomainError { from: String, to: String, reason: String },
+}
+
+impl ExecutionError {
+    /// A short stable name for the variant, used in JSON output and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecutionError::InsufficientCapabilities { .. } => "InsufficientCapabilities",
+            ExecutionError::MemoryAccessViolation { .. } => "MemoryAccessViolation",
+            ExecutionError::InvalidInstruction { .. } => "InvalidInstruction",
+            ExecutionError::ResourceNotFound { .. } => "ResourceNotFound",
+            ExecutionError::InvalidResourceState { .. } => "InvalidResourceState",
+            ExecutionError::DomainAccessError { .. } => "DomainAccessError",
+            ExecutionError::Timeout { .. } => "Timeout",
+            ExecutionError::ProofGenerationError { .. } => "ProofGenerationError",
+            ExecutionError::StateCommitmentError { .. } => "StateCommitmentError",
+            ExecutionError::CrossDomainError { .. } => "CrossDomainError",
+        }
+    }
+}

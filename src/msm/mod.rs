@@ -1,0 +1,147 @@
+//! The MSM engine: multi-scalar multiplication over BN254 behind one
+//! interface, on the CPU (our rayon Pippenger) or the GPU (WGSL).
+
+pub mod cpu;
+pub mod gpu;
+
+use std::sync::Arc;
+
+use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
+
+use crate::backend::{Backend, ResolvedBackend};
+use crate::gpu::GpuError;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum MsmError {
+    #[error("MSM length mismatch: {bases} bases but {scalars} scalars")]
+    LengthMismatch { bases: usize, scalars: usize },
+    #[error("MSM base {index} rejected: {reason}")]
+    InvalidBase { index: usize, reason: String },
+    #[error("GPU MSM backend: {0}")]
+    Gpu(#[from] GpuError),
+}
+
+/// A fixed G1 base set uploaded once (to the GPU when the engine has one) and
+/// reused for many MSMs, as the prover does with a proving key's bases.
+pub struct ResidentG1 {
+    bases: Arc<Vec<G1Affine>>,
+    gpu: Option<gpu::GpuBases>,
+}
+
+impl ResidentG1 {
+    pub fn len(&self) -> usize {
+        self.bases.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.bases.is_empty()
+    }
+    pub fn bases(&self) -> &[G1Affine] {
+        &self.bases
+    }
+}
+
+pub struct MsmEngine {
+    backend: ResolvedBackend,
+    cpu: cpu::CpuMsm,
+    gpu: Option<gpu::GpuMsm>,
+}
+
+impl MsmEngine {
+    /// An engine for `backend`: `Gpu` without a usable adapter is an error,
+    /// `Auto` warns and uses the CPU.
+    pub fn new(backend: Backend) -> Result<Self, MsmError> {
+        let (resolved, ctx) = crate::gpu::resolve(backend)?;
+        let gpu = match ctx {
+            Some(ctx) => Some(gpu::GpuMsm::new(ctx)?),
+            None => None,
+        };
+        Ok(MsmEngine { backend: resolved, cpu: cpu::CpuMsm::new(), gpu })
+    }
+
+    pub fn cpu() -> Self {
+        MsmEngine { backend: ResolvedBackend::Cpu, cpu: cpu::CpuMsm::new(), gpu: None }
+    }
+
+    pub fn backend(&self) -> ResolvedBackend {
+        self.backend
+    }
+
+    pub fn msm_g1(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<G1Projective, MsmError> {
+        check_lengths(bases.len(), scalars.len())?;
+        validate_g1(bases)?;
+        match &self.gpu {
+            Some(gpu) => gpu.msm(bases, scalars).or_else(|err| {
+                tracing::warn!(%err, "GPU MSM failed; recomputing on the CPU");
+                Ok(self.cpu.msm_g1(bases, scalars))
+            }),
+            None => Ok(self.cpu.msm_g1(bases, scalars)),
+        }
+    }
+
+    /// G2 MSMs always run on the CPU engine.
+    pub fn msm_g2(&self, bases: &[G2Affine], scalars: &[Fr]) -> Result<G2Projective, MsmError> {
+        check_lengths(bases.len(), scalars.len())?;
+        validate_g2(bases)?;
+        Ok(self.cpu.msm_g2(bases, scalars))
+    }
+
+    /// Validate and keep `bases` for repeated MSMs (resident on the GPU).
+    pub fn upload_g1(&self, bases: Vec<G1Affine>) -> Result<ResidentG1, MsmError> {
+        validate_g1(&bases)?;
+        let gpu = match &self.gpu {
+            Some(gpu) => Some(gpu.upload(&bases)?),
+            None => None,
+        };
+        Ok(ResidentG1 { bases: Arc::new(bases), gpu })
+    }
+
+    /// An MSM against a resident base set; `scalars` may be shorter than the set.
+    pub fn msm_g1_resident(&self, set: &ResidentG1, scalars: &[Fr]) -> Result<G1Projective, MsmError> {
+        if scalars.len() > set.len() {
+            return Err(MsmError::LengthMismatch { bases: set.len(), scalars: scalars.len() });
+        }
+        let bases = &set.bases[..scalars.len()];
+        match (&self.gpu, &set.gpu) {
+            (Some(gpu), Some(resident)) => gpu.msm_resident(resident, scalars).or_else(|err| {
+                tracing::warn!(%err, "GPU MSM failed; recomputing on the CPU");
+                Ok(self.cpu.msm_g1(bases, scalars))
+            }),
+            _ => Ok(self.cpu.msm_g1(bases, scalars)),
+        }
+    }
+}
+
+fn check_lengths(bases: usize, scalars: usize) -> Result<(), MsmError> {
+    if bases != scalars {
+        return Err(MsmError::LengthMismatch { bases, scalars });
+    }
+    Ok(())
+}
+
+/// Reject points off the curve or outside the prime-order subgroup before any work.
+pub fn validate_g1(bases: &[G1Affine]) -> Result<(), MsmError> {
+    use rayon::prelude::*;
+    bases.par_iter().enumerate().try_for_each(|(index, p)| {
+        if !p.is_on_curve() {
+            return Err(MsmError::InvalidBase { index, reason: "point is not on the BN254 G1 curve".into() });
+        }
+        if !p.is_in_correct_subgroup_assuming_on_curve() {
+            return Err(MsmError::InvalidBase { index, reason: "point is not in the prime-order subgroup".into() });
+        }
+        Ok(())
+    })
+}
+
+/// Reject G2 points off the twist or outside the prime-order subgroup.
+pub fn validate_g2(bases: &[G2Affine]) -> Result<(), MsmError> {
+    use rayon::prelude::*;
+    bases.par_iter().enumerate().try_for_each(|(index, p)| {
+        if !p.is_on_curve() {
+            return Err(MsmError::InvalidBase { index, reason: "point is not on the BN254 G2 twist".into() });
+        }
+        if !p.is_in_correct_subgroup_assuming_on_curve() {
+            return Err(MsmError::InvalidBase { index, reason: "point is not in the prime-order subgroup".into() });
+        }
+        Ok(())
+    })
+}

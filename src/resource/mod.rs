@@ -1,0 +1,14 @@
+//! Resources: the register, its lifecycle, and the unified operations on it.
+
+mod lifecycle;
+mod operation;
+mod register;
+pub(crate) mod serde_hex;
+pub(crate) mod serde_hex32;
+pub(crate) mod serde_hex_opt;
+
+pub use lifecycle::LifecycleState;
+pub use operation::{ConsumedInput, Operation, OperationKind, ResourceUpdate, VerifyTarget};
+pub use register::{
+    nullifier_input, NewResource, ResourceId, ResourceRegister, NULLIFIER_CONTEXT, NULLIFIER_KEY_COMMITMENT_CONTEXT,
+};

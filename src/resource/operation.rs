@@ -1,0 +1,138 @@
+//! The unified operation model: what a batch file and the API submit.
+
+use serde::{Deserialize, Serialize};
+
+use super::{NewResource, ResourceId};
+use crate::content_id::ContentId;
+use crate::context::DomainId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OperationKind {
+    Create,
+    Read,
+    Update,
+    Delete,
+    Transfer,
+    Verify,
+}
+
+impl OperationKind {
+    pub const ALL: [OperationKind; 6] = [
+        OperationKind::Create,
+        OperationKind::Read,
+        OperationKind::Update,
+        OperationKind::Delete,
+        OperationKind::Transfer,
+        OperationKind::Verify,
+    ];
+
+    /// A stable small number for encodings, VM registers and circuits.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A resource to consume, with the nullifier key that opens its commitment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumedInput {
+    pub id: ResourceId,
+    #[serde(with = "crate::resource::serde_hex32")]
+    pub nullifier_key: [u8; 32],
+}
+
+/// Field changes of an Update; absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceUpdate {
+    #[serde(default)]
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, with = "crate::resource::serde_hex_opt")]
+    pub contents: Option<Vec<u8>>,
+    #[serde(default)]
+    pub controller: Option<String>,
+    #[serde(default)]
+    pub state: Option<super::LifecycleState>,
+}
+
+/// What a Verify operation checks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VerifyTarget {
+    /// The register's current commitment (BLAKE3 of its state encoding) equals this.
+    Commitment {
+        id: ResourceId,
+        #[serde(with = "crate::resource::serde_hex32")]
+        commitment: [u8; 32],
+    },
+    /// The stored proofs of a committed batch verify against the verifying key.
+    BatchProof { batch: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Operation {
+    Create {
+        resource: NewResource,
+    },
+    Read {
+        id: ResourceId,
+    },
+    Update {
+        id: ResourceId,
+        changes: ResourceUpdate,
+    },
+    Delete {
+        input: ConsumedInput,
+    },
+    Transfer {
+        inputs: Vec<ConsumedInput>,
+        outputs: Vec<NewResource>,
+    },
+    Verify {
+        target: VerifyTarget,
+    },
+}
+
+impl Operation {
+    pub fn kind(&self) -> OperationKind {
+        match self {
+            Operation::Create { .. } => OperationKind::Create,
+            Operation::Read { .. } => OperationKind::Read,
+            Operation::Update { .. } => OperationKind::Update,
+            Operation::Delete { .. } => OperationKind::Delete,
+            Operation::Transfer { .. } => OperationKind::Transfer,
+            Operation::Verify { .. } => OperationKind::Verify,
+        }
+    }
+
+    /// Ids of existing resources the operation reads or changes.
+    pub fn touched_ids(&self) -> Vec<ResourceId> {
+        match self {
+            Operation::Create { .. } => Vec::new(),
+            Operation::Read { id } | Operation::Update { id, .. } => vec![*id],
+            Operation::Delete { input } => vec![input.id],
+            Operation::Transfer { inputs, .. } => inputs.iter().map(|i| i.id).collect(),
+            Operation::Verify { target: VerifyTarget::Commitment { id, .. } } => vec![*id],
+            Operation::Verify { target: VerifyTarget::BatchProof { .. } } => Vec::new(),
+        }
+    }
+
+    /// Domains of the resources the operation creates.
+    pub fn created_domains(&self) -> Vec<&DomainId> {
+        match self {
+            Operation::Create { resource } => vec![&resource.domain],
+            Operation::Transfer { outputs, .. } => outputs.iter().map(|o| &o.domain).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Logic programs of the resources the operation creates.
+    pub fn created_logic(&self) -> Vec<ContentId> {
+        match self {
+            Operation::Create { resource } => vec![resource.logic],
+            Operation::Transfer { outputs, .. } => outputs.iter().map(|o| o.logic).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
