@@ -147,3 +147,16 @@ fn merkle_root_leaves_pending_requests_alone() {
     assert_eq!(pool.pending_len(), 1);
     assert_eq!(pool.digest(h).unwrap(), *blake3::hash(b"pending").as_bytes());
 }
+
+#[test]
+fn hash_chunks_matches_the_crate() {
+    let data: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    for len in [1usize, 32, 63, 64, 100, 1000, 1024, 2000] {
+        let whole = &data[..data.len() / len * len];
+        let digests = causality_vm::hash::hash_chunks(whole, len);
+        assert_eq!(digests.len(), whole.len() / len);
+        for (d, m) in digests.iter().zip(whole.chunks_exact(len)) {
+            assert_eq!(d, blake3::hash(m).as_bytes(), "len {len}");
+        }
+    }
+}

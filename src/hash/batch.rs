@@ -141,7 +141,12 @@ impl PackedBatch {
         self.common_len = None;
     }
 
+    /// Forget everything, keys included, keeping the buffers' capacity.
     pub fn clear(&mut self) {
-        *self = PackedBatch::default();
+        self.reset();
+        self.keys.truncate(1);
+        self.sources.truncate(1);
+        self.key_slots.clear();
+        self.context_slots.clear();
     }
 }

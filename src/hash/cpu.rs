@@ -129,6 +129,14 @@ fn hash_mixed(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32]]) {
     }
 }
 
+/// Digest consecutive `len`-byte messages (`data.len()` a multiple of `len`,
+/// `len` at most one chunk), straight from the caller's memory.
+pub(crate) fn hash_chunks(kernel: Kernel, data: &[u8], len: usize, out: &mut [[u8; 32]]) {
+    assert!(len > 0 && len <= CHUNK_LEN && data.len() == out.len() * len, "whole single-chunk messages");
+    let lane = |i: usize| (data.as_ptr().wrapping_add(i * len), &IV, 0u32);
+    hash_run(kernel, len, &lane, out);
+}
+
 /// Digest `blocks.len() / 64` whole 64-byte messages (plain hashing), e.g. one
 /// Merkle level: pairs of adjacent nodes are exactly one block each.
 pub(crate) fn hash_blocks(kernel: Kernel, blocks: &[u8], out: &mut [[u8; 32]]) {

@@ -23,6 +23,24 @@ use crate::backend::{Backend, ResolvedBackend};
 use batch::PackedBatch;
 use gpu::GpuRunOptions;
 
+/// BLAKE3 of each consecutive `message_len`-byte message of `data`, in SIMD
+/// lanes across rayon threads without copying (the pool's CPU backend minus
+/// the filing). Messages longer than one chunk go through the blake3 crate.
+///
+/// # Panics
+/// If `message_len` is 0 or does not divide `data.len()`.
+pub fn hash_chunks(data: &[u8], message_len: usize) -> Vec<[u8; 32]> {
+    assert!(message_len > 0 && data.len() % message_len == 0, "data must be whole messages of message_len bytes");
+    let mut out = vec![[0u8; 32]; data.len() / message_len];
+    if message_len <= consts::CHUNK_LEN {
+        cpu::hash_chunks(Kernel::detect(), data, message_len, &mut out);
+    } else {
+        use rayon::prelude::*;
+        out.par_iter_mut().zip(data.par_chunks_exact(message_len)).for_each(|(o, m)| *o = *blake3::hash(m).as_bytes());
+    }
+    out
+}
+
 /// A request's place in the pool; valid across flushes until [`HashPool::clear`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HashHandle(pub u32);

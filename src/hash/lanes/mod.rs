@@ -167,24 +167,25 @@ unsafe fn hash_group<V: Lanes>(group: &Group<'_>, out: *mut [u8; 32]) {
         mode = V::load(group.flags.as_ptr());
     }
     let blocks = group.len.div_ceil(BLOCK_LEN).max(1);
-    let mut tails = [[0u8; BLOCK_LEN]; MAX_LANES];
     for block in 0..blocks {
         let last = block + 1 == blocks;
         let start = block * BLOCK_LEN;
         let block_len = if last { group.len - start } else { BLOCK_LEN };
         let mut ptrs = [std::ptr::null::<u8>(); MAX_LANES];
-        if block_len < BLOCK_LEN {
+        let m = if block_len < BLOCK_LEN {
             // The final partial block is read zero-padded from a copy.
+            let mut tails = [[0u8; BLOCK_LEN]; MAX_LANES];
             for lane in 0..V::W {
                 std::ptr::copy_nonoverlapping(group.msgs[lane].add(start), tails[lane].as_mut_ptr(), block_len);
                 ptrs[lane] = tails[lane].as_ptr();
             }
+            V::load_block(&ptrs)
         } else {
             for lane in 0..V::W {
                 ptrs[lane] = group.msgs[lane].add(start);
             }
-        }
-        let m = V::load_block(&ptrs);
+            V::load_block(&ptrs)
+        };
         let mut block_flags = 0;
         if block == 0 {
             block_flags |= CHUNK_START;
