@@ -3,7 +3,7 @@
 //! SIMD on rayon) and the GPU pool, side by side in one group per message size.
 //!
 //! `cpu_lanes` is the pool's CPU backend on messages already in memory
-//! (`hash::hash_chunks`, nothing copied); `cpu_pool` also files every request
+//! (`hash::hash_chunks_into`, nothing copied or allocated); `cpu_pool` also files every request
 //! (copying its bytes into the pool) before the flush.
 //!
 //! Filter with e.g. `cargo bench --bench hash_pool -- 64B/`. The pool cases
@@ -70,8 +70,9 @@ fn bench_hash_pool(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("rayon_par_iter", count), &data, |b, data| {
                 b.iter(|| data.par_chunks_exact(size).map(|m| *blake3::hash(black_box(m)).as_bytes()).collect::<Vec<_>>())
             });
+            let mut digests = vec![[0u8; 32]; count];
             group.bench_with_input(BenchmarkId::new("cpu_lanes", count), &data, |b, data| {
-                b.iter(|| causality_vm::hash::hash_chunks(black_box(data), size))
+                b.iter(|| causality_vm::hash::hash_chunks_into(black_box(data), size, &mut digests))
             });
             group.bench_with_input(BenchmarkId::new("cpu_pool", count), &data, |b, data| {
                 b.iter(|| pool_round(&mut cpu, black_box(data), size))

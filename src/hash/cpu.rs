@@ -18,8 +18,14 @@ where
     F: Fn(usize) -> (*const u8, &'k [u32; 8], u32),
 {
     let width = kernel.lanes();
+    let end = start + out.len();
     for (g, out_group) in out.chunks_mut(width).enumerate() {
         let first = start + g * width;
+        // Fetch the next group's messages while this one computes: across
+        // page boundaries the hardware prefetcher loses the stream.
+        for i in (first + width)..(first + 2 * width).min(end) {
+            prefetch(lane(i).0, len);
+        }
         let (ptr0, key0, flags0) = lane(first);
         let mut group =
             Group { msgs: [ptr0; MAX_LANES], keys: [key0; MAX_LANES], flags: [flags0; MAX_LANES], uniform: true, len, n: out_group.len() };
@@ -35,6 +41,21 @@ where
         // `out_group` has room for `n` digests.
         unsafe { kernel.hash_group(&group, out_group.as_mut_ptr()) };
     }
+}
+
+/// Ask for the cache lines of a `len`-byte message.
+#[inline(always)]
+fn prefetch(ptr: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len.max(1)).step_by(64) {
+        // SAFETY: a prefetch is only a hint; it never faults, even on an
+        // address outside the message.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.wrapping_add(offset) as *const i8)
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ptr, len);
 }
 
 /// Hash an equal-length run, in parallel when it is big enough.

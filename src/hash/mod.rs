@@ -32,13 +32,23 @@ use gpu::GpuRunOptions;
 pub fn hash_chunks(data: &[u8], message_len: usize) -> Vec<[u8; 32]> {
     assert!(message_len > 0 && data.len() % message_len == 0, "data must be whole messages of message_len bytes");
     let mut out = vec![[0u8; 32]; data.len() / message_len];
+    hash_chunks_into(data, message_len, &mut out);
+    out
+}
+
+/// [`hash_chunks`] into a caller's buffer (one slot per message), so a
+/// caller hashing many batches allocates nothing.
+///
+/// # Panics
+/// If `message_len` is 0 or `data.len() != out.len() * message_len`.
+pub fn hash_chunks_into(data: &[u8], message_len: usize, out: &mut [[u8; 32]]) {
+    assert!(message_len > 0 && data.len() == out.len() * message_len, "one output slot per message_len-byte message");
     if message_len <= consts::CHUNK_LEN {
-        cpu::hash_chunks(Kernel::detect(), data, message_len, &mut out);
+        cpu::hash_chunks(Kernel::detect(), data, message_len, out);
     } else {
         use rayon::prelude::*;
         out.par_iter_mut().zip(data.par_chunks_exact(message_len)).for_each(|(o, m)| *o = *blake3::hash(m).as_bytes());
     }
-    out
 }
 
 /// A request's place in the pool; valid across flushes until [`HashPool::clear`].

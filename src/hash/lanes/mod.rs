@@ -125,9 +125,14 @@ unsafe fn compress<V: Lanes>(cv: &[V; 8], m: &[V; 16], block_len: u32, flags: V)
         V::splat(block_len),
         flags,
     ];
-    for r in 0..7 {
-        round(&mut v, m, r);
-    }
+    // Written out so every schedule index is a constant after inlining.
+    round(&mut v, m, 0);
+    round(&mut v, m, 1);
+    round(&mut v, m, 2);
+    round(&mut v, m, 3);
+    round(&mut v, m, 4);
+    round(&mut v, m, 5);
+    round(&mut v, m, 6);
     [
         v[0].xor(v[8]),
         v[1].xor(v[9]),
