@@ -9,11 +9,11 @@
 //! length), so block boundaries and block flags are the same in every lane;
 //! keys and mode flags may differ per lane.
 
-mod portable;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod portable;
 #[cfg(target_arch = "x86_64")]
 mod sse41;
 
@@ -180,14 +180,14 @@ unsafe fn hash_group<V: Lanes>(group: &Group<'_>, out: *mut [u8; 32]) {
         let m = if block_len < BLOCK_LEN {
             // The final partial block is read zero-padded from a copy.
             let mut tails = [[0u8; BLOCK_LEN]; MAX_LANES];
-            for lane in 0..V::W {
-                std::ptr::copy_nonoverlapping(group.msgs[lane].add(start), tails[lane].as_mut_ptr(), block_len);
-                ptrs[lane] = tails[lane].as_ptr();
+            for ((ptr, tail), msg) in ptrs.iter_mut().zip(tails.iter_mut()).zip(&group.msgs).take(V::W) {
+                std::ptr::copy_nonoverlapping(msg.add(start), tail.as_mut_ptr(), block_len);
+                *ptr = tail.as_ptr();
             }
             V::load_block(&ptrs)
         } else {
-            for lane in 0..V::W {
-                ptrs[lane] = group.msgs[lane].add(start);
+            for (ptr, msg) in ptrs.iter_mut().zip(&group.msgs).take(V::W) {
+                *ptr = msg.add(start);
             }
             V::load_block(&ptrs)
         };
