@@ -87,3 +87,30 @@ fn bad_keys_and_missing_files_are_reported() {
     assert_eq!(out.status.code(), Some(1), "a missing file fails the run");
     assert!(String::from_utf8(out.stdout).unwrap().ends_with("  small.txt\n"), "the other files are still hashed");
 }
+
+#[test]
+fn gpu_without_an_adapter_is_a_clear_error_and_auto_falls_back() {
+    let (dir, files) = setup();
+    // WGPU_BACKEND names a backend this build lacks, so no adapter exists.
+    let run = |backend: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cvm"))
+            .current_dir(dir.path())
+            .env("WGPU_BACKEND", "metal")
+            .env("CVM_BACKEND", backend)
+            .args(["hash", "small.txt"])
+            .output()
+            .expect("cvm runs")
+    };
+    let out = run("gpu");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("no GPU adapter"), "{stderr}");
+    assert_eq!(stderr.matches("no GPU adapter").count(), 1, "said once: {stderr}");
+    let out = run("auto");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{}  small.txt\n", hex(blake3::hash(&files[1].1).as_bytes()))
+    );
+    assert!(String::from_utf8(out.stderr).unwrap().contains("using the CPU backend"), "auto warns");
+}

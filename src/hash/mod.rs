@@ -78,10 +78,18 @@ impl HashRequest {
 pub enum HashError {
     #[error("hash handle {0} is not in this pool")]
     UnknownHandle(u32),
+    /// The message already includes the GPU error's (not a `source`, so
+    /// error chains do not print it twice).
     #[error("GPU hash backend: {0}")]
-    Gpu(#[from] crate::gpu::GpuError),
+    Gpu(crate::gpu::GpuError),
     #[error("the {0} CPU kernel needs instructions this processor lacks")]
     UnsupportedKernel(Kernel),
+}
+
+impl From<crate::gpu::GpuError> for HashError {
+    fn from(err: crate::gpu::GpuError) -> Self {
+        HashError::Gpu(err)
+    }
 }
 
 /// A fault to inject into the next GPU flush or Merkle root (tests only).
