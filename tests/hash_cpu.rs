@@ -168,3 +168,14 @@ fn hash_chunks_matches_the_crate() {
         }
     }
 }
+
+#[test]
+fn derive_key_with_a_multi_chunk_context() {
+    let context: String = (0..3000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let mut pool = HashPool::new();
+    let short = pool.derive_key(&context, b"material");
+    let long = pool.derive_key(&context, vec![9u8; 5000]);
+    pool.flush().unwrap();
+    assert_eq!(pool.get(short), Some(blake3::derive_key(&context, b"material")));
+    assert_eq!(pool.get(long), Some(blake3::derive_key(&context, &[9u8; 5000])));
+}
