@@ -28,7 +28,7 @@ fn g(a0: u32, b0: u32, c0: u32, d0: u32, x: u32, y: u32) -> vec4<u32> {
     return vec4<u32>(a, b, c, d);
 }
 
-fn round(v: ptr<function, array<u32, 16>>, m: ptr<function, array<u32, 16>>) {
+fn mix_round(v: ptr<function, array<u32, 16>>, m: ptr<function, array<u32, 16>>) {
     // Columns.
     var t = g((*v)[0], (*v)[4], (*v)[8], (*v)[12], (*m)[0], (*m)[1]);
     (*v)[0] = t.x; (*v)[4] = t.y; (*v)[8] = t.z; (*v)[12] = t.w;
@@ -61,13 +61,13 @@ fn compress(cv: array<u32, 8>, block: array<u32, 16>, block_len: u32, flags: u32
     var v = array<u32, 16>(cv[0], cv[1], cv[2], cv[3], cv[4], cv[5], cv[6], cv[7],
                            IV[0], IV[1], IV[2], IV[3], 0u, 0u, block_len, flags);
     var m = block;
-    round(&v, &m); permute(&m);
-    round(&v, &m); permute(&m);
-    round(&v, &m); permute(&m);
-    round(&v, &m); permute(&m);
-    round(&v, &m); permute(&m);
-    round(&v, &m); permute(&m);
-    round(&v, &m);
+    mix_round(&v, &m); permute(&m);
+    mix_round(&v, &m); permute(&m);
+    mix_round(&v, &m); permute(&m);
+    mix_round(&v, &m); permute(&m);
+    mix_round(&v, &m); permute(&m);
+    mix_round(&v, &m); permute(&m);
+    mix_round(&v, &m);
     return array<u32, 8>(v[0] ^ v[8], v[1] ^ v[9], v[2] ^ v[10], v[3] ^ v[11],
                          v[4] ^ v[12], v[5] ^ v[13], v[6] ^ v[14], v[7] ^ v[15]);
 }
