@@ -17,7 +17,7 @@ pub mod reference;
 use std::sync::Arc;
 
 pub use gpu::GpuHasher;
-pub use lanes::Kernel;
+pub use lanes::{Kernel, KERNEL_ENV};
 
 use crate::backend::{Backend, ResolvedBackend};
 use batch::PackedBatch;
