@@ -276,11 +276,7 @@ fn base64url_decode(text: &str, offset: usize) -> Result<Vec<u8>, CapabilityErro
         // Bits below the last whole byte must be zero, or two texts would decode alike.
         let unused = n & ((1u32 << (8 * (3 - produced))) - 1);
         if unused != 0 {
-            let position = offset + text.len() - 1;
-            return Err(CapabilityError::Malformed {
-                offset: out.len() + produced,
-                reason: format!("non-canonical text: the last character (position {position}) has unused bits set"),
-            });
+            return Err(CapabilityError::NonCanonicalText { position: offset + text.len() - 1 });
         }
         out.extend_from_slice(&bytes[..produced]);
     }
