@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use causality_vm::capability::{
-    authorize, required_right, AccessRequest, CapabilityError, CapabilityToken, Caveat, KeyRing, Permissions, Right,
-    RootKey, TEXT_PREFIX,
+    authorize, required_right, AccessRequest, Authorizer, CapabilityError, CapabilityToken, Caveat, KeyRing,
+    Permissions, Right, RootKey, TEXT_PREFIX,
 };
 use causality_vm::resource::OperationKind;
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionError};
@@ -525,6 +525,48 @@ fn text_form_round_trips() {
         assert_eq!(CapabilityToken::from_text(&text).unwrap(), token);
         assert_eq!(CapabilityToken::from_text(&format!("  {text}\n")).unwrap(), token);
     }
+}
+
+#[test]
+fn tokens_in_json_use_the_text_form() {
+    let token = full_token(&key(1));
+    let json = serde_json::to_string(&token).unwrap();
+    assert_eq!(json, format!("\"{}\"", token.to_text()));
+    assert_eq!(serde_json::from_str::<CapabilityToken>(&json).unwrap(), token);
+    let err = serde_json::from_str::<CapabilityToken>("\"cvmcap1.AQ\"").unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn one_authorizer_decides_like_authorize() {
+    let (ka, kb) = (key(1), key(2));
+    let keys = ring(&[("alpha", &ka), ("beta", &kb)]);
+    let mut c = ctx(full_token(&ka), "alpha", 500);
+    c.cross_domain_grants = vec![grant_for(&kb, "beta", "alpha"), grant_for(&ka, "beta", "alpha")];
+    let authorizer = Authorizer::new(&c, &keys);
+    let (alpha, beta, gamma) = (dom("alpha"), dom("beta"), dom("gamma"));
+    let ids = [rid(1), rid(2), rid(3)];
+    let mut outcomes = std::collections::BTreeSet::new();
+    for domain in [&alpha, &beta, &gamma] {
+        for id in &ids {
+            for op in OperationKind::ALL {
+                for quantity in [None, Some(5), Some(11), Some(60)] {
+                    let request = AccessRequest {
+                        operation: op,
+                        right: required_right(op),
+                        resource: Some(id),
+                        domain,
+                        quantity,
+                    };
+                    let once = authorize(&c, &keys, &request);
+                    assert_eq!(authorizer.check(&request), once);
+                    outcomes.insert(once.map_err(|e| e.kind()));
+                }
+            }
+        }
+    }
+    // The grid reaches success and several distinct refusals.
+    assert!(outcomes.len() >= 3, "{outcomes:?}");
 }
 
 fn text_error(text: &str) -> CapabilityError {
