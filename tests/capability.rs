@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use causality_vm::capability::{
     authorize, required_right, AccessRequest, Authorizer, CapabilityError, CapabilityToken, Caveat, KeyRing,
-    Permissions, Right, RootKey, TEXT_PREFIX,
+    Permissions, Right, RootKey, MAX_CAVEATS, TEXT_PREFIX,
 };
 use causality_vm::resource::OperationKind;
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionError};
@@ -260,6 +260,30 @@ fn attenuation_normalizes_lists() {
         .attenuate(Caveat::Rights(vec![Right::Transfer, Right::Read, Right::Transfer, Right::Delegate]))
         .unwrap();
     assert_eq!(t.caveats[0], Caveat::Rights(vec![Right::Read, Right::Transfer, Right::Delegate]));
+}
+
+#[test]
+fn caveat_count_is_bounded() {
+    let k = key(1);
+    let mut token = root_token(&k, "alpha");
+    for i in 0..MAX_CAVEATS {
+        token = token.attenuate(Caveat::MaxQuantity(1_000 - i as u64)).unwrap();
+    }
+    token.verify_chain(&k).unwrap();
+    assert_eq!(CapabilityToken::from_text(&token.to_text()).unwrap(), token);
+    assert!(matches!(token.attenuate(Caveat::MaxQuantity(0)), Err(CapabilityError::TooManyCaveats { .. })));
+    let over = hand_append(&token, Caveat::MaxQuantity(0));
+    assert!(matches!(over.verify_chain(&k), Err(CapabilityError::TooManyCaveats { count: 65, max: 64 })));
+}
+
+#[test]
+fn hand_crafted_unsorted_or_unencodable_caveats_fail_verification() {
+    let k = key(1);
+    let root = root_token(&k, "alpha");
+    let unsorted = hand_append(&root, Caveat::Rights(vec![Right::Write, Right::Read]));
+    assert!(matches!(unsorted.verify_chain(&k), Err(CapabilityError::InvalidCaveat { .. })));
+    let empty_name = hand_append(&root, Caveat::Domains(vec![dom("")]));
+    assert!(matches!(empty_name.verify_chain(&k), Err(CapabilityError::InvalidCaveat { .. })));
 }
 
 #[test]

@@ -13,7 +13,8 @@ use crate::resource::{OperationKind, ResourceId};
 pub struct AccessRequest<'a> {
     pub operation: OperationKind,
     pub right: Right,
-    /// The resource touched or created; `None` when the operation names none.
+    /// The resource touched or created; `None` when the operation names none
+    /// (a token limited by a Resources caveat then refuses the request).
     pub resource: Option<&'a ResourceId>,
     /// The domain of that resource.
     pub domain: &'a DomainId,

@@ -45,6 +45,14 @@ fn chain_tag(previous: &[u8; 32], caveat: &Caveat) -> [u8; 32] {
 
 /// Check that `caveat` may follow caveats whose intersection is `current`.
 fn check_step(current: &Permissions, index: usize, caveat: &Caveat) -> Result<(), CapabilityError> {
+    caveat.check_encodable()?;
+    if caveat.clone().normalized() != *caveat {
+        // `attenuate` sorts lists; an unsorted one would not survive the text form.
+        return Err(CapabilityError::InvalidCaveat {
+            caveat: caveat.to_string(),
+            reason: format!("caveat {index} lists values out of order or twice"),
+        });
+    }
     if !current.can_delegate() {
         return Err(CapabilityError::NotDelegatable { index, caveat: caveat.to_string() });
     }
@@ -78,7 +86,6 @@ impl CapabilityToken {
         if index >= MAX_CAVEATS {
             return Err(CapabilityError::TooManyCaveats { count: index + 1, max: MAX_CAVEATS });
         }
-        caveat.check_encodable()?;
         check_step(&self.effective(), index, &caveat)?;
         let tag = chain_tag(&self.tag, &caveat);
         let mut caveats = self.caveats.clone();
