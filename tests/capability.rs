@@ -787,6 +787,12 @@ fn cli_keygen_mint_attenuate_inspect_verify() {
     assert!(stderr(&out).contains("cvm token keygen --domain alpha"), "{}", stderr(&out));
 
     assert!(cvm(d, &["token", "keygen", "--domain", "alpha"]).status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join("keys.json")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
     let again = cvm(d, &["token", "keygen", "--domain", "alpha"]);
     assert_eq!(again.status.code(), Some(2));
     assert!(stderr(&again).contains("--force"));
@@ -810,6 +816,36 @@ fn cli_keygen_mint_attenuate_inspect_verify() {
     let wider = cvm(d, &["token", "attenuate", &root, "--max-quantity", "101"]);
     assert_eq!(wider.status.code(), Some(2));
     assert!(stderr(&wider).contains("widen"), "{}", stderr(&wider));
+
+    // Every flag, a token read from a file, and JSON verification.
+    let res = rid(4).to_string();
+    let file = d.join("narrow.token");
+    std::fs::write(&file, format!("{root}\n")).unwrap();
+    let scoped = cvm(
+        d,
+        &[
+            "token",
+            "attenuate",
+            &format!("@{}", file.display()),
+            "--ops",
+            "transfer,read",
+            "--resources",
+            &res,
+            "--domains",
+            "beta,alpha",
+        ],
+    );
+    assert!(scoped.status.success(), "{}", stderr(&scoped));
+    let scoped = CapabilityToken::from_text(&stdout(&scoped)).unwrap();
+    let effective = scoped.effective();
+    assert_eq!(effective.operations, Some(vec![OperationKind::Read, OperationKind::Transfer]));
+    assert_eq!(effective.resources, Some([rid(4)].into_iter().collect()));
+    assert_eq!(effective.domains, Some([dom("alpha"), dom("beta")].into_iter().collect()));
+    let out = cvm(d, &["--json", "token", "verify", &scoped.to_text(), "--at", "5"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((json["valid"].as_bool(), out.status.code()), (Some(true), Some(0)));
+    let bad_flag = cvm(d, &["token", "attenuate", &root, "--ops", "fly"]);
+    assert!(stderr(&bad_flag).contains("unknown operation kind \"fly\""), "{}", stderr(&bad_flag));
 
     // Verification against a replaced key fails.
     assert!(cvm(d, &["token", "keygen", "--domain", "alpha", "--force"]).status.success());
