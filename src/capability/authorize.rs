@@ -192,7 +192,11 @@ fn grant_permissions(ctx: &ExecutionContext, root: &RootKey, grant: &CapabilityT
     let permissions = grant.effective();
     match &permissions.domains {
         Some(grantees) if grantees.contains(&ctx.domain_id) => Ok(permissions),
-        Some(_) => Err(permissions.check_domain(&ctx.domain_id).err().unwrap_or_default()),
+        Some(grantees) => Err(format!(
+            "it is a grant for domains {}, not for the requesting domain {}",
+            grantees.iter().map(DomainId::as_str).collect::<Vec<_>>().join(","),
+            ctx.domain_id
+        )),
         None => Err(format!(
             "it has no Domains caveat naming the requesting domain {}, so it is not a grant for it",
             ctx.domain_id
