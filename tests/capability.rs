@@ -753,6 +753,10 @@ fn key_ring_errors_and_redaction() {
 
     let k = RootKey([0xab; 32]);
     assert!(!format!("{k:?}").contains("ab"), "Debug must not show the key");
+    let token = root_token(&k, "alpha");
+    let shown = format!("{token:?}");
+    assert!(!shown.contains(&causality_vm::content_id::hex_encode(&token.tag[..4])), "Debug must not show the tag");
+    assert!(shown.contains("alpha") && shown.contains("<redacted>"), "{shown}");
     assert!(!format!("{:?}", ring(&[("alpha", &k)])).contains("abab"));
     assert_eq!(RootKey::from_hex(&k.to_hex()).unwrap(), k);
     assert!(matches!(RootKey::from_hex("00"), Err(CapabilityError::BadKey { .. })));

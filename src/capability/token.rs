@@ -23,14 +23,26 @@ pub const TOKEN_VERSION: u8 = 1;
 pub const MAX_CAVEATS: usize = 64;
 
 /// Rooted in `domain` (its MAC chain starts from that domain's root key).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CapabilityToken {
     pub domain: DomainId,
     /// A public nonce naming this token lineage.
     pub identifier: [u8; 16],
     pub caveats: Vec<Caveat>,
-    /// The last MAC in the chain.
+    /// The last MAC in the chain. Whoever knows it holds the token (a bearer
+    /// credential), so `Debug` leaves it out.
     pub tag: [u8; 32],
+}
+
+impl std::fmt::Debug for CapabilityToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CapabilityToken")
+            .field("domain", &self.domain)
+            .field("identifier", &crate::content_id::hex_encode(&self.identifier))
+            .field("caveats", &self.caveats)
+            .field("tag", &"<redacted>")
+            .finish()
+    }
 }
 
 fn root_tag(root: &RootKey, domain: &DomainId, identifier: &[u8; 16]) -> [u8; 32] {
