@@ -30,7 +30,8 @@ impl SignedHalf {
         0
     }
 
-    /// The value as a field element (for tests and checks).
+    /// The value as a field element.
+    #[cfg(test)]
     pub fn to_field(self) -> Fr {
         let mut limbs = [0u64; 4];
         limbs[..3].copy_from_slice(&self.magnitude);
@@ -133,7 +134,7 @@ pub fn endomorphism<P: GLVConfig>(p: &Affine<P>) -> Affine<P> {
 mod tests {
     use super::*;
     use ark_ec::{AffineRepr, CurveGroup};
-    use ark_ff::{One, UniformRand, Zero};
+    use ark_ff::{Field, One, UniformRand, Zero};
     use rand::SeedableRng;
 
     fn check<P: GLVConfig<ScalarField = Fr>>(k: Fr) {
@@ -147,7 +148,7 @@ mod tests {
         let mut v = vec![Fr::zero(), Fr::one(), -Fr::one(), Fr::from(2u64), -Fr::from(2u64)];
         v.push(Fr::from(u64::MAX));
         v.push(Fr::from(u128::MAX));
-        v.push(Fr::from(ark_bn254::g1::Config::LAMBDA));
+        v.push(ark_bn254::g1::Config::LAMBDA);
         v.push(ark_bn254::g2::Config::LAMBDA);
         v.push(-ark_bn254::g1::Config::LAMBDA);
         v.push(Fr::from(2u64).pow([253]));
