@@ -12,6 +12,7 @@ pub struct AffineBatch<P: SWCurveConfig> {
     indices: Vec<u32>,
     points: Vec<Affine<P>>,
     prefix: Vec<P::BaseField>,
+    dx: Vec<P::BaseField>,
 }
 
 impl<P: SWCurveConfig> AffineBatch<P> {
@@ -20,6 +21,7 @@ impl<P: SWCurveConfig> AffineBatch<P> {
             indices: Vec::with_capacity(capacity),
             points: Vec::with_capacity(capacity),
             prefix: Vec::with_capacity(capacity),
+            dx: Vec::with_capacity(capacity),
         }
     }
 
@@ -43,10 +45,13 @@ impl<P: SWCurveConfig> AffineBatch<P> {
         }
         // Forward pass: prefix[k] = product of the denominators before k.
         self.prefix.clear();
+        self.dx.clear();
         let mut acc = P::BaseField::ONE;
         for (&index, point) in self.indices.iter().zip(&self.points) {
+            let dx = point.x - buckets[index as usize].x;
             self.prefix.push(acc);
-            acc *= point.x - buckets[index as usize].x;
+            self.dx.push(dx);
+            acc *= dx;
         }
         let mut inverse = acc.inverse().unwrap_or(P::BaseField::ZERO);
         debug_assert!(!inverse.is_zero(), "batch-affine denominator was zero");
@@ -54,9 +59,8 @@ impl<P: SWCurveConfig> AffineBatch<P> {
         for k in (0..self.indices.len()).rev() {
             let point = &self.points[k];
             let bucket = &mut buckets[self.indices[k] as usize];
-            let dx = point.x - bucket.x;
             let dx_inverse = inverse * self.prefix[k];
-            inverse *= dx;
+            inverse *= self.dx[k];
             let slope = (point.y - bucket.y) * dx_inverse;
             let x3 = slope.square() - bucket.x - point.x;
             let y3 = slope * (bucket.x - x3) - bucket.y;

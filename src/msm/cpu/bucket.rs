@@ -14,8 +14,13 @@ use ark_ff::Zero;
 
 use super::batch_affine::AffineBatch;
 
+/// Below this many buckets batches stay too small to amortise an inversion:
+/// accumulate projectively instead.
+const MIN_AFFINE_BUCKETS: usize = 32;
+
 pub struct BucketAccumulator<P: SWCurveConfig> {
     buckets: Vec<Affine<P>>,
+    affine: bool,
     busy: Vec<bool>,
     /// Allocated on first use: most tasks never touch it.
     overflow: Vec<Projective<P>>,
@@ -25,10 +30,14 @@ pub struct BucketAccumulator<P: SWCurveConfig> {
     queue_capacity: usize,
 }
 
-/// Batch sizes: large enough to amortise the inversion (~100 multiplications),
-/// small enough that few points collide with an in-flight bucket.
+/// Batch sizes: large enough to amortise the inversion (~250 multiplications),
+/// small enough that few points collide with an in-flight bucket and the
+/// batch stays in L1/L2.
 pub fn batch_capacity(buckets: usize) -> usize {
-    (buckets / 8).clamp(1, 256)
+    if let Some(cap) = std::env::var("CVM_MSM_BATCH").ok().and_then(|s| s.parse::<usize>().ok()) {
+        return cap.min(buckets / 2).max(1);
+    }
+    (buckets / 4).clamp(1, 1024)
 }
 
 impl<P: SWCurveConfig> BucketAccumulator<P> {
@@ -36,6 +45,7 @@ impl<P: SWCurveConfig> BucketAccumulator<P> {
         let batch_capacity = batch_capacity(buckets);
         BucketAccumulator {
             buckets: vec![Affine::<P>::zero(); buckets],
+            affine: buckets >= MIN_AFFINE_BUCKETS,
             busy: vec![false; buckets],
             overflow: Vec::new(),
             batch: AffineBatch::with_capacity(batch_capacity),
@@ -57,6 +67,10 @@ impl<P: SWCurveConfig> BucketAccumulator<P> {
 
     fn place(&mut self, bucket: u32, point: Affine<P>) {
         let index = bucket as usize;
+        if !self.affine {
+            self.add_overflow(index, &point);
+            return;
+        }
         if self.busy[index] {
             if self.queue.len() < self.queue_capacity {
                 self.queue.push((bucket, point));

@@ -26,25 +26,33 @@ pub struct Windows {
 }
 
 impl Windows {
-    /// Enough windows for scalars of `max_bits` bits: the offset sum must stay
-    /// below 2^(c * count), which (k < 2^(c*count - 2)) guarantees for c >= 2.
-    pub fn for_bits(c: u32, max_bits: u32) -> Self {
+    /// The fewest windows of `c` bits for magnitudes up to `max`: the offset
+    /// sum max + H must stay below 2^(c * count) so the top digit absorbs
+    /// every carry.
+    pub fn for_max(c: u32, max: &[u64; 3]) -> Self {
         debug_assert!((2..=16).contains(&c));
-        Windows { c, count: (max_bits + 2).div_ceil(c) }
+        let mut count = 1;
+        while c * count < 191 {
+            let windows = Windows { c, count };
+            let (sum, carry) = add3(max, &windows.offset());
+            let fits = carry == 0 && shr3(&sum, c * count) == [0; 3];
+            if fits {
+                return windows;
+            }
+            count += 1;
+        }
+        Windows { c, count }
     }
 
     pub fn buckets(&self) -> usize {
         1 << (self.c - 1)
     }
 
-    /// Largest digit the top window can hold for scalars below 2^max_bits:
-    /// its digits lie in [0, top_digit_max], so it needs only that many buckets.
-    pub fn top_digit_max(&self, max_bits: u32) -> u32 {
-        let mut largest = [0u64; 3];
-        for bit in 0..max_bits.min(191) {
-            largest[(bit / 64) as usize] |= 1 << (bit % 64);
-        }
-        let source = DigitEncoder::new(*self).encode(&SignedHalf { magnitude: largest, negative: false });
+    /// Largest digit the top window holds for magnitudes up to `max`: its
+    /// digits lie in [0, top_digit_max] (encoding is monotone), so it needs
+    /// only that many buckets.
+    pub fn top_digit_max(&self, max: &[u64; 3]) -> u32 {
+        let source = DigitEncoder::new(*self).encode(&SignedHalf { magnitude: *max, negative: false });
         source.digit(*self, self.count - 1).max(0) as u32
     }
 
@@ -55,6 +63,37 @@ impl Windows {
             h[(bit / 64) as usize] |= 1 << (bit % 64);
         }
         h
+    }
+}
+
+fn add3(a: &[u64; 3], b: &[u64; 3]) -> ([u64; 3], u64) {
+    let mut out = [0u64; 3];
+    let mut carry = 0u128;
+    for i in 0..3 {
+        let t = a[i] as u128 + b[i] as u128 + carry;
+        out[i] = t as u64;
+        carry = t >> 64;
+    }
+    (out, carry as u64)
+}
+
+fn shr3(a: &[u64; 3], shift: u32) -> [u64; 3] {
+    let mut out = [0u64; 3];
+    for bit in shift..192 {
+        if (a[(bit / 64) as usize] >> (bit % 64)) & 1 == 1 {
+            let to = bit - shift;
+            out[(to / 64) as usize] |= 1 << (to % 64);
+        }
+    }
+    out
+}
+
+/// The larger of two magnitudes.
+pub fn max3(a: [u64; 3], b: [u64; 3]) -> [u64; 3] {
+    if (a[2], a[1], a[0]) >= (b[2], b[1], b[0]) {
+        a
+    } else {
+        b
     }
 }
 
@@ -71,13 +110,7 @@ impl DigitEncoder {
 
     /// Zero scalars map to all-zero digits, so they cost one skipped check per window.
     pub fn encode(&self, half: &SignedHalf) -> DigitSource {
-        let mut limbs = [0u64; 3];
-        let mut carry = 0u128;
-        for (i, limb) in limbs.iter_mut().enumerate() {
-            let t = half.magnitude[i] as u128 + self.offset[i] as u128 + carry;
-            *limb = t as u64;
-            carry = t >> 64;
-        }
+        let (mut limbs, _) = add3(&half.magnitude, &self.offset);
         if half.negative {
             limbs[2] |= NEGATE_FLAG;
         }
@@ -124,7 +157,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
         for c in 2..=16 {
             // 100-bit scalars so the recombination fits an i128.
-            let windows = Windows::for_bits(c, 100);
+            let windows = Windows::for_max(c, &[u64::MAX, (1 << 36) - 1, 0]);
             let encoder = DigitEncoder::new(windows);
             let half_range = 1i32 << (c - 1);
             let mut cases: Vec<u128> = vec![0, 1, (1u128 << 100) - 1, 1u128 << 99];
@@ -145,16 +178,17 @@ mod tests {
     #[test]
     fn top_window_bound() {
         for c in 2..=16 {
-            for bits in [1u32, 60, 127, 128, 129] {
-                let windows = Windows::for_bits(c, bits);
-                let bound = windows.top_digit_max(bits);
-                assert!(bound as usize <= windows.buckets(), "c={c} bits={bits}");
-                let encoder = DigitEncoder::new(windows);
-                let top = |m: [u64; 3]| encoder.encode(&SignedHalf { magnitude: m, negative: false }).digit(windows, windows.count - 1);
+            for bits in [1u32, 60, 126, 127, 128, 129] {
                 let mut max = [0u64; 3];
                 for bit in 0..bits {
                     max[(bit / 64) as usize] |= 1 << (bit % 64);
                 }
+                let windows = Windows::for_max(c, &max);
+                assert!(windows.c * (windows.count - 1) < bits + 2, "c={c} bits={bits} {windows:?}");
+                let bound = windows.top_digit_max(&max);
+                assert!(bound as usize <= windows.buckets(), "c={c} bits={bits}");
+                let encoder = DigitEncoder::new(windows);
+                let top = |m: [u64; 3]| encoder.encode(&SignedHalf { magnitude: m, negative: false }).digit(windows, windows.count - 1);
                 assert_eq!(top(max) as u32, bound);
                 assert!(top([0; 3]) >= 0);
             }
@@ -163,7 +197,7 @@ mod tests {
 
     #[test]
     fn zero_has_only_zero_digits() {
-        let windows = Windows::for_bits(13, 128);
+        let windows = Windows::for_max(13, &[u64::MAX, u64::MAX, 0]);
         let source = DigitEncoder::new(windows).encode(&SignedHalf::default());
         assert!((0..windows.count).all(|w| source.digit(windows, w) == 0));
     }

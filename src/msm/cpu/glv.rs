@@ -21,6 +21,7 @@ pub struct SignedHalf {
 }
 
 impl SignedHalf {
+    #[cfg(test)]
     pub fn bits(&self) -> u32 {
         for i in (0..3).rev() {
             if self.magnitude[i] != 0 {

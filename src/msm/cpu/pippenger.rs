@@ -10,7 +10,7 @@ use ark_ff::{AdditiveGroup, Zero};
 use rayon::prelude::*;
 
 use super::bucket::BucketAccumulator;
-use super::digits::{DigitEncoder, DigitSource};
+use super::digits::{max3, DigitEncoder, DigitSource};
 use super::glv::{GlvSplitter, SignedHalf};
 use super::window::{self, Plan};
 
@@ -44,17 +44,20 @@ pub fn msm<P: MsmCurve>(
             }
         })
         .collect();
-    let max_bits = halves.par_iter().map(|(a, b)| a.bits().max(b.bits())).max().unwrap_or(0);
-    if max_bits == 0 {
+    let max = halves
+        .par_iter()
+        .map(|(a, b)| max3(a.magnitude, b.magnitude))
+        .reduce(|| [0u64; 3], max3);
+    if max == [0; 3] {
         return Projective::zero();
     }
-    let plan = window::plan(2 * n, max_bits, threads, forced_c);
+    let plan = window::plan(2 * n, &max, threads, forced_c);
     let encoder = DigitEncoder::new(plan.windows);
     let sources: Vec<[DigitSource; 2]> =
         halves.par_iter().with_min_len(1024).map(|(a, b)| [encoder.encode(a), encoder.encode(b)]).collect();
     drop(halves);
 
-    let top_buckets = plan.windows.top_digit_max(max_bits) as usize;
+    let top_buckets = plan.windows.top_digit_max(&max) as usize;
     let task_count = plan.windows.count as usize * plan.chunks;
     let chunk_len = n.div_ceil(plan.chunks);
     let sums: Vec<Projective<P>> = (0..task_count)

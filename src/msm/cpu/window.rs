@@ -19,9 +19,9 @@ pub struct Plan {
 }
 
 /// Choose the plan minimising the estimated makespan for `points` GLV
-/// points with scalars of at most `max_bits` bits on `threads` threads.
+/// points with scalar magnitudes up to `max` on `threads` threads.
 /// `forced_c` overrides the window size (tuning and tests).
-pub fn plan(points: usize, max_bits: u32, threads: usize, forced_c: Option<u32>) -> Plan {
+pub fn plan(points: usize, max: &[u64; 3], threads: usize, forced_c: Option<u32>) -> Plan {
     let threads = threads.max(1);
     let candidates: Vec<u32> = match forced_c {
         Some(c) => vec![c.clamp(2, MAX_C)],
@@ -29,7 +29,7 @@ pub fn plan(points: usize, max_bits: u32, threads: usize, forced_c: Option<u32>)
     };
     let mut best: Option<(f64, Plan)> = None;
     for c in candidates {
-        let windows = Windows::for_bits(c, max_bits);
+        let windows = Windows::for_max(c, max);
         let window_count = windows.count as usize;
         // Splitting points only helps when windows alone cannot occupy the threads.
         let max_chunks = threads.div_ceil(window_count).max(1) * 2;
@@ -37,22 +37,22 @@ pub fn plan(points: usize, max_bits: u32, threads: usize, forced_c: Option<u32>)
             if chunks > 1 && points / chunks < 1024 {
                 break;
             }
-            let cost = makespan(&task_costs(windows, max_bits, points, chunks), threads);
+            let cost = makespan(&task_costs(windows, max, points, chunks), threads);
             if best.is_none_or(|(b, _)| cost < b) {
                 best = Some((cost, Plan { windows, chunks }));
             }
         }
     }
     // `candidates` is never empty.
-    best.map(|(_, p)| p).unwrap_or(Plan { windows: Windows::for_bits(2, max_bits), chunks: 1 })
+    best.map(|(_, p)| p).unwrap_or(Plan { windows: Windows::for_max(2, max), chunks: 1 })
 }
 
-fn task_costs(windows: Windows, max_bits: u32, points: usize, chunks: usize) -> Vec<f64> {
+fn task_costs(windows: Windows, max: &[u64; 3], points: usize, chunks: usize) -> Vec<f64> {
     let per_chunk = points as f64 / chunks as f64;
     let full = per_chunk + REDUCE_COST * windows.buckets() as f64;
     // The top window holds small digits only: cheap to reduce, but with few
     // buckets its points collide and fall back to projective additions.
-    let top_buckets = windows.top_digit_max(max_bits) as f64;
+    let top_buckets = windows.top_digit_max(max) as f64;
     let top_add = if top_buckets < 64.0 { 2.0 } else { 1.0 };
     let top = per_chunk * top_add + REDUCE_COST * top_buckets;
     let mut costs = Vec::with_capacity(windows.count as usize * chunks);
@@ -83,13 +83,14 @@ mod tests {
 
     #[test]
     fn plans_grow_with_size_and_cover_the_threads() {
-        let small = plan(2 * 64, 128, 2, None);
-        let large = plan(2 << 20, 128, 2, None);
+        let max = [u64::MAX, u64::MAX >> 1, 0];
+        let small = plan(2 * 64, &max, 2, None);
+        let large = plan(2 << 20, &max, 2, None);
         assert!(small.windows.c < large.windows.c);
         assert!(large.windows.c >= 13);
-        let wide = plan(2 << 20, 128, 64, None);
+        let wide = plan(2 << 20, &max, 64, None);
         assert!(wide.windows.count as usize * wide.chunks >= 32);
-        assert_eq!(plan(1000, 128, 2, Some(7)).windows.c, 7);
-        assert!(plan(2, 0, 2, None).windows.count >= 1);
+        assert_eq!(plan(1000, &max, 2, Some(7)).windows.c, 7);
+        assert!(plan(2, &[1, 0, 0], 2, None).windows.count >= 1);
     }
 }
