@@ -77,9 +77,7 @@ fn bench_g1(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("arkworks", log), &log, |b, _| {
             b.iter(|| ark_bn254::G1Projective::msm(&bases, &scalars))
         });
-        group.bench_with_input(BenchmarkId::new("cvm_cpu", log), &log, |b, _| {
-            b.iter(|| cpu.msm_g1(&bases, &scalars))
-        });
+        group.bench_with_input(BenchmarkId::new("cvm_cpu", log), &log, |b, _| b.iter(|| cpu.msm_g1(&bases, &scalars)));
         if let Some((engine, max_log)) = &gpu {
             if log <= *max_log {
                 group.bench_with_input(BenchmarkId::new("cvm_gpu", log), &log, |b, _| {
@@ -101,9 +99,7 @@ fn bench_g2(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("arkworks", log), &log, |b, _| {
             b.iter(|| ark_bn254::G2Projective::msm(&bases, &scalars))
         });
-        group.bench_with_input(BenchmarkId::new("cvm_cpu", log), &log, |b, _| {
-            b.iter(|| cpu.msm_g2(&bases, &scalars))
-        });
+        group.bench_with_input(BenchmarkId::new("cvm_cpu", log), &log, |b, _| b.iter(|| cpu.msm_g2(&bases, &scalars)));
     }
     group.finish();
 }

@@ -5,17 +5,19 @@
 use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 use ark_ff::{AdditiveGroup, Field, Zero};
 
+use super::field::FastSub;
+
 /// Pending `bucket[index] += point` additions. The caller guarantees that no
 /// bucket appears twice and that every bucket is finite with an x-coordinate
 /// different from its point's (so no doubling, no cancellation, no division by zero).
-pub struct AffineBatch<P: SWCurveConfig> {
+pub struct AffineBatch<P: SWCurveConfig<BaseField: FastSub>> {
     indices: Vec<u32>,
     points: Vec<Affine<P>>,
     prefix: Vec<P::BaseField>,
     dx: Vec<P::BaseField>,
 }
 
-impl<P: SWCurveConfig> AffineBatch<P> {
+impl<P: SWCurveConfig<BaseField: FastSub>> AffineBatch<P> {
     pub fn with_capacity(capacity: usize) -> Self {
         AffineBatch {
             indices: Vec::with_capacity(capacity),
@@ -48,7 +50,7 @@ impl<P: SWCurveConfig> AffineBatch<P> {
         self.dx.clear();
         let mut acc = P::BaseField::ONE;
         for (&index, point) in self.indices.iter().zip(&self.points) {
-            let dx = point.x - buckets[index as usize].x;
+            let dx = point.x.sub_fast(&buckets[index as usize].x);
             self.prefix.push(acc);
             self.dx.push(dx);
             acc *= dx;
@@ -61,9 +63,9 @@ impl<P: SWCurveConfig> AffineBatch<P> {
             let bucket = &mut buckets[self.indices[k] as usize];
             let dx_inverse = inverse * self.prefix[k];
             inverse *= self.dx[k];
-            let slope = (point.y - bucket.y) * dx_inverse;
-            let x3 = slope.square() - bucket.x - point.x;
-            let y3 = slope * (bucket.x - x3) - bucket.y;
+            let slope = point.y.sub_fast(&bucket.y) * dx_inverse;
+            let x3 = slope.square().sub_fast(&bucket.x).sub_fast(&point.x);
+            let y3 = (slope * bucket.x.sub_fast(&x3)).sub_fast(&bucket.y);
             *bucket = Affine::new_unchecked(x3, y3);
         }
         self.indices.clear();

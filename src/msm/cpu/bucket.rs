@@ -13,12 +13,13 @@ use ark_ec::AffineRepr;
 use ark_ff::Zero;
 
 use super::batch_affine::AffineBatch;
+use super::field::FastSub;
 
 /// Below this many buckets batches stay too small to amortise an inversion:
 /// accumulate projectively instead.
 const MIN_AFFINE_BUCKETS: usize = 32;
 
-pub struct BucketAccumulator<P: SWCurveConfig> {
+pub struct BucketAccumulator<P: SWCurveConfig<BaseField: FastSub>> {
     buckets: Vec<Affine<P>>,
     affine: bool,
     busy: Vec<bool>,
@@ -34,13 +35,10 @@ pub struct BucketAccumulator<P: SWCurveConfig> {
 /// small enough that few points collide with an in-flight bucket and the
 /// batch stays in L1/L2.
 pub fn batch_capacity(buckets: usize) -> usize {
-    if let Some(cap) = std::env::var("CVM_MSM_BATCH").ok().and_then(|s| s.parse::<usize>().ok()) {
-        return cap.min(buckets / 2).max(1);
-    }
     (buckets / 4).clamp(1, 1024)
 }
 
-impl<P: SWCurveConfig> BucketAccumulator<P> {
+impl<P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<P> {
     pub fn new(buckets: usize) -> Self {
         let batch_capacity = batch_capacity(buckets);
         BucketAccumulator {

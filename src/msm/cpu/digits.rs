@@ -188,7 +188,9 @@ mod tests {
                 let bound = windows.top_digit_max(&max);
                 assert!(bound as usize <= windows.buckets(), "c={c} bits={bits}");
                 let encoder = DigitEncoder::new(windows);
-                let top = |m: [u64; 3]| encoder.encode(&SignedHalf { magnitude: m, negative: false }).digit(windows, windows.count - 1);
+                let top = |m: [u64; 3]| {
+                    encoder.encode(&SignedHalf { magnitude: m, negative: false }).digit(windows, windows.count - 1)
+                };
                 assert_eq!(top(max) as u32, bound);
                 assert!(top([0; 3]) >= 0);
             }

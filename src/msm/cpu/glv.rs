@@ -6,10 +6,10 @@
 //! this is the same Babai rounding in fixed-width integers: beta_i is
 //! round(k * g_i / 2^256) with g_i = round(2^256 * |n| / r) precomputed once.
 
+use ark_bn254::Fr;
 use ark_ec::scalar_mul::glv::GLVConfig;
 use ark_ec::short_weierstrass::Affine;
 use ark_ff::{BigInteger, PrimeField};
-use ark_bn254::Fr;
 
 use super::wide::{self, U256};
 

@@ -13,6 +13,7 @@
 mod batch_affine;
 mod bucket;
 mod digits;
+mod field;
 mod glv;
 mod pippenger;
 mod pool;

@@ -11,12 +11,13 @@ use rayon::prelude::*;
 
 use super::bucket::BucketAccumulator;
 use super::digits::{max3, DigitEncoder, DigitSource};
+use super::field::FastSub;
 use super::glv::{GlvSplitter, SignedHalf};
 use super::window::{self, Plan};
 
 /// The curves our engine runs on: BN254's G1 and G2 (both have a GLV endomorphism).
-pub trait MsmCurve: GLVConfig<ScalarField = Fr> {}
-impl<P: GLVConfig<ScalarField = Fr>> MsmCurve for P {}
+pub trait MsmCurve: GLVConfig<ScalarField = Fr, BaseField: FastSub> {}
+impl<P: GLVConfig<ScalarField = Fr, BaseField: FastSub>> MsmCurve for P {}
 
 /// sum_i scalars[i] * bases[i], given `endo[i]` = phi(bases[i]).
 /// Runs on the current rayon pool with `threads` threads.
@@ -44,10 +45,7 @@ pub fn msm<P: MsmCurve>(
             }
         })
         .collect();
-    let max = halves
-        .par_iter()
-        .map(|(a, b)| max3(a.magnitude, b.magnitude))
-        .reduce(|| [0u64; 3], max3);
+    let max = halves.par_iter().map(|(a, b)| max3(a.magnitude, b.magnitude)).reduce(|| [0u64; 3], max3);
     if max == [0; 3] {
         return Projective::zero();
     }

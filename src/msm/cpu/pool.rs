@@ -16,11 +16,7 @@ pub fn shared() -> Option<Arc<ThreadPool>> {
 
 /// A dedicated pool of `threads` threads.
 pub fn build(threads: usize) -> Option<Arc<ThreadPool>> {
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .thread_name(|i| format!("cvm-msm-{i}"))
-        .build()
-    {
+    match rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).thread_name(|i| format!("cvm-msm-{i}")).build() {
         Ok(pool) => Some(Arc::new(pool)),
         Err(err) => {
             tracing::warn!(%err, "could not start the MSM thread pool; using the caller's rayon pool");
