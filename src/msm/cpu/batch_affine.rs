@@ -64,7 +64,7 @@ impl<P: SWCurveConfig<BaseField: FastSub>> AffineBatch<P> {
             let dx_inverse = inverse * self.prefix[k];
             inverse *= self.dx[k];
             let slope = point.y.sub_fast(&bucket.y) * dx_inverse;
-            let x3 = slope.square().sub_fast(&bucket.x).sub_fast(&point.x);
+            let x3 = slope.square_fast().sub_fast(&bucket.x).sub_fast(&point.x);
             let y3 = (slope * bucket.x.sub_fast(&x3)).sub_fast(&bucket.y);
             *bucket = Affine::new_unchecked(x3, y3);
         }
