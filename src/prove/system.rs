@@ -237,6 +237,10 @@ impl ProvingSystem {
 
 /// Verifies `proof` against a prepared verifying key.
 pub fn verify_with(pvk: &PreparedVerifyingKey<Bn254>, proof: &BatchProof) -> Result<(), ProveError> {
+    let expected = pvk.vk.gamma_abc_g1.len().saturating_sub(1);
+    if proof.public_inputs.len() != expected {
+        return Err(ProveError::PublicInputCount { expected, got: proof.public_inputs.len() });
+    }
     if proof.ops > proof.slots() {
         return Err(ProveError::Malformed {
             what: "batch proof".into(),
