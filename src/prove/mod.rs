@@ -28,7 +28,7 @@ use crate::error::ExecutionError;
 use crate::msm::MsmError;
 
 /// Operations per proof the key store and CLI accept.
-pub const SUPPORTED_OPS_PER_PROOF: [usize; 6] = [1, 2, 4, 16, 64, 256];
+pub const SUPPORTED_OPS_PER_PROOF: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProveError {

@@ -10,7 +10,7 @@ use crate::Globals;
 
 #[derive(clap::Args)]
 pub struct SetupArgs {
-    /// Operations per proof (circuit size): one of 1, 2, 4, 16, 64, 256.
+    /// Operations per proof (circuit size): a power of two from 1 to 256.
     #[arg(long, default_value_t = 4)]
     pub ops_per_proof: usize,
     /// Replace keys that already exist (proofs made with the old keys stop verifying).
