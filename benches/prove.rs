@@ -37,7 +37,10 @@ fn register(seed: u8, fungibility: &str, quantity: u64) -> ResourceRegister {
 fn transfer(seed: u8) -> OpWitness {
     OpWitness {
         kind: OperationKind::Transfer,
-        consumed: vec![(register(seed, "a", 5), [seed; 32]), (register(seed.wrapping_add(1), "b", 6), [seed.wrapping_add(1); 32])],
+        consumed: vec![
+            (register(seed, "a", 5), [seed; 32]),
+            (register(seed.wrapping_add(1), "b", 6), [seed.wrapping_add(1); 32]),
+        ],
         created: vec![register(seed.wrapping_add(2), "a", 5), register(seed.wrapping_add(3), "b", 6)],
         updated: None,
     }
@@ -77,7 +80,10 @@ fn bench_prove(c: &mut Criterion) {
             let system = ProvingSystem::from_key(CircuitShape::of(k).unwrap(), pk.clone(), engine).expect("prepare");
             let mut stages = StageTimings::default();
             system.prove_slots(slots.clone(), k, &mut stages).expect("prove");
-            eprintln!("{name} K={k} stages (one proof, incl. self-verification): {}", serde_json::to_string(&stages).unwrap());
+            eprintln!(
+                "{name} K={k} stages (one proof, incl. self-verification): {}",
+                serde_json::to_string(&stages).unwrap()
+            );
             group.bench_function(id(name), |b| {
                 b.iter(|| system.prove_slots(slots.clone(), k, &mut StageTimings::default()).unwrap())
             });

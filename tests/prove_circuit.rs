@@ -50,7 +50,7 @@ fn flipping_any_witness_value_fails() {
                 ($($field:ident),*) => {$(
                     let mut s = honest;
                     let f = &mut s.inputs[i].as_mut().unwrap().fields;
-                    f.$field = f.$field + one;
+                    f.$field += one;
                     cases.push((format!("input {i} {}", stringify!($field)), s));
                 )*};
             }
@@ -78,7 +78,7 @@ fn flipping_any_witness_value_fails() {
                 ($($field:ident),*) => {$(
                     let mut s = honest;
                     let f = s.outputs[j].as_mut().unwrap();
-                    f.$field = f.$field + one;
+                    f.$field += one;
                     cases.push((format!("output {j} {}", stringify!($field)), s));
                 )*};
             }

@@ -194,7 +194,8 @@ fn keys_are_made_once_saved_and_checked() {
         .unwrap();
     assert_eq!(notices.borrow().len(), 1);
     assert!(notices.borrow()[0].contains("not a multi-party ceremony"));
-    let second = ProvingSystem::load_or_setup(dir.path(), 1, Backend::Cpu, |m| panic!("unexpected notice {m}")).unwrap();
+    let second =
+        ProvingSystem::load_or_setup(dir.path(), 1, Backend::Cpu, |m| panic!("unexpected notice {m}")).unwrap();
     assert_eq!(first.verifying_key(), second.verifying_key());
     let p = second.prove_batch(&[delete(3)]).unwrap().remove(0);
     first.verify(&p).unwrap();
@@ -220,7 +221,10 @@ fn keys_are_made_once_saved_and_checked() {
     std::fs::write(&pk_path, &pk).unwrap();
     assert!(matches!(ProvingSystem::load_or_setup(dir.path(), 1, Backend::Cpu, |_| {}), Err(ProveError::Keys { .. })));
 
-    assert!(matches!(ProvingSystem::load_or_setup(dir.path(), 3, Backend::Cpu, |_| {}), Err(ProveError::UnsupportedSize { given: 3 })));
+    assert!(matches!(
+        ProvingSystem::load_or_setup(dir.path(), 3, Backend::Cpu, |_| {}),
+        Err(ProveError::UnsupportedSize { given: 3 })
+    ));
 }
 
 #[test]

@@ -148,7 +148,8 @@ pub fn setup(shape: &CircuitShape) -> Result<ProvingKey<Bn254>, ProveError> {
         ComplianceCircuit::empty(shape.ops_per_proof),
         &mut rng,
     )?;
-    check_key_shape(&pk, shape).map_err(|reason| ProveError::Synthesis(format!("setup produced a bad key: {reason}")))?;
+    check_key_shape(&pk, shape)
+        .map_err(|reason| ProveError::Synthesis(format!("setup produced a bad key: {reason}")))?;
     Ok(pk)
 }
 
@@ -158,7 +159,9 @@ pub fn save(dir: &Path, shape: &CircuitShape, pk: &ProvingKey<Bn254>) -> Result<
     let mut pk_bytes = Vec::new();
     pk.serialize_compressed(&mut pk_bytes).map_err(|e| ProveError::Synthesis(format!("serializing the key: {e}")))?;
     let mut vk_bytes = Vec::new();
-    pk.vk.serialize_compressed(&mut vk_bytes).map_err(|e| ProveError::Synthesis(format!("serializing the key: {e}")))?;
+    pk.vk
+        .serialize_compressed(&mut vk_bytes)
+        .map_err(|e| ProveError::Synthesis(format!("serializing the key: {e}")))?;
     let meta = serde_json::to_vec_pretty(&KeyMetadata::of(shape))
         .map_err(|e| ProveError::Synthesis(format!("encoding circuit.json: {e}")))?;
     write_atomically(&dir.join(PROVING_KEY_FILE), &pk_bytes)?;

@@ -60,9 +60,7 @@ impl ProveError {
     /// The pipeline stage a failure belongs to, for `ProofGenerationError`.
     pub fn stage(&self) -> &'static str {
         match self {
-            ProveError::InvalidWitness { .. } | ProveError::Unsatisfied { .. } | ProveError::Synthesis(_) => {
-                "witness"
-            }
+            ProveError::InvalidWitness { .. } | ProveError::Unsatisfied { .. } | ProveError::Synthesis(_) => "witness",
             ProveError::UnsupportedSize { .. } | ProveError::Keys { .. } | ProveError::Io { .. } => "keys",
             ProveError::Malformed { .. } | ProveError::InvalidPoint { .. } => "decode",
             ProveError::PublicInputCount { .. } | ProveError::Rejected(_) => "verify",

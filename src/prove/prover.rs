@@ -130,7 +130,11 @@ impl ProverKey {
     /// The same bases uploaded to another engine (the CPU retry path).
     pub fn reupload(&self, engine: &MsmEngine) -> Result<Self, ProveError> {
         let copy = |s: &SparseG1| -> Result<SparseG1, ProveError> {
-            Ok(SparseG1 { first: s.first, indices: s.indices.clone(), bases: engine.upload_g1(s.bases.bases().to_vec())? })
+            Ok(SparseG1 {
+                first: s.first,
+                indices: s.indices.clone(),
+                bases: engine.upload_g1(s.bases.bases().to_vec())?,
+            })
         };
         Ok(ProverKey {
             alpha_g1: self.alpha_g1,
@@ -140,7 +144,11 @@ impl ProverKey {
             delta_g2: self.delta_g2,
             a: copy(&self.a)?,
             b_g1: copy(&self.b_g1)?,
-            b_g2: SparseG2 { first: self.b_g2.first, indices: self.b_g2.indices.clone(), bases: self.b_g2.bases.clone() },
+            b_g2: SparseG2 {
+                first: self.b_g2.first,
+                indices: self.b_g2.indices.clone(),
+                bases: self.b_g2.bases.clone(),
+            },
             h: engine.upload_g1(self.h.bases().to_vec())?,
             l: engine.upload_g1(self.l.bases().to_vec())?,
         })

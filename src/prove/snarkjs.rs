@@ -103,10 +103,8 @@ pub fn export_batch(dir: &Path, vk: &VerifyingKey<Bn254>, proofs: &[BatchProof])
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<(), ProveError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| ProveError::Malformed {
-        what: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| ProveError::Malformed { what: path.display().to_string(), reason: e.to_string() })?;
     fs::write(path, text + "\n").map_err(|source| ProveError::Io { path: path.to_path_buf(), source })
 }
 

@@ -6,16 +6,15 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use ark_bn254::{Bn254, Fr};
-use ark_ec::AffineRepr;
 use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, ProvingKey, VerifyingKey};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 
 use super::circuit::ComplianceCircuit;
 use super::keys::{self, CircuitShape};
+pub use super::prover::StageTimings;
 use super::prover::{self, ProverKey};
 use super::witness::{OpWitness, SlotAssignment, PUBLIC_PER_SLOT};
 use super::ProveError;
-pub use super::prover::StageTimings;
 use crate::backend::{Backend, ResolvedBackend};
 use crate::msm::MsmEngine;
 
@@ -159,8 +158,11 @@ impl ProvingSystem {
         let mut timings = StageTimings::default();
         let mut proofs = Vec::with_capacity(ops.len().div_ceil(k));
         for (chunk_index, chunk) in ops.chunks(k).enumerate() {
-            let mut slots =
-                chunk.iter().enumerate().map(|(i, op)| op.to_slot(chunk_index * k + i)).collect::<Result<Vec<_>, _>>()?;
+            let mut slots = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, op)| op.to_slot(chunk_index * k + i))
+                .collect::<Result<Vec<_>, _>>()?;
             slots.resize(k, SlotAssignment::default());
             proofs.push(self.prove_slots(slots, chunk.len(), &mut timings)?);
         }
@@ -271,10 +273,7 @@ pub fn verify_groth16(
 }
 
 /// On the curve and in the prime-order subgroup.
-pub fn check_point<P: AffineRepr>(what: &str, p: &P) -> Result<(), ProveError>
-where
-    P: CheckedPoint,
-{
+pub fn check_point<P: CheckedPoint>(what: &str, p: &P) -> Result<(), ProveError> {
     if !p.on_curve() {
         return Err(ProveError::InvalidPoint { what: what.into(), reason: "not on the curve".into() });
     }

@@ -101,7 +101,10 @@ pub fn consumable_states() -> Vec<u8> {
 impl OpWitness {
     /// The slot for operation number `index` of the batch, or a clear error.
     pub fn to_slot(&self, index: usize) -> Result<SlotAssignment, ProveError> {
-        let bad = |reason: String| ProveError::InvalidWitness { what: format!("operation {index} ({:?})", self.kind), reason };
+        let bad = |reason: String| ProveError::InvalidWitness {
+            what: format!("operation {index} ({:?})", self.kind),
+            reason,
+        };
         let (want_consumed, want_created, want_update) = match self.kind {
             OperationKind::Create => (0..=0, 1..=1, false),
             OperationKind::Delete => (1..=1, 0..=0, false),
@@ -116,7 +119,10 @@ impl OpWitness {
             return Err(bad(format!("{} created resources, expected {want_created:?}", self.created.len())));
         }
         if want_update != self.updated.is_some() {
-            return Err(bad(format!("before/after registers {}", if want_update { "missing" } else { "not expected" })));
+            return Err(bad(format!(
+                "before/after registers {}",
+                if want_update { "missing" } else { "not expected" }
+            )));
         }
 
         let mut slot = SlotAssignment { kind_code: self.kind.code(), ..SlotAssignment::default() };
@@ -140,7 +146,8 @@ impl OpWitness {
         }
         if let Some((before, after)) = &self.updated {
             check_update(before, after).map_err(bad)?;
-            slot.inputs[0] = Some(InputAssignment { fields: RegisterFields::of(before), nullifier_key: Fr::from(0u64) });
+            slot.inputs[0] =
+                Some(InputAssignment { fields: RegisterFields::of(before), nullifier_key: Fr::from(0u64) });
             slot.outputs[0] = Some(RegisterFields::of(after));
         }
         if self.kind == OperationKind::Transfer {
@@ -180,8 +187,11 @@ fn check_conservation(consumed: &[(ResourceRegister, [u8; 32])], created: &[Reso
     for domain in domains {
         // Distinct strings could share a field encoding only through a BLAKE3 collision.
         let f = fungibility_field(domain);
-        let sum_in: u128 =
-            consumed.iter().filter(|(r, _)| fungibility_field(&r.fungibility_domain) == f).map(|(r, _)| r.quantity as u128).sum();
+        let sum_in: u128 = consumed
+            .iter()
+            .filter(|(r, _)| fungibility_field(&r.fungibility_domain) == f)
+            .map(|(r, _)| r.quantity as u128)
+            .sum();
         let sum_out: u128 =
             created.iter().filter(|r| fungibility_field(&r.fungibility_domain) == f).map(|r| r.quantity as u128).sum();
         if sum_in != sum_out {

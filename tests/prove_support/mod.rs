@@ -30,7 +30,12 @@ pub fn register(seed: u8, fungibility: &str, quantity: u64, key_seed: u8) -> Res
 }
 
 pub fn create(seed: u8) -> OpWitness {
-    OpWitness { kind: OperationKind::Create, consumed: vec![], created: vec![register(seed, "gold", 10, seed)], updated: None }
+    OpWitness {
+        kind: OperationKind::Create,
+        consumed: vec![],
+        created: vec![register(seed, "gold", 10, seed)],
+        updated: None,
+    }
 }
 
 pub fn delete(seed: u8) -> OpWitness {
