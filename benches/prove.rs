@@ -3,6 +3,12 @@
 //!
 //! Sizes: `CVM_PROVE_BENCH_OPS` = comma-separated ops per proof (default
 //! "2,8": about 2^14 and 2^16 constraints; add 32 for about 2^18).
+//!
+//! Device run: `CVM_PROVE_BENCH_BATCH=1000` (and optionally
+//! `CVM_PROVE_BENCH_BATCH_K`, default 16) also proves a batch of that many
+//! transfers once per engine (CPU, and GPU when present) through
+//! `ProvingSystem::prove_batch` and prints ops/s and the stage timings
+//! (`CVM_PROVE_BENCH_OPS=` empty skips the criterion sizes).
 
 use std::time::Duration;
 
@@ -92,5 +98,38 @@ fn bench_prove(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_prove);
+/// One timed `prove_batch` of `CVM_PROVE_BENCH_BATCH` transfers per engine.
+fn batch_throughput(_c: &mut Criterion) {
+    let Some(n) = std::env::var("CVM_PROVE_BENCH_BATCH").ok().and_then(|v| v.parse::<usize>().ok()) else {
+        return;
+    };
+    let k = std::env::var("CVM_PROVE_BENCH_BATCH_K").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    let shape = CircuitShape::of(k).expect("supported ops per proof");
+    let setup_start = std::time::Instant::now();
+    let pk = keys::setup(&shape).expect("setup");
+    eprintln!(
+        "batch: {n} transfers, K = {k} ({} constraints), setup {:.1} s",
+        shape.num_constraints,
+        setup_start.elapsed().as_secs_f64()
+    );
+    let ops: Vec<OpWitness> = (0..n).map(|i| transfer((i % 60 * 4) as u8)).collect();
+    let mut engines = vec![("cpu", MsmEngine::cpu())];
+    if let Ok(engine) = MsmEngine::new(Backend::Gpu) {
+        engines.push(("gpu", engine));
+    }
+    for (name, engine) in engines {
+        let system = ProvingSystem::from_key(CircuitShape::of(k).unwrap(), pk.clone(), engine).expect("prepare");
+        let start = std::time::Instant::now();
+        let (proofs, stages) = system.prove_batch_timed(&ops).expect("prove batch");
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "batch {name}: {} proofs in {secs:.2} s = {:.1} ops/s; stages {}",
+            proofs.len(),
+            n as f64 / secs,
+            serde_json::to_string(&stages).unwrap()
+        );
+    }
+}
+
+criterion_group!(benches, bench_prove, batch_throughput);
 criterion_main!(benches);
