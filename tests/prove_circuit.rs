@@ -219,3 +219,19 @@ fn native_checks_give_clear_errors() {
     let op = OpWitness { kind: OperationKind::Update, consumed: vec![], created: vec![], updated: None };
     expect(op, "missing");
 }
+
+#[test]
+fn circuit_shape_is_deterministic_and_sized_by_k() {
+    use causality_vm::prove::keys::CircuitShape;
+    let one = CircuitShape::of(1).unwrap();
+    let again = CircuitShape::of(1).unwrap();
+    let two = CircuitShape::of(2).unwrap();
+    assert_eq!(one.digest, again.digest);
+    assert_ne!(one.digest, two.digest);
+    assert_eq!(one.num_public_inputs(), PUBLIC_PER_SLOT);
+    assert_eq!(two.num_public_inputs(), 2 * PUBLIC_PER_SLOT);
+    // Slots are independent: constraints grow linearly with K.
+    assert_eq!(two.num_constraints, 2 * one.num_constraints);
+    assert!(matches!(CircuitShape::of(0), Err(ProveError::UnsupportedSize { given: 0 })));
+    assert!(matches!(CircuitShape::of(3), Err(ProveError::UnsupportedSize { given: 3 })));
+}

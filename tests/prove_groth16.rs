@@ -242,3 +242,21 @@ fn cpu_and_gpu_engines_both_give_valid_proofs() {
     cpu.verify(&from_gpu).unwrap();
     gpu.verify(&from_cpu).unwrap();
 }
+
+#[test]
+fn a_failed_proof_is_retried_once_on_the_cpu() {
+    let engine = match causality_vm::gpu::test_context() {
+        Some(_) => MsmEngine::new(Backend::Gpu).unwrap(),
+        None => MsmEngine::cpu(),
+    };
+    let shape = CircuitShape::of(1).unwrap();
+    let pk = keys::setup(&shape).unwrap();
+    let system = ProvingSystem::from_key(shape, pk, engine).unwrap();
+    system.fail_next_proof_for_testing();
+    let (proofs, timings) = system.prove_batch_timed(&[create(9), delete(8)]).unwrap();
+    assert_eq!(timings.cpu_retries, 1, "exactly the failed proof was retried");
+    assert_eq!(system.last_timings().cpu_retries, 1);
+    for p in &proofs {
+        system.verify(p).unwrap();
+    }
+}

@@ -2,6 +2,7 @@
 //! and the batch API the executor calls.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -75,6 +76,8 @@ pub struct ProvingSystem {
     /// The CPU copy of the prover key, made on the first retry after a GPU failure.
     cpu_fallback: OnceLock<Result<(MsmEngine, ProverKey), String>>,
     last_timings: Mutex<StageTimings>,
+    /// Fault injection for tests of the CPU retry path.
+    fail_next: AtomicBool,
 }
 
 impl ProvingSystem {
@@ -122,6 +125,7 @@ impl ProvingSystem {
             key,
             cpu_fallback: OnceLock::new(),
             last_timings: Mutex::new(StageTimings::default()),
+            fail_next: AtomicBool::new(false),
         })
     }
 
@@ -144,6 +148,13 @@ impl ProvingSystem {
     /// Stage timings of the most recent `prove_batch`.
     pub fn last_timings(&self) -> StageTimings {
         self.last_timings.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    /// Makes the next proof attempt on the selected engine fail, so tests can
+    /// exercise the retry on the CPU engine.
+    #[doc(hidden)]
+    pub fn fail_next_proof_for_testing(&self) {
+        self.fail_next.store(true, Ordering::SeqCst);
     }
 
     /// Proves `ops` in chunks of K (padding the last), verifying each proof
@@ -186,7 +197,11 @@ impl ProvingSystem {
             });
         }
         let circuit = ComplianceCircuit::new(slots);
-        let first = self.prove_verified(&self.engine, &self.key, circuit.clone(), ops, timings);
+        let first = if self.fail_next.swap(false, Ordering::SeqCst) {
+            Err(ProveError::Rejected("injected failure (test hook)".into()))
+        } else {
+            self.prove_verified(&self.engine, &self.key, circuit.clone(), ops, timings)
+        };
         match first {
             Ok(proof) => Ok(proof),
             // A bad witness fails the same way everywhere.
