@@ -143,7 +143,7 @@ fn circuit_enforces_rules_on_its_own() {
     bad("transfer mixing fungibility domains", s);
 
     let honest = slot(&update(30));
-    for field in ["id", "quantity", "nk", "version+2", "state"] {
+    for field in ["id", "quantity", "nk", "version+2", "state", "state code"] {
         let mut s = honest;
         let after = s.outputs[0].as_mut().unwrap();
         match field {
@@ -151,6 +151,11 @@ fn circuit_enforces_rules_on_its_own() {
             "quantity" => after.quantity += 1,
             "nk" => after.nk_commitment += Fr::from(1u64),
             "version+2" => after.version += 1,
+            "state code" => {
+                // Same step value 8·from + to with out-of-range codes: Locked -> Active as (2, 1) vs (1, 9).
+                s.inputs[0].as_mut().unwrap().fields.state = LifecycleState::Locked.code() - 1;
+                s.outputs[0].as_mut().unwrap().state = LifecycleState::Active.code() + 8;
+            }
             _ => {
                 // Locked -> Initial is not a lifecycle step.
                 s.inputs[0].as_mut().unwrap().fields.state = LifecycleState::Locked.code();

@@ -12,7 +12,7 @@ use super::witness::{
     allowed_update_transitions, consumable_states, InputAssignment, SlotAssignment, EMPTY_SLOT_CODE, MAX_INPUTS,
     MAX_OUTPUTS, PUBLIC_PER_SLOT,
 };
-use crate::resource::OperationKind;
+use crate::resource::{LifecycleState, OperationKind};
 
 /// Bumped whenever the constraints change; part of the key directory name.
 pub const CIRCUIT_VERSION: u32 = 1;
@@ -204,6 +204,10 @@ fn update_rules(update: &FpVar<Fr>, before: &RegisterVars, after: &RegisterVars)
         zero_when(update, &(a - b))?;
     }
     zero_when(update, &(&after.version - &before.version - FpVar::one()))?;
+    // Both states must be lifecycle codes, so the step below decodes uniquely.
+    let codes = || LifecycleState::ALL.iter().map(|s| s.code() as u64);
+    zero_when(update, &one_of(&before.state, codes()))?;
+    zero_when(update, &one_of(&after.state, codes()))?;
     let step = &before.state * Fr::from(8u64) + &after.state;
     let allowed = allowed_update_transitions().into_iter().map(|(from, to)| from as u64 * 8 + to as u64);
     zero_when(update, &one_of(&step, allowed))
