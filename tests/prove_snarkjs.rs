@@ -207,3 +207,43 @@ fn verification_errors_name_the_file() {
         other => panic!("expected Malformed, got {other:?}"),
     }
 }
+
+#[test]
+fn cvm_setup_makes_keys_the_library_and_export_use() {
+    let data = tempfile::tempdir().unwrap();
+    let cvm = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cvm"));
+        c.arg("--data-dir").arg(data.path());
+        c
+    };
+    let made = cvm().args(["--json", "setup", "--ops-per-proof", "1"]).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let meta: Value = serde_json::from_slice(&made.stdout).unwrap();
+    assert_eq!(meta["ops_per_proof"], 1);
+    assert_eq!(meta["num_public_inputs"], 5);
+    assert!(String::from_utf8_lossy(&made.stderr).contains("not a multi-party ceremony"));
+
+    let again = cvm().args(["setup", "--ops-per-proof", "1"]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exist"));
+    let odd = cvm().args(["setup", "--ops-per-proof", "3"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&odd.stderr).contains("unsupported ops per proof 3"));
+
+    let system = ProvingSystem::load_or_setup(data.path(), 1, causality_vm::Backend::Cpu, |m| {
+        panic!("keys from cvm setup should load without a setup: {m}")
+    })
+    .unwrap();
+    let proof = system.prove_batch(&[delete(4)]).unwrap().remove(0);
+    let proof_path = data.path().join("p.bin");
+    std::fs::write(&proof_path, proof.to_bytes()).unwrap();
+    let out = data.path().join("out");
+    let exported = cvm()
+        .args(["export", "--ops-per-proof", "1", "--proof"])
+        .arg(&proof_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    assert_eq!(snarkjs::verify_dir(&out).unwrap(), 5);
+}
