@@ -264,6 +264,13 @@ impl Checker {
                     BinaryOp::Div => BinOp::Div,
                     _ => BinOp::Mod,
                 };
+                if let (Typed::Const(a), Typed::Const(b)) = (&*l, &*r) {
+                    // Fold constants at compile time: `1767225600 + 30d` costs nothing at run time.
+                    let value = vm_op.apply(*a, *b).ok_or_else(|| {
+                        TelError::at(pos, format!("constant `{a} {symbol} {b}` overflows or divides by zero"))
+                    })?;
+                    return Ok((Typed::Const(value), Ty::Int));
+                }
                 (Typed::Bin(vm_op, l, r), Ty::Int)
             }
             BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
