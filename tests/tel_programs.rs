@@ -246,7 +246,9 @@ fn runtime_overflow_traps() {
     let mut case = Case::new();
     case.subject.quantity = 1 << 33;
     match case.run(&p).unwrap_err() {
-        ExecutionError::InvalidInstruction { reason, .. } => assert!(reason.contains("arithmetic overflow"), "{reason}"),
+        ExecutionError::InvalidInstruction { reason, .. } => {
+            assert!(reason.contains("arithmetic overflow"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }

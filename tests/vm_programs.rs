@@ -5,7 +5,9 @@ mod vm_support;
 
 use causality_vm::hash::HashPool;
 use causality_vm::resource::OperationKind;
-use causality_vm::vm::memory::{self, ctx_field, field, CONTEXT_BASE, DATA_BASE, OTHERS_BASE, SCRATCH_BASE, SCRATCH_SIZE};
+use causality_vm::vm::memory::{
+    self, ctx_field, field, CONTEXT_BASE, DATA_BASE, OTHERS_BASE, SCRATCH_BASE, SCRATCH_SIZE,
+};
 use causality_vm::vm::{BinOp, Instruction as I, Interpreter, Program, Reg, Role, HEADER_SIZE};
 use causality_vm::ExecutionError;
 use proptest::prelude::*;
@@ -305,7 +307,9 @@ fn others_loads_see_their_fields_and_missing_others_fault() {
     assert!(case.run(&p).is_ok());
     case.others.pop();
     match case.run(&p).unwrap_err() {
-        ExecutionError::MemoryAccessViolation { pc: 8, reason, .. } => assert!(reason.contains("only 1 other"), "{reason}"),
+        ExecutionError::MemoryAccessViolation { pc: 8, reason, .. } => {
+            assert!(reason.contains("only 1 other"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -354,7 +358,11 @@ fn scratch_is_writable_and_reads_back() {
 
 #[test]
 fn unmapped_reads_are_violations() {
-    let p = program(vec![I::LoadImm { rd: r(1), imm: 0x0500_0000 }, I::LoadR { rd: r(0), base: r(1), offset: 0 }, I::Accept]);
+    let p = program(vec![
+        I::LoadImm { rd: r(1), imm: 0x0500_0000 },
+        I::LoadR { rd: r(0), base: r(1), offset: 0 },
+        I::Accept,
+    ]);
     match Case::new().run(&p).unwrap_err() {
         ExecutionError::MemoryAccessViolation { pc: 8, address: 0x0500_0000, reason, .. } => {
             assert!(reason.contains("not mapped"), "{reason}")
@@ -468,11 +476,11 @@ fn arithmetic_traps_on_overflow_underflow_and_division_by_zero() {
             other => panic!("{op:?}: {other:?}"),
         }
     }
-    let addi = program(vec![I::LoadImm { rd: r(1), imm: 1 }, I::LoadHigh { rd: r(1), imm: u32::MAX }, I::AddImm {
-        rd: r(1),
-        ra: r(1),
-        imm: u32::MAX,
-    }]);
+    let addi = program(vec![
+        I::LoadImm { rd: r(1), imm: 1 },
+        I::LoadHigh { rd: r(1), imm: u32::MAX },
+        I::AddImm { rd: r(1), ra: r(1), imm: u32::MAX },
+    ]);
     assert!(matches!(Case::new().run(&addi), Err(ExecutionError::InvalidInstruction { .. })));
     // The largest values that do not overflow are fine.
     let fine = program(vec![
@@ -516,7 +524,10 @@ fn deferred_assertion_passes_at_flush() {
     assert_eq!(pool.pending_len(), 1);
     let assertion = &outcome.deferred[0];
     let err = assertion.check(&pool).unwrap_err();
-    assert!(matches!(&err, ExecutionError::StateCommitmentError { reason } if reason.contains("not resolved")), "{err}");
+    assert!(
+        matches!(&err, ExecutionError::StateCommitmentError { reason } if reason.contains("not resolved")),
+        "{err}"
+    );
     pool.flush().expect("flush");
     assertion.check(&pool).expect("the digest matches");
 }
@@ -630,11 +641,10 @@ fn instruction_bytes() -> impl Strategy<Value = [u8; 8]> {
         Just(u32::MAX),
         any::<u32>(),
     ];
-    (opcodes, 0u8..17, 0u8..17, 0u8..17, imm)
-        .prop_map(|(op, a, b, c, imm)| {
-            let i = imm.to_le_bytes();
-            [op, a, b, c, i[0], i[1], i[2], i[3]]
-        })
+    (opcodes, 0u8..17, 0u8..17, 0u8..17, imm).prop_map(|(op, a, b, c, imm)| {
+        let i = imm.to_le_bytes();
+        [op, a, b, c, i[0], i[1], i[2], i[3]]
+    })
 }
 
 fn run_any(bytes: &[u8], readable: bool) {
@@ -705,7 +715,7 @@ proptest! {
                 10 => I::Store { src: a, addr },
                 11 => I::StoreR { src: a, base: b, offset: addr },
                 12 => I::StoreByte { src: a, base: b, offset: imm },
-                13 | 14 | 15 => I::Bin { op, rd: a, ra: b, rb: c },
+                13..=15 => I::Bin { op, rd: a, ra: b, rb: c },
                 16 => I::AddImm { rd: a, ra: b, imm },
                 17 => I::Not { rd: a, ra: b },
                 18 => I::SliceEq { rd: a, ra: b, rb: c },

@@ -66,7 +66,12 @@ impl Case {
         }
     }
 
-    pub fn run_in(&self, program: &Program, interpreter: Interpreter, pool: &mut HashPool) -> Result<LogicOutcome, ExecutionError> {
+    pub fn run_in(
+        &self,
+        program: &Program,
+        interpreter: Interpreter,
+        pool: &mut HashPool,
+    ) -> Result<LogicOutcome, ExecutionError> {
         let others: Vec<&ResourceRegister> = self.others.iter().collect();
         let input = LogicInput {
             operation: self.operation,
