@@ -324,21 +324,22 @@ fn byte_fields(r: &ResourceRegister) -> [&[u8]; RESOURCE_WINDOWS as usize - 1] {
     ]
 }
 
+/// Header word `k` of a resource image at `base`.
+fn resource_word(r: &ResourceRegister, base: u32, k: usize) -> u64 {
+    match k {
+        0 => r.quantity,
+        1 => r.version,
+        2 => r.state.code() as u64,
+        _ => {
+            let field = k - 3;
+            let len = byte_fields(r).get(field).map_or(0, |bytes| window_len(bytes.len()));
+            slice(base + (field as u32 + 1) * WINDOW, len)
+        }
+    }
+}
+
 fn resource_header(r: &ResourceRegister, base: u32) -> [u8; field::HEADER_SIZE as usize] {
-    let fields = byte_fields(r);
-    let field_slice = |k: usize| slice(base + (k as u32 + 1) * WINDOW, window_len(fields[k].len()));
-    words_to_bytes([
-        r.quantity,
-        r.version,
-        r.state.code() as u64,
-        field_slice(0),
-        field_slice(1),
-        field_slice(2),
-        field_slice(3),
-        field_slice(4),
-        field_slice(5),
-        field_slice(6),
-    ])
+    words_to_bytes(std::array::from_fn::<u64, { field::HEADER_SIZE as usize / 8 }, _>(|k| resource_word(r, base, k)))
 }
 
 fn resource_read<R>(
@@ -352,6 +353,10 @@ fn resource_read<R>(
     let window = offset / WINDOW;
     let within = offset % WINDOW;
     if window == 0 {
+        // The common case, an aligned field load, builds only that word.
+        if len == 8 && within % 8 == 0 && within < field::HEADER_SIZE {
+            return Ok(f(&resource_word(r, base, within as usize / 8).to_le_bytes()));
+        }
         let header = resource_header(r, base);
         return bounded(&header, address, within, len, "the resource header").map(f);
     }
