@@ -373,3 +373,80 @@ fn cli_check_reports_file_line_and_column() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains(": ok ("));
 }
+
+fn resource_json(dir: &std::path::Path, name: &str, quantity: u64, fungibility_domain: &str) -> String {
+    let path = dir.join(name);
+    let json = serde_json::json!({
+        "logic": ContentId::default().to_string(),
+        "domain": "bank",
+        "fungibility_domain": fungibility_domain,
+        "quantity": quantity,
+        "nullifier_key_commitment": "07".repeat(32),
+        "controller": "alice",
+        "nonce": "00".repeat(32),
+    });
+    std::fs::write(&path, json.to_string()).expect("write");
+    path.to_str().expect("utf8 path").to_string()
+}
+
+#[test]
+fn cli_run_gives_the_verdict_and_the_debug_trace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = format!("{}/examples/fungible_token.tel", env!("CARGO_MANIFEST_DIR"));
+    let subject = resource_json(dir.path(), "gold.json", 100, "gold");
+    let gold = resource_json(dir.path(), "gold60.json", 60, "gold");
+    let silver = resource_json(dir.path(), "silver.json", 40, "silver");
+
+    let ok = cvm(&["tel", "run", &token, "--subject", &subject, "--other", &gold]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("accept ("));
+
+    let program_id = ContentId::of_encoding(&compiled(&example("fungible_token.tel")).encode());
+    let bad = cvm(&["tel", "run", &token, "--subject", &subject, "--other", &silver, "--trace"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(stdout.starts_with("#0     0000: LOAD r0, [0x00000038]"), "{stdout}");
+    assert!(stdout.contains(&format!("rejected by logic {program_id}")), "{stdout}");
+    assert!(stdout.contains("code 9: gold can only be"), "{stdout}");
+
+    let debug = cvm(&[
+        "--mode",
+        "debug",
+        "--json",
+        "tel",
+        "run",
+        &token,
+        "--subject",
+        &subject,
+        "--unreadable-others",
+        "--op",
+        "transfer",
+    ]);
+    let value: serde_json::Value = serde_json::from_slice(&debug.stdout).expect("json");
+    assert_eq!(value["accepted"], false);
+    assert_eq!(value["error"]["kind"], "InvalidResourceState");
+    assert!(value["trace"]["steps"].as_array().is_some_and(|steps| !steps.is_empty()));
+
+    let locked = format!("{}/examples/time_locked.tel", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cvm"))
+        .args(["tel", "run", &locked, "--subject", &subject, "--now", "5", "--step"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write as _;
+    child.stdin.take().expect("stdin").write_all(b"\nr\nq\n").expect("write");
+    let stepped = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&stepped.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("#0 ") && lines[1].starts_with("#1 ") && lines[2].starts_with("    r0=0x4 r1=0x1"),
+        "{text}"
+    );
+    assert!(lines[3].starts_with("#2 "), "{text}");
+    assert!(lines[4].starts_with("reject: "), "{text}");
+
+    let unknown = cvm(&["tel", "run", &token, "--subject", &subject, "--role", "owner"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown role \"owner\""));
+}
