@@ -298,6 +298,19 @@ fn too_complex_rules_are_reported_at_the_rule() {
 }
 
 #[test]
+fn pathological_nesting_is_an_error_not_a_crash() {
+    let deep = format!("accept if {}quantity{} > 0;", "(".repeat(100_000), ")".repeat(100_000));
+    error_at(&deep, 1, 1, "split it into several rules");
+    let long = format!("accept if quantity{} > 0;", " + quantity".repeat(100_000));
+    error_at(&long, 1, 1, "more than the limit of 1000");
+    let nots = format!("accept;\naccept if {}true;", "not ".repeat(100_000));
+    error_at(&nots, 2, 1, "split it into several rules");
+    // Just under the limit compiles (and needs few registers: a left-leaning chain).
+    let fine = format!("accept if quantity{} > 0;", " + 1".repeat(400));
+    compiled(&fine);
+}
+
+#[test]
 fn errors_render_with_the_source_line() {
     let source = "accept if op == transfer;\naccept if owner == \"bob\";";
     let err = tel::compile(source).unwrap_err();
@@ -449,4 +462,108 @@ fn cli_run_gives_the_verdict_and_the_debug_trace() {
     let unknown = cvm(&["tel", "run", &token, "--subject", &subject, "--role", "owner"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown role \"owner\""));
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    const WORDS: &[&str] = &[
+        "accept",
+        "reject",
+        "require",
+        "if",
+        "else",
+        "and",
+        "or",
+        "not",
+        "in",
+        "after",
+        "before",
+        "self",
+        ".",
+        "quantity",
+        "version",
+        "state",
+        "controller",
+        "domain",
+        "now",
+        "op",
+        "role",
+        "others",
+        "others_readable",
+        "transfer",
+        "consumed",
+        "active",
+        "sum",
+        "count",
+        "all",
+        "any",
+        "env",
+        "(",
+        ")",
+        "[",
+        "]",
+        ",",
+        ";",
+        "==",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "0",
+        "1",
+        "18446744073709551615",
+        "30d",
+        "\"gold\"",
+        "\"\"",
+        "true",
+        "false",
+        "#",
+        "\n",
+        "\"",
+    ];
+
+    fn run_if_compiles(source: &str) {
+        if let Ok(program) = tel::compile(source) {
+            assert_eq!(Program::decode(&program.encode()).expect("decodes"), program);
+            let mut case = transfer_case(100, &[(60, "gold"), (u64::MAX, "gold")]);
+            let _ = case.run(&program);
+            case.readable_others = false;
+            let _ = case.run(&program);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn random_text_never_panics(source in "[a-z0-9 ()\\[\\],;.=<>!+*/%\"#_\n\t&|\\\\-]{0,80}") {
+            run_if_compiles(&source);
+        }
+
+        #[test]
+        fn random_token_sequences_never_panic(words in prop::collection::vec(prop::sample::select(WORDS), 0..40)) {
+            run_if_compiles(&words.join(" "));
+        }
+
+        #[test]
+        fn random_rules_never_panic(
+            field in prop::sample::select(&["quantity", "version", "now", "sum(others, quantity)", "count(others)"][..]),
+            op in prop::sample::select(&["<", "<=", ">", ">=", "==", "!="][..]),
+            value in any::<u64>(),
+            extra in prop::sample::select(&["", " and others_readable", " or op == transfer", " and all(others, quantity > 0)"][..]),
+        ) {
+            let source = format!("reject \"r\" if {field} + 1 {op} {value}{extra};\naccept if {field} * 2 {op} {value};");
+            let program = tel::compile(&source).expect("well-formed rules compile");
+            run_if_compiles(&source);
+            let _ = transfer_case(value, &[(value, "gold")]).run(&program);
+        }
+    }
 }
