@@ -23,7 +23,9 @@ impl BatchDelta {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Encoder::with_capacity(64 + self.upserts.len() * 256 + self.removed.len() * 32 + self.nullifiers.len() * 32);
+        let mut e = Encoder::with_capacity(
+            64 + self.upserts.len() * 256 + self.removed.len() * 32 + self.nullifiers.len() * 32,
+        );
         e.u8(DELTA_TAG);
         e.u64(self.upserts.len() as u64);
         for r in &self.upserts {

@@ -117,12 +117,8 @@ impl Durable {
             bytes += v.value().len() as u64;
             replay.push((k.value(), BatchDelta::decode(v.value())?));
         }
-        let durable = Durable {
-            db,
-            options,
-            bytes_since_checkpoint: bytes,
-            batches_since_checkpoint: replay.len() as u64,
-        };
+        let durable =
+            Durable { db, options, bytes_since_checkpoint: bytes, batches_since_checkpoint: replay.len() as u64 };
         Ok((durable, Loaded { index, replay, head, root }))
     }
 

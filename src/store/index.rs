@@ -53,7 +53,8 @@ impl Index {
     /// Hash every register's state encoding through the pool; returns the
     /// leaves in id order.
     pub fn recompute_commitments(&mut self, pool: &mut HashPool) -> Result<Vec<[u8; 32]>, HashError> {
-        let handles: Vec<HashHandle> = self.registers.values().map(|e| pool.hash(e.register.state_encoding())).collect();
+        let handles: Vec<HashHandle> =
+            self.registers.values().map(|e| pool.hash(e.register.state_encoding())).collect();
         pool.flush()?;
         let mut leaves = Vec::with_capacity(handles.len());
         for (entry, h) in self.registers.values_mut().zip(handles) {

@@ -177,8 +177,10 @@ impl RegisterStore {
     pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool) -> Result<StagedBatch, StoreError> {
         let handles: Vec<HashHandle> = delta.upserts.iter().map(|r| pool.hash(r.state_encoding())).collect();
         pool.flush()?;
-        let commitments: Vec<[u8; 32]> =
-            handles.iter().map(|h| pool.get(*h).ok_or(crate::hash::HashError::UnknownHandle(h.0))).collect::<Result<_, _>>()?;
+        let commitments: Vec<[u8; 32]> = handles
+            .iter()
+            .map(|h| pool.get(*h).ok_or(crate::hash::HashError::UnknownHandle(h.0)))
+            .collect::<Result<_, _>>()?;
         let mut changes: BTreeMap<ResourceId, Option<[u8; 32]>> = BTreeMap::new();
         for id in &delta.removed {
             changes.insert(*id, None);

@@ -149,7 +149,12 @@ enum Flow {
 }
 
 impl<'a, 't> Machine<'a, 't> {
-    fn new(program: &'a Program, input: &'a LogicInput<'a>, budget: u64, trace: Option<&'t mut ExecutionTrace>) -> Self {
+    fn new(
+        program: &'a Program,
+        input: &'a LogicInput<'a>,
+        budget: u64,
+        trace: Option<&'t mut ExecutionTrace>,
+    ) -> Self {
         let memory = Memory::new(
             input.subject,
             input.others,
@@ -180,7 +185,10 @@ impl<'a, 't> Machine<'a, 't> {
                 return Err(self.rejection(None, "the program ended without ACCEPT".into()));
             };
             if self.executed >= self.budget {
-                return Err(ExecutionError::Timeout { program: self.input.subject.logic.to_string(), budget: self.budget });
+                return Err(ExecutionError::Timeout {
+                    program: self.input.subject.logic.to_string(),
+                    budget: self.budget,
+                });
             }
             if self.trace.is_some() {
                 self.step = Some(TraceStep::new(self.executed, self.pc, instruction));
@@ -257,7 +265,8 @@ impl<'a, 't> Machine<'a, 't> {
             }
             AddImm { rd, ra, imm } => {
                 let a = self.get(ra);
-                let value = a.checked_add(imm as u64).ok_or_else(|| self.arithmetic_trap(instruction, a, imm as u64))?;
+                let value =
+                    a.checked_add(imm as u64).ok_or_else(|| self.arithmetic_trap(instruction, a, imm as u64))?;
                 self.set(rd, value);
             }
             Not { rd, ra } => self.set(rd, (self.get(ra) == 0) as u64),
@@ -302,13 +311,12 @@ impl<'a, 't> Machine<'a, 't> {
             .find(|h| h.0 as u64 == value)
             .ok_or_else(|| self.trap(format!("{value} is not a handle this run's HASH returned")))?;
         let bytes = self.read_slice(self.get(expected))?;
-        let expected: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            self.trap(format!("the expected digest is {} bytes; a BLAKE3 digest is 32", bytes.len()))
-        })?;
-        let what = format!(
-            "logic {} of resource {} at pc 0x{:04x}",
-            self.input.subject.logic, self.input.subject.id, self.pc
-        );
+        let expected: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| self.trap(format!("the expected digest is {} bytes; a BLAKE3 digest is 32", bytes.len())))?;
+        let what =
+            format!("logic {} of resource {} at pc 0x{:04x}", self.input.subject.logic, self.input.subject.id, self.pc);
         self.note(&format!("deferred assertion on handle {}", handle.0));
         self.deferred.push(DeferredAssertion { handle, expected, what });
         Ok(())
@@ -409,5 +417,10 @@ impl<'a, 't> Machine<'a, 't> {
 }
 
 fn violation(pc: usize, access: Access, fault: Fault) -> ExecutionError {
-    ExecutionError::MemoryAccessViolation { pc, address: fault.address, access: access.to_string(), reason: fault.reason }
+    ExecutionError::MemoryAccessViolation {
+        pc,
+        address: fault.address,
+        access: access.to_string(),
+        reason: fault.reason,
+    }
 }

@@ -265,7 +265,9 @@ impl Instruction {
         // Operands an opcode does not use must be zero (one encoding per program).
         let unused = |slots: &[(&str, u32)]| -> Result<(), String> {
             match slots.iter().find(|(_, v)| *v != 0) {
-                Some((slot, v)) => Err(format!("opcode 0x{op:02x} does not use operand {slot}, which must be 0 (is {v})")),
+                Some((slot, v)) => {
+                    Err(format!("opcode 0x{op:02x} does not use operand {slot}, which must be 0 (is {v})"))
+                }
                 None => Ok(()),
             }
         };

@@ -180,7 +180,10 @@ impl<'a> Memory<'a> {
                     ));
                 }
                 let other = self.others.get(i as usize).ok_or_else(|| {
-                    fault(address, format!("{}: the operation has only {} other resources", region.name(), self.others.len()))
+                    fault(
+                        address,
+                        format!("{}: the operation has only {} other resources", region.name(), self.others.len()),
+                    )
                 })?;
                 resource_read(other, OTHERS_BASE + i * RESOURCE_SPAN, address, offset, len)
             }

@@ -95,11 +95,17 @@ impl Program {
             ));
         }
         if bytes[0..4] != MAGIC {
-            return Err(invalid(0, format!("bad magic {:02x?}: not a causality-vm program (expected \"CVMP\")", &bytes[0..4])));
+            return Err(invalid(
+                0,
+                format!("bad magic {:02x?}: not a causality-vm program (expected \"CVMP\")", &bytes[0..4]),
+            ));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
         if version != FORMAT_VERSION {
-            return Err(invalid(4, format!("unsupported program format version {version} (this VM runs {FORMAT_VERSION})")));
+            return Err(invalid(
+                4,
+                format!("unsupported program format version {version} (this VM runs {FORMAT_VERSION})"),
+            ));
         }
         let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
         if flags != 0 {
@@ -144,7 +150,10 @@ impl Program {
     fn validate(&self) -> Result<(), ExecutionError> {
         let code_size = self.code_size();
         if self.code.len() > MAX_INSTRUCTIONS {
-            return Err(invalid(8, format!("{} instructions: more than the limit of {MAX_INSTRUCTIONS}", self.code.len())));
+            return Err(invalid(
+                8,
+                format!("{} instructions: more than the limit of {MAX_INSTRUCTIONS}", self.code.len()),
+            ));
         }
         if self.data.len() > DATA_MAX as usize {
             return Err(invalid(12, format!("data section of {} bytes: more than {DATA_MAX}", self.data.len())));
@@ -189,7 +198,13 @@ impl Program {
             .filter(|b| b.len() == 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
             .ok_or_else(|| {
-                invalid(offset, format!("{instruction} at pc 0x{pc:04x}: no string length at data offset {at} (data has {} bytes)", self.data.len()))
+                invalid(
+                    offset,
+                    format!(
+                        "{instruction} at pc 0x{pc:04x}: no string length at data offset {at} (data has {} bytes)",
+                        self.data.len()
+                    ),
+                )
             })?;
         if at + 4 + len > self.data.len() {
             return Err(invalid(
