@@ -287,3 +287,60 @@ impl FromStr for Caveat {
         Ok(caveat.normalized())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_syntax_round_trips_and_normalizes() {
+        let id = ResourceId::of_encoding(b"r");
+        let cases = [
+            Caveat::Rights(vec![Right::Read, Right::Delegate]),
+            Caveat::Resources(vec![id]),
+            Caveat::Domains(vec![DomainId::new("a"), DomainId::new("b")]),
+            Caveat::Operations(vec![OperationKind::Read, OperationKind::Transfer]),
+            Caveat::ExpiresAt(1_700_000_000),
+            Caveat::MaxQuantity(0),
+            Caveat::Rights(Vec::new()),
+        ];
+        for caveat in cases {
+            assert_eq!(caveat.to_string().parse::<Caveat>().unwrap(), caveat);
+        }
+        assert_eq!(
+            "rights= Transfer,read,read".parse::<Caveat>().unwrap(),
+            Caveat::Rights(vec![Right::Read, Right::Transfer])
+        );
+    }
+
+    #[test]
+    fn text_syntax_errors_name_the_problem() {
+        let err = |s: &str| s.parse::<Caveat>().unwrap_err();
+        assert!(err("rights").contains("NAME=VALUE"));
+        assert!(err("colour=red").contains("unknown caveat \"colour\""));
+        assert!(err("rights=read,fly").contains("unknown right \"fly\""));
+        assert!(err("ops=move").contains("unknown operation kind"));
+        assert!(err("expires=-1").contains("not an unsigned 64-bit integer"));
+        assert!(err("max-quantity=18446744073709551616").contains("not an unsigned"));
+        assert!(err("resources=cid:blake3:00").contains("expected 32 bytes"));
+        assert!(err("domains=a,,b").contains("empty domain"));
+    }
+
+    #[test]
+    fn mac_encodings_differ_between_kinds_and_values() {
+        let encodings = [
+            Caveat::ExpiresAt(5).mac_encoding(),
+            Caveat::MaxQuantity(5).mac_encoding(),
+            Caveat::ExpiresAt(6).mac_encoding(),
+            Caveat::Rights(vec![Right::Read]).mac_encoding(),
+            Caveat::Operations(vec![OperationKind::Create]).mac_encoding(),
+            Caveat::Domains(vec![DomainId::new("ab")]).mac_encoding(),
+            Caveat::Domains(vec![DomainId::new("a"), DomainId::new("b")]).mac_encoding(),
+        ];
+        for (i, a) in encodings.iter().enumerate() {
+            for b in &encodings[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+}

@@ -276,13 +276,54 @@ fn base64url_decode(text: &str, offset: usize) -> Result<Vec<u8>, CapabilityErro
         // Bits below the last whole byte must be zero, or two texts would decode alike.
         let unused = n & ((1u32 << (8 * (3 - produced))) - 1);
         if unused != 0 {
-            let position = offset + text.len() - 1;
-            return Err(CapabilityError::Malformed {
-                offset: out.len() + produced,
-                reason: format!("non-canonical text: the last character (position {position}) has unused bits set"),
-            });
+            return Err(CapabilityError::NonCanonicalText { position: offset + text.len() - 1 });
         }
         out.extend_from_slice(&bytes[..produced]);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(bytes: &[u8]) -> String {
+        let mut s = String::new();
+        base64url_encode(bytes, &mut s);
+        s
+    }
+
+    #[test]
+    fn base64url_matches_rfc4648_vectors() {
+        let vectors: [(&[u8], &str); 8] = [
+            (b"", ""),
+            (b"f", "Zg"),
+            (b"fo", "Zm8"),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg"),
+            (b"fooba", "Zm9vYmE"),
+            (b"foobar", "Zm9vYmFy"),
+            (&[0xfb, 0xff, 0xbf], "-_-_"),
+        ];
+        for (bytes, text) in vectors {
+            assert_eq!(encode(bytes), text);
+            assert_eq!(base64url_decode(text, 0).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn base64url_round_trips_every_length() {
+        for len in 0..70usize {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64url_decode(&encode(&bytes), 0).unwrap(), bytes, "length {len}");
+        }
+    }
+
+    #[test]
+    fn base64url_rejects_bad_input_precisely() {
+        assert!(matches!(base64url_decode("Zm9v+", 8), Err(CapabilityError::BadCharacter { ch: '+', position: 12 })));
+        assert!(matches!(base64url_decode("Zm9vY", 0), Err(CapabilityError::TruncatedText { .. })));
+        // "Zh" decodes like "Zg" but with a stray low bit.
+        assert!(matches!(base64url_decode("Zh", 8), Err(CapabilityError::NonCanonicalText { position: 9 })));
+    }
 }

@@ -38,6 +38,9 @@ pub enum CapabilityError {
     #[error("token text has invalid character {ch:?} at position {position} (base64url expected: A-Z a-z 0-9 - _)")]
     BadCharacter { ch: char, position: usize },
 
+    #[error("token text is not canonical: the last character, at position {position}, has unused low bits set")]
+    NonCanonicalText { position: usize },
+
     #[error("token text is truncated: {reason}")]
     TruncatedText { reason: String },
 

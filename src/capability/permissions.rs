@@ -278,3 +278,50 @@ impl fmt::Display for Permissions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caveats_intersect() {
+        let p = Permissions::of_caveats(&[
+            Caveat::Rights(vec![Right::Read, Right::Write]),
+            Caveat::Rights(vec![Right::Write, Right::Delete]),
+            Caveat::ExpiresAt(10),
+            Caveat::ExpiresAt(20),
+            Caveat::MaxQuantity(7),
+            Caveat::MaxQuantity(3),
+            Caveat::Operations(vec![OperationKind::Read, OperationKind::Update]),
+            Caveat::Operations(vec![OperationKind::Update]),
+            Caveat::Domains(vec![DomainId::new("a"), DomainId::new("b")]),
+            Caveat::Domains(vec![DomainId::new("b"), DomainId::new("c")]),
+        ]);
+        assert_eq!(p.rights, [Right::Write].into_iter().collect());
+        assert_eq!(p.expires_at, Some(10));
+        assert_eq!(p.max_quantity, Some(3));
+        assert_eq!(p.operations, Some(vec![OperationKind::Update]));
+        assert_eq!(p.domains, Some([DomainId::new("b")].into_iter().collect()));
+        assert_eq!(p.resources, None);
+        assert!(p.is_within(&Permissions::unrestricted()));
+        assert!(!Permissions::unrestricted().is_within(&p));
+    }
+
+    #[test]
+    fn expiry_is_exclusive_and_quantity_inclusive() {
+        let p = Permissions::of_caveats(&[Caveat::ExpiresAt(10), Caveat::MaxQuantity(5)]);
+        assert!(p.check_request(OperationKind::Transfer, Right::Transfer, None, Some(5), 9).is_ok());
+        assert!(p.check_request(OperationKind::Transfer, Right::Transfer, None, Some(6), 9).is_err());
+        assert!(p.check_request(OperationKind::Transfer, Right::Transfer, None, Some(5), 10).is_err());
+    }
+
+    #[test]
+    fn narrowing_checks_each_dimension() {
+        let p = Permissions::of_caveats(&[Caveat::Resources(vec![ResourceId::of_encoding(b"x")])]);
+        assert!(p.check_narrows(&Caveat::Resources(vec![])).is_ok());
+        assert!(p.check_narrows(&Caveat::Resources(vec![ResourceId::of_encoding(b"y")])).is_err());
+        // Unrestricted dimensions accept any first restriction.
+        assert!(p.check_narrows(&Caveat::ExpiresAt(u64::MAX)).is_ok());
+        assert!(p.check_narrows(&Caveat::Rights(Right::ALL.to_vec())).is_ok());
+    }
+}

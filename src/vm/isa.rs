@@ -17,6 +17,17 @@ pub const REGISTER_COUNT: usize = 16;
 pub struct Reg(u8);
 
 impl Reg {
+    /// r0 … r15.
+    pub const ALL: [Reg; REGISTER_COUNT] = {
+        let mut all = [Reg(0); REGISTER_COUNT];
+        let mut i = 0;
+        while i < REGISTER_COUNT {
+            all[i] = Reg(i as u8);
+            i += 1;
+        }
+        all
+    };
+
     pub const fn new(index: u8) -> Option<Reg> {
         if (index as usize) < REGISTER_COUNT {
             Some(Reg(index))
