@@ -16,6 +16,7 @@
 //!    Verification after the flush checks.
 
 mod env;
+pub mod file;
 mod flush;
 mod ops;
 mod overlay;
@@ -96,6 +97,11 @@ fn run_pass(env: &mut Env, ops: &[Operation], prefailed: &BTreeMap<usize, Execut
     let mut records = Vec::with_capacity(ops.len());
     let mut stopped = false;
     for (index, op) in ops.iter().enumerate() {
+        if let Some(progress) = &env.tx.progress {
+            if index % 256 == 0 {
+                progress(index);
+            }
+        }
         if stopped {
             records.push(Record::Skipped);
             continue;

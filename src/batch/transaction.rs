@@ -37,6 +37,8 @@ pub struct TransactionContext {
     /// Proves batches in ProofGeneration mode and verifies stored batch
     /// proofs; without one, ProofGeneration records witnesses only.
     pub proof_system: Option<Arc<dyn ProofSystem>>,
+    /// Told the number of operations executed so far (a progress bar).
+    pub progress: Option<Arc<dyn Fn(usize) + Send + Sync>>,
 }
 
 impl Default for TransactionContext {
@@ -47,6 +49,7 @@ impl Default for TransactionContext {
             commit: CommitPolicy::Partial,
             budget: DEFAULT_BUDGET,
             proof_system: None,
+            progress: None,
         }
     }
 }
@@ -65,6 +68,10 @@ impl TransactionContext {
     }
     pub fn with_budget(mut self, budget: u64) -> Self {
         self.budget = budget;
+        self
+    }
+    pub fn with_progress(mut self, progress: Arc<dyn Fn(usize) + Send + Sync>) -> Self {
+        self.progress = Some(progress);
         self
     }
     pub fn with_proof_system(mut self, system: Arc<dyn ProofSystem>) -> Self {

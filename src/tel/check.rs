@@ -84,7 +84,11 @@ pub enum Typed {
     Env(String),
     /// Arithmetic and comparisons on numbers and enum codes.
     Bin(BinOp, Box<Typed>, Box<Typed>),
-    StrEq { negate: bool, left: Box<Typed>, right: Box<Typed> },
+    StrEq {
+        negate: bool,
+        left: Box<Typed>,
+        right: Box<Typed>,
+    },
     And(Box<Typed>, Box<Typed>),
     Or(Box<Typed>, Box<Typed>),
     Not(Box<Typed>),
@@ -138,7 +142,9 @@ impl Checker {
             },
             RuleKind::Require(condition, reason) => TypedRule::Require {
                 condition: self.boolean(condition)?,
-                reason: reason.clone().unwrap_or_else(|| format!("requirement of rule {number} (line {line}) does not hold")),
+                reason: reason
+                    .clone()
+                    .unwrap_or_else(|| format!("requirement of rule {number} (line {line}) does not hold")),
             },
         })
     }
@@ -161,7 +167,10 @@ impl Checker {
             ExprKind::Name(name) => self.name(name, pos, expected)?,
             ExprKind::SelfField(name) => {
                 let (_, ty, offset) = RESOURCE_FIELDS.iter().find(|(n, ..)| n == name).ok_or_else(|| {
-                    TelError::at(pos, format!("`self.{name}`: resources have no field `{name}` (fields: {})", field_names()))
+                    TelError::at(
+                        pos,
+                        format!("`self.{name}`: resources have no field `{name}` (fields: {})", field_names()),
+                    )
                 })?;
                 (Typed::Field(Target::Subject, *offset), *ty)
             }
@@ -179,7 +188,10 @@ impl Checker {
             ExprKind::In(left, items) => {
                 let (mut result, ty) = (None, self.expr(left, None)?.1);
                 for item in items {
-                    let eq = Expr { kind: ExprKind::Binary(BinaryOp::Eq, left.clone(), Box::new(item.clone())), pos: item.pos };
+                    let eq = Expr {
+                        kind: ExprKind::Binary(BinaryOp::Eq, left.clone(), Box::new(item.clone())),
+                        pos: item.pos,
+                    };
                     let (typed, _) = self.expr(&eq, Some(ty))?;
                     result = Some(match result {
                         None => typed,
@@ -214,13 +226,19 @@ impl Checker {
                 return Ok((Typed::Const(code), ty));
             }
             let names: Vec<String> = ty.values().into_iter().map(|(n, _)| n).collect();
-            return Err(TelError::at(pos, format!("`{name}` is not {}: expected one of {}", ty.name(), names.join(", "))));
+            return Err(TelError::at(
+                pos,
+                format!("`{name}` is not {}: expected one of {}", ty.name(), names.join(", ")),
+            ));
         }
         for ty in [Ty::Op, Ty::Role, Ty::State] {
             if ty.values().iter().any(|(n, _)| n == name) {
                 return Err(TelError::at(
                     pos,
-                    format!("`{name}` is {} value: compare it with `op`, `role` or `state` (e.g. `op == transfer`)", ty.name()),
+                    format!(
+                        "`{name}` is {} value: compare it with `op`, `role` or `state` (e.g. `op == transfer`)",
+                        ty.name()
+                    ),
                 ));
             }
         }
@@ -311,10 +329,14 @@ impl Checker {
             "all" => (Aggregate::All, Some(Ty::Bool), Ty::Bool),
             "any" => (Aggregate::Any, Some(Ty::Bool), Ty::Bool),
             _ => {
-                return Err(TelError::at(pos, format!("unknown function `{name}` (functions: count, sum, all, any, env)")));
+                return Err(TelError::at(
+                    pos,
+                    format!("unknown function `{name}` (functions: count, sum, all, any, env)"),
+                ));
             }
         };
-        let first = args.first().ok_or_else(|| TelError::at(pos, format!("`{name}` needs `others` as its first argument")))?;
+        let first =
+            args.first().ok_or_else(|| TelError::at(pos, format!("`{name}` needs `others` as its first argument")))?;
         if !matches!(&first.kind, ExprKind::Name(n) if n == "others") {
             return Err(TelError::at(first.pos, format!("the first argument of `{name}` must be `others`")));
         }

@@ -146,7 +146,9 @@ impl Gen {
         match expr {
             Typed::Const(v) => self.constant(dst, *v),
             Typed::Str(text) => self.string(dst, text),
-            Typed::Field(Target::Subject, offset) => self.emit(Instruction::Load { rd: dst, addr: SUBJECT_BASE + offset }),
+            Typed::Field(Target::Subject, offset) => {
+                self.emit(Instruction::Load { rd: dst, addr: SUBJECT_BASE + offset })
+            }
             Typed::Field(Target::Current, offset) => {
                 let base = *self.bases.last().ok_or_else(|| TelError::at(self.pos, "field outside an aggregate"))?;
                 self.emit(Instruction::LoadR { rd: dst, base, offset: *offset });
@@ -216,7 +218,9 @@ impl Gen {
             done?;
         }
         match kind {
-            Aggregate::Sum | Aggregate::Count => self.emit(Instruction::Bin { op: BinOp::Add, rd: dst, ra: dst, rb: t }),
+            Aggregate::Sum | Aggregate::Count => {
+                self.emit(Instruction::Bin { op: BinOp::Add, rd: dst, ra: dst, rb: t })
+            }
             Aggregate::All | Aggregate::Any => {
                 let next = self.label();
                 if kind == Aggregate::All {

@@ -26,7 +26,8 @@ impl TelError {
     pub fn render(&self, source: &str) -> String {
         let line = source.lines().nth(self.line.saturating_sub(1)).unwrap_or("");
         let gutter = self.line.to_string();
-        let pad: String = line.chars().take(self.col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        let pad: String =
+            line.chars().take(self.col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
         format!("{self}\n{gutter} | {line}\n{} | {pad}^", " ".repeat(gutter.len()))
     }
 }

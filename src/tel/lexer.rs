@@ -229,7 +229,9 @@ fn string(cur: &mut Cursor) -> Result<String, TelError> {
                 Some('\\') => text.push('\\'),
                 Some('n') => text.push('\n'),
                 Some('t') => text.push('\t'),
-                Some(other) => return Err(TelError::at(pos, format!("unknown escape `\\{other}` (use \\\" \\\\ \\n \\t)"))),
+                Some(other) => {
+                    return Err(TelError::at(pos, format!("unknown escape `\\{other}` (use \\\" \\\\ \\n \\t)")))
+                }
                 None => return Err(TelError::at(start, "unterminated string: missing closing `\"`")),
             },
             Some(c) => text.push(c),

@@ -21,7 +21,8 @@ use super::error::{Pos, TelError};
 use super::lexer::{Tok, Token};
 
 /// Words that cannot be used as names.
-const KEYWORDS: &[&str] = &["accept", "reject", "require", "if", "else", "and", "or", "not", "in", "after", "before", "self"];
+const KEYWORDS: &[&str] =
+    &["accept", "reject", "require", "if", "else", "and", "or", "not", "in", "after", "before", "self"];
 
 pub fn parse(tokens: &[Token]) -> Result<Vec<Rule>, TelError> {
     let mut parser = Parser { tokens, at: 0 };
@@ -100,7 +101,10 @@ impl<'t> Parser<'t> {
                         Tok::Str(text) => Some(text.clone()),
                         other => {
                             let at = self.tokens[self.at.saturating_sub(1)].pos;
-                            return Err(TelError::at(at, format!("expected a reason string after `else`, found {}", other.describe())));
+                            return Err(TelError::at(
+                                at,
+                                format!("expected a reason string after `else`, found {}", other.describe()),
+                            ));
                         }
                     }
                 } else {
@@ -232,7 +236,10 @@ impl<'t> Parser<'t> {
                 match &field.tok {
                     Tok::Ident(name) => ExprKind::SelfField(name.clone()),
                     other => {
-                        return Err(TelError::at(field.pos, format!("expected a field name after `self.`, found {}", other.describe())))
+                        return Err(TelError::at(
+                            field.pos,
+                            format!("expected a field name after `self.`, found {}", other.describe()),
+                        ))
                     }
                 }
             }
