@@ -76,10 +76,16 @@ impl BatchFile {
 }
 
 /// serde_json appends " at line L column C"; the error shows it up front.
+/// Numbers beyond u64 reach serde as floats, so say what the range is.
 fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message.to_string(),
+    let message = match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    if message.contains("expected u64") {
+        format!("{message} (this field is a whole number from 0 to {})", u64::MAX)
+    } else {
+        message.to_string()
     }
 }
 
