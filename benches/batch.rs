@@ -123,6 +123,17 @@ fn run(ledger: &mut Option<Ledger>, mode: ExecutionMode, iters: u64) -> Duration
         let started = Instant::now();
         let res = execute_batch(&mut l.store, &l.keys, &ops, &l.ctx, &tx).expect("batch");
         total += started.elapsed();
+        if std::env::var_os("CVM_BENCH_STAGES").is_some() {
+            let t = res.metadata.timings;
+            eprintln!(
+                "{mode:?} live={} total={:?} execute={}us hash={}us commit={}us",
+                l.store.len(),
+                started.elapsed(),
+                t.execute_us,
+                t.hash_us,
+                t.commit_us
+            );
+        }
         assert_eq!(res.success_count, BATCH, "{:?}", res.results.iter().find_map(|r| r.error()));
         l.frontier = if mode == ExecutionMode::Standard {
             next

@@ -50,6 +50,16 @@ impl Index {
         }
     }
 
+    /// Like [`Index::apply_with`], moving the registers in.
+    pub fn apply_owned(&mut self, delta: BatchDelta, commitments: &[[u8; 32]], number: u64) {
+        let BatchDelta { upserts, removed, nullifiers } = delta;
+        self.apply_with(&BatchDelta { upserts: Vec::new(), removed, nullifiers }, &[], number);
+        for (r, c) in upserts.into_iter().zip(commitments) {
+            self.dirty.insert(r.id);
+            self.registers.insert(r.id, Entry { register: r, commitment: *c });
+        }
+    }
+
     /// Hash every register's state encoding through the pool; returns the
     /// leaves in id order.
     pub fn recompute_commitments(&mut self, pool: &mut HashPool) -> Result<Vec<[u8; 32]>, HashError> {

@@ -204,7 +204,7 @@ impl RegisterStore {
         record.state_root_after = staged.root_after;
         self.durable.append(number, &staged.delta, &record)?;
         self.head = number;
-        self.index.apply_with(&staged.delta, &staged.commitments, number);
+        self.index.apply_owned(staged.delta, &staged.commitments, number);
         self.tree = staged.tree;
         if self.durable.wants_checkpoint() {
             self.checkpoint()?;
