@@ -49,7 +49,12 @@ fn bench_hash_pool(c: &mut Criterion) {
     }
     let mut gpu = gpu;
     let mut cpu = HashPool::with_backend(Backend::Cpu).expect("the CPU backend always exists");
-    eprintln!("CPU kernel: {} ({} lanes), {} rayon threads", cpu.kernel(), cpu.kernel().lanes(), rayon::current_num_threads());
+    eprintln!(
+        "CPU kernel: {} ({} lanes), {} rayon threads",
+        cpu.kernel(),
+        cpu.kernel().lanes(),
+        rayon::current_num_threads()
+    );
 
     for size in MESSAGE_SIZES {
         let mut group = c.benchmark_group(format!("hash_pool/{size}B"));
@@ -68,7 +73,9 @@ fn bench_hash_pool(c: &mut Criterion) {
                 })
             });
             group.bench_with_input(BenchmarkId::new("rayon_par_iter", count), &data, |b, data| {
-                b.iter(|| data.par_chunks_exact(size).map(|m| *blake3::hash(black_box(m)).as_bytes()).collect::<Vec<_>>())
+                b.iter(|| {
+                    data.par_chunks_exact(size).map(|m| *blake3::hash(black_box(m)).as_bytes()).collect::<Vec<_>>()
+                })
             });
             let mut digests = vec![[0u8; 32]; count];
             group.bench_with_input(BenchmarkId::new("cpu_lanes", count), &data, |b, data| {

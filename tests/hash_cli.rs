@@ -37,7 +37,10 @@ fn prints_b3sum_lines_in_every_mode() {
     let cases: Vec<(Vec<String>, Box<dyn Fn(&[u8]) -> [u8; 32]>)> = vec![
         (vec![], Box::new(|d: &[u8]| *blake3::hash(d).as_bytes())),
         (vec!["--keyed".into(), hex(&key)], Box::new(move |d: &[u8]| *blake3::keyed_hash(&key, d).as_bytes())),
-        (vec!["--derive-key".into(), "cvm cli test".into()], Box::new(|d: &[u8]| blake3::derive_key("cvm cli test", d))),
+        (
+            vec!["--derive-key".into(), "cvm cli test".into()],
+            Box::new(|d: &[u8]| blake3::derive_key("cvm cli test", d)),
+        ),
     ];
     for (flags, reference) in cases {
         let mut args = vec!["hash"];
@@ -59,7 +62,8 @@ fn check_passes_a_good_list_and_fails_a_bad_one() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8(out.stdout).unwrap().matches(": OK").count(), files.len());
 
-    let bad = list.replacen(&hex(blake3::hash(b"hello").as_bytes()), &"0".repeat(64), 1) + &format!("{}  missing\n", "1".repeat(64));
+    let bad = list.replacen(&hex(blake3::hash(b"hello").as_bytes()), &"0".repeat(64), 1)
+        + &format!("{}  missing\n", "1".repeat(64));
     std::fs::write(dir.path().join("bad.b3"), bad).unwrap();
     let out = cvm(dir.path(), &["hash", "-c", "bad.b3"]);
     assert_eq!(out.status.code(), Some(1));

@@ -122,7 +122,15 @@ fn naive_merkle(leaves: &[[u8; 32]]) -> [u8; 32] {
         _ => {
             let next: Vec<[u8; 32]> = leaves
                 .chunks(2)
-                .map(|pair| if pair.len() == 2 { *blake3::hash(&[pair[0], pair[1]].concat()).as_bytes() } else { pair[0] })
+                .map(
+                    |pair| {
+                        if pair.len() == 2 {
+                            *blake3::hash(&[pair[0], pair[1]].concat()).as_bytes()
+                        } else {
+                            pair[0]
+                        }
+                    },
+                )
                 .collect();
             naive_merkle(&next)
         }

@@ -1,9 +1,8 @@
 //! BLAKE3 constants shared by every backend (CPU lanes, GPU shader packing).
 
 /// The initial chaining value (the SHA-256 IV), also the key of unkeyed hashing.
-pub const IV: [u32; 8] = [
-    0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19,
-];
+pub const IV: [u32; 8] =
+    [0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19];
 
 pub const CHUNK_START: u32 = 1 << 0;
 pub const CHUNK_END: u32 = 1 << 1;

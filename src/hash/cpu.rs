@@ -27,8 +27,14 @@ where
             prefetch(lane(i).0, len);
         }
         let (ptr0, key0, flags0) = lane(first);
-        let mut group =
-            Group { msgs: [ptr0; MAX_LANES], keys: [key0; MAX_LANES], flags: [flags0; MAX_LANES], uniform: true, len, n: out_group.len() };
+        let mut group = Group {
+            msgs: [ptr0; MAX_LANES],
+            keys: [key0; MAX_LANES],
+            flags: [flags0; MAX_LANES],
+            uniform: true,
+            len,
+            n: out_group.len(),
+        };
         for l in 1..out_group.len() {
             let (ptr, key, flags) = lane(first + l);
             group.msgs[l] = ptr;
@@ -141,10 +147,7 @@ fn hash_mixed(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32]]) {
         let lane_from = |i: usize| lane(start + i);
         hash_range(kernel, len, &lane_from, 0, task);
     });
-    long_out
-        .par_iter_mut()
-        .zip(&sorted[short_total..])
-        .for_each(|(slot, job)| *slot = batch.crate_digest(job));
+    long_out.par_iter_mut().zip(&sorted[short_total..]).for_each(|(slot, job)| *slot = batch.crate_digest(job));
     for (digest, &i) in sorted_out.iter().zip(&order) {
         out[i as usize] = *digest;
     }

@@ -137,9 +137,7 @@ impl GpuHasher {
                 continue;
             }
             let end = (job.offset + job.len).next_multiple_of(4);
-            let fits = segments
-                .last()
-                .is_some_and(|s| s.jobs.len() < max_jobs && end - s.first_byte <= limit);
+            let fits = segments.last().is_some_and(|s| s.jobs.len() < max_jobs && end - s.first_byte <= limit);
             if !fits {
                 segments.push(Segment { first_byte: job.offset, end_byte: end, jobs: Vec::new(), slots: Vec::new() });
             }
@@ -236,8 +234,10 @@ impl GpuHasher {
         let mut encoder =
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("blake3 hash_many") });
         {
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("blake3 hash_many"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("blake3 hash_many"),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&self.hash);
             pass.set_bind_group(0, &bind_group, &[]);
             let (x, y) = self.grid(segment.jobs.len());
@@ -323,8 +323,10 @@ impl GpuHasher {
         });
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("merkle") });
         {
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("merkle levels"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("merkle levels"),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&self.merkle);
             // Each dispatch is its own usage scope, so wgpu orders the levels.
             for (level, bind_group) in levels.iter().zip(&bind_groups) {

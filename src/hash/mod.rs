@@ -255,8 +255,10 @@ impl HashPool {
         let out = &mut self.resolved[start..];
         let mut on_cpu = true;
         if let Some(gpu) = &self.gpu {
-            let options =
-                GpuRunOptions { fail_at_segment: self.fault.take().map(|f| f.at_segment), max_segment_jobs: self.max_segment_jobs };
+            let options = GpuRunOptions {
+                fail_at_segment: self.fault.take().map(|f| f.at_segment),
+                max_segment_jobs: self.max_segment_jobs,
+            };
             match gpu.hash_batch(&self.pending, out, &options) {
                 Ok(()) => on_cpu = false,
                 Err(err) => {
@@ -314,7 +316,8 @@ impl HashPool {
     /// submission); pending requests are left pending.
     pub fn merkle_root(&mut self, leaves: &[[u8; 32]]) -> Result<[u8; 32], HashError> {
         if let Some(gpu) = &self.gpu {
-            let options = GpuRunOptions { fail_at_segment: self.fault.take().map(|f| f.at_segment), max_segment_jobs: None };
+            let options =
+                GpuRunOptions { fail_at_segment: self.fault.take().map(|f| f.at_segment), max_segment_jobs: None };
             match gpu.merkle_root(leaves, &options) {
                 Ok(root) => return Ok(root),
                 Err(err) => {

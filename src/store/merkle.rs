@@ -52,9 +52,9 @@ impl MerkleCache {
             let handles: Vec<HashHandle> = current[2 * reused..]
                 .chunks_exact(2)
                 .map(|pair| {
-                    let mut block = Vec::with_capacity(64);
-                    block.extend_from_slice(&pair[0]);
-                    block.extend_from_slice(&pair[1]);
+                    let mut block = [0u8; 64];
+                    block[..32].copy_from_slice(&pair[0]);
+                    block[32..].copy_from_slice(&pair[1]);
                     pool.hash(block)
                 })
                 .collect();

@@ -111,8 +111,7 @@ fn check_conservation(inputs: &[ResourceRegister], outputs: &[NewResource]) -> R
 }
 
 fn consume(env: &mut Env, register: ResourceRegister, input: &ConsumedInput, fx: &mut OpEffects) {
-    let nullifier =
-        env.pool.derive_key(NULLIFIER_CONTEXT, nullifier_input(&input.nullifier_key, &register.id).to_vec());
-    let key_commitment = env.pool.derive_key(NULLIFIER_KEY_COMMITMENT_CONTEXT, input.nullifier_key.to_vec());
+    let nullifier = env.pool.derive_key(NULLIFIER_CONTEXT, nullifier_input(&input.nullifier_key, &register.id));
+    let key_commitment = env.pool.derive_key(NULLIFIER_KEY_COMMITMENT_CONTEXT, input.nullifier_key);
     fx.consumes.push(Consumption { register, nullifier_key: input.nullifier_key, nullifier, key_commitment });
 }

@@ -9,11 +9,11 @@
 //! length), so block boundaries and block flags are the same in every lane;
 //! keys and mode flags may differ per lane.
 
-mod portable;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod portable;
 #[cfg(target_arch = "x86_64")]
 mod sse41;
 
