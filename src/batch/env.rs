@@ -40,7 +40,12 @@ pub(super) enum Assertion {
 /// Everything an operation would do, held until the operation succeeds.
 #[derive(Default)]
 pub(super) struct OpEffects {
-    pub creates: Vec<(HashHandle, crate::resource::NewResource)>,
+    /// Id requests of created resources, and the resources themselves with
+    /// a zero id until the flush (moved into the overlay on success).
+    pub creates: Vec<HashHandle>,
+    pub new_registers: Vec<ResourceRegister>,
+    /// ProofGeneration: the created registers as created, for the witness.
+    pub created_copies: Vec<ResourceRegister>,
     pub updates: Vec<(ResourceRegister, ResourceRegister)>,
     pub consumes: Vec<Consumption>,
     pub assertions: Vec<Assertion>,

@@ -110,7 +110,7 @@ fn unique(
         nullifiers.push(n);
     }
     let mut ids = Vec::with_capacity(fx.creates.len());
-    for (h, _) in &fx.creates {
+    for h in &fx.creates {
         let id = ResourceId::from_digest(digest(pool, *h)?);
         let existing = match store.get(&id) {
             Some(r) => Some(r.state),
@@ -133,7 +133,6 @@ fn unique(
 /// The digests of a successful operation's nullifiers and created ids.
 pub(super) fn claims(fx: &OpEffects, pool: &HashPool) -> Result<Claims, ExecutionError> {
     let nullifiers = fx.consumes.iter().map(|c| digest(pool, c.nullifier)).collect::<Result<_, _>>()?;
-    let ids =
-        fx.creates.iter().map(|(h, _)| digest(pool, *h).map(ResourceId::from_digest)).collect::<Result<_, _>>()?;
+    let ids = fx.creates.iter().map(|h| digest(pool, *h).map(ResourceId::from_digest)).collect::<Result<_, _>>()?;
     Ok((nullifiers, ids))
 }

@@ -34,7 +34,7 @@ use std::time::Instant;
 use crate::capability::KeyRing;
 use crate::context::{ExecutionContext, ExecutionMode};
 use crate::error::ExecutionError;
-use crate::resource::Operation;
+use crate::resource::{Operation, ResourceRegister};
 use crate::store::{BatchDelta, BatchRecord, RegisterStore, StageTimings};
 
 use env::{hash_failed, Env, OpEffects};
@@ -113,7 +113,7 @@ fn run_pass(env: &mut Env, ops: &[Operation], prefailed: &BTreeMap<usize, Execut
         };
         match outcome {
             Ok(()) => {
-                apply(env, index, &fx);
+                apply(env, index, &mut fx);
                 records.push(Record::Executed(fx));
             }
             Err(e) => {
@@ -126,15 +126,18 @@ fn run_pass(env: &mut Env, ops: &[Operation], prefailed: &BTreeMap<usize, Execut
 }
 
 /// Make a successful operation's effects visible to the rest of the batch.
-fn apply(env: &mut Env, index: usize, fx: &OpEffects) {
+fn apply(env: &mut Env, index: usize, fx: &mut OpEffects) {
     for c in &fx.consumes {
         env.overlay.consume(c.register.id, index);
     }
     for (_, after) in &fx.updates {
         env.overlay.put(after.clone());
     }
-    for (handle, new) in &fx.creates {
-        env.overlay.create(*handle, new.clone());
+    if env.tx.mode == ExecutionMode::ProofGeneration {
+        fx.created_copies = fx.new_registers.clone();
+    }
+    for (handle, register) in fx.creates.iter().zip(fx.new_registers.drain(..)) {
+        env.overlay.create(*handle, register);
     }
 }
 
@@ -250,7 +253,7 @@ fn witness(kind: crate::resource::OperationKind, fx: &OpEffects, ids: &[crate::r
     OpWitness {
         kind,
         consumed: fx.consumes.iter().map(|c| (c.register.clone(), c.nullifier_key)).collect(),
-        created: fx.creates.iter().zip(ids).map(|((_, new), id)| new.clone().into_register(*id)).collect(),
+        created: fx.created_copies.iter().zip(ids).map(|(r, id)| ResourceRegister { id: *id, ..r.clone() }).collect(),
         updated: fx.updates.first().cloned(),
     }
 }

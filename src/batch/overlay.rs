@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 
 use crate::hash::{HashError, HashHandle, HashPool};
-use crate::resource::{NewResource, ResourceId, ResourceRegister};
+use crate::resource::{ResourceId, ResourceRegister};
 use crate::store::RegisterStore;
 
-/// A created resource whose id is still a pending hash request.
+/// A created resource whose id is still a pending hash request (its
+/// register holds a zero id until then).
 pub(super) struct PendingCreate {
     pub handle: HashHandle,
-    pub resource: NewResource,
+    pub register: ResourceRegister,
 }
 
 pub(super) enum Lookup<'a> {
@@ -66,8 +67,8 @@ impl Overlay {
         }
     }
 
-    pub fn create(&mut self, handle: HashHandle, resource: NewResource) {
-        self.pending.push(PendingCreate { handle, resource });
+    pub fn create(&mut self, handle: HashHandle, register: ResourceRegister) {
+        self.pending.push(PendingCreate { handle, register });
     }
 
     /// Flush the pool and make every pending creation visible by id. A
@@ -77,12 +78,13 @@ impl Overlay {
             return Ok(());
         }
         pool.flush()?;
-        for p in std::mem::take(&mut self.pending) {
+        for mut p in std::mem::take(&mut self.pending) {
             let id = ResourceId::from_digest(pool.get(p.handle).ok_or(HashError::UnknownHandle(p.handle.0))?);
             if self.changed.contains_key(&id) || store.get(&id).is_some() {
                 continue;
             }
-            self.put(p.resource.into_register(id));
+            p.register.id = id;
+            self.put(p.register);
         }
         Ok(())
     }

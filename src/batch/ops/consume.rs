@@ -73,9 +73,9 @@ pub(super) fn transfer(
         consume(env, register, input, fx);
     }
     for o in outputs {
-        let handle = env.pool.hash(o.id_encoding());
-        fx.creates.push((handle, o.clone()));
+        fx.creates.push(env.pool.hash(o.id_encoding()));
     }
+    fx.new_registers.extend(provisional);
     Ok(())
 }
 

@@ -12,7 +12,7 @@ pub(super) fn create(env: &mut Env, new: &NewResource, fx: &mut OpEffects) -> Re
     // The logic sees the resource as it will be; its id is unknown until the flush.
     let provisional = new.clone().into_register(ContentId::default());
     env.run_logic(OperationKind::Create, Role::Created, &provisional, false, &[], fx)?;
-    let handle = env.pool.hash(new.id_encoding());
-    fx.creates.push((handle, new.clone()));
+    fx.creates.push(env.pool.hash(new.id_encoding()));
+    fx.new_registers.push(provisional);
     Ok(())
 }
