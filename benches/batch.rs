@@ -112,8 +112,7 @@ fn run(ledger: &mut Option<Ledger>, mode: ExecutionMode, iters: u64) -> Duration
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         if ledger.as_ref().is_none_or(|l| {
-            l.store.len() > MAX_LIVE
-                || l.frontier.iter().any(|(id, _)| l.store.get(id).map_or(true, |r| r.quantity < 2))
+            l.store.len() > MAX_LIVE || l.frontier.iter().any(|(id, _)| l.store.get(id).is_none_or(|r| r.quantity < 2))
         }) {
             *ledger = Some(Ledger::new());
         }

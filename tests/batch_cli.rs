@@ -100,9 +100,7 @@ fn malformed_batch_files_change_nothing() {
         let file = dir.path().join("bad.json");
         std::fs::write(&file, &text).unwrap();
         // The examples' programs are found next to the batch file.
-        for p in ["fungible_token.tel"] {
-            std::fs::copy(examples().join(p), dir.path().join(p)).unwrap();
-        }
+        std::fs::copy(examples().join("fungible_token.tel"), dir.path().join("fungible_token.tel")).unwrap();
         let o = cvm(data.path(), &["run", file.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(2), "{what}: {}", stdout(&o));
         let err = stderr(&o);

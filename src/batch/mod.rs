@@ -177,7 +177,7 @@ fn finish(
                     verified: fx.verified,
                 };
                 nullifiers.extend(spent);
-                (OpStatus::Succeeded(outcome), fx.instructions, fx.traces)
+                (OpStatus::Succeeded(Box::new(outcome)), fx.instructions, fx.traces)
             }
         };
         results.push(OperationResult { index, kind, status, instructions, traces });

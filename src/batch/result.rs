@@ -29,7 +29,7 @@ pub struct OpOutcome {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpStatus {
-    Succeeded(OpOutcome),
+    Succeeded(Box<OpOutcome>),
     Failed(ExecutionError),
     /// Not run: an earlier operation failed under fail-fast.
     Skipped,
@@ -91,7 +91,7 @@ impl OperationResult {
     }
     pub fn outcome(&self) -> Option<&OpOutcome> {
         match &self.status {
-            OpStatus::Succeeded(o) => Some(o),
+            OpStatus::Succeeded(o) => Some(o.as_ref()),
             _ => None,
         }
     }
