@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use causality_vm::capability::{
-    authorize, required_right, AccessRequest, CapabilityError, CapabilityToken, Caveat, KeyRing, Permissions, Right,
-    RootKey, TEXT_PREFIX,
+    authorize, required_right, AccessRequest, Authorizer, CapabilityError, CapabilityToken, Caveat, KeyRing,
+    Permissions, Right, RootKey, MAX_CAVEATS, TEXT_PREFIX,
 };
 use causality_vm::resource::OperationKind;
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionError};
@@ -263,6 +263,30 @@ fn attenuation_normalizes_lists() {
 }
 
 #[test]
+fn caveat_count_is_bounded() {
+    let k = key(1);
+    let mut token = root_token(&k, "alpha");
+    for i in 0..MAX_CAVEATS {
+        token = token.attenuate(Caveat::MaxQuantity(1_000 - i as u64)).unwrap();
+    }
+    token.verify_chain(&k).unwrap();
+    assert_eq!(CapabilityToken::from_text(&token.to_text()).unwrap(), token);
+    assert!(matches!(token.attenuate(Caveat::MaxQuantity(0)), Err(CapabilityError::TooManyCaveats { .. })));
+    let over = hand_append(&token, Caveat::MaxQuantity(0));
+    assert!(matches!(over.verify_chain(&k), Err(CapabilityError::TooManyCaveats { count: 65, max: 64 })));
+}
+
+#[test]
+fn hand_crafted_unsorted_or_unencodable_caveats_fail_verification() {
+    let k = key(1);
+    let root = root_token(&k, "alpha");
+    let unsorted = hand_append(&root, Caveat::Rights(vec![Right::Write, Right::Read]));
+    assert!(matches!(unsorted.verify_chain(&k), Err(CapabilityError::InvalidCaveat { .. })));
+    let empty_name = hand_append(&root, Caveat::Domains(vec![dom("")]));
+    assert!(matches!(empty_name.verify_chain(&k), Err(CapabilityError::InvalidCaveat { .. })));
+}
+
+#[test]
 fn empty_domain_names_are_refused() {
     let err = root_token(&key(1), "alpha").attenuate(Caveat::Domains(vec![dom("")])).unwrap_err();
     assert!(matches!(err, CapabilityError::InvalidCaveat { .. }), "{err}");
@@ -478,7 +502,7 @@ fn cross_domain_grant_must_be_genuine_and_for_this_domain() {
     // A grant for another domain.
     c.cross_domain_grants = vec![grant_for(&kb, "beta", "gamma")];
     let reason = cross_domain_error(authorize(&c, &keys, &request));
-    assert!(reason.contains("domain alpha is not among"), "{reason}");
+    assert!(reason.contains("a grant for domains gamma, not for the requesting domain alpha"), "{reason}");
 
     // A grant with no Domains caveat names no grantee.
     c.cross_domain_grants = vec![root_token(&kb, "beta")];
@@ -525,6 +549,48 @@ fn text_form_round_trips() {
         assert_eq!(CapabilityToken::from_text(&text).unwrap(), token);
         assert_eq!(CapabilityToken::from_text(&format!("  {text}\n")).unwrap(), token);
     }
+}
+
+#[test]
+fn tokens_in_json_use_the_text_form() {
+    let token = full_token(&key(1));
+    let json = serde_json::to_string(&token).unwrap();
+    assert_eq!(json, format!("\"{}\"", token.to_text()));
+    assert_eq!(serde_json::from_str::<CapabilityToken>(&json).unwrap(), token);
+    let err = serde_json::from_str::<CapabilityToken>("\"cvmcap1.AQ\"").unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn one_authorizer_decides_like_authorize() {
+    let (ka, kb) = (key(1), key(2));
+    let keys = ring(&[("alpha", &ka), ("beta", &kb)]);
+    let mut c = ctx(full_token(&ka), "alpha", 500);
+    c.cross_domain_grants = vec![grant_for(&kb, "beta", "alpha"), grant_for(&ka, "beta", "alpha")];
+    let authorizer = Authorizer::new(&c, &keys);
+    let (alpha, beta, gamma) = (dom("alpha"), dom("beta"), dom("gamma"));
+    let ids = [rid(1), rid(2), rid(3)];
+    let mut outcomes = std::collections::BTreeSet::new();
+    for domain in [&alpha, &beta, &gamma] {
+        for id in &ids {
+            for op in OperationKind::ALL {
+                for quantity in [None, Some(5), Some(11), Some(60)] {
+                    let request = AccessRequest {
+                        operation: op,
+                        right: required_right(op),
+                        resource: Some(id),
+                        domain,
+                        quantity,
+                    };
+                    let once = authorize(&c, &keys, &request);
+                    assert_eq!(authorizer.check(&request), once);
+                    outcomes.insert(once.map_err(|e| e.kind()));
+                }
+            }
+        }
+    }
+    // The grid reaches success and several distinct refusals.
+    assert!(outcomes.len() >= 3, "{outcomes:?}");
 }
 
 fn text_error(text: &str) -> CapabilityError {
@@ -687,6 +753,10 @@ fn key_ring_errors_and_redaction() {
 
     let k = RootKey([0xab; 32]);
     assert!(!format!("{k:?}").contains("ab"), "Debug must not show the key");
+    let token = root_token(&k, "alpha");
+    let shown = format!("{token:?}");
+    assert!(!shown.contains(&causality_vm::content_id::hex_encode(&token.tag[..4])), "Debug must not show the tag");
+    assert!(shown.contains("alpha") && shown.contains("<redacted>"), "{shown}");
     assert!(!format!("{:?}", ring(&[("alpha", &k)])).contains("abab"));
     assert_eq!(RootKey::from_hex(&k.to_hex()).unwrap(), k);
     assert!(matches!(RootKey::from_hex("00"), Err(CapabilityError::BadKey { .. })));
@@ -721,6 +791,12 @@ fn cli_keygen_mint_attenuate_inspect_verify() {
     assert!(stderr(&out).contains("cvm token keygen --domain alpha"), "{}", stderr(&out));
 
     assert!(cvm(d, &["token", "keygen", "--domain", "alpha"]).status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join("keys.json")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
     let again = cvm(d, &["token", "keygen", "--domain", "alpha"]);
     assert_eq!(again.status.code(), Some(2));
     assert!(stderr(&again).contains("--force"));
@@ -744,6 +820,36 @@ fn cli_keygen_mint_attenuate_inspect_verify() {
     let wider = cvm(d, &["token", "attenuate", &root, "--max-quantity", "101"]);
     assert_eq!(wider.status.code(), Some(2));
     assert!(stderr(&wider).contains("widen"), "{}", stderr(&wider));
+
+    // Every flag, a token read from a file, and JSON verification.
+    let res = rid(4).to_string();
+    let file = d.join("narrow.token");
+    std::fs::write(&file, format!("{root}\n")).unwrap();
+    let scoped = cvm(
+        d,
+        &[
+            "token",
+            "attenuate",
+            &format!("@{}", file.display()),
+            "--ops",
+            "transfer,read",
+            "--resources",
+            &res,
+            "--domains",
+            "beta,alpha",
+        ],
+    );
+    assert!(scoped.status.success(), "{}", stderr(&scoped));
+    let scoped = CapabilityToken::from_text(&stdout(&scoped)).unwrap();
+    let effective = scoped.effective();
+    assert_eq!(effective.operations, Some(vec![OperationKind::Read, OperationKind::Transfer]));
+    assert_eq!(effective.resources, Some([rid(4)].into_iter().collect()));
+    assert_eq!(effective.domains, Some([dom("alpha"), dom("beta")].into_iter().collect()));
+    let out = cvm(d, &["--json", "token", "verify", &scoped.to_text(), "--at", "5"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((json["valid"].as_bool(), out.status.code()), (Some(true), Some(0)));
+    let bad_flag = cvm(d, &["token", "attenuate", &root, "--ops", "fly"]);
+    assert!(stderr(&bad_flag).contains("unknown operation kind \"fly\""), "{}", stderr(&bad_flag));
 
     // Verification against a replaced key fails.
     assert!(cvm(d, &["token", "keygen", "--domain", "alpha", "--force"]).status.success());

@@ -1,7 +1,8 @@
 //! The executor's one entry point: may this context do this to this resource?
 
 use super::caveat::{operation_name, Right};
-use super::keys::KeyRing;
+use super::keys::{KeyRing, RootKey};
+use super::permissions::Permissions;
 use super::token::CapabilityToken;
 use crate::context::{DomainId, ExecutionContext};
 use crate::error::ExecutionError;
@@ -12,7 +13,8 @@ use crate::resource::{OperationKind, ResourceId};
 pub struct AccessRequest<'a> {
     pub operation: OperationKind,
     pub right: Right,
-    /// The resource touched or created; `None` when the operation names none.
+    /// The resource touched or created; `None` when the operation names none
+    /// (a token limited by a Resources caveat then refuses the request).
     pub resource: Option<&'a ResourceId>,
     /// The domain of that resource.
     pub domain: &'a DomainId,
@@ -57,84 +59,147 @@ fn describe(request: &AccessRequest) -> String {
 /// in `ctx.cross_domain_grants`: a token rooted in the target domain, valid
 /// under its root key, whose Domains caveat names `ctx.domain_id` and whose
 /// other caveats allow the request.
+///
+/// This verifies the MAC chains on every call; for many accesses under one
+/// context, build an [`Authorizer`] once and call [`Authorizer::check`].
 pub fn authorize(ctx: &ExecutionContext, keys: &KeyRing, request: &AccessRequest) -> Result<(), ExecutionError> {
+    Authorizer::new(ctx, keys).check(request)
+}
+
+/// A context's tokens, verified once; [`Authorizer::check`] then decides each
+/// access with no hashing, exactly as [`authorize`] would.
+pub struct Authorizer<'a> {
+    ctx: &'a ExecutionContext,
+    main: Result<Permissions, MainRefusal>,
+    grants: Vec<Grant<'a>>,
+}
+
+enum MainRefusal {
+    /// Returned as it is (wrong or unknown domain).
+    Domain(ExecutionError),
+    /// The chain failed; reported per request as InsufficientCapabilities.
+    Chain(String),
+}
+
+struct Grant<'a> {
+    domain: &'a DomainId,
+    /// `None`: the key ring has no root key for the grant's domain.
+    verdict: Option<Result<Permissions, String>>,
+}
+
+impl<'a> Authorizer<'a> {
+    pub fn new(ctx: &'a ExecutionContext, keys: &KeyRing) -> Self {
+        let grants = ctx
+            .cross_domain_grants
+            .iter()
+            .map(|grant| Grant {
+                domain: &grant.domain,
+                verdict: keys.get(&grant.domain).map(|root| grant_permissions(ctx, root, grant)),
+            })
+            .collect();
+        Authorizer { ctx, main: main_permissions(ctx, keys), grants }
+    }
+
+    /// Whether the context may make `request`; see [`authorize`].
+    pub fn check(&self, request: &AccessRequest) -> Result<(), ExecutionError> {
+        let permissions = match &self.main {
+            Ok(p) => p,
+            Err(MainRefusal::Domain(e)) => return Err(e.clone()),
+            Err(MainRefusal::Chain(reason)) => {
+                return Err(insufficient(request, format!("capability token rejected: {reason}")))
+            }
+        };
+        permissions
+            .check_request(request.operation, request.right, request.resource, request.quantity, self.ctx.timestamp)
+            .and_then(|()| permissions.check_domain(request.domain))
+            .map_err(|reason| insufficient(request, reason))?;
+        if request.domain == &self.ctx.domain_id {
+            return Ok(());
+        }
+        self.check_cross_domain(request)
+    }
+
+    fn check_cross_domain(&self, request: &AccessRequest) -> Result<(), ExecutionError> {
+        let ctx = self.ctx;
+        let denied = |reason: String| ExecutionError::CrossDomainError {
+            from: ctx.domain_id.to_string(),
+            to: request.domain.to_string(),
+            reason,
+        };
+        let candidates: Vec<&Grant> = self.grants.iter().filter(|g| g.domain == request.domain).collect();
+        if candidates.is_empty() {
+            return Err(denied(format!(
+                "no grant rooted in domain {} among the context's {} cross-domain grants",
+                request.domain,
+                ctx.cross_domain_grants.len()
+            )));
+        }
+        let mut refusals = Vec::with_capacity(candidates.len());
+        for (n, grant) in candidates.iter().enumerate() {
+            let permissions = match &grant.verdict {
+                None => {
+                    return Err(ExecutionError::DomainAccessError {
+                        domain: request.domain.to_string(),
+                        reason: "unknown domain: the key ring has no root key to verify grants rooted in it"
+                            .to_string(),
+                    })
+                }
+                Some(Err(reason)) => {
+                    refusals.push(format!("grant {n}: {reason}"));
+                    continue;
+                }
+                Some(Ok(p)) => p,
+            };
+            match permissions.check_request(
+                request.operation,
+                request.right,
+                request.resource,
+                request.quantity,
+                ctx.timestamp,
+            ) {
+                Ok(()) => return Ok(()),
+                Err(reason) => refusals.push(format!("grant {n}: {reason}")),
+            }
+        }
+        Err(denied(refusals.join("; ")))
+    }
+}
+
+fn main_permissions(ctx: &ExecutionContext, keys: &KeyRing) -> Result<Permissions, MainRefusal> {
     let token = &ctx.capability_token;
     if token.domain != ctx.domain_id {
-        return Err(ExecutionError::DomainAccessError {
+        return Err(MainRefusal::Domain(ExecutionError::DomainAccessError {
             domain: ctx.domain_id.to_string(),
             reason: format!(
                 "the capability token is rooted in domain {}, not in the context's domain {}",
                 token.domain, ctx.domain_id
             ),
-        });
+        }));
     }
-    let root = keys.get(&ctx.domain_id).ok_or_else(|| ExecutionError::DomainAccessError {
-        domain: ctx.domain_id.to_string(),
-        reason: "unknown domain: the key ring has no root key for it".to_string(),
+    let root = keys.get(&ctx.domain_id).ok_or_else(|| {
+        MainRefusal::Domain(ExecutionError::DomainAccessError {
+            domain: ctx.domain_id.to_string(),
+            reason: "unknown domain: the key ring has no root key for it".to_string(),
+        })
     })?;
-    token.verify_chain(root).map_err(|e| insufficient(request, format!("capability token rejected: {e}")))?;
-    let permissions = token.effective();
-    permissions
-        .check_request(request.operation, request.right, request.resource, request.quantity, ctx.timestamp)
-        .and_then(|()| permissions.check_domain(request.domain))
-        .map_err(|reason| insufficient(request, reason))?;
-
-    if request.domain == &ctx.domain_id {
-        return Ok(());
-    }
-    authorize_cross_domain(ctx, keys, request)
+    token.verify_chain(root).map_err(|e| MainRefusal::Chain(e.to_string()))?;
+    Ok(token.effective())
 }
 
-fn authorize_cross_domain(
-    ctx: &ExecutionContext,
-    keys: &KeyRing,
-    request: &AccessRequest,
-) -> Result<(), ExecutionError> {
-    let denied = |reason: String| ExecutionError::CrossDomainError {
-        from: ctx.domain_id.to_string(),
-        to: request.domain.to_string(),
-        reason,
-    };
-    let candidates: Vec<&CapabilityToken> =
-        ctx.cross_domain_grants.iter().filter(|g| &g.domain == request.domain).collect();
-    if candidates.is_empty() {
-        return Err(denied(format!(
-            "no grant rooted in domain {} among the context's {} cross-domain grants",
-            request.domain,
-            ctx.cross_domain_grants.len()
-        )));
-    }
-    let root = keys.get(request.domain).ok_or_else(|| ExecutionError::DomainAccessError {
-        domain: request.domain.to_string(),
-        reason: "unknown domain: the key ring has no root key to verify grants rooted in it".to_string(),
-    })?;
-    let mut refusals = Vec::with_capacity(candidates.len());
-    for (n, grant) in candidates.iter().enumerate() {
-        match check_grant(ctx, root, grant, request) {
-            Ok(()) => return Ok(()),
-            Err(reason) => refusals.push(format!("grant {n}: {reason}")),
-        }
-    }
-    Err(denied(refusals.join("; ")))
-}
-
-fn check_grant(
-    ctx: &ExecutionContext,
-    root: &super::RootKey,
-    grant: &CapabilityToken,
-    request: &AccessRequest,
-) -> Result<(), String> {
+/// A grant's permissions if it verifies and is for the context's domain.
+fn grant_permissions(ctx: &ExecutionContext, root: &RootKey, grant: &CapabilityToken) -> Result<Permissions, String> {
     grant.verify_chain(root).map_err(|e| e.to_string())?;
     let permissions = grant.effective();
     match &permissions.domains {
-        Some(grantees) if grantees.contains(&ctx.domain_id) => {}
-        Some(_) => return Err(permissions.check_domain(&ctx.domain_id).err().unwrap_or_default()),
-        None => {
-            return Err(format!(
-                "it has no Domains caveat naming the requesting domain {}, so it is not a grant for it",
-                ctx.domain_id
-            ))
-        }
+        Some(grantees) if grantees.contains(&ctx.domain_id) => Ok(permissions),
+        Some(grantees) => Err(format!(
+            "it is a grant for domains {}, not for the requesting domain {}",
+            grantees.iter().map(DomainId::as_str).collect::<Vec<_>>().join(","),
+            ctx.domain_id
+        )),
+        None => Err(format!(
+            "it has no Domains caveat naming the requesting domain {}, so it is not a grant for it",
+            ctx.domain_id
+        )),
     }
-    permissions.check_request(request.operation, request.right, request.resource, request.quantity, ctx.timestamp)
 }

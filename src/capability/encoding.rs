@@ -118,6 +118,20 @@ impl std::str::FromStr for CapabilityToken {
     }
 }
 
+/// In JSON (batch files, API requests) a token is its text form.
+impl serde::Serialize for CapabilityToken {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_text())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CapabilityToken {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        CapabilityToken::from_text(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     let len = s.len().min(u16::MAX as usize);
     out.extend_from_slice(&(len as u16).to_le_bytes());

@@ -92,6 +92,7 @@ impl KeyRing {
             action: "reading",
             source,
         })?;
+        warn_if_readable_by_others(path);
         let format_error = |reason: String| CapabilityError::KeyRingFormat { path: path.to_path_buf(), reason };
         let entries: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
             format_error(format!(
@@ -161,6 +162,24 @@ impl KeyRing {
         Ok(())
     }
 }
+
+/// Root keys mint any token of their domain: say so when others can read them.
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "key ring {} has mode {mode:o}: other users may read its root keys (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
 
 #[cfg(unix)]
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {

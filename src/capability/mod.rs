@@ -20,7 +20,7 @@ mod keys;
 mod permissions;
 mod token;
 
-pub use authorize::{authorize, required_right, AccessRequest};
+pub use authorize::{authorize, required_right, AccessRequest, Authorizer};
 pub use caveat::{Caveat, Right};
 pub use encoding::TEXT_PREFIX;
 pub use error::CapabilityError;

@@ -23,14 +23,26 @@ pub const TOKEN_VERSION: u8 = 1;
 pub const MAX_CAVEATS: usize = 64;
 
 /// Rooted in `domain` (its MAC chain starts from that domain's root key).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CapabilityToken {
     pub domain: DomainId,
     /// A public nonce naming this token lineage.
     pub identifier: [u8; 16],
     pub caveats: Vec<Caveat>,
-    /// The last MAC in the chain.
+    /// The last MAC in the chain. Whoever knows it holds the token (a bearer
+    /// credential), so `Debug` leaves it out.
     pub tag: [u8; 32],
+}
+
+impl std::fmt::Debug for CapabilityToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CapabilityToken")
+            .field("domain", &self.domain)
+            .field("identifier", &crate::content_id::hex_encode(&self.identifier))
+            .field("caveats", &self.caveats)
+            .field("tag", &"<redacted>")
+            .finish()
+    }
 }
 
 fn root_tag(root: &RootKey, domain: &DomainId, identifier: &[u8; 16]) -> [u8; 32] {
@@ -45,6 +57,14 @@ fn chain_tag(previous: &[u8; 32], caveat: &Caveat) -> [u8; 32] {
 
 /// Check that `caveat` may follow caveats whose intersection is `current`.
 fn check_step(current: &Permissions, index: usize, caveat: &Caveat) -> Result<(), CapabilityError> {
+    caveat.check_encodable()?;
+    if caveat.clone().normalized() != *caveat {
+        // `attenuate` sorts lists; an unsorted one would not survive the text form.
+        return Err(CapabilityError::InvalidCaveat {
+            caveat: caveat.to_string(),
+            reason: format!("caveat {index} lists values out of order or twice"),
+        });
+    }
     if !current.can_delegate() {
         return Err(CapabilityError::NotDelegatable { index, caveat: caveat.to_string() });
     }
@@ -78,7 +98,6 @@ impl CapabilityToken {
         if index >= MAX_CAVEATS {
             return Err(CapabilityError::TooManyCaveats { count: index + 1, max: MAX_CAVEATS });
         }
-        caveat.check_encodable()?;
         check_step(&self.effective(), index, &caveat)?;
         let tag = chain_tag(&self.tag, &caveat);
         let mut caveats = self.caveats.clone();

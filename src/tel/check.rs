@@ -155,7 +155,7 @@ impl Checker {
 
     fn boolean(&mut self, expr: &Expr) -> Result<Typed, TelError> {
         let (typed, ty) = self.expr(expr, None)?;
-        expect(ty, Ty::Bool, expr.pos, "a condition")?;
+        expect(ty, Ty::Bool, start(expr), "a condition")?;
         Ok(typed)
     }
 
@@ -176,12 +176,12 @@ impl Checker {
             }
             ExprKind::Not(inner) => {
                 let (typed, ty) = self.expr(inner, Some(Ty::Bool))?;
-                expect(ty, Ty::Bool, inner.pos, "`not`")?;
+                expect(ty, Ty::Bool, start(inner), "`not`")?;
                 (Typed::Not(Box::new(typed)), Ty::Bool)
             }
             ExprKind::After(time) | ExprKind::Before(time) => {
                 let (typed, ty) = self.expr(time, Some(Ty::Int))?;
-                expect(ty, Ty::Int, time.pos, "a time")?;
+                expect(ty, Ty::Int, start(time), "a time")?;
                 let op = if matches!(expr.kind, ExprKind::After(_)) { BinOp::Ge } else { BinOp::Lt };
                 (Typed::Bin(op, Box::new(Typed::Context(ctx_field::TIMESTAMP)), Box::new(typed)), Ty::Bool)
             }
@@ -267,14 +267,14 @@ impl Checker {
         let symbol = op.symbol();
         Ok(match op {
             BinaryOp::And | BinaryOp::Or => {
-                expect(lt, Ty::Bool, left.pos, &format!("`{symbol}`"))?;
-                expect(rt, Ty::Bool, right.pos, &format!("`{symbol}`"))?;
+                expect(lt, Ty::Bool, start(left), &format!("`{symbol}`"))?;
+                expect(rt, Ty::Bool, start(right), &format!("`{symbol}`"))?;
                 let typed = if op == BinaryOp::And { Typed::And(l, r) } else { Typed::Or(l, r) };
                 (typed, Ty::Bool)
             }
             BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => {
-                expect(lt, Ty::Int, left.pos, &format!("`{symbol}`"))?;
-                expect(rt, Ty::Int, right.pos, &format!("`{symbol}`"))?;
+                expect(lt, Ty::Int, start(left), &format!("`{symbol}`"))?;
+                expect(rt, Ty::Int, start(right), &format!("`{symbol}`"))?;
                 let vm_op = match op {
                     BinaryOp::Add => BinOp::Add,
                     BinaryOp::Sub => BinOp::Sub,
@@ -292,8 +292,8 @@ impl Checker {
                 (Typed::Bin(vm_op, l, r), Ty::Int)
             }
             BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
-                expect(lt, Ty::Int, left.pos, &format!("`{symbol}`"))?;
-                expect(rt, Ty::Int, right.pos, &format!("`{symbol}`"))?;
+                expect(lt, Ty::Int, start(left), &format!("`{symbol}`"))?;
+                expect(rt, Ty::Int, start(right), &format!("`{symbol}`"))?;
                 let vm_op = match op {
                     BinaryOp::Lt => BinOp::Lt,
                     BinaryOp::Le => BinOp::Le,
@@ -338,7 +338,7 @@ impl Checker {
         let first =
             args.first().ok_or_else(|| TelError::at(pos, format!("`{name}` needs `others` as its first argument")))?;
         if !matches!(&first.kind, ExprKind::Name(n) if n == "others") {
-            return Err(TelError::at(first.pos, format!("the first argument of `{name}` must be `others`")));
+            return Err(TelError::at(start(first), format!("the first argument of `{name}` must be `others`")));
         }
         match (&args[1..], kind) {
             ([], Aggregate::Count) => Ok((Typed::Aggregate(kind, None), result)),
@@ -348,7 +348,7 @@ impl Checker {
                 self.depth -= 1;
                 let (typed, ty) = checked?;
                 if let Some(want) = body_ty {
-                    expect(ty, want, body.pos, &format!("the body of `{name}`"))?;
+                    expect(ty, want, start(body), &format!("the body of `{name}`"))?;
                 }
                 Ok((Typed::Aggregate(kind, Some(Box::new(typed))), result))
             }
@@ -374,6 +374,15 @@ fn is_free_name(expr: &Expr) -> bool {
                 && !matches!(n.as_str(), "true" | "false" | "others")
         }
         _ => false,
+    }
+}
+
+/// Where an expression starts in the source (a binary expression's own
+/// position is its operator's).
+fn start(expr: &Expr) -> Pos {
+    match &expr.kind {
+        ExprKind::Binary(_, left, _) | ExprKind::In(left, _) => start(left),
+        _ => expr.pos,
     }
 }
 

@@ -20,6 +20,9 @@ use super::ast::{BinaryOp, Expr, ExprKind, Rule, RuleKind};
 use super::error::{Pos, TelError};
 use super::lexer::{Tok, Token};
 
+/// The most tokens one rule may have.
+pub const MAX_RULE_TOKENS: usize = 1000;
+
 /// Words that cannot be used as names.
 const KEYWORDS: &[&str] =
     &["accept", "reject", "require", "if", "else", "and", "or", "not", "in", "after", "before", "self"];
@@ -77,6 +80,15 @@ impl<'t> Parser<'t> {
     fn rule(&mut self) -> Result<Rule, TelError> {
         let start = self.peek();
         let pos = start.pos;
+        // Bounding a rule's length bounds the nesting the recursive parser,
+        // checker and code generator see, so no input can exhaust the stack.
+        let length = self.tokens[self.at..].iter().take_while(|t| !matches!(t.tok, Tok::Semi | Tok::Eof)).count();
+        if length > MAX_RULE_TOKENS {
+            return Err(TelError::at(
+                pos,
+                format!("this rule has {length} tokens, more than the limit of {MAX_RULE_TOKENS}: split it into several rules"),
+            ));
+        }
         let kind = match &start.tok {
             Tok::Ident(word) if word == "accept" => {
                 self.bump();

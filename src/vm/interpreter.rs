@@ -271,14 +271,7 @@ impl<'a, 't> Machine<'a, 't> {
             }
             Not { rd, ra } => self.set(rd, (self.get(ra) == 0) as u64),
             SliceEq { rd, ra, rb } => {
-                let (a, b) = (self.get(ra), self.get(rb));
-                // Compare in place (no copies); the trace re-reads only when tracing.
-                let equal = *self.slice_bytes(a)? == *self.slice_bytes(b)?;
-                if self.step.is_some() {
-                    let (x, y) = (self.slice_bytes(a)?.into_owned(), self.slice_bytes(b)?.into_owned());
-                    self.trace_read(a, &x);
-                    self.trace_read(b, &y);
-                }
+                let equal = self.slices_equal(self.get(ra), self.get(rb))?;
                 self.set(rd, equal as u64);
             }
             Jmp { target } => return Ok(Flow::Jump(target as usize)),
@@ -351,14 +344,17 @@ impl<'a, 't> Machine<'a, 't> {
     }
 
     fn load(&mut self, addr: u32, len: u32) -> Result<u64, ExecutionError> {
-        let bytes = self.memory.read(addr, len).map_err(|f| violation(self.pc, Access::Read, f))?;
-        let mut word = [0u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        if let Some(step) = self.step.as_mut() {
-            step.memory(Access::Read, addr, &bytes);
-        }
-        Ok(u64::from_le_bytes(word))
+        let step = &mut self.step;
+        let value = self
+            .memory
+            .with_bytes(addr, len, |bytes| {
+                if let Some(step) = step.as_mut() {
+                    step.memory(Access::Read, addr, bytes);
+                }
+                memory::le_word(bytes)
+            })
+            .map_err(|f| violation(self.pc, Access::Read, f))?;
+        Ok(value)
     }
 
     fn store(&mut self, addr: u32, bytes: &[u8]) -> Result<(), ExecutionError> {
@@ -371,13 +367,24 @@ impl<'a, 't> Machine<'a, 't> {
 
     /// The bytes of a slice value, recorded in the trace.
     fn read_slice(&mut self, value: u64) -> Result<Vec<u8>, ExecutionError> {
-        let bytes = self.slice_bytes(value)?.into_owned();
+        let bytes = self.memory.with_slice(value, <[u8]>::to_vec).map_err(|f| violation(self.pc, Access::Read, f))?;
         self.trace_read(value, &bytes);
         Ok(bytes)
     }
 
-    fn slice_bytes(&self, value: u64) -> Result<std::borrow::Cow<'_, [u8]>, ExecutionError> {
-        self.memory.read_slice(value).map_err(|f| violation(self.pc, Access::Read, f))
+    /// Whether the bytes of two slices are equal, compared in place.
+    fn slices_equal(&mut self, a: u64, b: u64) -> Result<bool, ExecutionError> {
+        let memory = &self.memory;
+        let equal = memory
+            .with_slice(a, |x| memory.with_slice(b, |y| x == y))
+            .and_then(|inner| inner)
+            .map_err(|f| violation(self.pc, Access::Read, f))?;
+        if self.step.is_some() {
+            // Only when tracing: copies for the trace.
+            self.read_slice(a)?;
+            self.read_slice(b)?;
+        }
+        Ok(equal)
     }
 
     fn trace_read(&mut self, value: u64, bytes: &[u8]) {

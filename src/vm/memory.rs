@@ -19,8 +19,6 @@
 //! up to the window size. Everything else is unmapped: touching it is a
 //! MemoryAccessViolation.
 
-use std::borrow::Cow;
-
 use crate::context::ExecutionContext;
 use crate::resource::{OperationKind, ResourceRegister};
 
@@ -165,13 +163,14 @@ impl<'a> Memory<'a> {
         Memory { subject, others, readable_others, ctx, operation, role, data, scratch: None }
     }
 
-    /// Read `len` bytes starting at `address`; the range must lie inside one
-    /// readable field, window or area.
-    pub fn read(&self, address: u32, len: u32) -> Result<Cow<'_, [u8]>, Fault> {
+    /// Call `f` with the `len` bytes at `address`; the range must lie inside
+    /// one readable field, window or area. Nothing is copied (headers are
+    /// built on the stack), so loads cost no allocation.
+    pub fn with_bytes<R>(&self, address: u32, len: u32, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fault> {
         let (region, offset) =
             Region::of(address).ok_or_else(|| fault(address, "address is not mapped to any region"))?;
         match region {
-            Region::Subject => resource_read(self.subject, SUBJECT_BASE, address, offset, len),
+            Region::Subject => resource_read(self.subject, SUBJECT_BASE, address, offset, len, f),
             Region::Other(i) => {
                 if !self.readable_others {
                     return Err(fault(
@@ -185,35 +184,37 @@ impl<'a> Memory<'a> {
                         format!("{}: the operation has only {} other resources", region.name(), self.others.len()),
                     )
                 })?;
-                resource_read(other, OTHERS_BASE + i * RESOURCE_SPAN, address, offset, len)
+                resource_read(other, OTHERS_BASE + i * RESOURCE_SPAN, address, offset, len, f)
             }
-            Region::Context => self.context_read(address, offset, len),
-            Region::Data => bounded(self.data, address, offset, len, "the program's data section").map(Cow::Borrowed),
+            Region::Context => self.context_read(address, offset, len, f),
+            Region::Data => bounded(self.data, address, offset, len, "the program's data section").map(f),
             Region::Scratch => match &self.scratch {
-                Some(bytes) => bounded(bytes, address, offset, len, "scratch").map(Cow::Borrowed),
+                Some(bytes) => bounded(bytes, address, offset, len, "scratch").map(f),
                 None => {
                     check_range(offset, len, SCRATCH_SIZE, address, "scratch")?;
-                    Ok(Cow::Owned(vec![0; len as usize]))
+                    Ok(f(&ZEROS[..len as usize]))
                 }
             },
         }
     }
 
-    /// A little-endian u64 at `address`.
-    pub fn read_u64(&self, address: u32) -> Result<u64, Fault> {
-        let bytes = self.read(address, 8)?;
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes);
-        Ok(u64::from_le_bytes(word))
+    /// A copy of the `len` bytes at `address`.
+    pub fn read(&self, address: u32, len: u32) -> Result<Vec<u8>, Fault> {
+        self.with_bytes(address, len, <[u8]>::to_vec)
     }
 
-    /// The bytes a slice value points at.
-    pub fn read_slice(&self, value: u64) -> Result<Cow<'_, [u8]>, Fault> {
+    /// A little-endian u64 at `address`.
+    pub fn read_u64(&self, address: u32) -> Result<u64, Fault> {
+        self.with_bytes(address, 8, le_word)
+    }
+
+    /// Call `f` with the bytes a slice value points at.
+    pub fn with_slice<R>(&self, value: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fault> {
         let (address, len) = slice_parts(value);
         if len == 0 {
-            return Ok(Cow::Borrowed(&[]));
+            return Ok(f(&[]));
         }
-        self.read(address, len)
+        self.with_bytes(address, len, f)
     }
 
     /// Write `bytes` at `address`; only scratch is writable.
@@ -257,12 +258,12 @@ impl<'a> Memory<'a> {
         words_to_bytes(words)
     }
 
-    fn context_read(&self, address: u32, offset: u32, len: u32) -> Result<Cow<'_, [u8]>, Fault> {
+    fn context_read<R>(&self, address: u32, offset: u32, len: u32, f: impl FnOnce(&[u8]) -> R) -> Result<R, Fault> {
         let window = offset / WINDOW;
         let within = offset % WINDOW;
         if window == 0 {
             let header = self.context_header();
-            return bounded(&header, address, within, len, "the context header").map(|b| Cow::Owned(b.to_vec()));
+            return bounded(&header, address, within, len, "the context header").map(f);
         }
         let bytes: &[u8] = match window {
             CTX_DOMAIN_WINDOW => self.ctx.domain_id.as_str().as_bytes(),
@@ -282,8 +283,19 @@ impl<'a> Memory<'a> {
                 }
             }
         };
-        bounded(clip(bytes), address, within, len, "the context field").map(Cow::Borrowed)
+        bounded(clip(bytes), address, within, len, "the context field").map(f)
     }
+}
+
+/// Untouched scratch reads as zeros without allocating it.
+static ZEROS: [u8; SCRATCH_SIZE as usize] = [0; SCRATCH_SIZE as usize];
+
+/// The first (up to) 8 bytes as a little-endian number.
+pub fn le_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let n = bytes.len().min(8);
+    word[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(word)
 }
 
 fn window_len(len: usize) -> u32 {
@@ -315,41 +327,47 @@ fn byte_fields(r: &ResourceRegister) -> [&[u8]; RESOURCE_WINDOWS as usize - 1] {
     ]
 }
 
-fn resource_header(r: &ResourceRegister, base: u32) -> [u8; field::HEADER_SIZE as usize] {
-    let fields = byte_fields(r);
-    let field_slice = |k: usize| slice(base + (k as u32 + 1) * WINDOW, window_len(fields[k].len()));
-    words_to_bytes([
-        r.quantity,
-        r.version,
-        r.state.code() as u64,
-        field_slice(0),
-        field_slice(1),
-        field_slice(2),
-        field_slice(3),
-        field_slice(4),
-        field_slice(5),
-        field_slice(6),
-    ])
+/// Header word `k` of a resource image at `base`.
+fn resource_word(r: &ResourceRegister, base: u32, k: usize) -> u64 {
+    match k {
+        0 => r.quantity,
+        1 => r.version,
+        2 => r.state.code() as u64,
+        _ => {
+            let field = k - 3;
+            let len = byte_fields(r).get(field).map_or(0, |bytes| window_len(bytes.len()));
+            slice(base + (field as u32 + 1) * WINDOW, len)
+        }
+    }
 }
 
-fn resource_read<'r>(
-    r: &'r ResourceRegister,
+fn resource_header(r: &ResourceRegister, base: u32) -> [u8; field::HEADER_SIZE as usize] {
+    words_to_bytes(std::array::from_fn::<u64, { field::HEADER_SIZE as usize / 8 }, _>(|k| resource_word(r, base, k)))
+}
+
+fn resource_read<R>(
+    r: &ResourceRegister,
     base: u32,
     address: u32,
     offset: u32,
     len: u32,
-) -> Result<Cow<'r, [u8]>, Fault> {
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, Fault> {
     let window = offset / WINDOW;
     let within = offset % WINDOW;
     if window == 0 {
+        // The common case, an aligned field load, builds only that word.
+        if len == 8 && within % 8 == 0 && within < field::HEADER_SIZE {
+            return Ok(f(&resource_word(r, base, within as usize / 8).to_le_bytes()));
+        }
         let header = resource_header(r, base);
-        return bounded(&header, address, within, len, "the resource header").map(|b| Cow::Owned(b.to_vec()));
+        return bounded(&header, address, within, len, "the resource header").map(f);
     }
     if window >= RESOURCE_WINDOWS {
         return Err(fault(address, "past the last field of the resource image"));
     }
     let bytes = clip(byte_fields(r)[window as usize - 1]);
-    bounded(bytes, address, within, len, "the resource field").map(Cow::Borrowed)
+    bounded(bytes, address, within, len, "the resource field").map(f)
 }
 
 fn check_range(offset: u32, len: u32, size: u32, address: u32, what: &str) -> Result<(), Fault> {
