@@ -1,1 +1,168 @@
-fn main() {}
+//! A 10,000-transfer batch executed and committed (Standard mode, no proofs),
+//! reported as transfers per second. Each transfer consumes one input and
+//! creates two outputs (one nullifier, one register removed, two added).
+//! Side by side: the same batch in Simulation mode (everything but the
+//! durable commit) as the baseline that shows what the commit costs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use causality_vm::batch::{execute_batch, TransactionContext};
+use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
+use causality_vm::resource::{ConsumedInput, NewResource, Operation, ResourceId, NULLIFIER_KEY_COMMITMENT_CONTEXT};
+use causality_vm::store::RegisterStore;
+use causality_vm::vm::{Instruction, Program};
+use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionMode};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const BATCH: usize = 10_000;
+/// Start over with a fresh store once it holds this many registers, so the
+/// figure is for a store of 10k to this many live registers.
+const MAX_LIVE: usize = 200_000;
+
+struct Ledger {
+    _dir: tempfile::TempDir,
+    store: RegisterStore,
+    keys: KeyRing,
+    ctx: ExecutionContext,
+    logic: ContentId,
+    /// Spendable resources: (id, nullifier key).
+    frontier: Vec<(ResourceId, [u8; 32])>,
+    nonce: u64,
+}
+
+fn nk(n: u64) -> [u8; 32] {
+    *blake3::hash(&n.to_le_bytes()).as_bytes()
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = RegisterStore::open(dir.path()).expect("store");
+        let logic = store.put_content(&Program::new(vec![Instruction::Accept], vec![]).unwrap().encode()).unwrap();
+        let domain = DomainId::new("bench");
+        let root = RootKey([5; 32]);
+        let mut keys = KeyRing::new();
+        keys.insert(domain.clone(), root.clone());
+        let ctx = ExecutionContext {
+            domain_id: domain.clone(),
+            trace_id: "bench".into(),
+            capability_token: CapabilityToken::mint(&root, domain, [0; 16]),
+            timestamp: 1,
+            environment: BTreeMap::new(),
+            cross_domain_grants: Vec::new(),
+        };
+        let mut ledger = Ledger { _dir: dir, store, keys, ctx, logic, frontier: Vec::new(), nonce: 0 };
+        let genesis: Vec<Operation> =
+            (0..BATCH).map(|_| Operation::Create { resource: ledger.output(1 << 40) }).collect();
+        let ids: Vec<(ResourceId, [u8; 32])> = genesis
+            .iter()
+            .map(|op| match op {
+                Operation::Create { resource } => {
+                    (ContentId::of_encoding(&resource.id_encoding()), nk(resource.quantity))
+                }
+                _ => unreachable!(),
+            })
+            .collect();
+        let tx = TransactionContext::new(ExecutionMode::Standard);
+        let res = execute_batch(&mut ledger.store, &ledger.keys, &genesis, &ledger.ctx, &tx).expect("genesis");
+        assert_eq!(res.success_count, BATCH);
+        ledger.frontier = ids;
+        ledger
+    }
+
+    /// An output owned by nullifier key `nk(quantity)` (quantities stay
+    /// small and distinct enough for the bench; keys are recomputable).
+    fn output(&mut self, quantity: u64) -> NewResource {
+        self.nonce += 1;
+        NewResource {
+            logic: self.logic,
+            domain: self.ctx.domain_id.clone(),
+            fungibility_domain: "coin".into(),
+            quantity,
+            metadata: BTreeMap::new(),
+            contents: Vec::new(),
+            nullifier_key_commitment: blake3::derive_key(NULLIFIER_KEY_COMMITMENT_CONTEXT, &nk(quantity)),
+            controller: "bench".into(),
+            nonce: *blake3::hash(&self.nonce.to_le_bytes()).as_bytes(),
+        }
+    }
+
+    /// 10,000 transfers, each splitting one frontier resource in two.
+    fn next_batch(&mut self) -> (Vec<Operation>, Vec<(ResourceId, [u8; 32])>) {
+        let frontier = std::mem::take(&mut self.frontier);
+        let mut ops = Vec::with_capacity(BATCH);
+        let mut next = Vec::with_capacity(BATCH);
+        for (id, key) in frontier {
+            let quantity = self.store.get(&id).map(|r| r.quantity).unwrap_or(1 << 40);
+            let half = quantity / 2;
+            let a = self.output(half);
+            let b = self.output(quantity - half);
+            next.push((ContentId::of_encoding(&a.id_encoding()), nk(half)));
+            ops.push(Operation::Transfer {
+                inputs: vec![ConsumedInput { id, nullifier_key: key }],
+                outputs: vec![a, b],
+            });
+        }
+        (ops, next)
+    }
+}
+
+fn run(ledger: &mut Option<Ledger>, mode: ExecutionMode, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        if ledger.as_ref().is_none_or(|l| {
+            l.store.len() > MAX_LIVE || l.frontier.iter().any(|(id, _)| l.store.get(id).is_none_or(|r| r.quantity < 2))
+        }) {
+            *ledger = Some(Ledger::new());
+        }
+        let l = ledger.as_mut().expect("ledger");
+        let (ops, next) = l.next_batch();
+        let tx = TransactionContext::new(mode);
+        let started = Instant::now();
+        let res = execute_batch(&mut l.store, &l.keys, &ops, &l.ctx, &tx).expect("batch");
+        total += started.elapsed();
+        if std::env::var_os("CVM_BENCH_STAGES").is_some() {
+            let t = res.metadata.timings;
+            eprintln!(
+                "{mode:?} live={} total={:?} execute={}us hash={}us commit={}us",
+                l.store.len(),
+                started.elapsed(),
+                t.execute_us,
+                t.hash_us,
+                t.commit_us
+            );
+        }
+        assert_eq!(res.success_count, BATCH, "{:?}", res.results.iter().find_map(|r| r.error()));
+        l.frontier = if mode == ExecutionMode::Standard {
+            next
+        } else {
+            ops.iter()
+                .map(|op| match op {
+                    Operation::Transfer { inputs, .. } => (inputs[0].id, inputs[0].nullifier_key),
+                    _ => unreachable!(),
+                })
+                .collect()
+        };
+    }
+    total
+}
+
+fn bench_batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("batch_10k_transfers");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut ledger = None;
+    group.bench_function(BenchmarkId::new("standard_commit", BATCH), |b| {
+        b.iter_custom(|iters| run(&mut ledger, ExecutionMode::Standard, iters))
+    });
+    let mut ledger = None;
+    group.bench_function(BenchmarkId::new("simulation_no_commit", BATCH), |b| {
+        b.iter_custom(|iters| run(&mut ledger, ExecutionMode::Simulation, iters))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_batch);
+criterion_main!(benches);

@@ -1,1 +1,228 @@
-//! See DESIGN.md.
+//! The durable register store.
+//!
+//! Registers, nullifiers and consumed ids live in memory (the index) for
+//! speed; durability comes from one append per batch: the batch's delta and
+//! its batch-log record go into redb in ONE write transaction, so a crash
+//! leaves the store at the previous or the next batch and nothing in between.
+//! Every so often (and on [`RegisterStore::close`]) the index's net changes
+//! are checkpointed into redb tables and the replayed deltas dropped; opening
+//! loads the last checkpoint and replays the deltas after it.
+//!
+//! The state root is the Merkle root (through the hash pool) over the live
+//! registers' commitments, BLAKE3(state_encoding), sorted by id.
+
+mod codec;
+mod delta;
+mod durable;
+mod error;
+mod index;
+mod merkle;
+mod record;
+
+pub use delta::BatchDelta;
+pub use durable::StoreOptions;
+pub use error::StoreError;
+pub use index::Entry;
+pub use merkle::MerkleCache;
+pub use record::{BatchRecord, ProofRecord, StageTimings};
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::content_id::ContentId;
+use crate::hash::{HashHandle, HashPool};
+use crate::resource::{ResourceId, ResourceRegister};
+
+use durable::Durable;
+use index::Index;
+
+/// A batch's delta with everything computed that a commit needs: the new
+/// registers' commitments and the would-be state tree. Simulation stops here.
+#[derive(Debug)]
+pub struct StagedBatch {
+    pub delta: BatchDelta,
+    pub commitments: Vec<[u8; 32]>,
+    pub root_before: [u8; 32],
+    pub root_after: [u8; 32],
+    tree: MerkleCache,
+}
+
+pub struct RegisterStore {
+    durable: Durable,
+    index: Index,
+    tree: MerkleCache,
+    head: u64,
+    programs: HashMap<ContentId, Arc<Vec<u8>>>,
+}
+
+impl RegisterStore {
+    /// Open (or create) the store in directory `dir` (file `dir/store.redb`).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
+        let (durable, loaded) = Durable::open(&Self::file_in(dir), options)?;
+        let mut index = loaded.index;
+        for (number, delta) in loaded.replay {
+            index.apply(&delta, number);
+        }
+        let mut pool = HashPool::new();
+        let leaves = index.recompute_commitments(&mut pool)?;
+        let tree = MerkleCache::default().rebuild(leaves, &mut pool)?;
+        let store = RegisterStore { durable, index, tree, head: loaded.head, programs: HashMap::new() };
+        if let Some(expected) = loaded.root {
+            let found = store.state_root();
+            if found != expected {
+                return Err(StoreError::RootMismatch {
+                    batch: loaded.head,
+                    expected: crate::content_id::hex_encode(&expected),
+                    found: crate::content_id::hex_encode(&found),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// The database file inside a data directory.
+    pub fn file_in(dir: &Path) -> PathBuf {
+        dir.join("store.redb")
+    }
+
+    /// Checkpoint and close cleanly.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.checkpoint()
+    }
+
+    /// The number of the last committed batch (0 for a fresh store).
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    pub fn state_root(&self) -> [u8; 32] {
+        self.tree.root().unwrap_or_else(|| *blake3::hash(b"").as_bytes())
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.registers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.registers.is_empty()
+    }
+
+    pub fn get(&self, id: &ResourceId) -> Option<&ResourceRegister> {
+        self.index.registers.get(id).map(|e| &e.register)
+    }
+
+    pub fn entry(&self, id: &ResourceId) -> Option<&Entry> {
+        self.index.registers.get(id)
+    }
+
+    /// Live registers in id order.
+    pub fn registers(&self) -> impl Iterator<Item = &ResourceRegister> {
+        self.index.registers.values().map(|e| &e.register)
+    }
+
+    /// The batch in which `id` was consumed, if it was.
+    pub fn consumed_in(&self, id: &ResourceId) -> Option<u64> {
+        self.index.consumed.get(id).copied()
+    }
+
+    /// The batch that spent `nullifier`, if any did.
+    pub fn nullifier_batch(&self, nullifier: &[u8; 32]) -> Option<u64> {
+        self.index.nullifiers.get(nullifier).copied()
+    }
+
+    pub fn nullifier_count(&self) -> usize {
+        self.index.nullifiers.len()
+    }
+
+    /// Store program (or any content) bytes under their content id. Setup
+    /// path, not the VM's: hashing inline here is fine.
+    pub fn put_content(&mut self, bytes: &[u8]) -> Result<ContentId, StoreError> {
+        let id = ContentId::of_encoding(bytes);
+        if self.content(&id)?.is_none() {
+            self.durable.put_content(&id, bytes)?;
+            self.programs.insert(id, Arc::new(bytes.to_vec()));
+        }
+        Ok(id)
+    }
+
+    pub fn content(&mut self, id: &ContentId) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        if let Some(bytes) = self.programs.get(id) {
+            return Ok(Some(bytes.clone()));
+        }
+        let found = self.durable.content(id)?.map(Arc::new);
+        if let Some(bytes) = &found {
+            self.programs.insert(*id, bytes.clone());
+        }
+        Ok(found)
+    }
+
+    pub fn batch(&self, number: u64) -> Result<Option<BatchRecord>, StoreError> {
+        self.durable.batch(number)
+    }
+
+    /// The newest `limit` batch records, newest first.
+    pub fn history(&self, limit: usize) -> Result<Vec<BatchRecord>, StoreError> {
+        self.durable.history(limit)
+    }
+
+    /// Compute commitments and the would-be root of `delta` without writing.
+    pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool) -> Result<StagedBatch, StoreError> {
+        let handles: Vec<HashHandle> = delta.upserts.iter().map(|r| pool.hash(r.state_encoding())).collect();
+        pool.flush()?;
+        let commitments: Vec<[u8; 32]> = handles
+            .iter()
+            .map(|h| pool.get(*h).ok_or(crate::hash::HashError::UnknownHandle(h.0)))
+            .collect::<Result<_, _>>()?;
+        let mut changes: BTreeMap<ResourceId, Option<[u8; 32]>> = BTreeMap::new();
+        for id in &delta.removed {
+            changes.insert(*id, None);
+        }
+        for (r, c) in delta.upserts.iter().zip(&commitments) {
+            changes.insert(r.id, Some(*c));
+        }
+        let leaves = self.index.leaves_with(&changes);
+        let tree = self.tree.rebuild(leaves, pool)?;
+        let root_before = self.state_root();
+        let root_after = tree.root().unwrap_or(root_before);
+        Ok(StagedBatch { delta, commitments, root_before, root_after, tree })
+    }
+
+    /// Append the staged batch durably (one write transaction), then apply it
+    /// in memory. `record`'s number and roots are filled in here.
+    pub fn commit(&mut self, staged: StagedBatch, mut record: BatchRecord) -> Result<BatchRecord, StoreError> {
+        let number = self.head + 1;
+        record.number = number;
+        record.state_root_before = staged.root_before;
+        record.state_root_after = staged.root_after;
+        self.durable.append(number, &staged.delta, &record)?;
+        self.head = number;
+        self.index.apply_owned(staged.delta, &staged.commitments, number);
+        self.tree = staged.tree;
+        if self.durable.wants_checkpoint() {
+            self.checkpoint()?;
+        }
+        Ok(record)
+    }
+
+    /// Write the index's changes since the last checkpoint into the redb
+    /// tables and drop the deltas they replace.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.durable.checkpoint(self.head, &mut self.index)
+    }
+}
+
+impl Drop for RegisterStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!("checkpoint on close failed (the delta log still holds every batch): {e}");
+        }
+    }
+}

@@ -1,10 +1,172 @@
-//! `cvm run` (being written).
+//! `cvm run BATCH.json`: execute a batch file and, in the modes that write,
+//! commit it to the store in the data directory.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use causality_vm::batch::file::{prepare, BatchFile};
+use causality_vm::batch::{execute_batch, BatchExecutionResult, OpStatus, OperationResult, TransactionContext};
+use causality_vm::content_id::hex_encode;
+use causality_vm::store::RegisterStore;
+use causality_vm::vm::DEFAULT_BUDGET;
+use causality_vm::ExecutionMode;
 
 use crate::Globals;
 
 #[derive(clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// The JSON batch file (format: docs/BATCH_FORMAT.md).
+    pub file: PathBuf,
+    /// Stop at the first failing operation (the rest are skipped).
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Commit only if every operation succeeds; otherwise roll back the whole batch.
+    #[arg(long)]
+    pub all_or_nothing: bool,
+    /// With --mode debug: pause after each instruction (on a terminal).
+    #[arg(long)]
+    pub step: bool,
+    /// Instruction budget of each logic run.
+    #[arg(long, default_value_t = DEFAULT_BUDGET)]
+    pub budget: u64,
+}
 
-pub fn run(_globals: &Globals, _args: RunArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("cvm run is not built yet")
+pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
+    // Parse before opening anything: a malformed file changes nothing.
+    let file = BatchFile::read(&args.file)?;
+    let data_dir = globals.data_dir();
+    let mut store = RegisterStore::open(&data_dir)
+        .with_context(|| format!("opening the register store in {}", data_dir.display()))?;
+    let origin = args.file.display().to_string();
+    let base = args.file.parent().unwrap_or(Path::new("."));
+    let prepared = prepare(file, &origin, base, &mut store, &data_dir.join("keys.json"))?;
+    let chatty = !globals.quiet && !globals.json;
+    if chatty {
+        for notice in &prepared.notices {
+            eprintln!("note: {notice}");
+        }
+        for (name, cid) in &prepared.programs {
+            eprintln!("program {name}: {cid}");
+        }
+    }
+
+    let mut tx = TransactionContext::new(globals.mode).with_budget(args.budget);
+    if args.fail_fast {
+        tx = tx.fail_fast();
+    }
+    if args.all_or_nothing {
+        tx = tx.all_or_nothing();
+    }
+    let bar = (chatty && std::io::stderr().is_terminal() && prepared.ops.len() >= 1_000).then(|| {
+        let bar = indicatif::ProgressBar::new(prepared.ops.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} executing {pos}/{len} ops [{bar:40}] {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    if let Some(bar) = &bar {
+        let bar = bar.clone();
+        tx = tx.with_progress(Arc::new(move |done| bar.set_position(done as u64)));
+    }
+    let result = execute_batch(&mut store, &prepared.keys, &prepared.ops, &prepared.ctx, &tx);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let result = result.context("the batch could not be committed; the store is unchanged")?;
+    store.close().context("closing the store")?;
+
+    if globals.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print_human(&result, globals.mode == ExecutionMode::Debug, args.step);
+    }
+    Ok(if result.success_count == result.results.len() { 0 } else { 1 })
+}
+
+fn print_human(result: &BatchExecutionResult, debug: bool, step: bool) {
+    for r in &result.results {
+        println!("{}", describe(r));
+        if debug {
+            print_traces(r, step);
+        }
+    }
+    let m = &result.metadata;
+    let verdict = if m.committed {
+        format!("committed as batch {}", m.batch_number.unwrap_or_default())
+    } else if m.rolled_back {
+        "rolled back (all-or-nothing): nothing was written".to_string()
+    } else if !m.mode.writes_store() {
+        format!("{:?} mode: nothing was written", m.mode)
+    } else {
+        "nothing to commit".to_string()
+    };
+    println!("{}/{} operations succeeded; {verdict}", result.success_count, result.results.len());
+    println!("state root before: {}", hex_encode(&m.state_root_before));
+    if let Some(after) = m.state_root_after {
+        let label = if m.committed { "after" } else { "would be" };
+        println!("state root {label}: {}", hex_encode(&after));
+    }
+    if let Some(change) = &m.would_change {
+        println!(
+            "would change: {} registers written, {} consumed, {} nullifiers spent",
+            change.upserts.len(),
+            change.removed.len(),
+            change.nullifiers.len()
+        );
+    }
+    let t = &m.timings;
+    println!(
+        "timings: execute {} µs, hash {} µs, prove {} µs, commit {} µs",
+        t.execute_us, t.hash_us, t.prove_us, t.commit_us
+    );
+}
+
+fn describe(r: &OperationResult) -> String {
+    let head = format!("#{} {:?}", r.index, r.kind);
+    match &r.status {
+        OpStatus::Skipped => format!("{head}: skipped (fail-fast)"),
+        OpStatus::Failed(e) => format!("{head}: FAILED {}: {e}", e.kind()),
+        OpStatus::Succeeded(o) => {
+            let mut parts = Vec::new();
+            parts.extend(o.created.iter().map(|id| format!("created {id}")));
+            parts.extend(o.consumed.iter().map(|id| format!("consumed {id}")));
+            parts.extend(o.updated.iter().map(|(id, v)| format!("updated {id} to version {v}")));
+            if let Some(reg) = &o.read {
+                parts.push(format!(
+                    "read {}: {:?}, {} {}, version {}",
+                    reg.id, reg.state, reg.quantity, reg.fungibility_domain, reg.version
+                ));
+            }
+            if let Some(v) = &o.verified {
+                parts.push(format!("verified: {v}"));
+            }
+            format!("{head}: ok{}{}", if parts.is_empty() { "" } else { ": " }, parts.join(", "))
+        }
+    }
+}
+
+fn print_traces(r: &OperationResult, step: bool) {
+    let interactive = step && std::io::stdin().is_terminal();
+    for t in &r.traces {
+        let who = t.resource.map_or_else(|| "(new resource)".to_string(), |id| id.to_string());
+        println!("  logic {} as {:?} for {who}: {} instructions", t.program, t.role, t.trace.steps.len());
+        for (n, s) in t.trace.steps.iter().enumerate() {
+            println!("    {s}");
+            if interactive {
+                let regs = t.trace.registers_after(n);
+                print!("    registers {regs:?} — Enter for the next instruction, q to stop stepping ");
+                let _ = std::io::stdout().flush();
+                let mut line = String::new();
+                if std::io::stdin().read_line(&mut line).is_err() || line.trim() == "q" {
+                    return;
+                }
+            }
+        }
+        if let Some(e) = &t.error {
+            println!("    -> {e}");
+        }
+    }
 }

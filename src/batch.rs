@@ -1,1 +1,0 @@
-//! The execute → hash → prove → commit pipeline.

@@ -1,0 +1,212 @@
+//! What every operation executes against: the store seen through the batch's
+//! overlay, the hash pool, the key ring, the program cache and the VM.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::capability::{authorize, required_right, AccessRequest, KeyRing, Permissions, Right};
+use crate::content_id::ContentId;
+use crate::context::{DomainId, ExecutionContext, ExecutionMode};
+use crate::error::ExecutionError;
+use crate::hash::{HashHandle, HashPool};
+use crate::resource::{OperationKind, ResourceId, ResourceRegister};
+use crate::store::RegisterStore;
+use crate::vm::{DeferredAssertion, Interpreter, LogicInput, Program, Role};
+
+use super::overlay::{Lookup, Overlay};
+use super::result::LogicTrace;
+use super::transaction::TransactionContext;
+
+/// A consumed input: its nullifier and the opening of its nullifier-key
+/// commitment are pending hash requests, checked at the flush.
+pub(super) struct Consumption {
+    pub register: ResourceRegister,
+    pub nullifier_key: [u8; 32],
+    pub nullifier: HashHandle,
+    pub key_commitment: HashHandle,
+}
+
+/// A digest-dependent check made at the flush.
+pub(super) enum Assertion {
+    Vm(DeferredAssertion),
+    /// A Verify's stated commitment must equal BLAKE3(state_encoding).
+    Commitment {
+        handle: HashHandle,
+        stated: [u8; 32],
+        id: ResourceId,
+    },
+}
+
+/// Everything an operation would do, held until the operation succeeds.
+#[derive(Default)]
+pub(super) struct OpEffects {
+    /// Id requests of created resources, and the resources themselves with
+    /// a zero id until the flush (moved into the overlay on success).
+    pub creates: Vec<HashHandle>,
+    pub new_registers: Vec<ResourceRegister>,
+    /// ProofGeneration: the created registers as created, for the witness.
+    pub created_copies: Vec<ResourceRegister>,
+    pub updates: Vec<(ResourceRegister, ResourceRegister)>,
+    pub consumes: Vec<Consumption>,
+    pub assertions: Vec<Assertion>,
+    pub read: Option<ResourceRegister>,
+    pub verified: Option<String>,
+    pub instructions: u64,
+    pub traces: Vec<LogicTrace>,
+}
+
+/// Decoded programs of this batch, by content id (a failed decode is cached too).
+#[derive(Default)]
+pub(super) struct ProgramCache {
+    programs: HashMap<ContentId, Result<Arc<Program>, ExecutionError>>,
+}
+
+pub(super) struct Env<'a> {
+    pub store: &'a mut RegisterStore,
+    pub keys: &'a KeyRing,
+    pub ctx: &'a ExecutionContext,
+    pub tx: &'a TransactionContext,
+    pub pool: HashPool,
+    pub overlay: Overlay,
+    programs: ProgramCache,
+    interpreter: Interpreter,
+    /// Whether logic programs may read the operation's other resources:
+    /// the token must grant Read in the context's domain.
+    readable_others: bool,
+    /// The context token's permissions once its MAC chain verified (checked
+    /// once per batch, not once per access).
+    verified: Option<Permissions>,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(
+        store: &'a mut RegisterStore,
+        keys: &'a KeyRing,
+        ctx: &'a ExecutionContext,
+        tx: &'a TransactionContext,
+    ) -> Self {
+        let read = AccessRequest { right: Right::Read, ..AccessRequest::new(OperationKind::Read, &ctx.domain_id) };
+        let readable_others = authorize(ctx, keys, &read).is_ok();
+        let token = &ctx.capability_token;
+        let verified = (token.domain == ctx.domain_id)
+            .then(|| keys.get(&ctx.domain_id))
+            .flatten()
+            .filter(|root| token.verify_chain(root).is_ok())
+            .map(|_| token.effective());
+        let mut interpreter = Interpreter::new(tx.budget);
+        interpreter.trace = tx.mode == ExecutionMode::Debug;
+        Env {
+            store,
+            keys,
+            ctx,
+            tx,
+            pool: HashPool::new(),
+            overlay: Overlay::default(),
+            programs: ProgramCache::default(),
+            interpreter,
+            readable_others,
+            verified,
+        }
+    }
+
+    /// A fresh pool and overlay for another pass over the batch.
+    pub fn reset(&mut self) {
+        self.pool = HashPool::new();
+        self.overlay = Overlay::default();
+    }
+
+    pub fn authorize(
+        &self,
+        operation: OperationKind,
+        resource: Option<&ResourceId>,
+        domain: &DomainId,
+        quantity: Option<u64>,
+    ) -> Result<(), ExecutionError> {
+        let request = AccessRequest { operation, right: required_right(operation), resource, domain, quantity };
+        // Fast path, the same checks `authorize` makes for a same-domain
+        // request after the chain verified. Anything else, and every refusal,
+        // goes through `authorize` itself so the error is exactly its own.
+        if let Some(permissions) = &self.verified {
+            let same_domain = domain == &self.ctx.domain_id;
+            let allowed = same_domain
+                && permissions.check_request(operation, request.right, resource, quantity, self.ctx.timestamp).is_ok()
+                && permissions.check_domain(domain).is_ok();
+            if allowed {
+                return Ok(());
+            }
+        }
+        authorize(self.ctx, self.keys, &request)
+    }
+
+    /// The current register `id`, as earlier operations of the batch left it.
+    pub fn load(&mut self, id: &ResourceId) -> Result<ResourceRegister, ExecutionError> {
+        if matches!(self.overlay.lookup(self.store, id), Lookup::Missing) && self.overlay.has_pending() {
+            // It may be created earlier in this batch: resolve pending ids now.
+            self.overlay.resolve(self.store, &mut self.pool).map_err(hash_failed)?;
+        }
+        match self.overlay.lookup(self.store, id) {
+            Lookup::Found(r) => Ok(r.clone()),
+            Lookup::ConsumedInBatch(op) => Err(ExecutionError::InvalidResourceState {
+                id: *id,
+                state: crate::resource::LifecycleState::Consumed,
+                reason: format!("already consumed earlier in this batch, by operation {op}"),
+            }),
+            Lookup::ConsumedInStore(batch) => Err(ExecutionError::InvalidResourceState {
+                id: *id,
+                state: crate::resource::LifecycleState::Consumed,
+                reason: format!("consumed in batch {batch}; its nullifier is spent"),
+            }),
+            Lookup::Missing => Err(ExecutionError::ResourceNotFound { what: format!("register {id}") }),
+        }
+    }
+
+    fn program(&mut self, logic: &ContentId) -> Result<Arc<Program>, ExecutionError> {
+        if let Some(cached) = self.programs.programs.get(logic) {
+            return cached.clone();
+        }
+        let loaded = match self.store.content(logic)? {
+            None => Err(ExecutionError::ResourceNotFound {
+                what: format!("logic program {logic} (not in the content store)"),
+            }),
+            Some(bytes) => Program::decode(&bytes).map(Arc::new),
+        };
+        self.programs.programs.insert(*logic, loaded.clone());
+        loaded
+    }
+
+    /// Run `subject`'s logic program for its `role` in the operation.
+    pub fn run_logic(
+        &mut self,
+        operation: OperationKind,
+        role: Role,
+        subject: &ResourceRegister,
+        subject_known: bool,
+        others: &[&ResourceRegister],
+        fx: &mut OpEffects,
+    ) -> Result<(), ExecutionError> {
+        let program = self.program(&subject.logic)?;
+        let input =
+            LogicInput { operation, role, subject, others, readable_others: self.readable_others, ctx: self.ctx };
+        let result = if self.interpreter.trace {
+            let run = self.interpreter.run_traced(&program, &input, &mut self.pool);
+            fx.traces.push(LogicTrace {
+                role,
+                resource: subject_known.then_some(subject.id),
+                program: subject.logic,
+                trace: run.trace,
+                error: run.result.as_ref().err().map(|e| e.to_string()),
+            });
+            run.result
+        } else {
+            self.interpreter.run(&program, &input, &mut self.pool)
+        };
+        let outcome = result?;
+        fx.instructions += outcome.instructions;
+        fx.assertions.extend(outcome.deferred.into_iter().map(Assertion::Vm));
+        Ok(())
+    }
+}
+
+pub(super) fn hash_failed(e: crate::hash::HashError) -> ExecutionError {
+    ExecutionError::StateCommitmentError { reason: format!("hash pool flush failed: {e}") }
+}

@@ -1,0 +1,138 @@
+//! The checks made once the hash pool has flushed: deferred digest
+//! assertions, nullifier-key openings, and that no nullifier is spent twice
+//! and no created id already exists. A failed check fails its operation.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::content_id::hex_encode;
+use crate::error::ExecutionError;
+use crate::hash::{HashHandle, HashPool};
+use crate::resource::{LifecycleState, ResourceId};
+use crate::store::RegisterStore;
+
+use super::env::{Assertion, OpEffects};
+use super::transaction::FailurePolicy;
+
+fn digest(pool: &HashPool, h: HashHandle) -> Result<[u8; 32], ExecutionError> {
+    pool.get(h).ok_or_else(|| ExecutionError::StateCommitmentError {
+        reason: format!("hash request {} was not resolved by the flush", h.0),
+    })
+}
+
+/// Checks that concern one operation alone.
+fn intrinsic(fx: &OpEffects, pool: &HashPool) -> Result<(), ExecutionError> {
+    for a in &fx.assertions {
+        match a {
+            Assertion::Vm(a) => a.check(pool)?,
+            Assertion::Commitment { handle, stated, id } => {
+                let actual = digest(pool, *handle)?;
+                if actual != *stated {
+                    return Err(ExecutionError::StateCommitmentError {
+                        reason: format!(
+                            "the commitment of {id} is {}, not the stated {}",
+                            hex_encode(&actual),
+                            hex_encode(stated)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    for c in &fx.consumes {
+        let opened = digest(pool, c.key_commitment)?;
+        if opened != c.register.nullifier_key_commitment {
+            return Err(ExecutionError::StateCommitmentError {
+                reason: format!(
+                    "the nullifier key given for {} does not open its commitment: it commits to {}, the register holds {}",
+                    c.register.id,
+                    hex_encode(&opened),
+                    hex_encode(&c.register.nullifier_key_commitment)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Check every executed operation in order; returns the operations that fail
+/// (all of them, or the first under fail-fast).
+pub(super) fn check(
+    executed: &[(usize, &OpEffects)],
+    pool: &HashPool,
+    store: &RegisterStore,
+    policy: FailurePolicy,
+) -> Result<BTreeMap<usize, ExecutionError>, ExecutionError> {
+    let mut failures = BTreeMap::new();
+    let mut spent: HashSet<[u8; 32]> = HashSet::new();
+    let mut created: HashSet<ResourceId> = HashSet::new();
+    for (index, fx) in executed {
+        let verdict = intrinsic(fx, pool).and_then(|()| unique(fx, pool, store, &spent, &created));
+        match verdict {
+            Ok((nullifiers, ids)) => {
+                spent.extend(nullifiers);
+                created.extend(ids);
+            }
+            Err(e) => {
+                failures.insert(*index, e);
+                if policy == FailurePolicy::FailFast {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(failures)
+}
+
+type Claims = (Vec<[u8; 32]>, Vec<ResourceId>);
+
+/// Nullifiers never spent before (in the store or earlier in the batch), and
+/// created ids that do not exist yet.
+fn unique(
+    fx: &OpEffects,
+    pool: &HashPool,
+    store: &RegisterStore,
+    spent: &HashSet<[u8; 32]>,
+    created: &HashSet<ResourceId>,
+) -> Result<Claims, ExecutionError> {
+    let mut nullifiers = Vec::with_capacity(fx.consumes.len());
+    for c in &fx.consumes {
+        let n = digest(pool, c.nullifier)?;
+        let earlier = store.nullifier_batch(&n).map(|b| format!("in batch {b}"));
+        let earlier = earlier
+            .or_else(|| (spent.contains(&n) || nullifiers.contains(&n)).then(|| "earlier in this batch".to_string()));
+        if let Some(when) = earlier {
+            return Err(ExecutionError::InvalidResourceState {
+                id: c.register.id,
+                state: LifecycleState::Consumed,
+                reason: format!("double spend: nullifier {} was already spent {when}", hex_encode(&n)),
+            });
+        }
+        nullifiers.push(n);
+    }
+    let mut ids = Vec::with_capacity(fx.creates.len());
+    for h in &fx.creates {
+        let id = ResourceId::from_digest(digest(pool, *h)?);
+        let existing = match store.get(&id) {
+            Some(r) => Some(r.state),
+            None if store.consumed_in(&id).is_some() => Some(LifecycleState::Consumed),
+            None if created.contains(&id) || ids.contains(&id) => Some(LifecycleState::Active),
+            None => None,
+        };
+        if let Some(state) = existing {
+            return Err(ExecutionError::InvalidResourceState {
+                id,
+                state,
+                reason: "a resource with this id already exists (same fields and nonce): pick another nonce".into(),
+            });
+        }
+        ids.push(id);
+    }
+    Ok((nullifiers, ids))
+}
+
+/// The digests of a successful operation's nullifiers and created ids.
+pub(super) fn claims(fx: &OpEffects, pool: &HashPool) -> Result<Claims, ExecutionError> {
+    let nullifiers = fx.consumes.iter().map(|c| digest(pool, c.nullifier)).collect::<Result<_, _>>()?;
+    let ids = fx.creates.iter().map(|h| digest(pool, *h).map(ResourceId::from_digest)).collect::<Result<_, _>>()?;
+    Ok((nullifiers, ids))
+}

@@ -1,0 +1,117 @@
+//! Transfer and Delete: consuming inputs (nullifiers and the nullifier-key
+//! opening are pending hash requests checked at the flush), and for Transfer
+//! creating outputs with quantity conserved per fungibility domain.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::content_id::ContentId;
+use crate::error::ExecutionError;
+use crate::resource::{
+    nullifier_input, ConsumedInput, LifecycleState, NewResource, OperationKind, ResourceRegister, NULLIFIER_CONTEXT,
+    NULLIFIER_KEY_COMMITMENT_CONTEXT,
+};
+use crate::vm::Role;
+
+use super::super::env::{Consumption, Env, OpEffects};
+
+pub(super) fn delete(env: &mut Env, input: &ConsumedInput, fx: &mut OpEffects) -> Result<(), ExecutionError> {
+    let register = env.load(&input.id)?;
+    env.authorize(OperationKind::Delete, Some(&input.id), &register.domain, Some(register.quantity))?;
+    check_consumable(&register)?;
+    env.run_logic(OperationKind::Delete, Role::Consumed, &register, true, &[], fx)?;
+    consume(env, register, input, fx);
+    Ok(())
+}
+
+pub(super) fn transfer(
+    env: &mut Env,
+    inputs: &[ConsumedInput],
+    outputs: &[NewResource],
+    fx: &mut OpEffects,
+) -> Result<(), ExecutionError> {
+    if inputs.is_empty() {
+        return Err(ExecutionError::ResourceNotFound {
+            what: "an input to consume: a transfer needs at least one and this one names none".into(),
+        });
+    }
+    let mut registers = Vec::with_capacity(inputs.len());
+    let mut seen = HashSet::with_capacity(inputs.len());
+    for input in inputs {
+        let register = env.load(&input.id)?;
+        if !seen.insert(input.id) {
+            return Err(ExecutionError::InvalidResourceState {
+                id: input.id,
+                state: register.state,
+                reason: "named twice among this transfer's inputs: it can be consumed only once".into(),
+            });
+        }
+        registers.push(register);
+    }
+    let moved = registers.iter().map(|r| r.quantity as u128).sum::<u128>().min(u64::MAX as u128) as u64;
+    for r in &registers {
+        env.authorize(OperationKind::Transfer, Some(&r.id), &r.domain, Some(moved))?;
+    }
+    for o in outputs {
+        env.authorize(OperationKind::Transfer, None, &o.domain, Some(moved))?;
+    }
+    for r in &registers {
+        check_consumable(r)?;
+    }
+    check_conservation(&registers, outputs)?;
+
+    let provisional: Vec<ResourceRegister> =
+        outputs.iter().map(|o| o.clone().into_register(ContentId::default())).collect();
+    let all: Vec<&ResourceRegister> = registers.iter().chain(provisional.iter()).collect();
+    let mut others: Vec<&ResourceRegister> = Vec::with_capacity(all.len());
+    for (i, subject) in all.iter().enumerate() {
+        others.clear();
+        others.extend(all.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, r)| *r));
+        let (role, known) = if i < registers.len() { (Role::Consumed, true) } else { (Role::Created, false) };
+        env.run_logic(OperationKind::Transfer, role, subject, known, &others, fx)?;
+    }
+    for (register, input) in registers.into_iter().zip(inputs) {
+        consume(env, register, input, fx);
+    }
+    for o in outputs {
+        fx.creates.push(env.pool.hash(o.id_encoding()));
+    }
+    fx.new_registers.extend(provisional);
+    Ok(())
+}
+
+/// Only a state the lifecycle lets move to Consumed can be consumed.
+fn check_consumable(r: &ResourceRegister) -> Result<(), ExecutionError> {
+    if r.state.can_transition_to(LifecycleState::Consumed) {
+        Ok(())
+    } else {
+        Err(ExecutionError::InvalidResourceState {
+            id: r.id,
+            state: r.state,
+            reason: format!("a {:?} resource cannot be consumed", r.state),
+        })
+    }
+}
+
+fn check_conservation(inputs: &[ResourceRegister], outputs: &[NewResource]) -> Result<(), ExecutionError> {
+    let mut balance: BTreeMap<&str, (u128, u128)> = BTreeMap::new();
+    for r in inputs {
+        balance.entry(&r.fungibility_domain).or_default().0 += r.quantity as u128;
+    }
+    for o in outputs {
+        balance.entry(&o.fungibility_domain).or_default().1 += o.quantity as u128;
+    }
+    match balance.iter().find(|(_, (i, o))| i != o) {
+        None => Ok(()),
+        Some((domain, (i, o))) => Err(ExecutionError::InvalidResourceState {
+            id: inputs[0].id,
+            state: inputs[0].state,
+            reason: format!("quantity not conserved in fungibility domain {domain:?}: inputs hold {i}, outputs {o}"),
+        }),
+    }
+}
+
+fn consume(env: &mut Env, register: ResourceRegister, input: &ConsumedInput, fx: &mut OpEffects) {
+    let nullifier = env.pool.derive_key(NULLIFIER_CONTEXT, nullifier_input(&input.nullifier_key, &register.id));
+    let key_commitment = env.pool.derive_key(NULLIFIER_KEY_COMMITMENT_CONTEXT, input.nullifier_key);
+    fx.consumes.push(Consumption { register, nullifier_key: input.nullifier_key, nullifier, key_commitment });
+}

@@ -1,0 +1,93 @@
+//! How a batch treats failures and what it may write.
+
+use std::sync::Arc;
+
+use crate::context::ExecutionMode;
+use crate::vm::DEFAULT_BUDGET;
+
+use super::prove::ProofSystem;
+
+/// What happens after an operation fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum FailurePolicy {
+    /// Stop at the first failure; later operations are skipped.
+    FailFast,
+    /// Run every operation and report each failure.
+    #[default]
+    Continue,
+}
+
+/// What is committed when some operations failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum CommitPolicy {
+    /// Commit the effects of the operations that succeeded.
+    #[default]
+    Partial,
+    /// Commit only if every operation succeeded; otherwise roll back the whole batch.
+    AllOrNothing,
+}
+
+#[derive(Clone)]
+pub struct TransactionContext {
+    pub mode: ExecutionMode,
+    pub on_failure: FailurePolicy,
+    pub commit: CommitPolicy,
+    /// Instruction budget of each logic run.
+    pub budget: u64,
+    /// Proves batches in ProofGeneration mode and verifies stored batch
+    /// proofs; without one, ProofGeneration records witnesses only.
+    pub proof_system: Option<Arc<dyn ProofSystem>>,
+    /// Told the number of operations executed so far (a progress bar).
+    pub progress: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+}
+
+impl Default for TransactionContext {
+    fn default() -> Self {
+        TransactionContext {
+            mode: ExecutionMode::Standard,
+            on_failure: FailurePolicy::Continue,
+            commit: CommitPolicy::Partial,
+            budget: DEFAULT_BUDGET,
+            proof_system: None,
+            progress: None,
+        }
+    }
+}
+
+impl TransactionContext {
+    pub fn new(mode: ExecutionMode) -> Self {
+        TransactionContext { mode, ..Default::default() }
+    }
+    pub fn fail_fast(mut self) -> Self {
+        self.on_failure = FailurePolicy::FailFast;
+        self
+    }
+    pub fn all_or_nothing(mut self) -> Self {
+        self.commit = CommitPolicy::AllOrNothing;
+        self
+    }
+    pub fn with_budget(mut self, budget: u64) -> Self {
+        self.budget = budget;
+        self
+    }
+    pub fn with_progress(mut self, progress: Arc<dyn Fn(usize) + Send + Sync>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+    pub fn with_proof_system(mut self, system: Arc<dyn ProofSystem>) -> Self {
+        self.proof_system = Some(system);
+        self
+    }
+}
+
+impl std::fmt::Debug for TransactionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionContext")
+            .field("mode", &self.mode)
+            .field("on_failure", &self.on_failure)
+            .field("commit", &self.commit)
+            .field("budget", &self.budget)
+            .field("proof_system", &self.proof_system.as_ref().map(|p| p.name()))
+            .finish()
+    }
+}
