@@ -56,10 +56,9 @@ pub enum ContentIdParseError {
 impl FromStr for ContentId {
     type Err = ContentIdParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| ContentIdParseError::MissingPrefix { given: s.to_string() })?;
-        let bytes = hex_decode_32(hex).map_err(|reason| ContentIdParseError::BadHex { given: s.to_string(), reason })?;
+        let hex = s.strip_prefix(PREFIX).ok_or_else(|| ContentIdParseError::MissingPrefix { given: s.to_string() })?;
+        let bytes =
+            hex_decode_32(hex).map_err(|reason| ContentIdParseError::BadHex { given: s.to_string(), reason })?;
         Ok(ContentId(bytes))
     }
 }
@@ -102,17 +101,13 @@ pub fn hex_decode(text: &str) -> Result<Vec<u8>, String> {
         }
     };
     let raw = text.as_bytes();
-    (0..raw.len() / 2)
-        .map(|i| Ok(digit(2 * i, raw[2 * i])? << 4 | digit(2 * i + 1, raw[2 * i + 1])?))
-        .collect()
+    (0..raw.len() / 2).map(|i| Ok(digit(2 * i, raw[2 * i])? << 4 | digit(2 * i + 1, raw[2 * i + 1])?)).collect()
 }
 
 /// Decode exactly 32 bytes of hex.
 pub fn hex_decode_32(text: &str) -> Result<[u8; 32], String> {
     let bytes = hex_decode(text)?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("expected 32 bytes (64 hex digits), got {} bytes", b.len()))
+    bytes.try_into().map_err(|b: Vec<u8>| format!("expected 32 bytes (64 hex digits), got {} bytes", b.len()))
 }
 
 /// Append-only builder for canonical encodings: fixed-width little-endian

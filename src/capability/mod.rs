@@ -3,4 +3,4 @@
 
 mod token;
 
-pub use token::{Caveat, CapabilityToken, Right};
+pub use token::{CapabilityToken, Caveat, Right};

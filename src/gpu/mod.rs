@@ -59,11 +59,12 @@ impl GpuContext {
     /// Acquire the best adapter wgpu offers and a device with its full limits
     /// and the optional features our kernels can use.
     pub fn new() -> Result<GpuContext, GpuError> {
-        let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor::from_env_or_default());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,
             compatible_surface: None,
+            apply_limit_buckets: false,
         }))
         .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let info = adapter.get_info();
@@ -151,9 +152,7 @@ impl GpuContext {
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = tx.send(result);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| readback_err(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| readback_err(e.to_string()))?;
         match rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(readback_err(e.to_string())),
@@ -162,7 +161,7 @@ impl GpuContext {
         if self.is_lost() {
             return Err(GpuError::DeviceLost(format!("while reading back {label}")));
         }
-        let bytes = slice.get_mapped_range().to_vec();
+        let bytes = slice.get_mapped_range().map_err(|e| readback_err(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(bytes)
     }

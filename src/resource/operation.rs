@@ -72,26 +72,12 @@ pub enum VerifyTarget {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Operation {
-    Create {
-        resource: NewResource,
-    },
-    Read {
-        id: ResourceId,
-    },
-    Update {
-        id: ResourceId,
-        changes: ResourceUpdate,
-    },
-    Delete {
-        input: ConsumedInput,
-    },
-    Transfer {
-        inputs: Vec<ConsumedInput>,
-        outputs: Vec<NewResource>,
-    },
-    Verify {
-        target: VerifyTarget,
-    },
+    Create { resource: NewResource },
+    Read { id: ResourceId },
+    Update { id: ResourceId, changes: ResourceUpdate },
+    Delete { input: ConsumedInput },
+    Transfer { inputs: Vec<ConsumedInput>, outputs: Vec<NewResource> },
+    Verify { target: VerifyTarget },
 }
 
 impl Operation {

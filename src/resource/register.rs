@@ -55,15 +55,9 @@ impl NewResource {
     /// contains an id or lifecycle state.
     pub fn id_encoding(&self) -> Vec<u8> {
         let mut w = CanonicalWriter::new("cvm.resource.id");
-        w.fixed(self.logic.as_bytes())
-            .str(self.domain.as_str())
-            .str(&self.fungibility_domain)
-            .u64(self.quantity);
+        w.fixed(self.logic.as_bytes()).str(self.domain.as_str()).str(&self.fungibility_domain).u64(self.quantity);
         encode_metadata(&mut w, &self.metadata);
-        w.bytes(&self.contents)
-            .fixed(&self.nullifier_key_commitment)
-            .str(&self.controller)
-            .fixed(&self.nonce);
+        w.bytes(&self.contents).fixed(&self.nullifier_key_commitment).str(&self.controller).fixed(&self.nonce);
         w.finish()
     }
 

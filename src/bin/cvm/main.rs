@@ -9,11 +9,15 @@ mod token_cmd;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
 use causality_vm::{Backend, ExecutionMode};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cvm", version, about = "causality-vm: a resource VM with GPU-accelerated hashing and Groth16 proving")]
+#[command(
+    name = "cvm",
+    version,
+    about = "causality-vm: a resource VM with GPU-accelerated hashing and Groth16 proving"
+)]
 struct Cli {
     #[command(flatten)]
     globals: Globals,
