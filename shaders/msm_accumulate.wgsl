@@ -64,6 +64,9 @@ fn store_cont(t: u32, p: Xyzz) {
     }
 }
 
+// Never a bucket tag (tags are at most windows * buckets).
+const END_OF_SLICE: u32 = 0xffffffffu;
+
 fn flush(t: u32, bucket: u32, acc: Xyzz, is_cont: bool) {
     if bucket == 0u {
         return;
@@ -76,6 +79,8 @@ fn flush(t: u32, bucket: u32, acc: Xyzz, is_cont: bool) {
     }
 }
 
+// One loop that flushes at every bucket change and once past the end, so each
+// curve routine is inlined once (CPU drivers inline every call site).
 @compute @workgroup_size(64)
 fn accumulate_bases(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let t = thread_index(gid, groups);
@@ -88,19 +93,21 @@ fn accumulate_bases(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     var bucket = bucket_of[start];
     var is_cont = start > 0u && bucket_of[start - 1u] == bucket;
     var acc = xyzz_infinity();
-    for (var i = start; i < end; i++) {
-        let b = bucket_of[i];
+    for (var i = start; i <= end; i++) {
+        var b = END_OF_SLICE;
+        if i < end {
+            b = bucket_of[i];
+        }
         if b != bucket {
             flush(t, bucket, acc, is_cont);
             bucket = b;
             is_cont = false;
             acc = xyzz_infinity();
         }
-        if b != 0u {
+        if b != 0u && b != END_OF_SLICE {
             acc = xyzz_add_affine(acc, load_base(entries[i]));
         }
     }
-    flush(t, bucket, acc, is_cont);
 }
 
 @compute @workgroup_size(64)
@@ -115,17 +122,19 @@ fn accumulate_points(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     var bucket = cont_bucket_in[start];
     var is_cont = start > 0u && cont_bucket_in[start - 1u] == bucket;
     var acc = xyzz_infinity();
-    for (var i = start; i < end; i++) {
-        let b = cont_bucket_in[i];
+    for (var i = start; i <= end; i++) {
+        var b = END_OF_SLICE;
+        if i < end {
+            b = cont_bucket_in[i];
+        }
         if b != bucket {
             flush(t, bucket, acc, is_cont);
             bucket = b;
             is_cont = false;
             acc = xyzz_infinity();
         }
-        if b != 0u {
+        if b != 0u && b != END_OF_SLICE {
             acc = xyzz_add(acc, load_cont(i));
         }
     }
-    flush(t, bucket, acc, is_cont);
 }

@@ -16,21 +16,10 @@ fn load_bucket(b: u32) -> Xyzz {
     return xyzz_from_words(w);
 }
 
-fn scalar_mul_small(p: Xyzz, k: u32) -> Xyzz {
-    var r = xyzz_infinity();
-    if k == 0u {
-        return r;
-    }
-    let top = 31u - countLeadingZeros(k);
-    for (var i = 0u; i <= top; i++) {
-        r = xyzz_double(r);
-        if ((k >> (top - i)) & 1u) == 1u {
-            r = xyzz_add(r, p);
-        }
-    }
-    return r;
-}
-
+// The segment's additions run as one sequence through a single xyzz_add call
+// site (doublings are p + p), so CPU drivers inline the curve code once:
+// 2 * (hi - lo) running-sum steps, then double-and-add of lo * running, then
+// the final total + scaled.
 @compute @workgroup_size(64)
 fn window_segments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let t = thread_index(gid, groups);
@@ -40,13 +29,47 @@ fn window_segments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let w = t / params.segs;
     let lo = (t % params.segs) * params.seg_len;
     let hi = min(lo + params.seg_len, params.buckets);
+    var bits = 0u;
+    if lo != 0u {
+        bits = 32u - countLeadingZeros(lo);
+    }
+    let sum_steps = 2u * (hi - lo);
+    let steps = sum_steps + 2u * bits + 1u;
     var running = xyzz_infinity();
     var total = xyzz_infinity();
-    for (var j = hi; j > lo; j--) {
-        running = xyzz_add(running, load_bucket(w * params.buckets + j - 1u));
-        total = xyzz_add(total, running);
+    var scaled = xyzz_infinity();
+    for (var step = 0u; step < steps; step++) {
+        var a = total;
+        var b = scaled;
+        var dest = 1u;
+        if step < sum_steps {
+            if step % 2u == 0u {
+                a = running;
+                b = load_bucket(w * params.buckets + hi - 1u - step / 2u);
+                dest = 0u;
+            } else {
+                b = running;
+            }
+        } else if step < steps - 1u {
+            let k = step - sum_steps;
+            a = scaled;
+            dest = 2u;
+            if k % 2u == 1u {
+                b = xyzz_infinity();
+                if ((lo >> (bits - 1u - k / 2u)) & 1u) == 1u {
+                    b = running;
+                }
+            }
+        }
+        let r = xyzz_add(a, b);
+        if dest == 0u {
+            running = r;
+        } else if dest == 1u {
+            total = r;
+        } else {
+            scaled = r;
+        }
     }
-    total = xyzz_add(total, scalar_mul_small(running, lo));
     var words = xyzz_to_words(total);
     for (var k = 0u; k < 32u; k++) {
         seg_out[t * 32u + k] = words[k];

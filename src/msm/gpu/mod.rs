@@ -16,7 +16,7 @@ pub mod shaders;
 pub mod testing;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use ark_bn254::{Fr, G1Affine, G1Projective};
 use ark_ff::{AdditiveGroup, Zero};
@@ -82,11 +82,34 @@ struct Workspace {
     window_acc: wgpu::Buffer,
 }
 
+/// Set to time every dispatch of an MSM batch separately (on stderr).
+pub const TRACE_ENV: &str = "CVM_MSM_TRACE";
+
+type KernelCache = Vec<(Weak<GpuContext>, FieldPath, Arc<Kernels>)>;
+
+/// Pipelines are compiled once per device and configuration and shared by
+/// every `GpuMsm` on it (compiling is slow, on CPU drivers especially).
+static KERNELS: Mutex<KernelCache> = Mutex::new(Vec::new());
+
+fn cached_kernels(ctx: &Arc<GpuContext>, path: FieldPath) -> Result<Arc<Kernels>, GpuError> {
+    let mut cache = KERNELS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    cache.retain(|(device, _, _)| device.strong_count() > 0);
+    let hit = cache.iter().find(|(device, cfg, _)| {
+        *cfg == path && device.upgrade().is_some_and(|device| Arc::ptr_eq(&device, ctx))
+    });
+    if let Some((_, _, kernels)) = hit {
+        return Ok(kernels.clone());
+    }
+    let kernels = Arc::new(Kernels::compile(ctx, path)?);
+    cache.push((Arc::downgrade(ctx), path, kernels.clone()));
+    Ok(kernels)
+}
+
 pub struct GpuMsm {
     ctx: Arc<GpuContext>,
     path: FieldPath,
     tuning: Tuning,
-    kernels: Kernels,
+    kernels: Arc<Kernels>,
     workspace: Mutex<Option<Workspace>>,
     pending_faults: AtomicU32,
 }
@@ -113,7 +136,7 @@ impl GpuMsm {
                 });
             }
         }
-        let kernels = Kernels::compile(&ctx, path)?;
+        let kernels = cached_kernels(&ctx, path)?;
         Ok(GpuMsm { ctx, path, tuning, kernels, workspace: Mutex::new(None), pending_faults: AtomicU32::new(0) })
     }
 
@@ -348,8 +371,21 @@ impl GpuMsm {
         for buffer in [&ws.counts, &ws.bucket_of, &ws.bucket_acc, &ws.window_acc] {
             encoder.clear_buffer(buffer, 0, None);
         }
-        record(ctx, &mut encoder, &steps);
-        ctx.queue.submit(Some(encoder.finish()));
+        if std::env::var_os(TRACE_ENV).is_some() {
+            // Submit and wait for each dispatch on its own, timing it.
+            ctx.queue.submit(Some(encoder.finish()));
+            for (i, step) in steps.iter().enumerate() {
+                let started = std::time::Instant::now();
+                let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+                record(ctx, &mut encoder, std::slice::from_ref(step));
+                ctx.queue.submit(Some(encoder.finish()));
+                let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+                eprintln!("msm step {i} ({} threads): {:?}", step.threads, started.elapsed());
+            }
+        } else {
+            record(ctx, &mut encoder, &steps);
+            ctx.queue.submit(Some(encoder.finish()));
+        }
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Dispatch { label: "msm batch".into(), reason: err.to_string() });
         }

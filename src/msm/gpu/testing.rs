@@ -5,6 +5,8 @@
 
 use wgpu::util::DeviceExt;
 
+use std::sync::{Arc, Mutex, Weak};
+
 use super::shaders::{test_ops_source, FieldPath};
 use crate::gpu::{GpuContext, GpuError};
 
@@ -34,20 +36,41 @@ pub enum CurveOp {
 }
 
 /// Apply a field op to `lhs[i]`, `rhs[i]` (8 words each) on the device.
-pub fn field_op(ctx: &GpuContext, path: FieldPath, op: FieldOp, lhs: &[[u32; 8]], rhs: &[[u32; 8]]) -> Result<Vec<[u32; 8]>, GpuError> {
+pub fn field_op(ctx: &Arc<GpuContext>, path: FieldPath, op: FieldOp, lhs: &[[u32; 8]], rhs: &[[u32; 8]]) -> Result<Vec<[u32; 8]>, GpuError> {
     let words = run(ctx, path, "field_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 8)?;
     Ok(words.chunks_exact(8).map(|c| c.try_into().unwrap_or([0; 8])).collect())
 }
 
 /// Apply a curve op to `lhs[i]`, `rhs[i]` (32-word slots) on the device.
-pub fn curve_op(ctx: &GpuContext, path: FieldPath, op: CurveOp, lhs: &[[u32; 32]], rhs: &[[u32; 32]]) -> Result<Vec<[u32; 32]>, GpuError> {
+pub fn curve_op(ctx: &Arc<GpuContext>, path: FieldPath, op: CurveOp, lhs: &[[u32; 32]], rhs: &[[u32; 32]]) -> Result<Vec<[u32; 32]>, GpuError> {
     let words = run(ctx, path, "curve_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 32)?;
     Ok(words.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect())
 }
 
+type PipelineCache = Vec<(Weak<GpuContext>, FieldPath, String, Arc<wgpu::ComputePipeline>)>;
+
+/// CPU drivers compile a pipeline on its first dispatch, which takes seconds
+/// for the curve kernels, so tests share one pipeline per device and entry.
+static PIPELINES: Mutex<PipelineCache> = Mutex::new(Vec::new());
+
+fn pipeline(ctx: &Arc<GpuContext>, path: FieldPath, entry: &str) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+    let mut cache = PIPELINES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    cache.retain(|(device, ..)| device.strong_count() > 0);
+    let hit = cache.iter().find(|(device, p, e, _)| {
+        *p == path && e == entry && device.upgrade().is_some_and(|device| Arc::ptr_eq(&device, ctx))
+    });
+    if let Some((.., pipeline)) = hit {
+        return Ok(pipeline.clone());
+    }
+    let module = ctx.compile("bn254_test_ops", &test_ops_source(path))?;
+    let pipeline = Arc::new(ctx.compute_pipeline(entry, &module, entry)?);
+    cache.push((Arc::downgrade(ctx), path, entry.to_string(), pipeline.clone()));
+    Ok(pipeline)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run(
-    ctx: &GpuContext,
+    ctx: &Arc<GpuContext>,
     path: FieldPath,
     entry: &str,
     op: u32,
@@ -62,8 +85,7 @@ fn run(
     if count == 0 {
         return Ok(Vec::new());
     }
-    let module = ctx.compile("bn254_test_ops", &test_ops_source(path))?;
-    let pipeline = ctx.compute_pipeline(entry, &module, entry)?;
+    let pipeline = pipeline(ctx, path, entry)?;
     let storage = |label: &str, data: &[u32], extra: wgpu::BufferUsages| {
         ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
