@@ -106,7 +106,10 @@ pub fn record(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, steps: &[Ste
             let entries: Vec<wgpu::BindGroupEntry<'_>> = step
                 .bindings
                 .iter()
-                .map(|(binding, buffer)| wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() })
+                .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: buffer.as_entire_binding(),
+                })
                 .collect();
             ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
@@ -115,12 +118,14 @@ pub fn record(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, steps: &[Ste
             })
         })
         .collect();
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("msm"), timestamp_writes: None });
+    let mut pass =
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("msm"), timestamp_writes: None });
     let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
     for (step, bind_group) in steps.iter().zip(&bind_groups) {
         pass.set_pipeline(step.pipeline);
         pass.set_bind_group(0, bind_group, &[]);
-        let (x, y) = if step.group == 0 { (step.threads, 1) } else { dispatch_shape(step.threads, step.group, max_dim) };
+        let (x, y) =
+            if step.group == 0 { (step.threads, 1) } else { dispatch_shape(step.threads, step.group, max_dim) };
         pass.dispatch_workgroups(x, y, 1);
     }
 }

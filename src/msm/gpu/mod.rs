@@ -94,9 +94,9 @@ static KERNELS: Mutex<KernelCache> = Mutex::new(Vec::new());
 fn cached_kernels(ctx: &Arc<GpuContext>, path: FieldPath) -> Result<Arc<Kernels>, GpuError> {
     let mut cache = KERNELS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     cache.retain(|(device, _, _)| device.strong_count() > 0);
-    let hit = cache.iter().find(|(device, cfg, _)| {
-        *cfg == path && device.upgrade().is_some_and(|device| Arc::ptr_eq(&device, ctx))
-    });
+    let hit = cache
+        .iter()
+        .find(|(device, cfg, _)| *cfg == path && device.upgrade().is_some_and(|device| Arc::ptr_eq(&device, ctx)));
     if let Some((_, _, kernels)) = hit {
         return Ok(kernels.clone());
     }
@@ -227,9 +227,8 @@ impl GpuMsm {
         let capacity = batch.min(scalars.len());
 
         let mut guard = self.workspace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let reusable = guard
-            .as_ref()
-            .is_some_and(|ws| ws.plan.window_bits == window_bits && ws.plan.n as usize >= capacity);
+        let reusable =
+            guard.as_ref().is_some_and(|ws| ws.plan.window_bits == window_bits && ws.plan.n as usize >= capacity);
         if !reusable {
             *guard = None;
             *guard = Some(self.workspace_for(Plan::new(capacity as u32, window_bits))?);
@@ -274,8 +273,14 @@ impl GpuMsm {
             bucket_of: buffer("msm entry buckets", entries * 4),
             bucket_acc: buffer("msm buckets", plan.total_buckets as u64 * POINT_BYTES),
             conts: [
-                (buffer("msm continuations a", odd as u64 * POINT_BYTES), buffer("msm continuation buckets a", odd as u64 * 4)),
-                (buffer("msm continuations b", even as u64 * POINT_BYTES), buffer("msm continuation buckets b", even as u64 * 4)),
+                (
+                    buffer("msm continuations a", odd as u64 * POINT_BYTES),
+                    buffer("msm continuation buckets a", odd as u64 * 4),
+                ),
+                (
+                    buffer("msm continuations b", even as u64 * POINT_BYTES),
+                    buffer("msm continuation buckets b", even as u64 * 4),
+                ),
             ],
             segments: buffer("msm window segments", plan.segment_count() as u64 * POINT_BYTES),
             segment_window: buffer("msm segment windows", plan.segment_count() as u64 * 4),
@@ -312,9 +317,24 @@ impl GpuMsm {
         let k = &self.kernels;
         let n = plan.n;
         let mut steps = vec![
-            Step { pipeline: &k.count_digits, bindings: vec![(0, &fixed), (1, &ws.scalars), (2, &ws.counts)], threads: n, group: WORKGROUP },
-            Step { pipeline: &k.scan_chunk_sums, bindings: vec![(0, &fixed), (2, &ws.counts), (6, &ws.chunk_sums)], threads: plan.scan_chunks, group: WORKGROUP },
-            Step { pipeline: &k.scan_chunk_prefix, bindings: vec![(0, &fixed), (6, &ws.chunk_sums)], threads: 1, group: 0 },
+            Step {
+                pipeline: &k.count_digits,
+                bindings: vec![(0, &fixed), (1, &ws.scalars), (2, &ws.counts)],
+                threads: n,
+                group: WORKGROUP,
+            },
+            Step {
+                pipeline: &k.scan_chunk_sums,
+                bindings: vec![(0, &fixed), (2, &ws.counts), (6, &ws.chunk_sums)],
+                threads: plan.scan_chunks,
+                group: WORKGROUP,
+            },
+            Step {
+                pipeline: &k.scan_chunk_prefix,
+                bindings: vec![(0, &fixed), (6, &ws.chunk_sums)],
+                threads: 1,
+                group: 0,
+            },
             Step {
                 pipeline: &k.scan_offsets,
                 bindings: vec![(0, &fixed), (2, &ws.counts), (3, &ws.offsets), (6, &ws.chunk_sums)],
@@ -323,7 +343,14 @@ impl GpuMsm {
             },
             Step {
                 pipeline: &k.scatter_digits,
-                bindings: vec![(0, &fixed), (1, &ws.scalars), (2, &ws.counts), (3, &ws.offsets), (4, &ws.entries), (5, &ws.bucket_of)],
+                bindings: vec![
+                    (0, &fixed),
+                    (1, &ws.scalars),
+                    (2, &ws.counts),
+                    (3, &ws.offsets),
+                    (4, &ws.entries),
+                    (5, &ws.bucket_of),
+                ],
                 threads: n,
                 group: WORKGROUP,
             },
@@ -335,7 +362,15 @@ impl GpuMsm {
             if level == 0 {
                 steps.push(Step {
                     pipeline: &k.accumulate_bases,
-                    bindings: vec![(0, uniform), (4, &ws.entries), (5, &ws.bucket_of), (7, bases), (8, &ws.bucket_acc), (11, out.0), (12, out.1)],
+                    bindings: vec![
+                        (0, uniform),
+                        (4, &ws.entries),
+                        (5, &ws.bucket_of),
+                        (7, bases),
+                        (8, &ws.bucket_acc),
+                        (11, out.0),
+                        (12, out.1),
+                    ],
                     threads,
                     group: WORKGROUP,
                 });
@@ -343,7 +378,14 @@ impl GpuMsm {
                 let input = conts[(level - 1) % 2];
                 steps.push(Step {
                     pipeline: &k.accumulate_points,
-                    bindings: vec![(0, uniform), (8, &ws.bucket_acc), (9, input.0), (10, input.1), (11, out.0), (12, out.1)],
+                    bindings: vec![
+                        (0, uniform),
+                        (8, &ws.bucket_acc),
+                        (9, input.0),
+                        (10, input.1),
+                        (11, out.0),
+                        (12, out.1),
+                    ],
                     threads,
                     group: WORKGROUP,
                 });
@@ -360,14 +402,22 @@ impl GpuMsm {
             let input = if level == 0 { (&ws.segments, &ws.segment_window) } else { conts[(level - 1) % 2] };
             steps.push(Step {
                 pipeline: &k.accumulate_points,
-                bindings: vec![(0, uniform), (8, &ws.window_acc), (9, input.0), (10, input.1), (11, out.0), (12, out.1)],
+                bindings: vec![
+                    (0, uniform),
+                    (8, &ws.window_acc),
+                    (9, input.0),
+                    (10, input.1),
+                    (11, out.0),
+                    (12, out.1),
+                ],
                 threads: len.div_ceil(ACC_CHUNK),
                 group: WORKGROUP,
             });
         }
 
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("msm batch") });
+        let mut encoder =
+            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("msm batch") });
         for buffer in [&ws.counts, &ws.bucket_of, &ws.bucket_acc, &ws.window_acc] {
             encoder.clear_buffer(buffer, 0, None);
         }
@@ -394,8 +444,7 @@ impl GpuMsm {
         }
 
         let bytes = ctx.read_buffer("msm window sums", &ws.window_acc, plan.windows as u64 * POINT_BYTES)?;
-        let words: Vec<u32> =
-            bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let words: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let mut total = G1Projective::zero();
         for (w, window) in words.chunks_exact(XYZZ_WORDS).enumerate().rev() {
             for _ in 0..plan.window_bits {

@@ -36,13 +36,25 @@ pub enum CurveOp {
 }
 
 /// Apply a field op to `lhs[i]`, `rhs[i]` (8 words each) on the device.
-pub fn field_op(ctx: &Arc<GpuContext>, path: FieldPath, op: FieldOp, lhs: &[[u32; 8]], rhs: &[[u32; 8]]) -> Result<Vec<[u32; 8]>, GpuError> {
+pub fn field_op(
+    ctx: &Arc<GpuContext>,
+    path: FieldPath,
+    op: FieldOp,
+    lhs: &[[u32; 8]],
+    rhs: &[[u32; 8]],
+) -> Result<Vec<[u32; 8]>, GpuError> {
     let words = run(ctx, path, "field_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 8)?;
     Ok(words.chunks_exact(8).map(|c| c.try_into().unwrap_or([0; 8])).collect())
 }
 
 /// Apply a curve op to `lhs[i]`, `rhs[i]` (32-word slots) on the device.
-pub fn curve_op(ctx: &Arc<GpuContext>, path: FieldPath, op: CurveOp, lhs: &[[u32; 32]], rhs: &[[u32; 32]]) -> Result<Vec<[u32; 32]>, GpuError> {
+pub fn curve_op(
+    ctx: &Arc<GpuContext>,
+    path: FieldPath,
+    op: CurveOp,
+    lhs: &[[u32; 32]],
+    rhs: &[[u32; 32]],
+) -> Result<Vec<[u32; 32]>, GpuError> {
     let words = run(ctx, path, "curve_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 32)?;
     Ok(words.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect())
 }
@@ -113,7 +125,8 @@ fn run(
     });
     let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
     {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+        let mut pass =
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups((count as u32).div_ceil(64), 1, 1);
