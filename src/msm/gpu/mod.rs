@@ -160,7 +160,7 @@ impl GpuMsm {
     }
 
     fn base_chunk_len(&self) -> usize {
-        let by_limit = (self.binding_limit() / BASE_BYTES) as usize;
+        let by_limit = (self.binding_limit() / BASE_BYTES).min(plan::MAX_BATCH_POINTS) as usize;
         self.tuning.max_batch.unwrap_or(usize::MAX).min(by_limit).max(1)
     }
 

@@ -9,6 +9,8 @@ pub const WORKGROUP: u32 = 64;
 const MAX_SCAN_CHUNKS: u32 = 4096;
 /// Aim for about this many threads when summing window segments.
 const SEGMENT_THREADS: u32 = 8192;
+/// The most points one batch may hold, whatever the adapter allows.
+pub const MAX_BATCH_POINTS: u64 = 1 << 24;
 /// Bytes per stored affine base and XYZZ point.
 pub const BASE_BYTES: u64 = 64;
 pub const POINT_BYTES: u64 = 128;
@@ -119,8 +121,9 @@ pub fn max_batch(limit: u64, window_bits: u32) -> usize {
         .max()
         .unwrap_or(BASE_BYTES);
     let by_limit = limit / per_point;
-    // Entries are indexed with 31 bits (bit 31 is the sign).
-    by_limit.min((u32::MAX / 2) as u64 / windows) as usize
+    // Kernels index words with u32: 2^24 points keep every index below 2^31,
+    // and entries keep bit 31 free for the sign.
+    by_limit.min(MAX_BATCH_POINTS).min((u32::MAX / 2) as u64 / windows) as usize
 }
 
 /// Workgroup counts (x, y) covering `threads` threads of `group` each, with
