@@ -2,10 +2,56 @@
 //! pool resolves all pending requests in as few backend calls as possible.
 //!
 //! Results come back in request order and are bit-identical on every backend.
+//! Requests are packed into one byte buffer as they are filed ([`batch`]); a
+//! flush runs them on the CPU in SIMD lanes across rayon threads ([`cpu`],
+//! [`lanes`]) or on the GPU ([`gpu`]). A GPU failure mid-flush is recovered by
+//! recomputing the whole flush on the CPU, so no request is ever lost.
 
-use rayon::prelude::*;
+mod batch;
+pub mod consts;
+mod cpu;
+mod gpu;
+mod lanes;
+pub mod reference;
 
-/// A request's place in the pool; valid until [`HashPool::clear`].
+use std::sync::Arc;
+
+pub use gpu::GpuHasher;
+pub use lanes::{Kernel, KERNEL_ENV};
+
+use crate::backend::{Backend, ResolvedBackend};
+use batch::PackedBatch;
+use gpu::GpuRunOptions;
+
+/// BLAKE3 of each consecutive `message_len`-byte message of `data`, in SIMD
+/// lanes across rayon threads without copying (the pool's CPU backend minus
+/// the filing). Messages longer than one chunk go through the blake3 crate.
+///
+/// # Panics
+/// If `message_len` is 0 or does not divide `data.len()`.
+pub fn hash_chunks(data: &[u8], message_len: usize) -> Vec<[u8; 32]> {
+    assert!(message_len > 0 && data.len() % message_len == 0, "data must be whole messages of message_len bytes");
+    let mut out = vec![[0u8; 32]; data.len() / message_len];
+    hash_chunks_into(data, message_len, &mut out);
+    out
+}
+
+/// [`hash_chunks`] into a caller's buffer (one slot per message), so a
+/// caller hashing many batches allocates nothing.
+///
+/// # Panics
+/// If `message_len` is 0 or `data.len() != out.len() * message_len`.
+pub fn hash_chunks_into(data: &[u8], message_len: usize, out: &mut [[u8; 32]]) {
+    assert!(message_len > 0 && data.len() == out.len() * message_len, "one output slot per message_len-byte message");
+    if message_len <= consts::CHUNK_LEN {
+        cpu::hash_chunks(Kernel::detect(), data, message_len, out);
+    } else {
+        use rayon::prelude::*;
+        out.par_iter_mut().zip(data.par_chunks_exact(message_len)).for_each(|(o, m)| *o = *blake3::hash(m).as_bytes());
+    }
+}
+
+/// A request's place in the pool; valid across flushes until [`HashPool::clear`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HashHandle(pub u32);
 
@@ -32,16 +78,37 @@ impl HashRequest {
 pub enum HashError {
     #[error("hash handle {0} is not in this pool")]
     UnknownHandle(u32),
+    /// The message already includes the GPU error's (not a `source`, so
+    /// error chains do not print it twice).
     #[error("GPU hash backend: {0}")]
-    Gpu(#[from] crate::gpu::GpuError),
+    Gpu(crate::gpu::GpuError),
+    #[error("the {0} CPU kernel needs instructions this processor lacks")]
+    UnsupportedKernel(Kernel),
+}
+
+impl From<crate::gpu::GpuError> for HashError {
+    fn from(err: crate::gpu::GpuError) -> Self {
+        HashError::Gpu(err)
+    }
+}
+
+/// A fault to inject into the next GPU flush or Merkle root (tests only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuFault {
+    /// The flush fails before recording this segment (0 = before any work).
+    pub at_segment: usize,
 }
 
 /// The deferred hash pool.
 pub struct HashPool {
-    pending: Vec<HashRequest>,
-    /// Index of the first pending request; everything before is resolved.
+    pending: PackedBatch,
     resolved: Vec<[u8; 32]>,
     limit: Option<usize>,
+    kernel: Kernel,
+    gpu: Option<Arc<GpuHasher>>,
+    fault: Option<GpuFault>,
+    max_segment_jobs: Option<usize>,
+    gpu_fallbacks: usize,
 }
 
 impl Default for HashPool {
@@ -51,50 +118,181 @@ impl Default for HashPool {
 }
 
 impl HashPool {
+    /// A CPU pool using the widest SIMD kernel this processor has.
     pub fn new() -> Self {
-        HashPool { pending: Vec::new(), resolved: Vec::new(), limit: None }
+        HashPool {
+            pending: PackedBatch::default(),
+            resolved: Vec::new(),
+            limit: None,
+            kernel: Kernel::detect(),
+            gpu: None,
+            fault: None,
+            max_segment_jobs: None,
+            gpu_fallbacks: 0,
+        }
     }
 
-    /// A pool that flushes itself whenever `limit` requests are pending.
+    /// A CPU pool that flushes itself whenever `limit` requests are pending.
     pub fn bounded(limit: usize) -> Self {
-        HashPool { limit: Some(limit.max(1)), ..HashPool::new() }
+        HashPool::new().with_limit(limit)
     }
 
-    pub fn hash(&mut self, data: impl Into<Vec<u8>>) -> HashHandle {
-        self.push(HashRequest::Hash(data.into()))
+    /// The same pool, flushing itself whenever `limit` requests are pending.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit.max(1));
+        self
     }
 
-    pub fn keyed_hash(&mut self, key: &[u8; 32], data: impl Into<Vec<u8>>) -> HashHandle {
-        self.push(HashRequest::Keyed { key: *key, data: data.into() })
+    /// A pool on the requested backend: `Gpu` without a usable adapter is an
+    /// error, `Auto` warns and uses the CPU.
+    pub fn with_backend(backend: Backend) -> Result<HashPool, HashError> {
+        let (resolved, _ctx) = crate::gpu::resolve(backend)?;
+        let mut pool = HashPool::new();
+        if resolved == ResolvedBackend::Gpu {
+            match GpuHasher::shared() {
+                Ok(hasher) => pool.gpu = Some(hasher),
+                Err(err) if backend == Backend::Auto => {
+                    tracing::warn!(%err, "GPU hash pipelines unavailable: using the CPU backend");
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(pool)
     }
 
-    pub fn derive_key(&mut self, context: &str, material: impl Into<Vec<u8>>) -> HashHandle {
-        self.push(HashRequest::DeriveKey { context: context.to_string(), material: material.into() })
+    /// A CPU pool forced onto one SIMD kernel (for tests and benchmarks).
+    pub fn with_kernel(kernel: Kernel) -> Result<HashPool, HashError> {
+        if !kernel.is_supported() {
+            return Err(HashError::UnsupportedKernel(kernel));
+        }
+        Ok(HashPool { kernel, ..HashPool::new() })
+    }
+
+    /// Where flushes run.
+    pub fn backend(&self) -> ResolvedBackend {
+        if self.gpu.is_some() {
+            ResolvedBackend::Gpu
+        } else {
+            ResolvedBackend::Cpu
+        }
+    }
+
+    /// The CPU kernel (used by the CPU backend and for GPU fallbacks).
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// The adapter behind the GPU backend, if that is the backend.
+    pub fn gpu_adapter(&self) -> Option<String> {
+        self.gpu.as_ref().map(|g| g.context().describe())
+    }
+
+    /// Make the next GPU flush (or Merkle root) fail as a dispatch would; the
+    /// pool then recomputes it on the CPU.
+    pub fn inject_gpu_fault(&mut self, fault: GpuFault) {
+        self.fault = Some(fault);
+    }
+
+    /// Cut GPU flushes into segments of at most `jobs` messages (the adapter's
+    /// limits still apply); lets tests exercise multi-segment flushes cheaply.
+    pub fn set_gpu_segment_limit(&mut self, jobs: usize) {
+        self.max_segment_jobs = Some(jobs.max(1));
+    }
+
+    /// How many GPU flushes failed and were recomputed on the CPU.
+    pub fn gpu_fallbacks(&self) -> usize {
+        self.gpu_fallbacks
+    }
+
+    pub fn hash(&mut self, data: impl AsRef<[u8]>) -> HashHandle {
+        let handle = self.next_handle();
+        self.pending.push_hash(data.as_ref());
+        self.after_push();
+        handle
+    }
+
+    pub fn keyed_hash(&mut self, key: &[u8; 32], data: impl AsRef<[u8]>) -> HashHandle {
+        let handle = self.next_handle();
+        self.pending.push_keyed(key, data.as_ref());
+        self.after_push();
+        handle
+    }
+
+    pub fn derive_key(&mut self, context: &str, material: impl AsRef<[u8]>) -> HashHandle {
+        let handle = self.next_handle();
+        self.pending.push_derive_key(context, material.as_ref());
+        self.after_push();
+        handle
     }
 
     pub fn push(&mut self, request: HashRequest) -> HashHandle {
-        let handle = HashHandle((self.resolved.len() + self.pending.len()) as u32);
-        self.pending.push(request);
-        if self.limit.is_some_and(|limit| self.pending.len() >= limit) {
-            self.flush_cpu();
+        match &request {
+            HashRequest::Hash(data) => self.hash(data),
+            HashRequest::Keyed { key, data } => self.keyed_hash(key, data),
+            HashRequest::DeriveKey { context, material } => self.derive_key(context, material),
         }
-        handle
+    }
+
+    fn next_handle(&self) -> HashHandle {
+        HashHandle((self.resolved.len() + self.pending.len()) as u32)
+    }
+
+    fn after_push(&mut self) {
+        if self.limit.is_some_and(|limit| self.pending.len() >= limit) {
+            self.flush_pending();
+        }
     }
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }
 
-    /// Resolve every pending request.
+    /// Resolve every pending request. Never loses a request: a GPU failure
+    /// is recomputed on the CPU (with a warning), so this always succeeds.
     pub fn flush(&mut self) -> Result<(), HashError> {
-        self.flush_cpu();
+        self.flush_pending();
         Ok(())
     }
 
-    fn flush_cpu(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        let digests: Vec<[u8; 32]> = pending.par_iter().map(HashRequest::compute).collect();
-        self.resolved.extend(digests);
+    fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let start = self.resolved.len();
+        self.resolved.resize(start + self.pending.len(), [0u8; 32]);
+        let out = &mut self.resolved[start..];
+        let mut on_cpu = true;
+        if let Some(gpu) = &self.gpu {
+            let options = GpuRunOptions {
+                fail_at_segment: self.fault.take().map(|f| f.at_segment),
+                max_segment_jobs: self.max_segment_jobs,
+            };
+            match gpu.hash_batch(&self.pending, out, &options) {
+                Ok(()) => on_cpu = false,
+                Err(err) => {
+                    tracing::warn!(%err, requests = out.len(), "GPU flush failed: recomputing it on the CPU");
+                    self.gpu_fallbacks += 1;
+                }
+            }
+        }
+        if on_cpu {
+            cpu::hash_batch(self.kernel, &self.pending, out);
+        }
+        self.pending.reset();
+        self.refresh_gpu_after_loss();
+    }
+
+    /// After a device loss, move to a fresh device (or stay on the CPU).
+    fn refresh_gpu_after_loss(&mut self) {
+        if self.gpu.as_ref().is_some_and(|g| g.context().is_lost()) {
+            self.gpu = match GpuHasher::shared() {
+                Ok(hasher) => Some(hasher),
+                Err(err) => {
+                    tracing::warn!(%err, "GPU lost and not recovered: the hash pool continues on the CPU");
+                    None
+                }
+            };
+        }
     }
 
     /// The digest of a resolved request, or `None` while it is still pending.
@@ -119,32 +317,24 @@ impl HashPool {
         self.resolved.clear();
     }
 
-    /// The Merkle root of `leaves`, computed level by level through the pool:
-    /// a parent is BLAKE3(left || right) (one 64-byte block), an odd last node
-    /// is promoted unchanged, one leaf is its own root, and no leaves give
-    /// BLAKE3 of the empty string.
+    /// The Merkle root of `leaves`: a parent is BLAKE3(left || right) (one
+    /// 64-byte block), an odd last node is promoted unchanged, one leaf is its
+    /// own root, and no leaves give BLAKE3 of the empty string. Computed level
+    /// by level on the pool's backend (on the GPU, all levels in one
+    /// submission); pending requests are left pending.
     pub fn merkle_root(&mut self, leaves: &[[u8; 32]]) -> Result<[u8; 32], HashError> {
-        if leaves.is_empty() {
-            let h = self.hash(Vec::new());
-            return self.digest(h);
+        if let Some(gpu) = &self.gpu {
+            let options =
+                GpuRunOptions { fail_at_segment: self.fault.take().map(|f| f.at_segment), max_segment_jobs: None };
+            match gpu.merkle_root(leaves, &options) {
+                Ok(root) => return Ok(root),
+                Err(err) => {
+                    tracing::warn!(%err, leaves = leaves.len(), "GPU Merkle root failed: recomputing it on the CPU");
+                    self.gpu_fallbacks += 1;
+                }
+            }
+            self.refresh_gpu_after_loss();
         }
-        let mut level = leaves.to_vec();
-        while level.len() > 1 {
-            let handles: Vec<HashHandle> = level
-                .chunks_exact(2)
-                .map(|pair| {
-                    let mut block = Vec::with_capacity(64);
-                    block.extend_from_slice(&pair[0]);
-                    block.extend_from_slice(&pair[1]);
-                    self.hash(block)
-                })
-                .collect();
-            self.flush()?;
-            let odd = (level.len() % 2 == 1).then(|| level[level.len() - 1]);
-            let mut next: Vec<[u8; 32]> = handles.iter().map(|h| self.get(*h).expect("flushed")).collect();
-            next.extend(odd);
-            level = next;
-        }
-        Ok(level[0])
+        Ok(cpu::merkle_root(self.kernel, leaves))
     }
 }

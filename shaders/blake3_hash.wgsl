@@ -1,0 +1,61 @@
+// One invocation per single-chunk message (0..=1024 bytes), any mode.
+
+struct Job {
+    // Start of the message in `words` (messages start on word boundaries).
+    offset: u32,
+    len: u32,
+    // Index of the 8-word key in `keys` (the IV for plain hashing).
+    key: u32,
+    // 0, KEYED_HASH or DERIVE_KEY_MATERIAL.
+    flags: u32,
+}
+
+@group(0) @binding(0) var<storage, read> words: array<u32>;
+@group(0) @binding(1) var<storage, read> jobs: array<Job>;
+@group(0) @binding(2) var<storage, read> keys: array<u32>;
+@group(0) @binding(3) var<storage, read_write> digests: array<u32>;
+
+@compute @workgroup_size(64)
+fn hash_many(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+             @builtin(local_invocation_index) local: u32) {
+    let index = flat_index(wg, groups, local);
+    if (index >= arrayLength(&jobs)) {
+        return;
+    }
+    let job = jobs[index];
+    var cv: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        cv[i] = keys[job.key * 8u + i];
+    }
+    let blocks = max(1u, (job.len + 63u) / 64u);
+    for (var b = 0u; b < blocks; b++) {
+        let start = b * 64u;
+        var m: array<u32, 16>;
+        for (var i = 0u; i < 16u; i++) {
+            let pos = start + 4u * i;
+            var w = 0u;
+            if (pos < job.len) {
+                w = words[job.offset + pos / 4u];
+                let remaining = job.len - pos;
+                if (remaining < 4u) {
+                    // Bytes past the end of the message read as zero.
+                    w = w & ((1u << (remaining * 8u)) - 1u);
+                }
+            }
+            m[i] = w;
+        }
+        var flags = job.flags;
+        var block_len = 64u;
+        if (b == 0u) {
+            flags |= CHUNK_START;
+        }
+        if (b + 1u == blocks) {
+            flags |= CHUNK_END | ROOT;
+            block_len = job.len - start;
+        }
+        cv = compress(cv, m, block_len, flags);
+    }
+    for (var i = 0u; i < 8u; i++) {
+        digests[index * 8u + i] = cv[i];
+    }
+}

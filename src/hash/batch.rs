@@ -1,0 +1,152 @@
+//! Pending requests packed into one contiguous byte buffer with a table of
+//! jobs (offset, length, key, mode), so filing a request allocates nothing
+//! per message and every backend reads the same layout.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::consts::{key_words, DERIVE_KEY_CONTEXT, DERIVE_KEY_MATERIAL, IV, KEYED_HASH};
+use super::reference;
+
+/// One pending request: `len` bytes at `offset` in the batch's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Job {
+    pub offset: usize,
+    pub len: usize,
+    /// Index into [`PackedBatch::keys`]; 0 is the IV (plain hashing).
+    pub key: u32,
+    /// The mode flag: 0, `KEYED_HASH` or `DERIVE_KEY_MATERIAL`.
+    pub flags: u32,
+}
+
+/// What a key slot was made from, so long messages can go to the blake3 crate.
+#[derive(Clone, Debug)]
+pub(crate) enum KeySource {
+    Iv,
+    Key([u8; 32]),
+    Context(Arc<str>),
+}
+
+/// The pending requests of a pool.
+#[derive(Clone, Debug)]
+pub(crate) struct PackedBatch {
+    /// Message bytes; every message starts at a multiple of 4 (the GPU reads words).
+    pub bytes: Vec<u8>,
+    pub jobs: Vec<Job>,
+    /// Key words per slot: the IV, a user key, or a derive-key context key.
+    pub keys: Vec<[u32; 8]>,
+    pub sources: Vec<KeySource>,
+    key_slots: HashMap<[u8; 32], u32>,
+    context_slots: HashMap<Arc<str>, u32>,
+    /// The length every job has, while they all have the same one.
+    common_len: Option<usize>,
+}
+
+impl Default for PackedBatch {
+    fn default() -> Self {
+        PackedBatch {
+            bytes: Vec::new(),
+            jobs: Vec::new(),
+            keys: vec![IV],
+            sources: vec![KeySource::Iv],
+            key_slots: HashMap::new(),
+            context_slots: HashMap::new(),
+            common_len: None,
+        }
+    }
+}
+
+impl PackedBatch {
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// The length shared by every job, if there is one.
+    pub fn common_len(&self) -> Option<usize> {
+        self.common_len
+    }
+
+    pub fn push_hash(&mut self, data: &[u8]) {
+        self.push(data, 0, 0);
+    }
+
+    pub fn push_keyed(&mut self, key: &[u8; 32], data: &[u8]) {
+        let slot = match self.key_slots.get(key) {
+            Some(slot) => *slot,
+            None => {
+                let slot = self.add_key(key_words(key), KeySource::Key(*key));
+                self.key_slots.insert(*key, slot);
+                slot
+            }
+        };
+        self.push(data, slot, KEYED_HASH);
+    }
+
+    pub fn push_derive_key(&mut self, context: &str, material: &[u8]) {
+        let slot = match self.context_slots.get(context) {
+            Some(slot) => *slot,
+            None => {
+                let context: Arc<str> = Arc::from(context);
+                let words = reference::hash_words(&IV, DERIVE_KEY_CONTEXT, context.as_bytes());
+                let slot = self.add_key(words, KeySource::Context(context.clone()));
+                self.context_slots.insert(context, slot);
+                slot
+            }
+        };
+        self.push(material, slot, DERIVE_KEY_MATERIAL);
+    }
+
+    fn add_key(&mut self, words: [u32; 8], source: KeySource) -> u32 {
+        self.keys.push(words);
+        self.sources.push(source);
+        (self.keys.len() - 1) as u32
+    }
+
+    fn push(&mut self, data: &[u8], key: u32, flags: u32) {
+        let offset = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        let padded = self.bytes.len().next_multiple_of(4);
+        self.bytes.resize(padded, 0);
+        self.common_len = match (self.jobs.is_empty(), self.common_len) {
+            (true, _) => Some(data.len()),
+            (false, Some(len)) if len == data.len() => Some(len),
+            _ => None,
+        };
+        self.jobs.push(Job { offset, len: data.len(), key, flags });
+    }
+
+    /// The message of `job`.
+    pub fn message(&self, job: &Job) -> &[u8] {
+        &self.bytes[job.offset..job.offset + job.len]
+    }
+
+    /// The digest of one job straight from the blake3 crate (multi-chunk path).
+    pub fn crate_digest(&self, job: &Job) -> [u8; 32] {
+        let data = self.message(job);
+        match &self.sources[job.key as usize] {
+            KeySource::Iv => *blake3::hash(data).as_bytes(),
+            KeySource::Key(key) => *blake3::keyed_hash(key, data).as_bytes(),
+            KeySource::Context(context) => blake3::derive_key(context, data),
+        }
+    }
+
+    /// Drop the jobs and their bytes, keeping the key tables and the capacity.
+    pub fn reset(&mut self) {
+        self.bytes.clear();
+        self.jobs.clear();
+        self.common_len = None;
+    }
+
+    /// Forget everything, keys included, keeping the buffers' capacity.
+    pub fn clear(&mut self) {
+        self.reset();
+        self.keys.truncate(1);
+        self.sources.truncate(1);
+        self.key_slots.clear();
+        self.context_slots.clear();
+    }
+}

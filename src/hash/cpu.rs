@@ -1,0 +1,189 @@
+//! The CPU backend: single-chunk messages grouped by length and hashed in SIMD
+//! lanes across rayon threads; multi-chunk messages through the blake3 crate.
+
+use rayon::prelude::*;
+
+use super::batch::{Job, PackedBatch};
+use super::consts::{BLOCK_LEN, CHUNK_LEN, IV};
+use super::lanes::{Group, Kernel, MAX_LANES};
+
+/// Messages per rayon task: big enough to amortise scheduling, small enough
+/// to balance two to a few dozen cores.
+const TASK_MESSAGES: usize = 1024;
+
+/// Hash messages `start..start + out.len()` of an equal-length run;
+/// `lane(i)` gives message `i`'s start, key and mode flag.
+fn hash_range<'k, F>(kernel: Kernel, len: usize, lane: &F, start: usize, out: &mut [[u8; 32]])
+where
+    F: Fn(usize) -> (*const u8, &'k [u32; 8], u32),
+{
+    let width = kernel.lanes();
+    let end = start + out.len();
+    for (g, out_group) in out.chunks_mut(width).enumerate() {
+        let first = start + g * width;
+        // Fetch the next group's messages while this one computes: across
+        // page boundaries the hardware prefetcher loses the stream.
+        for i in (first + width)..(first + 2 * width).min(end) {
+            prefetch(lane(i).0, len);
+        }
+        let (ptr0, key0, flags0) = lane(first);
+        let mut group = Group {
+            msgs: [ptr0; MAX_LANES],
+            keys: [key0; MAX_LANES],
+            flags: [flags0; MAX_LANES],
+            uniform: true,
+            len,
+            n: out_group.len(),
+        };
+        for l in 1..out_group.len() {
+            let (ptr, key, flags) = lane(first + l);
+            group.msgs[l] = ptr;
+            group.keys[l] = key;
+            group.flags[l] = flags;
+            group.uniform &= std::ptr::eq(key, key0) && flags == flags0;
+        }
+        // SAFETY: the kernel was checked to be supported when the pool chose
+        // it; every pointer addresses `len` bytes of a live buffer, and
+        // `out_group` has room for `n` digests.
+        unsafe { kernel.hash_group(&group, out_group.as_mut_ptr()) };
+    }
+}
+
+/// Ask for the cache lines of a `len`-byte message.
+#[inline(always)]
+fn prefetch(ptr: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len.max(1)).step_by(64) {
+        // SAFETY: a prefetch is only a hint; it never faults, even on an
+        // address outside the message.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.wrapping_add(offset) as *const i8)
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ptr, len);
+}
+
+/// Hash an equal-length run, in parallel when it is big enough.
+fn hash_run<'k, F>(kernel: Kernel, len: usize, lane: &F, out: &mut [[u8; 32]])
+where
+    F: Fn(usize) -> (*const u8, &'k [u32; 8], u32) + Sync,
+{
+    if out.len() <= TASK_MESSAGES {
+        hash_range(kernel, len, lane, 0, out);
+    } else {
+        out.par_chunks_mut(TASK_MESSAGES)
+            .enumerate()
+            .for_each(|(t, chunk)| hash_range(kernel, len, lane, t * TASK_MESSAGES, chunk));
+    }
+}
+
+/// Digest every job of `batch` into `out` (same order as `batch.jobs`).
+pub(crate) fn hash_batch(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32]]) {
+    assert_eq!(out.len(), batch.len(), "one output slot per job");
+    if let Some(len) = batch.common_len().filter(|len| *len <= CHUNK_LEN) {
+        let (bytes, jobs, keys) = (&batch.bytes, &batch.jobs, &batch.keys);
+        let lane = |i: usize| {
+            let job = &jobs[i];
+            (bytes.as_ptr().wrapping_add(job.offset), &keys[job.key as usize], job.flags)
+        };
+        hash_run(kernel, len, &lane, out);
+        return;
+    }
+    hash_mixed(kernel, batch, out);
+}
+
+/// Mixed lengths: counting-sort the single-chunk jobs by length, hash each
+/// length run in lanes, hash multi-chunk jobs with the crate, and put every
+/// digest back in request order.
+fn hash_mixed(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32]]) {
+    let mut counts = vec![0usize; CHUNK_LEN + 2];
+    for job in &batch.jobs {
+        counts[job.len.min(CHUNK_LEN + 1)] += 1;
+    }
+    let mut starts = vec![0usize; CHUNK_LEN + 2];
+    let mut total = 0;
+    for (start, count) in starts.iter_mut().zip(&counts) {
+        *start = total;
+        total += count;
+    }
+    let short_total = starts[CHUNK_LEN + 1];
+    let mut order = vec![0u32; batch.len()];
+    let mut sorted: Vec<Job> = vec![Job { offset: 0, len: 0, key: 0, flags: 0 }; batch.len()];
+    let mut next = starts.clone();
+    for (i, job) in batch.jobs.iter().enumerate() {
+        let bucket = job.len.min(CHUNK_LEN + 1);
+        order[next[bucket]] = i as u32;
+        sorted[next[bucket]] = *job;
+        next[bucket] += 1;
+    }
+
+    let mut sorted_out = vec![[0u8; 32]; batch.len()];
+    let (short_out, long_out) = sorted_out.split_at_mut(short_total);
+    // One task list over every length run, so small runs share the threads.
+    let mut tasks: Vec<(usize, &mut [[u8; 32]])> = Vec::new();
+    let mut rest = short_out;
+    let mut at = 0;
+    for &count in counts.iter().take(CHUNK_LEN + 1) {
+        let (mut run, tail) = rest.split_at_mut(count);
+        rest = tail;
+        while !run.is_empty() {
+            let (task, tail) = run.split_at_mut(run.len().min(TASK_MESSAGES));
+            let size = task.len();
+            tasks.push((at, task));
+            at += size;
+            run = tail;
+        }
+    }
+    let (bytes, keys) = (&batch.bytes, &batch.keys);
+    let sorted_jobs = &sorted;
+    tasks.into_par_iter().for_each(|(start, task)| {
+        let lane = |i: usize| {
+            let job = &sorted_jobs[i];
+            (bytes.as_ptr().wrapping_add(job.offset), &keys[job.key as usize], job.flags)
+        };
+        // Every job of a task has the same length (tasks never span runs).
+        let len = sorted_jobs[start].len;
+        let lane_from = |i: usize| lane(start + i);
+        hash_range(kernel, len, &lane_from, 0, task);
+    });
+    long_out.par_iter_mut().zip(&sorted[short_total..]).for_each(|(slot, job)| *slot = batch.crate_digest(job));
+    for (digest, &i) in sorted_out.iter().zip(&order) {
+        out[i as usize] = *digest;
+    }
+}
+
+/// Digest consecutive `len`-byte messages (`data.len()` a multiple of `len`,
+/// `len` at most one chunk), straight from the caller's memory.
+pub(crate) fn hash_chunks(kernel: Kernel, data: &[u8], len: usize, out: &mut [[u8; 32]]) {
+    assert!(len > 0 && len <= CHUNK_LEN && data.len() == out.len() * len, "whole single-chunk messages");
+    let lane = |i: usize| (data.as_ptr().wrapping_add(i * len), &IV, 0u32);
+    hash_run(kernel, len, &lane, out);
+}
+
+/// Digest `blocks.len() / 64` whole 64-byte messages (plain hashing), e.g. one
+/// Merkle level: pairs of adjacent nodes are exactly one block each.
+pub(crate) fn hash_blocks(kernel: Kernel, blocks: &[u8], out: &mut [[u8; 32]]) {
+    assert_eq!(blocks.len(), out.len() * BLOCK_LEN, "one output per 64-byte block");
+    let lane = |i: usize| (blocks.as_ptr().wrapping_add(i * BLOCK_LEN), &IV, 0u32);
+    hash_run(kernel, BLOCK_LEN, &lane, out);
+}
+
+/// The Merkle root: parents are BLAKE3(left || right), an odd last node is
+/// promoted, one leaf is the root, no leaves give BLAKE3("").
+pub(crate) fn merkle_root(kernel: Kernel, leaves: &[[u8; 32]]) -> [u8; 32] {
+    if leaves.is_empty() {
+        return *blake3::hash(&[]).as_bytes();
+    }
+    let mut level = leaves.to_vec();
+    while level.len() > 1 {
+        let pairs = level.len() / 2;
+        let mut next = vec![[0u8; 32]; pairs + level.len() % 2];
+        hash_blocks(kernel, level[..2 * pairs].as_flattened(), &mut next[..pairs]);
+        if level.len() % 2 == 1 {
+            next[pairs] = level[level.len() - 1];
+        }
+        level = next;
+    }
+    level[0]
+}

@@ -1,0 +1,352 @@
+//! The GPU backend: BLAKE3 in WGSL, one invocation per single-chunk message,
+//! and whole Merkle trees in one submission.
+//!
+//! Messages longer than one chunk (1,024 bytes) are handed to the CPU (the
+//! blake3 crate's tree hashing), which runs them while the GPU works on the
+//! rest. Inputs go up as three buffers (message words, a job table, the key
+//! table) and the digests come back as one buffer per segment; a flush is cut
+//! into segments that fit the adapter's binding and buffer size limits, and
+//! each segment is submitted as soon as it is recorded, so the uploads of the
+//! next overlap the compute of the previous one.
+
+use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use wgpu::util::DeviceExt;
+
+use super::batch::PackedBatch;
+use super::consts::CHUNK_LEN;
+use crate::gpu::{GpuContext, GpuError};
+
+const WORKGROUP: u32 = 64;
+const CORE_WGSL: &str = include_str!("../../shaders/blake3_core.wgsl");
+const HASH_WGSL: &str = include_str!("../../shaders/blake3_hash.wgsl");
+const MERKLE_WGSL: &str = include_str!("../../shaders/blake3_merkle.wgsl");
+
+/// One job as the shader reads it (`Job` in blake3_hash.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuJob {
+    offset_words: u32,
+    len: u32,
+    key: u32,
+    flags: u32,
+}
+
+/// One Merkle level as the shader reads it (`Level` in blake3_merkle.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuLevel {
+    src: u32,
+    count: u32,
+    dst: u32,
+    unused: u32,
+}
+
+/// Test hooks: make a flush fail part-way, or cut it into small segments.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct GpuRunOptions {
+    /// Fail with [`GpuError::InjectedFault`] before recording this segment
+    /// (or, for a Merkle root, before submitting).
+    pub fail_at_segment: Option<usize>,
+    /// At most this many messages per segment.
+    pub max_segment_jobs: Option<usize>,
+}
+
+/// Consecutive single-chunk jobs sharing one upload.
+struct Segment {
+    first_byte: usize,
+    end_byte: usize,
+    jobs: Vec<GpuJob>,
+    /// Each job's index in the batch.
+    slots: Vec<usize>,
+}
+
+/// The compiled pipelines on one device.
+pub struct GpuHasher {
+    ctx: Arc<GpuContext>,
+    hash: wgpu::ComputePipeline,
+    merkle: wgpu::ComputePipeline,
+}
+
+static SHARED: Mutex<Option<Arc<GpuHasher>>> = Mutex::new(None);
+
+impl GpuHasher {
+    /// The hasher on the shared context, compiled once per device (again
+    /// after a device loss).
+    pub fn shared() -> Result<Arc<GpuHasher>, GpuError> {
+        let ctx = GpuContext::shared()?;
+        let mut slot = SHARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(hasher) = slot.as_ref() {
+            if Arc::ptr_eq(&hasher.ctx, &ctx) {
+                return Ok(hasher.clone());
+            }
+        }
+        let hasher = Arc::new(GpuHasher::new(ctx)?);
+        *slot = Some(hasher.clone());
+        Ok(hasher)
+    }
+
+    /// Compile both pipelines on `ctx`.
+    pub fn new(ctx: Arc<GpuContext>) -> Result<GpuHasher, GpuError> {
+        let hash_module = ctx.compile("blake3_hash", &format!("{CORE_WGSL}\n{HASH_WGSL}"))?;
+        let merkle_module = ctx.compile("blake3_merkle", &format!("{CORE_WGSL}\n{MERKLE_WGSL}"))?;
+        let hash = ctx.compute_pipeline("blake3_hash", &hash_module, "hash_many")?;
+        let merkle = ctx.compute_pipeline("blake3_merkle", &merkle_module, "merkle_level")?;
+        Ok(GpuHasher { ctx, hash, merkle })
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// The most bytes one binding may hold (and one word index can address).
+    fn binding_limit(&self) -> u64 {
+        let limits = &self.ctx.limits;
+        limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(u32::MAX as u64)
+    }
+
+    /// Workgroup grid for `invocations` threads within 65,535 (or the
+    /// adapter's limit) per dimension.
+    fn grid(&self, invocations: usize) -> (u32, u32) {
+        let groups = (invocations as u64).div_ceil(WORKGROUP as u64).max(1);
+        let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension.max(1) as u64;
+        let x = groups.min(max_dim);
+        (x as u32, groups.div_ceil(x) as u32)
+    }
+
+    fn check_alive(&self, during: &str) -> Result<(), GpuError> {
+        if self.ctx.is_lost() {
+            return Err(GpuError::DeviceLost(during.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Cut the batch's single-chunk jobs into segments within the limits;
+    /// returns them and the indices of the multi-chunk jobs.
+    fn plan(&self, batch: &PackedBatch, options: &GpuRunOptions) -> (Vec<Segment>, Vec<usize>) {
+        let limit = self.binding_limit() as usize;
+        // Digests (32 bytes a job) are the largest per-job buffer.
+        let max_jobs = (limit / 32).min(options.max_segment_jobs.unwrap_or(usize::MAX)).max(1);
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut long = Vec::new();
+        for (i, job) in batch.jobs.iter().enumerate() {
+            if job.len > CHUNK_LEN {
+                long.push(i);
+                continue;
+            }
+            let end = (job.offset + job.len).next_multiple_of(4);
+            let fits = segments.last().is_some_and(|s| s.jobs.len() < max_jobs && end - s.first_byte <= limit);
+            if !fits {
+                segments.push(Segment { first_byte: job.offset, end_byte: end, jobs: Vec::new(), slots: Vec::new() });
+            }
+            let segment = segments.last_mut().expect("a segment was just ensured");
+            segment.end_byte = end;
+            segment.jobs.push(GpuJob {
+                offset_words: ((job.offset - segment.first_byte) / 4) as u32,
+                len: job.len as u32,
+                key: job.key,
+                flags: job.flags,
+            });
+            segment.slots.push(i);
+        }
+        (segments, long)
+    }
+
+    /// Digest every job of `batch` into `out` (request order).
+    pub(crate) fn hash_batch(
+        &self,
+        batch: &PackedBatch,
+        out: &mut [[u8; 32]],
+        options: &GpuRunOptions,
+    ) -> Result<(), GpuError> {
+        let (segments, long) = self.plan(batch, options);
+        let device = &self.ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom_scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let keys = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("blake3 keys"),
+            contents: bytemuck::cast_slice(batch.keys.as_flattened()),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let mut results = Vec::with_capacity(segments.len());
+        for (s, segment) in segments.iter().enumerate() {
+            if options.fail_at_segment == Some(s) {
+                return Err(GpuError::InjectedFault(format!("hash segment {s} of {}", segments.len())));
+            }
+            results.push(self.submit_segment(batch, segment, &keys));
+        }
+        let oom = pollster::block_on(oom_scope.pop());
+        let validation = pollster::block_on(scope.pop());
+        if let Some(err) = validation.or(oom) {
+            return Err(GpuError::Dispatch { label: "blake3 hash_many".into(), reason: err.to_string() });
+        }
+        // The CPU takes the multi-chunk messages while the GPU runs.
+        let long_digests: Vec<(usize, [u8; 32])> =
+            long.par_iter().map(|&i| (i, batch.crate_digest(&batch.jobs[i]))).collect();
+        for (segment, digests) in segments.iter().zip(&results) {
+            let bytes = self.ctx.read_buffer("blake3 digests", digests, (segment.jobs.len() * 32) as u64)?;
+            for (&slot, digest) in segment.slots.iter().zip(bytes.chunks_exact(32)) {
+                out[slot].copy_from_slice(digest);
+            }
+        }
+        self.check_alive("hashing a batch")?;
+        for (i, digest) in long_digests {
+            out[i] = digest;
+        }
+        Ok(())
+    }
+
+    /// Upload one segment, record its dispatch and submit it; returns the
+    /// buffer its digests will be in.
+    fn submit_segment(&self, batch: &PackedBatch, segment: &Segment, keys: &wgpu::Buffer) -> wgpu::Buffer {
+        let device = &self.ctx.device;
+        let message_bytes = &batch.bytes[segment.first_byte..segment.end_byte];
+        // A binding may not be empty: all-empty messages still get one word.
+        let words = if message_bytes.is_empty() { &[0u8; 4][..] } else { message_bytes };
+        let words = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("blake3 message words"),
+            contents: words,
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let jobs = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("blake3 jobs"),
+            contents: bytemuck::cast_slice(&segment.jobs),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let digests = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("blake3 digests"),
+            size: (segment.jobs.len() * 32) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("blake3 hash_many"),
+            layout: &self.hash.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: words.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: jobs.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 2, resource: keys.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 3, resource: digests.as_entire_binding() },
+            ],
+        });
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("blake3 hash_many") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("blake3 hash_many"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.hash);
+            pass.set_bind_group(0, &bind_group, &[]);
+            let (x, y) = self.grid(segment.jobs.len());
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        self.ctx.queue.submit(Some(encoder.finish()));
+        digests
+    }
+
+    /// The Merkle root of `leaves` (same rules as the CPU), every level on
+    /// the GPU in one submission with a single 32-byte readback.
+    pub(crate) fn merkle_root(&self, leaves: &[[u8; 32]], options: &GpuRunOptions) -> Result<[u8; 32], GpuError> {
+        match leaves.len() {
+            0 => return Ok(*blake3::hash(&[]).as_bytes()),
+            1 => return Ok(leaves[0]),
+            _ => {}
+        }
+        let mut levels = Vec::new();
+        let (mut src, mut count, mut total) = (0usize, leaves.len(), leaves.len());
+        while count > 1 {
+            let next = count.div_ceil(2);
+            levels.push(GpuLevel { src: src as u32, count: count as u32, dst: total as u32, unused: 0 });
+            src = total;
+            total += next;
+            count = next;
+        }
+        let node_bytes = (total * 32) as u64;
+        if node_bytes > self.binding_limit() {
+            return Err(GpuError::Dispatch {
+                label: "blake3 merkle".into(),
+                reason: format!(
+                    "{} leaves need {node_bytes} bytes of nodes, over the adapter's binding limit of {}",
+                    leaves.len(),
+                    self.binding_limit()
+                ),
+            });
+        }
+        let device = &self.ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let nodes = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("merkle nodes"),
+            size: node_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.ctx.queue.write_buffer(&nodes, 0, leaves.as_flattened());
+        // One uniform slot per level, each at an aligned offset.
+        let stride = (self.ctx.limits.min_uniform_buffer_offset_alignment as usize).max(size_of::<GpuLevel>());
+        let mut uniforms = vec![0u8; stride * levels.len()];
+        for (slot, level) in uniforms.chunks_exact_mut(stride).zip(&levels) {
+            slot[..size_of::<GpuLevel>()].copy_from_slice(bytemuck::bytes_of(level));
+        }
+        let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("merkle levels"),
+            contents: &uniforms,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let layout = self.merkle.get_bind_group_layout(0);
+        let bind_groups: Vec<wgpu::BindGroup> = (0..levels.len())
+            .map(|l| {
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("merkle level"),
+                    layout: &layout,
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: nodes.as_entire_binding() },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &uniforms,
+                                offset: (l * stride) as u64,
+                                size: NonZeroU64::new(size_of::<GpuLevel>() as u64),
+                            }),
+                        },
+                    ],
+                })
+            })
+            .collect();
+        let root = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("merkle root"),
+            size: 32,
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("merkle") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("merkle levels"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.merkle);
+            // Each dispatch is its own usage scope, so wgpu orders the levels.
+            for (level, bind_group) in levels.iter().zip(&bind_groups) {
+                pass.set_bind_group(0, bind_group, &[]);
+                let (x, y) = self.grid(level.count.div_ceil(2) as usize);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        }
+        encoder.copy_buffer_to_buffer(&nodes, ((total - 1) * 32) as u64, &root, 0, 32);
+        if options.fail_at_segment.is_some() {
+            return Err(GpuError::InjectedFault("merkle submission".into()));
+        }
+        self.ctx.queue.submit(Some(encoder.finish()));
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Dispatch { label: "blake3 merkle".into(), reason: err.to_string() });
+        }
+        let bytes = self.ctx.read_buffer("merkle root", &root, 32)?;
+        self.check_alive("computing a Merkle root")?;
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&bytes);
+        Ok(digest)
+    }
+}

@@ -1,0 +1,189 @@
+//! The buckets of one (window, chunk) task, accumulated in affine
+//! coordinates through batched additions.
+//!
+//! A point whose bucket already has an addition in flight is queued and
+//! retried after the next batch; when the queue is full (many points for
+//! few buckets, e.g. repeated bases or small scalars) it goes to a
+//! projective overflow bucket instead. So do doublings and P + (-P): they
+//! are rare and the projective formulas handle them, keeping the batch free
+//! of special cases.
+
+use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
+use ark_ec::AffineRepr;
+use ark_ff::Zero;
+
+use super::batch_affine::AffineBatch;
+use super::field::FastSub;
+
+/// Below this many buckets batches stay too small to amortise an inversion:
+/// accumulate projectively instead.
+const MIN_AFFINE_BUCKETS: usize = 32;
+
+pub struct BucketAccumulator<P: SWCurveConfig<BaseField: FastSub>> {
+    buckets: Vec<Affine<P>>,
+    affine: bool,
+    busy: Vec<bool>,
+    /// Allocated on first use: most tasks never touch it.
+    overflow: Vec<Projective<P>>,
+    batch: AffineBatch<P>,
+    batch_capacity: usize,
+    queue: Vec<(u32, Affine<P>)>,
+    queue_capacity: usize,
+}
+
+/// Batch sizes: large enough to amortise the inversion (~250 multiplications),
+/// small enough that few points collide with an in-flight bucket and the
+/// batch stays in L1/L2.
+pub fn batch_capacity(buckets: usize) -> usize {
+    (buckets / 4).clamp(1, 1024)
+}
+
+impl<P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<P> {
+    pub fn new(buckets: usize) -> Self {
+        let batch_capacity = batch_capacity(buckets);
+        BucketAccumulator {
+            buckets: vec![Affine::<P>::zero(); buckets],
+            affine: buckets >= MIN_AFFINE_BUCKETS,
+            busy: vec![false; buckets],
+            overflow: Vec::new(),
+            batch: AffineBatch::with_capacity(batch_capacity),
+            batch_capacity,
+            queue: Vec::with_capacity(batch_capacity),
+            queue_capacity: batch_capacity,
+        }
+    }
+
+    /// `bucket += point` (the point is finite).
+    #[inline]
+    pub fn add(&mut self, bucket: u32, point: Affine<P>) {
+        self.place(bucket, point);
+        if self.batch.len() >= self.batch_capacity {
+            self.flush();
+            self.retry_queue();
+        }
+    }
+
+    fn place(&mut self, bucket: u32, point: Affine<P>) {
+        let index = bucket as usize;
+        if !self.affine {
+            self.add_overflow(index, &point);
+            return;
+        }
+        if self.busy[index] {
+            if self.queue.len() < self.queue_capacity {
+                self.queue.push((bucket, point));
+            } else {
+                self.add_overflow(index, &point);
+            }
+            return;
+        }
+        let current = &mut self.buckets[index];
+        if current.is_zero() {
+            *current = point;
+        } else if current.x == point.x {
+            // Doubling or cancellation: not expressible in the batch formula.
+            self.add_overflow(index, &point);
+        } else {
+            self.busy[index] = true;
+            self.batch.push(bucket, point);
+        }
+    }
+
+    fn add_overflow(&mut self, index: usize, point: &Affine<P>) {
+        if self.overflow.is_empty() {
+            self.overflow = vec![Projective::<P>::zero(); self.buckets.len()];
+        }
+        self.overflow[index] += point;
+    }
+
+    fn flush(&mut self) {
+        for &index in self.batch.indices() {
+            self.busy[index as usize] = false;
+        }
+        self.batch.apply(&mut self.buckets);
+    }
+
+    /// Give queued points another chance now that their buckets are free.
+    fn retry_queue(&mut self) {
+        let queued = std::mem::take(&mut self.queue);
+        for &(bucket, point) in &queued {
+            self.place(bucket, point);
+            if self.batch.len() >= self.batch_capacity {
+                self.flush();
+            }
+        }
+        // Keep the allocation; entries queued meanwhile go after the retried ones.
+        let mut queued = queued;
+        queued.clear();
+        queued.append(&mut self.queue);
+        self.queue = queued;
+    }
+
+    /// Finish all pending work and return sum_b (b + 1) * bucket_b.
+    pub fn finish(mut self) -> Projective<P> {
+        while !self.batch.is_empty() || !self.queue.is_empty() {
+            self.flush();
+            self.retry_queue();
+        }
+        let mut running = Projective::<P>::zero();
+        let mut total = Projective::<P>::zero();
+        for index in (0..self.buckets.len()).rev() {
+            running += &self.buckets[index];
+            if let Some(extra) = self.overflow.get(index) {
+                running += extra;
+            }
+            total += &running;
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ark_bn254::{Fr, G1Affine, G1Projective};
+    use ark_ec::CurveGroup;
+    use ark_ff::UniformRand;
+    use rand::{Rng, SeedableRng};
+
+    fn naive(buckets: usize, adds: &[(u32, G1Affine)]) -> G1Projective {
+        let mut sums = vec![G1Projective::zero(); buckets];
+        for (b, p) in adds {
+            sums[*b as usize] += p;
+        }
+        sums.iter().enumerate().map(|(i, s)| *s * Fr::from(i as u64 + 1)).sum()
+    }
+
+    fn run(buckets: usize, adds: &[(u32, G1Affine)]) -> G1Projective {
+        let mut acc = BucketAccumulator::<ark_bn254::g1::Config>::new(buckets);
+        for (b, p) in adds {
+            acc.add(*b, *p);
+        }
+        acc.finish()
+    }
+
+    #[test]
+    fn random_points_match_naive_buckets() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let adds: Vec<(u32, G1Affine)> =
+            (0..3000).map(|_| (rng.gen_range(0..64), G1Projective::rand(&mut rng).into_affine())).collect();
+        assert_eq!(run(64, &adds), naive(64, &adds));
+    }
+
+    #[test]
+    fn repeated_points_negations_and_single_bucket() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        let p = G1Projective::rand(&mut rng).into_affine();
+        let q = G1Projective::rand(&mut rng).into_affine();
+        let mut adds = Vec::new();
+        for i in 0..2000u32 {
+            // Same point many times into one bucket (queue + overflow path),
+            // P and -P pairs (cancellation), doublings.
+            adds.push((0, p));
+            adds.push((1, if i % 2 == 0 { q } else { -q }));
+            adds.push((2 + i % 3, p));
+            adds.push((5, -p));
+        }
+        assert_eq!(run(8, &adds), naive(8, &adds));
+    }
+}

@@ -1,0 +1,241 @@
+//! Circuit-specific Groth16 setup and the key files.
+//!
+//! Keys live in `<data_dir>/keys/compliance-v<CIRCUIT_VERSION>-k<K>/`:
+//! `proving_key.bin` and `verifying_key.bin` (ark-serialize compressed,
+//! validated on load) and `circuit.json` (the circuit digest they were made
+//! for). A local setup is a single party's: whoever ran it could forge proofs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ark_bn254::{Bn254, Fr};
+use ark_ff::{BigInteger, PrimeField};
+use ark_groth16::{Groth16, ProvingKey, VerifyingKey};
+use ark_poly::{EvaluationDomain, GeneralEvaluationDomain};
+use ark_relations::gr1cs::{
+    ConstraintSynthesizer, ConstraintSystem, Matrix, OptimizationGoal, SynthesisMode, R1CS_PREDICATE_LABEL,
+};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::circuit::{ComplianceCircuit, CIRCUIT_VERSION};
+use super::{check_ops_per_proof, poseidon, ProveError};
+
+pub const PROVING_KEY_FILE: &str = "proving_key.bin";
+pub const VERIFYING_KEY_FILE: &str = "verifying_key.bin";
+pub const CIRCUIT_FILE: &str = "circuit.json";
+
+/// The R1CS of the compliance circuit for one K, and its digest.
+pub struct CircuitShape {
+    pub ops_per_proof: usize,
+    pub num_constraints: usize,
+    /// Including the constant-one variable.
+    pub num_instance_variables: usize,
+    pub num_witness_variables: usize,
+    /// BLAKE3 over the version, K, the counts and every matrix entry.
+    pub digest: [u8; 32],
+    /// A, B, C.
+    pub matrices: Vec<Matrix<Fr>>,
+}
+
+impl CircuitShape {
+    /// Synthesizes the circuit in setup mode (no witness) and digests it.
+    pub fn of(ops_per_proof: usize) -> Result<Self, ProveError> {
+        check_ops_per_proof(ops_per_proof)?;
+        let cs = ConstraintSystem::<Fr>::new_ref();
+        cs.set_optimization_goal(OptimizationGoal::Constraints);
+        cs.set_mode(SynthesisMode::Setup);
+        ComplianceCircuit::empty(ops_per_proof).generate_constraints(cs.clone())?;
+        cs.finalize();
+        let mut all = cs.to_matrices()?;
+        let matrices = all
+            .remove(R1CS_PREDICATE_LABEL)
+            .ok_or_else(|| ProveError::Synthesis("the constraint system has no R1CS predicate".into()))?;
+        let mut shape = CircuitShape {
+            ops_per_proof,
+            num_constraints: cs.num_constraints(),
+            num_instance_variables: cs.num_instance_variables(),
+            num_witness_variables: cs.num_witness_variables(),
+            digest: [0; 32],
+            matrices,
+        };
+        shape.digest = shape.compute_digest();
+        Ok(shape)
+    }
+
+    pub fn num_public_inputs(&self) -> usize {
+        self.num_instance_variables - 1
+    }
+
+    pub fn num_variables(&self) -> usize {
+        self.num_instance_variables + self.num_witness_variables
+    }
+
+    /// The QAP evaluation domain size the setup and the prover use.
+    pub fn domain_size(&self) -> Result<usize, ProveError> {
+        GeneralEvaluationDomain::<Fr>::new(self.num_constraints + self.num_instance_variables)
+            .map(|d| d.size())
+            .ok_or_else(|| ProveError::Synthesis("circuit too large for BN254's FFT domain".into()))
+    }
+
+    pub fn digest_hex(&self) -> String {
+        crate::content_id::hex_encode(&self.digest)
+    }
+
+    fn compute_digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"causality-vm compliance circuit");
+        for n in [
+            CIRCUIT_VERSION as u64,
+            self.ops_per_proof as u64,
+            self.num_constraints as u64,
+            self.num_instance_variables as u64,
+            self.num_witness_variables as u64,
+        ] {
+            h.update(&n.to_le_bytes());
+        }
+        for matrix in &self.matrices {
+            h.update(&(matrix.len() as u64).to_le_bytes());
+            for row in matrix {
+                h.update(&(row.len() as u64).to_le_bytes());
+                for (coeff, index) in row {
+                    h.update(&coeff.into_bigint().to_bytes_le());
+                    h.update(&(*index as u64).to_le_bytes());
+                }
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+}
+
+/// What `circuit.json` records about the circuit a key pair was made for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMetadata {
+    pub circuit_version: u32,
+    pub ops_per_proof: usize,
+    pub num_constraints: usize,
+    pub num_public_inputs: usize,
+    pub num_witness_variables: usize,
+    pub circuit_digest: String,
+    pub poseidon_fingerprint: String,
+}
+
+impl KeyMetadata {
+    pub fn of(shape: &CircuitShape) -> Self {
+        KeyMetadata {
+            circuit_version: CIRCUIT_VERSION,
+            ops_per_proof: shape.ops_per_proof,
+            num_constraints: shape.num_constraints,
+            num_public_inputs: shape.num_public_inputs(),
+            num_witness_variables: shape.num_witness_variables,
+            circuit_digest: shape.digest_hex(),
+            poseidon_fingerprint: poseidon::fingerprint(),
+        }
+    }
+}
+
+/// `<data_dir>/keys/compliance-v<version>-k<K>`.
+pub fn key_dir(data_dir: &Path, ops_per_proof: usize) -> PathBuf {
+    data_dir.join("keys").join(format!("compliance-v{CIRCUIT_VERSION}-k{ops_per_proof}"))
+}
+
+/// Circuit-specific setup from a CSPRNG (ChaCha20 seeded by the OS).
+pub fn setup(shape: &CircuitShape) -> Result<ProvingKey<Bn254>, ProveError> {
+    let mut rng = rand_chacha::ChaCha20Rng::from_rng(rand::rngs::OsRng)
+        .map_err(|e| ProveError::Synthesis(format!("seeding the setup RNG from the OS: {e}")))?;
+    let pk = Groth16::<Bn254>::generate_random_parameters_with_reduction(
+        ComplianceCircuit::empty(shape.ops_per_proof),
+        &mut rng,
+    )?;
+    check_key_shape(&pk, shape)
+        .map_err(|reason| ProveError::Synthesis(format!("setup produced a bad key: {reason}")))?;
+    Ok(pk)
+}
+
+/// Writes the key pair and `circuit.json` (each via a temporary file and a rename).
+pub fn save(dir: &Path, shape: &CircuitShape, pk: &ProvingKey<Bn254>) -> Result<(), ProveError> {
+    fs::create_dir_all(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })?;
+    let mut pk_bytes = Vec::new();
+    pk.serialize_compressed(&mut pk_bytes).map_err(|e| ProveError::Synthesis(format!("serializing the key: {e}")))?;
+    let mut vk_bytes = Vec::new();
+    pk.vk
+        .serialize_compressed(&mut vk_bytes)
+        .map_err(|e| ProveError::Synthesis(format!("serializing the key: {e}")))?;
+    let meta = serde_json::to_vec_pretty(&KeyMetadata::of(shape))
+        .map_err(|e| ProveError::Synthesis(format!("encoding circuit.json: {e}")))?;
+    write_atomically(&dir.join(PROVING_KEY_FILE), &pk_bytes)?;
+    write_atomically(&dir.join(VERIFYING_KEY_FILE), &vk_bytes)?;
+    write_atomically(&dir.join(CIRCUIT_FILE), &meta)
+}
+
+/// Whether `dir` holds a key pair (possibly for another circuit).
+pub fn exists(dir: &Path) -> bool {
+    [PROVING_KEY_FILE, VERIFYING_KEY_FILE, CIRCUIT_FILE].iter().all(|f| dir.join(f).is_file())
+}
+
+/// Loads and validates the key pair in `dir` for the circuit `shape`.
+pub fn load(dir: &Path, shape: &CircuitShape) -> Result<ProvingKey<Bn254>, ProveError> {
+    let keys_err = |reason: String| ProveError::Keys { path: dir.to_path_buf(), reason };
+    let meta_path = dir.join(CIRCUIT_FILE);
+    let meta: KeyMetadata = serde_json::from_slice(&read(&meta_path)?)
+        .map_err(|e| keys_err(format!("{CIRCUIT_FILE} is not valid: {e}")))?;
+    let expected = KeyMetadata::of(shape);
+    if meta != expected {
+        return Err(keys_err(format!(
+            "made for a different circuit (digest {} v{} K={}), this build needs digest {} v{} K={}; run `cvm setup --ops-per-proof {}` again",
+            meta.circuit_digest,
+            meta.circuit_version,
+            meta.ops_per_proof,
+            expected.circuit_digest,
+            expected.circuit_version,
+            expected.ops_per_proof,
+            shape.ops_per_proof
+        )));
+    }
+    let pk = ProvingKey::<Bn254>::deserialize_compressed(&read(&dir.join(PROVING_KEY_FILE))?[..])
+        .map_err(|e| keys_err(format!("{PROVING_KEY_FILE} does not decode (compressed, validated): {e}")))?;
+    let vk = load_verifying_key(&dir.join(VERIFYING_KEY_FILE))?;
+    if vk != pk.vk {
+        return Err(keys_err(format!("{VERIFYING_KEY_FILE} is not the proving key's verifying key")));
+    }
+    check_key_shape(&pk, shape).map_err(keys_err)?;
+    Ok(pk)
+}
+
+/// Reads a compressed verifying key, validating every point.
+pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey<Bn254>, ProveError> {
+    VerifyingKey::<Bn254>::deserialize_compressed(&read(path)?[..]).map_err(|e| ProveError::Keys {
+        path: path.to_path_buf(),
+        reason: format!("verifying key does not decode (compressed, validated): {e}"),
+    })
+}
+
+/// Query lengths must match the circuit, or the prover would silently misuse them.
+fn check_key_shape(pk: &ProvingKey<Bn254>, shape: &CircuitShape) -> Result<(), String> {
+    let domain = shape.domain_size().map_err(|e| e.to_string())?;
+    let checks = [
+        ("gamma_abc_g1", pk.vk.gamma_abc_g1.len(), shape.num_instance_variables),
+        ("a_query", pk.a_query.len(), shape.num_variables()),
+        ("b_g1_query", pk.b_g1_query.len(), shape.num_variables()),
+        ("b_g2_query", pk.b_g2_query.len(), shape.num_variables()),
+        ("l_query", pk.l_query.len(), shape.num_witness_variables),
+        ("h_query", pk.h_query.len(), domain - 1),
+    ];
+    for (name, got, want) in checks {
+        if got != want {
+            return Err(format!("{name} has {got} elements, the circuit needs {want}"));
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ProveError> {
+    fs::read(path).map_err(|source| ProveError::Io { path: path.to_path_buf(), source })
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProveError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(|source| ProveError::Io { path: tmp.clone(), source })?;
+    fs::rename(&tmp, path).map_err(|source| ProveError::Io { path: path.to_path_buf(), source })
+}

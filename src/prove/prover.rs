@@ -1,0 +1,270 @@
+//! Our Groth16 prover: witness and QAP on the CPU (ark-groth16's libsnark
+//! reduction), the A, B, C and H multi-scalar multiplications on the MSM
+//! engine, the G2 MSM on the CPU concurrently with the G1 ones.
+//!
+//! The proof is Groth16's, with fresh r and s:
+//! A = α + Σ aᵢ·A_i + r·δ,  B = β + Σ aᵢ·B_i + s·δ (in G2, and in G1 for C),
+//! C = s·A + r·B₁ − r·s·δ + Σ_{witness} aᵢ·L_i + Σ hᵢ·H_i.
+
+use std::time::{Duration, Instant};
+
+use ark_bn254::{Bn254, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
+use ark_ec::{AffineRepr, CurveGroup};
+use ark_ff::{UniformRand, Zero};
+use ark_groth16::r1cs_to_qap::{LibsnarkReduction, R1CSToQAP};
+use ark_groth16::{Proof, ProvingKey};
+use ark_poly::GeneralEvaluationDomain;
+use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystem, OptimizationGoal, SynthesisMode};
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use super::circuit::ComplianceCircuit;
+use super::keys::CircuitShape;
+use super::ProveError;
+use crate::msm::cpu::CpuMsm;
+use crate::msm::{MsmEngine, ResidentG1};
+
+/// Time spent in each prover stage (summed over the proofs of a batch).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimings {
+    pub witness: Duration,
+    pub qap: Duration,
+    pub msm_g1: Duration,
+    pub msm_g2: Duration,
+    pub assemble: Duration,
+    pub verify: Duration,
+    /// Proofs retried on the CPU after a failure on the selected engine.
+    pub cpu_retries: u32,
+}
+
+impl StageTimings {
+    pub fn add(&mut self, other: &StageTimings) {
+        self.witness += other.witness;
+        self.qap += other.qap;
+        self.msm_g1 += other.msm_g1;
+        self.msm_g2 += other.msm_g2;
+        self.assemble += other.assemble;
+        self.verify += other.verify;
+        self.cpu_retries += other.cpu_retries;
+    }
+
+    pub fn total(&self) -> Duration {
+        // G1 and G2 MSMs overlap: the MSM stage costs the longer of the two.
+        self.witness + self.qap + self.msm_g1.max(self.msm_g2) + self.assemble + self.verify
+    }
+}
+
+impl serde::Serialize for StageTimings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mut st = s.serialize_struct("StageTimings", 7)?;
+        st.serialize_field("witness_ms", &ms(self.witness))?;
+        st.serialize_field("qap_ms", &ms(self.qap))?;
+        st.serialize_field("msm_g1_ms", &ms(self.msm_g1))?;
+        st.serialize_field("msm_g2_ms", &ms(self.msm_g2))?;
+        st.serialize_field("assemble_ms", &ms(self.assemble))?;
+        st.serialize_field("verify_ms", &ms(self.verify))?;
+        st.serialize_field("cpu_retries", &self.cpu_retries)?;
+        st.end()
+    }
+}
+
+/// A query whose first base (the constant-one variable) is added directly and
+/// whose other bases are kept only where non-zero, with their variable indices.
+struct SparseG1 {
+    first: G1Affine,
+    indices: Vec<usize>,
+    bases: ResidentG1,
+}
+
+struct SparseG2 {
+    first: G2Affine,
+    indices: Vec<usize>,
+    bases: Vec<G2Affine>,
+}
+
+fn split_nonzero<A: AffineRepr>(query: &[A]) -> (A, Vec<usize>, Vec<A>) {
+    let first = query.first().copied().unwrap_or_else(A::zero);
+    let (indices, bases) = query.iter().skip(1).enumerate().filter(|(_, b)| !b.is_zero()).map(|(i, b)| (i, *b)).unzip();
+    (first, indices, bases)
+}
+
+/// The proving key's query bases prepared for one MSM engine (G1 resident).
+pub struct ProverKey {
+    pub alpha_g1: G1Affine,
+    pub beta_g1: G1Affine,
+    pub delta_g1: G1Affine,
+    pub beta_g2: G2Affine,
+    pub delta_g2: G2Affine,
+    a: SparseG1,
+    b_g1: SparseG1,
+    b_g2: SparseG2,
+    h: ResidentG1,
+    l: ResidentG1,
+}
+
+impl ProverKey {
+    /// Takes the query vectors out of `pk` (the verifying key stays) and
+    /// uploads the G1 ones to `engine`.
+    pub fn prepare(engine: &MsmEngine, pk: &ProvingKey<Bn254>) -> Result<Self, ProveError> {
+        let sparse = |query: &[G1Affine]| -> Result<SparseG1, ProveError> {
+            let (first, indices, bases) = split_nonzero(query);
+            Ok(SparseG1 { first, indices, bases: engine.upload_g1(bases)? })
+        };
+        let (g2_first, g2_indices, g2_bases) = split_nonzero(&pk.b_g2_query);
+        Ok(ProverKey {
+            alpha_g1: pk.vk.alpha_g1,
+            beta_g1: pk.beta_g1,
+            delta_g1: pk.delta_g1,
+            beta_g2: pk.vk.beta_g2,
+            delta_g2: pk.vk.delta_g2,
+            a: sparse(&pk.a_query)?,
+            b_g1: sparse(&pk.b_g1_query)?,
+            b_g2: SparseG2 { first: g2_first, indices: g2_indices, bases: g2_bases },
+            h: engine.upload_g1(pk.h_query.clone())?,
+            l: engine.upload_g1(pk.l_query.clone())?,
+        })
+    }
+
+    /// The same bases uploaded to another engine (the CPU retry path).
+    pub fn reupload(&self, engine: &MsmEngine) -> Result<Self, ProveError> {
+        let copy = |s: &SparseG1| -> Result<SparseG1, ProveError> {
+            Ok(SparseG1 {
+                first: s.first,
+                indices: s.indices.clone(),
+                bases: engine.upload_g1(s.bases.bases().to_vec())?,
+            })
+        };
+        Ok(ProverKey {
+            alpha_g1: self.alpha_g1,
+            beta_g1: self.beta_g1,
+            delta_g1: self.delta_g1,
+            beta_g2: self.beta_g2,
+            delta_g2: self.delta_g2,
+            a: copy(&self.a)?,
+            b_g1: copy(&self.b_g1)?,
+            b_g2: SparseG2 {
+                first: self.b_g2.first,
+                indices: self.b_g2.indices.clone(),
+                bases: self.b_g2.bases.clone(),
+            },
+            h: engine.upload_g1(self.h.bases().to_vec())?,
+            l: engine.upload_g1(self.l.bases().to_vec())?,
+        })
+    }
+}
+
+/// The instance (without the leading one) and witness of `circuit`, checked
+/// against every constraint of `shape`.
+pub fn synthesize_witness(shape: &CircuitShape, circuit: ComplianceCircuit) -> Result<Vec<Fr>, ProveError> {
+    let cs = ConstraintSystem::<Fr>::new_ref();
+    cs.set_optimization_goal(OptimizationGoal::Constraints);
+    // The matrices are the shape's; only the assignment is needed here.
+    cs.set_mode(SynthesisMode::Prove { construct_matrices: false, generate_lc_assignments: false });
+    circuit.generate_constraints(cs.clone())?;
+    cs.finalize();
+    let instance = cs.instance_assignment()?;
+    let witness = cs.witness_assignment()?;
+    if instance.len() != shape.num_instance_variables || witness.len() != shape.num_witness_variables {
+        return Err(ProveError::Synthesis(format!(
+            "witness has {} instance and {} witness variables, the circuit {} and {}",
+            instance.len(),
+            witness.len(),
+            shape.num_instance_variables,
+            shape.num_witness_variables
+        )));
+    }
+    let full = [instance, witness].concat();
+    check_satisfied(shape, &full)?;
+    Ok(full)
+}
+
+/// `(A·z)(B·z) = C·z` for every row; the first failing row is reported.
+pub fn check_satisfied(shape: &CircuitShape, full: &[Fr]) -> Result<(), ProveError> {
+    let eval = |row: &[(Fr, usize)]| row.iter().map(|(c, i)| *c * full[*i]).sum::<Fr>();
+    let [a, b, c] = &shape.matrices[..] else {
+        return Err(ProveError::Synthesis("the circuit does not have exactly three R1CS matrices".into()));
+    };
+    let bad = (0..shape.num_constraints).into_par_iter().find_first(|&i| eval(&a[i]) * eval(&b[i]) != eval(&c[i]));
+    match bad {
+        Some(index) => Err(ProveError::Unsatisfied { index, total: shape.num_constraints }),
+        None => Ok(()),
+    }
+}
+
+/// One Groth16 proof of `circuit` on `engine`; returns it with its public inputs.
+pub fn prove(
+    engine: &MsmEngine,
+    key: &ProverKey,
+    shape: &CircuitShape,
+    circuit: ComplianceCircuit,
+    timings: &mut StageTimings,
+) -> Result<(Proof<Bn254>, Vec<Fr>), ProveError> {
+    let start = Instant::now();
+    let full = synthesize_witness(shape, circuit)?;
+    timings.witness += start.elapsed();
+
+    let start = Instant::now();
+    let h = LibsnarkReduction::witness_map_from_matrices::<Fr, GeneralEvaluationDomain<Fr>>(
+        &shape.matrices,
+        shape.num_instance_variables,
+        shape.num_constraints,
+        &full,
+    )?;
+    timings.qap += start.elapsed();
+
+    let assignment = &full[1..];
+    let aux = &full[shape.num_instance_variables..];
+    let h = &h[..key.h.len().min(h.len())];
+    let gather = |indices: &[usize]| indices.par_iter().map(|&i| assignment[i]).collect::<Vec<Fr>>();
+
+    let (g1, g2) = rayon::join(
+        || -> Result<_, ProveError> {
+            let start = Instant::now();
+            let a = engine.msm_g1_resident(&key.a.bases, &gather(&key.a.indices))?;
+            let b = engine.msm_g1_resident(&key.b_g1.bases, &gather(&key.b_g1.indices))?;
+            let l = engine.msm_g1_resident(&key.l, aux)?;
+            let h = engine.msm_g1_resident(&key.h, h)?;
+            Ok((a, b, l, h, start.elapsed()))
+        },
+        || {
+            let start = Instant::now();
+            // Bases were validated when the key was loaded; skip re-validating.
+            let b = CpuMsm::new().msm_g2(&key.b_g2.bases, &gather(&key.b_g2.indices));
+            (b, start.elapsed())
+        },
+    );
+    let (a_acc, b1_acc, l_acc, h_acc, g1_time) = g1?;
+    let (b2_acc, g2_time) = g2;
+    timings.msm_g1 += g1_time;
+    timings.msm_g2 += g2_time;
+
+    let start = Instant::now();
+    let mut rng = rand_chacha::ChaCha20Rng::from_rng(rand::rngs::OsRng)
+        .map_err(|e| ProveError::Synthesis(format!("seeding the prover RNG from the OS: {e}")))?;
+    let (r, s) = (Fr::rand(&mut rng), Fr::rand(&mut rng));
+    let proof = assemble(key, r, s, a_acc, b1_acc, b2_acc, l_acc, h_acc);
+    timings.assemble += start.elapsed();
+    Ok((proof, full[1..shape.num_instance_variables].to_vec()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    key: &ProverKey,
+    r: Fr,
+    s: Fr,
+    a_acc: G1Projective,
+    b1_acc: G1Projective,
+    b2_acc: G2Projective,
+    l_acc: G1Projective,
+    h_acc: G1Projective,
+) -> Proof<Bn254> {
+    let delta_g1 = key.delta_g1.into_group();
+    let a = a_acc + key.a.first + key.alpha_g1 + delta_g1 * r;
+    let b2 = b2_acc + key.b_g2.first + key.beta_g2 + key.delta_g2.into_group() * s;
+    let b1 = if r.is_zero() { G1Projective::zero() } else { b1_acc + key.b_g1.first + key.beta_g1 + delta_g1 * s };
+    let c = a * s + b1 * r - delta_g1 * (r * s) + l_acc + h_acc;
+    let affine = G1Projective::normalize_batch(&[a, c]);
+    Proof { a: affine[0], b: b2.into_affine(), c: affine[1] }
+}

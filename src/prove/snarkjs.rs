@@ -1,0 +1,248 @@
+//! snarkjs's Groth16 JSON formats: `verification_key.json`, `proof.json`
+//! and `public.json`, written from our keys and proofs and read back with
+//! every value checked.
+//!
+//! Encodings: field elements are decimal strings; G1 points are projective
+//! `[x, y, "1"]` (infinity `["0", "1", "0"]`); G2 points are
+//! `[[x.c0, x.c1], [y.c0, y.c1], ["1", "0"]]`, each Fq2 as `[c0, c1]`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ark_bn254::{Bn254, Fq, Fq12, Fq2, Fr, G1Affine, G2Affine};
+use ark_ec::pairing::Pairing;
+use ark_ec::AffineRepr;
+use ark_ff::{PrimeField, Zero};
+use ark_groth16::{prepare_verifying_key, Proof, VerifyingKey};
+use serde_json::{json, Value};
+
+use super::system::{check_point, verify_groth16, BatchProof};
+use super::ProveError;
+
+pub const VK_FILE: &str = "verification_key.json";
+pub const PROOF_FILE: &str = "proof.json";
+pub const PUBLIC_FILE: &str = "public.json";
+
+fn dec<F: PrimeField>(x: &F) -> Value {
+    Value::String(x.into_bigint().to_string())
+}
+
+fn fq2(x: &Fq2) -> Value {
+    json!([dec(&x.c0), dec(&x.c1)])
+}
+
+pub fn g1_to_json(p: &G1Affine) -> Value {
+    match p.xy() {
+        Some((x, y)) => json!([dec(&x), dec(&y), "1"]),
+        None => json!(["0", "1", "0"]),
+    }
+}
+
+pub fn g2_to_json(p: &G2Affine) -> Value {
+    match p.xy() {
+        Some((x, y)) => json!([fq2(&x), fq2(&y), ["1", "0"]]),
+        None => json!([["0", "0"], ["1", "0"], ["0", "0"]]),
+    }
+}
+
+fn fq12_to_json(x: &Fq12) -> Value {
+    let fq6 = |c: &ark_bn254::Fq6| json!([fq2(&c.c0), fq2(&c.c1), fq2(&c.c2)]);
+    json!([fq6(&x.c0), fq6(&x.c1)])
+}
+
+pub fn vk_to_json(vk: &VerifyingKey<Bn254>) -> Value {
+    let alphabeta = Bn254::pairing(vk.alpha_g1, vk.beta_g2).0;
+    json!({
+        "protocol": "groth16",
+        "curve": "bn128",
+        "nPublic": vk.gamma_abc_g1.len().saturating_sub(1),
+        "vk_alpha_1": g1_to_json(&vk.alpha_g1),
+        "vk_beta_2": g2_to_json(&vk.beta_g2),
+        "vk_gamma_2": g2_to_json(&vk.gamma_g2),
+        "vk_delta_2": g2_to_json(&vk.delta_g2),
+        "vk_alphabeta_12": fq12_to_json(&alphabeta),
+        "IC": vk.gamma_abc_g1.iter().map(g1_to_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn proof_to_json(proof: &Proof<Bn254>) -> Value {
+    json!({
+        "pi_a": g1_to_json(&proof.a),
+        "pi_b": g2_to_json(&proof.b),
+        "pi_c": g1_to_json(&proof.c),
+        "protocol": "groth16",
+        "curve": "bn128",
+    })
+}
+
+pub fn public_to_json(inputs: &[Fr]) -> Value {
+    Value::Array(inputs.iter().map(dec).collect())
+}
+
+/// Writes the three files for one proof into `dir`.
+pub fn export_proof(dir: &Path, vk: &VerifyingKey<Bn254>, proof: &BatchProof) -> Result<(), ProveError> {
+    fs::create_dir_all(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })?;
+    write_json(&dir.join(VK_FILE), &vk_to_json(vk))?;
+    write_json(&dir.join(PROOF_FILE), &proof_to_json(&proof.proof))?;
+    write_json(&dir.join(PUBLIC_FILE), &public_to_json(&proof.public_inputs))
+}
+
+/// One set of files per proof: `dir` itself for a single proof, else
+/// `dir/proof-<i>/`. Returns the directories written.
+pub fn export_batch(dir: &Path, vk: &VerifyingKey<Bn254>, proofs: &[BatchProof]) -> Result<Vec<PathBuf>, ProveError> {
+    let dirs: Vec<PathBuf> = if proofs.len() == 1 {
+        vec![dir.to_path_buf()]
+    } else {
+        (0..proofs.len()).map(|i| dir.join(format!("proof-{i}"))).collect()
+    };
+    for (d, proof) in dirs.iter().zip(proofs) {
+        export_proof(d, vk, proof)?;
+    }
+    Ok(dirs)
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<(), ProveError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| ProveError::Malformed { what: path.display().to_string(), reason: e.to_string() })?;
+    fs::write(path, text + "\n").map_err(|source| ProveError::Io { path: path.to_path_buf(), source })
+}
+
+/// Parsing context: the file and JSON path of the value being read.
+struct At<'a> {
+    file: &'a str,
+    path: String,
+}
+
+impl At<'_> {
+    fn child(&self, key: impl std::fmt::Display) -> At<'_> {
+        At { file: self.file, path: format!("{}{}", self.path, key) }
+    }
+    fn err(&self, reason: impl Into<String>) -> ProveError {
+        ProveError::Malformed { what: format!("{} at {}", self.file, self.path), reason: reason.into() }
+    }
+}
+
+fn field<F: PrimeField + FromStr>(v: &Value, at: &At) -> Result<F, ProveError> {
+    let s = v.as_str().ok_or_else(|| at.err("expected a decimal string"))?;
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let value = if canonical { F::from_str(s).ok() } else { None };
+    match value {
+        // Re-encoding must give the same text, which rejects values >= the modulus.
+        Some(x) if x.into_bigint().to_string() == s => Ok(x),
+        _ => Err(at.err(format!("{s:?} is not a canonical decimal field element"))),
+    }
+}
+
+fn array<'v>(v: &'v Value, len: usize, at: &At) -> Result<&'v Vec<Value>, ProveError> {
+    match v.as_array() {
+        Some(a) if a.len() == len => Ok(a),
+        _ => Err(at.err(format!("expected an array of {len}"))),
+    }
+}
+
+fn get<'v>(obj: &'v Value, key: &str, at: &At) -> Result<&'v Value, ProveError> {
+    obj.get(key).ok_or_else(|| at.err(format!("missing \"{key}\"")))
+}
+
+fn fq2_from(v: &Value, at: &At) -> Result<Fq2, ProveError> {
+    let a = array(v, 2, at)?;
+    Ok(Fq2::new(field::<Fq>(&a[0], &at.child("[0]"))?, field::<Fq>(&a[1], &at.child("[1]"))?))
+}
+
+pub fn g1_from_json(v: &Value, file: &str, path: &str) -> Result<G1Affine, ProveError> {
+    let at = At { file, path: path.into() };
+    let a = array(v, 3, &at)?;
+    let [x, y, z] = [0, 1, 2].map(|i| field::<Fq>(&a[i], &at.child(format!("[{i}]"))));
+    let (x, y, z) = (x?, y?, z?);
+    let p = if z.is_zero() {
+        G1Affine::zero()
+    } else if z == Fq::from(1u64) {
+        G1Affine::new_unchecked(x, y)
+    } else {
+        return Err(at.err("z must be 1 (affine) or 0 (infinity)"));
+    };
+    check_point(&format!("{file} {path} (G1)"), &p)?;
+    Ok(p)
+}
+
+pub fn g2_from_json(v: &Value, file: &str, path: &str) -> Result<G2Affine, ProveError> {
+    let at = At { file, path: path.into() };
+    let a = array(v, 3, &at)?;
+    let x = fq2_from(&a[0], &at.child("[0]"))?;
+    let y = fq2_from(&a[1], &at.child("[1]"))?;
+    let z = fq2_from(&a[2], &at.child("[2]"))?;
+    let p = if z.is_zero() {
+        G2Affine::zero()
+    } else if z == Fq2::from(1u64) {
+        G2Affine::new_unchecked(x, y)
+    } else {
+        return Err(at.err("z must be [\"1\",\"0\"] (affine) or zero (infinity)"));
+    };
+    check_point(&format!("{file} {path} (G2)"), &p)?;
+    Ok(p)
+}
+
+fn check_header(v: &Value, at: &At) -> Result<(), ProveError> {
+    if get(v, "protocol", at)? != "groth16" {
+        return Err(at.err("protocol must be \"groth16\""));
+    }
+    if get(v, "curve", at)? != "bn128" {
+        return Err(at.err("curve must be \"bn128\""));
+    }
+    Ok(())
+}
+
+pub fn vk_from_json(v: &Value) -> Result<VerifyingKey<Bn254>, ProveError> {
+    let at = At { file: VK_FILE, path: String::new() };
+    check_header(v, &at)?;
+    let ic = get(v, "IC", &at)?.as_array().ok_or_else(|| at.err("IC must be an array"))?;
+    let n_public = get(v, "nPublic", &at)?.as_u64().ok_or_else(|| at.err("nPublic must be a number"))?;
+    if ic.len() as u64 != n_public + 1 {
+        return Err(at.err(format!("nPublic is {n_public} but IC has {} points (expected nPublic + 1)", ic.len())));
+    }
+    let g2 = |key: &str| g2_from_json(get(v, key, &at)?, VK_FILE, key);
+    Ok(VerifyingKey {
+        alpha_g1: g1_from_json(get(v, "vk_alpha_1", &at)?, VK_FILE, "vk_alpha_1")?,
+        beta_g2: g2("vk_beta_2")?,
+        gamma_g2: g2("vk_gamma_2")?,
+        delta_g2: g2("vk_delta_2")?,
+        gamma_abc_g1: ic
+            .iter()
+            .enumerate()
+            .map(|(i, p)| g1_from_json(p, VK_FILE, &format!("IC[{i}]")))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+pub fn proof_from_json(v: &Value) -> Result<Proof<Bn254>, ProveError> {
+    let at = At { file: PROOF_FILE, path: String::new() };
+    check_header(v, &at)?;
+    Ok(Proof {
+        a: g1_from_json(get(v, "pi_a", &at)?, PROOF_FILE, "pi_a")?,
+        b: g2_from_json(get(v, "pi_b", &at)?, PROOF_FILE, "pi_b")?,
+        c: g1_from_json(get(v, "pi_c", &at)?, PROOF_FILE, "pi_c")?,
+    })
+}
+
+pub fn public_from_json(v: &Value) -> Result<Vec<Fr>, ProveError> {
+    let at = At { file: PUBLIC_FILE, path: String::new() };
+    let a = v.as_array().ok_or_else(|| at.err("expected an array of decimal strings"))?;
+    a.iter().enumerate().map(|(i, x)| field::<Fr>(x, &at.child(format!("[{i}]")))).collect()
+}
+
+fn read_json(path: &Path) -> Result<Value, ProveError> {
+    let text = fs::read_to_string(path).map_err(|source| ProveError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text)
+        .map_err(|e| ProveError::Malformed { what: path.display().to_string(), reason: format!("not JSON: {e}") })
+}
+
+/// Reads the three files in `dir` and verifies the proof; returns the number
+/// of public inputs checked.
+pub fn verify_dir(dir: &Path) -> Result<usize, ProveError> {
+    let vk = vk_from_json(&read_json(&dir.join(VK_FILE))?)?;
+    let proof = proof_from_json(&read_json(&dir.join(PROOF_FILE))?)?;
+    let public = public_from_json(&read_json(&dir.join(PUBLIC_FILE))?)?;
+    verify_groth16(&prepare_verifying_key(&vk), &proof, &public)?;
+    Ok(public.len())
+}

@@ -1,0 +1,314 @@
+//! [`ProvingSystem`]: keys for one K, a prepared prover on an MSM engine,
+//! and the batch API the executor calls.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use ark_bn254::{Bn254, Fr};
+use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, ProvingKey, VerifyingKey};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+
+use super::circuit::ComplianceCircuit;
+use super::keys::{self, CircuitShape};
+pub use super::prover::StageTimings;
+use super::prover::{self, ProverKey};
+use super::witness::{OpWitness, SlotAssignment, PUBLIC_PER_SLOT};
+use super::ProveError;
+use crate::backend::{Backend, ResolvedBackend};
+use crate::msm::MsmEngine;
+
+/// One Groth16 proof covering up to K operations of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchProof {
+    pub proof: Proof<Bn254>,
+    /// `PUBLIC_PER_SLOT` per slot: kind, input nullifiers (or Update's prior
+    /// commitment), output commitments.
+    pub public_inputs: Vec<Fr>,
+    /// Operations proven (the remaining slots are padding).
+    pub ops: usize,
+}
+
+impl BatchProof {
+    /// ark-serialize compressed: proof, public inputs, op count.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.proof.serialize_compressed(&mut out);
+        let _ = self.public_inputs.serialize_compressed(&mut out);
+        let _ = (self.ops as u64).serialize_compressed(&mut out);
+        out
+    }
+
+    /// Decodes and validates (points on the curve and in the subgroup,
+    /// canonical field elements, consistent counts, no trailing bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProveError> {
+        let bad = |reason: String| ProveError::Malformed { what: "batch proof bytes".into(), reason };
+        let mut reader = bytes;
+        let proof = Proof::<Bn254>::deserialize_compressed(&mut reader).map_err(|e| bad(format!("proof: {e}")))?;
+        let public_inputs =
+            Vec::<Fr>::deserialize_compressed(&mut reader).map_err(|e| bad(format!("public inputs: {e}")))?;
+        let ops = u64::deserialize_compressed(&mut reader).map_err(|e| bad(format!("op count: {e}")))? as usize;
+        if !reader.is_empty() {
+            return Err(bad(format!("{} trailing bytes", reader.len())));
+        }
+        if public_inputs.is_empty() || public_inputs.len() % PUBLIC_PER_SLOT != 0 {
+            return Err(bad(format!("{} public inputs is not a whole number of slots", public_inputs.len())));
+        }
+        if ops > public_inputs.len() / PUBLIC_PER_SLOT {
+            return Err(bad(format!("{ops} operations in {} slots", public_inputs.len() / PUBLIC_PER_SLOT)));
+        }
+        Ok(BatchProof { proof, public_inputs, ops })
+    }
+
+    pub fn slots(&self) -> usize {
+        self.public_inputs.len() / PUBLIC_PER_SLOT
+    }
+}
+
+pub struct ProvingSystem {
+    shape: CircuitShape,
+    vk: VerifyingKey<Bn254>,
+    pvk: PreparedVerifyingKey<Bn254>,
+    engine: MsmEngine,
+    key: ProverKey,
+    /// The CPU copy of the prover key, made on the first retry after a GPU failure.
+    cpu_fallback: OnceLock<Result<(MsmEngine, ProverKey), String>>,
+    last_timings: Mutex<StageTimings>,
+    /// Fault injection for tests of the CPU retry path.
+    fail_next: AtomicBool,
+}
+
+impl ProvingSystem {
+    /// Loads the keys for `ops_per_proof` from `<data_dir>/keys/`, or runs the
+    /// setup and saves them when there are none (telling `notice` first).
+    /// Keys made for a different circuit are refused, never overwritten.
+    pub fn load_or_setup(
+        data_dir: &Path,
+        ops_per_proof: usize,
+        backend: Backend,
+        notice: impl Fn(&str),
+    ) -> Result<Self, ProveError> {
+        let shape = CircuitShape::of(ops_per_proof)?;
+        let dir = keys::key_dir(data_dir, ops_per_proof);
+        let pk = if keys::exists(&dir) {
+            keys::load(&dir, &shape)?
+        } else {
+            notice(&format!(
+                "no proving keys for {ops_per_proof} ops per proof in {}: running a local circuit-specific setup \
+                 ({} constraints; a single-party setup, not a multi-party ceremony)",
+                dir.display(),
+                shape.num_constraints
+            ));
+            let pk = keys::setup(&shape)?;
+            keys::save(&dir, &shape, &pk)?;
+            pk
+        };
+        Self::from_key(shape, pk, MsmEngine::new(backend)?)
+    }
+
+    /// A system with a fresh in-memory setup (tests, benches).
+    pub fn setup_in_memory(ops_per_proof: usize, engine: MsmEngine) -> Result<Self, ProveError> {
+        let shape = CircuitShape::of(ops_per_proof)?;
+        let pk = keys::setup(&shape)?;
+        Self::from_key(shape, pk, engine)
+    }
+
+    pub fn from_key(shape: CircuitShape, pk: ProvingKey<Bn254>, engine: MsmEngine) -> Result<Self, ProveError> {
+        let key = ProverKey::prepare(&engine, &pk)?;
+        Ok(ProvingSystem {
+            pvk: prepare_verifying_key(&pk.vk),
+            vk: pk.vk,
+            shape,
+            engine,
+            key,
+            cpu_fallback: OnceLock::new(),
+            last_timings: Mutex::new(StageTimings::default()),
+            fail_next: AtomicBool::new(false),
+        })
+    }
+
+    pub fn ops_per_proof(&self) -> usize {
+        self.shape.ops_per_proof
+    }
+
+    pub fn shape(&self) -> &CircuitShape {
+        &self.shape
+    }
+
+    pub fn verifying_key(&self) -> &VerifyingKey<Bn254> {
+        &self.vk
+    }
+
+    pub fn backend(&self) -> ResolvedBackend {
+        self.engine.backend()
+    }
+
+    /// Stage timings of the most recent `prove_batch`.
+    pub fn last_timings(&self) -> StageTimings {
+        self.last_timings.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    /// Makes the next proof attempt on the selected engine fail, so tests can
+    /// exercise the retry on the CPU engine.
+    #[doc(hidden)]
+    pub fn fail_next_proof_for_testing(&self) {
+        self.fail_next.store(true, Ordering::SeqCst);
+    }
+
+    /// Proves `ops` in chunks of K (padding the last), verifying each proof
+    /// on the CPU before returning it; a failed proof is retried once on the
+    /// CPU engine.
+    pub fn prove_batch(&self, ops: &[OpWitness]) -> Result<Vec<BatchProof>, ProveError> {
+        self.prove_batch_timed(ops).map(|(proofs, _)| proofs)
+    }
+
+    pub fn prove_batch_timed(&self, ops: &[OpWitness]) -> Result<(Vec<BatchProof>, StageTimings), ProveError> {
+        let k = self.ops_per_proof();
+        let mut timings = StageTimings::default();
+        let mut proofs = Vec::with_capacity(ops.len().div_ceil(k));
+        for (chunk_index, chunk) in ops.chunks(k).enumerate() {
+            let mut slots = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, op)| op.to_slot(chunk_index * k + i))
+                .collect::<Result<Vec<_>, _>>()?;
+            slots.resize(k, SlotAssignment::default());
+            proofs.push(self.prove_slots(slots, chunk.len(), &mut timings)?);
+        }
+        if let Ok(mut last) = self.last_timings.lock() {
+            *last = timings;
+        }
+        Ok((proofs, timings))
+    }
+
+    /// One proof of exactly K slots, verified; retried once on the CPU.
+    pub fn prove_slots(
+        &self,
+        slots: Vec<SlotAssignment>,
+        ops: usize,
+        timings: &mut StageTimings,
+    ) -> Result<BatchProof, ProveError> {
+        if slots.len() != self.ops_per_proof() {
+            return Err(ProveError::InvalidWitness {
+                what: "proof slots".into(),
+                reason: format!("{} slots for a circuit of {}", slots.len(), self.ops_per_proof()),
+            });
+        }
+        let circuit = ComplianceCircuit::new(slots);
+        let first = if self.fail_next.swap(false, Ordering::SeqCst) {
+            Err(ProveError::Rejected("injected failure (test hook)".into()))
+        } else {
+            self.prove_verified(&self.engine, &self.key, circuit.clone(), ops, timings)
+        };
+        match first {
+            Ok(proof) => Ok(proof),
+            // A bad witness fails the same way everywhere.
+            Err(err @ (ProveError::InvalidWitness { .. } | ProveError::Unsatisfied { .. })) => Err(err),
+            Err(err) => {
+                tracing::warn!(%err, backend = %self.engine.backend(), "proof failed; retrying once on the CPU");
+                timings.cpu_retries += 1;
+                let (engine, key) = self.cpu_engine()?;
+                self.prove_verified(engine, key, circuit, ops, timings)
+            }
+        }
+    }
+
+    fn cpu_engine(&self) -> Result<(&MsmEngine, &ProverKey), ProveError> {
+        if self.engine.backend() == ResolvedBackend::Cpu {
+            return Ok((&self.engine, &self.key));
+        }
+        let prepared = self.cpu_fallback.get_or_init(|| {
+            let engine = MsmEngine::cpu();
+            self.key.reupload(&engine).map(|key| (engine, key)).map_err(|e| e.to_string())
+        });
+        match prepared {
+            Ok((engine, key)) => Ok((engine, key)),
+            Err(reason) => Err(ProveError::Synthesis(format!("preparing the CPU prover: {reason}"))),
+        }
+    }
+
+    fn prove_verified(
+        &self,
+        engine: &MsmEngine,
+        key: &ProverKey,
+        circuit: ComplianceCircuit,
+        ops: usize,
+        timings: &mut StageTimings,
+    ) -> Result<BatchProof, ProveError> {
+        let (proof, public_inputs) = prover::prove(engine, key, &self.shape, circuit, timings)?;
+        let batch_proof = BatchProof { proof, public_inputs, ops };
+        let start = Instant::now();
+        self.verify(&batch_proof)?;
+        timings.verify += start.elapsed();
+        Ok(batch_proof)
+    }
+
+    /// Checks the public-input count (arkworks would silently truncate), the
+    /// proof's points, and the pairing equation.
+    pub fn verify(&self, proof: &BatchProof) -> Result<(), ProveError> {
+        verify_with(&self.pvk, proof)
+    }
+}
+
+/// Verifies `proof` against a prepared verifying key.
+pub fn verify_with(pvk: &PreparedVerifyingKey<Bn254>, proof: &BatchProof) -> Result<(), ProveError> {
+    let expected = pvk.vk.gamma_abc_g1.len().saturating_sub(1);
+    if proof.public_inputs.len() != expected {
+        return Err(ProveError::PublicInputCount { expected, got: proof.public_inputs.len() });
+    }
+    if proof.ops > proof.slots() {
+        return Err(ProveError::Malformed {
+            what: "batch proof".into(),
+            reason: format!("{} operations in {} slots", proof.ops, proof.slots()),
+        });
+    }
+    verify_groth16(pvk, &proof.proof, &proof.public_inputs)
+}
+
+/// Groth16 verification with the count and point checks arkworks leaves out.
+pub fn verify_groth16(
+    pvk: &PreparedVerifyingKey<Bn254>,
+    proof: &Proof<Bn254>,
+    public_inputs: &[Fr],
+) -> Result<(), ProveError> {
+    let expected = pvk.vk.gamma_abc_g1.len().saturating_sub(1);
+    if public_inputs.len() != expected {
+        return Err(ProveError::PublicInputCount { expected, got: public_inputs.len() });
+    }
+    check_point("proof.a (G1)", &proof.a)?;
+    check_point("proof.b (G2)", &proof.b)?;
+    check_point("proof.c (G1)", &proof.c)?;
+    match Groth16::<Bn254>::verify_proof(pvk, proof, public_inputs) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ProveError::Rejected("the pairing check fails for these public inputs".into())),
+        Err(e) => Err(ProveError::Rejected(e.to_string())),
+    }
+}
+
+/// On the curve and in the prime-order subgroup.
+pub fn check_point<P: CheckedPoint>(what: &str, p: &P) -> Result<(), ProveError> {
+    if !p.on_curve() {
+        return Err(ProveError::InvalidPoint { what: what.into(), reason: "not on the curve".into() });
+    }
+    if !p.in_subgroup() {
+        return Err(ProveError::InvalidPoint { what: what.into(), reason: "not in the prime-order subgroup".into() });
+    }
+    Ok(())
+}
+
+/// The two checks for BN254's short-Weierstrass points.
+pub trait CheckedPoint {
+    fn on_curve(&self) -> bool;
+    fn in_subgroup(&self) -> bool;
+}
+
+impl<P: ark_ec::short_weierstrass::SWCurveConfig> CheckedPoint for ark_ec::short_weierstrass::Affine<P> {
+    fn on_curve(&self) -> bool {
+        self.is_on_curve()
+    }
+    fn in_subgroup(&self) -> bool {
+        self.is_in_correct_subgroup_assuming_on_curve()
+    }
+}

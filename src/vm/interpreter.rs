@@ -1,0 +1,433 @@
+//! The interpreter: runs one logic program for one resource of an operation,
+//! under an instruction budget, over the memory of [`super::memory`].
+
+use crate::context::ExecutionContext;
+use crate::error::ExecutionError;
+use crate::hash::{HashHandle, HashPool};
+use crate::resource::{OperationKind, ResourceRegister};
+
+use super::deferred::DeferredAssertion;
+use super::isa::{Instruction, Reg, INSTRUCTION_SIZE, REGISTER_COUNT};
+use super::memory::{self, Fault, Memory, DATA_BASE};
+use super::program::{Program, HEADER_SIZE};
+use super::trace::{Access, ExecutionTrace, RegisterWrite, TraceStep};
+
+/// Why the subject's logic runs: its part in the operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Role {
+    /// An input the operation consumes (Transfer, Delete).
+    Consumed,
+    /// An output the operation creates (Create, Transfer).
+    Created,
+    /// The resource a Read returns.
+    Read,
+    /// An Update's resource as it was.
+    UpdatedBefore,
+    /// An Update's resource as it would become.
+    UpdatedAfter,
+    /// The resource a Verify checks.
+    Verified,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] =
+        [Role::Consumed, Role::Created, Role::Read, Role::UpdatedBefore, Role::UpdatedAfter, Role::Verified];
+
+    /// The number programs see in the context's role field.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// What one logic run sees.
+pub struct LogicInput<'a> {
+    pub operation: OperationKind,
+    pub role: Role,
+    /// The resource whose logic runs.
+    pub subject: &'a ResourceRegister,
+    /// The other resources of the operation (its inputs and outputs).
+    pub others: &'a [&'a ResourceRegister],
+    /// Whether the operation's capabilities allow reading the others' fields;
+    /// false makes every access to their region a MemoryAccessViolation.
+    pub readable_others: bool,
+    pub ctx: &'a ExecutionContext,
+}
+
+/// The result of an accepting run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogicOutcome {
+    /// Instructions executed.
+    pub instructions: u64,
+    /// Digest-dependent assertions to check once the hash pool flushes.
+    pub deferred: Vec<DeferredAssertion>,
+    /// The instruction-level trace, when the interpreter traces (Debug mode).
+    pub trace: Option<ExecutionTrace>,
+}
+
+/// A run's result together with its trace, which is kept even when the run
+/// fails (what Debug mode shows).
+pub struct TracedRun {
+    pub result: Result<LogicOutcome, ExecutionError>,
+    pub trace: ExecutionTrace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interpreter {
+    /// Instructions a run may execute; one more is a Timeout.
+    pub budget: u64,
+    /// Record an [`ExecutionTrace`] (Debug mode).
+    pub trace: bool,
+}
+
+/// The budget batch execution uses unless told otherwise.
+pub const DEFAULT_BUDGET: u64 = 100_000;
+
+/// Longest rejection reason carried into an error, in characters.
+const MAX_REASON_CHARS: usize = 256;
+
+impl Default for Interpreter {
+    fn default() -> Self {
+        Interpreter::new(DEFAULT_BUDGET)
+    }
+}
+
+impl Interpreter {
+    pub fn new(budget: u64) -> Self {
+        Interpreter { budget, trace: false }
+    }
+
+    pub fn with_trace(self) -> Self {
+        Interpreter { trace: true, ..self }
+    }
+
+    /// Run `program` as the logic of `input.subject`. Accepting returns the
+    /// outcome; everything else is an error (see the module docs of
+    /// [`crate::vm`] for which variant means what). Hash requests go to
+    /// `pool`; nothing is hashed here.
+    pub fn run(
+        &self,
+        program: &Program,
+        input: &LogicInput,
+        pool: &mut HashPool,
+    ) -> Result<LogicOutcome, ExecutionError> {
+        if !self.trace {
+            return Machine::new(program, input, self.budget, None).run(pool);
+        }
+        let traced = self.run_traced(program, input, pool);
+        traced.result.map(|outcome| LogicOutcome { trace: Some(traced.trace), ..outcome })
+    }
+
+    /// Run with a trace whatever `self.trace` says, keeping the trace of a
+    /// failing run too.
+    pub fn run_traced(&self, program: &Program, input: &LogicInput, pool: &mut HashPool) -> TracedRun {
+        let mut trace = ExecutionTrace::default();
+        let result = Machine::new(program, input, self.budget, Some(&mut trace)).run(pool);
+        TracedRun { result, trace }
+    }
+}
+
+/// The state of one run.
+struct Machine<'a, 't> {
+    program: &'a Program,
+    input: &'a LogicInput<'a>,
+    budget: u64,
+    regs: [u64; REGISTER_COUNT],
+    memory: Memory<'a>,
+    pc: usize,
+    executed: u64,
+    /// Handles this run filed: only these may be asserted on.
+    handles: Vec<HashHandle>,
+    deferred: Vec<DeferredAssertion>,
+    trace: Option<&'t mut ExecutionTrace>,
+    step: Option<TraceStep>,
+}
+
+enum Flow {
+    Next,
+    Jump(usize),
+    Accept,
+}
+
+impl<'a, 't> Machine<'a, 't> {
+    fn new(
+        program: &'a Program,
+        input: &'a LogicInput<'a>,
+        budget: u64,
+        trace: Option<&'t mut ExecutionTrace>,
+    ) -> Self {
+        let memory = Memory::new(
+            input.subject,
+            input.others,
+            input.readable_others,
+            input.ctx,
+            input.operation,
+            input.role,
+            program.data(),
+        );
+        Machine {
+            program,
+            input,
+            budget,
+            regs: [0; REGISTER_COUNT],
+            memory,
+            pc: 0,
+            executed: 0,
+            handles: Vec::new(),
+            deferred: Vec::new(),
+            trace,
+            step: None,
+        }
+    }
+
+    fn run(mut self, pool: &mut HashPool) -> Result<LogicOutcome, ExecutionError> {
+        loop {
+            let Some(&instruction) = self.program.at(self.pc) else {
+                return Err(self.rejection(None, "the program ended without ACCEPT".into()));
+            };
+            if self.executed >= self.budget {
+                return Err(ExecutionError::Timeout {
+                    program: self.input.subject.logic.to_string(),
+                    budget: self.budget,
+                });
+            }
+            if self.trace.is_some() {
+                self.step = Some(TraceStep::new(self.executed, self.pc, instruction));
+            }
+            self.executed += 1;
+            let flow = self.execute(instruction, pool);
+            if let (Some(trace), Some(step)) = (self.trace.as_deref_mut(), self.step.take()) {
+                trace.steps.push(step);
+            }
+            match flow? {
+                Flow::Next => self.pc += INSTRUCTION_SIZE,
+                Flow::Jump(target) => self.pc = target,
+                Flow::Accept => {
+                    return Ok(LogicOutcome { instructions: self.executed, deferred: self.deferred, trace: None });
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, instruction: Instruction, pool: &mut HashPool) -> Result<Flow, ExecutionError> {
+        use Instruction::*;
+        match instruction {
+            Nop => {}
+            Accept => {
+                self.note("accept");
+                return Ok(Flow::Accept);
+            }
+            Reject { reason, code } => {
+                let text = match self.get(reason) {
+                    0 => String::new(),
+                    value => {
+                        let bytes = self.read_slice(value)?;
+                        String::from_utf8_lossy(&bytes).chars().take(MAX_REASON_CHARS).collect()
+                    }
+                };
+                self.note(&format!("reject code {code}"));
+                return Err(self.rejection(Some(code), text));
+            }
+            LoadImm { rd, imm } => self.set(rd, imm as u64),
+            LoadHigh { rd, imm } => self.set(rd, (self.get(rd) & 0xffff_ffff) | (imm as u64) << 32),
+            Str { rd, offset } => {
+                let len = self.program.string_at(offset).map(|s| s.len() as u32);
+                let len = len.ok_or_else(|| self.trap(format!("no string at data offset {offset}")))?;
+                self.set(rd, memory::slice(DATA_BASE + offset + 4, len));
+            }
+            Mov { rd, ra } => self.set(rd, self.get(ra)),
+            Load { rd, addr } => {
+                let value = self.load(addr, 8)?;
+                self.set(rd, value);
+            }
+            LoadR { rd, base, offset } => {
+                let addr = self.address(base, offset, Access::Read)?;
+                let value = self.load(addr, 8)?;
+                self.set(rd, value);
+            }
+            LoadByte { rd, base, offset } => {
+                let addr = self.address(base, offset, Access::Read)?;
+                let value = self.load(addr, 1)?;
+                self.set(rd, value);
+            }
+            Store { src, addr } => self.store(addr, &self.get(src).to_le_bytes())?,
+            StoreR { src, base, offset } => {
+                let addr = self.address(base, offset, Access::Write)?;
+                self.store(addr, &self.get(src).to_le_bytes())?;
+            }
+            StoreByte { src, base, offset } => {
+                let addr = self.address(base, offset, Access::Write)?;
+                self.store(addr, &[self.get(src) as u8])?;
+            }
+            Bin { op, rd, ra, rb } => {
+                let (a, b) = (self.get(ra), self.get(rb));
+                let value = op.apply(a, b).ok_or_else(|| self.arithmetic_trap(instruction, a, b))?;
+                self.set(rd, value);
+            }
+            AddImm { rd, ra, imm } => {
+                let a = self.get(ra);
+                let value =
+                    a.checked_add(imm as u64).ok_or_else(|| self.arithmetic_trap(instruction, a, imm as u64))?;
+                self.set(rd, value);
+            }
+            Not { rd, ra } => self.set(rd, (self.get(ra) == 0) as u64),
+            SliceEq { rd, ra, rb } => {
+                let equal = self.slices_equal(self.get(ra), self.get(rb))?;
+                self.set(rd, equal as u64);
+            }
+            Jmp { target } => return Ok(Flow::Jump(target as usize)),
+            Jz { cond, target } if self.get(cond) == 0 => return Ok(Flow::Jump(target as usize)),
+            Jnz { cond, target } if self.get(cond) != 0 => return Ok(Flow::Jump(target as usize)),
+            Jz { .. } | Jnz { .. } => {}
+            Hash { rd, ra } => {
+                let bytes = self.read_slice(self.get(ra))?;
+                let handle = pool.hash(bytes);
+                self.handles.push(handle);
+                self.note(&format!("hash request filed: handle {}", handle.0));
+                self.set(rd, handle.0 as u64);
+            }
+            AssertDigest { handle, expected } => self.assert_digest(handle, expected)?,
+            Env { rd, key } => {
+                let key_bytes = self.read_slice(self.get(key))?;
+                let value = self.memory.env_lookup(&key_bytes);
+                self.set(rd, value);
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn assert_digest(&mut self, handle: Reg, expected: Reg) -> Result<(), ExecutionError> {
+        let value = self.get(handle);
+        let handle = self
+            .handles
+            .iter()
+            .copied()
+            .find(|h| h.0 as u64 == value)
+            .ok_or_else(|| self.trap(format!("{value} is not a handle this run's HASH returned")))?;
+        let bytes = self.read_slice(self.get(expected))?;
+        let expected: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| self.trap(format!("the expected digest is {} bytes; a BLAKE3 digest is 32", bytes.len())))?;
+        let what =
+            format!("logic {} of resource {} at pc 0x{:04x}", self.input.subject.logic, self.input.subject.id, self.pc);
+        self.note(&format!("deferred assertion on handle {}", handle.0));
+        self.deferred.push(DeferredAssertion { handle, expected, what });
+        Ok(())
+    }
+
+    fn get(&self, r: Reg) -> u64 {
+        self.regs[r.index()]
+    }
+
+    fn set(&mut self, r: Reg, value: u64) {
+        self.regs[r.index()] = value;
+        if let Some(step) = self.step.as_mut() {
+            step.register_writes.push(RegisterWrite { register: r.byte(), value });
+        }
+    }
+
+    fn note(&mut self, text: &str) {
+        if let Some(step) = self.step.as_mut() {
+            step.note = Some(text.to_string());
+        }
+    }
+
+    /// `base + offset` as an address; past 2^32 is a violation.
+    fn address(&self, base: Reg, offset: u32, access: Access) -> Result<u32, ExecutionError> {
+        let sum = self.get(base).checked_add(offset as u64).filter(|a| *a <= u32::MAX as u64);
+        sum.map(|a| a as u32).ok_or_else(|| ExecutionError::MemoryAccessViolation {
+            pc: self.pc,
+            address: u32::MAX,
+            access: access.to_string(),
+            reason: format!("address {} + {offset} is beyond the 32-bit address space", self.get(base)),
+        })
+    }
+
+    fn load(&mut self, addr: u32, len: u32) -> Result<u64, ExecutionError> {
+        let step = &mut self.step;
+        let value = self
+            .memory
+            .with_bytes(addr, len, |bytes| {
+                if let Some(step) = step.as_mut() {
+                    step.memory(Access::Read, addr, bytes);
+                }
+                memory::le_word(bytes)
+            })
+            .map_err(|f| violation(self.pc, Access::Read, f))?;
+        Ok(value)
+    }
+
+    fn store(&mut self, addr: u32, bytes: &[u8]) -> Result<(), ExecutionError> {
+        self.memory.write(addr, bytes).map_err(|f| violation(self.pc, Access::Write, f))?;
+        if let Some(step) = self.step.as_mut() {
+            step.memory(Access::Write, addr, bytes);
+        }
+        Ok(())
+    }
+
+    /// The bytes of a slice value, recorded in the trace.
+    fn read_slice(&mut self, value: u64) -> Result<Vec<u8>, ExecutionError> {
+        let bytes = self.memory.with_slice(value, <[u8]>::to_vec).map_err(|f| violation(self.pc, Access::Read, f))?;
+        self.trace_read(value, &bytes);
+        Ok(bytes)
+    }
+
+    /// Whether the bytes of two slices are equal, compared in place.
+    fn slices_equal(&mut self, a: u64, b: u64) -> Result<bool, ExecutionError> {
+        let memory = &self.memory;
+        let equal = memory
+            .with_slice(a, |x| memory.with_slice(b, |y| x == y))
+            .and_then(|inner| inner)
+            .map_err(|f| violation(self.pc, Access::Read, f))?;
+        if self.step.is_some() {
+            // Only when tracing: copies for the trace.
+            self.read_slice(a)?;
+            self.read_slice(b)?;
+        }
+        Ok(equal)
+    }
+
+    fn trace_read(&mut self, value: u64, bytes: &[u8]) {
+        if let Some(step) = self.step.as_mut() {
+            step.memory(Access::Read, memory::slice_parts(value).0, bytes);
+        }
+    }
+
+    fn trap(&self, reason: String) -> ExecutionError {
+        let instruction = self.program.at(self.pc).map(|i| i.to_string()).unwrap_or_default();
+        ExecutionError::InvalidInstruction {
+            offset: HEADER_SIZE + self.pc,
+            reason: format!("{instruction} at pc 0x{:04x}: {reason}", self.pc),
+        }
+    }
+
+    fn arithmetic_trap(&self, instruction: Instruction, a: u64, b: u64) -> ExecutionError {
+        let what = match instruction {
+            Instruction::Bin { op: super::isa::BinOp::Div | super::isa::BinOp::Mod, .. } => "division by zero",
+            _ => "arithmetic overflow",
+        };
+        self.trap(format!("{what} (operands {a} and {b})"))
+    }
+
+    /// A rejection by the logic: `InvalidResourceState` naming the program,
+    /// the pc, the code and the reason.
+    fn rejection(&self, code: Option<u32>, reason: String) -> ExecutionError {
+        let subject = self.input.subject;
+        let code = code.map(|c| format!(": code {c}")).unwrap_or_default();
+        let reason = if reason.is_empty() { String::new() } else { format!(": {reason}") };
+        ExecutionError::InvalidResourceState {
+            id: subject.id,
+            state: subject.state,
+            reason: format!("rejected by logic {} at pc 0x{:04x}{code}{reason}", subject.logic, self.pc),
+        }
+    }
+}
+
+fn violation(pc: usize, access: Access, fault: Fault) -> ExecutionError {
+    ExecutionError::MemoryAccessViolation {
+        pc,
+        address: fault.address,
+        access: access.to_string(),
+        reason: fault.reason,
+    }
+}

@@ -1,0 +1,388 @@
+//! The instruction set: registers, opcodes, and one typed `Instruction` per
+//! opcode. Every instruction encodes to exactly [`INSTRUCTION_SIZE`] bytes:
+//! `[opcode, a, b, c, imm (u32 little-endian)]`; operand bytes an opcode does
+//! not use must be zero, so every program has exactly one encoding.
+
+use std::fmt;
+
+/// Bytes per encoded instruction. Jump targets and the pc are byte offsets
+/// into the code section and always multiples of this.
+pub const INSTRUCTION_SIZE: usize = 8;
+
+/// Number of general-purpose 64-bit registers.
+pub const REGISTER_COUNT: usize = 16;
+
+/// A register index, always below [`REGISTER_COUNT`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reg(u8);
+
+impl Reg {
+    /// r0 … r15.
+    pub const ALL: [Reg; REGISTER_COUNT] = {
+        let mut all = [Reg(0); REGISTER_COUNT];
+        let mut i = 0;
+        while i < REGISTER_COUNT {
+            all[i] = Reg(i as u8);
+            i += 1;
+        }
+        all
+    };
+
+    pub const fn new(index: u8) -> Option<Reg> {
+        if (index as usize) < REGISTER_COUNT {
+            Some(Reg(index))
+        } else {
+            None
+        }
+    }
+
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    pub const fn byte(self) -> u8 {
+        self.0
+    }
+}
+
+impl fmt::Display for Reg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
+/// Two-register arithmetic, bitwise and comparison operations. Arithmetic is
+/// checked: overflow, underflow and division by zero trap. Comparisons are
+/// unsigned and write 1 or 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    And,
+    Or,
+    Xor,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinOp {
+    pub const ALL: [BinOp; 14] = [
+        BinOp::Add,
+        BinOp::Sub,
+        BinOp::Mul,
+        BinOp::Div,
+        BinOp::Mod,
+        BinOp::And,
+        BinOp::Or,
+        BinOp::Xor,
+        BinOp::Eq,
+        BinOp::Ne,
+        BinOp::Lt,
+        BinOp::Le,
+        BinOp::Gt,
+        BinOp::Ge,
+    ];
+
+    pub fn mnemonic(self) -> &'static str {
+        match self {
+            BinOp::Add => "ADD",
+            BinOp::Sub => "SUB",
+            BinOp::Mul => "MUL",
+            BinOp::Div => "DIV",
+            BinOp::Mod => "MOD",
+            BinOp::And => "AND",
+            BinOp::Or => "OR",
+            BinOp::Xor => "XOR",
+            BinOp::Eq => "EQ",
+            BinOp::Ne => "NE",
+            BinOp::Lt => "LT",
+            BinOp::Le => "LE",
+            BinOp::Gt => "GT",
+            BinOp::Ge => "GE",
+        }
+    }
+
+    /// Apply the operation; `None` means the arithmetic trapped.
+    pub fn apply(self, a: u64, b: u64) -> Option<u64> {
+        match self {
+            BinOp::Add => a.checked_add(b),
+            BinOp::Sub => a.checked_sub(b),
+            BinOp::Mul => a.checked_mul(b),
+            BinOp::Div => a.checked_div(b),
+            BinOp::Mod => a.checked_rem(b),
+            BinOp::And => Some(a & b),
+            BinOp::Or => Some(a | b),
+            BinOp::Xor => Some(a ^ b),
+            BinOp::Eq => Some((a == b) as u64),
+            BinOp::Ne => Some((a != b) as u64),
+            BinOp::Lt => Some((a < b) as u64),
+            BinOp::Le => Some((a <= b) as u64),
+            BinOp::Gt => Some((a > b) as u64),
+            BinOp::Ge => Some((a >= b) as u64),
+        }
+    }
+
+    fn index(self) -> u8 {
+        BinOp::ALL.iter().position(|op| *op == self).unwrap_or(0) as u8
+    }
+}
+
+/// Opcode bytes. Gaps are reserved and fail decoding.
+pub mod opcode {
+    pub const NOP: u8 = 0x00;
+    pub const ACCEPT: u8 = 0x01;
+    pub const REJECT: u8 = 0x02;
+    pub const LDI: u8 = 0x10;
+    pub const LDHI: u8 = 0x11;
+    pub const STR: u8 = 0x12;
+    pub const MOV: u8 = 0x13;
+    pub const LOAD: u8 = 0x20;
+    pub const LOADR: u8 = 0x21;
+    pub const LOADB: u8 = 0x22;
+    pub const STORE: u8 = 0x28;
+    pub const STORER: u8 = 0x29;
+    pub const STOREB: u8 = 0x2A;
+    /// First of the 14 [`super::BinOp`] opcodes, in `BinOp::ALL` order.
+    pub const BIN_FIRST: u8 = 0x30;
+    pub const BIN_LAST: u8 = 0x3D;
+    pub const ADDI: u8 = 0x3E;
+    pub const NOT: u8 = 0x3F;
+    pub const SEQ: u8 = 0x40;
+    pub const JMP: u8 = 0x50;
+    pub const JZ: u8 = 0x51;
+    pub const JNZ: u8 = 0x52;
+    pub const HASH: u8 = 0x60;
+    pub const ASSERT_DIGEST: u8 = 0x61;
+    pub const ENV: u8 = 0x70;
+}
+
+/// One VM instruction. Addresses are 32-bit (see [`super::memory`]); a
+/// *slice* is a register holding `address << 32 | length`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Instruction {
+    /// Do nothing.
+    Nop,
+    /// Stop and accept the operation.
+    Accept,
+    /// Stop and reject the operation with `code`; `reason` holds a slice of
+    /// the reason text (0 for none).
+    Reject { reason: Reg, code: u32 },
+    /// `rd = imm` (zero-extended).
+    LoadImm { rd: Reg, imm: u32 },
+    /// `rd = (rd & 0xffff_ffff) | imm << 32`: with `LoadImm`, any 64-bit constant.
+    LoadHigh { rd: Reg, imm: u32 },
+    /// `rd` = slice of the length-prefixed string at `offset` in the data section.
+    Str { rd: Reg, offset: u32 },
+    /// `rd = ra`.
+    Mov { rd: Reg, ra: Reg },
+    /// `rd` = u64 (little-endian) at the absolute address `addr`.
+    Load { rd: Reg, addr: u32 },
+    /// `rd` = u64 at `base + offset`.
+    LoadR { rd: Reg, base: Reg, offset: u32 },
+    /// `rd` = byte at `base + offset`.
+    LoadByte { rd: Reg, base: Reg, offset: u32 },
+    /// u64 at the absolute address `addr` = `src` (scratch only).
+    Store { src: Reg, addr: u32 },
+    /// u64 at `base + offset` = `src` (scratch only).
+    StoreR { src: Reg, base: Reg, offset: u32 },
+    /// byte at `base + offset` = low byte of `src` (scratch only).
+    StoreByte { src: Reg, base: Reg, offset: u32 },
+    /// `rd = ra <op> rb`.
+    Bin { op: BinOp, rd: Reg, ra: Reg, rb: Reg },
+    /// `rd = ra + imm` (checked).
+    AddImm { rd: Reg, ra: Reg, imm: u32 },
+    /// `rd = (ra == 0) as u64`: logical not.
+    Not { rd: Reg, ra: Reg },
+    /// `rd` = 1 when the bytes of slices `ra` and `rb` are equal, else 0.
+    SliceEq { rd: Reg, ra: Reg, rb: Reg },
+    /// Jump to the code byte offset `target`.
+    Jmp { target: u32 },
+    /// Jump when `cond` is zero.
+    Jz { cond: Reg, target: u32 },
+    /// Jump when `cond` is not zero.
+    Jnz { cond: Reg, target: u32 },
+    /// File a BLAKE3 request for the bytes of slice `ra` in the hash pool;
+    /// `rd` = the request's handle. Nothing is hashed here.
+    Hash { rd: Reg, ra: Reg },
+    /// Record that the digest of handle `handle` must equal the 32 bytes of
+    /// slice `expected`; checked when the pool flushes.
+    AssertDigest { handle: Reg, expected: Reg },
+    /// `rd` = slice of the environment value named by slice `key`
+    /// (an empty slice when the key is absent).
+    Env { rd: Reg, key: Reg },
+}
+
+impl Instruction {
+    /// The jump target, for instructions that have one.
+    pub fn jump_target(&self) -> Option<u32> {
+        match *self {
+            Instruction::Jmp { target } | Instruction::Jz { target, .. } | Instruction::Jnz { target, .. } => {
+                Some(target)
+            }
+            _ => None,
+        }
+    }
+
+    /// `[opcode, a, b, c, imm]` as encoded.
+    pub fn encode(&self) -> [u8; INSTRUCTION_SIZE] {
+        use opcode::*;
+        let (op, a, b, c, imm): (u8, u8, u8, u8, u32) = match *self {
+            Instruction::Nop => (NOP, 0, 0, 0, 0),
+            Instruction::Accept => (ACCEPT, 0, 0, 0, 0),
+            Instruction::Reject { reason, code } => (REJECT, reason.byte(), 0, 0, code),
+            Instruction::LoadImm { rd, imm } => (LDI, rd.byte(), 0, 0, imm),
+            Instruction::LoadHigh { rd, imm } => (LDHI, rd.byte(), 0, 0, imm),
+            Instruction::Str { rd, offset } => (STR, rd.byte(), 0, 0, offset),
+            Instruction::Mov { rd, ra } => (MOV, rd.byte(), ra.byte(), 0, 0),
+            Instruction::Load { rd, addr } => (LOAD, rd.byte(), 0, 0, addr),
+            Instruction::LoadR { rd, base, offset } => (LOADR, rd.byte(), base.byte(), 0, offset),
+            Instruction::LoadByte { rd, base, offset } => (LOADB, rd.byte(), base.byte(), 0, offset),
+            Instruction::Store { src, addr } => (STORE, src.byte(), 0, 0, addr),
+            Instruction::StoreR { src, base, offset } => (STORER, src.byte(), base.byte(), 0, offset),
+            Instruction::StoreByte { src, base, offset } => (STOREB, src.byte(), base.byte(), 0, offset),
+            Instruction::Bin { op, rd, ra, rb } => (BIN_FIRST + op.index(), rd.byte(), ra.byte(), rb.byte(), 0),
+            Instruction::AddImm { rd, ra, imm } => (ADDI, rd.byte(), ra.byte(), 0, imm),
+            Instruction::Not { rd, ra } => (NOT, rd.byte(), ra.byte(), 0, 0),
+            Instruction::SliceEq { rd, ra, rb } => (SEQ, rd.byte(), ra.byte(), rb.byte(), 0),
+            Instruction::Jmp { target } => (JMP, 0, 0, 0, target),
+            Instruction::Jz { cond, target } => (JZ, cond.byte(), 0, 0, target),
+            Instruction::Jnz { cond, target } => (JNZ, cond.byte(), 0, 0, target),
+            Instruction::Hash { rd, ra } => (HASH, rd.byte(), ra.byte(), 0, 0),
+            Instruction::AssertDigest { handle, expected } => (ASSERT_DIGEST, handle.byte(), expected.byte(), 0, 0),
+            Instruction::Env { rd, key } => (ENV, rd.byte(), key.byte(), 0, 0),
+        };
+        let i = imm.to_le_bytes();
+        [op, a, b, c, i[0], i[1], i[2], i[3]]
+    }
+
+    /// Decode one instruction's operand shape. Semantic checks (jump targets,
+    /// addresses, data offsets) are the program decoder's job.
+    pub fn decode(raw: [u8; INSTRUCTION_SIZE]) -> Result<Instruction, String> {
+        use opcode::*;
+        let [op, a, b, c, i0, i1, i2, i3] = raw;
+        let imm = u32::from_le_bytes([i0, i1, i2, i3]);
+        let reg = |byte: u8, slot: &str| {
+            Reg::new(byte).ok_or_else(|| {
+                format!("operand {slot} names register r{byte}, but there are only {REGISTER_COUNT} (r0..r15)")
+            })
+        };
+        // Operands an opcode does not use must be zero (one encoding per program).
+        let unused = |slots: &[(&str, u32)]| -> Result<(), String> {
+            match slots.iter().find(|(_, v)| *v != 0) {
+                Some((slot, v)) => {
+                    Err(format!("opcode 0x{op:02x} does not use operand {slot}, which must be 0 (is {v})"))
+                }
+                None => Ok(()),
+            }
+        };
+        let (ua, ub, uc, ui) = (("a", a as u32), ("b", b as u32), ("c", c as u32), ("imm", imm));
+        let instruction = match op {
+            NOP => {
+                unused(&[ua, ub, uc, ui])?;
+                Instruction::Nop
+            }
+            ACCEPT => {
+                unused(&[ua, ub, uc, ui])?;
+                Instruction::Accept
+            }
+            REJECT => {
+                unused(&[ub, uc])?;
+                Instruction::Reject { reason: reg(a, "a")?, code: imm }
+            }
+            LDI | LDHI | STR | LOAD | STORE => {
+                unused(&[ub, uc])?;
+                let r = reg(a, "a")?;
+                match op {
+                    LDI => Instruction::LoadImm { rd: r, imm },
+                    LDHI => Instruction::LoadHigh { rd: r, imm },
+                    STR => Instruction::Str { rd: r, offset: imm },
+                    LOAD => Instruction::Load { rd: r, addr: imm },
+                    _ => Instruction::Store { src: r, addr: imm },
+                }
+            }
+            MOV | NOT | HASH | ASSERT_DIGEST | ENV => {
+                unused(&[uc, ui])?;
+                let (x, y) = (reg(a, "a")?, reg(b, "b")?);
+                match op {
+                    MOV => Instruction::Mov { rd: x, ra: y },
+                    NOT => Instruction::Not { rd: x, ra: y },
+                    HASH => Instruction::Hash { rd: x, ra: y },
+                    ASSERT_DIGEST => Instruction::AssertDigest { handle: x, expected: y },
+                    _ => Instruction::Env { rd: x, key: y },
+                }
+            }
+            LOADR | LOADB | STORER | STOREB | ADDI => {
+                unused(&[uc])?;
+                let (x, y) = (reg(a, "a")?, reg(b, "b")?);
+                match op {
+                    LOADR => Instruction::LoadR { rd: x, base: y, offset: imm },
+                    LOADB => Instruction::LoadByte { rd: x, base: y, offset: imm },
+                    STORER => Instruction::StoreR { src: x, base: y, offset: imm },
+                    STOREB => Instruction::StoreByte { src: x, base: y, offset: imm },
+                    _ => Instruction::AddImm { rd: x, ra: y, imm },
+                }
+            }
+            BIN_FIRST..=BIN_LAST | SEQ => {
+                unused(&[ui])?;
+                let (rd, ra, rb) = (reg(a, "a")?, reg(b, "b")?, reg(c, "c")?);
+                if op == SEQ {
+                    Instruction::SliceEq { rd, ra, rb }
+                } else {
+                    Instruction::Bin { op: BinOp::ALL[(op - BIN_FIRST) as usize], rd, ra, rb }
+                }
+            }
+            JMP => {
+                unused(&[ua, ub, uc])?;
+                Instruction::Jmp { target: imm }
+            }
+            JZ | JNZ => {
+                unused(&[ub, uc])?;
+                let cond = reg(a, "a")?;
+                if op == JZ {
+                    Instruction::Jz { cond, target: imm }
+                } else {
+                    Instruction::Jnz { cond, target: imm }
+                }
+            }
+            other => return Err(format!("unknown opcode 0x{other:02x}")),
+        };
+        Ok(instruction)
+    }
+}
+
+impl fmt::Display for Instruction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Instruction::Nop => write!(f, "NOP"),
+            Instruction::Accept => write!(f, "ACCEPT"),
+            Instruction::Reject { reason, code } => write!(f, "REJECT {reason}, {code}"),
+            Instruction::LoadImm { rd, imm } => write!(f, "LDI {rd}, {imm}"),
+            Instruction::LoadHigh { rd, imm } => write!(f, "LDHI {rd}, {imm}"),
+            Instruction::Str { rd, offset } => write!(f, "STR {rd}, data+{offset}"),
+            Instruction::Mov { rd, ra } => write!(f, "MOV {rd}, {ra}"),
+            Instruction::Load { rd, addr } => write!(f, "LOAD {rd}, [0x{addr:08x}]"),
+            Instruction::LoadR { rd, base, offset } => write!(f, "LOADR {rd}, [{base}+0x{offset:x}]"),
+            Instruction::LoadByte { rd, base, offset } => write!(f, "LOADB {rd}, [{base}+0x{offset:x}]"),
+            Instruction::Store { src, addr } => write!(f, "STORE [0x{addr:08x}], {src}"),
+            Instruction::StoreR { src, base, offset } => write!(f, "STORER [{base}+0x{offset:x}], {src}"),
+            Instruction::StoreByte { src, base, offset } => write!(f, "STOREB [{base}+0x{offset:x}], {src}"),
+            Instruction::Bin { op, rd, ra, rb } => write!(f, "{} {rd}, {ra}, {rb}", op.mnemonic()),
+            Instruction::AddImm { rd, ra, imm } => write!(f, "ADDI {rd}, {ra}, {imm}"),
+            Instruction::Not { rd, ra } => write!(f, "NOT {rd}, {ra}"),
+            Instruction::SliceEq { rd, ra, rb } => write!(f, "SEQ {rd}, {ra}, {rb}"),
+            Instruction::Jmp { target } => write!(f, "JMP 0x{target:04x}"),
+            Instruction::Jz { cond, target } => write!(f, "JZ {cond}, 0x{target:04x}"),
+            Instruction::Jnz { cond, target } => write!(f, "JNZ {cond}, 0x{target:04x}"),
+            Instruction::Hash { rd, ra } => write!(f, "HASH {rd}, {ra}"),
+            Instruction::AssertDigest { handle, expected } => write!(f, "ASSERT_DIGEST {handle}, {expected}"),
+            Instruction::Env { rd, key } => write!(f, "ENV {rd}, {key}"),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The shared GPU context: acquisition, shader compilation errors, a real
+//! dispatch with readback, and backend resolution.
+
+use causality_vm::backend::{Backend, ResolvedBackend};
+use causality_vm::gpu::{self, GpuError};
+use wgpu::util::DeviceExt;
+
+const DOUBLE: &str = r#"
+@group(0) @binding(0) var<storage, read_write> data: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x < arrayLength(&data)) { data[id.x] = data[id.x] * 2u + 1u; }
+}
+"#;
+
+#[test]
+fn dispatch_and_readback_match_the_cpu() {
+    let Some(ctx) = gpu::test_context() else { return };
+    eprintln!("adapter: {}", ctx.describe());
+    let module = ctx.compile("double", DOUBLE).expect("valid WGSL compiles");
+    let pipeline = ctx.compute_pipeline("double", &module, "main").expect("pipeline");
+    for n in [1usize, 63, 64, 65, 1000] {
+        let input: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2654435761)).collect();
+        let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("data"),
+            contents: bytemuck::cast_slice(&input),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry { binding: 0, resource: buffer.as_entire_binding() }],
+        });
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(n.div_ceil(64) as u32, 1, 1);
+        }
+        ctx.queue.submit(Some(encoder.finish()));
+        let bytes = ctx.read_buffer("data", &buffer, (n * 4) as u64).expect("readback");
+        let output: &[u32] = bytemuck::cast_slice(&bytes);
+        let expected: Vec<u32> = input.iter().map(|x| x.wrapping_mul(2).wrapping_add(1)).collect();
+        assert_eq!(output, expected.as_slice(), "n = {n}");
+    }
+}
+
+#[test]
+fn invalid_wgsl_is_a_shader_error_naming_the_label() {
+    let Some(ctx) = gpu::test_context() else { return };
+    match ctx.compile("broken-kernel", "fn main( { }") {
+        Err(GpuError::Shader { label, reason }) => {
+            assert_eq!(label, "broken-kernel");
+            assert!(!reason.is_empty());
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("invalid WGSL compiled"),
+    }
+}
+
+#[test]
+fn explicit_backends_resolve_as_asked() {
+    let (cpu, ctx) = gpu::resolve(Backend::Cpu).unwrap();
+    assert_eq!(cpu, ResolvedBackend::Cpu);
+    assert!(ctx.is_none());
+    if gpu::test_context().is_some() {
+        let (resolved, ctx) = gpu::resolve(Backend::Gpu).unwrap();
+        assert_eq!(resolved, ResolvedBackend::Gpu);
+        assert!(ctx.is_some());
+        assert_eq!(gpu::resolve(Backend::Auto).unwrap().0, ResolvedBackend::Gpu);
+    }
+}

@@ -1,0 +1,194 @@
+//! The GPU pool against the blake3 crate and the CPU pool (lavapipe in CI):
+//! every length, batch sizes, multi-segment flushes, Merkle roots, and a
+//! fault injected mid-flush that the CPU must recover from.
+
+use causality_vm::hash::{GpuFault, HashHandle, HashPool, HashRequest};
+use causality_vm::{Backend, ResolvedBackend};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn gpu_pool() -> Option<HashPool> {
+    causality_vm::gpu::test_context()?;
+    let pool = HashPool::with_backend(Backend::Gpu).expect("an adapter exists, so the GPU pool must build");
+    assert_eq!(pool.backend(), ResolvedBackend::Gpu);
+    Some(pool)
+}
+
+fn random_request(rng: &mut ChaCha8Rng, len: usize) -> HashRequest {
+    let mut data = vec![0u8; len];
+    rng.fill_bytes(&mut data);
+    match rng.gen_range(0..3) {
+        0 => HashRequest::Hash(data),
+        1 => HashRequest::Keyed { key: rng.gen(), data },
+        _ => HashRequest::DeriveKey { context: format!("cvm gpu context {}", rng.gen_range(0..3)), material: data },
+    }
+}
+
+fn check(pool: &mut HashPool, requests: &[HashRequest], what: &str) {
+    let handles: Vec<HashHandle> = requests.iter().map(|r| pool.push(r.clone())).collect();
+    pool.flush().unwrap();
+    for (r, h) in requests.iter().zip(handles) {
+        assert_eq!(pool.get(h), Some(r.compute()), "{what}: {r:?}");
+    }
+}
+
+#[test]
+fn every_length_to_2100_in_every_mode() {
+    let Some(mut pool) = gpu_pool() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut requests = Vec::new();
+    for len in 0..=2100 {
+        let mut data = vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        requests.push(HashRequest::Hash(data.clone()));
+        requests.push(HashRequest::Keyed { key: rng.gen(), data: data.clone() });
+        requests.push(HashRequest::DeriveKey { context: "cvm gpu every length".into(), material: data });
+    }
+    check(&mut pool, &requests, "gpu every length");
+    assert_eq!(pool.gpu_fallbacks(), 0, "the GPU did the work");
+}
+
+#[test]
+fn batch_sizes_around_the_workgroup() {
+    let Some(mut pool) = gpu_pool() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for n in [0usize, 1, 2, 3, 31, 32, 33, 63, 64, 65, 255, 256, 257] {
+        let uniform: Vec<HashRequest> = (0..n).map(|_| random_request(&mut rng, 64)).collect();
+        check(&mut pool, &uniform, &format!("gpu x{n} uniform"));
+        let mixed: Vec<HashRequest> = (0..n)
+            .map(|_| {
+                let len = rng.gen_range(0..1100);
+                random_request(&mut rng, len)
+            })
+            .collect();
+        check(&mut pool, &mixed, &format!("gpu x{n} mixed"));
+    }
+    assert_eq!(pool.gpu_fallbacks(), 0);
+}
+
+#[test]
+fn a_hundred_thousand_short_messages() {
+    let Some(mut pool) = gpu_pool() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let requests: Vec<HashRequest> = (0..100_000)
+        .map(|_| {
+            let len = rng.gen_range(0..=96);
+            random_request(&mut rng, len)
+        })
+        .collect();
+    check(&mut pool, &requests, "gpu 100k");
+    assert_eq!(pool.gpu_fallbacks(), 0);
+}
+
+#[test]
+fn many_segments_per_flush_keep_request_order() {
+    let Some(mut pool) = gpu_pool() else { return };
+    pool.set_gpu_segment_limit(97);
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let requests: Vec<HashRequest> = (0..1500)
+        .map(|_| {
+            let len = rng.gen_range(0..1500);
+            random_request(&mut rng, len)
+        })
+        .collect();
+    check(&mut pool, &requests, "gpu segmented");
+    assert_eq!(pool.gpu_fallbacks(), 0);
+}
+
+#[test]
+fn gpu_and_cpu_pools_agree_across_flushes() {
+    let Some(mut gpu) = gpu_pool() else { return };
+    let mut cpu = HashPool::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    let mut pairs = Vec::new();
+    for round in 0..4 {
+        for _ in 0..300 {
+            let len = rng.gen_range(0..200);
+            let request = random_request(&mut rng, len);
+            pairs.push((gpu.push(request.clone()), cpu.push(request)));
+        }
+        gpu.flush().unwrap();
+        cpu.flush().unwrap();
+        for (g, c) in &pairs {
+            assert_eq!(gpu.get(*g), cpu.get(*c), "round {round}: handles stay valid across flushes");
+        }
+    }
+}
+
+fn naive_merkle(leaves: &[[u8; 32]]) -> [u8; 32] {
+    match leaves.len() {
+        0 => *blake3::hash(b"").as_bytes(),
+        1 => leaves[0],
+        _ => {
+            let next: Vec<[u8; 32]> = leaves
+                .chunks(2)
+                .map(
+                    |pair| {
+                        if pair.len() == 2 {
+                            *blake3::hash(&[pair[0], pair[1]].concat()).as_bytes()
+                        } else {
+                            pair[0]
+                        }
+                    },
+                )
+                .collect();
+            naive_merkle(&next)
+        }
+    }
+}
+
+#[test]
+fn merkle_roots_match_the_cpu_and_the_naive_tree() {
+    let Some(mut gpu) = gpu_pool() else { return };
+    let mut cpu = HashPool::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    for n in (0..=40).chain([63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4097, 20_000]) {
+        let leaves: Vec<[u8; 32]> = (0..n).map(|_| rng.gen()).collect();
+        let expected = naive_merkle(&leaves);
+        assert_eq!(gpu.merkle_root(&leaves).unwrap(), expected, "gpu: {n} leaves");
+        assert_eq!(cpu.merkle_root(&leaves).unwrap(), expected, "cpu: {n} leaves");
+    }
+    assert_eq!(gpu.gpu_fallbacks(), 0);
+}
+
+#[test]
+fn a_fault_mid_flush_is_recomputed_on_the_cpu() {
+    let Some(mut pool) = gpu_pool() else { return };
+    pool.set_gpu_segment_limit(1000);
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let requests: Vec<HashRequest> = (0..5000)
+        .map(|_| {
+            let len = rng.gen_range(0..1200);
+            random_request(&mut rng, len)
+        })
+        .collect();
+    // Segments 0 and 1 are already submitted when segment 2 fails.
+    pool.inject_gpu_fault(GpuFault { at_segment: 2 });
+    check(&mut pool, &requests, "after a mid-flush fault");
+    assert_eq!(pool.gpu_fallbacks(), 1, "the fault fired and the CPU took over");
+    // The pool keeps using the GPU afterwards.
+    check(&mut pool, &requests[..300], "after recovery");
+    assert_eq!(pool.gpu_fallbacks(), 1);
+    assert_eq!(pool.backend(), ResolvedBackend::Gpu);
+}
+
+#[test]
+fn a_fault_in_a_merkle_submission_is_recomputed_on_the_cpu() {
+    let Some(mut pool) = gpu_pool() else { return };
+    let leaves: Vec<[u8; 32]> = (0..333u32).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
+    pool.inject_gpu_fault(GpuFault { at_segment: 0 });
+    assert_eq!(pool.merkle_root(&leaves).unwrap(), naive_merkle(&leaves));
+    assert_eq!(pool.gpu_fallbacks(), 1);
+}
+
+#[test]
+fn a_bounded_gpu_pool_flushes_itself() {
+    let Some(pool) = gpu_pool() else { return };
+    let mut pool = pool.with_limit(64);
+    let handles: Vec<HashHandle> = (0..200u32).map(|i| pool.hash(i.to_le_bytes())).collect();
+    assert_eq!(pool.pending_len(), 200 - 192);
+    pool.flush().unwrap();
+    for (i, h) in handles.iter().enumerate() {
+        assert_eq!(pool.get(*h), Some(*blake3::hash(&(i as u32).to_le_bytes()).as_bytes()));
+    }
+}
