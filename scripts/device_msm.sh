@@ -16,6 +16,9 @@ cd "$(dirname "$0")/.."
 case "${1:-run}" in
 prepare)
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target}"
+    # Worktrees sharing one target dir share the crate's artifact names; a
+    # fresh mtime makes cargo rebuild the library from this checkout.
+    touch src/msm/gpu/mod.rs
     cargo build --release --example msm_device
     mkdir -p .devrun
     cp "$CARGO_TARGET_DIR/release/examples/msm_device" .devrun/msm_device
