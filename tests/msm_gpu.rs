@@ -104,7 +104,9 @@ fn edge_scalars_match_arkworks() {
         ("all equal", vec![Fr::rand(&mut r); n]),
         (
             "skewed",
-            (0..n).map(|i| if i % 10 == 0 { Fr::rand(&mut r) } else { Fr::from(r.gen_range(0u64..4)) }).collect(),
+            (0..n)
+                .map(|i| if i.is_multiple_of(10) { Fr::rand(&mut r) } else { Fr::from(r.gen_range(0u64..4)) })
+                .collect(),
         ),
         ("mixed edges", (0..n).map(|i| [Fr::zero(), Fr::from(1u64), minus_one, Fr::from(2u64)][i % 4]).collect()),
         (
@@ -183,7 +185,8 @@ fn results_are_deterministic_across_runs() {
     let Some(ctx) = test_context() else { return };
     let mut r = rng(8);
     let bases = random_bases(&mut r, 300);
-    let scalars: Vec<Fr> = (0..300).map(|i| if i % 2 == 0 { Fr::from(7u64) } else { Fr::rand(&mut r) }).collect();
+    let scalars: Vec<Fr> =
+        (0..300usize).map(|i| if i.is_multiple_of(2) { Fr::from(7u64) } else { Fr::rand(&mut r) }).collect();
     let gpu = GpuMsm::new(ctx).expect("pipelines");
     let first = gpu.msm(&bases, &scalars).expect("GPU MSM").into_affine();
     for _ in 0..3 {

@@ -85,7 +85,7 @@ impl Plan {
         for list in [self.max_entries.max(1), self.segment_count()] {
             for (level, len) in Plan::levels(list).iter().enumerate() {
                 let outputs = len.div_ceil(ACC_CHUNK);
-                if level % 2 == 0 {
+                if level.is_multiple_of(2) {
                     odd = odd.max(outputs);
                 } else {
                     even = even.max(outputs);
