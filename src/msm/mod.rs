@@ -66,6 +66,25 @@ impl MsmEngine {
         self.backend
     }
 
+    /// A description of the device the GPU backend runs on, if it has one.
+    pub fn device(&self) -> Option<String> {
+        self.gpu.as_ref().map(|gpu| gpu.context().describe())
+    }
+
+    /// Make the next `count` GPU MSMs fail mid-computation as a lost device
+    /// would, to exercise the CPU recompute path. Returns false (and does
+    /// nothing) when the engine has no GPU backend.
+    #[doc(hidden)]
+    pub fn inject_gpu_faults(&self, count: u32) -> bool {
+        match &self.gpu {
+            Some(gpu) => {
+                gpu.inject_faults(count);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn msm_g1(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<G1Projective, MsmError> {
         check_lengths(bases.len(), scalars.len())?;
         validate_g1(bases)?;

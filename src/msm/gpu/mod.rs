@@ -1,31 +1,464 @@
-//! GPU MSM backend in WGSL. (Being written; see issue 4.)
+//! GPU MSM backend: BN254 field and curve arithmetic and a bucket-method
+//! multi-scalar multiplication in WGSL.
+//!
+//! One batch runs entirely on the device: signed-digit windows and a CSR
+//! transpose of (point, window) pairs by bucket (`msm_digits`, `msm_scan`), a
+//! balanced segmented reduction that sums every bucket (`msm_accumulate`), and
+//! the per-window weighted bucket sums (`msm_reduce`, then `msm_accumulate`
+//! again). Only the window sums are read back; the host combines windows and
+//! batches. Inputs larger than the adapter's binding limit are split into
+//! batches, and uploaded bases stay resident in device buffers.
 
-use std::sync::Arc;
+pub mod convert;
+mod kernels;
+pub mod plan;
+pub mod shaders;
+pub mod testing;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use ark_bn254::{Fr, G1Affine, G1Projective};
+use ark_ff::{AdditiveGroup, Zero};
+use rayon::prelude::*;
+use wgpu::util::DeviceExt;
 
 use crate::gpu::{GpuContext, GpuError};
+use convert::{fr_to_words, push_affine, xyzz_from_words, AFFINE_WORDS, XYZZ_WORDS};
+use kernels::{record, Kernels, MsmParams, Step};
+use plan::{max_batch, window_bits_for, Plan, ACC_CHUNK, BASE_BYTES, POINT_BYTES, WORKGROUP};
+pub use shaders::FieldPath;
 
-pub struct GpuMsm {
-    _ctx: Arc<GpuContext>,
+/// Optional overrides, mainly so tests can reach multi-batch and
+/// narrow-window paths at small sizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// Window width in bits (2..=16); chosen from the batch size when `None`.
+    pub window_bits: Option<u32>,
+    /// Most points per batch (and per resident base buffer).
+    pub max_batch: Option<usize>,
+    /// Field implementation; the fastest the adapter supports when `None`.
+    pub field: Option<FieldPath>,
 }
 
-pub struct GpuBases;
+/// Bases resident on the device, split into buffers within the binding limit.
+pub struct GpuBases {
+    chunks: Vec<BaseChunk>,
+    len: usize,
+}
+
+struct BaseChunk {
+    buffer: wgpu::Buffer,
+    start: usize,
+    len: usize,
+}
+
+impl GpuBases {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// How many device buffers hold the bases.
+    pub fn buffer_count(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// Device buffers for batches of up to `plan.n` points, kept between MSMs.
+struct Workspace {
+    plan: Plan,
+    scalars: wgpu::Buffer,
+    counts: wgpu::Buffer,
+    offsets: wgpu::Buffer,
+    chunk_sums: wgpu::Buffer,
+    entries: wgpu::Buffer,
+    bucket_of: wgpu::Buffer,
+    bucket_acc: wgpu::Buffer,
+    conts: [(wgpu::Buffer, wgpu::Buffer); 2],
+    segments: wgpu::Buffer,
+    segment_window: wgpu::Buffer,
+    window_acc: wgpu::Buffer,
+}
+
+/// Set to time every dispatch of an MSM batch separately (on stderr).
+pub const TRACE_ENV: &str = "CVM_MSM_TRACE";
+
+type KernelCache = Vec<(Weak<GpuContext>, FieldPath, Arc<Kernels>)>;
+
+/// Pipelines are compiled once per device and configuration and shared by
+/// every `GpuMsm` on it (compiling is slow, on CPU drivers especially).
+static KERNELS: Mutex<KernelCache> = Mutex::new(Vec::new());
+
+fn cached_kernels(ctx: &Arc<GpuContext>, path: FieldPath) -> Result<Arc<Kernels>, GpuError> {
+    let mut cache = KERNELS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    cache.retain(|(device, _, _)| device.strong_count() > 0);
+    let hit = cache
+        .iter()
+        .find(|(device, cfg, _)| *cfg == path && device.upgrade().is_some_and(|device| Arc::ptr_eq(&device, ctx)));
+    if let Some((_, _, kernels)) = hit {
+        return Ok(kernels.clone());
+    }
+    let kernels = Arc::new(Kernels::compile(ctx, path)?);
+    cache.push((Arc::downgrade(ctx), path, kernels.clone()));
+    Ok(kernels)
+}
+
+pub struct GpuMsm {
+    ctx: Arc<GpuContext>,
+    path: FieldPath,
+    tuning: Tuning,
+    kernels: Arc<Kernels>,
+    workspace: Mutex<Option<Workspace>>,
+    pending_faults: AtomicU32,
+}
 
 impl GpuMsm {
+    /// Compile the MSM pipelines for the fastest field path the adapter has.
     pub fn new(ctx: Arc<GpuContext>) -> Result<Self, GpuError> {
-        Ok(GpuMsm { _ctx: ctx })
+        GpuMsm::with_tuning(ctx, Tuning::default())
     }
 
-    pub fn msm(&self, _bases: &[G1Affine], _scalars: &[Fr]) -> Result<G1Projective, GpuError> {
-        Err(GpuError::Dispatch { label: "msm".into(), reason: "GPU MSM kernels not written yet".into() })
+    pub fn with_tuning(ctx: Arc<GpuContext>, tuning: Tuning) -> Result<Self, GpuError> {
+        let path = tuning.field.unwrap_or_else(|| FieldPath::best_for(ctx.features));
+        if !path.supported_by(ctx.features) {
+            return Err(GpuError::Shader {
+                label: "msm".into(),
+                reason: format!("field path {path:?} needs SHADER_INT64, which {} lacks", ctx.describe()),
+            });
+        }
+        if let Some(bits) = tuning.window_bits {
+            if !(2..=16).contains(&bits) {
+                return Err(GpuError::Dispatch {
+                    label: "msm".into(),
+                    reason: format!("window width {bits} outside 2..=16"),
+                });
+            }
+        }
+        let kernels = cached_kernels(&ctx, path)?;
+        Ok(GpuMsm { ctx, path, tuning, kernels, workspace: Mutex::new(None), pending_faults: AtomicU32::new(0) })
     }
 
-    pub fn upload(&self, _bases: &[G1Affine]) -> Result<GpuBases, GpuError> {
-        Ok(GpuBases)
+    pub fn field_path(&self) -> FieldPath {
+        self.path
     }
 
-    pub fn msm_resident(&self, _set: &GpuBases, _scalars: &[Fr]) -> Result<G1Projective, GpuError> {
-        Err(GpuError::Dispatch { label: "msm".into(), reason: "GPU MSM kernels not written yet".into() })
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Make the next `count` MSMs fail mid-computation (after the bucket
+    /// kernels ran, before readback), as a lost device would; for tests of
+    /// the CPU fallback.
+    pub fn inject_faults(&self, count: u32) {
+        self.pending_faults.store(count, Ordering::SeqCst);
+    }
+
+    fn binding_limit(&self) -> u64 {
+        self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size)
+    }
+
+    fn base_chunk_len(&self) -> usize {
+        let by_limit = (self.binding_limit() / BASE_BYTES).min(plan::MAX_BATCH_POINTS) as usize;
+        self.tuning.max_batch.unwrap_or(usize::MAX).min(by_limit).max(1)
+    }
+
+    /// Upload `bases` once; they stay on the device for `msm_resident`.
+    pub fn upload(&self, bases: &[G1Affine]) -> Result<GpuBases, GpuError> {
+        let chunk_len = self.base_chunk_len();
+        let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let chunks: Vec<BaseChunk> = bases
+            .chunks(chunk_len)
+            .enumerate()
+            .map(|(i, part)| {
+                let words: Vec<u32> = part
+                    .par_iter()
+                    .fold(Vec::new, |mut out, p| {
+                        push_affine(&mut out, p);
+                        out
+                    })
+                    .flatten()
+                    .collect();
+                debug_assert_eq!(words.len(), part.len() * AFFINE_WORDS);
+                let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("msm bases"),
+                    contents: bytemuck::cast_slice(&words),
+                    usage: wgpu::BufferUsages::STORAGE,
+                });
+                BaseChunk { buffer, start: i * chunk_len, len: part.len() }
+            })
+            .collect();
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Dispatch { label: "msm bases upload".into(), reason: err.to_string() });
+        }
+        Ok(GpuBases { chunks, len: bases.len() })
+    }
+
+    /// sum_i scalars[i] * bases[i], uploading the bases for this call only.
+    pub fn msm(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<G1Projective, GpuError> {
+        if bases.len() != scalars.len() {
+            return Err(GpuError::Dispatch {
+                label: "msm".into(),
+                reason: format!("{} bases but {} scalars", bases.len(), scalars.len()),
+            });
+        }
+        if scalars.is_empty() {
+            return Ok(G1Projective::zero());
+        }
+        let set = self.upload(bases)?;
+        self.msm_resident(&set, scalars)
+    }
+
+    /// sum_i scalars[i] * set[i] for the first `scalars.len()` resident bases.
+    pub fn msm_resident(&self, set: &GpuBases, scalars: &[Fr]) -> Result<G1Projective, GpuError> {
+        if scalars.len() > set.len {
+            return Err(GpuError::Dispatch {
+                label: "msm".into(),
+                reason: format!("{} scalars but only {} resident bases", scalars.len(), set.len),
+            });
+        }
+        if scalars.is_empty() {
+            return Ok(G1Projective::zero());
+        }
+        let window_bits =
+            self.tuning.window_bits.unwrap_or_else(|| window_bits_for(scalars.len().min(self.base_chunk_len())));
+        let batch = self.base_chunk_len().min(max_batch(self.binding_limit(), window_bits)).max(1);
+        let capacity = batch.min(scalars.len());
+
+        let mut guard = self.workspace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let reusable =
+            guard.as_ref().is_some_and(|ws| ws.plan.window_bits == window_bits && ws.plan.n as usize >= capacity);
+        if !reusable {
+            *guard = None;
+            *guard = Some(self.workspace_for(Plan::new(capacity as u32, window_bits))?);
+        }
+        let Some(ws) = guard.as_ref() else {
+            return Err(GpuError::Dispatch { label: "msm".into(), reason: "no workspace".into() });
+        };
+
+        let mut total = G1Projective::zero();
+        for chunk in &set.chunks {
+            let end = (chunk.start + chunk.len).min(scalars.len());
+            let mut start = chunk.start;
+            while start < end {
+                let stop = (start + batch).min(end);
+                let offset = (start - chunk.start) as u32;
+                total += self.run_batch(ws, &chunk.buffer, offset, &scalars[start..stop])?;
+                start = stop;
+            }
+        }
+        Ok(total)
+    }
+
+    fn workspace_for(&self, plan: Plan) -> Result<Workspace, GpuError> {
+        let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = |label: &str, bytes: u64| {
+            self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(16).next_multiple_of(4),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let (odd, even) = plan.cont_capacity();
+        let entries = plan.max_entries.max(1) as u64;
+        let ws = Workspace {
+            plan,
+            scalars: buffer("msm scalars", plan.n as u64 * 32),
+            counts: buffer("msm bucket counts", plan.total_buckets as u64 * 4),
+            offsets: buffer("msm bucket offsets", plan.total_buckets as u64 * 4),
+            chunk_sums: buffer("msm scan chunks", plan.scan_chunks as u64 * 4),
+            entries: buffer("msm entries", entries * 4),
+            bucket_of: buffer("msm entry buckets", entries * 4),
+            bucket_acc: buffer("msm buckets", plan.total_buckets as u64 * POINT_BYTES),
+            conts: [
+                (
+                    buffer("msm continuations a", odd as u64 * POINT_BYTES),
+                    buffer("msm continuation buckets a", odd as u64 * 4),
+                ),
+                (
+                    buffer("msm continuations b", even as u64 * POINT_BYTES),
+                    buffer("msm continuation buckets b", even as u64 * 4),
+                ),
+            ],
+            segments: buffer("msm window segments", plan.segment_count() as u64 * POINT_BYTES),
+            segment_window: buffer("msm segment windows", plan.segment_count() as u64 * 4),
+            window_acc: buffer("msm window sums", plan.windows as u64 * POINT_BYTES),
+        };
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Dispatch { label: "msm workspace".into(), reason: err.to_string() });
+        }
+        Ok(ws)
+    }
+
+    /// One batch on the device; returns its full MSM.
+    fn run_batch(
+        &self,
+        ws: &Workspace,
+        bases: &wgpu::Buffer,
+        base_offset: u32,
+        scalars: &[Fr],
+    ) -> Result<G1Projective, GpuError> {
+        let ctx = &self.ctx;
+        let plan = Plan::new(scalars.len() as u32, ws.plan.window_bits);
+        let words: Vec<u32> = scalars.par_iter().flat_map_iter(fr_to_words).collect();
+        ctx.queue.write_buffer(&ws.scalars, 0, bytemuck::cast_slice(&words));
+
+        let params = MsmParams::new(&plan, base_offset);
+        let fixed = params.uniform(ctx);
+        let entry_levels = Plan::levels(plan.max_entries);
+        let segment_levels = Plan::levels(plan.segment_count());
+        let entry_uniforms: Vec<wgpu::Buffer> =
+            entry_levels.iter().map(|len| params.with_list_len(*len).uniform(ctx)).collect();
+        let segment_uniforms: Vec<wgpu::Buffer> =
+            segment_levels.iter().map(|len| params.with_list_len(*len).uniform(ctx)).collect();
+
+        let k = &self.kernels;
+        let n = plan.n;
+        let mut steps = vec![
+            Step {
+                pipeline: &k.count_digits,
+                bindings: vec![(0, &fixed), (1, &ws.scalars), (2, &ws.counts)],
+                threads: n,
+                group: WORKGROUP,
+            },
+            Step {
+                pipeline: &k.scan_chunk_sums,
+                bindings: vec![(0, &fixed), (2, &ws.counts), (6, &ws.chunk_sums)],
+                threads: plan.scan_chunks,
+                group: WORKGROUP,
+            },
+            Step {
+                pipeline: &k.scan_chunk_prefix,
+                bindings: vec![(0, &fixed), (6, &ws.chunk_sums)],
+                threads: 1,
+                group: 0,
+            },
+            Step {
+                pipeline: &k.scan_offsets,
+                bindings: vec![(0, &fixed), (2, &ws.counts), (3, &ws.offsets), (6, &ws.chunk_sums)],
+                threads: plan.scan_chunks,
+                group: WORKGROUP,
+            },
+            Step {
+                pipeline: &k.scatter_digits,
+                bindings: vec![
+                    (0, &fixed),
+                    (1, &ws.scalars),
+                    (2, &ws.counts),
+                    (3, &ws.offsets),
+                    (4, &ws.entries),
+                    (5, &ws.bucket_of),
+                ],
+                threads: n,
+                group: WORKGROUP,
+            },
+        ];
+        let conts = [(&ws.conts[0].0, &ws.conts[0].1), (&ws.conts[1].0, &ws.conts[1].1)];
+        for (level, (len, uniform)) in entry_levels.iter().zip(&entry_uniforms).enumerate() {
+            let out = conts[level % 2];
+            let threads = len.div_ceil(ACC_CHUNK);
+            if level == 0 {
+                steps.push(Step {
+                    pipeline: &k.accumulate_bases,
+                    bindings: vec![
+                        (0, uniform),
+                        (4, &ws.entries),
+                        (5, &ws.bucket_of),
+                        (7, bases),
+                        (8, &ws.bucket_acc),
+                        (11, out.0),
+                        (12, out.1),
+                    ],
+                    threads,
+                    group: WORKGROUP,
+                });
+            } else {
+                let input = conts[(level - 1) % 2];
+                steps.push(Step {
+                    pipeline: &k.accumulate_points,
+                    bindings: vec![
+                        (0, uniform),
+                        (8, &ws.bucket_acc),
+                        (9, input.0),
+                        (10, input.1),
+                        (11, out.0),
+                        (12, out.1),
+                    ],
+                    threads,
+                    group: WORKGROUP,
+                });
+            }
+        }
+        steps.push(Step {
+            pipeline: &k.window_segments,
+            bindings: vec![(0, &fixed), (8, &ws.bucket_acc), (11, &ws.segments), (12, &ws.segment_window)],
+            threads: plan.segment_count(),
+            group: WORKGROUP,
+        });
+        for (level, (len, uniform)) in segment_levels.iter().zip(&segment_uniforms).enumerate() {
+            let out = conts[level % 2];
+            let input = if level == 0 { (&ws.segments, &ws.segment_window) } else { conts[(level - 1) % 2] };
+            steps.push(Step {
+                pipeline: &k.accumulate_points,
+                bindings: vec![
+                    (0, uniform),
+                    (8, &ws.window_acc),
+                    (9, input.0),
+                    (10, input.1),
+                    (11, out.0),
+                    (12, out.1),
+                ],
+                threads: len.div_ceil(ACC_CHUNK),
+                group: WORKGROUP,
+            });
+        }
+
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder =
+            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("msm batch") });
+        for buffer in [&ws.counts, &ws.bucket_of, &ws.bucket_acc, &ws.window_acc] {
+            encoder.clear_buffer(buffer, 0, None);
+        }
+        if std::env::var_os(TRACE_ENV).is_some() {
+            // Submit and wait for each dispatch on its own, timing it.
+            ctx.queue.submit(Some(encoder.finish()));
+            for (i, step) in steps.iter().enumerate() {
+                let started = std::time::Instant::now();
+                let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+                record(ctx, &mut encoder, std::slice::from_ref(step));
+                ctx.queue.submit(Some(encoder.finish()));
+                let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+                eprintln!("msm step {i} ({} threads): {:?}", step.threads, started.elapsed());
+            }
+        } else {
+            record(ctx, &mut encoder, &steps);
+            ctx.queue.submit(Some(encoder.finish()));
+        }
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Dispatch { label: "msm batch".into(), reason: err.to_string() });
+        }
+        if self.take_fault() {
+            return Err(GpuError::InjectedFault("msm after bucket accumulation".into()));
+        }
+
+        let bytes = ctx.read_buffer("msm window sums", &ws.window_acc, plan.windows as u64 * POINT_BYTES)?;
+        let words: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let mut total = G1Projective::zero();
+        for (w, window) in words.chunks_exact(XYZZ_WORDS).enumerate().rev() {
+            for _ in 0..plan.window_bits {
+                total.double_in_place();
+            }
+            total += xyzz_from_words(window).map_err(|e| GpuError::Readback {
+                label: "msm window sums".into(),
+                reason: format!("window {w}: {e}"),
+            })?;
+        }
+        Ok(total)
+    }
+
+    fn take_fault(&self) -> bool {
+        self.pending_faults.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     }
 }

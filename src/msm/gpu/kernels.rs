@@ -1,0 +1,131 @@
+//! The MSM pipelines (compiled once per `GpuMsm`) and the small amount of
+//! plumbing that records a sequence of dispatches into one compute pass.
+
+use wgpu::util::DeviceExt;
+
+use super::plan::{dispatch_shape, Plan, ACC_CHUNK};
+use super::shaders::{stage_source, FieldPath, Stage};
+use crate::gpu::{GpuContext, GpuError};
+
+/// Mirrors `MsmParams` in shaders/msm_common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MsmParams {
+    pub n: u32,
+    pub base_offset: u32,
+    pub window_bits: u32,
+    pub windows: u32,
+    pub buckets: u32,
+    pub total_buckets: u32,
+    pub scan_chunk: u32,
+    pub scan_chunks: u32,
+    pub list_len: u32,
+    pub chunk: u32,
+    pub seg_len: u32,
+    pub segs: u32,
+    pub pad: [u32; 4],
+}
+
+impl MsmParams {
+    pub fn new(plan: &Plan, base_offset: u32) -> MsmParams {
+        MsmParams {
+            n: plan.n,
+            base_offset,
+            window_bits: plan.window_bits,
+            windows: plan.windows,
+            buckets: plan.buckets,
+            total_buckets: plan.total_buckets,
+            scan_chunk: plan.scan_chunk,
+            scan_chunks: plan.scan_chunks,
+            list_len: 0,
+            chunk: ACC_CHUNK,
+            seg_len: plan.seg_len,
+            segs: plan.segs,
+            pad: [0; 4],
+        }
+    }
+
+    pub fn with_list_len(self, list_len: u32) -> MsmParams {
+        MsmParams { list_len, ..self }
+    }
+
+    pub fn uniform(&self, ctx: &GpuContext) -> wgpu::Buffer {
+        ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("msm params"),
+            contents: bytemuck::bytes_of(self),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+}
+
+pub struct Kernels {
+    pub count_digits: wgpu::ComputePipeline,
+    pub scatter_digits: wgpu::ComputePipeline,
+    pub scan_chunk_sums: wgpu::ComputePipeline,
+    pub scan_chunk_prefix: wgpu::ComputePipeline,
+    pub scan_offsets: wgpu::ComputePipeline,
+    pub accumulate_bases: wgpu::ComputePipeline,
+    pub accumulate_points: wgpu::ComputePipeline,
+    pub window_segments: wgpu::ComputePipeline,
+}
+
+impl Kernels {
+    pub fn compile(ctx: &GpuContext, path: FieldPath) -> Result<Kernels, GpuError> {
+        let digits = ctx.compile("msm_digits", &stage_source(path, Stage::Digits))?;
+        let scan = ctx.compile("msm_scan", &stage_source(path, Stage::Scan))?;
+        let accumulate = ctx.compile("msm_accumulate", &stage_source(path, Stage::Accumulate))?;
+        let reduce = ctx.compile("msm_reduce", &stage_source(path, Stage::Reduce))?;
+        Ok(Kernels {
+            count_digits: ctx.compute_pipeline("count_digits", &digits, "count_digits")?,
+            scatter_digits: ctx.compute_pipeline("scatter_digits", &digits, "scatter_digits")?,
+            scan_chunk_sums: ctx.compute_pipeline("scan_chunk_sums", &scan, "scan_chunk_sums")?,
+            scan_chunk_prefix: ctx.compute_pipeline("scan_chunk_prefix", &scan, "scan_chunk_prefix")?,
+            scan_offsets: ctx.compute_pipeline("scan_offsets", &scan, "scan_offsets")?,
+            accumulate_bases: ctx.compute_pipeline("accumulate_bases", &accumulate, "accumulate_bases")?,
+            accumulate_points: ctx.compute_pipeline("accumulate_points", &accumulate, "accumulate_points")?,
+            window_segments: ctx.compute_pipeline("window_segments", &reduce, "window_segments")?,
+        })
+    }
+}
+
+/// One dispatch: a pipeline, the buffers at its bindings (exactly those the
+/// entry point uses, since layouts are inferred), and its size.
+pub struct Step<'a> {
+    pub pipeline: &'a wgpu::ComputePipeline,
+    pub bindings: Vec<(u32, &'a wgpu::Buffer)>,
+    /// Workgroups when `group` is zero, threads otherwise.
+    pub threads: u32,
+    pub group: u32,
+}
+
+/// Record `steps` in order into one compute pass (wgpu orders dependent dispatches).
+pub fn record(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, steps: &[Step<'_>]) {
+    let bind_groups: Vec<wgpu::BindGroup> = steps
+        .iter()
+        .map(|step| {
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = step
+                .bindings
+                .iter()
+                .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: buffer.as_entire_binding(),
+                })
+                .collect();
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &step.pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })
+        .collect();
+    let mut pass =
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("msm"), timestamp_writes: None });
+    let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+    for (step, bind_group) in steps.iter().zip(&bind_groups) {
+        pass.set_pipeline(step.pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        let (x, y) =
+            if step.group == 0 { (step.threads, 1) } else { dispatch_shape(step.threads, step.group, max_dim) };
+        pass.dispatch_workgroups(x, y, 1);
+    }
+}

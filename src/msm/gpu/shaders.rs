@@ -1,0 +1,182 @@
+//! WGSL source assembly: a constants prelude generated from ark-bn254, the
+//! field path the adapter supports, the curve, and one MSM stage per module.
+
+use ark_bn254::Fq;
+use ark_ff::{BigInt, PrimeField};
+
+const FIELD_U32: &str = include_str!("../../../shaders/bn254_field_u32.wgsl");
+const FIELD_U64: &str = include_str!("../../../shaders/bn254_field_u64.wgsl");
+const FIELD_INV: &str = include_str!("../../../shaders/bn254_field_inv.wgsl");
+const CURVE: &str = include_str!("../../../shaders/bn254_curve.wgsl");
+const TEST_OPS: &str = include_str!("../../../shaders/bn254_test_ops.wgsl");
+const MSM_COMMON: &str = include_str!("../../../shaders/msm_common.wgsl");
+const MSM_DIGITS: &str = include_str!("../../../shaders/msm_digits.wgsl");
+const MSM_SCAN: &str = include_str!("../../../shaders/msm_scan.wgsl");
+const MSM_ACCUMULATE: &str = include_str!("../../../shaders/msm_accumulate.wgsl");
+const MSM_REDUCE: &str = include_str!("../../../shaders/msm_reduce.wgsl");
+
+/// Which base-field implementation the kernels are built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FieldPath {
+    /// 16 limbs of 16 bits in u32: only 32-bit integer ops, runs everywhere.
+    U32,
+    /// 8 limbs of 32 bits with u64 products: needs `Features::SHADER_INT64`.
+    U64,
+}
+
+impl FieldPath {
+    /// The fastest path the device supports.
+    pub fn best_for(features: wgpu::Features) -> FieldPath {
+        if features.contains(wgpu::Features::SHADER_INT64) {
+            FieldPath::U64
+        } else {
+            FieldPath::U32
+        }
+    }
+
+    /// Whether a device with `features` can compile this path.
+    pub fn supported_by(self, features: wgpu::Features) -> bool {
+        match self {
+            FieldPath::U32 => true,
+            FieldPath::U64 => features.contains(wgpu::Features::SHADER_INT64),
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            FieldPath::U32 => FIELD_U32,
+            FieldPath::U64 => FIELD_U64,
+        }
+    }
+}
+
+/// One MSM stage module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Digits,
+    Scan,
+    Accumulate,
+    Reduce,
+}
+
+impl Stage {
+    fn source(self) -> &'static str {
+        match self {
+            Stage::Digits => MSM_DIGITS,
+            Stage::Scan => MSM_SCAN,
+            Stage::Accumulate => MSM_ACCUMULATE,
+            Stage::Reduce => MSM_REDUCE,
+        }
+    }
+}
+
+/// Field, inverse and curve code for `path`, with its constants.
+pub fn curve_source(path: FieldPath) -> String {
+    [prelude().as_str(), path.source(), FIELD_INV, CURVE].join("\n")
+}
+
+/// The elementwise field/curve test kernels.
+pub fn test_ops_source(path: FieldPath) -> String {
+    [curve_source(path).as_str(), TEST_OPS].join("\n")
+}
+
+/// The module for one MSM stage.
+pub fn stage_source(path: FieldPath, stage: Stage) -> String {
+    [curve_source(path).as_str(), MSM_COMMON, stage.source()].join("\n")
+}
+
+/// Little-endian 32-bit words of a 256-bit integer.
+pub fn bigint_words(b: &BigInt<4>) -> [u32; 8] {
+    let mut words = [0u32; 8];
+    for (i, limb) in b.0.iter().enumerate() {
+        words[2 * i] = *limb as u32;
+        words[2 * i + 1] = (limb >> 32) as u32;
+    }
+    words
+}
+
+/// Little-endian 16-bit limbs of a 256-bit integer.
+pub fn bigint_limbs16(b: &BigInt<4>) -> [u32; 16] {
+    let mut limbs = [0u32; 16];
+    for (i, word) in bigint_words(b).iter().enumerate() {
+        limbs[2 * i] = word & 0xffff;
+        limbs[2 * i + 1] = word >> 16;
+    }
+    limbs
+}
+
+/// -p^-1 mod 2^32 (Newton iteration doubles the correct low bits each step).
+pub fn montgomery_n0() -> u32 {
+    let p0 = bigint_words(&Fq::MODULUS)[0];
+    let mut inv: u32 = 1;
+    for _ in 0..5 {
+        inv = inv.wrapping_mul(2u32.wrapping_sub(p0.wrapping_mul(inv)));
+    }
+    inv.wrapping_neg()
+}
+
+/// p - 2, the Fermat inversion exponent.
+pub fn p_minus_2() -> BigInt<4> {
+    let mut e = Fq::MODULUS;
+    let mut borrow = 2u64;
+    for limb in e.0.iter_mut() {
+        let (v, b) = limb.overflowing_sub(borrow);
+        *limb = v;
+        borrow = b as u64;
+    }
+    e
+}
+
+fn wgsl_array(name: &str, values: &[u32]) -> String {
+    let items: Vec<String> = values.iter().map(|v| format!("0x{v:08x}u")).collect();
+    format!("const {name}: array<u32, {}> = array<u32, {}>({});\n", values.len(), values.len(), items.join(", "))
+}
+
+/// The BN254 Fq constants both field paths use, generated from ark-bn254.
+pub fn prelude() -> String {
+    let n0 = montgomery_n0();
+    let mut out = String::from("// Generated from ark-bn254 by src/msm/gpu/shaders.rs.\n");
+    out += &wgsl_array("P16", &bigint_limbs16(&Fq::MODULUS));
+    out += &wgsl_array("R2_16", &bigint_limbs16(&Fq::R2));
+    out += &wgsl_array("ONE_MONT_16", &bigint_limbs16(&Fq::R));
+    out += &format!("const N0_16: u32 = 0x{:04x}u;\n", n0 & 0xffff);
+    out += &wgsl_array("P32", &bigint_words(&Fq::MODULUS));
+    out += &wgsl_array("R2_32", &bigint_words(&Fq::R2));
+    out += &wgsl_array("ONE_MONT_32", &bigint_words(&Fq::R));
+    out += &format!("const N0_32: u32 = 0x{n0:08x}u;\n");
+    out += &wgsl_array("P_MINUS_2_WORDS", &bigint_words(&p_minus_2()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ark_ff::{Field, One};
+
+    #[test]
+    fn n0_is_minus_p_inverse() {
+        let p0 = bigint_words(&Fq::MODULUS)[0];
+        assert_eq!(p0.wrapping_mul(montgomery_n0()), u32::MAX);
+        assert_eq!((p0 & 0xffff).wrapping_mul(montgomery_n0() & 0xffff) & 0xffff, 0xffff);
+    }
+
+    #[test]
+    fn montgomery_constants_match_ark_ff() {
+        // R mod p is the Montgomery form of one; R^2 mod p that of R mod p.
+        assert_eq!(Fq::one().0, Fq::R);
+        assert_eq!(Fq::from_bigint(Fq::R).map(|f| f.0), Some(Fq::R2));
+        // a^(p-2) = a^-1 for a sample element.
+        let a = Fq::from(123456789u64);
+        assert_eq!(a.pow(p_minus_2().0), a.inverse().unwrap_or_default());
+    }
+
+    #[test]
+    fn limbs_round_trip_words() {
+        let limbs = bigint_limbs16(&Fq::MODULUS);
+        let words = bigint_words(&Fq::MODULUS);
+        for i in 0..8 {
+            assert_eq!(limbs[2 * i] | (limbs[2 * i + 1] << 16), words[i]);
+            assert!(limbs[2 * i] < 1 << 16 && limbs[2 * i + 1] < 1 << 16);
+        }
+    }
+}
