@@ -89,7 +89,7 @@ pub fn hex_encode(bytes: &[u8]) -> String {
 
 /// Decode hex of any even length, saying where it went wrong.
 pub fn hex_decode(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!("hex has odd length {}", text.len()));
     }
     let digit = |i: usize, c: u8| -> Result<u8, String> {

@@ -562,7 +562,7 @@ fn asserting_on_a_forged_handle_traps() {
     )
     .expect("valid");
     let mut pool = HashPool::new();
-    pool.hash(b"someone else's request".to_vec());
+    pool.hash(b"someone else's request");
     match Case::new().run_in(&p, Interpreter::new(100), &mut pool).unwrap_err() {
         ExecutionError::InvalidInstruction { offset, reason } => {
             assert_eq!(offset, HEADER_SIZE + 16);

@@ -30,7 +30,10 @@ use gpu::GpuRunOptions;
 /// # Panics
 /// If `message_len` is 0 or does not divide `data.len()`.
 pub fn hash_chunks(data: &[u8], message_len: usize) -> Vec<[u8; 32]> {
-    assert!(message_len > 0 && data.len() % message_len == 0, "data must be whole messages of message_len bytes");
+    assert!(
+        message_len > 0 && data.len().is_multiple_of(message_len),
+        "data must be whole messages of message_len bytes"
+    );
     let mut out = vec![[0u8; 32]; data.len() / message_len];
     hash_chunks_into(data, message_len, &mut out);
     out

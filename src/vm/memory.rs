@@ -276,7 +276,7 @@ impl<'a> Memory<'a> {
                     .iter()
                     .nth(entry as usize)
                     .ok_or_else(|| fault(address, format!("the context has no environment entry {entry}")))?;
-                if (w - ENV_FIRST_WINDOW) % 2 == 0 {
+                if (w - ENV_FIRST_WINDOW).is_multiple_of(2) {
                     k.as_bytes()
                 } else {
                     v.as_bytes()
@@ -357,7 +357,7 @@ fn resource_read<R>(
     let within = offset % WINDOW;
     if window == 0 {
         // The common case, an aligned field load, builds only that word.
-        if len == 8 && within % 8 == 0 && within < field::HEADER_SIZE {
+        if len == 8 && within.is_multiple_of(8) && within < field::HEADER_SIZE {
             return Ok(f(&resource_word(r, base, within as usize / 8).to_le_bytes()));
         }
         let header = resource_header(r, base);

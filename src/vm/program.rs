@@ -64,7 +64,7 @@ impl Program {
 
     /// The instruction at code byte offset `pc`.
     pub fn at(&self, pc: usize) -> Option<&Instruction> {
-        if pc % INSTRUCTION_SIZE != 0 {
+        if !pc.is_multiple_of(INSTRUCTION_SIZE) {
             return None;
         }
         self.code.get(pc / INSTRUCTION_SIZE)
@@ -163,7 +163,7 @@ impl Program {
             let pc = index * INSTRUCTION_SIZE;
             if let Some(target) = instruction.jump_target() {
                 let target = target as usize;
-                if target % INSTRUCTION_SIZE != 0 {
+                if !target.is_multiple_of(INSTRUCTION_SIZE) {
                     return Err(invalid(
                         offset,
                         format!("{instruction} at pc 0x{pc:04x}: jump target 0x{target:04x} is not a multiple of {INSTRUCTION_SIZE}"),
