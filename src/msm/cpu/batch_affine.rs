@@ -53,7 +53,7 @@ impl<P: SWCurveConfig<BaseField: FastSub>> AffineBatch<P> {
             let dx = point.x.sub_fast(&buckets[index as usize].x);
             self.prefix.push(acc);
             self.dx.push(dx);
-            acc *= dx;
+            acc = acc.mul_fast(&dx);
         }
         let mut inverse = acc.inverse().unwrap_or(P::BaseField::ZERO);
         debug_assert!(!inverse.is_zero(), "batch-affine denominator was zero");
@@ -61,11 +61,11 @@ impl<P: SWCurveConfig<BaseField: FastSub>> AffineBatch<P> {
         for k in (0..self.indices.len()).rev() {
             let point = &self.points[k];
             let bucket = &mut buckets[self.indices[k] as usize];
-            let dx_inverse = inverse * self.prefix[k];
-            inverse *= self.dx[k];
-            let slope = point.y.sub_fast(&bucket.y) * dx_inverse;
+            let dx_inverse = inverse.mul_fast(&self.prefix[k]);
+            inverse = inverse.mul_fast(&self.dx[k]);
+            let slope = point.y.sub_fast(&bucket.y).mul_fast(&dx_inverse);
             let x3 = slope.square_fast().sub_fast(&bucket.x).sub_fast(&point.x);
-            let y3 = (slope * bucket.x.sub_fast(&x3)).sub_fast(&bucket.y);
+            let y3 = slope.mul_fast(&bucket.x.sub_fast(&x3)).sub_fast(&bucket.y);
             *bucket = Affine::new_unchecked(x3, y3);
         }
         self.indices.clear();

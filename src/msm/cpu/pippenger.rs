@@ -88,8 +88,9 @@ fn window_sum<P: MsmCurve>(
             if digit == 0 {
                 continue;
             }
+            // Random signs: a branch here would mispredict half the time.
             let negate = (digit < 0) ^ source.negate_point();
-            let point = if negate { -*point } else { *point };
+            let point = Affine::new_unchecked(point.x, point.y.neg_if(negate));
             acc.add(digit.unsigned_abs() - 1, point);
         }
     }
