@@ -3,7 +3,7 @@
 //! which mispredicts about half the time on random data), an Fq Montgomery
 //! multiplication the compiler inlines into the addition loop (arkworks'
 //! stays an out-of-line call there, passing operands through the stack),
-//! and branch-free conditional negation.
+//! Fq2 products and squares built on it, and branch-free conditional negation.
 
 use ark_bn254::{Fq, Fq2, FqConfig};
 use ark_ff::{AdditiveGroup, BigInt, Field, MontConfig, PrimeField};
@@ -40,6 +40,21 @@ fn mont_mul(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
         t[3] = carry_mul + carry_red;
     }
     reduce_once(t)
+}
+
+/// a + b mod q, branch-free (a + b < 2q < 2^256: no carry out of the top limb).
+#[inline(always)]
+fn add_mod(a: &Fq, b: &Fq) -> Fq {
+    let (a, b) = (&a.0 .0, &b.0 .0);
+    let mut sum = [0u64; 4];
+    let mut carry = 0u64;
+    for i in 0..4 {
+        let (s1, c1) = a[i].overflowing_add(b[i]);
+        let (s2, c2) = s1.overflowing_add(carry);
+        sum[i] = s2;
+        carry = (c1 | c2) as u64;
+    }
+    Fq::new_unchecked(BigInt::new(reduce_once(sum)))
 }
 
 /// t - q when t >= q (t < 2q), branch-free.
@@ -119,15 +134,23 @@ impl FastSub for Fq2 {
         Fq2::new(self.c0.sub_fast(&other.c0), self.c1.sub_fast(&other.c1))
     }
 
-    /// Complex squaring: two Fq multiplications instead of three.
+    /// Complex squaring (u² = -1): (a0 + a1)(a0 - a1) and 2·a0·a1, two products.
     #[inline(always)]
     fn square_fast(&self) -> Self {
-        self.square()
+        let (a0, a1) = (&self.c0, &self.c1);
+        let c0 = add_mod(a0, a1).mul_fast(&a0.sub_fast(a1));
+        let product = a0.mul_fast(a1);
+        Fq2::new(c0, add_mod(&product, &product))
     }
 
+    /// Karatsuba over u² = -1: three Fq products.
     #[inline(always)]
     fn mul_fast(&self, other: &Self) -> Self {
-        *self * other
+        let (a0, a1, b0, b1) = (&self.c0, &self.c1, &other.c0, &other.c1);
+        let v0 = a0.mul_fast(b0);
+        let v1 = a1.mul_fast(b1);
+        let cross = add_mod(a0, a1).mul_fast(&add_mod(b0, b1));
+        Fq2::new(v0.sub_fast(&v1), cross.sub_fast(&v0).sub_fast(&v1))
     }
 
     #[inline(always)]
@@ -154,9 +177,19 @@ mod tests {
             assert_eq!(a.neg_if(true), -*a);
             assert_eq!(a.neg_if(false), *a);
         }
+        for a in &values {
+            for b in values.iter().take(40) {
+                assert_eq!(add_mod(a, b), *a + b);
+                let (x, y) = (Fq2::new(*a, *b), Fq2::new(*b, -*a));
+                assert_eq!(x.mul_fast(&y), x * y);
+                assert_eq!(x.mul_fast(&x), x * x);
+                assert_eq!(x.square_fast(), x.square());
+            }
+        }
         for _ in 0..100 {
             let (x, y) = (Fq2::rand(&mut rng), Fq2::rand(&mut rng));
             assert_eq!(x.mul_fast(&y), x * y);
+            assert_eq!(x.square_fast(), x.square());
             assert_eq!(x.neg_if(true), -x);
             assert_eq!(x.neg_if(false), x);
         }
