@@ -7,23 +7,22 @@ use ark_ff::{AdditiveGroup, Field, Zero};
 
 use super::field::FastSub;
 
-/// Pending `bucket[index] += point` additions. The caller guarantees that no
+/// Pending `bucket[index] += ±point` additions. The caller guarantees that no
 /// bucket appears twice and that every bucket is finite with an x-coordinate
 /// different from its point's (so no doubling, no cancellation, no division by zero).
-pub struct AffineBatch<P: SWCurveConfig<BaseField: FastSub>> {
+/// Points are borrowed, not copied, and negated only where their y is used.
+pub struct AffineBatch<'a, P: SWCurveConfig<BaseField: FastSub>> {
     indices: Vec<u32>,
-    points: Vec<Affine<P>>,
+    points: Vec<(&'a Affine<P>, bool)>,
     prefix: Vec<P::BaseField>,
-    dx: Vec<P::BaseField>,
 }
 
-impl<P: SWCurveConfig<BaseField: FastSub>> AffineBatch<P> {
+impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {
     pub fn with_capacity(capacity: usize) -> Self {
         AffineBatch {
             indices: Vec::with_capacity(capacity),
             points: Vec::with_capacity(capacity),
             prefix: Vec::with_capacity(capacity),
-            dx: Vec::with_capacity(capacity),
         }
     }
 
@@ -35,9 +34,10 @@ impl<P: SWCurveConfig<BaseField: FastSub>> AffineBatch<P> {
         self.indices.is_empty()
     }
 
-    pub fn push(&mut self, bucket: u32, point: Affine<P>) {
+    /// Queue `bucket += point`, or `bucket -= point` when `negate`.
+    pub fn push(&mut self, bucket: u32, point: &'a Affine<P>, negate: bool) {
         self.indices.push(bucket);
-        self.points.push(point);
+        self.points.push((point, negate));
     }
 
     /// Apply every pending addition to `buckets` and empty the batch.
@@ -45,27 +45,46 @@ impl<P: SWCurveConfig<BaseField: FastSub>> AffineBatch<P> {
         if self.indices.is_empty() {
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("adx") {
+            // SAFETY: the CPU supports the features `apply_bmi2` is compiled for.
+            unsafe { self.apply_bmi2(buckets) };
+            return;
+        }
+        self.apply_inner(buckets);
+    }
+
+    /// The same loop compiled with `mulx`: the Montgomery products no longer
+    /// pin rdx:rax, which frees registers (the release build targets baseline x86-64).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "bmi2,adx")]
+    unsafe fn apply_bmi2(&mut self, buckets: &mut [Affine<P>]) {
+        self.apply_inner(buckets);
+    }
+
+    #[inline(always)]
+    fn apply_inner(&mut self, buckets: &mut [Affine<P>]) {
         // Forward pass: prefix[k] = product of the denominators before k.
         self.prefix.clear();
-        self.dx.clear();
         let mut acc = P::BaseField::ONE;
-        for (&index, point) in self.indices.iter().zip(&self.points) {
+        for (&index, (point, _)) in self.indices.iter().zip(&self.points) {
             let dx = point.x.sub_fast(&buckets[index as usize].x);
             self.prefix.push(acc);
-            self.dx.push(dx);
-            acc *= dx;
+            acc = acc.mul_fast(&dx);
         }
         let mut inverse = acc.inverse().unwrap_or(P::BaseField::ZERO);
         debug_assert!(!inverse.is_zero(), "batch-affine denominator was zero");
         // Backward pass: peel one denominator off the running inverse per step.
         for k in (0..self.indices.len()).rev() {
-            let point = &self.points[k];
+            let (point, negate) = self.points[k];
             let bucket = &mut buckets[self.indices[k] as usize];
-            let dx_inverse = inverse * self.prefix[k];
-            inverse *= self.dx[k];
-            let slope = point.y.sub_fast(&bucket.y) * dx_inverse;
+            // Recomputing the denominator is cheaper than storing and reloading it.
+            let dx = point.x.sub_fast(&bucket.x);
+            let dx_inverse = inverse.mul_fast(&self.prefix[k]);
+            inverse = inverse.mul_fast(&dx);
+            let slope = point.y.neg_if(negate).sub_fast(&bucket.y).mul_fast(&dx_inverse);
             let x3 = slope.square_fast().sub_fast(&bucket.x).sub_fast(&point.x);
-            let y3 = (slope * bucket.x.sub_fast(&x3)).sub_fast(&bucket.y);
+            let y3 = slope.mul_fast(&bucket.x.sub_fast(&x3)).sub_fast(&bucket.y);
             *bucket = Affine::new_unchecked(x3, y3);
         }
         self.indices.clear();
@@ -94,7 +113,7 @@ mod tests {
             buckets.iter().zip(&adds).map(|(b, p)| (*b + *p).into_affine()).chain(buckets[30..].to_vec()).collect();
         let mut batch = AffineBatch::with_capacity(30);
         for (i, p) in adds.iter().enumerate().rev() {
-            batch.push(i as u32, *p);
+            batch.push(i as u32, p, false);
         }
         batch.apply(&mut buckets);
         assert!(batch.is_empty());
@@ -106,10 +125,11 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
         let mut buckets: Vec<G2Affine> = (0..5).map(|_| G2Projective::rand(&mut rng).into_affine()).collect();
         let p = G2Projective::rand(&mut rng).into_affine();
-        let expected: Vec<G2Affine> = buckets.iter().map(|b| (*b + p).into_affine()).collect();
+        let expected: Vec<G2Affine> =
+            buckets.iter().enumerate().map(|(i, b)| if i % 2 == 0 { *b + p } else { *b - p }.into_affine()).collect();
         let mut batch = AffineBatch::with_capacity(5);
         for i in 0..5 {
-            batch.push(i, p);
+            batch.push(i, &p, i % 2 == 1);
         }
         batch.apply(&mut buckets);
         assert_eq!(buckets, expected);

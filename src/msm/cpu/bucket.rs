@@ -19,15 +19,15 @@ use super::field::FastSub;
 /// accumulate projectively instead.
 const MIN_AFFINE_BUCKETS: usize = 32;
 
-pub struct BucketAccumulator<P: SWCurveConfig<BaseField: FastSub>> {
+pub struct BucketAccumulator<'a, P: SWCurveConfig<BaseField: FastSub>> {
     buckets: Vec<Affine<P>>,
     affine: bool,
     busy: Vec<bool>,
     /// Allocated on first use: most tasks never touch it.
     overflow: Vec<Projective<P>>,
-    batch: AffineBatch<P>,
+    batch: AffineBatch<'a, P>,
     batch_capacity: usize,
-    queue: Vec<(u32, Affine<P>)>,
+    queue: Vec<(u32, &'a Affine<P>, bool)>,
     queue_capacity: usize,
 }
 
@@ -38,7 +38,7 @@ pub fn batch_capacity(buckets: usize) -> usize {
     (buckets / 4).clamp(1, 1024)
 }
 
-impl<P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<P> {
+impl<'a, P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<'a, P> {
     pub fn new(buckets: usize) -> Self {
         let batch_capacity = batch_capacity(buckets);
         BucketAccumulator {
@@ -53,47 +53,51 @@ impl<P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<P> {
         }
     }
 
-    /// `bucket += point` (the point is finite).
+    /// `bucket += point`, or `bucket -= point` when `negate` (the point is finite).
     #[inline]
-    pub fn add(&mut self, bucket: u32, point: Affine<P>) {
-        self.place(bucket, point);
+    pub fn add(&mut self, bucket: u32, point: &'a Affine<P>, negate: bool) {
+        self.place(bucket, point, negate);
         if self.batch.len() >= self.batch_capacity {
             self.flush();
             self.retry_queue();
         }
     }
 
-    fn place(&mut self, bucket: u32, point: Affine<P>) {
+    fn place(&mut self, bucket: u32, point: &'a Affine<P>, negate: bool) {
         let index = bucket as usize;
         if !self.affine {
-            self.add_overflow(index, &point);
+            self.add_overflow(index, point, negate);
             return;
         }
         if self.busy[index] {
             if self.queue.len() < self.queue_capacity {
-                self.queue.push((bucket, point));
+                self.queue.push((bucket, point, negate));
             } else {
-                self.add_overflow(index, &point);
+                self.add_overflow(index, point, negate);
             }
             return;
         }
         let current = &mut self.buckets[index];
         if current.is_zero() {
-            *current = point;
+            *current = Affine::new_unchecked(point.x, point.y.neg_if(negate));
         } else if current.x == point.x {
             // Doubling or cancellation: not expressible in the batch formula.
-            self.add_overflow(index, &point);
+            self.add_overflow(index, point, negate);
         } else {
             self.busy[index] = true;
-            self.batch.push(bucket, point);
+            self.batch.push(bucket, point, negate);
         }
     }
 
-    fn add_overflow(&mut self, index: usize, point: &Affine<P>) {
+    fn add_overflow(&mut self, index: usize, point: &Affine<P>, negate: bool) {
         if self.overflow.is_empty() {
             self.overflow = vec![Projective::<P>::zero(); self.buckets.len()];
         }
-        self.overflow[index] += point;
+        if negate {
+            self.overflow[index] -= point;
+        } else {
+            self.overflow[index] += point;
+        }
     }
 
     fn flush(&mut self) {
@@ -106,8 +110,8 @@ impl<P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<P> {
     /// Give queued points another chance now that their buckets are free.
     fn retry_queue(&mut self) {
         let queued = std::mem::take(&mut self.queue);
-        for &(bucket, point) in &queued {
-            self.place(bucket, point);
+        for &(bucket, point, negate) in &queued {
+            self.place(bucket, point, negate);
             if self.batch.len() >= self.batch_capacity {
                 self.flush();
             }
@@ -157,7 +161,21 @@ mod tests {
     fn run(buckets: usize, adds: &[(u32, G1Affine)]) -> G1Projective {
         let mut acc = BucketAccumulator::<ark_bn254::g1::Config>::new(buckets);
         for (b, p) in adds {
-            acc.add(*b, *p);
+            acc.add(*b, p, false);
+        }
+        acc.finish()
+    }
+
+    /// The same additions, every other one sent as -(-p) through the sign flag.
+    fn run_signed(buckets: usize, adds: &[(u32, G1Affine)]) -> G1Projective {
+        let negated: Vec<G1Affine> = adds.iter().map(|(_, p)| -*p).collect();
+        let mut acc = BucketAccumulator::<ark_bn254::g1::Config>::new(buckets);
+        for (i, (b, p)) in adds.iter().enumerate() {
+            if i % 2 == 0 {
+                acc.add(*b, &negated[i], true);
+            } else {
+                acc.add(*b, p, false);
+            }
         }
         acc.finish()
     }
@@ -168,6 +186,7 @@ mod tests {
         let adds: Vec<(u32, G1Affine)> =
             (0..3000).map(|_| (rng.gen_range(0..64), G1Projective::rand(&mut rng).into_affine())).collect();
         assert_eq!(run(64, &adds), naive(64, &adds));
+        assert_eq!(run_signed(64, &adds), naive(64, &adds));
     }
 
     #[test]
@@ -185,5 +204,6 @@ mod tests {
             adds.push((5, -p));
         }
         assert_eq!(run(8, &adds), naive(8, &adds));
+        assert_eq!(run_signed(8, &adds), naive(8, &adds));
     }
 }

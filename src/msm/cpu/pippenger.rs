@@ -56,17 +56,17 @@ pub fn msm<P: MsmCurve>(
     drop(halves);
 
     let top_buckets = plan.windows.top_digit_max(&max) as usize;
-    let task_count = plan.windows.count as usize * plan.chunks;
-    let chunk_len = n.div_ceil(plan.chunks);
-    let sums: Vec<Projective<P>> = (0..task_count)
-        .into_par_iter()
+    let tasks = plan.tasks();
+    let sums: Vec<(u32, Projective<P>)> = tasks
+        .par_iter()
         .with_max_len(1)
         .map(|task| {
-            let window = (task / plan.chunks) as u32;
-            let chunk = task % plan.chunks;
-            let range = (chunk * chunk_len).min(n)..((chunk + 1) * chunk_len).min(n);
+            let chunk_len = n.div_ceil(task.of);
+            let range = (task.chunk * chunk_len).min(n)..((task.chunk + 1) * chunk_len).min(n);
+            let window = task.window;
             let buckets = if window + 1 == plan.windows.count { top_buckets.max(1) } else { plan.windows.buckets() };
-            window_sum(&plan, window, buckets, &bases[range.clone()], &endo[range.clone()], &sources[range])
+            let sum = window_sum(&plan, window, buckets, &bases[range.clone()], &endo[range.clone()], &sources[range]);
+            (window, sum)
         })
         .collect();
     combine(&plan, &sums)
@@ -88,24 +88,26 @@ fn window_sum<P: MsmCurve>(
             if digit == 0 {
                 continue;
             }
+            // The sign travels with the point: negated only where its y is used.
             let negate = (digit < 0) ^ source.negate_point();
-            let point = if negate { -*point } else { *point };
-            acc.add(digit.unsigned_abs() - 1, point);
+            acc.add(digit.unsigned_abs() - 1, point, negate);
         }
     }
     acc.finish()
 }
 
 /// sum_w 2^(c*w) * S_w, where S_w adds up the chunk sums of window w.
-fn combine<P: MsmCurve>(plan: &Plan, sums: &[Projective<P>]) -> Projective<P> {
+fn combine<P: MsmCurve>(plan: &Plan, sums: &[(u32, Projective<P>)]) -> Projective<P> {
+    let mut per_window = vec![Projective::<P>::zero(); plan.windows.count as usize];
+    for (window, sum) in sums {
+        per_window[*window as usize] += sum;
+    }
     let mut total = Projective::<P>::zero();
-    for window_sums in sums.chunks(plan.chunks).rev() {
+    for window_sum in per_window.iter().rev() {
         for _ in 0..plan.windows.c {
             total.double_in_place();
         }
-        for s in window_sums {
-            total += s;
-        }
+        total += window_sum;
     }
     total
 }
