@@ -4,7 +4,8 @@
 //!
 //! `cpu_lanes` is the pool's CPU backend on messages already in memory
 //! (`hash::hash_chunks_into`, nothing copied or allocated); `cpu_pool` also files every request
-//! (copying its bytes into the pool) before the flush.
+//! (copying its bytes into the pool) before the flush; `cpu_pool_bulk` files them all with one
+//! `hash_fixed` call (one copy, one run) before the flush.
 //!
 //! Filter with e.g. `cargo bench --bench hash_pool -- 64B/`. The pool cases
 //! include filing every request (the pool copies the bytes) and the flush.
@@ -34,6 +35,14 @@ fn pool_round(pool: &mut HashPool, data: &[u8], size: usize) -> [u8; 32] {
     }
     pool.flush().expect("the pool never fails a flush");
     let digest = last.and_then(|h| pool.get(h)).unwrap_or_default();
+    pool.clear();
+    digest
+}
+
+fn pool_bulk_round(pool: &mut HashPool, data: &[u8], size: usize) -> [u8; 32] {
+    let range = pool.hash_fixed(data, size).expect("whole messages");
+    pool.flush().expect("the pool never fails a flush");
+    let digest = pool.get_range(range).and_then(|d| d.last().copied()).unwrap_or_default();
     pool.clear();
     digest
 }
@@ -83,6 +92,9 @@ fn bench_hash_pool(c: &mut Criterion) {
             });
             group.bench_with_input(BenchmarkId::new("cpu_pool", count), &data, |b, data| {
                 b.iter(|| pool_round(&mut cpu, black_box(data), size))
+            });
+            group.bench_with_input(BenchmarkId::new("cpu_pool_bulk", count), &data, |b, data| {
+                b.iter(|| pool_bulk_round(&mut cpu, black_box(data), size))
             });
             if let Some((pool, software)) = gpu.as_mut() {
                 if !*software || log2 <= SOFTWARE_GPU_MAX_LOG2 {

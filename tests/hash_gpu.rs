@@ -192,3 +192,23 @@ fn a_bounded_gpu_pool_flushes_itself() {
         assert_eq!(pool.get(*h), Some(*blake3::hash(&(i as u32).to_le_bytes()).as_bytes()));
     }
 }
+
+#[test]
+fn bulk_filings_match_the_crate_on_the_gpu() {
+    let Some(mut pool) = gpu_pool() else { return };
+    pool.set_gpu_segment_limit(100);
+    let mut rng = ChaCha8Rng::seed_from_u64(19);
+    for len in [1usize, 3, 64, 1024, 1025] {
+        for count in [0usize, 1, 2, 3, 31, 32, 33, 255, 256, 257] {
+            let mut data = vec![0u8; len * count];
+            rng.fill_bytes(&mut data);
+            let range = pool.hash_fixed(&data, len).unwrap();
+            pool.hash(b"between runs");
+            pool.flush().unwrap();
+            let want: Vec<[u8; 32]> = data.chunks_exact(len).map(|m| *blake3::hash(m).as_bytes()).collect();
+            assert_eq!(pool.get_range(range).unwrap(), want, "{count} x {len}B");
+            pool.clear();
+        }
+    }
+    assert_eq!(pool.gpu_fallbacks(), 0);
+}

@@ -1,6 +1,7 @@
 //! Pending requests packed into one contiguous byte buffer with a table of
-//! jobs (offset, length, key, mode), so filing a request allocates nothing
-//! per message and every backend reads the same layout.
+//! runs (offset, count, length, key, mode): consecutive requests of the same
+//! length and mode share one entry, so filing allocates nothing per message,
+//! a bulk filing is one copy, and every backend reads the same layout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,33 @@ pub(crate) struct Job {
     pub flags: u32,
 }
 
+/// `count` consecutive requests of `len` bytes each, the first at `offset`,
+/// the next every [`Run::stride`] bytes, all with the same key and mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub offset: usize,
+    pub count: usize,
+    pub len: usize,
+    pub key: u32,
+    pub flags: u32,
+}
+
+impl Run {
+    /// Bytes from one message's start to the next (messages start at multiples of 4).
+    pub fn stride(&self) -> usize {
+        stride(self.len)
+    }
+
+    /// The job of the run's `i`-th message.
+    pub fn job(&self, i: usize) -> Job {
+        Job { offset: self.offset + i * self.stride(), len: self.len, key: self.key, flags: self.flags }
+    }
+}
+
+fn stride(len: usize) -> usize {
+    len.next_multiple_of(4)
+}
+
 /// What a key slot was made from, so long messages can go to the blake3 crate.
 #[derive(Clone, Debug)]
 pub(crate) enum KeySource {
@@ -32,7 +60,9 @@ pub(crate) enum KeySource {
 pub(crate) struct PackedBatch {
     /// Message bytes; every message starts at a multiple of 4 (the GPU reads words).
     pub bytes: Vec<u8>,
-    pub jobs: Vec<Job>,
+    pub runs: Vec<Run>,
+    /// Requests over all runs.
+    count: usize,
     /// Key words per slot: the IV, a user key, or a derive-key context key.
     pub keys: Vec<[u32; 8]>,
     pub sources: Vec<KeySource>,
@@ -46,7 +76,8 @@ impl Default for PackedBatch {
     fn default() -> Self {
         PackedBatch {
             bytes: Vec::new(),
-            jobs: Vec::new(),
+            runs: Vec::new(),
+            count: 0,
             keys: vec![IV],
             sources: vec![KeySource::Iv],
             key_slots: HashMap::new(),
@@ -58,16 +89,21 @@ impl Default for PackedBatch {
 
 impl PackedBatch {
     pub fn len(&self) -> usize {
-        self.jobs.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.count == 0
     }
 
     /// The length shared by every job, if there is one.
     pub fn common_len(&self) -> Option<usize> {
         self.common_len
+    }
+
+    /// Every job in request order, one per message.
+    pub fn jobs(&self) -> impl Iterator<Item = Job> + '_ {
+        self.runs.iter().flat_map(|run| (0..run.count).map(move |i| run.job(i)))
     }
 
     pub fn push_hash(&mut self, data: &[u8]) {
@@ -111,12 +147,49 @@ impl PackedBatch {
         self.bytes.extend_from_slice(data);
         let padded = self.bytes.len().next_multiple_of(4);
         self.bytes.resize(padded, 0);
-        self.common_len = match (self.jobs.is_empty(), self.common_len) {
-            (true, _) => Some(data.len()),
-            (false, Some(len)) if len == data.len() => Some(len),
+        self.add_run(Run { offset, count: 1, len: data.len(), key, flags });
+    }
+
+    /// File `data` as consecutive plain-hash messages of `len` bytes each
+    /// (`len > 0`, `data.len()` a multiple of it): one copy, one run.
+    pub fn push_hash_fixed(&mut self, data: &[u8], len: usize) {
+        debug_assert!(len > 0 && data.len() % len == 0);
+        let count = data.len() / len;
+        let offset = self.bytes.len();
+        if len % 4 == 0 {
+            self.bytes.extend_from_slice(data);
+        } else {
+            self.bytes.reserve(count * stride(len));
+            for message in data.chunks_exact(len) {
+                self.bytes.extend_from_slice(message);
+                self.bytes.resize(self.bytes.len().next_multiple_of(4), 0);
+            }
+        }
+        self.add_run(Run { offset, count, len, key: 0, flags: 0 });
+    }
+
+    /// Append `run`, merging it into the last one when it continues it.
+    fn add_run(&mut self, run: Run) {
+        if run.count == 0 {
+            return;
+        }
+        self.common_len = match (self.count, self.common_len) {
+            (0, _) => Some(run.len),
+            (_, Some(len)) if len == run.len => Some(len),
             _ => None,
         };
-        self.jobs.push(Job { offset, len: data.len(), key, flags });
+        self.count += run.count;
+        if let Some(last) = self.runs.last_mut() {
+            let continues = last.len == run.len
+                && last.key == run.key
+                && last.flags == run.flags
+                && last.offset + last.count * last.stride() == run.offset;
+            if continues {
+                last.count += run.count;
+                return;
+            }
+        }
+        self.runs.push(run);
     }
 
     /// The message of `job`.
@@ -137,7 +210,8 @@ impl PackedBatch {
     /// Drop the jobs and their bytes, keeping the key tables and the capacity.
     pub fn reset(&mut self) {
         self.bytes.clear();
-        self.jobs.clear();
+        self.runs.clear();
+        self.count = 0;
         self.common_len = None;
     }
 

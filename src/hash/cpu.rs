@@ -1,19 +1,40 @@
 //! The CPU backend: single-chunk messages grouped by length and hashed in SIMD
 //! lanes across rayon threads; multi-chunk messages through the blake3 crate.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use super::batch::{Job, PackedBatch};
+use super::batch::{Job, PackedBatch, Run};
 use super::consts::{BLOCK_LEN, CHUNK_LEN, IV};
 use super::lanes::{Group, Kernel, MAX_LANES};
 
-/// Messages per rayon task: big enough to amortise scheduling, small enough
-/// to balance two to a few dozen cores.
+/// Fewest messages per rayon task: enough to amortise scheduling.
 const TASK_MESSAGES: usize = 1024;
+
+/// Runs averaging fewer requests than this are hashed job by job (regrouped
+/// by length), since a run shorter than a lane group wastes lanes.
+const MIN_AVERAGE_RUN: usize = 16;
+
+/// A digest slot the kernels write without it being initialised first.
+pub(crate) type Slot = MaybeUninit<[u8; 32]>;
+
+/// Messages per task for `total` messages: a few big contiguous tasks per
+/// thread (load balance without per-message overhead).
+fn task_messages(total: usize) -> usize {
+    total.div_ceil(4 * rayon::current_num_threads()).max(TASK_MESSAGES)
+}
+
+/// Initialised slots seen as writable slots.
+fn as_slots(out: &mut [[u8; 32]]) -> &mut [Slot] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout, and the kernels only ever
+    // write whole, initialised digests through the returned slice.
+    unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<Slot>(), out.len()) }
+}
 
 /// Hash messages `start..start + out.len()` of an equal-length run;
 /// `lane(i)` gives message `i`'s start, key and mode flag.
-fn hash_range<'k, F>(kernel: Kernel, len: usize, lane: &F, start: usize, out: &mut [[u8; 32]])
+fn hash_range<'k, F>(kernel: Kernel, len: usize, lane: &F, start: usize, out: &mut [Slot])
 where
     F: Fn(usize) -> (*const u8, &'k [u32; 8], u32),
 {
@@ -44,8 +65,8 @@ where
         }
         // SAFETY: the kernel was checked to be supported when the pool chose
         // it; every pointer addresses `len` bytes of a live buffer, and
-        // `out_group` has room for `n` digests.
-        unsafe { kernel.hash_group(&group, out_group.as_mut_ptr()) };
+        // `out_group` has room for `n` digests, all of which it writes.
+        unsafe { kernel.hash_group(&group, out_group.as_mut_ptr().cast()) };
     }
 }
 
@@ -65,24 +86,33 @@ fn prefetch(ptr: *const u8, len: usize) {
 }
 
 /// Hash an equal-length run, in parallel when it is big enough.
-fn hash_run<'k, F>(kernel: Kernel, len: usize, lane: &F, out: &mut [[u8; 32]])
+fn hash_run<'k, F>(kernel: Kernel, len: usize, lane: &F, out: &mut [Slot])
 where
     F: Fn(usize) -> (*const u8, &'k [u32; 8], u32) + Sync,
 {
-    if out.len() <= TASK_MESSAGES {
+    let task = task_messages(out.len());
+    if out.len() <= task {
         hash_range(kernel, len, lane, 0, out);
     } else {
-        out.par_chunks_mut(TASK_MESSAGES)
-            .enumerate()
-            .for_each(|(t, chunk)| hash_range(kernel, len, lane, t * TASK_MESSAGES, chunk));
+        out.par_chunks_mut(task).enumerate().for_each(|(t, chunk)| hash_range(kernel, len, lane, t * task, chunk));
     }
 }
 
-/// Digest every job of `batch` into `out` (same order as `batch.jobs`).
+/// Digest every job of `batch` into `out` (request order).
 pub(crate) fn hash_batch(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32]]) {
+    hash_batch_into(kernel, batch, as_slots(out));
+}
+
+/// Digest every job of `batch` into `out` (request order), writing every slot.
+pub(crate) fn hash_batch_into(kernel: Kernel, batch: &PackedBatch, out: &mut [Slot]) {
     assert_eq!(out.len(), batch.len(), "one output slot per job");
+    if batch.runs.len() * MIN_AVERAGE_RUN <= batch.len() {
+        hash_runs(kernel, batch, out);
+        return;
+    }
+    let jobs: Vec<Job> = batch.jobs().collect();
     if let Some(len) = batch.common_len().filter(|len| *len <= CHUNK_LEN) {
-        let (bytes, jobs, keys) = (&batch.bytes, &batch.jobs, &batch.keys);
+        let (bytes, keys) = (&batch.bytes, &batch.keys);
         let lane = |i: usize| {
             let job = &jobs[i];
             (bytes.as_ptr().wrapping_add(job.offset), &keys[job.key as usize], job.flags)
@@ -90,15 +120,56 @@ pub(crate) fn hash_batch(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32
         hash_run(kernel, len, &lane, out);
         return;
     }
-    hash_mixed(kernel, batch, out);
+    out.fill(MaybeUninit::new([0u8; 32]));
+    // SAFETY: every slot was just initialised.
+    let out = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<[u8; 32]>(), out.len()) };
+    hash_mixed(kernel, batch, &jobs, out);
+}
+
+/// Long runs (bulk filings, or many requests of one length and mode in a
+/// row): each run's digests are a contiguous slice of `out`, so runs are cut
+/// into big tasks and hashed in place, with no sorting and no job table.
+fn hash_runs(kernel: Kernel, batch: &PackedBatch, out: &mut [Slot]) {
+    let task = task_messages(batch.len());
+    let mut tasks: Vec<(&Run, usize, &mut [Slot])> = Vec::new();
+    let mut rest = out;
+    for run in &batch.runs {
+        let (mut run_out, tail) = std::mem::take(&mut rest).split_at_mut(run.count);
+        rest = tail;
+        let mut first = 0;
+        while !run_out.is_empty() {
+            let size = run_out.len().min(task);
+            let (chunk, tail) = std::mem::take(&mut run_out).split_at_mut(size);
+            tasks.push((run, first, chunk));
+            first += size;
+            run_out = tail;
+        }
+    }
+    let (bytes, keys) = (&batch.bytes, &batch.keys);
+    let hash_task = |(run, first, chunk): (&Run, usize, &mut [Slot])| {
+        if run.len > CHUNK_LEN {
+            for (i, slot) in chunk.iter_mut().enumerate() {
+                slot.write(batch.crate_digest(&run.job(first + i)));
+            }
+            return;
+        }
+        let (base, stride, key) = (bytes.as_ptr().wrapping_add(run.offset), run.stride(), &keys[run.key as usize]);
+        let lane = |i: usize| (base.wrapping_add(i * stride), key, run.flags);
+        hash_range(kernel, run.len, &lane, first, chunk);
+    };
+    if tasks.len() == 1 {
+        tasks.into_iter().for_each(hash_task);
+    } else {
+        tasks.into_par_iter().for_each(hash_task);
+    }
 }
 
 /// Mixed lengths: counting-sort the single-chunk jobs by length, hash each
 /// length run in lanes, hash multi-chunk jobs with the crate, and put every
 /// digest back in request order.
-fn hash_mixed(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32]]) {
+fn hash_mixed(kernel: Kernel, batch: &PackedBatch, jobs: &[Job], out: &mut [[u8; 32]]) {
     let mut counts = vec![0usize; CHUNK_LEN + 2];
-    for job in &batch.jobs {
+    for job in jobs {
         counts[job.len.min(CHUNK_LEN + 1)] += 1;
     }
     let mut starts = vec![0usize; CHUNK_LEN + 2];
@@ -111,7 +182,7 @@ fn hash_mixed(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32]]) {
     let mut order = vec![0u32; batch.len()];
     let mut sorted: Vec<Job> = vec![Job { offset: 0, len: 0, key: 0, flags: 0 }; batch.len()];
     let mut next = starts.clone();
-    for (i, job) in batch.jobs.iter().enumerate() {
+    for (i, job) in jobs.iter().enumerate() {
         let bucket = job.len.min(CHUNK_LEN + 1);
         order[next[bucket]] = i as u32;
         sorted[next[bucket]] = *job;
@@ -121,8 +192,8 @@ fn hash_mixed(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32]]) {
     let mut sorted_out = vec![[0u8; 32]; batch.len()];
     let (short_out, long_out) = sorted_out.split_at_mut(short_total);
     // One task list over every length run, so small runs share the threads.
-    let mut tasks: Vec<(usize, &mut [[u8; 32]])> = Vec::new();
-    let mut rest = short_out;
+    let mut tasks: Vec<(usize, &mut [Slot])> = Vec::new();
+    let mut rest = as_slots(short_out);
     let mut at = 0;
     for &count in counts.iter().take(CHUNK_LEN + 1) {
         let (mut run, tail) = rest.split_at_mut(count);
@@ -158,12 +229,12 @@ fn hash_mixed(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32]]) {
 pub(crate) fn hash_chunks(kernel: Kernel, data: &[u8], len: usize, out: &mut [[u8; 32]]) {
     assert!(len > 0 && len <= CHUNK_LEN && data.len() == out.len() * len, "whole single-chunk messages");
     let lane = |i: usize| (data.as_ptr().wrapping_add(i * len), &IV, 0u32);
-    hash_run(kernel, len, &lane, out);
+    hash_run(kernel, len, &lane, as_slots(out));
 }
 
 /// Digest `blocks.len() / 64` whole 64-byte messages (plain hashing), e.g. one
 /// Merkle level: pairs of adjacent nodes are exactly one block each.
-pub(crate) fn hash_blocks(kernel: Kernel, blocks: &[u8], out: &mut [[u8; 32]]) {
+pub(crate) fn hash_blocks(kernel: Kernel, blocks: &[u8], out: &mut [Slot]) {
     assert_eq!(blocks.len(), out.len() * BLOCK_LEN, "one output per 64-byte block");
     let lane = |i: usize| (blocks.as_ptr().wrapping_add(i * BLOCK_LEN), &IV, 0u32);
     hash_run(kernel, BLOCK_LEN, &lane, out);
@@ -175,15 +246,17 @@ pub(crate) fn merkle_root(kernel: Kernel, leaves: &[[u8; 32]]) -> [u8; 32] {
     if leaves.is_empty() {
         return *blake3::hash(&[]).as_bytes();
     }
-    let mut level = leaves.to_vec();
+    let mut level: std::borrow::Cow<[[u8; 32]]> = leaves.into();
     while level.len() > 1 {
         let pairs = level.len() / 2;
-        let mut next = vec![[0u8; 32]; pairs + level.len() % 2];
-        hash_blocks(kernel, level[..2 * pairs].as_flattened(), &mut next[..pairs]);
+        let mut next: Vec<[u8; 32]> = Vec::with_capacity(pairs + level.len() % 2);
+        hash_blocks(kernel, level[..2 * pairs].as_flattened(), &mut next.spare_capacity_mut()[..pairs]);
+        // SAFETY: `hash_blocks` wrote all `pairs` digests.
+        unsafe { next.set_len(pairs) };
         if level.len() % 2 == 1 {
-            next[pairs] = level[level.len() - 1];
+            next.push(level[level.len() - 1]);
         }
-        level = next;
+        level = next.into();
     }
     level[0]
 }

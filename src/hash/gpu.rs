@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use wgpu::util::DeviceExt;
 
-use super::batch::PackedBatch;
+use super::batch::{Job, PackedBatch};
 use super::consts::CHUNK_LEN;
 use crate::gpu::{GpuContext, GpuError};
 
@@ -124,16 +124,16 @@ impl GpuHasher {
     }
 
     /// Cut the batch's single-chunk jobs into segments within the limits;
-    /// returns them and the indices of the multi-chunk jobs.
-    fn plan(&self, batch: &PackedBatch, options: &GpuRunOptions) -> (Vec<Segment>, Vec<usize>) {
+    /// returns them and the multi-chunk jobs with their indices.
+    fn plan(&self, batch: &PackedBatch, options: &GpuRunOptions) -> (Vec<Segment>, Vec<(usize, Job)>) {
         let limit = self.binding_limit() as usize;
         // Digests (32 bytes a job) are the largest per-job buffer.
         let max_jobs = (limit / 32).min(options.max_segment_jobs.unwrap_or(usize::MAX)).max(1);
         let mut segments: Vec<Segment> = Vec::new();
         let mut long = Vec::new();
-        for (i, job) in batch.jobs.iter().enumerate() {
+        for (i, job) in batch.jobs().enumerate() {
             if job.len > CHUNK_LEN {
-                long.push(i);
+                long.push((i, job));
                 continue;
             }
             let end = (job.offset + job.len).next_multiple_of(4);
@@ -184,7 +184,7 @@ impl GpuHasher {
         }
         // The CPU takes the multi-chunk messages while the GPU runs.
         let long_digests: Vec<(usize, [u8; 32])> =
-            long.par_iter().map(|&i| (i, batch.crate_digest(&batch.jobs[i]))).collect();
+            long.par_iter().map(|(i, job)| (*i, batch.crate_digest(job))).collect();
         for (segment, digests) in segments.iter().zip(&results) {
             let bytes = self.ctx.read_buffer("blake3 digests", digests, (segment.jobs.len() * 32) as u64)?;
             for (&slot, digest) in segment.slots.iter().zip(bytes.chunks_exact(32)) {

@@ -58,6 +58,32 @@ pub fn hash_chunks_into(data: &[u8], message_len: usize, out: &mut [[u8; 32]]) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HashHandle(pub u32);
 
+/// Consecutive handles `start..start + len` (from one bulk filing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HandleRange {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl HandleRange {
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The handle of the range's `i`-th message.
+    pub fn get(&self, i: usize) -> Option<HashHandle> {
+        (i < self.len()).then(|| HashHandle(self.start + i as u32))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = HashHandle> {
+        (self.start..self.start + self.len).map(HashHandle)
+    }
+}
+
 /// One BLAKE3 request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HashRequest {
@@ -87,6 +113,10 @@ pub enum HashError {
     Gpu(crate::gpu::GpuError),
     #[error("the {0} CPU kernel needs instructions this processor lacks")]
     UnsupportedKernel(Kernel),
+    #[error("bulk filing: {data_len} bytes are not whole messages of {message_len} bytes (message_len must be > 0)")]
+    NotWholeMessages { data_len: usize, message_len: usize },
+    #[error("the pool holds at most {} requests until it is cleared", u32::MAX)]
+    TooManyRequests,
 }
 
 impl From<crate::gpu::GpuError> for HashError {
@@ -214,6 +244,36 @@ impl HashPool {
         handle
     }
 
+    /// File every consecutive `message_len`-byte message of `data` as a plain
+    /// hash request, in order: one copy and one table entry for the whole run
+    /// (a bounded pool still flushes itself at its limit). Use it for many
+    /// messages of one length (Merkle parents, nullifier inputs).
+    pub fn hash_fixed(&mut self, data: &[u8], message_len: usize) -> Result<HandleRange, HashError> {
+        if message_len == 0 || data.len() % message_len != 0 {
+            return Err(HashError::NotWholeMessages { data_len: data.len(), message_len });
+        }
+        let count = data.len() / message_len;
+        let start = self.next_handle();
+        if start.0 as usize + count > u32::MAX as usize {
+            return Err(HashError::TooManyRequests);
+        }
+        let mut rest = data;
+        while !rest.is_empty() {
+            let room = self.limit.map_or(usize::MAX, |limit| limit - self.pending.len());
+            let (now, later) = rest.split_at(rest.len().min(room.saturating_mul(message_len)));
+            self.pending.push_hash_fixed(now, message_len);
+            self.after_push();
+            rest = later;
+        }
+        Ok(HandleRange { start: start.0, len: count as u32 })
+    }
+
+    /// The digests of a resolved range, or `None` while any is pending or
+    /// the range is not this pool's.
+    pub fn get_range(&self, range: HandleRange) -> Option<&[[u8; 32]]> {
+        self.resolved.get(range.start as usize..range.start as usize + range.len())
+    }
+
     pub fn keyed_hash(&mut self, key: &[u8; 32], data: impl AsRef<[u8]>) -> HashHandle {
         let handle = self.next_handle();
         self.pending.push_keyed(key, data.as_ref());
@@ -262,7 +322,17 @@ impl HashPool {
             return;
         }
         let start = self.resolved.len();
-        self.resolved.resize(start + self.pending.len(), [0u8; 32]);
+        let count = self.pending.len();
+        if self.gpu.is_none() {
+            // The CPU writes every slot: no need to zero them first.
+            self.resolved.reserve(count);
+            cpu::hash_batch_into(self.kernel, &self.pending, &mut self.resolved.spare_capacity_mut()[..count]);
+            // SAFETY: `hash_batch_into` wrote all `count` digests.
+            unsafe { self.resolved.set_len(start + count) };
+            self.pending.reset();
+            return;
+        }
+        self.resolved.resize(start + count, [0u8; 32]);
         let out = &mut self.resolved[start..];
         let mut on_cpu = true;
         if let Some(gpu) = &self.gpu {
