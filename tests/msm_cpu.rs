@@ -8,7 +8,7 @@ use ark_ec::short_weierstrass::{Affine, Projective};
 use ark_ec::{AffineRepr, CurveGroup, VariableBaseMSM};
 use ark_ff::{One, UniformRand, Zero};
 use causality_vm::msm::cpu::{CpuMsm, MsmCurve};
-use causality_vm::msm::MsmEngine;
+use causality_vm::msm::{MsmEngine, MsmError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -207,4 +207,26 @@ fn engine_front_end_uses_the_cpu_backend() {
     assert_eq!(r2, arkworks(&g2, &ks[..20]));
     assert!(engine.msm_g1(&[], &[]).expect("empty is fine").is_zero());
     assert!(engine.msm_g1(&g1, &ks[..5]).is_err());
+}
+
+#[test]
+fn resident_g2_bases_are_validated_once_and_reused() {
+    let mut rng = rng();
+    let engine = MsmEngine::cpu();
+    let g2: Vec<G2Affine> = random_points::<ark_bn254::g2::Config>(&mut rng, 40);
+    let resident = engine.upload_g2(g2.clone()).expect("valid bases");
+    assert_eq!(resident.len(), 40);
+    for n in [0, 1, 3, 33, 40] {
+        let ks = scalars(&mut rng, Scalars::Random, n);
+        assert_eq!(engine.msm_g2_resident(&resident, &ks).unwrap(), arkworks(&g2[..n], &ks), "n={n}");
+    }
+    let too_many = scalars(&mut rng, Scalars::Random, 41);
+    assert!(matches!(
+        engine.msm_g2_resident(&resident, &too_many),
+        Err(MsmError::LengthMismatch { bases: 40, scalars: 41 })
+    ));
+    // An off-curve base is refused at upload, before any work.
+    let mut bad = g2.clone();
+    bad[7].x.c0 += ark_bn254::Fq::from(1u64);
+    assert!(matches!(engine.upload_g2(bad), Err(MsmError::InvalidBase { index: 7, .. })));
 }

@@ -40,6 +40,23 @@ impl ResidentG1 {
     }
 }
 
+/// A fixed G2 base set validated once and prepared (GLV endomorphism images
+/// precomputed) for repeated CPU MSMs. Subgroup checks of G2 points cost far
+/// more than the MSM itself, so checking them on every call is not an option
+/// for a prover that reuses a proving key's bases.
+pub struct ResidentG2 {
+    prepared: cpu::PreparedBases<ark_bn254::g2::Config>,
+}
+
+impl ResidentG2 {
+    pub fn len(&self) -> usize {
+        self.prepared.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.prepared.len() == 0
+    }
+}
+
 pub struct MsmEngine {
     backend: ResolvedBackend,
     cpu: cpu::CpuMsm,
@@ -102,6 +119,20 @@ impl MsmEngine {
         check_lengths(bases.len(), scalars.len())?;
         validate_g2(bases)?;
         Ok(self.cpu.msm_g2(bases, scalars))
+    }
+
+    /// Validate `bases` once and prepare them for repeated G2 MSMs (CPU).
+    pub fn upload_g2(&self, bases: Vec<G2Affine>) -> Result<ResidentG2, MsmError> {
+        validate_g2(&bases)?;
+        Ok(ResidentG2 { prepared: self.cpu.prepare(bases) })
+    }
+
+    /// A G2 MSM against a resident base set; `scalars` may be shorter than the set.
+    pub fn msm_g2_resident(&self, set: &ResidentG2, scalars: &[Fr]) -> Result<G2Projective, MsmError> {
+        if scalars.len() > set.len() {
+            return Err(MsmError::LengthMismatch { bases: set.len(), scalars: scalars.len() });
+        }
+        Ok(self.cpu.msm_prepared(&set.prepared, scalars))
     }
 
     /// Validate and keep `bases` for repeated MSMs (resident on the GPU).
