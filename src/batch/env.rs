@@ -63,7 +63,6 @@ pub(super) struct ProgramCache {
 
 pub(super) struct Env<'a> {
     pub store: &'a mut RegisterStore,
-    pub keys: &'a KeyRing,
     pub ctx: &'a ExecutionContext,
     pub tx: &'a TransactionContext,
     pub pool: HashPool,
@@ -92,7 +91,6 @@ impl<'a> Env<'a> {
         interpreter.trace = tx.mode == ExecutionMode::Debug;
         Env {
             store,
-            keys,
             ctx,
             tx,
             pool: HashPool::new(),

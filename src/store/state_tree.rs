@@ -205,6 +205,8 @@ mod tests {
         tree.stage(contents, pool).unwrap()
     }
 
+    type IdMaker = dyn Fn(usize, &mut rand_chacha::ChaCha8Rng) -> ResourceId;
+
     fn id_in(bucket: usize, rng: &mut impl Rng) -> ResourceId {
         let mut d: [u8; 32] = rng.gen();
         d[0] = (bucket >> 8) as u8;
@@ -225,7 +227,7 @@ mod tests {
         let mut pool = HashPool::new();
         for n in [0usize, 1, 2, 3, 31, 32, 33, 1000] {
             // Spread over buckets, all in one bucket, and in the last bucket.
-            let layouts: [&dyn Fn(usize, &mut rand_chacha::ChaCha8Rng) -> ResourceId; 3] =
+            let layouts: [&IdMaker; 3] =
                 [&|_, r| ResourceId::from_digest(r.gen()), &|_, r| id_in(0x1234, r), &|_, r| id_in(BUCKETS - 1, r)];
             for (layout, make) in layouts.iter().enumerate() {
                 let set: BTreeMap<ResourceId, [u8; 32]> = (0..n).map(|i| (make(i, &mut rng), rng.gen())).collect();
