@@ -60,7 +60,7 @@ pub struct RegisterStore {
 }
 
 impl RegisterStore {
-    /// Open (or create) the store in directory `dir` (file `dir/store.redb`).
+    /// Open (or create) the store in directory `dir` (files `dir/store.redb` and `dir/store.log`).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(dir, StoreOptions::default())
     }
