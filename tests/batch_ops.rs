@@ -19,11 +19,12 @@ fn expect_err(result: &causality_vm::batch::BatchExecutionResult, index: usize) 
     result.results[index].error().unwrap_or_else(|| panic!("op {index} should fail: {:#?}", result.results[index]))
 }
 
-/// The state root equals the pool's Merkle root over BLAKE3(state_encoding)
-/// of the live registers sorted by id.
+/// The state root equals the bucketed tree recomputed from scratch over
+/// BLAKE3(state_encoding) of the live registers (see docs/ARCHITECTURE.md).
 fn assert_root_matches_registers(f: &Fixture) {
-    let leaves: Vec<[u8; 32]> = f.store.registers().map(|r| *blake3::hash(&r.state_encoding()).as_bytes()).collect();
-    let expected = HashPool::new().merkle_root(&leaves).unwrap();
+    let commitments: BTreeMap<_, [u8; 32]> =
+        f.store.registers().map(|r| (r.id, *blake3::hash(&r.state_encoding()).as_bytes())).collect();
+    let expected = causality_vm::store::reference_root(&commitments, &mut HashPool::new()).unwrap();
     assert_eq!(f.store.state_root(), expected);
 }
 

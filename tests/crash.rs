@@ -117,7 +117,7 @@ fn crash_leaves_the_store_at_a_batch_boundary() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xC4A5);
     // batch number -> (root, nullifier count) as announced by any child.
     let mut announced: HashMap<u64, (String, usize)> = HashMap::new();
-    announced.insert(0, (hex_encode(blake3::hash(b"").as_bytes()), 0));
+    announced.insert(0, (hex_encode(&causality_vm::store::StateTree::default().root()), 0));
     let started = Instant::now();
     let mut rounds = 0;
     let mut max_head = 0;

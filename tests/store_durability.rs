@@ -57,6 +57,58 @@ fn reopen_without_a_clean_close_and_after_checkpoints() {
     assert_eq!(snapshot(&reopened), before);
 }
 
+/// Copy a store's files as a crash would leave them: the handle is leaked
+/// (no close-time checkpoint), then `damage` is applied to the log copy.
+fn crashed_copy(f: &mut Fixture, damage: impl FnOnce(&mut Vec<u8>)) -> tempfile::TempDir {
+    let store = std::mem::replace(&mut f.store, RegisterStore::open(f.dir.path().join("after-crash")).unwrap());
+    std::mem::forget(store);
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(RegisterStore::file_in(f.dir.path()), RegisterStore::file_in(copy.path())).unwrap();
+    let mut log = std::fs::read(RegisterStore::log_in(f.dir.path())).unwrap();
+    damage(&mut log);
+    std::fs::write(RegisterStore::log_in(copy.path()), &log).unwrap();
+    copy
+}
+
+#[test]
+fn a_torn_last_log_frame_leaves_the_previous_batch() {
+    for cut in [1usize, 8, 40, 41, 100] {
+        let mut f = Fixture::new();
+        populate(&mut f);
+        let previous = f.store.batch(2).unwrap().unwrap();
+        let full = std::fs::read(RegisterStore::log_in(f.dir.path())).unwrap();
+        // Batch 3's frame, torn `cut` bytes short of its end (or garbage appended).
+        let copy = crashed_copy(&mut f, |log| log.truncate(log.len() - cut));
+        let reopened = RegisterStore::open(copy.path()).expect("a torn tail is not an error");
+        assert_eq!((reopened.head(), reopened.state_root()), (2, previous.state_root_after), "cut {cut}");
+        assert!(reopened.batch(3).unwrap().is_none());
+        drop(reopened);
+        let len = std::fs::metadata(RegisterStore::log_in(copy.path())).unwrap().len();
+        assert!(len < full.len() as u64 - cut as u64, "the torn frame was cut off the file");
+    }
+}
+
+#[test]
+fn garbage_after_the_last_frame_is_discarded_and_a_flipped_byte_drops_that_batch() {
+    let mut f = Fixture::new();
+    populate(&mut f);
+    let before = snapshot(&f.store);
+    let copy = crashed_copy(&mut f, |log| log.extend_from_slice(&[0xAB; 77]));
+    let reopened = RegisterStore::open(copy.path()).unwrap();
+    assert_eq!(snapshot(&reopened), before);
+    drop(reopened);
+
+    let mut f = Fixture::new();
+    populate(&mut f);
+    let previous = f.store.batch(2).unwrap().unwrap();
+    let copy = crashed_copy(&mut f, |log| {
+        let last = log.len() - 1;
+        log[last] ^= 1;
+    });
+    let reopened = RegisterStore::open(copy.path()).unwrap();
+    assert_eq!((reopened.head(), reopened.state_root()), (2, previous.state_root_after));
+}
+
 #[test]
 fn records_round_trip_and_damage_is_an_error() {
     let mut f = Fixture::new();

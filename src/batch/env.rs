@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::capability::{authorize, required_right, AccessRequest, KeyRing, Permissions, Right};
+use crate::capability::{required_right, AccessRequest, Authorizer, KeyRing, Right};
 use crate::content_id::ContentId;
 use crate::context::{DomainId, ExecutionContext, ExecutionMode};
 use crate::error::ExecutionError;
@@ -63,7 +63,6 @@ pub(super) struct ProgramCache {
 
 pub(super) struct Env<'a> {
     pub store: &'a mut RegisterStore,
-    pub keys: &'a KeyRing,
     pub ctx: &'a ExecutionContext,
     pub tx: &'a TransactionContext,
     pub pool: HashPool,
@@ -73,9 +72,9 @@ pub(super) struct Env<'a> {
     /// Whether logic programs may read the operation's other resources:
     /// the token must grant Read in the context's domain.
     readable_others: bool,
-    /// The context token's permissions once its MAC chain verified (checked
-    /// once per batch, not once per access).
-    verified: Option<Permissions>,
+    /// The context's tokens, MAC chains verified once per batch; each access
+    /// is then a caveat check with no hashing.
+    authorizer: Authorizer<'a>,
 }
 
 impl<'a> Env<'a> {
@@ -86,18 +85,12 @@ impl<'a> Env<'a> {
         tx: &'a TransactionContext,
     ) -> Self {
         let read = AccessRequest { right: Right::Read, ..AccessRequest::new(OperationKind::Read, &ctx.domain_id) };
-        let readable_others = authorize(ctx, keys, &read).is_ok();
-        let token = &ctx.capability_token;
-        let verified = (token.domain == ctx.domain_id)
-            .then(|| keys.get(&ctx.domain_id))
-            .flatten()
-            .filter(|root| token.verify_chain(root).is_ok())
-            .map(|_| token.effective());
+        let authorizer = Authorizer::new(ctx, keys);
+        let readable_others = authorizer.check(&read).is_ok();
         let mut interpreter = Interpreter::new(tx.budget);
         interpreter.trace = tx.mode == ExecutionMode::Debug;
         Env {
             store,
-            keys,
             ctx,
             tx,
             pool: HashPool::new(),
@@ -105,7 +98,7 @@ impl<'a> Env<'a> {
             programs: ProgramCache::default(),
             interpreter,
             readable_others,
-            verified,
+            authorizer,
         }
     }
 
@@ -123,19 +116,7 @@ impl<'a> Env<'a> {
         quantity: Option<u64>,
     ) -> Result<(), ExecutionError> {
         let request = AccessRequest { operation, right: required_right(operation), resource, domain, quantity };
-        // Fast path, the same checks `authorize` makes for a same-domain
-        // request after the chain verified. Anything else, and every refusal,
-        // goes through `authorize` itself so the error is exactly its own.
-        if let Some(permissions) = &self.verified {
-            let same_domain = domain == &self.ctx.domain_id;
-            let allowed = same_domain
-                && permissions.check_request(operation, request.right, resource, quantity, self.ctx.timestamp).is_ok()
-                && permissions.check_domain(domain).is_ok();
-            if allowed {
-                return Ok(());
-            }
-        }
-        authorize(self.ctx, self.keys, &request)
+        self.authorizer.check(&request)
     }
 
     /// The current register `id`, as earlier operations of the batch left it.

@@ -142,6 +142,12 @@ impl<'a> Decoder<'a> {
             version,
         })
     }
+    /// Everything not read yet.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let rest = &self.data[self.pos..];
+        self.pos = self.data.len();
+        rest
+    }
     pub fn finish(&self) -> Result<(), StoreError> {
         if self.pos != self.data.len() {
             return Err(self.corrupt(format!("{} trailing bytes", self.data.len() - self.pos)));

@@ -1,5 +1,12 @@
-//! The redb side: one write transaction per batch (delta + batch record +
-//! head), checkpoints of the index into tables, and loading on open.
+//! Durability: each batch is one fsynced append to the batch log
+//! (`store.log`, see [`super::log`]); redb holds the checkpoints of the index,
+//! the content store and the batch-record index. A checkpoint writes the
+//! index's changes, the pending batch records, head and root in one redb
+//! transaction, then empties the log (a crash between the two leaves frames
+//! the checkpoint already covers: opening skips them).
+//!
+//! The `deltas` table is where earlier versions appended deltas; it is still
+//! replayed on open and emptied by the next checkpoint.
 
 use std::path::Path;
 
@@ -10,6 +17,7 @@ use crate::resource::ResourceId;
 
 use super::codec::{Decoder, Encoder};
 use super::index::{Entry, Index};
+use super::log::BatchLog;
 use super::{BatchDelta, BatchRecord, StoreError};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -41,6 +49,9 @@ impl Default for StoreOptions {
 
 pub(super) struct Durable {
     db: Database,
+    log: BatchLog,
+    /// Records of the batches in the log (not in the redb index yet), oldest first.
+    pending: Vec<BatchRecord>,
     options: StoreOptions,
     bytes_since_checkpoint: u64,
     batches_since_checkpoint: u64,
@@ -117,24 +128,44 @@ impl Durable {
             bytes += v.value().len() as u64;
             replay.push((k.value(), BatchDelta::decode(v.value())?));
         }
-        let durable =
-            Durable { db, options, bytes_since_checkpoint: bytes, batches_since_checkpoint: replay.len() as u64 };
+        drop(rx);
+        let (log, frames) = BatchLog::open(&path.with_extension("log"))?;
+        let (mut head, mut root) = (head, root);
+        let mut pending = Vec::new();
+        for frame in frames {
+            let number = frame.record.number;
+            if number <= head {
+                continue; // already in the checkpoint
+            }
+            if number != head + 1 {
+                return Err(StoreError::Corrupt {
+                    what: "batch log".into(),
+                    offset: 0,
+                    reason: format!("batch {number} follows batch {head}: the log has a gap"),
+                });
+            }
+            head = number;
+            root = Some(frame.record.state_root_after);
+            bytes += frame.bytes;
+            replay.push((number, frame.delta));
+            pending.push(frame.record);
+        }
+        let durable = Durable {
+            db,
+            log,
+            pending,
+            options,
+            bytes_since_checkpoint: bytes,
+            batches_since_checkpoint: replay.len() as u64,
+        };
         Ok((durable, Loaded { index, replay, head, root }))
     }
 
-    /// The durable commit of one batch: delta, record and head in one transaction.
-    pub fn append(&mut self, number: u64, delta: &BatchDelta, record: &BatchRecord) -> Result<(), StoreError> {
-        let delta_bytes = delta.encode();
-        let tx = self.db.begin_write()?;
-        {
-            tx.open_table(DELTAS)?.insert(number, delta_bytes.as_slice())?;
-            tx.open_table(BATCHES)?.insert(number, record.encode().as_slice())?;
-            let mut meta = tx.open_table(META)?;
-            meta.insert(HEAD, number.to_le_bytes().as_slice())?;
-            meta.insert(ROOT, record.state_root_after.as_slice())?;
-        }
-        tx.commit()?;
-        self.bytes_since_checkpoint += delta_bytes.len() as u64;
+    /// The durable commit of one batch: one fsynced append to the log.
+    pub fn append(&mut self, delta: &BatchDelta, record: &BatchRecord) -> Result<(), StoreError> {
+        let bytes = self.log.append(record, delta)?;
+        self.pending.push(record.clone());
+        self.bytes_since_checkpoint += bytes;
         self.batches_since_checkpoint += 1;
         Ok(())
     }
@@ -145,7 +176,7 @@ impl Durable {
     }
 
     /// Fold the index's changes since the last checkpoint into the tables.
-    pub fn checkpoint(&mut self, head: u64, index: &mut Index) -> Result<(), StoreError> {
+    pub fn checkpoint(&mut self, head: u64, root: [u8; 32], index: &mut Index) -> Result<(), StoreError> {
         if index.dirty.is_empty() && index.fresh_nullifiers.is_empty() && self.batches_since_checkpoint == 0 {
             return Ok(());
         }
@@ -172,11 +203,20 @@ impl Durable {
             for (n, batch) in &index.fresh_nullifiers {
                 nullifiers.insert(n.as_slice(), *batch)?;
             }
+            let mut batches = tx.open_table(BATCHES)?;
+            for record in &self.pending {
+                batches.insert(record.number, record.encode().as_slice())?;
+            }
             let mut deltas = tx.open_table(DELTAS)?;
             deltas.retain(|k, _| k > head)?;
-            tx.open_table(META)?.insert(CHECKPOINT, head.to_le_bytes().as_slice())?;
+            let mut meta = tx.open_table(META)?;
+            meta.insert(HEAD, head.to_le_bytes().as_slice())?;
+            meta.insert(ROOT, root.as_slice())?;
+            meta.insert(CHECKPOINT, head.to_le_bytes().as_slice())?;
         }
         tx.commit()?;
+        self.log.clear()?;
+        self.pending.clear();
         index.dirty.clear();
         index.fresh_nullifiers.clear();
         self.bytes_since_checkpoint = 0;
@@ -198,6 +238,9 @@ impl Durable {
     }
 
     pub fn batch(&self, number: u64) -> Result<Option<BatchRecord>, StoreError> {
+        if let Some(record) = self.pending.iter().find(|r| r.number == number) {
+            return Ok(Some(record.clone()));
+        }
         let rx = self.db.begin_read()?;
         let table = rx.open_table(BATCHES)?;
         table.get(number)?.map(|v| BatchRecord::decode(v.value())).transpose()
@@ -206,8 +249,8 @@ impl Durable {
     pub fn history(&self, limit: usize) -> Result<Vec<BatchRecord>, StoreError> {
         let rx = self.db.begin_read()?;
         let table = rx.open_table(BATCHES)?;
-        let mut out = Vec::new();
-        for row in table.iter()?.rev().take(limit) {
+        let mut out: Vec<BatchRecord> = self.pending.iter().rev().take(limit).cloned().collect();
+        for row in table.iter()?.rev().take(limit - out.len()) {
             let (_, v) = row?;
             out.push(BatchRecord::decode(v.value())?);
         }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::hash::{HashError, HashHandle, HashPool};
 use crate::resource::{ResourceId, ResourceRegister};
 
+use super::state_tree::{bucket_bounds, bucket_of};
 use super::BatchDelta;
 
 /// A live register and its commitment (BLAKE3 of its state encoding).
@@ -60,43 +61,57 @@ impl Index {
         }
     }
 
-    /// Hash every register's state encoding through the pool; returns the
-    /// leaves in id order.
-    pub fn recompute_commitments(&mut self, pool: &mut HashPool) -> Result<Vec<[u8; 32]>, HashError> {
+    /// Hash every register's state encoding through the pool (after a load).
+    pub fn recompute_commitments(&mut self, pool: &mut HashPool) -> Result<(), HashError> {
         let handles: Vec<HashHandle> =
             self.registers.values().map(|e| pool.hash(e.register.state_encoding())).collect();
         pool.flush()?;
-        let mut leaves = Vec::with_capacity(handles.len());
         for (entry, h) in self.registers.values_mut().zip(handles) {
             entry.commitment = pool.get(h).ok_or(HashError::UnknownHandle(h.0))?;
-            leaves.push(entry.commitment);
         }
-        Ok(leaves)
+        Ok(())
     }
 
-    /// The sorted leaf list after `changes` (Some = new commitment, None = removed).
-    pub fn leaves_with(&self, changes: &BTreeMap<ResourceId, Option<[u8; 32]>>) -> Vec<[u8; 32]> {
-        let mut out = Vec::with_capacity(self.registers.len() + changes.len());
-        let mut pending = changes.iter().peekable();
+    /// Every non-empty bucket's concatenated commitments, buckets ascending.
+    pub fn all_buckets(&self) -> Vec<(usize, Vec<u8>)> {
+        let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
         for (id, entry) in &self.registers {
-            while let Some((cid, c)) = pending.peek() {
-                if *cid < id {
-                    out.extend(**c);
-                    pending.next();
-                } else {
-                    break;
-                }
-            }
-            match pending.peek() {
-                Some((cid, c)) if *cid == id => {
-                    out.extend(**c);
-                    pending.next();
-                }
-                _ => out.push(entry.commitment),
+            let b = bucket_of(id);
+            match out.last_mut() {
+                Some((last, bytes)) if *last == b => bytes.extend_from_slice(&entry.commitment),
+                _ => out.push((b, entry.commitment.to_vec())),
             }
         }
-        for (_, c) in pending {
-            out.extend(*c);
+        out
+    }
+
+    /// The concatenated commitments of every bucket that `changes` touches,
+    /// as they will be after the changes (Some = new commitment, None = removed).
+    pub fn buckets_with(&self, changes: &BTreeMap<ResourceId, Option<[u8; 32]>>) -> Vec<(usize, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut pending = changes.iter().peekable();
+        while let Some((first, _)) = pending.peek() {
+            let bucket = bucket_of(first);
+            let (lo, hi) = bucket_bounds(bucket);
+            let mut bucket_changes = Vec::new();
+            while let Some((id, c)) = pending.next_if(|(id, _)| bucket_of(id) == bucket) {
+                bucket_changes.push((*id, *c));
+            }
+            let mut bytes = Vec::with_capacity(32 * (bucket_changes.len() + 4));
+            let mut changed = bucket_changes.iter().peekable();
+            for (id, entry) in self.registers.range(lo..=hi) {
+                while let Some((_, c)) = changed.next_if(|(cid, _)| cid < id) {
+                    bytes.extend(c.iter().flatten());
+                }
+                match changed.next_if(|(cid, _)| cid == id) {
+                    Some((_, c)) => bytes.extend(c.iter().flatten()),
+                    None => bytes.extend_from_slice(&entry.commitment),
+                }
+            }
+            for (_, c) in changed {
+                bytes.extend(c.iter().flatten());
+            }
+            out.push((bucket, bytes));
         }
         out
     }

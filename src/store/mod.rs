@@ -1,30 +1,33 @@
 //! The durable register store.
 //!
 //! Registers, nullifiers and consumed ids live in memory (the index) for
-//! speed; durability comes from one append per batch: the batch's delta and
-//! its batch-log record go into redb in ONE write transaction, so a crash
-//! leaves the store at the previous or the next batch and nothing in between.
-//! Every so often (and on [`RegisterStore::close`]) the index's net changes
-//! are checkpointed into redb tables and the replayed deltas dropped; opening
-//! loads the last checkpoint and replays the deltas after it.
+//! speed; durability comes from one append per batch: the batch's record and
+//! delta are one checksummed frame appended to `store.log` and fsynced, so a
+//! crash leaves the store at the previous or the next batch (a torn last
+//! frame is discarded on open). Every so often (and on
+//! [`RegisterStore::close`]) the index's net changes and the batch records
+//! are checkpointed into redb tables and the log emptied; opening loads the
+//! last checkpoint and replays the log after it.
 //!
-//! The state root is the Merkle root (through the hash pool) over the live
-//! registers' commitments, BLAKE3(state_encoding), sorted by id.
+//! The state root is a fixed-shape bucketed Merkle tree (through the hash
+//! pool) over the live registers' commitments, BLAKE3(state_encoding): see
+//! [`state_tree`] and docs/ARCHITECTURE.md for the exact definition.
 
 mod codec;
 mod delta;
 mod durable;
 mod error;
 mod index;
-mod merkle;
+mod log;
 mod record;
+mod state_tree;
 
 pub use delta::BatchDelta;
 pub use durable::StoreOptions;
 pub use error::StoreError;
 pub use index::Entry;
-pub use merkle::MerkleCache;
 pub use record::{BatchRecord, ProofRecord, StageTimings};
+pub use state_tree::{bucket_of, reference_root, StateTree, TreeUpdate, BUCKETS, BUCKET_BITS};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -45,19 +48,19 @@ pub struct StagedBatch {
     pub commitments: Vec<[u8; 32]>,
     pub root_before: [u8; 32],
     pub root_after: [u8; 32],
-    tree: MerkleCache,
+    tree: TreeUpdate,
 }
 
 pub struct RegisterStore {
     durable: Durable,
     index: Index,
-    tree: MerkleCache,
+    tree: StateTree,
     head: u64,
     programs: HashMap<ContentId, Arc<Vec<u8>>>,
 }
 
 impl RegisterStore {
-    /// Open (or create) the store in directory `dir` (file `dir/store.redb`).
+    /// Open (or create) the store in directory `dir` (files `dir/store.redb` and `dir/store.log`).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(dir, StoreOptions::default())
     }
@@ -72,8 +75,10 @@ impl RegisterStore {
             index.apply(&delta, number);
         }
         let mut pool = HashPool::new();
-        let leaves = index.recompute_commitments(&mut pool)?;
-        let tree = MerkleCache::default().rebuild(leaves, &mut pool)?;
+        index.recompute_commitments(&mut pool)?;
+        let mut tree = StateTree::default();
+        let update = tree.stage(index.all_buckets(), &mut pool)?;
+        tree.apply(&update);
         let store = RegisterStore { durable, index, tree, head: loaded.head, programs: HashMap::new() };
         if let Some(expected) = loaded.root {
             let found = store.state_root();
@@ -93,6 +98,11 @@ impl RegisterStore {
         dir.join("store.redb")
     }
 
+    /// The batch log inside a data directory (batches since the last checkpoint).
+    pub fn log_in(dir: &Path) -> PathBuf {
+        dir.join("store.log")
+    }
+
     /// Checkpoint and close cleanly.
     pub fn close(mut self) -> Result<(), StoreError> {
         self.checkpoint()
@@ -104,7 +114,7 @@ impl RegisterStore {
     }
 
     pub fn state_root(&self) -> [u8; 32] {
-        self.tree.root().unwrap_or_else(|| *blake3::hash(b"").as_bytes())
+        self.tree.root()
     }
 
     pub fn len(&self) -> usize {
@@ -188,8 +198,7 @@ impl RegisterStore {
         for (r, c) in delta.upserts.iter().zip(&commitments) {
             changes.insert(r.id, Some(*c));
         }
-        let leaves = self.index.leaves_with(&changes);
-        let tree = self.tree.rebuild(leaves, pool)?;
+        let tree = self.tree.stage(self.index.buckets_with(&changes), pool)?;
         let root_before = self.state_root();
         let root_after = tree.root().unwrap_or(root_before);
         Ok(StagedBatch { delta, commitments, root_before, root_after, tree })
@@ -202,10 +211,10 @@ impl RegisterStore {
         record.number = number;
         record.state_root_before = staged.root_before;
         record.state_root_after = staged.root_after;
-        self.durable.append(number, &staged.delta, &record)?;
+        self.durable.append(&staged.delta, &record)?;
         self.head = number;
         self.index.apply_owned(staged.delta, &staged.commitments, number);
-        self.tree = staged.tree;
+        self.tree.apply(&staged.tree);
         if self.durable.wants_checkpoint() {
             self.checkpoint()?;
         }
@@ -215,7 +224,8 @@ impl RegisterStore {
     /// Write the index's changes since the last checkpoint into the redb
     /// tables and drop the deltas they replace.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        self.durable.checkpoint(self.head, &mut self.index)
+        let root = self.state_root();
+        self.durable.checkpoint(self.head, root, &mut self.index)
     }
 }
 

@@ -1,0 +1,292 @@
+//! The state root: a fixed-shape bucketed Merkle tree over the live registers.
+//!
+//! Definition (also in docs/ARCHITECTURE.md):
+//! * bucket of a register = the first [`BUCKET_BITS`] bits of its id (the
+//!   first two id bytes, big-endian), so there are [`BUCKETS`] buckets;
+//! * bucket digest = BLAKE3 of the concatenated commitments (BLAKE3 of the
+//!   state encoding) of the bucket's registers in id order; an empty bucket
+//!   is BLAKE3("");
+//! * root = [`HashPool::merkle_root`] over the [`BUCKETS`] bucket digests in
+//!   bucket order (a perfect binary tree, parents BLAKE3(left ‖ right)).
+//!
+//! The tree's shape never changes, so a batch rehashes only its dirty
+//! buckets and their paths to the root: work proportional to what it
+//! changes, not to the store's size. Nodes are kept heap-ordered (node 1 is
+//! the root, node i has children 2i and 2i+1, bucket b is node BUCKETS + b).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use crate::hash::{HashError, HashHandle, HashPool};
+use crate::resource::ResourceId;
+
+pub const BUCKET_BITS: u32 = 16;
+pub const BUCKETS: usize = 1 << BUCKET_BITS;
+const DEPTH: usize = BUCKET_BITS as usize;
+
+/// The bucket that holds register `id`.
+pub fn bucket_of(id: &ResourceId) -> usize {
+    let b = id.as_bytes();
+    ((b[0] as usize) << 8) | b[1] as usize
+}
+
+/// The first and last id of bucket `b` (an inclusive range).
+pub fn bucket_bounds(bucket: usize) -> (ResourceId, ResourceId) {
+    let mut lo = [0u8; 32];
+    let mut hi = [0xFFu8; 32];
+    lo[0] = (bucket >> 8) as u8;
+    lo[1] = bucket as u8;
+    hi[0] = lo[0];
+    hi[1] = lo[1];
+    (ResourceId::from_digest(lo), ResourceId::from_digest(hi))
+}
+
+/// The digest of every node of an all-empty tree, by height (0 = bucket).
+fn empty_by_height() -> &'static [[u8; 32]; DEPTH + 1] {
+    static EMPTY: OnceLock<[[u8; 32]; DEPTH + 1]> = OnceLock::new();
+    EMPTY.get_or_init(|| {
+        let mut out = [[0u8; 32]; DEPTH + 1];
+        out[0] = *blake3::hash(b"").as_bytes();
+        for h in 1..=DEPTH {
+            out[h] = parent(&out[h - 1], &out[h - 1]);
+        }
+        out
+    })
+}
+
+fn parent(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    *blake3::hash(&block(left, right)).as_bytes()
+}
+
+fn block(left: &[u8; 32], right: &[u8; 32]) -> [u8; 64] {
+    let mut b = [0u8; 64];
+    b[..32].copy_from_slice(left);
+    b[32..].copy_from_slice(right);
+    b
+}
+
+/// Changed tree nodes: (heap index, new digest), the result of staging.
+#[derive(Clone, Debug, Default)]
+pub struct TreeUpdate {
+    nodes: Vec<(usize, [u8; 32])>,
+    root: Option<[u8; 32]>,
+}
+
+impl TreeUpdate {
+    /// The root after the update (None when nothing changed).
+    pub fn root(&self) -> Option<[u8; 32]> {
+        self.root
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StateTree {
+    /// Heap-ordered nodes; index 0 is unused.
+    nodes: Vec<[u8; 32]>,
+}
+
+impl Default for StateTree {
+    fn default() -> Self {
+        let empty = empty_by_height();
+        let mut nodes = vec![[0u8; 32]; 2 * BUCKETS];
+        for (height, digest) in empty.iter().enumerate() {
+            let level = DEPTH - height;
+            nodes[1 << level..2 << level].fill(*digest);
+        }
+        StateTree { nodes }
+    }
+}
+
+impl StateTree {
+    pub fn root(&self) -> [u8; 32] {
+        self.nodes[1]
+    }
+
+    pub fn bucket_digest(&self, bucket: usize) -> [u8; 32] {
+        self.nodes[BUCKETS + bucket]
+    }
+
+    /// Rehash the given buckets' contents (bucket, commitments in id order;
+    /// buckets ascending, each once) and the paths above them, through the
+    /// pool: one flush for the buckets, then one per level.
+    pub fn stage(&self, buckets: Vec<(usize, Vec<u8>)>, pool: &mut HashPool) -> Result<TreeUpdate, HashError> {
+        if buckets.is_empty() {
+            return Ok(TreeUpdate::default());
+        }
+        let mut indices = Vec::with_capacity(buckets.len());
+        let handles: Vec<HashHandle> = buckets
+            .into_iter()
+            .map(|(b, concatenated)| {
+                indices.push(BUCKETS + b);
+                pool.hash(concatenated)
+            })
+            .collect();
+        pool.flush()?;
+        let mut level = resolve(indices, &handles, pool)?;
+        let mut all = Vec::new();
+        while level[0].0 > 1 {
+            let mut parents = Vec::with_capacity(level.len().div_ceil(2));
+            let mut handles = Vec::with_capacity(parents.capacity());
+            let mut i = 0;
+            while i < level.len() {
+                let (idx, digest) = level[i];
+                let (left, right, step) = if idx % 2 == 0 {
+                    match level.get(i + 1) {
+                        Some(&(next, d)) if next == idx + 1 => (digest, d, 2),
+                        _ => (digest, self.nodes[idx + 1], 1),
+                    }
+                } else {
+                    (self.nodes[idx - 1], digest, 1)
+                };
+                parents.push(idx / 2);
+                handles.push(pool.hash(block(&left, &right)));
+                i += step;
+            }
+            pool.flush()?;
+            all.extend_from_slice(&level);
+            level = resolve(parents, &handles, pool)?;
+        }
+        let root = level[0].1;
+        all.extend_from_slice(&level);
+        Ok(TreeUpdate { nodes: all, root: Some(root) })
+    }
+
+    pub fn apply(&mut self, update: &TreeUpdate) {
+        for (idx, digest) in &update.nodes {
+            self.nodes[*idx] = *digest;
+        }
+    }
+}
+
+fn resolve(indices: Vec<usize>, handles: &[HashHandle], pool: &HashPool) -> Result<Vec<(usize, [u8; 32])>, HashError> {
+    indices
+        .into_iter()
+        .zip(handles)
+        .map(|(i, h)| pool.get(*h).map(|d| (i, d)).ok_or(HashError::UnknownHandle(h.0)))
+        .collect()
+}
+
+/// The state root computed from scratch (the reference the incremental tree
+/// is tested against): `commitments` are (id, commitment) pairs in any order.
+pub fn reference_root(
+    commitments: &BTreeMap<ResourceId, [u8; 32]>,
+    pool: &mut HashPool,
+) -> Result<[u8; 32], HashError> {
+    let mut buckets: Vec<Vec<u8>> = vec![Vec::new(); BUCKETS];
+    for (id, c) in commitments {
+        buckets[bucket_of(id)].extend_from_slice(c);
+    }
+    let digests: Vec<[u8; 32]> = buckets.iter().map(|b| *blake3::hash(b).as_bytes()).collect();
+    pool.merkle_root(&digests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Stage the changed buckets of `after` relative to the tree's content.
+    fn restage(
+        tree: &StateTree,
+        after: &BTreeMap<ResourceId, [u8; 32]>,
+        dirty: &[usize],
+        pool: &mut HashPool,
+    ) -> TreeUpdate {
+        let mut buckets: Vec<usize> = dirty.to_vec();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let contents = buckets
+            .into_iter()
+            .map(|b| {
+                let (lo, hi) = bucket_bounds(b);
+                (b, after.range(lo..=hi).flat_map(|(_, c)| c.iter().copied()).collect())
+            })
+            .collect();
+        tree.stage(contents, pool).unwrap()
+    }
+
+    type IdMaker = dyn Fn(usize, &mut rand_chacha::ChaCha8Rng) -> ResourceId;
+
+    fn id_in(bucket: usize, rng: &mut impl Rng) -> ResourceId {
+        let mut d: [u8; 32] = rng.gen();
+        d[0] = (bucket >> 8) as u8;
+        d[1] = bucket as u8;
+        ResourceId::from_digest(d)
+    }
+
+    #[test]
+    fn empty_tree_matches_reference() {
+        let mut pool = HashPool::new();
+        let tree = StateTree::default();
+        assert_eq!(tree.root(), reference_root(&BTreeMap::new(), &mut pool).unwrap());
+    }
+
+    #[test]
+    fn edge_sizes_match_reference() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut pool = HashPool::new();
+        for n in [0usize, 1, 2, 3, 31, 32, 33, 1000] {
+            // Spread over buckets, all in one bucket, and in the last bucket.
+            let layouts: [&IdMaker; 3] =
+                [&|_, r| ResourceId::from_digest(r.gen()), &|_, r| id_in(0x1234, r), &|_, r| id_in(BUCKETS - 1, r)];
+            for (layout, make) in layouts.iter().enumerate() {
+                let set: BTreeMap<ResourceId, [u8; 32]> = (0..n).map(|i| (make(i, &mut rng), rng.gen())).collect();
+                let dirty: Vec<usize> = set.keys().map(bucket_of).collect();
+                let mut tree = StateTree::default();
+                let update = restage(&tree, &set, &dirty, &mut pool);
+                tree.apply(&update);
+                let expected = reference_root(&set, &mut pool).unwrap();
+                assert_eq!(tree.root(), expected, "n = {n}, layout {layout}");
+                if n > 0 {
+                    assert_eq!(update.root(), Some(expected));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_inserts_removes_edits_match_reference() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut pool = HashPool::new();
+        let mut tree = StateTree::default();
+        let mut set: BTreeMap<ResourceId, [u8; 32]> = BTreeMap::new();
+        // Few buckets first (collisions within a bucket), then the whole range.
+        for round in 0..80 {
+            let spread = if round < 40 { 4 } else { BUCKETS };
+            let mut dirty = Vec::new();
+            for _ in 0..rng.gen_range(0..40) {
+                match rng.gen_range(0..3) {
+                    0 => {
+                        let id = id_in(rng.gen_range(0..spread), &mut rng);
+                        set.insert(id, rng.gen());
+                        dirty.push(bucket_of(&id));
+                    }
+                    1 if !set.is_empty() => {
+                        let id = *set.keys().nth(rng.gen_range(0..set.len())).unwrap();
+                        set.remove(&id);
+                        dirty.push(bucket_of(&id));
+                    }
+                    _ if !set.is_empty() => {
+                        let id = *set.keys().nth(rng.gen_range(0..set.len())).unwrap();
+                        set.insert(id, rng.gen());
+                        dirty.push(bucket_of(&id));
+                    }
+                    _ => {}
+                }
+            }
+            let update = restage(&tree, &set, &dirty, &mut pool);
+            let before = tree.root();
+            tree.apply(&update);
+            assert_eq!(update.root().unwrap_or(before), tree.root());
+            assert_eq!(tree.root(), reference_root(&set, &mut pool).unwrap(), "round {round}, {} registers", set.len());
+        }
+    }
+
+    #[test]
+    fn bucket_bounds_contain_exactly_their_bucket() {
+        for b in [0, 1, 0xFF, 0x100, BUCKETS - 1] {
+            let (lo, hi) = bucket_bounds(b);
+            assert_eq!((bucket_of(&lo), bucket_of(&hi)), (b, b));
+        }
+    }
+}
