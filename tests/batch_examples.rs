@@ -11,7 +11,7 @@ use causality_vm::batch::file::{prepare, BatchFile};
 use causality_vm::batch::{execute_batch, TransactionContext};
 use causality_vm::content_id::hex_encode;
 use causality_vm::resource::{
-    ConsumedInput, NewResource, Operation, ResourceUpdate, VerifyTarget, NULLIFIER_KEY_COMMITMENT_CONTEXT,
+    nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceUpdate, VerifyTarget,
 };
 use causality_vm::store::RegisterStore;
 use causality_vm::{ContentId, DomainId, ExecutionMode};
@@ -42,7 +42,7 @@ fn resource(logic: ContentId, fungibility: &str, quantity: u64, owner: &str, non
         quantity,
         metadata: BTreeMap::new(),
         contents: Vec::new(),
-        nullifier_key_commitment: blake3::derive_key(NULLIFIER_KEY_COMMITMENT_CONTEXT, &nk(owner)),
+        nullifier_key_commitment: nullifier_key_commitment(&nk(owner)),
         controller: owner.into(),
         nonce: *blake3::hash(nonce.as_bytes()).as_bytes(),
     }
