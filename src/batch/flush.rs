@@ -94,7 +94,8 @@ pub(super) fn check(
 /// operation order. Poseidon is far slower than BLAKE3, so the whole pass is
 /// hashed at once across the rayon pool.
 fn key_openings(executed: &[(usize, &OpEffects)]) -> Vec<[u8; 32]> {
-    let keys: Vec<&[u8; 32]> = executed.iter().flat_map(|(_, fx)| fx.consumes.iter().map(|c| &c.nullifier_key)).collect();
+    let keys: Vec<&[u8; 32]> =
+        executed.iter().flat_map(|(_, fx)| fx.consumes.iter().map(|c| &c.nullifier_key)).collect();
     keys.into_par_iter().map(nullifier_key_commitment).collect()
 }
 
