@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use causality_vm::batch::{execute_batch, BatchExecutionResult, TransactionContext};
 use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
-use causality_vm::resource::{nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceId, ResourceUpdate};
+use causality_vm::resource::{
+    nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceId, ResourceUpdate,
+};
 use causality_vm::store::RegisterStore;
 use causality_vm::vm::{Instruction, Program};
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionMode};
