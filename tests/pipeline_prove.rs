@@ -178,3 +178,59 @@ fn the_gpu_engine_proves_a_batch_that_verifies() {
     // The CPU-engine system (same keys) accepts what the GPU engine proved.
     assert_eq!(system(MsmEngine::cpu()).verify_record(&record).expect("verifies"), 2);
 }
+
+fn cvm(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cvm"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--backend", "cpu"])
+        .args(args)
+        .env_remove("CVM_DATA_DIR")
+        .output()
+        .expect("run cvm")
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn cvm_run_proves_by_default_and_export_writes_the_batch_log_proofs() {
+    let data = tempfile::tempdir().unwrap();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/transfers.json");
+    let file = file.to_str().unwrap();
+
+    let o = cvm(data.path(), &["run", file, "--ops-per-proof", "2", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a multi-party ceremony"), "{}", text(&o));
+    let result: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(result["metadata"]["committed"], true);
+    let proofs = result["metadata"]["prove_stages"]["proofs"].as_u64().expect("prove stages in --json");
+    assert_eq!(proofs, 4, "8 operations at 2 per proof");
+    assert!(result["metadata"]["prove_stages"]["msm_g1_us"].is_u64());
+
+    let out = tempfile::tempdir().unwrap();
+    let o = cvm(data.path(), &["export", "--out", out.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cvm(data.path(), &["verify", out.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).matches("OK ").count(), 4, "{}", text(&o));
+
+    // Verification mode checks the stored proofs with the Verify operation.
+    let verify = out.path().join("verify.json");
+    let mut batch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).expect("example parses");
+    batch["ops"] = serde_json::json!([{ "op": "verify", "target": { "kind": "batch_proof", "batch": 1 } }]);
+    batch.as_object_mut().unwrap().remove("programs");
+    std::fs::write(&verify, batch.to_string()).unwrap();
+    let o = cvm(data.path(), &["--mode", "verification", "run", verify.to_str().unwrap(), "--ops-per-proof", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("verifies"), "{}", text(&o));
+
+    // --no-prove commits without proofs, and export says so.
+    let o = cvm(data.path(), &["run", file, "--no-prove"]);
+    assert_eq!(o.status.code(), Some(1), "the creates collide: {}", text(&o));
+    let o = cvm(data.path(), &["export", "--batch", "5", "--out", out.path().to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("not in the log"), "{}", text(&o));
+}
