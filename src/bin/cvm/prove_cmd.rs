@@ -126,7 +126,7 @@ fn logged_proofs(data_dir: &Path, number: Option<u64>) -> anyhow::Result<Vec<Bat
     let proof = record.proof.with_context(|| {
         format!("batch {number} has no proofs (committed in {} mode or with --no-prove)", record.mode)
     })?;
-    Ok(decode_record(&proof).with_context(|| format!("the proofs of batch {number}"))?)
+    decode_record(&proof).with_context(|| format!("the proofs of batch {number}"))
 }
 
 /// The proof directories under `dir`: itself, or its `proof-<i>` children.
