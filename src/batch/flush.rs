@@ -3,7 +3,7 @@
 //! consumed inputs of the pass), and that no nullifier is spent twice and no
 //! created id already exists. A failed check fails its operation.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rayon::prelude::*;
 
@@ -91,12 +91,16 @@ pub(super) fn check(
 }
 
 /// The Poseidon nullifier-key commitment of every consumed input's key, in
-/// operation order. Poseidon is far slower than BLAKE3, so the whole pass is
-/// hashed at once across the rayon pool.
+/// operation order. Poseidon is far slower than BLAKE3, so each distinct key
+/// (an owner often spends many resources) is hashed once, across the rayon pool.
 fn key_openings(executed: &[(usize, &OpEffects)]) -> Vec<[u8; 32]> {
-    let keys: Vec<&[u8; 32]> =
-        executed.iter().flat_map(|(_, fx)| fx.consumes.iter().map(|c| &c.nullifier_key)).collect();
-    keys.into_par_iter().map(nullifier_key_commitment).collect()
+    let keys: Vec<[u8; 32]> = executed.iter().flat_map(|(_, fx)| fx.consumes.iter().map(|c| c.nullifier_key)).collect();
+    let mut distinct = keys.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let opened: HashMap<[u8; 32], [u8; 32]> =
+        distinct.into_par_iter().map(|k| (k, nullifier_key_commitment(&k))).collect();
+    keys.iter().map(|k| opened[k]).collect()
 }
 
 type Claims = (Vec<[u8; 32]>, Vec<ResourceId>);
