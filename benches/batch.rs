@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use causality_vm::batch::{execute_batch, TransactionContext};
 use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
-use causality_vm::resource::{ConsumedInput, NewResource, Operation, ResourceId, NULLIFIER_KEY_COMMITMENT_CONTEXT};
+use causality_vm::resource::{nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceId};
 use causality_vm::store::RegisterStore;
 use causality_vm::vm::{Instruction, Program};
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionMode};
@@ -82,7 +82,7 @@ impl Ledger {
             quantity,
             metadata: BTreeMap::new(),
             contents: Vec::new(),
-            nullifier_key_commitment: blake3::derive_key(NULLIFIER_KEY_COMMITMENT_CONTEXT, &nk(quantity)),
+            nullifier_key_commitment: nullifier_key_commitment(&nk(quantity)),
             controller: "bench".into(),
             nonce: *blake3::hash(&self.nonce.to_le_bytes()).as_bytes(),
         }

@@ -11,7 +11,7 @@ use causality_vm::batch::file::{prepare, BatchFile};
 use causality_vm::batch::{execute_batch, TransactionContext};
 use causality_vm::content_id::hex_encode;
 use causality_vm::resource::{
-    ConsumedInput, NewResource, Operation, ResourceUpdate, VerifyTarget, NULLIFIER_KEY_COMMITMENT_CONTEXT,
+    nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceUpdate, VerifyTarget,
 };
 use causality_vm::store::RegisterStore;
 use causality_vm::{ContentId, DomainId, ExecutionMode};
@@ -42,7 +42,7 @@ fn resource(logic: ContentId, fungibility: &str, quantity: u64, owner: &str, non
         quantity,
         metadata: BTreeMap::new(),
         contents: Vec::new(),
-        nullifier_key_commitment: blake3::derive_key(NULLIFIER_KEY_COMMITMENT_CONTEXT, &nk(owner)),
+        nullifier_key_commitment: nullifier_key_commitment(&nk(owner)),
         controller: owner.into(),
         nonce: *blake3::hash(nonce.as_bytes()).as_bytes(),
     }
@@ -126,16 +126,17 @@ fn examples() -> Vec<(&'static str, String)> {
     ops.extend(supply.iter().map(|r| Operation::Create { resource: r.clone() }));
     let alice = resource(gold, "gold", 300, "alice", "pay alice");
     let bob = resource(gold, "gold", 200, "bob", "pay bob");
-    let rest = mint(1_500, "treasury change");
-    ops.push(Operation::Transfer {
-        inputs: vec![spend(&supply[0]), spend(&supply[1])],
-        outputs: vec![alice.clone(), bob.clone(), rest.clone()],
-    });
+    let rest = mint(700, "treasury change");
+    // A proof slot holds at most 2 inputs and 2 outputs (docs/PROVING.md).
+    ops.push(Operation::Transfer { inputs: vec![spend(&supply[0])], outputs: vec![alice.clone(), rest.clone()] });
     let carol = resource(gold, "gold", 120, "carol", "alice pays carol");
     let alice_change = resource(gold, "gold", 180, "alice", "alice change");
     ops.push(Operation::Transfer { inputs: vec![spend(&alice)], outputs: vec![carol.clone(), alice_change.clone()] });
-    let merged = resource(gold, "gold", 2_000, "treasury", "treasury merge");
-    ops.push(Operation::Transfer { inputs: vec![spend(&supply[2]), spend(&supply[3])], outputs: vec![merged] });
+    let merged = resource(gold, "gold", 1_800, "treasury", "treasury merge");
+    ops.push(Operation::Transfer {
+        inputs: vec![spend(&supply[2]), spend(&supply[3])],
+        outputs: vec![bob.clone(), merged],
+    });
     ops.push(Operation::Read { id: id(&carol) });
     let transfers = batch_json(&[token], &ops);
 

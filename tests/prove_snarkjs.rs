@@ -6,6 +6,8 @@
 //! CVM_REQUIRE_SNARKJS=1, which makes it fail.
 
 mod prove_support;
+#[path = "prove_support/snarkjs.rs"]
+mod snarkjs_runner;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +21,7 @@ use causality_vm::prove::snarkjs::{self, PROOF_FILE, PUBLIC_FILE, VK_FILE};
 use causality_vm::prove::{BatchProof, ProveError, ProvingSystem};
 use prove_support::*;
 use serde_json::Value;
+use snarkjs_runner::{run_snarkjs, snarkjs_script};
 
 fn system() -> &'static ProvingSystem {
     static SYSTEM: OnceLock<ProvingSystem> = OnceLock::new();
@@ -154,31 +157,6 @@ fn cvm_export_and_verify_commands() {
     let rejected = cvm().args(["verify"]).arg(&out).output().unwrap();
     assert_eq!(rejected.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&rejected.stdout).contains("FAIL"));
-}
-
-/// The snarkjs verifier script, or None (with the reason) when it cannot run.
-fn snarkjs_script() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snarkjs");
-    let installed = root.join("node_modules/snarkjs/package.json").is_file();
-    let node = Command::new("node").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    if installed && node {
-        return Some(root.join("verify.js"));
-    }
-    let reason = format!(
-        "snarkjs check not run: node {}, snarkjs {} (install with `npm ci --prefix tests/snarkjs`)",
-        if node { "found" } else { "missing" },
-        if installed { "installed" } else { "not installed" }
-    );
-    if std::env::var("CVM_REQUIRE_SNARKJS").as_deref() == Ok("1") {
-        panic!("{reason}, and CVM_REQUIRE_SNARKJS=1");
-    }
-    eprintln!("{reason}");
-    None
-}
-
-fn run_snarkjs(script: &Path, dir: &Path) -> (Option<i32>, String) {
-    let out = Command::new("node").arg(script).arg(dir).output().expect("running node");
-    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 #[test]

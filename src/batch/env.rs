@@ -17,13 +17,12 @@ use super::overlay::{Lookup, Overlay};
 use super::result::LogicTrace;
 use super::transaction::TransactionContext;
 
-/// A consumed input: its nullifier and the opening of its nullifier-key
-/// commitment are pending hash requests, checked at the flush.
+/// A consumed input: its nullifier is a pending hash request; it and the
+/// opening of the nullifier-key commitment are checked at the flush.
 pub(super) struct Consumption {
     pub register: ResourceRegister,
     pub nullifier_key: [u8; 32],
     pub nullifier: HashHandle,
-    pub key_commitment: HashHandle,
 }
 
 /// A digest-dependent check made at the flush.

@@ -1,13 +1,16 @@
 //! The checks made once the hash pool has flushed: deferred digest
-//! assertions, nullifier-key openings, and that no nullifier is spent twice
-//! and no created id already exists. A failed check fails its operation.
+//! assertions, nullifier-key openings (Poseidon, computed in parallel over all
+//! consumed inputs of the pass), and that no nullifier is spent twice and no
+//! created id already exists. A failed check fails its operation.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rayon::prelude::*;
 
 use crate::content_id::hex_encode;
 use crate::error::ExecutionError;
 use crate::hash::{HashHandle, HashPool};
-use crate::resource::{LifecycleState, ResourceId};
+use crate::resource::{nullifier_key_commitment, LifecycleState, ResourceId};
 use crate::store::RegisterStore;
 
 use super::env::{Assertion, OpEffects};
@@ -19,8 +22,9 @@ fn digest(pool: &HashPool, h: HashHandle) -> Result<[u8; 32], ExecutionError> {
     })
 }
 
-/// Checks that concern one operation alone.
-fn intrinsic(fx: &OpEffects, pool: &HashPool) -> Result<(), ExecutionError> {
+/// Checks that concern one operation alone; `openings` holds
+/// `nullifier_key_commitment` of each of its consumed inputs' keys.
+fn intrinsic(fx: &OpEffects, openings: &[[u8; 32]], pool: &HashPool) -> Result<(), ExecutionError> {
     for a in &fx.assertions {
         match a {
             Assertion::Vm(a) => a.check(pool)?,
@@ -38,14 +42,13 @@ fn intrinsic(fx: &OpEffects, pool: &HashPool) -> Result<(), ExecutionError> {
             }
         }
     }
-    for c in &fx.consumes {
-        let opened = digest(pool, c.key_commitment)?;
-        if opened != c.register.nullifier_key_commitment {
+    for (c, opened) in fx.consumes.iter().zip(openings) {
+        if *opened != c.register.nullifier_key_commitment {
             return Err(ExecutionError::StateCommitmentError {
                 reason: format!(
                     "the nullifier key given for {} does not open its commitment: it commits to {}, the register holds {}",
                     c.register.id,
-                    hex_encode(&opened),
+                    hex_encode(opened),
                     hex_encode(&c.register.nullifier_key_commitment)
                 ),
             });
@@ -65,8 +68,12 @@ pub(super) fn check(
     let mut failures = BTreeMap::new();
     let mut spent: HashSet<[u8; 32]> = HashSet::new();
     let mut created: HashSet<ResourceId> = HashSet::new();
+    let openings = key_openings(executed);
+    let mut offset = 0;
     for (index, fx) in executed {
-        let verdict = intrinsic(fx, pool).and_then(|()| unique(fx, pool, store, &spent, &created));
+        let mine = &openings[offset..offset + fx.consumes.len()];
+        offset += fx.consumes.len();
+        let verdict = intrinsic(fx, mine, pool).and_then(|()| unique(fx, pool, store, &spent, &created));
         match verdict {
             Ok((nullifiers, ids)) => {
                 spent.extend(nullifiers);
@@ -81,6 +88,19 @@ pub(super) fn check(
         }
     }
     Ok(failures)
+}
+
+/// The Poseidon nullifier-key commitment of every consumed input's key, in
+/// operation order. Poseidon is far slower than BLAKE3, so each distinct key
+/// (an owner often spends many resources) is hashed once, across the rayon pool.
+fn key_openings(executed: &[(usize, &OpEffects)]) -> Vec<[u8; 32]> {
+    let keys: Vec<[u8; 32]> = executed.iter().flat_map(|(_, fx)| fx.consumes.iter().map(|c| c.nullifier_key)).collect();
+    let mut distinct = keys.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let opened: HashMap<[u8; 32], [u8; 32]> =
+        distinct.into_par_iter().map(|k| (k, nullifier_key_commitment(&k))).collect();
+    keys.iter().map(|k| opened[k]).collect()
 }
 
 type Claims = (Vec<[u8; 32]>, Vec<ResourceId>);

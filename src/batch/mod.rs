@@ -8,8 +8,10 @@
 //!    run ([`flush`]). If one fails, its operation is marked failed and the
 //!    batch is executed again without it (later operations may have depended
 //!    on it), until a pass has no new failure.
-//! 3. **Prove** (ProofGeneration with a [`ProofSystem`]): the witnesses become
-//!    a proof stored in the batch record as opaque bytes.
+//! 3. **Prove** (Standard and ProofGeneration with a [`ProofSystem`]): the
+//!    witnesses become proofs, checked against the verifying key, stored in
+//!    the batch record as opaque bytes. A failure is a ProofGenerationError
+//!    and nothing is committed.
 //! 4. **Commit** (Standard, ProofGeneration, Debug): the store stages the
 //!    delta (commitments and the new state root through the pool) and appends
 //!    it durably in one transaction. Simulation stops after staging;
@@ -24,7 +26,7 @@ mod prove;
 mod result;
 mod transaction;
 
-pub use prove::{OpWitness, ProofSystem};
+pub use prove::{OpWitness, ProofSystem, ProveStages};
 pub use result::{BatchExecutionResult, BatchMetadata, ChangeSet, LogicTrace, OpOutcome, OpStatus, OperationResult};
 pub use transaction::{CommitPolicy, FailurePolicy, TransactionContext};
 
@@ -133,7 +135,7 @@ fn apply(env: &mut Env, index: usize, fx: &mut OpEffects) {
     for (_, after) in &fx.updates {
         env.overlay.put(after.clone());
     }
-    if env.tx.mode == ExecutionMode::ProofGeneration {
+    if prove::gathers_witnesses(env.tx) {
         fx.created_copies = fx.new_registers.clone();
     }
     for (handle, register) in fx.creates.iter().zip(fx.new_registers.drain(..)) {
@@ -165,7 +167,7 @@ fn finish(
                 counts.0 += created.len() as u64;
                 counts.1 += fx.updates.len() as u64;
                 counts.2 += spent.len() as u64;
-                if mode == ExecutionMode::ProofGeneration {
+                if prove::gathers_witnesses(tx) {
                     witnesses.push(witness(kind, &fx, &created));
                 }
                 let outcome = OpOutcome {
@@ -201,8 +203,9 @@ fn finish(
         state_root_before: store.state_root(),
         state_root_after: None,
         would_change: None,
-        witnesses,
+        witnesses: Vec::new(),
         timings,
+        prove_stages: None,
         reruns,
     };
     let wants_commit = mode.writes_store() && success_count > 0 && !rolled_back;
@@ -214,13 +217,12 @@ fn finish(
         if !wants_commit {
             metadata.would_change = Some(ChangeSet::from(&staged.delta));
         } else {
-            let proof = match (&tx.proof_system, mode) {
-                (Some(system), ExecutionMode::ProofGeneration) => {
+            let proof = match &tx.proof_system {
+                Some(system) if prove::proves(tx) => {
                     let started = Instant::now();
-                    let proof = system
-                        .prove(&metadata.witnesses)
-                        .map_err(|reason| ExecutionError::ProofGenerationError { stage: "prove".into(), reason })?;
+                    let (proof, stages) = prove::prove_and_check(system.as_ref(), &witnesses)?;
                     metadata.timings.prove_us = micros(started);
+                    metadata.prove_stages = stages;
                     Some(proof)
                 }
                 _ => None,
@@ -245,6 +247,9 @@ fn finish(
             metadata.batch_number = Some(committed.number);
             metadata.committed = true;
         }
+    }
+    if mode == ExecutionMode::ProofGeneration {
+        metadata.witnesses = witnesses;
     }
     Ok(BatchExecutionResult { results, success_count, metadata })
 }

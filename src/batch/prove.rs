@@ -1,13 +1,17 @@
 //! The prove stage's slot: between the hash flush and the commit, a
-//! [`ProofSystem`] turns the batch's witnesses into a proof that the batch log
+//! [`ProofSystem`] turns the batch's witnesses into proofs that the batch log
 //! stores as opaque bytes. The Groth16 system lives in `crate::prove`.
 
 use serde::Serialize;
 
+use crate::context::ExecutionMode;
+use crate::error::ExecutionError;
 use crate::resource::{OperationKind, ResourceRegister};
 use crate::store::ProofRecord;
 
-/// What the prover needs of one successful operation (ProofGeneration mode).
+use super::transaction::TransactionContext;
+
+/// What the prover needs of one successful operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OpWitness {
     pub kind: OperationKind,
@@ -18,6 +22,21 @@ pub struct OpWitness {
     pub updated: Option<(ResourceRegister, ResourceRegister)>,
 }
 
+/// Where the time of the prove stage went, summed over the batch's proofs
+/// (microseconds). The G1 and G2 MSMs run at the same time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProveStages {
+    pub proofs: u64,
+    pub witness_us: u64,
+    pub qap_us: u64,
+    pub msm_g1_us: u64,
+    pub msm_g2_us: u64,
+    pub assemble_us: u64,
+    pub verify_us: u64,
+    /// Proofs retried on the CPU after a failure on the selected engine.
+    pub cpu_retries: u64,
+}
+
 pub trait ProofSystem: Send + Sync {
     /// The name stored in each proof record, e.g. "groth16-bn254".
     fn name(&self) -> String;
@@ -25,4 +44,38 @@ pub trait ProofSystem: Send + Sync {
     fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, String>;
     /// Check a stored proof record.
     fn verify(&self, record: &ProofRecord) -> Result<(), String>;
+    /// `prove`, with the time each stage took; systems that do not measure
+    /// their stages report none.
+    fn prove_timed(&self, witnesses: &[OpWitness]) -> Result<(ProofRecord, Option<ProveStages>), String> {
+        self.prove(witnesses).map(|record| (record, None))
+    }
+}
+
+/// Whether the executor proves this batch: a proof system is set and the
+/// mode commits proven batches (Standard, ProofGeneration).
+pub(super) fn proves(tx: &TransactionContext) -> bool {
+    tx.proof_system.is_some() && matches!(tx.mode, ExecutionMode::Standard | ExecutionMode::ProofGeneration)
+}
+
+/// Whether the executor gathers witnesses: for proving, and always in
+/// ProofGeneration mode (where they are part of the result).
+pub(super) fn gathers_witnesses(tx: &TransactionContext) -> bool {
+    tx.mode == ExecutionMode::ProofGeneration || proves(tx)
+}
+
+/// The prove stage: proves the witnesses and checks the record it gets back,
+/// so that nothing unverified reaches the commit. Any failure is a
+/// ProofGenerationError and the batch is not committed.
+pub(super) fn prove_and_check(
+    system: &dyn ProofSystem,
+    witnesses: &[OpWitness],
+) -> Result<(ProofRecord, Option<ProveStages>), ExecutionError> {
+    let (record, stages) = system
+        .prove_timed(witnesses)
+        .map_err(|reason| ExecutionError::ProofGenerationError { stage: "prove".into(), reason })?;
+    system.verify(&record).map_err(|reason| ExecutionError::ProofGenerationError {
+        stage: "verify".into(),
+        reason: format!("the {} proof just made does not verify: {reason}", record.system),
+    })?;
+    Ok((record, stages))
 }

@@ -9,7 +9,7 @@ use crate::resource::{OperationKind, ResourceId, ResourceRegister};
 use crate::store::{BatchDelta, StageTimings};
 use crate::vm::{ExecutionTrace, Role};
 
-use super::prove::OpWitness;
+use super::prove::{OpWitness, ProveStages};
 use super::transaction::{CommitPolicy, FailurePolicy};
 
 /// What a successful operation did.
@@ -122,6 +122,10 @@ pub struct BatchMetadata {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub witnesses: Vec<OpWitness>,
     pub timings: StageTimings,
+    /// The prove stage's breakdown, when the batch was proven by a system
+    /// that measures it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prove_stages: Option<ProveStages>,
     /// Times the batch was re-executed because a digest-dependent check
     /// failed an operation at the flush.
     pub reruns: usize,

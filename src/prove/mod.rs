@@ -8,10 +8,13 @@
 //! - [`prover`]: our Groth16 prover on the MSM engine.
 //! - [`system`]: [`ProvingSystem`], the API the batch executor calls.
 //! - [`snarkjs`]: snarkjs JSON export and import.
+//! - [`pipeline`]: [`ProvingSystem`] as the batch executor's proof system,
+//!   and the batch-log proof record.
 
 pub mod circuit;
 pub mod encoding;
 pub mod keys;
+pub mod pipeline;
 pub mod poseidon;
 pub mod prover;
 pub mod snarkjs;

@@ -2,7 +2,7 @@
 //! and the batch API the executor calls.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -76,8 +76,8 @@ pub struct ProvingSystem {
     /// The CPU copy of the prover key, made on the first retry after a GPU failure.
     cpu_fallback: OnceLock<Result<(MsmEngine, ProverKey), String>>,
     last_timings: Mutex<StageTimings>,
-    /// Fault injection for tests of the CPU retry path.
-    fail_next: AtomicBool,
+    /// Fault injection for tests of the CPU retry path: proof attempts left to fail.
+    fail_next: AtomicU32,
 }
 
 impl ProvingSystem {
@@ -125,7 +125,7 @@ impl ProvingSystem {
             key,
             cpu_fallback: OnceLock::new(),
             last_timings: Mutex::new(StageTimings::default()),
-            fail_next: AtomicBool::new(false),
+            fail_next: AtomicU32::new(0),
         })
     }
 
@@ -154,7 +154,20 @@ impl ProvingSystem {
     /// exercise the retry on the CPU engine.
     #[doc(hidden)]
     pub fn fail_next_proof_for_testing(&self) {
-        self.fail_next.store(true, Ordering::SeqCst);
+        self.fail_proof_attempts_for_testing(1);
+    }
+
+    /// Makes the next `attempts` proof attempts fail (the CPU retry counts
+    /// as one), so tests can exercise a prover that fails for good.
+    #[doc(hidden)]
+    pub fn fail_proof_attempts_for_testing(&self, attempts: u32) {
+        self.fail_next.store(attempts, Ordering::SeqCst);
+    }
+
+    /// Consumes one injected failure, if any is pending.
+    fn injected_failure(&self) -> Option<ProveError> {
+        let take = self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        take.is_ok().then(|| ProveError::Rejected("injected failure (test hook)".into()))
     }
 
     /// Proves `ops` in chunks of K (padding the last), verifying each proof
@@ -197,10 +210,9 @@ impl ProvingSystem {
             });
         }
         let circuit = ComplianceCircuit::new(slots);
-        let first = if self.fail_next.swap(false, Ordering::SeqCst) {
-            Err(ProveError::Rejected("injected failure (test hook)".into()))
-        } else {
-            self.prove_verified(&self.engine, &self.key, circuit.clone(), ops, timings)
+        let first = match self.injected_failure() {
+            Some(err) => Err(err),
+            None => self.prove_verified(&self.engine, &self.key, circuit.clone(), ops, timings),
         };
         match first {
             Ok(proof) => Ok(proof),
@@ -209,6 +221,9 @@ impl ProvingSystem {
             Err(err) => {
                 tracing::warn!(%err, backend = %self.engine.backend(), "proof failed; retrying once on the CPU");
                 timings.cpu_retries += 1;
+                if let Some(err) = self.injected_failure() {
+                    return Err(err);
+                }
                 let (engine, key) = self.cpu_engine()?;
                 self.prove_verified(engine, key, circuit, ops, timings)
             }

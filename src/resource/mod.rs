@@ -10,5 +10,6 @@ pub(crate) mod serde_hex_opt;
 pub use lifecycle::LifecycleState;
 pub use operation::{ConsumedInput, Operation, OperationKind, ResourceUpdate, VerifyTarget};
 pub use register::{
-    nullifier_input, NewResource, ResourceId, ResourceRegister, NULLIFIER_CONTEXT, NULLIFIER_KEY_COMMITMENT_CONTEXT,
+    nullifier_input, nullifier_key_commitment, NewResource, ResourceId, ResourceRegister, NULLIFIER_CONTEXT,
+    NULLIFIER_KEY_COMMITMENT_CONTEXT,
 };

@@ -24,7 +24,8 @@ pub struct ResourceRegister {
     pub metadata: BTreeMap<String, String>,
     pub contents: Vec<u8>,
     pub state: LifecycleState,
-    /// BLAKE3 of the nullifier key; consuming needs the key itself.
+    /// [`nullifier_key_commitment`] of the nullifier key (Poseidon); consuming
+    /// needs the key itself.
     pub nullifier_key_commitment: [u8; 32],
     pub controller: String,
     pub version: u64,
@@ -111,7 +112,18 @@ pub fn nullifier_input(nullifier_key: &[u8; 32], id: &ResourceId) -> [u8; 64] {
 }
 
 pub const NULLIFIER_CONTEXT: &str = "causality-vm 2026 nullifier v1";
+/// The BLAKE3 derive-key context of the first nullifier-key commitment. The
+/// executor and the circuit use [`nullifier_key_commitment`] instead; kept so
+/// older callers still compile.
 pub const NULLIFIER_KEY_COMMITMENT_CONTEXT: &str = "causality-vm 2026 nullifier-key commitment v1";
+
+/// The commitment a register holds to its nullifier key: Poseidon over BN254
+/// (`Poseidon_nk(nk)`, parameters in docs/PROVING.md) as 32 little-endian
+/// bytes. The executor checks a consumed input's key against it, and the
+/// compliance circuit proves the same opening.
+pub fn nullifier_key_commitment(nullifier_key: &[u8; 32]) -> [u8; 32] {
+    crate::prove::nullifier_key_commitment(nullifier_key)
+}
 
 fn encode_metadata(w: &mut CanonicalWriter, metadata: &BTreeMap<String, String>) {
     w.u64(metadata.len() as u64);

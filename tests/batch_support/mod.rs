@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use causality_vm::batch::{execute_batch, BatchExecutionResult, TransactionContext};
 use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
 use causality_vm::resource::{
-    ConsumedInput, NewResource, Operation, ResourceId, ResourceUpdate, NULLIFIER_KEY_COMMITMENT_CONTEXT,
+    nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceId, ResourceUpdate,
 };
 use causality_vm::store::RegisterStore;
 use causality_vm::vm::{Instruction, Program};
@@ -22,8 +22,9 @@ pub fn nullifier_key(seed: u64) -> [u8; 32] {
     *blake3::hash(&seed.to_le_bytes()).as_bytes()
 }
 
+/// The register's nullifier-key commitment (Poseidon, the one the circuit proves).
 pub fn key_commitment(nk: &[u8; 32]) -> [u8; 32] {
-    blake3::derive_key(NULLIFIER_KEY_COMMITMENT_CONTEXT, nk)
+    nullifier_key_commitment(nk)
 }
 
 pub fn accept_program() -> Program {

@@ -1,5 +1,5 @@
-//! Transfer and Delete: consuming inputs (nullifiers and the nullifier-key
-//! opening are pending hash requests checked at the flush), and for Transfer
+//! Transfer and Delete: consuming inputs (the nullifier is a pending hash
+//! request; it and the nullifier-key opening are checked at the flush), and for Transfer
 //! creating outputs with quantity conserved per fungibility domain.
 
 use std::collections::{BTreeMap, HashSet};
@@ -8,7 +8,6 @@ use crate::content_id::ContentId;
 use crate::error::ExecutionError;
 use crate::resource::{
     nullifier_input, ConsumedInput, LifecycleState, NewResource, OperationKind, ResourceRegister, NULLIFIER_CONTEXT,
-    NULLIFIER_KEY_COMMITMENT_CONTEXT,
 };
 use crate::vm::Role;
 
@@ -112,6 +111,5 @@ fn check_conservation(inputs: &[ResourceRegister], outputs: &[NewResource]) -> R
 
 fn consume(env: &mut Env, register: ResourceRegister, input: &ConsumedInput, fx: &mut OpEffects) {
     let nullifier = env.pool.derive_key(NULLIFIER_CONTEXT, nullifier_input(&input.nullifier_key, &register.id));
-    let key_commitment = env.pool.derive_key(NULLIFIER_KEY_COMMITMENT_CONTEXT, input.nullifier_key);
-    fx.consumes.push(Consumption { register, nullifier_key: input.nullifier_key, nullifier, key_commitment });
+    fx.consumes.push(Consumption { register, nullifier_key: input.nullifier_key, nullifier });
 }

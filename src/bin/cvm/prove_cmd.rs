@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use causality_vm::prove::keys::{self, CircuitShape};
+use causality_vm::prove::pipeline::decode_record;
 use causality_vm::prove::{snarkjs, BatchProof};
+use causality_vm::store::RegisterStore;
 
 use crate::Globals;
 
@@ -20,8 +22,12 @@ pub struct SetupArgs {
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
-    /// Batch-proof files (ark-serialize compressed `BatchProof`), one set of snarkjs files each.
-    #[arg(long = "proof", required = true)]
+    /// The committed batch whose proofs to export (default: the latest).
+    #[arg(long, conflicts_with = "proofs")]
+    pub batch: Option<u64>,
+    /// Batch-proof files (ark-serialize compressed `BatchProof`) instead of
+    /// the batch log, one set of snarkjs files each.
+    #[arg(long = "proof")]
     pub proofs: Vec<PathBuf>,
     /// Verifying key (compressed); default: the data dir's key for --ops-per-proof.
     #[arg(long)]
@@ -76,15 +82,25 @@ pub fn export(globals: &Globals, args: ExportArgs) -> anyhow::Result<i32> {
         Some(p) => p.clone(),
         None => keys::key_dir(&globals.data_dir(), args.ops_per_proof).join(keys::VERIFYING_KEY_FILE),
     };
+    let proofs = if args.proofs.is_empty() {
+        logged_proofs(&globals.data_dir(), args.batch)?
+    } else {
+        args.proofs
+            .iter()
+            .map(|p| {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                BatchProof::from_bytes(&bytes).with_context(|| format!("decoding {}", p.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    // The key set follows the proofs' size unless named explicitly.
+    let vk_path = match (&args.vk, proofs.first()) {
+        (None, Some(p)) if args.proofs.is_empty() => {
+            keys::key_dir(&globals.data_dir(), p.slots()).join(keys::VERIFYING_KEY_FILE)
+        }
+        _ => vk_path,
+    };
     let vk = keys::load_verifying_key(&vk_path)?;
-    let proofs = args
-        .proofs
-        .iter()
-        .map(|p| {
-            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            BatchProof::from_bytes(&bytes).with_context(|| format!("decoding {}", p.display()))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let dirs = snarkjs::export_batch(&args.out, &vk, &proofs)?;
     if globals.json {
         println!("{}", serde_json::json!({ "dirs": dirs }));
@@ -94,6 +110,23 @@ pub fn export(globals: &Globals, args: ExportArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The proofs the batch log holds for batch `number` (default: the latest).
+fn logged_proofs(data_dir: &Path, number: Option<u64>) -> anyhow::Result<Vec<BatchProof>> {
+    let store = RegisterStore::open(data_dir)
+        .with_context(|| format!("opening the register store in {}", data_dir.display()))?;
+    let number = number.unwrap_or(store.head());
+    if number == 0 {
+        anyhow::bail!("the batch log in {} is empty: nothing to export", data_dir.display());
+    }
+    let record = store
+        .batch(number)?
+        .with_context(|| format!("batch {number} is not in the log (it holds batches 1 to {})", store.head()))?;
+    let proof = record.proof.with_context(|| {
+        format!("batch {number} has no proofs (committed in {} mode or with --no-prove)", record.mode)
+    })?;
+    decode_record(&proof).with_context(|| format!("the proofs of batch {number}"))
 }
 
 /// The proof directories under `dir`: itself, or its `proof-<i>` children.

@@ -9,6 +9,7 @@ use anyhow::Context;
 use causality_vm::batch::file::{prepare, BatchFile};
 use causality_vm::batch::{execute_batch, BatchExecutionResult, OpStatus, OperationResult, TransactionContext};
 use causality_vm::content_id::hex_encode;
+use causality_vm::prove::ProvingSystem;
 use causality_vm::store::RegisterStore;
 use causality_vm::vm::DEFAULT_BUDGET;
 use causality_vm::ExecutionMode;
@@ -31,6 +32,33 @@ pub struct RunArgs {
     /// Instruction budget of each logic run.
     #[arg(long, default_value_t = DEFAULT_BUDGET)]
     pub budget: u64,
+    /// Operations per Groth16 proof (the key set used; made on first use).
+    #[arg(long, default_value_t = 4)]
+    pub ops_per_proof: usize,
+    /// Commit without proving (Standard, ProofGeneration) and without
+    /// loading the verifying key (Verify operations then fail).
+    #[arg(long)]
+    pub no_prove: bool,
+}
+
+/// Standard and ProofGeneration prove every batch, Verification checks
+/// stored proofs: all need the key set (made with a notice on first use).
+fn proof_system(globals: &Globals, args: &RunArgs, data_dir: &Path) -> anyhow::Result<Option<ProvingSystem>> {
+    let needs_keys =
+        matches!(globals.mode, ExecutionMode::Standard | ExecutionMode::ProofGeneration | ExecutionMode::Verification);
+    if args.no_prove || !needs_keys {
+        return Ok(None);
+    }
+    let quiet = globals.quiet;
+    let system = ProvingSystem::load_or_setup(data_dir, args.ops_per_proof, globals.backend, |notice| {
+        if !quiet {
+            eprintln!("note: {notice}");
+        }
+    })
+    .with_context(|| {
+        format!("loading the proving keys ({} ops per proof; --no-prove skips proving)", args.ops_per_proof)
+    })?;
+    Ok(Some(system))
 }
 
 pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
@@ -58,6 +86,9 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     }
     if args.all_or_nothing {
         tx = tx.all_or_nothing();
+    }
+    if let Some(system) = proof_system(globals, &args, &data_dir)? {
+        tx = tx.with_proof_system(Arc::new(system));
     }
     let bar = (chatty && std::io::stderr().is_terminal() && prepared.ops.len() >= 1_000).then(|| {
         let bar = indicatif::ProgressBar::new(prepared.ops.len() as u64);
@@ -122,6 +153,12 @@ fn print_human(result: &BatchExecutionResult, debug: bool, step: bool) {
         "timings: execute {} µs, hash {} µs, prove {} µs, commit {} µs",
         t.execute_us, t.hash_us, t.prove_us, t.commit_us
     );
+    if let Some(p) = &m.prove_stages {
+        println!(
+            "proofs: {} (witness {} µs, qap {} µs, msm g1 {} µs, msm g2 {} µs, verify {} µs, {} CPU retries)",
+            p.proofs, p.witness_us, p.qap_us, p.msm_g1_us, p.msm_g2_us, p.verify_us, p.cpu_retries
+        );
+    }
 }
 
 fn describe(r: &OperationResult) -> String {

@@ -1,0 +1,143 @@
+//! [`ProvingSystem`] as the batch executor's [`crate::batch::ProofSystem`],
+//! and the format of the proof record it leaves in the batch log.
+//!
+//! Record format (`ProofRecord`, system [`SYSTEM_NAME`]):
+//! - `proof`: `u32le(count)`, then per proof `u64le(len) || BatchProof::to_bytes()`;
+//! - `public_inputs`: every proof's public inputs in order, 32 little-endian
+//!   bytes each (the same values the proofs carry; checked on decode).
+
+use std::time::Duration;
+
+use super::encoding::field_to_bytes;
+use super::system::{BatchProof, ProvingSystem, StageTimings};
+use super::witness::OpWitness;
+use super::ProveError;
+use crate::batch::{self, ProveStages};
+use crate::store::ProofRecord;
+
+pub const SYSTEM_NAME: &str = "groth16-bn254";
+
+impl From<&batch::OpWitness> for OpWitness {
+    fn from(w: &batch::OpWitness) -> Self {
+        OpWitness { kind: w.kind, consumed: w.consumed.clone(), created: w.created.clone(), updated: w.updated.clone() }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}
+
+impl From<&StageTimings> for ProveStages {
+    fn from(t: &StageTimings) -> Self {
+        ProveStages {
+            proofs: 0,
+            witness_us: micros(t.witness),
+            qap_us: micros(t.qap),
+            msm_g1_us: micros(t.msm_g1),
+            msm_g2_us: micros(t.msm_g2),
+            assemble_us: micros(t.assemble),
+            verify_us: micros(t.verify),
+            cpu_retries: t.cpu_retries as u64,
+        }
+    }
+}
+
+/// The batch-log record of `proofs`.
+pub fn encode_record(proofs: &[BatchProof]) -> ProofRecord {
+    let mut proof = Vec::new();
+    proof.extend_from_slice(&(proofs.len() as u32).to_le_bytes());
+    let mut public_inputs = Vec::new();
+    for p in proofs {
+        let bytes = p.to_bytes();
+        proof.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        proof.extend_from_slice(&bytes);
+        for x in &p.public_inputs {
+            public_inputs.extend_from_slice(&field_to_bytes(x));
+        }
+    }
+    ProofRecord { system: SYSTEM_NAME.into(), proof, public_inputs }
+}
+
+/// The proofs of a batch-log record, decoded and validated (points, counts,
+/// and the public inputs agreeing with the ones the proofs carry).
+pub fn decode_record(record: &ProofRecord) -> Result<Vec<BatchProof>, ProveError> {
+    let bad = |reason: String| ProveError::Malformed { what: "batch proof record".into(), reason };
+    if record.system != SYSTEM_NAME {
+        return Err(bad(format!("made by proof system {:?}, not {SYSTEM_NAME:?}", record.system)));
+    }
+    let mut rest = record.proof.as_slice();
+    let mut take = |n: usize, what: &str| -> Result<&[u8], ProveError> {
+        if rest.len() < n {
+            return Err(bad(format!("truncated {what}: {} bytes left, {n} needed", rest.len())));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let count = u32::from_le_bytes(take(4, "proof count")?.try_into().unwrap_or_default()) as usize;
+    if count == 0 {
+        return Err(bad("no proofs".into()));
+    }
+    let mut proofs = Vec::with_capacity(count.min(1024));
+    for i in 0..count {
+        let len = u64::from_le_bytes(take(8, "proof length")?.try_into().unwrap_or_default());
+        let len = usize::try_from(len).map_err(|_| bad(format!("proof {i}: length {len} too large")))?;
+        let proof =
+            BatchProof::from_bytes(take(len, "proof")?).map_err(|e| bad(format!("proof {i} of {count}: {e}")))?;
+        proofs.push(proof);
+    }
+    if !rest.is_empty() {
+        return Err(bad(format!("{} trailing bytes after {count} proofs", rest.len())));
+    }
+    let carried: Vec<u8> = proofs.iter().flat_map(|p| p.public_inputs.iter().flat_map(field_to_bytes)).collect();
+    if carried != record.public_inputs {
+        return Err(bad("the record's public inputs differ from the ones its proofs carry".into()));
+    }
+    Ok(proofs)
+}
+
+impl ProvingSystem {
+    /// Proves a batch's witnesses (chunks of K) into one batch-log record.
+    pub fn prove_record(&self, witnesses: &[batch::OpWitness]) -> Result<(ProofRecord, ProveStages), ProveError> {
+        let ops: Vec<OpWitness> = witnesses.iter().map(OpWitness::from).collect();
+        let (proofs, timings) = if ops.is_empty() {
+            // A batch of failed operations still gets one proof (of empty
+            // slots) so every committed batch carries one.
+            let mut timings = StageTimings::default();
+            let slots = vec![Default::default(); self.ops_per_proof()];
+            (vec![self.prove_slots(slots, 0, &mut timings)?], timings)
+        } else {
+            self.prove_batch_timed(&ops)?
+        };
+        let mut stages = ProveStages::from(&timings);
+        stages.proofs = proofs.len() as u64;
+        Ok((encode_record(&proofs), stages))
+    }
+
+    /// Checks every proof of a batch-log record against the verifying key.
+    pub fn verify_record(&self, record: &ProofRecord) -> Result<usize, ProveError> {
+        let proofs = decode_record(record)?;
+        for (i, p) in proofs.iter().enumerate() {
+            self.verify(p).map_err(|e| ProveError::Rejected(format!("proof {i} of {}: {e}", proofs.len())))?;
+        }
+        Ok(proofs.len())
+    }
+}
+
+impl batch::ProofSystem for ProvingSystem {
+    fn name(&self) -> String {
+        SYSTEM_NAME.into()
+    }
+
+    fn prove(&self, witnesses: &[batch::OpWitness]) -> Result<ProofRecord, String> {
+        self.prove_record(witnesses).map(|(record, _)| record).map_err(|e| e.to_string())
+    }
+
+    fn verify(&self, record: &ProofRecord) -> Result<(), String> {
+        self.verify_record(record).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn prove_timed(&self, witnesses: &[batch::OpWitness]) -> Result<(ProofRecord, Option<ProveStages>), String> {
+        self.prove_record(witnesses).map(|(record, stages)| (record, Some(stages))).map_err(|e| e.to_string())
+    }
+}
