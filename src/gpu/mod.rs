@@ -93,6 +93,11 @@ impl GpuContext {
         format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
     }
 
+    /// Whether the adapter is a CPU implementation (llvmpipe, lavapipe, WARP).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     pub fn is_lost(&self) -> bool {
         self.lost.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -167,13 +172,21 @@ impl GpuContext {
     }
 }
 
-/// Resolve a requested backend: `Gpu` needs an adapter, `Auto` falls back to
+/// Resolve a requested backend: `Gpu` needs an adapter (any adapter, software
+/// ones included), `Auto` uses a hardware adapter and otherwise falls back to
 /// the CPU with a warning.
 pub fn resolve(backend: Backend) -> Result<(ResolvedBackend, Option<Arc<GpuContext>>), GpuError> {
     match backend {
         Backend::Cpu => Ok((ResolvedBackend::Cpu, None)),
         Backend::Gpu => GpuContext::shared().map(|ctx| (ResolvedBackend::Gpu, Some(ctx))),
         Backend::Auto => match GpuContext::shared() {
+            // A software rasterizer (llvmpipe/lavapipe) runs on the same CPU
+            // cores as our CPU backends, only slower: it is no accelerator.
+            // `--backend gpu` still uses it, which is how the tests reach it.
+            Ok(ctx) if ctx.is_software() => {
+                tracing::warn!(adapter = %ctx.describe(), "only a software GPU adapter exists: using the CPU backend");
+                Ok((ResolvedBackend::Cpu, None))
+            }
             Ok(ctx) => Ok((ResolvedBackend::Gpu, Some(ctx))),
             Err(err) => {
                 tracing::warn!(%err, "no usable GPU: using the CPU backend");

@@ -153,10 +153,10 @@ impl PackedBatch {
     /// File `data` as consecutive plain-hash messages of `len` bytes each
     /// (`len > 0`, `data.len()` a multiple of it): one copy, one run.
     pub fn push_hash_fixed(&mut self, data: &[u8], len: usize) {
-        debug_assert!(len > 0 && data.len() % len == 0);
+        debug_assert!(len > 0 && data.len().is_multiple_of(len));
         let count = data.len() / len;
         let offset = self.bytes.len();
-        if len % 4 == 0 {
+        if len.is_multiple_of(4) {
             self.bytes.extend_from_slice(data);
         } else {
             self.bytes.reserve(count * stride(len));

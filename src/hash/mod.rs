@@ -249,7 +249,7 @@ impl HashPool {
     /// (a bounded pool still flushes itself at its limit). Use it for many
     /// messages of one length (Merkle parents, nullifier inputs).
     pub fn hash_fixed(&mut self, data: &[u8], message_len: usize) -> Result<HandleRange, HashError> {
-        if message_len == 0 || data.len() % message_len != 0 {
+        if message_len == 0 || !data.len().is_multiple_of(message_len) {
             return Err(HashError::NotWholeMessages { data_len: data.len(), message_len });
         }
         let count = data.len() / message_len;

@@ -84,6 +84,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     init_tracing(cli.globals.quiet);
+    ensure_runtime_dir();
     let outcome = match cli.command {
         Command::Run(args) => run_cmd::run(&cli.globals, args),
         Command::State(args) => state_cmd::run(&cli.globals, args),
@@ -102,6 +103,24 @@ fn main() {
         }
     }
 }
+
+/// Mesa's Vulkan and EGL drivers print "XDG_RUNTIME_DIR is invalid" on every
+/// adapter probe when it is unset (containers, CI); give them a private one.
+#[cfg(unix)]
+fn ensure_runtime_dir() {
+    use std::os::unix::fs::DirBuilderExt;
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| !dir.is_empty()) {
+        return;
+    }
+    let dir = std::env::temp_dir().join("cvm-xdg-runtime");
+    if std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok() || dir.is_dir() {
+        // Still single-threaded here: nothing else reads the environment yet.
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
+#[cfg(not(unix))]
+fn ensure_runtime_dir() {}
 
 fn init_tracing(quiet: bool) {
     let default = if quiet { "error" } else { "warn" };
