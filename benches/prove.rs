@@ -115,6 +115,8 @@ fn batch_throughput(_c: &mut Criterion) {
     let ops: Vec<OpWitness> = (0..n).map(|i| transfer((i % 60 * 4) as u8)).collect();
     let mut engines = vec![("cpu", MsmEngine::cpu())];
     if let Ok(engine) = MsmEngine::new(Backend::Gpu) {
+        // Numbers from a software adapter or a CPU fallback say nothing about a GPU.
+        eprintln!("gpu engine adapter: {}", engine.device().unwrap_or_default());
         engines.push(("gpu", engine));
     }
     for (name, engine) in engines {

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 case "${1:-run}" in
 prepare)
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target}"
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
     # Worktrees sharing one target dir share the crate's artifact names; a
     # fresh mtime makes cargo rebuild the library from this checkout.
     touch src/msm/gpu/mod.rs
