@@ -12,6 +12,8 @@
 #   bash scripts/device_msm.sh run
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/device_common.sh
+source scripts/device_common.sh
 
 case "${1:-run}" in
 prepare)
@@ -22,15 +24,7 @@ prepare)
     cargo build --release --example msm_device
     mkdir -p .devrun
     cp "$CARGO_TARGET_DIR/release/examples/msm_device" .devrun/msm_device
-    grep -qx '/.devrun/' .git/info/exclude 2>/dev/null || echo /.devrun/ >>"$(git rev-parse --git-path info/exclude)"
-    grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >>"$(git rev-parse --git-path info/exclude)"
-    if ! ls .gl/*.deb >/dev/null 2>&1; then
-        mkdir -p .gl /tmp/amd64/partial
-        o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
-        # shellcheck disable=SC2086
-        apt-get $o update >/dev/null && (cd .gl && apt-get $o download libvulkan1)
-    fi
-    du -sh .devrun .gl
+    stage_vulkan_loader
     ;;
 run)
     OUT="${OUT:-/tmp/msm-device-out}"
@@ -39,15 +33,7 @@ run)
         echo "missing .devrun/msm_device: run 'scripts/device_msm.sh prepare' first" >&2
         exit 1
     fi
-    if ls .gl/*.deb >/dev/null 2>&1 && ! ldconfig -p | grep -q libvulkan.so.1; then
-        for f in .gl/*.deb; do dpkg -x "$f" /; done
-        ldconfig
-    fi
-    if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-        export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-    fi
-    (nvidia-smi -L || true) | tee "$OUT/gpu.txt"
-    lscpu | grep -E 'Model name|^CPU\(s\)' | tee "$OUT/cpu.txt"
+    load_vulkan_and_name_machine "$OUT"
     # The binary prints the adapter wgpu chose first: numbers from llvmpipe or a
     # CPU fallback say nothing about the GPU.
     RUST_LOG="${RUST_LOG:-warn}" timeout "${MSM_TIMEOUT:-480}" .devrun/msm_device "${@:2}" 2>&1 | tee "$OUT/msm_device.log"

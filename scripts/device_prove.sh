@@ -8,6 +8,8 @@
 #                                     # CPU and the adapter first, then ops/s and stage timings per engine
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/device_common.sh
+source scripts/device_common.sh
 
 case "${1:-run}" in
 prepare)
@@ -21,29 +23,13 @@ for line in sys.stdin:
     [ -x "$exe" ] || { echo "prove bench did not build (target dir $target)" >&2; exit 1; }
     mkdir -p .devrun
     cp "$exe" .devrun/prove_bench
-    grep -qx '/.devrun/' .git/info/exclude 2>/dev/null || echo /.devrun/ >>"$(git rev-parse --git-path info/exclude)"
-    grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >>"$(git rev-parse --git-path info/exclude)"
-    if ! ls .gl/*.deb >/dev/null 2>&1; then
-        mkdir -p .gl /tmp/amd64/partial
-        o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
-        # shellcheck disable=SC2086
-        apt-get $o update >/dev/null && (cd .gl && apt-get $o download libvulkan1)
-    fi
-    du -sh .devrun .gl
+    stage_vulkan_loader
     ;;
 run)
     OUT="${OUT:-/tmp/prove-device-out}"
     mkdir -p "$OUT"
     [ -x .devrun/prove_bench ] || { echo "missing .devrun/prove_bench: run '$0 prepare' first" >&2; exit 1; }
-    if ls .gl/*.deb >/dev/null 2>&1 && ! ldconfig -p | grep -q libvulkan.so.1; then
-        for f in .gl/*.deb; do dpkg -x "$f" /; done
-        ldconfig
-    fi
-    if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-        export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-    fi
-    (nvidia-smi -L || true) | tee "$OUT/gpu.txt"
-    lscpu | grep -E 'Model name|^CPU\(s\)' | tee "$OUT/cpu.txt"
+    load_vulkan_and_name_machine "$OUT"
     CVM_PROVE_BENCH_BATCH="${BATCH:-1000}" CVM_PROVE_BENCH_OPS= \
         timeout "${PROVE_TIMEOUT:-540}" .devrun/prove_bench --bench 2>&1 | tee "$OUT/prove_device.log"
     echo
