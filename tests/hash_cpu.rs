@@ -6,23 +6,8 @@ use causality_vm::{Backend, ResolvedBackend};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn random_request(rng: &mut ChaCha8Rng, len: usize) -> HashRequest {
-    let mut data = vec![0u8; len];
-    rng.fill_bytes(&mut data);
-    match rng.gen_range(0..3) {
-        0 => HashRequest::Hash(data),
-        1 => HashRequest::Keyed { key: rng.gen(), data },
-        _ => HashRequest::DeriveKey { context: format!("cvm test context {}", rng.gen_range(0..4)), material: data },
-    }
-}
-
-fn check(pool: &mut HashPool, requests: &[HashRequest], what: &str) {
-    let handles: Vec<HashHandle> = requests.iter().map(|r| pool.push(r.clone())).collect();
-    pool.flush().unwrap();
-    for (r, h) in requests.iter().zip(handles) {
-        assert_eq!(pool.get(h), Some(r.compute()), "{what}: {r:?}");
-    }
-}
+mod hash_support;
+use hash_support::{check, naive_merkle, random_request};
 
 #[test]
 fn every_length_to_2100_in_every_mode_on_every_kernel() {
@@ -109,29 +94,6 @@ fn the_cpu_backend_is_chosen_by_name() {
     let pool = HashPool::with_backend(Backend::Cpu).unwrap();
     assert_eq!(pool.backend(), ResolvedBackend::Cpu);
     assert!(HashPool::with_backend(Backend::Auto).is_ok(), "auto always gives a pool");
-}
-
-/// The Merkle rules written the slow, obvious way.
-pub fn naive_merkle(leaves: &[[u8; 32]]) -> [u8; 32] {
-    match leaves.len() {
-        0 => *blake3::hash(b"").as_bytes(),
-        1 => leaves[0],
-        _ => {
-            let next: Vec<[u8; 32]> = leaves
-                .chunks(2)
-                .map(
-                    |pair| {
-                        if pair.len() == 2 {
-                            *blake3::hash(&[pair[0], pair[1]].concat()).as_bytes()
-                        } else {
-                            pair[0]
-                        }
-                    },
-                )
-                .collect();
-            naive_merkle(&next)
-        }
-    }
 }
 
 #[test]

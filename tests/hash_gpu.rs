@@ -7,29 +7,14 @@ use causality_vm::{Backend, ResolvedBackend};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod hash_support;
+use hash_support::{check, naive_merkle, random_request};
+
 fn gpu_pool() -> Option<HashPool> {
     causality_vm::gpu::test_context()?;
     let pool = HashPool::with_backend(Backend::Gpu).expect("an adapter exists, so the GPU pool must build");
     assert_eq!(pool.backend(), ResolvedBackend::Gpu);
     Some(pool)
-}
-
-fn random_request(rng: &mut ChaCha8Rng, len: usize) -> HashRequest {
-    let mut data = vec![0u8; len];
-    rng.fill_bytes(&mut data);
-    match rng.gen_range(0..3) {
-        0 => HashRequest::Hash(data),
-        1 => HashRequest::Keyed { key: rng.gen(), data },
-        _ => HashRequest::DeriveKey { context: format!("cvm gpu context {}", rng.gen_range(0..3)), material: data },
-    }
-}
-
-fn check(pool: &mut HashPool, requests: &[HashRequest], what: &str) {
-    let handles: Vec<HashHandle> = requests.iter().map(|r| pool.push(r.clone())).collect();
-    pool.flush().unwrap();
-    for (r, h) in requests.iter().zip(handles) {
-        assert_eq!(pool.get(h), Some(r.compute()), "{what}: {r:?}");
-    }
 }
 
 #[test]
@@ -111,28 +96,6 @@ fn gpu_and_cpu_pools_agree_across_flushes() {
         cpu.flush().unwrap();
         for (g, c) in &pairs {
             assert_eq!(gpu.get(*g), cpu.get(*c), "round {round}: handles stay valid across flushes");
-        }
-    }
-}
-
-fn naive_merkle(leaves: &[[u8; 32]]) -> [u8; 32] {
-    match leaves.len() {
-        0 => *blake3::hash(b"").as_bytes(),
-        1 => leaves[0],
-        _ => {
-            let next: Vec<[u8; 32]> = leaves
-                .chunks(2)
-                .map(
-                    |pair| {
-                        if pair.len() == 2 {
-                            *blake3::hash(&[pair[0], pair[1]].concat()).as_bytes()
-                        } else {
-                            pair[0]
-                        }
-                    },
-                )
-                .collect();
-            naive_merkle(&next)
         }
     }
 }
