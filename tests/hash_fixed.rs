@@ -150,3 +150,39 @@ fn input_that_is_not_whole_messages_is_rejected_and_files_nothing() {
     assert_eq!(pool.digest(kept).unwrap(), *blake3::hash(b"kept").as_bytes());
     assert_eq!(pool.get_range(empty), Some(&[][..]));
 }
+
+#[test]
+fn a_big_bulk_filing_into_an_empty_cpu_pool_is_hashed_in_place() {
+    use causality_vm::hash::EAGER_MIN_MESSAGES;
+    let mut rng = ChaCha8Rng::seed_from_u64(36);
+    for kernel in Kernel::supported() {
+        for (len, count) in [(64, EAGER_MIN_MESSAGES - 1), (64, EAGER_MIN_MESSAGES), (3, EAGER_MIN_MESSAGES + 1), (1025, 4200)] {
+            let data = random_bytes(&mut rng, len * count);
+            let mut pool = HashPool::with_kernel(kernel).unwrap();
+            let range = pool.hash_fixed(&data, len).unwrap();
+            let eager = count >= EAGER_MIN_MESSAGES;
+            assert_eq!(pool.pending_len(), if eager { 0 } else { count }, "{kernel} {count} x {len}B");
+            assert_eq!(pool.get_range(range).is_some(), eager);
+            // A request filed after it gets the next handle and resolves at the flush.
+            let after = pool.hash(b"after");
+            assert_eq!(after.0 as usize, count);
+            pool.flush().unwrap();
+            assert_eq!(pool.get_range(range).unwrap(), expected(&data, len), "{kernel} {count} x {len}B");
+            assert_eq!(pool.get(after), Some(*blake3::hash(b"after").as_bytes()));
+        }
+    }
+}
+
+#[test]
+fn a_big_bulk_filing_behind_pending_requests_keeps_request_order() {
+    let mut rng = ChaCha8Rng::seed_from_u64(37);
+    let data = random_bytes(&mut rng, 64 * 10_000);
+    let mut pool = HashPool::new();
+    let first = pool.hash(b"first");
+    let range = pool.hash_fixed(&data, 64).unwrap();
+    // Something was pending, so the filing waits for the flush (one batch).
+    assert_eq!((range.start, pool.pending_len()), (1, 10_001));
+    pool.flush().unwrap();
+    assert_eq!(pool.get(first), Some(*blake3::hash(b"first").as_bytes()));
+    assert_eq!(pool.get_range(range).unwrap(), expected(&data, 64));
+}

@@ -232,6 +232,20 @@ pub(crate) fn hash_chunks(kernel: Kernel, data: &[u8], len: usize, out: &mut [[u
     hash_run(kernel, len, &lane, as_slots(out));
 }
 
+/// Digest consecutive `len`-byte plain-hash messages of any length (`len > 0`,
+/// `data.len() == out.len() * len`) into uninitialised slots, writing all.
+pub(crate) fn hash_fixed_into(kernel: Kernel, data: &[u8], len: usize, out: &mut [Slot]) {
+    assert!(len > 0 && data.len() == out.len() * len, "whole messages of len bytes");
+    if len <= CHUNK_LEN {
+        let lane = |i: usize| (data.as_ptr().wrapping_add(i * len), &IV, 0u32);
+        hash_run(kernel, len, &lane, out);
+    } else {
+        out.par_iter_mut().zip(data.par_chunks_exact(len)).for_each(|(o, m)| {
+            o.write(*blake3::hash(m).as_bytes());
+        });
+    }
+}
+
 /// Digest `blocks.len() / 64` whole 64-byte messages (plain hashing), e.g. one
 /// Merkle level: pairs of adjacent nodes are exactly one block each.
 pub(crate) fn hash_blocks(kernel: Kernel, blocks: &[u8], out: &mut [Slot]) {

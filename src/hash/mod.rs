@@ -54,6 +54,10 @@ pub fn hash_chunks_into(data: &[u8], message_len: usize, out: &mut [[u8; 32]]) {
     }
 }
 
+/// Bulk filings of at least this many messages skip the pending buffer on
+/// the CPU backend (see [`HashPool::hash_fixed`]).
+pub const EAGER_MIN_MESSAGES: usize = 4096;
+
 /// A request's place in the pool; valid across flushes until [`HashPool::clear`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HashHandle(pub u32);
@@ -248,6 +252,11 @@ impl HashPool {
     /// hash request, in order: one copy and one table entry for the whole run
     /// (a bounded pool still flushes itself at its limit). Use it for many
     /// messages of one length (Merkle parents, nullifier inputs).
+    ///
+    /// On the CPU backend, a filing of at least [`EAGER_MIN_MESSAGES`]
+    /// messages into a pool with nothing pending is itself a full batch: it is
+    /// hashed at once, straight from `data`, and its handles are resolved on
+    /// return (one backend call either way, and no copy).
     pub fn hash_fixed(&mut self, data: &[u8], message_len: usize) -> Result<HandleRange, HashError> {
         if message_len == 0 || !data.len().is_multiple_of(message_len) {
             return Err(HashError::NotWholeMessages { data_len: data.len(), message_len });
@@ -256,6 +265,16 @@ impl HashPool {
         let start = self.next_handle();
         if start.0 as usize + count > u32::MAX as usize {
             return Err(HashError::TooManyRequests);
+        }
+        if self.gpu.is_none() && self.pending.is_empty() && count >= EAGER_MIN_MESSAGES {
+            // Already one big batch: hash it in place, skipping the copy into
+            // the pending buffer (a 64 MiB copy costs as much as hashing it).
+            self.resolved.reserve(count);
+            let slots = &mut self.resolved.spare_capacity_mut()[..count];
+            cpu::hash_fixed_into(self.kernel, data, message_len, slots);
+            // SAFETY: `hash_fixed_into` wrote all `count` digests.
+            unsafe { self.resolved.set_len(start.0 as usize + count) };
+            return Ok(HandleRange { start: start.0, len: count as u32 });
         }
         let mut rest = data;
         while !rest.is_empty() {
