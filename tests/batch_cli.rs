@@ -121,3 +121,28 @@ fn syntax_errors_carry_line_and_column() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("broken.json:3:"), "{}", stderr(&o));
 }
+
+#[test]
+fn several_files_run_in_order_as_one_batch_each() {
+    let data = tempfile::tempdir().unwrap();
+    let path = |name: &str| examples().join(name).to_str().unwrap().to_string();
+    let files = [path("create.json"), path("transfer.json"), path("update.json"), path("delete.json")];
+    // A malformed file anywhere in the list: nothing runs.
+    let bad = data.path().join("bad.json");
+    std::fs::write(&bad, "{ \"domain\": ").unwrap();
+    let o = cvm(data.path(), &["run", "--no-prove", &files[0], bad.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
+    assert!(!data.path().join("keys.json").exists(), "nothing was prepared");
+
+    let mut args = vec!["--json", "run", "--no-prove"];
+    args.extend(files.iter().map(String::as_str));
+    let o = cvm(data.path(), &args);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let results: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let numbers: Vec<u64> = results.iter().map(|r| r["metadata"]["batch_number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    let state = root(data.path());
+    assert_eq!(state["head"], 4);
+    assert_eq!(state["state_root"], results[3]["metadata"]["state_root_after"]);
+}

@@ -145,24 +145,6 @@ fn cross_domain_error_without_a_grant() {
     assert!(res.results[0].succeeded(), "{:?}", res.results[0]);
 }
 
-/// A test proof system: the "proof" is a keyed BLAKE3 over the witnesses.
-struct MacProofs;
-
-impl ProofSystem for MacProofs {
-    fn name(&self) -> String {
-        "test-mac".into()
-    }
-    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, String> {
-        let inputs = serde_json::to_vec(witnesses).map_err(|e| e.to_string())?;
-        let proof = blake3::keyed_hash(&[3; 32], &inputs).as_bytes().to_vec();
-        Ok(ProofRecord { system: self.name(), proof, public_inputs: inputs })
-    }
-    fn verify(&self, record: &ProofRecord) -> Result<(), String> {
-        let expected = blake3::keyed_hash(&[3; 32], &record.public_inputs);
-        (record.proof == expected.as_bytes()).then_some(()).ok_or_else(|| "MAC mismatch".to_string())
-    }
-}
-
 struct FailingProver;
 
 impl ProofSystem for FailingProver {

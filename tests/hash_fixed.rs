@@ -156,7 +156,9 @@ fn a_big_bulk_filing_into_an_empty_cpu_pool_is_hashed_in_place() {
     use causality_vm::hash::EAGER_MIN_MESSAGES;
     let mut rng = ChaCha8Rng::seed_from_u64(36);
     for kernel in Kernel::supported() {
-        for (len, count) in [(64, EAGER_MIN_MESSAGES - 1), (64, EAGER_MIN_MESSAGES), (3, EAGER_MIN_MESSAGES + 1), (1025, 4200)] {
+        for (len, count) in
+            [(64, EAGER_MIN_MESSAGES - 1), (64, EAGER_MIN_MESSAGES), (3, EAGER_MIN_MESSAGES + 1), (1025, 4200)]
+        {
             let data = random_bytes(&mut rng, len * count);
             let mut pool = HashPool::with_kernel(kernel).unwrap();
             let range = pool.hash_fixed(&data, len).unwrap();

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use ark_bn254::Bn254;
 use ark_groth16::{prepare_verifying_key, Groth16, ProvingKey};
 use causality_vm::backend::Backend;
-use causality_vm::batch::{execute_batch, TransactionContext};
+use causality_vm::batch::{execute_batch, execute_batches, BatchJob, TransactionContext};
 use causality_vm::error::ExecutionError;
 use causality_vm::msm::MsmEngine;
 use causality_vm::prove::keys::{self, CircuitShape};
@@ -92,6 +92,37 @@ fn a_proven_batch_commits_with_proofs_that_ark_groth16_accepts() {
     let verify = Operation::Verify { target: VerifyTarget::BatchProof { batch: number } };
     let checked = f.run(&[verify], &proving(&prover));
     assert_eq!(checked.success_count, 1, "{:#?}", checked.results);
+}
+
+#[test]
+fn pipelined_batches_each_carry_groth16_proofs_and_build_on_each_other() {
+    // Batch 2 spends what batch 1 creates, batch 3 what batch 2 creates: each
+    // executes while the one before it is being proven.
+    let prover = system(MsmEngine::cpu());
+    let mut f = Fixture::new();
+    let first = f.resource("gold", 10, 1);
+    let second = f.resource("gold", 10, 2);
+    let third = f.resource("gold", 10, 3);
+    let batches = [
+        vec![Operation::Create { resource: first.clone() }],
+        vec![transfer(vec![input(id_of(&first), 1)], vec![second.clone()])],
+        vec![transfer(vec![input(id_of(&second), 2)], vec![third.clone()])],
+    ];
+    let tx = proving(&prover);
+    let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob { keys: &f.keys, ops, ctx: &f.ctx, tx: &tx }).collect();
+    let outcomes = execute_batches(&mut f.store, &jobs);
+    let pvk = prepare_verifying_key(&proving_key().vk);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let result = outcome.as_ref().expect("batch commits");
+        assert_eq!(result.success_count, 1, "batch {i}: {:#?}", result.results);
+        assert_eq!(result.metadata.batch_number, Some(i as u64 + 1));
+        let record = f.store.batch(i as u64 + 1).unwrap().unwrap().proof.expect("proof record");
+        for p in decode_record(&record).expect("decodes") {
+            assert!(Groth16::<Bn254>::verify_proof(&pvk, &p.proof, &p.public_inputs).expect("verifier runs"));
+        }
+    }
+    assert!(f.store.get(&id_of(&third)).is_some());
+    assert!(f.store.get(&id_of(&second)).is_none());
 }
 
 #[test]

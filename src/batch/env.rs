@@ -16,6 +16,7 @@ use crate::vm::{DeferredAssertion, Interpreter, LogicInput, Program, Role};
 use super::overlay::{Lookup, Overlay};
 use super::result::LogicTrace;
 use super::transaction::TransactionContext;
+use super::view::{InFlight, StoreView};
 
 /// A consumed input: its nullifier is a pending hash request; it and the
 /// opening of the nullifier-key commitment are checked at the flush.
@@ -60,8 +61,12 @@ pub(super) struct ProgramCache {
     programs: HashMap<ContentId, Result<Arc<Program>, ExecutionError>>,
 }
 
-pub(super) struct Env<'a> {
-    pub store: &'a mut RegisterStore,
+/// `'s` borrows the store (and the in-flight batch) for the execution only;
+/// `'a` is what the executed batch keeps (context, transaction, keys).
+pub(super) struct Env<'s, 'a> {
+    pub store: &'s mut RegisterStore,
+    /// The batch ahead of this one in a pipeline, still being proven.
+    pub inflight: Option<&'s InFlight>,
     pub ctx: &'a ExecutionContext,
     pub tx: &'a TransactionContext,
     pub pool: HashPool,
@@ -76,9 +81,10 @@ pub(super) struct Env<'a> {
     authorizer: Authorizer<'a>,
 }
 
-impl<'a> Env<'a> {
+impl<'s, 'a> Env<'s, 'a> {
     pub fn new(
-        store: &'a mut RegisterStore,
+        store: &'s mut RegisterStore,
+        inflight: Option<&'s InFlight>,
         keys: &'a KeyRing,
         ctx: &'a ExecutionContext,
         tx: &'a TransactionContext,
@@ -90,6 +96,7 @@ impl<'a> Env<'a> {
         interpreter.trace = tx.mode == ExecutionMode::Debug;
         Env {
             store,
+            inflight,
             ctx,
             tx,
             pool: HashPool::new(),
@@ -119,12 +126,23 @@ impl<'a> Env<'a> {
     }
 
     /// The current register `id`, as earlier operations of the batch left it.
+    /// The committed state, with the in-flight batch's effects on top.
+    pub fn view(&self) -> StoreView<'_> {
+        StoreView { store: self.store, inflight: self.inflight }
+    }
+
+    /// Give every resource created so far in this batch its id.
+    pub fn resolve_pending(&mut self) -> Result<(), crate::hash::HashError> {
+        let view = StoreView { store: self.store, inflight: self.inflight };
+        self.overlay.resolve(view, &mut self.pool)
+    }
+
     pub fn load(&mut self, id: &ResourceId) -> Result<ResourceRegister, ExecutionError> {
-        if matches!(self.overlay.lookup(self.store, id), Lookup::Missing) && self.overlay.has_pending() {
+        if matches!(self.overlay.lookup(self.view(), id), Lookup::Missing) && self.overlay.has_pending() {
             // It may be created earlier in this batch: resolve pending ids now.
-            self.overlay.resolve(self.store, &mut self.pool).map_err(hash_failed)?;
+            self.resolve_pending().map_err(hash_failed)?;
         }
-        match self.overlay.lookup(self.store, id) {
+        match self.overlay.lookup(self.view(), id) {
             Lookup::Found(r) => Ok(r.clone()),
             Lookup::ConsumedInBatch(op) => Err(ExecutionError::InvalidResourceState {
                 id: *id,

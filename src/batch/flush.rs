@@ -11,10 +11,10 @@ use crate::content_id::hex_encode;
 use crate::error::ExecutionError;
 use crate::hash::{HashHandle, HashPool};
 use crate::resource::{nullifier_key_commitment, LifecycleState, ResourceId};
-use crate::store::RegisterStore;
 
 use super::env::{Assertion, OpEffects};
 use super::transaction::FailurePolicy;
+use super::view::StoreView;
 
 fn digest(pool: &HashPool, h: HashHandle) -> Result<[u8; 32], ExecutionError> {
     pool.get(h).ok_or_else(|| ExecutionError::StateCommitmentError {
@@ -62,7 +62,7 @@ fn intrinsic(fx: &OpEffects, openings: &[[u8; 32]], pool: &HashPool) -> Result<(
 pub(super) fn check(
     executed: &[(usize, &OpEffects)],
     pool: &HashPool,
-    store: &RegisterStore,
+    store: StoreView<'_>,
     policy: FailurePolicy,
 ) -> Result<BTreeMap<usize, ExecutionError>, ExecutionError> {
     let mut failures = BTreeMap::new();
@@ -110,7 +110,7 @@ type Claims = (Vec<[u8; 32]>, Vec<ResourceId>);
 fn unique(
     fx: &OpEffects,
     pool: &HashPool,
-    store: &RegisterStore,
+    store: StoreView<'_>,
     spent: &HashSet<[u8; 32]>,
     created: &HashSet<ResourceId>,
 ) -> Result<Claims, ExecutionError> {

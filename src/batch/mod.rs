@@ -22,10 +22,13 @@ pub mod file;
 mod flush;
 mod ops;
 mod overlay;
+mod pipeline;
 mod prove;
 mod result;
 mod transaction;
+mod view;
 
+pub use pipeline::{execute_batches, BatchJob};
 pub use prove::{OpWitness, ProofSystem, ProveStages};
 pub use result::{BatchExecutionResult, BatchMetadata, ChangeSet, LogicTrace, OpOutcome, OpStatus, OperationResult};
 pub use transaction::{CommitPolicy, FailurePolicy, TransactionContext};
@@ -37,9 +40,10 @@ use crate::capability::KeyRing;
 use crate::context::{ExecutionContext, ExecutionMode};
 use crate::error::ExecutionError;
 use crate::resource::{Operation, ResourceRegister};
-use crate::store::{BatchDelta, BatchRecord, RegisterStore, StageTimings};
+use crate::store::{BatchDelta, BatchRecord, ProofRecord, RegisterStore, StageTimings, StagedBatch};
 
 use env::{hash_failed, Env, OpEffects};
+use view::InFlight;
 
 /// One operation's fate in a pass.
 enum Record {
@@ -62,8 +66,28 @@ pub fn execute_batch(
     ctx: &ExecutionContext,
     tx: &TransactionContext,
 ) -> Result<BatchExecutionResult, ExecutionError> {
+    let executed = execute_only(store, None, keys, ops, ctx, tx)?;
+    match stage(executed, store)? {
+        Staged::Done(result) => Ok(*result),
+        Staged::Commit(pending) => {
+            let proof = pending.prove()?;
+            pending.commit(store, proof)
+        }
+    }
+}
+
+/// Stages 1 and 2: execute against the store (and the in-flight batch ahead
+/// of this one, if any) and flush the hash pool until every check passes.
+fn execute_only<'a>(
+    store: &mut RegisterStore,
+    inflight: Option<&InFlight>,
+    keys: &'a KeyRing,
+    ops: &'a [Operation],
+    ctx: &'a ExecutionContext,
+    tx: &'a TransactionContext,
+) -> Result<Executed<'a>, ExecutionError> {
     let mut timings = StageTimings::default();
-    let mut env = Env::new(store, keys, ctx, tx);
+    let mut env = Env::new(store, inflight, keys, ctx, tx);
     let mut prefailed: BTreeMap<usize, ExecutionError> = BTreeMap::new();
     let mut reruns = 0;
     let records = loop {
@@ -72,7 +96,7 @@ pub fn execute_batch(
         timings.execute_us += micros(started);
 
         let started = Instant::now();
-        env.overlay.resolve(env.store, &mut env.pool).map_err(hash_failed)?;
+        env.resolve_pending().map_err(hash_failed)?;
         env.pool.flush().map_err(hash_failed)?;
         let executed: Vec<(usize, &OpEffects)> = records
             .iter()
@@ -82,7 +106,7 @@ pub fn execute_batch(
                 _ => None,
             })
             .collect();
-        let failures = flush::check(&executed, &env.pool, env.store, tx.on_failure)?;
+        let failures = flush::check(&executed, &env.pool, env.view(), tx.on_failure)?;
         timings.hash_us += micros(started);
         if failures.is_empty() {
             break records;
@@ -91,7 +115,7 @@ pub fn execute_batch(
         reruns += 1;
         env.reset();
     };
-    finish(env, ops, records, timings, reruns)
+    conclude(env, ops, records, timings, reruns)
 }
 
 /// Execute every operation once, in order.
@@ -143,13 +167,28 @@ fn apply(env: &mut Env, index: usize, fx: &mut OpEffects) {
     }
 }
 
-fn finish(
-    env: Env,
+/// A batch that has executed and passed its flush checks.
+struct Executed<'a> {
+    ctx: &'a ExecutionContext,
+    tx: &'a TransactionContext,
+    ops_count: usize,
+    results: Vec<OperationResult>,
+    success_count: usize,
+    metadata: BatchMetadata,
+    witnesses: Vec<OpWitness>,
+    delta: BatchDelta,
+    /// Created, updated and consumed registers.
+    counts: (u64, u64, u64),
+    pool: crate::hash::HashPool,
+}
+
+fn conclude<'a>(
+    env: Env<'_, 'a>,
     ops: &[Operation],
     records: Vec<Record>,
     timings: StageTimings,
     reruns: usize,
-) -> Result<BatchExecutionResult, ExecutionError> {
+) -> Result<Executed<'a>, ExecutionError> {
     let tx = env.tx;
     let ctx = env.ctx;
     let mode = tx.mode;
@@ -188,10 +227,9 @@ fn finish(
     let any_failed = success_count < results.len();
     let rolled_back = any_failed && tx.commit == CommitPolicy::AllOrNothing;
 
-    let Env { store, mut pool, overlay, .. } = env;
+    let Env { pool, overlay, .. } = env;
     let (upserts, removed) = overlay.into_changes();
-    let delta = BatchDelta { upserts, removed, nullifiers };
-    let mut metadata = BatchMetadata {
+    let metadata = BatchMetadata {
         trace_id: ctx.trace_id.clone(),
         mode,
         on_failure: tx.on_failure,
@@ -200,7 +238,9 @@ fn finish(
         batch_number: None,
         committed: false,
         rolled_back,
-        state_root_before: store.state_root(),
+        // Set when the batch is staged: a batch behind an in-flight one is
+        // executed before its predecessor commits.
+        state_root_before: [0; 32],
         state_root_after: None,
         would_change: None,
         witnesses: Vec::new(),
@@ -208,50 +248,120 @@ fn finish(
         prove_stages: None,
         reruns,
     };
-    let wants_commit = mode.writes_store() && success_count > 0 && !rolled_back;
-    if wants_commit || (mode == ExecutionMode::Simulation && !rolled_back) {
-        let started = Instant::now();
-        let staged = store.stage(delta, &mut pool)?;
-        metadata.timings.hash_us += micros(started);
-        metadata.state_root_after = Some(staged.root_after);
-        if !wants_commit {
-            metadata.would_change = Some(ChangeSet::from(&staged.delta));
-        } else {
-            let proof = match &tx.proof_system {
-                Some(system) if prove::proves(tx) => {
-                    let started = Instant::now();
-                    let (proof, stages) = prove::prove_and_check(system.as_ref(), &witnesses)?;
-                    metadata.timings.prove_us = micros(started);
-                    metadata.prove_stages = stages;
-                    Some(proof)
-                }
-                _ => None,
-            };
-            let started = Instant::now();
-            let record = BatchRecord {
-                trace_id: ctx.trace_id.clone(),
-                domain: ctx.domain_id.to_string(),
-                mode: format!("{mode:?}"),
-                timestamp: ctx.timestamp,
-                ops_count: ops.len() as u64,
-                success_count: success_count as u64,
-                created: counts.0,
-                updated: counts.1,
-                consumed: counts.2,
-                timings: metadata.timings,
-                proof,
-                ..Default::default()
-            };
-            let committed = store.commit(staged, record)?;
-            metadata.timings.commit_us = micros(started);
-            metadata.batch_number = Some(committed.number);
-            metadata.committed = true;
+    Ok(Executed {
+        ctx,
+        tx,
+        ops_count: ops.len(),
+        results,
+        success_count,
+        metadata,
+        witnesses,
+        delta: BatchDelta { upserts, removed, nullifiers },
+        counts,
+        pool,
+    })
+}
+
+impl Executed<'_> {
+    /// Whether this batch writes the store (it then needs staging and, where
+    /// a proof system is set, proofs).
+    fn wants_commit(&self) -> bool {
+        self.tx.mode.writes_store() && self.success_count > 0 && !self.metadata.rolled_back
+    }
+
+    fn into_result(self) -> BatchExecutionResult {
+        let mut metadata = self.metadata;
+        if self.tx.mode == ExecutionMode::ProofGeneration {
+            metadata.witnesses = self.witnesses;
+        }
+        BatchExecutionResult { results: self.results, success_count: self.success_count, metadata }
+    }
+}
+
+/// What staging left to do.
+enum Staged<'a> {
+    /// Nothing to commit (or a simulation's would-be changes): the result.
+    Done(Box<BatchExecutionResult>),
+    /// Staged against the committed state; proofs (if any) then commit.
+    Commit(Box<PendingCommit<'a>>),
+}
+
+/// A staged batch between its flush and its commit.
+struct PendingCommit<'a> {
+    executed: Executed<'a>,
+    staged: StagedBatch,
+}
+
+/// Stage 3a: the state root after the batch, computed through the pool.
+fn stage<'a>(mut executed: Executed<'a>, store: &RegisterStore) -> Result<Staged<'a>, ExecutionError> {
+    executed.metadata.state_root_before = store.state_root();
+    let wants_commit = executed.wants_commit();
+    let simulating = executed.tx.mode == ExecutionMode::Simulation && !executed.metadata.rolled_back;
+    if !wants_commit && !simulating {
+        return Ok(Staged::Done(Box::new(executed.into_result())));
+    }
+    let started = Instant::now();
+    let delta = std::mem::take(&mut executed.delta);
+    let staged = store.stage(delta, &mut executed.pool)?;
+    executed.metadata.timings.hash_us += micros(started);
+    executed.metadata.state_root_after = Some(staged.root_after);
+    if !wants_commit {
+        executed.metadata.would_change = Some(ChangeSet::from(&staged.delta));
+        return Ok(Staged::Done(Box::new(executed.into_result())));
+    }
+    Ok(Staged::Commit(Box::new(PendingCommit { executed, staged })))
+}
+
+/// A batch's proofs and the time the prove stage took.
+type Proven = Option<(ProofRecord, Option<ProveStages>, u64)>;
+
+impl PendingCommit<'_> {
+    /// Stage 3b: proofs of the batch, checked against the verifying key
+    /// (none when the batch has no proof system or its mode does not prove).
+    /// Needs nothing of the store, so it may run on another thread.
+    fn prove(&self) -> Result<Proven, ExecutionError> {
+        let tx = self.executed.tx;
+        match &tx.proof_system {
+            Some(system) if prove::proves(tx) => {
+                let started = Instant::now();
+                let (proof, stages) = prove::prove_and_check(system.as_ref(), &self.executed.witnesses)?;
+                Ok(Some((proof, stages, micros(started))))
+            }
+            _ => Ok(None),
         }
     }
-    if mode == ExecutionMode::ProofGeneration {
-        metadata.witnesses = witnesses;
+
+    /// Stage 4: append the batch and its proofs durably.
+    fn commit(self, store: &mut RegisterStore, proven: Proven) -> Result<BatchExecutionResult, ExecutionError> {
+        let PendingCommit { mut executed, staged } = self;
+        let (proof, stages, prove_us) = match proven {
+            Some((proof, stages, us)) => (Some(proof), stages, us),
+            None => (None, None, 0),
+        };
+        executed.metadata.timings.prove_us = prove_us;
+        executed.metadata.prove_stages = stages;
+        let started = Instant::now();
+        let (ctx, counts) = (executed.ctx, executed.counts);
+        let record = BatchRecord {
+            trace_id: ctx.trace_id.clone(),
+            domain: ctx.domain_id.to_string(),
+            mode: format!("{:?}", executed.tx.mode),
+            timestamp: ctx.timestamp,
+            ops_count: executed.ops_count as u64,
+            success_count: executed.success_count as u64,
+            created: counts.0,
+            updated: counts.1,
+            consumed: counts.2,
+            timings: executed.metadata.timings,
+            proof,
+            ..Default::default()
+        };
+        let committed = store.commit(staged, record)?;
+        executed.metadata.timings.commit_us = micros(started);
+        executed.metadata.batch_number = Some(committed.number);
+        executed.metadata.committed = true;
+        Ok(executed.into_result())
     }
-    Ok(BatchExecutionResult { results, success_count, metadata })
 }
 
 fn witness(kind: crate::resource::OperationKind, fx: &OpEffects, ids: &[crate::resource::ResourceId]) -> OpWitness {

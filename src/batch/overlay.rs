@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use crate::hash::{HashError, HashHandle, HashPool};
 use crate::resource::{ResourceId, ResourceRegister};
-use crate::store::RegisterStore;
+
+use super::view::StoreView;
 
 /// A created resource whose id is still a pending hash request (its
 /// register holds a zero id until then).
@@ -34,7 +35,7 @@ pub(super) struct Overlay {
 }
 
 impl Overlay {
-    pub fn lookup<'a>(&'a self, store: &'a RegisterStore, id: &ResourceId) -> Lookup<'a> {
+    pub fn lookup<'a>(&'a self, store: StoreView<'a>, id: &ResourceId) -> Lookup<'a> {
         if let Some(op) = self.consumed.get(id) {
             return Lookup::ConsumedInBatch(*op);
         }
@@ -73,7 +74,7 @@ impl Overlay {
 
     /// Flush the pool and make every pending creation visible by id. A
     /// duplicate id keeps the first; the flush check fails the later one.
-    pub fn resolve(&mut self, store: &RegisterStore, pool: &mut HashPool) -> Result<(), HashError> {
+    pub fn resolve(&mut self, store: StoreView<'_>, pool: &mut HashPool) -> Result<(), HashError> {
         if self.pending.is_empty() {
             return Ok(());
         }

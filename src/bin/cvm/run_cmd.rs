@@ -1,5 +1,6 @@
-//! `cvm run BATCH.json`: execute a batch file and, in the modes that write,
-//! commit it to the store in the data directory.
+//! `cvm run BATCH.json...`: execute batch files and, in the modes that write,
+//! commit them to the store in the data directory. Several files run as a
+//! pipeline: each batch is proven while the next one executes.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -7,7 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use causality_vm::batch::file::{prepare, BatchFile};
-use causality_vm::batch::{execute_batch, BatchExecutionResult, OpStatus, OperationResult, TransactionContext};
+use causality_vm::batch::{
+    execute_batches, BatchExecutionResult, BatchJob, OpStatus, OperationResult, TransactionContext,
+};
 use causality_vm::content_id::hex_encode;
 use causality_vm::prove::ProvingSystem;
 use causality_vm::store::RegisterStore;
@@ -18,8 +21,10 @@ use crate::Globals;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The JSON batch file (format: docs/BATCH_FORMAT.md).
-    pub file: PathBuf,
+    /// The JSON batch files (format: docs/BATCH_FORMAT.md), run in order as
+    /// one batch each; each batch is proven while the next one executes.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
     /// Stop at the first failing operation (the rest are skipped).
     #[arg(long)]
     pub fail_fast: bool,
@@ -62,22 +67,25 @@ fn proof_system(globals: &Globals, args: &RunArgs, data_dir: &Path) -> anyhow::R
 }
 
 pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
-    // Parse before opening anything: a malformed file changes nothing.
-    let file = BatchFile::read(&args.file)?;
+    // Parse every file before opening anything: a malformed file changes nothing.
+    let files = args.files.iter().map(|path| BatchFile::read(path)).collect::<Result<Vec<_>, _>>()?;
     let data_dir = globals.data_dir();
     let mut store = RegisterStore::open(&data_dir)
         .with_context(|| format!("opening the register store in {}", data_dir.display()))?;
-    let origin = args.file.display().to_string();
-    let base = args.file.parent().unwrap_or(Path::new("."));
-    let prepared = prepare(file, &origin, base, &mut store, &data_dir.join("keys.json"))?;
     let chatty = !globals.quiet && !globals.json;
-    if chatty {
-        for notice in &prepared.notices {
-            eprintln!("note: {notice}");
+    let mut prepared = Vec::with_capacity(files.len());
+    for (file, path) in files.into_iter().zip(&args.files) {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let batch = prepare(file, &path.display().to_string(), base, &mut store, &data_dir.join("keys.json"))?;
+        if chatty {
+            for notice in &batch.notices {
+                eprintln!("note: {notice}");
+            }
+            for (name, cid) in &batch.programs {
+                eprintln!("program {name}: {cid}");
+            }
         }
-        for (name, cid) in &prepared.programs {
-            eprintln!("program {name}: {cid}");
-        }
+        prepared.push(batch);
     }
 
     let mut tx = TransactionContext::new(globals.mode).with_budget(args.budget);
@@ -90,8 +98,9 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     if let Some(system) = proof_system(globals, &args, &data_dir)? {
         tx = tx.with_proof_system(Arc::new(system));
     }
-    let bar = (chatty && std::io::stderr().is_terminal() && prepared.ops.len() >= 1_000).then(|| {
-        let bar = indicatif::ProgressBar::new(prepared.ops.len() as u64);
+    let total_ops: usize = prepared.iter().map(|b| b.ops.len()).sum();
+    let bar = (chatty && prepared.len() == 1 && std::io::stderr().is_terminal() && total_ops >= 1_000).then(|| {
+        let bar = indicatif::ProgressBar::new(total_ops as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} executing {pos}/{len} ops [{bar:40}] {elapsed}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -102,19 +111,45 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
         let bar = bar.clone();
         tx = tx.with_progress(Arc::new(move |done| bar.set_position(done as u64)));
     }
-    let result = execute_batch(&mut store, &prepared.keys, &prepared.ops, &prepared.ctx, &tx);
+    let jobs: Vec<BatchJob> =
+        prepared.iter().map(|b| BatchJob { keys: &b.keys, ops: &b.ops, ctx: &b.ctx, tx: &tx }).collect();
+    let outcomes = execute_batches(&mut store, &jobs);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let result = result.context("the batch could not be committed; the store is unchanged")?;
     store.close().context("closing the store")?;
 
-    if globals.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        print_human(&result, globals.mode == ExecutionMode::Debug, args.step);
+    let mut results = Vec::with_capacity(outcomes.len());
+    let mut failed_batch = None;
+    for (outcome, path) in outcomes.into_iter().zip(&args.files) {
+        match outcome {
+            Ok(result) => results.push((path, result)),
+            Err(e) => {
+                let context =
+                    format!("{}: the batch could not be committed; the store is unchanged by it", path.display());
+                failed_batch.get_or_insert(anyhow::Error::new(e).context(context));
+            }
+        }
     }
-    Ok(if result.success_count == result.results.len() { 0 } else { 1 })
+    if globals.json {
+        // One file keeps the single-result shape; several give an array.
+        let plain: Vec<&BatchExecutionResult> = results.iter().map(|(_, r)| r).collect();
+        match plain.as_slice() {
+            [only] if args.files.len() == 1 => println!("{}", serde_json::to_string_pretty(only)?),
+            _ => println!("{}", serde_json::to_string_pretty(&plain)?),
+        }
+    } else {
+        for (path, result) in &results {
+            if args.files.len() > 1 {
+                println!("== {}", path.display());
+            }
+            print_human(result, globals.mode == ExecutionMode::Debug, args.step);
+        }
+    }
+    if let Some(err) = failed_batch {
+        return Err(err);
+    }
+    Ok(if results.iter().all(|(_, r)| r.success_count == r.results.len()) { 0 } else { 1 })
 }
 
 fn print_human(result: &BatchExecutionResult, debug: bool, step: bool) {

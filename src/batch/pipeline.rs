@@ -1,0 +1,110 @@
+//! Batches in a row, each one's proofs generated while the next executes.
+//!
+//! Batch n+1 executes against the store plus batch n's staged effects
+//! ([`InFlight`]) while n's proofs are generated on another thread. Commits
+//! stay in order: n+1 is staged (its state root computed) only after n has
+//! committed. If n does not commit (its proofs failed, or the store refused
+//! it), n+1 was executed against a state that never happened, so it is
+//! executed again against the store as it is: no batch ever commits on top
+//! of effects that were not committed.
+
+use std::thread::{Scope, ScopedJoinHandle};
+
+use crate::capability::KeyRing;
+use crate::context::ExecutionContext;
+use crate::error::ExecutionError;
+use crate::resource::{Operation, VerifyTarget};
+use crate::store::RegisterStore;
+
+use super::view::InFlight;
+use super::{execute_only, prove, stage, BatchExecutionResult, PendingCommit, Proven, Staged, TransactionContext};
+
+/// One batch of a pipelined run.
+#[derive(Clone, Copy)]
+pub struct BatchJob<'a> {
+    pub keys: &'a KeyRing,
+    pub ops: &'a [Operation],
+    pub ctx: &'a ExecutionContext,
+    pub tx: &'a TransactionContext,
+}
+
+type BatchOutcome = Result<BatchExecutionResult, ExecutionError>;
+
+/// A staged batch whose proofs are being generated on another thread.
+struct Proving<'scope, 'a> {
+    inflight: InFlight,
+    prover: ScopedJoinHandle<'scope, (Box<PendingCommit<'a>>, Result<Proven, ExecutionError>)>,
+}
+
+impl Proving<'_, '_> {
+    /// Wait for the proofs, then commit.
+    fn finish(self, store: &mut RegisterStore) -> BatchOutcome {
+        let (pending, proven) = self.prover.join().map_err(|_| ExecutionError::ProofGenerationError {
+            stage: "prove".into(),
+            reason: format!(
+                "the prover thread of batch {} panicked; the batch was not committed",
+                self.inflight.number()
+            ),
+        })?;
+        pending.commit(store, proven?)
+    }
+}
+
+/// Execute `jobs` in order, as [`super::execute_batch`] would one after the
+/// other, but proving each batch while the next one executes. One result per
+/// job, in order.
+pub fn execute_batches(store: &mut RegisterStore, jobs: &[BatchJob]) -> Vec<BatchOutcome> {
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    std::thread::scope(|scope| {
+        let mut ahead: Option<Proving> = None;
+        for job in jobs {
+            if reads_batch_log(job.ops) {
+                // A Verify of a stored proof may name the batch still in flight.
+                if let Some(proving) = ahead.take() {
+                    outcomes.push(proving.finish(store));
+                }
+            }
+            let inflight = ahead.as_ref().map(|p| &p.inflight);
+            let mut executed = execute_only(store, inflight, job.keys, job.ops, job.ctx, job.tx);
+            if let Some(proving) = ahead.take() {
+                let outcome = proving.finish(store);
+                let committed = matches!(&outcome, Ok(result) if result.metadata.committed);
+                outcomes.push(outcome);
+                if !committed {
+                    executed = execute_only(store, None, job.keys, job.ops, job.ctx, job.tx);
+                }
+            }
+            match executed.and_then(|executed| stage(executed, store)) {
+                Err(e) => outcomes.push(Err(e)),
+                Ok(Staged::Done(result)) => outcomes.push(Ok(*result)),
+                Ok(Staged::Commit(pending)) if !prove::proves(job.tx) => {
+                    outcomes.push(pending.commit(store, None));
+                }
+                Ok(Staged::Commit(pending)) => ahead = Some(start_proving(scope, store, pending)),
+            }
+        }
+        if let Some(proving) = ahead {
+            outcomes.push(proving.finish(store));
+        }
+    });
+    outcomes
+}
+
+fn start_proving<'scope, 'a: 'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    store: &RegisterStore,
+    pending: Box<PendingCommit<'a>>,
+) -> Proving<'scope, 'a> {
+    let inflight = InFlight::new(store.head() + 1, &pending.staged.delta);
+    let prover = scope.spawn(move || {
+        let proven = pending.prove();
+        (pending, proven)
+    });
+    Proving { inflight, prover }
+}
+
+/// Whether a batch verifies a stored batch proof (it then waits for the
+/// batch ahead of it to commit).
+fn reads_batch_log(ops: &[Operation]) -> bool {
+    ops.iter().any(|op| matches!(op, Operation::Verify { target: VerifyTarget::BatchProof { .. } }))
+}

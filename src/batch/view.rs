@@ -1,0 +1,69 @@
+//! The committed state as a batch sees it: the store, plus the effects of
+//! the batch ahead of it in a pipeline whose proofs are still being
+//! generated (it commits before this one, or this one is executed again).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::resource::{ResourceId, ResourceRegister};
+use crate::store::{BatchDelta, RegisterStore};
+
+/// A staged batch waiting for its proofs: what it creates, updates, consumes
+/// and spends, under the batch number it will commit as.
+pub struct InFlight {
+    number: u64,
+    upserts: HashMap<ResourceId, ResourceRegister>,
+    removed: HashSet<ResourceId>,
+    nullifiers: HashSet<[u8; 32]>,
+}
+
+impl InFlight {
+    pub fn new(number: u64, delta: &BatchDelta) -> Self {
+        InFlight {
+            number,
+            upserts: delta.upserts.iter().map(|r| (r.id, r.clone())).collect(),
+            removed: delta.removed.iter().copied().collect(),
+            nullifiers: delta.nullifiers.iter().copied().collect(),
+        }
+    }
+
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+}
+
+/// The store seen through an optional in-flight batch.
+#[derive(Clone, Copy)]
+pub(super) struct StoreView<'a> {
+    pub store: &'a RegisterStore,
+    pub inflight: Option<&'a InFlight>,
+}
+
+impl<'a> StoreView<'a> {
+    pub fn get(&self, id: &ResourceId) -> Option<&'a ResourceRegister> {
+        if let Some(batch) = self.inflight {
+            if batch.removed.contains(id) {
+                return None;
+            }
+            if let Some(register) = batch.upserts.get(id) {
+                return Some(register);
+            }
+        }
+        self.store.get(id)
+    }
+
+    /// The batch that consumed `id`, if one did.
+    pub fn consumed_in(&self, id: &ResourceId) -> Option<u64> {
+        match self.inflight {
+            Some(batch) if batch.removed.contains(id) => Some(batch.number),
+            _ => self.store.consumed_in(id),
+        }
+    }
+
+    /// The batch that spent `nullifier`, if one did.
+    pub fn nullifier_batch(&self, nullifier: &[u8; 32]) -> Option<u64> {
+        match self.inflight {
+            Some(batch) if batch.nullifiers.contains(nullifier) => Some(batch.number),
+            _ => self.store.nullifier_batch(nullifier),
+        }
+    }
+}

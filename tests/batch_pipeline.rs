@@ -1,0 +1,192 @@
+//! `execute_batches`: each batch proven while the next one executes. Every
+//! run is compared with the same batches through `execute_batch` one after
+//! the other on a second store: same results, same batch numbers, same state
+//! roots, including when the next batch depends on the one still in flight
+//! and when that one never commits.
+
+mod batch_support;
+
+use std::sync::Arc;
+
+use batch_support::*;
+use causality_vm::batch::{
+    execute_batch, execute_batches, BatchExecutionResult, BatchJob, OpWitness, ProofSystem, TransactionContext,
+};
+use causality_vm::resource::{NewResource, Operation, ResourceUpdate, VerifyTarget};
+use causality_vm::store::ProofRecord;
+use causality_vm::{ExecutionError, ExecutionMode};
+
+/// MAC "proofs" that take a while (so the next batch really executes while
+/// they are made) and fail for any batch creating a register controlled by
+/// "poison".
+struct SlowProofs;
+
+impl ProofSystem for SlowProofs {
+    fn name(&self) -> String {
+        MacProofs.name()
+    }
+    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, String> {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        if witnesses.iter().flat_map(|w| &w.created).any(|r| r.controller == "poison") {
+            return Err("the circuit is unsatisfied (poisoned witness)".into());
+        }
+        MacProofs.prove(witnesses)
+    }
+    fn verify(&self, record: &ProofRecord) -> Result<(), String> {
+        MacProofs.verify(record)
+    }
+}
+
+fn proving() -> TransactionContext {
+    TransactionContext::new(ExecutionMode::Standard).with_proof_system(Arc::new(SlowProofs))
+}
+
+/// What must agree between the two runs of one batch.
+fn summary(outcome: &Result<BatchExecutionResult, ExecutionError>) -> String {
+    match outcome {
+        Err(e) => format!("batch error: {e}"),
+        Ok(r) => {
+            let ops: Vec<String> = r
+                .results
+                .iter()
+                .map(|op| match op.error() {
+                    Some(e) => format!("failed: {e}"),
+                    None => format!("{:?}", op.status),
+                })
+                .collect();
+            format!(
+                "committed {} as {:?}, roots {:?} -> {:?}, ops {ops:?}",
+                r.metadata.committed,
+                r.metadata.batch_number,
+                r.metadata.state_root_before,
+                r.metadata.state_root_after
+            )
+        }
+    }
+}
+
+/// Run `batches` sequentially on `sequential` and pipelined on `pipelined`
+/// (two fresh fixtures), check they agree, and return the pipelined outcomes.
+fn compare(
+    sequential: &mut Fixture,
+    pipelined: &mut Fixture,
+    batches: &[(Vec<Operation>, TransactionContext)],
+) -> Vec<Result<BatchExecutionResult, ExecutionError>> {
+    let one_by_one: Vec<_> = batches
+        .iter()
+        .map(|(ops, tx)| execute_batch(&mut sequential.store, &sequential.keys, ops, &sequential.ctx, tx))
+        .collect();
+    let jobs: Vec<BatchJob> =
+        batches.iter().map(|(ops, tx)| BatchJob { keys: &pipelined.keys, ops, ctx: &pipelined.ctx, tx }).collect();
+    let together = execute_batches(&mut pipelined.store, &jobs);
+    assert_eq!(together.len(), batches.len());
+    for (i, (a, b)) in one_by_one.iter().zip(&together).enumerate() {
+        assert_eq!(summary(a), summary(b), "batch {i}");
+    }
+    assert_eq!(sequential.store.state_root(), pipelined.store.state_root());
+    assert_eq!(sequential.store.head(), pipelined.store.head());
+    together
+}
+
+fn error_of(outcome: &Result<BatchExecutionResult, ExecutionError>, op: usize) -> String {
+    outcome.as_ref().expect("batch ran").results[op].error().expect("the operation failed").to_string()
+}
+
+fn named(mut r: NewResource, controller: &str) -> NewResource {
+    r.controller = controller.into();
+    r
+}
+
+#[test]
+fn batches_that_build_on_the_batch_in_flight_match_sequential_runs() {
+    let (mut seq, mut pipe) = (Fixture::new(), Fixture::new());
+    let r0 = seq.resource("gold", 10, 1);
+    let r1 = seq.resource("gold", 10, 2);
+    let r2 = seq.resource("gold", 10, 3);
+    let stolen = seq.resource("gold", 10, 9);
+    let extra = seq.resource("silver", 4, 4);
+    let r3 = seq.resource("gold", 10, 5);
+    let (id0, id1, id2) = (id_of(&r0), id_of(&r1), id_of(&r2));
+    let renamed = ResourceUpdate { controller: Some("renamed".into()), ..Default::default() };
+    let batches = vec![
+        (vec![Operation::Create { resource: r0 }], proving()),
+        // Spends what batch 1 (in flight) created.
+        (vec![transfer(vec![input(id0, 1)], vec![r1])], proving()),
+        (vec![transfer(vec![input(id1, 2)], vec![r2])], proving()),
+        // Spends r1 again, which batch 3 (in flight) consumed.
+        (vec![transfer(vec![input(id1, 2)], vec![stolen])], proving()),
+        // A simulation behind batch 3: its would-be root includes batch 3.
+        (vec![Operation::Create { resource: extra.clone() }], TransactionContext::new(ExecutionMode::Simulation)),
+        (vec![update(id2, renamed), Operation::Create { resource: extra }], proving()),
+        // Needs batch 6's update (in flight) to pass the version it sees.
+        (vec![transfer(vec![input(id2, 3)], vec![r3])], proving()),
+        // No proof system: commits at once, behind the proving batch 6.
+        (vec![Operation::Read { id: id2 }], TransactionContext::new(ExecutionMode::Standard)),
+    ];
+    let outcomes = compare(&mut seq, &mut pipe, &batches);
+    let committed: Vec<Option<u64>> = outcomes.iter().map(|o| o.as_ref().unwrap().metadata.batch_number).collect();
+    assert_eq!(committed, [Some(1), Some(2), Some(3), None, None, Some(4), Some(5), None]);
+    assert!(error_of(&outcomes[3], 0).contains("consumed in batch 3"), "{}", error_of(&outcomes[3], 0));
+    assert!(error_of(&outcomes[7], 0).contains("consumed in batch 5"), "{}", error_of(&outcomes[7], 0));
+    let last = pipe.store.batch(5).expect("log").expect("batch 5");
+    assert_eq!(last.proof.expect("proof record").system, "test-mac");
+}
+
+#[test]
+fn a_batch_whose_proofs_fail_commits_nothing_and_the_next_runs_without_it() {
+    let (mut seq, mut pipe) = (Fixture::new(), Fixture::new());
+    let r0 = seq.resource("gold", 10, 1);
+    let poisoned = named(seq.resource("gold", 10, 2), "poison");
+    let after = seq.resource("gold", 10, 3);
+    let (id0, id_poisoned) = (id_of(&r0), id_of(&poisoned));
+    let batches = vec![
+        (vec![Operation::Create { resource: r0 }], proving()),
+        (vec![transfer(vec![input(id0, 1)], vec![poisoned])], proving()),
+        // Executed first on top of batch 2 (in flight), where it succeeds;
+        // batch 2 never commits, so it runs again and finds nothing to spend.
+        (vec![transfer(vec![input(id_poisoned, 2)], vec![after.clone()])], proving()),
+        // r0 was never spent: spending it now works.
+        (vec![transfer(vec![input(id0, 1)], vec![after])], proving()),
+    ];
+    let outcomes = compare(&mut seq, &mut pipe, &batches);
+    match &outcomes[1] {
+        Err(ExecutionError::ProofGenerationError { reason, .. }) => assert!(reason.contains("poisoned"), "{reason}"),
+        other => panic!("expected a proof failure, got {}", summary(other)),
+    }
+    assert!(error_of(&outcomes[2], 0).contains("not found"), "{}", error_of(&outcomes[2], 0));
+    assert_eq!(outcomes[3].as_ref().unwrap().metadata.batch_number, Some(2));
+    assert!(pipe.store.get(&id_poisoned).is_none());
+    assert_eq!(pipe.store.nullifier_count(), 1);
+}
+
+#[test]
+fn verifying_the_batch_in_flight_waits_for_its_commit() {
+    let (mut seq, mut pipe) = (Fixture::new(), Fixture::new());
+    let r0 = seq.resource("gold", 10, 1);
+    let verify = |batch| Operation::Verify { target: VerifyTarget::BatchProof { batch } };
+    let batches = vec![
+        (vec![Operation::Create { resource: r0 }], proving()),
+        (vec![verify(1)], proving()),
+        (vec![verify(3)], proving()),
+    ];
+    let outcomes = compare(&mut seq, &mut pipe, &batches);
+    assert!(outcomes[1].as_ref().unwrap().results[0].succeeded(), "{}", summary(&outcomes[1]));
+    assert!(error_of(&outcomes[2], 0).contains("batch 3"), "{}", error_of(&outcomes[2], 0));
+}
+
+#[test]
+fn no_batches_and_unproven_batches() {
+    let mut f = Fixture::new();
+    assert!(execute_batches(&mut f.store, &[]).is_empty());
+    let (mut seq, mut pipe) = (Fixture::new(), Fixture::new());
+    let r0 = seq.resource("gold", 10, 1);
+    let r1 = seq.resource("gold", 10, 2);
+    let id0 = id_of(&r0);
+    let plain = || TransactionContext::new(ExecutionMode::Standard);
+    let batches = vec![
+        (vec![Operation::Create { resource: r0 }], plain()),
+        (vec![transfer(vec![input(id0, 1)], vec![r1])], plain()),
+    ];
+    let outcomes = compare(&mut seq, &mut pipe, &batches);
+    assert!(outcomes.iter().all(|o| o.as_ref().unwrap().metadata.committed));
+}
