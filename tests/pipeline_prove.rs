@@ -126,6 +126,31 @@ fn pipelined_batches_each_carry_groth16_proofs_and_build_on_each_other() {
 }
 
 #[test]
+fn a_transfer_too_wide_for_a_slot_fails_alone_and_the_rest_is_proven() {
+    let prover = system(MsmEngine::cpu());
+    let mut f = Fixture::new();
+    let [a, b, c] = seeded(&mut f);
+    let outputs = vec![f.resource("gold", 15, 4), f.resource("silver", 7, 4)];
+    let wide = transfer(vec![input(a, 1), input(b, 2), input(c, 3)], outputs.clone());
+    let narrow = f.resource("bronze", 1, 5);
+    let result = f.run(&[wide, Operation::Create { resource: narrow.clone() }], &proving(&prover));
+    match result.results[0].error() {
+        Some(ExecutionError::ProofGenerationError { stage, reason }) => {
+            assert_eq!(stage, "admission");
+            assert!(reason.contains("3 inputs") && reason.contains("split"), "{reason}");
+        }
+        other => panic!("expected an admission failure, got {other:?}"),
+    }
+    assert!(result.results[1].succeeded());
+    assert!(result.metadata.committed);
+    assert!(f.store.get(&a).is_some(), "the wide transfer consumed nothing");
+    assert!(f.store.get(&id_of(&narrow)).is_some());
+    // Without proofs the same transfer is fine.
+    let plain = f.standard(&[transfer(vec![input(a, 1), input(b, 2), input(c, 3)], outputs)]);
+    assert!(plain.results[0].succeeded(), "{:?}", plain.results[0].error());
+}
+
+#[test]
 fn proofs_from_the_batch_log_export_for_snarkjs() {
     let prover = system(MsmEngine::cpu());
     let mut f = Fixture::new();

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::context::ExecutionMode;
 use crate::error::ExecutionError;
-use crate::resource::{OperationKind, ResourceRegister};
+use crate::resource::{Operation, OperationKind, ResourceRegister};
 use crate::store::ProofRecord;
 
 use super::transaction::TransactionContext;
@@ -48,6 +48,22 @@ pub trait ProofSystem: Send + Sync {
     /// their stages report none.
     fn prove_timed(&self, witnesses: &[OpWitness]) -> Result<(ProofRecord, Option<ProveStages>), String> {
         self.prove(witnesses).map(|record| (record, None))
+    }
+    /// Whether this system can prove `op` at all. An operation it cannot
+    /// prove fails on its own at execution, instead of failing the proofs
+    /// (and so the commit) of the whole batch.
+    fn admits(&self, _op: &Operation) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The operation-level check of [`ProofSystem::admits`], when the batch proves.
+pub(super) fn check_admitted(tx: &TransactionContext, op: &Operation) -> Result<(), ExecutionError> {
+    match &tx.proof_system {
+        Some(system) if proves(tx) => system
+            .admits(op)
+            .map_err(|reason| ExecutionError::ProofGenerationError { stage: "admission".into(), reason }),
+        _ => Ok(()),
     }
 }
 

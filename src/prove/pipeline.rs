@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use super::encoding::field_to_bytes;
 use super::system::{BatchProof, ProvingSystem, StageTimings};
-use super::witness::OpWitness;
+use super::witness::{OpWitness, MAX_INPUTS, MAX_OUTPUTS};
 use super::ProveError;
 use crate::batch::{self, ProveStages};
+use crate::resource::Operation;
 use crate::store::ProofRecord;
 
 pub const SYSTEM_NAME: &str = "groth16-bn254";
@@ -139,5 +140,22 @@ impl batch::ProofSystem for ProvingSystem {
 
     fn prove_timed(&self, witnesses: &[batch::OpWitness]) -> Result<(ProofRecord, Option<ProveStages>), String> {
         self.prove_record(witnesses).map(|(record, stages)| (record, Some(stages))).map_err(|e| e.to_string())
+    }
+
+    /// A slot holds at most MAX_INPUTS consumed and MAX_OUTPUTS created
+    /// resources: a wider Transfer cannot be proven and fails on its own.
+    fn admits(&self, op: &Operation) -> Result<(), String> {
+        match op {
+            Operation::Transfer { inputs, outputs } if inputs.len() > MAX_INPUTS || outputs.len() > MAX_OUTPUTS => {
+                Err(format!(
+                    "a Transfer with {} inputs and {} outputs does not fit one {SYSTEM_NAME} proof slot \
+                     (at most {MAX_INPUTS} inputs and {MAX_OUTPUTS} outputs): split it into several transfers, \
+                     or run without proofs (--no-prove)",
+                    inputs.len(),
+                    outputs.len()
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -14,6 +14,7 @@ use crate::resource::Operation;
 use super::env::{Env, OpEffects};
 
 pub(super) fn execute(env: &mut Env, op: &Operation, fx: &mut OpEffects) -> Result<(), ExecutionError> {
+    super::prove::check_admitted(env.tx, op)?;
     match op {
         Operation::Create { resource } => create::create(env, resource, fx),
         Operation::Read { id } => read::read(env, id, fx),
