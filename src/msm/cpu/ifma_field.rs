@@ -87,7 +87,7 @@ impl Fq8 {
     /// Back to 64-bit words; the value must be normalised and < 2^256.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn to_words(&self) -> [__m512i; 4] {
+    pub fn to_words(self) -> [__m512i; 4] {
         let l = &self.0;
         [
             _mm512_or_si512(l[0], _mm512_slli_epi64::<52>(l[1])),
