@@ -15,6 +15,9 @@ pub struct AffineBatch<'a, P: SWCurveConfig<BaseField: FastSub>> {
     indices: Vec<u32>,
     points: Vec<(&'a Affine<P>, bool)>,
     prefix: Vec<P::BaseField>,
+    /// The vector path's prefix products (G1 on IFMA CPUs only).
+    #[cfg(target_arch = "x86_64")]
+    lanes: Vec<super::ifma_field::Lanes>,
 }
 
 impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {
@@ -23,6 +26,8 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {
             indices: Vec::with_capacity(capacity),
             points: Vec::with_capacity(capacity),
             prefix: Vec::with_capacity(capacity),
+            #[cfg(target_arch = "x86_64")]
+            lanes: Vec::new(),
         }
     }
 
@@ -43,6 +48,12 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {
     /// Apply every pending addition to `buckets` and empty the batch.
     pub fn apply(&mut self, buckets: &mut [Affine<P>]) {
         if self.indices.is_empty() {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if P::BaseField::apply_batch_vector::<P>(&self.indices, &self.points, buckets, &mut self.lanes) {
+            self.indices.clear();
+            self.points.clear();
             return;
         }
         #[cfg(target_arch = "x86_64")]
@@ -93,6 +104,18 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {
 
     pub fn indices(&self) -> &[u32] {
         &self.indices
+    }
+
+    /// The pending additions (tests compare the vector path against the scalar one).
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> (&[u32], &[(&'a Affine<P>, bool)]) {
+        (&self.indices, &self.points)
+    }
+
+    /// `apply` forced onto the scalar loop.
+    #[cfg(test)]
+    pub(crate) fn apply_scalar(&mut self, buckets: &mut [Affine<P>]) {
+        self.apply_inner(buckets);
     }
 }
 

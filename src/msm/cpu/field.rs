@@ -6,7 +6,11 @@
 //! Fq2 products and squares built on it, and branch-free conditional negation.
 
 use ark_bn254::{Fq, Fq2, FqConfig};
+use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 use ark_ff::{AdditiveGroup, BigInt, Field, MontConfig, PrimeField};
+
+#[cfg(target_arch = "x86_64")]
+use super::ifma_field::Lanes;
 
 pub trait FastSub: Field {
     fn sub_fast(&self, other: &Self) -> Self;
@@ -14,6 +18,18 @@ pub trait FastSub: Field {
     fn mul_fast(&self, other: &Self) -> Self;
     /// `-self` when `negate`, else `self`, without a data-dependent branch.
     fn neg_if(&self, negate: bool) -> Self;
+
+    /// Apply a whole `AffineBatch` (same contract) on a vector path, if this
+    /// field has one on this CPU; `false` leaves it to the scalar loop.
+    #[cfg(target_arch = "x86_64")]
+    fn apply_batch_vector<P: SWCurveConfig<BaseField = Self>>(
+        _indices: &[u32],
+        _points: &[(&Affine<P>, bool)],
+        _buckets: &mut [Affine<P>],
+        _lanes: &mut Vec<Lanes>,
+    ) -> bool {
+        false
+    }
 }
 
 /// Montgomery multiplication a·b·2^-256 mod q (CIOS, one reduction step per
@@ -79,6 +95,22 @@ fn reduce_once(t: [u64; 4]) -> [u64; 4] {
 }
 
 impl FastSub for Fq {
+    #[cfg(target_arch = "x86_64")]
+    fn apply_batch_vector<P: SWCurveConfig<BaseField = Self>>(
+        indices: &[u32],
+        points: &[(&Affine<P>, bool)],
+        buckets: &mut [Affine<P>],
+        lanes: &mut Vec<Lanes>,
+    ) -> bool {
+        if !super::ifma::available() {
+            return false;
+        }
+        assert!(indices.iter().all(|&i| (i as usize) < buckets.len()), "bucket index out of range");
+        // SAFETY: `available` checked avx512f and avx512ifma; indices checked above.
+        unsafe { super::ifma::apply(indices, points, buckets, lanes) };
+        true
+    }
+
     #[inline(always)]
     fn sub_fast(&self, other: &Self) -> Self {
         let (a, b) = (&self.0 .0, &other.0 .0);

@@ -6,7 +6,8 @@
 //!   window needs only 2^(c-1) buckets ([`digits`]).
 //! - Batch-affine buckets: additions applied in batches sharing one
 //!   inversion, with queued and projective fallbacks for collisions
-//!   ([`batch_affine`], [`bucket`]).
+//!   ([`batch_affine`], [`bucket`]); for G1 on CPUs with AVX-512 IFMA, eight
+//!   additions at a time in radix 2^52 (`ifma`, `ifma_field`).
 //! - Window size and task split from a cost model over size and threads
 //!   ([`window`]), on one long-lived thread pool ([`pool`]).
 
@@ -15,6 +16,10 @@ mod bucket;
 mod digits;
 mod field;
 mod glv;
+#[cfg(target_arch = "x86_64")]
+mod ifma;
+#[cfg(target_arch = "x86_64")]
+mod ifma_field;
 mod pippenger;
 mod pool;
 mod wide;

@@ -1,0 +1,402 @@
+//! Eight Fq elements at once with AVX-512 IFMA (`vpmadd52{l,h}uq`: eight
+//! 52x52-bit multiply-adds per instruction).
+//!
+//! Layout: five limbs in radix 2^52, one `__m512i` per limb, lane l holding
+//! element l. The value is arkworks' own Montgomery form aR mod q with
+//! R = 2^256 (not 2^260): the last reduction step clears only 48 bits, so
+//! converting from and to arkworks' limbs is bit repacking, never a product.
+//!
+//! Lazy bounds (q < 0.19 * 2^256): multiplication takes inputs < 2q and
+//! returns < ab/2^256 + q < (4 * 0.19 + 1)q < 2q, so products chain without
+//! reduction. Inputs to a product must have normalised limbs (< 2^52), since
+//! IFMA reads only the low 52 bits; every function here returns normalised
+//! limbs. Values leaving for memory are reduced to canonical (< q).
+
+use std::arch::x86_64::*;
+
+use ark_bn254::{Fq, FqConfig};
+use ark_ff::{AdditiveGroup, Field, MontConfig, PrimeField};
+
+const MASK52: u64 = (1 << 52) - 1;
+
+/// Four little-endian 64-bit words as five 52-bit limbs.
+const fn split52(w: [u64; 4]) -> [u64; 5] {
+    [
+        w[0] & MASK52,
+        ((w[0] >> 52) | (w[1] << 12)) & MASK52,
+        ((w[1] >> 40) | (w[2] << 24)) & MASK52,
+        ((w[2] >> 28) | (w[3] << 36)) & MASK52,
+        w[3] >> 16,
+    ]
+}
+
+const Q52: [u64; 5] = split52(Fq::MODULUS.0);
+/// -q^-1 mod 2^52 (arkworks' INV is -q^-1 mod 2^64).
+const QINV52: u64 = <FqConfig as MontConfig<4>>::INV & MASK52;
+/// Montgomery form of one, R mod q.
+const ONE52: [u64; 5] = split52(<FqConfig as MontConfig<4>>::R.0);
+
+/// Eight field elements, limb-major (see the module comment).
+#[derive(Clone, Copy)]
+pub struct Fq8(pub [__m512i; 5]);
+
+/// The same eight elements in memory (64-byte aligned rows, one per limb).
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+pub struct Lanes(pub [[u64; 8]; 5]);
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn splat(x: u64) -> __m512i {
+    _mm512_set1_epi64(x as i64)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn mask52() -> __m512i {
+    splat(MASK52)
+}
+
+impl Fq8 {
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn splat_limbs(limbs: [u64; 5]) -> Fq8 {
+        Fq8(limbs.map(|x| splat(x)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn one() -> Fq8 {
+        Fq8::splat_limbs(ONE52)
+    }
+
+    /// From four vectors of 64-bit words (lane l: arkworks limbs of element l, < 2^256).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn from_words(w: [__m512i; 4]) -> Fq8 {
+        let m = mask52();
+        Fq8([
+            _mm512_and_si512(w[0], m),
+            _mm512_and_si512(_mm512_or_si512(_mm512_srli_epi64::<52>(w[0]), _mm512_slli_epi64::<12>(w[1])), m),
+            _mm512_and_si512(_mm512_or_si512(_mm512_srli_epi64::<40>(w[1]), _mm512_slli_epi64::<24>(w[2])), m),
+            _mm512_and_si512(_mm512_or_si512(_mm512_srli_epi64::<28>(w[2]), _mm512_slli_epi64::<36>(w[3])), m),
+            _mm512_srli_epi64::<16>(w[3]),
+        ])
+    }
+
+    /// Back to 64-bit words; the value must be normalised and < 2^256.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn to_words(self) -> [__m512i; 4] {
+        let l = &self.0;
+        [
+            _mm512_or_si512(l[0], _mm512_slli_epi64::<52>(l[1])),
+            _mm512_or_si512(_mm512_srli_epi64::<12>(l[1]), _mm512_slli_epi64::<40>(l[2])),
+            _mm512_or_si512(_mm512_srli_epi64::<24>(l[2]), _mm512_slli_epi64::<28>(l[3])),
+            _mm512_or_si512(_mm512_srli_epi64::<36>(l[3]), _mm512_slli_epi64::<16>(l[4])),
+        ]
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn load(lanes: &Lanes) -> Fq8 {
+        // SAFETY: each row is 64 bytes and 64-byte aligned (repr(align(64)), rows of 8 u64).
+        Fq8(lanes.0.map(|row| unsafe { _mm512_load_si512(row.as_ptr().cast()) }))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn store(&self) -> Lanes {
+        let mut out = Lanes::default();
+        for (row, limb) in out.0.iter_mut().zip(&self.0) {
+            // SAFETY: as in `load`: an aligned 64-byte row.
+            unsafe { _mm512_store_si512(row.as_mut_ptr().cast(), *limb) };
+        }
+        out
+    }
+
+    /// Eight scalar elements (any < 2^256 limbs, e.g. arkworks' canonical form).
+    pub fn from_fq(values: &[Fq; 8]) -> Lanes {
+        let mut out = Lanes::default();
+        for (lane, v) in values.iter().enumerate() {
+            for (limb, x) in split52(v.0 .0).into_iter().enumerate() {
+                out.0[limb][lane] = x;
+            }
+        }
+        out
+    }
+
+    /// Canonical scalar elements from lanes holding a canonical (< q) value.
+    pub fn to_fq(lanes: &Lanes) -> [Fq; 8] {
+        std::array::from_fn(|lane| {
+            let l: [u64; 5] = std::array::from_fn(|i| lanes.0[i][lane]);
+            let w = [
+                l[0] | (l[1] << 52),
+                (l[1] >> 12) | (l[2] << 40),
+                (l[2] >> 24) | (l[3] << 28),
+                (l[3] >> 36) | (l[4] << 16),
+            ];
+            Fq::new_unchecked(ark_ff::BigInt::new(w))
+        })
+    }
+}
+
+/// Signed carry propagation: afterwards limbs 0..4 lie in [0, 2^52) and the
+/// top limb carries the sign of the whole value.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn propagate(mut l: [__m512i; 5]) -> [__m512i; 5] {
+    let m = mask52();
+    for i in 0..4 {
+        let carry = _mm512_srai_epi64::<52>(l[i]);
+        l[i] = _mm512_and_si512(l[i], m);
+        l[i + 1] = _mm512_add_epi64(l[i + 1], carry);
+    }
+    l
+}
+
+/// Limb-wise a - b + k*q, not yet propagated (limbs are signed 64-bit and small).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn sub_plus_kq(a: &[__m512i; 5], b: &[__m512i; 5], k: u64) -> [__m512i; 5] {
+    std::array::from_fn(|i| _mm512_add_epi64(_mm512_sub_epi64(a[i], b[i]), splat(Q52[i] * k)))
+}
+
+/// Reduce a limb-wise value v in (0, n*q), n <= 4, to canonical: the candidates
+/// v - k*q are propagated independently (parallel chains) and the last
+/// non-negative one wins.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn canonical_from(v: [__m512i; 5], n: u64) -> Fq8 {
+    let zero = _mm512_setzero_si512();
+    let mut out = propagate(v);
+    for k in 1..n {
+        let c = propagate(std::array::from_fn(|i| _mm512_sub_epi64(v[i], splat(Q52[i] * k))));
+        let non_negative = _mm512_cmpge_epi64_mask(c[4], zero);
+        for i in 0..5 {
+            out[i] = _mm512_mask_blend_epi64(non_negative, out[i], c[i]);
+        }
+    }
+    Fq8(out)
+}
+
+impl Fq8 {
+    /// a - b + q: in (0, 2q) for canonical a, b (or a <= q, b < q).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn sub_lazy(&self, b: &Fq8) -> Fq8 {
+        Fq8(propagate(sub_plus_kq(&self.0, &b.0, 1)))
+    }
+
+    /// Canonical form of a value <= 2q (2q itself only from `raw_sub_lazy`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn canonical(&self) -> Fq8 {
+        canonical_from(self.0, 3)
+    }
+
+    /// Canonical (self - b - c) for self < 2q and canonical b, c.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn sub2_canonical(&self, b: &Fq8, c: &Fq8) -> Fq8 {
+        // self - b - c + 2q lies in (0, 4q).
+        let v = std::array::from_fn(|i| {
+            _mm512_add_epi64(_mm512_sub_epi64(_mm512_sub_epi64(self.0[i], b.0[i]), c.0[i]), splat(Q52[i] * 2))
+        });
+        canonical_from(v, 4)
+    }
+
+    /// Canonical (self - b) for self < 2q and canonical b.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn sub_canonical(&self, b: &Fq8) -> Fq8 {
+        // self - b + q lies in (0, 3q).
+        canonical_from(sub_plus_kq(&self.0, &b.0, 1), 3)
+    }
+
+    /// Per lane: q - self where `negate` is set, else self (self canonical,
+    /// result <= q), with limbs left unpropagated for the caller's subtraction.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn neg_if_raw(&self, negate: __mmask8) -> [__m512i; 5] {
+        std::array::from_fn(|i| {
+            let negated = _mm512_sub_epi64(splat(Q52[i]), self.0[i]);
+            _mm512_mask_blend_epi64(negate, self.0[i], negated)
+        })
+    }
+
+    /// raw - b + q, propagated: in (0, 2q] for raw <= q (from `neg_if_raw`), canonical b.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn raw_sub_lazy(raw: &[__m512i; 5], b: &Fq8) -> Fq8 {
+        Fq8(propagate(sub_plus_kq(raw, &b.0, 1)))
+    }
+
+    /// Montgomery product a*b/2^256 mod q, < 2q for inputs <= 2q (module comment).
+    ///
+    /// Schoolbook product into ten 64-bit column accumulators (each column
+    /// gets at most 21 terms < 2^52: no overflow), then five reduction steps
+    /// of 52, 52, 52, 52 and 48 bits, carrying each cleared column into the next.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub fn mul(&self, b: &Fq8) -> Fq8 {
+        let (a, b) = (&self.0, &b.0);
+        let zero = _mm512_setzero_si512();
+        let mut t = [zero; 10];
+        for i in 0..5 {
+            for j in 0..5 {
+                t[i + j] = _mm512_madd52lo_epu64(t[i + j], a[i], b[j]);
+                t[i + j + 1] = _mm512_madd52hi_epu64(t[i + j + 1], a[i], b[j]);
+            }
+        }
+        let qinv = splat(QINV52);
+        let q = Q52.map(|x| splat(x));
+        for i in 0..5 {
+            let mut m = _mm512_madd52lo_epu64(zero, t[i], qinv);
+            if i == 4 {
+                // 4 * 52 + 48 = 256: the last step clears only 48 bits.
+                m = _mm512_and_si512(m, splat((1 << 48) - 1));
+            }
+            for j in 0..5 {
+                t[i + j] = _mm512_madd52lo_epu64(t[i + j], m, q[j]);
+                t[i + j + 1] = _mm512_madd52hi_epu64(t[i + j + 1], m, q[j]);
+            }
+            if i < 4 {
+                t[i + 1] = _mm512_add_epi64(t[i + 1], _mm512_srli_epi64::<52>(t[i]));
+            }
+        }
+        // Normalise columns 4..9 (column 4's low 48 bits are zero), then
+        // shift the whole by 48 bits: result limb j = bits 48.. of column 4 + j.
+        let m = mask52();
+        for k in 4..9 {
+            t[k + 1] = _mm512_add_epi64(t[k + 1], _mm512_srli_epi64::<52>(t[k]));
+            t[k] = _mm512_and_si512(t[k], m);
+        }
+        Fq8(std::array::from_fn(|j| {
+            let high = if j < 4 { _mm512_and_si512(_mm512_slli_epi64::<4>(t[5 + j]), m) } else { zero };
+            let high = if j == 4 { _mm512_slli_epi64::<4>(t[9]) } else { high };
+            _mm512_or_si512(_mm512_srli_epi64::<48>(t[4 + j]), high)
+        }))
+    }
+}
+
+/// Invert eight lane values (< 2q, non-zero mod q) with one scalar inversion.
+#[target_feature(enable = "avx512f")]
+pub fn invert_lanes(values: &Fq8) -> Fq8 {
+    let scalars = Fq8::to_fq(&values.canonical().store());
+    let mut prefix = [Fq::ONE; 8];
+    let mut acc = Fq::ONE;
+    for (p, s) in prefix.iter_mut().zip(&scalars) {
+        *p = acc;
+        acc *= s;
+    }
+    let mut inverse = acc.inverse().unwrap_or(Fq::ZERO);
+    debug_assert!(inverse != Fq::ZERO, "batch-affine denominator was zero");
+    let mut out = [Fq::ZERO; 8];
+    for lane in (0..8).rev() {
+        out[lane] = inverse * prefix[lane];
+        inverse *= scalars[lane];
+    }
+    Fq8::load(&Fq8::from_fq(&out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ark_ff::UniformRand;
+    use rand::SeedableRng;
+
+    fn has_ifma() -> bool {
+        let ok = std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512ifma");
+        if !ok {
+            eprintln!("SKIPPED: this CPU lacks AVX-512 IFMA; the vector Fq path is untested here");
+        }
+        ok
+    }
+
+    fn values() -> Vec<Fq> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(21);
+        let mut q_minus_one = Fq::MODULUS;
+        q_minus_one.0[0] -= 1;
+        let mut v = vec![Fq::ZERO, Fq::ONE, -Fq::ONE, Fq::from(2u64), -Fq::from(2u64)];
+        // Montgomery limbs near 2^254 (the largest canonical limbs) and small ones.
+        v.push(Fq::new_unchecked(ark_ff::BigInt::new([0, 0, 0, 1 << 61])));
+        v.push(Fq::new_unchecked(ark_ff::BigInt::new([1, 0, 0, 0])));
+        v.push(Fq::new_unchecked(ark_ff::BigInt::new([u64::MAX, u64::MAX, u64::MAX, 1 << 61])));
+        // The largest canonical limbs: q - 1 as a Montgomery representation.
+        v.push(Fq::new_unchecked(q_minus_one));
+        v.extend((0..300).map(|_| Fq::rand(&mut rng)));
+        v
+    }
+
+    /// Run `f` over every 8-window of `a` against the rotated `b`, so each value meets every lane.
+    fn for_lanes(a: &[Fq], b: &[Fq], mut f: impl FnMut(&[Fq; 8], &[Fq; 8])) {
+        for start in 0..a.len() {
+            let x: [Fq; 8] = std::array::from_fn(|l| a[(start + l) % a.len()]);
+            let y: [Fq; 8] = std::array::from_fn(|l| b[(start * 7 + l * 3) % b.len()]);
+            f(&x, &y);
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn check_ops(x: &[Fq; 8], y: &[Fq; 8], z: &[Fq; 8]) {
+        let (a, b, c) = (Fq8::load(&Fq8::from_fq(x)), Fq8::load(&Fq8::from_fq(y)), Fq8::load(&Fq8::from_fq(z)));
+        let back = |v: Fq8| Fq8::to_fq(&v.canonical().store());
+        let exact = |v: Fq8| Fq8::to_fq(&v.store());
+        // Conversions round-trip exactly through the vector word form.
+        assert_eq!(exact(Fq8::from_words(a.to_words())), *x);
+        let product: [Fq; 8] = std::array::from_fn(|l| x[l] * y[l]);
+        assert_eq!(back(a.mul(&b)), product);
+        // Lazy inputs (< 2q) into products.
+        let dx = a.sub_lazy(&b);
+        assert_eq!(back(dx), std::array::from_fn(|l| x[l] - y[l]));
+        assert_eq!(back(dx.mul(&dx)), std::array::from_fn(|l| (x[l] - y[l]).square()));
+        assert_eq!(back(dx.mul(&a.sub_lazy(&c))), std::array::from_fn(|l| (x[l] - y[l]) * (x[l] - z[l])));
+        let lazy = dx.mul(&dx);
+        assert_eq!(exact(lazy.sub2_canonical(&b, &c)), std::array::from_fn(|l| (x[l] - y[l]).square() - y[l] - z[l]));
+        assert_eq!(exact(lazy.sub_canonical(&c)), std::array::from_fn(|l| (x[l] - y[l]).square() - z[l]));
+        assert_eq!(exact(a.canonical()), *x);
+        for negate in [0u8, 0xff, 0b1010_0110] {
+            let raw = a.neg_if_raw(negate);
+            let expected = std::array::from_fn(|l| if negate >> l & 1 == 1 { -x[l] - y[l] } else { x[l] - y[l] });
+            let d = Fq8::raw_sub_lazy(&raw, &b);
+            assert_eq!(back(d), expected);
+            assert_eq!(back(d.mul(&d)), expected.map(|e| e.square()));
+        }
+        let one = Fq8::one();
+        assert_eq!(back(a.mul(&one)), *x);
+    }
+
+    #[test]
+    fn vector_field_ops_match_arkworks_in_every_lane() {
+        if !has_ifma() {
+            return;
+        }
+        let v = values();
+        let mut rotated = v.clone();
+        rotated.rotate_left(3);
+        for_lanes(&v, &v, |x, y| {
+            let z: [Fq; 8] = std::array::from_fn(|l| rotated[(l * 5 + 1) % rotated.len()] + x[l]);
+            // SAFETY: has_ifma() checked the features.
+            unsafe { check_ops(x, y, &z) }
+        });
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn invert_canonical(x: &[Fq; 8]) -> [Fq; 8] {
+        Fq8::to_fq(&invert_lanes(&Fq8::load(&Fq8::from_fq(x))).canonical().store())
+    }
+
+    #[test]
+    fn lane_inversion() {
+        if !has_ifma() {
+            return;
+        }
+        let v = values();
+        for_lanes(&v[1..], &v[1..], |x, _| {
+            // SAFETY: has_ifma() checked the features.
+            let inv = unsafe { invert_canonical(x) };
+            assert_eq!(inv, x.map(|e| e.inverse().unwrap()));
+        });
+    }
+}
