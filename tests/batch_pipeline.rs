@@ -190,3 +190,46 @@ fn no_batches_and_unproven_batches() {
     let outcomes = compare(&mut seq, &mut pipe, &batches);
     assert!(outcomes.iter().all(|o| o.as_ref().unwrap().metadata.committed));
 }
+
+/// A prover that panics on the batch creating a "poison" register.
+struct PanickingProofs;
+
+impl ProofSystem for PanickingProofs {
+    fn name(&self) -> String {
+        MacProofs.name()
+    }
+    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, String> {
+        if witnesses.iter().flat_map(|w| &w.created).any(|r| r.controller == "poison") {
+            panic!("prover bug (test)");
+        }
+        MacProofs.prove(witnesses)
+    }
+    fn verify(&self, record: &ProofRecord) -> Result<(), String> {
+        MacProofs.verify(record)
+    }
+}
+
+#[test]
+fn a_prover_thread_that_panics_fails_its_batch_only() {
+    let mut f = Fixture::new();
+    let r0 = f.resource("gold", 10, 1);
+    let poisoned = named(f.resource("gold", 10, 2), "poison");
+    let after = f.resource("gold", 10, 3);
+    let (id0, id_poisoned) = (id_of(&r0), id_of(&poisoned));
+    let tx = TransactionContext::new(ExecutionMode::Standard).with_proof_system(Arc::new(PanickingProofs));
+    let batches = [
+        vec![Operation::Create { resource: r0 }],
+        vec![transfer(vec![input(id0, 1)], vec![poisoned])],
+        vec![transfer(vec![input(id_poisoned, 2)], vec![after.clone()])],
+        vec![transfer(vec![input(id0, 1)], vec![after])],
+    ];
+    let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob { keys: &f.keys, ops, ctx: &f.ctx, tx: &tx }).collect();
+    let outcomes = execute_batches(&mut f.store, &jobs);
+    match &outcomes[1] {
+        Err(ExecutionError::ProofGenerationError { reason, .. }) => assert!(reason.contains("panicked"), "{reason}"),
+        other => panic!("expected a proof failure, got {}", summary(other)),
+    }
+    assert!(error_of(&outcomes[2], 0).contains("not found"), "{}", error_of(&outcomes[2], 0));
+    assert_eq!(outcomes[3].as_ref().unwrap().metadata.batch_number, Some(2));
+    assert_eq!(f.store.head(), 2);
+}
