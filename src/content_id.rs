@@ -10,8 +10,29 @@ pub const ENCODING_VERSION: u8 = 1;
 
 const PREFIX: &str = "cid:blake3:";
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ContentId(pub [u8; 32]);
+
+/// Byte-lexicographic order (the order of the state tree's buckets), compared
+/// as four big-endian words: the register index is a B-tree keyed by id, and
+/// the derived byte-slice comparison went through a `memcmp` call per step
+/// (10% of a 10k-transfer batch).
+impl Ord for ContentId {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let words = |id: &ContentId| {
+            let b = &id.0;
+            std::array::from_fn::<u64, 4, _>(|i| u64::from_be_bytes(b[8 * i..8 * i + 8].try_into().expect("8 bytes")))
+        };
+        words(self).cmp(&words(other))
+    }
+}
+
+impl PartialOrd for ContentId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl ContentId {
     pub const fn from_digest(digest: [u8; 32]) -> Self {
@@ -154,6 +175,30 @@ impl CanonicalWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_is_byte_lexicographic() {
+        let mut ids: Vec<ContentId> = (0u32..2000).map(|i| ContentId::of_encoding(&i.to_le_bytes())).collect();
+        // Ids that differ only late, and only in one byte at each word edge.
+        for at in [0, 7, 8, 15, 16, 24, 31] {
+            for v in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut bytes = [0x55u8; 32];
+                bytes[at] = v;
+                ids.push(ContentId(bytes));
+            }
+        }
+        for a in &ids[..200] {
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.0.cmp(&b.0), "{a} vs {b}");
+                assert_eq!(a.partial_cmp(b), Some(a.0.cmp(&b.0)));
+            }
+        }
+        for a in &ids[2000..] {
+            for b in &ids[2000..] {
+                assert_eq!(a.cmp(b), a.0.cmp(&b.0));
+            }
+        }
+    }
 
     #[test]
     fn display_and_parse_round_trip() {
