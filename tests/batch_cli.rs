@@ -139,10 +139,11 @@ fn several_files_run_in_order_as_one_batch_each() {
     args.extend(files.iter().map(String::as_str));
     let o = cvm(data.path(), &args);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    let results: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
-    let numbers: Vec<u64> = results.iter().map(|r| r["metadata"]["batch_number"].as_u64().unwrap()).collect();
+    let entries: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let numbers: Vec<u64> = entries.iter().map(|e| e["result"]["metadata"]["batch_number"].as_u64().unwrap()).collect();
     assert_eq!(numbers, [1, 2, 3, 4]);
+    assert!(entries[1]["file"].as_str().unwrap().ends_with("transfer.json"));
     let state = root(data.path());
     assert_eq!(state["head"], 4);
-    assert_eq!(state["state_root"], results[3]["metadata"]["state_root_after"]);
+    assert_eq!(state["state_root"], entries[3]["result"]["metadata"]["state_root_after"]);
 }

@@ -233,3 +233,46 @@ fn a_prover_thread_that_panics_fails_its_batch_only() {
     assert_eq!(outcomes[3].as_ref().unwrap().metadata.batch_number, Some(2));
     assert_eq!(f.store.head(), 2);
 }
+
+#[test]
+fn a_panic_while_the_next_batch_executes_still_commits_the_batch_in_flight() {
+    let mut f = Fixture::new();
+    let (r0, r1) = (f.resource("gold", 10, 1), f.resource("gold", 10, 2));
+    let panicking = proving().with_progress(Arc::new(|_| panic!("progress callback bug (test)")));
+    let batches = [
+        (vec![Operation::Create { resource: r0.clone() }], proving()),
+        (vec![Operation::Create { resource: r1.clone() }], panicking),
+    ];
+    let jobs: Vec<BatchJob> =
+        batches.iter().map(|(ops, tx)| BatchJob { keys: &f.keys, ops, ctx: &f.ctx, tx }).collect();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_batches(&mut f.store, &jobs)));
+    assert!(caught.is_err(), "the panic reaches the caller");
+    assert_eq!(f.store.head(), 1, "batch 1 was in flight when batch 2 panicked: it committed");
+    assert!(f.store.get(&id_of(&r0)).is_some());
+    assert!(f.store.get(&id_of(&r1)).is_none());
+}
+
+#[test]
+fn every_mode_and_policy_behind_a_batch_in_flight_matches_sequential_runs() {
+    let (mut seq, mut pipe) = (Fixture::new(), Fixture::new());
+    let made: Vec<NewResource> = (1..=6).map(|i| seq.resource("gold", 10, i)).collect();
+    let ids: Vec<_> = made.iter().map(id_of).collect();
+    let next = seq.resource("gold", 10, 20);
+    let mode = |m| TransactionContext::new(m).with_proof_system(Arc::new(SlowProofs));
+    let spend = |i: usize| transfer(vec![input(ids[i], i as u64 + 1)], vec![named(next.clone(), &format!("to-{i}"))]);
+    let missing = Operation::Read { id: id_of(&next) };
+    let batches = vec![
+        (made.iter().map(|r| Operation::Create { resource: r.clone() }).collect(), proving()),
+        // Each of these runs while the batch before it (if it commits) is in flight.
+        (vec![spend(0)], mode(ExecutionMode::ProofGeneration)),
+        (vec![spend(1), missing.clone(), spend(2)], proving().fail_fast()),
+        (vec![spend(3), missing.clone()], proving().all_or_nothing()),
+        (vec![spend(3)], mode(ExecutionMode::Debug)),
+        (vec![spend(4)], mode(ExecutionMode::Verification)),
+        (vec![spend(4), spend(5)], proving()),
+    ];
+    let outcomes = compare(&mut seq, &mut pipe, &batches);
+    let committed: Vec<bool> = outcomes.iter().map(|o| o.as_ref().unwrap().metadata.committed).collect();
+    assert_eq!(committed, [true, true, true, false, true, false, true]);
+    assert!(!outcomes[1].as_ref().unwrap().metadata.witnesses.is_empty(), "ProofGeneration returns its witnesses");
+}

@@ -188,3 +188,19 @@ fn a_big_bulk_filing_behind_pending_requests_keeps_request_order() {
     assert_eq!(pool.get(first), Some(*blake3::hash(b"first").as_bytes()));
     assert_eq!(pool.get_range(range).unwrap(), expected(&data, 64));
 }
+
+#[test]
+fn a_big_bulk_filing_after_an_earlier_flush_continues_the_handles() {
+    let mut rng = ChaCha8Rng::seed_from_u64(38);
+    let mut pool = HashPool::new();
+    let early = pool.hash(b"early");
+    pool.flush().unwrap();
+    let data = random_bytes(&mut rng, 64 * 5000);
+    let range = pool.hash_fixed(&data, 64).unwrap();
+    assert_eq!((range.start, pool.pending_len()), (1, 0), "hashed in place, after the resolved request");
+    let again = pool.hash_fixed(&data, 64).unwrap();
+    assert_eq!(again.start, 5001);
+    assert_eq!(pool.get(early), Some(*blake3::hash(b"early").as_bytes()));
+    assert_eq!(pool.get_range(range).unwrap(), expected(&data, 64));
+    assert_eq!(pool.get_range(again).unwrap(), expected(&data, 64));
+}

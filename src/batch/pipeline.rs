@@ -8,6 +8,8 @@
 //! executed again against the store as it is: no batch ever commits on top
 //! of effects that were not committed.
 
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::capability::KeyRing;
@@ -30,22 +32,34 @@ pub struct BatchJob<'a> {
 
 type BatchOutcome = Result<BatchExecutionResult, ExecutionError>;
 
+type ProverOutput<'a> = (Box<PendingCommit<'a>>, Result<Proven, ExecutionError>);
+
+/// Where a staged batch's proofs are being made.
+enum Prover<'scope, 'a> {
+    Thread(ScopedJoinHandle<'scope, ProverOutput<'a>>),
+    /// No thread could be started: proven on the calling thread instead.
+    Done(ProverOutput<'a>),
+}
+
 /// A staged batch whose proofs are being generated on another thread.
 struct Proving<'scope, 'a> {
     inflight: InFlight,
-    prover: ScopedJoinHandle<'scope, (Box<PendingCommit<'a>>, Result<Proven, ExecutionError>)>,
+    prover: Prover<'scope, 'a>,
 }
 
 impl Proving<'_, '_> {
     /// Wait for the proofs, then commit.
     fn finish(self, store: &mut RegisterStore) -> BatchOutcome {
-        let (pending, proven) = self.prover.join().map_err(|_| ExecutionError::ProofGenerationError {
-            stage: "prove".into(),
-            reason: format!(
-                "the prover thread of batch {} panicked; the batch was not committed",
-                self.inflight.number()
-            ),
-        })?;
+        let (pending, proven) = match self.prover {
+            Prover::Done(output) => output,
+            Prover::Thread(handle) => handle.join().map_err(|_| ExecutionError::ProofGenerationError {
+                stage: "prove".into(),
+                reason: format!(
+                    "the prover thread of batch {} panicked; the batch was not committed",
+                    self.inflight.number()
+                ),
+            })?,
+        };
         pending.commit(store, proven?)
     }
 }
@@ -65,7 +79,19 @@ pub fn execute_batches(store: &mut RegisterStore, jobs: &[BatchJob]) -> Vec<Batc
                 }
             }
             let inflight = ahead.as_ref().map(|p| &p.inflight);
-            let mut executed = execute_only(store, inflight, job.keys, job.ops, job.ctx, job.tx);
+            let early =
+                catch_unwind(AssertUnwindSafe(|| execute_only(store, inflight, job.keys, job.ops, job.ctx, job.tx)));
+            let mut executed = match early {
+                Ok(executed) => executed,
+                Err(panic) => {
+                    // Run one by one, the batch in flight would have committed
+                    // before this one started: commit it before the panic goes on.
+                    if let Some(proving) = ahead.take() {
+                        let _ = proving.finish(store);
+                    }
+                    resume_unwind(panic)
+                }
+            };
             if let Some(proving) = ahead.take() {
                 let outcome = proving.finish(store);
                 let committed = matches!(&outcome, Ok(result) if result.metadata.committed);
@@ -96,11 +122,28 @@ fn start_proving<'scope, 'a: 'scope>(
     pending: Box<PendingCommit<'a>>,
 ) -> Proving<'scope, 'a> {
     let inflight = InFlight::new(store.head() + 1, &pending.staged.delta);
-    let prover = scope.spawn(move || {
+    // The batch stays reachable from here if no thread can be started.
+    let slot = Arc::new(Mutex::new(Some(pending)));
+    let for_thread = Arc::clone(&slot);
+    let spawned = std::thread::Builder::new().name("cvm-prover".into()).spawn_scoped(scope, move || {
+        let pending = take(&for_thread);
         let proven = pending.prove();
         (pending, proven)
     });
+    let prover = match spawned {
+        Ok(handle) => Prover::Thread(handle),
+        Err(err) => {
+            tracing::warn!(%err, "no prover thread: proving on the calling thread");
+            let pending = take(&slot);
+            let proven = pending.prove();
+            Prover::Done((pending, proven))
+        }
+    };
     Proving { inflight, prover }
+}
+
+fn take<T>(slot: &Mutex<Option<T>>) -> T {
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take().expect("the staged batch is taken once")
 }
 
 /// Whether a batch verifies a stored batch proof (it then waits for the

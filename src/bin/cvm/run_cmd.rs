@@ -119,37 +119,58 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     }
     store.close().context("closing the store")?;
 
-    let mut results = Vec::with_capacity(outcomes.len());
-    let mut failed_batch = None;
-    for (outcome, path) in outcomes.into_iter().zip(&args.files) {
-        match outcome {
-            Ok(result) => results.push((path, result)),
+    let debug = globals.mode == ExecutionMode::Debug;
+    if let [outcome] = outcomes.as_slice() {
+        // One file: the result object (or the error alone), as always.
+        let result = match outcome {
+            Ok(result) => result,
             Err(e) => {
-                let context =
-                    format!("{}: the batch could not be committed; the store is unchanged by it", path.display());
-                failed_batch.get_or_insert(anyhow::Error::new(e).context(context));
+                return Err(anyhow::Error::new(e.clone()))
+                    .context("the batch could not be committed; the store is unchanged by it")
+            }
+        };
+        if globals.json {
+            println!("{}", serde_json::to_string_pretty(result)?);
+        } else {
+            print_human(result, debug, args.step);
+        }
+        return Ok(if result.success_count == result.results.len() { 0 } else { 1 });
+    }
+
+    // Several files: one entry per file, in order, results and errors alike.
+    let mut failures = Vec::new();
+    let mut entries = Vec::with_capacity(outcomes.len());
+    for (outcome, path) in outcomes.iter().zip(&args.files) {
+        let file = path.display().to_string();
+        match outcome {
+            Ok(result) => {
+                if !globals.json {
+                    println!("== {file}");
+                    print_human(result, debug, args.step);
+                }
+                entries.push(serde_json::json!({ "file": file, "result": result }));
+            }
+            Err(e) => {
+                if !globals.json {
+                    println!("== {file}\nnot committed: {e}");
+                }
+                entries.push(serde_json::json!({ "file": file, "error": e.to_string() }));
+                failures.push(format!("{file}: {e}"));
             }
         }
     }
     if globals.json {
-        // One file keeps the single-result shape; several give an array.
-        let plain: Vec<&BatchExecutionResult> = results.iter().map(|(_, r)| r).collect();
-        match plain.as_slice() {
-            [only] if args.files.len() == 1 => println!("{}", serde_json::to_string_pretty(only)?),
-            _ => println!("{}", serde_json::to_string_pretty(&plain)?),
-        }
-    } else {
-        for (path, result) in &results {
-            if args.files.len() > 1 {
-                println!("== {}", path.display());
-            }
-            print_human(result, globals.mode == ExecutionMode::Debug, args.step);
-        }
+        println!("{}", serde_json::to_string_pretty(&entries)?);
     }
-    if let Some(err) = failed_batch {
-        return Err(err);
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "{} of {} batches could not be committed (the store holds the others): {}",
+            failures.len(),
+            outcomes.len(),
+            failures.join("; ")
+        );
     }
-    Ok(if results.iter().all(|(_, r)| r.success_count == r.results.len()) { 0 } else { 1 })
+    Ok(if outcomes.iter().flatten().all(|r| r.success_count == r.results.len()) { 0 } else { 1 })
 }
 
 fn print_human(result: &BatchExecutionResult, debug: bool, step: bool) {

@@ -17,7 +17,6 @@ pub struct AffineBatch<'a, P: SWCurveConfig<BaseField: FastSub>> {
     prefix: Vec<P::BaseField>,
     /// The vector path's prefix products (G1 on IFMA CPUs only).
     #[cfg(target_arch = "x86_64")]
-    #[cfg(target_arch = "x86_64")]
     lanes: Vec<super::ifma_field::Lanes>,
 }
 
@@ -27,7 +26,6 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {
             indices: Vec::with_capacity(capacity),
             points: Vec::with_capacity(capacity),
             prefix: Vec::with_capacity(capacity),
-            #[cfg(target_arch = "x86_64")]
             #[cfg(target_arch = "x86_64")]
             lanes: Vec::new(),
         }

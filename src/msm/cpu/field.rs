@@ -10,7 +10,6 @@ use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 use ark_ff::{AdditiveGroup, BigInt, Field, MontConfig, PrimeField};
 
 #[cfg(target_arch = "x86_64")]
-#[cfg(target_arch = "x86_64")]
 use super::ifma_field::Lanes;
 
 pub trait FastSub: Field {

@@ -45,6 +45,11 @@ pub unsafe fn apply<P: SWCurveConfig<BaseField = Fq>>(
     let (x_at, y_at) =
         (sample.x.0 .0.as_ptr() as i64 - base_of(sample), sample.y.0 .0.as_ptr() as i64 - base_of(sample));
     let bucket_base = buckets.as_mut_ptr() as *mut i64;
+    // Points may live in different allocations (the bases and their
+    // endomorphism images): the gathers address them as byte offsets from
+    // the first point. Hardware gathers take plain addresses; under Rust's
+    // strict-provenance model these reads are not derived from their own
+    // allocation, which is sound on the hardware but not something Miri checks.
     let point_base = points[0].0 as *const Affine<P> as *const i64;
 
     // Per group of 8: byte offsets of each lane's bucket (from `bucket_base`)
