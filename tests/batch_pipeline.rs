@@ -163,15 +163,20 @@ fn a_batch_whose_proofs_fail_commits_nothing_and_the_next_runs_without_it() {
 fn verifying_the_batch_in_flight_waits_for_its_commit() {
     let (mut seq, mut pipe) = (Fixture::new(), Fixture::new());
     let r0 = seq.resource("gold", 10, 1);
+    let r1 = seq.resource("gold", 10, 2);
     let verify = |batch| Operation::Verify { target: VerifyTarget::BatchProof { batch } };
     let batches = vec![
         (vec![Operation::Create { resource: r0 }], proving()),
         (vec![verify(1)], proving()),
         (vec![verify(3)], proving()),
+        (vec![Operation::Create { resource: r1 }], proving()),
+        // Batch 1 is long committed: this one runs beside batch 4's proofs.
+        (vec![verify(1)], proving()),
     ];
     let outcomes = compare(&mut seq, &mut pipe, &batches);
     assert!(outcomes[1].as_ref().unwrap().results[0].succeeded(), "{}", summary(&outcomes[1]));
     assert!(error_of(&outcomes[2], 0).contains("batch 3"), "{}", error_of(&outcomes[2], 0));
+    assert!(outcomes[4].as_ref().unwrap().results[0].succeeded(), "{}", summary(&outcomes[4]));
 }
 
 #[test]

@@ -72,8 +72,9 @@ pub fn execute_batches(store: &mut RegisterStore, jobs: &[BatchJob]) -> Vec<Batc
     std::thread::scope(|scope| {
         let mut ahead: Option<Proving> = None;
         for job in jobs {
-            if reads_batch_log(job.ops) {
-                // A Verify of a stored proof may name the batch still in flight.
+            if reads_uncommitted_log(job.ops, store.head()) {
+                // A Verify of a stored proof names the batch still in flight
+                // (or one after it, whose error message quotes the head).
                 if let Some(proving) = ahead.take() {
                     outcomes.push(proving.finish(store));
                 }
@@ -146,8 +147,8 @@ fn take<T>(slot: &Mutex<Option<T>>) -> T {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take().expect("the staged batch is taken once")
 }
 
-/// Whether a batch verifies a stored batch proof (it then waits for the
-/// batch ahead of it to commit).
-fn reads_batch_log(ops: &[Operation]) -> bool {
-    ops.iter().any(|op| matches!(op, Operation::Verify { target: VerifyTarget::BatchProof { .. } }))
+/// Whether a batch verifies the stored proof of a batch past `head` (it then
+/// waits for the batch ahead of it to commit); older batches are in the log.
+fn reads_uncommitted_log(ops: &[Operation], head: u64) -> bool {
+    ops.iter().any(|op| matches!(op, Operation::Verify { target: VerifyTarget::BatchProof { batch } } if *batch > head))
 }
