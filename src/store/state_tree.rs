@@ -31,6 +31,7 @@ pub fn bucket_of(id: &ResourceId) -> usize {
 }
 
 /// The first and last id of bucket `b` (an inclusive range).
+#[cfg(test)]
 pub fn bucket_bounds(bucket: usize) -> (ResourceId, ResourceId) {
     let mut lo = [0u8; 32];
     let mut hi = [0xFFu8; 32];
