@@ -2,7 +2,7 @@
 //! commitments), spent nullifiers and consumed ids, plus what changed since
 //! the last checkpoint.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::hash::{HashError, HashHandle, HashPool};
 use crate::resource::{ResourceId, ResourceRegister};
@@ -148,9 +148,10 @@ impl Index {
         out
     }
 
-    /// The concatenated commitments of every bucket that `changes` touches,
-    /// as they will be after the changes (Some = new commitment, None = removed).
-    pub fn buckets_with(&self, changes: &BTreeMap<ResourceId, Option<[u8; 32]>>) -> Vec<(usize, Vec<u8>)> {
+    /// The concatenated commitments of every bucket that `changes` (ids
+    /// ascending, each once) touches, as they will be after the changes
+    /// (Some = new commitment, None = removed).
+    pub fn buckets_with(&self, changes: &[(ResourceId, Option<[u8; 32]>)]) -> Vec<(usize, Vec<u8>)> {
         let mut out = Vec::new();
         let mut pending = changes.iter().peekable();
         while let Some((first, _)) = pending.peek() {

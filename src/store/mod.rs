@@ -29,7 +29,7 @@ pub use index::Entry;
 pub use record::{BatchRecord, ProofRecord, StageTimings};
 pub use state_tree::{bucket_of, reference_root, StateTree, TreeUpdate, BUCKETS, BUCKET_BITS};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -191,13 +191,17 @@ impl RegisterStore {
             .iter()
             .map(|h| pool.get(*h).ok_or(crate::hash::HashError::UnknownHandle(h.0)))
             .collect::<Result<_, _>>()?;
-        let mut changes: BTreeMap<ResourceId, Option<[u8; 32]>> = BTreeMap::new();
-        for id in &delta.removed {
-            changes.insert(*id, None);
-        }
-        for (r, c) in delta.upserts.iter().zip(&commitments) {
-            changes.insert(r.id, Some(*c));
-        }
+        // Every changed id once, ascending; an upsert wins over a removal.
+        let mut changes: Vec<(ResourceId, Option<[u8; 32]>)> = delta.removed.iter().map(|id| (*id, None)).collect();
+        changes.extend(delta.upserts.iter().zip(&commitments).map(|(r, c)| (r.id, Some(*c))));
+        changes.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.is_some().cmp(&b.1.is_some())));
+        changes.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                *earlier = *later;
+            }
+            same
+        });
         let tree = self.tree.stage(self.index.buckets_with(&changes), pool)?;
         let root_before = self.state_root();
         let root_after = tree.root().unwrap_or(root_before);
