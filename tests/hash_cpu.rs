@@ -3,23 +3,15 @@
 
 use causality_vm::hash::{HashError, HashHandle, HashPool, HashRequest, Kernel};
 use causality_vm::{Backend, ResolvedBackend};
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod hash_support;
-use hash_support::{check, naive_merkle, random_request};
+use hash_support::{check, every_length_requests, naive_merkle, random_request};
 
 #[test]
 fn every_length_to_2100_in_every_mode_on_every_kernel() {
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut requests = Vec::new();
-    for len in 0..=2100 {
-        let mut data = vec![0u8; len];
-        rng.fill_bytes(&mut data);
-        requests.push(HashRequest::Hash(data.clone()));
-        requests.push(HashRequest::Keyed { key: rng.gen(), data: data.clone() });
-        requests.push(HashRequest::DeriveKey { context: "cvm every length".into(), material: data });
-    }
+    let requests = every_length_requests(&mut ChaCha8Rng::seed_from_u64(1), "cvm every length");
     for kernel in Kernel::supported() {
         check(&mut HashPool::with_kernel(kernel).unwrap(), &requests, &format!("{kernel}"));
     }

@@ -8,7 +8,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod hash_support;
-use hash_support::{check, naive_merkle, random_request};
+use hash_support::{check, every_length_requests, naive_merkle, random_request};
 
 fn gpu_pool() -> Option<HashPool> {
     causality_vm::gpu::test_context()?;
@@ -20,15 +20,7 @@ fn gpu_pool() -> Option<HashPool> {
 #[test]
 fn every_length_to_2100_in_every_mode() {
     let Some(mut pool) = gpu_pool() else { return };
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let mut requests = Vec::new();
-    for len in 0..=2100 {
-        let mut data = vec![0u8; len];
-        rng.fill_bytes(&mut data);
-        requests.push(HashRequest::Hash(data.clone()));
-        requests.push(HashRequest::Keyed { key: rng.gen(), data: data.clone() });
-        requests.push(HashRequest::DeriveKey { context: "cvm gpu every length".into(), material: data });
-    }
+    let requests = every_length_requests(&mut ChaCha8Rng::seed_from_u64(11), "cvm gpu every length");
     check(&mut pool, &requests, "gpu every length");
     assert_eq!(pool.gpu_fallbacks(), 0, "the GPU did the work");
 }

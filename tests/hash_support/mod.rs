@@ -15,6 +15,20 @@ pub fn random_request(rng: &mut ChaCha8Rng, len: usize) -> HashRequest {
     }
 }
 
+/// Every length from 0 to 2100 bytes (one chunk is 1024: the single- and
+/// multi-chunk paths and their edges), each in all three modes.
+pub fn every_length_requests(rng: &mut ChaCha8Rng, context: &str) -> Vec<HashRequest> {
+    let mut requests = Vec::new();
+    for len in 0..=2100 {
+        let mut data = vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        requests.push(HashRequest::Hash(data.clone()));
+        requests.push(HashRequest::Keyed { key: rng.gen(), data: data.clone() });
+        requests.push(HashRequest::DeriveKey { context: context.into(), material: data });
+    }
+    requests
+}
+
 /// File `requests`, flush once, and compare every digest with the blake3 crate.
 pub fn check(pool: &mut HashPool, requests: &[HashRequest], what: &str) {
     let handles: Vec<HashHandle> = requests.iter().map(|r| pool.push(r.clone())).collect();
