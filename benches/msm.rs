@@ -12,15 +12,15 @@
 //! which for G2 costs more than the MSM itself.
 
 use ark_bn254::{Fr, G1Affine};
-use ark_ec::short_weierstrass::{Affine, Projective};
-use ark_ec::{CurveGroup, VariableBaseMSM};
-use ark_ff::UniformRand;
+use ark_ec::short_weierstrass::Affine;
+use ark_ec::VariableBaseMSM;
 use causality_vm::backend::Backend;
 use causality_vm::msm::cpu::{CpuMsm, MsmCurve};
 use causality_vm::msm::MsmEngine;
+#[path = "../tests/msm_support/mod.rs"]
+mod msm_support;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 
 fn env_u32(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -36,17 +36,7 @@ fn log_sizes(max_default: u32) -> Vec<u32> {
 }
 
 fn inputs<P: MsmCurve>(n: usize) -> (Vec<Affine<P>>, Vec<Fr>) {
-    let mut rng = ChaCha20Rng::seed_from_u64(n as u64);
-    // Consecutive multiples from a random start: arbitrary points, cheap to make.
-    let mut p = Projective::<P>::rand(&mut rng);
-    let step = Projective::<P>::rand(&mut rng);
-    let mut points = Vec::with_capacity(n);
-    for _ in 0..n {
-        points.push(p);
-        p += step;
-    }
-    let scalars = (0..n).map(|_| Fr::rand(&mut rng)).collect();
-    (Projective::normalize_batch(&points), scalars)
+    msm_support::random_inputs(n as u64, n)
 }
 
 /// The GPU engine and its largest benched log size, if the GPU MSM works here.

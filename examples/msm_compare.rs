@@ -3,27 +3,18 @@
 //!
 //! `cargo run --release --example msm_compare -- [g1|g2] LOG_SIZE [RUNS]`
 
+#[path = "../tests/msm_support/mod.rs"]
+mod msm_support;
+
 use std::time::{Duration, Instant};
 
 use ark_bn254::Fr;
 use ark_ec::short_weierstrass::{Affine, Projective};
-use ark_ec::{CurveGroup, VariableBaseMSM};
-use ark_ff::UniformRand;
+use ark_ec::VariableBaseMSM;
 use causality_vm::msm::cpu::{CpuMsm, MsmCurve};
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 
 fn inputs<P: MsmCurve>(n: usize) -> (Vec<Affine<P>>, Vec<Fr>) {
-    let mut rng = ChaCha20Rng::seed_from_u64(42);
-    let mut p = Projective::<P>::rand(&mut rng);
-    let step = Projective::<P>::rand(&mut rng);
-    let mut points = Vec::with_capacity(n);
-    for _ in 0..n {
-        points.push(p);
-        p += step;
-    }
-    let scalars = (0..n).map(|_| Fr::rand(&mut rng)).collect();
-    (Projective::normalize_batch(&points), scalars)
+    msm_support::random_inputs(42, n)
 }
 
 /// CPU time of the whole process (all threads), from /proc/self/stat (Linux), in seconds.

@@ -5,12 +5,16 @@
 
 use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::short_weierstrass::{Affine, Projective};
-use ark_ec::{AffineRepr, CurveGroup, VariableBaseMSM};
+use ark_ec::{AffineRepr, VariableBaseMSM};
 use ark_ff::{One, UniformRand, Zero};
 use causality_vm::msm::cpu::{CpuMsm, MsmCurve};
 use causality_vm::msm::{MsmEngine, MsmError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+
+mod msm_support;
+
+use msm_support::random_points;
 
 const SIZES: &[usize] = &[0, 1, 2, 3, 31, 32, 33, 63, 64, 65, 255, 256, 257, 1000];
 
@@ -19,18 +23,6 @@ fn rng() -> ChaCha20Rng {
     let seed = std::env::var("CVM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
     eprintln!("CVM_TEST_SEED={seed}");
     ChaCha20Rng::seed_from_u64(seed)
-}
-
-fn random_points<P: MsmCurve>(rng: &mut ChaCha20Rng, n: usize) -> Vec<Affine<P>> {
-    // Consecutive multiples from a random start and step: cheap, still arbitrary points.
-    let mut p = Projective::<P>::rand(rng);
-    let step = Projective::<P>::rand(rng);
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(p);
-        p += step;
-    }
-    Projective::normalize_batch(&out)
 }
 
 fn naive<P: MsmCurve>(bases: &[Affine<P>], scalars: &[Fr]) -> Projective<P> {
