@@ -76,6 +76,20 @@ impl Model {
         }
     }
 
+    /// What consuming `id` gives: it must exist, may be consumed from its
+    /// state, the rest of the operation must be `valid`, and the key must open.
+    fn consume(&self, id: &ResourceId, valid: bool, right_key: bool) -> Result<(), &'static str> {
+        self.load(id).and_then(|r| {
+            if !r.state.can_transition_to(LifecycleState::Consumed) || !valid {
+                Err("InvalidResourceState")
+            } else if !right_key {
+                Err("StateCommitmentError")
+            } else {
+                Ok(())
+            }
+        })
+    }
+
     fn sums(&self) -> BTreeMap<String, u128> {
         let mut sums = BTreeMap::new();
         for r in self.live.values() {
@@ -130,15 +144,7 @@ fn plan(f: &mut Fixture, model: &mut Model, step: &Step) -> (Operation, Expect) 
             let id = model.pick(pick, missing);
             let owner = model.live.get(&id).map_or(0, |r| r.owner);
             let key = if right_key { owner } else { owner + 100 };
-            let expect = model.load(&id).and_then(|r| {
-                if !r.state.can_transition_to(LifecycleState::Consumed) {
-                    Err("InvalidResourceState")
-                } else if !right_key {
-                    Err("StateCommitmentError")
-                } else {
-                    Ok(())
-                }
-            });
+            let expect = model.consume(&id, true, right_key);
             if expect.is_ok() {
                 model.live.remove(&id);
                 model.consumed.insert(id, ());
@@ -155,15 +161,7 @@ fn plan(f: &mut Fixture, model: &mut Model, step: &Step) -> (Operation, Expect) 
             let a = f.resource(&fungibility, first, owner + 1);
             let b = f.resource(&fungibility, second, owner + 2);
             let key = if right_key { owner } else { owner + 100 };
-            let expect = model.load(&id).and_then(|r| {
-                if !r.state.can_transition_to(LifecycleState::Consumed) || !conserve {
-                    Err("InvalidResourceState")
-                } else if !right_key {
-                    Err("StateCommitmentError")
-                } else {
-                    Ok(())
-                }
-            });
+            let expect = model.consume(&id, conserve, right_key);
             if expect.is_ok() {
                 model.live.remove(&id);
                 model.consumed.insert(id, ());
