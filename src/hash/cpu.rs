@@ -224,12 +224,9 @@ fn hash_mixed(kernel: Kernel, batch: &PackedBatch, jobs: &[Job], out: &mut [[u8;
     }
 }
 
-/// Digest consecutive `len`-byte messages (`data.len()` a multiple of `len`,
-/// `len` at most one chunk), straight from the caller's memory.
-pub(crate) fn hash_chunks(kernel: Kernel, data: &[u8], len: usize, out: &mut [[u8; 32]]) {
-    assert!(len > 0 && len <= CHUNK_LEN && data.len() == out.len() * len, "whole single-chunk messages");
-    let lane = |i: usize| (data.as_ptr().wrapping_add(i * len), &IV, 0u32);
-    hash_run(kernel, len, &lane, as_slots(out));
+/// [`hash_fixed_into`] into initialised slots.
+pub(crate) fn hash_fixed(kernel: Kernel, data: &[u8], len: usize, out: &mut [[u8; 32]]) {
+    hash_fixed_into(kernel, data, len, as_slots(out));
 }
 
 /// Digest consecutive `len`-byte plain-hash messages of any length (`len > 0`,
@@ -249,9 +246,7 @@ pub(crate) fn hash_fixed_into(kernel: Kernel, data: &[u8], len: usize, out: &mut
 /// Digest `blocks.len() / 64` whole 64-byte messages (plain hashing), e.g. one
 /// Merkle level: pairs of adjacent nodes are exactly one block each.
 pub(crate) fn hash_blocks(kernel: Kernel, blocks: &[u8], out: &mut [Slot]) {
-    assert_eq!(blocks.len(), out.len() * BLOCK_LEN, "one output per 64-byte block");
-    let lane = |i: usize| (blocks.as_ptr().wrapping_add(i * BLOCK_LEN), &IV, 0u32);
-    hash_run(kernel, BLOCK_LEN, &lane, out);
+    hash_fixed_into(kernel, blocks, BLOCK_LEN, out);
 }
 
 /// The Merkle root: parents are BLAKE3(left || right), an odd last node is

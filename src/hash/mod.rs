@@ -46,12 +46,7 @@ pub fn hash_chunks(data: &[u8], message_len: usize) -> Vec<[u8; 32]> {
 /// If `message_len` is 0 or `data.len() != out.len() * message_len`.
 pub fn hash_chunks_into(data: &[u8], message_len: usize, out: &mut [[u8; 32]]) {
     assert!(message_len > 0 && data.len() == out.len() * message_len, "one output slot per message_len-byte message");
-    if message_len <= consts::CHUNK_LEN {
-        cpu::hash_chunks(Kernel::detect(), data, message_len, out);
-    } else {
-        use rayon::prelude::*;
-        out.par_iter_mut().zip(data.par_chunks_exact(message_len)).for_each(|(o, m)| *o = *blake3::hash(m).as_bytes());
-    }
+    cpu::hash_fixed(Kernel::detect(), data, message_len, out);
 }
 
 /// Bulk filings of at least this many messages skip the pending buffer on
