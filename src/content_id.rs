@@ -133,42 +133,71 @@ pub fn hex_decode_32(text: &str) -> Result<[u8; 32], String> {
 
 /// Append-only builder for canonical encodings: fixed-width little-endian
 /// integers and length-prefixed byte strings, so distinct values never encode
-/// alike.
-#[derive(Default)]
-pub struct CanonicalWriter {
-    buf: Vec<u8>,
+/// alike. It owns its buffer ([`CanonicalWriter::new`]) or appends to a
+/// caller's ([`CanonicalWriter::append_to`], e.g. a hash pool's pending bytes).
+pub struct CanonicalWriter<'b> {
+    buf: Buffer<'b>,
 }
 
-impl CanonicalWriter {
+enum Buffer<'b> {
+    Owned(Vec<u8>),
+    Borrowed(&'b mut Vec<u8>),
+}
+
+impl CanonicalWriter<'static> {
     /// Start an encoding with the version byte and a domain tag naming what is encoded.
     pub fn new(tag: &str) -> Self {
-        let mut w = CanonicalWriter { buf: Vec::with_capacity(128) };
-        w.buf.push(ENCODING_VERSION);
-        w.bytes(tag.as_bytes());
+        let mut w = CanonicalWriter { buf: Buffer::Owned(Vec::with_capacity(128)) };
+        w.start(tag);
         w
     }
+
+    pub fn finish(self) -> Vec<u8> {
+        match self.buf {
+            Buffer::Owned(v) => v,
+            Buffer::Borrowed(_) => unreachable!("a 'static writer owns its buffer"),
+        }
+    }
+}
+
+impl<'b> CanonicalWriter<'b> {
+    /// Write an encoding (version byte, tag, then fields) at the end of `buf`.
+    pub fn append_to(buf: &'b mut Vec<u8>, tag: &str) -> Self {
+        let mut w = CanonicalWriter { buf: Buffer::Borrowed(buf) };
+        w.start(tag);
+        w
+    }
+
+    fn start(&mut self, tag: &str) {
+        self.vec().push(ENCODING_VERSION);
+        self.bytes(tag.as_bytes());
+    }
+
+    fn vec(&mut self) -> &mut Vec<u8> {
+        match &mut self.buf {
+            Buffer::Owned(v) => v,
+            Buffer::Borrowed(v) => v,
+        }
+    }
     pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.buf.push(v);
+        self.vec().push(v);
         self
     }
     pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        self.vec().extend_from_slice(&v.to_le_bytes());
         self
     }
     pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
         self.u64(v.len() as u64);
-        self.buf.extend_from_slice(v);
+        self.vec().extend_from_slice(v);
         self
     }
     pub fn fixed(&mut self, v: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(v);
+        self.vec().extend_from_slice(v);
         self
     }
     pub fn str(&mut self, v: &str) -> &mut Self {
         self.bytes(v.as_bytes())
-    }
-    pub fn finish(self) -> Vec<u8> {
-        self.buf
     }
 }
 

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod capability;
 pub mod content_id;
 pub mod context;
+pub mod digest_map;
 pub mod error;
 pub mod gpu;
 pub mod hash;

@@ -114,7 +114,7 @@ fn records_round_trip_and_damage_is_an_error() {
     let mut f = Fixture::new();
     let r = f.resource("gold", 10, 1);
     let delta = BatchDelta {
-        upserts: vec![r.clone().into_register(id_of(&r))],
+        upserts: vec![std::sync::Arc::new(r.clone().into_register(id_of(&r)))],
         removed: vec![id_of(&r)],
         nullifiers: vec![[7; 32]],
     };

@@ -21,7 +21,7 @@ use super::view::{InFlight, StoreView};
 /// A consumed input: its nullifier is a pending hash request; it and the
 /// opening of the nullifier-key commitment are checked at the flush.
 pub(super) struct Consumption {
-    pub register: ResourceRegister,
+    pub register: Arc<ResourceRegister>,
     pub nullifier_key: [u8; 32],
     pub nullifier: HashHandle,
 }
@@ -46,10 +46,10 @@ pub(super) struct OpEffects {
     pub new_registers: Vec<ResourceRegister>,
     /// ProofGeneration: the created registers as created, for the witness.
     pub created_copies: Vec<ResourceRegister>,
-    pub updates: Vec<(ResourceRegister, ResourceRegister)>,
+    pub updates: Vec<(Arc<ResourceRegister>, Arc<ResourceRegister>)>,
     pub consumes: Vec<Consumption>,
     pub assertions: Vec<Assertion>,
-    pub read: Option<ResourceRegister>,
+    pub read: Option<Arc<ResourceRegister>>,
     pub verified: Option<String>,
     pub instructions: u64,
     pub traces: Vec<LogicTrace>,
@@ -71,6 +71,8 @@ pub(super) struct Env<'s, 'a> {
     pub tx: &'a TransactionContext,
     pub pool: HashPool,
     pub overlay: Overlay,
+    /// The batch's operation count, to size the overlay.
+    ops: usize,
     programs: ProgramCache,
     interpreter: Interpreter,
     /// Whether logic programs may read the operation's other resources:
@@ -88,6 +90,7 @@ impl<'s, 'a> Env<'s, 'a> {
         keys: &'a KeyRing,
         ctx: &'a ExecutionContext,
         tx: &'a TransactionContext,
+        ops: usize,
     ) -> Self {
         let read = AccessRequest { right: Right::Read, ..AccessRequest::new(OperationKind::Read, &ctx.domain_id) };
         let authorizer = Authorizer::new(ctx, keys);
@@ -100,7 +103,8 @@ impl<'s, 'a> Env<'s, 'a> {
             ctx,
             tx,
             pool: HashPool::new(),
-            overlay: Overlay::default(),
+            overlay: Overlay::with_capacity(ops),
+            ops,
             programs: ProgramCache::default(),
             interpreter,
             readable_others,
@@ -111,7 +115,7 @@ impl<'s, 'a> Env<'s, 'a> {
     /// A fresh pool and overlay for another pass over the batch.
     pub fn reset(&mut self) {
         self.pool = HashPool::new();
-        self.overlay = Overlay::default();
+        self.overlay = Overlay::with_capacity(self.ops);
     }
 
     pub fn authorize(
@@ -137,7 +141,7 @@ impl<'s, 'a> Env<'s, 'a> {
         self.overlay.resolve(view, &mut self.pool)
     }
 
-    pub fn load(&mut self, id: &ResourceId) -> Result<ResourceRegister, ExecutionError> {
+    pub fn load(&mut self, id: &ResourceId) -> Result<Arc<ResourceRegister>, ExecutionError> {
         if matches!(self.overlay.lookup(self.view(), id), Lookup::Missing) && self.overlay.has_pending() {
             // It may be created earlier in this batch: resolve pending ids now.
             self.resolve_pending().map_err(hash_failed)?;

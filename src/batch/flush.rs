@@ -3,11 +3,12 @@
 //! consumed inputs of the pass), and that no nullifier is spent twice and no
 //! created id already exists. A failed check fails its operation.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
 use crate::content_id::hex_encode;
+use crate::digest_map::{digest_set, DigestMap, DigestSet};
 use crate::error::ExecutionError;
 use crate::hash::{HashHandle, HashPool};
 use crate::resource::{nullifier_key_commitment, LifecycleState, ResourceId};
@@ -66,8 +67,10 @@ pub(super) fn check(
     policy: FailurePolicy,
 ) -> Result<BTreeMap<usize, ExecutionError>, ExecutionError> {
     let mut failures = BTreeMap::new();
-    let mut spent: HashSet<[u8; 32]> = HashSet::new();
-    let mut created: HashSet<ResourceId> = HashSet::new();
+    let consumes = executed.iter().map(|(_, fx)| fx.consumes.len()).sum();
+    let creates = executed.iter().map(|(_, fx)| fx.creates.len()).sum();
+    let mut spent: DigestSet<[u8; 32]> = digest_set(consumes);
+    let mut created: DigestSet<ResourceId> = digest_set(creates);
     let openings = key_openings(executed);
     let mut offset = 0;
     for (index, fx) in executed {
@@ -98,7 +101,7 @@ fn key_openings(executed: &[(usize, &OpEffects)]) -> Vec<[u8; 32]> {
     let mut distinct = keys.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    let opened: HashMap<[u8; 32], [u8; 32]> =
+    let opened: DigestMap<[u8; 32], [u8; 32]> =
         distinct.into_par_iter().map(|k| (k, nullifier_key_commitment(&k))).collect();
     keys.iter().map(|k| opened[k]).collect()
 }
@@ -111,8 +114,8 @@ fn unique(
     fx: &OpEffects,
     pool: &HashPool,
     store: StoreView<'_>,
-    spent: &HashSet<[u8; 32]>,
-    created: &HashSet<ResourceId>,
+    spent: &DigestSet<[u8; 32]>,
+    created: &DigestSet<ResourceId>,
 ) -> Result<Claims, ExecutionError> {
     let mut nullifiers = Vec::with_capacity(fx.consumes.len());
     for c in &fx.consumes {

@@ -34,6 +34,7 @@ pub use result::{BatchExecutionResult, BatchMetadata, ChangeSet, LogicTrace, OpO
 pub use transaction::{CommitPolicy, FailurePolicy, TransactionContext};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::capability::KeyRing;
@@ -87,7 +88,7 @@ fn execute_only<'a>(
     tx: &'a TransactionContext,
 ) -> Result<Executed<'a>, ExecutionError> {
     let mut timings = StageTimings::default();
-    let mut env = Env::new(store, inflight, keys, ctx, tx);
+    let mut env = Env::new(store, inflight, keys, ctx, tx, ops.len());
     let mut prefailed: BTreeMap<usize, ExecutionError> = BTreeMap::new();
     let mut reruns = 0;
     let records = loop {
@@ -157,7 +158,7 @@ fn apply(env: &mut Env, index: usize, fx: &mut OpEffects) {
         env.overlay.consume(c.register.id, index);
     }
     for (_, after) in &fx.updates {
-        env.overlay.put(after.clone());
+        env.overlay.put(Arc::clone(after));
     }
     if prove::gathers_witnesses(env.tx) {
         fx.created_copies = fx.new_registers.clone();
@@ -209,15 +210,15 @@ fn conclude<'a>(
                 if prove::gathers_witnesses(tx) {
                     witnesses.push(witness(kind, &fx, &created));
                 }
+                nullifiers.extend_from_slice(&spent);
                 let outcome = OpOutcome {
                     created,
                     consumed: fx.consumes.iter().map(|c| c.register.id).collect(),
-                    nullifiers: spent.clone(),
+                    nullifiers: spent,
                     updated: fx.updates.iter().map(|(_, a)| (a.id, a.version)).collect(),
-                    read: fx.read,
+                    read: fx.read.map(Arc::unwrap_or_clone),
                     verified: fx.verified,
                 };
-                nullifiers.extend(spent);
                 (OpStatus::Succeeded(Box::new(outcome)), fx.instructions, fx.traces)
             }
         };
@@ -367,8 +368,8 @@ impl PendingCommit<'_> {
 fn witness(kind: crate::resource::OperationKind, fx: &OpEffects, ids: &[crate::resource::ResourceId]) -> OpWitness {
     OpWitness {
         kind,
-        consumed: fx.consumes.iter().map(|c| (c.register.clone(), c.nullifier_key)).collect(),
+        consumed: fx.consumes.iter().map(|c| (ResourceRegister::clone(&c.register), c.nullifier_key)).collect(),
         created: fx.created_copies.iter().zip(ids).map(|(r, id)| ResourceRegister { id: *id, ..r.clone() }).collect(),
-        updated: fx.updates.first().cloned(),
+        updated: fx.updates.first().map(|(b, a)| (ResourceRegister::clone(b), ResourceRegister::clone(a))),
     }
 }

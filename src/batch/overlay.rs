@@ -1,8 +1,9 @@
 //! A batch's view of the store: earlier operations' effects layered over the
 //! committed registers, so later operations in the same batch see them.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::digest_map::{digest_map, DigestMap};
 use crate::hash::{HashError, HashHandle, HashPool};
 use crate::resource::{ResourceId, ResourceRegister};
 
@@ -16,25 +17,39 @@ pub(super) struct PendingCreate {
 }
 
 pub(super) enum Lookup<'a> {
-    Found(&'a ResourceRegister),
+    Found(&'a Arc<ResourceRegister>),
     ConsumedInBatch(usize),
     ConsumedInStore(u64),
     Missing,
 }
 
+/// Registers are shared (`Arc`): a load takes a reference count, and the
+/// final registers move into the batch's delta and then the store's index
+/// without being copied again.
 #[derive(Default)]
 pub(super) struct Overlay {
     /// Registers created (ids resolved) or updated in this batch.
-    changed: HashMap<ResourceId, ResourceRegister>,
+    changed: DigestMap<ResourceId, Arc<ResourceRegister>>,
     /// First-change order of `changed`, so the delta is deterministic.
     order: Vec<ResourceId>,
     /// Consumed in this batch, with the consuming operation.
-    consumed: HashMap<ResourceId, usize>,
+    consumed: DigestMap<ResourceId, usize>,
     consumed_order: Vec<ResourceId>,
     pending: Vec<PendingCreate>,
 }
 
 impl Overlay {
+    /// An overlay sized for a batch of `ops` operations.
+    pub fn with_capacity(ops: usize) -> Self {
+        Overlay {
+            changed: digest_map(2 * ops),
+            order: Vec::with_capacity(2 * ops),
+            consumed: digest_map(ops),
+            consumed_order: Vec::with_capacity(ops),
+            pending: Vec::with_capacity(2 * ops),
+        }
+    }
+
     pub fn lookup<'a>(&'a self, store: StoreView<'a>, id: &ResourceId) -> Lookup<'a> {
         if let Some(op) = self.consumed.get(id) {
             return Lookup::ConsumedInBatch(*op);
@@ -55,11 +70,11 @@ impl Overlay {
         !self.pending.is_empty()
     }
 
-    pub fn put(&mut self, register: ResourceRegister) {
-        if !self.changed.contains_key(&register.id) {
-            self.order.push(register.id);
+    pub fn put(&mut self, register: Arc<ResourceRegister>) {
+        let id = register.id;
+        if self.changed.insert(id, register).is_none() {
+            self.order.push(id);
         }
-        self.changed.insert(register.id, register);
     }
 
     pub fn consume(&mut self, id: ResourceId, op: usize) {
@@ -79,20 +94,22 @@ impl Overlay {
             return Ok(());
         }
         pool.flush()?;
-        for mut p in std::mem::take(&mut self.pending) {
+        let pending = std::mem::take(&mut self.pending);
+        self.changed.reserve(pending.len());
+        for mut p in pending {
             let id = ResourceId::from_digest(pool.get(p.handle).ok_or(HashError::UnknownHandle(p.handle.0))?);
             if self.changed.contains_key(&id) || store.get(&id).is_some() {
                 continue;
             }
             p.register.id = id;
-            self.put(p.register);
+            self.put(Arc::new(p.register));
         }
         Ok(())
     }
 
     /// Final registers (created or updated, not consumed) in change order,
     /// and the consumed ids in consumption order.
-    pub fn into_changes(self) -> (Vec<ResourceRegister>, Vec<ResourceId>) {
+    pub fn into_changes(self) -> (Vec<Arc<ResourceRegister>>, Vec<ResourceId>) {
         let Overlay { mut changed, order, consumed, consumed_order, .. } = self;
         let upserts =
             order.iter().filter(|id| !consumed.contains_key(id)).filter_map(|id| changed.remove(id)).collect();

@@ -1,5 +1,7 @@
 //! What a batch returns.
 
+use std::sync::Arc;
+
 use serde::{Serialize, Serializer};
 
 use crate::content_id::ContentId;
@@ -134,7 +136,7 @@ pub struct BatchMetadata {
 /// A delta in a readable form.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChangeSet {
-    pub upserts: Vec<ResourceRegister>,
+    pub upserts: Vec<Arc<ResourceRegister>>,
     pub removed: Vec<ResourceId>,
     #[serde(serialize_with = "hex_list")]
     pub nullifiers: Vec<[u8; 32]>,

@@ -2,8 +2,9 @@
 //! the batch ahead of it in a pipeline whose proofs are still being
 //! generated (it commits before this one, or this one is executed again).
 
-use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use crate::digest_map::{DigestMap, DigestSet};
 use crate::resource::{ResourceId, ResourceRegister};
 use crate::store::{BatchDelta, RegisterStore};
 
@@ -11,9 +12,9 @@ use crate::store::{BatchDelta, RegisterStore};
 /// and spends, under the batch number it will commit as.
 pub struct InFlight {
     number: u64,
-    upserts: HashMap<ResourceId, ResourceRegister>,
-    removed: HashSet<ResourceId>,
-    nullifiers: HashSet<[u8; 32]>,
+    upserts: DigestMap<ResourceId, Arc<ResourceRegister>>,
+    removed: DigestSet<ResourceId>,
+    nullifiers: DigestSet<[u8; 32]>,
 }
 
 impl InFlight {
@@ -39,7 +40,7 @@ pub(super) struct StoreView<'a> {
 }
 
 impl<'a> StoreView<'a> {
-    pub fn get(&self, id: &ResourceId) -> Option<&'a ResourceRegister> {
+    pub fn get(&self, id: &ResourceId) -> Option<&'a Arc<ResourceRegister>> {
         if let Some(batch) = self.inflight {
             if batch.removed.contains(id) {
                 return None;
@@ -48,7 +49,7 @@ impl<'a> StoreView<'a> {
                 return Some(register);
             }
         }
-        self.store.get(id)
+        self.store.get_shared(id)
     }
 
     /// The batch that consumed `id`, if one did.

@@ -136,6 +136,17 @@ impl PackedBatch {
         self.push(material, slot, DERIVE_KEY_MATERIAL);
     }
 
+    /// File the message `write` appends to the buffer: an encoding is
+    /// written straight into the batch, with no buffer of its own.
+    pub fn push_hash_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let offset = self.bytes.len();
+        write(&mut self.bytes);
+        let len = self.bytes.len() - offset;
+        let padded = self.bytes.len().next_multiple_of(4);
+        self.bytes.resize(padded, 0);
+        self.add_run(Run { offset, count: 1, len, key: 0, flags: 0 });
+    }
+
     fn add_key(&mut self, words: [u32; 8], source: KeySource) -> u32 {
         self.keys.push(words);
         self.sources.push(source);

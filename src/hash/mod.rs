@@ -243,6 +243,16 @@ impl HashPool {
         handle
     }
 
+    /// File the message that `write` appends to the given buffer as a plain
+    /// hash request: for encodings, which then need no buffer of their own
+    /// (`write` must only append).
+    pub fn hash_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> HashHandle {
+        let handle = self.next_handle();
+        self.pending.push_hash_with(write);
+        self.after_push();
+        handle
+    }
+
     /// File every consecutive `message_len`-byte message of `data` as a plain
     /// hash request, in order: one copy and one table entry for the whole run
     /// (a bounded pool still flushes itself at its limit). Use it for many

@@ -55,11 +55,17 @@ impl NewResource {
     /// The canonical encoding whose BLAKE3 is the new resource's id. It never
     /// contains an id or lifecycle state.
     pub fn id_encoding(&self) -> Vec<u8> {
-        let mut w = CanonicalWriter::new("cvm.resource.id");
+        let mut buf = Vec::with_capacity(encoded_len(&self.metadata, &self.contents));
+        self.write_id_encoding(&mut buf);
+        buf
+    }
+
+    /// [`NewResource::id_encoding`], appended to `buf` (a hash pool's pending bytes).
+    pub fn write_id_encoding(&self, buf: &mut Vec<u8>) {
+        let mut w = CanonicalWriter::append_to(buf, "cvm.resource.id");
         w.fixed(self.logic.as_bytes()).str(self.domain.as_str()).str(&self.fungibility_domain).u64(self.quantity);
         encode_metadata(&mut w, &self.metadata);
         w.bytes(&self.contents).fixed(&self.nullifier_key_commitment).str(&self.controller).fixed(&self.nonce);
-        w.finish()
     }
 
     /// The register this creates once its id digest is known.
@@ -85,7 +91,14 @@ impl ResourceRegister {
     /// lifecycle and version): its BLAKE3 is the register's commitment, the
     /// leaf of the state root.
     pub fn state_encoding(&self) -> Vec<u8> {
-        let mut w = CanonicalWriter::new("cvm.resource.state");
+        let mut buf = Vec::with_capacity(encoded_len(&self.metadata, &self.contents));
+        self.write_state_encoding(&mut buf);
+        buf
+    }
+
+    /// [`ResourceRegister::state_encoding`], appended to `buf` (a hash pool's pending bytes).
+    pub fn write_state_encoding(&self, buf: &mut Vec<u8>) {
+        let mut w = CanonicalWriter::append_to(buf, "cvm.resource.state");
         w.fixed(self.id.as_bytes())
             .fixed(self.logic.as_bytes())
             .str(self.domain.as_str())
@@ -97,7 +110,6 @@ impl ResourceRegister {
             .fixed(&self.nullifier_key_commitment)
             .str(&self.controller)
             .u64(self.version);
-        w.finish()
     }
 }
 
@@ -123,6 +135,12 @@ pub const NULLIFIER_KEY_COMMITMENT_CONTEXT: &str = "causality-vm 2026 nullifier-
 /// compliance circuit proves the same opening.
 pub fn nullifier_key_commitment(nullifier_key: &[u8; 32]) -> [u8; 32] {
     crate::prove::nullifier_key_commitment(nullifier_key)
+}
+
+/// Room for an encoding: the fixed fields and short strings, plus the
+/// variable-length ones.
+fn encoded_len(metadata: &BTreeMap<String, String>, contents: &[u8]) -> usize {
+    256 + contents.len() + metadata.iter().map(|(k, v)| 16 + k.len() + v.len()).sum::<usize>()
 }
 
 fn encode_metadata(w: &mut CanonicalWriter, metadata: &BTreeMap<String, String>) {

@@ -1,16 +1,19 @@
 //! A batch's net effect on the store: the unit appended durably per batch.
 
+use std::sync::Arc;
+
 use crate::resource::{ResourceId, ResourceRegister};
 
 use super::codec::{Decoder, Encoder};
 use super::StoreError;
 
 /// What one committed batch changes. Registers in `upserts` carry their final
-/// state; `removed` are consumed (they leave the live set, their nullifiers
-/// enter the nullifier set).
+/// state (shared with the batch's results and, once committed, the index);
+/// `removed` are consumed (they leave the live set, their nullifiers enter
+/// the nullifier set).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchDelta {
-    pub upserts: Vec<ResourceRegister>,
+    pub upserts: Vec<Arc<ResourceRegister>>,
     pub removed: Vec<ResourceId>,
     pub nullifiers: Vec<[u8; 32]>,
 }
@@ -55,7 +58,7 @@ impl BatchDelta {
         let n = d.len()?;
         let mut upserts = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
-            upserts.push(d.register()?);
+            upserts.push(Arc::new(d.register()?));
         }
         let n = d.len()?;
         let mut removed = Vec::with_capacity(n.min(1 << 20));

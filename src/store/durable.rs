@@ -9,6 +9,7 @@
 //! replayed on open and emptied by the next checkpoint.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -16,7 +17,7 @@ use crate::content_id::ContentId;
 use crate::resource::ResourceId;
 
 use super::codec::{Decoder, Encoder};
-use super::index::{Entry, Index};
+use super::index::Index;
 use super::log::BatchLog;
 use super::{BatchDelta, BatchRecord, StoreError};
 
@@ -111,7 +112,7 @@ impl Durable {
             let mut d = Decoder::new(v.value(), "register");
             let register = d.register()?;
             d.finish()?;
-            index.registers.insert(register.id, Entry { register, commitment: [0; 32] });
+            index.registers.insert(Arc::new(register), [0; 32]);
         }
         for row in rx.open_table(NULLIFIERS)?.iter()? {
             let (k, v) = row?;
@@ -186,9 +187,9 @@ impl Durable {
             let mut consumed = tx.open_table(CONSUMED)?;
             for id in &index.dirty {
                 match index.registers.get(id) {
-                    Some(entry) => {
+                    Some(register) => {
                         let mut e = Encoder::with_capacity(256);
-                        e.register(&entry.register);
+                        e.register(register);
                         registers.insert(id.as_bytes().as_slice(), e.buf.as_slice())?;
                     }
                     None => {

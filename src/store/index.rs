@@ -1,9 +1,10 @@
-//! The in-memory index: live registers (sorted by id, with their
-//! commitments), spent nullifiers and consumed ids, plus what changed since
-//! the last checkpoint.
+//! The in-memory index: live registers (each state-tree bucket's ids in
+//! order, with their commitments), spent nullifiers and consumed ids, plus
+//! what changed since the last checkpoint.
 
-use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use crate::digest_map::{digest_map, digest_set, DigestMap, DigestSet};
 use crate::hash::{HashError, HashHandle, HashPool};
 use crate::resource::{ResourceId, ResourceRegister};
 
@@ -11,25 +12,33 @@ use super::state_tree::{bucket_of, BUCKETS};
 use super::BatchDelta;
 
 /// A live register and its commitment (BLAKE3 of its state encoding).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub register: ResourceRegister,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry<'a> {
+    pub register: &'a ResourceRegister,
     pub commitment: [u8; 32],
 }
 
-/// Live registers: a hash map for lookups, and each state-tree bucket's ids
-/// in order for the state root and ordered iteration. A B-tree over all ids
-/// paid a 32-byte comparison chain per lookup and shifted whole registers
-/// within its nodes on every insert and remove.
+/// One register's place in its bucket: what the bucket digest hashes.
+#[derive(Clone, Copy, Debug)]
+struct Leaf {
+    id: ResourceId,
+    commitment: [u8; 32],
+}
+
+/// Live registers: a hash map from id to the shared register (lookups,
+/// and batches take their copies by reference count), and each state-tree
+/// bucket's leaves in id order (the state root reads these alone). A B-tree
+/// over all ids paid a 32-byte comparison chain per lookup and shifted
+/// whole registers within its nodes on every insert and remove.
 pub(super) struct Registers {
-    entries: HashMap<ResourceId, Entry>,
-    /// Per bucket (first 16 id bits), its ids ascending (a few per bucket).
-    buckets: Vec<Vec<ResourceId>>,
+    entries: DigestMap<ResourceId, Arc<ResourceRegister>>,
+    /// Per bucket (first 16 id bits), its leaves by id ascending (a few per bucket).
+    buckets: Vec<Vec<Leaf>>,
 }
 
 impl Default for Registers {
     fn default() -> Self {
-        Registers { entries: HashMap::new(), buckets: vec![Vec::new(); BUCKETS] }
+        Registers { entries: digest_map(0), buckets: vec![Vec::new(); BUCKETS] }
     }
 }
 
@@ -42,52 +51,72 @@ impl Registers {
         self.entries.is_empty()
     }
 
-    pub fn get(&self, id: &ResourceId) -> Option<&Entry> {
+    pub fn get(&self, id: &ResourceId) -> Option<&Arc<ResourceRegister>> {
         self.entries.get(id)
     }
 
-    pub fn insert(&mut self, id: ResourceId, entry: Entry) {
-        if self.entries.insert(id, entry).is_none() {
-            let bucket = &mut self.buckets[bucket_of(&id)];
-            let at = bucket.partition_point(|other| other < &id);
-            bucket.insert(at, id);
+    pub fn commitment(&self, id: &ResourceId) -> Option<[u8; 32]> {
+        let bucket = &self.buckets[bucket_of(id)];
+        bucket.binary_search_by(|leaf| leaf.id.cmp(id)).ok().map(|at| bucket[at].commitment)
+    }
+
+    /// Insert or replace the register under its id.
+    pub fn insert(&mut self, register: Arc<ResourceRegister>, commitment: [u8; 32]) {
+        let id = register.id;
+        self.entries.insert(id, register);
+        let bucket = &mut self.buckets[bucket_of(&id)];
+        match bucket.binary_search_by(|leaf| leaf.id.cmp(&id)) {
+            Ok(at) => bucket[at].commitment = commitment,
+            Err(at) => bucket.insert(at, Leaf { id, commitment }),
         }
     }
 
     pub fn remove(&mut self, id: &ResourceId) {
         if self.entries.remove(id).is_some() {
             let bucket = &mut self.buckets[bucket_of(id)];
-            if let Ok(at) = bucket.binary_search(id) {
+            if let Ok(at) = bucket.binary_search_by(|leaf| leaf.id.cmp(id)) {
                 bucket.remove(at);
             }
         }
     }
 
-    /// The ids of `bucket`, ascending.
-    pub fn bucket(&self, bucket: usize) -> &[ResourceId] {
-        &self.buckets[bucket]
-    }
-
     /// Every id, ascending.
     pub fn ids(&self) -> impl Iterator<Item = &ResourceId> {
-        self.buckets.iter().flatten()
+        self.buckets.iter().flatten().map(|leaf| &leaf.id)
     }
 
-    /// Every entry, by id ascending.
-    pub fn values(&self) -> impl Iterator<Item = &Entry> {
+    /// Every register, by id ascending.
+    pub fn values(&self) -> impl Iterator<Item = &Arc<ResourceRegister>> {
         self.ids().map(|id| &self.entries[id])
+    }
+
+    /// Make room for `additional` more registers in one step, so a batch's
+    /// inserts do not rehash the map several times over.
+    pub fn reserve(&mut self, additional: usize) {
+        self.entries.reserve(additional);
     }
 }
 
-#[derive(Default)]
 pub(super) struct Index {
     pub registers: Registers,
-    pub nullifiers: HashMap<[u8; 32], u64>,
-    pub consumed: HashMap<ResourceId, u64>,
+    pub nullifiers: DigestMap<[u8; 32], u64>,
+    pub consumed: DigestMap<ResourceId, u64>,
     /// Ids whose register row changed since the last checkpoint.
-    pub dirty: HashSet<ResourceId>,
+    pub dirty: DigestSet<ResourceId>,
     /// Nullifiers spent since the last checkpoint, with their batch.
     pub fresh_nullifiers: Vec<([u8; 32], u64)>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            registers: Registers::default(),
+            nullifiers: digest_map(0),
+            consumed: digest_map(0),
+            dirty: digest_set(0),
+            fresh_nullifiers: Vec::new(),
+        }
+    }
 }
 
 impl Index {
@@ -97,7 +126,12 @@ impl Index {
         self.apply_with(delta, &zeros, number);
     }
 
+    /// Apply a committed delta whose upserts have the given commitments.
     pub fn apply_with(&mut self, delta: &BatchDelta, commitments: &[[u8; 32]], number: u64) {
+        self.nullifiers.reserve(delta.nullifiers.len());
+        self.consumed.reserve(delta.removed.len());
+        self.dirty.reserve(delta.removed.len() + delta.upserts.len());
+        self.registers.reserve(delta.upserts.len().saturating_sub(delta.removed.len()));
         for id in &delta.removed {
             self.registers.remove(id);
             self.consumed.insert(*id, number);
@@ -105,7 +139,7 @@ impl Index {
         }
         for (r, c) in delta.upserts.iter().zip(commitments) {
             self.dirty.insert(r.id);
-            self.registers.insert(r.id, Entry { register: r.clone(), commitment: *c });
+            self.registers.insert(r.clone(), *c);
         }
         for n in &delta.nullifiers {
             self.nullifiers.insert(*n, number);
@@ -113,69 +147,57 @@ impl Index {
         }
     }
 
-    /// Like [`Index::apply_with`], moving the registers in.
-    pub fn apply_owned(&mut self, delta: BatchDelta, commitments: &[[u8; 32]], number: u64) {
-        let BatchDelta { upserts, removed, nullifiers } = delta;
-        self.apply_with(&BatchDelta { upserts: Vec::new(), removed, nullifiers }, &[], number);
-        for (r, c) in upserts.into_iter().zip(commitments) {
-            self.dirty.insert(r.id);
-            self.registers.insert(r.id, Entry { register: r, commitment: *c });
-        }
-    }
-
     /// Hash every register's state encoding through the pool (after a load).
     pub fn recompute_commitments(&mut self, pool: &mut HashPool) -> Result<(), HashError> {
-        let ids: Vec<ResourceId> = self.registers.ids().copied().collect();
-        let handles: Vec<HashHandle> =
-            self.registers.values().map(|e| pool.hash(e.register.state_encoding())).collect();
+        let handles: Vec<HashHandle> = self.registers.values().map(|r| pool.hash(r.state_encoding())).collect();
         pool.flush()?;
-        for (id, h) in ids.iter().zip(handles) {
-            let commitment = pool.get(h).ok_or(HashError::UnknownHandle(h.0))?;
-            if let Some(entry) = self.registers.entries.get_mut(id) {
-                entry.commitment = commitment;
-            }
+        let mut handles = handles.into_iter();
+        for leaf in self.registers.buckets.iter_mut().flatten() {
+            let h = handles.next().ok_or(HashError::UnknownHandle(u32::MAX))?;
+            leaf.commitment = pool.get(h).ok_or(HashError::UnknownHandle(h.0))?;
         }
         Ok(())
     }
 
     /// Every non-empty bucket's concatenated commitments, buckets ascending.
     pub fn all_buckets(&self) -> Vec<(usize, Vec<u8>)> {
-        let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
-        for (b, ids) in self.registers.buckets.iter().enumerate().filter(|(_, ids)| !ids.is_empty()) {
-            let bytes = ids.iter().flat_map(|id| self.registers.entries[id].commitment).collect();
-            out.push((b, bytes));
-        }
-        out
+        let buckets = self.registers.buckets.iter().enumerate().filter(|(_, leaves)| !leaves.is_empty());
+        buckets.map(|(b, leaves)| (b, leaves.iter().flat_map(|leaf| leaf.commitment).collect())).collect()
     }
 
-    /// The concatenated commitments of every bucket that `changes` (ids
-    /// ascending, each once) touches, as they will be after the changes
-    /// (Some = new commitment, None = removed).
-    pub fn buckets_with(&self, changes: &[(ResourceId, Option<[u8; 32]>)]) -> Vec<(usize, Vec<u8>)> {
+    /// File in `pool` the concatenated commitments of every bucket that
+    /// `changes` (ids ascending, each once) touches, as they will be after
+    /// the changes (Some = new commitment, None = removed): (bucket, request),
+    /// buckets ascending. Each bucket is written straight into the pool.
+    pub fn file_buckets_with(
+        &self,
+        changes: &[(ResourceId, Option<[u8; 32]>)],
+        pool: &mut HashPool,
+    ) -> Vec<(usize, HashHandle)> {
         let mut out = Vec::new();
-        let mut pending = changes.iter().peekable();
-        while let Some((first, _)) = pending.peek() {
+        let mut pending = changes;
+        while let Some((first, _)) = pending.first() {
             let bucket = bucket_of(first);
-            let mut bucket_changes = Vec::new();
-            while let Some((id, c)) = pending.next_if(|(id, _)| bucket_of(id) == bucket) {
-                bucket_changes.push((*id, *c));
-            }
-            let mut bytes = Vec::with_capacity(32 * (bucket_changes.len() + 4));
-            let mut changed = bucket_changes.iter().peekable();
-            for id in self.registers.bucket(bucket) {
-                let entry = &self.registers.entries[id];
-                while let Some((_, c)) = changed.next_if(|(cid, _)| cid < id) {
+            let n = pending.iter().take_while(|(id, _)| bucket_of(id) == bucket).count();
+            let (bucket_changes, rest) = pending.split_at(n);
+            pending = rest;
+            let leaves = &self.registers.buckets[bucket];
+            let handle = pool.hash_with(|bytes| {
+                let mut changed = bucket_changes.iter().peekable();
+                for leaf in leaves {
+                    while let Some((_, c)) = changed.next_if(|(cid, _)| *cid < leaf.id) {
+                        bytes.extend(c.iter().flatten());
+                    }
+                    match changed.next_if(|(cid, _)| *cid == leaf.id) {
+                        Some((_, c)) => bytes.extend(c.iter().flatten()),
+                        None => bytes.extend_from_slice(&leaf.commitment),
+                    }
+                }
+                for (_, c) in changed {
                     bytes.extend(c.iter().flatten());
                 }
-                match changed.next_if(|(cid, _)| cid == id) {
-                    Some((_, c)) => bytes.extend(c.iter().flatten()),
-                    None => bytes.extend_from_slice(&entry.commitment),
-                }
-            }
-            for (_, c) in changed {
-                bytes.extend(c.iter().flatten());
-            }
-            out.push((bucket, bytes));
+            });
+            out.push((bucket, handle));
         }
         out
     }

@@ -126,16 +126,25 @@ impl RegisterStore {
     }
 
     pub fn get(&self, id: &ResourceId) -> Option<&ResourceRegister> {
-        self.index.registers.get(id).map(|e| &e.register)
+        self.index.registers.get(id).map(|r| &**r)
     }
 
-    pub fn entry(&self, id: &ResourceId) -> Option<&Entry> {
+    /// The register `id`, shared: a batch that loads it takes a reference
+    /// count, not a copy.
+    pub fn get_shared(&self, id: &ResourceId) -> Option<&Arc<ResourceRegister>> {
         self.index.registers.get(id)
+    }
+
+    /// The register `id` and its commitment.
+    pub fn entry(&self, id: &ResourceId) -> Option<Entry<'_>> {
+        let register = self.index.registers.get(id)?;
+        let commitment = self.index.registers.commitment(id)?;
+        Some(Entry { register, commitment })
     }
 
     /// Live registers in id order.
     pub fn registers(&self) -> impl Iterator<Item = &ResourceRegister> {
-        self.index.registers.values().map(|e| &e.register)
+        self.index.registers.values().map(|r| &**r)
     }
 
     /// The batch in which `id` was consumed, if it was.
@@ -185,7 +194,8 @@ impl RegisterStore {
 
     /// Compute commitments and the would-be root of `delta` without writing.
     pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool) -> Result<StagedBatch, StoreError> {
-        let handles: Vec<HashHandle> = delta.upserts.iter().map(|r| pool.hash(r.state_encoding())).collect();
+        let handles: Vec<HashHandle> =
+            delta.upserts.iter().map(|r| pool.hash_with(|buf| r.write_state_encoding(buf))).collect();
         pool.flush()?;
         let commitments: Vec<[u8; 32]> = handles
             .iter()
@@ -202,7 +212,8 @@ impl RegisterStore {
             }
             same
         });
-        let tree = self.tree.stage(self.index.buckets_with(&changes), pool)?;
+        let buckets = self.index.file_buckets_with(&changes, pool);
+        let tree = self.tree.stage_filed(buckets, pool)?;
         let root_before = self.state_root();
         let root_after = tree.root().unwrap_or(root_before);
         Ok(StagedBatch { delta, commitments, root_before, root_after, tree })
@@ -217,7 +228,7 @@ impl RegisterStore {
         record.state_root_after = staged.root_after;
         self.durable.append(&staged.delta, &record)?;
         self.head = number;
-        self.index.apply_owned(staged.delta, &staged.commitments, number);
+        self.index.apply_with(&staged.delta, &staged.commitments, number);
         self.tree.apply(&staged.tree);
         if self.durable.wants_checkpoint() {
             // The batch is durable in the log already: a failed checkpoint

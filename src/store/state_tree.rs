@@ -111,17 +111,18 @@ impl StateTree {
     /// buckets ascending, each once) and the paths above them, through the
     /// pool: one flush for the buckets, then one per level.
     pub fn stage(&self, buckets: Vec<(usize, Vec<u8>)>, pool: &mut HashPool) -> Result<TreeUpdate, HashError> {
+        let filed = buckets.into_iter().map(|(b, concatenated)| (b, pool.hash(concatenated))).collect();
+        self.stage_filed(filed, pool)
+    }
+
+    /// [`StateTree::stage`] for buckets whose contents are already filed in
+    /// the pool (bucket, request; buckets ascending, each once).
+    pub fn stage_filed(&self, buckets: Vec<(usize, HashHandle)>, pool: &mut HashPool) -> Result<TreeUpdate, HashError> {
         if buckets.is_empty() {
             return Ok(TreeUpdate::default());
         }
-        let mut indices = Vec::with_capacity(buckets.len());
-        let handles: Vec<HashHandle> = buckets
-            .into_iter()
-            .map(|(b, concatenated)| {
-                indices.push(BUCKETS + b);
-                pool.hash(concatenated)
-            })
-            .collect();
+        let (indices, handles): (Vec<usize>, Vec<HashHandle>) =
+            buckets.into_iter().map(|(b, handle)| (BUCKETS + b, handle)).unzip();
         pool.flush()?;
         let mut level = resolve(indices, &handles, pool)?;
         let mut all = Vec::new();

@@ -2,7 +2,8 @@
 //! request; it and the nullifier-key opening are checked at the flush), and for Transfer
 //! creating outputs with quantity conserved per fungibility domain.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::content_id::ContentId;
 use crate::error::ExecutionError;
@@ -33,11 +34,10 @@ pub(super) fn transfer(
             what: "an input to consume: a transfer needs at least one and this one names none".into(),
         });
     }
-    let mut registers = Vec::with_capacity(inputs.len());
-    let mut seen = HashSet::with_capacity(inputs.len());
-    for input in inputs {
+    let mut registers: Vec<Arc<ResourceRegister>> = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
         let register = env.load(&input.id)?;
-        if !seen.insert(input.id) {
+        if inputs[..i].iter().any(|earlier| earlier.id == input.id) {
             return Err(ExecutionError::InvalidResourceState {
                 id: input.id,
                 state: register.state,
@@ -60,7 +60,7 @@ pub(super) fn transfer(
 
     let provisional: Vec<ResourceRegister> =
         outputs.iter().map(|o| o.clone().into_register(ContentId::default())).collect();
-    let all: Vec<&ResourceRegister> = registers.iter().chain(provisional.iter()).collect();
+    let all: Vec<&ResourceRegister> = registers.iter().map(|r| &**r).chain(provisional.iter()).collect();
     let mut others: Vec<&ResourceRegister> = Vec::with_capacity(all.len());
     for (i, subject) in all.iter().enumerate() {
         others.clear();
@@ -72,7 +72,7 @@ pub(super) fn transfer(
         consume(env, register, input, fx);
     }
     for o in outputs {
-        fx.creates.push(env.pool.hash(o.id_encoding()));
+        fx.creates.push(env.pool.hash_with(|buf| o.write_id_encoding(buf)));
     }
     fx.new_registers.extend(provisional);
     Ok(())
@@ -91,7 +91,17 @@ fn check_consumable(r: &ResourceRegister) -> Result<(), ExecutionError> {
     }
 }
 
-fn check_conservation(inputs: &[ResourceRegister], outputs: &[NewResource]) -> Result<(), ExecutionError> {
+fn check_conservation(inputs: &[Arc<ResourceRegister>], outputs: &[NewResource]) -> Result<(), ExecutionError> {
+    // The common case, one fungibility domain throughout, needs no map.
+    let domain = &inputs[0].fungibility_domain;
+    if inputs.iter().all(|r| r.fungibility_domain == *domain) && outputs.iter().all(|o| o.fungibility_domain == *domain)
+    {
+        let sum_in: u128 = inputs.iter().map(|r| r.quantity as u128).sum();
+        let sum_out: u128 = outputs.iter().map(|o| o.quantity as u128).sum();
+        if sum_in == sum_out {
+            return Ok(());
+        }
+    }
     let mut balance: BTreeMap<&str, (u128, u128)> = BTreeMap::new();
     for r in inputs {
         balance.entry(&r.fungibility_domain).or_default().0 += r.quantity as u128;
@@ -109,7 +119,7 @@ fn check_conservation(inputs: &[ResourceRegister], outputs: &[NewResource]) -> R
     }
 }
 
-fn consume(env: &mut Env, register: ResourceRegister, input: &ConsumedInput, fx: &mut OpEffects) {
+fn consume(env: &mut Env, register: Arc<ResourceRegister>, input: &ConsumedInput, fx: &mut OpEffects) {
     let nullifier = env.pool.derive_key(NULLIFIER_CONTEXT, nullifier_input(&input.nullifier_key, &register.id));
     fx.consumes.push(Consumption { register, nullifier_key: input.nullifier_key, nullifier });
 }

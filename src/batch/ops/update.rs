@@ -5,7 +5,9 @@
 //! update: it needs the nullifier key (Delete or Transfer).
 
 use crate::error::ExecutionError;
-use crate::resource::{LifecycleState, OperationKind, ResourceId, ResourceUpdate};
+use std::sync::Arc;
+
+use crate::resource::{LifecycleState, OperationKind, ResourceId, ResourceRegister, ResourceUpdate};
 use crate::vm::Role;
 
 use super::super::env::{Env, OpEffects};
@@ -31,7 +33,7 @@ pub(super) fn update(
             return Err(invalid(format!("the lifecycle does not allow {:?} -> {to:?}", before.state)));
         }
     }
-    let mut after = before.clone();
+    let mut after = ResourceRegister::clone(&before);
     if let Some(m) = &changes.metadata {
         after.metadata = m.clone();
     }
@@ -47,6 +49,6 @@ pub(super) fn update(
     after.version = before.version.checked_add(1).ok_or_else(|| invalid("version would overflow u64".into()))?;
     env.run_logic(OperationKind::Update, Role::UpdatedBefore, &before, true, &[&after], fx)?;
     env.run_logic(OperationKind::Update, Role::UpdatedAfter, &after, true, &[&before], fx)?;
-    fx.updates.push((before, after));
+    fx.updates.push((before, Arc::new(after)));
     Ok(())
 }
