@@ -6,14 +6,15 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::CapabilityToken;
+use crate::resource::Label;
 
 /// A domain: the unit of authority (one root key) and of resource ownership.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct DomainId(pub String);
+pub struct DomainId(pub Label);
 
 impl DomainId {
-    pub fn new(name: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<Label>) -> Self {
         DomainId(name.into())
     }
     pub fn as_str(&self) -> &str {

@@ -110,7 +110,7 @@ fn plan(f: &mut Fixture, model: &mut Model, step: &Step) -> (Operation, Expect) 
             model.live.insert(
                 id,
                 ModelRegister {
-                    fungibility: r.fungibility_domain.clone(),
+                    fungibility: r.fungibility_domain.to_string(),
                     quantity,
                     state: LifecycleState::Active,
                     version: 0,
@@ -188,7 +188,7 @@ fn plan(f: &mut Fixture, model: &mut Model, step: &Step) -> (Operation, Expect) 
 fn store_sums(f: &Fixture) -> BTreeMap<String, u128> {
     let mut sums = BTreeMap::new();
     for r in f.store.registers() {
-        *sums.entry(r.fungibility_domain.clone()).or_default() += r.quantity as u128;
+        *sums.entry(r.fungibility_domain.to_string()).or_default() += r.quantity as u128;
     }
     sums
 }

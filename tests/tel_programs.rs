@@ -44,7 +44,7 @@ fn transfer_case(quantity: u64, others: &[(u64, &str)]) -> Case {
         .iter()
         .map(|(q, fd)| {
             let mut r = resource(*q, "bob");
-            r.fungibility_domain = fd.to_string();
+            r.fungibility_domain = (*fd).into();
             r
         })
         .collect();

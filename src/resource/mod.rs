@@ -1,5 +1,6 @@
 //! Resources: the register, its lifecycle, and the unified operations on it.
 
+mod label;
 mod lifecycle;
 mod operation;
 mod register;
@@ -7,6 +8,7 @@ pub(crate) mod serde_hex;
 pub(crate) mod serde_hex32;
 pub(crate) mod serde_hex_opt;
 
+pub use label::Label;
 pub use lifecycle::LifecycleState;
 pub use operation::{ConsumedInput, Operation, OperationKind, ResourceUpdate, VerifyTarget};
 pub use register::{

@@ -50,7 +50,7 @@ pub struct ResourceUpdate {
     #[serde(default, with = "crate::resource::serde_hex_opt")]
     pub contents: Option<Vec<u8>>,
     #[serde(default)]
-    pub controller: Option<String>,
+    pub controller: Option<crate::resource::Label>,
     #[serde(default)]
     pub state: Option<super::LifecycleState>,
 }

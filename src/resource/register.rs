@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::LifecycleState;
+use super::{Label, LifecycleState};
 use crate::content_id::{CanonicalWriter, ContentId};
 use crate::context::DomainId;
 
@@ -19,7 +19,7 @@ pub struct ResourceRegister {
     /// The domain the resource lives in (cross-domain access needs a grant).
     pub domain: DomainId,
     /// Quantities are conserved per fungibility domain through transfers.
-    pub fungibility_domain: String,
+    pub fungibility_domain: Label,
     pub quantity: u64,
     pub metadata: BTreeMap<String, String>,
     pub contents: Vec<u8>,
@@ -27,7 +27,7 @@ pub struct ResourceRegister {
     /// [`nullifier_key_commitment`] of the nullifier key (Poseidon); consuming
     /// needs the key itself.
     pub nullifier_key_commitment: [u8; 32],
-    pub controller: String,
+    pub controller: Label,
     pub version: u64,
 }
 
@@ -37,7 +37,7 @@ pub struct ResourceRegister {
 pub struct NewResource {
     pub logic: ContentId,
     pub domain: DomainId,
-    pub fungibility_domain: String,
+    pub fungibility_domain: Label,
     pub quantity: u64,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -45,7 +45,7 @@ pub struct NewResource {
     pub contents: Vec<u8>,
     #[serde(with = "crate::resource::serde_hex32")]
     pub nullifier_key_commitment: [u8; 32],
-    pub controller: String,
+    pub controller: Label,
     /// Makes otherwise identical resources distinct; any 32 bytes.
     #[serde(with = "crate::resource::serde_hex32")]
     pub nonce: [u8; 32],

@@ -112,8 +112,8 @@ impl<'a> Decoder<'a> {
     pub fn register(&mut self) -> Result<ResourceRegister, StoreError> {
         let id = ContentId(self.array32()?);
         let logic = ContentId(self.array32()?);
-        let domain = DomainId(self.string()?);
-        let fungibility_domain = self.string()?;
+        let domain = DomainId(self.string()?.into());
+        let fungibility_domain = self.string()?.into();
         let quantity = self.u64()?;
         let entries = self.len()?;
         let mut metadata = BTreeMap::new();
@@ -126,7 +126,7 @@ impl<'a> Decoder<'a> {
         let code = self.u8()?;
         let state = LifecycleState::from_code(code).ok_or_else(|| self.corrupt(format!("lifecycle code {code}")))?;
         let nullifier_key_commitment = self.array32()?;
-        let controller = self.string()?;
+        let controller = self.string()?.into();
         let version = self.u64()?;
         Ok(ResourceRegister {
             id,

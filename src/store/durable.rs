@@ -185,6 +185,8 @@ impl Durable {
         {
             let mut registers = tx.open_table(REGISTERS)?;
             let mut consumed = tx.open_table(CONSUMED)?;
+            index.dirty.sort_unstable();
+            index.dirty.dedup();
             for id in &index.dirty {
                 match index.registers.get(id) {
                     Some(register) => {

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::digest_map::{digest_map, digest_set, DigestMap, DigestSet};
+use rayon::prelude::*;
+
+use crate::digest_map::{digest_map, DigestMap};
 use crate::hash::{HashError, HashHandle, HashPool};
 use crate::resource::{ResourceId, ResourceRegister};
 
@@ -25,75 +27,130 @@ struct Leaf {
     commitment: [u8; 32],
 }
 
+/// Registers are split into [`SHARDS`] shards by their first id bits (whole
+/// state-tree buckets each), so a batch's changes are applied to all shards
+/// in parallel: the apply is hash-map and bucket work with a cache miss or
+/// two per register, and it was the largest part of a commit.
+const SHARD_BITS: u32 = 4;
+const SHARDS: usize = 1 << SHARD_BITS;
+const BUCKETS_PER_SHARD: usize = BUCKETS / SHARDS;
+
+fn shard_of(id: &ResourceId) -> usize {
+    bucket_of(id) / BUCKETS_PER_SHARD
+}
+
 /// Live registers: a hash map from id to the shared register (lookups,
 /// and batches take their copies by reference count), and each state-tree
 /// bucket's leaves in id order (the state root reads these alone). A B-tree
 /// over all ids paid a 32-byte comparison chain per lookup and shifted
 /// whole registers within its nodes on every insert and remove.
 pub(super) struct Registers {
+    shards: Vec<Shard>,
+}
+
+struct Shard {
     entries: DigestMap<ResourceId, Arc<ResourceRegister>>,
-    /// Per bucket (first 16 id bits), its leaves by id ascending (a few per bucket).
+    /// Per bucket of the shard, its leaves by id ascending (a few per bucket).
     buckets: Vec<Vec<Leaf>>,
 }
 
 impl Default for Registers {
     fn default() -> Self {
-        Registers { entries: digest_map(0), buckets: vec![Vec::new(); BUCKETS] }
+        let shards = (0..SHARDS)
+            .map(|_| Shard { entries: digest_map(0), buckets: vec![Vec::new(); BUCKETS_PER_SHARD] })
+            .collect();
+        Registers { shards }
+    }
+}
+
+impl Shard {
+    fn leaves(&mut self, id: &ResourceId) -> &mut Vec<Leaf> {
+        &mut self.buckets[bucket_of(id) % BUCKETS_PER_SHARD]
+    }
+
+    fn insert(&mut self, register: Arc<ResourceRegister>, commitment: [u8; 32]) {
+        let id = register.id;
+        self.entries.insert(id, register);
+        let leaves = self.leaves(&id);
+        match leaves.binary_search_by(|leaf| leaf.id.cmp(&id)) {
+            Ok(at) => leaves[at].commitment = commitment,
+            Err(at) => leaves.insert(at, Leaf { id, commitment }),
+        }
+    }
+
+    fn remove(&mut self, id: &ResourceId) {
+        if self.entries.remove(id).is_some() {
+            let leaves = self.leaves(id);
+            if let Ok(at) = leaves.binary_search_by(|leaf| leaf.id.cmp(id)) {
+                leaves.remove(at);
+            }
+        }
     }
 }
 
 impl Registers {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.shards.iter().map(|s| s.entries.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.shards.iter().all(|s| s.entries.is_empty())
     }
 
     pub fn get(&self, id: &ResourceId) -> Option<&Arc<ResourceRegister>> {
-        self.entries.get(id)
+        self.shards[shard_of(id)].entries.get(id)
+    }
+
+    /// The leaves of `bucket`, by id ascending.
+    fn bucket(&self, bucket: usize) -> &[Leaf] {
+        &self.shards[bucket / BUCKETS_PER_SHARD].buckets[bucket % BUCKETS_PER_SHARD]
     }
 
     pub fn commitment(&self, id: &ResourceId) -> Option<[u8; 32]> {
-        let bucket = &self.buckets[bucket_of(id)];
-        bucket.binary_search_by(|leaf| leaf.id.cmp(id)).ok().map(|at| bucket[at].commitment)
+        let leaves = self.bucket(bucket_of(id));
+        leaves.binary_search_by(|leaf| leaf.id.cmp(id)).ok().map(|at| leaves[at].commitment)
     }
 
     /// Insert or replace the register under its id.
     pub fn insert(&mut self, register: Arc<ResourceRegister>, commitment: [u8; 32]) {
-        let id = register.id;
-        self.entries.insert(id, register);
-        let bucket = &mut self.buckets[bucket_of(&id)];
-        match bucket.binary_search_by(|leaf| leaf.id.cmp(&id)) {
-            Ok(at) => bucket[at].commitment = commitment,
-            Err(at) => bucket.insert(at, Leaf { id, commitment }),
-        }
+        self.shards[shard_of(&register.id)].insert(register, commitment);
     }
 
-    pub fn remove(&mut self, id: &ResourceId) {
-        if self.entries.remove(id).is_some() {
-            let bucket = &mut self.buckets[bucket_of(id)];
-            if let Ok(at) = bucket.binary_search_by(|leaf| leaf.id.cmp(id)) {
-                bucket.remove(at);
-            }
+    /// Remove `removed`, then insert `upserts` with their commitments: each
+    /// shard's share on its own rayon task.
+    pub fn apply(&mut self, removed: &[ResourceId], upserts: &[Arc<ResourceRegister>], commitments: &[[u8; 32]]) {
+        let mut removals: Vec<Vec<&ResourceId>> = vec![Vec::new(); SHARDS];
+        for id in removed {
+            removals[shard_of(id)].push(id);
         }
+        let mut inserts: Vec<Vec<(&Arc<ResourceRegister>, [u8; 32])>> = vec![Vec::new(); SHARDS];
+        for (r, c) in upserts.iter().zip(commitments) {
+            inserts[shard_of(&r.id)].push((r, *c));
+        }
+        self.shards.par_iter_mut().zip(removals).zip(inserts).for_each(|((shard, removals), inserts)| {
+            shard.entries.reserve(inserts.len().saturating_sub(removals.len()));
+            for id in removals {
+                shard.remove(id);
+            }
+            for (r, c) in inserts {
+                shard.insert(Arc::clone(r), c);
+            }
+        });
+    }
+
+    /// Every leaf, by id ascending.
+    fn leaves(&self) -> impl Iterator<Item = &Leaf> {
+        self.shards.iter().flat_map(|s| s.buckets.iter().flatten())
     }
 
     /// Every id, ascending.
     pub fn ids(&self) -> impl Iterator<Item = &ResourceId> {
-        self.buckets.iter().flatten().map(|leaf| &leaf.id)
+        self.leaves().map(|leaf| &leaf.id)
     }
 
     /// Every register, by id ascending.
     pub fn values(&self) -> impl Iterator<Item = &Arc<ResourceRegister>> {
-        self.ids().map(|id| &self.entries[id])
-    }
-
-    /// Make room for `additional` more registers in one step, so a batch's
-    /// inserts do not rehash the map several times over.
-    pub fn reserve(&mut self, additional: usize) {
-        self.entries.reserve(additional);
+        self.ids().map(|id| &self.shards[shard_of(id)].entries[id])
     }
 }
 
@@ -101,8 +158,10 @@ pub(super) struct Index {
     pub registers: Registers,
     pub nullifiers: DigestMap<[u8; 32], u64>,
     pub consumed: DigestMap<ResourceId, u64>,
-    /// Ids whose register row changed since the last checkpoint.
-    pub dirty: DigestSet<ResourceId>,
+    /// Ids whose register row changed since the last checkpoint, in change
+    /// order, with repeats (a checkpoint dedups them; pushing is cheaper
+    /// than a set insert per change).
+    pub dirty: Vec<ResourceId>,
     /// Nullifiers spent since the last checkpoint, with their batch.
     pub fresh_nullifiers: Vec<([u8; 32], u64)>,
 }
@@ -113,7 +172,7 @@ impl Default for Index {
             registers: Registers::default(),
             nullifiers: digest_map(0),
             consumed: digest_map(0),
-            dirty: digest_set(0),
+            dirty: Vec::new(),
             fresh_nullifiers: Vec::new(),
         }
     }
@@ -126,25 +185,22 @@ impl Index {
         self.apply_with(delta, &zeros, number);
     }
 
-    /// Apply a committed delta whose upserts have the given commitments.
+    /// Apply a committed delta whose upserts have the given commitments: the
+    /// registers on the rayon pool, the nullifier and consumed sets beside them.
     pub fn apply_with(&mut self, delta: &BatchDelta, commitments: &[[u8; 32]], number: u64) {
-        self.nullifiers.reserve(delta.nullifiers.len());
-        self.consumed.reserve(delta.removed.len());
-        self.dirty.reserve(delta.removed.len() + delta.upserts.len());
-        self.registers.reserve(delta.upserts.len().saturating_sub(delta.removed.len()));
-        for id in &delta.removed {
-            self.registers.remove(id);
-            self.consumed.insert(*id, number);
-            self.dirty.insert(*id);
-        }
-        for (r, c) in delta.upserts.iter().zip(commitments) {
-            self.dirty.insert(r.id);
-            self.registers.insert(r.clone(), *c);
-        }
-        for n in &delta.nullifiers {
-            self.nullifiers.insert(*n, number);
-            self.fresh_nullifiers.push((*n, number));
-        }
+        let Index { registers, nullifiers, consumed, dirty, fresh_nullifiers } = self;
+        rayon::join(
+            || registers.apply(&delta.removed, &delta.upserts, commitments),
+            || {
+                nullifiers.reserve(delta.nullifiers.len());
+                consumed.reserve(delta.removed.len());
+                consumed.extend(delta.removed.iter().map(|id| (*id, number)));
+                dirty.extend_from_slice(&delta.removed);
+                dirty.extend(delta.upserts.iter().map(|r| r.id));
+                nullifiers.extend(delta.nullifiers.iter().map(|n| (*n, number)));
+                fresh_nullifiers.extend(delta.nullifiers.iter().map(|n| (*n, number)));
+            },
+        );
     }
 
     /// Hash every register's state encoding through the pool (after a load).
@@ -152,7 +208,7 @@ impl Index {
         let handles: Vec<HashHandle> = self.registers.values().map(|r| pool.hash(r.state_encoding())).collect();
         pool.flush()?;
         let mut handles = handles.into_iter();
-        for leaf in self.registers.buckets.iter_mut().flatten() {
+        for leaf in self.registers.shards.iter_mut().flat_map(|s| s.buckets.iter_mut().flatten()) {
             let h = handles.next().ok_or(HashError::UnknownHandle(u32::MAX))?;
             leaf.commitment = pool.get(h).ok_or(HashError::UnknownHandle(h.0))?;
         }
@@ -161,7 +217,7 @@ impl Index {
 
     /// Every non-empty bucket's concatenated commitments, buckets ascending.
     pub fn all_buckets(&self) -> Vec<(usize, Vec<u8>)> {
-        let buckets = self.registers.buckets.iter().enumerate().filter(|(_, leaves)| !leaves.is_empty());
+        let buckets = (0..BUCKETS).map(|b| (b, self.registers.bucket(b))).filter(|(_, leaves)| !leaves.is_empty());
         buckets.map(|(b, leaves)| (b, leaves.iter().flat_map(|leaf| leaf.commitment).collect())).collect()
     }
 
@@ -181,7 +237,7 @@ impl Index {
             let n = pending.iter().take_while(|(id, _)| bucket_of(id) == bucket).count();
             let (bucket_changes, rest) = pending.split_at(n);
             pending = rest;
-            let leaves = &self.registers.buckets[bucket];
+            let leaves = self.registers.bucket(bucket);
             let handle = pool.hash_with(|bytes| {
                 let mut changed = bucket_changes.iter().peekable();
                 for leaf in leaves {

@@ -89,7 +89,7 @@ impl Fixture {
             metadata: BTreeMap::new(),
             contents: Vec::new(),
             nullifier_key_commitment: key_commitment(&nullifier_key(seed)),
-            controller: format!("owner-{seed}"),
+            controller: format!("owner-{seed}").into(),
             nonce: *blake3::hash(&self.nonce.to_le_bytes()).as_bytes(),
         }
     }

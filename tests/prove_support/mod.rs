@@ -18,7 +18,7 @@ pub fn register(seed: u8, fungibility: &str, quantity: u64, key_seed: u8) -> Res
         id: ContentId([seed; 32]),
         logic: ContentId([0xAB; 32]),
         domain: DomainId::new("test-domain"),
-        fungibility_domain: fungibility.to_string(),
+        fungibility_domain: fungibility.into(),
         quantity,
         metadata: BTreeMap::from([("name".to_string(), format!("r{seed}"))]),
         contents: vec![seed, 1, 2, 3],
