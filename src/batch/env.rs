@@ -43,9 +43,9 @@ pub(super) struct OpEffects {
     /// Id requests of created resources, and the resources themselves with
     /// a zero id until the flush (moved into the overlay on success).
     pub creates: Vec<HashHandle>,
-    pub new_registers: Vec<ResourceRegister>,
+    pub new_registers: Vec<Arc<ResourceRegister>>,
     /// ProofGeneration: the created registers as created, for the witness.
-    pub created_copies: Vec<ResourceRegister>,
+    pub created_copies: Vec<Arc<ResourceRegister>>,
     pub updates: Vec<(Arc<ResourceRegister>, Arc<ResourceRegister>)>,
     pub consumes: Vec<Consumption>,
     pub assertions: Vec<Assertion>,
@@ -102,7 +102,7 @@ impl<'s, 'a> Env<'s, 'a> {
             inflight,
             ctx,
             tx,
-            pool: HashPool::new(),
+            pool: batch_pool(ops),
             overlay: Overlay::with_capacity(ops),
             ops,
             programs: ProgramCache::default(),
@@ -114,7 +114,7 @@ impl<'s, 'a> Env<'s, 'a> {
 
     /// A fresh pool and overlay for another pass over the batch.
     pub fn reset(&mut self) {
-        self.pool = HashPool::new();
+        self.pool = batch_pool(self.ops);
         self.overlay = Overlay::with_capacity(self.ops);
     }
 
@@ -137,8 +137,7 @@ impl<'s, 'a> Env<'s, 'a> {
 
     /// Give every resource created so far in this batch its id.
     pub fn resolve_pending(&mut self) -> Result<(), crate::hash::HashError> {
-        let view = StoreView { store: self.store, inflight: self.inflight };
-        self.overlay.resolve(view, &mut self.pool)
+        self.overlay.resolve(&mut self.pool)
     }
 
     pub fn load(&mut self, id: &ResourceId) -> Result<Arc<ResourceRegister>, ExecutionError> {
@@ -207,6 +206,16 @@ impl<'s, 'a> Env<'s, 'a> {
         fx.assertions.extend(outcome.deferred.into_iter().map(Assertion::Vm));
         Ok(())
     }
+}
+
+/// A pool with room for a batch of `ops` typical operations (a transfer files
+/// two ids of ~250 bytes and a 64-byte nullifier input).
+/// (Capped: the buffers still grow past it for a huge batch.)
+fn batch_pool(ops: usize) -> HashPool {
+    let ops = ops.min(1 << 14);
+    let mut pool = HashPool::new();
+    pool.reserve(3 * ops, 640 * ops);
+    pool
 }
 
 pub(super) fn hash_failed(e: crate::hash::HashError) -> ExecutionError {

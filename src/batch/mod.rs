@@ -303,7 +303,7 @@ fn stage<'a>(mut executed: Executed<'a>, store: &RegisterStore) -> Result<Staged
     }
     let started = Instant::now();
     let delta = std::mem::take(&mut executed.delta);
-    let staged = store.stage(delta, &mut executed.pool)?;
+    let staged = store.stage(delta, &mut executed.pool, wants_commit)?;
     executed.metadata.timings.hash_us += micros(started);
     executed.metadata.state_root_after = Some(staged.root_after);
     if !wants_commit {
@@ -369,7 +369,12 @@ fn witness(kind: crate::resource::OperationKind, fx: &OpEffects, ids: &[crate::r
     OpWitness {
         kind,
         consumed: fx.consumes.iter().map(|c| (ResourceRegister::clone(&c.register), c.nullifier_key)).collect(),
-        created: fx.created_copies.iter().zip(ids).map(|(r, id)| ResourceRegister { id: *id, ..r.clone() }).collect(),
+        created: fx
+            .created_copies
+            .iter()
+            .zip(ids)
+            .map(|(r, id)| ResourceRegister { id: *id, ..ResourceRegister::clone(r) })
+            .collect(),
         updated: fx.updates.first().map(|(b, a)| (ResourceRegister::clone(b), ResourceRegister::clone(a))),
     }
 }

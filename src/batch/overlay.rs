@@ -13,7 +13,7 @@ use super::view::StoreView;
 /// register holds a zero id until then).
 pub(super) struct PendingCreate {
     pub handle: HashHandle,
-    pub register: ResourceRegister,
+    pub register: Arc<ResourceRegister>,
 }
 
 pub(super) enum Lookup<'a> {
@@ -83,13 +83,16 @@ impl Overlay {
         }
     }
 
-    pub fn create(&mut self, handle: HashHandle, register: ResourceRegister) {
+    pub fn create(&mut self, handle: HashHandle, register: Arc<ResourceRegister>) {
         self.pending.push(PendingCreate { handle, register });
     }
 
     /// Flush the pool and make every pending creation visible by id. A
-    /// duplicate id keeps the first; the flush check fails the later one.
-    pub fn resolve(&mut self, store: StoreView<'_>, pool: &mut HashPool) -> Result<(), HashError> {
+    /// duplicate id keeps the first; the flush check fails the later one. An
+    /// id that already exists in the store is not looked up here: the flush
+    /// check fails its creator, and a failure at the flush always runs the
+    /// batch again without it, so this pass's view of it is discarded.
+    pub fn resolve(&mut self, pool: &mut HashPool) -> Result<(), HashError> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -98,11 +101,12 @@ impl Overlay {
         self.changed.reserve(pending.len());
         for mut p in pending {
             let id = ResourceId::from_digest(pool.get(p.handle).ok_or(HashError::UnknownHandle(p.handle.0))?);
-            if self.changed.contains_key(&id) || store.get(&id).is_some() {
+            if self.changed.contains_key(&id) {
                 continue;
             }
-            p.register.id = id;
-            self.put(Arc::new(p.register));
+            // Unshared unless a witness kept a copy of the register as created.
+            Arc::make_mut(&mut p.register).id = id;
+            self.put(p.register);
         }
         Ok(())
     }

@@ -243,6 +243,14 @@ impl HashPool {
         handle
     }
 
+    /// Make room for `requests` more requests of `bytes` message bytes in
+    /// all, so a batch that knows its size does not regrow the buffers.
+    pub fn reserve(&mut self, requests: usize, bytes: usize) {
+        self.pending.bytes.reserve(bytes);
+        self.pending.runs.reserve(requests);
+        self.resolved.reserve(requests);
+    }
+
     /// File the message that `write` appends to the given buffer as a plain
     /// hash request: for encodings, which then need no buffer of their own
     /// (`write` must only append).

@@ -163,8 +163,8 @@ impl Durable {
     }
 
     /// The durable commit of one batch: one fsynced append to the log.
-    pub fn append(&mut self, delta: &BatchDelta, record: &BatchRecord) -> Result<(), StoreError> {
-        let bytes = self.log.append(record, delta)?;
+    pub fn append(&mut self, encoded_delta: &[u8], record: &BatchRecord) -> Result<(), StoreError> {
+        let bytes = self.log.append_encoded(record, encoded_delta)?;
         self.pending.push(record.clone());
         self.bytes_since_checkpoint += bytes;
         self.batches_since_checkpoint += 1;

@@ -45,6 +45,8 @@ use index::Index;
 #[derive(Debug)]
 pub struct StagedBatch {
     pub delta: BatchDelta,
+    /// The delta's encoding for the log, made while the batch was staged.
+    encoded_delta: Vec<u8>,
     pub commitments: Vec<[u8; 32]>,
     pub root_before: [u8; 32],
     pub root_after: [u8; 32],
@@ -193,7 +195,22 @@ impl RegisterStore {
     }
 
     /// Compute commitments and the would-be root of `delta` without writing.
-    pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool) -> Result<StagedBatch, StoreError> {
+    /// With `for_commit`, the delta's log encoding is made at the same time
+    /// on the rayon pool (staging is mostly one thread's work).
+    pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool, for_commit: bool) -> Result<StagedBatch, StoreError> {
+        let (encoded_delta, staged) =
+            rayon::join(|| if for_commit { delta.encode() } else { Vec::new() }, || self.stage_tree(&delta, pool));
+        let (commitments, tree) = staged?;
+        let root_before = self.state_root();
+        let root_after = tree.root().unwrap_or(root_before);
+        Ok(StagedBatch { delta, encoded_delta, commitments, root_before, root_after, tree })
+    }
+
+    /// The commitments of `delta`'s upserts and the tree after it.
+    fn stage_tree(&self, delta: &BatchDelta, pool: &mut HashPool) -> Result<(Vec<[u8; 32]>, TreeUpdate), StoreError> {
+        // Commitments (~250 bytes each), then about one bucket per change.
+        let changed = delta.upserts.len() + delta.removed.len();
+        pool.reserve(delta.upserts.len() + changed, 256 * delta.upserts.len() + 96 * changed);
         let handles: Vec<HashHandle> =
             delta.upserts.iter().map(|r| pool.hash_with(|buf| r.write_state_encoding(buf))).collect();
         pool.flush()?;
@@ -204,7 +221,8 @@ impl RegisterStore {
         // Every changed id once, ascending; an upsert wins over a removal.
         let mut changes: Vec<(ResourceId, Option<[u8; 32]>)> = delta.removed.iter().map(|id| (*id, None)).collect();
         changes.extend(delta.upserts.iter().zip(&commitments).map(|(r, c)| (r.id, Some(*c))));
-        changes.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.is_some().cmp(&b.1.is_some())));
+        // A total order (an id is at most once removed and once upserted).
+        changes.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.is_some().cmp(&b.1.is_some())));
         changes.dedup_by(|later, earlier| {
             let same = later.0 == earlier.0;
             if same {
@@ -214,19 +232,21 @@ impl RegisterStore {
         });
         let buckets = self.index.file_buckets_with(&changes, pool);
         let tree = self.tree.stage_filed(buckets, pool)?;
-        let root_before = self.state_root();
-        let root_after = tree.root().unwrap_or(root_before);
-        Ok(StagedBatch { delta, commitments, root_before, root_after, tree })
+        Ok((commitments, tree))
     }
 
     /// Append the staged batch durably (one write transaction), then apply it
     /// in memory. `record`'s number and roots are filled in here.
-    pub fn commit(&mut self, staged: StagedBatch, mut record: BatchRecord) -> Result<BatchRecord, StoreError> {
+    pub fn commit(&mut self, mut staged: StagedBatch, mut record: BatchRecord) -> Result<BatchRecord, StoreError> {
         let number = self.head + 1;
         record.number = number;
         record.state_root_before = staged.root_before;
         record.state_root_after = staged.root_after;
-        self.durable.append(&staged.delta, &record)?;
+        if staged.encoded_delta.is_empty() {
+            // Staged without `for_commit`.
+            staged.encoded_delta = staged.delta.encode();
+        }
+        self.durable.append(&staged.encoded_delta, &record)?;
         self.head = number;
         self.index.apply_with(&staged.delta, &staged.commitments, number);
         self.tree.apply(&staged.tree);

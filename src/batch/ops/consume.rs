@@ -58,9 +58,9 @@ pub(super) fn transfer(
     }
     check_conservation(&registers, outputs)?;
 
-    let provisional: Vec<ResourceRegister> =
-        outputs.iter().map(|o| o.clone().into_register(ContentId::default())).collect();
-    let all: Vec<&ResourceRegister> = registers.iter().map(|r| &**r).chain(provisional.iter()).collect();
+    let provisional: Vec<Arc<ResourceRegister>> =
+        outputs.iter().map(|o| Arc::new(o.clone().into_register(ContentId::default()))).collect();
+    let all: Vec<&ResourceRegister> = registers.iter().chain(&provisional).map(|r| &**r).collect();
     let mut others: Vec<&ResourceRegister> = Vec::with_capacity(all.len());
     for (i, subject) in all.iter().enumerate() {
         others.clear();
