@@ -67,16 +67,19 @@ pub(super) fn check(
     policy: FailurePolicy,
 ) -> Result<BTreeMap<usize, ExecutionError>, ExecutionError> {
     let mut failures = BTreeMap::new();
-    let consumes = executed.iter().map(|(_, fx)| fx.consumes.len()).sum();
-    let creates = executed.iter().map(|(_, fx)| fx.creates.len()).sum();
-    let mut spent: DigestSet<[u8; 32]> = digest_set(consumes);
-    let mut created: DigestSet<ResourceId> = digest_set(creates);
     let openings = key_openings(executed);
-    let mut offset = 0;
+    let claims = StoreClaims::look_up(executed, pool, store)?;
+    let mut spent: DigestSet<[u8; 32]> = digest_set(claims.nullifiers.len());
+    let mut created: DigestSet<ResourceId> = digest_set(claims.ids.len());
+    let (mut at_consume, mut at_create) = (0, 0);
     for (index, fx) in executed {
-        let mine = &openings[offset..offset + fx.consumes.len()];
-        offset += fx.consumes.len();
-        let verdict = intrinsic(fx, mine, pool).and_then(|()| unique(fx, pool, store, &spent, &created));
+        let (consumes, creates) = (fx.consumes.len(), fx.creates.len());
+        let mine = &openings[at_consume..at_consume + consumes];
+        let nullifiers = &claims.nullifiers[at_consume..at_consume + consumes];
+        let ids = &claims.ids[at_create..at_create + creates];
+        at_consume += consumes;
+        at_create += creates;
+        let verdict = intrinsic(fx, mine, pool).and_then(|()| unique(fx, nullifiers, ids, &spent, &created));
         match verdict {
             Ok((nullifiers, ids)) => {
                 spent.extend(nullifiers);
@@ -108,19 +111,59 @@ fn key_openings(executed: &[(usize, &OpEffects)]) -> Vec<[u8; 32]> {
 
 type Claims = (Vec<[u8; 32]>, Vec<ResourceId>);
 
+/// Every executed operation's nullifiers and created ids (in operation
+/// order), with what the store already holds under them: the batch that
+/// spent the nullifier, the state of a register with the id. The store
+/// lookups are cache misses into maps of the whole state, so they are made
+/// on the rayon pool; only the checks within the batch stay sequential.
+struct StoreClaims {
+    nullifiers: Vec<([u8; 32], Option<u64>)>,
+    ids: Vec<(ResourceId, Option<LifecycleState>)>,
+}
+
+impl StoreClaims {
+    fn look_up(
+        executed: &[(usize, &OpEffects)],
+        pool: &HashPool,
+        store: StoreView<'_>,
+    ) -> Result<StoreClaims, ExecutionError> {
+        let nullifiers: Vec<[u8; 32]> = executed
+            .iter()
+            .flat_map(|(_, fx)| fx.consumes.iter().map(|c| digest(pool, c.nullifier)))
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<ResourceId> = executed
+            .iter()
+            .flat_map(|(_, fx)| fx.creates.iter().map(|h| digest(pool, *h).map(ResourceId::from_digest)))
+            .collect::<Result<_, _>>()?;
+        let nullifiers = nullifiers.into_par_iter().map(|n| (n, store.nullifier_batch(&n))).collect();
+        let ids = ids
+            .into_par_iter()
+            .map(|id| {
+                let existing = match store.get(&id) {
+                    Some(r) => Some(r.state),
+                    None if store.consumed_in(&id).is_some() => Some(LifecycleState::Consumed),
+                    None => None,
+                };
+                (id, existing)
+            })
+            .collect();
+        Ok(StoreClaims { nullifiers, ids })
+    }
+}
+
 /// Nullifiers never spent before (in the store or earlier in the batch), and
-/// created ids that do not exist yet.
+/// created ids that do not exist yet: `claimed_*` are the operation's claims
+/// with what the store holds under them.
 fn unique(
     fx: &OpEffects,
-    pool: &HashPool,
-    store: StoreView<'_>,
+    claimed_nullifiers: &[([u8; 32], Option<u64>)],
+    claimed_ids: &[(ResourceId, Option<LifecycleState>)],
     spent: &DigestSet<[u8; 32]>,
     created: &DigestSet<ResourceId>,
 ) -> Result<Claims, ExecutionError> {
     let mut nullifiers = Vec::with_capacity(fx.consumes.len());
-    for c in &fx.consumes {
-        let n = digest(pool, c.nullifier)?;
-        let earlier = store.nullifier_batch(&n).map(|b| format!("in batch {b}"));
+    for (c, &(n, in_store)) in fx.consumes.iter().zip(claimed_nullifiers) {
+        let earlier = in_store.map(|b| format!("in batch {b}"));
         let earlier = earlier
             .or_else(|| (spent.contains(&n) || nullifiers.contains(&n)).then(|| "earlier in this batch".to_string()));
         if let Some(when) = earlier {
@@ -133,14 +176,9 @@ fn unique(
         nullifiers.push(n);
     }
     let mut ids = Vec::with_capacity(fx.creates.len());
-    for h in &fx.creates {
-        let id = ResourceId::from_digest(digest(pool, *h)?);
-        let existing = match store.get(&id) {
-            Some(r) => Some(r.state),
-            None if store.consumed_in(&id).is_some() => Some(LifecycleState::Consumed),
-            None if created.contains(&id) || ids.contains(&id) => Some(LifecycleState::Active),
-            None => None,
-        };
+    for &(id, in_store) in claimed_ids {
+        let existing =
+            in_store.or_else(|| (created.contains(&id) || ids.contains(&id)).then_some(LifecycleState::Active));
         if let Some(state) = existing {
             return Err(ExecutionError::InvalidResourceState {
                 id,

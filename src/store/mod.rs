@@ -198,8 +198,10 @@ impl RegisterStore {
     /// With `for_commit`, the delta's log encoding is made at the same time
     /// on the rayon pool (staging is mostly one thread's work).
     pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool, for_commit: bool) -> Result<StagedBatch, StoreError> {
-        let (encoded_delta, staged) =
-            rayon::join(|| if for_commit { delta.encode() } else { Vec::new() }, || self.stage_tree(&delta, pool));
+        // The tree on this thread (it flushes the pool on rayon), the encoding
+        // on whichever worker is free.
+        let (staged, encoded_delta) =
+            rayon::join(|| self.stage_tree(&delta, pool), || if for_commit { delta.encode() } else { Vec::new() });
         let (commitments, tree) = staged?;
         let root_before = self.state_root();
         let root_after = tree.root().unwrap_or(root_before);
