@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::content_id::CanonicalWriter;
+use crate::content_id::{canonical, CanonicalWriter};
 use crate::context::{DomainId, Timestamp};
 use crate::resource::{OperationKind, ResourceId};
 
@@ -188,7 +188,10 @@ impl Caveat {
 
     /// The bytes MAC'd into the chain for this caveat.
     pub fn mac_encoding(&self) -> Vec<u8> {
-        let mut w = CanonicalWriter::new("cvm.capability.caveat");
+        canonical("cvm.capability.caveat", |w| self.write_mac_encoding(w))
+    }
+
+    fn write_mac_encoding(&self, w: &mut CanonicalWriter<'_>) {
         w.u8(self.kind_code());
         match self {
             Caveat::Rights(rights) => {
@@ -222,7 +225,6 @@ impl Caveat {
                 w.u64(*q);
             }
         }
-        w.finish()
     }
 }
 

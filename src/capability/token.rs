@@ -13,7 +13,7 @@ use super::caveat::Caveat;
 use super::keys::RootKey;
 use super::permissions::Permissions;
 use super::CapabilityError;
-use crate::content_id::CanonicalWriter;
+use crate::content_id::canonical;
 use crate::context::DomainId;
 
 /// The version MAC'd into every root tag and written first in the binary form.
@@ -46,9 +46,10 @@ impl std::fmt::Debug for CapabilityToken {
 }
 
 fn root_tag(root: &RootKey, domain: &DomainId, identifier: &[u8; 16]) -> [u8; 32] {
-    let mut w = CanonicalWriter::new("cvm.capability.root");
-    w.u8(TOKEN_VERSION).str(domain.as_str()).fixed(identifier);
-    *blake3::keyed_hash(&root.0, &w.finish()).as_bytes()
+    let encoding = canonical("cvm.capability.root", |w| {
+        w.u8(TOKEN_VERSION).str(domain.as_str()).fixed(identifier);
+    });
+    *blake3::keyed_hash(&root.0, &encoding).as_bytes()
 }
 
 fn chain_tag(previous: &[u8; 32], caveat: &Caveat) -> [u8; 32] {

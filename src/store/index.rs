@@ -242,19 +242,26 @@ impl Index {
                 let mut changed = bucket_changes.iter().peekable();
                 for leaf in leaves {
                     while let Some((_, c)) = changed.next_if(|(cid, _)| *cid < leaf.id) {
-                        bytes.extend(c.iter().flatten());
+                        put(bytes, c);
                     }
                     match changed.next_if(|(cid, _)| *cid == leaf.id) {
-                        Some((_, c)) => bytes.extend(c.iter().flatten()),
+                        Some((_, c)) => put(bytes, c),
                         None => bytes.extend_from_slice(&leaf.commitment),
                     }
                 }
                 for (_, c) in changed {
-                    bytes.extend(c.iter().flatten());
+                    put(bytes, c);
                 }
             });
             out.push((bucket, handle));
         }
         out
+    }
+}
+
+/// A changed leaf's new commitment (none when it was removed).
+fn put(bytes: &mut Vec<u8>, commitment: &Option<[u8; 32]>) {
+    if let Some(c) = commitment {
+        bytes.extend_from_slice(c);
     }
 }

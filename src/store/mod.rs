@@ -220,18 +220,7 @@ impl RegisterStore {
             .iter()
             .map(|h| pool.get(*h).ok_or(crate::hash::HashError::UnknownHandle(h.0)))
             .collect::<Result<_, _>>()?;
-        // Every changed id once, ascending; an upsert wins over a removal.
-        let mut changes: Vec<(ResourceId, Option<[u8; 32]>)> = delta.removed.iter().map(|id| (*id, None)).collect();
-        changes.extend(delta.upserts.iter().zip(&commitments).map(|(r, c)| (r.id, Some(*c))));
-        // A total order (an id is at most once removed and once upserted).
-        changes.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.is_some().cmp(&b.1.is_some())));
-        changes.dedup_by(|later, earlier| {
-            let same = later.0 == earlier.0;
-            if same {
-                *earlier = *later;
-            }
-            same
-        });
+        let changes = sorted_changes(delta, &commitments);
         let buckets = self.index.file_buckets_with(&changes, pool);
         let tree = self.tree.stage_filed(buckets, pool)?;
         Ok((commitments, tree))
@@ -270,10 +259,81 @@ impl RegisterStore {
     }
 }
 
+/// Every id `delta` changes, once, ascending, with its new commitment (None:
+/// removed; an upsert wins over a removal of the same id). Sorted as 16-byte
+/// keys (the first 8 id bytes and an index) rather than as 72-byte entries.
+fn sorted_changes(delta: &BatchDelta, commitments: &[[u8; 32]]) -> Vec<(ResourceId, Option<[u8; 32]>)> {
+    let removed = delta.removed.len();
+    let id = |i: u32| match (i as usize).checked_sub(removed) {
+        None => &delta.removed[i as usize],
+        Some(u) => &delta.upserts[u].id,
+    };
+    let prefix = |id: &ResourceId| u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
+    let mut order: Vec<(u64, u32)> = (0..(removed + delta.upserts.len()) as u32).map(|i| (prefix(id(i)), i)).collect();
+    // A total order: an id is at most once removed and once upserted, and
+    // the removal (lower index) sorts first.
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| id(a.1).cmp(id(b.1))).then(a.1.cmp(&b.1)));
+    let mut changes: Vec<(ResourceId, Option<[u8; 32]>)> = Vec::with_capacity(order.len());
+    for (_, i) in order {
+        let change = match (i as usize).checked_sub(removed) {
+            None => (delta.removed[i as usize], None),
+            Some(u) => (delta.upserts[u].id, Some(commitments[u])),
+        };
+        match changes.last_mut() {
+            Some(last) if last.0 == change.0 => *last = change,
+            _ => changes.push(change),
+        }
+    }
+    changes
+}
+
 impl Drop for RegisterStore {
     fn drop(&mut self) {
         if let Err(e) = self.checkpoint() {
             tracing::warn!("checkpoint on close failed (the delta log still holds every batch): {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::resource::NewResource;
+
+    fn register(seed: u32) -> Arc<ResourceRegister> {
+        let new = NewResource {
+            logic: ContentId::default(),
+            domain: crate::DomainId::new("d"),
+            fungibility_domain: "f".into(),
+            quantity: 1,
+            metadata: Default::default(),
+            contents: Vec::new(),
+            nullifier_key_commitment: [0; 32],
+            controller: "c".into(),
+            nonce: [0; 32],
+        };
+        // Ids sharing their first 8 bytes in pairs, so the full comparison is exercised.
+        let mut id = *blake3::hash(&(seed / 2).to_le_bytes()).as_bytes();
+        id[31] = seed as u8;
+        Arc::new(new.into_register(ContentId::from_digest(id)))
+    }
+
+    #[test]
+    fn sorted_changes_orders_ids_once_with_upserts_winning() {
+        let upserts: Vec<Arc<ResourceRegister>> = (0..300).map(register).collect();
+        let commitments: Vec<[u8; 32]> = (0..300u32).map(|i| *blake3::hash(&i.to_be_bytes()).as_bytes()).collect();
+        // Removed: every third upserted id, plus ids that are only removed.
+        let removed: Vec<ResourceId> =
+            (0..300).step_by(3).map(|i| upserts[i].id).chain((300..400).map(|i| register(i).id)).collect();
+        let mut model: BTreeMap<ResourceId, Option<[u8; 32]>> = removed.iter().map(|id| (*id, None)).collect();
+        model.extend(upserts.iter().zip(&commitments).map(|(r, c)| (r.id, Some(*c))));
+        let delta = BatchDelta { upserts, removed, nullifiers: Vec::new() };
+        let expected: Vec<(ResourceId, Option<[u8; 32]>)> = model.into_iter().collect();
+        assert_eq!(sorted_changes(&delta, &commitments), expected);
+        let empty = BatchDelta::default();
+        assert!(sorted_changes(&empty, &[]).is_empty());
     }
 }

@@ -125,10 +125,13 @@ impl StateTree {
             buckets.into_iter().map(|(b, handle)| (BUCKETS + b, handle)).unzip();
         pool.flush()?;
         let mut level = resolve(indices, &handles, pool)?;
-        let mut all = Vec::new();
+        let mut all = Vec::with_capacity(3 * level.len());
+        let mut blocks: Vec<u8> = Vec::with_capacity(64 * level.len().div_ceil(2));
         while level[0].0 > 1 {
+            // The level's parent blocks side by side, filed as one run of
+            // 64-byte messages (hashed in place when the run is large).
             let mut parents = Vec::with_capacity(level.len().div_ceil(2));
-            let mut handles = Vec::with_capacity(parents.capacity());
+            blocks.clear();
             let mut i = 0;
             while i < level.len() {
                 let (idx, digest) = level[i];
@@ -141,12 +144,15 @@ impl StateTree {
                     (self.nodes[idx - 1], digest, 1)
                 };
                 parents.push(idx / 2);
-                handles.push(pool.hash(block(&left, &right)));
+                blocks.extend_from_slice(&left);
+                blocks.extend_from_slice(&right);
                 i += step;
             }
+            let range = pool.hash_fixed(&blocks, 64)?;
             pool.flush()?;
+            let digests = pool.get_range(range).ok_or(HashError::UnknownHandle(range.start))?;
             all.extend_from_slice(&level);
-            level = resolve(parents, &handles, pool)?;
+            level = parents.into_iter().zip(digests.iter().copied()).collect();
         }
         let root = level[0].1;
         all.extend_from_slice(&level);
