@@ -78,13 +78,14 @@ impl Shard {
         }
     }
 
-    fn remove(&mut self, id: &ResourceId) {
-        if self.entries.remove(id).is_some() {
-            let leaves = self.leaves(id);
-            if let Ok(at) = leaves.binary_search_by(|leaf| leaf.id.cmp(id)) {
-                leaves.remove(at);
-            }
+    /// Remove `id`, handing back its register (the caller decides where it is freed).
+    fn remove(&mut self, id: &ResourceId) -> Option<Arc<ResourceRegister>> {
+        let removed = self.entries.remove(id)?;
+        let leaves = self.leaves(id);
+        if let Ok(at) = leaves.binary_search_by(|leaf| leaf.id.cmp(id)) {
+            leaves.remove(at);
         }
+        Some(removed)
     }
 }
 
@@ -117,8 +118,15 @@ impl Registers {
     }
 
     /// Remove `removed`, then insert `upserts` with their commitments: each
-    /// shard's share on its own rayon task.
-    pub fn apply(&mut self, removed: &[ResourceId], upserts: &[Arc<ResourceRegister>], commitments: &[[u8; 32]]) {
+    /// shard's share on its own rayon task. Returns the removed registers:
+    /// freeing them on the workers made them contend for the allocator's
+    /// lock with the calling thread, so the caller drops them.
+    pub fn apply(
+        &mut self,
+        removed: &[ResourceId],
+        upserts: &[Arc<ResourceRegister>],
+        commitments: &[[u8; 32]],
+    ) -> Vec<Vec<Arc<ResourceRegister>>> {
         let mut removals: Vec<Vec<&ResourceId>> = vec![Vec::new(); SHARDS];
         for id in removed {
             removals[shard_of(id)].push(id);
@@ -127,15 +135,17 @@ impl Registers {
         for (r, c) in upserts.iter().zip(commitments) {
             inserts[shard_of(&r.id)].push((r, *c));
         }
-        self.shards.par_iter_mut().zip(removals).zip(inserts).for_each(|((shard, removals), inserts)| {
-            shard.entries.reserve(inserts.len().saturating_sub(removals.len()));
-            for id in removals {
-                shard.remove(id);
-            }
-            for (r, c) in inserts {
-                shard.insert(Arc::clone(r), c);
-            }
-        });
+        let shards = self.shards.par_iter_mut().zip(removals).zip(inserts);
+        shards
+            .map(|((shard, removals), inserts)| {
+                shard.entries.reserve(inserts.len().saturating_sub(removals.len()));
+                let gone: Vec<Arc<ResourceRegister>> = removals.into_iter().filter_map(|id| shard.remove(id)).collect();
+                for (r, c) in inserts {
+                    shard.insert(Arc::clone(r), c);
+                }
+                gone
+            })
+            .collect()
     }
 
     /// Every leaf, by id ascending.
@@ -189,7 +199,7 @@ impl Index {
     /// registers on the rayon pool, the nullifier and consumed sets beside them.
     pub fn apply_with(&mut self, delta: &BatchDelta, commitments: &[[u8; 32]], number: u64) {
         let Index { registers, nullifiers, consumed, dirty, fresh_nullifiers } = self;
-        rayon::join(
+        let (gone, ()) = rayon::join(
             || registers.apply(&delta.removed, &delta.upserts, commitments),
             || {
                 nullifiers.reserve(delta.nullifiers.len());
@@ -201,6 +211,7 @@ impl Index {
                 fresh_nullifiers.extend(delta.nullifiers.iter().map(|n| (*n, number)));
             },
         );
+        drop(gone);
     }
 
     /// Hash every register's state encoding through the pool (after a load).
