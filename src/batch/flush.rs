@@ -191,9 +191,18 @@ fn unique(
     Ok((nullifiers, ids))
 }
 
-/// The digests of a successful operation's nullifiers and created ids.
-pub(super) fn claims(fx: &OpEffects, pool: &HashPool) -> Result<Claims, ExecutionError> {
-    let nullifiers = fx.consumes.iter().map(|c| digest(pool, c.nullifier)).collect::<Result<_, _>>()?;
-    let ids = fx.creates.iter().map(|h| digest(pool, *h).map(ResourceId::from_digest)).collect::<Result<_, _>>()?;
-    Ok((nullifiers, ids))
+/// Append the digests of a successful operation's nullifiers and created ids.
+pub(super) fn claims(
+    fx: &OpEffects,
+    pool: &HashPool,
+    nullifiers: &mut Vec<[u8; 32]>,
+    ids: &mut Vec<ResourceId>,
+) -> Result<(), ExecutionError> {
+    for c in &fx.consumes {
+        nullifiers.push(digest(pool, c.nullifier)?);
+    }
+    for h in &fx.creates {
+        ids.push(ResourceId::from_digest(digest(pool, *h)?));
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@ mod env;
 pub mod file;
 mod flush;
 mod ops;
+mod outcomes;
 mod overlay;
 mod pipeline;
 mod prove;
@@ -44,12 +45,15 @@ use crate::resource::{Operation, ResourceRegister};
 use crate::store::{BatchDelta, BatchRecord, ProofRecord, RegisterStore, StageTimings, StagedBatch};
 
 use env::{hash_failed, Env, OpEffects};
+use outcomes::Outcomes;
 use view::InFlight;
 
 /// One operation's fate in a pass.
+#[derive(Default)]
 enum Record {
     Executed(OpEffects),
     Failed(ExecutionError, OpEffects),
+    #[default]
     Skipped,
 }
 
@@ -173,7 +177,8 @@ struct Executed<'a> {
     ctx: &'a ExecutionContext,
     tx: &'a TransactionContext,
     ops_count: usize,
-    results: Vec<OperationResult>,
+    /// Built into the results last (while a commit's log append runs).
+    outcomes: Outcomes<'a>,
     success_count: usize,
     metadata: BatchMetadata,
     witnesses: Vec<OpWitness>,
@@ -185,7 +190,7 @@ struct Executed<'a> {
 
 fn conclude<'a>(
     env: Env<'_, 'a>,
-    ops: &[Operation],
+    ops: &'a [Operation],
     records: Vec<Record>,
     timings: StageTimings,
     reruns: usize,
@@ -193,39 +198,25 @@ fn conclude<'a>(
     let tx = env.tx;
     let ctx = env.ctx;
     let mode = tx.mode;
-    let mut results = Vec::with_capacity(records.len());
     let mut witnesses = Vec::new();
     let mut nullifiers = Vec::new();
+    let mut created = Vec::new();
     let mut counts = (0u64, 0u64, 0u64);
-    for (index, (record, op)) in records.into_iter().zip(ops).enumerate() {
-        let kind = op.kind();
-        let (status, instructions, traces) = match record {
-            Record::Skipped => (OpStatus::Skipped, 0, Vec::new()),
-            Record::Failed(e, fx) => (OpStatus::Failed(e), fx.instructions, fx.traces),
-            Record::Executed(fx) => {
-                let (spent, created) = flush::claims(&fx, &env.pool)?;
-                counts.0 += created.len() as u64;
-                counts.1 += fx.updates.len() as u64;
-                counts.2 += spent.len() as u64;
-                if prove::gathers_witnesses(tx) {
-                    witnesses.push(witness(kind, &fx, &created));
-                }
-                nullifiers.extend_from_slice(&spent);
-                let outcome = OpOutcome {
-                    created,
-                    consumed: fx.consumes.iter().map(|c| c.register.id).collect(),
-                    nullifiers: spent,
-                    updated: fx.updates.iter().map(|(_, a)| (a.id, a.version)).collect(),
-                    read: fx.read.map(Arc::unwrap_or_clone),
-                    verified: fx.verified,
-                };
-                (OpStatus::Succeeded(Box::new(outcome)), fx.instructions, fx.traces)
+    for (record, op) in records.iter().zip(ops) {
+        if let Record::Executed(fx) = record {
+            let first_created = created.len();
+            flush::claims(fx, &env.pool, &mut nullifiers, &mut created)?;
+            counts.0 += fx.creates.len() as u64;
+            counts.1 += fx.updates.len() as u64;
+            counts.2 += fx.consumes.len() as u64;
+            if prove::gathers_witnesses(tx) {
+                witnesses.push(witness(op.kind(), fx, &created[first_created..]));
             }
-        };
-        results.push(OperationResult { index, kind, status, instructions, traces });
+        }
     }
-    let success_count = results.iter().filter(|r| r.succeeded()).count();
-    let any_failed = success_count < results.len();
+    let outcomes = Outcomes { ops, records, nullifiers: nullifiers.clone(), created };
+    let success_count = outcomes.success_count();
+    let any_failed = success_count < ops.len();
     let rolled_back = any_failed && tx.commit == CommitPolicy::AllOrNothing;
 
     let Env { pool, overlay, .. } = env;
@@ -253,7 +244,7 @@ fn conclude<'a>(
         ctx,
         tx,
         ops_count: ops.len(),
-        results,
+        outcomes,
         success_count,
         metadata,
         witnesses,
@@ -270,12 +261,17 @@ impl Executed<'_> {
         self.tx.mode.writes_store() && self.success_count > 0 && !self.metadata.rolled_back
     }
 
-    fn into_result(self) -> BatchExecutionResult {
+    fn into_result(mut self) -> BatchExecutionResult {
+        let results = std::mem::take(&mut self.outcomes).build();
+        self.finish(results)
+    }
+
+    fn finish(self, results: Vec<OperationResult>) -> BatchExecutionResult {
         let mut metadata = self.metadata;
         if self.tx.mode == ExecutionMode::ProofGeneration {
             metadata.witnesses = self.witnesses;
         }
-        BatchExecutionResult { results: self.results, success_count: self.success_count, metadata }
+        BatchExecutionResult { results, success_count: self.success_count, metadata }
     }
 }
 
@@ -357,11 +353,12 @@ impl PendingCommit<'_> {
             proof,
             ..Default::default()
         };
-        let committed = store.commit(staged, record)?;
+        let outcomes = std::mem::take(&mut executed.outcomes);
+        let (committed, results) = store.commit_while(staged, record, || outcomes.build())?;
         executed.metadata.timings.commit_us = micros(started);
         executed.metadata.batch_number = Some(committed.number);
         executed.metadata.committed = true;
-        Ok(executed.into_result())
+        Ok(executed.finish(results))
     }
 }
 

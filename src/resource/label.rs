@@ -118,7 +118,8 @@ mod tests {
         assert_eq!(a, "coin");
         assert_eq!(a, String::from("coin"));
         assert_eq!(a.clone(), a);
-        assert!(Label::from("a") < Label::from("b"));
+        let (a_, b_) = (Label::from("a"), Label::from("b"));
+        assert!(a_ < b_);
         assert_eq!(format!("{a} {a:?}"), "coin \"coin\"");
         assert_eq!(serde_json::to_string(&a).unwrap(), "\"coin\"");
         assert_eq!(serde_json::from_str::<Label>("\"coin\"").unwrap(), a);

@@ -50,7 +50,7 @@ impl Default for StoreOptions {
 
 pub(super) struct Durable {
     db: Database,
-    log: BatchLog,
+    pub log: BatchLog,
     /// Records of the batches in the log (not in the redb index yet), oldest first.
     pending: Vec<BatchRecord>,
     options: StoreOptions,

@@ -21,6 +21,9 @@ pub(super) struct BatchLog {
     file: File,
     path: PathBuf,
     bytes: u64,
+    /// Tests: the next append fails after writing part of its frame.
+    #[cfg(test)]
+    pub fail_next_append: bool,
 }
 
 /// One whole frame read back from the log.
@@ -65,7 +68,14 @@ impl BatchLog {
             file.sync_all().map_err(|e| io(path, e))?;
         }
         file.seek(SeekFrom::End(0)).map_err(|e| io(path, e))?;
-        Ok((BatchLog { file, path: path.to_path_buf(), bytes: at as u64 }, frames))
+        let log = BatchLog {
+            file,
+            path: path.to_path_buf(),
+            bytes: at as u64,
+            #[cfg(test)]
+            fail_next_append: false,
+        };
+        Ok((log, frames))
     }
 
     /// Append one batch durably (written and fsynced when this returns Ok).
@@ -85,6 +95,7 @@ impl BatchLog {
             .file
             .write_all(&header)
             .and_then(|()| self.file.write_all(&payload))
+            .and_then(|()| self.injected_failure())
             .and_then(|()| self.file.write_all(delta))
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
@@ -96,6 +107,19 @@ impl BatchLog {
         let bytes = (header.len() + payload.len() + delta.len()) as u64;
         self.bytes += bytes;
         Ok(bytes)
+    }
+
+    #[cfg(test)]
+    fn injected_failure(&mut self) -> std::io::Result<()> {
+        match std::mem::take(&mut self.fail_next_append) {
+            true => Err(std::io::Error::other("injected append failure")),
+            false => Ok(()),
+        }
+    }
+
+    #[cfg(not(test))]
+    fn injected_failure(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 
     /// Empty the log (its batches are in a checkpoint now).

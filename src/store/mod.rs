@@ -213,14 +213,23 @@ impl RegisterStore {
         // Commitments (~250 bytes each), then about one bucket per change.
         let changed = delta.upserts.len() + delta.removed.len();
         pool.reserve(delta.upserts.len() + changed, 256 * delta.upserts.len() + 96 * changed);
-        let handles: Vec<HashHandle> =
-            delta.upserts.iter().map(|r| pool.hash_with(|buf| r.write_state_encoding(buf))).collect();
+        // The upserts' ids are taken while their registers are in cache for
+        // the encoding: sorting through the `Arc`s missed the cache per id.
+        let mut upsert_ids = Vec::with_capacity(delta.upserts.len());
+        let handles: Vec<HashHandle> = delta
+            .upserts
+            .iter()
+            .map(|r| {
+                upsert_ids.push(r.id);
+                pool.hash_with(|buf| r.write_state_encoding(buf))
+            })
+            .collect();
         pool.flush()?;
         let commitments: Vec<[u8; 32]> = handles
             .iter()
             .map(|h| pool.get(*h).ok_or(crate::hash::HashError::UnknownHandle(h.0)))
             .collect::<Result<_, _>>()?;
-        let changes = sorted_changes(delta, &commitments);
+        let changes = sorted_changes(&delta.removed, &upsert_ids, &commitments);
         let buckets = self.index.file_buckets_with(&changes, pool);
         let tree = self.tree.stage_filed(buckets, pool)?;
         Ok((commitments, tree))
@@ -228,7 +237,21 @@ impl RegisterStore {
 
     /// Append the staged batch durably (one write transaction), then apply it
     /// in memory. `record`'s number and roots are filled in here.
-    pub fn commit(&mut self, mut staged: StagedBatch, mut record: BatchRecord) -> Result<BatchRecord, StoreError> {
+    pub fn commit(&mut self, staged: StagedBatch, record: BatchRecord) -> Result<BatchRecord, StoreError> {
+        self.commit_while(staged, record, || ()).map(|(record, ())| record)
+    }
+
+    /// [`RegisterStore::commit`], running `during` on this thread while the
+    /// log frame is written and synced on another (the sync is milliseconds
+    /// of waiting). `during` must not need the store; if it
+    /// panics, the batch still commits (or fails) as a whole first, so the
+    /// store stays consistent, and the panic then continues.
+    pub fn commit_while<R: Send>(
+        &mut self,
+        mut staged: StagedBatch,
+        mut record: BatchRecord,
+        during: impl FnOnce() -> R + Send,
+    ) -> Result<(BatchRecord, R), StoreError> {
         let number = self.head + 1;
         record.number = number;
         record.state_root_before = staged.root_before;
@@ -237,7 +260,31 @@ impl RegisterStore {
             // Staged without `for_commit`.
             staged.encoded_delta = staged.delta.encode();
         }
-        self.durable.append(&staged.encoded_delta, &record)?;
+        // Behind a lock only so the fallback below can reach it too.
+        let durable = std::sync::Mutex::new(&mut self.durable);
+        let append = || durable.lock().unwrap_or_else(|e| e.into_inner()).append(&staged.encoded_delta, &record);
+        let (during, appended) = std::thread::scope(|scope| {
+            // `during` stays on this thread: it allocates what the caller frees.
+            let appender = std::thread::Builder::new().name("cvm-append".into());
+            match appender.spawn_scoped(scope, append) {
+                Ok(append) => {
+                    let during = std::panic::catch_unwind(std::panic::AssertUnwindSafe(during));
+                    let appended = append.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (during, appended)
+                }
+                // No thread to be had: append, then run `during`.
+                Err(_) => {
+                    let appended = append();
+                    (std::panic::catch_unwind(std::panic::AssertUnwindSafe(during)), appended)
+                }
+            }
+        });
+        if let Err(e) = appended {
+            if let Err(panic) = during {
+                std::panic::resume_unwind(panic);
+            }
+            return Err(e);
+        }
         self.head = number;
         self.index.apply_with(&staged.delta, &staged.commitments, number);
         self.tree.apply(&staged.tree);
@@ -248,7 +295,10 @@ impl RegisterStore {
                 tracing::warn!("checkpoint after batch {number} failed (the log still holds every batch): {e}");
             }
         }
-        Ok(record)
+        match during {
+            Ok(during) => Ok((record, during)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// Write the index's changes since the last checkpoint into the redb
@@ -259,25 +309,30 @@ impl RegisterStore {
     }
 }
 
-/// Every id `delta` changes, once, ascending, with its new commitment (None:
-/// removed; an upsert wins over a removal of the same id). Sorted as 16-byte
-/// keys (the first 8 id bytes and an index) rather than as 72-byte entries.
-fn sorted_changes(delta: &BatchDelta, commitments: &[[u8; 32]]) -> Vec<(ResourceId, Option<[u8; 32]>)> {
-    let removed = delta.removed.len();
-    let id = |i: u32| match (i as usize).checked_sub(removed) {
-        None => &delta.removed[i as usize],
-        Some(u) => &delta.upserts[u].id,
+/// Every id a delta changes (`removed`, and `upserts` with their
+/// `commitments`), once, ascending, with its new commitment (None: removed;
+/// an upsert wins over a removal of the same id). Sorted as 16-byte keys (the
+/// first 8 id bytes and an index) rather than as 72-byte entries.
+fn sorted_changes(
+    removed: &[ResourceId],
+    upserts: &[ResourceId],
+    commitments: &[[u8; 32]],
+) -> Vec<(ResourceId, Option<[u8; 32]>)> {
+    let all = removed.len() + upserts.len();
+    let id = |i: u32| match (i as usize).checked_sub(removed.len()) {
+        None => &removed[i as usize],
+        Some(u) => &upserts[u],
     };
     let prefix = |id: &ResourceId| u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
-    let mut order: Vec<(u64, u32)> = (0..(removed + delta.upserts.len()) as u32).map(|i| (prefix(id(i)), i)).collect();
+    let mut order: Vec<(u64, u32)> = (0..all as u32).map(|i| (prefix(id(i)), i)).collect();
     // A total order: an id is at most once removed and once upserted, and
     // the removal (lower index) sorts first.
     order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| id(a.1).cmp(id(b.1))).then(a.1.cmp(&b.1)));
     let mut changes: Vec<(ResourceId, Option<[u8; 32]>)> = Vec::with_capacity(order.len());
     for (_, i) in order {
-        let change = match (i as usize).checked_sub(removed) {
-            None => (delta.removed[i as usize], None),
-            Some(u) => (delta.upserts[u].id, Some(commitments[u])),
+        let change = match (i as usize).checked_sub(removed.len()) {
+            None => (removed[i as usize], None),
+            Some(u) => (upserts[u], Some(commitments[u])),
         };
         match changes.last_mut() {
             Some(last) if last.0 == change.0 => *last = change,
@@ -330,10 +385,65 @@ mod tests {
             (0..300).step_by(3).map(|i| upserts[i].id).chain((300..400).map(|i| register(i).id)).collect();
         let mut model: BTreeMap<ResourceId, Option<[u8; 32]>> = removed.iter().map(|id| (*id, None)).collect();
         model.extend(upserts.iter().zip(&commitments).map(|(r, c)| (r.id, Some(*c))));
-        let delta = BatchDelta { upserts, removed, nullifiers: Vec::new() };
+        let upserts: Vec<ResourceId> = upserts.iter().map(|r| r.id).collect();
         let expected: Vec<(ResourceId, Option<[u8; 32]>)> = model.into_iter().collect();
-        assert_eq!(sorted_changes(&delta, &commitments), expected);
-        let empty = BatchDelta::default();
-        assert!(sorted_changes(&empty, &[]).is_empty());
+        assert_eq!(sorted_changes(&removed, &upserts, &commitments), expected);
+        assert!(sorted_changes(&[], &[], &[]).is_empty());
+    }
+
+    /// A staged batch creating one register (seeded) in `store`.
+    fn staged_one(store: &RegisterStore, seed: u32) -> StagedBatch {
+        let delta =
+            BatchDelta { upserts: vec![register(seed)], removed: Vec::new(), nullifiers: vec![[seed as u8; 32]] };
+        store.stage(delta, &mut HashPool::new(), true).expect("stage")
+    }
+
+    #[test]
+    fn commit_while_runs_the_work_beside_the_append_and_returns_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RegisterStore::open(dir.path()).unwrap();
+        let staged = staged_one(&store, 1);
+        let root = staged.root_after;
+        let (record, during) = store.commit_while(staged, BatchRecord::default(), || 42).unwrap();
+        assert_eq!((record.number, during, store.head(), store.state_root()), (1, 42, 1, root));
+        drop(store);
+        let store = RegisterStore::open(dir.path()).unwrap();
+        assert_eq!((store.head(), store.state_root(), store.len()), (1, root, 1));
+    }
+
+    #[test]
+    fn a_failed_append_commits_nothing_and_the_next_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RegisterStore::open(dir.path()).unwrap();
+        let before = store.state_root();
+        store.durable.log.fail_next_append = true;
+        let staged = staged_one(&store, 1);
+        let err = store.commit_while(staged, BatchRecord::default(), || 42).unwrap_err();
+        assert!(err.to_string().contains("injected append failure"), "{err}");
+        assert_eq!((store.head(), store.state_root(), store.len(), store.nullifier_count()), (0, before, 0, 0));
+        // The torn frame was cut back: the next batch is number 1, and it reopens.
+        let staged = staged_one(&store, 2);
+        let root = staged.root_after;
+        store.commit(staged, BatchRecord::default()).unwrap();
+        drop(store);
+        let store = RegisterStore::open(dir.path()).unwrap();
+        assert_eq!((store.head(), store.state_root(), store.len()), (1, root, 1));
+    }
+
+    #[test]
+    fn a_panic_beside_the_append_still_leaves_the_batch_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RegisterStore::open(dir.path()).unwrap();
+        let staged = staged_one(&store, 1);
+        let root = staged.root_after;
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.commit_while(staged, BatchRecord::default(), || panic!("results failed"))
+        }));
+        assert!(panicked.is_err());
+        // Durable and applied: memory and disk agree on batch 1.
+        assert_eq!((store.head(), store.state_root(), store.len()), (1, root, 1));
+        drop(store);
+        let store = RegisterStore::open(dir.path()).unwrap();
+        assert_eq!((store.head(), store.state_root()), (1, root));
     }
 }
