@@ -398,23 +398,33 @@ mod tests {
         store.stage(delta, &mut HashPool::new(), true).expect("stage")
     }
 
+    /// An empty store in a fresh directory.
+    fn fresh_store() -> (tempfile::TempDir, RegisterStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RegisterStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    /// Head, root and register count of the store in `dir`, reopened.
+    fn reopened(dir: &tempfile::TempDir) -> (u64, [u8; 32], usize) {
+        let store = RegisterStore::open(dir.path()).unwrap();
+        (store.head(), store.state_root(), store.len())
+    }
+
     #[test]
     fn commit_while_runs_the_work_beside_the_append_and_returns_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = RegisterStore::open(dir.path()).unwrap();
+        let (dir, mut store) = fresh_store();
         let staged = staged_one(&store, 1);
         let root = staged.root_after;
         let (record, during) = store.commit_while(staged, BatchRecord::default(), || 42).unwrap();
         assert_eq!((record.number, during, store.head(), store.state_root()), (1, 42, 1, root));
         drop(store);
-        let store = RegisterStore::open(dir.path()).unwrap();
-        assert_eq!((store.head(), store.state_root(), store.len()), (1, root, 1));
+        assert_eq!(reopened(&dir), (1, root, 1));
     }
 
     #[test]
     fn a_failed_append_commits_nothing_and_the_next_batch_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = RegisterStore::open(dir.path()).unwrap();
+        let (dir, mut store) = fresh_store();
         let before = store.state_root();
         store.durable.log.fail_next_append = true;
         let staged = staged_one(&store, 1);
@@ -426,14 +436,12 @@ mod tests {
         let root = staged.root_after;
         store.commit(staged, BatchRecord::default()).unwrap();
         drop(store);
-        let store = RegisterStore::open(dir.path()).unwrap();
-        assert_eq!((store.head(), store.state_root(), store.len()), (1, root, 1));
+        assert_eq!(reopened(&dir), (1, root, 1));
     }
 
     #[test]
     fn a_panic_beside_the_append_still_leaves_the_batch_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = RegisterStore::open(dir.path()).unwrap();
+        let (dir, mut store) = fresh_store();
         let staged = staged_one(&store, 1);
         let root = staged.root_after;
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -443,7 +451,6 @@ mod tests {
         // Durable and applied: memory and disk agree on batch 1.
         assert_eq!((store.head(), store.state_root(), store.len()), (1, root, 1));
         drop(store);
-        let store = RegisterStore::open(dir.path()).unwrap();
-        assert_eq!((store.head(), store.state_root()), (1, root));
+        assert_eq!(reopened(&dir), (1, root, 1));
     }
 }
