@@ -16,6 +16,7 @@ pub mod encoding;
 pub mod keys;
 pub mod pipeline;
 pub mod poseidon;
+mod poseidon_native;
 pub mod prover;
 pub mod snarkjs;
 pub mod system;

@@ -16,7 +16,7 @@ use ark_crypto_primitives::sponge::constraints::CryptographicSpongeVar;
 use ark_crypto_primitives::sponge::poseidon::constraints::PoseidonSpongeVar;
 use ark_crypto_primitives::sponge::poseidon::{find_poseidon_ark_and_mds, PoseidonConfig, PoseidonSponge};
 use ark_crypto_primitives::sponge::CryptographicSponge;
-use ark_ff::{AdditiveGroup, Field};
+use ark_ff::AdditiveGroup;
 use ark_r1cs_std::fields::fp::FpVar;
 use ark_relations::gr1cs::{ConstraintSystemRef, SynthesisError};
 
@@ -65,38 +65,11 @@ pub fn hash(domain: HashDomain, inputs: &[Fr]) -> Fr {
         // A full rate is permuted when the next element arrives; the last
         // chunk is permuted by the squeeze below.
         if chunks.peek().is_some() {
-            permute(&mut state);
+            super::poseidon_native::permute(&mut state);
         }
     }
-    permute(&mut state);
+    super::poseidon_native::permute(&mut state);
     state[1]
-}
-
-/// The Poseidon permutation: half the full rounds, the partial rounds (the
-/// S-box on the first element only), the other half of the full rounds;
-/// each round adds its constants, applies the S-box, multiplies by the MDS matrix.
-fn permute(state: &mut [Fr; 3]) {
-    let c = config();
-    let half = FULL_ROUNDS / 2;
-    for (round, constants) in c.ark.iter().enumerate() {
-        for (s, k) in state.iter_mut().zip(constants) {
-            *s += k;
-        }
-        if round < half || round >= half + PARTIAL_ROUNDS {
-            state.iter_mut().for_each(pow5);
-        } else {
-            pow5(&mut state[0]);
-        }
-        let old = *state;
-        for (s, row) in state.iter_mut().zip(&c.mds) {
-            *s = row[0] * old[0] + row[1] * old[1] + row[2] * old[2];
-        }
-    }
-}
-
-fn pow5(x: &mut Fr) {
-    let square = x.square();
-    *x *= square.square();
 }
 
 /// Poseidon through ark-crypto-primitives' sponge: the reference that
@@ -133,6 +106,7 @@ pub fn fingerprint() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ark_ff::Field;
     use ark_r1cs_std::prelude::*;
     use ark_relations::gr1cs::ConstraintSystem;
     use rand::SeedableRng;

@@ -1,0 +1,132 @@
+//! The native Poseidon permutation, with the partial rounds in the sparse
+//! form of the Poseidon paper's appendix B.
+//!
+//! A partial round applies the S-box to the first element only, so the MDS
+//! matrix M can be split as M = M''·M' with M' = diag(1, M̂) (M̂: M without
+//! its first row and column) and M'' = [[m00, r·M̂⁻¹], [c, I]], which has 5
+//! non-trivial entries instead of 9. M' commutes with that S-box, so it moves
+//! into the round before, whose matrix becomes M'·M and is split the same
+//! way, back to the first partial round: one dense matrix before the partial
+//! rounds, then 57 sparse ones, with the round constants carried through
+//! the same matrices. Tested against ark's sponge (`poseidon::reference_hash`).
+
+use std::sync::OnceLock;
+
+use ark_bn254::Fr;
+use ark_ff::Field;
+
+use super::poseidon::{config, FULL_ROUNDS, PARTIAL_ROUNDS};
+
+type Matrix = [[Fr; 3]; 3];
+
+/// M'' of one partial round: `[[m00, r1, r2], [c1, 1, 0], [c2, 0, 1]]`.
+#[derive(Clone, Copy)]
+struct Sparse {
+    m00: Fr,
+    row: [Fr; 2],
+    col: [Fr; 2],
+}
+
+struct Schedule {
+    mds: Matrix,
+    /// M'₀, applied once before the first partial round's S-box.
+    pre: Matrix,
+    /// The first partial round's constants (added before `pre`).
+    first_constants: [Fr; 3],
+    /// Per partial round, its M''.
+    sparse: Vec<Sparse>,
+    /// Per partial round k ≥ 1, its constants carried through M'ₖ (added
+    /// after round k − 1's matrix).
+    constants: Vec<[Fr; 3]>,
+}
+
+fn product(a: &Matrix, b: &Matrix) -> Matrix {
+    std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|l| a[i][l] * b[l][j]).sum()))
+}
+
+fn apply(m: &Matrix, v: &[Fr; 3]) -> [Fr; 3] {
+    std::array::from_fn(|i| m[i][0] * v[0] + m[i][1] * v[1] + m[i][2] * v[2])
+}
+
+/// Split `m` as M''·M' (see the module comment).
+fn split(m: &Matrix) -> (Sparse, Matrix) {
+    let det = m[1][1] * m[2][2] - m[1][2] * m[2][1];
+    let inv_det = det.inverse().expect("Poseidon's MDS products have invertible minors");
+    let hat_inv = [[m[2][2] * inv_det, -m[1][2] * inv_det], [-m[2][1] * inv_det, m[1][1] * inv_det]];
+    let row = [m[0][1] * hat_inv[0][0] + m[0][2] * hat_inv[1][0], m[0][1] * hat_inv[0][1] + m[0][2] * hat_inv[1][1]];
+    let zero = Fr::from(0u64);
+    let one = Fr::from(1u64);
+    let prime = [[one, zero, zero], [zero, m[1][1], m[1][2]], [zero, m[2][1], m[2][2]]];
+    (Sparse { m00: m[0][0], row, col: [m[1][0], m[2][0]] }, prime)
+}
+
+fn schedule() -> &'static Schedule {
+    static SCHEDULE: OnceLock<Schedule> = OnceLock::new();
+    SCHEDULE.get_or_init(|| {
+        let c = config();
+        let mds: Matrix = std::array::from_fn(|i| std::array::from_fn(|j| c.mds[i][j]));
+        let half = FULL_ROUNDS / 2;
+        let round_constants = |k: usize| -> [Fr; 3] { std::array::from_fn(|i| c.ark[half + k][i]) };
+        let mut sparse =
+            vec![Sparse { m00: Fr::from(0u64), row: [Fr::from(0u64); 2], col: [Fr::from(0u64); 2] }; PARTIAL_ROUNDS];
+        let mut constants = vec![[Fr::from(0u64); 3]; PARTIAL_ROUNDS];
+        // Backwards: round k's matrix is M'ₖ₊₁·M (the last round's is M).
+        let mut next_prime: Option<Matrix> = None;
+        for k in (0..PARTIAL_ROUNDS).rev() {
+            if let Some(prime) = &next_prime {
+                constants[k + 1] = apply(prime, &round_constants(k + 1));
+            }
+            let acc = match &next_prime {
+                Some(prime) => product(prime, &mds),
+                None => mds,
+            };
+            let (m2, prime) = split(&acc);
+            sparse[k] = m2;
+            next_prime = Some(prime);
+        }
+        let pre = next_prime.expect("at least one partial round");
+        Schedule { mds, pre, first_constants: round_constants(0), sparse, constants }
+    })
+}
+
+fn pow5(x: &mut Fr) {
+    let square = x.square();
+    *x *= square.square();
+}
+
+fn full_round(state: &mut [Fr; 3], constants: &[Fr], mds: &Matrix) {
+    for (s, k) in state.iter_mut().zip(constants) {
+        *s += k;
+        pow5(s);
+    }
+    *state = apply(mds, state);
+}
+
+/// The Poseidon permutation of `state` (width 3, ark's parameters).
+pub fn permute(state: &mut [Fr; 3]) {
+    let c = config();
+    let s = schedule();
+    let half = FULL_ROUNDS / 2;
+    for constants in &c.ark[..half] {
+        full_round(state, constants, &s.mds);
+    }
+    for (x, k) in state.iter_mut().zip(&s.first_constants) {
+        *x += k;
+    }
+    *state = apply(&s.pre, state);
+    for (k, m) in s.sparse.iter().enumerate() {
+        if k > 0 {
+            for (x, c) in state.iter_mut().zip(&s.constants[k]) {
+                *x += c;
+            }
+        }
+        pow5(&mut state[0]);
+        let x0 = state[0];
+        state[0] = m.m00 * x0 + m.row[0] * state[1] + m.row[1] * state[2];
+        state[1] += m.col[0] * x0;
+        state[2] += m.col[1] * x0;
+    }
+    for constants in &c.ark[half + PARTIAL_ROUNDS..] {
+        full_round(state, constants, &s.mds);
+    }
+}
