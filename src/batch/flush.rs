@@ -58,14 +58,22 @@ fn intrinsic(fx: &OpEffects, openings: &[[u8; 32]], pool: &HashPool) -> Result<(
     Ok(())
 }
 
+/// What the executed operations claim, flat in operation order: the
+/// nullifiers of their consumed inputs and the ids of what they create.
+pub(super) struct Claimed {
+    pub nullifiers: Vec<[u8; 32]>,
+    pub ids: Vec<ResourceId>,
+}
+
 /// Check every executed operation in order; returns the operations that fail
-/// (all of them, or the first under fail-fast).
+/// (all of them, or the first under fail-fast), and what the operations
+/// claim (the batch's nullifiers and created ids once none fails).
 pub(super) fn check(
     executed: &[(usize, &OpEffects)],
     pool: &HashPool,
     store: StoreView<'_>,
     policy: FailurePolicy,
-) -> Result<BTreeMap<usize, ExecutionError>, ExecutionError> {
+) -> Result<(BTreeMap<usize, ExecutionError>, Claimed), ExecutionError> {
     let mut failures = BTreeMap::new();
     let openings = key_openings(executed);
     let claims = StoreClaims::look_up(executed, pool, store)?;
@@ -81,9 +89,9 @@ pub(super) fn check(
         at_create += creates;
         let verdict = intrinsic(fx, mine, pool).and_then(|()| unique(fx, nullifiers, ids, &spent, &created));
         match verdict {
-            Ok((nullifiers, ids)) => {
-                spent.extend(nullifiers);
-                created.extend(ids);
+            Ok(()) => {
+                spent.extend(nullifiers.iter().map(|(n, _)| *n));
+                created.extend(ids.iter().map(|(id, _)| *id));
             }
             Err(e) => {
                 failures.insert(*index, e);
@@ -93,7 +101,9 @@ pub(super) fn check(
             }
         }
     }
-    Ok(failures)
+    let nullifiers = claims.nullifiers.into_iter().map(|(n, _)| n).collect();
+    let ids = claims.ids.into_iter().map(|(id, _)| id).collect();
+    Ok((failures, Claimed { nullifiers, ids }))
 }
 
 /// The Poseidon nullifier-key commitment of every consumed input's key, in
@@ -108,8 +118,6 @@ fn key_openings(executed: &[(usize, &OpEffects)]) -> Vec<[u8; 32]> {
         distinct.into_par_iter().map(|k| (k, nullifier_key_commitment(&k))).collect();
     keys.iter().map(|k| opened[k]).collect()
 }
-
-type Claims = (Vec<[u8; 32]>, Vec<ResourceId>);
 
 /// Every executed operation's nullifiers and created ids (in operation
 /// order), with what the store already holds under them: the batch that
@@ -160,12 +168,12 @@ fn unique(
     claimed_ids: &[(ResourceId, Option<LifecycleState>)],
     spent: &DigestSet<[u8; 32]>,
     created: &DigestSet<ResourceId>,
-) -> Result<Claims, ExecutionError> {
-    let mut nullifiers = Vec::with_capacity(fx.consumes.len());
-    for (c, &(n, in_store)) in fx.consumes.iter().zip(claimed_nullifiers) {
+) -> Result<(), ExecutionError> {
+    for (k, (c, &(n, in_store))) in fx.consumes.iter().zip(claimed_nullifiers).enumerate() {
+        let mine_before = || claimed_nullifiers[..k].iter().any(|(m, _)| *m == n);
         let earlier = in_store.map(|b| format!("in batch {b}"));
-        let earlier = earlier
-            .or_else(|| (spent.contains(&n) || nullifiers.contains(&n)).then(|| "earlier in this batch".to_string()));
+        let earlier =
+            earlier.or_else(|| (spent.contains(&n) || mine_before()).then(|| "earlier in this batch".to_string()));
         if let Some(when) = earlier {
             return Err(ExecutionError::InvalidResourceState {
                 id: c.register.id,
@@ -173,12 +181,10 @@ fn unique(
                 reason: format!("double spend: nullifier {} was already spent {when}", hex_encode(&n)),
             });
         }
-        nullifiers.push(n);
     }
-    let mut ids = Vec::with_capacity(fx.creates.len());
-    for &(id, in_store) in claimed_ids {
-        let existing =
-            in_store.or_else(|| (created.contains(&id) || ids.contains(&id)).then_some(LifecycleState::Active));
+    for (k, &(id, in_store)) in claimed_ids.iter().enumerate() {
+        let mine_before = || claimed_ids[..k].iter().any(|(other, _)| *other == id);
+        let existing = in_store.or_else(|| (created.contains(&id) || mine_before()).then_some(LifecycleState::Active));
         if let Some(state) = existing {
             return Err(ExecutionError::InvalidResourceState {
                 id,
@@ -186,23 +192,6 @@ fn unique(
                 reason: "a resource with this id already exists (same fields and nonce): pick another nonce".into(),
             });
         }
-        ids.push(id);
-    }
-    Ok((nullifiers, ids))
-}
-
-/// Append the digests of a successful operation's nullifiers and created ids.
-pub(super) fn claims(
-    fx: &OpEffects,
-    pool: &HashPool,
-    nullifiers: &mut Vec<[u8; 32]>,
-    ids: &mut Vec<ResourceId>,
-) -> Result<(), ExecutionError> {
-    for c in &fx.consumes {
-        nullifiers.push(digest(pool, c.nullifier)?);
-    }
-    for h in &fx.creates {
-        ids.push(ResourceId::from_digest(digest(pool, *h)?));
     }
     Ok(())
 }

@@ -49,11 +49,9 @@ use outcomes::Outcomes;
 use view::InFlight;
 
 /// One operation's fate in a pass.
-#[derive(Default)]
 enum Record {
     Executed(OpEffects),
     Failed(ExecutionError, OpEffects),
-    #[default]
     Skipped,
 }
 
@@ -95,7 +93,7 @@ fn execute_only<'a>(
     let mut env = Env::new(store, inflight, keys, ctx, tx, ops.len());
     let mut prefailed: BTreeMap<usize, ExecutionError> = BTreeMap::new();
     let mut reruns = 0;
-    let records = loop {
+    let (records, claimed) = loop {
         let started = Instant::now();
         let records = run_pass(&mut env, ops, &prefailed);
         timings.execute_us += micros(started);
@@ -111,16 +109,16 @@ fn execute_only<'a>(
                 _ => None,
             })
             .collect();
-        let failures = flush::check(&executed, &env.pool, env.view(), tx.on_failure)?;
+        let (failures, claimed) = flush::check(&executed, &env.pool, env.view(), tx.on_failure)?;
         timings.hash_us += micros(started);
         if failures.is_empty() {
-            break records;
+            break (records, claimed);
         }
         prefailed.extend(failures);
         reruns += 1;
         env.reset();
     };
-    conclude(env, ops, records, timings, reruns)
+    conclude(env, ops, records, claimed, timings, reruns)
 }
 
 /// Execute every operation once, in order.
@@ -192,25 +190,26 @@ fn conclude<'a>(
     env: Env<'_, 'a>,
     ops: &'a [Operation],
     records: Vec<Record>,
+    claimed: flush::Claimed,
     timings: StageTimings,
     reruns: usize,
 ) -> Result<Executed<'a>, ExecutionError> {
     let tx = env.tx;
     let ctx = env.ctx;
     let mode = tx.mode;
+    // Every executed operation passed the flush checks, which claimed their
+    // nullifiers and created ids in this order.
+    let flush::Claimed { nullifiers, ids: created } = claimed;
     let mut witnesses = Vec::new();
-    let mut nullifiers = Vec::new();
-    let mut created = Vec::new();
     let mut counts = (0u64, 0u64, 0u64);
     for (record, op) in records.iter().zip(ops) {
         if let Record::Executed(fx) = record {
-            let first_created = created.len();
-            flush::claims(fx, &env.pool, &mut nullifiers, &mut created)?;
+            let first_created = counts.0 as usize;
             counts.0 += fx.creates.len() as u64;
             counts.1 += fx.updates.len() as u64;
             counts.2 += fx.consumes.len() as u64;
             if prove::gathers_witnesses(tx) {
-                witnesses.push(witness(op.kind(), fx, &created[first_created..]));
+                witnesses.push(witness(op.kind(), fx, &created[first_created..counts.0 as usize]));
             }
         }
     }

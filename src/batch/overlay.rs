@@ -26,7 +26,6 @@ pub(super) enum Lookup<'a> {
 /// Registers are shared (`Arc`): a load takes a reference count, and the
 /// final registers move into the batch's delta and then the store's index
 /// without being copied again.
-#[derive(Default)]
 pub(super) struct Overlay {
     /// Registers created (ids resolved) or updated in this batch.
     changed: DigestMap<ResourceId, Arc<ResourceRegister>>,
