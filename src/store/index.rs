@@ -216,7 +216,8 @@ impl Index {
 
     /// Hash every register's state encoding through the pool (after a load).
     pub fn recompute_commitments(&mut self, pool: &mut HashPool) -> Result<(), HashError> {
-        let handles: Vec<HashHandle> = self.registers.values().map(|r| pool.hash(r.state_encoding())).collect();
+        let handles: Vec<HashHandle> =
+            self.registers.values().map(|r| pool.hash_with(|buf| r.write_state_encoding(buf))).collect();
         pool.flush()?;
         let mut handles = handles.into_iter();
         for leaf in self.registers.shards.iter_mut().flat_map(|s| s.buckets.iter_mut().flatten()) {

@@ -195,11 +195,9 @@ impl RegisterStore {
     }
 
     /// Compute commitments and the would-be root of `delta` without writing.
-    /// With `for_commit`, the delta's log encoding is made at the same time
-    /// on the rayon pool (staging is mostly one thread's work).
+    /// With `for_commit`, the delta's log encoding is made beside it on the
+    /// rayon pool (the tree is mostly one thread's work between its flushes).
     pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool, for_commit: bool) -> Result<StagedBatch, StoreError> {
-        // The tree and the delta's log encoding side by side on the rayon
-        // pool (the tree is mostly one thread's work between its flushes).
         let (staged, encoded_delta) =
             rayon::join(|| self.stage_tree(&delta, pool), || if for_commit { delta.encode() } else { Vec::new() });
         let (commitments, tree) = staged?;
