@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use ark_bn254::Fr;
-use ark_ff::Field;
+use ark_ff::{AdditiveGroup, Field};
 
 use super::poseidon::{config, FULL_ROUNDS, PARTIAL_ROUNDS};
 
@@ -35,8 +35,8 @@ struct Schedule {
     first_constants: [Fr; 3],
     /// Per partial round, its M''.
     sparse: Vec<Sparse>,
-    /// Per partial round k ≥ 1, its constants carried through M'ₖ (added
-    /// after round k − 1's matrix).
+    /// Per partial round k ≥ 1 (at index k − 1), its constants carried
+    /// through M'ₖ (added after round k − 1's matrix).
     constants: Vec<[Fr; 3]>,
 }
 
@@ -54,9 +54,7 @@ fn split(m: &Matrix) -> (Sparse, Matrix) {
     let inv_det = det.inverse().expect("Poseidon's MDS products have invertible minors");
     let hat_inv = [[m[2][2] * inv_det, -m[1][2] * inv_det], [-m[2][1] * inv_det, m[1][1] * inv_det]];
     let row = [m[0][1] * hat_inv[0][0] + m[0][2] * hat_inv[1][0], m[0][1] * hat_inv[0][1] + m[0][2] * hat_inv[1][1]];
-    let zero = Fr::from(0u64);
-    let one = Fr::from(1u64);
-    let prime = [[one, zero, zero], [zero, m[1][1], m[1][2]], [zero, m[2][1], m[2][2]]];
+    let prime = [[Fr::ONE, Fr::ZERO, Fr::ZERO], [Fr::ZERO, m[1][1], m[1][2]], [Fr::ZERO, m[2][1], m[2][2]]];
     (Sparse { m00: m[0][0], row, col: [m[1][0], m[2][0]] }, prime)
 }
 
@@ -67,25 +65,19 @@ fn schedule() -> &'static Schedule {
         let mds: Matrix = std::array::from_fn(|i| std::array::from_fn(|j| c.mds[i][j]));
         let half = FULL_ROUNDS / 2;
         let round_constants = |k: usize| -> [Fr; 3] { std::array::from_fn(|i| c.ark[half + k][i]) };
-        let mut sparse =
-            vec![Sparse { m00: Fr::from(0u64), row: [Fr::from(0u64); 2], col: [Fr::from(0u64); 2] }; PARTIAL_ROUNDS];
-        let mut constants = vec![[Fr::from(0u64); 3]; PARTIAL_ROUNDS];
-        // Backwards: round k's matrix is M'ₖ₊₁·M (the last round's is M).
-        let mut next_prime: Option<Matrix> = None;
-        for k in (0..PARTIAL_ROUNDS).rev() {
-            if let Some(prime) = &next_prime {
-                constants[k + 1] = apply(prime, &round_constants(k + 1));
-            }
-            let acc = match &next_prime {
-                Some(prime) => product(prime, &mds),
-                None => mds,
-            };
-            let (m2, prime) = split(&acc);
-            sparse[k] = m2;
-            next_prime = Some(prime);
+        // Backwards from the last partial round, whose matrix is M; round k's
+        // is M'ₖ₊₁·M, and round k + 1's constants pass through M'ₖ₊₁.
+        let (mut last, mut prime) = split(&mds);
+        let mut sparse = vec![last];
+        let mut constants = Vec::with_capacity(PARTIAL_ROUNDS - 1);
+        for k in (0..PARTIAL_ROUNDS - 1).rev() {
+            constants.push(apply(&prime, &round_constants(k + 1)));
+            (last, prime) = split(&product(&prime, &mds));
+            sparse.push(last);
         }
-        let pre = next_prime.expect("at least one partial round");
-        Schedule { mds, pre, first_constants: round_constants(0), sparse, constants }
+        sparse.reverse();
+        constants.reverse();
+        Schedule { mds, pre: prime, first_constants: round_constants(0), sparse, constants }
     })
 }
 
@@ -115,8 +107,8 @@ pub fn permute(state: &mut [Fr; 3]) {
     }
     *state = apply(&s.pre, state);
     for (k, m) in s.sparse.iter().enumerate() {
-        if k > 0 {
-            for (x, c) in state.iter_mut().zip(&s.constants[k]) {
+        if let Some(constants) = k.checked_sub(1).map(|i| &s.constants[i]) {
+            for (x, c) in state.iter_mut().zip(constants) {
                 *x += c;
             }
         }
