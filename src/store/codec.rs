@@ -102,8 +102,12 @@ impl<'a> Decoder<'a> {
         Ok(n as usize)
     }
     pub fn bytes(&mut self) -> Result<Vec<u8>, StoreError> {
+        Ok(self.slice()?.to_vec())
+    }
+    /// A length-prefixed byte string, borrowed.
+    pub fn slice(&mut self) -> Result<&'a [u8], StoreError> {
         let n = self.len()?;
-        Ok(self.take(n)?.to_vec())
+        self.take(n)
     }
     pub fn string(&mut self) -> Result<String, StoreError> {
         let bytes = self.bytes()?;
@@ -141,6 +145,28 @@ impl<'a> Decoder<'a> {
             controller,
             version,
         })
+    }
+    /// A register's encoding as it stands, with its id and version, without
+    /// decoding its fields (a checkpoint copies the bytes into redb as they
+    /// are; they were checksummed in the log). Lengths are checked.
+    pub fn register_span(&mut self) -> Result<(ContentId, u64, &'a [u8]), StoreError> {
+        let start = self.pos;
+        let id = ContentId(self.array32()?);
+        self.take(32)?; // logic
+        self.slice()?; // domain
+        self.slice()?; // fungibility domain
+        self.u64()?; // quantity
+        for _ in 0..self.u64()? {
+            self.slice()?;
+            self.slice()?;
+        }
+        self.slice()?; // contents
+        let code = self.u8()?;
+        LifecycleState::from_code(code).ok_or_else(|| self.corrupt(format!("lifecycle code {code}")))?;
+        self.take(32)?; // nullifier-key commitment
+        self.slice()?; // controller
+        let version = self.u64()?;
+        Ok((id, version, &self.data[start..self.pos]))
     }
     /// Everything not read yet.
     pub fn rest(&mut self) -> &'a [u8] {

@@ -47,14 +47,7 @@ impl BatchDelta {
 
     pub fn decode(data: &[u8]) -> Result<Self, StoreError> {
         let mut d = Decoder::new(data, "batch delta");
-        let tag = d.u8()?;
-        if tag != DELTA_TAG {
-            return Err(StoreError::Corrupt {
-                what: "batch delta".into(),
-                offset: 0,
-                reason: format!("unknown record tag {tag:#x}"),
-            });
-        }
+        check_tag(&mut d)?;
         let n = d.len()?;
         let mut upserts = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
@@ -72,5 +65,42 @@ impl BatchDelta {
         }
         d.finish()?;
         Ok(BatchDelta { upserts, removed, nullifiers })
+    }
+}
+
+fn check_tag(d: &mut Decoder) -> Result<(), StoreError> {
+    match d.u8()? {
+        DELTA_TAG => Ok(()),
+        tag => Err(StoreError::Corrupt {
+            what: "batch delta".into(),
+            offset: 0,
+            reason: format!("unknown record tag {tag:#x}"),
+        }),
+    }
+}
+
+/// An encoded delta read in place: each upsert's id, version and encoding
+/// bytes, the removed ids and the nullifiers. What a checkpoint folds.
+pub(super) struct DeltaSpans<'a> {
+    pub upserts: Vec<(ResourceId, u64, &'a [u8])>,
+    pub removed: Vec<ResourceId>,
+    pub nullifiers: Vec<[u8; 32]>,
+}
+
+impl<'a> DeltaSpans<'a> {
+    pub fn scan(data: &'a [u8]) -> Result<Self, StoreError> {
+        let mut d = Decoder::new(data, "batch delta");
+        check_tag(&mut d)?;
+        let n = d.len()?;
+        let mut upserts = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
+            upserts.push(d.register_span()?);
+        }
+        let n = d.len()?;
+        let removed = (0..n).map(|_| d.array32().map(ResourceId::from_digest)).collect::<Result<_, _>>()?;
+        let n = d.len()?;
+        let nullifiers = (0..n).map(|_| d.array32()).collect::<Result<_, _>>()?;
+        d.finish()?;
+        Ok(DeltaSpans { upserts, removed, nullifiers })
     }
 }

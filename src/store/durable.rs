@@ -1,42 +1,38 @@
 //! Durability: each batch is one fsynced append to the batch log
-//! (`store.log`, see [`super::log`]); redb holds the checkpoints of the index,
-//! the content store and the batch-record index. A checkpoint writes the
-//! index's changes, the pending batch records, head and root in one redb
-//! transaction, then empties the log (a crash between the two leaves frames
-//! the checkpoint already covers: opening skips them).
+//! (`store.log`, see [`super::log`]); redb holds the checkpoints (registers,
+//! nullifiers, consumed ids, batch records), the content store and the
+//! batch-record index.
 //!
-//! The `deltas` table is where earlier versions appended deltas; it is still
-//! replayed on open and emptied by the next checkpoint.
+//! A checkpoint rotates the log into a segment and folds the segment into
+//! the tables on its own thread ([`super::checkpoint`]), so batches go on
+//! committing meanwhile; at most one runs at a time. Records of batches not
+//! yet in the tables are served from memory. A failed checkpoint leaves its
+//! segments in place, and the next one folds them too.
+//!
+//! The `deltas` table is where earlier versions appended deltas; opening
+//! folds what it still holds into the tables once.
 
-use std::path::Path;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::content_id::ContentId;
 use crate::resource::ResourceId;
 
-use super::codec::{Decoder, Encoder};
+use super::checkpoint::{checkpointed, fold_legacy_deltas, fold_segments, meta_u64};
+use super::codec::Decoder;
 use super::index::Index;
-use super::log::BatchLog;
+use super::log::{read_segment, segment_path, segments, BatchLog};
+use super::tables::{BATCHES, CONSUMED, CONTENT, DELTAS, HEAD, META, NULLIFIERS, REGISTERS, ROOT};
 use super::{BatchDelta, BatchRecord, StoreError};
 
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const REGISTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("registers");
-const NULLIFIERS: TableDefinition<&[u8], u64> = TableDefinition::new("nullifiers");
-const CONSUMED: TableDefinition<&[u8], u64> = TableDefinition::new("consumed");
-const CONTENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("content");
-const DELTAS: TableDefinition<u64, &[u8]> = TableDefinition::new("deltas");
-const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
-
-const HEAD: &str = "head";
-const ROOT: &str = "root";
-const CHECKPOINT: &str = "checkpoint";
-
-/// When the delta log is folded into the tables.
+/// When the batch log is folded into the tables.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
-    /// Checkpoint once this many delta bytes accumulated since the last one.
+    /// Checkpoint once the log holds this many bytes.
     pub checkpoint_bytes: u64,
     /// Checkpoint at least every this many batches.
     pub checkpoint_batches: u64,
@@ -44,18 +40,32 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { checkpoint_bytes: 256 << 20, checkpoint_batches: 4096 }
+        StoreOptions { checkpoint_bytes: 128 << 20, checkpoint_batches: 4096 }
     }
 }
 
 pub(super) struct Durable {
-    db: Database,
+    db: Arc<Database>,
     pub log: BatchLog,
-    /// Records of the batches in the log (not in the redb index yet), oldest first.
-    pending: Vec<BatchRecord>,
+    log_path: PathBuf,
+    /// The first batch in the log, if it holds any.
+    log_first: Option<u64>,
+    /// Bytes and batches in the log since it was last rotated.
+    log_bytes: u64,
+    log_batches: u64,
+    /// Rotated segments not in the tables yet, oldest first.
+    segments: Vec<PathBuf>,
+    /// Records of the batches not in the tables yet (in segments or the
+    /// log), oldest first, numbers consecutive.
+    pending: VecDeque<BatchRecord>,
     options: StoreOptions,
-    bytes_since_checkpoint: u64,
-    batches_since_checkpoint: u64,
+    running: Option<Running>,
+}
+
+/// A checkpoint on its own thread, folding the first `segments` segments.
+struct Running {
+    thread: JoinHandle<Result<u64, StoreError>>,
+    segments: usize,
 }
 
 pub(super) struct Loaded {
@@ -63,13 +73,6 @@ pub(super) struct Loaded {
     pub replay: Vec<(u64, BatchDelta)>,
     pub head: u64,
     pub root: Option<[u8; 32]>,
-}
-
-fn meta_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
-    let mut d = Decoder::new(bytes, what);
-    let v = d.u64()?;
-    d.finish()?;
-    Ok(v)
 }
 
 impl Durable {
@@ -85,18 +88,16 @@ impl Durable {
         tx.open_table(DELTAS)?;
         tx.open_table(BATCHES)?;
         tx.commit()?;
+        fold_legacy_deltas(&db)?;
 
         let rx = db.begin_read()?;
         let meta = rx.open_table(META)?;
-        let head = match meta.get(HEAD)? {
+        let mut head = match meta.get(HEAD)? {
             Some(v) => meta_u64(v.value(), "head")?,
             None => 0,
         };
-        let checkpoint = match meta.get(CHECKPOINT)? {
-            Some(v) => meta_u64(v.value(), "checkpoint")?,
-            None => 0,
-        };
-        let root = match meta.get(ROOT)? {
+        let covered = checkpointed(&meta)?;
+        let mut root = match meta.get(ROOT)? {
             Some(v) => {
                 let mut d = Decoder::new(v.value(), "state root");
                 let r = d.array32()?;
@@ -105,37 +106,23 @@ impl Durable {
             }
             None => None,
         };
-
-        let mut index = Index::default();
-        for row in rx.open_table(REGISTERS)?.iter()? {
-            let (_, v) = row?;
-            let mut d = Decoder::new(v.value(), "register");
-            let register = d.register()?;
-            d.finish()?;
-            index.registers.insert(Arc::new(register), [0; 32]);
-        }
-        for row in rx.open_table(NULLIFIERS)?.iter()? {
-            let (k, v) = row?;
-            index.nullifiers.insert(key32(k.value(), "nullifier")?, v.value());
-        }
-        for row in rx.open_table(CONSUMED)?.iter()? {
-            let (k, v) = row?;
-            index.consumed.insert(ResourceId::from_digest(key32(k.value(), "consumed id")?), v.value());
-        }
-        let mut replay = Vec::new();
-        let mut bytes = 0u64;
-        for row in rx.open_table(DELTAS)?.range(checkpoint + 1..)? {
-            let (k, v) = row?;
-            bytes += v.value().len() as u64;
-            replay.push((k.value(), BatchDelta::decode(v.value())?));
-        }
+        let index = load_index(&rx)?;
         drop(rx);
-        let (log, frames) = BatchLog::open(&path.with_extension("log"))?;
-        let (mut head, mut root) = (head, root);
-        let mut pending = Vec::new();
-        for frame in frames {
+
+        let log_path = path.with_extension("log");
+        let segments = segments(&log_path)?;
+        let mut frames = Vec::new();
+        for segment in &segments {
+            frames.extend(read_segment(segment)?.into_iter().map(|f| (f, true)));
+        }
+        let (log, in_log) = BatchLog::open(&log_path)?;
+        frames.extend(in_log.into_iter().map(|f| (f, false)));
+        let mut replay = Vec::new();
+        let mut pending = VecDeque::new();
+        let (mut log_first, mut log_bytes, mut log_batches) = (None, 0, 0);
+        for (frame, in_segment) in frames {
             let number = frame.record.number;
-            if number <= head {
+            if number <= head.max(covered) {
                 continue; // already in the checkpoint
             }
             if number != head + 1 {
@@ -147,83 +134,134 @@ impl Durable {
             }
             head = number;
             root = Some(frame.record.state_root_after);
-            bytes += frame.bytes;
+            if !in_segment {
+                log_first.get_or_insert(number);
+                log_bytes += frame.bytes;
+                log_batches += 1;
+            }
             replay.push((number, frame.delta));
-            pending.push(frame.record);
+            pending.push_back(frame.record);
         }
-        let durable = Durable {
-            db,
+        let mut durable = Durable {
+            db: Arc::new(db),
             log,
+            log_path,
+            log_first,
+            log_bytes,
+            log_batches,
+            segments,
             pending,
             options,
-            bytes_since_checkpoint: bytes,
-            batches_since_checkpoint: replay.len() as u64,
+            running: None,
         };
+        if !durable.segments.is_empty() {
+            // A checkpoint was cut short: finish it in the background.
+            durable.start_checkpoint();
+        }
         Ok((durable, Loaded { index, replay, head, root }))
     }
 
     /// The durable commit of one batch: one fsynced append to the log.
     pub fn append(&mut self, encoded_delta: &[u8], record: &BatchRecord) -> Result<(), StoreError> {
         let bytes = self.log.append_encoded(record, encoded_delta)?;
-        self.pending.push(record.clone());
-        self.bytes_since_checkpoint += bytes;
-        self.batches_since_checkpoint += 1;
+        self.pending.push_back(record.clone());
+        self.log_first.get_or_insert(record.number);
+        self.log_bytes += bytes;
+        self.log_batches += 1;
         Ok(())
     }
 
-    pub fn wants_checkpoint(&self) -> bool {
-        self.bytes_since_checkpoint >= self.options.checkpoint_bytes
-            || self.batches_since_checkpoint >= self.options.checkpoint_batches
+    fn wants_checkpoint(&self, factor: u64) -> bool {
+        self.log_bytes >= factor.saturating_mul(self.options.checkpoint_bytes)
+            || self.log_batches >= factor.saturating_mul(self.options.checkpoint_batches)
     }
 
-    /// Fold the index's changes since the last checkpoint into the tables.
-    pub fn checkpoint(&mut self, head: u64, root: [u8; 32], index: &mut Index) -> Result<(), StoreError> {
-        if index.dirty.is_empty() && index.fresh_nullifiers.is_empty() && self.batches_since_checkpoint == 0 {
+    /// After a commit: collect a finished checkpoint, and start the next one
+    /// when the log is due. If the log grows to twice its due size while one
+    /// still runs, wait for it (the log and memory stay bounded).
+    pub fn after_commit(&mut self) {
+        self.reap(false);
+        if !self.wants_checkpoint(1) {
+            return;
+        }
+        if self.running.is_some() {
+            if !self.wants_checkpoint(2) {
+                return;
+            }
+            self.reap(true);
+        }
+        self.start_checkpoint();
+    }
+
+    /// Rotate the log (if it holds batches) and fold every segment on a
+    /// checkpoint thread. A failure is reported, not returned: the batches
+    /// stay in the log and the next checkpoint retries.
+    fn start_checkpoint(&mut self) {
+        if let Err(e) = self.rotate() {
+            tracing::warn!("checkpoint not started, log not rotated (the log still holds every batch): {e}");
+            return;
+        }
+        if self.segments.is_empty() {
+            return;
+        }
+        let db = Arc::clone(&self.db);
+        let segments = self.segments.clone();
+        let count = segments.len();
+        let spawned = std::thread::Builder::new()
+            .name("cvm-checkpoint".into())
+            .spawn(move || fold_segments(&db, &segments));
+        match spawned {
+            Ok(thread) => self.running = Some(Running { thread, segments: count }),
+            Err(e) => {
+                tracing::warn!("no checkpoint thread ({e}): checkpointing on this one");
+                let folded = fold_segments(&self.db, &self.segments);
+                self.folded(folded, count);
+            }
+        }
+    }
+
+    /// Move the log's batches into a new segment.
+    fn rotate(&mut self) -> Result<(), StoreError> {
+        let Some(first) = self.log_first else { return Ok(()) };
+        let segment = segment_path(&self.log_path, first);
+        self.log.rotate(&segment)?;
+        self.segments.push(segment);
+        (self.log_first, self.log_bytes, self.log_batches) = (None, 0, 0);
+        Ok(())
+    }
+
+    /// Collect the running checkpoint if it finished (or, with `wait`, once it has).
+    fn reap(&mut self, wait: bool) {
+        let Some(running) = self.running.take_if(|r| wait || r.thread.is_finished()) else { return };
+        let folded = running.thread.join().unwrap_or_else(|_| {
+            Err(StoreError::Database("the checkpoint thread panicked; its segments stay in place".into()))
+        });
+        self.folded(folded, running.segments);
+    }
+
+    fn folded(&mut self, folded: Result<u64, StoreError>, segments: usize) {
+        match folded {
+            Ok(covered) => {
+                self.segments.drain(..segments);
+                while self.pending.front().is_some_and(|r| r.number <= covered) {
+                    self.pending.pop_front();
+                }
+            }
+            Err(e) => tracing::warn!("checkpoint failed (the log still holds every batch; the next one retries): {e}"),
+        }
+    }
+
+    /// Fold every batch into the tables now, on this thread, after any
+    /// running checkpoint.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.reap(true);
+        self.rotate()?;
+        if self.segments.is_empty() {
             return Ok(());
         }
-        let tx = self.db.begin_write()?;
-        {
-            let mut registers = tx.open_table(REGISTERS)?;
-            let mut consumed = tx.open_table(CONSUMED)?;
-            index.dirty.sort_unstable();
-            index.dirty.dedup();
-            for id in &index.dirty {
-                match index.registers.get(id) {
-                    Some(register) => {
-                        let mut e = Encoder::with_capacity(256);
-                        e.register(register);
-                        registers.insert(id.as_bytes().as_slice(), e.buf.as_slice())?;
-                    }
-                    None => {
-                        registers.remove(id.as_bytes().as_slice())?;
-                    }
-                }
-                if let Some(batch) = index.consumed.get(id) {
-                    consumed.insert(id.as_bytes().as_slice(), *batch)?;
-                }
-            }
-            let mut nullifiers = tx.open_table(NULLIFIERS)?;
-            for (n, batch) in &index.fresh_nullifiers {
-                nullifiers.insert(n.as_slice(), *batch)?;
-            }
-            let mut batches = tx.open_table(BATCHES)?;
-            for record in &self.pending {
-                batches.insert(record.number, record.encode().as_slice())?;
-            }
-            let mut deltas = tx.open_table(DELTAS)?;
-            deltas.retain(|k, _| k > head)?;
-            let mut meta = tx.open_table(META)?;
-            meta.insert(HEAD, head.to_le_bytes().as_slice())?;
-            meta.insert(ROOT, root.as_slice())?;
-            meta.insert(CHECKPOINT, head.to_le_bytes().as_slice())?;
-        }
-        tx.commit()?;
-        self.log.clear()?;
-        self.pending.clear();
-        index.dirty.clear();
-        index.fresh_nullifiers.clear();
-        self.bytes_since_checkpoint = 0;
-        self.batches_since_checkpoint = 0;
+        let count = self.segments.len();
+        let covered = fold_segments(&self.db, &self.segments)?;
+        self.folded(Ok(covered), count);
         Ok(())
     }
 
@@ -241,8 +279,9 @@ impl Durable {
     }
 
     pub fn batch(&self, number: u64) -> Result<Option<BatchRecord>, StoreError> {
-        if let Some(record) = self.pending.iter().find(|r| r.number == number) {
-            return Ok(Some(record.clone()));
+        let first = self.pending.front().map_or(u64::MAX, |r| r.number);
+        if number >= first {
+            return Ok(self.pending.get((number - first) as usize).cloned());
         }
         let rx = self.db.begin_read()?;
         let table = rx.open_table(BATCHES)?;
@@ -253,12 +292,35 @@ impl Durable {
         let rx = self.db.begin_read()?;
         let table = rx.open_table(BATCHES)?;
         let mut out: Vec<BatchRecord> = self.pending.iter().rev().take(limit).cloned().collect();
-        for row in table.iter()?.rev().take(limit - out.len()) {
+        // Below the pending ones: a checkpoint may have just put those in the table too.
+        let first = self.pending.front().map_or(u64::MAX, |r| r.number);
+        for row in table.range(..first)?.rev().take(limit - out.len()) {
             let (_, v) = row?;
             out.push(BatchRecord::decode(v.value())?);
         }
         Ok(out)
     }
+}
+
+/// The tables' registers, nullifiers and consumed ids.
+fn load_index(rx: &redb::ReadTransaction) -> Result<Index, StoreError> {
+    let mut index = Index::default();
+    for row in rx.open_table(REGISTERS)?.iter()? {
+        let (_, v) = row?;
+        let mut d = Decoder::new(v.value(), "register");
+        let register = d.register()?;
+        d.finish()?;
+        index.registers.insert(Arc::new(register), [0; 32]);
+    }
+    for row in rx.open_table(NULLIFIERS)?.iter()? {
+        let (k, v) = row?;
+        index.nullifiers.insert(key32(k.value(), "nullifier")?, v.value());
+    }
+    for row in rx.open_table(CONSUMED)?.iter()? {
+        let (k, v) = row?;
+        index.consumed.insert(ResourceId::from_digest(key32(k.value(), "consumed id")?), v.value());
+    }
+    Ok(index)
 }
 
 fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {

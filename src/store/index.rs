@@ -1,6 +1,5 @@
 //! The in-memory index: live registers (each state-tree bucket's ids in
-//! order, with their commitments), spent nullifiers and consumed ids, plus
-//! what changed since the last checkpoint.
+//! order, with their commitments), spent nullifiers and consumed ids.
 
 use std::sync::Arc;
 
@@ -168,12 +167,6 @@ pub(super) struct Index {
     pub registers: Registers,
     pub nullifiers: DigestMap<[u8; 32], u64>,
     pub consumed: DigestMap<ResourceId, u64>,
-    /// Ids whose register row changed since the last checkpoint, in change
-    /// order, with repeats (a checkpoint dedups them; pushing is cheaper
-    /// than a set insert per change).
-    pub dirty: Vec<ResourceId>,
-    /// Nullifiers spent since the last checkpoint, with their batch.
-    pub fresh_nullifiers: Vec<([u8; 32], u64)>,
 }
 
 impl Default for Index {
@@ -182,8 +175,6 @@ impl Default for Index {
             registers: Registers::default(),
             nullifiers: digest_map(0),
             consumed: digest_map(0),
-            dirty: Vec::new(),
-            fresh_nullifiers: Vec::new(),
         }
     }
 }
@@ -198,17 +189,14 @@ impl Index {
     /// Apply a committed delta whose upserts have the given commitments: the
     /// registers on the rayon pool, the nullifier and consumed sets beside them.
     pub fn apply_with(&mut self, delta: &BatchDelta, commitments: &[[u8; 32]], number: u64) {
-        let Index { registers, nullifiers, consumed, dirty, fresh_nullifiers } = self;
+        let Index { registers, nullifiers, consumed } = self;
         let (gone, ()) = rayon::join(
             || registers.apply(&delta.removed, &delta.upserts, commitments),
             || {
                 nullifiers.reserve(delta.nullifiers.len());
                 consumed.reserve(delta.removed.len());
                 consumed.extend(delta.removed.iter().map(|id| (*id, number)));
-                dirty.extend_from_slice(&delta.removed);
-                dirty.extend(delta.upserts.iter().map(|r| r.id));
                 nullifiers.extend(delta.nullifiers.iter().map(|n| (*n, number)));
-                fresh_nullifiers.extend(delta.nullifiers.iter().map(|n| (*n, number)));
             },
         );
         drop(gone);

@@ -6,7 +6,14 @@
 //! by its [`BatchDelta`] encoding. A crash can only leave the last frame torn
 //! (short, or with a checksum that does not match): opening discards it and
 //! truncates the file to the last whole frame, so the store is at the
-//! previous batch. The log is emptied after each checkpoint into redb.
+//! previous batch.
+//!
+//! A checkpoint starts by rotating the log: `store.log` is renamed to a
+//! segment `store.log.<first batch in it>` and appends continue in a fresh
+//! `store.log`, while the segment is folded into redb on another thread
+//! (`super::checkpoint`) and deleted once the checkpoint has committed.
+//! Segments hold only whole frames (they are rotated between appends), so
+//! damage in one is an error, never a torn tail.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -122,14 +129,100 @@ impl BatchLog {
         Ok(())
     }
 
-    /// Empty the log (its batches are in a checkpoint now).
-    pub fn clear(&mut self) -> Result<(), StoreError> {
-        self.file.set_len(0).map_err(|e| io(&self.path, e))?;
-        self.file.sync_all().map_err(|e| io(&self.path, e))?;
-        self.file.seek(SeekFrom::Start(0)).map_err(|e| io(&self.path, e))?;
-        self.bytes = 0;
-        Ok(())
+    /// Rename the log to `segment` and continue in a fresh, empty file at
+    /// the log's path; both names are synced into the directory before the
+    /// next append can rely on them.
+    pub fn rotate(&mut self, segment: &Path) -> Result<(), StoreError> {
+        std::fs::rename(&self.path, segment).map_err(|e| io(&self.path, e))?;
+        let fresh =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&self.path).and_then(|file| {
+                sync_dir(&self.path)?;
+                Ok(file)
+            });
+        match fresh {
+            Ok(file) => {
+                self.file = file;
+                self.bytes = 0;
+                Ok(())
+            }
+            Err(e) => {
+                // Keep appending to the old file under its old name.
+                let _ = std::fs::rename(segment, &self.path);
+                Err(io(&self.path, e))
+            }
+        }
     }
+}
+
+/// Make renames and new files in `file`'s directory durable.
+fn sync_dir(file: &Path) -> std::io::Result<()> {
+    match file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
+}
+
+/// The segment that a log rotated at batch `first` becomes.
+pub(super) fn segment_path(log: &Path, first: u64) -> PathBuf {
+    let mut name = log.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{first}"));
+    log.with_file_name(name)
+}
+
+/// The rotated segments of `log` not yet folded into a checkpoint, oldest first.
+pub(super) fn segments(log: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let dir = log.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let prefix = format!("{}.", log.file_name().unwrap_or_default().to_string_lossy());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let entry = entry.map_err(|e| io(dir, e))?;
+        let name = entry.file_name();
+        let first = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            found.push((first, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, path)| path).collect())
+}
+
+/// A whole frame in place: its size, its record's encoding and its delta's.
+pub(super) struct RawFrame<'a> {
+    pub bytes: u64,
+    pub record: &'a [u8],
+    pub delta: &'a [u8],
+}
+
+/// Every frame of a rotated segment's bytes. Any damage is an error: a
+/// segment was written whole before it was rotated.
+pub(super) fn segment_frames<'a>(path: &Path, data: &'a [u8]) -> Result<Vec<RawFrame<'a>>, StoreError> {
+    let mut frames = Vec::new();
+    let mut at = 0usize;
+    while at < data.len() {
+        let Some((payload, next)) = whole_frame(data, at) else {
+            return Err(StoreError::Corrupt {
+                what: format!("batch log segment {}", path.display()),
+                offset: at,
+                reason: "a frame is truncated or fails its checksum".into(),
+            });
+        };
+        let mut d = Decoder::new(payload, "batch log frame");
+        let record = d.slice()?;
+        frames.push(RawFrame { bytes: (next - at) as u64, record, delta: d.rest() });
+        at = next;
+    }
+    Ok(frames)
+}
+
+/// Read a rotated segment and decode its frames.
+pub(super) fn read_segment(path: &Path) -> Result<Vec<Frame>, StoreError> {
+    let data = std::fs::read(path).map_err(|e| io(path, e))?;
+    let raw = segment_frames(path, &data)?;
+    raw.into_iter()
+        .map(|f| {
+            Ok(Frame { record: BatchRecord::decode(f.record)?, delta: BatchDelta::decode(f.delta)?, bytes: f.bytes })
+        })
+        .collect()
 }
 
 /// A frame's header (length ‖ checksum) and the start of its payload (the
@@ -203,11 +296,36 @@ mod tests {
         assert_eq!(numbers, [1, 2, 3]);
         assert_eq!(frames[2].delta, delta(3));
         log.append(&record(4), &delta(4)).unwrap();
-        log.clear().unwrap();
+        let segment = segment_path(&path, 1);
+        log.rotate(&segment).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         log.append(&record(5), &delta(5)).unwrap();
         drop(log);
         let (_, frames) = BatchLog::open(&path).unwrap();
         assert_eq!(frames.iter().map(|f| f.record.number).collect::<Vec<_>>(), [5]);
+        assert_eq!(segments(&path).unwrap(), [segment.clone()]);
+        let rotated = read_segment(&segment).unwrap();
+        assert_eq!(rotated.iter().map(|f| f.record.number).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(rotated[3].delta, delta(4));
+    }
+
+    #[test]
+    fn segments_are_listed_in_batch_order_and_damage_in_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let (mut log, _) = BatchLog::open(&path).unwrap();
+        for first in [9u64, 10, 2] {
+            log.append(&record(first), &delta(1)).unwrap();
+            log.rotate(&segment_path(&path, first)).unwrap();
+        }
+        std::fs::write(dir.path().join("store.log.x"), b"not a segment").unwrap();
+        let listed = segments(&path).unwrap();
+        assert_eq!(listed, [2, 9, 10].map(|n| segment_path(&path, n)));
+        let mut bytes = std::fs::read(&listed[0]).unwrap();
+        bytes.pop();
+        std::fs::write(&listed[0], &bytes).unwrap();
+        let err = read_segment(&listed[0]).err().expect("a torn segment is an error").to_string();
+        assert!(err.contains("store.log.2") && err.contains("truncated or fails its checksum"), "{err}");
     }
 
     /// Every possible torn write of the last frame (each truncation length,

@@ -13,6 +13,7 @@
 //! pool) over the live registers' commitments, BLAKE3(state_encoding): see
 //! [`state_tree`] and docs/ARCHITECTURE.md for the exact definition.
 
+mod checkpoint;
 mod codec;
 mod delta;
 mod durable;
@@ -21,6 +22,7 @@ mod index;
 mod log;
 mod record;
 mod state_tree;
+mod tables;
 
 pub use delta::BatchDelta;
 pub use durable::StoreOptions;
@@ -286,24 +288,19 @@ impl RegisterStore {
         self.head = number;
         self.index.apply_with(&staged.delta, &staged.commitments, number);
         self.tree.apply(&staged.tree);
-        if self.durable.wants_checkpoint() {
-            // The batch is durable in the log already: a failed checkpoint
-            // must not report it as not committed. The next one retries.
-            if let Err(e) = self.checkpoint() {
-                tracing::warn!("checkpoint after batch {number} failed (the log still holds every batch): {e}");
-            }
-        }
+        // The batch is durable in the log already: a checkpoint failing in
+        // the background reports it, and the next one retries.
+        self.durable.after_commit();
         match during {
             Ok(during) => Ok((record, during)),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
 
-    /// Write the index's changes since the last checkpoint into the redb
-    /// tables and drop the deltas they replace.
+    /// Fold every committed batch into the redb tables now (after any
+    /// checkpoint running in the background) and empty the log.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        let root = self.state_root();
-        self.durable.checkpoint(self.head, root, &mut self.index)
+        self.durable.checkpoint()
     }
 }
 
