@@ -90,9 +90,8 @@ fn reopen_without_a_clean_close_and_after_checkpoints() {
 fn background_checkpoints_fold_every_batch_and_keep_records_readable() {
     let dir = tempfile::tempdir().unwrap();
     let mut f = Fixture::new();
-    f.store =
-        RegisterStore::open_with(dir.path(), StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 2 })
-            .unwrap();
+    f.store = RegisterStore::open_with(dir.path(), StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 2 })
+        .unwrap();
     f.accept = f.store.put_content(&accept_program().encode()).unwrap();
     let first = f.resource("gold", 64, 0);
     let mut tip = f.create_all(&[first])[0];
@@ -147,7 +146,9 @@ fn a_checkpoint_removes_exactly_the_rows_of_consumed_registers() {
     assert_eq!(before.2.len(), 1);
     let dir = f.dir.path().to_path_buf();
     let copy = leak_and_copy(&mut f, &dir, |name| name == "store.redb");
-    assert_eq!(snapshot(&RegisterStore::open(copy.path()).unwrap()), before);
+    let reopened = RegisterStore::open(copy.path()).unwrap();
+    assert_eq!(snapshot(&reopened), before);
+    assert_eq!((reopened.consumed_in(&ids[0]), reopened.consumed_in(&id_of(&c))), (Some(3), Some(4)));
 }
 
 /// A crash after the log was rotated but before its checkpoint committed:

@@ -20,15 +20,15 @@ use crate::resource::ResourceId;
 use super::codec::Decoder;
 use super::delta::DeltaSpans;
 use super::log::segment_frames;
-use super::tables::{BATCHES, CHECKPOINT, CONSUMED, DELTAS, HEAD, META, NULLIFIERS, REGISTERS, ROOT};
+use super::tables::{spent_row, BATCHES, CHECKPOINT, DELTAS, HEAD, META, REGISTERS, ROOT, SPENT};
 use super::{BatchRecord, StoreError};
 
 /// Where a changed id ends up.
 enum Fate<'a> {
     /// Live, with this encoding.
     Live(&'a [u8]),
-    /// Consumed in this batch.
-    Consumed(u64),
+    /// Consumed (the [`SPENT`] rows say in which batch).
+    Consumed,
 }
 
 struct Change<'a> {
@@ -41,7 +41,8 @@ struct Change<'a> {
 #[derive(Default)]
 struct Fold<'a> {
     changes: DigestMap<ResourceId, Change<'a>>,
-    nullifiers: Vec<([u8; 32], u64)>,
+    /// Per batch: (number, its [`SPENT`] row).
+    spent: Vec<(u64, Vec<u8>)>,
     /// (number, record encoding)
     records: Vec<(u64, &'a [u8])>,
 }
@@ -52,11 +53,11 @@ impl<'a> Fold<'a> {
     fn add(&mut self, number: u64, record: Option<&'a [u8]>, delta: DeltaSpans<'a>) {
         let changes = &mut self.changes;
         changes.reserve(delta.removed.len() + delta.upserts.len());
-        for id in delta.removed {
+        for id in &delta.removed {
             changes
-                .entry(id)
-                .and_modify(|c| c.fate = Fate::Consumed(number))
-                .or_insert(Change { fate: Fate::Consumed(number), had_row: true });
+                .entry(*id)
+                .and_modify(|c| c.fate = Fate::Consumed)
+                .or_insert(Change { fate: Fate::Consumed, had_row: true });
         }
         for (id, version, bytes) in delta.upserts {
             changes
@@ -64,7 +65,8 @@ impl<'a> Fold<'a> {
                 .and_modify(|c| c.fate = Fate::Live(bytes))
                 .or_insert(Change { fate: Fate::Live(bytes), had_row: version != 0 });
         }
-        self.nullifiers.extend(delta.nullifiers.into_iter().map(|n| (n, number)));
+        let removed: Vec<[u8; 32]> = delta.removed.iter().map(|id| *id.as_bytes()).collect();
+        self.spent.push((number, spent_row(&delta.nullifiers, &removed)));
         self.records.extend(record.map(|r| (number, r)));
     }
 
@@ -74,26 +76,21 @@ impl<'a> Fold<'a> {
         let mut changes: Vec<(ResourceId, Change)> = self.changes.into_iter().collect();
         changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut registers = tx.open_table(REGISTERS)?;
-        let mut consumed = tx.open_table(CONSUMED)?;
         for (id, change) in &changes {
             let key = id.as_bytes().as_slice();
             match change.fate {
                 Fate::Live(bytes) => {
                     registers.insert(key, bytes)?;
                 }
-                Fate::Consumed(batch) => {
-                    if change.had_row {
-                        registers.remove(key)?;
-                    }
-                    consumed.insert(key, batch)?;
+                Fate::Consumed if change.had_row => {
+                    registers.remove(key)?;
                 }
+                Fate::Consumed => {}
             }
         }
-        let mut nullifiers = self.nullifiers;
-        nullifiers.sort_unstable();
-        let mut table = tx.open_table(NULLIFIERS)?;
-        for (n, batch) in &nullifiers {
-            table.insert(n.as_slice(), *batch)?;
+        let mut spent = tx.open_table(SPENT)?;
+        for (number, row) in &self.spent {
+            spent.insert(*number, row.as_slice())?;
         }
         let mut batches = tx.open_table(BATCHES)?;
         for (number, record) in self.records {
@@ -126,8 +123,7 @@ pub(super) fn fold_segments(db: &Database, segments: &[PathBuf]) -> Result<u64, 
     let data: Vec<Vec<u8>> = segments
         .iter()
         .map(|path| {
-            std::fs::read(path)
-                .map_err(|e| StoreError::Io { path: path.display().to_string(), reason: e.to_string() })
+            std::fs::read(path).map_err(|e| StoreError::Io { path: path.display().to_string(), reason: e.to_string() })
         })
         .collect::<Result<_, _>>()?;
     let tx = db.begin_write()?;

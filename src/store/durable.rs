@@ -26,7 +26,9 @@ use super::checkpoint::{checkpointed, fold_legacy_deltas, fold_segments, meta_u6
 use super::codec::Decoder;
 use super::index::Index;
 use super::log::{read_segment, segment_path, segments, BatchLog};
-use super::tables::{BATCHES, CONSUMED, CONTENT, DELTAS, HEAD, META, NULLIFIERS, REGISTERS, ROOT};
+use super::tables::{
+    read_spent_row, BATCHES, CONSUMED, CONTENT, DELTAS, HEAD, META, NULLIFIERS, REGISTERS, ROOT, SPENT,
+};
 use super::{BatchDelta, BatchRecord, StoreError};
 
 /// When the batch log is folded into the tables.
@@ -84,6 +86,7 @@ impl Durable {
         tx.open_table(REGISTERS)?;
         tx.open_table(NULLIFIERS)?;
         tx.open_table(CONSUMED)?;
+        tx.open_table(SPENT)?;
         tx.open_table(CONTENT)?;
         tx.open_table(DELTAS)?;
         tx.open_table(BATCHES)?;
@@ -207,9 +210,8 @@ impl Durable {
         let db = Arc::clone(&self.db);
         let segments = self.segments.clone();
         let count = segments.len();
-        let spawned = std::thread::Builder::new()
-            .name("cvm-checkpoint".into())
-            .spawn(move || fold_segments(&db, &segments));
+        let spawned =
+            std::thread::Builder::new().name("cvm-checkpoint".into()).spawn(move || fold_segments(&db, &segments));
         match spawned {
             Ok(thread) => self.running = Some(Running { thread, segments: count }),
             Err(e) => {
@@ -302,7 +304,8 @@ impl Durable {
     }
 }
 
-/// The tables' registers, nullifiers and consumed ids.
+/// The tables' registers, nullifiers and consumed ids (tables of earlier
+/// versions included).
 fn load_index(rx: &redb::ReadTransaction) -> Result<Index, StoreError> {
     let mut index = Index::default();
     for row in rx.open_table(REGISTERS)?.iter()? {
@@ -320,6 +323,12 @@ fn load_index(rx: &redb::ReadTransaction) -> Result<Index, StoreError> {
         let (k, v) = row?;
         index.consumed.insert(ResourceId::from_digest(key32(k.value(), "consumed id")?), v.value());
     }
+    for row in rx.open_table(SPENT)?.iter()? {
+        let (k, v) = row?;
+        let [nullifiers, consumed] = read_spent_row(v.value())?;
+        index.nullifiers.extend(nullifiers.into_iter().map(|n| (n, k.value())));
+        index.consumed.extend(consumed.into_iter().map(|id| (ResourceId::from_digest(id), k.value())));
+    }
     Ok(index)
 }
 
@@ -328,4 +337,66 @@ fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {
     let k = d.array32()?;
     d.finish()?;
     Ok(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::ResourceRegister;
+
+    fn register(n: u8, version: u64) -> Arc<ResourceRegister> {
+        Arc::new(ResourceRegister {
+            id: ResourceId::from_digest([n; 32]),
+            logic: ContentId::default(),
+            domain: crate::DomainId::new("d"),
+            fungibility_domain: "f".into(),
+            quantity: n as u64,
+            metadata: Default::default(),
+            contents: Vec::new(),
+            state: crate::resource::LifecycleState::Active,
+            nullifier_key_commitment: [0; 32],
+            controller: "c".into(),
+            version,
+        })
+    }
+
+    /// A store written before the batch log: spent sets keyed by hash and
+    /// deltas past the checkpoint in the `deltas` table. Opening loads the
+    /// former and folds the latter into the tables once.
+    #[test]
+    fn tables_of_earlier_versions_are_loaded_and_their_deltas_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let (kept, gone) = (register(1, 0), register(2, 3));
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(NULLIFIERS).unwrap().insert([7u8; 32].as_slice(), 1).unwrap();
+            tx.open_table(CONSUMED).unwrap().insert([8u8; 32].as_slice(), 1).unwrap();
+            let mut e = crate::store::codec::Encoder::default();
+            e.register(&gone);
+            tx.open_table(REGISTERS).unwrap().insert(gone.id.as_bytes().as_slice(), e.buf.as_slice()).unwrap();
+            let mut meta = tx.open_table(META).unwrap();
+            for (key, value) in [(HEAD, 3u64), (super::super::tables::CHECKPOINT, 1)] {
+                meta.insert(key, value.to_le_bytes().as_slice()).unwrap();
+            }
+            drop(meta);
+            let mut deltas = tx.open_table(DELTAS).unwrap();
+            let second = BatchDelta { upserts: vec![kept.clone()], removed: Vec::new(), nullifiers: vec![[9; 32]] };
+            let third = BatchDelta { upserts: Vec::new(), removed: vec![gone.id], nullifiers: vec![[10; 32]] };
+            deltas.insert(2, second.encode().as_slice()).unwrap();
+            deltas.insert(3, third.encode().as_slice()).unwrap();
+            drop(deltas);
+            tx.commit().unwrap();
+        }
+        let (_, loaded) = Durable::open(&path, StoreOptions::default()).unwrap();
+        assert_eq!(loaded.head, 3);
+        assert!(loaded.replay.is_empty(), "the deltas were folded into the tables");
+        let index = loaded.index;
+        assert_eq!(index.registers.values().cloned().collect::<Vec<_>>(), [kept]);
+        let nullifiers: std::collections::BTreeMap<_, _> = index.nullifiers.into_iter().collect();
+        assert_eq!(nullifiers, [([7; 32], 1), ([9; 32], 2), ([10; 32], 3)].into());
+        let consumed: std::collections::BTreeMap<_, _> = index.consumed.into_iter().collect();
+        assert_eq!(consumed, [(ResourceId::from_digest([2; 32]), 3), (ResourceId::from_digest([8; 32]), 1)].into());
+    }
 }

@@ -171,11 +171,7 @@ pub(super) struct Index {
 
 impl Default for Index {
     fn default() -> Self {
-        Index {
-            registers: Registers::default(),
-            nullifiers: digest_map(0),
-            consumed: digest_map(0),
-        }
+        Index { registers: Registers::default(), nullifiers: digest_map(0), consumed: digest_map(0) }
     }
 }
 

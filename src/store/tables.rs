@@ -2,12 +2,19 @@
 
 use redb::TableDefinition;
 
+use super::codec::{Decoder, Encoder};
+use super::StoreError;
+
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Live registers at the checkpoint: id → register encoding.
 pub(super) const REGISTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("registers");
-/// Spent nullifiers → the batch that spent them.
+/// Per batch, what it spent: its nullifiers and consumed ids ([`spent_row`]).
+/// Keyed by batch, a checkpoint appends at the B-tree's end; keyed by hash
+/// (the two tables below), it rewrote pages all over the table each time.
+/// Nothing looks these up by key: opening loads them into memory.
+pub(super) const SPENT: TableDefinition<u64, &[u8]> = TableDefinition::new("spent");
+/// Written by earlier versions (nullifier or consumed id → batch); still loaded.
 pub(super) const NULLIFIERS: TableDefinition<&[u8], u64> = TableDefinition::new("nullifiers");
-/// Consumed ids → the batch that consumed them.
 pub(super) const CONSUMED: TableDefinition<&[u8], u64> = TableDefinition::new("consumed");
 pub(super) const CONTENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("content");
 /// Where earlier versions appended deltas: still replayed on open and
@@ -21,3 +28,25 @@ pub(super) const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("ba
 pub(super) const HEAD: &str = "head";
 pub(super) const ROOT: &str = "root";
 pub(super) const CHECKPOINT: &str = "checkpoint";
+
+/// A [`SPENT`] row: nullifier count ‖ nullifiers ‖ id count ‖ consumed ids.
+pub(super) fn spent_row(nullifiers: &[[u8; 32]], consumed: &[[u8; 32]]) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(16 + 32 * (nullifiers.len() + consumed.len()));
+    for list in [nullifiers, consumed] {
+        e.u64(list.len() as u64);
+        list.iter().for_each(|item| e.fixed(item));
+    }
+    e.buf
+}
+
+/// The nullifiers and consumed ids of a [`SPENT`] row.
+pub(super) fn read_spent_row(row: &[u8]) -> Result<[Vec<[u8; 32]>; 2], StoreError> {
+    let mut d = Decoder::new(row, "spent row");
+    let mut list = || -> Result<Vec<[u8; 32]>, StoreError> {
+        let n = d.len()?;
+        (0..n).map(|_| d.array32()).collect()
+    };
+    let lists = [list()?, list()?];
+    d.finish()?;
+    Ok(lists)
+}
