@@ -1,12 +1,12 @@
 //! What every operation executes against: the store seen through the batch's
 //! overlay, the hash pool, the key ring, the program cache and the VM.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::capability::{required_right, AccessRequest, Authorizer, KeyRing, Right};
 use crate::content_id::ContentId;
 use crate::context::{DomainId, ExecutionContext, ExecutionMode};
+use crate::digest_map::DigestMap;
 use crate::error::ExecutionError;
 use crate::hash::{HashHandle, HashPool};
 use crate::resource::{OperationKind, ResourceId, ResourceRegister};
@@ -55,10 +55,11 @@ pub(super) struct OpEffects {
     pub traces: Vec<LogicTrace>,
 }
 
-/// Decoded programs of this batch, by content id (a failed decode is cached too).
+/// Decoded programs of this batch, by content id (a failed decode is cached
+/// too). Looked up for every resource an operation touches: a digest map.
 #[derive(Default)]
 pub(super) struct ProgramCache {
-    programs: HashMap<ContentId, Result<Arc<Program>, ExecutionError>>,
+    programs: DigestMap<ContentId, Result<Arc<Program>, ExecutionError>>,
 }
 
 /// `'s` borrows the store (and the in-flight batch) for the execution only;
@@ -141,9 +142,9 @@ impl<'s, 'a> Env<'s, 'a> {
     }
 
     pub fn load(&mut self, id: &ResourceId) -> Result<Arc<ResourceRegister>, ExecutionError> {
-        if matches!(self.overlay.lookup(self.view(), id), Lookup::Missing) && self.overlay.has_pending() {
-            // It may be created earlier in this batch: resolve pending ids now.
-            self.resolve_pending().map_err(hash_failed)?;
+        if matches!(self.overlay.lookup(self.view(), id), Lookup::Missing) && self.overlay.has_unindexed() {
+            // It may be created earlier in this batch: resolve and index those now.
+            self.overlay.resolve_and_index(&mut self.pool).map_err(hash_failed)?;
         }
         match self.overlay.lookup(self.view(), id) {
             Lookup::Found(r) => Ok(r.clone()),

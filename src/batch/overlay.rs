@@ -26,8 +26,14 @@ pub(super) enum Lookup<'a> {
 /// Registers are shared (`Arc`): a load takes a reference count, and the
 /// final registers move into the batch's delta and then the store's index
 /// without being copied again.
+///
+/// Created registers are not put in a map as their ids resolve: most are
+/// never looked up in their own batch, and a map insert per creation (and a
+/// removal per creation when the delta is built) cost more than executing
+/// the transfer that made them. They are indexed on the first lookup that
+/// misses everything else.
 pub(super) struct Overlay {
-    /// Registers created (ids resolved) or updated in this batch.
+    /// Registers updated in this batch (the newest version).
     changed: DigestMap<ResourceId, Arc<ResourceRegister>>,
     /// First-change order of `changed`, so the delta is deterministic.
     order: Vec<ResourceId>,
@@ -35,17 +41,26 @@ pub(super) struct Overlay {
     consumed: DigestMap<ResourceId, usize>,
     consumed_order: Vec<ResourceId>,
     pending: Vec<PendingCreate>,
+    /// Created registers with their ids, in creation order.
+    created: Vec<Arc<ResourceRegister>>,
+    /// Positions in `created` by id, for the first `indexed` of them (a
+    /// duplicate id keeps the first; the flush check fails the later one).
+    created_index: DigestMap<ResourceId, usize>,
+    indexed: usize,
 }
 
 impl Overlay {
     /// An overlay sized for a batch of `ops` operations.
     pub fn with_capacity(ops: usize) -> Self {
         Overlay {
-            changed: digest_map(2 * ops),
-            order: Vec::with_capacity(2 * ops),
+            changed: digest_map(0),
+            order: Vec::new(),
             consumed: digest_map(ops),
             consumed_order: Vec::with_capacity(ops),
             pending: Vec::with_capacity(2 * ops),
+            created: Vec::with_capacity(2 * ops),
+            created_index: digest_map(0),
+            indexed: 0,
         }
     }
 
@@ -56,6 +71,9 @@ impl Overlay {
         if let Some(r) = self.changed.get(id) {
             return Lookup::Found(r);
         }
+        if let Some(&at) = self.created_index.get(id) {
+            return Lookup::Found(&self.created[at]);
+        }
         if let Some(r) = store.get(id) {
             return Lookup::Found(r);
         }
@@ -65,8 +83,9 @@ impl Overlay {
         }
     }
 
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+    /// Whether some created register cannot be found by id yet.
+    pub fn has_unindexed(&self) -> bool {
+        !self.pending.is_empty() || self.indexed < self.created.len()
     }
 
     pub fn put(&mut self, register: Arc<ResourceRegister>) {
@@ -86,36 +105,98 @@ impl Overlay {
         self.pending.push(PendingCreate { handle, register });
     }
 
-    /// Flush the pool and make every pending creation visible by id. A
-    /// duplicate id keeps the first; the flush check fails the later one. An
-    /// id that already exists in the store is not looked up here: the flush
-    /// check fails its creator, and a failure at the flush always runs the
-    /// batch again without it, so this pass's view of it is discarded.
+    /// Flush the pool and give every pending creation its id. An id that
+    /// already exists in the store is not looked up here: the flush check
+    /// fails its creator, and a failure at the flush always runs the batch
+    /// again without it, so this pass's view of it is discarded.
     pub fn resolve(&mut self, pool: &mut HashPool) -> Result<(), HashError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         pool.flush()?;
-        let pending = std::mem::take(&mut self.pending);
-        self.changed.reserve(pending.len());
-        for mut p in pending {
+        for mut p in self.pending.drain(..) {
             let id = ResourceId::from_digest(pool.get(p.handle).ok_or(HashError::UnknownHandle(p.handle.0))?);
-            if self.changed.contains_key(&id) {
-                continue;
-            }
             // Unshared unless a witness kept a copy of the register as created.
             Arc::make_mut(&mut p.register).id = id;
-            self.put(p.register);
+            self.created.push(p.register);
         }
         Ok(())
     }
 
-    /// Final registers (created or updated, not consumed) in change order,
-    /// and the consumed ids in consumption order.
+    /// [`Overlay::resolve`], then make every created register findable by id.
+    pub fn resolve_and_index(&mut self, pool: &mut HashPool) -> Result<(), HashError> {
+        self.resolve(pool)?;
+        for (at, r) in self.created.iter().enumerate().skip(self.indexed) {
+            self.created_index.entry(r.id).or_insert(at);
+        }
+        self.indexed = self.created.len();
+        Ok(())
+    }
+
+    /// Final registers (updated, then created; none consumed) and the
+    /// consumed ids in consumption order. Only an indexed created register
+    /// can have been loaded, and so updated or consumed, in the batch.
     pub fn into_changes(self) -> (Vec<Arc<ResourceRegister>>, Vec<ResourceId>) {
-        let Overlay { mut changed, order, consumed, consumed_order, .. } = self;
-        let upserts =
-            order.iter().filter(|id| !consumed.contains_key(id)).filter_map(|id| changed.remove(id)).collect();
+        let Overlay { changed, order, consumed, consumed_order, created, indexed, .. } = self;
+        let mut upserts: Vec<Arc<ResourceRegister>> = Vec::with_capacity(order.len() + created.len());
+        upserts.extend(order.iter().filter(|id| !consumed.contains_key(id)).filter_map(|id| changed.get(id).cloned()));
+        let mut created = created.into_iter();
+        let loadable = created.by_ref().take(indexed);
+        upserts.extend(loadable.filter(|r| !consumed.contains_key(&r.id) && !changed.contains_key(&r.id)));
+        upserts.extend(created);
         (upserts, consumed_order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content_id::ContentId;
+    use crate::resource::NewResource;
+
+    fn new_register(seed: u8) -> (Vec<u8>, Arc<ResourceRegister>) {
+        let new = NewResource {
+            logic: Default::default(),
+            domain: crate::DomainId::new("d"),
+            fungibility_domain: "f".into(),
+            quantity: seed as u64,
+            metadata: Default::default(),
+            contents: Vec::new(),
+            nullifier_key_commitment: [0; 32],
+            controller: "c".into(),
+            nonce: [seed; 32],
+        };
+        (new.id_encoding(), Arc::new(new.into_register(Default::default())))
+    }
+
+    /// Created registers reach the delta once, as their last version:
+    /// updated after creation, consumed after creation, never looked up.
+    #[test]
+    fn created_registers_enter_the_changes_as_left_by_the_batch() {
+        let mut pool = HashPool::new();
+        let mut overlay = Overlay::with_capacity(4);
+        let mut ids = Vec::new();
+        for seed in 1..=3 {
+            let (encoding, register) = new_register(seed);
+            overlay.create(pool.hash(&encoding), register);
+            ids.push(ContentId::of_encoding(&encoding));
+        }
+        overlay.resolve(&mut pool).unwrap();
+        assert!(overlay.has_unindexed());
+        overlay.resolve_and_index(&mut pool).unwrap();
+        assert!(!overlay.has_unindexed());
+        let (late_encoding, late) = new_register(4);
+        overlay.create(pool.hash(&late_encoding), late);
+        overlay.resolve(&mut pool).unwrap();
+
+        let mut updated = ResourceRegister::clone(&overlay.created[0]);
+        updated.version = 1;
+        overlay.put(Arc::new(updated.clone()));
+        overlay.consume(ids[1], 0);
+        let (upserts, removed) = overlay.into_changes();
+        let versions: Vec<(ResourceId, u64)> = upserts.iter().map(|r| (r.id, r.version)).collect();
+        assert_eq!(versions[..2], [(ids[0], 1), (ids[2], 0)]);
+        assert_eq!(versions.len(), 3, "the late creation, never indexed, is there too");
+        assert_eq!(removed, [ids[1]]);
     }
 }
