@@ -74,7 +74,7 @@ impl<'a> Fold<'a> {
     /// order touch each page once).
     fn write(self, tx: &redb::WriteTransaction) -> Result<(), StoreError> {
         let mut changes: Vec<(ResourceId, Change)> = self.changes.into_iter().collect();
-        changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        changes.sort_unstable_by_key(|c| c.0);
         let mut registers = tx.open_table(REGISTERS)?;
         for (id, change) in &changes {
             let key = id.as_bytes().as_slice();

@@ -303,7 +303,7 @@ mod tests {
         drop(log);
         let (_, frames) = BatchLog::open(&path).unwrap();
         assert_eq!(frames.iter().map(|f| f.record.number).collect::<Vec<_>>(), [5]);
-        assert_eq!(segments(&path).unwrap(), [segment.clone()]);
+        assert_eq!(segments(&path).unwrap(), std::slice::from_ref(&segment));
         let rotated = read_segment(&segment).unwrap();
         assert_eq!(rotated.iter().map(|f| f.record.number).collect::<Vec<_>>(), [1, 2, 3, 4]);
         assert_eq!(rotated[3].delta, delta(4));
