@@ -417,6 +417,40 @@ mod tests {
         assert_eq!(reopened(&dir), (1, root, 1));
     }
 
+    /// Everything the index holds: each register with its commitment, the
+    /// nullifiers, the consumed ids, and the root.
+    fn index_snapshot(store: &RegisterStore) -> (Vec<(ResourceRegister, [u8; 32])>, Vec<([u8; 32], u64)>, [u8; 32]) {
+        let registers = store.registers().map(|r| (r.clone(), store.entry(&r.id).unwrap().commitment)).collect();
+        let mut spent: Vec<([u8; 32], u64)> = store.index.nullifiers.iter().map(|(n, b)| (*n, *b)).collect();
+        spent.extend(store.index.consumed.iter().map(|(id, b)| (*id.as_bytes(), *b)));
+        spent.sort();
+        (registers, spent, store.state_root())
+    }
+
+    /// A batch with removals, an update, insertions and nullifiers whose
+    /// append fails leaves the index exactly as it was.
+    #[test]
+    fn a_failed_append_leaves_the_index_exactly_as_it_was() {
+        let (_dir, mut store) = fresh_store();
+        let first: Vec<Arc<ResourceRegister>> = (0..40).map(register).collect();
+        let delta = BatchDelta { upserts: first.clone(), removed: Vec::new(), nullifiers: vec![[1; 32]] };
+        let staged = store.stage(delta, &mut HashPool::new(), true).unwrap();
+        store.commit(staged, BatchRecord::default()).unwrap();
+        let before = index_snapshot(&store);
+        let mut updated = ResourceRegister::clone(&first[5]);
+        updated.version += 1;
+        let delta = BatchDelta {
+            upserts: (40..70).map(register).chain([Arc::new(updated)]).collect(),
+            removed: first[10..30].iter().map(|r| r.id).collect(),
+            nullifiers: vec![[2; 32], [3; 32]],
+        };
+        let staged = store.stage(delta, &mut HashPool::new(), true).unwrap();
+        store.durable.log.fail_next_append = true;
+        assert!(store.commit_while(staged, BatchRecord::default(), || ()).is_err());
+        assert_eq!(index_snapshot(&store), before);
+        assert_eq!(store.head(), 1);
+    }
+
     #[test]
     fn a_failed_append_commits_nothing_and_the_next_batch_commits() {
         let (dir, mut store) = fresh_store();
