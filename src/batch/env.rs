@@ -37,22 +37,58 @@ pub(super) enum Assertion {
     },
 }
 
+/// A run of one operation's entries in [`PassEffects`].
+pub(super) type Span = std::ops::Range<usize>;
+
+/// Every operation's consumed inputs and created-id requests in a pass, in
+/// one vector each; an operation's [`OpEffects`] holds its spans. Vectors per
+/// operation cost an allocation and a free apiece, several per transfer.
+#[derive(Default)]
+pub(super) struct PassEffects {
+    pub consumes: Vec<Consumption>,
+    /// Id requests of created resources.
+    pub creates: Vec<HashHandle>,
+}
+
 /// Everything an operation would do, held until the operation succeeds.
 #[derive(Default)]
 pub(super) struct OpEffects {
-    /// Id requests of created resources, and the resources themselves with
-    /// a zero id until the flush (moved into the overlay on success).
-    pub creates: Vec<HashHandle>,
-    pub new_registers: Vec<Arc<ResourceRegister>>,
+    /// Its id requests in [`PassEffects::creates`].
+    pub creates: Span,
     /// ProofGeneration: the created registers as created, for the witness.
     pub created_copies: Vec<Arc<ResourceRegister>>,
     pub updates: Vec<(Arc<ResourceRegister>, Arc<ResourceRegister>)>,
-    pub consumes: Vec<Consumption>,
+    /// Its consumed inputs in [`PassEffects::consumes`].
+    pub consumes: Span,
     pub assertions: Vec<Assertion>,
     pub read: Option<Arc<ResourceRegister>>,
     pub verified: Option<String>,
     pub instructions: u64,
     pub traces: Vec<LogicTrace>,
+}
+
+impl PassEffects {
+    /// Room for a batch of `ops` typical operations (a transfer consumes one
+    /// input and creates two resources).
+    fn with_capacity(ops: usize) -> Self {
+        PassEffects { consumes: Vec::with_capacity(ops), creates: Vec::with_capacity(2 * ops) }
+    }
+
+    /// Where the next operation's entries will start.
+    pub fn mark(&self) -> (usize, usize) {
+        (self.consumes.len(), self.creates.len())
+    }
+
+    /// The entries made since `mark`: (consumes, creates).
+    pub fn since(&self, mark: (usize, usize)) -> (Span, Span) {
+        (mark.0..self.consumes.len(), mark.1..self.creates.len())
+    }
+
+    /// Drop the entries made since `mark` (the operation failed).
+    pub fn undo(&mut self, mark: (usize, usize)) {
+        self.consumes.truncate(mark.0);
+        self.creates.truncate(mark.1);
+    }
 }
 
 /// Decoded programs of this batch, by content id (a failed decode is cached
@@ -72,6 +108,10 @@ pub(super) struct Env<'s, 'a> {
     pub tx: &'a TransactionContext,
     pub pool: HashPool,
     pub overlay: Overlay,
+    pub effects: PassEffects,
+    /// The running operation's created resources, with a zero id until the
+    /// flush (moved into the overlay if it succeeds).
+    pub new_registers: Vec<Arc<ResourceRegister>>,
     /// The batch's operation count, to size the overlay.
     ops: usize,
     programs: ProgramCache,
@@ -105,6 +145,8 @@ impl<'s, 'a> Env<'s, 'a> {
             tx,
             pool: batch_pool(ops),
             overlay: Overlay::with_capacity(ops),
+            effects: PassEffects::with_capacity(ops),
+            new_registers: Vec::new(),
             ops,
             programs: ProgramCache::default(),
             interpreter,
@@ -117,6 +159,7 @@ impl<'s, 'a> Env<'s, 'a> {
     pub fn reset(&mut self) {
         self.pool = batch_pool(self.ops);
         self.overlay = Overlay::with_capacity(self.ops);
+        self.effects = PassEffects::with_capacity(self.ops);
     }
 
     pub fn authorize(

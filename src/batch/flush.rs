@@ -13,7 +13,7 @@ use crate::error::ExecutionError;
 use crate::hash::{HashHandle, HashPool};
 use crate::resource::{nullifier_key_commitment, LifecycleState, ResourceId};
 
-use super::env::{Assertion, OpEffects};
+use super::env::{Assertion, Consumption, OpEffects, PassEffects};
 use super::transaction::FailurePolicy;
 use super::view::StoreView;
 
@@ -25,7 +25,12 @@ fn digest(pool: &HashPool, h: HashHandle) -> Result<[u8; 32], ExecutionError> {
 
 /// Checks that concern one operation alone; `openings` holds
 /// `nullifier_key_commitment` of each of its consumed inputs' keys.
-fn intrinsic(fx: &OpEffects, openings: &[[u8; 32]], pool: &HashPool) -> Result<(), ExecutionError> {
+fn intrinsic(
+    fx: &OpEffects,
+    consumes: &[Consumption],
+    openings: &[[u8; 32]],
+    pool: &HashPool,
+) -> Result<(), ExecutionError> {
     for a in &fx.assertions {
         match a {
             Assertion::Vm(a) => a.check(pool)?,
@@ -43,7 +48,7 @@ fn intrinsic(fx: &OpEffects, openings: &[[u8; 32]], pool: &HashPool) -> Result<(
             }
         }
     }
-    for (c, opened) in fx.consumes.iter().zip(openings) {
+    for (c, opened) in consumes.iter().zip(openings) {
         if *opened != c.register.nullifier_key_commitment {
             return Err(ExecutionError::StateCommitmentError {
                 reason: format!(
@@ -70,13 +75,14 @@ pub(super) struct Claimed {
 /// claim (the batch's nullifiers and created ids once none fails).
 pub(super) fn check(
     executed: &[(usize, &OpEffects)],
+    effects: &PassEffects,
     pool: &HashPool,
     store: StoreView<'_>,
     policy: FailurePolicy,
 ) -> Result<(BTreeMap<usize, ExecutionError>, Claimed), ExecutionError> {
     let mut failures = BTreeMap::new();
-    let openings = key_openings(executed);
-    let claims = StoreClaims::look_up(executed, pool, store)?;
+    let openings = key_openings(executed, effects);
+    let claims = StoreClaims::look_up(executed, effects, pool, store)?;
     let mut spent: DigestSet<[u8; 32]> = digest_set(claims.nullifiers.len());
     let mut created: DigestSet<ResourceId> = digest_set(claims.ids.len());
     let (mut at_consume, mut at_create) = (0, 0);
@@ -87,7 +93,9 @@ pub(super) fn check(
         let ids = &claims.ids[at_create..at_create + creates];
         at_consume += consumes;
         at_create += creates;
-        let verdict = intrinsic(fx, mine, pool).and_then(|()| unique(fx, nullifiers, ids, &spent, &created));
+        let consumed = &effects.consumes[fx.consumes.clone()];
+        let verdict =
+            intrinsic(fx, consumed, mine, pool).and_then(|()| unique(consumed, nullifiers, ids, &spent, &created));
         match verdict {
             Ok(()) => {
                 spent.extend(nullifiers.iter().map(|(n, _)| *n));
@@ -109,8 +117,11 @@ pub(super) fn check(
 /// The Poseidon nullifier-key commitment of every consumed input's key, in
 /// operation order. Poseidon is far slower than BLAKE3, so each distinct key
 /// (an owner often spends many resources) is hashed once, across the rayon pool.
-fn key_openings(executed: &[(usize, &OpEffects)]) -> Vec<[u8; 32]> {
-    let keys: Vec<[u8; 32]> = executed.iter().flat_map(|(_, fx)| fx.consumes.iter().map(|c| c.nullifier_key)).collect();
+fn key_openings(executed: &[(usize, &OpEffects)], effects: &PassEffects) -> Vec<[u8; 32]> {
+    let keys: Vec<[u8; 32]> = executed
+        .iter()
+        .flat_map(|(_, fx)| effects.consumes[fx.consumes.clone()].iter().map(|c| c.nullifier_key))
+        .collect();
     let mut distinct = keys.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -132,16 +143,19 @@ struct StoreClaims {
 impl StoreClaims {
     fn look_up(
         executed: &[(usize, &OpEffects)],
+        effects: &PassEffects,
         pool: &HashPool,
         store: StoreView<'_>,
     ) -> Result<StoreClaims, ExecutionError> {
         let nullifiers: Vec<[u8; 32]> = executed
             .iter()
-            .flat_map(|(_, fx)| fx.consumes.iter().map(|c| digest(pool, c.nullifier)))
+            .flat_map(|(_, fx)| effects.consumes[fx.consumes.clone()].iter().map(|c| digest(pool, c.nullifier)))
             .collect::<Result<_, _>>()?;
         let ids: Vec<ResourceId> = executed
             .iter()
-            .flat_map(|(_, fx)| fx.creates.iter().map(|h| digest(pool, *h).map(ResourceId::from_digest)))
+            .flat_map(|(_, fx)| {
+                effects.creates[fx.creates.clone()].iter().map(|h| digest(pool, *h).map(ResourceId::from_digest))
+            })
             .collect::<Result<_, _>>()?;
         let nullifiers = nullifiers.into_par_iter().map(|n| (n, store.nullifier_batch(&n))).collect();
         let ids = ids
@@ -163,13 +177,13 @@ impl StoreClaims {
 /// created ids that do not exist yet: `claimed_*` are the operation's claims
 /// with what the store holds under them.
 fn unique(
-    fx: &OpEffects,
+    consumes: &[Consumption],
     claimed_nullifiers: &[([u8; 32], Option<u64>)],
     claimed_ids: &[(ResourceId, Option<LifecycleState>)],
     spent: &DigestSet<[u8; 32]>,
     created: &DigestSet<ResourceId>,
 ) -> Result<(), ExecutionError> {
-    for (k, (c, &(n, in_store))) in fx.consumes.iter().zip(claimed_nullifiers).enumerate() {
+    for (k, (c, &(n, in_store))) in consumes.iter().zip(claimed_nullifiers).enumerate() {
         let mine_before = || claimed_nullifiers[..k].iter().any(|(m, _)| *m == n);
         let earlier = in_store.map(|b| format!("in batch {b}"));
         let earlier =

@@ -109,7 +109,7 @@ fn execute_only<'a>(
                 _ => None,
             })
             .collect();
-        let (failures, claimed) = flush::check(&executed, &env.pool, env.view(), tx.on_failure)?;
+        let (failures, claimed) = flush::check(&executed, &env.effects, &env.pool, env.view(), tx.on_failure)?;
         timings.hash_us += micros(started);
         if failures.is_empty() {
             break (records, claimed);
@@ -136,16 +136,21 @@ fn run_pass(env: &mut Env, ops: &[Operation], prefailed: &BTreeMap<usize, Execut
             continue;
         }
         let mut fx = OpEffects::default();
+        let mark = env.effects.mark();
+        env.new_registers.clear();
         let outcome = match prefailed.get(&index) {
             Some(e) => Err(e.clone()),
             None => ops::execute(env, op, &mut fx),
         };
         match outcome {
             Ok(()) => {
+                (fx.consumes, fx.creates) = env.effects.since(mark);
                 apply(env, index, &mut fx);
                 records.push(Record::Executed(fx));
             }
             Err(e) => {
+                env.effects.undo(mark);
+                env.new_registers.clear();
                 stopped = env.tx.on_failure == FailurePolicy::FailFast;
                 records.push(Record::Failed(e, fx));
             }
@@ -156,16 +161,16 @@ fn run_pass(env: &mut Env, ops: &[Operation], prefailed: &BTreeMap<usize, Execut
 
 /// Make a successful operation's effects visible to the rest of the batch.
 fn apply(env: &mut Env, index: usize, fx: &mut OpEffects) {
-    for c in &fx.consumes {
+    for c in &env.effects.consumes[fx.consumes.clone()] {
         env.overlay.consume(c.register.id, index);
     }
     for (_, after) in &fx.updates {
         env.overlay.put(Arc::clone(after));
     }
     if prove::gathers_witnesses(env.tx) {
-        fx.created_copies = fx.new_registers.clone();
+        fx.created_copies = env.new_registers.clone();
     }
-    for (handle, register) in fx.creates.iter().zip(fx.new_registers.drain(..)) {
+    for (handle, register) in env.effects.creates[fx.creates.clone()].iter().zip(env.new_registers.drain(..)) {
         env.overlay.create(*handle, register);
     }
 }
@@ -200,6 +205,8 @@ fn conclude<'a>(
     // Every executed operation passed the flush checks, which claimed their
     // nullifiers and created ids in this order.
     let flush::Claimed { nullifiers, ids: created } = claimed;
+    let Env { pool, overlay, effects, .. } = env;
+    let consumes = effects.consumes;
     let mut witnesses = Vec::new();
     let mut counts = (0u64, 0u64, 0u64);
     for (record, op) in records.iter().zip(ops) {
@@ -209,16 +216,16 @@ fn conclude<'a>(
             counts.1 += fx.updates.len() as u64;
             counts.2 += fx.consumes.len() as u64;
             if prove::gathers_witnesses(tx) {
-                witnesses.push(witness(op.kind(), fx, &created[first_created..counts.0 as usize]));
+                let consumed = &consumes[fx.consumes.clone()];
+                witnesses.push(witness(op.kind(), fx, consumed, &created[first_created..counts.0 as usize]));
             }
         }
     }
-    let outcomes = Outcomes { ops, records, nullifiers: nullifiers.clone(), created };
+    let outcomes = Outcomes { ops, records, consumes, nullifiers: nullifiers.clone(), created };
     let success_count = outcomes.success_count();
     let any_failed = success_count < ops.len();
     let rolled_back = any_failed && tx.commit == CommitPolicy::AllOrNothing;
 
-    let Env { pool, overlay, .. } = env;
     let (upserts, removed) = overlay.into_changes();
     let metadata = BatchMetadata {
         trace_id: ctx.trace_id.clone(),
@@ -361,10 +368,15 @@ impl PendingCommit<'_> {
     }
 }
 
-fn witness(kind: crate::resource::OperationKind, fx: &OpEffects, ids: &[crate::resource::ResourceId]) -> OpWitness {
+fn witness(
+    kind: crate::resource::OperationKind,
+    fx: &OpEffects,
+    consumed: &[env::Consumption],
+    ids: &[crate::resource::ResourceId],
+) -> OpWitness {
     OpWitness {
         kind,
-        consumed: fx.consumes.iter().map(|c| (ResourceRegister::clone(&c.register), c.nullifier_key)).collect(),
+        consumed: consumed.iter().map(|c| (ResourceRegister::clone(&c.register), c.nullifier_key)).collect(),
         created: fx
             .created_copies
             .iter()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::resource::{Operation, ResourceId};
 
-use super::env::OpEffects;
+use super::env::{Consumption, OpEffects};
 use super::result::{OpOutcome, OpStatus, OperationResult};
 use super::Record;
 
@@ -19,6 +19,8 @@ use super::Record;
 pub(super) struct Outcomes<'a> {
     pub ops: &'a [Operation],
     pub records: Vec<Record>,
+    /// The pass's consumed inputs (operations hold spans of them).
+    pub consumes: Vec<Consumption>,
     /// The nullifiers of the successful operations' consumed inputs.
     pub nullifiers: Vec<[u8; 32]>,
     /// The ids of the successful operations' created resources.
@@ -32,7 +34,7 @@ impl Outcomes<'_> {
     }
 
     pub fn build(self) -> Vec<OperationResult> {
-        let Outcomes { ops, records, nullifiers, created } = self;
+        let Outcomes { ops, records, consumes, nullifiers, created } = self;
         let (mut nullifiers, mut created) = (nullifiers.as_slice(), created.as_slice());
         let mut results = Vec::with_capacity(records.len());
         for (index, (record, op)) in records.into_iter().zip(ops).enumerate() {
@@ -42,7 +44,8 @@ impl Outcomes<'_> {
                 Record::Executed(fx) => {
                     let spent = take(&mut nullifiers, fx.consumes.len());
                     let ids = take(&mut created, fx.creates.len());
-                    let (instructions, outcome, traces) = outcome(fx, spent, ids);
+                    let consumed = &consumes[fx.consumes.clone()];
+                    let (instructions, outcome, traces) = outcome(fx, consumed, spent, ids);
                     (OpStatus::Succeeded(Box::new(outcome)), instructions, traces)
                 }
             };
@@ -59,10 +62,15 @@ fn take<'s, T: Copy>(items: &mut &'s [T], n: usize) -> &'s [T] {
     mine
 }
 
-fn outcome(fx: OpEffects, nullifiers: &[[u8; 32]], created: &[ResourceId]) -> (u64, OpOutcome, Vec<super::LogicTrace>) {
+fn outcome(
+    fx: OpEffects,
+    consumed: &[Consumption],
+    nullifiers: &[[u8; 32]],
+    created: &[ResourceId],
+) -> (u64, OpOutcome, Vec<super::LogicTrace>) {
     let outcome = OpOutcome {
         created: created.to_vec(),
-        consumed: fx.consumes.iter().map(|c| c.register.id).collect(),
+        consumed: consumed.iter().map(|c| c.register.id).collect(),
         nullifiers: nullifiers.to_vec(),
         updated: fx.updates.iter().map(|(_, a)| (a.id, a.version)).collect(),
         read: fx.read.map(Arc::unwrap_or_clone),

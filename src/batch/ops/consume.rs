@@ -19,7 +19,7 @@ pub(super) fn delete(env: &mut Env, input: &ConsumedInput, fx: &mut OpEffects) -
     env.authorize(OperationKind::Delete, Some(&input.id), &register.domain, Some(register.quantity))?;
     check_consumable(&register)?;
     env.run_logic(OperationKind::Delete, Role::Consumed, &register, true, &[], fx)?;
-    consume(env, register, input, fx);
+    consume(env, register, input);
     Ok(())
 }
 
@@ -69,12 +69,12 @@ pub(super) fn transfer(
         env.run_logic(OperationKind::Transfer, role, subject, known, &others, fx)?;
     }
     for (register, input) in registers.into_iter().zip(inputs) {
-        consume(env, register, input, fx);
+        consume(env, register, input);
     }
     for o in outputs {
-        fx.creates.push(env.pool.hash_with(|buf| o.write_id_encoding(buf)));
+        env.effects.creates.push(env.pool.hash_with(|buf| o.write_id_encoding(buf)));
     }
-    fx.new_registers.extend(provisional);
+    env.new_registers.extend(provisional);
     Ok(())
 }
 
@@ -119,7 +119,7 @@ fn check_conservation(inputs: &[Arc<ResourceRegister>], outputs: &[NewResource])
     }
 }
 
-fn consume(env: &mut Env, register: Arc<ResourceRegister>, input: &ConsumedInput, fx: &mut OpEffects) {
+fn consume(env: &mut Env, register: Arc<ResourceRegister>, input: &ConsumedInput) {
     let nullifier = env.pool.derive_key(NULLIFIER_CONTEXT, nullifier_input(&input.nullifier_key, &register.id));
-    fx.consumes.push(Consumption { register, nullifier_key: input.nullifier_key, nullifier });
+    env.effects.consumes.push(Consumption { register, nullifier_key: input.nullifier_key, nullifier });
 }
