@@ -417,9 +417,12 @@ mod tests {
         assert_eq!(reopened(&dir), (1, root, 1));
     }
 
-    /// Everything the index holds: each register with its commitment, the
-    /// nullifiers, the consumed ids, and the root.
-    fn index_snapshot(store: &RegisterStore) -> (Vec<(ResourceRegister, [u8; 32])>, Vec<([u8; 32], u64)>, [u8; 32]) {
+    /// Each register with its commitment; nullifiers and consumed ids with
+    /// their batch; the root.
+    type IndexSnapshot = (Vec<(ResourceRegister, [u8; 32])>, Vec<([u8; 32], u64)>, [u8; 32]);
+
+    /// Everything the index holds.
+    fn index_snapshot(store: &RegisterStore) -> IndexSnapshot {
         let registers = store.registers().map(|r| (r.clone(), store.entry(&r.id).unwrap().commitment)).collect();
         let mut spent: Vec<([u8; 32], u64)> = store.index.nullifiers.iter().map(|(n, b)| (*n, *b)).collect();
         spent.extend(store.index.consumed.iter().map(|(id, b)| (*id.as_bytes(), *b)));
