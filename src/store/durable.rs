@@ -145,7 +145,7 @@ impl Durable {
             replay.push((number, frame.delta));
             pending.push_back(frame.record);
         }
-        let mut durable = Durable {
+        let durable = Durable {
             db: Arc::new(db),
             log,
             log_path,
@@ -157,11 +157,15 @@ impl Durable {
             options,
             running: None,
         };
-        if !durable.segments.is_empty() {
-            // A checkpoint was cut short: finish it in the background.
-            durable.start_checkpoint();
-        }
         Ok((durable, Loaded { index, replay, head, root }))
+    }
+
+    /// Once the store has opened and checked out: if a checkpoint was cut
+    /// short (segments are left), finish it in the background.
+    pub fn resume_checkpoint(&mut self) {
+        if !self.segments.is_empty() {
+            self.start_checkpoint();
+        }
     }
 
     /// The durable commit of one batch: one fsynced append to the log.

@@ -83,7 +83,7 @@ impl RegisterStore {
         let mut tree = StateTree::default();
         let update = tree.stage(index.all_buckets(), &mut pool)?;
         tree.apply(&update);
-        let store = RegisterStore { durable, index, tree, head: loaded.head, programs: HashMap::new() };
+        let mut store = RegisterStore { durable, index, tree, head: loaded.head, programs: HashMap::new() };
         if let Some(expected) = loaded.root {
             let found = store.state_root();
             if found != expected {
@@ -94,6 +94,7 @@ impl RegisterStore {
                 });
             }
         }
+        store.durable.resume_checkpoint();
         Ok(store)
     }
 
