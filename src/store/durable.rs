@@ -62,6 +62,9 @@ pub(super) struct Durable {
     pending: VecDeque<BatchRecord>,
     options: StoreOptions,
     running: Option<Running>,
+    /// Tests: the next background checkpoint fails.
+    #[cfg(test)]
+    fail_next_checkpoint: bool,
 }
 
 /// A checkpoint on its own thread, folding the first `segments` segments.
@@ -156,6 +159,8 @@ impl Durable {
             pending,
             options,
             running: None,
+            #[cfg(test)]
+            fail_next_checkpoint: false,
         };
         Ok((durable, Loaded { index, replay, head, root }))
     }
@@ -214,8 +219,12 @@ impl Durable {
         let db = Arc::clone(&self.db);
         let segments = self.segments.clone();
         let count = segments.len();
-        let spawned =
-            std::thread::Builder::new().name("cvm-checkpoint".into()).spawn(move || fold_segments(&db, &segments));
+        let injected = self.injected_failure();
+        let fold = move || match injected {
+            Some(e) => Err(e),
+            None => fold_segments(&db, &segments),
+        };
+        let spawned = std::thread::Builder::new().name("cvm-checkpoint".into()).spawn(fold);
         match spawned {
             Ok(thread) => self.running = Some(Running { thread, segments: count }),
             Err(e) => {
@@ -224,6 +233,17 @@ impl Durable {
                 self.folded(folded, count);
             }
         }
+    }
+
+    #[cfg(test)]
+    fn injected_failure(&mut self) -> Option<StoreError> {
+        std::mem::take(&mut self.fail_next_checkpoint)
+            .then(|| StoreError::Database("injected checkpoint failure".into()))
+    }
+
+    #[cfg(not(test))]
+    fn injected_failure(&mut self) -> Option<StoreError> {
+        None
     }
 
     /// Move the log's batches into a new segment.
@@ -362,6 +382,39 @@ mod tests {
             controller: "c".into(),
             version,
         })
+    }
+
+    /// A background checkpoint that fails keeps its segment; batches go on
+    /// committing, and the next checkpoint folds every segment.
+    #[test]
+    fn a_failed_checkpoint_keeps_its_segment_and_the_next_one_folds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let options = StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 2 };
+        let (mut durable, _) = Durable::open(&path, options).unwrap();
+        let commit = |durable: &mut Durable, n: u8| {
+            let delta = BatchDelta { upserts: vec![register(n, 0)], removed: Vec::new(), nullifiers: vec![[n; 32]] };
+            let record = BatchRecord { number: n as u64, state_root_after: [n; 32], ..Default::default() };
+            durable.append(&delta.encode(), &record).unwrap();
+            durable.after_commit();
+        };
+        durable.fail_next_checkpoint = true;
+        commit(&mut durable, 1);
+        commit(&mut durable, 2);
+        durable.reap(true);
+        assert_eq!(durable.segments, [segment_path(&path.with_extension("log"), 1)]);
+        assert!(durable.segments[0].exists());
+        assert_eq!(durable.pending.len(), 2, "its records are still served from memory");
+        commit(&mut durable, 3);
+        commit(&mut durable, 4);
+        durable.checkpoint().unwrap();
+        assert!(durable.segments.is_empty() && durable.pending.is_empty());
+        assert!(segments(&path.with_extension("log")).unwrap().is_empty());
+        drop(durable);
+        let (durable, loaded) = Durable::open(&path, options).unwrap();
+        assert_eq!((loaded.head, loaded.replay.len(), loaded.index.registers.len()), (4, 0, 4));
+        assert_eq!(loaded.index.nullifiers.len(), 4);
+        assert_eq!(durable.batch(1).unwrap().map(|r| r.state_root_after), Some([1; 32]));
     }
 
     /// A store written before the batch log: spent sets keyed by hash and
