@@ -101,7 +101,7 @@ impl<'a> Fold<'a> {
 }
 
 /// The batch the tables hold everything up to.
-pub(super) fn checkpointed(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64, StoreError> {
+fn checkpointed(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64, StoreError> {
     match meta.get(CHECKPOINT)? {
         Some(v) => meta_u64(v.value(), "checkpoint"),
         None => Ok(0),

@@ -46,26 +46,40 @@ impl BatchDelta {
     }
 
     pub fn decode(data: &[u8]) -> Result<Self, StoreError> {
-        let mut d = Decoder::new(data, "batch delta");
-        check_tag(&mut d)?;
-        let n = d.len()?;
-        let mut upserts = Vec::with_capacity(n.min(1 << 20));
-        for _ in 0..n {
-            upserts.push(Arc::new(d.register()?));
-        }
-        let n = d.len()?;
-        let mut removed = Vec::with_capacity(n.min(1 << 20));
-        for _ in 0..n {
-            removed.push(ResourceId::from_digest(d.array32()?));
-        }
-        let n = d.len()?;
-        let mut nullifiers = Vec::with_capacity(n.min(1 << 20));
-        for _ in 0..n {
-            nullifiers.push(d.array32()?);
-        }
-        d.finish()?;
+        let (upserts, removed, nullifiers) = read(data, |d| d.register().map(Arc::new))?;
         Ok(BatchDelta { upserts, removed, nullifiers })
     }
+}
+
+/// A delta's parts: its upserts, each read by `upsert`, the removed ids and
+/// the nullifiers.
+type Parts<U> = (Vec<U>, Vec<ResourceId>, Vec<[u8; 32]>);
+
+/// Walk an encoded delta (one layout for decoding it and for reading it in
+/// place).
+fn read<'a, U>(
+    data: &'a [u8],
+    mut upsert: impl FnMut(&mut Decoder<'a>) -> Result<U, StoreError>,
+) -> Result<Parts<U>, StoreError> {
+    let mut d = Decoder::new(data, "batch delta");
+    check_tag(&mut d)?;
+    let n = d.len()?;
+    let mut upserts = Vec::with_capacity(n.min(1 << 20));
+    for _ in 0..n {
+        upserts.push(upsert(&mut d)?);
+    }
+    let n = d.len()?;
+    let mut removed = Vec::with_capacity(n.min(1 << 20));
+    for _ in 0..n {
+        removed.push(ResourceId::from_digest(d.array32()?));
+    }
+    let n = d.len()?;
+    let mut nullifiers = Vec::with_capacity(n.min(1 << 20));
+    for _ in 0..n {
+        nullifiers.push(d.array32()?);
+    }
+    d.finish()?;
+    Ok((upserts, removed, nullifiers))
 }
 
 fn check_tag(d: &mut Decoder) -> Result<(), StoreError> {
@@ -89,18 +103,7 @@ pub(super) struct DeltaSpans<'a> {
 
 impl<'a> DeltaSpans<'a> {
     pub fn scan(data: &'a [u8]) -> Result<Self, StoreError> {
-        let mut d = Decoder::new(data, "batch delta");
-        check_tag(&mut d)?;
-        let n = d.len()?;
-        let mut upserts = Vec::with_capacity(n.min(1 << 20));
-        for _ in 0..n {
-            upserts.push(d.register_span()?);
-        }
-        let n = d.len()?;
-        let removed = (0..n).map(|_| d.array32().map(ResourceId::from_digest)).collect::<Result<_, _>>()?;
-        let n = d.len()?;
-        let nullifiers = (0..n).map(|_| d.array32()).collect::<Result<_, _>>()?;
-        d.finish()?;
+        let (upserts, removed, nullifiers) = read(data, |d| d.register_span())?;
         Ok(DeltaSpans { upserts, removed, nullifiers })
     }
 }

@@ -22,7 +22,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use crate::content_id::ContentId;
 use crate::resource::ResourceId;
 
-use super::checkpoint::{checkpointed, fold_legacy_deltas, fold_segments, meta_u64};
+use super::checkpoint::{fold_legacy_deltas, fold_segments, meta_u64};
 use super::codec::Decoder;
 use super::index::Index;
 use super::log::{read_segment, segment_path, segments, BatchLog};
@@ -102,7 +102,6 @@ impl Durable {
             Some(v) => meta_u64(v.value(), "head")?,
             None => 0,
         };
-        let covered = checkpointed(&meta)?;
         let mut root = match meta.get(ROOT)? {
             Some(v) => {
                 let mut d = Decoder::new(v.value(), "state root");
@@ -128,7 +127,7 @@ impl Durable {
         let (mut log_first, mut log_bytes, mut log_batches) = (None, 0, 0);
         for (frame, in_segment) in frames {
             let number = frame.record.number;
-            if number <= head.max(covered) {
+            if number <= head {
                 continue; // already in the checkpoint
             }
             if number != head + 1 {

@@ -60,8 +60,7 @@ impl BatchLog {
         let mut frames = Vec::new();
         let mut at = 0usize;
         while let Some((payload, next)) = whole_frame(&data, at) {
-            let (record, delta) = decode_payload(payload)?;
-            frames.push(Frame { record, delta, bytes: (next - at) as u64 });
+            frames.push(RawFrame::split(payload, next - at)?.decode()?);
             at = next;
         }
         if at < data.len() {
@@ -193,6 +192,24 @@ pub(super) struct RawFrame<'a> {
     pub delta: &'a [u8],
 }
 
+impl<'a> RawFrame<'a> {
+    /// The checksummed `payload` of a frame `bytes` long: the length-prefixed
+    /// record, then the delta.
+    fn split(payload: &'a [u8], bytes: usize) -> Result<Self, StoreError> {
+        let mut d = Decoder::new(payload, "batch log frame");
+        let record = d.slice()?;
+        Ok(RawFrame { bytes: bytes as u64, record, delta: d.rest() })
+    }
+
+    fn decode(&self) -> Result<Frame, StoreError> {
+        Ok(Frame {
+            record: BatchRecord::decode(self.record)?,
+            delta: BatchDelta::decode(self.delta)?,
+            bytes: self.bytes,
+        })
+    }
+}
+
 /// Every frame of a rotated segment's bytes. Any damage is an error: a
 /// segment was written whole before it was rotated.
 pub(super) fn segment_frames<'a>(path: &Path, data: &'a [u8]) -> Result<Vec<RawFrame<'a>>, StoreError> {
@@ -206,9 +223,7 @@ pub(super) fn segment_frames<'a>(path: &Path, data: &'a [u8]) -> Result<Vec<RawF
                 reason: "a frame is truncated or fails its checksum".into(),
             });
         };
-        let mut d = Decoder::new(payload, "batch log frame");
-        let record = d.slice()?;
-        frames.push(RawFrame { bytes: (next - at) as u64, record, delta: d.rest() });
+        frames.push(RawFrame::split(payload, next - at)?);
         at = next;
     }
     Ok(frames)
@@ -217,12 +232,7 @@ pub(super) fn segment_frames<'a>(path: &Path, data: &'a [u8]) -> Result<Vec<RawF
 /// Read a rotated segment and decode its frames.
 pub(super) fn read_segment(path: &Path) -> Result<Vec<Frame>, StoreError> {
     let data = std::fs::read(path).map_err(|e| io(path, e))?;
-    let raw = segment_frames(path, &data)?;
-    raw.into_iter()
-        .map(|f| {
-            Ok(Frame { record: BatchRecord::decode(f.record)?, delta: BatchDelta::decode(f.delta)?, bytes: f.bytes })
-        })
-        .collect()
+    segment_frames(path, &data)?.iter().map(RawFrame::decode).collect()
 }
 
 /// A frame's header (length ‖ checksum) and the start of its payload (the
@@ -255,13 +265,6 @@ fn whole_frame(data: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let end = (at + HEADER).checked_add(len)?;
     let payload = data.get(at + HEADER..end)?;
     (blake3::hash(payload).as_bytes() == &header[8..]).then_some((payload, end))
-}
-
-fn decode_payload(payload: &[u8]) -> Result<(BatchRecord, BatchDelta), StoreError> {
-    let mut d = Decoder::new(payload, "batch log frame");
-    let record = BatchRecord::decode(&d.bytes()?)?;
-    let delta = BatchDelta::decode(d.rest())?;
-    Ok((record, delta))
 }
 
 #[cfg(test)]

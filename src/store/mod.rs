@@ -236,8 +236,8 @@ impl RegisterStore {
         Ok((commitments, tree))
     }
 
-    /// Append the staged batch durably (one write transaction), then apply it
-    /// in memory. `record`'s number and roots are filled in here.
+    /// Append the staged batch durably (one fsynced log frame), then apply
+    /// it in memory. `record`'s number and roots are filled in here.
     pub fn commit(&mut self, staged: StagedBatch, record: BatchRecord) -> Result<BatchRecord, StoreError> {
         self.commit_while(staged, record, || ()).map(|(record, ())| record)
     }

@@ -17,8 +17,8 @@ pub(super) const SPENT: TableDefinition<u64, &[u8]> = TableDefinition::new("spen
 pub(super) const NULLIFIERS: TableDefinition<&[u8], u64> = TableDefinition::new("nullifiers");
 pub(super) const CONSUMED: TableDefinition<&[u8], u64> = TableDefinition::new("consumed");
 pub(super) const CONTENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("content");
-/// Where earlier versions appended deltas: still replayed on open and
-/// emptied by the next checkpoint.
+/// Where earlier versions appended deltas: opening folds what it still
+/// holds into the tables and empties it.
 pub(super) const DELTAS: TableDefinition<u64, &[u8]> = TableDefinition::new("deltas");
 pub(super) const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
 
