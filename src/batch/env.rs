@@ -42,7 +42,10 @@ pub(super) type Span = std::ops::Range<usize>;
 
 /// Every operation's consumed inputs and created-id requests in a pass, in
 /// one vector each; an operation's [`OpEffects`] holds its spans. Vectors per
-/// operation cost an allocation and a free apiece, several per transfer.
+/// operation cost an allocation and a free apiece, several per transfer. A
+/// failed operation's entries are dropped, so the vectors hold exactly the
+/// executed operations' entries in order, and a span also indexes anything
+/// flat in that order (the digests the flush claims).
 #[derive(Default)]
 pub(super) struct PassEffects {
     pub consumes: Vec<Consumption>,

@@ -81,18 +81,15 @@ pub(super) fn check(
     policy: FailurePolicy,
 ) -> Result<(BTreeMap<usize, ExecutionError>, Claimed), ExecutionError> {
     let mut failures = BTreeMap::new();
-    let openings = key_openings(executed, effects);
-    let claims = StoreClaims::look_up(executed, effects, pool, store)?;
+    let openings = key_openings(effects);
+    let claims = StoreClaims::look_up(effects, pool, store)?;
     let mut spent: DigestSet<[u8; 32]> = digest_set(claims.nullifiers.len());
     let mut created: DigestSet<ResourceId> = digest_set(claims.ids.len());
-    let (mut at_consume, mut at_create) = (0, 0);
     for (index, fx) in executed {
-        let (consumes, creates) = (fx.consumes.len(), fx.creates.len());
-        let mine = &openings[at_consume..at_consume + consumes];
-        let nullifiers = &claims.nullifiers[at_consume..at_consume + consumes];
-        let ids = &claims.ids[at_create..at_create + creates];
-        at_consume += consumes;
-        at_create += creates;
+        // The claims are flat in the pass's order: the spans index them.
+        let mine = &openings[fx.consumes.clone()];
+        let nullifiers = &claims.nullifiers[fx.consumes.clone()];
+        let ids = &claims.ids[fx.creates.clone()];
         let consumed = &effects.consumes[fx.consumes.clone()];
         let verdict =
             intrinsic(fx, consumed, mine, pool).and_then(|()| unique(consumed, nullifiers, ids, &spent, &created));
@@ -115,13 +112,10 @@ pub(super) fn check(
 }
 
 /// The Poseidon nullifier-key commitment of every consumed input's key, in
-/// operation order. Poseidon is far slower than BLAKE3, so each distinct key
+/// the pass's order. Poseidon is far slower than BLAKE3, so each distinct key
 /// (an owner often spends many resources) is hashed once, across the rayon pool.
-fn key_openings(executed: &[(usize, &OpEffects)], effects: &PassEffects) -> Vec<[u8; 32]> {
-    let keys: Vec<[u8; 32]> = executed
-        .iter()
-        .flat_map(|(_, fx)| effects.consumes[fx.consumes.clone()].iter().map(|c| c.nullifier_key))
-        .collect();
+fn key_openings(effects: &PassEffects) -> Vec<[u8; 32]> {
+    let keys: Vec<[u8; 32]> = effects.consumes.iter().map(|c| c.nullifier_key).collect();
     let mut distinct = keys.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -141,22 +135,11 @@ struct StoreClaims {
 }
 
 impl StoreClaims {
-    fn look_up(
-        executed: &[(usize, &OpEffects)],
-        effects: &PassEffects,
-        pool: &HashPool,
-        store: StoreView<'_>,
-    ) -> Result<StoreClaims, ExecutionError> {
-        let nullifiers: Vec<[u8; 32]> = executed
-            .iter()
-            .flat_map(|(_, fx)| effects.consumes[fx.consumes.clone()].iter().map(|c| digest(pool, c.nullifier)))
-            .collect::<Result<_, _>>()?;
-        let ids: Vec<ResourceId> = executed
-            .iter()
-            .flat_map(|(_, fx)| {
-                effects.creates[fx.creates.clone()].iter().map(|h| digest(pool, *h).map(ResourceId::from_digest))
-            })
-            .collect::<Result<_, _>>()?;
+    fn look_up(effects: &PassEffects, pool: &HashPool, store: StoreView<'_>) -> Result<StoreClaims, ExecutionError> {
+        let nullifiers: Vec<[u8; 32]> =
+            effects.consumes.iter().map(|c| digest(pool, c.nullifier)).collect::<Result<_, _>>()?;
+        let ids: Vec<ResourceId> =
+            effects.creates.iter().map(|h| digest(pool, *h).map(ResourceId::from_digest)).collect::<Result<_, _>>()?;
         let nullifiers = nullifiers.into_par_iter().map(|n| (n, store.nullifier_batch(&n))).collect();
         let ids = ids
             .into_par_iter()

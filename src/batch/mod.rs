@@ -211,13 +211,12 @@ fn conclude<'a>(
     let mut counts = (0u64, 0u64, 0u64);
     for (record, op) in records.iter().zip(ops) {
         if let Record::Executed(fx) = record {
-            let first_created = counts.0 as usize;
             counts.0 += fx.creates.len() as u64;
             counts.1 += fx.updates.len() as u64;
             counts.2 += fx.consumes.len() as u64;
             if prove::gathers_witnesses(tx) {
                 let consumed = &consumes[fx.consumes.clone()];
-                witnesses.push(witness(op.kind(), fx, consumed, &created[first_created..counts.0 as usize]));
+                witnesses.push(witness(op.kind(), fx, consumed, &created[fx.creates.clone()]));
             }
         }
     }

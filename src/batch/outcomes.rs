@@ -13,8 +13,8 @@ use super::env::{Consumption, OpEffects};
 use super::result::{OpOutcome, OpStatus, OperationResult};
 use super::Record;
 
-/// The operations' records with the digests they claimed (flat, in
-/// operation order).
+/// The operations' records with their consumed inputs and the digests they
+/// claimed, flat in the pass's order (the records' spans index them).
 #[derive(Default)]
 pub(super) struct Outcomes<'a> {
     pub ops: &'a [Operation],
@@ -35,17 +35,15 @@ impl Outcomes<'_> {
 
     pub fn build(self) -> Vec<OperationResult> {
         let Outcomes { ops, records, consumes, nullifiers, created } = self;
-        let (mut nullifiers, mut created) = (nullifiers.as_slice(), created.as_slice());
         let mut results = Vec::with_capacity(records.len());
         for (index, (record, op)) in records.into_iter().zip(ops).enumerate() {
             let (status, instructions, traces) = match record {
                 Record::Skipped => (OpStatus::Skipped, 0, Vec::new()),
                 Record::Failed(e, fx) => (OpStatus::Failed(e), fx.instructions, fx.traces),
                 Record::Executed(fx) => {
-                    let spent = take(&mut nullifiers, fx.consumes.len());
-                    let ids = take(&mut created, fx.creates.len());
-                    let consumed = &consumes[fx.consumes.clone()];
-                    let (instructions, outcome, traces) = outcome(fx, consumed, spent, ids);
+                    let (spent, ids) = (fx.consumes.clone(), fx.creates.clone());
+                    let (instructions, outcome, traces) =
+                        outcome(fx, &consumes[spent.clone()], &nullifiers[spent], &created[ids]);
                     (OpStatus::Succeeded(Box::new(outcome)), instructions, traces)
                 }
             };
@@ -53,13 +51,6 @@ impl Outcomes<'_> {
         }
         results
     }
-}
-
-/// The first `n` items of `items`, which then start after them.
-fn take<'s, T: Copy>(items: &mut &'s [T], n: usize) -> &'s [T] {
-    let (mine, rest) = items.split_at(n);
-    *items = rest;
-    mine
 }
 
 fn outcome(
