@@ -5,14 +5,13 @@
 //! so it runs on its own thread while batches go on committing (the index
 //! changes under it; the segments do not). Each id's last change across the
 //! segments is what reaches the tables, and register rows are copied from
-//! the log as encoded. A register created and consumed within the folded
-//! segments never had a row, so none is removed: a register first seen with
-//! version 0 was created there (updates always bump the version, and an id
-//! can be created only once).
+//! the log as encoded. Which row holds an id is the checkpoint's own map
+//! ([`RowKeys`]), updated once the transaction has committed; a register
+//! created and consumed within the folded segments never gets a row.
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use crate::digest_map::DigestMap;
 use crate::resource::ResourceId;
@@ -20,27 +19,18 @@ use crate::resource::ResourceId;
 use super::codec::Decoder;
 use super::delta::DeltaSpans;
 use super::log::segment_frames;
-use super::tables::{spent_row, BATCHES, CHECKPOINT, DELTAS, HEAD, META, REGISTERS, ROOT, SPENT};
+use super::rows::{next_row, RowChange, RowKeys};
+use super::tables::{spent_row, BATCHES, CHECKPOINT, DELTAS, HEAD, META, REGISTERS, ROOT, ROWS, SPENT};
 use super::{BatchRecord, StoreError};
 
-/// Where a changed id ends up.
-enum Fate<'a> {
-    /// Live, with this encoding.
-    Live(&'a [u8]),
-    /// Consumed (the [`SPENT`] rows say in which batch).
-    Consumed,
-}
-
-struct Change<'a> {
-    fate: Fate<'a>,
-    /// Whether the tables may hold a row for it from an earlier checkpoint.
-    had_row: bool,
-}
+/// Where a changed id ends up: live with this encoding, or (None) consumed
+/// (the [`SPENT`] rows say in which batch).
+type Fate<'a> = Option<&'a [u8]>;
 
 /// The net effect of a run of batches on the tables.
 #[derive(Default)]
 struct Fold<'a> {
-    changes: DigestMap<ResourceId, Change<'a>>,
+    changes: DigestMap<ResourceId, Fate<'a>>,
     /// Per batch: (number, its [`SPENT`] row).
     spent: Vec<(u64, Vec<u8>)>,
     /// (number, record encoding)
@@ -54,39 +44,51 @@ impl<'a> Fold<'a> {
         let changes = &mut self.changes;
         changes.reserve(delta.removed.len() + delta.upserts.len());
         for id in &delta.removed {
-            changes
-                .entry(*id)
-                .and_modify(|c| c.fate = Fate::Consumed)
-                .or_insert(Change { fate: Fate::Consumed, had_row: true });
+            changes.insert(*id, None);
         }
-        for (id, version, bytes) in delta.upserts {
-            changes
-                .entry(id)
-                .and_modify(|c| c.fate = Fate::Live(bytes))
-                .or_insert(Change { fate: Fate::Live(bytes), had_row: version != 0 });
+        for (id, bytes) in delta.upserts {
+            changes.insert(id, Some(bytes));
         }
         let removed: Vec<[u8; 32]> = delta.removed.iter().map(|id| *id.as_bytes()).collect();
         self.spent.push((number, spent_row(&delta.nullifiers, &removed)));
         self.records.extend(record.map(|r| (number, r)));
     }
 
-    /// Write the fold into the tables, keys ascending (B-tree inserts in
-    /// order touch each page once).
-    fn write(self, tx: &redb::WriteTransaction) -> Result<(), StoreError> {
-        let mut changes: Vec<(ResourceId, Change)> = self.changes.into_iter().collect();
-        changes.sort_unstable_by_key(|c| c.0);
-        let mut registers = tx.open_table(REGISTERS)?;
-        for (id, change) in &changes {
-            let key = id.as_bytes().as_slice();
-            match change.fate {
-                Fate::Live(bytes) => {
-                    registers.insert(key, bytes)?;
+    /// Write the fold into the tables: rows of registers that have one are
+    /// overwritten or removed in key order, new ones appended after the
+    /// last row (B-tree writes in key order touch each page once). Returns
+    /// what the row map must learn once the transaction commits.
+    fn write(self, tx: &redb::WriteTransaction, rows: &RowKeys) -> Result<Vec<RowChange>, StoreError> {
+        let mut table = tx.open_table(ROWS)?;
+        let mut next = next_row(&table)?;
+        let mut existing: Vec<(u64, Fate)> = Vec::new();
+        let mut appended: Vec<(u64, &[u8])> = Vec::new();
+        let mut learned = Vec::new();
+        for (id, fate) in self.changes {
+            match (rows.get(&id), fate) {
+                (Some(row), _) => {
+                    existing.push((row, fate));
+                    if fate.is_none() {
+                        learned.push((id, None));
+                    }
                 }
-                Fate::Consumed if change.had_row => {
-                    registers.remove(key)?;
+                (None, Some(bytes)) => {
+                    appended.push((next, bytes));
+                    learned.push((id, Some(next)));
+                    next += 1;
                 }
-                Fate::Consumed => {}
+                (None, None) => {} // created and consumed within the fold
             }
+        }
+        existing.sort_unstable_by_key(|(row, _)| *row);
+        for (row, fate) in existing {
+            match fate {
+                Some(bytes) => table.insert(row, bytes)?,
+                None => table.remove(row)?,
+            };
+        }
+        for (row, bytes) in appended {
+            table.insert(row, bytes)?;
         }
         let mut spent = tx.open_table(SPENT)?;
         for (number, row) in &self.spent {
@@ -96,7 +98,7 @@ impl<'a> Fold<'a> {
         for (number, record) in self.records {
             batches.insert(number, record)?;
         }
-        Ok(())
+        Ok(learned)
     }
 }
 
@@ -118,8 +120,9 @@ pub(super) fn meta_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreErr
 /// Fold `segments` (oldest first, each batch once, in order) into the
 /// tables, then delete them. Batches the tables already hold are skipped: a
 /// crash after a checkpoint committed may have left its segments behind.
-/// Returns the batch the tables now hold everything up to.
-pub(super) fn fold_segments(db: &Database, segments: &[PathBuf]) -> Result<u64, StoreError> {
+/// Returns the batch the tables now hold everything up to. `rows` changes
+/// only if the transaction commits.
+pub(super) fn fold_segments(db: &Database, segments: &[PathBuf], rows: &mut RowKeys) -> Result<u64, StoreError> {
     let data: Vec<Vec<u8>> = segments
         .iter()
         .map(|path| {
@@ -146,13 +149,14 @@ pub(super) fn fold_segments(db: &Database, segments: &[PathBuf]) -> Result<u64, 
         }
     }
     if let Some(root) = root {
-        fold.write(&tx)?;
+        let learned = fold.write(&tx, rows)?;
         let mut meta = tx.open_table(META)?;
         meta.insert(HEAD, head.to_le_bytes().as_slice())?;
         meta.insert(ROOT, root.as_slice())?;
         meta.insert(CHECKPOINT, head.to_le_bytes().as_slice())?;
         drop(meta);
         tx.commit()?;
+        rows.apply(learned);
     }
     for path in segments {
         // A segment left behind is skipped by the next checkpoint and on open.
@@ -179,10 +183,31 @@ pub(super) fn fold_legacy_deltas(db: &Database) -> Result<(), StoreError> {
     for (number, delta) in &rows {
         fold.add(*number, None, DeltaSpans::scan(delta)?);
     }
-    fold.write(&tx)?;
+    fold.write(&tx, &RowKeys::load(db)?)?;
     deltas.retain(|_, _| false)?;
     drop(deltas);
     tx.open_table(META)?.insert(CHECKPOINT, last.to_le_bytes().as_slice())?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Stores from before [`ROWS`] kept registers keyed by id: move them into
+/// rows (in id order) and empty the old table, once.
+pub(super) fn move_registers_into_rows(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    let mut old = tx.open_table(REGISTERS)?;
+    if old.is_empty()? {
+        return Ok(());
+    }
+    let mut rows = tx.open_table(ROWS)?;
+    let mut next = next_row(&rows)?;
+    for row in old.iter()? {
+        let (_, v) = row?;
+        rows.insert(next, v.value())?;
+        next += 1;
+    }
+    old.retain(|_, _| false)?;
+    drop((old, rows));
     tx.commit()?;
     Ok(())
 }

@@ -146,10 +146,10 @@ impl<'a> Decoder<'a> {
             version,
         })
     }
-    /// A register's encoding as it stands, with its id and version, without
-    /// decoding its fields (a checkpoint copies the bytes into redb as they
+    /// A register's encoding as it stands, with its id, without decoding
+    /// its fields (a checkpoint copies the bytes into redb as they
     /// are; they were checksummed in the log). Lengths are checked.
-    pub fn register_span(&mut self) -> Result<(ContentId, u64, &'a [u8]), StoreError> {
+    pub fn register_span(&mut self) -> Result<(ContentId, &'a [u8]), StoreError> {
         let start = self.pos;
         let id = ContentId(self.array32()?);
         self.take(32)?; // logic
@@ -165,8 +165,8 @@ impl<'a> Decoder<'a> {
         LifecycleState::from_code(code).ok_or_else(|| self.corrupt(format!("lifecycle code {code}")))?;
         self.take(32)?; // nullifier-key commitment
         self.slice()?; // controller
-        let version = self.u64()?;
-        Ok((id, version, &self.data[start..self.pos]))
+        self.u64()?; // version
+        Ok((id, &self.data[start..self.pos]))
     }
     /// Everything not read yet.
     pub fn rest(&mut self) -> &'a [u8] {

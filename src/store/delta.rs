@@ -93,10 +93,10 @@ fn check_tag(d: &mut Decoder) -> Result<(), StoreError> {
     }
 }
 
-/// An encoded delta read in place: each upsert's id, version and encoding
-/// bytes, the removed ids and the nullifiers. What a checkpoint folds.
+/// An encoded delta read in place: each upsert's id and encoding bytes,
+/// the removed ids and the nullifiers. What a checkpoint folds.
 pub(super) struct DeltaSpans<'a> {
-    pub upserts: Vec<(ResourceId, u64, &'a [u8])>,
+    pub upserts: Vec<(ResourceId, &'a [u8])>,
     pub removed: Vec<ResourceId>,
     pub nullifiers: Vec<[u8; 32]>,
 }

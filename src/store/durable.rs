@@ -17,17 +17,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::content_id::ContentId;
 use crate::resource::ResourceId;
 
-use super::checkpoint::{fold_legacy_deltas, fold_segments, meta_u64};
+use super::checkpoint::{fold_legacy_deltas, fold_segments, meta_u64, move_registers_into_rows};
 use super::codec::Decoder;
 use super::index::Index;
 use super::log::{read_segment, segment_path, segments, BatchLog};
+use super::rows::RowKeys;
 use super::tables::{
-    read_spent_row, BATCHES, CONSUMED, CONTENT, DELTAS, HEAD, META, NULLIFIERS, REGISTERS, ROOT, SPENT,
+    read_spent_row, BATCHES, CONSUMED, CONTENT, DELTAS, HEAD, META, NULLIFIERS, REGISTERS, ROOT, ROWS, SPENT,
 };
 use super::{BatchDelta, BatchRecord, StoreError};
 
@@ -61,15 +62,19 @@ pub(super) struct Durable {
     /// log), oldest first, numbers consecutive.
     pending: VecDeque<BatchRecord>,
     options: StoreOptions,
+    /// The checkpoint's row map: away while a checkpoint thread has it, and
+    /// lost (reloaded from the tables when next needed) if that one panicked.
+    rows: Option<RowKeys>,
     running: Option<Running>,
     /// Tests: the next background checkpoint fails.
     #[cfg(test)]
     fail_next_checkpoint: bool,
 }
 
-/// A checkpoint on its own thread, folding the first `segments` segments.
+/// A checkpoint on its own thread, folding the first `segments` segments;
+/// it hands the row map back.
 struct Running {
-    thread: JoinHandle<Result<u64, StoreError>>,
+    thread: JoinHandle<(Result<u64, StoreError>, RowKeys)>,
     segments: usize,
 }
 
@@ -86,6 +91,7 @@ impl Durable {
         // Make sure every table exists so read transactions can open them.
         let tx = db.begin_write()?;
         tx.open_table(META)?;
+        tx.open_table(ROWS)?;
         tx.open_table(REGISTERS)?;
         tx.open_table(NULLIFIERS)?;
         tx.open_table(CONSUMED)?;
@@ -94,6 +100,7 @@ impl Durable {
         tx.open_table(DELTAS)?;
         tx.open_table(BATCHES)?;
         tx.commit()?;
+        move_registers_into_rows(&db)?;
         fold_legacy_deltas(&db)?;
 
         let rx = db.begin_read()?;
@@ -111,7 +118,7 @@ impl Durable {
             }
             None => None,
         };
-        let index = load_index(&rx)?;
+        let (index, rows) = load_index(&rx)?;
         drop(rx);
 
         let log_path = path.with_extension("log");
@@ -157,6 +164,7 @@ impl Durable {
             segments,
             pending,
             options,
+            rows: Some(rows),
             running: None,
             #[cfg(test)]
             fail_next_checkpoint: false,
@@ -215,22 +223,40 @@ impl Durable {
         if self.segments.is_empty() {
             return;
         }
+        let mut rows = match self.row_keys() {
+            Ok(rows) => rows,
+            Err(e) => {
+                return tracing::warn!("checkpoint not started, no row map (the log still holds every batch): {e}")
+            }
+        };
         let db = Arc::clone(&self.db);
         let segments = self.segments.clone();
         let count = segments.len();
         let injected = self.injected_failure();
-        let fold = move || match injected {
-            Some(e) => Err(e),
-            None => fold_segments(&db, &segments),
+        let fold = move || {
+            let folded = match injected {
+                Some(e) => Err(e),
+                None => fold_segments(&db, &segments, &mut rows),
+            };
+            (folded, rows)
         };
         let spawned = std::thread::Builder::new().name("cvm-checkpoint".into()).spawn(fold);
         match spawned {
             Ok(thread) => self.running = Some(Running { thread, segments: count }),
             Err(e) => {
                 tracing::warn!("no checkpoint thread ({e}): checkpointing on this one");
-                let folded = fold_segments(&self.db, &self.segments);
-                self.folded(folded, count);
+                if let Err(e) = self.fold_here() {
+                    tracing::warn!("checkpoint failed (the log still holds every batch; the next one retries): {e}");
+                }
             }
+        }
+    }
+
+    /// The row map, taken for a checkpoint (read from the tables if lost).
+    fn row_keys(&mut self) -> Result<RowKeys, StoreError> {
+        match self.rows.take() {
+            Some(rows) => Ok(rows),
+            None => RowKeys::load(&self.db),
         }
     }
 
@@ -258,9 +284,13 @@ impl Durable {
     /// Collect the running checkpoint if it finished (or, with `wait`, once it has).
     fn reap(&mut self, wait: bool) {
         let Some(running) = self.running.take_if(|r| wait || r.thread.is_finished()) else { return };
-        let folded = running.thread.join().unwrap_or_else(|_| {
-            Err(StoreError::Database("the checkpoint thread panicked; its segments stay in place".into()))
-        });
+        let folded = match running.thread.join() {
+            Ok((folded, rows)) => {
+                self.rows = Some(rows);
+                folded
+            }
+            Err(_) => Err(StoreError::Database("the checkpoint thread panicked; its segments stay in place".into())),
+        };
         self.folded(folded, running.segments);
     }
 
@@ -284,9 +314,16 @@ impl Durable {
         if self.segments.is_empty() {
             return Ok(());
         }
+        self.fold_here()
+    }
+
+    /// Fold every segment on this thread (none running).
+    fn fold_here(&mut self) -> Result<(), StoreError> {
         let count = self.segments.len();
-        let covered = fold_segments(&self.db, &self.segments)?;
-        self.folded(Ok(covered), count);
+        let mut rows = self.row_keys()?;
+        let folded = fold_segments(&self.db, &self.segments, &mut rows);
+        self.rows = Some(rows);
+        self.folded(Ok(folded?), count);
         Ok(())
     }
 
@@ -328,14 +365,17 @@ impl Durable {
 }
 
 /// The tables' registers, nullifiers and consumed ids (tables of earlier
-/// versions included).
-fn load_index(rx: &redb::ReadTransaction) -> Result<Index, StoreError> {
+/// versions included), and which row holds each register.
+fn load_index(rx: &redb::ReadTransaction) -> Result<(Index, RowKeys), StoreError> {
     let mut index = Index::default();
-    for row in rx.open_table(REGISTERS)?.iter()? {
-        let (_, v) = row?;
+    let table = rx.open_table(ROWS)?;
+    let mut rows = RowKeys::with_capacity(table.len()? as usize);
+    for row in table.iter()? {
+        let (k, v) = row?;
         let mut d = Decoder::new(v.value(), "register");
         let register = d.register()?;
         d.finish()?;
+        rows.insert(register.id, k.value());
         index.registers.insert(Arc::new(register), [0; 32]);
     }
     for row in rx.open_table(NULLIFIERS)?.iter()? {
@@ -352,7 +392,7 @@ fn load_index(rx: &redb::ReadTransaction) -> Result<Index, StoreError> {
         index.nullifiers.extend(nullifiers.into_iter().map(|n| (n, k.value())));
         index.consumed.extend(consumed.into_iter().map(|id| (ResourceId::from_digest(id), k.value())));
     }
-    Ok(index)
+    Ok((index, rows))
 }
 
 fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {
@@ -416,9 +456,54 @@ mod tests {
         assert_eq!(durable.batch(1).unwrap().map(|r| r.state_root_after), Some([1; 32]));
     }
 
-    /// A store written before the batch log: spent sets keyed by hash and
-    /// deltas past the checkpoint in the `deltas` table. Opening loads the
-    /// former and folds the latter into the tables once.
+    /// Rows are numbered by arrival: an update keeps its register's row, a
+    /// removal deletes it, a register created and consumed between two
+    /// checkpoints never gets one, and new registers append after the last
+    /// row. The checkpoint's map always matches the table.
+    #[test]
+    fn registers_keep_their_row_and_new_ones_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let options = StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 1 << 20 };
+        let (mut durable, _) = Durable::open(&path, options).unwrap();
+        let mut number = 0;
+        let mut commit = |durable: &mut Durable, upserts: Vec<Arc<ResourceRegister>>, removed: Vec<u8>| {
+            number += 1;
+            let removed = removed.into_iter().map(|n| register(n, 0).id).collect();
+            let delta = BatchDelta { upserts, removed, nullifiers: vec![[number as u8; 32]] };
+            let record = BatchRecord { number, state_root_after: [number as u8; 32], ..Default::default() };
+            durable.append(&delta.encode(), &record).unwrap();
+        };
+        let table = |durable: &Durable| -> Vec<(u64, ResourceRegister)> {
+            let rx = durable.db.begin_read().unwrap();
+            let rows = rx.open_table(ROWS).unwrap();
+            let rows = rows.iter().unwrap().map(|row| row.unwrap());
+            rows.map(|(k, v)| (k.value(), Decoder::new(v.value(), "row").register().unwrap())).collect()
+        };
+        let row_of =
+            |rows: &[(u64, ResourceRegister)], n: u8| rows.iter().find(|r| r.1.id == register(n, 0).id).map(|r| r.0);
+        commit(&mut durable, vec![register(1, 0), register(2, 0), register(3, 0)], vec![]);
+        durable.checkpoint().unwrap();
+        let first = table(&durable);
+        assert_eq!(first.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2]);
+        commit(&mut durable, vec![register(1, 1), register(4, 0), register(5, 0)], vec![2]);
+        commit(&mut durable, vec![register(6, 0)], vec![5]);
+        durable.checkpoint().unwrap();
+        let second = table(&durable);
+        assert_eq!(second.len(), 4, "{second:?}");
+        assert_eq!(row_of(&second, 1), row_of(&first, 1), "an update keeps its row");
+        assert_eq!(second.iter().find(|r| r.1.id == register(1, 0).id).unwrap().1.version, 1);
+        assert_eq!(row_of(&second, 3), row_of(&first, 3));
+        assert_eq!((row_of(&second, 2), row_of(&second, 5)), (None, None));
+        let appended = [row_of(&second, 4).unwrap(), row_of(&second, 6).unwrap()];
+        assert!(appended.iter().all(|&row| row >= 3), "{appended:?}");
+        assert_eq!(durable.rows.as_ref(), Some(&RowKeys::load(&durable.db).unwrap()));
+    }
+
+    /// A store written before the batch log: registers keyed by id, spent
+    /// sets keyed by hash and deltas past the checkpoint in the `deltas`
+    /// table. Opening moves the registers into rows, loads the spent sets
+    /// and folds the deltas into the tables once.
     #[test]
     fn tables_of_earlier_versions_are_loaded_and_their_deltas_folded() {
         let dir = tempfile::tempdir().unwrap();
@@ -445,7 +530,20 @@ mod tests {
             drop(deltas);
             tx.commit().unwrap();
         }
-        let (_, loaded) = Durable::open(&path, StoreOptions::default()).unwrap();
+        let (durable, loaded) = Durable::open(&path, StoreOptions::default()).unwrap();
+        let rx = durable.db.begin_read().unwrap();
+        assert!(rx.open_table(REGISTERS).unwrap().is_empty().unwrap(), "registers moved into rows");
+        let rows: Vec<(u64, Vec<u8>)> = rx
+            .open_table(ROWS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap())
+            .map(|(k, v)| (k.value(), v.value().to_vec()))
+            .collect();
+        let mut e = crate::store::codec::Encoder::default();
+        e.register(&kept);
+        assert_eq!(rows, [(1, e.buf)], "the moved register's row went with its removal; the new one appended");
         assert_eq!(loaded.head, 3);
         assert!(loaded.replay.is_empty(), "the deltas were folded into the tables");
         let index = loaded.index;

@@ -21,6 +21,7 @@ mod error;
 mod index;
 mod log;
 mod record;
+mod rows;
 mod state_tree;
 mod tables;
 

@@ -6,7 +6,12 @@ use super::codec::{Decoder, Encoder};
 use super::StoreError;
 
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// Live registers at the checkpoint: id → register encoding.
+/// Live registers at the checkpoint: row → register encoding (which starts
+/// with the id). Rows are numbered in the order registers first reach a
+/// checkpoint ([`super::rows`]), so new rows append at the B-tree's end.
+pub(super) const ROWS: TableDefinition<u64, &[u8]> = TableDefinition::new("register_rows");
+/// Where earlier versions kept live registers, keyed by id: opening moves
+/// them into [`ROWS`] once.
 pub(super) const REGISTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("registers");
 /// Per batch, what it spent: its nullifiers and consumed ids ([`spent_row`]).
 /// Keyed by batch, a checkpoint appends at the B-tree's end; keyed by hash
