@@ -200,11 +200,8 @@ pub(super) fn move_registers_into_rows(db: &Database) -> Result<(), StoreError> 
         return Ok(());
     }
     let mut rows = tx.open_table(ROWS)?;
-    let mut next = next_row(&rows)?;
-    for row in old.iter()? {
-        let (_, v) = row?;
-        rows.insert(next, v.value())?;
-        next += 1;
+    for (key, row) in (next_row(&rows)?..).zip(old.iter()?) {
+        rows.insert(key, row?.1.value())?;
     }
     old.retain(|_, _| false)?;
     drop((old, rows));
