@@ -19,18 +19,17 @@ use crate::resource::ResourceId;
 use super::codec::Decoder;
 use super::delta::DeltaSpans;
 use super::log::segment_frames;
-use super::rows::{next_row, RowChange, RowKeys};
+use super::rows::{append_rows, rewrite_row, Fate, RowChange, RowKeys};
 use super::tables::{spent_row, BATCHES, CHECKPOINT, DELTAS, HEAD, META, REGISTERS, ROOT, ROWS, SPENT};
 use super::{BatchRecord, StoreError};
-
-/// Where a changed id ends up: live with this encoding, or (None) consumed
-/// (the [`SPENT`] rows say in which batch).
-type Fate<'a> = Option<&'a [u8]>;
 
 /// The net effect of a run of batches on the tables.
 #[derive(Default)]
 struct Fold<'a> {
-    changes: DigestMap<ResourceId, Fate<'a>>,
+    /// Each changed id's last change, and when it first changed (new
+    /// registers get rows in that order: those created together tend to be
+    /// consumed together, and then share rows).
+    changes: DigestMap<ResourceId, (u32, Fate<'a>)>,
     /// Per batch: (number, its [`SPENT`] row).
     spent: Vec<(u64, Vec<u8>)>,
     /// (number, record encoding)
@@ -43,53 +42,44 @@ impl<'a> Fold<'a> {
     fn add(&mut self, number: u64, record: Option<&'a [u8]>, delta: DeltaSpans<'a>) {
         let changes = &mut self.changes;
         changes.reserve(delta.removed.len() + delta.upserts.len());
+        let mut change = |id: ResourceId, fate: Fate<'a>| {
+            let first = changes.len() as u32;
+            changes.entry(id).and_modify(|c| c.1 = fate).or_insert((first, fate));
+        };
         for id in &delta.removed {
-            changes.insert(*id, None);
+            change(*id, None);
         }
         for (id, bytes) in delta.upserts {
-            changes.insert(id, Some(bytes));
+            change(id, Some(bytes));
         }
         let removed: Vec<[u8; 32]> = delta.removed.iter().map(|id| *id.as_bytes()).collect();
         self.spent.push((number, spent_row(&delta.nullifiers, &removed)));
         self.records.extend(record.map(|r| (number, r)));
     }
 
-    /// Write the fold into the tables: rows of registers that have one are
-    /// overwritten or removed in key order, new ones appended after the
-    /// last row (B-tree writes in key order touch each page once). Returns
-    /// what the row map must learn once the transaction commits.
+    /// Write the fold into the tables: rows holding changed registers are
+    /// rewritten in key order, new registers appended in rows after the last
+    /// (B-tree writes in key order touch each page once). Returns what the
+    /// row map must learn once the transaction commits.
     fn write(self, tx: &redb::WriteTransaction, rows: &RowKeys) -> Result<Vec<RowChange>, StoreError> {
         let mut table = tx.open_table(ROWS)?;
-        let mut next = next_row(&table)?;
-        let mut existing: Vec<(u64, Fate)> = Vec::new();
-        let mut appended: Vec<(u64, &[u8])> = Vec::new();
-        let mut learned = Vec::new();
-        for (id, fate) in self.changes {
+        let mut existing: Vec<(u64, ResourceId, Fate)> = Vec::new();
+        let mut appended: Vec<(u32, ResourceId, &[u8])> = Vec::new();
+        for (id, (first, fate)) in self.changes {
             match (rows.get(&id), fate) {
-                (Some(row), _) => {
-                    existing.push((row, fate));
-                    if fate.is_none() {
-                        learned.push((id, None));
-                    }
-                }
-                (None, Some(bytes)) => {
-                    appended.push((next, bytes));
-                    learned.push((id, Some(next)));
-                    next += 1;
-                }
+                (Some(row), _) => existing.push((row, id, fate)),
+                (None, Some(bytes)) => appended.push((first, id, bytes)),
                 (None, None) => {} // created and consumed within the fold
             }
         }
-        existing.sort_unstable_by_key(|(row, _)| *row);
-        for (row, fate) in existing {
-            match fate {
-                Some(bytes) => table.insert(row, bytes)?,
-                None => table.remove(row)?,
-            };
+        appended.sort_unstable_by_key(|(first, ..)| *first);
+        let mut learned = Vec::new();
+        existing.sort_unstable_by_key(|(row, ..)| *row);
+        for changes in existing.chunk_by(|a, b| a.0 == b.0) {
+            let of_row: Vec<(ResourceId, Fate)> = changes.iter().map(|&(_, id, fate)| (id, fate)).collect();
+            rewrite_row(&mut table, changes[0].0, &of_row, &mut learned)?;
         }
-        for (row, bytes) in appended {
-            table.insert(row, bytes)?;
-        }
+        append_rows(&mut table, appended.into_iter().map(|(_, id, bytes)| (id, bytes)), &mut learned)?;
         let mut spent = tx.open_table(SPENT)?;
         for (number, row) in &self.spent {
             spent.insert(*number, row.as_slice())?;
@@ -199,12 +189,18 @@ pub(super) fn move_registers_into_rows(db: &Database) -> Result<(), StoreError> 
     if old.is_empty()? {
         return Ok(());
     }
-    let mut rows = tx.open_table(ROWS)?;
-    for (key, row) in (next_row(&rows)?..).zip(old.iter()?) {
-        rows.insert(key, row?.1.value())?;
+    let registers: Vec<(Vec<u8>, Vec<u8>)> =
+        old.iter()?.map(|row| row.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))).collect::<Result<_, _>>()?;
+    let mut spans = Vec::with_capacity(registers.len());
+    for (_, value) in &registers {
+        let mut d = Decoder::new(value, "register");
+        let (id, bytes) = d.register_span()?;
+        d.finish()?;
+        spans.push((id, bytes));
     }
+    append_rows(&mut tx.open_table(ROWS)?, spans, &mut Vec::new())?;
     old.retain(|_, _| false)?;
-    drop((old, rows));
+    drop(old);
     tx.commit()?;
     Ok(())
 }

@@ -168,6 +168,10 @@ impl<'a> Decoder<'a> {
         self.u64()?; // version
         Ok((id, &self.data[start..self.pos]))
     }
+    /// Whether everything has been read.
+    pub fn at_end(&self) -> bool {
+        self.pos == self.data.len()
+    }
     /// Everything not read yet.
     pub fn rest(&mut self) -> &'a [u8] {
         let rest = &self.data[self.pos..];

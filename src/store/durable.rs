@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::content_id::ContentId;
 use crate::resource::ResourceId;
@@ -26,7 +26,7 @@ use super::checkpoint::{fold_legacy_deltas, fold_segments, meta_u64, move_regist
 use super::codec::Decoder;
 use super::index::Index;
 use super::log::{read_segment, segment_path, segments, BatchLog};
-use super::rows::RowKeys;
+use super::rows::{load_registers, RowKeys};
 use super::tables::{
     read_spent_row, BATCHES, CONSUMED, CONTENT, DELTAS, HEAD, META, NULLIFIERS, REGISTERS, ROOT, ROWS, SPENT,
 };
@@ -368,16 +368,7 @@ impl Durable {
 /// versions included), and which row holds each register.
 fn load_index(rx: &redb::ReadTransaction) -> Result<(Index, RowKeys), StoreError> {
     let mut index = Index::default();
-    let table = rx.open_table(ROWS)?;
-    let mut rows = RowKeys::with_capacity(table.len()? as usize);
-    for row in table.iter()? {
-        let (k, v) = row?;
-        let mut d = Decoder::new(v.value(), "register");
-        let register = d.register()?;
-        d.finish()?;
-        rows.insert(register.id, k.value());
-        index.registers.insert(Arc::new(register), [0; 32]);
-    }
+    let rows = load_registers(&rx.open_table(ROWS)?, |register| index.registers.insert(Arc::new(register), [0; 32]))?;
     for row in rx.open_table(NULLIFIERS)?.iter()? {
         let (k, v) = row?;
         index.nullifiers.insert(key32(k.value(), "nullifier")?, v.value());
@@ -406,6 +397,7 @@ fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {
 mod tests {
     use super::*;
     use crate::resource::ResourceRegister;
+    use redb::ReadableTableMetadata;
 
     fn register(n: u8, version: u64) -> Arc<ResourceRegister> {
         Arc::new(ResourceRegister {
@@ -456,10 +448,11 @@ mod tests {
         assert_eq!(durable.batch(1).unwrap().map(|r| r.state_root_after), Some([1; 32]));
     }
 
-    /// Rows are numbered by arrival: an update keeps its register's row, a
-    /// removal deletes it, a register created and consumed between two
-    /// checkpoints never gets one, and new registers append after the last
-    /// row. The checkpoint's map always matches the table.
+    /// Rows are numbered by arrival and hold runs of registers: an update
+    /// rewrites its register's row in place, a removal takes it out (a row
+    /// left empty goes), a register created and consumed between two
+    /// checkpoints never gets a row, and new registers append in rows after
+    /// the last. The checkpoint's map always matches the table.
     #[test]
     fn registers_keep_their_row_and_new_ones_append() {
         let dir = tempfile::tempdir().unwrap();
@@ -474,30 +467,62 @@ mod tests {
             let record = BatchRecord { number, state_root_after: [number as u8; 32], ..Default::default() };
             durable.append(&delta.encode(), &record).unwrap();
         };
+        // (row, register), rows ascending, registers in row order.
         let table = |durable: &Durable| -> Vec<(u64, ResourceRegister)> {
             let rx = durable.db.begin_read().unwrap();
-            let rows = rx.open_table(ROWS).unwrap();
-            let rows = rows.iter().unwrap().map(|row| row.unwrap());
-            rows.map(|(k, v)| (k.value(), Decoder::new(v.value(), "row").register().unwrap())).collect()
+            let mut registers = Vec::new();
+            load_registers(&rx.open_table(ROWS).unwrap(), |r| registers.push(r)).unwrap();
+            let keys = RowKeys::load(&durable.db).unwrap();
+            registers.into_iter().map(|r| (keys.get(&r.id).unwrap(), r)).collect()
         };
-        let row_of =
-            |rows: &[(u64, ResourceRegister)], n: u8| rows.iter().find(|r| r.1.id == register(n, 0).id).map(|r| r.0);
-        commit(&mut durable, vec![register(1, 0), register(2, 0), register(3, 0)], vec![]);
+        let in_row = |rows: &[(u64, ResourceRegister)], row: u64| -> Vec<(u8, u64)> {
+            rows.iter().filter(|r| r.0 == row).map(|r| (r.1.quantity as u8, r.1.version)).collect()
+        };
+        commit(&mut durable, (1..=40).map(|n| register(n, 0)).collect(), vec![]);
         durable.checkpoint().unwrap();
         let first = table(&durable);
-        assert_eq!(first.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2]);
-        commit(&mut durable, vec![register(1, 1), register(4, 0), register(5, 0)], vec![2]);
-        commit(&mut durable, vec![register(6, 0)], vec![5]);
+        assert_eq!(in_row(&first, 0), (1..=32).map(|n| (n, 0)).collect::<Vec<_>>());
+        assert_eq!(in_row(&first, 1), (33..=40).map(|n| (n, 0)).collect::<Vec<_>>());
+        commit(&mut durable, vec![register(1, 1), register(41, 0), register(42, 0)], vec![2]);
+        commit(&mut durable, vec![register(43, 0)], (33..=40).chain([42]).collect());
         durable.checkpoint().unwrap();
         let second = table(&durable);
-        assert_eq!(second.len(), 4, "{second:?}");
-        assert_eq!(row_of(&second, 1), row_of(&first, 1), "an update keeps its row");
-        assert_eq!(second.iter().find(|r| r.1.id == register(1, 0).id).unwrap().1.version, 1);
-        assert_eq!(row_of(&second, 3), row_of(&first, 3));
-        assert_eq!((row_of(&second, 2), row_of(&second, 5)), (None, None));
-        let appended = [row_of(&second, 4).unwrap(), row_of(&second, 6).unwrap()];
-        assert!(appended.iter().all(|&row| row >= 3), "{appended:?}");
+        let mut kept: Vec<(u8, u64)> = (3..=32).map(|n| (n, 0)).collect();
+        kept.insert(0, (1, 1));
+        assert_eq!(in_row(&second, 0), kept, "updated in place, the removed one taken out");
+        let rows: std::collections::BTreeSet<u64> = second.iter().map(|r| r.0).collect();
+        assert_eq!(rows.len(), 2, "the emptied row is gone: {rows:?}");
+        let new_row = *rows.last().unwrap();
+        let mut appended = in_row(&second, new_row);
+        appended.sort();
+        assert_eq!(appended, [(41, 0), (43, 0)], "42 came and went between the checkpoints");
         assert_eq!(durable.rows.as_ref(), Some(&RowKeys::load(&durable.db).unwrap()));
+    }
+
+    /// A row that lacks a register the map puts there (the table was
+    /// tampered with) fails the checkpoint with an error naming the row; the
+    /// map learns nothing from a checkpoint that did not commit.
+    #[test]
+    fn a_row_missing_a_register_fails_the_checkpoint_and_the_map_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let options = StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 1 << 20 };
+        let (mut durable, _) = Durable::open(&path, options).unwrap();
+        let delta = BatchDelta { upserts: (1..=40).map(|n| register(n, 0)).collect(), ..Default::default() };
+        durable.append(&delta.encode(), &BatchRecord { number: 1, ..Default::default() }).unwrap();
+        durable.checkpoint().unwrap();
+        let tx = durable.db.begin_write().unwrap();
+        tx.open_table(ROWS).unwrap().remove(1).unwrap();
+        tx.commit().unwrap();
+        let before = RowKeys::load(&durable.db).unwrap();
+        let delta =
+            BatchDelta { upserts: vec![register(50, 0)], removed: vec![register(33, 0).id], nullifiers: vec![] };
+        durable.append(&delta.encode(), &BatchRecord { number: 2, ..Default::default() }).unwrap();
+        let err = durable.checkpoint().unwrap_err().to_string();
+        assert!(err.contains("row 1 lacks 1 of the registers"), "{err}");
+        let map = durable.rows.as_ref().unwrap();
+        assert_eq!((map.get(&register(33, 0).id), map.get(&register(50, 0).id)), (Some(1), None));
+        assert_eq!(map.get(&register(1, 0).id), before.get(&register(1, 0).id));
     }
 
     /// A store written before the batch log: registers keyed by id, spent
@@ -543,7 +568,7 @@ mod tests {
             .collect();
         let mut e = crate::store::codec::Encoder::default();
         e.register(&kept);
-        assert_eq!(rows, [(1, e.buf)], "the moved register's row went with its removal; the new one appended");
+        assert_eq!(rows, [(0, e.buf)], "the moved register's row went with its removal; the new one took its key");
         assert_eq!(loaded.head, 3);
         assert!(loaded.replay.is_empty(), "the deltas were folded into the tables");
         let index = loaded.index;
