@@ -10,6 +10,9 @@
 //! store between 10k and 200k live registers) the time to close it, which
 //! folds the rest, is added to the measured time.
 //!
+//! The allocator is mimalloc, as in the `cvm` binary; with glibc's the
+//! committed case ran at 131k/s against 151k/s (docs/perf/batch.md).
+//!
 //! Owners: in the main cases an output's nullifier key follows from its
 //! quantity, so keys repeat across a batch (an owner spending many
 //! resources), and each distinct key costs one Poseidon opening (~12 µs).
@@ -26,6 +29,10 @@ use causality_vm::store::{RegisterStore, StoreOptions};
 use causality_vm::vm::{Instruction, Program};
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionMode};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+/// What the `cvm` binary uses (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 10_000;
 /// Start over with a fresh store once it holds this many registers, so the
@@ -160,13 +167,15 @@ fn run(ledger: &mut Option<Ledger>, mode: ExecutionMode, fresh_keys: bool, iters
         let l = ledger.as_mut().expect("ledger");
         let (ops, next) = l.next_batch();
         let tx = TransactionContext::new(mode);
+        let cpu = cpu_ticks();
         let started = Instant::now();
         let res = execute_batch(&mut l.store, &l.keys, &ops, &l.ctx, &tx).expect("batch");
         total += started.elapsed();
         if std::env::var_os("CVM_BENCH_STAGES").is_some() {
             let t = res.metadata.timings;
             eprintln!(
-                "{mode:?} live={} total={:?} execute={}us hash={}us commit={}us",
+                "{mode:?} cpu={}ms live={} total={:?} execute={}us hash={}us commit={}us",
+                (cpu_ticks() - cpu) * 10,
                 l.store.len(),
                 started.elapsed(),
                 t.execute_us,
@@ -187,6 +196,13 @@ fn run(ledger: &mut Option<Ledger>, mode: ExecutionMode, fresh_keys: bool, iters
         };
     }
     total
+}
+
+/// The process's user + system CPU time so far, in 10 ms ticks (Linux).
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
 }
 
 fn bench_batch(c: &mut Criterion) {
