@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use causality_vm::batch::{execute_batch, TransactionContext};
+use causality_vm::batch::{execute_batch, execute_batches, BatchJob, TransactionContext};
 use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
 use causality_vm::resource::{nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceId};
 use causality_vm::store::{RegisterStore, StoreOptions};
@@ -35,9 +35,14 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 10_000;
+/// Batches per iteration of the stream case.
+const STREAM: usize = 5;
 /// Start over with a fresh store once it holds this many registers, so the
 /// figure is for a store of 10k to this many live registers.
 const MAX_LIVE: usize = 200_000;
+
+/// A resource the next batch spends: (id, nullifier key, quantity).
+type Spendable = (ResourceId, [u8; 32], u64);
 
 struct Ledger {
     dir: tempfile::TempDir,
@@ -45,8 +50,7 @@ struct Ledger {
     keys: KeyRing,
     ctx: ExecutionContext,
     logic: ContentId,
-    /// Spendable resources: (id, nullifier key).
-    frontier: Vec<(ResourceId, [u8; 32])>,
+    frontier: Vec<Spendable>,
     nonce: u64,
     /// Every output gets its own nullifier key (else the key follows from the quantity).
     fresh_keys: bool,
@@ -92,7 +96,7 @@ impl Ledger {
         let genesis: Vec<Operation> = (0..BATCH)
             .map(|_| {
                 let (resource, key) = ledger.output(1 << 40);
-                ids.push((ContentId::of_encoding(&resource.id_encoding()), key));
+                ids.push((ContentId::of_encoding(&resource.id_encoding()), key, 1 << 40));
                 Operation::Create { resource }
             })
             .collect();
@@ -129,17 +133,17 @@ impl Ledger {
         (resource, key)
     }
 
-    /// 10,000 transfers, each splitting one frontier resource in two.
-    fn next_batch(&mut self) -> (Vec<Operation>, Vec<(ResourceId, [u8; 32])>) {
+    /// 10,000 transfers, each splitting one frontier resource in two, and
+    /// the frontier after them (the first output of each).
+    fn next_batch(&mut self) -> (Vec<Operation>, Vec<Spendable>) {
         let frontier = std::mem::take(&mut self.frontier);
         let mut ops = Vec::with_capacity(BATCH);
         let mut next = Vec::with_capacity(BATCH);
-        for (id, key) in frontier {
-            let quantity = self.store.get(&id).map(|r| r.quantity).unwrap_or(1 << 40);
+        for (id, key, quantity) in frontier {
             let half = quantity / 2;
             let (a, key_a) = self.output(half);
             let (b, _) = self.output(quantity - half);
-            next.push((ContentId::of_encoding(&a.id_encoding()), key_a));
+            next.push((ContentId::of_encoding(&a.id_encoding()), key_a, half));
             ops.push(Operation::Transfer {
                 inputs: vec![ConsumedInput { id, nullifier_key: key }],
                 outputs: vec![a, b],
@@ -147,24 +151,36 @@ impl Ledger {
         }
         (ops, next)
     }
+
+    /// Whether the ledger should be retired: the store is past its size, or
+    /// the frontier cannot be split again.
+    fn spent(&self, batches: usize) -> bool {
+        self.store.len() + batches * BATCH > MAX_LIVE + BATCH || self.frontier.iter().any(|f| f.2 < 1 << batches)
+    }
+}
+
+/// Retire the ledger if it is spent (adding the time its close takes to
+/// `total`) and start a fresh one.
+fn renew(ledger: &mut Option<Ledger>, batches: usize, fresh_keys: bool, total: &mut Duration) {
+    if ledger.as_ref().is_some_and(|l| !l.spent(batches)) {
+        return;
+    }
+    if let Some(retired) = ledger.take() {
+        // Closing folds the log's last batches into redb: their cost.
+        let started = Instant::now();
+        retired.store.close().expect("close");
+        *total += started.elapsed();
+        drop(retired.dir);
+    }
+    *ledger = Some(Ledger::new(fresh_keys));
 }
 
 fn run(ledger: &mut Option<Ledger>, mode: ExecutionMode, fresh_keys: bool, iters: u64) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        if ledger.as_ref().is_none_or(|l| {
-            l.store.len() > MAX_LIVE || l.frontier.iter().any(|(id, _)| l.store.get(id).is_none_or(|r| r.quantity < 2))
-        }) {
-            if let Some(retired) = ledger.take() {
-                // Closing folds the log's last batches into redb: their cost.
-                let started = Instant::now();
-                retired.store.close().expect("close");
-                total += started.elapsed();
-                drop(retired.dir);
-            }
-            *ledger = Some(Ledger::new(fresh_keys));
-        }
+        renew(ledger, 1, fresh_keys, &mut total);
         let l = ledger.as_mut().expect("ledger");
+        let before = l.frontier.clone();
         let (ops, next) = l.next_batch();
         let tx = TransactionContext::new(mode);
         let cpu = cpu_ticks();
@@ -184,16 +200,36 @@ fn run(ledger: &mut Option<Ledger>, mode: ExecutionMode, fresh_keys: bool, iters
             );
         }
         assert_eq!(res.success_count, BATCH, "{:?}", res.results.iter().find_map(|r| r.error()));
-        l.frontier = if mode == ExecutionMode::Standard {
-            next
-        } else {
-            ops.iter()
-                .map(|op| match op {
-                    Operation::Transfer { inputs, .. } => (inputs[0].id, inputs[0].nullifier_key),
-                    _ => unreachable!(),
-                })
-                .collect()
-        };
+        // Simulation changes nothing: the same inputs next time.
+        l.frontier = if mode == ExecutionMode::Standard { next } else { before };
+    }
+    total
+}
+
+/// `STREAM` batches of 10,000 transfers per iteration through
+/// `execute_batches`, each executing while the one before it is staged.
+fn run_stream(ledger: &mut Option<Ledger>, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        renew(ledger, STREAM, false, &mut total);
+        let l = ledger.as_mut().expect("ledger");
+        let batches: Vec<Vec<Operation>> = (0..STREAM)
+            .map(|_| {
+                let (ops, next) = l.next_batch();
+                l.frontier = next;
+                ops
+            })
+            .collect();
+        let tx = TransactionContext::new(ExecutionMode::Standard);
+        let jobs: Vec<BatchJob> =
+            batches.iter().map(|ops| BatchJob { keys: &l.keys, ops, ctx: &l.ctx, tx: &tx }).collect();
+        let started = Instant::now();
+        let outcomes = execute_batches(&mut l.store, &jobs);
+        total += started.elapsed();
+        for outcome in outcomes {
+            let res = outcome.expect("batch");
+            assert!(res.metadata.committed && res.success_count == BATCH);
+        }
     }
     total
 }
@@ -221,6 +257,11 @@ fn bench_batch(c: &mut Criterion) {
     let mut ledger = None;
     group.bench_function(BenchmarkId::new("standard_commit_fresh_keys", BATCH), |b| {
         b.iter_custom(|iters| run(&mut ledger, ExecutionMode::Standard, true, iters))
+    });
+    group.throughput(Throughput::Elements((STREAM * BATCH) as u64));
+    let mut ledger = None;
+    group.bench_function(BenchmarkId::new("standard_commit_stream", BATCH), |b| {
+        b.iter_custom(|iters| run_stream(&mut ledger, iters))
     });
     group.finish();
 }

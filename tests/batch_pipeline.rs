@@ -97,8 +97,19 @@ fn named(mut r: NewResource, controller: &str) -> NewResource {
     r
 }
 
+fn plain() -> TransactionContext {
+    TransactionContext::new(ExecutionMode::Standard)
+}
+
+/// Proven batches build on the batch in flight while it is proven; unproven
+/// ones while it is staged.
 #[test]
 fn batches_that_build_on_the_batch_in_flight_match_sequential_runs() {
+    build_on_the_batch_in_flight(proving);
+    build_on_the_batch_in_flight(plain);
+}
+
+fn build_on_the_batch_in_flight(standard: fn() -> TransactionContext) {
     let (mut seq, mut pipe) = (Fixture::new(), Fixture::new());
     let r0 = seq.resource("gold", 10, 1);
     let r1 = seq.resource("gold", 10, 2);
@@ -109,17 +120,17 @@ fn batches_that_build_on_the_batch_in_flight_match_sequential_runs() {
     let (id0, id1, id2) = (id_of(&r0), id_of(&r1), id_of(&r2));
     let renamed = ResourceUpdate { controller: Some("renamed".into()), ..Default::default() };
     let batches = vec![
-        (vec![Operation::Create { resource: r0 }], proving()),
+        (vec![Operation::Create { resource: r0 }], standard()),
         // Spends what batch 1 (in flight) created.
-        (vec![transfer(vec![input(id0, 1)], vec![r1])], proving()),
-        (vec![transfer(vec![input(id1, 2)], vec![r2])], proving()),
+        (vec![transfer(vec![input(id0, 1)], vec![r1])], standard()),
+        (vec![transfer(vec![input(id1, 2)], vec![r2])], standard()),
         // Spends r1 again, which batch 3 (in flight) consumed.
-        (vec![transfer(vec![input(id1, 2)], vec![stolen])], proving()),
+        (vec![transfer(vec![input(id1, 2)], vec![stolen])], standard()),
         // A simulation behind batch 3: its would-be root includes batch 3.
         (vec![Operation::Create { resource: extra.clone() }], TransactionContext::new(ExecutionMode::Simulation)),
-        (vec![update(id2, renamed), Operation::Create { resource: extra }], proving()),
+        (vec![update(id2, renamed), Operation::Create { resource: extra }], standard()),
         // Needs batch 6's update (in flight) to pass the version it sees.
-        (vec![transfer(vec![input(id2, 3)], vec![r3])], proving()),
+        (vec![transfer(vec![input(id2, 3)], vec![r3])], standard()),
         // No proof system: commits at once, behind the proving batch 6.
         (vec![Operation::Read { id: id2 }], TransactionContext::new(ExecutionMode::Standard)),
     ];
@@ -129,7 +140,7 @@ fn batches_that_build_on_the_batch_in_flight_match_sequential_runs() {
     assert!(error_of(&outcomes[3], 0).contains("consumed in batch 3"), "{}", error_of(&outcomes[3], 0));
     assert!(error_of(&outcomes[7], 0).contains("consumed in batch 5"), "{}", error_of(&outcomes[7], 0));
     let last = pipe.store.batch(5).expect("log").expect("batch 5");
-    assert_eq!(last.proof.expect("proof record").system, "test-mac");
+    assert_eq!(last.proof.map(|p| p.system), (standard().proof_system.is_some()).then(|| "test-mac".to_string()));
 }
 
 #[test]
@@ -241,29 +252,42 @@ fn a_prover_thread_that_panics_fails_its_batch_only() {
 
 #[test]
 fn a_panic_while_the_next_batch_executes_still_commits_the_batch_in_flight() {
-    let mut f = Fixture::new();
-    let (r0, r1) = (f.resource("gold", 10, 1), f.resource("gold", 10, 2));
-    let panicking = proving().with_progress(Arc::new(|_| panic!("progress callback bug (test)")));
-    let batches = [
-        (vec![Operation::Create { resource: r0.clone() }], proving()),
-        (vec![Operation::Create { resource: r1.clone() }], panicking),
-    ];
-    let jobs: Vec<BatchJob> =
-        batches.iter().map(|(ops, tx)| BatchJob { keys: &f.keys, ops, ctx: &f.ctx, tx }).collect();
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_batches(&mut f.store, &jobs)));
-    assert!(caught.is_err(), "the panic reaches the caller");
-    assert_eq!(f.store.head(), 1, "batch 1 was in flight when batch 2 panicked: it committed");
-    assert!(f.store.get(&id_of(&r0)).is_some());
-    assert!(f.store.get(&id_of(&r1)).is_none());
+    for standard in [proving, plain] {
+        let mut f = Fixture::new();
+        let (r0, r1) = (f.resource("gold", 10, 1), f.resource("gold", 10, 2));
+        let panicking = standard().with_progress(Arc::new(|_| panic!("progress callback bug (test)")));
+        let batches = [
+            (vec![Operation::Create { resource: r0.clone() }], standard()),
+            (vec![Operation::Create { resource: r1.clone() }], panicking),
+        ];
+        let jobs: Vec<BatchJob> =
+            batches.iter().map(|(ops, tx)| BatchJob { keys: &f.keys, ops, ctx: &f.ctx, tx }).collect();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_batches(&mut f.store, &jobs)));
+        assert!(caught.is_err(), "the panic reaches the caller");
+        assert_eq!(f.store.head(), 1, "batch 1 was in flight when batch 2 panicked: it committed");
+        assert!(f.store.get(&id_of(&r0)).is_some());
+        assert!(f.store.get(&id_of(&r1)).is_none());
+    }
 }
 
 #[test]
 fn every_mode_and_policy_behind_a_batch_in_flight_matches_sequential_runs() {
+    every_mode_and_policy(true);
+    every_mode_and_policy(false);
+}
+
+/// With `proven`, each batch that writes is proven while the next executes;
+/// without, it is staged.
+fn every_mode_and_policy(proven: bool) {
     let (mut seq, mut pipe) = (Fixture::new(), Fixture::new());
     let made: Vec<NewResource> = (1..=6).map(|i| seq.resource("gold", 10, i)).collect();
     let ids: Vec<_> = made.iter().map(id_of).collect();
     let next = seq.resource("gold", 10, 20);
-    let mode = |m| TransactionContext::new(m).with_proof_system(Arc::new(SlowProofs));
+    let mode = |m| match proven {
+        true => TransactionContext::new(m).with_proof_system(Arc::new(SlowProofs)),
+        false => TransactionContext::new(m),
+    };
+    let proving = || mode(ExecutionMode::Standard);
     let spend = |i: usize| transfer(vec![input(ids[i], i as u64 + 1)], vec![named(next.clone(), &format!("to-{i}"))]);
     let missing = Operation::Read { id: id_of(&next) };
     let batches = vec![

@@ -104,7 +104,7 @@ pub(super) struct ProgramCache {
 /// `'s` borrows the store (and the in-flight batch) for the execution only;
 /// `'a` is what the executed batch keeps (context, transaction, keys).
 pub(super) struct Env<'s, 'a> {
-    pub store: &'s mut RegisterStore,
+    pub store: &'s RegisterStore,
     /// The batch ahead of this one in a pipeline, still being proven.
     pub inflight: Option<&'s InFlight>,
     pub ctx: &'a ExecutionContext,
@@ -129,7 +129,7 @@ pub(super) struct Env<'s, 'a> {
 
 impl<'s, 'a> Env<'s, 'a> {
     pub fn new(
-        store: &'s mut RegisterStore,
+        store: &'s RegisterStore,
         inflight: Option<&'s InFlight>,
         keys: &'a KeyRing,
         ctx: &'a ExecutionContext,

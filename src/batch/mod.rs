@@ -82,7 +82,7 @@ pub fn execute_batch(
 /// Stages 1 and 2: execute against the store (and the in-flight batch ahead
 /// of this one, if any) and flush the hash pool until every check passes.
 fn execute_only<'a>(
-    store: &mut RegisterStore,
+    store: &RegisterStore,
     inflight: Option<&InFlight>,
     keys: &'a KeyRing,
     ops: &'a [Operation],

@@ -1,12 +1,16 @@
-//! Batches in a row, each one's proofs generated while the next executes.
+//! Batches in a row, each one's tail overlapped with the next one's execution.
 //!
-//! Batch n+1 executes against the store plus batch n's staged effects
-//! ([`InFlight`]) while n's proofs are generated on another thread. Commits
-//! stay in order: n+1 is staged (its state root computed) only after n has
-//! committed. If n does not commit (its proofs failed, or the store refused
-//! it), n+1 was executed against a state that never happened, so it is
-//! executed again against the store as it is: no batch ever commits on top
-//! of effects that were not committed.
+//! Batch n+1 executes against the store plus batch n's effects
+//! ([`InFlight`]) while, on another thread, n is staged (its state root
+//! computed; both only read the store) or, where it is proven, its proofs
+//! are generated. Commits stay in order: n commits once n+1 has executed,
+//! and n+1 is staged only after n has committed. If n does not commit (its
+//! proofs failed, or the store refused it), n+1 was executed against a state
+//! that never happened, so it is executed again against the store as it is:
+//! no batch ever commits on top of effects that were not committed.
+//!
+//! One core executes while the other stages: run one by one, a batch used
+//! about 1.15 of the two cores.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
@@ -19,7 +23,9 @@ use crate::resource::{Operation, VerifyTarget};
 use crate::store::RegisterStore;
 
 use super::view::InFlight;
-use super::{execute_only, prove, stage, BatchExecutionResult, PendingCommit, Proven, Staged, TransactionContext};
+use super::{
+    execute_only, prove, stage, BatchExecutionResult, Executed, PendingCommit, Proven, Staged, TransactionContext,
+};
 
 /// One batch of a pipelined run.
 #[derive(Clone, Copy)]
@@ -64,57 +70,135 @@ impl Proving<'_, '_> {
     }
 }
 
+/// The batch ahead of the one executing: it commits once that one has
+/// executed.
+enum Ahead<'scope, 'a> {
+    Proving(Proving<'scope, 'a>),
+    /// Executed, to commit without proofs: staged beside the next batch's
+    /// execution.
+    Unstaged {
+        inflight: InFlight,
+        executed: Box<Executed<'a>>,
+    },
+}
+
+impl<'a> Ahead<'_, 'a> {
+    /// Commit it now, with nothing beside.
+    fn finish(self, store: &mut RegisterStore) -> BatchOutcome {
+        match self {
+            Ahead::Proving(proving) => proving.finish(store),
+            Ahead::Unstaged { executed, .. } => commit_staged(store, stage(*executed, store)),
+        }
+    }
+
+    /// Execute `job` against the store and this batch's effects while this
+    /// batch is staged (or proven) on another thread; then commit this
+    /// batch. Returns its outcome and `job`'s execution, or the panic of
+    /// `job`'s execution, which comes after this batch has committed (or failed).
+    fn finish_beside(
+        self,
+        store: &mut RegisterStore,
+        job: &BatchJob<'a>,
+    ) -> (BatchOutcome, std::thread::Result<Result<Executed<'a>, ExecutionError>>) {
+        let execute = |store: &RegisterStore, inflight: &InFlight| {
+            catch_unwind(AssertUnwindSafe(|| execute_only(store, Some(inflight), job.keys, job.ops, job.ctx, job.tx)))
+        };
+        match self {
+            Ahead::Proving(proving) => {
+                let executed = execute(store, &proving.inflight);
+                (proving.finish(store), executed)
+            }
+            Ahead::Unstaged { inflight, executed } => {
+                let number = inflight.number();
+                let shared: &RegisterStore = store;
+                // The batch stays reachable from here if no thread can be started.
+                let slot = Mutex::new(Some(executed));
+                let (staged, next) = std::thread::scope(|scope| {
+                    let stager = std::thread::Builder::new().name("cvm-stage".into());
+                    match stager.spawn_scoped(scope, || stage(*take(&slot), shared)) {
+                        Ok(stager) => {
+                            let next = execute(shared, &inflight);
+                            (stager.join(), next)
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "no staging thread: staging, then executing the next batch");
+                            (Ok(stage(*take(&slot), shared)), execute(shared, &inflight))
+                        }
+                    }
+                });
+                let staged = staged.unwrap_or_else(|_| {
+                    Err(ExecutionError::StateCommitmentError {
+                        reason: format!("staging batch {number} panicked; the batch was not committed"),
+                    })
+                });
+                (commit_staged(store, staged), next)
+            }
+        }
+    }
+}
+
 /// Execute `jobs` in order, as [`super::execute_batch`] would one after the
-/// other, but proving each batch while the next one executes. One result per
-/// job, in order.
+/// other, but staging or proving each batch while the next one executes.
+/// One result per job, in order.
 pub fn execute_batches(store: &mut RegisterStore, jobs: &[BatchJob]) -> Vec<BatchOutcome> {
     let mut outcomes = Vec::with_capacity(jobs.len());
     std::thread::scope(|scope| {
-        let mut ahead: Option<Proving> = None;
+        let mut ahead: Option<Ahead> = None;
         for job in jobs {
             if reads_uncommitted_log(job.ops, store.head()) {
                 // A Verify of a stored proof names the batch still in flight
                 // (or one after it, whose error message quotes the head).
-                if let Some(proving) = ahead.take() {
-                    outcomes.push(proving.finish(store));
+                if let Some(ahead) = ahead.take() {
+                    outcomes.push(ahead.finish(store));
                 }
             }
-            let inflight = ahead.as_ref().map(|p| &p.inflight);
-            let early =
-                catch_unwind(AssertUnwindSafe(|| execute_only(store, inflight, job.keys, job.ops, job.ctx, job.tx)));
-            let mut executed = match early {
-                Ok(executed) => executed,
-                Err(panic) => {
-                    // Run one by one, the batch in flight would have committed
-                    // before this one started: commit it before the panic goes on.
-                    if let Some(proving) = ahead.take() {
-                        let _ = proving.finish(store);
+            let executed = match ahead.take() {
+                None => execute_only(store, None, job.keys, job.ops, job.ctx, job.tx),
+                Some(ahead) => {
+                    let (outcome, executed) = ahead.finish_beside(store, job);
+                    let committed = matches!(&outcome, Ok(result) if result.metadata.committed);
+                    outcomes.push(outcome);
+                    // Run one by one, the batch ahead would have committed
+                    // (or failed) before this one started: it has, now the
+                    // panic goes on.
+                    let executed = executed.unwrap_or_else(|panic| resume_unwind(panic));
+                    match committed {
+                        true => executed,
+                        false => execute_only(store, None, job.keys, job.ops, job.ctx, job.tx),
                     }
-                    resume_unwind(panic)
                 }
             };
-            if let Some(proving) = ahead.take() {
-                let outcome = proving.finish(store);
-                let committed = matches!(&outcome, Ok(result) if result.metadata.committed);
-                outcomes.push(outcome);
-                if !committed {
-                    executed = execute_only(store, None, job.keys, job.ops, job.ctx, job.tx);
-                }
-            }
-            match executed.and_then(|executed| stage(executed, store)) {
+            match executed {
                 Err(e) => outcomes.push(Err(e)),
-                Ok(Staged::Done(result)) => outcomes.push(Ok(*result)),
-                Ok(Staged::Commit(pending)) if !prove::proves(job.tx) => {
-                    outcomes.push(pending.commit(store, None));
+                Ok(executed) if executed.wants_commit() && !prove::proves(job.tx) => {
+                    let inflight = InFlight::new(store.head() + 1, &executed.delta);
+                    ahead = Some(Ahead::Unstaged { inflight, executed: Box::new(executed) });
                 }
-                Ok(Staged::Commit(pending)) => ahead = Some(start_proving(scope, store, pending)),
+                Ok(executed) => match stage(executed, store) {
+                    Err(e) => outcomes.push(Err(e)),
+                    Ok(Staged::Done(result)) => outcomes.push(Ok(*result)),
+                    Ok(Staged::Commit(pending)) if !prove::proves(job.tx) => {
+                        outcomes.push(pending.commit(store, None));
+                    }
+                    Ok(Staged::Commit(pending)) => {
+                        ahead = Some(Ahead::Proving(start_proving(scope, store, pending)));
+                    }
+                },
             }
         }
-        if let Some(proving) = ahead {
-            outcomes.push(proving.finish(store));
+        if let Some(ahead) = ahead {
+            outcomes.push(ahead.finish(store));
         }
     });
     outcomes
+}
+
+/// Commit a batch staged without proofs (or hand back what staging decided).
+fn commit_staged(store: &mut RegisterStore, staged: Result<Staged, ExecutionError>) -> BatchOutcome {
+    match staged? {
+        Staged::Done(result) => Ok(*result),
+        Staged::Commit(pending) => pending.commit(store, None),
+    }
 }
 
 fn start_proving<'scope, 'a: 'scope>(
@@ -151,4 +235,75 @@ fn take<T>(slot: &Mutex<Option<T>>) -> T {
 /// waits for the batch ahead of it to commit); older batches are in the log.
 fn reads_uncommitted_log(ops: &[Operation], head: u64) -> bool {
     ops.iter().any(|op| matches!(op, Operation::Verify { target: VerifyTarget::BatchProof { batch } } if *batch > head))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::capability::{CapabilityToken, RootKey};
+    use crate::content_id::ContentId;
+    use crate::context::{DomainId, ExecutionMode};
+    use crate::resource::{nullifier_key_commitment, ConsumedInput, NewResource};
+    use crate::vm::{Instruction, Program};
+
+    fn resource(logic: ContentId, nonce: u8) -> NewResource {
+        NewResource {
+            logic,
+            domain: DomainId::new("d"),
+            fungibility_domain: "coin".into(),
+            quantity: 5,
+            metadata: BTreeMap::new(),
+            contents: Vec::new(),
+            nullifier_key_commitment: nullifier_key_commitment(&[nonce; 32]),
+            controller: "c".into(),
+            nonce: [nonce; 32],
+        }
+    }
+
+    /// The store refuses the batch staged beside the next one's execution:
+    /// it commits nothing, and the next batch, which spent its output, is
+    /// executed again without it.
+    #[test]
+    fn a_staged_batch_the_store_refuses_commits_nothing_and_the_next_runs_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RegisterStore::open(dir.path()).unwrap();
+        let logic = store.put_content(&Program::new(vec![Instruction::Accept], vec![]).unwrap().encode()).unwrap();
+        let root = RootKey([5; 32]);
+        let mut keys = KeyRing::new();
+        keys.insert(DomainId::new("d"), root.clone());
+        let ctx = ExecutionContext {
+            domain_id: DomainId::new("d"),
+            trace_id: "t".into(),
+            capability_token: CapabilityToken::mint(&root, DomainId::new("d"), [0; 16]),
+            timestamp: 1,
+            environment: BTreeMap::new(),
+            cross_domain_grants: Vec::new(),
+        };
+        let (a, b, c) = (resource(logic, 1), resource(logic, 2), resource(logic, 3));
+        let a_id = ContentId::of_encoding(&a.id_encoding());
+        let batches = [
+            vec![Operation::Create { resource: a }],
+            vec![Operation::Transfer {
+                inputs: vec![ConsumedInput { id: a_id, nullifier_key: [1; 32] }],
+                outputs: vec![b.clone()],
+            }],
+            vec![Operation::Create { resource: c.clone() }],
+        ];
+        let tx = TransactionContext::new(ExecutionMode::Standard);
+        let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob { keys: &keys, ops, ctx: &ctx, tx: &tx }).collect();
+        store.fail_next_append();
+        let outcomes = execute_batches(&mut store, &jobs);
+        let refused = outcomes[0].as_ref().map(|_| ()).unwrap_err().to_string();
+        assert!(refused.contains("injected append failure"), "{refused}");
+        let second = outcomes[1].as_ref().unwrap();
+        assert!(!second.metadata.committed);
+        let error = second.results[0].error().unwrap().to_string();
+        assert!(error.contains("not found"), "executed again without batch 1: {error}");
+        assert_eq!(outcomes[2].as_ref().unwrap().metadata.batch_number, Some(1));
+        assert_eq!(store.head(), 1);
+        assert!(store.get(&a_id).is_none() && store.get(&ContentId::of_encoding(&b.id_encoding())).is_none());
+        assert!(store.get(&ContentId::of_encoding(&c.id_encoding())).is_some());
+    }
 }

@@ -34,7 +34,7 @@ pub use state_tree::{bucket_of, reference_root, StateTree, TreeUpdate, BUCKETS, 
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::content_id::ContentId;
 use crate::hash::{HashHandle, HashPool};
@@ -61,7 +61,9 @@ pub struct RegisterStore {
     index: Index,
     tree: StateTree,
     head: u64,
-    programs: HashMap<ContentId, Arc<Vec<u8>>>,
+    /// Content read so far (behind a lock: batches read the store from
+    /// two threads while one is staged beside the next one's execution).
+    programs: Mutex<HashMap<ContentId, Arc<Vec<u8>>>>,
 }
 
 impl RegisterStore {
@@ -84,7 +86,7 @@ impl RegisterStore {
         let mut tree = StateTree::default();
         let update = tree.stage(index.all_buckets(), &mut pool)?;
         tree.apply(&update);
-        let mut store = RegisterStore { durable, index, tree, head: loaded.head, programs: HashMap::new() };
+        let mut store = RegisterStore { durable, index, tree, head: loaded.head, programs: Mutex::default() };
         if let Some(expected) = loaded.root {
             let found = store.state_root();
             if found != expected {
@@ -173,20 +175,25 @@ impl RegisterStore {
         let id = ContentId::of_encoding(bytes);
         if self.content(&id)?.is_none() {
             self.durable.put_content(&id, bytes)?;
-            self.programs.insert(id, Arc::new(bytes.to_vec()));
+            self.programs().insert(id, Arc::new(bytes.to_vec()));
         }
         Ok(id)
     }
 
-    pub fn content(&mut self, id: &ContentId) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
-        if let Some(bytes) = self.programs.get(id) {
+    pub fn content(&self, id: &ContentId) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        if let Some(bytes) = self.programs().get(id) {
             return Ok(Some(bytes.clone()));
         }
         let found = self.durable.content(id)?.map(Arc::new);
         if let Some(bytes) = &found {
-            self.programs.insert(*id, bytes.clone());
+            self.programs().insert(*id, bytes.clone());
         }
         Ok(found)
+    }
+
+    fn programs(&self) -> std::sync::MutexGuard<'_, HashMap<ContentId, Arc<Vec<u8>>>> {
+        // A panic while holding it cannot leave the map half-changed.
+        self.programs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn batch(&self, number: u64) -> Result<Option<BatchRecord>, StoreError> {
@@ -297,6 +304,12 @@ impl RegisterStore {
             Ok(during) => Ok((record, during)),
             Err(panic) => std::panic::resume_unwind(panic),
         }
+    }
+
+    /// Tests: the next log append fails (the store refuses the batch).
+    #[cfg(test)]
+    pub(crate) fn fail_next_append(&mut self) {
+        self.durable.log.fail_next_append = true;
     }
 
     /// Fold every committed batch into the redb tables now (after any
