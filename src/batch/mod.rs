@@ -42,7 +42,7 @@ use crate::capability::KeyRing;
 use crate::context::{ExecutionContext, ExecutionMode};
 use crate::error::ExecutionError;
 use crate::resource::{Operation, ResourceRegister};
-use crate::store::{BatchDelta, BatchRecord, ProofRecord, RegisterStore, StageTimings, StagedBatch};
+use crate::store::{Appended, BatchDelta, BatchRecord, ProofRecord, RegisterStore, StageTimings, StagedBatch};
 
 use env::{hash_failed, Env, OpEffects};
 use outcomes::Outcomes;
@@ -317,7 +317,7 @@ fn stage<'a>(mut executed: Executed<'a>, store: &RegisterStore) -> Result<Staged
 /// A batch's proofs and the time the prove stage took.
 type Proven = Option<(ProofRecord, Option<ProveStages>, u64)>;
 
-impl PendingCommit<'_> {
+impl<'a> PendingCommit<'a> {
     /// Stage 3b: proofs of the batch, checked against the verifying key
     /// (none when the batch has no proof system or its mode does not prove).
     /// Needs nothing of the store, so it may run on another thread.
@@ -333,8 +333,14 @@ impl PendingCommit<'_> {
         }
     }
 
-    /// Stage 4: append the batch and its proofs durably.
+    /// Stage 4: append the batch and its proofs durably, then apply it.
     fn commit(self, store: &mut RegisterStore, proven: Proven) -> Result<BatchExecutionResult, ExecutionError> {
+        self.append(store, proven)?.apply(store)
+    }
+
+    /// Stage 4a: append the batch and its proofs to the log, building the
+    /// results beside (the store as read is unchanged until it is applied).
+    fn append(self, store: &RegisterStore, proven: Proven) -> Result<AppendedCommit<'a>, ExecutionError> {
         let PendingCommit { mut executed, staged } = self;
         let (proof, stages, prove_us) = match proven {
             Some((proof, stages, us)) => (Some(proof), stages, us),
@@ -359,8 +365,36 @@ impl PendingCommit<'_> {
             ..Default::default()
         };
         let outcomes = std::mem::take(&mut executed.outcomes);
-        let (committed, results) = store.commit_while(staged, record, || outcomes.build())?;
-        executed.metadata.timings.commit_us = micros(started);
+        let (appended, results) = store.append_while(&staged, record, || outcomes.build());
+        let mut appended = match (appended, results) {
+            (Ok(appended), results) => AppendedCommit { executed, staged, appended, results },
+            // Nothing was written: the panic goes on now.
+            (Err(_), Err(panic)) => std::panic::resume_unwind(panic),
+            (Err(e), Ok(_)) => return Err(e.into()),
+        };
+        appended.executed.metadata.timings.commit_us = micros(started);
+        Ok(appended)
+    }
+}
+
+/// A batch appended to the log with its results built: it commits once
+/// applied in memory.
+struct AppendedCommit<'a> {
+    executed: Executed<'a>,
+    staged: StagedBatch,
+    appended: Appended,
+    /// Or the panic that building them raised (it goes on once the batch is applied).
+    results: std::thread::Result<Vec<OperationResult>>,
+}
+
+impl AppendedCommit<'_> {
+    /// Stage 4b: apply the batch in memory.
+    fn apply(self, store: &mut RegisterStore) -> Result<BatchExecutionResult, ExecutionError> {
+        let AppendedCommit { mut executed, staged, appended, results } = self;
+        let started = Instant::now();
+        let committed = store.apply(staged, appended);
+        let results = results.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        executed.metadata.timings.commit_us += micros(started);
         executed.metadata.batch_number = Some(committed.number);
         executed.metadata.committed = true;
         Ok(executed.finish(results))

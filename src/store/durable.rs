@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -49,7 +49,9 @@ impl Default for StoreOptions {
 
 pub(super) struct Durable {
     db: Arc<Database>,
-    pub log: BatchLog,
+    /// Behind a lock so a batch can be written to it through a shared
+    /// reference (beside the next batch's execution), then recorded here.
+    log: Mutex<Log>,
     log_path: PathBuf,
     /// The first batch in the log, if it holds any.
     log_first: Option<u64>,
@@ -69,6 +71,13 @@ pub(super) struct Durable {
     /// Tests: the next background checkpoint fails.
     #[cfg(test)]
     fail_next_checkpoint: bool,
+}
+
+/// The batch log and the batch written to it but not recorded yet, if any:
+/// a second write before the record would reuse its number.
+pub(super) struct Log {
+    pub file: BatchLog,
+    written: Option<u64>,
 }
 
 /// A checkpoint on its own thread, folding the first `segments` segments;
@@ -156,7 +165,7 @@ impl Durable {
         }
         let durable = Durable {
             db: Arc::new(db),
-            log,
+            log: Mutex::new(Log { file: log, written: None }),
             log_path,
             log_first,
             log_bytes,
@@ -181,13 +190,46 @@ impl Durable {
     }
 
     /// The durable commit of one batch: one fsynced append to the log.
+    #[cfg(test)]
     pub fn append(&mut self, encoded_delta: &[u8], record: &BatchRecord) -> Result<(), StoreError> {
-        let bytes = self.log.append_encoded(record, encoded_delta)?;
+        let bytes = self.write(encoded_delta, record)?;
+        self.record(record, bytes);
+        Ok(())
+    }
+
+    /// Append one batch's frame to the log, fsynced. It must then be
+    /// [recorded](Durable::record) before the next one is written. Returns the
+    /// frame's size.
+    pub fn write(&self, encoded_delta: &[u8], record: &BatchRecord) -> Result<u64, StoreError> {
+        let mut log = self.log();
+        if let Some(written) = log.written {
+            return Err(StoreError::Corrupt {
+                what: "batch log".into(),
+                offset: 0,
+                reason: format!(
+                    "batch {written} was written to the log but never applied in memory (its commit was cut \
+                     short); reopen the store, which replays it, before committing more"
+                ),
+            });
+        }
+        let bytes = log.file.append_encoded(record, encoded_delta)?;
+        log.written = Some(record.number);
+        Ok(bytes)
+    }
+
+    /// Take note of the batch just [written](Durable::write).
+    pub fn record(&mut self, record: &BatchRecord, bytes: u64) {
+        self.log.get_mut().unwrap_or_else(|e| e.into_inner()).written = None;
         self.pending.push_back(record.clone());
         self.log_first.get_or_insert(record.number);
         self.log_bytes += bytes;
         self.log_batches += 1;
-        Ok(())
+    }
+
+    /// The log (a panic while holding the lock leaves it whole: an append
+    /// cuts back a frame it did not finish).
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn wants_checkpoint(&self, factor: u64) -> bool {
@@ -275,7 +317,7 @@ impl Durable {
     fn rotate(&mut self) -> Result<(), StoreError> {
         let Some(first) = self.log_first else { return Ok(()) };
         let segment = segment_path(&self.log_path, first);
-        self.log.rotate(&segment)?;
+        self.log.get_mut().unwrap_or_else(|e| e.into_inner()).file.rotate(&segment)?;
         self.segments.push(segment);
         (self.log_first, self.log_bytes, self.log_batches) = (None, 0, 0);
         Ok(())

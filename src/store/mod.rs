@@ -56,6 +56,14 @@ pub struct StagedBatch {
     tree: TreeUpdate,
 }
 
+/// A batch appended to the log, to be applied in memory
+/// ([`RegisterStore::apply`]): its record and frame size.
+#[must_use = "an appended batch must be applied before the next one is appended"]
+pub struct Appended {
+    record: BatchRecord,
+    bytes: u64,
+}
+
 pub struct RegisterStore {
     durable: Durable,
     index: Index,
@@ -250,66 +258,83 @@ impl RegisterStore {
         self.commit_while(staged, record, || ()).map(|(record, ())| record)
     }
 
-    /// [`RegisterStore::commit`], running `during` on this thread while the
-    /// log frame is written and synced on another (the sync is milliseconds
-    /// of waiting). `during` must not need the store; if it
-    /// panics, the batch still commits (or fails) as a whole first, so the
-    /// store stays consistent, and the panic then continues.
+    /// [`RegisterStore::commit`], running `during` beside the append (see
+    /// [`RegisterStore::append_while`]).
     pub fn commit_while<R: Send>(
         &mut self,
-        mut staged: StagedBatch,
-        mut record: BatchRecord,
+        staged: StagedBatch,
+        record: BatchRecord,
         during: impl FnOnce() -> R + Send,
     ) -> Result<(BatchRecord, R), StoreError> {
-        let number = self.head + 1;
-        record.number = number;
+        let (appended, during) = self.append_while(&staged, record, during);
+        let record = appended.map(|appended| self.apply(staged, appended));
+        match (record, during) {
+            (Ok(record), Ok(during)) => Ok((record, during)),
+            (_, Err(panic)) => std::panic::resume_unwind(panic),
+            (Err(e), Ok(_)) => Err(e),
+        }
+    }
+
+    /// The first half of a commit: append the staged batch durably (one
+    /// fsynced log frame), running `during` on this thread while the frame
+    /// is written and synced on another (the sync is milliseconds of
+    /// waiting). Reads of the store see no change until the batch is
+    /// [applied](RegisterStore::apply), which must come next: another batch
+    /// cannot be appended before (it is refused with an error). Needs only
+    /// a shared reference, so it may run beside the next batch's execution.
+    /// `during` must not need the store; if it panics, the append still
+    /// completes (or fails) first, and the panic is handed back.
+    pub fn append_while<R: Send>(
+        &self,
+        staged: &StagedBatch,
+        mut record: BatchRecord,
+        during: impl FnOnce() -> R + Send,
+    ) -> (Result<Appended, StoreError>, std::thread::Result<R>) {
+        record.number = self.head + 1;
         record.state_root_before = staged.root_before;
         record.state_root_after = staged.root_after;
-        if staged.encoded_delta.is_empty() {
-            // Staged without `for_commit`.
-            staged.encoded_delta = staged.delta.encode();
-        }
-        // Behind a lock only so the fallback below can reach it too.
-        let durable = std::sync::Mutex::new(&mut self.durable);
-        let append = || durable.lock().unwrap_or_else(|e| e.into_inner()).append(&staged.encoded_delta, &record);
-        let (during, appended) = std::thread::scope(|scope| {
+        // Staged without `for_commit`: encode it now.
+        let encoded = match staged.encoded_delta.is_empty() {
+            true => std::borrow::Cow::Owned(staged.delta.encode()),
+            false => std::borrow::Cow::Borrowed(&staged.encoded_delta),
+        };
+        let write = || self.durable.write(&encoded, &record);
+        let (during, written) = std::thread::scope(|scope| {
             // `during` stays on this thread: it allocates what the caller frees.
             let appender = std::thread::Builder::new().name("cvm-append".into());
-            match appender.spawn_scoped(scope, append) {
+            match appender.spawn_scoped(scope, write) {
                 Ok(append) => {
                     let during = std::panic::catch_unwind(std::panic::AssertUnwindSafe(during));
-                    let appended = append.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                    (during, appended)
+                    let written = append.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (during, written)
                 }
                 // No thread to be had: append, then run `during`.
                 Err(_) => {
-                    let appended = append();
-                    (std::panic::catch_unwind(std::panic::AssertUnwindSafe(during)), appended)
+                    let written = write();
+                    (std::panic::catch_unwind(std::panic::AssertUnwindSafe(during)), written)
                 }
             }
         });
-        if let Err(e) = appended {
-            if let Err(panic) = during {
-                std::panic::resume_unwind(panic);
-            }
-            return Err(e);
-        }
-        self.head = number;
-        self.index.apply_with(&staged.delta, &staged.commitments, number);
+        (written.map(|bytes| Appended { record, bytes }), during)
+    }
+
+    /// The second half of a commit: apply the batch [appended](RegisterStore::append_while) in memory.
+    pub fn apply(&mut self, staged: StagedBatch, appended: Appended) -> BatchRecord {
+        let Appended { record, bytes } = appended;
+        self.durable.record(&record, bytes);
+        self.head = record.number;
+        self.index.apply_with(&staged.delta, &staged.commitments, record.number);
         self.tree.apply(&staged.tree);
         // The batch is durable in the log already: a checkpoint failing in
         // the background reports it, and the next one retries.
         self.durable.after_commit();
-        match during {
-            Ok(during) => Ok((record, during)),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        record
     }
 
     /// Tests: the next log append fails (the store refuses the batch).
     #[cfg(test)]
     pub(crate) fn fail_next_append(&mut self) {
-        self.durable.log.fail_next_append = true;
+        self.durable.log().file.fail_next_append = true;
     }
 
     /// Fold every committed batch into the redb tables now (after any
@@ -432,6 +457,28 @@ mod tests {
         assert_eq!(reopened(&dir), (1, root, 1));
     }
 
+    /// An append changes nothing a read sees until it is applied, and a
+    /// second append before that is refused (it would reuse the number);
+    /// once applied, appends go on.
+    #[test]
+    fn an_appended_batch_is_seen_only_once_applied_and_must_be_applied_first() {
+        let (dir, mut store) = fresh_store();
+        let staged = staged_one(&store, 1);
+        let root = staged.root_after;
+        let (appended, during) = store.append_while(&staged, BatchRecord::default(), || 7);
+        let appended = appended.unwrap();
+        assert_eq!((during.unwrap(), store.head(), store.len()), (7, 0, 0));
+        let second = staged_one(&store, 2);
+        let refused = store.append_while(&second, BatchRecord::default(), || ()).0.map(|_| ()).unwrap_err();
+        assert!(refused.to_string().contains("batch 1 was written to the log but never applied"), "{refused}");
+        let record = store.apply(staged, appended);
+        assert_eq!((record.number, store.head(), store.state_root()), (1, 1, root));
+        let second = staged_one(&store, 2);
+        store.commit(second, BatchRecord::default()).unwrap();
+        drop(store);
+        assert_eq!(reopened(&dir).0, 2);
+    }
+
     /// Each register with its commitment; nullifiers and consumed ids with
     /// their batch; the root.
     type IndexSnapshot = (Vec<(ResourceRegister, [u8; 32])>, Vec<([u8; 32], u64)>, [u8; 32]);
@@ -463,7 +510,7 @@ mod tests {
             nullifiers: vec![[2; 32], [3; 32]],
         };
         let staged = store.stage(delta, &mut HashPool::new(), true).unwrap();
-        store.durable.log.fail_next_append = true;
+        store.durable.log().file.fail_next_append = true;
         assert!(store.commit_while(staged, BatchRecord::default(), || ()).is_err());
         assert_eq!(index_snapshot(&store), before);
         assert_eq!(store.head(), 1);
@@ -473,7 +520,7 @@ mod tests {
     fn a_failed_append_commits_nothing_and_the_next_batch_commits() {
         let (dir, mut store) = fresh_store();
         let before = store.state_root();
-        store.durable.log.fail_next_append = true;
+        store.durable.log().file.fail_next_append = true;
         let staged = staged_one(&store, 1);
         let err = store.commit_while(staged, BatchRecord::default(), || 42).unwrap_err();
         assert!(err.to_string().contains("injected append failure"), "{err}");
