@@ -18,13 +18,13 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// The three sets are built side by side: the next batch waits for them.
     pub fn new(number: u64, delta: &BatchDelta) -> Self {
-        InFlight {
-            number,
-            upserts: delta.upserts.iter().map(|r| (r.id, r.clone())).collect(),
-            removed: delta.removed.iter().copied().collect(),
-            nullifiers: delta.nullifiers.iter().copied().collect(),
-        }
+        let (upserts, (removed, nullifiers)) = rayon::join(
+            || delta.upserts.iter().map(|r| (r.id, r.clone())).collect(),
+            || rayon::join(|| delta.removed.iter().copied().collect(), || delta.nullifiers.iter().copied().collect()),
+        );
+        InFlight { number, upserts, removed, nullifiers }
     }
 
     pub fn number(&self) -> u64 {

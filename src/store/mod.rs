@@ -227,9 +227,11 @@ impl RegisterStore {
 
     /// The commitments of `delta`'s upserts and the tree after it.
     fn stage_tree(&self, delta: &BatchDelta, pool: &mut HashPool) -> Result<(Vec<[u8; 32]>, TreeUpdate), StoreError> {
-        // Commitments (~250 bytes each), then about one bucket per change.
+        // Commitments (~250 bytes each), then about one bucket per change,
+        // then the tree's parents (a few per dirty bucket over all levels):
+        // growing the digest buffer as they came was 2% of a batch.
         let changed = delta.upserts.len() + delta.removed.len();
-        pool.reserve(delta.upserts.len() + changed, 256 * delta.upserts.len() + 96 * changed);
+        pool.reserve(delta.upserts.len() + 4 * changed, 256 * delta.upserts.len() + 96 * changed);
         // The upserts' ids are taken while their registers are in cache for
         // the encoding: sorting through the `Arc`s missed the cache per id.
         let mut upsert_ids = Vec::with_capacity(delta.upserts.len());
