@@ -341,7 +341,7 @@ impl<'a> PendingCommit<'a> {
     /// Stage 4a: append the batch and its proofs to the log, building the
     /// results beside (the store as read is unchanged until it is applied).
     fn append(self, store: &RegisterStore, proven: Proven) -> Result<AppendedCommit<'a>, ExecutionError> {
-        let PendingCommit { mut executed, staged } = self;
+        let PendingCommit { mut executed, mut staged } = self;
         let (proof, stages, prove_us) = match proven {
             Some((proof, stages, us)) => (Some(proof), stages, us),
             None => (None, None, 0),
@@ -365,7 +365,7 @@ impl<'a> PendingCommit<'a> {
             ..Default::default()
         };
         let outcomes = std::mem::take(&mut executed.outcomes);
-        let (appended, results) = store.append_while(&staged, record, || outcomes.build());
+        let (appended, results) = store.append_while(&mut staged, record, || outcomes.build());
         let mut appended = match (appended, results) {
             (Ok(appended), results) => AppendedCommit { executed, staged, appended, results },
             // Nothing was written: the panic goes on now.

@@ -1,15 +1,16 @@
-//! A checkpoint: rotated log segments folded into the redb tables in one
-//! write transaction, then deleted.
+//! A checkpoint: the batches of rotated log segments folded into the redb
+//! tables in one write transaction; the segments are then deleted.
 //!
-//! It works from the segments' bytes alone, never from the in-memory index,
-//! so it runs on its own thread while batches go on committing (the index
-//! changes under it; the segments do not). Each id's last change across the
-//! segments is what reaches the tables, and register rows are copied from
-//! the log as encoded. Which row holds an id is the checkpoint's own map
+//! It works from the batches' log encodings alone (kept in memory since
+//! their commit or the replay on open, so it reads no file), never from the
+//! in-memory index, so it runs on its own thread while batches go on
+//! committing (the index changes under it; the encodings do not). Each id's
+//! last change across the batches is what reaches the tables, and register
+//! rows are copied from the log encoding as they are. Which row holds an id is the checkpoint's own map
 //! ([`RowKeys`]), updated once the transaction has committed; a register
 //! created and consumed within the folded segments never gets a row.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
@@ -17,8 +18,7 @@ use crate::digest_map::DigestMap;
 use crate::resource::ResourceId;
 
 use super::codec::Decoder;
-use super::delta::DeltaSpans;
-use super::log::segment_frames;
+use super::delta::EncodedDelta;
 use super::rows::{append_rows, rewrite_row, Fate, RowChange, RowKeys};
 use super::tables::{spent_row, BATCHES, CHECKPOINT, DELTAS, HEAD, META, REGISTERS, ROOT, ROWS, SPENT};
 use super::{BatchRecord, StoreError};
@@ -33,27 +33,26 @@ struct Fold<'a> {
     /// Per batch: (number, its [`SPENT`] row).
     spent: Vec<(u64, Vec<u8>)>,
     /// (number, record encoding)
-    records: Vec<(u64, &'a [u8])>,
+    records: Vec<(u64, Vec<u8>)>,
 }
 
 impl<'a> Fold<'a> {
     /// Fold one batch in: removals first, then upserts (an upsert of an id
     /// the same delta removes wins, as in the index).
-    fn add(&mut self, number: u64, record: Option<&'a [u8]>, delta: DeltaSpans<'a>) {
+    fn add(&mut self, number: u64, record: Option<Vec<u8>>, delta: &'a EncodedDelta) {
         let changes = &mut self.changes;
-        changes.reserve(delta.removed.len() + delta.upserts.len());
+        changes.reserve(delta.removed_count() + delta.upsert_count());
         let mut change = |id: ResourceId, fate: Fate<'a>| {
             let first = changes.len() as u32;
             changes.entry(id).and_modify(|c| c.1 = fate).or_insert((first, fate));
         };
-        for id in &delta.removed {
-            change(*id, None);
+        for id in delta.removed() {
+            change(id, None);
         }
-        for (id, bytes) in delta.upserts {
+        for (id, bytes) in delta.upserts() {
             change(id, Some(bytes));
         }
-        let removed: Vec<[u8; 32]> = delta.removed.iter().map(|id| *id.as_bytes()).collect();
-        self.spent.push((number, spent_row(&delta.nullifiers, &removed)));
+        self.spent.push((number, spent_row(delta.nullifier_bytes(), delta.removed_bytes())));
         self.records.extend(record.map(|r| (number, r)));
     }
 
@@ -85,8 +84,8 @@ impl<'a> Fold<'a> {
             spent.insert(*number, row.as_slice())?;
         }
         let mut batches = tx.open_table(BATCHES)?;
-        for (number, record) in self.records {
-            batches.insert(number, record)?;
+        for (number, record) in &self.records {
+            batches.insert(*number, record.as_slice())?;
         }
         Ok(learned)
     }
@@ -107,36 +106,29 @@ pub(super) fn meta_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreErr
     Ok(v)
 }
 
-/// Fold `segments` (oldest first, each batch once, in order) into the
-/// tables, then delete them. Batches the tables already hold are skipped: a
-/// crash after a checkpoint committed may have left its segments behind.
-/// Returns the batch the tables now hold everything up to. `rows` changes
-/// only if the transaction commits.
-pub(super) fn fold_segments(db: &Database, segments: &[PathBuf], rows: &mut RowKeys) -> Result<u64, StoreError> {
-    let data: Vec<Vec<u8>> = segments
-        .iter()
-        .map(|path| {
-            std::fs::read(path).map_err(|e| StoreError::Io { path: path.display().to_string(), reason: e.to_string() })
-        })
-        .collect::<Result<_, _>>()?;
+/// A committed batch waiting for a checkpoint: its record and log encoding.
+pub(super) type Unfolded = (BatchRecord, Arc<EncodedDelta>);
+
+/// Fold `batches` (oldest first, numbers consecutive) into the tables.
+/// Batches the tables already hold are skipped. Returns the batch the tables
+/// now hold everything up to. `rows` changes only if the transaction commits.
+pub(super) fn fold_batches(db: &Database, batches: &[Unfolded], rows: &mut RowKeys) -> Result<u64, StoreError> {
     let tx = db.begin_write()?;
     let covered = checkpointed(&tx.open_table(META)?)?;
     let mut head = covered;
     let mut root = None;
     let mut fold = Fold::default();
-    for (path, bytes) in segments.iter().zip(&data) {
-        for frame in segment_frames(path, bytes)? {
-            let record = BatchRecord::decode(frame.record)?;
-            if record.number <= covered {
-                continue;
-            }
-            if record.number != head + 1 {
-                return Err(gap(path, head, record.number));
-            }
-            head = record.number;
-            root = Some(record.state_root_after);
-            fold.add(head, Some(frame.record), DeltaSpans::scan(frame.delta)?);
+    for (record, delta) in batches.iter().filter(|(record, _)| record.number > covered) {
+        if record.number != head + 1 {
+            return Err(StoreError::Corrupt {
+                what: "checkpoint".into(),
+                offset: 0,
+                reason: format!("batch {} follows batch {head}: the batches to fold have a gap", record.number),
+            });
         }
+        head = record.number;
+        root = Some(record.state_root_after);
+        fold.add(head, Some(record.encode()), delta);
     }
     if let Some(root) = root {
         let learned = fold.write(&tx, rows)?;
@@ -147,12 +139,6 @@ pub(super) fn fold_segments(db: &Database, segments: &[PathBuf], rows: &mut RowK
         drop(meta);
         tx.commit()?;
         rows.apply(learned);
-    }
-    for path in segments {
-        // A segment left behind is skipped by the next checkpoint and on open.
-        if let Err(e) = std::fs::remove_file(path) {
-            tracing::warn!(segment = %path.display(), "checkpointed log segment not removed: {e}");
-        }
     }
     Ok(head)
 }
@@ -169,9 +155,13 @@ pub(super) fn fold_legacy_deltas(db: &Database) -> Result<(), StoreError> {
         .map(|row| row.map(|(k, v)| (k.value(), v.value().to_vec())))
         .collect::<Result<_, _>>()?;
     let Some(&(last, _)) = rows.last() else { return Ok(()) };
+    let encoded: Vec<(u64, EncodedDelta)> = rows
+        .into_iter()
+        .map(|(number, delta)| EncodedDelta::read(delta).map(|d| (number, d)))
+        .collect::<Result<_, _>>()?;
     let mut fold = Fold::default();
-    for (number, delta) in &rows {
-        fold.add(*number, None, DeltaSpans::scan(delta)?);
+    for (number, delta) in &encoded {
+        fold.add(*number, None, delta);
     }
     fold.write(&tx, &RowKeys::load(db)?)?;
     deltas.retain(|_, _| false)?;
@@ -203,12 +193,4 @@ pub(super) fn move_registers_into_rows(db: &Database) -> Result<(), StoreError> 
     drop(old);
     tx.commit()?;
     Ok(())
-}
-
-fn gap(path: &Path, head: u64, number: u64) -> StoreError {
-    StoreError::Corrupt {
-        what: format!("batch log segment {}", path.display()),
-        offset: 0,
-        reason: format!("batch {number} follows batch {head}: the log has a gap"),
-    }
 }

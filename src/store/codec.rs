@@ -66,11 +66,16 @@ impl<'a> Decoder<'a> {
         Decoder { data, pos: 0, what }
     }
 
+    /// Bytes read so far.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
     fn corrupt(&self, why: impl Into<String>) -> StoreError {
         StoreError::Corrupt { what: self.what.to_string(), offset: self.pos, reason: why.into() }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
         match end {
             Some(end) => {

@@ -3,11 +3,13 @@
 //! nullifiers, consumed ids, batch records), the content store and the
 //! batch-record index.
 //!
-//! A checkpoint rotates the log into a segment and folds the segment into
-//! the tables on its own thread ([`super::checkpoint`]), so batches go on
-//! committing meanwhile; at most one runs at a time. Records of batches not
-//! yet in the tables are served from memory. A failed checkpoint leaves its
-//! segments in place, and the next one folds them too.
+//! A checkpoint rotates the log into a segment and folds the segment's
+//! batches into the tables on its own thread ([`super::checkpoint`]), from
+//! their log encodings kept in memory since the commit (segments are read
+//! only on open), so batches go on committing meanwhile; at most one runs at
+//! a time. Records of batches not yet in the tables are served from memory.
+//! A failed checkpoint leaves its segments in place, and the next one folds
+//! their batches too.
 //!
 //! The `deltas` table is where earlier versions appended deltas; opening
 //! folds what it still holds into the tables once.
@@ -22,8 +24,9 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use crate::content_id::ContentId;
 use crate::resource::ResourceId;
 
-use super::checkpoint::{fold_legacy_deltas, fold_segments, meta_u64, move_registers_into_rows};
+use super::checkpoint::{fold_batches, fold_legacy_deltas, meta_u64, move_registers_into_rows, Unfolded};
 use super::codec::Decoder;
+use super::delta::EncodedDelta;
 use super::index::Index;
 use super::log::{read_segment, segment_path, segments, BatchLog};
 use super::rows::{load_registers, RowKeys};
@@ -35,7 +38,9 @@ use super::{BatchDelta, BatchRecord, StoreError};
 /// When the batch log is folded into the tables.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
-    /// Checkpoint once the log holds this many bytes.
+    /// Checkpoint once the log holds this many bytes. The batches' log
+    /// encodings stay in memory until their checkpoint, up to twice this
+    /// (a checkpoint still running when the next is due).
     pub checkpoint_bytes: u64,
     /// Checkpoint at least every this many batches.
     pub checkpoint_batches: u64,
@@ -43,7 +48,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { checkpoint_bytes: 128 << 20, checkpoint_batches: 4096 }
+        StoreOptions { checkpoint_bytes: 64 << 20, checkpoint_batches: 4096 }
     }
 }
 
@@ -60,9 +65,11 @@ pub(super) struct Durable {
     log_batches: u64,
     /// Rotated segments not in the tables yet, oldest first.
     segments: Vec<PathBuf>,
-    /// Records of the batches not in the tables yet (in segments or the
+    /// The batches not in the tables yet (in segments or the log), with
+    /// their log encodings for the checkpoint (records are served from
+    /// here too),
     /// log), oldest first, numbers consecutive.
-    pending: VecDeque<BatchRecord>,
+    pending: VecDeque<Unfolded>,
     options: StoreOptions,
     /// The checkpoint's row map: away while a checkpoint thread has it, and
     /// lost (reloaded from the tables when next needed) if that one panicked.
@@ -161,7 +168,7 @@ impl Durable {
                 log_batches += 1;
             }
             replay.push((number, frame.delta));
-            pending.push_back(frame.record);
+            pending.push_back((frame.record, Arc::new(frame.encoded)));
         }
         let durable = Durable {
             db: Arc::new(db),
@@ -191,9 +198,10 @@ impl Durable {
 
     /// The durable commit of one batch: one fsynced append to the log.
     #[cfg(test)]
-    pub fn append(&mut self, encoded_delta: &[u8], record: &BatchRecord) -> Result<(), StoreError> {
-        let bytes = self.write(encoded_delta, record)?;
-        self.record(record, bytes);
+    pub fn append(&mut self, delta: &BatchDelta, record: &BatchRecord) -> Result<(), StoreError> {
+        let encoded = delta.encode_in_place();
+        let bytes = self.write(&encoded.bytes, record)?;
+        self.record(record, bytes, Arc::new(encoded));
         Ok(())
     }
 
@@ -218,9 +226,9 @@ impl Durable {
     }
 
     /// Take note of the batch just [written](Durable::write).
-    pub fn record(&mut self, record: &BatchRecord, bytes: u64) {
+    pub fn record(&mut self, record: &BatchRecord, bytes: u64, encoded: Arc<EncodedDelta>) {
         self.log.get_mut().unwrap_or_else(|e| e.into_inner()).written = None;
-        self.pending.push_back(record.clone());
+        self.pending.push_back((record.clone(), encoded));
         self.log_first.get_or_insert(record.number);
         self.log_bytes += bytes;
         self.log_batches += 1;
@@ -274,11 +282,13 @@ impl Durable {
         let db = Arc::clone(&self.db);
         let segments = self.segments.clone();
         let count = segments.len();
+        // The log was just rotated: every pending batch is in the segments.
+        let batches: Vec<Unfolded> = self.pending.iter().cloned().collect();
         let injected = self.injected_failure();
         let fold = move || {
             let folded = match injected {
                 Some(e) => Err(e),
-                None => fold_segments(&db, &segments, &mut rows),
+                None => fold_segments(&db, &batches, &segments, &mut rows),
             };
             (folded, rows)
         };
@@ -340,7 +350,7 @@ impl Durable {
         match folded {
             Ok(covered) => {
                 self.segments.drain(..segments);
-                while self.pending.front().is_some_and(|r| r.number <= covered) {
+                while self.pending.front().is_some_and(|(r, _)| r.number <= covered) {
                     self.pending.pop_front();
                 }
             }
@@ -363,7 +373,8 @@ impl Durable {
     fn fold_here(&mut self) -> Result<(), StoreError> {
         let count = self.segments.len();
         let mut rows = self.row_keys()?;
-        let folded = fold_segments(&self.db, &self.segments, &mut rows);
+        let batches: Vec<Unfolded> = self.pending.iter().cloned().collect();
+        let folded = fold_segments(&self.db, &batches, &self.segments, &mut rows);
         self.rows = Some(rows);
         self.folded(Ok(folded?), count);
         Ok(())
@@ -383,9 +394,9 @@ impl Durable {
     }
 
     pub fn batch(&self, number: u64) -> Result<Option<BatchRecord>, StoreError> {
-        let first = self.pending.front().map_or(u64::MAX, |r| r.number);
+        let first = self.pending.front().map_or(u64::MAX, |(r, _)| r.number);
         if number >= first {
-            return Ok(self.pending.get((number - first) as usize).cloned());
+            return Ok(self.pending.get((number - first) as usize).map(|(r, _)| r.clone()));
         }
         let rx = self.db.begin_read()?;
         let table = rx.open_table(BATCHES)?;
@@ -395,15 +406,33 @@ impl Durable {
     pub fn history(&self, limit: usize) -> Result<Vec<BatchRecord>, StoreError> {
         let rx = self.db.begin_read()?;
         let table = rx.open_table(BATCHES)?;
-        let mut out: Vec<BatchRecord> = self.pending.iter().rev().take(limit).cloned().collect();
+        let mut out: Vec<BatchRecord> = self.pending.iter().rev().take(limit).map(|(r, _)| r.clone()).collect();
         // Below the pending ones: a checkpoint may have just put those in the table too.
-        let first = self.pending.front().map_or(u64::MAX, |r| r.number);
+        let first = self.pending.front().map_or(u64::MAX, |(r, _)| r.number);
         for row in table.range(..first)?.rev().take(limit - out.len()) {
             let (_, v) = row?;
             out.push(BatchRecord::decode(v.value())?);
         }
         Ok(out)
     }
+}
+
+/// Fold `batches` into the tables, then delete the `segments` that held
+/// them (one left behind holds only batches the tables have: opening skips
+/// them and deletes it).
+fn fold_segments(
+    db: &Database,
+    batches: &[Unfolded],
+    segments: &[PathBuf],
+    rows: &mut RowKeys,
+) -> Result<u64, StoreError> {
+    let covered = fold_batches(db, batches, rows)?;
+    for path in segments {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(segment = %path.display(), "checkpointed log segment not removed: {e}");
+        }
+    }
+    Ok(covered)
 }
 
 /// The tables' registers, nullifiers and consumed ids (tables of earlier
@@ -468,7 +497,7 @@ mod tests {
         let commit = |durable: &mut Durable, n: u8| {
             let delta = BatchDelta { upserts: vec![register(n, 0)], removed: Vec::new(), nullifiers: vec![[n; 32]] };
             let record = BatchRecord { number: n as u64, state_root_after: [n; 32], ..Default::default() };
-            durable.append(&delta.encode(), &record).unwrap();
+            durable.append(&delta, &record).unwrap();
             durable.after_commit();
         };
         durable.fail_next_checkpoint = true;
@@ -507,7 +536,7 @@ mod tests {
             let removed = removed.into_iter().map(|n| register(n, 0).id).collect();
             let delta = BatchDelta { upserts, removed, nullifiers: vec![[number as u8; 32]] };
             let record = BatchRecord { number, state_root_after: [number as u8; 32], ..Default::default() };
-            durable.append(&delta.encode(), &record).unwrap();
+            durable.append(&delta, &record).unwrap();
         };
         // (row, register), rows ascending, registers in row order.
         let table = |durable: &Durable| -> Vec<(u64, ResourceRegister)> {
@@ -551,7 +580,7 @@ mod tests {
         let options = StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 1 << 20 };
         let (mut durable, _) = Durable::open(&path, options).unwrap();
         let delta = BatchDelta { upserts: (1..=40).map(|n| register(n, 0)).collect(), ..Default::default() };
-        durable.append(&delta.encode(), &BatchRecord { number: 1, ..Default::default() }).unwrap();
+        durable.append(&delta, &BatchRecord { number: 1, ..Default::default() }).unwrap();
         durable.checkpoint().unwrap();
         let tx = durable.db.begin_write().unwrap();
         tx.open_table(ROWS).unwrap().remove(1).unwrap();
@@ -559,7 +588,7 @@ mod tests {
         let before = RowKeys::load(&durable.db).unwrap();
         let delta =
             BatchDelta { upserts: vec![register(50, 0)], removed: vec![register(33, 0).id], nullifiers: vec![] };
-        durable.append(&delta.encode(), &BatchRecord { number: 2, ..Default::default() }).unwrap();
+        durable.append(&delta, &BatchRecord { number: 2, ..Default::default() }).unwrap();
         let err = durable.checkpoint().unwrap_err().to_string();
         assert!(err.contains("row 1 lacks 1 of the registers"), "{err}");
         let map = durable.rows.as_ref().unwrap();

@@ -20,6 +20,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::codec::{Decoder, Encoder};
+use super::delta::EncodedDelta;
 use super::{BatchDelta, BatchRecord, StoreError};
 
 const HEADER: usize = 8 + 32;
@@ -37,6 +38,8 @@ pub(super) struct BatchLog {
 pub(super) struct Frame {
     pub record: BatchRecord,
     pub delta: BatchDelta,
+    /// The delta as encoded, for the checkpoint.
+    pub encoded: EncodedDelta,
     pub bytes: u64,
 }
 
@@ -205,6 +208,7 @@ impl<'a> RawFrame<'a> {
         Ok(Frame {
             record: BatchRecord::decode(self.record)?,
             delta: BatchDelta::decode(self.delta)?,
+            encoded: EncodedDelta::read(self.delta.to_vec())?,
             bytes: self.bytes,
         })
     }

@@ -25,7 +25,7 @@ mod rows;
 mod state_tree;
 mod tables;
 
-pub use delta::BatchDelta;
+pub use delta::{BatchDelta, EncodedDelta};
 pub use durable::StoreOptions;
 pub use error::StoreError;
 pub use index::Entry;
@@ -48,8 +48,9 @@ use index::Index;
 #[derive(Debug)]
 pub struct StagedBatch {
     pub delta: BatchDelta,
-    /// The delta's encoding for the log, made while the batch was staged.
-    encoded_delta: Vec<u8>,
+    /// The delta's encoding for the log, made while the batch was staged
+    /// (empty until the append if staged without `for_commit`).
+    encoded_delta: EncodedDelta,
     pub commitments: Vec<[u8; 32]>,
     pub root_before: [u8; 32],
     pub root_after: [u8; 32],
@@ -217,8 +218,10 @@ impl RegisterStore {
     /// With `for_commit`, the delta's log encoding is made beside it on the
     /// rayon pool (the tree is mostly one thread's work between its flushes).
     pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool, for_commit: bool) -> Result<StagedBatch, StoreError> {
-        let (staged, encoded_delta) =
-            rayon::join(|| self.stage_tree(&delta, pool), || if for_commit { delta.encode() } else { Vec::new() });
+        let (staged, encoded_delta) = rayon::join(
+            || self.stage_tree(&delta, pool),
+            || if for_commit { delta.encode_in_place() } else { Default::default() },
+        );
         let (commitments, tree) = staged?;
         let root_before = self.state_root();
         let root_after = tree.root().unwrap_or(root_before);
@@ -264,11 +267,11 @@ impl RegisterStore {
     /// [`RegisterStore::append_while`]).
     pub fn commit_while<R: Send>(
         &mut self,
-        staged: StagedBatch,
+        mut staged: StagedBatch,
         record: BatchRecord,
         during: impl FnOnce() -> R + Send,
     ) -> Result<(BatchRecord, R), StoreError> {
-        let (appended, during) = self.append_while(&staged, record, during);
+        let (appended, during) = self.append_while(&mut staged, record, during);
         let record = appended.map(|appended| self.apply(staged, appended));
         match (record, during) {
             (Ok(record), Ok(during)) => Ok((record, during)),
@@ -288,19 +291,19 @@ impl RegisterStore {
     /// completes (or fails) first, and the panic is handed back.
     pub fn append_while<R: Send>(
         &self,
-        staged: &StagedBatch,
+        staged: &mut StagedBatch,
         mut record: BatchRecord,
         during: impl FnOnce() -> R + Send,
     ) -> (Result<Appended, StoreError>, std::thread::Result<R>) {
         record.number = self.head + 1;
         record.state_root_before = staged.root_before;
         record.state_root_after = staged.root_after;
-        // Staged without `for_commit`: encode it now.
-        let encoded = match staged.encoded_delta.is_empty() {
-            true => std::borrow::Cow::Owned(staged.delta.encode()),
-            false => std::borrow::Cow::Borrowed(&staged.encoded_delta),
-        };
-        let write = || self.durable.write(&encoded, &record);
+        if staged.encoded_delta.bytes.is_empty() {
+            // Staged without `for_commit`: encode it now.
+            staged.encoded_delta = staged.delta.encode_in_place();
+        }
+        let encoded = &staged.encoded_delta.bytes;
+        let write = || self.durable.write(encoded, &record);
         let (during, written) = std::thread::scope(|scope| {
             // `during` stays on this thread: it allocates what the caller frees.
             let appender = std::thread::Builder::new().name("cvm-append".into());
@@ -323,7 +326,7 @@ impl RegisterStore {
     /// The second half of a commit: apply the batch [appended](RegisterStore::append_while) in memory.
     pub fn apply(&mut self, staged: StagedBatch, appended: Appended) -> BatchRecord {
         let Appended { record, bytes } = appended;
-        self.durable.record(&record, bytes);
+        self.durable.record(&record, bytes, Arc::new(staged.encoded_delta));
         self.head = record.number;
         self.index.apply_with(&staged.delta, &staged.commitments, record.number);
         self.tree.apply(&staged.tree);
@@ -465,13 +468,13 @@ mod tests {
     #[test]
     fn an_appended_batch_is_seen_only_once_applied_and_must_be_applied_first() {
         let (dir, mut store) = fresh_store();
-        let staged = staged_one(&store, 1);
+        let mut staged = staged_one(&store, 1);
         let root = staged.root_after;
-        let (appended, during) = store.append_while(&staged, BatchRecord::default(), || 7);
+        let (appended, during) = store.append_while(&mut staged, BatchRecord::default(), || 7);
         let appended = appended.unwrap();
         assert_eq!((during.unwrap(), store.head(), store.len()), (7, 0, 0));
-        let second = staged_one(&store, 2);
-        let refused = store.append_while(&second, BatchRecord::default(), || ()).0.map(|_| ()).unwrap_err();
+        let mut second = staged_one(&store, 2);
+        let refused = store.append_while(&mut second, BatchRecord::default(), || ()).0.map(|_| ()).unwrap_err();
         assert!(refused.to_string().contains("batch 1 was written to the log but never applied"), "{refused}");
         let record = store.apply(staged, appended);
         assert_eq!((record.number, store.head(), store.state_root()), (1, 1, root));

@@ -34,12 +34,13 @@ pub(super) const HEAD: &str = "head";
 pub(super) const ROOT: &str = "root";
 pub(super) const CHECKPOINT: &str = "checkpoint";
 
-/// A [`SPENT`] row: nullifier count ‖ nullifiers ‖ id count ‖ consumed ids.
-pub(super) fn spent_row(nullifiers: &[[u8; 32]], consumed: &[[u8; 32]]) -> Vec<u8> {
-    let mut e = Encoder::with_capacity(16 + 32 * (nullifiers.len() + consumed.len()));
+/// A [`SPENT`] row: nullifier count ‖ nullifiers ‖ id count ‖ consumed ids,
+/// from the nullifiers and the consumed ids side by side (32 bytes each).
+pub(super) fn spent_row(nullifiers: &[u8], consumed: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(16 + nullifiers.len() + consumed.len());
     for list in [nullifiers, consumed] {
-        e.u64(list.len() as u64);
-        list.iter().for_each(|item| e.fixed(item));
+        e.u64((list.len() / 32) as u64);
+        e.fixed(list);
     }
     e.buf
 }
