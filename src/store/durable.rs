@@ -519,6 +519,14 @@ mod tests {
         assert_eq!(durable.batch(1).unwrap().map(|r| r.state_root_after), Some([1; 32]));
     }
 
+    /// A store in a fresh directory that checkpoints only when asked.
+    fn checkpointed_when_asked() -> (tempfile::TempDir, Durable) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 1 << 20 };
+        let (durable, _) = Durable::open(&dir.path().join("store.redb"), options).unwrap();
+        (dir, durable)
+    }
+
     /// Rows are numbered by arrival and hold runs of registers: an update
     /// rewrites its register's row in place, a removal takes it out (a row
     /// left empty goes), a register created and consumed between two
@@ -526,10 +534,7 @@ mod tests {
     /// the last. The checkpoint's map always matches the table.
     #[test]
     fn registers_keep_their_row_and_new_ones_append() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
-        let options = StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 1 << 20 };
-        let (mut durable, _) = Durable::open(&path, options).unwrap();
+        let (_dir, mut durable) = checkpointed_when_asked();
         let mut number = 0;
         let mut commit = |durable: &mut Durable, upserts: Vec<Arc<ResourceRegister>>, removed: Vec<u8>| {
             number += 1;
@@ -575,10 +580,7 @@ mod tests {
     /// map learns nothing from a checkpoint that did not commit.
     #[test]
     fn a_row_missing_a_register_fails_the_checkpoint_and_the_map_stays() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
-        let options = StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 1 << 20 };
-        let (mut durable, _) = Durable::open(&path, options).unwrap();
+        let (_dir, mut durable) = checkpointed_when_asked();
         let delta = BatchDelta { upserts: (1..=40).map(|n| register(n, 0)).collect(), ..Default::default() };
         durable.append(&delta, &BatchRecord { number: 1, ..Default::default() }).unwrap();
         durable.checkpoint().unwrap();
