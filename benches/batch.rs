@@ -11,7 +11,11 @@
 //! folds the rest, is added to the measured time.
 //!
 //! The allocator is mimalloc, as in the `cvm` binary; with glibc's the
-//! committed case ran at 131k/s against 151k/s (docs/perf/batch.md).
+//! committed case ran at 120k/s against 134k/s (docs/perf/batch.md).
+//!
+//! `standard_commit_stream` feeds 10 such batches to one `execute_batches`
+//! call, the way a high-volume user runs them: each batch executes while the
+//! one before it is staged and appended on another thread.
 //!
 //! Owners: in the main cases an output's nullifier key follows from its
 //! quantity, so keys repeat across a batch (an owner spending many
