@@ -245,7 +245,7 @@ mod tests {
     use crate::capability::{CapabilityToken, RootKey};
     use crate::content_id::ContentId;
     use crate::context::{DomainId, ExecutionMode};
-    use crate::resource::{nullifier_key_commitment, ConsumedInput, NewResource};
+    use crate::resource::{nullifier_key_commitment, ConsumedInput, NewResource, ResourceId};
     use crate::vm::{Instruction, Program};
 
     fn resource(logic: ContentId, nonce: u8) -> NewResource {
@@ -262,11 +262,18 @@ mod tests {
         }
     }
 
-    /// The store refuses the batch staged beside the next one's execution:
-    /// it commits nothing, and the next batch, which spent its output, is
-    /// executed again without it.
-    #[test]
-    fn a_staged_batch_the_store_refuses_commits_nothing_and_the_next_runs_without_it() {
+    /// Three batches: create `a`, spend it into `b`, create `c`; the first
+    /// is staged beside the second's execution.
+    struct Scenario {
+        _dir: tempfile::TempDir,
+        store: RegisterStore,
+        keys: KeyRing,
+        ctx: ExecutionContext,
+        batches: [Vec<Operation>; 3],
+        ids: [ResourceId; 3],
+    }
+
+    fn scenario() -> Scenario {
         let dir = tempfile::tempdir().unwrap();
         let mut store = RegisterStore::open(dir.path()).unwrap();
         let logic = store.put_content(&Program::new(vec![Instruction::Accept], vec![]).unwrap().encode()).unwrap();
@@ -282,28 +289,71 @@ mod tests {
             cross_domain_grants: Vec::new(),
         };
         let (a, b, c) = (resource(logic, 1), resource(logic, 2), resource(logic, 3));
-        let a_id = ContentId::of_encoding(&a.id_encoding());
+        let ids = [&a, &b, &c].map(|r| ContentId::of_encoding(&r.id_encoding()));
         let batches = [
             vec![Operation::Create { resource: a }],
             vec![Operation::Transfer {
-                inputs: vec![ConsumedInput { id: a_id, nullifier_key: [1; 32] }],
-                outputs: vec![b.clone()],
+                inputs: vec![ConsumedInput { id: ids[0], nullifier_key: [1; 32] }],
+                outputs: vec![b],
             }],
-            vec![Operation::Create { resource: c.clone() }],
+            vec![Operation::Create { resource: c }],
         ];
-        let tx = TransactionContext::new(ExecutionMode::Standard);
-        let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob { keys: &keys, ops, ctx: &ctx, tx: &tx }).collect();
-        store.fail_next_append();
-        let outcomes = execute_batches(&mut store, &jobs);
-        let refused = outcomes[0].as_ref().map(|_| ()).unwrap_err().to_string();
-        assert!(refused.contains("injected append failure"), "{refused}");
-        let second = outcomes[1].as_ref().unwrap();
-        assert!(!second.metadata.committed);
-        let error = second.results[0].error().unwrap().to_string();
-        assert!(error.contains("not found"), "executed again without batch 1: {error}");
-        assert_eq!(outcomes[2].as_ref().unwrap().metadata.batch_number, Some(1));
-        assert_eq!(store.head(), 1);
-        assert!(store.get(&a_id).is_none() && store.get(&ContentId::of_encoding(&b.id_encoding())).is_none());
-        assert!(store.get(&ContentId::of_encoding(&c.id_encoding())).is_some());
+        Scenario { _dir: dir, store, keys, ctx, batches, ids }
+    }
+
+    impl Scenario {
+        fn run(&mut self) -> Vec<BatchOutcome> {
+            let tx = TransactionContext::new(ExecutionMode::Standard);
+            let jobs: Vec<BatchJob> =
+                self.batches.iter().map(|ops| BatchJob { keys: &self.keys, ops, ctx: &self.ctx, tx: &tx }).collect();
+            execute_batches(&mut self.store, &jobs)
+        }
+
+        /// The first batch failed with `error`: nothing of it or of the
+        /// second (executed again without it) committed; the third did.
+        fn check_first_failed(&self, outcomes: &[BatchOutcome], error: &str) {
+            let failed = outcomes[0].as_ref().map(|_| ()).unwrap_err().to_string();
+            assert!(failed.contains(error), "{failed}");
+            let second = outcomes[1].as_ref().unwrap();
+            assert!(!second.metadata.committed);
+            let reason = second.results[0].error().unwrap().to_string();
+            assert!(reason.contains("not found"), "executed again without batch 1: {reason}");
+            assert_eq!(outcomes[2].as_ref().unwrap().metadata.batch_number, Some(1));
+            assert_eq!(self.store.head(), 1);
+            let [a, b, c] = self.ids;
+            assert!(self.store.get(&a).is_none() && self.store.get(&b).is_none() && self.store.get(&c).is_some());
+        }
+    }
+
+    /// The store refuses the batch appended beside the next one's
+    /// execution: it commits nothing, and the next batch, which spent its
+    /// output, is executed again without it.
+    #[test]
+    fn a_staged_batch_the_store_refuses_commits_nothing_and_the_next_runs_without_it() {
+        let mut s = scenario();
+        s.store.fail_next_append();
+        let outcomes = s.run();
+        s.check_first_failed(&outcomes, "injected append failure");
+    }
+
+    /// Staging panics on its thread: that batch fails (nothing was
+    /// appended), and the next is executed again without it.
+    #[test]
+    fn a_staging_thread_that_panics_fails_its_batch_only() {
+        let mut s = scenario();
+        s.store.panic_next_stage();
+        let outcomes = s.run();
+        s.check_first_failed(&outcomes, "staging batch 1 panicked; the batch was not committed");
+    }
+
+    /// Without failures, the three batches commit in order.
+    #[test]
+    fn the_scenario_commits_every_batch_when_nothing_fails() {
+        let mut s = scenario();
+        let outcomes = s.run();
+        let numbers: Vec<Option<u64>> = outcomes.iter().map(|o| o.as_ref().unwrap().metadata.batch_number).collect();
+        assert_eq!(numbers, [Some(1), Some(2), Some(3)]);
+        let [a, b, c] = s.ids;
+        assert!(s.store.get(&a).is_none() && s.store.get(&b).is_some() && s.store.get(&c).is_some());
     }
 }

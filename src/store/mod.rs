@@ -73,6 +73,9 @@ pub struct RegisterStore {
     /// Content read so far (behind a lock: batches read the store from
     /// two threads while one is staged beside the next one's execution).
     programs: Mutex<HashMap<ContentId, Arc<Vec<u8>>>>,
+    /// Tests: the next staging panics.
+    #[cfg(test)]
+    panic_next_stage: std::sync::atomic::AtomicBool,
 }
 
 impl RegisterStore {
@@ -95,7 +98,15 @@ impl RegisterStore {
         let mut tree = StateTree::default();
         let update = tree.stage(index.all_buckets(), &mut pool)?;
         tree.apply(&update);
-        let mut store = RegisterStore { durable, index, tree, head: loaded.head, programs: Mutex::default() };
+        let mut store = RegisterStore {
+            durable,
+            index,
+            tree,
+            head: loaded.head,
+            programs: Mutex::default(),
+            #[cfg(test)]
+            panic_next_stage: Default::default(),
+        };
         if let Some(expected) = loaded.root {
             let found = store.state_root();
             if found != expected {
@@ -218,6 +229,10 @@ impl RegisterStore {
     /// With `for_commit`, the delta's log encoding is made beside it on the
     /// rayon pool (the tree is mostly one thread's work between its flushes).
     pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool, for_commit: bool) -> Result<StagedBatch, StoreError> {
+        #[cfg(test)]
+        if self.panic_next_stage.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            panic!("injected staging panic (test)");
+        }
         let (staged, encoded_delta) = rayon::join(
             || self.stage_tree(&delta, pool),
             || if for_commit { delta.encode_in_place() } else { Default::default() },
@@ -334,6 +349,12 @@ impl RegisterStore {
         // the background reports it, and the next one retries.
         self.durable.after_commit();
         record
+    }
+
+    /// Tests: the next staging panics.
+    #[cfg(test)]
+    pub(crate) fn panic_next_stage(&self) {
+        self.panic_next_stage.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Tests: the next log append fails (the store refuses the batch).
