@@ -325,25 +325,27 @@ mod tests {
         }
     }
 
+    /// Run the scenario with a failure injected into the store first.
+    fn first_fails(inject: impl FnOnce(&mut RegisterStore), error: &str) {
+        let mut s = scenario();
+        inject(&mut s.store);
+        let outcomes = s.run();
+        s.check_first_failed(&outcomes, error);
+    }
+
     /// The store refuses the batch appended beside the next one's
     /// execution: it commits nothing, and the next batch, which spent its
     /// output, is executed again without it.
     #[test]
     fn a_staged_batch_the_store_refuses_commits_nothing_and_the_next_runs_without_it() {
-        let mut s = scenario();
-        s.store.fail_next_append();
-        let outcomes = s.run();
-        s.check_first_failed(&outcomes, "injected append failure");
+        first_fails(RegisterStore::fail_next_append, "injected append failure");
     }
 
     /// Staging panics on its thread: that batch fails (nothing was
     /// appended), and the next is executed again without it.
     #[test]
     fn a_staging_thread_that_panics_fails_its_batch_only() {
-        let mut s = scenario();
-        s.store.panic_next_stage();
-        let outcomes = s.run();
-        s.check_first_failed(&outcomes, "staging batch 1 panicked; the batch was not committed");
+        first_fails(|store| store.panic_next_stage(), "staging batch 1 panicked; the batch was not committed");
     }
 
     /// Without failures, the three batches commit in order.
