@@ -10,8 +10,10 @@
 //!
 //! A checkpoint starts by rotating the log: `store.log` is renamed to a
 //! segment `store.log.<first batch in it>` and appends continue in a fresh
-//! `store.log`, while the segment is folded into redb on another thread
-//! (`super::checkpoint`) and deleted once the checkpoint has committed.
+//! `store.log`, while the segment's batches are folded into redb on another
+//! thread (`super::checkpoint`, from their encodings kept in memory) and the
+//! segment is deleted once the checkpoint has committed. Segments are read
+//! only on open.
 //! Segments hold only whole frames (they are rotated between appends), so
 //! damage in one is an error, never a torn tail.
 
