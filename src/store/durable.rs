@@ -87,6 +87,24 @@ pub(super) struct Log {
     written: Option<u64>,
 }
 
+impl Log {
+    /// An error if a batch was written but not applied in memory (its
+    /// commit was cut short): only reopening, which replays it, goes on.
+    fn check_nothing_unapplied(&self) -> Result<(), StoreError> {
+        match self.written {
+            None => Ok(()),
+            Some(written) => Err(StoreError::Corrupt {
+                what: "batch log".into(),
+                offset: 0,
+                reason: format!(
+                    "batch {written} was written to the log but never applied in memory (its commit was cut \
+                     short); reopen the store, which replays it, before committing or checkpointing more"
+                ),
+            }),
+        }
+    }
+}
+
 /// A checkpoint on its own thread, folding the first `segments` segments;
 /// it hands the row map back.
 struct Running {
@@ -210,16 +228,7 @@ impl Durable {
     /// frame's size.
     pub fn write(&self, encoded_delta: &[u8], record: &BatchRecord) -> Result<u64, StoreError> {
         let mut log = self.log();
-        if let Some(written) = log.written {
-            return Err(StoreError::Corrupt {
-                what: "batch log".into(),
-                offset: 0,
-                reason: format!(
-                    "batch {written} was written to the log but never applied in memory (its commit was cut \
-                     short); reopen the store, which replays it, before committing more"
-                ),
-            });
-        }
+        log.check_nothing_unapplied()?;
         let bytes = log.file.append_encoded(record, encoded_delta)?;
         log.written = Some(record.number);
         Ok(bytes)
@@ -325,9 +334,13 @@ impl Durable {
 
     /// Move the log's batches into a new segment.
     fn rotate(&mut self) -> Result<(), StoreError> {
+        let log = self.log.get_mut().unwrap_or_else(|e| e.into_inner());
+        // A batch written but not applied would go into a segment that the
+        // checkpoint folds without it, and is then deleted.
+        log.check_nothing_unapplied()?;
         let Some(first) = self.log_first else { return Ok(()) };
         let segment = segment_path(&self.log_path, first);
-        self.log.get_mut().unwrap_or_else(|e| e.into_inner()).file.rotate(&segment)?;
+        log.file.rotate(&segment)?;
         self.segments.push(segment);
         (self.log_first, self.log_bytes, self.log_batches) = (None, 0, 0);
         Ok(())

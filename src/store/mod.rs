@@ -505,6 +505,23 @@ mod tests {
         assert_eq!(reopened(&dir).0, 2);
     }
 
+    /// A commit cut short between the append and the apply: a checkpoint
+    /// is refused (it would fold the log without that batch and delete it),
+    /// and reopening replays the frame, so the store is at that batch.
+    #[test]
+    fn a_batch_appended_but_never_applied_is_kept_and_replayed_on_open() {
+        let (dir, mut store) = fresh_store();
+        store.commit(staged_one(&store, 1), BatchRecord::default()).unwrap();
+        let mut staged = staged_one(&store, 2);
+        let root = staged.root_after;
+        let (appended, _) = store.append_while(&mut staged, BatchRecord::default(), || ());
+        drop(appended.unwrap());
+        let refused = store.checkpoint().unwrap_err().to_string();
+        assert!(refused.contains("batch 2 was written to the log but never applied"), "{refused}");
+        drop(store);
+        assert_eq!(reopened(&dir), (2, root, 2));
+    }
+
     /// Each register with its commitment; nullifiers and consumed ids with
     /// their batch; the root.
     type IndexSnapshot = (Vec<(ResourceRegister, [u8; 32])>, Vec<([u8; 32], u64)>, [u8; 32]);
