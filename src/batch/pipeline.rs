@@ -89,10 +89,7 @@ impl<'a> Ahead<'_, 'a> {
     fn finish(self, store: &mut RegisterStore) -> BatchOutcome {
         match self {
             Ahead::Proving(proving) => proving.finish(store),
-            Ahead::Unstaged { executed, .. } => match stage_and_append(*executed, store)? {
-                Tail::Done(result) => Ok(*result),
-                Tail::Appended(appended) => appended.apply(store),
-            },
+            Ahead::Unstaged { executed, .. } => stage_and_append(*executed, store)?.commit(store),
         }
     }
 
@@ -132,8 +129,7 @@ impl<'a> Ahead<'_, 'a> {
                     }
                 });
                 let outcome = match staged {
-                    Ok(Ok(Tail::Done(result))) => Ok(*result),
-                    Ok(Ok(Tail::Appended(appended))) => appended.apply(store),
+                    Ok(Ok(tail)) => tail.commit(store),
                     Ok(Err(e)) => Err(e),
                     // Before its append (after it, the panic is handed over with the batch).
                     Err(_) => Err(ExecutionError::StateCommitmentError {
@@ -183,12 +179,10 @@ pub fn execute_batches(store: &mut RegisterStore, jobs: &[BatchJob]) -> Vec<Batc
                     let inflight = InFlight::new(store.head() + 1, &executed.delta);
                     ahead = Some(Ahead::Unstaged { inflight, executed: Box::new(executed) });
                 }
+                // Nothing to commit, or proofs to make.
                 Ok(executed) => match stage(executed, store) {
                     Err(e) => outcomes.push(Err(e)),
                     Ok(Staged::Done(result)) => outcomes.push(Ok(*result)),
-                    Ok(Staged::Commit(pending)) if !prove::proves(job.tx) => {
-                        outcomes.push(pending.commit(store, None));
-                    }
                     Ok(Staged::Commit(pending)) => {
                         ahead = Some(Ahead::Proving(start_proving(scope, store, pending)));
                     }
@@ -208,6 +202,16 @@ enum Tail<'a> {
     Done(Box<BatchExecutionResult>),
     /// Appended to the log: apply it.
     Appended(Box<AppendedCommit<'a>>),
+}
+
+impl Tail<'_> {
+    /// Apply it in memory (or hand back the result).
+    fn commit(self, store: &mut RegisterStore) -> BatchOutcome {
+        match self {
+            Tail::Done(result) => Ok(*result),
+            Tail::Appended(appended) => appended.apply(store),
+        }
+    }
 }
 
 /// Stage a batch that commits without proofs and append it to the log.

@@ -6,9 +6,10 @@
 //! in-memory index, so it runs on its own thread while batches go on
 //! committing (the index changes under it; the encodings do not). Each id's
 //! last change across the batches is what reaches the tables, and register
-//! rows are copied from the log encoding as they are. Which row holds an id is the checkpoint's own map
-//! ([`RowKeys`]), updated once the transaction has committed; a register
-//! created and consumed within the folded segments never gets a row.
+//! rows are copied from the log encoding as they are. Which row holds an id
+//! is the checkpoint's own map ([`RowKeys`]), updated once the transaction
+//! has committed; a register created and consumed within the folded
+//! segments never gets a row.
 
 use std::sync::Arc;
 
@@ -179,10 +180,10 @@ pub(super) fn move_registers_into_rows(db: &Database) -> Result<(), StoreError> 
     if old.is_empty()? {
         return Ok(());
     }
-    let registers: Vec<(Vec<u8>, Vec<u8>)> =
-        old.iter()?.map(|row| row.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))).collect::<Result<_, _>>()?;
+    let registers: Vec<Vec<u8>> =
+        old.iter()?.map(|row| row.map(|(_, v)| v.value().to_vec())).collect::<Result<_, _>>()?;
     let mut spans = Vec::with_capacity(registers.len());
-    for (_, value) in &registers {
+    for value in &registers {
         let mut d = Decoder::new(value, "register");
         let (id, bytes) = d.register_span()?;
         d.finish()?;

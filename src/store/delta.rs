@@ -59,49 +59,13 @@ impl BatchDelta {
     }
 
     pub fn decode(data: &[u8]) -> Result<Self, StoreError> {
-        let layout = read(data, |d| d.register().map(Arc::new))?;
-        let removed = digests(&data[layout.removed]).map(ResourceId::from_digest).collect();
-        let nullifiers = digests(&data[layout.nullifiers]).collect();
-        Ok(BatchDelta { upserts: layout.upserts, removed, nullifiers })
+        EncodedDelta::read(data.to_vec())?.decode()
     }
 }
 
 /// The 32-byte digests side by side in `bytes`.
 fn digests(bytes: &[u8]) -> impl Iterator<Item = [u8; 32]> + '_ {
     bytes.chunks_exact(32).map(|d| d.try_into().expect("32 bytes"))
-}
-
-/// A delta's upserts, each read by the walker's `upsert`, and where its
-/// removed ids and nullifiers lie (32 bytes each).
-struct Layout<U> {
-    upserts: Vec<U>,
-    removed: Range<usize>,
-    nullifiers: Range<usize>,
-}
-
-/// Walk an encoded delta (one layout for decoding it and for reading it in
-/// place).
-fn read<'a, U>(
-    data: &'a [u8],
-    mut upsert: impl FnMut(&mut Decoder<'a>) -> Result<U, StoreError>,
-) -> Result<Layout<U>, StoreError> {
-    let mut d = Decoder::new(data, "batch delta");
-    check_tag(&mut d)?;
-    let n = d.len()?;
-    let mut upserts = Vec::with_capacity(n.min(1 << 20));
-    for _ in 0..n {
-        upserts.push(upsert(&mut d)?);
-    }
-    let block = |d: &mut Decoder| -> Result<Range<usize>, StoreError> {
-        let n = d.len()?;
-        let start = d.pos();
-        d.take(n.checked_mul(32).ok_or_else(|| too_many(n))?)?;
-        Ok(start..d.pos())
-    };
-    let removed = block(&mut d)?;
-    let nullifiers = block(&mut d)?;
-    d.finish()?;
-    Ok(Layout { upserts, removed, nullifiers })
 }
 
 fn too_many(n: usize) -> StoreError {
@@ -133,15 +97,44 @@ pub struct EncodedDelta {
 }
 
 impl EncodedDelta {
-    /// Find the parts of an encoded delta (its lengths are checked).
+    /// Find the parts of an encoded delta, every length checked: the one
+    /// walk of the layout, for decoding it and for reading it in place.
     pub fn read(bytes: Vec<u8>) -> Result<EncodedDelta, StoreError> {
-        let layout = read(&bytes, |d| {
+        let mut d = Decoder::new(&bytes, "batch delta");
+        check_tag(&mut d)?;
+        let n = d.len()?;
+        let mut upserts = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
             let start = d.pos();
             d.register_span()?;
+            upserts.push(start..d.pos());
+        }
+        let block = |d: &mut Decoder| -> Result<Range<usize>, StoreError> {
+            let n = d.len()?;
+            let start = d.pos();
+            d.take(n.checked_mul(32).ok_or_else(|| too_many(n))?)?;
             Ok(start..d.pos())
-        })?;
-        let Layout { upserts, removed, nullifiers } = layout;
+        };
+        let removed = block(&mut d)?;
+        let nullifiers = block(&mut d)?;
+        d.finish()?;
         Ok(EncodedDelta { bytes, upserts, removed, nullifiers })
+    }
+
+    /// The delta itself (errors name offsets in the whole encoding).
+    pub fn decode(&self) -> Result<BatchDelta, StoreError> {
+        let upserts = self
+            .upserts
+            .iter()
+            .map(|span| {
+                let mut d = Decoder::new(&self.bytes[..span.end], "batch delta");
+                d.take(span.start)?;
+                let register = d.register()?;
+                d.finish()?;
+                Ok(Arc::new(register))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(BatchDelta { upserts, removed: self.removed().collect(), nullifiers: self.nullifiers().collect() })
     }
 
     /// Each upsert's id and register encoding.

@@ -65,10 +65,9 @@ pub(super) struct Durable {
     log_batches: u64,
     /// Rotated segments not in the tables yet, oldest first.
     segments: Vec<PathBuf>,
-    /// The batches not in the tables yet (in segments or the log), with
-    /// their log encodings for the checkpoint (records are served from
-    /// here too),
-    /// log), oldest first, numbers consecutive.
+    /// The batches not in the tables yet (in segments or the log), oldest
+    /// first, numbers consecutive, with their log encodings for the
+    /// checkpoint (their records are served from here too).
     pending: VecDeque<Unfolded>,
     options: StoreOptions,
     /// The checkpoint's row map: away while a checkpoint thread has it, and

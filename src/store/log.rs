@@ -207,12 +207,8 @@ impl<'a> RawFrame<'a> {
     }
 
     fn decode(&self) -> Result<Frame, StoreError> {
-        Ok(Frame {
-            record: BatchRecord::decode(self.record)?,
-            delta: BatchDelta::decode(self.delta)?,
-            encoded: EncodedDelta::read(self.delta.to_vec())?,
-            bytes: self.bytes,
-        })
+        let encoded = EncodedDelta::read(self.delta.to_vec())?;
+        Ok(Frame { record: BatchRecord::decode(self.record)?, delta: encoded.decode()?, encoded, bytes: self.bytes })
     }
 }
 

@@ -17,7 +17,7 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable, Table};
 
-use crate::digest_map::{digest_map, DigestMap};
+use crate::digest_map::DigestMap;
 use crate::resource::{ResourceId, ResourceRegister};
 
 use super::codec::Decoder;
@@ -41,18 +41,10 @@ pub(super) type RowChange = (ResourceId, Option<u64>);
 pub(super) type Fate<'a> = Option<&'a [u8]>;
 
 impl RowKeys {
-    /// Read the map from the table.
+    /// Read the map from the table (after a checkpoint thread that held it
+    /// panicked, or for the fold of an earlier version's deltas).
     pub fn load(db: &Database) -> Result<RowKeys, StoreError> {
-        let rx = db.begin_read()?;
-        let mut keys = RowKeys::default();
-        for row in rx.open_table(ROWS)?.iter()? {
-            let (k, v) = row?;
-            let mut d = Decoder::new(v.value(), "register row");
-            while !d.at_end() {
-                keys.rows.insert(d.register_span()?.0, k.value());
-            }
-        }
-        Ok(keys)
+        load_registers(&db.begin_read()?.open_table(ROWS)?, drop)
     }
 
     pub fn get(&self, id: &ResourceId) -> Option<u64> {
@@ -74,7 +66,7 @@ pub(super) fn load_registers(
     table: &impl ReadableTable<u64, &'static [u8]>,
     mut each: impl FnMut(ResourceRegister),
 ) -> Result<RowKeys, StoreError> {
-    let mut keys = RowKeys { rows: digest_map(0) };
+    let mut keys = RowKeys::default();
     for row in table.iter()? {
         let (k, v) = row?;
         let mut d = Decoder::new(v.value(), "register row");
