@@ -11,7 +11,9 @@
 //! folds the rest, is added to the measured time.
 //!
 //! The allocator is mimalloc, as in the `cvm` binary; with glibc's the
-//! committed case ran at 120k/s against 134k/s (docs/perf/batch.md).
+//! committed case ran at 120k/s against 134k/s (docs/perf/batch.md). Freed
+//! memory is kept for the next batches, as in the binary
+//! (`causality_vm::allocator`).
 //!
 //! `standard_commit_stream` feeds 10 such batches to one `execute_batches`
 //! call, the way a high-volume user runs them: each batch executes while the
@@ -247,6 +249,7 @@ fn cpu_ticks() -> u64 {
 }
 
 fn bench_batch(c: &mut Criterion) {
+    causality_vm::allocator::keep_freed_memory();
     let mut group = c.benchmark_group("batch_10k_transfers");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
