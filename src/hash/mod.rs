@@ -192,6 +192,18 @@ impl HashPool {
         Ok(pool)
     }
 
+    /// An empty pool on the same backend and kernel, for work split across
+    /// threads (each thread files into and flushes its own pool).
+    pub fn sibling(&self) -> HashPool {
+        HashPool {
+            limit: self.limit,
+            kernel: self.kernel,
+            gpu: self.gpu.clone(),
+            max_segment_jobs: self.max_segment_jobs,
+            ..HashPool::new()
+        }
+    }
+
     /// A CPU pool forced onto one SIMD kernel (for tests and benchmarks).
     pub fn with_kernel(kernel: Kernel) -> Result<HashPool, HashError> {
         if !kernel.is_supported() {
@@ -246,8 +258,8 @@ impl HashPool {
     /// Make room for `requests` more requests of `bytes` message bytes in
     /// all, so a batch that knows its size does not regrow the buffers.
     pub fn reserve(&mut self, requests: usize, bytes: usize) {
-        self.pending.bytes.reserve(bytes);
-        self.pending.runs.reserve(requests);
+        reserve_fresh(&mut self.pending.bytes, bytes);
+        reserve_fresh(&mut self.pending.runs, requests);
         self.resolved.reserve(requests);
     }
 
@@ -441,5 +453,16 @@ impl HashPool {
             self.refresh_gpu_after_loss();
         }
         Ok(cpu::merkle_root(self.kernel, leaves))
+    }
+}
+
+/// `Vec::reserve` for a buffer a flush emptied: growing it in place copied
+/// its whole old capacity (`realloc` knows nothing of the length), megabytes
+/// per batch for the staging pool; a fresh allocation copies nothing.
+fn reserve_fresh<T>(buffer: &mut Vec<T>, additional: usize) {
+    if buffer.is_empty() && buffer.capacity() < additional {
+        *buffer = Vec::with_capacity(additional);
+    } else {
+        buffer.reserve(additional);
     }
 }

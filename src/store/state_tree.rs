@@ -80,6 +80,10 @@ impl TreeUpdate {
     }
 }
 
+/// The dirty nodes of one half of the tree, bottom up ([`StateTree::stage_half`]).
+#[derive(Debug, Default)]
+pub(super) struct HalfUpdate(Vec<(usize, [u8; 32])>);
+
 #[derive(Clone, Debug)]
 pub struct StateTree {
     /// Heap-ordered nodes; index 0 is unused.
@@ -118,16 +122,80 @@ impl StateTree {
     /// [`StateTree::stage`] for buckets whose contents are already filed in
     /// the pool (bucket, request; buckets ascending, each once).
     pub fn stage_filed(&self, buckets: Vec<(usize, HashHandle)>, pool: &mut HashPool) -> Result<TreeUpdate, HashError> {
-        if buckets.is_empty() {
+        let nodes = self.climb_filed(buckets, pool, 1)?;
+        Ok(TreeUpdate { root: nodes.last().map(|&(_, digest)| digest), nodes })
+    }
+
+    /// The dirty nodes of one half of the tree (below node 2 or node 3):
+    /// [`StateTree::stage_filed`] for buckets of that half alone, so the two
+    /// halves can be staged on two threads; [`StateTree::join_halves`] then
+    /// makes the root.
+    pub(super) fn stage_half(
+        &self,
+        buckets: Vec<(usize, HashHandle)>,
+        pool: &mut HashPool,
+    ) -> Result<HalfUpdate, HashError> {
+        let in_left = |&(b, _): &(usize, HashHandle)| b < BUCKETS / 2;
+        debug_assert!(buckets.iter().all(in_left) || !buckets.iter().any(in_left), "buckets of both halves");
+        self.climb_filed(buckets, pool, 3).map(HalfUpdate)
+    }
+
+    /// The update of the whole tree from its two halves
+    /// ([`StateTree::stage_half`]); the root is hashed in `pool`.
+    pub(super) fn join_halves(
+        &self,
+        left: HalfUpdate,
+        right: HalfUpdate,
+        pool: &mut HashPool,
+    ) -> Result<TreeUpdate, HashError> {
+        let (HalfUpdate(mut nodes), HalfUpdate(right)) = (left, right);
+        // Each half ends at its top: node 2 (left), node 3 (right).
+        let tops: Vec<(usize, [u8; 32])> = nodes.last().into_iter().chain(right.last()).copied().collect();
+        debug_assert!(tops.windows(2).all(|w| w[0].0 == 2 && w[1].0 == 3) && tops.iter().all(|t| t.0 == 2 || t.0 == 3));
+        nodes.extend(right);
+        if tops.is_empty() {
             return Ok(TreeUpdate::default());
+        }
+        // `climb` hands back its starting level too: the tops, already in `nodes`.
+        let root = *self.climb(tops, pool, 1)?.last().expect("climb ends at the root");
+        nodes.push(root);
+        Ok(TreeUpdate { nodes, root: Some(root.1) })
+    }
+
+    /// Flush the filed buckets and rehash the dirty nodes above them up to
+    /// the first level whose nodes are at most `top` (1: the root; 3: the
+    /// halves' tops, nodes 2 and 3). Every dirty node, bottom up.
+    fn climb_filed(
+        &self,
+        buckets: Vec<(usize, HashHandle)>,
+        pool: &mut HashPool,
+        top: usize,
+    ) -> Result<Vec<(usize, [u8; 32])>, HashError> {
+        if buckets.is_empty() {
+            return Ok(Vec::new());
         }
         let (indices, handles): (Vec<usize>, Vec<HashHandle>) =
             buckets.into_iter().map(|(b, handle)| (BUCKETS + b, handle)).unzip();
         pool.flush()?;
-        let mut level = resolve(indices, &handles, pool)?;
-        let mut all = Vec::with_capacity(3 * level.len());
+        let level = resolve(indices, &handles, pool)?;
+        self.climb(level, pool, top)
+    }
+
+    /// `level` (dirty nodes of one level, ascending) and the dirty nodes
+    /// above it, one flush per level, up to the first level whose nodes
+    /// are at most `top`.
+    fn climb(
+        &self,
+        mut level: Vec<(usize, [u8; 32])>,
+        pool: &mut HashPool,
+        top: usize,
+    ) -> Result<Vec<(usize, [u8; 32])>, HashError> {
+        // Each level holds at most as many dirty nodes as the one below, and
+        // at most the level's width: the exact bound, so `all` never regrows.
+        let bound = (0..=BUCKET_BITS).map(|depth| level.len().min(1 << depth)).sum();
+        let mut all = Vec::with_capacity(bound);
         let mut blocks: Vec<u8> = Vec::with_capacity(64 * level.len().div_ceil(2));
-        while level[0].0 > 1 {
+        while level[0].0 > top {
             // The level's parent blocks side by side, filed as one run of
             // 64-byte messages (hashed in place when the run is large).
             let mut parents = Vec::with_capacity(level.len().div_ceil(2));
@@ -154,9 +222,8 @@ impl StateTree {
             all.extend_from_slice(&level);
             level = parents.into_iter().zip(digests.iter().copied()).collect();
         }
-        let root = level[0].1;
         all.extend_from_slice(&level);
-        Ok(TreeUpdate { nodes: all, root: Some(root) })
+        Ok(all)
     }
 
     pub fn apply(&mut self, update: &TreeUpdate) {
@@ -287,6 +354,66 @@ mod tests {
             tree.apply(&update);
             assert_eq!(update.root().unwrap_or(before), tree.root());
             assert_eq!(tree.root(), reference_root(&set, &mut pool).unwrap(), "round {round}, {} registers", set.len());
+        }
+    }
+
+    /// Staging the two halves on their own pools and joining them gives the
+    /// update staging the whole tree gives: changes in one half only, in
+    /// both, at the halves' edges, and none.
+    #[test]
+    fn halves_staged_apart_and_joined_match_the_whole() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+        let mut pool = HashPool::new();
+        let mut tree = StateTree::default();
+        let mut set: BTreeMap<ResourceId, [u8; 32]> = BTreeMap::new();
+        let half = BUCKETS / 2;
+        let layouts: [&dyn Fn(&mut rand_chacha::ChaCha8Rng) -> usize; 5] = [
+            &|r| r.gen_range(0..BUCKETS),
+            &|r| r.gen_range(0..half),
+            &|r| r.gen_range(half..BUCKETS),
+            &|r| [0, half - 1, half, BUCKETS - 1][r.gen_range(0..4)],
+            &|_| 0,
+        ];
+        for round in 0..30 {
+            let pick = layouts[round % layouts.len()];
+            let n = [0, 1, 2, 3, 33, 500][round % 6];
+            let mut dirty = Vec::new();
+            for _ in 0..n {
+                let id = id_in(pick(&mut rng), &mut rng);
+                set.insert(id, rng.gen());
+                dirty.push(bucket_of(&id));
+            }
+            if round % 3 == 2 {
+                let gone: Vec<ResourceId> = set.keys().step_by(4).copied().collect();
+                for id in gone {
+                    set.remove(&id);
+                    dirty.push(bucket_of(&id));
+                }
+            }
+            dirty.sort_unstable();
+            dirty.dedup();
+            let contents = |b: usize| {
+                let (lo, hi) = bucket_bounds(b);
+                set.range(lo..=hi).flat_map(|(_, c)| c.iter().copied()).collect::<Vec<u8>>()
+            };
+            let whole = restage(&tree, &set, &dirty, &mut pool);
+            let (mut left_pool, mut right_pool) = (HashPool::new(), HashPool::new());
+            let file = |buckets: &[usize], pool: &mut HashPool| -> Vec<(usize, HashHandle)> {
+                buckets.iter().map(|&b| (b, pool.hash(contents(b)))).collect()
+            };
+            let split = dirty.partition_point(|&b| b < half);
+            let left = tree.stage_half(file(&dirty[..split], &mut left_pool), &mut left_pool).unwrap();
+            let right = tree.stage_half(file(&dirty[split..], &mut right_pool), &mut right_pool).unwrap();
+            let joined = tree.join_halves(left, right, &mut left_pool).unwrap();
+            assert_eq!(joined.root(), whole.root(), "round {round}");
+            let sorted = |u: &TreeUpdate| {
+                let mut nodes = u.nodes.clone();
+                nodes.sort_unstable();
+                nodes
+            };
+            assert_eq!(sorted(&joined), sorted(&whole), "round {round}");
+            tree.apply(&joined);
+            assert_eq!(tree.root(), reference_root(&set, &mut pool).unwrap(), "round {round}");
         }
     }
 
