@@ -319,12 +319,14 @@ mod tests {
         }
     }
 
+    /// A seeded generator, a pool, an empty tree and its (empty) register set.
+    fn start(seed: u64) -> (rand_chacha::ChaCha8Rng, HashPool, StateTree, BTreeMap<ResourceId, [u8; 32]>) {
+        (rand_chacha::ChaCha8Rng::seed_from_u64(seed), HashPool::new(), StateTree::default(), BTreeMap::new())
+    }
+
     #[test]
     fn random_inserts_removes_edits_match_reference() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let mut pool = HashPool::new();
-        let mut tree = StateTree::default();
-        let mut set: BTreeMap<ResourceId, [u8; 32]> = BTreeMap::new();
+        let (mut rng, mut pool, mut tree, mut set) = start(11);
         // Few buckets first (collisions within a bucket), then the whole range.
         for round in 0..80 {
             let spread = if round < 40 { 4 } else { BUCKETS };
@@ -362,10 +364,7 @@ mod tests {
     /// both, at the halves' edges, and none.
     #[test]
     fn halves_staged_apart_and_joined_match_the_whole() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
-        let mut pool = HashPool::new();
-        let mut tree = StateTree::default();
-        let mut set: BTreeMap<ResourceId, [u8; 32]> = BTreeMap::new();
+        let (mut rng, mut pool, mut tree, mut set) = start(17);
         let half = BUCKETS / 2;
         let layouts: [&dyn Fn(&mut rand_chacha::ChaCha8Rng) -> usize; 5] = [
             &|r| r.gen_range(0..BUCKETS),
