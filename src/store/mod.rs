@@ -596,7 +596,7 @@ mod tests {
             nullifiers: vec![[2; 32], [3; 32]],
         };
         let staged = store.stage(delta, &mut HashPool::new(), true).unwrap();
-        store.durable.log().file.fail_next_append = true;
+        store.fail_next_append();
         assert!(store.commit_while(staged, BatchRecord::default(), || ()).is_err());
         assert_eq!(index_snapshot(&store), before);
         assert_eq!(store.head(), 1);
@@ -604,14 +604,7 @@ mod tests {
 
     /// The root from the registers alone: BLAKE3 of each state encoding.
     fn reference_root_of(store: &RegisterStore) -> [u8; 32] {
-        let commitments = store
-            .registers()
-            .map(|r| {
-                let mut encoding = Vec::new();
-                r.write_state_encoding(&mut encoding);
-                (r.id, *blake3::hash(&encoding).as_bytes())
-            })
-            .collect();
+        let commitments = store.registers().map(|r| (r.id, *blake3::hash(&r.state_encoding()).as_bytes())).collect();
         reference_root(&commitments, &mut HashPool::new()).unwrap()
     }
 
@@ -646,7 +639,7 @@ mod tests {
     fn a_failed_append_commits_nothing_and_the_next_batch_commits() {
         let (dir, mut store) = fresh_store();
         let before = store.state_root();
-        store.durable.log().file.fail_next_append = true;
+        store.fail_next_append();
         let staged = staged_one(&store, 1);
         let err = store.commit_while(staged, BatchRecord::default(), || 42).unwrap_err();
         assert!(err.to_string().contains("injected append failure"), "{err}");

@@ -81,7 +81,7 @@ impl TreeUpdate {
 }
 
 /// The dirty nodes of one half of the tree, bottom up ([`StateTree::stage_half`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct HalfUpdate(Vec<(usize, [u8; 32])>);
 
 #[derive(Clone, Debug)]
@@ -270,14 +270,14 @@ mod tests {
         let mut buckets: Vec<usize> = dirty.to_vec();
         buckets.sort_unstable();
         buckets.dedup();
-        let contents = buckets
-            .into_iter()
-            .map(|b| {
-                let (lo, hi) = bucket_bounds(b);
-                (b, after.range(lo..=hi).flat_map(|(_, c)| c.iter().copied()).collect())
-            })
-            .collect();
+        let contents = buckets.into_iter().map(|b| (b, bucket_contents(after, b))).collect();
         tree.stage(contents, pool).unwrap()
+    }
+
+    /// Bucket `b`'s concatenated commitments in `set`.
+    fn bucket_contents(set: &BTreeMap<ResourceId, [u8; 32]>, b: usize) -> Vec<u8> {
+        let (lo, hi) = bucket_bounds(b);
+        set.range(lo..=hi).flat_map(|(_, c)| c.iter().copied()).collect()
     }
 
     type IdMaker = dyn Fn(usize, &mut rand_chacha::ChaCha8Rng) -> ResourceId;
@@ -391,14 +391,10 @@ mod tests {
             }
             dirty.sort_unstable();
             dirty.dedup();
-            let contents = |b: usize| {
-                let (lo, hi) = bucket_bounds(b);
-                set.range(lo..=hi).flat_map(|(_, c)| c.iter().copied()).collect::<Vec<u8>>()
-            };
             let whole = restage(&tree, &set, &dirty, &mut pool);
             let (mut left_pool, mut right_pool) = (HashPool::new(), HashPool::new());
             let file = |buckets: &[usize], pool: &mut HashPool| -> Vec<(usize, HashHandle)> {
-                buckets.iter().map(|&b| (b, pool.hash(contents(b)))).collect()
+                buckets.iter().map(|&b| (b, pool.hash(bucket_contents(&set, b)))).collect()
             };
             let split = dirty.partition_point(|&b| b < half);
             let left = tree.stage_half(file(&dirty[..split], &mut left_pool), &mut left_pool).unwrap();
