@@ -28,7 +28,7 @@ use super::checkpoint::{fold_batches, fold_legacy_deltas, meta_u64, move_registe
 use super::codec::Decoder;
 use super::delta::EncodedDelta;
 use super::index::Index;
-use super::log::{read_segment, segment_path, segments, BatchLog};
+use super::log::{read_segment, segment_path, segments, AheadTicket, BatchLog};
 use super::rows::{load_registers, RowKeys};
 use super::tables::{
     read_spent_row, BATCHES, CONSUMED, CONTENT, DELTAS, HEAD, META, NULLIFIERS, REGISTERS, ROOT, ROWS, SPENT,
@@ -217,18 +217,33 @@ impl Durable {
     #[cfg(test)]
     pub fn append(&mut self, delta: &BatchDelta, record: &BatchRecord) -> Result<(), StoreError> {
         let encoded = delta.encode_in_place();
-        let bytes = self.write(&encoded.bytes, record)?;
+        let bytes = self.write(&encoded.bytes, record, None)?;
         self.record(record, bytes, Arc::new(encoded));
         Ok(())
     }
 
-    /// Append one batch's frame to the log, fsynced. It must then be
-    /// [recorded](Durable::record) before the next one is written. Returns the
-    /// frame's size.
-    pub fn write(&self, encoded_delta: &[u8], record: &BatchRecord) -> Result<u64, StoreError> {
+    /// Write a staged batch's delta to the log ahead of its append (see
+    /// [`BatchLog::write_ahead`]). None if a batch written before is not
+    /// applied yet or the write failed: the append then writes the delta
+    /// itself, and reports what fails.
+    pub fn write_ahead(&self, encoded_delta: &[u8]) -> Option<AheadTicket> {
+        let mut log = self.log();
+        log.check_nothing_unapplied().ok()?;
+        log.file.write_ahead(encoded_delta).ok()
+    }
+
+    /// Append one batch's frame to the log, fsynced (its delta written ahead
+    /// if `ahead` says so). It must then be [recorded](Durable::record)
+    /// before the next one is written. Returns the frame's size.
+    pub fn write(
+        &self,
+        encoded_delta: &[u8],
+        record: &BatchRecord,
+        ahead: Option<AheadTicket>,
+    ) -> Result<u64, StoreError> {
         let mut log = self.log();
         log.check_nothing_unapplied()?;
-        let bytes = log.file.append_encoded(record, encoded_delta)?;
+        let bytes = log.file.append_encoded(record, encoded_delta, ahead)?;
         log.written = Some(record.number);
         Ok(bytes)
     }

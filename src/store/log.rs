@@ -1,12 +1,23 @@
 //! The append-only batch log: the durable commit of one batch is one framed
 //! append to `store.log` followed by an fsync, never a B-tree write.
 //!
-//! Frame: payload length (u64 LE) ‖ BLAKE3(payload) ‖ payload, where the
-//! payload is the batch's [`BatchRecord`] encoding (length-prefixed) followed
-//! by its [`BatchDelta`] encoding. A crash can only leave the last frame torn
-//! (short, or with a checksum that does not match): opening discards it and
-//! truncates the file to the last whole frame, so the store is at the
-//! previous batch.
+//! Frame: flagged payload length (u64 LE) ‖ BLAKE3(payload) ‖ payload, where
+//! the payload is the batch's [`BatchDelta`] encoding, then its
+//! [`BatchRecord`] encoding, then the record's length (u32 LE); the length's
+//! top bit ([`DELTA_FIRST`]) marks that order. Frames written before it hold
+//! the length-prefixed record, then the delta, and are still read.
+//!
+//! The delta comes first so it can be written ahead ([`BatchLog::write_ahead`]):
+//! a commit writes it, hashes it and starts its writeback while the batch's
+//! state root is still being computed; the append then writes only the
+//! record and the header, and its fsync waits for little more than those.
+//! A delta written ahead is not part of the log until its header is: a crash
+//! before leaves a torn tail, and a delta never framed is overwritten by the
+//! next one or cut off.
+//!
+//! A crash can only leave the last frame torn (short, or with a checksum
+//! that does not match): opening discards it and truncates the file to the
+//! last whole frame, so the store is at the previous batch.
 //!
 //! A checkpoint starts by rotating the log: `store.log` is renamed to a
 //! segment `store.log.<first batch in it>` and appends continue in a fresh
@@ -18,23 +29,48 @@
 //! damage in one is an error, never a torn tail.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::codec::{Decoder, Encoder};
+use super::codec::Decoder;
 use super::delta::EncodedDelta;
 use super::{BatchDelta, BatchRecord, StoreError};
 
 const HEADER: usize = 8 + 32;
 
+/// The top bit of a frame's length: its payload holds the delta first.
+const DELTA_FIRST: u64 = 1 << 63;
+
 pub(super) struct BatchLog {
     file: File,
     path: PathBuf,
+    /// The whole frames' length: where the next frame starts.
     bytes: u64,
+    /// A delta written ahead at `bytes + HEADER`, not framed yet.
+    ahead: Option<Ahead>,
+    /// Where the file ends: past `bytes` while a delta written ahead (maybe
+    /// one given up on) lies there.
+    end: u64,
     /// Tests: the next append fails after writing part of its frame.
     #[cfg(test)]
     pub fail_next_append: bool,
 }
+
+/// A delta written ahead and its checksum so far.
+struct Ahead {
+    ticket: AheadTicket,
+    len: u64,
+    hasher: blake3::Hasher,
+}
+
+/// Which delta [`BatchLog::write_ahead`] wrote: an append framing the same
+/// delta with it writes only the rest of the frame. Unique in the process,
+/// so no other log's (or reopened log's) delta is taken for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct AheadTicket(u64);
+
+static TICKETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// One whole frame read back from the log.
 pub(super) struct Frame {
@@ -64,8 +100,8 @@ impl BatchLog {
         file.read_to_end(&mut data).map_err(|e| io(path, e))?;
         let mut frames = Vec::new();
         let mut at = 0usize;
-        while let Some((payload, next)) = whole_frame(&data, at) {
-            frames.push(RawFrame::split(payload, next - at)?.decode()?);
+        while let Some((payload, next, delta_first)) = whole_frame(&data, at) {
+            frames.push(RawFrame::split(payload, next - at, delta_first)?.decode()?);
             at = next;
         }
         if at < data.len() {
@@ -78,11 +114,12 @@ impl BatchLog {
             file.set_len(at as u64).map_err(|e| io(path, e))?;
             file.sync_all().map_err(|e| io(path, e))?;
         }
-        file.seek(SeekFrom::End(0)).map_err(|e| io(path, e))?;
         let log = BatchLog {
             file,
             path: path.to_path_buf(),
             bytes: at as u64,
+            ahead: None,
+            end: at as u64,
             #[cfg(test)]
             fail_next_append: false,
         };
@@ -93,31 +130,77 @@ impl BatchLog {
     /// Returns the frame's size.
     #[cfg(test)]
     pub fn append(&mut self, record: &BatchRecord, delta: &BatchDelta) -> Result<u64, StoreError> {
-        self.append_encoded(record, &delta.encode())
+        self.append_encoded(record, &delta.encode(), None)
+    }
+
+    /// Write `delta` where the next frame's payload starts, hash it, and
+    /// start its writeback, before the batch's record is known. Nothing is
+    /// synced and the log is unchanged until an append frames it.
+    pub fn write_ahead(&mut self, delta: &[u8]) -> Result<AheadTicket, StoreError> {
+        let ticket = AheadTicket(TICKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let ahead = self.write_delta(delta, ticket)?;
+        start_writeback(&self.file, self.bytes + HEADER as u64, delta.len() as u64);
+        self.ahead = Some(ahead);
+        Ok(ticket)
+    }
+
+    fn write_delta(&mut self, delta: &[u8], ticket: AheadTicket) -> Result<Ahead, StoreError> {
+        self.ahead = None;
+        let at = self.bytes + HEADER as u64;
+        self.end = self.end.max(at + delta.len() as u64);
+        self.file.write_all_at(delta, at).map_err(|e| io(&self.path, e))?;
+        let mut hasher = blake3::Hasher::new();
+        // Both cores: the delta of a 10k-transfer batch is megabytes.
+        hasher.update_rayon(delta);
+        Ok(Ahead { ticket, len: delta.len() as u64, hasher })
     }
 
     /// [`BatchLog::append`] with the delta already encoded (a commit encodes
-    /// it while the batch is staged). The parts are written in place: the
-    /// delta is megabytes, and copying it into one frame buffer cost as much
-    /// as writing it.
-    pub fn append_encoded(&mut self, record: &BatchRecord, delta: &[u8]) -> Result<u64, StoreError> {
-        let (header, payload) = frame_head(record, delta);
+    /// it while the batch is staged), and written ahead if `ahead` is the
+    /// ticket of its [`BatchLog::write_ahead`] (else it is written here).
+    pub fn append_encoded(
+        &mut self,
+        record: &BatchRecord,
+        delta: &[u8],
+        ahead: Option<AheadTicket>,
+    ) -> Result<u64, StoreError> {
+        let written = match self.ahead.take() {
+            Some(written) if Some(written.ticket) == ahead && written.len == delta.len() as u64 => Ok(written),
+            _ => self.write_delta(delta, AheadTicket(0)),
+        };
+        let framed = written.and_then(|written| self.frame(record, written));
+        if framed.is_err() {
+            // Cut back whatever part of the frame reached the file so the log stays whole.
+            self.cut_back();
+        }
+        framed
+    }
+
+    /// Write the rest of the frame around a delta written at its place, and sync.
+    fn frame(&mut self, record: &BatchRecord, delta: Ahead) -> Result<u64, StoreError> {
+        let (header, tail) = frame_tail(record, delta.hasher, delta.len);
+        let bytes = (HEADER + tail.len()) as u64 + delta.len;
+        let frame_end = self.bytes + bytes;
         let written = self
             .file
-            .write_all(&header)
-            .and_then(|()| self.file.write_all(&payload))
+            .write_all_at(&tail, self.bytes + HEADER as u64 + delta.len)
             .and_then(|()| self.injected_failure())
-            .and_then(|()| self.file.write_all(delta))
+            .and_then(|()| self.file.write_all_at(&header, self.bytes))
+            .and_then(|()| if self.end > frame_end { self.file.set_len(frame_end) } else { Ok(()) })
             .and_then(|()| self.file.sync_data());
-        if let Err(e) = written {
-            // Cut back whatever part of the frame reached the file so the log stays whole.
-            let _ = self.file.set_len(self.bytes);
-            let _ = self.file.seek(SeekFrom::End(0));
-            return Err(io(&self.path, e));
-        }
-        let bytes = (header.len() + payload.len() + delta.len()) as u64;
-        self.bytes += bytes;
+        written.map_err(|e| io(&self.path, e))?;
+        self.bytes = frame_end;
+        self.end = frame_end;
         Ok(bytes)
+    }
+
+    /// Cut the file back to its whole frames (best effort: a tail left
+    /// behind is a torn frame to the next open).
+    fn cut_back(&mut self) {
+        self.ahead = None;
+        if self.end > self.bytes && self.file.set_len(self.bytes).is_ok() {
+            self.end = self.bytes;
+        }
     }
 
     #[cfg(test)]
@@ -137,6 +220,13 @@ impl BatchLog {
     /// the log's path; both names are synced into the directory before the
     /// next append can rely on them.
     pub fn rotate(&mut self, segment: &Path) -> Result<(), StoreError> {
+        self.cut_back();
+        if self.end > self.bytes {
+            return Err(StoreError::Io {
+                path: self.path.display().to_string(),
+                reason: "could not cut a delta written ahead off the log before rotating it".into(),
+            });
+        }
         std::fs::rename(&self.path, segment).map_err(|e| io(&self.path, e))?;
         let fresh =
             OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&self.path).and_then(|file| {
@@ -147,6 +237,7 @@ impl BatchLog {
             Ok(file) => {
                 self.file = file;
                 self.bytes = 0;
+                self.end = 0;
                 Ok(())
             }
             Err(e) => {
@@ -156,6 +247,29 @@ impl BatchLog {
             }
         }
     }
+}
+
+impl Drop for BatchLog {
+    /// A delta written ahead and never framed is cut off, so the next open
+    /// does not take it for a torn frame.
+    fn drop(&mut self) {
+        self.cut_back();
+    }
+}
+
+/// Ask the kernel to start writing `len` bytes at `at` back to the device
+/// now (Linux), so the commit's fsync finds them mostly written. Only a
+/// hint: an error changes nothing.
+fn start_writeback(file: &File, at: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(at), Ok(len)) = (i64::try_from(at), i64::try_from(len)) else { return };
+        // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+        unsafe { libc::sync_file_range(file.as_raw_fd(), at, len, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, at, len);
 }
 
 /// Make renames and new files in `file`'s directory durable.
@@ -198,12 +312,24 @@ pub(super) struct RawFrame<'a> {
 }
 
 impl<'a> RawFrame<'a> {
-    /// The checksummed `payload` of a frame `bytes` long: the length-prefixed
-    /// record, then the delta.
-    fn split(payload: &'a [u8], bytes: usize) -> Result<Self, StoreError> {
-        let mut d = Decoder::new(payload, "batch log frame");
-        let record = d.slice()?;
-        Ok(RawFrame { bytes: bytes as u64, record, delta: d.rest() })
+    /// The checksummed `payload` of a frame `bytes` long: the delta, the
+    /// record and the record's length (u32 LE) if `delta_first`, else the
+    /// length-prefixed record, then the delta.
+    fn split(payload: &'a [u8], bytes: usize, delta_first: bool) -> Result<Self, StoreError> {
+        if !delta_first {
+            let mut d = Decoder::new(payload, "batch log frame");
+            let record = d.slice()?;
+            return Ok(RawFrame { bytes: bytes as u64, record, delta: d.rest() });
+        }
+        let corrupt = || StoreError::Corrupt {
+            what: "batch log frame".into(),
+            offset: 0,
+            reason: "the record's length runs past the frame".into(),
+        };
+        let split = payload.len().checked_sub(4).ok_or_else(corrupt)?;
+        let record_len = u32::from_le_bytes(payload[split..].try_into().map_err(|_| corrupt())?) as usize;
+        let delta_len = split.checked_sub(record_len).ok_or_else(corrupt)?;
+        Ok(RawFrame { bytes: bytes as u64, record: &payload[delta_len..split], delta: &payload[..delta_len] })
     }
 
     fn decode(&self) -> Result<Frame, StoreError> {
@@ -218,14 +344,14 @@ pub(super) fn segment_frames<'a>(path: &Path, data: &'a [u8]) -> Result<Vec<RawF
     let mut frames = Vec::new();
     let mut at = 0usize;
     while at < data.len() {
-        let Some((payload, next)) = whole_frame(data, at) else {
+        let Some((payload, next, delta_first)) = whole_frame(data, at) else {
             return Err(StoreError::Corrupt {
                 what: format!("batch log segment {}", path.display()),
                 offset: at,
                 reason: "a frame is truncated or fails its checksum".into(),
             });
         };
-        frames.push(RawFrame::split(payload, next - at)?);
+        frames.push(RawFrame::split(payload, next - at, delta_first)?);
         at = next;
     }
     Ok(frames)
@@ -237,36 +363,38 @@ pub(super) fn read_segment(path: &Path) -> Result<Vec<Frame>, StoreError> {
     segment_frames(path, &data)?.iter().map(RawFrame::decode).collect()
 }
 
-/// A frame's header (length ‖ checksum) and the start of its payload (the
-/// length-prefixed record); the encoded delta follows them.
-fn frame_head(record: &BatchRecord, delta: &[u8]) -> ([u8; HEADER], Vec<u8>) {
-    let mut payload = Encoder::with_capacity(512);
-    payload.bytes(&record.encode());
-    let len = payload.buf.len() + delta.len();
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&payload.buf);
-    // Both cores: the delta of a 10k-transfer batch is about 5 MB.
-    hasher.update_rayon(delta);
+/// A frame's header (flagged length ‖ checksum) and the end of its payload
+/// (the record and its length), given the checksum of the delta before them.
+fn frame_tail(record: &BatchRecord, mut hasher: blake3::Hasher, delta_len: u64) -> ([u8; HEADER], Vec<u8>) {
+    let mut tail = record.encode();
+    let record_len = u32::try_from(tail.len()).expect("a batch record is far below 4 GiB");
+    tail.extend_from_slice(&record_len.to_le_bytes());
+    hasher.update(&tail);
+    let len = delta_len + tail.len() as u64;
     let mut header = [0u8; HEADER];
-    header[..8].copy_from_slice(&(len as u64).to_le_bytes());
+    header[..8].copy_from_slice(&(len | DELTA_FIRST).to_le_bytes());
     header[8..].copy_from_slice(hasher.finalize().as_bytes());
-    (header, payload.buf)
+    (header, tail)
 }
 
 #[cfg(test)]
 pub(super) fn encode_frame(record: &BatchRecord, delta: &BatchDelta) -> Vec<u8> {
     let delta = delta.encode();
-    let (header, payload) = frame_head(record, &delta);
-    [&header[..], &payload, &delta].concat()
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&delta);
+    let (header, tail) = frame_tail(record, hasher, delta.len() as u64);
+    [&header[..], &delta, &tail].concat()
 }
 
-/// The payload of the whole, checksum-valid frame at `at`, and where the next starts.
-fn whole_frame(data: &[u8], at: usize) -> Option<(&[u8], usize)> {
+/// The payload of the whole, checksum-valid frame at `at`, where the next
+/// starts, and whether its payload holds the delta first.
+fn whole_frame(data: &[u8], at: usize) -> Option<(&[u8], usize, bool)> {
     let header = data.get(at..at.checked_add(HEADER)?)?;
-    let len = usize::try_from(u64::from_le_bytes(header[..8].try_into().ok()?)).ok()?;
+    let flagged = u64::from_le_bytes(header[..8].try_into().ok()?);
+    let len = usize::try_from(flagged & !DELTA_FIRST).ok()?;
     let end = (at + HEADER).checked_add(len)?;
     let payload = data.get(at + HEADER..end)?;
-    (blake3::hash(payload).as_bytes() == &header[8..]).then_some((payload, end))
+    (blake3::hash(payload).as_bytes() == &header[8..]).then_some((payload, end, flagged & DELTA_FIRST != 0))
 }
 
 #[cfg(test)]
@@ -331,6 +459,104 @@ mod tests {
         std::fs::write(&listed[0], &bytes).unwrap();
         let err = read_segment(&listed[0]).err().expect("a torn segment is an error").to_string();
         assert!(err.contains("store.log.2") && err.contains("truncated or fails its checksum"), "{err}");
+    }
+
+    fn numbers(frames: &[Frame]) -> Vec<u64> {
+        frames.iter().map(|f| f.record.number).collect()
+    }
+
+    fn file_len(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    /// A frame as logs wrote them before the delta came first: the
+    /// length-prefixed record, then the delta, and no flag in the length.
+    fn record_first_frame(record: &BatchRecord, delta: &BatchDelta) -> Vec<u8> {
+        let mut payload = super::super::codec::Encoder::with_capacity(64);
+        payload.bytes(&record.encode());
+        payload.buf.extend_from_slice(&delta.encode());
+        let mut frame = (payload.buf.len() as u64).to_le_bytes().to_vec();
+        frame.extend_from_slice(blake3::hash(&payload.buf).as_bytes());
+        frame.extend_from_slice(&payload.buf);
+        frame
+    }
+
+    #[test]
+    fn frames_written_record_first_are_still_read_and_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let old = [record_first_frame(&record(1), &delta(1)), record_first_frame(&record(2), &delta(2))].concat();
+        std::fs::write(&path, &old).unwrap();
+        let (mut log, frames) = BatchLog::open(&path).unwrap();
+        assert_eq!(numbers(&frames), [1, 2]);
+        assert_eq!((frames[1].delta.clone(), frames[1].record.trace_id.as_str()), (delta(2), "t2"));
+        log.append(&record(3), &delta(3)).unwrap();
+        drop(log);
+        let (_, frames) = BatchLog::open(&path).unwrap();
+        assert_eq!(numbers(&frames), [1, 2, 3]);
+        assert_eq!(frames[2].delta, delta(3));
+    }
+
+    #[test]
+    fn a_delta_written_ahead_is_framed_by_its_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let (mut log, _) = BatchLog::open(&path).unwrap();
+        log.append(&record(1), &delta(1)).unwrap();
+        let encoded = delta(7).encode();
+        let ticket = log.write_ahead(&encoded).unwrap();
+        // Not part of the log until framed: a crash now leaves batch 1.
+        assert_eq!(numbers(&BatchLog::open(&path).unwrap().1), [1]);
+        let (mut log, _) = BatchLog::open(&path).unwrap();
+        let ticket_again = log.write_ahead(&encoded).unwrap();
+        assert_ne!(ticket, ticket_again);
+        let bytes = log.append_encoded(&record(2), &encoded, Some(ticket_again)).unwrap();
+        assert_eq!(bytes, encode_frame(&record(2), &delta(7)).len() as u64);
+        drop(log);
+        let (_, frames) = BatchLog::open(&path).unwrap();
+        assert_eq!(numbers(&frames), [1, 2]);
+        assert_eq!(frames[1].delta, delta(7));
+        let whole = encode_frame(&record(1), &delta(1)).len() as u64 + bytes;
+        assert_eq!(file_len(&path), whole);
+    }
+
+    /// A delta written ahead that its append does not frame (another was
+    /// written since, or the append brings a different one), or that is
+    /// given up on, never reaches the log: overwritten, or cut off.
+    #[test]
+    fn a_delta_written_ahead_and_given_up_never_reaches_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let (mut log, _) = BatchLog::open(&path).unwrap();
+        let (big, small) = (delta(40).encode(), delta(3).encode());
+        // Superseded by a later write-ahead: the append writes its own delta.
+        let first = log.write_ahead(&big).unwrap();
+        log.write_ahead(&small).unwrap();
+        log.append_encoded(&record(1), &big, Some(first)).unwrap();
+        // A longer delta given up on, then a shorter one appended: cut to the frame.
+        log.write_ahead(&big).unwrap();
+        log.append_encoded(&record(2), &small, None).unwrap();
+        // Given up on, then the log closed.
+        log.write_ahead(&big).unwrap();
+        drop(log);
+        let (mut log, frames) = BatchLog::open(&path).unwrap();
+        assert_eq!(numbers(&frames), [1, 2]);
+        assert_eq!((frames[0].delta.clone(), frames[1].delta.clone()), (delta(40), delta(3)));
+        let whole = (encode_frame(&record(1), &delta(40)).len() + encode_frame(&record(2), &delta(3)).len()) as u64;
+        assert_eq!(file_len(&path), whole, "nothing follows the last frame");
+        // Given up on, then the log rotated: the segment holds whole frames only.
+        log.write_ahead(&big).unwrap();
+        let segment = segment_path(&path, 1);
+        log.rotate(&segment).unwrap();
+        assert_eq!(numbers(&read_segment(&segment).unwrap()), [1, 2]);
+        // A failed append after a write-ahead cuts the file back.
+        let ticket = log.write_ahead(&small).unwrap();
+        log.fail_next_append = true;
+        assert!(log.append_encoded(&record(3), &small, Some(ticket)).is_err());
+        assert_eq!(file_len(&path), 0);
+        log.append(&record(3), &delta(3)).unwrap();
+        drop(log);
+        assert_eq!(numbers(&BatchLog::open(&path).unwrap().1), [3]);
     }
 
     /// Every possible torn write of the last frame (each truncation length,

@@ -42,6 +42,7 @@ use crate::resource::{ResourceId, ResourceRegister};
 
 use durable::Durable;
 use index::Index;
+use log::AheadTicket;
 
 /// A batch's delta with everything computed that a commit needs: the new
 /// registers' commitments and the would-be state tree. Simulation stops here.
@@ -51,6 +52,8 @@ pub struct StagedBatch {
     /// The delta's encoding for the log, made while the batch was staged
     /// (empty until the append if staged without `for_commit`).
     encoded_delta: EncodedDelta,
+    /// Where that encoding was written to the log ahead of the append.
+    ahead: Option<AheadTicket>,
     pub commitments: Vec<[u8; 32]>,
     pub root_before: [u8; 32],
     pub root_after: [u8; 32],
@@ -227,20 +230,29 @@ impl RegisterStore {
 
     /// Compute commitments and the would-be root of `delta` without writing.
     /// With `for_commit`, the delta's log encoding is made beside it on the
-    /// rayon pool (the tree is mostly one thread's work between its flushes).
+    /// rayon pool (the tree is mostly one thread's work between its flushes)
+    /// and written to the log ahead of the append, so the device writes it
+    /// while the tree is staged.
     pub fn stage(&self, delta: BatchDelta, pool: &mut HashPool, for_commit: bool) -> Result<StagedBatch, StoreError> {
         #[cfg(test)]
         if self.panic_next_stage.swap(false, std::sync::atomic::Ordering::Relaxed) {
             panic!("injected staging panic (test)");
         }
-        let (staged, encoded_delta) = rayon::join(
+        let (staged, (encoded_delta, ahead)) = rayon::join(
             || self.stage_tree(&delta, pool),
-            || if for_commit { delta.encode_in_place() } else { Default::default() },
+            || match for_commit {
+                true => {
+                    let encoded = delta.encode_in_place();
+                    let ahead = self.durable.write_ahead(&encoded.bytes);
+                    (encoded, ahead)
+                }
+                false => Default::default(),
+            },
         );
         let (commitments, tree) = staged?;
         let root_before = self.state_root();
         let root_after = tree.root().unwrap_or(root_before);
-        Ok(StagedBatch { delta, encoded_delta, commitments, root_before, root_after, tree })
+        Ok(StagedBatch { delta, encoded_delta, ahead, commitments, root_before, root_after, tree })
     }
 
     /// The commitments of `delta`'s upserts and the tree after it. A large
@@ -322,7 +334,7 @@ impl RegisterStore {
             staged.encoded_delta = staged.delta.encode_in_place();
         }
         let encoded = &staged.encoded_delta.bytes;
-        let write = || self.durable.write(encoded, &record);
+        let write = || self.durable.write(encoded, &record, staged.ahead);
         let (during, written) = std::thread::scope(|scope| {
             // `during` stays on this thread: it allocates what the caller frees.
             let appender = std::thread::Builder::new().name("cvm-append".into());
