@@ -188,24 +188,13 @@ impl<'s, 'a> Env<'s, 'a> {
     }
 
     pub fn load(&mut self, id: &ResourceId) -> Result<Arc<ResourceRegister>, ExecutionError> {
-        if matches!(self.overlay.lookup(self.view(), id), Lookup::Missing) && self.overlay.has_unindexed() {
-            // It may be created earlier in this batch: resolve and index those now.
-            self.overlay.resolve_and_index(&mut self.pool).map_err(hash_failed)?;
-        }
         match self.overlay.lookup(self.view(), id) {
-            Lookup::Found(r) => Ok(r.clone()),
-            Lookup::ConsumedInBatch(op) => Err(ExecutionError::InvalidResourceState {
-                id: *id,
-                state: crate::resource::LifecycleState::Consumed,
-                reason: format!("already consumed earlier in this batch, by operation {op}"),
-            }),
-            Lookup::ConsumedInStore(batch) => Err(ExecutionError::InvalidResourceState {
-                id: *id,
-                state: crate::resource::LifecycleState::Consumed,
-                reason: format!("consumed in batch {batch}; its nullifier is spent"),
-            }),
-            Lookup::Missing => Err(ExecutionError::ResourceNotFound { what: format!("register {id}") }),
+            // It may be created earlier in this batch: resolve and index those, then look again.
+            Lookup::Missing if self.overlay.has_unindexed() => {}
+            found => return loaded(found, id),
         }
+        self.overlay.resolve_and_index(&mut self.pool).map_err(hash_failed)?;
+        loaded(self.overlay.lookup(self.view(), id), id)
     }
 
     fn program(&mut self, logic: &ContentId) -> Result<Arc<Program>, ExecutionError> {
@@ -267,4 +256,22 @@ fn batch_pool(ops: usize) -> HashPool {
 
 pub(super) fn hash_failed(e: crate::hash::HashError) -> ExecutionError {
     ExecutionError::StateCommitmentError { reason: format!("hash pool flush failed: {e}") }
+}
+
+/// What loading `id` gives, from where it was looked up.
+fn loaded(found: Lookup<'_>, id: &ResourceId) -> Result<Arc<ResourceRegister>, ExecutionError> {
+    match found {
+        Lookup::Found(r) => Ok(r.clone()),
+        Lookup::ConsumedInBatch(op) => Err(ExecutionError::InvalidResourceState {
+            id: *id,
+            state: crate::resource::LifecycleState::Consumed,
+            reason: format!("already consumed earlier in this batch, by operation {op}"),
+        }),
+        Lookup::ConsumedInStore(batch) => Err(ExecutionError::InvalidResourceState {
+            id: *id,
+            state: crate::resource::LifecycleState::Consumed,
+            reason: format!("consumed in batch {batch}; its nullifier is spent"),
+        }),
+        Lookup::Missing => Err(ExecutionError::ResourceNotFound { what: format!("register {id}") }),
+    }
 }
