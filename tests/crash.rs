@@ -1,9 +1,13 @@
 //! Crash test: a child process commits batches in a loop and is SIGKILLed
 //! (`Child::kill`) at random moments. After each kill the store must reopen
-//! at exactly a batch boundary the child announced: its state root is the
-//! root of the batch it reports as its head, and its nullifier count is that
-//! batch's. The child is this test binary itself, re-run on the ignored
-//! `crash_child` test with CVM_CRASH_DIR set.
+//! at exactly a batch boundary: its state root and nullifier count are those
+//! of the batch it reports as its head, as a reference store that commits
+//! the same (deterministic) batches computes them, and as the child
+//! announced before committing it where it runs one batch at a time. Every
+//! other child commits in a stream instead (`execute_batches`, each batch
+//! staged, written ahead and appended on another thread while the next
+//! executes), so kills land in that path too. The child is this test binary
+//! itself, re-run on the ignored `crash_child` test with CVM_CRASH_DIR set.
 
 mod batch_support;
 
@@ -14,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use batch_support::{accept_program, key_commitment, root_key, DOMAIN};
-use causality_vm::batch::{execute_batch, TransactionContext};
+use causality_vm::batch::{execute_batch, execute_batches, BatchJob, TransactionContext};
 use causality_vm::capability::{CapabilityToken, KeyRing};
 use causality_vm::content_id::hex_encode;
 use causality_vm::resource::{ConsumedInput, NewResource, Operation};
@@ -23,6 +27,8 @@ use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionMode};
 use rand::{Rng, SeedableRng};
 
 const PER_BATCH: u64 = 40;
+/// Batches per `execute_batches` call of a streaming child.
+const STREAM: u64 = 4;
 
 fn nk(batch: u64, i: u64) -> [u8; 32] {
     blake3::derive_key("crash test key", &[batch.to_le_bytes(), i.to_le_bytes()].concat())
@@ -91,8 +97,21 @@ fn crash_child() {
     let mut out = std::io::stdout().lock();
     writeln!(out, "HEAD {} {} {}", store.head(), hex_encode(&store.state_root()), store.nullifier_count()).unwrap();
     out.flush().unwrap();
+    let streaming = std::env::var_os("CVM_CRASH_STREAM").is_some();
     for _ in 0..100_000 {
         let k = store.head() + 1;
+        if streaming {
+            let batches: Vec<Vec<Operation>> = (k..k + STREAM).map(|n| batch(logic, n)).collect();
+            let tx = TransactionContext::new(ExecutionMode::Standard);
+            let jobs: Vec<BatchJob> =
+                batches.iter().map(|ops| BatchJob { keys: &keys, ops, ctx: &ctx, tx: &tx }).collect();
+            for outcome in execute_batches(&mut store, &jobs) {
+                assert!(outcome.expect("a streamed batch").metadata.committed);
+            }
+            writeln!(out, "DONE {}", store.head()).unwrap();
+            out.flush().unwrap();
+            continue;
+        }
         let ops = batch(logic, k);
         // Announce the root batch k will have before committing it.
         let sim =
@@ -110,6 +129,38 @@ fn crash_child() {
     }
 }
 
+/// The (root, nullifier count) after each batch, from a store of its own
+/// that commits the same batches one at a time, as far as asked.
+struct Reference {
+    _dir: tempfile::TempDir,
+    store: RegisterStore,
+    logic: ContentId,
+    states: Vec<(String, usize)>,
+}
+
+impl Reference {
+    fn new() -> Reference {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RegisterStore::open_with(dir.path(), options()).unwrap();
+        let logic = store.put_content(&accept_program().encode()).unwrap();
+        let states = vec![(hex_encode(&store.state_root()), 0)];
+        Reference { _dir: dir, store, logic, states }
+    }
+
+    fn state(&mut self, k: u64) -> &(String, usize) {
+        let (keys, ctx) = context();
+        while self.states.len() as u64 <= k {
+            let n = self.states.len() as u64;
+            let ops = batch(self.logic, n);
+            let tx = TransactionContext::new(ExecutionMode::Standard);
+            let res = execute_batch(&mut self.store, &keys, &ops, &ctx, &tx).unwrap();
+            assert!(res.metadata.committed && res.success_count == ops.len());
+            self.states.push((hex_encode(&self.store.state_root()), self.store.nullifier_count()));
+        }
+        &self.states[k as usize]
+    }
+}
+
 #[test]
 fn crash_leaves_the_store_at_a_batch_boundary() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,13 +169,19 @@ fn crash_leaves_the_store_at_a_batch_boundary() {
     // batch number -> (root, nullifier count) as announced by any child.
     let mut announced: HashMap<u64, (String, usize)> = HashMap::new();
     announced.insert(0, (hex_encode(&causality_vm::store::StateTree::default().root()), 0));
+    let mut reference = Reference::new();
     let started = Instant::now();
     let mut rounds = 0;
-    let mut max_head = 0;
-    while rounds < 12 && started.elapsed() < Duration::from_secs(20) {
+    let (mut max_head, mut streamed_heads) = (0, Vec::new());
+    while rounds < 16 && started.elapsed() < Duration::from_secs(25) {
         rounds += 1;
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+        let streaming = rounds % 2 == 0;
+        let mut command = Command::new(&exe);
+        command.args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"]);
+        if streaming {
+            command.env("CVM_CRASH_STREAM", "1");
+        }
+        let mut child = command
             .env("CVM_CRASH_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -142,7 +199,9 @@ fn crash_leaves_the_store_at_a_batch_boundary() {
         // Wait until the child has committed a little, then kill it at a random moment.
         let mut lines = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !lines.iter().any(|l: &String| l.starts_with("WILL")) && Instant::now() < deadline {
+        while !lines.iter().any(|l: &String| l.starts_with("WILL") || l.starts_with("DONE"))
+            && Instant::now() < deadline
+        {
             if let Ok(l) = recv.recv_timeout(Duration::from_millis(50)) {
                 lines.push(l);
             }
@@ -167,22 +226,29 @@ fn crash_leaves_the_store_at_a_batch_boundary() {
         }
         let store = RegisterStore::open_with(dir.path(), options()).expect("the store reopens after SIGKILL");
         let head = store.head();
-        let (root, spent) = announced.get(&head).unwrap_or_else(|| panic!("head {head} was never announced"));
-        assert_eq!(&hex_encode(&store.state_root()), root, "round {rounds}: root is not batch {head}'s");
-        assert_eq!(store.nullifier_count(), *spent, "round {rounds}: nullifiers of batch {head}");
+        let (root, spent) = reference.state(head).clone();
+        if let Some(said) = announced.get(&head) {
+            assert_eq!(said, &(root.clone(), spent), "the child announced batch {head} other than the reference");
+        }
+        assert_eq!(hex_encode(&store.state_root()), root, "round {rounds}: root is not batch {head}'s");
+        assert_eq!(store.nullifier_count(), spent, "round {rounds}: nullifiers of batch {head}");
         // Every register is whole: its commitment recomputes, none is also consumed.
         for r in store.registers() {
             assert_eq!(store.entry(&r.id).unwrap().commitment, *blake3::hash(&r.state_encoding()).as_bytes());
             assert!(store.consumed_in(&r.id).is_none());
         }
         if head > 0 {
-            assert_eq!(store.batch(head).unwrap().unwrap().state_root_after.to_vec(), hex_decode(root));
+            assert_eq!(store.batch(head).unwrap().unwrap().state_root_after.to_vec(), hex_decode(&root));
+        }
+        if streaming {
+            streamed_heads.push(head);
         }
         max_head = max_head.max(head);
         drop(store);
     }
     assert!(max_head >= 2, "the children committed too little to test anything ({max_head} batches)");
-    eprintln!("{rounds} kills, store reached batch {max_head}");
+    // A streaming child stops mid-stream too: not every kill leaves a multiple of its stream's length.
+    eprintln!("{rounds} kills, store reached batch {max_head}; heads after streaming children: {streamed_heads:?}");
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
