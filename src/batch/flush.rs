@@ -83,8 +83,13 @@ pub(super) fn check(
     let mut failures = BTreeMap::new();
     let openings = key_openings(effects);
     let claims = StoreClaims::look_up(effects, pool, store)?;
-    let mut spent: DigestSet<[u8; 32]> = digest_set(claims.nullifiers.len());
-    let mut created: DigestSet<ResourceId> = digest_set(claims.ids.len());
+    // Claims all distinct (the common case): no operation's claim can meet
+    // an earlier one's, so the sets that would find such a meeting stay
+    // empty, and the loop below only checks each operation on its own.
+    let distinct = claims.all_distinct();
+    let room = |n: usize| if distinct { 0 } else { n };
+    let mut spent: DigestSet<[u8; 32]> = digest_set(room(claims.nullifiers.len()));
+    let mut created: DigestSet<ResourceId> = digest_set(room(claims.ids.len()));
     for (index, fx) in executed {
         // The claims are flat in the pass's order: the spans index them.
         let mine = &openings[fx.consumes.clone()];
@@ -94,6 +99,7 @@ pub(super) fn check(
         let verdict =
             intrinsic(fx, consumed, mine, pool).and_then(|()| unique(consumed, nullifiers, ids, &spent, &created));
         match verdict {
+            Ok(()) if distinct => {}
             Ok(()) => {
                 spent.extend(nullifiers.iter().map(|(n, _)| *n));
                 created.extend(ids.iter().map(|(id, _)| *id));
@@ -154,6 +160,27 @@ impl StoreClaims {
             .collect();
         Ok(StoreClaims { nullifiers, ids })
     }
+
+    /// Whether no two claims share a nullifier and no two share an id. By
+    /// the digests' first 8 bytes, sorted in parallel: a sequential pass
+    /// through hash sets took 3–4 ms of a 10k-transfer batch. Two claims
+    /// equal in their first 8 bytes only (unlikely, but an adversary can
+    /// make one) answer `false`, which is always safe: the exact check runs.
+    fn all_distinct(&self) -> bool {
+        let nullifiers = self.nullifiers.iter().map(|(n, _)| prefix(n));
+        let ids = self.ids.iter().map(|(id, _)| prefix(id.as_bytes()));
+        let (a, b) = rayon::join(|| prefixes_distinct(nullifiers.collect()), || prefixes_distinct(ids.collect()));
+        a && b
+    }
+}
+
+fn prefix(digest: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+fn prefixes_distinct(mut prefixes: Vec<u64>) -> bool {
+    prefixes.par_sort_unstable();
+    prefixes.windows(2).all(|w| w[0] != w[1])
 }
 
 /// Nullifiers never spent before (in the store or earlier in the batch), and
@@ -191,4 +218,43 @@ fn unique(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(nullifiers: &[[u8; 32]], ids: &[[u8; 32]]) -> StoreClaims {
+        StoreClaims {
+            nullifiers: nullifiers.iter().map(|n| (*n, None)).collect(),
+            ids: ids.iter().map(|id| (ResourceId::from_digest(*id), None)).collect(),
+        }
+    }
+
+    fn digest(first: u64, tail: u8) -> [u8; 32] {
+        let mut d = [tail; 32];
+        d[..8].copy_from_slice(&first.to_le_bytes());
+        d
+    }
+
+    /// Distinct claims take the fast path; a repeated nullifier or id, or
+    /// two digests alike in their first 8 bytes only, take the exact one.
+    #[test]
+    fn claims_are_distinct_only_when_no_two_share_a_prefix() {
+        let many: Vec<[u8; 32]> = (0..1000u64).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
+        let (nullifiers, ids) = many.split_at(400);
+        assert!(claims(nullifiers, ids).all_distinct());
+        assert!(claims(&[], &[]).all_distinct());
+        assert!(claims(&nullifiers[..1], &ids[..1]).all_distinct());
+        // A nullifier that is also an id is no conflict: they are apart.
+        assert!(claims(&ids[..3], &ids[..3]).all_distinct());
+        let mut repeated = nullifiers.to_vec();
+        repeated.push(nullifiers[123]);
+        assert!(!claims(&repeated, ids).all_distinct());
+        let mut repeated = ids.to_vec();
+        repeated.insert(0, ids[599]);
+        assert!(!claims(nullifiers, &repeated).all_distinct());
+        assert!(!claims(&[digest(7, 1), digest(7, 2)], &[]).all_distinct());
+        assert!(!claims(&[], &[digest(9, 1), digest(8, 0), digest(9, 3)]).all_distinct());
+    }
 }
