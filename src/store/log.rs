@@ -444,14 +444,12 @@ mod tests {
 
     #[test]
     fn segments_are_listed_in_batch_order_and_damage_in_one_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.log");
-        let (mut log, _) = BatchLog::open(&path).unwrap();
+        let (_dir, path, mut log) = fresh_log();
         for first in [9u64, 10, 2] {
             log.append(&record(first), &delta(1)).unwrap();
             log.rotate(&segment_path(&path, first)).unwrap();
         }
-        std::fs::write(dir.path().join("store.log.x"), b"not a segment").unwrap();
+        std::fs::write(path.with_file_name("store.log.x"), b"not a segment").unwrap();
         let listed = segments(&path).unwrap();
         assert_eq!(listed, [2, 9, 10].map(|n| segment_path(&path, n)));
         let mut bytes = std::fs::read(&listed[0]).unwrap();
@@ -459,6 +457,14 @@ mod tests {
         std::fs::write(&listed[0], &bytes).unwrap();
         let err = read_segment(&listed[0]).err().expect("a torn segment is an error").to_string();
         assert!(err.contains("store.log.2") && err.contains("truncated or fails its checksum"), "{err}");
+    }
+
+    /// An empty log in a directory of its own (kept while the directory is).
+    fn fresh_log() -> (tempfile::TempDir, PathBuf, BatchLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let (log, _) = BatchLog::open(&path).unwrap();
+        (dir, path, log)
     }
 
     fn numbers(frames: &[Frame]) -> Vec<u64> {
@@ -499,9 +505,7 @@ mod tests {
 
     #[test]
     fn a_delta_written_ahead_is_framed_by_its_append() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.log");
-        let (mut log, _) = BatchLog::open(&path).unwrap();
+        let (_dir, path, mut log) = fresh_log();
         log.append(&record(1), &delta(1)).unwrap();
         let encoded = delta(7).encode();
         let ticket = log.write_ahead(&encoded).unwrap();
@@ -525,9 +529,7 @@ mod tests {
     /// given up on, never reaches the log: overwritten, or cut off.
     #[test]
     fn a_delta_written_ahead_and_given_up_never_reaches_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.log");
-        let (mut log, _) = BatchLog::open(&path).unwrap();
+        let (_dir, path, mut log) = fresh_log();
         let (big, small) = (delta(40).encode(), delta(3).encode());
         // Superseded by a later write-ahead: the append writes its own delta.
         let first = log.write_ahead(&big).unwrap();
@@ -563,9 +565,7 @@ mod tests {
     /// and a flipped byte anywhere in it) is discarded; earlier frames stay.
     #[test]
     fn torn_tail_is_discarded_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.log");
-        let (mut log, _) = BatchLog::open(&path).unwrap();
+        let (_dir, path, mut log) = fresh_log();
         log.append(&record(1), &delta(1)).unwrap();
         log.append(&record(2), &delta(2)).unwrap();
         drop(log);
