@@ -138,13 +138,15 @@ impl BatchLog {
     /// synced and the log is unchanged until an append frames it.
     pub fn write_ahead(&mut self, delta: &[u8]) -> Result<AheadTicket, StoreError> {
         let ticket = AheadTicket(TICKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let ahead = self.write_delta(delta, ticket)?;
+        let hasher = self.write_delta(delta)?;
         start_writeback(&self.file, self.bytes + HEADER as u64, delta.len() as u64);
-        self.ahead = Some(ahead);
+        self.ahead = Some(Ahead { ticket, len: delta.len() as u64, hasher });
         Ok(ticket)
     }
 
-    fn write_delta(&mut self, delta: &[u8], ticket: AheadTicket) -> Result<Ahead, StoreError> {
+    /// Write `delta` where the next frame's payload starts (dropping any
+    /// delta written ahead before); returns its checksum so far.
+    fn write_delta(&mut self, delta: &[u8]) -> Result<blake3::Hasher, StoreError> {
         self.ahead = None;
         let at = self.bytes + HEADER as u64;
         self.end = self.end.max(at + delta.len() as u64);
@@ -152,7 +154,7 @@ impl BatchLog {
         let mut hasher = blake3::Hasher::new();
         // Both cores: the delta of a 10k-transfer batch is megabytes.
         hasher.update_rayon(delta);
-        Ok(Ahead { ticket, len: delta.len() as u64, hasher })
+        Ok(hasher)
     }
 
     /// [`BatchLog::append`] with the delta already encoded (a commit encodes
@@ -164,11 +166,11 @@ impl BatchLog {
         delta: &[u8],
         ahead: Option<AheadTicket>,
     ) -> Result<u64, StoreError> {
-        let written = match self.ahead.take() {
-            Some(written) if Some(written.ticket) == ahead && written.len == delta.len() as u64 => Ok(written),
-            _ => self.write_delta(delta, AheadTicket(0)),
+        let hashed = match self.ahead.take() {
+            Some(written) if Some(written.ticket) == ahead && written.len == delta.len() as u64 => Ok(written.hasher),
+            _ => self.write_delta(delta),
         };
-        let framed = written.and_then(|written| self.frame(record, written));
+        let framed = hashed.and_then(|hasher| self.frame(record, hasher, delta.len() as u64));
         if framed.is_err() {
             // Cut back whatever part of the frame reached the file so the log stays whole.
             self.cut_back();
@@ -177,13 +179,14 @@ impl BatchLog {
     }
 
     /// Write the rest of the frame around a delta written at its place, and sync.
-    fn frame(&mut self, record: &BatchRecord, delta: Ahead) -> Result<u64, StoreError> {
-        let (header, tail) = frame_tail(record, delta.hasher, delta.len);
-        let bytes = (HEADER + tail.len()) as u64 + delta.len;
+    /// `hasher` holds the checksum of the delta, `delta_len` bytes long.
+    fn frame(&mut self, record: &BatchRecord, hasher: blake3::Hasher, delta_len: u64) -> Result<u64, StoreError> {
+        let (header, tail) = frame_tail(record, hasher, delta_len);
+        let bytes = (HEADER + tail.len()) as u64 + delta_len;
         let frame_end = self.bytes + bytes;
         let written = self
             .file
-            .write_all_at(&tail, self.bytes + HEADER as u64 + delta.len)
+            .write_all_at(&tail, self.bytes + HEADER as u64 + delta_len)
             .and_then(|()| self.injected_failure())
             .and_then(|()| self.file.write_all_at(&header, self.bytes))
             .and_then(|()| if self.end > frame_end { self.file.set_len(frame_end) } else { Ok(()) })
