@@ -199,11 +199,11 @@ fn a_damaged_segment_is_an_error_naming_it() {
     let dir = f.dir.path().to_path_buf();
     let copy = leak_and_copy(&mut f, &dir, |name| name != "store.log");
     let mut log = std::fs::read(RegisterStore::log_in(&dir)).unwrap();
-    let middle = log.len() / 2;
-    log[middle] ^= 1;
+    // A byte of the first frame's payload (past its 64-byte leading seal).
+    log[80] ^= 1;
     std::fs::write(copy.path().join("store.log.1"), &log).unwrap();
     let err = RegisterStore::open(copy.path()).err().expect("a damaged segment does not open").to_string();
-    assert!(err.contains("store.log.1") && err.contains("checksum"), "{err}");
+    assert!(err.contains("store.log.1") && err.contains("damaged at byte 0"), "{err}");
 }
 
 /// Copy a store's files as a crash would leave them: the handle is leaked
@@ -219,26 +219,53 @@ fn crashed_copy(f: &mut Fixture, damage: impl FnOnce(&mut Vec<u8>)) -> tempfile:
     copy
 }
 
+/// The log's length after the first two batches of `populate` (where the
+/// third batch's frame starts), and the second batch's record.
+fn populate_noting_the_third_frame(f: &mut Fixture) -> (usize, BatchRecord) {
+    let a = f.resource("gold", 10, 1);
+    let b = f.resource("gold", 20, 2);
+    let ids = f.create_all(&[a, b]);
+    let c = f.resource("gold", 10, 3);
+    f.standard(&[transfer(vec![input(ids[0], 1)], vec![c])]);
+    let third = std::fs::metadata(RegisterStore::log_in(f.dir.path())).unwrap().len() as usize;
+    let previous = f.store.batch(2).unwrap().unwrap();
+    f.standard(&[Operation::Delete { input: input(ids[1], 2) }]);
+    (third, previous)
+}
+
+/// A crash mid-append leaves the new frame without its leading seal
+/// (written last), its payload in part: the store reopens at the previous
+/// batch and the unfinished frame is cut off. With the payload and its
+/// trailing seal whole (the crash came after the first sync), the batch is
+/// read from the trailing seal.
 #[test]
-fn a_torn_last_log_frame_leaves_the_previous_batch() {
-    for cut in [1usize, 8, 40, 41, 100] {
+fn an_unfinished_last_frame_leaves_the_previous_batch() {
+    let mut f = Fixture::new();
+    let (third, _) = populate_noting_the_third_frame(&mut f);
+    let before = snapshot(&f.store);
+    let copy = crashed_copy(&mut f, |log| log[third..third + 64].fill(0));
+    assert_eq!(snapshot(&RegisterStore::open(copy.path()).unwrap()), before);
+    for cut in [1usize, 8, 40, 64, 100] {
         let mut f = Fixture::new();
-        populate(&mut f);
-        let previous = f.store.batch(2).unwrap().unwrap();
-        let full = std::fs::read(RegisterStore::log_in(f.dir.path())).unwrap();
-        // Batch 3's frame, torn `cut` bytes short of its end (or garbage appended).
-        let copy = crashed_copy(&mut f, |log| log.truncate(log.len() - cut));
-        let reopened = RegisterStore::open(copy.path()).expect("a torn tail is not an error");
+        let (third, previous) = populate_noting_the_third_frame(&mut f);
+        let copy = crashed_copy(&mut f, |log| {
+            log[third..third + 64].fill(0);
+            log.truncate(log.len() - cut);
+        });
+        let reopened = RegisterStore::open(copy.path()).expect("an unfinished frame is not an error");
         assert_eq!((reopened.head(), reopened.state_root()), (2, previous.state_root_after), "cut {cut}");
         assert!(reopened.batch(3).unwrap().is_none());
         drop(reopened);
         let len = std::fs::metadata(RegisterStore::log_in(copy.path())).unwrap().len();
-        assert!(len < full.len() as u64 - cut as u64, "the torn frame was cut off the file");
+        assert!(len <= third as u64, "the unfinished frame was cut off the file");
     }
 }
 
+/// Bytes after the last frame that no commit wrote are cut off; a flipped
+/// byte in a sealed frame is damage, never a dropped batch; a flipped byte
+/// in a seal is read past.
 #[test]
-fn garbage_after_the_last_frame_is_discarded_and_a_flipped_byte_drops_that_batch() {
+fn garbage_after_the_last_frame_is_discarded_and_damage_in_it_is_an_error() {
     let mut f = Fixture::new();
     populate(&mut f);
     let before = snapshot(&f.store);
@@ -248,14 +275,21 @@ fn garbage_after_the_last_frame_is_discarded_and_a_flipped_byte_drops_that_batch
     drop(reopened);
 
     let mut f = Fixture::new();
+    let (third, _) = populate_noting_the_third_frame(&mut f);
+    let before = snapshot(&f.store);
+    let copy = crashed_copy(&mut f, |log| log[third + 100] ^= 1);
+    let flipped = std::fs::read(RegisterStore::log_in(copy.path())).unwrap();
+    let err = RegisterStore::open(copy.path()).err().expect("damage is an error").to_string();
+    assert!(err.contains(&format!("damaged at byte {third}")) && err.contains("batch 3"), "{err}");
+    assert_eq!(std::fs::read(RegisterStore::log_in(copy.path())).unwrap(), flipped, "nothing was cut");
+
+    let mut f = Fixture::new();
     populate(&mut f);
-    let previous = f.store.batch(2).unwrap().unwrap();
     let copy = crashed_copy(&mut f, |log| {
         let last = log.len() - 1;
         log[last] ^= 1;
     });
-    let reopened = RegisterStore::open(copy.path()).unwrap();
-    assert_eq!((reopened.head(), reopened.state_root()), (2, previous.state_root_after));
+    assert_eq!(snapshot(&RegisterStore::open(copy.path()).unwrap()), before);
 }
 
 #[test]

@@ -20,8 +20,12 @@ use crate::resource::ResourceId;
 
 use super::codec::Decoder;
 use super::delta::EncodedDelta;
+use super::rows::ROWS_NAME;
 use super::rows::{append_rows, rewrite_row, Fate, RowChange, RowKeys};
-use super::tables::{spent_row, BATCHES, CHECKPOINT, DELTAS, HEAD, META, REGISTERS, ROOT, ROWS, SPENT};
+use super::tables::{
+    seal_row, spent_row, BATCHES, BATCHES_NAME, CHECKPOINT, DELTAS, HEAD, META, REGISTERS, ROOT, ROWS, ROW_FORMAT,
+    SEALED, SPENT, SPENT_NAME,
+};
 use super::{BatchRecord, StoreError};
 
 /// The net effect of a run of batches on the tables.
@@ -82,11 +86,11 @@ impl<'a> Fold<'a> {
         append_rows(&mut table, appended.into_iter().map(|(_, id, bytes)| (id, bytes)), &mut learned)?;
         let mut spent = tx.open_table(SPENT)?;
         for (number, row) in &self.spent {
-            spent.insert(*number, row.as_slice())?;
+            spent.insert(*number, seal_row(SPENT_NAME, *number, row).as_slice())?;
         }
         let mut batches = tx.open_table(BATCHES)?;
         for (number, record) in &self.records {
-            batches.insert(*number, record.as_slice())?;
+            batches.insert(*number, seal_row(BATCHES_NAME, *number, record).as_slice())?;
         }
         Ok(learned)
     }
@@ -168,6 +172,28 @@ pub(super) fn fold_legacy_deltas(db: &Database) -> Result<(), StoreError> {
     deltas.retain(|_, _| false)?;
     drop(deltas);
     tx.open_table(META)?.insert(CHECKPOINT, last.to_le_bytes().as_slice())?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Stores from before row checksums: seal every row of [`ROWS`], [`SPENT`]
+/// and [`BATCHES`], once (a writer's first open).
+pub(super) fn seal_rows(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    let mut meta = tx.open_table(META)?;
+    if meta.get(ROW_FORMAT)?.is_some() {
+        return Ok(());
+    }
+    for (definition, name) in [(ROWS, ROWS_NAME), (SPENT, SPENT_NAME), (BATCHES, BATCHES_NAME)] {
+        let mut table = tx.open_table(definition)?;
+        let rows: Vec<(u64, Vec<u8>)> =
+            table.iter()?.map(|row| row.map(|(k, v)| (k.value(), v.value().to_vec()))).collect::<Result<_, _>>()?;
+        for (key, value) in rows {
+            table.insert(key, seal_row(name, key, &value).as_slice())?;
+        }
+    }
+    meta.insert(ROW_FORMAT, SEALED.to_le_bytes().as_slice())?;
+    drop(meta);
     tx.commit()?;
     Ok(())
 }

@@ -19,19 +19,21 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable};
 
 use crate::content_id::ContentId;
 use crate::resource::ResourceId;
 
-use super::checkpoint::{fold_batches, fold_legacy_deltas, meta_u64, move_registers_into_rows, Unfolded};
+use super::checkpoint::{fold_batches, fold_legacy_deltas, meta_u64, move_registers_into_rows, seal_rows, Unfolded};
 use super::codec::Decoder;
 use super::delta::EncodedDelta;
 use super::index::Index;
-use super::log::{read_segment, segment_path, segments, AheadTicket, BatchLog};
+use super::log::frame::FrameKey;
+use super::log::{read_log, read_segment, segment_path, segments, AheadTicket, BatchLog, Frame};
 use super::rows::{load_registers, RowKeys};
 use super::tables::{
-    read_spent_row, BATCHES, CONSUMED, CONTENT, DELTAS, HEAD, META, NULLIFIERS, REGISTERS, ROOT, ROWS, SPENT,
+    frame_key_row, read_frame_key, read_spent_row, row_format, RowFormat, BATCHES, BATCHES_NAME, CONSUMED, CONTENT,
+    DELTAS, FRAME_KEY, HEAD, META, NULLIFIERS, REGISTERS, ROOT, ROWS, SPENT, SPENT_NAME,
 };
 use super::{BatchDelta, BatchRecord, StoreError};
 
@@ -52,8 +54,50 @@ impl Default for StoreOptions {
     }
 }
 
+/// Whether a store may be written: one writer process at a time, any
+/// number of readers beside it (redb's single-writer mode: a reader sees
+/// the writer's checkpoints as they commit, and the log as it grows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Write,
+    ReadOnly,
+}
+
+/// The redb database, opened for writing or read-only.
+pub(super) enum Db {
+    Writer(Arc<Database>),
+    Reader(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(match self {
+            Db::Writer(db) => db.begin_read()?,
+            Db::Reader(db) => db.begin_read()?,
+        })
+    }
+
+    /// The database, to write to it.
+    fn writer(&self) -> Result<&Arc<Database>, StoreError> {
+        match self {
+            Db::Writer(db) => Ok(db),
+            Db::Reader(_) => Err(StoreError::ReadOnly),
+        }
+    }
+}
+
+/// How every process opens the database: one writer, readers beside it.
+pub(super) fn builder() -> Builder {
+    let mut builder = Builder::new();
+    builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    builder
+}
+
 pub(super) struct Durable {
-    db: Arc<Database>,
+    db: Db,
+    /// Whether the tables' rows end in checksums (always, once a writer of
+    /// this version has opened the store).
+    format: RowFormat,
     /// Behind a lock so a batch can be written to it through a shared
     /// reference (beside the next batch's execution), then recorded here.
     log: Mutex<Log>,
@@ -82,7 +126,8 @@ pub(super) struct Durable {
 /// The batch log and the batch written to it but not recorded yet, if any:
 /// a second write before the record would reuse its number.
 pub(super) struct Log {
-    pub file: BatchLog,
+    /// None in a read-only store.
+    pub file: Option<BatchLog>,
     written: Option<u64>,
 }
 
@@ -90,17 +135,18 @@ impl Log {
     /// An error if a batch was written but not applied in memory (its
     /// commit was cut short): only reopening, which replays it, goes on.
     fn check_nothing_unapplied(&self) -> Result<(), StoreError> {
-        match self.written {
-            None => Ok(()),
-            Some(written) => Err(StoreError::Corrupt {
-                what: "batch log".into(),
-                offset: 0,
-                reason: format!(
-                    "batch {written} was written to the log but never applied in memory (its commit was cut \
-                     short); reopen the store, which replays it, before committing or checkpointing more"
-                ),
-            }),
-        }
+        self.written.map_or(Ok(()), |written| Err(unapplied(written)))
+    }
+}
+
+fn unapplied(written: u64) -> StoreError {
+    StoreError::Corrupt {
+        what: "batch log".into(),
+        offset: 0,
+        reason: format!(
+            "batch {written} was written to the log but never applied in memory (its commit was cut short); \
+             reopen the store, which replays it, before committing or checkpointing more"
+        ),
     }
 }
 
@@ -119,63 +165,108 @@ pub(super) struct Loaded {
 }
 
 impl Durable {
-    pub fn open(path: &Path, options: StoreOptions) -> Result<(Durable, Loaded), StoreError> {
-        let db = Database::create(path)?;
-        // Make sure every table exists so read transactions can open them.
+    /// Open the store whose database is `path` (its log beside it).
+    pub fn open(path: &Path, options: StoreOptions, access: Access) -> Result<(Durable, Loaded), StoreError> {
+        match access {
+            Access::Write => Self::open_writer(path, options),
+            Access::ReadOnly => Self::open_reader(path, options),
+        }
+    }
+
+    fn open_writer(path: &Path, options: StoreOptions) -> Result<(Durable, Loaded), StoreError> {
+        let db = guarded(path, || Ok(builder().set_check_integrity_on_open(true).create(path)?))?;
+        // Make sure every table exists so read transactions can open them,
+        // and that the store has its frame key.
         let tx = db.begin_write()?;
-        tx.open_table(META)?;
-        tx.open_table(ROWS)?;
-        tx.open_table(REGISTERS)?;
-        tx.open_table(NULLIFIERS)?;
-        tx.open_table(CONSUMED)?;
-        tx.open_table(SPENT)?;
-        tx.open_table(CONTENT)?;
-        tx.open_table(DELTAS)?;
-        tx.open_table(BATCHES)?;
+        for table in [ROWS, SPENT, DELTAS, BATCHES] {
+            tx.open_table(table)?;
+        }
+        for table in [REGISTERS, CONTENT] {
+            tx.open_table(table)?;
+        }
+        for table in [NULLIFIERS, CONSUMED] {
+            tx.open_table(table)?;
+        }
+        let mut meta = tx.open_table(META)?;
+        if meta.get(FRAME_KEY)?.is_none() {
+            let mut key = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+            meta.insert(FRAME_KEY, frame_key_row(&key).as_slice())?;
+        }
+        drop(meta);
         tx.commit()?;
-        move_registers_into_rows(&db)?;
-        fold_legacy_deltas(&db)?;
-
-        let rx = db.begin_read()?;
-        let meta = rx.open_table(META)?;
-        let mut head = match meta.get(HEAD)? {
-            Some(v) => meta_u64(v.value(), "head")?,
-            None => 0,
-        };
-        let mut root = match meta.get(ROOT)? {
-            Some(v) => {
-                let mut d = Decoder::new(v.value(), "state root");
-                let r = d.array32()?;
-                d.finish()?;
-                Some(r)
-            }
-            None => None,
-        };
-        let (index, rows) = load_index(&rx)?;
-        drop(rx);
-
+        guarded(path, || seal_rows(&db))?;
+        guarded(path, || move_registers_into_rows(&db))?;
+        guarded(path, || fold_legacy_deltas(&db))?;
+        let db = Db::Writer(Arc::new(db));
+        let tables = guarded(path, || Tables::read(&db))?;
         let log_path = path.with_extension("log");
         let segments = segments(&log_path)?;
         let mut frames = Vec::new();
         for segment in &segments {
-            frames.extend(read_segment(segment)?.into_iter().map(|f| (f, true)));
+            frames.extend(read_segment(segment, tables.key)?.into_iter().map(|f| (f, true)));
         }
-        let (log, in_log) = BatchLog::open(&log_path)?;
+        let (log, in_log) = BatchLog::open(&log_path, tables.key)?;
         frames.extend(in_log.into_iter().map(|f| (f, false)));
+        Self::assemble(db, tables, frames, log_path, segments, Some(log), options)
+    }
+
+    /// A read-only open changes no file. A checkpoint committing beside it
+    /// may fold and delete a segment between reading the tables and the
+    /// log: then it reads them again.
+    fn open_reader(path: &Path, options: StoreOptions) -> Result<(Durable, Loaded), StoreError> {
+        let db = guarded(path, || Ok(builder().open_read_only(path)?))?;
+        let db = Db::Reader(db);
+        let log_path = path.with_extension("log");
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let tables = guarded(path, || Tables::read(&db))?;
+            let read = (|| {
+                let segments = segments(&log_path)?;
+                let mut frames = Vec::new();
+                for segment in &segments {
+                    frames.extend(read_segment(segment, tables.key)?.into_iter().map(|f| (f, true)));
+                }
+                frames.extend(read_log(&log_path, tables.key)?.into_iter().map(|f| (f, false)));
+                check_sequence(tables.head, &frames)?;
+                Ok((segments, frames))
+            })();
+            match read {
+                Ok((segments, frames)) => {
+                    return Self::assemble(db, tables, frames, log_path, segments, None, options);
+                }
+                Err(e @ (StoreError::Io { .. } | StoreError::LogGap { .. })) if attempts < 20 => {
+                    tracing::debug!("reading the store beside its writer, again: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10 * attempts));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The store from its tables and the log's frames (those the tables
+    /// already hold are checked against them and skipped).
+    fn assemble(
+        db: Db,
+        tables: Tables,
+        frames: Vec<(Frame, bool)>,
+        log_path: PathBuf,
+        segments: Vec<PathBuf>,
+        log: Option<BatchLog>,
+        options: StoreOptions,
+    ) -> Result<(Durable, Loaded), StoreError> {
+        check_sequence(tables.head, &frames)?;
+        let Tables { index, rows, mut head, mut root, format, .. } = tables;
         let mut replay = Vec::new();
         let mut pending = VecDeque::new();
         let (mut log_first, mut log_bytes, mut log_batches) = (None, 0, 0);
+        let checkpointed = head;
         for (frame, in_segment) in frames {
             let number = frame.record.number;
-            if number <= head {
-                continue; // already in the checkpoint
-            }
-            if number != head + 1 {
-                return Err(StoreError::Corrupt {
-                    what: "batch log".into(),
-                    offset: 0,
-                    reason: format!("batch {number} follows batch {head}: the log has a gap"),
-                });
+            if number <= checkpointed {
+                check_against_table(&db, format, &frame.record)?;
+                continue;
             }
             head = number;
             root = Some(frame.record.state_root_after);
@@ -188,7 +279,8 @@ impl Durable {
             pending.push_back((frame.record, Arc::new(frame.encoded)));
         }
         let durable = Durable {
-            db: Arc::new(db),
+            db,
+            format,
             log: Mutex::new(Log { file: log, written: None }),
             log_path,
             log_first,
@@ -205,10 +297,15 @@ impl Durable {
         Ok((durable, Loaded { index, replay, head, root }))
     }
 
+    /// Whether the store was opened for writing.
+    pub fn writable(&self) -> bool {
+        matches!(self.db, Db::Writer(_))
+    }
+
     /// Once the store has opened and checked out: if a checkpoint was cut
     /// short (segments are left), finish it in the background.
     pub fn resume_checkpoint(&mut self) {
-        if !self.segments.is_empty() {
+        if self.writable() && !self.segments.is_empty() {
             self.start_checkpoint();
         }
     }
@@ -229,7 +326,7 @@ impl Durable {
     pub fn write_ahead(&self, encoded_delta: &[u8]) -> Option<AheadTicket> {
         let mut log = self.log();
         log.check_nothing_unapplied().ok()?;
-        log.file.write_ahead(encoded_delta).ok()
+        log.file.as_mut()?.write_ahead(encoded_delta).ok()
     }
 
     /// Append one batch's frame to the log, fsynced (its delta written ahead
@@ -243,7 +340,7 @@ impl Durable {
     ) -> Result<u64, StoreError> {
         let mut log = self.log();
         log.check_nothing_unapplied()?;
-        let bytes = log.file.append_encoded(record, encoded_delta, ahead)?;
+        let bytes = log.file.as_mut().ok_or(StoreError::ReadOnly)?.append_encoded(record, encoded_delta, ahead)?;
         log.written = Some(record.number);
         Ok(bytes)
     }
@@ -302,7 +399,10 @@ impl Durable {
                 return tracing::warn!("checkpoint not started, no row map (the log still holds every batch): {e}")
             }
         };
-        let db = Arc::clone(&self.db);
+        let db = match self.db.writer() {
+            Ok(db) => Arc::clone(db),
+            Err(_) => return,
+        };
         let segments = self.segments.clone();
         let count = segments.len();
         // The log was just rotated: every pending batch is in the segments.
@@ -331,7 +431,7 @@ impl Durable {
     fn row_keys(&mut self) -> Result<RowKeys, StoreError> {
         match self.rows.take() {
             Some(rows) => Ok(rows),
-            None => RowKeys::load(&self.db),
+            None => RowKeys::load(self.db.writer()?),
         }
     }
 
@@ -349,12 +449,15 @@ impl Durable {
     /// Move the log's batches into a new segment.
     fn rotate(&mut self) -> Result<(), StoreError> {
         let log = self.log.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some(file) = log.file.as_mut() else { return Ok(()) };
         // A batch written but not applied would go into a segment that the
         // checkpoint folds without it, and is then deleted.
-        log.check_nothing_unapplied()?;
+        if let Some(written) = log.written {
+            return Err(unapplied(written));
+        }
         let Some(first) = self.log_first else { return Ok(()) };
         let segment = segment_path(&self.log_path, first);
-        log.file.rotate(&segment)?;
+        file.rotate(&segment)?;
         self.segments.push(segment);
         (self.log_first, self.log_bytes, self.log_batches) = (None, 0, 0);
         Ok(())
@@ -388,6 +491,9 @@ impl Durable {
     /// Fold every batch into the tables now, on this thread, after any
     /// running checkpoint.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if !self.writable() {
+            return Ok(());
+        }
         self.reap(true);
         self.rotate()?;
         if self.segments.is_empty() {
@@ -401,23 +507,30 @@ impl Durable {
         let count = self.segments.len();
         let mut rows = self.row_keys()?;
         let batches: Vec<Unfolded> = self.pending.iter().cloned().collect();
-        let folded = fold_segments(&self.db, &batches, &self.segments, &mut rows);
+        let folded = fold_segments(self.db.writer()?, &batches, &self.segments, &mut rows);
         self.rows = Some(rows);
         self.folded(Ok(folded?), count);
         Ok(())
     }
 
     pub fn put_content(&mut self, id: &ContentId, bytes: &[u8]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db.writer()?.begin_write()?;
         tx.open_table(CONTENT)?.insert(id.as_bytes().as_slice(), bytes)?;
         tx.commit()?;
         Ok(())
     }
 
+    /// Reads of the tables after opening: a damaged file may make redb panic.
+    fn guarded<T>(&self, read: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        guarded(&self.log_path.with_extension("redb"), read)
+    }
+
     pub fn content(&self, id: &ContentId) -> Result<Option<Vec<u8>>, StoreError> {
-        let rx = self.db.begin_read()?;
-        let table = rx.open_table(CONTENT)?;
-        Ok(table.get(id.as_bytes().as_slice())?.map(|v| v.value().to_vec()))
+        self.guarded(|| {
+            let rx = self.db.begin_read()?;
+            let table = rx.open_table(CONTENT)?;
+            Ok(table.get(id.as_bytes().as_slice())?.map(|v| v.value().to_vec()))
+        })
     }
 
     pub fn batch(&self, number: u64) -> Result<Option<BatchRecord>, StoreError> {
@@ -425,20 +538,22 @@ impl Durable {
         if number >= first {
             return Ok(self.pending.get((number - first) as usize).map(|(r, _)| r.clone()));
         }
-        let rx = self.db.begin_read()?;
-        let table = rx.open_table(BATCHES)?;
-        table.get(number)?.map(|v| BatchRecord::decode(v.value())).transpose()
+        self.guarded(|| read_record(&self.db, self.format, number))
     }
 
     pub fn history(&self, limit: usize) -> Result<Vec<BatchRecord>, StoreError> {
+        self.guarded(|| self.history_unguarded(limit))
+    }
+
+    fn history_unguarded(&self, limit: usize) -> Result<Vec<BatchRecord>, StoreError> {
         let rx = self.db.begin_read()?;
         let table = rx.open_table(BATCHES)?;
         let mut out: Vec<BatchRecord> = self.pending.iter().rev().take(limit).map(|(r, _)| r.clone()).collect();
         // Below the pending ones: a checkpoint may have just put those in the table too.
         let first = self.pending.front().map_or(u64::MAX, |(r, _)| r.number);
         for row in table.range(..first)?.rev().take(limit - out.len()) {
-            let (_, v) = row?;
-            out.push(BatchRecord::decode(v.value())?);
+            let (k, v) = row?;
+            out.push(BatchRecord::decode(self.format.open(BATCHES_NAME, k.value(), v.value())?)?);
         }
         Ok(out)
     }
@@ -462,11 +577,147 @@ fn fold_segments(
     Ok(covered)
 }
 
+/// What the tables hold: the index at the checkpoint, the row map, the
+/// checkpoint's head and root, and the store's frame key.
+struct Tables {
+    index: Index,
+    rows: RowKeys,
+    head: u64,
+    root: Option<[u8; 32]>,
+    key: FrameKey,
+    format: RowFormat,
+}
+
+impl Tables {
+    /// Read them, checking the head against its batch record.
+    fn read(db: &Db) -> Result<Tables, StoreError> {
+        let rx = db.begin_read()?;
+        let meta = rx.open_table(META)?;
+        let head = match meta.get(HEAD)? {
+            Some(v) => meta_u64(v.value(), "head")?,
+            None => 0,
+        };
+        let root = match meta.get(ROOT)? {
+            Some(v) => Some(fixed32(v.value(), "state root")?),
+            None => None,
+        };
+        // A store never opened for writing by this version has no key, and
+        // so no frames sealed with one.
+        let key = match meta.get(FRAME_KEY)? {
+            Some(v) => FrameKey(read_frame_key(v.value())?),
+            None => FrameKey([0; 32]),
+        };
+        let format = row_format(&meta)?;
+        drop(meta);
+        if let (Some(root), true) = (root, head > 0) {
+            let recorded = record_in(&rx, format, head)?;
+            match recorded {
+                Some(record) if record.state_root_after == root => {}
+                Some(record) => {
+                    return Err(StoreError::Corrupt {
+                        what: "checkpoint".into(),
+                        offset: 0,
+                        reason: format!(
+                            "the tables' state root {} is not the one batch {head}'s record holds ({})",
+                            crate::content_id::hex_encode(&root),
+                            crate::content_id::hex_encode(&record.state_root_after)
+                        ),
+                    })
+                }
+                None => {
+                    return Err(StoreError::Corrupt {
+                        what: "checkpoint".into(),
+                        offset: 0,
+                        reason: format!("the tables hold batches up to {head} but no record of batch {head}"),
+                    })
+                }
+            }
+        }
+        let (index, rows) = load_index(&rx, format)?;
+        Ok(Tables { index, rows, head, root, key, format })
+    }
+}
+
+fn fixed32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {
+    let mut d = Decoder::new(bytes, what);
+    let v = d.array32()?;
+    d.finish()?;
+    Ok(v)
+}
+
+/// Run `read` on the database at `path`, turning a panic (redb may panic on
+/// a damaged file) into an error.
+fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(StoreError::Corrupt {
+                what: format!("store database {}", path.display()),
+                offset: 0,
+                reason: format!("reading it failed ({text}): the file is damaged"),
+            })
+        }
+    }
+}
+
+/// The log's frames (segments, then the log) must follow the checkpoint's
+/// head without a gap: those at or below it are already in the tables.
+fn check_sequence(head: u64, frames: &[(Frame, bool)]) -> Result<(), StoreError> {
+    let mut last: Option<u64> = None;
+    for (frame, _) in frames {
+        let number = frame.record.number;
+        let expected = match last {
+            Some(last) => last + 1,
+            None if number <= head => number,
+            None => head + 1,
+        };
+        if number != expected {
+            return Err(StoreError::LogGap { expected, found: number });
+        }
+        last = Some(number);
+    }
+    Ok(())
+}
+
+/// A log frame of a batch the tables already hold must be that batch.
+fn check_against_table(db: &Db, format: RowFormat, record: &BatchRecord) -> Result<(), StoreError> {
+    match read_record(db, format, record.number)? {
+        Some(held) if held.state_root_after == record.state_root_after => Ok(()),
+        _ => Err(StoreError::Corrupt {
+            what: "batch log".into(),
+            offset: 0,
+            reason: format!(
+                "the log's batch {} (state root {}) is not the batch {} the checkpoint holds",
+                record.number,
+                crate::content_id::hex_encode(&record.state_root_after),
+                record.number
+            ),
+        }),
+    }
+}
+
+/// The record of batch `number` in the tables, its checksum checked.
+fn read_record(db: &Db, format: RowFormat, number: u64) -> Result<Option<BatchRecord>, StoreError> {
+    record_in(&db.begin_read()?, format, number)
+}
+
+fn record_in(rx: &redb::ReadTransaction, format: RowFormat, number: u64) -> Result<Option<BatchRecord>, StoreError> {
+    let table = rx.open_table(BATCHES)?;
+    let row = table.get(number)?;
+    row.map(|v| BatchRecord::decode(format.open(BATCHES_NAME, number, v.value())?)).transpose()
+}
+
 /// The tables' registers, nullifiers and consumed ids (tables of earlier
 /// versions included), and which row holds each register.
-fn load_index(rx: &redb::ReadTransaction) -> Result<(Index, RowKeys), StoreError> {
+fn load_index(rx: &redb::ReadTransaction, format: RowFormat) -> Result<(Index, RowKeys), StoreError> {
     let mut index = Index::default();
-    let rows = load_registers(&rx.open_table(ROWS)?, |register| index.registers.insert(Arc::new(register), [0; 32]))?;
+    let rows =
+        load_registers(&rx.open_table(ROWS)?, format, |register| index.registers.insert(Arc::new(register), [0; 32]))?;
     for row in rx.open_table(NULLIFIERS)?.iter()? {
         let (k, v) = row?;
         index.nullifiers.insert(key32(k.value(), "nullifier")?, v.value());
@@ -477,7 +728,7 @@ fn load_index(rx: &redb::ReadTransaction) -> Result<(Index, RowKeys), StoreError
     }
     for row in rx.open_table(SPENT)?.iter()? {
         let (k, v) = row?;
-        let [nullifiers, consumed] = read_spent_row(v.value())?;
+        let [nullifiers, consumed] = read_spent_row(format.open(SPENT_NAME, k.value(), v.value())?)?;
         index.nullifiers.extend(nullifiers.into_iter().map(|n| (n, k.value())));
         index.consumed.extend(consumed.into_iter().map(|id| (ResourceId::from_digest(id), k.value())));
     }
@@ -520,7 +771,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
         let options = StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 2 };
-        let (mut durable, _) = Durable::open(&path, options).unwrap();
+        let (mut durable, _) = Durable::open(&path, options, Access::Write).unwrap();
         let commit = |durable: &mut Durable, n: u8| {
             let delta = BatchDelta { upserts: vec![register(n, 0)], removed: Vec::new(), nullifiers: vec![[n; 32]] };
             let record = BatchRecord { number: n as u64, state_root_after: [n; 32], ..Default::default() };
@@ -540,7 +791,7 @@ mod tests {
         assert!(durable.segments.is_empty() && durable.pending.is_empty());
         assert!(segments(&path.with_extension("log")).unwrap().is_empty());
         drop(durable);
-        let (durable, loaded) = Durable::open(&path, options).unwrap();
+        let (durable, loaded) = Durable::open(&path, options, Access::Write).unwrap();
         assert_eq!((loaded.head, loaded.replay.len(), loaded.index.registers.len()), (4, 0, 4));
         assert_eq!(loaded.index.nullifiers.len(), 4);
         assert_eq!(durable.batch(1).unwrap().map(|r| r.state_root_after), Some([1; 32]));
@@ -550,7 +801,7 @@ mod tests {
     fn checkpointed_when_asked() -> (tempfile::TempDir, Durable) {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions { checkpoint_bytes: 1 << 30, checkpoint_batches: 1 << 20 };
-        let (durable, _) = Durable::open(&dir.path().join("store.redb"), options).unwrap();
+        let (durable, _) = Durable::open(&dir.path().join("store.redb"), options, Access::Write).unwrap();
         (dir, durable)
     }
 
@@ -574,8 +825,8 @@ mod tests {
         let table = |durable: &Durable| -> Vec<(u64, ResourceRegister)> {
             let rx = durable.db.begin_read().unwrap();
             let mut registers = Vec::new();
-            load_registers(&rx.open_table(ROWS).unwrap(), |r| registers.push(r)).unwrap();
-            let keys = RowKeys::load(&durable.db).unwrap();
+            load_registers(&rx.open_table(ROWS).unwrap(), RowFormat::Sealed, |r| registers.push(r)).unwrap();
+            let keys = RowKeys::load(durable.db.writer().unwrap()).unwrap();
             registers.into_iter().map(|r| (keys.get(&r.id).unwrap(), r)).collect()
         };
         let in_row = |rows: &[(u64, ResourceRegister)], row: u64| -> Vec<(u8, u64)> {
@@ -599,7 +850,7 @@ mod tests {
         let mut appended = in_row(&second, new_row);
         appended.sort();
         assert_eq!(appended, [(41, 0), (43, 0)], "42 came and went between the checkpoints");
-        assert_eq!(durable.rows.as_ref(), Some(&RowKeys::load(&durable.db).unwrap()));
+        assert_eq!(durable.rows.as_ref(), Some(&RowKeys::load(durable.db.writer().unwrap()).unwrap()));
     }
 
     /// A row that lacks a register the map puts there (the table was
@@ -611,10 +862,10 @@ mod tests {
         let delta = BatchDelta { upserts: (1..=40).map(|n| register(n, 0)).collect(), ..Default::default() };
         durable.append(&delta, &BatchRecord { number: 1, ..Default::default() }).unwrap();
         durable.checkpoint().unwrap();
-        let tx = durable.db.begin_write().unwrap();
+        let tx = durable.db.writer().unwrap().begin_write().unwrap();
         tx.open_table(ROWS).unwrap().remove(1).unwrap();
         tx.commit().unwrap();
-        let before = RowKeys::load(&durable.db).unwrap();
+        let before = RowKeys::load(durable.db.writer().unwrap()).unwrap();
         let delta =
             BatchDelta { upserts: vec![register(50, 0)], removed: vec![register(33, 0).id], nullifiers: vec![] };
         durable.append(&delta, &BatchRecord { number: 2, ..Default::default() }).unwrap();
@@ -655,7 +906,7 @@ mod tests {
             drop(deltas);
             tx.commit().unwrap();
         }
-        let (durable, loaded) = Durable::open(&path, StoreOptions::default()).unwrap();
+        let (durable, loaded) = Durable::open(&path, StoreOptions::default(), Access::Write).unwrap();
         let rx = durable.db.begin_read().unwrap();
         assert!(rx.open_table(REGISTERS).unwrap().is_empty().unwrap(), "registers moved into rows");
         let rows: Vec<(u64, Vec<u8>)> = rx
@@ -668,7 +919,8 @@ mod tests {
             .collect();
         let mut e = crate::store::codec::Encoder::default();
         e.register(&kept);
-        assert_eq!(rows, [(0, e.buf)], "the moved register's row went with its removal; the new one took its key");
+        let sealed = super::super::tables::seal_row(super::super::rows::ROWS_NAME, 0, &e.buf);
+        assert_eq!(rows, [(0, sealed)], "the moved register's row went with its removal; the new one took its key");
         assert_eq!(loaded.head, 3);
         assert!(loaded.replay.is_empty(), "the deltas were folded into the tables");
         let index = loaded.index;

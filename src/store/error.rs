@@ -10,10 +10,36 @@ pub enum StoreError {
     Io { path: String, reason: String },
     #[error("corrupt {what} at byte {offset}: {reason}")]
     Corrupt { what: String, offset: usize, reason: String },
+    #[error(
+        "batch log {path} is damaged at byte {offset}: {reason}{}; nothing was changed. `cvm store check` \
+         reports every problem; `cvm store recover --to-last-good` keeps the batches before the damage and \
+         moves the rest aside",
+        later_batches(later)
+    )]
+    LogDamaged { path: String, offset: usize, reason: String, later: Vec<u64> },
     #[error("state root after replay is {found} but the store's head batch {batch} recorded {expected}")]
     RootMismatch { batch: u64, expected: String, found: String },
+    #[error(
+        "the batch log has a gap: batch {expected} should come next but the next frame holds batch {found} (a \
+         segment file is missing or damaged)"
+    )]
+    LogGap { expected: u64, found: u64 },
+    #[error("content {id} is damaged: its stored bytes hash to {actual} (storing the right bytes again repairs it)")]
+    ContentMismatch { id: String, actual: String },
+    #[error("no usable store in {dir}: {reason}")]
+    Missing { dir: String, reason: String },
+    #[error("the store was opened read-only: it cannot be written")]
+    ReadOnly,
     #[error("hashing through the pool failed: {0}")]
     Hash(#[from] crate::hash::HashError),
+}
+
+fn later_batches(later: &[u64]) -> String {
+    match (later.first(), later.last()) {
+        (Some(first), Some(last)) if first == last => format!(" (batch {first} follows it)"),
+        (Some(first), Some(last)) => format!(" ({} later frames follow it, batches {first} to {last})", later.len()),
+        _ => String::new(),
+    }
 }
 
 macro_rules! from_redb {

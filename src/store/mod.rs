@@ -21,12 +21,13 @@ mod error;
 mod index;
 mod log;
 mod record;
+pub mod repair;
 mod rows;
 mod state_tree;
 mod tables;
 
 pub use delta::{BatchDelta, EncodedDelta};
-pub use durable::StoreOptions;
+pub use durable::{Access, StoreOptions};
 pub use error::StoreError;
 pub use index::Entry;
 pub use record::{BatchRecord, ProofRecord, StageTimings};
@@ -82,16 +83,30 @@ pub struct RegisterStore {
 }
 
 impl RegisterStore {
-    /// Open (or create) the store in directory `dir` (files `dir/store.redb` and `dir/store.log`).
+    /// Open (or create) the store in directory `dir` (files `dir/store.redb`
+    /// and `dir/store.log`) for writing.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(dir, StoreOptions::default())
     }
 
+    /// Open the existing store in `dir` without writing anything: any number
+    /// of readers may open it beside its one writer.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_as(dir, StoreOptions::default(), Access::ReadOnly)
+    }
+
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        Self::open_as(dir, options, Access::Write)
+    }
+
+    pub fn open_as(dir: impl AsRef<Path>, options: StoreOptions, access: Access) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
-        let (durable, loaded) = Durable::open(&Self::file_in(dir), options)?;
+        check_layout(dir, access)?;
+        if access == Access::Write {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
+        }
+        let (durable, loaded) = Durable::open(&Self::file_in(dir), options, access)?;
         let mut index = loaded.index;
         for (number, delta) in loaded.replay {
             index.apply(&delta, number);
@@ -192,23 +207,40 @@ impl RegisterStore {
         self.index.nullifiers.len()
     }
 
+    /// Whether the store was opened for writing.
+    pub fn writable(&self) -> bool {
+        self.durable.writable()
+    }
+
     /// Store program (or any content) bytes under their content id. Setup
-    /// path, not the VM's: hashing inline here is fine.
+    /// path, not the VM's: hashing inline here is fine. Bytes stored under
+    /// the id before that do not match it (a damaged store) are replaced.
     pub fn put_content(&mut self, bytes: &[u8]) -> Result<ContentId, StoreError> {
         let id = ContentId::of_encoding(bytes);
-        if self.content(&id)?.is_none() {
+        let held = match self.content(&id) {
+            Ok(held) => held,
+            Err(StoreError::ContentMismatch { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if held.is_none() {
             self.durable.put_content(&id, bytes)?;
             self.programs().insert(id, Arc::new(bytes.to_vec()));
         }
         Ok(id)
     }
 
+    /// The content stored under `id`, checked against it: bytes that do not
+    /// hash to their id are an error, never used.
     pub fn content(&self, id: &ContentId) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
         if let Some(bytes) = self.programs().get(id) {
             return Ok(Some(bytes.clone()));
         }
         let found = self.durable.content(id)?.map(Arc::new);
         if let Some(bytes) = &found {
+            let actual = ContentId::of_encoding(bytes);
+            if actual != *id {
+                return Err(StoreError::ContentMismatch { id: id.to_string(), actual: actual.to_string() });
+            }
             self.programs().insert(*id, bytes.clone());
         }
         Ok(found)
@@ -376,7 +408,9 @@ impl RegisterStore {
     /// Tests: the next log append fails (the store refuses the batch).
     #[cfg(test)]
     pub(crate) fn fail_next_append(&mut self) {
-        self.durable.log().file.fail_next_append = true;
+        if let Some(file) = self.durable.log().file.as_mut() {
+            file.fail_next_append = true;
+        }
     }
 
     /// Fold every committed batch into the redb tables now (after any
@@ -384,6 +418,33 @@ impl RegisterStore {
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
         self.durable.checkpoint()
     }
+}
+
+/// A store that lost its database but kept its log (or a read-only open of
+/// a directory with no store) is an error: creating an empty database
+/// beside a log would silently drop every batch already checkpointed.
+fn check_layout(dir: &Path, access: Access) -> Result<(), StoreError> {
+    let db = RegisterStore::file_in(dir);
+    if db.exists() {
+        return Ok(());
+    }
+    let missing = |reason: String| StoreError::Missing { dir: dir.display().to_string(), reason };
+    if access == Access::ReadOnly {
+        return Err(missing(match dir.is_dir() {
+            true => "it has no store.redb (no batch was ever run with this data dir)".into(),
+            false => "the directory does not exist".into(),
+        }));
+    }
+    let log = RegisterStore::log_in(dir);
+    let has_segments = !log::segments(&log)?.is_empty();
+    if has_segments || std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
+        return Err(missing(
+            "store.redb is missing but the batch log is there: the checkpointed state is gone. Restore \
+             store.redb from a backup; refusing to create an empty store beside the log"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Batches changing at least this many registers are staged in two halves
@@ -460,6 +521,9 @@ fn sorted_changes(
 
 impl Drop for RegisterStore {
     fn drop(&mut self) {
+        if !self.writable() {
+            return;
+        }
         if let Err(e) = self.checkpoint() {
             tracing::warn!("checkpoint on close failed (the delta log still holds every batch): {e}");
         }

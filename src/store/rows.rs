@@ -21,7 +21,10 @@ use crate::digest_map::DigestMap;
 use crate::resource::{ResourceId, ResourceRegister};
 
 use super::codec::Decoder;
-use super::tables::ROWS;
+use super::tables::{seal_row, RowFormat, ROWS};
+
+/// The table's name in row checksums.
+pub(super) const ROWS_NAME: &str = "register_rows";
 use super::StoreError;
 
 /// Registers a new row takes at most, and the size past which it takes no more.
@@ -42,9 +45,10 @@ pub(super) type Fate<'a> = Option<&'a [u8]>;
 
 impl RowKeys {
     /// Read the map from the table (after a checkpoint thread that held it
-    /// panicked, or for the fold of an earlier version's deltas).
+    /// panicked, or for the fold of an earlier version's deltas). Only
+    /// writers load it, and their rows are sealed.
     pub fn load(db: &Database) -> Result<RowKeys, StoreError> {
-        load_registers(&db.begin_read()?.open_table(ROWS)?, drop)
+        load_registers(&db.begin_read()?.open_table(ROWS)?, RowFormat::Sealed, drop)
     }
 
     pub fn get(&self, id: &ResourceId) -> Option<u64> {
@@ -64,12 +68,13 @@ impl RowKeys {
 /// Every register of the table, decoded, and the map.
 pub(super) fn load_registers(
     table: &impl ReadableTable<u64, &'static [u8]>,
+    format: RowFormat,
     mut each: impl FnMut(ResourceRegister),
 ) -> Result<RowKeys, StoreError> {
     let mut keys = RowKeys::default();
     for row in table.iter()? {
         let (k, v) = row?;
-        let mut d = Decoder::new(v.value(), "register row");
+        let mut d = Decoder::new(format.open(ROWS_NAME, k.value(), v.value())?, "register row");
         while !d.at_end() {
             let register = d.register()?;
             keys.rows.insert(register.id, k.value());
@@ -94,13 +99,13 @@ pub(super) fn append_rows<'a>(
         learned.push((id, Some(key)));
         count += 1;
         if count == ROW_REGISTERS || row.len() >= ROW_BYTES {
-            table.insert(key, row.as_slice())?;
+            table.insert(key, seal_row(ROWS_NAME, key, &row).as_slice())?;
             (key, count) = (key + 1, 0);
             row.clear();
         }
     }
     if count > 0 {
-        table.insert(key, row.as_slice())?;
+        table.insert(key, seal_row(ROWS_NAME, key, &row).as_slice())?;
     }
     Ok(())
 }
@@ -113,10 +118,14 @@ pub(super) fn rewrite_row(
     changes: &[(ResourceId, Fate)],
     learned: &mut Vec<RowChange>,
 ) -> Result<(), StoreError> {
-    let old = table.get(key)?.map(|v| v.value().to_vec()).unwrap_or_default();
+    let old = table.get(key)?.map(|v| v.value().to_vec());
+    let old = match &old {
+        Some(sealed) => RowFormat::Sealed.open(ROWS_NAME, key, sealed)?,
+        None => &[],
+    };
     let mut row = Vec::with_capacity(old.len());
     let mut found = 0;
-    let mut d = Decoder::new(&old, "register row");
+    let mut d = Decoder::new(old, "register row");
     while !d.at_end() {
         let (id, bytes) = d.register_span()?;
         match changes.iter().find(|(changed, _)| *changed == id) {
@@ -142,7 +151,7 @@ pub(super) fn rewrite_row(
     }
     match row.is_empty() {
         true => table.remove(key)?.map(drop),
-        false => table.insert(key, row.as_slice())?.map(drop),
+        false => table.insert(key, seal_row(ROWS_NAME, key, &row).as_slice())?.map(drop),
     };
     Ok(())
 }

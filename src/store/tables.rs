@@ -26,6 +26,9 @@ pub(super) const CONTENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("
 /// holds into the tables and empties it.
 pub(super) const DELTAS: TableDefinition<u64, &[u8]> = TableDefinition::new("deltas");
 pub(super) const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
+/// Table names in row checksums.
+pub(super) const SPENT_NAME: &str = "spent";
+pub(super) const BATCHES_NAME: &str = "batches";
 
 /// Meta keys: the newest batch in the tables, its state root, and the batch
 /// the last checkpoint covers (the same as head since the log took over
@@ -33,6 +36,92 @@ pub(super) const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("ba
 pub(super) const HEAD: &str = "head";
 pub(super) const ROOT: &str = "root";
 pub(super) const CHECKPOINT: &str = "checkpoint";
+/// The key the log's frame seals are checked with: random, made with the
+/// store, stored as `key ‖ BLAKE3(key)[..8]` so damage to it is seen.
+pub(super) const FRAME_KEY: &str = "frame_key";
+/// [`SEALED`] once every row of [`ROWS`], [`SPENT`] and [`BATCHES`] ends in
+/// its checksum (absent: written by an earlier version, not checked).
+pub(super) const ROW_FORMAT: &str = "row_format";
+pub(super) const SEALED: u64 = 2;
+/// A row's checksum: the first bytes of BLAKE3(table name ‖ key ‖ value).
+const ROW_CHECK: usize = 16;
+
+/// Whether rows end in their checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RowFormat {
+    /// Written by an earlier version: no checksum.
+    Plain,
+    Sealed,
+}
+
+fn row_check(table: &str, key: u64, value: &[u8]) -> [u8; ROW_CHECK] {
+    let mut h = blake3::Hasher::new();
+    h.update(table.as_bytes());
+    h.update(&key.to_le_bytes());
+    h.update(value);
+    h.finalize().as_bytes()[..ROW_CHECK].try_into().expect("16 bytes")
+}
+
+/// `value` with its checksum, as every row of a sealed table is written.
+pub(super) fn seal_row(table: &str, key: u64, value: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(value.len() + ROW_CHECK);
+    row.extend_from_slice(value);
+    row.extend_from_slice(&row_check(table, key, value));
+    row
+}
+
+impl RowFormat {
+    /// The value of row `key` of `table`, its checksum checked.
+    pub fn open<'a>(self, table: &str, key: u64, row: &'a [u8]) -> Result<&'a [u8], StoreError> {
+        if self == RowFormat::Plain {
+            return Ok(row);
+        }
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            what: format!("{table} table, row {key}"),
+            offset: 0,
+            reason: reason.to_string(),
+        };
+        let split = row.len().checked_sub(ROW_CHECK).ok_or_else(|| corrupt("shorter than its checksum"))?;
+        let (value, check) = row.split_at(split);
+        if check != row_check(table, key, value) {
+            return Err(corrupt("the row fails its checksum: the database file is damaged"));
+        }
+        Ok(value)
+    }
+}
+
+/// The format of the store's rows, from its meta table.
+pub(super) fn row_format(
+    meta: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+) -> Result<RowFormat, StoreError> {
+    match meta.get(ROW_FORMAT)? {
+        None => Ok(RowFormat::Plain),
+        Some(v) if v.value() == SEALED.to_le_bytes() => Ok(RowFormat::Sealed),
+        Some(_) => Err(StoreError::Corrupt {
+            what: "meta table".into(),
+            offset: 0,
+            reason: "the row format is not one this version knows".into(),
+        }),
+    }
+}
+
+/// The frame key's stored form, and back (damage to it is an error).
+pub(super) fn frame_key_row(key: &[u8; 32]) -> Vec<u8> {
+    [&key[..], &blake3::hash(key).as_bytes()[..8]].concat()
+}
+
+pub(super) fn read_frame_key(row: &[u8]) -> Result<[u8; 32], StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        what: "meta table".into(),
+        offset: 0,
+        reason: "the log's frame key is damaged".into(),
+    };
+    let key: [u8; 32] = row.get(..32).and_then(|k| k.try_into().ok()).ok_or_else(corrupt)?;
+    if row.len() != 40 || row[32..] != blake3::hash(&key).as_bytes()[..8] {
+        return Err(corrupt());
+    }
+    Ok(key)
+}
 
 /// A [`SPENT`] row: nullifier count ‖ nullifiers ‖ id count ‖ consumed ids,
 /// from the nullifiers and the consumed ids side by side (32 bytes each).

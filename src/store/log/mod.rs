@@ -1,53 +1,51 @@
 //! The append-only batch log: the durable commit of one batch is one framed
-//! append to `store.log` followed by an fsync, never a B-tree write.
+//! append to `store.log`, never a B-tree write.
 //!
-//! Frame: flagged payload length (u64 LE) ‖ BLAKE3(payload) ‖ payload, where
-//! the payload is the batch's [`BatchDelta`] encoding, then its
-//! [`BatchRecord`] encoding, then the record's length (u32 LE); the length's
-//! top bit ([`DELTA_FIRST`]) marks that order. Frames written before it hold
-//! the length-prefixed record, then the delta, and are still read.
+//! The frame format and how a file is read back (a torn tail told from
+//! damage) are in [`frame`]. An append syncs twice: once the payload and
+//! its trailing seal are written, then again once the leading seal is, so
+//! a valid leading seal always stands before a durable payload.
 //!
-//! The delta comes first so it can be written ahead ([`BatchLog::write_ahead`]):
-//! a commit writes it, hashes it and starts its writeback while the batch's
-//! state root is still being computed; the append then writes only the
-//! record and the header, and its fsync waits for little more than those.
-//! A delta written ahead is not part of the log until its header is: a crash
-//! before leaves a torn tail, and a delta never framed is overwritten by the
-//! next one or cut off.
+//! The delta comes first in a frame's payload so it can be written ahead
+//! ([`BatchLog::write_ahead`]): a commit writes it, hashes it and starts its
+//! writeback while the batch's state root is still being computed; the
+//! append then writes only the record and the seals, and its syncs wait for
+//! little more than those. A delta written ahead is not part of the log
+//! until its seals are: a crash before leaves a torn tail, and a delta
+//! never framed is overwritten by the next one or cut off.
 //!
-//! A crash can only leave the last frame torn (short, or with a checksum
-//! that does not match): opening discards it and truncates the file to the
-//! last whole frame, so the store is at the previous batch.
+//! Opening for appending cuts a torn tail off (a commit cut short by a
+//! crash: the store is at the previous batch) and rewrites a damaged
+//! leading seal read from its trailing one; damage is an error naming the
+//! file, the byte and the batches after it, and nothing is changed.
+//! Read-only opens change nothing at all.
 //!
 //! A checkpoint starts by rotating the log: `store.log` is renamed to a
 //! segment `store.log.<first batch in it>` and appends continue in a fresh
 //! `store.log`, while the segment's batches are folded into redb on another
 //! thread (`super::checkpoint`, from their encodings kept in memory) and the
 //! segment is deleted once the checkpoint has committed. Segments are read
-//! only on open.
-//! Segments hold only whole frames (they are rotated between appends), so
-//! damage in one is an error, never a torn tail.
+//! only on open. They hold only whole frames (rotated between appends), so
+//! a torn tail in one is damage too.
+
+pub(super) mod frame;
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::codec::Decoder;
 use super::delta::EncodedDelta;
 use super::{BatchDelta, BatchRecord, StoreError};
-
-const HEADER: usize = 8 + 32;
-
-/// The top bit of a frame's length: its payload holds the delta first.
-const DELTA_FIRST: u64 = 1 << 63;
+use frame::{FrameKey, RawFrame, Seal, Tail, SEAL};
 
 pub(super) struct BatchLog {
     file: File,
     path: PathBuf,
+    key: FrameKey,
     /// The whole frames' length: where the next frame starts.
     bytes: u64,
-    /// A delta written ahead at `bytes + HEADER`, not framed yet.
+    /// A delta written ahead at `bytes + SEAL`, not framed yet.
     ahead: Option<Ahead>,
     /// Where the file ends: past `bytes` while a delta written ahead (maybe
     /// one given up on) lies there.
@@ -86,9 +84,11 @@ fn io(path: &Path, e: std::io::Error) -> StoreError {
 }
 
 impl BatchLog {
-    /// Open (or create) the log, returning its whole frames in order. A torn
-    /// tail is cut off (and reported with a warning).
-    pub fn open(path: &Path) -> Result<(BatchLog, Vec<Frame>), StoreError> {
+    /// Open (or create) the log for appending, returning its whole frames
+    /// in order. A torn tail is cut off (with a warning), a damaged leading
+    /// seal rewritten from the trailing one; damage is an error and changes
+    /// nothing.
+    pub fn open(path: &Path, key: FrameKey) -> Result<(BatchLog, Vec<Frame>), StoreError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -98,28 +98,35 @@ impl BatchLog {
             .map_err(|e| io(path, e))?;
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(|e| io(path, e))?;
-        let mut frames = Vec::new();
-        let mut at = 0usize;
-        while let Some((payload, next, delta_first)) = whole_frame(&data, at) {
-            frames.push(RawFrame::split(payload, next - at, delta_first)?.decode()?);
-            at = next;
+        let scan = frame::scan(&data, &key);
+        let tail = scan.tail.map_err(|damage| damaged(path, damage))?;
+        let frames = decode_all(path, &scan.frames)?;
+        for raw in &scan.frames {
+            if let Some(seal) = raw.repaired {
+                tracing::warn!(path = %path.display(), offset = raw.offset, batch = seal.number,
+                    "a frame's leading seal is damaged; its trailing seal and payload are whole: rewriting it");
+                file.write_all_at(&seal.encode(&key), raw.offset as u64).map_err(|e| io(path, e))?;
+            }
         }
-        if at < data.len() {
+        if let Tail::Torn { at } = tail {
             tracing::warn!(
                 path = %path.display(),
                 kept = at,
                 discarded = data.len() - at,
-                "batch log ends in a torn frame (a crash during a commit): discarding it"
+                "batch log ends in a frame that was never finished (a commit cut short): discarding it"
             );
             file.set_len(at as u64).map_err(|e| io(path, e))?;
+        }
+        if tail != Tail::Clean || scan.frames.iter().any(|f| f.repaired.is_some()) {
             file.sync_all().map_err(|e| io(path, e))?;
         }
         let log = BatchLog {
             file,
             path: path.to_path_buf(),
-            bytes: at as u64,
+            key,
+            bytes: scan.end as u64,
             ahead: None,
-            end: at as u64,
+            end: scan.end as u64,
             #[cfg(test)]
             fail_next_append: false,
         };
@@ -139,7 +146,7 @@ impl BatchLog {
     pub fn write_ahead(&mut self, delta: &[u8]) -> Result<AheadTicket, StoreError> {
         let ticket = AheadTicket(TICKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let hasher = self.write_delta(delta)?;
-        start_writeback(&self.file, self.bytes + HEADER as u64, delta.len() as u64);
+        start_writeback(&self.file, self.bytes + SEAL as u64, delta.len() as u64);
         self.ahead = Some(Ahead { ticket, len: delta.len() as u64, hasher });
         Ok(ticket)
     }
@@ -148,7 +155,7 @@ impl BatchLog {
     /// delta written ahead before); returns its checksum so far.
     fn write_delta(&mut self, delta: &[u8]) -> Result<blake3::Hasher, StoreError> {
         self.ahead = None;
-        let at = self.bytes + HEADER as u64;
+        let at = self.bytes + SEAL as u64;
         self.end = self.end.max(at + delta.len() as u64);
         self.file.write_all_at(delta, at).map_err(|e| io(&self.path, e))?;
         let mut hasher = blake3::Hasher::new();
@@ -178,18 +185,20 @@ impl BatchLog {
         framed
     }
 
-    /// Write the rest of the frame around a delta written at its place, and sync.
+    /// Write the rest of the frame around a delta written at its place:
+    /// the record and the trailing seal, sync, then the leading seal, sync.
     /// `hasher` holds the checksum of the delta, `delta_len` bytes long.
     fn frame(&mut self, record: &BatchRecord, hasher: blake3::Hasher, delta_len: u64) -> Result<u64, StoreError> {
-        let (header, tail) = frame_tail(record, hasher, delta_len);
-        let bytes = (HEADER + tail.len()) as u64 + delta_len;
+        let (seal, tail) = frame_tail(record, hasher, delta_len, &self.key);
+        let bytes = (SEAL + tail.len()) as u64 + delta_len;
         let frame_end = self.bytes + bytes;
         let written = self
             .file
-            .write_all_at(&tail, self.bytes + HEADER as u64 + delta_len)
+            .write_all_at(&tail, self.bytes + SEAL as u64 + delta_len)
             .and_then(|()| self.injected_failure())
-            .and_then(|()| self.file.write_all_at(&header, self.bytes))
             .and_then(|()| if self.end > frame_end { self.file.set_len(frame_end) } else { Ok(()) })
+            .and_then(|()| self.file.sync_data())
+            .and_then(|()| self.file.write_all_at(&seal, self.bytes))
             .and_then(|()| self.file.sync_data());
         written.map_err(|e| io(&self.path, e))?;
         self.bytes = frame_end;
@@ -260,6 +269,123 @@ impl Drop for BatchLog {
     }
 }
 
+/// The error for damage found in the log file `path`.
+fn damaged(path: &Path, damage: frame::Damage) -> StoreError {
+    StoreError::LogDamaged {
+        path: path.display().to_string(),
+        offset: damage.offset,
+        reason: damage.reason,
+        later: damage.later.iter().map(|&(number, _)| number).collect(),
+    }
+}
+
+/// Decode raw frames; a seal's batch number must be its record's.
+fn decode_all(path: &Path, raw: &[RawFrame<'_>]) -> Result<Vec<Frame>, StoreError> {
+    raw.iter()
+        .map(|raw| {
+            let frame = decode(raw).map_err(|e| StoreError::LogDamaged {
+                path: path.display().to_string(),
+                offset: raw.offset,
+                reason: format!("a whole frame does not decode: {e}"),
+                later: Vec::new(),
+            })?;
+            match raw.number {
+                Some(number) if number != frame.record.number => Err(StoreError::LogDamaged {
+                    path: path.display().to_string(),
+                    offset: raw.offset,
+                    reason: format!("the frame is sealed as batch {number} but holds batch {}", frame.record.number),
+                    later: Vec::new(),
+                }),
+                _ => Ok(frame),
+            }
+        })
+        .collect()
+}
+
+fn decode(raw: &RawFrame<'_>) -> Result<Frame, StoreError> {
+    let encoded = EncodedDelta::read(raw.delta.to_vec())?;
+    Ok(Frame { record: BatchRecord::decode(raw.record)?, delta: encoded.decode()?, encoded, bytes: raw.bytes })
+}
+
+/// Read the log at `path` without changing anything (a read-only open): its
+/// whole frames; a torn tail is left out, damage is an error. A missing
+/// file is an empty log.
+pub(super) fn read_log(path: &Path, key: FrameKey) -> Result<Vec<Frame>, StoreError> {
+    let data = match std::fs::read(path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(path, e)),
+    };
+    let scan = frame::scan(&data, &key);
+    scan.tail.map_err(|damage| damaged(path, damage))?;
+    decode_all(path, &scan.frames)
+}
+
+/// Read a rotated segment and decode its frames. Any damage (a torn tail
+/// too: a segment was written whole before it was rotated) is an error.
+pub(super) fn read_segment(path: &Path, key: FrameKey) -> Result<Vec<Frame>, StoreError> {
+    let data = std::fs::read(path).map_err(|e| io(path, e))?;
+    let scan = frame::scan(&data, &key);
+    match scan.tail.map_err(|damage| damaged(path, damage))? {
+        Tail::Clean => decode_all(path, &scan.frames),
+        Tail::Torn { at } => Err(damaged(
+            path,
+            frame::Damage {
+                offset: at,
+                reason: "a segment ends in an unfinished frame (segments hold whole frames only)".into(),
+                later: Vec::new(),
+            },
+        )),
+    }
+}
+
+/// What a file of the log holds, for `cvm store check` and recovery: its
+/// whole frames (batch number, where each starts) and how it ends.
+pub(super) struct FileReport {
+    pub frames: Vec<(u64, usize)>,
+    pub tail: FileTail,
+}
+
+pub(super) enum FileTail {
+    Clean,
+    /// An unfinished last frame from `at` (a commit cut short).
+    Torn {
+        at: usize,
+    },
+    /// Damage at `offset`: nothing from there on can be trusted.
+    Damaged {
+        offset: usize,
+        error: StoreError,
+    },
+}
+
+/// Read `path` and report on it, whatever it holds.
+pub(super) fn report(path: &Path, key: FrameKey) -> Result<FileReport, StoreError> {
+    let data = std::fs::read(path).map_err(|e| io(path, e))?;
+    let scan = frame::scan(&data, &key);
+    let mut frames = Vec::with_capacity(scan.frames.len());
+    for raw in &scan.frames {
+        match decode(raw) {
+            Ok(frame) => frames.push((frame.record.number, raw.offset)),
+            Err(e) => {
+                let damage = frame::Damage {
+                    offset: raw.offset,
+                    reason: format!("a whole frame does not decode: {e}"),
+                    later: vec![],
+                };
+                let tail = FileTail::Damaged { offset: raw.offset, error: damaged(path, damage) };
+                return Ok(FileReport { frames, tail });
+            }
+        }
+    }
+    let tail = match scan.tail {
+        Ok(Tail::Clean) => FileTail::Clean,
+        Ok(Tail::Torn { at }) => FileTail::Torn { at },
+        Err(damage) => FileTail::Damaged { offset: damage.offset, error: damaged(path, damage) },
+    };
+    Ok(FileReport { frames, tail })
+}
+
 /// Ask the kernel to start writing `len` bytes at `at` back to the device
 /// now (Linux), so the commit's fsync finds them mostly written. Only a
 /// hint: an error changes nothing.
@@ -276,7 +402,7 @@ fn start_writeback(file: &File, at: u64, len: u64) {
 }
 
 /// Make renames and new files in `file`'s directory durable.
-fn sync_dir(file: &Path) -> std::io::Result<()> {
+pub(super) fn sync_dir(file: &Path) -> std::io::Result<()> {
     match file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         Some(dir) => File::open(dir)?.sync_all(),
         None => File::open(".")?.sync_all(),
@@ -295,7 +421,12 @@ pub(super) fn segments(log: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let dir = log.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let prefix = format!("{}.", log.file_name().unwrap_or_default().to_string_lossy());
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir, e)),
+    };
+    for entry in entries {
         let entry = entry.map_err(|e| io(dir, e))?;
         let name = entry.file_name();
         let first = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok());
@@ -307,102 +438,39 @@ pub(super) fn segments(log: &Path) -> Result<Vec<PathBuf>, StoreError> {
     Ok(found.into_iter().map(|(_, path)| path).collect())
 }
 
-/// A whole frame in place: its size, its record's encoding and its delta's.
-pub(super) struct RawFrame<'a> {
-    pub bytes: u64,
-    pub record: &'a [u8],
-    pub delta: &'a [u8],
-}
-
-impl<'a> RawFrame<'a> {
-    /// The checksummed `payload` of a frame `bytes` long: the delta, the
-    /// record and the record's length (u32 LE) if `delta_first`, else the
-    /// length-prefixed record, then the delta.
-    fn split(payload: &'a [u8], bytes: usize, delta_first: bool) -> Result<Self, StoreError> {
-        if !delta_first {
-            let mut d = Decoder::new(payload, "batch log frame");
-            let record = d.slice()?;
-            return Ok(RawFrame { bytes: bytes as u64, record, delta: d.rest() });
-        }
-        let corrupt = || StoreError::Corrupt {
-            what: "batch log frame".into(),
-            offset: 0,
-            reason: "the record's length runs past the frame".into(),
-        };
-        let split = payload.len().checked_sub(4).ok_or_else(corrupt)?;
-        let record_len = u32::from_le_bytes(payload[split..].try_into().map_err(|_| corrupt())?) as usize;
-        let delta_len = split.checked_sub(record_len).ok_or_else(corrupt)?;
-        Ok(RawFrame { bytes: bytes as u64, record: &payload[delta_len..split], delta: &payload[..delta_len] })
-    }
-
-    fn decode(&self) -> Result<Frame, StoreError> {
-        let encoded = EncodedDelta::read(self.delta.to_vec())?;
-        Ok(Frame { record: BatchRecord::decode(self.record)?, delta: encoded.decode()?, encoded, bytes: self.bytes })
-    }
-}
-
-/// Every frame of a rotated segment's bytes. Any damage is an error: a
-/// segment was written whole before it was rotated.
-pub(super) fn segment_frames<'a>(path: &Path, data: &'a [u8]) -> Result<Vec<RawFrame<'a>>, StoreError> {
-    let mut frames = Vec::new();
-    let mut at = 0usize;
-    while at < data.len() {
-        let Some((payload, next, delta_first)) = whole_frame(data, at) else {
-            return Err(StoreError::Corrupt {
-                what: format!("batch log segment {}", path.display()),
-                offset: at,
-                reason: "a frame is truncated or fails its checksum".into(),
-            });
-        };
-        frames.push(RawFrame::split(payload, next - at, delta_first)?);
-        at = next;
-    }
-    Ok(frames)
-}
-
-/// Read a rotated segment and decode its frames.
-pub(super) fn read_segment(path: &Path) -> Result<Vec<Frame>, StoreError> {
-    let data = std::fs::read(path).map_err(|e| io(path, e))?;
-    segment_frames(path, &data)?.iter().map(RawFrame::decode).collect()
-}
-
-/// A frame's header (flagged length ‖ checksum) and the end of its payload
-/// (the record and its length), given the checksum of the delta before them.
-fn frame_tail(record: &BatchRecord, mut hasher: blake3::Hasher, delta_len: u64) -> ([u8; HEADER], Vec<u8>) {
+/// A frame's leading seal and the end of its payload (the record, its
+/// length, then the trailing seal), given the checksum of the delta before them.
+fn frame_tail(
+    record: &BatchRecord,
+    mut hasher: blake3::Hasher,
+    delta_len: u64,
+    key: &FrameKey,
+) -> ([u8; SEAL], Vec<u8>) {
     let mut tail = record.encode();
     let record_len = u32::try_from(tail.len()).expect("a batch record is far below 4 GiB");
     tail.extend_from_slice(&record_len.to_le_bytes());
     hasher.update(&tail);
-    let len = delta_len + tail.len() as u64;
-    let mut header = [0u8; HEADER];
-    header[..8].copy_from_slice(&(len | DELTA_FIRST).to_le_bytes());
-    header[8..].copy_from_slice(hasher.finalize().as_bytes());
-    (header, tail)
+    let seal =
+        Seal { number: record.number, len: delta_len + tail.len() as u64, checksum: *hasher.finalize().as_bytes() }
+            .encode(key);
+    tail.extend_from_slice(&seal);
+    (seal, tail)
 }
 
 #[cfg(test)]
-pub(super) fn encode_frame(record: &BatchRecord, delta: &BatchDelta) -> Vec<u8> {
+pub(super) fn encode_frame(record: &BatchRecord, delta: &BatchDelta, key: &FrameKey) -> Vec<u8> {
     let delta = delta.encode();
     let mut hasher = blake3::Hasher::new();
     hasher.update(&delta);
-    let (header, tail) = frame_tail(record, hasher, delta.len() as u64);
-    [&header[..], &delta, &tail].concat()
-}
-
-/// The payload of the whole, checksum-valid frame at `at`, where the next
-/// starts, and whether its payload holds the delta first.
-fn whole_frame(data: &[u8], at: usize) -> Option<(&[u8], usize, bool)> {
-    let header = data.get(at..at.checked_add(HEADER)?)?;
-    let flagged = u64::from_le_bytes(header[..8].try_into().ok()?);
-    let len = usize::try_from(flagged & !DELTA_FIRST).ok()?;
-    let end = (at + HEADER).checked_add(len)?;
-    let payload = data.get(at + HEADER..end)?;
-    (blake3::hash(payload).as_bytes() == &header[8..]).then_some((payload, end, flagged & DELTA_FIRST != 0))
+    let (seal, tail) = frame_tail(record, hasher, delta.len() as u64, key);
+    [&seal[..], &delta, &tail].concat()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: FrameKey = FrameKey([3; 32]);
 
     fn record(number: u64) -> BatchRecord {
         BatchRecord {
@@ -421,13 +489,13 @@ mod tests {
     fn frames_round_trip_and_reopen_appends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.log");
-        let (mut log, frames) = BatchLog::open(&path).unwrap();
+        let (mut log, frames) = BatchLog::open(&path, KEY).unwrap();
         assert!(frames.is_empty());
         for n in 1..=3u8 {
             log.append(&record(n as u64), &delta(n)).unwrap();
         }
         drop(log);
-        let (mut log, frames) = BatchLog::open(&path).unwrap();
+        let (mut log, frames) = BatchLog::open(&path, KEY).unwrap();
         let numbers: Vec<u64> = frames.iter().map(|f| f.record.number).collect();
         assert_eq!(numbers, [1, 2, 3]);
         assert_eq!(frames[2].delta, delta(3));
@@ -437,10 +505,10 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         log.append(&record(5), &delta(5)).unwrap();
         drop(log);
-        let (_, frames) = BatchLog::open(&path).unwrap();
+        let (_, frames) = BatchLog::open(&path, KEY).unwrap();
         assert_eq!(frames.iter().map(|f| f.record.number).collect::<Vec<_>>(), [5]);
         assert_eq!(segments(&path).unwrap(), std::slice::from_ref(&segment));
-        let rotated = read_segment(&segment).unwrap();
+        let rotated = read_segment(&segment, KEY).unwrap();
         assert_eq!(rotated.iter().map(|f| f.record.number).collect::<Vec<_>>(), [1, 2, 3, 4]);
         assert_eq!(rotated[3].delta, delta(4));
     }
@@ -458,15 +526,15 @@ mod tests {
         let mut bytes = std::fs::read(&listed[0]).unwrap();
         bytes.pop();
         std::fs::write(&listed[0], &bytes).unwrap();
-        let err = read_segment(&listed[0]).err().expect("a torn segment is an error").to_string();
-        assert!(err.contains("store.log.2") && err.contains("truncated or fails its checksum"), "{err}");
+        let err = read_segment(&listed[0], KEY).err().expect("a torn segment is an error").to_string();
+        assert!(err.contains("store.log.2") && err.contains("damaged at byte"), "{err}");
     }
 
     /// An empty log in a directory of its own (kept while the directory is).
     fn fresh_log() -> (tempfile::TempDir, PathBuf, BatchLog) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.log");
-        let (log, _) = BatchLog::open(&path).unwrap();
+        let (log, _) = BatchLog::open(&path, KEY).unwrap();
         (dir, path, log)
     }
 
@@ -484,10 +552,7 @@ mod tests {
         let mut payload = super::super::codec::Encoder::with_capacity(64);
         payload.bytes(&record.encode());
         payload.buf.extend_from_slice(&delta.encode());
-        let mut frame = (payload.buf.len() as u64).to_le_bytes().to_vec();
-        frame.extend_from_slice(blake3::hash(&payload.buf).as_bytes());
-        frame.extend_from_slice(&payload.buf);
-        frame
+        frame::encode_v1(&payload.buf, false)
     }
 
     #[test]
@@ -496,12 +561,12 @@ mod tests {
         let path = dir.path().join("store.log");
         let old = [record_first_frame(&record(1), &delta(1)), record_first_frame(&record(2), &delta(2))].concat();
         std::fs::write(&path, &old).unwrap();
-        let (mut log, frames) = BatchLog::open(&path).unwrap();
+        let (mut log, frames) = BatchLog::open(&path, KEY).unwrap();
         assert_eq!(numbers(&frames), [1, 2]);
         assert_eq!((frames[1].delta.clone(), frames[1].record.trace_id.as_str()), (delta(2), "t2"));
         log.append(&record(3), &delta(3)).unwrap();
         drop(log);
-        let (_, frames) = BatchLog::open(&path).unwrap();
+        let (_, frames) = BatchLog::open(&path, KEY).unwrap();
         assert_eq!(numbers(&frames), [1, 2, 3]);
         assert_eq!(frames[2].delta, delta(3));
     }
@@ -513,17 +578,17 @@ mod tests {
         let encoded = delta(7).encode();
         let ticket = log.write_ahead(&encoded).unwrap();
         // Not part of the log until framed: a crash now leaves batch 1.
-        assert_eq!(numbers(&BatchLog::open(&path).unwrap().1), [1]);
-        let (mut log, _) = BatchLog::open(&path).unwrap();
+        assert_eq!(numbers(&BatchLog::open(&path, KEY).unwrap().1), [1]);
+        let (mut log, _) = BatchLog::open(&path, KEY).unwrap();
         let ticket_again = log.write_ahead(&encoded).unwrap();
         assert_ne!(ticket, ticket_again);
         let bytes = log.append_encoded(&record(2), &encoded, Some(ticket_again)).unwrap();
-        assert_eq!(bytes, encode_frame(&record(2), &delta(7)).len() as u64);
+        assert_eq!(bytes, encode_frame(&record(2), &delta(7), &KEY).len() as u64);
         drop(log);
-        let (_, frames) = BatchLog::open(&path).unwrap();
+        let (_, frames) = BatchLog::open(&path, KEY).unwrap();
         assert_eq!(numbers(&frames), [1, 2]);
         assert_eq!(frames[1].delta, delta(7));
-        let whole = encode_frame(&record(1), &delta(1)).len() as u64 + bytes;
+        let whole = encode_frame(&record(1), &delta(1), &KEY).len() as u64 + bytes;
         assert_eq!(file_len(&path), whole);
     }
 
@@ -544,16 +609,17 @@ mod tests {
         // Given up on, then the log closed.
         log.write_ahead(&big).unwrap();
         drop(log);
-        let (mut log, frames) = BatchLog::open(&path).unwrap();
+        let (mut log, frames) = BatchLog::open(&path, KEY).unwrap();
         assert_eq!(numbers(&frames), [1, 2]);
         assert_eq!((frames[0].delta.clone(), frames[1].delta.clone()), (delta(40), delta(3)));
-        let whole = (encode_frame(&record(1), &delta(40)).len() + encode_frame(&record(2), &delta(3)).len()) as u64;
+        let whole =
+            (encode_frame(&record(1), &delta(40), &KEY).len() + encode_frame(&record(2), &delta(3), &KEY).len()) as u64;
         assert_eq!(file_len(&path), whole, "nothing follows the last frame");
         // Given up on, then the log rotated: the segment holds whole frames only.
         log.write_ahead(&big).unwrap();
         let segment = segment_path(&path, 1);
         log.rotate(&segment).unwrap();
-        assert_eq!(numbers(&read_segment(&segment).unwrap()), [1, 2]);
+        assert_eq!(numbers(&read_segment(&segment, KEY).unwrap()), [1, 2]);
         // A failed append after a write-ahead cuts the file back.
         let ticket = log.write_ahead(&small).unwrap();
         log.fail_next_append = true;
@@ -561,35 +627,80 @@ mod tests {
         assert_eq!(file_len(&path), 0);
         log.append(&record(3), &delta(3)).unwrap();
         drop(log);
-        assert_eq!(numbers(&BatchLog::open(&path).unwrap().1), [3]);
+        assert_eq!(numbers(&BatchLog::open(&path, KEY).unwrap().1), [3]);
     }
 
-    /// Every possible torn write of the last frame (each truncation length,
-    /// and a flipped byte anywhere in it) is discarded; earlier frames stay.
+    /// Every way a crash can leave the last append (the payload written in
+    /// part or whole, the leading seal not yet or half written) reopens at
+    /// the batch before or, with the payload durable, at the new one; the
+    /// log then appends on.
     #[test]
-    fn torn_tail_is_discarded_on_open() {
+    fn a_crash_mid_append_reopens_at_a_batch_boundary() {
         let (_dir, path, mut log) = fresh_log();
         log.append(&record(1), &delta(1)).unwrap();
         log.append(&record(2), &delta(2)).unwrap();
         drop(log);
         let whole = std::fs::read(&path).unwrap();
-        let first = encode_frame(&record(1), &delta(1)).len();
-        let mut damaged: Vec<Vec<u8>> = (first..whole.len()).map(|cut| whole[..cut].to_vec()).collect();
-        for i in first..whole.len() {
-            let mut flipped = whole.clone();
-            flipped[i] ^= 0x40;
-            damaged.push(flipped);
+        let first = encode_frame(&record(1), &delta(1), &KEY).len();
+        let mut unsealed = whole.clone();
+        unsealed[first..first + SEAL].fill(0);
+        let mut states: Vec<(Vec<u8>, u64)> =
+            (first + SEAL..whole.len()).map(|cut| (unsealed[..cut].to_vec(), 1)).collect();
+        states.push((unsealed.clone(), 2));
+        for half in [1, 30, 63] {
+            let mut half_sealed = whole.clone();
+            half_sealed[first + half..first + SEAL].fill(0);
+            states.push((half_sealed, 2));
         }
-        for bytes in damaged {
+        for (bytes, head) in states {
             std::fs::write(&path, &bytes).unwrap();
-            let (mut log, frames) = BatchLog::open(&path).unwrap();
-            assert_eq!(frames.iter().map(|f| f.record.number).collect::<Vec<_>>(), [1]);
-            assert_eq!(std::fs::metadata(&path).unwrap().len(), first as u64, "the torn tail is cut off");
+            let (mut log, frames) = BatchLog::open(&path, KEY).unwrap();
+            assert_eq!(numbers(&frames), (1..=head).collect::<Vec<_>>());
+            let kept = if head == 1 { first } else { whole.len() } as u64;
+            assert_eq!(file_len(&path), kept, "the torn tail is cut off");
+            if head == 2 {
+                assert_eq!(std::fs::read(&path).unwrap(), whole, "the leading seal is rewritten");
+                continue;
+            }
             // Appending after the cut continues a whole log.
             log.append(&record(2), &delta(2)).unwrap();
             drop(log);
-            let (_, frames) = BatchLog::open(&path).unwrap();
-            assert_eq!(frames.iter().map(|f| f.record.number).collect::<Vec<_>>(), [1, 2]);
+            let (_, frames) = BatchLog::open(&path, KEY).unwrap();
+            assert_eq!(numbers(&frames), [1, 2]);
         }
+    }
+
+    /// Damage is an error naming the file and the byte, and opening
+    /// changes nothing: not the damaged frame, not the frames after it.
+    #[test]
+    fn damage_is_an_error_and_changes_nothing() {
+        let (_dir, path, mut log) = fresh_log();
+        for n in 1..=4 {
+            log.append(&record(n), &delta(n as u8)).unwrap();
+        }
+        drop(log);
+        let whole = std::fs::read(&path).unwrap();
+        let second = encode_frame(&record(1), &delta(1), &KEY).len();
+        for at in [second + SEAL + 5, whole.len() - SEAL - 2] {
+            let mut flipped = whole.clone();
+            flipped[at] ^= 0x01;
+            std::fs::write(&path, &flipped).unwrap();
+            let err = BatchLog::open(&path, KEY).err().expect("damage is an error").to_string();
+            assert!(err.contains("store.log") && err.contains("damaged at byte"), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), flipped, "nothing changed");
+            assert!(read_log(&path, KEY).is_err());
+        }
+        // A damaged seal is read past from the other one; a writer rewrites it.
+        let mut flipped = whole.clone();
+        flipped[second + 16] ^= 0x01;
+        std::fs::write(&path, &flipped).unwrap();
+        assert_eq!(numbers(&read_log(&path, KEY).unwrap()), [1, 2, 3, 4]);
+        assert_eq!(std::fs::read(&path).unwrap(), flipped, "a read-only open changes nothing");
+        drop(BatchLog::open(&path, KEY).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), whole, "a writer rewrites the seal");
+        // Cut inside the last frame after its leading seal: truncation, not a crash.
+        std::fs::write(&path, &whole[..whole.len() - 10]).unwrap();
+        let err = BatchLog::open(&path, KEY).err().expect("truncation is damage").to_string();
+        assert!(err.contains("truncated"), "{err}");
     }
 }
