@@ -74,7 +74,7 @@ impl Ledger {
     fn new(fresh_keys: bool) -> Ledger {
         let dir = tempfile::tempdir().expect("temp dir");
         let options = StoreOptions { checkpoint_bytes: 32 << 20, ..Default::default() };
-        let mut store = RegisterStore::open_with(dir.path(), options).expect("store");
+        let store = RegisterStore::open_with(dir.path(), options).expect("store");
         let logic = store.put_content(&Program::new(vec![Instruction::Accept], vec![]).unwrap().encode()).unwrap();
         let domain = DomainId::new("bench");
         let root = RootKey([5; 32]);
@@ -228,8 +228,7 @@ fn run_stream(ledger: &mut Option<Ledger>, iters: u64) -> Duration {
             })
             .collect();
         let tx = TransactionContext::new(ExecutionMode::Standard);
-        let jobs: Vec<BatchJob> =
-            batches.iter().map(|ops| BatchJob { keys: &l.keys, ops, ctx: &l.ctx, tx: &tx }).collect();
+        let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob::new(&l.keys, ops, &l.ctx, &tx)).collect();
         let started = Instant::now();
         let outcomes = execute_batches(&mut l.store, &jobs);
         total += started.elapsed();

@@ -29,7 +29,10 @@ pub enum ExecutionError {
     DomainAccessError { domain: String, reason: String },
 
     /// A logic program ran past its instruction budget.
-    #[error("timeout: logic program {program} used its budget of {budget} instructions")]
+    #[error(
+        "timeout: logic program {program} used its budget of {budget} (one per instruction, and one per 64 bytes \
+         it hashes or compares)"
+    )]
     Timeout { program: String, budget: u64 },
 
     /// A proof could not be produced or did not verify.

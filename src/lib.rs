@@ -9,6 +9,7 @@ pub mod content_id;
 pub mod context;
 pub mod digest_map;
 pub mod error;
+pub mod fsutil;
 pub mod gpu;
 pub mod hash;
 pub mod msm;

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use causality_vm::batch::file::{prepare, BatchFile};
-use causality_vm::batch::{execute_batch, TransactionContext};
+use causality_vm::batch::file::{prepare, BatchFile, Keys};
+use causality_vm::batch::{execute_batches, BatchJob, TransactionContext};
 use causality_vm::content_id::hex_encode;
 use causality_vm::resource::{
     nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceUpdate, VerifyTarget,
@@ -18,7 +18,6 @@ use causality_vm::{ContentId, DomainId, ExecutionMode};
 use serde_json::{json, Value};
 
 const DOMAIN: &str = "example.bank";
-const TIMESTAMP: u64 = 1_767_225_600;
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -60,7 +59,7 @@ fn batch_json(programs: &[&str], ops: &[Operation]) -> String {
     let v = json!({
         "domain": DOMAIN,
         "token": "mint",
-        "timestamp": TIMESTAMP,
+        "timestamp": "now",
         "programs": programs,
         "ops": ops,
     });
@@ -180,16 +179,13 @@ fn every_example_succeeds_on_a_fresh_data_dir() {
         let path = examples_dir().join(name);
         let file = BatchFile::read(&path).unwrap();
         let mut store = RegisterStore::open(dir.path()).unwrap();
-        let prepared = prepare(file, name, &examples_dir(), &mut store, &dir.path().join("keys.json")).unwrap();
+        let keys = dir.path().join("keys.json");
+        let prepared = prepare(file, name, &examples_dir(), Keys::Create(&keys)).unwrap();
         assert_eq!(prepared.notices.len(), 1, "a fresh data dir gets a root key");
-        let result = execute_batch(
-            &mut store,
-            &prepared.keys,
-            &prepared.ops,
-            &prepared.ctx,
-            &TransactionContext::new(ExecutionMode::Standard),
-        )
-        .unwrap();
+        let tx = TransactionContext::new(ExecutionMode::Standard).with_max_clock_skew(300);
+        let content = prepared.content();
+        let job = BatchJob::new(&prepared.keys, &prepared.ops, &prepared.ctx, &tx).with_programs(&content);
+        let result = execute_batches(&mut store, &[job]).pop().unwrap().unwrap();
         for r in &result.results {
             assert!(r.succeeded(), "{name} op {}: {:?}", r.index, r.status);
             kinds.insert(format!("{:?}", r.kind));

@@ -77,7 +77,7 @@ fn compare(
         .map(|(ops, tx)| execute_batch(&mut sequential.store, &sequential.keys, ops, &sequential.ctx, tx))
         .collect();
     let jobs: Vec<BatchJob> =
-        batches.iter().map(|(ops, tx)| BatchJob { keys: &pipelined.keys, ops, ctx: &pipelined.ctx, tx }).collect();
+        batches.iter().map(|(ops, tx)| BatchJob::new(&pipelined.keys, ops, &pipelined.ctx, tx)).collect();
     let together = execute_batches(&mut pipelined.store, &jobs);
     assert_eq!(together.len(), batches.len());
     for (i, (a, b)) in one_by_one.iter().zip(&together).enumerate() {
@@ -239,7 +239,7 @@ fn a_prover_thread_that_panics_fails_its_batch_only() {
         vec![transfer(vec![input(id_poisoned, 2)], vec![after.clone()])],
         vec![transfer(vec![input(id0, 1)], vec![after])],
     ];
-    let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob { keys: &f.keys, ops, ctx: &f.ctx, tx: &tx }).collect();
+    let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob::new(&f.keys, ops, &f.ctx, &tx)).collect();
     let outcomes = execute_batches(&mut f.store, &jobs);
     match &outcomes[1] {
         Err(ExecutionError::ProofGenerationError { reason, .. }) => assert!(reason.contains("panicked"), "{reason}"),
@@ -260,8 +260,7 @@ fn a_panic_while_the_next_batch_executes_still_commits_the_batch_in_flight() {
             (vec![Operation::Create { resource: r0.clone() }], standard()),
             (vec![Operation::Create { resource: r1.clone() }], panicking),
         ];
-        let jobs: Vec<BatchJob> =
-            batches.iter().map(|(ops, tx)| BatchJob { keys: &f.keys, ops, ctx: &f.ctx, tx }).collect();
+        let jobs: Vec<BatchJob> = batches.iter().map(|(ops, tx)| BatchJob::new(&f.keys, ops, &f.ctx, tx)).collect();
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_batches(&mut f.store, &jobs)));
         assert!(caught.is_err(), "the panic reaches the caller");
         assert_eq!(f.store.head(), 1, "batch 1 was in flight when batch 2 panicked: it committed");

@@ -103,8 +103,7 @@ fn crash_child() {
         if streaming {
             let batches: Vec<Vec<Operation>> = (k..k + STREAM).map(|n| batch(logic, n)).collect();
             let tx = TransactionContext::new(ExecutionMode::Standard);
-            let jobs: Vec<BatchJob> =
-                batches.iter().map(|ops| BatchJob { keys: &keys, ops, ctx: &ctx, tx: &tx }).collect();
+            let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob::new(&keys, ops, &ctx, &tx)).collect();
             for outcome in execute_batches(&mut store, &jobs) {
                 assert!(outcome.expect("a streamed batch").metadata.committed);
             }
@@ -141,7 +140,7 @@ struct Reference {
 impl Reference {
     fn new() -> Reference {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = RegisterStore::open_with(dir.path(), options()).unwrap();
+        let store = RegisterStore::open_with(dir.path(), options()).unwrap();
         let logic = store.put_content(&accept_program().encode()).unwrap();
         let states = vec![(hex_encode(&store.state_root()), 0)];
         Reference { _dir: dir, store, logic, states }

@@ -109,7 +109,7 @@ fn pipelined_batches_each_carry_groth16_proofs_and_build_on_each_other() {
         vec![transfer(vec![input(id_of(&second), 2)], vec![third.clone()])],
     ];
     let tx = proving(&prover);
-    let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob { keys: &f.keys, ops, ctx: &f.ctx, tx: &tx }).collect();
+    let jobs: Vec<BatchJob> = batches.iter().map(|ops| BatchJob::new(&f.keys, ops, &f.ctx, &tx)).collect();
     let outcomes = execute_batches(&mut f.store, &jobs);
     let pvk = prepare_verifying_key(&proving_key().vk);
     for (i, outcome) in outcomes.iter().enumerate() {
@@ -279,7 +279,8 @@ fn cvm_run_proves_by_default_and_export_writes_the_batch_log_proofs() {
     batch["ops"] = serde_json::json!([{ "op": "verify", "target": { "kind": "batch_proof", "batch": 1 } }]);
     batch.as_object_mut().unwrap().remove("programs");
     std::fs::write(&verify, batch.to_string()).unwrap();
-    let o = cvm(data.path(), &["--mode", "verification", "run", verify.to_str().unwrap(), "--ops-per-proof", "2"]);
+    // It needs only the verifying key, and finds the key set the batch was proven with.
+    let o = cvm(data.path(), &["run", "--mode", "verification", verify.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("verifies"), "{}", text(&o));
 
@@ -288,5 +289,5 @@ fn cvm_run_proves_by_default_and_export_writes_the_batch_log_proofs() {
     assert_eq!(o.status.code(), Some(1), "the creates collide: {}", text(&o));
     let o = cvm(data.path(), &["export", "--batch", "5", "--out", out.path().to_str().unwrap()]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(text(&o).contains("not in the log"), "{}", text(&o));
+    assert!(text(&o).contains("batch 5 is not in the store"), "{}", text(&o));
 }

@@ -150,11 +150,11 @@ fn cvm_export_and_verify_commands() {
         .status()
         .unwrap();
     assert!(status.success());
-    let verified = cvm().args(["verify"]).arg(&out).output().unwrap();
+    let verified = cvm().args(["verify", "--vk"]).arg(&vk_path).arg(&out).output().unwrap();
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
     assert!(String::from_utf8_lossy(&verified.stdout).starts_with("OK"));
     edit(&out.join(PUBLIC_FILE), |v| v.as_array_mut().unwrap().swap(0, 1));
-    let rejected = cvm().args(["verify"]).arg(&out).output().unwrap();
+    let rejected = cvm().args(["verify", "--vk"]).arg(&vk_path).arg(&out).output().unwrap();
     assert_eq!(rejected.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&rejected.stdout).contains("FAIL"));
 }

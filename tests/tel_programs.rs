@@ -423,11 +423,11 @@ fn cli_run_gives_the_verdict_and_the_debug_trace() {
     assert!(stdout.contains("code 9: gold can only be"), "{stdout}");
 
     let debug = cvm(&[
-        "--mode",
-        "debug",
         "--json",
         "tel",
         "run",
+        "--mode",
+        "debug",
         &token,
         "--subject",
         &subject,

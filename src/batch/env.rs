@@ -118,6 +118,10 @@ pub(super) struct Env<'s, 'a> {
     /// The batch's operation count, to size the overlay.
     ops: usize,
     programs: ProgramCache,
+    /// The programs the batch brings, looked up before the store's.
+    brought: &'a [super::Content],
+    /// Poseidon commitment of every nullifier key the batch gives.
+    openings: DigestMap<[u8; 32], [u8; 32]>,
     interpreter: Interpreter,
     /// Whether logic programs may read the operation's other resources:
     /// the token must grant Read in the context's domain.
@@ -134,8 +138,11 @@ impl<'s, 'a> Env<'s, 'a> {
         keys: &'a KeyRing,
         ctx: &'a ExecutionContext,
         tx: &'a TransactionContext,
-        ops: usize,
+        ops: &[crate::resource::Operation],
+        brought: &'a [super::Content],
     ) -> Self {
+        let openings = super::flush::key_openings(ops);
+        let ops = ops.len();
         let read = AccessRequest { right: Right::Read, ..AccessRequest::new(OperationKind::Read, &ctx.domain_id) };
         let authorizer = Authorizer::new(ctx, keys);
         let readable_others = authorizer.check(&read).is_ok();
@@ -152,6 +159,8 @@ impl<'s, 'a> Env<'s, 'a> {
             new_registers: Vec::new(),
             ops,
             programs: ProgramCache::default(),
+            brought,
+            openings,
             interpreter,
             readable_others,
             authorizer,
@@ -187,6 +196,26 @@ impl<'s, 'a> Env<'s, 'a> {
         self.overlay.resolve(&mut self.pool)
     }
 
+    /// Whether `key` opens `register`'s nullifier-key commitment (an error
+    /// naming both if not).
+    pub fn check_opening(&self, register: &ResourceRegister, key: &[u8; 32]) -> Result<(), ExecutionError> {
+        let opened = match self.openings.get(key) {
+            Some(opened) => *opened,
+            None => crate::resource::nullifier_key_commitment(key),
+        };
+        if opened == register.nullifier_key_commitment {
+            return Ok(());
+        }
+        Err(ExecutionError::StateCommitmentError {
+            reason: format!(
+                "the nullifier key given for {} does not open its commitment: it commits to {}, the register holds {}",
+                register.id,
+                crate::content_id::hex_encode(&opened),
+                crate::content_id::hex_encode(&register.nullifier_key_commitment)
+            ),
+        })
+    }
+
     pub fn load(&mut self, id: &ResourceId) -> Result<Arc<ResourceRegister>, ExecutionError> {
         match self.overlay.lookup(self.view(), id) {
             // It may be created earlier in this batch: resolve and index those, then look again.
@@ -201,9 +230,15 @@ impl<'s, 'a> Env<'s, 'a> {
         if let Some(cached) = self.programs.programs.get(logic) {
             return cached.clone();
         }
-        let loaded = match self.store.content(logic)? {
+        let brought = self.brought.iter().find(|(id, _)| id == logic).map(|(_, bytes)| bytes.clone());
+        let in_flight = || self.inflight.and_then(|batch| batch.program(logic)).cloned();
+        let bytes = match brought.or_else(in_flight) {
+            Some(bytes) => Some(bytes),
+            None => self.store.content(logic)?,
+        };
+        let loaded = match bytes {
             None => Err(ExecutionError::ResourceNotFound {
-                what: format!("logic program {logic} (not in the content store)"),
+                what: format!("logic program {logic} (not in the content store, nor brought by the batch)"),
             }),
             Some(bytes) => Program::decode(&bytes).map(Arc::new),
         };

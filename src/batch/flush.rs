@@ -1,7 +1,7 @@
 //! The checks made once the hash pool has flushed: deferred digest
-//! assertions, nullifier-key openings (Poseidon, computed in parallel over all
-//! consumed inputs of the pass), and that no nullifier is spent twice and no
-//! created id already exists. A failed check fails its operation.
+//! assertions, and that no nullifier is spent twice and no created id
+//! already exists. A failed check fails its operation. (Nullifier-key
+//! openings are checked as each input is consumed: see [`key_openings`].)
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use crate::content_id::hex_encode;
 use crate::digest_map::{digest_set, DigestMap, DigestSet};
 use crate::error::ExecutionError;
 use crate::hash::{HashHandle, HashPool};
-use crate::resource::{nullifier_key_commitment, LifecycleState, ResourceId};
+use crate::resource::{nullifier_key_commitment, LifecycleState, Operation, ResourceId};
 
 use super::env::{Assertion, Consumption, OpEffects, PassEffects};
 use super::transaction::FailurePolicy;
@@ -23,14 +23,8 @@ fn digest(pool: &HashPool, h: HashHandle) -> Result<[u8; 32], ExecutionError> {
     })
 }
 
-/// Checks that concern one operation alone; `openings` holds
-/// `nullifier_key_commitment` of each of its consumed inputs' keys.
-fn intrinsic(
-    fx: &OpEffects,
-    consumes: &[Consumption],
-    openings: &[[u8; 32]],
-    pool: &HashPool,
-) -> Result<(), ExecutionError> {
+/// Checks that concern one operation alone.
+fn intrinsic(fx: &OpEffects, pool: &HashPool) -> Result<(), ExecutionError> {
     for a in &fx.assertions {
         match a {
             Assertion::Vm(a) => a.check(pool)?,
@@ -46,18 +40,6 @@ fn intrinsic(
                     });
                 }
             }
-        }
-    }
-    for (c, opened) in consumes.iter().zip(openings) {
-        if *opened != c.register.nullifier_key_commitment {
-            return Err(ExecutionError::StateCommitmentError {
-                reason: format!(
-                    "the nullifier key given for {} does not open its commitment: it commits to {}, the register holds {}",
-                    c.register.id,
-                    hex_encode(opened),
-                    hex_encode(&c.register.nullifier_key_commitment)
-                ),
-            });
         }
     }
     Ok(())
@@ -81,7 +63,6 @@ pub(super) fn check(
     policy: FailurePolicy,
 ) -> Result<(BTreeMap<usize, ExecutionError>, Claimed), ExecutionError> {
     let mut failures = BTreeMap::new();
-    let openings = key_openings(effects);
     let claims = StoreClaims::look_up(effects, pool, store)?;
     // Claims all distinct (the common case): no operation's claim can meet
     // an earlier one's, so the sets that would find such a meeting stay
@@ -92,12 +73,10 @@ pub(super) fn check(
     let mut created: DigestSet<ResourceId> = digest_set(room(claims.ids.len()));
     for (index, fx) in executed {
         // The claims are flat in the pass's order: the spans index them.
-        let mine = &openings[fx.consumes.clone()];
         let nullifiers = &claims.nullifiers[fx.consumes.clone()];
         let ids = &claims.ids[fx.creates.clone()];
         let consumed = &effects.consumes[fx.consumes.clone()];
-        let verdict =
-            intrinsic(fx, consumed, mine, pool).and_then(|()| unique(consumed, nullifiers, ids, &spent, &created));
+        let verdict = intrinsic(fx, pool).and_then(|()| unique(consumed, nullifiers, ids, &spent, &created));
         match verdict {
             Ok(()) if distinct => {}
             Ok(()) => {
@@ -117,17 +96,25 @@ pub(super) fn check(
     Ok((failures, Claimed { nullifiers, ids }))
 }
 
-/// The Poseidon nullifier-key commitment of every consumed input's key, in
-/// the pass's order. Poseidon is far slower than BLAKE3, so each distinct key
-/// (an owner often spends many resources) is hashed once, across the rayon pool.
-fn key_openings(effects: &PassEffects) -> Vec<[u8; 32]> {
-    let keys: Vec<[u8; 32]> = effects.consumes.iter().map(|c| c.nullifier_key).collect();
-    let mut distinct = keys.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let opened: DigestMap<[u8; 32], [u8; 32]> =
-        distinct.into_par_iter().map(|k| (k, nullifier_key_commitment(&k))).collect();
-    keys.iter().map(|k| opened[k]).collect()
+/// The Poseidon nullifier-key commitment of every key the batch's
+/// operations give for their inputs, computed before they run so each
+/// opening is checked as its input is consumed (a wrong key fails its
+/// operation at once, with nothing for the flush to undo). Poseidon is far
+/// slower than BLAKE3, so each distinct key (an owner often spends many
+/// resources) is hashed once, across the rayon pool.
+pub(super) fn key_openings(ops: &[Operation]) -> DigestMap<[u8; 32], [u8; 32]> {
+    let mut keys: Vec<[u8; 32]> = ops
+        .iter()
+        .flat_map(|op| match op {
+            Operation::Delete { input } => std::slice::from_ref(input),
+            Operation::Transfer { inputs, .. } => inputs.as_slice(),
+            _ => &[],
+        })
+        .map(|input| input.nullifier_key)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_par_iter().map(|k| (k, nullifier_key_commitment(&k))).collect()
 }
 
 /// Every executed operation's nullifiers and created ids (in operation

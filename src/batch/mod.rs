@@ -5,9 +5,9 @@
 //!    nullifiers and commitments are hash requests filed in the pool; an
 //!    operation's effects enter the overlay only when it succeeds.
 //! 2. **Flush**: the pool hashes everything at once; digest-dependent checks
-//!    run ([`flush`]). If one fails, its operation is marked failed and the
-//!    batch is executed again without it (later operations may have depended
-//!    on it), until a pass has no new failure.
+//!    run ([`flush`]). If one fails, its operation and the later ones that
+//!    touched what it changed are marked failed, and the batch is executed
+//!    again without them ([`rerun`]): once.
 //! 3. **Prove** (Standard and ProofGeneration with a [`ProofSystem`]): the
 //!    witnesses become proofs, checked against the verifying key, stored in
 //!    the batch record as opaque bytes. A failure is a ProofGenerationError
@@ -25,6 +25,7 @@ mod outcomes;
 mod overlay;
 mod pipeline;
 mod prove;
+mod rerun;
 mod result;
 mod transaction;
 mod view;
@@ -45,6 +46,10 @@ use crate::resource::{Operation, ResourceRegister};
 use crate::store::{Appended, BatchDelta, BatchRecord, ProofRecord, RegisterStore, StageTimings, StagedBatch};
 
 use env::{hash_failed, Env, OpEffects};
+
+/// Content a batch brings (its logic programs): visible to its operations
+/// and stored when it commits, never before.
+pub type Content = (crate::ContentId, Arc<Vec<u8>>);
 use outcomes::Outcomes;
 use view::InFlight;
 
@@ -69,7 +74,7 @@ pub fn execute_batch(
     ctx: &ExecutionContext,
     tx: &TransactionContext,
 ) -> Result<BatchExecutionResult, ExecutionError> {
-    let executed = execute_only(store, None, keys, ops, ctx, tx)?;
+    let executed = execute_only(store, None, &BatchJob::new(keys, ops, ctx, tx))?;
     match stage(executed, store)? {
         Staged::Done(result) => Ok(*result),
         Staged::Commit(pending) => {
@@ -84,13 +89,16 @@ pub fn execute_batch(
 fn execute_only<'a>(
     store: &RegisterStore,
     inflight: Option<&InFlight>,
-    keys: &'a KeyRing,
-    ops: &'a [Operation],
-    ctx: &'a ExecutionContext,
-    tx: &'a TransactionContext,
+    job: &BatchJob<'a>,
 ) -> Result<Executed<'a>, ExecutionError> {
+    let BatchJob { keys, ops, ctx, tx, programs } = *job;
+    check_time(store, inflight, ctx, tx)?;
+    file::check_environment(&ctx.environment).map_err(|reason| ExecutionError::DomainAccessError {
+        domain: ctx.domain_id.to_string(),
+        reason: format!("the context's environment: {reason}"),
+    })?;
     let mut timings = StageTimings::default();
-    let mut env = Env::new(store, inflight, keys, ctx, tx, ops.len());
+    let mut env = Env::new(store, inflight, keys, ctx, tx, ops, programs);
     let mut prefailed: BTreeMap<usize, ExecutionError> = BTreeMap::new();
     let mut reruns = 0;
     let (records, claimed) = loop {
@@ -114,11 +122,54 @@ fn execute_only<'a>(
         if failures.is_empty() {
             break (records, claimed);
         }
+        let dependents = rerun::dependents(ops, &failures, &prefailed);
         prefailed.extend(failures);
+        prefailed.extend(dependents);
         reruns += 1;
         env.reset();
     };
-    conclude(env, ops, records, claimed, timings, reruns)
+    conclude(env, ops, records, claimed, timings, reruns, programs)
+}
+
+/// A batch's timestamp must not be before the last committed batch's (or
+/// the in-flight one's ahead of it), nor further from the clock than the
+/// transaction allows.
+fn check_time(
+    store: &RegisterStore,
+    inflight: Option<&InFlight>,
+    ctx: &ExecutionContext,
+    tx: &TransactionContext,
+) -> Result<(), ExecutionError> {
+    let (floor, batch) = match inflight {
+        Some(ahead) if ahead.timestamp() >= store.head_timestamp() => (ahead.timestamp(), ahead.number()),
+        _ => (store.head_timestamp(), store.head()),
+    };
+    if ctx.timestamp < floor {
+        return Err(ExecutionError::StateCommitmentError {
+            reason: format!(
+                "the batch's timestamp {} is before batch {batch}'s ({floor}): committed timestamps never go back, \
+                 so a batch cannot be dated before one already committed",
+                ctx.timestamp
+            ),
+        });
+    }
+    if let Some(skew) = tx.max_clock_skew {
+        let now = file::now();
+        if ctx.timestamp.abs_diff(now) > skew {
+            let (how, by) = match ctx.timestamp > now {
+                true => ("ahead of", ctx.timestamp - now),
+                false => ("behind", now - ctx.timestamp),
+            };
+            return Err(ExecutionError::StateCommitmentError {
+                reason: format!(
+                    "the batch's timestamp {} is {by} s {how} this machine's clock ({now}); at most {skew} s are \
+                     allowed (use \"timestamp\": \"now\", or --max-clock-skew)",
+                    ctx.timestamp
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Execute every operation once, in order.
@@ -189,6 +240,8 @@ struct Executed<'a> {
     /// Created, updated and consumed registers.
     counts: (u64, u64, u64),
     pool: crate::hash::HashPool,
+    /// Stored when the batch commits.
+    programs: &'a [Content],
 }
 
 fn conclude<'a>(
@@ -198,6 +251,7 @@ fn conclude<'a>(
     claimed: flush::Claimed,
     timings: StageTimings,
     reruns: usize,
+    programs: &'a [Content],
 ) -> Result<Executed<'a>, ExecutionError> {
     let tx = env.tx;
     let ctx = env.ctx;
@@ -256,6 +310,7 @@ fn conclude<'a>(
         delta: BatchDelta { upserts, removed, nullifiers },
         counts,
         pool,
+        programs,
     })
 }
 
@@ -364,6 +419,12 @@ impl<'a> PendingCommit<'a> {
             proof,
             ..Default::default()
         };
+        // The programs first: a batch in the log never names content the
+        // store lacks. (Stored content no batch uses is harmless.)
+        for (id, bytes) in executed.programs {
+            let stored = store.put_content(bytes)?;
+            debug_assert_eq!(stored, *id);
+        }
         let outcomes = std::mem::take(&mut executed.outcomes);
         let (appended, results) = store.append_while(&mut staged, record, || outcomes.build());
         let mut appended = match (appended, results) {

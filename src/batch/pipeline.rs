@@ -25,7 +25,7 @@ use crate::store::RegisterStore;
 
 use super::view::InFlight;
 use super::{
-    execute_only, prove, stage, AppendedCommit, BatchExecutionResult, Executed, PendingCommit, Proven, Staged,
+    execute_only, prove, stage, AppendedCommit, BatchExecutionResult, Content, Executed, PendingCommit, Proven, Staged,
     TransactionContext,
 };
 
@@ -36,6 +36,18 @@ pub struct BatchJob<'a> {
     pub ops: &'a [Operation],
     pub ctx: &'a ExecutionContext,
     pub tx: &'a TransactionContext,
+    /// The logic programs the batch brings (stored when it commits).
+    pub programs: &'a [Content],
+}
+
+impl<'a> BatchJob<'a> {
+    pub fn new(keys: &'a KeyRing, ops: &'a [Operation], ctx: &'a ExecutionContext, tx: &'a TransactionContext) -> Self {
+        BatchJob { keys, ops, ctx, tx, programs: &[] }
+    }
+
+    pub fn with_programs(self, programs: &'a [Content]) -> Self {
+        BatchJob { programs, ..self }
+    }
 }
 
 type BatchOutcome = Result<BatchExecutionResult, ExecutionError>;
@@ -103,7 +115,7 @@ impl<'a> Ahead<'_, 'a> {
         job: &BatchJob<'a>,
     ) -> (BatchOutcome, std::thread::Result<Result<Executed<'a>, ExecutionError>>) {
         let execute = |store: &RegisterStore, inflight: &InFlight| {
-            catch_unwind(AssertUnwindSafe(|| execute_only(store, Some(inflight), job.keys, job.ops, job.ctx, job.tx)))
+            catch_unwind(AssertUnwindSafe(|| execute_only(store, Some(inflight), job)))
         };
         match self {
             Ahead::Proving(proving) => {
@@ -158,7 +170,7 @@ pub fn execute_batches(store: &mut RegisterStore, jobs: &[BatchJob]) -> Vec<Batc
                 }
             }
             let executed = match ahead.take() {
-                None => execute_only(store, None, job.keys, job.ops, job.ctx, job.tx),
+                None => execute_only(store, None, job),
                 Some(ahead) => {
                     let (outcome, executed) = ahead.finish_beside(store, job);
                     let committed = matches!(&outcome, Ok(result) if result.metadata.committed);
@@ -169,14 +181,14 @@ pub fn execute_batches(store: &mut RegisterStore, jobs: &[BatchJob]) -> Vec<Batc
                     let executed = executed.unwrap_or_else(|panic| resume_unwind(panic));
                     match committed {
                         true => executed,
-                        false => execute_only(store, None, job.keys, job.ops, job.ctx, job.tx),
+                        false => execute_only(store, None, job),
                     }
                 }
             };
             match executed {
                 Err(e) => outcomes.push(Err(e)),
                 Ok(executed) if executed.wants_commit() && !prove::proves(job.tx) => {
-                    let inflight = InFlight::new(store.head() + 1, &executed.delta);
+                    let inflight = InFlight::of(store.head() + 1, &executed);
                     ahead = Some(Ahead::Unstaged { inflight, executed: Box::new(executed) });
                 }
                 // Nothing to commit, or proofs to make.
@@ -227,7 +239,12 @@ fn start_proving<'scope, 'a: 'scope>(
     store: &RegisterStore,
     pending: Box<PendingCommit<'a>>,
 ) -> Proving<'scope, 'a> {
-    let inflight = InFlight::new(store.head() + 1, &pending.staged.delta);
+    let inflight = InFlight::new(
+        store.head() + 1,
+        &pending.staged.delta,
+        pending.executed.programs,
+        pending.executed.ctx.timestamp,
+    );
     // The batch stays reachable from here if no thread can be started.
     let slot = Arc::new(Mutex::new(Some(pending)));
     let for_thread = Arc::clone(&slot);
@@ -296,7 +313,7 @@ mod tests {
 
     fn scenario() -> Scenario {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = RegisterStore::open(dir.path()).unwrap();
+        let store = RegisterStore::open(dir.path()).unwrap();
         let logic = store.put_content(&Program::new(vec![Instruction::Accept], vec![]).unwrap().encode()).unwrap();
         let root = RootKey([5; 32]);
         let mut keys = KeyRing::new();
@@ -326,7 +343,7 @@ mod tests {
         fn run(&mut self) -> Vec<BatchOutcome> {
             let tx = TransactionContext::new(ExecutionMode::Standard);
             let jobs: Vec<BatchJob> =
-                self.batches.iter().map(|ops| BatchJob { keys: &self.keys, ops, ctx: &self.ctx, tx: &tx }).collect();
+                self.batches.iter().map(|ops| BatchJob::new(&self.keys, ops, &self.ctx, &tx)).collect();
             execute_batches(&mut self.store, &jobs)
         }
 

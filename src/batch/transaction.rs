@@ -39,6 +39,11 @@ pub struct TransactionContext {
     pub proof_system: Option<Arc<dyn ProofSystem>>,
     /// Told the number of operations executed so far (a progress bar).
     pub progress: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// The most seconds a batch's timestamp may lie from this machine's
+    /// clock, either way (None: not checked). A batch from the past could
+    /// use a token that has expired; one from the future would hold every
+    /// later batch back (committed timestamps never decrease).
+    pub max_clock_skew: Option<u64>,
 }
 
 impl Default for TransactionContext {
@@ -50,6 +55,7 @@ impl Default for TransactionContext {
             budget: DEFAULT_BUDGET,
             proof_system: None,
             progress: None,
+            max_clock_skew: None,
         }
     }
 }
@@ -74,6 +80,10 @@ impl TransactionContext {
         self.progress = Some(progress);
         self
     }
+    pub fn with_max_clock_skew(mut self, seconds: u64) -> Self {
+        self.max_clock_skew = Some(seconds);
+        self
+    }
     pub fn with_proof_system(mut self, system: Arc<dyn ProofSystem>) -> Self {
         self.proof_system = Some(system);
         self
@@ -88,6 +98,7 @@ impl std::fmt::Debug for TransactionContext {
             .field("commit", &self.commit)
             .field("budget", &self.budget)
             .field("proof_system", &self.proof_system.as_ref().map(|p| p.name()))
+            .field("max_clock_skew", &self.max_clock_skew)
             .finish()
     }
 }

@@ -161,8 +161,19 @@ impl<'a> Authorizer<'a> {
                 Err(reason) => refusals.push(format!("grant {n}: {reason}")),
             }
         }
-        Err(denied(refusals.join("; ")))
+        Err(denied(summarized(&refusals)))
     }
+}
+
+/// Refusals shown one by one in an error; past that, counted.
+const LISTED_REFUSALS: usize = 3;
+
+fn summarized(refusals: &[String]) -> String {
+    let mut text = refusals.iter().take(LISTED_REFUSALS).cloned().collect::<Vec<_>>().join("; ");
+    if refusals.len() > LISTED_REFUSALS {
+        text.push_str(&format!("; and {} more grants refused", refusals.len() - LISTED_REFUSALS));
+    }
+    text
 }
 
 fn main_permissions(ctx: &ExecutionContext, keys: &KeyRing) -> Result<Permissions, MainRefusal> {

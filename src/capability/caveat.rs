@@ -270,13 +270,7 @@ impl FromStr for Caveat {
             "resources" => {
                 Caveat::Resources(parse_list(value, |id| id.parse::<ResourceId>().map_err(|e| e.to_string()))?)
             }
-            "domains" => Caveat::Domains(parse_list(value, |d| {
-                if d.is_empty() {
-                    Err("empty domain name".to_string())
-                } else {
-                    Ok(DomainId::new(d))
-                }
-            })?),
+            "domains" => Caveat::Domains(parse_list(value, DomainId::parse)?),
             "ops" | "operations" => Caveat::Operations(parse_list(value, parse_operation)?),
             "expires" | "expires-at" => Caveat::ExpiresAt(parse_u64("expiry", value)?),
             "max-quantity" | "max_quantity" => Caveat::MaxQuantity(parse_u64("max quantity", value)?),
@@ -325,7 +319,7 @@ mod tests {
         assert!(err("expires=-1").contains("not an unsigned 64-bit integer"));
         assert!(err("max-quantity=18446744073709551616").contains("not an unsigned"));
         assert!(err("resources=cid:blake3:00").contains("expected 32 bytes"));
-        assert!(err("domains=a,,b").contains("empty domain"));
+        assert!(err("domains=a,,b").contains("domain name must not be empty"));
     }
 
     #[test]

@@ -179,10 +179,8 @@ impl Reader<'_> {
         let raw = self.take(len, what)?;
         let name = std::str::from_utf8(raw)
             .map_err(|e| CapabilityError::Malformed { offset: at, reason: format!("{what} is not UTF-8: {e}") })?;
-        if name.is_empty() {
-            return Err(CapabilityError::Malformed { offset: at, reason: format!("{what} is empty") });
-        }
-        Ok(DomainId::new(name))
+        DomainId::parse(name)
+            .map_err(|reason| CapabilityError::Malformed { offset: at, reason: format!("{what}: {reason}") })
     }
 
     fn caveat(&mut self, index: usize) -> Result<Caveat, CapabilityError> {

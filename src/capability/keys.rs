@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::RngCore;
 
@@ -103,14 +102,50 @@ impl KeyRing {
         })?;
         let mut ring = KeyRing::new();
         for (domain, hex) in entries {
-            if domain.is_empty() {
-                return Err(format_error("empty domain name".to_string()));
-            }
+            let domain =
+                DomainId::parse(&domain).map_err(|reason| format_error(format!("entry {domain:?}: {reason}")))?;
             let key =
                 hex_decode_32(&hex).map_err(|reason| format_error(format!("key of domain {domain:?}: {reason}")))?;
-            ring.insert(DomainId::new(domain), RootKey(key));
+            ring.insert(domain, RootKey(key));
         }
         Ok(ring)
+    }
+
+    /// Change the ring stored at `path` without losing a change another
+    /// process makes at the same time: under an exclusive lock, read it
+    /// again, apply `change`, and replace the file atomically. Returns
+    /// what `change` returns, and the ring as written.
+    pub fn update<R>(
+        path: &Path,
+        change: impl FnOnce(&mut KeyRing) -> Result<R, CapabilityError>,
+    ) -> Result<(R, KeyRing), CapabilityError> {
+        let _lock = crate::fsutil::FileLock::acquire(path).map_err(|source| CapabilityError::KeyRingIo {
+            path: path.to_path_buf(),
+            action: "locking it",
+            source,
+        })?;
+        let mut ring = KeyRing::load_or_empty(path)?;
+        let outcome = change(&mut ring)?;
+        ring.save(path)?;
+        Ok((outcome, ring))
+    }
+
+    /// The key of `domain` in the ring at `path`, created (and the ring
+    /// saved, under its lock) if it has none; `true` when it was created.
+    pub fn key_for(path: &Path, domain: &DomainId) -> Result<(RootKey, bool, KeyRing), CapabilityError> {
+        let ring = KeyRing::load_or_empty(path)?;
+        if let Some(key) = ring.get(domain) {
+            return Ok((key.clone(), false, ring));
+        }
+        let (created, ring) = KeyRing::update(path, |ring| {
+            let created = !ring.contains(domain);
+            if created {
+                ring.insert(domain.clone(), RootKey::generate());
+            }
+            Ok(created)
+        })?;
+        let key = ring.get(domain).cloned().expect("the domain's key was just stored");
+        Ok((key, created, ring))
     }
 
     /// `load`, or an empty ring when `path` does not exist yet.
@@ -122,44 +157,23 @@ impl KeyRing {
         }
     }
 
-    /// Write the ring to `path` atomically: a temporary file beside it with
-    /// mode 0600, synced, then renamed over `path`.
+    /// Write the ring to `path` atomically and durably, readable by its
+    /// owner only. Two writers must hold the ring's lock ([`KeyRing::update`]).
     pub fn save(&self, path: &Path) -> Result<(), CapabilityError> {
-        let io_error = |action: &'static str, source: std::io::Error| CapabilityError::KeyRingIo {
-            path: path.to_path_buf(),
-            action,
-            source,
-        };
         let entries: BTreeMap<&str, String> = self.keys.iter().map(|(d, k)| (d.as_str(), k.to_hex())).collect();
         let mut text = serde_json::to_string_pretty(&entries)
             .map_err(|e| CapabilityError::KeyRingFormat { path: path.to_path_buf(), reason: e.to_string() })?;
         text.push('\n');
-
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| io_error("creating its directory", e))?;
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-        let written = (|| {
-            let mut file = open_private(&temp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&temp);
-            return Err(io_error("writing the temporary file", e));
-        }
-        if let Err(e) = std::fs::rename(&temp, path) {
-            let _ = std::fs::remove_file(&temp);
-            return Err(io_error("renaming the temporary file into place", e));
-        }
-        // Make the rename itself durable.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        std::fs::create_dir_all(crate::fsutil::parent_dir(path)).map_err(|source| CapabilityError::KeyRingIo {
+            path: path.to_path_buf(),
+            action: "creating its directory",
+            source,
+        })?;
+        crate::fsutil::write_atomically(path, text.as_bytes(), 0o600).map_err(|source| CapabilityError::KeyRingIo {
+            path: path.to_path_buf(),
+            action: "writing it",
+            source,
+        })
     }
 }
 
@@ -180,18 +194,3 @@ fn warn_if_readable_by_others(path: &Path) {
 
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_path: &Path) {}
-
-#[cfg(unix)]
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::fs::PermissionsExt;
-    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    // `mode` applies only when the file is created; a stale temp file keeps its bits.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
-}
-
-#[cfg(not(unix))]
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
-}

@@ -96,6 +96,11 @@ impl PackedBatch {
         self.count == 0
     }
 
+    /// The message bytes held, padding included.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// The length shared by every job, if there is one.
     pub fn common_len(&self) -> Option<usize> {
         self.common_len

@@ -143,6 +143,11 @@ pub struct HashPool {
     gpu_fallbacks: usize,
 }
 
+/// Pending message bytes past which a pool flushes itself, so what logic
+/// programs hash (each byte charged to their budget, but many operations
+/// in a batch) never piles up in memory. Far above a batch's usual few MB.
+pub const MAX_PENDING_BYTES: usize = 256 << 20;
+
 impl Default for HashPool {
     fn default() -> Self {
         HashPool::new()
@@ -345,7 +350,8 @@ impl HashPool {
     }
 
     fn after_push(&mut self) {
-        if self.limit.is_some_and(|limit| self.pending.len() >= limit) {
+        let full = self.pending.byte_len() >= MAX_PENDING_BYTES;
+        if full || self.limit.is_some_and(|limit| self.pending.len() >= limit) {
             self.flush_pending();
         }
     }

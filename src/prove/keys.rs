@@ -153,7 +153,8 @@ pub fn setup(shape: &CircuitShape) -> Result<ProvingKey<Bn254>, ProveError> {
     Ok(pk)
 }
 
-/// Writes the key pair and `circuit.json` (each via a temporary file and a rename).
+/// Writes the key pair and `circuit.json` (each atomically and durably; the
+/// caller holds [`lock`]).
 pub fn save(dir: &Path, shape: &CircuitShape, pk: &ProvingKey<Bn254>) -> Result<(), ProveError> {
     fs::create_dir_all(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })?;
     let mut pk_bytes = Vec::new();
@@ -235,7 +236,13 @@ fn read(path: &Path) -> Result<Vec<u8>, ProveError> {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProveError> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).map_err(|source| ProveError::Io { path: tmp.clone(), source })?;
-    fs::rename(&tmp, path).map_err(|source| ProveError::Io { path: path.to_path_buf(), source })
+    crate::fsutil::write_atomically(path, bytes, 0o644)
+        .map_err(|source| ProveError::Io { path: path.to_path_buf(), source })
+}
+
+/// The lock every writer of the key set in `dir` holds (two setups for the
+/// same key set at once would leave a proving key and a verifying key from
+/// different setups).
+pub fn lock(dir: &Path) -> Result<crate::fsutil::FileLock, ProveError> {
+    crate::fsutil::FileLock::acquire(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })
 }

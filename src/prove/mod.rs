@@ -8,6 +8,7 @@
 //! - [`prover`]: our Groth16 prover on the MSM engine.
 //! - [`system`]: [`ProvingSystem`], the API the batch executor calls.
 //! - [`snarkjs`]: snarkjs JSON export and import.
+//! - [`stored`]: checking stored proofs with the verifying keys alone.
 //! - [`pipeline`]: [`ProvingSystem`] as the batch executor's proof system,
 //!   and the batch-log proof record.
 
@@ -19,12 +20,14 @@ pub mod poseidon;
 mod poseidon_native;
 pub mod prover;
 pub mod snarkjs;
+pub mod stored;
 pub mod system;
 pub mod witness;
 
 use std::path::PathBuf;
 
 pub use encoding::{commitment, nullifier, nullifier_key_commitment};
+pub use stored::StoredKeys;
 pub use system::{BatchProof, ProvingSystem, StageTimings};
 pub use witness::OpWitness;
 

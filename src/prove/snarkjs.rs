@@ -23,6 +23,9 @@ use super::ProveError;
 pub const VK_FILE: &str = "verification_key.json";
 pub const PROOF_FILE: &str = "proof.json";
 pub const PUBLIC_FILE: &str = "public.json";
+/// What an export holds: how many proofs, where, and each file's BLAKE3.
+pub const MANIFEST_FILE: &str = "manifest.json";
+const MANIFEST_FORMAT: &str = "cvm-export-v1";
 
 fn dec<F: PrimeField>(x: &F) -> Value {
     Value::String(x.into_bigint().to_string())
@@ -89,7 +92,8 @@ pub fn export_proof(dir: &Path, vk: &VerifyingKey<Bn254>, proof: &BatchProof) ->
 }
 
 /// One set of files per proof: `dir` itself for a single proof, else
-/// `dir/proof-<i>/`. Returns the directories written.
+/// `dir/proof-<i>/`, and the [`MANIFEST_FILE`] listing them. Returns the
+/// directories written.
 pub fn export_batch(dir: &Path, vk: &VerifyingKey<Bn254>, proofs: &[BatchProof]) -> Result<Vec<PathBuf>, ProveError> {
     let dirs: Vec<PathBuf> = if proofs.len() == 1 {
         vec![dir.to_path_buf()]
@@ -99,6 +103,80 @@ pub fn export_batch(dir: &Path, vk: &VerifyingKey<Bn254>, proofs: &[BatchProof])
     for (d, proof) in dirs.iter().zip(proofs) {
         export_proof(d, vk, proof)?;
     }
+    write_manifest(dir, &dirs)?;
+    Ok(dirs)
+}
+
+/// The manifest of an export in `dir` whose proofs are in `dirs`.
+fn write_manifest(dir: &Path, dirs: &[PathBuf]) -> Result<(), ProveError> {
+    let mut proofs = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        let name = d.strip_prefix(dir).unwrap_or(d).display().to_string();
+        let mut files = serde_json::Map::new();
+        for file in [VK_FILE, PROOF_FILE, PUBLIC_FILE] {
+            files.insert(file.to_string(), Value::String(file_digest(&d.join(file))?));
+        }
+        proofs.push(json!({ "dir": if name.is_empty() { ".".to_string() } else { name }, "files": files }));
+    }
+    write_json(&dir.join(MANIFEST_FILE), &json!({ "format": MANIFEST_FORMAT, "count": dirs.len(), "proofs": proofs }))
+}
+
+fn file_digest(path: &Path) -> Result<String, ProveError> {
+    let bytes = fs::read(path).map_err(|source| ProveError::Io { path: path.to_path_buf(), source })?;
+    Ok(blake3::hash(&bytes).to_hex().to_string())
+}
+
+/// The proof directories an export in `dir` holds, as its manifest lists
+/// them, every file checked against its digest; any proof directory the
+/// manifest does not list is an error too.
+pub fn manifest_dirs(dir: &Path) -> Result<Vec<PathBuf>, ProveError> {
+    let path = dir.join(MANIFEST_FILE);
+    let bad = |reason: String| ProveError::Malformed { what: path.display().to_string(), reason };
+    let manifest = read_json(&path)?;
+    if manifest.get("format").and_then(Value::as_str) != Some(MANIFEST_FORMAT) {
+        return Err(bad(format!("not a manifest of format {MANIFEST_FORMAT}")));
+    }
+    let listed = manifest.get("proofs").and_then(Value::as_array).ok_or_else(|| bad("no \"proofs\" list".into()))?;
+    let count = manifest.get("count").and_then(Value::as_u64);
+    if count != Some(listed.len() as u64) {
+        return Err(bad(format!("it counts {count:?} proofs but lists {}", listed.len())));
+    }
+    let mut dirs = Vec::with_capacity(listed.len());
+    for (i, entry) in listed.iter().enumerate() {
+        let name = entry.get("dir").and_then(Value::as_str).ok_or_else(|| bad(format!("proof {i} has no dir")))?;
+        if name != "." && (name.contains('/') || name.contains('\\') || name.starts_with('.')) {
+            return Err(bad(format!("proof {i}: {name:?} is not a directory of the export")));
+        }
+        let d = if name == "." { dir.to_path_buf() } else { dir.join(name) };
+        for file in [VK_FILE, PROOF_FILE, PUBLIC_FILE] {
+            let expected = entry.get("files").and_then(|f| f.get(file)).and_then(Value::as_str);
+            let expected = expected.ok_or_else(|| bad(format!("proof {i} lists no digest of {file}")))?;
+            let found = file_digest(&d.join(file)).map_err(|_| bad(format!("{}/{file} is missing", d.display())))?;
+            if found != expected {
+                return Err(bad(format!("{}/{file} is not the file exported (its BLAKE3 differs)", d.display())));
+            }
+        }
+        dirs.push(d);
+    }
+    for found in proof_dirs_in(dir)? {
+        if !dirs.contains(&found) {
+            return Err(bad(format!("{} holds a proof the manifest does not list", found.display())));
+        }
+    }
+    Ok(dirs)
+}
+
+/// Every directory under `dir` (itself included) that holds a proof.
+pub fn proof_dirs_in(dir: &Path) -> Result<Vec<PathBuf>, ProveError> {
+    let mut dirs = Vec::new();
+    if dir.join(PROOF_FILE).is_file() {
+        dirs.push(dir.to_path_buf());
+    }
+    let entries = fs::read_dir(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })?;
+    let mut children: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join(PROOF_FILE).is_file()).collect();
+    children.sort();
+    dirs.extend(children);
     Ok(dirs)
 }
 
@@ -237,12 +315,37 @@ fn read_json(path: &Path) -> Result<Value, ProveError> {
         .map_err(|e| ProveError::Malformed { what: path.display().to_string(), reason: format!("not JSON: {e}") })
 }
 
-/// Reads the three files in `dir` and verifies the proof; returns the number
-/// of public inputs checked.
+/// Reads the three files in `dir` and verifies the proof against the
+/// verifying key in `dir` itself (which proves nothing unless that key is
+/// trusted: see [`verify_dir_with`]); returns the number of public inputs.
 pub fn verify_dir(dir: &Path) -> Result<usize, ProveError> {
     let vk = vk_from_json(&read_json(&dir.join(VK_FILE))?)?;
+    verify_dir_with(dir, &vk)
+}
+
+/// Verifies the proof in `dir` against `trusted`. A verifying key in `dir`
+/// that is not `trusted` is an error: a proof "valid" under a key its
+/// sender chose proves nothing.
+pub fn verify_dir_with(dir: &Path, trusted: &VerifyingKey<Bn254>) -> Result<usize, ProveError> {
+    let vk_path = dir.join(VK_FILE);
+    if vk_path.is_file() && vk_from_json(&read_json(&vk_path)?)? != *trusted {
+        return Err(ProveError::Rejected(format!(
+            "{} is not the trusted verifying key; the proof was not checked against it",
+            vk_path.display()
+        )));
+    }
     let proof = proof_from_json(&read_json(&dir.join(PROOF_FILE))?)?;
     let public = public_from_json(&read_json(&dir.join(PUBLIC_FILE))?)?;
-    verify_groth16(&prepare_verifying_key(&vk), &proof, &public)?;
+    verify_groth16(&prepare_verifying_key(trusted), &proof, &public)?;
     Ok(public.len())
+}
+
+/// A snarkjs `public.json` file.
+pub fn read_public(path: &Path) -> Result<Vec<Fr>, ProveError> {
+    public_from_json(&read_json(path)?)
+}
+
+/// A snarkjs `verification_key.json` file.
+pub fn read_vk(path: &Path) -> Result<VerifyingKey<Bn254>, ProveError> {
+    vk_from_json(&read_json(path)?)
 }

@@ -92,19 +92,22 @@ impl ProvingSystem {
     ) -> Result<Self, ProveError> {
         let shape = CircuitShape::of(ops_per_proof)?;
         let dir = keys::key_dir(data_dir, ops_per_proof);
-        let pk = if keys::exists(&dir) {
-            keys::load(&dir, &shape)?
-        } else {
-            notice(&format!(
-                "no proving keys for {ops_per_proof} ops per proof in {}: running a local circuit-specific setup \
-                 ({} constraints; a single-party setup, not a multi-party ceremony)",
-                dir.display(),
-                shape.num_constraints
-            ));
-            let pk = keys::setup(&shape)?;
-            keys::save(&dir, &shape, &pk)?;
-            pk
-        };
+        if !keys::exists(&dir) {
+            // Under the key set's lock: another process may be making it now.
+            let _lock = keys::lock(&dir)?;
+            if !keys::exists(&dir) {
+                notice(&format!(
+                    "no proving keys for {ops_per_proof} ops per proof in {}: running a local circuit-specific \
+                     setup ({} constraints; a single-party setup, not a multi-party ceremony)",
+                    dir.display(),
+                    shape.num_constraints
+                ));
+                let pk = keys::setup(&shape)?;
+                keys::save(&dir, &shape, &pk)?;
+                return Self::from_key(shape, pk, MsmEngine::new(backend)?);
+            }
+        }
+        let pk = keys::load(&dir, &shape)?;
         Self::from_key(shape, pk, MsmEngine::new(backend)?)
     }
 

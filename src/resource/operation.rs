@@ -69,8 +69,10 @@ pub enum VerifyTarget {
     BatchProof { batch: u64 },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+/// Deserialized from an object whose `"op"` names the kind (see
+/// [`Operation::deserialize`]); serialized the same way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     Create { resource: NewResource },
     Read { id: ResourceId },
@@ -78,6 +80,96 @@ pub enum Operation {
     Delete { input: ConsumedInput },
     Transfer { inputs: Vec<ConsumedInput>, outputs: Vec<NewResource> },
     Verify { target: VerifyTarget },
+}
+
+/// The fields of each kind of operation, deserialized from the object
+/// without its `"op"`.
+mod bodies {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Create {
+        pub resource: NewResource,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ById {
+        pub id: ResourceId,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Update {
+        pub id: ResourceId,
+        pub changes: ResourceUpdate,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Delete {
+        pub input: ConsumedInput,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Transfer {
+        pub inputs: Vec<ConsumedInput>,
+        pub outputs: Vec<NewResource>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Verify {
+        pub target: VerifyTarget,
+    }
+}
+
+/// An operation is an object with `"op"` and its kind's fields. Written by
+/// hand rather than as serde's internally tagged enum, which buffers the
+/// object and so reports a bad value at the end of the operation without
+/// its field: here the error names the field (`resource.quantity: …`).
+impl<'de> Deserialize<'de> for Operation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let kind = match fields.remove("op") {
+            Some(serde_json::Value::String(kind)) => kind,
+            Some(other) => return Err(D::Error::custom(format!("`op` must be a string, not {other}"))),
+            None => return Err(D::Error::missing_field("op")),
+        };
+        let body = serde_json::Value::Object(fields);
+        fn fields_of<T: serde::de::DeserializeOwned, E: Error>(body: serde_json::Value) -> Result<T, E> {
+            serde_path_to_error::deserialize(body).map_err(|e| {
+                let path = e.path().to_string();
+                match path.as_str() {
+                    "." => E::custom(e.into_inner()),
+                    _ => E::custom(format!("{path}: {}", e.into_inner())),
+                }
+            })
+        }
+        Ok(match kind.as_str() {
+            "create" => Operation::Create { resource: fields_of::<bodies::Create, _>(body)?.resource },
+            "read" => Operation::Read { id: fields_of::<bodies::ById, _>(body)?.id },
+            "update" => {
+                let b: bodies::Update = fields_of(body)?;
+                Operation::Update { id: b.id, changes: b.changes }
+            }
+            "delete" => Operation::Delete { input: fields_of::<bodies::Delete, _>(body)?.input },
+            "transfer" => {
+                let b: bodies::Transfer = fields_of(body)?;
+                Operation::Transfer { inputs: b.inputs, outputs: b.outputs }
+            }
+            "verify" => Operation::Verify { target: fields_of::<bodies::Verify, _>(body)?.target },
+            other => {
+                return Err(D::Error::unknown_variant(
+                    other,
+                    &["create", "read", "update", "delete", "transfer", "verify"],
+                ))
+            }
+        })
+    }
 }
 
 impl Operation {

@@ -22,10 +22,13 @@ pub struct ResourceRegister {
     pub fungibility_domain: Label,
     pub quantity: u64,
     pub metadata: BTreeMap<String, String>,
+    /// Hex in JSON, as in batch files.
+    #[serde(with = "crate::resource::serde_hex")]
     pub contents: Vec<u8>,
     pub state: LifecycleState,
     /// [`nullifier_key_commitment`] of the nullifier key (Poseidon); consuming
     /// needs the key itself.
+    #[serde(with = "crate::resource::serde_hex32")]
     pub nullifier_key_commitment: [u8; 32],
     pub controller: Label,
     pub version: u64,

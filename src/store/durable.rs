@@ -215,8 +215,7 @@ impl Durable {
     /// may fold and delete a segment between reading the tables and the
     /// log: then it reads them again.
     fn open_reader(path: &Path, options: StoreOptions) -> Result<(Durable, Loaded), StoreError> {
-        let db = guarded(path, || Ok(builder().open_read_only(path)?))?;
-        let db = Db::Reader(db);
+        let db = Db::Reader(guarded(path, || open_read_only(path))?);
         let log_path = path.with_extension("log");
         let mut attempts = 0;
         loop {
@@ -513,7 +512,7 @@ impl Durable {
         Ok(())
     }
 
-    pub fn put_content(&mut self, id: &ContentId, bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn put_content(&self, id: &ContentId, bytes: &[u8]) -> Result<(), StoreError> {
         let tx = self.db.writer()?.begin_write()?;
         tx.open_table(CONTENT)?.insert(id.as_bytes().as_slice(), bytes)?;
         tx.commit()?;
@@ -575,6 +574,29 @@ fn fold_segments(
         }
     }
     Ok(covered)
+}
+
+/// A read-only handle on the database. A file its writer left mid-commit (a
+/// crash) must be repaired before anyone reads it; redb leaves that to a
+/// writer, so with none running it is repaired here once, which changes
+/// nothing a reader sees (no batch, no table).
+pub(super) fn open_read_only(path: &Path) -> Result<ReadOnlyDatabase, StoreError> {
+    match builder().open_read_only(path) {
+        Err(redb::DatabaseError::RepairAborted) => {
+            tracing::warn!(path = %path.display(), "the store was not closed cleanly: repairing its database file");
+            let repaired = builder().set_check_integrity_on_open(true).open(path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Database(
+                    "the store was not closed cleanly and its writer is repairing it: try again".into(),
+                ),
+                e => StoreError::Database(format!(
+                    "the store was not closed cleanly, and repairing its database file for reading failed: {e}"
+                )),
+            })?;
+            drop(repaired);
+            Ok(builder().open_read_only(path)?)
+        }
+        opened => Ok(opened?),
+    }
 }
 
 /// What the tables hold: the index at the checkpoint, the row map, the

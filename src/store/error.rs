@@ -36,8 +36,8 @@ pub enum StoreError {
 
 fn later_batches(later: &[u64]) -> String {
     match (later.first(), later.last()) {
-        (Some(first), Some(last)) if first == last => format!(" (batch {first} follows it)"),
-        (Some(first), Some(last)) => format!(" ({} later frames follow it, batches {first} to {last})", later.len()),
+        (Some(first), Some(last)) if first == last => format!(" (a seal after it names batch {first})"),
+        (Some(first), Some(last)) => format!(" (seals after it name batches {first} to {last})"),
         _ => String::new(),
     }
 }

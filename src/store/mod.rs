@@ -74,6 +74,8 @@ pub struct RegisterStore {
     index: Index,
     tree: StateTree,
     head: u64,
+    /// The head batch's timestamp (0 for a fresh store): no batch may be dated before it.
+    head_timestamp: u64,
     /// Content read so far (behind a lock: batches read the store from
     /// two threads while one is staged beside the next one's execution).
     programs: Mutex<HashMap<ContentId, Arc<Vec<u8>>>>,
@@ -121,6 +123,7 @@ impl RegisterStore {
             index,
             tree,
             head: loaded.head,
+            head_timestamp: 0,
             programs: Mutex::default(),
             #[cfg(test)]
             panic_next_stage: Default::default(),
@@ -134,6 +137,9 @@ impl RegisterStore {
                     found: crate::content_id::hex_encode(&found),
                 });
             }
+        }
+        if store.head > 0 {
+            store.head_timestamp = store.batch(store.head)?.map_or(0, |r| r.timestamp);
         }
         store.durable.resume_checkpoint();
         Ok(store)
@@ -157,6 +163,11 @@ impl RegisterStore {
     /// The number of the last committed batch (0 for a fresh store).
     pub fn head(&self) -> u64 {
         self.head
+    }
+
+    /// The last committed batch's timestamp (0 for a fresh store).
+    pub fn head_timestamp(&self) -> u64 {
+        self.head_timestamp
     }
 
     pub fn state_root(&self) -> [u8; 32] {
@@ -215,7 +226,7 @@ impl RegisterStore {
     /// Store program (or any content) bytes under their content id. Setup
     /// path, not the VM's: hashing inline here is fine. Bytes stored under
     /// the id before that do not match it (a damaged store) are replaced.
-    pub fn put_content(&mut self, bytes: &[u8]) -> Result<ContentId, StoreError> {
+    pub fn put_content(&self, bytes: &[u8]) -> Result<ContentId, StoreError> {
         let id = ContentId::of_encoding(bytes);
         let held = match self.content(&id) {
             Ok(held) => held,
@@ -391,6 +402,7 @@ impl RegisterStore {
         let Appended { record, bytes } = appended;
         self.durable.record(&record, bytes, Arc::new(staged.encoded_delta));
         self.head = record.number;
+        self.head_timestamp = record.timestamp;
         self.index.apply_with(&staged.delta, &staged.commitments, record.number);
         self.tree.apply(&staged.tree);
         // The batch is durable in the log already: a checkpoint failing in

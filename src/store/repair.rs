@@ -84,7 +84,7 @@ pub fn check(dir: &Path) -> CheckReport {
 
 /// Every row of the tables decoded and checked; returns the frame key.
 fn check_tables(path: &Path, report: &mut CheckReport) -> Result<FrameKey, StoreError> {
-    let db = builder().open_read_only(path)?;
+    let db = super::durable::open_read_only(path)?;
     let rx = db.begin_read()?;
     let meta = rx.open_table(META)?;
     let format = row_format(&meta)?;
@@ -247,6 +247,8 @@ pub fn recover_to_last_good(dir: &Path) -> Result<Recovery, StoreError> {
                 FileTail::Torn { .. } if is_log => None,
                 FileTail::Torn { at } => Some((i, at)),
                 FileTail::Damaged { offset, error } => {
+                    // The damaged frame held the next batch.
+                    lost.push(last_good + 1);
                     if let StoreError::LogDamaged { later, .. } = &error {
                         lost.extend(later.iter().filter(|&&n| n > last_good));
                     }

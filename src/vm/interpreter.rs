@@ -85,6 +85,11 @@ pub const DEFAULT_BUDGET: u64 = 100_000;
 /// Longest rejection reason carried into an error, in characters.
 const MAX_REASON_CHARS: usize = 256;
 
+/// Budget beyond the instruction itself: one unit for each this many bytes
+/// a HASH, SLICEEQ or ENV reads, so a run's work is bounded by its budget
+/// however long the slices it names.
+pub const BYTES_PER_UNIT: u64 = 64;
+
 impl Default for Interpreter {
     fn default() -> Self {
         Interpreter::new(DEFAULT_BUDGET)
@@ -122,6 +127,7 @@ impl Interpreter {
     pub fn run_traced(&self, program: &Program, input: &LogicInput, pool: &mut HashPool) -> TracedRun {
         let mut trace = ExecutionTrace::default();
         let result = Machine::new(program, input, self.budget, Some(&mut trace)).run(pool);
+        trace.finish();
         TracedRun { result, trace }
     }
 }
@@ -185,10 +191,7 @@ impl<'a, 't> Machine<'a, 't> {
                 return Err(self.rejection(None, "the program ended without ACCEPT".into()));
             };
             if self.executed >= self.budget {
-                return Err(ExecutionError::Timeout {
-                    program: self.input.subject.logic.to_string(),
-                    budget: self.budget,
-                });
+                return Err(self.timeout());
             }
             if self.trace.is_some() {
                 self.step = Some(TraceStep::new(self.executed, self.pc, instruction));
@@ -196,7 +199,7 @@ impl<'a, 't> Machine<'a, 't> {
             self.executed += 1;
             let flow = self.execute(instruction, pool);
             if let (Some(trace), Some(step)) = (self.trace.as_deref_mut(), self.step.take()) {
-                trace.steps.push(step);
+                trace.push(step);
             }
             match flow? {
                 Flow::Next => self.pc += INSTRUCTION_SIZE,
@@ -220,7 +223,10 @@ impl<'a, 't> Machine<'a, 't> {
                 let text = match self.get(reason) {
                     0 => String::new(),
                     value => {
-                        let bytes = self.read_slice(value)?;
+                        // Only as many bytes as the reason can show are read.
+                        let (address, len) = memory::slice_parts(value);
+                        let shown = len.min(4 * MAX_REASON_CHARS as u32);
+                        let bytes = self.read_slice(memory::slice(address, shown))?;
                         String::from_utf8_lossy(&bytes).chars().take(MAX_REASON_CHARS).collect()
                     }
                 };
@@ -271,6 +277,10 @@ impl<'a, 't> Machine<'a, 't> {
             }
             Not { rd, ra } => self.set(rd, (self.get(ra) == 0) as u64),
             SliceEq { rd, ra, rb } => {
+                let (a, b) = (memory::slice_parts(self.get(ra)).1, memory::slice_parts(self.get(rb)).1);
+                if a == b {
+                    self.charge_bytes(a as u64)?;
+                }
                 let equal = self.slices_equal(self.get(ra), self.get(rb))?;
                 self.set(rd, equal as u64);
             }
@@ -279,6 +289,7 @@ impl<'a, 't> Machine<'a, 't> {
             Jnz { cond, target } if self.get(cond) != 0 => return Ok(Flow::Jump(target as usize)),
             Jz { .. } | Jnz { .. } => {}
             Hash { rd, ra } => {
+                self.charge_bytes(memory::slice_parts(self.get(ra)).1 as u64)?;
                 let bytes = self.read_slice(self.get(ra))?;
                 let handle = pool.hash(bytes);
                 self.handles.push(handle);
@@ -287,6 +298,7 @@ impl<'a, 't> Machine<'a, 't> {
             }
             AssertDigest { handle, expected } => self.assert_digest(handle, expected)?,
             Env { rd, key } => {
+                self.charge_bytes(memory::slice_parts(self.get(key)).1 as u64)?;
                 let key_bytes = self.read_slice(self.get(key))?;
                 let value = self.memory.env_lookup(&key_bytes);
                 self.set(rd, value);
@@ -313,6 +325,19 @@ impl<'a, 't> Machine<'a, 't> {
         self.note(&format!("deferred assertion on handle {}", handle.0));
         self.deferred.push(DeferredAssertion { handle, expected, what });
         Ok(())
+    }
+
+    /// Charge `bytes` of work to the budget (see [`BYTES_PER_UNIT`]).
+    fn charge_bytes(&mut self, bytes: u64) -> Result<(), ExecutionError> {
+        self.executed = self.executed.saturating_add(bytes.div_ceil(BYTES_PER_UNIT));
+        if self.executed > self.budget {
+            return Err(self.timeout());
+        }
+        Ok(())
+    }
+
+    fn timeout(&self) -> ExecutionError {
+        ExecutionError::Timeout { program: self.input.subject.logic.to_string(), budget: self.budget }
     }
 
     fn get(&self, r: Reg) -> u64 {

@@ -148,6 +148,8 @@ pub struct Memory<'a> {
     pub data: &'a [u8],
     /// Allocated on the first write; reads of untouched scratch are zero.
     scratch: Option<Box<[u8]>>,
+    /// The environment's keys in order, for ENV lookups.
+    env_keys: std::cell::OnceCell<Vec<&'a str>>,
 }
 
 impl<'a> Memory<'a> {
@@ -160,7 +162,8 @@ impl<'a> Memory<'a> {
         role: Role,
         data: &'a [u8],
     ) -> Self {
-        Memory { subject, others, readable_others, ctx, operation, role, data, scratch: None }
+        let env_keys = std::cell::OnceCell::new();
+        Memory { subject, others, readable_others, ctx, operation, role, data, scratch: None, env_keys }
     }
 
     /// Call `f` with the `len` bytes at `address`; the range must lie inside
@@ -232,9 +235,12 @@ impl<'a> Memory<'a> {
     }
 
     /// The slice of environment value `key`, or an empty slice when absent.
+    /// Entries are found by binary search over their sorted keys (listed
+    /// once per run, on its first lookup).
     pub fn env_lookup(&self, key: &[u8]) -> u64 {
         let Ok(key) = std::str::from_utf8(key) else { return 0 };
-        let Some(j) = self.ctx.environment.keys().position(|k| k == key) else { return 0 };
+        let keys = self.env_keys.get_or_init(|| self.ctx.environment.keys().map(String::as_str).collect());
+        let Ok(j) = keys.binary_search(&key) else { return 0 };
         if j >= MAX_ENV_ENTRIES {
             return 0;
         }

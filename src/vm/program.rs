@@ -97,7 +97,7 @@ impl Program {
         if bytes[0..4] != MAGIC {
             return Err(invalid(
                 0,
-                format!("bad magic {:02x?}: not a causality-vm program (expected \"CVMP\")", &bytes[0..4]),
+                "not a causality-vm program: it does not start with the magic \"CVMP\" (TEL sources need the .tel extension)".to_string(),
             ));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);

@@ -91,13 +91,48 @@ impl fmt::Display for TraceStep {
     }
 }
 
-/// All steps of one run, in execution order.
+/// Steps a trace keeps of one run: the first half of them and the last
+/// half; those between are counted, not kept (a looping program's trace
+/// would otherwise take megabytes per operation).
+pub const MAX_TRACED_STEPS: usize = 4096;
+
+/// The steps of one run, in execution order (see [`MAX_TRACED_STEPS`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ExecutionTrace {
     pub steps: Vec<TraceStep>,
+    /// Steps executed but not kept, between `steps[MAX_TRACED_STEPS / 2 - 1]`
+    /// and the one after it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub omitted: u64,
+    /// The last steps of a long run while it runs ([`ExecutionTrace::finish`]
+    /// moves them into `steps`).
+    #[serde(skip)]
+    tail: std::collections::VecDeque<TraceStep>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ExecutionTrace {
+    /// Record the next step, keeping the first and last steps of a long run.
+    pub fn push(&mut self, step: TraceStep) {
+        if self.steps.len() < MAX_TRACED_STEPS / 2 {
+            self.steps.push(step);
+            return;
+        }
+        if self.tail.len() == MAX_TRACED_STEPS / 2 {
+            self.tail.pop_front();
+            self.omitted += 1;
+        }
+        self.tail.push_back(step);
+    }
+
+    /// The run has ended: its last steps join the first ones.
+    pub fn finish(&mut self) {
+        self.steps.extend(self.tail.drain(..));
+    }
+
     /// The register file as it was after step `n` (for stepping through a run).
     pub fn registers_after(&self, n: usize) -> [u64; super::isa::REGISTER_COUNT] {
         let mut regs = [0u64; super::isa::REGISTER_COUNT];
@@ -114,7 +149,10 @@ impl ExecutionTrace {
 
 impl fmt::Display for ExecutionTrace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for step in &self.steps {
+        for (n, step) in self.steps.iter().enumerate() {
+            if self.omitted > 0 && n == MAX_TRACED_STEPS / 2 {
+                writeln!(f, "… {} steps not kept …", self.omitted)?;
+            }
             writeln!(f, "{step}")?;
         }
         Ok(())

@@ -43,7 +43,7 @@ pub struct Fixture {
 impl Fixture {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = RegisterStore::open(dir.path()).expect("open store");
+        let store = RegisterStore::open(dir.path()).expect("open store");
         let accept = store.put_content(&accept_program().encode()).expect("store program");
         let mut keys = KeyRing::new();
         keys.insert(DomainId::new(DOMAIN), root_key());

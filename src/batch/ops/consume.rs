@@ -1,6 +1,7 @@
-//! Transfer and Delete: consuming inputs (the nullifier is a pending hash
-//! request; it and the nullifier-key opening are checked at the flush), and for Transfer
-//! creating outputs with quantity conserved per fungibility domain.
+//! Transfer and Delete: consuming inputs (the nullifier-key opening is
+//! checked here; the nullifier is a pending hash request, checked against
+//! the spent set at the flush), and for Transfer creating outputs with
+//! quantity conserved per fungibility domain.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub(super) fn delete(env: &mut Env, input: &ConsumedInput, fx: &mut OpEffects) -
     let register = env.load(&input.id)?;
     env.authorize(OperationKind::Delete, Some(&input.id), &register.domain, Some(register.quantity))?;
     check_consumable(&register)?;
+    env.check_opening(&register, &input.nullifier_key)?;
     env.run_logic(OperationKind::Delete, Role::Consumed, &register, true, &[], fx)?;
     consume(env, register, input);
     Ok(())
@@ -57,6 +59,9 @@ pub(super) fn transfer(
         check_consumable(r)?;
     }
     check_conservation(&registers, outputs)?;
+    for (register, input) in registers.iter().zip(inputs) {
+        env.check_opening(register, &input.nullifier_key)?;
+    }
 
     let provisional: Vec<Arc<ResourceRegister>> =
         outputs.iter().map(|o| Arc::new(o.clone().into_register(ContentId::default()))).collect();

@@ -81,7 +81,7 @@ fn hash_files(globals: &Globals, files: &[String], mode: &Mode, pool: &mut HashP
         match read_input(name) {
             Ok(data) => entries.push((name, mode.file(pool, &data))),
             Err(err) => {
-                eprintln!("cvm hash: {name}: {err}");
+                note!("cvm hash: {name}: {err}");
                 failed = true;
             }
         }
@@ -93,11 +93,11 @@ fn hash_files(globals: &Globals, files: &[String], mode: &Mode, pool: &mut HashP
         if globals.json {
             json.push(serde_json::json!({ "file": name, "blake3": hex }));
         } else {
-            println!("{}", b3sum_line(&hex, name));
+            out!("{}", b3sum_line(&hex, name))?;
         }
     }
     if globals.json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        out!("{}", serde_json::to_string_pretty(&json)?)?;
     }
     Ok(i32::from(failed))
 }
@@ -162,7 +162,7 @@ fn check_lists(globals: &Globals, lists: &[String], mode: &Mode, pool: &mut Hash
                     entries.push(Entry { name, expected, outcome });
                 }
                 Err(err) => {
-                    eprintln!("cvm hash: {list}:{}: {err:#}", number + 1);
+                    note!("cvm hash: {list}:{}: {err:#}", number + 1);
                     malformed += 1;
                 }
             }
@@ -180,21 +180,21 @@ fn check_lists(globals: &Globals, lists: &[String], mode: &Mode, pool: &mut Hash
         if globals.json {
             json.push(serde_json::json!({ "file": entry.name, "ok": ok, "error": entry.outcome.as_ref().err() }));
         } else if let Err(err) = &entry.outcome {
-            println!("{}: FAILED ({err})", entry.name);
+            out!("{}: FAILED ({err})", entry.name)?;
         } else if !ok {
-            println!("{}: FAILED", entry.name);
+            out!("{}: FAILED", entry.name)?;
         } else if !globals.quiet {
-            println!("{}: OK", entry.name);
+            out!("{}: OK", entry.name)?;
         }
     }
     if globals.json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        out!("{}", serde_json::to_string_pretty(&json)?)?;
     }
     if failures > 0 {
-        eprintln!("cvm hash: WARNING: {failures} computed checksum(s) did NOT match");
+        note!("cvm hash: WARNING: {failures} computed checksum(s) did NOT match");
     }
     if malformed > 0 {
-        eprintln!("cvm hash: WARNING: {malformed} line(s) are improperly formatted");
+        note!("cvm hash: WARNING: {malformed} line(s) are improperly formatted");
     }
     Ok(i32::from(failures > 0 || malformed > 0))
 }

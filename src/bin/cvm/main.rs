@@ -1,15 +1,18 @@
 //! `cvm`: the causality-vm command line.
 
+#[macro_use]
+mod output;
 mod hash_cmd;
 mod prove_cmd;
 mod run_cmd;
 mod state_cmd;
+mod store_cmd;
 mod tel_cmd;
 mod token_cmd;
 
 use std::path::PathBuf;
 
-use causality_vm::{Backend, ExecutionMode};
+use causality_vm::Backend;
 
 /// A batch allocates and frees hundreds of thousands of small blocks (registers,
 /// results, hash requests); with glibc's allocator that was about a sixth of
@@ -47,9 +50,6 @@ pub struct Globals {
     /// auto (GPU when usable, else CPU with a warning), cpu, or gpu (error without one).
     #[arg(long, global = true, env = "CVM_BACKEND", default_value = "auto")]
     pub backend: Backend,
-    /// standard, verification, simulation, proof-generation or debug.
-    #[arg(long, global = true, default_value = "standard")]
-    pub mode: ExecutionMode,
 }
 
 impl Globals {
@@ -86,6 +86,9 @@ enum Command {
     Export(prove_cmd::ExportArgs),
     /// Verify snarkjs-format proof files.
     Verify(prove_cmd::VerifyArgs),
+    /// Check the store for damage, or recover it to its last good batch.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
 }
 
 fn main() {
@@ -93,6 +96,7 @@ fn main() {
     let cli = Cli::parse();
     init_tracing(cli.globals.quiet);
     ensure_runtime_dir();
+    let json = cli.globals.json;
     let outcome = match cli.command {
         Command::Run(args) => run_cmd::run(&cli.globals, args),
         Command::State(args) => state_cmd::run(&cli.globals, args),
@@ -102,14 +106,58 @@ fn main() {
         Command::Setup(args) => prove_cmd::setup(&cli.globals, args),
         Command::Export(args) => prove_cmd::export(&cli.globals, args),
         Command::Verify(args) => prove_cmd::verify(&cli.globals, args),
+        Command::Store(cmd) => store_cmd::run(&cli.globals, cmd),
     };
     match outcome {
         Ok(code) => std::process::exit(code),
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::exit(2);
+        Err(err) => std::process::exit(fail(&err, json)),
+    }
+}
+
+/// Report the error that ended a command; returns the exit status: 2
+/// (nothing changed), or 141 for output into a closed pipe, which ends the
+/// command quietly as SIGPIPE would.
+fn fail(err: &anyhow::Error, json: bool) -> i32 {
+    if output::classify(err).is_some_and(output::OutputError::is_closed_pipe) {
+        return 141;
+    }
+    if json {
+        let report = serde_json::json!({ "error": format!("{err:#}"), "kind": error_kind(err) });
+        if out!("{report}").is_ok() {
+            return 2;
         }
     }
+    note!("error: {err:#}");
+    2
+}
+
+/// What kind of failure ended a command, for `--json` errors.
+fn error_kind(err: &anyhow::Error) -> &'static str {
+    use causality_vm::batch::file::BatchFileError;
+    for cause in err.chain() {
+        if cause.is::<BatchFileError>() {
+            return "batch_file";
+        }
+        if cause.is::<causality_vm::store::StoreError>() {
+            return "store";
+        }
+        if cause.is::<causality_vm::prove::ProveError>() {
+            return "proof";
+        }
+        if cause.is::<causality_vm::capability::CapabilityError>() {
+            return "capability";
+        }
+        if let Some(e) = cause.downcast_ref::<causality_vm::ExecutionError>() {
+            return e.kind();
+        }
+        if cause.is::<output::OutputError>() {
+            return "output";
+        }
+        if cause.is::<std::io::Error>() {
+            return "io";
+        }
+    }
+    "usage"
 }
 
 /// Mesa's Vulkan and EGL drivers print "XDG_RUNTIME_DIR is invalid" on every
@@ -130,8 +178,16 @@ fn ensure_runtime_dir() {
 #[cfg(not(unix))]
 fn ensure_runtime_dir() {}
 
+/// Logs go to stderr: `RUST_LOG` (or its alias `CVM_LOG`) sets the filter,
+/// warnings by default; colour only on a terminal and without `NO_COLOR`.
 fn init_tracing(quiet: bool) {
+    use std::io::IsTerminal;
     let default = if quiet { "error" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG").unwrap_or_else(|_| default.into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = ["RUST_LOG", "CVM_LOG"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| default.into());
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(std::io::stderr).try_init();
 }

@@ -29,32 +29,45 @@ pub struct ExportArgs {
     /// the batch log, one set of snarkjs files each.
     #[arg(long = "proof")]
     pub proofs: Vec<PathBuf>,
-    /// Verifying key (compressed); default: the data dir's key for --ops-per-proof.
+    /// Verifying key (compressed); default: the data dir's key set for the proofs' size.
     #[arg(long)]
     pub vk: Option<PathBuf>,
-    /// Which key set in the data dir to use when --vk is not given.
-    #[arg(long, default_value_t = 4)]
-    pub ops_per_proof: usize,
-    /// Output directory (one subdirectory per proof when there are several).
+    /// The data dir's key set to use when --vk is not given (default: the proofs' own size).
+    #[arg(long, value_parser = crate::run_cmd::ops_per_proof)]
+    pub ops_per_proof: Option<usize>,
+    /// Output directory (one subdirectory per proof when there are several),
+    /// with a manifest.json listing every file's BLAKE3.
     #[arg(long)]
     pub out: PathBuf,
+    /// Write into a directory that already holds files (an earlier
+    /// export's are removed first).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// Directory with verification_key.json, proof.json and public.json
-    /// (or proof-<i>/ subdirectories, each holding the three).
+    /// An export: verification_key.json, proof.json and public.json (or
+    /// proof-<i>/ subdirectories, each holding the three), and manifest.json.
     pub dir: PathBuf,
+    /// The verifying key to trust (snarkjs verification_key.json, or the
+    /// compressed verifying_key.bin of a key set); default: the data dir's
+    /// key set for the proofs' size. The key inside DIR is never trusted on
+    /// its own.
+    #[arg(long)]
+    pub vk: Option<PathBuf>,
 }
 
 pub fn setup(globals: &Globals, args: SetupArgs) -> anyhow::Result<i32> {
     let shape = CircuitShape::of(args.ops_per_proof)?;
     let dir = keys::key_dir(&globals.data_dir(), args.ops_per_proof);
+    // Under the key set's lock: a run making the same keys waits, then uses these.
+    let _lock = keys::lock(&dir)?;
     if keys::exists(&dir) && !args.force {
         anyhow::bail!("keys already exist in {} (use --force to replace them)", dir.display());
     }
     if !globals.quiet {
-        eprintln!(
+        note!(
             "setup for {} ops per proof: {} constraints, {} public inputs. This is a local, single-party \
              setup, not a multi-party ceremony: whoever holds its randomness could forge proofs.",
             args.ops_per_proof,
@@ -70,18 +83,14 @@ pub fn setup(globals: &Globals, args: SetupArgs) -> anyhow::Result<i32> {
         let mut v = serde_json::to_value(&meta)?;
         v["dir"] = serde_json::json!(dir);
         v["seconds"] = serde_json::json!(start.elapsed().as_secs_f64());
-        println!("{v}");
+        out!("{v}")?;
     } else {
-        println!("keys written to {} (circuit digest {})", dir.display(), meta.circuit_digest);
+        out!("keys written to {} (circuit digest {})", dir.display(), meta.circuit_digest)?;
     }
     Ok(0)
 }
 
 pub fn export(globals: &Globals, args: ExportArgs) -> anyhow::Result<i32> {
-    let vk_path = match &args.vk {
-        Some(p) => p.clone(),
-        None => keys::key_dir(&globals.data_dir(), args.ops_per_proof).join(keys::VERIFYING_KEY_FILE),
-    };
     let proofs = if args.proofs.is_empty() {
         logged_proofs(&globals.data_dir(), args.batch)?
     } else {
@@ -94,80 +103,158 @@ pub fn export(globals: &Globals, args: ExportArgs) -> anyhow::Result<i32> {
             .collect::<anyhow::Result<Vec<_>>>()?
     };
     // The key set follows the proofs' size unless named explicitly.
-    let vk_path = match (&args.vk, proofs.first()) {
-        (None, Some(p)) if args.proofs.is_empty() => {
-            keys::key_dir(&globals.data_dir(), p.slots()).join(keys::VERIFYING_KEY_FILE)
-        }
-        _ => vk_path,
+    let vk_path = match (&args.vk, args.ops_per_proof, proofs.first()) {
+        (Some(path), ..) => path.clone(),
+        (None, Some(k), _) => keys::key_dir(&globals.data_dir(), k).join(keys::VERIFYING_KEY_FILE),
+        (None, None, Some(p)) => keys::key_dir(&globals.data_dir(), p.slots()).join(keys::VERIFYING_KEY_FILE),
+        (None, None, None) => anyhow::bail!("no proofs to export"),
     };
     let vk = keys::load_verifying_key(&vk_path)?;
+    prepare_out_dir(&args.out, args.force)?;
     let dirs = snarkjs::export_batch(&args.out, &vk, &proofs)?;
     if globals.json {
-        println!("{}", serde_json::json!({ "dirs": dirs }));
+        out!("{}", serde_json::json!({ "dirs": dirs, "manifest": args.out.join(snarkjs::MANIFEST_FILE) }))?;
     } else {
         for d in &dirs {
-            println!("{}", d.display());
+            out!("{}", d.display())?;
         }
     }
     Ok(0)
 }
 
+/// An export goes into a new or empty directory; with `force`, an earlier
+/// export's files are removed first (stale `proof-<i>/` directories would
+/// otherwise sit beside the new ones).
+fn prepare_out_dir(out: &Path, force: bool) -> anyhow::Result<()> {
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!("--out {}: exists and is not a directory", out.display());
+    }
+    let entries: Vec<PathBuf> = match std::fs::read_dir(out) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
+    };
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        anyhow::bail!(
+            "--out {} is not empty ({} entries): export into a new directory, or pass --force to replace an \
+             earlier export there",
+            out.display(),
+            entries.len()
+        );
+    }
+    let ours = |p: &Path| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let file =
+            [snarkjs::VK_FILE, snarkjs::PROOF_FILE, snarkjs::PUBLIC_FILE, snarkjs::MANIFEST_FILE].contains(&name);
+        file || (p.is_dir() && name.strip_prefix("proof-").is_some_and(|i| i.parse::<u64>().is_ok()))
+    };
+    for entry in entries.iter().filter(|p| ours(p)) {
+        let removed = if entry.is_dir() { std::fs::remove_dir_all(entry) } else { std::fs::remove_file(entry) };
+        removed.with_context(|| format!("removing {} from the earlier export", entry.display()))?;
+    }
+    Ok(())
+}
+
 /// The proofs the batch log holds for batch `number` (default: the latest).
 fn logged_proofs(data_dir: &Path, number: Option<u64>) -> anyhow::Result<Vec<BatchProof>> {
-    let store = RegisterStore::open(data_dir)
+    let store = RegisterStore::open_read_only(data_dir)
         .with_context(|| format!("opening the register store in {}", data_dir.display()))?;
-    let number = number.unwrap_or(store.head());
-    if number == 0 {
-        anyhow::bail!("the batch log in {} is empty: nothing to export", data_dir.display());
+    let head = store.head();
+    let number = number.unwrap_or(head);
+    if head == 0 {
+        anyhow::bail!("no batch has been committed in {}: nothing to export", data_dir.display());
     }
-    let record = store
-        .batch(number)?
-        .with_context(|| format!("batch {number} is not in the log (it holds batches 1 to {})", store.head()))?;
+    if number == 0 || number > head {
+        anyhow::bail!("batch {number} is not in the store: it holds batches 1 to {head}");
+    }
+    let record = store.batch(number)?.with_context(|| format!("batch {number} has no record in the store"))?;
     let proof = record.proof.with_context(|| {
-        format!("batch {number} has no proofs (committed in {} mode or with --no-prove)", record.mode)
+        format!("batch {number} has no proofs: it was committed in {} mode with --no-prove", record.mode)
     })?;
     decode_record(&proof).with_context(|| format!("the proofs of batch {number}"))
 }
 
-/// The proof directories under `dir`: itself, or its `proof-<i>` children.
-fn proof_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if dir.join(snarkjs::PROOF_FILE).is_file() {
-        return Ok(vec![dir.to_path_buf()]);
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join(snarkjs::PROOF_FILE).is_file())
-        .collect();
-    dirs.sort();
-    if dirs.is_empty() {
-        anyhow::bail!("{} holds no {} (nor proof-<i>/ directories with one)", dir.display(), snarkjs::PROOF_FILE);
-    }
-    Ok(dirs)
-}
-
 pub fn verify(globals: &Globals, args: VerifyArgs) -> anyhow::Result<i32> {
+    let dir = &args.dir;
     let mut failures = 0;
     let mut results = Vec::new();
-    for dir in proof_dirs(&args.dir)? {
-        match snarkjs::verify_dir(&dir) {
+    let found = snarkjs::proof_dirs_in(dir)?;
+    if found.is_empty() {
+        anyhow::bail!("{} holds no {} (nor proof-<i>/ directories with one)", dir.display(), snarkjs::PROOF_FILE);
+    }
+    let dirs = match dir.join(snarkjs::MANIFEST_FILE).is_file() {
+        true => match snarkjs::manifest_dirs(dir) {
+            Ok(dirs) => dirs,
+            Err(err) => {
+                // The export is not what was exported: say so, then check what is there.
+                failures += 1;
+                if !globals.json {
+                    out!("FAIL {}: {err}", dir.display())?;
+                }
+                results.push(serde_json::json!({ "dir": dir, "ok": false, "error": err.to_string() }));
+                found
+            }
+        },
+        false => {
+            if !globals.quiet {
+                note!(
+                    "warning: {} has no {}: every proof found is checked, but a missing one cannot be noticed",
+                    dir.display(),
+                    snarkjs::MANIFEST_FILE
+                );
+            }
+            found
+        }
+    };
+    let data_keys = causality_vm::prove::StoredKeys::new(&globals.data_dir());
+    let given = args.vk.as_deref().map(read_trusted_key).transpose()?;
+    for dir in &dirs {
+        let verified = trusted_key(&data_keys, given.as_ref(), dir).and_then(|vk| snarkjs::verify_dir_with(dir, &vk));
+        match verified {
             Ok(n) => {
                 if !globals.json {
-                    println!("OK {} ({n} public inputs)", dir.display());
+                    out!("OK {} ({n} public inputs)", dir.display())?;
                 }
                 results.push(serde_json::json!({ "dir": dir, "ok": true, "public_inputs": n }));
             }
             Err(err) => {
                 failures += 1;
                 if !globals.json {
-                    println!("FAIL {}: {err}", dir.display());
+                    out!("FAIL {}: {err}", dir.display())?;
                 }
                 results.push(serde_json::json!({ "dir": dir, "ok": false, "error": err.to_string() }));
             }
         }
     }
     if globals.json {
-        println!("{}", serde_json::json!({ "results": results }));
+        out!("{}", serde_json::json!({ "results": results }))?;
     }
     Ok(if failures == 0 { 0 } else { 1 })
+}
+
+/// A verifying key file: snarkjs JSON, or our compressed encoding.
+fn read_trusted_key(path: &Path) -> anyhow::Result<ark_groth16::VerifyingKey<ark_bn254::Bn254>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => snarkjs::read_vk(path)?,
+        _ => keys::load_verifying_key(path)?,
+    })
+}
+
+/// The key a proof in `dir` is checked against: the one given, else the
+/// data dir's key set for its size (read from its public inputs).
+fn trusted_key(
+    data_keys: &causality_vm::prove::StoredKeys,
+    given: Option<&ark_groth16::VerifyingKey<ark_bn254::Bn254>>,
+    dir: &Path,
+) -> Result<ark_groth16::VerifyingKey<ark_bn254::Bn254>, causality_vm::prove::ProveError> {
+    if let Some(vk) = given {
+        return Ok(vk.clone());
+    }
+    let public = snarkjs::read_public(&dir.join(snarkjs::PUBLIC_FILE))?;
+    let slots = public.len() / causality_vm::prove::witness::PUBLIC_PER_SLOT;
+    data_keys.verifying_key(slots.max(1)).map(|key| key.vk.clone())
 }

@@ -1,30 +1,41 @@
 //! `cvm run BATCH.json...`: execute batch files and, in the modes that write,
 //! commit them to the store in the data directory. Several files run as a
 //! pipeline: each batch is proven while the next one executes.
+//!
+//! Exit status: 0 every operation succeeded; 1 some failed (or, with
+//! several files, some batches did not commit while others did); 2 nothing
+//! changed (a bad file, an unusable store, a batch that could not commit).
+//! Once a batch has committed the status is never 2: a failure to close
+//! the store or to print the results after that is reported on stderr.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use causality_vm::batch::file::{prepare, BatchFile};
+use causality_vm::batch::file::{base_dir, prepare, BatchFile, Keys, PreparedBatch};
 use causality_vm::batch::{
-    execute_batches, BatchExecutionResult, BatchJob, OpStatus, OperationResult, TransactionContext,
+    execute_batches, BatchExecutionResult, BatchJob, Content, OpStatus, OperationResult, TransactionContext,
 };
 use causality_vm::content_id::hex_encode;
-use causality_vm::prove::ProvingSystem;
-use causality_vm::store::RegisterStore;
+use causality_vm::prove::{check_ops_per_proof, ProvingSystem, StoredKeys};
+use causality_vm::store::{RegisterStore, StoreError};
 use causality_vm::vm::DEFAULT_BUDGET;
-use causality_vm::ExecutionMode;
+use causality_vm::{ExecutionError, ExecutionMode};
 
+use crate::output::OutputError;
 use crate::Globals;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// The JSON batch files (format: docs/BATCH_FORMAT.md), run in order as
-    /// one batch each; each batch is proven while the next one executes.
+    /// one batch each; `-` reads one from standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// standard, verification, simulation, proof-generation or debug.
+    /// Simulation and verification open the store read-only and write nothing.
+    #[arg(long, default_value = "standard")]
+    pub mode: ExecutionMode,
     /// Stop at the first failing operation (the rest are skipped).
     #[arg(long)]
     pub fail_fast: bool,
@@ -34,150 +45,275 @@ pub struct RunArgs {
     /// With --mode debug: pause after each instruction (on a terminal).
     #[arg(long)]
     pub step: bool,
-    /// Instruction budget of each logic run.
+    /// Instruction budget of each logic run (each 64 bytes hashed or compared count one more).
     #[arg(long, default_value_t = DEFAULT_BUDGET)]
     pub budget: u64,
     /// Operations per Groth16 proof (the key set used; made on first use).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = ops_per_proof)]
     pub ops_per_proof: usize,
     /// Commit without proving (Standard, ProofGeneration) and without
-    /// loading the verifying key (Verify operations then fail).
+    /// loading the verifying keys (Verify operations then fail).
     #[arg(long)]
     pub no_prove: bool,
+    /// Refuse a batch whose timestamp lies more than this many seconds from
+    /// this machine's clock, either way (`off`: no limit). Committed
+    /// timestamps never go back, whatever this says.
+    #[arg(long, default_value = "300", value_parser = clock_skew, value_name = "SECONDS|off")]
+    pub max_clock_skew: ClockSkew,
 }
 
-/// Standard and ProofGeneration prove every batch, Verification checks
-/// stored proofs: all need the key set (made with a notice on first use).
-fn proof_system(globals: &Globals, args: &RunArgs, data_dir: &Path) -> anyhow::Result<Option<ProvingSystem>> {
-    let needs_keys =
-        matches!(globals.mode, ExecutionMode::Standard | ExecutionMode::ProofGeneration | ExecutionMode::Verification);
-    if args.no_prove || !needs_keys {
-        return Ok(None);
-    }
-    let quiet = globals.quiet;
-    let system = ProvingSystem::load_or_setup(data_dir, args.ops_per_proof, globals.backend, |notice| {
-        if !quiet {
-            eprintln!("note: {notice}");
+/// `--max-clock-skew`: seconds, or None for no limit.
+#[derive(Clone, Copy, Debug)]
+pub struct ClockSkew(Option<u64>);
+
+pub fn ops_per_proof(text: &str) -> Result<usize, String> {
+    let k: usize = text.parse().map_err(|e| format!("{e}"))?;
+    check_ops_per_proof(k).map_err(|e| e.to_string())?;
+    Ok(k)
+}
+
+fn clock_skew(text: &str) -> Result<ClockSkew, String> {
+    match text {
+        "off" | "none" => Ok(ClockSkew(None)),
+        seconds => {
+            seconds.parse().map(|s| ClockSkew(Some(s))).map_err(|e| format!("{e}: a number of seconds, or `off`"))
         }
-    })
-    .with_context(|| {
-        format!("loading the proving keys ({} ops per proof; --no-prove skips proving)", args.ops_per_proof)
-    })?;
-    Ok(Some(system))
+    }
 }
 
 pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     // Parse every file before opening anything: a malformed file changes nothing.
+    if args.files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
+        anyhow::bail!("standard input (`-`) can be read only once");
+    }
     let files = args.files.iter().map(|path| BatchFile::read(path)).collect::<Result<Vec<_>, _>>()?;
     let data_dir = globals.data_dir();
-    let mut store = RegisterStore::open(&data_dir)
-        .with_context(|| format!("opening the register store in {}", data_dir.display()))?;
+    let writes = args.mode.writes_store();
     let chatty = !globals.quiet && !globals.json;
+    let keys_path = data_dir.join("keys.json");
+    let keys = match writes {
+        true => Keys::Create(&keys_path),
+        false => Keys::ReadOnly(&keys_path),
+    };
     let mut prepared = Vec::with_capacity(files.len());
     for (file, path) in files.into_iter().zip(&args.files) {
-        let base = path.parent().unwrap_or(Path::new("."));
-        let batch = prepare(file, &path.display().to_string(), base, &mut store, &data_dir.join("keys.json"))?;
+        let batch = prepare(file, &path.display().to_string(), &base_dir(path), keys)?;
         if chatty {
             for notice in &batch.notices {
-                eprintln!("note: {notice}");
+                note!("note: {notice}");
             }
-            for (name, cid) in &batch.programs {
-                eprintln!("program {name}: {cid}");
+            for program in &batch.programs {
+                note!("program {}: {}", program.name, program.id);
             }
         }
         prepared.push(batch);
     }
 
-    let mut tx = TransactionContext::new(globals.mode).with_budget(args.budget);
+    let mut store = open_store(&data_dir, writes, chatty)?;
+    let tx = transaction(globals, &args, &data_dir, &prepared)?;
+    let contents: Vec<Vec<Content>> = prepared.iter().map(PreparedBatch::content).collect();
+    let jobs: Vec<BatchJob> = prepared
+        .iter()
+        .zip(&contents)
+        .map(|(b, content)| BatchJob::new(&b.keys, &b.ops, &b.ctx, &tx).with_programs(content))
+        .collect();
+    let outcomes = execute_batches(store.store(), &jobs);
+    let committed = outcomes.iter().any(|o| matches!(o, Ok(r) if r.metadata.committed));
+    if let Err(e) = store.close() {
+        if !committed {
+            return Err(e).context("closing the store");
+        }
+        note!(
+            "warning: closing the store failed ({e}); the committed batches are durable in its log and the next \
+             open checkpoints them"
+        );
+    }
+    let code = exit_code(&outcomes);
+    match report(globals, &args, &outcomes) {
+        Ok(()) => Ok(code),
+        Err(e) if committed => {
+            if !e.is_closed_pipe() {
+                note!("warning: {e}; the batches shown as committed in `cvm state history` are committed");
+            }
+            Ok(code)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The store to run against: opened for writing, or read-only for the modes
+/// that write nothing (simulating on a data dir without a store yet runs
+/// against an empty scratch store that is removed afterwards).
+fn open_store(data_dir: &Path, writes: bool, chatty: bool) -> anyhow::Result<StoreHandle> {
+    let context = || format!("opening the register store in {}", data_dir.display());
+    if writes {
+        return Ok(StoreHandle::Store(RegisterStore::open(data_dir).with_context(context)?));
+    }
+    match RegisterStore::open_read_only(data_dir) {
+        Ok(store) => Ok(StoreHandle::Store(store)),
+        Err(StoreError::Missing { .. }) if !RegisterStore::file_in(data_dir).exists() => {
+            if chatty {
+                note!("note: {} holds no store yet: running against an empty one", data_dir.display());
+            }
+            let scratch = std::env::temp_dir().join(format!("cvm-scratch-{}-{}", std::process::id(), rand_suffix()));
+            let store = RegisterStore::open(&scratch).context("creating a scratch store")?;
+            Ok(StoreHandle::Scratch(store, scratch))
+        }
+        Err(e) => Err(e).with_context(context),
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64)
+}
+
+enum StoreHandle {
+    Store(RegisterStore),
+    /// An empty store in a temporary directory, removed when closed.
+    Scratch(RegisterStore, PathBuf),
+}
+
+impl StoreHandle {
+    fn store(&mut self) -> &mut RegisterStore {
+        match self {
+            StoreHandle::Store(store) | StoreHandle::Scratch(store, _) => store,
+        }
+    }
+
+    fn close(self) -> Result<(), StoreError> {
+        match self {
+            StoreHandle::Store(store) => store.close(),
+            StoreHandle::Scratch(store, dir) => {
+                drop(store);
+                let _ = std::fs::remove_dir_all(dir);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The transaction every batch of the run shares, with its proof system:
+/// the proving keys where batches are proven, the verifying keys alone in
+/// verification mode.
+fn transaction(
+    globals: &Globals,
+    args: &RunArgs,
+    data_dir: &Path,
+    prepared: &[PreparedBatch],
+) -> anyhow::Result<TransactionContext> {
+    let mut tx = TransactionContext::new(args.mode).with_budget(args.budget);
+    tx.max_clock_skew = args.max_clock_skew.0;
     if args.fail_fast {
         tx = tx.fail_fast();
     }
     if args.all_or_nothing {
         tx = tx.all_or_nothing();
     }
-    if let Some(system) = proof_system(globals, &args, &data_dir)? {
-        tx = tx.with_proof_system(Arc::new(system));
+    match args.mode {
+        _ if args.no_prove => {}
+        ExecutionMode::Standard | ExecutionMode::ProofGeneration => {
+            let quiet = globals.quiet;
+            let system = ProvingSystem::load_or_setup(data_dir, args.ops_per_proof, globals.backend, |notice| {
+                if !quiet {
+                    note!("note: {notice}");
+                }
+            })
+            .with_context(|| {
+                format!("loading the proving keys ({} ops per proof; --no-prove skips proving)", args.ops_per_proof)
+            })?;
+            tx = tx.with_proof_system(Arc::new(system));
+        }
+        ExecutionMode::Verification => tx = tx.with_proof_system(Arc::new(StoredKeys::new(data_dir))),
+        ExecutionMode::Simulation | ExecutionMode::Debug => {}
     }
     let total_ops: usize = prepared.iter().map(|b| b.ops.len()).sum();
-    let bar = (chatty && prepared.len() == 1 && std::io::stderr().is_terminal() && total_ops >= 1_000).then(|| {
+    let chatty = !globals.quiet && !globals.json;
+    if chatty && prepared.len() == 1 && std::io::stderr().is_terminal() && total_ops >= 1_000 {
         let bar = indicatif::ProgressBar::new(total_ops as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} executing {pos}/{len} ops [{bar:40}] {elapsed}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        bar
-    });
-    if let Some(bar) = &bar {
-        let bar = bar.clone();
-        tx = tx.with_progress(Arc::new(move |done| bar.set_position(done as u64)));
-    }
-    let jobs: Vec<BatchJob> =
-        prepared.iter().map(|b| BatchJob { keys: &b.keys, ops: &b.ops, ctx: &b.ctx, tx: &tx }).collect();
-    let outcomes = execute_batches(&mut store, &jobs);
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    store.close().context("closing the store")?;
-
-    let debug = globals.mode == ExecutionMode::Debug;
-    if let [outcome] = outcomes.as_slice() {
-        // One file: the result object (or the error alone), as always.
-        let result = match outcome {
-            Ok(result) => result,
-            Err(e) => {
-                return Err(anyhow::Error::new(e.clone()))
-                    .context("the batch could not be committed; the store is unchanged by it")
+        tx = tx.with_progress(Arc::new(move |done| {
+            bar.set_position(done as u64);
+            if done + 256 >= total_ops {
+                bar.finish_and_clear();
             }
-        };
-        if globals.json {
-            println!("{}", serde_json::to_string_pretty(result)?);
-        } else {
-            print_human(result, debug, args.step);
-        }
-        return Ok(if result.success_count == result.results.len() { 0 } else { 1 });
+        }));
     }
+    Ok(tx)
+}
 
+type Outcome = Result<BatchExecutionResult, ExecutionError>;
+
+/// See the module docs.
+fn exit_code(outcomes: &[Outcome]) -> i32 {
+    let committed = outcomes.iter().filter(|o| matches!(o, Ok(r) if r.metadata.committed)).count();
+    let all_ok = outcomes.iter().all(|o| matches!(o, Ok(r) if r.success_count == r.results.len()));
+    match (all_ok, outcomes.iter().any(Result::is_err)) {
+        (true, _) => 0,
+        (false, true) if committed == 0 => 2,
+        (false, _) => 1,
+    }
+}
+
+fn report(globals: &Globals, args: &RunArgs, outcomes: &[Outcome]) -> Result<(), OutputError> {
+    let debug = args.mode == ExecutionMode::Debug;
+    if let [outcome] = outcomes {
+        // One file: the result object (or the error alone).
+        match outcome {
+            Ok(result) if globals.json => out!("{}", to_json(result))?,
+            Ok(result) => print_human(result, debug && !globals.quiet, args.step, globals.quiet)?,
+            Err(e) if globals.json => out!("{}", error_json(e))?,
+            Err(e) => note!("error: the batch could not be committed; the store is unchanged by it: {e}"),
+        }
+        return crate::output::flush();
+    }
     // Several files: one entry per file, in order, results and errors alike.
-    let mut failures = Vec::new();
     let mut entries = Vec::with_capacity(outcomes.len());
     for (outcome, path) in outcomes.iter().zip(&args.files) {
         let file = path.display().to_string();
         match outcome {
+            Ok(result) if globals.json => entries.push(serde_json::json!({ "file": file, "result": result })),
+            Err(e) if globals.json => {
+                entries.push(serde_json::json!({ "file": file, "error": e.to_string(), "kind": e.kind() }))
+            }
             Ok(result) => {
-                if !globals.json {
-                    println!("== {file}");
-                    print_human(result, debug, args.step);
-                }
-                entries.push(serde_json::json!({ "file": file, "result": result }));
+                out!("== {file}")?;
+                print_human(result, debug && !globals.quiet, args.step, globals.quiet)?;
             }
-            Err(e) => {
-                if !globals.json {
-                    println!("== {file}\nnot committed: {e}");
-                }
-                entries.push(serde_json::json!({ "file": file, "error": e.to_string() }));
-                failures.push(format!("{file}: {e}"));
-            }
+            Err(e) => out!("== {file}\nnot committed: {e}")?,
         }
     }
     if globals.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        out!("{}", serde_json::to_string_pretty(&entries).unwrap_or_default())?;
     }
-    if !failures.is_empty() {
-        anyhow::bail!(
-            "{} of {} batches could not be committed (the store holds the others): {}",
-            failures.len(),
-            outcomes.len(),
-            failures.join("; ")
-        );
+    let failed = outcomes.iter().filter(|o| o.is_err()).count();
+    if failed > 0 {
+        note!("{failed} of {} batches could not be committed (the store holds the others)", outcomes.len());
     }
-    Ok(if outcomes.iter().flatten().all(|r| r.success_count == r.results.len()) { 0 } else { 1 })
+    crate::output::flush()
 }
 
-fn print_human(result: &BatchExecutionResult, debug: bool, step: bool) {
-    for r in &result.results {
-        println!("{}", describe(r));
-        if debug {
-            print_traces(r, step);
+fn to_json(result: &BatchExecutionResult) -> String {
+    serde_json::to_string_pretty(result).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+fn error_json(e: &ExecutionError) -> serde_json::Value {
+    serde_json::json!({
+        "error": format!("the batch could not be committed; the store is unchanged by it: {e}"),
+        "kind": e.kind(),
+    })
+}
+
+fn print_human(result: &BatchExecutionResult, debug: bool, step: bool, quiet: bool) -> Result<(), OutputError> {
+    if !quiet {
+        let mut stepping = step && std::io::stdin().is_terminal();
+        for r in &result.results {
+            out!("{}", describe(r))?;
+            if debug {
+                stepping = print_traces(r, stepping)?;
+            }
         }
     }
     let m = &result.metadata;
@@ -190,31 +326,44 @@ fn print_human(result: &BatchExecutionResult, debug: bool, step: bool) {
     } else {
         "nothing to commit".to_string()
     };
-    println!("{}/{} operations succeeded; {verdict}", result.success_count, result.results.len());
-    println!("state root before: {}", hex_encode(&m.state_root_before));
+    out!("{}/{} operations succeeded; {verdict}", result.success_count, result.results.len())?;
+    if quiet {
+        return Ok(());
+    }
+    out!("state root before: {}", hex_encode(&m.state_root_before))?;
     if let Some(after) = m.state_root_after {
         let label = if m.committed { "after" } else { "would be" };
-        println!("state root {label}: {}", hex_encode(&after));
+        out!("state root {label}: {}", hex_encode(&after))?;
     }
     if let Some(change) = &m.would_change {
-        println!(
+        out!(
             "would change: {} registers written, {} consumed, {} nullifiers spent",
             change.upserts.len(),
             change.removed.len(),
             change.nullifiers.len()
-        );
+        )?;
     }
     let t = &m.timings;
-    println!(
+    out!(
         "timings: execute {} µs, hash {} µs, prove {} µs, commit {} µs",
-        t.execute_us, t.hash_us, t.prove_us, t.commit_us
-    );
+        t.execute_us,
+        t.hash_us,
+        t.prove_us,
+        t.commit_us
+    )?;
     if let Some(p) = &m.prove_stages {
-        println!(
+        out!(
             "proofs: {} (witness {} µs, qap {} µs, msm g1 {} µs, msm g2 {} µs, verify {} µs, {} CPU retries)",
-            p.proofs, p.witness_us, p.qap_us, p.msm_g1_us, p.msm_g2_us, p.verify_us, p.cpu_retries
-        );
+            p.proofs,
+            p.witness_us,
+            p.qap_us,
+            p.msm_g1_us,
+            p.msm_g2_us,
+            p.verify_us,
+            p.cpu_retries
+        )?;
     }
+    Ok(())
 }
 
 fn describe(r: &OperationResult) -> String {
@@ -241,25 +390,31 @@ fn describe(r: &OperationResult) -> String {
     }
 }
 
-fn print_traces(r: &OperationResult, step: bool) {
-    let interactive = step && std::io::stdin().is_terminal();
+/// Print an operation's logic traces; while `stepping`, pause after each
+/// step. Returns whether to go on stepping (`q` stops it for good).
+fn print_traces(r: &OperationResult, mut stepping: bool) -> Result<bool, OutputError> {
     for t in &r.traces {
         let who = t.resource.map_or_else(|| "(new resource)".to_string(), |id| id.to_string());
-        println!("  logic {} as {:?} for {who}: {} instructions", t.program, t.role, t.trace.steps.len());
+        out!("  logic {} as {:?} for {who}: {} instructions", t.program, t.role, t.trace.steps.len())?;
         for (n, s) in t.trace.steps.iter().enumerate() {
-            println!("    {s}");
-            if interactive {
+            if t.trace.omitted > 0 && n == causality_vm::vm::MAX_TRACED_STEPS / 2 {
+                out!("    … {} steps not kept …", t.trace.omitted)?;
+            }
+            out!("    {s}")?;
+            if stepping {
                 let regs = t.trace.registers_after(n);
-                print!("    registers {regs:?} — Enter for the next instruction, q to stop stepping ");
-                let _ = std::io::stdout().flush();
+                crate::output::prompt(format_args!(
+                    "    registers {regs:?} — Enter for the next instruction, q to stop stepping "
+                ))?;
                 let mut line = String::new();
                 if std::io::stdin().read_line(&mut line).is_err() || line.trim() == "q" {
-                    return;
+                    stepping = false;
                 }
             }
         }
         if let Some(e) = &t.error {
-            println!("    -> {e}");
+            out!("    -> {e}")?;
         }
     }
+    Ok(stepping)
 }

@@ -1,8 +1,9 @@
-//! `cvm state [root | register ID | history [--limit N]]`.
+//! `cvm state [root | register ID | history [--limit N]]`: read-only, so any
+//! number of them run at once and beside a `cvm run`.
 
 use anyhow::{anyhow, Context};
 use causality_vm::content_id::hex_encode;
-use causality_vm::resource::ResourceId;
+use causality_vm::resource::{ResourceId, ResourceRegister};
 use causality_vm::store::RegisterStore;
 use serde_json::json;
 
@@ -29,39 +30,43 @@ pub enum StateWhat {
 
 pub fn run(globals: &Globals, args: StateArgs) -> anyhow::Result<i32> {
     let data_dir = globals.data_dir();
-    let store = RegisterStore::open(&data_dir)
+    let store = RegisterStore::open_read_only(&data_dir)
         .with_context(|| format!("opening the register store in {}", data_dir.display()))?;
     match args.what.unwrap_or(StateWhat::Root) {
         StateWhat::Root => {
             let root = hex_encode(&store.state_root());
             if globals.json {
                 let v = json!({"state_root": root, "head": store.head(), "registers": store.len(), "nullifiers": store.nullifier_count()});
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                println!("state root {root}");
-                println!(
+                out!("state root {root}")?;
+                out!(
                     "batch {} · {} live registers · {} nullifiers spent",
                     store.head(),
                     store.len(),
                     store.nullifier_count()
-                );
+                )?;
             }
             Ok(0)
         }
         StateWhat::Register { id } => {
             let id: ResourceId = id.parse().map_err(|e| anyhow!("register id: {e}"))?;
             match store.entry(&id) {
-                Some(entry) => {
+                Some(entry) if globals.json => {
                     let v = json!({"register": entry.register, "commitment": hex_encode(&entry.commitment)});
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    out!("{}", serde_json::to_string_pretty(&v)?)?;
+                    Ok(0)
+                }
+                Some(entry) => {
+                    print_register(entry.register, &entry.commitment)?;
                     Ok(0)
                 }
                 None => match store.consumed_in(&id) {
                     Some(batch) => {
                         if globals.json {
-                            println!("{}", json!({"id": id, "state": "Consumed", "consumed_in_batch": batch}));
+                            out!("{}", json!({"id": id, "state": "Consumed", "consumed_in_batch": batch}))?;
                         } else {
-                            println!("{id} was consumed in batch {batch}; its nullifier is spent");
+                            out!("{id} was consumed in batch {batch}; its nullifier is spent")?;
                         }
                         Ok(1)
                     }
@@ -72,12 +77,14 @@ pub fn run(globals: &Globals, args: StateArgs) -> anyhow::Result<i32> {
         StateWhat::History { limit } => {
             let records = store.history(limit)?;
             if globals.json {
-                println!("{}", serde_json::to_string_pretty(&records)?);
+                out!("{}", serde_json::to_string_pretty(&records)?)?;
+            } else if records.is_empty() && store.head() == 0 {
+                out!("no batches committed yet")?;
             } else if records.is_empty() {
-                println!("no batches committed yet");
+                out!("{} batches committed (none shown with --limit {limit})", store.head())?;
             } else {
                 for r in records {
-                    println!(
+                    out!(
                         "batch {:>5}  {}  {}/{} ok  +{} ~{} -{}  root {}  trace {}{}",
                         r.number,
                         r.mode,
@@ -89,10 +96,28 @@ pub fn run(globals: &Globals, args: StateArgs) -> anyhow::Result<i32> {
                         &hex_encode(&r.state_root_after)[..16],
                         r.trace_id,
                         if r.proof.is_some() { "  (proof)" } else { "" }
-                    );
+                    )?;
                 }
             }
             Ok(0)
         }
     }
+}
+
+fn print_register(r: &ResourceRegister, commitment: &[u8; 32]) -> Result<(), crate::output::OutputError> {
+    out!("register     {}", r.id)?;
+    out!("state        {:?}, version {}", r.state, r.version)?;
+    out!("domain       {}", r.domain)?;
+    out!("quantity     {} {}", r.quantity, r.fungibility_domain)?;
+    out!("controller   {}", r.controller)?;
+    out!("logic        {}", r.logic)?;
+    out!("nk commit    {}", hex_encode(&r.nullifier_key_commitment))?;
+    out!("commitment   {}", hex_encode(commitment))?;
+    for (k, v) in &r.metadata {
+        out!("metadata     {k} = {v}")?;
+    }
+    if !r.contents.is_empty() {
+        out!("contents     {}", hex_encode(&r.contents))?;
+    }
+    Ok(())
 }

@@ -10,8 +10,9 @@ use causality_vm::hash::HashPool;
 use causality_vm::resource::{NewResource, OperationKind, ResourceRegister};
 use causality_vm::tel::{self, TelError};
 use causality_vm::vm::{ExecutionTrace, Interpreter, LogicInput, Program, Role};
-use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionMode};
+use causality_vm::{ContentId, DomainId, ExecutionContext};
 
+use crate::output::OutputError;
 use crate::Globals;
 
 #[derive(clap::Subcommand)]
@@ -68,6 +69,9 @@ pub struct RunLogicArgs {
     /// Print every executed instruction with its register writes and memory effects.
     #[arg(long)]
     trace: bool,
+    /// `debug` prints the trace as --trace does; the other modes change nothing here.
+    #[arg(long, default_value = "standard")]
+    mode: causality_vm::ExecutionMode,
     /// Step through the trace: one step per line read from stdin
     /// (Enter: next step, `r`: registers, `c`: continue to the end, `q`: quit).
     #[arg(long)]
@@ -91,10 +95,10 @@ pub fn run(globals: &Globals, cmd: TelCommand) -> anyhow::Result<i32> {
                     "instructions": program.instructions().len(),
                     "disassembly": program.disassemble(),
                 });
-                println!("{}", serde_json::to_string_pretty(&json)?);
+                out!("{}", serde_json::to_string_pretty(&json)?)?;
             } else {
-                println!("{id}");
-                print!("{}", program.disassemble());
+                out!("{id}")?;
+                crate::output::prompt(format_args!("{}", program.disassemble()))?;
             }
             Ok(0)
         }
@@ -104,9 +108,9 @@ pub fn run(globals: &Globals, cmd: TelCommand) -> anyhow::Result<i32> {
             if globals.json {
                 let json = serde_json::json!({ "file": file.display().to_string(), "ok": true,
                     "content_id": ContentId::of_encoding(&program.encode()).to_string() });
-                println!("{json}");
+                out!("{json}")?;
             } else if !globals.quiet {
-                println!("{}: ok ({} instructions)", file.display(), program.instructions().len());
+                out!("{}: ok ({} instructions)", file.display(), program.instructions().len())?;
             }
             Ok(0)
         }
@@ -120,20 +124,21 @@ fn compile_file(globals: &Globals, file: &Path) -> anyhow::Result<Option<Program
     match tel::compile(&source) {
         Ok(program) => Ok(Some(program)),
         Err(err) => {
-            report(globals, file, &source, &err);
+            report(globals, file, &source, &err)?;
             Ok(None)
         }
     }
 }
 
-fn report(globals: &Globals, file: &Path, source: &str, err: &TelError) {
+fn report(globals: &Globals, file: &Path, source: &str, err: &TelError) -> Result<(), OutputError> {
     if globals.json {
         let json = serde_json::json!({ "file": file.display().to_string(), "ok": false,
             "error": { "line": err.line, "column": err.col, "message": err.message } });
-        println!("{json}");
+        out!("{json}")?;
     } else {
-        eprintln!("{}:{}", file.display(), err.render(source));
+        note!("{}:{}", file.display(), err.render(source));
     }
+    Ok(())
 }
 
 /// `cvm tel run`: the verdict of one logic run, its trace on request.
@@ -161,7 +166,7 @@ fn run_logic(globals: &Globals, args: RunLogicArgs) -> anyhow::Result<i32> {
     let result = traced
         .result
         .and_then(|outcome| outcome.deferred.iter().try_for_each(|a| a.check(&pool)).map(|()| outcome.instructions));
-    let show_trace = args.trace || globals.mode == ExecutionMode::Debug;
+    let show_trace = args.trace || args.mode == causality_vm::ExecutionMode::Debug;
     if globals.json {
         let json = serde_json::json!({
             "accepted": result.is_ok(),
@@ -169,7 +174,7 @@ fn run_logic(globals: &Globals, args: RunLogicArgs) -> anyhow::Result<i32> {
             "error": result.as_ref().err().map(|e| serde_json::json!({ "kind": e.kind(), "message": e.to_string() })),
             "trace": show_trace.then_some(&traced.trace),
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        out!("{}", serde_json::to_string_pretty(&json)?)?;
     } else {
         let mut out = std::io::stdout().lock();
         if args.step {

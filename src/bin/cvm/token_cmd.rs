@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use causality_vm::capability::{CapabilityToken, Caveat, KeyRing, RootKey};
 use causality_vm::content_id::hex_encode;
 use causality_vm::DomainId;
 use serde_json::json;
 
+use crate::output::OutputError;
 use crate::Globals;
 
 #[derive(clap::Subcommand)]
@@ -100,10 +101,7 @@ fn key_ring_path(globals: &Globals) -> PathBuf {
 }
 
 fn domain_arg(name: &str) -> anyhow::Result<DomainId> {
-    if name.trim().is_empty() {
-        bail!("--domain must not be empty");
-    }
-    Ok(DomainId::new(name.trim()))
+    DomainId::parse(name).map_err(|e| anyhow!("--domain {name:?}: {e}"))
 }
 
 /// The token text itself, or the contents of FILE for `@FILE`.
@@ -139,16 +137,16 @@ pub fn run(globals: &Globals, cmd: TokenCommand) -> anyhow::Result<i32> {
             let path = key_ring_path(globals);
             let ring = load_ring(&path)?;
             let root = CapabilityToken::mint_random(root_key(&ring, &domain, &path)?, domain);
-            print_token(globals, &root.attenuate_all(caveats.collect()?)?);
+            print_token(globals, &root.attenuate_all(caveats.collect()?)?)?;
             Ok(0)
         }
         TokenCommand::Attenuate { token, caveats } => {
             let token = read_token(&token)?;
-            print_token(globals, &token.attenuate_all(caveats.collect()?)?);
+            print_token(globals, &token.attenuate_all(caveats.collect()?)?)?;
             Ok(0)
         }
         TokenCommand::Inspect { token } => {
-            inspect(globals, &read_token(&token)?);
+            inspect(globals, &read_token(&token)?)?;
             Ok(0)
         }
         TokenCommand::Verify { token, at } => verify(globals, &read_token(&token)?, at),
@@ -157,29 +155,36 @@ pub fn run(globals: &Globals, cmd: TokenCommand) -> anyhow::Result<i32> {
 
 fn keygen(globals: &Globals, domain: &DomainId, force: bool) -> anyhow::Result<i32> {
     let path = key_ring_path(globals);
-    let mut ring = load_ring(&path)?;
-    if ring.contains(domain) && !force {
-        bail!(
-            "domain {domain} already has a root key in {}; --force replaces it, and every token minted with the old key stops verifying",
-            path.display()
-        );
-    }
-    ring.insert(domain.clone(), RootKey::generate());
-    ring.save(&path)?;
+    // Read, change and write under the ring's lock: keys made at the same
+    // time by other processes are kept.
+    KeyRing::update(&path, |ring| {
+        if ring.contains(domain) && !force {
+            return Err(causality_vm::capability::CapabilityError::KeyRingFormat {
+                path: path.clone(),
+                reason: format!(
+                    "domain {domain} already has a root key; --force replaces it, and every token minted with the \
+                     old key stops verifying"
+                ),
+            });
+        }
+        ring.insert(domain.clone(), RootKey::generate());
+        Ok(())
+    })?;
     if globals.json {
-        println!("{}", json!({ "domain": domain, "key_ring": path }));
+        out!("{}", json!({ "domain": domain, "key_ring": path }))?;
     } else {
-        println!("root key for domain {domain} stored in {}", path.display());
+        out!("root key for domain {domain} stored in {}", path.display())?;
     }
     Ok(0)
 }
 
-fn print_token(globals: &Globals, token: &CapabilityToken) {
+fn print_token(globals: &Globals, token: &CapabilityToken) -> Result<(), OutputError> {
     if globals.json {
-        println!("{}", token_json(token));
+        out!("{}", token_json(token))?;
     } else {
-        println!("{}", token.to_text());
+        out!("{}", token.to_text())?;
     }
+    Ok(())
 }
 
 fn token_json(token: &CapabilityToken) -> serde_json::Value {
@@ -192,25 +197,25 @@ fn token_json(token: &CapabilityToken) -> serde_json::Value {
     })
 }
 
-fn inspect(globals: &Globals, token: &CapabilityToken) {
+fn inspect(globals: &Globals, token: &CapabilityToken) -> Result<(), OutputError> {
     if globals.json {
-        println!("{}", token_json(token));
-        return;
+        return out!("{}", token_json(token));
     }
-    println!("domain:       {}", token.domain);
-    println!("identifier:   {}", hex_encode(&token.identifier));
+    out!("domain:       {}", token.domain)?;
+    out!("identifier:   {}", hex_encode(&token.identifier))?;
     if token.caveats.is_empty() {
-        println!("caveats:      none (root token)");
+        out!("caveats:      none (root token)")?;
     } else {
-        println!("caveats:");
+        out!("caveats:")?;
         for (i, caveat) in token.caveats.iter().enumerate() {
-            println!("  {i}: {caveat}");
+            out!("  {i}: {caveat}")?;
         }
     }
-    println!("effective permissions (not verified; see `cvm token verify`):");
+    out!("effective permissions (not verified; see `cvm token verify`):")?;
     for line in token.effective().to_string().lines() {
-        println!("  {line}");
+        out!("  {line}")?;
     }
+    Ok(())
 }
 
 fn now() -> u64 {
@@ -232,14 +237,11 @@ fn verify(globals: &Globals, token: &CapabilityToken, at: Option<u64>) -> anyhow
         },
     };
     if globals.json {
-        println!(
-            "{}",
-            json!({ "valid": problem.is_none(), "domain": token.domain, "checked_at": at, "error": problem })
-        );
+        out!("{}", json!({ "valid": problem.is_none(), "domain": token.domain, "checked_at": at, "error": problem }))?;
     } else {
         match &problem {
-            None => println!("valid: token rooted in domain {} verifies against its root key", token.domain),
-            Some(reason) => println!("invalid: {reason}"),
+            None => out!("valid: token rooted in domain {} verifies against its root key", token.domain)?,
+            Some(reason) => out!("invalid: {reason}")?,
         }
     }
     Ok(if problem.is_none() { 0 } else { 1 })
