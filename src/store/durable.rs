@@ -175,39 +175,21 @@ impl Durable {
 
     fn open_writer(path: &Path, options: StoreOptions) -> Result<(Durable, Loaded), StoreError> {
         let db = guarded(path, || Ok(builder().set_check_integrity_on_open(true).create(path)?))?;
-        // Make sure every table exists so read transactions can open them,
-        // and that the store has its frame key.
-        let tx = db.begin_write()?;
-        for table in [ROWS, SPENT, DELTAS, BATCHES] {
-            tx.open_table(table)?;
+        let key = guarded(path, || frame_key(&db))?;
+        // The log is read (and damage refused) before anything is written to the tables.
+        let log_path = path.with_extension("log");
+        let segments = segments(&log_path)?;
+        let mut frames = Vec::new();
+        for segment in &segments {
+            frames.extend(read_segment(segment, key)?.into_iter().map(|f| (f, true)));
         }
-        for table in [REGISTERS, CONTENT] {
-            tx.open_table(table)?;
-        }
-        for table in [NULLIFIERS, CONSUMED] {
-            tx.open_table(table)?;
-        }
-        let mut meta = tx.open_table(META)?;
-        if meta.get(FRAME_KEY)?.is_none() {
-            let mut key = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-            meta.insert(FRAME_KEY, frame_key_row(&key).as_slice())?;
-        }
-        drop(meta);
-        tx.commit()?;
+        let (log, in_log) = BatchLog::open(&log_path, key)?;
+        frames.extend(in_log.into_iter().map(|f| (f, false)));
         guarded(path, || seal_rows(&db))?;
         guarded(path, || move_registers_into_rows(&db))?;
         guarded(path, || fold_legacy_deltas(&db))?;
         let db = Db::Writer(Arc::new(db));
         let tables = guarded(path, || Tables::read(&db))?;
-        let log_path = path.with_extension("log");
-        let segments = segments(&log_path)?;
-        let mut frames = Vec::new();
-        for segment in &segments {
-            frames.extend(read_segment(segment, tables.key)?.into_iter().map(|f| (f, true)));
-        }
-        let (log, in_log) = BatchLog::open(&log_path, tables.key)?;
-        frames.extend(in_log.into_iter().map(|f| (f, false)));
         Self::assemble(db, tables, frames, log_path, segments, Some(log), options)
     }
 
@@ -574,6 +556,34 @@ fn fold_segments(
         }
     }
     Ok(covered)
+}
+
+/// The store's frame key; a store without one (new, or written by an
+/// earlier version) gets one, and every table, in one write transaction.
+fn frame_key(db: &Database) -> Result<FrameKey, StoreError> {
+    let rx = db.begin_read()?;
+    if let Ok(meta) = rx.open_table(META) {
+        if let Some(v) = meta.get(FRAME_KEY)? {
+            return Ok(FrameKey(read_frame_key(v.value())?));
+        }
+    }
+    drop(rx);
+    // Every table, so read transactions can open them.
+    let tx = db.begin_write()?;
+    for table in [ROWS, SPENT, DELTAS, BATCHES] {
+        tx.open_table(table)?;
+    }
+    for table in [REGISTERS, CONTENT] {
+        tx.open_table(table)?;
+    }
+    for table in [NULLIFIERS, CONSUMED] {
+        tx.open_table(table)?;
+    }
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    tx.open_table(META)?.insert(FRAME_KEY, frame_key_row(&key).as_slice())?;
+    tx.commit()?;
+    Ok(FrameKey(key))
 }
 
 /// A read-only handle on the database. A file its writer left mid-commit (a

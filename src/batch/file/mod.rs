@@ -204,11 +204,19 @@ impl PreparedBatch {
     }
 }
 
+/// A batch file with everything checked (tokens, grants, programs read and
+/// compiled) and nothing written yet.
+pub struct CheckedBatch {
+    file: BatchFile,
+    origin: String,
+    given: Option<CapabilityToken>,
+    grants: Vec<CapabilityToken>,
+    programs: Vec<BatchProgram>,
+}
+
 /// Check everything in `file` (tokens, grants, programs: read from inside
-/// `base`, the batch file's directory, and compiled), then, for a "mint"
-/// token, find or create the domain's root key as `keys` allows. Nothing
-/// else is written: the programs are stored when the batch commits.
-pub fn prepare(file: BatchFile, origin: &str, base: &Path, keys: Keys<'_>) -> Result<PreparedBatch, BatchFileError> {
+/// `base`, the batch file's directory, and compiled). Writes nothing.
+pub fn check(file: BatchFile, origin: &str, base: &Path) -> Result<CheckedBatch, BatchFileError> {
     let token_err = |field: String, e: CapabilityError| BatchFileError::Token {
         path: origin.to_string(),
         field,
@@ -230,26 +238,40 @@ pub fn prepare(file: BatchFile, origin: &str, base: &Path, keys: Keys<'_>) -> Re
         program,
         reason,
     })?;
+    Ok(CheckedBatch { file, origin: origin.to_string(), given, grants, programs })
+}
 
-    let mut notices = Vec::new();
-    let (token, ring) = match given {
-        Some(token) => (token, load_ring(keys)?),
-        None => {
-            let (root, ring) = domain_key(keys, &file.domain, &mut notices)?;
-            (CapabilityToken::mint_random(&root, file.domain.clone()), ring)
-        }
-    };
-    let timestamp = file.timestamp.resolve(now());
-    let trace_id = file.trace_id.unwrap_or_else(|| format!("{origin}@{timestamp}"));
-    let ctx = ExecutionContext {
-        domain_id: file.domain,
-        trace_id,
-        capability_token: token,
-        timestamp,
-        environment: file.environment,
-        cross_domain_grants: grants,
-    };
-    Ok(PreparedBatch { ops: file.ops, ctx, keys: ring, notices, programs })
+impl CheckedBatch {
+    /// The batch ready to run: for a "mint" token, the domain's root key
+    /// found or created as `keys` allows (the only write). The programs
+    /// are stored when the batch commits.
+    pub fn prepare(self, keys: Keys<'_>) -> Result<PreparedBatch, BatchFileError> {
+        let CheckedBatch { file, origin, given, grants, programs } = self;
+        let mut notices = Vec::new();
+        let (token, ring) = match given {
+            Some(token) => (token, load_ring(keys)?),
+            None => {
+                let (root, ring) = domain_key(keys, &file.domain, &mut notices)?;
+                (CapabilityToken::mint_random(&root, file.domain.clone()), ring)
+            }
+        };
+        let timestamp = file.timestamp.resolve(now());
+        let trace_id = file.trace_id.unwrap_or_else(|| format!("{origin}@{timestamp}"));
+        let ctx = ExecutionContext {
+            domain_id: file.domain,
+            trace_id,
+            capability_token: token,
+            timestamp,
+            environment: file.environment,
+            cross_domain_grants: grants,
+        };
+        Ok(PreparedBatch { ops: file.ops, ctx, keys: ring, notices, programs })
+    }
+}
+
+/// [`check`], then [`CheckedBatch::prepare`].
+pub fn prepare(file: BatchFile, origin: &str, base: &Path, keys: Keys<'_>) -> Result<PreparedBatch, BatchFileError> {
+    check(file, origin, base)?.prepare(keys)
 }
 
 fn ring_path<'a>(keys: Keys<'a>) -> &'a Path {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use causality_vm::batch::file::{base_dir, prepare, BatchFile, Keys, PreparedBatch};
+use causality_vm::batch::file::{base_dir, check, BatchFile, Keys, PreparedBatch};
 use causality_vm::batch::{
     execute_batches, BatchExecutionResult, BatchJob, Content, OpStatus, OperationResult, TransactionContext,
 };
@@ -90,14 +90,21 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     let data_dir = globals.data_dir();
     let writes = args.mode.writes_store();
     let chatty = !globals.quiet && !globals.json;
+    let checked = files
+        .into_iter()
+        .zip(&args.files)
+        .map(|(file, path)| check(file, &path.display().to_string(), &base_dir(path)))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Everything checked: now the store, then the domain keys a "mint" needs.
+    let mut store = open_store(&data_dir, writes, chatty)?;
     let keys_path = data_dir.join("keys.json");
     let keys = match writes {
         true => Keys::Create(&keys_path),
         false => Keys::ReadOnly(&keys_path),
     };
-    let mut prepared = Vec::with_capacity(files.len());
-    for (file, path) in files.into_iter().zip(&args.files) {
-        let batch = prepare(file, &path.display().to_string(), &base_dir(path), keys)?;
+    let mut prepared = Vec::with_capacity(checked.len());
+    for batch in checked {
+        let batch = batch.prepare(keys)?;
         if chatty {
             for notice in &batch.notices {
                 note!("note: {notice}");
@@ -109,7 +116,6 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
         prepared.push(batch);
     }
 
-    let mut store = open_store(&data_dir, writes, chatty)?;
     let tx = transaction(globals, &args, &data_dir, &prepared)?;
     let contents: Vec<Vec<Content>> = prepared.iter().map(PreparedBatch::content).collect();
     let jobs: Vec<BatchJob> = prepared

@@ -430,7 +430,8 @@ pub(super) fn segments(log: &Path) -> Result<Vec<PathBuf>, StoreError> {
         let entry = entry.map_err(|e| io(dir, e))?;
         let name = entry.file_name();
         let first = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok());
-        if let Some(first) = first {
+        // Only files are segments (a directory of that name is not ours).
+        if let (Some(first), true) = (first, entry.file_type().is_ok_and(|t| t.is_file())) {
             found.push((first, entry.path()));
         }
     }
