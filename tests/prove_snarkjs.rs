@@ -225,3 +225,17 @@ fn cvm_setup_makes_keys_the_library_and_export_use() {
     assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
     assert_eq!(snarkjs::verify_dir(&out).unwrap(), 5);
 }
+
+/// Groth16 proofs are malleable: negating A and B gives a second valid
+/// proof of the same statement (docs/SECURITY.md). Harmless for soundness,
+/// which is why nothing is keyed on a proof's bytes.
+#[test]
+fn negating_a_and_b_gives_another_valid_proof() {
+    let original = &proofs()[0];
+    let mut other = original.clone();
+    other.proof.a = -other.proof.a;
+    other.proof.b = -other.proof.b;
+    assert_ne!(other.to_bytes(), original.to_bytes());
+    system().verify(original).unwrap();
+    system().verify(&other).expect("the negated proof verifies too");
+}

@@ -438,6 +438,32 @@ mod tests {
         assert_eq!(damage.later.iter().map(|l| l.0).collect::<Vec<_>>(), [3, 4, 5]);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Any bytes, and any edit of a whole log: no panic, and every frame
+        /// read back is one of those written (damage never forges a frame).
+        #[test]
+        fn any_bytes_scan_without_panic_or_forged_frames(
+            random in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            at in 0usize..2000,
+            byte in proptest::prelude::any::<u8>(),
+            cut in 0usize..2000,
+        ) {
+            let _ = scan(&random, &KEY);
+            let whole = log(4);
+            let mut edited = whole.clone();
+            let at = at % edited.len();
+            edited[at] = byte;
+            edited.truncate(edited.len() - cut % 300);
+            let scan = scan(&edited, &KEY);
+            for (frame, n) in scan.frames.iter().zip(1..) {
+                let expected = format!("record {n}");
+                proptest::prop_assert_eq!(frame.record, expected.as_bytes());
+            }
+        }
+    }
+
     #[test]
     fn format_one_frames_are_read_and_format_two_may_follow() {
         let mut data = encode_v1(&payload(1, 10), true);
