@@ -113,6 +113,15 @@ fn run_json(data: &Path, file: &Path, extra: &[&str]) -> (Output, Value) {
     (o, value)
 }
 
+/// A data dir with one committed batch (its file returned), and the batch directory.
+fn one_batch_committed() -> (tempfile::TempDir, Batches, PathBuf) {
+    let data = tempfile::tempdir().unwrap();
+    let b = Batches::new();
+    let file = b.file("one.json", &[create(&resource(b.accept(), 1))], json!({}));
+    assert_eq!(run_json(data.path(), &file, &[]).0.status.code(), Some(0));
+    (data, b, file)
+}
+
 /// Each file of `dir` with the BLAKE3 of its bytes.
 fn files_of(dir: &Path) -> Vec<(String, String)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -370,10 +379,7 @@ fn timestamps_never_go_back_and_stay_near_the_clock() {
 
 #[test]
 fn read_commands_and_read_only_modes_write_nothing() {
-    let data = tempfile::tempdir().unwrap();
-    let b = Batches::new();
-    let file = b.file("one.json", &[create(&resource(b.accept(), 1))], json!({}));
-    assert_eq!(run_json(data.path(), &file, &[]).0.status.code(), Some(0));
+    let (data, b, file) = one_batch_committed();
     // A commit cut short leaves an unfinished frame: readers leave it alone.
     let log = data.path().join("store.log");
     let mut bytes = std::fs::read(&log).unwrap();
@@ -404,10 +410,7 @@ fn read_commands_and_read_only_modes_write_nothing() {
 
 #[test]
 fn programs_are_not_stored_by_a_batch_that_commits_nothing() {
-    let data = tempfile::tempdir().unwrap();
-    let b = Batches::new();
-    let first = b.file("first.json", &[create(&resource(b.accept(), 1))], json!({}));
-    assert_eq!(run_json(data.path(), &first, &[]).0.status.code(), Some(0));
+    let (data, b, _) = one_batch_committed();
     let logic = b.program("guard.bin", &Program::new(vec![Instruction::Nop, Instruction::Accept], vec![]).unwrap());
     let r = resource(logic, 2);
     // A token of the domain made with another key: every operation fails.
@@ -467,10 +470,7 @@ fn verify_trusts_only_the_key_it_is_told_to_and_checks_the_manifest() {
 
 #[test]
 fn a_committed_batch_never_exits_2_and_output_failures_do_not_panic() {
-    let data = tempfile::tempdir().unwrap();
-    let b = Batches::new();
-    let first = b.file("first.json", &[create(&resource(b.accept(), 1))], json!({}));
-    assert_eq!(run_json(data.path(), &first, &[]).0.status.code(), Some(0));
+    let (data, b, _) = one_batch_committed();
     // The close-time checkpoint cannot rename the log into place: the batch
     // commits (it is in the log) and the command says so, exit 0.
     let blocker = data.path().join("store.log.2");

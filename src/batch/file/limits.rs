@@ -38,20 +38,7 @@ pub(super) fn check(file: &super::BatchFile) -> Result<(), String> {
 /// The environment a context may carry: as many entries as a logic program
 /// can address, each key and value within a window.
 pub fn check_environment(environment: &BTreeMap<String, String>) -> Result<(), String> {
-    if environment.len() > MAX_ENV_ENTRIES {
-        return Err(format!(
-            "{} entries; logic programs can address {MAX_ENV_ENTRIES}, so at most that many are allowed",
-            environment.len()
-        ));
-    }
-    for (key, value) in environment {
-        if key.is_empty() {
-            return Err("an entry has an empty key".into());
-        }
-        check_len(&format!("the key {:?}", abbreviated(key)), key, MAX_KEY_BYTES)?;
-        check_len(&format!("the value of {key:?}"), value, MAX_FIELD_BYTES)?;
-    }
-    Ok(())
+    check_entries(environment, MAX_ENV_ENTRIES, "logic programs can address")
 }
 
 fn check_op(op: &Operation) -> Result<(), String> {
@@ -86,15 +73,21 @@ fn check_update(u: &ResourceUpdate) -> Result<(), String> {
 }
 
 fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), String> {
-    if metadata.len() > MAX_METADATA_ENTRIES {
-        return Err(format!("{} entries; at most {MAX_METADATA_ENTRIES} are allowed", metadata.len()));
+    check_entries(metadata, MAX_METADATA_ENTRIES, "a resource holds")
+}
+
+/// At most `max` entries (`holds` says whose limit that is), each key 1 to
+/// [`MAX_KEY_BYTES`] bytes and each value within a window.
+fn check_entries(entries: &BTreeMap<String, String>, max: usize, holds: &str) -> Result<(), String> {
+    if entries.len() > max {
+        return Err(format!("{} entries; {holds} {max}, so at most that many are allowed", entries.len()));
     }
-    for (key, value) in metadata {
+    for (key, value) in entries {
         if key.is_empty() {
             return Err("an entry has an empty key".into());
         }
         check_len(&format!("the key {:?}", abbreviated(key)), key, MAX_KEY_BYTES)?;
-        check_len(&format!("the value of {key:?}"), value, MAX_FIELD_BYTES)?;
+        check_len(&format!("the value of {:?}", abbreviated(key)), value, MAX_FIELD_BYTES)?;
     }
     Ok(())
 }
