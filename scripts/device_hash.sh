@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The hash pool comparison on a GPU machine (see /work/shared/device/README.md).
+# The hash pool comparison on a GPU machine (see docs/DEVICE.md).
 #
 #   scripts/device_hash.sh prepare      here: build the bench in release and put it, with
 #                                       this script as run.sh, into .devrun/

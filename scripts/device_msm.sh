@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU MSM vs arkworks on a GPU machine (see /work/shared/device/README.md).
+# GPU MSM vs arkworks on a GPU machine (see docs/DEVICE.md).
 #
 #   scripts/device_msm.sh prepare   # here: release-build examples/msm_device,
 #                                   # stage it in .devrun/ and the Vulkan loader in .gl/

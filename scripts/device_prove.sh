@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves a batch of 1,000 transfers on a GPU machine's GPU engine and on its CPUs, in one run
-# (benches/prove.rs in its one-shot batch mode; the device notes are in the team's shared device README).
+# (benches/prove.rs in its one-shot batch mode; see docs/DEVICE.md).
 #
 #   scripts/device_prove.sh prepare   # here: release-build the prove bench, stage it in .devrun/
 #                                     # and the Vulkan loader in .gl/

@@ -177,7 +177,17 @@ fn creating_an_existing_id_fails() {
     let s = f.resource("gold", 1, 1);
     let result = f.standard(&[Operation::Create { resource: s.clone() }, Operation::Create { resource: s }]);
     assert!(result.results[0].succeeded());
-    assert!(expect_err(&result, 1).to_string().contains("already exists"));
+    assert!(expect_err(&result, 1).to_string().contains("created earlier in this batch"));
+    // Created, consumed, created again in one batch: the message says it was consumed.
+    let t = f.resource("gold", 1, 2);
+    let id = id_of(&t);
+    let result = f.standard(&[
+        Operation::Create { resource: t.clone() },
+        Operation::Delete { input: input(id, 2) },
+        Operation::Create { resource: t },
+    ]);
+    let err = expect_err(&result, 2).to_string();
+    assert!(err.contains("is Consumed") && err.contains("consumed by operation 1"), "{err}");
 }
 
 #[test]

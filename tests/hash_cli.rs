@@ -1,6 +1,7 @@
 //! `cvm hash`: b3sum-compatible lines in all three modes, and `--check`.
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
 fn cvm(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cvm"))
@@ -9,6 +10,21 @@ fn cvm(dir: &std::path::Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("cvm runs")
+}
+
+/// `cvm` with `stdin` written to its standard input.
+fn cvm_with_input(dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cvm"))
+        .current_dir(dir)
+        .env("CVM_BACKEND", "cpu")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cvm runs");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -37,23 +53,103 @@ fn prints_b3sum_lines_in_every_mode() {
     let (dir, files) = setup();
     let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
     let key = [0x42u8; 32];
-    let cases: Vec<ModeCase> = vec![
-        (vec![], Box::new(|d: &[u8]| *blake3::hash(d).as_bytes())),
-        (vec!["--keyed".into(), hex(&key)], Box::new(move |d: &[u8]| *blake3::keyed_hash(&key, d).as_bytes())),
+    // The key comes on standard input, raw (as b3sum takes it) or as hex.
+    let cases: Vec<(ModeCase, Vec<u8>)> = vec![
+        ((vec![], Box::new(|d: &[u8]| *blake3::hash(d).as_bytes())), vec![]),
+        ((vec!["--keyed".into()], Box::new(move |d: &[u8]| *blake3::keyed_hash(&key, d).as_bytes())), key.to_vec()),
         (
-            vec!["--derive-key".into(), "cvm cli test".into()],
-            Box::new(|d: &[u8]| blake3::derive_key("cvm cli test", d)),
+            (vec!["--keyed".into()], Box::new(move |d: &[u8]| *blake3::keyed_hash(&key, d).as_bytes())),
+            format!("{}\n", hex(&key)).into_bytes(),
+        ),
+        (
+            (vec!["--derive-key".into(), "cvm cli test".into()], Box::new(|d: &[u8]| blake3::derive_key("cvm cli test", d))),
+            vec![],
         ),
     ];
-    for (flags, reference) in cases {
+    for ((flags, reference), stdin) in cases {
         let mut args = vec!["hash"];
         args.extend(flags.iter().map(String::as_str));
         args.extend(&names);
-        let out = cvm(dir.path(), &args);
+        let out = cvm_with_input(dir.path(), &args, &stdin);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         let expected: String = files.iter().map(|(n, d)| format!("{}  {n}\n", hex(&reference(d)))).collect();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), expected, "{args:?}");
     }
+}
+
+/// b3sum's flags, each against the blake3 crate, on a small file, a large
+/// one (hashed as it is read) and standard input.
+#[test]
+fn b3sum_flags_match_the_blake3_crate() {
+    let (dir, _) = setup();
+    let large: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(dir.path().join("large.bin"), &large).unwrap();
+    let small = b"hello".to_vec();
+    let xof = |data: &[u8], n: usize| {
+        let mut out = vec![0u8; n];
+        blake3::Hasher::new().update(data).finalize_xof().fill(&mut out);
+        out
+    };
+    for (name, data) in [("small.txt", &small), ("large.bin", &large)] {
+        for flags in [vec![], vec!["--no-mmap"], vec!["--num-threads", "1"]] {
+            let mut args = vec!["hash", "--length", "64"];
+            args.extend(&flags);
+            args.push(name);
+            let out = cvm(dir.path(), &args);
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}  {name}\n", hex(&xof(data, 64))), "{args:?}");
+        }
+        let out = cvm(dir.path(), &["hash", "--no-names", name]);
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}\n", hex(blake3::hash(data).as_bytes())));
+        let out = cvm(dir.path(), &["hash", "--tag", name]);
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("BLAKE3 ({name}) = {}\n", hex(blake3::hash(data).as_bytes())));
+        let out = cvm(dir.path(), &["hash", "--raw", "--length", "7", name]);
+        assert_eq!(out.stdout, xof(data, 7));
+    }
+    let out = cvm_with_input(dir.path(), &["hash", "-"], &large);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}  -\n", hex(blake3::hash(&large).as_bytes())));
+    let out = cvm(dir.path(), &["hash", "--raw", "small.txt", "large.bin"]);
+    assert_eq!(out.status.code(), Some(2), "--raw takes one input");
+}
+
+/// A 1 GiB (sparse) file hashes in constant memory, mapped or read.
+#[test]
+fn a_large_file_hashes_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.img");
+    std::fs::File::create(&path).unwrap().set_len(1 << 30).unwrap();
+    let mut reference = blake3::Hasher::new();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        reference.update(&zeros);
+    }
+    let expected = format!("{}  big.img\n", reference.finalize().to_hex());
+    for flags in [&[][..], &["--no-mmap"]] {
+        let mut args = vec!["hash"];
+        args.extend(flags);
+        args.push("big.img");
+        let (stdout, max_rss_kib) = run_measured(dir.path(), &args);
+        assert_eq!(stdout, expected, "{flags:?}");
+        assert!(max_rss_kib < 160 * 1024, "{flags:?}: peak resident memory {max_rss_kib} KiB for a 1 GiB file");
+    }
+}
+
+/// Run cvm, returning its stdout and its own peak resident memory (KiB).
+fn run_measured(dir: &std::path::Path, args: &[&str]) -> (String, i64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cvm"))
+        .current_dir(dir)
+        .env("CVM_BACKEND", "cpu")
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for this child alone.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(waited, child.id() as i32);
+    (stdout, usage.ru_maxrss)
 }
 
 #[test]
@@ -78,11 +174,19 @@ fn check_passes_a_good_list_and_fails_a_bad_one() {
 }
 
 #[test]
-fn bad_keys_and_missing_files_are_reported() {
+fn bad_keys_and_check_lines_are_errors_never_panics() {
     let (dir, _) = setup();
-    let out = cvm(dir.path(), &["hash", "--keyed", "abcd", "small.txt"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("64 hex digits"));
+    for key in [&b"abcd"[..], "é".repeat(32).as_bytes(), "ü".repeat(20).as_bytes(), b""] {
+        let out = cvm_with_input(dir.path(), &["hash", "--keyed", "small.txt"], key);
+        assert_eq!(out.status.code(), Some(2), "{key:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("key") && !err.contains("panicked"), "{err}");
+    }
+    std::fs::write(dir.path().join("odd.b3"), format!("{}  small.txt\nnot a line\n", "é".repeat(32))).unwrap();
+    let out = cvm(dir.path(), &["hash", "--check", "odd.b3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("improperly formatted") && !err.contains("panicked"), "{err}");
     let out = cvm(dir.path(), &["hash", "small.txt", "nope"]);
     assert_eq!(out.status.code(), Some(1), "a missing file fails the run");
     assert!(String::from_utf8(out.stdout).unwrap().ends_with("  small.txt\n"), "the other files are still hashed");
@@ -92,9 +196,11 @@ fn bad_keys_and_missing_files_are_reported() {
 fn gpu_without_an_adapter_is_a_clear_error_and_auto_falls_back() {
     let (dir, files) = setup();
     // WGPU_BACKEND names a backend this build lacks, so no adapter exists.
+    let cache = tempfile::tempdir().unwrap();
     let run = |backend: &str| {
         Command::new(env!("CARGO_BIN_EXE_cvm"))
             .current_dir(dir.path())
+            .env("XDG_CACHE_HOME", cache.path())
             .env("WGPU_BACKEND", "metal")
             .env("CVM_BACKEND", backend)
             .args(["hash", "small.txt"])
@@ -113,4 +219,8 @@ fn gpu_without_an_adapter_is_a_clear_error_and_auto_falls_back() {
         format!("{}  small.txt\n", hex(blake3::hash(&files[1].1).as_bytes()))
     );
     assert!(String::from_utf8(out.stderr).unwrap().contains("using the CPU backend"), "auto warns");
+    // Said once per user, not once per command.
+    let again = run("auto");
+    assert!(again.status.success());
+    assert!(!String::from_utf8(again.stderr).unwrap().contains("CPU backend"), "said before");
 }

@@ -147,7 +147,7 @@ impl<'s, 'a> Env<'s, 'a> {
         let authorizer = Authorizer::new(ctx, keys);
         let readable_others = authorizer.check(&read).is_ok();
         let mut interpreter = Interpreter::new(tx.budget);
-        interpreter.trace = tx.mode == ExecutionMode::Debug;
+        interpreter.trace = tx.mode == ExecutionMode::Debug || tx.trace;
         Env {
             store,
             inflight,

@@ -14,6 +14,7 @@ use crate::hash::{HashHandle, HashPool};
 use crate::resource::{nullifier_key_commitment, LifecycleState, Operation, ResourceId};
 
 use super::env::{Assertion, Consumption, OpEffects, PassEffects};
+use super::overlay::Overlay;
 use super::transaction::FailurePolicy;
 use super::view::StoreView;
 
@@ -60,6 +61,7 @@ pub(super) fn check(
     effects: &PassEffects,
     pool: &HashPool,
     store: StoreView<'_>,
+    overlay: &Overlay,
     policy: FailurePolicy,
 ) -> Result<(BTreeMap<usize, ExecutionError>, Claimed), ExecutionError> {
     let mut failures = BTreeMap::new();
@@ -76,7 +78,7 @@ pub(super) fn check(
         let nullifiers = &claims.nullifiers[fx.consumes.clone()];
         let ids = &claims.ids[fx.creates.clone()];
         let consumed = &effects.consumes[fx.consumes.clone()];
-        let verdict = intrinsic(fx, pool).and_then(|()| unique(consumed, nullifiers, ids, &spent, &created));
+        let verdict = intrinsic(fx, pool).and_then(|()| unique(consumed, nullifiers, ids, &spent, &created, overlay));
         match verdict {
             Ok(()) if distinct => {}
             Ok(()) => {
@@ -179,6 +181,7 @@ fn unique(
     claimed_ids: &[(ResourceId, Option<LifecycleState>)],
     spent: &DigestSet<[u8; 32]>,
     created: &DigestSet<ResourceId>,
+    overlay: &Overlay,
 ) -> Result<(), ExecutionError> {
     for (k, (c, &(n, in_store))) in consumes.iter().zip(claimed_nullifiers).enumerate() {
         let mine_before = || claimed_nullifiers[..k].iter().any(|(m, _)| *m == n);
@@ -194,13 +197,27 @@ fn unique(
         }
     }
     for (k, &(id, in_store)) in claimed_ids.iter().enumerate() {
-        let mine_before = || claimed_ids[..k].iter().any(|(other, _)| *other == id);
-        let existing = in_store.or_else(|| (created.contains(&id) || mine_before()).then_some(LifecycleState::Active));
-        if let Some(state) = existing {
+        if let Some(state) = in_store {
             return Err(ExecutionError::InvalidResourceState {
                 id,
                 state,
                 reason: "a resource with this id already exists (same fields and nonce): pick another nonce".into(),
+            });
+        }
+        let mine_before = || claimed_ids[..k].iter().any(|(other, _)| *other == id);
+        if created.contains(&id) || mine_before() {
+            // Created earlier in this batch, and maybe consumed since.
+            let (state, since) = match overlay.consumed_by(&id) {
+                Some(op) => (LifecycleState::Consumed, format!(" and consumed by operation {op}")),
+                None => (LifecycleState::Active, String::new()),
+            };
+            return Err(ExecutionError::InvalidResourceState {
+                id,
+                state,
+                reason: format!(
+                    "a resource with this id was created earlier in this batch{since} (same fields and nonce): an id \
+                     is never reused; pick another nonce"
+                ),
             });
         }
     }

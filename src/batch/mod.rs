@@ -32,7 +32,9 @@ mod view;
 
 pub use pipeline::{execute_batches, BatchJob};
 pub use prove::{OpWitness, ProofSystem, ProveStages};
-pub use result::{BatchExecutionResult, BatchMetadata, ChangeSet, LogicTrace, OpOutcome, OpStatus, OperationResult};
+pub use result::{
+    BatchExecutionResult, BatchMetadata, ChangeSet, LogicTrace, OpOutcome, OpStatus, OperationResult, StageBackends,
+};
 pub use transaction::{CommitPolicy, FailurePolicy, TransactionContext};
 
 use std::collections::BTreeMap;
@@ -117,7 +119,8 @@ fn execute_only<'a>(
                 _ => None,
             })
             .collect();
-        let (failures, claimed) = flush::check(&executed, &env.effects, &env.pool, env.view(), tx.on_failure)?;
+        let (failures, claimed) =
+            flush::check(&executed, &env.effects, &env.pool, env.view(), &env.overlay, tx.on_failure)?;
         timings.hash_us += micros(started);
         if failures.is_empty() {
             break (records, claimed);
@@ -298,6 +301,11 @@ fn conclude<'a>(
         timings,
         prove_stages: None,
         reruns,
+        backends: StageBackends {
+            execute: Some(crate::ResolvedBackend::Cpu),
+            hash: Some(pool.backend()),
+            prove: None,
+        },
     };
     Ok(Executed {
         ctx,
@@ -403,7 +411,9 @@ impl<'a> PendingCommit<'a> {
         };
         executed.metadata.timings.prove_us = prove_us;
         executed.metadata.prove_stages = stages;
-        let started = Instant::now();
+        if proof.is_some() {
+            executed.metadata.backends.prove = executed.tx.proof_system.as_ref().and_then(|s| s.backend());
+        }
         let (ctx, counts) = (executed.ctx, executed.counts);
         let record = BatchRecord {
             trace_id: ctx.trace_id.clone(),
@@ -427,13 +437,12 @@ impl<'a> PendingCommit<'a> {
         }
         let outcomes = std::mem::take(&mut executed.outcomes);
         let (appended, results) = store.append_while(&mut staged, record, || outcomes.build());
-        let mut appended = match (appended, results) {
+        let appended = match (appended, results) {
             (Ok(appended), results) => AppendedCommit { executed, staged, appended, results },
             // Nothing was written: the panic goes on now.
             (Err(_), Err(panic)) => std::panic::resume_unwind(panic),
             (Err(e), Ok(_)) => return Err(e.into()),
         };
-        appended.executed.metadata.timings.commit_us = micros(started);
         Ok(appended)
     }
 }
@@ -452,10 +461,9 @@ impl AppendedCommit<'_> {
     /// Stage 4b: apply the batch in memory.
     fn apply(self, store: &mut RegisterStore) -> Result<BatchExecutionResult, ExecutionError> {
         let AppendedCommit { mut executed, staged, appended, results } = self;
-        let started = Instant::now();
         let committed = store.apply(staged, appended);
         let results = results.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        executed.metadata.timings.commit_us += micros(started);
+        executed.metadata.timings.commit_us = committed.timings.commit_us;
         executed.metadata.batch_number = Some(committed.number);
         executed.metadata.committed = true;
         Ok(executed.finish(results))

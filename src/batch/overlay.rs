@@ -84,6 +84,11 @@ impl Overlay {
     }
 
     /// Whether some created register cannot be found by id yet.
+    /// The operation that consumed `id` in this batch, if one did.
+    pub fn consumed_by(&self, id: &ResourceId) -> Option<usize> {
+        self.consumed.get(id).copied()
+    }
+
     pub fn has_unindexed(&self) -> bool {
         !self.pending.is_empty() || self.indexed < self.created.len()
     }

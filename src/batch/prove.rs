@@ -49,6 +49,10 @@ pub trait ProofSystem: Send + Sync {
     fn prove_timed(&self, witnesses: &[OpWitness]) -> Result<(ProofRecord, Option<ProveStages>), String> {
         self.prove(witnesses).map(|record| (record, None))
     }
+    /// Where its proofs are made (None: it does not say).
+    fn backend(&self) -> Option<crate::backend::ResolvedBackend> {
+        None
+    }
     /// Whether this system can prove `op` at all. An operation it cannot
     /// prove fails on its own at execution, instead of failing the proofs
     /// (and so the commit) of the whole batch.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
+use crate::backend::ResolvedBackend;
 use crate::content_id::ContentId;
 use crate::context::ExecutionMode;
 use crate::error::ExecutionError;
@@ -131,6 +132,20 @@ pub struct BatchMetadata {
     /// Times the batch was re-executed because a digest-dependent check
     /// failed an operation at the flush.
     pub reruns: usize,
+    /// Where each stage ran.
+    pub backends: StageBackends,
+}
+
+/// Which backend ran each stage of a batch: `cpu` or `gpu` (None: the
+/// stage did not run).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StageBackends {
+    /// The VM and the operations' checks: always the CPU.
+    pub execute: Option<ResolvedBackend>,
+    /// The hash pool's flushes (ids, nullifiers, commitments, the state tree).
+    pub hash: Option<ResolvedBackend>,
+    /// The proofs' MSMs.
+    pub prove: Option<ResolvedBackend>,
 }
 
 /// A delta in a readable form.

@@ -44,6 +44,9 @@ pub struct TransactionContext {
     /// use a token that has expired; one from the future would hold every
     /// later batch back (committed timestamps never decrease).
     pub max_clock_skew: Option<u64>,
+    /// Record every logic run's instruction trace whatever the mode (Debug
+    /// mode always does): a simulation to step through before committing.
+    pub trace: bool,
 }
 
 impl Default for TransactionContext {
@@ -56,6 +59,7 @@ impl Default for TransactionContext {
             proof_system: None,
             progress: None,
             max_clock_skew: None,
+            trace: false,
         }
     }
 }

@@ -107,6 +107,18 @@ impl CapabilityToken {
             found: text.chars().take(TEXT_PREFIX.len()).collect(),
         })?;
         let bytes = base64url_decode(payload, TEXT_PREFIX.len())?;
+        // Shorter than the smallest token (version, a one-byte domain, the
+        // identifier, no caveats, the tag): a fragment, not a token of
+        // another version.
+        const SMALLEST: usize = 1 + 2 + 1 + 16 + 1 + 32;
+        if bytes.len() < SMALLEST {
+            return Err(CapabilityError::TruncatedText {
+                reason: format!(
+                    "it decodes to {} bytes and the smallest token is {SMALLEST}: is the text complete?",
+                    bytes.len()
+                ),
+            });
+        }
         CapabilityToken::from_bytes(&bytes)
     }
 }

@@ -172,9 +172,33 @@ impl GpuContext {
     }
 }
 
+/// Whether `Auto` falling back to the CPU is said as a warning (the
+/// default) or only logged at info level (a caller that already told the
+/// user once, say in an earlier run). Said at most once a process either way.
+static FALLBACK_WARNS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+static FALLBACK_SAID: std::sync::Once = std::sync::Once::new();
+
+/// See [`FALLBACK_WARNS`].
+pub fn quiet_cpu_fallback_notice() {
+    FALLBACK_WARNS.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this process fell back from `Auto` to the CPU.
+pub fn cpu_fallback_said() -> bool {
+    FALLBACK_SAID.is_completed()
+}
+
+/// Say once that `Auto` uses the CPU, and why.
+fn cpu_fallback_notice(why: &str) {
+    FALLBACK_SAID.call_once(|| match FALLBACK_WARNS.load(std::sync::atomic::Ordering::Relaxed) {
+        true => tracing::warn!("{why}: using the CPU backend"),
+        false => tracing::info!("{why}: using the CPU backend"),
+    });
+}
+
 /// Resolve a requested backend: `Gpu` needs an adapter (any adapter, software
 /// ones included), `Auto` uses a hardware adapter and otherwise falls back to
-/// the CPU with a warning.
+/// the CPU, saying so once.
 pub fn resolve(backend: Backend) -> Result<(ResolvedBackend, Option<Arc<GpuContext>>), GpuError> {
     match backend {
         Backend::Cpu => Ok((ResolvedBackend::Cpu, None)),
@@ -184,12 +208,12 @@ pub fn resolve(backend: Backend) -> Result<(ResolvedBackend, Option<Arc<GpuConte
             // cores as our CPU backends, only slower: it is no accelerator.
             // `--backend gpu` still uses it, which is how the tests reach it.
             Ok(ctx) if ctx.is_software() => {
-                tracing::warn!(adapter = %ctx.describe(), "only a software GPU adapter exists: using the CPU backend");
+                cpu_fallback_notice(&format!("only a software GPU adapter exists ({})", ctx.describe()));
                 Ok((ResolvedBackend::Cpu, None))
             }
             Ok(ctx) => Ok((ResolvedBackend::Gpu, Some(ctx))),
             Err(err) => {
-                tracing::warn!(%err, "no usable GPU: using the CPU backend");
+                cpu_fallback_notice(&format!("no usable GPU ({err})"));
                 Ok((ResolvedBackend::Cpu, None))
             }
         },

@@ -103,6 +103,16 @@ pub fn nullifier_key_commitment(nullifier_key: &[u8; 32]) -> [u8; 32] {
     field_to_bytes(&hash(HashDomain::NullifierKey, &[nullifier_key_field(nullifier_key)]))
 }
 
+/// Whether `bytes` can be a nullifier-key commitment at all: the canonical
+/// little-endian encoding of a BN254 scalar (below the modulus). Anything
+/// else (a BLAKE3 digest, most likely) no key can ever open.
+pub fn is_field_encoding(bytes: &[u8; 32]) -> bool {
+    Fr::from_bigint(<Fr as PrimeField>::BigInt::from_bits_le(
+        &bytes.iter().flat_map(|b| (0..8).map(move |i| b >> i & 1 == 1)).collect::<Vec<bool>>(),
+    ))
+    .is_some_and(|f| field_to_bytes(&f) == *bytes)
+}
+
 /// The register's commitment, as the circuit computes it.
 pub fn commitment(register: &ResourceRegister) -> Fr {
     RegisterFields::of(register).commitment()

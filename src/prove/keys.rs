@@ -1,9 +1,15 @@
 //! Circuit-specific Groth16 setup and the key files.
 //!
 //! Keys live in `<data_dir>/keys/compliance-v<CIRCUIT_VERSION>-k<K>/`:
-//! `proving_key.bin` and `verifying_key.bin` (ark-serialize compressed,
-//! validated on load) and `circuit.json` (the circuit digest they were made
-//! for). A local setup is a single party's: whoever ran it could forge proofs.
+//! `proving_key.bin` (ark-serialize uncompressed), `verifying_key.bin`
+//! (compressed) and `circuit.json` (the circuit they were made for, and the
+//! BLAKE3 of both key files). Every point is validated once, at setup; a
+//! load then checks the files' digests and decodes without point checks
+//! (decompressing and checking every point made loading most of a small
+//! run). A digest mismatch, or [`Validation::Full`], validates every point
+//! again. Key sets of earlier versions (compressed, no digests) load
+//! validated and are rewritten in this form. A local setup is a single
+//! party's: whoever ran it could forge proofs.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,7 +21,7 @@ use ark_poly::{EvaluationDomain, GeneralEvaluationDomain};
 use ark_relations::gr1cs::{
     ConstraintSynthesizer, ConstraintSystem, Matrix, OptimizationGoal, SynthesisMode, R1CS_PREDICATE_LABEL,
 };
-use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Compress, Validate};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
@@ -109,7 +115,12 @@ impl CircuitShape {
     }
 }
 
-/// What `circuit.json` records about the circuit a key pair was made for.
+/// The key files' form this version writes (`circuit.json`'s `key_format`;
+/// absent: 1, compressed and without digests).
+pub const KEY_FORMAT: u32 = 2;
+
+/// What `circuit.json` records about the circuit a key pair was made for,
+/// and (format 2) the key files' digests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyMetadata {
     pub circuit_version: u32,
@@ -119,9 +130,20 @@ pub struct KeyMetadata {
     pub num_witness_variables: usize,
     pub circuit_digest: String,
     pub poseidon_fingerprint: String,
+    #[serde(default = "format_one")]
+    pub key_format: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proving_key_blake3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifying_key_blake3: Option<String>,
+}
+
+fn format_one() -> u32 {
+    1
 }
 
 impl KeyMetadata {
+    /// The circuit's part (the key files' digests are set when they are written).
     pub fn of(shape: &CircuitShape) -> Self {
         KeyMetadata {
             circuit_version: CIRCUIT_VERSION,
@@ -131,7 +153,18 @@ impl KeyMetadata {
             num_witness_variables: shape.num_witness_variables,
             circuit_digest: shape.digest_hex(),
             poseidon_fingerprint: poseidon::fingerprint(),
+            key_format: KEY_FORMAT,
+            proving_key_blake3: None,
+            verifying_key_blake3: None,
         }
+    }
+
+    /// Whether both describe the same circuit (whatever their files' form).
+    pub fn same_circuit(&self, other: &KeyMetadata) -> bool {
+        (self.circuit_version, self.ops_per_proof, self.num_constraints, self.num_public_inputs)
+            == (other.circuit_version, other.ops_per_proof, other.num_constraints, other.num_public_inputs)
+            && (self.num_witness_variables, &self.circuit_digest, &self.poseidon_fingerprint)
+                == (other.num_witness_variables, &other.circuit_digest, &other.poseidon_fingerprint)
     }
 }
 
@@ -153,21 +186,29 @@ pub fn setup(shape: &CircuitShape) -> Result<ProvingKey<Bn254>, ProveError> {
     Ok(pk)
 }
 
-/// Writes the key pair and `circuit.json` (each atomically and durably; the
-/// caller holds [`lock`]).
+/// Writes the key pair and `circuit.json` with their digests (each
+/// atomically and durably; the caller holds [`lock`]). `circuit.json` goes
+/// last: until it names them, the key files are not a key set.
 pub fn save(dir: &Path, shape: &CircuitShape, pk: &ProvingKey<Bn254>) -> Result<(), ProveError> {
     fs::create_dir_all(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })?;
-    let mut pk_bytes = Vec::new();
-    pk.serialize_compressed(&mut pk_bytes).map_err(|e| ProveError::Synthesis(format!("serializing the key: {e}")))?;
+    let encoding = |e: ark_serialize::SerializationError| ProveError::Synthesis(format!("serializing the key: {e}"));
+    let mut pk_bytes = Vec::with_capacity(pk.uncompressed_size());
+    pk.serialize_uncompressed(&mut pk_bytes).map_err(encoding)?;
     let mut vk_bytes = Vec::new();
-    pk.vk
-        .serialize_compressed(&mut vk_bytes)
-        .map_err(|e| ProveError::Synthesis(format!("serializing the key: {e}")))?;
-    let meta = serde_json::to_vec_pretty(&KeyMetadata::of(shape))
-        .map_err(|e| ProveError::Synthesis(format!("encoding circuit.json: {e}")))?;
+    pk.vk.serialize_compressed(&mut vk_bytes).map_err(encoding)?;
+    let mut meta = KeyMetadata::of(shape);
+    meta.proving_key_blake3 = Some(digest(&pk_bytes));
+    meta.verifying_key_blake3 = Some(digest(&vk_bytes));
+    let meta = serde_json::to_vec_pretty(&meta).map_err(|e| ProveError::Synthesis(format!("encoding circuit.json: {e}")))?;
+    let _ = fs::remove_file(dir.join(CIRCUIT_FILE));
     write_atomically(&dir.join(PROVING_KEY_FILE), &pk_bytes)?;
     write_atomically(&dir.join(VERIFYING_KEY_FILE), &vk_bytes)?;
     write_atomically(&dir.join(CIRCUIT_FILE), &meta)
+}
+
+/// BLAKE3 of a key file, as hex (both cores: a proving key is megabytes).
+fn digest(bytes: &[u8]) -> String {
+    blake3::Hasher::new().update_rayon(bytes).finalize().to_hex().to_string()
 }
 
 /// Whether `dir` holds a key pair (possibly for another circuit).
@@ -175,14 +216,31 @@ pub fn exists(dir: &Path) -> bool {
     [PROVING_KEY_FILE, VERIFYING_KEY_FILE, CIRCUIT_FILE].iter().all(|f| dir.join(f).is_file())
 }
 
-/// Loads and validates the key pair in `dir` for the circuit `shape`.
-pub fn load(dir: &Path, shape: &CircuitShape) -> Result<ProvingKey<Bn254>, ProveError> {
+/// How much a load checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// The files' digests; every point only where they do not match.
+    Digest,
+    /// Every point: on the curve and in the subgroup (`cvm verify --paranoid`).
+    Full,
+}
+
+/// What a load did beyond reading the keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The key set was of an earlier format and was rewritten in this one.
+    pub upgraded: bool,
+    /// Every point was validated.
+    pub validated: bool,
+}
+
+/// Loads the key pair in `dir` for the circuit `shape` (see the module docs).
+pub fn load(dir: &Path, shape: &CircuitShape, validation: Validation) -> Result<(ProvingKey<Bn254>, Loaded), ProveError> {
     let keys_err = |reason: String| ProveError::Keys { path: dir.to_path_buf(), reason };
-    let meta_path = dir.join(CIRCUIT_FILE);
-    let meta: KeyMetadata = serde_json::from_slice(&read(&meta_path)?)
+    let meta: KeyMetadata = serde_json::from_slice(&read(&dir.join(CIRCUIT_FILE))?)
         .map_err(|e| keys_err(format!("{CIRCUIT_FILE} is not valid: {e}")))?;
     let expected = KeyMetadata::of(shape);
-    if meta != expected {
+    if !meta.same_circuit(&expected) {
         return Err(keys_err(format!(
             "made for a different circuit (digest {} v{} K={}), this build needs digest {} v{} K={}; run `cvm setup --ops-per-proof {}` again",
             meta.circuit_digest,
@@ -194,14 +252,42 @@ pub fn load(dir: &Path, shape: &CircuitShape) -> Result<ProvingKey<Bn254>, Prove
             shape.ops_per_proof
         )));
     }
-    let pk = ProvingKey::<Bn254>::deserialize_compressed(&read(&dir.join(PROVING_KEY_FILE))?[..])
-        .map_err(|e| keys_err(format!("{PROVING_KEY_FILE} does not decode (compressed, validated): {e}")))?;
-    let vk = load_verifying_key(&dir.join(VERIFYING_KEY_FILE))?;
+    let pk_bytes = read(&dir.join(PROVING_KEY_FILE))?;
+    let vk_bytes = read(&dir.join(VERIFYING_KEY_FILE))?;
+    let mut loaded = Loaded::default();
+    let pk = if meta.key_format < KEY_FORMAT {
+        loaded.validated = true;
+        loaded.upgraded = true;
+        ProvingKey::<Bn254>::deserialize_compressed(&pk_bytes[..])
+            .map_err(|e| keys_err(format!("{PROVING_KEY_FILE} does not decode (compressed, validated): {e}")))?
+    } else {
+        let matches = |recorded: &Option<String>, bytes: &[u8]| recorded.as_deref() == Some(digest(bytes).as_str());
+        let intact = matches(&meta.proving_key_blake3, &pk_bytes) && matches(&meta.verifying_key_blake3, &vk_bytes);
+        if !intact {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the key files do not match the digests recorded at setup: validating every point"
+            );
+        }
+        let validate = match (intact, validation) {
+            (true, Validation::Digest) => Validate::No,
+            _ => Validate::Yes,
+        };
+        loaded.validated = validate == Validate::Yes;
+        ProvingKey::<Bn254>::deserialize_with_mode(&pk_bytes[..], Compress::No, validate)
+            .map_err(|e| keys_err(format!("{PROVING_KEY_FILE} does not decode (uncompressed): {e}")))?
+    };
+    let vk = VerifyingKey::<Bn254>::deserialize_compressed(&vk_bytes[..])
+        .map_err(|e| keys_err(format!("{VERIFYING_KEY_FILE} does not decode (compressed, validated): {e}")))?;
     if vk != pk.vk {
         return Err(keys_err(format!("{VERIFYING_KEY_FILE} is not the proving key's verifying key")));
     }
     check_key_shape(&pk, shape).map_err(keys_err)?;
-    Ok(pk)
+    if loaded.upgraded {
+        let _lock = lock(dir)?;
+        save(dir, shape, &pk)?;
+    }
+    Ok((pk, loaded))
 }
 
 /// Reads a compressed verifying key, validating every point.

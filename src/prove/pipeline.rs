@@ -2,7 +2,9 @@
 //! and the format of the proof record it leaves in the batch log.
 //!
 //! Record format (`ProofRecord`, system [`SYSTEM_NAME`]):
-//! - `proof`: `u32le(count)`, then per proof `u64le(len) || BatchProof::to_bytes()`;
+//! - `proof`: [`KEYED`] and the key set's id (BLAKE3 of its compressed
+//!   verifying key, 32 bytes; records of earlier versions lack both), then
+//!   `u32le(count)`, then per proof `u64le(len) || BatchProof::to_bytes()`;
 //! - `public_inputs`: every proof's public inputs in order, 32 little-endian
 //!   bytes each (the same values the proofs carry; checked on decode).
 
@@ -43,9 +45,15 @@ impl From<&StageTimings> for ProveStages {
     }
 }
 
-/// The batch-log record of `proofs`.
-pub fn encode_record(proofs: &[BatchProof]) -> ProofRecord {
+/// Marks a record that names the key set which made it (as a proof count,
+/// an impossible one: records before it start with their count).
+pub const KEYED: u32 = u32::MAX;
+
+/// The batch-log record of `proofs`, made with the key set `key_id`.
+pub fn encode_record(proofs: &[BatchProof], key_id: &[u8; 32]) -> ProofRecord {
     let mut proof = Vec::new();
+    proof.extend_from_slice(&KEYED.to_le_bytes());
+    proof.extend_from_slice(key_id);
     proof.extend_from_slice(&(proofs.len() as u32).to_le_bytes());
     let mut public_inputs = Vec::new();
     for p in proofs {
@@ -75,7 +83,12 @@ pub fn decode_record(record: &ProofRecord) -> Result<Vec<BatchProof>, ProveError
         rest = tail;
         Ok(head)
     };
-    let count = u32::from_le_bytes(take(4, "proof count")?.try_into().unwrap_or_default()) as usize;
+    let mut count = u32::from_le_bytes(take(4, "proof count")?.try_into().unwrap_or_default());
+    if count == KEYED {
+        take(32, "key set id")?;
+        count = u32::from_le_bytes(take(4, "proof count")?.try_into().unwrap_or_default());
+    }
+    let count = count as usize;
     if count == 0 {
         return Err(bad("no proofs".into()));
     }
@@ -97,6 +110,21 @@ pub fn decode_record(record: &ProofRecord) -> Result<Vec<BatchProof>, ProveError
     Ok(proofs)
 }
 
+/// The id of the key set that made a record (None: an earlier version's
+/// record, which does not say).
+pub fn record_key_id(record: &ProofRecord) -> Option<[u8; 32]> {
+    let bytes = record.proof.as_slice();
+    (bytes.get(..4)? == KEYED.to_le_bytes()).then(|| bytes.get(4..36)?.try_into().ok()).flatten()
+}
+
+/// The id a key set is known by: BLAKE3 of its compressed verifying key.
+pub fn key_id(vk: &ark_groth16::VerifyingKey<ark_bn254::Bn254>) -> [u8; 32] {
+    let mut bytes = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = ark_serialize::CanonicalSerialize::serialize_compressed(vk, &mut bytes);
+    *blake3::hash(&bytes).as_bytes()
+}
+
 impl ProvingSystem {
     /// Proves a batch's witnesses (chunks of K) into one batch-log record.
     pub fn prove_record(&self, witnesses: &[batch::OpWitness]) -> Result<(ProofRecord, ProveStages), ProveError> {
@@ -112,7 +140,7 @@ impl ProvingSystem {
         };
         let mut stages = ProveStages::from(&timings);
         stages.proofs = proofs.len() as u64;
-        Ok((encode_record(&proofs), stages))
+        Ok((encode_record(&proofs, &key_id(self.verifying_key())), stages))
     }
 
     /// Checks every proof of a batch-log record against the verifying key.
@@ -128,6 +156,10 @@ impl ProvingSystem {
 impl batch::ProofSystem for ProvingSystem {
     fn name(&self) -> String {
         SYSTEM_NAME.into()
+    }
+
+    fn backend(&self) -> Option<crate::backend::ResolvedBackend> {
+        Some(ProvingSystem::backend(self))
     }
 
     fn prove(&self, witnesses: &[batch::OpWitness]) -> Result<ProofRecord, String> {

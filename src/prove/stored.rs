@@ -12,7 +12,7 @@ use ark_groth16::{prepare_verifying_key, PreparedVerifyingKey};
 
 use super::circuit::CIRCUIT_VERSION;
 use super::keys::{self, KeyMetadata};
-use super::pipeline::{decode_record, SYSTEM_NAME};
+use super::pipeline::{decode_record, key_id, record_key_id, SYSTEM_NAME};
 use super::system::verify_with;
 use super::ProveError;
 use crate::batch::{self, OpWitness};
@@ -56,8 +56,14 @@ impl StoredKeys {
             });
         }
         let vk_path = dir.join(keys::VERIFYING_KEY_FILE);
-        if !vk_path.is_file() {
-            return Err(missing("no verifying key"));
+        let vk_bytes = std::fs::read(&vk_path).map_err(|_| missing("no verifying key"))?;
+        if let Some(recorded) = &meta.verifying_key_blake3 {
+            if blake3::hash(&vk_bytes).to_hex().as_str() != recorded {
+                return Err(ProveError::Keys {
+                    path: dir,
+                    reason: format!("{} is not the verifying key made at setup (its BLAKE3 differs)", keys::VERIFYING_KEY_FILE),
+                });
+            }
         }
         let key = Arc::new(prepare_verifying_key(&keys::load_verifying_key(&vk_path)?));
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(ops_per_proof, key.clone());
@@ -65,10 +71,26 @@ impl StoredKeys {
     }
 
     /// Check every proof of a batch-log record; returns how many there are.
+    /// A record that names its key set must name the one found here.
     pub fn verify_record(&self, record: &ProofRecord) -> Result<usize, ProveError> {
         let proofs = decode_record(record)?;
         for (i, proof) in proofs.iter().enumerate() {
             let key = self.verifying_key(proof.slots())?;
+            if let Some(made_with) = record_key_id(record) {
+                let here = key_id(&key.vk);
+                if here != made_with {
+                    return Err(ProveError::Keys {
+                        path: keys::key_dir(&self.data_dir, proof.slots()),
+                        reason: format!(
+                            "the proofs were made with key set {}, but the data dir's key set for {} ops per proof is \
+                             {} (was it replaced by `cvm setup --force`?)",
+                            crate::content_id::hex_encode(&made_with),
+                            proof.slots(),
+                            crate::content_id::hex_encode(&here)
+                        ),
+                    });
+                }
+            }
             verify_with(&key, proof)
                 .map_err(|e| ProveError::Rejected(format!("proof {i} of {}: {e}", proofs.len())))?;
         }

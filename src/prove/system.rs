@@ -76,9 +76,14 @@ pub struct ProvingSystem {
     /// The CPU copy of the prover key, made on the first retry after a GPU failure.
     cpu_fallback: OnceLock<Result<(MsmEngine, ProverKey), String>>,
     last_timings: Mutex<StageTimings>,
+    /// Told (proofs done, proofs in the batch) after each proof.
+    progress: Mutex<Option<Progress>>,
     /// Fault injection for tests of the CPU retry path: proof attempts left to fail.
     fail_next: AtomicU32,
 }
+
+/// A progress callback: (proofs done, proofs in the batch).
+pub type Progress = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
 
 impl ProvingSystem {
     /// Loads the keys for `ops_per_proof` from `<data_dir>/keys/`, or runs the
@@ -107,7 +112,10 @@ impl ProvingSystem {
                 return Self::from_key(shape, pk, MsmEngine::new(backend)?);
             }
         }
-        let pk = keys::load(&dir, &shape)?;
+        let (pk, loaded) = keys::load(&dir, &shape, keys::Validation::Digest)?;
+        if loaded.upgraded {
+            notice(&format!("rewrote the keys in {} in the fast-loading form (checked by digest)", dir.display()));
+        }
         Self::from_key(shape, pk, MsmEngine::new(backend)?)
     }
 
@@ -128,6 +136,7 @@ impl ProvingSystem {
             key,
             cpu_fallback: OnceLock::new(),
             last_timings: Mutex::new(StageTimings::default()),
+            progress: Mutex::new(None),
             fail_next: AtomicU32::new(0),
         })
     }
@@ -146,6 +155,11 @@ impl ProvingSystem {
 
     pub fn backend(&self) -> ResolvedBackend {
         self.engine.backend()
+    }
+
+    /// Be told (proofs done, proofs in the batch) after each proof.
+    pub fn set_progress(&self, progress: Option<Progress>) {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = progress;
     }
 
     /// Stage timings of the most recent `prove_batch`.
@@ -183,7 +197,9 @@ impl ProvingSystem {
     pub fn prove_batch_timed(&self, ops: &[OpWitness]) -> Result<(Vec<BatchProof>, StageTimings), ProveError> {
         let k = self.ops_per_proof();
         let mut timings = StageTimings::default();
-        let mut proofs = Vec::with_capacity(ops.len().div_ceil(k));
+        let total = ops.len().div_ceil(k);
+        let mut proofs = Vec::with_capacity(total);
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for (chunk_index, chunk) in ops.chunks(k).enumerate() {
             let mut slots = chunk
                 .iter()
@@ -192,6 +208,9 @@ impl ProvingSystem {
                 .collect::<Result<Vec<_>, _>>()?;
             slots.resize(k, SlotAssignment::default());
             proofs.push(self.prove_slots(slots, chunk.len(), &mut timings)?);
+            if let Some(progress) = &progress {
+                progress(proofs.len(), total);
+            }
         }
         if let Ok(mut last) = self.last_timings.lock() {
             *last = timings;

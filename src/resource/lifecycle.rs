@@ -14,6 +14,13 @@ pub enum LifecycleState {
 }
 
 impl LifecycleState {
+    /// "an Active", "a Locked": the state with its article, for messages.
+    pub fn with_article(self) -> String {
+        let name = format!("{self:?}");
+        let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) { "an" } else { "a" };
+        format!("{article} {name}")
+    }
+
     pub const ALL: [LifecycleState; 7] = [
         LifecycleState::Initial,
         LifecycleState::Active,

@@ -174,7 +174,11 @@ impl Durable {
     }
 
     fn open_writer(path: &Path, options: StoreOptions) -> Result<(Durable, Loaded), StoreError> {
-        let db = guarded(path, || Ok(builder().set_check_integrity_on_open(true).create(path)?))?;
+        let db = guarded(path, || match builder().set_check_integrity_on_open(true).create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Busy { holder: writer_holder(path) }),
+            opened => Ok(opened?),
+        })?;
+        note_writer(path);
         let key = guarded(path, || frame_key(&db))?;
         // The log is read (and damage refused) before anything is written to the tables.
         let log_path = path.with_extension("log");
@@ -540,6 +544,15 @@ impl Durable {
     }
 }
 
+impl Drop for Durable {
+    /// A writer that closes no longer names itself as the store's writer.
+    fn drop(&mut self) {
+        if self.writable() {
+            let _ = std::fs::remove_file(self.log_path.with_file_name(WRITER_FILE));
+        }
+    }
+}
+
 /// Fold `batches` into the tables, then delete the `segments` that held
 /// them (one left behind holds only batches the tables have: opening skips
 /// them and deletes it).
@@ -556,6 +569,26 @@ fn fold_segments(
         }
     }
     Ok(covered)
+}
+
+/// Who holds the store open for writing, as the holder noted it (the lock
+/// itself is redb's; this only names the holder).
+fn writer_holder(path: &Path) -> String {
+    match std::fs::read_to_string(path.with_file_name(WRITER_FILE)) {
+        Ok(text) if !text.trim().is_empty() => text.trim().replace('\n', ", "),
+        _ => "another process".into(),
+    }
+}
+
+/// The file a writer names itself in.
+pub(super) const WRITER_FILE: &str = "writer.pid";
+
+/// Note this process as the store's writer (best effort: only messages read it).
+fn note_writer(path: &Path) {
+    let args: Vec<String> = std::env::args().collect();
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let text = format!("pid {} ({}), since {started}\n", std::process::id(), args.join(" "));
+    let _ = std::fs::write(path.with_file_name(WRITER_FILE), text);
 }
 
 /// The store's frame key; a store without one (new, or written by an

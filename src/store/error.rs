@@ -28,6 +28,11 @@ pub enum StoreError {
     ContentMismatch { id: String, actual: String },
     #[error("no usable store in {dir}: {reason}")]
     Missing { dir: String, reason: String },
+    #[error(
+        "the store is open for writing by {holder}: one writer at a time. Wait for it to finish; the read commands \
+         (cvm state, export, store check, and the simulation and verification modes) run beside it"
+    )]
+    Busy { holder: String },
     #[error("the store was opened read-only: it cannot be written")]
     ReadOnly,
     #[error("hashing through the pool failed: {0}")]

@@ -67,6 +67,8 @@ pub struct StagedBatch {
 pub struct Appended {
     record: BatchRecord,
     bytes: u64,
+    /// How long the append took.
+    append_us: u64,
 }
 
 pub struct RegisterStore {
@@ -377,6 +379,7 @@ impl RegisterStore {
             staged.encoded_delta = staged.delta.encode_in_place();
         }
         let encoded = &staged.encoded_delta.bytes;
+        let started = std::time::Instant::now();
         let write = || self.durable.write(encoded, &record, staged.ahead);
         let (during, written) = std::thread::scope(|scope| {
             // `during` stays on this thread: it allocates what the caller frees.
@@ -394,17 +397,23 @@ impl RegisterStore {
                 }
             }
         });
-        (written.map(|bytes| Appended { record, bytes }), during)
+        let append_us = micros(started);
+        (written.map(|bytes| Appended { record, bytes, append_us }), during)
     }
 
     /// The second half of a commit: apply the batch [appended](RegisterStore::append_while) in memory.
+    /// Returns the record with its commit time (the append and this apply).
     pub fn apply(&mut self, staged: StagedBatch, appended: Appended) -> BatchRecord {
-        let Appended { record, bytes } = appended;
-        self.durable.record(&record, bytes, Arc::new(staged.encoded_delta));
+        let Appended { mut record, bytes, append_us } = appended;
+        let started = std::time::Instant::now();
         self.head = record.number;
         self.head_timestamp = record.timestamp;
         self.index.apply_with(&staged.delta, &staged.commitments, record.number);
         self.tree.apply(&staged.tree);
+        record.timings.commit_us = append_us.saturating_add(micros(started));
+        // The record as the checkpoint will store it: with its commit time
+        // (the log's copy, written before, says 0).
+        self.durable.record(&record, bytes, Arc::new(staged.encoded_delta));
         // The batch is durable in the log already: a checkpoint failing in
         // the background reports it, and the next one retries.
         self.durable.after_commit();
@@ -457,6 +466,10 @@ fn check_layout(dir: &Path, access: Access) -> Result<(), StoreError> {
         ));
     }
     Ok(())
+}
+
+fn micros(since: std::time::Instant) -> u64 {
+    since.elapsed().as_micros().min(u64::MAX as u128) as u64
 }
 
 /// Batches changing at least this many registers are staged in two halves

@@ -11,6 +11,9 @@ pub struct StageTimings {
     pub execute_us: u64,
     pub hash_us: u64,
     pub prove_us: u64,
+    /// The durable append and the apply. A stored record gets it once the
+    /// batch is applied (its checkpointed copy); in the log's copy, written
+    /// before the append finished, and so after a crash, it is 0: unknown.
     pub commit_us: u64,
 }
 

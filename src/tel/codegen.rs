@@ -250,7 +250,16 @@ impl Gen {
                 other => other,
             };
         }
-        Program::new(self.code, self.data)
-            .map_err(|e| TelError::at(Pos { line: 1, col: 1 }, format!("internal compiler error: {e}")))
+        let size = (self.code.len(), self.data.len());
+        Program::new(self.code, self.data).map_err(|e| {
+            TelError::at(
+                Pos { line: 1, col: 1 },
+                format!(
+                    "the compiled program ({} instructions, {} bytes of strings) is more than the VM accepts: {e}; \
+                     shorten the string literals or split the rules",
+                    size.0, size.1
+                ),
+            )
+        })
     }
 }

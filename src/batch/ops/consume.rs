@@ -71,7 +71,10 @@ pub(super) fn transfer(
         others.clear();
         others.extend(all.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, r)| *r));
         let (role, known) = if i < registers.len() { (Role::Consumed, true) } else { (Role::Created, false) };
-        env.run_logic(OperationKind::Transfer, role, subject, known, &others, fx)?;
+        env.run_logic(OperationKind::Transfer, role, subject, known, &others, fx).map_err(|e| match known {
+            true => e,
+            false => super::create::named_new(e, &outputs[i - registers.len()]),
+        })?;
     }
     for (register, input) in registers.into_iter().zip(inputs) {
         consume(env, register, input);
@@ -91,7 +94,7 @@ fn check_consumable(r: &ResourceRegister) -> Result<(), ExecutionError> {
         Err(ExecutionError::InvalidResourceState {
             id: r.id,
             state: r.state,
-            reason: format!("a {:?} resource cannot be consumed", r.state),
+            reason: format!("{} resource cannot be consumed", r.state.with_article()),
         })
     }
 }

@@ -2,7 +2,11 @@
 
 #[macro_use]
 mod output;
+mod check_cmd;
 mod hash_cmd;
+mod notices;
+mod progress;
+mod resource_cmd;
 mod prove_cmd;
 mod run_cmd;
 mod state_cmd;
@@ -89,6 +93,12 @@ enum Command {
     /// Check the store for damage, or recover it to its last good batch.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Compute what a batch author needs: ids, nullifier keys and commitments, nullifiers.
+    #[command(subcommand)]
+    Resource(resource_cmd::ResourceCommand),
+    /// Check batch files without running them: format, limits, tokens,
+    /// programs, and resources that could never be consumed.
+    Check(check_cmd::CheckArgs),
 }
 
 fn main() {
@@ -97,6 +107,10 @@ fn main() {
     init_tracing(cli.globals.quiet);
     ensure_runtime_dir();
     let json = cli.globals.json;
+    let noticed = notices::fallback_noticed_before();
+    if noticed {
+        causality_vm::gpu::quiet_cpu_fallback_notice();
+    }
     let outcome = match cli.command {
         Command::Run(args) => run_cmd::run(&cli.globals, args),
         Command::State(args) => state_cmd::run(&cli.globals, args),
@@ -107,7 +121,12 @@ fn main() {
         Command::Export(args) => prove_cmd::export(&cli.globals, args),
         Command::Verify(args) => prove_cmd::verify(&cli.globals, args),
         Command::Store(cmd) => store_cmd::run(&cli.globals, cmd),
+        Command::Resource(cmd) => resource_cmd::run(&cli.globals, cmd),
+        Command::Check(args) => check_cmd::run(&cli.globals, args),
     };
+    if !noticed && causality_vm::gpu::cpu_fallback_said() {
+        notices::remember_fallback_notice();
+    }
     match outcome {
         Ok(code) => std::process::exit(code),
         Err(err) => std::process::exit(fail(&err, json)),
@@ -183,11 +202,19 @@ fn ensure_runtime_dir() {}
 fn init_tracing(quiet: bool) {
     use std::io::IsTerminal;
     let default = if quiet { "error" } else { "warn" };
-    let filter = ["RUST_LOG", "CVM_LOG"]
+    let directives = ["RUST_LOG", "CVM_LOG"]
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
-        .unwrap_or_else(|| default.into());
+        .unwrap_or_else(|| default.to_string());
+    // arkworks' constraint-system spans format the whole system at every
+    // gadget call: at debug level a small proof never ends. Kept at warn
+    // unless asked for by name.
+    let quiet_arkworks = match directives.contains("ark_") {
+        true => String::new(),
+        false => ",ark_relations=warn,ark_r1cs_std=warn,ark_crypto_primitives=warn".to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{directives}{quiet_arkworks}"))
+        .unwrap_or_else(|_| default.into());
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(std::io::stderr).try_init();
 }

@@ -56,6 +56,10 @@ pub struct VerifyArgs {
     /// its own.
     #[arg(long)]
     pub vk: Option<PathBuf>,
+    /// Also validate every point of the data dir's key sets used (normally
+    /// checked by their digests; points are validated once, at setup).
+    #[arg(long)]
+    pub paranoid: bool,
 }
 
 pub fn setup(globals: &Globals, args: SetupArgs) -> anyhow::Result<i32> {
@@ -76,8 +80,13 @@ pub fn setup(globals: &Globals, args: SetupArgs) -> anyhow::Result<i32> {
         );
     }
     let start = std::time::Instant::now();
+    let spinner = crate::progress::spinner(globals, format!("setting up keys for {} ops per proof", args.ops_per_proof));
     let pk = keys::setup(&shape)?;
+    if let Some(spinner) = &spinner {
+        spinner.set_message("writing the keys");
+    }
     keys::save(&dir, &shape, &pk)?;
+    drop(spinner);
     let meta = keys::KeyMetadata::of(&shape);
     if globals.json {
         let mut v = serde_json::to_value(&meta)?;
@@ -210,9 +219,18 @@ pub fn verify(globals: &Globals, args: VerifyArgs) -> anyhow::Result<i32> {
         }
     };
     let data_keys = causality_vm::prove::StoredKeys::new(&globals.data_dir());
+    let mut validated = std::collections::BTreeSet::new();
     let given = args.vk.as_deref().map(read_trusted_key).transpose()?;
     for dir in &dirs {
-        let verified = trusted_key(&data_keys, given.as_ref(), dir).and_then(|vk| snarkjs::verify_dir_with(dir, &vk));
+        let verified = trusted_key(&data_keys, given.as_ref(), dir).and_then(|(vk, k)| {
+            if let (true, Some(k)) = (args.paranoid, k) {
+                if validated.insert(k) {
+                    let shape = CircuitShape::of(k)?;
+                    keys::load(&keys::key_dir(&globals.data_dir(), k), &shape, keys::Validation::Full)?;
+                }
+            }
+            snarkjs::verify_dir_with(dir, &vk)
+        });
         match verified {
             Ok(n) => {
                 if !globals.json {
@@ -245,16 +263,17 @@ fn read_trusted_key(path: &Path) -> anyhow::Result<ark_groth16::VerifyingKey<ark
 }
 
 /// The key a proof in `dir` is checked against: the one given, else the
-/// data dir's key set for its size (read from its public inputs).
+/// data dir's key set for its size (read from its public inputs), with
+/// that size.
 fn trusted_key(
     data_keys: &causality_vm::prove::StoredKeys,
     given: Option<&ark_groth16::VerifyingKey<ark_bn254::Bn254>>,
     dir: &Path,
-) -> Result<ark_groth16::VerifyingKey<ark_bn254::Bn254>, causality_vm::prove::ProveError> {
+) -> Result<(ark_groth16::VerifyingKey<ark_bn254::Bn254>, Option<usize>), causality_vm::prove::ProveError> {
     if let Some(vk) = given {
-        return Ok(vk.clone());
+        return Ok((vk.clone(), None));
     }
     let public = snarkjs::read_public(&dir.join(snarkjs::PUBLIC_FILE))?;
-    let slots = public.len() / causality_vm::prove::witness::PUBLIC_PER_SLOT;
-    data_keys.verifying_key(slots.max(1)).map(|key| key.vk.clone())
+    let slots = (public.len() / causality_vm::prove::witness::PUBLIC_PER_SLOT).max(1);
+    data_keys.verifying_key(slots).map(|key| (key.vk.clone(), Some(slots)))
 }

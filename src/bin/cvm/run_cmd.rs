@@ -8,7 +8,6 @@
 //! Once a batch has committed the status is never 2: a failure to close
 //! the store or to print the results after that is reported on stderr.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +23,7 @@ use causality_vm::vm::DEFAULT_BUDGET;
 use causality_vm::{ExecutionError, ExecutionMode};
 
 use crate::output::OutputError;
-use crate::Globals;
+use crate::{progress, Globals};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -42,7 +41,10 @@ pub struct RunArgs {
     /// Commit only if every operation succeeds; otherwise roll back the whole batch.
     #[arg(long)]
     pub all_or_nothing: bool,
-    /// With --mode debug: pause after each instruction (on a terminal).
+    /// With --mode debug (one file): step through every logic run before the
+    /// batch commits, one instruction per line read from standard input
+    /// (Enter: next, c: run to the end and commit, q or end of input: quit
+    /// without committing).
     #[arg(long)]
     pub step: bool,
     /// Instruction budget of each logic run (each 64 bytes hashed or compared count one more).
@@ -123,6 +125,11 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
         .zip(&contents)
         .map(|(b, content)| BatchJob::new(&b.keys, &b.ops, &b.ctx, &tx).with_programs(content))
         .collect();
+    let stepped = args.mode == ExecutionMode::Debug && args.step && jobs.len() == 1;
+    if stepped && !step_before_commit(store.store(), jobs[0])? {
+        store.close()?;
+        return Ok(2);
+    }
     let outcomes = execute_batches(store.store(), &jobs);
     let committed = outcomes.iter().any(|o| matches!(o, Ok(r) if r.metadata.committed));
     if let Err(e) = store.close() {
@@ -135,7 +142,7 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     let code = exit_code(&outcomes);
-    match report(globals, &args, &outcomes) {
+    match report(globals, &args, &outcomes, stepped) {
         Ok(()) => Ok(code),
         Err(e) if committed => {
             if !e.is_closed_pipe() {
@@ -218,28 +225,27 @@ fn transaction(
     match args.mode {
         _ if args.no_prove => {}
         ExecutionMode::Standard | ExecutionMode::ProofGeneration => {
-            let quiet = globals.quiet;
-            let system = ProvingSystem::load_or_setup(data_dir, args.ops_per_proof, globals.backend, |notice| {
-                if !quiet {
-                    note!("note: {notice}");
-                }
-            })
-            .with_context(|| {
-                format!("loading the proving keys ({} ops per proof; --no-prove skips proving)", args.ops_per_proof)
-            })?;
+            let system = load_proving_system(globals, data_dir, args.ops_per_proof)?;
+            if let Some(bar) = progress::bar(globals, 0, "proving", false) {
+                system.set_progress(Some(Arc::new(move |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                    if done == total {
+                        bar.finish_and_clear();
+                        bar.reset();
+                    }
+                })));
+            }
             tx = tx.with_proof_system(Arc::new(system));
         }
         ExecutionMode::Verification => tx = tx.with_proof_system(Arc::new(StoredKeys::new(data_dir))),
         ExecutionMode::Simulation | ExecutionMode::Debug => {}
     }
     let total_ops: usize = prepared.iter().map(|b| b.ops.len()).sum();
-    let chatty = !globals.quiet && !globals.json;
-    if chatty && prepared.len() == 1 && std::io::stderr().is_terminal() && total_ops >= 1_000 {
-        let bar = indicatif::ProgressBar::new(total_ops as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} executing {pos}/{len} ops [{bar:40}] {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+    let bar = (prepared.len() == 1 && total_ops >= 1_000)
+        .then(|| progress::bar(globals, total_ops as u64, "executing ops", false))
+        .flatten();
+    if let Some(bar) = bar {
         tx = tx.with_progress(Arc::new(move |done| {
             bar.set_position(done as u64);
             if done + 256 >= total_ops {
@@ -248,6 +254,26 @@ fn transaction(
         }));
     }
     Ok(tx)
+}
+
+/// The proving keys for `ops_per_proof` (made by a local setup if the data
+/// dir has none, with a notice), with a spinner while they load.
+pub fn load_proving_system(globals: &Globals, data_dir: &Path, ops_per_proof: usize) -> anyhow::Result<ProvingSystem> {
+    let spinner = progress::spinner(globals, format!("loading the proving keys ({ops_per_proof} ops per proof)"));
+    let quiet = globals.quiet;
+    let system = ProvingSystem::load_or_setup(data_dir, ops_per_proof, globals.backend, |notice| {
+        if let Some(spinner) = &spinner {
+            spinner.set_message(format!("setting up keys for {ops_per_proof} ops per proof"));
+        }
+        if !quiet {
+            note!("note: {notice}");
+        }
+    })
+    .with_context(|| format!("loading the proving keys ({ops_per_proof} ops per proof; --no-prove skips proving)"));
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    system
 }
 
 type Outcome = Result<BatchExecutionResult, ExecutionError>;
@@ -263,13 +289,14 @@ fn exit_code(outcomes: &[Outcome]) -> i32 {
     }
 }
 
-fn report(globals: &Globals, args: &RunArgs, outcomes: &[Outcome]) -> Result<(), OutputError> {
-    let debug = args.mode == ExecutionMode::Debug;
+/// Print the results (the traces in debug mode, unless they were stepped through already).
+fn report(globals: &Globals, args: &RunArgs, outcomes: &[Outcome], stepped: bool) -> Result<(), OutputError> {
+    let debug = args.mode == ExecutionMode::Debug && !stepped;
     if let [outcome] = outcomes {
         // One file: the result object (or the error alone).
         match outcome {
             Ok(result) if globals.json => out!("{}", to_json(result))?,
-            Ok(result) => print_human(result, debug && !globals.quiet, args.step, globals.quiet)?,
+            Ok(result) => print_human(result, debug && !globals.quiet, globals.quiet)?,
             Err(e) if globals.json => out!("{}", error_json(e))?,
             Err(e) => note!("error: the batch could not be committed; the store is unchanged by it: {e}"),
         }
@@ -286,7 +313,7 @@ fn report(globals: &Globals, args: &RunArgs, outcomes: &[Outcome]) -> Result<(),
             }
             Ok(result) => {
                 out!("== {file}")?;
-                print_human(result, debug && !globals.quiet, args.step, globals.quiet)?;
+                print_human(result, debug && !globals.quiet, globals.quiet)?;
             }
             Err(e) => out!("== {file}\nnot committed: {e}")?,
         }
@@ -312,13 +339,12 @@ fn error_json(e: &ExecutionError) -> serde_json::Value {
     })
 }
 
-fn print_human(result: &BatchExecutionResult, debug: bool, step: bool, quiet: bool) -> Result<(), OutputError> {
+fn print_human(result: &BatchExecutionResult, debug: bool, quiet: bool) -> Result<(), OutputError> {
     if !quiet {
-        let mut stepping = step && std::io::stdin().is_terminal();
         for r in &result.results {
             out!("{}", describe(r))?;
             if debug {
-                stepping = print_traces(r, stepping)?;
+                print_traces(r, false)?;
             }
         }
     }
@@ -357,6 +383,9 @@ fn print_human(result: &BatchExecutionResult, debug: bool, step: bool, quiet: bo
         t.prove_us,
         t.commit_us
     )?;
+    let on = |b: Option<causality_vm::ResolvedBackend>| b.map_or("-".to_string(), |b| format!("{b:?}").to_lowercase());
+    let b = &m.backends;
+    out!("backends: execute {}, hash {}, prove {}", on(b.execute), on(b.hash), on(b.prove))?;
     if let Some(p) = &m.prove_stages {
         out!(
             "proofs: {} (witness {} µs, qap {} µs, msm g1 {} µs, msm g2 {} µs, verify {} µs, {} CPU retries)",
@@ -397,7 +426,7 @@ fn describe(r: &OperationResult) -> String {
 }
 
 /// Print an operation's logic traces; while `stepping`, pause after each
-/// step. Returns whether to go on stepping (`q` stops it for good).
+/// step. Returns whether to go on stepping (`q` stops it).
 fn print_traces(r: &OperationResult, mut stepping: bool) -> Result<bool, OutputError> {
     for t in &r.traces {
         let who = t.resource.map_or_else(|| "(new resource)".to_string(), |id| id.to_string());
@@ -410,11 +439,14 @@ fn print_traces(r: &OperationResult, mut stepping: bool) -> Result<bool, OutputE
             if stepping {
                 let regs = t.trace.registers_after(n);
                 crate::output::prompt(format_args!(
-                    "    registers {regs:?} — Enter for the next instruction, q to stop stepping "
+                    "    registers {regs:?} — Enter: next instruction, c: run to the end and commit, q: quit without committing "
                 ))?;
                 let mut line = String::new();
-                if std::io::stdin().read_line(&mut line).is_err() || line.trim() == "q" {
-                    stepping = false;
+                match std::io::stdin().read_line(&mut line).map(|_| line.trim().to_string()) {
+                    // Run to the end: no more pauses.
+                    Ok(answer) if answer == "c" => stepping = false,
+                    Ok(answer) if answer != "q" => {}
+                    _ => return Err(OutputError(std::io::Error::other(QUIT))),
                 }
             }
         }
@@ -423,4 +455,32 @@ fn print_traces(r: &OperationResult, mut stepping: bool) -> Result<bool, OutputE
         }
     }
     Ok(stepping)
+}
+
+/// The "error" that ends stepping when the user quits.
+const QUIT: &str = "stepping stopped (q): the batch was not committed";
+
+/// `--mode debug --step`: the batch runs first as a traced simulation,
+/// stepped through instruction by instruction, and commits only if the
+/// stepping is not quit. Returns false when it was.
+fn step_before_commit(store: &mut RegisterStore, job: BatchJob<'_>) -> Result<bool, OutputError> {
+    let mut simulation = job.tx.clone();
+    simulation.mode = ExecutionMode::Simulation;
+    simulation.trace = true;
+    simulation.proof_system = None;
+    let outcome = execute_batches(store, &[BatchJob { tx: &simulation, ..job }]).pop();
+    let Some(Ok(result)) = outcome else { return Ok(true) };
+    let mut stepping = true;
+    for r in &result.results {
+        out!("{}", describe(r))?;
+        stepping = match print_traces(r, stepping) {
+            Ok(stepping) => stepping,
+            Err(e) if e.0.to_string() == QUIT => {
+                note!("{QUIT}");
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(true)
 }
