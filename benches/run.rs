@@ -19,6 +19,10 @@ use causality_vm::vm::{Instruction, Program};
 use causality_vm::{Backend, ContentId, DomainId, ExecutionContext, ExecutionMode};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
+/// As the `cvm` binary allocates (src/allocator.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn sizes() -> Vec<usize> {
     std::env::var("CVM_RUN_BENCH_OPS")
         .unwrap_or_else(|_| "4,16".into())
@@ -115,6 +119,7 @@ fn split(k: usize) {
 }
 
 fn bench(c: &mut Criterion) {
+    causality_vm::allocator::keep_freed_memory();
     for k in sizes() {
         split(k);
     }

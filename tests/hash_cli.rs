@@ -62,7 +62,10 @@ fn prints_b3sum_lines_in_every_mode() {
             format!("{}\n", hex(&key)).into_bytes(),
         ),
         (
-            (vec!["--derive-key".into(), "cvm cli test".into()], Box::new(|d: &[u8]| blake3::derive_key("cvm cli test", d))),
+            (
+                vec!["--derive-key".into(), "cvm cli test".into()],
+                Box::new(|d: &[u8]| blake3::derive_key("cvm cli test", d)),
+            ),
             vec![],
         ),
     ];
@@ -96,12 +99,19 @@ fn b3sum_flags_match_the_blake3_crate() {
             args.extend(&flags);
             args.push(name);
             let out = cvm(dir.path(), &args);
-            assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}  {name}\n", hex(&xof(data, 64))), "{args:?}");
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                format!("{}  {name}\n", hex(&xof(data, 64))),
+                "{args:?}"
+            );
         }
         let out = cvm(dir.path(), &["hash", "--no-names", name]);
         assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}\n", hex(blake3::hash(data).as_bytes())));
         let out = cvm(dir.path(), &["hash", "--tag", name]);
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("BLAKE3 ({name}) = {}\n", hex(blake3::hash(data).as_bytes())));
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("BLAKE3 ({name}) = {}\n", hex(blake3::hash(data).as_bytes()))
+        );
         let out = cvm(dir.path(), &["hash", "--raw", "--length", "7", name]);
         assert_eq!(out.stdout, xof(data, 7));
     }
@@ -134,6 +144,7 @@ fn a_large_file_hashes_in_bounded_memory() {
 }
 
 /// Run cvm, returning its stdout and its own peak resident memory (KiB).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std cannot see
 fn run_measured(dir: &std::path::Path, args: &[&str]) -> (String, i64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cvm"))
         .current_dir(dir)

@@ -301,11 +301,7 @@ fn conclude<'a>(
         timings,
         prove_stages: None,
         reruns,
-        backends: StageBackends {
-            execute: Some(crate::ResolvedBackend::Cpu),
-            hash: Some(pool.backend()),
-            prove: None,
-        },
+        backends: StageBackends { execute: Some(crate::ResolvedBackend::Cpu), hash: Some(pool.backend()), prove: None },
     };
     Ok(Executed {
         ctx,

@@ -21,7 +21,7 @@ use ark_poly::{EvaluationDomain, GeneralEvaluationDomain};
 use ark_relations::gr1cs::{
     ConstraintSynthesizer, ConstraintSystem, Matrix, OptimizationGoal, SynthesisMode, R1CS_PREDICATE_LABEL,
 };
-use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Compress, Validate};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Validate};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,9 @@ use super::{check_ops_per_proof, poseidon, ProveError};
 pub const PROVING_KEY_FILE: &str = "proving_key.bin";
 pub const VERIFYING_KEY_FILE: &str = "verifying_key.bin";
 pub const CIRCUIT_FILE: &str = "circuit.json";
+/// The circuit's shape (counts, digest, matrices), so a load need not
+/// synthesize the circuit again (most of a key set's load time).
+pub const SHAPE_FILE: &str = "shape.bin";
 
 /// The R1CS of the compliance circuit for one K, and its digest.
 pub struct CircuitShape {
@@ -89,6 +92,108 @@ impl CircuitShape {
         crate::content_id::hex_encode(&self.digest)
     }
 
+    /// The shape as [`SHAPE_FILE`] holds it: counts, digest, then each
+    /// matrix's rows of (coefficient in Montgomery form, variable) entries.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(SHAPE_MAGIC);
+        for n in [self.ops_per_proof, self.num_constraints, self.num_instance_variables, self.num_witness_variables] {
+            out.extend_from_slice(&(n as u64).to_le_bytes());
+        }
+        out.extend_from_slice(&self.digest);
+        out.extend_from_slice(&(self.matrices.len() as u64).to_le_bytes());
+        for matrix in &self.matrices {
+            out.extend_from_slice(&(matrix.len() as u64).to_le_bytes());
+            for row in matrix {
+                out.extend_from_slice(&(row.len() as u64).to_le_bytes());
+                for (coeff, index) in row {
+                    for limb in coeff.0 .0 {
+                        out.extend_from_slice(&limb.to_le_bytes());
+                    }
+                    out.extend_from_slice(&(*index as u64).to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// A shape read back from [`CircuitShape::encode`]'s bytes (whose
+    /// integrity the caller has checked by digest). The rows are found in
+    /// one pass over their lengths, then decoded across the cores.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        use rayon::prelude::*;
+        let word = |at: usize| -> Result<u64, String> {
+            let w = bytes.get(at..at + 8).ok_or_else(|| format!("truncated at byte {at}"))?;
+            Ok(u64::from_le_bytes(w.try_into().expect("8 bytes")))
+        };
+        if bytes.get(..SHAPE_MAGIC.len()) != Some(&SHAPE_MAGIC[..]) {
+            return Err("not a circuit shape (bad magic)".into());
+        }
+        let mut counts = [0usize; 4];
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c = word(8 + 8 * i)? as usize;
+        }
+        let [ops_per_proof, num_constraints, num_instance_variables, num_witness_variables] = counts;
+        let digest: [u8; 32] = bytes.get(40..72).ok_or("truncated")?.try_into().expect("32 bytes");
+        let variables = (num_instance_variables + num_witness_variables) as u64;
+        const ENTRY: usize = 40;
+        // Where each row's entries lie: (matrix, start, count).
+        let matrix_count = word(72)?;
+        if matrix_count > 3 {
+            return Err(format!("{matrix_count} matrices"));
+        }
+        let mut at = 80;
+        let mut rows: Vec<Vec<(usize, usize)>> = Vec::new();
+        for _ in 0..matrix_count {
+            let row_count = word(at)? as usize;
+            at += 8;
+            if row_count > bytes.len() / 8 {
+                return Err("a row count runs past the end".into());
+            }
+            let mut matrix = Vec::with_capacity(row_count);
+            for _ in 0..row_count {
+                let entries = word(at)? as usize;
+                let end = entries.checked_mul(ENTRY).and_then(|n| n.checked_add(at + 8)).filter(|&e| e <= bytes.len());
+                let end = end.ok_or("a row runs past the end")?;
+                matrix.push((at + 8, entries));
+                at = end;
+            }
+            rows.push(matrix);
+        }
+        if at != bytes.len() {
+            return Err(format!("{} trailing bytes", bytes.len() - at));
+        }
+        let decode_row = |&(start, entries): &(usize, usize)| -> Result<Vec<(Fr, usize)>, String> {
+            let mut row = Vec::with_capacity(entries);
+            for entry in bytes[start..start + entries * ENTRY].chunks_exact(ENTRY) {
+                let mut words = [0u64; 5];
+                for (w, chunk) in words.iter_mut().zip(entry.chunks_exact(8)) {
+                    *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+                }
+                if words[4] >= variables {
+                    return Err(format!("variable {} of {variables}", words[4]));
+                }
+                row.push((
+                    Fr::new_unchecked(ark_ff::BigInt([words[0], words[1], words[2], words[3]])),
+                    words[4] as usize,
+                ));
+            }
+            Ok(row)
+        };
+        let matrices = rows
+            .par_iter()
+            .map(|matrix| matrix.iter().map(decode_row).collect::<Result<Matrix<Fr>, String>>())
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(CircuitShape {
+            ops_per_proof,
+            num_constraints,
+            num_instance_variables,
+            num_witness_variables,
+            digest,
+            matrices,
+        })
+    }
+
     fn compute_digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(b"causality-vm compliance circuit");
@@ -115,6 +220,29 @@ impl CircuitShape {
     }
 }
 
+const SHAPE_MAGIC: &[u8; 8] = b"cvmshp01";
+
+/// The shape of the circuit the key set in `dir` was made for, read from
+/// its [`SHAPE_FILE`] (checked by its recorded digest) when the key set was
+/// made for this build's circuit version, size and Poseidon parameters;
+/// None where it must be synthesized (an earlier key set, or a mismatch).
+/// A circuit change always comes with a new [`CIRCUIT_VERSION`] (a test
+/// pins the digest), so a cached shape is this build's.
+pub fn cached_shape(dir: &Path, ops_per_proof: usize) -> Option<CircuitShape> {
+    let meta: KeyMetadata = serde_json::from_slice(&fs::read(dir.join(CIRCUIT_FILE)).ok()?).ok()?;
+    let current = (CIRCUIT_VERSION, ops_per_proof, poseidon::fingerprint());
+    if (meta.circuit_version, meta.ops_per_proof, meta.poseidon_fingerprint.clone()) != current {
+        return None;
+    }
+    let bytes = fs::read(dir.join(SHAPE_FILE)).ok()?;
+    if meta.shape_blake3.as_deref() != Some(digest(&bytes).as_str()) {
+        return None;
+    }
+    let shape = CircuitShape::decode(&bytes).ok()?;
+    let same = KeyMetadata::of(&shape).same_circuit(&meta) && shape.ops_per_proof == ops_per_proof;
+    same.then_some(shape)
+}
+
 /// The key files' form this version writes (`circuit.json`'s `key_format`;
 /// absent: 1, compressed and without digests).
 pub const KEY_FORMAT: u32 = 2;
@@ -136,6 +264,8 @@ pub struct KeyMetadata {
     pub proving_key_blake3: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verifying_key_blake3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape_blake3: Option<String>,
 }
 
 fn format_one() -> u32 {
@@ -156,6 +286,7 @@ impl KeyMetadata {
             key_format: KEY_FORMAT,
             proving_key_blake3: None,
             verifying_key_blake3: None,
+            shape_blake3: None,
         }
     }
 
@@ -192,17 +323,20 @@ pub fn setup(shape: &CircuitShape) -> Result<ProvingKey<Bn254>, ProveError> {
 pub fn save(dir: &Path, shape: &CircuitShape, pk: &ProvingKey<Bn254>) -> Result<(), ProveError> {
     fs::create_dir_all(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })?;
     let encoding = |e: ark_serialize::SerializationError| ProveError::Synthesis(format!("serializing the key: {e}"));
-    let mut pk_bytes = Vec::with_capacity(pk.uncompressed_size());
-    pk.serialize_uncompressed(&mut pk_bytes).map_err(encoding)?;
+    let pk_bytes = super::keyfile::encode(pk);
     let mut vk_bytes = Vec::new();
     pk.vk.serialize_compressed(&mut vk_bytes).map_err(encoding)?;
+    let shape_bytes = shape.encode();
     let mut meta = KeyMetadata::of(shape);
     meta.proving_key_blake3 = Some(digest(&pk_bytes));
     meta.verifying_key_blake3 = Some(digest(&vk_bytes));
-    let meta = serde_json::to_vec_pretty(&meta).map_err(|e| ProveError::Synthesis(format!("encoding circuit.json: {e}")))?;
+    meta.shape_blake3 = Some(digest(&shape_bytes));
+    let meta =
+        serde_json::to_vec_pretty(&meta).map_err(|e| ProveError::Synthesis(format!("encoding circuit.json: {e}")))?;
     let _ = fs::remove_file(dir.join(CIRCUIT_FILE));
     write_atomically(&dir.join(PROVING_KEY_FILE), &pk_bytes)?;
     write_atomically(&dir.join(VERIFYING_KEY_FILE), &vk_bytes)?;
+    write_atomically(&dir.join(SHAPE_FILE), &shape_bytes)?;
     write_atomically(&dir.join(CIRCUIT_FILE), &meta)
 }
 
@@ -235,7 +369,11 @@ pub struct Loaded {
 }
 
 /// Loads the key pair in `dir` for the circuit `shape` (see the module docs).
-pub fn load(dir: &Path, shape: &CircuitShape, validation: Validation) -> Result<(ProvingKey<Bn254>, Loaded), ProveError> {
+pub fn load(
+    dir: &Path,
+    shape: &CircuitShape,
+    validation: Validation,
+) -> Result<(ProvingKey<Bn254>, Loaded), ProveError> {
     let keys_err = |reason: String| ProveError::Keys { path: dir.to_path_buf(), reason };
     let meta: KeyMetadata = serde_json::from_slice(&read(&dir.join(CIRCUIT_FILE))?)
         .map_err(|e| keys_err(format!("{CIRCUIT_FILE} is not valid: {e}")))?;
@@ -274,8 +412,8 @@ pub fn load(dir: &Path, shape: &CircuitShape, validation: Validation) -> Result<
             _ => Validate::Yes,
         };
         loaded.validated = validate == Validate::Yes;
-        ProvingKey::<Bn254>::deserialize_with_mode(&pk_bytes[..], Compress::No, validate)
-            .map_err(|e| keys_err(format!("{PROVING_KEY_FILE} does not decode (uncompressed): {e}")))?
+        super::keyfile::decode(&pk_bytes, loaded.validated)
+            .map_err(|e| keys_err(format!("{PROVING_KEY_FILE} does not decode: {e}")))?
     };
     let vk = VerifyingKey::<Bn254>::deserialize_compressed(&vk_bytes[..])
         .map_err(|e| keys_err(format!("{VERIFYING_KEY_FILE} does not decode (compressed, validated): {e}")))?;

@@ -4,7 +4,7 @@
 //! - [`encoding`]: registers as field elements; commitments and nullifiers.
 //! - [`witness`]: executor operations to circuit slots, with native rule checks.
 //! - [`circuit`]: the compliance circuit (K slots per proof).
-//! - [`keys`]: circuit-specific setup, key files, circuit digests.
+//! - [`keys`]: circuit-specific setup, key files, circuit digests; [`keyfile`]: the proving key's file form.
 //! - [`prover`]: our Groth16 prover on the MSM engine.
 //! - [`system`]: [`ProvingSystem`], the API the batch executor calls.
 //! - [`snarkjs`]: snarkjs JSON export and import.
@@ -14,6 +14,7 @@
 
 pub mod circuit;
 pub mod encoding;
+pub mod keyfile;
 pub mod keys;
 pub mod pipeline;
 pub mod poseidon;

@@ -61,7 +61,10 @@ impl StoredKeys {
             if blake3::hash(&vk_bytes).to_hex().as_str() != recorded {
                 return Err(ProveError::Keys {
                     path: dir,
-                    reason: format!("{} is not the verifying key made at setup (its BLAKE3 differs)", keys::VERIFYING_KEY_FILE),
+                    reason: format!(
+                        "{} is not the verifying key made at setup (its BLAKE3 differs)",
+                        keys::VERIFYING_KEY_FILE
+                    ),
                 });
             }
         }

@@ -95,8 +95,11 @@ impl ProvingSystem {
         backend: Backend,
         notice: impl Fn(&str),
     ) -> Result<Self, ProveError> {
-        let shape = CircuitShape::of(ops_per_proof)?;
         let dir = keys::key_dir(data_dir, ops_per_proof);
+        let shape = match keys::cached_shape(&dir, ops_per_proof) {
+            Some(shape) => shape,
+            None => CircuitShape::of(ops_per_proof)?,
+        };
         if !keys::exists(&dir) {
             // Under the key set's lock: another process may be making it now.
             let _lock = keys::lock(&dir)?;
@@ -112,7 +115,9 @@ impl ProvingSystem {
                 return Self::from_key(shape, pk, MsmEngine::new(backend)?);
             }
         }
+        let started = Instant::now();
         let (pk, loaded) = keys::load(&dir, &shape, keys::Validation::Digest)?;
+        tracing::debug!(dir = %dir.display(), ms = started.elapsed().as_millis() as u64, validated = loaded.validated, "proving keys loaded");
         if loaded.upgraded {
             notice(&format!("rewrote the keys in {} in the fast-loading form (checked by digest)", dir.display()));
         }

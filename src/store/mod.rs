@@ -144,6 +144,7 @@ impl RegisterStore {
             store.head_timestamp = store.batch(store.head)?.map_or(0, |r| r.timestamp);
         }
         store.durable.resume_checkpoint();
+        tracing::debug!(dir = %dir.display(), ?access, head = store.head, registers = store.len(), "store opened");
         Ok(store)
     }
 
@@ -417,6 +418,12 @@ impl RegisterStore {
         // The batch is durable in the log already: a checkpoint failing in
         // the background reports it, and the next one retries.
         self.durable.after_commit();
+        tracing::debug!(
+            batch = record.number,
+            ops = record.ops_count,
+            commit_us = record.timings.commit_us,
+            "batch committed"
+        );
         record
     }
 

@@ -25,8 +25,7 @@ pub(super) fn create(env: &mut Env, new: &NewResource, fx: &mut OpEffects) -> Re
     env.authorize(OperationKind::Create, None, &new.domain, Some(new.quantity))?;
     // The logic sees the resource as it will be; its id is unknown until the flush.
     let provisional = Arc::new(new.clone().into_register(ContentId::default()));
-    env.run_logic(OperationKind::Create, Role::Created, &provisional, false, &[], fx)
-        .map_err(|e| named_new(e, new))?;
+    env.run_logic(OperationKind::Create, Role::Created, &provisional, false, &[], fx).map_err(|e| named_new(e, new))?;
     env.effects.creates.push(env.pool.hash_with(|buf| new.write_id_encoding(buf)));
     env.new_registers.push(provisional);
     Ok(())

@@ -35,7 +35,10 @@ struct Known {
 pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
     let data_dir = globals.data_dir();
     // The store, if there is one, to look inputs up in (read-only).
-    let store = RegisterStore::file_in(&data_dir).exists().then(|| RegisterStore::open_read_only(&data_dir)).transpose()
+    let store = RegisterStore::file_in(&data_dir)
+        .exists()
+        .then(|| RegisterStore::open_read_only(&data_dir))
+        .transpose()
         .with_context(|| format!("opening the register store in {}", data_dir.display()))?;
     let mut reports = Vec::new();
     let mut findings_total = 0;
@@ -62,7 +65,10 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
         out!("{}", serde_json::to_string_pretty(&reports)?)?;
     }
     if store.is_none() && !globals.quiet {
-        note!("note: {} holds no store: inputs were checked only against resources the files create", data_dir.display());
+        note!(
+            "note: {} holds no store: inputs were checked only against resources the files create",
+            data_dir.display()
+        );
     }
     Ok(if findings_total == 0 { 0 } else { 1 })
 }
@@ -122,8 +128,11 @@ fn new(
         ));
     }
     let id = ContentId::of_encoding(&r.id_encoding());
-    let known =
-        Known { quantity: r.quantity, fungibility: r.fungibility_domain.to_string(), commitment: r.nullifier_key_commitment };
+    let known = Known {
+        quantity: r.quantity,
+        fungibility: r.fungibility_domain.to_string(),
+        commitment: r.nullifier_key_commitment,
+    };
     if let Some((earlier, _)) = created.insert(id, (i, known)) {
         found.push(format!("ops[{i}].{field}: creates {id} again (operation {earlier} creates it): change its nonce"));
     }

@@ -105,7 +105,9 @@ fn parse_key(given: &[u8]) -> anyhow::Result<[u8; 32]> {
         return Ok(given.try_into().expect("32 bytes"));
     }
     let text = std::str::from_utf8(given).map(str::trim).unwrap_or_default();
-    parse_hex32(text).with_context(|| format!("the key on standard input: {} bytes, neither 32 raw bytes nor 64 hex digits", given.len()))
+    parse_hex32(text).with_context(|| {
+        format!("the key on standard input: {} bytes, neither 32 raw bytes nor 64 hex digits", given.len())
+    })
 }
 
 pub fn run(globals: &Globals, args: HashArgs) -> anyhow::Result<i32> {
@@ -141,7 +143,13 @@ enum Digest {
 }
 
 /// Hash one input: a small file into the pool, anything else streamed.
-fn digest_input(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashPool, name: &str) -> std::io::Result<Digest> {
+fn digest_input(
+    globals: &Globals,
+    args: &HashArgs,
+    mode: &Mode,
+    pool: &mut HashPool,
+    name: &str,
+) -> std::io::Result<Digest> {
     if name == "-" {
         let mut hasher = mode.hasher();
         hasher.update_reader(std::io::stdin().lock())?;
@@ -190,7 +198,12 @@ fn stream(hasher: &mut blake3::Hasher, mut file: File, bar: Option<&indicatif::P
 
 /// Hash a file mapped into memory, a chunk at a time, each chunk's pages
 /// let go once hashed (resident memory stays about one chunk).
-fn mapped(hasher: &mut blake3::Hasher, file: &File, size: u64, bar: Option<&indicatif::ProgressBar>) -> std::io::Result<()> {
+fn mapped(
+    hasher: &mut blake3::Hasher,
+    file: &File,
+    size: u64,
+    bar: Option<&indicatif::ProgressBar>,
+) -> std::io::Result<()> {
     // SAFETY: the mapping is read-only; a file changed under it by another
     // process gives a hash of mixed contents, as any read would.
     let map = unsafe { memmap2::Mmap::map(file)? };

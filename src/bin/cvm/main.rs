@@ -6,8 +6,8 @@ mod check_cmd;
 mod hash_cmd;
 mod notices;
 mod progress;
-mod resource_cmd;
 mod prove_cmd;
+mod resource_cmd;
 mod run_cmd;
 mod state_cmd;
 mod store_cmd;
@@ -206,12 +206,12 @@ fn init_tracing(quiet: bool) {
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| default.to_string());
-    // arkworks' constraint-system spans format the whole system at every
-    // gadget call: at debug level a small proof never ends. Kept at warn
-    // unless asked for by name.
-    let quiet_arkworks = match directives.contains("ark_") {
+    // arkworks' constraint-system spans (targets `gr1cs`, `r1cs`) format
+    // the whole system at every gadget call: at debug level a small proof
+    // never ends. Kept at warn unless asked for by name.
+    let quiet_arkworks = match directives.contains("r1cs") {
         true => String::new(),
-        false => ",ark_relations=warn,ark_r1cs_std=warn,ark_crypto_primitives=warn".to_string(),
+        false => ",gr1cs=warn,r1cs=warn".to_string(),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{directives}{quiet_arkworks}"))
         .unwrap_or_else(|_| default.into());

@@ -21,7 +21,9 @@ pub fn spinner(globals: &Globals, message: impl Into<String>) -> Option<Progress
         return None;
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.set_message(message.into());
     bar.enable_steady_tick(Duration::from_millis(120));
     Some(bar)

@@ -80,7 +80,8 @@ pub fn setup(globals: &Globals, args: SetupArgs) -> anyhow::Result<i32> {
         );
     }
     let start = std::time::Instant::now();
-    let spinner = crate::progress::spinner(globals, format!("setting up keys for {} ops per proof", args.ops_per_proof));
+    let spinner =
+        crate::progress::spinner(globals, format!("setting up keys for {} ops per proof", args.ops_per_proof));
     let pk = keys::setup(&shape)?;
     if let Some(spinner) = &spinner {
         spinner.set_message("writing the keys");

@@ -57,7 +57,10 @@ pub fn run(globals: &Globals, cmd: ResourceCommand) -> anyhow::Result<i32> {
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
             let commitment = causality_vm::resource::nullifier_key_commitment(&key);
             if globals.json {
-                out!("{}", json!({ "nullifier_key": hex_encode(&key), "nullifier_key_commitment": hex_encode(&commitment) }))?;
+                out!(
+                    "{}",
+                    json!({ "nullifier_key": hex_encode(&key), "nullifier_key_commitment": hex_encode(&commitment) })
+                )?;
             } else {
                 out!("nullifier_key             {}", hex_encode(&key))?;
                 out!("nullifier_key_commitment  {}", hex_encode(&commitment))?;
@@ -101,7 +104,11 @@ fn parse_key(given: &str) -> anyhow::Result<[u8; 32]> {
     let text = match given {
         "-" => {
             let mut text = String::new();
-            std::io::stdin().lock().take(4096).read_to_string(&mut text).context("reading the key from standard input")?;
+            std::io::stdin()
+                .lock()
+                .take(4096)
+                .read_to_string(&mut text)
+                .context("reading the key from standard input")?;
             text
         }
         key => key.to_string(),

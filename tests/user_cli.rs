@@ -1,0 +1,272 @@
+//! The main job as a user lives it: writing one's own batches with the
+//! tools the docs name, readers beside a writer, honest output, stepping,
+//! logging and the messages a user meets.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+fn cvm_command(data: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cvm"));
+    command.arg("--data-dir").arg(data).args(["--backend", "cpu"]).args(args).env_remove("CVM_DATA_DIR");
+    command
+}
+
+fn cvm(data: &Path, args: &[&str]) -> Output {
+    cvm_command(data, args).output().expect("run cvm")
+}
+
+fn cvm_input(data: &Path, args: &[&str], input: &str) -> Output {
+    let mut child =
+        cvm_command(data, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn json_of(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// The author's batch directory, with the author's own logic: any operation
+/// on a resource that holds something.
+struct Author {
+    dir: tempfile::TempDir,
+    logic: String,
+}
+
+impl Author {
+    fn new(data: &Path) -> Author {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("logic.tel"), "accept if quantity > 0;\nreject \"an empty coin\";\n").unwrap();
+        let o = cvm(data, &["--json", "tel", "compile", dir.path().join("logic.tel").to_str().unwrap()]);
+        let logic = json_of(&o)["content_id"].as_str().unwrap().to_string();
+        Author { dir, logic }
+    }
+
+    fn resource(&self, quantity: u64, owner: &str, commitment: &str, nonce: u8) -> Value {
+        json!({
+            "logic": self.logic,
+            "domain": "my.domain",
+            "fungibility_domain": "coin",
+            "quantity": quantity,
+            "nullifier_key_commitment": commitment,
+            "controller": owner,
+            "nonce": format!("{nonce:02x}").repeat(32),
+        })
+    }
+
+    fn batch(&self, name: &str, ops: Value) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let batch = json!({ "domain": "my.domain", "token": "mint", "programs": ["logic.tel"], "ops": ops });
+        std::fs::write(&path, batch.to_string()).unwrap();
+        path
+    }
+
+    /// The id of `resource`, as `cvm resource id` computes it.
+    fn id(&self, data: &Path, resource: &Value) -> String {
+        let o = cvm_input(data, &["resource", "id", "-"], &resource.to_string());
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    }
+}
+
+fn new_key(data: &Path) -> (String, String) {
+    let keys = json_of(&cvm(data, &["--json", "resource", "new-key"]));
+    (keys["nullifier_key"].as_str().unwrap().into(), keys["nullifier_key_commitment"].as_str().unwrap().into())
+}
+
+/// Following only the README and docs/BATCH_FORMAT.md: a user makes a key,
+/// creates a resource with its commitment, transfers it and deletes the
+/// output, each batch proven; `cvm check` catches the mistake a user is
+/// likely to make first (a commitment no key opens) before it is committed.
+#[test]
+fn a_user_creates_transfers_and_deletes_their_own_resource_with_proofs() {
+    let data = tempfile::tempdir().unwrap();
+    let author = Author::new(data.path());
+    let (alice_key, alice_commitment) = new_key(data.path());
+    let (bob_key, bob_commitment) = new_key(data.path());
+    let o = cvm_input(data.path(), &["resource", "nk-commitment"], &alice_key);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), alice_commitment);
+
+    // A value that is not Poseidon(nk) of any key (here, above the field's
+    // modulus, as most BLAKE3 digests are): check says so before anything runs.
+    let wrong = "ff".repeat(32);
+    let mistaken =
+        author.batch("mistake.json", json!([{ "op": "create", "resource": author.resource(5, "alice", &wrong, 9) }]));
+    let o = cvm(data.path(), &["check", mistaken.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("could never be consumed"), "{}", text(&o));
+    assert!(!data.path().join("store.redb").exists(), "check wrote nothing");
+
+    let coin = author.resource(10, "alice", &alice_commitment, 1);
+    let coin_id = author.id(data.path(), &coin);
+    let create = author.batch("create.json", json!([{ "op": "create", "resource": coin }]));
+    assert_eq!(cvm(data.path(), &["check", create.to_str().unwrap()]).status.code(), Some(0));
+    let run = |file: &Path| {
+        let o = cvm(data.path(), &["--json", "run", "--ops-per-proof", "1", file.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let result = json_of(&o);
+        assert_eq!(result["metadata"]["committed"], true);
+        assert!(result["metadata"]["prove_stages"]["proofs"].as_u64().unwrap() >= 1, "proven");
+        result
+    };
+    run(&create);
+
+    let to_bob = author.resource(10, "bob", &bob_commitment, 2);
+    let bob_coin = author.id(data.path(), &to_bob);
+    let transfer = author.batch(
+        "transfer.json",
+        json!([{ "op": "transfer", "inputs": [{ "id": coin_id, "nullifier_key": alice_key }], "outputs": [to_bob] }]),
+    );
+    assert_eq!(cvm(data.path(), &["check", transfer.to_str().unwrap()]).status.code(), Some(0));
+    let result = run(&transfer);
+    assert_eq!(result["results"][0]["outcome"]["created"][0], bob_coin.as_str());
+    let o = cvm(data.path(), &["resource", "nullifier", "--id", &coin_id, "--key", &alice_key]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), result["results"][0]["outcome"]["nullifiers"][0]);
+
+    // Bob's key is the one that consumes Bob's coin; check catches Alice's.
+    let wrong_key = author.batch(
+        "delete_wrong.json",
+        json!([{ "op": "delete", "input": { "id": bob_coin, "nullifier_key": alice_key } }]),
+    );
+    let o = cvm(data.path(), &["check", wrong_key.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("does not open"), "{}", text(&o));
+    let delete =
+        author.batch("delete.json", json!([{ "op": "delete", "input": { "id": bob_coin, "nullifier_key": bob_key } }]));
+    run(&delete);
+    let o = cvm(data.path(), &["--json", "state", "register", &bob_coin]);
+    assert_eq!(json_of(&o)["consumed_in_batch"], 3);
+    // The proofs export and verify against the data dir's keys.
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("e");
+    assert_eq!(cvm(data.path(), &["export", "--batch", "2", "--out", export.to_str().unwrap()]).status.code(), Some(0));
+    assert_eq!(cvm(data.path(), &["verify", export.to_str().unwrap()]).status.code(), Some(0));
+}
+
+/// Readers run beside a writer and beside each other; a second writer is
+/// told who holds the store. (The writer is held open at its first
+/// `--step` prompt.)
+#[test]
+fn readers_run_beside_a_writer_and_a_second_writer_is_named_the_holder() {
+    let data = tempfile::tempdir().unwrap();
+    let first = examples().join("create.json");
+    assert_eq!(cvm(data.path(), &["run", "--no-prove", first.to_str().unwrap()]).status.code(), Some(0));
+    let second_file = examples().join("read.json");
+    let mut writer =
+        cvm_command(data.path(), &["run", "--no-prove", "--mode", "debug", "--step", second_file.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    // Wait until it prompts: it holds the store then.
+    let mut stdout = writer.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("Enter: next") {
+        assert_eq!(std::io::Read::read(&mut stdout, &mut byte).unwrap(), 1, "the writer ended early");
+        seen.push(byte[0]);
+    }
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            cvm_command(data.path(), &["--json", "state"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for reader in readers {
+        let o = reader.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert_eq!(json_of(&o)["head"], 1);
+    }
+    let second = cvm(data.path(), &["run", "--no-prove", first.to_str().unwrap()]);
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
+    assert!(text(&second).contains("open for writing by pid"), "{}", text(&second));
+    writer.stdin.take().unwrap().write_all(b"c\n").unwrap();
+    std::io::Read::read_to_end(&mut stdout, &mut seen).unwrap();
+    assert!(writer.wait().unwrap().success());
+    assert_eq!(json_of(&cvm(data.path(), &["--json", "state"]))["head"], 2);
+}
+
+#[test]
+fn output_is_honest_json_errors_quiet_summaries_backends_and_real_timings() {
+    let data = tempfile::tempdir().unwrap();
+    let missing = data.path().join("nothing-here");
+    let o = cvm(&missing, &["--json", "state"]);
+    assert_eq!(o.status.code(), Some(2));
+    let error = json_of(&o);
+    assert_eq!(error["kind"], "store", "{error}");
+    assert!(error["error"].as_str().unwrap().contains("does not exist"), "{error}");
+    assert!(!missing.exists());
+
+    let file = examples().join("transfers.json");
+    let o = cvm(data.path(), &["-q", "run", "--no-prove", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 1, "-q prints the summary only: {lines:?}");
+    assert!(lines[0].contains("8/8 operations succeeded; committed as batch 1"), "{lines:?}");
+
+    let o = cvm(data.path(), &["--json", "run", "--no-prove", examples().join("read.json").to_str().unwrap()]);
+    let result = json_of(&o);
+    assert_eq!(result["metadata"]["backends"]["execute"], "cpu");
+    assert_eq!(result["metadata"]["backends"]["hash"], "cpu");
+    let history = json_of(&cvm(data.path(), &["--json", "state", "history"]));
+    for record in history.as_array().unwrap() {
+        assert!(
+            record["timings"]["commit_us"].as_u64().unwrap() > 0,
+            "stored commit times are the real ones: {record}"
+        );
+    }
+    let o = cvm(data.path(), &["state", "history", "--limit", "0"]);
+    assert!(text(&o).contains("2 batches committed"), "{}", text(&o));
+    let o = cvm(data.path(), &["export", "--batch", "0", "--out", data.path().join("x").to_str().unwrap()]);
+    assert!(text(&o).contains("batch 0 is not in the store"), "{}", text(&o));
+    let o = cvm(data.path(), &["token", "inspect", "cvmcap1.zzzz"]);
+    assert!(text(&o).contains("is the text complete"), "{}", text(&o));
+}
+
+#[test]
+fn stepping_comes_before_the_commit_and_q_leaves_nothing_committed() {
+    let data = tempfile::tempdir().unwrap();
+    let file = examples().join("create.json");
+    let o =
+        cvm_input(data.path(), &["run", "--no-prove", "--mode", "debug", "--step", file.to_str().unwrap()], "\n\nq\n");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not committed"), "{}", text(&o));
+    assert!(!text(&o).contains("committed as batch"), "{}", text(&o));
+    let o =
+        cvm_input(data.path(), &["run", "--no-prove", "--mode", "debug", "--step", file.to_str().unwrap()], "\nc\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("committed as batch 1"), "{}", text(&o));
+}
+
+/// `RUST_LOG=debug` finishes a proven run (arkworks' constraint-system spans
+/// stay quiet), and logs written to a file carry no colour codes.
+#[test]
+fn debug_logs_finish_and_carry_no_colour_into_files() {
+    let data = tempfile::tempdir().unwrap();
+    let file = examples().join("create.json");
+    let started = std::time::Instant::now();
+    let o = cvm_command(data.path(), &["run", "--ops-per-proof", "1", file.to_str().unwrap()])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(300));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("DEBUG"), "debug logs are on");
+    assert!(!stderr.contains('\u{1b}'), "no colour codes in a file");
+}
