@@ -47,6 +47,22 @@ fn dispatch_and_readback_match_the_cpu() {
 }
 
 #[test]
+fn the_compile_observer_sees_every_pipeline_start_and_finish() {
+    let Some(ctx) = gpu::test_context() else { return };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    gpu::observe_compilation(Some(std::sync::Arc::new(move |event: gpu::Compiling<'_>| {
+        log.lock().unwrap().push(format!("{event:?}"));
+    })));
+    let module = ctx.compile("observed", DOUBLE).expect("valid WGSL compiles");
+    ctx.compute_pipeline("observed", &module, "main").expect("pipeline");
+    gpu::observe_compilation(None);
+    let seen = seen.lock().unwrap();
+    let ours: Vec<&String> = seen.iter().filter(|e| e.contains("\"observed\"")).collect();
+    assert_eq!(ours, [r#"Started("observed")"#, r#"Finished("observed")"#]);
+}
+
+#[test]
 fn invalid_wgsl_is_a_shader_error_naming_the_label() {
     let Some(ctx) = gpu::test_context() else { return };
     match ctx.compile("broken-kernel", "fn main( { }") {

@@ -104,6 +104,48 @@ fn the_key_file_and_shape_forms_round_trip() {
     assert_eq!(decoded.matrices, shape.matrices);
     let cached = keys::cached_shape(&dir, 1).expect("the key set's shape is read back");
     assert_eq!(cached.matrices, shape.matrices);
+
+    // A point's flag byte is 0 or 1; anything else is an error, validated or not.
+    let mut bad_flag = bytes.clone();
+    let first_point = bytes.len() - 65; // the last point of l_query
+    bad_flag[first_point] = 2;
+    assert!(causality_vm::prove::keyfile::decode(&bad_flag, false).unwrap_err().contains("flag byte"));
+}
+
+#[test]
+fn a_damaged_shape_is_an_error_or_ignored_never_trusted() {
+    let (data, dir, shape) = key_set();
+    let bytes = shape.encode();
+    for cut in [0, 8, 71, 80, bytes.len() / 2, bytes.len() - 1] {
+        assert!(CircuitShape::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut extra = bytes.clone();
+    extra.push(0);
+    assert!(CircuitShape::decode(&extra).unwrap_err().contains("trailing"));
+    // The last entry's variable out of range.
+    let mut bad_variable = bytes.clone();
+    let n = bad_variable.len();
+    bad_variable[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(CircuitShape::decode(&bad_variable).unwrap_err().contains("variable"));
+    // And its coefficient index.
+    let mut bad_coefficient = bytes.clone();
+    bad_coefficient[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(CircuitShape::decode(&bad_coefficient).unwrap_err().contains("coefficient"));
+
+    // A shape file that does not match its recorded digest is ignored and the
+    // circuit synthesized; loading the keys then caches a good one again.
+    let file = dir.join(keys::SHAPE_FILE);
+    let mut damaged = std::fs::read(&file).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 1;
+    std::fs::write(&file, &damaged).unwrap();
+    assert!(keys::cached_shape(&dir, 1).is_none());
+    ProvingSystem::load_or_setup(data.path(), 1, Backend::Cpu, |n| panic!("no notice expected: {n}")).unwrap();
+    assert_eq!(keys::cached_shape(&dir, 1).expect("cached again").matrices, shape.matrices);
+    std::fs::remove_file(&file).unwrap();
+    assert!(keys::cached_shape(&dir, 1).is_none());
+    ProvingSystem::load_or_setup(data.path(), 1, Backend::Cpu, |n| panic!("no notice expected: {n}")).unwrap();
+    assert!(keys::cached_shape(&dir, 1).is_some());
 }
 
 /// The compliance circuit's digest at one op per proof. A change to the

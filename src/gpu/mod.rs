@@ -42,6 +42,34 @@ pub struct GpuContext {
 
 static SHARED: Mutex<Option<Arc<GpuContext>>> = Mutex::new(None);
 
+/// What [`GpuContext::compute_pipeline`] tells the compile observer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compiling<'a> {
+    /// The driver starts compiling the pipeline with this label (seconds on
+    /// a software adapter, milliseconds on a card with a warm shader cache).
+    Started(&'a str),
+    Finished(&'a str),
+}
+
+type CompileObserver = Arc<dyn Fn(Compiling<'_>) + Send + Sync>;
+
+static COMPILE_OBSERVER: Mutex<Option<CompileObserver>> = Mutex::new(None);
+
+/// Calls `observer` around every pipeline compilation in this process, so a
+/// front end can show that a first GPU run is compiling kernels; `None`
+/// removes it. Compilation happens wherever a subsystem first needs its
+/// kernels, so one observer here sees all of them.
+pub fn observe_compilation(observer: Option<CompileObserver>) {
+    *COMPILE_OBSERVER.lock().unwrap_or_else(|p| p.into_inner()) = observer;
+}
+
+fn compile_event(event: Compiling<'_>) {
+    let observer = COMPILE_OBSERVER.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(observer) = observer {
+        observer(event);
+    }
+}
+
 impl GpuContext {
     /// The process-wide context, created on first use (and again after a loss).
     pub fn shared() -> Result<Arc<GpuContext>, GpuError> {
@@ -122,6 +150,7 @@ impl GpuContext {
         module: &wgpu::ShaderModule,
         entry: &str,
     ) -> Result<wgpu::ComputePipeline, GpuError> {
+        compile_event(Compiling::Started(label));
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(label),
@@ -131,7 +160,9 @@ impl GpuContext {
             compilation_options: Default::default(),
             cache: None,
         });
-        match pollster::block_on(scope.pop()) {
+        let validated = pollster::block_on(scope.pop());
+        compile_event(Compiling::Finished(label));
+        match validated {
             Some(err) => Err(GpuError::Shader { label: label.to_string(), reason: err.to_string() }),
             None => Ok(pipeline),
         }

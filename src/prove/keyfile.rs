@@ -147,8 +147,17 @@ fn fq(bytes: &[u8], validate: bool) -> Result<Fq, DecodeError> {
     Ok(Fp::new_unchecked(repr))
 }
 
+/// Whether a point's flag byte says it is the point at infinity.
+fn at_infinity(flag: u8) -> Result<bool, DecodeError> {
+    match flag {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(format!("a point's flag byte is {other}, not 0 or 1")),
+    }
+}
+
 fn g1_at(bytes: &[u8], validate: bool) -> Result<G1Affine, DecodeError> {
-    if bytes[0] == 1 {
+    if at_infinity(bytes[0])? {
         return Ok(G1Affine::identity());
     }
     let point = G1Affine::new_unchecked(fq(&bytes[1..33], validate)?, fq(&bytes[33..65], validate)?);
@@ -159,7 +168,7 @@ fn g1_at(bytes: &[u8], validate: bool) -> Result<G1Affine, DecodeError> {
 }
 
 fn g2_at(bytes: &[u8], validate: bool) -> Result<G2Affine, DecodeError> {
-    if bytes[0] == 1 {
+    if at_infinity(bytes[0])? {
         return Ok(G2Affine::identity());
     }
     let c = |i: usize| fq(&bytes[1 + 32 * i..33 + 32 * i], validate);

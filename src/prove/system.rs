@@ -96,7 +96,10 @@ impl ProvingSystem {
         notice: impl Fn(&str),
     ) -> Result<Self, ProveError> {
         let dir = keys::key_dir(data_dir, ops_per_proof);
-        let shape = match keys::cached_shape(&dir, ops_per_proof) {
+        let started = Instant::now();
+        let cached = keys::cached_shape(&dir, ops_per_proof);
+        let shape_was_cached = cached.is_some();
+        let shape = match cached {
             Some(shape) => shape,
             None => CircuitShape::of(ops_per_proof)?,
         };
@@ -115,13 +118,27 @@ impl ProvingSystem {
                 return Self::from_key(shape, pk, MsmEngine::new(backend)?);
             }
         }
-        let started = Instant::now();
+        let shape_ms = started.elapsed().as_millis() as u64;
         let (pk, loaded) = keys::load(&dir, &shape, keys::Validation::Digest)?;
-        tracing::debug!(dir = %dir.display(), ms = started.elapsed().as_millis() as u64, validated = loaded.validated, "proving keys loaded");
+        let load_ms = started.elapsed().as_millis() as u64 - shape_ms;
         if loaded.upgraded {
             notice(&format!("rewrote the keys in {} in the fast-loading form (checked by digest)", dir.display()));
+        } else if !shape_was_cached {
+            // A read-only data dir only costs the next load the synthesis.
+            if let Err(err) = keys::save_shape(&dir, &shape) {
+                tracing::debug!(dir = %dir.display(), %err, "could not cache the circuit's shape");
+            }
         }
-        Self::from_key(shape, pk, MsmEngine::new(backend)?)
+        let system = Self::from_key(shape, pk, MsmEngine::new(backend)?)?;
+        tracing::debug!(
+            dir = %dir.display(),
+            shape_ms,
+            load_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            validated = loaded.validated,
+            "proving keys loaded"
+        );
+        Ok(system)
     }
 
     /// A system with a fresh in-memory setup (tests, benches).

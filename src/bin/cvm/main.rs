@@ -105,6 +105,7 @@ fn main() {
     causality_vm::allocator::keep_freed_memory();
     let cli = Cli::parse();
     init_tracing(cli.globals.quiet);
+    progress::watch_gpu_compilation(&cli.globals);
     ensure_runtime_dir();
     let json = cli.globals.json;
     let noticed = notices::fallback_noticed_before();
