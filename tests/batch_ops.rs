@@ -377,3 +377,62 @@ fn debug_mode_records_traces_and_proof_generation_records_witnesses() {
     assert_eq!(w.created[0].id, id_of(&out));
     assert!(res.metadata.committed);
 }
+
+/// With a GPU hash backend (lavapipe in CI), a batch's filings, flushes and
+/// the state tree's staging run on the GPU, and every result (ids,
+/// nullifiers, roots) is the CPU run's, bit for bit.
+#[test]
+fn batch_hashing_follows_the_gpu_backend() {
+    use causality_vm::hash::HashBackend;
+    use causality_vm::{Backend, ResolvedBackend};
+    if causality_vm::gpu::test_context().is_none() {
+        return;
+    }
+    let gpu = HashBackend::select(Backend::Gpu).expect("an adapter exists, so the GPU backend must build");
+    assert_eq!(gpu.resolved(), ResolvedBackend::Gpu);
+    let on_cpu = TransactionContext::new(ExecutionMode::Standard);
+    let on_gpu = TransactionContext::new(ExecutionMode::Standard).with_hashing(gpu);
+    let (mut cpu_run, mut gpu_run) = (Fixture::new(), Fixture::new());
+    let batches = |f: &mut Fixture, step: usize, ids: &[causality_vm::resource::ResourceId]| -> Vec<Operation> {
+        match step {
+            0 => (0..6).map(|i| Operation::Create { resource: f.resource("gold", 10 + i, i) }).collect(),
+            1 => vec![
+                transfer(vec![input(ids[0], 0)], vec![f.resource("gold", 4, 7), f.resource("gold", 6, 8)]),
+                transfer(vec![input(ids[1], 1), input(ids[2], 2)], vec![f.resource("gold", 23, 9)]),
+                Operation::Delete { input: input(ids[3], 3) },
+                // Fails: consumed just above; its filings must not change anything.
+                Operation::Delete { input: input(ids[3], 3) },
+            ],
+            _ => unreachable!(),
+        }
+    };
+    let mut ids = Vec::new();
+    for step in 0..2 {
+        let cpu_ops = batches(&mut cpu_run, step, &ids);
+        let gpu_ops = batches(&mut gpu_run, step, &ids);
+        assert_eq!(cpu_ops, gpu_ops);
+        let expected = cpu_run.run(&cpu_ops, &on_cpu);
+        let got = gpu_run.run(&gpu_ops, &on_gpu);
+        assert_eq!(expected.metadata.backends.hash, Some(ResolvedBackend::Cpu));
+        assert_eq!(got.metadata.backends.hash, Some(ResolvedBackend::Gpu), "step {step}");
+        assert_eq!(got.metadata.backends.hash_fallbacks, 0, "step {step}: the GPU did the work");
+        assert!(got.metadata.backends.hashed_on_gpu > 0, "step {step}: nothing was hashed on the GPU");
+        assert_eq!(expected.metadata.backends.hashed_on_gpu, 0);
+        assert_eq!(
+            serde_json::to_value(&got.results).unwrap(),
+            serde_json::to_value(&expected.results).unwrap(),
+            "step {step}"
+        );
+        assert_eq!(got.metadata.state_root_after, expected.metadata.state_root_after, "step {step}");
+        assert_eq!(gpu_run.store.state_root(), cpu_run.store.state_root(), "step {step}");
+        if step == 0 {
+            ids = cpu_ops
+                .iter()
+                .map(|op| match op {
+                    Operation::Create { resource } => id_of(resource),
+                    _ => unreachable!(),
+                })
+                .collect();
+        }
+    }
+}

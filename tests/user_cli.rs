@@ -270,3 +270,31 @@ fn debug_logs_finish_and_carry_no_colour_into_files() {
     assert!(stderr.contains("DEBUG"), "debug logs are on");
     assert!(!stderr.contains('\u{1b}'), "no colour codes in a file");
 }
+
+/// `--backend gpu` reaches a batch's hashing: the result says the GPU ran
+/// the hash stage and how much it hashed, and the state root is the CPU's.
+#[test]
+fn run_with_the_gpu_backend_hashes_the_batch_on_the_gpu() {
+    if causality_vm::gpu::test_context().is_none() {
+        return;
+    }
+    let file = examples().join("transfers.json");
+    let mut roots = Vec::new();
+    for backend in ["cpu", "gpu"] {
+        let data = tempfile::tempdir().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_cvm"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--json", "--backend", backend, "run", "--no-prove", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let result = json_of(&o);
+        let backends = &result["metadata"]["backends"];
+        assert_eq!(backends["hash"], backend, "{backends}");
+        assert_eq!(backends["hash_fallbacks"], 0, "{backends}");
+        assert_eq!(backends["hashed_on_gpu"].as_u64().unwrap() > 0, backend == "gpu", "{backends}");
+        roots.push(result["metadata"]["state_root_after"].clone());
+    }
+    assert_eq!(roots[0], roots[1]);
+}

@@ -8,7 +8,7 @@ use crate::content_id::ContentId;
 use crate::context::{DomainId, ExecutionContext, ExecutionMode};
 use crate::digest_map::DigestMap;
 use crate::error::ExecutionError;
-use crate::hash::{HashHandle, HashPool};
+use crate::hash::{HashBackend, HashHandle, HashPool};
 use crate::resource::{OperationKind, ResourceId, ResourceRegister};
 use crate::store::RegisterStore;
 use crate::vm::{DeferredAssertion, Interpreter, LogicInput, Program, Role};
@@ -153,7 +153,7 @@ impl<'s, 'a> Env<'s, 'a> {
             inflight,
             ctx,
             tx,
-            pool: batch_pool(ops),
+            pool: batch_pool(ops, &tx.hashing),
             overlay: Overlay::with_capacity(ops),
             effects: PassEffects::with_capacity(ops),
             new_registers: Vec::new(),
@@ -169,7 +169,10 @@ impl<'s, 'a> Env<'s, 'a> {
 
     /// A fresh pool and overlay for another pass over the batch.
     pub fn reset(&mut self) {
-        self.pool = batch_pool(self.ops);
+        // The pool's backend, not the transaction's: after a device loss it moved on.
+        let fresh = batch_pool(self.ops, &self.pool.hash_backend());
+        let earlier = std::mem::replace(&mut self.pool, fresh);
+        self.pool.count_from(&earlier);
         self.overlay = Overlay::with_capacity(self.ops);
         self.effects = PassEffects::with_capacity(self.ops);
     }
@@ -281,10 +284,11 @@ impl<'s, 'a> Env<'s, 'a> {
 
 /// A pool with room for a batch of `ops` typical operations (a transfer files
 /// two ids of ~250 bytes and a 64-byte nullifier input).
-/// (Capped: the buffers still grow past it for a huge batch.)
-fn batch_pool(ops: usize) -> HashPool {
+/// (Capped: the buffers still grow past it for a huge batch.) It flushes on
+/// the transaction's hash backend.
+fn batch_pool(ops: usize, backend: &HashBackend) -> HashPool {
     let ops = ops.min(1 << 14);
-    let mut pool = HashPool::new();
+    let mut pool = HashPool::on(backend);
     pool.reserve(3 * ops, 640 * ops);
     pool
 }

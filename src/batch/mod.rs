@@ -301,7 +301,13 @@ fn conclude<'a>(
         timings,
         prove_stages: None,
         reruns,
-        backends: StageBackends { execute: Some(crate::ResolvedBackend::Cpu), hash: Some(pool.backend()), prove: None },
+        backends: StageBackends {
+            execute: Some(crate::ResolvedBackend::Cpu),
+            hash: Some(pool.backend()),
+            prove: None,
+            hash_fallbacks: pool.gpu_fallbacks() as u64,
+            hashed_on_gpu: pool.gpu_hashed(),
+        },
     };
     Ok(Executed {
         ctx,
@@ -365,6 +371,8 @@ fn stage<'a>(mut executed: Executed<'a>, store: &RegisterStore) -> Result<Staged
     let delta = std::mem::take(&mut executed.delta);
     let staged = store.stage(delta, &mut executed.pool, wants_commit)?;
     executed.metadata.timings.hash_us += micros(started);
+    executed.metadata.backends.hash_fallbacks = executed.pool.gpu_fallbacks() as u64;
+    executed.metadata.backends.hashed_on_gpu = executed.pool.gpu_hashed();
     executed.metadata.state_root_after = Some(staged.root_after);
     if !wants_commit {
         executed.metadata.would_change = Some(ChangeSet::from(&staged.delta));

@@ -146,6 +146,11 @@ pub struct StageBackends {
     pub hash: Option<ResolvedBackend>,
     /// The proofs' MSMs.
     pub prove: Option<ResolvedBackend>,
+    /// Hash flushes (or Merkle roots) the GPU failed and the CPU recomputed,
+    /// with the same results: `hash` still says where they were sent.
+    pub hash_fallbacks: u64,
+    /// Hash requests and Merkle leaves the GPU digested for this batch.
+    pub hashed_on_gpu: u64,
 }
 
 /// A delta in a readable form.

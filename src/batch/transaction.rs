@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::context::ExecutionMode;
+use crate::hash::HashBackend;
 use crate::vm::DEFAULT_BUDGET;
 
 use super::prove::ProofSystem;
@@ -47,6 +48,9 @@ pub struct TransactionContext {
     /// Record every logic run's instruction trace whatever the mode (Debug
     /// mode always does): a simulation to step through before committing.
     pub trace: bool,
+    /// Where the batch's hashes are computed: its filings and flushes, and
+    /// the state tree's staging (the CPU unless the caller picks a GPU).
+    pub hashing: HashBackend,
 }
 
 impl Default for TransactionContext {
@@ -60,6 +64,7 @@ impl Default for TransactionContext {
             progress: None,
             max_clock_skew: None,
             trace: false,
+            hashing: HashBackend::cpu(),
         }
     }
 }
@@ -88,6 +93,11 @@ impl TransactionContext {
         self.max_clock_skew = Some(seconds);
         self
     }
+    /// Hash on `backend` (see [`HashBackend::select`]).
+    pub fn with_hashing(mut self, backend: HashBackend) -> Self {
+        self.hashing = backend;
+        self
+    }
     pub fn with_proof_system(mut self, system: Arc<dyn ProofSystem>) -> Self {
         self.proof_system = Some(system);
         self
@@ -103,6 +113,7 @@ impl std::fmt::Debug for TransactionContext {
             .field("budget", &self.budget)
             .field("proof_system", &self.proof_system.as_ref().map(|p| p.name()))
             .field("max_clock_skew", &self.max_clock_skew)
+            .field("hashing", &self.hashing)
             .finish()
     }
 }

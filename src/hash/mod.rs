@@ -124,6 +124,65 @@ impl From<crate::gpu::GpuError> for HashError {
     }
 }
 
+/// Where hash pools flush: chosen once from a [`Backend`] (which probes the
+/// GPU and compiles its kernels), then cloned cheaply into every pool that
+/// should run there: the batch executor's pools follow the transaction's.
+#[derive(Clone)]
+pub struct HashBackend {
+    kernel: Kernel,
+    gpu: Option<Arc<GpuHasher>>,
+}
+
+impl Default for HashBackend {
+    /// The CPU, with the widest SIMD kernel this processor has.
+    fn default() -> Self {
+        HashBackend { kernel: Kernel::detect(), gpu: None }
+    }
+}
+
+impl std::fmt::Debug for HashBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.gpu {
+            Some(gpu) => write!(f, "HashBackend::Gpu({})", gpu.context().describe()),
+            None => write!(f, "HashBackend::Cpu({})", self.kernel),
+        }
+    }
+}
+
+impl HashBackend {
+    /// The CPU backend.
+    pub fn cpu() -> Self {
+        HashBackend::default()
+    }
+
+    /// The backend `backend` names: `Gpu` without a usable adapter (or whose
+    /// kernels do not compile) is an error; `Auto` says once that it uses
+    /// the CPU and does.
+    pub fn select(backend: Backend) -> Result<HashBackend, HashError> {
+        let (resolved, _ctx) = crate::gpu::resolve(backend)?;
+        let mut selected = HashBackend::cpu();
+        if resolved == ResolvedBackend::Gpu {
+            match GpuHasher::shared() {
+                Ok(hasher) => selected.gpu = Some(hasher),
+                Err(err) if backend == Backend::Auto => {
+                    tracing::warn!(%err, "GPU hash pipelines unavailable: using the CPU backend");
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(selected)
+    }
+
+    /// Which backend it is.
+    pub fn resolved(&self) -> ResolvedBackend {
+        if self.gpu.is_some() {
+            ResolvedBackend::Gpu
+        } else {
+            ResolvedBackend::Cpu
+        }
+    }
+}
+
 /// A fault to inject into the next GPU flush or Merkle root (tests only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GpuFault {
@@ -141,6 +200,7 @@ pub struct HashPool {
     fault: Option<GpuFault>,
     max_segment_jobs: Option<usize>,
     gpu_fallbacks: usize,
+    gpu_hashed: u64,
 }
 
 /// Pending message bytes past which a pool flushes itself, so what logic
@@ -166,6 +226,7 @@ impl HashPool {
             fault: None,
             max_segment_jobs: None,
             gpu_fallbacks: 0,
+            gpu_hashed: 0,
         }
     }
 
@@ -183,18 +244,18 @@ impl HashPool {
     /// A pool on the requested backend: `Gpu` without a usable adapter is an
     /// error, `Auto` warns and uses the CPU.
     pub fn with_backend(backend: Backend) -> Result<HashPool, HashError> {
-        let (resolved, _ctx) = crate::gpu::resolve(backend)?;
-        let mut pool = HashPool::new();
-        if resolved == ResolvedBackend::Gpu {
-            match GpuHasher::shared() {
-                Ok(hasher) => pool.gpu = Some(hasher),
-                Err(err) if backend == Backend::Auto => {
-                    tracing::warn!(%err, "GPU hash pipelines unavailable: using the CPU backend");
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Ok(pool)
+        Ok(HashPool::on(&HashBackend::select(backend)?))
+    }
+
+    /// An empty pool whose flushes run where `backend` says.
+    pub fn on(backend: &HashBackend) -> HashPool {
+        HashPool { kernel: backend.kernel, gpu: backend.gpu.clone(), ..HashPool::new() }
+    }
+
+    /// Where this pool's flushes run, to make more pools like it (after a
+    /// device loss: the CPU, or the fresh device).
+    pub fn hash_backend(&self) -> HashBackend {
+        HashBackend { kernel: self.kernel, gpu: self.gpu.clone() }
     }
 
     /// An empty pool on the same backend and kernel, for work split across
@@ -251,6 +312,19 @@ impl HashPool {
     /// How many GPU flushes failed and were recomputed on the CPU.
     pub fn gpu_fallbacks(&self) -> usize {
         self.gpu_fallbacks
+    }
+
+    /// Add `earlier`'s fallback and GPU counts to this pool's (a pool that
+    /// replaces it, for another pass over the same work).
+    pub fn count_from(&mut self, earlier: &HashPool) {
+        self.gpu_fallbacks += earlier.gpu_fallbacks;
+        self.gpu_hashed += earlier.gpu_hashed;
+    }
+
+    /// How many requests (and Merkle leaves) the GPU digested for this pool:
+    /// what shows that a pool on the GPU backend really hashed there.
+    pub fn gpu_hashed(&self) -> u64 {
+        self.gpu_hashed
     }
 
     pub fn hash(&mut self, data: impl AsRef<[u8]>) -> HashHandle {
@@ -391,7 +465,10 @@ impl HashPool {
                 max_segment_jobs: self.max_segment_jobs,
             };
             match gpu.hash_batch(&self.pending, out, &options) {
-                Ok(()) => on_cpu = false,
+                Ok(()) => {
+                    on_cpu = false;
+                    self.gpu_hashed += count as u64;
+                }
                 Err(err) => {
                     tracing::warn!(%err, requests = out.len(), "GPU flush failed: recomputing it on the CPU");
                     self.gpu_fallbacks += 1;
@@ -450,7 +527,10 @@ impl HashPool {
             let options =
                 GpuRunOptions { fail_at_segment: self.fault.take().map(|f| f.at_segment), max_segment_jobs: None };
             match gpu.merkle_root(leaves, &options) {
-                Ok(root) => return Ok(root),
+                Ok(root) => {
+                    self.gpu_hashed += leaves.len() as u64;
+                    return Ok(root);
+                }
                 Err(err) => {
                     tracing::warn!(%err, leaves = leaves.len(), "GPU Merkle root failed: recomputing it on the CPU");
                     self.gpu_fallbacks += 1;

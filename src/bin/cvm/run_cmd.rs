@@ -17,6 +17,7 @@ use causality_vm::batch::{
     execute_batches, BatchExecutionResult, BatchJob, Content, OpStatus, OperationResult, TransactionContext,
 };
 use causality_vm::content_id::hex_encode;
+use causality_vm::hash::HashBackend;
 use causality_vm::prove::{check_ops_per_proof, ProvingSystem, StoredKeys};
 use causality_vm::store::{RegisterStore, StoreError};
 use causality_vm::vm::DEFAULT_BUDGET;
@@ -215,6 +216,8 @@ fn transaction(
     prepared: &[PreparedBatch],
 ) -> anyhow::Result<TransactionContext> {
     let mut tx = TransactionContext::new(args.mode).with_budget(args.budget);
+    // The batch's hashes run where --backend says (with auto: a real GPU).
+    tx.hashing = HashBackend::select(globals.backend).context("selecting the hash backend")?;
     tx.max_clock_skew = args.max_clock_skew.0;
     if args.fail_fast {
         tx = tx.fail_fast();
@@ -386,6 +389,9 @@ fn print_human(result: &BatchExecutionResult, debug: bool, quiet: bool) -> Resul
     let on = |b: Option<causality_vm::ResolvedBackend>| b.map_or("-".to_string(), |b| format!("{b:?}").to_lowercase());
     let b = &m.backends;
     out!("backends: execute {}, hash {}, prove {}", on(b.execute), on(b.hash), on(b.prove))?;
+    if b.hash_fallbacks > 0 {
+        out!("  ({} hash flushes failed on the GPU and were recomputed on the CPU)", b.hash_fallbacks)?;
+    }
     if let Some(p) = &m.prove_stages {
         out!(
             "proofs: {} (witness {} µs, qap {} µs, msm g1 {} µs, msm g2 {} µs, verify {} µs, {} CPU retries)",
