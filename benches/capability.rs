@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
-use causality_vm::capability::{
-    authorize, AccessRequest, Authorizer, CapabilityToken, Caveat, KeyRing, Right, RootKey,
-};
+use causality_vm::capability::{CapabilityToken, Caveat, KeyRing, Right, RootKey};
+use causality_vm::context::{authorize, AccessRequest, Authorizer};
 use causality_vm::resource::OperationKind;
 use causality_vm::{ContentId, DomainId, ExecutionContext};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use batch_support::*;
 use causality_vm::batch::{OpWitness, ProofSystem, TransactionContext};
 use causality_vm::capability::{CapabilityToken, Caveat, Right};
+use causality_vm::prove::ProveError;
 use causality_vm::resource::{Operation, OperationKind, VerifyTarget};
 use causality_vm::store::ProofRecord;
 use causality_vm::vm::{memory, Instruction, Program, Reg};
@@ -151,11 +152,11 @@ impl ProofSystem for FailingProver {
     fn name(&self) -> String {
         "failing".into()
     }
-    fn prove(&self, _: &[OpWitness]) -> Result<ProofRecord, String> {
-        Err("the circuit is unsatisfied".into())
+    fn prove(&self, _: &[OpWitness]) -> Result<ProofRecord, ProveError> {
+        Err(ProveError::Synthesis("the circuit is unsatisfied".into()))
     }
-    fn verify(&self, _: &ProofRecord) -> Result<(), String> {
-        Err("never verifies".into())
+    fn verify(&self, _: &ProofRecord) -> Result<(), ProveError> {
+        Err(ProveError::Rejected("never verifies".into()))
     }
 }
 

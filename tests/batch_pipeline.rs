@@ -12,6 +12,7 @@ use batch_support::*;
 use causality_vm::batch::{
     execute_batch, execute_batches, BatchExecutionResult, BatchJob, OpWitness, ProofSystem, TransactionContext,
 };
+use causality_vm::prove::ProveError;
 use causality_vm::resource::{NewResource, Operation, ResourceUpdate, VerifyTarget};
 use causality_vm::store::ProofRecord;
 use causality_vm::{ExecutionError, ExecutionMode};
@@ -25,14 +26,14 @@ impl ProofSystem for SlowProofs {
     fn name(&self) -> String {
         MacProofs.name()
     }
-    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, String> {
+    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, ProveError> {
         std::thread::sleep(std::time::Duration::from_millis(30));
         if witnesses.iter().flat_map(|w| &w.created).any(|r| r.controller == "poison") {
-            return Err("the circuit is unsatisfied (poisoned witness)".into());
+            return Err(ProveError::Synthesis("the circuit is unsatisfied (poisoned witness)".into()));
         }
         MacProofs.prove(witnesses)
     }
-    fn verify(&self, record: &ProofRecord) -> Result<(), String> {
+    fn verify(&self, record: &ProofRecord) -> Result<(), ProveError> {
         MacProofs.verify(record)
     }
 }
@@ -214,13 +215,13 @@ impl ProofSystem for PanickingProofs {
     fn name(&self) -> String {
         MacProofs.name()
     }
-    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, String> {
+    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, ProveError> {
         if witnesses.iter().flat_map(|w| &w.created).any(|r| r.controller == "poison") {
             panic!("prover bug (test)");
         }
         MacProofs.prove(witnesses)
     }
-    fn verify(&self, record: &ProofRecord) -> Result<(), String> {
+    fn verify(&self, record: &ProofRecord) -> Result<(), ProveError> {
         MacProofs.verify(record)
     }
 }

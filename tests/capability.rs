@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use causality_vm::capability::{
-    authorize, required_right, AccessRequest, Authorizer, CapabilityError, CapabilityToken, Caveat, KeyRing,
-    Permissions, Right, RootKey, MAX_CAVEATS, TEXT_PREFIX,
+    CapabilityError, CapabilityToken, Caveat, KeyRing, Permissions, Right, RootKey, MAX_CAVEATS, TEXT_PREFIX,
 };
+use causality_vm::context::{authorize, required_right, AccessRequest, Authorizer};
 use causality_vm::resource::OperationKind;
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionError};
 use proptest::prelude::*;

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use crate::capability::{required_right, AccessRequest, Authorizer, KeyRing, Right};
+use rayon::prelude::*;
+
+use crate::capability::{KeyRing, Right};
 use crate::content_id::ContentId;
-use crate::context::{DomainId, ExecutionContext, ExecutionMode};
+use crate::context::{required_right, AccessRequest, Authorizer, DomainId, ExecutionContext, ExecutionMode};
 use crate::digest_map::DigestMap;
 use crate::error::ExecutionError;
 use crate::hash::{HashBackend, HashHandle, HashPool};
-use crate::resource::{OperationKind, ResourceId, ResourceRegister};
+use crate::resource::{nullifier_key_commitment, Operation, OperationKind, ResourceId, ResourceRegister};
 use crate::store::RegisterStore;
 use crate::vm::{DeferredAssertion, Interpreter, LogicInput, Program, Role};
 
@@ -138,10 +140,10 @@ impl<'s, 'a> Env<'s, 'a> {
         keys: &'a KeyRing,
         ctx: &'a ExecutionContext,
         tx: &'a TransactionContext,
-        ops: &[crate::resource::Operation],
+        ops: &[Operation],
         brought: &'a [super::Content],
     ) -> Self {
-        let openings = super::flush::key_openings(ops);
+        let openings = key_openings(ops);
         let ops = ops.len();
         let read = AccessRequest { right: Right::Read, ..AccessRequest::new(OperationKind::Read, &ctx.domain_id) };
         let authorizer = Authorizer::new(ctx, keys);
@@ -280,6 +282,27 @@ impl<'s, 'a> Env<'s, 'a> {
         fx.assertions.extend(outcome.deferred.into_iter().map(Assertion::Vm));
         Ok(())
     }
+}
+
+/// The Poseidon nullifier-key commitment of every key the batch's
+/// operations give for their inputs, computed before they run so each
+/// opening is checked as its input is consumed (a wrong key fails its
+/// operation at once, with nothing for the flush to undo). Poseidon is far
+/// slower than BLAKE3, so each distinct key (an owner often spends many
+/// resources) is hashed once, across the rayon pool.
+fn key_openings(ops: &[Operation]) -> DigestMap<[u8; 32], [u8; 32]> {
+    let mut keys: Vec<[u8; 32]> = ops
+        .iter()
+        .flat_map(|op| match op {
+            Operation::Delete { input } => std::slice::from_ref(input),
+            Operation::Transfer { inputs, .. } => inputs.as_slice(),
+            _ => &[],
+        })
+        .map(|input| input.nullifier_key)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_par_iter().map(|k| (k, nullifier_key_commitment(&k))).collect()
 }
 
 /// A pool with room for a batch of `ops` typical operations (a transfer files

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use crate::content_id::hex_encode;
-use crate::digest_map::{digest_set, DigestMap, DigestSet};
+use crate::digest_map::{digest_set, DigestSet};
 use crate::error::ExecutionError;
 use crate::hash::{HashHandle, HashPool};
-use crate::resource::{nullifier_key_commitment, LifecycleState, Operation, ResourceId};
+use crate::resource::{LifecycleState, ResourceId};
 
 use super::env::{Assertion, Consumption, OpEffects, PassEffects};
 use super::overlay::Overlay;
@@ -96,27 +96,6 @@ pub(super) fn check(
     let nullifiers = claims.nullifiers.into_iter().map(|(n, _)| n).collect();
     let ids = claims.ids.into_iter().map(|(id, _)| id).collect();
     Ok((failures, Claimed { nullifiers, ids }))
-}
-
-/// The Poseidon nullifier-key commitment of every key the batch's
-/// operations give for their inputs, computed before they run so each
-/// opening is checked as its input is consumed (a wrong key fails its
-/// operation at once, with nothing for the flush to undo). Poseidon is far
-/// slower than BLAKE3, so each distinct key (an owner often spends many
-/// resources) is hashed once, across the rayon pool.
-pub(super) fn key_openings(ops: &[Operation]) -> DigestMap<[u8; 32], [u8; 32]> {
-    let mut keys: Vec<[u8; 32]> = ops
-        .iter()
-        .flat_map(|op| match op {
-            Operation::Delete { input } => std::slice::from_ref(input),
-            Operation::Transfer { inputs, .. } => inputs.as_slice(),
-            _ => &[],
-        })
-        .map(|input| input.nullifier_key)
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys.into_par_iter().map(|k| (k, nullifier_key_commitment(&k))).collect()
 }
 
 /// Every executed operation's nullifiers and created ids (in operation

@@ -30,8 +30,8 @@ mod result;
 mod transaction;
 mod view;
 
+pub use crate::prove::{OpWitness, ProofSystem, ProveStages};
 pub use pipeline::{execute_batches, BatchJob};
-pub use prove::{OpWitness, ProofSystem, ProveStages};
 pub use result::{
     BatchExecutionResult, BatchMetadata, ChangeSet, LogicTrace, OpOutcome, OpStatus, OperationResult, StageBackends,
 };

@@ -12,8 +12,8 @@ use crate::resource::{OperationKind, ResourceId, ResourceRegister};
 use crate::store::{BatchDelta, StageTimings};
 use crate::vm::{ExecutionTrace, Role};
 
-use super::prove::{OpWitness, ProveStages};
 use super::transaction::{CommitPolicy, FailurePolicy};
+use crate::prove::{OpWitness, ProveStages};
 
 /// What a successful operation did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

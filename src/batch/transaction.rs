@@ -6,7 +6,7 @@ use crate::context::ExecutionMode;
 use crate::hash::HashBackend;
 use crate::vm::DEFAULT_BUDGET;
 
-use super::prove::ProofSystem;
+use crate::prove::ProofSystem;
 
 /// What happens after an operation fails.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -6,8 +6,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Timestamp;
 use crate::content_id::{canonical, CanonicalWriter};
-use crate::context::{DomainId, Timestamp};
+use crate::resource::DomainId;
 use crate::resource::{OperationKind, ResourceId};
 
 /// What a token lets its holder do. The operation a request performs needs

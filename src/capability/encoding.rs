@@ -17,7 +17,7 @@ use super::caveat::{kind, operation_from_code, Caveat, Right};
 use super::token::{CapabilityToken, MAX_CAVEATS, TOKEN_VERSION};
 use super::CapabilityError;
 use crate::content_id::ContentId;
-use crate::context::DomainId;
+use crate::resource::DomainId;
 
 /// Starts every token's text form; the digit is the text form's version.
 pub const TEXT_PREFIX: &str = "cvmcap1.";

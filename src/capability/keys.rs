@@ -8,7 +8,7 @@ use rand::RngCore;
 
 use super::CapabilityError;
 use crate::content_id::{hex_decode_32, hex_encode};
-use crate::context::DomainId;
+use crate::resource::DomainId;
 
 /// A domain's 32-byte root key: the only secret that can mint tokens for the
 /// domain. `Debug` never shows it; the hex text form is explicit (`to_hex`).

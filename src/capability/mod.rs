@@ -10,9 +10,8 @@
 //! - The [`Right::Delegate`] right is what allows attenuation: a token
 //!   without it is final (attenuation refused; a chain with a caveat after the
 //!   point where Delegate was dropped fails verification).
-//! - [`authorize`] checks one access of a batch against its context.
+//! - `context::authorize` checks one access of a batch against its context.
 
-mod authorize;
 mod caveat;
 mod encoding;
 mod error;
@@ -20,7 +19,7 @@ mod keys;
 mod permissions;
 mod token;
 
-pub use authorize::{authorize, required_right, AccessRequest, Authorizer};
+pub(crate) use caveat::operation_name;
 pub use caveat::{Caveat, Right};
 pub use encoding::TEXT_PREFIX;
 pub use error::CapabilityError;

@@ -7,7 +7,8 @@ use std::fmt;
 use serde::Serialize;
 
 use super::caveat::{operation_name, Caveat, Right};
-use crate::context::{DomainId, Timestamp};
+use crate::clock::Timestamp;
+use crate::resource::DomainId;
 use crate::resource::{OperationKind, ResourceId};
 
 /// What a token grants once all its caveats are applied. `None` means the

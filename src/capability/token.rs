@@ -14,7 +14,7 @@ use super::keys::RootKey;
 use super::permissions::Permissions;
 use super::CapabilityError;
 use crate::content_id::canonical;
-use crate::context::DomainId;
+use crate::resource::DomainId;
 
 /// The version MAC'd into every root tag and written first in the binary form.
 pub const TOKEN_VERSION: u8 = 1;

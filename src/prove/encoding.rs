@@ -2,23 +2,21 @@
 //! nullifiers the circuit recomputes.
 //!
 //! Byte fields (id, logic, domain, fungibility domain, metadata, contents,
-//! controller, nullifier key) become one field element each: BLAKE3 in
-//! derive-key mode under [`FIELD_CONTEXT`] over `len(label) || label || bytes`,
-//! first 31 bytes read little-endian (248 bits, always below the modulus).
-//! Quantity, version and lifecycle code are field elements as they are. The
-//! nullifier-key commitment is `Poseidon(nk)` stored as the canonical 32-byte
-//! little-endian encoding of the field element.
+//! controller, nullifier key) become one field element each
+//! ([`crate::crypto::field`]); quantity, version and lifecycle code are field
+//! elements as they are.
 
 use std::collections::BTreeMap;
 
 use ark_bn254::Fr;
-use ark_ff::{BigInteger, PrimeField};
+use ark_ff::PrimeField;
 
-use super::poseidon::{hash, HashDomain};
 use super::ProveError;
+pub use crate::crypto::field::{
+    bytes_to_field, field_to_bytes, is_field_encoding, nullifier_key_commitment, nullifier_key_field, FIELD_CONTEXT,
+};
+use crate::crypto::poseidon::{hash, HashDomain};
 use crate::resource::{LifecycleState, ResourceRegister};
-
-pub const FIELD_CONTEXT: &str = "causality-vm 2026 prove field encoding v1";
 
 /// A register as the circuit sees it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,39 +76,8 @@ impl RegisterFields {
 /// Number of field elements in a register's encoding.
 pub const REGISTER_FIELDS: usize = 11;
 
-/// A labelled byte string as a field element (see the module docs).
-pub fn bytes_to_field(label: &str, bytes: &[u8]) -> Fr {
-    let mut hasher = blake3::Hasher::new_derive_key(FIELD_CONTEXT);
-    hasher.update(&(label.len() as u64).to_le_bytes());
-    hasher.update(label.as_bytes());
-    hasher.update(bytes);
-    let digest = hasher.finalize();
-    Fr::from_le_bytes_mod_order(&digest.as_bytes()[..31])
-}
-
 pub fn fungibility_field(fungibility_domain: &str) -> Fr {
     bytes_to_field("fungibility_domain", fungibility_domain.as_bytes())
-}
-
-/// The nullifier key as a field element.
-pub fn nullifier_key_field(nullifier_key: &[u8; 32]) -> Fr {
-    bytes_to_field("nullifier_key", nullifier_key)
-}
-
-/// `Poseidon(nk)`, the value a register's `nullifier_key_commitment` must hold
-/// (canonical little-endian bytes) for the circuit to let the key consume it.
-pub fn nullifier_key_commitment(nullifier_key: &[u8; 32]) -> [u8; 32] {
-    field_to_bytes(&hash(HashDomain::NullifierKey, &[nullifier_key_field(nullifier_key)]))
-}
-
-/// Whether `bytes` can be a nullifier-key commitment at all: the canonical
-/// little-endian encoding of a BN254 scalar (below the modulus). Anything
-/// else (a BLAKE3 digest, most likely) no key can ever open.
-pub fn is_field_encoding(bytes: &[u8; 32]) -> bool {
-    Fr::from_bigint(<Fr as PrimeField>::BigInt::from_bits_le(
-        &bytes.iter().flat_map(|b| (0..8).map(move |i| b >> i & 1 == 1)).collect::<Vec<bool>>(),
-    ))
-    .is_some_and(|f| field_to_bytes(&f) == *bytes)
 }
 
 /// The register's commitment, as the circuit computes it.
@@ -136,13 +103,6 @@ pub fn check_nullifier_key(nullifier_key: &[u8; 32], register: &ResourceRegister
     Ok(())
 }
 
-/// Canonical little-endian bytes of a field element.
-pub fn field_to_bytes(value: &Fr) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&value.into_bigint().to_bytes_le());
-    out
-}
-
 /// Count-prefixed, length-prefixed key/value pairs in key order.
 fn metadata_encoding(metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -166,21 +126,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_separate_equal_bytes() {
-        assert_ne!(bytes_to_field("id", b"x"), bytes_to_field("logic", b"x"));
-        assert_eq!(bytes_to_field("id", b"x"), bytes_to_field("id", b"x"));
-    }
-
-    #[test]
     fn metadata_encoding_is_unambiguous() {
         let a: BTreeMap<String, String> = [("ab".into(), "c".into())].into();
         let b: BTreeMap<String, String> = [("a".into(), "bc".into())].into();
         assert_ne!(metadata_encoding(&a), metadata_encoding(&b));
-    }
-
-    #[test]
-    fn field_bytes_round_trip() {
-        let v = nullifier_key_field(&[7u8; 32]);
-        assert_eq!(Fr::from_le_bytes_mod_order(&field_to_bytes(&v)), v);
     }
 }

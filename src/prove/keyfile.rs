@@ -162,7 +162,7 @@ fn g1_at(bytes: &[u8], validate: bool) -> Result<G1Affine, DecodeError> {
     }
     let point = G1Affine::new_unchecked(fq(&bytes[1..33], validate)?, fq(&bytes[33..65], validate)?);
     if validate {
-        super::system::check_point("a G1 point of the proving key", &point).map_err(|e| e.to_string())?;
+        super::points::check_point("a G1 point of the proving key", &point).map_err(|e| e.to_string())?;
     }
     Ok(point)
 }
@@ -174,7 +174,7 @@ fn g2_at(bytes: &[u8], validate: bool) -> Result<G2Affine, DecodeError> {
     let c = |i: usize| fq(&bytes[1 + 32 * i..33 + 32 * i], validate);
     let point = G2Affine::new_unchecked(Fq2::new(c(0)?, c(1)?), Fq2::new(c(2)?, c(3)?));
     if validate {
-        super::system::check_point("a G2 point of the proving key", &point).map_err(|e| e.to_string())?;
+        super::points::check_point("a G2 point of the proving key", &point).map_err(|e| e.to_string())?;
     }
     Ok(point)
 }

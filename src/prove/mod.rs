@@ -17,8 +17,9 @@ pub mod encoding;
 pub mod keyfile;
 pub mod keys;
 pub mod pipeline;
+pub mod points;
 pub mod poseidon;
-mod poseidon_native;
+pub mod proof_system;
 pub mod prover;
 pub mod snarkjs;
 pub mod stored;
@@ -28,6 +29,7 @@ pub mod witness;
 use std::path::PathBuf;
 
 pub use encoding::{commitment, nullifier, nullifier_key_commitment};
+pub use proof_system::{ProofSystem, ProveStages};
 pub use stored::StoredKeys;
 pub use system::{BatchProof, ProvingSystem, StageTimings};
 pub use witness::OpWitness;
@@ -62,6 +64,12 @@ pub enum ProveError {
     Rejected(String),
     #[error("MSM engine: {0}")]
     Msm(#[from] MsmError),
+    /// An operation the system cannot prove (it fails on its own).
+    #[error("{0}")]
+    Inadmissible(String),
+    /// This system does not make proofs (the verifying keys alone).
+    #[error("{0}")]
+    CannotProve(String),
 }
 
 impl ProveError {
@@ -73,6 +81,8 @@ impl ProveError {
             ProveError::Malformed { .. } | ProveError::InvalidPoint { .. } => "decode",
             ProveError::PublicInputCount { .. } | ProveError::Rejected(_) => "verify",
             ProveError::Msm(_) => "msm",
+            ProveError::Inadmissible(_) => "admission",
+            ProveError::CannotProve(_) => "prove",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! [`ProvingSystem`] as the batch executor's [`crate::batch::ProofSystem`],
+//! [`ProvingSystem`] as the batch executor's [`ProofSystem`],
 //! and the format of the proof record it leaves in the batch log.
 //!
 //! Record format (`ProofRecord`, system [`SYSTEM_NAME`]):
@@ -11,20 +11,14 @@
 use std::time::Duration;
 
 use super::encoding::field_to_bytes;
+use super::proof_system::{ProofSystem, ProveStages};
 use super::system::{BatchProof, ProvingSystem, StageTimings};
 use super::witness::{OpWitness, MAX_INPUTS, MAX_OUTPUTS};
 use super::ProveError;
-use crate::batch::{self, ProveStages};
 use crate::resource::Operation;
 use crate::store::ProofRecord;
 
 pub const SYSTEM_NAME: &str = "groth16-bn254";
-
-impl From<&batch::OpWitness> for OpWitness {
-    fn from(w: &batch::OpWitness) -> Self {
-        OpWitness { kind: w.kind, consumed: w.consumed.clone(), created: w.created.clone(), updated: w.updated.clone() }
-    }
-}
 
 fn micros(d: Duration) -> u64 {
     d.as_micros().min(u64::MAX as u128) as u64
@@ -127,16 +121,15 @@ pub fn key_id(vk: &ark_groth16::VerifyingKey<ark_bn254::Bn254>) -> [u8; 32] {
 
 impl ProvingSystem {
     /// Proves a batch's witnesses (chunks of K) into one batch-log record.
-    pub fn prove_record(&self, witnesses: &[batch::OpWitness]) -> Result<(ProofRecord, ProveStages), ProveError> {
-        let ops: Vec<OpWitness> = witnesses.iter().map(OpWitness::from).collect();
-        let (proofs, timings) = if ops.is_empty() {
+    pub fn prove_record(&self, witnesses: &[OpWitness]) -> Result<(ProofRecord, ProveStages), ProveError> {
+        let (proofs, timings) = if witnesses.is_empty() {
             // A batch of failed operations still gets one proof (of empty
             // slots) so every committed batch carries one.
             let mut timings = StageTimings::default();
             let slots = vec![Default::default(); self.ops_per_proof()];
             (vec![self.prove_slots(slots, 0, &mut timings)?], timings)
         } else {
-            self.prove_batch_timed(&ops)?
+            self.prove_batch_timed(witnesses)?
         };
         let mut stages = ProveStages::from(&timings);
         stages.proofs = proofs.len() as u64;
@@ -153,7 +146,7 @@ impl ProvingSystem {
     }
 }
 
-impl batch::ProofSystem for ProvingSystem {
+impl ProofSystem for ProvingSystem {
     fn name(&self) -> String {
         SYSTEM_NAME.into()
     }
@@ -162,30 +155,30 @@ impl batch::ProofSystem for ProvingSystem {
         Some(ProvingSystem::backend(self))
     }
 
-    fn prove(&self, witnesses: &[batch::OpWitness]) -> Result<ProofRecord, String> {
-        self.prove_record(witnesses).map(|(record, _)| record).map_err(|e| e.to_string())
+    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, ProveError> {
+        self.prove_record(witnesses).map(|(record, _)| record)
     }
 
-    fn verify(&self, record: &ProofRecord) -> Result<(), String> {
-        self.verify_record(record).map(|_| ()).map_err(|e| e.to_string())
+    fn verify(&self, record: &ProofRecord) -> Result<(), ProveError> {
+        self.verify_record(record).map(|_| ())
     }
 
-    fn prove_timed(&self, witnesses: &[batch::OpWitness]) -> Result<(ProofRecord, Option<ProveStages>), String> {
-        self.prove_record(witnesses).map(|(record, stages)| (record, Some(stages))).map_err(|e| e.to_string())
+    fn prove_timed(&self, witnesses: &[OpWitness]) -> Result<(ProofRecord, Option<ProveStages>), ProveError> {
+        self.prove_record(witnesses).map(|(record, stages)| (record, Some(stages)))
     }
 
     /// A slot holds at most MAX_INPUTS consumed and MAX_OUTPUTS created
     /// resources: a wider Transfer cannot be proven and fails on its own.
-    fn admits(&self, op: &Operation) -> Result<(), String> {
+    fn admits(&self, op: &Operation) -> Result<(), ProveError> {
         match op {
             Operation::Transfer { inputs, outputs } if inputs.len() > MAX_INPUTS || outputs.len() > MAX_OUTPUTS => {
-                Err(format!(
+                Err(ProveError::Inadmissible(format!(
                     "a Transfer with {} inputs and {} outputs does not fit one {SYSTEM_NAME} proof slot \
                      (at most {MAX_INPUTS} inputs and {MAX_OUTPUTS} outputs): split it into several transfers, \
                      or run without proofs (--no-prove)",
                     inputs.len(),
                     outputs.len()
-                ))
+                )))
             }
             _ => Ok(()),
         }

@@ -17,7 +17,8 @@ use ark_ff::{PrimeField, Zero};
 use ark_groth16::{prepare_verifying_key, Proof, VerifyingKey};
 use serde_json::{json, Value};
 
-use super::system::{check_point, verify_groth16, BatchProof};
+use super::points::check_point;
+use super::system::{verify_groth16, BatchProof};
 use super::ProveError;
 
 pub const VK_FILE: &str = "verification_key.json";

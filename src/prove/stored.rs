@@ -13,9 +13,10 @@ use ark_groth16::{prepare_verifying_key, PreparedVerifyingKey};
 use super::circuit::CIRCUIT_VERSION;
 use super::keys::{self, KeyMetadata};
 use super::pipeline::{decode_record, key_id, record_key_id, SYSTEM_NAME};
+use super::proof_system::ProofSystem;
 use super::system::verify_with;
+use super::witness::OpWitness;
 use super::ProveError;
-use crate::batch::{self, OpWitness};
 use crate::store::ProofRecord;
 
 pub struct StoredKeys {
@@ -101,16 +102,18 @@ impl StoredKeys {
     }
 }
 
-impl batch::ProofSystem for StoredKeys {
+impl ProofSystem for StoredKeys {
     fn name(&self) -> String {
         SYSTEM_NAME.into()
     }
 
-    fn prove(&self, _witnesses: &[OpWitness]) -> Result<ProofRecord, String> {
-        Err("only verifying keys are loaded: this proof system checks stored proofs and proves nothing".into())
+    fn prove(&self, _witnesses: &[OpWitness]) -> Result<ProofRecord, ProveError> {
+        Err(ProveError::CannotProve(
+            "only verifying keys are loaded: this proof system checks stored proofs and proves nothing".into(),
+        ))
     }
 
-    fn verify(&self, record: &ProofRecord) -> Result<(), String> {
-        self.verify_record(record).map(|_| ()).map_err(|e| e.to_string())
+    fn verify(&self, record: &ProofRecord) -> Result<(), ProveError> {
+        self.verify_record(record).map(|_| ())
     }
 }

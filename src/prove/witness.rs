@@ -17,8 +17,9 @@ pub const PUBLIC_PER_SLOT: usize = 1 + MAX_INPUTS + MAX_OUTPUTS;
 /// The kind code of a padding slot (operation codes are 0..=5).
 pub const EMPTY_SLOT_CODE: u8 = 6;
 
-/// What the batch executor knows about one executed operation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the batch executor knows about one executed operation: the one
+/// witness type that crosses from the executor to the prover.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct OpWitness {
     pub kind: OperationKind,
     /// Consumed resources with the nullifier key that opens each (Delete, Transfer).

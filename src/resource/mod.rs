@@ -1,5 +1,6 @@
 //! Resources: the register, its lifecycle, and the unified operations on it.
 
+mod domain;
 mod label;
 mod lifecycle;
 mod operation;
@@ -8,6 +9,7 @@ pub(crate) mod serde_hex;
 pub(crate) mod serde_hex32;
 pub(crate) mod serde_hex_opt;
 
+pub use domain::{check_name, DomainId, MAX_NAME_BYTES};
 pub use label::Label;
 pub use lifecycle::LifecycleState;
 pub use operation::{ConsumedInput, Operation, OperationKind, ResourceUpdate, VerifyTarget};

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::DomainId;
 use super::{NewResource, ResourceId};
 use crate::content_id::ContentId;
-use crate::context::DomainId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OperationKind {

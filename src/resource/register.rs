@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::DomainId;
 use super::{Label, LifecycleState};
 use crate::content_id::{CanonicalWriter, ContentId};
-use crate::context::DomainId;
 
 /// A resource's identity: fixed at creation, never hashing itself.
 pub type ResourceId = ContentId;
@@ -137,7 +137,7 @@ pub const NULLIFIER_KEY_COMMITMENT_CONTEXT: &str = "causality-vm 2026 nullifier-
 /// bytes. The executor checks a consumed input's key against it, and the
 /// compliance circuit proves the same opening.
 pub fn nullifier_key_commitment(nullifier_key: &[u8; 32]) -> [u8; 32] {
-    crate::prove::nullifier_key_commitment(nullifier_key)
+    crate::crypto::field::nullifier_key_commitment(nullifier_key)
 }
 
 /// Room for an encoding: the fixed fields and short strings, plus the

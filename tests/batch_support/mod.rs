@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use causality_vm::batch::{execute_batch, BatchExecutionResult, OpWitness, ProofSystem, TransactionContext};
 use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
+use causality_vm::prove::ProveError;
 use causality_vm::resource::{
     nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceId, ResourceUpdate,
 };
@@ -135,13 +136,13 @@ impl ProofSystem for MacProofs {
     fn name(&self) -> String {
         "test-mac".into()
     }
-    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, String> {
-        let inputs = serde_json::to_vec(witnesses).map_err(|e| e.to_string())?;
+    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, ProveError> {
+        let inputs = serde_json::to_vec(witnesses).map_err(|e| ProveError::Synthesis(e.to_string()))?;
         let proof = blake3::keyed_hash(&[3; 32], &inputs).as_bytes().to_vec();
         Ok(ProofRecord { system: self.name(), proof, public_inputs: inputs })
     }
-    fn verify(&self, record: &ProofRecord) -> Result<(), String> {
+    fn verify(&self, record: &ProofRecord) -> Result<(), ProveError> {
         let expected = blake3::keyed_hash(&[3; 32], &record.public_inputs);
-        (record.proof == expected.as_bytes()).then_some(()).ok_or_else(|| "MAC mismatch".to_string())
+        (record.proof == expected.as_bytes()).then_some(()).ok_or_else(|| ProveError::Rejected("MAC mismatch".into()))
     }
 }

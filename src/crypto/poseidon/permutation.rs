@@ -8,14 +8,14 @@
 //! into the round before, whose matrix becomes M'·M and is split the same
 //! way, back to the first partial round: one dense matrix before the partial
 //! rounds, then 57 sparse ones, with the round constants carried through
-//! the same matrices. Tested against ark's sponge (`poseidon::reference_hash`).
+//! the same matrices. Tested against ark's sponge (`crypto::poseidon::reference_hash`).
 
 use std::sync::OnceLock;
 
 use ark_bn254::Fr;
 use ark_ff::{AdditiveGroup, Field};
 
-use super::poseidon::{config, FULL_ROUNDS, PARTIAL_ROUNDS};
+use super::params::{config, FULL_ROUNDS, PARTIAL_ROUNDS};
 
 type Matrix = [[Fr; 3]; 3];
 

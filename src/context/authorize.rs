@@ -1,11 +1,9 @@
 //! The executor's one entry point: may this context do this to this resource?
 
-use super::caveat::{operation_name, Right};
-use super::keys::{KeyRing, RootKey};
-use super::permissions::Permissions;
-use super::token::CapabilityToken;
-use crate::context::{DomainId, ExecutionContext};
+use super::ExecutionContext;
+use crate::capability::{operation_name, CapabilityToken, KeyRing, Permissions, Right, RootKey};
 use crate::error::ExecutionError;
+use crate::resource::DomainId;
 use crate::resource::{OperationKind, ResourceId};
 
 /// One access an operation makes: per resource it touches or creates.

@@ -1,0 +1,50 @@
+//! What the batch executor needs of a proof system: the seam between the
+//! executor (above) and the provers (here). The Groth16 system
+//! ([`super::ProvingSystem`]) and the verifying keys alone
+//! ([`super::StoredKeys`]) implement it; tests plug in their own.
+
+use serde::Serialize;
+
+use super::witness::OpWitness;
+use super::ProveError;
+use crate::resource::Operation;
+use crate::store::ProofRecord;
+
+/// Where the time of the prove stage went, summed over the batch's proofs
+/// (microseconds). The G1 and G2 MSMs run at the same time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProveStages {
+    pub proofs: u64,
+    pub witness_us: u64,
+    pub qap_us: u64,
+    pub msm_g1_us: u64,
+    pub msm_g2_us: u64,
+    pub assemble_us: u64,
+    pub verify_us: u64,
+    /// Proofs retried on the CPU after a failure on the selected engine.
+    pub cpu_retries: u64,
+}
+
+pub trait ProofSystem: Send + Sync {
+    /// The name stored in each proof record, e.g. "groth16-bn254".
+    fn name(&self) -> String;
+    /// Prove a batch (the executor reports a failure as a ProofGenerationError).
+    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, ProveError>;
+    /// Check a stored proof record.
+    fn verify(&self, record: &ProofRecord) -> Result<(), ProveError>;
+    /// `prove`, with the time each stage took; systems that do not measure
+    /// their stages report none.
+    fn prove_timed(&self, witnesses: &[OpWitness]) -> Result<(ProofRecord, Option<ProveStages>), ProveError> {
+        self.prove(witnesses).map(|record| (record, None))
+    }
+    /// Where its proofs are made (None: it does not say).
+    fn backend(&self) -> Option<crate::backend::ResolvedBackend> {
+        None
+    }
+    /// Whether this system can prove `op` at all. An operation it cannot
+    /// prove fails on its own at execution, instead of failing the proofs
+    /// (and so the commit) of the whole batch.
+    fn admits(&self, _op: &Operation) -> Result<(), ProveError> {
+        Ok(())
+    }
+}
