@@ -237,11 +237,13 @@ fn a_device_fault_mid_msm_is_recomputed_on_the_cpu() {
     assert_eq!(gpu.msm(&bases, &scalars).expect("the next run is clean"), expected);
 
     // ...and the engine recomputes on the CPU, for plain and resident MSMs.
+    let before = engine.gpu_fallbacks();
     assert!(engine.inject_gpu_faults(1));
     assert_eq!(engine.msm_g1(&bases, &scalars).expect("CPU recompute"), expected);
     let set = engine.upload_g1(bases.clone()).expect("upload");
     assert!(engine.inject_gpu_faults(1));
     assert_eq!(engine.msm_g1_resident(&set, &scalars).expect("CPU recompute"), expected);
+    assert_eq!(engine.gpu_fallbacks() - before, 2, "each recompute is counted");
 }
 
 #[test]

@@ -243,6 +243,21 @@ fn cpu_and_gpu_engines_both_give_valid_proofs() {
     gpu.verify(&from_cpu).unwrap();
 }
 
+/// A GPU MSM that fails mid-proof is recomputed on the CPU by the engine,
+/// and the proof's timings count it (the proof itself is not retried).
+#[test]
+fn gpu_msm_failures_are_recomputed_and_counted() {
+    let Some(_ctx) = causality_vm::gpu::test_context() else { return };
+    let shape = CircuitShape::of(1).unwrap();
+    let pk = keys::setup(&shape).unwrap();
+    let system = ProvingSystem::from_key(shape, pk, MsmEngine::new(Backend::Gpu).unwrap()).unwrap();
+    assert!(system.engine().inject_gpu_faults(2));
+    let (proofs, timings) = system.prove_batch_timed(&[split(50)]).unwrap();
+    assert_eq!(timings.gpu_fallbacks, 2, "both failed MSMs were recomputed and counted");
+    assert_eq!(timings.cpu_retries, 0, "the engine recovered inside the proof");
+    system.verify(&proofs[0]).unwrap();
+}
+
 #[test]
 fn a_failed_proof_is_retried_once_on_the_cpu() {
     let engine = match causality_vm::gpu::test_context() {

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod gpu;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
@@ -61,6 +62,8 @@ pub struct MsmEngine {
     backend: ResolvedBackend,
     cpu: cpu::CpuMsm,
     gpu: Option<gpu::GpuMsm>,
+    /// GPU MSMs that failed and were recomputed on the CPU.
+    fallbacks: AtomicU64,
 }
 
 impl MsmEngine {
@@ -72,11 +75,24 @@ impl MsmEngine {
             Some(ctx) => Some(gpu::GpuMsm::new(ctx)?),
             None => None,
         };
-        Ok(MsmEngine { backend: resolved, cpu: cpu::CpuMsm::new(), gpu })
+        Ok(MsmEngine { backend: resolved, cpu: cpu::CpuMsm::new(), gpu, fallbacks: AtomicU64::new(0) })
     }
 
     pub fn cpu() -> Self {
-        MsmEngine { backend: ResolvedBackend::Cpu, cpu: cpu::CpuMsm::new(), gpu: None }
+        MsmEngine { backend: ResolvedBackend::Cpu, cpu: cpu::CpuMsm::new(), gpu: None, fallbacks: AtomicU64::new(0) }
+    }
+
+    /// How many GPU MSMs failed and were recomputed on the CPU (same
+    /// results), over the engine's life.
+    pub fn gpu_fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// The CPU's answer after a GPU failure, counted.
+    fn recompute_on_cpu(&self, err: &GpuError, bases: &[G1Affine], scalars: &[Fr]) -> G1Projective {
+        tracing::warn!(%err, points = scalars.len(), "GPU MSM failed; recomputing on the CPU");
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        self.cpu.msm_g1(bases, scalars)
     }
 
     pub fn backend(&self) -> ResolvedBackend {
@@ -106,10 +122,7 @@ impl MsmEngine {
         check_lengths(bases.len(), scalars.len())?;
         validate_g1(bases)?;
         match &self.gpu {
-            Some(gpu) => gpu.msm(bases, scalars).or_else(|err| {
-                tracing::warn!(%err, "GPU MSM failed; recomputing on the CPU");
-                Ok(self.cpu.msm_g1(bases, scalars))
-            }),
+            Some(gpu) => Ok(gpu.msm(bases, scalars).unwrap_or_else(|err| self.recompute_on_cpu(&err, bases, scalars))),
             None => Ok(self.cpu.msm_g1(bases, scalars)),
         }
     }
@@ -124,7 +137,14 @@ impl MsmEngine {
     /// Validate `bases` once and prepare them for repeated G2 MSMs (CPU).
     pub fn upload_g2(&self, bases: Vec<G2Affine>) -> Result<ResidentG2, MsmError> {
         validate_g2(&bases)?;
-        Ok(ResidentG2 { prepared: self.cpu.prepare(bases) })
+        Ok(self.adopt_g2(bases))
+    }
+
+    /// Prepare G2 bases the caller has already validated (a proving key
+    /// validated at setup and matched against its recorded digest since):
+    /// G2 subgroup checks cost more than many MSMs over the same points.
+    pub(crate) fn adopt_g2(&self, bases: Vec<G2Affine>) -> ResidentG2 {
+        ResidentG2 { prepared: self.cpu.prepare(bases) }
     }
 
     /// A G2 MSM against a resident base set; `scalars` may be shorter than the set.
@@ -152,10 +172,9 @@ impl MsmEngine {
         }
         let bases = &set.bases[..scalars.len()];
         match (&self.gpu, &set.gpu) {
-            (Some(gpu), Some(resident)) => gpu.msm_resident(resident, scalars).or_else(|err| {
-                tracing::warn!(%err, "GPU MSM failed; recomputing on the CPU");
-                Ok(self.cpu.msm_g1(bases, scalars))
-            }),
+            (Some(gpu), Some(resident)) => Ok(gpu
+                .msm_resident(resident, scalars)
+                .unwrap_or_else(|err| self.recompute_on_cpu(&err, bases, scalars))),
             _ => Ok(self.cpu.msm_g1(bases, scalars)),
         }
     }

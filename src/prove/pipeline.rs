@@ -35,6 +35,7 @@ impl From<&StageTimings> for ProveStages {
             assemble_us: micros(t.assemble),
             verify_us: micros(t.verify),
             cpu_retries: t.cpu_retries as u64,
+            gpu_fallbacks: t.gpu_fallbacks as u64,
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct ProveStages {
     pub verify_us: u64,
     /// Proofs retried on the CPU after a failure on the selected engine.
     pub cpu_retries: u64,
+    /// MSMs the GPU failed and the CPU recomputed (same results).
+    pub gpu_fallbacks: u64,
 }
 
 pub trait ProofSystem: Send + Sync {

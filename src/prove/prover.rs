@@ -21,8 +21,9 @@ use rayon::prelude::*;
 use super::circuit::ComplianceCircuit;
 use super::keys::CircuitShape;
 use super::ProveError;
-use crate::msm::cpu::CpuMsm;
-use crate::msm::{MsmEngine, ResidentG1};
+use std::sync::Arc;
+
+use crate::msm::{MsmEngine, ResidentG1, ResidentG2};
 
 /// Time spent in each prover stage (summed over the proofs of a batch).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -35,6 +36,8 @@ pub struct StageTimings {
     pub verify: Duration,
     /// Proofs retried on the CPU after a failure on the selected engine.
     pub cpu_retries: u32,
+    /// MSMs the GPU failed and the CPU recomputed while the proofs were made.
+    pub gpu_fallbacks: u32,
 }
 
 impl StageTimings {
@@ -46,6 +49,7 @@ impl StageTimings {
         self.assemble += other.assemble;
         self.verify += other.verify;
         self.cpu_retries += other.cpu_retries;
+        self.gpu_fallbacks += other.gpu_fallbacks;
     }
 
     pub fn total(&self) -> Duration {
@@ -58,7 +62,7 @@ impl serde::Serialize for StageTimings {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let mut st = s.serialize_struct("StageTimings", 7)?;
+        let mut st = s.serialize_struct("StageTimings", 8)?;
         st.serialize_field("witness_ms", &ms(self.witness))?;
         st.serialize_field("qap_ms", &ms(self.qap))?;
         st.serialize_field("msm_g1_ms", &ms(self.msm_g1))?;
@@ -66,6 +70,7 @@ impl serde::Serialize for StageTimings {
         st.serialize_field("assemble_ms", &ms(self.assemble))?;
         st.serialize_field("verify_ms", &ms(self.verify))?;
         st.serialize_field("cpu_retries", &self.cpu_retries)?;
+        st.serialize_field("gpu_fallbacks", &self.gpu_fallbacks)?;
         st.end()
     }
 }
@@ -78,10 +83,12 @@ struct SparseG1 {
     bases: ResidentG1,
 }
 
+/// As [`SparseG1`], prepared once for the CPU's G2 MSMs (the GLV images
+/// computed at load, not per proof); shared by the engines of one key.
 struct SparseG2 {
     first: G2Affine,
     indices: Vec<usize>,
-    bases: Vec<G2Affine>,
+    bases: Arc<ResidentG2>,
 }
 
 fn split_nonzero<A: AffineRepr>(query: &[A]) -> (A, Vec<usize>, Vec<A>) {
@@ -121,7 +128,8 @@ impl ProverKey {
             delta_g2: pk.vk.delta_g2,
             a: sparse(&pk.a_query)?,
             b_g1: sparse(&pk.b_g1_query)?,
-            b_g2: SparseG2 { first: g2_first, indices: g2_indices, bases: g2_bases },
+            // Validated at setup (or on a digest mismatch); see `keys`.
+            b_g2: SparseG2 { first: g2_first, indices: g2_indices, bases: Arc::new(engine.adopt_g2(g2_bases)) },
             h: engine.upload_g1(pk.h_query.clone())?,
             l: engine.upload_g1(pk.l_query.clone())?,
         })
@@ -147,7 +155,7 @@ impl ProverKey {
             b_g2: SparseG2 {
                 first: self.b_g2.first,
                 indices: self.b_g2.indices.clone(),
-                bases: self.b_g2.bases.clone(),
+                bases: Arc::clone(&self.b_g2.bases),
             },
             h: engine.upload_g1(self.h.bases().to_vec())?,
             l: engine.upload_g1(self.l.bases().to_vec())?,
@@ -219,6 +227,7 @@ pub fn prove(
     let h = &h[..key.h.len().min(h.len())];
     let gather = |indices: &[usize]| indices.par_iter().map(|&i| assignment[i]).collect::<Vec<Fr>>();
 
+    let fallbacks_before = engine.gpu_fallbacks();
     let (g1, g2) = rayon::join(
         || -> Result<_, ProveError> {
             let start = Instant::now();
@@ -228,15 +237,15 @@ pub fn prove(
             let h = engine.msm_g1_resident(&key.h, h)?;
             Ok((a, b, l, h, start.elapsed()))
         },
-        || {
+        || -> Result<_, ProveError> {
             let start = Instant::now();
-            // Bases were validated when the key was loaded; skip re-validating.
-            let b = CpuMsm::new().msm_g2(&key.b_g2.bases, &gather(&key.b_g2.indices));
-            (b, start.elapsed())
+            let b = engine.msm_g2_resident(&key.b_g2.bases, &gather(&key.b_g2.indices))?;
+            Ok((b, start.elapsed()))
         },
     );
     let (a_acc, b1_acc, l_acc, h_acc, g1_time) = g1?;
-    let (b2_acc, g2_time) = g2;
+    let (b2_acc, g2_time) = g2?;
+    timings.gpu_fallbacks += (engine.gpu_fallbacks() - fallbacks_before) as u32;
     timings.msm_g1 += g1_time;
     timings.msm_g2 += g2_time;
 

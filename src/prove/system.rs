@@ -181,6 +181,11 @@ impl ProvingSystem {
     }
 
     /// Be told (proofs done, proofs in the batch) after each proof.
+    /// The MSM engine its proofs run on (its fallback count, its device).
+    pub fn engine(&self) -> &MsmEngine {
+        &self.engine
+    }
+
     pub fn set_progress(&self, progress: Option<Progress>) {
         *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = progress;
     }
