@@ -40,6 +40,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How the `cvm` binary keeps freed memory for later batches.
+#[path = "../src/bin/cvm/allocator.rs"]
+mod allocator;
+
 const BATCH: usize = 10_000;
 /// Batches per iteration of the stream case (the first executes and the
 /// last is staged with nothing beside: 5 ran about 5% slower than 10).
@@ -248,7 +252,7 @@ fn cpu_ticks() -> u64 {
 }
 
 fn bench_batch(c: &mut Criterion) {
-    causality_vm::allocator::keep_freed_memory();
+    allocator::keep_freed_memory();
     let mut group = c.benchmark_group("batch_10k_transfers");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));

@@ -23,6 +23,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How the `cvm` binary keeps freed memory for later batches.
+#[path = "../src/bin/cvm/allocator.rs"]
+mod allocator;
+
 fn sizes() -> Vec<usize> {
     std::env::var("CVM_RUN_BENCH_OPS")
         .unwrap_or_else(|_| "4,16".into())
@@ -119,7 +123,7 @@ fn split(k: usize) {
 }
 
 fn bench(c: &mut Criterion) {
-    causality_vm::allocator::keep_freed_memory();
+    allocator::keep_freed_memory();
     for k in sizes() {
         split(k);
     }

@@ -5,7 +5,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | 0 | `allocator`, `backend`, `clock`, `content_id`, `digest_map`, `fsutil` | plain building blocks |
+//! | 0 | `backend`, `clock`, `content_id`, `digest_map`, `fsutil` | plain building blocks |
 //! | 1 | `crypto`, `gpu` | field cryptography (Poseidon), the wgpu device |
 //! | 2 | `hash`, `msm` | the kernels, each on the CPU and the GPU |
 //! | 3 | `resource` | the data model |
@@ -21,7 +21,6 @@
 
 /// Every library module with its layer (see the module docs).
 pub const LAYERS: &[(&str, u8)] = &[
-    ("allocator", 0),
     ("backend", 0),
     ("clock", 0),
     ("content_id", 0),

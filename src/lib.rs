@@ -1,7 +1,6 @@
 //! causality-vm: a resource VM with capability tokens, a deferred hash pool
 //! and GPU-accelerated Groth16 proving. See `docs/ARCHITECTURE.md`.
 
-pub mod allocator;
 pub mod backend;
 pub mod batch;
 pub mod capability;

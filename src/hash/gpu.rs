@@ -17,6 +17,7 @@ use wgpu::util::DeviceExt;
 
 use super::batch::{Job, PackedBatch};
 use super::consts::CHUNK_LEN;
+use super::GpuRunOptions;
 use crate::gpu::{GpuContext, GpuError};
 
 const WORKGROUP: u32 = 64;
@@ -42,16 +43,6 @@ struct GpuLevel {
     count: u32,
     dst: u32,
     unused: u32,
-}
-
-/// Test hooks: make a flush fail part-way, or cut it into small segments.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct GpuRunOptions {
-    /// Fail with [`GpuError::InjectedFault`] before recording this segment
-    /// (or, for a Merkle root, before submitting).
-    pub fail_at_segment: Option<usize>,
-    /// At most this many messages per segment.
-    pub max_segment_jobs: Option<usize>,
 }
 
 /// Consecutive single-chunk jobs sharing one upload.

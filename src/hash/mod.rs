@@ -10,6 +10,10 @@
 mod batch;
 pub mod consts;
 mod cpu;
+#[cfg(feature = "gpu")]
+mod gpu;
+#[cfg(not(feature = "gpu"))]
+#[path = "gpu_absent.rs"]
 mod gpu;
 mod lanes;
 pub mod reference;
@@ -21,7 +25,6 @@ pub use lanes::{Kernel, KERNEL_ENV};
 
 use crate::backend::{Backend, ResolvedBackend};
 use batch::PackedBatch;
-use gpu::GpuRunOptions;
 
 /// BLAKE3 of each consecutive `message_len`-byte message of `data`, in SIMD
 /// lanes across rayon threads without copying (the pool's CPU backend minus
@@ -183,6 +186,17 @@ impl HashBackend {
     }
 }
 
+/// Test hooks: make a flush fail part-way, or cut it into small segments.
+#[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+pub(crate) struct GpuRunOptions {
+    /// Fail with [`GpuError::InjectedFault`] before recording this segment
+    /// (or, for a Merkle root, before submitting).
+    pub fail_at_segment: Option<usize>,
+    /// At most this many messages per segment.
+    pub max_segment_jobs: Option<usize>,
+}
+
 /// A fault to inject into the next GPU flush or Merkle root (tests only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GpuFault {
@@ -297,12 +311,14 @@ impl HashPool {
         self.gpu.as_ref().map(|g| g.context().describe())
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     /// Make the next GPU flush (or Merkle root) fail as a dispatch would; the
     /// pool then recomputes it on the CPU.
     pub fn inject_gpu_fault(&mut self, fault: GpuFault) {
         self.fault = Some(fault);
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     /// Cut GPU flushes into segments of at most `jobs` messages (the adapter's
     /// limits still apply); lets tests exercise multi-segment flushes cheaply.
     pub fn set_gpu_segment_limit(&mut self, jobs: usize) {

@@ -2,6 +2,10 @@
 //! interface, on the CPU (our rayon Pippenger) or the GPU (WGSL).
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
+#[cfg(not(feature = "gpu"))]
+#[path = "gpu_absent.rs"]
 pub mod gpu;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,10 +108,10 @@ impl MsmEngine {
         self.gpu.as_ref().map(|gpu| gpu.context().describe())
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     /// Make the next `count` GPU MSMs fail mid-computation as a lost device
     /// would, to exercise the CPU recompute path. Returns false (and does
     /// nothing) when the engine has no GPU backend.
-    #[doc(hidden)]
     pub fn inject_gpu_faults(&self, count: u32) -> bool {
         match &self.gpu {
             Some(gpu) => {

@@ -195,16 +195,16 @@ impl ProvingSystem {
         self.last_timings.lock().map(|t| *t).unwrap_or_default()
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     /// Makes the next proof attempt on the selected engine fail, so tests can
     /// exercise the retry on the CPU engine.
-    #[doc(hidden)]
     pub fn fail_next_proof_for_testing(&self) {
         self.fail_proof_attempts_for_testing(1);
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     /// Makes the next `attempts` proof attempts fail (the CPU retry counts
     /// as one), so tests can exercise a prover that fails for good.
-    #[doc(hidden)]
     pub fn fail_proof_attempts_for_testing(&self, attempts: u32) {
         self.fail_next.store(attempts, Ordering::SeqCst);
     }

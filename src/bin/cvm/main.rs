@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod output;
+mod allocator;
 mod check_cmd;
 mod hash_cmd;
 mod notices;
@@ -21,7 +22,7 @@ use causality_vm::Backend;
 /// A batch allocates and frees hundreds of thousands of small blocks (registers,
 /// results, hash requests); with glibc's allocator that was about a sixth of
 /// its CPU, and mimalloc made the batch bench 15% faster. It keeps what a
-/// batch frees for the next ([`causality_vm::allocator`]).
+/// batch frees for the next (`allocator.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
@@ -102,7 +103,7 @@ enum Command {
 }
 
 fn main() {
-    causality_vm::allocator::keep_freed_memory();
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     init_tracing(cli.globals.quiet);
     progress::watch_gpu_compilation(&cli.globals);

@@ -148,6 +148,7 @@ impl GpuMsm {
         &self.ctx
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     /// Make the next `count` MSMs fail mid-computation (after the bucket
     /// kernels ran, before readback), as a lost device would; for tests of
     /// the CPU fallback.
