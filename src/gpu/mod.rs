@@ -16,6 +16,8 @@ mod context;
 
 pub use context::GpuContext;
 
+pub mod wgsl;
+
 /// Set to `1` (as CI does) to turn "no GPU adapter" into a test failure
 /// instead of a skip, so GPU tests can never be skipped silently.
 pub const REQUIRE_GPU_ENV: &str = "CVM_REQUIRE_GPU";

@@ -18,24 +18,46 @@ use wgpu::util::DeviceExt;
 use super::batch::{Job, PackedBatch};
 use super::consts::CHUNK_LEN;
 use super::GpuRunOptions;
+use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
 use crate::gpu::{GpuContext, GpuError};
 
+/// Threads per workgroup, emitted into the shaders as `WORKGROUP_SIZE`.
 const WORKGROUP: u32 = 64;
-const CORE_WGSL: &str = include_str!("../../shaders/blake3_core.wgsl");
-const HASH_WGSL: &str = include_str!("../../shaders/blake3_hash.wgsl");
-const MERKLE_WGSL: &str = include_str!("../../shaders/blake3_merkle.wgsl");
+const CORE_WGSL: &str = include_str!("gpu/blake3_core.wgsl");
+const HASH_WGSL: &str = include_str!("gpu/blake3_hash.wgsl");
+const MERKLE_WGSL: &str = include_str!("gpu/blake3_merkle.wgsl");
 
-/// One job as the shader reads it (`Job` in blake3_hash.wgsl).
+const WORDS: Binding = Binding::read(0, "words", "array<u32>");
+const JOBS: Binding = Binding::read(1, "jobs", "array<Job>");
+const KEYS: Binding = Binding::read(2, "keys", "array<u32>");
+const DIGESTS: Binding = Binding::read_write(3, "digests", "array<u32>");
+const HASH_BINDINGS: [Binding; 4] = [WORDS, JOBS, KEYS, DIGESTS];
+const NODES: Binding = Binding::read_write(0, "nodes", "array<u32>");
+const LEVEL: Binding = Binding::uniform(1, "level", "Level");
+const MERKLE_BINDINGS: [Binding; 2] = [NODES, LEVEL];
+const CONSTANTS: [(&str, u32); 1] = [("WORKGROUP_SIZE", WORKGROUP)];
+
+/// One job as the shader reads it (`Job`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GpuJob {
-    offset_words: u32,
+    /// Start of the message in `words` (messages start on word boundaries).
+    offset: u32,
     len: u32,
+    /// Index of the 8-word key in `keys` (the IV for plain hashing).
     key: u32,
+    /// 0, KEYED_HASH or DERIVE_KEY_MATERIAL.
     flags: u32,
 }
 
-/// One Merkle level as the shader reads it (`Level` in blake3_merkle.wgsl).
+impl WgslStruct for GpuJob {
+    const NAME: &'static str = "Job";
+    const FIELDS: &'static [&'static str] = &["offset", "len", "key", "flags"];
+    const HOST_SIZE: usize = size_of::<GpuJob>();
+}
+
+/// One Merkle level as the shader reads it (`Level`): its first node, its
+/// node count, the first node of the next level.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GpuLevel {
@@ -43,6 +65,34 @@ struct GpuLevel {
     count: u32,
     dst: u32,
     unused: u32,
+}
+
+impl WgslStruct for GpuLevel {
+    const NAME: &'static str = "Level";
+    const FIELDS: &'static [&'static str] = &["src", "count", "dst", "unused"];
+    const HOST_SIZE: usize = size_of::<GpuLevel>();
+}
+
+/// The hash module: one invocation per single-chunk message.
+fn hash_module() -> KernelModule<'static> {
+    KernelModule {
+        label: "blake3_hash",
+        constants: &CONSTANTS,
+        structs: vec![GpuJob::declaration()],
+        bindings: &HASH_BINDINGS,
+        code: vec![CORE_WGSL, HASH_WGSL],
+    }
+}
+
+/// The Merkle module: one dispatch per tree level.
+fn merkle_module() -> KernelModule<'static> {
+    KernelModule {
+        label: "blake3_merkle",
+        constants: &CONSTANTS,
+        structs: vec![GpuLevel::declaration()],
+        bindings: &MERKLE_BINDINGS,
+        code: vec![CORE_WGSL, MERKLE_WGSL],
+    }
 }
 
 /// Consecutive single-chunk jobs sharing one upload.
@@ -81,8 +131,8 @@ impl GpuHasher {
 
     /// Compile both pipelines on `ctx`.
     pub fn new(ctx: Arc<GpuContext>) -> Result<GpuHasher, GpuError> {
-        let hash_module = ctx.compile("blake3_hash", &format!("{CORE_WGSL}\n{HASH_WGSL}"))?;
-        let merkle_module = ctx.compile("blake3_merkle", &format!("{CORE_WGSL}\n{MERKLE_WGSL}"))?;
+        let hash_module = ctx.compile("blake3_hash", &hash_module().compose())?;
+        let merkle_module = ctx.compile("blake3_merkle", &merkle_module().compose())?;
         let hash = ctx.compute_pipeline("blake3_hash", &hash_module, "hash_many")?;
         let merkle = ctx.compute_pipeline("blake3_merkle", &merkle_module, "merkle_level")?;
         Ok(GpuHasher { ctx, hash, merkle })
@@ -135,7 +185,7 @@ impl GpuHasher {
             let segment = segments.last_mut().expect("a segment was just ensured");
             segment.end_byte = end;
             segment.jobs.push(GpuJob {
-                offset_words: ((job.offset - segment.first_byte) / 4) as u32,
+                offset: ((job.offset - segment.first_byte) / 4) as u32,
                 len: job.len as u32,
                 key: job.key,
                 flags: job.flags,
@@ -216,10 +266,10 @@ impl GpuHasher {
             label: Some("blake3 hash_many"),
             layout: &self.hash.get_bind_group_layout(0),
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: words.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: jobs.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: keys.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 3, resource: digests.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: WORDS.slot, resource: words.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: JOBS.slot, resource: jobs.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: KEYS.slot, resource: keys.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: DIGESTS.slot, resource: digests.as_entire_binding() },
             ],
         });
         let mut encoder =
@@ -293,9 +343,9 @@ impl GpuHasher {
                     label: Some("merkle level"),
                     layout: &layout,
                     entries: &[
-                        wgpu::BindGroupEntry { binding: 0, resource: nodes.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: NODES.slot, resource: nodes.as_entire_binding() },
                         wgpu::BindGroupEntry {
-                            binding: 1,
+                            binding: LEVEL.slot,
                             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                                 buffer: &uniforms,
                                 offset: (l * stride) as u64,
@@ -339,5 +389,23 @@ impl GpuHasher {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&bytes);
         Ok(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::wgsl::checked::check;
+
+    /// Both modules validate with naga, their structs are the host's size,
+    /// and each entry point uses exactly the bindings the host binds.
+    #[test]
+    fn the_kernels_keep_the_host_contract() {
+        let hash = check(&hash_module());
+        assert_eq!(hash.struct_size("Job"), GpuJob::HOST_SIZE);
+        assert_eq!(hash.used_slots("hash_many"), HASH_BINDINGS.iter().map(|b| b.slot).collect());
+        let merkle = check(&merkle_module());
+        assert_eq!(merkle.struct_size("Level"), GpuLevel::HOST_SIZE);
+        assert_eq!(merkle.used_slots("merkle_level"), MERKLE_BINDINGS.iter().map(|b| b.slot).collect());
     }
 }

@@ -1,21 +1,9 @@
 // One invocation per single-chunk message (0..=1024 bytes), any mode.
 
-struct Job {
-    // Start of the message in `words` (messages start on word boundaries).
-    offset: u32,
-    len: u32,
-    // Index of the 8-word key in `keys` (the IV for plain hashing).
-    key: u32,
-    // 0, KEYED_HASH or DERIVE_KEY_MATERIAL.
-    flags: u32,
-}
+// `Job`, `words`, `jobs`, `keys` and `digests` are declared by the host
+// (src/hash/gpu.rs, HASH_BINDINGS).
 
-@group(0) @binding(0) var<storage, read> words: array<u32>;
-@group(0) @binding(1) var<storage, read> jobs: array<Job>;
-@group(0) @binding(2) var<storage, read> keys: array<u32>;
-@group(0) @binding(3) var<storage, read_write> digests: array<u32>;
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn hash_many(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
              @builtin(local_invocation_index) local: u32) {
     let index = flat_index(wg, groups, local);

@@ -9,7 +9,6 @@ const IV = array<u32, 8>(
 const CHUNK_START: u32 = 1u;
 const CHUNK_END: u32 = 2u;
 const ROOT: u32 = 8u;
-const WORKGROUP: u32 = 64u;
 
 fn rotr(x: u32, n: u32) -> u32 {
     return (x >> n) | (x << (32u - n));
@@ -74,5 +73,5 @@ fn compress(cv: array<u32, 8>, block: array<u32, 16>, block_len: u32, flags: u32
 
 // A flat invocation index over a 2-D grid (65,535 workgroups per dimension).
 fn flat_index(wg: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
-    return (wg.y * groups.x + wg.x) * WORKGROUP + local;
+    return (wg.y * groups.x + wg.x) * WORKGROUP_SIZE + local;
 }

@@ -2,18 +2,10 @@
 // is copied up. All levels live in one node buffer and run as successive
 // dispatches of one submission.
 
-struct Level {
-    // First node of this level, node count, first node of the next level.
-    src: u32,
-    count: u32,
-    dst: u32,
-    unused: u32,
-}
+// `Level`, `nodes` and `level` are declared by the host (src/hash/gpu.rs,
+// MERKLE_BINDINGS).
 
-@group(0) @binding(0) var<storage, read_write> nodes: array<u32>;
-@group(0) @binding(1) var<uniform> level: Level;
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn merkle_level(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) local: u32) {
     let i = flat_index(wg, groups, local);
