@@ -10,6 +10,7 @@
 //! struct's WGSL size against the Rust one, and checks that every dispatch
 //! binds exactly what its entry point uses.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 /// How a kernel may touch a binding.
@@ -85,13 +86,14 @@ pub struct KernelModule<'a> {
     pub structs: Vec<String>,
     pub bindings: &'a [Binding],
     /// Shader code, joined in order after the prelude.
-    pub code: Vec<&'a str>,
+    pub code: Vec<Cow<'a, str>>,
 }
 
 impl KernelModule<'_> {
     /// The module's WGSL: constants, structs and bindings, then the code.
     pub fn compose(&self) -> String {
-        compose(self.constants, &self.structs, self.bindings, &self.code)
+        let code: Vec<&str> = self.code.iter().map(|c| c.as_ref()).collect();
+        compose(self.constants, &self.structs, self.bindings, &code)
     }
 }
 

@@ -80,7 +80,7 @@ fn hash_module() -> KernelModule<'static> {
         constants: &CONSTANTS,
         structs: vec![GpuJob::declaration()],
         bindings: &HASH_BINDINGS,
-        code: vec![CORE_WGSL, HASH_WGSL],
+        code: vec![CORE_WGSL.into(), HASH_WGSL.into()],
     }
 }
 
@@ -91,7 +91,7 @@ fn merkle_module() -> KernelModule<'static> {
         constants: &CONSTANTS,
         structs: vec![GpuLevel::declaration()],
         bindings: &MERKLE_BINDINGS,
-        code: vec![CORE_WGSL, MERKLE_WGSL],
+        code: vec![CORE_WGSL.into(), MERKLE_WGSL.into()],
     }
 }
 

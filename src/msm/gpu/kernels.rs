@@ -3,6 +3,7 @@
 
 use wgpu::util::DeviceExt;
 
+use super::graph::Kernel;
 use super::plan::{dispatch_shape, Plan, ACC_CHUNK};
 use super::shaders::{stage_source, FieldPath, Stage};
 use crate::gpu::{GpuContext, GpuError};
@@ -85,6 +86,22 @@ impl Kernels {
             accumulate_points: ctx.compute_pipeline("accumulate_points", &accumulate, "accumulate_points")?,
             window_segments: ctx.compute_pipeline("window_segments", &reduce, "window_segments")?,
         })
+    }
+}
+
+impl Kernels {
+    /// The pipeline of one entry point.
+    pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        match kernel {
+            Kernel::CountDigits => &self.count_digits,
+            Kernel::ScatterDigits => &self.scatter_digits,
+            Kernel::ScanChunkSums => &self.scan_chunk_sums,
+            Kernel::ScanChunkPrefix => &self.scan_chunk_prefix,
+            Kernel::ScanOffsets => &self.scan_offsets,
+            Kernel::AccumulateBases => &self.accumulate_bases,
+            Kernel::AccumulatePoints => &self.accumulate_points,
+            Kernel::WindowSegments => &self.window_segments,
+        }
     }
 }
 

@@ -9,12 +9,15 @@
 //! batches. Inputs larger than the adapter's binding limit are split into
 //! batches, and uploaded bases stay resident in device buffers.
 
+pub mod contract;
 pub mod convert;
+pub mod graph;
 mod kernels;
 pub mod plan;
 pub mod shaders;
 pub mod testing;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -25,8 +28,9 @@ use wgpu::util::DeviceExt;
 
 use crate::gpu::{GpuContext, GpuError};
 use convert::{fr_to_words, push_affine, xyzz_from_words, AFFINE_WORDS, XYZZ_WORDS};
+use graph::Buf;
 use kernels::{record, Kernels, MsmParams, Step};
-use plan::{max_batch, window_bits_for, Plan, ACC_CHUNK, BASE_BYTES, POINT_BYTES, WORKGROUP};
+use plan::{max_batch, window_bits_for, Plan, BASE_BYTES, POINT_BYTES};
 pub use shaders::FieldPath;
 
 /// Optional overrides, mainly so tests can reach multi-batch and
@@ -306,115 +310,41 @@ impl GpuMsm {
         let words: Vec<u32> = scalars.par_iter().flat_map_iter(fr_to_words).collect();
         ctx.queue.write_buffer(&ws.scalars, 0, bytemuck::cast_slice(&words));
 
+        let graph = graph::dispatches(&plan);
         let params = MsmParams::new(&plan, base_offset);
-        let fixed = params.uniform(ctx);
-        let entry_levels = Plan::levels(plan.max_entries);
-        let segment_levels = Plan::levels(plan.segment_count());
-        let entry_uniforms: Vec<wgpu::Buffer> =
-            entry_levels.iter().map(|len| params.with_list_len(*len).uniform(ctx)).collect();
-        let segment_uniforms: Vec<wgpu::Buffer> =
-            segment_levels.iter().map(|len| params.with_list_len(*len).uniform(ctx)).collect();
-
-        let k = &self.kernels;
-        let n = plan.n;
-        let mut steps = vec![
-            Step {
-                pipeline: &k.count_digits,
-                bindings: vec![(0, &fixed), (1, &ws.scalars), (2, &ws.counts)],
-                threads: n,
-                group: WORKGROUP,
-            },
-            Step {
-                pipeline: &k.scan_chunk_sums,
-                bindings: vec![(0, &fixed), (2, &ws.counts), (6, &ws.chunk_sums)],
-                threads: plan.scan_chunks,
-                group: WORKGROUP,
-            },
-            Step {
-                pipeline: &k.scan_chunk_prefix,
-                bindings: vec![(0, &fixed), (6, &ws.chunk_sums)],
-                threads: 1,
-                group: 0,
-            },
-            Step {
-                pipeline: &k.scan_offsets,
-                bindings: vec![(0, &fixed), (2, &ws.counts), (3, &ws.offsets), (6, &ws.chunk_sums)],
-                threads: plan.scan_chunks,
-                group: WORKGROUP,
-            },
-            Step {
-                pipeline: &k.scatter_digits,
-                bindings: vec![
-                    (0, &fixed),
-                    (1, &ws.scalars),
-                    (2, &ws.counts),
-                    (3, &ws.offsets),
-                    (4, &ws.entries),
-                    (5, &ws.bucket_of),
-                ],
-                threads: n,
-                group: WORKGROUP,
-            },
-        ];
-        let conts = [(&ws.conts[0].0, &ws.conts[0].1), (&ws.conts[1].0, &ws.conts[1].1)];
-        for (level, (len, uniform)) in entry_levels.iter().zip(&entry_uniforms).enumerate() {
-            let out = conts[level % 2];
-            let threads = len.div_ceil(ACC_CHUNK);
-            if level == 0 {
-                steps.push(Step {
-                    pipeline: &k.accumulate_bases,
-                    bindings: vec![
-                        (0, uniform),
-                        (4, &ws.entries),
-                        (5, &ws.bucket_of),
-                        (7, bases),
-                        (8, &ws.bucket_acc),
-                        (11, out.0),
-                        (12, out.1),
-                    ],
-                    threads,
-                    group: WORKGROUP,
-                });
-            } else {
-                let input = conts[(level - 1) % 2];
-                steps.push(Step {
-                    pipeline: &k.accumulate_points,
-                    bindings: vec![
-                        (0, uniform),
-                        (8, &ws.bucket_acc),
-                        (9, input.0),
-                        (10, input.1),
-                        (11, out.0),
-                        (12, out.1),
-                    ],
-                    threads,
-                    group: WORKGROUP,
-                });
+        let mut uniforms: HashMap<u32, wgpu::Buffer> = HashMap::new();
+        for (_, buf) in graph.iter().flat_map(|d| &d.bindings) {
+            if let Buf::Params { list_len } = *buf {
+                uniforms.entry(list_len).or_insert_with(|| params.with_list_len(list_len).uniform(ctx));
             }
         }
-        steps.push(Step {
-            pipeline: &k.window_segments,
-            bindings: vec![(0, &fixed), (8, &ws.bucket_acc), (11, &ws.segments), (12, &ws.segment_window)],
-            threads: plan.segment_count(),
-            group: WORKGROUP,
-        });
-        for (level, (len, uniform)) in segment_levels.iter().zip(&segment_uniforms).enumerate() {
-            let out = conts[level % 2];
-            let input = if level == 0 { (&ws.segments, &ws.segment_window) } else { conts[(level - 1) % 2] };
-            steps.push(Step {
-                pipeline: &k.accumulate_points,
-                bindings: vec![
-                    (0, uniform),
-                    (8, &ws.window_acc),
-                    (9, input.0),
-                    (10, input.1),
-                    (11, out.0),
-                    (12, out.1),
-                ],
-                threads: len.div_ceil(ACC_CHUNK),
-                group: WORKGROUP,
-            });
-        }
+        let buffer = |buf: Buf| -> &wgpu::Buffer {
+            match buf {
+                Buf::Params { list_len } => &uniforms[&list_len],
+                Buf::Scalars => &ws.scalars,
+                Buf::Counts => &ws.counts,
+                Buf::Offsets => &ws.offsets,
+                Buf::ChunkSums => &ws.chunk_sums,
+                Buf::Entries => &ws.entries,
+                Buf::BucketOf => &ws.bucket_of,
+                Buf::Bases => bases,
+                Buf::BucketAcc => &ws.bucket_acc,
+                Buf::Cont(i) => &ws.conts[i as usize].0,
+                Buf::ContBucket(i) => &ws.conts[i as usize].1,
+                Buf::Segments => &ws.segments,
+                Buf::SegmentWindow => &ws.segment_window,
+                Buf::WindowAcc => &ws.window_acc,
+            }
+        };
+        let steps: Vec<Step<'_>> = graph
+            .iter()
+            .map(|d| Step {
+                pipeline: self.kernels.pipeline(d.kernel),
+                bindings: d.bindings.iter().map(|(binding, buf)| (binding.slot, buffer(*buf))).collect(),
+                threads: d.threads,
+                group: d.group,
+            })
+            .collect();
 
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder =

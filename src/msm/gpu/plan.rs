@@ -5,8 +5,10 @@
 pub const ACC_CHUNK: u32 = 32;
 /// Threads per workgroup in every MSM kernel but the scan's single group.
 pub const WORKGROUP: u32 = 64;
-/// Most chunk sums the one-workgroup scan handles (256 threads x 16).
-const MAX_SCAN_CHUNKS: u32 = 4096;
+/// Threads of the one workgroup that scans the chunk sums.
+pub const SCAN_GROUP: u32 = 256;
+/// Most chunk sums the one-workgroup scan handles (16 per thread).
+const MAX_SCAN_CHUNKS: u32 = SCAN_GROUP * 16;
 /// Aim for about this many threads when summing window segments.
 const SEGMENT_THREADS: u32 = 8192;
 /// The most points one batch may hold, whatever the adapter allows.

@@ -1,19 +1,22 @@
-//! WGSL source assembly: a constants prelude generated from ark-bn254, the
-//! field path the adapter supports, the curve, and one MSM stage per module.
+//! WGSL source pieces: a constants prelude generated from ark-bn254, the
+//! field path the adapter supports, the curve, and one MSM stage per module
+//! (put together with their bindings in `contract.rs`).
+
+use std::borrow::Cow;
 
 use ark_bn254::Fq;
 use ark_ff::{BigInt, PrimeField};
 
-const FIELD_U32: &str = include_str!("../../../shaders/bn254_field_u32.wgsl");
-const FIELD_U64: &str = include_str!("../../../shaders/bn254_field_u64.wgsl");
-const FIELD_INV: &str = include_str!("../../../shaders/bn254_field_inv.wgsl");
-const CURVE: &str = include_str!("../../../shaders/bn254_curve.wgsl");
-const TEST_OPS: &str = include_str!("../../../shaders/bn254_test_ops.wgsl");
-const MSM_COMMON: &str = include_str!("../../../shaders/msm_common.wgsl");
-const MSM_DIGITS: &str = include_str!("../../../shaders/msm_digits.wgsl");
-const MSM_SCAN: &str = include_str!("../../../shaders/msm_scan.wgsl");
-const MSM_ACCUMULATE: &str = include_str!("../../../shaders/msm_accumulate.wgsl");
-const MSM_REDUCE: &str = include_str!("../../../shaders/msm_reduce.wgsl");
+const FIELD_U32: &str = include_str!("bn254_field_u32.wgsl");
+const FIELD_U64: &str = include_str!("bn254_field_u64.wgsl");
+const FIELD_INV: &str = include_str!("bn254_field_inv.wgsl");
+const CURVE: &str = include_str!("bn254_curve.wgsl");
+pub(super) const TEST_OPS: &str = include_str!("bn254_test_ops.wgsl");
+pub(super) const MSM_COMMON: &str = include_str!("msm_common.wgsl");
+const MSM_DIGITS: &str = include_str!("msm_digits.wgsl");
+const MSM_SCAN: &str = include_str!("msm_scan.wgsl");
+const MSM_ACCUMULATE: &str = include_str!("msm_accumulate.wgsl");
+const MSM_REDUCE: &str = include_str!("msm_reduce.wgsl");
 
 /// Which base-field implementation the kernels are built with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,7 +63,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    fn source(self) -> &'static str {
+    pub(super) fn source(self) -> &'static str {
         match self {
             Stage::Digits => MSM_DIGITS,
             Stage::Scan => MSM_SCAN,
@@ -68,21 +71,30 @@ impl Stage {
             Stage::Reduce => MSM_REDUCE,
         }
     }
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Stage::Digits => "msm_digits",
+            Stage::Scan => "msm_scan",
+            Stage::Accumulate => "msm_accumulate",
+            Stage::Reduce => "msm_reduce",
+        }
+    }
 }
 
 /// Field, inverse and curve code for `path`, with its constants.
-pub fn curve_source(path: FieldPath) -> String {
-    [prelude().as_str(), path.source(), FIELD_INV, CURVE].join("\n")
+pub fn curve_source(path: FieldPath) -> Vec<Cow<'static, str>> {
+    vec![prelude().into(), path.source().into(), FIELD_INV.into(), CURVE.into()]
 }
 
-/// The elementwise field/curve test kernels.
+/// The elementwise field/curve test kernels' WGSL.
 pub fn test_ops_source(path: FieldPath) -> String {
-    [curve_source(path).as_str(), TEST_OPS].join("\n")
+    super::contract::test_ops_module(path).compose()
 }
 
-/// The module for one MSM stage.
+/// The WGSL of one MSM stage.
 pub fn stage_source(path: FieldPath, stage: Stage) -> String {
-    [curve_source(path).as_str(), MSM_COMMON, stage.source()].join("\n")
+    super::contract::stage_module(path, stage).compose()
 }
 
 /// Little-endian 32-bit words of a 256-bit integer.

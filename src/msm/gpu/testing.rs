@@ -1,5 +1,5 @@
 //! Elementwise runners for the field and curve test kernels
-//! (shaders/bn254_test_ops.wgsl), so tests can compare each WGSL operation
+//! (bn254_test_ops.wgsl), so tests can compare each WGSL operation
 //! with ark-ff / ark-ec. Inputs and outputs are raw words in the device layout
 //! (see [`super::convert`]).
 
@@ -7,6 +7,8 @@ use wgpu::util::DeviceExt;
 
 use std::sync::{Arc, Mutex, Weak};
 
+use super::contract::{OpParams, LHS, OP_PARAMS, OUT, RHS};
+use super::plan::WORKGROUP;
 use super::shaders::{test_ops_source, FieldPath};
 use crate::gpu::{GpuContext, GpuError};
 
@@ -107,7 +109,7 @@ fn run(
     };
     let params = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("op params"),
-        contents: bytemuck::cast_slice(&[op, count as u32, 0, 0]),
+        contents: bytemuck::bytes_of(&OpParams { op, count: count as u32, ..Default::default() }),
         usage: wgpu::BufferUsages::UNIFORM,
     });
     let lhs_buf = storage("lhs", lhs, wgpu::BufferUsages::empty());
@@ -117,10 +119,10 @@ fn run(
         label: None,
         layout: &pipeline.get_bind_group_layout(0),
         entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: lhs_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: rhs_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 3, resource: out.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: OP_PARAMS.slot, resource: params.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: LHS.slot, resource: lhs_buf.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: RHS.slot, resource: rhs_buf.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: OUT.slot, resource: out.as_entire_binding() },
         ],
     });
     let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
@@ -129,7 +131,7 @@ fn run(
             encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups((count as u32).div_ceil(64), 1, 1);
+        pass.dispatch_workgroups((count as u32).div_ceil(WORKGROUP), 1, 1);
     }
     ctx.queue.submit(Some(encoder.finish()));
     let bytes = ctx.read_buffer(entry, &out, (count * stride * 4) as u64)?;

@@ -7,12 +7,6 @@
 // depends on atomics, but the bucket sums are exact group elements, so the
 // result does not.
 
-@group(0) @binding(1) var<storage, read> scalars: array<u32>;
-@group(0) @binding(2) var<storage, read_write> counts: array<atomic<u32>>;
-@group(0) @binding(3) var<storage, read> offsets: array<u32>;
-@group(0) @binding(4) var<storage, read_write> entries: array<u32>;
-@group(0) @binding(5) var<storage, read_write> bucket_of: array<u32>;
-
 fn load_scalar(i: u32) -> array<u32, 8> {
     var s: array<u32, 8>;
     for (var k = 0u; k < 8u; k++) {
@@ -60,7 +54,7 @@ fn window_digit(s: array<u32, 8>, w: u32, carry: ptr<function, u32>) -> Digit {
     return Digit(w * params.buckets + magnitude, negative);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn count_digits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
     if i >= params.n {
@@ -76,7 +70,7 @@ fn count_digits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn scatter_digits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
     if i >= params.n {

@@ -2,14 +2,9 @@
 // passes: per-chunk sums, one workgroup scanning the chunk sums, and each
 // chunk rewritten with its base.
 
-@group(0) @binding(2) var<storage, read> counts: array<u32>;
-@group(0) @binding(3) var<storage, read_write> offsets: array<u32>;
-@group(0) @binding(6) var<storage, read_write> chunk_sums: array<u32>;
+var<workgroup> partial: array<u32, SCAN_GROUP>;
 
-const SCAN_GROUP: u32 = 256u;
-var<workgroup> partial: array<u32, 256>;
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn scan_chunk_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let t = thread_index(gid, groups);
     if t >= params.scan_chunks {
@@ -24,7 +19,7 @@ fn scan_chunk_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     chunk_sums[t] = sum;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(SCAN_GROUP)
 fn scan_chunk_prefix(@builtin(local_invocation_id) lid: vec3<u32>) {
     let per = (params.scan_chunks + SCAN_GROUP - 1u) / SCAN_GROUP;
     let lo = min(lid.x * per, params.scan_chunks);
@@ -52,7 +47,7 @@ fn scan_chunk_prefix(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn scan_offsets(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let t = thread_index(gid, groups);
     if t >= params.scan_chunks {

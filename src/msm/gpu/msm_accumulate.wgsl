@@ -10,15 +10,6 @@
 // accumulate_bases reads (point index | sign << 31) entries and affine bases;
 // accumulate_points reads XYZZ continuations (or window segment sums).
 
-@group(0) @binding(4) var<storage, read> entries: array<u32>;
-@group(0) @binding(5) var<storage, read> bucket_of: array<u32>;
-@group(0) @binding(7) var<storage, read> bases: array<u32>;
-@group(0) @binding(8) var<storage, read_write> bucket_acc: array<u32>;
-@group(0) @binding(9) var<storage, read> cont_in: array<u32>;
-@group(0) @binding(10) var<storage, read> cont_bucket_in: array<u32>;
-@group(0) @binding(11) var<storage, read_write> cont_out: array<u32>;
-@group(0) @binding(12) var<storage, read_write> cont_bucket_out: array<u32>;
-
 fn load_base(entry: u32) -> Affine {
     let base = (params.base_offset + (entry & 0x7fffffffu)) * 16u;
     var x: array<u32, 8>;
@@ -81,7 +72,7 @@ fn flush(t: u32, bucket: u32, acc: Xyzz, is_cont: bool) {
 
 // One loop that flushes at every bucket change and once past the end, so each
 // curve routine is inlined once (CPU drivers inline every call site).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn accumulate_bases(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let t = thread_index(gid, groups);
     let start = t * params.chunk;
@@ -110,7 +101,7 @@ fn accumulate_bases(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn accumulate_points(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let t = thread_index(gid, groups);
     let start = t * params.chunk;

@@ -4,10 +4,6 @@
 // The segment sums (tagged with window + 1) are then summed per window by the
 // segmented reduction in msm_accumulate.wgsl.
 
-@group(0) @binding(8) var<storage, read> bucket_acc: array<u32>;
-@group(0) @binding(11) var<storage, read_write> seg_out: array<u32>;
-@group(0) @binding(12) var<storage, read_write> seg_window: array<u32>;
-
 fn load_bucket(b: u32) -> Xyzz {
     var w: array<u32, 32>;
     for (var k = 0u; k < 32u; k++) {
@@ -20,7 +16,7 @@ fn load_bucket(b: u32) -> Xyzz {
 // site (doublings are p + p), so CPU drivers inline the curve code once:
 // 2 * (hi - lo) running-sum steps, then double-and-add of lo * running, then
 // the final total + scaled.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn window_segments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let t = thread_index(gid, groups);
     if t >= params.windows * params.segs {

@@ -3,36 +3,10 @@
 // and point (de)serialisation. A stored XYZZ point is 32 words (x, y, zz, zzz),
 // a stored affine base 16 words (x, y), all in Montgomery form.
 
-struct MsmParams {
-    // points in this batch and the first of them in the bases buffer
-    n: u32,
-    base_offset: u32,
-    window_bits: u32,
-    windows: u32,
-    // buckets per window (2^(window_bits-1)) and over all windows
-    buckets: u32,
-    total_buckets: u32,
-    // the offset scan: counts per scan chunk and number of scan chunks
-    scan_chunk: u32,
-    scan_chunks: u32,
-    // segmented reduction: input list length and items per thread
-    list_len: u32,
-    chunk: u32,
-    // window sums: buckets per segment and segments per window
-    seg_len: u32,
-    segs: u32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
-    pad3: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: MsmParams;
-
-const WORKGROUP: u32 = 64u;
+// `MsmParams` and every binding are declared by the host (contract.rs).
 
 fn thread_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.x + gid.y * groups.x * WORKGROUP;
+    return gid.x + gid.y * groups.x * WORKGROUP_SIZE;
 }
 
 fn xyzz_from_words(w_in: array<u32, 32>) -> Xyzz {

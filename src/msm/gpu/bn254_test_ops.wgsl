@@ -1,17 +1,7 @@
 // Test kernels: apply one field or curve operation elementwise to arrays, so
 // host tests can compare every WGSL operation against ark-ff / ark-ec.
 
-struct OpParams {
-    op: u32,
-    count: u32,
-    pad0: u32,
-    pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: OpParams;
-@group(0) @binding(1) var<storage, read> lhs: array<u32>;
-@group(0) @binding(2) var<storage, read> rhs: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<u32>;
+// `OpParams` and the bindings are declared by the host (contract.rs).
 
 fn lhs_fe(base: u32) -> Fe {
     var w: array<u32, 8>;
@@ -38,7 +28,7 @@ fn store_fe(base: u32, a: Fe) {
 
 // Field ops: 0 add, 1 sub, 2 mul, 3 square, 4 to Montgomery, 5 from Montgomery,
 // 6 negate, 7 inverse, 8 double. Eight words per element.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn field_op(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
     if i >= params.count {
@@ -64,7 +54,7 @@ fn field_op(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // Curve ops on 32-word slots (XYZZ: x, y, zz, zzz; affine: x, y then unused):
 // 0 xyzz + xyzz, 1 xyzz + affine, 2 double xyzz, 3 double affine.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn curve_op(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
     if i >= params.count {
