@@ -5,10 +5,53 @@
 //! A slot number names one buffer role across all MSM modules (a test
 //! checks it), so the dispatch graph (`graph.rs`) binds by these names.
 
-use super::kernels::MsmParams;
-use super::plan::{SCAN_GROUP, WORKGROUP};
+use super::plan::{Plan, ACC_CHUNK, SCAN_GROUP, WORKGROUP};
 use super::shaders::{curve_source, FieldPath, Stage};
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
+
+/// The uniform every MSM stage reads; its WGSL declaration is emitted
+/// from the `WgslStruct` impl below.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MsmParams {
+    pub n: u32,
+    pub base_offset: u32,
+    pub window_bits: u32,
+    pub windows: u32,
+    pub buckets: u32,
+    pub total_buckets: u32,
+    pub scan_chunk: u32,
+    pub scan_chunks: u32,
+    pub list_len: u32,
+    pub chunk: u32,
+    pub seg_len: u32,
+    pub segs: u32,
+    pub pad: [u32; 4],
+}
+
+impl MsmParams {
+    pub fn new(plan: &Plan, base_offset: u32) -> MsmParams {
+        MsmParams {
+            n: plan.n,
+            base_offset,
+            window_bits: plan.window_bits,
+            windows: plan.windows,
+            buckets: plan.buckets,
+            total_buckets: plan.total_buckets,
+            scan_chunk: plan.scan_chunk,
+            scan_chunks: plan.scan_chunks,
+            list_len: 0,
+            chunk: ACC_CHUNK,
+            seg_len: plan.seg_len,
+            segs: plan.segs,
+            pad: [0; 4],
+        }
+    }
+
+    pub fn with_list_len(self, list_len: u32) -> MsmParams {
+        MsmParams { list_len, ..self }
+    }
+}
 
 pub const PARAMS: Binding = Binding::uniform(0, "params", "MsmParams");
 // Digits and scan.
@@ -122,6 +165,16 @@ pub fn test_ops_module(path: FieldPath) -> KernelModule<'static> {
         bindings: &TEST_OPS,
         code,
     }
+}
+
+/// The elementwise field/curve test kernels' WGSL.
+pub fn test_ops_source(path: FieldPath) -> String {
+    test_ops_module(path).compose()
+}
+
+/// The WGSL of one MSM stage.
+pub fn stage_source(path: FieldPath, stage: Stage) -> String {
+    stage_module(path, stage).compose()
 }
 
 #[cfg(test)]

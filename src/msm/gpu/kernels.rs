@@ -3,53 +3,13 @@
 
 use wgpu::util::DeviceExt;
 
+use super::contract::{stage_source, MsmParams};
 use super::graph::Kernel;
-use super::plan::{dispatch_shape, Plan, ACC_CHUNK};
-use super::shaders::{stage_source, FieldPath, Stage};
+use super::plan::dispatch_shape;
+use super::shaders::{FieldPath, Stage};
 use crate::gpu::{GpuContext, GpuError};
 
-/// Mirrors `MsmParams` in shaders/msm_common.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct MsmParams {
-    pub n: u32,
-    pub base_offset: u32,
-    pub window_bits: u32,
-    pub windows: u32,
-    pub buckets: u32,
-    pub total_buckets: u32,
-    pub scan_chunk: u32,
-    pub scan_chunks: u32,
-    pub list_len: u32,
-    pub chunk: u32,
-    pub seg_len: u32,
-    pub segs: u32,
-    pub pad: [u32; 4],
-}
-
 impl MsmParams {
-    pub fn new(plan: &Plan, base_offset: u32) -> MsmParams {
-        MsmParams {
-            n: plan.n,
-            base_offset,
-            window_bits: plan.window_bits,
-            windows: plan.windows,
-            buckets: plan.buckets,
-            total_buckets: plan.total_buckets,
-            scan_chunk: plan.scan_chunk,
-            scan_chunks: plan.scan_chunks,
-            list_len: 0,
-            chunk: ACC_CHUNK,
-            seg_len: plan.seg_len,
-            segs: plan.segs,
-            pad: [0; 4],
-        }
-    }
-
-    pub fn with_list_len(self, list_len: u32) -> MsmParams {
-        MsmParams { list_len, ..self }
-    }
-
     pub fn uniform(&self, ctx: &GpuContext) -> wgpu::Buffer {
         ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("msm params"),

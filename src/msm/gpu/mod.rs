@@ -27,9 +27,10 @@ use rayon::prelude::*;
 use wgpu::util::DeviceExt;
 
 use crate::gpu::{GpuContext, GpuError};
+use contract::MsmParams;
 use convert::{fr_to_words, push_affine, xyzz_from_words, AFFINE_WORDS, XYZZ_WORDS};
 use graph::Buf;
-use kernels::{record, Kernels, MsmParams, Step};
+use kernels::{record, Kernels, Step};
 use plan::{max_batch, window_bits_for, Plan, BASE_BYTES, POINT_BYTES};
 pub use shaders::FieldPath;
 

@@ -87,16 +87,6 @@ pub fn curve_source(path: FieldPath) -> Vec<Cow<'static, str>> {
     vec![prelude().into(), path.source().into(), FIELD_INV.into(), CURVE.into()]
 }
 
-/// The elementwise field/curve test kernels' WGSL.
-pub fn test_ops_source(path: FieldPath) -> String {
-    super::contract::test_ops_module(path).compose()
-}
-
-/// The WGSL of one MSM stage.
-pub fn stage_source(path: FieldPath, stage: Stage) -> String {
-    super::contract::stage_module(path, stage).compose()
-}
-
 /// Little-endian 32-bit words of a 256-bit integer.
 pub fn bigint_words(b: &BigInt<4>) -> [u32; 8] {
     let mut words = [0u32; 8];

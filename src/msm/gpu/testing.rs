@@ -7,9 +7,10 @@ use wgpu::util::DeviceExt;
 
 use std::sync::{Arc, Mutex, Weak};
 
+use super::contract::test_ops_source;
 use super::contract::{OpParams, LHS, OP_PARAMS, OUT, RHS};
 use super::plan::WORKGROUP;
-use super::shaders::{test_ops_source, FieldPath};
+use super::shaders::FieldPath;
 use crate::gpu::{GpuContext, GpuError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
