@@ -48,6 +48,9 @@ fn pool_bulk_round(pool: &mut HashPool, data: &[u8], size: usize) -> [u8; 32] {
 }
 
 fn bench_hash_pool(c: &mut Criterion) {
+    causality_vm::tuning::Tuning::from_env()
+        .and_then(causality_vm::tuning::Tuning::apply)
+        .expect("CVM_* tuning variables");
     let gpu = GpuContext::shared().ok().and_then(|ctx| {
         let software = ctx.info.device_type == wgpu::DeviceType::Cpu;
         eprintln!("GPU adapter: {}", ctx.describe());

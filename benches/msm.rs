@@ -62,6 +62,9 @@ fn gpu_engine() -> Option<(MsmEngine, u32)> {
 }
 
 fn bench_g1(c: &mut Criterion) {
+    causality_vm::tuning::Tuning::from_env()
+        .and_then(causality_vm::tuning::Tuning::apply)
+        .expect("CVM_* tuning variables");
     let cpu = CpuMsm::new();
     let gpu = gpu_engine();
     let mut group = c.benchmark_group("msm_g1");
@@ -84,6 +87,9 @@ fn bench_g1(c: &mut Criterion) {
 }
 
 fn bench_g2(c: &mut Criterion) {
+    causality_vm::tuning::Tuning::from_env()
+        .and_then(causality_vm::tuning::Tuning::apply)
+        .expect("CVM_* tuning variables");
     let cpu = CpuMsm::new();
     let mut group = c.benchmark_group("msm_g2");
     group.sample_size(10);

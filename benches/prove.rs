@@ -61,6 +61,9 @@ fn sizes() -> Vec<usize> {
 }
 
 fn bench_prove(c: &mut Criterion) {
+    causality_vm::tuning::Tuning::from_env()
+        .and_then(causality_vm::tuning::Tuning::apply)
+        .expect("CVM_* tuning variables");
     let mut group = c.benchmark_group("prove");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(20));
     let gpu = causality_vm::gpu::GpuContext::shared().ok().and_then(|_| MsmEngine::new(Backend::Gpu).ok());
@@ -100,6 +103,9 @@ fn bench_prove(c: &mut Criterion) {
 
 /// One timed `prove_batch` of `CVM_PROVE_BENCH_BATCH` transfers per engine.
 fn batch_throughput(_c: &mut Criterion) {
+    causality_vm::tuning::Tuning::from_env()
+        .and_then(causality_vm::tuning::Tuning::apply)
+        .expect("CVM_* tuning variables");
     let Some(n) = std::env::var("CVM_PROVE_BENCH_BATCH").ok().and_then(|v| v.parse::<usize>().ok()) else {
         return;
     };

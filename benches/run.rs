@@ -123,6 +123,9 @@ fn split(k: usize) {
 }
 
 fn bench(c: &mut Criterion) {
+    causality_vm::tuning::Tuning::from_env()
+        .and_then(causality_vm::tuning::Tuning::apply)
+        .expect("CVM_* tuning variables");
     allocator::keep_freed_memory();
     for k in sizes() {
         split(k);

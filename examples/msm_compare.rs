@@ -75,6 +75,9 @@ fn compare<P: MsmCurve>(label: &str, log: u32, runs: usize) {
 }
 
 fn main() {
+    causality_vm::tuning::Tuning::from_env()
+        .and_then(causality_vm::tuning::Tuning::apply)
+        .expect("CVM_* tuning variables");
     let args: Vec<String> = std::env::args().collect();
     let group = args.get(1).map(String::as_str).unwrap_or("g1");
     let log: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);

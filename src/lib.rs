@@ -19,6 +19,7 @@ pub mod prove;
 pub mod resource;
 pub mod store;
 pub mod tel;
+pub mod tuning;
 pub mod vm;
 
 pub use backend::{Backend, ResolvedBackend};

@@ -235,3 +235,40 @@ fn gpu_without_an_adapter_is_a_clear_error_and_auto_falls_back() {
     assert!(again.status.success());
     assert!(!String::from_utf8(again.stderr).unwrap().contains("CPU backend"), "said before");
 }
+
+/// The kernels' knobs come from the environment through the binary: a named
+/// kernel gives the same digests, a misspelt one a clear error and nothing
+/// hashed.
+#[test]
+fn the_hash_kernel_variable_is_checked_and_honoured() {
+    let (dir, files) = setup();
+    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    let run = |kernel: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cvm"))
+            .current_dir(dir.path())
+            .env("CVM_BACKEND", "cpu")
+            .env("CVM_HASH_KERNEL", kernel)
+            .arg("hash")
+            .args(&names)
+            .output()
+            .expect("cvm runs")
+    };
+    let expected = cvm(dir.path(), &[&["hash"][..], &names].concat());
+    assert!(expected.status.success());
+    for kernel in ["portable", "sse4.1", "avx2", "avx512"] {
+        let supported = kernel.parse::<causality_vm::hash::Kernel>().unwrap().is_supported();
+        let out = run(kernel);
+        if supported {
+            assert!(out.status.success(), "{kernel}: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(out.stdout, expected.stdout, "{kernel}");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{kernel}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"), "{kernel}");
+        }
+    }
+    let out = run("avx1024");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CVM_HASH_KERNEL") && err.contains("avx1024"), "{err}");
+    assert!(out.stdout.is_empty());
+}

@@ -70,6 +70,35 @@ where
     }
 }
 
+/// Plain-hash consecutive `len`-byte messages of `data` (`len <=
+/// CHUNK_LEN`, one per slot of `out`): the bulk path, where every lane
+/// shares the IV and no flags, and the hardware prefetcher follows the one
+/// sequential stream, so groups are built with no per-message lookups.
+pub(crate) fn hash_contiguous(kernel: Kernel, data: &[u8], len: usize, out: &mut [Slot]) {
+    debug_assert!(len <= CHUNK_LEN && data.len() == out.len() * len);
+    let width = kernel.lanes();
+    let mut group = Group {
+        msgs: [data.as_ptr(); MAX_LANES],
+        keys: [&IV; MAX_LANES],
+        flags: [0; MAX_LANES],
+        uniform: true,
+        len,
+        n: 0,
+    };
+    for (g, out_group) in out.chunks_mut(width).enumerate() {
+        let first = data.as_ptr().wrapping_add(g * width * len);
+        group.n = out_group.len();
+        for (l, msg) in group.msgs.iter_mut().enumerate().take(width) {
+            // Lanes past `n` repeat the group's first message.
+            *msg = if l < group.n { first.wrapping_add(l * len) } else { first };
+        }
+        // SAFETY: the kernel was checked to be supported when the caller
+        // chose it; message `g * width + l` lies within `data` for `l < n`,
+        // and `out_group` has room for the `n` digests, all of which it writes.
+        unsafe { kernel.hash_group(&group, out_group.as_mut_ptr().cast()) };
+    }
+}
+
 /// Ask for the cache lines of a `len`-byte message.
 #[inline(always)]
 fn prefetch(ptr: *const u8, len: usize) {
@@ -234,8 +263,10 @@ pub(crate) fn hash_fixed(kernel: Kernel, data: &[u8], len: usize, out: &mut [[u8
 pub(crate) fn hash_fixed_into(kernel: Kernel, data: &[u8], len: usize, out: &mut [Slot]) {
     assert!(len > 0 && data.len() == out.len() * len, "whole messages of len bytes");
     if len <= CHUNK_LEN {
-        let lane = |i: usize| (data.as_ptr().wrapping_add(i * len), &IV, 0u32);
-        hash_run(kernel, len, &lane, out);
+        let task = task_messages(out.len());
+        out.par_chunks_mut(task)
+            .enumerate()
+            .for_each(|(t, chunk)| hash_contiguous(kernel, &data[t * task * len..][..chunk.len() * len], len, chunk));
     } else {
         out.par_iter_mut().zip(data.par_chunks_exact(len)).for_each(|(o, m)| {
             o.write(*blake3::hash(m).as_bytes());

@@ -8,6 +8,7 @@
 //! recomputing the whole flush on the CPU, so no request is ever lost.
 
 mod batch;
+mod choice;
 pub mod consts;
 mod cpu;
 #[cfg(feature = "gpu")]
@@ -21,7 +22,7 @@ pub mod reference;
 use std::sync::Arc;
 
 pub use gpu::GpuHasher;
-pub use lanes::{Kernel, KERNEL_ENV};
+pub use lanes::Kernel;
 
 use crate::backend::{Backend, ResolvedBackend};
 use batch::PackedBatch;
@@ -37,8 +38,13 @@ pub fn hash_chunks(data: &[u8], message_len: usize) -> Vec<[u8; 32]> {
         message_len > 0 && data.len().is_multiple_of(message_len),
         "data must be whole messages of message_len bytes"
     );
-    let mut out = vec![[0u8; 32]; data.len() / message_len];
-    hash_chunks_into(data, message_len, &mut out);
+    let count = data.len() / message_len;
+    let mut out = Vec::with_capacity(count);
+    // Into uninitialised capacity: zeroing the result first costs as much
+    // as a tenth of the hashing.
+    cpu::hash_fixed_into(Kernel::detect(), data, message_len, &mut out.spare_capacity_mut()[..count]);
+    // SAFETY: `hash_fixed_into` wrote all `count` digests.
+    unsafe { out.set_len(count) };
     out
 }
 
@@ -49,7 +55,18 @@ pub fn hash_chunks(data: &[u8], message_len: usize) -> Vec<[u8; 32]> {
 /// If `message_len` is 0 or `data.len() != out.len() * message_len`.
 pub fn hash_chunks_into(data: &[u8], message_len: usize, out: &mut [[u8; 32]]) {
     assert!(message_len > 0 && data.len() == out.len() * message_len, "one output slot per message_len-byte message");
-    cpu::hash_fixed(Kernel::detect(), data, message_len, out);
+    hash_chunks_into_with(Kernel::detect(), data, message_len, out);
+}
+
+/// [`hash_chunks_into`] with a chosen CPU kernel (to compare kernels on one
+/// processor).
+///
+/// # Panics
+/// As [`hash_chunks_into`], and if this processor cannot run `kernel`.
+pub fn hash_chunks_into_with(kernel: Kernel, data: &[u8], message_len: usize, out: &mut [[u8; 32]]) {
+    assert!(kernel.is_supported(), "this processor cannot run the {kernel} kernel");
+    assert!(message_len > 0 && data.len() == out.len() * message_len, "one output slot per message_len-byte message");
+    cpu::hash_fixed(kernel, data, message_len, out);
 }
 
 /// Bulk filings of at least this many messages skip the pending buffer on

@@ -7,6 +7,7 @@ pub mod gpu;
 #[cfg(not(feature = "gpu"))]
 #[path = "gpu_absent.rs"]
 pub mod gpu;
+mod tuning;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 
 use crate::backend::{Backend, ResolvedBackend};
 use crate::gpu::GpuError;
+pub use tuning::MsmTuning;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MsmError {

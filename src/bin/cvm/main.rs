@@ -109,6 +109,10 @@ fn main() {
     progress::watch_gpu_compilation(&cli.globals);
     ensure_runtime_dir();
     let json = cli.globals.json;
+    // The kernels' knobs come from the environment only here.
+    if let Err(err) = causality_vm::tuning::Tuning::from_env().and_then(causality_vm::tuning::Tuning::apply) {
+        std::process::exit(fail(&anyhow::anyhow!(err), json));
+    }
     let noticed = notices::fallback_noticed_before();
     if noticed {
         causality_vm::gpu::quiet_cpu_fallback_notice();

@@ -1,5 +1,5 @@
-//! Sixteen lanes with AVX-512F (native 32-bit rotations, two-source permutes
-//! for the transpose).
+//! Sixteen lanes with AVX-512F (native 32-bit rotations; in-lane unpacks and
+//! 128-bit lane shuffles for the transposes).
 // The AVX-512 intrinsics are stable from Rust 1.89; the crate's declared
 // rust-version predates that.
 #![allow(clippy::incompatible_msrv)]
@@ -11,45 +11,35 @@ use super::{Group, Lanes, MAX_LANES};
 #[derive(Clone, Copy)]
 pub(crate) struct Avx512(__m512i);
 
-/// Permute indices for the transpose step at distance `d`: row `i` keeps its
-/// columns without bit `d` and takes row `i + d`'s, and vice versa, which
-/// swaps bit `d` of the row index with bit `d` of the column index.
-const fn swap_indices(d: usize, high: bool) -> [i32; 16] {
-    let mut idx = [0i32; 16];
-    let mut c = 0;
-    while c < 16 {
-        idx[c] = match (c & d == 0, high) {
-            (true, false) => c as i32,
-            (false, false) => (16 + c - d) as i32,
-            (true, true) => (c + d) as i32,
-            (false, true) => (16 + c) as i32,
-        };
-        c += 1;
-    }
-    idx
-}
-
-const SWAP: [[[i32; 16]; 2]; 4] = [
-    [swap_indices(8, false), swap_indices(8, true)],
-    [swap_indices(4, false), swap_indices(4, true)],
-    [swap_indices(2, false), swap_indices(2, true)],
-    [swap_indices(1, false), swap_indices(1, true)],
-];
-
-/// Transpose the first `rows` rows of a 16x16 u32 matrix (rows past `rows`
-/// are don't-care inputs and outputs).
+/// Transpose a 16x16 u32 matrix: row `l` (lane `l`'s block) becomes column
+/// `l` (word `w` of every lane in row `w`). Two levels of in-lane unpacks
+/// gather four rows' words per 128-bit lane, then two levels of 128-bit lane
+/// shuffles assemble the columns (half the cross-lane work of a permute
+/// network).
 #[inline(always)]
 unsafe fn transpose16(r: &mut [__m512i; 16]) {
-    for (level, d) in [8usize, 4, 2, 1].into_iter().enumerate() {
-        let lo = _mm512_loadu_si512(SWAP[level][0].as_ptr() as *const _);
-        let hi = _mm512_loadu_si512(SWAP[level][1].as_ptr() as *const _);
-        for i in 0..16 {
-            if i & d == 0 {
-                let (a, b) = (r[i], r[i + d]);
-                r[i] = _mm512_permutex2var_epi32(a, lo, b);
-                r[i + d] = _mm512_permutex2var_epi32(a, hi, b);
-            }
-        }
+    // After the unpacks, `q[4 * g + j]` holds, in its 128-bit lane `k`,
+    // word `4k + j` of rows `4g..4g + 4`.
+    let mut q = [_mm512_setzero_si512(); 16];
+    for g in 0..4 {
+        let (a, b, c, d) = (r[4 * g], r[4 * g + 1], r[4 * g + 2], r[4 * g + 3]);
+        let (ab_lo, ab_hi) = (_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+        let (cd_lo, cd_hi) = (_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+        q[4 * g] = _mm512_unpacklo_epi64(ab_lo, cd_lo);
+        q[4 * g + 1] = _mm512_unpackhi_epi64(ab_lo, cd_lo);
+        q[4 * g + 2] = _mm512_unpacklo_epi64(ab_hi, cd_hi);
+        q[4 * g + 3] = _mm512_unpackhi_epi64(ab_hi, cd_hi);
+    }
+    const EVEN: i32 = 0b10_00_10_00;
+    const ODD: i32 = 0b11_01_11_01;
+    for j in 0..4 {
+        let (a, e, i, m) = (q[j], q[4 + j], q[8 + j], q[12 + j]);
+        let (s0, s1) = (_mm512_shuffle_i32x4::<EVEN>(a, e), _mm512_shuffle_i32x4::<ODD>(a, e));
+        let (s2, s3) = (_mm512_shuffle_i32x4::<EVEN>(i, m), _mm512_shuffle_i32x4::<ODD>(i, m));
+        r[j] = _mm512_shuffle_i32x4::<EVEN>(s0, s2);
+        r[4 + j] = _mm512_shuffle_i32x4::<EVEN>(s1, s3);
+        r[8 + j] = _mm512_shuffle_i32x4::<ODD>(s0, s2);
+        r[12 + j] = _mm512_shuffle_i32x4::<ODD>(s1, s3);
     }
 }
 
@@ -100,18 +90,45 @@ unsafe impl Lanes for Avx512 {
             *row = _mm512_loadu_si512(blocks[lane] as *const _);
         }
         transpose16(&mut rows);
-        rows.map(Avx512)
+        let mut m = [Avx512(_mm512_setzero_si512()); 16];
+        for (word, row) in m.iter_mut().zip(rows) {
+            *word = Avx512(row);
+        }
+        m
     }
     #[inline(always)]
     unsafe fn store_digests(cv: &[Self; 8], out: *mut [u8; 32], n: usize) {
-        let mut rows = [_mm512_setzero_si512(); 16];
-        for (row, word) in rows.iter_mut().zip(cv) {
-            *row = word.0;
+        // The transpose's unpacks leave, in 128-bit lane `k` of `q[j]` and
+        // `q[4 + j]`, words 0..4 and 4..8 of lane `4k + j`'s digest; one
+        // two-source permute per pair of digests joins the halves.
+        let mut q = [_mm512_setzero_si512(); 8];
+        for g in 0..2 {
+            let (a, b, c, d) = (cv[4 * g].0, cv[4 * g + 1].0, cv[4 * g + 2].0, cv[4 * g + 3].0);
+            let (ab_lo, ab_hi) = (_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+            let (cd_lo, cd_hi) = (_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+            q[4 * g] = _mm512_unpacklo_epi64(ab_lo, cd_lo);
+            q[4 * g + 1] = _mm512_unpackhi_epi64(ab_lo, cd_lo);
+            q[4 * g + 2] = _mm512_unpacklo_epi64(ab_hi, cd_hi);
+            q[4 * g + 3] = _mm512_unpackhi_epi64(ab_hi, cd_hi);
         }
-        transpose16(&mut rows);
-        // Row `lane` now holds that lane's eight digest words in its low half.
-        for (lane, row) in rows.iter().enumerate().take(n) {
-            _mm256_storeu_si256(out.add(lane) as *mut __m256i, _mm512_castsi512_si256(*row));
+        // 64-bit element indices: lanes 0 and 1 (low), then lanes 2 and 3.
+        let lanes01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+        let lanes23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+        for j in 0..4 {
+            let (lo, hi) = (q[j], q[4 + j]);
+            let d01 = _mm512_permutex2var_epi64(lo, lanes01, hi);
+            let d23 = _mm512_permutex2var_epi64(lo, lanes23, hi);
+            for (k, half) in [
+                (0, _mm512_castsi512_si256(d01)),
+                (1, _mm512_extracti64x4_epi64::<1>(d01)),
+                (2, _mm512_castsi512_si256(d23)),
+                (3, _mm512_extracti64x4_epi64::<1>(d23)),
+            ] {
+                let lane = 4 * k + j;
+                if lane < n {
+                    _mm256_storeu_si256(out.add(lane) as *mut __m256i, half);
+                }
+            }
         }
     }
 }

@@ -17,12 +17,7 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod sse41;
 
-use std::sync::OnceLock;
-
 use super::consts::{BLOCK_LEN, CHUNK_END, CHUNK_LEN, CHUNK_START, IV, MSG_SCHEDULE, ROOT};
-
-/// Set to a kernel name to override the detected CPU kernel.
-pub const KERNEL_ENV: &str = "CVM_HASH_KERNEL";
 
 /// The widest kernel any ISA here has.
 pub const MAX_LANES: usize = 16;
@@ -253,24 +248,6 @@ impl Kernel {
             .collect()
     }
 
-    /// The widest supported kernel, detected once per process; the
-    /// environment variable [`KERNEL_ENV`] (portable, sse4.1, avx2, avx512)
-    /// picks a narrower one, e.g. to compare kernels in the benches.
-    pub fn detect() -> Kernel {
-        static DETECTED: OnceLock<Kernel> = OnceLock::new();
-        *DETECTED.get_or_init(|| {
-            let widest = Kernel::supported()[0];
-            let Ok(name) = std::env::var(KERNEL_ENV) else { return widest };
-            match Kernel::supported().into_iter().find(|k| k.to_string() == name.trim().to_ascii_lowercase()) {
-                Some(kernel) => kernel,
-                None => {
-                    tracing::warn!(%name, %widest, "{KERNEL_ENV} names no kernel this processor supports");
-                    widest
-                }
-            }
-        })
-    }
-
     /// Hash one group with this kernel.
     ///
     /// # Safety
@@ -288,6 +265,19 @@ impl Kernel {
             #[cfg(not(target_arch = "x86_64"))]
             _ => portable::hash_group(group, out),
         }
+    }
+}
+
+impl std::str::FromStr for Kernel {
+    type Err = String;
+
+    /// A kernel by its name: portable, sse4.1, avx2 or avx512.
+    fn from_str(name: &str) -> Result<Kernel, String> {
+        let name = name.trim().to_ascii_lowercase();
+        [Kernel::Avx512, Kernel::Avx2, Kernel::Sse41, Kernel::Portable]
+            .into_iter()
+            .find(|k| k.to_string() == name)
+            .ok_or_else(|| format!("no hash kernel is called {name:?} (portable, sse4.1, avx2 or avx512)"))
     }
 }
 

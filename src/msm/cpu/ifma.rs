@@ -8,14 +8,14 @@ use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 
 use super::ifma_field::Lanes;
 
-/// Whether this CPU runs the IFMA path (checked once; `CVM_MSM_SCALAR=1` turns it off).
+/// Whether this CPU runs the IFMA path (detected once; `MsmTuning::scalar_only`
+/// turns it off).
 pub fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512ifma")
-            && std::env::var_os("CVM_MSM_SCALAR").is_none()
-    })
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let supported = *SUPPORTED.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512ifma")
+    });
+    supported && !crate::msm::MsmTuning::current().scalar_only
 }
 
 /// `buckets[indices[k]] += ±points[k]` for all k, under `AffineBatch`'s contract

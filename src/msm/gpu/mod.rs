@@ -87,9 +87,6 @@ struct Workspace {
     window_acc: wgpu::Buffer,
 }
 
-/// Set to time every dispatch of an MSM batch separately (on stderr).
-pub const TRACE_ENV: &str = "CVM_MSM_TRACE";
-
 type KernelCache = Vec<(Weak<GpuContext>, FieldPath, Arc<Kernels>)>;
 
 /// Pipelines are compiled once per device and configuration and shared by
@@ -353,7 +350,7 @@ impl GpuMsm {
         for buffer in [&ws.counts, &ws.bucket_of, &ws.bucket_acc, &ws.window_acc] {
             encoder.clear_buffer(buffer, 0, None);
         }
-        if std::env::var_os(TRACE_ENV).is_some() {
+        if crate::msm::MsmTuning::current().trace_dispatches {
             // Submit and wait for each dispatch on its own, timing it.
             ctx.queue.submit(Some(encoder.finish()));
             for (i, step) in steps.iter().enumerate() {
