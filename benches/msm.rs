@@ -17,7 +17,7 @@ use ark_ec::VariableBaseMSM;
 use causality_vm::backend::Backend;
 use causality_vm::msm::cpu::{CpuMsm, MsmCurve};
 use causality_vm::msm::MsmEngine;
-#[path = "../tests/msm_support/mod.rs"]
+#[path = "../tests/support/msm.rs"]
 mod msm_support;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example msm_compare -- [g1|g2] LOG_SIZE [RUNS]`
 
-#[path = "../tests/msm_support/mod.rs"]
+#[path = "../tests/support/msm.rs"]
 mod msm_support;
 
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Each operation kind, each lifecycle edge the executor enforces, and the
 //! transaction policies.
 
-mod batch_support;
+use crate::batch_support;
 
 use std::collections::BTreeMap;
 

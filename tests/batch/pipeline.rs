@@ -4,7 +4,7 @@
 //! roots, including when the next batch depends on the one still in flight
 //! and when that one never commits.
 
-mod batch_support;
+use crate::batch_support;
 
 use std::sync::Arc;
 

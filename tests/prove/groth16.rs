@@ -1,7 +1,7 @@
 //! Groth16 proofs from our prover: they verify with ark-groth16, and
 //! tampering of every kind is rejected with a clear error.
 
-mod prove_support;
+use crate::prove_support;
 
 use std::sync::OnceLock;
 

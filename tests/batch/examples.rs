@@ -2,7 +2,7 @@
 //!
 //! Their logic programs are named by content id, so when the TEL compiler's
 //! output changes the ids change too; regenerate the files with
-//! `cargo test --test batch_examples -- --ignored regenerate_examples`.
+//! `cargo test --test batch examples:: -- --ignored regenerate_examples`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -166,7 +166,7 @@ fn examples_are_up_to_date() {
         let expected: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             parsed, expected,
-            "examples/{name} is stale (program ids changed?): run cargo test --test batch_examples -- --ignored regenerate_examples"
+            "examples/{name} is stale (program ids changed?): run cargo test --test batch examples:: -- --ignored regenerate_examples"
         );
     }
 }

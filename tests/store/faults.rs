@@ -8,7 +8,7 @@
 //! CI runs a seeded sample; `CVM_FAULT_SWEEP=full` runs every byte of the
 //! log and every non-zero byte of the database (minutes).
 
-mod batch_support;
+use crate::batch_support;
 
 use std::path::Path;
 

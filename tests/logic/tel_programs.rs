@@ -2,7 +2,7 @@
 //! features behave as documented, errors point at the exact line:column,
 //! and `cvm tel` prints stable ContentIds.
 
-mod vm_support;
+use crate::vm_support;
 
 use std::process::Command;
 

@@ -8,7 +8,6 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const COUNTS: [usize; 10] = [0, 1, 2, 3, 31, 32, 33, 255, 256, 257];
-const LENGTHS: [usize; 7] = [1, 3, 32, 64, 65, 1024, 1025];
 
 fn random_bytes(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
     let mut data = vec![0u8; len];
@@ -18,27 +17,6 @@ fn random_bytes(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
 
 fn expected(data: &[u8], len: usize) -> Vec<[u8; 32]> {
     data.chunks_exact(len).map(|m| *blake3::hash(m).as_bytes()).collect()
-}
-
-#[test]
-fn bulk_filing_matches_the_crate_on_every_kernel() {
-    let mut rng = ChaCha8Rng::seed_from_u64(31);
-    for kernel in Kernel::supported() {
-        for len in LENGTHS {
-            for count in COUNTS {
-                let data = random_bytes(&mut rng, len * count);
-                let mut pool = HashPool::with_kernel(kernel).unwrap();
-                let range = pool.hash_fixed(&data, len).unwrap();
-                assert_eq!(range.len(), count);
-                assert_eq!(pool.pending_len(), count);
-                pool.flush().unwrap();
-                assert_eq!(pool.get_range(range).unwrap(), expected(&data, len), "{kernel} {count} x {len}B");
-                for (i, handle) in range.iter().enumerate() {
-                    assert_eq!(pool.get(handle), Some(*blake3::hash(&data[i * len..(i + 1) * len]).as_bytes()));
-                }
-            }
-        }
-    }
 }
 
 #[test]

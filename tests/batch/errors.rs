@@ -1,6 +1,6 @@
 //! Every ExecutionError variant, reached through a batch.
 
-mod batch_support;
+use crate::batch_support;
 
 use std::sync::Arc;
 
@@ -210,7 +210,7 @@ fn every_variant_is_covered() {
         "StateCommitmentError",
         "CrossDomainError",
     ];
-    let source = include_str!("batch_errors.rs");
+    let source = include_str!("errors.rs");
     for k in kinds {
         assert!(source.contains(&format!("ExecutionError::{k} {{")), "no test reaches {k}");
     }

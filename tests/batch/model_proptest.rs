@@ -4,7 +4,7 @@
 //! of quantities per fungibility domain changes only through creates and
 //! deletes, never through transfers.
 
-mod batch_support;
+use crate::batch_support;
 
 use std::collections::{BTreeMap, HashMap};
 

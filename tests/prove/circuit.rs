@@ -1,6 +1,6 @@
 //! The compliance circuit's rules at the constraint level (no keys needed).
 
-mod prove_support;
+use crate::prove_support;
 
 use ark_bn254::Fr;
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystem};

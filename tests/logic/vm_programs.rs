@@ -1,7 +1,7 @@
 //! The VM: decoding (each malformed class), the interpreter's outcomes and
 //! errors, deferred hashing, the Debug trace, and "never panics".
 
-mod vm_support;
+use crate::vm_support;
 
 use causality_vm::hash::HashPool;
 use causality_vm::resource::OperationKind;

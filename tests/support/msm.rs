@@ -1,4 +1,4 @@
-//! Random MSM inputs, shared by tests/msm_cpu.rs, benches/msm.rs and
+//! Random MSM inputs, shared by tests/msm/cpu.rs, benches/msm.rs and
 //! examples/msm_compare.rs (the last two include this file by path).
 #![allow(dead_code)]
 

@@ -5,9 +5,8 @@
 //! that install the snarkjs check is skipped with a message, unless
 //! CVM_REQUIRE_SNARKJS=1, which makes it fail.
 
-mod prove_support;
-#[path = "prove_support/snarkjs.rs"]
-mod snarkjs_runner;
+use crate::prove_support;
+use crate::snarkjs_runner;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

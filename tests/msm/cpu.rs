@@ -12,7 +12,7 @@ use causality_vm::msm::{MsmEngine, MsmError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-mod msm_support;
+use crate::msm_support;
 
 use msm_support::random_points;
 

@@ -2,9 +2,8 @@
 //! verify → commit, the proofs in the batch log, export, and the failure
 //! paths (CPU retry, a prover that fails for good).
 
-mod batch_support;
-#[path = "prove_support/snarkjs.rs"]
-mod snarkjs_runner;
+use crate::batch_support;
+use crate::snarkjs_runner;
 
 use std::sync::{Arc, OnceLock};
 

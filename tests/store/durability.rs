@@ -1,7 +1,7 @@
 //! The store survives reopening, with and without checkpoints, and its
 //! records round-trip; damaged records are errors, not panics.
 
-mod batch_support;
+use crate::batch_support;
 
 use batch_support::*;
 use std::path::Path;

@@ -9,7 +9,7 @@
 //! executes), so kills land in that path too. The child is this test binary
 //! itself, re-run on the ignored `crash_child` test with CVM_CRASH_DIR set.
 
-mod batch_support;
+use crate::batch_support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -176,7 +176,9 @@ fn crash_leaves_the_store_at_a_batch_boundary() {
         rounds += 1;
         let streaming = rounds % 2 == 0;
         let mut command = Command::new(&exe);
-        command.args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"]);
+        // The child test's name within this binary (its module path less the crate).
+        let child_test = format!("{}::crash_child", module_path!().split_once("::").map_or("", |(_, m)| m));
+        command.args(["--exact", &child_test, "--ignored", "--nocapture", "--test-threads=1"]);
         if streaming {
             command.env("CVM_CRASH_STREAM", "1");
         }

@@ -1,0 +1,8 @@
+//! The logic tests in one binary (one link of arkworks and wgpu instead of one per file).
+
+#[path = "../support/vm.rs"]
+mod vm_support;
+
+mod capability;
+mod tel_programs;
+mod vm_programs;

@@ -1,0 +1,14 @@
+//! The prove tests in one binary (one link of arkworks and wgpu instead of one per file).
+
+#[path = "../support/batch.rs"]
+mod batch_support;
+#[path = "../support/prove.rs"]
+mod prove_support;
+#[path = "../support/snarkjs.rs"]
+mod snarkjs_runner;
+
+mod circuit;
+mod groth16;
+mod keys;
+mod pipeline;
+mod snarkjs;
