@@ -1,4 +1,5 @@
-//! Backend selection shared by the hash pool and the MSM engine.
+//! Backend selection shared by the hash pool and the MSM engine, and what
+//! every backend shares: its errors and the fault plan tests arm.
 //!
 //! `Auto` uses a GPU when a usable adapter exists and otherwise warns and uses
 //! the CPU; `Gpu` fails with a clear error when there is none, never silently
@@ -54,6 +55,56 @@ impl fmt::Display for ResolvedBackend {
             ResolvedBackend::Cpu => "cpu",
             ResolvedBackend::Gpu => "gpu",
         })
+    }
+}
+
+/// What went wrong on an accelerator, whichever backend runs it (today
+/// wgpu, where it is also called `gpu::GpuError`). Callers see these only
+/// when they asked for a device outright; a failure mid-run is recomputed on
+/// the CPU (see [`FaultPlan`] and each engine's fallback accounting).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum DeviceError {
+    #[error("no GPU adapter available: {0}")]
+    NoAdapter(String),
+    #[error("the GPU adapter {adapter} refused to create a device: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+    #[error("shader {label} failed to compile: {reason}")]
+    Shader { label: String, reason: String },
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    #[error("GPU dispatch {label} failed: {reason}")]
+    Dispatch { label: String, reason: String },
+    #[error("reading back GPU buffer {label} failed: {reason}")]
+    Readback { label: String, reason: String },
+    #[error("GPU fault injected for testing at {0}")]
+    InjectedFault(String),
+}
+
+/// A test's plan of device failures, the same for every kernel: the next
+/// `runs` device runs of one pool or engine fail as a lost device would,
+/// each before its step `at_step` (a hash flush's segment, an MSM's
+/// dispatch; 0 is before any work). The pool or engine then recomputes the
+/// run on the CPU and counts it. Armed through the `test-support` hooks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    pub runs: u32,
+    pub at_step: usize,
+}
+
+impl FaultPlan {
+    /// One failing run, before step `at_step`.
+    pub fn once_at(at_step: usize) -> FaultPlan {
+        FaultPlan { runs: 1, at_step }
+    }
+
+    /// Consume one run of the plan: `Some(step)` if this run must fail
+    /// before `step`.
+    pub fn take(&mut self) -> Option<usize> {
+        if self.runs == 0 {
+            return None;
+        }
+        self.runs -= 1;
+        Some(self.at_step)
     }
 }
 

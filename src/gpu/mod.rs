@@ -22,23 +22,9 @@ pub mod wgsl;
 /// instead of a skip, so GPU tests can never be skipped silently.
 pub const REQUIRE_GPU_ENV: &str = "CVM_REQUIRE_GPU";
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum GpuError {
-    #[error("no GPU adapter available: {0}")]
-    NoAdapter(String),
-    #[error("the GPU adapter {adapter} refused to create a device: {reason}")]
-    RequestDevice { adapter: String, reason: String },
-    #[error("shader {label} failed to compile: {reason}")]
-    Shader { label: String, reason: String },
-    #[error("GPU device lost: {0}")]
-    DeviceLost(String),
-    #[error("GPU dispatch {label} failed: {reason}")]
-    Dispatch { label: String, reason: String },
-    #[error("reading back GPU buffer {label} failed: {reason}")]
-    Readback { label: String, reason: String },
-    #[error("GPU fault injected for testing at {0}")]
-    InjectedFault(String),
-}
+/// The wgpu backend's errors are the backend layer's [`DeviceError`]
+/// (nothing wgpu-specific crosses into the kernels' callers).
+pub use crate::backend::DeviceError as GpuError;
 
 /// What [`GpuContext::compute_pipeline`] tells the compile observer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

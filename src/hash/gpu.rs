@@ -17,7 +17,7 @@ use wgpu::util::DeviceExt;
 
 use super::batch::{Job, PackedBatch};
 use super::consts::CHUNK_LEN;
-use super::GpuRunOptions;
+use super::device::{HashDevice, RunOptions};
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
 use crate::gpu::{GpuContext, GpuError};
 
@@ -138,10 +138,6 @@ impl GpuHasher {
         Ok(GpuHasher { ctx, hash, merkle })
     }
 
-    pub fn context(&self) -> &Arc<GpuContext> {
-        &self.ctx
-    }
-
     /// The most bytes one binding may hold (and one word index can address).
     fn binding_limit(&self) -> u64 {
         let limits = &self.ctx.limits;
@@ -166,7 +162,7 @@ impl GpuHasher {
 
     /// Cut the batch's single-chunk jobs into segments within the limits;
     /// returns them and the multi-chunk jobs with their indices.
-    fn plan(&self, batch: &PackedBatch, options: &GpuRunOptions) -> (Vec<Segment>, Vec<(usize, Job)>) {
+    fn plan(&self, batch: &PackedBatch, options: &RunOptions) -> (Vec<Segment>, Vec<(usize, Job)>) {
         let limit = self.binding_limit() as usize;
         // Digests (32 bytes a job) are the largest per-job buffer.
         let max_jobs = (limit / 32).min(options.max_segment_jobs.unwrap_or(usize::MAX)).max(1);
@@ -196,12 +192,7 @@ impl GpuHasher {
     }
 
     /// Digest every job of `batch` into `out` (request order).
-    pub(crate) fn hash_batch(
-        &self,
-        batch: &PackedBatch,
-        out: &mut [[u8; 32]],
-        options: &GpuRunOptions,
-    ) -> Result<(), GpuError> {
+    fn run_hash_batch(&self, batch: &PackedBatch, out: &mut [[u8; 32]], options: &RunOptions) -> Result<(), GpuError> {
         let (segments, long) = self.plan(batch, options);
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -213,7 +204,7 @@ impl GpuHasher {
         });
         let mut results = Vec::with_capacity(segments.len());
         for (s, segment) in segments.iter().enumerate() {
-            if options.fail_at_segment == Some(s) {
+            if options.fail_before_step == Some(s) {
                 return Err(GpuError::InjectedFault(format!("hash segment {s} of {}", segments.len())));
             }
             results.push(self.submit_segment(batch, segment, &keys));
@@ -290,7 +281,7 @@ impl GpuHasher {
 
     /// The Merkle root of `leaves` (same rules as the CPU), every level on
     /// the GPU in one submission with a single 32-byte readback.
-    pub(crate) fn merkle_root(&self, leaves: &[[u8; 32]], options: &GpuRunOptions) -> Result<[u8; 32], GpuError> {
+    fn run_merkle_root(&self, leaves: &[[u8; 32]], options: &RunOptions) -> Result<[u8; 32], GpuError> {
         match leaves.len() {
             0 => return Ok(*blake3::hash(&[]).as_bytes()),
             1 => return Ok(leaves[0]),
@@ -377,7 +368,7 @@ impl GpuHasher {
             }
         }
         encoder.copy_buffer_to_buffer(&nodes, ((total - 1) * 32) as u64, &root, 0, 32);
-        if options.fail_at_segment.is_some() {
+        if options.fail_before_step.is_some() {
             return Err(GpuError::InjectedFault("merkle submission".into()));
         }
         self.ctx.queue.submit(Some(encoder.finish()));
@@ -389,6 +380,24 @@ impl GpuHasher {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&bytes);
         Ok(digest)
+    }
+}
+
+impl HashDevice for GpuHasher {
+    fn describe(&self) -> String {
+        self.ctx.describe()
+    }
+
+    fn hash_batch(&self, batch: &PackedBatch, out: &mut [[u8; 32]], run: &RunOptions) -> Result<(), GpuError> {
+        self.run_hash_batch(batch, out, run)
+    }
+
+    fn merkle_root(&self, leaves: &[[u8; 32]], run: &RunOptions) -> Result<[u8; 32], GpuError> {
+        self.run_merkle_root(leaves, run)
+    }
+
+    fn is_lost(&self) -> bool {
+        self.ctx.is_lost()
     }
 }
 

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use super::batch::PackedBatch;
-use super::GpuRunOptions;
+use super::device::{HashDevice, RunOptions};
 use crate::gpu::{GpuContext, GpuError};
 
 /// Never constructed in this build.
@@ -17,16 +17,22 @@ impl GpuHasher {
     pub fn shared() -> Result<Arc<GpuHasher>, GpuError> {
         Err(GpuContext::shared().err().unwrap_or_else(|| GpuError::NoAdapter("no GPU support".into())))
     }
+}
 
-    pub fn context(&self) -> &Arc<GpuContext> {
+impl HashDevice for GpuHasher {
+    fn describe(&self) -> String {
         match self.never {}
     }
 
-    pub(crate) fn hash_batch(&self, _: &PackedBatch, _: &mut [[u8; 32]], _: &GpuRunOptions) -> Result<(), GpuError> {
+    fn hash_batch(&self, _: &PackedBatch, _: &mut [[u8; 32]], _: &RunOptions) -> Result<(), GpuError> {
         match self.never {}
     }
 
-    pub(crate) fn merkle_root(&self, _: &[[u8; 32]], _: &GpuRunOptions) -> Result<[u8; 32], GpuError> {
+    fn merkle_root(&self, _: &[[u8; 32]], _: &RunOptions) -> Result<[u8; 32], GpuError> {
+        match self.never {}
+    }
+
+    fn is_lost(&self) -> bool {
         match self.never {}
     }
 }

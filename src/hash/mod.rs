@@ -11,6 +11,7 @@ mod batch;
 mod choice;
 pub mod consts;
 mod cpu;
+mod device;
 #[cfg(feature = "gpu")]
 mod gpu;
 #[cfg(not(feature = "gpu"))]
@@ -21,11 +22,11 @@ pub mod reference;
 
 use std::sync::Arc;
 
-pub use gpu::GpuHasher;
 pub use lanes::Kernel;
 
-use crate::backend::{Backend, ResolvedBackend};
+use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
 use batch::PackedBatch;
+use device::{HashDevice, RunOptions};
 
 /// BLAKE3 of each consecutive `message_len`-byte message of `data`, in SIMD
 /// lanes across rayon threads without copying (the pool's CPU backend minus
@@ -126,10 +127,10 @@ impl HashRequest {
 pub enum HashError {
     #[error("hash handle {0} is not in this pool")]
     UnknownHandle(u32),
-    /// The message already includes the GPU error's (not a `source`, so
+    /// The message already includes the device error's (not a `source`, so
     /// error chains do not print it twice).
-    #[error("GPU hash backend: {0}")]
-    Gpu(crate::gpu::GpuError),
+    #[error("hash backend: {0}")]
+    Device(DeviceError),
     #[error("the {0} CPU kernel needs instructions this processor lacks")]
     UnsupportedKernel(Kernel),
     #[error("bulk filing: {data_len} bytes are not whole messages of {message_len} bytes (message_len must be > 0)")]
@@ -138,9 +139,9 @@ pub enum HashError {
     TooManyRequests,
 }
 
-impl From<crate::gpu::GpuError> for HashError {
-    fn from(err: crate::gpu::GpuError) -> Self {
-        HashError::Gpu(err)
+impl From<DeviceError> for HashError {
+    fn from(err: DeviceError) -> Self {
+        HashError::Device(err)
     }
 }
 
@@ -150,20 +151,20 @@ impl From<crate::gpu::GpuError> for HashError {
 #[derive(Clone)]
 pub struct HashBackend {
     kernel: Kernel,
-    gpu: Option<Arc<GpuHasher>>,
+    device: Option<Arc<dyn HashDevice>>,
 }
 
 impl Default for HashBackend {
     /// The CPU, with the widest SIMD kernel this processor has.
     fn default() -> Self {
-        HashBackend { kernel: Kernel::detect(), gpu: None }
+        HashBackend { kernel: Kernel::detect(), device: None }
     }
 }
 
 impl std::fmt::Debug for HashBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.gpu {
-            Some(gpu) => write!(f, "HashBackend::Gpu({})", gpu.context().describe()),
+        match &self.device {
+            Some(device) => write!(f, "HashBackend::Gpu({})", device.describe()),
             None => write!(f, "HashBackend::Cpu({})", self.kernel),
         }
     }
@@ -181,37 +182,24 @@ impl HashBackend {
     pub fn select(backend: Backend) -> Result<HashBackend, HashError> {
         let (resolved, _ctx) = crate::gpu::resolve(backend)?;
         let mut selected = HashBackend::cpu();
-        if resolved == ResolvedBackend::Gpu {
-            match GpuHasher::shared() {
-                Ok(hasher) => selected.gpu = Some(hasher),
-                Err(err) if backend == Backend::Auto => {
-                    tracing::warn!(%err, "GPU hash pipelines unavailable: using the CPU backend");
-                }
-                Err(err) => return Err(err.into()),
+        match acquire_device(resolved) {
+            Ok(device) => selected.device = device,
+            Err(err) if backend == Backend::Auto => {
+                tracing::warn!(%err, "GPU hash pipelines unavailable: using the CPU backend");
             }
+            Err(err) => return Err(err.into()),
         }
         Ok(selected)
     }
 
     /// Which backend it is.
     pub fn resolved(&self) -> ResolvedBackend {
-        if self.gpu.is_some() {
+        if self.device.is_some() {
             ResolvedBackend::Gpu
         } else {
             ResolvedBackend::Cpu
         }
     }
-}
-
-/// Test hooks: make a flush fail part-way, or cut it into small segments.
-#[derive(Clone, Copy, Debug, Default)]
-#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
-pub(crate) struct GpuRunOptions {
-    /// Fail with [`GpuError::InjectedFault`] before recording this segment
-    /// (or, for a Merkle root, before submitting).
-    pub fail_at_segment: Option<usize>,
-    /// At most this many messages per segment.
-    pub max_segment_jobs: Option<usize>,
 }
 
 /// A fault to inject into the next GPU flush or Merkle root (tests only).
@@ -227,8 +215,8 @@ pub struct HashPool {
     resolved: Vec<[u8; 32]>,
     limit: Option<usize>,
     kernel: Kernel,
-    gpu: Option<Arc<GpuHasher>>,
-    fault: Option<GpuFault>,
+    device: Option<Arc<dyn HashDevice>>,
+    faults: FaultPlan,
     max_segment_jobs: Option<usize>,
     gpu_fallbacks: usize,
     gpu_hashed: u64,
@@ -253,8 +241,8 @@ impl HashPool {
             resolved: Vec::new(),
             limit: None,
             kernel: Kernel::detect(),
-            gpu: None,
-            fault: None,
+            device: None,
+            faults: FaultPlan::default(),
             max_segment_jobs: None,
             gpu_fallbacks: 0,
             gpu_hashed: 0,
@@ -280,13 +268,13 @@ impl HashPool {
 
     /// An empty pool whose flushes run where `backend` says.
     pub fn on(backend: &HashBackend) -> HashPool {
-        HashPool { kernel: backend.kernel, gpu: backend.gpu.clone(), ..HashPool::new() }
+        HashPool { kernel: backend.kernel, device: backend.device.clone(), ..HashPool::new() }
     }
 
     /// Where this pool's flushes run, to make more pools like it (after a
     /// device loss: the CPU, or the fresh device).
     pub fn hash_backend(&self) -> HashBackend {
-        HashBackend { kernel: self.kernel, gpu: self.gpu.clone() }
+        HashBackend { kernel: self.kernel, device: self.device.clone() }
     }
 
     /// An empty pool on the same backend and kernel, for work split across
@@ -295,7 +283,7 @@ impl HashPool {
         HashPool {
             limit: self.limit,
             kernel: self.kernel,
-            gpu: self.gpu.clone(),
+            device: self.device.clone(),
             max_segment_jobs: self.max_segment_jobs,
             ..HashPool::new()
         }
@@ -311,7 +299,7 @@ impl HashPool {
 
     /// Where flushes run.
     pub fn backend(&self) -> ResolvedBackend {
-        if self.gpu.is_some() {
+        if self.device.is_some() {
             ResolvedBackend::Gpu
         } else {
             ResolvedBackend::Cpu
@@ -325,14 +313,21 @@ impl HashPool {
 
     /// The adapter behind the GPU backend, if that is the backend.
     pub fn gpu_adapter(&self) -> Option<String> {
-        self.gpu.as_ref().map(|g| g.context().describe())
+        self.device.as_ref().map(|d| d.describe())
     }
 
     #[cfg(any(test, feature = "test-support"))]
     /// Make the next GPU flush (or Merkle root) fail as a dispatch would; the
     /// pool then recomputes it on the CPU.
     pub fn inject_gpu_fault(&mut self, fault: GpuFault) {
-        self.fault = Some(fault);
+        self.inject_faults(FaultPlan::once_at(fault.at_segment));
+    }
+
+    #[cfg(any(test, feature = "test-support"))]
+    /// Make the next device runs (flushes or Merkle roots) fail as `plan`
+    /// says; the pool recomputes each on the CPU.
+    pub fn inject_faults(&mut self, plan: FaultPlan) {
+        self.faults = plan;
     }
 
     #[cfg(any(test, feature = "test-support"))]
@@ -403,7 +398,7 @@ impl HashPool {
         if start.0 as usize + count > u32::MAX as usize {
             return Err(HashError::TooManyRequests);
         }
-        if self.gpu.is_none() && self.pending.is_empty() && count >= EAGER_MIN_MESSAGES {
+        if self.device.is_none() && self.pending.is_empty() && count >= EAGER_MIN_MESSAGES {
             // Already one big batch: hash it in place, skipping the copy into
             // the pending buffer (a 64 MiB copy costs as much as hashing it).
             self.resolved.reserve(count);
@@ -480,7 +475,7 @@ impl HashPool {
         }
         let start = self.resolved.len();
         let count = self.pending.len();
-        if self.gpu.is_none() {
+        if self.device.is_none() {
             // The CPU writes every slot: no need to zero them first.
             self.resolved.reserve(count);
             cpu::hash_batch_into(self.kernel, &self.pending, &mut self.resolved.spare_capacity_mut()[..count]);
@@ -492,12 +487,9 @@ impl HashPool {
         self.resolved.resize(start + count, [0u8; 32]);
         let out = &mut self.resolved[start..];
         let mut on_cpu = true;
-        if let Some(gpu) = &self.gpu {
-            let options = GpuRunOptions {
-                fail_at_segment: self.fault.take().map(|f| f.at_segment),
-                max_segment_jobs: self.max_segment_jobs,
-            };
-            match gpu.hash_batch(&self.pending, out, &options) {
+        if let Some(device) = &self.device {
+            let run = RunOptions { fail_before_step: self.faults.take(), max_segment_jobs: self.max_segment_jobs };
+            match device.hash_batch(&self.pending, out, &run) {
                 Ok(()) => {
                     on_cpu = false;
                     self.gpu_hashed += count as u64;
@@ -517,9 +509,9 @@ impl HashPool {
 
     /// After a device loss, move to a fresh device (or stay on the CPU).
     fn refresh_gpu_after_loss(&mut self) {
-        if self.gpu.as_ref().is_some_and(|g| g.context().is_lost()) {
-            self.gpu = match GpuHasher::shared() {
-                Ok(hasher) => Some(hasher),
+        if self.device.as_ref().is_some_and(|d| d.is_lost()) {
+            self.device = match acquire_device(ResolvedBackend::Gpu) {
+                Ok(device) => device,
                 Err(err) => {
                     tracing::warn!(%err, "GPU lost and not recovered: the hash pool continues on the CPU");
                     None
@@ -556,10 +548,9 @@ impl HashPool {
     /// by level on the pool's backend (on the GPU, all levels in one
     /// submission); pending requests are left pending.
     pub fn merkle_root(&mut self, leaves: &[[u8; 32]]) -> Result<[u8; 32], HashError> {
-        if let Some(gpu) = &self.gpu {
-            let options =
-                GpuRunOptions { fail_at_segment: self.fault.take().map(|f| f.at_segment), max_segment_jobs: None };
-            match gpu.merkle_root(leaves, &options) {
+        if let Some(device) = &self.device {
+            let run = RunOptions { fail_before_step: self.faults.take(), max_segment_jobs: None };
+            match device.merkle_root(leaves, &run) {
                 Ok(root) => {
                     self.gpu_hashed += leaves.len() as u64;
                     return Ok(root);
@@ -584,4 +575,13 @@ fn reserve_fresh<T>(buffer: &mut Vec<T>, additional: usize) {
     } else {
         buffer.reserve(additional);
     }
+}
+
+/// The device for a resolved backend: `None` for the CPU. The one place a
+/// backend is mapped to its implementation.
+fn acquire_device(backend: ResolvedBackend) -> Result<Option<Arc<dyn HashDevice>>, DeviceError> {
+    Ok(match backend {
+        ResolvedBackend::Cpu => None,
+        ResolvedBackend::Gpu => Some(gpu::GpuHasher::shared()?),
+    })
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ark_bn254::{Fr, G1Affine, G1Projective};
 
+use super::device::{DeviceBases, MsmDevice, RunOptions};
 use crate::gpu::{GpuContext, GpuError};
 
 /// Never constructed in this build.
@@ -13,34 +14,26 @@ pub struct GpuMsm {
     never: Infallible,
 }
 
-/// Never constructed in this build.
-pub struct GpuBases {
-    never: Infallible,
-}
-
 impl GpuMsm {
     pub fn new(ctx: Arc<GpuContext>) -> Result<Self, GpuError> {
         Err(GpuError::NoAdapter(format!("no GPU MSM in this build ({})", ctx.describe())))
     }
+}
 
-    pub fn context(&self) -> &Arc<GpuContext> {
+impl MsmDevice for GpuMsm {
+    fn describe(&self) -> String {
         match self.never {}
     }
 
-    #[cfg(any(test, feature = "test-support"))]
-    pub fn inject_faults(&self, _: u32) {
+    fn upload_g1(&self, _: &[G1Affine]) -> Result<DeviceBases, GpuError> {
         match self.never {}
     }
 
-    pub fn upload(&self, _: &[G1Affine]) -> Result<GpuBases, GpuError> {
+    fn msm_g1_resident(&self, _: &DeviceBases, _: &[Fr], _: &RunOptions) -> Result<G1Projective, GpuError> {
         match self.never {}
     }
 
-    pub fn msm(&self, _: &[G1Affine], _: &[Fr]) -> Result<G1Projective, GpuError> {
+    fn is_lost(&self) -> bool {
         match self.never {}
-    }
-
-    pub fn msm_resident(&self, set: &GpuBases, _: &[Fr]) -> Result<G1Projective, GpuError> {
-        match set.never {}
     }
 }

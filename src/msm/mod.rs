@@ -2,6 +2,7 @@
 //! interface, on the CPU (our rayon Pippenger) or the GPU (WGSL).
 
 pub mod cpu;
+mod device;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 #[cfg(not(feature = "gpu"))]
@@ -10,12 +11,12 @@ pub mod gpu;
 mod tuning;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 
-use crate::backend::{Backend, ResolvedBackend};
-use crate::gpu::GpuError;
+use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
+use device::{DeviceBases, MsmDevice, RunOptions};
 pub use tuning::MsmTuning;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -24,15 +25,17 @@ pub enum MsmError {
     LengthMismatch { bases: usize, scalars: usize },
     #[error("MSM base {index} rejected: {reason}")]
     InvalidBase { index: usize, reason: String },
-    #[error("GPU MSM backend: {0}")]
-    Gpu(#[from] GpuError),
+    #[error("MSM backend: {0}")]
+    Device(#[from] DeviceError),
 }
 
-/// A fixed G1 base set uploaded once (to the GPU when the engine has one) and
-/// reused for many MSMs, as the prover does with a proving key's bases.
+/// A fixed G1 base set uploaded once (to the engine's device when it has
+/// one) and reused for many MSMs, as the prover does with a proving key's
+/// bases. After a device loss it is uploaded again on its next use.
 pub struct ResidentG1 {
     bases: Arc<Vec<G1Affine>>,
-    gpu: Option<gpu::GpuBases>,
+    /// The upload, tagged with the device generation it belongs to.
+    on_device: Mutex<Option<(u64, DeviceBases)>>,
 }
 
 impl ResidentG1 {
@@ -67,25 +70,31 @@ impl ResidentG2 {
 pub struct MsmEngine {
     backend: ResolvedBackend,
     cpu: cpu::CpuMsm,
-    gpu: Option<gpu::GpuMsm>,
+    /// The accelerator and its generation (bumped when a lost device is
+    /// replaced); `None` is the CPU.
+    device: RwLock<(u64, Option<Arc<dyn MsmDevice>>)>,
     /// GPU MSMs that failed and were recomputed on the CPU.
     fallbacks: AtomicU64,
+    faults: Mutex<FaultPlan>,
 }
 
 impl MsmEngine {
     /// An engine for `backend`: `Gpu` without a usable adapter is an error,
     /// `Auto` warns and uses the CPU.
     pub fn new(backend: Backend) -> Result<Self, MsmError> {
-        let (resolved, ctx) = crate::gpu::resolve(backend)?;
-        let gpu = match ctx {
-            Some(ctx) => Some(gpu::GpuMsm::new(ctx)?),
-            None => None,
-        };
-        Ok(MsmEngine { backend: resolved, cpu: cpu::CpuMsm::new(), gpu, fallbacks: AtomicU64::new(0) })
+        let (resolved, _ctx) = crate::gpu::resolve(backend)?;
+        let device = acquire_device(resolved)?;
+        Ok(MsmEngine { backend: resolved, device: RwLock::new((0, device)), ..MsmEngine::cpu() })
     }
 
     pub fn cpu() -> Self {
-        MsmEngine { backend: ResolvedBackend::Cpu, cpu: cpu::CpuMsm::new(), gpu: None, fallbacks: AtomicU64::new(0) }
+        MsmEngine {
+            backend: ResolvedBackend::Cpu,
+            cpu: cpu::CpuMsm::new(),
+            device: RwLock::new((0, None)),
+            fallbacks: AtomicU64::new(0),
+            faults: Mutex::new(FaultPlan::default()),
+        }
     }
 
     /// How many GPU MSMs failed and were recomputed on the CPU (same
@@ -94,10 +103,37 @@ impl MsmEngine {
         self.fallbacks.load(Ordering::Relaxed)
     }
 
-    /// The CPU's answer after a GPU failure, counted.
-    fn recompute_on_cpu(&self, err: &GpuError, bases: &[G1Affine], scalars: &[Fr]) -> G1Projective {
+    fn current_device(&self) -> (u64, Option<Arc<dyn MsmDevice>>) {
+        let guard = self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    fn run_options(&self) -> RunOptions {
+        let mut faults = self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        RunOptions { fail_before_step: faults.take() }
+    }
+
+    /// The CPU's answer after a device failure, counted; a lost device is
+    /// replaced by a fresh one (or by the CPU when none comes back).
+    fn recompute_on_cpu(
+        &self,
+        err: &DeviceError,
+        failed: &Arc<dyn MsmDevice>,
+        bases: &[G1Affine],
+        scalars: &[Fr],
+    ) -> G1Projective {
         tracing::warn!(%err, points = scalars.len(), "GPU MSM failed; recomputing on the CPU");
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        if failed.is_lost() {
+            let mut guard = self.device.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if guard.1.as_ref().is_some_and(|current| Arc::ptr_eq(current, failed)) {
+                let fresh = acquire_device(ResolvedBackend::Gpu).unwrap_or_else(|err| {
+                    tracing::warn!(%err, "GPU lost and not recovered: MSMs continue on the CPU");
+                    None
+                });
+                *guard = (guard.0 + 1, fresh);
+            }
+        }
         self.cpu.msm_g1(bases, scalars)
     }
 
@@ -107,28 +143,36 @@ impl MsmEngine {
 
     /// A description of the device the GPU backend runs on, if it has one.
     pub fn device(&self) -> Option<String> {
-        self.gpu.as_ref().map(|gpu| gpu.context().describe())
+        self.current_device().1.map(|device| device.describe())
     }
 
     #[cfg(any(test, feature = "test-support"))]
-    /// Make the next `count` GPU MSMs fail mid-computation as a lost device
-    /// would, to exercise the CPU recompute path. Returns false (and does
-    /// nothing) when the engine has no GPU backend.
+    /// Make the next `count` GPU MSMs fail mid-computation (after their
+    /// dispatches, before the readback), as a lost device would, to exercise
+    /// the CPU recompute path. Returns false (and does nothing) when the
+    /// engine has no GPU backend.
     pub fn inject_gpu_faults(&self, count: u32) -> bool {
-        match &self.gpu {
-            Some(gpu) => {
-                gpu.inject_faults(count);
-                true
-            }
-            None => false,
+        self.inject_faults(FaultPlan { runs: count, at_step: usize::MAX })
+    }
+
+    #[cfg(any(test, feature = "test-support"))]
+    /// Make the next device MSMs fail as `plan` says (the hash pool takes
+    /// the same plan). Returns false (and does nothing) without a device.
+    pub fn inject_faults(&self, plan: FaultPlan) -> bool {
+        if self.current_device().1.is_none() {
+            return false;
         }
+        *self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = plan;
+        true
     }
 
     pub fn msm_g1(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<G1Projective, MsmError> {
         check_lengths(bases.len(), scalars.len())?;
         validate_g1(bases)?;
-        match &self.gpu {
-            Some(gpu) => Ok(gpu.msm(bases, scalars).unwrap_or_else(|err| self.recompute_on_cpu(&err, bases, scalars))),
+        match self.current_device().1 {
+            Some(device) => Ok(device
+                .msm_g1(bases, scalars, &self.run_options())
+                .unwrap_or_else(|err| self.recompute_on_cpu(&err, &device, bases, scalars))),
             None => Ok(self.cpu.msm_g1(bases, scalars)),
         }
     }
@@ -164,11 +208,12 @@ impl MsmEngine {
     /// Validate and keep `bases` for repeated MSMs (resident on the GPU).
     pub fn upload_g1(&self, bases: Vec<G1Affine>) -> Result<ResidentG1, MsmError> {
         validate_g1(&bases)?;
-        let gpu = match &self.gpu {
-            Some(gpu) => Some(gpu.upload(&bases)?),
+        let (generation, device) = self.current_device();
+        let on_device = match device {
+            Some(device) => Some((generation, device.upload_g1(&bases)?)),
             None => None,
         };
-        Ok(ResidentG1 { bases: Arc::new(bases), gpu })
+        Ok(ResidentG1 { bases: Arc::new(bases), on_device: Mutex::new(on_device) })
     }
 
     /// An MSM against a resident base set; `scalars` may be shorter than the set.
@@ -177,12 +222,20 @@ impl MsmEngine {
             return Err(MsmError::LengthMismatch { bases: set.len(), scalars: scalars.len() });
         }
         let bases = &set.bases[..scalars.len()];
-        match (&self.gpu, &set.gpu) {
-            (Some(gpu), Some(resident)) => Ok(gpu
-                .msm_resident(resident, scalars)
-                .unwrap_or_else(|err| self.recompute_on_cpu(&err, bases, scalars))),
-            _ => Ok(self.cpu.msm_g1(bases, scalars)),
-        }
+        let (generation, Some(device)) = self.current_device() else {
+            return Ok(self.cpu.msm_g1(bases, scalars));
+        };
+        let uploaded = {
+            let mut on_device = set.on_device.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match on_device.as_ref() {
+                Some((g, uploaded)) if *g == generation => Ok(uploaded.clone()),
+                // Uploaded to a device since replaced (or never): again.
+                _ => device.upload_g1(&set.bases).inspect(|uploaded| *on_device = Some((generation, uploaded.clone()))),
+            }
+        };
+        Ok(uploaded
+            .and_then(|uploaded| device.msm_g1_resident(&uploaded, scalars, &self.run_options()))
+            .unwrap_or_else(|err| self.recompute_on_cpu(&err, &device, bases, scalars)))
     }
 }
 
@@ -218,5 +271,14 @@ pub fn validate_g2(bases: &[G2Affine]) -> Result<(), MsmError> {
             return Err(MsmError::InvalidBase { index, reason: "point is not in the prime-order subgroup".into() });
         }
         Ok(())
+    })
+}
+
+/// The device for a resolved backend: `None` for the CPU. The one place a
+/// backend is mapped to its implementation.
+fn acquire_device(backend: ResolvedBackend) -> Result<Option<Arc<dyn MsmDevice>>, DeviceError> {
+    Ok(match backend {
+        ResolvedBackend::Cpu => None,
+        ResolvedBackend::Gpu => Some(Arc::new(gpu::GpuMsm::new(crate::gpu::GpuContext::shared()?)?)),
     })
 }

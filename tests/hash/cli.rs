@@ -143,8 +143,13 @@ fn a_large_file_hashes_in_bounded_memory() {
     }
 }
 
-/// Run cvm, returning its stdout and its own peak resident memory (KiB).
-#[allow(clippy::zombie_processes)] // reaped by wait4, which std cannot see
+/// Run `cvm args` and return its output and its peak resident memory in KiB.
+///
+/// The peak is the child's own `VmHWM`, polled from `/proc` until it exits
+/// (a high-water mark, so the last reading is the peak so far). `wait4`'s
+/// `ru_maxrss` would not do: the child is spawned from this test process,
+/// and Linux carries the spawning image's peak across `exec`, so the big
+/// tests running beside this one would count against `cvm`.
 fn run_measured(dir: &std::path::Path, args: &[&str]) -> (String, i64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cvm"))
         .current_dir(dir)
@@ -153,14 +158,29 @@ fn run_measured(dir: &std::path::Path, args: &[&str]) -> (String, i64) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0i64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(status) = std::fs::read_to_string(&status_file) else { break };
+                let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) else { break };
+                peak = peak.max(line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        })
+    };
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for this child alone.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(waited, child.id() as i32);
-    (stdout, usage.ru_maxrss)
+    // Output closed: the child is exiting; its last VmHWM reading stands.
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = poller.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(peak > 0, "no VmHWM read for the child");
+    (stdout, peak)
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! flushes, agreement with the CPU pool, and faults injected mid-flush and
 //! mid-Merkle that the CPU must recover from.
 
+use causality_vm::backend::FaultPlan;
 use causality_vm::hash::{GpuFault, HashPool, HashRequest};
 use causality_vm::{Backend, ResolvedBackend};
 use rand::{Rng, SeedableRng};
@@ -94,4 +95,19 @@ fn a_fault_in_a_merkle_submission_is_recomputed_on_the_cpu() {
     pool.inject_gpu_fault(GpuFault { at_segment: 0 });
     assert_eq!(pool.merkle_root(&leaves).unwrap(), naive_merkle(&leaves));
     assert_eq!(pool.gpu_fallbacks(), 1);
+}
+
+#[test]
+fn a_fault_plan_fails_that_many_runs_then_the_device_works_again() {
+    let Some(mut pool) = gpu_pool() else { return };
+    pool.set_gpu_segment_limit(50);
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let requests: Vec<HashRequest> = (0..400).map(|_| random_request(&mut rng, 100)).collect();
+    pool.inject_faults(FaultPlan { runs: 2, at_step: 3 });
+    check(&mut pool, &requests, "first failing run");
+    check(&mut pool, &requests, "second failing run");
+    assert_eq!(pool.gpu_fallbacks(), 2, "both planned faults fired and were recomputed");
+    check(&mut pool, &requests, "after the plan");
+    assert_eq!(pool.gpu_fallbacks(), 2, "the plan is spent");
+    assert_eq!(pool.backend(), ResolvedBackend::Gpu);
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ark_bn254::{Fr, G1Affine, G1Projective};
 use ark_ec::{AffineRepr, CurveGroup, PrimeGroup, VariableBaseMSM};
 use ark_ff::{PrimeField, UniformRand, Zero};
-use causality_vm::backend::{Backend, ResolvedBackend};
+use causality_vm::backend::{Backend, FaultPlan, ResolvedBackend};
 use causality_vm::gpu::{test_context, GpuContext};
 use causality_vm::msm::gpu::{FieldPath, GpuMsm, Tuning};
 use causality_vm::msm::{MsmEngine, MsmError};
@@ -229,14 +229,7 @@ fn a_device_fault_mid_msm_is_recomputed_on_the_cpu() {
     let scalars = random_scalars(&mut r, 64);
     let expected = reference(&bases, &scalars);
 
-    // The GPU path itself reports the fault...
-    let ctx = test_context().expect("adapter");
-    let gpu = GpuMsm::new(ctx).expect("pipelines");
-    gpu.inject_faults(1);
-    assert!(matches!(gpu.msm(&bases, &scalars), Err(causality_vm::gpu::GpuError::InjectedFault(_))));
-    assert_eq!(gpu.msm(&bases, &scalars).expect("the next run is clean"), expected);
-
-    // ...and the engine recomputes on the CPU, for plain and resident MSMs.
+    // The engine recomputes on the CPU, for plain and resident MSMs...
     let before = engine.gpu_fallbacks();
     assert!(engine.inject_gpu_faults(1));
     assert_eq!(engine.msm_g1(&bases, &scalars).expect("CPU recompute"), expected);
@@ -244,6 +237,19 @@ fn a_device_fault_mid_msm_is_recomputed_on_the_cpu() {
     assert!(engine.inject_gpu_faults(1));
     assert_eq!(engine.msm_g1_resident(&set, &scalars).expect("CPU recompute"), expected);
     assert_eq!(engine.gpu_fallbacks() - before, 2, "each recompute is counted");
+    assert_eq!(engine.msm_g1_resident(&set, &scalars).unwrap(), expected, "the next run is clean");
+    assert_eq!(engine.gpu_fallbacks() - before, 2);
+
+    // ...wherever in the run the device fails: before any dispatch, after
+    // some, after all (the same fault plan the hash pool takes).
+    for at_step in [0, 1, 2, 5, usize::MAX] {
+        let before = engine.gpu_fallbacks();
+        assert!(engine.inject_faults(FaultPlan::once_at(at_step)));
+        assert_eq!(engine.msm_g1_resident(&set, &scalars).unwrap(), expected, "fault before dispatch {at_step}");
+        assert_eq!(engine.gpu_fallbacks() - before, 1, "fault before dispatch {at_step}");
+    }
+    assert_eq!(engine.backend(), ResolvedBackend::Gpu, "an injected fault is not a lost device");
+    assert!(engine.device().is_some());
 }
 
 #[test]

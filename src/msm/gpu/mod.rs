@@ -18,7 +18,6 @@ pub mod shaders;
 pub mod testing;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use ark_bn254::{Fr, G1Affine, G1Projective};
@@ -26,6 +25,7 @@ use ark_ff::{AdditiveGroup, Zero};
 use rayon::prelude::*;
 use wgpu::util::DeviceExt;
 
+use super::device::{DeviceBases, MsmDevice, RunOptions};
 use crate::gpu::{GpuContext, GpuError};
 use contract::MsmParams;
 use convert::{fr_to_words, push_affine, xyzz_from_words, AFFINE_WORDS, XYZZ_WORDS};
@@ -113,7 +113,6 @@ pub struct GpuMsm {
     tuning: Tuning,
     kernels: Arc<Kernels>,
     workspace: Mutex<Option<Workspace>>,
-    pending_faults: AtomicU32,
 }
 
 impl GpuMsm {
@@ -139,7 +138,7 @@ impl GpuMsm {
             }
         }
         let kernels = cached_kernels(&ctx, path)?;
-        Ok(GpuMsm { ctx, path, tuning, kernels, workspace: Mutex::new(None), pending_faults: AtomicU32::new(0) })
+        Ok(GpuMsm { ctx, path, tuning, kernels, workspace: Mutex::new(None) })
     }
 
     pub fn field_path(&self) -> FieldPath {
@@ -148,14 +147,6 @@ impl GpuMsm {
 
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
-    }
-
-    #[cfg(any(test, feature = "test-support"))]
-    /// Make the next `count` MSMs fail mid-computation (after the bucket
-    /// kernels ran, before readback), as a lost device would; for tests of
-    /// the CPU fallback.
-    pub fn inject_faults(&self, count: u32) {
-        self.pending_faults.store(count, Ordering::SeqCst);
     }
 
     fn binding_limit(&self) -> u64 {
@@ -213,8 +204,13 @@ impl GpuMsm {
         self.msm_resident(&set, scalars)
     }
 
-    /// sum_i scalars[i] * set[i] for the first `scalars.len()` resident bases.
+    /// [`GpuMsm::msm_resident`] as the engine runs it (with its fault plan).
     pub fn msm_resident(&self, set: &GpuBases, scalars: &[Fr]) -> Result<G1Projective, GpuError> {
+        self.msm_resident_with(set, scalars, &RunOptions::default())
+    }
+
+    /// sum_i scalars[i] * set[i] for the first `scalars.len()` resident bases.
+    fn msm_resident_with(&self, set: &GpuBases, scalars: &[Fr], run: &RunOptions) -> Result<G1Projective, GpuError> {
         if scalars.len() > set.len {
             return Err(GpuError::Dispatch {
                 label: "msm".into(),
@@ -241,13 +237,14 @@ impl GpuMsm {
         };
 
         let mut total = G1Projective::zero();
+        let mut fail_before_step = run.fail_before_step;
         for chunk in &set.chunks {
             let end = (chunk.start + chunk.len).min(scalars.len());
             let mut start = chunk.start;
             while start < end {
                 let stop = (start + batch).min(end);
                 let offset = (start - chunk.start) as u32;
-                total += self.run_batch(ws, &chunk.buffer, offset, &scalars[start..stop])?;
+                total += self.run_batch(ws, &chunk.buffer, offset, &scalars[start..stop], fail_before_step.take())?;
                 start = stop;
             }
         }
@@ -302,6 +299,7 @@ impl GpuMsm {
         bases: &wgpu::Buffer,
         base_offset: u32,
         scalars: &[Fr],
+        fail_before_step: Option<usize>,
     ) -> Result<G1Projective, GpuError> {
         let ctx = &self.ctx;
         let plan = Plan::new(scalars.len() as u32, ws.plan.window_bits);
@@ -343,6 +341,8 @@ impl GpuMsm {
                 group: d.group,
             })
             .collect();
+        // A test's fault: only the dispatches before its step run.
+        let steps = &steps[..fail_before_step.map_or(steps.len(), |k| k.min(steps.len()))];
 
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder =
@@ -362,14 +362,15 @@ impl GpuMsm {
                 eprintln!("msm step {i} ({} threads): {:?}", step.threads, started.elapsed());
             }
         } else {
-            record(ctx, &mut encoder, &steps);
+            record(ctx, &mut encoder, steps);
             ctx.queue.submit(Some(encoder.finish()));
         }
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Dispatch { label: "msm batch".into(), reason: err.to_string() });
         }
-        if self.take_fault() {
-            return Err(GpuError::InjectedFault("msm after bucket accumulation".into()));
+        if let Some(step) = fail_before_step {
+            let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+            return Err(GpuError::InjectedFault(format!("msm before dispatch {step} of {}", graph.len())));
         }
 
         let bytes = ctx.read_buffer("msm window sums", &ws.window_acc, plan.windows as u64 * POINT_BYTES)?;
@@ -386,8 +387,26 @@ impl GpuMsm {
         }
         Ok(total)
     }
+}
 
-    fn take_fault(&self) -> bool {
-        self.pending_faults.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+impl MsmDevice for GpuMsm {
+    fn describe(&self) -> String {
+        self.ctx.describe()
+    }
+
+    fn upload_g1(&self, bases: &[G1Affine]) -> Result<DeviceBases, GpuError> {
+        Ok(Arc::new(self.upload(bases)?))
+    }
+
+    fn msm_g1_resident(&self, set: &DeviceBases, scalars: &[Fr], run: &RunOptions) -> Result<G1Projective, GpuError> {
+        let set = set.downcast_ref::<GpuBases>().ok_or_else(|| GpuError::Dispatch {
+            label: "msm".into(),
+            reason: "bases uploaded to another device".into(),
+        })?;
+        self.msm_resident_with(set, scalars, run)
+    }
+
+    fn is_lost(&self) -> bool {
+        self.ctx.is_lost()
     }
 }
