@@ -18,7 +18,7 @@ use causality_vm::msm::MsmEngine;
 use causality_vm::prove::circuit::ComplianceCircuit;
 use causality_vm::prove::keys::{self, CircuitShape};
 use causality_vm::prove::witness::SlotAssignment;
-use causality_vm::prove::{nullifier_key_commitment, OpWitness, ProvingSystem, StageTimings};
+use causality_vm::prove::{nullifier_key_commitment, OpWitness, ProveStages, ProvingSystem};
 use causality_vm::resource::{LifecycleState, OperationKind, ResourceRegister};
 use causality_vm::{Backend, ContentId, DomainId};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -87,14 +87,14 @@ fn bench_prove(c: &mut Criterion) {
         }
         for (name, engine) in engines {
             let system = ProvingSystem::from_key(CircuitShape::of(k).unwrap(), pk.clone(), engine).expect("prepare");
-            let mut stages = StageTimings::default();
+            let mut stages = ProveStages::default();
             system.prove_slots(slots.clone(), k, &mut stages).expect("prove");
             eprintln!(
                 "{name} K={k} stages (one proof, incl. self-verification): {}",
                 serde_json::to_string(&stages).unwrap()
             );
             group.bench_function(id(name), |b| {
-                b.iter(|| system.prove_slots(slots.clone(), k, &mut StageTimings::default()).unwrap())
+                b.iter(|| system.prove_slots(slots.clone(), k, &mut ProveStages::default()).unwrap())
             });
         }
     }

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 pub use encoding::{commitment, nullifier, nullifier_key_commitment};
 pub use proof_system::{ProofSystem, ProveStages};
 pub use stored::StoredKeys;
-pub use system::{BatchProof, ProvingSystem, StageTimings};
+pub use system::{BatchProof, ProvingSystem};
 pub use witness::OpWitness;
 
 use crate::error::ExecutionError;

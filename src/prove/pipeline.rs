@@ -8,37 +8,15 @@
 //! - `public_inputs`: every proof's public inputs in order, 32 little-endian
 //!   bytes each (the same values the proofs carry; checked on decode).
 
-use std::time::Duration;
-
 use super::encoding::field_to_bytes;
 use super::proof_system::{ProofSystem, ProveStages};
-use super::system::{BatchProof, ProvingSystem, StageTimings};
+use super::system::{BatchProof, ProvingSystem};
 use super::witness::{OpWitness, MAX_INPUTS, MAX_OUTPUTS};
 use super::ProveError;
 use crate::resource::Operation;
 use crate::store::ProofRecord;
 
 pub const SYSTEM_NAME: &str = "groth16-bn254";
-
-fn micros(d: Duration) -> u64 {
-    d.as_micros().min(u64::MAX as u128) as u64
-}
-
-impl From<&StageTimings> for ProveStages {
-    fn from(t: &StageTimings) -> Self {
-        ProveStages {
-            proofs: 0,
-            witness_us: micros(t.witness),
-            qap_us: micros(t.qap),
-            msm_g1_us: micros(t.msm_g1),
-            msm_g2_us: micros(t.msm_g2),
-            assemble_us: micros(t.assemble),
-            verify_us: micros(t.verify),
-            cpu_retries: t.cpu_retries as u64,
-            gpu_fallbacks: t.gpu_fallbacks as u64,
-        }
-    }
-}
 
 /// Marks a record that names the key set which made it (as a proof count,
 /// an impossible one: records before it start with their count).
@@ -126,14 +104,13 @@ impl ProvingSystem {
         let (proofs, timings) = if witnesses.is_empty() {
             // A batch of failed operations still gets one proof (of empty
             // slots) so every committed batch carries one.
-            let mut timings = StageTimings::default();
+            let mut timings = ProveStages::default();
             let slots = vec![Default::default(); self.ops_per_proof()];
             (vec![self.prove_slots(slots, 0, &mut timings)?], timings)
         } else {
             self.prove_batch_timed(witnesses)?
         };
-        let mut stages = ProveStages::from(&timings);
-        stages.proofs = proofs.len() as u64;
+        let stages = ProveStages { proofs: proofs.len() as u64, ..timings };
         Ok((encode_record(&proofs, &key_id(self.verifying_key())), stages))
     }
 

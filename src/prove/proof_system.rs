@@ -10,8 +10,10 @@ use super::ProveError;
 use crate::resource::Operation;
 use crate::store::ProofRecord;
 
-/// Where the time of the prove stage went, summed over the batch's proofs
-/// (microseconds). The G1 and G2 MSMs run at the same time.
+/// Where the time of proving went, summed over the proofs it covers
+/// (microseconds): the one timing type of the prover, from each proof's
+/// stages (`prove_slots`) up to a batch's result. The G1 and G2 MSMs run at
+/// the same time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ProveStages {
     pub proofs: u64,
@@ -25,6 +27,31 @@ pub struct ProveStages {
     pub cpu_retries: u64,
     /// MSMs the GPU failed and the CPU recomputed (same results).
     pub gpu_fallbacks: u64,
+}
+
+impl ProveStages {
+    pub fn add(&mut self, other: &ProveStages) {
+        self.proofs += other.proofs;
+        self.witness_us += other.witness_us;
+        self.qap_us += other.qap_us;
+        self.msm_g1_us += other.msm_g1_us;
+        self.msm_g2_us += other.msm_g2_us;
+        self.assemble_us += other.assemble_us;
+        self.verify_us += other.verify_us;
+        self.cpu_retries += other.cpu_retries;
+        self.gpu_fallbacks += other.gpu_fallbacks;
+    }
+
+    /// The stages' time end to end: the MSM stage costs the longer of the
+    /// two MSMs, which overlap.
+    pub fn total_us(&self) -> u64 {
+        self.witness_us + self.qap_us + self.msm_g1_us.max(self.msm_g2_us) + self.assemble_us + self.verify_us
+    }
+}
+
+/// Microseconds of `elapsed`, for the stage counters.
+pub(crate) fn micros(elapsed: std::time::Duration) -> u64 {
+    elapsed.as_micros().min(u64::MAX as u128) as u64
 }
 
 pub trait ProofSystem: Send + Sync {

@@ -6,7 +6,7 @@
 //! A = α + Σ aᵢ·A_i + r·δ,  B = β + Σ aᵢ·B_i + s·δ (in G2, and in G1 for C),
 //! C = s·A + r·B₁ − r·s·δ + Σ_{witness} aᵢ·L_i + Σ hᵢ·H_i.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ark_bn254::{Bn254, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::{AffineRepr, CurveGroup};
@@ -23,57 +23,8 @@ use super::keys::CircuitShape;
 use super::ProveError;
 use std::sync::Arc;
 
+use super::proof_system::{micros, ProveStages};
 use crate::msm::{MsmEngine, ResidentG1, ResidentG2};
-
-/// Time spent in each prover stage (summed over the proofs of a batch).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct StageTimings {
-    pub witness: Duration,
-    pub qap: Duration,
-    pub msm_g1: Duration,
-    pub msm_g2: Duration,
-    pub assemble: Duration,
-    pub verify: Duration,
-    /// Proofs retried on the CPU after a failure on the selected engine.
-    pub cpu_retries: u32,
-    /// MSMs the GPU failed and the CPU recomputed while the proofs were made.
-    pub gpu_fallbacks: u32,
-}
-
-impl StageTimings {
-    pub fn add(&mut self, other: &StageTimings) {
-        self.witness += other.witness;
-        self.qap += other.qap;
-        self.msm_g1 += other.msm_g1;
-        self.msm_g2 += other.msm_g2;
-        self.assemble += other.assemble;
-        self.verify += other.verify;
-        self.cpu_retries += other.cpu_retries;
-        self.gpu_fallbacks += other.gpu_fallbacks;
-    }
-
-    pub fn total(&self) -> Duration {
-        // G1 and G2 MSMs overlap: the MSM stage costs the longer of the two.
-        self.witness + self.qap + self.msm_g1.max(self.msm_g2) + self.assemble + self.verify
-    }
-}
-
-impl serde::Serialize for StageTimings {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let mut st = s.serialize_struct("StageTimings", 8)?;
-        st.serialize_field("witness_ms", &ms(self.witness))?;
-        st.serialize_field("qap_ms", &ms(self.qap))?;
-        st.serialize_field("msm_g1_ms", &ms(self.msm_g1))?;
-        st.serialize_field("msm_g2_ms", &ms(self.msm_g2))?;
-        st.serialize_field("assemble_ms", &ms(self.assemble))?;
-        st.serialize_field("verify_ms", &ms(self.verify))?;
-        st.serialize_field("cpu_retries", &self.cpu_retries)?;
-        st.serialize_field("gpu_fallbacks", &self.gpu_fallbacks)?;
-        st.end()
-    }
-}
 
 /// A query whose first base (the constant-one variable) is added directly and
 /// whose other bases are kept only where non-zero, with their variable indices.
@@ -207,11 +158,11 @@ pub fn prove(
     key: &ProverKey,
     shape: &CircuitShape,
     circuit: ComplianceCircuit,
-    timings: &mut StageTimings,
+    timings: &mut ProveStages,
 ) -> Result<(Proof<Bn254>, Vec<Fr>), ProveError> {
     let start = Instant::now();
     let full = synthesize_witness(shape, circuit)?;
-    timings.witness += start.elapsed();
+    timings.witness_us += micros(start.elapsed());
 
     let start = Instant::now();
     let h = LibsnarkReduction::witness_map_from_matrices::<Fr, GeneralEvaluationDomain<Fr>>(
@@ -220,7 +171,7 @@ pub fn prove(
         shape.num_constraints,
         &full,
     )?;
-    timings.qap += start.elapsed();
+    timings.qap_us += micros(start.elapsed());
 
     let assignment = &full[1..];
     let aux = &full[shape.num_instance_variables..];
@@ -245,16 +196,16 @@ pub fn prove(
     );
     let (a_acc, b1_acc, l_acc, h_acc, g1_time) = g1?;
     let (b2_acc, g2_time) = g2?;
-    timings.gpu_fallbacks += (engine.gpu_fallbacks() - fallbacks_before) as u32;
-    timings.msm_g1 += g1_time;
-    timings.msm_g2 += g2_time;
+    timings.gpu_fallbacks += engine.gpu_fallbacks() - fallbacks_before;
+    timings.msm_g1_us += micros(g1_time);
+    timings.msm_g2_us += micros(g2_time);
 
     let start = Instant::now();
     let mut rng = rand_chacha::ChaCha20Rng::from_rng(rand::rngs::OsRng)
         .map_err(|e| ProveError::Synthesis(format!("seeding the prover RNG from the OS: {e}")))?;
     let (r, s) = (Fr::rand(&mut rng), Fr::rand(&mut rng));
     let proof = assemble(key, r, s, a_acc, b1_acc, b2_acc, l_acc, h_acc);
-    timings.assemble += start.elapsed();
+    timings.assemble_us += micros(start.elapsed());
     Ok((proof, full[1..shape.num_instance_variables].to_vec()))
 }
 

@@ -13,7 +13,7 @@ use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use super::circuit::ComplianceCircuit;
 use super::keys::{self, CircuitShape};
 pub use super::points::{check_point, CheckedPoint};
-pub use super::prover::StageTimings;
+use super::proof_system::{micros, ProveStages};
 use super::prover::{self, ProverKey};
 use super::witness::{OpWitness, SlotAssignment, PUBLIC_PER_SLOT};
 use super::ProveError;
@@ -76,7 +76,7 @@ pub struct ProvingSystem {
     key: ProverKey,
     /// The CPU copy of the prover key, made on the first retry after a GPU failure.
     cpu_fallback: OnceLock<Result<(MsmEngine, ProverKey), String>>,
-    last_timings: Mutex<StageTimings>,
+    last_timings: Mutex<ProveStages>,
     /// Told (proofs done, proofs in the batch) after each proof.
     progress: Mutex<Option<Progress>>,
     /// Fault injection for tests of the CPU retry path: proof attempts left to fail.
@@ -158,7 +158,7 @@ impl ProvingSystem {
             engine,
             key,
             cpu_fallback: OnceLock::new(),
-            last_timings: Mutex::new(StageTimings::default()),
+            last_timings: Mutex::new(ProveStages::default()),
             progress: Mutex::new(None),
             fail_next: AtomicU32::new(0),
         })
@@ -191,7 +191,7 @@ impl ProvingSystem {
     }
 
     /// Stage timings of the most recent `prove_batch`.
-    pub fn last_timings(&self) -> StageTimings {
+    pub fn last_timings(&self) -> ProveStages {
         self.last_timings.lock().map(|t| *t).unwrap_or_default()
     }
 
@@ -222,9 +222,9 @@ impl ProvingSystem {
         self.prove_batch_timed(ops).map(|(proofs, _)| proofs)
     }
 
-    pub fn prove_batch_timed(&self, ops: &[OpWitness]) -> Result<(Vec<BatchProof>, StageTimings), ProveError> {
+    pub fn prove_batch_timed(&self, ops: &[OpWitness]) -> Result<(Vec<BatchProof>, ProveStages), ProveError> {
         let k = self.ops_per_proof();
-        let mut timings = StageTimings::default();
+        let mut timings = ProveStages::default();
         let total = ops.len().div_ceil(k);
         let mut proofs = Vec::with_capacity(total);
         let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -240,6 +240,7 @@ impl ProvingSystem {
                 progress(proofs.len(), total);
             }
         }
+        timings.proofs = proofs.len() as u64;
         if let Ok(mut last) = self.last_timings.lock() {
             *last = timings;
         }
@@ -251,7 +252,7 @@ impl ProvingSystem {
         &self,
         slots: Vec<SlotAssignment>,
         ops: usize,
-        timings: &mut StageTimings,
+        timings: &mut ProveStages,
     ) -> Result<BatchProof, ProveError> {
         if slots.len() != self.ops_per_proof() {
             return Err(ProveError::InvalidWitness {
@@ -300,13 +301,13 @@ impl ProvingSystem {
         key: &ProverKey,
         circuit: ComplianceCircuit,
         ops: usize,
-        timings: &mut StageTimings,
+        timings: &mut ProveStages,
     ) -> Result<BatchProof, ProveError> {
         let (proof, public_inputs) = prover::prove(engine, key, &self.shape, circuit, timings)?;
         let batch_proof = BatchProof { proof, public_inputs, ops };
         let start = Instant::now();
         self.verify(&batch_proof)?;
-        timings.verify += start.elapsed();
+        timings.verify_us += micros(start.elapsed());
         Ok(batch_proof)
     }
 
