@@ -13,7 +13,8 @@ pub mod error;
 pub mod fsutil;
 pub mod gpu;
 pub mod hash;
-pub mod layers;
+#[cfg(test)]
+mod layers;
 pub mod msm;
 pub mod prove;
 pub mod resource;
@@ -22,7 +23,16 @@ pub mod tel;
 pub mod tuning;
 pub mod vm;
 
+// The types a user of the library starts from; the modules hold the rest.
 pub use backend::{Backend, ResolvedBackend};
+pub use batch::{execute_batch, execute_batches, BatchExecutionResult, TransactionContext};
+pub use capability::{CapabilityToken, KeyRing};
 pub use content_id::ContentId;
 pub use context::{DomainId, ExecutionContext, ExecutionMode};
 pub use error::ExecutionError;
+pub use hash::{HashBackend, HashPool};
+pub use msm::MsmEngine;
+pub use prove::ProvingSystem;
+pub use resource::{Operation, ResourceRegister};
+pub use store::RegisterStore;
+pub use tuning::Tuning;
