@@ -8,9 +8,9 @@ pub mod clock;
 pub mod content_id;
 pub mod context;
 pub mod crypto;
-pub mod digest_map;
+pub(crate) mod digest_map;
 pub mod error;
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod gpu;
 pub mod hash;
 #[cfg(test)]

@@ -16,13 +16,14 @@ mod context;
 
 pub use context::GpuContext;
 
-pub mod wgsl;
+#[cfg(feature = "gpu")]
+pub(crate) mod wgsl;
 
 /// Set to `1` (as CI does) to turn "no GPU adapter" into a test failure
 /// instead of a skip, so GPU tests can never be skipped silently.
 pub const REQUIRE_GPU_ENV: &str = "CVM_REQUIRE_GPU";
 
-/// The wgpu backend's errors are the backend layer's [`DeviceError`]
+/// The wgpu backend's errors are the backend layer's [`DeviceError`](crate::backend::DeviceError)
 /// (nothing wgpu-specific crosses into the kernels' callers).
 pub use crate::backend::DeviceError as GpuError;
 

@@ -63,7 +63,8 @@ pub trait WgslStruct {
     const NAME: &'static str;
     /// Field names in declaration order, every one a `u32`.
     const FIELDS: &'static [&'static str];
-    /// `size_of::<Self>()`.
+    /// `size_of::<Self>()` (read by the naga tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     const HOST_SIZE: usize;
 
     fn declaration() -> String {
@@ -79,6 +80,8 @@ pub trait WgslStruct {
 /// The contract of one kernel module: its name, what the host declares for
 /// it, and the code.
 pub struct KernelModule<'a> {
+    /// The module's name in test failures.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub label: &'a str,
     /// `const NAME: u32 = value;` lines (the workgroup size, limits).
     pub constants: &'a [(&'a str, u32)],

@@ -36,6 +36,7 @@ pub fn key_words(key: &[u8; 32]) -> [u32; 8] {
 }
 
 /// Eight chaining-value words back to the 32 output bytes.
+#[cfg(test)]
 pub fn words_to_bytes(words: &[u32; 8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     for (bytes, word) in out.chunks_exact_mut(4).zip(words) {

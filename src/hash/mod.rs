@@ -9,7 +9,7 @@
 
 mod batch;
 mod choice;
-pub mod consts;
+pub(crate) mod consts;
 mod cpu;
 mod device;
 #[cfg(feature = "gpu")]
@@ -18,7 +18,7 @@ mod gpu;
 #[path = "gpu_absent.rs"]
 mod gpu;
 mod lanes;
-pub mod reference;
+pub(crate) mod reference;
 
 use std::sync::Arc;
 

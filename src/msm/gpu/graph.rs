@@ -10,6 +10,7 @@
 
 use super::contract::*;
 use super::plan::{Plan, ACC_CHUNK, WORKGROUP};
+#[cfg(test)]
 use super::shaders::Stage;
 use crate::gpu::wgsl::Binding;
 
@@ -27,6 +28,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    #[cfg(test)]
     pub const ALL: [Kernel; 8] = [
         Kernel::CountDigits,
         Kernel::ScanChunkSums,
@@ -39,6 +41,7 @@ impl Kernel {
     ];
 
     /// Its entry point's name in WGSL.
+    #[cfg(test)]
     pub fn entry(self) -> &'static str {
         match self {
             Kernel::CountDigits => "count_digits",
@@ -53,6 +56,7 @@ impl Kernel {
     }
 
     /// The module that holds it.
+    #[cfg(test)]
     pub fn stage(self) -> Stage {
         match self {
             Kernel::CountDigits | Kernel::ScatterDigits => Stage::Digits,

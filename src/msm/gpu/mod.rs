@@ -9,11 +9,11 @@
 //! batches. Inputs larger than the adapter's binding limit are split into
 //! batches, and uploaded bases stay resident in device buffers.
 
-pub mod contract;
+pub(crate) mod contract;
 pub mod convert;
-pub mod graph;
+pub(crate) mod graph;
 mod kernels;
-pub mod plan;
+pub(crate) mod plan;
 pub mod shaders;
 pub mod testing;
 

@@ -98,6 +98,7 @@ impl Plan {
     }
 
     /// The largest buffer this plan binds, in bytes (bases excluded).
+    #[cfg(test)]
     pub fn largest_binding(&self) -> u64 {
         let (odd, _) = self.cont_capacity();
         [
