@@ -89,3 +89,26 @@ fn explicit_backends_resolve_as_asked() {
         assert_eq!(gpu::resolve(Backend::Auto).unwrap().0, expected);
     }
 }
+
+/// Every kernel's pipelines come from one cache on the context: the same
+/// source and entry compile once and are shared; a different source is a
+/// different pipeline.
+#[test]
+fn pipelines_are_compiled_once_per_source_and_entry() {
+    let Some(ctx) = gpu::test_context() else { return };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let source = DOUBLE.replace("2u + 1u", "2u + 3u");
+    gpu::observe_compilation(Some(std::sync::Arc::new(move |event: gpu::Compiling<'_>| {
+        log.lock().unwrap().push(format!("{event:?}"));
+    })));
+    let first = ctx.pipeline("cached", &source, "main").expect("valid WGSL compiles");
+    let again = ctx.pipeline("cached", &source, "main").expect("cached");
+    let other = ctx.pipeline("cached", DOUBLE, "main").expect("valid WGSL compiles");
+    gpu::observe_compilation(None);
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "the same pipeline, not a second compile");
+    assert!(!std::sync::Arc::ptr_eq(&first, &other), "another source is another pipeline");
+    let started = seen.lock().unwrap().iter().filter(|e| e.as_str() == r#"Started("cached::main")"#).count();
+    assert_eq!(started, 2, "two sources, two compiles");
+    assert!(matches!(ctx.pipeline("broken", "fn main( {", "main"), Err(GpuError::Shader { .. })));
+}

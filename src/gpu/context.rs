@@ -1,9 +1,17 @@
 //! The wgpu device: acquiring the best adapter, compiling shaders with their
 //! validation errors, reading buffers back, noticing a lost device.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{compile_event, Compiling, GpuError};
+
+/// Compiled modules by source digest, and their pipelines by entry point.
+#[derive(Default)]
+struct PipelineCache {
+    modules: HashMap<[u8; 32], wgpu::ShaderModule>,
+    pipelines: HashMap<([u8; 32], String), Arc<wgpu::ComputePipeline>>,
+}
 
 static SHARED: Mutex<Option<Arc<GpuContext>>> = Mutex::new(None);
 
@@ -15,6 +23,10 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     lost: Arc<std::sync::atomic::AtomicBool>,
+    /// Every kernel's pipelines on this device, compiled once: compiling is
+    /// slow (seconds per module on CPU drivers), and a lost device takes its
+    /// cache with it.
+    pipelines: Mutex<PipelineCache>,
 }
 
 impl GpuContext {
@@ -60,7 +72,7 @@ impl GpuContext {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         tracing::debug!(adapter = %info.name, backend = ?info.backend, device_type = ?info.device_type, "GPU device acquired");
-        Ok(GpuContext { device, queue, info, limits, features, lost })
+        Ok(GpuContext { device, queue, info, limits, features, lost, pipelines: Mutex::new(PipelineCache::default()) })
     }
 
     /// A one-line description: name, backend, device type.
@@ -113,6 +125,26 @@ impl GpuContext {
             Some(err) => Err(GpuError::Shader { label: label.to_string(), reason: err.to_string() }),
             None => Ok(pipeline),
         }
+    }
+
+    /// The pipeline for `entry` in the WGSL `source`, compiled on first
+    /// request and shared by every caller after (the one pipeline cache of
+    /// the hash, MSM and test kernels).
+    pub fn pipeline(&self, label: &str, source: &str, entry: &str) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+        let digest = *blake3::hash(source.as_bytes()).as_bytes();
+        let key = (digest, entry.to_string());
+        // Held while compiling: two threads asking for one pipeline compile it once.
+        let mut cache = self.pipelines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pipeline) = cache.pipelines.get(&key) {
+            return Ok(pipeline.clone());
+        }
+        let module = match cache.modules.entry(digest) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => new.insert(self.compile(label, source)?),
+        };
+        let pipeline = Arc::new(self.compute_pipeline(&format!("{label}::{entry}"), module, entry)?);
+        cache.pipelines.insert(key, pipeline.clone());
+        Ok(pipeline)
     }
 
     /// Copy `size` bytes of `source` (a COPY_SRC buffer) to the host.

@@ -10,7 +10,7 @@
 //! next overlap the compute of the previous one.
 
 use std::num::NonZeroU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use wgpu::util::DeviceExt;
@@ -107,34 +107,21 @@ struct Segment {
 /// The compiled pipelines on one device.
 pub struct GpuHasher {
     ctx: Arc<GpuContext>,
-    hash: wgpu::ComputePipeline,
-    merkle: wgpu::ComputePipeline,
+    hash: Arc<wgpu::ComputePipeline>,
+    merkle: Arc<wgpu::ComputePipeline>,
 }
 
-static SHARED: Mutex<Option<Arc<GpuHasher>>> = Mutex::new(None);
-
 impl GpuHasher {
-    /// The hasher on the shared context, compiled once per device (again
-    /// after a device loss).
+    /// The hasher on the shared context (its pipelines come from the
+    /// context's cache: compiled once per device, again after a loss).
     pub fn shared() -> Result<Arc<GpuHasher>, GpuError> {
-        let ctx = GpuContext::shared()?;
-        let mut slot = SHARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(hasher) = slot.as_ref() {
-            if Arc::ptr_eq(&hasher.ctx, &ctx) {
-                return Ok(hasher.clone());
-            }
-        }
-        let hasher = Arc::new(GpuHasher::new(ctx)?);
-        *slot = Some(hasher.clone());
-        Ok(hasher)
+        Ok(Arc::new(GpuHasher::new(GpuContext::shared()?)?))
     }
 
-    /// Compile both pipelines on `ctx`.
+    /// Both pipelines on `ctx`.
     pub fn new(ctx: Arc<GpuContext>) -> Result<GpuHasher, GpuError> {
-        let hash_module = ctx.compile("blake3_hash", &hash_module().compose())?;
-        let merkle_module = ctx.compile("blake3_merkle", &merkle_module().compose())?;
-        let hash = ctx.compute_pipeline("blake3_hash", &hash_module, "hash_many")?;
-        let merkle = ctx.compute_pipeline("blake3_merkle", &merkle_module, "merkle_level")?;
+        let hash = ctx.pipeline("blake3_hash", &hash_module().compose(), "hash_many")?;
+        let merkle = ctx.pipeline("blake3_merkle", &merkle_module().compose(), "merkle_level")?;
         Ok(GpuHasher { ctx, hash, merkle })
     }
 

@@ -1,5 +1,7 @@
-//! The MSM pipelines (compiled once per `GpuMsm`) and the small amount of
+//! The MSM pipelines (from the device's pipeline cache) and the small amount of
 //! plumbing that records a sequence of dispatches into one compute pass.
+
+use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
@@ -20,31 +22,31 @@ impl MsmParams {
 }
 
 pub struct Kernels {
-    pub count_digits: wgpu::ComputePipeline,
-    pub scatter_digits: wgpu::ComputePipeline,
-    pub scan_chunk_sums: wgpu::ComputePipeline,
-    pub scan_chunk_prefix: wgpu::ComputePipeline,
-    pub scan_offsets: wgpu::ComputePipeline,
-    pub accumulate_bases: wgpu::ComputePipeline,
-    pub accumulate_points: wgpu::ComputePipeline,
-    pub window_segments: wgpu::ComputePipeline,
+    pub count_digits: Arc<wgpu::ComputePipeline>,
+    pub scatter_digits: Arc<wgpu::ComputePipeline>,
+    pub scan_chunk_sums: Arc<wgpu::ComputePipeline>,
+    pub scan_chunk_prefix: Arc<wgpu::ComputePipeline>,
+    pub scan_offsets: Arc<wgpu::ComputePipeline>,
+    pub accumulate_bases: Arc<wgpu::ComputePipeline>,
+    pub accumulate_points: Arc<wgpu::ComputePipeline>,
+    pub window_segments: Arc<wgpu::ComputePipeline>,
 }
 
 impl Kernels {
+    /// The pipelines for `path`, from the context's cache (compiled once
+    /// per device).
     pub fn compile(ctx: &GpuContext, path: FieldPath) -> Result<Kernels, GpuError> {
-        let digits = ctx.compile("msm_digits", &stage_source(path, Stage::Digits))?;
-        let scan = ctx.compile("msm_scan", &stage_source(path, Stage::Scan))?;
-        let accumulate = ctx.compile("msm_accumulate", &stage_source(path, Stage::Accumulate))?;
-        let reduce = ctx.compile("msm_reduce", &stage_source(path, Stage::Reduce))?;
+        let [digits, scan, accumulate, reduce] =
+            [Stage::Digits, Stage::Scan, Stage::Accumulate, Stage::Reduce].map(|stage| stage_source(path, stage));
         Ok(Kernels {
-            count_digits: ctx.compute_pipeline("count_digits", &digits, "count_digits")?,
-            scatter_digits: ctx.compute_pipeline("scatter_digits", &digits, "scatter_digits")?,
-            scan_chunk_sums: ctx.compute_pipeline("scan_chunk_sums", &scan, "scan_chunk_sums")?,
-            scan_chunk_prefix: ctx.compute_pipeline("scan_chunk_prefix", &scan, "scan_chunk_prefix")?,
-            scan_offsets: ctx.compute_pipeline("scan_offsets", &scan, "scan_offsets")?,
-            accumulate_bases: ctx.compute_pipeline("accumulate_bases", &accumulate, "accumulate_bases")?,
-            accumulate_points: ctx.compute_pipeline("accumulate_points", &accumulate, "accumulate_points")?,
-            window_segments: ctx.compute_pipeline("window_segments", &reduce, "window_segments")?,
+            count_digits: ctx.pipeline("msm_digits", &digits, "count_digits")?,
+            scatter_digits: ctx.pipeline("msm_digits", &digits, "scatter_digits")?,
+            scan_chunk_sums: ctx.pipeline("msm_scan", &scan, "scan_chunk_sums")?,
+            scan_chunk_prefix: ctx.pipeline("msm_scan", &scan, "scan_chunk_prefix")?,
+            scan_offsets: ctx.pipeline("msm_scan", &scan, "scan_offsets")?,
+            accumulate_bases: ctx.pipeline("msm_accumulate", &accumulate, "accumulate_bases")?,
+            accumulate_points: ctx.pipeline("msm_accumulate", &accumulate, "accumulate_points")?,
+            window_segments: ctx.pipeline("msm_reduce", &reduce, "window_segments")?,
         })
     }
 }

@@ -18,7 +18,7 @@ pub mod shaders;
 pub mod testing;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use ark_bn254::{Fr, G1Affine, G1Projective};
 use ark_ff::{AdditiveGroup, Zero};
@@ -87,26 +87,6 @@ struct Workspace {
     window_acc: wgpu::Buffer,
 }
 
-type KernelCache = Vec<(Weak<GpuContext>, FieldPath, Arc<Kernels>)>;
-
-/// Pipelines are compiled once per device and configuration and shared by
-/// every `GpuMsm` on it (compiling is slow, on CPU drivers especially).
-static KERNELS: Mutex<KernelCache> = Mutex::new(Vec::new());
-
-fn cached_kernels(ctx: &Arc<GpuContext>, path: FieldPath) -> Result<Arc<Kernels>, GpuError> {
-    let mut cache = KERNELS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    cache.retain(|(device, _, _)| device.strong_count() > 0);
-    let hit = cache
-        .iter()
-        .find(|(device, cfg, _)| *cfg == path && device.upgrade().is_some_and(|device| Arc::ptr_eq(&device, ctx)));
-    if let Some((_, _, kernels)) = hit {
-        return Ok(kernels.clone());
-    }
-    let kernels = Arc::new(Kernels::compile(ctx, path)?);
-    cache.push((Arc::downgrade(ctx), path, kernels.clone()));
-    Ok(kernels)
-}
-
 pub struct GpuMsm {
     ctx: Arc<GpuContext>,
     path: FieldPath,
@@ -137,7 +117,7 @@ impl GpuMsm {
                 });
             }
         }
-        let kernels = cached_kernels(&ctx, path)?;
+        let kernels = Arc::new(Kernels::compile(&ctx, path)?);
         Ok(GpuMsm { ctx, path, tuning, kernels, workspace: Mutex::new(None) })
     }
 

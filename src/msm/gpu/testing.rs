@@ -5,7 +5,7 @@
 
 use wgpu::util::DeviceExt;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use super::contract::test_ops_source;
 use super::contract::{OpParams, LHS, OP_PARAMS, OUT, RHS};
@@ -62,25 +62,10 @@ pub fn curve_op(
     Ok(words.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect())
 }
 
-type PipelineCache = Vec<(Weak<GpuContext>, FieldPath, String, Arc<wgpu::ComputePipeline>)>;
-
 /// CPU drivers compile a pipeline on its first dispatch, which takes seconds
-/// for the curve kernels, so tests share one pipeline per device and entry.
-static PIPELINES: Mutex<PipelineCache> = Mutex::new(Vec::new());
-
+/// for the curve kernels; the context's cache compiles each entry once.
 fn pipeline(ctx: &Arc<GpuContext>, path: FieldPath, entry: &str) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
-    let mut cache = PIPELINES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    cache.retain(|(device, ..)| device.strong_count() > 0);
-    let hit = cache.iter().find(|(device, p, e, _)| {
-        *p == path && e == entry && device.upgrade().is_some_and(|device| Arc::ptr_eq(&device, ctx))
-    });
-    if let Some((.., pipeline)) = hit {
-        return Ok(pipeline.clone());
-    }
-    let module = ctx.compile("bn254_test_ops", &test_ops_source(path))?;
-    let pipeline = Arc::new(ctx.compute_pipeline(entry, &module, entry)?);
-    cache.push((Arc::downgrade(ctx), path, entry.to_string(), pipeline.clone()));
-    Ok(pipeline)
+    ctx.pipeline("bn254_test_ops", &test_ops_source(path), entry)
 }
 
 #[allow(clippy::too_many_arguments)]
