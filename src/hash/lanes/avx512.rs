@@ -11,6 +11,21 @@ use super::{Group, Lanes, MAX_LANES};
 #[derive(Clone, Copy)]
 pub(crate) struct Avx512(__m512i);
 
+/// Four rows `a, b, c, d` interleaved within each 128-bit lane: output `j`
+/// holds, in lane `k`, word `4k + j` of `a`, `b`, `c` and `d` (the first two
+/// levels of a transpose, all in-lane).
+#[inline(always)]
+unsafe fn interleave4([a, b, c, d]: [__m512i; 4]) -> [__m512i; 4] {
+    let (ab_lo, ab_hi) = (_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    let (cd_lo, cd_hi) = (_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    [
+        _mm512_unpacklo_epi64(ab_lo, cd_lo),
+        _mm512_unpackhi_epi64(ab_lo, cd_lo),
+        _mm512_unpacklo_epi64(ab_hi, cd_hi),
+        _mm512_unpackhi_epi64(ab_hi, cd_hi),
+    ]
+}
+
 /// Transpose a 16x16 u32 matrix: row `l` (lane `l`'s block) becomes column
 /// `l` (word `w` of every lane in row `w`). Two levels of in-lane unpacks
 /// gather four rows' words per 128-bit lane, then two levels of 128-bit lane
@@ -22,13 +37,8 @@ unsafe fn transpose16(r: &mut [__m512i; 16]) {
     // word `4k + j` of rows `4g..4g + 4`.
     let mut q = [_mm512_setzero_si512(); 16];
     for g in 0..4 {
-        let (a, b, c, d) = (r[4 * g], r[4 * g + 1], r[4 * g + 2], r[4 * g + 3]);
-        let (ab_lo, ab_hi) = (_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-        let (cd_lo, cd_hi) = (_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
-        q[4 * g] = _mm512_unpacklo_epi64(ab_lo, cd_lo);
-        q[4 * g + 1] = _mm512_unpackhi_epi64(ab_lo, cd_lo);
-        q[4 * g + 2] = _mm512_unpacklo_epi64(ab_hi, cd_hi);
-        q[4 * g + 3] = _mm512_unpackhi_epi64(ab_hi, cd_hi);
+        let rows = [r[4 * g], r[4 * g + 1], r[4 * g + 2], r[4 * g + 3]];
+        q[4 * g..4 * g + 4].copy_from_slice(&interleave4(rows));
     }
     const EVEN: i32 = 0b10_00_10_00;
     const ODD: i32 = 0b11_01_11_01;
@@ -101,16 +111,9 @@ unsafe impl Lanes for Avx512 {
         // The transpose's unpacks leave, in 128-bit lane `k` of `q[j]` and
         // `q[4 + j]`, words 0..4 and 4..8 of lane `4k + j`'s digest; one
         // two-source permute per pair of digests joins the halves.
-        let mut q = [_mm512_setzero_si512(); 8];
-        for g in 0..2 {
-            let (a, b, c, d) = (cv[4 * g].0, cv[4 * g + 1].0, cv[4 * g + 2].0, cv[4 * g + 3].0);
-            let (ab_lo, ab_hi) = (_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-            let (cd_lo, cd_hi) = (_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
-            q[4 * g] = _mm512_unpacklo_epi64(ab_lo, cd_lo);
-            q[4 * g + 1] = _mm512_unpackhi_epi64(ab_lo, cd_lo);
-            q[4 * g + 2] = _mm512_unpacklo_epi64(ab_hi, cd_hi);
-            q[4 * g + 3] = _mm512_unpackhi_epi64(ab_hi, cd_hi);
-        }
+        let low = interleave4([cv[0].0, cv[1].0, cv[2].0, cv[3].0]);
+        let high = interleave4([cv[4].0, cv[5].0, cv[6].0, cv[7].0]);
+        let q = [low[0], low[1], low[2], low[3], high[0], high[1], high[2], high[3]];
         // 64-bit element indices: lanes 0 and 1 (low), then lanes 2 and 3.
         let lanes01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
         let lanes23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
