@@ -202,13 +202,6 @@ impl HashBackend {
     }
 }
 
-/// A fault to inject into the next GPU flush or Merkle root (tests only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GpuFault {
-    /// The flush fails before recording this segment (0 = before any work).
-    pub at_segment: usize,
-}
-
 /// The deferred hash pool.
 pub struct HashPool {
     pending: PackedBatch,
@@ -314,13 +307,6 @@ impl HashPool {
     /// The adapter behind the GPU backend, if that is the backend.
     pub fn gpu_adapter(&self) -> Option<String> {
         self.device.as_ref().map(|d| d.describe())
-    }
-
-    #[cfg(any(test, feature = "test-support"))]
-    /// Make the next GPU flush (or Merkle root) fail as a dispatch would; the
-    /// pool then recomputes it on the CPU.
-    pub fn inject_gpu_fault(&mut self, fault: GpuFault) {
-        self.inject_faults(FaultPlan::once_at(fault.at_segment));
     }
 
     #[cfg(any(test, feature = "test-support"))]

@@ -147,15 +147,6 @@ impl MsmEngine {
     }
 
     #[cfg(any(test, feature = "test-support"))]
-    /// Make the next `count` GPU MSMs fail mid-computation (after their
-    /// dispatches, before the readback), as a lost device would, to exercise
-    /// the CPU recompute path. Returns false (and does nothing) when the
-    /// engine has no GPU backend.
-    pub fn inject_gpu_faults(&self, count: u32) -> bool {
-        self.inject_faults(FaultPlan { runs: count, at_step: usize::MAX })
-    }
-
-    #[cfg(any(test, feature = "test-support"))]
     /// Make the next device MSMs fail as `plan` says (the hash pool takes
     /// the same plan). Returns false (and does nothing) without a device.
     pub fn inject_faults(&self, plan: FaultPlan) -> bool {

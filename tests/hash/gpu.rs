@@ -3,7 +3,7 @@
 //! mid-Merkle that the CPU must recover from.
 
 use causality_vm::backend::FaultPlan;
-use causality_vm::hash::{GpuFault, HashPool, HashRequest};
+use causality_vm::hash::{HashPool, HashRequest};
 use causality_vm::{Backend, ResolvedBackend};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -79,7 +79,7 @@ fn a_fault_mid_flush_is_recomputed_on_the_cpu() {
         })
         .collect();
     // Segments 0 and 1 are already submitted when segment 2 fails.
-    pool.inject_gpu_fault(GpuFault { at_segment: 2 });
+    pool.inject_faults(FaultPlan::once_at(2));
     check(&mut pool, &requests, "after a mid-flush fault");
     assert_eq!(pool.gpu_fallbacks(), 1, "the fault fired and the CPU took over");
     // The pool keeps using the GPU afterwards.
@@ -92,7 +92,7 @@ fn a_fault_mid_flush_is_recomputed_on_the_cpu() {
 fn a_fault_in_a_merkle_submission_is_recomputed_on_the_cpu() {
     let Some(mut pool) = gpu_pool() else { return };
     let leaves: Vec<[u8; 32]> = (0..333u32).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
-    pool.inject_gpu_fault(GpuFault { at_segment: 0 });
+    pool.inject_faults(FaultPlan::once_at(0));
     assert_eq!(pool.merkle_root(&leaves).unwrap(), naive_merkle(&leaves));
     assert_eq!(pool.gpu_fallbacks(), 1);
 }

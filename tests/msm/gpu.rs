@@ -231,10 +231,10 @@ fn a_device_fault_mid_msm_is_recomputed_on_the_cpu() {
 
     // The engine recomputes on the CPU, for plain and resident MSMs...
     let before = engine.gpu_fallbacks();
-    assert!(engine.inject_gpu_faults(1));
+    assert!(engine.inject_faults(FaultPlan { runs: 1, at_step: usize::MAX }));
     assert_eq!(engine.msm_g1(&bases, &scalars).expect("CPU recompute"), expected);
     let set = engine.upload_g1(bases.clone()).expect("upload");
-    assert!(engine.inject_gpu_faults(1));
+    assert!(engine.inject_faults(FaultPlan { runs: 1, at_step: usize::MAX }));
     assert_eq!(engine.msm_g1_resident(&set, &scalars).expect("CPU recompute"), expected);
     assert_eq!(engine.gpu_fallbacks() - before, 2, "each recompute is counted");
     assert_eq!(engine.msm_g1_resident(&set, &scalars).unwrap(), expected, "the next run is clean");
