@@ -68,7 +68,6 @@ impl ResidentG2 {
 }
 
 pub struct MsmEngine {
-    backend: ResolvedBackend,
     cpu: cpu::CpuMsm,
     /// The accelerator and its generation (bumped when a lost device is
     /// replaced); `None` is the CPU.
@@ -84,12 +83,11 @@ impl MsmEngine {
     pub fn new(backend: Backend) -> Result<Self, MsmError> {
         let (resolved, _ctx) = crate::gpu::resolve(backend)?;
         let device = acquire_device(resolved)?;
-        Ok(MsmEngine { backend: resolved, device: RwLock::new((0, device)), ..MsmEngine::cpu() })
+        Ok(MsmEngine { device: RwLock::new((0, device)), ..MsmEngine::cpu() })
     }
 
     pub fn cpu() -> Self {
         MsmEngine {
-            backend: ResolvedBackend::Cpu,
             cpu: cpu::CpuMsm::new(),
             device: RwLock::new((0, None)),
             fallbacks: AtomicU64::new(0),
@@ -137,8 +135,13 @@ impl MsmEngine {
         self.cpu.msm_g1(bases, scalars)
     }
 
+    /// Where G1 MSMs run now: the GPU while the engine holds a device (the
+    /// CPU after a lost device that did not come back).
     pub fn backend(&self) -> ResolvedBackend {
-        self.backend
+        match self.current_device().1 {
+            Some(_) => ResolvedBackend::Gpu,
+            None => ResolvedBackend::Cpu,
+        }
     }
 
     /// A description of the device the GPU backend runs on, if it has one.
