@@ -16,6 +16,7 @@
 //! | 8 | `store`, `tel` | the durable store; the TEL compiler |
 //! | 9 | `prove` | Groth16 and the proof-system seam |
 //! | 10 | `batch` | the executor |
+//! | 11 | `service` | `cvm serve`: jobs, their store and the gRPC API |
 //!
 //! The `cvm` binary sits above them all.
 
@@ -40,6 +41,7 @@ pub const LAYERS: &[(&str, u8)] = &[
     ("tel", 8),
     ("prove", 9),
     ("batch", 10),
+    ("service", 11),
     ("layers", 0),
 ];
 

@@ -18,6 +18,8 @@ mod layers;
 pub mod msm;
 pub mod prove;
 pub mod resource;
+#[cfg(feature = "service")]
+pub mod service;
 pub mod store;
 pub mod tel;
 pub mod tuning;

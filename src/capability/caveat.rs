@@ -67,6 +67,51 @@ impl FromStr for Right {
     }
 }
 
+/// The kinds of job a service token may submit (`cvm serve`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum JobKind {
+    ExecuteBatch,
+    ProveOps,
+    Hash,
+    MerkleRoot,
+    Msm,
+    Groth16,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 6] =
+        [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::Groth16];
+
+    /// A stable code for the binary and MAC encodings.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<JobKind> {
+        JobKind::ALL.get(code as usize).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::ExecuteBatch => "execute-batch",
+            JobKind::ProveOps => "prove-ops",
+            JobKind::Hash => "hash",
+            JobKind::MerkleRoot => "merkle-root",
+            JobKind::Msm => "msm",
+            JobKind::Groth16 => "groth16",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobKind::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
+            format!("unknown job kind {s:?}: expected execute-batch, prove-ops, hash, merkle-root, msm or groth16")
+        })
+    }
+}
+
 pub(crate) fn operation_name(kind: OperationKind) -> &'static str {
     match kind {
         OperationKind::Create => "create",
@@ -105,6 +150,8 @@ pub enum Caveat {
     ExpiresAt(Timestamp),
     /// No request may move or create more than this quantity.
     MaxQuantity(u64),
+    /// Service tokens: only these kinds of job.
+    Jobs(Vec<JobKind>),
 }
 
 /// Binary and MAC codes of the caveat kinds.
@@ -115,6 +162,7 @@ pub(crate) mod kind {
     pub const OPERATIONS: u8 = 4;
     pub const EXPIRES_AT: u8 = 5;
     pub const MAX_QUANTITY: u8 = 6;
+    pub const JOBS: u8 = 7;
 }
 
 impl Caveat {
@@ -126,6 +174,7 @@ impl Caveat {
             Caveat::Operations(_) => kind::OPERATIONS,
             Caveat::ExpiresAt(_) => kind::EXPIRES_AT,
             Caveat::MaxQuantity(_) => kind::MAX_QUANTITY,
+            Caveat::Jobs(_) => kind::JOBS,
         }
     }
 
@@ -137,6 +186,7 @@ impl Caveat {
             Caveat::Operations(_) => "ops",
             Caveat::ExpiresAt(_) => "expires",
             Caveat::MaxQuantity(_) => "max-quantity",
+            Caveat::Jobs(_) => "jobs",
         }
     }
 
@@ -158,6 +208,10 @@ impl Caveat {
             }
             Caveat::Operations(v) => {
                 v.sort_by_key(|k| k.code());
+                v.dedup();
+            }
+            Caveat::Jobs(v) => {
+                v.sort();
                 v.dedup();
             }
             Caveat::ExpiresAt(_) | Caveat::MaxQuantity(_) => {}
@@ -225,6 +279,12 @@ impl Caveat {
             Caveat::MaxQuantity(q) => {
                 w.u64(*q);
             }
+            Caveat::Jobs(kinds) => {
+                w.u64(kinds.len() as u64);
+                for k in kinds {
+                    w.u8(k.code());
+                }
+            }
         }
     }
 }
@@ -244,6 +304,7 @@ impl fmt::Display for Caveat {
             Caveat::Operations(v) => join(v, |k| operation_name(*k).to_string()),
             Caveat::ExpiresAt(t) => t.to_string(),
             Caveat::MaxQuantity(q) => q.to_string(),
+            Caveat::Jobs(v) => join(v, |k| k.name().to_string()),
         };
         write!(f, "{}={value}", self.kind_name())
     }
@@ -264,7 +325,9 @@ impl FromStr for Caveat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, value) = s.split_once('=').ok_or_else(|| {
-            format!("caveat {s:?} is not NAME=VALUE (names: rights, resources, domains, ops, expires, max-quantity)")
+            format!(
+                "caveat {s:?} is not NAME=VALUE (names: rights, resources, domains, ops, expires, max-quantity, jobs)"
+            )
         })?;
         let caveat = match name.trim().to_ascii_lowercase().as_str() {
             "rights" => Caveat::Rights(parse_list(value, |r| r.parse())?),
@@ -275,9 +338,10 @@ impl FromStr for Caveat {
             "ops" | "operations" => Caveat::Operations(parse_list(value, parse_operation)?),
             "expires" | "expires-at" => Caveat::ExpiresAt(parse_u64("expiry", value)?),
             "max-quantity" | "max_quantity" => Caveat::MaxQuantity(parse_u64("max quantity", value)?),
+            "jobs" => Caveat::Jobs(parse_list(value, |k| k.parse())?),
             other => {
                 return Err(format!(
-                    "unknown caveat {other:?}: expected rights, resources, domains, ops, expires or max-quantity"
+                    "unknown caveat {other:?}: expected rights, resources, domains, ops, expires, max-quantity or jobs"
                 ))
             }
         };
@@ -300,6 +364,7 @@ mod tests {
             Caveat::ExpiresAt(1_700_000_000),
             Caveat::MaxQuantity(0),
             Caveat::Rights(Vec::new()),
+            Caveat::Jobs(vec![JobKind::Hash, JobKind::Msm]),
         ];
         for caveat in cases {
             assert_eq!(caveat.to_string().parse::<Caveat>().unwrap(), caveat);
@@ -333,6 +398,8 @@ mod tests {
             Caveat::Operations(vec![OperationKind::Create]).mac_encoding(),
             Caveat::Domains(vec![DomainId::new("ab")]).mac_encoding(),
             Caveat::Domains(vec![DomainId::new("a"), DomainId::new("b")]).mac_encoding(),
+            Caveat::Jobs(vec![JobKind::ExecuteBatch]).mac_encoding(),
+            Caveat::Jobs(vec![JobKind::ProveOps]).mac_encoding(),
         ];
         for (i, a) in encodings.iter().enumerate() {
             for b in &encodings[i + 1..] {

@@ -13,7 +13,7 @@
 //! ```
 //! Lists must be strictly increasing, so every token has exactly one encoding.
 
-use super::caveat::{kind, operation_from_code, Caveat, Right};
+use super::caveat::{kind, operation_from_code, Caveat, JobKind, Right};
 use super::token::{CapabilityToken, MAX_CAVEATS, TOKEN_VERSION};
 use super::CapabilityError;
 use crate::content_id::ContentId;
@@ -41,6 +41,10 @@ impl CapabilityToken {
                 Caveat::Operations(ops) => {
                     out.push(ops.len().min(u8::MAX as usize) as u8);
                     out.extend(ops.iter().map(|k| k.code()));
+                }
+                Caveat::Jobs(kinds) => {
+                    out.push(kinds.len().min(u8::MAX as usize) as u8);
+                    out.extend(kinds.iter().map(|k| k.code()));
                 }
                 Caveat::Resources(ids) => {
                     out.extend_from_slice(&(ids.len().min(u16::MAX as usize) as u16).to_le_bytes());
@@ -225,6 +229,19 @@ impl Reader<'_> {
                     })?);
                 }
                 Caveat::Operations(ops)
+            }
+            kind::JOBS => {
+                let n = self.u8(&what("job kind count"))? as usize;
+                let mut kinds = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let code_at = self.pos;
+                    let c = self.u8(&what("job kinds"))?;
+                    kinds.push(JobKind::from_code(c).ok_or_else(|| CapabilityError::Malformed {
+                        offset: code_at,
+                        reason: format!("caveat {index} names unknown job kind code {c}"),
+                    })?);
+                }
+                Caveat::Jobs(kinds)
             }
             kind::RESOURCES => {
                 let n = self.u16(&what("resource count"))? as usize;

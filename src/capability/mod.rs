@@ -20,7 +20,7 @@ mod permissions;
 mod token;
 
 pub(crate) use caveat::operation_name;
-pub use caveat::{Caveat, Right};
+pub use caveat::{Caveat, JobKind, Right};
 pub use encoding::TEXT_PREFIX;
 pub use error::CapabilityError;
 pub use keys::{KeyRing, RootKey};

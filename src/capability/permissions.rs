@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::caveat::{operation_name, Caveat, Right};
+use super::caveat::{operation_name, Caveat, JobKind, Right};
 use crate::clock::Timestamp;
 use crate::resource::DomainId;
 use crate::resource::{OperationKind, ResourceId};
@@ -22,6 +22,8 @@ pub struct Permissions {
     pub operations: Option<Vec<OperationKind>>,
     pub expires_at: Option<Timestamp>,
     pub max_quantity: Option<u64>,
+    /// Service tokens: the job kinds allowed.
+    pub jobs: Option<BTreeSet<JobKind>>,
 }
 
 fn intersect<T: Ord + Clone>(current: &mut Option<BTreeSet<T>>, items: &[T]) {
@@ -46,6 +48,7 @@ impl Permissions {
             operations: None,
             expires_at: None,
             max_quantity: None,
+            jobs: None,
         }
     }
 
@@ -69,6 +72,7 @@ impl Permissions {
             }
             Caveat::ExpiresAt(t) => min_opt(&mut self.expires_at, *t),
             Caveat::MaxQuantity(q) => min_opt(&mut self.max_quantity, *q),
+            Caveat::Jobs(kinds) => intersect(&mut self.jobs, kinds),
         }
     }
 
@@ -142,6 +146,17 @@ impl Permissions {
                 if let Some(current) = self.max_quantity {
                     if *q > current {
                         return Err(format!("max quantity {q} is larger than the current max quantity {current}"));
+                    }
+                }
+            }
+            Caveat::Jobs(kinds) => {
+                if let Some(current) = &self.jobs {
+                    if let Some(extra) = kinds.iter().find(|k| !current.contains(k)) {
+                        return Err(format!(
+                            "job kind {} is not among the kinds already allowed ({})",
+                            extra.name(),
+                            names(current.iter().map(|k| k.name()))
+                        ));
                     }
                 }
             }
@@ -239,6 +254,7 @@ impl Permissions {
             && ops_within
             && bound_within(self.expires_at, other.expires_at)
             && bound_within(self.max_quantity, other.max_quantity)
+            && set_within(&self.jobs, &other.jobs)
     }
 }
 
@@ -272,6 +288,9 @@ impl fmt::Display for Permissions {
         match self.expires_at {
             None => writeln!(f, "expires at:   never")?,
             Some(t) => writeln!(f, "expires at:   {t}")?,
+        }
+        if let Some(jobs) = &self.jobs {
+            writeln!(f, "jobs:         {}", names(jobs.iter().map(|k| k.name())))?;
         }
         match self.max_quantity {
             None => write!(f, "max quantity: unlimited"),

@@ -4,12 +4,14 @@
 mod output;
 mod allocator;
 mod check_cmd;
+mod client_cmd;
 mod hash_cmd;
 mod notices;
 mod progress;
 mod prove_cmd;
 mod resource_cmd;
 mod run_cmd;
+mod serve_cmd;
 mod state_cmd;
 mod store_cmd;
 mod tel_cmd;
@@ -100,6 +102,15 @@ enum Command {
     /// Check batch files without running them: format, limits, tokens,
     /// programs, and resources that could never be consumed.
     Check(check_cmd::CheckArgs),
+    /// Run the proving and hashing service (gRPC) on the data dir.
+    Serve(serve_cmd::ServeArgs),
+    /// Submit job files to a running `cvm serve`.
+    Submit(client_cmd::SubmitArgs),
+    /// List, inspect, follow and cancel a server's jobs.
+    #[command(subcommand)]
+    Jobs(client_cmd::JobsCommand),
+    /// What a running server is doing.
+    Status(client_cmd::StatusArgs),
 }
 
 fn main() {
@@ -129,6 +140,10 @@ fn main() {
         Command::Store(cmd) => store_cmd::run(&cli.globals, cmd),
         Command::Resource(cmd) => resource_cmd::run(&cli.globals, cmd),
         Command::Check(args) => check_cmd::run(&cli.globals, args),
+        Command::Serve(args) => serve_cmd::run(&cli.globals, args),
+        Command::Submit(args) => client_cmd::submit(&cli.globals, args),
+        Command::Jobs(cmd) => client_cmd::jobs(&cli.globals, cmd),
+        Command::Status(args) => client_cmd::status(&cli.globals, args),
     };
     if !noticed && causality_vm::gpu::cpu_fallback_said() {
         notices::remember_fallback_notice();

@@ -22,10 +22,15 @@ pub enum TokenCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Mint a token for a domain (a root token unless caveats are given).
+    /// Mint a token for a domain (a root token unless caveats are given),
+    /// or with --service a token for `cvm serve`'s TCP clients.
     Mint {
+        #[arg(long, required_unless_present = "service", conflicts_with = "service")]
+        domain: Option<String>,
+        /// A service token, minted with the service key in the data dir
+        /// (made on first use); narrow it with --jobs, --domains, --expires.
         #[arg(long)]
-        domain: String,
+        service: bool,
         #[command(flatten)]
         caveats: CaveatArgs,
     },
@@ -76,13 +81,21 @@ pub struct CaveatArgs {
     /// No request may move or create more than this quantity.
     #[arg(long)]
     max_quantity: Option<u64>,
+    /// Service tokens: only these job kinds: execute-batch, prove-ops, hash, merkle-root, msm, groth16 (comma-separated).
+    #[arg(long)]
+    jobs: Option<String>,
 }
 
 impl CaveatArgs {
     fn collect(&self) -> anyhow::Result<Vec<Caveat>> {
         let mut out = self.caveat.clone();
-        let lists =
-            [("rights", &self.rights), ("resources", &self.resources), ("domains", &self.domains), ("ops", &self.ops)];
+        let lists = [
+            ("rights", &self.rights),
+            ("resources", &self.resources),
+            ("domains", &self.domains),
+            ("ops", &self.ops),
+            ("jobs", &self.jobs),
+        ];
         for (name, value) in lists {
             if let Some(value) = value {
                 let caveat: Caveat =
@@ -132,8 +145,16 @@ fn root_key<'a>(ring: &'a KeyRing, domain: &DomainId, path: &Path) -> anyhow::Re
 pub fn run(globals: &Globals, cmd: TokenCommand) -> anyhow::Result<i32> {
     match cmd {
         TokenCommand::Keygen { domain, force } => keygen(globals, &domain_arg(&domain)?, force),
-        TokenCommand::Mint { domain, caveats } => {
-            let domain = domain_arg(&domain)?;
+        TokenCommand::Mint { service: true, caveats, .. } => {
+            use causality_vm::service::auth::{service_key, SERVICE_DOMAIN};
+            let data_dir = globals.data_dir();
+            let key = service_key(&data_dir).with_context(|| format!("the service key in {}", data_dir.display()))?;
+            let root = CapabilityToken::mint_random(&key, DomainId::new(SERVICE_DOMAIN));
+            print_token(globals, &root.attenuate_all(caveats.collect()?)?)?;
+            Ok(0)
+        }
+        TokenCommand::Mint { domain, caveats, .. } => {
+            let domain = domain_arg(domain.as_deref().unwrap_or_default())?;
             let path = key_ring_path(globals);
             let ring = load_ring(&path)?;
             let root = CapabilityToken::mint_random(root_key(&ring, &domain, &path)?, domain);

@@ -1,0 +1,494 @@
+//! The service's client commands: `cvm submit`, `cvm jobs …`, `cvm status`.
+//! They talk to `cvm serve` on the data dir's socket unless `--server` says
+//! otherwise.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use causality_vm::content_id::{hex_decode, hex_encode};
+use causality_vm::service::client::{Client, ClientOptions, Endpoint};
+use causality_vm::service::core::kind_name;
+use causality_vm::service::proto::{
+    hash_message, job_payload, job_result, msm_job, ExecuteBatchJob, Group, HashJob, HashMessage, Job, JobKind,
+    JobPayload, JobState, ListRequest, MerkleRootJob, MsmJob, PointList,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::Globals;
+
+/// Where the server is and how to reach it.
+#[derive(clap::Args, Clone)]
+pub struct ServerArgs {
+    /// unix:PATH, tcp://HOST:PORT or https://HOST:PORT (default: the data dir's socket).
+    #[arg(long, env = "CVM_SERVER")]
+    pub server: Option<String>,
+    /// A service token (`cvm token mint --service`), or @FILE; needed over TCP.
+    #[arg(long, env = "CVM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The CA certificate (PEM) that signed the server's, for https://.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM), for servers that require mutual TLS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The name on the server's certificate, when it is not the host's.
+    #[arg(long)]
+    pub tls_domain: Option<String>,
+}
+
+impl ServerArgs {
+    fn endpoint(&self, globals: &Globals) -> anyhow::Result<Endpoint> {
+        match &self.server {
+            Some(text) => text.parse().map_err(|e: String| anyhow!("--server {text:?}: {e}")),
+            None => Ok(Endpoint::local(&globals.data_dir())),
+        }
+    }
+
+    fn options(&self) -> anyhow::Result<ClientOptions> {
+        let token = match &self.token {
+            Some(t) => Some(match t.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading token file {path}"))?,
+                None => t.clone(),
+            }),
+            None => None,
+        };
+        Ok(ClientOptions {
+            token,
+            tls_ca: self.tls_ca.clone(),
+            tls_identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+            tls_domain: self.tls_domain.clone(),
+            connect_timeout: None,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct SubmitArgs {
+    /// Job files: a batch in `cvm run`'s format, or a JSON job
+    /// (`{"hash": …}`, `{"merkle_root": …}`, `{"msm": …}`; docs/SERVICE.md).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Wait for each job to end and print its result.
+    #[arg(long)]
+    pub wait: bool,
+    /// Higher runs first among queued jobs of a kind.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub priority: i32,
+    /// Seconds from now after which a job that has not started is not started.
+    #[arg(long, value_name = "SECONDS")]
+    pub deadline: Option<u64>,
+    /// The request id (default: derived from the file's contents, so a
+    /// resubmission of the same file names the same job). One file only.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum JobsCommand {
+    /// The newest jobs, filtered by state and kind.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// queued, running, succeeded, failed, cancelled (repeatable).
+        #[arg(long)]
+        state: Vec<String>,
+        /// execute-batch, prove-ops, hash, merkle-root, msm (repeatable).
+        #[arg(long)]
+        kind: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One job, with its result.
+    Get {
+        id: u64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Follow a job's events until it ends.
+    Await {
+        id: u64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Cancel a job (a running one stops at its next stage).
+    Cancel {
+        id: u64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
+}
+
+async fn connect(globals: &Globals, server: &ServerArgs) -> anyhow::Result<Client> {
+    let endpoint = server.endpoint(globals)?;
+    Client::connect(&endpoint, &server.options()?).await.with_context(|| match &endpoint {
+        Endpoint::Unix(path) if !path.exists() => {
+            format!("no server on {} (start one with `cvm serve`)", path.display())
+        }
+        _ => format!("reaching the server at {endpoint}"),
+    })
+}
+
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow!("{}: {}", code_name(status.code()), status.message())
+}
+
+fn code_name(code: tonic::Code) -> String {
+    format!("{code:?}")
+        .chars()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
+            sep.into_iter().chain(std::iter::once(c.to_ascii_uppercase()))
+        })
+        .collect()
+}
+
+pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
+    if args.request_id.is_some() && args.files.len() > 1 {
+        bail!("--request-id names one job: give one file");
+    }
+    // Every file is read and checked before anything is sent.
+    let mut jobs = Vec::new();
+    for path in &args.files {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let payload = payload_of(&bytes, path)?;
+        let request_id = match &args.request_id {
+            Some(id) => id.clone(),
+            None => format!("file-{}", &hex_encode(blake3::hash(&bytes).as_bytes())[..32]),
+        };
+        jobs.push((path, request_id, payload));
+    }
+    let deadline = args.deadline.map(|s| causality_vm::service::core::now_ms() + s * 1000);
+    runtime()?.block_on(async {
+        let mut client = connect(globals, &args.server).await?;
+        let mut failed = false;
+        let mut reports = Vec::new();
+        for (path, request_id, payload) in jobs {
+            let accepted = client
+                .submit(&request_id, payload, args.priority, deadline)
+                .await
+                .map_err(status_error)
+                .with_context(|| format!("submitting {}", path.display()))?;
+            if !args.wait {
+                if globals.json {
+                    reports.push(json!({"file": path, "job_id": accepted.job_id, "queue_position": accepted.queue_position, "existing": accepted.existing}));
+                } else {
+                    let again = if accepted.existing { " (already submitted)" } else { "" };
+                    out!("{}: job {} accepted{again}, {} ahead of it", path.display(), accepted.job_id, accepted.queue_position)?;
+                }
+                continue;
+            }
+            let job = client.wait(accepted.job_id).await.map_err(status_error)?;
+            failed |= job.state() != JobState::Succeeded;
+            if globals.json {
+                reports.push(json!({"file": path, "job": job_json(&job)}));
+            } else {
+                print_job(&job)?;
+            }
+        }
+        if globals.json {
+            let value = if reports.len() == 1 { reports.pop().unwrap_or_default() } else { Value::Array(reports) };
+            out!("{}", serde_json::to_string_pretty(&value)?)?;
+        }
+        Ok(if failed { 1 } else { 0 })
+    })
+}
+
+pub fn jobs(globals: &Globals, cmd: JobsCommand) -> anyhow::Result<i32> {
+    runtime()?.block_on(async {
+        match cmd {
+            JobsCommand::List { server, state, kind, limit } => {
+                let states = state.iter().map(|s| parse_state(s)).collect::<anyhow::Result<Vec<_>>>()?;
+                let kinds = kind.iter().map(|k| parse_kind(k)).collect::<anyhow::Result<Vec<_>>>()?;
+                let mut client = connect(globals, &server).await?;
+                let jobs = client
+                    .list(ListRequest {
+                        states: states.into_iter().map(|s| s as i32).collect(),
+                        kinds: kinds.into_iter().map(|k| k as i32).collect(),
+                        limit,
+                    })
+                    .await
+                    .map_err(status_error)?;
+                if globals.json {
+                    out!("{}", serde_json::to_string_pretty(&jobs.iter().map(job_json).collect::<Vec<_>>())?)?;
+                } else {
+                    for job in &jobs {
+                        out!(
+                            "{:>8}  {:<13} {:<10} {:<14} {}",
+                            job.job_id,
+                            kind_name(job.kind()),
+                            state_name(job.state()),
+                            job.stage,
+                            job.request_id
+                        )?;
+                    }
+                }
+                Ok(0)
+            }
+            JobsCommand::Get { id, server } => {
+                let job = connect(globals, &server).await?.get(id).await.map_err(status_error)?;
+                show(globals, &job)
+            }
+            JobsCommand::Await { id, server } => {
+                let mut client = connect(globals, &server).await?;
+                let mut events = client.events(id).await.map_err(status_error)?;
+                while let Some(event) = events.message().await.map_err(status_error)? {
+                    if let Some(job) = event.job {
+                        return show(globals, &job);
+                    }
+                    if !globals.json && !globals.quiet {
+                        note!("job {id}: {} {}", state_name(event.state()), event.stage);
+                    }
+                }
+                let job = client.get(id).await.map_err(status_error)?;
+                show(globals, &job)
+            }
+            JobsCommand::Cancel { id, server } => {
+                let job = connect(globals, &server).await?.cancel(id).await.map_err(status_error)?;
+                show(globals, &job)
+            }
+        }
+    })
+}
+
+pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<i32> {
+    runtime()?.block_on(async {
+        let status = connect(globals, &args.server).await?.status().await.map_err(status_error)?;
+        let kinds: Vec<Value> = status
+            .kinds
+            .iter()
+            .map(|k| json!({"kind": kind_name(k.kind()), "queued": k.queued, "running": k.running, "queue_limit": k.queue_limit}))
+            .collect();
+        if globals.json {
+            let value = json!({
+                "version": status.version, "backend": status.backend, "adapter": status.adapter,
+                "cpu_threads": status.cpu_threads, "uptime_ms": status.uptime_ms, "kinds": kinds,
+            });
+            out!("{}", serde_json::to_string_pretty(&value)?)?;
+            return Ok(0);
+        }
+        let adapter = if status.adapter.is_empty() { String::new() } else { format!(" ({})", status.adapter) };
+        out!("cvm {} serving on {}{adapter}, {} CPU threads, up {} s", status.version, status.backend, status.cpu_threads, status.uptime_ms / 1000)?;
+        for k in &status.kinds {
+            out!("  {:<13} {} queued (limit {}), {} running", kind_name(k.kind()), k.queued, k.queue_limit, k.running)?;
+        }
+        Ok(0)
+    })
+}
+
+fn show(globals: &Globals, job: &Job) -> anyhow::Result<i32> {
+    if globals.json {
+        out!("{}", serde_json::to_string_pretty(&job_json(job))?)?;
+    } else {
+        print_job(job)?;
+    }
+    Ok(match job.state() {
+        JobState::Succeeded | JobState::Queued | JobState::Running => 0,
+        _ => 1,
+    })
+}
+
+fn print_job(job: &Job) -> anyhow::Result<()> {
+    let kind = kind_name(job.kind());
+    match (&job.result, &job.error) {
+        (_, Some(error)) => {
+            out!("job {} ({kind}): {}: {}: {}", job.job_id, state_name(job.state()), error.code, error.message)?
+        }
+        (Some(result), _) => {
+            out!("job {} ({kind}): succeeded", job.job_id)?;
+            match &result.kind {
+                Some(job_result::Kind::Hash(h)) => {
+                    for d in &h.digests {
+                        out!("{}", hex_encode(d))?;
+                    }
+                }
+                Some(job_result::Kind::MerkleRoot(m)) => out!("{}", hex_encode(&m.root))?,
+                Some(job_result::Kind::Msm(m)) => out!("{}", hex_encode(&m.point))?,
+                Some(job_result::Kind::ExecuteBatch(b)) => out!("{}", b.result_json)?,
+                Some(job_result::Kind::ProveOps(p)) => out!("{}", p.proofs_json)?,
+                None => {}
+            }
+        }
+        (None, None) => out!("job {} ({kind}): {} {}", job.job_id, state_name(job.state()), job.stage)?,
+    }
+    Ok(())
+}
+
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+        JobState::Unspecified => "unspecified",
+    }
+}
+
+fn parse_state(text: &str) -> anyhow::Result<JobState> {
+    [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Cancelled]
+        .into_iter()
+        .find(|s| state_name(*s) == text.trim().to_ascii_lowercase())
+        .ok_or_else(|| anyhow!("--state {text:?}: expected queued, running, succeeded, failed or cancelled"))
+}
+
+fn parse_kind(text: &str) -> anyhow::Result<JobKind> {
+    [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::Groth16]
+        .into_iter()
+        .find(|k| kind_name(*k) == text.trim().to_ascii_lowercase())
+        .ok_or_else(|| anyhow!("--kind {text:?}: expected execute-batch, prove-ops, hash, merkle-root, msm or groth16"))
+}
+
+/// A job as JSON (digests and points in hex).
+pub fn job_json(job: &Job) -> Value {
+    let result = job.result.as_ref().map(|r| {
+        let backends: serde_json::Map<String, Value> =
+            r.backends.iter().map(|b| (b.stage.clone(), Value::String(b.backend.clone()))).collect();
+        let body = match &r.kind {
+            Some(job_result::Kind::Hash(h)) => json!({"digests": h.digests.iter().map(|d| hex_encode(d)).collect::<Vec<_>>()}),
+            Some(job_result::Kind::MerkleRoot(m)) => json!({"root": hex_encode(&m.root)}),
+            Some(job_result::Kind::Msm(m)) => json!({"point": hex_encode(&m.point)}),
+            Some(job_result::Kind::ExecuteBatch(b)) => {
+                json!({"batch": serde_json::from_str::<Value>(&b.result_json).unwrap_or(Value::String(b.result_json.clone()))})
+            }
+            Some(job_result::Kind::ProveOps(p)) => {
+                json!({"proofs": serde_json::from_str::<Value>(&p.proofs_json).unwrap_or(Value::String(p.proofs_json.clone()))})
+            }
+            None => Value::Null,
+        };
+        json!({"backends": backends, "value": body})
+    });
+    json!({
+        "job_id": job.job_id,
+        "request_id": job.request_id,
+        "kind": kind_name(job.kind()),
+        "state": state_name(job.state()),
+        "stage": job.stage,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "submitted_unix_ms": job.submitted_unix_ms,
+        "started_unix_ms": job.started_unix_ms,
+        "finished_unix_ms": job.finished_unix_ms,
+        "deadline_unix_ms": job.deadline_unix_ms,
+        "error": job.error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+        "result": result,
+    })
+}
+
+/// A JSON job file (docs/SERVICE.md); byte strings in hex.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum JobFile {
+    Hash {
+        messages: Vec<MessageSpec>,
+    },
+    MerkleRoot {
+        leaves: Vec<String>,
+    },
+    Msm {
+        group: String,
+        #[serde(default)]
+        bases: Option<Vec<String>>,
+        #[serde(default)]
+        base_set_id: Option<String>,
+        scalars: Vec<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageSpec {
+    #[serde(default)]
+    hex: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    derive_key_context: Option<String>,
+}
+
+fn hex_field(text: &str, field: &str) -> anyhow::Result<Vec<u8>> {
+    hex_decode(text).map_err(|e| anyhow!("{field}: {e}"))
+}
+
+fn payload_of(bytes: &[u8], path: &Path) -> anyhow::Result<JobPayload> {
+    let origin = path.display();
+    let value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;
+    if value.get("ops").is_some() {
+        // A batch file: sent as it is (its programs must be inline).
+        let job = ExecuteBatchJob { batch_json: bytes.to_vec(), ..ExecuteBatchJob::default() };
+        return Ok(JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) });
+    }
+    let file: JobFile =
+        serde_path_to_error::deserialize(value).map_err(|e| anyhow!("{origin}: {}: {}", e.path(), e.inner()))?;
+    let kind = match file {
+        JobFile::Hash { messages } => {
+            let mut out = Vec::with_capacity(messages.len());
+            for (i, m) in messages.into_iter().enumerate() {
+                let field = |f: &str| format!("{origin}: hash.messages[{i}].{f}");
+                let data = match (&m.hex, &m.text) {
+                    (Some(hex), None) => hex_field(hex, &field("hex"))?,
+                    (None, Some(text)) => text.clone().into_bytes(),
+                    _ => bail!("{}: give exactly one of hex and text", field("")),
+                };
+                let mode = match (m.key, m.derive_key_context) {
+                    (Some(key), None) => Some(hash_message::Mode::Key(hex_field(&key, &field("key"))?)),
+                    (None, Some(context)) => Some(hash_message::Mode::DeriveKeyContext(context)),
+                    (None, None) => None,
+                    _ => bail!("{}: key and derive_key_context exclude each other", field("")),
+                };
+                out.push(HashMessage { data, mode });
+            }
+            job_payload::Kind::Hash(HashJob { messages: out })
+        }
+        JobFile::MerkleRoot { leaves } => {
+            let leaves = leaves
+                .iter()
+                .enumerate()
+                .map(|(i, l)| hex_field(l, &format!("{origin}: merkle_root.leaves[{i}]")))
+                .collect::<anyhow::Result<_>>()?;
+            job_payload::Kind::MerkleRoot(MerkleRootJob { leaves })
+        }
+        JobFile::Msm { group, bases, base_set_id, scalars } => {
+            let group = match group.to_ascii_lowercase().as_str() {
+                "g1" => Group::G1,
+                "g2" => Group::G2,
+                other => bail!("{origin}: msm.group {other:?}: expected g1 or g2"),
+            };
+            let bases = match (bases, base_set_id) {
+                (Some(points), None) => msm_job::Bases::InlineBases(PointList {
+                    points: points
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| hex_field(p, &format!("{origin}: msm.bases[{i}]")))
+                        .collect::<anyhow::Result<_>>()?,
+                }),
+                (None, Some(id)) => msm_job::Bases::BaseSetId(id),
+                _ => bail!("{origin}: msm: give exactly one of bases and base_set_id"),
+            };
+            let scalars = scalars
+                .iter()
+                .enumerate()
+                .map(|(i, s)| hex_field(s, &format!("{origin}: msm.scalars[{i}]")))
+                .collect::<anyhow::Result<_>>()?;
+            job_payload::Kind::Msm(MsmJob { group: group as i32, bases: Some(bases), scalars })
+        }
+    };
+    Ok(JobPayload { kind: Some(kind) })
+}

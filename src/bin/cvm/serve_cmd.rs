@@ -1,0 +1,85 @@
+//! `cvm serve`: run the accelerator service on the data dir until SIGTERM
+//! or SIGINT (docs/SERVICE.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use causality_vm::service::auth::Auth;
+use causality_vm::service::{serve, ServeOptions};
+
+use crate::Globals;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Also listen on TCP (tcp://HOST:PORT); the Unix socket <data-dir>/cvm.sock is always served.
+    #[arg(long, value_parser = tcp_address, value_name = "tcp://HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Serve Prometheus text metrics on http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// Jobs each kind's queue holds; past it, submits are refused at once (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = 10_000)]
+    pub queue_depth: usize,
+    /// The largest request accepted, in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_message_bytes: usize,
+    /// How long ended jobs and their results are kept, in seconds.
+    #[arg(long, default_value_t = 24 * 3600, value_name = "SECONDS")]
+    pub result_ttl: u64,
+    /// Threads running hash, Merkle and MSM jobs side by side.
+    #[arg(long, default_value_t = 2)]
+    pub runners: usize,
+    /// TLS certificate (PEM) for the TCP listener.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the TCP listener.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require TCP clients to present certificates signed by this CA (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Accept TCP calls without a token (loopback addresses only).
+    #[arg(long)]
+    pub no_auth: bool,
+}
+
+fn tcp_address(text: &str) -> Result<SocketAddr, String> {
+    let address = text.strip_prefix("tcp://").unwrap_or(text);
+    address.parse().map_err(|e| {
+        format!("{text:?}: {e} (expected tcp://HOST:PORT with a numeric address, e.g. tcp://127.0.0.1:7433)")
+    })
+}
+
+pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
+    let mut options = ServeOptions::new(globals.data_dir());
+    options.tcp = args.listen;
+    options.metrics = args.metrics;
+    options.queue_depth = args.queue_depth.max(1);
+    options.max_message_bytes = args.max_message_bytes;
+    options.result_ttl = Duration::from_secs(args.result_ttl);
+    options.backend = globals.backend;
+    options.runners = args.runners.max(1);
+    options.auth =
+        Auth { tls_cert: args.tls_cert, tls_key: args.tls_key, client_ca: args.client_ca, no_auth: args.no_auth };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("cvm-serve")
+        .build()
+        .context("starting the async runtime")?;
+    let quiet = globals.quiet;
+    runtime.block_on(serve(options, |running| {
+        if !quiet {
+            note!("listening on unix:{}", running.socket.display());
+            if let Some(tcp) = running.tcp {
+                note!("listening on tcp://{tcp}");
+            }
+            if let Some(metrics) = running.metrics {
+                note!("metrics on http://{metrics}/metrics");
+            }
+        }
+    }))?;
+    Ok(0)
+}

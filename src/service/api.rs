@@ -1,0 +1,214 @@
+//! The gRPC face of the core: each call checked, run off the async threads
+//! where it blocks (the journal's fsync), and its refusal mapped to a status.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::auth::Grant;
+use super::core::{kind_name, Core, Refusal};
+use super::journal::is_final;
+use super::proto::accelerator_server::Accelerator;
+use super::proto::*;
+use super::work::{backend_name, kind_of};
+
+pub struct Api {
+    pub core: Arc<Core>,
+}
+
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Status {
+        let message = r.to_string();
+        match r {
+            Refusal::Invalid(_) => Status::invalid_argument(message),
+            Refusal::Conflict { .. } => Status::already_exists(message),
+            Refusal::QueueFull { .. } => Status::resource_exhausted(message),
+            Refusal::DeadlinePassed { .. } => Status::deadline_exceeded(message),
+            Refusal::NotFound(_) => Status::not_found(message),
+            Refusal::Unavailable(_) => Status::unavailable(message),
+            Refusal::Internal(_) => Status::internal(message),
+        }
+    }
+}
+
+/// Run a blocking core call on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Refusal> + Send + 'static) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(Status::from),
+        Err(e) => Err(Status::internal(format!("the call's task failed: {e}"))),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Accelerator for Api {
+    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+        let core = self.core.clone();
+        let grant = Grant::of(&request);
+        let request = request.into_inner();
+        if let Some(payload) = &request.payload {
+            if let Ok(kind) = kind_of(payload) {
+                if let Err(status) = grant.check(kind, None) {
+                    core.metrics.auth_rejected("too_narrow");
+                    return Err(status);
+                }
+            }
+        }
+        blocking(move || core.submit(request)).await.map(Response::new)
+    }
+
+    type AwaitStream = EventStream;
+
+    async fn r#await(&self, request: Request<AwaitRequest>) -> Result<Response<EventStream>, Status> {
+        let grant = Grant::of(&request);
+        let id = request.into_inner().job_id;
+        let core = self.core.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        // Subscribe before reading the record: an end in between is then seen.
+        let events = core.subscribe(id);
+        let job = {
+            let core = core.clone();
+            blocking(move || core.get(id)).await?
+        };
+        self.visible(&grant, &job)?;
+        match events {
+            Some(mut events) if !is_final(job.state()) => {
+                tokio::spawn(async move {
+                    loop {
+                        let event = events.borrow_and_update().clone();
+                        let last = event.job.is_some();
+                        if sender.send(Ok(event)).await.is_err() || last {
+                            return;
+                        }
+                        if events.changed().await.is_err() {
+                            // The job ended and its channel closed: the end from the store.
+                            let core = core.clone();
+                            let end = blocking(move || core.get(id)).await;
+                            let _ = sender.send(end.map(|job| final_event(&job))).await;
+                            return;
+                        }
+                    }
+                });
+            }
+            _ => {
+                let _ = sender.send(Ok(final_event(&job))).await;
+            }
+        }
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<Job>, Status> {
+        let core = self.core.clone();
+        let grant = Grant::of(&request);
+        let id = request.into_inner().job_id;
+        let job = blocking(move || core.get(id)).await?;
+        self.visible(&grant, &job)?;
+        Ok(Response::new(job))
+    }
+
+    async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<Job>, Status> {
+        let grant = Grant::of(&request);
+        let id = request.into_inner().job_id;
+        let core = self.core.clone();
+        let job = blocking(move || core.get(id)).await?;
+        self.visible(&grant, &job)?;
+        let core = self.core.clone();
+        blocking(move || core.cancel(id)).await.map(Response::new)
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let core = self.core.clone();
+        let grant = Grant::of(&request);
+        let request = request.into_inner();
+        let limit = if request.limit == 0 { 100 } else { request.limit as usize };
+        blocking(move || {
+            let jobs = core.journal.all()?;
+            let jobs = jobs
+                .into_iter()
+                .rev()
+                .map(|r| r.job)
+                .filter(|j| request.states.is_empty() || request.states.contains(&j.state))
+                .filter(|j| request.kinds.is_empty() || request.kinds.contains(&j.kind))
+                .filter(|j| grant.sees(j.kind()))
+                .take(limit)
+                .collect();
+            Ok(ListResponse { jobs })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let core = &self.core;
+        let kinds = [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm]
+            .into_iter()
+            .map(|kind| {
+                let load = core.scheduler.load(kind);
+                KindLoad {
+                    kind: kind as i32,
+                    queued: load.queued as u64,
+                    running: load.running as u64,
+                    queue_limit: core.scheduler.depth() as u64,
+                }
+            })
+            .collect();
+        let hashing = core.engines.hashing.resolved();
+        Ok(Response::new(StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            backend: backend_name(hashing).to_string(),
+            adapter: core.engines.msm.device().unwrap_or_default(),
+            cpu_threads: rayon::current_num_threads() as u32,
+            key_sets: Vec::new(),
+            kinds,
+            uptime_ms: core.started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    async fn preload(&self, _request: Request<PreloadRequest>) -> Result<Response<KeySetStatus>, Status> {
+        Err(Status::unimplemented("proving key sets arrive with ProveOps and ExecuteBatch jobs"))
+    }
+
+    async fn evict(&self, _request: Request<EvictRequest>) -> Result<Response<KeySetStatus>, Status> {
+        Err(Status::unimplemented("proving key sets arrive with ProveOps and ExecuteBatch jobs"))
+    }
+
+    async fn upload_bases(
+        &self,
+        request: Request<UploadBasesRequest>,
+    ) -> Result<Response<UploadBasesResponse>, Status> {
+        let core = self.core.clone();
+        let request = request.into_inner();
+        blocking(move || {
+            let group = Group::try_from(request.group).unwrap_or(Group::Unspecified);
+            let points = request.bases.map(|b| b.points).unwrap_or_default();
+            let (id, count) = core
+                .engines
+                .bases
+                .upload(group, &points, &core.engines)
+                .map_err(|e| Refusal::Invalid(e.to_string()))?;
+            Ok(UploadBasesResponse { base_set_id: id.to_string(), count: count as u64 })
+        })
+        .await
+        .map(Response::new)
+    }
+}
+
+impl Api {
+    /// A job of a kind the caller's token does not cover is, to them, not there.
+    fn visible(&self, grant: &Grant, job: &Job) -> Result<(), Status> {
+        match grant.sees(job.kind()) {
+            true => Ok(()),
+            false => {
+                self.core.metrics.auth_rejected("too_narrow");
+                Err(Status::permission_denied(format!("the token does not allow {} jobs", kind_name(job.kind()))))
+            }
+        }
+    }
+}
+
+fn final_event(job: &Job) -> JobEvent {
+    JobEvent { job_id: job.job_id, state: job.state, stage: job.stage.clone(), progress: 1.0, job: Some(job.clone()) }
+}

@@ -1,0 +1,375 @@
+//! The service's core, free of gRPC: accepting jobs (checked, then durably
+//! recorded, then queued), the runners that execute them, their events,
+//! cancellation, and recovery after a restart.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use tokio::sync::watch;
+
+use super::journal::{is_final, Accepted, JobRecord, Journal, JournalError};
+use super::metrics::Metrics;
+use super::proto::{Job, JobError, JobEvent, JobKind, JobPayload, JobResult, JobState, SubmitRequest, SubmitResponse};
+use super::scheduler::{QueueFull, Scheduler};
+use super::work::{self, BadPayload, Engines, Progress};
+
+/// Why a call was refused; the server maps each to its gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("request id {request_id:?} already names job {job} with a different payload")]
+    Conflict { request_id: String, job: u64 },
+    #[error("the {kind} queue is full ({depth} jobs); retry later")]
+    QueueFull { kind: &'static str, depth: usize },
+    #[error("the deadline {deadline_unix_ms} (Unix ms) has already passed")]
+    DeadlinePassed { deadline_unix_ms: u64 },
+    #[error("no job {0}")]
+    NotFound(u64),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<BadPayload> for Refusal {
+    fn from(e: BadPayload) -> Self {
+        Refusal::Invalid(e.to_string())
+    }
+}
+
+impl From<JournalError> for Refusal {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Conflict { request_id, job } => Refusal::Conflict { request_id, job },
+            JournalError::Stopped => Refusal::Unavailable("the server is shutting down".into()),
+            other => Refusal::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The longest request id a caller may use.
+pub const MAX_REQUEST_ID: usize = 128;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The lower-case name of a job kind (in errors, metrics and the CLI).
+pub fn kind_name(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::ExecuteBatch => "execute-batch",
+        JobKind::ProveOps => "prove-ops",
+        JobKind::Hash => "hash",
+        JobKind::MerkleRoot => "merkle-root",
+        JobKind::Msm => "msm",
+        JobKind::Groth16 => "groth16",
+        JobKind::Unspecified => "unspecified",
+    }
+}
+
+pub const COMPUTE_KINDS: [JobKind; 4] = [JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::ProveOps];
+
+pub struct Core {
+    pub journal: Journal,
+    pub scheduler: Scheduler,
+    pub engines: Engines,
+    pub metrics: Metrics,
+    /// Live jobs' event channels (queued or running).
+    events: Mutex<HashMap<u64, watch::Sender<JobEvent>>>,
+    /// Running jobs asked to stop at their next stage boundary.
+    cancelled: Mutex<HashSet<u64>>,
+    pub started: Instant,
+    pub result_ttl: Duration,
+}
+
+impl Core {
+    pub fn new(journal: Journal, scheduler: Scheduler, engines: Engines, result_ttl: Duration) -> Core {
+        Core {
+            journal,
+            scheduler,
+            engines,
+            metrics: Metrics::new(),
+            events: Mutex::new(HashMap::new()),
+            cancelled: Mutex::new(HashSet::new()),
+            started: Instant::now(),
+            result_ttl,
+        }
+    }
+
+    /// Queue again every job a previous run accepted and did not finish
+    /// (running ones start over: each stage's work is redone whole), and
+    /// forget ended jobs past the result TTL. Returns how many were queued.
+    pub fn recover(&self) -> Result<usize, JournalError> {
+        let mut expired = Vec::new();
+        let mut queued = 0;
+        let horizon = now_ms().saturating_sub(self.result_ttl.as_millis() as u64);
+        for mut record in self.journal.all()? {
+            let job = &mut record.job;
+            if is_final(job.state()) {
+                if job.finished_unix_ms < horizon {
+                    expired.push(job.job_id);
+                }
+                continue;
+            }
+            if job.state() == JobState::Running {
+                job.set_state(JobState::Queued);
+                job.stage.clear();
+                self.journal.update(&record, None, false)?;
+            }
+            let job = &record.job;
+            self.open_events(job);
+            self.scheduler.requeue(job.kind(), job.job_id, job.priority);
+            queued += 1;
+        }
+        if !expired.is_empty() {
+            self.journal.forget(expired)?;
+        }
+        Ok(queued)
+    }
+
+    /// Forget ended jobs past the result TTL (run now and then).
+    pub fn expire(&self) -> Result<usize, JournalError> {
+        let horizon = now_ms().saturating_sub(self.result_ttl.as_millis() as u64);
+        let expired: Vec<u64> = self
+            .journal
+            .all()?
+            .into_iter()
+            .filter(|r| is_final(r.job.state()) && r.job.finished_unix_ms < horizon)
+            .map(|r| r.job.job_id)
+            .collect();
+        let n = expired.len();
+        if n > 0 {
+            self.journal.forget(expired)?;
+        }
+        Ok(n)
+    }
+
+    /// Check, record durably and queue a job (see the proto's Submit).
+    pub fn submit(&self, request: SubmitRequest) -> Result<SubmitResponse, Refusal> {
+        check_request_id(&request.request_id)?;
+        let payload = request.payload.unwrap_or_default();
+        let kind = work::kind_of(&payload)?;
+        work::check(&payload, &self.engines)?;
+        let now = now_ms();
+        if request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now {
+            return Err(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
+        }
+        let encoded = payload.encode_to_vec();
+        let digest = *blake3::hash(&encoded).as_bytes();
+        let reservation = match self.scheduler.reserve(kind) {
+            Ok(reservation) => reservation,
+            Err(QueueFull { kind, depth }) => {
+                // A retry of a job already accepted is still answered.
+                if let Some(existing) = self.journal.find_request(&request.request_id)? {
+                    return self.existing(existing, digest);
+                }
+                self.metrics.rejected(kind_name(kind), "queue_full");
+                return Err(Refusal::QueueFull { kind: kind_name(kind), depth });
+            }
+        };
+        let job = Job {
+            request_id: request.request_id,
+            kind: kind as i32,
+            state: JobState::Queued as i32,
+            priority: request.priority,
+            deadline_unix_ms: request.deadline_unix_ms,
+            submitted_unix_ms: now,
+            ..Job::default()
+        };
+        let record = JobRecord { job, payload_digest: digest };
+        match self.journal.accept(record.clone(), encoded)? {
+            Accepted::New(id) => {
+                let mut job = record.job;
+                job.job_id = id;
+                self.open_events(&job);
+                let ahead = reservation.enqueue(id, job.priority);
+                self.metrics.accepted(kind_name(kind));
+                Ok(SubmitResponse { job_id: id, queue_position: ahead as u64, existing: false })
+            }
+            Accepted::Existing(existing) => {
+                drop(reservation);
+                self.existing(*existing, digest)
+            }
+        }
+    }
+
+    fn existing(&self, existing: JobRecord, digest: [u8; 32]) -> Result<SubmitResponse, Refusal> {
+        let job = &existing.job;
+        if existing.payload_digest != digest {
+            return Err(Refusal::Conflict { request_id: job.request_id.clone(), job: job.job_id });
+        }
+        let ahead = self.scheduler.position(job.kind(), job.job_id).unwrap_or(0);
+        Ok(SubmitResponse { job_id: job.job_id, queue_position: ahead as u64, existing: true })
+    }
+
+    fn open_events(&self, job: &Job) {
+        let event = event_of(job, 0.0);
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).insert(job.job_id, watch::channel(event).0);
+    }
+
+    fn publish(&self, job: &Job, progress: f64) {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = events.get(&job.job_id) {
+            sender.send_replace(event_of(job, progress));
+        }
+    }
+
+    /// The job's events from now on, or None when it has ended (then `get` it).
+    pub fn subscribe(&self, id: u64) -> Option<watch::Receiver<JobEvent>> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(watch::Sender::subscribe)
+    }
+
+    pub fn get(&self, id: u64) -> Result<Job, Refusal> {
+        let record = self.journal.get(id)?.ok_or(Refusal::NotFound(id))?;
+        Ok(record.job)
+    }
+
+    /// Cancel a job: a queued one at once, a running one at its next stage.
+    pub fn cancel(&self, id: u64) -> Result<Job, Refusal> {
+        let mut record = self.journal.get(id)?.ok_or(Refusal::NotFound(id))?;
+        let kind = record.job.kind();
+        if is_final(record.job.state()) {
+            return Ok(record.job);
+        }
+        if self.scheduler.remove(kind, id) {
+            self.end(&mut record, Err(("CANCELLED", "cancelled before it started".into())))?;
+            return Ok(record.job);
+        }
+        // Running (or just taken): the runner stops at its next stage boundary.
+        self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        Ok(record.job)
+    }
+
+    /// Record a job's end durably, tell its watchers, close its events.
+    fn end(&self, record: &mut JobRecord, outcome: Result<JobResult, (&str, String)>) -> Result<(), JournalError> {
+        let job = &mut record.job;
+        job.finished_unix_ms = now_ms();
+        let kind = kind_name(job.kind());
+        let result = match outcome {
+            Ok(result) => {
+                job.set_state(JobState::Succeeded);
+                self.metrics.finished(kind, "succeeded");
+                Some(result)
+            }
+            Err((code, message)) => {
+                let state = if code == "CANCELLED" { JobState::Cancelled } else { JobState::Failed };
+                job.set_state(state);
+                job.error = Some(JobError { code: code.into(), message });
+                self.metrics.finished(kind, if state == JobState::Cancelled { "cancelled" } else { "failed" });
+                None
+            }
+        };
+        self.journal.update(record, result.clone(), true)?;
+        record.job.result = result;
+        self.publish(&record.job, 1.0);
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.job.job_id);
+        self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.job.job_id);
+        Ok(())
+    }
+
+    /// A runner: takes jobs of `kinds` until the scheduler closes.
+    pub fn run_jobs(self: &Arc<Self>, kinds: &[JobKind]) {
+        while let Some((kind, id)) = self.scheduler.take(kinds) {
+            let _span = tracing::info_span!("job", id, kind = kind_name(kind)).entered();
+            if let Err(e) = self.run_one(id) {
+                tracing::error!("job {id}: {e}");
+            }
+            self.scheduler.finished(kind);
+        }
+    }
+
+    fn run_one(&self, id: u64) -> Result<(), JournalError> {
+        let Some(mut record) = self.journal.get(id)? else { return Ok(()) };
+        if is_final(record.job.state()) {
+            return Ok(());
+        }
+        let waited = now_ms().saturating_sub(record.job.submitted_unix_ms);
+        self.metrics.stage_seconds("queue_wait", waited as f64 / 1e3);
+        if record.job.deadline_unix_ms != 0 && record.job.deadline_unix_ms <= now_ms() {
+            let message =
+                format!("the deadline {} (Unix ms) passed before the job started", record.job.deadline_unix_ms);
+            return self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)));
+        }
+        let Some(payload) = self.journal.payload(id)? else {
+            return self.end(&mut record, Err(("INTERNAL", "the job's payload is missing from the job store".into())));
+        };
+        record.job.set_state(JobState::Running);
+        record.job.started_unix_ms = now_ms();
+        record.job.attempts += 1;
+        self.journal.update(&record, None, false)?;
+        self.publish(&record.job, 0.0);
+        let outcome = self.execute(&mut record, &payload);
+        self.end(&mut record, outcome)
+    }
+
+    fn execute(&self, record: &mut JobRecord, payload: &JobPayload) -> Result<JobResult, (&'static str, String)> {
+        let progress = Stages { core: self, job: Mutex::new(record.job.clone()), last: Mutex::new(None) };
+        let outcome = work::run(payload, &self.engines, &progress);
+        progress.close();
+        record.job.stage = progress.job.lock().unwrap_or_else(|p| p.into_inner()).stage.clone();
+        match outcome {
+            Ok(Some(result)) => Ok(result),
+            Ok(None) => Err(("CANCELLED", format!("cancelled while running (at stage {})", record.job.stage))),
+            Err(e) => Err((e.code(), e.to_string())),
+        }
+    }
+
+    fn is_cancelled(&self, id: u64) -> bool {
+        self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).contains(&id)
+    }
+}
+
+/// A running job's stage reports: events, stage latencies, cancellation.
+struct Stages<'a> {
+    core: &'a Core,
+    job: Mutex<Job>,
+    last: Mutex<Option<(String, Instant)>>,
+}
+
+impl Stages<'_> {
+    fn close(&self) {
+        if let Some((stage, at)) = self.last.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.core.metrics.stage_seconds(&stage, at.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Progress for Stages<'_> {
+    fn stage(&self, name: &str) -> bool {
+        self.close();
+        let mut job = self.job.lock().unwrap_or_else(|p| p.into_inner());
+        if self.core.is_cancelled(job.job_id) {
+            return false;
+        }
+        job.stage = name.to_string();
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((name.to_string(), Instant::now()));
+        self.core.publish(&job, 0.0);
+        true
+    }
+}
+
+fn event_of(job: &Job, progress: f64) -> JobEvent {
+    let done = is_final(job.state());
+    JobEvent {
+        job_id: job.job_id,
+        state: job.state,
+        stage: job.stage.clone(),
+        progress,
+        job: done.then(|| job.clone()),
+    }
+}
+
+fn check_request_id(id: &str) -> Result<(), Refusal> {
+    if id.is_empty() || id.len() > MAX_REQUEST_ID {
+        return Err(Refusal::Invalid(format!("request_id: {} bytes; it must be 1 to {MAX_REQUEST_ID}", id.len())));
+    }
+    if let Some((at, c)) = id.char_indices().find(|(_, c)| !c.is_ascii_graphic()) {
+        return Err(Refusal::Invalid(format!(
+            "request_id: {c:?} at byte {at}; only printable ASCII without spaces is allowed"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,463 @@
+//! The job store: every accepted job, its payload until it ends, and its
+//! result for the result TTL, in a redb database in the data dir
+//! (`jobs.redb`).
+//!
+//! Writes go through one committer thread that takes every write waiting
+//! for it into one transaction: while one fsync runs, the next accepts
+//! gather, and one fsync then covers them all (group commit). A write that
+//! must survive a crash (an accept, an ending) makes its transaction
+//! durable; one that need not (a job starting) rides along with the next.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use prost::Message;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::proto::{Job, JobPayload, JobResult, JobState};
+
+/// Job id → payload digest ‖ the job (its result left out).
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+/// Job id → payload, removed when the job ends.
+const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
+/// Job id → result, kept with the job.
+const RESULTS: TableDefinition<u64, &[u8]> = TableDefinition::new("results");
+/// Caller's request id → job id.
+const REQUESTS: TableDefinition<&str, u64> = TableDefinition::new("requests");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_ID: &str = "next_job_id";
+
+/// Writes gathered into one transaction at most (bounds its memory).
+const GROUP_LIMIT: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("the job store {path} is in use by another process (is another `cvm serve` running on this data dir?)")]
+    Busy { path: PathBuf },
+    #[error("the job store {path}: {source}")]
+    Database { path: PathBuf, source: redb::Error },
+    #[error("the job store is damaged: job {job}: {reason}")]
+    Damaged { job: u64, reason: String },
+    #[error("request id {request_id:?} already names job {job} with a different payload")]
+    Conflict { request_id: String, job: u64 },
+    #[error("the job store's committer has stopped")]
+    Stopped,
+    #[error("the job store {path}: {reason}")]
+    Internal { path: PathBuf, reason: String },
+}
+
+fn db_error(path: &Path, e: impl Into<redb::Error>) -> JournalError {
+    JournalError::Database { path: path.to_path_buf(), source: e.into() }
+}
+
+/// A job as the journal keeps it.
+#[derive(Clone, Debug)]
+pub struct JobRecord {
+    pub job: Job,
+    /// BLAKE3 of the payload's encoding: a resubmission is the same job
+    /// only with the same digest.
+    pub payload_digest: [u8; 32],
+}
+
+impl JobRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut job = self.job.clone();
+        job.result = None;
+        let mut bytes = self.payload_digest.to_vec();
+        job.encode(&mut bytes).expect("a Vec grows");
+        bytes
+    }
+
+    fn decode(id: u64, bytes: &[u8]) -> Result<JobRecord, JournalError> {
+        let damaged = |reason: String| JournalError::Damaged { job: id, reason };
+        let (digest, job) = bytes.split_at_checked(32).ok_or_else(|| damaged("record too short".into()))?;
+        let job = Job::decode(job).map_err(|e| damaged(e.to_string()))?;
+        Ok(JobRecord { job, payload_digest: digest.try_into().expect("32 bytes") })
+    }
+}
+
+/// What accepting a job came to.
+#[derive(Debug)]
+pub enum Accepted {
+    /// Recorded under this new id.
+    New(u64),
+    /// The request id names a job already recorded with the same payload.
+    Existing(Box<JobRecord>),
+}
+
+enum Write {
+    Accept {
+        record: Box<JobRecord>,
+        payload: Vec<u8>,
+        reply: mpsc::SyncSender<Result<Accepted, JournalError>>,
+    },
+    Update {
+        record: Box<JobRecord>,
+        result: Option<JobResult>,
+        durable: bool,
+        reply: Option<mpsc::SyncSender<Result<(), JournalError>>>,
+    },
+    Forget {
+        ids: Vec<u64>,
+        reply: mpsc::SyncSender<Result<(), JournalError>>,
+    },
+    /// Finish what came before, then stop.
+    Stop,
+}
+
+impl Write {
+    fn durable(&self) -> bool {
+        match self {
+            Write::Accept { .. } | Write::Forget { .. } => true,
+            Write::Update { durable, .. } => *durable,
+            Write::Stop => false,
+        }
+    }
+}
+
+/// The job store; cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    db: Arc<Database>,
+    path: PathBuf,
+    writes: mpsc::Sender<Write>,
+    committer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Journal {
+    pub fn file_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("jobs.redb")
+    }
+
+    /// Open (or create) the job store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Journal, JournalError> {
+        let path = Self::file_in(data_dir);
+        std::fs::create_dir_all(data_dir).map_err(|e| db_error(&path, redb::StorageError::Io(e)))?;
+        let db = match Database::create(&path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(JournalError::Busy { path }),
+            opened => opened.map_err(|e| db_error(&path, e))?,
+        };
+        let tx = db.begin_write().map_err(|e| db_error(&path, e))?;
+        {
+            tx.open_table(JOBS).map_err(|e| db_error(&path, e))?;
+            tx.open_table(PAYLOADS).map_err(|e| db_error(&path, e))?;
+            tx.open_table(RESULTS).map_err(|e| db_error(&path, e))?;
+            tx.open_table(REQUESTS).map_err(|e| db_error(&path, e))?;
+            tx.open_table(META).map_err(|e| db_error(&path, e))?;
+        }
+        tx.commit().map_err(|e| db_error(&path, e))?;
+        let db = Arc::new(db);
+        let (writes, queue) = mpsc::channel();
+        let committer = {
+            let db = db.clone();
+            let path = path.clone();
+            std::thread::Builder::new()
+                .name("cvm-journal".into())
+                .spawn(move || commit_loop(&db, &path, queue))
+                .expect("spawning the journal's committer")
+        };
+        Ok(Journal { db, path, writes, committer: Arc::new(std::sync::Mutex::new(Some(committer))) })
+    }
+
+    /// Record a new job durably, or find the job its request id names.
+    /// Returns once the record is on disk.
+    pub fn accept(&self, record: JobRecord, payload: Vec<u8>) -> Result<Accepted, JournalError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Write::Accept { record: Box::new(record), payload, reply })?;
+        answer.recv().map_err(|_| JournalError::Stopped)?
+    }
+
+    /// Write a job's new state; with `durable`, wait until it is on disk.
+    /// An ended job's payload is removed and its result kept.
+    pub fn update(&self, record: &JobRecord, result: Option<JobResult>, durable: bool) -> Result<(), JournalError> {
+        if !durable {
+            return self.send(Write::Update { record: Box::new(record.clone()), result, durable, reply: None });
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Write::Update { record: Box::new(record.clone()), result, durable, reply: Some(reply) })?;
+        answer.recv().map_err(|_| JournalError::Stopped)?
+    }
+
+    /// Remove ended jobs (past the result TTL) with their results and request ids.
+    pub fn forget(&self, ids: Vec<u64>) -> Result<(), JournalError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Write::Forget { ids, reply })?;
+        answer.recv().map_err(|_| JournalError::Stopped)?
+    }
+
+    fn send(&self, write: Write) -> Result<(), JournalError> {
+        self.writes.send(write).map_err(|_| JournalError::Stopped)
+    }
+
+    /// The job with its result (when it has one).
+    pub fn get(&self, id: u64) -> Result<Option<JobRecord>, JournalError> {
+        let rx = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let jobs = rx.open_table(JOBS).map_err(|e| db_error(&self.path, e))?;
+        let Some(bytes) = jobs.get(id).map_err(|e| db_error(&self.path, e))? else { return Ok(None) };
+        let mut record = JobRecord::decode(id, bytes.value())?;
+        let results = rx.open_table(RESULTS).map_err(|e| db_error(&self.path, e))?;
+        if let Some(result) = results.get(id).map_err(|e| db_error(&self.path, e))? {
+            let result = JobResult::decode(result.value())
+                .map_err(|e| JournalError::Damaged { job: id, reason: format!("result: {e}") })?;
+            record.job.result = Some(result);
+        }
+        Ok(Some(record))
+    }
+
+    /// The job a request id names, if any.
+    pub fn find_request(&self, request_id: &str) -> Result<Option<JobRecord>, JournalError> {
+        let rx = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let requests = rx.open_table(REQUESTS).map_err(|e| db_error(&self.path, e))?;
+        let Some(id) = requests.get(request_id).map_err(|e| db_error(&self.path, e))? else { return Ok(None) };
+        let id = id.value();
+        drop(requests);
+        drop(rx);
+        self.get(id)
+    }
+
+    /// The payload of a job that has not ended.
+    pub fn payload(&self, id: u64) -> Result<Option<JobPayload>, JournalError> {
+        let rx = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let payloads = rx.open_table(PAYLOADS).map_err(|e| db_error(&self.path, e))?;
+        let Some(bytes) = payloads.get(id).map_err(|e| db_error(&self.path, e))? else { return Ok(None) };
+        JobPayload::decode(bytes.value())
+            .map(Some)
+            .map_err(|e| JournalError::Damaged { job: id, reason: format!("payload: {e}") })
+    }
+
+    /// Every job, oldest first, without results.
+    pub fn all(&self) -> Result<Vec<JobRecord>, JournalError> {
+        let rx = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let jobs = rx.open_table(JOBS).map_err(|e| db_error(&self.path, e))?;
+        let mut out = Vec::new();
+        for entry in jobs.iter().map_err(|e| db_error(&self.path, e))? {
+            let (id, bytes) = entry.map_err(|e| db_error(&self.path, e))?;
+            out.push(JobRecord::decode(id.value(), bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Stop the committer once the writes sent so far are done; later
+    /// writes through any clone fail with [`JournalError::Stopped`].
+    pub fn close(&self) {
+        let _ = self.writes.send(Write::Stop);
+        let handle = self.committer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The committer: each turn takes every write waiting (up to
+/// [`GROUP_LIMIT`]) into one transaction, commits it, and answers them all.
+fn commit_loop(db: &Database, path: &Path, queue: mpsc::Receiver<Write>) {
+    let mut stopping = false;
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_LIMIT {
+            match queue.try_recv() {
+                Ok(write) => group.push(write),
+                Err(_) => break,
+            }
+        }
+        if let Some(at) = group.iter().position(|w| matches!(w, Write::Stop)) {
+            // Writes queued after the stop are refused (their senders hear Stopped).
+            group.truncate(at);
+            stopping = true;
+        }
+        let durable = group.iter().any(Write::durable);
+        match commit_group(db, path, &group, durable) {
+            Ok(answers) => {
+                for (write, answer) in group.into_iter().zip(answers) {
+                    reply(write, answer);
+                }
+            }
+            Err(e) => {
+                // Nothing of the group was written: every writer hears why.
+                let message = e.to_string();
+                for write in group {
+                    reply(write, Err(JournalError::Damaged { job: 0, reason: message.clone() }));
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// What one write of a group came to (an accept can find an existing job).
+type Answer = Result<Option<Accepted>, JournalError>;
+
+fn reply(write: Write, answer: Answer) {
+    match write {
+        Write::Accept { reply, .. } => {
+            let _ = reply.send(answer.and_then(|a| a.ok_or(JournalError::Stopped)));
+        }
+        Write::Update { reply: Some(reply), .. } | Write::Forget { reply, .. } => {
+            let _ = reply.send(answer.map(|_| ()));
+        }
+        Write::Update { reply: None, .. } => {
+            if let Err(e) = answer {
+                tracing::error!("recording a job's state: {e}");
+            }
+        }
+        Write::Stop => {}
+    }
+}
+
+fn commit_group(db: &Database, path: &Path, group: &[Write], durable: bool) -> Result<Vec<Answer>, JournalError> {
+    let mut tx = db.begin_write().map_err(|e| db_error(path, e))?;
+    tx.set_durability(if durable { Durability::Immediate } else { Durability::None })
+        .map_err(|e| JournalError::Internal { path: path.to_path_buf(), reason: e.to_string() })?;
+    let mut answers = Vec::with_capacity(group.len());
+    {
+        let mut jobs = tx.open_table(JOBS).map_err(|e| db_error(path, e))?;
+        let mut payloads = tx.open_table(PAYLOADS).map_err(|e| db_error(path, e))?;
+        let mut results = tx.open_table(RESULTS).map_err(|e| db_error(path, e))?;
+        let mut requests = tx.open_table(REQUESTS).map_err(|e| db_error(path, e))?;
+        let mut meta = tx.open_table(META).map_err(|e| db_error(path, e))?;
+        let mut next = meta.get(NEXT_ID).map_err(|e| db_error(path, e))?.map_or(1, |v| v.value());
+        for write in group {
+            let answer = match write {
+                Write::Accept { record, payload, .. } => {
+                    let known = requests.get(record.job.request_id.as_str()).map_err(|e| db_error(path, e))?;
+                    match known.map(|id| id.value()) {
+                        Some(id) => {
+                            let bytes = jobs.get(id).map_err(|e| db_error(path, e))?;
+                            let existing = match bytes {
+                                Some(bytes) => JobRecord::decode(id, bytes.value())?,
+                                None => {
+                                    return Err(JournalError::Damaged { job: id, reason: "request without job".into() })
+                                }
+                            };
+                            if existing.payload_digest == record.payload_digest {
+                                Ok(Some(Accepted::Existing(Box::new(existing))))
+                            } else {
+                                Err(JournalError::Conflict { request_id: record.job.request_id.clone(), job: id })
+                            }
+                        }
+                        None => {
+                            let id = next;
+                            next += 1;
+                            let mut record = record.clone();
+                            record.job.job_id = id;
+                            jobs.insert(id, record.encode().as_slice()).map_err(|e| db_error(path, e))?;
+                            payloads.insert(id, payload.as_slice()).map_err(|e| db_error(path, e))?;
+                            requests.insert(record.job.request_id.as_str(), id).map_err(|e| db_error(path, e))?;
+                            Ok(Some(Accepted::New(id)))
+                        }
+                    }
+                }
+                Write::Update { record, result, .. } => {
+                    let id = record.job.job_id;
+                    jobs.insert(id, record.encode().as_slice()).map_err(|e| db_error(path, e))?;
+                    if is_final(record.job.state()) {
+                        payloads.remove(id).map_err(|e| db_error(path, e))?;
+                    }
+                    if let Some(result) = result {
+                        results.insert(id, result.encode_to_vec().as_slice()).map_err(|e| db_error(path, e))?;
+                    }
+                    Ok(None)
+                }
+                Write::Stop => Ok(None),
+                Write::Forget { ids, .. } => {
+                    for &id in ids {
+                        let removed = jobs.remove(id).map_err(|e| db_error(path, e))?;
+                        let request = match removed {
+                            Some(bytes) => Some(JobRecord::decode(id, bytes.value())?.job.request_id),
+                            None => None,
+                        };
+                        if let Some(request) = request {
+                            requests.remove(request.as_str()).map_err(|e| db_error(path, e))?;
+                        }
+                        payloads.remove(id).map_err(|e| db_error(path, e))?;
+                        results.remove(id).map_err(|e| db_error(path, e))?;
+                    }
+                    Ok(None)
+                }
+            };
+            answers.push(answer);
+        }
+        meta.insert(NEXT_ID, next).map_err(|e| db_error(path, e))?;
+    }
+    tx.commit().map_err(|e| db_error(path, e))?;
+    Ok(answers)
+}
+
+/// Whether a job in `state` has ended.
+pub fn is_final(state: JobState) -> bool {
+    matches!(state, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(request: &str, digest: u8) -> JobRecord {
+        let job = Job { request_id: request.into(), state: JobState::Queued as i32, ..Job::default() };
+        JobRecord { job, payload_digest: [digest; 32] }
+    }
+
+    #[test]
+    fn accepts_are_idempotent_on_the_request_id_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let Accepted::New(a) = journal.accept(record("a", 1), vec![1, 2]).unwrap() else { panic!("new") };
+        let Accepted::New(b) = journal.accept(record("b", 1), vec![3]).unwrap() else { panic!("new") };
+        assert_ne!(a, b);
+        match journal.accept(record("a", 1), vec![1, 2]).unwrap() {
+            Accepted::Existing(r) => assert_eq!(r.job.job_id, a),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(journal.accept(record("a", 2), vec![9]), Err(JournalError::Conflict { job, .. }) if job == a));
+        // Two servers on one data dir: the second is told.
+        assert!(matches!(Journal::open(dir.path()), Err(JournalError::Busy { .. })));
+        journal.close();
+        drop(journal);
+        let journal = Journal::open(dir.path()).unwrap();
+        let all = journal.all().unwrap();
+        assert_eq!(all.iter().map(|r| r.job.job_id).collect::<Vec<_>>(), vec![a, b]);
+        let Accepted::New(c) = journal.accept(record("c", 1), vec![]).unwrap() else { panic!("new") };
+        assert!(c > b, "ids are never reused");
+    }
+
+    #[test]
+    fn an_ended_job_keeps_its_result_and_drops_its_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let Accepted::New(id) = journal.accept(record("a", 1), JobPayload::default().encode_to_vec()).unwrap() else {
+            panic!("new")
+        };
+        assert!(journal.payload(id).unwrap().is_some());
+        let mut done = journal.get(id).unwrap().unwrap();
+        done.job.state = JobState::Succeeded as i32;
+        let result = JobResult { backends: vec![], kind: None };
+        journal.update(&done, Some(result.clone()), true).unwrap();
+        assert!(journal.payload(id).unwrap().is_none());
+        assert_eq!(journal.get(id).unwrap().unwrap().job.result, Some(result));
+        journal.forget(vec![id]).unwrap();
+        assert!(journal.get(id).unwrap().is_none());
+        let Accepted::New(again) = journal.accept(record("a", 2), vec![]).unwrap() else { panic!("forgotten") };
+        assert_ne!(again, id);
+    }
+
+    #[test]
+    fn concurrent_accepts_share_commits_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let journal = journal.clone();
+                s.spawn(move || {
+                    for i in 0..50 {
+                        journal.accept(record(&format!("{t}-{i}"), 0), vec![0; 16]).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(journal.all().unwrap().len(), 400);
+    }
+}

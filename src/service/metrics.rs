@@ -1,0 +1,109 @@
+//! The service's Prometheus metrics, served as text on `--metrics` (`/metrics`).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn latency() -> Histogram {
+    // 0.5 ms to about 4.5 minutes.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 20))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    accepted: Family<Labels, Counter>,
+    finished: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+    auth_rejected: Family<Labels, Counter>,
+    queued: Family<Labels, Gauge>,
+    running: Family<Labels, Gauge>,
+    stages: Family<Labels, Histogram, fn() -> Histogram>,
+    pub bytes_hashed: Counter,
+    pub msm_points: Counter,
+    pub proofs: Counter,
+    pub gpu_fallbacks: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("cvm");
+        let m = Metrics {
+            accepted: Family::default(),
+            finished: Family::default(),
+            rejected: Family::default(),
+            auth_rejected: Family::default(),
+            queued: Family::default(),
+            running: Family::default(),
+            stages: Family::new_with_constructor(latency as fn() -> Histogram),
+            bytes_hashed: Counter::default(),
+            msm_points: Counter::default(),
+            proofs: Counter::default(),
+            gpu_fallbacks: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("jobs_accepted", "Jobs durably accepted, by kind", m.accepted.clone());
+        registry.register("jobs_finished", "Jobs ended, by kind and outcome", m.finished.clone());
+        registry.register(
+            "jobs_rejected",
+            "Submits refused (nothing recorded), by kind and reason",
+            m.rejected.clone(),
+        );
+        registry.register("auth_rejections", "Calls refused for their credentials, by reason", m.auth_rejected.clone());
+        registry.register("queue_depth", "Jobs waiting, by kind", m.queued.clone());
+        registry.register("jobs_running", "Jobs running, by kind", m.running.clone());
+        registry.register(
+            "stage_seconds",
+            "Time in each stage (queue_wait, hash, msm, execute, prove, commit)",
+            m.stages.clone(),
+        );
+        registry.register("hashed_bytes", "Bytes hashed by hash jobs", m.bytes_hashed.clone());
+        registry.register("msm_points", "Points summed by MSM jobs", m.msm_points.clone());
+        registry.register("proofs", "Groth16 proofs made", m.proofs.clone());
+        registry.register("gpu_fallbacks", "GPU work recomputed on the CPU", m.gpu_fallbacks.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn accepted(&self, kind: &str) {
+        self.accepted.get_or_create(&vec![("kind", kind.to_string())]).inc();
+    }
+
+    pub fn finished(&self, kind: &str, outcome: &str) {
+        self.finished.get_or_create(&vec![("kind", kind.to_string()), ("outcome", outcome.to_string())]).inc();
+    }
+
+    pub fn rejected(&self, kind: &str, reason: &str) {
+        self.rejected.get_or_create(&vec![("kind", kind.to_string()), ("reason", reason.to_string())]).inc();
+    }
+
+    pub fn auth_rejected(&self, reason: &str) {
+        self.auth_rejected.get_or_create(&vec![("reason", reason.to_string())]).inc();
+    }
+
+    pub fn stage_seconds(&self, stage: &str, seconds: f64) {
+        self.stages.get_or_create(&vec![("stage", stage.to_string())]).observe(seconds);
+    }
+
+    /// Set the queue gauges of one kind (just before a scrape).
+    pub fn load(&self, kind: &str, queued: usize, running: usize) {
+        self.queued.get_or_create(&vec![("kind", kind.to_string())]).set(queued as i64);
+        self.running.get_or_create(&vec![("kind", kind.to_string())]).set(running as i64);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}

@@ -1,0 +1,234 @@
+//! The queues: one bounded priority queue per job kind, and the runners'
+//! wait for work.
+//!
+//! A submit first reserves a place ([`Scheduler::reserve`]): a full queue
+//! refuses at once (load shedding, not buffering), before anything is
+//! written. The place becomes a queued job once the journal has recorded it.
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use super::proto::JobKind;
+
+/// A queued job's order: higher priority first, then lower id (earlier).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    priority: i32,
+    id: u64,
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority.cmp(&other.priority).then(other.id.cmp(&self.id))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<Entry>,
+    /// Places reserved by submits whose journal write is under way.
+    reserved: usize,
+    running: usize,
+}
+
+struct State {
+    queues: BTreeMap<i32, Queue>,
+    closed: bool,
+}
+
+/// The queue of one kind was full.
+#[derive(Debug, PartialEq, Eq)]
+pub struct QueueFull {
+    pub kind: JobKind,
+    pub depth: usize,
+}
+
+/// How loaded one kind is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    pub queued: usize,
+    pub running: usize,
+}
+
+pub struct Scheduler {
+    depth: usize,
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+impl Scheduler {
+    /// Queues holding at most `depth` jobs each.
+    pub fn new(depth: usize) -> Scheduler {
+        Scheduler { depth, state: Mutex::new(State { queues: BTreeMap::new(), closed: false }), ready: Condvar::new() }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place in `kind`'s queue, or [`QueueFull`].
+    pub fn reserve(&self, kind: JobKind) -> Result<Reservation<'_>, QueueFull> {
+        let mut state = self.lock();
+        let queue = state.queues.entry(kind as i32).or_default();
+        if queue.heap.len() + queue.reserved >= self.depth {
+            return Err(QueueFull { kind, depth: self.depth });
+        }
+        queue.reserved += 1;
+        Ok(Reservation { scheduler: self, kind, used: false })
+    }
+
+    /// Queue a job recovered at start (past the depth if need be: it was accepted).
+    pub fn requeue(&self, kind: JobKind, id: u64, priority: i32) {
+        let mut state = self.lock();
+        state.queues.entry(kind as i32).or_default().heap.push(Entry { priority, id });
+        drop(state);
+        self.ready.notify_all();
+    }
+
+    /// Take a queued job out of its queue; false if it was not queued.
+    pub fn remove(&self, kind: JobKind, id: u64) -> bool {
+        let mut state = self.lock();
+        let Some(queue) = state.queues.get_mut(&(kind as i32)) else { return false };
+        let before = queue.heap.len();
+        queue.heap.retain(|e| e.id != id);
+        before != queue.heap.len()
+    }
+
+    /// Jobs of its kind ahead of `id` in the queue.
+    pub fn position(&self, kind: JobKind, id: u64) -> Option<usize> {
+        let state = self.lock();
+        let queue = state.queues.get(&(kind as i32))?;
+        let me = *queue.heap.iter().find(|e| e.id == id)?;
+        Some(queue.heap.iter().filter(|e| **e > me).count())
+    }
+
+    /// Wait for the most urgent job among `kinds`: the highest priority,
+    /// then the oldest. None once the scheduler is closed.
+    pub fn take(&self, kinds: &[JobKind]) -> Option<(JobKind, u64)> {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return None;
+            }
+            let best = kinds
+                .iter()
+                .filter_map(|k| state.queues.get(&(*k as i32)).and_then(|q| q.heap.peek()).map(|e| (*k, *e)))
+                .max_by_key(|(_, e)| *e);
+            if let Some((kind, _)) = best {
+                let queue = state.queues.get_mut(&(kind as i32)).expect("peeked");
+                let entry = queue.heap.pop().expect("peeked");
+                queue.running += 1;
+                return Some((kind, entry.id));
+            }
+            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A job taken by [`Scheduler::take`] has ended or stopped.
+    pub fn finished(&self, kind: JobKind) {
+        let mut state = self.lock();
+        if let Some(queue) = state.queues.get_mut(&(kind as i32)) {
+            queue.running = queue.running.saturating_sub(1);
+        }
+    }
+
+    pub fn load(&self, kind: JobKind) -> Load {
+        let state = self.lock();
+        state
+            .queues
+            .get(&(kind as i32))
+            .map_or(Load::default(), |q| Load { queued: q.heap.len() + q.reserved, running: q.running })
+    }
+
+    /// Wake every runner and hand out no more work.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
+/// A reserved place; dropped unused, it is given back.
+pub struct Reservation<'a> {
+    scheduler: &'a Scheduler,
+    kind: JobKind,
+    used: bool,
+}
+
+impl Reservation<'_> {
+    /// The job is recorded: queue it. Returns the jobs ahead of it.
+    pub fn enqueue(mut self, id: u64, priority: i32) -> usize {
+        self.used = true;
+        let mut state = self.scheduler.lock();
+        let queue = state.queues.entry(self.kind as i32).or_default();
+        queue.reserved -= 1;
+        let entry = Entry { priority, id };
+        let ahead = queue.heap.iter().filter(|e| **e > entry).count();
+        queue.heap.push(entry);
+        drop(state);
+        self.scheduler.ready.notify_all();
+        ahead
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            let mut state = self.scheduler.lock();
+            if let Some(queue) = state.queues.get_mut(&(self.kind as i32)) {
+                queue.reserved -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_refuses_and_a_dropped_reservation_frees_its_place() {
+        let s = Scheduler::new(2);
+        let a = s.reserve(JobKind::Hash).unwrap();
+        let b = s.reserve(JobKind::Hash).unwrap();
+        assert_eq!(s.reserve(JobKind::Hash).err(), Some(QueueFull { kind: JobKind::Hash, depth: 2 }));
+        assert!(s.reserve(JobKind::Msm).is_ok(), "each kind has its own queue");
+        drop(b);
+        assert_eq!(a.enqueue(1, 0), 0);
+        assert!(s.reserve(JobKind::Hash).is_ok());
+    }
+
+    #[test]
+    fn higher_priority_first_then_submission_order() {
+        let s = Scheduler::new(10);
+        for (id, priority) in [(1, 0), (2, 5), (3, 0), (4, 5)] {
+            s.reserve(JobKind::Hash).unwrap().enqueue(id, priority);
+        }
+        assert_eq!(s.position(JobKind::Hash, 3), Some(3));
+        assert!(s.remove(JobKind::Hash, 3));
+        let order: Vec<u64> = (0..3).map(|_| s.take(&[JobKind::Hash]).unwrap().1).collect();
+        assert_eq!(order, vec![2, 4, 1]);
+        assert_eq!(s.load(JobKind::Hash), Load { queued: 0, running: 3 });
+    }
+
+    #[test]
+    fn close_wakes_a_waiting_runner() {
+        let s = std::sync::Arc::new(Scheduler::new(1));
+        let waiter = {
+            let s = s.clone();
+            std::thread::spawn(move || s.take(&[JobKind::Hash]))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.close();
+        assert_eq!(waiter.join().unwrap(), None);
+    }
+}

@@ -1,0 +1,334 @@
+//! Starting and stopping the server: the job store and engines, the
+//! runners, the listeners (a Unix socket in the data dir, TCP on request),
+//! health, reflection and metrics.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tonic::codegen::http;
+use tonic::service::Routes;
+use tonic::transport::Server;
+
+use super::api::Api;
+use super::auth::{Auth, Authenticator};
+use super::core::{Core, COMPUTE_KINDS};
+use super::error::io;
+pub use super::error::ServeError;
+use super::journal::Journal;
+use super::proto::accelerator_server::AcceleratorServer;
+use super::proto::FILE_DESCRIPTOR_SET;
+use super::scheduler::Scheduler;
+use super::work::{BaseSets, Engines};
+use crate::hash::HashBackend;
+use crate::msm::MsmEngine;
+use crate::Backend;
+
+/// How the server runs (`cvm serve`'s flags).
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    /// Also listen on TCP here (the Unix socket is always there).
+    pub tcp: Option<SocketAddr>,
+    /// Serve Prometheus text metrics on `http://ADDR/metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// Jobs each kind's queue holds; past it, Submit is RESOURCE_EXHAUSTED.
+    pub queue_depth: usize,
+    /// The largest request accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// How long ended jobs and their results are kept.
+    pub result_ttl: Duration,
+    pub backend: Backend,
+    /// Threads running compute jobs (hash, Merkle, MSM) side by side (0:
+    /// none; jobs wait in their queues, as tests of queueing want).
+    pub runners: usize,
+    /// TCP's credentials and TLS.
+    pub auth: Auth,
+}
+
+impl ServeOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServeOptions {
+        ServeOptions {
+            data_dir: data_dir.into(),
+            tcp: None,
+            metrics: None,
+            queue_depth: 10_000,
+            max_message_bytes: 256 << 20,
+            result_ttl: Duration::from_secs(24 * 3600),
+            backend: Backend::Auto,
+            runners: 2,
+            auth: Auth::default(),
+        }
+    }
+}
+
+/// The Unix socket of the server on `data_dir`.
+pub fn socket_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("cvm.sock")
+}
+
+/// A started server: where it listens, and how to stop it.
+pub struct Running {
+    pub socket: PathBuf,
+    pub tcp: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+    pub core: Arc<Core>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), ServeError>>>,
+    runners: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop accepting, let running jobs end, close the job store.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        for task in self.tasks {
+            match task.await {
+                Ok(Err(e)) => first_error = first_error.or(Some(e)),
+                Err(e) => first_error = first_error.or(Some(ServeError::Config(format!("a listener failed: {e}")))),
+                Ok(Ok(())) => {}
+            }
+        }
+        self.core.scheduler.close();
+        let runners = self.runners;
+        let core = self.core;
+        let socket = self.socket;
+        tokio::task::spawn_blocking(move || {
+            for runner in runners {
+                let _ = runner.join();
+            }
+            let _ = std::fs::remove_file(&socket);
+            core.journal.close();
+        })
+        .await
+        .map_err(|e| ServeError::Config(format!("stopping the runners: {e}")))?;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Start the server; it runs until [`Running::shutdown`].
+pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
+    if let Some(tcp) = options.tcp {
+        options.auth.check_listen(tcp)?;
+    }
+    let authenticator = match options.tcp {
+        Some(_) => Some(Arc::new(Authenticator::new(&options.data_dir, &options.auth)?)),
+        None => None,
+    };
+    let data_dir = options.data_dir.clone();
+    let (core, runners) = tokio::task::spawn_blocking(move || open_core(&options).map(|c| (c, options)))
+        .await
+        .map_err(|e| ServeError::Config(format!("starting: {e}")))??;
+    let options = runners;
+    let core = Arc::new(core);
+    let runners = (0..options.runners)
+        .map(|n| {
+            let core = core.clone();
+            std::thread::Builder::new()
+                .name(format!("cvm-runner-{n}"))
+                .spawn(move || core.run_jobs(&COMPUTE_KINDS))
+                .expect("spawning a runner")
+        })
+        .collect();
+
+    let routes = routes(&core, &options, authenticator.clone()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let mut tasks = Vec::new();
+
+    let socket = socket_in(&data_dir);
+    let unix = bind_unix(&socket)?;
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(unix);
+    let service = SizeLimit { inner: routes.clone().prepare(), limit: options.max_message_bytes };
+    let stop_unix = signal(stopped.clone());
+    tasks.push(tokio::spawn(async move {
+        Server::builder().serve_with_incoming_shutdown(service, incoming, stop_unix).await.map_err(ServeError::from)
+    }));
+
+    let mut tcp_addr = None;
+    if let Some(addr) = options.tcp {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("listening on {addr}")))?;
+        tcp_addr = Some(listener.local_addr().map_err(io("reading the TCP address"))?);
+        let service = SizeLimit { inner: routes.clone().prepare(), limit: options.max_message_bytes };
+        let stop_tcp = signal(stopped.clone());
+        let mut builder = Server::builder();
+        if let Some(tls) = options.auth.tls_config()? {
+            builder = builder.tls_config(tls)?;
+        }
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tasks.push(tokio::spawn(async move {
+            builder.serve_with_incoming_shutdown(service, incoming, stop_tcp).await.map_err(ServeError::from)
+        }));
+    }
+
+    let mut metrics_addr = None;
+    if let Some(addr) = options.metrics {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("metrics on {addr}")))?;
+        metrics_addr = Some(listener.local_addr().map_err(io("reading the metrics address"))?);
+        tasks.push(tokio::spawn(super::metrics_http::serve(listener, core.clone(), signal(stopped.clone()))));
+    }
+
+    // Forget ended jobs past their TTL now and then.
+    let expiring = core.clone();
+    let mut stop_expiry = stopped.clone();
+    tasks.push(tokio::spawn(async move {
+        let period = (expiring.result_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stop_expiry.wait_for(|s| *s) => return Ok(()),
+            }
+            let core = expiring.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || core.expire()).await {
+                tracing::warn!("forgetting expired jobs: {e}");
+            }
+        }
+    }));
+
+    Ok(Running { socket, tcp: tcp_addr, metrics: metrics_addr, core, stop, tasks, runners })
+}
+
+fn open_core(options: &ServeOptions) -> Result<Core, ServeError> {
+    let journal = Journal::open(&options.data_dir)?;
+    let hashing = HashBackend::select(options.backend).map_err(|e| ServeError::Backend(e.to_string()))?;
+    let msm = MsmEngine::new(options.backend).map_err(|e| ServeError::Backend(e.to_string()))?;
+    let engines = Engines {
+        hashing,
+        msm: Arc::new(msm),
+        bases: BaseSets::new(options.data_dir.join("bases")),
+        device: std::sync::Mutex::new(()),
+    };
+    let core = Core::new(journal, Scheduler::new(options.queue_depth), engines, options.result_ttl);
+    let recovered = core.recover()?;
+    if recovered > 0 {
+        tracing::info!(recovered, "queued again the jobs accepted before the last stop");
+    }
+    Ok(core)
+}
+
+async fn routes(
+    core: &Arc<Core>,
+    options: &ServeOptions,
+    auth: Option<Arc<Authenticator>>,
+) -> Result<Routes, ServeError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<AcceleratorServer<Api>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Config(format!("reflection: {e}")))?;
+    let api = AcceleratorServer::new(Api { core: core.clone() })
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let checker = super::auth::Interceptor { auth, metrics: core.clone() };
+    let api = tonic::service::interceptor::InterceptedService::new(api, checker);
+    Ok(Routes::new(health).add_service(reflection).add_service(api))
+}
+
+/// Bind the owner-only Unix socket, replacing a stale one.
+fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(ServeError::Config(format!("{} already has a server listening", path.display())));
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("removing the stale socket {}", path.display()))(e)),
+    }
+    let listener =
+        owner_only(|| tokio::net::UnixListener::bind(path)).map_err(io(format!("binding {}", path.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io(format!("making {} owner-only", path.display())))?;
+    Ok(listener)
+}
+
+/// Run `f` with a umask that leaves files it creates owner-only, so the
+/// socket is never reachable by others, not even between bind and chmod.
+#[cfg(target_os = "linux")]
+fn owner_only<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask only swaps the process's file-creation mask.
+    let old = unsafe { libc::umask(0o177) };
+    let out = f();
+    unsafe { libc::umask(old) };
+    out
+}
+
+#[cfg(not(target_os = "linux"))]
+fn owner_only<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
+/// Turns tonic's "message length too large" (OUT_OF_RANGE) into the
+/// RESOURCE_EXHAUSTED this API promises, naming the limit.
+#[derive(Clone)]
+struct SizeLimit<S> {
+    inner: S,
+    limit: usize,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for SizeLimit<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let limit = self.limit;
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            let headers = response.headers_mut();
+            let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+                && headers.get("grpc-message").is_some_and(|m| m.to_str().is_ok_and(|m| m.contains("too%20large")));
+            if too_large {
+                headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+                let message = format!(
+                    "the request is larger than this server's limit of {limit} bytes (cvm serve --max-message-bytes)"
+                );
+                if let Ok(value) = http::HeaderValue::from_str(&percent_encode(&message)) {
+                    headers.insert("grpc-message", value);
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// gRPC's percent-encoding of a status message.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            0x20..=0x7e if b != b'%' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Run the server until SIGTERM or SIGINT (`cvm serve`); `ready` is told
+/// where it listens once it does.
+pub async fn serve(options: ServeOptions, ready: impl FnOnce(&Running)) -> Result<(), ServeError> {
+    let running = start(options).await?;
+    ready(&running);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(io("listening for SIGTERM"))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping: no new calls; running jobs finish");
+    running.shutdown().await
+}

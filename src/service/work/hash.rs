@@ -1,0 +1,95 @@
+//! `Hash` and `MerkleRoot` jobs on the server's hash backend.
+
+use super::{BadPayload, Engines, WorkError};
+use crate::hash::HashPool;
+use crate::service::proto::hash_message::Mode;
+use crate::service::proto::{HashJob, HashResult, MerkleRootJob, MerkleRootResult};
+use crate::ResolvedBackend;
+
+/// One message of a hash job, borrowed from the payload.
+pub(super) enum Message<'a> {
+    Plain(&'a [u8]),
+    Keyed(&'a [u8; 32], &'a [u8]),
+    DeriveKey(&'a str, &'a [u8]),
+}
+
+pub(super) fn parse_hash(job: &HashJob) -> Result<Vec<Message<'_>>, BadPayload> {
+    job.messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match &m.mode {
+            None => Ok(Message::Plain(&m.data)),
+            Some(Mode::Key(key)) => {
+                let key = <&[u8; 32]>::try_from(key.as_slice()).map_err(|_| {
+                    BadPayload::new(format!("hash.messages[{i}].key"), format!("{} bytes; a key is 32", key.len()))
+                })?;
+                Ok(Message::Keyed(key, &m.data))
+            }
+            Some(Mode::DeriveKeyContext(context)) if context.is_empty() => {
+                Err(BadPayload::new(format!("hash.messages[{i}].derive_key_context"), "empty; a context names its use"))
+            }
+            Some(Mode::DeriveKeyContext(context)) => Ok(Message::DeriveKey(context, &m.data)),
+        })
+        .collect()
+}
+
+pub(super) fn parse_leaves(job: &MerkleRootJob) -> Result<Vec<[u8; 32]>, BadPayload> {
+    job.leaves
+        .iter()
+        .enumerate()
+        .map(|(i, leaf)| {
+            <[u8; 32]>::try_from(leaf.as_slice()).map_err(|_| {
+                BadPayload::new(format!("merkle_root.leaves[{i}]"), format!("{} bytes; a leaf is 32", leaf.len()))
+            })
+        })
+        .collect()
+}
+
+/// The digests in order, and where they were computed.
+pub(super) fn run_hash(
+    messages: &[Message<'_>],
+    engines: &Engines,
+) -> Result<(HashResult, ResolvedBackend), WorkError> {
+    let mut pool = HashPool::on(&engines.hashing);
+    let bytes: usize = messages.iter().map(message_len).sum();
+    pool.reserve(messages.len(), bytes);
+    let handles: Vec<_> = messages
+        .iter()
+        .map(|m| match m {
+            Message::Plain(data) => pool.hash(data),
+            Message::Keyed(key, data) => pool.keyed_hash(key, data),
+            Message::DeriveKey(context, material) => pool.derive_key(context, material),
+        })
+        .collect();
+    let backend = pool.backend();
+    {
+        let _device = engines.device_stage(backend);
+        pool.flush().map_err(|e| WorkError::Internal(format!("hashing: {e}")))?;
+    }
+    let digests = handles
+        .into_iter()
+        .map(|h| pool.get(h).map(|d| d.to_vec()).ok_or_else(|| WorkError::Internal("a digest went missing".into())))
+        .collect::<Result<_, _>>()?;
+    let ran = if pool.gpu_fallbacks() > 0 { ResolvedBackend::Cpu } else { backend };
+    Ok((HashResult { digests }, ran))
+}
+
+fn message_len(m: &Message<'_>) -> usize {
+    match m {
+        Message::Plain(d) | Message::Keyed(_, d) | Message::DeriveKey(_, d) => d.len(),
+    }
+}
+
+pub(super) fn run_merkle(
+    leaves: &[[u8; 32]],
+    engines: &Engines,
+) -> Result<(MerkleRootResult, ResolvedBackend), WorkError> {
+    let mut pool = HashPool::on(&engines.hashing);
+    let backend = pool.backend();
+    let root = {
+        let _device = engines.device_stage(backend);
+        pool.merkle_root(leaves).map_err(|e| WorkError::Internal(format!("the Merkle root: {e}")))?
+    };
+    let ran = if pool.gpu_fallbacks() > 0 { ResolvedBackend::Cpu } else { backend };
+    Ok((MerkleRootResult { root: root.to_vec() }, ran))
+}

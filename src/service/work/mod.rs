@@ -1,0 +1,149 @@
+//! What each job kind does: its payload checked into typed work (at submit,
+//! so a malformed payload is refused before anything is recorded, and again
+//! when the job runs), and the work run on the server's engines.
+
+mod hash;
+mod msm;
+
+use std::sync::Arc;
+
+use super::proto::job_payload::Kind as PayloadKind;
+use super::proto::{job_result, JobKind, JobPayload, JobResult, StageBackend};
+use crate::hash::HashBackend;
+use crate::msm::MsmEngine;
+use crate::ResolvedBackend;
+
+pub use msm::{BaseSetId, BaseSets};
+
+/// A payload that cannot be run: which field and why (INVALID_ARGUMENT).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct BadPayload {
+    pub field: String,
+    pub reason: String,
+}
+
+impl BadPayload {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> BadPayload {
+        BadPayload { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Why a job that started did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    /// The payload does not hold up (found only when running: a base set
+    /// that is not there any more, say).
+    #[error("{0}")]
+    Bad(#[from] BadPayload),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl WorkError {
+    /// The gRPC code name the job's error carries.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WorkError::Bad(_) => "INVALID_ARGUMENT",
+            WorkError::Precondition(_) => "FAILED_PRECONDITION",
+            WorkError::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+/// The engines jobs run on, made once when the server starts.
+pub struct Engines {
+    pub hashing: HashBackend,
+    pub msm: Arc<MsmEngine>,
+    pub bases: BaseSets,
+    /// One job at a time uses the GPU (its stages are large already); CPU
+    /// work of other jobs runs beside it.
+    pub device: std::sync::Mutex<()>,
+}
+
+impl Engines {
+    /// Hold the GPU for one stage (a no-op lock on the CPU).
+    fn device_stage(&self, backend: ResolvedBackend) -> Option<std::sync::MutexGuard<'_, ()>> {
+        (backend == ResolvedBackend::Gpu).then(|| self.device.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The kind of job a payload asks for.
+pub fn kind_of(payload: &JobPayload) -> Result<JobKind, BadPayload> {
+    match &payload.kind {
+        Some(PayloadKind::ExecuteBatch(_)) => Ok(JobKind::ExecuteBatch),
+        Some(PayloadKind::ProveOps(_)) => Ok(JobKind::ProveOps),
+        Some(PayloadKind::Hash(_)) => Ok(JobKind::Hash),
+        Some(PayloadKind::MerkleRoot(_)) => Ok(JobKind::MerkleRoot),
+        Some(PayloadKind::Msm(_)) => Ok(JobKind::Msm),
+        None => Err(BadPayload::new("payload", "no job: set one of execute_batch, prove_ops, hash, merkle_root, msm")),
+    }
+}
+
+/// Check a payload without running it (at submit).
+pub fn check(payload: &JobPayload, engines: &Engines) -> Result<(), BadPayload> {
+    match &payload.kind {
+        Some(PayloadKind::Hash(job)) => hash::parse_hash(job).map(drop),
+        Some(PayloadKind::MerkleRoot(job)) => hash::parse_leaves(job).map(drop),
+        Some(PayloadKind::Msm(job)) => msm::parse(job, &engines.bases).map(drop),
+        Some(PayloadKind::ExecuteBatch(_)) | Some(PayloadKind::ProveOps(_)) => {
+            Err(BadPayload::new("payload", "this server does not run this job kind yet"))
+        }
+        None => kind_of(payload).map(drop),
+    }
+}
+
+/// What a running job reports and checks between stages.
+pub trait Progress {
+    /// A new stage begins; false when the job was cancelled (stop here).
+    fn stage(&self, name: &str) -> bool;
+}
+
+/// Run a job. `Ok(None)` means it was cancelled at a stage boundary.
+pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> Result<Option<JobResult>, WorkError> {
+    let (kind, backends) = match &payload.kind {
+        Some(PayloadKind::Hash(job)) => {
+            let messages = hash::parse_hash(job)?;
+            if !progress.stage("hash") {
+                return Ok(None);
+            }
+            let (digests, backend) = hash::run_hash(&messages, engines)?;
+            (job_result::Kind::Hash(digests), vec![stage("hash", backend)])
+        }
+        Some(PayloadKind::MerkleRoot(job)) => {
+            let leaves = hash::parse_leaves(job)?;
+            if !progress.stage("hash") {
+                return Ok(None);
+            }
+            let (root, backend) = hash::run_merkle(&leaves, engines)?;
+            (job_result::Kind::MerkleRoot(root), vec![stage("hash", backend)])
+        }
+        Some(PayloadKind::Msm(job)) => {
+            let work = msm::parse(job, &engines.bases)?;
+            if !progress.stage("msm") {
+                return Ok(None);
+            }
+            let (point, backend) = msm::run(work, engines)?;
+            (job_result::Kind::Msm(point), vec![stage("msm", backend)])
+        }
+        _ => {
+            return Err(check(payload, engines)
+                .err()
+                .map_or_else(|| WorkError::Internal("unknown job".into()), Into::into))
+        }
+    };
+    Ok(Some(JobResult { kind: Some(kind), backends }))
+}
+
+fn stage(name: &str, backend: ResolvedBackend) -> StageBackend {
+    StageBackend { stage: name.into(), backend: backend_name(backend).into() }
+}
+
+pub fn backend_name(backend: ResolvedBackend) -> &'static str {
+    match backend {
+        ResolvedBackend::Cpu => "cpu",
+        ResolvedBackend::Gpu => "gpu",
+    }
+}

@@ -1,0 +1,274 @@
+//! `Msm` jobs and the resident base sets `UploadBases` keeps.
+//!
+//! Points travel in arkworks' compressed serialization (32 bytes in G1, 64
+//! in G2), scalars as 32 bytes little-endian below the group order. At
+//! submit only sizes and scalars are checked (cheap); the points are
+//! decompressed and checked (on the curve, in the subgroup) when the job
+//! runs, or once when a base set is uploaded.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use ark_bn254::{Fr, G1Affine, G2Affine};
+use ark_ec::CurveGroup;
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+
+use super::{BadPayload, Engines, WorkError};
+use crate::content_id::{hex_decode_32, hex_encode};
+use crate::msm::{ResidentG1, ResidentG2};
+use crate::service::proto::msm_job::Bases;
+use crate::service::proto::{Group, MsmJob, MsmResult};
+use crate::ResolvedBackend;
+
+/// A base set's content id: `bases:` and the BLAKE3 of its group and points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BaseSetId([u8; 32]);
+
+impl BaseSetId {
+    const PREFIX: &'static str = "bases:";
+
+    fn of(group: Group, points: &[Vec<u8>]) -> BaseSetId {
+        let mut hasher = blake3::Hasher::new_derive_key("causality-vm service base set v1");
+        hasher.update(&[group as u8]);
+        for p in points {
+            hasher.update(p);
+        }
+        BaseSetId(*hasher.finalize().as_bytes())
+    }
+
+    pub fn parse(text: &str) -> Option<BaseSetId> {
+        text.strip_prefix(Self::PREFIX).and_then(|hex| hex_decode_32(hex).ok()).map(BaseSetId)
+    }
+}
+
+impl std::fmt::Display for BaseSetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, hex_encode(&self.0))
+    }
+}
+
+enum Resident {
+    G1(ResidentG1),
+    G2(ResidentG2),
+}
+
+/// Uploaded base sets: resident in memory (G1 sets on the GPU too) and kept
+/// in `<data dir>/bases/` so queued jobs naming them survive a restart.
+pub struct BaseSets {
+    dir: PathBuf,
+    resident: Mutex<HashMap<BaseSetId, Arc<Resident>>>,
+}
+
+impl BaseSets {
+    pub fn new(dir: PathBuf) -> BaseSets {
+        BaseSets { dir, resident: Mutex::new(HashMap::new()) }
+    }
+
+    fn file(&self, id: &BaseSetId) -> PathBuf {
+        self.dir.join(format!("{}.bases", hex_encode(&id.0)))
+    }
+
+    /// Check, keep and persist a base set; returns its id and size.
+    pub fn upload(&self, group: Group, points: &[Vec<u8>], engines: &Engines) -> Result<(BaseSetId, usize), WorkError> {
+        check_point_sizes(group, points, "bases.points")?;
+        let id = BaseSetId::of(group, points);
+        if self.lookup(&id).is_some() {
+            return Ok((id, points.len()));
+        }
+        let resident = make_resident(group, points, engines, "bases.points")?;
+        let mut file = vec![group as u8];
+        for p in points {
+            file.extend_from_slice(p);
+        }
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| crate::fsutil::write_atomically(&self.file(&id), &file, 0o600))
+            .map_err(|e| WorkError::Internal(format!("keeping base set {id} in {}: {e}", self.dir.display())))?;
+        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::new(resident));
+        Ok((id, points.len()))
+    }
+
+    fn lookup(&self, id: &BaseSetId) -> Option<Arc<Resident>> {
+        self.resident.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Whether the set is resident or kept on disk.
+    fn knows(&self, id: &BaseSetId) -> bool {
+        self.lookup(id).is_some() || self.file(id).is_file()
+    }
+
+    /// The resident set, loaded from disk again after a restart.
+    fn get(&self, id: &BaseSetId, engines: &Engines) -> Result<Arc<Resident>, WorkError> {
+        if let Some(set) = self.lookup(id) {
+            return Ok(set);
+        }
+        let path = self.file(id);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            WorkError::Precondition(format!("base set {id} is not on this server ({e}); upload it again"))
+        })?;
+        let damaged = || WorkError::Internal(format!("base set file {} is damaged", path.display()));
+        let (group, points) = bytes.split_first().ok_or_else(damaged)?;
+        let group = Group::try_from(*group as i32).map_err(|_| damaged())?;
+        let size = point_size(group).ok_or_else(damaged)?;
+        if points.len() % size != 0 {
+            return Err(damaged());
+        }
+        let points: Vec<Vec<u8>> = points.chunks(size).map(<[u8]>::to_vec).collect();
+        if BaseSetId::of(group, &points) != *id {
+            return Err(damaged());
+        }
+        let set = Arc::new(make_resident(group, &points, engines, "bases.points")?);
+        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, set.clone());
+        Ok(set)
+    }
+}
+
+fn point_size(group: Group) -> Option<usize> {
+    match group {
+        Group::G1 => Some(32),
+        Group::G2 => Some(64),
+        Group::Unspecified => None,
+    }
+}
+
+fn check_point_sizes(group: Group, points: &[Vec<u8>], field: &str) -> Result<usize, BadPayload> {
+    let size = point_size(group).ok_or_else(|| BadPayload::new("msm.group", "unspecified: GROUP_G1 or GROUP_G2"))?;
+    for (i, p) in points.iter().enumerate() {
+        if p.len() != size {
+            return Err(BadPayload::new(
+                format!("{field}[{i}]"),
+                format!("{} bytes; a compressed {group:?} point is {size}", p.len()),
+            ));
+        }
+    }
+    Ok(size)
+}
+
+fn decode_points<P: CanonicalDeserialize + Send>(points: &[Vec<u8>], field: &str) -> Result<Vec<P>, BadPayload> {
+    use rayon::prelude::*;
+    points
+        .par_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            P::deserialize_compressed(p.as_slice())
+                .map_err(|e| BadPayload::new(format!("{field}[{i}]"), format!("not a valid BN254 point: {e}")))
+        })
+        .collect()
+}
+
+fn make_resident(group: Group, points: &[Vec<u8>], engines: &Engines, field: &str) -> Result<Resident, WorkError> {
+    let invalid = |e: crate::msm::MsmError| WorkError::Bad(BadPayload::new(field, e.to_string()));
+    Ok(match group {
+        Group::G1 => Resident::G1(engines.msm.upload_g1(decode_points::<G1Affine>(points, field)?).map_err(invalid)?),
+        Group::G2 => Resident::G2(engines.msm.upload_g2(decode_points::<G2Affine>(points, field)?).map_err(invalid)?),
+        Group::Unspecified => return Err(BadPayload::new("msm.group", "unspecified").into()),
+    })
+}
+
+/// A checked MSM job.
+pub(super) struct Work<'a> {
+    group: Group,
+    bases: WorkBases<'a>,
+    scalars: Vec<Fr>,
+}
+
+enum WorkBases<'a> {
+    Inline(&'a [Vec<u8>]),
+    Set(BaseSetId),
+}
+
+pub(super) fn parse<'a>(job: &'a MsmJob, sets: &BaseSets) -> Result<Work<'a>, BadPayload> {
+    let group = Group::try_from(job.group).unwrap_or(Group::Unspecified);
+    let scalars = job
+        .scalars
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if s.len() != 32 {
+                return Err(BadPayload::new(format!("msm.scalars[{i}]"), format!("{} bytes; a scalar is 32", s.len())));
+            }
+            Fr::deserialize_compressed(s.as_slice()).map_err(|_| {
+                BadPayload::new(format!("msm.scalars[{i}]"), "not below the BN254 group order (32 bytes little-endian)")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bases = match &job.bases {
+        None => return Err(BadPayload::new("msm.bases", "missing: inline_bases or base_set_id")),
+        Some(Bases::InlineBases(list)) => {
+            check_point_sizes(group, &list.points, "msm.inline_bases.points")?;
+            if list.points.len() != scalars.len() {
+                return Err(BadPayload::new(
+                    "msm.scalars",
+                    format!("{} scalars for {} bases; they must match", scalars.len(), list.points.len()),
+                ));
+            }
+            WorkBases::Inline(&list.points)
+        }
+        Some(Bases::BaseSetId(text)) => {
+            let id = BaseSetId::parse(text).ok_or_else(|| {
+                BadPayload::new("msm.base_set_id", format!("{text:?} is not a base set id (bases:<64 hex>)"))
+            })?;
+            if !sets.knows(&id) {
+                return Err(BadPayload::new("msm.base_set_id", format!("{id} was never uploaded to this server")));
+            }
+            WorkBases::Set(id)
+        }
+    };
+    if group == Group::Unspecified {
+        return Err(BadPayload::new("msm.group", "unspecified: GROUP_G1 or GROUP_G2"));
+    }
+    Ok(Work { group, bases, scalars })
+}
+
+pub(super) fn run(work: Work<'_>, engines: &Engines) -> Result<(MsmResult, ResolvedBackend), WorkError> {
+    let failed = |e: crate::msm::MsmError| WorkError::Bad(BadPayload::new("msm", e.to_string()));
+    let backend = engines.msm.backend();
+    let fallbacks = engines.msm.gpu_fallbacks();
+    let point = match work.bases {
+        WorkBases::Inline(points) => match work.group {
+            Group::G1 => {
+                let bases = decode_points::<G1Affine>(points, "msm.inline_bases.points")?;
+                let _device = engines.device_stage(backend);
+                compress(&engines.msm.msm_g1(&bases, &work.scalars).map_err(failed)?.into_affine())
+            }
+            _ => {
+                let bases = decode_points::<G2Affine>(points, "msm.inline_bases.points")?;
+                compress(&engines.msm.msm_g2(&bases, &work.scalars).map_err(failed)?.into_affine())
+            }
+        },
+        WorkBases::Set(id) => {
+            let set = engines.bases.get(&id, engines)?;
+            match (&*set, work.group) {
+                (Resident::G1(set), Group::G1) => {
+                    check_count(set.len(), work.scalars.len())?;
+                    let _device = engines.device_stage(backend);
+                    compress(&engines.msm.msm_g1_resident(set, &work.scalars).map_err(failed)?.into_affine())
+                }
+                (Resident::G2(set), Group::G2) => {
+                    check_count(set.len(), work.scalars.len())?;
+                    compress(&engines.msm.msm_g2_resident(set, &work.scalars).map_err(failed)?.into_affine())
+                }
+                _ => return Err(BadPayload::new("msm.group", format!("base set {id} is in the other group")).into()),
+            }
+        }
+    };
+    let on_g1_gpu = work.group == Group::G1 && engines.msm.gpu_fallbacks() == fallbacks;
+    let ran = if backend == ResolvedBackend::Gpu && on_g1_gpu { ResolvedBackend::Gpu } else { ResolvedBackend::Cpu };
+    Ok((MsmResult { point }, ran))
+}
+
+fn check_count(bases: usize, scalars: usize) -> Result<(), BadPayload> {
+    if scalars != bases {
+        return Err(BadPayload::new(
+            "msm.scalars",
+            format!("{scalars} scalars for a base set of {bases}; they must match"),
+        ));
+    }
+    Ok(())
+}
+
+fn compress(point: &impl CanonicalSerialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(point.compressed_size());
+    point.serialize_compressed(&mut out).expect("a Vec grows");
+    out
+}

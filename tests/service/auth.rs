@@ -1,0 +1,82 @@
+//! TCP callers need a service token: missing, forged, expired and too
+//! narrow tokens are refused, queue nothing, and are counted.
+
+use causality_vm::capability::{CapabilityToken, Caveat, JobKind as TokenJob, RootKey};
+use causality_vm::service::auth::{service_key, SERVICE_DOMAIN};
+use causality_vm::service::proto::ListRequest;
+use causality_vm::DomainId;
+use tonic::Code;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_on_tcp_and_not_needed_on_the_owner_only_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 1).await;
+    let key = service_key(dir.path()).unwrap();
+    let root = CapabilityToken::mint_random(&key, DomainId::new(SERVICE_DOMAIN));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+
+    let refused = [
+        (None, Code::Unauthenticated, "no token"),
+        (
+            Some(CapabilityToken::mint_random(&RootKey::generate(), DomainId::new(SERVICE_DOMAIN)).to_text()),
+            Code::Unauthenticated,
+            "not minted with this server's service key",
+        ),
+        (
+            Some(CapabilityToken::mint_random(&key, DomainId::new("bank")).to_text()),
+            Code::Unauthenticated,
+            "not this service",
+        ),
+        (Some(root.attenuate(Caveat::ExpiresAt(now - 1)).unwrap().to_text()), Code::Unauthenticated, "expired"),
+        (Some(format!("{}x", root.to_text())), Code::Unauthenticated, "malformed"),
+        (
+            Some(root.attenuate(Caveat::Jobs(vec![TokenJob::Msm])).unwrap().to_text()),
+            Code::PermissionDenied,
+            "does not allow hash jobs",
+        ),
+    ];
+    for (i, (token, code, expected)) in refused.into_iter().enumerate() {
+        let mut client = tcp_client(&server, token).await;
+        let err = client.submit(&format!("t{i}"), hash_payload(&[b"x"]), 0, None).await.unwrap_err();
+        assert_eq!(err.code(), code, "case {i}: {err:?}");
+        assert!(err.message().contains(expected), "case {i}: {:?} lacks {expected:?}", err.message());
+    }
+
+    let narrow =
+        root.attenuate(Caveat::Jobs(vec![TokenJob::Hash])).unwrap().attenuate(Caveat::ExpiresAt(now + 3600)).unwrap();
+    let mut hasher = tcp_client(&server, Some(narrow.to_text())).await;
+    let accepted = hasher.submit("ok", hash_payload(&[b"x"]), 0, None).await.unwrap();
+    hasher.wait(accepted.job_id).await.unwrap();
+    let merkle = hasher.submit("m", merkle_payload(&[[0; 32]]), 0, None).await.unwrap_err();
+    assert_eq!(merkle.code(), Code::PermissionDenied);
+
+    // The socket needs no token; it sees every job, and only the one accepted job exists.
+    let mut owner = unix_client(&server).await;
+    let jobs = owner.list(ListRequest::default()).await.unwrap();
+    assert_eq!(jobs.iter().map(|j| j.request_id.as_str()).collect::<Vec<_>>(), vec!["ok"]);
+    // A token narrowed to MSM jobs cannot read a hash job.
+    let msm_only = root.attenuate(Caveat::Jobs(vec![TokenJob::Msm])).unwrap();
+    let err = tcp_client(&server, Some(msm_only.to_text())).await.get(accepted.job_id).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let metrics = server.core.metrics.render();
+    for reason in ["missing", "forged", "expired", "malformed", "too_narrow"] {
+        assert!(metrics.contains(&format!("cvm_auth_rejections_total{{reason=\"{reason}\"}}")), "{reason}:\n{metrics}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_listener_without_auth_or_tls_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 0);
+    opts.tcp = Some("0.0.0.0:0".parse().unwrap());
+    let err = causality_vm::service::server::start(opts.clone()).await.err().expect("refused");
+    assert!(err.to_string().contains("without TLS"), "{err}");
+    opts.auth.no_auth = true;
+    let err = causality_vm::service::server::start(opts).await.err().expect("refused");
+    assert!(err.to_string().contains("without authentication"), "{err}");
+    assert!(!dir.path().join("cvm.sock").exists(), "nothing was started");
+}

@@ -1,0 +1,219 @@
+//! Every job kind the server runs, over the Unix socket and TCP, against
+//! the same work done in-process; idempotent submits; cancel; list; status.
+
+use ark_bn254::{Fr, G1Projective, G2Projective};
+use ark_ec::{CurveGroup, VariableBaseMSM};
+use ark_serialize::CanonicalSerialize;
+use causality_vm::capability::CapabilityToken;
+use causality_vm::service::auth::{service_key, SERVICE_DOMAIN};
+use causality_vm::service::client::Client;
+use causality_vm::service::proto::{
+    job_payload, job_result, msm_job, Group, JobKind, JobPayload, JobState, ListRequest, MsmJob, PointList,
+};
+use causality_vm::{DomainId, HashPool};
+use tonic::Code;
+
+use crate::msm_support::random_inputs;
+use crate::support::*;
+
+fn compressed(p: &impl CanonicalSerialize) -> Vec<u8> {
+    let mut out = Vec::new();
+    p.serialize_compressed(&mut out).unwrap();
+    out
+}
+
+fn scalar_bytes(s: &Fr) -> Vec<u8> {
+    compressed(s)
+}
+
+async fn run(client: &mut Client, request_id: &str, payload: JobPayload) -> job_result::Kind {
+    let accepted = client.submit(request_id, payload, 0, None).await.expect("submit");
+    let job = client.wait(accepted.job_id).await.expect("wait");
+    assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+    let result = job.result.expect("a result");
+    assert!(!result.backends.is_empty(), "the result says which backend ran");
+    result.kind.expect("a result kind")
+}
+
+fn root_token(dir: &std::path::Path) -> String {
+    let key = service_key(dir).unwrap();
+    CapabilityToken::mint_random(&key, DomainId::new(SERVICE_DOMAIN)).to_text()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_and_merkle_jobs_equal_the_library_over_both_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 2).await;
+    let unix = unix_client(&server).await;
+    let tcp = tcp_client(&server, Some(root_token(dir.path()))).await;
+    let key = [7u8; 32];
+    let long = vec![0xabu8; 5000];
+    for (name, mut client) in [("unix", unix), ("tcp", tcp)] {
+        let mut job = hash_payload(&[b"", b"abc", &long]);
+        if let Some(job_payload::Kind::Hash(h)) = &mut job.kind {
+            h.messages.push(keyed_message(key, b"keyed"));
+            h.messages.push(derive_message("cvm test context", b"material"));
+        }
+        let job_result::Kind::Hash(result) = run(&mut client, &format!("hash-{name}"), job).await else { panic!() };
+        let expected: Vec<Vec<u8>> = vec![
+            blake3::hash(b"").as_bytes().to_vec(),
+            blake3::hash(b"abc").as_bytes().to_vec(),
+            blake3::hash(&long).as_bytes().to_vec(),
+            blake3::keyed_hash(&key, b"keyed").as_bytes().to_vec(),
+            blake3::derive_key("cvm test context", b"material").to_vec(),
+        ];
+        assert_eq!(result.digests, expected, "{name}");
+
+        for n in [0usize, 1, 2, 3, 1000] {
+            let leaves: Vec<[u8; 32]> = (0..n).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
+            let job_result::Kind::MerkleRoot(root) =
+                run(&mut client, &format!("merkle-{name}-{n}"), merkle_payload(&leaves)).await
+            else {
+                panic!()
+            };
+            assert_eq!(root.root, HashPool::new().merkle_root(&leaves).unwrap().to_vec(), "{name}: {n} leaves");
+        }
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msm_jobs_equal_arkworks_inline_and_with_resident_bases() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 1).await;
+    let mut client = unix_client(&server).await;
+    let (g1, s1) = random_inputs::<ark_bn254::g1::Config>(11, 37);
+    let (g2, s2) = random_inputs::<ark_bn254::g2::Config>(12, 9);
+    let g1_expected = compressed(&G1Projective::msm(&g1, &s1).unwrap().into_affine());
+    let g2_expected = compressed(&G2Projective::msm(&g2, &s2).unwrap().into_affine());
+    let g1_points: Vec<Vec<u8>> = g1.iter().map(compressed).collect();
+    let g2_points: Vec<Vec<u8>> = g2.iter().map(compressed).collect();
+    let job = |group: Group, bases: msm_job::Bases, scalars: &[Fr]| JobPayload {
+        kind: Some(job_payload::Kind::Msm(MsmJob {
+            group: group as i32,
+            bases: Some(bases),
+            scalars: scalars.iter().map(scalar_bytes).collect(),
+        })),
+    };
+    let inline = |points: &Vec<Vec<u8>>| msm_job::Bases::InlineBases(PointList { points: points.clone() });
+    let job_result::Kind::Msm(r) = run(&mut client, "g1", job(Group::G1, inline(&g1_points), &s1)).await else {
+        panic!()
+    };
+    assert_eq!(r.point, g1_expected);
+    let job_result::Kind::Msm(r) = run(&mut client, "g2", job(Group::G2, inline(&g2_points), &s2)).await else {
+        panic!()
+    };
+    assert_eq!(r.point, g2_expected);
+
+    let set1 = client.upload_bases(Group::G1, g1_points.clone()).await.unwrap();
+    assert_eq!(set1.count, 37);
+    let again = client.upload_bases(Group::G1, g1_points).await.unwrap();
+    assert_eq!(again.base_set_id, set1.base_set_id, "a base set is named by its content");
+    let set2 = client.upload_bases(Group::G2, g2_points).await.unwrap();
+    let named = |id: &str| msm_job::Bases::BaseSetId(id.to_string());
+    let job_result::Kind::Msm(r) = run(&mut client, "g1-set", job(Group::G1, named(&set1.base_set_id), &s1)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.point, g1_expected);
+    let job_result::Kind::Msm(r) = run(&mut client, "g2-set", job(Group::G2, named(&set2.base_set_id), &s2)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.point, g2_expected);
+    server.shutdown().await.unwrap();
+
+    // Base sets outlive the server: a job naming one runs after a restart.
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = unix_client(&server).await;
+    let job_result::Kind::Msm(r) =
+        run(&mut client, "g1-set-again", job(Group::G1, named(&set1.base_set_id), &s1)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.point, g1_expected);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_are_idempotent_on_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    let first = client.submit("same", hash_payload(&[b"a"]), 0, None).await.unwrap();
+    assert!(!first.existing);
+    let again = client.submit("same", hash_payload(&[b"a"]), 0, None).await.unwrap();
+    assert!(again.existing);
+    assert_eq!(again.job_id, first.job_id);
+    let other = client.submit("same", hash_payload(&[b"b"]), 0, None).await.unwrap_err();
+    assert_eq!(other.code(), Code::AlreadyExists, "{other:?}");
+    assert!(other.message().contains(&format!("job {}", first.job_id)), "{}", other.message());
+    let listed = client.list(ListRequest::default()).await.unwrap();
+    assert_eq!(listed.len(), 1, "nothing recorded for the refused submit");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_cancel_at_once_and_priorities_order_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    let low = client.submit("low", hash_payload(&[b"1"]), 0, None).await.unwrap();
+    let high = client.submit("high", hash_payload(&[b"2"]), 5, None).await.unwrap();
+    assert_eq!(high.queue_position, 0, "a higher priority goes first");
+    let last = client.submit("last", hash_payload(&[b"3"]), 0, None).await.unwrap();
+    assert_eq!(last.queue_position, 2);
+    let cancelled = client.cancel(low.job_id).await.unwrap();
+    assert_eq!(cancelled.state(), JobState::Cancelled);
+    assert_eq!(cancelled.error.as_ref().unwrap().code, "CANCELLED");
+    let status = client.status().await.unwrap();
+    let hash = status.kinds.iter().find(|k| k.kind() == JobKind::Hash).unwrap();
+    assert_eq!((hash.queued, hash.running), (2, 0));
+    let queued =
+        client.list(ListRequest { states: vec![JobState::Queued as i32], ..Default::default() }).await.unwrap();
+    assert_eq!(queued.iter().map(|j| j.job_id).collect::<Vec<_>>(), vec![last.job_id, high.job_id]);
+    server.shutdown().await.unwrap();
+
+    // Restarted with runners, the queued jobs run; the cancelled one stays cancelled.
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = unix_client(&server).await;
+    for id in [high.job_id, last.job_id] {
+        assert_eq!(client.wait(id).await.unwrap().state(), JobState::Succeeded);
+    }
+    assert_eq!(client.get(low.job_id).await.unwrap().state(), JobState::Cancelled);
+    let job = client.get(high.job_id).await.unwrap();
+    let Some(job_result::Kind::Hash(h)) = job.result.and_then(|r| r.kind) else { panic!("the result is kept") };
+    assert_eq!(h.digests, vec![blake3::hash(b"2").as_bytes().to_vec()]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_serves_health_and_reflection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 0).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("unix:{}", server.socket.display()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let service = "causality.accelerator.v1.Accelerator".to_string();
+    let answer = health.check(tonic_health::pb::HealthCheckRequest { service }).await.unwrap().into_inner();
+    assert_eq!(answer.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else { panic!("{answer:?}") };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"causality.accelerator.v1.Accelerator".to_string()), "{names:?}");
+    server.shutdown().await.unwrap();
+}

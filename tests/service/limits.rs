@@ -1,0 +1,131 @@
+//! Bad input: every refusal is precise, immediate, and records nothing.
+
+use causality_vm::service::proto::{
+    job_payload, msm_job, Group, JobPayload, ListRequest, MerkleRootJob, MsmJob, PointList,
+};
+use causality_vm::service::server::start;
+use tonic::Code;
+
+use crate::support::*;
+
+fn msm(group: Group, points: Vec<Vec<u8>>, scalars: Vec<Vec<u8>>) -> JobPayload {
+    JobPayload {
+        kind: Some(job_payload::Kind::Msm(MsmJob {
+            group: group as i32,
+            bases: Some(msm_job::Bases::InlineBases(PointList { points })),
+            scalars,
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_payloads_are_invalid_arguments_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    let mut bad_key = hash_payload(&[b"x"]);
+    if let Some(job_payload::Kind::Hash(h)) = &mut bad_key.kind {
+        h.messages.push(keyed_message([0; 32], b"y"));
+        if let Some(causality_vm::service::proto::hash_message::Mode::Key(k)) = &mut h.messages[1].mode {
+            k.pop();
+        }
+    }
+    // r itself: one past the largest scalar.
+    let group_order_bytes = {
+        use ark_ff::{BigInteger, PrimeField};
+        ark_bn254::Fr::MODULUS.to_bytes_le()
+    };
+    let cases: Vec<(&str, JobPayload, &str)> = vec![
+        ("no job", JobPayload { kind: None }, "payload: no job"),
+        ("short key", bad_key, "hash.messages[1].key: 31 bytes"),
+        (
+            "short leaf",
+            JobPayload {
+                kind: Some(job_payload::Kind::MerkleRoot(MerkleRootJob { leaves: vec![vec![0; 32], vec![0; 3]] })),
+            },
+            "merkle_root.leaves[1]: 3 bytes",
+        ),
+        ("no group", msm(Group::Unspecified, vec![vec![0; 32]], vec![vec![0; 32]]), "msm.group"),
+        ("short point", msm(Group::G1, vec![vec![0; 31]], vec![vec![0; 32]]), "msm.inline_bases.points[0]: 31 bytes"),
+        ("g2 point size", msm(Group::G2, vec![vec![0; 32]], vec![vec![0; 32]]), "msm.inline_bases.points[0]: 32 bytes"),
+        ("count", msm(Group::G1, vec![vec![0; 32]; 2], vec![vec![0; 32]]), "1 scalars for 2 bases"),
+        (
+            "scalar = r",
+            msm(Group::G1, vec![vec![0; 32]], vec![group_order_bytes]),
+            "msm.scalars[0]: not below the BN254 group order",
+        ),
+        ("short scalar", msm(Group::G1, vec![vec![0; 32]], vec![vec![1; 33]]), "msm.scalars[0]: 33 bytes"),
+        (
+            "unknown set",
+            JobPayload {
+                kind: Some(job_payload::Kind::Msm(MsmJob {
+                    group: Group::G1 as i32,
+                    bases: Some(msm_job::Bases::BaseSetId(format!("bases:{}", "00".repeat(32)))),
+                    scalars: vec![],
+                })),
+            },
+            "was never uploaded",
+        ),
+    ];
+    for (name, payload, expected) in cases {
+        let err = client.submit(&name.replace(' ', "-"), payload, 0, None).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
+        assert!(err.message().contains(expected), "{name}: {:?} lacks {expected:?}", err.message());
+    }
+    for (id, expected) in [("", "1 to 128"), ("has space", "' ' at byte 3"), (&"x".repeat(129)[..], "129 bytes")] {
+        let err = client.submit(id, hash_payload(&[b"x"]), 0, None).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(expected), "{:?}", err.message());
+    }
+    assert!(client.list(ListRequest::default()).await.unwrap().is_empty(), "nothing was recorded");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_an_old_deadline_and_an_oversized_request_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 0);
+    opts.queue_depth = 2;
+    opts.max_message_bytes = 64 * 1024;
+    let server = start(opts).await.unwrap();
+    let mut client = unix_client(&server).await;
+    client.submit("a", hash_payload(&[b"a"]), 0, None).await.unwrap();
+    client.submit("b", hash_payload(&[b"b"]), 0, None).await.unwrap();
+    let full = client.submit("c", hash_payload(&[b"c"]), 0, None).await.unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    assert!(full.message().contains("hash queue is full (2 jobs)"), "{}", full.message());
+    // A retry of an accepted job is still answered when the queue is full.
+    assert!(client.submit("a", hash_payload(&[b"a"]), 0, None).await.unwrap().existing);
+    // Another kind has its own queue.
+    client.submit("m", merkle_payload(&[[0; 32]]), 0, None).await.unwrap();
+
+    let past = causality_vm::service::core::now_ms() - 1;
+    let late = client.submit("late", merkle_payload(&[[1; 32]]), 0, Some(past)).await.unwrap_err();
+    assert_eq!(late.code(), Code::DeadlineExceeded, "{late:?}");
+
+    let big = vec![0u8; 100 * 1024];
+    let err = client.submit("big", hash_payload(&[&big]), 0, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("limit of 65536 bytes"), "{}", err.message());
+    let recorded: Vec<String> =
+        client.list(ListRequest::default()).await.unwrap().into_iter().map(|j| j.request_id).collect();
+    assert_eq!(recorded, vec!["m", "b", "a"]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_that_passes_in_the_queue_fails_the_job_unrun() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    let soon = causality_vm::service::core::now_ms() + 300;
+    let accepted = client.submit("soon", hash_payload(&[b"x"]), 0, Some(soon)).await.unwrap();
+    server.shutdown().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = unix_client(&server).await;
+    let job = client.wait(accepted.job_id).await.unwrap();
+    assert_eq!(job.error.as_ref().map(|e| e.code.as_str()), Some("DEADLINE_EXCEEDED"), "{job:?}");
+    assert_eq!(job.attempts, 0, "it never started");
+    server.shutdown().await.unwrap();
+}

@@ -1,0 +1,14 @@
+//! The service tests in one binary: a real server (in this process, or the
+//! `cvm` binary) on a real Unix socket and loopback TCP, called through the
+//! typed client.
+
+#[path = "../support/msm.rs"]
+mod msm_support;
+#[path = "../support/service.rs"]
+mod support;
+
+mod auth;
+mod cli;
+mod jobs;
+mod limits;
+mod restart;
