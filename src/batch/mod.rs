@@ -431,6 +431,7 @@ impl<'a> PendingCommit<'a> {
             consumed: counts.2,
             timings: executed.metadata.timings,
             proof,
+            request_id: executed.tx.request_id.clone(),
             ..Default::default()
         };
         // The programs first: a batch in the log never names content the

@@ -51,6 +51,9 @@ pub struct TransactionContext {
     /// Where the batch's hashes are computed: its filings and flushes, and
     /// the state tree's staging (the CPU unless the caller picks a GPU).
     pub hashing: HashBackend,
+    /// The caller's name for this batch (a service job's request id), kept
+    /// in its batch record so a retry after a crash can tell it committed.
+    pub request_id: Option<String>,
 }
 
 impl Default for TransactionContext {
@@ -65,6 +68,7 @@ impl Default for TransactionContext {
             max_clock_skew: None,
             trace: false,
             hashing: HashBackend::cpu(),
+            request_id: None,
         }
     }
 }

@@ -161,18 +161,36 @@ impl Accelerator for Api {
             backend: backend_name(hashing).to_string(),
             adapter: core.engines.msm.device().unwrap_or_default(),
             cpu_threads: rayon::current_num_threads() as u32,
-            key_sets: Vec::new(),
+            key_sets: core
+                .engines
+                .keys
+                .resident()
+                .into_iter()
+                .map(|k| KeySetStatus { ops_per_proof: k as u32, resident: true })
+                .collect(),
             kinds,
             uptime_ms: core.started.elapsed().as_millis() as u64,
         }))
     }
 
-    async fn preload(&self, _request: Request<PreloadRequest>) -> Result<Response<KeySetStatus>, Status> {
-        Err(Status::unimplemented("proving key sets arrive with ProveOps and ExecuteBatch jobs"))
+    async fn preload(&self, request: Request<PreloadRequest>) -> Result<Response<KeySetStatus>, Status> {
+        let core = self.core.clone();
+        let k = request.into_inner().ops_per_proof;
+        blocking(move || {
+            core.engines.keys.get(k as usize).map_err(|e| match e {
+                super::work::WorkError::Bad(bad) => Refusal::Invalid(bad.to_string()),
+                other => Refusal::Internal(other.to_string()),
+            })?;
+            Ok(KeySetStatus { ops_per_proof: k, resident: true })
+        })
+        .await
+        .map(Response::new)
     }
 
-    async fn evict(&self, _request: Request<EvictRequest>) -> Result<Response<KeySetStatus>, Status> {
-        Err(Status::unimplemented("proving key sets arrive with ProveOps and ExecuteBatch jobs"))
+    async fn evict(&self, request: Request<EvictRequest>) -> Result<Response<KeySetStatus>, Status> {
+        let k = request.into_inner().ops_per_proof;
+        self.core.engines.keys.evict(k as usize);
+        Ok(Response::new(KeySetStatus { ops_per_proof: k, resident: false }))
     }
 
     async fn upload_bases(

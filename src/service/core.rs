@@ -11,9 +11,13 @@ use tokio::sync::watch;
 
 use super::journal::{is_final, Accepted, JobRecord, Journal, JournalError};
 use super::metrics::Metrics;
-use super::proto::{Job, JobError, JobEvent, JobKind, JobPayload, JobResult, JobState, SubmitRequest, SubmitResponse};
+use super::proto::job_payload::Kind as PayloadKind;
+use super::proto::{
+    job_result, Job, JobError, JobEvent, JobKind, JobResult, JobState, StageBackend, SubmitRequest, SubmitResponse,
+};
 use super::scheduler::{QueueFull, Scheduler};
-use super::work::{self, BadPayload, Engines, Progress};
+use super::work::batch::{self, BatchRunner};
+use super::work::{self, BadPayload, Engines, Progress, WorkError};
 
 /// Why a call was refused; the server maps each to its gRPC status.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,8 @@ pub fn kind_name(kind: JobKind) -> &'static str {
 }
 
 pub const COMPUTE_KINDS: [JobKind; 4] = [JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::ProveOps];
+/// Batch jobs have one runner: the store's owner.
+pub const BATCH_KINDS: [JobKind; 1] = [JobKind::ExecuteBatch];
 
 pub struct Core {
     pub journal: Journal,
@@ -83,10 +89,18 @@ pub struct Core {
     cancelled: Mutex<HashSet<u64>>,
     pub started: Instant,
     pub result_ttl: Duration,
+    /// The store, for batch jobs (their one runner holds it while it runs one).
+    pub batches: Mutex<BatchRunner>,
 }
 
 impl Core {
-    pub fn new(journal: Journal, scheduler: Scheduler, engines: Engines, result_ttl: Duration) -> Core {
+    pub fn new(
+        journal: Journal,
+        scheduler: Scheduler,
+        engines: Engines,
+        result_ttl: Duration,
+        batches: BatchRunner,
+    ) -> Core {
         Core {
             journal,
             scheduler,
@@ -96,6 +110,7 @@ impl Core {
             cancelled: Mutex::new(HashSet::new()),
             started: Instant::now(),
             result_ttl,
+            batches: Mutex::new(batches),
         }
     }
 
@@ -170,16 +185,18 @@ impl Core {
                 return Err(Refusal::QueueFull { kind: kind_name(kind), depth });
             }
         };
+        // A domain's batches commit in submission order: priorities do not apply to them.
+        let priority = if kind == JobKind::ExecuteBatch { 0 } else { request.priority };
         let job = Job {
             request_id: request.request_id,
             kind: kind as i32,
             state: JobState::Queued as i32,
-            priority: request.priority,
+            priority,
             deadline_unix_ms: request.deadline_unix_ms,
             submitted_unix_ms: now,
             ..Job::default()
         };
-        let record = JobRecord { job, payload_digest: digest };
+        let record = JobRecord { job, payload_digest: digest, batch_head: 0 };
         match self.journal.accept(record.clone(), encoded)? {
             Accepted::New(id) => {
                 let mut job = record.job;
@@ -296,18 +313,67 @@ impl Core {
         let Some(payload) = self.journal.payload(id)? else {
             return self.end(&mut record, Err(("INTERNAL", "the job's payload is missing from the job store".into())));
         };
-        record.job.set_state(JobState::Running);
-        record.job.started_unix_ms = now_ms();
-        record.job.attempts += 1;
-        self.journal.update(&record, None, false)?;
-        self.publish(&record.job, 0.0);
-        let outcome = self.execute(&mut record, &payload);
+        if let Some(PayloadKind::ExecuteBatch(job)) = &payload.kind {
+            return self.run_batch(record, job);
+        }
+        self.start(&mut record, false)?;
+        let outcome = self.execute(&mut record, |progress| work::run(&payload, &self.engines, progress));
         self.end(&mut record, outcome)
     }
 
-    fn execute(&self, record: &mut JobRecord, payload: &JobPayload) -> Result<JobResult, (&'static str, String)> {
+    fn start(&self, record: &mut JobRecord, durable: bool) -> Result<(), JournalError> {
+        record.job.set_state(JobState::Running);
+        record.job.started_unix_ms = now_ms();
+        record.job.attempts += 1;
+        self.journal.update(record, None, durable)?;
+        self.publish(&record.job, 0.0);
+        Ok(())
+    }
+
+    /// A batch job, on the store's runner: exactly once in effect.
+    fn run_batch(&self, mut record: JobRecord, job: &super::proto::ExecuteBatchJob) -> Result<(), JournalError> {
+        let mut runner = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        let request_id = record.job.request_id.clone();
+        if record.job.attempts > 0 {
+            // Interrupted before: did it commit?
+            match runner.committed(&request_id, record.batch_head) {
+                Ok(Some(batch)) => {
+                    let result = JobResult {
+                        kind: Some(job_result::Kind::ExecuteBatch(batch::recovered_result(&batch))),
+                        backends: Vec::new(),
+                    };
+                    return self.end(&mut record, Ok(result));
+                }
+                Ok(None) => {}
+                Err(e) => return self.end(&mut record, Err((e.code(), e.to_string()))),
+            }
+        }
+        let parsed = match batch::parse(job, &format!("job {}", record.job.job_id)) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.end(&mut record, Err(("INVALID_ARGUMENT", e.to_string()))),
+        };
+        // Durably, before anything commits: where a restart looks for its batch.
+        record.batch_head = runner.store.head();
+        self.start(&mut record, true)?;
+        let backend = super::work::backend_name(self.engines.hashing.resolved());
+        let outcome = self.execute(&mut record, |progress| {
+            let result = runner.run(parsed, &request_id, &self.engines, progress)?;
+            Ok(result.map(|r| JobResult {
+                kind: Some(job_result::Kind::ExecuteBatch(r)),
+                backends: vec![StageBackend { stage: "hash".into(), backend: backend.into() }],
+            }))
+        });
+        drop(runner);
+        self.end(&mut record, outcome)
+    }
+
+    fn execute(
+        &self,
+        record: &mut JobRecord,
+        work: impl FnOnce(&dyn Progress) -> Result<Option<JobResult>, WorkError>,
+    ) -> Result<JobResult, (&'static str, String)> {
         let progress = Stages { core: self, job: Mutex::new(record.job.clone()), last: Mutex::new(None) };
-        let outcome = work::run(payload, &self.engines, &progress);
+        let outcome = work(&progress);
         progress.close();
         record.job.stage = progress.job.lock().unwrap_or_else(|p| p.into_inner()).stage.clone();
         match outcome {

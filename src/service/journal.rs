@@ -59,6 +59,9 @@ pub struct JobRecord {
     /// BLAKE3 of the payload's encoding: a resubmission is the same job
     /// only with the same digest.
     pub payload_digest: [u8; 32],
+    /// Batch jobs: the store's last batch when the job last started (a
+    /// restart looks for the job's commit after it).
+    pub batch_head: u64,
 }
 
 impl JobRecord {
@@ -66,15 +69,21 @@ impl JobRecord {
         let mut job = self.job.clone();
         job.result = None;
         let mut bytes = self.payload_digest.to_vec();
+        bytes.extend_from_slice(&self.batch_head.to_le_bytes());
         job.encode(&mut bytes).expect("a Vec grows");
         bytes
     }
 
     fn decode(id: u64, bytes: &[u8]) -> Result<JobRecord, JournalError> {
         let damaged = |reason: String| JournalError::Damaged { job: id, reason };
-        let (digest, job) = bytes.split_at_checked(32).ok_or_else(|| damaged("record too short".into()))?;
+        let (digest, rest) = bytes.split_at_checked(32).ok_or_else(|| damaged("record too short".into()))?;
+        let (head, job) = rest.split_at_checked(8).ok_or_else(|| damaged("record too short".into()))?;
         let job = Job::decode(job).map_err(|e| damaged(e.to_string()))?;
-        Ok(JobRecord { job, payload_digest: digest.try_into().expect("32 bytes") })
+        Ok(JobRecord {
+            job,
+            payload_digest: digest.try_into().expect("32 bytes"),
+            batch_head: u64::from_le_bytes(head.try_into().expect("8 bytes")),
+        })
     }
 }
 
@@ -398,7 +407,7 @@ mod tests {
 
     fn record(request: &str, digest: u8) -> JobRecord {
         let job = Job { request_id: request.into(), state: JobState::Queued as i32, ..Job::default() };
-        JobRecord { job, payload_digest: [digest; 32] }
+        JobRecord { job, payload_digest: [digest; 32], batch_head: 0 }
     }
 
     #[test]

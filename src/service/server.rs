@@ -14,13 +14,15 @@ use tonic::transport::Server;
 
 use super::api::Api;
 use super::auth::{Auth, Authenticator};
-use super::core::{Core, COMPUTE_KINDS};
+use super::core::{Core, BATCH_KINDS, COMPUTE_KINDS};
 use super::error::io;
 pub use super::error::ServeError;
 use super::journal::Journal;
 use super::proto::accelerator_server::AcceleratorServer;
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::scheduler::Scheduler;
+use super::work::batch::BatchRunner;
+use super::work::keys::KeySets;
 use super::work::{BaseSets, Engines};
 use crate::hash::HashBackend;
 use crate::msm::MsmEngine;
@@ -124,7 +126,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         .map_err(|e| ServeError::Config(format!("starting: {e}")))??;
     let options = runners;
     let core = Arc::new(core);
-    let runners = (0..options.runners)
+    let mut runners: Vec<_> = (0..options.runners)
         .map(|n| {
             let core = core.clone();
             std::thread::Builder::new()
@@ -133,6 +135,11 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
                 .expect("spawning a runner")
         })
         .collect();
+    if options.runners > 0 {
+        let core = core.clone();
+        let batches = std::thread::Builder::new().name("cvm-batches".into()).spawn(move || core.run_jobs(&BATCH_KINDS));
+        runners.push(batches.expect("spawning the batch runner"));
+    }
 
     let routes = routes(&core, &options, authenticator.clone()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -197,13 +204,18 @@ fn open_core(options: &ServeOptions) -> Result<Core, ServeError> {
     let journal = Journal::open(&options.data_dir)?;
     let hashing = HashBackend::select(options.backend).map_err(|e| ServeError::Backend(e.to_string()))?;
     let msm = MsmEngine::new(options.backend).map_err(|e| ServeError::Backend(e.to_string()))?;
+    let keys = Arc::new(KeySets::new(options.data_dir.clone(), options.backend));
+    let batches = BatchRunner::open(&options.data_dir, keys.clone()).map_err(|e| {
+        ServeError::Config(format!("opening the register store in {}: {e}", options.data_dir.display()))
+    })?;
     let engines = Engines {
         hashing,
         msm: Arc::new(msm),
         bases: BaseSets::new(options.data_dir.join("bases")),
+        keys,
         device: std::sync::Mutex::new(()),
     };
-    let core = Core::new(journal, Scheduler::new(options.queue_depth), engines, options.result_ttl);
+    let core = Core::new(journal, Scheduler::new(options.queue_depth), engines, options.result_ttl, batches);
     let recovered = core.recover()?;
     if recovered > 0 {
         tracing::info!(recovered, "queued again the jobs accepted before the last stop");

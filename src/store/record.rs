@@ -47,6 +47,11 @@ pub struct BatchRecord {
     pub state_root_after: [u8; 32],
     pub timings: StageTimings,
     pub proof: Option<ProofRecord>,
+    /// The request id of the service job that committed the batch (written
+    /// after the proof, only when set: records without it keep the encoding
+    /// of earlier versions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 const RECORD_TAG: u8 = 0xB1;
@@ -76,6 +81,9 @@ impl BatchRecord {
                 e.bytes(&p.proof);
                 e.bytes(&p.public_inputs);
             }
+        }
+        if let Some(request) = &self.request_id {
+            e.str(request);
         }
         e.buf
     }
@@ -108,6 +116,7 @@ impl BatchRecord {
             0 => None,
             _ => Some(ProofRecord { system: d.string()?, proof: d.bytes()?, public_inputs: d.bytes()? }),
         };
+        let request_id = if d.at_end() { None } else { Some(d.string()?) };
         d.finish()?;
         let [timestamp, ops_count, success_count, created, updated, consumed] = counts;
         Ok(BatchRecord {
@@ -125,6 +134,7 @@ impl BatchRecord {
             state_root_after,
             timings: StageTimings { execute_us: t[0], hash_us: t[1], prove_us: t[2], commit_us: t[3] },
             proof,
+            request_id,
         })
     }
 }

@@ -5,13 +5,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn cvm(dir: &Path) -> Command {
+pub fn cvm(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cvm"));
     c.arg("--data-dir").arg(dir).arg("--backend").arg("cpu");
     c
 }
 
-fn serve(dir: &Path) -> Child {
+pub fn serve(dir: &Path) -> Child {
     let child =
         cvm(dir).args(["serve", "--runners", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -22,14 +22,14 @@ fn serve(dir: &Path) -> Child {
     child
 }
 
-fn stop(mut child: Child) {
+pub fn stop(mut child: Child) {
     // SIGTERM: a clean stop exits 0.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
 
-fn run(cmd: &mut Command) -> (i32, String, String) {
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),

@@ -8,6 +8,7 @@ mod msm_support;
 mod support;
 
 mod auth;
+mod batches;
 mod cli;
 mod jobs;
 mod limits;

@@ -40,3 +40,73 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     assert!(err.to_string().contains("another `cvm serve`"), "{err}");
     server.shutdown().await.unwrap();
 }
+
+/// The crash window exactly-once must close: a batch committed (its record
+/// carrying the request id) but the job's end never recorded. The restart
+/// finds the commit and does not run the batch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_committed_before_a_crash_is_not_committed_again() {
+    use causality_vm::batch::file::{check_inline, BatchFile, Keys};
+    use causality_vm::batch::{execute_batches, BatchJob, TransactionContext};
+    use causality_vm::service::journal::Journal;
+    use causality_vm::service::proto::{job_payload, ExecuteBatchJob, JobPayload};
+    use causality_vm::{ExecutionMode, RegisterStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut batch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(examples.join("create.json")).unwrap()).unwrap();
+    let source = std::fs::read_to_string(examples.join("fungible_token.tel")).unwrap();
+    batch["programs"] = serde_json::json!([]);
+    batch["inline_programs"] = serde_json::json!([{"name": "fungible_token.tel", "tel": source}]);
+    let text = batch.to_string();
+    let payload = JobPayload {
+        kind: Some(job_payload::Kind::ExecuteBatch(ExecuteBatchJob {
+            batch_json: text.clone().into_bytes(),
+            no_prove: true,
+            ..Default::default()
+        })),
+    };
+    let server = server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    let accepted = client.submit("the-batch", payload, 0, None).await.unwrap();
+    server.shutdown().await.unwrap();
+
+    // What a crash leaves: the job started (durably, with the store's head
+    // then), the batch committed under its request id, the end unrecorded.
+    let journal = Journal::open(dir.path()).unwrap();
+    let mut record = journal.get(accepted.job_id).unwrap().unwrap();
+    record.job.set_state(JobState::Running);
+    record.job.attempts = 1;
+    record.batch_head = 0;
+    journal.update(&record, None, true).unwrap();
+    journal.close();
+    drop(journal);
+    {
+        let mut store = RegisterStore::open(dir.path()).unwrap();
+        let file = BatchFile::parse(&text, "test").unwrap();
+        let prepared =
+            check_inline(file, "test").unwrap().prepare(Keys::Create(&dir.path().join("keys.json"))).unwrap();
+        let mut tx = TransactionContext::new(ExecutionMode::Standard);
+        tx.request_id = Some("the-batch".into());
+        let content = prepared.content();
+        let job = BatchJob::new(&prepared.keys, &prepared.ops, &prepared.ctx, &tx).with_programs(&content);
+        let result = execute_batches(&mut store, &[job]).pop().unwrap().unwrap();
+        assert!(result.metadata.committed);
+        store.close().unwrap();
+    }
+
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = unix_client(&server).await;
+    let job = client.wait(accepted.job_id).await.unwrap();
+    assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+    let Some(causality_vm::service::proto::job_result::Kind::ExecuteBatch(result)) = job.result.and_then(|r| r.kind)
+    else {
+        panic!("a batch result")
+    };
+    assert!(result.result_json.contains("recovered_from_batch_record"), "{}", result.result_json);
+    server.shutdown().await.unwrap();
+    let store = RegisterStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.head(), 1, "committed once");
+    assert_eq!(store.batch(1).unwrap().unwrap().request_id.as_deref(), Some("the-batch"));
+}

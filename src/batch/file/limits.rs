@@ -24,7 +24,11 @@ pub(super) fn check(file: &super::BatchFile) -> Result<(), String> {
     }
     at("environment", check_environment(&file.environment))?;
     let counted = [("ops", file.ops.len(), MAX_OPS), ("grants", file.grants.len(), MAX_GRANTS)];
-    for (field, count, max) in counted.into_iter().chain([("programs", file.programs.len(), MAX_PROGRAMS)]) {
+    let programs = [
+        ("programs", file.programs.len(), MAX_PROGRAMS),
+        ("inline_programs", file.inline_programs.len(), MAX_PROGRAMS),
+    ];
+    for (field, count, max) in counted.into_iter().chain(programs) {
         if count > max {
             return Err(format!("{field}: {count} entries; at most {max} are allowed"));
         }

@@ -20,7 +20,7 @@ use crate::context::{DomainId, ExecutionContext, Timestamp};
 use crate::resource::Operation;
 
 pub use limits::{check_environment, MAX_FIELD_BYTES, MAX_KEY_BYTES, MAX_METADATA_ENTRIES, MAX_OPS};
-pub use programs::MAX_PROGRAM_BYTES;
+pub use programs::{inline_program, MAX_PROGRAM_BYTES};
 
 /// The token field's value that asks for a root token minted from the
 /// local key ring.
@@ -51,7 +51,23 @@ pub struct BatchFile {
     /// encoded programs, as paths inside the batch file's directory.
     #[serde(default)]
     pub programs: Vec<String>,
+    /// Logic programs carried in the file itself (what a batch sent to
+    /// `cvm serve` uses, having no directory to read from).
+    #[serde(default)]
+    pub inline_programs: Vec<InlineProgram>,
     pub ops: Vec<Operation>,
+}
+
+/// A program carried inline: TEL source, or an encoded program in hex.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InlineProgram {
+    /// What errors and notices call it.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hex: Option<String>,
 }
 
 /// A batch's timestamp as written: a number, or `"now"`.
@@ -233,12 +249,26 @@ pub fn check(file: BatchFile, origin: &str, base: &Path) -> Result<CheckedBatch,
         .enumerate()
         .map(|(i, g)| CapabilityToken::from_text(g).map_err(|e| token_err(format!("grants[{i}]"), e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let programs = programs::load_all(&file.programs, base).map_err(|(program, reason)| BatchFileError::Program {
-        path: origin.to_string(),
-        program,
-        reason,
-    })?;
+    let program_err = |(program, reason)| BatchFileError::Program { path: origin.to_string(), program, reason };
+    let mut programs = programs::load_all(&file.programs, base).map_err(program_err)?;
+    programs.extend(programs::load_inline(&file.inline_programs).map_err(program_err)?);
     Ok(CheckedBatch { file, origin: origin.to_string(), given, grants, programs })
+}
+
+/// [`check`] for a batch that brings its programs inline only (a service
+/// job): program paths are refused, since there is no directory to read.
+pub fn check_inline(file: BatchFile, origin: &str) -> Result<CheckedBatch, BatchFileError> {
+    if let Some(name) = file.programs.first() {
+        return Err(BatchFileError::Program {
+            path: origin.to_string(),
+            program: name.clone(),
+            reason: "a batch sent to a server carries its programs in inline_programs, not as paths \
+                     (`cvm submit` inlines them)"
+                .into(),
+        });
+    }
+    // No path is read: any directory will do.
+    check(file, origin, Path::new("."))
 }
 
 impl CheckedBatch {

@@ -28,6 +28,50 @@ pub(super) fn load_all(names: &[String], base: &Path) -> Result<Vec<BatchProgram
         .collect()
 }
 
+/// Every inline program, compiled or decoded, or the first that fails.
+pub(super) fn load_inline(programs: &[super::InlineProgram]) -> Result<Vec<BatchProgram>, (String, String)> {
+    programs
+        .iter()
+        .map(|p| {
+            let bytes = inline(p).map_err(|reason| (p.name.clone(), reason))?;
+            Ok(BatchProgram { name: p.name.clone(), id: ContentId::of_encoding(&bytes), bytes: Arc::new(bytes) })
+        })
+        .collect()
+}
+
+fn inline(program: &super::InlineProgram) -> Result<Vec<u8>, String> {
+    match (&program.tel, &program.hex) {
+        (Some(source), None) => {
+            if source.len() as u64 > MAX_PROGRAM_BYTES {
+                return Err(format!("larger than {MAX_PROGRAM_BYTES} bytes"));
+            }
+            let compiled = crate::tel::compile(source).map_err(|e| format!("{}:{e}", program.name))?;
+            Ok(compiled.encode())
+        }
+        (None, Some(hex)) => {
+            if hex.len() as u64 > 2 * MAX_PROGRAM_BYTES {
+                return Err(format!("larger than {MAX_PROGRAM_BYTES} bytes"));
+            }
+            let bytes = crate::content_id::hex_decode(hex).map_err(|e| format!("hex: {e}"))?;
+            Program::decode(&bytes).map_err(|e| e.to_string())?;
+            Ok(bytes)
+        }
+        _ => Err("give exactly one of tel (TEL source) and hex (an encoded program)".into()),
+    }
+}
+
+/// The inline form of program `name` (a path inside `base`, as `cvm run`
+/// reads it): TEL source stays source, anything else is sent as hex.
+pub fn inline_program(name: &str, base: &Path) -> Result<super::InlineProgram, String> {
+    let path = confined(name, base)?;
+    let bytes = read_bounded(&path)?;
+    if path.extension().is_some_and(|e| e == "tel") {
+        let source = String::from_utf8(bytes).map_err(|_| "the TEL source is not UTF-8 text".to_string())?;
+        return Ok(super::InlineProgram { name: name.to_string(), tel: Some(source), hex: None });
+    }
+    Ok(super::InlineProgram { name: name.to_string(), tel: None, hex: Some(crate::content_id::hex_encode(&bytes)) })
+}
+
 /// The canonical encoding of program `name`: TEL source is compiled;
 /// anything else must be a valid program encoding.
 fn load(name: &str, base: &Path) -> Result<Vec<u8>, String> {

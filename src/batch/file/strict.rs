@@ -10,7 +10,7 @@ use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visi
 
 /// The keys whose values are lists in the batch format. Nowhere else is an
 /// array allowed, and never an array inside an array.
-const LISTS: [&str; 5] = ["ops", "grants", "programs", "inputs", "outputs"];
+const LISTS: [&str; 6] = ["ops", "grants", "programs", "inline_programs", "inputs", "outputs"];
 
 /// Check `text` (which must be one JSON object); errors carry serde_json's
 /// line and column.

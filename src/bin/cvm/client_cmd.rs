@@ -86,6 +86,21 @@ pub struct SubmitArgs {
     /// resubmission of the same file names the same job). One file only.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Batch files: standard, verification, simulation or proof-generation.
+    #[arg(long, default_value = "standard")]
+    pub mode: String,
+    /// Batch files: stop at the first failing operation.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Batch files: commit only if every operation succeeds.
+    #[arg(long)]
+    pub all_or_nothing: bool,
+    /// Batch files: operations per Groth16 proof.
+    #[arg(long, default_value_t = 4)]
+    pub ops_per_proof: u32,
+    /// Batch files: commit without proving.
+    #[arg(long)]
+    pub no_prove: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -166,7 +181,7 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
     let mut jobs = Vec::new();
     for path in &args.files {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let payload = payload_of(&bytes, path)?;
+        let payload = payload_of(&bytes, path, &args)?;
         let request_id = match &args.request_id {
             Some(id) => id.clone(),
             None => format!("file-{}", &hex_encode(blake3::hash(&bytes).as_bytes())[..32]),
@@ -390,6 +405,25 @@ pub fn job_json(job: &Job) -> Value {
     })
 }
 
+/// Move a batch file's `programs` (paths beside it) into `inline_programs`.
+fn inline_programs(batch: &mut Value, path: &Path) -> anyhow::Result<()> {
+    let Some(object) = batch.as_object_mut() else { return Ok(()) };
+    let Some(Value::Array(paths)) = object.remove("programs") else { return Ok(()) };
+    let base = causality_vm::batch::file::base_dir(path);
+    let mut inline = match object.remove("inline_programs") {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    for name in paths {
+        let name = name.as_str().ok_or_else(|| anyhow!("{}: programs: entries are paths", path.display()))?;
+        let program = causality_vm::batch::file::inline_program(name, &base)
+            .map_err(|e| anyhow!("{}: program {name}: {e}", path.display()))?;
+        inline.push(serde_json::to_value(program)?);
+    }
+    object.insert("inline_programs".into(), Value::Array(inline));
+    Ok(())
+}
+
 /// A JSON job file (docs/SERVICE.md); byte strings in hex.
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -427,12 +461,19 @@ fn hex_field(text: &str, field: &str) -> anyhow::Result<Vec<u8>> {
     hex_decode(text).map_err(|e| anyhow!("{field}: {e}"))
 }
 
-fn payload_of(bytes: &[u8], path: &Path) -> anyhow::Result<JobPayload> {
+fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<JobPayload> {
     let origin = path.display();
-    let value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;
+    let mut value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;
     if value.get("ops").is_some() {
-        // A batch file: sent as it is (its programs must be inline).
-        let job = ExecuteBatchJob { batch_json: bytes.to_vec(), ..ExecuteBatchJob::default() };
+        // A batch file: its program paths travel inline, read as `cvm run` reads them.
+        let job = ExecuteBatchJob {
+            batch_json: inline_programs(&mut value, path).and_then(|()| Ok(serde_json::to_vec(&value)?))?,
+            mode: args.mode.clone(),
+            fail_fast: args.fail_fast,
+            all_or_nothing: args.all_or_nothing,
+            ops_per_proof: args.ops_per_proof,
+            no_prove: args.no_prove,
+        };
         return Ok(JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) });
     }
     let file: JobFile =

@@ -2,7 +2,9 @@
 //! so a malformed payload is refused before anything is recorded, and again
 //! when the job runs), and the work run on the server's engines.
 
+pub mod batch;
 mod hash;
+pub mod keys;
 mod msm;
 
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct Engines {
     pub hashing: HashBackend,
     pub msm: Arc<MsmEngine>,
     pub bases: BaseSets,
+    /// Proving key sets kept between jobs.
+    pub keys: std::sync::Arc<keys::KeySets>,
     /// One job at a time uses the GPU (its stages are large already); CPU
     /// work of other jobs runs beside it.
     pub device: std::sync::Mutex<()>,
@@ -88,8 +92,9 @@ pub fn check(payload: &JobPayload, engines: &Engines) -> Result<(), BadPayload> 
         Some(PayloadKind::Hash(job)) => hash::parse_hash(job).map(drop),
         Some(PayloadKind::MerkleRoot(job)) => hash::parse_leaves(job).map(drop),
         Some(PayloadKind::Msm(job)) => msm::parse(job, &engines.bases).map(drop),
-        Some(PayloadKind::ExecuteBatch(_)) | Some(PayloadKind::ProveOps(_)) => {
-            Err(BadPayload::new("payload", "this server does not run this job kind yet"))
+        Some(PayloadKind::ExecuteBatch(job)) => batch::parse(job, "the batch").map(drop),
+        Some(PayloadKind::ProveOps(_)) => {
+            Err(BadPayload::new("payload", "this server does not run prove_ops jobs yet"))
         }
         None => kind_of(payload).map(drop),
     }

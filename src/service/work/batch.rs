@@ -1,0 +1,141 @@
+//! `ExecuteBatch` jobs: a batch in `cvm run`'s format (programs inline)
+//! executed, proven and committed to the server's store, one job at a time
+//! on the thread that owns the store, in submission order.
+//!
+//! Exactly once: the batch record carries the job's request id. A job
+//! interrupted by a crash is looked for in the batches committed since it
+//! started before it runs again; if it committed, its result is rebuilt
+//! from its record instead.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::keys::KeySets;
+use super::{BadPayload, Engines, Progress, WorkError};
+use crate::batch::file::{check_inline, BatchFile, CheckedBatch, Keys};
+use crate::batch::{execute_batches, BatchJob, Content, TransactionContext};
+use crate::prove::StoredKeys;
+use crate::service::proto::{ExecuteBatchJob, ExecuteBatchResult};
+use crate::store::{BatchRecord, RegisterStore};
+use crate::ExecutionMode;
+
+/// The default operations per proof (as `cvm run`'s).
+pub const DEFAULT_OPS_PER_PROOF: usize = 4;
+
+/// A checked batch job.
+pub struct Parsed {
+    checked: CheckedBatch,
+    mode: ExecutionMode,
+    ops_per_proof: usize,
+    job: ExecuteBatchJob,
+}
+
+pub fn parse(job: &ExecuteBatchJob, origin: &str) -> Result<Parsed, BadPayload> {
+    let text = std::str::from_utf8(&job.batch_json)
+        .map_err(|e| BadPayload::new("execute_batch.batch_json", format!("not UTF-8 text: {e}")))?;
+    let mode = match job.mode.as_str() {
+        "" => ExecutionMode::Standard,
+        text => text.parse().map_err(|e: String| BadPayload::new("execute_batch.mode", e))?,
+    };
+    if mode == ExecutionMode::Debug {
+        return Err(BadPayload::new("execute_batch.mode", "debug mode steps interactively: run it with `cvm run`"));
+    }
+    let ops_per_proof = match job.ops_per_proof {
+        0 => DEFAULT_OPS_PER_PROOF,
+        k => k as usize,
+    };
+    crate::prove::check_ops_per_proof(ops_per_proof)
+        .map_err(|e| BadPayload::new("execute_batch.ops_per_proof", e.to_string()))?;
+    let file =
+        BatchFile::parse(text, origin).map_err(|e| BadPayload::new("execute_batch.batch_json", e.to_string()))?;
+    let checked = check_inline(file, origin).map_err(|e| BadPayload::new("execute_batch.batch_json", e.to_string()))?;
+    Ok(Parsed { checked, mode, ops_per_proof, job: job.clone() })
+}
+
+/// The store and what batch jobs need beside it.
+pub struct BatchRunner {
+    pub store: RegisterStore,
+    data_dir: PathBuf,
+    pub keys: Arc<KeySets>,
+}
+
+impl BatchRunner {
+    pub fn open(data_dir: &Path, keys: Arc<KeySets>) -> Result<BatchRunner, crate::store::StoreError> {
+        Ok(BatchRunner { store: RegisterStore::open(data_dir)?, data_dir: data_dir.to_path_buf(), keys })
+    }
+
+    /// The batch a job with `request_id` committed after batch `since`, if any.
+    pub fn committed(&self, request_id: &str, since: u64) -> Result<Option<BatchRecord>, WorkError> {
+        for number in since + 1..=self.store.head() {
+            let record =
+                self.store.batch(number).map_err(|e| WorkError::Internal(format!("reading batch {number}: {e}")))?;
+            if let Some(record) = record.filter(|r| r.request_id.as_deref() == Some(request_id)) {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Execute, prove and commit one batch; the result is `cvm run --json`'s.
+    pub fn run(
+        &mut self,
+        parsed: Parsed,
+        request_id: &str,
+        engines: &Engines,
+        progress: &dyn Progress,
+    ) -> Result<Option<ExecuteBatchResult>, WorkError> {
+        let Parsed { checked, mode, ops_per_proof, job } = parsed;
+        let keys_path = self.data_dir.join("keys.json");
+        let keys = match mode.writes_store() {
+            true => Keys::Create(&keys_path),
+            false => Keys::ReadOnly(&keys_path),
+        };
+        let batch = checked
+            .prepare(keys)
+            .map_err(|e| WorkError::Bad(BadPayload::new("execute_batch.batch_json", e.to_string())))?;
+        let mut tx = TransactionContext::new(mode);
+        tx.hashing = engines.hashing.clone();
+        tx.request_id = Some(request_id.to_string());
+        if job.fail_fast {
+            tx = tx.fail_fast();
+        }
+        if job.all_or_nothing {
+            tx = tx.all_or_nothing();
+        }
+        match mode {
+            _ if job.no_prove => {}
+            ExecutionMode::Standard | ExecutionMode::ProofGeneration => {
+                if !progress.stage("load keys") {
+                    return Ok(None);
+                }
+                let system = self.keys.get(ops_per_proof)?;
+                tx = tx.with_proof_system(system);
+            }
+            ExecutionMode::Verification => tx = tx.with_proof_system(Arc::new(StoredKeys::new(&self.data_dir))),
+            ExecutionMode::Simulation | ExecutionMode::Debug => {}
+        }
+        if !progress.stage("execute") {
+            return Ok(None);
+        }
+        let content: Vec<Content> = batch.content();
+        let run = BatchJob::new(&batch.keys, &batch.ops, &batch.ctx, &tx).with_programs(&content);
+        let outcome = execute_batches(&mut self.store, &[run]).pop().expect("one batch in, one outcome out");
+        match outcome {
+            Ok(result) => {
+                let json = serde_json::to_string_pretty(&result)
+                    .map_err(|e| WorkError::Internal(format!("writing the result: {e}")))?;
+                Ok(Some(ExecuteBatchResult { result_json: json }))
+            }
+            Err(e) => Err(WorkError::Precondition(format!(
+                "the batch could not be committed; the store is unchanged by it: {e}"
+            ))),
+        }
+    }
+}
+
+/// The result of a batch that committed before a crash lost its job's
+/// result: what its record holds.
+pub fn recovered_result(record: &BatchRecord) -> ExecuteBatchResult {
+    let value = serde_json::json!({ "recovered_from_batch_record": true, "record": record });
+    ExecuteBatchResult { result_json: serde_json::to_string_pretty(&value).unwrap_or_default() }
+}
