@@ -13,7 +13,8 @@ use super::journal::{is_final, Accepted, JobRecord, Journal, JournalError};
 use super::metrics::Metrics;
 use super::proto::job_payload::Kind as PayloadKind;
 use super::proto::{
-    job_result, Job, JobError, JobEvent, JobKind, JobResult, JobState, StageBackend, SubmitRequest, SubmitResponse,
+    job_result, Job, JobError, JobEvent, JobKind, JobPayload, JobResult, JobState, StageBackend, SubmitRequest,
+    SubmitResponse,
 };
 use super::scheduler::{QueueFull, Scheduler};
 use super::work::batch::{self, BatchRunner};
@@ -91,6 +92,8 @@ pub struct Core {
     pub result_ttl: Duration,
     /// The store, for batch jobs (their one runner holds it while it runs one).
     pub batches: Mutex<BatchRunner>,
+    /// The MSM engine's fallback count already in the metrics.
+    msm_fallbacks_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Core {
@@ -111,6 +114,7 @@ impl Core {
             started: Instant::now(),
             result_ttl,
             batches: Mutex::new(batches),
+            msm_fallbacks_seen: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -318,7 +322,34 @@ impl Core {
         }
         self.start(&mut record, false)?;
         let outcome = self.execute(&mut record, |progress| work::run(&payload, &self.engines, progress));
+        if let Ok(result) = &outcome {
+            self.count_work(&payload, result);
+        }
         self.end(&mut record, outcome)
+    }
+
+    /// The volume counters: bytes hashed, MSM points, GPU work redone on the CPU.
+    fn count_work(&self, payload: &JobPayload, result: &JobResult) {
+        let m = &self.metrics;
+        match &payload.kind {
+            Some(PayloadKind::Hash(job)) => {
+                m.bytes_hashed.inc_by(job.messages.iter().map(|msg| msg.data.len() as u64).sum());
+            }
+            Some(PayloadKind::MerkleRoot(job)) => {
+                m.bytes_hashed.inc_by(32 * job.leaves.len() as u64);
+            }
+            Some(PayloadKind::Msm(job)) => {
+                m.msm_points.inc_by(job.scalars.len() as u64);
+            }
+            _ => {}
+        }
+        let on_gpu = self.engines.hashing.resolved() == crate::ResolvedBackend::Gpu;
+        if on_gpu && result.backends.iter().any(|b| b.stage == "hash" && b.backend == "cpu") {
+            m.gpu_fallbacks.inc();
+        }
+        let msm_fallbacks = self.engines.msm.gpu_fallbacks();
+        let seen = self.msm_fallbacks_seen.swap(msm_fallbacks, std::sync::atomic::Ordering::Relaxed);
+        m.gpu_fallbacks.inc_by(msm_fallbacks.saturating_sub(seen));
     }
 
     fn start(&self, record: &mut JobRecord, durable: bool) -> Result<(), JournalError> {
@@ -358,7 +389,10 @@ impl Core {
         let backend = super::work::backend_name(self.engines.hashing.resolved());
         let outcome = self.execute(&mut record, |progress| {
             let result = runner.run(parsed, &request_id, &self.engines, progress)?;
-            Ok(result.map(|r| JobResult {
+            if let Some((_, proofs)) = &result {
+                self.metrics.proofs.inc_by(*proofs);
+            }
+            Ok(result.map(|(r, _)| JobResult {
                 kind: Some(job_result::Kind::ExecuteBatch(r)),
                 backends: vec![StageBackend { stage: "hash".into(), backend: backend.into() }],
             }))

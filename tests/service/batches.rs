@@ -15,7 +15,7 @@ fn examples() -> PathBuf {
 
 /// `n` batch files in `dir`, each creating two fresh resources (the
 /// example's, with new nonces), bringing the example's TEL program by path.
-fn create_batches(dir: &Path, n: usize) -> Vec<PathBuf> {
+pub fn create_batches(dir: &Path, n: usize) -> Vec<PathBuf> {
     std::fs::copy(examples().join("fungible_token.tel"), dir.join("fungible_token.tel")).unwrap();
     let template: Value =
         serde_json::from_str(&std::fs::read_to_string(examples().join("create.json")).unwrap()).unwrap();
@@ -32,6 +32,24 @@ fn create_batches(dir: &Path, n: usize) -> Vec<PathBuf> {
             path
         })
         .collect()
+}
+
+/// A batch file as the server takes it: its programs inline (what `cvm submit` does).
+pub fn inline_batch(batch: &Path) -> Vec<u8> {
+    let mut value: Value = serde_json::from_str(&std::fs::read_to_string(batch).unwrap()).unwrap();
+    let dir = batch.parent().unwrap();
+    let programs = value.as_object_mut().unwrap().remove("programs").unwrap_or(Value::Array(vec![]));
+    let inline: Vec<Value> = programs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| {
+            let name = name.as_str().unwrap();
+            serde_json::json!({"name": name, "tel": std::fs::read_to_string(dir.join(name)).unwrap()})
+        })
+        .collect();
+    value["inline_programs"] = Value::Array(inline);
+    value.to_string().into_bytes()
 }
 
 fn json(out: &str) -> Value {
@@ -111,4 +129,37 @@ fn batch_jobs_commit_once_each_across_a_sigkill() {
     let (state, reference_state) = (json(&state), json(&reference_state));
     assert_eq!(state["state_root"], reference_state["state_root"], "the same registers, each batch once");
     assert_eq!(state["head"], 6, "6 batches committed, none twice: {state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_batch_job_cancelled_stops_at_its_next_stage_and_commits_nothing() {
+    use causality_vm::service::proto::{job_payload, ExecuteBatchJob, JobPayload, JobState};
+    let files = tempfile::tempdir().unwrap();
+    let batch = create_batches(files.path(), 1).pop().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = crate::support::unix_client(&server).await;
+    let payload = JobPayload {
+        kind: Some(job_payload::Kind::ExecuteBatch(ExecuteBatchJob {
+            batch_json: inline_batch(&batch),
+            ..Default::default()
+        })),
+    };
+    // A fresh data dir: the job's first stage makes the proving keys (seconds).
+    let accepted = client.submit("to-cancel", payload, 0, None).await.unwrap();
+    let mut events = client.events(accepted.job_id).await.unwrap();
+    loop {
+        let event = events.message().await.unwrap().expect("the job ended before its key stage");
+        if event.stage == "load keys" {
+            break;
+        }
+    }
+    let running = client.cancel(accepted.job_id).await.unwrap();
+    assert_eq!(running.state(), JobState::Running, "a running job ends at its next stage");
+    let job = client.wait(accepted.job_id).await.unwrap();
+    assert_eq!(job.state(), JobState::Cancelled, "{job:?}");
+    assert!(job.error.unwrap().message.contains("at stage load keys"));
+    server.shutdown().await.unwrap();
+    let store = causality_vm::RegisterStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.head(), 0, "nothing committed");
 }

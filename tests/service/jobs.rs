@@ -217,3 +217,40 @@ async fn the_server_serves_health_and_reflection() {
     assert!(names.contains(&"causality.accelerator.v1.Accelerator".to_string()), "{names:?}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_jobs_and_volumes_on_the_metrics_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 1);
+    opts.metrics = Some("127.0.0.1:0".parse().unwrap());
+    let server = causality_vm::service::server::start(opts).await.unwrap();
+    let mut client = unix_client(&server).await;
+    let accepted = client.submit("m1", hash_payload(&[b"abc", b"de"]), 0, None).await.unwrap();
+    client.wait(accepted.job_id).await.unwrap();
+    let _ = client.submit("m1", hash_payload(&[b"other"]), 0, None).await.unwrap_err();
+    let address = server.metrics.unwrap();
+    let page = |path: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut text = String::new();
+            stream.read_to_string(&mut text).unwrap();
+            text
+        })
+    };
+    let text = page("/metrics").await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for line in [
+        "cvm_jobs_accepted_total{kind=\"hash\"} 1",
+        "cvm_jobs_finished_total{kind=\"hash\",outcome=\"succeeded\"} 1",
+        "cvm_hashed_bytes_total 5",
+        "cvm_queue_depth{kind=\"hash\"} 0",
+        "cvm_stage_seconds_count{stage=\"hash\"} 1",
+        "cvm_stage_seconds_count{stage=\"queue_wait\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(page("/other").await.unwrap().starts_with("HTTP/1.1 404"));
+    server.shutdown().await.unwrap();
+}

@@ -12,4 +12,6 @@ mod batches;
 mod cli;
 mod jobs;
 mod limits;
+mod python;
 mod restart;
+mod tls;

@@ -76,14 +76,15 @@ impl BatchRunner {
         Ok(None)
     }
 
-    /// Execute, prove and commit one batch; the result is `cvm run --json`'s.
+    /// Execute, prove and commit one batch; the result is `cvm run --json`'s
+    /// (with the number of proofs made).
     pub fn run(
         &mut self,
         parsed: Parsed,
         request_id: &str,
         engines: &Engines,
         progress: &dyn Progress,
-    ) -> Result<Option<ExecuteBatchResult>, WorkError> {
+    ) -> Result<Option<(ExecuteBatchResult, u64)>, WorkError> {
         let Parsed { checked, mode, ops_per_proof, job } = parsed;
         let keys_path = self.data_dir.join("keys.json");
         let keys = match mode.writes_store() {
@@ -124,7 +125,8 @@ impl BatchRunner {
             Ok(result) => {
                 let json = serde_json::to_string_pretty(&result)
                     .map_err(|e| WorkError::Internal(format!("writing the result: {e}")))?;
-                Ok(Some(ExecuteBatchResult { result_json: json }))
+                let proofs = result.metadata.prove_stages.as_ref().map_or(0, |p| p.proofs as u64);
+                Ok(Some((ExecuteBatchResult { result_json: json }, proofs)))
             }
             Err(e) => Err(WorkError::Precondition(format!(
                 "the batch could not be committed; the store is unchanged by it: {e}"
