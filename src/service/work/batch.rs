@@ -125,7 +125,7 @@ impl BatchRunner {
             Ok(result) => {
                 let json = serde_json::to_string_pretty(&result)
                     .map_err(|e| WorkError::Internal(format!("writing the result: {e}")))?;
-                let proofs = result.metadata.prove_stages.as_ref().map_or(0, |p| p.proofs as u64);
+                let proofs = result.metadata.prove_stages.as_ref().map_or(0, |p| p.proofs);
                 Ok(Some((ExecuteBatchResult { result_json: json }, proofs)))
             }
             Err(e) => Err(WorkError::Precondition(format!(
