@@ -16,6 +16,7 @@ pub mod circuit;
 pub mod encoding;
 pub mod keyfile;
 pub mod keys;
+pub mod ops_document;
 pub mod pipeline;
 pub mod points;
 pub mod poseidon;

@@ -343,6 +343,13 @@ impl Core {
             }
             _ => {}
         }
+        if let Some(job_result::Kind::ProveOps(r)) = &result.kind {
+            let proofs = serde_json::from_str::<serde_json::Value>(&r.proofs_json)
+                .ok()
+                .and_then(|v| v["proofs"].as_array().map(Vec::len))
+                .unwrap_or(0);
+            m.proofs.inc_by(proofs as u64);
+        }
         let on_gpu = self.engines.hashing.resolved() == crate::ResolvedBackend::Gpu;
         if on_gpu && result.backends.iter().any(|b| b.stage == "hash" && b.backend == "cpu") {
             m.gpu_fallbacks.inc();

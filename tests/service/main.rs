@@ -4,6 +4,10 @@
 
 #[path = "../support/msm.rs"]
 mod msm_support;
+#[path = "../support/prove.rs"]
+mod prove_support;
+#[path = "../support/snarkjs.rs"]
+mod snarkjs_support;
 #[path = "../support/service.rs"]
 mod support;
 
@@ -12,6 +16,7 @@ mod batches;
 mod cli;
 mod jobs;
 mod limits;
+mod prove_ops;
 mod python;
 mod restart;
 mod tls;

@@ -10,7 +10,7 @@ use causality_vm::service::client::{Client, ClientOptions, Endpoint};
 use causality_vm::service::core::kind_name;
 use causality_vm::service::proto::{
     hash_message, job_payload, job_result, msm_job, ExecuteBatchJob, Group, HashJob, HashMessage, Job, JobKind,
-    JobPayload, JobState, ListRequest, MerkleRootJob, MsmJob, PointList,
+    JobPayload, JobState, ListRequest, MerkleRootJob, MsmJob, PointList, ProveOpsJob,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -67,8 +67,9 @@ impl ServerArgs {
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {
-    /// Job files: a batch in `cvm run`'s format, or a JSON job
-    /// (`{"hash": …}`, `{"merkle_root": …}`, `{"msm": …}`; docs/SERVICE.md).
+    /// Job files: a batch in `cvm run`'s format, an operations document
+    /// (`cvm prove-ops`'s), or a JSON job (`{"hash": …}`, `{"merkle_root": …}`,
+    /// `{"msm": …}`; docs/SERVICE.md).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
@@ -95,7 +96,7 @@ pub struct SubmitArgs {
     /// Batch files: commit only if every operation succeeds.
     #[arg(long)]
     pub all_or_nothing: bool,
-    /// Batch files: operations per Groth16 proof.
+    /// Batch files and operations documents: operations per Groth16 proof.
     #[arg(long, default_value_t = 4)]
     pub ops_per_proof: u32,
     /// Batch files: commit without proving.
@@ -464,6 +465,11 @@ fn hex_field(text: &str, field: &str) -> anyhow::Result<Vec<u8>> {
 fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<JobPayload> {
     let origin = path.display();
     let mut value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;
+    if value.get("ops").is_some() && value.get("domain").is_none() {
+        // An operations document: proofs for operations executed elsewhere.
+        let job = ProveOpsJob { witnesses_json: bytes.to_vec(), ops_per_proof: args.ops_per_proof };
+        return Ok(JobPayload { kind: Some(job_payload::Kind::ProveOps(job)) });
+    }
     if value.get("ops").is_some() {
         // A batch file: its program paths travel inline, read as `cvm run` reads them.
         let job = ExecuteBatchJob {

@@ -9,6 +9,7 @@ mod hash_cmd;
 mod notices;
 mod progress;
 mod prove_cmd;
+mod prove_ops_cmd;
 mod resource_cmd;
 mod run_cmd;
 mod serve_cmd;
@@ -102,6 +103,8 @@ enum Command {
     /// Check batch files without running them: format, limits, tokens,
     /// programs, and resources that could never be consumed.
     Check(check_cmd::CheckArgs),
+    /// Prove operations executed elsewhere (a witnesses document) without a server.
+    ProveOps(prove_ops_cmd::ProveOpsArgs),
     /// Run the proving and hashing service (gRPC) on the data dir.
     Serve(serve_cmd::ServeArgs),
     /// Submit job files to a running `cvm serve`.
@@ -140,6 +143,7 @@ fn main() {
         Command::Store(cmd) => store_cmd::run(&cli.globals, cmd),
         Command::Resource(cmd) => resource_cmd::run(&cli.globals, cmd),
         Command::Check(args) => check_cmd::run(&cli.globals, args),
+        Command::ProveOps(args) => prove_ops_cmd::run(&cli.globals, args),
         Command::Serve(args) => serve_cmd::run(&cli.globals, args),
         Command::Submit(args) => client_cmd::submit(&cli.globals, args),
         Command::Jobs(cmd) => client_cmd::jobs(&cli.globals, cmd),

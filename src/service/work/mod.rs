@@ -6,6 +6,7 @@ pub mod batch;
 mod hash;
 pub mod keys;
 mod msm;
+pub mod prove_ops;
 
 use std::sync::Arc;
 
@@ -93,9 +94,7 @@ pub fn check(payload: &JobPayload, engines: &Engines) -> Result<(), BadPayload> 
         Some(PayloadKind::MerkleRoot(job)) => hash::parse_leaves(job).map(drop),
         Some(PayloadKind::Msm(job)) => msm::parse(job, &engines.bases).map(drop),
         Some(PayloadKind::ExecuteBatch(job)) => batch::parse(job, "the batch").map(drop),
-        Some(PayloadKind::ProveOps(_)) => {
-            Err(BadPayload::new("payload", "this server does not run prove_ops jobs yet"))
-        }
+        Some(PayloadKind::ProveOps(job)) => prove_ops::parse(job).map(drop),
         None => kind_of(payload).map(drop),
     }
 }
@@ -132,6 +131,11 @@ pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> 
             }
             let (point, backend) = msm::run(work, engines)?;
             (job_result::Kind::Msm(point), vec![stage("msm", backend)])
+        }
+        Some(PayloadKind::ProveOps(job)) => {
+            let parsed = prove_ops::parse(job)?;
+            let Some((result, backend, _)) = prove_ops::run(parsed, &engines.keys, progress)? else { return Ok(None) };
+            (job_result::Kind::ProveOps(result), vec![stage("prove", backend)])
         }
         _ => {
             return Err(check(payload, engines)

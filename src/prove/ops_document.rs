@@ -1,0 +1,141 @@
+//! The documents of proving operations executed elsewhere (`cvm prove-ops`,
+//! the service's `ProveOps` jobs): the witnesses in, the compliance proofs
+//! out in snarkjs's JSON shapes, with the verifying key to check them.
+//!
+//! In:
+//! ```json
+//! {"ops": [
+//!   {"kind": "Create", "created": [REGISTER]},
+//!   {"kind": "Transfer", "consumed": [{"register": REGISTER, "nullifier_key": "<64 hex>"}], "created": [REGISTER]},
+//!   {"kind": "Update", "before": REGISTER, "after": REGISTER},
+//!   {"kind": "Delete", "consumed": [{"register": REGISTER, "nullifier_key": "<64 hex>"}]},
+//!   {"kind": "Read"}
+//! ]}
+//! ```
+//! where REGISTER is a register as `cvm state register ID --json` prints it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::snarkjs::{proof_to_json, public_to_json, vk_to_json};
+use super::{OpWitness, ProveError, ProveStages, ProvingSystem};
+use crate::resource::{OperationKind, ResourceRegister};
+
+/// The most operations one document may carry.
+pub const MAX_DOCUMENT_OPS: usize = 1 << 16;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsDocument {
+    pub ops: Vec<OpEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpEntry {
+    pub kind: OperationKind,
+    #[serde(default)]
+    pub consumed: Vec<ConsumedEntry>,
+    #[serde(default)]
+    pub created: Vec<ResourceRegister>,
+    #[serde(default)]
+    pub before: Option<ResourceRegister>,
+    #[serde(default)]
+    pub after: Option<ResourceRegister>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumedEntry {
+    pub register: ResourceRegister,
+    #[serde(with = "crate::resource::serde_hex32")]
+    pub nullifier_key: [u8; 32],
+}
+
+impl OpsDocument {
+    /// Parse a document; errors name the field (`ops[2].consumed[0].nullifier_key`).
+    pub fn parse(text: &[u8]) -> Result<OpsDocument, ProveError> {
+        let malformed = |reason: String| ProveError::Malformed { what: "the operations document".into(), reason };
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let doc: OpsDocument =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| malformed(format!("{}: {}", e.path(), e.inner())))?;
+        de.end().map_err(|e| malformed(e.to_string()))?;
+        if doc.ops.is_empty() {
+            return Err(malformed("ops: empty; nothing to prove".into()));
+        }
+        if doc.ops.len() > MAX_DOCUMENT_OPS {
+            return Err(malformed(format!("ops: {} entries; at most {MAX_DOCUMENT_OPS}", doc.ops.len())));
+        }
+        for (i, op) in doc.ops.iter().enumerate() {
+            if op.before.is_some() != op.after.is_some() {
+                return Err(malformed(format!("ops[{i}]: before and after go together")));
+            }
+        }
+        Ok(doc)
+    }
+
+    /// The witnesses, each checked as the prover will check it (a key that
+    /// does not open its commitment, a wrong shape), so a bad document is
+    /// refused before any proving work.
+    pub fn witnesses(&self) -> Result<Vec<OpWitness>, ProveError> {
+        let witnesses: Vec<OpWitness> = self
+            .ops
+            .iter()
+            .map(|op| OpWitness {
+                kind: op.kind,
+                consumed: op.consumed.iter().map(|c| (c.register.clone(), c.nullifier_key)).collect(),
+                created: op.created.clone(),
+                updated: op.before.clone().zip(op.after.clone()),
+            })
+            .collect();
+        for (i, witness) in witnesses.iter().enumerate() {
+            witness.to_slot(i)?;
+        }
+        Ok(witnesses)
+    }
+}
+
+/// One proof with its operations' public inputs, in snarkjs's shapes.
+#[derive(Debug, Serialize)]
+pub struct ProofEntry {
+    /// Operations this proof covers (the first `ops` slots; the rest are padding).
+    pub ops: usize,
+    /// The index in the document of its first operation.
+    pub first_op: usize,
+    pub proof: Value,
+    pub public: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProofsDocument {
+    pub system: String,
+    pub ops_per_proof: usize,
+    pub proofs: Vec<ProofEntry>,
+    /// The verifying key (snarkjs `verification_key.json`).
+    pub verification_key: Value,
+    pub stages: ProveStages,
+}
+
+/// Prove every operation of `witnesses`, `ops_per_proof` to a proof; each
+/// proof is verified before it is returned.
+pub fn prove_document(system: &ProvingSystem, witnesses: &[OpWitness]) -> Result<ProofsDocument, ProveError> {
+    let (proofs, stages) = system.prove_batch_timed(witnesses)?;
+    let k = system.ops_per_proof();
+    let proofs = proofs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ProofEntry {
+            ops: p.ops,
+            first_op: i * k,
+            proof: proof_to_json(&p.proof),
+            public: public_to_json(&p.public_inputs),
+        })
+        .collect();
+    Ok(ProofsDocument {
+        system: super::pipeline::SYSTEM_NAME.to_string(),
+        ops_per_proof: k,
+        proofs,
+        verification_key: vk_to_json(system.verifying_key()),
+        stages,
+    })
+}

@@ -1,0 +1,51 @@
+//! `ProveOps` jobs: compliance proofs for operations executed elsewhere, on
+//! the resident key set; the server's store is not touched.
+
+use super::keys::KeySets;
+use super::{BadPayload, Progress, WorkError};
+use crate::prove::ops_document::{prove_document, OpsDocument};
+use crate::prove::OpWitness;
+use crate::service::proto::{ProveOpsJob, ProveOpsResult};
+use crate::ResolvedBackend;
+
+/// A checked job: its witnesses and key set size.
+pub struct Parsed {
+    witnesses: Vec<OpWitness>,
+    ops_per_proof: usize,
+}
+
+pub fn parse(job: &ProveOpsJob) -> Result<Parsed, BadPayload> {
+    let ops_per_proof = match job.ops_per_proof {
+        0 => super::batch::DEFAULT_OPS_PER_PROOF,
+        k => k as usize,
+    };
+    crate::prove::check_ops_per_proof(ops_per_proof)
+        .map_err(|e| BadPayload::new("prove_ops.ops_per_proof", e.to_string()))?;
+    let field = |e: crate::prove::ProveError| BadPayload::new("prove_ops.witnesses_json", e.to_string());
+    let witnesses = OpsDocument::parse(&job.witnesses_json).and_then(|doc| doc.witnesses()).map_err(field)?;
+    Ok(Parsed { witnesses, ops_per_proof })
+}
+
+/// The proofs document and where the proofs' MSMs ran.
+pub fn run(
+    parsed: Parsed,
+    keys: &KeySets,
+    progress: &dyn Progress,
+) -> Result<Option<(ProveOpsResult, ResolvedBackend, u64)>, WorkError> {
+    if !progress.stage("load keys") {
+        return Ok(None);
+    }
+    let system = keys.get(parsed.ops_per_proof)?;
+    if !progress.stage("prove") {
+        return Ok(None);
+    }
+    let document = prove_document(&system, &parsed.witnesses).map_err(|e| match e {
+        crate::prove::ProveError::InvalidWitness { .. } | crate::prove::ProveError::Unsatisfied { .. } => {
+            WorkError::Bad(BadPayload::new("prove_ops.witnesses_json", e.to_string()))
+        }
+        other => WorkError::Internal(format!("proving: {other}")),
+    })?;
+    let proofs = document.proofs.len() as u64;
+    let json = serde_json::to_string_pretty(&document).map_err(|e| WorkError::Internal(e.to_string()))?;
+    Ok(Some((ProveOpsResult { proofs_json: json }, system.backend(), proofs)))
+}
