@@ -76,6 +76,9 @@ pub fn kind_name(kind: JobKind) -> &'static str {
 }
 
 pub const COMPUTE_KINDS: [JobKind; 4] = [JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::ProveOps];
+/// The most batch jobs run as one pipeline.
+pub const PIPELINE: usize = 8;
+
 /// Batch jobs have one runner: the store's owner.
 pub const BATCH_KINDS: [JobKind; 1] = [JobKind::ExecuteBatch];
 
@@ -317,8 +320,8 @@ impl Core {
         let Some(payload) = self.journal.payload(id)? else {
             return self.end(&mut record, Err(("INTERNAL", "the job's payload is missing from the job store".into())));
         };
-        if let Some(PayloadKind::ExecuteBatch(job)) = &payload.kind {
-            return self.run_batch(record, job);
+        if let Some(PayloadKind::ExecuteBatch(job)) = payload.kind {
+            return self.run_batches(record, job);
         }
         self.start(&mut record, false)?;
         let outcome = self.execute(&mut record, |progress| work::run(&payload, &self.engines, progress));
@@ -368,44 +371,113 @@ impl Core {
         Ok(())
     }
 
-    /// A batch job, on the store's runner: exactly once in effect.
-    fn run_batch(&self, mut record: JobRecord, job: &super::proto::ExecuteBatchJob) -> Result<(), JournalError> {
-        let mut runner = self.batches.lock().unwrap_or_else(|p| p.into_inner());
-        let request_id = record.job.request_id.clone();
-        if record.job.attempts > 0 {
-            // Interrupted before: did it commit?
-            match runner.committed(&request_id, record.batch_head) {
-                Ok(Some(batch)) => {
-                    let result = JobResult {
-                        kind: Some(job_result::Kind::ExecuteBatch(batch::recovered_result(&batch))),
-                        backends: Vec::new(),
-                    };
-                    return self.end(&mut record, Ok(result));
-                }
+    /// Batch jobs, on the store's runner: the job taken and the batch jobs
+    /// queued behind it (up to [`PIPELINE`]) run as one pipeline, in
+    /// submission order, each committed exactly once in effect.
+    fn run_batches(&self, first: JobRecord, first_job: super::proto::ExecuteBatchJob) -> Result<(), JournalError> {
+        let mut group = vec![(first, first_job)];
+        while group.len() < PIPELINE {
+            let Some(id) = self.scheduler.take_queued(JobKind::ExecuteBatch) else { break };
+            // Taken here, so finished here: `run_jobs` finishes only the first.
+            let member = self.batch_member(id);
+            self.scheduler.finished(JobKind::ExecuteBatch);
+            match member {
+                Ok(Some(member)) => group.push(member),
                 Ok(None) => {}
-                Err(e) => return self.end(&mut record, Err((e.code(), e.to_string()))),
+                Err(e) => tracing::error!("job {id}: {e}"),
             }
         }
-        let parsed = match batch::parse(job, &format!("job {}", record.job.job_id)) {
-            Ok(parsed) => parsed,
-            Err(e) => return self.end(&mut record, Err(("INVALID_ARGUMENT", e.to_string()))),
-        };
-        // Durably, before anything commits: where a restart looks for its batch.
-        record.batch_head = runner.store.head();
-        self.start(&mut record, true)?;
-        let backend = super::work::backend_name(self.engines.hashing.resolved());
-        let outcome = self.execute(&mut record, |progress| {
-            let result = runner.run(parsed, &request_id, &self.engines, progress)?;
-            if let Some((_, proofs)) = &result {
-                self.metrics.proofs.inc_by(*proofs);
+        let mut runner = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ready = Vec::with_capacity(group.len());
+        for (mut record, job) in group {
+            let request_id = record.job.request_id.clone();
+            if record.job.attempts > 0 {
+                // Interrupted before: did it commit?
+                match runner.committed(&request_id, record.batch_head) {
+                    Ok(Some(batch)) => {
+                        let result = JobResult {
+                            kind: Some(job_result::Kind::ExecuteBatch(batch::recovered_result(&batch))),
+                            backends: Vec::new(),
+                        };
+                        self.end(&mut record, Ok(result))?;
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.end(&mut record, Err((e.code(), e.to_string())))?;
+                        continue;
+                    }
+                }
             }
-            Ok(result.map(|(r, _)| JobResult {
-                kind: Some(job_result::Kind::ExecuteBatch(r)),
-                backends: vec![StageBackend { stage: "hash".into(), backend: backend.into() }],
-            }))
-        });
+            let parsed = match batch::parse(&job, &format!("job {}", record.job.job_id)) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    self.end(&mut record, Err(("INVALID_ARGUMENT", e.to_string())))?;
+                    continue;
+                }
+            };
+            // Durably, before anything commits: where a restart looks for its batch.
+            record.batch_head = runner.store.head();
+            self.start(&mut record, true)?;
+            let stages = Stages { core: self, job: Mutex::new(record.job.clone()), last: Mutex::new(None) };
+            let prepared = runner.prepare(parsed, &request_id, &self.engines, &stages);
+            let go_on = matches!(prepared, Ok(Some(_))) && stages.stage("execute");
+            stages.close();
+            record.job.stage = stages.job.lock().unwrap_or_else(|p| p.into_inner()).stage.clone();
+            match prepared {
+                Ok(Some(prepared)) if go_on => ready.push((record, prepared)),
+                Ok(_) => {
+                    let message = format!("cancelled while running (at stage {})", record.job.stage);
+                    self.end(&mut record, Err(("CANCELLED", message)))?;
+                }
+                Err(e) => self.end(&mut record, Err((e.code(), e.to_string())))?,
+            }
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let (mut records, prepared): (Vec<JobRecord>, Vec<_>) = ready.into_iter().unzip();
+        let started = Instant::now();
+        let outcomes = runner.execute(&prepared);
         drop(runner);
-        self.end(&mut record, outcome)
+        self.metrics.stage_seconds("execute", started.elapsed().as_secs_f64());
+        let backend = super::work::backend_name(self.engines.hashing.resolved());
+        for (record, outcome) in records.iter_mut().zip(outcomes) {
+            let outcome = match outcome {
+                Ok((result, proofs)) => {
+                    self.metrics.proofs.inc_by(proofs);
+                    Ok(JobResult {
+                        kind: Some(job_result::Kind::ExecuteBatch(result)),
+                        backends: vec![StageBackend { stage: "hash".into(), backend: backend.into() }],
+                    })
+                }
+                Err(e) => Err((e.code(), e.to_string())),
+            };
+            self.end(record, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// A queued batch job taken to join a pipeline: its record and payload,
+    /// or None when it ended here (a passed deadline, a missing payload).
+    fn batch_member(&self, id: u64) -> Result<Option<(JobRecord, super::proto::ExecuteBatchJob)>, JournalError> {
+        let Some(mut record) = self.journal.get(id)? else { return Ok(None) };
+        if is_final(record.job.state()) {
+            return Ok(None);
+        }
+        if record.job.deadline_unix_ms != 0 && record.job.deadline_unix_ms <= now_ms() {
+            let message =
+                format!("the deadline {} (Unix ms) passed before the job started", record.job.deadline_unix_ms);
+            self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)))?;
+            return Ok(None);
+        }
+        match self.journal.payload(id)?.and_then(|p| p.kind) {
+            Some(PayloadKind::ExecuteBatch(job)) => Ok(Some((record, job))),
+            _ => {
+                self.end(&mut record, Err(("INTERNAL", "the job's payload is missing from the job store".into())))?;
+                Ok(None)
+            }
+        }
     }
 
     fn execute(

@@ -134,6 +134,19 @@ impl Scheduler {
         }
     }
 
+    /// The most urgent queued job of `kind`, without waiting (None: none
+    /// queued, or closed). It counts as running like one [`Scheduler::take`] gave.
+    pub fn take_queued(&self, kind: JobKind) -> Option<u64> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        let queue = state.queues.get_mut(&(kind as i32))?;
+        let entry = queue.heap.pop()?;
+        queue.running += 1;
+        Some(entry.id)
+    }
+
     /// A job taken by [`Scheduler::take`] has ended or stopped.
     pub fn finished(&self, kind: JobKind) {
         let mut state = self.lock();

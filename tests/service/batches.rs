@@ -163,3 +163,42 @@ async fn a_running_batch_job_cancelled_stops_at_its_next_stage_and_commits_nothi
     let store = causality_vm::RegisterStore::open_read_only(dir.path()).unwrap();
     assert_eq!(store.head(), 0, "nothing committed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_batch_jobs_run_as_one_pipeline_in_submission_order() {
+    use causality_vm::service::proto::{job_payload, ExecuteBatchJob, JobPayload, JobState};
+    let files = tempfile::tempdir().unwrap();
+    let batches = create_batches(files.path(), 4);
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::server(dir.path(), 0).await;
+    let mut client = crate::support::unix_client(&server).await;
+    let mut ids = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        // Proven, so that each batch takes long enough to tell a pipeline
+        // from one batch after another.
+        let job = ExecuteBatchJob { batch_json: inline_batch(batch), ..Default::default() };
+        let payload = JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) };
+        // Priorities do not reorder a domain's batches.
+        ids.push(client.submit(&format!("b{i}"), payload, i as i32, None).await.unwrap().job_id);
+    }
+    server.shutdown().await.unwrap();
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = crate::support::unix_client(&server).await;
+    let mut jobs = Vec::new();
+    for id in &ids {
+        jobs.push(client.wait(*id).await.unwrap());
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        assert_eq!(job.state(), JobState::Succeeded);
+        let Some(causality_vm::service::proto::job_result::Kind::ExecuteBatch(r)) =
+            job.result.as_ref().and_then(|r| r.kind.clone())
+        else {
+            panic!()
+        };
+        let result: Value = serde_json::from_str(&r.result_json).unwrap();
+        assert_eq!(result["metadata"]["batch_number"], i as u64 + 1, "submission order");
+    }
+    // One pipeline: every job started before the first one ended.
+    assert!(jobs.iter().all(|j| j.started_unix_ms < jobs[0].finished_unix_ms), "{jobs:?}");
+    server.shutdown().await.unwrap();
+}

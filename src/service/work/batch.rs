@@ -1,6 +1,7 @@
 //! `ExecuteBatch` jobs: a batch in `cvm run`'s format (programs inline)
-//! executed, proven and committed to the server's store, one job at a time
-//! on the thread that owns the store, in submission order.
+//! executed, proven and committed to the server's store on the thread that
+//! owns it, in submission order; the batch jobs queued together run as one
+//! pipeline (a batch proven and committed while the next executes).
 //!
 //! Exactly once: the batch record carries the job's request id. A job
 //! interrupted by a crash is looked for in the batches committed since it
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use super::keys::KeySets;
 use super::{BadPayload, Engines, Progress, WorkError};
-use crate::batch::file::{check_inline, BatchFile, CheckedBatch, Keys};
+use crate::batch::file::{check_inline, BatchFile, CheckedBatch, Keys, PreparedBatch};
 use crate::batch::{execute_batches, BatchJob, Content, TransactionContext};
 use crate::prove::StoredKeys;
 use crate::service::proto::{ExecuteBatchJob, ExecuteBatchResult};
@@ -76,15 +77,16 @@ impl BatchRunner {
         Ok(None)
     }
 
-    /// Execute, prove and commit one batch; the result is `cvm run --json`'s
-    /// (with the number of proofs made).
-    pub fn run(
-        &mut self,
+    /// Make a checked batch ready to run: its domain key, its transaction
+    /// (its proving keys loaded: the stage "load keys"). None when the job
+    /// was cancelled at a stage boundary.
+    pub fn prepare(
+        &self,
         parsed: Parsed,
         request_id: &str,
         engines: &Engines,
         progress: &dyn Progress,
-    ) -> Result<Option<(ExecuteBatchResult, u64)>, WorkError> {
+    ) -> Result<Option<Prepared>, WorkError> {
         let Parsed { checked, mode, ops_per_proof, job } = parsed;
         let keys_path = self.data_dir.join("keys.json");
         let keys = match mode.writes_store() {
@@ -115,24 +117,40 @@ impl BatchRunner {
             ExecutionMode::Verification => tx = tx.with_proof_system(Arc::new(StoredKeys::new(&self.data_dir))),
             ExecutionMode::Simulation | ExecutionMode::Debug => {}
         }
-        if !progress.stage("execute") {
-            return Ok(None);
-        }
-        let content: Vec<Content> = batch.content();
-        let run = BatchJob::new(&batch.keys, &batch.ops, &batch.ctx, &tx).with_programs(&content);
-        let outcome = execute_batches(&mut self.store, &[run]).pop().expect("one batch in, one outcome out");
-        match outcome {
-            Ok(result) => {
-                let json = serde_json::to_string_pretty(&result)
-                    .map_err(|e| WorkError::Internal(format!("writing the result: {e}")))?;
-                let proofs = result.metadata.prove_stages.as_ref().map_or(0, |p| p.proofs);
-                Ok(Some((ExecuteBatchResult { result_json: json }, proofs)))
-            }
-            Err(e) => Err(WorkError::Precondition(format!(
-                "the batch could not be committed; the store is unchanged by it: {e}"
-            ))),
-        }
+        let content = batch.content();
+        Ok(Some(Prepared { batch, tx, content }))
     }
+
+    /// Execute, prove and commit prepared batches in order, pipelined as
+    /// `execute_batches` does (batch n is proven and committed while n+1
+    /// executes). Each result is `cvm run --json`'s, with the proofs made.
+    pub fn execute(&mut self, prepared: &[Prepared]) -> Vec<Result<(ExecuteBatchResult, u64), WorkError>> {
+        let jobs: Vec<BatchJob<'_>> = prepared
+            .iter()
+            .map(|p| BatchJob::new(&p.batch.keys, &p.batch.ops, &p.batch.ctx, &p.tx).with_programs(&p.content))
+            .collect();
+        execute_batches(&mut self.store, &jobs)
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(result) => {
+                    let json = serde_json::to_string_pretty(&result)
+                        .map_err(|e| WorkError::Internal(format!("writing the result: {e}")))?;
+                    let proofs = result.metadata.prove_stages.as_ref().map_or(0, |p| p.proofs);
+                    Ok((ExecuteBatchResult { result_json: json }, proofs))
+                }
+                Err(e) => Err(WorkError::Precondition(format!(
+                    "the batch could not be committed; the store is unchanged by it: {e}"
+                ))),
+            })
+            .collect()
+    }
+}
+
+/// A batch ready to run.
+pub struct Prepared {
+    batch: PreparedBatch,
+    tx: TransactionContext,
+    content: Vec<Content>,
 }
 
 /// The result of a batch that committed before a crash lost its job's
