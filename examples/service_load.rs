@@ -123,7 +123,7 @@ fn main() {
                 let mut pool = HashPool::new();
                 let handles: Vec<_> = local_data.iter().map(|m| pool.hash(m)).collect();
                 pool.flush().unwrap();
-                std::hint::black_box(handles.iter().map(|h| pool.get(*h)).count());
+                std::hint::black_box(handles.iter().filter_map(|h| pool.get(*h)).count());
                 best = best.min(t.elapsed());
             }
             best
