@@ -125,16 +125,11 @@ impl Accelerator for Api {
         let request = request.into_inner();
         let limit = if request.limit == 0 { 100 } else { request.limit as usize };
         blocking(move || {
-            let jobs = core.journal.all()?;
-            let jobs = jobs
-                .into_iter()
-                .rev()
-                .map(|r| r.job)
-                .filter(|j| request.states.is_empty() || request.states.contains(&j.state))
-                .filter(|j| request.kinds.is_empty() || request.kinds.contains(&j.kind))
-                .filter(|j| grant.sees(j.kind()))
-                .take(limit)
-                .collect();
+            let jobs = core.journal.recent(limit, |j| {
+                (request.states.is_empty() || request.states.contains(&j.state))
+                    && (request.kinds.is_empty() || request.kinds.contains(&j.kind))
+                    && grant.sees(j.kind())
+            })?;
             Ok(ListResponse { jobs })
         })
         .await

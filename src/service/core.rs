@@ -155,13 +155,7 @@ impl Core {
     /// Forget ended jobs past the result TTL (run now and then).
     pub fn expire(&self) -> Result<usize, JournalError> {
         let horizon = now_ms().saturating_sub(self.result_ttl.as_millis() as u64);
-        let expired: Vec<u64> = self
-            .journal
-            .all()?
-            .into_iter()
-            .filter(|r| is_final(r.job.state()) && r.job.finished_unix_ms < horizon)
-            .map(|r| r.job.job_id)
-            .collect();
+        let expired = self.journal.expired(horizon)?;
         let n = expired.len();
         if n > 0 {
             self.journal.forget(expired)?;
@@ -267,12 +261,42 @@ impl Core {
         Ok(record.job)
     }
 
-    /// Record a job's end durably, tell its watchers, close its events.
+    /// Record a job's end durably, then tell its watchers and close its events.
     fn end(&self, record: &mut JobRecord, outcome: Result<JobResult, (&str, String)>) -> Result<(), JournalError> {
+        let result = self.conclude(record, outcome);
+        self.journal.update(record, result.clone(), true)?;
+        record.job.result = result;
+        self.announce(&record.job);
+        Ok(())
+    }
+
+    /// [`Core::end`] without waiting for the disk: the runner goes on to its
+    /// next job, and the watchers hear the end once it is durable (so many
+    /// jobs' ends share one fsync).
+    fn end_soon(self: &Arc<Self>, mut record: JobRecord, outcome: Result<JobResult, (&str, String)>) {
+        let result = self.conclude(&mut record, outcome);
+        let core = self.clone();
+        let written = record.clone();
+        self.journal.update_then(&written, result.clone(), move |stored| {
+            record.job.result = result;
+            if let Err(e) = stored {
+                // Not recorded: the job runs again after a restart. Its watchers hear why.
+                tracing::error!(job = record.job.job_id, "recording the job's end: {e}");
+                record.job.set_state(JobState::Failed);
+                record.job.result = None;
+                record.job.error =
+                    Some(JobError { code: "INTERNAL".into(), message: format!("recording the job's end: {e}") });
+            }
+            core.announce(&record.job);
+        });
+    }
+
+    /// Set a job's end state and count it; returns its result.
+    fn conclude(&self, record: &mut JobRecord, outcome: Result<JobResult, (&str, String)>) -> Option<JobResult> {
         let job = &mut record.job;
         job.finished_unix_ms = now_ms();
         let kind = kind_name(job.kind());
-        let result = match outcome {
+        match outcome {
             Ok(result) => {
                 job.set_state(JobState::Succeeded);
                 self.metrics.finished(kind, "succeeded");
@@ -285,13 +309,14 @@ impl Core {
                 self.metrics.finished(kind, if state == JobState::Cancelled { "cancelled" } else { "failed" });
                 None
             }
-        };
-        self.journal.update(record, result.clone(), true)?;
-        record.job.result = result;
-        self.publish(&record.job, 1.0);
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.job.job_id);
-        self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.job.job_id);
-        Ok(())
+        }
+    }
+
+    /// Tell an ended job's watchers, and forget its events and cancellation.
+    fn announce(&self, job: &Job) {
+        self.publish(job, 1.0);
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.job_id);
+        self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.job_id);
     }
 
     /// A runner: takes jobs of `kinds` until the scheduler closes.
@@ -305,7 +330,7 @@ impl Core {
         }
     }
 
-    fn run_one(&self, id: u64) -> Result<(), JournalError> {
+    fn run_one(self: &Arc<Self>, id: u64) -> Result<(), JournalError> {
         let Some(mut record) = self.journal.get(id)? else { return Ok(()) };
         if is_final(record.job.state()) {
             return Ok(());
@@ -328,7 +353,8 @@ impl Core {
         if let Ok(result) = &outcome {
             self.count_work(&payload, result);
         }
-        self.end(&mut record, outcome)
+        self.end_soon(record, outcome);
+        Ok(())
     }
 
     /// The volume counters: bytes hashed, MSM points, GPU work redone on the CPU.
@@ -362,11 +388,17 @@ impl Core {
         m.gpu_fallbacks.inc_by(msm_fallbacks.saturating_sub(seen));
     }
 
-    fn start(&self, record: &mut JobRecord, durable: bool) -> Result<(), JournalError> {
+    /// Mark a job running. A batch job's start is recorded durably (where
+    /// a restart looks for its commit); a compute job's is not recorded at
+    /// all: after a crash it is queued in the job store either way, and its
+    /// work has no effect to look for.
+    fn start(&self, record: &mut JobRecord, recorded: bool) -> Result<(), JournalError> {
         record.job.set_state(JobState::Running);
         record.job.started_unix_ms = now_ms();
         record.job.attempts += 1;
-        self.journal.update(record, None, durable)?;
+        if recorded {
+            self.journal.update(record, None, true)?;
+        }
         self.publish(&record.job, 0.0);
         Ok(())
     }

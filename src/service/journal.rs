@@ -96,6 +96,14 @@ pub enum Accepted {
     Existing(Box<JobRecord>),
 }
 
+/// Who hears that an update was written.
+enum Reply {
+    None,
+    Wait(mpsc::SyncSender<Result<(), JournalError>>),
+    /// Called on the committer's thread once the write is on disk (or failed).
+    Then(Box<dyn FnOnce(Result<(), JournalError>) + Send>),
+}
+
 enum Write {
     Accept {
         record: Box<JobRecord>,
@@ -106,7 +114,7 @@ enum Write {
         record: Box<JobRecord>,
         result: Option<JobResult>,
         durable: bool,
-        reply: Option<mpsc::SyncSender<Result<(), JournalError>>>,
+        reply: Reply,
     },
     Forget {
         ids: Vec<u64>,
@@ -182,11 +190,30 @@ impl Journal {
     /// An ended job's payload is removed and its result kept.
     pub fn update(&self, record: &JobRecord, result: Option<JobResult>, durable: bool) -> Result<(), JournalError> {
         if !durable {
-            return self.send(Write::Update { record: Box::new(record.clone()), result, durable, reply: None });
+            return self.send(Write::Update { record: Box::new(record.clone()), result, durable, reply: Reply::None });
         }
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Write::Update { record: Box::new(record.clone()), result, durable, reply: Some(reply) })?;
+        self.send(Write::Update { record: Box::new(record.clone()), result, durable, reply: Reply::Wait(reply) })?;
         answer.recv().map_err(|_| JournalError::Stopped)?
+    }
+
+    /// Write a job's new state durably without waiting: `then` is called
+    /// (on the committer's thread, so briefly) once it is on disk.
+    pub fn update_then(
+        &self,
+        record: &JobRecord,
+        result: Option<JobResult>,
+        then: impl FnOnce(Result<(), JournalError>) + Send + 'static,
+    ) {
+        let write = Write::Update {
+            record: Box::new(record.clone()),
+            result,
+            durable: true,
+            reply: Reply::Then(Box::new(then)),
+        };
+        if let Err(Write::Update { reply: Reply::Then(then), .. }) = self.writes.send(write).map_err(|e| e.0) {
+            then(Err(JournalError::Stopped));
+        }
     }
 
     /// Remove ended jobs (past the result TTL) with their results and request ids.
@@ -248,6 +275,44 @@ impl Journal {
         Ok(out)
     }
 
+    /// The newest jobs (without results) that `keep` accepts, at most `limit`.
+    pub fn recent(&self, limit: usize, keep: impl Fn(&Job) -> bool) -> Result<Vec<Job>, JournalError> {
+        let rx = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let jobs = rx.open_table(JOBS).map_err(|e| db_error(&self.path, e))?;
+        let mut out = Vec::new();
+        for entry in jobs.iter().map_err(|e| db_error(&self.path, e))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (id, bytes) = entry.map_err(|e| db_error(&self.path, e))?;
+            let record = JobRecord::decode(id.value(), bytes.value())?;
+            if keep(&record.job) {
+                out.push(record.job);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ended jobs that finished before `horizon` (Unix ms). Jobs are read
+    /// oldest first and the scan stops at the first submitted after the
+    /// horizon: no later job can have finished before it.
+    pub fn expired(&self, horizon: u64) -> Result<Vec<u64>, JournalError> {
+        let rx = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let jobs = rx.open_table(JOBS).map_err(|e| db_error(&self.path, e))?;
+        let mut out = Vec::new();
+        for entry in jobs.iter().map_err(|e| db_error(&self.path, e))? {
+            let (id, bytes) = entry.map_err(|e| db_error(&self.path, e))?;
+            let job = JobRecord::decode(id.value(), bytes.value())?.job;
+            if job.submitted_unix_ms >= horizon {
+                break;
+            }
+            if is_final(job.state()) && job.finished_unix_ms < horizon {
+                out.push(id.value());
+            }
+        }
+        Ok(out)
+    }
+
     /// Stop the committer once the writes sent so far are done; later
     /// writes through any clone fail with [`JournalError::Stopped`].
     pub fn close(&self) {
@@ -305,10 +370,11 @@ fn reply(write: Write, answer: Answer) {
         Write::Accept { reply, .. } => {
             let _ = reply.send(answer.and_then(|a| a.ok_or(JournalError::Stopped)));
         }
-        Write::Update { reply: Some(reply), .. } | Write::Forget { reply, .. } => {
+        Write::Update { reply: Reply::Wait(reply), .. } | Write::Forget { reply, .. } => {
             let _ = reply.send(answer.map(|_| ()));
         }
-        Write::Update { reply: None, .. } => {
+        Write::Update { reply: Reply::Then(then), .. } => then(answer.map(|_| ())),
+        Write::Update { reply: Reply::None, .. } => {
             if let Err(e) = answer {
                 tracing::error!("recording a job's state: {e}");
             }
@@ -451,6 +517,36 @@ mod tests {
         assert!(journal.get(id).unwrap().is_none());
         let Accepted::New(again) = journal.accept(record("a", 2), vec![]).unwrap() else { panic!("forgotten") };
         assert_ne!(again, id);
+    }
+
+    #[test]
+    fn expiry_and_listing_read_only_what_they_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let mut ids = Vec::new();
+        for (i, (submitted, finished, state)) in [
+            (10, 20, JobState::Succeeded),
+            (11, 0, JobState::Running),
+            (12, 90, JobState::Failed),
+            (200, 210, JobState::Succeeded),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let Accepted::New(id) = journal.accept(record(&format!("r{i}"), 0), vec![]).unwrap() else { panic!() };
+            let mut r = journal.get(id).unwrap().unwrap();
+            r.job.submitted_unix_ms = submitted;
+            r.job.finished_unix_ms = finished;
+            r.job.set_state(state);
+            journal.update(&r, None, true).unwrap();
+            ids.push(id);
+        }
+        assert_eq!(journal.expired(100).unwrap(), vec![ids[0], ids[2]], "ended before the horizon, not running ones");
+        let newest: Vec<u64> = journal.recent(2, |_| true).unwrap().iter().map(|j| j.job_id).collect();
+        assert_eq!(newest, vec![ids[3], ids[2]]);
+        let running: Vec<u64> =
+            journal.recent(10, |j| j.state() == JobState::Running).unwrap().iter().map(|j| j.job_id).collect();
+        assert_eq!(running, vec![ids[1]]);
     }
 
     #[test]

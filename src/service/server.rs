@@ -167,7 +167,11 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         if let Some(tls) = options.auth.tls_config()? {
             builder = builder.tls_config(tls)?;
         }
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold each
+        // small response ~40 ms.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
         tasks.push(tokio::spawn(async move {
             builder.serve_with_incoming_shutdown(service, incoming, stop_tcp).await.map_err(ServeError::from)
         }));
