@@ -15,7 +15,7 @@ use tonic::transport::server::UdsConnectInfo;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Status};
 
-use super::core::{kind_name, Core};
+use super::core::{kind_name, token_kind, Core};
 use super::error::ServeError;
 use super::proto::JobKind;
 use crate::capability::{CapabilityToken, Permissions, RootKey};
@@ -128,7 +128,7 @@ impl Grant {
     pub fn check(&self, kind: JobKind, domain: Option<&DomainId>) -> Result<(), Status> {
         let Some(permissions) = &self.0 else { return Ok(()) };
         if let Some(kinds) = &permissions.jobs {
-            if !kinds.iter().any(|k| k.name() == kind_name(kind)) {
+            if !token_kind(kind).is_some_and(|k| kinds.contains(&k)) {
                 let allowed: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
                 return Err(Status::permission_denied(format!(
                     "the token does not allow {} jobs (it allows: {})",

@@ -62,17 +62,24 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The job kind a service token's `jobs` caveat names (one list of kinds
+/// and names for tokens, errors, metrics and the CLI).
+pub fn token_kind(kind: JobKind) -> Option<crate::capability::JobKind> {
+    use crate::capability::JobKind as Token;
+    match kind {
+        JobKind::ExecuteBatch => Some(Token::ExecuteBatch),
+        JobKind::ProveOps => Some(Token::ProveOps),
+        JobKind::Hash => Some(Token::Hash),
+        JobKind::MerkleRoot => Some(Token::MerkleRoot),
+        JobKind::Msm => Some(Token::Msm),
+        JobKind::Groth16 => Some(Token::Groth16),
+        JobKind::Unspecified => None,
+    }
+}
+
 /// The lower-case name of a job kind (in errors, metrics and the CLI).
 pub fn kind_name(kind: JobKind) -> &'static str {
-    match kind {
-        JobKind::ExecuteBatch => "execute-batch",
-        JobKind::ProveOps => "prove-ops",
-        JobKind::Hash => "hash",
-        JobKind::MerkleRoot => "merkle-root",
-        JobKind::Msm => "msm",
-        JobKind::Groth16 => "groth16",
-        JobKind::Unspecified => "unspecified",
-    }
+    token_kind(kind).map_or("unspecified", crate::capability::JobKind::name)
 }
 
 pub const COMPUTE_KINDS: [JobKind; 4] = [JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::ProveOps];
