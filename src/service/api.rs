@@ -16,6 +16,8 @@ use super::work::{backend_name, kind_of};
 
 pub struct Api {
     pub core: Arc<Core>,
+    /// Turns true when the server stops: open Await streams end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl From<Refusal> for Status {
@@ -51,7 +53,7 @@ impl Accelerator for Api {
         let request = request.into_inner();
         if let Some(payload) = &request.payload {
             if let Ok(kind) = kind_of(payload) {
-                if let Err(status) = grant.check(kind, None) {
+                if let Err(status) = check_submit(&grant, kind, payload) {
                     core.metrics.auth_rejected("too_narrow");
                     return Err(status);
                 }
@@ -74,6 +76,7 @@ impl Accelerator for Api {
             blocking(move || core.get(id)).await?
         };
         self.visible(&grant, &job)?;
+        let mut stopping = self.stopping.clone();
         match events {
             Some(mut events) if !is_final(job.state()) => {
                 tokio::spawn(async move {
@@ -83,7 +86,15 @@ impl Accelerator for Api {
                         if sender.send(Ok(event)).await.is_err() || last {
                             return;
                         }
-                        if events.changed().await.is_err() {
+                        let changed = tokio::select! {
+                            changed = events.changed() => changed,
+                            _ = stopped(&mut stopping) => {
+                                let message = "the server is stopping; the job is kept and goes on after a restart: await it again";
+                                let _ = sender.send(Err(Status::unavailable(message))).await;
+                                return;
+                            }
+                        };
+                        if changed.is_err() {
                             // The job ended and its channel closed: the end from the store.
                             let core = core.clone();
                             let end = blocking(move || core.get(id)).await;
@@ -93,8 +104,20 @@ impl Accelerator for Api {
                     }
                 });
             }
-            _ => {
+            // Ended (or, if its end could not be recorded, as the store has it:
+            // a job that is not final is not reported as ended).
+            _ if is_final(job.state()) => {
                 let _ = sender.send(Ok(final_event(&job))).await;
+            }
+            _ => {
+                let event = JobEvent {
+                    job_id: job.job_id,
+                    state: job.state,
+                    stage: job.stage.clone(),
+                    progress: 0.0,
+                    job: None,
+                };
+                let _ = sender.send(Ok(event)).await;
             }
         }
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
@@ -123,12 +146,20 @@ impl Accelerator for Api {
         let core = self.core.clone();
         let grant = Grant::of(&request);
         let request = request.into_inner();
-        let limit = if request.limit == 0 { 100 } else { request.limit as usize };
+        if request.states.len() > MAX_FILTERS || request.kinds.len() > MAX_FILTERS {
+            return Err(Status::invalid_argument(format!(
+                "list: at most {MAX_FILTERS} states and {MAX_FILTERS} kinds"
+            )));
+        }
+        let limit = match request.limit {
+            0 => 100,
+            n => (n as usize).min(MAX_LIST),
+        };
         blocking(move || {
             let jobs = core.journal.recent(limit, |j| {
-                (request.states.is_empty() || request.states.contains(&j.state))
+                grant.sees(j.kind())
+                    && (request.states.is_empty() || request.states.contains(&j.state))
                     && (request.kinds.is_empty() || request.kinds.contains(&j.kind))
-                    && grant.sees(j.kind())
             })?;
             Ok(ListResponse { jobs })
         })
@@ -169,6 +200,7 @@ impl Accelerator for Api {
     }
 
     async fn preload(&self, request: Request<PreloadRequest>) -> Result<Response<KeySetStatus>, Status> {
+        self.allowed(&Grant::of(&request), &[JobKind::ProveOps, JobKind::ExecuteBatch])?;
         let core = self.core.clone();
         let k = request.into_inner().ops_per_proof;
         blocking(move || {
@@ -183,6 +215,7 @@ impl Accelerator for Api {
     }
 
     async fn evict(&self, request: Request<EvictRequest>) -> Result<Response<KeySetStatus>, Status> {
+        self.allowed(&Grant::of(&request), &[JobKind::ProveOps, JobKind::ExecuteBatch])?;
         let k = request.into_inner().ops_per_proof;
         self.core.engines.keys.evict(k as usize);
         Ok(Response::new(KeySetStatus { ops_per_proof: k, resident: false }))
@@ -192,16 +225,16 @@ impl Accelerator for Api {
         &self,
         request: Request<UploadBasesRequest>,
     ) -> Result<Response<UploadBasesResponse>, Status> {
+        self.allowed(&Grant::of(&request), &[JobKind::Msm])?;
         let core = self.core.clone();
         let request = request.into_inner();
         blocking(move || {
             let group = Group::try_from(request.group).unwrap_or(Group::Unspecified);
             let points = request.bases.map(|b| b.points).unwrap_or_default();
-            let (id, count) = core
-                .engines
-                .bases
-                .upload(group, &points, &core.engines)
-                .map_err(|e| Refusal::Invalid(e.to_string()))?;
+            let (id, count) = core.engines.bases.upload(group, &points, &core.engines).map_err(|e| match e {
+                super::work::WorkError::Bad(bad) => Refusal::Invalid(bad.to_string()),
+                other => Refusal::Internal(other.to_string()),
+            })?;
             Ok(UploadBasesResponse { base_set_id: id.to_string(), count: count as u64 })
         })
         .await
@@ -209,7 +242,48 @@ impl Accelerator for Api {
     }
 }
 
+/// The most states or kinds a List may filter by, and the most jobs it returns.
+const MAX_FILTERS: usize = 16;
+const MAX_LIST: usize = 10_000;
+
+/// Whether the caller may submit `payload`: its kind, and for a batch, its
+/// domain. A caller with a token must bring the batch's own capability
+/// token: "mint" uses the server's root keys, for the owner's socket only.
+fn check_submit(grant: &Grant, kind: JobKind, payload: &JobPayload) -> Result<(), Status> {
+    let Some(super::proto::job_payload::Kind::ExecuteBatch(job)) = &payload.kind else {
+        return grant.check(kind, None);
+    };
+    #[derive(serde::Deserialize)]
+    struct Head {
+        domain: crate::resource::DomainId,
+        token: String,
+    }
+    // A batch that does not even parse this far is refused later, precisely.
+    let Ok(head) = serde_json::from_slice::<Head>(&job.batch_json) else { return grant.check(kind, None) };
+    grant.check(kind, Some(&head.domain))?;
+    if grant.is_token() && head.token == crate::batch::file::MINT {
+        return Err(Status::permission_denied(
+            "a batch sent with a service token brings its own capability token: \"mint\" would use this server's root \
+             keys, and is for callers on its Unix socket",
+        ));
+    }
+    Ok(())
+}
+
 impl Api {
+    /// Whether the caller may use a call that serves jobs of `kinds` (any one).
+    fn allowed(&self, grant: &Grant, kinds: &[JobKind]) -> Result<(), Status> {
+        if kinds.iter().any(|k| grant.sees(*k)) {
+            return Ok(());
+        }
+        self.core.metrics.auth_rejected("too_narrow");
+        let names: Vec<&str> = kinds.iter().map(|k| kind_name(*k)).collect();
+        Err(Status::permission_denied(format!(
+            "the token allows none of the job kinds this call serves ({})",
+            names.join(", ")
+        )))
+    }
+
     /// A job of a kind the caller's token does not cover is, to them, not there.
     fn visible(&self, grant: &Grant, job: &Job) -> Result<(), Status> {
         match grant.sees(job.kind()) {
@@ -218,6 +292,15 @@ impl Api {
                 self.core.metrics.auth_rejected("too_narrow");
                 Err(Status::permission_denied(format!("the token does not allow {} jobs", kind_name(job.kind()))))
             }
+        }
+    }
+}
+
+/// Resolves once the server is stopping (its sender gone counts too).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*stopping.borrow_and_update() {
+        if stopping.changed().await.is_err() {
+            return;
         }
     }
 }

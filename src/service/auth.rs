@@ -119,6 +119,11 @@ impl Grant {
             .unwrap_or_else(|| Grant(Some(Permissions::of_caveats(&[crate::capability::Caveat::Jobs(Vec::new())]))))
     }
 
+    /// Whether the caller came with a token (TCP), rather than on the owner-only socket.
+    pub fn is_token(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Whether the caller may see and steer jobs of `kind` (Get, Await, Cancel, List).
     pub fn sees(&self, kind: JobKind) -> bool {
         self.check(kind, None).is_ok()

@@ -175,23 +175,29 @@ impl Core {
         check_request_id(&request.request_id)?;
         let payload = request.payload.unwrap_or_default();
         let kind = work::kind_of(&payload)?;
+        // A place first: a full queue sheds the load before any checking work.
+        let reservation = match self.scheduler.reserve(kind) {
+            Ok(reservation) => Some(reservation),
+            Err(QueueFull { kind, depth }) => {
+                // A retry of a job already accepted is still answered (below).
+                if self.journal.find_request(&request.request_id)?.is_none() {
+                    self.metrics.rejected(kind_name(kind), "queue_full");
+                    return Err(Refusal::QueueFull { kind: kind_name(kind), depth });
+                }
+                None
+            }
+        };
         work::check(&payload, &self.engines)?;
-        let now = now_ms();
-        if request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now {
-            return Err(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
-        }
         let encoded = payload.encode_to_vec();
         let digest = *blake3::hash(&encoded).as_bytes();
-        let reservation = match self.scheduler.reserve(kind) {
-            Ok(reservation) => reservation,
-            Err(QueueFull { kind, depth }) => {
-                // A retry of a job already accepted is still answered.
-                if let Some(existing) = self.journal.find_request(&request.request_id)? {
-                    return self.existing(existing, digest);
-                }
-                self.metrics.rejected(kind_name(kind), "queue_full");
-                return Err(Refusal::QueueFull { kind: kind_name(kind), depth });
+        let now = now_ms();
+        let late = request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now;
+        let Some(reservation) = reservation.filter(|_| !late) else {
+            // A retry of an accepted job is answered with it, whatever its deadline.
+            if let Some(existing) = self.journal.find_request(&request.request_id)? {
+                return self.existing(existing, digest);
             }
+            return Err(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
         };
         // A domain's batches commit in submission order: priorities do not apply to them.
         let priority = if kind == JobKind::ExecuteBatch { 0 } else { request.priority };
@@ -259,12 +265,19 @@ impl Core {
         if is_final(record.job.state()) {
             return Ok(record.job);
         }
-        if self.scheduler.remove(kind, id) {
+        // A batch job that started before a restart may have committed: only
+        // its runner can tell, so it is flagged, never ended from the queue.
+        let maybe_committed = kind == JobKind::ExecuteBatch && record.job.attempts > 0;
+        if !maybe_committed && self.scheduler.remove(kind, id) {
             self.end(&mut record, Err(("CANCELLED", "cancelled before it started".into())))?;
             return Ok(record.job);
         }
-        // Running (or just taken): the runner stops at its next stage boundary.
-        self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        // Running (or just taken): the runner stops at its next stage
+        // boundary. Flagged only while the job is live, so no flag outlives it.
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.contains_key(&id) {
+            self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        }
         Ok(record.job)
     }
 
@@ -296,6 +309,14 @@ impl Core {
             }
             core.announce(&record.job);
         });
+    }
+
+    /// [`Core::end`] for one of several jobs: a failure is logged, and the
+    /// others go on (the job runs again after a restart).
+    fn end_logged(&self, record: &mut JobRecord, outcome: Result<JobResult, (&str, String)>) {
+        if let Err(e) = self.end(record, outcome) {
+            tracing::error!(job = record.job.job_id, "recording the job's end: {e}");
+        }
     }
 
     /// Set a job's end state and count it; returns its result.
@@ -344,7 +365,7 @@ impl Core {
         }
         let waited = now_ms().saturating_sub(record.job.submitted_unix_ms);
         self.metrics.stage_seconds("queue_wait", waited as f64 / 1e3);
-        if record.job.deadline_unix_ms != 0 && record.job.deadline_unix_ms <= now_ms() {
+        if record.job.attempts == 0 && record.job.deadline_unix_ms != 0 && record.job.deadline_unix_ms <= now_ms() {
             let message =
                 format!("the deadline {} (Unix ms) passed before the job started", record.job.deadline_unix_ms);
             return self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)));
@@ -438,12 +459,12 @@ impl Core {
                             kind: Some(job_result::Kind::ExecuteBatch(batch::recovered_result(&batch))),
                             backends: Vec::new(),
                         };
-                        self.end(&mut record, Ok(result))?;
+                        self.end_logged(&mut record, Ok(result));
                         continue;
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        self.end(&mut record, Err((e.code(), e.to_string())))?;
+                        self.end_logged(&mut record, Err((e.code(), e.to_string())));
                         continue;
                     }
                 }
@@ -451,13 +472,17 @@ impl Core {
             let parsed = match batch::parse(&job, &format!("job {}", record.job.job_id)) {
                 Ok(parsed) => parsed,
                 Err(e) => {
-                    self.end(&mut record, Err(("INVALID_ARGUMENT", e.to_string())))?;
+                    self.end_logged(&mut record, Err(("INVALID_ARGUMENT", e.to_string())));
                     continue;
                 }
             };
             // Durably, before anything commits: where a restart looks for its batch.
             record.batch_head = runner.store.head();
-            self.start(&mut record, true)?;
+            if let Err(e) = self.start(&mut record, true) {
+                // Not started: it stays queued in the job store and runs after a restart.
+                tracing::error!(job = record.job.job_id, "recording the batch job's start: {e}");
+                continue;
+            }
             let stages = Stages { core: self, job: Mutex::new(record.job.clone()), last: Mutex::new(None) };
             let prepared = runner.prepare(parsed, &request_id, &self.engines, &stages);
             let go_on = matches!(prepared, Ok(Some(_))) && stages.stage("execute");
@@ -467,9 +492,9 @@ impl Core {
                 Ok(Some(prepared)) if go_on => ready.push((record, prepared)),
                 Ok(_) => {
                     let message = format!("cancelled while running (at stage {})", record.job.stage);
-                    self.end(&mut record, Err(("CANCELLED", message)))?;
+                    self.end_logged(&mut record, Err(("CANCELLED", message)));
                 }
-                Err(e) => self.end(&mut record, Err((e.code(), e.to_string())))?,
+                Err(e) => self.end_logged(&mut record, Err((e.code(), e.to_string()))),
             }
         }
         if ready.is_empty() {
@@ -492,7 +517,7 @@ impl Core {
                 }
                 Err(e) => Err((e.code(), e.to_string())),
             };
-            self.end(record, outcome)?;
+            self.end_logged(record, outcome);
         }
         Ok(())
     }
@@ -504,7 +529,7 @@ impl Core {
         if is_final(record.job.state()) {
             return Ok(None);
         }
-        if record.job.deadline_unix_ms != 0 && record.job.deadline_unix_ms <= now_ms() {
+        if record.job.attempts == 0 && record.job.deadline_unix_ms != 0 && record.job.deadline_unix_ms <= now_ms() {
             let message =
                 format!("the deadline {} (Unix ms) passed before the job started", record.job.deadline_unix_ms);
             self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)))?;

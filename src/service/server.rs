@@ -66,6 +66,9 @@ impl ServeOptions {
     }
 }
 
+/// How long a stop waits for open connections to finish their calls.
+const DRAIN: Duration = Duration::from_secs(10);
+
 /// The Unix socket of the server on `data_dir`.
 pub fn socket_in(data_dir: &Path) -> PathBuf {
     data_dir.join("cvm.sock")
@@ -85,16 +88,27 @@ pub struct Running {
 impl Running {
     /// Stop accepting, let running jobs end, close the job store.
     pub async fn shutdown(self) -> Result<(), ServeError> {
+        // Runners take no more jobs (queued ones stay queued for the next
+        // start); open Await streams end; listeners stop accepting.
+        self.core.scheduler.close();
         let _ = self.stop.send(true);
         let mut first_error = None;
-        for task in self.tasks {
-            match task.await {
+        for mut task in self.tasks {
+            // Connections get a while to finish their calls, then are cut.
+            let joined = match tokio::time::timeout(DRAIN, &mut task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    tracing::warn!("connections still open {DRAIN:?} after the stop: closing them");
+                    task.abort();
+                    continue;
+                }
+            };
+            match joined {
                 Ok(Err(e)) => first_error = first_error.or(Some(e)),
                 Err(e) => first_error = first_error.or(Some(ServeError::Config(format!("a listener failed: {e}")))),
                 Ok(Ok(())) => {}
             }
         }
-        self.core.scheduler.close();
         let runners = self.runners;
         let core = self.core;
         let socket = self.socket;
@@ -141,8 +155,8 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         runners.push(batches.expect("spawning the batch runner"));
     }
 
-    let routes = routes(&core, &options, authenticator.clone()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let routes = routes(&core, &options, authenticator.clone(), stopped.clone()).await?;
     let signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
@@ -231,6 +245,7 @@ async fn routes(
     core: &Arc<Core>,
     options: &ServeOptions,
     auth: Option<Arc<Authenticator>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Routes, ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<AcceleratorServer<Api>>().await;
@@ -239,7 +254,7 @@ async fn routes(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Config(format!("reflection: {e}")))?;
-    let api = AcceleratorServer::new(Api { core: core.clone() })
+    let api = AcceleratorServer::new(Api { core: core.clone(), stopping })
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(usize::MAX);
     let checker = super::auth::Interceptor { auth, metrics: core.clone() };

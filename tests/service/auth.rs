@@ -80,3 +80,37 @@ async fn a_public_listener_without_auth_or_tls_refuses_to_start() {
     assert!(err.to_string().contains("without authentication"), "{err}");
     assert!(!dir.path().join("cvm.sock").exists(), "nothing was started");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_bind_batch_domains_and_the_calls_beside_jobs() {
+    use causality_vm::capability::Caveat;
+    use causality_vm::service::proto::{job_payload, ExecuteBatchJob, Group, JobPayload, ListRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 0).await;
+    let key = service_key(dir.path()).unwrap();
+    let root = CapabilityToken::mint_random(&key, DomainId::new(SERVICE_DOMAIN));
+    let batch = |domain: &str, token: &str| JobPayload {
+        kind: Some(job_payload::Kind::ExecuteBatch(ExecuteBatchJob {
+            batch_json: serde_json::json!({"domain": domain, "token": token, "ops": []}).to_string().into_bytes(),
+            ..Default::default()
+        })),
+    };
+    let other_domain = root.attenuate(Caveat::Domains(vec![DomainId::new("bank-a")])).unwrap();
+    let mut client = tcp_client(&server, Some(other_domain.to_text())).await;
+    let err = client.submit("b1", batch("bank-b", "mint"), 0, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("bank-b"), "{}", err.message());
+    // In its own domain, a token holder still may not have the server mint a root token.
+    let err = client.submit("b2", batch("bank-a", "mint"), 0, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("mint"), "{}", err.message());
+
+    let hash_only = root.attenuate(Caveat::Jobs(vec![TokenJob::Hash])).unwrap();
+    let mut client = tcp_client(&server, Some(hash_only.to_text())).await;
+    let err = client.upload_bases(Group::G1, vec![vec![0; 32]]).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let too_many = ListRequest { states: vec![1; 17], ..Default::default() };
+    let err = client.list(too_many).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    server.shutdown().await.unwrap();
+}

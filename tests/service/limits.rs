@@ -129,3 +129,17 @@ async fn a_deadline_that_passes_in_the_queue_fails_the_job_unrun() {
     assert_eq!(job.attempts, 0, "it never started");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_deadline_names_the_accepted_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    let soon = causality_vm::service::core::now_ms() + 200;
+    let first = client.submit("late-retry", hash_payload(&[b"x"]), 0, Some(soon)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The caller lost the answer and retries: the job it already has, not DEADLINE_EXCEEDED.
+    let again = client.submit("late-retry", hash_payload(&[b"x"]), 0, Some(soon)).await.unwrap();
+    assert!(again.existing && again.job_id == first.job_id);
+    server.shutdown().await.unwrap();
+}
