@@ -27,7 +27,31 @@ pub const MAX_DOCUMENT_OPS: usize = 1 << 16;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpsDocument {
+    #[serde(deserialize_with = "bounded_ops")]
     pub ops: Vec<OpEntry>,
+}
+
+/// The `ops` list, refused as soon as it passes [`MAX_DOCUMENT_OPS`]: a
+/// hostile document never holds more than that in memory.
+fn bounded_ops<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OpEntry>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<OpEntry>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_DOCUMENT_OPS} operations")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut ops = Vec::new();
+            while let Some(op) = seq.next_element()? {
+                if ops.len() == MAX_DOCUMENT_OPS {
+                    return Err(serde::de::Error::custom(format!("more than {MAX_DOCUMENT_OPS} operations")));
+                }
+                ops.push(op);
+            }
+            Ok(ops)
+        }
+    }
+    d.deserialize_seq(Bounded)
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,9 +86,6 @@ impl OpsDocument {
         de.end().map_err(|e| malformed(e.to_string()))?;
         if doc.ops.is_empty() {
             return Err(malformed("ops: empty; nothing to prove".into()));
-        }
-        if doc.ops.len() > MAX_DOCUMENT_OPS {
-            return Err(malformed(format!("ops: {} entries; at most {MAX_DOCUMENT_OPS}", doc.ops.len())));
         }
         for (i, op) in doc.ops.iter().enumerate() {
             if op.before.is_some() != op.after.is_some() {
@@ -138,4 +159,21 @@ pub fn prove_document(system: &ProvingSystem, witnesses: &[OpWitness]) -> Result
         verification_key: vk_to_json(system.verifying_key()),
         stages,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_past_the_limit_is_refused_while_it_is_read() {
+        let entry = r#"{"kind":"Read"}"#;
+        let at_limit = format!(r#"{{"ops":[{}]}}"#, vec![entry; MAX_DOCUMENT_OPS].join(","));
+        assert_eq!(OpsDocument::parse(at_limit.as_bytes()).unwrap().ops.len(), MAX_DOCUMENT_OPS);
+        let over = format!(r#"{{"ops":[{}]}}"#, vec![entry; MAX_DOCUMENT_OPS + 1].join(","));
+        let err = OpsDocument::parse(over.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains(&format!("ops: more than {MAX_DOCUMENT_OPS} operations")), "{err}");
+        let err = OpsDocument::parse(br#"{"ops":[{"kind":"Read","x":1}]}"#).unwrap_err().to_string();
+        assert!(err.contains("ops[0]"), "{err}");
+    }
 }
