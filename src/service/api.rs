@@ -8,7 +8,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::auth::Grant;
-use super::core::{kind_name, Core, Refusal};
+use super::core::{kind_name, Core, Refusal, SERVED_KINDS};
 use super::journal::is_final;
 use super::proto::accelerator_server::Accelerator;
 use super::proto::*;
@@ -169,7 +169,7 @@ impl Accelerator for Api {
 
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let core = &self.core;
-        let kinds = [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm]
+        let kinds = SERVED_KINDS
             .into_iter()
             .map(|kind| {
                 let load = core.scheduler.load(kind);

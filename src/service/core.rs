@@ -88,6 +88,9 @@ pub const PIPELINE: usize = 8;
 
 /// Batch jobs have one runner: the store's owner.
 pub const BATCH_KINDS: [JobKind; 1] = [JobKind::ExecuteBatch];
+/// Every kind this server runs (what Status and the metrics report on).
+pub const SERVED_KINDS: [JobKind; 5] =
+    [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm];
 
 pub struct Core {
     pub journal: Journal,
@@ -132,15 +135,10 @@ impl Core {
     /// (running ones start over: each stage's work is redone whole), and
     /// forget ended jobs past the result TTL. Returns how many were queued.
     pub fn recover(&self) -> Result<usize, JournalError> {
-        let mut expired = Vec::new();
         let mut queued = 0;
-        let horizon = now_ms().saturating_sub(self.result_ttl.as_millis() as u64);
         for mut record in self.journal.all()? {
             let job = &mut record.job;
             if is_final(job.state()) {
-                if job.finished_unix_ms < horizon {
-                    expired.push(job.job_id);
-                }
                 continue;
             }
             if job.state() == JobState::Running {
@@ -153,9 +151,7 @@ impl Core {
             self.scheduler.requeue(job.kind(), job.job_id, job.priority);
             queued += 1;
         }
-        if !expired.is_empty() {
-            self.journal.forget(expired)?;
-        }
+        self.expire()?;
         Ok(queued)
     }
 
@@ -296,8 +292,7 @@ impl Core {
     fn end_soon(self: &Arc<Self>, mut record: JobRecord, outcome: Result<JobResult, (&str, String)>) {
         let result = self.conclude(&mut record, outcome);
         let core = self.clone();
-        let written = record.clone();
-        self.journal.update_then(&written, result.clone(), move |stored| {
+        self.journal.update_then(record, result, move |stored, mut record, result| {
             record.job.result = result;
             if let Err(e) = stored {
                 // Not recorded: the job runs again after a restart. Its watchers hear why.
@@ -359,20 +354,7 @@ impl Core {
     }
 
     fn run_one(self: &Arc<Self>, id: u64) -> Result<(), JournalError> {
-        let Some(mut record) = self.journal.get(id)? else { return Ok(()) };
-        if is_final(record.job.state()) {
-            return Ok(());
-        }
-        let waited = now_ms().saturating_sub(record.job.submitted_unix_ms);
-        self.metrics.stage_seconds("queue_wait", waited as f64 / 1e3);
-        if record.job.attempts == 0 && record.job.deadline_unix_ms != 0 && record.job.deadline_unix_ms <= now_ms() {
-            let message =
-                format!("the deadline {} (Unix ms) passed before the job started", record.job.deadline_unix_ms);
-            return self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)));
-        }
-        let Some(payload) = self.journal.payload(id)? else {
-            return self.end(&mut record, Err(("INTERNAL", "the job's payload is missing from the job store".into())));
-        };
+        let Some((mut record, payload)) = self.runnable(id)? else { return Ok(()) };
         if let Some(PayloadKind::ExecuteBatch(job)) = payload.kind {
             return self.run_batches(record, job);
         }
@@ -483,16 +465,15 @@ impl Core {
                 tracing::error!(job = record.job.job_id, "recording the batch job's start: {e}");
                 continue;
             }
-            let stages = Stages { core: self, job: Mutex::new(record.job.clone()), last: Mutex::new(None) };
+            let stages = Stages::new(self, &record.job);
             let prepared = runner.prepare(parsed, &request_id, &self.engines, &stages);
             let go_on = matches!(prepared, Ok(Some(_))) && stages.stage("execute");
-            stages.close();
-            record.job.stage = stages.job.lock().unwrap_or_else(|p| p.into_inner()).stage.clone();
+            record.job.stage = stages.finish();
             match prepared {
                 Ok(Some(prepared)) if go_on => ready.push((record, prepared)),
                 Ok(_) => {
-                    let message = format!("cancelled while running (at stage {})", record.job.stage);
-                    self.end_logged(&mut record, Err(("CANCELLED", message)));
+                    let cancelled = cancelled_at(&record.job.stage);
+                    self.end_logged(&mut record, Err(cancelled));
                 }
                 Err(e) => self.end_logged(&mut record, Err((e.code(), e.to_string()))),
             }
@@ -522,23 +503,39 @@ impl Core {
         Ok(())
     }
 
-    /// A queued batch job taken to join a pipeline: its record and payload,
-    /// or None when it ended here (a passed deadline, a missing payload).
-    fn batch_member(&self, id: u64) -> Result<Option<(JobRecord, super::proto::ExecuteBatchJob)>, JournalError> {
+    /// A job taken from its queue, with its payload; None when there is
+    /// nothing to run: it ended already, or ends here (its deadline passed
+    /// before it ever started, or its payload is missing).
+    fn runnable(&self, id: u64) -> Result<Option<(JobRecord, JobPayload)>, JournalError> {
         let Some(mut record) = self.journal.get(id)? else { return Ok(None) };
         if is_final(record.job.state()) {
             return Ok(None);
         }
-        if record.job.attempts == 0 && record.job.deadline_unix_ms != 0 && record.job.deadline_unix_ms <= now_ms() {
-            let message =
-                format!("the deadline {} (Unix ms) passed before the job started", record.job.deadline_unix_ms);
+        let waited = now_ms().saturating_sub(record.job.submitted_unix_ms);
+        self.metrics.stage_seconds("queue_wait", waited as f64 / 1e3);
+        let deadline = record.job.deadline_unix_ms;
+        if record.job.attempts == 0 && deadline != 0 && deadline <= now_ms() {
+            let message = format!("the deadline {deadline} (Unix ms) passed before the job started");
             self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)))?;
             return Ok(None);
         }
-        match self.journal.payload(id)?.and_then(|p| p.kind) {
+        match self.journal.payload(id)? {
+            Some(payload) => Ok(Some((record, payload))),
+            None => {
+                self.end(&mut record, Err(("INTERNAL", "the job's payload is missing from the job store".into())))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A queued batch job taken to join a pipeline: its record and payload,
+    /// or None when it ended here.
+    fn batch_member(&self, id: u64) -> Result<Option<(JobRecord, super::proto::ExecuteBatchJob)>, JournalError> {
+        let Some((mut record, payload)) = self.runnable(id)? else { return Ok(None) };
+        match payload.kind {
             Some(PayloadKind::ExecuteBatch(job)) => Ok(Some((record, job))),
             _ => {
-                self.end(&mut record, Err(("INTERNAL", "the job's payload is missing from the job store".into())))?;
+                self.end(&mut record, Err(("INTERNAL", "a batch job's payload holds no batch".into())))?;
                 Ok(None)
             }
         }
@@ -549,13 +546,12 @@ impl Core {
         record: &mut JobRecord,
         work: impl FnOnce(&dyn Progress) -> Result<Option<JobResult>, WorkError>,
     ) -> Result<JobResult, (&'static str, String)> {
-        let progress = Stages { core: self, job: Mutex::new(record.job.clone()), last: Mutex::new(None) };
+        let progress = Stages::new(self, &record.job);
         let outcome = work(&progress);
-        progress.close();
-        record.job.stage = progress.job.lock().unwrap_or_else(|p| p.into_inner()).stage.clone();
+        record.job.stage = progress.finish();
         match outcome {
             Ok(Some(result)) => Ok(result),
-            Ok(None) => Err(("CANCELLED", format!("cancelled while running (at stage {})", record.job.stage))),
+            Ok(None) => Err(cancelled_at(&record.job.stage)),
             Err(e) => Err((e.code(), e.to_string())),
         }
     }
@@ -572,7 +568,17 @@ struct Stages<'a> {
     last: Mutex<Option<(String, Instant)>>,
 }
 
-impl Stages<'_> {
+impl<'a> Stages<'a> {
+    fn new(core: &'a Core, job: &Job) -> Stages<'a> {
+        Stages { core, job: Mutex::new(job.clone()), last: Mutex::new(None) }
+    }
+
+    /// The last stage's latency into the metrics; returns the stage reached.
+    fn finish(self) -> String {
+        self.close();
+        self.job.into_inner().unwrap_or_else(|p| p.into_inner()).stage
+    }
+
     fn close(&self) {
         if let Some((stage, at)) = self.last.lock().unwrap_or_else(|p| p.into_inner()).take() {
             self.core.metrics.stage_seconds(&stage, at.elapsed().as_secs_f64());
@@ -592,6 +598,11 @@ impl Progress for Stages<'_> {
         self.core.publish(&job, 0.0);
         true
     }
+}
+
+/// The end of a job cancelled at a stage boundary.
+fn cancelled_at(stage: &str) -> (&'static str, String) {
+    ("CANCELLED", format!("cancelled while running (at stage {stage})"))
 }
 
 fn event_of(job: &Job, progress: f64) -> JobEvent {

@@ -100,9 +100,12 @@ pub enum Accepted {
 enum Reply {
     None,
     Wait(mpsc::SyncSender<Result<(), JournalError>>),
-    /// Called on the committer's thread once the write is on disk (or failed).
-    Then(Box<dyn FnOnce(Result<(), JournalError>) + Send>),
+    /// Called on the committer's thread once the write is on disk (or
+    /// failed), and handed back the record and result it wrote.
+    Then(Box<Then>),
 }
+
+type Then = dyn FnOnce(Result<(), JournalError>, JobRecord, Option<JobResult>) + Send;
 
 enum Write {
     Accept {
@@ -198,21 +201,20 @@ impl Journal {
     }
 
     /// Write a job's new state durably without waiting: `then` is called
-    /// (on the committer's thread, so briefly) once it is on disk.
+    /// (on the committer's thread, so briefly) once it is on disk, with the
+    /// record and result back (a large result is never copied).
     pub fn update_then(
         &self,
-        record: &JobRecord,
+        record: JobRecord,
         result: Option<JobResult>,
-        then: impl FnOnce(Result<(), JournalError>) + Send + 'static,
+        then: impl FnOnce(Result<(), JournalError>, JobRecord, Option<JobResult>) + Send + 'static,
     ) {
-        let write = Write::Update {
-            record: Box::new(record.clone()),
-            result,
-            durable: true,
-            reply: Reply::Then(Box::new(then)),
-        };
-        if let Err(Write::Update { reply: Reply::Then(then), .. }) = self.writes.send(write).map_err(|e| e.0) {
-            then(Err(JournalError::Stopped));
+        let write =
+            Write::Update { record: Box::new(record), result, durable: true, reply: Reply::Then(Box::new(then)) };
+        if let Err(Write::Update { reply: Reply::Then(then), record, result, .. }) =
+            self.writes.send(write).map_err(|e| e.0)
+        {
+            then(Err(JournalError::Stopped), *record, result);
         }
     }
 
@@ -373,7 +375,7 @@ fn reply(write: Write, answer: Answer) {
         Write::Update { reply: Reply::Wait(reply), .. } | Write::Forget { reply, .. } => {
             let _ = reply.send(answer.map(|_| ()));
         }
-        Write::Update { reply: Reply::Then(then), .. } => then(answer.map(|_| ())),
+        Write::Update { reply: Reply::Then(then), record, result, .. } => then(answer.map(|_| ()), *record, result),
         Write::Update { reply: Reply::None, .. } => {
             if let Err(e) = answer {
                 tracing::error!("recording a job's state: {e}");

@@ -5,12 +5,8 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::core::{kind_name, Core};
+use super::core::{kind_name, Core, SERVED_KINDS};
 use super::error::ServeError;
-use super::proto::JobKind;
-
-const KINDS: [JobKind; 5] =
-    [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm];
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -43,7 +39,7 @@ pub async fn serve(
             let request = String::from_utf8_lossy(&buf[..read]);
             let path = request.split_whitespace().nth(1).unwrap_or("");
             let response = if request.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-                for kind in KINDS {
+                for kind in SERVED_KINDS {
                     let load = core.scheduler.load(kind);
                     core.metrics.load(kind_name(kind), load.queued, load.running);
                 }

@@ -134,11 +134,10 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         Some(_) => Some(Arc::new(Authenticator::new(&options.data_dir, &options.auth)?)),
         None => None,
     };
-    let data_dir = options.data_dir.clone();
-    let (core, runners) = tokio::task::spawn_blocking(move || open_core(&options).map(|c| (c, options)))
+    // Opening the job store and the register store blocks: off the async threads.
+    let (core, options) = tokio::task::spawn_blocking(move || open_core(&options).map(|c| (c, options)))
         .await
         .map_err(|e| ServeError::Config(format!("starting: {e}")))??;
-    let options = runners;
     let core = Arc::new(core);
     let mut runners: Vec<_> = (0..options.runners)
         .map(|n| {
@@ -162,7 +161,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     };
     let mut tasks = Vec::new();
 
-    let socket = socket_in(&data_dir);
+    let socket = socket_in(&options.data_dir);
     let unix = bind_unix(&socket)?;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(unix);
     let service = SizeLimit { inner: routes.clone().prepare(), limit: options.max_message_bytes };

@@ -83,7 +83,7 @@ pub fn kind_of(payload: &JobPayload) -> Result<JobKind, BadPayload> {
         Some(PayloadKind::Hash(_)) => Ok(JobKind::Hash),
         Some(PayloadKind::MerkleRoot(_)) => Ok(JobKind::MerkleRoot),
         Some(PayloadKind::Msm(_)) => Ok(JobKind::Msm),
-        None => Err(BadPayload::new("payload", "no job: set one of execute_batch, prove_ops, hash, merkle_root, msm")),
+        None => Err(no_job()),
     }
 }
 
@@ -95,8 +95,12 @@ pub fn check(payload: &JobPayload, engines: &Engines) -> Result<(), BadPayload> 
         Some(PayloadKind::Msm(job)) => msm::parse(job, &engines.bases).map(drop),
         Some(PayloadKind::ExecuteBatch(job)) => batch::parse(job, "the batch").map(drop),
         Some(PayloadKind::ProveOps(job)) => prove_ops::parse(job).map(drop),
-        None => kind_of(payload).map(drop),
+        None => Err(no_job()),
     }
+}
+
+fn no_job() -> BadPayload {
+    BadPayload::new("payload", "no job: set one of execute_batch, prove_ops, hash, merkle_root, msm")
 }
 
 /// What a running job reports and checks between stages.
@@ -137,11 +141,10 @@ pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> 
             let Some((result, backend, _)) = prove_ops::run(parsed, &engines.keys, progress)? else { return Ok(None) };
             (job_result::Kind::ProveOps(result), vec![stage("prove", backend)])
         }
-        _ => {
-            return Err(check(payload, engines)
-                .err()
-                .map_or_else(|| WorkError::Internal("unknown job".into()), Into::into))
+        Some(PayloadKind::ExecuteBatch(_)) => {
+            return Err(WorkError::Internal("batch jobs run on the store's runner, not here".into()))
         }
+        None => return Err(no_job().into()),
     };
     Ok(Some(JobResult { kind: Some(kind), backends }))
 }
