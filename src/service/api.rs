@@ -4,11 +4,13 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use prost::Message;
+
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::auth::Grant;
-use super::core::{kind_name, Core, Refusal, SERVED_KINDS};
+use super::core::{kind_name, Core, Refusal, Submitted, SERVED_KINDS};
 use super::journal::is_final;
 use super::proto::accelerator_server::Accelerator;
 use super::proto::*;
@@ -48,18 +50,29 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, Status>> + Send>>;
 #[tonic::async_trait]
 impl Accelerator for Api {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
-        let core = self.core.clone();
-        let grant = Grant::of(&request);
-        let request = request.into_inner();
-        if let Some(payload) = &request.payload {
-            if let Ok(kind) = kind_of(payload) {
-                if let Err(status) = check_submit(&grant, kind, payload) {
-                    core.metrics.auth_rejected("too_narrow");
-                    return Err(status);
+        Ok(Response::new(self.accept(request).await?.response))
+    }
+
+    async fn run(&self, request: Request<SubmitRequest>) -> Result<Response<Job>, Status> {
+        let submitted = self.accept(request).await?;
+        let id = submitted.response.job_id;
+        if let Some(mut events) = submitted.events {
+            let mut stopping = self.stopping.clone();
+            loop {
+                if let Some(job) = events.borrow_and_update().job.clone() {
+                    return Ok(Response::new(job));
+                }
+                tokio::select! {
+                    changed = events.changed() => if changed.is_err() { break },
+                    _ = stopped(&mut stopping) => return Err(Status::unavailable(format!(
+                        "the server is stopping; job {id} is kept and goes on after a restart: await it then"
+                    ))),
                 }
             }
         }
-        blocking(move || core.submit(request)).await.map(Response::new)
+        // It ended before it could be watched: as the store has it.
+        let core = self.core.clone();
+        blocking(move || core.get(id)).await.map(Response::new)
     }
 
     type AwaitStream = EventStream;
@@ -242,6 +255,9 @@ impl Accelerator for Api {
     }
 }
 
+/// The largest Submit checked on the async threads.
+const INLINE_SUBMIT_BYTES: usize = 16 << 10;
+
 /// The most states or kinds a List may filter by, and the most jobs it returns.
 const MAX_FILTERS: usize = 16;
 const MAX_LIST: usize = 10_000;
@@ -271,6 +287,29 @@ fn check_submit(grant: &Grant, kind: JobKind, payload: &JobPayload) -> Result<()
 }
 
 impl Api {
+    /// Submit's work for Submit and Run: the caller's right to the job,
+    /// then the core's check, durable record and queueing.
+    async fn accept(&self, request: Request<SubmitRequest>) -> Result<Submitted, Status> {
+        let grant = Grant::of(&request);
+        let request = request.into_inner();
+        if let Some(payload) = &request.payload {
+            if let Ok(kind) = kind_of(payload) {
+                if let Err(status) = check_submit(&grant, kind, payload) {
+                    self.core.metrics.auth_rejected("too_narrow");
+                    return Err(status);
+                }
+            }
+        }
+        // A small payload is checked here, and its record awaited on no
+        // thread; a large one's checking (a batch's parse, a digest of
+        // megabytes) runs on the blocking pool.
+        if request.encoded_len() <= INLINE_SUBMIT_BYTES {
+            return self.core.submit_async(request).await.map_err(Status::from);
+        }
+        let core = self.core.clone();
+        blocking(move || core.submit(request)).await
+    }
+
     /// Whether the caller may use a call that serves jobs of `kinds` (any one).
     fn allowed(&self, grant: &Grant, kinds: &[JobKind]) -> Result<(), Status> {
         if kinds.iter().any(|k| grant.sees(*k)) {

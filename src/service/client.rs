@@ -178,6 +178,24 @@ impl Client {
         Ok(self.inner.submit(request).await?.into_inner())
     }
 
+    /// Submit a job and wait for it to end, in one call (the job, with its
+    /// result); for short jobs. See [`Client::submit`].
+    pub async fn run(
+        &mut self,
+        request_id: &str,
+        payload: JobPayload,
+        priority: i32,
+        deadline_unix_ms: Option<u64>,
+    ) -> Result<Job, Status> {
+        let request = SubmitRequest {
+            request_id: request_id.to_string(),
+            payload: Some(payload),
+            priority,
+            deadline_unix_ms: deadline_unix_ms.unwrap_or(0),
+        };
+        Ok(self.inner.run(request).await?.into_inner())
+    }
+
     /// The job's events until it ends.
     pub async fn events(&mut self, job_id: u64) -> Result<Streaming<JobEvent>, Status> {
         Ok(self.inner.r#await(AwaitRequest { job_id }).await?.into_inner())

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use super::hot::HotPayloads;
 use super::journal::{is_final, Accepted, JobRecord, Journal, JournalError};
 use super::metrics::Metrics;
 use super::proto::job_payload::Kind as PayloadKind;
@@ -16,7 +17,7 @@ use super::proto::{
     job_result, Job, JobError, JobEvent, JobKind, JobPayload, JobResult, JobState, StageBackend, SubmitRequest,
     SubmitResponse,
 };
-use super::scheduler::{QueueFull, Scheduler};
+use super::scheduler::{QueueFull, Reservation, Scheduler};
 use super::work::batch::{self, BatchRunner};
 use super::work::{self, BadPayload, Engines, Progress, WorkError};
 
@@ -92,6 +93,27 @@ pub const BATCH_KINDS: [JobKind; 1] = [JobKind::ExecuteBatch];
 pub const SERVED_KINDS: [JobKind; 5] =
     [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm];
 
+/// A submission answered: the job, and its events from its accept on
+/// (None when it has ended already).
+pub struct Submitted {
+    pub response: SubmitResponse,
+    pub events: Option<watch::Receiver<JobEvent>>,
+}
+
+/// A submission checked: answered, or waiting for its record to be durable.
+enum Checked<'a> {
+    Answered(Submitted),
+    Recording(Box<Pending<'a>>, oneshot::Receiver<Result<Accepted, JournalError>>),
+}
+
+/// What queues a job once its record is durable.
+struct Pending<'a> {
+    reservation: Reservation<'a>,
+    record: JobRecord,
+    /// The payload kept in memory for the runner, with its encoded size.
+    hot: Option<(JobPayload, usize)>,
+}
+
 pub struct Core {
     pub journal: Journal,
     pub scheduler: Scheduler,
@@ -107,6 +129,7 @@ pub struct Core {
     pub batches: Mutex<BatchRunner>,
     /// The MSM engine's fallback count already in the metrics.
     msm_fallbacks_seen: std::sync::atomic::AtomicU64,
+    hot: HotPayloads,
 }
 
 impl Core {
@@ -128,6 +151,7 @@ impl Core {
             result_ttl,
             batches: Mutex::new(batches),
             msm_fallbacks_seen: std::sync::atomic::AtomicU64::new(0),
+            hot: HotPayloads::default(),
         }
     }
 
@@ -166,8 +190,31 @@ impl Core {
         Ok(n)
     }
 
-    /// Check, record durably and queue a job (see the proto's Submit).
-    pub fn submit(&self, request: SubmitRequest) -> Result<SubmitResponse, Refusal> {
+    /// Check, record durably and queue a job (see the proto's Submit);
+    /// blocks until the record is on disk.
+    pub fn submit(&self, request: SubmitRequest) -> Result<Submitted, Refusal> {
+        match self.check(request)? {
+            Checked::Answered(submitted) => Ok(submitted),
+            Checked::Recording(pending, accepted) => {
+                self.recorded(pending, accepted.blocking_recv().unwrap_or(Err(JournalError::Stopped)))
+            }
+        }
+    }
+
+    /// [`Core::submit`] awaiting the disk on no thread of its own (for
+    /// small payloads, whose checking is brief).
+    pub async fn submit_async(&self, request: SubmitRequest) -> Result<Submitted, Refusal> {
+        match self.check(request)? {
+            Checked::Answered(submitted) => Ok(submitted),
+            Checked::Recording(pending, accepted) => {
+                self.recorded(pending, accepted.await.unwrap_or(Err(JournalError::Stopped)))
+            }
+        }
+    }
+
+    /// A submission checked and on its way to the job store (or answered
+    /// already: a retry of an accepted job).
+    fn check(&self, request: SubmitRequest) -> Result<Checked<'_>, Refusal> {
         check_request_id(&request.request_id)?;
         let payload = request.payload.unwrap_or_default();
         let kind = work::kind_of(&payload)?;
@@ -191,7 +238,7 @@ impl Core {
         let Some(reservation) = reservation.filter(|_| !late) else {
             // A retry of an accepted job is answered with it, whatever its deadline.
             if let Some(existing) = self.journal.find_request(&request.request_id)? {
-                return self.existing(existing, digest);
+                return self.existing(existing, digest).map(Checked::Answered);
             }
             return Err(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
         };
@@ -207,34 +254,67 @@ impl Core {
             ..Job::default()
         };
         let record = JobRecord { job, payload_digest: digest, batch_head: 0 };
-        match self.journal.accept(record.clone(), encoded)? {
+        let size = encoded.len();
+        let hot = self.hot.reserve(size).then_some((payload, size));
+        let accepted = self.journal.accept_soon(record.clone(), encoded);
+        Ok(Checked::Recording(Box::new(Pending { reservation, record, hot }), accepted))
+    }
+
+    /// Queue a job once its record is on disk.
+    fn recorded(
+        &self,
+        pending: Box<Pending<'_>>,
+        accepted: Result<Accepted, JournalError>,
+    ) -> Result<Submitted, Refusal> {
+        let Pending { reservation, record, hot } = *pending;
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                if let Some((_, size)) = hot {
+                    self.hot.release(size);
+                }
+                return Err(e.into());
+            }
+        };
+        match accepted {
             Accepted::New(id) => {
                 let mut job = record.job;
                 job.job_id = id;
-                self.open_events(&job);
+                let events = self.open_events(&job);
+                if let Some((payload, size)) = hot {
+                    self.hot.insert(id, payload, size);
+                }
                 let ahead = reservation.enqueue(id, job.priority);
-                self.metrics.accepted(kind_name(kind));
-                Ok(SubmitResponse { job_id: id, queue_position: ahead as u64, existing: false })
+                self.metrics.accepted(kind_name(job.kind()));
+                let response = SubmitResponse { job_id: id, queue_position: ahead as u64, existing: false };
+                Ok(Submitted { response, events: Some(events) })
             }
             Accepted::Existing(existing) => {
                 drop(reservation);
-                self.existing(*existing, digest)
+                if let Some((_, size)) = hot {
+                    self.hot.release(size);
+                }
+                self.existing(*existing, record.payload_digest)
             }
         }
     }
 
-    fn existing(&self, existing: JobRecord, digest: [u8; 32]) -> Result<SubmitResponse, Refusal> {
+    fn existing(&self, existing: JobRecord, digest: [u8; 32]) -> Result<Submitted, Refusal> {
         let job = &existing.job;
         if existing.payload_digest != digest {
             return Err(Refusal::Conflict { request_id: job.request_id.clone(), job: job.job_id });
         }
         let ahead = self.scheduler.position(job.kind(), job.job_id).unwrap_or(0);
-        Ok(SubmitResponse { job_id: job.job_id, queue_position: ahead as u64, existing: true })
+        let response = SubmitResponse { job_id: job.job_id, queue_position: ahead as u64, existing: true };
+        Ok(Submitted { response, events: self.subscribe(job.job_id) })
     }
 
-    fn open_events(&self, job: &Job) {
-        let event = event_of(job, 0.0);
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).insert(job.job_id, watch::channel(event).0);
+    /// Open a job's events; returns a watcher subscribed from the start
+    /// (so a job that ends at once is still seen ending).
+    fn open_events(&self, job: &Job) -> watch::Receiver<JobEvent> {
+        let (sender, receiver) = watch::channel(event_of(job, 0.0));
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).insert(job.job_id, sender);
+        receiver
     }
 
     fn publish(&self, job: &Job, progress: f64) {
@@ -265,6 +345,7 @@ impl Core {
         // its runner can tell, so it is flagged, never ended from the queue.
         let maybe_committed = kind == JobKind::ExecuteBatch && record.job.attempts > 0;
         if !maybe_committed && self.scheduler.remove(kind, id) {
+            self.hot.take(id);
             self.end(&mut record, Err(("CANCELLED", "cancelled before it started".into())))?;
             return Ok(record.job);
         }
@@ -360,19 +441,21 @@ impl Core {
         }
         self.start(&mut record, false)?;
         let outcome = self.execute(&mut record, |progress| work::run(&payload, &self.engines, progress));
-        if let Ok(result) = &outcome {
-            self.count_work(&payload, result);
-        }
+        let outcome = outcome.map(|done| {
+            self.count_work(&payload, &done);
+            done.result
+        });
         self.end_soon(record, outcome);
         Ok(())
     }
 
-    /// The volume counters: bytes hashed, MSM points, GPU work redone on the CPU.
-    fn count_work(&self, payload: &JobPayload, result: &JobResult) {
+    /// The volume counters: bytes hashed, MSM points, proofs, GPU work redone on the CPU.
+    fn count_work(&self, payload: &JobPayload, done: &work::Done) {
         let m = &self.metrics;
         match &payload.kind {
             Some(PayloadKind::Hash(job)) => {
-                m.bytes_hashed.inc_by(job.messages.iter().map(|msg| msg.data.len() as u64).sum());
+                let one_by_one: u64 = job.messages.iter().map(|msg| msg.data.len() as u64).sum();
+                m.bytes_hashed.inc_by(one_by_one + job.packed.len() as u64);
             }
             Some(PayloadKind::MerkleRoot(job)) => {
                 m.bytes_hashed.inc_by(32 * job.leaves.len() as u64);
@@ -382,15 +465,9 @@ impl Core {
             }
             _ => {}
         }
-        if let Some(job_result::Kind::ProveOps(r)) = &result.kind {
-            let proofs = serde_json::from_str::<serde_json::Value>(&r.proofs_json)
-                .ok()
-                .and_then(|v| v["proofs"].as_array().map(Vec::len))
-                .unwrap_or(0);
-            m.proofs.inc_by(proofs as u64);
-        }
+        m.proofs.inc_by(done.proofs);
         let on_gpu = self.engines.hashing.resolved() == crate::ResolvedBackend::Gpu;
-        if on_gpu && result.backends.iter().any(|b| b.stage == "hash" && b.backend == "cpu") {
+        if on_gpu && done.result.backends.iter().any(|b| b.stage == "hash" && b.backend == "cpu") {
             m.gpu_fallbacks.inc();
         }
         let msm_fallbacks = self.engines.msm.gpu_fallbacks();
@@ -507,6 +584,7 @@ impl Core {
     /// nothing to run: it ended already, or ends here (its deadline passed
     /// before it ever started, or its payload is missing).
     fn runnable(&self, id: u64) -> Result<Option<(JobRecord, JobPayload)>, JournalError> {
+        let hot = self.hot.take(id);
         let Some(mut record) = self.journal.get(id)? else { return Ok(None) };
         if is_final(record.job.state()) {
             return Ok(None);
@@ -518,6 +596,9 @@ impl Core {
             let message = format!("the deadline {deadline} (Unix ms) passed before the job started");
             self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)))?;
             return Ok(None);
+        }
+        if let Some(payload) = hot {
+            return Ok(Some((record, payload)));
         }
         match self.journal.payload(id)? {
             Some(payload) => Ok(Some((record, payload))),
@@ -544,8 +625,8 @@ impl Core {
     fn execute(
         &self,
         record: &mut JobRecord,
-        work: impl FnOnce(&dyn Progress) -> Result<Option<JobResult>, WorkError>,
-    ) -> Result<JobResult, (&'static str, String)> {
+        work: impl FnOnce(&dyn Progress) -> Result<Option<work::Done>, WorkError>,
+    ) -> Result<work::Done, (&'static str, String)> {
         let progress = Stages::new(self, &record.job);
         let outcome = work(&progress);
         record.job.stage = progress.finish();

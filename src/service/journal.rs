@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 
 use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
 
 use super::proto::{Job, JobPayload, JobResult, JobState};
 
@@ -111,7 +112,7 @@ enum Write {
     Accept {
         record: Box<JobRecord>,
         payload: Vec<u8>,
-        reply: mpsc::SyncSender<Result<Accepted, JournalError>>,
+        reply: oneshot::Sender<Result<Accepted, JournalError>>,
     },
     Update {
         record: Box<JobRecord>,
@@ -182,11 +183,26 @@ impl Journal {
     }
 
     /// Record a new job durably, or find the job its request id names.
-    /// Returns once the record is on disk.
+    /// Returns once the record is on disk (not from an async task: see
+    /// [`Journal::accept_soon`]).
     pub fn accept(&self, record: JobRecord, payload: Vec<u8>) -> Result<Accepted, JournalError> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Write::Accept { record: Box::new(record), payload, reply })?;
-        answer.recv().map_err(|_| JournalError::Stopped)?
+        self.accept_soon(record, payload).blocking_recv().unwrap_or(Err(JournalError::Stopped))
+    }
+
+    /// [`Journal::accept`] without blocking: the answer arrives once the
+    /// record is on disk (an async caller awaits it on no thread of its own).
+    pub fn accept_soon(
+        &self,
+        record: JobRecord,
+        payload: Vec<u8>,
+    ) -> oneshot::Receiver<Result<Accepted, JournalError>> {
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::SendError(Write::Accept { reply, .. })) =
+            self.writes.send(Write::Accept { record: Box::new(record), payload, reply })
+        {
+            let _ = reply.send(Err(JournalError::Stopped));
+        }
+        answer
     }
 
     /// Write a job's new state; with `durable`, wait until it is on disk.

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod client;
 pub mod core;
 mod error;
+mod hot;
 pub mod journal;
 pub mod metrics;
 mod metrics_http;

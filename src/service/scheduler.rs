@@ -6,7 +6,7 @@
 //! written. The place becomes a queued job once the journal has recorded it.
 
 use std::collections::{BTreeMap, BinaryHeap};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::proto::JobKind;
 
@@ -40,6 +40,29 @@ struct Queue {
 struct State {
     queues: BTreeMap<i32, Queue>,
     closed: bool,
+    /// One wait per set of kinds that runners take: a new job wakes one
+    /// runner that can run it, and no other.
+    waits: Vec<(Vec<JobKind>, Arc<Condvar>)>,
+}
+
+impl State {
+    fn wait_for(&mut self, kinds: &[JobKind]) -> Arc<Condvar> {
+        if let Some((_, ready)) = self.waits.iter().find(|(k, _)| k == kinds) {
+            return ready.clone();
+        }
+        let ready = Arc::new(Condvar::new());
+        self.waits.push((kinds.to_vec(), ready.clone()));
+        ready
+    }
+
+    /// Wake one runner of each set of kinds that includes `kind`.
+    fn wake(&self, kind: JobKind) {
+        for (kinds, ready) in &self.waits {
+            if kinds.contains(&kind) {
+                ready.notify_one();
+            }
+        }
+    }
 }
 
 /// The queue of one kind was full.
@@ -59,13 +82,12 @@ pub struct Load {
 pub struct Scheduler {
     depth: usize,
     state: Mutex<State>,
-    ready: Condvar,
 }
 
 impl Scheduler {
     /// Queues holding at most `depth` jobs each.
     pub fn new(depth: usize) -> Scheduler {
-        Scheduler { depth, state: Mutex::new(State { queues: BTreeMap::new(), closed: false }), ready: Condvar::new() }
+        Scheduler { depth, state: Mutex::new(State { queues: BTreeMap::new(), closed: false, waits: Vec::new() }) }
     }
 
     pub fn depth(&self) -> usize {
@@ -91,8 +113,7 @@ impl Scheduler {
     pub fn requeue(&self, kind: JobKind, id: u64, priority: i32) {
         let mut state = self.lock();
         state.queues.entry(kind as i32).or_default().heap.push(Entry { priority, id });
-        drop(state);
-        self.ready.notify_all();
+        state.wake(kind);
     }
 
     /// Take a queued job out of its queue; false if it was not queued.
@@ -116,6 +137,7 @@ impl Scheduler {
     /// then the oldest. None once the scheduler is closed.
     pub fn take(&self, kinds: &[JobKind]) -> Option<(JobKind, u64)> {
         let mut state = self.lock();
+        let ready = state.wait_for(kinds);
         loop {
             if state.closed {
                 return None;
@@ -130,7 +152,7 @@ impl Scheduler {
                 queue.running += 1;
                 return Some((kind, entry.id));
             }
-            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+            state = ready.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -165,8 +187,11 @@ impl Scheduler {
 
     /// Wake every runner and hand out no more work.
     pub fn close(&self) {
-        self.lock().closed = true;
-        self.ready.notify_all();
+        let mut state = self.lock();
+        state.closed = true;
+        for (_, ready) in &state.waits {
+            ready.notify_all();
+        }
     }
 }
 
@@ -187,8 +212,7 @@ impl Reservation<'_> {
         let entry = Entry { priority, id };
         let ahead = queue.heap.iter().filter(|e| **e > entry).count();
         queue.heap.push(entry);
-        drop(state);
-        self.scheduler.ready.notify_all();
+        state.wake(self.kind);
         ahead
     }
 }
@@ -231,6 +255,23 @@ mod tests {
         let order: Vec<u64> = (0..3).map(|_| s.take(&[JobKind::Hash]).unwrap().1).collect();
         assert_eq!(order, vec![2, 4, 1]);
         assert_eq!(s.load(JobKind::Hash), Load { queued: 0, running: 3 });
+    }
+
+    #[test]
+    fn a_job_wakes_a_runner_of_its_kind() {
+        let s = std::sync::Arc::new(Scheduler::new(4));
+        let runners: Vec<_> = [JobKind::Hash, JobKind::Msm]
+            .into_iter()
+            .map(|kind| {
+                let s = s.clone();
+                std::thread::spawn(move || s.take(&[kind]))
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.reserve(JobKind::Msm).unwrap().enqueue(7, 0);
+        s.reserve(JobKind::Hash).unwrap().enqueue(8, 0);
+        let taken: Vec<_> = runners.into_iter().map(|r| r.join().unwrap()).collect();
+        assert_eq!(taken, vec![Some((JobKind::Hash, 8)), Some((JobKind::Msm, 7))]);
     }
 
     #[test]

@@ -78,6 +78,64 @@ async fn hash_and_merkle_jobs_equal_the_library_over_both_listeners() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_submits_and_returns_the_ended_job_in_one_call_and_packed_hash_jobs_equal_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 2).await;
+    let unix = unix_client(&server).await;
+    let tcp = tcp_client(&server, Some(root_token(dir.path()))).await;
+    // 3,000 messages of 100 bytes: past the pool's eager threshold, so the
+    // packed path hashes them in place.
+    let packed: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let expected: Vec<u8> = packed.chunks(100).flat_map(|m| *blake3::hash(m).as_bytes()).collect();
+    for (name, mut client) in [("unix", unix), ("tcp", tcp)] {
+        let job = client.run(&format!("packed-{name}"), packed_payload(packed.clone(), 100), 0, None).await.unwrap();
+        assert_eq!(job.state(), JobState::Succeeded, "{name}: {job:?}");
+        let Some(job_result::Kind::Hash(result)) = job.result.clone().and_then(|r| r.kind) else { panic!("{job:?}") };
+        assert!(result.digests.is_empty(), "packed jobs answer packed");
+        assert_eq!(result.packed_digests, expected, "{name}");
+
+        // Run again: the same job, already ended, with the same result.
+        let again = client.run(&format!("packed-{name}"), packed_payload(packed.clone(), 100), 0, None).await.unwrap();
+        assert_eq!((again.job_id, again.result.clone()), (job.job_id, job.result.clone()), "{name}");
+        let other = client.run(&format!("packed-{name}"), hash_payload(&[b"x"]), 0, None).await.unwrap_err();
+        assert_eq!(other.code(), Code::AlreadyExists, "{name}: {other:?}");
+
+        // Messages one by one, and an empty packed job.
+        let one = client.run(&format!("one-{name}"), hash_payload(&[b"abc"]), 0, None).await.unwrap();
+        let Some(job_result::Kind::Hash(r)) = one.result.and_then(|r| r.kind) else { panic!() };
+        assert_eq!(r.digests, vec![blake3::hash(b"abc").as_bytes().to_vec()]);
+        let empty = client.run(&format!("empty-{name}"), packed_payload(Vec::new(), 64), 0, None).await.unwrap();
+        let Some(job_result::Kind::Hash(r)) = empty.result.and_then(|r| r.kind) else { panic!() };
+        assert!(r.packed_digests.is_empty() && r.digests.is_empty());
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_short_by_a_stop_names_the_job_it_leaves_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    let run = tokio::spawn(async move { client.run("kept", hash_payload(&[b"kept"]), 0, None).await });
+    // Wait until the job is recorded, then stop the server under the call.
+    let mut lister = unix_client(&server).await;
+    while lister.list(ListRequest::default()).await.unwrap().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    server.shutdown().await.unwrap();
+    let err = run.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("job 1 is kept"), "{}", err.message());
+
+    // After a restart it runs, and a Run with the same request id returns it.
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = unix_client(&server).await;
+    let job = client.run("kept", hash_payload(&[b"kept"]), 0, None).await.unwrap();
+    assert_eq!((job.job_id, job.state()), (1, JobState::Succeeded));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn msm_jobs_equal_arkworks_inline_and_with_resident_bases() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path(), 1).await;

@@ -38,6 +38,19 @@ async fn malformed_payloads_are_invalid_arguments_naming_the_field() {
     let cases: Vec<(&str, JobPayload, &str)> = vec![
         ("no job", JobPayload { kind: None }, "payload: no job"),
         ("short key", bad_key, "hash.messages[1].key: 31 bytes"),
+        ("ragged packed", packed_payload(vec![0; 130], 64), "hash.packed: 130 bytes, not a whole number of 64-byte"),
+        ("packed without length", packed_payload(vec![0; 64], 0), "hash.message_len: 0"),
+        (
+            "both forms",
+            {
+                let mut both = packed_payload(vec![0; 64], 64);
+                if let Some(job_payload::Kind::Hash(h)) = &mut both.kind {
+                    h.messages.push(keyed_message([0; 32], b"y"));
+                }
+                both
+            },
+            "hash: both messages and packed",
+        ),
         (
             "short leaf",
             JobPayload {
@@ -68,9 +81,12 @@ async fn malformed_payloads_are_invalid_arguments_naming_the_field() {
         ),
     ];
     for (name, payload, expected) in cases {
-        let err = client.submit(&name.replace(' ', "-"), payload, 0, None).await.unwrap_err();
+        let err = client.submit(&name.replace(' ', "-"), payload.clone(), 0, None).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
         assert!(err.message().contains(expected), "{name}: {:?} lacks {expected:?}", err.message());
+        // Run refuses just as Submit does.
+        let err = client.run(&name.replace(' ', "-"), payload, 0, None).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "run {name}: {err:?}");
     }
     for (id, expected) in [("", "1 to 128"), ("has space", "' ' at byte 3"), (&"x".repeat(129)[..], "129 bytes")] {
         let err = client.submit(id, hash_payload(&[b"x"]), 0, None).await.unwrap_err();

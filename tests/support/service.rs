@@ -33,7 +33,12 @@ pub async fn tcp_client(running: &Running, token: Option<String>) -> Client {
 
 pub fn hash_payload(messages: &[&[u8]]) -> JobPayload {
     let messages = messages.iter().map(|m| HashMessage { data: m.to_vec(), mode: None }).collect();
-    JobPayload { kind: Some(job_payload::Kind::Hash(HashJob { messages })) }
+    JobPayload { kind: Some(job_payload::Kind::Hash(HashJob { messages, ..HashJob::default() })) }
+}
+
+/// A hash job of plain `message_len`-byte messages sent end to end.
+pub fn packed_payload(packed: Vec<u8>, message_len: u32) -> JobPayload {
+    JobPayload { kind: Some(job_payload::Kind::Hash(HashJob { messages: Vec::new(), packed, message_len })) }
 }
 
 pub fn keyed_message(key: [u8; 32], data: &[u8]) -> HashMessage {

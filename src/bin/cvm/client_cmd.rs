@@ -329,7 +329,7 @@ fn print_job(job: &Job) -> anyhow::Result<()> {
             out!("job {} ({kind}): succeeded", job.job_id)?;
             match &result.kind {
                 Some(job_result::Kind::Hash(h)) => {
-                    for d in &h.digests {
+                    for d in h.digests.iter().map(Vec::as_slice).chain(h.packed_digests.chunks(32)) {
                         out!("{}", hex_encode(d))?;
                     }
                 }
@@ -376,7 +376,11 @@ pub fn job_json(job: &Job) -> Value {
         let backends: serde_json::Map<String, Value> =
             r.backends.iter().map(|b| (b.stage.clone(), Value::String(b.backend.clone()))).collect();
         let body = match &r.kind {
-            Some(job_result::Kind::Hash(h)) => json!({"digests": h.digests.iter().map(|d| hex_encode(d)).collect::<Vec<_>>()}),
+            Some(job_result::Kind::Hash(h)) => {
+                // Packed digests (from a packed job another client sent) list the same way.
+                let digests = h.digests.iter().map(Vec::as_slice).chain(h.packed_digests.chunks(32));
+                json!({"digests": digests.map(hex_encode).collect::<Vec<_>>()})
+            }
             Some(job_result::Kind::MerkleRoot(m)) => json!({"root": hex_encode(&m.root)}),
             Some(job_result::Kind::Msm(m)) => json!({"point": hex_encode(&m.point)}),
             Some(job_result::Kind::ExecuteBatch(b)) => {
@@ -502,7 +506,7 @@ fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<Jo
                 };
                 out.push(HashMessage { data, mode });
             }
-            job_payload::Kind::Hash(HashJob { messages: out })
+            job_payload::Kind::Hash(HashJob { messages: out, ..HashJob::default() })
         }
         JobFile::MerkleRoot { leaves } => {
             let leaves = leaves

@@ -6,6 +6,16 @@ use crate::service::proto::hash_message::Mode;
 use crate::service::proto::{HashJob, HashResult, MerkleRootJob, MerkleRootResult};
 use crate::ResolvedBackend;
 
+/// A checked hash job, borrowed from the payload.
+pub(super) enum Messages<'a> {
+    OneByOne(Vec<Message<'a>>),
+    /// Plain messages of `message_len` bytes, end to end.
+    Packed {
+        data: &'a [u8],
+        message_len: usize,
+    },
+}
+
 /// One message of a hash job, borrowed from the payload.
 pub(super) enum Message<'a> {
     Plain(&'a [u8]),
@@ -13,7 +23,27 @@ pub(super) enum Message<'a> {
     DeriveKey(&'a str, &'a [u8]),
 }
 
-pub(super) fn parse_hash(job: &HashJob) -> Result<Vec<Message<'_>>, BadPayload> {
+pub(super) fn parse_hash(job: &HashJob) -> Result<Messages<'_>, BadPayload> {
+    if job.packed.is_empty() && job.message_len == 0 {
+        return parse_messages(job).map(Messages::OneByOne);
+    }
+    if !job.messages.is_empty() {
+        return Err(BadPayload::new("hash", "both messages and packed are set; send one or the other"));
+    }
+    let message_len = job.message_len as usize;
+    if message_len == 0 {
+        return Err(BadPayload::new("hash.message_len", "0; packed messages need their length"));
+    }
+    if !job.packed.len().is_multiple_of(message_len) {
+        return Err(BadPayload::new(
+            "hash.packed",
+            format!("{} bytes, not a whole number of {message_len}-byte messages", job.packed.len()),
+        ));
+    }
+    Ok(Messages::Packed { data: &job.packed, message_len })
+}
+
+fn parse_messages(job: &HashJob) -> Result<Vec<Message<'_>>, BadPayload> {
     job.messages
         .iter()
         .enumerate()
@@ -46,10 +76,27 @@ pub(super) fn parse_leaves(job: &MerkleRootJob) -> Result<Vec<[u8; 32]>, BadPayl
 }
 
 /// The digests in order, and where they were computed.
-pub(super) fn run_hash(
-    messages: &[Message<'_>],
-    engines: &Engines,
-) -> Result<(HashResult, ResolvedBackend), WorkError> {
+pub(super) fn run_hash(messages: &Messages<'_>, engines: &Engines) -> Result<(HashResult, ResolvedBackend), WorkError> {
+    match messages {
+        Messages::OneByOne(messages) => run_messages(messages, engines),
+        Messages::Packed { data, message_len } => run_packed(data, *message_len, engines),
+    }
+}
+
+fn run_packed(data: &[u8], message_len: usize, engines: &Engines) -> Result<(HashResult, ResolvedBackend), WorkError> {
+    let mut pool = HashPool::on(&engines.hashing);
+    let backend = pool.backend();
+    let range = pool.hash_fixed(data, message_len).map_err(|e| WorkError::Internal(format!("hashing: {e}")))?;
+    {
+        let _device = engines.device_stage(backend);
+        pool.flush().map_err(|e| WorkError::Internal(format!("hashing: {e}")))?;
+    }
+    let digests = pool.get_range(range).ok_or_else(|| WorkError::Internal("a digest went missing".into()))?;
+    let ran = if pool.gpu_fallbacks() > 0 { ResolvedBackend::Cpu } else { backend };
+    Ok((HashResult { digests: Vec::new(), packed_digests: digests.as_flattened().to_vec() }, ran))
+}
+
+fn run_messages(messages: &[Message<'_>], engines: &Engines) -> Result<(HashResult, ResolvedBackend), WorkError> {
     let mut pool = HashPool::on(&engines.hashing);
     let bytes: usize = messages.iter().map(message_len).sum();
     pool.reserve(messages.len(), bytes);
@@ -71,7 +118,7 @@ pub(super) fn run_hash(
         .map(|h| pool.get(h).map(|d| d.to_vec()).ok_or_else(|| WorkError::Internal("a digest went missing".into())))
         .collect::<Result<_, _>>()?;
     let ran = if pool.gpu_fallbacks() > 0 { ResolvedBackend::Cpu } else { backend };
-    Ok((HashResult { digests }, ran))
+    Ok((HashResult { digests, packed_digests: Vec::new() }, ran))
 }
 
 fn message_len(m: &Message<'_>) -> usize {

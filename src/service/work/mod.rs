@@ -109,8 +109,15 @@ pub trait Progress {
     fn stage(&self, name: &str) -> bool;
 }
 
+/// A job's result, and the proofs it made (for the metrics).
+pub struct Done {
+    pub result: JobResult,
+    pub proofs: u64,
+}
+
 /// Run a job. `Ok(None)` means it was cancelled at a stage boundary.
-pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> Result<Option<JobResult>, WorkError> {
+pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> Result<Option<Done>, WorkError> {
+    let mut proofs = 0;
     let (kind, backends) = match &payload.kind {
         Some(PayloadKind::Hash(job)) => {
             let messages = hash::parse_hash(job)?;
@@ -138,7 +145,10 @@ pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> 
         }
         Some(PayloadKind::ProveOps(job)) => {
             let parsed = prove_ops::parse(job)?;
-            let Some((result, backend, _)) = prove_ops::run(parsed, &engines.keys, progress)? else { return Ok(None) };
+            let Some((result, backend, made)) = prove_ops::run(parsed, &engines.keys, progress)? else {
+                return Ok(None);
+            };
+            proofs = made;
             (job_result::Kind::ProveOps(result), vec![stage("prove", backend)])
         }
         Some(PayloadKind::ExecuteBatch(_)) => {
@@ -146,7 +156,7 @@ pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> 
         }
         None => return Err(no_job().into()),
     };
-    Ok(Some(JobResult { kind: Some(kind), backends }))
+    Ok(Some(Done { result: JobResult { kind: Some(kind), backends }, proofs }))
 }
 
 fn stage(name: &str, backend: ResolvedBackend) -> StageBackend {
