@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prost::Message;
 use tokio::sync::{oneshot, watch};
 
-use super::hot::HotPayloads;
+use super::hot::Hot;
 use super::journal::{is_final, Accepted, JobRecord, Journal, JournalError};
 use super::metrics::Metrics;
 use super::proto::job_payload::Kind as PayloadKind;
@@ -19,7 +19,7 @@ use super::proto::{
 };
 use super::scheduler::{QueueFull, Reservation, Scheduler};
 use super::work::batch::{self, BatchRunner};
-use super::work::{self, BadPayload, Engines, Progress, WorkError};
+use super::work::{self, BadPayload, Engines, Progress, Ready, WorkError};
 
 /// Why a call was refused; the server maps each to its gRPC status.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +111,7 @@ struct Pending<'a> {
     reservation: Reservation<'a>,
     record: JobRecord,
     /// The payload kept in memory for the runner, with its encoded size.
-    hot: Option<(JobPayload, usize)>,
+    hot: Option<(Ready, usize)>,
 }
 
 pub struct Core {
@@ -129,7 +129,8 @@ pub struct Core {
     pub batches: Mutex<BatchRunner>,
     /// The MSM engine's fallback count already in the metrics.
     msm_fallbacks_seen: std::sync::atomic::AtomicU64,
-    hot: HotPayloads,
+    /// Queued jobs' work kept in memory for their runner.
+    hot: Hot<Ready>,
 }
 
 impl Core {
@@ -151,7 +152,7 @@ impl Core {
             result_ttl,
             batches: Mutex::new(batches),
             msm_fallbacks_seen: std::sync::atomic::AtomicU64::new(0),
-            hot: HotPayloads::default(),
+            hot: Hot::default(),
         }
     }
 
@@ -230,7 +231,7 @@ impl Core {
                 None
             }
         };
-        work::check(&payload, &self.engines)?;
+        let parsed = work::check(&payload, &self.engines)?;
         let encoded = payload.encode_to_vec();
         let digest = *blake3::hash(&encoded).as_bytes();
         let now = now_ms();
@@ -255,7 +256,11 @@ impl Core {
         };
         let record = JobRecord { job, payload_digest: digest, batch_head: 0 };
         let size = encoded.len();
-        let hot = self.hot.reserve(size).then_some((payload, size));
+        let ready = match parsed {
+            Some(batch) => Ready::Batch(Box::new(batch)),
+            None => Ready::Payload(payload),
+        };
+        let hot = self.hot.reserve(size).then_some((ready, size));
         let accepted = self.journal.accept_soon(record.clone(), encoded);
         Ok(Checked::Recording(Box::new(Pending { reservation, record, hot }), accepted))
     }
@@ -435,10 +440,11 @@ impl Core {
     }
 
     fn run_one(self: &Arc<Self>, id: u64) -> Result<(), JournalError> {
-        let Some((mut record, payload)) = self.runnable(id)? else { return Ok(()) };
-        if let Some(PayloadKind::ExecuteBatch(job)) = payload.kind {
-            return self.run_batches(record, job);
-        }
+        let Some((mut record, ready)) = self.runnable(id)? else { return Ok(()) };
+        let payload = match ready {
+            Ready::Payload(payload) if !matches!(payload.kind, Some(PayloadKind::ExecuteBatch(_))) => payload,
+            batch => return self.run_batches(record, batch),
+        };
         self.start(&mut record, false)?;
         let outcome = self.execute(&mut record, |progress| work::run(&payload, &self.engines, progress));
         let outcome = outcome.map(|done| {
@@ -493,12 +499,12 @@ impl Core {
     /// Batch jobs, on the store's runner: the job taken and the batch jobs
     /// queued behind it (up to [`PIPELINE`]) run as one pipeline, in
     /// submission order, each committed exactly once in effect.
-    fn run_batches(&self, first: JobRecord, first_job: super::proto::ExecuteBatchJob) -> Result<(), JournalError> {
-        let mut group = vec![(first, first_job)];
+    fn run_batches(self: &Arc<Self>, first: JobRecord, first_batch: Ready) -> Result<(), JournalError> {
+        let mut group = vec![(first, first_batch)];
         while group.len() < PIPELINE {
             let Some(id) = self.scheduler.take_queued(JobKind::ExecuteBatch) else { break };
             // Taken here, so finished here: `run_jobs` finishes only the first.
-            let member = self.batch_member(id);
+            let member = self.runnable(id);
             self.scheduler.finished(JobKind::ExecuteBatch);
             match member {
                 Ok(Some(member)) => group.push(member),
@@ -508,7 +514,7 @@ impl Core {
         }
         let mut runner = self.batches.lock().unwrap_or_else(|p| p.into_inner());
         let mut ready = Vec::with_capacity(group.len());
-        for (mut record, job) in group {
+        for (mut record, batch) in group {
             let request_id = record.job.request_id.clone();
             if record.job.attempts > 0 {
                 // Interrupted before: did it commit?
@@ -528,10 +534,19 @@ impl Core {
                     }
                 }
             }
-            let parsed = match batch::parse(&job, &format!("job {}", record.job.job_id)) {
-                Ok(parsed) => parsed,
-                Err(e) => {
-                    self.end_logged(&mut record, Err(("INVALID_ARGUMENT", e.to_string())));
+            let parsed = match batch {
+                Ready::Batch(parsed) => *parsed,
+                Ready::Payload(JobPayload { kind: Some(PayloadKind::ExecuteBatch(job)) }) => {
+                    match batch::parse(&job, &format!("job {}", record.job.job_id)) {
+                        Ok(parsed) => parsed,
+                        Err(e) => {
+                            self.end_logged(&mut record, Err(("INVALID_ARGUMENT", e.to_string())));
+                            continue;
+                        }
+                    }
+                }
+                Ready::Payload(_) => {
+                    self.end_logged(&mut record, Err(("INTERNAL", "a batch job's payload holds no batch".into())));
                     continue;
                 }
             };
@@ -558,13 +573,16 @@ impl Core {
         if ready.is_empty() {
             return Ok(());
         }
-        let (mut records, prepared): (Vec<JobRecord>, Vec<_>) = ready.into_iter().unzip();
+        let (records, prepared): (Vec<JobRecord>, Vec<_>) = ready.into_iter().unzip();
         let started = Instant::now();
         let outcomes = runner.execute(&prepared);
         drop(runner);
         self.metrics.stage_seconds("execute", started.elapsed().as_secs_f64());
         let backend = super::work::backend_name(self.engines.hashing.resolved());
-        for (record, outcome) in records.iter_mut().zip(outcomes) {
+        // Committed (or refused) in the store: their ends are written together,
+        // without holding the runner (a crash before then finds each commit
+        // by its request id).
+        for (record, outcome) in records.into_iter().zip(outcomes) {
             let outcome = match outcome {
                 Ok((result, proofs)) => {
                     self.metrics.proofs.inc_by(proofs);
@@ -575,7 +593,7 @@ impl Core {
                 }
                 Err(e) => Err((e.code(), e.to_string())),
             };
-            self.end_logged(record, outcome);
+            self.end_soon(record, outcome);
         }
         Ok(())
     }
@@ -583,7 +601,7 @@ impl Core {
     /// A job taken from its queue, with its payload; None when there is
     /// nothing to run: it ended already, or ends here (its deadline passed
     /// before it ever started, or its payload is missing).
-    fn runnable(&self, id: u64) -> Result<Option<(JobRecord, JobPayload)>, JournalError> {
+    fn runnable(&self, id: u64) -> Result<Option<(JobRecord, Ready)>, JournalError> {
         let hot = self.hot.take(id);
         let Some(mut record) = self.journal.get(id)? else { return Ok(None) };
         if is_final(record.job.state()) {
@@ -597,26 +615,13 @@ impl Core {
             self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)))?;
             return Ok(None);
         }
-        if let Some(payload) = hot {
-            return Ok(Some((record, payload)));
+        if let Some(ready) = hot {
+            return Ok(Some((record, ready)));
         }
         match self.journal.payload(id)? {
-            Some(payload) => Ok(Some((record, payload))),
+            Some(payload) => Ok(Some((record, Ready::Payload(payload)))),
             None => {
                 self.end(&mut record, Err(("INTERNAL", "the job's payload is missing from the job store".into())))?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// A queued batch job taken to join a pipeline: its record and payload,
-    /// or None when it ended here.
-    fn batch_member(&self, id: u64) -> Result<Option<(JobRecord, super::proto::ExecuteBatchJob)>, JournalError> {
-        let Some((mut record, payload)) = self.runnable(id)? else { return Ok(None) };
-        match payload.kind {
-            Some(PayloadKind::ExecuteBatch(job)) => Ok(Some((record, job))),
-            _ => {
-                self.end(&mut record, Err(("INTERNAL", "a batch job's payload holds no batch".into())))?;
                 Ok(None)
             }
         }

@@ -1,26 +1,30 @@
-//! Small payloads of queued jobs, kept in memory from their accept to their
-//! start, so that their runner need not read them back from the job store
-//! (the store keeps them too: that is what a restart runs). Bounded in
-//! bytes; a payload that does not fit is read back as before.
+//! Queued jobs' work, kept in memory from their accept to their start, so
+//! that their runner need not read their payload back from the job store
+//! and check it again (the store keeps it too: that is what a restart
+//! runs). Bounded in bytes (counted as the payload's encoded size); work
+//! that does not fit is read back as before.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::proto::JobPayload;
-
 /// The largest payload kept (encoded bytes).
-pub const HOT_PAYLOAD_BYTES: usize = 64 << 10;
+pub const HOT_PAYLOAD_BYTES: usize = 64 << 20;
 /// The most payload bytes kept at once.
-pub const HOT_TOTAL_BYTES: usize = 64 << 20;
+pub const HOT_TOTAL_BYTES: usize = 256 << 20;
 
-#[derive(Default)]
-pub struct HotPayloads {
-    jobs: Mutex<HashMap<u64, (JobPayload, usize)>>,
+pub struct Hot<T> {
+    jobs: Mutex<HashMap<u64, (T, usize)>>,
     bytes: AtomicUsize,
 }
 
-impl HotPayloads {
+impl<T> Default for Hot<T> {
+    fn default() -> Self {
+        Hot { jobs: Mutex::new(HashMap::new()), bytes: AtomicUsize::new(0) }
+    }
+}
+
+impl<T> Hot<T> {
     /// Make room for a payload of `size` encoded bytes; false when it is too
     /// large or the room is taken (then it is not kept).
     pub fn reserve(&self, size: usize) -> bool {
@@ -40,13 +44,13 @@ impl HotPayloads {
         self.bytes.fetch_sub(size, Ordering::Relaxed);
     }
 
-    /// Keep a payload whose room was reserved.
-    pub fn insert(&self, id: u64, payload: JobPayload, size: usize) {
+    /// Keep a job's work whose room was reserved.
+    pub fn insert(&self, id: u64, payload: T, size: usize) {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (payload, size));
     }
 
-    /// The job's payload, if kept (it is kept no longer).
-    pub fn take(&self, id: u64) -> Option<JobPayload> {
+    /// The job's work, if kept (it is kept no longer).
+    pub fn take(&self, id: u64) -> Option<T> {
         let (payload, size) = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id)?;
         self.release(size);
         Some(payload)
@@ -64,12 +68,12 @@ mod tests {
 
     #[test]
     fn room_is_bounded_and_given_back() {
-        let hot = HotPayloads::default();
+        let hot = Hot::<()>::default();
         assert!(!hot.reserve(HOT_PAYLOAD_BYTES + 1), "too large to keep");
         let n = HOT_TOTAL_BYTES / HOT_PAYLOAD_BYTES;
         for id in 0..n as u64 {
             assert!(hot.reserve(HOT_PAYLOAD_BYTES));
-            hot.insert(id, JobPayload::default(), HOT_PAYLOAD_BYTES);
+            hot.insert(id, (), HOT_PAYLOAD_BYTES);
         }
         assert!(!hot.reserve(1), "full");
         assert_eq!(hot.bytes(), HOT_TOTAL_BYTES);

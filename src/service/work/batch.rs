@@ -23,12 +23,15 @@ use crate::ExecutionMode;
 /// The default operations per proof (as `cvm run`'s).
 pub const DEFAULT_OPS_PER_PROOF: usize = 4;
 
-/// A checked batch job.
+/// A checked batch job (checked at submit, and handed to its runner as it
+/// is when it is still in memory then: a large batch is parsed once).
 pub struct Parsed {
     checked: CheckedBatch,
     mode: ExecutionMode,
     ops_per_proof: usize,
-    job: ExecuteBatchJob,
+    fail_fast: bool,
+    all_or_nothing: bool,
+    no_prove: bool,
 }
 
 pub fn parse(job: &ExecuteBatchJob, origin: &str) -> Result<Parsed, BadPayload> {
@@ -50,7 +53,14 @@ pub fn parse(job: &ExecuteBatchJob, origin: &str) -> Result<Parsed, BadPayload> 
     let file =
         BatchFile::parse(text, origin).map_err(|e| BadPayload::new("execute_batch.batch_json", e.to_string()))?;
     let checked = check_inline(file, origin).map_err(|e| BadPayload::new("execute_batch.batch_json", e.to_string()))?;
-    Ok(Parsed { checked, mode, ops_per_proof, job: job.clone() })
+    Ok(Parsed {
+        checked,
+        mode,
+        ops_per_proof,
+        fail_fast: job.fail_fast,
+        all_or_nothing: job.all_or_nothing,
+        no_prove: job.no_prove,
+    })
 }
 
 /// The store and what batch jobs need beside it.
@@ -87,7 +97,7 @@ impl BatchRunner {
         engines: &Engines,
         progress: &dyn Progress,
     ) -> Result<Option<Prepared>, WorkError> {
-        let Parsed { checked, mode, ops_per_proof, job } = parsed;
+        let Parsed { checked, mode, ops_per_proof, fail_fast, all_or_nothing, no_prove } = parsed;
         let keys_path = self.data_dir.join("keys.json");
         let keys = match mode.writes_store() {
             true => Keys::Create(&keys_path),
@@ -99,14 +109,14 @@ impl BatchRunner {
         let mut tx = TransactionContext::new(mode);
         tx.hashing = engines.hashing.clone();
         tx.request_id = Some(request_id.to_string());
-        if job.fail_fast {
+        if fail_fast {
             tx = tx.fail_fast();
         }
-        if job.all_or_nothing {
+        if all_or_nothing {
             tx = tx.all_or_nothing();
         }
         match mode {
-            _ if job.no_prove => {}
+            _ if no_prove => {}
             ExecutionMode::Standard | ExecutionMode::ProofGeneration => {
                 if !progress.stage("load keys") {
                     return Ok(None);

@@ -87,16 +87,23 @@ pub fn kind_of(payload: &JobPayload) -> Result<JobKind, BadPayload> {
     }
 }
 
-/// Check a payload without running it (at submit).
-pub fn check(payload: &JobPayload, engines: &Engines) -> Result<(), BadPayload> {
+/// Check a payload without running it (at submit). A batch comes back
+/// parsed, for its runner.
+pub fn check(payload: &JobPayload, engines: &Engines) -> Result<Option<batch::Parsed>, BadPayload> {
     match &payload.kind {
-        Some(PayloadKind::Hash(job)) => hash::parse_hash(job).map(drop),
-        Some(PayloadKind::MerkleRoot(job)) => hash::parse_leaves(job).map(drop),
-        Some(PayloadKind::Msm(job)) => msm::parse(job, &engines.bases).map(drop),
-        Some(PayloadKind::ExecuteBatch(job)) => batch::parse(job, "the batch").map(drop),
-        Some(PayloadKind::ProveOps(job)) => prove_ops::parse(job).map(drop),
+        Some(PayloadKind::Hash(job)) => hash::parse_hash(job).map(|_| None),
+        Some(PayloadKind::MerkleRoot(job)) => hash::parse_leaves(job).map(|_| None),
+        Some(PayloadKind::Msm(job)) => msm::parse(job, &engines.bases).map(|_| None),
+        Some(PayloadKind::ExecuteBatch(job)) => batch::parse(job, "the batch").map(Some),
+        Some(PayloadKind::ProveOps(job)) => prove_ops::parse(job).map(|_| None),
         None => Err(no_job()),
     }
+}
+
+/// A job's work as its runner takes it: the payload, or a batch already parsed.
+pub enum Ready {
+    Payload(JobPayload),
+    Batch(Box<batch::Parsed>),
 }
 
 fn no_job() -> BadPayload {
