@@ -7,6 +7,9 @@
 //! gather, and one fsync then covers them all (group commit). A write that
 //! must survive a crash (an accept, an ending) makes its transaction
 //! durable; one that need not (a job starting) rides along with the next.
+//!
+//! Payloads and results of a megabyte or more are kept in files beside the
+//! store ([`super::blobs`]), written by the thread that made them.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -17,13 +20,14 @@ use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
+use super::blobs::{Blobs, Stored};
 use super::proto::{Job, JobPayload, JobResult, JobState};
 
 /// Job id → payload digest ‖ the job (its result left out).
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
-/// Job id → payload, removed when the job ends.
+/// Job id → payload ([`Stored`]), removed when the job ends.
 const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
-/// Job id → result, kept with the job.
+/// Job id → result ([`Stored`]), kept with the job.
 const RESULTS: TableDefinition<u64, &[u8]> = TableDefinition::new("results");
 /// Caller's request id → job id.
 const REQUESTS: TableDefinition<&str, u64> = TableDefinition::new("requests");
@@ -47,6 +51,26 @@ pub enum JournalError {
     Stopped,
     #[error("the job store {path}: {reason}")]
     Internal { path: PathBuf, reason: String },
+}
+
+impl JournalError {
+    /// The same error for each writer of a group that failed together.
+    fn again(&self) -> JournalError {
+        match self {
+            JournalError::Busy { path } => JournalError::Busy { path: path.clone() },
+            JournalError::Database { path, source } => {
+                JournalError::Internal { path: path.clone(), reason: source.to_string() }
+            }
+            JournalError::Damaged { job, reason } => JournalError::Damaged { job: *job, reason: reason.clone() },
+            JournalError::Conflict { request_id, job } => {
+                JournalError::Conflict { request_id: request_id.clone(), job: *job }
+            }
+            JournalError::Stopped => JournalError::Stopped,
+            JournalError::Internal { path, reason } => {
+                JournalError::Internal { path: path.clone(), reason: reason.clone() }
+            }
+        }
+    }
 }
 
 fn db_error(path: &Path, e: impl Into<redb::Error>) -> JournalError {
@@ -111,12 +135,14 @@ type Then = dyn FnOnce(Result<(), JournalError>, JobRecord, Option<JobResult>) +
 enum Write {
     Accept {
         record: Box<JobRecord>,
-        payload: Vec<u8>,
+        payload: Stored,
         reply: oneshot::Sender<Result<Accepted, JournalError>>,
     },
     Update {
         record: Box<JobRecord>,
+        /// Handed back to a [`Reply::Then`]; written as `stored`.
         result: Option<JobResult>,
+        stored: Option<Stored>,
         durable: bool,
         reply: Reply,
     },
@@ -129,6 +155,15 @@ enum Write {
 }
 
 impl Write {
+    /// The file this write brings (to remove if it is not committed).
+    fn blob(&self) -> Option<&str> {
+        match self {
+            Write::Accept { payload, .. } => payload.blob_name(),
+            Write::Update { stored: Some(stored), .. } => stored.blob_name(),
+            _ => None,
+        }
+    }
+
     fn durable(&self) -> bool {
         match self {
             Write::Accept { .. } | Write::Forget { .. } => true,
@@ -143,6 +178,7 @@ impl Write {
 pub struct Journal {
     db: Arc<Database>,
     path: PathBuf,
+    blobs: Arc<Blobs>,
     writes: mpsc::Sender<Write>,
     committer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
@@ -169,17 +205,31 @@ impl Journal {
             tx.open_table(META).map_err(|e| db_error(&path, e))?;
         }
         tx.commit().map_err(|e| db_error(&path, e))?;
+        let blobs = Arc::new(Blobs::open(data_dir).map_err(|e| db_error(&path, redb::StorageError::Io(e)))?);
+        let referred = referred_blobs(&db, &path)?;
+        let swept = blobs.sweep(&referred).map_err(|e| db_error(&path, redb::StorageError::Io(e)))?;
+        if swept > 0 {
+            tracing::info!("removed {swept} job store file(s) no record refers to (left by a crash)");
+        }
         let db = Arc::new(db);
         let (writes, queue) = mpsc::channel();
         let committer = {
             let db = db.clone();
             let path = path.clone();
+            let blobs = blobs.clone();
             std::thread::Builder::new()
                 .name("cvm-journal".into())
-                .spawn(move || commit_loop(&db, &path, queue))
+                .spawn(move || commit_loop(&db, &path, &blobs, queue))
                 .expect("spawning the journal's committer")
         };
-        Ok(Journal { db, path, writes, committer: Arc::new(std::sync::Mutex::new(Some(committer))) })
+        Ok(Journal { db, path, blobs, writes, committer: Arc::new(std::sync::Mutex::new(Some(committer))) })
+    }
+
+    fn stored(&self, bytes: Vec<u8>) -> Result<Stored, JournalError> {
+        self.blobs.store(bytes).map_err(|e| JournalError::Internal {
+            path: self.path.clone(),
+            reason: format!("writing a value's file beside the job store: {e}"),
+        })
     }
 
     /// Record a new job durably, or find the job its request id names.
@@ -197,10 +247,22 @@ impl Journal {
         payload: Vec<u8>,
     ) -> oneshot::Receiver<Result<Accepted, JournalError>> {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::SendError(Write::Accept { reply, .. })) =
+        let payload = match self.stored(payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return answer;
+            }
+        };
+        if let Err(mpsc::SendError(write)) =
             self.writes.send(Write::Accept { record: Box::new(record), payload, reply })
         {
-            let _ = reply.send(Err(JournalError::Stopped));
+            if let Some(name) = write.blob() {
+                self.blobs.remove(&[name.to_string()]);
+            }
+            if let Write::Accept { reply, .. } = write {
+                let _ = reply.send(Err(JournalError::Stopped));
+            }
         }
         answer
     }
@@ -208,11 +270,13 @@ impl Journal {
     /// Write a job's new state; with `durable`, wait until it is on disk.
     /// An ended job's payload is removed and its result kept.
     pub fn update(&self, record: &JobRecord, result: Option<JobResult>, durable: bool) -> Result<(), JournalError> {
+        let stored = result.as_ref().map(|r| self.stored(r.encode_to_vec())).transpose()?;
+        let record = Box::new(record.clone());
         if !durable {
-            return self.send(Write::Update { record: Box::new(record.clone()), result, durable, reply: Reply::None });
+            return self.send(Write::Update { record, result: None, stored, durable, reply: Reply::None });
         }
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Write::Update { record: Box::new(record.clone()), result, durable, reply: Reply::Wait(reply) })?;
+        self.send(Write::Update { record, result: None, stored, durable, reply: Reply::Wait(reply) })?;
         answer.recv().map_err(|_| JournalError::Stopped)?
     }
 
@@ -225,12 +289,24 @@ impl Journal {
         result: Option<JobResult>,
         then: impl FnOnce(Result<(), JournalError>, JobRecord, Option<JobResult>) + Send + 'static,
     ) {
-        let write =
-            Write::Update { record: Box::new(record), result, durable: true, reply: Reply::Then(Box::new(then)) };
-        if let Err(Write::Update { reply: Reply::Then(then), record, result, .. }) =
-            self.writes.send(write).map_err(|e| e.0)
-        {
-            then(Err(JournalError::Stopped), *record, result);
+        let stored = match result.as_ref().map(|r| self.stored(r.encode_to_vec())).transpose() {
+            Ok(stored) => stored,
+            Err(e) => return then(Err(e), record, result),
+        };
+        let write = Write::Update {
+            record: Box::new(record),
+            result,
+            stored,
+            durable: true,
+            reply: Reply::Then(Box::new(then)),
+        };
+        if let Err(mpsc::SendError(write)) = self.writes.send(write) {
+            if let Some(name) = write.blob() {
+                self.blobs.remove(&[name.to_string()]);
+            }
+            if let Write::Update { reply: Reply::Then(then), record, result, .. } = write {
+                then(Err(JournalError::Stopped), *record, result);
+            }
         }
     }
 
@@ -252,10 +328,10 @@ impl Journal {
         let Some(bytes) = jobs.get(id).map_err(|e| db_error(&self.path, e))? else { return Ok(None) };
         let mut record = JobRecord::decode(id, bytes.value())?;
         let results = rx.open_table(RESULTS).map_err(|e| db_error(&self.path, e))?;
-        if let Some(result) = results.get(id).map_err(|e| db_error(&self.path, e))? {
-            let result = JobResult::decode(result.value())
-                .map_err(|e| JournalError::Damaged { job: id, reason: format!("result: {e}") })?;
-            record.job.result = Some(result);
+        if let Some(stored) = results.get(id).map_err(|e| db_error(&self.path, e))? {
+            let damaged = |e: String| JournalError::Damaged { job: id, reason: format!("result: {e}") };
+            let bytes = Stored::decode(stored.value()).and_then(|s| self.blobs.load(s)).map_err(damaged)?;
+            record.job.result = Some(JobResult::decode(bytes.as_slice()).map_err(|e| damaged(e.to_string()))?);
         }
         Ok(Some(record))
     }
@@ -275,10 +351,10 @@ impl Journal {
     pub fn payload(&self, id: u64) -> Result<Option<JobPayload>, JournalError> {
         let rx = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
         let payloads = rx.open_table(PAYLOADS).map_err(|e| db_error(&self.path, e))?;
-        let Some(bytes) = payloads.get(id).map_err(|e| db_error(&self.path, e))? else { return Ok(None) };
-        JobPayload::decode(bytes.value())
-            .map(Some)
-            .map_err(|e| JournalError::Damaged { job: id, reason: format!("payload: {e}") })
+        let Some(stored) = payloads.get(id).map_err(|e| db_error(&self.path, e))? else { return Ok(None) };
+        let damaged = |e: String| JournalError::Damaged { job: id, reason: format!("payload: {e}") };
+        let bytes = Stored::decode(stored.value()).and_then(|s| self.blobs.load(s)).map_err(damaged)?;
+        JobPayload::decode(bytes.as_slice()).map(Some).map_err(|e| damaged(e.to_string()))
     }
 
     /// Every job, oldest first, without results.
@@ -344,8 +420,10 @@ impl Journal {
 
 /// The committer: each turn takes every write waiting (up to
 /// [`GROUP_LIMIT`]) into one transaction, commits it, and answers them all.
-fn commit_loop(db: &Database, path: &Path, queue: mpsc::Receiver<Write>) {
+fn commit_loop(db: &Database, path: &Path, blobs: &Blobs, queue: mpsc::Receiver<Write>) {
     let mut stopping = false;
+    // Files whose references are gone, removed once that is durable.
+    let mut unreferenced: Vec<String> = Vec::new();
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_LIMIT {
@@ -360,17 +438,22 @@ fn commit_loop(db: &Database, path: &Path, queue: mpsc::Receiver<Write>) {
             stopping = true;
         }
         let durable = group.iter().any(Write::durable);
-        match commit_group(db, path, &group, durable) {
+        match commit_group(db, path, &group, durable, &mut unreferenced) {
             Ok(answers) => {
+                if durable {
+                    blobs.remove(&std::mem::take(&mut unreferenced));
+                }
                 for (write, answer) in group.into_iter().zip(answers) {
                     reply(write, answer);
                 }
             }
             Err(e) => {
-                // Nothing of the group was written: every writer hears why.
-                let message = e.to_string();
+                // Nothing of the group was written: its files go, and every
+                // writer hears why.
+                let brought: Vec<String> = group.iter().filter_map(|w| w.blob().map(str::to_string)).collect();
+                blobs.remove(&brought);
                 for write in group {
-                    reply(write, Err(JournalError::Damaged { job: 0, reason: message.clone() }));
+                    reply(write, Err(e.again()));
                 }
             }
         }
@@ -401,7 +484,16 @@ fn reply(write: Write, answer: Answer) {
     }
 }
 
-fn commit_group(db: &Database, path: &Path, group: &[Write], durable: bool) -> Result<Vec<Answer>, JournalError> {
+/// Commit a group's writes in one transaction. The files whose references
+/// it drops are added to `unreferenced` (kept if it fails: nothing changed).
+fn commit_group(
+    db: &Database,
+    path: &Path,
+    group: &[Write],
+    durable: bool,
+    unreferenced: &mut Vec<String>,
+) -> Result<Vec<Answer>, JournalError> {
+    let mut dropped = Vec::new();
     let mut tx = db.begin_write().map_err(|e| db_error(path, e))?;
     tx.set_durability(if durable { Durability::Immediate } else { Durability::None })
         .map_err(|e| JournalError::Internal { path: path.to_path_buf(), reason: e.to_string() })?;
@@ -426,6 +518,8 @@ fn commit_group(db: &Database, path: &Path, group: &[Write], durable: bool) -> R
                                     return Err(JournalError::Damaged { job: id, reason: "request without job".into() })
                                 }
                             };
+                            // The retry's own copy of the payload is not kept.
+                            dropped.extend(payload.blob_name().map(str::to_string));
                             if existing.payload_digest == record.payload_digest {
                                 Ok(Some(Accepted::Existing(Box::new(existing))))
                             } else {
@@ -438,20 +532,22 @@ fn commit_group(db: &Database, path: &Path, group: &[Write], durable: bool) -> R
                             let mut record = record.clone();
                             record.job.job_id = id;
                             jobs.insert(id, record.encode().as_slice()).map_err(|e| db_error(path, e))?;
-                            payloads.insert(id, payload.as_slice()).map_err(|e| db_error(path, e))?;
+                            payloads.insert(id, payload.encode().as_slice()).map_err(|e| db_error(path, e))?;
                             requests.insert(record.job.request_id.as_str(), id).map_err(|e| db_error(path, e))?;
                             Ok(Some(Accepted::New(id)))
                         }
                     }
                 }
-                Write::Update { record, result, .. } => {
+                Write::Update { record, stored, .. } => {
                     let id = record.job.job_id;
                     jobs.insert(id, record.encode().as_slice()).map_err(|e| db_error(path, e))?;
                     if is_final(record.job.state()) {
-                        payloads.remove(id).map_err(|e| db_error(path, e))?;
+                        let old = payloads.remove(id).map_err(|e| db_error(path, e))?;
+                        dropped.extend(old.and_then(|v| blob_of(v.value())));
                     }
-                    if let Some(result) = result {
-                        results.insert(id, result.encode_to_vec().as_slice()).map_err(|e| db_error(path, e))?;
+                    if let Some(stored) = stored {
+                        let old = results.insert(id, stored.encode().as_slice()).map_err(|e| db_error(path, e))?;
+                        dropped.extend(old.and_then(|v| blob_of(v.value())));
                     }
                     Ok(None)
                 }
@@ -466,8 +562,10 @@ fn commit_group(db: &Database, path: &Path, group: &[Write], durable: bool) -> R
                         if let Some(request) = request {
                             requests.remove(request.as_str()).map_err(|e| db_error(path, e))?;
                         }
-                        payloads.remove(id).map_err(|e| db_error(path, e))?;
-                        results.remove(id).map_err(|e| db_error(path, e))?;
+                        let old = payloads.remove(id).map_err(|e| db_error(path, e))?;
+                        dropped.extend(old.and_then(|v| blob_of(v.value())));
+                        let old = results.remove(id).map_err(|e| db_error(path, e))?;
+                        dropped.extend(old.and_then(|v| blob_of(v.value())));
                     }
                     Ok(None)
                 }
@@ -477,7 +575,27 @@ fn commit_group(db: &Database, path: &Path, group: &[Write], durable: bool) -> R
         meta.insert(NEXT_ID, next).map_err(|e| db_error(path, e))?;
     }
     tx.commit().map_err(|e| db_error(path, e))?;
+    unreferenced.extend(dropped);
     Ok(answers)
+}
+
+/// The file a stored value refers to, if any.
+fn blob_of(value: &[u8]) -> Option<String> {
+    Stored::decode(value).ok()?.blob_name().map(str::to_string)
+}
+
+/// Every file the payloads and results refer to.
+fn referred_blobs(db: &Database, path: &Path) -> Result<std::collections::HashSet<String>, JournalError> {
+    let rx = db.begin_read().map_err(|e| db_error(path, e))?;
+    let mut referred = std::collections::HashSet::new();
+    for table in [PAYLOADS, RESULTS] {
+        let table = rx.open_table(table).map_err(|e| db_error(path, e))?;
+        for entry in table.iter().map_err(|e| db_error(path, e))? {
+            let (_, value) = entry.map_err(|e| db_error(path, e))?;
+            referred.extend(blob_of(value.value()));
+        }
+    }
+    Ok(referred)
 }
 
 /// Whether a job in `state` has ended.
@@ -535,6 +653,41 @@ mod tests {
         assert!(journal.get(id).unwrap().is_none());
         let Accepted::New(again) = journal.accept(record("a", 2), vec![]).unwrap() else { panic!("forgotten") };
         assert_ne!(again, id);
+    }
+
+    #[test]
+    fn large_payloads_and_results_live_in_files_that_go_with_their_references() {
+        use super::super::blobs::BLOB_BYTES;
+        use super::super::proto::{job_payload, job_result, HashJob, HashResult};
+        let dir = tempfile::tempdir().unwrap();
+        let files = || std::fs::read_dir(dir.path().join("job-blobs")).unwrap().count();
+        let journal = Journal::open(dir.path()).unwrap();
+        let hash = HashJob { packed: vec![3; BLOB_BYTES], message_len: 64, ..HashJob::default() };
+        let payload = JobPayload { kind: Some(job_payload::Kind::Hash(hash)) };
+        let Accepted::New(id) = journal.accept(record("big", 1), payload.encode_to_vec()).unwrap() else { panic!() };
+        assert_eq!(files(), 1, "the payload is a file");
+        assert_eq!(journal.payload(id).unwrap(), Some(payload.clone()));
+        // A retry's copy of the payload is not kept.
+        assert!(matches!(journal.accept(record("big", 1), payload.encode_to_vec()).unwrap(), Accepted::Existing(_)));
+        assert_eq!(files(), 1);
+
+        let mut done = journal.get(id).unwrap().unwrap();
+        done.job.set_state(JobState::Succeeded);
+        let digests = HashResult { packed_digests: vec![5; 2 * BLOB_BYTES], ..HashResult::default() };
+        let result = JobResult { kind: Some(job_result::Kind::Hash(digests)), backends: vec![] };
+        journal.update(&done, Some(result.clone()), true).unwrap();
+        assert_eq!(files(), 1, "the payload's file went with the payload; the result is a file");
+        assert_eq!(journal.get(id).unwrap().unwrap().job.result, Some(result.clone()));
+
+        // A file no record names (a crash between its write and its commit) goes at the next open.
+        journal.close();
+        drop(journal);
+        std::fs::write(dir.path().join("job-blobs").join("1-1"), b"orphan").unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        assert_eq!(files(), 1);
+        assert_eq!(journal.get(id).unwrap().unwrap().job.result, Some(result));
+        journal.forget(vec![id]).unwrap();
+        assert_eq!(files(), 0, "forgotten with its job");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+mod blobs;
 pub mod client;
 pub mod core;
 mod error;
