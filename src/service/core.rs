@@ -112,6 +112,8 @@ struct Pending<'a> {
     record: JobRecord,
     /// The payload kept in memory for the runner, with its encoded size.
     hot: Option<(Ready, usize)>,
+    /// The proving key set the job uses (0: none), for the scheduler.
+    key_set: u32,
 }
 
 pub struct Core {
@@ -232,6 +234,7 @@ impl Core {
             }
         };
         let parsed = work::check(&payload, &self.engines)?;
+        let key_set = work::key_set(&payload);
         let encoded = payload.encode_to_vec();
         let digest = *blake3::hash(&encoded).as_bytes();
         let now = now_ms();
@@ -262,7 +265,7 @@ impl Core {
         };
         let hot = self.hot.reserve(size).then_some((ready, size));
         let accepted = self.journal.accept_soon(record.clone(), encoded);
-        Ok(Checked::Recording(Box::new(Pending { reservation, record, hot }), accepted))
+        Ok(Checked::Recording(Box::new(Pending { reservation, record, hot, key_set }), accepted))
     }
 
     /// Queue a job once its record is on disk.
@@ -271,7 +274,7 @@ impl Core {
         pending: Box<Pending<'_>>,
         accepted: Result<Accepted, JournalError>,
     ) -> Result<Submitted, Refusal> {
-        let Pending { reservation, record, hot } = *pending;
+        let Pending { reservation, record, hot, key_set } = *pending;
         let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -289,7 +292,7 @@ impl Core {
                 if let Some((payload, size)) = hot {
                     self.hot.insert(id, payload, size);
                 }
-                let ahead = reservation.enqueue(id, job.priority);
+                let ahead = reservation.enqueue(id, job.priority, key_set);
                 self.metrics.accepted(kind_name(job.kind()));
                 let response = SubmitResponse { job_id: id, queue_position: ahead as u64, existing: false };
                 Ok(Submitted { response, events: Some(events) })

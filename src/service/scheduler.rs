@@ -4,17 +4,27 @@
 //! A submit first reserves a place ([`Scheduler::reserve`]): a full queue
 //! refuses at once (load shedding, not buffering), before anything is
 //! written. The place becomes a queued job once the journal has recorded it.
+//!
+//! Jobs that need a proving key set name it: among queued jobs of equal
+//! priority, one using the set the kind's last job used goes first (a set
+//! is served back to back while it is loaded), up to [`SAME_SET_RUN`] in a
+//! row past older jobs, so other sets are not starved.
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::proto::JobKind;
 
+/// The most jobs taken in a row ahead of older ones for sharing a key set.
+pub const SAME_SET_RUN: u32 = 16;
+
 /// A queued job's order: higher priority first, then lower id (earlier).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     priority: i32,
     id: u64,
+    /// The key set it uses (0: none).
+    set: u32,
 }
 
 impl Ord for Entry {
@@ -35,6 +45,32 @@ struct Queue {
     /// Places reserved by submits whose journal write is under way.
     reserved: usize,
     running: usize,
+    /// The key set the last job taken used, and how many were taken in a
+    /// row ahead of older jobs for it.
+    last_set: u32,
+    streak: u32,
+}
+
+impl Queue {
+    /// The next job: the most urgent, except that among jobs of its
+    /// priority one using the last job's key set goes first (bounded).
+    fn pop_next(&mut self) -> Option<Entry> {
+        let top = *self.heap.peek()?;
+        if self.last_set != 0 && top.set != self.last_set && self.streak < SAME_SET_RUN {
+            let same = self.heap.iter().filter(|e| e.priority == top.priority && e.set == self.last_set).max().copied();
+            if let Some(same) = same {
+                self.heap.retain(|e| e.id != same.id);
+                self.streak += 1;
+                return Some(same);
+            }
+        }
+        let entry = self.heap.pop()?;
+        self.streak = 0;
+        if entry.set != 0 {
+            self.last_set = entry.set;
+        }
+        Some(entry)
+    }
 }
 
 struct State {
@@ -112,7 +148,7 @@ impl Scheduler {
     /// Queue a job recovered at start (past the depth if need be: it was accepted).
     pub fn requeue(&self, kind: JobKind, id: u64, priority: i32) {
         let mut state = self.lock();
-        state.queues.entry(kind as i32).or_default().heap.push(Entry { priority, id });
+        state.queues.entry(kind as i32).or_default().heap.push(Entry { priority, id, set: 0 });
         state.wake(kind);
     }
 
@@ -148,7 +184,7 @@ impl Scheduler {
                 .max_by_key(|(_, e)| *e);
             if let Some((kind, _)) = best {
                 let queue = state.queues.get_mut(&(kind as i32)).expect("peeked");
-                let entry = queue.heap.pop().expect("peeked");
+                let entry = queue.pop_next().expect("peeked");
                 queue.running += 1;
                 return Some((kind, entry.id));
             }
@@ -164,7 +200,7 @@ impl Scheduler {
             return None;
         }
         let queue = state.queues.get_mut(&(kind as i32))?;
-        let entry = queue.heap.pop()?;
+        let entry = queue.pop_next()?;
         queue.running += 1;
         Some(entry.id)
     }
@@ -203,13 +239,14 @@ pub struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
-    /// The job is recorded: queue it. Returns the jobs ahead of it.
-    pub fn enqueue(mut self, id: u64, priority: i32) -> usize {
+    /// The job is recorded: queue it (`set`: the key set it uses, or 0).
+    /// Returns the jobs ahead of it.
+    pub fn enqueue(mut self, id: u64, priority: i32, set: u32) -> usize {
         self.used = true;
         let mut state = self.scheduler.lock();
         let queue = state.queues.entry(self.kind as i32).or_default();
         queue.reserved -= 1;
-        let entry = Entry { priority, id };
+        let entry = Entry { priority, id, set };
         let ahead = queue.heap.iter().filter(|e| **e > entry).count();
         queue.heap.push(entry);
         state.wake(self.kind);
@@ -240,7 +277,7 @@ mod tests {
         assert_eq!(s.reserve(JobKind::Hash).err(), Some(QueueFull { kind: JobKind::Hash, depth: 2 }));
         assert!(s.reserve(JobKind::Msm).is_ok(), "each kind has its own queue");
         drop(b);
-        assert_eq!(a.enqueue(1, 0), 0);
+        assert_eq!(a.enqueue(1, 0, 0), 0);
         assert!(s.reserve(JobKind::Hash).is_ok());
     }
 
@@ -248,13 +285,36 @@ mod tests {
     fn higher_priority_first_then_submission_order() {
         let s = Scheduler::new(10);
         for (id, priority) in [(1, 0), (2, 5), (3, 0), (4, 5)] {
-            s.reserve(JobKind::Hash).unwrap().enqueue(id, priority);
+            s.reserve(JobKind::Hash).unwrap().enqueue(id, priority, 0);
         }
         assert_eq!(s.position(JobKind::Hash, 3), Some(3));
         assert!(s.remove(JobKind::Hash, 3));
         let order: Vec<u64> = (0..3).map(|_| s.take(&[JobKind::Hash]).unwrap().1).collect();
         assert_eq!(order, vec![2, 4, 1]);
         assert_eq!(s.load(JobKind::Hash), Load { queued: 0, running: 3 });
+    }
+
+    #[test]
+    fn jobs_sharing_a_key_set_run_back_to_back_within_a_priority_and_a_bound() {
+        let s = Scheduler::new(100);
+        // Sets alternate in submission order; one urgent job uses set 8.
+        for id in 1..=6u64 {
+            s.reserve(JobKind::ProveOps).unwrap().enqueue(id, 0, if id % 2 == 1 { 4 } else { 8 });
+        }
+        s.reserve(JobKind::ProveOps).unwrap().enqueue(7, 5, 8);
+        let order: Vec<u64> = (0..7).map(|_| s.take(&[JobKind::ProveOps]).unwrap().1).collect();
+        assert_eq!(order, vec![7, 2, 4, 6, 1, 3, 5], "priority first, then set 8 while it is loaded");
+
+        // A stream of one set does not starve another for ever.
+        let s = Scheduler::new(100);
+        s.reserve(JobKind::ProveOps).unwrap().enqueue(1, 0, 4);
+        assert_eq!(s.take(&[JobKind::ProveOps]).unwrap().1, 1);
+        s.reserve(JobKind::ProveOps).unwrap().enqueue(2, 0, 8);
+        for id in 3..40 {
+            s.reserve(JobKind::ProveOps).unwrap().enqueue(id, 0, 4);
+        }
+        let order: Vec<u64> = (0..=SAME_SET_RUN).map(|_| s.take(&[JobKind::ProveOps]).unwrap().1).collect();
+        assert_eq!(*order.last().unwrap(), 2, "{order:?}");
     }
 
     #[test]
@@ -268,8 +328,8 @@ mod tests {
             })
             .collect();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        s.reserve(JobKind::Msm).unwrap().enqueue(7, 0);
-        s.reserve(JobKind::Hash).unwrap().enqueue(8, 0);
+        s.reserve(JobKind::Msm).unwrap().enqueue(7, 0, 0);
+        s.reserve(JobKind::Hash).unwrap().enqueue(8, 0, 0);
         let taken: Vec<_> = runners.into_iter().map(|r| r.join().unwrap()).collect();
         assert_eq!(taken, vec![Some((JobKind::Hash, 8)), Some((JobKind::Msm, 7))]);
     }

@@ -100,6 +100,17 @@ pub fn check(payload: &JobPayload, engines: &Engines) -> Result<Option<batch::Pa
     }
 }
 
+/// The proving key set a ProveOps job uses (its ops per proof), 0 for other
+/// kinds: the scheduler serves jobs that share a set back to back. Batch
+/// jobs keep their submission order, so they name none.
+pub fn key_set(payload: &JobPayload) -> u32 {
+    match &payload.kind {
+        Some(PayloadKind::ProveOps(job)) if job.ops_per_proof == 0 => batch::DEFAULT_OPS_PER_PROOF as u32,
+        Some(PayloadKind::ProveOps(job)) => job.ops_per_proof,
+        _ => 0,
+    }
+}
+
 /// A job's work as its runner takes it: the payload, or a batch already parsed.
 pub enum Ready {
     Payload(JobPayload),
