@@ -26,6 +26,8 @@ mod service {
         tonic_prost_build::configure()
             .build_client(true)
             .build_server(true)
+            // prost's codec, with a request's element count bounded before it is decoded.
+            .codec_path("crate::service::codec::BoundedCodec")
             .compile_fds(files)
             .unwrap_or_else(|e| panic!("generating code for {PROTO}: {e}"));
     }

@@ -8,11 +8,15 @@
 //!
 //! let endpoint: Endpoint = "unix:/var/lib/cvm/cvm.sock".parse()?;
 //! let mut client = Client::connect(&endpoint, &ClientOptions::default()).await?;
-//! let job = HashJob { messages: vec![HashMessage { data: b"hello".to_vec(), mode: None }] };
-//! let payload = JobPayload { kind: Some(job_payload::Kind::Hash(job)) };
-//! let accepted = client.submit("my-request-1", payload, 0, None).await?;
+//! let messages = vec![HashMessage { data: b"hello".to_vec(), mode: None }];
+//! let payload = JobPayload { kind: Some(job_payload::Kind::Hash(HashJob { messages, ..HashJob::default() })) };
+//! // Submit returns once the job is durably recorded; wait follows it to its end.
+//! let accepted = client.submit("my-request-1", payload.clone(), 0, None).await?;
 //! let job = client.wait(accepted.job_id).await?;
 //! println!("{:?}", job.result);
+//! // Or both in one call: the same request id names the same job.
+//! let again = client.run("my-request-1", payload, 0, None).await?;
+//! assert_eq!(again.job_id, job.job_id);
 //! # Ok(()) }
 //! ```
 

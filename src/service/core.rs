@@ -560,6 +560,7 @@ impl Core {
                 tracing::error!(job = record.job.job_id, "recording the batch job's start: {e}");
                 continue;
             }
+            super::crash::point("batch-started");
             let stages = Stages::new(self, &record.job);
             let prepared = runner.prepare(parsed, &request_id, &self.engines, &stages);
             let go_on = matches!(prepared, Ok(Some(_))) && stages.stage("execute");
@@ -579,6 +580,7 @@ impl Core {
         let (records, prepared): (Vec<JobRecord>, Vec<_>) = ready.into_iter().unzip();
         let started = Instant::now();
         let outcomes = runner.execute(&prepared);
+        super::crash::point("batch-committed");
         drop(runner);
         self.metrics.stage_seconds("execute", started.elapsed().as_secs_f64());
         let backend = super::work::backend_name(self.engines.hashing.resolved());
@@ -683,6 +685,9 @@ impl Progress for Stages<'_> {
             return false;
         }
         job.stage = name.to_string();
+        if cfg!(debug_assertions) {
+            super::crash::point(&format!("stage:{name}"));
+        }
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((name.to_string(), Instant::now()));
         self.core.publish(&job, 0.0);
         true

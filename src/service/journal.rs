@@ -443,6 +443,12 @@ fn commit_loop(db: &Database, path: &Path, blobs: &Blobs, queue: mpsc::Receiver<
                 if durable {
                     blobs.remove(&std::mem::take(&mut unreferenced));
                 }
+                if group.iter().any(|w| matches!(w, Write::Accept { .. })) {
+                    super::crash::point("accepted");
+                }
+                if group.iter().any(|w| matches!(w, Write::Update { record, .. } if is_final(record.job.state()))) {
+                    super::crash::point("ended");
+                }
                 for (write, answer) in group.into_iter().zip(answers) {
                     reply(write, answer);
                 }

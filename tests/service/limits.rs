@@ -159,3 +159,28 @@ async fn a_retry_after_the_deadline_names_the_accepted_job() {
     assert!(again.existing && again.job_id == first.job_id);
     server.shutdown().await.unwrap();
 }
+
+/// A request's elements are counted before it is decoded: one of 2-byte
+/// elements would otherwise take about 25 times its size in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_too_many_elements_is_refused_before_it_is_decoded() {
+    use causality_vm::service::codec::MAX_ELEMENTS;
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    let leaves = vec![Vec::new(); MAX_ELEMENTS as usize + 1];
+    let payload = JobPayload { kind: Some(job_payload::Kind::MerkleRoot(MerkleRootJob { leaves })) };
+    let err = client.submit("many", payload, 0, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains(&format!("at most {MAX_ELEMENTS}")), "{}", err.message());
+    let points = vec![Vec::new(); MAX_ELEMENTS as usize + 1];
+    let err = client.upload_bases(Group::G1, points).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // At the bound, the request is decoded and checked as usual.
+    let leaves = vec![Vec::new(); 3];
+    let payload = JobPayload { kind: Some(job_payload::Kind::MerkleRoot(MerkleRootJob { leaves })) };
+    let err = client.submit("few", payload, 0, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(client.list(ListRequest::default()).await.unwrap().is_empty(), "nothing was recorded");
+    server.shutdown().await.unwrap();
+}

@@ -14,6 +14,7 @@ mod support;
 mod auth;
 mod batches;
 mod cli;
+mod crash;
 mod jobs;
 mod limits;
 mod prove_ops;

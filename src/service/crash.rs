@@ -1,0 +1,47 @@
+//! Crash points, for the crash tests: in a debug build, the environment
+//! variable `CVM_TEST_CRASH_AT=POINT[:N]` makes the server abort (no
+//! cleanup, as a SIGKILL leaves it) the N-th time (the first by default) it
+//! reaches POINT. Release builds compile the points to nothing.
+//!
+//! Points: `accepted` (a group of accepts is durable, no caller told yet),
+//! `ended` (a group of job ends is durable, no watcher told yet),
+//! `batch-started` (a batch job's start is durable, nothing executed),
+//! `batch-committed` (a pipeline's batches are committed in the store,
+//! their jobs' ends not yet written), and `stage:NAME` (a running job
+//! begins stage NAME: `prove`, `hash`, `msm`, `load keys`, `execute`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+pub const VARIABLE: &str = "CVM_TEST_CRASH_AT";
+
+pub fn point(name: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static REACHED: AtomicU64 = AtomicU64::new(0);
+    let Some((at, nth)) = AT.get_or_init(|| parse(&std::env::var(VARIABLE).ok()?)) else { return };
+    if at == name && REACHED.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+        eprintln!("cvm serve: crash point {name} reached ({VARIABLE}): aborting");
+        std::process::abort();
+    }
+}
+
+fn parse(value: &str) -> Option<(String, u64)> {
+    match value.rsplit_once(':') {
+        Some((name, n)) if n.parse::<u64>().is_ok() => Some((name.to_string(), n.parse().ok()?)),
+        _ => Some((value.to_string(), 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn points_name_a_place_and_a_count() {
+        assert_eq!(super::parse("accepted"), Some(("accepted".into(), 1)));
+        assert_eq!(super::parse("batch-committed:3"), Some(("batch-committed".into(), 3)));
+        assert_eq!(super::parse("stage:prove"), Some(("stage:prove".into(), 1)));
+        assert_eq!(super::parse("stage:prove:2"), Some(("stage:prove".into(), 2)));
+    }
+}
