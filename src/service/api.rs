@@ -253,6 +253,23 @@ impl Accelerator for Api {
         .await
         .map(Response::new)
     }
+
+    async fn remove_bases(
+        &self,
+        request: Request<RemoveBasesRequest>,
+    ) -> Result<Response<RemoveBasesResponse>, Status> {
+        self.allowed(&Grant::of(&request), &[JobKind::Msm])?;
+        let text = request.into_inner().base_set_id;
+        let id = super::work::msm::BaseSetId::parse(&text)
+            .ok_or_else(|| Status::invalid_argument(format!("base_set_id {text:?}: expected bases:<64 hex digits>")))?;
+        let core = self.core.clone();
+        blocking(move || {
+            let removed = core.engines.bases.remove(&id).map_err(|e| Refusal::Internal(e.to_string()))?;
+            Ok(RemoveBasesResponse { removed })
+        })
+        .await
+        .map(Response::new)
+    }
 }
 
 /// The largest Submit checked on the async threads.

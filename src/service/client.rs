@@ -173,12 +173,7 @@ impl Client {
         priority: i32,
         deadline_unix_ms: Option<u64>,
     ) -> Result<SubmitResponse, Status> {
-        let request = SubmitRequest {
-            request_id: request_id.to_string(),
-            payload: Some(payload),
-            priority,
-            deadline_unix_ms: deadline_unix_ms.unwrap_or(0),
-        };
+        let request = submit_request(request_id, payload, priority, deadline_unix_ms);
         Ok(self.inner.submit(request).await?.into_inner())
     }
 
@@ -191,12 +186,7 @@ impl Client {
         priority: i32,
         deadline_unix_ms: Option<u64>,
     ) -> Result<Job, Status> {
-        let request = SubmitRequest {
-            request_id: request_id.to_string(),
-            payload: Some(payload),
-            priority,
-            deadline_unix_ms: deadline_unix_ms.unwrap_or(0),
-        };
+        let request = submit_request(request_id, payload, priority, deadline_unix_ms);
         Ok(self.inner.run(request).await?.into_inner())
     }
 
@@ -233,9 +223,29 @@ impl Client {
         Ok(self.inner.status(StatusRequest {}).await?.into_inner())
     }
 
+    /// Drop an uploaded base set; false when the server did not have it.
+    pub async fn remove_bases(&mut self, base_set_id: &str) -> Result<bool, Status> {
+        let request = RemoveBasesRequest { base_set_id: base_set_id.to_string() };
+        Ok(self.inner.remove_bases(request).await?.into_inner().removed)
+    }
+
     pub async fn upload_bases(&mut self, group: Group, points: Vec<Vec<u8>>) -> Result<UploadBasesResponse, Status> {
         let request = UploadBasesRequest { group: group as i32, bases: Some(PointList { points }) };
         Ok(self.inner.upload_bases(request).await?.into_inner())
+    }
+}
+
+fn submit_request(
+    request_id: &str,
+    payload: JobPayload,
+    priority: i32,
+    deadline_unix_ms: Option<u64>,
+) -> SubmitRequest {
+    SubmitRequest {
+        request_id: request_id.to_string(),
+        payload: Some(payload),
+        priority,
+        deadline_unix_ms: deadline_unix_ms.unwrap_or(0),
     }
 }
 

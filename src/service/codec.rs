@@ -46,6 +46,8 @@ unbounded!(
     KeySetStatus,
     EvictRequest,
     UploadBasesResponse,
+    RemoveBasesRequest,
+    RemoveBasesResponse,
 );
 
 impl Bounded for SubmitRequest {

@@ -190,7 +190,17 @@ async fn msm_jobs_equal_arkworks_inline_and_with_resident_bases() {
         panic!()
     };
     assert_eq!(r.point, g1_expected);
+
+    // A removed set is gone from memory and disk: jobs naming it are refused.
+    assert!(client.remove_bases(&set1.base_set_id).await.unwrap());
+    assert!(!client.remove_bases(&set1.base_set_id).await.unwrap(), "already gone");
+    let err = client.submit("g1-removed", job(Group::G1, named(&set1.base_set_id), &s1), 0, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("was never uploaded"), "{}", err.message());
+    let err = client.remove_bases("bases:nonsense").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     server.shutdown().await.unwrap();
+    assert!(!dir.path().join("bases").join(format!("{}.bases", &set1.base_set_id["bases:".len()..])).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 pub mod batch;
 mod hash;
 pub mod keys;
-mod msm;
+pub(crate) mod msm;
 pub mod prove_ops;
 
 use std::sync::Arc;

@@ -88,6 +88,17 @@ impl BaseSets {
         Ok((id, points.len()))
     }
 
+    /// Drop a set from memory (and the GPU, once no running job holds it)
+    /// and from disk; false when it was neither.
+    pub fn remove(&self, id: &BaseSetId) -> Result<bool, WorkError> {
+        let resident = self.resident.lock().unwrap_or_else(|p| p.into_inner()).remove(id).is_some();
+        match std::fs::remove_file(self.file(id)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(resident),
+            Err(e) => Err(WorkError::Internal(format!("removing base set {id}: {e}"))),
+        }
+    }
+
     fn lookup(&self, id: &BaseSetId) -> Option<Arc<Resident>> {
         self.resident.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
