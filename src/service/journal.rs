@@ -443,11 +443,8 @@ fn commit_loop(db: &Database, path: &Path, blobs: &Blobs, queue: mpsc::Receiver<
                 if durable {
                     blobs.remove(&std::mem::take(&mut unreferenced));
                 }
-                if group.iter().any(|w| matches!(w, Write::Accept { .. })) {
-                    super::crash::point("accepted");
-                }
-                if group.iter().any(|w| matches!(w, Write::Update { record, .. } if is_final(record.job.state()))) {
-                    super::crash::point("ended");
+                if cfg!(debug_assertions) {
+                    crash_points(&group);
                 }
                 for (write, answer) in group.into_iter().zip(answers) {
                     reply(write, answer);
@@ -466,6 +463,16 @@ fn commit_loop(db: &Database, path: &Path, blobs: &Blobs, queue: mpsc::Receiver<
         if stopping {
             return;
         }
+    }
+}
+
+/// The crash test's points after a durable commit, before anyone is told.
+fn crash_points(group: &[Write]) {
+    if group.iter().any(|w| matches!(w, Write::Accept { .. })) {
+        super::crash::point("accepted");
+    }
+    if group.iter().any(|w| matches!(w, Write::Update { record, .. } if is_final(record.job.state()))) {
+        super::crash::point("ended");
     }
 }
 
