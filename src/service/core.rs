@@ -110,8 +110,9 @@ enum Checked<'a> {
 struct Pending<'a> {
     reservation: Reservation<'a>,
     record: JobRecord,
-    /// The payload kept in memory for the runner, with its encoded size.
-    hot: Option<(Ready, usize)>,
+    /// The job's work, for the runner to take from memory, and its payload's encoded size.
+    work: Ready,
+    size: usize,
     /// The proving key set the job uses (0: none), for the scheduler.
     key_set: u32,
 }
@@ -259,13 +260,12 @@ impl Core {
         };
         let record = JobRecord { job, payload_digest: digest, batch_head: 0 };
         let size = encoded.len();
-        let ready = match parsed {
+        let work = match parsed {
             Some(batch) => Ready::Batch(Box::new(batch)),
             None => Ready::Payload(payload),
         };
-        let hot = self.hot.reserve(size).then_some((ready, size));
         let accepted = self.journal.accept_soon(record.clone(), encoded);
-        Ok(Checked::Recording(Box::new(Pending { reservation, record, hot, key_set }), accepted))
+        Ok(Checked::Recording(Box::new(Pending { reservation, record, work, size, key_set }), accepted))
     }
 
     /// Queue a job once its record is on disk.
@@ -274,24 +274,14 @@ impl Core {
         pending: Box<Pending<'_>>,
         accepted: Result<Accepted, JournalError>,
     ) -> Result<Submitted, Refusal> {
-        let Pending { reservation, record, hot, key_set } = *pending;
-        let accepted = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                if let Some((_, size)) = hot {
-                    self.hot.release(size);
-                }
-                return Err(e.into());
-            }
-        };
-        match accepted {
+        let Pending { reservation, record, work, size, key_set } = *pending;
+        match accepted? {
             Accepted::New(id) => {
                 let mut job = record.job;
                 job.job_id = id;
                 let events = self.open_events(&job);
-                if let Some((payload, size)) = hot {
-                    self.hot.insert(id, payload, size);
-                }
+                // Kept in memory for the runner when it fits (else read back).
+                self.hot.keep(id, work, size);
                 let ahead = reservation.enqueue(id, job.priority, key_set);
                 self.metrics.accepted(kind_name(job.kind()));
                 let response = SubmitResponse { job_id: id, queue_position: ahead as u64, existing: false };
@@ -299,9 +289,6 @@ impl Core {
             }
             Accepted::Existing(existing) => {
                 drop(reservation);
-                if let Some((_, size)) = hot {
-                    self.hot.release(size);
-                }
                 self.existing(*existing, record.payload_digest)
             }
         }
@@ -537,19 +524,10 @@ impl Core {
                     }
                 }
             }
-            let parsed = match batch {
-                Ready::Batch(parsed) => *parsed,
-                Ready::Payload(JobPayload { kind: Some(PayloadKind::ExecuteBatch(job)) }) => {
-                    match batch::parse(&job, &format!("job {}", record.job.job_id)) {
-                        Ok(parsed) => parsed,
-                        Err(e) => {
-                            self.end_logged(&mut record, Err(("INVALID_ARGUMENT", e.to_string())));
-                            continue;
-                        }
-                    }
-                }
-                Ready::Payload(_) => {
-                    self.end_logged(&mut record, Err(("INTERNAL", "a batch job's payload holds no batch".into())));
+            let parsed = match batch.into_batch(&format!("job {}", record.job.job_id)) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    self.end_logged(&mut record, Err((e.code(), e.to_string())));
                     continue;
                 }
             };

@@ -25,9 +25,9 @@ impl<T> Default for Hot<T> {
 }
 
 impl<T> Hot<T> {
-    /// Make room for a payload of `size` encoded bytes; false when it is too
-    /// large or the room is taken (then it is not kept).
-    pub fn reserve(&self, size: usize) -> bool {
+    /// Keep a job's work, counted as `size` bytes; false (and dropped) when
+    /// it is too large or the room is taken.
+    pub fn keep(&self, id: u64, work: T, size: usize) -> bool {
         if size > HOT_PAYLOAD_BYTES {
             return false;
         }
@@ -36,17 +36,12 @@ impl<T> Hot<T> {
             self.release(size);
             return false;
         }
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (work, size));
         true
     }
 
-    /// Give back room reserved for a payload that will not be kept.
-    pub fn release(&self, size: usize) {
+    fn release(&self, size: usize) {
         self.bytes.fetch_sub(size, Ordering::Relaxed);
-    }
-
-    /// Keep a job's work whose room was reserved.
-    pub fn insert(&self, id: u64, payload: T, size: usize) {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (payload, size));
     }
 
     /// The job's work, if kept (it is kept no longer).
@@ -69,18 +64,19 @@ mod tests {
     #[test]
     fn room_is_bounded_and_given_back() {
         let hot = Hot::<()>::default();
-        assert!(!hot.reserve(HOT_PAYLOAD_BYTES + 1), "too large to keep");
+        assert!(!hot.keep(99, (), HOT_PAYLOAD_BYTES + 1), "too large to keep");
+        assert!(hot.take(99).is_none());
         let n = HOT_TOTAL_BYTES / HOT_PAYLOAD_BYTES;
         for id in 0..n as u64 {
-            assert!(hot.reserve(HOT_PAYLOAD_BYTES));
-            hot.insert(id, (), HOT_PAYLOAD_BYTES);
+            assert!(hot.keep(id, (), HOT_PAYLOAD_BYTES));
         }
-        assert!(!hot.reserve(1), "full");
+        assert!(!hot.keep(n as u64, (), 1), "full");
+        assert!(hot.take(n as u64).is_none(), "not kept");
         assert_eq!(hot.bytes(), HOT_TOTAL_BYTES);
         assert!(hot.take(0).is_some());
         assert!(hot.take(0).is_none(), "taken once");
-        assert!(hot.reserve(HOT_PAYLOAD_BYTES), "room given back");
-        hot.release(HOT_PAYLOAD_BYTES);
         assert_eq!(hot.bytes(), HOT_TOTAL_BYTES - HOT_PAYLOAD_BYTES);
+        assert!(hot.keep(n as u64, (), HOT_PAYLOAD_BYTES), "room given back");
+        assert_eq!(hot.bytes(), HOT_TOTAL_BYTES);
     }
 }

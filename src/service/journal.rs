@@ -232,6 +232,27 @@ impl Journal {
         })
     }
 
+    fn stored_result(&self, result: Option<&JobResult>) -> Result<Option<Stored>, JournalError> {
+        result.map(|r| self.stored(r.encode_to_vec())).transpose()
+    }
+
+    /// Hand a write to the committer; if it has stopped, the write comes
+    /// back, its file (nothing will name it) removed.
+    fn send_or_return(&self, write: Write) -> Result<(), Box<Write>> {
+        let Err(mpsc::SendError(write)) = self.writes.send(write) else { return Ok(()) };
+        if let Some(name) = write.blob() {
+            self.blobs.remove(&[name.to_string()]);
+        }
+        Err(Box::new(write))
+    }
+
+    /// A stored value read back: its bytes (from its file if it has one), decoded.
+    fn load<M: Message + Default>(&self, id: u64, what: &str, stored: &[u8]) -> Result<M, JournalError> {
+        let damaged = |e: String| JournalError::Damaged { job: id, reason: format!("{what}: {e}") };
+        let bytes = Stored::decode(stored).and_then(|s| self.blobs.load(s)).map_err(damaged)?;
+        M::decode(bytes.as_slice()).map_err(|e| damaged(e.to_string()))
+    }
+
     /// Record a new job durably, or find the job its request id names.
     /// Returns once the record is on disk (not from an async task: see
     /// [`Journal::accept_soon`]).
@@ -254,13 +275,9 @@ impl Journal {
                 return answer;
             }
         };
-        if let Err(mpsc::SendError(write)) =
-            self.writes.send(Write::Accept { record: Box::new(record), payload, reply })
-        {
-            if let Some(name) = write.blob() {
-                self.blobs.remove(&[name.to_string()]);
-            }
-            if let Write::Accept { reply, .. } = write {
+        let write = Write::Accept { record: Box::new(record), payload, reply };
+        if let Err(write) = self.send_or_return(write) {
+            if let Write::Accept { reply, .. } = *write {
                 let _ = reply.send(Err(JournalError::Stopped));
             }
         }
@@ -270,7 +287,7 @@ impl Journal {
     /// Write a job's new state; with `durable`, wait until it is on disk.
     /// An ended job's payload is removed and its result kept.
     pub fn update(&self, record: &JobRecord, result: Option<JobResult>, durable: bool) -> Result<(), JournalError> {
-        let stored = result.as_ref().map(|r| self.stored(r.encode_to_vec())).transpose()?;
+        let stored = self.stored_result(result.as_ref())?;
         let record = Box::new(record.clone());
         if !durable {
             return self.send(Write::Update { record, result: None, stored, durable, reply: Reply::None });
@@ -289,7 +306,7 @@ impl Journal {
         result: Option<JobResult>,
         then: impl FnOnce(Result<(), JournalError>, JobRecord, Option<JobResult>) + Send + 'static,
     ) {
-        let stored = match result.as_ref().map(|r| self.stored(r.encode_to_vec())).transpose() {
+        let stored = match self.stored_result(result.as_ref()) {
             Ok(stored) => stored,
             Err(e) => return then(Err(e), record, result),
         };
@@ -300,11 +317,8 @@ impl Journal {
             durable: true,
             reply: Reply::Then(Box::new(then)),
         };
-        if let Err(mpsc::SendError(write)) = self.writes.send(write) {
-            if let Some(name) = write.blob() {
-                self.blobs.remove(&[name.to_string()]);
-            }
-            if let Write::Update { reply: Reply::Then(then), record, result, .. } = write {
+        if let Err(write) = self.send_or_return(write) {
+            if let Write::Update { reply: Reply::Then(then), record, result, .. } = *write {
                 then(Err(JournalError::Stopped), *record, result);
             }
         }
@@ -318,7 +332,7 @@ impl Journal {
     }
 
     fn send(&self, write: Write) -> Result<(), JournalError> {
-        self.writes.send(write).map_err(|_| JournalError::Stopped)
+        self.send_or_return(write).map_err(|_| JournalError::Stopped)
     }
 
     /// The job with its result (when it has one).
@@ -329,9 +343,7 @@ impl Journal {
         let mut record = JobRecord::decode(id, bytes.value())?;
         let results = rx.open_table(RESULTS).map_err(|e| db_error(&self.path, e))?;
         if let Some(stored) = results.get(id).map_err(|e| db_error(&self.path, e))? {
-            let damaged = |e: String| JournalError::Damaged { job: id, reason: format!("result: {e}") };
-            let bytes = Stored::decode(stored.value()).and_then(|s| self.blobs.load(s)).map_err(damaged)?;
-            record.job.result = Some(JobResult::decode(bytes.as_slice()).map_err(|e| damaged(e.to_string()))?);
+            record.job.result = Some(self.load(id, "result", stored.value())?);
         }
         Ok(Some(record))
     }
@@ -352,9 +364,7 @@ impl Journal {
         let rx = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
         let payloads = rx.open_table(PAYLOADS).map_err(|e| db_error(&self.path, e))?;
         let Some(stored) = payloads.get(id).map_err(|e| db_error(&self.path, e))? else { return Ok(None) };
-        let damaged = |e: String| JournalError::Damaged { job: id, reason: format!("payload: {e}") };
-        let bytes = Stored::decode(stored.value()).and_then(|s| self.blobs.load(s)).map_err(damaged)?;
-        JobPayload::decode(bytes.as_slice()).map(Some).map_err(|e| damaged(e.to_string()))
+        self.load(id, "payload", stored.value()).map(Some)
     }
 
     /// Every job, oldest first, without results.
@@ -555,12 +565,11 @@ fn commit_group(
                     let id = record.job.job_id;
                     jobs.insert(id, record.encode().as_slice()).map_err(|e| db_error(path, e))?;
                     if is_final(record.job.state()) {
-                        let old = payloads.remove(id).map_err(|e| db_error(path, e))?;
-                        dropped.extend(old.and_then(|v| blob_of(v.value())));
+                        dropped.extend(blob_in(payloads.remove(id).map_err(|e| db_error(path, e))?));
                     }
                     if let Some(stored) = stored {
                         let old = results.insert(id, stored.encode().as_slice()).map_err(|e| db_error(path, e))?;
-                        dropped.extend(old.and_then(|v| blob_of(v.value())));
+                        dropped.extend(blob_in(old));
                     }
                     Ok(None)
                 }
@@ -575,10 +584,8 @@ fn commit_group(
                         if let Some(request) = request {
                             requests.remove(request.as_str()).map_err(|e| db_error(path, e))?;
                         }
-                        let old = payloads.remove(id).map_err(|e| db_error(path, e))?;
-                        dropped.extend(old.and_then(|v| blob_of(v.value())));
-                        let old = results.remove(id).map_err(|e| db_error(path, e))?;
-                        dropped.extend(old.and_then(|v| blob_of(v.value())));
+                        dropped.extend(blob_in(payloads.remove(id).map_err(|e| db_error(path, e))?));
+                        dropped.extend(blob_in(results.remove(id).map_err(|e| db_error(path, e))?));
                     }
                     Ok(None)
                 }
@@ -595,6 +602,11 @@ fn commit_group(
 /// The file a stored value refers to, if any.
 fn blob_of(value: &[u8]) -> Option<String> {
     Stored::decode(value).ok()?.blob_name().map(str::to_string)
+}
+
+/// The file of a value a write replaced or removed, if any.
+fn blob_in(old: Option<redb::AccessGuard<'_, &[u8]>>) -> Option<String> {
+    blob_of(old?.value())
 }
 
 /// Every file the payloads and results refer to.

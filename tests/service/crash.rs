@@ -15,16 +15,13 @@ use std::time::{Duration, Instant};
 
 use ark_ec::{AffineRepr, CurveGroup};
 use ark_serialize::CanonicalSerialize;
+use causality_vm::content_id::hex_encode as hex;
 use serde_json::{json, Value};
 
 use crate::batches::create_batches;
 use crate::cli::{cvm, run, serve, stop};
 use crate::prove_ops::document;
 use crate::prove_support::{create, transfer};
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// One job file of each compute kind beside the batches, and what each must return.
 fn compute_jobs(dir: &Path) -> Vec<(PathBuf, String)> {

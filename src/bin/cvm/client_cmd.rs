@@ -329,7 +329,7 @@ fn print_job(job: &Job) -> anyhow::Result<()> {
             out!("job {} ({kind}): succeeded", job.job_id)?;
             match &result.kind {
                 Some(job_result::Kind::Hash(h)) => {
-                    for d in h.digests.iter().map(Vec::as_slice).chain(h.packed_digests.chunks(32)) {
+                    for d in digests(h) {
                         out!("{}", hex_encode(d))?;
                     }
                 }
@@ -370,6 +370,12 @@ fn parse_kind(text: &str) -> anyhow::Result<JobKind> {
         .ok_or_else(|| anyhow!("--kind {text:?}: expected execute-batch, prove-ops, hash, merkle-root, msm or groth16"))
 }
 
+/// A hash job's digests in order, sent one by one or packed (a packed job
+/// another client sent lists the same way).
+fn digests(h: &causality_vm::service::proto::HashResult) -> impl Iterator<Item = &[u8]> {
+    h.digests.iter().map(Vec::as_slice).chain(h.packed_digests.chunks(32))
+}
+
 /// A job as JSON (digests and points in hex).
 pub fn job_json(job: &Job) -> Value {
     let result = job.result.as_ref().map(|r| {
@@ -377,8 +383,7 @@ pub fn job_json(job: &Job) -> Value {
             r.backends.iter().map(|b| (b.stage.clone(), Value::String(b.backend.clone()))).collect();
         let body = match &r.kind {
             Some(job_result::Kind::Hash(h)) => {
-                // Packed digests (from a packed job another client sent) list the same way.
-                let digests = h.digests.iter().map(Vec::as_slice).chain(h.packed_digests.chunks(32));
+                let digests = digests(h);
                 json!({"digests": digests.map(hex_encode).collect::<Vec<_>>()})
             }
             Some(job_result::Kind::MerkleRoot(m)) => json!({"root": hex_encode(&m.root)}),

@@ -23,6 +23,14 @@ use crate::ExecutionMode;
 /// The default operations per proof (as `cvm run`'s).
 pub const DEFAULT_OPS_PER_PROOF: usize = 4;
 
+/// The ops per proof a job asks for, 0 meaning the default.
+pub fn ops_per_proof(requested: u32) -> usize {
+    match requested {
+        0 => DEFAULT_OPS_PER_PROOF,
+        k => k as usize,
+    }
+}
+
 /// A checked batch job (checked at submit, and handed to its runner as it
 /// is when it is still in memory then: a large batch is parsed once).
 pub struct Parsed {
@@ -44,10 +52,7 @@ pub fn parse(job: &ExecuteBatchJob, origin: &str) -> Result<Parsed, BadPayload> 
     if mode == ExecutionMode::Debug {
         return Err(BadPayload::new("execute_batch.mode", "debug mode steps interactively: run it with `cvm run`"));
     }
-    let ops_per_proof = match job.ops_per_proof {
-        0 => DEFAULT_OPS_PER_PROOF,
-        k => k as usize,
-    };
+    let ops_per_proof = ops_per_proof(job.ops_per_proof);
     crate::prove::check_ops_per_proof(ops_per_proof)
         .map_err(|e| BadPayload::new("execute_batch.ops_per_proof", e.to_string()))?;
     let file =

@@ -1,7 +1,7 @@
 //! `Hash` and `MerkleRoot` jobs on the server's hash backend.
 
 use super::{BadPayload, Engines, WorkError};
-use crate::hash::HashPool;
+use crate::hash::{HashError, HashPool};
 use crate::service::proto::hash_message::Mode;
 use crate::service::proto::{HashJob, HashResult, MerkleRootJob, MerkleRootResult};
 use crate::ResolvedBackend;
@@ -84,41 +84,50 @@ pub(super) fn run_hash(messages: &Messages<'_>, engines: &Engines) -> Result<(Ha
 }
 
 fn run_packed(data: &[u8], message_len: usize, engines: &Engines) -> Result<(HashResult, ResolvedBackend), WorkError> {
-    let mut pool = HashPool::on(&engines.hashing);
-    let backend = pool.backend();
-    let range = pool.hash_fixed(data, message_len).map_err(|e| WorkError::Internal(format!("hashing: {e}")))?;
-    {
-        let _device = engines.device_stage(backend);
-        pool.flush().map_err(|e| WorkError::Internal(format!("hashing: {e}")))?;
-    }
-    let digests = pool.get_range(range).ok_or_else(|| WorkError::Internal("a digest went missing".into()))?;
-    let ran = if pool.gpu_fallbacks() > 0 { ResolvedBackend::Cpu } else { backend };
-    Ok((HashResult { digests: Vec::new(), packed_digests: digests.as_flattened().to_vec() }, ran))
+    let (packed_digests, ran) = hash_stage(engines, "hashing", |pool| {
+        let range = pool.hash_fixed(data, message_len)?;
+        pool.flush()?;
+        pool.get_range(range)
+            .map(|digests| digests.as_flattened().to_vec())
+            .ok_or(HashError::UnknownHandle(range.start))
+    })?;
+    Ok((HashResult { digests: Vec::new(), packed_digests }, ran))
 }
 
 fn run_messages(messages: &[Message<'_>], engines: &Engines) -> Result<(HashResult, ResolvedBackend), WorkError> {
-    let mut pool = HashPool::on(&engines.hashing);
-    let bytes: usize = messages.iter().map(message_len).sum();
-    pool.reserve(messages.len(), bytes);
-    let handles: Vec<_> = messages
-        .iter()
-        .map(|m| match m {
-            Message::Plain(data) => pool.hash(data),
-            Message::Keyed(key, data) => pool.keyed_hash(key, data),
-            Message::DeriveKey(context, material) => pool.derive_key(context, material),
-        })
-        .collect();
-    let backend = pool.backend();
-    {
-        let _device = engines.device_stage(backend);
-        pool.flush().map_err(|e| WorkError::Internal(format!("hashing: {e}")))?;
-    }
-    let digests = handles
-        .into_iter()
-        .map(|h| pool.get(h).map(|d| d.to_vec()).ok_or_else(|| WorkError::Internal("a digest went missing".into())))
-        .collect::<Result<_, _>>()?;
-    let ran = if pool.gpu_fallbacks() > 0 { ResolvedBackend::Cpu } else { backend };
+    let (digests, ran) = hash_stage(engines, "hashing", |pool| {
+        let bytes: usize = messages.iter().map(message_len).sum();
+        pool.reserve(messages.len(), bytes);
+        let handles: Vec<_> = messages
+            .iter()
+            .map(|m| match m {
+                Message::Plain(data) => pool.hash(data),
+                Message::Keyed(key, data) => pool.keyed_hash(key, data),
+                Message::DeriveKey(context, material) => pool.derive_key(context, material),
+            })
+            .collect();
+        pool.flush()?;
+        handles.into_iter().map(|h| pool.get(h).map(|d| d.to_vec()).ok_or(HashError::UnknownHandle(h.0))).collect()
+    })?;
     Ok((HashResult { digests, packed_digests: Vec::new() }, ran))
+}
+
+/// A job's hash stage on a pool of the server's backend, holding the device
+/// for all of it (filing requests can flush too); returns where it ran (the
+/// CPU if any of it fell back there).
+fn hash_stage<T>(
+    engines: &Engines,
+    what: &str,
+    work: impl FnOnce(&mut HashPool) -> Result<T, HashError>,
+) -> Result<(T, ResolvedBackend), WorkError> {
+    let mut pool = HashPool::on(&engines.hashing);
+    let backend = pool.backend();
+    let out = {
+        let _device = engines.device_stage(backend);
+        work(&mut pool).map_err(|e| WorkError::Internal(format!("{what}: {e}")))?
+    };
+    let ran = if pool.gpu_fallbacks() > 0 { ResolvedBackend::Cpu } else { backend };
+    Ok((out, ran))
 }
 
 fn message_len(m: &Message<'_>) -> usize {
@@ -131,12 +140,6 @@ pub(super) fn run_merkle(
     leaves: &[[u8; 32]],
     engines: &Engines,
 ) -> Result<(MerkleRootResult, ResolvedBackend), WorkError> {
-    let mut pool = HashPool::on(&engines.hashing);
-    let backend = pool.backend();
-    let root = {
-        let _device = engines.device_stage(backend);
-        pool.merkle_root(leaves).map_err(|e| WorkError::Internal(format!("the Merkle root: {e}")))?
-    };
-    let ran = if pool.gpu_fallbacks() > 0 { ResolvedBackend::Cpu } else { backend };
+    let (root, ran) = hash_stage(engines, "the Merkle root", |pool| pool.merkle_root(leaves))?;
     Ok((MerkleRootResult { root: root.to_vec() }, ran))
 }

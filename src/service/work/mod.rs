@@ -105,8 +105,7 @@ pub fn check(payload: &JobPayload, engines: &Engines) -> Result<Option<batch::Pa
 /// jobs keep their submission order, so they name none.
 pub fn key_set(payload: &JobPayload) -> u32 {
     match &payload.kind {
-        Some(PayloadKind::ProveOps(job)) if job.ops_per_proof == 0 => batch::DEFAULT_OPS_PER_PROOF as u32,
-        Some(PayloadKind::ProveOps(job)) => job.ops_per_proof,
+        Some(PayloadKind::ProveOps(job)) => batch::ops_per_proof(job.ops_per_proof) as u32,
         _ => 0,
     }
 }
@@ -115,6 +114,20 @@ pub fn key_set(payload: &JobPayload) -> u32 {
 pub enum Ready {
     Payload(JobPayload),
     Batch(Box<batch::Parsed>),
+}
+
+impl Ready {
+    /// A batch job's batch: as parsed at submit, or parsed now from its
+    /// payload (read back from the job store).
+    pub fn into_batch(self, origin: &str) -> Result<batch::Parsed, WorkError> {
+        match self {
+            Ready::Batch(parsed) => Ok(*parsed),
+            Ready::Payload(JobPayload { kind: Some(PayloadKind::ExecuteBatch(job)) }) => {
+                Ok(batch::parse(&job, origin)?)
+            }
+            Ready::Payload(_) => Err(WorkError::Internal("a batch job's payload holds no batch".into())),
+        }
+    }
 }
 
 fn no_job() -> BadPayload {

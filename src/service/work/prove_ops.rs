@@ -15,10 +15,7 @@ pub struct Parsed {
 }
 
 pub fn parse(job: &ProveOpsJob) -> Result<Parsed, BadPayload> {
-    let ops_per_proof = match job.ops_per_proof {
-        0 => super::batch::DEFAULT_OPS_PER_PROOF,
-        k => k as usize,
-    };
+    let ops_per_proof = super::batch::ops_per_proof(job.ops_per_proof);
     crate::prove::check_ops_per_proof(ops_per_proof)
         .map_err(|e| BadPayload::new("prove_ops.ops_per_proof", e.to_string()))?;
     let field = |e: crate::prove::ProveError| BadPayload::new("prove_ops.witnesses_json", e.to_string());
