@@ -5,6 +5,10 @@ use causality_vm::backend::{Backend, ResolvedBackend};
 use causality_vm::gpu::{self, GpuError};
 use wgpu::util::DeviceExt;
 
+/// The compile observer is process-wide: tests that install one take turns,
+/// or one test's `observe_compilation(None)` blinds the other mid-run.
+static OBSERVER_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const DOUBLE: &str = r#"
 @group(0) @binding(0) var<storage, read_write> data: array<u32>;
 @compute @workgroup_size(64)
@@ -49,6 +53,7 @@ fn dispatch_and_readback_match_the_cpu() {
 #[test]
 fn the_compile_observer_sees_every_pipeline_start_and_finish() {
     let Some(ctx) = gpu::test_context() else { return };
+    let _turn = OBSERVER_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
     gpu::observe_compilation(Some(std::sync::Arc::new(move |event: gpu::Compiling<'_>| {
@@ -96,6 +101,7 @@ fn explicit_backends_resolve_as_asked() {
 #[test]
 fn pipelines_are_compiled_once_per_source_and_entry() {
     let Some(ctx) = gpu::test_context() else { return };
+    let _turn = OBSERVER_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
     let source = DOUBLE.replace("2u + 1u", "2u + 3u");
