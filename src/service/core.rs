@@ -134,7 +134,14 @@ pub struct Core {
     msm_fallbacks_seen: std::sync::atomic::AtomicU64,
     /// Queued jobs' work kept in memory for their runner.
     hot: Hot<Ready>,
+    /// Jobs whose end could not be written, with how many times (they run again).
+    unrecorded: Mutex<HashMap<u64, u32>>,
 }
+
+/// The pause before a job whose end could not be written runs again: the
+/// first, growing fourfold with each failure up to the most.
+const END_RETRY_FIRST: Duration = Duration::from_millis(50);
+const END_RETRY_MOST: Duration = Duration::from_secs(30);
 
 impl Core {
     pub fn new(
@@ -156,6 +163,7 @@ impl Core {
             batches: Mutex::new(batches),
             msm_fallbacks_seen: std::sync::atomic::AtomicU64::new(0),
             hot: Hot::default(),
+            unrecorded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -356,6 +364,9 @@ impl Core {
     /// Record a job's end durably, then tell its watchers and close its events.
     fn end(&self, record: &mut JobRecord, outcome: Result<JobResult, (&str, String)>) -> Result<(), JournalError> {
         let result = self.conclude(record, outcome);
+        if self.end_write_fails_here(record.job.job_id) {
+            return Err(injected_end_failure());
+        }
         self.journal.update(record, result.clone(), true)?;
         record.job.result = result;
         self.announce(&record.job);
@@ -368,25 +379,69 @@ impl Core {
     fn end_soon(self: &Arc<Self>, mut record: JobRecord, outcome: Result<JobResult, (&str, String)>) {
         let result = self.conclude(&mut record, outcome);
         let core = self.clone();
-        self.journal.update_then(record, result, move |stored, mut record, result| {
-            record.job.result = result;
-            if let Err(e) = stored {
-                // Not recorded: the job runs again after a restart. Its watchers hear why.
-                tracing::error!(job = record.job.job_id, "recording the job's end: {e}");
-                record.job.set_state(JobState::Failed);
-                record.job.result = None;
-                record.job.error =
-                    Some(JobError { code: "INTERNAL".into(), message: format!("recording the job's end: {e}") });
+        let then = move |stored: Result<(), JournalError>, mut record: JobRecord, result| match stored {
+            Ok(()) => {
+                record.job.result = result;
+                core.announce(&record.job);
             }
-            core.announce(&record.job);
+            // Stopping: the job is queued in the job store and runs after a
+            // restart; its watchers hear of the stop from the server.
+            Err(JournalError::Stopped) => {}
+            Err(e) => core.end_unrecorded(record, e),
+        };
+        if self.end_write_fails_here(record.job.job_id) {
+            return then(Err(injected_end_failure()), record, result);
+        }
+        self.journal.update_then(record, result, then);
+    }
+
+    /// A job whose end could not be written: it has not ended (the job store
+    /// still has it queued, or running), so it runs again, here, after a
+    /// pause that grows with each failure (the disk may be full and freed),
+    /// and after a restart if the server stops first. Its watchers go on
+    /// watching. A batch job's rerun finds its batch committed.
+    fn end_unrecorded(self: &Arc<Self>, mut record: JobRecord, e: JournalError) {
+        let job = &mut record.job;
+        let failures = {
+            let mut unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+            let failures = unrecorded.entry(job.job_id).or_default();
+            *failures += 1;
+            *failures
+        };
+        let pause = END_RETRY_FIRST.saturating_mul(4u32.saturating_pow(failures - 1)).min(END_RETRY_MOST);
+        tracing::error!(
+            job = job.job_id,
+            "recording the job's end (failure {failures}): {e}; it runs again in {pause:?}"
+        );
+        self.metrics.end_write_failures.inc();
+        job.set_state(JobState::Queued);
+        job.error = None;
+        job.result = None;
+        self.publish(job, 0.0);
+        let core = self.clone();
+        let (kind, id, priority) = (job.kind(), job.job_id, job.priority);
+        std::thread::spawn(move || {
+            std::thread::sleep(pause);
+            core.scheduler.requeue(kind, id, priority);
         });
     }
 
-    /// [`Core::end`] for one of several jobs: a failure is logged, and the
-    /// others go on (the job runs again after a restart).
-    fn end_logged(&self, record: &mut JobRecord, outcome: Result<JobResult, (&str, String)>) {
-        if let Err(e) = self.end(record, outcome) {
-            tracing::error!(job = record.job.job_id, "recording the job's end: {e}");
+    /// Whether the fault injection of the tests (debug builds) fails this
+    /// write of a job's end: the first N of each job with `end-write:N`.
+    fn end_write_fails_here(&self, id: u64) -> bool {
+        if !cfg!(debug_assertions) {
+            return false;
+        }
+        let failures = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).get(&id).copied().unwrap_or(0);
+        u64::from(failures) < super::crash::injected("end-write")
+    }
+
+    /// [`Core::end`] for one of several jobs: if its end cannot be written,
+    /// the others go on and it runs again ([`Core::end_unrecorded`]).
+    fn end_logged(self: &Arc<Self>, record: &mut JobRecord, outcome: Result<JobResult, (&str, String)>) {
+        match self.end(record, outcome) {
+            Ok(()) | Err(JournalError::Stopped) => {}
+            Err(e) => self.end_unrecorded(record.clone(), e),
         }
     }
 
@@ -394,28 +449,33 @@ impl Core {
     fn conclude(&self, record: &mut JobRecord, outcome: Result<JobResult, (&str, String)>) -> Option<JobResult> {
         let job = &mut record.job;
         job.finished_unix_ms = now_ms();
-        let kind = kind_name(job.kind());
         match outcome {
             Ok(result) => {
                 job.set_state(JobState::Succeeded);
-                self.metrics.finished(kind, "succeeded");
                 Some(result)
             }
             Err((code, message)) => {
                 let state = if code == "CANCELLED" { JobState::Cancelled } else { JobState::Failed };
                 job.set_state(state);
                 job.error = Some(JobError { code: code.into(), message });
-                self.metrics.finished(kind, if state == JobState::Cancelled { "cancelled" } else { "failed" });
                 None
             }
         }
     }
 
-    /// Tell an ended job's watchers, and forget its events and cancellation.
+    /// Tell an ended job's watchers (its end is durable), count it, and
+    /// forget its events, cancellation and end failures.
     fn announce(&self, job: &Job) {
+        let outcome = match job.state() {
+            JobState::Succeeded => "succeeded",
+            JobState::Cancelled => "cancelled",
+            _ => "failed",
+        };
+        self.metrics.finished(kind_name(job.kind()), outcome);
         self.publish(job, 1.0);
         self.events.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.job_id);
         self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.job_id);
+        self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.job_id);
     }
 
     /// A runner: takes jobs of `kinds` until the scheduler closes.
@@ -593,7 +653,9 @@ impl Core {
         let waited = now_ms().saturating_sub(record.job.submitted_unix_ms);
         self.metrics.stage_seconds("queue_wait", waited as f64 / 1e3);
         let deadline = record.job.deadline_unix_ms;
-        if record.job.attempts == 0 && deadline != 0 && deadline <= now_ms() {
+        // A job that ran and could not record its end started in time.
+        let ran = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id);
+        if record.job.attempts == 0 && !ran && deadline != 0 && deadline <= now_ms() {
             let message = format!("the deadline {deadline} (Unix ms) passed before the job started");
             self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)))?;
             return Ok(None);
@@ -669,6 +731,14 @@ impl Progress for Stages<'_> {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((name.to_string(), Instant::now()));
         self.core.publish(&job, 0.0);
         true
+    }
+}
+
+/// The error of an end write failed by the tests' fault injection.
+fn injected_end_failure() -> JournalError {
+    JournalError::Internal {
+        path: "job-blobs".into(),
+        reason: format!("injected fault ({})", super::crash::FAULT_VARIABLE),
     }
 }
 

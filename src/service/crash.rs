@@ -1,4 +1,4 @@
-//! Crash points, for the crash tests: in a debug build, the environment
+//! Crash points and injected faults, for the tests: in a debug build, the environment
 //! variable `CVM_TEST_CRASH_AT=POINT[:N]` makes the server abort (no
 //! cleanup, as a SIGKILL leaves it) the N-th time (the first by default) it
 //! reaches POINT. Release builds compile the points to nothing.
@@ -9,11 +9,29 @@
 //! `batch-committed` (a pipeline's batches are committed in the store,
 //! their jobs' ends not yet written), and `stage:NAME` (a running job
 //! begins stage NAME: `prove`, `hash`, `msm`, `load keys`, `execute`).
+//!
+//! Faults: `CVM_TEST_FAIL_AT=FAULT:N` makes the first N tries of each job
+//! fail at FAULT. `end-write`: writing the job's end to the job store (as a
+//! full disk fails a result's file).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 pub const VARIABLE: &str = "CVM_TEST_CRASH_AT";
+pub const FAULT_VARIABLE: &str = "CVM_TEST_FAIL_AT";
+
+/// How many tries of each job fail at `fault` (0 in release builds and
+/// without the variable).
+pub fn injected(fault: &str) -> u64 {
+    if !cfg!(debug_assertions) {
+        return 0;
+    }
+    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    match AT.get_or_init(|| parse(&std::env::var(FAULT_VARIABLE).ok()?)) {
+        Some((at, n)) if at == fault => *n,
+        _ => 0,
+    }
+}
 
 pub fn point(name: &str) {
     if !cfg!(debug_assertions) {

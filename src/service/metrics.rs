@@ -27,6 +27,7 @@ pub struct Metrics {
     pub msm_points: Counter,
     pub proofs: Counter,
     pub gpu_fallbacks: Counter,
+    pub end_write_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -50,6 +51,7 @@ impl Metrics {
             msm_points: Counter::default(),
             proofs: Counter::default(),
             gpu_fallbacks: Counter::default(),
+            end_write_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("jobs_accepted", "Jobs durably accepted, by kind", m.accepted.clone());
@@ -71,6 +73,11 @@ impl Metrics {
         registry.register("msm_points", "Points summed by MSM jobs", m.msm_points.clone());
         registry.register("proofs", "Groth16 proofs made", m.proofs.clone());
         registry.register("gpu_fallbacks", "GPU work recomputed on the CPU", m.gpu_fallbacks.clone());
+        registry.register(
+            "end_write_failures",
+            "Job ends that could not be written to the job store (the job runs again)",
+            m.end_write_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -85,50 +85,109 @@ fn crash_at(dir: &Path, point: &str, files: &[PathBuf]) {
     assert_eq!(status.signal(), Some(libc::SIGABRT), "{point}: {status:?}");
 }
 
-#[test]
-fn every_accepted_job_finishes_once_after_crashes_at_each_point() {
-    let files = tempfile::tempdir().unwrap();
-    let batches = create_batches(files.path(), 3);
-    let compute = compute_jobs(files.path());
-    let reference = tempfile::tempdir().unwrap();
-    let (code, _, err) = run(cvm(reference.path()).args(["run", "--no-prove"]).args(&batches));
-    assert_eq!(code, 0, "{err}");
-    let (_, reference_state, _) = run(cvm(reference.path()).args(["--json", "state"]));
-    let reference_state: Value = serde_json::from_str(&reference_state).unwrap();
+/// Three batch files and one job of each compute kind, with the state a
+/// reference `cvm run` of the batches leaves.
+struct Load {
+    _files: tempfile::TempDir,
+    batches: Vec<PathBuf>,
+    compute: Vec<(PathBuf, String)>,
+    reference: Value,
+}
 
-    let mut all: Vec<PathBuf> = batches.clone();
-    all.extend(compute.iter().map(|(path, _)| path.clone()));
-    for point in ["accepted", "stage:prove", "batch-started:2", "batch-committed", "ended:2"] {
-        let dir = tempfile::tempdir().unwrap();
-        crash_at(dir.path(), point, &all);
+impl Load {
+    fn new() -> Load {
+        let files = tempfile::tempdir().unwrap();
+        let batches = create_batches(files.path(), 3);
+        let compute = compute_jobs(files.path());
+        let reference = tempfile::tempdir().unwrap();
+        let (code, _, err) = run(cvm(reference.path()).args(["run", "--no-prove"]).args(&batches));
+        assert_eq!(code, 0, "{err}");
+        let (_, state, _) = run(cvm(reference.path()).args(["--json", "state"]));
+        Load { _files: files, batches, compute, reference: serde_json::from_str(&state).unwrap() }
+    }
 
-        let server = serve(dir.path());
+    fn all(&self) -> Vec<PathBuf> {
+        let mut all = self.batches.clone();
+        all.extend(self.compute.iter().map(|(path, _)| path.clone()));
+        all
+    }
+
+    /// Submit everything to the server on `dir` and wait: every job
+    /// succeeds with its result, each batch ran once or was found committed.
+    fn submit_and_check(&self, dir: &Path, case: &str) {
         let (code, out, err) =
-            run(cvm(dir.path()).args(["--json", "submit", "--wait", "--no-prove", "--ops-per-proof", "2"]).args(&all));
-        assert_eq!(code, 0, "{point}: {err}\n{out}");
+            run(cvm(dir).args(["--json", "submit", "--wait", "--no-prove", "--ops-per-proof", "2"]).args(self.all()));
+        assert_eq!(code, 0, "{case}: {err}\n{out}");
         let reports: Value = serde_json::from_str(&out).unwrap();
-        for (report, (_, expected)) in reports.as_array().unwrap()[batches.len()..].iter().zip(&compute) {
+        let reports = reports.as_array().unwrap();
+        for (report, (_, expected)) in reports[self.batches.len()..].iter().zip(&self.compute) {
             let value = &report["job"]["result"]["value"];
             match value.get("proofs") {
-                Some(proofs) => assert_eq!(proofs["proofs"].as_array().unwrap().len(), 1, "{point}: {report}"),
-                None => assert!(value.to_string().contains(expected.as_str()), "{point}: {report}"),
+                Some(proofs) => assert_eq!(proofs["proofs"].as_array().unwrap().len(), 1, "{case}: {report}"),
+                None => assert!(value.to_string().contains(expected.as_str()), "{case}: {report}"),
             }
         }
-        for report in reports.as_array().unwrap() {
-            assert_eq!(report["job"]["state"], "succeeded", "{point}: {report}");
+        for report in reports {
+            assert_eq!(report["job"]["state"], "succeeded", "{case}: {report}");
         }
         // Each batch job ran its batch (both creates succeeded) or found it
-        // committed before the crash; a batch run twice would show its
-        // creates refused the second time.
-        for report in &reports.as_array().unwrap()[..batches.len()] {
+        // committed before; a batch run twice would show its creates
+        // refused the second time.
+        for report in &reports[..self.batches.len()] {
             let batch = &report["job"]["result"]["value"]["batch"];
             let recovered = batch["recovered_from_batch_record"] == true;
-            assert!(recovered || batch["success_count"] == 2, "{point}: {report}");
+            assert!(recovered || batch["success_count"] == 2, "{case}: {report}");
         }
-        stop(server);
-        let (_, state, _) = run(cvm(dir.path()).args(["--json", "state"]));
-        let state: Value = serde_json::from_str(&state).unwrap();
-        assert_eq!(state["state_root"], reference_state["state_root"], "{point}: the same registers, each batch once");
-        assert_eq!(state["head"], 3, "{point}: 3 batches committed, none twice: {state}");
     }
+
+    /// The stopped server's store holds each batch once.
+    fn check_store(&self, dir: &Path, case: &str) {
+        let (_, state, _) = run(cvm(dir).args(["--json", "state"]));
+        let state: Value = serde_json::from_str(&state).unwrap();
+        assert_eq!(state["state_root"], self.reference["state_root"], "{case}: the same registers, each batch once");
+        assert_eq!(state["head"], 3, "{case}: 3 batches committed, none twice: {state}");
+    }
+}
+
+#[test]
+fn every_accepted_job_finishes_once_after_crashes_at_each_point() {
+    let load = Load::new();
+    for point in ["accepted", "stage:prove", "batch-started:2", "batch-committed", "ended:2"] {
+        let dir = tempfile::tempdir().unwrap();
+        crash_at(dir.path(), point, &load.all());
+        let server = serve(dir.path());
+        load.submit_and_check(dir.path(), point);
+        stop(server);
+        load.check_store(dir.path(), point);
+    }
+}
+
+/// A job whose end cannot be written (here each job's first two tries
+/// fail, as a full disk fails a result's file) has not ended: it runs
+/// again in the running server, and a batch job's rerun finds its batch
+/// committed instead of committing it twice.
+#[test]
+fn a_job_whose_end_cannot_be_written_runs_again_and_finishes_once() {
+    let load = Load::new();
+    let dir = tempfile::tempdir().unwrap();
+    let server = cvm(dir.path())
+        .args(["serve", "--runners", "1"])
+        .env(causality_vm::service::crash::FAULT_VARIABLE, "end-write:2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(dir.path().join("cvm.sock")).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    load.submit_and_check(dir.path(), "end-write:2");
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let out = server.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let second_failures = log.matches("recording the job's end (failure 2)").count();
+    assert_eq!(second_failures, load.all().len(), "each job's end failed twice: {log}");
+    load.check_store(dir.path(), "end-write:2");
 }
