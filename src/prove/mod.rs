@@ -8,10 +8,12 @@
 //! - [`prover`]: our Groth16 prover on the MSM engine.
 //! - [`system`]: [`ProvingSystem`], the API the batch executor calls.
 //! - [`snarkjs`]: snarkjs JSON export and import.
+//! - [`circom`]: any circom circuit's proofs from snarkjs `.zkey` and `.wtns` files.
 //! - [`stored`]: checking stored proofs with the verifying keys alone.
 //! - [`pipeline`]: [`ProvingSystem`] as the batch executor's proof system,
 //!   and the batch-log proof record.
 
+pub mod circom;
 pub mod circuit;
 pub mod encoding;
 pub mod keyfile;

@@ -1,6 +1,9 @@
-//! Our Groth16 prover: witness and QAP on the CPU (ark-groth16's libsnark
-//! reduction), the A, B, C and H multi-scalar multiplications on the MSM
-//! engine, the G2 MSM on the CPU concurrently with the G1 ones.
+//! Our Groth16 prover. [`prove_assigned`] is the core every circuit shares
+//! (the compliance circuit here, circom's in [`super::circom`]): the A, B,
+//! C and H multi-scalar multiplications on the MSM engine, the G2 MSM on
+//! the CPU concurrently with the G1 ones. [`prove`] is the compliance
+//! circuit's: witness and QAP on the CPU (ark-groth16's libsnark
+//! reduction), then the core.
 //!
 //! The proof is Groth16's, with fresh r and s:
 //! A = α + Σ aᵢ·A_i + r·δ,  B = β + Σ aᵢ·B_i + s·δ (in G2, and in G1 for C),
@@ -172,9 +175,24 @@ pub fn prove(
         &full,
     )?;
     timings.qap_us += micros(start.elapsed());
+    let proof = prove_assigned(engine, key, &full, shape.num_instance_variables, &h, timings)?;
+    Ok((proof, full[1..shape.num_instance_variables].to_vec()))
+}
 
+/// The Groth16 core every prover shares: one proof from the full
+/// assignment `full` (the constant one, the `num_instance − 1` public
+/// inputs, then the witness) and the quotient scalars `h` for the key's H
+/// bases (however the key's setup defined them), with fresh r and s.
+pub fn prove_assigned(
+    engine: &MsmEngine,
+    key: &ProverKey,
+    full: &[Fr],
+    num_instance: usize,
+    h: &[Fr],
+    timings: &mut ProveStages,
+) -> Result<Proof<Bn254>, ProveError> {
     let assignment = &full[1..];
-    let aux = &full[shape.num_instance_variables..];
+    let aux = &full[num_instance..];
     let h = &h[..key.h.len().min(h.len())];
     let gather = |indices: &[usize]| indices.par_iter().map(|&i| assignment[i]).collect::<Vec<Fr>>();
 
@@ -206,7 +224,7 @@ pub fn prove(
     let (r, s) = (Fr::rand(&mut rng), Fr::rand(&mut rng));
     let proof = assemble(key, r, s, a_acc, b1_acc, b2_acc, l_acc, h_acc);
     timings.assemble_us += micros(start.elapsed());
-    Ok((proof, full[1..shape.num_instance_variables].to_vec()))
+    Ok(proof)
 }
 
 #[allow(clippy::too_many_arguments)]

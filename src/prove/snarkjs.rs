@@ -350,3 +350,74 @@ pub fn read_public(path: &Path) -> Result<Vec<Fr>, ProveError> {
 pub fn read_vk(path: &Path) -> Result<VerifyingKey<Bn254>, ProveError> {
     vk_from_json(&read_json(path)?)
 }
+
+/// Text as snarkjs writes its JSON files: keys in its order, one-space
+/// indentation (so `public.json` is byte for byte snarkjs's own).
+pub mod text {
+    use serde::Serialize;
+    use serde_json::Value;
+
+    use super::{g1_to_json, g2_to_json, public_to_json, vk_to_json, Bn254, Fr, Proof, VerifyingKey};
+
+    fn render(value: &impl Serialize) -> String {
+        let mut out = Vec::new();
+        let mut serializer =
+            serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b" "));
+        value.serialize(&mut serializer).expect("JSON values serialize");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
+    #[derive(Serialize)]
+    struct ProofFile {
+        pi_a: Value,
+        pi_b: Value,
+        pi_c: Value,
+        protocol: &'static str,
+        curve: &'static str,
+    }
+
+    #[derive(Serialize)]
+    struct VkFile {
+        protocol: &'static str,
+        curve: &'static str,
+        #[serde(rename = "nPublic")]
+        n_public: usize,
+        vk_alpha_1: Value,
+        vk_beta_2: Value,
+        vk_gamma_2: Value,
+        vk_delta_2: Value,
+        vk_alphabeta_12: Value,
+        #[serde(rename = "IC")]
+        ic: Value,
+    }
+
+    pub fn proof(proof: &Proof<Bn254>) -> String {
+        render(&ProofFile {
+            pi_a: g1_to_json(&proof.a),
+            pi_b: g2_to_json(&proof.b),
+            pi_c: g1_to_json(&proof.c),
+            protocol: "groth16",
+            curve: "bn128",
+        })
+    }
+
+    pub fn public(inputs: &[Fr]) -> String {
+        render(&public_to_json(inputs))
+    }
+
+    pub fn vk(vk: &VerifyingKey<Bn254>) -> String {
+        let mut json = vk_to_json(vk);
+        let mut take = |key: &str| json.get_mut(key).map(Value::take).unwrap_or(Value::Null);
+        render(&VkFile {
+            protocol: "groth16",
+            curve: "bn128",
+            n_public: vk.gamma_abc_g1.len().saturating_sub(1),
+            vk_alpha_1: take("vk_alpha_1"),
+            vk_beta_2: take("vk_beta_2"),
+            vk_gamma_2: take("vk_gamma_2"),
+            vk_delta_2: take("vk_delta_2"),
+            vk_alphabeta_12: take("vk_alphabeta_12"),
+            ic: take("IC"),
+        })
+    }
+}

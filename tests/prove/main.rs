@@ -7,6 +7,7 @@ mod prove_support;
 #[path = "../support/snarkjs.rs"]
 mod snarkjs_runner;
 
+mod circom;
 mod circuit;
 mod groth16;
 mod keys;

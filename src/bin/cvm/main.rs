@@ -5,6 +5,7 @@ mod output;
 mod allocator;
 mod check_cmd;
 mod client_cmd;
+mod groth16_cmd;
 mod hash_cmd;
 mod notices;
 mod progress;
@@ -94,6 +95,9 @@ enum Command {
     Export(prove_cmd::ExportArgs),
     /// Verify snarkjs-format proof files.
     Verify(prove_cmd::VerifyArgs),
+    /// Prove and verify circom circuits with snarkjs keys (.zkey, .wtns).
+    #[command(subcommand)]
+    Groth16(groth16_cmd::Groth16Command),
     /// Check the store for damage, or recover it to its last good batch.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -140,6 +144,7 @@ fn main() {
         Command::Setup(args) => prove_cmd::setup(&cli.globals, args),
         Command::Export(args) => prove_cmd::export(&cli.globals, args),
         Command::Verify(args) => prove_cmd::verify(&cli.globals, args),
+        Command::Groth16(cmd) => groth16_cmd::run(&cli.globals, cmd),
         Command::Store(cmd) => store_cmd::run(&cli.globals, cmd),
         Command::Resource(cmd) => resource_cmd::run(&cli.globals, cmd),
         Command::Check(args) => check_cmd::run(&cli.globals, args),
@@ -185,7 +190,7 @@ fn error_kind(err: &anyhow::Error) -> &'static str {
         if cause.is::<causality_vm::store::StoreError>() {
             return "store";
         }
-        if cause.is::<causality_vm::prove::ProveError>() {
+        if cause.is::<causality_vm::prove::ProveError>() || cause.is::<causality_vm::prove::circom::CircomError>() {
             return "proof";
         }
         if cause.is::<causality_vm::capability::CapabilityError>() {

@@ -1,0 +1,214 @@
+//! `cvm groth16`: Groth16 proofs of circom circuits from snarkjs's files,
+//! in the argument orders circom users know (rapidsnark's for `prove`,
+//! snarkjs's for `verify`), writing snarkjs's JSON shapes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use causality_vm::msm::MsmEngine;
+use causality_vm::prove::circom::{self, CircomKey};
+use causality_vm::prove::snarkjs::{self, text};
+use causality_vm::prove::ProveStages;
+use serde_json::json;
+
+use crate::{progress, Globals};
+
+#[derive(clap::Subcommand)]
+pub enum Groth16Command {
+    /// Prove a witness: `cvm groth16 prove CIRCUIT.zkey WITNESS.wtns PROOF.json PUBLIC.json`.
+    Prove(ProveArgs),
+    /// Verify a proof: `cvm groth16 verify VK.json PUBLIC.json PROOF.json`.
+    Verify(VerifyArgs),
+    /// Export a key's verification key: `cvm groth16 vk CIRCUIT.zkey VK.json`.
+    Vk(VkArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ProveArgs {
+    /// The snarkjs Groth16 proving key (.zkey).
+    pub zkey: PathBuf,
+    /// The witness (.wtns), as circom's witness calculator writes it.
+    pub witness: PathBuf,
+    /// Where the proof goes (snarkjs's proof.json).
+    pub proof: PathBuf,
+    /// Where the public signals go (snarkjs's public.json).
+    pub public: PathBuf,
+    /// The circuit's .r1cs, to check the witness constraint by constraint
+    /// before proving (default: NAME.r1cs beside the key, when it is the
+    /// key's circuit). Without one, the finished proof is checked against
+    /// the key instead, and a witness that does not satisfy the circuit is
+    /// caught there.
+    #[arg(long)]
+    pub r1cs: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The verification key (snarkjs's verification_key.json).
+    pub vk: PathBuf,
+    /// The public signals (public.json).
+    pub public: PathBuf,
+    /// The proof (proof.json).
+    pub proof: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct VkArgs {
+    /// The snarkjs Groth16 proving key (.zkey).
+    pub zkey: PathBuf,
+    /// Where the verification key goes.
+    pub vk: PathBuf,
+}
+
+pub fn run(globals: &Globals, command: Groth16Command) -> anyhow::Result<i32> {
+    match command {
+        Groth16Command::Prove(args) => prove(globals, args),
+        Groth16Command::Verify(args) => verify(globals, args),
+        Groth16Command::Vk(args) => vk(globals, args),
+    }
+}
+
+/// Where the markers of zkeys whose points were checked live.
+fn checked_dir(globals: &Globals) -> PathBuf {
+    globals.data_dir().join("circom-keys")
+}
+
+fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    // The cheap file first: a bad witness costs no key load.
+    let witness = circom::load_witness(&args.witness)?;
+    let r1cs_path = args.r1cs.clone().or_else(|| circom::r1cs_beside(&args.zkey));
+    let r1cs = match &r1cs_path {
+        Some(path) => Some((path.display().to_string(), circom::load_r1cs(path)?)),
+        None => None,
+    };
+    let spinner = progress::spinner(globals, format!("loading {}", args.zkey.display()));
+    let zkey = circom::load_zkey(&args.zkey, Some(&checked_dir(globals)))?;
+    let loaded = started.elapsed();
+    if witness.values.len() != zkey.n_vars {
+        // Named before the bases upload: the witness is for another circuit.
+        return Err(circom::CircomError::WitnessLength { expected: zkey.n_vars, got: witness.values.len() }.into());
+    }
+    let engine = MsmEngine::new(globals.backend).context("the MSM engine")?;
+    // An .r1cs found beside the key is used only when it is the key's circuit.
+    let r1cs = match r1cs {
+        Some((name, r1cs)) if args.r1cs.is_none() => match r1cs.matches(&zkey) {
+            Ok(()) => Some((name, r1cs)),
+            Err(reason) => {
+                if !globals.quiet {
+                    note!("note: not checking constraints with {name}: {reason}");
+                }
+                None
+            }
+        },
+        other => other,
+    };
+    let key = CircomKey::prepare(&engine, zkey, r1cs)?;
+    if let Some(spinner) = &spinner {
+        spinner.set_message(format!("proving ({} signals, domain {})", key.n_vars, key.domain_size));
+    }
+    let mut stages = ProveStages::default();
+    let proved = key.prove(&engine, &witness, &mut stages);
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let (proof, public) = proved?;
+    write_both(&args.proof, &text::proof(&proof), &args.public, &text::public(&public))?;
+    let backend = engine.backend().to_string();
+    if globals.json {
+        let report = json!({
+            "proof": args.proof,
+            "public": args.public,
+            "public_signals": public.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            "constraints_checked_with": match key.has_r1cs() { true => r1cs_path.map(|p| p.display().to_string()), false => None },
+            "verified": true,
+            "backends": { "quotient": "cpu", "msm_g1": backend, "msm_g2": "cpu" },
+            "timings_us": {
+                "load": loaded.as_micros() as u64,
+                "witness_check": stages.witness_us,
+                "quotient": stages.qap_us,
+                "msm_g1": stages.msm_g1_us,
+                "msm_g2": stages.msm_g2_us,
+                "assemble": stages.assemble_us,
+                "total": started.elapsed().as_micros() as u64,
+            },
+            "gpu_fallbacks": stages.gpu_fallbacks,
+        });
+        out!("{report}")?;
+    } else if !globals.quiet {
+        let check = match key.has_r1cs() {
+            true => "constraints checked, proof verified",
+            false => "proof verified against the key",
+        };
+        note!(
+            "proof written to {} and {} public signals to {} ({check}; MSMs on {backend}; {:.2} s)",
+            args.proof.display(),
+            public.len(),
+            args.public.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(0)
+}
+
+/// Write both files or neither: each to a temporary name, then renamed.
+fn write_both(first: &Path, first_text: &str, second: &Path, second_text: &str) -> anyhow::Result<()> {
+    let temporary = |path: &Path| {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".cvm-tmp");
+        path.with_file_name(name)
+    };
+    let (t1, t2) = (temporary(first), temporary(second));
+    // No newline at the end, as snarkjs writes them (public.json byte for byte).
+    let written = std::fs::write(&t1, first_text)
+        .with_context(|| format!("writing {}", first.display()))
+        .and_then(|()| std::fs::write(&t2, second_text).with_context(|| format!("writing {}", second.display())))
+        .and_then(|()| std::fs::rename(&t1, first).with_context(|| format!("writing {}", first.display())))
+        .and_then(|()| std::fs::rename(&t2, second).with_context(|| format!("writing {}", second.display())));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&t1);
+        let _ = std::fs::remove_file(&t2);
+    }
+    written
+}
+
+fn verify(globals: &Globals, args: VerifyArgs) -> anyhow::Result<i32> {
+    let vk = snarkjs::read_vk(&args.vk)?;
+    let public = snarkjs::read_public(&args.public)?;
+    let proof = snarkjs::proof_from_json(
+        &serde_json::from_slice(
+            &std::fs::read(&args.proof).with_context(|| format!("reading {}", args.proof.display()))?,
+        )
+        .with_context(|| format!("{}: not JSON", args.proof.display()))?,
+    )
+    .with_context(|| args.proof.display().to_string())?;
+    let verdict =
+        causality_vm::prove::system::verify_groth16(&ark_groth16::prepare_verifying_key(&vk), &proof, &public);
+    let ok = verdict.is_ok();
+    if globals.json {
+        let error = verdict.as_ref().err().map(|e| e.to_string());
+        out!("{}", json!({ "ok": ok, "public_signals": public.len(), "error": error }))?;
+    } else {
+        match &verdict {
+            Ok(()) => out!("OK: the proof verifies ({} public signals)", public.len())?,
+            Err(e) => out!("FAIL: {e}")?,
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn vk(globals: &Globals, args: VkArgs) -> anyhow::Result<i32> {
+    let zkey = circom::load_zkey(&args.zkey, Some(&checked_dir(globals)))?;
+    let text = text::vk(zkey.verifying_key());
+    let temporary = args.vk.with_extension("json.cvm-tmp");
+    std::fs::write(&temporary, &text)
+        .and_then(|()| std::fs::rename(&temporary, &args.vk))
+        .with_context(|| format!("writing {}", args.vk.display()))?;
+    if globals.json {
+        out!("{}", json!({ "vk": args.vk, "public_signals": zkey.n_public }))?;
+    } else if !globals.quiet {
+        note!("verification key ({} public signals) written to {}", zkey.n_public, args.vk.display());
+    }
+    Ok(0)
+}

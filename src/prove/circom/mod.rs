@@ -1,0 +1,114 @@
+//! Groth16 proofs of any circom circuit, from snarkjs's files: a `.zkey`
+//! proving key ([`zkey`]), a `.wtns` witness ([`wtns`]) and, to check a
+//! witness constraint by constraint, the circuit's `.r1cs` ([`r1cs`]). The
+//! proof comes from the same core as the compliance circuit's
+//! ([`super::prover::prove_assigned`]), with the quotient computed the way
+//! snarkjs keys expect ([`quotient`]); it is checked against the key's
+//! verification key before it is returned, so a witness that does not
+//! satisfy the circuit never yields a proof.
+
+pub mod binfile;
+pub mod field;
+pub mod prover;
+pub mod quotient;
+pub mod r1cs;
+pub mod wtns;
+pub mod zkey;
+
+pub use prover::CircomKey;
+pub use r1cs::R1cs;
+pub use wtns::Witness;
+pub use zkey::{PointChecks, Zkey};
+
+use super::ProveError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CircomError {
+    #[error("{file}: section {section}, offset {offset}: {reason}")]
+    Malformed { file: String, section: String, offset: usize, reason: String },
+    #[error("{file}: unsupported curve {curve} (only BN254, snarkjs's bn128, is supported)")]
+    UnsupportedCurve { file: String, curve: String },
+    #[error("{file}: section {section}, offset {offset}: {what} {fault}")]
+    InvalidPoint { file: String, section: String, offset: usize, what: String, fault: &'static str },
+    #[error("the witness has {got} signals, but the key's circuit has {expected}: a witness for another circuit")]
+    WitnessLength { expected: usize, got: usize },
+    #[error("{r1cs} is not the circuit of this key: {reason}")]
+    OtherCircuit { r1cs: String, reason: String },
+    #[error("the witness does not satisfy the circuit: constraint {index} of {total} is not satisfied")]
+    Unsatisfied { index: usize, total: usize },
+    #[error(
+        "the witness does not satisfy the circuit: its proof does not verify with the key's verification key \
+         (give the circuit's .r1cs to name the constraint that is not satisfied)"
+    )]
+    ProofRejected,
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Prove(#[from] ProveError),
+}
+
+/// A file's bytes. Read, not mapped: the bytes are hashed and decoded, and
+/// a file changed under a mapping could make the two disagree.
+fn read(path: &std::path::Path) -> Result<Vec<u8>, CircomError> {
+    std::fs::read(path).map_err(|source| CircomError::Io { path: path.display().to_string(), source })
+}
+
+/// Load a `.zkey`. Its points are checked in full unless `checked` (a
+/// directory of markers named by the files' BLAKE3 digests) says a file
+/// with these exact bytes was checked before; a full check leaves a marker.
+pub fn load_zkey(path: &std::path::Path, checked: Option<&std::path::Path>) -> Result<Zkey, CircomError> {
+    let bytes = read(path)?;
+    let digest = *blake3::hash(&bytes).as_bytes();
+    let marker = checked.map(|dir| dir.join(format!("{}.checked", crate::content_id::hex_encode(&digest))));
+    let checks = match &marker {
+        Some(marker) if marker.is_file() => PointChecks::Skip,
+        _ => PointChecks::Full,
+    };
+    let zkey = Zkey::parse(&path.display().to_string(), &bytes, digest, checks)?;
+    if let (PointChecks::Full, Some(marker)) = (checks, marker) {
+        // Only a speed-up: a marker that cannot be written means a full check next time.
+        let written =
+            marker.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&marker, b""));
+        if let Err(e) = written {
+            tracing::debug!("not recording {} as checked: {e}", path.display());
+        }
+    }
+    Ok(zkey)
+}
+
+/// Load a `.wtns`.
+pub fn load_witness(path: &std::path::Path) -> Result<Witness, CircomError> {
+    Witness::parse(&path.display().to_string(), &read(path)?)
+}
+
+/// Load a `.r1cs`.
+pub fn load_r1cs(path: &std::path::Path) -> Result<R1cs, CircomError> {
+    R1cs::parse(&path.display().to_string(), &read(path)?)
+}
+
+/// The circuit's `.r1cs` where circom and snarkjs users leave it, beside
+/// the key: `NAME.r1cs` for `NAME.zkey`, `NAME_final.zkey` or
+/// `NAME_0001.zkey`, else the directory's only `.r1cs`.
+pub fn r1cs_beside(zkey: &std::path::Path) -> Option<std::path::PathBuf> {
+    let dir = zkey.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let stem = zkey.file_stem()?.to_str()?;
+    let base = stem
+        .strip_suffix("_final")
+        .or_else(|| {
+            let (base, digits) = stem.rsplit_once('_')?;
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(base)
+        })
+        .unwrap_or(stem);
+    for name in [stem, base] {
+        let candidate = dir.join(format!("{name}.r1cs"));
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    let mut all = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "r1cs") && p.is_file());
+    let only = all.next()?;
+    all.next().is_none().then_some(only)
+}

@@ -1,0 +1,101 @@
+//! A circom circuit's key made resident for proving, and its proofs.
+
+use std::time::Instant;
+
+use ark_bn254::{Bn254, Fr};
+use ark_groth16::{prepare_verifying_key, PreparedVerifyingKey, Proof, VerifyingKey};
+
+use super::quotient::odd_coset_quotient;
+use super::zkey::SparseRows;
+use super::{CircomError, R1cs, Witness, Zkey};
+use crate::msm::MsmEngine;
+use crate::prove::proof_system::{micros, ProveStages};
+use crate::prove::prover::{prove_assigned, ProverKey};
+use crate::prove::system::verify_groth16;
+
+/// A zkey prepared for one MSM engine (its G1 bases resident there), with
+/// the circuit's R1CS when it is known.
+pub struct CircomKey {
+    pub n_vars: usize,
+    pub n_public: usize,
+    pub domain_size: usize,
+    pub digest: [u8; 32],
+    pub vk: VerifyingKey<Bn254>,
+    pvk: PreparedVerifyingKey<Bn254>,
+    a: SparseRows,
+    b: SparseRows,
+    prover: ProverKey,
+    r1cs: Option<(String, R1cs)>,
+}
+
+impl CircomKey {
+    /// Upload `zkey`'s bases to `engine`; `r1cs` (with its file name), when
+    /// given, must be the key's circuit.
+    pub fn prepare(engine: &MsmEngine, zkey: Zkey, r1cs: Option<(String, R1cs)>) -> Result<CircomKey, CircomError> {
+        if let Some((name, r1cs)) = &r1cs {
+            r1cs.matches(&zkey).map_err(|reason| CircomError::OtherCircuit { r1cs: name.clone(), reason })?;
+        }
+        let prover = ProverKey::prepare(engine, &zkey.key)?;
+        let vk = zkey.key.vk.clone();
+        let pvk = prepare_verifying_key(&vk);
+        Ok(CircomKey {
+            n_vars: zkey.n_vars,
+            n_public: zkey.n_public,
+            domain_size: zkey.domain_size,
+            digest: zkey.digest,
+            vk,
+            pvk,
+            a: zkey.a,
+            b: zkey.b,
+            prover,
+            r1cs,
+        })
+    }
+
+    pub fn has_r1cs(&self) -> bool {
+        self.r1cs.is_some()
+    }
+
+    /// One proof of `witness`, with its public signals; checked against the
+    /// verification key before it is returned.
+    pub fn prove(
+        &self,
+        engine: &MsmEngine,
+        witness: &Witness,
+        timings: &mut ProveStages,
+    ) -> Result<(Proof<Bn254>, Vec<Fr>), CircomError> {
+        let values = &witness.values;
+        if values.len() != self.n_vars {
+            return Err(CircomError::WitnessLength { expected: self.n_vars, got: values.len() });
+        }
+        let start = Instant::now();
+        if let Some((_, r1cs)) = &self.r1cs {
+            if let Some(index) = r1cs.first_unsatisfied(values) {
+                return Err(CircomError::Unsatisfied { index, total: r1cs.n_constraints });
+            }
+        }
+        timings.witness_us += micros(start.elapsed());
+
+        let start = Instant::now();
+        let h = odd_coset_quotient(self.shape(), values);
+        timings.qap_us += micros(start.elapsed());
+
+        let proof = prove_assigned(engine, &self.prover, values, self.n_public + 1, &h, timings)?;
+        let public = witness.public(self.n_public).to_vec();
+        match verify_groth16(&self.pvk, &proof, &public) {
+            Ok(()) => Ok((proof, public)),
+            Err(_) => Err(CircomError::ProofRejected),
+        }
+    }
+
+    fn shape(&self) -> Shape<'_> {
+        Shape { domain_size: self.domain_size, a: &self.a, b: &self.b }
+    }
+}
+
+/// What the quotient needs of a key.
+pub struct Shape<'a> {
+    pub domain_size: usize,
+    pub a: &'a SparseRows,
+    pub b: &'a SparseRows,
+}

@@ -1,0 +1,128 @@
+//! The quotient scalars a snarkjs key's H points expect.
+//!
+//! A zkey's H points are for the odd powers of the 2n-th root of unity g:
+//! Hⱼ pairs with the point g·ωʲ of the coset g·⟨ω⟩, where Z(x) = xⁿ − 1 is
+//! the constant −2, folded into the points by the setup. So the prover
+//! evaluates A and B on the domain from the key's coefficients, sets
+//! C = A·B row by row (the key has no C matrix: a witness that does not
+//! satisfy the circuit gives a proof that does not verify), interpolates
+//! each (inverse FFT), shifts it to the coset (coefficient i times gⁱ),
+//! evaluates it there (FFT), and returns A·B − C pointwise.
+
+use ark_bn254::Fr;
+use ark_ff::{Field, Zero};
+use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
+use rayon::prelude::*;
+
+use super::prover::Shape;
+use super::zkey::SparseRows;
+
+/// The n scalars for the key's H points, from the full witness `values`.
+pub fn odd_coset_quotient(zkey: Shape<'_>, values: &[Fr]) -> Vec<Fr> {
+    let n = zkey.domain_size;
+    let domain = Radix2EvaluationDomain::<Fr>::new(n).expect("a checked power of two");
+    let shift = Radix2EvaluationDomain::<Fr>::new(2 * n).expect("within the two-adicity").group_gen;
+    let a = evaluate_rows(zkey.a, values);
+    let b = evaluate_rows(zkey.b, values);
+    let c: Vec<Fr> = a.par_iter().zip(&b).map(|(a, b)| *a * b).collect();
+    let to_coset = |mut evaluations: Vec<Fr>| {
+        domain.ifft_in_place(&mut evaluations);
+        distribute_powers(&mut evaluations, shift);
+        domain.fft_in_place(&mut evaluations);
+        evaluations
+    };
+    let ((a, b), c) = rayon::join(|| rayon::join(|| to_coset(a), || to_coset(b)), || to_coset(c));
+    a.into_par_iter().zip(b).zip(c).map(|((a, b), c)| a * b - c).collect()
+}
+
+/// Each row's value: Σ coefficient · signal.
+fn evaluate_rows(rows: &SparseRows, values: &[Fr]) -> Vec<Fr> {
+    (0..rows.rows())
+        .into_par_iter()
+        .map(|i| rows.row(i).iter().fold(Fr::zero(), |sum, (signal, c)| sum + *c * values[*signal as usize]))
+        .collect()
+}
+
+/// Coefficient i times gⁱ, in parallel chunks.
+fn distribute_powers(coefficients: &mut [Fr], g: Fr) {
+    const CHUNK: usize = 1 << 12;
+    coefficients.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, part)| {
+        let mut power = g.pow([(chunk * CHUNK) as u64]);
+        for x in part {
+            *x *= power;
+            power *= g;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use ark_bn254::Fr;
+    use ark_ff::{Field, One};
+    use ark_groth16::r1cs_to_qap::{LibsnarkReduction, R1CSToQAP};
+    use ark_poly::{EvaluationDomain, GeneralEvaluationDomain, Radix2EvaluationDomain};
+    use ark_r1cs_std::alloc::AllocVar;
+    use ark_r1cs_std::eq::EqGadget;
+    use ark_r1cs_std::fields::fp::FpVar;
+    use ark_r1cs_std::fields::FieldVar;
+    use ark_relations::gr1cs::{ConstraintSystem, R1CS_PREDICATE_LABEL};
+
+    use super::super::prover::Shape;
+    use super::super::zkey::SparseRows;
+    use super::{distribute_powers, odd_coset_quotient};
+
+    /// Against arkworks' libsnark reduction on the same matrices: for a
+    /// satisfying witness, A·B − C = H·Z, and Z is −2 on the odd coset, so
+    /// our scalars are −2·H at g·ωʲ with H arkworks' quotient.
+    #[test]
+    fn the_odd_coset_quotient_is_minus_two_h_at_the_coset_points() {
+        let cs = ConstraintSystem::<Fr>::new_ref();
+        let x = FpVar::new_witness(cs.clone(), || Ok(Fr::from(3u64))).unwrap();
+        let y = FpVar::new_input(cs.clone(), || Ok(Fr::from(3u64 * 3 * 3 + 3 + 5))).unwrap();
+        let z = FpVar::new_input(cs.clone(), || Ok(Fr::from(9u64))).unwrap();
+        let mut cube = x.clone();
+        for _ in 0..5 {
+            // Repeated, so the constraints outnumber a power of two's worth of rows.
+            cube = &cube * &FpVar::one();
+        }
+        (&x * &x).enforce_equal(&z).unwrap();
+        (&z * &cube + &x + FpVar::constant(Fr::from(5u64))).enforce_equal(&y).unwrap();
+        cs.finalize();
+        assert!(cs.is_satisfied().unwrap());
+        let matrices = cs.to_matrices().unwrap().remove(R1CS_PREDICATE_LABEL).unwrap();
+        let num_inputs = cs.num_instance_variables();
+        let num_constraints = cs.num_constraints();
+        let full = [cs.instance_assignment().unwrap(), cs.witness_assignment().unwrap()].concat();
+
+        let h = LibsnarkReduction::witness_map_from_matrices::<Fr, GeneralEvaluationDomain<Fr>>(
+            &matrices,
+            num_inputs,
+            num_constraints,
+            &full,
+        )
+        .unwrap();
+        let n = h.len();
+        let entries = |m: usize, public_rows: bool| {
+            let mut list: Vec<(u32, u32, Fr)> = matrices[m]
+                .iter()
+                .enumerate()
+                .flat_map(|(row, terms)| terms.iter().map(move |&(v, s)| (row as u32, s as u32, v)))
+                .collect();
+            if public_rows {
+                list.extend((0..num_inputs).map(|s| ((num_constraints + s) as u32, s as u32, Fr::one())));
+            }
+            SparseRows::from_entries(n, list)
+        };
+        let (a, b) = (entries(0, true), entries(1, false));
+        let ours = odd_coset_quotient(Shape { domain_size: n, a: &a, b: &b }, &full);
+
+        let g = Radix2EvaluationDomain::<Fr>::new(2 * n).unwrap().group_gen;
+        assert_eq!(g.pow([n as u64]), -Fr::one(), "g is a primitive 2n-th root");
+        let mut expected = h;
+        distribute_powers(&mut expected, g);
+        Radix2EvaluationDomain::<Fr>::new(n).unwrap().fft_in_place(&mut expected);
+        let minus_two = -Fr::from(2u64);
+        let expected: Vec<Fr> = expected.into_iter().map(|e| e * minus_two).collect();
+        assert_eq!(ours, expected);
+    }
+}

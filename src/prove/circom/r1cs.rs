@@ -1,0 +1,138 @@
+//! circom's constraint files (`.r1cs`, version 1): section 1 the header
+//! (the prime, wires, public outputs, public inputs, private inputs,
+//! labels, constraints), section 2 the constraints (for each, the linear
+//! combinations A, B and C as a u32 term count and (u32 wire, value)
+//! terms, values little-endian in standard form). Custom gates (sections 4
+//! and 5, for PLONK) are refused.
+//!
+//! A zkey carries only the A and B matrices, so the R1CS is what lets a
+//! witness be checked constraint by constraint before any MSM.
+
+use ark_bn254::Fr;
+use ark_ff::Zero;
+use ark_relations::gr1cs::Matrix;
+use rayon::prelude::*;
+
+use super::binfile::BinFile;
+use super::field::{self, Prime};
+use super::zkey::Zkey;
+use super::CircomError;
+
+pub struct R1cs {
+    pub n_wires: usize,
+    pub n_public: usize,
+    pub n_constraints: usize,
+    /// A, B, C: for each constraint, its (coefficient, wire) terms.
+    pub matrices: [Matrix<Fr>; 3],
+}
+
+impl R1cs {
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<R1cs, CircomError> {
+        let bin = BinFile::parse(file, bytes, b"r1cs", &[1])?;
+        for (kind, name) in [(4, "custom gates list"), (5, "custom gates uses")] {
+            if let Ok(at) = bin.section(kind, name) {
+                return Err(at.error("custom gates (a PLONK feature) cannot be proven with Groth16".into()));
+            }
+        }
+        let mut at = bin.section(1, "header")?;
+        field::expect_bn254(&mut at, Prime::Scalar)?;
+        let n_wires = at.u32()? as usize;
+        let n_outputs = at.u32()? as usize;
+        let n_public_inputs = at.u32()? as usize;
+        let _n_private_inputs = at.u32()?;
+        let _n_labels = at.u64()?;
+        let n_constraints = at.u32()? as usize;
+        let n_public = n_outputs + n_public_inputs;
+        if n_public >= n_wires.max(1) {
+            return Err(at.error(format!("{n_public} public signals of only {n_wires} wires")));
+        }
+
+        let mut at = bin.section(2, "constraints")?;
+        let mut matrices: [Matrix<Fr>; 3] = Default::default();
+        for m in &mut matrices {
+            m.reserve(n_constraints.min(at.remaining() / 12));
+        }
+        for constraint in 0..n_constraints {
+            for (which, matrix) in matrices.iter_mut().enumerate() {
+                let offset = at.offset();
+                let terms = at.u32()? as usize;
+                if terms > at.remaining() / 36 {
+                    return Err(
+                        at.error_at(offset, format!("constraint {constraint}: {terms} terms do not fit the section"))
+                    );
+                }
+                let mut row = Vec::with_capacity(terms);
+                for _ in 0..terms {
+                    let offset = at.offset();
+                    let wire = at.u32()? as usize;
+                    let value = field::fr_standard(at.take(32)?);
+                    let name = ["A", "B", "C"][which];
+                    if wire >= n_wires {
+                        return Err(at.error_at(
+                            offset,
+                            format!("constraint {constraint}, {name}: wire {wire} of only {n_wires}"),
+                        ));
+                    }
+                    let Some(value) = value else {
+                        return Err(at.error_at(
+                            offset + 4,
+                            format!("constraint {constraint}, {name}: a value not below the modulus"),
+                        ));
+                    };
+                    row.push((value, wire));
+                }
+                matrix.push(row);
+            }
+        }
+        at.end()?;
+        Ok(R1cs { n_wires, n_public, n_constraints, matrices })
+    }
+
+    /// The first constraint `values` does not satisfy, if any.
+    pub fn first_unsatisfied(&self, values: &[Fr]) -> Option<usize> {
+        let eval = |row: &[(Fr, usize)]| row.iter().map(|(c, i)| *c * values[*i]).sum::<Fr>();
+        let [a, b, c] = &self.matrices;
+        (0..self.n_constraints).into_par_iter().find_first(|&i| eval(&a[i]) * eval(&b[i]) != eval(&c[i]))
+    }
+
+    /// Whether this R1CS is the one `zkey` was made from: the same counts,
+    /// and its A and B rows (plus snarkjs's one row per public signal) are
+    /// the zkey's coefficients. Returns what differs.
+    pub fn matches(&self, zkey: &Zkey) -> Result<(), String> {
+        if self.n_wires != zkey.n_vars || self.n_public != zkey.n_public {
+            return Err(format!(
+                "it has {} wires and {} public signals, the key {} and {}",
+                self.n_wires, self.n_public, zkey.n_vars, zkey.n_public
+            ));
+        }
+        let rows = self.n_constraints + self.n_public + 1;
+        if rows > zkey.domain_size {
+            return Err(format!("its {rows} rows do not fit the key's domain of {}", zkey.domain_size));
+        }
+        let sorted = |row: &mut Vec<(u32, Fr)>| {
+            row.retain(|(_, v)| !v.is_zero());
+            row.sort_by_key(|&(s, v)| (s, v));
+        };
+        let differs = (0..zkey.domain_size).into_par_iter().find_first(|&i| {
+            [(&self.matrices[0], &zkey.a), (&self.matrices[1], &zkey.b)].iter().enumerate().any(
+                |(m, (ours, theirs))| {
+                    let mut expected: Vec<(u32, Fr)> = if i < self.n_constraints {
+                        ours[i].iter().map(|&(v, w)| (w as u32, v)).collect()
+                    } else if m == 0 && i < rows {
+                        vec![((i - self.n_constraints) as u32, Fr::from(1u64))]
+                    } else {
+                        Vec::new()
+                    };
+                    let mut found = theirs.row(i).to_vec();
+                    sorted(&mut expected);
+                    sorted(&mut found);
+                    expected != found
+                },
+            )
+        });
+        match differs {
+            Some(row) => Err(format!("row {row} of its A or B matrix differs from the key's coefficients")),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! snarkjs Groth16 proving keys (`.zkey`, versions 1 and 2).
+//!
+//! Sections: 1 the protocol (1 = Groth16), 2 the Groth16 header (the base
+//! and scalar primes, nVars, nPublic, the domain size, α₁, β₁, β₂, γ₂, δ₁,
+//! δ₂), 3 IC (nPublic + 1 G1 points), 4 the coefficients of the A and B
+//! matrices (a u32 count, then (matrix, constraint, signal, value) entries
+//! with the value as v·R² mod r), 5 A (nVars G1), 6 B₁ (nVars G1), 7 B₂
+//! (nVars G2), 8 C (the private signals' G1 points, nVars − nPublic − 1),
+//! 9 H (domain-size G1 points, for the odd powers of the 2n-th root of
+//! unity), 10 the contributions (not needed to prove). Points are affine,
+//! coordinates little-endian in Montgomery form, infinity all zeros.
+
+use ark_bn254::{Bn254, Fr, G1Affine, G2Affine};
+use ark_groth16::{ProvingKey, VerifyingKey};
+use rayon::prelude::*;
+
+use super::binfile::{BinFile, Cursor};
+use super::field::{self, PointCheck, Prime};
+use super::CircomError;
+
+const PROTOCOL_GROTH16: u32 = 1;
+/// The largest domain snarkjs's own prover handles with its odd-root shift
+/// (2²⁸ is BN254's scalar field's two-adicity).
+const MAX_DOMAIN_LOG: u32 = 27;
+
+/// The coefficients of one matrix (A or B) by row: `starts[row]..starts[row + 1]`
+/// index `entries` of (signal, value).
+pub struct SparseRows {
+    pub starts: Vec<u32>,
+    pub entries: Vec<(u32, Fr)>,
+}
+
+impl SparseRows {
+    pub fn rows(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    pub fn row(&self, i: usize) -> &[(u32, Fr)] {
+        &self.entries[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
+
+    /// Group (row, signal, value) entries by row, keeping their order within a row.
+    pub(crate) fn from_entries(rows: usize, mut list: Vec<(u32, u32, Fr)>) -> SparseRows {
+        list.sort_by_key(|&(row, _, _)| row);
+        let mut starts = vec![0u32; rows + 1];
+        for &(row, _, _) in &list {
+            starts[row as usize + 1] += 1;
+        }
+        for i in 0..rows {
+            starts[i + 1] += starts[i];
+        }
+        let entries = list.into_iter().map(|(_, signal, value)| (signal, value)).collect();
+        SparseRows { starts, entries }
+    }
+}
+
+/// A snarkjs Groth16 key, decoded (and, unless told otherwise, every point
+/// checked). The proving key holds the sections as arkworks names them:
+/// `a_query` = A, `b_g1_query` = B₁, `b_g2_query` = B₂, `l_query` = C,
+/// `h_query` = H, `vk.gamma_abc_g1` = IC.
+pub struct Zkey {
+    pub n_vars: usize,
+    pub n_public: usize,
+    pub domain_size: usize,
+    pub key: ProvingKey<Bn254>,
+    pub a: SparseRows,
+    pub b: SparseRows,
+    /// BLAKE3 of the file.
+    pub digest: [u8; 32],
+}
+
+/// Whether to check every point on load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PointChecks {
+    /// On the curve and in the subgroup, each point.
+    Full,
+    /// Only decoded (coordinates below the modulus): for a file whose
+    /// digest was checked in full before.
+    Skip,
+}
+
+impl Zkey {
+    pub fn verifying_key(&self) -> &VerifyingKey<Bn254> {
+        &self.key.vk
+    }
+
+    /// Decode `bytes` (the contents of `file`, whose BLAKE3 is `digest`).
+    pub fn parse(file: &str, bytes: &[u8], digest: [u8; 32], checks: PointChecks) -> Result<Zkey, CircomError> {
+        let bin = BinFile::parse(file, bytes, b"zkey", &[1, 2])?;
+        let mut at = bin.section(1, "header")?;
+        let protocol = at.u32()?;
+        if protocol != PROTOCOL_GROTH16 {
+            let name = match protocol {
+                2 => "plonk".to_string(),
+                10 => "fflonk".to_string(),
+                other => format!("protocol {other}"),
+            };
+            return Err(at.error_at(at.offset() - 4, format!("a {name} key, not Groth16 (only Groth16 is supported)")));
+        }
+
+        let mut at = bin.section(2, "groth16 header")?;
+        field::expect_bn254(&mut at, Prime::Base)?;
+        field::expect_bn254(&mut at, Prime::Scalar)?;
+        let n_vars = at.u32()? as usize;
+        let n_public = at.u32()? as usize;
+        let domain_at = at.offset();
+        let domain_size = at.u32()? as usize;
+        if !domain_size.is_power_of_two() || domain_size.trailing_zeros() > MAX_DOMAIN_LOG {
+            return Err(at.error_at(
+                domain_at,
+                format!("domain size {domain_size}: it must be a power of two up to 2^{MAX_DOMAIN_LOG}"),
+            ));
+        }
+        if n_public >= n_vars {
+            return Err(at.error_at(domain_at - 4, format!("{n_public} public signals of only {n_vars}")));
+        }
+        let alpha_g1 = one_g1(&mut at, "alpha_1", checks)?;
+        let beta_g1 = one_g1(&mut at, "beta_1", checks)?;
+        let beta_g2 = one_g2(&mut at, "beta_2", checks)?;
+        let gamma_g2 = one_g2(&mut at, "gamma_2", checks)?;
+        let delta_g1 = one_g1(&mut at, "delta_1", checks)?;
+        let delta_g2 = one_g2(&mut at, "delta_2", checks)?;
+
+        let ic = g1_section(&bin, 3, "IC", n_public + 1, checks)?;
+        let (a, b) = coefficients(&bin, n_vars, domain_size)?;
+        let a_query = g1_section(&bin, 5, "A", n_vars, checks)?;
+        let b_g1_query = g1_section(&bin, 6, "B1", n_vars, checks)?;
+        let b_g2_query = g2_section(&bin, 7, "B2", n_vars, checks)?;
+        let l_query = g1_section(&bin, 8, "C", n_vars - n_public - 1, checks)?;
+        let h_query = g1_section(&bin, 9, "H", domain_size, checks)?;
+
+        let vk = VerifyingKey { alpha_g1, beta_g2, gamma_g2, delta_g2, gamma_abc_g1: ic };
+        let key = ProvingKey { vk, beta_g1, delta_g1, a_query, b_g1_query, b_g2_query, h_query, l_query };
+        Ok(Zkey { n_vars, n_public, domain_size, key, a, b, digest })
+    }
+}
+
+fn one_g1(at: &mut Cursor<'_>, name: &str, checks: PointChecks) -> Result<G1Affine, CircomError> {
+    let offset = at.offset();
+    let bytes = at.take(64)?;
+    let point = field::g1_unchecked(bytes)
+        .ok_or_else(|| at.error_at(offset, format!("{name}: a coordinate is not below the base field's modulus")))?;
+    check_one(at, offset, name, &point, checks)?;
+    Ok(point)
+}
+
+fn one_g2(at: &mut Cursor<'_>, name: &str, checks: PointChecks) -> Result<G2Affine, CircomError> {
+    let offset = at.offset();
+    let bytes = at.take(128)?;
+    let point = field::g2_unchecked(bytes)
+        .ok_or_else(|| at.error_at(offset, format!("{name}: a coordinate is not below the base field's modulus")))?;
+    check_one(at, offset, name, &point, checks)?;
+    Ok(point)
+}
+
+fn check_one(
+    at: &Cursor<'_>,
+    offset: usize,
+    name: &str,
+    point: &impl PointCheck,
+    checks: PointChecks,
+) -> Result<(), CircomError> {
+    match point.fault().filter(|_| checks == PointChecks::Full) {
+        Some(fault) => Err(CircomError::InvalidPoint {
+            file: at.file.into(),
+            section: at.section.into(),
+            offset,
+            what: name.into(),
+            fault,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A section of `count` points of `size` bytes each, decoded (and checked)
+/// in parallel; the first bad point is reported by index and offset.
+fn points<P: PointCheck + Send + Sync>(
+    bin: &BinFile<'_>,
+    kind: u32,
+    name: &'static str,
+    count: usize,
+    size: usize,
+    decode: impl Fn(&[u8]) -> Option<P> + Sync,
+    checks: PointChecks,
+) -> Result<Vec<P>, CircomError> {
+    let mut at = bin.section(kind, name)?;
+    let start = at.offset();
+    let expected = count * size;
+    if at.remaining() != expected {
+        return Err(at.error(format!("{} bytes, but {count} points of {size} bytes are {expected}", at.remaining())));
+    }
+    let bytes = at.take(expected)?;
+    let decoded: Vec<Option<P>> = bytes.par_chunks_exact(size).map(&decode).collect();
+    let fault_at = |index: usize, fault: &'static str| CircomError::InvalidPoint {
+        file: bin.file.into(),
+        section: name.into(),
+        offset: start + index * size,
+        what: format!("point {index}"),
+        fault,
+    };
+    if let Some(index) = decoded.par_iter().position_first(Option::is_none) {
+        return Err(fault_at(index, "has a coordinate not below the base field's modulus"));
+    }
+    let decoded: Vec<P> = decoded.into_iter().map(|p| p.expect("checked above")).collect();
+    if checks == PointChecks::Full {
+        if let Some((index, fault)) =
+            decoded.par_iter().enumerate().find_map_first(|(i, p)| p.fault().map(|fault| (i, fault)))
+        {
+            return Err(fault_at(index, fault));
+        }
+    }
+    Ok(decoded)
+}
+
+fn g1_section(
+    bin: &BinFile<'_>,
+    kind: u32,
+    name: &'static str,
+    count: usize,
+    checks: PointChecks,
+) -> Result<Vec<G1Affine>, CircomError> {
+    points(bin, kind, name, count, 64, field::g1_unchecked, checks)
+}
+
+fn g2_section(
+    bin: &BinFile<'_>,
+    kind: u32,
+    name: &'static str,
+    count: usize,
+    checks: PointChecks,
+) -> Result<Vec<G2Affine>, CircomError> {
+    points(bin, kind, name, count, 128, field::g2_unchecked, checks)
+}
+
+/// Section 4: the A and B matrices' entries, by row.
+fn coefficients(bin: &BinFile<'_>, n_vars: usize, domain_size: usize) -> Result<(SparseRows, SparseRows), CircomError> {
+    const ENTRY: usize = 12 + 32;
+    let mut at = bin.section(4, "coefficients")?;
+    let count = at.u32()? as usize;
+    let start = at.offset();
+    if at.remaining() != count * ENTRY {
+        return Err(at.error(format!(
+            "{} bytes for {count} coefficients of {ENTRY} bytes ({} expected)",
+            at.remaining(),
+            count * ENTRY
+        )));
+    }
+    let bytes = at.take(count * ENTRY)?;
+    let r_inverse = field::r_inverse();
+    let decoded: Vec<Result<(u32, u32, u32, Fr), String>> = bytes
+        .par_chunks_exact(ENTRY)
+        .map(|entry| {
+            let word = |i: usize| u32::from_le_bytes(entry[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+            let (matrix, row, signal) = (word(0), word(1), word(2));
+            if matrix > 1 {
+                return Err(format!("matrix {matrix} (0 is A, 1 is B)"));
+            }
+            if row as usize >= domain_size {
+                return Err(format!("constraint {row} is outside the domain of {domain_size}"));
+            }
+            if signal as usize >= n_vars {
+                return Err(format!("signal {signal} of only {n_vars}"));
+            }
+            let value = field::fr_coefficient(&entry[12..], r_inverse)
+                .ok_or_else(|| "a value not below the scalar field's modulus".to_string())?;
+            Ok((matrix, row, signal, value))
+        })
+        .collect();
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for (index, entry) in decoded.into_iter().enumerate() {
+        match entry {
+            Ok((0, row, signal, value)) => a.push((row, signal, value)),
+            Ok((_, row, signal, value)) => b.push((row, signal, value)),
+            Err(reason) => {
+                return Err(at.error_at(start + index * ENTRY, format!("coefficient {index}: {reason}")));
+            }
+        }
+    }
+    Ok((SparseRows::from_entries(domain_size, a), SparseRows::from_entries(domain_size, b)))
+}

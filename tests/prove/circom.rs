@@ -1,0 +1,309 @@
+//! `cvm groth16` on circom circuits: the committed fixtures
+//! (tests/vectors/circom, made by snarkjs; no Node needed), every bad input
+//! the readers promise to name, and, with Node, circuits compiled by circom
+//! and proven by both snarkjs and cvm.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ark_bn254::Fr;
+use causality_vm::prove::circom::{self, CircomError, CircomKey, PointChecks, Zkey};
+use causality_vm::prove::snarkjs;
+use causality_vm::prove::ProveStages;
+use causality_vm::MsmEngine;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/circom").join(name)
+}
+
+fn cvm(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cvm"));
+    c.arg("--data-dir").arg(data).arg("--backend").arg("cpu");
+    c
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `cvm groth16 prove` into `dir`; returns the exit code and stderr, and
+/// checks that a failure leaves no output file.
+fn prove(dir: &Path, zkey: &Path, wtns: &Path, extra: &[&str]) -> (i32, String) {
+    let (proof, public) = (dir.join("proof.json"), dir.join("public.json"));
+    let (code, _, err) = run(cvm(dir).args(["groth16", "prove"]).args([zkey, wtns, &proof, &public]).args(extra));
+    if code != 0 {
+        assert!(!proof.exists() && !public.exists(), "a failed prove wrote output: {err}");
+        let strays: Vec<_> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        assert!(!strays.iter().any(|n| n.to_string_lossy().contains("cvm-tmp")), "{strays:?}");
+    }
+    (code, err)
+}
+
+#[test]
+fn a_fixture_proof_verifies_and_matches_snarkjs_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = prove(dir.path(), &fixture("multiplier.zkey"), &fixture("multiplier.wtns"), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("constraints checked"), "the .r1cs beside the key is used: {err}");
+    // public.json byte for byte as snarkjs wrote it for the same witness.
+    let ours = std::fs::read(dir.path().join("public.json")).unwrap();
+    assert_eq!(ours, std::fs::read(fixture("multiplier.public.json")).unwrap());
+    // Our proof verifies with the key snarkjs exported, in Rust and by `cvm groth16 verify`.
+    let vk = snarkjs::read_vk(&fixture("multiplier.vk.json")).unwrap();
+    let proof: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("proof.json")).unwrap()).unwrap();
+    assert_eq!(proof["protocol"], "groth16");
+    assert_eq!(proof["curve"], "bn128");
+    let proof = snarkjs::proof_from_json(&proof).unwrap();
+    let public = snarkjs::read_public(&dir.path().join("public.json")).unwrap();
+    causality_vm::prove::system::verify_groth16(&ark_groth16::prepare_verifying_key(&vk), &proof, &public).unwrap();
+    let vk_path = fixture("multiplier.vk.json");
+    let verify =
+        |public: &Path, proof: &Path| run(cvm(dir.path()).args(["groth16", "verify"]).args([&vk_path, public, proof]));
+    let (code, out, _) = verify(&dir.path().join("public.json"), &dir.path().join("proof.json"));
+    assert_eq!((code, out.trim()), (0, "OK: the proof verifies (2 public signals)"));
+    // snarkjs's own proof of the same witness verifies too.
+    let (code, _, _) = verify(&fixture("multiplier.public.json"), &fixture("multiplier.proof.json"));
+    assert_eq!(code, 0);
+    // Another public signal: refused.
+    std::fs::write(dir.path().join("other.json"), r#"["11980", "3"]"#).unwrap();
+    let (code, out, _) = verify(&dir.path().join("other.json"), &dir.path().join("proof.json"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("FAIL"), "{out}");
+
+    // The verification key export is snarkjs's file byte for byte.
+    let exported = dir.path().join("vk.json");
+    let (code, _, err) = run(cvm(dir.path()).args(["groth16", "vk"]).args([&fixture("multiplier.zkey"), &exported]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&exported).unwrap(), std::fs::read(fixture("multiplier.vk.json")).unwrap());
+}
+
+#[test]
+fn json_output_names_the_backends_and_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proof, public) = (dir.path().join("p.json"), dir.path().join("s.json"));
+    let (code, out, err) = run(cvm(dir.path()).args(["--json", "groth16", "prove"]).args([
+        &fixture("multiplier.zkey"),
+        &fixture("multiplier.wtns"),
+        &proof,
+        &public,
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["backends"]["msm_g1"], "cpu");
+    assert_eq!(report["public_signals"], serde_json::json!(["11979", "3"]));
+    assert!(report["constraints_checked_with"].as_str().unwrap().ends_with("multiplier.r1cs"));
+}
+
+/// A copy of a fixture in `dir` with `edit` applied.
+fn edited(dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let mut bytes = std::fs::read(fixture(name)).unwrap();
+    edit(&mut bytes);
+    let path = dir.join(format!("edited-{name}"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Where section `kind`'s bytes start in an iden3 container.
+fn section_start(bytes: &[u8], kind: u32) -> usize {
+    let mut at = 12;
+    loop {
+        let k = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
+        if k == kind {
+            return at + 12;
+        }
+        at += 12 + len;
+    }
+}
+
+#[test]
+fn bad_files_are_named_by_section_and_offset_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (zkey, wtns) = (fixture("multiplier.zkey"), fixture("multiplier.wtns"));
+
+    let truncated = edited(d, "multiplier.zkey", |b| b.truncate(b.len() - 100));
+    let (code, err) = prove(d, &truncated, &wtns, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("edited-multiplier.zkey") && err.contains("truncated") && err.contains("offset"), "{err}");
+
+    let short_wtns = edited(d, "multiplier.wtns", |b| b.truncate(b.len() - 7));
+    let (code, err) = prove(d, &zkey, &short_wtns, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("edited-multiplier.wtns") && err.contains("truncated"), "{err}");
+
+    let not_a_key = edited(d, "multiplier.wtns", |_| {});
+    let (code, err) = prove(d, &not_a_key, &wtns, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a .zkey file"), "{err}");
+
+    // A point off the curve: y of the A section's second point changed.
+    let off_curve = edited(d, "multiplier.zkey", |b| {
+        let at = section_start(b, 5) + 64 + 32;
+        b[at] ^= 1;
+    });
+    let (code, err) = prove(d, &off_curve, &wtns, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("section A") && err.contains("point 1") && err.contains("not on the curve"), "{err}");
+
+    // BLS12-381's scalar field in the witness: the curve is named.
+    let bls = edited(d, "multiplier.wtns", |b| {
+        let at = section_start(b, 1);
+        let r = hex_le("73eda753299d7d483339d80809a1d80553bda402fffe5bfeffffffff00000001");
+        b[at + 4..at + 36].copy_from_slice(&r);
+    });
+    let (code, err) = prove(d, &zkey, &bls, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unsupported curve bls12-381"), "{err}");
+}
+
+fn hex_le(hex: &str) -> Vec<u8> {
+    let mut bytes: Vec<u8> =
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    bytes.reverse();
+    bytes
+}
+
+/// The witness with signal `index` changed to `value` (standard form).
+fn witness_with(dir: &Path, index: usize, value: u64) -> PathBuf {
+    edited(dir, "multiplier.wtns", |b| {
+        let at = section_start(b, 2) + 32 * index;
+        b[at..at + 32].fill(0);
+        b[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    })
+}
+
+#[test]
+fn a_witness_that_does_not_satisfy_the_circuit_is_refused_before_or_after_proving() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The last signal is private: changing it breaks a constraint.
+    let n = circom::load_witness(&fixture("multiplier.wtns")).unwrap().values.len();
+    let bad = witness_with(d, n - 1, 1234);
+    let (code, err) = prove(d, &fixture("multiplier.zkey"), &bad, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("constraint") && err.contains("is not satisfied"), "{err}");
+
+    // Without the circuit's .r1cs (the key alone, elsewhere), the proof's
+    // own check catches it, and still nothing is written.
+    let alone = tempfile::tempdir().unwrap();
+    let zkey = alone.path().join("k.zkey");
+    std::fs::copy(fixture("multiplier.zkey"), &zkey).unwrap();
+    let (code, err) = prove(d, &zkey, &bad, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("does not satisfy the circuit") && err.contains("does not verify"), "{err}");
+    let good = prove(alone.path(), &zkey, &fixture("multiplier.wtns"), &[]);
+    assert_eq!(good.0, 0, "{}", good.1);
+    assert!(good.1.contains("proof verified against the key"), "{}", good.1);
+
+    // A witness of another length: another circuit's.
+    let longer = edited(d, "multiplier.wtns", |b| {
+        let header = section_start(b, 1) + 4 + 32;
+        let count = u32::from_le_bytes(b[header..header + 4].try_into().unwrap()) + 1;
+        b[header..header + 4].copy_from_slice(&count.to_le_bytes());
+        let values = section_start(b, 2);
+        let len = u64::from_le_bytes(b[values - 8..values].try_into().unwrap()) + 32;
+        b[values - 8..values].copy_from_slice(&len.to_le_bytes());
+        b.extend([0u8; 32]);
+    });
+    let (code, err) = prove(d, &fixture("multiplier.zkey"), &longer, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("a witness for another circuit"), "{err}");
+
+    // An explicit .r1cs of another circuit is refused, not silently used.
+    let other = edited(d, "multiplier.r1cs", |b| {
+        // The first term's wire: another signal.
+        let at = section_start(b, 2) + 4;
+        b[at] ^= 1;
+    });
+    let (code, err) =
+        prove(d, &fixture("multiplier.zkey"), &fixture("multiplier.wtns"), &["--r1cs", other.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is not the circuit of this key"), "{err}");
+}
+
+#[test]
+fn the_readers_agree_with_snarkjs_json_exports() {
+    let witness = circom::load_witness(&fixture("multiplier.wtns")).unwrap();
+    let json: Vec<String> = serde_json::from_slice(&std::fs::read(fixture("multiplier.wtns.json")).unwrap()).unwrap();
+    let ours: Vec<String> = witness.values.iter().map(Fr::to_string).collect();
+    assert_eq!(ours, json);
+
+    let zkey = circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap();
+    let exported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("multiplier.zkey.json")).unwrap()).unwrap();
+    assert_eq!(zkey.n_vars as u64, exported["nVars"].as_u64().unwrap());
+    assert_eq!(zkey.n_public as u64, exported["nPublic"].as_u64().unwrap());
+    assert_eq!(zkey.domain_size as u64, exported["domainSize"].as_u64().unwrap());
+    assert_eq!(*zkey.verifying_key(), snarkjs::read_vk(&fixture("multiplier.vk.json")).unwrap());
+    // Every coefficient, as snarkjs reads it (standard form, decimal).
+    let mut from_json: Vec<(u64, u64, u64, String)> = exported["ccoefs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["matrix"].as_u64().unwrap(),
+                c["constraint"].as_u64().unwrap(),
+                c["signal"].as_u64().unwrap(),
+                c["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut ours = Vec::new();
+    for (m, rows) in [&zkey.a, &zkey.b].into_iter().enumerate() {
+        for row in 0..rows.rows() {
+            for (signal, value) in rows.row(row) {
+                ours.push((m as u64, row as u64, *signal as u64, value.to_string()));
+            }
+        }
+    }
+    from_json.sort();
+    ours.sort();
+    assert_eq!(ours, from_json);
+
+    let r1cs = circom::load_r1cs(&fixture("multiplier.r1cs")).unwrap();
+    r1cs.matches(&zkey).unwrap();
+    assert_eq!(r1cs.first_unsatisfied(&witness.values), None);
+}
+
+#[test]
+fn a_key_is_checked_in_full_once_then_loaded_by_its_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let checked = dir.path().join("checked");
+    let bytes = std::fs::read(fixture("multiplier.zkey")).unwrap();
+    let first = circom::load_zkey(&fixture("multiplier.zkey"), Some(&checked)).unwrap();
+    let marker = checked.join(format!("{}.checked", blake3::hash(&bytes).to_hex()));
+    assert!(marker.is_file());
+    // A bad point in another file is still caught: markers are per digest.
+    let mut off = bytes.clone();
+    let at = section_start(&off, 5) + 64 + 32;
+    off[at] ^= 1;
+    let path = dir.path().join("off.zkey");
+    std::fs::write(&path, &off).unwrap();
+    assert!(matches!(circom::load_zkey(&path, Some(&checked)), Err(CircomError::InvalidPoint { .. })));
+    // The same bytes skip the checks (and decode the same).
+    let digest = *blake3::hash(&off).as_bytes();
+    let unchecked = Zkey::parse("off.zkey", &off, digest, PointChecks::Skip).unwrap();
+    assert_ne!(unchecked.key.a_query[1], first.key.a_query[1]);
+}
+
+#[test]
+fn the_library_prover_proves_the_fixture_on_the_cpu() {
+    let engine = MsmEngine::cpu();
+    let zkey = circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap();
+    let key = CircomKey::prepare(&engine, zkey, None).unwrap();
+    let witness = circom::load_witness(&fixture("multiplier.wtns")).unwrap();
+    let mut stages = ProveStages::default();
+    let (first, public) = key.prove(&engine, &witness, &mut stages).unwrap();
+    let (second, _) = key.prove(&engine, &witness, &mut stages).unwrap();
+    assert_ne!(first, second, "fresh r and s each proof");
+    assert_eq!(public, witness.values[1..=key.n_public].to_vec());
+}
