@@ -205,7 +205,12 @@ impl Accelerator for Api {
                 .keys
                 .resident()
                 .into_iter()
-                .map(|k| KeySetStatus { ops_per_proof: k as u32, resident: true })
+                .map(|k| KeySetStatus { ops_per_proof: k as u32, resident: true, zkey_id: String::new() })
+                .chain(core.engines.zkeys.resident().into_iter().map(|id| KeySetStatus {
+                    ops_per_proof: 0,
+                    resident: true,
+                    zkey_id: id.to_string(),
+                }))
                 .collect(),
             kinds,
             uptime_ms: core.started.elapsed().as_millis() as u64,
@@ -213,25 +218,65 @@ impl Accelerator for Api {
     }
 
     async fn preload(&self, request: Request<PreloadRequest>) -> Result<Response<KeySetStatus>, Status> {
-        self.allowed(&Grant::of(&request), &[JobKind::ProveOps, JobKind::ExecuteBatch])?;
+        let grant = Grant::of(&request);
+        let request = request.into_inner();
+        if !request.zkey_id.is_empty() {
+            self.allowed(&grant, &[JobKind::Groth16])?;
+            let id = zkey_id(&request.zkey_id)?;
+            let core = self.core.clone();
+            return blocking(move || {
+                core.engines.zkeys.get(&id, &core.engines).map_err(refusal)?;
+                Ok(KeySetStatus { ops_per_proof: 0, resident: true, zkey_id: id.to_string() })
+            })
+            .await
+            .map(Response::new);
+        }
+        self.allowed(&grant, &[JobKind::ProveOps, JobKind::ExecuteBatch])?;
         let core = self.core.clone();
-        let k = request.into_inner().ops_per_proof;
+        let k = request.ops_per_proof;
         blocking(move || {
             core.engines.keys.get(k as usize).map_err(|e| match e {
                 super::work::WorkError::Bad(bad) => Refusal::Invalid(bad.to_string()),
                 other => Refusal::Internal(other.to_string()),
             })?;
-            Ok(KeySetStatus { ops_per_proof: k, resident: true })
+            Ok(KeySetStatus { ops_per_proof: k, resident: true, zkey_id: String::new() })
         })
         .await
         .map(Response::new)
     }
 
     async fn evict(&self, request: Request<EvictRequest>) -> Result<Response<KeySetStatus>, Status> {
-        self.allowed(&Grant::of(&request), &[JobKind::ProveOps, JobKind::ExecuteBatch])?;
-        let k = request.into_inner().ops_per_proof;
+        let grant = Grant::of(&request);
+        let request = request.into_inner();
+        if !request.zkey_id.is_empty() {
+            self.allowed(&grant, &[JobKind::Groth16])?;
+            let id = zkey_id(&request.zkey_id)?;
+            self.core.engines.zkeys.evict(&id);
+            return Ok(Response::new(KeySetStatus { ops_per_proof: 0, resident: false, zkey_id: id.to_string() }));
+        }
+        self.allowed(&grant, &[JobKind::ProveOps, JobKind::ExecuteBatch])?;
+        let k = request.ops_per_proof;
         self.core.engines.keys.evict(k as usize);
-        Ok(Response::new(KeySetStatus { ops_per_proof: k, resident: false }))
+        Ok(Response::new(KeySetStatus { ops_per_proof: k, resident: false, zkey_id: String::new() }))
+    }
+
+    async fn upload_zkey(&self, request: Request<UploadZkeyRequest>) -> Result<Response<UploadZkeyResponse>, Status> {
+        self.allowed(&Grant::of(&request), &[JobKind::Groth16])?;
+        let core = self.core.clone();
+        let request = request.into_inner();
+        blocking(move || {
+            let uploaded = core.engines.zkeys.upload(&request.zkey, &request.r1cs, &core.engines).map_err(refusal)?;
+            let key = &uploaded.key;
+            Ok(UploadZkeyResponse {
+                zkey_id: uploaded.id.to_string(),
+                signals: key.n_vars as u64,
+                public_signals: key.n_public as u64,
+                domain_size: key.domain_size as u64,
+                constraints_checked: key.has_r1cs(),
+            })
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn upload_bases(
@@ -283,6 +328,12 @@ const MAX_LIST: usize = 10_000;
 /// domain. A caller with a token must bring the batch's own capability
 /// token: "mint" uses the server's root keys, for the owner's socket only.
 fn check_submit(grant: &Grant, kind: JobKind, payload: &JobPayload) -> Result<(), Status> {
+    if grant.is_token() && names_a_path(payload) {
+        return Err(Status::permission_denied(
+            "groth16.zkey_path names a file on the server's machine, which only callers on its Unix socket may do; \
+             upload the key (UploadZkey) and name it by its zkey_id",
+        ));
+    }
     let Some(super::proto::job_payload::Kind::ExecuteBatch(job)) = &payload.kind else {
         return grant.check(kind, None);
     };
@@ -303,6 +354,31 @@ fn check_submit(grant: &Grant, kind: JobKind, payload: &JobPayload) -> Result<()
     Ok(())
 }
 
+fn zkey_id(text: &str) -> Result<super::work::groth16::ZkeyId, Status> {
+    super::work::groth16::ZkeyId::parse(text)
+        .ok_or_else(|| Status::invalid_argument(format!("zkey_id {text:?}: expected zkey:<64 hex digits>")))
+}
+
+/// A failed piece of work as a refusal of the call that asked for it.
+fn refusal(e: super::work::WorkError) -> Refusal {
+    match e {
+        super::work::WorkError::Bad(bad) => Refusal::Invalid(bad.to_string()),
+        super::work::WorkError::Precondition(reason) => Refusal::Invalid(reason),
+        super::work::WorkError::Internal(reason) => Refusal::Internal(reason),
+    }
+}
+
+/// Whether a Groth16 job names its key by a path on the server's machine.
+fn names_a_path(payload: &JobPayload) -> bool {
+    matches!(
+        &payload.kind,
+        Some(super::proto::job_payload::Kind::Groth16(super::proto::Groth16Job {
+            key: Some(super::proto::groth16_job::Key::ZkeyPath(_)),
+            ..
+        }))
+    )
+}
+
 impl Api {
     /// Submit's work for Submit and Run: the caller's right to the job,
     /// then the core's check, durable record and queueing.
@@ -320,7 +396,8 @@ impl Api {
         // A small payload is checked here, and its record awaited on no
         // thread; a large one's checking (a batch's parse, a digest of
         // megabytes) runs on the blocking pool.
-        if request.encoded_len() <= INLINE_SUBMIT_BYTES {
+        let reads_a_file = request.payload.as_ref().is_some_and(names_a_path);
+        if request.encoded_len() <= INLINE_SUBMIT_BYTES && !reads_a_file {
             return self.core.submit_async(request).await.map_err(Status::from);
         }
         let core = self.core.clone();

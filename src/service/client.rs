@@ -233,6 +233,22 @@ impl Client {
         let request = UploadBasesRequest { group: group as i32, bases: Some(PointList { points }) };
         Ok(self.inner.upload_bases(request).await?.into_inner())
     }
+
+    /// Load a compliance key set or an uploaded zkey ahead of its jobs.
+    pub async fn preload(&mut self, request: PreloadRequest) -> Result<KeySetStatus, Status> {
+        Ok(self.inner.preload(request).await?.into_inner())
+    }
+
+    /// Drop a resident key set or zkey from memory.
+    pub async fn evict(&mut self, request: EvictRequest) -> Result<KeySetStatus, Status> {
+        Ok(self.inner.evict(request).await?.into_inner())
+    }
+
+    /// Keep a snarkjs key on the server (with the circuit's R1CS, or empty);
+    /// its id names it in Groth16 jobs.
+    pub async fn upload_zkey(&mut self, zkey: Vec<u8>, r1cs: Vec<u8>) -> Result<UploadZkeyResponse, Status> {
+        Ok(self.inner.upload_zkey(UploadZkeyRequest { zkey, r1cs }).await?.into_inner())
+    }
 }
 
 fn submit_request(

@@ -48,6 +48,8 @@ unbounded!(
     UploadBasesResponse,
     RemoveBasesRequest,
     RemoveBasesResponse,
+    UploadZkeyRequest,
+    UploadZkeyResponse,
 );
 
 impl Bounded for SubmitRequest {

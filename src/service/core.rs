@@ -83,15 +83,16 @@ pub fn kind_name(kind: JobKind) -> &'static str {
     token_kind(kind).map_or("unspecified", crate::capability::JobKind::name)
 }
 
-pub const COMPUTE_KINDS: [JobKind; 4] = [JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::ProveOps];
+pub const COMPUTE_KINDS: [JobKind; 5] =
+    [JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::ProveOps, JobKind::Groth16];
 /// The most batch jobs run as one pipeline.
 pub const PIPELINE: usize = 8;
 
 /// Batch jobs have one runner: the store's owner.
 pub const BATCH_KINDS: [JobKind; 1] = [JobKind::ExecuteBatch];
 /// Every kind this server runs (what Status and the metrics report on).
-pub const SERVED_KINDS: [JobKind; 5] =
-    [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm];
+pub const SERVED_KINDS: [JobKind; 6] =
+    [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::Groth16];
 
 /// A submission answered: the job, and its events from its accept on
 /// (None when it has ended already).
@@ -242,6 +243,10 @@ impl Core {
                 None
             }
         };
+        let payload = work::adopt_paths(payload, &self.engines).map_err(|e| match e {
+            WorkError::Internal(reason) => Refusal::Internal(reason),
+            other => Refusal::Invalid(other.to_string()),
+        })?;
         let parsed = work::check(&payload, &self.engines)?;
         let key_set = work::key_set(&payload);
         let encoded = payload.encode_to_vec();

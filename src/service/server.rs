@@ -229,6 +229,7 @@ fn open_core(options: &ServeOptions) -> Result<Core, ServeError> {
         hashing,
         msm: Arc::new(msm),
         bases: BaseSets::new(options.data_dir.join("bases")),
+        zkeys: super::work::groth16::Zkeys::new(options.data_dir.join("zkeys")),
         keys,
         device: std::sync::Mutex::new(()),
     };

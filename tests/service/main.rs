@@ -15,6 +15,7 @@ mod auth;
 mod batches;
 mod cli;
 mod crash;
+mod groth16;
 mod jobs;
 mod limits;
 mod prove_ops;

@@ -9,8 +9,8 @@ use causality_vm::content_id::{hex_decode, hex_encode};
 use causality_vm::service::client::{Client, ClientOptions, Endpoint};
 use causality_vm::service::core::kind_name;
 use causality_vm::service::proto::{
-    hash_message, job_payload, job_result, msm_job, ExecuteBatchJob, Group, HashJob, HashMessage, Job, JobKind,
-    JobPayload, JobState, ListRequest, MerkleRootJob, MsmJob, PointList, ProveOpsJob,
+    groth16_job, hash_message, job_payload, job_result, msm_job, ExecuteBatchJob, Groth16Job, Group, HashJob,
+    HashMessage, Job, JobKind, JobPayload, JobState, ListRequest, MerkleRootJob, MsmJob, PointList, ProveOpsJob,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -69,7 +69,7 @@ impl ServerArgs {
 pub struct SubmitArgs {
     /// Job files: a batch in `cvm run`'s format, an operations document
     /// (`cvm prove-ops`'s), or a JSON job (`{"hash": …}`, `{"merkle_root": …}`,
-    /// `{"msm": …}`; docs/SERVICE.md).
+    /// `{"msm": …}`, `{"groth16": …}`; docs/SERVICE.md).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
@@ -182,19 +182,29 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
     let mut jobs = Vec::new();
     for path in &args.files {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let payload = payload_of(&bytes, path, &args)?;
-        let request_id = match &args.request_id {
-            Some(id) => id.clone(),
-            None => format!("file-{}", &hex_encode(blake3::hash(&bytes).as_bytes())[..32]),
-        };
-        jobs.push((path, request_id, payload));
+        let (payload, upload) = payload_of(&bytes, path, &args)?;
+        jobs.push((path, bytes, payload, upload));
     }
     let deadline = args.deadline.map(|s| causality_vm::service::core::now_ms() + s * 1000);
     runtime()?.block_on(async {
         let mut client = connect(globals, &args.server).await?;
         let mut failed = false;
         let mut reports = Vec::new();
-        for (path, request_id, payload) in jobs {
+        for (path, bytes, mut payload, upload) in jobs {
+            let mut named_by = bytes;
+            if let Some(upload) = upload {
+                // The key goes first (the server keeps it once), the job names it.
+                let id = upload.send(&mut client).await.with_context(|| format!("submitting {}", path.display()))?;
+                if let Some(job_payload::Kind::Groth16(job)) = &mut payload.kind {
+                    job.key = Some(groth16_job::Key::ZkeyId(id.clone()));
+                    // The job is its key and witness, whatever the job file's paths.
+                    named_by = [id.as_bytes(), &job.witness].concat();
+                }
+            }
+            let request_id = match &args.request_id {
+                Some(id) => id.clone(),
+                None => format!("file-{}", &hex_encode(blake3::hash(&named_by).as_bytes())[..32]),
+            };
             let accepted = client
                 .submit(&request_id, payload, args.priority, deadline)
                 .await
@@ -337,6 +347,10 @@ fn print_job(job: &Job) -> anyhow::Result<()> {
                 Some(job_result::Kind::Msm(m)) => out!("{}", hex_encode(&m.point))?,
                 Some(job_result::Kind::ExecuteBatch(b)) => out!("{}", b.result_json)?,
                 Some(job_result::Kind::ProveOps(p)) => out!("{}", p.proofs_json)?,
+                Some(job_result::Kind::Groth16(g)) => {
+                    out!("{}", g.proof_json)?;
+                    out!("{}", g.public_json)?;
+                }
                 None => {}
             }
         }
@@ -393,6 +407,10 @@ pub fn job_json(job: &Job) -> Value {
             }
             Some(job_result::Kind::ProveOps(p)) => {
                 json!({"proofs": serde_json::from_str::<Value>(&p.proofs_json).unwrap_or(Value::String(p.proofs_json.clone()))})
+            }
+            Some(job_result::Kind::Groth16(g)) => {
+                let parsed = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::String(text.into()));
+                json!({"proof": parsed(&g.proof_json), "public": parsed(&g.public_json)})
             }
             None => Value::Null,
         };
@@ -452,6 +470,40 @@ enum JobFile {
         base_set_id: Option<String>,
         scalars: Vec<String>,
     },
+    /// Paths relative to the job file.
+    Groth16 {
+        #[serde(default)]
+        zkey: Option<PathBuf>,
+        #[serde(default)]
+        zkey_id: Option<String>,
+        #[serde(default)]
+        r1cs: Option<PathBuf>,
+        witness: PathBuf,
+    },
+}
+
+/// A snarkjs key to upload before its job is submitted.
+struct ZkeyUpload {
+    zkey: PathBuf,
+    r1cs: Option<PathBuf>,
+}
+
+impl ZkeyUpload {
+    /// Upload the key (and R1CS); returns its id.
+    async fn send(&self, client: &mut Client) -> anyhow::Result<String> {
+        let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        let zkey = read(&self.zkey)?;
+        let r1cs = match &self.r1cs {
+            Some(path) => read(path)?,
+            None => Vec::new(),
+        };
+        let uploaded = client
+            .upload_zkey(zkey, r1cs)
+            .await
+            .map_err(status_error)
+            .with_context(|| format!("uploading {}", self.zkey.display()))?;
+        Ok(uploaded.zkey_id)
+    }
 }
 
 #[derive(Deserialize)]
@@ -471,9 +523,34 @@ fn hex_field(text: &str, field: &str) -> anyhow::Result<Vec<u8>> {
     hex_decode(text).map_err(|e| anyhow!("{field}: {e}"))
 }
 
-fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<JobPayload> {
+/// A job file's payload, and the key to upload first for a Groth16 job
+/// that names its key by a path.
+fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<(JobPayload, Option<ZkeyUpload>)> {
     let origin = path.display();
-    let mut value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;
+    let value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;
+    if let Some(job) = value.get("groth16") {
+        let file: JobFile = serde_path_to_error::deserialize(serde_json::json!({ "groth16": job }))
+            .map_err(|e| anyhow!("{origin}: {}: {}", e.path(), e.inner()))?;
+        let JobFile::Groth16 { zkey, zkey_id, r1cs, witness } = file else { unreachable!("a groth16 job") };
+        let beside = |p: &Path| path.parent().unwrap_or(Path::new("")).join(p);
+        let witness = beside(&witness);
+        let witness = std::fs::read(&witness).with_context(|| format!("{origin}: reading {}", witness.display()))?;
+        let (key, upload) = match (zkey, zkey_id) {
+            (Some(zkey), None) => {
+                let zkey = beside(&zkey);
+                let r1cs = r1cs.map(|p| beside(&p)).or_else(|| causality_vm::prove::circom::r1cs_beside(&zkey));
+                (None, Some(ZkeyUpload { zkey, r1cs }))
+            }
+            (None, Some(id)) => (Some(groth16_job::Key::ZkeyId(id)), None),
+            _ => bail!("{origin}: groth16: give exactly one of zkey (a path) and zkey_id"),
+        };
+        return Ok((JobPayload { kind: Some(job_payload::Kind::Groth16(Groth16Job { key, witness })) }, upload));
+    }
+    Ok((job_payload(value, bytes, path, args)?, None))
+}
+
+fn job_payload(mut value: Value, bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<JobPayload> {
+    let origin = path.display();
     if value.get("ops").is_some() && value.get("domain").is_none() {
         // An operations document: proofs for operations executed elsewhere.
         let job = ProveOpsJob { witnesses_json: bytes.to_vec(), ops_per_proof: args.ops_per_proof };
@@ -545,6 +622,7 @@ fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<Jo
                 .collect::<anyhow::Result<_>>()?;
             job_payload::Kind::Msm(MsmJob { group: group as i32, bases: Some(bases), scalars })
         }
+        JobFile::Groth16 { .. } => bail!("{origin}: a groth16 job is read by payload_of"),
     };
     Ok(JobPayload { kind: Some(kind) })
 }

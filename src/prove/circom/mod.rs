@@ -59,18 +59,28 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, CircomError> {
 pub fn load_zkey(path: &std::path::Path, checked: Option<&std::path::Path>) -> Result<Zkey, CircomError> {
     let bytes = read(path)?;
     let digest = *blake3::hash(&bytes).as_bytes();
+    load_zkey_bytes(&path.display().to_string(), &bytes, digest, checked)
+}
+
+/// [`load_zkey`] for a key's bytes (`name` in errors) whose BLAKE3 is `digest`.
+pub fn load_zkey_bytes(
+    name: &str,
+    bytes: &[u8],
+    digest: [u8; 32],
+    checked: Option<&std::path::Path>,
+) -> Result<Zkey, CircomError> {
     let marker = checked.map(|dir| dir.join(format!("{}.checked", crate::content_id::hex_encode(&digest))));
     let checks = match &marker {
         Some(marker) if marker.is_file() => PointChecks::Skip,
         _ => PointChecks::Full,
     };
-    let zkey = Zkey::parse(&path.display().to_string(), &bytes, digest, checks)?;
+    let zkey = Zkey::parse(name, bytes, digest, checks)?;
     if let (PointChecks::Full, Some(marker)) = (checks, marker) {
         // Only a speed-up: a marker that cannot be written means a full check next time.
         let written =
             marker.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&marker, b""));
         if let Err(e) = written {
-            tracing::debug!("not recording {} as checked: {e}", path.display());
+            tracing::debug!("not recording {name} as checked: {e}");
         }
     }
     Ok(zkey)

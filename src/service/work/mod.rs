@@ -3,6 +3,7 @@
 //! when the job runs), and the work run on the server's engines.
 
 pub mod batch;
+pub mod groth16;
 mod hash;
 pub mod keys;
 pub(crate) mod msm;
@@ -61,6 +62,8 @@ pub struct Engines {
     pub hashing: HashBackend,
     pub msm: Arc<MsmEngine>,
     pub bases: BaseSets,
+    /// Uploaded snarkjs keys, resident between Groth16 jobs.
+    pub zkeys: groth16::Zkeys,
     /// Proving key sets kept between jobs.
     pub keys: std::sync::Arc<keys::KeySets>,
     /// One job at a time uses the GPU (its stages are large already); CPU
@@ -83,6 +86,7 @@ pub fn kind_of(payload: &JobPayload) -> Result<JobKind, BadPayload> {
         Some(PayloadKind::Hash(_)) => Ok(JobKind::Hash),
         Some(PayloadKind::MerkleRoot(_)) => Ok(JobKind::MerkleRoot),
         Some(PayloadKind::Msm(_)) => Ok(JobKind::Msm),
+        Some(PayloadKind::Groth16(_)) => Ok(JobKind::Groth16),
         None => Err(no_job()),
     }
 }
@@ -96,18 +100,38 @@ pub fn check(payload: &JobPayload, engines: &Engines) -> Result<Option<batch::Pa
         Some(PayloadKind::Msm(job)) => msm::parse(job, &engines.bases).map(|_| None),
         Some(PayloadKind::ExecuteBatch(job)) => batch::parse(job, "the batch").map(Some),
         Some(PayloadKind::ProveOps(job)) => prove_ops::parse(job).map(|_| None),
+        Some(PayloadKind::Groth16(job)) => groth16::parse(job, &engines.zkeys).map(|_| None),
         None => Err(no_job()),
     }
 }
 
-/// The proving key set a ProveOps job uses (its ops per proof), 0 for other
-/// kinds: the scheduler serves jobs that share a set back to back. Batch
-/// jobs keep their submission order, so they name none.
+/// The proving key set a job uses (a ProveOps job's ops per proof, a
+/// Groth16 job's zkey), 0 for other kinds: the scheduler serves jobs that
+/// share a set back to back. Batch jobs keep their submission order, so
+/// they name none.
 pub fn key_set(payload: &JobPayload) -> u32 {
     match &payload.kind {
         Some(PayloadKind::ProveOps(job)) => batch::ops_per_proof(job.ops_per_proof) as u32,
+        Some(PayloadKind::Groth16(super::proto::Groth16Job {
+            key: Some(super::proto::groth16_job::Key::ZkeyId(id)),
+            ..
+        })) => groth16::ZkeyId::parse(id).map_or(0, |id| id.key_set()),
         _ => 0,
     }
+}
+
+/// A payload as it is recorded: a Groth16 job's key named by a path on
+/// this machine is read and kept now, and the job names it by its id (so
+/// a restart or a changed file cannot change what the job proves).
+pub fn adopt_paths(mut payload: JobPayload, engines: &Engines) -> Result<JobPayload, WorkError> {
+    use super::proto::groth16_job::Key;
+    if let Some(PayloadKind::Groth16(job)) = &mut payload.kind {
+        if let Some(Key::ZkeyPath(path)) = &job.key {
+            let id = engines.zkeys.adopt(std::path::Path::new(path), engines)?;
+            job.key = Some(Key::ZkeyId(id.to_string()));
+        }
+    }
+    Ok(payload)
 }
 
 /// A job's work as its runner takes it: the payload, or a batch already parsed.
@@ -181,6 +205,14 @@ pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> 
             };
             proofs = made;
             (job_result::Kind::ProveOps(result), vec![stage("prove", backend)])
+        }
+        Some(PayloadKind::Groth16(job)) => {
+            let work = groth16::parse(job, &engines.zkeys)?;
+            let Some((result, backend)) = groth16::run(work, engines, progress)? else {
+                return Ok(None);
+            };
+            proofs = 1;
+            (job_result::Kind::Groth16(result), vec![stage("quotient", ResolvedBackend::Cpu), stage("msm", backend)])
         }
         Some(PayloadKind::ExecuteBatch(_)) => {
             return Err(WorkError::Internal("batch jobs run on the store's runner, not here".into()))

@@ -1,0 +1,222 @@
+//! `Groth16` jobs: a circom circuit's witness proven with a snarkjs key, and
+//! the keys `UploadZkey` keeps.
+//!
+//! A key is kept under its content id (`zkey:` and the BLAKE3 of the file)
+//! in `<data dir>/zkeys/` (so queued jobs naming it survive a restart),
+//! every point checked once per file, and resident between jobs: decoded,
+//! its G1 bases on the MSM engine (the GPU when there is one). A key named
+//! by a path on the server's machine is read at submit and kept the same
+//! way; the job is recorded with its id.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::{BadPayload, Engines, Progress, WorkError};
+use crate::content_id::{hex_decode_32, hex_encode};
+use crate::prove::circom::{self, CircomError, CircomKey, R1cs, Witness};
+use crate::prove::snarkjs::text;
+use crate::prove::ProveStages;
+use crate::service::proto::groth16_job::Key;
+use crate::service::proto::{Groth16Job, Groth16Result};
+use crate::ResolvedBackend;
+
+/// A zkey's content id: `zkey:` and the BLAKE3 of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ZkeyId(pub [u8; 32]);
+
+impl ZkeyId {
+    const PREFIX: &'static str = "zkey:";
+
+    pub fn parse(text: &str) -> Option<ZkeyId> {
+        text.strip_prefix(Self::PREFIX).and_then(|hex| hex_decode_32(hex).ok()).map(ZkeyId)
+    }
+
+    /// The scheduler's key-set tag (jobs of one key run back to back); the
+    /// top bit keeps it apart from compliance key sets' ops per proof.
+    pub fn key_set(&self) -> u32 {
+        u32::from_le_bytes(self.0[..4].try_into().expect("4 bytes")) | 1 << 31
+    }
+}
+
+impl std::fmt::Display for ZkeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, hex_encode(&self.0))
+    }
+}
+
+/// What an upload came to.
+pub struct Uploaded {
+    pub id: ZkeyId,
+    pub key: Arc<CircomKey>,
+}
+
+/// The kept keys: on disk, and resident once used.
+pub struct Zkeys {
+    dir: PathBuf,
+    resident: Mutex<HashMap<ZkeyId, Arc<CircomKey>>>,
+}
+
+impl Zkeys {
+    pub fn new(dir: PathBuf) -> Zkeys {
+        Zkeys { dir, resident: Mutex::new(HashMap::new()) }
+    }
+
+    fn file(&self, id: &ZkeyId, extension: &str) -> PathBuf {
+        self.dir.join(format!("{}.{extension}", hex_encode(&id.0)))
+    }
+
+    /// Check a key (and the circuit's R1CS, when given: it must be the
+    /// key's), keep both, and make the key resident.
+    pub fn upload(&self, zkey: &[u8], r1cs: &[u8], engines: &Engines) -> Result<Uploaded, WorkError> {
+        let id = ZkeyId(*blake3::hash(zkey).as_bytes());
+        if let Some(key) = self.lookup(&id).filter(|key| r1cs.is_empty() || key.has_r1cs()) {
+            return Ok(Uploaded { id, key });
+        }
+        let key = Arc::new(self.prepare(&id, zkey, r1cs, "zkey", engines)?);
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| crate::fsutil::write_atomically(&self.file(&id, "zkey"), zkey, 0o600))
+            .and_then(|()| match r1cs.is_empty() {
+                true => Ok(()),
+                false => crate::fsutil::write_atomically(&self.file(&id, "r1cs"), r1cs, 0o600),
+            })
+            .map_err(|e| WorkError::Internal(format!("keeping {id} in {}: {e}", self.dir.display())))?;
+        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(id, key.clone());
+        Ok(Uploaded { id, key })
+    }
+
+    /// A key file on the server's machine, kept as an upload (with the
+    /// R1CS beside it when that is the key's circuit); returns its id.
+    pub fn adopt(&self, path: &Path, engines: &Engines) -> Result<ZkeyId, WorkError> {
+        let bad = |e: std::io::Error| BadPayload::new("groth16.zkey_path", format!("{}: {e}", path.display()));
+        let zkey = std::fs::read(path).map_err(bad)?;
+        let r1cs = circom::r1cs_beside(path).and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
+        match self.upload(&zkey, &r1cs, engines) {
+            // An R1CS beside it that is not its circuit is not used.
+            Err(WorkError::Bad(bad)) if !r1cs.is_empty() && bad.field == "r1cs" => {
+                self.upload(&zkey, &[], engines).map(|u| u.id)
+            }
+            other => other.map(|u| u.id),
+        }
+    }
+
+    fn prepare(
+        &self,
+        id: &ZkeyId,
+        zkey: &[u8],
+        r1cs: &[u8],
+        field: &str,
+        engines: &Engines,
+    ) -> Result<CircomKey, WorkError> {
+        let name = id.to_string();
+        let zkey = circom::load_zkey_bytes(&name, zkey, id.0, Some(&self.dir)).map_err(|e| bad(field, e))?;
+        let r1cs = match r1cs.is_empty() {
+            true => None,
+            false => Some((
+                format!("{name} (r1cs)"),
+                R1cs::parse(&format!("{name}.r1cs"), r1cs).map_err(|e| bad("r1cs", e))?,
+            )),
+        };
+        CircomKey::prepare(&engines.msm, zkey, r1cs).map_err(|e| match e {
+            CircomError::OtherCircuit { .. } => bad("r1cs", e),
+            other => WorkError::Internal(other.to_string()),
+        })
+    }
+
+    fn lookup(&self, id: &ZkeyId) -> Option<Arc<CircomKey>> {
+        self.resident.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Whether the key is resident or kept on disk.
+    pub fn knows(&self, id: &ZkeyId) -> bool {
+        self.lookup(id).is_some() || self.file(id, "zkey").is_file()
+    }
+
+    /// The resident key, loaded from disk again after a restart or an evict.
+    pub fn get(&self, id: &ZkeyId, engines: &Engines) -> Result<Arc<CircomKey>, WorkError> {
+        if let Some(key) = self.lookup(id) {
+            return Ok(key);
+        }
+        let read = |extension: &str| std::fs::read(self.file(id, extension));
+        let zkey = read("zkey")
+            .map_err(|e| WorkError::Precondition(format!("{id} is not on this server ({e}); upload it again")))?;
+        if ZkeyId(*blake3::hash(&zkey).as_bytes()) != *id {
+            return Err(WorkError::Internal(format!("the kept file of {id} is damaged (its digest differs)")));
+        }
+        let r1cs = read("r1cs").unwrap_or_default();
+        let key = Arc::new(self.prepare(id, &zkey, &r1cs, "zkey", engines)?);
+        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, key.clone());
+        Ok(key)
+    }
+
+    /// Drop a key from memory (and the GPU, once no running job holds it);
+    /// it stays on disk. False when it was not resident.
+    pub fn evict(&self, id: &ZkeyId) -> bool {
+        self.resident.lock().unwrap_or_else(|p| p.into_inner()).remove(id).is_some()
+    }
+
+    pub fn resident(&self) -> Vec<ZkeyId> {
+        let mut ids: Vec<ZkeyId> = self.resident.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        ids.sort_by_key(|id| id.0);
+        ids
+    }
+}
+
+fn bad(field: &str, e: CircomError) -> WorkError {
+    WorkError::Bad(BadPayload::new(field, e.to_string()))
+}
+
+/// A checked Groth16 job.
+pub(super) struct Work {
+    id: ZkeyId,
+    witness: Witness,
+}
+
+/// Check a job: its key is known here, its witness decodes (and fits the
+/// key, when the key is resident). A path must have been adopted already.
+pub(super) fn parse(job: &Groth16Job, zkeys: &Zkeys) -> Result<Work, BadPayload> {
+    let id = match &job.key {
+        Some(Key::ZkeyId(text)) => ZkeyId::parse(text)
+            .ok_or_else(|| BadPayload::new("groth16.zkey_id", format!("{text:?}: expected zkey:<64 hex digits>")))?,
+        Some(Key::ZkeyPath(_)) => {
+            return Err(BadPayload::new("groth16.zkey_path", "a path is read when the job is submitted"))
+        }
+        None => return Err(BadPayload::new("groth16", "no key: give zkey_id (from UploadZkey) or zkey_path")),
+    };
+    if !zkeys.knows(&id) {
+        return Err(BadPayload::new("groth16.zkey_id", format!("{id} is not on this server; upload it (UploadZkey)")));
+    }
+    let witness =
+        Witness::parse("the witness", &job.witness).map_err(|e| BadPayload::new("groth16.witness", e.to_string()))?;
+    if let Some(key) = zkeys.lookup(&id) {
+        if witness.values.len() != key.n_vars {
+            let e = CircomError::WitnessLength { expected: key.n_vars, got: witness.values.len() };
+            return Err(BadPayload::new("groth16.witness", e.to_string()));
+        }
+    }
+    Ok(Work { id, witness })
+}
+
+/// Prove; `Ok(None)` when cancelled at a stage boundary. Returns the
+/// result and the MSM backend.
+pub(super) fn run(
+    work: Work,
+    engines: &Engines,
+    progress: &dyn Progress,
+) -> Result<Option<(Groth16Result, ResolvedBackend)>, WorkError> {
+    if !progress.stage("load key") {
+        return Ok(None);
+    }
+    let key = engines.zkeys.get(&work.id, engines)?;
+    if !progress.stage("prove") {
+        return Ok(None);
+    }
+    let backend = engines.msm.backend();
+    let _device = engines.device_stage(backend);
+    let mut stages = ProveStages::default();
+    let (proof, public) = key.prove(&engines.msm, &work.witness, &mut stages).map_err(|e| match e {
+        CircomError::Prove(e) => WorkError::Internal(e.to_string()),
+        other => WorkError::Bad(BadPayload::new("groth16.witness", other.to_string())),
+    })?;
+    Ok(Some((Groth16Result { proof_json: text::proof(&proof), public_json: text::public(&public) }, backend)))
+}
