@@ -177,3 +177,32 @@ async fn an_uploaded_key_outlives_a_restart() {
     check(result(&job));
     server.shutdown().await.unwrap();
 }
+
+/// `cvm submit` of a Groth16 job file: the key (and the R1CS beside it) is
+/// uploaded first, the job names it, and the result is snarkjs's files.
+#[test]
+fn cvm_submit_uploads_the_key_and_prints_snarkjs_files() {
+    use crate::cli::{cvm, run, serve, stop};
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.json");
+    let spec =
+        serde_json::json!({"groth16": {"zkey": fixture("multiplier.zkey"), "witness": fixture("multiplier.wtns")}});
+    std::fs::write(&job, spec.to_string()).unwrap();
+    let server = serve(dir.path());
+    let (code, out, err) = run(cvm(dir.path()).args(["--json", "submit", "--wait"]).arg(&job));
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let value = &report["job"]["result"]["value"];
+    assert_eq!(value["public"], serde_json::json!(["11979", "3"]), "{report}");
+    assert_eq!(value["proof"]["protocol"], "groth16");
+    // Again: the same job (named by its key and witness).
+    let (code, out, _) = run(cvm(dir.path()).args(["submit"]).arg(&job));
+    assert_eq!(code, 0);
+    assert!(out.contains("(already submitted)"), "{out}");
+    // Neither a key path nor an id: refused before anything is sent.
+    std::fs::write(&job, serde_json::json!({"groth16": {"witness": fixture("multiplier.wtns")}}).to_string()).unwrap();
+    let (code, _, err) = run(cvm(dir.path()).args(["submit"]).arg(&job));
+    assert_eq!(code, 2);
+    assert!(err.contains("give exactly one of zkey"), "{err}");
+    stop(server);
+}
