@@ -307,3 +307,95 @@ fn the_library_prover_proves_the_fixture_on_the_cpu() {
     assert_ne!(first, second, "fresh r and s each proof");
     assert_eq!(public, witness.values[1..=key.n_public].to_vec());
 }
+
+/// Whether circom2, circomlib and snarkjs are installed (tests/snarkjs);
+/// with CVM_REQUIRE_SNARKJS=1 their absence is a failure.
+fn circom_tools() -> bool {
+    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snarkjs/node_modules");
+    let installed = ["circom2", "circomlib", "snarkjs"].iter().all(|p| modules.join(p).join("package.json").is_file());
+    installed && crate::snarkjs_runner::snarkjs_script().is_some() || {
+        let reason = "circom test not run: circom2, circomlib or snarkjs not installed (npm ci --prefix tests/snarkjs)";
+        assert!(std::env::var("CVM_REQUIRE_SNARKJS").as_deref() != Ok("1"), "{reason}, and CVM_REQUIRE_SNARKJS=1");
+        eprintln!("{reason}");
+        false
+    }
+}
+
+fn snarkjs(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let cli = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snarkjs/node_modules/snarkjs/build/cli.cjs");
+    let out = Command::new("node").arg(cli).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// Two circuits compiled by circom from circomlib (a Poseidon chain and a
+/// Merkle path), set up and proven by snarkjs (tests/circom/build.sh), then
+/// proven by cvm from the same zkey and witness: snarkjs verifies our
+/// proof, we verify its, and public.json is byte for byte the same.
+#[test]
+fn circom_circuits_prove_with_cvm_and_verify_with_snarkjs() {
+    if !circom_tools() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let d = out.path();
+    let build = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/circom/build.sh");
+    for name in ["poseidon_chain", "merkle_path"] {
+        // Both fit a 2^10 ptau, made once in `d` and reused.
+        let status = Command::new("bash").arg(&build).arg(name).arg(d).status().unwrap();
+        assert!(status.success(), "building {name}: see {}", d.join("build.log").display());
+        let file = |suffix: &str| d.join(format!("{name}{suffix}"));
+        let (code, err) =
+            prove_named(d, &file(".zkey"), &file(".wtns"), &file(".cvm_proof.json"), &file(".cvm_public.json"));
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(err.contains("constraints checked"), "{name}: the circuit's .r1cs is used: {err}");
+        assert_eq!(
+            std::fs::read(file(".cvm_public.json")).unwrap(),
+            std::fs::read(file(".snarkjs_public.json")).unwrap(),
+            "{name}: public.json"
+        );
+        let (code, said) = snarkjs(&[
+            "groth16".as_ref(),
+            "verify".as_ref(),
+            file(".vk.json").as_os_str(),
+            file(".cvm_public.json").as_os_str(),
+            file(".cvm_proof.json").as_os_str(),
+        ]);
+        assert!(code == 0 && said.contains("OK"), "{name}: snarkjs on our proof: {said}");
+        let (code, said, _) = run(cvm(d).args(["groth16", "verify"]).args([
+            file(".vk.json"),
+            file(".snarkjs_public.json"),
+            file(".snarkjs_proof.json"),
+        ]));
+        assert_eq!(code, 0, "{name}: cvm on snarkjs's proof: {said}");
+        let (code, _, err) = run(cvm(d).args(["groth16", "vk"]).args([file(".zkey"), file(".cvm_vk.json")]));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            std::fs::read(file(".cvm_vk.json")).unwrap(),
+            std::fs::read(file(".vk.json")).unwrap(),
+            "{name}: vk"
+        );
+    }
+}
+
+fn prove_named(dir: &Path, zkey: &Path, wtns: &Path, proof: &Path, public: &Path) -> (i32, String) {
+    let (code, _, err) = run(cvm(dir).args(["groth16", "prove"]).args([zkey, wtns, proof, public]));
+    (code, err)
+}
+
+/// Our quotient scalars equal snarkjs's own (its prover's intermediate
+/// values for the fixture's witness, dumped by tests/circom/check_formats.js).
+#[test]
+fn the_quotient_equals_snarkjs_intermediate_values() {
+    use causality_vm::prove::circom::prover::Shape;
+    use causality_vm::prove::circom::quotient::odd_coset_quotient;
+    let qap: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("multiplier.qap.json")).unwrap()).unwrap();
+    let zkey = circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap();
+    let witness = circom::load_witness(&fixture("multiplier.wtns")).unwrap();
+    let h = odd_coset_quotient(Shape { domain_size: zkey.domain_size, a: &zkey.a, b: &zkey.b }, &witness.values);
+    let expected: Vec<String> = serde_json::from_value(qap["h"].clone()).unwrap();
+    assert_eq!(h.iter().map(Fr::to_string).collect::<Vec<_>>(), expected);
+}
