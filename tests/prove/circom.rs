@@ -399,3 +399,61 @@ fn the_quotient_equals_snarkjs_intermediate_values() {
     let expected: Vec<String> = serde_json::from_value(qap["h"].clone()).unwrap();
     assert_eq!(h.iter().map(Fr::to_string).collect::<Vec<_>>(), expected);
 }
+
+/// `cvm groth16 setup`'s key (single-party) proves and verifies, here and
+/// (with Node) in snarkjs.
+#[test]
+fn a_dev_setup_key_proves_and_verifies() {
+    use causality_vm::prove::circom::setup;
+    let r1cs = circom::load_r1cs(&fixture("multiplier.r1cs")).unwrap();
+    let mut rng = rand::thread_rng();
+    let bytes = setup::zkey(&r1cs, &setup::Toxic::random(&mut rng)).unwrap();
+    let zkey = Zkey::parse("dev.zkey", &bytes, *blake3::hash(&bytes).as_bytes(), PointChecks::Full).unwrap();
+    r1cs.matches(&zkey).unwrap();
+    let engine = MsmEngine::cpu();
+    let key = CircomKey::prepare(&engine, zkey, Some(("multiplier.r1cs".into(), r1cs))).unwrap();
+    let witness = circom::load_witness(&fixture("multiplier.wtns")).unwrap();
+    // `prove` checks the proof against the key's verification key.
+    key.prove(&engine, &witness, &mut ProveStages::default()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zkey = d.join("dev.zkey");
+    let (code, _, err) = run(cvm(d).args(["groth16", "setup"]).args([&fixture("multiplier.r1cs"), &zkey]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("single-party"), "the toxic waste is named: {err}");
+    let (code, err) = prove_named(d, &zkey, &fixture("multiplier.wtns"), &d.join("p.json"), &d.join("s.json"));
+    assert_eq!(code, 0, "{err}");
+    if !circom_tools() {
+        return;
+    }
+    // snarkjs proves with our key, and verifies with the key it exports from it.
+    let file = |name: &str| d.join(name);
+    let (code, said) = snarkjs(&[
+        "zkey".as_ref(),
+        "export".as_ref(),
+        "verificationkey".as_ref(),
+        zkey.as_os_str(),
+        file("vk.json").as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{said}");
+    let (code, said) = snarkjs(&[
+        "groth16".as_ref(),
+        "prove".as_ref(),
+        zkey.as_os_str(),
+        fixture("multiplier.wtns").as_os_str(),
+        file("sp.json").as_os_str(),
+        file("ss.json").as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{said}");
+    for (public, proof) in [("ss.json", "sp.json"), ("s.json", "p.json")] {
+        let (code, said) = snarkjs(&[
+            "groth16".as_ref(),
+            "verify".as_ref(),
+            file("vk.json").as_os_str(),
+            file(public).as_os_str(),
+            file(proof).as_os_str(),
+        ]);
+        assert!(code == 0 && said.contains("OK"), "{proof}: {said}");
+    }
+}

@@ -22,6 +22,17 @@ pub enum Groth16Command {
     Verify(VerifyArgs),
     /// Export a key's verification key: `cvm groth16 vk CIRCUIT.zkey VK.json`.
     Vk(VkArgs),
+    /// A single-party setup for tests and benches: `cvm groth16 setup CIRCUIT.r1cs CIRCUIT.zkey`.
+    /// Whoever runs it could forge proofs; use a ceremony's keys in production.
+    Setup(SetupArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SetupArgs {
+    /// The circuit (.r1cs, as circom writes it).
+    pub r1cs: PathBuf,
+    /// Where the proving key goes (.zkey, snarkjs's format).
+    pub zkey: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -66,6 +77,7 @@ pub fn run(globals: &Globals, command: Groth16Command) -> anyhow::Result<i32> {
         Groth16Command::Prove(args) => prove(globals, args),
         Groth16Command::Verify(args) => verify(globals, args),
         Groth16Command::Vk(args) => vk(globals, args),
+        Groth16Command::Setup(args) => setup(globals, args),
     }
 }
 
@@ -209,6 +221,32 @@ fn vk(globals: &Globals, args: VkArgs) -> anyhow::Result<i32> {
         out!("{}", json!({ "vk": args.vk, "public_signals": zkey.n_public }))?;
     } else if !globals.quiet {
         note!("verification key ({} public signals) written to {}", zkey.n_public, args.vk.display());
+    }
+    Ok(0)
+}
+
+fn setup(globals: &Globals, args: SetupArgs) -> anyhow::Result<i32> {
+    let r1cs = circom::load_r1cs(&args.r1cs)?;
+    let spinner =
+        progress::spinner(globals, format!("setting up {} ({} constraints)", args.r1cs.display(), r1cs.n_constraints));
+    let bytes = circom::setup::zkey(&r1cs, &circom::setup::Toxic::random(&mut rand::rngs::OsRng));
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let bytes = bytes?;
+    let temporary = args.zkey.with_extension("zkey.cvm-tmp");
+    std::fs::write(&temporary, &bytes)
+        .and_then(|()| std::fs::rename(&temporary, &args.zkey))
+        .with_context(|| format!("writing {}", args.zkey.display()))?;
+    if globals.json {
+        out!("{}", json!({ "zkey": args.zkey, "constraints": r1cs.n_constraints, "single_party": true }))?;
+    } else if !globals.quiet {
+        note!(
+            "proving key written to {} ({} constraints). This is a single-party setup: whoever ran it could forge \
+             proofs. Use it for tests and benches; prove production circuits with a ceremony's keys.",
+            args.zkey.display(),
+            r1cs.n_constraints
+        );
     }
     Ok(0)
 }

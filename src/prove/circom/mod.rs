@@ -12,6 +12,7 @@ pub mod field;
 pub mod prover;
 pub mod quotient;
 pub mod r1cs;
+pub mod setup;
 pub mod wtns;
 pub mod zkey;
 
