@@ -23,9 +23,7 @@ use ark_bn254::{Bn254, Fr};
 use ark_ff::UniformRand;
 use ark_groth16::r1cs_to_qap::LibsnarkReduction;
 use ark_groth16::Groth16;
-use ark_relations::gr1cs::{
-    ConstraintSynthesizer, ConstraintSystemRef, LinearCombination, SynthesisError, Variable,
-};
+use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, LinearCombination, SynthesisError, Variable};
 use causality_vm::msm::MsmEngine;
 use causality_vm::prove::circom::{self, setup, CircomKey, PointChecks, R1cs, Witness, Zkey};
 use causality_vm::prove::ProveStages;
@@ -155,8 +153,9 @@ fn main() {
 
         // arkworks: its own key for the same matrices.
         let mut rng = rand::thread_rng();
-        let pk = Groth16::<Bn254, LibsnarkReduction>::generate_random_parameters_with_reduction(Replay(&r1cs), &mut rng)
-            .unwrap();
+        let pk =
+            Groth16::<Bn254, LibsnarkReduction>::generate_random_parameters_with_reduction(Replay(&r1cs), &mut rng)
+                .unwrap();
         let num_inputs = r1cs.n_public + 1;
 
         let mut group = criterion.benchmark_group("groth16_circom");
@@ -195,6 +194,16 @@ fn main() {
             })
         });
         group.finish();
+        let mut stages = ProveStages::default();
+        key.prove(&engine, &witness, &mut stages).unwrap();
+        println!(
+            "groth16_circom {constraints} constraints, cvm stages (ms): quotient {:.1}, msm g1 {:.1} beside g2 {:.1}, \
+             assemble {:.1}",
+            stages.qap_us as f64 / 1e3,
+            stages.msm_g1_us as f64 / 1e3,
+            stages.msm_g2_us as f64 / 1e3,
+            stages.assemble_us as f64 / 1e3
+        );
         summary.push((constraints, median(cvm_times), median(ark_times), median(snarkjs)));
     }
     for (constraints, cvm, ark, snarkjs) in summary {

@@ -389,8 +389,7 @@ fn prove_named(dir: &Path, zkey: &Path, wtns: &Path, proof: &Path, public: &Path
 /// values for the fixture's witness, dumped by tests/circom/check_formats.js).
 #[test]
 fn the_quotient_equals_snarkjs_intermediate_values() {
-    use causality_vm::prove::circom::prover::Shape;
-    use causality_vm::prove::circom::quotient::odd_coset_quotient;
+    use causality_vm::prove::circom::quotient::{odd_coset_quotient, Shape};
     let qap: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture("multiplier.qap.json")).unwrap()).unwrap();
     let zkey = circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap();

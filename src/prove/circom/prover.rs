@@ -5,7 +5,7 @@ use std::time::Instant;
 use ark_bn254::{Bn254, Fr};
 use ark_groth16::{prepare_verifying_key, PreparedVerifyingKey, Proof, VerifyingKey};
 
-use super::quotient::odd_coset_quotient;
+use super::quotient::{odd_coset_quotient, Shape};
 use super::zkey::SparseRows;
 use super::{CircomError, R1cs, Witness, Zkey};
 use crate::msm::MsmEngine;
@@ -91,11 +91,4 @@ impl CircomKey {
     fn shape(&self) -> Shape<'_> {
         Shape { domain_size: self.domain_size, a: &self.a, b: &self.b }
     }
-}
-
-/// What the quotient needs of a key.
-pub struct Shape<'a> {
-    pub domain_size: usize,
-    pub a: &'a SparseRows,
-    pub b: &'a SparseRows,
 }

@@ -14,8 +14,14 @@ use ark_ff::{Field, Zero};
 use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
 use rayon::prelude::*;
 
-use super::prover::Shape;
 use super::zkey::SparseRows;
+
+/// What the quotient needs of a key: its domain and its A and B rows.
+pub struct Shape<'a> {
+    pub domain_size: usize,
+    pub a: &'a SparseRows,
+    pub b: &'a SparseRows,
+}
 
 /// The n scalars for the key's H points, from the full witness `values`.
 pub fn odd_coset_quotient(zkey: Shape<'_>, values: &[Fr]) -> Vec<Fr> {
@@ -67,9 +73,8 @@ mod tests {
     use ark_r1cs_std::fields::FieldVar;
     use ark_relations::gr1cs::{ConstraintSystem, R1CS_PREDICATE_LABEL};
 
-    use super::super::prover::Shape;
     use super::super::zkey::SparseRows;
-    use super::{distribute_powers, odd_coset_quotient};
+    use super::{distribute_powers, odd_coset_quotient, Shape};
 
     /// Against arkworks' libsnark reduction on the same matrices: for a
     /// satisfying witness, A·B − C = H·Z, and Z is −2 on the odd coset, so
