@@ -26,6 +26,7 @@ use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Validate};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use super::circom::{R1cs, Zkey};
 use super::circuit::{ComplianceCircuit, CIRCUIT_VERSION};
 use super::{check_ops_per_proof, poseidon, ProveError};
 
@@ -320,6 +321,11 @@ pub struct KeyMetadata {
     pub verifying_key_blake3: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape_blake3: Option<String>,
+    /// A key set imported from a snarkjs key (a ceremony's): the BLAKE3 of
+    /// that `.zkey`. Its H points are for the odd-coset quotient
+    /// (`prove::circom::quotient`), not arkworks' libsnark reduction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zkey_blake3: Option<String>,
 }
 
 fn format_one() -> u32 {
@@ -341,7 +347,13 @@ impl KeyMetadata {
             proving_key_blake3: None,
             verifying_key_blake3: None,
             shape_blake3: None,
+            zkey_blake3: None,
         }
+    }
+
+    /// Whether the key's H points are for the odd-coset quotient (a snarkjs key).
+    pub fn odd_coset(&self) -> bool {
+        self.zkey_blake3.is_some()
     }
 
     /// Whether both describe the same circuit (whatever their files' form).
@@ -366,7 +378,7 @@ pub fn setup(shape: &CircuitShape) -> Result<ProvingKey<Bn254>, ProveError> {
         ComplianceCircuit::empty(shape.ops_per_proof),
         &mut rng,
     )?;
-    check_key_shape(&pk, shape)
+    check_key_shape(&pk, shape, false)
         .map_err(|reason| ProveError::Synthesis(format!("setup produced a bad key: {reason}")))?;
     Ok(pk)
 }
@@ -375,6 +387,11 @@ pub fn setup(shape: &CircuitShape) -> Result<ProvingKey<Bn254>, ProveError> {
 /// atomically and durably; the caller holds [`lock`]). `circuit.json` goes
 /// last: until it names them, the key files are not a key set.
 pub fn save(dir: &Path, shape: &CircuitShape, pk: &ProvingKey<Bn254>) -> Result<(), ProveError> {
+    save_as(dir, shape, pk, None)
+}
+
+/// [`save`], recording the snarkjs key it was imported from, if any.
+fn save_as(dir: &Path, shape: &CircuitShape, pk: &ProvingKey<Bn254>, zkey: Option<String>) -> Result<(), ProveError> {
     fs::create_dir_all(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })?;
     let encoding = |e: ark_serialize::SerializationError| ProveError::Synthesis(format!("serializing the key: {e}"));
     let pk_bytes = super::keyfile::encode(pk);
@@ -385,6 +402,7 @@ pub fn save(dir: &Path, shape: &CircuitShape, pk: &ProvingKey<Bn254>) -> Result<
     meta.proving_key_blake3 = Some(digest(&pk_bytes));
     meta.verifying_key_blake3 = Some(digest(&vk_bytes));
     meta.shape_blake3 = Some(digest(&shape_bytes));
+    meta.zkey_blake3 = zkey;
     let meta =
         serde_json::to_vec_pretty(&meta).map_err(|e| ProveError::Synthesis(format!("encoding circuit.json: {e}")))?;
     let _ = fs::remove_file(dir.join(CIRCUIT_FILE));
@@ -441,6 +459,8 @@ pub struct Loaded {
     pub upgraded: bool,
     /// Every point was validated.
     pub validated: bool,
+    /// Imported from a snarkjs key: its quotient is the odd-coset one.
+    pub odd_coset: bool,
 }
 
 /// Loads the key pair in `dir` for the circuit `shape` (see the module docs).
@@ -467,7 +487,7 @@ pub fn load(
     }
     let pk_bytes = map(&dir.join(PROVING_KEY_FILE))?;
     let vk_bytes = read(&dir.join(VERIFYING_KEY_FILE))?;
-    let mut loaded = Loaded::default();
+    let mut loaded = Loaded { odd_coset: meta.odd_coset(), ..Loaded::default() };
     let pk = if meta.key_format < KEY_FORMAT {
         loaded.validated = true;
         loaded.upgraded = true;
@@ -495,7 +515,7 @@ pub fn load(
     if vk != pk.vk {
         return Err(keys_err(format!("{VERIFYING_KEY_FILE} is not the proving key's verifying key")));
     }
-    check_key_shape(&pk, shape).map_err(keys_err)?;
+    check_key_shape(&pk, shape, loaded.odd_coset).map_err(keys_err)?;
     if loaded.upgraded {
         let _lock = lock(dir)?;
         save(dir, shape, &pk)?;
@@ -511,8 +531,9 @@ pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey<Bn254>, ProveError
     })
 }
 
-/// Query lengths must match the circuit, or the prover would silently misuse them.
-fn check_key_shape(pk: &ProvingKey<Bn254>, shape: &CircuitShape) -> Result<(), String> {
+/// Query lengths must match the circuit, or the prover would silently misuse
+/// them. A snarkjs key has one H point per domain element, arkworks' one fewer.
+fn check_key_shape(pk: &ProvingKey<Bn254>, shape: &CircuitShape, odd_coset: bool) -> Result<(), String> {
     let domain = shape.domain_size().map_err(|e| e.to_string())?;
     let checks = [
         ("gamma_abc_g1", pk.vk.gamma_abc_g1.len(), shape.num_instance_variables),
@@ -520,7 +541,7 @@ fn check_key_shape(pk: &ProvingKey<Bn254>, shape: &CircuitShape) -> Result<(), S
         ("b_g1_query", pk.b_g1_query.len(), shape.num_variables()),
         ("b_g2_query", pk.b_g2_query.len(), shape.num_variables()),
         ("l_query", pk.l_query.len(), shape.num_witness_variables),
-        ("h_query", pk.h_query.len(), domain - 1),
+        ("h_query", pk.h_query.len(), if odd_coset { domain } else { domain - 1 }),
     ];
     for (name, got, want) in checks {
         if got != want {
@@ -555,4 +576,27 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProveError> {
 /// different setups).
 pub fn lock(dir: &Path) -> Result<crate::fsutil::FileLock, ProveError> {
     crate::fsutil::FileLock::acquire(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })
+}
+
+/// The circuit as circom's `.r1cs` (for a ceremony run with snarkjs: its
+/// phase 2 on this file makes a `.zkey` that [`import_zkey`] takes).
+pub fn circuit_r1cs(shape: &CircuitShape) -> R1cs {
+    let [a, b, c] = &shape.matrices[..] else { unreachable!("a shape has three matrices") };
+    R1cs::from_matrices(shape.num_variables(), shape.num_public_inputs(), [a.clone(), b.clone(), c.clone()])
+}
+
+/// Make a snarkjs key (a ceremony's, from [`circuit_r1cs`]) the key set in
+/// `dir` for `shape`: it must be this circuit's (its A and B coefficients
+/// are the circuit's), every point checked; then saved as a key set whose
+/// proofs use the odd-coset quotient. The caller holds [`lock`].
+pub fn import_zkey(dir: &Path, shape: &CircuitShape, zkey: &Zkey) -> Result<(), ProveError> {
+    let keys_err = |reason: String| ProveError::Keys { path: dir.to_path_buf(), reason };
+    circuit_r1cs(shape).matches(zkey).map_err(|reason| {
+        keys_err(format!(
+            "the .zkey is not this circuit's ({reason}); make it from `cvm setup --ops-per-proof {} --export-r1cs`",
+            shape.ops_per_proof
+        ))
+    })?;
+    check_key_shape(&zkey.key, shape, true).map_err(keys_err)?;
+    save_as(dir, shape, &zkey.key, Some(crate::content_id::hex_encode(&zkey.digest)))
 }

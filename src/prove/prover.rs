@@ -155,12 +155,16 @@ pub fn check_satisfied(shape: &CircuitShape, full: &[Fr]) -> Result<(), ProveErr
     }
 }
 
-/// One Groth16 proof of `circuit` on `engine`; returns it with its public inputs.
+/// One Groth16 proof of `circuit` on `engine`, with the quotient scalars
+/// `quotient` computes from the full assignment (the key's setup decides
+/// which: [`libsnark_quotient`] for arkworks' keys); returns it with its
+/// public inputs.
 pub fn prove(
     engine: &MsmEngine,
     key: &ProverKey,
     shape: &CircuitShape,
     circuit: ComplianceCircuit,
+    quotient: &dyn Fn(&[Fr]) -> Result<Vec<Fr>, ProveError>,
     timings: &mut ProveStages,
 ) -> Result<(Proof<Bn254>, Vec<Fr>), ProveError> {
     let start = Instant::now();
@@ -168,15 +172,20 @@ pub fn prove(
     timings.witness_us += micros(start.elapsed());
 
     let start = Instant::now();
-    let h = LibsnarkReduction::witness_map_from_matrices::<Fr, GeneralEvaluationDomain<Fr>>(
-        &shape.matrices,
-        shape.num_instance_variables,
-        shape.num_constraints,
-        &full,
-    )?;
+    let h = quotient(&full)?;
     timings.qap_us += micros(start.elapsed());
     let proof = prove_assigned(engine, key, &full, shape.num_instance_variables, &h, timings)?;
     Ok((proof, full[1..shape.num_instance_variables].to_vec()))
+}
+
+/// The quotient's coefficients for arkworks' keys (its libsnark reduction).
+pub fn libsnark_quotient(shape: &CircuitShape, full: &[Fr]) -> Result<Vec<Fr>, ProveError> {
+    Ok(LibsnarkReduction::witness_map_from_matrices::<Fr, GeneralEvaluationDomain<Fr>>(
+        &shape.matrices,
+        shape.num_instance_variables,
+        shape.num_constraints,
+        full,
+    )?)
 }
 
 /// The Groth16 core every prover shares: one proof from the full

@@ -10,6 +10,8 @@ use ark_bn254::{Bn254, Fr};
 use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, ProvingKey, VerifyingKey};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 
+use super::circom::quotient;
+use super::circom::zkey::SparseRows;
 use super::circuit::ComplianceCircuit;
 use super::keys::{self, CircuitShape};
 pub use super::points::{check_point, CheckedPoint};
@@ -68,8 +70,18 @@ impl BatchProof {
     }
 }
 
+/// How a key set's H points define the quotient.
+enum Quotient {
+    /// arkworks' setup: its libsnark reduction.
+    Libsnark,
+    /// A snarkjs key (a ceremony's): the odd-coset quotient over the
+    /// circuit's A and B rows.
+    OddCoset { domain_size: usize, a: SparseRows, b: SparseRows },
+}
+
 pub struct ProvingSystem {
     shape: CircuitShape,
+    quotient: Quotient,
     vk: VerifyingKey<Bn254>,
     pvk: PreparedVerifyingKey<Bn254>,
     engine: MsmEngine,
@@ -121,6 +133,7 @@ impl ProvingSystem {
         }
         let shape_ms = started.elapsed().as_millis() as u64;
         let (pk, loaded) = keys::load(&dir, &shape, keys::Validation::Digest)?;
+        let odd_coset = loaded.odd_coset;
         let load_ms = started.elapsed().as_millis() as u64 - shape_ms;
         if loaded.upgraded {
             notice(&format!("rewrote the keys in {} in the fast-loading form (checked by digest)", dir.display()));
@@ -130,7 +143,10 @@ impl ProvingSystem {
                 tracing::debug!(dir = %dir.display(), %err, "could not cache the circuit's shape");
             }
         }
-        let system = Self::from_key(shape, pk, MsmEngine::new(backend)?)?;
+        let system = match odd_coset {
+            true => Self::from_snarkjs_key(shape, pk, MsmEngine::new(backend)?)?,
+            false => Self::from_key(shape, pk, MsmEngine::new(backend)?)?,
+        };
         tracing::debug!(
             dir = %dir.display(),
             shape_ms,
@@ -150,8 +166,26 @@ impl ProvingSystem {
     }
 
     pub fn from_key(shape: CircuitShape, pk: ProvingKey<Bn254>, engine: MsmEngine) -> Result<Self, ProveError> {
+        Self::with_quotient(shape, pk, engine, Quotient::Libsnark)
+    }
+
+    /// A system for a key in snarkjs's form (imported from a `.zkey`,
+    /// [`keys::import_zkey`]): its quotient is the odd-coset one.
+    pub fn from_snarkjs_key(shape: CircuitShape, pk: ProvingKey<Bn254>, engine: MsmEngine) -> Result<Self, ProveError> {
+        let domain_size = shape.domain_size()?;
+        let (a, b) = quotient::rows(&shape.matrices, shape.num_public_inputs(), domain_size);
+        Self::with_quotient(shape, pk, engine, Quotient::OddCoset { domain_size, a, b })
+    }
+
+    fn with_quotient(
+        shape: CircuitShape,
+        pk: ProvingKey<Bn254>,
+        engine: MsmEngine,
+        quotient: Quotient,
+    ) -> Result<Self, ProveError> {
         let key = ProverKey::prepare(&engine, &pk)?;
         Ok(ProvingSystem {
+            quotient,
             pvk: prepare_verifying_key(&pk.vk),
             vk: pk.vk,
             shape,
@@ -303,7 +337,13 @@ impl ProvingSystem {
         ops: usize,
         timings: &mut ProveStages,
     ) -> Result<BatchProof, ProveError> {
-        let (proof, public_inputs) = prover::prove(engine, key, &self.shape, circuit, timings)?;
+        let quotient = |full: &[Fr]| match &self.quotient {
+            Quotient::Libsnark => prover::libsnark_quotient(&self.shape, full),
+            Quotient::OddCoset { domain_size, a, b } => {
+                Ok(quotient::odd_coset_quotient(quotient::Shape { domain_size: *domain_size, a, b }, full))
+            }
+        };
+        let (proof, public_inputs) = prover::prove(engine, key, &self.shape, circuit, &quotient, timings)?;
         let batch_proof = BatchProof { proof, public_inputs, ops };
         let start = Instant::now();
         self.verify(&batch_proof)?;

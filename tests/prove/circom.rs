@@ -456,3 +456,56 @@ fn a_dev_setup_key_proves_and_verifies() {
         assert!(code == 0 && said.contains("OK"), "{proof}: {said}");
     }
 }
+
+/// A ceremony's key for the compliance circuit: the circuit exported as an
+/// .r1cs, a snarkjs-format key made for it (here by `cvm groth16 setup`;
+/// a ceremony's final .zkey has the same form), imported as the key set;
+/// batches are then proven with it (the odd-coset quotient) and their
+/// proofs verify, with snarkjs too. Another circuit's key is refused.
+#[test]
+fn a_snarkjs_key_of_the_compliance_circuit_becomes_its_key_set() {
+    use causality_vm::prove::ProvingSystem;
+    use causality_vm::Backend;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let r1cs = d.join("compliance.r1cs");
+    let (code, out, err) = run(cvm(d).args(["setup", "--ops-per-proof", "1", "--export-r1cs"]).arg(&r1cs));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("written to"), "{out}");
+    let parsed = circom::load_r1cs(&r1cs).unwrap();
+    let shape = causality_vm::prove::keys::CircuitShape::of(1).unwrap();
+    assert_eq!(parsed.n_constraints, shape.num_constraints);
+    assert_eq!(parsed.n_public, shape.num_public_inputs());
+
+    // Another circuit's key: refused, nothing installed.
+    let (code, _, err) =
+        run(cvm(d).args(["setup", "--ops-per-proof", "1", "--import-zkey"]).arg(fixture("multiplier.zkey")));
+    assert_eq!(code, 2);
+    assert!(err.contains("not this circuit's"), "{err}");
+
+    let zkey = d.join("compliance.zkey");
+    let (code, _, err) = run(cvm(d).args(["groth16", "setup"]).arg(&r1cs).arg(&zkey));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(cvm(d).args(["setup", "--ops-per-proof", "1", "--import-zkey"]).arg(&zkey));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("is the key set"), "{out}");
+    // Once there, a second import needs --force, as a second setup does.
+    let (code, _, err) = run(cvm(d).args(["setup", "--ops-per-proof", "1", "--import-zkey"]).arg(&zkey));
+    assert_eq!(code, 2);
+    assert!(err.contains("--force"), "{err}");
+
+    let system =
+        ProvingSystem::load_or_setup(d, 1, Backend::Cpu, |notice| panic!("no setup expected: {notice}")).unwrap();
+    let vk = circom::load_zkey(&zkey, None).unwrap().key.vk;
+    assert_eq!(*system.verifying_key(), vk, "the ceremony's verification key");
+    let proofs = system
+        .prove_batch(&[crate::prove_support::create(7), crate::prove_support::transfer(9)])
+        .expect("proven with the imported key (each proof is verified)");
+    assert_eq!(proofs.len(), 2);
+    if let Some(script) = crate::snarkjs_runner::snarkjs_script() {
+        let export = d.join("export");
+        snarkjs::export_proof(&export, &vk, &proofs[1]).unwrap();
+        let (code, said) = crate::snarkjs_runner::run_snarkjs(&script, &export);
+        assert_eq!(code, Some(0), "snarkjs: {said}");
+    }
+}

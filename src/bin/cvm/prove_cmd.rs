@@ -18,6 +18,14 @@ pub struct SetupArgs {
     /// Replace keys that already exist (proofs made with the old keys stop verifying).
     #[arg(long)]
     pub force: bool,
+    /// Write the circuit as circom's .r1cs instead (for a multi-party
+    /// ceremony run with snarkjs; import its final .zkey with --import-zkey).
+    #[arg(long, value_name = "FILE", conflicts_with = "import_zkey")]
+    pub export_r1cs: Option<PathBuf>,
+    /// Make a snarkjs Groth16 key of this circuit (a ceremony's final .zkey)
+    /// the key set, instead of a local setup.
+    #[arg(long, value_name = "FILE")]
+    pub import_zkey: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -64,11 +72,17 @@ pub struct VerifyArgs {
 
 pub fn setup(globals: &Globals, args: SetupArgs) -> anyhow::Result<i32> {
     let shape = CircuitShape::of(args.ops_per_proof)?;
+    if let Some(path) = &args.export_r1cs {
+        return export_r1cs(globals, &shape, path);
+    }
     let dir = keys::key_dir(&globals.data_dir(), args.ops_per_proof);
     // Under the key set's lock: a run making the same keys waits, then uses these.
     let _lock = keys::lock(&dir)?;
     if keys::exists(&dir) && !args.force {
         anyhow::bail!("keys already exist in {} (use --force to replace them)", dir.display());
+    }
+    if let Some(path) = &args.import_zkey {
+        return import_zkey(globals, &shape, &dir, path);
     }
     if !globals.quiet {
         note!(
@@ -96,6 +110,54 @@ pub fn setup(globals: &Globals, args: SetupArgs) -> anyhow::Result<i32> {
         out!("{v}")?;
     } else {
         out!("keys written to {} (circuit digest {})", dir.display(), meta.circuit_digest)?;
+    }
+    Ok(0)
+}
+
+/// `cvm setup --export-r1cs FILE`: the circuit for a snarkjs ceremony.
+fn export_r1cs(globals: &Globals, shape: &CircuitShape, path: &Path) -> anyhow::Result<i32> {
+    let bytes = keys::circuit_r1cs(shape).encode();
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    let k = shape.ops_per_proof;
+    if globals.json {
+        out!("{}", serde_json::json!({"r1cs": path, "ops_per_proof": k, "constraints": shape.num_constraints}))?;
+    } else {
+        out!(
+            "the circuit for {k} ops per proof ({} constraints) written to {}",
+            shape.num_constraints,
+            path.display()
+        )?;
+        if !globals.quiet {
+            note!(
+                "run a ceremony on it with snarkjs (powers of tau of 2^{} or more, then `snarkjs groth16 setup`, \
+                 contributions, a final beacon), then `cvm setup --ops-per-proof {k} --import-zkey FINAL.zkey`",
+                shape.domain_size()?.trailing_zeros()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// `cvm setup --import-zkey FILE`: a ceremony's key becomes the key set.
+fn import_zkey(globals: &Globals, shape: &CircuitShape, dir: &Path, path: &Path) -> anyhow::Result<i32> {
+    let spinner = crate::progress::spinner(globals, format!("checking {}", path.display()));
+    let zkey = causality_vm::prove::circom::load_zkey(path, None);
+    drop(spinner);
+    let zkey = zkey?;
+    keys::import_zkey(dir, shape, &zkey)?;
+    let meta = keys::KeyMetadata::of(shape);
+    if globals.json {
+        let mut v = serde_json::to_value(&meta)?;
+        v["dir"] = serde_json::json!(dir);
+        v["zkey_blake3"] = serde_json::json!(causality_vm::content_id::hex_encode(&zkey.digest));
+        out!("{v}")?;
+    } else {
+        out!(
+            "the key of {} (every point checked, this circuit's) is the key set in {} (circuit digest {})",
+            path.display(),
+            dir.display(),
+            meta.circuit_digest
+        )?;
     }
     Ok(0)
 }

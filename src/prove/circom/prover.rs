@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use ark_bn254::{Bn254, Fr};
-use ark_groth16::{prepare_verifying_key, PreparedVerifyingKey, Proof, VerifyingKey};
+use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, VerifyingKey};
 
 use super::quotient::{odd_coset_quotient, Shape};
 use super::zkey::SparseRows;
@@ -11,7 +11,6 @@ use super::{CircomError, R1cs, Witness, Zkey};
 use crate::msm::MsmEngine;
 use crate::prove::proof_system::{micros, ProveStages};
 use crate::prove::prover::{prove_assigned, ProverKey};
-use crate::prove::system::verify_groth16;
 
 /// A zkey prepared for one MSM engine (its G1 bases resident there), with
 /// the circuit's R1CS when it is known.
@@ -82,9 +81,10 @@ impl CircomKey {
 
         let proof = prove_assigned(engine, &self.prover, values, self.n_public + 1, &h, timings)?;
         let public = witness.public(self.n_public).to_vec();
-        match verify_groth16(&self.pvk, &proof, &public) {
-            Ok(()) => Ok((proof, public)),
-            Err(_) => Err(CircomError::ProofRejected),
+        // The key's own verification key (its IC fixes the public count).
+        match Groth16::<Bn254>::verify_proof(&self.pvk, &proof, &public) {
+            Ok(true) => Ok((proof, public)),
+            _ => Err(CircomError::ProofRejected),
         }
     }
 

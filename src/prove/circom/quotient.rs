@@ -10,8 +10,9 @@
 //! evaluates it there (FFT), and returns A·B − C pointwise.
 
 use ark_bn254::Fr;
-use ark_ff::{Field, Zero};
+use ark_ff::{Field, One, Zero};
 use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
+use ark_relations::gr1cs::Matrix;
 use rayon::prelude::*;
 
 use super::zkey::SparseRows;
@@ -21,6 +22,22 @@ pub struct Shape<'a> {
     pub domain_size: usize,
     pub a: &'a SparseRows,
     pub b: &'a SparseRows,
+}
+
+/// The rows a snarkjs key's coefficients hold for a constraint system: A
+/// with one more row per public signal (the one included), and B.
+pub fn rows(matrices: &[Matrix<Fr>], n_public: usize, domain_size: usize) -> (SparseRows, SparseRows) {
+    let constraints = matrices[0].len();
+    let entries = |m: usize| -> Vec<(u32, u32, Fr)> {
+        matrices[m]
+            .iter()
+            .enumerate()
+            .flat_map(|(row, terms)| terms.iter().map(move |&(v, s)| (row as u32, s as u32, v)))
+            .collect()
+    };
+    let mut a = entries(0);
+    a.extend((0..=n_public).map(|s| ((constraints + s) as u32, s as u32, Fr::one())));
+    (SparseRows::from_entries(domain_size, a), SparseRows::from_entries(domain_size, entries(1)))
 }
 
 /// The n scalars for the key's H points, from the full witness `values`.
@@ -74,7 +91,7 @@ mod tests {
     use ark_relations::gr1cs::{ConstraintSystem, R1CS_PREDICATE_LABEL};
 
     use super::super::zkey::SparseRows;
-    use super::{distribute_powers, odd_coset_quotient, Shape};
+    use super::{distribute_powers, odd_coset_quotient, rows, Shape};
 
     /// Against arkworks' libsnark reduction on the same matrices: for a
     /// satisfying witness, A·B − C = H·Z, and Z is −2 on the odd coset, so
@@ -107,18 +124,7 @@ mod tests {
         )
         .unwrap();
         let n = h.len();
-        let entries = |m: usize, public_rows: bool| {
-            let mut list: Vec<(u32, u32, Fr)> = matrices[m]
-                .iter()
-                .enumerate()
-                .flat_map(|(row, terms)| terms.iter().map(move |&(v, s)| (row as u32, s as u32, v)))
-                .collect();
-            if public_rows {
-                list.extend((0..num_inputs).map(|s| ((num_constraints + s) as u32, s as u32, Fr::one())));
-            }
-            SparseRows::from_entries(n, list)
-        };
-        let (a, b) = (entries(0, true), entries(1, false));
+        let (a, b) = rows(&matrices, num_inputs - 1, n);
         let ours = odd_coset_quotient(Shape { domain_size: n, a: &a, b: &b }, &full);
 
         let g = Radix2EvaluationDomain::<Fr>::new(2 * n).unwrap().group_gen;

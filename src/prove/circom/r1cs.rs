@@ -88,6 +88,49 @@ impl R1cs {
         Ok(R1cs { n_wires, n_public, n_constraints, matrices })
     }
 
+    /// A constraint system in circom's wire order (the one, the public
+    /// inputs, then the rest), as arkworks numbers its variables.
+    pub fn from_matrices(n_wires: usize, n_public: usize, matrices: [Matrix<Fr>; 3]) -> R1cs {
+        let n_constraints = matrices[0].len();
+        R1cs { n_wires, n_public, n_constraints, matrices }
+    }
+
+    /// The `.r1cs` file of this system (its public signals as public
+    /// inputs, wire i labelled i), for snarkjs's setup and ceremonies.
+    pub fn encode(&self) -> Vec<u8> {
+        use ark_ff::{BigInteger, PrimeField};
+        let mut out = b"r1cs".to_vec();
+        out.extend(1u32.to_le_bytes());
+        out.extend(3u32.to_le_bytes());
+        let section = |out: &mut Vec<u8>, kind: u32, body: Vec<u8>| {
+            out.extend(kind.to_le_bytes());
+            out.extend((body.len() as u64).to_le_bytes());
+            out.extend(body);
+        };
+        let mut header = 32u32.to_le_bytes().to_vec();
+        header.extend(Fr::MODULUS.to_bytes_le());
+        for count in [self.n_wires as u32, 0, self.n_public as u32, 0] {
+            header.extend(count.to_le_bytes());
+        }
+        header.extend((self.n_wires as u64).to_le_bytes());
+        header.extend((self.n_constraints as u32).to_le_bytes());
+        section(&mut out, 1, header);
+        let mut constraints = Vec::new();
+        for row in 0..self.n_constraints {
+            for matrix in &self.matrices {
+                let terms: Vec<&(Fr, usize)> = matrix[row].iter().filter(|(v, _)| !v.is_zero()).collect();
+                constraints.extend((terms.len() as u32).to_le_bytes());
+                for (value, wire) in terms {
+                    constraints.extend((*wire as u32).to_le_bytes());
+                    constraints.extend(value.into_bigint().to_bytes_le());
+                }
+            }
+        }
+        section(&mut out, 2, constraints);
+        section(&mut out, 3, (0..self.n_wires as u64).flat_map(u64::to_le_bytes).collect());
+        out
+    }
+
     /// The first constraint `values` does not satisfy, if any.
     pub fn first_unsatisfied(&self, values: &[Fr]) -> Option<usize> {
         let eval = |row: &[(Fr, usize)]| row.iter().map(|(c, i)| *c * values[*i]).sum::<Fr>();
