@@ -155,6 +155,9 @@ pub fn check_satisfied(shape: &CircuitShape, full: &[Fr]) -> Result<(), ProveErr
     }
 }
 
+/// Computes the quotient scalars for a key's H points from a full assignment.
+pub type QuotientOf<'a> = dyn Fn(&[Fr]) -> Result<Vec<Fr>, ProveError> + 'a;
+
 /// One Groth16 proof of `circuit` on `engine`, with the quotient scalars
 /// `quotient` computes from the full assignment (the key's setup decides
 /// which: [`libsnark_quotient`] for arkworks' keys); returns it with its
@@ -164,7 +167,7 @@ pub fn prove(
     key: &ProverKey,
     shape: &CircuitShape,
     circuit: ComplianceCircuit,
-    quotient: &dyn Fn(&[Fr]) -> Result<Vec<Fr>, ProveError>,
+    quotient: &QuotientOf<'_>,
     timings: &mut ProveStages,
 ) -> Result<(Proof<Bn254>, Vec<Fr>), ProveError> {
     let start = Instant::now();
