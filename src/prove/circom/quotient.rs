@@ -90,7 +90,6 @@ mod tests {
     use ark_r1cs_std::fields::FieldVar;
     use ark_relations::gr1cs::{ConstraintSystem, R1CS_PREDICATE_LABEL};
 
-    use super::super::zkey::SparseRows;
     use super::{distribute_powers, odd_coset_quotient, rows, Shape};
 
     /// Against arkworks' libsnark reduction on the same matrices: for a
