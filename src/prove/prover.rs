@@ -203,6 +203,24 @@ pub fn prove_assigned(
     h: &[Fr],
     timings: &mut ProveStages,
 ) -> Result<Proof<Bn254>, ProveError> {
+    let mut rng = rand_chacha::ChaCha20Rng::from_rng(rand::rngs::OsRng)
+        .map_err(|e| ProveError::Synthesis(format!("seeding the prover RNG from the OS: {e}")))?;
+    let blinding = (Fr::rand(&mut rng), Fr::rand(&mut rng));
+    prove_assigned_blinded(engine, key, full, num_instance, h, blinding, timings)
+}
+
+/// [`prove_assigned`] with the blinding (r, s) given: for differential
+/// tests, which recompute the proof with arkworks' MSMs. A proof must
+/// never reuse a blinding.
+pub fn prove_assigned_blinded(
+    engine: &MsmEngine,
+    key: &ProverKey,
+    full: &[Fr],
+    num_instance: usize,
+    h: &[Fr],
+    (r, s): (Fr, Fr),
+    timings: &mut ProveStages,
+) -> Result<Proof<Bn254>, ProveError> {
     let assignment = &full[1..];
     let aux = &full[num_instance..];
     let h = &h[..key.h.len().min(h.len())];
@@ -231,9 +249,6 @@ pub fn prove_assigned(
     timings.msm_g2_us += micros(g2_time);
 
     let start = Instant::now();
-    let mut rng = rand_chacha::ChaCha20Rng::from_rng(rand::rngs::OsRng)
-        .map_err(|e| ProveError::Synthesis(format!("seeding the prover RNG from the OS: {e}")))?;
-    let (r, s) = (Fr::rand(&mut rng), Fr::rand(&mut rng));
     let proof = assemble(key, r, s, a_acc, b1_acc, b2_acc, l_acc, h_acc);
     timings.assemble_us += micros(start.elapsed());
     Ok(proof)

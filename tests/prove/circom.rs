@@ -509,3 +509,82 @@ fn a_snarkjs_key_of_the_compliance_circuit_becomes_its_key_set() {
         assert_eq!(code, Some(0), "snarkjs: {said}");
     }
 }
+
+/// The same fixture proven with its G1 MSMs on the GPU engine (lavapipe in
+/// CI): the proof verifies and the engine says where it ran.
+#[test]
+fn the_fixture_proves_on_the_gpu_engine() {
+    let Some(_ctx) = causality_vm::gpu::test_context() else { return };
+    let engine = MsmEngine::new(causality_vm::Backend::Gpu).unwrap();
+    assert_eq!(engine.backend(), causality_vm::ResolvedBackend::Gpu);
+    let zkey = circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap();
+    let key = CircomKey::prepare(&engine, zkey, None).unwrap();
+    let witness = circom::load_witness(&fixture("multiplier.wtns")).unwrap();
+    let mut stages = ProveStages::default();
+    // `prove` checks the proof against the key before returning it.
+    let (_, public) = key.prove(&engine, &witness, &mut stages).unwrap();
+    assert_eq!(public, witness.values[1..=2].to_vec());
+    assert_eq!(stages.gpu_fallbacks, 0, "the GPU ran the MSMs");
+}
+
+/// A G2 point on the twist but outside the prime-order subgroup (B₂ of
+/// the fixture's key replaced by one): named by section, index and fault.
+#[test]
+fn a_g2_point_outside_the_subgroup_is_refused() {
+    use ark_bn254::{Fq2, G2Affine};
+    use ark_ec::short_weierstrass::SWCurveConfig;
+    use ark_ff::{Field, UniformRand};
+    use causality_vm::prove::circom::field::PointCheck;
+    let mut rng = rand::thread_rng();
+    let outside = loop {
+        let x = Fq2::rand(&mut rng);
+        let rhs = x.square() * x + ark_bn254::g2::Config::COEFF_B;
+        if let Some(y) = rhs.sqrt() {
+            let p = G2Affine::new_unchecked(x, y);
+            if p.fault() == Some("is not in the prime-order subgroup") {
+                break p;
+            }
+        }
+    };
+    let mut bytes = std::fs::read(fixture("multiplier.zkey")).unwrap();
+    let at = section_start(&bytes, 7) + 128 * 2;
+    let mut encoded = Vec::new();
+    for c in [outside.x.c0, outside.x.c1, outside.y.c0, outside.y.c1] {
+        encoded.extend(ark_ff::BigInteger::to_bytes_le(&c.0));
+    }
+    bytes[at..at + 128].copy_from_slice(&encoded);
+    let err = Zkey::parse("bad.zkey", &bytes, [0; 32], PointChecks::Full).err().unwrap().to_string();
+    assert!(err.contains("section B2") && err.contains("point 2") && err.contains("subgroup"), "{err}");
+    assert!(err.contains(&format!("offset {at}")), "{err}");
+}
+
+/// The proof's components against arkworks: with the blinding fixed, the
+/// core's A, B and C equal Groth16's formulas computed with arkworks' own
+/// MSMs over the zkey's sections and snarkjs's quotient scalars.
+#[test]
+fn the_proof_components_equal_arkworks_msms_over_the_key() {
+    use ark_bn254::{G1Projective, G2Projective};
+    use ark_ec::{CurveGroup, VariableBaseMSM};
+    use causality_vm::prove::circom::quotient::{odd_coset_quotient, Shape};
+    use causality_vm::prove::prover::{prove_assigned_blinded, ProverKey};
+    let zkey = circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap();
+    let w = circom::load_witness(&fixture("multiplier.wtns")).unwrap().values;
+    let h = odd_coset_quotient(Shape { domain_size: zkey.domain_size, a: &zkey.a, b: &zkey.b }, &w);
+    let engine = MsmEngine::cpu();
+    let prover = ProverKey::prepare(&engine, &zkey.key).unwrap();
+    let (r, s) = (Fr::from(11u64), Fr::from(13u64));
+    let ours = prove_assigned_blinded(&engine, &prover, &w, zkey.n_public + 1, &h, (r, s), &mut ProveStages::default())
+        .unwrap();
+
+    let pk = &zkey.key;
+    let private = &w[zkey.n_public + 1..];
+    let a = G1Projective::msm(&pk.a_query, &w).unwrap() + pk.vk.alpha_g1 + pk.delta_g1 * r;
+    let b2 = G2Projective::msm(&pk.b_g2_query, &w).unwrap() + pk.vk.beta_g2 + pk.vk.delta_g2 * s;
+    let b1 = G1Projective::msm(&pk.b_g1_query, &w).unwrap() + pk.beta_g1 + pk.delta_g1 * s;
+    let c =
+        G1Projective::msm(&pk.l_query, private).unwrap() + G1Projective::msm(&pk.h_query, &h).unwrap() + a * s + b1 * r
+            - pk.delta_g1 * (r * s);
+    assert_eq!(ours.a, a.into_affine());
+    assert_eq!(ours.b, b2.into_affine());
+    assert_eq!(ours.c, c.into_affine());
+}
