@@ -136,18 +136,24 @@ impl Zkey {
 }
 
 fn one_g1(at: &mut Cursor<'_>, name: &str, checks: PointChecks) -> Result<G1Affine, CircomError> {
-    let offset = at.offset();
-    let bytes = at.take(64)?;
-    let point = field::g1_unchecked(bytes)
-        .ok_or_else(|| at.error_at(offset, format!("{name}: a coordinate is not below the base field's modulus")))?;
-    check_one(at, offset, name, &point, checks)?;
-    Ok(point)
+    one_point(at, name, 64, field::g1_unchecked, checks)
 }
 
 fn one_g2(at: &mut Cursor<'_>, name: &str, checks: PointChecks) -> Result<G2Affine, CircomError> {
+    one_point(at, name, 128, field::g2_unchecked, checks)
+}
+
+/// One header point of `size` bytes, decoded (and checked).
+fn one_point<P: PointCheck>(
+    at: &mut Cursor<'_>,
+    name: &str,
+    size: usize,
+    decode: impl Fn(&[u8]) -> Option<P>,
+    checks: PointChecks,
+) -> Result<P, CircomError> {
     let offset = at.offset();
-    let bytes = at.take(128)?;
-    let point = field::g2_unchecked(bytes)
+    let bytes = at.take(size)?;
+    let point = decode(bytes)
         .ok_or_else(|| at.error_at(offset, format!("{name}: a coordinate is not below the base field's modulus")))?;
     check_one(at, offset, name, &point, checks)?;
     Ok(point)
