@@ -19,7 +19,7 @@ fn python_grpc() -> bool {
 }
 
 #[test]
-fn a_python_client_submits_a_hash_job_and_a_batch_job() {
+fn a_python_client_submits_a_hash_job_a_batch_job_and_a_groth16_job() {
     if !python_grpc() {
         eprintln!("skipped: python3 with grpcio and grpcio-tools is not installed");
         return;
@@ -45,12 +45,14 @@ fn a_python_client_submits_a_hash_job_and_a_batch_job() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/service/python/client.py");
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/circom");
     let out = Command::new("python3")
         .arg(script)
         .arg(dir.path().join("cvm.sock"))
         .arg(&inline)
         .arg(&root)
         .arg(digests.join(","))
+        .args(["multiplier.zkey", "multiplier.wtns", "multiplier.public.json"].map(|f| vectors.join(f)))
         .output()
         .unwrap();
     stop(server);

@@ -1,9 +1,11 @@
 """A client of `cvm serve` written outside Rust: the Python stubs are generated
-from the repo's proto with grpcio-tools, then a hash job and a batch job are
-submitted over the Unix socket and their results checked.
+from the repo's proto with grpcio-tools, then a hash job, a batch job and a
+Groth16 job (a snarkjs key uploaded, then a witness proven) are submitted over
+the Unix socket and their results checked.
 
-usage: client.py SOCKET BATCH_JSON EXPECTED_STATE_ROOT EXPECTED_DIGESTS
-(EXPECTED_DIGESTS: the hex BLAKE3 digests of the three hash messages, comma-separated)
+usage: client.py SOCKET BATCH_JSON EXPECTED_STATE_ROOT EXPECTED_DIGESTS ZKEY WTNS EXPECTED_PUBLIC_JSON
+(EXPECTED_DIGESTS: the hex BLAKE3 digests of the three hash messages, comma-separated;
+EXPECTED_PUBLIC_JSON: the public.json snarkjs wrote for that key and witness)
 """
 
 import importlib
@@ -44,7 +46,7 @@ def wait(stub, pb, job_id):
 
 
 def main():
-    socket, batch_path, expected_root, expected_digests = sys.argv[1:5]
+    socket, batch_path, expected_root, expected_digests, zkey, wtns, expected_public = sys.argv[1:8]
     pb, rpc = stubs()
     # grpc-core would send the socket path as the :authority, which HTTP/2
     # servers may refuse; any host name will do on a socket.
@@ -80,7 +82,16 @@ def main():
     result = json.loads(job.result.execute_batch.result_json)
     assert result["metadata"]["committed"], result
     assert result["metadata"]["state_root_after"] == expected_root, result["metadata"]
+    uploaded = stub.UploadZkey(pb.UploadZkeyRequest(zkey=pathlib.Path(zkey).read_bytes()))
+    assert uploaded.zkey_id.startswith("zkey:"), uploaded
+    payload = pb.JobPayload(groth16=pb.Groth16Job(zkey_id=uploaded.zkey_id, witness=pathlib.Path(wtns).read_bytes()))
+    job = stub.Run(pb.SubmitRequest(request_id="py-groth16-1", payload=payload))
+    assert job.state == pb.JOB_STATE_SUCCEEDED, job
+    assert job.result.groth16.public_json.encode() == pathlib.Path(expected_public).read_bytes(), job.result.groth16
+    proof = json.loads(job.result.groth16.proof_json)
+    assert proof["protocol"] == "groth16" and proof["curve"] == "bn128", proof
     status = stub.Status(pb.StatusRequest())
+    assert any(k.zkey_id == uploaded.zkey_id for k in status.key_sets), status
     print(f"ok: python client against cvm {status.version} on {status.backend}")
 
 
