@@ -12,9 +12,7 @@ use causality_vm::prove::snarkjs;
 use causality_vm::prove::ProveStages;
 use causality_vm::MsmEngine;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/circom").join(name)
-}
+use crate::circom_support::{fixture, section_start};
 
 fn cvm(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cvm"));
@@ -108,19 +106,6 @@ fn edited(dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
     let path = dir.join(format!("edited-{name}"));
     std::fs::write(&path, bytes).unwrap();
     path
-}
-
-/// Where section `kind`'s bytes start in an iden3 container.
-fn section_start(bytes: &[u8], kind: u32) -> usize {
-    let mut at = 12;
-    loop {
-        let k = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-        let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
-        if k == kind {
-            return at + 12;
-        }
-        at += 12 + len;
-    }
 }
 
 #[test]
@@ -410,7 +395,8 @@ fn a_dev_setup_key_proves_and_verifies() {
     let zkey = Zkey::parse("dev.zkey", &bytes, *blake3::hash(&bytes).as_bytes(), PointChecks::Full).unwrap();
     r1cs.matches(&zkey).unwrap();
     let engine = MsmEngine::cpu();
-    let key = CircomKey::prepare(&engine, zkey, Some(("multiplier.r1cs".into(), r1cs))).unwrap();
+    let circuit = r1cs.for_key("multiplier.r1cs".into(), &zkey).unwrap();
+    let key = CircomKey::prepare(&engine, zkey, Some(circuit)).unwrap();
     let witness = circom::load_witness(&fixture("multiplier.wtns")).unwrap();
     // `prove` checks the proof against the key's verification key.
     key.prove(&engine, &witness, &mut ProveStages::default()).unwrap();

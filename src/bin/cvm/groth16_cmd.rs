@@ -103,20 +103,17 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
         return Err(circom::CircomError::WitnessLength { expected: zkey.n_vars, got: witness.values.len() }.into());
     }
     let engine = MsmEngine::new(globals.backend).context("the MSM engine")?;
-    // An .r1cs found beside the key is used only when it is the key's circuit.
-    let r1cs = match r1cs {
-        Some((name, r1cs)) if args.r1cs.is_none() => match r1cs.matches(&zkey) {
-            Ok(()) => Some((name, r1cs)),
-            Err(reason) => {
-                if !globals.quiet {
-                    note!("note: not checking constraints with {name}: {reason}");
-                }
-                None
+    // One given must be the key's circuit; one found beside the key is used only when it is.
+    let circuit = match r1cs.map(|(name, r1cs)| r1cs.for_key(name, &zkey)) {
+        Some(Err(e)) if args.r1cs.is_none() => {
+            if !globals.quiet {
+                note!("note: not checking constraints: {e}");
             }
-        },
-        other => other,
+            None
+        }
+        other => other.transpose()?,
     };
-    let key = CircomKey::prepare(&engine, zkey, r1cs)?;
+    let key = CircomKey::prepare(&engine, zkey, circuit)?;
     if let Some(spinner) = &spinner {
         spinner.set_message(format!("proving ({} signals, domain {})", key.n_vars, key.domain_size));
     }
@@ -126,7 +123,9 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
         spinner.finish_and_clear();
     }
     let (proof, public) = proved?;
-    write_both(&args.proof, &text::proof(&proof), &args.public, &text::public(&public))?;
+    // No newline at the end, as snarkjs writes them (public.json byte for byte).
+    let public_text = text::public(&public);
+    write_files(&[(&args.proof, text::proof(&proof).as_bytes()), (&args.public, public_text.as_bytes())])?;
     let backend = engine.backend().to_string();
     if globals.json {
         let report = json!({
@@ -164,23 +163,29 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Write both files or neither: each to a temporary name, then renamed.
-fn write_both(first: &Path, first_text: &str, second: &Path, second_text: &str) -> anyhow::Result<()> {
-    let temporary = |path: &Path| {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".cvm-tmp");
-        path.with_file_name(name)
-    };
-    let (t1, t2) = (temporary(first), temporary(second));
-    // No newline at the end, as snarkjs writes them (public.json byte for byte).
-    let written = std::fs::write(&t1, first_text)
-        .with_context(|| format!("writing {}", first.display()))
-        .and_then(|()| std::fs::write(&t2, second_text).with_context(|| format!("writing {}", second.display())))
-        .and_then(|()| std::fs::rename(&t1, first).with_context(|| format!("writing {}", first.display())))
-        .and_then(|()| std::fs::rename(&t2, second).with_context(|| format!("writing {}", second.display())));
+/// Where a file is written before it is renamed into place.
+fn staging(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".cvm-tmp");
+    path.with_file_name(name)
+}
+
+/// Write the files all or none: each to its staging name, then renamed.
+fn write_files(files: &[(&Path, &[u8])]) -> anyhow::Result<()> {
+    let written = files
+        .iter()
+        .try_for_each(|(path, bytes)| {
+            std::fs::write(staging(path), bytes).with_context(|| format!("writing {}", path.display()))
+        })
+        .and_then(|()| {
+            files.iter().try_for_each(|(path, _)| {
+                std::fs::rename(staging(path), path).with_context(|| format!("writing {}", path.display()))
+            })
+        });
     if written.is_err() {
-        let _ = std::fs::remove_file(&t1);
-        let _ = std::fs::remove_file(&t2);
+        for (path, _) in files {
+            let _ = std::fs::remove_file(staging(path));
+        }
     }
     written
 }
@@ -213,10 +218,7 @@ fn verify(globals: &Globals, args: VerifyArgs) -> anyhow::Result<i32> {
 fn vk(globals: &Globals, args: VkArgs) -> anyhow::Result<i32> {
     let zkey = circom::load_zkey(&args.zkey, Some(&checked_dir(globals)))?;
     let text = text::vk(zkey.verifying_key());
-    let temporary = args.vk.with_extension("json.cvm-tmp");
-    std::fs::write(&temporary, &text)
-        .and_then(|()| std::fs::rename(&temporary, &args.vk))
-        .with_context(|| format!("writing {}", args.vk.display()))?;
+    write_files(&[(&args.vk, text.as_bytes())])?;
     if globals.json {
         out!("{}", json!({ "vk": args.vk, "public_signals": zkey.n_public }))?;
     } else if !globals.quiet {
@@ -234,10 +236,7 @@ fn setup(globals: &Globals, args: SetupArgs) -> anyhow::Result<i32> {
         spinner.finish_and_clear();
     }
     let bytes = bytes?;
-    let temporary = args.zkey.with_extension("zkey.cvm-tmp");
-    std::fs::write(&temporary, &bytes)
-        .and_then(|()| std::fs::rename(&temporary, &args.zkey))
-        .with_context(|| format!("writing {}", args.zkey.display()))?;
+    write_files(&[(&args.zkey, &bytes)])?;
     if globals.json {
         out!("{}", json!({ "zkey": args.zkey, "constraints": r1cs.n_constraints, "single_party": true }))?;
     } else if !globals.quiet {

@@ -17,7 +17,7 @@ pub mod wtns;
 pub mod zkey;
 
 pub use prover::CircomKey;
-pub use r1cs::R1cs;
+pub use r1cs::{KeyCircuit, R1cs};
 pub use wtns::Witness;
 pub use zkey::{PointChecks, Zkey};
 

@@ -6,6 +6,7 @@ use ark_bn254::{Bn254, Fr};
 use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, VerifyingKey};
 
 use super::quotient::{odd_coset_quotient, Shape};
+use super::r1cs::KeyCircuit;
 use super::zkey::SparseRows;
 use super::{CircomError, R1cs, Witness, Zkey};
 use crate::msm::MsmEngine;
@@ -24,16 +25,13 @@ pub struct CircomKey {
     a: SparseRows,
     b: SparseRows,
     prover: ProverKey,
-    r1cs: Option<(String, R1cs)>,
+    r1cs: Option<R1cs>,
 }
 
 impl CircomKey {
-    /// Upload `zkey`'s bases to `engine`; `r1cs` (with its file name), when
-    /// given, must be the key's circuit.
-    pub fn prepare(engine: &MsmEngine, zkey: Zkey, r1cs: Option<(String, R1cs)>) -> Result<CircomKey, CircomError> {
-        if let Some((name, r1cs)) = &r1cs {
-            r1cs.matches(&zkey).map_err(|reason| CircomError::OtherCircuit { r1cs: name.clone(), reason })?;
-        }
+    /// Upload `zkey`'s bases to `engine`; with the key's circuit, each
+    /// witness is checked constraint by constraint.
+    pub fn prepare(engine: &MsmEngine, zkey: Zkey, circuit: Option<KeyCircuit>) -> Result<CircomKey, CircomError> {
         let prover = ProverKey::prepare(engine, &zkey.key)?;
         let vk = zkey.key.vk.clone();
         let pvk = prepare_verifying_key(&vk);
@@ -47,7 +45,7 @@ impl CircomKey {
             a: zkey.a,
             b: zkey.b,
             prover,
-            r1cs,
+            r1cs: circuit.map(|c| c.r1cs),
         })
     }
 
@@ -68,7 +66,7 @@ impl CircomKey {
             return Err(CircomError::WitnessLength { expected: self.n_vars, got: values.len() });
         }
         let start = Instant::now();
-        if let Some((_, r1cs)) = &self.r1cs {
+        if let Some(r1cs) = &self.r1cs {
             if let Some(index) = r1cs.first_unsatisfied(values) {
                 return Err(CircomError::Unsatisfied { index, total: r1cs.n_constraints });
             }

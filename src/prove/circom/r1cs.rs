@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::binfile::BinFile;
 use super::field::{self, Prime};
+use super::quotient;
 use super::zkey::Zkey;
 use super::CircomError;
 
@@ -152,30 +153,35 @@ impl R1cs {
         if rows > zkey.domain_size {
             return Err(format!("its {rows} rows do not fit the key's domain of {}", zkey.domain_size));
         }
-        let sorted = |row: &mut Vec<(u32, Fr)>| {
-            row.retain(|(_, v)| !v.is_zero());
+        let (a, b) = quotient::rows(&self.matrices, self.n_public, zkey.domain_size);
+        let canonical = |row: &[(u32, Fr)]| {
+            let mut row: Vec<(u32, Fr)> = row.iter().filter(|(_, v)| !v.is_zero()).copied().collect();
             row.sort_by_key(|&(s, v)| (s, v));
+            row
         };
         let differs = (0..zkey.domain_size).into_par_iter().find_first(|&i| {
-            [(&self.matrices[0], &zkey.a), (&self.matrices[1], &zkey.b)].iter().enumerate().any(
-                |(m, (ours, theirs))| {
-                    let mut expected: Vec<(u32, Fr)> = if i < self.n_constraints {
-                        ours[i].iter().map(|&(v, w)| (w as u32, v)).collect()
-                    } else if m == 0 && i < rows {
-                        vec![((i - self.n_constraints) as u32, Fr::from(1u64))]
-                    } else {
-                        Vec::new()
-                    };
-                    let mut found = theirs.row(i).to_vec();
-                    sorted(&mut expected);
-                    sorted(&mut found);
-                    expected != found
-                },
-            )
+            [(&a, &zkey.a), (&b, &zkey.b)]
+                .iter()
+                .any(|(ours, theirs)| canonical(ours.row(i)) != canonical(theirs.row(i)))
         });
         match differs {
             Some(row) => Err(format!("row {row} of its A or B matrix differs from the key's coefficients")),
             None => Ok(()),
         }
     }
+
+    /// This R1CS as `zkey`'s circuit (named `name` in errors), or why not.
+    pub fn for_key(self, name: String, zkey: &Zkey) -> Result<KeyCircuit, CircomError> {
+        match self.matches(zkey) {
+            Ok(()) => Ok(KeyCircuit { name, r1cs: self }),
+            Err(reason) => Err(CircomError::OtherCircuit { r1cs: name, reason }),
+        }
+    }
+}
+
+/// An R1CS checked to be a key's circuit ([`R1cs::for_key`]): what lets a
+/// prover check witnesses constraint by constraint.
+pub struct KeyCircuit {
+    pub name: String,
+    pub r1cs: R1cs,
 }

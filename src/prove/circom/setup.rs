@@ -21,7 +21,7 @@ use ark_ff::{BigInteger, Field, One, PrimeField, UniformRand, Zero};
 use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
 use rand::RngCore;
 
-use super::{CircomError, R1cs};
+use super::{quotient, CircomError, R1cs};
 
 /// The setup's secrets, drawn from `rng`; exposed for tests.
 pub struct Toxic {
@@ -108,7 +108,7 @@ pub fn zkey(r1cs: &R1cs, toxic: &Toxic) -> Result<Vec<u8>, CircomError> {
         s.g2(&one_g2(delta));
     });
     out.section(3, |s| g1(&ic).iter().for_each(|p| s.g1(p)));
-    out.section(4, |s| coefficients(s, r1cs));
+    out.section(4, |s| coefficients(s, r1cs, domain_size));
     out.section(5, |s| g1(&u).iter().for_each(|p| s.g1(p)));
     out.section(6, |s| g1(&v).iter().for_each(|p| s.g1(p)));
     out.section(7, |s| g2(&v).iter().for_each(|p| s.g2(p)));
@@ -122,26 +122,22 @@ pub fn zkey(r1cs: &R1cs, toxic: &Toxic) -> Result<Vec<u8>, CircomError> {
     Ok(out.finish())
 }
 
-/// Section 4: the A and B entries, then one A entry per public signal,
-/// values as v·R² mod r.
-fn coefficients(s: &mut Writer, r1cs: &R1cs) {
+/// Section 4: the A rows (with one per public signal) and the B rows, as
+/// the prover reads them ([`quotient::rows`]), values as v·R² mod r.
+fn coefficients(s: &mut Writer, r1cs: &R1cs, domain_size: usize) {
     let r = Fr::from(2u64).pow([256u64]);
     let r_squared = r * r;
-    let [a, b, _] = &r1cs.matrices;
-    let mut entries: Vec<(u32, u32, u32, Fr)> = Vec::new();
-    for row in 0..r1cs.n_constraints {
-        for (matrix, rows) in [(0, a), (1, b)] {
-            entries.extend(rows[row].iter().map(|&(value, signal)| (matrix, row as u32, signal as u32, value)));
+    let (a, b) = quotient::rows(&r1cs.matrices, r1cs.n_public, domain_size);
+    s.u32((a.entries.len() + b.entries.len()) as u32);
+    for (matrix, rows) in [(0, &a), (1, &b)] {
+        for row in 0..rows.rows() {
+            for &(signal, value) in rows.row(row) {
+                s.u32(matrix);
+                s.u32(row as u32);
+                s.u32(signal);
+                s.bytes(&(value * r_squared).into_bigint().to_bytes_le());
+            }
         }
-    }
-    entries
-        .extend((0..=r1cs.n_public).map(|signal| (0, (r1cs.n_constraints + signal) as u32, signal as u32, Fr::one())));
-    s.u32(entries.len() as u32);
-    for (matrix, row, signal, value) in entries {
-        s.u32(matrix);
-        s.u32(row);
-        s.u32(signal);
-        s.bytes(&(value * r_squared).into_bigint().to_bytes_le());
     }
 }
 

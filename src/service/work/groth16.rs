@@ -51,6 +51,13 @@ pub struct Uploaded {
     pub key: Arc<CircomKey>,
 }
 
+/// Whether an R1CS that is not the key's circuit is refused or left out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum R1csFit {
+    Required,
+    IfItFits,
+}
+
 /// The kept keys: on disk, and resident once used.
 pub struct Zkeys {
     dir: PathBuf,
@@ -69,20 +76,7 @@ impl Zkeys {
     /// Check a key (and the circuit's R1CS, when given: it must be the
     /// key's), keep both, and make the key resident.
     pub fn upload(&self, zkey: &[u8], r1cs: &[u8], engines: &Engines) -> Result<Uploaded, WorkError> {
-        let id = ZkeyId(*blake3::hash(zkey).as_bytes());
-        if let Some(key) = self.lookup(&id).filter(|key| r1cs.is_empty() || key.has_r1cs()) {
-            return Ok(Uploaded { id, key });
-        }
-        let key = Arc::new(self.prepare(&id, zkey, r1cs, "zkey", engines)?);
-        std::fs::create_dir_all(&self.dir)
-            .and_then(|()| crate::fsutil::write_atomically(&self.file(&id, "zkey"), zkey, 0o600))
-            .and_then(|()| match r1cs.is_empty() {
-                true => Ok(()),
-                false => crate::fsutil::write_atomically(&self.file(&id, "r1cs"), r1cs, 0o600),
-            })
-            .map_err(|e| WorkError::Internal(format!("keeping {id} in {}: {e}", self.dir.display())))?;
-        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(id, key.clone());
-        Ok(Uploaded { id, key })
+        self.keep(zkey, r1cs, R1csFit::Required, engines)
     }
 
     /// A key file on the server's machine, kept as an upload (with the
@@ -91,13 +85,24 @@ impl Zkeys {
         let bad = |e: std::io::Error| BadPayload::new("groth16.zkey_path", format!("{}: {e}", path.display()));
         let zkey = std::fs::read(path).map_err(bad)?;
         let r1cs = circom::r1cs_beside(path).and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
-        match self.upload(&zkey, &r1cs, engines) {
-            // An R1CS beside it that is not its circuit is not used.
-            Err(WorkError::Bad(bad)) if !r1cs.is_empty() && bad.field == "r1cs" => {
-                self.upload(&zkey, &[], engines).map(|u| u.id)
-            }
-            other => other.map(|u| u.id),
+        self.keep(&zkey, &r1cs, R1csFit::IfItFits, engines).map(|u| u.id)
+    }
+
+    fn keep(&self, zkey: &[u8], r1cs: &[u8], fit: R1csFit, engines: &Engines) -> Result<Uploaded, WorkError> {
+        let id = ZkeyId(*blake3::hash(zkey).as_bytes());
+        if let Some(key) = self.lookup(&id).filter(|key| r1cs.is_empty() || key.has_r1cs()) {
+            return Ok(Uploaded { id, key });
         }
+        let key = Arc::new(self.prepare(&id, zkey, r1cs, fit, engines)?);
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| crate::fsutil::write_atomically(&self.file(&id, "zkey"), zkey, 0o600))
+            .and_then(|()| match key.has_r1cs() {
+                true => crate::fsutil::write_atomically(&self.file(&id, "r1cs"), r1cs, 0o600),
+                false => Ok(()),
+            })
+            .map_err(|e| WorkError::Internal(format!("keeping {id} in {}: {e}", self.dir.display())))?;
+        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(id, key.clone());
+        Ok(Uploaded { id, key })
     }
 
     fn prepare(
@@ -105,22 +110,22 @@ impl Zkeys {
         id: &ZkeyId,
         zkey: &[u8],
         r1cs: &[u8],
-        field: &str,
+        fit: R1csFit,
         engines: &Engines,
     ) -> Result<CircomKey, WorkError> {
         let name = id.to_string();
-        let zkey = circom::load_zkey_bytes(&name, zkey, id.0, Some(&self.dir)).map_err(|e| bad(field, e))?;
-        let r1cs = match r1cs.is_empty() {
+        let zkey = circom::load_zkey_bytes(&name, zkey, id.0, Some(&self.dir)).map_err(|e| bad("zkey", e))?;
+        let circuit = match r1cs.is_empty() {
             true => None,
-            false => Some((
-                format!("{name} (r1cs)"),
-                R1cs::parse(&format!("{name}.r1cs"), r1cs).map_err(|e| bad("r1cs", e))?,
-            )),
+            false => match R1cs::parse(&format!("{name}.r1cs"), r1cs)
+                .and_then(|r| r.for_key(format!("{name} (r1cs)"), &zkey))
+            {
+                Ok(circuit) => Some(circuit),
+                Err(_) if fit == R1csFit::IfItFits => None,
+                Err(e) => return Err(bad("r1cs", e)),
+            },
         };
-        CircomKey::prepare(&engines.msm, zkey, r1cs).map_err(|e| match e {
-            CircomError::OtherCircuit { .. } => bad("r1cs", e),
-            other => WorkError::Internal(other.to_string()),
-        })
+        CircomKey::prepare(&engines.msm, zkey, circuit).map_err(|e| WorkError::Internal(e.to_string()))
     }
 
     fn lookup(&self, id: &ZkeyId) -> Option<Arc<CircomKey>> {
@@ -144,7 +149,7 @@ impl Zkeys {
             return Err(WorkError::Internal(format!("the kept file of {id} is damaged (its digest differs)")));
         }
         let r1cs = read("r1cs").unwrap_or_default();
-        let key = Arc::new(self.prepare(id, &zkey, &r1cs, "zkey", engines)?);
+        let key = Arc::new(self.prepare(id, &zkey, &r1cs, R1csFit::Required, engines)?);
         self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, key.clone());
         Ok(key)
     }
