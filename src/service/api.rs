@@ -225,7 +225,7 @@ impl Accelerator for Api {
             let id = zkey_id(&request.zkey_id)?;
             let core = self.core.clone();
             return blocking(move || {
-                core.engines.zkeys.get(&id, &core.engines).map_err(refusal)?;
+                core.engines.zkeys.get(&id, &core.engines)?;
                 Ok(KeySetStatus { ops_per_proof: 0, resident: true, zkey_id: id.to_string() })
             })
             .await
@@ -265,7 +265,7 @@ impl Accelerator for Api {
         let core = self.core.clone();
         let request = request.into_inner();
         blocking(move || {
-            let uploaded = core.engines.zkeys.upload(&request.zkey, &request.r1cs, &core.engines).map_err(refusal)?;
+            let uploaded = core.engines.zkeys.upload(&request.zkey, &request.r1cs, &core.engines)?;
             let key = &uploaded.key;
             Ok(UploadZkeyResponse {
                 zkey_id: uploaded.id.to_string(),
@@ -357,15 +357,6 @@ fn check_submit(grant: &Grant, kind: JobKind, payload: &JobPayload) -> Result<()
 fn zkey_id(text: &str) -> Result<super::work::groth16::ZkeyId, Status> {
     super::work::groth16::ZkeyId::parse(text)
         .ok_or_else(|| Status::invalid_argument(format!("zkey_id {text:?}: expected zkey:<64 hex digits>")))
-}
-
-/// A failed piece of work as a refusal of the call that asked for it.
-fn refusal(e: super::work::WorkError) -> Refusal {
-    match e {
-        super::work::WorkError::Bad(bad) => Refusal::Invalid(bad.to_string()),
-        super::work::WorkError::Precondition(reason) => Refusal::Invalid(reason),
-        super::work::WorkError::Internal(reason) => Refusal::Internal(reason),
-    }
 }
 
 /// Whether a Groth16 job names its key by a path on the server's machine.

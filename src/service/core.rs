@@ -46,6 +46,17 @@ impl From<BadPayload> for Refusal {
     }
 }
 
+/// Work refused before it was queued (a key to keep, a path to read):
+/// the caller's fault, unless the server failed.
+impl From<WorkError> for Refusal {
+    fn from(e: WorkError) -> Self {
+        match e {
+            WorkError::Internal(reason) => Refusal::Internal(reason),
+            other => Refusal::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl From<JournalError> for Refusal {
     fn from(e: JournalError) -> Self {
         match e {
@@ -243,10 +254,7 @@ impl Core {
                 None
             }
         };
-        let payload = work::adopt_paths(payload, &self.engines).map_err(|e| match e {
-            WorkError::Internal(reason) => Refusal::Internal(reason),
-            other => Refusal::Invalid(other.to_string()),
-        })?;
+        let payload = work::adopt_paths(payload, &self.engines)?;
         let parsed = work::check(&payload, &self.engines)?;
         let key_set = work::key_set(&payload);
         let encoded = payload.encode_to_vec();
