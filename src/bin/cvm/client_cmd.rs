@@ -527,34 +527,12 @@ fn hex_field(text: &str, field: &str) -> anyhow::Result<Vec<u8>> {
 /// that names its key by a path.
 fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<(JobPayload, Option<ZkeyUpload>)> {
     let origin = path.display();
-    let value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;
-    if let Some(job) = value.get("groth16") {
-        let file: JobFile = serde_path_to_error::deserialize(serde_json::json!({ "groth16": job }))
-            .map_err(|e| anyhow!("{origin}: {}: {}", e.path(), e.inner()))?;
-        let JobFile::Groth16 { zkey, zkey_id, r1cs, witness } = file else { unreachable!("a groth16 job") };
-        let beside = |p: &Path| path.parent().unwrap_or(Path::new("")).join(p);
-        let witness = beside(&witness);
-        let witness = std::fs::read(&witness).with_context(|| format!("{origin}: reading {}", witness.display()))?;
-        let (key, upload) = match (zkey, zkey_id) {
-            (Some(zkey), None) => {
-                let zkey = beside(&zkey);
-                let r1cs = r1cs.map(|p| beside(&p)).or_else(|| causality_vm::prove::circom::r1cs_beside(&zkey));
-                (None, Some(ZkeyUpload { zkey, r1cs }))
-            }
-            (None, Some(id)) => (Some(groth16_job::Key::ZkeyId(id)), None),
-            _ => bail!("{origin}: groth16: give exactly one of zkey (a path) and zkey_id"),
-        };
-        return Ok((JobPayload { kind: Some(job_payload::Kind::Groth16(Groth16Job { key, witness })) }, upload));
-    }
-    Ok((job_payload(value, bytes, path, args)?, None))
-}
-
-fn job_payload(mut value: Value, bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<JobPayload> {
-    let origin = path.display();
+    let mut value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;
+    let payload = |kind| JobPayload { kind: Some(kind) };
     if value.get("ops").is_some() && value.get("domain").is_none() {
         // An operations document: proofs for operations executed elsewhere.
         let job = ProveOpsJob { witnesses_json: bytes.to_vec(), ops_per_proof: args.ops_per_proof };
-        return Ok(JobPayload { kind: Some(job_payload::Kind::ProveOps(job)) });
+        return Ok((payload(job_payload::Kind::ProveOps(job)), None));
     }
     if value.get("ops").is_some() {
         // A batch file: its program paths travel inline, read as `cvm run` reads them.
@@ -566,10 +544,11 @@ fn job_payload(mut value: Value, bytes: &[u8], path: &Path, args: &SubmitArgs) -
             ops_per_proof: args.ops_per_proof,
             no_prove: args.no_prove,
         };
-        return Ok(JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) });
+        return Ok((payload(job_payload::Kind::ExecuteBatch(job)), None));
     }
     let file: JobFile =
         serde_path_to_error::deserialize(value).map_err(|e| anyhow!("{origin}: {}: {}", e.path(), e.inner()))?;
+    let mut upload = None;
     let kind = match file {
         JobFile::Hash { messages } => {
             let mut out = Vec::with_capacity(messages.len());
@@ -622,7 +601,23 @@ fn job_payload(mut value: Value, bytes: &[u8], path: &Path, args: &SubmitArgs) -
                 .collect::<anyhow::Result<_>>()?;
             job_payload::Kind::Msm(MsmJob { group: group as i32, bases: Some(bases), scalars })
         }
-        JobFile::Groth16 { .. } => bail!("{origin}: a groth16 job is read by payload_of"),
+        JobFile::Groth16 { zkey, zkey_id, r1cs, witness } => {
+            let beside = |p: &Path| path.parent().unwrap_or(Path::new("")).join(p);
+            let witness = beside(&witness);
+            let witness =
+                std::fs::read(&witness).with_context(|| format!("{origin}: reading {}", witness.display()))?;
+            let key = match (zkey, zkey_id) {
+                (Some(zkey), None) => {
+                    let zkey = beside(&zkey);
+                    let r1cs = r1cs.map(|p| beside(&p)).or_else(|| causality_vm::prove::circom::r1cs_beside(&zkey));
+                    upload = Some(ZkeyUpload { zkey, r1cs });
+                    None
+                }
+                (None, Some(id)) => Some(groth16_job::Key::ZkeyId(id)),
+                _ => bail!("{origin}: groth16: give exactly one of zkey (a path) and zkey_id"),
+            };
+            job_payload::Kind::Groth16(Groth16Job { key, witness })
+        }
     };
-    Ok(JobPayload { kind: Some(kind) })
+    Ok((payload(kind), upload))
 }
