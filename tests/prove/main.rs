@@ -2,6 +2,8 @@
 
 #[path = "../support/batch.rs"]
 mod batch_support;
+#[path = "../support/circom.rs"]
+mod circom_support;
 #[path = "../support/prove.rs"]
 mod prove_support;
 #[path = "../support/snarkjs.rs"]

@@ -3,8 +3,6 @@
 //! proofs that verify with the key snarkjs exported, public signals byte
 //! for byte snarkjs's; bad witnesses refused or failed with their reason.
 
-use std::path::{Path, PathBuf};
-
 use causality_vm::capability::{CapabilityToken, Caveat, JobKind as TokenJob};
 use causality_vm::prove::snarkjs;
 use causality_vm::service::auth::{service_key, SERVICE_DOMAIN};
@@ -15,27 +13,11 @@ use causality_vm::service::proto::{
 use causality_vm::DomainId;
 use tonic::Code;
 
+use crate::circom_support::{fixture, section_start};
 use crate::support::*;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/circom").join(name)
-}
 
 fn read(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap()
-}
-
-/// Where an .r1cs file's constraints section starts.
-fn constraints_start(bytes: &[u8]) -> usize {
-    let mut at = 12;
-    loop {
-        let kind = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-        let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
-        if kind == 2 {
-            return at + 12;
-        }
-        at += 12 + len;
-    }
 }
 
 fn payload(key: groth16_job::Key, witness: Vec<u8>) -> JobPayload {
@@ -126,7 +108,7 @@ async fn bad_keys_and_witnesses_are_refused_or_fail_with_their_reason() {
     assert!(err.message().contains("section") && err.message().contains("truncated"), "{}", err.message());
     // Another circuit's R1CS with the key: refused.
     let mut other = read("multiplier.r1cs");
-    let at = constraints_start(&other) + 4;
+    let at = section_start(&other, 2) + 4;
     other[at] ^= 1; // The first term's wire: another signal.
     let err = client.upload_zkey(read("multiplier.zkey"), other).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");

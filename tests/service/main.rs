@@ -2,6 +2,8 @@
 //! `cvm` binary) on a real Unix socket and loopback TCP, called through the
 //! typed client.
 
+#[path = "../support/circom.rs"]
+mod circom_support;
 #[path = "../support/msm.rs"]
 mod msm_support;
 #[path = "../support/prove.rs"]
