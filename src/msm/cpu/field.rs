@@ -94,6 +94,23 @@ fn reduce_once(t: [u64; 4]) -> [u64; 4] {
     out
 }
 
+/// The batch on the IFMA lanes, when this CPU has them.
+#[cfg(target_arch = "x86_64")]
+fn apply_on_lanes<P: SWCurveConfig<BaseField: super::ifma::LaneField>>(
+    indices: &[u32],
+    points: &[(&Affine<P>, bool)],
+    buckets: &mut [Affine<P>],
+    lanes: &mut Vec<Lanes>,
+) -> bool {
+    if !super::ifma::available() {
+        return false;
+    }
+    assert!(indices.iter().all(|&i| (i as usize) < buckets.len()), "bucket index out of range");
+    // SAFETY: `available` checked avx512f and avx512ifma; indices checked above.
+    unsafe { super::ifma::apply(indices, points, buckets, lanes) };
+    true
+}
+
 impl FastSub for Fq {
     #[cfg(target_arch = "x86_64")]
     fn apply_batch_vector<P: SWCurveConfig<BaseField = Self>>(
@@ -102,13 +119,7 @@ impl FastSub for Fq {
         buckets: &mut [Affine<P>],
         lanes: &mut Vec<Lanes>,
     ) -> bool {
-        if !super::ifma::available() {
-            return false;
-        }
-        assert!(indices.iter().all(|&i| (i as usize) < buckets.len()), "bucket index out of range");
-        // SAFETY: `available` checked avx512f and avx512ifma; indices checked above.
-        unsafe { super::ifma::apply(indices, points, buckets, lanes) };
-        true
+        apply_on_lanes(indices, points, buckets, lanes)
     }
 
     #[inline(always)]
@@ -161,6 +172,16 @@ impl FastSub for Fq {
 }
 
 impl FastSub for Fq2 {
+    #[cfg(target_arch = "x86_64")]
+    fn apply_batch_vector<P: SWCurveConfig<BaseField = Self>>(
+        indices: &[u32],
+        points: &[(&Affine<P>, bool)],
+        buckets: &mut [Affine<P>],
+        lanes: &mut Vec<Lanes>,
+    ) -> bool {
+        apply_on_lanes(indices, points, buckets, lanes)
+    }
+
     #[inline(always)]
     fn sub_fast(&self, other: &Self) -> Self {
         Fq2::new(self.c0.sub_fast(&other.c0), self.c1.sub_fast(&other.c1))

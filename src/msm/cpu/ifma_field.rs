@@ -15,7 +15,7 @@
 use std::arch::x86_64::*;
 
 use ark_bn254::{Fq, FqConfig};
-use ark_ff::{AdditiveGroup, Field, MontConfig, PrimeField};
+use ark_ff::{Field, MontConfig, PrimeField};
 
 const MASK52: u64 = (1 << 52) - 1;
 
@@ -162,22 +162,37 @@ fn sub_plus_kq(a: &[__m512i; 5], b: &[__m512i; 5], k: u64) -> [__m512i; 5] {
     std::array::from_fn(|i| _mm512_add_epi64(_mm512_sub_epi64(a[i], b[i]), splat(Q52[i] * k)))
 }
 
-/// Reduce a limb-wise value v in (0, n*q), n <= 4, to canonical: the candidates
-/// v - k*q are propagated independently (parallel chains) and the last
-/// non-negative one wins.
+/// Reduce a limb-wise value v in [0, n*step*q] by multiples of step*q:
+/// the candidates v - k*step*q (k < n) are propagated independently
+/// (parallel chains) and the last non-negative one wins. Step 1 gives the
+/// canonical value, step 2 one at most 2q (enough for products).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn canonical_from(v: [__m512i; 5], n: u64) -> Fq8 {
+fn reduced(v: [__m512i; 5], n: u64, step: u64) -> Fq8 {
     let zero = _mm512_setzero_si512();
     let mut out = propagate(v);
     for k in 1..n {
-        let c = propagate(std::array::from_fn(|i| _mm512_sub_epi64(v[i], splat(Q52[i] * k))));
+        let c = propagate(std::array::from_fn(|i| _mm512_sub_epi64(v[i], splat(Q52[i] * k * step))));
         let non_negative = _mm512_cmpge_epi64_mask(c[4], zero);
         for i in 0..5 {
             out[i] = _mm512_mask_blend_epi64(non_negative, out[i], c[i]);
         }
     }
     Fq8(out)
+}
+
+/// Canonical form of v in (0, n*q).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn canonical_from(v: [__m512i; 5], n: u64) -> Fq8 {
+    reduced(v, n, 1)
+}
+
+/// At most 2q from v in [0, 2n*q].
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn below_2q_from(v: [__m512i; 5], n: u64) -> Fq8 {
+    reduced(v, n, 2)
 }
 
 impl Fq8 {
@@ -212,6 +227,32 @@ impl Fq8 {
     pub fn sub_canonical(&self, b: &Fq8) -> Fq8 {
         // self - b + q lies in (0, 3q).
         canonical_from(sub_plus_kq(&self.0, &b.0, 1), 3)
+    }
+
+    /// self + b reduced to at most 2q, for self, b <= 2q.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn add_lazy(&self, b: &Fq8) -> Fq8 {
+        below_2q_from(std::array::from_fn(|i| _mm512_add_epi64(self.0[i], b.0[i])), 2)
+    }
+
+    /// self - b - c reduced to at most 2q, for self, b, c <= 2q.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn sub2_lazy(&self, b: &Fq8, c: &Fq8) -> Fq8 {
+        // self - b - c + 4q lies in [0, 6q].
+        let v = std::array::from_fn(|i| {
+            _mm512_add_epi64(_mm512_sub_epi64(_mm512_sub_epi64(self.0[i], b.0[i]), c.0[i]), splat(Q52[i] * 4))
+        });
+        below_2q_from(v, 3)
+    }
+
+    /// self - b reduced to at most 2q, for self, b <= 2q.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn sub_reduced(&self, b: &Fq8) -> Fq8 {
+        // self - b + 2q lies in [0, 4q].
+        below_2q_from(sub_plus_kq(&self.0, &b.0, 2), 2)
     }
 
     /// Per lane: q - self where `negate` is set, else self (self canonical,
@@ -284,26 +325,31 @@ impl Fq8 {
 #[target_feature(enable = "avx512f")]
 pub fn invert_lanes(values: &Fq8) -> Fq8 {
     let scalars = Fq8::to_fq(&values.canonical().store());
-    let mut prefix = [Fq::ONE; 8];
-    let mut acc = Fq::ONE;
-    for (p, s) in prefix.iter_mut().zip(&scalars) {
+    Fq8::load(&Fq8::from_fq(&invert_eight(&scalars)))
+}
+
+/// Eight non-zero field elements inverted with one inversion (Montgomery's trick).
+pub fn invert_eight<F: Field>(values: &[F; 8]) -> [F; 8] {
+    let mut prefix = [F::ONE; 8];
+    let mut acc = F::ONE;
+    for (p, s) in prefix.iter_mut().zip(values) {
         *p = acc;
         acc *= s;
     }
-    let mut inverse = acc.inverse().unwrap_or(Fq::ZERO);
-    debug_assert!(inverse != Fq::ZERO, "batch-affine denominator was zero");
-    let mut out = [Fq::ZERO; 8];
+    let mut inverse = acc.inverse().unwrap_or(F::ZERO);
+    debug_assert!(!inverse.is_zero(), "batch-affine denominator was zero");
+    let mut out = [F::ZERO; 8];
     for lane in (0..8).rev() {
         out[lane] = inverse * prefix[lane];
-        inverse *= scalars[lane];
+        inverse *= values[lane];
     }
-    Fq8::load(&Fq8::from_fq(&out))
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ark_ff::UniformRand;
+    use ark_ff::{AdditiveGroup, UniformRand};
     use rand::SeedableRng;
 
     fn has_ifma() -> bool {

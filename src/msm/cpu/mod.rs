@@ -6,8 +6,9 @@
 //!   window needs only 2^(c-1) buckets ([`digits`]).
 //! - Batch-affine buckets: additions applied in batches sharing one
 //!   inversion, with queued and projective fallbacks for collisions
-//!   ([`batch_affine`], [`bucket`]); for G1 on CPUs with AVX-512 IFMA, eight
-//!   additions at a time in radix 2^52 (`ifma`, `ifma_field`).
+//!   ([`batch_affine`], [`bucket`]); on CPUs with AVX-512 IFMA, eight
+//!   additions at a time in radix 2^52, for G1 and G2 (`ifma`,
+//!   `ifma_field`, `ifma_fq2`).
 //! - Window size and task split from a cost model over size and threads
 //!   ([`window`]), on one long-lived thread pool ([`pool`]).
 
@@ -20,6 +21,8 @@ mod glv;
 mod ifma;
 #[cfg(target_arch = "x86_64")]
 mod ifma_field;
+#[cfg(target_arch = "x86_64")]
+mod ifma_fq2;
 mod pippenger;
 mod pool;
 mod wide;
