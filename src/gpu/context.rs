@@ -29,6 +29,22 @@ pub struct GpuContext {
     pipelines: Mutex<PipelineCache>,
 }
 
+/// The adapter wgpu ranks best for compute (high performance first).
+fn best_adapter() -> Result<wgpu::Adapter, GpuError> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        force_fallback_adapter: false,
+        compatible_surface: None,
+        apply_limit_buckets: false,
+    }))
+    .map_err(|e| GpuError::NoAdapter(e.to_string()))
+}
+
+fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+}
+
 impl GpuContext {
     /// The process-wide context, created on first use (and again after a loss).
     pub fn shared() -> Result<Arc<GpuContext>, GpuError> {
@@ -43,17 +59,31 @@ impl GpuContext {
         Ok(ctx)
     }
 
+    /// The process-wide context when the best adapter is a hardware one;
+    /// otherwise the software adapter's description, and no device is made
+    /// on it (making one costs a CPU driver's start-up for nothing).
+    pub fn shared_hardware() -> Result<Result<Arc<GpuContext>, String>, GpuError> {
+        let mut slot = SHARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(ctx) = slot.as_ref().filter(|ctx| !ctx.is_lost()) {
+            return Ok(if ctx.is_software() { Err(ctx.describe()) } else { Ok(ctx.clone()) });
+        }
+        let adapter = best_adapter()?;
+        let info = adapter.get_info();
+        if info.device_type == wgpu::DeviceType::Cpu {
+            return Ok(Err(describe(&info)));
+        }
+        let ctx = Arc::new(GpuContext::on(adapter)?);
+        *slot = Some(ctx.clone());
+        Ok(Ok(ctx))
+    }
+
     /// Acquire the best adapter wgpu offers and a device with its full limits
     /// and the optional features our kernels can use.
     pub fn new() -> Result<GpuContext, GpuError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: None,
-            apply_limit_buckets: false,
-        }))
-        .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        GpuContext::on(best_adapter()?)
+    }
+
+    fn on(adapter: wgpu::Adapter) -> Result<GpuContext, GpuError> {
         let info = adapter.get_info();
         let wanted = wgpu::Features::SHADER_INT64 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
         let features = adapter.features() & wanted;
@@ -77,7 +107,7 @@ impl GpuContext {
 
     /// A one-line description: name, backend, device type.
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+        describe(&self.info)
     }
 
     /// Whether the adapter is a CPU implementation (llvmpipe, lavapipe, WARP).

@@ -87,15 +87,15 @@ pub fn resolve(backend: Backend) -> Result<(ResolvedBackend, Option<Arc<GpuConte
     match backend {
         Backend::Cpu => Ok((ResolvedBackend::Cpu, None)),
         Backend::Gpu => GpuContext::shared().map(|ctx| (ResolvedBackend::Gpu, Some(ctx))),
-        Backend::Auto => match GpuContext::shared() {
+        Backend::Auto => match GpuContext::shared_hardware() {
             // A software rasterizer (llvmpipe/lavapipe) runs on the same CPU
             // cores as our CPU backends, only slower: it is no accelerator.
             // `--backend gpu` still uses it, which is how the tests reach it.
-            Ok(ctx) if ctx.is_software() => {
-                cpu_fallback_notice(&format!("only a software GPU adapter exists ({})", ctx.describe()));
+            Ok(Err(software)) => {
+                cpu_fallback_notice(&format!("only a software GPU adapter exists ({software})"));
                 Ok((ResolvedBackend::Cpu, None))
             }
-            Ok(ctx) => Ok((ResolvedBackend::Gpu, Some(ctx))),
+            Ok(Ok(ctx)) => Ok((ResolvedBackend::Gpu, Some(ctx))),
             Err(err) => {
                 cpu_fallback_notice(&format!("no usable GPU ({err})"));
                 Ok((ResolvedBackend::Cpu, None))

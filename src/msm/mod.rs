@@ -202,6 +202,12 @@ impl MsmEngine {
     /// Validate and keep `bases` for repeated MSMs (resident on the GPU).
     pub fn upload_g1(&self, bases: Vec<G1Affine>) -> Result<ResidentG1, MsmError> {
         validate_g1(&bases)?;
+        self.adopt_g1(bases)
+    }
+
+    /// [`Self::upload_g1`] for bases the caller has already checked (a
+    /// proving key's, checked when it was made or loaded).
+    pub(crate) fn adopt_g1(&self, bases: Vec<G1Affine>) -> Result<ResidentG1, MsmError> {
         let (generation, device) = self.current_device();
         let on_device = match device {
             Some(device) => Some((generation, device.upload_g1(&bases)?)),

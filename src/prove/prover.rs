@@ -66,12 +66,12 @@ pub struct ProverKey {
 }
 
 impl ProverKey {
-    /// Takes the query vectors out of `pk` (the verifying key stays) and
-    /// uploads the G1 ones to `engine`.
-    pub fn prepare(engine: &MsmEngine, pk: &ProvingKey<Bn254>) -> Result<Self, ProveError> {
+    /// Takes the query vectors out of `pk` (checked when the key was made
+    /// or loaded: not again here) and makes the G1 ones resident on `engine`.
+    pub fn prepare(engine: &MsmEngine, pk: ProvingKey<Bn254>) -> Result<Self, ProveError> {
         let sparse = |query: &[G1Affine]| -> Result<SparseG1, ProveError> {
             let (first, indices, bases) = split_nonzero(query);
-            Ok(SparseG1 { first, indices, bases: engine.upload_g1(bases)? })
+            Ok(SparseG1 { first, indices, bases: engine.adopt_g1(bases)? })
         };
         let (g2_first, g2_indices, g2_bases) = split_nonzero(&pk.b_g2_query);
         Ok(ProverKey {
@@ -82,10 +82,9 @@ impl ProverKey {
             delta_g2: pk.vk.delta_g2,
             a: sparse(&pk.a_query)?,
             b_g1: sparse(&pk.b_g1_query)?,
-            // Validated at setup (or on a digest mismatch); see `keys`.
             b_g2: SparseG2 { first: g2_first, indices: g2_indices, bases: Arc::new(engine.adopt_g2(g2_bases)) },
-            h: engine.upload_g1(pk.h_query.clone())?,
-            l: engine.upload_g1(pk.l_query.clone())?,
+            h: engine.adopt_g1(pk.h_query)?,
+            l: engine.adopt_g1(pk.l_query)?,
         })
     }
 
@@ -95,7 +94,7 @@ impl ProverKey {
             Ok(SparseG1 {
                 first: s.first,
                 indices: s.indices.clone(),
-                bases: engine.upload_g1(s.bases.bases().to_vec())?,
+                bases: engine.adopt_g1(s.bases.bases().to_vec())?,
             })
         };
         Ok(ProverKey {
@@ -111,8 +110,8 @@ impl ProverKey {
                 indices: self.b_g2.indices.clone(),
                 bases: Arc::clone(&self.b_g2.bases),
             },
-            h: engine.upload_g1(self.h.bases().to_vec())?,
-            l: engine.upload_g1(self.l.bases().to_vec())?,
+            h: engine.adopt_g1(self.h.bases().to_vec())?,
+            l: engine.adopt_g1(self.l.bases().to_vec())?,
         })
     }
 }

@@ -183,11 +183,12 @@ impl ProvingSystem {
         engine: MsmEngine,
         quotient: Quotient,
     ) -> Result<Self, ProveError> {
-        let key = ProverKey::prepare(&engine, &pk)?;
+        let (pvk, vk) = (prepare_verifying_key(&pk.vk), pk.vk.clone());
+        let key = ProverKey::prepare(&engine, pk)?;
         Ok(ProvingSystem {
             quotient,
-            pvk: prepare_verifying_key(&pk.vk),
-            vk: pk.vk,
+            pvk,
+            vk,
             shape,
             engine,
             key,

@@ -557,7 +557,7 @@ fn the_proof_components_equal_arkworks_msms_over_the_key() {
     let w = circom::load_witness(&fixture("multiplier.wtns")).unwrap().values;
     let h = odd_coset_quotient(Shape { domain_size: zkey.domain_size, a: &zkey.a, b: &zkey.b }, &w);
     let engine = MsmEngine::cpu();
-    let prover = ProverKey::prepare(&engine, &zkey.key).unwrap();
+    let prover = ProverKey::prepare(&engine, zkey.key.clone()).unwrap();
     let (r, s) = (Fr::from(11u64), Fr::from(13u64));
     let ours = prove_assigned_blinded(&engine, &prover, &w, zkey.n_public + 1, &h, (r, s), &mut ProveStages::default())
         .unwrap();

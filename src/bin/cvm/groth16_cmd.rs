@@ -88,6 +88,9 @@ fn checked_dir(globals: &Globals) -> PathBuf {
 
 fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
+    // Looking for a GPU (loading the Vulkan drivers) overlaps the loads.
+    let backend = globals.backend;
+    let engine = std::thread::spawn(move || MsmEngine::new(backend));
     // The cheap file first: a bad witness costs no key load.
     let witness = circom::load_witness(&args.witness)?;
     let r1cs_path = args.r1cs.clone().or_else(|| circom::r1cs_beside(&args.zkey));
@@ -102,7 +105,7 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
         // Named before the bases upload: the witness is for another circuit.
         return Err(circom::CircomError::WitnessLength { expected: zkey.n_vars, got: witness.values.len() }.into());
     }
-    let engine = MsmEngine::new(globals.backend).context("the MSM engine")?;
+    let engine = engine.join().map_err(|_| anyhow::anyhow!("the GPU probe panicked"))?.context("the MSM engine")?;
     // One given must be the key's circuit; one found beside the key is used only when it is.
     let circuit = match r1cs.map(|(name, r1cs)| r1cs.for_key(name, &zkey)) {
         Some(Err(e)) if args.r1cs.is_none() => {

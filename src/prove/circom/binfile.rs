@@ -101,6 +101,7 @@ impl<'a> BinFile<'a> {
 }
 
 /// A reading position in one section; reads past its end are errors.
+#[derive(Clone)]
 pub struct Cursor<'a> {
     pub file: &'a str,
     pub section: &'static str,
@@ -113,6 +114,12 @@ impl<'a> Cursor<'a> {
     /// The offset in the file of the next byte read.
     pub fn offset(&self) -> usize {
         self.pos
+    }
+
+    /// A second cursor on the same section, at file offset `offset`
+    /// (one this cursor has passed: the sections' parallel decoders).
+    pub fn at(&self, offset: usize) -> Cursor<'a> {
+        Cursor { pos: offset.min(self.bytes.len()), ..self.clone() }
     }
 
     pub fn remaining(&self) -> usize {

@@ -48,19 +48,35 @@ pub enum CircomError {
     Prove(#[from] ProveError),
 }
 
-/// A file's bytes. Read, not mapped: the bytes are hashed and decoded, and
-/// a file changed under a mapping could make the two disagree.
-fn read(path: &std::path::Path) -> Result<Vec<u8>, CircomError> {
-    std::fs::read(path).map_err(|source| CircomError::Io { path: path.display().to_string(), source })
+/// A file's bytes, mapped from the page cache (populated up front): a
+/// key or constraint file is decoded straight from there, without first
+/// copying tens of megabytes into fresh memory. snarkjs and rapidsnark
+/// users replace these files, they do not rewrite them in place; a file
+/// truncated under the mapping would end the process (SIGBUS), and one
+/// rewritten under it is caught for keys by [`load_zkey`]'s second digest.
+fn map(path: &std::path::Path) -> Result<memmap2::Mmap, CircomError> {
+    let io = |source| CircomError::Io { path: path.display().to_string(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: see above; the bytes are only read.
+    unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io)
 }
 
 /// Load a `.zkey`. Its points are checked in full unless `checked` (a
 /// directory of markers named by the files' BLAKE3 digests) says a file
 /// with these exact bytes was checked before; a full check leaves a marker.
 pub fn load_zkey(path: &std::path::Path, checked: Option<&std::path::Path>) -> Result<Zkey, CircomError> {
-    let bytes = read(path)?;
-    let digest = *blake3::hash(&bytes).as_bytes();
-    load_zkey_bytes(&path.display().to_string(), &bytes, digest, checked)
+    let bytes = map(path)?;
+    let name = path.display().to_string();
+    let digest = *blake3::Hasher::new().update_rayon(&bytes).finalize().as_bytes();
+    let zkey = load_zkey_bytes(&name, &bytes, digest, checked)?;
+    // The bytes decoded must be the bytes whose digest let their check be skipped.
+    if *blake3::Hasher::new().update_rayon(&bytes).finalize().as_bytes() != digest {
+        return Err(CircomError::Io {
+            path: name,
+            source: std::io::Error::other("the file changed while it was read"),
+        });
+    }
+    Ok(zkey)
 }
 
 /// [`load_zkey`] for a key's bytes (`name` in errors) whose BLAKE3 is `digest`.
@@ -89,12 +105,12 @@ pub fn load_zkey_bytes(
 
 /// Load a `.wtns`.
 pub fn load_witness(path: &std::path::Path) -> Result<Witness, CircomError> {
-    Witness::parse(&path.display().to_string(), &read(path)?)
+    Witness::parse(&path.display().to_string(), &map(path)?)
 }
 
 /// Load a `.r1cs`.
 pub fn load_r1cs(path: &std::path::Path) -> Result<R1cs, CircomError> {
-    R1cs::parse(&path.display().to_string(), &read(path)?)
+    R1cs::parse(&path.display().to_string(), &map(path)?)
 }
 
 /// The circuit's `.r1cs` where circom and snarkjs users leave it, beside

@@ -5,7 +5,7 @@ use std::time::Instant;
 use ark_bn254::{Bn254, Fr};
 use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, VerifyingKey};
 
-use super::quotient::{odd_coset_quotient, Shape};
+use super::quotient::{quotient_of_rows, row_values, Shape};
 use super::r1cs::KeyCircuit;
 use super::zkey::SparseRows;
 use super::{CircomError, R1cs, Witness, Zkey};
@@ -32,8 +32,8 @@ impl CircomKey {
     /// Upload `zkey`'s bases to `engine`; with the key's circuit, each
     /// witness is checked constraint by constraint.
     pub fn prepare(engine: &MsmEngine, zkey: Zkey, circuit: Option<KeyCircuit>) -> Result<CircomKey, CircomError> {
-        let prover = ProverKey::prepare(engine, &zkey.key)?;
         let vk = zkey.key.vk.clone();
+        let prover = ProverKey::prepare(engine, zkey.key)?;
         let pvk = prepare_verifying_key(&vk);
         Ok(CircomKey {
             n_vars: zkey.n_vars,
@@ -66,15 +66,18 @@ impl CircomKey {
             return Err(CircomError::WitnessLength { expected: self.n_vars, got: values.len() });
         }
         let start = Instant::now();
+        let (a, b) = row_values(&self.shape(), values);
+        timings.qap_us += micros(start.elapsed());
+        let start = Instant::now();
         if let Some(r1cs) = &self.r1cs {
-            if let Some(index) = r1cs.first_unsatisfied(values) {
+            if let Some(index) = r1cs.first_unsatisfied_given(&a, &b, values) {
                 return Err(CircomError::Unsatisfied { index, total: r1cs.n_constraints });
             }
         }
         timings.witness_us += micros(start.elapsed());
 
         let start = Instant::now();
-        let h = odd_coset_quotient(self.shape(), values);
+        let h = quotient_of_rows(self.domain_size, a, b);
         timings.qap_us += micros(start.elapsed());
 
         let proof = prove_assigned(engine, &self.prover, values, self.n_public + 1, &h, timings)?;

@@ -28,25 +28,33 @@ pub struct Shape<'a> {
 /// with one more row per public signal (the one included), and B.
 pub fn rows(matrices: &[Matrix<Fr>], n_public: usize, domain_size: usize) -> (SparseRows, SparseRows) {
     let constraints = matrices[0].len();
-    let entries = |m: usize| -> Vec<(u32, u32, Fr)> {
+    let entries = |m: usize| {
         matrices[m]
             .iter()
             .enumerate()
             .flat_map(|(row, terms)| terms.iter().map(move |&(v, s)| (row as u32, s as u32, v)))
-            .collect()
     };
-    let mut a = entries(0);
-    a.extend((0..=n_public).map(|s| ((constraints + s) as u32, s as u32, Fr::one())));
-    (SparseRows::from_entries(domain_size, a), SparseRows::from_entries(domain_size, entries(1)))
+    let ones = (0..=n_public).map(move |s| ((constraints + s) as u32, s as u32, Fr::one()));
+    (SparseRows::from_entries(domain_size, entries(0).chain(ones)), SparseRows::from_entries(domain_size, entries(1)))
 }
 
 /// The n scalars for the key's H points, from the full witness `values`.
 pub fn odd_coset_quotient(zkey: Shape<'_>, values: &[Fr]) -> Vec<Fr> {
-    let n = zkey.domain_size;
+    let (a, b) = row_values(&zkey, values);
+    quotient_of_rows(zkey.domain_size, a, b)
+}
+
+/// Each row of A and of B evaluated at `values`: the quotient's input,
+/// and with an R1CS's C rows, what checks the witness constraint by constraint.
+pub fn row_values(zkey: &Shape<'_>, values: &[Fr]) -> (Vec<Fr>, Vec<Fr>) {
+    rayon::join(|| evaluate_rows(zkey.a, values), || evaluate_rows(zkey.b, values))
+}
+
+/// [`odd_coset_quotient`] from the rows' values ([`row_values`]).
+pub fn quotient_of_rows(domain_size: usize, a: Vec<Fr>, b: Vec<Fr>) -> Vec<Fr> {
+    let n = domain_size;
     let domain = Radix2EvaluationDomain::<Fr>::new(n).expect("a checked power of two");
     let shift = Radix2EvaluationDomain::<Fr>::new(2 * n).expect("within the two-adicity").group_gen;
-    let a = evaluate_rows(zkey.a, values);
-    let b = evaluate_rows(zkey.b, values);
     let c: Vec<Fr> = a.par_iter().zip(&b).map(|(a, b)| *a * b).collect();
     let to_coset = |mut evaluations: Vec<Fr>| {
         domain.ifft_in_place(&mut evaluations);

@@ -13,11 +13,44 @@ use ark_ff::Zero;
 use ark_relations::gr1cs::Matrix;
 use rayon::prelude::*;
 
-use super::binfile::BinFile;
+use super::binfile::{BinFile, Cursor};
 use super::field::{self, Prime};
 use super::quotient;
 use super::zkey::Zkey;
 use super::CircomError;
+
+/// One term: a u32 wire and a 32-byte value.
+const TERM: usize = 36;
+
+/// The A, B and C rows of constraint `constraint`, read at `at` (whose
+/// term counts were checked to fit the section).
+fn constraint_rows(
+    at: &mut Cursor<'_>,
+    constraint: usize,
+    n_wires: usize,
+) -> Result<[Vec<(Fr, usize)>; 3], CircomError> {
+    let mut rows: [Vec<(Fr, usize)>; 3] = Default::default();
+    for (row, name) in rows.iter_mut().zip(["A", "B", "C"]) {
+        let terms = at.u32()? as usize;
+        row.reserve_exact(terms);
+        for _ in 0..terms {
+            let offset = at.offset();
+            let wire = at.u32()? as usize;
+            if wire >= n_wires {
+                return Err(
+                    at.error_at(offset, format!("constraint {constraint}, {name}: wire {wire} of only {n_wires}"))
+                );
+            }
+            let Some(value) = field::fr_standard(at.take(32)?) else {
+                return Err(
+                    at.error_at(offset + 4, format!("constraint {constraint}, {name}: a value not below the modulus"))
+                );
+            };
+            row.push((value, wire));
+        }
+    }
+    Ok(rows)
+}
 
 pub struct R1cs {
     pub n_wires: usize,
@@ -49,43 +82,38 @@ impl R1cs {
         }
 
         let mut at = bin.section(2, "constraints")?;
-        let mut matrices: [Matrix<Fr>; 3] = Default::default();
-        for m in &mut matrices {
-            m.reserve(n_constraints.min(at.remaining() / 12));
-        }
+        // First the term counts alone, to find where each constraint starts;
+        // then the constraints are decoded in parallel from those offsets.
+        let mut starts = Vec::with_capacity(n_constraints.min(at.remaining() / 12));
         for constraint in 0..n_constraints {
-            for (which, matrix) in matrices.iter_mut().enumerate() {
+            starts.push(at.offset());
+            for _ in 0..3 {
                 let offset = at.offset();
                 let terms = at.u32()? as usize;
-                if terms > at.remaining() / 36 {
+                if terms > at.remaining() / TERM {
                     return Err(
                         at.error_at(offset, format!("constraint {constraint}: {terms} terms do not fit the section"))
                     );
                 }
-                let mut row = Vec::with_capacity(terms);
-                for _ in 0..terms {
-                    let offset = at.offset();
-                    let wire = at.u32()? as usize;
-                    let value = field::fr_standard(at.take(32)?);
-                    let name = ["A", "B", "C"][which];
-                    if wire >= n_wires {
-                        return Err(at.error_at(
-                            offset,
-                            format!("constraint {constraint}, {name}: wire {wire} of only {n_wires}"),
-                        ));
-                    }
-                    let Some(value) = value else {
-                        return Err(at.error_at(
-                            offset + 4,
-                            format!("constraint {constraint}, {name}: a value not below the modulus"),
-                        ));
-                    };
-                    row.push((value, wire));
-                }
-                matrix.push(row);
+                at.take(terms * TERM)?;
             }
         }
         at.end()?;
+        let decode = |(constraint, &offset): (usize, &usize)| constraint_rows(&mut at.at(offset), constraint, n_wires);
+        let Ok(rows) = starts.par_iter().enumerate().map(decode).collect::<Result<Vec<_>, _>>() else {
+            // Name the first bad constraint, whichever thread met one first.
+            let first = starts.par_iter().enumerate().find_map_first(|c| decode(c).err());
+            return Err(first.expect("a constraint failed to decode"));
+        };
+        let mut matrices: [Matrix<Fr>; 3] = Default::default();
+        for m in &mut matrices {
+            m.reserve_exact(rows.len());
+        }
+        for [a, b, c] in rows {
+            matrices[0].push(a);
+            matrices[1].push(b);
+            matrices[2].push(c);
+        }
         Ok(R1cs { n_wires, n_public, n_constraints, matrices })
     }
 
@@ -139,6 +167,16 @@ impl R1cs {
         (0..self.n_constraints).into_par_iter().find_first(|&i| eval(&a[i]) * eval(&b[i]) != eval(&c[i]))
     }
 
+    /// [`Self::first_unsatisfied`] given each constraint's A·z and B·z
+    /// (from the key's own rows, which this R1CS matches: [`Self::for_key`]):
+    /// only C is evaluated here.
+    pub fn first_unsatisfied_given(&self, a: &[Fr], b: &[Fr], values: &[Fr]) -> Option<usize> {
+        let c = &self.matrices[2];
+        (0..self.n_constraints).into_par_iter().find_first(|&i| {
+            a[i] * b[i] != c[i].iter().map(|(coefficient, wire)| *coefficient * values[*wire]).sum::<Fr>()
+        })
+    }
+
     /// Whether this R1CS is the one `zkey` was made from: the same counts,
     /// and its A and B rows (plus snarkjs's one row per public signal) are
     /// the zkey's coefficients. Returns what differs.
@@ -154,15 +192,17 @@ impl R1cs {
             return Err(format!("its {rows} rows do not fit the key's domain of {}", zkey.domain_size));
         }
         let (a, b) = quotient::rows(&self.matrices, self.n_public, zkey.domain_size);
+        // Rows usually list their terms in the same order: compared as they
+        // are first, and sorted only when that differs.
         let canonical = |row: &[(u32, Fr)]| {
             let mut row: Vec<(u32, Fr)> = row.iter().filter(|(_, v)| !v.is_zero()).copied().collect();
             row.sort_by_key(|&(s, v)| (s, v));
             row
         };
         let differs = (0..zkey.domain_size).into_par_iter().find_first(|&i| {
-            [(&a, &zkey.a), (&b, &zkey.b)]
-                .iter()
-                .any(|(ours, theirs)| canonical(ours.row(i)) != canonical(theirs.row(i)))
+            [(&a, &zkey.a), (&b, &zkey.b)].iter().any(|(ours, theirs)| {
+                ours.row(i) != theirs.row(i) && canonical(ours.row(i)) != canonical(theirs.row(i))
+            })
         });
         match differs {
             Some(row) => Err(format!("row {row} of its A or B matrix differs from the key's coefficients")),

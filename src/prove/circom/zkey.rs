@@ -39,17 +39,23 @@ impl SparseRows {
         &self.entries[self.starts[i] as usize..self.starts[i + 1] as usize]
     }
 
-    /// Group (row, signal, value) entries by row, keeping their order within a row.
-    pub(crate) fn from_entries(rows: usize, mut list: Vec<(u32, u32, Fr)>) -> SparseRows {
-        list.sort_by_key(|&(row, _, _)| row);
+    /// Group (row, signal, value) entries by row, keeping their order
+    /// within a row (a counting sort: one pass to count, one to place).
+    pub(crate) fn from_entries(rows: usize, list: impl Iterator<Item = (u32, u32, Fr)> + Clone) -> SparseRows {
         let mut starts = vec![0u32; rows + 1];
-        for &(row, _, _) in &list {
+        for (row, _, _) in list.clone() {
             starts[row as usize + 1] += 1;
         }
         for i in 0..rows {
             starts[i + 1] += starts[i];
         }
-        let entries = list.into_iter().map(|(_, signal, value)| (signal, value)).collect();
+        let mut next = starts.clone();
+        let mut entries = vec![(0u32, Fr::from(0u64)); starts[rows] as usize];
+        for (row, signal, value) in list {
+            let at = &mut next[row as usize];
+            entries[*at as usize] = (signal, value);
+            *at += 1;
+        }
         SparseRows { starts, entries }
     }
 }
@@ -196,7 +202,6 @@ fn points<P: PointCheck + Send + Sync>(
         return Err(at.error(format!("{} bytes, but {count} points of {size} bytes are {expected}", at.remaining())));
     }
     let bytes = at.take(expected)?;
-    let decoded: Vec<Option<P>> = bytes.par_chunks_exact(size).map(&decode).collect();
     let fault_at = |index: usize, fault: &'static str| CircomError::InvalidPoint {
         file: bin.file.into(),
         section: name.into(),
@@ -204,10 +209,11 @@ fn points<P: PointCheck + Send + Sync>(
         what: format!("point {index}"),
         fault,
     };
-    if let Some(index) = decoded.par_iter().position_first(Option::is_none) {
+    // One pass into the final vector; only a bad file is walked again to name its first bad point.
+    let Some(decoded) = bytes.par_chunks_exact(size).map(&decode).collect::<Option<Vec<P>>>() else {
+        let index = bytes.par_chunks_exact(size).position_first(|b| decode(b).is_none()).unwrap_or(0);
         return Err(fault_at(index, "has a coordinate not below the base field's modulus"));
-    }
-    let decoded: Vec<P> = decoded.into_iter().map(|p| p.expect("checked above")).collect();
+    };
     if checks == PointChecks::Full {
         if let Some((index, fault)) =
             decoded.par_iter().enumerate().find_map_first(|(i, p)| p.fault().map(|fault| (i, fault)))
@@ -253,35 +259,32 @@ fn coefficients(bin: &BinFile<'_>, n_vars: usize, domain_size: usize) -> Result<
     }
     let bytes = at.take(count * ENTRY)?;
     let r_inverse = field::r_inverse();
-    let decoded: Vec<Result<(u32, u32, u32, Fr), String>> = bytes
-        .par_chunks_exact(ENTRY)
-        .map(|entry| {
-            let word = |i: usize| u32::from_le_bytes(entry[4 * i..4 * i + 4].try_into().expect("4 bytes"));
-            let (matrix, row, signal) = (word(0), word(1), word(2));
-            if matrix > 1 {
-                return Err(format!("matrix {matrix} (0 is A, 1 is B)"));
-            }
-            if row as usize >= domain_size {
-                return Err(format!("constraint {row} is outside the domain of {domain_size}"));
-            }
-            if signal as usize >= n_vars {
-                return Err(format!("signal {signal} of only {n_vars}"));
-            }
-            let value = field::fr_coefficient(&entry[12..], r_inverse)
-                .ok_or_else(|| "a value not below the scalar field's modulus".to_string())?;
-            Ok((matrix, row, signal, value))
-        })
-        .collect();
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    for (index, entry) in decoded.into_iter().enumerate() {
-        match entry {
-            Ok((0, row, signal, value)) => a.push((row, signal, value)),
-            Ok((_, row, signal, value)) => b.push((row, signal, value)),
-            Err(reason) => {
-                return Err(at.error_at(start + index * ENTRY, format!("coefficient {index}: {reason}")));
-            }
+    let decode = |entry: &[u8]| -> Result<(u32, u32, u32, Fr), String> {
+        let word = |i: usize| u32::from_le_bytes(entry[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+        let (matrix, row, signal) = (word(0), word(1), word(2));
+        if matrix > 1 {
+            return Err(format!("matrix {matrix} (0 is A, 1 is B)"));
         }
-    }
-    Ok((SparseRows::from_entries(domain_size, a), SparseRows::from_entries(domain_size, b)))
+        if row as usize >= domain_size {
+            return Err(format!("constraint {row} is outside the domain of {domain_size}"));
+        }
+        if signal as usize >= n_vars {
+            return Err(format!("signal {signal} of only {n_vars}"));
+        }
+        let value = field::fr_coefficient(&entry[12..], r_inverse)
+            .ok_or_else(|| "a value not below the scalar field's modulus".to_string())?;
+        Ok((matrix, row, signal, value))
+    };
+    // As for points: one pass, and a second only to name the first bad entry.
+    let Some(decoded) = bytes.par_chunks_exact(ENTRY).map(|e| decode(e).ok()).collect::<Option<Vec<_>>>() else {
+        let (index, reason) = bytes
+            .par_chunks_exact(ENTRY)
+            .enumerate()
+            .find_map_first(|(i, e)| decode(e).err().map(|reason| (i, reason)))
+            .unwrap_or_default();
+        return Err(at.error_at(start + index * ENTRY, format!("coefficient {index}: {reason}")));
+    };
+    let of =
+        |which: u32| decoded.iter().filter(move |e| e.0 == which).map(|&(_, row, signal, value)| (row, signal, value));
+    Ok((SparseRows::from_entries(domain_size, of(0)), SparseRows::from_entries(domain_size, of(1))))
 }
