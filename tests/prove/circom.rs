@@ -175,6 +175,8 @@ fn a_witness_that_does_not_satisfy_the_circuit_is_refused_before_or_after_provin
     let (code, err) = prove(d, &fixture("multiplier.zkey"), &bad, &[]);
     assert_eq!(code, 2);
     assert!(err.contains("constraint") && err.contains("is not satisfied"), "{err}");
+    // Again, with the pair of files now known to fit (only C decoded): the same error.
+    assert_eq!(prove(d, &fixture("multiplier.zkey"), &bad, &[]), (code, err));
 
     // Without the circuit's .r1cs (the key alone, elsewhere), the proof's
     // own check catches it, and still nothing is written.
@@ -278,6 +280,46 @@ fn a_key_is_checked_in_full_once_then_loaded_by_its_digest() {
     let digest = *blake3::hash(&off).as_bytes();
     let unchecked = Zkey::parse("off.zkey", &off, digest, PointChecks::Skip).unwrap();
     assert_ne!(unchecked.key.a_query[1], first.key.a_query[1]);
+}
+
+#[test]
+fn a_circuit_matched_to_its_key_once_is_then_read_for_its_c_rows_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let checked = dir.path().join("checked");
+    let zkey = circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap();
+    let r1cs_bytes = std::fs::read(fixture("multiplier.r1cs")).unwrap();
+    let marker = checked.join(format!("{}-{}.fits", hex(&zkey.digest), blake3::hash(&r1cs_bytes).to_hex()));
+    let witness = circom::load_witness(&fixture("multiplier.wtns")).unwrap();
+    let mut bad = witness.values.clone();
+    *bad.last_mut().unwrap() += Fr::from(1u64);
+    let bad = circom::Witness { values: bad };
+    let engine = MsmEngine::cpu();
+    let mut errors = Vec::new();
+    for round in 0..2 {
+        assert_eq!(marker.is_file(), round == 1, "the marker is left by the full match only");
+        let circuit = circom::load_key_circuit(&fixture("multiplier.r1cs"), &zkey, Some(&checked)).unwrap();
+        let key =
+            CircomKey::prepare(&engine, circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap(), Some(circuit))
+                .unwrap();
+        key.prove(&engine, &witness, &mut ProveStages::default()).unwrap();
+        let err = key.prove(&engine, &bad, &mut ProveStages::default()).err().expect("a bad witness is refused");
+        assert!(matches!(err, CircomError::Unsatisfied { .. }), "{err}");
+        errors.push(err.to_string());
+    }
+    assert_eq!(errors[0], errors[1]);
+    // Another circuit's file has another digest: matched in full, and refused, every time.
+    let other = edited(dir.path(), "multiplier.r1cs", |b| {
+        let at = section_start(b, 2) + 4;
+        b[at] ^= 1;
+    });
+    for _ in 0..2 {
+        let refused = circom::load_key_circuit(&other, &zkey, Some(&checked));
+        assert!(matches!(refused, Err(CircomError::OtherCircuit { .. })));
+    }
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

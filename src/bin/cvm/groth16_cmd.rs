@@ -93,29 +93,26 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
     let engine = std::thread::spawn(move || MsmEngine::new(backend));
     // The cheap file first: a bad witness costs no key load.
     let witness = circom::load_witness(&args.witness)?;
-    let r1cs_path = args.r1cs.clone().or_else(|| circom::r1cs_beside(&args.zkey));
-    let r1cs = match &r1cs_path {
-        Some(path) => Some((path.display().to_string(), circom::load_r1cs(path)?)),
-        None => None,
-    };
     let spinner = progress::spinner(globals, format!("loading {}", args.zkey.display()));
     let zkey = circom::load_zkey(&args.zkey, Some(&checked_dir(globals)))?;
-    let loaded = started.elapsed();
     if witness.values.len() != zkey.n_vars {
         // Named before the bases upload: the witness is for another circuit.
         return Err(circom::CircomError::WitnessLength { expected: zkey.n_vars, got: witness.values.len() }.into());
     }
-    let engine = engine.join().map_err(|_| anyhow::anyhow!("the GPU probe panicked"))?.context("the MSM engine")?;
     // One given must be the key's circuit; one found beside the key is used only when it is.
-    let circuit = match r1cs.map(|(name, r1cs)| r1cs.for_key(name, &zkey)) {
-        Some(Err(e)) if args.r1cs.is_none() => {
-            if !globals.quiet {
-                note!("note: not checking constraints: {e}");
+    let r1cs_path = args.r1cs.clone().or_else(|| circom::r1cs_beside(&args.zkey));
+    let circuit =
+        match r1cs_path.as_ref().map(|path| circom::load_key_circuit(path, &zkey, Some(&checked_dir(globals)))) {
+            Some(Err(e @ circom::CircomError::OtherCircuit { .. })) if args.r1cs.is_none() => {
+                if !globals.quiet {
+                    note!("note: not checking constraints: {e}");
+                }
+                None
             }
-            None
-        }
-        other => other.transpose()?,
-    };
+            other => other.transpose()?,
+        };
+    let loaded = started.elapsed();
+    let engine = engine.join().map_err(|_| anyhow::anyhow!("the GPU probe panicked"))?.context("the MSM engine")?;
     let key = CircomKey::prepare(&engine, zkey, circuit)?;
     if let Some(spinner) = &spinner {
         spinner.set_message(format!("proving ({} signals, domain {})", key.n_vars, key.domain_size));

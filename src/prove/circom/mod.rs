@@ -113,6 +113,42 @@ pub fn load_r1cs(path: &std::path::Path) -> Result<R1cs, CircomError> {
     R1cs::parse(&path.display().to_string(), &map(path)?)
 }
 
+/// The `.r1cs` at `path` as `zkey`'s circuit. The first time a pair of
+/// files meets, the R1CS is decoded and matched to the key in full, and a
+/// marker in `checked` records the pair by both digests; after that only
+/// its C rows are decoded.
+pub fn load_key_circuit(
+    path: &std::path::Path,
+    zkey: &Zkey,
+    checked: Option<&std::path::Path>,
+) -> Result<KeyCircuit, CircomError> {
+    let name = path.display().to_string();
+    let bytes = map(path)?;
+    let digest = *blake3::Hasher::new().update_rayon(&bytes).finalize().as_bytes();
+    let hex = crate::content_id::hex_encode;
+    let marker = checked.map(|dir| dir.join(format!("{}-{}.fits", hex(&zkey.digest), hex(&digest))));
+    if marker.as_ref().is_some_and(|m| m.is_file()) {
+        let circuit = KeyCircuit::matched_before(name.clone(), &name, &bytes)?;
+        // As for keys: the bytes decoded must be the bytes the marker names.
+        if *blake3::Hasher::new().update_rayon(&bytes).finalize().as_bytes() != digest {
+            return Err(CircomError::Io {
+                path: name,
+                source: std::io::Error::other("the file changed while it was read"),
+            });
+        }
+        return Ok(circuit);
+    }
+    let circuit = R1cs::parse(&name, &bytes)?.for_key(name.clone(), zkey)?;
+    if let Some(marker) = marker {
+        let written =
+            marker.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&marker, b""));
+        if let Err(e) = written {
+            tracing::debug!("not recording {name} as the circuit of its key: {e}");
+        }
+    }
+    Ok(circuit)
+}
+
 /// The circuit's `.r1cs` where circom and snarkjs users leave it, beside
 /// the key: `NAME.r1cs` for `NAME.zkey`, `NAME_final.zkey` or
 /// `NAME_0001.zkey`, else the directory's only `.r1cs`.

@@ -8,7 +8,7 @@ use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, V
 use super::quotient::{quotient_of_rows, row_values, Shape};
 use super::r1cs::KeyCircuit;
 use super::zkey::SparseRows;
-use super::{CircomError, R1cs, Witness, Zkey};
+use super::{CircomError, Witness, Zkey};
 use crate::msm::MsmEngine;
 use crate::prove::proof_system::{micros, ProveStages};
 use crate::prove::prover::{prove_assigned, ProverKey};
@@ -25,7 +25,7 @@ pub struct CircomKey {
     a: SparseRows,
     b: SparseRows,
     prover: ProverKey,
-    r1cs: Option<R1cs>,
+    circuit: Option<KeyCircuit>,
 }
 
 impl CircomKey {
@@ -45,12 +45,12 @@ impl CircomKey {
             a: zkey.a,
             b: zkey.b,
             prover,
-            r1cs: circuit.map(|c| c.r1cs),
+            circuit,
         })
     }
 
     pub fn has_r1cs(&self) -> bool {
-        self.r1cs.is_some()
+        self.circuit.is_some()
     }
 
     /// One proof of `witness`, with its public signals; checked against the
@@ -69,9 +69,9 @@ impl CircomKey {
         let (a, b) = row_values(&self.shape(), values);
         timings.qap_us += micros(start.elapsed());
         let start = Instant::now();
-        if let Some(r1cs) = &self.r1cs {
-            if let Some(index) = r1cs.first_unsatisfied_given(&a, &b, values) {
-                return Err(CircomError::Unsatisfied { index, total: r1cs.n_constraints });
+        if let Some(circuit) = &self.circuit {
+            if let Some(index) = circuit.first_unsatisfied_given(&a, &b, values) {
+                return Err(CircomError::Unsatisfied { index, total: circuit.n_constraints });
             }
         }
         timings.witness_us += micros(start.elapsed());

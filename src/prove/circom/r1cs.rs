@@ -22,16 +22,36 @@ use super::CircomError;
 /// One term: a u32 wire and a 32-byte value.
 const TERM: usize = 36;
 
-/// The A, B and C rows of constraint `constraint`, read at `at` (whose
-/// term counts were checked to fit the section).
+/// Which matrices a parse decodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    All,
+    /// Only C: for a file already matched to its key, whose A and B are the key's.
+    OnlyC,
+}
+
+impl Rows {
+    fn matrices(self) -> [bool; 3] {
+        [self == Rows::All, self == Rows::All, true]
+    }
+}
+
+/// The A, B and C rows of constraint `constraint` (those `wanted`; the
+/// others left empty), read at `at` (whose term counts were checked to fit
+/// the section).
 fn constraint_rows(
     at: &mut Cursor<'_>,
     constraint: usize,
     n_wires: usize,
+    wanted: Rows,
 ) -> Result<[Vec<(Fr, usize)>; 3], CircomError> {
     let mut rows: [Vec<(Fr, usize)>; 3] = Default::default();
-    for (row, name) in rows.iter_mut().zip(["A", "B", "C"]) {
+    for ((row, name), want) in rows.iter_mut().zip(["A", "B", "C"]).zip(wanted.matrices()) {
         let terms = at.u32()? as usize;
+        if !want {
+            at.take(terms * TERM)?;
+            continue;
+        }
         row.reserve_exact(terms);
         for _ in 0..terms {
             let offset = at.offset();
@@ -62,6 +82,10 @@ pub struct R1cs {
 
 impl R1cs {
     pub fn parse(file: &str, bytes: &[u8]) -> Result<R1cs, CircomError> {
+        Self::parse_rows(file, bytes, Rows::All)
+    }
+
+    fn parse_rows(file: &str, bytes: &[u8], wanted: Rows) -> Result<R1cs, CircomError> {
         let bin = BinFile::parse(file, bytes, b"r1cs", &[1])?;
         for (kind, name) in [(4, "custom gates list"), (5, "custom gates uses")] {
             if let Ok(at) = bin.section(kind, name) {
@@ -99,7 +123,8 @@ impl R1cs {
             }
         }
         at.end()?;
-        let decode = |(constraint, &offset): (usize, &usize)| constraint_rows(&mut at.at(offset), constraint, n_wires);
+        let decode =
+            |(constraint, &offset): (usize, &usize)| constraint_rows(&mut at.at(offset), constraint, n_wires, wanted);
         let Ok(rows) = starts.par_iter().enumerate().map(decode).collect::<Result<Vec<_>, _>>() else {
             // Name the first bad constraint, whichever thread met one first.
             let first = starts.par_iter().enumerate().find_map_first(|c| decode(c).err());
@@ -167,16 +192,6 @@ impl R1cs {
         (0..self.n_constraints).into_par_iter().find_first(|&i| eval(&a[i]) * eval(&b[i]) != eval(&c[i]))
     }
 
-    /// [`Self::first_unsatisfied`] given each constraint's A·z and B·z
-    /// (from the key's own rows, which this R1CS matches: [`Self::for_key`]):
-    /// only C is evaluated here.
-    pub fn first_unsatisfied_given(&self, a: &[Fr], b: &[Fr], values: &[Fr]) -> Option<usize> {
-        let c = &self.matrices[2];
-        (0..self.n_constraints).into_par_iter().find_first(|&i| {
-            a[i] * b[i] != c[i].iter().map(|(coefficient, wire)| *coefficient * values[*wire]).sum::<Fr>()
-        })
-    }
-
     /// Whether this R1CS is the one `zkey` was made from: the same counts,
     /// and its A and B rows (plus snarkjs's one row per public signal) are
     /// the zkey's coefficients. Returns what differs.
@@ -213,15 +228,39 @@ impl R1cs {
     /// This R1CS as `zkey`'s circuit (named `name` in errors), or why not.
     pub fn for_key(self, name: String, zkey: &Zkey) -> Result<KeyCircuit, CircomError> {
         match self.matches(zkey) {
-            Ok(()) => Ok(KeyCircuit { name, r1cs: self }),
+            Ok(()) => Ok(KeyCircuit::of(name, self)),
             Err(reason) => Err(CircomError::OtherCircuit { r1cs: name, reason }),
         }
     }
 }
 
-/// An R1CS checked to be a key's circuit ([`R1cs::for_key`]): what lets a
-/// prover check witnesses constraint by constraint.
+/// What checks a witness constraint by constraint against a key whose
+/// circuit this is ([`R1cs::for_key`]): the count and the C rows, since
+/// the key's own rows give each constraint's A·z and B·z.
 pub struct KeyCircuit {
     pub name: String,
-    pub r1cs: R1cs,
+    pub n_constraints: usize,
+    c: Matrix<Fr>,
+}
+
+impl KeyCircuit {
+    fn of(name: String, r1cs: R1cs) -> KeyCircuit {
+        let [_, _, c] = r1cs.matrices;
+        KeyCircuit { name, n_constraints: r1cs.n_constraints, c }
+    }
+
+    /// The circuit in `bytes` (the file `file`), already matched to its key
+    /// by [`R1cs::for_key`] when these exact bytes were loaded before: only
+    /// its C rows are decoded.
+    pub fn matched_before(name: String, file: &str, bytes: &[u8]) -> Result<KeyCircuit, CircomError> {
+        Ok(KeyCircuit::of(name, R1cs::parse_rows(file, bytes, Rows::OnlyC)?))
+    }
+
+    /// The first constraint not satisfied, given each constraint's A·z and
+    /// B·z (from the key's rows) and the full witness `values`.
+    pub fn first_unsatisfied_given(&self, a: &[Fr], b: &[Fr], values: &[Fr]) -> Option<usize> {
+        (0..self.n_constraints).into_par_iter().find_first(|&i| {
+            a[i] * b[i] != self.c[i].iter().map(|(coefficient, wire)| *coefficient * values[*wire]).sum::<Fr>()
+        })
+    }
 }
