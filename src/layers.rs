@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | 0 | `backend`, `clock`, `content_id`, `digest_map`, `fsutil` | plain building blocks |
 //! | 1 | `crypto`, `gpu` | field cryptography (Poseidon), the wgpu device |
-//! | 2 | `hash`, `msm` | the kernels, each on the CPU and the GPU |
+//! | 2 | `hash`, `msm`, `ntt` | the kernels, each on the CPU (and the GPU) |
 //! | 3 | `resource`, `tuning` | the data model; the kernels' knobs |
 //! | 4 | `error` | execution errors |
 //! | 5 | `capability` | tokens, caveats, key rings |
@@ -31,6 +31,7 @@ pub const LAYERS: &[(&str, u8)] = &[
     ("gpu", 1),
     ("hash", 2),
     ("msm", 2),
+    ("ntt", 2),
     ("resource", 3),
     ("tuning", 3),
     ("error", 4),

@@ -16,6 +16,7 @@ pub mod hash;
 #[cfg(test)]
 mod layers;
 pub mod msm;
+pub mod ntt;
 pub mod prove;
 pub mod resource;
 #[cfg(feature = "service")]

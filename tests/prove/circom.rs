@@ -302,7 +302,7 @@ fn a_circuit_matched_to_its_key_once_is_then_read_for_its_c_rows_only() {
             CircomKey::prepare(&engine, circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap(), Some(circuit))
                 .unwrap();
         key.prove(&engine, &witness, &mut ProveStages::default()).unwrap();
-        let err = key.prove(&engine, &bad, &mut ProveStages::default()).err().expect("a bad witness is refused");
+        let err = key.prove(&engine, &bad, &mut ProveStages::default()).expect_err("a bad witness is refused");
         assert!(matches!(err, CircomError::Unsatisfied { .. }), "{err}");
         errors.push(err.to_string());
     }

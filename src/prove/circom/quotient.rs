@@ -10,10 +10,12 @@
 //! evaluates it there (FFT), and returns A·B − C pointwise.
 
 use ark_bn254::Fr;
-use ark_ff::{Field, One, Zero};
+use ark_ff::{One, Zero};
 use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
 use ark_relations::gr1cs::Matrix;
 use rayon::prelude::*;
+
+use crate::ntt::Ntt;
 
 use super::zkey::SparseRows;
 
@@ -52,14 +54,11 @@ pub fn row_values(zkey: &Shape<'_>, values: &[Fr]) -> (Vec<Fr>, Vec<Fr>) {
 
 /// [`odd_coset_quotient`] from the rows' values ([`row_values`]).
 pub fn quotient_of_rows(domain_size: usize, a: Vec<Fr>, b: Vec<Fr>) -> Vec<Fr> {
-    let n = domain_size;
-    let domain = Radix2EvaluationDomain::<Fr>::new(n).expect("a checked power of two");
-    let shift = Radix2EvaluationDomain::<Fr>::new(2 * n).expect("within the two-adicity").group_gen;
+    let plan = Ntt::new(domain_size).expect("a checked power of two");
+    let shift = Radix2EvaluationDomain::<Fr>::new(2 * domain_size).expect("within the two-adicity").group_gen;
     let c: Vec<Fr> = a.par_iter().zip(&b).map(|(a, b)| *a * b).collect();
     let to_coset = |mut evaluations: Vec<Fr>| {
-        domain.ifft_in_place(&mut evaluations);
-        distribute_powers(&mut evaluations, shift);
-        domain.fft_in_place(&mut evaluations);
+        plan.to_coset(&mut evaluations, shift).expect("the plan's size");
         evaluations
     };
     let ((a, b), c) = rayon::join(|| rayon::join(|| to_coset(a), || to_coset(b)), || to_coset(c));
@@ -74,18 +73,6 @@ fn evaluate_rows(rows: &SparseRows, values: &[Fr]) -> Vec<Fr> {
         .collect()
 }
 
-/// Coefficient i times gⁱ, in parallel chunks.
-fn distribute_powers(coefficients: &mut [Fr], g: Fr) {
-    const CHUNK: usize = 1 << 12;
-    coefficients.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, part)| {
-        let mut power = g.pow([(chunk * CHUNK) as u64]);
-        for x in part {
-            *x *= power;
-            power *= g;
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use ark_bn254::Fr;
@@ -98,7 +85,7 @@ mod tests {
     use ark_r1cs_std::fields::FieldVar;
     use ark_relations::gr1cs::{ConstraintSystem, R1CS_PREDICATE_LABEL};
 
-    use super::{distribute_powers, odd_coset_quotient, rows, Shape};
+    use super::{odd_coset_quotient, rows, Shape};
 
     /// Against arkworks' libsnark reduction on the same matrices: for a
     /// satisfying witness, A·B − C = H·Z, and Z is −2 on the odd coset, so
@@ -136,9 +123,8 @@ mod tests {
 
         let g = Radix2EvaluationDomain::<Fr>::new(2 * n).unwrap().group_gen;
         assert_eq!(g.pow([n as u64]), -Fr::one(), "g is a primitive 2n-th root");
-        let mut expected = h;
-        distribute_powers(&mut expected, g);
-        Radix2EvaluationDomain::<Fr>::new(n).unwrap().fft_in_place(&mut expected);
+        // ark-poly's own coset FFT, independent of our NTT.
+        let expected = Radix2EvaluationDomain::<Fr>::new(n).unwrap().get_coset(g).unwrap().fft(&h);
         let minus_two = -Fr::from(2u64);
         let expected: Vec<Fr> = expected.into_iter().map(|e| e * minus_two).collect();
         assert_eq!(ours, expected);
