@@ -15,7 +15,7 @@
 //! `CVM_CIRCOM_BENCH_HASHES` = comma-separated chain lengths (default
 //! "272": 65,280 constraints, a 2^16 domain; 1088 is 261,120, 2^18).
 //! `CVM_CIRCOM_BENCH_SNARKJS_RUNS` = snarkjs proofs per size (default 3;
-//! the `cvm groth16 prove` processes alternate with them, twice as many).
+//! twice as many `cvm groth16 prove` processes run just before them).
 //! Needs Node and `npm ci --prefix tests/snarkjs`.
 
 use std::path::{Path, PathBuf};
@@ -111,12 +111,12 @@ impl ConstraintSynthesizer<Fr> for Replay<'_> {
     }
 }
 
-/// One `cvm groth16 prove` process (the CPU backend: `auto` would add the
-/// GPU probe, which on a machine without a GPU finds none).
+/// One `cvm groth16 prove` process, as a user runs it (`--backend auto`:
+/// on a machine without a GPU, the probe finds none or a software one).
 fn cvm_cli(zkey: &Path, wtns: &Path, out: &Path) -> Duration {
     let start = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_cvm"))
-        .args(["groth16", "prove", "--quiet", "--backend", "cpu"])
+        .args(["groth16", "prove", "--quiet"])
         .args([zkey, wtns, &out.join("cvm_proof.json"), &out.join("cvm_public.json")])
         .env("CVM_DATA_DIR", out.join("cvm-data"))
         .status()
@@ -154,11 +154,12 @@ fn main() {
         let out = repo().join("target/circom-bench");
         // The first load of a key checks every point (seconds) and leaves a
         // marker; later loads of the same bytes skip the check. Not timed.
+        // Then each tool's processes in a row, as a user runs one of them
+        // (interleaved with Node's, cvm's runs found their pages evicted).
         cvm_cli(&zkey_path, &wtns_path, &out);
-        let mut cli_times = Vec::new();
+        let cli_times: Vec<Duration> = (0..2 * snarkjs_runs).map(|_| cvm_cli(&zkey_path, &wtns_path, &out)).collect();
         let snarkjs: Vec<Duration> = (0..snarkjs_runs)
             .map(|_| {
-                cli_times.extend((0..2).map(|_| cvm_cli(&zkey_path, &wtns_path, &out)));
                 let start = Instant::now();
                 node(&[
                     "tests/snarkjs/node_modules/snarkjs/build/cli.cjs",
