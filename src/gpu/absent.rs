@@ -17,6 +17,11 @@ impl GpuContext {
         GpuContext::new().map(Arc::new)
     }
 
+    /// As with the `gpu` feature: here always the error, no adapter exists.
+    pub fn shared_hardware() -> Result<Result<Arc<GpuContext>, String>, GpuError> {
+        GpuContext::new().map(|ctx| Ok(Arc::new(ctx)))
+    }
+
     pub fn new() -> Result<GpuContext, GpuError> {
         Err(GpuError::NoAdapter("this build of causality-vm has no GPU support (the `gpu` feature is off)".into()))
     }

@@ -15,7 +15,7 @@ pub struct AffineBatch<'a, P: SWCurveConfig<BaseField: FastSub>> {
     indices: Vec<u32>,
     points: Vec<(&'a Affine<P>, bool)>,
     prefix: Vec<P::BaseField>,
-    /// The vector path's prefix products (G1 on IFMA CPUs only).
+    /// The vector path's prefix products (on IFMA CPUs only).
     #[cfg(target_arch = "x86_64")]
     lanes: Vec<super::ifma_field::Lanes>,
 }
@@ -51,7 +51,7 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if P::BaseField::apply_batch_vector::<P>(&self.indices, &self.points, buckets, &mut self.lanes) {
+        if super::field::apply_on_lanes::<P>(&self.indices, &self.points, buckets, &mut self.lanes) {
             self.indices.clear();
             self.points.clear();
             return;

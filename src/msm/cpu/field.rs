@@ -12,25 +12,23 @@ use ark_ff::{AdditiveGroup, BigInt, Field, MontConfig, PrimeField};
 #[cfg(target_arch = "x86_64")]
 use super::ifma_field::Lanes;
 
-pub trait FastSub: Field {
+pub trait FastSub: Field + VectorField {
     fn sub_fast(&self, other: &Self) -> Self;
     fn square_fast(&self) -> Self;
     fn mul_fast(&self, other: &Self) -> Self;
     /// `-self` when `negate`, else `self`, without a data-dependent branch.
     fn neg_if(&self, negate: bool) -> Self;
-
-    /// Apply a whole `AffineBatch` (same contract) on a vector path, if this
-    /// field has one on this CPU; `false` leaves it to the scalar loop.
-    #[cfg(target_arch = "x86_64")]
-    fn apply_batch_vector<P: SWCurveConfig<BaseField = Self>>(
-        _indices: &[u32],
-        _points: &[(&Affine<P>, bool)],
-        _buckets: &mut [Affine<P>],
-        _lanes: &mut Vec<Lanes>,
-    ) -> bool {
-        false
-    }
 }
+
+/// The fields whose batches also run on IFMA lanes (both of ours, on x86-64).
+#[cfg(target_arch = "x86_64")]
+pub trait VectorField: super::ifma::LaneField {}
+#[cfg(target_arch = "x86_64")]
+impl<F: super::ifma::LaneField> VectorField for F {}
+#[cfg(not(target_arch = "x86_64"))]
+pub trait VectorField {}
+#[cfg(not(target_arch = "x86_64"))]
+impl<F> VectorField for F {}
 
 /// Montgomery multiplication a·b·2^-256 mod q (CIOS, one reduction step per
 /// limb of b). BN254's q < 2^254 leaves two spare top bits, so the running
@@ -94,9 +92,10 @@ fn reduce_once(t: [u64; 4]) -> [u64; 4] {
     out
 }
 
-/// The batch on the IFMA lanes, when this CPU has them.
+/// Apply a whole `AffineBatch` (same contract) on the IFMA lanes when this
+/// CPU has them; `false` leaves it to the scalar loop.
 #[cfg(target_arch = "x86_64")]
-fn apply_on_lanes<P: SWCurveConfig<BaseField: super::ifma::LaneField>>(
+pub fn apply_on_lanes<P: SWCurveConfig<BaseField: super::ifma::LaneField>>(
     indices: &[u32],
     points: &[(&Affine<P>, bool)],
     buckets: &mut [Affine<P>],
@@ -112,16 +111,6 @@ fn apply_on_lanes<P: SWCurveConfig<BaseField: super::ifma::LaneField>>(
 }
 
 impl FastSub for Fq {
-    #[cfg(target_arch = "x86_64")]
-    fn apply_batch_vector<P: SWCurveConfig<BaseField = Self>>(
-        indices: &[u32],
-        points: &[(&Affine<P>, bool)],
-        buckets: &mut [Affine<P>],
-        lanes: &mut Vec<Lanes>,
-    ) -> bool {
-        apply_on_lanes(indices, points, buckets, lanes)
-    }
-
     #[inline(always)]
     fn sub_fast(&self, other: &Self) -> Self {
         let (a, b) = (&self.0 .0, &other.0 .0);
@@ -172,16 +161,6 @@ impl FastSub for Fq {
 }
 
 impl FastSub for Fq2 {
-    #[cfg(target_arch = "x86_64")]
-    fn apply_batch_vector<P: SWCurveConfig<BaseField = Self>>(
-        indices: &[u32],
-        points: &[(&Affine<P>, bool)],
-        buckets: &mut [Affine<P>],
-        lanes: &mut Vec<Lanes>,
-    ) -> bool {
-        apply_on_lanes(indices, points, buckets, lanes)
-    }
-
     #[inline(always)]
     fn sub_fast(&self, other: &Self) -> Self {
         Fq2::new(self.c0.sub_fast(&other.c0), self.c1.sub_fast(&other.c1))
