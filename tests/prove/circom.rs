@@ -124,6 +124,19 @@ fn bad_files_are_named_by_section_and_offset_and_write_nothing() {
     assert_eq!(code, 2);
     assert!(err.contains("edited-multiplier.wtns") && err.contains("truncated"), "{err}");
 
+    // Empty and missing files (the loaders map files: an empty one maps to nothing).
+    let empty = edited(d, "multiplier.zkey", |b| b.clear());
+    let (code, err) = prove(d, &empty, &wtns, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("edited-multiplier.zkey"), "{err}");
+    let empty_wtns = edited(d, "multiplier.wtns", |b| b.clear());
+    let (code, err) = prove(d, &zkey, &empty_wtns, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("edited-multiplier.wtns"), "{err}");
+    let (code, err) = prove(d, &d.join("missing.zkey"), &wtns, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.zkey"), "{err}");
+
     let not_a_key = edited(d, "multiplier.wtns", |_| {});
     let (code, err) = prove(d, &not_a_key, &wtns, &[]);
     assert_eq!(code, 2);
