@@ -53,7 +53,8 @@ pub enum CircomError {
 /// copying tens of megabytes into fresh memory. snarkjs and rapidsnark
 /// users replace these files, they do not rewrite them in place; a file
 /// truncated under the mapping would end the process (SIGBUS), and one
-/// rewritten under it is caught for keys by [`load_zkey`]'s second digest.
+/// rewritten under it is caught by a second digest ([`unchanged`]) before
+/// any marker is trusted or left.
 fn map(path: &std::path::Path) -> Result<memmap2::Mmap, CircomError> {
     let io = |source| CircomError::Io { path: path.display().to_string(), source };
     let file = std::fs::File::open(path).map_err(io)?;
@@ -67,16 +68,8 @@ fn map(path: &std::path::Path) -> Result<memmap2::Mmap, CircomError> {
 pub fn load_zkey(path: &std::path::Path, checked: Option<&std::path::Path>) -> Result<Zkey, CircomError> {
     let bytes = map(path)?;
     let name = path.display().to_string();
-    let digest = *blake3::Hasher::new().update_rayon(&bytes).finalize().as_bytes();
-    let zkey = load_zkey_bytes(&name, &bytes, digest, checked)?;
-    // The bytes decoded must be the bytes whose digest let their check be skipped.
-    if *blake3::Hasher::new().update_rayon(&bytes).finalize().as_bytes() != digest {
-        return Err(CircomError::Io {
-            path: name,
-            source: std::io::Error::other("the file changed while it was read"),
-        });
-    }
-    Ok(zkey)
+    let digest = digest_of(&bytes);
+    decode_zkey(&name, &bytes, digest, checked, &|| unchanged(&name, &bytes, digest))
 }
 
 /// [`load_zkey`] for a key's bytes (`name` in errors) whose BLAKE3 is `digest`.
@@ -86,21 +79,58 @@ pub fn load_zkey_bytes(
     digest: [u8; 32],
     checked: Option<&std::path::Path>,
 ) -> Result<Zkey, CircomError> {
+    // Bytes in memory cannot change under the decoder.
+    decode_zkey(name, bytes, digest, checked, &|| Ok(()))
+}
+
+/// Decode a key, then make sure (`still_same`) the bytes decoded are the
+/// bytes of `digest` before trusting a marker's skip or leaving a marker.
+fn decode_zkey(
+    name: &str,
+    bytes: &[u8],
+    digest: [u8; 32],
+    checked: Option<&std::path::Path>,
+    still_same: &dyn Fn() -> Result<(), CircomError>,
+) -> Result<Zkey, CircomError> {
     let marker = checked.map(|dir| dir.join(format!("{}.checked", crate::content_id::hex_encode(&digest))));
     let checks = match &marker {
         Some(marker) if marker.is_file() => PointChecks::Skip,
         _ => PointChecks::Full,
     };
     let zkey = Zkey::parse(name, bytes, digest, checks)?;
+    still_same()?;
     if let (PointChecks::Full, Some(marker)) = (checks, marker) {
-        // Only a speed-up: a marker that cannot be written means a full check next time.
-        let written =
-            marker.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&marker, b""));
-        if let Err(e) = written {
-            tracing::debug!("not recording {name} as checked: {e}");
-        }
+        leave_marker(&marker, &format!("{name} as checked"));
     }
     Ok(zkey)
+}
+
+/// BLAKE3 of a file's bytes, on the rayon pool (keys run to gigabytes).
+fn digest_of(bytes: &[u8]) -> [u8; 32] {
+    *blake3::Hasher::new().update_rayon(bytes).finalize().as_bytes()
+}
+
+/// The mapped file `name` still has the digest it was recognised by: a
+/// marker named by that digest skips a check or records one, so bytes
+/// changed under the mapping meanwhile are an error, not an unchecked load
+/// or a marker for bytes never checked.
+fn unchanged(name: &str, bytes: &[u8], digest: [u8; 32]) -> Result<(), CircomError> {
+    match digest_of(bytes) == digest {
+        true => Ok(()),
+        false => Err(CircomError::Io {
+            path: name.to_string(),
+            source: std::io::Error::other("the file changed while it was read"),
+        }),
+    }
+}
+
+/// Record a check done (`what`, for the log) by an empty marker file. Only
+/// a speed-up: a marker that cannot be written means a full check next time.
+fn leave_marker(marker: &std::path::Path, what: &str) {
+    let written = marker.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(marker, b""));
+    if let Err(e) = written {
+        tracing::debug!("not recording {what}: {e}");
+    }
 }
 
 /// Load a `.wtns`.
@@ -124,27 +154,19 @@ pub fn load_key_circuit(
 ) -> Result<KeyCircuit, CircomError> {
     let name = path.display().to_string();
     let bytes = map(path)?;
-    let digest = *blake3::Hasher::new().update_rayon(&bytes).finalize().as_bytes();
+    let digest = digest_of(&bytes);
     let hex = crate::content_id::hex_encode;
     let marker = checked.map(|dir| dir.join(format!("{}-{}.fits", hex(&zkey.digest), hex(&digest))));
     if marker.as_ref().is_some_and(|m| m.is_file()) {
-        let circuit = KeyCircuit::matched_before(name.clone(), &name, &bytes)?;
-        // As for keys: the bytes decoded must be the bytes the marker names.
-        if *blake3::Hasher::new().update_rayon(&bytes).finalize().as_bytes() != digest {
-            return Err(CircomError::Io {
-                path: name,
-                source: std::io::Error::other("the file changed while it was read"),
-            });
-        }
+        let circuit = KeyCircuit::matched_before(name.clone(), &bytes)?;
+        unchanged(&name, &bytes, digest)?;
         return Ok(circuit);
     }
     let circuit = R1cs::parse(&name, &bytes)?.for_key(name.clone(), zkey)?;
     if let Some(marker) = marker {
-        let written =
-            marker.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&marker, b""));
-        if let Err(e) = written {
-            tracing::debug!("not recording {name} as the circuit of its key: {e}");
-        }
+        // The marker vouches for the bytes of `digest`: they must be the ones matched.
+        unchanged(&name, &bytes, digest)?;
+        leave_marker(&marker, &format!("{name} as the circuit of its key"));
     }
     Ok(circuit)
 }

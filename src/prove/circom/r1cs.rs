@@ -249,11 +249,12 @@ impl KeyCircuit {
         KeyCircuit { name, n_constraints: r1cs.n_constraints, c }
     }
 
-    /// The circuit in `bytes` (the file `file`), already matched to its key
+    /// The circuit in `bytes` (the file `name`), already matched to its key
     /// by [`R1cs::for_key`] when these exact bytes were loaded before: only
     /// its C rows are decoded.
-    pub fn matched_before(name: String, file: &str, bytes: &[u8]) -> Result<KeyCircuit, CircomError> {
-        Ok(KeyCircuit::of(name, R1cs::parse_rows(file, bytes, Rows::OnlyC)?))
+    pub fn matched_before(name: String, bytes: &[u8]) -> Result<KeyCircuit, CircomError> {
+        let r1cs = R1cs::parse_rows(&name, bytes, Rows::OnlyC)?;
+        Ok(KeyCircuit::of(name, r1cs))
     }
 
     /// The first constraint not satisfied, given each constraint's A·z and
