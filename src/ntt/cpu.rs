@@ -37,41 +37,37 @@ pub fn powers(c: Fr, g: Fr, k: usize) -> Vec<Fr> {
 /// Decimation in frequency (Gentleman–Sande): natural order in,
 /// bit-reversed order out. `roots` holds ω⁰ … ω^(n/2 − 1).
 pub fn dif(values: &mut [Fr], roots: &[Fr]) {
-    let n = values.len();
-    if n > ROW {
-        columns(values, roots, Order::Dif);
-    }
-    let row = n.min(ROW);
-    values.par_chunks_mut(row).for_each(|row_values| {
-        let mut half = row / 2;
-        while half >= 1 {
-            within_row(row_values, half, roots, n / (2 * half), dif_butterflies);
-            half /= 2;
-        }
-    });
+    let row = values.len().min(ROW);
+    columns(values, roots, halves(row, values.len()).rev(), dif_butterflies);
+    rows(values, roots, halves(1, row).rev(), dif_butterflies);
 }
 
 /// Decimation in time (Cooley–Tukey): bit-reversed order in, natural
 /// order out; the stages of [`dif`] in reverse.
 pub fn dit(values: &mut [Fr], roots: &[Fr]) {
-    let n = values.len();
-    let row = n.min(ROW);
-    values.par_chunks_mut(row).for_each(|row_values| {
-        let mut half = 1;
-        while half < row {
-            within_row(row_values, half, roots, n / (2 * half), dit_butterflies);
-            half *= 2;
-        }
-    });
-    if n > ROW {
-        columns(values, roots, Order::Dit);
-    }
+    let row = values.len().min(ROW);
+    rows(values, roots, halves(1, row), dit_butterflies);
+    columns(values, roots, halves(row, values.len()), dit_butterflies);
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Order {
-    Dif,
-    Dit,
+/// The stages' half-sizes from `from` up to, not including, `to` (powers of two).
+fn halves(from: usize, to: usize) -> impl DoubleEndedIterator<Item = usize> + Clone + Send + Sync {
+    (from.trailing_zeros()..to.trailing_zeros()).map(|k| 1usize << k)
+}
+
+/// The stages of half-size below [`ROW`], in the order given, row by row.
+fn rows(
+    values: &mut [Fr],
+    roots: &[Fr],
+    halves: impl Iterator<Item = usize> + Clone + Send + Sync,
+    butterflies: Butterflies,
+) {
+    let n = values.len();
+    values.par_chunks_mut(n.min(ROW)).for_each(|row| {
+        for half in halves.clone() {
+            within_row(row, half, roots, n / (2 * half), butterflies);
+        }
+    });
 }
 
 /// One stage of half-size `half` inside one row: each block of 2·`half`
@@ -99,14 +95,23 @@ impl Shared {
     }
 }
 
-/// The stages of half-size ≥ [`ROW`], column group by column group.
-fn columns(values: &mut [Fr], roots: &[Fr], order: Order) {
+/// The stages of half-size ≥ [`ROW`], in the order given, column group by
+/// column group (none when the values fit one row).
+fn columns(
+    values: &mut [Fr],
+    roots: &[Fr],
+    halves: impl Iterator<Item = usize> + Clone + Send + Sync,
+    butterflies: Butterflies,
+) {
     let n = values.len();
+    if n <= ROW {
+        return;
+    }
     let rows = n / ROW;
     let base = Shared(values.as_mut_ptr());
     (0..ROW / GROUP).into_par_iter().for_each(|group| {
         let first = group * GROUP;
-        let stage = |half: usize| {
+        for half in halves.clone() {
             let (span, stride) = (half / ROW, n / (2 * half));
             for block in (0..rows).step_by(2 * span) {
                 for t in 0..span {
@@ -121,27 +126,7 @@ fn columns(values: &mut [Fr], roots: &[Fr], order: Order) {
                             std::slice::from_raw_parts_mut(base.at(at + half), GROUP),
                         )
                     };
-                    let butterflies = match order {
-                        Order::Dif => dif_butterflies,
-                        Order::Dit => dit_butterflies,
-                    };
                     butterflies(lo, hi, roots, t * ROW + first, stride);
-                }
-            }
-        };
-        match order {
-            Order::Dif => {
-                let mut half = n / 2;
-                while half >= ROW {
-                    stage(half);
-                    half /= 2;
-                }
-            }
-            Order::Dit => {
-                let mut half = ROW;
-                while half < n {
-                    stage(half);
-                    half *= 2;
                 }
             }
         }
