@@ -21,8 +21,10 @@ pub const MAX_LOG_SIZE: u32 = Fr::TWO_ADICITY;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NttError {
-    #[error("an NTT of {0} points: the size must be a power of two from 2 to 2^{MAX_LOG_SIZE}")]
+    #[error("an NTT of {0} points: the size must be a power of two from 1 to 2^{MAX_LOG_SIZE}")]
     Size(usize),
+    #[error("a coset shift of zero: a coset g·⟨ω⟩ needs g ≠ 0")]
+    ZeroShift,
     #[error("an NTT plan for {plan} points was given {values} values")]
     Length { plan: usize, values: usize },
 }
@@ -38,7 +40,8 @@ pub struct Ntt {
 
 impl Ntt {
     pub fn new(n: usize) -> Result<Ntt, NttError> {
-        if n < 2 || !n.is_power_of_two() || n.trailing_zeros() > MAX_LOG_SIZE {
+        // One point is a transform too (the identity): a key's domain can be that small.
+        if n == 0 || !n.is_power_of_two() || n.trailing_zeros() > MAX_LOG_SIZE {
             return Err(NttError::Size(n));
         }
         let omega = Fr::get_root_of_unity(n as u64).ok_or(NttError::Size(n))?;
@@ -93,7 +96,7 @@ impl Ntt {
     /// Evaluations at g·ω⁰ … g·ωⁿ⁻¹ to coefficients.
     pub fn coset_inverse(&self, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
         self.inverse(values)?;
-        cpu::scale_by_powers(values, Fr::ONE, g.inverse().ok_or(NttError::Size(0))?);
+        cpu::scale_by_powers(values, Fr::ONE, g.inverse().ok_or(NttError::ZeroShift)?);
         Ok(())
     }
 
@@ -119,11 +122,11 @@ mod tests {
         (0..n).map(|_| Fr::rand(&mut rng)).collect()
     }
 
-    /// Every transform against ark-poly, on every size up to 2^12 and on
+    /// Every transform against ark-poly, on every size from 1 to 2^12 and on
     /// edge values (zero, one, p − 1).
     #[test]
     fn transforms_match_ark_poly() {
-        for log in 1..=12u32 {
+        for log in 0..=12u32 {
             let n = 1usize << log;
             let plan = Ntt::new(n).unwrap();
             let domain = Radix2EvaluationDomain::<Fr>::new(n).unwrap();
@@ -172,9 +175,10 @@ mod tests {
 
     #[test]
     fn bad_sizes_and_lengths_are_refused() {
-        for n in [0, 1, 3, 6, 1 << 29] {
+        for n in [0, 3, 6, 1 << 29] {
             assert_eq!(Ntt::new(n).err(), Some(NttError::Size(n)));
         }
+        assert_eq!(Ntt::new(8).unwrap().coset_inverse(&mut [Fr::ONE; 8], Fr::ZERO), Err(NttError::ZeroShift));
         let plan = Ntt::new(8).unwrap();
         assert_eq!(plan.forward(&mut [Fr::ONE; 4]), Err(NttError::Length { plan: 8, values: 4 }));
     }
