@@ -21,6 +21,7 @@ use super::witness::{OpWitness, SlotAssignment, PUBLIC_PER_SLOT};
 use super::ProveError;
 use crate::backend::{Backend, ResolvedBackend};
 use crate::msm::MsmEngine;
+use crate::ntt::Ntt;
 
 /// One Groth16 proof covering up to K operations of a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,7 +77,7 @@ enum Quotient {
     Libsnark,
     /// A snarkjs key (a ceremony's): the odd-coset quotient over the
     /// circuit's A and B rows.
-    OddCoset { domain_size: usize, a: SparseRows, b: SparseRows },
+    OddCoset { plan: Ntt, a: SparseRows, b: SparseRows },
 }
 
 pub struct ProvingSystem {
@@ -174,7 +175,9 @@ impl ProvingSystem {
     pub fn from_snarkjs_key(shape: CircuitShape, pk: ProvingKey<Bn254>, engine: MsmEngine) -> Result<Self, ProveError> {
         let domain_size = shape.domain_size()?;
         let (a, b) = quotient::rows(&shape.matrices, shape.num_public_inputs(), domain_size);
-        Self::with_quotient(shape, pk, engine, Quotient::OddCoset { domain_size, a, b })
+        let plan = Ntt::new(domain_size)
+            .map_err(|e| ProveError::Malformed { what: "the key's domain".into(), reason: e.to_string() })?;
+        Self::with_quotient(shape, pk, engine, Quotient::OddCoset { plan, a, b })
     }
 
     fn with_quotient(
@@ -340,9 +343,7 @@ impl ProvingSystem {
     ) -> Result<BatchProof, ProveError> {
         let quotient = |full: &[Fr]| match &self.quotient {
             Quotient::Libsnark => prover::libsnark_quotient(&self.shape, full),
-            Quotient::OddCoset { domain_size, a, b } => {
-                Ok(quotient::odd_coset_quotient(quotient::Shape { domain_size: *domain_size, a, b }, full))
-            }
+            Quotient::OddCoset { plan, a, b } => Ok(quotient::odd_coset_quotient(quotient::Shape { plan, a, b }, full)),
         };
         let (proof, public_inputs) = prover::prove(engine, key, &self.shape, circuit, &quotient, timings)?;
         let batch_proof = BatchProof { proof, public_inputs, ops };

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ark_bn254::Fr;
+use causality_vm::ntt::Ntt;
 use causality_vm::prove::circom::{self, CircomError, CircomKey, PointChecks, Zkey};
 use causality_vm::prove::snarkjs;
 use causality_vm::prove::ProveStages;
@@ -434,7 +435,10 @@ fn the_quotient_equals_snarkjs_intermediate_values() {
         serde_json::from_slice(&std::fs::read(fixture("multiplier.qap.json")).unwrap()).unwrap();
     let zkey = circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap();
     let witness = circom::load_witness(&fixture("multiplier.wtns")).unwrap();
-    let h = odd_coset_quotient(Shape { domain_size: zkey.domain_size, a: &zkey.a, b: &zkey.b }, &witness.values);
+    let h = odd_coset_quotient(
+        Shape { plan: &Ntt::new(zkey.domain_size).unwrap(), a: &zkey.a, b: &zkey.b },
+        &witness.values,
+    );
     let expected: Vec<String> = serde_json::from_value(qap["h"].clone()).unwrap();
     assert_eq!(h.iter().map(Fr::to_string).collect::<Vec<_>>(), expected);
 }
@@ -610,7 +614,7 @@ fn the_proof_components_equal_arkworks_msms_over_the_key() {
     use causality_vm::prove::prover::{prove_assigned_blinded, ProverKey};
     let zkey = circom::load_zkey(&fixture("multiplier.zkey"), None).unwrap();
     let w = circom::load_witness(&fixture("multiplier.wtns")).unwrap().values;
-    let h = odd_coset_quotient(Shape { domain_size: zkey.domain_size, a: &zkey.a, b: &zkey.b }, &w);
+    let h = odd_coset_quotient(Shape { plan: &Ntt::new(zkey.domain_size).unwrap(), a: &zkey.a, b: &zkey.b }, &w);
     let engine = MsmEngine::cpu();
     let prover = ProverKey::prepare(&engine, zkey.key.clone()).unwrap();
     let (r, s) = (Fr::from(11u64), Fr::from(13u64));

@@ -46,6 +46,8 @@ pub enum CircomError {
     Io { path: String, source: std::io::Error },
     #[error(transparent)]
     Prove(#[from] ProveError),
+    #[error(transparent)]
+    Ntt(#[from] crate::ntt::NttError),
 }
 
 /// A file's bytes, mapped from the page cache (populated up front): a

@@ -10,6 +10,7 @@ use super::r1cs::KeyCircuit;
 use super::zkey::SparseRows;
 use super::{CircomError, Witness, Zkey};
 use crate::msm::MsmEngine;
+use crate::ntt::Ntt;
 use crate::prove::proof_system::{micros, ProveStages};
 use crate::prove::prover::{prove_assigned, ProverKey};
 
@@ -24,6 +25,8 @@ pub struct CircomKey {
     pvk: PreparedVerifyingKey<Bn254>,
     a: SparseRows,
     b: SparseRows,
+    /// The quotient's NTTs over the key's domain, their roots computed once.
+    plan: Ntt,
     prover: ProverKey,
     circuit: Option<KeyCircuit>,
 }
@@ -32,6 +35,7 @@ impl CircomKey {
     /// Upload `zkey`'s bases to `engine`; with the key's circuit, each
     /// witness is checked constraint by constraint.
     pub fn prepare(engine: &MsmEngine, zkey: Zkey, circuit: Option<KeyCircuit>) -> Result<CircomKey, CircomError> {
+        let plan = Ntt::new(zkey.domain_size)?;
         let vk = zkey.key.vk.clone();
         let prover = ProverKey::prepare(engine, zkey.key)?;
         let pvk = prepare_verifying_key(&vk);
@@ -44,6 +48,7 @@ impl CircomKey {
             pvk,
             a: zkey.a,
             b: zkey.b,
+            plan,
             prover,
             circuit,
         })
@@ -77,7 +82,7 @@ impl CircomKey {
         timings.witness_us += micros(start.elapsed());
 
         let start = Instant::now();
-        let h = quotient_of_rows(self.domain_size, a, b);
+        let h = quotient_of_rows(&self.plan, a, b);
         timings.qap_us += micros(start.elapsed());
 
         let proof = prove_assigned(engine, &self.prover, values, self.n_public + 1, &h, timings)?;
@@ -90,6 +95,6 @@ impl CircomKey {
     }
 
     fn shape(&self) -> Shape<'_> {
-        Shape { domain_size: self.domain_size, a: &self.a, b: &self.b }
+        Shape { plan: &self.plan, a: &self.a, b: &self.b }
     }
 }

@@ -19,9 +19,10 @@ use crate::ntt::Ntt;
 
 use super::zkey::SparseRows;
 
-/// What the quotient needs of a key: its domain and its A and B rows.
+/// What the quotient needs of a key: an NTT plan for its domain (made
+/// once per key) and its A and B rows.
 pub struct Shape<'a> {
-    pub domain_size: usize,
+    pub plan: &'a Ntt,
     pub a: &'a SparseRows,
     pub b: &'a SparseRows,
 }
@@ -43,7 +44,7 @@ pub fn rows(matrices: &[Matrix<Fr>], n_public: usize, domain_size: usize) -> (Sp
 /// The n scalars for the key's H points, from the full witness `values`.
 pub fn odd_coset_quotient(zkey: Shape<'_>, values: &[Fr]) -> Vec<Fr> {
     let (a, b) = row_values(&zkey, values);
-    quotient_of_rows(zkey.domain_size, a, b)
+    quotient_of_rows(zkey.plan, a, b)
 }
 
 /// Each row of A and of B evaluated at `values`: the quotient's input,
@@ -53,9 +54,8 @@ pub fn row_values(zkey: &Shape<'_>, values: &[Fr]) -> (Vec<Fr>, Vec<Fr>) {
 }
 
 /// [`odd_coset_quotient`] from the rows' values ([`row_values`]).
-pub fn quotient_of_rows(domain_size: usize, a: Vec<Fr>, b: Vec<Fr>) -> Vec<Fr> {
-    let plan = Ntt::new(domain_size).expect("a checked power of two");
-    let shift = Radix2EvaluationDomain::<Fr>::new(2 * domain_size).expect("within the two-adicity").group_gen;
+pub fn quotient_of_rows(plan: &Ntt, a: Vec<Fr>, b: Vec<Fr>) -> Vec<Fr> {
+    let shift = Radix2EvaluationDomain::<Fr>::new(2 * plan.len()).expect("within the two-adicity").group_gen;
     let c: Vec<Fr> = a.par_iter().zip(&b).map(|(a, b)| *a * b).collect();
     let to_coset = |mut evaluations: Vec<Fr>| {
         plan.to_coset(&mut evaluations, shift).expect("the plan's size");
@@ -119,7 +119,7 @@ mod tests {
         .unwrap();
         let n = h.len();
         let (a, b) = rows(&matrices, num_inputs - 1, n);
-        let ours = odd_coset_quotient(Shape { domain_size: n, a: &a, b: &b }, &full);
+        let ours = odd_coset_quotient(Shape { plan: &crate::ntt::Ntt::new(n).unwrap(), a: &a, b: &b }, &full);
 
         let g = Radix2EvaluationDomain::<Fr>::new(2 * n).unwrap().group_gen;
         assert_eq!(g.pow([n as u64]), -Fr::one(), "g is a primitive 2n-th root");
