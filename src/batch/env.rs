@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::capability::{KeyRing, Right};
 use crate::content_id::ContentId;
 use crate::context::{required_right, AccessRequest, Authorizer, DomainId, ExecutionContext, ExecutionMode};
+use crate::crypto::field::{field_from_digest, field_material, field_to_bytes, FIELD_CONTEXT, NULLIFIER_KEY_LABEL};
+use crate::crypto::poseidon::HashDomain;
 use crate::digest_map::DigestMap;
 use crate::error::ExecutionError;
-use crate::hash::{HashBackend, HashHandle, HashPool};
-use crate::resource::{nullifier_key_commitment, Operation, OperationKind, ResourceId, ResourceRegister};
+use crate::hash::{HashBackend, HashError, HashHandle, HashPool};
+use crate::resource::{Operation, OperationKind, ResourceId, ResourceRegister};
 use crate::store::RegisterStore;
 use crate::vm::{DeferredAssertion, Interpreter, LogicInput, Program, Role};
 
@@ -143,7 +143,8 @@ impl<'s, 'a> Env<'s, 'a> {
         ops: &[Operation],
         brought: &'a [super::Content],
     ) -> Self {
-        let openings = key_openings(ops);
+        let hashing = batch_pool(ops.len(), &tx.hashing);
+        let openings = key_openings(ops, hashing.sibling());
         let ops = ops.len();
         let read = AccessRequest { right: Right::Read, ..AccessRequest::new(OperationKind::Read, &ctx.domain_id) };
         let authorizer = Authorizer::new(ctx, keys);
@@ -155,7 +156,7 @@ impl<'s, 'a> Env<'s, 'a> {
             inflight,
             ctx,
             tx,
-            pool: batch_pool(ops, &tx.hashing),
+            pool: hashing,
             overlay: Overlay::with_capacity(ops),
             effects: PassEffects::with_capacity(ops),
             new_registers: Vec::new(),
@@ -287,10 +288,12 @@ impl<'s, 'a> Env<'s, 'a> {
 /// The Poseidon nullifier-key commitment of every key the batch's
 /// operations give for their inputs, computed before they run so each
 /// opening is checked as its input is consumed (a wrong key fails its
-/// operation at once, with nothing for the flush to undo). Poseidon is far
-/// slower than BLAKE3, so each distinct key (an owner often spends many
-/// resources) is hashed once, across the rayon pool.
-fn key_openings(ops: &[Operation]) -> DigestMap<[u8; 32], [u8; 32]> {
+/// operation at once, with nothing for the flush to undo). Each distinct key
+/// (an owner often spends many resources) is opened once, in two flushes of
+/// `pool` (a sibling of the batch's): its field encoding (BLAKE3), then
+/// Poseidon of that, eight keys per IFMA lane group across rayon threads.
+/// A key missing here (the pool failed) is opened on its own when checked.
+fn key_openings(ops: &[Operation], mut pool: HashPool) -> DigestMap<[u8; 32], [u8; 32]> {
     let mut keys: Vec<[u8; 32]> = ops
         .iter()
         .flat_map(|op| match op {
@@ -302,7 +305,28 @@ fn key_openings(ops: &[Operation]) -> DigestMap<[u8; 32], [u8; 32]> {
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    keys.into_par_iter().map(|k| (k, nullifier_key_commitment(&k))).collect()
+    match open_keys(&keys, &mut pool) {
+        Ok(openings) => openings,
+        Err(err) => {
+            tracing::warn!(%err, keys = keys.len(), "batched nullifier-key openings failed: opening each key on its own");
+            DigestMap::default()
+        }
+    }
+}
+
+fn open_keys(keys: &[[u8; 32]], pool: &mut HashPool) -> Result<DigestMap<[u8; 32], [u8; 32]>, HashError> {
+    let encodings: Vec<HashHandle> =
+        keys.iter().map(|k| pool.derive_key(FIELD_CONTEXT, field_material(NULLIFIER_KEY_LABEL, k))).collect();
+    pool.flush()?;
+    let commitments = encodings
+        .iter()
+        .map(|&h| {
+            let encoding = field_from_digest(&pool.digest(h)?);
+            pool.poseidon(HashDomain::NullifierKey, &[encoding])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    pool.flush()?;
+    keys.iter().zip(commitments).map(|(k, h)| Ok((*k, field_to_bytes(&pool.poseidon_result(h)?)))).collect()
 }
 
 /// A pool with room for a batch of `ops` typical operations (a transfer files

@@ -21,13 +21,31 @@ pub fn bytes_to_field(label: &str, bytes: &[u8]) -> Fr {
     hasher.update(&(label.len() as u64).to_le_bytes());
     hasher.update(label.as_bytes());
     hasher.update(bytes);
-    let digest = hasher.finalize();
-    Fr::from_le_bytes_mod_order(&digest.as_bytes()[..31])
+    field_from_digest(hasher.finalize().as_bytes())
 }
+
+/// What [`bytes_to_field`] hashes (in derive-key mode under
+/// [`FIELD_CONTEXT`]) for `label` and `bytes`: for callers that file the
+/// hash in a hash pool instead.
+pub fn field_material(label: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut material = Vec::with_capacity(8 + label.len() + bytes.len());
+    material.extend_from_slice(&(label.len() as u64).to_le_bytes());
+    material.extend_from_slice(label.as_bytes());
+    material.extend_from_slice(bytes);
+    material
+}
+
+/// The field element a [`FIELD_CONTEXT`] derive-key digest stands for.
+pub fn field_from_digest(digest: &[u8; 32]) -> Fr {
+    Fr::from_le_bytes_mod_order(&digest[..31])
+}
+
+/// The label a nullifier key is encoded under.
+pub const NULLIFIER_KEY_LABEL: &str = "nullifier_key";
 
 /// The nullifier key as a field element.
 pub fn nullifier_key_field(nullifier_key: &[u8; 32]) -> Fr {
-    bytes_to_field("nullifier_key", nullifier_key)
+    bytes_to_field(NULLIFIER_KEY_LABEL, nullifier_key)
 }
 
 /// `Poseidon(nk)`, the value a register's `nullifier_key_commitment` must hold
@@ -61,6 +79,14 @@ mod tests {
     fn labels_separate_equal_bytes() {
         assert_ne!(bytes_to_field("id", b"x"), bytes_to_field("logic", b"x"));
         assert_eq!(bytes_to_field("id", b"x"), bytes_to_field("id", b"x"));
+    }
+
+    #[test]
+    fn the_material_and_digest_route_gives_the_same_field_element() {
+        for (label, bytes) in [("id", &b""[..]), (NULLIFIER_KEY_LABEL, &[9u8; 32][..]), ("logic", &[1u8; 300][..])] {
+            let digest = blake3::derive_key(FIELD_CONTEXT, &field_material(label, bytes));
+            assert_eq!(field_from_digest(&digest), bytes_to_field(label, bytes), "{label}");
+        }
     }
 
     #[test]

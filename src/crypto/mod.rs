@@ -3,4 +3,6 @@
 //! `resource/` so a resource can compute its commitments without the prover.
 
 pub mod field;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod ifma;
 pub mod poseidon;

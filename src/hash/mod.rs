@@ -1,7 +1,12 @@
-//! The deferred hash pool: callers file BLAKE3 requests and get handles; the
-//! pool resolves all pending requests in as few backend calls as possible.
+//! The deferred hash pool: callers file BLAKE3 and Poseidon requests and get
+//! handles; the pool resolves all pending requests in as few backend calls
+//! as possible.
 //!
 //! Results come back in request order and are bit-identical on every backend.
+//! Poseidon requests (a domain and BN254 scalars) are resolved at the same
+//! flush on the CPU, eight sponges per AVX-512 IFMA lane group across rayon
+//! threads (`crypto::poseidon::PoseidonBatch`), whichever backend the
+//! BLAKE3 requests run on: there is no GPU Poseidon kernel yet.
 //! Requests are packed into one byte buffer as they are filed ([`batch`]); a
 //! flush runs them on the CPU in SIMD lanes across rayon threads ([`cpu`],
 //! [`lanes`]) or on the GPU ([`gpu`]). A GPU failure mid-flush is recovered by
@@ -24,7 +29,10 @@ use std::sync::Arc;
 
 pub use lanes::Kernel;
 
+use ark_bn254::Fr;
+
 use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
+use crate::crypto::poseidon::{HashDomain, PoseidonBatch, PoseidonKernel};
 use batch::PackedBatch;
 use device::{HashDevice, RunOptions};
 
@@ -77,6 +85,11 @@ pub const EAGER_MIN_MESSAGES: usize = 4096;
 /// A request's place in the pool; valid across flushes until [`HashPool::clear`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HashHandle(pub u32);
+
+/// A Poseidon request's place in the pool (its own numbering, beside the
+/// BLAKE3 requests'); valid across flushes until [`HashPool::clear`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoseidonHandle(pub u32);
 
 /// Consecutive handles `start..start + len` (from one bulk filing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,6 +150,10 @@ pub enum HashError {
     NotWholeMessages { data_len: usize, message_len: usize },
     #[error("the pool holds at most {} requests until it is cleared", u32::MAX)]
     TooManyRequests,
+    #[error("the {0} Poseidon kernel needs instructions this processor lacks")]
+    UnsupportedPoseidonKernel(PoseidonKernel),
+    #[error("Poseidon handle {0} is not in this pool")]
+    UnknownPoseidonHandle(u32),
 }
 
 impl From<DeviceError> for HashError {
@@ -213,12 +230,19 @@ pub struct HashPool {
     max_segment_jobs: Option<usize>,
     gpu_fallbacks: usize,
     gpu_hashed: u64,
+    poseidon_pending: PoseidonBatch,
+    poseidon_resolved: Vec<Fr>,
+    poseidon_kernel: PoseidonKernel,
 }
 
 /// Pending message bytes past which a pool flushes itself, so what logic
 /// programs hash (each byte charged to their budget, but many operations
 /// in a batch) never piles up in memory. Far above a batch's usual few MB.
 pub const MAX_PENDING_BYTES: usize = 256 << 20;
+
+/// Pending Poseidon requests past which a pool flushes itself (their inputs
+/// take 32 bytes each; a batch files one per spent input).
+pub const MAX_PENDING_POSEIDON: usize = 1 << 22;
 
 impl Default for HashPool {
     fn default() -> Self {
@@ -239,6 +263,9 @@ impl HashPool {
             max_segment_jobs: None,
             gpu_fallbacks: 0,
             gpu_hashed: 0,
+            poseidon_pending: PoseidonBatch::default(),
+            poseidon_resolved: Vec::new(),
+            poseidon_kernel: PoseidonKernel::detect(),
         }
     }
 
@@ -278,6 +305,7 @@ impl HashPool {
             kernel: self.kernel,
             device: self.device.clone(),
             max_segment_jobs: self.max_segment_jobs,
+            poseidon_kernel: self.poseidon_kernel,
             ..HashPool::new()
         }
     }
@@ -302,6 +330,20 @@ impl HashPool {
     /// The CPU kernel (used by the CPU backend and for GPU fallbacks).
     pub fn kernel(&self) -> Kernel {
         self.kernel
+    }
+
+    /// The CPU kernel the Poseidon requests run on (on every backend).
+    pub fn poseidon_kernel(&self) -> PoseidonKernel {
+        self.poseidon_kernel
+    }
+
+    /// The same pool with its Poseidon requests on `kernel` (to compare kernels).
+    pub fn with_poseidon_kernel(mut self, kernel: PoseidonKernel) -> Result<HashPool, HashError> {
+        if !kernel.is_supported() {
+            return Err(HashError::UnsupportedPoseidonKernel(kernel));
+        }
+        self.poseidon_kernel = kernel;
+        Ok(self)
     }
 
     /// The adapter behind the GPU backend, if that is the backend.
@@ -448,10 +490,62 @@ impl HashPool {
         self.pending.len()
     }
 
+    /// File Poseidon(`inputs`) under `domain`, resolved at the next flush
+    /// (bit-identical to `crypto::poseidon::hash`).
+    pub fn poseidon(&mut self, domain: HashDomain, inputs: &[Fr]) -> Result<PoseidonHandle, HashError> {
+        let next = self.poseidon_resolved.len() + self.poseidon_pending.len();
+        if next >= u32::MAX as usize {
+            return Err(HashError::TooManyRequests);
+        }
+        self.poseidon_pending.push(domain, inputs);
+        let full = self.poseidon_pending.len() >= MAX_PENDING_POSEIDON;
+        if full || self.limit.is_some_and(|limit| self.poseidon_pending.len() >= limit) {
+            self.flush_poseidon();
+        }
+        Ok(PoseidonHandle(next as u32))
+    }
+
+    /// Pending Poseidon requests.
+    pub fn poseidon_pending_len(&self) -> usize {
+        self.poseidon_pending.len()
+    }
+
+    /// A resolved Poseidon request's value, or `None` while it is pending.
+    pub fn poseidon_value(&self, handle: PoseidonHandle) -> Option<Fr> {
+        self.poseidon_resolved.get(handle.0 as usize).copied()
+    }
+
+    /// The values of every Poseidon request resolved so far, by handle.
+    pub fn poseidon_values(&self) -> &[Fr] {
+        &self.poseidon_resolved
+    }
+
+    /// A Poseidon request's value, flushing first if it is still pending.
+    pub fn poseidon_result(&mut self, handle: PoseidonHandle) -> Result<Fr, HashError> {
+        if handle.0 as usize >= self.poseidon_resolved.len() + self.poseidon_pending.len() {
+            return Err(HashError::UnknownPoseidonHandle(handle.0));
+        }
+        if self.poseidon_value(handle).is_none() {
+            self.flush_poseidon();
+        }
+        self.poseidon_value(handle).ok_or(HashError::UnknownPoseidonHandle(handle.0))
+    }
+
+    fn flush_poseidon(&mut self) {
+        if self.poseidon_pending.is_empty() {
+            return;
+        }
+        let start = self.poseidon_resolved.len();
+        self.poseidon_resolved.resize(start + self.poseidon_pending.len(), Fr::from(0u64));
+        self.poseidon_pending.hash_into(self.poseidon_kernel, &mut self.poseidon_resolved[start..]);
+        self.poseidon_pending.clear();
+    }
+
     /// Resolve every pending request. Never loses a request: a GPU failure
     /// is recomputed on the CPU (with a warning), so this always succeeds.
     pub fn flush(&mut self) -> Result<(), HashError> {
         self.flush_pending();
+        self.flush_poseidon();
         Ok(())
     }
 
@@ -526,6 +620,8 @@ impl HashPool {
     pub fn clear(&mut self) {
         self.pending.clear();
         self.resolved.clear();
+        self.poseidon_pending.clear();
+        self.poseidon_resolved.clear();
     }
 
     /// The Merkle root of `leaves`: a parent is BLAKE3(left || right) (one

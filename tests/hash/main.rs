@@ -10,4 +10,5 @@ mod conformance;
 mod cpu;
 mod fixed;
 mod gpu;
+mod poseidon;
 mod vectors;

@@ -1,12 +1,19 @@
 //! Poseidon over BN254's scalar field: the parameters ([`params`]), the
-//! native permutation ([`permutation`]) and the hash built on them. The
-//! in-circuit twin lives with the circuit (`prove::poseidon`).
+//! native permutation ([`permutation`]) and the hash built on them, one at
+//! a time ([`hash`]) or many at once ([`PoseidonBatch`], eight per AVX-512
+//! IFMA lane group). The in-circuit twin lives with the circuit
+//! (`prove::poseidon`).
 //!
 //! Domain separation: the capacity element starts as `tag << 16 | arity`,
 //! so hashes of different purposes or lengths never share a sponge state.
 
+mod batch;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 pub mod params;
 pub mod permutation;
+
+pub use batch::{PoseidonBatch, PoseidonKernel};
 
 use ark_bn254::Fr;
 use ark_crypto_primitives::sponge::poseidon::PoseidonSponge;

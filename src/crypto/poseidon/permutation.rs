@@ -17,27 +17,28 @@ use ark_ff::{AdditiveGroup, Field};
 
 use super::params::{config, FULL_ROUNDS, PARTIAL_ROUNDS};
 
-type Matrix = [[Fr; 3]; 3];
+pub(super) type Matrix = [[Fr; 3]; 3];
 
 /// M'' of one partial round: `[[m00, r1, r2], [c1, 1, 0], [c2, 0, 1]]`.
 #[derive(Clone, Copy)]
-struct Sparse {
-    m00: Fr,
-    row: [Fr; 2],
-    col: [Fr; 2],
+pub(super) struct Sparse {
+    pub(super) m00: Fr,
+    pub(super) row: [Fr; 2],
+    pub(super) col: [Fr; 2],
 }
 
-struct Schedule {
-    mds: Matrix,
+/// The permutation's rounds in the sparse form (shared with the lanes).
+pub(super) struct Schedule {
+    pub(super) mds: Matrix,
     /// M'₀, applied once before the first partial round's S-box.
-    pre: Matrix,
+    pub(super) pre: Matrix,
     /// The first partial round's constants (added before `pre`).
-    first_constants: [Fr; 3],
+    pub(super) first_constants: [Fr; 3],
     /// Per partial round, its M''.
-    sparse: Vec<Sparse>,
+    pub(super) sparse: Vec<Sparse>,
     /// Per partial round k ≥ 1 (at index k − 1), its constants carried
     /// through M'ₖ (added after round k − 1's matrix).
-    constants: Vec<[Fr; 3]>,
+    pub(super) constants: Vec<[Fr; 3]>,
 }
 
 fn product(a: &Matrix, b: &Matrix) -> Matrix {
@@ -58,7 +59,7 @@ fn split(m: &Matrix) -> (Sparse, Matrix) {
     (Sparse { m00: m[0][0], row, col: [m[1][0], m[2][0]] }, prime)
 }
 
-fn schedule() -> &'static Schedule {
+pub(super) fn schedule() -> &'static Schedule {
     static SCHEDULE: OnceLock<Schedule> = OnceLock::new();
     SCHEDULE.get_or_init(|| {
         let c = config();

@@ -17,7 +17,7 @@ pub struct AffineBatch<'a, P: SWCurveConfig<BaseField: FastSub>> {
     prefix: Vec<P::BaseField>,
     /// The vector path's prefix products (on IFMA CPUs only).
     #[cfg(target_arch = "x86_64")]
-    lanes: Vec<super::ifma_field::Lanes>,
+    lanes: Vec<crate::crypto::ifma::Lanes>,
 }
 
 impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {

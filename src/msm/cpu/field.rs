@@ -10,7 +10,7 @@ use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 use ark_ff::{AdditiveGroup, BigInt, Field, MontConfig, PrimeField};
 
 #[cfg(target_arch = "x86_64")]
-use super::ifma_field::Lanes;
+use crate::crypto::ifma::Lanes;
 
 pub trait FastSub: Field + VectorField {
     fn sub_fast(&self, other: &Self) -> Self;

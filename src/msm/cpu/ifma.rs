@@ -10,8 +10,8 @@ use ark_bn254::{Fq, Fq2};
 use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 use ark_ff::Field;
 
-use super::ifma_field::{invert_lanes, Fq8, Lanes};
 use super::ifma_fq2::{invert_lanes2, Fq2x8};
+use crate::crypto::ifma::{invert_lanes, Fq8, Lanes};
 
 /// Whether this CPU runs the IFMA path (detected once; `MsmTuning::scalar_only`
 /// turns it off).

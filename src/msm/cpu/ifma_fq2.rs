@@ -1,5 +1,5 @@
 //! Eight Fq2 elements at once (G2's base field, u² = −1), as two `Fq8`
-//! (the c0 and the c1 parts) of `ifma_field`, with the same lazy bounds:
+//! (the c0 and the c1 parts) of `crypto::ifma`, with the same lazy bounds:
 //! products take parts of at most 2q and return parts of at most 2q, so the
 //! Karatsuba sums and differences are reduced back below 2q before they
 //! feed a product.
@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use ark_bn254::Fq2;
 
-use super::ifma_field::{invert_eight, Fq8, Lanes};
+use crate::crypto::ifma::{invert_eight, Fq8, Lanes};
 
 #[derive(Clone, Copy)]
 pub struct Fq2x8 {
@@ -91,12 +91,12 @@ impl Fq2x8 {
 
     /// Eight scalar elements (each part any < 2^256 limbs).
     pub fn from_fq2(values: &[Fq2; 8]) -> [Lanes; 2] {
-        [Fq8::from_fq(&values.map(|v| v.c0)), Fq8::from_fq(&values.map(|v| v.c1))]
+        [Fq8::from_scalars(&values.map(|v| v.c0)), Fq8::from_scalars(&values.map(|v| v.c1))]
     }
 
     /// Scalar elements from lanes holding canonical parts.
     pub fn to_fq2(lanes: &[Lanes; 2]) -> [Fq2; 8] {
-        let (c0, c1) = (Fq8::to_fq(&lanes[0]), Fq8::to_fq(&lanes[1]));
+        let (c0, c1) = (Fq8::to_scalars(&lanes[0]), Fq8::to_scalars(&lanes[1]));
         std::array::from_fn(|lane| Fq2::new(c0[lane], c1[lane]))
     }
 }

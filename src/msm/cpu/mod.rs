@@ -8,7 +8,7 @@
 //!   inversion, with queued and projective fallbacks for collisions
 //!   ([`batch_affine`], [`bucket`]); on CPUs with AVX-512 IFMA, eight
 //!   additions at a time in radix 2^52, for G1 and G2 (`ifma`,
-//!   `ifma_field`, `ifma_fq2`).
+//!   `ifma_fq2`, on `crypto::ifma`'s lane field).
 //! - Window size and task split from a cost model over size and threads
 //!   ([`window`]), on one long-lived thread pool ([`pool`]).
 
@@ -19,8 +19,6 @@ mod field;
 mod glv;
 #[cfg(target_arch = "x86_64")]
 mod ifma;
-#[cfg(target_arch = "x86_64")]
-mod ifma_field;
 #[cfg(target_arch = "x86_64")]
 mod ifma_fq2;
 mod pippenger;

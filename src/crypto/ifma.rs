@@ -1,12 +1,14 @@
-//! Eight Fq elements at once with AVX-512 IFMA (`vpmadd52{l,h}uq`: eight
-//! 52x52-bit multiply-adds per instruction).
+//! Eight elements of one of BN254's fields at once with AVX-512 IFMA
+//! (`vpmadd52{l,h}uq`: eight 52x52-bit multiply-adds per instruction):
+//! [`Fq8`] for the MSM's batched additions, [`Fr8`] for Poseidon in lanes.
 //!
 //! Layout: five limbs in radix 2^52, one `__m512i` per limb, lane l holding
 //! element l. The value is arkworks' own Montgomery form aR mod q with
 //! R = 2^256 (not 2^260): the last reduction step clears only 48 bits, so
 //! converting from and to arkworks' limbs is bit repacking, never a product.
+//! (q below is the field's modulus, either BN254's base or scalar prime.)
 //!
-//! Lazy bounds (q < 0.19 * 2^256): multiplication takes inputs < 2q and
+//! Lazy bounds (q < 0.19 * 2^256, checked at compile time for each field): multiplication takes inputs < 2q and
 //! returns < ab/2^256 + q < (4 * 0.19 + 1)q < 2q, so products chain without
 //! reduction. Inputs to a product must have normalised limbs (< 2^52), since
 //! IFMA reads only the low 52 bits; every function here returns normalised
@@ -14,8 +16,10 @@
 
 use std::arch::x86_64::*;
 
-use ark_bn254::{Fq, FqConfig};
-use ark_ff::{Field, MontConfig, PrimeField};
+use std::marker::PhantomData;
+
+use ark_bn254::{FqConfig, FrConfig};
+use ark_ff::{Field, Fp256, MontBackend, MontConfig};
 
 const MASK52: u64 = (1 << 52) - 1;
 
@@ -30,15 +34,43 @@ const fn split52(w: [u64; 4]) -> [u64; 5] {
     ]
 }
 
-const Q52: [u64; 5] = split52(Fq::MODULUS.0);
-/// -q^-1 mod 2^52 (arkworks' INV is -q^-1 mod 2^64).
-const QINV52: u64 = <FqConfig as MontConfig<4>>::INV & MASK52;
-/// Montgomery form of one, R mod q.
-const ONE52: [u64; 5] = split52(<FqConfig as MontConfig<4>>::R.0);
+/// A field's constants in radix 2^52, for any 4-limb Montgomery field.
+pub trait Limbs52: MontConfig<4> {
+    /// The modulus q.
+    const Q52: [u64; 5] = split52(Self::MODULUS.0);
+    /// -q^-1 mod 2^52 (arkworks' INV is -q^-1 mod 2^64).
+    const QINV52: u64 = Self::INV & MASK52;
+    /// Montgomery form of one, R mod q.
+    const ONE52: [u64; 5] = split52(Self::R.0);
+    /// The lazy bounds of the module comment need q < 0.19 * 2^256.
+    const FITS: () = assert!(Self::MODULUS.0[3] < 0x30A3_D70A_3D70_A3D7, "the modulus must be below 0.19 * 2^256");
+}
 
-/// Eight field elements, limb-major (see the module comment).
-#[derive(Clone, Copy)]
-pub struct Fq8(pub [__m512i; 5]);
+impl<C: MontConfig<4>> Limbs52 for C {}
+
+/// A field element's (Montgomery) limbs in radix 2^52, for [`Field8::splat_limbs`].
+pub fn limbs52<C: Limbs52>(value: &Scalar<C>) -> [u64; 5] {
+    split52(value.0 .0)
+}
+
+/// Eight elements of the field `C` describes, limb-major (see the module comment).
+pub struct Field8<C>(pub [__m512i; 5], PhantomData<C>);
+
+impl<C> Clone for Field8<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for Field8<C> {}
+
+/// Eight elements of BN254's base field.
+pub type Fq8 = Field8<FqConfig>;
+/// Eight elements of BN254's scalar field.
+pub type Fr8 = Field8<FrConfig>;
+
+/// The scalar field element the lanes of `Field8<C>` hold.
+pub type Scalar<C> = Fp256<MontBackend<C, 4>>;
 
 /// The same eight elements in memory (64-byte aligned rows, one per limb).
 #[derive(Clone, Copy, Default)]
@@ -57,25 +89,44 @@ fn mask52() -> __m512i {
     splat(MASK52)
 }
 
-impl Fq8 {
+impl<C: Limbs52> Field8<C> {
     #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub fn splat_limbs(limbs: [u64; 5]) -> Fq8 {
-        Fq8(limbs.map(|x| splat(x)))
+    fn new(limbs: [__m512i; 5]) -> Self {
+        let () = C::FITS;
+        Field8(limbs, PhantomData)
     }
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn one() -> Fq8 {
-        Fq8::splat_limbs(ONE52)
+    pub fn splat_limbs(limbs: [u64; 5]) -> Self {
+        Self::new(limbs.map(|x| splat(x)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn one() -> Self {
+        Self::splat_limbs(C::ONE52)
+    }
+
+    /// The same element in every lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn splat(value: &Scalar<C>) -> Self {
+        Self::splat_limbs(limbs52(value))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn zero() -> Self {
+        Self::splat_limbs([0; 5])
     }
 
     /// From four vectors of 64-bit words (lane l: arkworks limbs of element l, < 2^256).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn from_words(w: [__m512i; 4]) -> Fq8 {
+    pub fn from_words(w: [__m512i; 4]) -> Self {
         let m = mask52();
-        Fq8([
+        Self::new([
             _mm512_and_si512(w[0], m),
             _mm512_and_si512(_mm512_or_si512(_mm512_srli_epi64::<52>(w[0]), _mm512_slli_epi64::<12>(w[1])), m),
             _mm512_and_si512(_mm512_or_si512(_mm512_srli_epi64::<40>(w[1]), _mm512_slli_epi64::<24>(w[2])), m),
@@ -99,9 +150,9 @@ impl Fq8 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn load(lanes: &Lanes) -> Fq8 {
+    pub fn load(lanes: &Lanes) -> Self {
         // SAFETY: each row is 64 bytes and 64-byte aligned (repr(align(64)), rows of 8 u64).
-        Fq8(lanes.0.map(|row| unsafe { _mm512_load_si512(row.as_ptr().cast()) }))
+        Self::new(lanes.0.map(|row| unsafe { _mm512_load_si512(row.as_ptr().cast()) }))
     }
 
     #[inline]
@@ -116,7 +167,7 @@ impl Fq8 {
     }
 
     /// Eight scalar elements (any < 2^256 limbs, e.g. arkworks' canonical form).
-    pub fn from_fq(values: &[Fq; 8]) -> Lanes {
+    pub fn from_scalars(values: &[Scalar<C>; 8]) -> Lanes {
         let mut out = Lanes::default();
         for (lane, v) in values.iter().enumerate() {
             for (limb, x) in split52(v.0 .0).into_iter().enumerate() {
@@ -127,7 +178,7 @@ impl Fq8 {
     }
 
     /// Canonical scalar elements from lanes holding a canonical (< q) value.
-    pub fn to_fq(lanes: &Lanes) -> [Fq; 8] {
+    pub fn to_scalars(lanes: &Lanes) -> [Scalar<C>; 8] {
         std::array::from_fn(|lane| {
             let l: [u64; 5] = std::array::from_fn(|i| lanes.0[i][lane]);
             let w = [
@@ -136,7 +187,7 @@ impl Fq8 {
                 (l[2] >> 24) | (l[3] << 28),
                 (l[3] >> 36) | (l[4] << 16),
             ];
-            Fq::new_unchecked(ark_ff::BigInt::new(w))
+            Scalar::<C>::new_unchecked(ark_ff::BigInt::new(w))
         })
     }
 }
@@ -158,8 +209,8 @@ fn propagate(mut l: [__m512i; 5]) -> [__m512i; 5] {
 /// Limb-wise a - b + k*q, not yet propagated (limbs are signed 64-bit and small).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn sub_plus_kq(a: &[__m512i; 5], b: &[__m512i; 5], k: u64) -> [__m512i; 5] {
-    std::array::from_fn(|i| _mm512_add_epi64(_mm512_sub_epi64(a[i], b[i]), splat(Q52[i] * k)))
+fn sub_plus_kq<C: Limbs52>(a: &[__m512i; 5], b: &[__m512i; 5], k: u64) -> [__m512i; 5] {
+    std::array::from_fn(|i| _mm512_add_epi64(_mm512_sub_epi64(a[i], b[i]), splat(C::Q52[i] * k)))
 }
 
 /// Reduce a limb-wise value v in [0, n*step*q] by multiples of step*q:
@@ -168,55 +219,55 @@ fn sub_plus_kq(a: &[__m512i; 5], b: &[__m512i; 5], k: u64) -> [__m512i; 5] {
 /// canonical value, step 2 one at most 2q (enough for products).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn reduced(v: [__m512i; 5], n: u64, step: u64) -> Fq8 {
+fn reduced<C: Limbs52>(v: [__m512i; 5], n: u64, step: u64) -> Field8<C> {
     let zero = _mm512_setzero_si512();
     let mut out = propagate(v);
     for k in 1..n {
-        let c = propagate(std::array::from_fn(|i| _mm512_sub_epi64(v[i], splat(Q52[i] * k * step))));
+        let c = propagate(std::array::from_fn(|i| _mm512_sub_epi64(v[i], splat(C::Q52[i] * k * step))));
         let non_negative = _mm512_cmpge_epi64_mask(c[4], zero);
         for i in 0..5 {
             out[i] = _mm512_mask_blend_epi64(non_negative, out[i], c[i]);
         }
     }
-    Fq8(out)
+    Field8::new(out)
 }
 
 /// Canonical form of v in (0, n*q).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn canonical_from(v: [__m512i; 5], n: u64) -> Fq8 {
+fn canonical_from<C: Limbs52>(v: [__m512i; 5], n: u64) -> Field8<C> {
     reduced(v, n, 1)
 }
 
 /// At most 2q from v in [0, 2n*q].
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn below_2q_from(v: [__m512i; 5], n: u64) -> Fq8 {
+fn below_2q_from<C: Limbs52>(v: [__m512i; 5], n: u64) -> Field8<C> {
     reduced(v, n, 2)
 }
 
-impl Fq8 {
+impl<C: Limbs52> Field8<C> {
     /// a - b + q: in (0, 2q) for canonical a, b (or a <= q, b < q).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn sub_lazy(&self, b: &Fq8) -> Fq8 {
-        Fq8(propagate(sub_plus_kq(&self.0, &b.0, 1)))
+    pub fn sub_lazy(&self, b: &Self) -> Self {
+        Self::new(propagate(sub_plus_kq::<C>(&self.0, &b.0, 1)))
     }
 
     /// Canonical form of a value <= 2q (2q itself only from `raw_sub_lazy`).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn canonical(&self) -> Fq8 {
+    pub fn canonical(&self) -> Self {
         canonical_from(self.0, 3)
     }
 
     /// Canonical (self - b - c) for self < 2q and canonical b, c.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn sub2_canonical(&self, b: &Fq8, c: &Fq8) -> Fq8 {
+    pub fn sub2_canonical(&self, b: &Self, c: &Self) -> Self {
         // self - b - c + 2q lies in (0, 4q).
         let v = std::array::from_fn(|i| {
-            _mm512_add_epi64(_mm512_sub_epi64(_mm512_sub_epi64(self.0[i], b.0[i]), c.0[i]), splat(Q52[i] * 2))
+            _mm512_add_epi64(_mm512_sub_epi64(_mm512_sub_epi64(self.0[i], b.0[i]), c.0[i]), splat(C::Q52[i] * 2))
         });
         canonical_from(v, 4)
     }
@@ -224,25 +275,35 @@ impl Fq8 {
     /// Canonical (self - b) for self < 2q and canonical b.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn sub_canonical(&self, b: &Fq8) -> Fq8 {
+    pub fn sub_canonical(&self, b: &Self) -> Self {
         // self - b + q lies in (0, 3q).
-        canonical_from(sub_plus_kq(&self.0, &b.0, 1), 3)
+        canonical_from(sub_plus_kq::<C>(&self.0, &b.0, 1), 3)
     }
 
     /// self + b reduced to at most 2q, for self, b <= 2q.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn add_lazy(&self, b: &Fq8) -> Fq8 {
+    pub fn add_lazy(&self, b: &Self) -> Self {
         below_2q_from(std::array::from_fn(|i| _mm512_add_epi64(self.0[i], b.0[i])), 2)
+    }
+
+    /// The sum of `N` values, each at most 2q, reduced to at most 2q.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn sum_lazy<const N: usize>(terms: [&Self; N]) -> Self {
+        // Normalised limbs: N of them sum far below 2^63.
+        let v =
+            std::array::from_fn(|i| terms.iter().fold(_mm512_setzero_si512(), |acc, t| _mm512_add_epi64(acc, t.0[i])));
+        below_2q_from(v, N as u64)
     }
 
     /// self - b - c reduced to at most 2q, for self, b, c <= 2q.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn sub2_lazy(&self, b: &Fq8, c: &Fq8) -> Fq8 {
+    pub fn sub2_lazy(&self, b: &Self, c: &Self) -> Self {
         // self - b - c + 4q lies in [0, 6q].
         let v = std::array::from_fn(|i| {
-            _mm512_add_epi64(_mm512_sub_epi64(_mm512_sub_epi64(self.0[i], b.0[i]), c.0[i]), splat(Q52[i] * 4))
+            _mm512_add_epi64(_mm512_sub_epi64(_mm512_sub_epi64(self.0[i], b.0[i]), c.0[i]), splat(C::Q52[i] * 4))
         });
         below_2q_from(v, 3)
     }
@@ -250,9 +311,9 @@ impl Fq8 {
     /// self - b reduced to at most 2q, for self, b <= 2q.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn sub_reduced(&self, b: &Fq8) -> Fq8 {
+    pub fn sub_reduced(&self, b: &Self) -> Self {
         // self - b + 2q lies in [0, 4q].
-        below_2q_from(sub_plus_kq(&self.0, &b.0, 2), 2)
+        below_2q_from(sub_plus_kq::<C>(&self.0, &b.0, 2), 2)
     }
 
     /// Per lane: q - self where `negate` is set, else self (self canonical,
@@ -261,7 +322,7 @@ impl Fq8 {
     #[target_feature(enable = "avx512f")]
     pub fn neg_if_raw(&self, negate: __mmask8) -> [__m512i; 5] {
         std::array::from_fn(|i| {
-            let negated = _mm512_sub_epi64(splat(Q52[i]), self.0[i]);
+            let negated = _mm512_sub_epi64(splat(C::Q52[i]), self.0[i]);
             _mm512_mask_blend_epi64(negate, self.0[i], negated)
         })
     }
@@ -269,8 +330,8 @@ impl Fq8 {
     /// raw - b + q, propagated: in (0, 2q] for raw <= q (from `neg_if_raw`), canonical b.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn raw_sub_lazy(raw: &[__m512i; 5], b: &Fq8) -> Fq8 {
-        Fq8(propagate(sub_plus_kq(raw, &b.0, 1)))
+    pub fn raw_sub_lazy(raw: &[__m512i; 5], b: &Self) -> Self {
+        Self::new(propagate(sub_plus_kq::<C>(raw, &b.0, 1)))
     }
 
     /// Montgomery product a*b/2^256 mod q, < 2q for inputs <= 2q (module comment).
@@ -280,7 +341,7 @@ impl Fq8 {
     /// of 52, 52, 52, 52 and 48 bits, carrying each cleared column into the next.
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma")]
-    pub fn mul(&self, b: &Fq8) -> Fq8 {
+    pub fn mul(&self, b: &Self) -> Self {
         let (a, b) = (&self.0, &b.0);
         let zero = _mm512_setzero_si512();
         let mut t = [zero; 10];
@@ -290,8 +351,8 @@ impl Fq8 {
                 t[i + j + 1] = _mm512_madd52hi_epu64(t[i + j + 1], a[i], b[j]);
             }
         }
-        let qinv = splat(QINV52);
-        let q = Q52.map(|x| splat(x));
+        let qinv = splat(C::QINV52);
+        let q = C::Q52.map(|x| splat(x));
         for i in 0..5 {
             let mut m = _mm512_madd52lo_epu64(zero, t[i], qinv);
             if i == 4 {
@@ -313,7 +374,7 @@ impl Fq8 {
             t[k + 1] = _mm512_add_epi64(t[k + 1], _mm512_srli_epi64::<52>(t[k]));
             t[k] = _mm512_and_si512(t[k], m);
         }
-        Fq8(std::array::from_fn(|j| {
+        Self::new(std::array::from_fn(|j| {
             let high = if j < 4 { _mm512_and_si512(_mm512_slli_epi64::<4>(t[5 + j]), m) } else { zero };
             let high = if j == 4 { _mm512_slli_epi64::<4>(t[9]) } else { high };
             _mm512_or_si512(_mm512_srli_epi64::<48>(t[4 + j]), high)
@@ -323,9 +384,9 @@ impl Fq8 {
 
 /// Invert eight lane values (< 2q, non-zero mod q) with one scalar inversion.
 #[target_feature(enable = "avx512f")]
-pub fn invert_lanes(values: &Fq8) -> Fq8 {
-    let scalars = Fq8::to_fq(&values.canonical().store());
-    Fq8::load(&Fq8::from_fq(&invert_eight(&scalars)))
+pub fn invert_lanes<C: Limbs52>(values: &Field8<C>) -> Field8<C> {
+    let scalars = Field8::<C>::to_scalars(&values.canonical().store());
+    Field8::load(&Field8::<C>::from_scalars(&invert_eight(&scalars)))
 }
 
 /// Eight non-zero field elements inverted with one inversion (Montgomery's trick).
@@ -355,43 +416,46 @@ mod tests {
     fn has_ifma() -> bool {
         let ok = std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512ifma");
         if !ok {
-            eprintln!("SKIPPED: this CPU lacks AVX-512 IFMA; the vector Fq path is untested here");
+            eprintln!("SKIPPED: this CPU lacks AVX-512 IFMA; the vector field paths are untested here");
         }
         ok
     }
 
-    fn values() -> Vec<Fq> {
+    type S<C> = Scalar<C>;
+
+    fn values<C: Limbs52>() -> Vec<S<C>> {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(21);
-        let mut q_minus_one = Fq::MODULUS;
+        let mut q_minus_one = C::MODULUS;
         q_minus_one.0[0] -= 1;
-        let mut v = vec![Fq::ZERO, Fq::ONE, -Fq::ONE, Fq::from(2u64), -Fq::from(2u64)];
+        let mut v = vec![S::<C>::ZERO, S::<C>::ONE, -S::<C>::ONE, S::<C>::from(2u64), -S::<C>::from(2u64)];
         // Montgomery limbs near 2^254 (the largest canonical limbs) and small ones.
-        v.push(Fq::new_unchecked(ark_ff::BigInt::new([0, 0, 0, 1 << 61])));
-        v.push(Fq::new_unchecked(ark_ff::BigInt::new([1, 0, 0, 0])));
-        v.push(Fq::new_unchecked(ark_ff::BigInt::new([u64::MAX, u64::MAX, u64::MAX, 1 << 61])));
+        v.push(S::<C>::new_unchecked(ark_ff::BigInt::new([0, 0, 0, 1 << 61])));
+        v.push(S::<C>::new_unchecked(ark_ff::BigInt::new([1, 0, 0, 0])));
+        v.push(S::<C>::new_unchecked(ark_ff::BigInt::new([u64::MAX, u64::MAX, u64::MAX, 1 << 61])));
         // The largest canonical limbs: q - 1 as a Montgomery representation.
-        v.push(Fq::new_unchecked(q_minus_one));
-        v.extend((0..300).map(|_| Fq::rand(&mut rng)));
+        v.push(S::<C>::new_unchecked(q_minus_one));
+        v.extend((0..300).map(|_| S::<C>::rand(&mut rng)));
         v
     }
 
     /// Run `f` over every 8-window of `a` against the rotated `b`, so each value meets every lane.
-    fn for_lanes(a: &[Fq], b: &[Fq], mut f: impl FnMut(&[Fq; 8], &[Fq; 8])) {
+    fn for_lanes<F: Copy>(a: &[F], b: &[F], mut f: impl FnMut(&[F; 8], &[F; 8])) {
         for start in 0..a.len() {
-            let x: [Fq; 8] = std::array::from_fn(|l| a[(start + l) % a.len()]);
-            let y: [Fq; 8] = std::array::from_fn(|l| b[(start * 7 + l * 3) % b.len()]);
+            let x: [F; 8] = std::array::from_fn(|l| a[(start + l) % a.len()]);
+            let y: [F; 8] = std::array::from_fn(|l| b[(start * 7 + l * 3) % b.len()]);
             f(&x, &y);
         }
     }
 
     #[target_feature(enable = "avx512f,avx512ifma")]
-    fn check_ops(x: &[Fq; 8], y: &[Fq; 8], z: &[Fq; 8]) {
-        let (a, b, c) = (Fq8::load(&Fq8::from_fq(x)), Fq8::load(&Fq8::from_fq(y)), Fq8::load(&Fq8::from_fq(z)));
-        let back = |v: Fq8| Fq8::to_fq(&v.canonical().store());
-        let exact = |v: Fq8| Fq8::to_fq(&v.store());
+    fn check_ops<C: Limbs52>(x: &[S<C>; 8], y: &[S<C>; 8], z: &[S<C>; 8]) {
+        let load = |v: &[S<C>; 8]| Field8::<C>::load(&Field8::<C>::from_scalars(v));
+        let (a, b, c) = (load(x), load(y), load(z));
+        let back = |v: Field8<C>| Field8::<C>::to_scalars(&v.canonical().store());
+        let exact = |v: Field8<C>| Field8::<C>::to_scalars(&v.store());
         // Conversions round-trip exactly through the vector word form.
-        assert_eq!(exact(Fq8::from_words(a.to_words())), *x);
-        let product: [Fq; 8] = std::array::from_fn(|l| x[l] * y[l]);
+        assert_eq!(exact(Field8::<C>::from_words(a.to_words())), *x);
+        let product: [S<C>; 8] = std::array::from_fn(|l| x[l] * y[l]);
         assert_eq!(back(a.mul(&b)), product);
         // Lazy inputs (< 2q) into products.
         let dx = a.sub_lazy(&b);
@@ -405,11 +469,11 @@ mod tests {
         for negate in [0u8, 0xff, 0b1010_0110] {
             let raw = a.neg_if_raw(negate);
             let expected = std::array::from_fn(|l| if negate >> l & 1 == 1 { -x[l] - y[l] } else { x[l] - y[l] });
-            let d = Fq8::raw_sub_lazy(&raw, &b);
+            let d = Field8::<C>::raw_sub_lazy(&raw, &b);
             assert_eq!(back(d), expected);
             assert_eq!(back(d.mul(&d)), expected.map(|e| e.square()));
         }
-        let one = Fq8::one();
+        let one = Field8::<C>::one();
         assert_eq!(back(a.mul(&one)), *x);
     }
 
@@ -418,19 +482,24 @@ mod tests {
         if !has_ifma() {
             return;
         }
-        let v = values();
+        ops_match::<FqConfig>();
+        ops_match::<FrConfig>();
+    }
+
+    fn ops_match<C: Limbs52>() {
+        let v = values::<C>();
         let mut rotated = v.clone();
         rotated.rotate_left(3);
         for_lanes(&v, &v, |x, y| {
-            let z: [Fq; 8] = std::array::from_fn(|l| rotated[(l * 5 + 1) % rotated.len()] + x[l]);
+            let z: [S<C>; 8] = std::array::from_fn(|l| rotated[(l * 5 + 1) % rotated.len()] + x[l]);
             // SAFETY: has_ifma() checked the features.
             unsafe { check_ops(x, y, &z) }
         });
     }
 
     #[target_feature(enable = "avx512f")]
-    fn invert_canonical(x: &[Fq; 8]) -> [Fq; 8] {
-        Fq8::to_fq(&invert_lanes(&Fq8::load(&Fq8::from_fq(x))).canonical().store())
+    fn invert_canonical<C: Limbs52>(x: &[S<C>; 8]) -> [S<C>; 8] {
+        Field8::<C>::to_scalars(&invert_lanes(&Field8::<C>::load(&Field8::<C>::from_scalars(x))).canonical().store())
     }
 
     #[test]
@@ -438,7 +507,7 @@ mod tests {
         if !has_ifma() {
             return;
         }
-        let v = values();
+        let v = values::<FqConfig>();
         for_lanes(&v[1..], &v[1..], |x, _| {
             // SAFETY: has_ifma() checked the features.
             let inv = unsafe { invert_canonical(x) };

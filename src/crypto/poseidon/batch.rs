@@ -1,0 +1,266 @@
+//! Many Poseidon hashes at once: requests (a domain and its inputs) filed
+//! into one flat batch, then hashed across rayon threads, eight sponges per
+//! AVX-512 IFMA instruction stream where the processor has it, otherwise
+//! one [`super::hash`] after another on each thread. Results are in filing
+//! order and bit-identical to [`super::hash`] on every kernel.
+
+use ark_bn254::Fr;
+use rayon::prelude::*;
+
+use super::{capacity_tag, hash, HashDomain, RATE};
+
+/// Sponges hashed together on the lane kernel.
+#[cfg(target_arch = "x86_64")]
+use super::lanes::LANES;
+#[cfg(not(target_arch = "x86_64"))]
+const LANES: usize = 8;
+
+/// How a batch's sponges run on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoseidonKernel {
+    /// Eight sponges per instruction stream, on AVX-512 IFMA.
+    Ifma,
+    /// One sponge at a time (any processor).
+    Scalar,
+}
+
+impl PoseidonKernel {
+    /// The fastest kernel this processor runs; `CVM_POSEIDON_SCALAR=1`
+    /// forces the scalar one (to compare them).
+    pub fn detect() -> PoseidonKernel {
+        let forced_scalar = std::env::var_os("CVM_POSEIDON_SCALAR").is_some_and(|v| v == "1");
+        if !forced_scalar && PoseidonKernel::Ifma.is_supported() {
+            PoseidonKernel::Ifma
+        } else {
+            PoseidonKernel::Scalar
+        }
+    }
+
+    pub fn is_supported(self) -> bool {
+        match self {
+            PoseidonKernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            PoseidonKernel::Ifma => {
+                std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512ifma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            PoseidonKernel::Ifma => false,
+        }
+    }
+}
+
+impl std::fmt::Display for PoseidonKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PoseidonKernel::Ifma => "avx512-ifma",
+            PoseidonKernel::Scalar => "scalar",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    domain: HashDomain,
+    start: usize,
+    len: usize,
+}
+
+impl Job {
+    /// Permutations its sponge runs: one per rate-sized chunk, at least one.
+    fn permutations(&self) -> usize {
+        self.len.div_ceil(RATE).max(1)
+    }
+}
+
+/// Poseidon requests in filing order, their inputs in one buffer.
+#[derive(Clone, Debug, Default)]
+pub struct PoseidonBatch {
+    jobs: Vec<Job>,
+    inputs: Vec<Fr>,
+}
+
+/// Requests per rayon task: enough lane groups that a task's overhead is
+/// noise against its ~30 µs per lane group.
+const TASK_REQUESTS: usize = 64;
+
+impl PoseidonBatch {
+    /// File Poseidon(`inputs`) under `domain`; returns its index in the batch.
+    pub fn push(&mut self, domain: HashDomain, inputs: &[Fr]) -> usize {
+        self.jobs.push(Job { domain, start: self.inputs.len(), len: inputs.len() });
+        self.inputs.extend_from_slice(inputs);
+        self.jobs.len() - 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.jobs.clear();
+        self.inputs.clear();
+    }
+
+    /// Make room for `requests` more requests of `inputs` elements in all.
+    pub fn reserve(&mut self, requests: usize, inputs: usize) {
+        self.jobs.reserve(requests);
+        self.inputs.reserve(inputs);
+    }
+
+    fn inputs_of(&self, job: &Job) -> &[Fr] {
+        &self.inputs[job.start..job.start + job.len]
+    }
+
+    /// Every request's hash, in filing order.
+    pub fn hash(&self, kernel: PoseidonKernel) -> Vec<Fr> {
+        let mut out = vec![Fr::from(0u64); self.len()];
+        self.hash_into(kernel, &mut out);
+        out
+    }
+
+    /// Every request's hash into `out` (one slot per request).
+    ///
+    /// # Panics
+    /// If `out` has not one slot per request, or the processor cannot run `kernel`.
+    pub fn hash_into(&self, kernel: PoseidonKernel, out: &mut [Fr]) {
+        assert_eq!(out.len(), self.len(), "one output slot per Poseidon request");
+        assert!(kernel.is_supported(), "this processor cannot run the {kernel} Poseidon kernel");
+        match kernel {
+            PoseidonKernel::Scalar => out
+                .par_iter_mut()
+                .zip(self.jobs.par_iter())
+                .with_min_len(TASK_REQUESTS / 8)
+                .for_each(|(slot, job)| *slot = hash(job.domain, self.inputs_of(job))),
+            PoseidonKernel::Ifma => self.hash_lanes(out),
+        }
+    }
+
+    /// Eight sponges at a time. Lanes of one group run as many permutations
+    /// as the longest, so requests are grouped by their permutation count
+    /// first (in a batch of one shape, as the executor's, nothing moves).
+    fn hash_lanes(&self, out: &mut [Fr]) {
+        let first = self.jobs.first().map(Job::permutations);
+        if self.jobs.iter().all(|job| Some(job.permutations()) == first) {
+            let order: Vec<usize> = (0..self.len()).collect();
+            return self.hash_in_order(&order, out);
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by_key(|&i| self.jobs[i].permutations());
+        let mut sorted = vec![Fr::from(0u64); self.len()];
+        self.hash_in_order(&order, &mut sorted);
+        for (&i, value) in order.iter().zip(sorted) {
+            out[i] = value;
+        }
+    }
+
+    /// `out[k]` = the hash of request `order[k]`.
+    fn hash_in_order(&self, order: &[usize], out: &mut [Fr]) {
+        out.par_chunks_mut(TASK_REQUESTS).zip(order.par_chunks(TASK_REQUESTS)).for_each(|(out, order)| {
+            for (out, group) in out.chunks_mut(LANES).zip(order.chunks(LANES)) {
+                out.copy_from_slice(&self.hash_group(group)[..group.len()]);
+            }
+        });
+    }
+
+    /// The hashes of up to `LANES` requests (a short group repeats its first).
+    #[cfg(target_arch = "x86_64")]
+    fn hash_group(&self, group: &[usize]) -> [Fr; LANES] {
+        let jobs: [Job; LANES] = std::array::from_fn(|lane| self.jobs[*group.get(lane).unwrap_or(&group[0])]);
+        let capacity = jobs.map(|job| capacity_tag(job.domain, job.len));
+        let squeeze_at = jobs.map(|job| job.permutations() - 1);
+        let permutations = squeeze_at.iter().max().map_or(1, |last| last + 1);
+        let chunk = |j: usize, lane: usize| {
+            let inputs = self.inputs_of(&jobs[lane]);
+            let mut pair = [Fr::from(0u64); 2];
+            for (slot, x) in pair.iter_mut().zip(inputs.iter().skip(j * RATE)) {
+                *slot = *x;
+            }
+            pair
+        };
+        // SAFETY: only reached for PoseidonKernel::Ifma, which `hash_into`
+        // checked this processor supports.
+        unsafe { super::lanes::sponge_lanes(&capacity, permutations, &squeeze_at, chunk) }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn hash_group(&self, _group: &[usize]) -> [Fr; LANES] {
+        unreachable!("the IFMA kernel is never supported off x86-64")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ark_ff::{AdditiveGroup, Field, UniformRand};
+    use rand::SeedableRng;
+
+    fn kernels() -> Vec<PoseidonKernel> {
+        let all = [PoseidonKernel::Ifma, PoseidonKernel::Scalar];
+        let supported: Vec<_> = all.into_iter().filter(|k| k.is_supported()).collect();
+        if supported.len() < all.len() {
+            eprintln!("SKIPPED: this CPU lacks AVX-512 IFMA; the lane kernel is untested here");
+        }
+        supported
+    }
+
+    fn domains() -> [HashDomain; 3] {
+        [HashDomain::Commitment, HashDomain::NullifierKey, HashDomain::Nullifier]
+    }
+
+    #[test]
+    fn every_kernel_matches_the_single_hash_on_mixed_lengths_and_edges() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let edges = [Fr::ZERO, Fr::ONE, -Fr::ONE, -Fr::ONE - Fr::ONE];
+        let mut batch = PoseidonBatch::default();
+        let mut expected = Vec::new();
+        // Lengths 0 to 9 (1 to 5 permutations) interleaved, so lane groups
+        // mix lengths before sorting, and counts that leave short groups.
+        for i in 0..203 {
+            let len = (i * 7) % 10;
+            let inputs: Vec<Fr> =
+                (0..len).map(|j| if (i + j) % 5 == 0 { edges[(i + j) % 4] } else { Fr::rand(&mut rng) }).collect();
+            let domain = domains()[i % 3];
+            assert_eq!(batch.push(domain, &inputs), i);
+            expected.push(hash(domain, &inputs));
+        }
+        for kernel in kernels() {
+            assert_eq!(batch.hash(kernel), expected, "{kernel}");
+        }
+    }
+
+    #[test]
+    fn one_shape_batches_of_every_small_size_match() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        for n in [0usize, 1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 130] {
+            let mut batch = PoseidonBatch::default();
+            let mut expected = Vec::new();
+            for _ in 0..n {
+                let x = [Fr::rand(&mut rng)];
+                batch.push(HashDomain::NullifierKey, &x);
+                expected.push(hash(HashDomain::NullifierKey, &x));
+            }
+            for kernel in kernels() {
+                assert_eq!(batch.hash(kernel), expected, "{n} requests on {kernel}");
+            }
+        }
+    }
+
+    #[test]
+    fn inputs_near_the_modulus_in_every_lane() {
+        // p - 1 and small values in all rate slots, with squares near p.
+        let big = -Fr::ONE;
+        let mut batch = PoseidonBatch::default();
+        let mut expected = Vec::new();
+        for i in 0..16u64 {
+            let inputs = [big - Fr::from(i), Fr::from(i).square(), big];
+            batch.push(HashDomain::Commitment, &inputs[..1 + (i as usize % 3)]);
+            expected.push(hash(HashDomain::Commitment, &inputs[..1 + (i as usize % 3)]));
+        }
+        for kernel in kernels() {
+            assert_eq!(batch.hash(kernel), expected, "{kernel}");
+        }
+    }
+}
