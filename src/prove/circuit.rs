@@ -9,8 +9,8 @@ use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, Synthesis
 use super::encoding::{active_code, RegisterFields};
 use super::poseidon::{hash_var, HashDomain};
 use super::witness::{
-    allowed_update_transitions, consumable_states, InputAssignment, SlotAssignment, EMPTY_SLOT_CODE, MAX_INPUTS,
-    MAX_OUTPUTS, PUBLIC_PER_SLOT,
+    allowed_update_transitions, consumable_states, public_inputs_of, InputAssignment, SlotAssignment, EMPTY_SLOT_CODE,
+    MAX_INPUTS, MAX_OUTPUTS, PUBLIC_PER_SLOT,
 };
 use crate::resource::{LifecycleState, OperationKind};
 
@@ -26,9 +26,10 @@ pub struct ComplianceCircuit {
 }
 
 impl ComplianceCircuit {
-    /// The honest circuit for `slots` (public inputs computed natively).
+    /// The honest circuit for `slots` (public inputs computed natively, their
+    /// hashes batched in a hash pool).
     pub fn new(slots: Vec<SlotAssignment>) -> Self {
-        let public = slots.iter().flat_map(|s| s.public_inputs()).collect();
+        let public = public_inputs_of(&slots);
         ComplianceCircuit { slots, public }
     }
 

@@ -7,6 +7,7 @@ use ark_bn254::Fr;
 use super::encoding::{check_nullifier_key, fungibility_field, nullifier_key_field, RegisterFields};
 use super::poseidon::{hash, HashDomain};
 use super::ProveError;
+use crate::hash::{HashPool, PoseidonHandle};
 use crate::resource::{LifecycleState, OperationKind, ResourceRegister};
 
 /// Inputs and outputs one slot can hold (Transfer: up to 2 in, 2 out).
@@ -79,6 +80,47 @@ impl SlotAssignment {
         }
         out
     }
+}
+
+/// Every slot's [`SlotAssignment::public_inputs`], one slot after another,
+/// with their Poseidon hashes filed in one hash pool and resolved in two
+/// flushes: the commitments, then the nullifiers over them.
+pub fn public_inputs_of(slots: &[SlotAssignment]) -> Vec<Fr> {
+    let mut pool = HashPool::new();
+    let mut file = |domain, inputs: &[Fr]| pool.poseidon(domain, inputs).expect("a proof's hashes fit a pool");
+    let commitments: Vec<_> = slots
+        .iter()
+        .map(|slot| {
+            let inputs = slot.inputs.map(|i| i.map(|i| file(HashDomain::Commitment, &i.fields.to_vec())));
+            let outputs = slot.outputs.map(|o| o.map(|o| file(HashDomain::Commitment, &o.to_vec())));
+            (inputs, outputs)
+        })
+        .collect();
+    pool.flush().expect("a CPU flush always succeeds");
+    let value = |pool: &HashPool, h: PoseidonHandle| pool.poseidon_value(h).expect("flushed");
+    let nullifiers: Vec<[Option<PoseidonHandle>; MAX_INPUTS]> = slots
+        .iter()
+        .zip(&commitments)
+        .map(|(slot, (inputs, _))| {
+            std::array::from_fn(|i| match (slot.inputs[i], inputs[i]) {
+                (Some(input), Some(cm)) if !(slot.is_update() && i == 0) => {
+                    let cm = value(&pool, cm);
+                    Some(pool.poseidon(HashDomain::Nullifier, &[input.nullifier_key, cm]).expect("fits"))
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    pool.flush().expect("a CPU flush always succeeds");
+    let mut out = Vec::with_capacity(slots.len() * PUBLIC_PER_SLOT);
+    for ((slot, (inputs, outputs)), nullifiers) in slots.iter().zip(&commitments).zip(&nullifiers) {
+        out.push(Fr::from(slot.kind_code as u64));
+        for (cm, nullifier) in inputs.iter().zip(nullifiers) {
+            out.push(nullifier.or(*cm).map_or(Fr::from(0u64), |h| value(&pool, h)));
+        }
+        out.extend(outputs.iter().map(|cm| cm.map_or(Fr::from(0u64), |h| value(&pool, h))));
+    }
+    out
 }
 
 /// Lifecycle pairs an Update may take: the transition table plus "unchanged".
@@ -200,4 +242,56 @@ fn check_conservation(consumed: &[(ResourceRegister, [u8; 32])], created: &[Reso
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prove::encoding::RegisterFields;
+
+    fn fields(seed: u64) -> RegisterFields {
+        let f = |k: u64| Fr::from(seed * 131 + k);
+        RegisterFields {
+            id: f(1),
+            logic: f(2),
+            domain: f(3),
+            fungibility_domain: f(4),
+            quantity: seed,
+            metadata: f(5),
+            contents: f(6),
+            state: (seed % 4) as u8,
+            nk_commitment: f(7),
+            controller: f(8),
+            version: seed / 3,
+        }
+    }
+
+    #[test]
+    fn batched_public_inputs_equal_the_per_slot_ones() {
+        let input = |seed| Some(InputAssignment { fields: fields(seed), nullifier_key: Fr::from(seed + 1000) });
+        let slots = vec![
+            SlotAssignment::default(),
+            // A transfer: two inputs (nullifiers), two outputs.
+            SlotAssignment {
+                kind_code: OperationKind::Transfer.code(),
+                inputs: [input(1), input(2)],
+                outputs: [Some(fields(3)), Some(fields(4))],
+            },
+            // An update: its first input is public as its commitment, not a nullifier.
+            SlotAssignment {
+                kind_code: OperationKind::Update.code(),
+                inputs: [input(5), None],
+                outputs: [Some(fields(6)), None],
+            },
+            SlotAssignment {
+                kind_code: OperationKind::Create.code(),
+                inputs: [None, None],
+                outputs: [None, Some(fields(7))],
+            },
+            SlotAssignment { kind_code: OperationKind::Delete.code(), inputs: [None, input(8)], outputs: [None, None] },
+        ];
+        let expected: Vec<Fr> = slots.iter().flat_map(|s| s.public_inputs()).collect();
+        assert_eq!(public_inputs_of(&slots), expected);
+        assert!(public_inputs_of(&[]).is_empty());
+    }
 }
