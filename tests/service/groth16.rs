@@ -110,7 +110,7 @@ async fn bad_keys_and_witnesses_are_refused_or_fail_with_their_reason() {
     let mut other = read("multiplier.r1cs");
     let at = section_start(&other, 2) + 4;
     other[at] ^= 1; // The first term's wire: another signal.
-    let err = client.upload_zkey(read("multiplier.zkey"), other).await.unwrap_err();
+    let err = client.upload_zkey(read("multiplier.zkey"), other.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // A key this server does not have: refused at submit.
@@ -121,6 +121,16 @@ async fn bad_keys_and_witnesses_are_refused_or_fail_with_their_reason() {
 
     let uploaded = client.upload_zkey(read("multiplier.zkey"), read("multiplier.r1cs")).await.unwrap();
     let id = groth16_job::Key::ZkeyId(uploaded.zkey_id);
+    // The resident key uploaded again with another circuit's R1CS, or with
+    // bytes that are no R1CS at all: refused, not waved through.
+    let err = client.upload_zkey(read("multiplier.zkey"), other.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = client.upload_zkey(read("multiplier.zkey"), b"not an r1cs".to_vec()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("r1cs"), "{}", err.message());
+    // Its own R1CS again: the resident key, as before.
+    let again = client.upload_zkey(read("multiplier.zkey"), read("multiplier.r1cs")).await.unwrap();
+    assert!(again.constraints_checked);
     // A malformed witness: refused at submit, naming the file's section.
     let mut short = read("multiplier.wtns");
     short.truncate(short.len() - 5);

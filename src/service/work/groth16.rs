@@ -90,7 +90,12 @@ impl Zkeys {
 
     fn keep(&self, zkey: &[u8], r1cs: &[u8], fit: R1csFit, engines: &Engines) -> Result<Uploaded, WorkError> {
         let id = ZkeyId(*blake3::hash(zkey).as_bytes());
-        if let Some(key) = self.lookup(&id).filter(|key| r1cs.is_empty() || key.has_r1cs()) {
+        // A resident key is enough unless this upload brings an R1CS other
+        // than the one kept with it: that one is checked (and refused if it
+        // is not the key's circuit) like a first upload's.
+        let kept_r1cs =
+            |key: &CircomKey| key.has_r1cs() && std::fs::read(self.file(&id, "r1cs")).is_ok_and(|k| k == r1cs);
+        if let Some(key) = self.lookup(&id).filter(|key| r1cs.is_empty() || kept_r1cs(key)) {
             return Ok(Uploaded { id, key });
         }
         let key = Arc::new(self.prepare(&id, zkey, r1cs, fit, engines)?);
