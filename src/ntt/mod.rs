@@ -1,6 +1,7 @@
 //! Number-theoretic transforms over BN254's scalar field: the FFTs of the
 //! Groth16 quotient. A [`Ntt`] is a plan for one power-of-two size (its
-//! roots of unity computed once); [`cpu`] holds the kernels.
+//! roots of unity computed once); [`cpu`] holds the kernels, and `gpu` the
+//! same transforms in WGSL (`gpu::GpuNtt`, tested against this plan).
 //!
 //! - `forward`/`inverse`: natural order in and out, the same results as
 //!   ark-poly's `Radix2EvaluationDomain::fft_in_place`/`ifft_in_place`.
@@ -12,6 +13,8 @@
 //!   no bit-reversal permutation, and the 1/n and gⁱ factors are one pass.
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 
 use ark_bn254::Fr;
 use ark_ff::{FftField, Field};
@@ -27,6 +30,8 @@ pub enum NttError {
     ZeroShift,
     #[error("an NTT plan for {plan} points was given {values} values")]
     Length { plan: usize, values: usize },
+    #[error("NTT on the GPU: {0}")]
+    Device(crate::backend::DeviceError),
 }
 
 /// A plan for transforms of one size: the size's roots of unity and their

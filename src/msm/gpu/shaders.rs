@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use ark_bn254::Fq;
+use ark_bn254::{Fq, Fr};
 use ark_ff::{BigInt, PrimeField};
 
 const FIELD_U32: &str = include_str!("bn254_field_u32.wgsl");
@@ -87,6 +87,13 @@ pub fn curve_source(path: FieldPath) -> Vec<Cow<'static, str>> {
     vec![prelude().into(), path.source().into(), FIELD_INV.into(), CURVE.into()]
 }
 
+/// The same field code on `path` for BN254's scalar field Fr (the NTT's):
+/// the field files are written against the prelude's constants, and Fr,
+/// like Fq, is below R/4, which is all their bounds need.
+pub fn scalar_field_source(path: FieldPath) -> Vec<Cow<'static, str>> {
+    vec![field_prelude(Fr::MODULUS, Fr::R, Fr::R2).into(), path.source().into()]
+}
+
 /// Little-endian 32-bit words of a 256-bit integer.
 pub fn bigint_words(b: &BigInt<4>) -> [u32; 8] {
     let mut words = [0u32; 8];
@@ -109,7 +116,11 @@ pub fn bigint_limbs16(b: &BigInt<4>) -> [u32; 16] {
 
 /// -p^-1 mod 2^32 (Newton iteration doubles the correct low bits each step).
 pub fn montgomery_n0() -> u32 {
-    let p0 = bigint_words(&Fq::MODULUS)[0];
+    n0_of(&Fq::MODULUS)
+}
+
+fn n0_of(modulus: &BigInt<4>) -> u32 {
+    let p0 = bigint_words(modulus)[0];
     let mut inv: u32 = 1;
     for _ in 0..5 {
         inv = inv.wrapping_mul(2u32.wrapping_sub(p0.wrapping_mul(inv)));
@@ -119,7 +130,11 @@ pub fn montgomery_n0() -> u32 {
 
 /// p - 2, the Fermat inversion exponent.
 pub fn p_minus_2() -> BigInt<4> {
-    let mut e = Fq::MODULUS;
+    minus_2(Fq::MODULUS)
+}
+
+fn minus_2(modulus: BigInt<4>) -> BigInt<4> {
+    let mut e = modulus;
     let mut borrow = 2u64;
     for limb in e.0.iter_mut() {
         let (v, b) = limb.overflowing_sub(borrow);
@@ -136,17 +151,23 @@ fn wgsl_array(name: &str, values: &[u32]) -> String {
 
 /// The BN254 Fq constants both field paths use, generated from ark-bn254.
 pub fn prelude() -> String {
-    let n0 = montgomery_n0();
+    field_prelude(Fq::MODULUS, Fq::R, Fq::R2)
+}
+
+/// A BN254 field's constants for the field paths (its modulus, R and R²
+/// mod p), generated from ark-bn254.
+fn field_prelude(modulus: BigInt<4>, r: BigInt<4>, r2: BigInt<4>) -> String {
+    let n0 = n0_of(&modulus);
     let mut out = String::from("// Generated from ark-bn254 by src/msm/gpu/shaders.rs.\n");
-    out += &wgsl_array("P16", &bigint_limbs16(&Fq::MODULUS));
-    out += &wgsl_array("R2_16", &bigint_limbs16(&Fq::R2));
-    out += &wgsl_array("ONE_MONT_16", &bigint_limbs16(&Fq::R));
+    out += &wgsl_array("P16", &bigint_limbs16(&modulus));
+    out += &wgsl_array("R2_16", &bigint_limbs16(&r2));
+    out += &wgsl_array("ONE_MONT_16", &bigint_limbs16(&r));
     out += &format!("const N0_16: u32 = 0x{:04x}u;\n", n0 & 0xffff);
-    out += &wgsl_array("P32", &bigint_words(&Fq::MODULUS));
-    out += &wgsl_array("R2_32", &bigint_words(&Fq::R2));
-    out += &wgsl_array("ONE_MONT_32", &bigint_words(&Fq::R));
+    out += &wgsl_array("P32", &bigint_words(&modulus));
+    out += &wgsl_array("R2_32", &bigint_words(&r2));
+    out += &wgsl_array("ONE_MONT_32", &bigint_words(&r));
     out += &format!("const N0_32: u32 = 0x{n0:08x}u;\n");
-    out += &wgsl_array("P_MINUS_2_WORDS", &bigint_words(&p_minus_2()));
+    out += &wgsl_array("P_MINUS_2_WORDS", &bigint_words(&minus_2(modulus)));
     out
 }
 

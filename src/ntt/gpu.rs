@@ -1,0 +1,427 @@
+//! The NTT in WGSL: the same transforms as the CPU plan (the same stages,
+//! twiddle tables and order conventions), one dispatch per radix-2 stage in
+//! one compute pass, on either field path of `msm::gpu` (16-bit limbs in u32
+//! everywhere, 32-bit limbs with u64 products where the adapter has
+//! SHADER_INT64) instantiated for the scalar field.
+//!
+//! Not yet: twiddles kept resident across calls (each call uploads its
+//! tables), fused stages in workgroup memory, and transforms larger than
+//! one storage binding (refused with an error naming the limit); the
+//! prover's quotient still runs on the CPU plan.
+
+use std::sync::Arc;
+
+use ark_bn254::Fr;
+use ark_ff::{BigInt, Field};
+use wgpu::util::DeviceExt;
+
+use super::{cpu, Ntt, NttError};
+use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
+use crate::gpu::{GpuContext, GpuError};
+use crate::msm::gpu::shaders::{bigint_words, scalar_field_source, FieldPath};
+
+const NTT_WGSL: &str = include_str!("ntt.wgsl");
+const WORKGROUP: u32 = 64;
+/// WebGPU's guaranteed limit on workgroups per dimension.
+const MAX_GROUPS_X: u32 = 65_535;
+
+/// What every NTT entry point reads (one per dispatch).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NttParams {
+    pub n: u32,
+    pub log_n: u32,
+    /// The stage's half-size (butterflies pair i and i + half).
+    pub half: u32,
+    /// The stage's twiddle stride: n / (2·half).
+    pub stride: u32,
+    /// `scale`: index the table by the bit-reversed position.
+    pub reversed: u32,
+    /// `scale`: every element by table[0].
+    pub constant: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+}
+
+impl WgslStruct for NttParams {
+    const NAME: &'static str = "NttParams";
+    const FIELDS: &'static [&'static str] = &["n", "log_n", "half", "stride", "reversed", "constant", "pad0", "pad1"];
+    const HOST_SIZE: usize = size_of::<NttParams>();
+}
+
+pub const PARAMS: Binding = Binding::uniform(0, "params", "NttParams");
+pub const VALUES: Binding = Binding::read_write(1, "values", "array<u32>");
+pub const TABLE: Binding = Binding::read(2, "table", "array<u32>");
+const BINDINGS: [Binding; 3] = [PARAMS, VALUES, TABLE];
+const CONSTANTS: [(&str, u32); 1] = [("WORKGROUP_SIZE", WORKGROUP)];
+
+/// The NTT module on `path`.
+pub fn module(path: FieldPath) -> KernelModule<'static> {
+    let mut code = scalar_field_source(path);
+    code.push(NTT_WGSL.into());
+    KernelModule {
+        label: "ntt",
+        constants: &CONSTANTS,
+        structs: vec![NttParams::declaration()],
+        bindings: &BINDINGS,
+        code,
+    }
+}
+
+/// One dispatch of a transform.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Dif { roots: &'a wgpu::Buffer, half: u32 },
+    Dit { roots: &'a wgpu::Buffer, half: u32 },
+    BitReverse,
+    Scale { table: &'a wgpu::Buffer, reversed: bool, constant: bool },
+}
+
+impl Step<'_> {
+    fn entry(&self) -> &'static str {
+        match self {
+            Step::Dif { .. } => "dif_stage",
+            Step::Dit { .. } => "dit_stage",
+            Step::BitReverse => "bit_reverse",
+            Step::Scale { .. } => "scale",
+        }
+    }
+
+    /// Invocations: one per butterfly or one per element.
+    fn invocations(&self, n: u32) -> u32 {
+        match self {
+            Step::Dif { .. } | Step::Dit { .. } => n / 2,
+            Step::BitReverse | Step::Scale { .. } => n,
+        }
+    }
+}
+
+/// NTTs on one device, their pipelines compiled once (per device, in the
+/// context's cache).
+pub struct GpuNtt {
+    ctx: Arc<GpuContext>,
+    path: FieldPath,
+    max_groups_x: u32,
+}
+
+impl GpuNtt {
+    /// On the fastest field path the device has.
+    pub fn new(ctx: Arc<GpuContext>) -> Result<GpuNtt, GpuError> {
+        let path = FieldPath::best_for(ctx.features);
+        GpuNtt::on_path(ctx, path)
+    }
+
+    /// On a chosen field path (to test both on one adapter).
+    pub fn on_path(ctx: Arc<GpuContext>, path: FieldPath) -> Result<GpuNtt, GpuError> {
+        if !path.supported_by(ctx.features) {
+            return Err(GpuError::Shader {
+                label: "ntt".into(),
+                reason: format!("the {path:?} field path needs SHADER_INT64, which {} lacks", ctx.describe()),
+            });
+        }
+        let ntt = GpuNtt { ctx, path, max_groups_x: MAX_GROUPS_X };
+        for entry in ["dif_stage", "dit_stage", "bit_reverse", "scale"] {
+            ntt.pipeline(entry)?;
+        }
+        Ok(ntt)
+    }
+
+    pub fn path(&self) -> FieldPath {
+        self.path
+    }
+
+    /// The adapter it runs on.
+    pub fn describe(&self) -> String {
+        self.ctx.describe()
+    }
+
+    #[cfg(test)]
+    fn with_max_groups_x(mut self, groups: u32) -> GpuNtt {
+        self.max_groups_x = groups;
+        self
+    }
+
+    fn pipeline(&self, entry: &str) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+        self.ctx.pipeline("ntt", &module(self.path).compose(), entry)
+    }
+
+    /// [`Ntt::forward`] on the device.
+    pub fn forward(&self, plan: &Ntt, values: &mut [Fr]) -> Result<(), NttError> {
+        plan.check(values)?;
+        self.transform(values, |t| {
+            let roots = t.table("roots", &plan.roots);
+            let mut steps = dif_steps(&roots, plan.len());
+            steps.push(Step::BitReverse);
+            t.run(&steps)
+        })
+    }
+
+    /// [`Ntt::inverse`] on the device.
+    pub fn inverse(&self, plan: &Ntt, values: &mut [Fr]) -> Result<(), NttError> {
+        plan.check(values)?;
+        self.transform(values, |t| {
+            let roots = t.table("inverse roots", &plan.inverse_roots);
+            let scale = t.table("1/n", &[plan.n_inverse]);
+            let mut steps = dif_steps(&roots, plan.len());
+            steps.push(Step::BitReverse);
+            steps.push(Step::Scale { table: &scale, reversed: false, constant: true });
+            t.run(&steps)
+        })
+    }
+
+    /// [`Ntt::coset_forward`] on the device.
+    pub fn coset_forward(&self, plan: &Ntt, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
+        plan.check(values)?;
+        self.transform(values, |t| {
+            let powers = t.table("coset powers", &cpu::powers(Fr::ONE, g, plan.len()));
+            let roots = t.table("roots", &plan.roots);
+            let mut steps = vec![Step::Scale { table: &powers, reversed: false, constant: false }];
+            steps.extend(dif_steps(&roots, plan.len()));
+            steps.push(Step::BitReverse);
+            t.run(&steps)
+        })
+    }
+
+    /// [`Ntt::coset_inverse`] on the device.
+    pub fn coset_inverse(&self, plan: &Ntt, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
+        plan.check(values)?;
+        let g_inverse = g.inverse().ok_or(NttError::ZeroShift)?;
+        self.transform(values, |t| {
+            let roots = t.table("inverse roots", &plan.inverse_roots);
+            let powers = t.table("coset powers", &cpu::powers(plan.n_inverse, g_inverse, plan.len()));
+            let mut steps = dif_steps(&roots, plan.len());
+            steps.push(Step::BitReverse);
+            steps.push(Step::Scale { table: &powers, reversed: false, constant: false });
+            t.run(&steps)
+        })
+    }
+
+    /// [`Ntt::to_coset`] on the device: inverse by decimation in frequency,
+    /// the 1/n and gⁱ factors in bit-reversed order, forward by decimation
+    /// in time; no bit-reversal pass.
+    pub fn to_coset(&self, plan: &Ntt, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
+        plan.check(values)?;
+        self.transform(values, |t| {
+            let inverse_roots = t.table("inverse roots", &plan.inverse_roots);
+            let roots = t.table("roots", &plan.roots);
+            let powers = t.table("coset powers", &cpu::powers(plan.n_inverse, g, plan.len()));
+            let mut steps = dif_steps(&inverse_roots, plan.len());
+            steps.push(Step::Scale { table: &powers, reversed: true, constant: false });
+            steps.extend(dif_steps(&roots, plan.len()).into_iter().rev().map(|s| match s {
+                Step::Dif { roots, half } => Step::Dit { roots, half },
+                other => other,
+            }));
+            t.run(&steps)
+        })
+    }
+
+    /// Upload `values`, let `record` run its steps, read the values back.
+    fn transform(
+        &self,
+        values: &mut [Fr],
+        record: impl FnOnce(&Transform<'_>) -> Result<(), GpuError>,
+    ) -> Result<(), NttError> {
+        let n = values.len();
+        if n == 1 {
+            // Every transform of one point is the identity up to its
+            // factors, which are all one (1/1, g⁰): nothing to run.
+            return Ok(());
+        }
+        let bytes = (n * 32) as u64;
+        let limit = self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(NttError::Device(GpuError::Dispatch {
+                label: "ntt".into(),
+                reason: format!(
+                    "{n} points take {bytes} bytes, past this adapter's storage binding limit of {limit} bytes"
+                ),
+            }));
+        }
+        let words: Vec<u32> = values.iter().flat_map(|v| bigint_words(&v.0)).collect();
+        let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("ntt values"),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+        let t = Transform { ntt: self, values: &buffer, n: n as u32 };
+        record(&t).map_err(NttError::Device)?;
+        if self.ctx.is_lost() {
+            return Err(NttError::Device(GpuError::DeviceLost("during an NTT".into())));
+        }
+        let back = self.ctx.read_buffer("ntt values", &buffer, bytes).map_err(NttError::Device)?;
+        for (value, word) in values.iter_mut().zip(back.chunks_exact(32)) {
+            let limbs: [u64; 4] =
+                std::array::from_fn(|i| u64::from_le_bytes(word[8 * i..8 * i + 8].try_into().expect("eight bytes")));
+            *value = Fr::new_unchecked(BigInt::new(limbs));
+        }
+        Ok(())
+    }
+}
+
+/// The stages of a decimation-in-frequency pass: half-sizes n/2 down to 1.
+fn dif_steps(roots: &wgpu::Buffer, n: usize) -> Vec<Step<'_>> {
+    (0..n.trailing_zeros()).rev().map(|k| Step::Dif { roots, half: 1 << k }).collect()
+}
+
+/// One transform's values on the device, and what records its dispatches.
+struct Transform<'a> {
+    ntt: &'a GpuNtt,
+    values: &'a wgpu::Buffer,
+    n: u32,
+}
+
+impl Transform<'_> {
+    fn table(&self, label: &str, elements: &[Fr]) -> wgpu::Buffer {
+        let words: Vec<u32> = elements.iter().flat_map(|v| bigint_words(&v.0)).collect();
+        self.ntt.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+    }
+
+    /// Record every step into one compute pass and submit it.
+    fn run(&self, steps: &[Step<'_>]) -> Result<(), GpuError> {
+        let ctx = &self.ntt.ctx;
+        let mut prepared = Vec::with_capacity(steps.len());
+        for step in steps {
+            let pipeline = self.ntt.pipeline(step.entry())?;
+            let (half, table, reversed, constant) = match *step {
+                Step::Dif { roots, half } | Step::Dit { roots, half } => (half, Some(roots), false, false),
+                Step::BitReverse => (1, None, false, false),
+                Step::Scale { table, reversed, constant } => (1, Some(table), reversed, constant),
+            };
+            let params = NttParams {
+                n: self.n,
+                log_n: self.n.trailing_zeros(),
+                half,
+                stride: self.n / (2 * half),
+                reversed: reversed as u32,
+                constant: constant as u32,
+                ..Default::default()
+            };
+            let uniform = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("ntt params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let mut entries = vec![
+                wgpu::BindGroupEntry { binding: PARAMS.slot, resource: uniform.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: VALUES.slot, resource: self.values.as_entire_binding() },
+            ];
+            if let Some(table) = table {
+                entries.push(wgpu::BindGroupEntry { binding: TABLE.slot, resource: table.as_entire_binding() });
+            }
+            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(step.entry()),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            prepared.push((pipeline, bind_group, self.groups(step.invocations(self.n))));
+        }
+        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ntt") });
+        {
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ntt"), timestamp_writes: None });
+            for (pipeline, bind_group, (x, y)) in &prepared {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(*x, *y, 1);
+            }
+        }
+        ctx.queue.submit(Some(encoder.finish()));
+        Ok(())
+    }
+
+    /// Workgroups for `invocations`, folded into y past the x limit (the
+    /// kernels index x + y·(groups in x)·WORKGROUP and skip the overshoot).
+    fn groups(&self, invocations: u32) -> (u32, u32) {
+        let groups = invocations.div_ceil(WORKGROUP);
+        let x = groups.min(self.ntt.max_groups_x);
+        (x, groups.div_ceil(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::wgsl::checked::check;
+    use ark_ff::{AdditiveGroup, UniformRand};
+    use rand::SeedableRng;
+
+    #[test]
+    fn the_module_validates_on_both_paths_with_the_host_struct() {
+        for path in [FieldPath::U32, FieldPath::U64] {
+            let checked = check(&module(path));
+            assert_eq!(checked.struct_size("NttParams"), NttParams::HOST_SIZE, "{path:?}");
+            let all: std::collections::BTreeSet<u32> = BINDINGS.iter().map(|b| b.slot).collect();
+            for entry in ["dif_stage", "dit_stage", "scale"] {
+                assert_eq!(checked.used_slots(entry), all, "{path:?} {entry}");
+            }
+            // The host binds no table for the bit reversal.
+            assert_eq!(checked.used_slots("bit_reverse"), [PARAMS.slot, VALUES.slot].into(), "{path:?}");
+        }
+    }
+
+    fn engines() -> Vec<GpuNtt> {
+        let Some(ctx) = crate::gpu::test_context() else { return Vec::new() };
+        let mut out = vec![GpuNtt::on_path(ctx.clone(), FieldPath::U32).expect("the u32 path runs everywhere")];
+        match GpuNtt::on_path(ctx.clone(), FieldPath::U64) {
+            Ok(ntt) => out.push(ntt),
+            Err(e) => eprintln!("SKIPPED: the u64 field path on {}: {e}", ctx.describe()),
+        }
+        out
+    }
+
+    /// Every transform on the device against the CPU plan (itself tested
+    /// against ark-poly), for sizes 1 to 2^9 (one workgroup of butterflies
+    /// is 2^7 points: sizes below, at and past it) and edge values.
+    #[test]
+    fn gpu_transforms_equal_the_cpu_plan() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(19);
+        for ntt in engines() {
+            let path = ntt.path();
+            // A two-workgroup x limit folds every larger dispatch into y.
+            for ntt in [ntt, GpuNtt::on_path(crate::gpu::test_context().unwrap(), path).unwrap().with_max_groups_x(2)] {
+                for log in 0..=9u32 {
+                    let n = 1usize << log;
+                    let plan = Ntt::new(n).unwrap();
+                    let mut edge = vec![-Fr::ONE; n];
+                    edge[0] = Fr::ZERO;
+                    let g = Fr::from(7u64);
+                    for input in [(0..n).map(|_| Fr::rand(&mut rng)).collect::<Vec<_>>(), edge] {
+                        let (mut cpu, mut gpu) = (input.clone(), input.clone());
+                        plan.forward(&mut cpu).unwrap();
+                        ntt.forward(&plan, &mut gpu).unwrap();
+                        assert_eq!(gpu, cpu, "forward, n = {n}, {path:?}");
+                        let (mut cpu, mut gpu) = (input.clone(), input.clone());
+                        plan.inverse(&mut cpu).unwrap();
+                        ntt.inverse(&plan, &mut gpu).unwrap();
+                        assert_eq!(gpu, cpu, "inverse, n = {n}, {path:?}");
+                        let (mut cpu, mut gpu) = (input.clone(), input.clone());
+                        plan.coset_forward(&mut cpu, g).unwrap();
+                        ntt.coset_forward(&plan, &mut gpu, g).unwrap();
+                        assert_eq!(gpu, cpu, "coset forward, n = {n}, {path:?}");
+                        let (mut cpu, mut gpu) = (input.clone(), input.clone());
+                        plan.coset_inverse(&mut cpu, g).unwrap();
+                        ntt.coset_inverse(&plan, &mut gpu, g).unwrap();
+                        assert_eq!(gpu, cpu, "coset inverse, n = {n}, {path:?}");
+                        let (mut cpu, mut gpu) = (input.clone(), input);
+                        plan.to_coset(&mut cpu, g).unwrap();
+                        ntt.to_coset(&plan, &mut gpu, g).unwrap();
+                        assert_eq!(gpu, cpu, "to coset, n = {n}, {path:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_lengths_and_shifts_are_refused_on_the_device_too() {
+        for ntt in engines() {
+            let plan = Ntt::new(8).unwrap();
+            assert_eq!(ntt.forward(&plan, &mut [Fr::ONE; 4]), Err(NttError::Length { plan: 8, values: 4 }));
+            assert_eq!(ntt.coset_inverse(&plan, &mut [Fr::ONE; 8], Fr::ZERO), Err(NttError::ZeroShift));
+        }
+    }
+}

@@ -1,0 +1,108 @@
+// NTT stages over BN254's scalar field Fr (the field code and its constants
+// come before this file: msm/gpu's field paths with Fr's prelude).
+//
+// `values` holds n elements of eight little-endian words each, in arkworks'
+// Montgomery form; `table` the stage's twiddles (roots[k] = ω^k, k < n/2) or
+// a scaling table. One invocation per butterfly (n/2) or per element (n);
+// dispatches wider than 65535 workgroups are folded into y.
+
+fn invocation(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.x + gid.y * groups.x * WORKGROUP_SIZE;
+}
+
+fn load(i: u32) -> Fe {
+    var w: array<u32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        w[k] = values[8u * i + k];
+    }
+    return fe_from_words(w);
+}
+
+fn store(i: u32, a: Fe) {
+    let w = fe_to_words(a);
+    for (var k = 0u; k < 8u; k++) {
+        values[8u * i + k] = w[k];
+    }
+}
+
+fn table_at(i: u32) -> Fe {
+    var w: array<u32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        w[k] = table[8u * i + k];
+    }
+    return fe_from_words(w);
+}
+
+// The butterfly t of a stage of half-size `half`: its two points.
+fn pair(t: u32) -> vec2<u32> {
+    let j = t & (params.half - 1u);
+    let i0 = (t - j) * 2u + j;
+    return vec2<u32>(i0, i0 + params.half);
+}
+
+// Gentleman–Sande: (u, v) -> (u + v, (u - v)·w).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn dif_stage(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let t = invocation(gid, groups);
+    if (t >= params.n / 2u) {
+        return;
+    }
+    let p = pair(t);
+    let u = load(p.x);
+    let v = load(p.y);
+    let w = table_at((t & (params.half - 1u)) * params.stride);
+    store(p.x, fe_add(u, v));
+    store(p.y, fe_mul(fe_sub(u, v), w));
+}
+
+// Cooley–Tukey: (u, v) -> (u + v·w, u - v·w).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn dit_stage(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let t = invocation(gid, groups);
+    if (t >= params.n / 2u) {
+        return;
+    }
+    let p = pair(t);
+    let u = load(p.x);
+    let v = fe_mul(load(p.y), table_at((t & (params.half - 1u)) * params.stride));
+    store(p.x, fe_add(u, v));
+    store(p.y, fe_sub(u, v));
+}
+
+fn reversed(i: u32) -> u32 {
+    // log_n >= 1 here: the host never dispatches a one-point transform.
+    return reverseBits(i) >> (32u - params.log_n);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn bit_reverse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = invocation(gid, groups);
+    if (i >= params.n) {
+        return;
+    }
+    let r = reversed(i);
+    // Each pair is swapped once, by its smaller index.
+    if (i < r) {
+        let a = load(i);
+        store(i, load(r));
+        store(r, a);
+    }
+}
+
+// values[i] *= table[i], or table[bit-reverse(i)] when params.reversed is 1,
+// or table[0] when params.constant is 1.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = invocation(gid, groups);
+    if (i >= params.n) {
+        return;
+    }
+    var k = i;
+    if (params.reversed == 1u) {
+        k = reversed(i);
+    }
+    if (params.constant == 1u) {
+        k = 0u;
+    }
+    store(i, fe_mul(load(i), table_at(k)));
+}
