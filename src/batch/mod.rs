@@ -305,6 +305,7 @@ fn conclude<'a>(
             execute: Some(crate::ResolvedBackend::Cpu),
             hash: Some(pool.backend()),
             prove: None,
+            quotient: None,
             hash_fallbacks: pool.gpu_fallbacks() as u64,
             hashed_on_gpu: pool.gpu_hashed(),
         },
@@ -417,6 +418,7 @@ impl<'a> PendingCommit<'a> {
         executed.metadata.prove_stages = stages;
         if proof.is_some() {
             executed.metadata.backends.prove = executed.tx.proof_system.as_ref().and_then(|s| s.backend());
+            executed.metadata.backends.quotient = stages.and_then(|s| s.quotient_backend());
         }
         let (ctx, counts) = (executed.ctx, executed.counts);
         let record = BatchRecord {

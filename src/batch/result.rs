@@ -146,6 +146,9 @@ pub struct StageBackends {
     pub hash: Option<ResolvedBackend>,
     /// The proofs' MSMs.
     pub prove: Option<ResolvedBackend>,
+    /// The proofs' quotient polynomials (their NTTs): the GPU only when
+    /// every proof's transforms ran there.
+    pub quotient: Option<ResolvedBackend>,
     /// Hash flushes (or Merkle roots) the GPU failed and the CPU recomputed,
     /// with the same results: `hash` still says where they were sent.
     pub hash_fallbacks: u64,

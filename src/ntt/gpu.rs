@@ -15,7 +15,7 @@ use ark_bn254::Fr;
 use ark_ff::{BigInt, Field};
 use wgpu::util::DeviceExt;
 
-use super::{cpu, Ntt, NttError};
+use super::{cpu, Ntt, NttError, NttOp};
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
 use crate::gpu::{GpuContext, GpuError};
 use crate::msm::gpu::shaders::{bigint_words, scalar_field_source, FieldPath};
@@ -39,13 +39,14 @@ pub struct NttParams {
     pub reversed: u32,
     /// `scale`: every element by table[0].
     pub constant: u32,
-    pub pad0: u32,
-    pub pad1: u32,
+    /// Transforms in the buffer, n elements each.
+    pub count: u32,
+    pub pad: u32,
 }
 
 impl WgslStruct for NttParams {
     const NAME: &'static str = "NttParams";
-    const FIELDS: &'static [&'static str] = &["n", "log_n", "half", "stride", "reversed", "constant", "pad0", "pad1"];
+    const FIELDS: &'static [&'static str] = &["n", "log_n", "half", "stride", "reversed", "constant", "count", "pad"];
     const HOST_SIZE: usize = size_of::<NttParams>();
 }
 
@@ -68,16 +69,16 @@ pub fn module(path: FieldPath) -> KernelModule<'static> {
     }
 }
 
-/// One dispatch of a transform.
+/// One dispatch of a transform; tables by their index in the transform's.
 #[derive(Clone, Copy)]
-enum Step<'a> {
-    Dif { roots: &'a wgpu::Buffer, half: u32 },
-    Dit { roots: &'a wgpu::Buffer, half: u32 },
+enum Step {
+    Dif { roots: usize, half: u32 },
+    Dit { roots: usize, half: u32 },
     BitReverse,
-    Scale { table: &'a wgpu::Buffer, reversed: bool, constant: bool },
+    Scale { table: usize, reversed: bool, constant: bool },
 }
 
-impl Step<'_> {
+impl Step {
     fn entry(&self) -> &'static str {
         match self {
             Step::Dif { .. } => "dif_stage",
@@ -87,11 +88,11 @@ impl Step<'_> {
         }
     }
 
-    /// Invocations: one per butterfly or one per element.
-    fn invocations(&self, n: u32) -> u32 {
+    /// Invocations: one per butterfly or one per element, of every transform.
+    fn invocations(&self, n: u32, count: u32) -> u32 {
         match self {
-            Step::Dif { .. } | Step::Dit { .. } => n / 2,
-            Step::BitReverse | Step::Scale { .. } => n,
+            Step::Dif { .. } | Step::Dit { .. } => n / 2 * count,
+            Step::BitReverse | Step::Scale { .. } => n * count,
         }
     }
 }
@@ -102,6 +103,8 @@ pub struct GpuNtt {
     ctx: Arc<GpuContext>,
     path: FieldPath,
     max_groups_x: u32,
+    /// A lower storage binding limit than the adapter's (tests of splitting).
+    binding_limit: Option<u64>,
 }
 
 impl GpuNtt {
@@ -119,7 +122,7 @@ impl GpuNtt {
                 reason: format!("the {path:?} field path needs SHADER_INT64, which {} lacks", ctx.describe()),
             });
         }
-        let ntt = GpuNtt { ctx, path, max_groups_x: MAX_GROUPS_X };
+        let ntt = GpuNtt { ctx, path, max_groups_x: MAX_GROUPS_X, binding_limit: None };
         for entry in ["dif_stage", "dit_stage", "bit_reverse", "scale"] {
             ntt.pipeline(entry)?;
         }
@@ -141,115 +144,122 @@ impl GpuNtt {
         self
     }
 
+    #[cfg(test)]
+    pub(crate) fn with_binding_limit(&self, bytes: u64) -> GpuNtt {
+        GpuNtt { ctx: self.ctx.clone(), path: self.path, max_groups_x: self.max_groups_x, binding_limit: Some(bytes) }
+    }
+
     fn pipeline(&self, entry: &str) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
         self.ctx.pipeline("ntt", &module(self.path).compose(), entry)
     }
 
     /// [`Ntt::forward`] on the device.
     pub fn forward(&self, plan: &Ntt, values: &mut [Fr]) -> Result<(), NttError> {
-        plan.check(values)?;
-        self.transform(values, |t| {
-            let roots = t.table("roots", &plan.roots);
-            let mut steps = dif_steps(&roots, plan.len());
-            steps.push(Step::BitReverse);
-            t.run(&steps)
-        })
+        self.apply(plan, NttOp::Forward, &mut [values], None)
     }
 
     /// [`Ntt::inverse`] on the device.
     pub fn inverse(&self, plan: &Ntt, values: &mut [Fr]) -> Result<(), NttError> {
-        plan.check(values)?;
-        self.transform(values, |t| {
-            let roots = t.table("inverse roots", &plan.inverse_roots);
-            let scale = t.table("1/n", &[plan.n_inverse]);
-            let mut steps = dif_steps(&roots, plan.len());
-            steps.push(Step::BitReverse);
-            steps.push(Step::Scale { table: &scale, reversed: false, constant: true });
-            t.run(&steps)
-        })
+        self.apply(plan, NttOp::Inverse, &mut [values], None)
     }
 
     /// [`Ntt::coset_forward`] on the device.
     pub fn coset_forward(&self, plan: &Ntt, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
-        plan.check(values)?;
-        self.transform(values, |t| {
-            let powers = t.table("coset powers", &cpu::powers(Fr::ONE, g, plan.len()));
-            let roots = t.table("roots", &plan.roots);
-            let mut steps = vec![Step::Scale { table: &powers, reversed: false, constant: false }];
-            steps.extend(dif_steps(&roots, plan.len()));
-            steps.push(Step::BitReverse);
-            t.run(&steps)
-        })
+        self.apply(plan, NttOp::CosetForward(g), &mut [values], None)
     }
 
     /// [`Ntt::coset_inverse`] on the device.
     pub fn coset_inverse(&self, plan: &Ntt, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
-        plan.check(values)?;
-        let g_inverse = g.inverse().ok_or(NttError::ZeroShift)?;
-        self.transform(values, |t| {
-            let roots = t.table("inverse roots", &plan.inverse_roots);
-            let powers = t.table("coset powers", &cpu::powers(plan.n_inverse, g_inverse, plan.len()));
-            let mut steps = dif_steps(&roots, plan.len());
-            steps.push(Step::BitReverse);
-            steps.push(Step::Scale { table: &powers, reversed: false, constant: false });
-            t.run(&steps)
-        })
+        self.apply(plan, NttOp::CosetInverse(g), &mut [values], None)
     }
 
-    /// [`Ntt::to_coset`] on the device: inverse by decimation in frequency,
-    /// the 1/n and gⁱ factors in bit-reversed order, forward by decimation
-    /// in time; no bit-reversal pass.
+    /// [`Ntt::to_coset`] on the device.
     pub fn to_coset(&self, plan: &Ntt, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
-        plan.check(values)?;
-        self.transform(values, |t| {
-            let inverse_roots = t.table("inverse roots", &plan.inverse_roots);
-            let roots = t.table("roots", &plan.roots);
-            let powers = t.table("coset powers", &cpu::powers(plan.n_inverse, g, plan.len()));
-            let mut steps = dif_steps(&inverse_roots, plan.len());
-            steps.push(Step::Scale { table: &powers, reversed: true, constant: false });
-            steps.extend(dif_steps(&roots, plan.len()).into_iter().rev().map(|s| match s {
-                Step::Dif { roots, half } => Step::Dit { roots, half },
-                other => other,
-            }));
-            t.run(&steps)
-        })
+        self.apply(plan, NttOp::ToCoset(g), &mut [values], None)
     }
 
-    /// Upload `values`, let `record` run its steps, read the values back.
-    fn transform(
+    /// Whether `count` transforms of `n` points fit one storage binding.
+    pub fn fits(&self, n: usize, count: usize) -> bool {
+        (n * count * 32) as u64 <= self.binding_limit()
+    }
+
+    fn binding_limit(&self) -> u64 {
+        let adapter = self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size);
+        self.binding_limit.map_or(adapter, |limit| limit.min(adapter))
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.ctx.is_lost()
+    }
+
+    /// `op` on every slice of `batch` (each the plan's length), as one
+    /// upload, one compute pass and one readback per group of transforms
+    /// that fits a storage binding. The slices are written only once their
+    /// group has been read back whole. `fail_before_step` (a test hook)
+    /// fails the first group before that dispatch (past the last: before
+    /// its readback) as a lost device would.
+    pub fn apply(
         &self,
-        values: &mut [Fr],
-        record: impl FnOnce(&Transform<'_>) -> Result<(), GpuError>,
+        plan: &Ntt,
+        op: NttOp,
+        batch: &mut [&mut [Fr]],
+        fail_before_step: Option<usize>,
     ) -> Result<(), NttError> {
-        let n = values.len();
-        if n == 1 {
+        for values in batch.iter() {
+            plan.check_op(op, values)?;
+        }
+        let n = plan.len();
+        if n == 1 || batch.is_empty() {
             // Every transform of one point is the identity up to its
             // factors, which are all one (1/1, g⁰): nothing to run.
             return Ok(());
         }
-        let bytes = (n * 32) as u64;
-        let limit = self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size);
-        if bytes > limit {
+        let per_group = (self.binding_limit() / (n as u64 * 32)) as usize;
+        if per_group == 0 {
             return Err(NttError::Device(GpuError::Dispatch {
                 label: "ntt".into(),
                 reason: format!(
-                    "{n} points take {bytes} bytes, past this adapter's storage binding limit of {limit} bytes"
+                    "{n} points take {} bytes, past this adapter's storage binding limit of {} bytes",
+                    n * 32,
+                    self.binding_limit()
                 ),
             }));
         }
-        let words: Vec<u32> = values.iter().flat_map(|v| bigint_words(&v.0)).collect();
+        let mut fail = fail_before_step;
+        for group in batch.chunks_mut(per_group) {
+            self.transform(group, |t| t.run(&steps(t, plan, op)?, fail.take()))?;
+        }
+        Ok(())
+    }
+
+    /// Upload `group`, let `record` run its steps, read the values back.
+    fn transform(
+        &self,
+        group: &mut [&mut [Fr]],
+        record: impl FnOnce(&Transform<'_>) -> Result<(), GpuError>,
+    ) -> Result<(), NttError> {
+        let n = group[0].len();
+        let bytes = (n * group.len() * 32) as u64;
+        let words: Vec<u32> = group.iter().flat_map(|values| values.iter()).flat_map(|v| bigint_words(&v.0)).collect();
         let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("ntt values"),
             contents: bytemuck::cast_slice(&words),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         });
-        let t = Transform { ntt: self, values: &buffer, n: n as u32 };
+        let t = Transform {
+            ntt: self,
+            values: &buffer,
+            n: n as u32,
+            count: group.len() as u32,
+            tables: Default::default(),
+        };
         record(&t).map_err(NttError::Device)?;
         if self.ctx.is_lost() {
             return Err(NttError::Device(GpuError::DeviceLost("during an NTT".into())));
         }
         let back = self.ctx.read_buffer("ntt values", &buffer, bytes).map_err(NttError::Device)?;
-        for (value, word) in values.iter_mut().zip(back.chunks_exact(32)) {
+        let elements = group.iter_mut().flat_map(|values| values.iter_mut());
+        for (value, word) in elements.zip(back.chunks_exact(32)) {
             let limbs: [u64; 4] =
                 std::array::from_fn(|i| u64::from_le_bytes(word[8 * i..8 * i + 8].try_into().expect("eight bytes")));
             *value = Fr::new_unchecked(BigInt::new(limbs));
@@ -258,38 +268,93 @@ impl GpuNtt {
     }
 }
 
+/// The dispatches of `op`, its tables uploaded into `t`.
+fn steps(t: &Transform<'_>, plan: &Ntt, op: NttOp) -> Result<Vec<Step>, GpuError> {
+    let n = plan.len();
+    let mut steps = Vec::new();
+    match op {
+        NttOp::Forward => {
+            steps.extend(dif_steps(t.table("roots", &plan.roots), n));
+            steps.push(Step::BitReverse);
+        }
+        NttOp::Inverse => {
+            steps.extend(dif_steps(t.table("inverse roots", &plan.inverse_roots), n));
+            steps.push(Step::BitReverse);
+            steps.push(Step::Scale { table: t.table("1/n", &[plan.n_inverse]), reversed: false, constant: true });
+        }
+        NttOp::CosetForward(g) => {
+            let powers = t.table("coset powers", &cpu::powers(Fr::ONE, g, n));
+            steps.push(Step::Scale { table: powers, reversed: false, constant: false });
+            steps.extend(dif_steps(t.table("roots", &plan.roots), n));
+            steps.push(Step::BitReverse);
+        }
+        NttOp::CosetInverse(g) => {
+            let g_inverse = g.inverse().expect("checked before the upload");
+            steps.extend(dif_steps(t.table("inverse roots", &plan.inverse_roots), n));
+            steps.push(Step::BitReverse);
+            let powers = t.table("coset powers", &cpu::powers(plan.n_inverse, g_inverse, n));
+            steps.push(Step::Scale { table: powers, reversed: false, constant: false });
+        }
+        // The inverse by decimation in frequency, the 1/n and gⁱ factors in
+        // bit-reversed order, the forward by decimation in time: no
+        // bit-reversal pass.
+        NttOp::ToCoset(g) => {
+            steps.extend(dif_steps(t.table("inverse roots", &plan.inverse_roots), n));
+            let powers = t.table("coset powers", &cpu::powers(plan.n_inverse, g, n));
+            steps.push(Step::Scale { table: powers, reversed: true, constant: false });
+            let roots = t.table("roots", &plan.roots);
+            steps.extend(dif_steps(roots, n).into_iter().rev().map(|s| match s {
+                Step::Dif { roots, half } => Step::Dit { roots, half },
+                other => other,
+            }));
+        }
+    }
+    Ok(steps)
+}
+
 /// The stages of a decimation-in-frequency pass: half-sizes n/2 down to 1.
-fn dif_steps(roots: &wgpu::Buffer, n: usize) -> Vec<Step<'_>> {
+fn dif_steps(roots: usize, n: usize) -> Vec<Step> {
     (0..n.trailing_zeros()).rev().map(|k| Step::Dif { roots, half: 1 << k }).collect()
 }
 
-/// One transform's values on the device, and what records its dispatches.
+/// A group of transforms' values on the device, their tables, and what
+/// records their dispatches.
 struct Transform<'a> {
     ntt: &'a GpuNtt,
     values: &'a wgpu::Buffer,
     n: u32,
+    count: u32,
+    tables: std::cell::RefCell<Vec<wgpu::Buffer>>,
 }
 
 impl Transform<'_> {
-    fn table(&self, label: &str, elements: &[Fr]) -> wgpu::Buffer {
+    /// Upload a table; its index for [`Step`]s.
+    fn table(&self, label: &str, elements: &[Fr]) -> usize {
         let words: Vec<u32> = elements.iter().flat_map(|v| bigint_words(&v.0)).collect();
-        self.ntt.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let buffer = self.ntt.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::cast_slice(&words),
             usage: wgpu::BufferUsages::STORAGE,
-        })
+        });
+        let mut tables = self.tables.borrow_mut();
+        tables.push(buffer);
+        tables.len() - 1
     }
 
     /// Record every step into one compute pass and submit it.
-    fn run(&self, steps: &[Step<'_>]) -> Result<(), GpuError> {
+    fn run(&self, steps: &[Step], fail_before_step: Option<usize>) -> Result<(), GpuError> {
         let ctx = &self.ntt.ctx;
+        let tables = self.tables.borrow();
         let mut prepared = Vec::with_capacity(steps.len());
-        for step in steps {
+        for (index, step) in steps.iter().enumerate() {
+            if fail_before_step == Some(index) {
+                return Err(GpuError::InjectedFault(format!("NTT dispatch {index} ({})", step.entry())));
+            }
             let pipeline = self.ntt.pipeline(step.entry())?;
             let (half, table, reversed, constant) = match *step {
-                Step::Dif { roots, half } | Step::Dit { roots, half } => (half, Some(roots), false, false),
+                Step::Dif { roots, half } | Step::Dit { roots, half } => (half, Some(&tables[roots]), false, false),
                 Step::BitReverse => (1, None, false, false),
-                Step::Scale { table, reversed, constant } => (1, Some(table), reversed, constant),
+                Step::Scale { table, reversed, constant } => (1, Some(&tables[table]), reversed, constant),
             };
             let params = NttParams {
                 n: self.n,
@@ -298,6 +363,7 @@ impl Transform<'_> {
                 stride: self.n / (2 * half),
                 reversed: reversed as u32,
                 constant: constant as u32,
+                count: self.count,
                 ..Default::default()
             };
             let uniform = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -317,7 +383,10 @@ impl Transform<'_> {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
-            prepared.push((pipeline, bind_group, self.groups(step.invocations(self.n))));
+            prepared.push((pipeline, bind_group, self.groups(step.invocations(self.n, self.count))));
+        }
+        if fail_before_step.is_some_and(|step| step >= steps.len()) {
+            return Err(GpuError::InjectedFault("NTT readback".into()));
         }
         let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ntt") });
         {

@@ -1,7 +1,9 @@
 //! Number-theoretic transforms over BN254's scalar field: the FFTs of the
 //! Groth16 quotient. A [`Ntt`] is a plan for one power-of-two size (its
-//! roots of unity computed once); [`cpu`] holds the kernels, and `gpu` the
-//! same transforms in WGSL (`gpu::GpuNtt`, tested against this plan).
+//! roots of unity computed once); [`cpu`] holds the kernels, `gpu` the
+//! same transforms in WGSL (`gpu::GpuNtt`, tested against this plan), and
+//! [`NttEngine`] picks between them for the prover, with the backend
+//! layer's fallback to the CPU.
 //!
 //! - `forward`/`inverse`: natural order in and out, the same results as
 //!   ark-poly's `Radix2EvaluationDomain::fft_in_place`/`ifft_in_place`.
@@ -13,11 +15,17 @@
 //!   no bit-reversal permutation, and the 1/n and gⁱ factors are one pass.
 
 pub mod cpu;
+mod engine;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+#[cfg(not(feature = "gpu"))]
+#[path = "gpu_absent.rs"]
+pub mod gpu;
+
+pub use engine::NttEngine;
 
 use ark_bn254::Fr;
-use ark_ff::{FftField, Field};
+use ark_ff::{FftField, Field, Zero};
 
 /// BN254's scalar field has 2^28-th roots of unity.
 pub const MAX_LOG_SIZE: u32 = Fr::TWO_ADICITY;
@@ -32,6 +40,16 @@ pub enum NttError {
     Length { plan: usize, values: usize },
     #[error("NTT on the GPU: {0}")]
     Device(crate::backend::DeviceError),
+}
+
+/// One transform of a plan's size, as the engines that run many take it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NttOp {
+    Forward,
+    Inverse,
+    CosetForward(Fr),
+    CosetInverse(Fr),
+    ToCoset(Fr),
 }
 
 /// A plan for transforms of one size: the size's roots of unity and their
@@ -93,21 +111,45 @@ impl Ntt {
 
     /// Coefficients to evaluations at g·ω⁰ … g·ωⁿ⁻¹.
     pub fn coset_forward(&self, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
-        self.check(values)?;
+        self.check_op(NttOp::CosetForward(g), values)?;
         cpu::scale_by_powers(values, Fr::ONE, g);
         self.forward(values)
     }
 
     /// Evaluations at g·ω⁰ … g·ωⁿ⁻¹ to coefficients.
     pub fn coset_inverse(&self, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
+        self.check_op(NttOp::CosetInverse(g), values)?;
         self.inverse(values)?;
         cpu::scale_by_powers(values, Fr::ONE, g.inverse().ok_or(NttError::ZeroShift)?);
         Ok(())
     }
 
+    /// Refuse what no backend can run: a length other than the plan's, or a
+    /// coset shift of zero.
+    fn check_op(&self, op: NttOp, values: &[Fr]) -> Result<(), NttError> {
+        self.check(values)?;
+        match op {
+            NttOp::CosetForward(g) | NttOp::CosetInverse(g) | NttOp::ToCoset(g) if g.is_zero() => {
+                Err(NttError::ZeroShift)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `op` on `values`.
+    pub fn apply(&self, op: NttOp, values: &mut [Fr]) -> Result<(), NttError> {
+        match op {
+            NttOp::Forward => self.forward(values),
+            NttOp::Inverse => self.inverse(values),
+            NttOp::CosetForward(g) => self.coset_forward(values, g),
+            NttOp::CosetInverse(g) => self.coset_inverse(values, g),
+            NttOp::ToCoset(g) => self.to_coset(values, g),
+        }
+    }
+
     /// Evaluations on ⟨ω⟩ to evaluations on g·⟨ω⟩ of the same polynomial.
     pub fn to_coset(&self, values: &mut [Fr], g: Fr) -> Result<(), NttError> {
-        self.check(values)?;
+        self.check_op(NttOp::ToCoset(g), values)?;
         cpu::dif(values, &self.inverse_roots);
         cpu::scale_by_powers_bit_reversed(values, self.n_inverse, g);
         cpu::dit(values, &self.roots);
@@ -183,7 +225,9 @@ mod tests {
         for n in [0, 3, 6, 1 << 29] {
             assert_eq!(Ntt::new(n).err(), Some(NttError::Size(n)));
         }
-        assert_eq!(Ntt::new(8).unwrap().coset_inverse(&mut [Fr::ONE; 8], Fr::ZERO), Err(NttError::ZeroShift));
+        for op in [NttOp::CosetForward(Fr::ZERO), NttOp::CosetInverse(Fr::ZERO), NttOp::ToCoset(Fr::ZERO)] {
+            assert_eq!(Ntt::new(8).unwrap().apply(op, &mut [Fr::ONE; 8]), Err(NttError::ZeroShift), "{op:?}");
+        }
         let plan = Ntt::new(8).unwrap();
         assert_eq!(plan.forward(&mut [Fr::ONE; 4]), Err(NttError::Length { plan: 8, values: 4 }));
     }

@@ -67,6 +67,8 @@ pub enum ProveError {
     Rejected(String),
     #[error("MSM engine: {0}")]
     Msm(#[from] MsmError),
+    #[error("NTT engine: {0}")]
+    Ntt(#[from] crate::ntt::NttError),
     /// An operation the system cannot prove (it fails on its own).
     #[error("{0}")]
     Inadmissible(String),
@@ -84,6 +86,7 @@ impl ProveError {
             ProveError::Malformed { .. } | ProveError::InvalidPoint { .. } => "decode",
             ProveError::PublicInputCount { .. } | ProveError::Rejected(_) => "verify",
             ProveError::Msm(_) => "msm",
+            ProveError::Ntt(_) => "quotient",
             ProveError::Inadmissible(_) => "admission",
             ProveError::CannotProve(_) => "prove",
         }

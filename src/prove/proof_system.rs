@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::witness::OpWitness;
 use super::ProveError;
+use crate::backend::ResolvedBackend;
 use crate::resource::Operation;
 use crate::store::ProofRecord;
 
@@ -27,6 +28,12 @@ pub struct ProveStages {
     pub cpu_retries: u64,
     /// MSMs the GPU failed and the CPU recomputed (same results).
     pub gpu_fallbacks: u64,
+    /// Quotients whose NTTs all ran on the GPU, and those that ran (at
+    /// least in part) on the CPU.
+    pub quotients_on_gpu: u64,
+    pub quotients_on_cpu: u64,
+    /// NTT batches the GPU failed and the CPU recomputed (same results).
+    pub ntt_fallbacks: u64,
 }
 
 impl ProveStages {
@@ -40,6 +47,29 @@ impl ProveStages {
         self.verify_us += other.verify_us;
         self.cpu_retries += other.cpu_retries;
         self.gpu_fallbacks += other.gpu_fallbacks;
+        self.quotients_on_gpu += other.quotients_on_gpu;
+        self.quotients_on_cpu += other.quotients_on_cpu;
+        self.ntt_fallbacks += other.ntt_fallbacks;
+    }
+
+    /// Count one quotient: where its transforms ran, and how many of them
+    /// the GPU failed and the CPU recomputed.
+    pub fn record_quotient(&mut self, ran: ResolvedBackend, ntt_fallbacks: u64) {
+        match ran {
+            ResolvedBackend::Gpu => self.quotients_on_gpu += 1,
+            ResolvedBackend::Cpu => self.quotients_on_cpu += 1,
+        }
+        self.ntt_fallbacks += ntt_fallbacks;
+    }
+
+    /// Where the quotients ran: the GPU only when every one did (None: no
+    /// quotient was computed).
+    pub fn quotient_backend(&self) -> Option<ResolvedBackend> {
+        match (self.quotients_on_gpu, self.quotients_on_cpu) {
+            (0, 0) => None,
+            (_, 0) => Some(ResolvedBackend::Gpu),
+            _ => Some(ResolvedBackend::Cpu),
+        }
     }
 
     /// The stages' time end to end: the MSM stage costs the longer of the

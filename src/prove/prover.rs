@@ -2,8 +2,8 @@
 //! (the compliance circuit here, circom's in [`super::circom`]): the A, B,
 //! C and H multi-scalar multiplications on the MSM engine, the G2 MSM on
 //! the CPU concurrently with the G1 ones. [`prove`] is the compliance
-//! circuit's: witness and QAP on the CPU (ark-groth16's libsnark
-//! reduction), then the core.
+//! circuit's: witness on the CPU, the QAP's quotient (ark-groth16's
+//! libsnark reduction) on the NTT engine, then the core.
 //!
 //! The proof is Groth16's, with fresh r and s:
 //! A = α + Σ aᵢ·A_i + r·δ,  B = β + Σ aᵢ·B_i + s·δ (in G2, and in G1 for C),
@@ -13,11 +13,9 @@ use std::time::Instant;
 
 use ark_bn254::{Bn254, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::{AffineRepr, CurveGroup};
-use ark_ff::{UniformRand, Zero};
-use ark_groth16::r1cs_to_qap::{LibsnarkReduction, R1CSToQAP};
+use ark_ff::{FftField, Field, One, UniformRand, Zero};
 use ark_groth16::{Proof, ProvingKey};
-use ark_poly::GeneralEvaluationDomain;
-use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystem, OptimizationGoal, SynthesisMode};
+use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystem, Matrix, OptimizationGoal, SynthesisMode};
 use rand::SeedableRng;
 use rayon::prelude::*;
 
@@ -27,7 +25,9 @@ use super::ProveError;
 use std::sync::Arc;
 
 use super::proof_system::{micros, ProveStages};
+use crate::backend::ResolvedBackend;
 use crate::msm::{MsmEngine, ResidentG1, ResidentG2};
+use crate::ntt::{Ntt, NttEngine, NttOp};
 
 /// A query whose first base (the constant-one variable) is added directly and
 /// whose other bases are kept only where non-zero, with their variable indices.
@@ -155,7 +155,48 @@ pub fn check_satisfied(shape: &CircuitShape, full: &[Fr]) -> Result<(), ProveErr
 }
 
 /// Computes the quotient scalars for a key's H points from a full assignment.
-pub type QuotientOf<'a> = dyn Fn(&[Fr]) -> Result<Vec<Fr>, ProveError> + 'a;
+pub type QuotientOf<'a> = dyn Fn(&[Fr]) -> Result<(Vec<Fr>, ResolvedBackend), ProveError> + 'a;
+
+/// The quotient's coefficients for arkworks' keys: its libsnark reduction
+/// (A, B and C evaluated on the domain, each moved to the coset
+/// g·⟨ω⟩ for g Fr's multiplicative generator, (A·B − C)/Z there, and
+/// interpolated back from the coset), its transforms on `ntt` (the three
+/// forward ones as one batch); with where they ran. Equal to ark-groth16's
+/// `LibsnarkReduction::witness_map_from_matrices` (tested).
+pub fn libsnark_quotient(
+    ntt: &NttEngine,
+    plan: &Ntt,
+    shape: &CircuitShape,
+    full: &[Fr],
+) -> Result<(Vec<Fr>, ResolvedBackend), ProveError> {
+    let (n, constraints, inputs) = (plan.len(), shape.num_constraints, shape.num_instance_variables);
+    if constraints + inputs > n || full.len() < inputs {
+        return Err(ProveError::Synthesis(format!(
+            "{constraints} constraints and {inputs} inputs on a domain of {n} with {} values",
+            full.len()
+        )));
+    }
+    let evaluate = |matrix: &Matrix<Fr>| {
+        let mut rows = vec![Fr::zero(); n];
+        rows[..constraints].par_iter_mut().zip(matrix).for_each(|(row, terms)| {
+            *row = terms.iter().map(|&(coefficient, index)| coefficient * full[index]).sum();
+        });
+        rows
+    };
+    let (mut a, mut b, mut c) =
+        (evaluate(&shape.matrices[0]), evaluate(&shape.matrices[1]), evaluate(&shape.matrices[2]));
+    a[constraints..constraints + inputs].copy_from_slice(&full[..inputs]);
+    let g = Fr::GENERATOR;
+    let forward = ntt.apply(plan, NttOp::ToCoset(g), &mut [&mut a, &mut b, &mut c])?;
+    let z_inverse = (g.pow([n as u64]) - Fr::one()).inverse().expect("g is not an n-th root of unity");
+    let mut h: Vec<Fr> = a.par_iter().zip(&b).zip(&c).map(|((a, b), c)| (*a * b - c) * z_inverse).collect();
+    let back = ntt.apply(plan, NttOp::CosetInverse(g), &mut [&mut h])?;
+    let ran = match (forward, back) {
+        (ResolvedBackend::Gpu, ResolvedBackend::Gpu) => ResolvedBackend::Gpu,
+        _ => ResolvedBackend::Cpu,
+    };
+    Ok((h, ran))
+}
 
 /// One Groth16 proof of `circuit` on `engine`, with the quotient scalars
 /// `quotient` computes from the full assignment (the key's setup decides
@@ -174,20 +215,11 @@ pub fn prove(
     timings.witness_us += micros(start.elapsed());
 
     let start = Instant::now();
-    let h = quotient(&full)?;
+    let (h, ran) = quotient(&full)?;
+    timings.record_quotient(ran, 0);
     timings.qap_us += micros(start.elapsed());
     let proof = prove_assigned(engine, key, &full, shape.num_instance_variables, &h, timings)?;
     Ok((proof, full[1..shape.num_instance_variables].to_vec()))
-}
-
-/// The quotient's coefficients for arkworks' keys (its libsnark reduction).
-pub fn libsnark_quotient(shape: &CircuitShape, full: &[Fr]) -> Result<Vec<Fr>, ProveError> {
-    Ok(LibsnarkReduction::witness_map_from_matrices::<Fr, GeneralEvaluationDomain<Fr>>(
-        &shape.matrices,
-        shape.num_instance_variables,
-        shape.num_constraints,
-        full,
-    )?)
 }
 
 /// The Groth16 core every prover shares: one proof from the full
@@ -271,4 +303,49 @@ fn assemble(
     let c = a * s + b1 * r - delta_g1 * (r * s) + l_acc + h_acc;
     let affine = G1Projective::normalize_batch(&[a, c]);
     Proof { a: affine[0], b: b2.into_affine(), c: affine[1] }
+}
+
+#[cfg(test)]
+mod tests {
+    use ark_bn254::Fr;
+    use ark_ff::UniformRand;
+    use ark_groth16::r1cs_to_qap::{LibsnarkReduction, R1CSToQAP};
+    use ark_poly::GeneralEvaluationDomain;
+    use rand::SeedableRng;
+
+    use super::libsnark_quotient;
+    use crate::backend::ResolvedBackend;
+    use crate::ntt::{Ntt, NttEngine};
+    use crate::prove::keys::CircuitShape;
+
+    /// Our libsnark quotient against ark-groth16's on the compliance
+    /// circuit's matrices, for an arbitrary assignment (the map is defined
+    /// for any), on the CPU engine and on the GPU one where there is one.
+    #[test]
+    fn the_libsnark_quotient_equals_ark_groth16s() {
+        let shape = CircuitShape::of(1).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(21);
+        let full: Vec<Fr> = (0..shape.num_instance_variables + shape.num_witness_variables)
+            .map(|i| if i == 0 { Fr::from(1u64) } else { Fr::rand(&mut rng) })
+            .collect();
+        let theirs = LibsnarkReduction::witness_map_from_matrices::<Fr, GeneralEvaluationDomain<Fr>>(
+            &shape.matrices,
+            shape.num_instance_variables,
+            shape.num_constraints,
+            &full,
+        )
+        .unwrap();
+        let plan = Ntt::new(shape.domain_size().unwrap()).unwrap();
+        let mut engines = vec![(NttEngine::cpu(), ResolvedBackend::Cpu)];
+        if crate::gpu::test_context().is_some() {
+            engines.push((NttEngine::new(crate::Backend::Gpu).unwrap(), ResolvedBackend::Gpu));
+        }
+        for (engine, backend) in engines {
+            let (ours, ran) = libsnark_quotient(&engine, &plan, &shape, &full).unwrap();
+            assert_eq!(ran, backend);
+            assert_eq!(ours, theirs, "{backend:?}");
+        }
+        let small = Ntt::new(plan.len() / 2).unwrap();
+        assert!(libsnark_quotient(&NttEngine::cpu(), &small, &shape, &full).is_err(), "a domain too small");
+    }
 }

@@ -21,7 +21,7 @@ use super::witness::{OpWitness, SlotAssignment, PUBLIC_PER_SLOT};
 use super::ProveError;
 use crate::backend::{Backend, ResolvedBackend};
 use crate::msm::MsmEngine;
-use crate::ntt::Ntt;
+use crate::ntt::{Ntt, NttEngine};
 
 /// One Groth16 proof covering up to K operations of a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,8 +73,8 @@ impl BatchProof {
 
 /// How a key set's H points define the quotient.
 enum Quotient {
-    /// arkworks' setup: its libsnark reduction.
-    Libsnark,
+    /// arkworks' setup: its libsnark reduction over the plan's domain.
+    Libsnark { plan: Ntt },
     /// A snarkjs key (a ceremony's): the odd-coset quotient over the
     /// circuit's A and B rows.
     OddCoset { plan: Ntt, a: SparseRows, b: SparseRows },
@@ -86,6 +86,8 @@ pub struct ProvingSystem {
     vk: VerifyingKey<Bn254>,
     pvk: PreparedVerifyingKey<Bn254>,
     engine: MsmEngine,
+    /// The quotient's transforms, beside the MSMs (on their backend).
+    ntt: NttEngine,
     key: ProverKey,
     /// The CPU copy of the prover key, made on the first retry after a GPU failure.
     cpu_fallback: OnceLock<Result<(MsmEngine, ProverKey), String>>,
@@ -167,7 +169,8 @@ impl ProvingSystem {
     }
 
     pub fn from_key(shape: CircuitShape, pk: ProvingKey<Bn254>, engine: MsmEngine) -> Result<Self, ProveError> {
-        Self::with_quotient(shape, pk, engine, Quotient::Libsnark)
+        let plan = domain_plan(shape.domain_size()?)?;
+        Self::with_quotient(shape, pk, engine, Quotient::Libsnark { plan })
     }
 
     /// A system for a key in snarkjs's form (imported from a `.zkey`,
@@ -175,8 +178,7 @@ impl ProvingSystem {
     pub fn from_snarkjs_key(shape: CircuitShape, pk: ProvingKey<Bn254>, engine: MsmEngine) -> Result<Self, ProveError> {
         let domain_size = shape.domain_size()?;
         let (a, b) = quotient::rows(&shape.matrices, shape.num_public_inputs(), domain_size);
-        let plan = Ntt::new(domain_size)
-            .map_err(|e| ProveError::Malformed { what: "the key's domain".into(), reason: e.to_string() })?;
+        let plan = domain_plan(domain_size)?;
         Self::with_quotient(shape, pk, engine, Quotient::OddCoset { plan, a, b })
     }
 
@@ -193,6 +195,7 @@ impl ProvingSystem {
             pvk,
             vk,
             shape,
+            ntt: NttEngine::beside(engine.backend()),
             engine,
             key,
             cpu_fallback: OnceLock::new(),
@@ -218,12 +221,22 @@ impl ProvingSystem {
         self.engine.backend()
     }
 
-    /// Be told (proofs done, proofs in the batch) after each proof.
     /// The MSM engine its proofs run on (its fallback count, its device).
     pub fn engine(&self) -> &MsmEngine {
         &self.engine
     }
 
+    /// The NTT engine its quotients run on.
+    pub fn ntt(&self) -> &NttEngine {
+        &self.ntt
+    }
+
+    /// Where the quotients' transforms run now.
+    pub fn quotient_backend(&self) -> ResolvedBackend {
+        self.ntt.backend()
+    }
+
+    /// Be told (proofs done, proofs in the batch) after each proof.
     pub fn set_progress(&self, progress: Option<Progress>) {
         *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = progress;
     }
@@ -301,7 +314,7 @@ impl ProvingSystem {
         let circuit = ComplianceCircuit::new(slots);
         let first = match self.injected_failure() {
             Some(err) => Err(err),
-            None => self.prove_verified(&self.engine, &self.key, circuit.clone(), ops, timings),
+            None => self.prove_verified((&self.engine, &self.ntt), &self.key, circuit.clone(), ops, timings),
         };
         match first {
             Ok(proof) => Ok(proof),
@@ -314,7 +327,7 @@ impl ProvingSystem {
                     return Err(err);
                 }
                 let (engine, key) = self.cpu_engine()?;
-                self.prove_verified(engine, key, circuit, ops, timings)
+                self.prove_verified((engine, &NttEngine::cpu()), key, circuit, ops, timings)
             }
         }
     }
@@ -335,17 +348,24 @@ impl ProvingSystem {
 
     fn prove_verified(
         &self,
-        engine: &MsmEngine,
+        (engine, ntt): (&MsmEngine, &NttEngine),
         key: &ProverKey,
         circuit: ComplianceCircuit,
         ops: usize,
         timings: &mut ProveStages,
     ) -> Result<BatchProof, ProveError> {
         let quotient = |full: &[Fr]| match &self.quotient {
-            Quotient::Libsnark => prover::libsnark_quotient(&self.shape, full),
-            Quotient::OddCoset { plan, a, b } => Ok(quotient::odd_coset_quotient(quotient::Shape { plan, a, b }, full)),
+            Quotient::Libsnark { plan } => prover::libsnark_quotient(ntt, plan, &self.shape, full),
+            Quotient::OddCoset { plan, a, b } => {
+                let shape = quotient::Shape { plan, a, b };
+                let (a, b) = quotient::row_values(&shape, full);
+                Ok(quotient::quotient_of_rows(ntt, plan, a, b)?)
+            }
         };
-        let (proof, public_inputs) = prover::prove(engine, key, &self.shape, circuit, &quotient, timings)?;
+        let ntt_fallbacks = ntt.gpu_fallbacks();
+        let proved = prover::prove(engine, key, &self.shape, circuit, &quotient, timings);
+        timings.ntt_fallbacks += ntt.gpu_fallbacks() - ntt_fallbacks;
+        let (proof, public_inputs) = proved?;
         let batch_proof = BatchProof { proof, public_inputs, ops };
         let start = Instant::now();
         self.verify(&batch_proof)?;
@@ -393,4 +413,9 @@ pub fn verify_groth16(
         Ok(false) => Err(ProveError::Rejected("the pairing check fails for these public inputs".into())),
         Err(e) => Err(ProveError::Rejected(e.to_string())),
     }
+}
+
+/// The NTT plan of a key's domain.
+fn domain_plan(domain_size: usize) -> Result<Ntt, ProveError> {
+    Ntt::new(domain_size).map_err(|e| ProveError::Malformed { what: "the key's domain".into(), reason: e.to_string() })
 }

@@ -86,18 +86,28 @@ fn a_fixture_proof_verifies_and_matches_snarkjs_files() {
 fn json_output_names_the_backends_and_the_check() {
     let dir = tempfile::tempdir().unwrap();
     let (proof, public) = (dir.path().join("p.json"), dir.path().join("s.json"));
-    let (code, out, err) = run(cvm(dir.path()).args(["--json", "groth16", "prove"]).args([
-        &fixture("multiplier.zkey"),
-        &fixture("multiplier.wtns"),
-        &proof,
-        &public,
-    ]));
-    assert_eq!(code, 0, "{err}");
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["verified"], true);
-    assert_eq!(report["backends"]["msm_g1"], "cpu");
-    assert_eq!(report["public_signals"], serde_json::json!(["11979", "3"]));
-    assert!(report["constraints_checked_with"].as_str().unwrap().ends_with("multiplier.r1cs"));
+    let mut backends = vec!["cpu"];
+    if causality_vm::gpu::test_context().is_some() {
+        backends.push("gpu");
+    }
+    for backend in backends {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cvm"));
+        cmd.arg("--data-dir").arg(dir.path()).args(["--backend", backend]);
+        let (code, out, err) = run(cmd.args(["--json", "groth16", "prove"]).args([
+            &fixture("multiplier.zkey"),
+            &fixture("multiplier.wtns"),
+            &proof,
+            &public,
+        ]));
+        assert_eq!(code, 0, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["verified"], true);
+        assert_eq!(report["backends"]["msm_g1"], backend);
+        assert_eq!(report["backends"]["quotient"], backend, "the NTTs run beside the MSMs");
+        assert_eq!(report["ntt_fallbacks"], 0);
+        assert_eq!(report["public_signals"], serde_json::json!(["11979", "3"]));
+        assert!(report["constraints_checked_with"].as_str().unwrap().ends_with("multiplier.r1cs"));
+    }
 }
 
 /// A copy of a fixture in `dir` with `edit` applied.
@@ -570,6 +580,8 @@ fn the_fixture_proves_on_the_gpu_engine() {
     let (_, public) = key.prove(&engine, &witness, &mut stages).unwrap();
     assert_eq!(public, witness.values[1..=2].to_vec());
     assert_eq!(stages.gpu_fallbacks, 0, "the GPU ran the MSMs");
+    assert_eq!(stages.quotient_backend(), Some(causality_vm::ResolvedBackend::Gpu), "and the quotient's NTTs");
+    assert_eq!(stages.ntt_fallbacks, 0);
 }
 
 /// A G2 point on the twist but outside the prime-order subgroup (B₂ of

@@ -258,6 +258,27 @@ fn gpu_msm_failures_are_recomputed_and_counted() {
     system.verify(&proofs[0]).unwrap();
 }
 
+/// The quotient's NTTs run on the GPU beside the MSMs; a device fault in
+/// them is recomputed on the CPU inside the proof, counted, and the proof
+/// verifies (and says where its quotient ran).
+#[test]
+fn gpu_ntt_failures_are_recomputed_and_counted() {
+    let Some(_ctx) = causality_vm::gpu::test_context() else { return };
+    let shape = CircuitShape::of(1).unwrap();
+    let pk = keys::setup(&shape).unwrap();
+    let system = ProvingSystem::from_key(shape, pk, MsmEngine::new(Backend::Gpu).unwrap()).unwrap();
+    assert_eq!(system.quotient_backend(), causality_vm::ResolvedBackend::Gpu);
+    let (proofs, timings) = system.prove_batch_timed(&[split(50)]).unwrap();
+    assert_eq!(timings.quotient_backend(), Some(causality_vm::ResolvedBackend::Gpu));
+    system.verify(&proofs[0]).unwrap();
+    assert!(system.ntt().inject_faults(causality_vm::backend::FaultPlan::once_at(3)));
+    let (proofs, timings) = system.prove_batch_timed(&[split(51)]).unwrap();
+    assert_eq!(timings.ntt_fallbacks, 1, "the failed transforms were recomputed and counted");
+    assert_eq!(timings.quotient_backend(), Some(causality_vm::ResolvedBackend::Cpu), "in part on the CPU");
+    assert_eq!(timings.cpu_retries, 0, "the engine recovered inside the proof");
+    system.verify(&proofs[0]).unwrap();
+}
+
 #[test]
 fn a_failed_proof_is_retried_once_on_the_cpu() {
     let engine = match causality_vm::gpu::test_context() {

@@ -72,6 +72,9 @@ fn a_proven_batch_commits_with_proofs_that_ark_groth16_accepts() {
     let stages = result.metadata.prove_stages.expect("stage timings");
     assert_eq!(stages.proofs, 2);
     assert_eq!(stages.cpu_retries, 0);
+    assert_eq!((stages.quotients_on_cpu, stages.quotients_on_gpu), (2, 0));
+    assert_eq!(result.metadata.backends.prove, Some(causality_vm::ResolvedBackend::Cpu));
+    assert_eq!(result.metadata.backends.quotient, Some(causality_vm::ResolvedBackend::Cpu));
     assert!(result.metadata.timings.prove_us > 0);
 
     let number = result.metadata.batch_number.expect("batch number");
@@ -263,6 +266,7 @@ fn cvm_run_proves_by_default_and_export_writes_the_batch_log_proofs() {
     let proofs = result["metadata"]["prove_stages"]["proofs"].as_u64().expect("prove stages in --json");
     assert_eq!(proofs, 4, "8 operations at 2 per proof");
     assert!(result["metadata"]["prove_stages"]["msm_g1_us"].is_u64());
+    assert_eq!(result["metadata"]["backends"]["quotient"], "cpu");
 
     let out = tempfile::tempdir().unwrap();
     let o = cvm(data.path(), &["export", "--out", out.path().to_str().unwrap()]);

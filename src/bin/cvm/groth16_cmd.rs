@@ -127,6 +127,7 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
     let public_text = text::public(&public);
     write_files(&[(&args.proof, text::proof(&proof).as_bytes()), (&args.public, public_text.as_bytes())])?;
     let backend = engine.backend().to_string();
+    let quotient = stages.quotient_backend().map(|b| b.to_string());
     if globals.json {
         let report = json!({
             "proof": args.proof,
@@ -134,7 +135,7 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
             "public_signals": public.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
             "constraints_checked_with": match key.has_r1cs() { true => r1cs_path.map(|p| p.display().to_string()), false => None },
             "verified": true,
-            "backends": { "quotient": "cpu", "msm_g1": backend, "msm_g2": "cpu" },
+            "backends": { "quotient": quotient, "msm_g1": backend, "msm_g2": "cpu" },
             "timings_us": {
                 "load": loaded.as_micros() as u64,
                 "witness_check": stages.witness_us,
@@ -145,6 +146,7 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
                 "total": started.elapsed().as_micros() as u64,
             },
             "gpu_fallbacks": stages.gpu_fallbacks,
+            "ntt_fallbacks": stages.ntt_fallbacks,
         });
         out!("{report}")?;
     } else if !globals.quiet {

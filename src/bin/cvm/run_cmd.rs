@@ -388,7 +388,13 @@ fn print_human(result: &BatchExecutionResult, debug: bool, quiet: bool) -> Resul
     )?;
     let on = |b: Option<causality_vm::ResolvedBackend>| b.map_or("-".to_string(), |b| format!("{b:?}").to_lowercase());
     let b = &m.backends;
-    out!("backends: execute {}, hash {}, prove {}", on(b.execute), on(b.hash), on(b.prove))?;
+    out!(
+        "backends: execute {}, hash {}, prove {}, quotient {}",
+        on(b.execute),
+        on(b.hash),
+        on(b.prove),
+        on(b.quotient)
+    )?;
     if b.hash_fallbacks > 0 {
         out!("  ({} hash flushes failed on the GPU and were recomputed on the CPU)", b.hash_fallbacks)?;
     }

@@ -10,7 +10,7 @@ use super::r1cs::KeyCircuit;
 use super::zkey::SparseRows;
 use super::{CircomError, Witness, Zkey};
 use crate::msm::MsmEngine;
-use crate::ntt::Ntt;
+use crate::ntt::{Ntt, NttEngine};
 use crate::prove::proof_system::{micros, ProveStages};
 use crate::prove::prover::{prove_assigned, ProverKey};
 
@@ -25,8 +25,10 @@ pub struct CircomKey {
     pvk: PreparedVerifyingKey<Bn254>,
     a: SparseRows,
     b: SparseRows,
-    /// The quotient's NTTs over the key's domain, their roots computed once.
+    /// The quotient's NTTs over the key's domain, their roots computed
+    /// once, and the engine they run on (the MSM engine's backend).
     plan: Ntt,
+    ntt: NttEngine,
     prover: ProverKey,
     circuit: Option<KeyCircuit>,
 }
@@ -49,6 +51,7 @@ impl CircomKey {
             a: zkey.a,
             b: zkey.b,
             plan,
+            ntt: NttEngine::beside(engine.backend()),
             prover,
             circuit,
         })
@@ -82,7 +85,9 @@ impl CircomKey {
         timings.witness_us += micros(start.elapsed());
 
         let start = Instant::now();
-        let h = quotient_of_rows(&self.plan, a, b);
+        let fallbacks = self.ntt.gpu_fallbacks();
+        let (h, ran) = quotient_of_rows(&self.ntt, &self.plan, a, b)?;
+        timings.record_quotient(ran, self.ntt.gpu_fallbacks() - fallbacks);
         timings.qap_us += micros(start.elapsed());
 
         let proof = prove_assigned(engine, &self.prover, values, self.n_public + 1, &h, timings)?;

@@ -15,7 +15,8 @@ use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
 use ark_relations::gr1cs::Matrix;
 use rayon::prelude::*;
 
-use crate::ntt::Ntt;
+use crate::backend::ResolvedBackend;
+use crate::ntt::{Ntt, NttEngine, NttError, NttOp};
 
 use super::zkey::SparseRows;
 
@@ -41,10 +42,11 @@ pub fn rows(matrices: &[Matrix<Fr>], n_public: usize, domain_size: usize) -> (Sp
     (SparseRows::from_entries(domain_size, entries(0).chain(ones)), SparseRows::from_entries(domain_size, entries(1)))
 }
 
-/// The n scalars for the key's H points, from the full witness `values`.
+/// The n scalars for the key's H points, from the full witness `values`,
+/// on the CPU (the reference the engines' results are tested against).
 pub fn odd_coset_quotient(zkey: Shape<'_>, values: &[Fr]) -> Vec<Fr> {
     let (a, b) = row_values(&zkey, values);
-    quotient_of_rows(zkey.plan, a, b)
+    quotient_of_rows(&NttEngine::cpu(), zkey.plan, a, b).expect("rows of the plan's size").0
 }
 
 /// Each row of A and of B evaluated at `values`: the quotient's input,
@@ -53,16 +55,18 @@ pub fn row_values(zkey: &Shape<'_>, values: &[Fr]) -> (Vec<Fr>, Vec<Fr>) {
     rayon::join(|| evaluate_rows(zkey.a, values), || evaluate_rows(zkey.b, values))
 }
 
-/// [`odd_coset_quotient`] from the rows' values ([`row_values`]).
-pub fn quotient_of_rows(plan: &Ntt, a: Vec<Fr>, b: Vec<Fr>) -> Vec<Fr> {
+/// [`odd_coset_quotient`] from the rows' values ([`row_values`]), its three
+/// transforms one batch on `ntt`; with where they ran.
+pub fn quotient_of_rows(
+    ntt: &NttEngine,
+    plan: &Ntt,
+    mut a: Vec<Fr>,
+    mut b: Vec<Fr>,
+) -> Result<(Vec<Fr>, ResolvedBackend), NttError> {
     let shift = Radix2EvaluationDomain::<Fr>::new(2 * plan.len()).expect("within the two-adicity").group_gen;
-    let c: Vec<Fr> = a.par_iter().zip(&b).map(|(a, b)| *a * b).collect();
-    let to_coset = |mut evaluations: Vec<Fr>| {
-        plan.to_coset(&mut evaluations, shift).expect("the plan's size");
-        evaluations
-    };
-    let ((a, b), c) = rayon::join(|| rayon::join(|| to_coset(a), || to_coset(b)), || to_coset(c));
-    a.into_par_iter().zip(b).zip(c).map(|((a, b), c)| a * b - c).collect()
+    let mut c: Vec<Fr> = a.par_iter().zip(&b).map(|(a, b)| *a * b).collect();
+    let ran = ntt.apply(plan, NttOp::ToCoset(shift), &mut [&mut a, &mut b, &mut c])?;
+    Ok((a.into_par_iter().zip(b).zip(c).map(|((a, b), c)| a * b - c).collect(), ran))
 }
 
 /// Each row's value: Σ coefficient · signal.

@@ -209,11 +209,14 @@ pub(super) fn parse(job: &Groth16Job, zkeys: &Zkeys) -> Result<Work, BadPayload>
 
 /// Prove; `Ok(None)` when cancelled at a stage boundary. Returns the
 /// result and the MSM backend.
+/// Which backend ran each stage, by the stage's name.
+pub(super) type StageBackends = Vec<(&'static str, ResolvedBackend)>;
+
 pub(super) fn run(
     work: Work,
     engines: &Engines,
     progress: &dyn Progress,
-) -> Result<Option<(Groth16Result, ResolvedBackend)>, WorkError> {
+) -> Result<Option<(Groth16Result, StageBackends)>, WorkError> {
     if !progress.stage("load key") {
         return Ok(None);
     }
@@ -226,7 +229,10 @@ pub(super) fn run(
     let mut stages = ProveStages::default();
     let (proof, public) = key.prove(&engines.msm, &work.witness, &mut stages).map_err(|e| match e {
         CircomError::Prove(e) => WorkError::Internal(e.to_string()),
+        CircomError::Ntt(e) => WorkError::Internal(e.to_string()),
         other => WorkError::Bad(BadPayload::new("groth16.witness", other.to_string())),
     })?;
-    Ok(Some((Groth16Result { proof_json: text::proof(&proof), public_json: text::public(&public) }, backend)))
+    let quotient = stages.quotient_backend().unwrap_or(ResolvedBackend::Cpu);
+    let result = Groth16Result { proof_json: text::proof(&proof), public_json: text::public(&public) };
+    Ok(Some((result, vec![("quotient", quotient), ("msm", backend)])))
 }

@@ -208,11 +208,11 @@ pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> 
         }
         Some(PayloadKind::Groth16(job)) => {
             let work = groth16::parse(job, &engines.zkeys)?;
-            let Some((result, backend)) = groth16::run(work, engines, progress)? else {
+            let Some((result, backends)) = groth16::run(work, engines, progress)? else {
                 return Ok(None);
             };
             proofs = 1;
-            (job_result::Kind::Groth16(result), vec![stage("quotient", ResolvedBackend::Cpu), stage("msm", backend)])
+            (job_result::Kind::Groth16(result), backends.into_iter().map(|(name, on)| stage(name, on)).collect())
         }
         Some(PayloadKind::ExecuteBatch(_)) => {
             return Err(WorkError::Internal("batch jobs run on the store's runner, not here".into()))

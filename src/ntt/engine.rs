@@ -1,0 +1,208 @@
+//! The NTT engine: the prover's transforms on the CPU plan or the GPU, with
+//! the backend layer's one fallback policy (the MSM engine's and the hash
+//! pool's): a transform the device fails is recomputed on the CPU, counted
+//! and logged, and after a device loss a fresh device is acquired (or the
+//! CPU carries on). Lengths and shifts are checked before any device work,
+//! so a bad call fails the same way on every backend.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ark_bn254::Fr;
+use rayon::prelude::*;
+
+use super::gpu::GpuNtt;
+use super::{Ntt, NttError, NttOp};
+use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
+
+pub struct NttEngine {
+    /// The device; `None` is the CPU.
+    device: RwLock<Option<Arc<GpuNtt>>>,
+    /// Device transforms that failed and were recomputed on the CPU.
+    fallbacks: AtomicU64,
+    faults: Mutex<FaultPlan>,
+}
+
+impl NttEngine {
+    /// An engine for `backend`: `Gpu` without a usable adapter is an error,
+    /// `Auto` warns (once per process) and uses the CPU.
+    pub fn new(backend: Backend) -> Result<NttEngine, NttError> {
+        let (resolved, _) = crate::gpu::resolve(backend).map_err(NttError::Device)?;
+        let device = match resolved {
+            ResolvedBackend::Cpu => None,
+            ResolvedBackend::Gpu => Some(acquire().map_err(NttError::Device)?),
+        };
+        Ok(NttEngine { device: RwLock::new(device), ..NttEngine::cpu() })
+    }
+
+    pub fn cpu() -> NttEngine {
+        NttEngine { device: RwLock::new(None), fallbacks: AtomicU64::new(0), faults: Mutex::new(FaultPlan::default()) }
+    }
+
+    /// An engine on the backend another engine resolved to (the prover's
+    /// MSM engine): the NTTs beside the MSMs. A device that cannot run them
+    /// leaves them on the CPU, with a warning.
+    pub fn beside(backend: ResolvedBackend) -> NttEngine {
+        match backend {
+            ResolvedBackend::Cpu => NttEngine::cpu(),
+            ResolvedBackend::Gpu => NttEngine::new(Backend::Gpu).unwrap_or_else(|err| {
+                tracing::warn!(%err, "the GPU runs MSMs but not NTTs: the quotient runs on the CPU");
+                NttEngine::cpu()
+            }),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<GpuNtt>> {
+        self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Where transforms run now.
+    pub fn backend(&self) -> ResolvedBackend {
+        match self.current() {
+            Some(_) => ResolvedBackend::Gpu,
+            None => ResolvedBackend::Cpu,
+        }
+    }
+
+    /// The adapter, when the engine has one.
+    pub fn device(&self) -> Option<String> {
+        self.current().map(|device| device.describe())
+    }
+
+    /// Device transforms recomputed on the CPU over the engine's life.
+    pub fn gpu_fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    #[cfg(any(test, feature = "test-support"))]
+    /// Make the next device runs fail as `plan` says (a step is a dispatch).
+    /// Returns false (and does nothing) without a device.
+    pub fn inject_faults(&self, plan: FaultPlan) -> bool {
+        if self.current().is_none() {
+            return false;
+        }
+        *self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = plan;
+        true
+    }
+
+    /// `op` on every slice of `batch`, each of the plan's length; returns
+    /// where it ran (the CPU when the device failed and the CPU recomputed,
+    /// or when the transforms are past the device's binding limit).
+    pub fn apply(&self, plan: &Ntt, op: NttOp, batch: &mut [&mut [Fr]]) -> Result<ResolvedBackend, NttError> {
+        for values in batch.iter() {
+            plan.check_op(op, values)?;
+        }
+        if let Some(device) = self.current().filter(|device| device.fits(plan.len(), 1)) {
+            let fail = self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+            match device.apply(plan, op, batch, fail) {
+                Ok(()) => return Ok(ResolvedBackend::Gpu),
+                Err(NttError::Device(err)) => self.after_failure(&err, &device, plan.len() * batch.len()),
+                Err(other) => return Err(other),
+            }
+        }
+        batch.par_iter_mut().try_for_each(|values| plan.apply(op, values))?;
+        Ok(ResolvedBackend::Cpu)
+    }
+
+    /// Count and log a device failure; replace a lost device with a fresh
+    /// one, or with the CPU when none comes back.
+    fn after_failure(&self, err: &DeviceError, failed: &Arc<GpuNtt>, points: usize) {
+        tracing::warn!(%err, points, "GPU NTT failed; recomputing on the CPU");
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        if failed.is_lost() {
+            let mut guard = self.device.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if guard.as_ref().is_some_and(|current| Arc::ptr_eq(current, failed)) {
+                *guard = acquire()
+                    .inspect_err(|err| tracing::warn!(%err, "GPU lost and not recovered: NTTs continue on the CPU"))
+                    .ok();
+            }
+        }
+    }
+}
+
+fn acquire() -> Result<Arc<GpuNtt>, DeviceError> {
+    Ok(Arc::new(GpuNtt::new(crate::gpu::GpuContext::shared()?)?))
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod tests {
+    use ark_ff::{AdditiveGroup, Field, UniformRand};
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn random(n: usize, rng: &mut rand_chacha::ChaCha20Rng) -> Vec<Fr> {
+        (0..n).map(|_| Fr::rand(rng)).collect()
+    }
+
+    /// Batches of transforms on the GPU engine equal the CPU plan's, every
+    /// op, including batches split over several bindings.
+    #[test]
+    fn gpu_batches_equal_the_cpu_plan() {
+        let Some(_ctx) = crate::gpu::test_context() else { return };
+        let engine = NttEngine::new(Backend::Gpu).unwrap();
+        assert_eq!(engine.backend(), ResolvedBackend::Gpu);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let g = Fr::from(11u64);
+        for log in [1u32, 3, 8] {
+            let plan = Ntt::new(1 << log).unwrap();
+            for op in
+                [NttOp::Forward, NttOp::Inverse, NttOp::CosetForward(g), NttOp::CosetInverse(g), NttOp::ToCoset(g)]
+            {
+                let inputs: Vec<Vec<Fr>> = (0..3).map(|_| random(plan.len(), &mut rng)).collect();
+                let mut expected = inputs.clone();
+                for values in &mut expected {
+                    plan.apply(op, values).unwrap();
+                }
+                let mut ours = inputs.clone();
+                let mut batch: Vec<&mut [Fr]> = ours.iter_mut().map(|v| v.as_mut_slice()).collect();
+                assert_eq!(engine.apply(&plan, op, &mut batch).unwrap(), ResolvedBackend::Gpu);
+                assert_eq!(ours, expected, "{op:?}, n = {}", plan.len());
+                // One transform per binding: three groups.
+                let device = engine.current().unwrap();
+                let mut split = inputs;
+                let mut batch: Vec<&mut [Fr]> = split.iter_mut().map(|v| v.as_mut_slice()).collect();
+                device.with_binding_limit((plan.len() * 32) as u64).apply(&plan, op, &mut batch, None).unwrap();
+                assert_eq!(split, expected, "{op:?} split, n = {}", plan.len());
+            }
+        }
+        assert_eq!(engine.gpu_fallbacks(), 0);
+    }
+
+    /// A device fault before any dispatch, between stages or before the
+    /// readback: the CPU recomputes, the result is the same and counted,
+    /// and the engine says the CPU ran it; bad input fails the same way as
+    /// on the CPU, before any device work.
+    #[test]
+    fn device_faults_are_recomputed_on_the_cpu() {
+        let Some(_ctx) = crate::gpu::test_context() else { return };
+        let engine = NttEngine::new(Backend::Gpu).unwrap();
+        let plan = Ntt::new(64).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let input = random(64, &mut rng);
+        let mut expected = input.clone();
+        plan.to_coset(&mut expected, Fr::from(3u64)).unwrap();
+        for (i, at_step) in [0usize, 4, 9, usize::MAX].into_iter().enumerate() {
+            assert!(engine.inject_faults(FaultPlan::once_at(at_step)));
+            let mut values = input.clone();
+            assert_eq!(
+                engine.apply(&plan, NttOp::ToCoset(Fr::from(3u64)), &mut [&mut values]).unwrap(),
+                ResolvedBackend::Cpu
+            );
+            assert_eq!(values, expected, "fault before step {at_step}");
+            assert_eq!(engine.gpu_fallbacks(), i as u64 + 1);
+        }
+        let mut values = input.clone();
+        assert_eq!(
+            engine.apply(&plan, NttOp::ToCoset(Fr::from(3u64)), &mut [&mut values]).unwrap(),
+            ResolvedBackend::Gpu
+        );
+        assert_eq!(values, expected, "the plan is spent: the GPU again");
+        assert_eq!(
+            engine.apply(&plan, NttOp::Forward, &mut [&mut [Fr::ONE; 8]]),
+            Err(NttError::Length { plan: 64, values: 8 })
+        );
+        assert_eq!(engine.apply(&plan, NttOp::ToCoset(Fr::ZERO), &mut [&mut values]), Err(NttError::ZeroShift));
+        assert_eq!(engine.gpu_fallbacks(), 4);
+    }
+}
