@@ -6,7 +6,8 @@
 //! Poseidon requests (a domain and BN254 scalars) are resolved at the same
 //! flush on the CPU, eight sponges per AVX-512 IFMA lane group across rayon
 //! threads (`crypto::poseidon::PoseidonBatch`), whichever backend the
-//! BLAKE3 requests run on: there is no GPU Poseidon kernel yet.
+//! BLAKE3 requests run on: the WGSL Poseidon kernel ([`poseidon_gpu`],
+//! tested equal to the native hash) is not wired into the pool yet.
 //! Requests are packed into one byte buffer as they are filed ([`batch`]); a
 //! flush runs them on the CPU in SIMD lanes across rayon threads ([`cpu`],
 //! [`lanes`]) or on the GPU ([`gpu`]). A GPU failure mid-flush is recovered by
@@ -23,6 +24,8 @@ mod gpu;
 #[path = "gpu_absent.rs"]
 mod gpu;
 mod lanes;
+#[cfg(feature = "gpu")]
+pub mod poseidon_gpu;
 pub(crate) mod reference;
 
 use std::sync::Arc;

@@ -110,6 +110,17 @@ impl PoseidonBatch {
         self.inputs.reserve(inputs);
     }
 
+    /// Each request's capacity element (its domain and arity) and the
+    /// range of its inputs in [`Self::inputs`], in filing order.
+    pub fn requests(&self) -> impl Iterator<Item = (Fr, std::ops::Range<usize>)> + '_ {
+        self.jobs.iter().map(|job| (capacity_tag(job.domain, job.len), job.start..job.start + job.len))
+    }
+
+    /// Every request's inputs, one after another.
+    pub fn inputs(&self) -> &[Fr] {
+        &self.inputs
+    }
+
     fn inputs_of(&self, job: &Job) -> &[Fr] {
         &self.inputs[job.start..job.start + job.len]
     }

@@ -82,6 +82,42 @@ pub(super) fn schedule() -> &'static Schedule {
     })
 }
 
+/// Where each part of [`flat_schedule`] starts, in elements.
+pub mod flat {
+    use super::{FULL_ROUNDS, PARTIAL_ROUNDS};
+    /// The full rounds' constants, 3 a round: the first half's rounds, then the last half's.
+    pub const FULL: usize = 0;
+    /// The MDS matrix, row-major.
+    pub const MDS: usize = FULL + 3 * FULL_ROUNDS;
+    /// M'₀, row-major.
+    pub const PRE: usize = MDS + 9;
+    /// The first partial round's constants.
+    pub const FIRST: usize = PRE + 9;
+    /// Per partial round, its M'': m00, row[0], row[1], col[0], col[1].
+    pub const SPARSE: usize = FIRST + 3;
+    /// Per partial round k ≥ 1 (at 3·(k − 1)), its carried constants.
+    pub const CARRIED: usize = SPARSE + 5 * PARTIAL_ROUNDS;
+    pub const LEN: usize = CARRIED + 3 * (PARTIAL_ROUNDS - 1);
+}
+
+/// The permutation's rounds in the sparse form as one flat table, laid out
+/// as [`flat`] says: what a kernel that cannot share [`Schedule`] reads
+/// (the WGSL Poseidon's table).
+pub fn flat_schedule() -> Vec<Fr> {
+    let c = config();
+    let s = schedule();
+    let half = FULL_ROUNDS / 2;
+    let full = c.ark[..half].iter().chain(&c.ark[half + PARTIAL_ROUNDS..]).flat_map(|round| round.iter().copied());
+    let mut table: Vec<Fr> = full.collect();
+    table.extend(s.mds.iter().flatten());
+    table.extend(s.pre.iter().flatten());
+    table.extend(s.first_constants);
+    table.extend(s.sparse.iter().flat_map(|m| [m.m00, m.row[0], m.row[1], m.col[0], m.col[1]]));
+    table.extend(s.constants.iter().flatten());
+    debug_assert_eq!(table.len(), flat::LEN);
+    table
+}
+
 fn pow5(x: &mut Fr) {
     let square = x.square();
     *x *= square.square();
