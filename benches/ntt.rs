@@ -6,6 +6,12 @@
 //! `inverse`, and `to_coset` (evaluations on the domain re-evaluated on a
 //! coset, the quotient's step: ark-poly's `ifft` then the coset's `fft`).
 //! Sizes: CVM_NTT_BENCH_LOGS="16,20" (the default).
+//!
+//! `libsnark_quotient`: the compliance prover's whole quotient (A, B, C
+//! evaluated, moved to the coset, divided, interpolated back) on our NTT
+//! engine (CPU) against ark-groth16's `witness_map_from_matrices`, which it
+//! replaced, on the circuit's matrices for K operations per proof
+//! (CVM_QUOTIENT_BENCH_K="8,32").
 
 use ark_bn254::Fr;
 use ark_ff::UniformRand;
@@ -59,5 +65,43 @@ fn ntt(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, ntt);
+fn libsnark_quotient(c: &mut Criterion) {
+    use ark_groth16::r1cs_to_qap::{LibsnarkReduction, R1CSToQAP};
+    use ark_poly::GeneralEvaluationDomain;
+    use causality_vm::ntt::NttEngine;
+    use causality_vm::prove::keys::CircuitShape;
+
+    let ks: Vec<usize> = std::env::var("CVM_QUOTIENT_BENCH_K")
+        .unwrap_or_else(|_| "8,32".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+    let engine = NttEngine::cpu();
+    let mut group = c.benchmark_group("libsnark_quotient");
+    group.sample_size(10);
+    for k in ks {
+        let shape = CircuitShape::of(k).expect("a supported K");
+        let plan = Ntt::new(shape.domain_size().unwrap()).unwrap();
+        let full: Vec<Fr> =
+            (0..shape.num_instance_variables + shape.num_witness_variables).map(|_| Fr::rand(&mut rng)).collect();
+        group.bench_with_input(BenchmarkId::new("ours", k), &k, |b, _| {
+            b.iter(|| causality_vm::prove::prover::libsnark_quotient(&engine, &plan, &shape, &full).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("ark_groth16", k), &k, |b, _| {
+            b.iter(|| {
+                LibsnarkReduction::witness_map_from_matrices::<Fr, GeneralEvaluationDomain<Fr>>(
+                    &shape.matrices,
+                    shape.num_instance_variables,
+                    shape.num_constraints,
+                    &full,
+                )
+                .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, ntt, libsnark_quotient);
 criterion_main!(benches);

@@ -143,8 +143,11 @@ impl<'s, 'a> Env<'s, 'a> {
         ops: &[Operation],
         brought: &'a [super::Content],
     ) -> Self {
-        let hashing = batch_pool(ops.len(), &tx.hashing);
-        let openings = key_openings(ops, hashing.sibling());
+        let mut hashing = batch_pool(ops.len(), &tx.hashing);
+        let mut opening = hashing.sibling();
+        let openings = key_openings(ops, &mut opening);
+        // Its GPU work and fallbacks are the batch's too.
+        hashing.count_from(&opening);
         let ops = ops.len();
         let read = AccessRequest { right: Right::Read, ..AccessRequest::new(OperationKind::Read, &ctx.domain_id) };
         let authorizer = Authorizer::new(ctx, keys);
@@ -293,7 +296,7 @@ impl<'s, 'a> Env<'s, 'a> {
 /// `pool` (a sibling of the batch's): its field encoding (BLAKE3), then
 /// Poseidon of that, eight keys per IFMA lane group across rayon threads.
 /// A key missing here (the pool failed) is opened on its own when checked.
-fn key_openings(ops: &[Operation], mut pool: HashPool) -> DigestMap<[u8; 32], [u8; 32]> {
+fn key_openings(ops: &[Operation], pool: &mut HashPool) -> DigestMap<[u8; 32], [u8; 32]> {
     let mut keys: Vec<[u8; 32]> = ops
         .iter()
         .flat_map(|op| match op {
@@ -305,7 +308,7 @@ fn key_openings(ops: &[Operation], mut pool: HashPool) -> DigestMap<[u8; 32], [u
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    match open_keys(&keys, &mut pool) {
+    match open_keys(&keys, pool) {
         Ok(openings) => openings,
         Err(err) => {
             tracing::warn!(%err, keys = keys.len(), "batched nullifier-key openings failed: opening each key on its own");

@@ -10,14 +10,18 @@
 //! and logged, and after a device loss the pool re-`acquire` (in the module root)s a fresh
 //! device or continues on the CPU.
 
+use ark_bn254::Fr;
+
 use super::batch::PackedBatch;
 use crate::backend::DeviceError;
+use crate::crypto::poseidon::PoseidonBatch;
 
 /// How one device run goes (test hooks; the default is a plain run).
 #[derive(Clone, Copy, Debug, Default)]
 #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
 pub(crate) struct RunOptions {
-    /// Fail with [`DeviceError::InjectedFault`] before this step (segment).
+    /// Fail with [`DeviceError::InjectedFault`] before this step (segment;
+    /// of a Poseidon flush, its segment too).
     pub fail_before_step: Option<usize>,
     /// At most this many messages per segment.
     pub max_segment_jobs: Option<usize>,
@@ -31,6 +35,10 @@ pub(crate) trait HashDevice: Send + Sync {
     /// Every job of `batch` into `out` (request order, one slot per job);
     /// on an error `out` is garbage and the caller recomputes it.
     fn hash_batch(&self, batch: &PackedBatch, out: &mut [[u8; 32]], run: &RunOptions) -> Result<(), DeviceError>;
+
+    /// Every Poseidon request of `batch` into `out` (filing order, one slot
+    /// per request); on an error `out` is garbage and the caller recomputes it.
+    fn poseidon(&self, batch: &PoseidonBatch, out: &mut [Fr], run: &RunOptions) -> Result<(), DeviceError>;
 
     /// The Merkle root of `leaves` (the rules of `HashPool::merkle_root`).
     fn merkle_root(&self, leaves: &[[u8; 32]], run: &RunOptions) -> Result<[u8; 32], DeviceError>;

@@ -10,7 +10,9 @@
 //! next overlap the compute of the previous one.
 
 use std::num::NonZeroU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use ark_bn254::Fr;
 
 use rayon::prelude::*;
 use wgpu::util::DeviceExt;
@@ -18,6 +20,8 @@ use wgpu::util::DeviceExt;
 use super::batch::{Job, PackedBatch};
 use super::consts::CHUNK_LEN;
 use super::device::{HashDevice, RunOptions};
+use super::poseidon_gpu::GpuPoseidon;
+use crate::crypto::poseidon::PoseidonBatch;
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
 use crate::gpu::{GpuContext, GpuError};
 
@@ -109,6 +113,9 @@ pub struct GpuHasher {
     ctx: Arc<GpuContext>,
     hash: Arc<wgpu::ComputePipeline>,
     merkle: Arc<wgpu::ComputePipeline>,
+    /// Made on the first Poseidon flush: a pool that never files one never
+    /// compiles it (seconds on a software adapter).
+    poseidon: OnceLock<Result<GpuPoseidon, GpuError>>,
 }
 
 impl GpuHasher {
@@ -122,7 +129,7 @@ impl GpuHasher {
     pub fn new(ctx: Arc<GpuContext>) -> Result<GpuHasher, GpuError> {
         let hash = ctx.pipeline("blake3_hash", &hash_module().compose(), "hash_many")?;
         let merkle = ctx.pipeline("blake3_merkle", &merkle_module().compose(), "merkle_level")?;
-        Ok(GpuHasher { ctx, hash, merkle })
+        Ok(GpuHasher { ctx, hash, merkle, poseidon: OnceLock::new() })
     }
 
     /// The most bytes one binding may hold (and one word index can address).
@@ -377,6 +384,11 @@ impl HashDevice for GpuHasher {
 
     fn hash_batch(&self, batch: &PackedBatch, out: &mut [[u8; 32]], run: &RunOptions) -> Result<(), GpuError> {
         self.run_hash_batch(batch, out, run)
+    }
+
+    fn poseidon(&self, batch: &PoseidonBatch, out: &mut [Fr], run: &RunOptions) -> Result<(), GpuError> {
+        let kernel = self.poseidon.get_or_init(|| GpuPoseidon::new(self.ctx.clone()));
+        kernel.as_ref().map_err(Clone::clone)?.hash_into(batch, out, run.fail_before_step)
     }
 
     fn merkle_root(&self, leaves: &[[u8; 32]], run: &RunOptions) -> Result<[u8; 32], GpuError> {

@@ -4,8 +4,11 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use ark_bn254::Fr;
+
 use super::batch::PackedBatch;
 use super::device::{HashDevice, RunOptions};
+use crate::crypto::poseidon::PoseidonBatch;
 use crate::gpu::{GpuContext, GpuError};
 
 /// Never constructed in this build.
@@ -25,6 +28,10 @@ impl HashDevice for GpuHasher {
     }
 
     fn hash_batch(&self, _: &PackedBatch, _: &mut [[u8; 32]], _: &RunOptions) -> Result<(), GpuError> {
+        match self.never {}
+    }
+
+    fn poseidon(&self, _: &PoseidonBatch, _: &mut [Fr], _: &RunOptions) -> Result<(), GpuError> {
         match self.never {}
     }
 

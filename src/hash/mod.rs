@@ -6,8 +6,9 @@
 //! Poseidon requests (a domain and BN254 scalars) are resolved at the same
 //! flush on the CPU, eight sponges per AVX-512 IFMA lane group across rayon
 //! threads (`crypto::poseidon::PoseidonBatch`), whichever backend the
-//! BLAKE3 requests run on: the WGSL Poseidon kernel ([`poseidon_gpu`],
-//! tested equal to the native hash) is not wired into the pool yet.
+//! BLAKE3 requests run on, or, on a GPU pool, a flush of at least
+//! [`GPU_POSEIDON_MIN_REQUESTS`] of them in WGSL ([`poseidon_gpu`], one
+//! sponge per invocation), with the same fallback to the CPU.
 //! Requests are packed into one byte buffer as they are filed ([`batch`]); a
 //! flush runs them on the CPU in SIMD lanes across rayon threads ([`cpu`],
 //! [`lanes`]) or on the GPU ([`gpu`]). A GPU failure mid-flush is recovered by
@@ -233,6 +234,8 @@ pub struct HashPool {
     max_segment_jobs: Option<usize>,
     gpu_fallbacks: usize,
     gpu_hashed: u64,
+    /// Poseidon requests the device resolved.
+    gpu_poseidon: u64,
     poseidon_pending: PoseidonBatch,
     poseidon_resolved: Vec<Fr>,
     poseidon_kernel: PoseidonKernel,
@@ -242,6 +245,11 @@ pub struct HashPool {
 /// programs hash (each byte charged to their budget, but many operations
 /// in a batch) never piles up in memory. Far above a batch's usual few MB.
 pub const MAX_PENDING_BYTES: usize = 256 << 20;
+
+/// Poseidon requests a flush needs before a GPU pool sends them to its
+/// device: fewer are done on the CPU lanes (about 2 µs a hash on two cores)
+/// sooner than a device round trip returns.
+pub const GPU_POSEIDON_MIN_REQUESTS: usize = 64;
 
 /// Pending Poseidon requests past which a pool flushes itself (their inputs
 /// take 32 bytes each; a batch files one per spent input).
@@ -266,6 +274,7 @@ impl HashPool {
             max_segment_jobs: None,
             gpu_fallbacks: 0,
             gpu_hashed: 0,
+            gpu_poseidon: 0,
             poseidon_pending: PoseidonBatch::default(),
             poseidon_resolved: Vec::new(),
             poseidon_kernel: PoseidonKernel::detect(),
@@ -335,7 +344,8 @@ impl HashPool {
         self.kernel
     }
 
-    /// The CPU kernel the Poseidon requests run on (on every backend).
+    /// The CPU kernel the Poseidon requests run on (every flush of a CPU pool,
+    /// and a GPU pool's small or failed ones).
     pub fn poseidon_kernel(&self) -> PoseidonKernel {
         self.poseidon_kernel
     }
@@ -378,12 +388,19 @@ impl HashPool {
     pub fn count_from(&mut self, earlier: &HashPool) {
         self.gpu_fallbacks += earlier.gpu_fallbacks;
         self.gpu_hashed += earlier.gpu_hashed;
+        self.gpu_poseidon += earlier.gpu_poseidon;
     }
 
     /// How many requests (and Merkle leaves) the GPU digested for this pool:
     /// what shows that a pool on the GPU backend really hashed there.
     pub fn gpu_hashed(&self) -> u64 {
         self.gpu_hashed
+    }
+
+    /// How many Poseidon requests the GPU resolved for this pool (flushes
+    /// of at least [`GPU_POSEIDON_MIN_REQUESTS`] on a GPU pool).
+    pub fn gpu_poseidon_hashed(&self) -> u64 {
+        self.gpu_poseidon
     }
 
     pub fn hash(&mut self, data: impl AsRef<[u8]>) -> HashHandle {
@@ -539,9 +556,28 @@ impl HashPool {
             return;
         }
         let start = self.poseidon_resolved.len();
-        self.poseidon_resolved.resize(start + self.poseidon_pending.len(), Fr::from(0u64));
-        self.poseidon_pending.hash_into(self.poseidon_kernel, &mut self.poseidon_resolved[start..]);
+        let count = self.poseidon_pending.len();
+        self.poseidon_resolved.resize(start + count, Fr::from(0u64));
+        let out = &mut self.poseidon_resolved[start..];
+        let mut on_cpu = true;
+        if let Some(device) = self.device.as_ref().filter(|_| count >= GPU_POSEIDON_MIN_REQUESTS) {
+            let run = RunOptions { fail_before_step: self.faults.take(), max_segment_jobs: None };
+            match device.poseidon(&self.poseidon_pending, out, &run) {
+                Ok(()) => {
+                    on_cpu = false;
+                    self.gpu_poseidon += count as u64;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, requests = count, "GPU Poseidon flush failed: recomputing it on the CPU");
+                    self.gpu_fallbacks += 1;
+                }
+            }
+        }
+        if on_cpu {
+            self.poseidon_pending.hash_into(self.poseidon_kernel, out);
+        }
         self.poseidon_pending.clear();
+        self.refresh_gpu_after_loss();
     }
 
     /// Resolve every pending request. Never loses a request: a GPU failure

@@ -7,11 +7,10 @@
 //! A flush is cut into segments whose inputs fit one storage binding, each
 //! one upload, one dispatch and one readback.
 //!
-//! Not yet wired into the pool: a GPU pool still resolves its Poseidon
-//! requests on the CPU lanes. On lavapipe the kernel takes 2–9 s to compile
-//! per process (the u64 and u32 paths), which every test process with a GPU
-//! pool would pay; the pool should use it only on hardware adapters, with
-//! the pool's fallback, once it is measured on one.
+//! A GPU pool makes it on its first Poseidon flush of at least
+//! `GPU_POSEIDON_MIN_REQUESTS` (on lavapipe it compiles in about 2 s on the
+//! u64 path and 9 s on the u32 one, and its first dispatch takes as long
+//! again, so a pool that never files Poseidon requests never pays that).
 
 use std::sync::Arc;
 

@@ -4,12 +4,13 @@
 //! everywhere, 32-bit limbs with u64 products where the adapter has
 //! SHADER_INT64) instantiated for the scalar field.
 //!
-//! Not yet: twiddles kept resident across calls (each call uploads its
-//! tables), fused stages in workgroup memory, and transforms larger than
-//! one storage binding (refused with an error naming the limit); the
-//! prover's quotient still runs on the CPU plan.
+//! Twiddle and coset tables stay resident across calls (the most recent
+//! [`RESIDENT_TABLES`]), so a prover's repeated quotients upload only their
+//! values. Not yet: fused stages in workgroup memory, and one transform
+//! larger than a storage binding (refused with an error naming the limit;
+//! the engine runs it on the CPU).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ark_bn254::Fr;
 use ark_ff::{BigInt, Field};
@@ -69,6 +70,35 @@ pub fn module(path: FieldPath) -> KernelModule<'static> {
     }
 }
 
+/// A table the transforms of one size read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Table {
+    /// ω^k, k < n/2.
+    Roots,
+    /// ω^−k, k < n/2.
+    InverseRoots,
+    /// 1/n alone.
+    NInverse,
+    /// first·ratio^k, k < n: a coset's factors.
+    Powers { first: Fr, ratio: Fr },
+}
+
+impl Table {
+    fn label(&self) -> &'static str {
+        match self {
+            Table::Roots => "ntt roots",
+            Table::InverseRoots => "ntt inverse roots",
+            Table::NInverse => "ntt 1/n",
+            Table::Powers { .. } => "ntt coset powers",
+        }
+    }
+}
+
+/// Tables kept on the device, the most recently used last: enough for a
+/// prover's sizes and shifts (each size has its roots both ways and a
+/// coset's factors or two), evicting the oldest past it.
+const RESIDENT_TABLES: usize = 12;
+
 /// One dispatch of a transform; tables by their index in the transform's.
 #[derive(Clone, Copy)]
 enum Step {
@@ -105,7 +135,12 @@ pub struct GpuNtt {
     max_groups_x: u32,
     /// A lower storage binding limit than the adapter's (tests of splitting).
     binding_limit: Option<u64>,
+    /// Twiddle and coset tables by size, resident across calls.
+    tables: Mutex<Vec<ResidentTable>>,
 }
+
+/// A table on the device, by the size it is for and what it holds.
+type ResidentTable = ((usize, Table), Arc<wgpu::Buffer>);
 
 impl GpuNtt {
     /// On the fastest field path the device has.
@@ -122,7 +157,7 @@ impl GpuNtt {
                 reason: format!("the {path:?} field path needs SHADER_INT64, which {} lacks", ctx.describe()),
             });
         }
-        let ntt = GpuNtt { ctx, path, max_groups_x: MAX_GROUPS_X, binding_limit: None };
+        let ntt = GpuNtt { ctx, path, max_groups_x: MAX_GROUPS_X, binding_limit: None, tables: Mutex::default() };
         for entry in ["dif_stage", "dit_stage", "bit_reverse", "scale"] {
             ntt.pipeline(entry)?;
         }
@@ -146,7 +181,13 @@ impl GpuNtt {
 
     #[cfg(test)]
     pub(crate) fn with_binding_limit(&self, bytes: u64) -> GpuNtt {
-        GpuNtt { ctx: self.ctx.clone(), path: self.path, max_groups_x: self.max_groups_x, binding_limit: Some(bytes) }
+        GpuNtt {
+            ctx: self.ctx.clone(),
+            path: self.path,
+            max_groups_x: self.max_groups_x,
+            binding_limit: Some(bytes),
+            tables: Mutex::default(),
+        }
     }
 
     fn pipeline(&self, entry: &str) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
@@ -232,6 +273,40 @@ impl GpuNtt {
         Ok(())
     }
 
+    /// `table` for `plan`'s size: the resident one, or uploaded now and kept.
+    fn resident_table(&self, plan: &Ntt, table: Table) -> Arc<wgpu::Buffer> {
+        let key = (plan.len(), table);
+        let mut resident = self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(at) = resident.iter().position(|(k, _)| *k == key) {
+            let entry = resident.remove(at);
+            let buffer = entry.1.clone();
+            resident.push(entry);
+            return buffer;
+        }
+        let elements: std::borrow::Cow<'_, [Fr]> = match table {
+            Table::Roots => (&plan.roots[..]).into(),
+            Table::InverseRoots => (&plan.inverse_roots[..]).into(),
+            Table::NInverse => vec![plan.n_inverse].into(),
+            Table::Powers { first, ratio } => cpu::powers(first, ratio, plan.len()).into(),
+        };
+        let words: Vec<u32> = elements.iter().flat_map(|v| bigint_words(&v.0)).collect();
+        let buffer = Arc::new(self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(table.label()),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE,
+        }));
+        if resident.len() >= RESIDENT_TABLES {
+            resident.remove(0);
+        }
+        resident.push((key, buffer.clone()));
+        buffer
+    }
+
+    #[cfg(test)]
+    fn resident_tables(&self) -> usize {
+        self.tables.lock().map(|t| t.len()).unwrap_or(0)
+    }
+
     /// Upload `group`, let `record` run its steps, read the values back.
     fn transform(
         &self,
@@ -268,41 +343,41 @@ impl GpuNtt {
     }
 }
 
-/// The dispatches of `op`, its tables uploaded into `t`.
+/// The dispatches of `op`, its tables (resident on the device) listed in `t`.
 fn steps(t: &Transform<'_>, plan: &Ntt, op: NttOp) -> Result<Vec<Step>, GpuError> {
     let n = plan.len();
     let mut steps = Vec::new();
     match op {
         NttOp::Forward => {
-            steps.extend(dif_steps(t.table("roots", &plan.roots), n));
+            steps.extend(dif_steps(t.table(plan, Table::Roots), n));
             steps.push(Step::BitReverse);
         }
         NttOp::Inverse => {
-            steps.extend(dif_steps(t.table("inverse roots", &plan.inverse_roots), n));
+            steps.extend(dif_steps(t.table(plan, Table::InverseRoots), n));
             steps.push(Step::BitReverse);
-            steps.push(Step::Scale { table: t.table("1/n", &[plan.n_inverse]), reversed: false, constant: true });
+            steps.push(Step::Scale { table: t.table(plan, Table::NInverse), reversed: false, constant: true });
         }
         NttOp::CosetForward(g) => {
-            let powers = t.table("coset powers", &cpu::powers(Fr::ONE, g, n));
+            let powers = t.table(plan, Table::Powers { first: Fr::ONE, ratio: g });
             steps.push(Step::Scale { table: powers, reversed: false, constant: false });
-            steps.extend(dif_steps(t.table("roots", &plan.roots), n));
+            steps.extend(dif_steps(t.table(plan, Table::Roots), n));
             steps.push(Step::BitReverse);
         }
         NttOp::CosetInverse(g) => {
             let g_inverse = g.inverse().expect("checked before the upload");
-            steps.extend(dif_steps(t.table("inverse roots", &plan.inverse_roots), n));
+            steps.extend(dif_steps(t.table(plan, Table::InverseRoots), n));
             steps.push(Step::BitReverse);
-            let powers = t.table("coset powers", &cpu::powers(plan.n_inverse, g_inverse, n));
+            let powers = t.table(plan, Table::Powers { first: plan.n_inverse, ratio: g_inverse });
             steps.push(Step::Scale { table: powers, reversed: false, constant: false });
         }
         // The inverse by decimation in frequency, the 1/n and gⁱ factors in
         // bit-reversed order, the forward by decimation in time: no
         // bit-reversal pass.
         NttOp::ToCoset(g) => {
-            steps.extend(dif_steps(t.table("inverse roots", &plan.inverse_roots), n));
-            let powers = t.table("coset powers", &cpu::powers(plan.n_inverse, g, n));
+            steps.extend(dif_steps(t.table(plan, Table::InverseRoots), n));
+            let powers = t.table(plan, Table::Powers { first: plan.n_inverse, ratio: g });
             steps.push(Step::Scale { table: powers, reversed: true, constant: false });
-            let roots = t.table("roots", &plan.roots);
+            let roots = t.table(plan, Table::Roots);
             steps.extend(dif_steps(roots, n).into_iter().rev().map(|s| match s {
                 Step::Dif { roots, half } => Step::Dit { roots, half },
                 other => other,
@@ -324,18 +399,14 @@ struct Transform<'a> {
     values: &'a wgpu::Buffer,
     n: u32,
     count: u32,
-    tables: std::cell::RefCell<Vec<wgpu::Buffer>>,
+    tables: std::cell::RefCell<Vec<Arc<wgpu::Buffer>>>,
 }
 
 impl Transform<'_> {
-    /// Upload a table; its index for [`Step`]s.
-    fn table(&self, label: &str, elements: &[Fr]) -> usize {
-        let words: Vec<u32> = elements.iter().flat_map(|v| bigint_words(&v.0)).collect();
-        let buffer = self.ntt.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+    /// `table` of `plan`'s size, resident on the device (uploaded on its
+    /// first use); its index for [`Step`]s.
+    fn table(&self, plan: &Ntt, table: Table) -> usize {
+        let buffer = self.ntt.resident_table(plan, table);
         let mut tables = self.tables.borrow_mut();
         tables.push(buffer);
         tables.len() - 1
@@ -483,6 +554,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Tables are uploaded once per size and shift and reused, within the
+    /// bound; results stay the CPU plan's after an eviction.
+    #[test]
+    fn tables_stay_resident_within_their_bound() {
+        let Some(ctx) = crate::gpu::test_context() else { return };
+        let ntt = GpuNtt::new(ctx).unwrap();
+        let plan = Ntt::new(16).unwrap();
+        let input: Vec<Fr> = (0..16u64).map(Fr::from).collect();
+        for _ in 0..2 {
+            ntt.to_coset(&plan, &mut input.clone(), Fr::from(3u64)).unwrap();
+        }
+        assert_eq!(ntt.resident_tables(), 3, "inverse roots, the coset's factors, roots");
+        for shift in 0..RESIDENT_TABLES as u64 {
+            ntt.coset_forward(&plan, &mut input.clone(), Fr::from(5 + shift)).unwrap();
+        }
+        assert_eq!(ntt.resident_tables(), RESIDENT_TABLES);
+        let (mut cpu, mut gpu) = (input.clone(), input);
+        plan.to_coset(&mut cpu, Fr::from(3u64)).unwrap();
+        ntt.to_coset(&plan, &mut gpu, Fr::from(3u64)).unwrap();
+        assert_eq!(gpu, cpu, "after its tables were evicted and uploaded again");
     }
 
     #[test]

@@ -395,14 +395,25 @@ fn batch_hashing_follows_the_gpu_backend() {
     let (mut cpu_run, mut gpu_run) = (Fixture::new(), Fixture::new());
     let batches = |f: &mut Fixture, step: usize, ids: &[causality_vm::resource::ResourceId]| -> Vec<Operation> {
         match step {
-            0 => (0..6).map(|i| Operation::Create { resource: f.resource("gold", 10 + i, i) }).collect(),
-            1 => vec![
-                transfer(vec![input(ids[0], 0)], vec![f.resource("gold", 4, 7), f.resource("gold", 6, 8)]),
-                transfer(vec![input(ids[1], 1), input(ids[2], 2)], vec![f.resource("gold", 23, 9)]),
-                Operation::Delete { input: input(ids[3], 3) },
-                // Fails: consumed just above; its filings must not change anything.
-                Operation::Delete { input: input(ids[3], 3) },
-            ],
+            // Six, then 64 more with keys of their own.
+            0 => (0..6 + 64).map(|i| Operation::Create { resource: f.resource("gold", 10 + i, i) }).collect(),
+            1 => {
+                let mut ops = vec![
+                    transfer(vec![input(ids[0], 0)], vec![f.resource("gold", 4, 7), f.resource("gold", 6, 8)]),
+                    transfer(vec![input(ids[1], 1), input(ids[2], 2)], vec![f.resource("gold", 23, 9)]),
+                    Operation::Delete { input: input(ids[3], 3) },
+                    // Fails: consumed just above; its filings must not change anything.
+                    Operation::Delete { input: input(ids[3], 3) },
+                ];
+                // 64 distinct nullifier keys opened in one flush: enough
+                // for the GPU pool to run their Poseidon hashes on the device.
+                for chunk in (6..70u64).collect::<Vec<_>>().chunks(4) {
+                    let inputs = chunk.iter().map(|&i| input(ids[i as usize], i)).collect();
+                    let total = chunk.iter().map(|i| 10 + i).sum();
+                    ops.push(transfer(inputs, vec![f.resource("gold", total, 100 + chunk[0])]));
+                }
+                ops
+            }
             _ => unreachable!(),
         }
     };
@@ -418,6 +429,10 @@ fn batch_hashing_follows_the_gpu_backend() {
         assert_eq!(got.metadata.backends.hash_fallbacks, 0, "step {step}: the GPU did the work");
         assert!(got.metadata.backends.hashed_on_gpu > 0, "step {step}: nothing was hashed on the GPU");
         assert_eq!(expected.metadata.backends.hashed_on_gpu, 0);
+        if step == 1 {
+            assert!(got.metadata.backends.poseidon_on_gpu >= 64, "step 1: the key openings ran on the GPU");
+        }
+        assert_eq!(expected.metadata.backends.poseidon_on_gpu, 0);
         assert_eq!(
             serde_json::to_value(&got.results).unwrap(),
             serde_json::to_value(&expected.results).unwrap(),

@@ -1,13 +1,14 @@
 //! Poseidon requests in the hash pool: resolved at the flush beside BLAKE3
 //! requests, bit-identical to `poseidon::hash` and to ark-crypto-primitives'
-//! sponge on every Poseidon kernel and on every pool backend (a GPU pool
-//! still resolves them, on the CPU), with the pool's handle rules.
+//! sponge on every Poseidon kernel and on every pool backend (a GPU pool in
+//! WGSL from `GPU_POSEIDON_MIN_REQUESTS` a flush, with the pool's fallback to
+//! the CPU), with the pool's handle rules.
 
 use ark_bn254::Fr;
 use ark_ff::{AdditiveGroup, Field};
 use ark_std::UniformRand;
 use causality_vm::crypto::poseidon::{hash, reference_hash, HashDomain, PoseidonKernel};
-use causality_vm::hash::{HashError, HashPool, PoseidonHandle};
+use causality_vm::hash::{HashError, HashPool, PoseidonHandle, GPU_POSEIDON_MIN_REQUESTS};
 use causality_vm::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -97,4 +98,19 @@ fn a_gpu_pool_resolves_poseidon_requests_too() {
     let mut rng = ChaCha8Rng::seed_from_u64(32);
     check(&mut pool, &requests(&mut rng, 100), "gpu pool");
     assert!(pool.gpu_hashed() >= 100, "the BLAKE3 requests ran on the GPU");
+    assert_eq!(pool.gpu_poseidon_hashed(), 100, "and the Poseidon ones");
+    assert_eq!(pool.gpu_fallbacks(), 0);
+
+    // A flush below the threshold stays on the CPU lanes.
+    let few = GPU_POSEIDON_MIN_REQUESTS - 1;
+    check(&mut pool, &requests(&mut rng, few), "gpu pool, a small flush");
+    assert_eq!(pool.gpu_poseidon_hashed(), 100);
+
+    // A device fault mid-flush: the CPU recomputes it, the values are the
+    // same, and the fallback is counted.
+    pool.clear();
+    pool.inject_faults(causality_vm::backend::FaultPlan { runs: 2, at_step: 0 });
+    check(&mut pool, &requests(&mut rng, 80), "gpu pool, a failed flush");
+    assert_eq!(pool.gpu_fallbacks(), 2, "the BLAKE3 flush and the Poseidon flush each failed once");
+    assert_eq!(pool.gpu_poseidon_hashed(), 100, "the failed flush was not counted as the GPU's");
 }
