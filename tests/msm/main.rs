@@ -9,3 +9,4 @@ mod conformance;
 mod cpu;
 mod gpu;
 mod wgsl_field;
+mod wgsl_fq2;

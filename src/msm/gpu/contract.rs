@@ -167,6 +167,19 @@ pub fn test_ops_module(path: FieldPath) -> KernelModule<'static> {
     }
 }
 
+/// The elementwise Fq2 test kernel (the same bindings as the field/curve ones).
+pub fn test_fq2_module(path: FieldPath) -> KernelModule<'static> {
+    let mut code = super::shaders::fq2_source(path);
+    code.push(super::shaders::TEST_FQ2.into());
+    KernelModule {
+        label: "bn254_test_fq2",
+        constants: &CONSTANTS,
+        structs: vec![OpParams::declaration()],
+        bindings: &TEST_OPS,
+        code,
+    }
+}
+
 /// The elementwise field/curve test kernels' WGSL.
 pub fn test_ops_source(path: FieldPath) -> String {
     test_ops_module(path).compose()
@@ -202,6 +215,9 @@ mod tests {
             for entry in ["field_op", "curve_op"] {
                 assert_eq!(ops.used_slots(entry), TEST_OPS.iter().map(|b| b.slot).collect(), "{entry}");
             }
+            let fq2 = check(&test_fq2_module(path));
+            assert_eq!(fq2.struct_size("OpParams"), OpParams::HOST_SIZE);
+            assert_eq!(fq2.used_slots("fq2_op"), TEST_OPS.iter().map(|b| b.slot).collect());
         }
     }
 

@@ -11,6 +11,8 @@ const FIELD_U32: &str = include_str!("bn254_field_u32.wgsl");
 const FIELD_U64: &str = include_str!("bn254_field_u64.wgsl");
 const FIELD_INV: &str = include_str!("bn254_field_inv.wgsl");
 const CURVE: &str = include_str!("bn254_curve.wgsl");
+const FQ2: &str = include_str!("bn254_fq2.wgsl");
+pub(super) const TEST_FQ2: &str = include_str!("bn254_test_fq2.wgsl");
 pub(super) const TEST_OPS: &str = include_str!("bn254_test_ops.wgsl");
 pub(super) const MSM_COMMON: &str = include_str!("msm_common.wgsl");
 const MSM_DIGITS: &str = include_str!("msm_digits.wgsl");
@@ -85,6 +87,11 @@ impl Stage {
 /// Field, inverse and curve code for `path`, with its constants.
 pub fn curve_source(path: FieldPath) -> Vec<Cow<'static, str>> {
     vec![prelude().into(), path.source().into(), FIELD_INV.into(), CURVE.into()]
+}
+
+/// Field and inverse code for `path` with Fq2 on top (G2's coordinates).
+pub fn fq2_source(path: FieldPath) -> Vec<Cow<'static, str>> {
+    vec![prelude().into(), path.source().into(), FIELD_INV.into(), FQ2.into()]
 }
 
 /// The same field code on `path` for BN254's scalar field Fr (the NTT's):

@@ -7,7 +7,7 @@ use wgpu::util::DeviceExt;
 
 use std::sync::Arc;
 
-use super::contract::test_ops_source;
+use super::contract::{test_fq2_module, test_ops_source};
 use super::contract::{OpParams, LHS, OP_PARAMS, OUT, RHS};
 use super::plan::WORKGROUP;
 use super::shaders::FieldPath;
@@ -24,6 +24,17 @@ pub enum FieldOp {
     Neg = 6,
     Inverse = 7,
     Double = 8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fq2Op {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Square = 3,
+    Neg = 4,
+    Double = 5,
+    Inverse = 6,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +59,19 @@ pub fn field_op(
 ) -> Result<Vec<[u32; 8]>, GpuError> {
     let words = run(ctx, path, "field_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 8)?;
     Ok(words.chunks_exact(8).map(|c| c.try_into().unwrap_or([0; 8])).collect())
+}
+
+/// Apply an Fq2 op to `lhs[i]`, `rhs[i]` (16 words each: c0, then c1) on the device.
+pub fn fq2_op(
+    ctx: &Arc<GpuContext>,
+    path: FieldPath,
+    op: Fq2Op,
+    lhs: &[[u32; 16]],
+    rhs: &[[u32; 16]],
+) -> Result<Vec<[u32; 16]>, GpuError> {
+    let pipeline = ctx.pipeline("bn254_test_fq2", &test_fq2_module(path).compose(), "fq2_op")?;
+    let words = run_on(ctx, pipeline, "fq2_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 16)?;
+    Ok(words.chunks_exact(16).map(|c| c.try_into().unwrap_or([0; 16])).collect())
 }
 
 /// Apply a curve op to `lhs[i]`, `rhs[i]` (32-word slots) on the device.
@@ -85,7 +109,26 @@ fn run(
     if count == 0 {
         return Ok(Vec::new());
     }
-    let pipeline = pipeline(ctx, path, entry)?;
+    run_on(ctx, pipeline(ctx, path, entry)?, entry, op, lhs, rhs, count, stride)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_on(
+    ctx: &Arc<GpuContext>,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    entry: &str,
+    op: u32,
+    lhs: &[u32],
+    rhs: &[u32],
+    count: usize,
+    stride: usize,
+) -> Result<Vec<u32>, GpuError> {
+    if lhs.len() != count * stride || rhs.len() != count * stride {
+        return Err(GpuError::Dispatch { label: entry.into(), reason: "operand arrays differ in length".into() });
+    }
+    if count == 0 {
+        return Ok(Vec::new());
+    }
     let storage = |label: &str, data: &[u32], extra: wgpu::BufferUsages| {
         ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
