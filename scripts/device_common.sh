@@ -28,3 +28,32 @@ load_vulkan_and_name_machine() {
     (nvidia-smi -L || true) | tee "$out/gpu.txt"
     lscpu | grep -E 'Model name|^CPU\(s\)' | tee "$out/cpu.txt"
 }
+
+# Here: release-build examples/$1.rs and stage it in .devrun/ with the Vulkan loader in .gl/.
+# $2 is a file of the library to touch first: worktrees sharing one target dir share the crate's
+# artifact names, and a fresh mtime makes cargo rebuild the library from this checkout.
+prepare_example() {
+    local name="$1" touched="$2"
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+    touch "$touched"
+    cargo build --release --example "$name"
+    mkdir -p .devrun
+    cp "$CARGO_TARGET_DIR/release/examples/$name" ".devrun/$name"
+    stage_vulkan_loader
+}
+
+# On the device: run .devrun/$1 with the remaining arguments, at most $2 seconds, its output
+# logged under $OUT (by default /tmp/<name with dashes>-out) after the machine's name. The binary prints the
+# adapter wgpu chose first: numbers from llvmpipe or a CPU fallback say nothing about the GPU.
+run_example() {
+    local name="$1" limit="$2" script="$3"
+    shift 3
+    OUT="${OUT:-/tmp/${name//_/-}-out}"
+    mkdir -p "$OUT"
+    if ! [ -x ".devrun/$name" ]; then
+        echo "missing .devrun/$name: run '$script prepare' first" >&2
+        exit 1
+    fi
+    load_vulkan_and_name_machine "$OUT"
+    RUST_LOG="${RUST_LOG:-warn}" timeout "$limit" ".devrun/$name" "$@" 2>&1 | tee "$OUT/$name.log"
+}

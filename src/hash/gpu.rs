@@ -134,8 +134,7 @@ impl GpuHasher {
 
     /// The most bytes one binding may hold (and one word index can address).
     fn binding_limit(&self) -> u64 {
-        let limits = &self.ctx.limits;
-        limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(u32::MAX as u64)
+        self.ctx.binding_limit().min(u32::MAX as u64)
     }
 
     /// Workgroup grid for `invocations` threads within 65,535 (or the

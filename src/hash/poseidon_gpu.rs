@@ -15,14 +15,13 @@
 use std::sync::Arc;
 
 use ark_bn254::Fr;
-use ark_ff::BigInt;
 use wgpu::util::DeviceExt;
 
 use crate::crypto::poseidon::permutation::{flat, flat_schedule};
 use crate::crypto::poseidon::PoseidonBatch;
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
 use crate::gpu::{GpuContext, GpuError};
-use crate::msm::gpu::shaders::{bigint_words, scalar_field_source, FieldPath};
+use crate::msm::gpu::shaders::{fr_from_bytes, fr_words, scalar_field_source, FieldPath};
 
 const POSEIDON_WGSL: &str = include_str!("gpu/poseidon.wgsl");
 const WORKGROUP: u32 = 64;
@@ -78,10 +77,6 @@ pub fn module(path: FieldPath) -> KernelModule<'static> {
     }
 }
 
-fn words_of(elements: impl Iterator<Item = Fr>) -> Vec<u32> {
-    elements.flat_map(|v| bigint_words(&v.0)).collect()
-}
-
 /// Poseidon on one device: its pipeline and its resident constants.
 pub struct GpuPoseidon {
     ctx: Arc<GpuContext>,
@@ -107,7 +102,7 @@ impl GpuPoseidon {
         let pipeline = ctx.pipeline("poseidon", &module(path).compose(), "poseidon")?;
         let table = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("poseidon constants"),
-            contents: bytemuck::cast_slice(&words_of(flat_schedule().into_iter())),
+            contents: bytemuck::cast_slice(&fr_words(&flat_schedule())),
             usage: wgpu::BufferUsages::STORAGE,
         });
         Ok(GpuPoseidon { ctx, path, pipeline, table })
@@ -118,8 +113,7 @@ impl GpuPoseidon {
     }
 
     fn binding_limit(&self) -> u64 {
-        let limits = &self.ctx.limits;
-        limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(u32::MAX as u64)
+        self.ctx.binding_limit().min(u32::MAX as u64)
     }
 
     /// Every request of `batch` into `out` (one slot per request, filing
@@ -180,10 +174,9 @@ impl GpuPoseidon {
         let params = PoseidonParams { count: requests.len() as u32, ..Default::default() };
         let params = storage("poseidon params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
         let jobs = storage("poseidon jobs", bytemuck::cast_slice(&jobs), read);
-        let tags =
-            storage("poseidon tags", bytemuck::cast_slice(&words_of(requests.iter().map(|(tag, _)| *tag))), read);
+        let tags = storage("poseidon tags", bytemuck::cast_slice(&fr_words(requests.iter().map(|(tag, _)| tag))), read);
         // A binding may not be empty: requests without inputs still bind one element.
-        let mut input_words = words_of(inputs[start..end].iter().copied());
+        let mut input_words = fr_words(&inputs[start..end]);
         if input_words.is_empty() {
             input_words = vec![0; 8];
         }
@@ -225,10 +218,8 @@ impl GpuPoseidon {
             return Err(GpuError::DeviceLost("during a Poseidon flush".into()));
         }
         let back = ctx.read_buffer("poseidon out", &output, bytes)?;
-        for (value, word) in out.iter_mut().zip(back.chunks_exact(32)) {
-            let limbs: [u64; 4] =
-                std::array::from_fn(|i| u64::from_le_bytes(word[8 * i..8 * i + 8].try_into().expect("eight bytes")));
-            *value = Fr::new_unchecked(BigInt::new(limbs));
+        for (value, back) in out.iter_mut().zip(fr_from_bytes(&back)) {
+            *value = back;
         }
         Ok(())
     }

@@ -13,13 +13,13 @@
 use std::sync::{Arc, Mutex};
 
 use ark_bn254::Fr;
-use ark_ff::{BigInt, Field};
+use ark_ff::Field;
 use wgpu::util::DeviceExt;
 
 use super::{cpu, Ntt, NttError, NttOp};
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
 use crate::gpu::{GpuContext, GpuError};
-use crate::msm::gpu::shaders::{bigint_words, scalar_field_source, FieldPath};
+use crate::msm::gpu::shaders::{fr_from_bytes, fr_words, scalar_field_source, FieldPath};
 
 const NTT_WGSL: &str = include_str!("ntt.wgsl");
 const WORKGROUP: u32 = 64;
@@ -225,7 +225,7 @@ impl GpuNtt {
     }
 
     fn binding_limit(&self) -> u64 {
-        let adapter = self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size);
+        let adapter = self.ctx.binding_limit();
         self.binding_limit.map_or(adapter, |limit| limit.min(adapter))
     }
 
@@ -289,7 +289,7 @@ impl GpuNtt {
             Table::NInverse => vec![plan.n_inverse].into(),
             Table::Powers { first, ratio } => cpu::powers(first, ratio, plan.len()).into(),
         };
-        let words: Vec<u32> = elements.iter().flat_map(|v| bigint_words(&v.0)).collect();
+        let words = fr_words(elements.iter());
         let buffer = Arc::new(self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(table.label()),
             contents: bytemuck::cast_slice(&words),
@@ -315,7 +315,7 @@ impl GpuNtt {
     ) -> Result<(), NttError> {
         let n = group[0].len();
         let bytes = (n * group.len() * 32) as u64;
-        let words: Vec<u32> = group.iter().flat_map(|values| values.iter()).flat_map(|v| bigint_words(&v.0)).collect();
+        let words = fr_words(group.iter().flat_map(|values| values.iter()));
         let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("ntt values"),
             contents: bytemuck::cast_slice(&words),
@@ -334,10 +334,8 @@ impl GpuNtt {
         }
         let back = self.ctx.read_buffer("ntt values", &buffer, bytes).map_err(NttError::Device)?;
         let elements = group.iter_mut().flat_map(|values| values.iter_mut());
-        for (value, word) in elements.zip(back.chunks_exact(32)) {
-            let limbs: [u64; 4] =
-                std::array::from_fn(|i| u64::from_le_bytes(word[8 * i..8 * i + 8].try_into().expect("eight bytes")));
-            *value = Fr::new_unchecked(BigInt::new(limbs));
+        for (value, back) in elements.zip(fr_from_bytes(&back)) {
+            *value = back;
         }
         Ok(())
     }

@@ -130,7 +130,7 @@ impl GpuMsm {
     }
 
     fn binding_limit(&self) -> u64 {
-        self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size)
+        self.ctx.binding_limit()
     }
 
     fn base_chunk_len(&self) -> usize {

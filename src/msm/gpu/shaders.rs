@@ -111,6 +111,21 @@ pub fn bigint_words(b: &BigInt<4>) -> [u32; 8] {
     words
 }
 
+/// The words of scalar-field elements as the Fr kernels (NTT, Poseidon)
+/// read them: each element's Montgomery form, eight words.
+pub fn fr_words<'a>(elements: impl IntoIterator<Item = &'a Fr>) -> Vec<u32> {
+    elements.into_iter().flat_map(|v| bigint_words(&v.0)).collect()
+}
+
+/// The elements those kernels wrote: 32 bytes each, a Montgomery form.
+pub fn fr_from_bytes(bytes: &[u8]) -> impl Iterator<Item = Fr> + '_ {
+    bytes.chunks_exact(32).map(|word| {
+        let limbs: [u64; 4] =
+            std::array::from_fn(|i| u64::from_le_bytes(word[8 * i..8 * i + 8].try_into().expect("eight bytes")));
+        Fr::new_unchecked(BigInt::new(limbs))
+    })
+}
+
 /// Little-endian 16-bit limbs of a 256-bit integer.
 pub fn bigint_limbs16(b: &BigInt<4>) -> [u32; 16] {
     let mut limbs = [0u32; 16];

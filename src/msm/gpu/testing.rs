@@ -69,7 +69,7 @@ pub fn fq2_op(
     lhs: &[[u32; 16]],
     rhs: &[[u32; 16]],
 ) -> Result<Vec<[u32; 16]>, GpuError> {
-    let pipeline = ctx.pipeline("bn254_test_fq2", &test_fq2_module(path).compose(), "fq2_op")?;
+    let pipeline = || ctx.pipeline("bn254_test_fq2", &test_fq2_module(path).compose(), "fq2_op");
     let words = run_on(ctx, pipeline, "fq2_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 16)?;
     Ok(words.chunks_exact(16).map(|c| c.try_into().unwrap_or([0; 16])).collect())
 }
@@ -103,19 +103,14 @@ fn run(
     count: usize,
     stride: usize,
 ) -> Result<Vec<u32>, GpuError> {
-    if lhs.len() != count * stride || rhs.len() != count * stride {
-        return Err(GpuError::Dispatch { label: entry.into(), reason: "operand arrays differ in length".into() });
-    }
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    run_on(ctx, pipeline(ctx, path, entry)?, entry, op, lhs, rhs, count, stride)
+    run_on(ctx, || pipeline(ctx, path, entry), entry, op, lhs, rhs, count, stride)
 }
 
+/// Run `entry` elementwise; its pipeline is made only for a valid, non-empty call.
 #[allow(clippy::too_many_arguments)]
 fn run_on(
     ctx: &Arc<GpuContext>,
-    pipeline: Arc<wgpu::ComputePipeline>,
+    pipeline: impl FnOnce() -> Result<Arc<wgpu::ComputePipeline>, GpuError>,
     entry: &str,
     op: u32,
     lhs: &[u32],
@@ -129,6 +124,7 @@ fn run_on(
     if count == 0 {
         return Ok(Vec::new());
     }
+    let pipeline = pipeline()?;
     let storage = |label: &str, data: &[u32], extra: wgpu::BufferUsages| {
         ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
