@@ -1,8 +1,8 @@
 //! The seam between the MSM engine and an accelerator. The CPU is not a
 //! device: it is always there, every device falls back to it, and the
-//! engine drives it directly. A device is anything else that runs G1 MSMs;
-//! today that is wgpu (`gpu/`). Adding one is a file implementing
-//! [`MsmDevice`] and an arm in `acquire` (in the module root). G2 MSMs run on the CPU.
+//! engine drives it directly. A device is anything else that runs G1 and G2
+//! MSMs; today that is wgpu (`gpu/`). Adding one is a file implementing
+//! [`MsmDevice`] and an arm in `acquire` (in the module root).
 //!
 //! The fallback policy lives in the engine, the same as the hash pool's: a
 //! failed MSM is recomputed on the CPU, counted (`MsmEngine::gpu_fallbacks`)
@@ -13,7 +13,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use ark_bn254::{Fr, G1Affine, G1Projective};
+use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 
 use crate::backend::DeviceError;
 
@@ -29,7 +29,7 @@ pub(crate) struct RunOptions {
     pub fail_before_step: Option<usize>,
 }
 
-/// An accelerator that runs G1 MSMs.
+/// An accelerator that runs G1 and G2 MSMs.
 pub(crate) trait MsmDevice: Send + Sync {
     /// The adapter, for results and logs.
     fn describe(&self) -> String;
@@ -47,6 +47,13 @@ pub(crate) trait MsmDevice: Send + Sync {
         let set = self.upload_g1(bases)?;
         self.msm_g1_resident(&set, scalars, run)
     }
+
+    /// Upload G2 `bases` (already validated) to stay on the device.
+    fn upload_g2(&self, bases: &[G2Affine]) -> Result<DeviceBases, DeviceError>;
+
+    /// The G2 twin of [`MsmDevice::msm_g1_resident`].
+    fn msm_g2_resident(&self, set: &DeviceBases, scalars: &[Fr], run: &RunOptions)
+        -> Result<G2Projective, DeviceError>;
 
     /// Whether the device is gone, so the engine should re-acquire.
     fn is_lost(&self) -> bool;

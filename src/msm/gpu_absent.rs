@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use ark_bn254::{Fr, G1Affine, G1Projective};
+use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 
 use super::device::{DeviceBases, MsmDevice, RunOptions};
 use crate::gpu::{GpuContext, GpuError};
@@ -30,6 +30,14 @@ impl MsmDevice for GpuMsm {
     }
 
     fn msm_g1_resident(&self, _: &DeviceBases, _: &[Fr], _: &RunOptions) -> Result<G1Projective, GpuError> {
+        match self.never {}
+    }
+
+    fn upload_g2(&self, _: &[G2Affine]) -> Result<DeviceBases, GpuError> {
+        match self.never {}
+    }
+
+    fn msm_g2_resident(&self, _: &DeviceBases, _: &[Fr], _: &RunOptions) -> Result<G2Projective, GpuError> {
         match self.never {}
     }
 

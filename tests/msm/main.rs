@@ -8,5 +8,6 @@ mod seed;
 mod conformance;
 mod cpu;
 mod gpu;
+mod gpu_g2;
 mod wgsl_field;
 mod wgsl_fq2;

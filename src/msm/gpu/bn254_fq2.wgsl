@@ -59,3 +59,26 @@ fn fe2_inv(a: Fe2) -> Fe2 {
     let t = fe_inv(fe_add(fe_sqr(a.c0), fe_sqr(a.c1)));
     return Fe2(fe_mul(a.c0, t), fe_neg(fe_mul(a.c1, t)));
 }
+
+// Storage: c0's eight words, then c1's.
+fn fe2_from_words(w_in: array<u32, 16>) -> Fe2 {
+    var w = w_in;
+    var c0: array<u32, 8>;
+    var c1: array<u32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        c0[k] = w[k];
+        c1[k] = w[8u + k];
+    }
+    return Fe2(fe_from_words(c0), fe_from_words(c1));
+}
+
+fn fe2_to_words(a: Fe2) -> array<u32, 16> {
+    var c0 = fe_to_words(a.c0);
+    var c1 = fe_to_words(a.c1);
+    var w: array<u32, 16>;
+    for (var k = 0u; k < 8u; k++) {
+        w[k] = c0[k];
+        w[8u + k] = c1[k];
+    }
+    return w;
+}

@@ -6,7 +6,7 @@
 //! checks it), so the dispatch graph (`graph.rs`) binds by these names.
 
 use super::plan::{Plan, ACC_CHUNK, SCAN_GROUP, WORKGROUP};
-use super::shaders::{curve_source, FieldPath, Stage};
+use super::shaders::{curve_source, for_group, group_curve_source, FieldPath, Group, Stage};
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
 
 /// The uniform every MSM stage reads; its WGSL declaration is emitted
@@ -83,7 +83,10 @@ const ACCUMULATE: [Binding; 9] =
     [PARAMS, ENTRIES, BUCKET_OF, BASES, BUCKET_ACC_OUT, CONT_IN, CONT_BUCKET_IN, CONT_OUT, CONT_BUCKET_OUT];
 const REDUCE: [Binding; 4] = [PARAMS, BUCKET_ACC, SEG_OUT, SEG_WINDOW];
 
-const CONSTANTS: [(&str, u32); 2] = [("WORKGROUP_SIZE", WORKGROUP), ("SCAN_GROUP", SCAN_GROUP)];
+const CONSTANTS: [(&str, u32); 3] =
+    [("WORKGROUP_SIZE", WORKGROUP), ("SCAN_GROUP", SCAN_GROUP), ("FE_WORDS", Group::G1.fe_words())];
+const CONSTANTS_G2: [(&str, u32); 3] =
+    [("WORKGROUP_SIZE", WORKGROUP), ("SCAN_GROUP", SCAN_GROUP), ("FE_WORDS", Group::G2.fe_words())];
 
 impl WgslStruct for MsmParams {
     const NAME: &'static str = "MsmParams";
@@ -118,14 +121,22 @@ pub fn stage_bindings(stage: Stage) -> &'static [Binding] {
     }
 }
 
-/// The module of one MSM stage on `path`.
-pub fn stage_module(path: FieldPath, stage: Stage) -> KernelModule<'static> {
-    let mut code = curve_source(path);
-    code.push(super::shaders::MSM_COMMON.into());
-    code.push(stage.source().into());
+/// The module of one MSM stage on `path` over `group` (the digit and scan
+/// stages never touch points, so theirs is the same for both groups).
+pub fn stage_module(path: FieldPath, stage: Stage, group: Group) -> KernelModule<'static> {
+    let group = match stage {
+        Stage::Digits | Stage::Scan => Group::G1,
+        Stage::Accumulate | Stage::Reduce => group,
+    };
+    let mut code = group_curve_source(path, group);
+    code.push(for_group(group, super::shaders::MSM_COMMON));
+    code.push(for_group(group, stage.source()));
     KernelModule {
         label: stage.label(),
-        constants: &CONSTANTS,
+        constants: match group {
+            Group::G1 => &CONSTANTS,
+            Group::G2 => &CONSTANTS_G2,
+        },
         structs: vec![MsmParams::declaration()],
         bindings: stage_bindings(stage),
         code,
@@ -185,9 +196,9 @@ pub fn test_ops_source(path: FieldPath) -> String {
     test_ops_module(path).compose()
 }
 
-/// The WGSL of one MSM stage.
-pub fn stage_source(path: FieldPath, stage: Stage) -> String {
-    stage_module(path, stage).compose()
+/// The WGSL of one MSM stage over `group`.
+pub fn stage_source(path: FieldPath, stage: Stage, group: Group) -> String {
+    stage_module(path, stage, group).compose()
 }
 
 #[cfg(test)]
@@ -206,9 +217,9 @@ mod tests {
     #[test]
     fn every_module_validates_with_the_host_structs() {
         for path in [FieldPath::U32, FieldPath::U64] {
-            for stage in STAGES {
-                let checked = check(&stage_module(path, stage));
-                assert_eq!(checked.struct_size("MsmParams"), MsmParams::HOST_SIZE, "{path:?} {stage:?}");
+            for (stage, group) in STAGES.into_iter().flat_map(|stage| [(stage, Group::G1), (stage, Group::G2)]) {
+                let checked = check(&stage_module(path, stage, group));
+                assert_eq!(checked.struct_size("MsmParams"), MsmParams::HOST_SIZE, "{path:?} {stage:?} {group:?}");
             }
             let ops = check(&test_ops_module(path));
             assert_eq!(ops.struct_size("OpParams"), OpParams::HOST_SIZE);
@@ -240,20 +251,27 @@ mod tests {
     /// point to a million.
     #[test]
     fn the_dispatch_graph_binds_what_each_entry_point_uses() {
-        let modules: BTreeMap<&str, Checked> =
-            STAGES.iter().map(|s| (s.label(), check(&stage_module(FieldPath::U32, *s)))).collect();
-        for plan in [Plan::new(1, 2), Plan::new(100, 4), Plan::new(5000, 9), Plan::new(1 << 20, 16)] {
-            let graph = dispatches(&plan);
-            for kernel in Kernel::ALL {
-                assert!(graph.iter().any(|d| d.kernel == kernel), "{plan:?}: {kernel:?} never runs");
-            }
-            for d in graph {
-                let used = modules[d.kernel.stage().label()].used_slots(d.kernel.entry());
-                let bound: BTreeSet<u32> = d.bindings.iter().map(|(b, _)| b.slot).collect();
-                assert_eq!(bound, used, "{:?} in {plan:?}", d.kernel);
-                let declared = stage_bindings(d.kernel.stage());
-                for (b, _) in &d.bindings {
-                    assert!(declared.contains(b), "{:?} binds {} as its module does not declare it", d.kernel, b.name);
+        for group in [Group::G1, Group::G2] {
+            let modules: BTreeMap<&str, Checked> =
+                STAGES.iter().map(|s| (s.label(), check(&stage_module(FieldPath::U32, *s, group)))).collect();
+            for plan in [Plan::new(1, 2), Plan::new(100, 4), Plan::new(5000, 9), Plan::new(1 << 20, 16)] {
+                let graph = dispatches(&plan);
+                for kernel in Kernel::ALL {
+                    assert!(graph.iter().any(|d| d.kernel == kernel), "{plan:?}: {kernel:?} never runs");
+                }
+                for d in graph {
+                    let used = modules[d.kernel.stage().label()].used_slots(d.kernel.entry());
+                    let bound: BTreeSet<u32> = d.bindings.iter().map(|(b, _)| b.slot).collect();
+                    assert_eq!(bound, used, "{:?} in {plan:?}", d.kernel);
+                    let declared = stage_bindings(d.kernel.stage());
+                    for (b, _) in &d.bindings {
+                        assert!(
+                            declared.contains(b),
+                            "{:?} binds {} as its module does not declare it",
+                            d.kernel,
+                            b.name
+                        );
+                    }
                 }
             }
         }

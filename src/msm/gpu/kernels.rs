@@ -8,7 +8,7 @@ use wgpu::util::DeviceExt;
 use super::contract::{stage_source, MsmParams};
 use super::graph::Kernel;
 use super::plan::dispatch_shape;
-use super::shaders::{FieldPath, Stage};
+use super::shaders::{FieldPath, Group, Stage};
 use crate::gpu::{GpuContext, GpuError};
 
 impl MsmParams {
@@ -33,11 +33,12 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// The pipelines for `path`, from the context's cache (compiled once
-    /// per device).
-    pub fn compile(ctx: &GpuContext, path: FieldPath) -> Result<Kernels, GpuError> {
-        let [digits, scan, accumulate, reduce] =
-            [Stage::Digits, Stage::Scan, Stage::Accumulate, Stage::Reduce].map(|stage| stage_source(path, stage));
+    /// The pipelines for `path` over `group`, from the context's cache
+    /// (compiled once per device; the digit and scan pipelines are shared by
+    /// both groups).
+    pub fn compile(ctx: &GpuContext, path: FieldPath, group: Group) -> Result<Kernels, GpuError> {
+        let [digits, scan, accumulate, reduce] = [Stage::Digits, Stage::Scan, Stage::Accumulate, Stage::Reduce]
+            .map(|stage| stage_source(path, stage, group));
         Ok(Kernels {
             count_digits: ctx.pipeline("msm_digits", &digits, "count_digits")?,
             scatter_digits: ctx.pipeline("msm_digits", &digits, "scatter_digits")?,

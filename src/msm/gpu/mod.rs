@@ -8,19 +8,26 @@
 //! again). Only the window sums are read back; the host combines windows and
 //! batches. Inputs larger than the adapter's binding limit are split into
 //! batches, and uploaded bases stay resident in device buffers.
+//!
+//! G1 and G2 share the graph and the stage code: G2's curve and point
+//! stages are G1's renamed over Fq2 (`shaders::over_fq2`), with points twice
+//! the words. G2's pipelines are compiled on its first MSM.
 
 pub(crate) mod contract;
 pub mod convert;
 pub(crate) mod graph;
+mod group;
 mod kernels;
 pub(crate) mod plan;
 pub mod shaders;
 pub mod testing;
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
-use ark_bn254::{Fr, G1Affine, G1Projective};
+use ark_bn254::{g1, g2, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
+use ark_ec::short_weierstrass::{Affine, Projective};
 use ark_ff::{AdditiveGroup, Zero};
 use rayon::prelude::*;
 use wgpu::util::DeviceExt;
@@ -28,11 +35,11 @@ use wgpu::util::DeviceExt;
 use super::device::{DeviceBases, MsmDevice, RunOptions};
 use crate::gpu::{GpuContext, GpuError};
 use contract::MsmParams;
-use convert::{fr_to_words, push_affine, xyzz_from_words, AFFINE_WORDS, XYZZ_WORDS};
+use convert::{fr_to_words, push_affine, xyzz_from_words, DeviceCurve};
 use graph::Buf;
 use kernels::{record, Kernels, Step};
-use plan::{max_batch, window_bits_for, Plan, BASE_BYTES, POINT_BYTES};
-pub use shaders::FieldPath;
+use plan::{max_batch, window_bits_for, Plan};
+pub use shaders::{FieldPath, Group};
 
 /// Optional overrides, mainly so tests can reach multi-batch and
 /// narrow-window paths at small sizes.
@@ -46,10 +53,12 @@ pub struct Tuning {
     pub field: Option<FieldPath>,
 }
 
-/// Bases resident on the device, split into buffers within the binding limit.
-pub struct GpuBases {
+/// Bases of `P` (G1 unless named) resident on the device, split into
+/// buffers within the binding limit.
+pub struct GpuBases<P: DeviceCurve = g1::Config> {
     chunks: Vec<BaseChunk>,
     len: usize,
+    group: PhantomData<P>,
 }
 
 struct BaseChunk {
@@ -58,7 +67,7 @@ struct BaseChunk {
     len: usize,
 }
 
-impl GpuBases {
+impl<P: DeviceCurve> GpuBases<P> {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -87,12 +96,19 @@ struct Workspace {
     window_acc: wgpu::Buffer,
 }
 
+/// One group's pipelines and its workspace (sized for its points).
+struct Lane {
+    kernels: Kernels,
+    workspace: Mutex<Option<Workspace>>,
+}
+
 pub struct GpuMsm {
     ctx: Arc<GpuContext>,
     path: FieldPath,
     tuning: Tuning,
-    kernels: Arc<Kernels>,
-    workspace: Mutex<Option<Workspace>>,
+    g1: Lane,
+    /// Compiled on the first G2 MSM: its pipelines cost as much as G1's.
+    g2: Mutex<Option<Arc<Lane>>>,
 }
 
 impl GpuMsm {
@@ -117,8 +133,26 @@ impl GpuMsm {
                 });
             }
         }
-        let kernels = Arc::new(Kernels::compile(&ctx, path)?);
-        Ok(GpuMsm { ctx, path, tuning, kernels, workspace: Mutex::new(None) })
+        let kernels = Kernels::compile(&ctx, path, Group::G1)?;
+        let g1 = Lane { kernels, workspace: Mutex::new(None) };
+        Ok(GpuMsm { ctx, path, tuning, g1, g2: Mutex::new(None) })
+    }
+
+    /// G2's lane, compiling its pipelines on first use.
+    fn g2_lane(&self) -> Result<Arc<Lane>, GpuError> {
+        let mut g2 = self.g2.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(lane) = g2.as_ref() {
+            return Ok(lane.clone());
+        }
+        let kernels = Kernels::compile(&self.ctx, self.path, Group::G2)?;
+        let lane = Arc::new(Lane { kernels, workspace: Mutex::new(None) });
+        *g2 = Some(lane.clone());
+        Ok(lane)
+    }
+
+    /// Compile G2's pipelines now rather than on the first G2 MSM.
+    pub fn prepare_g2(&self) -> Result<(), GpuError> {
+        self.g2_lane().map(|_| ())
     }
 
     pub fn field_path(&self) -> FieldPath {
@@ -133,14 +167,14 @@ impl GpuMsm {
         self.ctx.binding_limit()
     }
 
-    fn base_chunk_len(&self) -> usize {
-        let by_limit = (self.binding_limit() / BASE_BYTES).min(plan::MAX_BATCH_POINTS) as usize;
+    fn base_chunk_len(&self, group: Group) -> usize {
+        let by_limit = (self.binding_limit() / group.base_bytes()).min(plan::MAX_BATCH_POINTS) as usize;
         self.tuning.max_batch.unwrap_or(usize::MAX).min(by_limit).max(1)
     }
 
-    /// Upload `bases` once; they stay on the device for `msm_resident`.
-    pub fn upload(&self, bases: &[G1Affine]) -> Result<GpuBases, GpuError> {
-        let chunk_len = self.base_chunk_len();
+    /// Upload `bases` (G1 or G2) once; they stay on the device for `msm_resident`.
+    pub fn upload<P: DeviceCurve>(&self, bases: &[Affine<P>]) -> Result<GpuBases<P>, GpuError> {
+        let chunk_len = self.base_chunk_len(P::GROUP);
         let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let chunks: Vec<BaseChunk> = bases
             .chunks(chunk_len)
@@ -154,7 +188,7 @@ impl GpuMsm {
                     })
                     .flatten()
                     .collect();
-                debug_assert_eq!(words.len(), part.len() * AFFINE_WORDS);
+                debug_assert_eq!(words.len() as u64 * 4, part.len() as u64 * P::GROUP.base_bytes());
                 let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("msm bases"),
                     contents: bytemuck::cast_slice(&words),
@@ -166,11 +200,11 @@ impl GpuMsm {
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Dispatch { label: "msm bases upload".into(), reason: err.to_string() });
         }
-        Ok(GpuBases { chunks, len: bases.len() })
+        Ok(GpuBases { chunks, len: bases.len(), group: PhantomData })
     }
 
-    /// sum_i scalars[i] * bases[i], uploading the bases for this call only.
-    pub fn msm(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<G1Projective, GpuError> {
+    /// sum_i scalars[i] * bases[i] (G1 or G2), uploading the bases for this call only.
+    pub fn msm<P: DeviceCurve>(&self, bases: &[Affine<P>], scalars: &[Fr]) -> Result<Projective<P>, GpuError> {
         if bases.len() != scalars.len() {
             return Err(GpuError::Dispatch {
                 label: "msm".into(),
@@ -178,19 +212,24 @@ impl GpuMsm {
             });
         }
         if scalars.is_empty() {
-            return Ok(G1Projective::zero());
+            return Ok(Projective::zero());
         }
         let set = self.upload(bases)?;
         self.msm_resident(&set, scalars)
     }
 
     /// [`GpuMsm::msm_resident`] as the engine runs it (with its fault plan).
-    pub fn msm_resident(&self, set: &GpuBases, scalars: &[Fr]) -> Result<G1Projective, GpuError> {
+    pub fn msm_resident<P: DeviceCurve>(&self, set: &GpuBases<P>, scalars: &[Fr]) -> Result<Projective<P>, GpuError> {
         self.msm_resident_with(set, scalars, &RunOptions::default())
     }
 
     /// sum_i scalars[i] * set[i] for the first `scalars.len()` resident bases.
-    fn msm_resident_with(&self, set: &GpuBases, scalars: &[Fr], run: &RunOptions) -> Result<G1Projective, GpuError> {
+    fn msm_resident_with<P: DeviceCurve>(
+        &self,
+        set: &GpuBases<P>,
+        scalars: &[Fr],
+        run: &RunOptions,
+    ) -> Result<Projective<P>, GpuError> {
         if scalars.len() > set.len {
             return Err(GpuError::Dispatch {
                 label: "msm".into(),
@@ -198,25 +237,34 @@ impl GpuMsm {
             });
         }
         if scalars.is_empty() {
-            return Ok(G1Projective::zero());
+            return Ok(Projective::zero());
         }
-        let window_bits =
-            self.tuning.window_bits.unwrap_or_else(|| window_bits_for(scalars.len().min(self.base_chunk_len())));
-        let batch = self.base_chunk_len().min(max_batch(self.binding_limit(), window_bits)).max(1);
+        let group = P::GROUP;
+        let g2_lane;
+        let lane = match group {
+            Group::G1 => &self.g1,
+            Group::G2 => {
+                g2_lane = self.g2_lane()?;
+                &*g2_lane
+            }
+        };
+        let chunk_len = self.base_chunk_len(group);
+        let window_bits = self.tuning.window_bits.unwrap_or_else(|| window_bits_for(scalars.len().min(chunk_len)));
+        let batch = chunk_len.min(max_batch(self.binding_limit(), window_bits, group)).max(1);
         let capacity = batch.min(scalars.len());
 
-        let mut guard = self.workspace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = lane.workspace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let reusable =
             guard.as_ref().is_some_and(|ws| ws.plan.window_bits == window_bits && ws.plan.n as usize >= capacity);
         if !reusable {
             *guard = None;
-            *guard = Some(self.workspace_for(Plan::new(capacity as u32, window_bits))?);
+            *guard = Some(self.workspace_for(Plan::new(capacity as u32, window_bits), group)?);
         }
         let Some(ws) = guard.as_ref() else {
             return Err(GpuError::Dispatch { label: "msm".into(), reason: "no workspace".into() });
         };
 
-        let mut total = G1Projective::zero();
+        let mut total = Projective::<P>::zero();
         let mut fail_before_step = run.fail_before_step;
         for chunk in &set.chunks {
             let end = (chunk.start + chunk.len).min(scalars.len());
@@ -224,14 +272,17 @@ impl GpuMsm {
             while start < end {
                 let stop = (start + batch).min(end);
                 let offset = (start - chunk.start) as u32;
-                total += self.run_batch(ws, &chunk.buffer, offset, &scalars[start..stop], fail_before_step.take())?;
+                let batch_scalars = &scalars[start..stop];
+                total +=
+                    self.run_batch::<P>(lane, ws, &chunk.buffer, offset, batch_scalars, fail_before_step.take())?;
                 start = stop;
             }
         }
         Ok(total)
     }
 
-    fn workspace_for(&self, plan: Plan) -> Result<Workspace, GpuError> {
+    fn workspace_for(&self, plan: Plan, group: Group) -> Result<Workspace, GpuError> {
+        let point_bytes = group.point_bytes();
         let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = |label: &str, bytes: u64| {
             self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -251,20 +302,20 @@ impl GpuMsm {
             chunk_sums: buffer("msm scan chunks", plan.scan_chunks as u64 * 4),
             entries: buffer("msm entries", entries * 4),
             bucket_of: buffer("msm entry buckets", entries * 4),
-            bucket_acc: buffer("msm buckets", plan.total_buckets as u64 * POINT_BYTES),
+            bucket_acc: buffer("msm buckets", plan.total_buckets as u64 * point_bytes),
             conts: [
                 (
-                    buffer("msm continuations a", odd as u64 * POINT_BYTES),
+                    buffer("msm continuations a", odd as u64 * point_bytes),
                     buffer("msm continuation buckets a", odd as u64 * 4),
                 ),
                 (
-                    buffer("msm continuations b", even as u64 * POINT_BYTES),
+                    buffer("msm continuations b", even as u64 * point_bytes),
                     buffer("msm continuation buckets b", even as u64 * 4),
                 ),
             ],
-            segments: buffer("msm window segments", plan.segment_count() as u64 * POINT_BYTES),
+            segments: buffer("msm window segments", plan.segment_count() as u64 * point_bytes),
             segment_window: buffer("msm segment windows", plan.segment_count() as u64 * 4),
-            window_acc: buffer("msm window sums", plan.windows as u64 * POINT_BYTES),
+            window_acc: buffer("msm window sums", plan.windows as u64 * point_bytes),
         };
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Dispatch { label: "msm workspace".into(), reason: err.to_string() });
@@ -273,15 +324,17 @@ impl GpuMsm {
     }
 
     /// One batch on the device; returns its full MSM.
-    fn run_batch(
+    fn run_batch<P: DeviceCurve>(
         &self,
+        lane: &Lane,
         ws: &Workspace,
         bases: &wgpu::Buffer,
         base_offset: u32,
         scalars: &[Fr],
         fail_before_step: Option<usize>,
-    ) -> Result<G1Projective, GpuError> {
+    ) -> Result<Projective<P>, GpuError> {
         let ctx = &self.ctx;
+        let point_bytes = P::GROUP.point_bytes();
         let plan = Plan::new(scalars.len() as u32, ws.plan.window_bits);
         let words: Vec<u32> = scalars.par_iter().flat_map_iter(fr_to_words).collect();
         ctx.queue.write_buffer(&ws.scalars, 0, bytemuck::cast_slice(&words));
@@ -315,7 +368,7 @@ impl GpuMsm {
         let steps: Vec<Step<'_>> = graph
             .iter()
             .map(|d| Step {
-                pipeline: self.kernels.pipeline(d.kernel),
+                pipeline: lane.kernels.pipeline(d.kernel),
                 bindings: d.bindings.iter().map(|(binding, buf)| (binding.slot, buffer(*buf))).collect(),
                 threads: d.threads,
                 group: d.group,
@@ -353,16 +406,16 @@ impl GpuMsm {
             return Err(GpuError::InjectedFault(format!("msm before dispatch {step} of {}", graph.len())));
         }
 
-        let bytes = ctx.read_buffer("msm window sums", &ws.window_acc, plan.windows as u64 * POINT_BYTES)?;
+        let bytes = ctx.read_buffer("msm window sums", &ws.window_acc, plan.windows as u64 * point_bytes)?;
         let words: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let mut total = G1Projective::zero();
-        for (w, window) in words.chunks_exact(XYZZ_WORDS).enumerate().rev() {
+        let mut total = Projective::<P>::zero();
+        for (w, window) in words.chunks_exact(point_bytes as usize / 4).enumerate().rev() {
             for _ in 0..plan.window_bits {
                 total.double_in_place();
             }
-            total += xyzz_from_words(window).map_err(|e| GpuError::Readback {
+            total += xyzz_from_words::<P>(window).map_err(|e| GpuError::Readback {
                 label: "msm window sums".into(),
-                reason: format!("window {w}: {e}"),
+                reason: format!("{} window {w}: {e}", P::GROUP.name()),
             })?;
         }
         Ok(total)
@@ -379,14 +432,26 @@ impl MsmDevice for GpuMsm {
     }
 
     fn msm_g1_resident(&self, set: &DeviceBases, scalars: &[Fr], run: &RunOptions) -> Result<G1Projective, GpuError> {
-        let set = set.downcast_ref::<GpuBases>().ok_or_else(|| GpuError::Dispatch {
-            label: "msm".into(),
-            reason: "bases uploaded to another device".into(),
-        })?;
-        self.msm_resident_with(set, scalars, run)
+        self.msm_resident_with(own_bases::<g1::Config>(set)?, scalars, run)
+    }
+
+    fn upload_g2(&self, bases: &[G2Affine]) -> Result<DeviceBases, GpuError> {
+        Ok(Arc::new(self.upload(bases)?))
+    }
+
+    fn msm_g2_resident(&self, set: &DeviceBases, scalars: &[Fr], run: &RunOptions) -> Result<G2Projective, GpuError> {
+        self.msm_resident_with(own_bases::<g2::Config>(set)?, scalars, run)
     }
 
     fn is_lost(&self) -> bool {
         self.ctx.is_lost()
     }
+}
+
+/// A set this device uploaded for `P`'s MSMs.
+fn own_bases<P: DeviceCurve>(set: &DeviceBases) -> Result<&GpuBases<P>, GpuError> {
+    set.downcast_ref::<GpuBases<P>>().ok_or_else(|| GpuError::Dispatch {
+        label: "msm".into(),
+        reason: format!("not {} bases uploaded to this device", P::GROUP.name()),
+    })
 }

@@ -11,12 +11,12 @@
 // accumulate_points reads XYZZ continuations (or window segment sums).
 
 fn load_base(entry: u32) -> Affine {
-    let base = (params.base_offset + (entry & 0x7fffffffu)) * 16u;
-    var x: array<u32, 8>;
-    var y: array<u32, 8>;
-    for (var k = 0u; k < 8u; k++) {
+    let base = (params.base_offset + (entry & 0x7fffffffu)) * AFFINE_WORDS;
+    var x: array<u32, FE_WORDS>;
+    var y: array<u32, FE_WORDS>;
+    for (var k = 0u; k < FE_WORDS; k++) {
         x[k] = bases[base + k];
-        y[k] = bases[base + 8u + k];
+        y[k] = bases[base + FE_WORDS + k];
     }
     let q = Affine(fe_from_words(x), fe_from_words(y));
     if (entry >> 31u) == 1u {
@@ -26,32 +26,32 @@ fn load_base(entry: u32) -> Affine {
 }
 
 fn load_bucket(b: u32) -> Xyzz {
-    var w: array<u32, 32>;
-    for (var k = 0u; k < 32u; k++) {
-        w[k] = bucket_acc[b * 32u + k];
+    var w: array<u32, XYZZ_WORDS>;
+    for (var k = 0u; k < XYZZ_WORDS; k++) {
+        w[k] = bucket_acc[b * XYZZ_WORDS + k];
     }
     return xyzz_from_words(w);
 }
 
 fn store_bucket(b: u32, p: Xyzz) {
     var w = xyzz_to_words(p);
-    for (var k = 0u; k < 32u; k++) {
-        bucket_acc[b * 32u + k] = w[k];
+    for (var k = 0u; k < XYZZ_WORDS; k++) {
+        bucket_acc[b * XYZZ_WORDS + k] = w[k];
     }
 }
 
 fn load_cont(i: u32) -> Xyzz {
-    var w: array<u32, 32>;
-    for (var k = 0u; k < 32u; k++) {
-        w[k] = cont_in[i * 32u + k];
+    var w: array<u32, XYZZ_WORDS>;
+    for (var k = 0u; k < XYZZ_WORDS; k++) {
+        w[k] = cont_in[i * XYZZ_WORDS + k];
     }
     return xyzz_from_words(w);
 }
 
 fn store_cont(t: u32, p: Xyzz) {
     var w = xyzz_to_words(p);
-    for (var k = 0u; k < 32u; k++) {
-        cont_out[t * 32u + k] = w[k];
+    for (var k = 0u; k < XYZZ_WORDS; k++) {
+        cont_out[t * XYZZ_WORDS + k] = w[k];
     }
 }
 

@@ -5,9 +5,9 @@
 // segmented reduction in msm_accumulate.wgsl.
 
 fn load_bucket(b: u32) -> Xyzz {
-    var w: array<u32, 32>;
-    for (var k = 0u; k < 32u; k++) {
-        w[k] = bucket_acc[b * 32u + k];
+    var w: array<u32, XYZZ_WORDS>;
+    for (var k = 0u; k < XYZZ_WORDS; k++) {
+        w[k] = bucket_acc[b * XYZZ_WORDS + k];
     }
     return xyzz_from_words(w);
 }
@@ -67,8 +67,8 @@ fn window_segments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
         }
     }
     var words = xyzz_to_words(total);
-    for (var k = 0u; k < 32u; k++) {
-        seg_out[t * 32u + k] = words[k];
+    for (var k = 0u; k < XYZZ_WORDS; k++) {
+        seg_out[t * XYZZ_WORDS + k] = words[k];
     }
     seg_window[t] = w + 1u;
 }

@@ -1,6 +1,8 @@
 //! Sizing: window width, batch size under the adapter's limits, scan and
 //! reduction geometry, and 2D dispatch shapes.
 
+use super::group::Group;
+
 /// Items each accumulation thread sums (the segmented-reduction slice).
 pub const ACC_CHUNK: u32 = 32;
 /// Threads per workgroup in every MSM kernel but the scan's single group.
@@ -13,9 +15,6 @@ const MAX_SCAN_CHUNKS: u32 = SCAN_GROUP * 16;
 const SEGMENT_THREADS: u32 = 8192;
 /// The most points one batch may hold, whatever the adapter allows.
 pub const MAX_BATCH_POINTS: u64 = 1 << 24;
-/// Bytes per stored affine base and XYZZ point.
-pub const BASE_BYTES: u64 = 64;
-pub const POINT_BYTES: u64 = 128;
 
 /// Window width for a batch of `n` points: wide enough that bucket work
 /// (2^c per window) stays below the point work (n per window).
@@ -97,16 +96,17 @@ impl Plan {
         (odd, even)
     }
 
-    /// The largest buffer this plan binds, in bytes (bases excluded).
+    /// The largest buffer this plan binds over `group`, in bytes (bases excluded).
     #[cfg(test)]
-    pub fn largest_binding(&self) -> u64 {
+    pub fn largest_binding(&self, group: Group) -> u64 {
         let (odd, _) = self.cont_capacity();
+        let point_bytes = group.point_bytes();
         [
             self.n as u64 * 32,
             self.max_entries as u64 * 4,
-            self.total_buckets as u64 * POINT_BYTES,
-            odd as u64 * POINT_BYTES,
-            self.segment_count() as u64 * POINT_BYTES,
+            self.total_buckets as u64 * point_bytes,
+            odd as u64 * point_bytes,
+            self.segment_count() as u64 * point_bytes,
         ]
         .into_iter()
         .max()
@@ -114,15 +114,16 @@ impl Plan {
     }
 }
 
-/// The most points one batch may hold with `window_bits` under a binding
-/// limit of `limit` bytes (every per-point buffer must fit).
-pub fn max_batch(limit: u64, window_bits: u32) -> usize {
+/// The most points of `group` one batch may hold with `window_bits` under a
+/// binding limit of `limit` bytes (every per-point buffer must fit).
+pub fn max_batch(limit: u64, window_bits: u32, group: Group) -> usize {
     let plan = Plan::new(1, window_bits);
     let windows = plan.windows as u64;
-    let per_point = [BASE_BYTES, 32, 4 * windows, (windows * POINT_BYTES).div_ceil(ACC_CHUNK as u64)]
+    let base_bytes = group.base_bytes();
+    let per_point = [base_bytes, 32, 4 * windows, (windows * group.point_bytes()).div_ceil(ACC_CHUNK as u64)]
         .into_iter()
         .max()
-        .unwrap_or(BASE_BYTES);
+        .unwrap_or(base_bytes);
     let by_limit = limit / per_point;
     // Kernels index words with u32: 2^24 points keep every index below 2^31,
     // and entries keep bit 31 free for the sign.
@@ -173,9 +174,13 @@ mod tests {
     #[test]
     fn batches_fit_the_binding_limit() {
         let limit = 128 << 20;
-        for c in [2, 8, 16] {
-            let n = max_batch(limit, c);
-            assert!(Plan::new(n as u32, c).largest_binding() <= limit.max(Plan::new(1, c).largest_binding()));
+        for group in [Group::G1, Group::G2] {
+            for c in [2, 8, 16] {
+                let n = max_batch(limit, c, group);
+                let largest = Plan::new(n as u32, c).largest_binding(group);
+                assert!(largest <= limit.max(Plan::new(1, c).largest_binding(group)), "{group:?} c = {c}");
+                assert!(n as u64 * group.base_bytes() <= limit, "{group:?} c = {c}");
+            }
         }
     }
 }

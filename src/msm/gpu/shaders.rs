@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use ark_bn254::{Fq, Fr};
 use ark_ff::{BigInt, PrimeField};
 
+pub use super::group::Group;
+
 const FIELD_U32: &str = include_str!("bn254_field_u32.wgsl");
 const FIELD_U64: &str = include_str!("bn254_field_u64.wgsl");
 const FIELD_INV: &str = include_str!("bn254_field_inv.wgsl");
@@ -92,6 +94,65 @@ pub fn curve_source(path: FieldPath) -> Vec<Cow<'static, str>> {
 /// Field and inverse code for `path` with Fq2 on top (G2's coordinates).
 pub fn fq2_source(path: FieldPath) -> Vec<Cow<'static, str>> {
     vec![prelude().into(), path.source().into(), FIELD_INV.into(), FQ2.into()]
+}
+
+/// Field, Fq2 and G2 curve code for `path`: G2's curve code is G1's
+/// (`bn254_curve.wgsl`: its formulas are for a = 0 and never read b, so they
+/// hold on the twist too) over Fq2, its names suffixed with 2 ([`over_fq2`]).
+pub fn g2_curve_source(path: FieldPath) -> Vec<Cow<'static, str>> {
+    let mut code = fq2_source(path);
+    code.push(over_fq2(CURVE).into());
+    code
+}
+
+/// The field and curve code of `group`'s kernels on `path`.
+pub fn group_curve_source(path: FieldPath, group: Group) -> Vec<Cow<'static, str>> {
+    match group {
+        Group::G1 => curve_source(path),
+        Group::G2 => g2_curve_source(path),
+    }
+}
+
+/// MSM code written over G1 (`Fe`, `Xyzz`, `Affine`) for `group`: as is
+/// for G1, renamed over Fq2 for G2.
+pub fn for_group(group: Group, source: &'static str) -> Cow<'static, str> {
+    match group {
+        Group::G1 => source.into(),
+        Group::G2 => over_fq2(source).into(),
+    }
+}
+
+/// WGSL written over `Fe` rewritten over `Fe2`: the type names `Fe`,
+/// `Xyzz`, `Affine` and every identifier starting `fe_`, `xyzz_` or
+/// `affine_` get a 2 (`fe2_mul`, `Xyzz2`, `xyzz2_add`, …), in comments too;
+/// nothing else changes. One text of the curve formulas and MSM stages then
+/// serves both groups.
+pub fn over_fq2(source: &str) -> String {
+    let mut out = String::with_capacity(source.len() + source.len() / 16);
+    let mut rest = source;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        out.push_str(&rest[..start]);
+        let word_len =
+            rest[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len() - start);
+        let word = &rest[start..start + word_len];
+        match word {
+            "Fe" | "Xyzz" | "Affine" => {
+                out.push_str(word);
+                out.push('2');
+            }
+            _ => match ["fe_", "xyzz_", "affine_"].iter().find(|prefix| word.starts_with(**prefix)) {
+                Some(prefix) => {
+                    out.push_str(&prefix[..prefix.len() - 1]);
+                    out.push('2');
+                    out.push_str(&word[prefix.len() - 1..]);
+                }
+                None => out.push_str(word),
+            },
+        }
+        rest = &rest[start + word_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The same field code on `path` for BN254's scalar field Fr (the NTT's):
@@ -195,6 +256,14 @@ fn field_prelude(modulus: BigInt<4>, r: BigInt<4>, r2: BigInt<4>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn over_fq2_renames_the_field_and_curve_names_only() {
+        let g1 = "fn xyzz_add(p: Xyzz, q: Affine) -> Fe { let feed = fe_mul(p.x, Fe_x); return affine_neg(q); }";
+        let g2 = "fn xyzz2_add(p: Xyzz2, q: Affine2) -> Fe2 { let feed = fe2_mul(p.x, Fe_x); return affine2_neg(q); }";
+        assert_eq!(super::over_fq2(g1), g2);
+        assert_eq!(super::over_fq2("x_fe_ + 1u + FE_WORDS"), "x_fe_ + 1u + FE_WORDS");
+    }
+
     use super::*;
     use ark_ff::{Field, One};
 
