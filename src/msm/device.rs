@@ -55,6 +55,12 @@ pub(crate) trait MsmDevice: Send + Sync {
     fn msm_g2_resident(&self, set: &DeviceBases, scalars: &[Fr], run: &RunOptions)
         -> Result<G2Projective, DeviceError>;
 
+    /// The G2 twin of [`MsmDevice::msm_g1`].
+    fn msm_g2(&self, bases: &[G2Affine], scalars: &[Fr], run: &RunOptions) -> Result<G2Projective, DeviceError> {
+        let set = self.upload_g2(bases)?;
+        self.msm_g2_resident(&set, scalars, run)
+    }
+
     /// Whether the device is gone, so the engine should re-acquire.
     fn is_lost(&self) -> bool;
 }

@@ -11,7 +11,7 @@ pub mod gpu;
 mod tuning;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 
@@ -29,13 +29,38 @@ pub enum MsmError {
     Device(#[from] DeviceError),
 }
 
+/// A base set's upload, tagged with the device that holds it: after a
+/// device loss (or in another engine, which may share a G2 set) the set is
+/// uploaded again on its next use. The weak tag keeps the device's
+/// allocation, so a later device can never be mistaken for it.
+#[derive(Default)]
+struct DeviceCopy(Mutex<Option<(Weak<dyn MsmDevice>, DeviceBases)>>);
+
+impl DeviceCopy {
+    fn holding(device: &Arc<dyn MsmDevice>, uploaded: DeviceBases) -> Self {
+        DeviceCopy(Mutex::new(Some((Arc::downgrade(device), uploaded))))
+    }
+
+    /// The upload on `device`, made now if the set is not there yet.
+    fn on(
+        &self,
+        device: &Arc<dyn MsmDevice>,
+        upload: impl FnOnce() -> Result<DeviceBases, DeviceError>,
+    ) -> Result<DeviceBases, DeviceError> {
+        let mut held = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match held.as_ref() {
+            Some((holder, uploaded)) if Weak::ptr_eq(holder, &Arc::downgrade(device)) => Ok(uploaded.clone()),
+            _ => upload().inspect(|uploaded| *held = Some((Arc::downgrade(device), uploaded.clone()))),
+        }
+    }
+}
+
 /// A fixed G1 base set uploaded once (to the engine's device when it has
 /// one) and reused for many MSMs, as the prover does with a proving key's
 /// bases. After a device loss it is uploaded again on its next use.
 pub struct ResidentG1 {
     bases: Arc<Vec<G1Affine>>,
-    /// The upload, tagged with the device generation it belongs to.
-    on_device: Mutex<Option<(u64, DeviceBases)>>,
+    on_device: DeviceCopy,
 }
 
 impl ResidentG1 {
@@ -50,12 +75,15 @@ impl ResidentG1 {
     }
 }
 
-/// A fixed G2 base set validated once and prepared (GLV endomorphism images
-/// precomputed) for repeated CPU MSMs. Subgroup checks of G2 points cost far
-/// more than the MSM itself, so checking them on every call is not an option
-/// for a prover that reuses a proving key's bases.
+/// A fixed G2 base set validated once, prepared (GLV endomorphism images
+/// precomputed) for the CPU, and uploaded to the engine's device on its
+/// first MSM there. Subgroup checks of G2 points cost far more than the MSM
+/// itself, so checking them on every call is not an option for a prover
+/// that reuses a proving key's bases. The CPU form stays beside the upload:
+/// it is the fallback when a device MSM fails.
 pub struct ResidentG2 {
     prepared: cpu::PreparedBases<ark_bn254::g2::Config>,
+    on_device: DeviceCopy,
 }
 
 impl ResidentG2 {
@@ -69,9 +97,8 @@ impl ResidentG2 {
 
 pub struct MsmEngine {
     cpu: cpu::CpuMsm,
-    /// The accelerator and its generation (bumped when a lost device is
-    /// replaced); `None` is the CPU.
-    device: RwLock<(u64, Option<Arc<dyn MsmDevice>>)>,
+    /// The accelerator (replaced when lost); `None` is the CPU.
+    device: RwLock<Option<Arc<dyn MsmDevice>>>,
     /// GPU MSMs that failed and were recomputed on the CPU.
     fallbacks: AtomicU64,
     faults: Mutex<FaultPlan>,
@@ -83,13 +110,13 @@ impl MsmEngine {
     pub fn new(backend: Backend) -> Result<Self, MsmError> {
         let (resolved, _ctx) = crate::gpu::resolve(backend)?;
         let device = acquire_device(resolved)?;
-        Ok(MsmEngine { device: RwLock::new((0, device)), ..MsmEngine::cpu() })
+        Ok(MsmEngine { device: RwLock::new(device), ..MsmEngine::cpu() })
     }
 
     pub fn cpu() -> Self {
         MsmEngine {
             cpu: cpu::CpuMsm::new(),
-            device: RwLock::new((0, None)),
+            device: RwLock::new(None),
             fallbacks: AtomicU64::new(0),
             faults: Mutex::new(FaultPlan::default()),
         }
@@ -101,9 +128,8 @@ impl MsmEngine {
         self.fallbacks.load(Ordering::Relaxed)
     }
 
-    fn current_device(&self) -> (u64, Option<Arc<dyn MsmDevice>>) {
-        let guard = self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        (guard.0, guard.1.clone())
+    fn current_device(&self) -> Option<Arc<dyn MsmDevice>> {
+        self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     fn run_options(&self) -> RunOptions {
@@ -111,34 +137,44 @@ impl MsmEngine {
         RunOptions { fail_before_step: faults.take() }
     }
 
-    /// The CPU's answer after a device failure, counted; a lost device is
-    /// replaced by a fresh one (or by the CPU when none comes back).
-    fn recompute_on_cpu(
+    /// `on_device`'s answer, or after a device failure `on_cpu`'s, counted;
+    /// a lost device is replaced by a fresh one (or by the CPU when none
+    /// comes back). The one fallback policy of G1 and G2 MSMs.
+    fn device_or_cpu<T>(
         &self,
-        err: &DeviceError,
-        failed: &Arc<dyn MsmDevice>,
-        bases: &[G1Affine],
-        scalars: &[Fr],
-    ) -> G1Projective {
-        tracing::warn!(%err, points = scalars.len(), "GPU MSM failed; recomputing on the CPU");
+        device: &Arc<dyn MsmDevice>,
+        points: usize,
+        on_device: impl FnOnce(&RunOptions) -> Result<T, DeviceError>,
+        on_cpu: impl FnOnce() -> T,
+    ) -> T {
+        match on_device(&self.run_options()) {
+            Ok(sum) => sum,
+            Err(err) => {
+                self.note_failure(&err, device, points);
+                on_cpu()
+            }
+        }
+    }
+
+    fn note_failure(&self, err: &DeviceError, failed: &Arc<dyn MsmDevice>, points: usize) {
+        tracing::warn!(%err, points, "GPU MSM failed; recomputing on the CPU");
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
         if failed.is_lost() {
             let mut guard = self.device.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if guard.1.as_ref().is_some_and(|current| Arc::ptr_eq(current, failed)) {
+            if guard.as_ref().is_some_and(|current| Arc::ptr_eq(current, failed)) {
                 let fresh = acquire_device(ResolvedBackend::Gpu).unwrap_or_else(|err| {
                     tracing::warn!(%err, "GPU lost and not recovered: MSMs continue on the CPU");
                     None
                 });
-                *guard = (guard.0 + 1, fresh);
+                *guard = fresh;
             }
         }
-        self.cpu.msm_g1(bases, scalars)
     }
 
-    /// Where G1 MSMs run now: the GPU while the engine holds a device (the
-    /// CPU after a lost device that did not come back).
+    /// Where MSMs (G1 and G2) run now: the GPU while the engine holds a
+    /// device (the CPU after a lost device that did not come back).
     pub fn backend(&self) -> ResolvedBackend {
-        match self.current_device().1 {
+        match self.current_device() {
             Some(_) => ResolvedBackend::Gpu,
             None => ResolvedBackend::Cpu,
         }
@@ -146,14 +182,14 @@ impl MsmEngine {
 
     /// A description of the device the GPU backend runs on, if it has one.
     pub fn device(&self) -> Option<String> {
-        self.current_device().1.map(|device| device.describe())
+        self.current_device().map(|device| device.describe())
     }
 
     #[cfg(any(test, feature = "test-support"))]
     /// Make the next device MSMs fail as `plan` says (the hash pool takes
     /// the same plan). Returns false (and does nothing) without a device.
     pub fn inject_faults(&self, plan: FaultPlan) -> bool {
-        if self.current_device().1.is_none() {
+        if self.current_device().is_none() {
             return false;
         }
         *self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = plan;
@@ -163,22 +199,25 @@ impl MsmEngine {
     pub fn msm_g1(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<G1Projective, MsmError> {
         check_lengths(bases.len(), scalars.len())?;
         validate_g1(bases)?;
-        match self.current_device().1 {
-            Some(device) => Ok(device
-                .msm_g1(bases, scalars, &self.run_options())
-                .unwrap_or_else(|err| self.recompute_on_cpu(&err, &device, bases, scalars))),
-            None => Ok(self.cpu.msm_g1(bases, scalars)),
-        }
+        let cpu = || self.cpu.msm_g1(bases, scalars);
+        Ok(match self.current_device() {
+            Some(device) => self.device_or_cpu(&device, bases.len(), |run| device.msm_g1(bases, scalars, run), cpu),
+            None => cpu(),
+        })
     }
 
-    /// G2 MSMs always run on the CPU engine.
     pub fn msm_g2(&self, bases: &[G2Affine], scalars: &[Fr]) -> Result<G2Projective, MsmError> {
         check_lengths(bases.len(), scalars.len())?;
         validate_g2(bases)?;
-        Ok(self.cpu.msm_g2(bases, scalars))
+        let cpu = || self.cpu.msm_g2(bases, scalars);
+        Ok(match self.current_device() {
+            Some(device) => self.device_or_cpu(&device, bases.len(), |run| device.msm_g2(bases, scalars, run), cpu),
+            None => cpu(),
+        })
     }
 
-    /// Validate `bases` once and prepare them for repeated G2 MSMs (CPU).
+    /// Validate `bases` once and keep them for repeated G2 MSMs (on the
+    /// device from the first MSM there).
     pub fn upload_g2(&self, bases: Vec<G2Affine>) -> Result<ResidentG2, MsmError> {
         validate_g2(&bases)?;
         Ok(self.adopt_g2(bases))
@@ -188,7 +227,7 @@ impl MsmEngine {
     /// validated at setup and matched against its recorded digest since):
     /// G2 subgroup checks cost more than many MSMs over the same points.
     pub(crate) fn adopt_g2(&self, bases: Vec<G2Affine>) -> ResidentG2 {
-        ResidentG2 { prepared: self.cpu.prepare(bases) }
+        ResidentG2 { prepared: self.cpu.prepare(bases), on_device: DeviceCopy::default() }
     }
 
     /// A G2 MSM against a resident base set; `scalars` may be shorter than the set.
@@ -196,7 +235,15 @@ impl MsmEngine {
         if scalars.len() > set.len() {
             return Err(MsmError::LengthMismatch { bases: set.len(), scalars: scalars.len() });
         }
-        Ok(self.cpu.msm_prepared(&set.prepared, scalars))
+        let cpu = || self.cpu.msm_prepared(&set.prepared, scalars);
+        let Some(device) = self.current_device() else {
+            return Ok(cpu());
+        };
+        let on_device = |run: &RunOptions| {
+            let uploaded = set.on_device.on(&device, || device.upload_g2(set.prepared.bases()))?;
+            device.msm_g2_resident(&uploaded, scalars, run)
+        };
+        Ok(self.device_or_cpu(&device, scalars.len(), on_device, cpu))
     }
 
     /// Validate and keep `bases` for repeated MSMs (resident on the GPU).
@@ -208,12 +255,11 @@ impl MsmEngine {
     /// [`Self::upload_g1`] for bases the caller has already checked (a
     /// proving key's, checked when it was made or loaded).
     pub(crate) fn adopt_g1(&self, bases: Vec<G1Affine>) -> Result<ResidentG1, MsmError> {
-        let (generation, device) = self.current_device();
-        let on_device = match device {
-            Some(device) => Some((generation, device.upload_g1(&bases)?)),
-            None => None,
+        let on_device = match self.current_device() {
+            Some(device) => DeviceCopy::holding(&device, device.upload_g1(&bases)?),
+            None => DeviceCopy::default(),
         };
-        Ok(ResidentG1 { bases: Arc::new(bases), on_device: Mutex::new(on_device) })
+        Ok(ResidentG1 { bases: Arc::new(bases), on_device })
     }
 
     /// An MSM against a resident base set; `scalars` may be shorter than the set.
@@ -221,21 +267,15 @@ impl MsmEngine {
         if scalars.len() > set.len() {
             return Err(MsmError::LengthMismatch { bases: set.len(), scalars: scalars.len() });
         }
-        let bases = &set.bases[..scalars.len()];
-        let (generation, Some(device)) = self.current_device() else {
-            return Ok(self.cpu.msm_g1(bases, scalars));
+        let cpu = || self.cpu.msm_g1(&set.bases[..scalars.len()], scalars);
+        let Some(device) = self.current_device() else {
+            return Ok(cpu());
         };
-        let uploaded = {
-            let mut on_device = set.on_device.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            match on_device.as_ref() {
-                Some((g, uploaded)) if *g == generation => Ok(uploaded.clone()),
-                // Uploaded to a device since replaced (or never): again.
-                _ => device.upload_g1(&set.bases).inspect(|uploaded| *on_device = Some((generation, uploaded.clone()))),
-            }
+        let on_device = |run: &RunOptions| {
+            let uploaded = set.on_device.on(&device, || device.upload_g1(&set.bases))?;
+            device.msm_g1_resident(&uploaded, scalars, run)
         };
-        Ok(uploaded
-            .and_then(|uploaded| device.msm_g1_resident(&uploaded, scalars, &self.run_options()))
-            .unwrap_or_else(|err| self.recompute_on_cpu(&err, &device, bases, scalars)))
+        Ok(self.device_or_cpu(&device, scalars.len(), on_device, cpu))
     }
 }
 

@@ -38,7 +38,8 @@ struct SparseG1 {
 }
 
 /// As [`SparseG1`], prepared once for the CPU's G2 MSMs (the GLV images
-/// computed at load, not per proof); shared by the engines of one key.
+/// computed at load, not per proof) and uploaded to a device on its first
+/// MSM there; shared by the engines of one key.
 struct SparseG2 {
     first: G2Affine,
     indices: Vec<usize>,

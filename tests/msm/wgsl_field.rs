@@ -8,7 +8,7 @@ use ark_ec::{AffineRepr, CurveGroup, PrimeGroup};
 use ark_ff::{AdditiveGroup, BigInt, Field, PrimeField, UniformRand, Zero};
 use causality_vm::gpu::{test_context, GpuContext};
 use causality_vm::msm::gpu::convert::{fq_to_words, xyzz_from_words, xyzz_words};
-use causality_vm::msm::gpu::shaders::bigint_words;
+use causality_vm::msm::gpu::shaders::{bigint_words, CurveFormulas};
 use causality_vm::msm::gpu::testing::{curve_op, field_op, CurveOp, FieldOp};
 use causality_vm::msm::gpu::FieldPath;
 use rand::SeedableRng;
@@ -143,8 +143,9 @@ fn run_curve(op: CurveOp, lhs: &[G1Projective], rhs: &[[u32; 32]]) -> Option<Vec
     Some(
         paths(&ctx)
             .into_iter()
-            .map(|path| {
-                curve_op(&ctx, path, op, &lhs_words, rhs)
+            .flat_map(|path| CurveFormulas::ALL.map(|formulas| (path, formulas)))
+            .map(|(path, formulas)| {
+                curve_op(&ctx, path, formulas, op, &lhs_words, rhs)
                     .expect("curve kernel runs")
                     .iter()
                     .map(|w| xyzz_from_words(w).expect("a valid XYZZ point"))

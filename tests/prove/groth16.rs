@@ -251,9 +251,10 @@ fn gpu_msm_failures_are_recomputed_and_counted() {
     let shape = CircuitShape::of(1).unwrap();
     let pk = keys::setup(&shape).unwrap();
     let system = ProvingSystem::from_key(shape, pk, MsmEngine::new(Backend::Gpu).unwrap()).unwrap();
-    assert!(system.engine().inject_faults(causality_vm::backend::FaultPlan { runs: 2, at_step: usize::MAX }));
+    // Every MSM of the proof fails: A, B₁, L and H in G1 and B₂ in G2.
+    assert!(system.engine().inject_faults(causality_vm::backend::FaultPlan { runs: 5, at_step: usize::MAX }));
     let (proofs, timings) = system.prove_batch_timed(&[split(50)]).unwrap();
-    assert_eq!(timings.gpu_fallbacks, 2, "both failed MSMs were recomputed and counted");
+    assert_eq!(timings.gpu_fallbacks, 5, "the five failed MSMs were recomputed and counted");
     assert_eq!(timings.cpu_retries, 0, "the engine recovered inside the proof");
     system.verify(&proofs[0]).unwrap();
 }

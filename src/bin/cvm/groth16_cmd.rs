@@ -135,7 +135,7 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
             "public_signals": public.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
             "constraints_checked_with": match key.has_r1cs() { true => r1cs_path.map(|p| p.display().to_string()), false => None },
             "verified": true,
-            "backends": { "quotient": quotient, "msm_g1": backend, "msm_g2": "cpu" },
+            "backends": { "quotient": quotient, "msm_g1": backend, "msm_g2": backend },
             "timings_us": {
                 "load": loaded.as_micros() as u64,
                 "witness_check": stages.witness_us,

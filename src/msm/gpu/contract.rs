@@ -6,7 +6,7 @@
 //! checks it), so the dispatch graph (`graph.rs`) binds by these names.
 
 use super::plan::{Plan, ACC_CHUNK, SCAN_GROUP, WORKGROUP};
-use super::shaders::{curve_source, for_group, group_curve_source, FieldPath, Group, Stage};
+use super::shaders::{curve_source, for_group, group_curve_source, CurveFormulas, FieldPath, Group, Stage};
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
 
 /// The uniform every MSM stage reads; its WGSL declaration is emitted
@@ -165,9 +165,10 @@ pub const RHS: Binding = Binding::read(2, "rhs", "array<u32>");
 pub const OUT: Binding = Binding::read_write(3, "out", "array<u32>");
 pub const TEST_OPS: [Binding; 4] = [OP_PARAMS, LHS, RHS, OUT];
 
-/// The elementwise field and curve test kernels on `path`.
-pub fn test_ops_module(path: FieldPath) -> KernelModule<'static> {
-    let mut code = curve_source(path);
+/// The elementwise field and curve test kernels on `path`, the curve ops
+/// (G1's) from `formulas`.
+pub fn test_ops_module(path: FieldPath, formulas: CurveFormulas) -> KernelModule<'static> {
+    let mut code = curve_source(path, formulas);
     code.push(super::shaders::TEST_OPS.into());
     KernelModule {
         label: "bn254_test_ops",
@@ -192,8 +193,8 @@ pub fn test_fq2_module(path: FieldPath) -> KernelModule<'static> {
 }
 
 /// The elementwise field/curve test kernels' WGSL.
-pub fn test_ops_source(path: FieldPath) -> String {
-    test_ops_module(path).compose()
+pub fn test_ops_source(path: FieldPath, formulas: CurveFormulas) -> String {
+    test_ops_module(path, formulas).compose()
 }
 
 /// The WGSL of one MSM stage over `group`.
@@ -221,10 +222,12 @@ mod tests {
                 let checked = check(&stage_module(path, stage, group));
                 assert_eq!(checked.struct_size("MsmParams"), MsmParams::HOST_SIZE, "{path:?} {stage:?} {group:?}");
             }
-            let ops = check(&test_ops_module(path));
-            assert_eq!(ops.struct_size("OpParams"), OpParams::HOST_SIZE);
-            for entry in ["field_op", "curve_op"] {
-                assert_eq!(ops.used_slots(entry), TEST_OPS.iter().map(|b| b.slot).collect(), "{entry}");
+            for formulas in CurveFormulas::ALL {
+                let ops = check(&test_ops_module(path, formulas));
+                assert_eq!(ops.struct_size("OpParams"), OpParams::HOST_SIZE);
+                for entry in ["field_op", "curve_op"] {
+                    assert_eq!(ops.used_slots(entry), TEST_OPS.iter().map(|b| b.slot).collect(), "{entry}");
+                }
             }
             let fq2 = check(&test_fq2_module(path));
             assert_eq!(fq2.struct_size("OpParams"), OpParams::HOST_SIZE);

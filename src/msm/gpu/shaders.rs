@@ -13,6 +13,7 @@ const FIELD_U32: &str = include_str!("bn254_field_u32.wgsl");
 const FIELD_U64: &str = include_str!("bn254_field_u64.wgsl");
 const FIELD_INV: &str = include_str!("bn254_field_inv.wgsl");
 const CURVE: &str = include_str!("bn254_curve.wgsl");
+const CURVE_STEPPED: &str = include_str!("bn254_curve_stepped.wgsl");
 const FQ2: &str = include_str!("bn254_fq2.wgsl");
 pub(super) const TEST_FQ2: &str = include_str!("bn254_test_fq2.wgsl");
 pub(super) const TEST_OPS: &str = include_str!("bn254_test_ops.wgsl");
@@ -86,9 +87,41 @@ impl Stage {
     }
 }
 
-/// Field, inverse and curve code for `path`, with its constants.
-pub fn curve_source(path: FieldPath) -> Vec<Cow<'static, str>> {
-    vec![prelude().into(), path.source().into(), FIELD_INV.into(), CURVE.into()]
+/// Which text of the curve formulas a module is built with: the same
+/// formulas and API, the same results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CurveFormulas {
+    /// Straight-line code (`bn254_curve.wgsl`): G1's kernels.
+    Straight,
+    /// Programs run by one interpreter loop (`bn254_curve_stepped.wgsl`),
+    /// a field product inlined once per curve routine: G2's kernels, whose
+    /// straight-line version over Fq2 took lavapipe a quarter of an hour to
+    /// compile.
+    Stepped,
+}
+
+impl CurveFormulas {
+    pub const ALL: [CurveFormulas; 2] = [CurveFormulas::Straight, CurveFormulas::Stepped];
+
+    fn source(self) -> &'static str {
+        match self {
+            CurveFormulas::Straight => CURVE,
+            CurveFormulas::Stepped => CURVE_STEPPED,
+        }
+    }
+
+    /// The formulas `group`'s MSM kernels use.
+    pub fn of(group: Group) -> CurveFormulas {
+        match group {
+            Group::G1 => CurveFormulas::Straight,
+            Group::G2 => CurveFormulas::Stepped,
+        }
+    }
+}
+
+/// Field, inverse and curve code (G1's) for `path`, with its constants.
+pub fn curve_source(path: FieldPath, formulas: CurveFormulas) -> Vec<Cow<'static, str>> {
+    vec![prelude().into(), path.source().into(), FIELD_INV.into(), formulas.source().into()]
 }
 
 /// Field and inverse code for `path` with Fq2 on top (G2's coordinates).
@@ -97,19 +130,20 @@ pub fn fq2_source(path: FieldPath) -> Vec<Cow<'static, str>> {
 }
 
 /// Field, Fq2 and G2 curve code for `path`: G2's curve code is G1's
-/// (`bn254_curve.wgsl`: its formulas are for a = 0 and never read b, so they
-/// hold on the twist too) over Fq2, its names suffixed with 2 ([`over_fq2`]).
-pub fn g2_curve_source(path: FieldPath) -> Vec<Cow<'static, str>> {
+/// (its formulas are for a = 0 and never read b, so they hold on the twist
+/// too) over Fq2, its names suffixed with 2 ([`over_fq2`]).
+pub fn g2_curve_source(path: FieldPath, formulas: CurveFormulas) -> Vec<Cow<'static, str>> {
     let mut code = fq2_source(path);
-    code.push(over_fq2(CURVE).into());
+    code.push(over_fq2(formulas.source()).into());
     code
 }
 
 /// The field and curve code of `group`'s kernels on `path`.
 pub fn group_curve_source(path: FieldPath, group: Group) -> Vec<Cow<'static, str>> {
+    let formulas = CurveFormulas::of(group);
     match group {
-        Group::G1 => curve_source(path),
-        Group::G2 => g2_curve_source(path),
+        Group::G1 => curve_source(path, formulas),
+        Group::G2 => g2_curve_source(path, formulas),
     }
 }
 

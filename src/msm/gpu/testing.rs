@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::contract::{test_fq2_module, test_ops_source};
 use super::contract::{OpParams, LHS, OP_PARAMS, OUT, RHS};
 use super::plan::WORKGROUP;
-use super::shaders::FieldPath;
+use super::shaders::{CurveFormulas, FieldPath};
 use crate::gpu::{GpuContext, GpuError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +57,8 @@ pub fn field_op(
     lhs: &[[u32; 8]],
     rhs: &[[u32; 8]],
 ) -> Result<Vec<[u32; 8]>, GpuError> {
-    let words = run(ctx, path, "field_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 8)?;
+    let pipeline = || pipeline(ctx, path, CurveFormulas::Straight, "field_op");
+    let words = run_on(ctx, pipeline, "field_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 8)?;
     Ok(words.chunks_exact(8).map(|c| c.try_into().unwrap_or([0; 8])).collect())
 }
 
@@ -74,36 +75,29 @@ pub fn fq2_op(
     Ok(words.chunks_exact(16).map(|c| c.try_into().unwrap_or([0; 16])).collect())
 }
 
-/// Apply a curve op to `lhs[i]`, `rhs[i]` (32-word slots) on the device.
+/// Apply a G1 curve op, in `formulas`, to `lhs[i]`, `rhs[i]` (32-word slots) on the device.
 pub fn curve_op(
     ctx: &Arc<GpuContext>,
     path: FieldPath,
+    formulas: CurveFormulas,
     op: CurveOp,
     lhs: &[[u32; 32]],
     rhs: &[[u32; 32]],
 ) -> Result<Vec<[u32; 32]>, GpuError> {
-    let words = run(ctx, path, "curve_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 32)?;
+    let pipeline = || pipeline(ctx, path, formulas, "curve_op");
+    let words = run_on(ctx, pipeline, "curve_op", op as u32, lhs.as_flattened(), rhs.as_flattened(), lhs.len(), 32)?;
     Ok(words.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect())
 }
 
 /// CPU drivers compile a pipeline on its first dispatch, which takes seconds
 /// for the curve kernels; the context's cache compiles each entry once.
-fn pipeline(ctx: &Arc<GpuContext>, path: FieldPath, entry: &str) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
-    ctx.pipeline("bn254_test_ops", &test_ops_source(path), entry)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run(
+fn pipeline(
     ctx: &Arc<GpuContext>,
     path: FieldPath,
+    formulas: CurveFormulas,
     entry: &str,
-    op: u32,
-    lhs: &[u32],
-    rhs: &[u32],
-    count: usize,
-    stride: usize,
-) -> Result<Vec<u32>, GpuError> {
-    run_on(ctx, || pipeline(ctx, path, entry), entry, op, lhs, rhs, count, stride)
+) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+    ctx.pipeline("bn254_test_ops", &test_ops_source(path, formulas), entry)
 }
 
 /// Run `entry` elementwise; its pipeline is made only for a valid, non-empty call.

@@ -207,11 +207,11 @@ pub(super) fn parse(job: &Groth16Job, zkeys: &Zkeys) -> Result<Work, BadPayload>
     Ok(Work { id, witness })
 }
 
-/// Prove; `Ok(None)` when cancelled at a stage boundary. Returns the
-/// result and the MSM backend.
 /// Which backend ran each stage, by the stage's name.
 pub(super) type StageBackends = Vec<(&'static str, ResolvedBackend)>;
 
+/// Prove; `Ok(None)` when cancelled at a stage boundary. Returns the
+/// result and where its quotient and its MSMs (G1 and G2) ran.
 pub(super) fn run(
     work: Work,
     engines: &Engines,

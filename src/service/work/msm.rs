@@ -244,6 +244,7 @@ pub(super) fn run(work: Work<'_>, engines: &Engines) -> Result<(MsmResult, Resol
             }
             _ => {
                 let bases = decode_points::<G2Affine>(points, "msm.inline_bases.points")?;
+                let _device = engines.device_stage(backend);
                 compress(&engines.msm.msm_g2(&bases, &work.scalars).map_err(failed)?.into_affine())
             }
         },
@@ -257,14 +258,18 @@ pub(super) fn run(work: Work<'_>, engines: &Engines) -> Result<(MsmResult, Resol
                 }
                 (Resident::G2(set), Group::G2) => {
                     check_count(set.len(), work.scalars.len())?;
+                    let _device = engines.device_stage(backend);
                     compress(&engines.msm.msm_g2_resident(set, &work.scalars).map_err(failed)?.into_affine())
                 }
                 _ => return Err(BadPayload::new("msm.group", format!("base set {id} is in the other group")).into()),
             }
         }
     };
-    let on_g1_gpu = work.group == Group::G1 && engines.msm.gpu_fallbacks() == fallbacks;
-    let ran = if backend == ResolvedBackend::Gpu && on_g1_gpu { ResolvedBackend::Gpu } else { ResolvedBackend::Cpu };
+    // Sent to the GPU and not recomputed on the CPU (counting fallbacks
+    // can blame this job for a concurrent one's: never the other way round).
+    let stayed_on_gpu = engines.msm.gpu_fallbacks() == fallbacks;
+    let ran =
+        if backend == ResolvedBackend::Gpu && stayed_on_gpu { ResolvedBackend::Gpu } else { ResolvedBackend::Cpu };
     Ok((MsmResult { point }, ran))
 }
 
