@@ -1,43 +1,7 @@
-// BN254 G1 (y^2 = x^3 + 3) in XYZZ coordinates: x = X/ZZ, y = Y/ZZZ with
-// ZZ^3 = ZZZ^2. ZZ = 0 is the point at infinity. Affine points use (0, 0) for
-// infinity, which is not on the curve. Formulas: add-2008-s, madd-2008-s,
+// BN254 G1 (y^2 = x^3 + 3) in XYZZ coordinates (the point types and their
+// helpers: bn254_curve_points.wgsl). Formulas: add-2008-s, madd-2008-s,
 // dbl-2008-s-1 and mdbl-2008-s-1 (a = 0) from the Explicit-Formulas Database,
 // with the cases they exclude (infinity, equal and opposite points) handled.
-
-struct Xyzz {
-    x: Fe,
-    y: Fe,
-    zz: Fe,
-    zzz: Fe,
-}
-
-struct Affine {
-    x: Fe,
-    y: Fe,
-}
-
-fn xyzz_infinity() -> Xyzz {
-    return Xyzz(fe_zero(), fe_zero(), fe_zero(), fe_zero());
-}
-
-fn xyzz_is_infinity(p: Xyzz) -> bool {
-    return fe_is_zero(p.zz);
-}
-
-fn affine_is_infinity(q: Affine) -> bool {
-    return fe_is_zero(q.x) && fe_is_zero(q.y);
-}
-
-fn affine_neg(q: Affine) -> Affine {
-    return Affine(q.x, fe_neg(q.y));
-}
-
-fn xyzz_from_affine(q: Affine) -> Xyzz {
-    if affine_is_infinity(q) {
-        return xyzz_infinity();
-    }
-    return Xyzz(q.x, q.y, fe_one(), fe_one());
-}
 
 // 2q for an affine q.
 fn xyzz_double_affine(q: Affine) -> Xyzz {

@@ -7,41 +7,6 @@
 // one MSM. The same API as bn254_curve.wgsl; written over Fe and renamed for
 // Fq2 (shaders::over_fq2), and tested over G1 against the straight version.
 
-struct Xyzz {
-    x: Fe,
-    y: Fe,
-    zz: Fe,
-    zzz: Fe,
-}
-
-struct Affine {
-    x: Fe,
-    y: Fe,
-}
-
-fn xyzz_infinity() -> Xyzz {
-    return Xyzz(fe_zero(), fe_zero(), fe_zero(), fe_zero());
-}
-
-fn xyzz_is_infinity(p: Xyzz) -> bool {
-    return fe_is_zero(p.zz);
-}
-
-fn affine_is_infinity(q: Affine) -> bool {
-    return fe_is_zero(q.x) && fe_is_zero(q.y);
-}
-
-fn affine_neg(q: Affine) -> Affine {
-    return Affine(q.x, fe_neg(q.y));
-}
-
-fn xyzz_from_affine(q: Affine) -> Xyzz {
-    if affine_is_infinity(q) {
-        return xyzz_infinity();
-    }
-    return Xyzz(q.x, q.y, fe_one(), fe_one());
-}
-
 // Registers: the left point (X1 Y1 ZZ1 ZZZ1), the right one (X2 Y2 ZZ2
 // ZZZ2; X2 Y2 alone when affine), scratch T0..T6. Every program leaves its
 // result in the left point's registers.
@@ -67,7 +32,7 @@ const STEP_MUL: u32 = 0u;
 const STEP_ADD: u32 = 1u;
 const STEP_SUB: u32 = 2u;
 
-// H = T4 and R = T5 after each *_CHECK program: the caller branches on them
+// H = T4 and R = T5 after each *_CHECK program: curve_sum branches on them
 // (H = 0: equal or opposite points) before the *_FINISH program, or DOUBLE
 // on the untouched left point.
 const ADD_CHECK = vec2<u32>(0u, 6u);
@@ -172,16 +137,20 @@ fn curve_load_left(regs: ptr<function, CurveRegisters>, p: Xyzz) {
     (*regs)[ZZZ1] = p.zzz;
 }
 
-// After a *_CHECK program: the FINISH program for distinct points, DOUBLE
-// for equal ones, or an empty range (the sum is infinity) for opposite ones.
-fn curve_second_half(regs: ptr<function, CurveRegisters>, finish: vec2<u32>) -> vec2<u32> {
-    if !fe_is_zero((*regs)[T4]) {
-        return finish;
+// The sum of the two points loaded in `regs`: the `check` program, then
+// `finish` for distinct points, DOUBLE for equal ones (on the left point,
+// which `check` leaves untouched), or infinity for opposite ones.
+fn curve_sum(regs: ptr<function, CurveRegisters>, check: vec2<u32>, finish: vec2<u32>) -> Xyzz {
+    curve_run(regs, check);
+    var second = finish;
+    if fe_is_zero((*regs)[T4]) {
+        if !fe_is_zero((*regs)[T5]) {
+            return xyzz_infinity();
+        }
+        second = DOUBLE;
     }
-    if fe_is_zero((*regs)[T5]) {
-        return DOUBLE;
-    }
-    return vec2<u32>(0u, 0u);
+    curve_run(regs, second);
+    return curve_left(regs);
 }
 
 // 2p; infinity stays infinity because ZZ3 = V·ZZ1.
@@ -212,13 +181,7 @@ fn xyzz_add_affine(p: Xyzz, q: Affine) -> Xyzz {
     curve_load_left(&regs, p);
     regs[X2] = q.x;
     regs[Y2] = q.y;
-    curve_run(&regs, MADD_CHECK);
-    let second = curve_second_half(&regs, MADD_FINISH);
-    if second.x == second.y {
-        return xyzz_infinity();
-    }
-    curve_run(&regs, second);
-    return curve_left(&regs);
+    return curve_sum(&regs, MADD_CHECK, MADD_FINISH);
 }
 
 // p + q, both in XYZZ.
@@ -235,11 +198,5 @@ fn xyzz_add(p: Xyzz, q: Xyzz) -> Xyzz {
     regs[Y2] = q.y;
     regs[ZZ2] = q.zz;
     regs[ZZZ2] = q.zzz;
-    curve_run(&regs, ADD_CHECK);
-    let second = curve_second_half(&regs, ADD_FINISH);
-    if second.x == second.y {
-        return xyzz_infinity();
-    }
-    curve_run(&regs, second);
-    return curve_left(&regs);
+    return curve_sum(&regs, ADD_CHECK, ADD_FINISH);
 }

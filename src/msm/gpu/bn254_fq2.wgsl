@@ -42,9 +42,9 @@ fn fe2_neg(a: Fe2) -> Fe2 {
 // Karatsuba: three Fe products. With u² = −1:
 // (a0 + a1·u)(b0 + b1·u) = (a0·b0 − a1·b1) + ((a0 + a1)(b0 + b1) − a0·b0 − a1·b1)·u.
 // The products run in a loop with one fe_mul call site: drivers inline every
-// call, and G2's curve formulas hold dozens of Fq2 products, so three inlined
-// Fe products each made G2's pipelines several times larger (and lavapipe's
-// compile that much slower) for no gain on a GPU, where the loop is cheap.
+// call, so three inlined Fe products per Fq2 product made G2's pipelines
+// several times larger and lavapipe's compile that much slower. (What the
+// loop costs on a hardware GPU is not measured yet.)
 fn fe2_mul(a: Fe2, b: Fe2) -> Fe2 {
     var x = array<Fe, 3>(a.c0, a.c1, fe_add(a.c0, a.c1));
     var y = array<Fe, 3>(b.c0, b.c1, fe_add(b.c0, b.c1));

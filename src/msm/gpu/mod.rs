@@ -9,9 +9,10 @@
 //! batches. Inputs larger than the adapter's binding limit are split into
 //! batches, and uploaded bases stay resident in device buffers.
 //!
-//! G1 and G2 share the graph and the stage code: G2's curve and point
-//! stages are G1's renamed over Fq2 (`shaders::over_fq2`), with points twice
-//! the words. G2's pipelines are compiled on its first MSM.
+//! G1 and G2 share the graph and the stage code: G2's point stages are
+//! G1's renamed over Fq2 (`shaders::over_fq2`), with points twice the words,
+//! and its curve code the stepped formulas (`shaders::CurveFormulas`) over
+//! Fq2. G2's pipelines are compiled on its first MSM.
 
 pub(crate) mod contract;
 pub mod convert;

@@ -12,6 +12,7 @@ pub use super::group::Group;
 const FIELD_U32: &str = include_str!("bn254_field_u32.wgsl");
 const FIELD_U64: &str = include_str!("bn254_field_u64.wgsl");
 const FIELD_INV: &str = include_str!("bn254_field_inv.wgsl");
+const CURVE_POINTS: &str = include_str!("bn254_curve_points.wgsl");
 const CURVE: &str = include_str!("bn254_curve.wgsl");
 const CURVE_STEPPED: &str = include_str!("bn254_curve_stepped.wgsl");
 const FQ2: &str = include_str!("bn254_fq2.wgsl");
@@ -121,7 +122,7 @@ impl CurveFormulas {
 
 /// Field, inverse and curve code (G1's) for `path`, with its constants.
 pub fn curve_source(path: FieldPath, formulas: CurveFormulas) -> Vec<Cow<'static, str>> {
-    vec![prelude().into(), path.source().into(), FIELD_INV.into(), formulas.source().into()]
+    vec![prelude().into(), path.source().into(), FIELD_INV.into(), CURVE_POINTS.into(), formulas.source().into()]
 }
 
 /// Field and inverse code for `path` with Fq2 on top (G2's coordinates).
@@ -134,6 +135,7 @@ pub fn fq2_source(path: FieldPath) -> Vec<Cow<'static, str>> {
 /// too) over Fq2, its names suffixed with 2 ([`over_fq2`]).
 pub fn g2_curve_source(path: FieldPath, formulas: CurveFormulas) -> Vec<Cow<'static, str>> {
     let mut code = fq2_source(path);
+    code.push(over_fq2(CURVE_POINTS).into());
     code.push(over_fq2(formulas.source()).into());
     code
 }
