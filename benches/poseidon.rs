@@ -1,7 +1,9 @@
 //! Poseidon, many hashes at once: the single-threaded `poseidon::hash` loop
 //! (the baseline) against the same requests filed into a hash pool and
 //! resolved at its flush, on the IFMA lane kernel and on the scalar kernel
-//! (one sponge at a time, still across rayon threads), in one group.
+//! (one sponge at a time, still across rayon threads), and on a GPU pool
+//! where a hardware adapter exists (software adapters such as lavapipe are
+//! skipped: a million hashes there says nothing about GPUs), in one group.
 //!
 //! `CVM_POSEIDON_BENCH_COUNT` sets the number of hashes (default 2^20, the
 //! issue's million); the inputs are one field element (a nullifier-key
@@ -12,7 +14,9 @@ use std::time::Duration;
 
 use ark_bn254::Fr;
 use ark_std::UniformRand;
+use causality_vm::backend::Backend;
 use causality_vm::crypto::poseidon::{hash, HashDomain, PoseidonKernel};
+use causality_vm::gpu::GpuContext;
 use causality_vm::hash::HashPool;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::SeedableRng;
@@ -30,6 +34,15 @@ fn pool_round(pool: &mut HashPool, domain: HashDomain, inputs: &[Fr], arity: usi
     last
 }
 
+/// Every digest of one round, for comparing backends.
+fn all_digests(pool: &mut HashPool, domain: HashDomain, inputs: &[Fr], arity: usize) -> Vec<Fr> {
+    let handles: Vec<_> = inputs.chunks_exact(arity).map(|x| pool.poseidon(domain, x).expect("room")).collect();
+    pool.flush().expect("the pool never fails a flush");
+    let digests = handles.iter().map(|&h| pool.poseidon_value(h).expect("resolved")).collect();
+    pool.clear();
+    digests
+}
+
 fn bench_poseidon(c: &mut Criterion) {
     let n = count();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
@@ -38,6 +51,14 @@ fn bench_poseidon(c: &mut Criterion) {
         rayon::current_num_threads(),
         PoseidonKernel::Ifma.is_supported()
     );
+    let mut gpu = GpuContext::shared().ok().and_then(|ctx| {
+        eprintln!("GPU adapter: {}", ctx.describe());
+        let software = ctx.info.device_type == wgpu::DeviceType::Cpu;
+        if software {
+            eprintln!("software adapter: the GPU pool case is skipped");
+        }
+        (!software).then(|| HashPool::with_backend(Backend::Gpu).ok()).flatten()
+    });
     for (arity, domain) in [(1, HashDomain::NullifierKey), (2, HashDomain::Nullifier)] {
         let inputs: Vec<Fr> = (0..n * arity).map(|_| Fr::rand(&mut rng)).collect();
         let mut group = c.benchmark_group(format!("poseidon/arity{arity}"));
@@ -54,6 +75,18 @@ fn bench_poseidon(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new(format!("pool_{kernel}"), n), &inputs, |b, inputs| {
                 b.iter(|| pool_round(&mut pool, domain, black_box(inputs), arity))
             });
+        }
+        if let Some(pool) = gpu.as_mut() {
+            group.bench_with_input(BenchmarkId::new("pool_gpu", n), &inputs, |b, inputs| {
+                b.iter(|| pool_round(pool, domain, black_box(inputs), arity))
+            });
+            let same =
+                all_digests(pool, domain, &inputs, arity) == all_digests(&mut HashPool::new(), domain, &inputs, arity);
+            eprintln!(
+                "GPU pool: {} Poseidon hashes on the device, {} fallbacks, all digests equal to the CPU's: {same}",
+                pool.gpu_poseidon_hashed(),
+                pool.gpu_fallbacks()
+            );
         }
         group.finish();
     }

@@ -130,10 +130,13 @@ fn batch_throughput(_c: &mut Criterion) {
         let start = std::time::Instant::now();
         let (proofs, stages) = system.prove_batch_timed(&ops).expect("prove batch");
         let secs = start.elapsed().as_secs_f64();
+        // Fast numbers from wrong proofs are worth nothing: check every one.
+        let verified = proofs.iter().filter(|proof| system.verify(proof).is_ok()).count();
         eprintln!(
-            "batch {name}: {} proofs in {secs:.2} s = {:.1} ops/s; stages {}",
+            "batch {name}: {} proofs in {secs:.2} s = {:.1} ops/s; {verified} verified; {} GPU fallbacks; stages {}",
             proofs.len(),
             n as f64 / secs,
+            system.engine().gpu_fallbacks(),
             serde_json::to_string(&stages).unwrap()
         );
     }

@@ -1,7 +1,8 @@
 # Shared by the device scripts (sourced, not run): staging the Vulkan loader here, loading it and
 # naming the machine on the GPU machine.
 
-# Here: keep .devrun/ and .gl/ out of git and download the amd64 Vulkan loader into .gl/ once.
+# Here: keep .devrun/ and .gl/ out of git and download the amd64 Vulkan loader into .gl/ once,
+# with the GL dispatch libraries NVIDIA's Vulkan driver links against.
 stage_vulkan_loader() {
     grep -qx '/.devrun/' .git/info/exclude 2>/dev/null || echo /.devrun/ >>"$(git rev-parse --git-path info/exclude)"
     grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >>"$(git rev-parse --git-path info/exclude)"
@@ -9,7 +10,8 @@ stage_vulkan_loader() {
         mkdir -p .gl /tmp/amd64/partial
         local o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
         # shellcheck disable=SC2086
-        apt-get $o update >/dev/null && (cd .gl && apt-get $o download libvulkan1)
+        apt-get $o update >/dev/null &&
+            (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
     fi
     du -sh .devrun .gl
 }
@@ -25,8 +27,7 @@ load_vulkan_and_name_machine() {
     if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
         export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
     fi
-    (nvidia-smi -L || true) | tee "$out/gpu.txt"
-    lscpu | grep -E 'Model name|^CPU\(s\)' | tee "$out/cpu.txt"
+    { nvidia-smi -L || true; lscpu | grep -E 'Model name|^CPU\(s\)'; } | tee "$out/machine.txt"
 }
 
 # Here: release-build examples/$1.rs and stage it in .devrun/ with the Vulkan loader in .gl/.

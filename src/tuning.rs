@@ -4,7 +4,7 @@
 //! or builds a [`Tuning`] itself; the kernels never read the environment.
 
 use crate::hash::Kernel;
-use crate::msm::MsmTuning;
+use crate::msm::{GpuField, GpuFormulas, MsmTuning};
 
 /// Names a CPU hash kernel (portable, sse4.1, avx2, avx512) to use instead
 /// of the measured fastest.
@@ -13,6 +13,12 @@ pub const HASH_KERNEL_ENV: &str = "CVM_HASH_KERNEL";
 pub const MSM_SCALAR_ENV: &str = "CVM_MSM_SCALAR";
 /// Set (to anything) to time every GPU MSM dispatch on its own.
 pub const MSM_TRACE_ENV: &str = "CVM_MSM_TRACE";
+/// `u32` or `u64`: the GPU MSM's field path instead of the fastest the
+/// adapter has (for comparing them on one GPU).
+pub const MSM_FIELD_ENV: &str = "CVM_MSM_FIELD";
+/// `straight` or `stepped`: the GPU MSM's curve formulas for both groups
+/// instead of straight for G1 and stepped for G2.
+pub const MSM_FORMULAS_ENV: &str = "CVM_MSM_FORMULAS";
 
 /// How the kernels run; the default is what a user gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,9 +38,22 @@ impl Tuning {
             }
             _ => None,
         };
+        let gpu_field = match std::env::var(MSM_FIELD_ENV) {
+            Ok(name) => name.parse::<GpuField>().map_err(|e| format!("{MSM_FIELD_ENV}: {e}"))?,
+            Err(_) => GpuField::Best,
+        };
+        let gpu_formulas = match std::env::var(MSM_FORMULAS_ENV) {
+            Ok(name) => name.parse::<GpuFormulas>().map_err(|e| format!("{MSM_FORMULAS_ENV}: {e}"))?,
+            Err(_) => GpuFormulas::PerGroup,
+        };
         Ok(Tuning {
             hash_kernel,
-            msm: MsmTuning { scalar_only: set(MSM_SCALAR_ENV), trace_dispatches: set(MSM_TRACE_ENV) },
+            msm: MsmTuning {
+                scalar_only: set(MSM_SCALAR_ENV),
+                trace_dispatches: set(MSM_TRACE_ENV),
+                gpu_field,
+                gpu_formulas,
+            },
         })
     }
 

@@ -17,7 +17,7 @@ use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 
 use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
 use device::{DeviceBases, MsmDevice, RunOptions};
-pub use tuning::MsmTuning;
+pub use tuning::{GpuField, GpuFormulas, MsmTuning};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MsmError {

@@ -119,7 +119,7 @@ impl GpuMsm {
     }
 
     pub fn with_tuning(ctx: Arc<GpuContext>, tuning: Tuning) -> Result<Self, GpuError> {
-        let path = tuning.field.unwrap_or_else(|| FieldPath::best_for(ctx.features));
+        let path = tuning.field.unwrap_or_else(|| FieldPath::chosen_for(ctx.features));
         if !path.supported_by(ctx.features) {
             return Err(GpuError::Shader {
                 label: "msm".into(),

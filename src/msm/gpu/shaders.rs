@@ -8,6 +8,7 @@ use ark_bn254::{Fq, Fr};
 use ark_ff::{BigInt, PrimeField};
 
 pub use super::group::Group;
+use crate::msm::GpuFormulas;
 
 const FIELD_U32: &str = include_str!("bn254_field_u32.wgsl");
 const FIELD_U64: &str = include_str!("bn254_field_u64.wgsl");
@@ -34,6 +35,16 @@ pub enum FieldPath {
 }
 
 impl FieldPath {
+    /// The path [`crate::msm::MsmTuning`] names, else the fastest the
+    /// device supports.
+    pub fn chosen_for(features: wgpu::Features) -> FieldPath {
+        match crate::msm::MsmTuning::current().gpu_field {
+            crate::msm::GpuField::U32 => FieldPath::U32,
+            crate::msm::GpuField::U64 => FieldPath::U64,
+            crate::msm::GpuField::Best => FieldPath::best_for(features),
+        }
+    }
+
     /// The fastest path the device supports.
     pub fn best_for(features: wgpu::Features) -> FieldPath {
         if features.contains(wgpu::Features::SHADER_INT64) {
@@ -111,11 +122,12 @@ impl CurveFormulas {
         }
     }
 
-    /// The formulas `group`'s MSM kernels use.
+    /// The formulas `group`'s MSM kernels use: straight for G1, stepped
+    /// for G2, unless [`crate::msm::MsmTuning`] names one for both.
     pub fn of(group: Group) -> CurveFormulas {
-        match group {
-            Group::G1 => CurveFormulas::Straight,
-            Group::G2 => CurveFormulas::Stepped,
+        match (crate::msm::MsmTuning::current().gpu_formulas, group) {
+            (GpuFormulas::Straight, _) | (GpuFormulas::PerGroup, Group::G1) => CurveFormulas::Straight,
+            (GpuFormulas::Stepped, _) | (GpuFormulas::PerGroup, Group::G2) => CurveFormulas::Stepped,
         }
     }
 }
