@@ -6,7 +6,8 @@
 //!
 //! Device run: `CVM_PROVE_BENCH_BATCH=1000` (and optionally
 //! `CVM_PROVE_BENCH_BATCH_K`, default 16) also proves a batch of that many
-//! transfers once per engine (CPU, and GPU when present) through
+//! transfers once per engine (CPU, and when a GPU is present the GPU alone
+//! and the GPU sharing MSMs with the CPU by measured speed) through
 //! `ProvingSystem::prove_batch` and prints ops/s and the stage timings
 //! (`CVM_PROVE_BENCH_OPS=` empty skips the criterion sizes).
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use ark_bn254::Bn254;
 use ark_groth16::Groth16;
-use causality_vm::msm::MsmEngine;
+use causality_vm::msm::{MsmEngine, SharePolicy};
 use causality_vm::prove::circuit::ComplianceCircuit;
 use causality_vm::prove::keys::{self, CircuitShape};
 use causality_vm::prove::witness::SlotAssignment;
@@ -124,6 +125,10 @@ fn batch_throughput(_c: &mut Criterion) {
         // Numbers from a software adapter or a CPU fallback say nothing about a GPU.
         eprintln!("gpu engine adapter: {}", engine.device().unwrap_or_default());
         engines.push(("gpu", engine));
+        // What `auto` does on a hardware GPU: each MSM where it finishes first.
+        if let Ok(shared) = MsmEngine::new(Backend::Gpu) {
+            engines.push(("gpu+cpu", shared.with_share_policy(SharePolicy::Measured)));
+        }
     }
     for (name, engine) in engines {
         let system = ProvingSystem::from_key(CircuitShape::of(k).unwrap(), pk.clone(), engine).expect("prepare");

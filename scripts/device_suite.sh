@@ -3,6 +3,8 @@
 # G2, the curve formulas and field paths compared), the quotient's NTTs, Poseidon through the
 # hash pool, and a batch of proofs on the GPU engine beside the machine's CPUs. Each part has its
 # own time limit, so one that hangs or fails costs only its share and the rest still report.
+# The first H200 run (2026-12-04) took 426 s with the limits below it had then; the parts are in
+# the order of what matters most, so a shorter call still returns the most useful ones.
 #
 #   scripts/device_suite.sh prepare   # here: release-build the examples and benches, stage them in
 #                                     # .devrun/ and the Vulkan loader in .gl/
@@ -63,6 +65,11 @@ run() {
     part msm msm 150 .devrun/msm_device 16 18 20 22 g2 16 18 20
     part ntt ntt 80 .devrun/ntt_device 16 20 22 24
     part prove prove 120 env CVM_PROVE_BENCH_BATCH=1000 CVM_PROVE_BENCH_OPS= .devrun/prove_bench --bench
+    # Larger proofs (2^19 constraints), where the GPU's MSMs should win.
+    part prove_k64 prove 120 env CVM_PROVE_BENCH_BATCH=1024 CVM_PROVE_BENCH_BATCH_K=64 CVM_PROVE_BENCH_OPS= \
+        .devrun/prove_bench --bench
+    # Where each MSM stage's time goes (every dispatch timed on its own).
+    part msm_trace variants 40 env CVM_MSM_TRACE=1 .devrun/msm_device 16 20
     part poseidon poseidon 80 env CVM_POSEIDON_BENCH_COUNT=131072 .devrun/poseidon_bench --bench
     part msm_g1_stepped variants 40 env CVM_MSM_FORMULAS=stepped .devrun/msm_device 20 22
     part msm_u32 variants 60 env CVM_MSM_FIELD=u32 .devrun/msm_device 20 22 g2 20

@@ -419,7 +419,11 @@ impl<'a> PendingCommit<'a> {
         executed.metadata.timings.prove_us = prove_us;
         executed.metadata.prove_stages = stages;
         if proof.is_some() {
-            executed.metadata.backends.prove = executed.tx.proof_system.as_ref().and_then(|s| s.backend());
+            // Where the MSMs ran (the GPU only when all of them did), else
+            // where the proof system sends them.
+            let msms = stages.and_then(|s| s.msm_backend());
+            executed.metadata.backends.prove =
+                msms.or_else(|| executed.tx.proof_system.as_ref().and_then(|s| s.backend()));
             executed.metadata.backends.quotient = stages.and_then(|s| s.quotient_backend());
         }
         let (ctx, counts) = (executed.ctx, executed.counts);

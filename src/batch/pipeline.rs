@@ -87,7 +87,7 @@ impl Proving<'_, '_> {
 /// The batch ahead of the one executing: it commits once that one has
 /// executed.
 enum Ahead<'scope, 'a> {
-    Proving(Proving<'scope, 'a>),
+    Proving(Box<Proving<'scope, 'a>>),
     /// Executed, to commit without proofs: staged and appended to the log
     /// beside the next batch's execution, applied in memory after it.
     Unstaged {
@@ -196,7 +196,7 @@ pub fn execute_batches(store: &mut RegisterStore, jobs: &[BatchJob]) -> Vec<Batc
                     Err(e) => outcomes.push(Err(e)),
                     Ok(Staged::Done(result)) => outcomes.push(Ok(*result)),
                     Ok(Staged::Commit(pending)) => {
-                        ahead = Some(Ahead::Proving(start_proving(scope, store, pending)));
+                        ahead = Some(Ahead::Proving(Box::new(start_proving(scope, store, pending))));
                     }
                 },
             }

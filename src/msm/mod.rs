@@ -8,6 +8,7 @@ pub mod gpu;
 #[cfg(not(feature = "gpu"))]
 #[path = "gpu_absent.rs"]
 pub mod gpu;
+mod share;
 mod tuning;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,30 @@ use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 
 use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
 use device::{DeviceBases, MsmDevice, RunOptions};
+pub use share::SharePolicy;
+use share::{Curve, Share, Side};
 pub use tuning::{GpuField, GpuFormulas, MsmTuning};
+
+/// Where one MSM ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsmPlacement {
+    /// On the engine's device.
+    Device,
+    /// On the CPU: the engine has no device.
+    Cpu,
+    /// On the CPU although the engine has a device, which was expected to
+    /// finish it later ([`SharePolicy::Measured`]).
+    CpuByChoice,
+    /// On the CPU after the device failed it (same result, counted in
+    /// [`MsmEngine::gpu_fallbacks`]).
+    CpuAfterFailure,
+}
+
+impl MsmPlacement {
+    pub fn on_device(self) -> bool {
+        self == MsmPlacement::Device
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MsmError {
@@ -101,16 +125,24 @@ pub struct MsmEngine {
     device: RwLock<Option<Arc<dyn MsmDevice>>>,
     /// GPU MSMs that failed and were recomputed on the CPU.
     fallbacks: AtomicU64,
+    /// Which side takes each MSM while the engine has a device.
+    share: Share,
     faults: Mutex<FaultPlan>,
 }
 
 impl MsmEngine {
-    /// An engine for `backend`: `Gpu` without a usable adapter is an error,
-    /// `Auto` warns and uses the CPU.
+    /// An engine for `backend`: `Gpu` without a usable adapter is an error
+    /// and sends every MSM to the GPU; `Auto` without one warns and uses
+    /// the CPU, and with one shares MSMs between GPU and CPU by measured
+    /// speed ([`SharePolicy::Measured`]).
     pub fn new(backend: Backend) -> Result<Self, MsmError> {
         let (resolved, _ctx) = crate::gpu::resolve(backend)?;
         let device = acquire_device(resolved)?;
-        Ok(MsmEngine { device: RwLock::new(device), ..MsmEngine::cpu() })
+        let policy = match backend {
+            Backend::Auto => SharePolicy::Measured,
+            Backend::Cpu | Backend::Gpu => SharePolicy::DeviceOnly,
+        };
+        Ok(MsmEngine { device: RwLock::new(device), share: Share::new(policy), ..MsmEngine::cpu() })
     }
 
     pub fn cpu() -> Self {
@@ -118,8 +150,19 @@ impl MsmEngine {
             cpu: cpu::CpuMsm::new(),
             device: RwLock::new(None),
             fallbacks: AtomicU64::new(0),
+            share: Share::new(SharePolicy::DeviceOnly),
             faults: Mutex::new(FaultPlan::default()),
         }
+    }
+
+    /// The same engine sharing MSMs with the CPU as `policy` says.
+    pub fn with_share_policy(mut self, policy: SharePolicy) -> Self {
+        self.share = Share::new(policy);
+        self
+    }
+
+    pub fn share_policy(&self) -> SharePolicy {
+        self.share.policy()
     }
 
     /// How many GPU MSMs failed and were recomputed on the CPU (same
@@ -137,21 +180,36 @@ impl MsmEngine {
         RunOptions { fail_before_step: faults.take() }
     }
 
-    /// `on_device`'s answer, or after a device failure `on_cpu`'s, counted;
-    /// a lost device is replaced by a fresh one (or by the CPU when none
-    /// comes back). The one fallback policy of G1 and G2 MSMs.
-    fn device_or_cpu<T>(
+    /// One MSM of `points` in `curve`, run where the share policy sends it:
+    /// `on_device`'s answer, or `on_cpu`'s (the engine has no device, the
+    /// CPU was expected to finish first, or the device failed: counted,
+    /// and a lost device replaced by a fresh one or by the CPU). The one
+    /// placement and fallback policy of G1 and G2 MSMs.
+    fn placed<T>(
         &self,
-        device: &Arc<dyn MsmDevice>,
+        curve: Curve,
         points: usize,
-        on_device: impl FnOnce(&RunOptions) -> Result<T, DeviceError>,
+        on_device: impl FnOnce(&Arc<dyn MsmDevice>, &RunOptions) -> Result<T, DeviceError>,
         on_cpu: impl FnOnce() -> T,
-    ) -> T {
-        match on_device(&self.run_options()) {
-            Ok(sum) => sum,
+    ) -> (T, MsmPlacement) {
+        let Some(device) = self.current_device() else {
+            return (on_cpu(), MsmPlacement::Cpu);
+        };
+        let ticket = self.share.choose(curve, points);
+        if ticket.side() == Side::Cpu {
+            let sum = on_cpu();
+            self.share.finished(ticket, true);
+            return (sum, MsmPlacement::CpuByChoice);
+        }
+        match on_device(&device, &self.run_options()) {
+            Ok(sum) => {
+                self.share.finished(ticket, true);
+                (sum, MsmPlacement::Device)
+            }
             Err(err) => {
-                self.note_failure(&err, device, points);
-                on_cpu()
+                self.share.finished(ticket, false);
+                self.note_failure(&err, &device, points);
+                (on_cpu(), MsmPlacement::CpuAfterFailure)
             }
         }
     }
@@ -197,23 +255,27 @@ impl MsmEngine {
     }
 
     pub fn msm_g1(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<G1Projective, MsmError> {
+        self.msm_g1_placed(bases, scalars).map(|(sum, _)| sum)
+    }
+
+    /// [`Self::msm_g1`], saying where it ran.
+    pub fn msm_g1_placed(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<(G1Projective, MsmPlacement), MsmError> {
         check_lengths(bases.len(), scalars.len())?;
         validate_g1(bases)?;
-        let cpu = || self.cpu.msm_g1(bases, scalars);
-        Ok(match self.current_device() {
-            Some(device) => self.device_or_cpu(&device, bases.len(), |run| device.msm_g1(bases, scalars, run), cpu),
-            None => cpu(),
-        })
+        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions| device.msm_g1(bases, scalars, run);
+        Ok(self.placed(Curve::G1, bases.len(), on_device, || self.cpu.msm_g1(bases, scalars)))
     }
 
     pub fn msm_g2(&self, bases: &[G2Affine], scalars: &[Fr]) -> Result<G2Projective, MsmError> {
+        self.msm_g2_placed(bases, scalars).map(|(sum, _)| sum)
+    }
+
+    /// [`Self::msm_g2`], saying where it ran.
+    pub fn msm_g2_placed(&self, bases: &[G2Affine], scalars: &[Fr]) -> Result<(G2Projective, MsmPlacement), MsmError> {
         check_lengths(bases.len(), scalars.len())?;
         validate_g2(bases)?;
-        let cpu = || self.cpu.msm_g2(bases, scalars);
-        Ok(match self.current_device() {
-            Some(device) => self.device_or_cpu(&device, bases.len(), |run| device.msm_g2(bases, scalars, run), cpu),
-            None => cpu(),
-        })
+        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions| device.msm_g2(bases, scalars, run);
+        Ok(self.placed(Curve::G2, bases.len(), on_device, || self.cpu.msm_g2(bases, scalars)))
     }
 
     /// Validate `bases` once and keep them for repeated G2 MSMs (on the
@@ -232,18 +294,23 @@ impl MsmEngine {
 
     /// A G2 MSM against a resident base set; `scalars` may be shorter than the set.
     pub fn msm_g2_resident(&self, set: &ResidentG2, scalars: &[Fr]) -> Result<G2Projective, MsmError> {
+        self.msm_g2_resident_placed(set, scalars).map(|(sum, _)| sum)
+    }
+
+    /// [`Self::msm_g2_resident`], saying where it ran.
+    pub fn msm_g2_resident_placed(
+        &self,
+        set: &ResidentG2,
+        scalars: &[Fr],
+    ) -> Result<(G2Projective, MsmPlacement), MsmError> {
         if scalars.len() > set.len() {
             return Err(MsmError::LengthMismatch { bases: set.len(), scalars: scalars.len() });
         }
-        let cpu = || self.cpu.msm_prepared(&set.prepared, scalars);
-        let Some(device) = self.current_device() else {
-            return Ok(cpu());
-        };
-        let on_device = |run: &RunOptions| {
-            let uploaded = set.on_device.on(&device, || device.upload_g2(set.prepared.bases()))?;
+        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions| {
+            let uploaded = set.on_device.on(device, || device.upload_g2(set.prepared.bases()))?;
             device.msm_g2_resident(&uploaded, scalars, run)
         };
-        Ok(self.device_or_cpu(&device, scalars.len(), on_device, cpu))
+        Ok(self.placed(Curve::G2, scalars.len(), on_device, || self.cpu.msm_prepared(&set.prepared, scalars)))
     }
 
     /// Validate and keep `bases` for repeated MSMs (resident on the GPU).
@@ -264,18 +331,24 @@ impl MsmEngine {
 
     /// An MSM against a resident base set; `scalars` may be shorter than the set.
     pub fn msm_g1_resident(&self, set: &ResidentG1, scalars: &[Fr]) -> Result<G1Projective, MsmError> {
+        self.msm_g1_resident_placed(set, scalars).map(|(sum, _)| sum)
+    }
+
+    /// [`Self::msm_g1_resident`], saying where it ran.
+    pub fn msm_g1_resident_placed(
+        &self,
+        set: &ResidentG1,
+        scalars: &[Fr],
+    ) -> Result<(G1Projective, MsmPlacement), MsmError> {
         if scalars.len() > set.len() {
             return Err(MsmError::LengthMismatch { bases: set.len(), scalars: scalars.len() });
         }
-        let cpu = || self.cpu.msm_g1(&set.bases[..scalars.len()], scalars);
-        let Some(device) = self.current_device() else {
-            return Ok(cpu());
-        };
-        let on_device = |run: &RunOptions| {
-            let uploaded = set.on_device.on(&device, || device.upload_g1(&set.bases))?;
+        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions| {
+            let uploaded = set.on_device.on(device, || device.upload_g1(&set.bases))?;
             device.msm_g1_resident(&uploaded, scalars, run)
         };
-        Ok(self.device_or_cpu(&device, scalars.len(), on_device, cpu))
+        let bases = &set.bases[..scalars.len()];
+        Ok(self.placed(Curve::G1, scalars.len(), on_device, || self.cpu.msm_g1(bases, scalars)))
     }
 }
 

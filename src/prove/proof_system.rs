@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::witness::OpWitness;
 use super::ProveError;
 use crate::backend::ResolvedBackend;
+use crate::msm::MsmPlacement;
 use crate::resource::Operation;
 use crate::store::ProofRecord;
 
@@ -28,6 +29,12 @@ pub struct ProveStages {
     pub cpu_retries: u64,
     /// MSMs the GPU failed and the CPU recomputed (same results).
     pub gpu_fallbacks: u64,
+    /// G1 and G2 MSMs that ran on the GPU, and on the CPU (the engine has
+    /// no GPU, the CPU was expected to finish first, or a fallback).
+    pub msm_g1_on_gpu: u64,
+    pub msm_g1_on_cpu: u64,
+    pub msm_g2_on_gpu: u64,
+    pub msm_g2_on_cpu: u64,
     /// Quotients whose NTTs all ran on the GPU, and those that ran (at
     /// least in part) on the CPU.
     pub quotients_on_gpu: u64,
@@ -47,6 +54,10 @@ impl ProveStages {
         self.verify_us += other.verify_us;
         self.cpu_retries += other.cpu_retries;
         self.gpu_fallbacks += other.gpu_fallbacks;
+        self.msm_g1_on_gpu += other.msm_g1_on_gpu;
+        self.msm_g1_on_cpu += other.msm_g1_on_cpu;
+        self.msm_g2_on_gpu += other.msm_g2_on_gpu;
+        self.msm_g2_on_cpu += other.msm_g2_on_cpu;
         self.quotients_on_gpu += other.quotients_on_gpu;
         self.quotients_on_cpu += other.quotients_on_cpu;
         self.ntt_fallbacks += other.ntt_fallbacks;
@@ -62,14 +73,40 @@ impl ProveStages {
         self.ntt_fallbacks += ntt_fallbacks;
     }
 
+    /// Count one MSM (in G2 when `g2`) where it ran.
+    pub fn record_msm(&mut self, g2: bool, placement: MsmPlacement) {
+        let (on_gpu, on_cpu) = match g2 {
+            false => (&mut self.msm_g1_on_gpu, &mut self.msm_g1_on_cpu),
+            true => (&mut self.msm_g2_on_gpu, &mut self.msm_g2_on_cpu),
+        };
+        match placement.on_device() {
+            true => *on_gpu += 1,
+            false => *on_cpu += 1,
+        }
+        if placement == MsmPlacement::CpuAfterFailure {
+            self.gpu_fallbacks += 1;
+        }
+    }
+
+    /// Where the G1 MSMs ran: the GPU only when every one did (None: none ran).
+    pub fn msm_g1_backend(&self) -> Option<ResolvedBackend> {
+        all_on_gpu(self.msm_g1_on_gpu, self.msm_g1_on_cpu)
+    }
+
+    /// Where the G2 MSMs ran, as [`Self::msm_g1_backend`].
+    pub fn msm_g2_backend(&self) -> Option<ResolvedBackend> {
+        all_on_gpu(self.msm_g2_on_gpu, self.msm_g2_on_cpu)
+    }
+
+    /// Where the MSMs of both groups ran: the GPU only when every one did.
+    pub fn msm_backend(&self) -> Option<ResolvedBackend> {
+        all_on_gpu(self.msm_g1_on_gpu + self.msm_g2_on_gpu, self.msm_g1_on_cpu + self.msm_g2_on_cpu)
+    }
+
     /// Where the quotients ran: the GPU only when every one did (None: no
     /// quotient was computed).
     pub fn quotient_backend(&self) -> Option<ResolvedBackend> {
-        match (self.quotients_on_gpu, self.quotients_on_cpu) {
-            (0, 0) => None,
-            (_, 0) => Some(ResolvedBackend::Gpu),
-            _ => Some(ResolvedBackend::Cpu),
-        }
+        all_on_gpu(self.quotients_on_gpu, self.quotients_on_cpu)
     }
 
     /// The stages' time end to end: the MSM stage costs the longer of the
@@ -105,5 +142,14 @@ pub trait ProofSystem: Send + Sync {
     /// (and so the commit) of the whole batch.
     fn admits(&self, _op: &Operation) -> Result<(), ProveError> {
         Ok(())
+    }
+}
+
+/// The GPU when every one of some work ran there, else the CPU; None when there was none.
+fn all_on_gpu(on_gpu: u64, on_cpu: u64) -> Option<ResolvedBackend> {
+    match (on_gpu, on_cpu) {
+        (0, 0) => None,
+        (_, 0) => Some(ResolvedBackend::Gpu),
+        _ => Some(ResolvedBackend::Cpu),
     }
 }

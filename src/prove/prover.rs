@@ -258,25 +258,27 @@ pub fn prove_assigned_blinded(
     let h = &h[..key.h.len().min(h.len())];
     let gather = |indices: &[usize]| indices.par_iter().map(|&i| assignment[i]).collect::<Vec<Fr>>();
 
-    let fallbacks_before = engine.gpu_fallbacks();
     let (g1, g2) = rayon::join(
         || -> Result<_, ProveError> {
             let start = Instant::now();
-            let a = engine.msm_g1_resident(&key.a.bases, &gather(&key.a.indices))?;
-            let b = engine.msm_g1_resident(&key.b_g1.bases, &gather(&key.b_g1.indices))?;
-            let l = engine.msm_g1_resident(&key.l, aux)?;
-            let h = engine.msm_g1_resident(&key.h, h)?;
+            let a = engine.msm_g1_resident_placed(&key.a.bases, &gather(&key.a.indices))?;
+            let b = engine.msm_g1_resident_placed(&key.b_g1.bases, &gather(&key.b_g1.indices))?;
+            let l = engine.msm_g1_resident_placed(&key.l, aux)?;
+            let h = engine.msm_g1_resident_placed(&key.h, h)?;
             Ok((a, b, l, h, start.elapsed()))
         },
         || -> Result<_, ProveError> {
             let start = Instant::now();
-            let b = engine.msm_g2_resident(&key.b_g2.bases, &gather(&key.b_g2.indices))?;
+            let b = engine.msm_g2_resident_placed(&key.b_g2.bases, &gather(&key.b_g2.indices))?;
             Ok((b, start.elapsed()))
         },
     );
-    let (a_acc, b1_acc, l_acc, h_acc, g1_time) = g1?;
-    let (b2_acc, g2_time) = g2?;
-    timings.gpu_fallbacks += engine.gpu_fallbacks() - fallbacks_before;
+    let ((a_acc, a_at), (b1_acc, b1_at), (l_acc, l_at), (h_acc, h_at), g1_time) = g1?;
+    let ((b2_acc, b2_at), g2_time) = g2?;
+    for placement in [a_at, b1_at, l_at, h_at] {
+        timings.record_msm(false, placement);
+    }
+    timings.record_msm(true, b2_at);
     timings.msm_g1_us += micros(g1_time);
     timings.msm_g2_us += micros(g2_time);
 

@@ -9,5 +9,6 @@ mod conformance;
 mod cpu;
 mod gpu;
 mod gpu_g2;
+mod share;
 mod wgsl_field;
 mod wgsl_fq2;

@@ -103,6 +103,9 @@ fn json_output_names_the_backends_and_the_check() {
         let report: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(report["verified"], true);
         assert_eq!(report["backends"]["msm_g1"], backend);
+        assert_eq!(report["backends"]["msm_g2"], backend);
+        assert_eq!(report["msms"][format!("g1_on_{backend}")], 4, "A, B1, L and H: {report}");
+        assert_eq!(report["msms"][format!("g2_on_{backend}")], 1, "B2: {report}");
         assert_eq!(report["backends"]["quotient"], backend, "the NTTs run beside the MSMs");
         assert_eq!(report["ntt_fallbacks"], 0);
         assert_eq!(report["public_signals"], serde_json::json!(["11979", "3"]));

@@ -255,6 +255,7 @@ fn gpu_msm_failures_are_recomputed_and_counted() {
     assert!(system.engine().inject_faults(causality_vm::backend::FaultPlan { runs: 5, at_step: usize::MAX }));
     let (proofs, timings) = system.prove_batch_timed(&[split(50)]).unwrap();
     assert_eq!(timings.gpu_fallbacks, 5, "the five failed MSMs were recomputed and counted");
+    assert_eq!((timings.msm_g1_on_cpu, timings.msm_g2_on_cpu, timings.msm_g1_on_gpu), (4, 1, 0), "{timings:?}");
     assert_eq!(timings.cpu_retries, 0, "the engine recovered inside the proof");
     system.verify(&proofs[0]).unwrap();
 }

@@ -73,6 +73,8 @@ fn a_proven_batch_commits_with_proofs_that_ark_groth16_accepts() {
     assert_eq!(stages.proofs, 2);
     assert_eq!(stages.cpu_retries, 0);
     assert_eq!((stages.quotients_on_cpu, stages.quotients_on_gpu), (2, 0));
+    assert_eq!((stages.msm_g1_on_cpu, stages.msm_g1_on_gpu), (8, 0), "four G1 MSMs a proof");
+    assert_eq!((stages.msm_g2_on_cpu, stages.msm_g2_on_gpu), (2, 0), "one G2 MSM a proof");
     assert_eq!(result.metadata.backends.prove, Some(causality_vm::ResolvedBackend::Cpu));
     assert_eq!(result.metadata.backends.quotient, Some(causality_vm::ResolvedBackend::Cpu));
     assert!(result.metadata.timings.prove_us > 0);

@@ -126,8 +126,9 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
     // No newline at the end, as snarkjs writes them (public.json byte for byte).
     let public_text = text::public(&public);
     write_files(&[(&args.proof, text::proof(&proof).as_bytes()), (&args.public, public_text.as_bytes())])?;
-    let backend = engine.backend().to_string();
     let quotient = stages.quotient_backend().map(|b| b.to_string());
+    let (msm_g1, msm_g2) =
+        (stages.msm_g1_backend().map(|b| b.to_string()), stages.msm_g2_backend().map(|b| b.to_string()));
     if globals.json {
         let report = json!({
             "proof": args.proof,
@@ -135,7 +136,11 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
             "public_signals": public.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
             "constraints_checked_with": match key.has_r1cs() { true => r1cs_path.map(|p| p.display().to_string()), false => None },
             "verified": true,
-            "backends": { "quotient": quotient, "msm_g1": backend, "msm_g2": backend },
+            "backends": { "quotient": quotient, "msm_g1": msm_g1, "msm_g2": msm_g2 },
+            "msms": {
+                "g1_on_gpu": stages.msm_g1_on_gpu, "g1_on_cpu": stages.msm_g1_on_cpu,
+                "g2_on_gpu": stages.msm_g2_on_gpu, "g2_on_cpu": stages.msm_g2_on_cpu,
+            },
             "timings_us": {
                 "load": loaded.as_micros() as u64,
                 "witness_check": stages.witness_us,

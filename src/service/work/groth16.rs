@@ -234,5 +234,6 @@ pub(super) fn run(
     })?;
     let quotient = stages.quotient_backend().unwrap_or(ResolvedBackend::Cpu);
     let result = Groth16Result { proof_json: text::proof(&proof), public_json: text::public(&public) };
-    Ok(Some((result, vec![("quotient", quotient), ("msm", backend)])))
+    let msm = stages.msm_backend().unwrap_or(ResolvedBackend::Cpu);
+    Ok(Some((result, vec![("quotient", quotient), ("msm", msm)])))
 }

@@ -234,18 +234,19 @@ pub(super) fn parse<'a>(job: &'a MsmJob, sets: &BaseSets) -> Result<Work<'a>, Ba
 pub(super) fn run(work: Work<'_>, engines: &Engines) -> Result<(MsmResult, ResolvedBackend), WorkError> {
     let failed = |e: crate::msm::MsmError| WorkError::Bad(BadPayload::new("msm", e.to_string()));
     let backend = engines.msm.backend();
-    let fallbacks = engines.msm.gpu_fallbacks();
-    let point = match work.bases {
+    let (point, placement) = match work.bases {
         WorkBases::Inline(points) => match work.group {
             Group::G1 => {
                 let bases = decode_points::<G1Affine>(points, "msm.inline_bases.points")?;
                 let _device = engines.device_stage(backend);
-                compress(&engines.msm.msm_g1(&bases, &work.scalars).map_err(failed)?.into_affine())
+                let (sum, placement) = engines.msm.msm_g1_placed(&bases, &work.scalars).map_err(failed)?;
+                (compress(&sum.into_affine()), placement)
             }
             _ => {
                 let bases = decode_points::<G2Affine>(points, "msm.inline_bases.points")?;
                 let _device = engines.device_stage(backend);
-                compress(&engines.msm.msm_g2(&bases, &work.scalars).map_err(failed)?.into_affine())
+                let (sum, placement) = engines.msm.msm_g2_placed(&bases, &work.scalars).map_err(failed)?;
+                (compress(&sum.into_affine()), placement)
             }
         },
         WorkBases::Set(id) => {
@@ -254,22 +255,20 @@ pub(super) fn run(work: Work<'_>, engines: &Engines) -> Result<(MsmResult, Resol
                 (Resident::G1(set), Group::G1) => {
                     check_count(set.len(), work.scalars.len())?;
                     let _device = engines.device_stage(backend);
-                    compress(&engines.msm.msm_g1_resident(set, &work.scalars).map_err(failed)?.into_affine())
+                    let (sum, placement) = engines.msm.msm_g1_resident_placed(set, &work.scalars).map_err(failed)?;
+                    (compress(&sum.into_affine()), placement)
                 }
                 (Resident::G2(set), Group::G2) => {
                     check_count(set.len(), work.scalars.len())?;
                     let _device = engines.device_stage(backend);
-                    compress(&engines.msm.msm_g2_resident(set, &work.scalars).map_err(failed)?.into_affine())
+                    let (sum, placement) = engines.msm.msm_g2_resident_placed(set, &work.scalars).map_err(failed)?;
+                    (compress(&sum.into_affine()), placement)
                 }
                 _ => return Err(BadPayload::new("msm.group", format!("base set {id} is in the other group")).into()),
             }
         }
     };
-    // Sent to the GPU and not recomputed on the CPU (counting fallbacks
-    // can blame this job for a concurrent one's: never the other way round).
-    let stayed_on_gpu = engines.msm.gpu_fallbacks() == fallbacks;
-    let ran =
-        if backend == ResolvedBackend::Gpu && stayed_on_gpu { ResolvedBackend::Gpu } else { ResolvedBackend::Cpu };
+    let ran = if placement.on_device() { ResolvedBackend::Gpu } else { ResolvedBackend::Cpu };
     Ok((MsmResult { point }, ran))
 }
 

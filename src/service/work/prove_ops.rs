@@ -44,5 +44,7 @@ pub fn run(
     })?;
     let proofs = document.proofs.len() as u64;
     let json = serde_json::to_string_pretty(&document).map_err(|e| WorkError::Internal(e.to_string()))?;
-    Ok(Some((ProveOpsResult { proofs_json: json }, system.backend(), proofs)))
+    // Where the MSMs ran (the GPU only when all of them did).
+    let ran = document.stages.msm_backend().unwrap_or_else(|| system.backend());
+    Ok(Some((ProveOpsResult { proofs_json: json }, ran, proofs)))
 }
