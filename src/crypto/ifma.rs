@@ -280,6 +280,13 @@ impl<C: Limbs52> Field8<C> {
         canonical_from(sub_plus_kq::<C>(&self.0, &b.0, 1), 3)
     }
 
+    /// Canonical (self + b) for canonical self and b.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn add_canonical(&self, b: &Self) -> Self {
+        canonical_from(std::array::from_fn(|i| _mm512_add_epi64(self.0[i], b.0[i])), 2)
+    }
+
     /// self + b reduced to at most 2q, for self, b <= 2q.
     #[inline]
     #[target_feature(enable = "avx512f")]

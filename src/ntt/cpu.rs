@@ -14,6 +14,8 @@ use ark_bn254::Fr;
 use ark_ff::{Field, Zero};
 use rayon::prelude::*;
 
+use super::ifma as lanes;
+
 /// Points a row holds: 2^12 × 32 bytes = 128 KiB, within a core's L2.
 const ROW: usize = 1 << 12;
 /// Adjacent columns a column group takes (512 bytes of each row).
@@ -136,18 +138,21 @@ fn columns(
 /// Butterflies on lo[j], hi[j] with twiddle roots[(first + j)·stride].
 type Butterflies = fn(&mut [Fr], &mut [Fr], &[Fr], usize, usize);
 
-/// (a, b) → (a + b, (a − b)·w).
+/// (a, b) → (a + b, (a − b)·w): eight at a time on IFMA lanes where the
+/// CPU has them, the rest one by one.
 fn dif_butterflies(lo: &mut [Fr], hi: &mut [Fr], roots: &[Fr], first: usize, stride: usize) {
-    for (j, (a, b)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+    let done = lanes::dif(lo, hi, roots, first, stride);
+    for (j, (a, b)) in lo.iter_mut().zip(hi.iter_mut()).enumerate().skip(done) {
         let (u, v) = (*a, *b);
         *a = u + v;
         *b = (u - v) * roots[(first + j) * stride];
     }
 }
 
-/// (a, b) → (a + w·b, a − w·b).
+/// (a, b) → (a + w·b, a − w·b), as [`dif_butterflies`].
 fn dit_butterflies(lo: &mut [Fr], hi: &mut [Fr], roots: &[Fr], first: usize, stride: usize) {
-    for (j, (a, b)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+    let done = lanes::dit(lo, hi, roots, first, stride);
+    for (j, (a, b)) in lo.iter_mut().zip(hi.iter_mut()).enumerate().skip(done) {
         let t = *b * roots[(first + j) * stride];
         *b = *a - t;
         *a += t;

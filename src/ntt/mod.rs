@@ -21,6 +21,7 @@ pub mod gpu;
 #[cfg(not(feature = "gpu"))]
 #[path = "gpu_absent.rs"]
 pub mod gpu;
+mod ifma;
 
 pub use engine::NttEngine;
 
