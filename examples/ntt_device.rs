@@ -45,6 +45,9 @@ fn timed(runs: usize, inputs: &[Vec<Fr>], mut f: impl FnMut(&mut [Vec<Fr>])) -> 
 }
 
 fn main() -> anyhow::Result<()> {
+    causality_vm::tuning::Tuning::from_env()
+        .and_then(causality_vm::tuning::Tuning::apply)
+        .expect("CVM_* tuning variables");
     let sizes: Vec<u32> = {
         let args: Vec<u32> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
         if args.is_empty() {

@@ -8,8 +8,9 @@
 #
 #   scripts/device_suite.sh prepare   # here: release-build the examples and benches, stage them in
 #                                     # .devrun/ and the Vulkan loader in .gl/
-#   scripts/device_suite.sh run       # on the device (carry .gl and .devrun): the machine and
-#                                     # adapter first, each part's log under $OUT, a summary last
+#   scripts/device_suite.sh run [PART...]  # on the device (carry .gl and .devrun): the machine
+#                                     # and adapter first, each part's log under $OUT (at most 8
+#                                     # files), a summary last; all default parts unless named
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/device_common.sh
@@ -53,6 +54,36 @@ part() {
     echo "== $name: exit $rc after $((SECONDS - start)) s"
 }
 
+# The parts, in the order of what the issue needs most; `run PART...` runs only those named.
+DEFAULT_PARTS="msm ntt prove prove_k64 msm_trace ntt_trace poseidon msm_g1_stepped msm_u32 msm_g2_straight blake3"
+
+run_part() {
+    case "$1" in
+    msm) part msm msm 150 .devrun/msm_device 16 18 20 22 g2 16 18 20 ;;
+    ntt) part ntt ntt 80 .devrun/ntt_device 16 20 24 ;;
+    prove) part prove prove 120 env CVM_PROVE_BENCH_BATCH=1000 CVM_PROVE_BENCH_OPS= .devrun/prove_bench --bench ;;
+    # Larger proofs (2^19 constraints), where the GPU's MSMs should win.
+    prove_k64)
+        part prove_k64 prove 120 env CVM_PROVE_BENCH_BATCH=1024 CVM_PROVE_BENCH_BATCH_K=64 CVM_PROVE_BENCH_OPS= \
+            .devrun/prove_bench --bench
+        ;;
+    # About 2^20 constraints: the issue's whole-proof figure.
+    prove_k128)
+        part prove_k128 prove 150 env CVM_PROVE_BENCH_BATCH=256 CVM_PROVE_BENCH_BATCH_K=128 CVM_PROVE_BENCH_OPS= \
+            .devrun/prove_bench --bench
+        ;;
+    # Where the time goes: every MSM and NTT dispatch timed on its own, with the host's phases.
+    msm_trace) part msm_trace trace 40 env CVM_MSM_TRACE=1 .devrun/msm_device 16 20 ;;
+    ntt_trace) part ntt_trace trace 40 env CVM_NTT_TRACE=1 .devrun/ntt_device 16 20 ;;
+    poseidon) part poseidon hash 80 env CVM_POSEIDON_BENCH_COUNT=131072 .devrun/poseidon_bench --bench ;;
+    msm_g1_stepped) part msm_g1_stepped variants 40 env CVM_MSM_FORMULAS=stepped .devrun/msm_device 20 22 ;;
+    msm_u32) part msm_u32 variants 60 env CVM_MSM_FIELD=u32 .devrun/msm_device 20 22 g2 20 ;;
+    msm_g2_straight) part msm_g2_straight variants 45 env CVM_MSM_FORMULAS=straight .devrun/msm_device g2 20 ;;
+    blake3) part blake3 hash 45 .devrun/hash_pool_bench --bench 'hash_pool/(64|1024)B/.*/(16384|1048576)$' ;;
+    *) echo "unknown part $1 (parts: $DEFAULT_PARTS prove_k128)" >&2 ;;
+    esac
+}
+
 run() {
     OUT="${OUT:-/tmp/device-suite-out}"
     mkdir -p "$OUT"
@@ -61,31 +92,23 @@ run() {
     done
     load_vulkan_and_name_machine "$OUT"
     export RUST_LOG="${RUST_LOG:-warn}"
-    # In order of what the issue needs most; the comparisons last.
-    part msm msm 150 .devrun/msm_device 16 18 20 22 g2 16 18 20
-    part ntt ntt 80 .devrun/ntt_device 16 20 22 24
-    part prove prove 120 env CVM_PROVE_BENCH_BATCH=1000 CVM_PROVE_BENCH_OPS= .devrun/prove_bench --bench
-    # Larger proofs (2^19 constraints), where the GPU's MSMs should win.
-    part prove_k64 prove 120 env CVM_PROVE_BENCH_BATCH=1024 CVM_PROVE_BENCH_BATCH_K=64 CVM_PROVE_BENCH_OPS= \
-        .devrun/prove_bench --bench
-    # Where each MSM stage's time goes (every dispatch timed on its own).
-    part msm_trace variants 40 env CVM_MSM_TRACE=1 .devrun/msm_device 16 20
-    part poseidon poseidon 80 env CVM_POSEIDON_BENCH_COUNT=131072 .devrun/poseidon_bench --bench
-    part msm_g1_stepped variants 40 env CVM_MSM_FORMULAS=stepped .devrun/msm_device 20 22
-    part msm_u32 variants 60 env CVM_MSM_FIELD=u32 .devrun/msm_device 20 22 g2 20
-    part msm_g2_straight variants 45 env CVM_MSM_FORMULAS=straight .devrun/msm_device g2 20
-    part blake3 blake3 45 .devrun/hash_pool_bench --bench 'hash_pool/(64|1024)B/.*/(16384|1048576)$'
+    local parts=("$@")
+    [ ${#parts[@]} -gt 0 ] || read -ra parts <<<"$DEFAULT_PARTS"
+    for name in "${parts[@]}"; do
+        run_part "$name"
+    done
     echo "== summary"
-    grep -hE '^(adapter|driver|\| G[12] \|)' "$OUT/msm.log" || true
-    grep -hE '^(== msm_|msm tuning|\| G[12] \|)' "$OUT/variants.log" || true
-    grep -hE '^\| 2\^' "$OUT/ntt.log" || true
-    grep -hE '^(batch|gpu engine adapter)' "$OUT/prove.log" || true
-    grep -hE '^poseidon/.*time:|GPU pool' "$OUT/poseidon.log" || true
+    [ -f "$OUT/msm.log" ] && grep -hE '^(adapter|driver|\| G[12] \|)' "$OUT/msm.log" || true
+    [ -f "$OUT/variants.log" ] && grep -hE '^(== msm_|msm tuning|\| G[12] \|)' "$OUT/variants.log" || true
+    [ -f "$OUT/ntt.log" ] && grep -hE '^2\^' "$OUT/ntt.log" || true
+    [ -f "$OUT/prove.log" ] && grep -hE '^(== |batch|gpu engine adapter)' "$OUT/prove.log" || true
+    [ -f "$OUT/hash.log" ] && grep -hE -A1 "^poseidon/|GPU pool" "$OUT/hash.log" || true
+    return 0
 }
 
 case "${1:-run}" in
 prepare) prepare ;;
-run) run ;;
+run) run "${@:2}" ;;
 *)
     echo "usage: $0 prepare|run" >&2
     exit 2

@@ -13,6 +13,8 @@ pub const HASH_KERNEL_ENV: &str = "CVM_HASH_KERNEL";
 pub const MSM_SCALAR_ENV: &str = "CVM_MSM_SCALAR";
 /// Set (to anything) to time every GPU MSM dispatch on its own.
 pub const MSM_TRACE_ENV: &str = "CVM_MSM_TRACE";
+/// Set (to anything) to time every GPU NTT's phases and dispatches on their own.
+pub const NTT_TRACE_ENV: &str = "CVM_NTT_TRACE";
 /// `u32` or `u64`: the GPU MSM's field path instead of the fastest the
 /// adapter has (for comparing them on one GPU).
 pub const MSM_FIELD_ENV: &str = "CVM_MSM_FIELD";
@@ -26,6 +28,8 @@ pub struct Tuning {
     /// The CPU hash kernel; `None` measures the fastest on first use.
     pub hash_kernel: Option<Kernel>,
     pub msm: MsmTuning,
+    /// Time GPU NTTs phase by phase ([`crate::ntt::set_trace`]).
+    pub ntt_trace: bool,
 }
 
 impl Tuning {
@@ -54,6 +58,7 @@ impl Tuning {
                 gpu_field,
                 gpu_formulas,
             },
+            ntt_trace: set(NTT_TRACE_ENV),
         })
     }
 
@@ -63,6 +68,7 @@ impl Tuning {
             Kernel::prefer(kernel).map_err(|e| format!("{HASH_KERNEL_ENV}={kernel}: {e}"))?;
         }
         self.msm.apply();
+        crate::ntt::set_trace(self.ntt_trace);
         Ok(())
     }
 }

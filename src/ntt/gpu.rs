@@ -315,12 +315,15 @@ impl GpuNtt {
     ) -> Result<(), NttError> {
         let n = group[0].len();
         let bytes = (n * group.len() * 32) as u64;
+        let mut phases = Phases::start(n, group.len());
         let words = fr_words(group.iter().flat_map(|values| values.iter()));
+        phases.mark("to words");
         let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("ntt values"),
             contents: bytemuck::cast_slice(&words),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         });
+        phases.mark("upload");
         let t = Transform {
             ntt: self,
             values: &buffer,
@@ -329,14 +332,17 @@ impl GpuNtt {
             tables: Default::default(),
         };
         record(&t).map_err(NttError::Device)?;
+        phases.mark_after_wait(&self.ctx, "dispatches");
         if self.ctx.is_lost() {
             return Err(NttError::Device(GpuError::DeviceLost("during an NTT".into())));
         }
         let back = self.ctx.read_buffer("ntt values", &buffer, bytes).map_err(NttError::Device)?;
+        phases.mark("readback");
         let elements = group.iter_mut().flat_map(|values| values.iter_mut());
         for (value, back) in elements.zip(fr_from_bytes(&back)) {
             *value = back;
         }
+        phases.mark("from words");
         Ok(())
     }
 }
@@ -457,6 +463,23 @@ impl Transform<'_> {
         if fail_before_step.is_some_and(|step| step >= steps.len()) {
             return Err(GpuError::InjectedFault("NTT readback".into()));
         }
+        if super::trace() {
+            // Each dispatch submitted and waited for on its own, timed.
+            for (index, (pipeline, bind_group, (x, y))) in prepared.iter().enumerate() {
+                let started = std::time::Instant::now();
+                let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bind_group, &[]);
+                    pass.dispatch_workgroups(*x, *y, 1);
+                }
+                ctx.queue.submit(Some(encoder.finish()));
+                let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+                eprintln!("ntt step {index} ({}, {x}x{y} groups): {:?}", steps[index].entry(), started.elapsed());
+            }
+            return Ok(());
+        }
         let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ntt") });
         {
             let mut pass =
@@ -477,6 +500,39 @@ impl Transform<'_> {
         let groups = invocations.div_ceil(WORKGROUP);
         let x = groups.min(self.ntt.max_groups_x);
         (x, groups.div_ceil(x))
+    }
+}
+
+/// The phases of one transform group, timed and printed when tracing
+/// ([`super::trace`]); nothing otherwise.
+struct Phases {
+    on: bool,
+    label: String,
+    last: std::time::Instant,
+}
+
+impl Phases {
+    fn start(n: usize, count: usize) -> Phases {
+        Phases {
+            on: super::trace(),
+            label: format!("ntt 2^{} x {count}", n.trailing_zeros()),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn mark(&mut self, phase: &str) {
+        if self.on {
+            eprintln!("{}: {phase} {:?}", self.label, self.last.elapsed());
+            self.last = std::time::Instant::now();
+        }
+    }
+
+    /// Mark `phase` once the device has finished its queued work.
+    fn mark_after_wait(&mut self, ctx: &GpuContext, phase: &str) {
+        if self.on {
+            let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+        }
+        self.mark(phase);
     }
 }
 

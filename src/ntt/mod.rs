@@ -25,6 +25,19 @@ mod ifma;
 
 pub use engine::NttEngine;
 
+static TRACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Time every GPU NTT's phases (host conversion, upload, each dispatch,
+/// readback) on their own, printing them on stderr: for finding where a
+/// device's time goes. Set through [`crate::tuning::Tuning`].
+pub fn set_trace(on: bool) {
+    TRACE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn trace() -> bool {
+    TRACE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 use ark_bn254::Fr;
 use ark_ff::{FftField, Field, Zero};
 

@@ -337,8 +337,13 @@ impl GpuMsm {
         let ctx = &self.ctx;
         let point_bytes = P::GROUP.point_bytes();
         let plan = Plan::new(scalars.len() as u32, ws.plan.window_bits);
+        let trace = crate::msm::MsmTuning::current().trace_dispatches;
+        let started = std::time::Instant::now();
         let words: Vec<u32> = scalars.par_iter().flat_map_iter(fr_to_words).collect();
         ctx.queue.write_buffer(&ws.scalars, 0, bytemuck::cast_slice(&words));
+        if trace {
+            eprintln!("msm host: {} scalars converted and queued in {:?}", scalars.len(), started.elapsed());
+        }
 
         let graph = graph::dispatches(&plan);
         let params = MsmParams::new(&plan, base_offset);
@@ -384,7 +389,7 @@ impl GpuMsm {
         for buffer in [&ws.counts, &ws.bucket_of, &ws.bucket_acc, &ws.window_acc] {
             encoder.clear_buffer(buffer, 0, None);
         }
-        if crate::msm::MsmTuning::current().trace_dispatches {
+        if trace {
             // Submit and wait for each dispatch on its own, timing it.
             ctx.queue.submit(Some(encoder.finish()));
             for (i, step) in steps.iter().enumerate() {
@@ -407,7 +412,11 @@ impl GpuMsm {
             return Err(GpuError::InjectedFault(format!("msm before dispatch {step} of {}", graph.len())));
         }
 
+        let started = std::time::Instant::now();
         let bytes = ctx.read_buffer("msm window sums", &ws.window_acc, plan.windows as u64 * point_bytes)?;
+        if trace {
+            eprintln!("msm host: window sums read back in {:?} (after the dispatches)", started.elapsed());
+        }
         let words: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let mut total = Projective::<P>::zero();
         for (w, window) in words.chunks_exact(point_bytes as usize / 4).enumerate().rev() {
