@@ -12,7 +12,12 @@
 //! (log2 buckets), an average of the last few, scaled linearly from the
 //! nearest measured size when this size has none yet. Before the CPU has a
 //! figure, a small MSM (at most [`EXPLORE_MAX`] points) is run there once
-//! to get one; a large one waits for the device.
+//! to get one; a large one waits for the device. The device's first MSM of
+//! each size is not counted: it pays for pipelines and workspace (4.6 s for
+//! G2's first MSM on the H200, 0.1 s after), and a figure that high would
+//! keep every later MSM off the device. Figures go stale as the load
+//! changes, so every [`REPROBE`]-th decision of a group tries the side not
+//! chosen (the device only when idle, the CPU only for a small MSM).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -48,14 +53,24 @@ const BUCKETS: usize = 41;
 pub const EXPLORE_MAX: usize = 1 << 18;
 /// Weight of a new sample in a bucket's average (of 1024).
 const NEW_SAMPLE_WEIGHT: u64 = 300;
+/// Every this many decisions of a group, the side not chosen is measured again.
+pub const REPROBE: u64 = 32;
 
 /// Per bucket, nanoseconds per point (scaled by 1024 for precision); 0 is
-/// unmeasured.
-struct Rates([AtomicU64; BUCKETS]);
+/// unmeasured. With `warm_up`, each bucket's first sample is dropped.
+struct Rates {
+    rates: [AtomicU64; BUCKETS],
+    seen: [AtomicU64; BUCKETS],
+    warm_up: bool,
+}
 
 impl Rates {
-    fn new() -> Self {
-        Rates(std::array::from_fn(|_| AtomicU64::new(0)))
+    fn new(warm_up: bool) -> Self {
+        Rates {
+            rates: std::array::from_fn(|_| AtomicU64::new(0)),
+            seen: std::array::from_fn(|_| AtomicU64::new(0)),
+            warm_up,
+        }
     }
 
     fn bucket(points: usize) -> usize {
@@ -66,8 +81,12 @@ impl Rates {
         if points == 0 {
             return;
         }
+        let bucket = Rates::bucket(points);
+        if self.seen[bucket].fetch_add(1, Ordering::Relaxed) == 0 && self.warm_up {
+            return;
+        }
         let sample = (took.as_nanos() as u64).saturating_mul(1024) / points as u64;
-        let slot = &self.0[Rates::bucket(points)];
+        let slot = &self.rates[bucket];
         let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
             Some(match old {
                 0 => sample.max(1),
@@ -80,7 +99,7 @@ impl Rates {
     fn estimate(&self, points: usize) -> Option<u64> {
         let at = Rates::bucket(points);
         let nearest = (0..BUCKETS)
-            .filter_map(|b| Some((b.abs_diff(at), self.0[b].load(Ordering::Relaxed))).filter(|(_, r)| *r > 0))
+            .filter_map(|b| Some((b.abs_diff(at), self.rates[b].load(Ordering::Relaxed))).filter(|(_, r)| *r > 0))
             .min_by_key(|(distance, _)| *distance)?;
         Some(nearest.1.saturating_mul(points.max(1) as u64) / 1024)
     }
@@ -93,6 +112,8 @@ pub struct Share {
     cpu: [Rates; 2],
     /// Expected nanoseconds of the MSMs sent to the device and not back.
     queued_ns: AtomicU64,
+    /// Decisions per group, for the periodic re-measurement.
+    decisions: [AtomicU64; 2],
     /// When the device last finished an MSM (nanoseconds since `epoch`):
     /// an MSM's own device time starts no earlier, so time spent waiting
     /// behind another is not counted as its cost.
@@ -119,9 +140,10 @@ impl Share {
     pub fn new(policy: SharePolicy) -> Self {
         Share {
             policy,
-            device: [Rates::new(), Rates::new()],
-            cpu: [Rates::new(), Rates::new()],
+            device: [Rates::new(true), Rates::new(true)],
+            cpu: [Rates::new(false), Rates::new(false)],
             queued_ns: AtomicU64::new(0),
+            decisions: [AtomicU64::new(0), AtomicU64::new(0)],
             device_idle_since: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -138,7 +160,14 @@ impl Share {
         let side = match self.policy {
             SharePolicy::DeviceOnly => Side::Device,
             SharePolicy::Measured => {
-                decide(self.device[index].estimate(points), self.cpu[index].estimate(points), queued, points)
+                let side =
+                    decide(self.device[index].estimate(points), self.cpu[index].estimate(points), queued, points);
+                let reprobe = (self.decisions[index].fetch_add(1, Ordering::Relaxed) + 1) % REPROBE == 0;
+                match side {
+                    Side::Cpu if reprobe && queued == 0 => Side::Device,
+                    Side::Device if reprobe && points <= EXPLORE_MAX => Side::Cpu,
+                    side => side,
+                }
             }
         };
         let queued = match side {
@@ -205,7 +234,7 @@ mod tests {
 
     #[test]
     fn rates_average_per_bucket_and_scale_from_the_nearest() {
-        let rates = Rates::new();
+        let rates = Rates::new(false);
         assert_eq!(rates.estimate(1000), None);
         rates.record(1 << 10, Duration::from_micros(1024));
         assert_eq!(rates.estimate(1 << 10), Some(1_024_000));
@@ -219,6 +248,37 @@ mod tests {
     }
 
     #[test]
+    fn the_devices_first_run_of_a_size_is_not_counted() {
+        let rates = Rates::new(true);
+        rates.record(1 << 10, Duration::from_secs(5));
+        assert_eq!(rates.estimate(1 << 10), None, "pipelines and workspace, not the MSM");
+        rates.record(1 << 10, Duration::from_micros(1024));
+        assert_eq!(rates.estimate(1 << 10), Some(1_024_000));
+        // Another size has its own warm-up, and meanwhile scales from this one.
+        rates.record(1 << 12, Duration::from_secs(5));
+        assert_eq!(rates.estimate(1 << 12), Some(4_096_000));
+    }
+
+    #[test]
+    fn every_reprobe_th_decision_measures_the_other_side() {
+        let share = Share::new(SharePolicy::Measured);
+        share.device[0].rates[10].store(1024 * 1000, Ordering::Relaxed);
+        share.cpu[0].rates[10].store(1024, Ordering::Relaxed);
+        let sides: Vec<Side> = (0..2 * REPROBE)
+            .map(|_| {
+                let ticket = share.choose(Curve::G1, 1 << 10);
+                let side = ticket.side();
+                share.finished(ticket, false);
+                side
+            })
+            .collect();
+        for (i, side) in sides.iter().enumerate() {
+            let expected = if (i as u64 + 1) % REPROBE == 0 { Side::Device } else { Side::Cpu };
+            assert_eq!(*side, expected, "decision {i}");
+        }
+    }
+
+    #[test]
     fn a_busy_device_sends_work_to_a_measured_cpu() {
         let share = Share::new(SharePolicy::Measured);
         // Nothing measured: the device.
@@ -226,8 +286,9 @@ mod tests {
         assert_eq!(first.side(), Side::Device);
         // A failed run leaves no figure.
         share.finished(first, false);
-        share.device[0].record(1 << 10, Duration::from_millis(1));
-        share.cpu[0].record(1 << 10, Duration::from_millis(2));
+        // 1 ms and 2 ms for 2^10 points (ns per point, times 1024).
+        share.device[0].rates[10].store(1_000_000, Ordering::Relaxed);
+        share.cpu[0].rates[10].store(2_000_000, Ordering::Relaxed);
         // Device idle and faster: the device; while that one runs, the next
         // would wait 1 ms + 1 ms against the CPU's 2 ms: still the device;
         // a third would wait 3 ms: the CPU.
@@ -242,7 +303,7 @@ mod tests {
         }
         assert_eq!(share.queued_ns.load(Ordering::Relaxed), 0);
         let only = Share::new(SharePolicy::DeviceOnly);
-        only.cpu[0].record(1, Duration::from_nanos(1));
+        only.cpu[0].rates[0].store(1, Ordering::Relaxed);
         assert_eq!(only.choose(Curve::G1, 1).side(), Side::Device);
     }
 }
