@@ -162,7 +162,7 @@ impl Share {
             SharePolicy::Measured => {
                 let side =
                     decide(self.device[index].estimate(points), self.cpu[index].estimate(points), queued, points);
-                let reprobe = (self.decisions[index].fetch_add(1, Ordering::Relaxed) + 1) % REPROBE == 0;
+                let reprobe = (self.decisions[index].fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(REPROBE);
                 match side {
                     Side::Cpu if reprobe && queued == 0 => Side::Device,
                     Side::Device if reprobe && points <= EXPLORE_MAX => Side::Cpu,
@@ -273,7 +273,7 @@ mod tests {
             })
             .collect();
         for (i, side) in sides.iter().enumerate() {
-            let expected = if (i as u64 + 1) % REPROBE == 0 { Side::Device } else { Side::Cpu };
+            let expected = if (i as u64 + 1).is_multiple_of(REPROBE) { Side::Device } else { Side::Cpu };
             assert_eq!(*side, expected, "decision {i}");
         }
     }
