@@ -21,6 +21,15 @@ pub fn supported() -> bool {
 /// lo[j], hi[j], w = roots[(first + j)·stride], for j below the largest
 /// multiple of eight; returns how many were done (the caller does the rest).
 pub fn dif(lo: &mut [Fr], hi: &mut [Fr], roots: &[Fr], first: usize, stride: usize) -> usize {
+    butterflies::<true>(lo, hi, roots, first, stride)
+}
+
+/// Decimation-in-time butterflies (a, b) → (a + w·b, a − w·b), as [`dif`].
+pub fn dit(lo: &mut [Fr], hi: &mut [Fr], roots: &[Fr], first: usize, stride: usize) -> usize {
+    butterflies::<false>(lo, hi, roots, first, stride)
+}
+
+fn butterflies<const DIF: bool>(lo: &mut [Fr], hi: &mut [Fr], roots: &[Fr], first: usize, stride: usize) -> usize {
     if !supported() {
         return 0;
     }
@@ -28,19 +37,7 @@ pub fn dif(lo: &mut [Fr], hi: &mut [Fr], roots: &[Fr], first: usize, stride: usi
     check_roots(roots, first, stride, done);
     // SAFETY: the CPU has the features (checked above); every index read or
     // written is below `done` in lo and hi, and roots' below its length (checked).
-    unsafe { run::<true>(lo, hi, roots, first, stride, done) };
-    done
-}
-
-/// Decimation-in-time butterflies (a, b) → (a + w·b, a − w·b), as [`dif`].
-pub fn dit(lo: &mut [Fr], hi: &mut [Fr], roots: &[Fr], first: usize, stride: usize) -> usize {
-    if !supported() {
-        return 0;
-    }
-    let done = lo.len().min(hi.len()) / 8 * 8;
-    check_roots(roots, first, stride, done);
-    // SAFETY: as in `dif`.
-    unsafe { run::<false>(lo, hi, roots, first, stride, done) };
+    unsafe { run::<DIF>(lo, hi, roots, first, stride, done) };
     done
 }
 
