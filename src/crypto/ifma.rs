@@ -23,6 +23,13 @@ use ark_ff::{Field, Fp256, MontBackend, MontConfig};
 
 const MASK52: u64 = (1 << 52) - 1;
 
+/// Whether this CPU has the lanes (AVX-512F and IFMA), detected once: the
+/// one check behind every IFMA kernel (MSM, NTT, Poseidon).
+pub fn supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma"))
+}
+
 /// Four little-endian 64-bit words as five 52-bit limbs.
 const fn split52(w: [u64; 4]) -> [u64; 5] {
     [

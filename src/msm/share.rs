@@ -1,8 +1,9 @@
 //! Which side of an engine with a device takes an MSM, by measured speed.
 //!
 //! On an H200 beside 16 Xeon cores a G1 MSM of 2^16 points takes about
-//! 32 ms on the GPU (most of it fixed cost) against about 40 ms on the
-//! cores, and 2^22 points 0.4 s against 3.4 s; a batch of small proofs
+//! 32 ms on the GPU (most of it fixed cost) against 79 ms for arkworks on
+//! the cores (our IFMA engine is faster still), and 2^22 points 0.4 s
+//! against 3.4 s; a batch of small proofs
 //! proved 1.6× slower with every MSM on the GPU than with none
 //! (docs/PERFORMANCE.md). So under [`SharePolicy::Measured`] each MSM goes
 //! where it is expected to finish first: the device's expected time is its
@@ -157,11 +158,11 @@ impl Share {
     pub fn choose(&self, curve: Curve, points: usize) -> Ticket {
         let index = curve as usize;
         let queued = self.queued_ns.load(Ordering::Relaxed);
+        let on_device = self.device[index].estimate(points);
         let side = match self.policy {
             SharePolicy::DeviceOnly => Side::Device,
             SharePolicy::Measured => {
-                let side =
-                    decide(self.device[index].estimate(points), self.cpu[index].estimate(points), queued, points);
+                let side = decide(on_device, self.cpu[index].estimate(points), queued, points);
                 let reprobe = (self.decisions[index].fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(REPROBE);
                 match side {
                     Side::Cpu if reprobe && queued == 0 => Side::Device,
@@ -172,7 +173,7 @@ impl Share {
         };
         let queued = match side {
             Side::Device => {
-                let own = self.device[index].estimate(points).unwrap_or(0);
+                let own = on_device.unwrap_or(0);
                 self.queued_ns.fetch_add(own, Ordering::Relaxed);
                 own
             }
@@ -188,7 +189,9 @@ impl Share {
         let now = Instant::now();
         match ticket.side {
             Side::Device => {
-                self.queued_ns.fetch_sub(ticket.queued.min(self.queued_ns.load(Ordering::Relaxed)), Ordering::Relaxed);
+                let _ = self.queued_ns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                    Some(queued.saturating_sub(ticket.queued))
+                });
                 let now_ns = now.duration_since(self.epoch).as_nanos() as u64;
                 let idle_since = self.device_idle_since.fetch_max(now_ns, Ordering::Relaxed);
                 let began = ticket.started.duration_since(self.epoch).as_nanos() as u64;

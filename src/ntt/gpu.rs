@@ -463,34 +463,29 @@ impl Transform<'_> {
         if fail_before_step.is_some_and(|step| step >= steps.len()) {
             return Err(GpuError::InjectedFault("NTT readback".into()));
         }
-        if super::trace() {
-            // Each dispatch submitted and waited for on its own, timed.
-            for (index, (pipeline, bind_group, (x, y))) in prepared.iter().enumerate() {
-                let started = std::time::Instant::now();
-                let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-                {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        // One compute pass for them all; when tracing, one each, submitted,
+        // waited for and timed on its own.
+        let trace = super::trace();
+        let passes = if trace { prepared.chunks(1).collect() } else { vec![&prepared[..]] };
+        for (index, pass_steps) in passes.into_iter().enumerate() {
+            let started = std::time::Instant::now();
+            let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ntt") });
+            {
+                let mut pass = encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ntt"), timestamp_writes: None });
+                for (pipeline, bind_group, (x, y)) in pass_steps {
                     pass.set_pipeline(pipeline);
                     pass.set_bind_group(0, bind_group, &[]);
                     pass.dispatch_workgroups(*x, *y, 1);
                 }
-                ctx.queue.submit(Some(encoder.finish()));
+            }
+            ctx.queue.submit(Some(encoder.finish()));
+            if trace {
                 let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+                let (x, y) = pass_steps[0].2;
                 eprintln!("ntt step {index} ({}, {x}x{y} groups): {:?}", steps[index].entry(), started.elapsed());
             }
-            return Ok(());
         }
-        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ntt") });
-        {
-            let mut pass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ntt"), timestamp_writes: None });
-            for (pipeline, bind_group, (x, y)) in &prepared {
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, bind_group, &[]);
-                pass.dispatch_workgroups(*x, *y, 1);
-            }
-        }
-        ctx.queue.submit(Some(encoder.finish()));
         Ok(())
     }
 

@@ -5,17 +5,10 @@
 //! written back is canonical, bit-identical to the scalar butterflies.
 
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
 
 use ark_bn254::Fr;
 
-use crate::crypto::ifma::Fr8;
-
-/// Whether this CPU has the lanes (checked once).
-pub fn supported() -> bool {
-    static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma"))
-}
+use crate::crypto::ifma::{supported, Fr8};
 
 /// Decimation-in-frequency butterflies (a, b) → (a + b, (a − b)·w) on
 /// lo[j], hi[j], w = roots[(first + j)·stride], for j below the largest

@@ -40,9 +40,7 @@ impl PoseidonKernel {
         match self {
             PoseidonKernel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            PoseidonKernel::Ifma => {
-                std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512ifma")
-            }
+            PoseidonKernel::Ifma => crate::crypto::ifma::supported(),
             #[cfg(not(target_arch = "x86_64"))]
             PoseidonKernel::Ifma => false,
         }

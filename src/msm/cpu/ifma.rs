@@ -16,11 +16,7 @@ use crate::crypto::ifma::{invert_lanes, Fq8, Lanes};
 /// Whether this CPU runs the IFMA path (detected once; `MsmTuning::scalar_only`
 /// turns it off).
 pub fn available() -> bool {
-    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let supported = *SUPPORTED.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512ifma")
-    });
-    supported && !crate::msm::MsmTuning::current().scalar_only
+    crate::crypto::ifma::supported() && !crate::msm::MsmTuning::current().scalar_only
 }
 
 /// A base field the vector batch handles: its elements are made of
