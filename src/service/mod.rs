@@ -12,6 +12,8 @@ pub mod api;
 pub mod auth;
 mod blobs;
 pub mod client;
+#[cfg(feature = "postgres")]
+pub mod cluster;
 pub mod codec;
 pub mod core;
 pub mod crash;

@@ -22,10 +22,7 @@ use super::proto::accelerator_server::AcceleratorServer;
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::scheduler::Scheduler;
 use super::work::batch::BatchRunner;
-use super::work::keys::KeySets;
-use super::work::{BaseSets, Engines};
-use crate::hash::HashBackend;
-use crate::msm::MsmEngine;
+use super::work::Engines;
 use crate::Backend;
 
 /// How the server runs (`cvm serve`'s flags).
@@ -219,20 +216,10 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
 
 fn open_core(options: &ServeOptions) -> Result<Core, ServeError> {
     let journal = Journal::open(&options.data_dir)?;
-    let hashing = HashBackend::select(options.backend).map_err(|e| ServeError::Backend(e.to_string()))?;
-    let msm = MsmEngine::new(options.backend).map_err(|e| ServeError::Backend(e.to_string()))?;
-    let keys = Arc::new(KeySets::new(options.data_dir.clone(), options.backend));
-    let batches = BatchRunner::open(&options.data_dir, keys.clone()).map_err(|e| {
+    let engines = Engines::open(&options.data_dir, options.backend).map_err(ServeError::Backend)?;
+    let batches = BatchRunner::open(&options.data_dir, engines.keys.clone()).map_err(|e| {
         ServeError::Config(format!("opening the register store in {}: {e}", options.data_dir.display()))
     })?;
-    let engines = Engines {
-        hashing,
-        msm: Arc::new(msm),
-        bases: BaseSets::new(options.data_dir.join("bases")),
-        zkeys: super::work::groth16::Zkeys::new(options.data_dir.join("zkeys")),
-        keys,
-        device: std::sync::Mutex::new(()),
-    };
     let core = Core::new(journal, Scheduler::new(options.queue_depth), engines, options.result_ttl, batches);
     let recovered = core.recover()?;
     if recovered > 0 {

@@ -6,6 +6,8 @@
 mod circom_support;
 #[path = "../support/msm.rs"]
 mod msm_support;
+#[path = "../support/postgres.rs"]
+mod postgres_support;
 #[path = "../support/prove.rs"]
 mod prove_support;
 #[path = "../support/snarkjs.rs"]
@@ -16,6 +18,7 @@ mod support;
 mod auth;
 mod batches;
 mod cli;
+mod cluster;
 mod crash;
 mod groth16;
 mod jobs;

@@ -72,6 +72,21 @@ pub struct Engines {
 }
 
 impl Engines {
+    /// The engines for `backend`, their caches (proving keys, base sets,
+    /// zkeys) in `data_dir`.
+    pub fn open(data_dir: &std::path::Path, backend: crate::Backend) -> Result<Engines, String> {
+        let hashing = crate::hash::HashBackend::select(backend).map_err(|e| e.to_string())?;
+        let msm = MsmEngine::new(backend).map_err(|e| e.to_string())?;
+        Ok(Engines {
+            hashing,
+            msm: Arc::new(msm),
+            bases: BaseSets::new(data_dir.join("bases")),
+            zkeys: groth16::Zkeys::new(data_dir.join("zkeys")),
+            keys: Arc::new(keys::KeySets::new(data_dir.to_path_buf(), backend)),
+            device: std::sync::Mutex::new(()),
+        })
+    }
+
     /// Hold the GPU for one stage (a no-op lock on the CPU).
     fn device_stage(&self, backend: ResolvedBackend) -> Option<std::sync::MutexGuard<'_, ()>> {
         (backend == ResolvedBackend::Gpu).then(|| self.device.lock().unwrap_or_else(|p| p.into_inner()))

@@ -1,0 +1,547 @@
+//! The job queue in PostgreSQL: accepting jobs (idempotent on the caller's
+//! request id), claiming them with `FOR UPDATE SKIP LOCKED` under a lease,
+//! renewing and completing them only while the lease is the claimer's,
+//! putting back jobs whose lease expired, cancelling, and the reads that
+//! `Get`, `List` and `Status` need. Every write is one statement, so each is
+//! one transaction; the `cvm_jobs` trigger tells every change (see
+//! [`super::schema`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::RwLock;
+use tokio_postgres::{Client, NoTls, Row};
+
+use super::{ClusterError, Notices};
+use crate::service::core::now_ms;
+use crate::service::proto::{Job, JobError, JobKind, JobResult, JobState};
+
+/// A connection to the cluster's database, re-opened with backoff when it
+/// drops; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    url: Arc<str>,
+    client: Arc<RwLock<Arc<Client>>>,
+    notices: Notices,
+}
+
+/// A job accepted by [`Queue::submit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    New(u64),
+    /// The request id named a job already accepted with the same payload.
+    Existing(u64),
+}
+
+impl Submitted {
+    pub fn id(&self) -> u64 {
+        match self {
+            Submitted::New(id) | Submitted::Existing(id) => *id,
+        }
+    }
+}
+
+/// A job to accept.
+pub struct NewJob<'a> {
+    pub request_id: &'a str,
+    pub kind: JobKind,
+    pub priority: i32,
+    pub deadline_unix_ms: u64,
+    pub max_attempts: u32,
+    pub key_set: &'a str,
+    pub payload: &'a [u8],
+}
+
+/// A job claimed by a worker: its record and payload, and the attempt its
+/// lease is for.
+#[derive(Debug)]
+pub struct Claimed {
+    pub job: Job,
+    pub payload: Vec<u8>,
+}
+
+/// How a lease renewal went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    Held {
+        cancel_requested: bool,
+    },
+    /// The lease expired and the job went back to the queue (or ended):
+    /// this attempt's result would be discarded.
+    Lost,
+}
+
+/// Queued and running jobs of one kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindCount {
+    pub queued: u64,
+    pub running: u64,
+}
+
+/// A worker as the cluster sees it.
+#[derive(Clone, Debug)]
+pub struct WorkerRow {
+    pub id: String,
+    pub host: String,
+    pub kinds: Vec<JobKind>,
+    pub backend: String,
+    pub adapter: String,
+    pub jobs_done: u64,
+    /// Milliseconds since its last heartbeat, by the database's clock.
+    pub heartbeat_age_ms: u64,
+    pub key_sets: Vec<String>,
+}
+
+/// A job put back or failed because its lease expired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reaped {
+    pub id: u64,
+    pub state: JobState,
+}
+
+const JOB_COLUMNS: &str = "id, request_id, kind, state, priority, deadline_ms, submitted_ms, started_ms, \
+                           finished_ms, stage, attempts, result, error_code, error_message";
+
+/// The first pause before reconnecting, and the most.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MOST: Duration = Duration::from_secs(10);
+
+impl Queue {
+    /// Connect (creating or migrating the schema) and start listening for
+    /// the cluster's notifications.
+    pub async fn connect(url: &str) -> Result<Queue, ClusterError> {
+        let notices = Notices::new();
+        let mut client = open(url).await?;
+        super::schema::migrate(&mut client).await?;
+        let queue =
+            Queue { url: url.into(), client: Arc::new(RwLock::new(Arc::new(client))), notices: notices.clone() };
+        super::notices::listen(url.to_string(), notices).await?;
+        Ok(queue)
+    }
+
+    /// The cluster's notifications (job changes), for waiting on.
+    pub fn notices(&self) -> &Notices {
+        &self.notices
+    }
+
+    /// The live client, reconnecting (with backoff, for as long as it
+    /// takes) when the last one closed.
+    async fn client(&self) -> Arc<Client> {
+        let current = self.client.read().await.clone();
+        if !current.is_closed() {
+            return current;
+        }
+        let mut slot = self.client.write().await;
+        let mut pause = RECONNECT_FIRST;
+        while slot.is_closed() {
+            match open(&self.url).await {
+                Ok(client) => {
+                    tracing::info!("reconnected to the cluster's database");
+                    *slot = Arc::new(client);
+                }
+                Err(e) => {
+                    tracing::warn!("the cluster's database: {e}; retrying in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RECONNECT_MOST);
+                }
+            }
+        }
+        slot.clone()
+    }
+
+    /// Accept a job durably (the insert is committed when this returns).
+    /// The same request id with the same payload is the same job; with
+    /// another payload it is [`ClusterError::Conflict`].
+    pub async fn submit(&self, job: &NewJob<'_>) -> Result<Submitted, ClusterError> {
+        let digest = blake3::hash(job.payload).as_bytes().to_vec();
+        let client = self.client().await;
+        let inserted = client
+            .query_opt(
+                "INSERT INTO cvm_jobs (request_id, kind, state, priority, deadline_ms, submitted_ms, max_attempts, \
+                                       key_set, payload_digest, payload)
+                 VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (request_id) DO NOTHING RETURNING id",
+                &[
+                    &job.request_id,
+                    &(job.kind as i16),
+                    &job.priority,
+                    &(job.deadline_unix_ms as i64),
+                    &(now_ms() as i64),
+                    &(job.max_attempts.max(1) as i32),
+                    &job.key_set,
+                    &digest,
+                    &job.payload,
+                ],
+            )
+            .await
+            .map_err(|e| ClusterError::db("accepting the job", e))?;
+        if let Some(row) = inserted {
+            return Ok(Submitted::New(row.get::<_, i64>(0) as u64));
+        }
+        let row = client
+            .query_one("SELECT id, payload_digest FROM cvm_jobs WHERE request_id = $1", &[&job.request_id])
+            .await
+            .map_err(|e| ClusterError::db("reading the job a request id names", e))?;
+        let id = row.get::<_, i64>(0) as u64;
+        if row.get::<_, Vec<u8>>(1) != digest {
+            return Err(ClusterError::Conflict { request_id: job.request_id.to_string(), job: id });
+        }
+        Ok(Submitted::Existing(id))
+    }
+
+    /// Claim the next queued job of `kinds` for `worker`, under a lease of
+    /// `lease`: the highest priority first, among equals one whose key set
+    /// the worker holds, then the oldest. Jobs other workers are claiming
+    /// are skipped, not waited for.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        kinds: &[JobKind],
+        held_key_sets: &[String],
+        lease: Duration,
+    ) -> Result<Option<Claimed>, ClusterError> {
+        let kinds: Vec<i16> = kinds.iter().map(|k| *k as i16).collect();
+        let client = self.client().await;
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE cvm_jobs SET state = 2, lease_owner = $1,
+                         lease_expires = now() + $3::bigint * interval '1 millisecond',
+                         attempts = attempts + 1, started_ms = $5, stage = ''
+                     WHERE id = (
+                         SELECT id FROM cvm_jobs
+                         WHERE state = 1 AND kind = ANY($2)
+                         ORDER BY priority DESC, (key_set <> '' AND key_set = ANY($4)) DESC, id
+                         LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING {JOB_COLUMNS}, payload"
+                ),
+                &[&worker, &kinds, &(lease.as_millis() as i64), &held_key_sets, &(now_ms() as i64)],
+            )
+            .await
+            .map_err(|e| ClusterError::db("claiming a job", e))?;
+        row.map(|row| Ok(Claimed { job: job_of(&row)?, payload: row.get("payload") })).transpose()
+    }
+
+    /// Extend a claimed job's lease (and record its stage, when it
+    /// changed); tells whether its cancellation was asked for.
+    pub async fn renew(
+        &self,
+        id: u64,
+        worker: &str,
+        attempt: u32,
+        lease: Duration,
+        stage: Option<&str>,
+    ) -> Result<Renewal, ClusterError> {
+        let client = self.client().await;
+        let (id, attempt, lease) = (id as i64, attempt as i32, lease.as_millis() as i64);
+        // The stage is set only when it changed: setting it tells the cluster.
+        let row =
+            match stage {
+                Some(stage) => client
+                    .query_opt(
+                        "UPDATE cvm_jobs SET lease_expires = now() + $4::bigint * interval '1 millisecond', stage = $5
+                         WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 2
+                         RETURNING cancel_requested",
+                        &[&id, &worker, &attempt, &lease, &stage],
+                    )
+                    .await,
+                None => {
+                    client
+                        .query_opt(
+                            "UPDATE cvm_jobs SET lease_expires = now() + $4::bigint * interval '1 millisecond'
+                         WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 2
+                         RETURNING cancel_requested",
+                            &[&id, &worker, &attempt, &lease],
+                        )
+                        .await
+                }
+            }
+            .map_err(|e| ClusterError::db("renewing a job's lease", e))?;
+        Ok(match row {
+            Some(row) => Renewal::Held { cancel_requested: row.get(0) },
+            None => Renewal::Lost,
+        })
+    }
+
+    /// End a claimed job, with its result or its error, in one
+    /// transaction; false (and nothing written) when the lease is no
+    /// longer this attempt's: the job went back to the queue and its next
+    /// attempt's end counts.
+    pub async fn complete(
+        &self,
+        id: u64,
+        worker: &str,
+        attempt: u32,
+        stage: &str,
+        outcome: &Result<JobResult, JobError>,
+    ) -> Result<bool, ClusterError> {
+        let (state, result, code, message) = match outcome {
+            Ok(result) => (JobState::Succeeded, Some(result.encode_to_vec()), None, None),
+            Err(error) => {
+                let state = if error.code == "CANCELLED" { JobState::Cancelled } else { JobState::Failed };
+                (state, None, Some(error.code.as_str()), Some(error.message.as_str()))
+            }
+        };
+        let client = self.client().await;
+        let written = client
+            .execute(
+                "UPDATE cvm_jobs SET state = $4, result = $5, error_code = $6, error_message = $7,
+                     finished_ms = $8, stage = $9, lease_owner = NULL, lease_expires = NULL
+                 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 2",
+                &[
+                    &(id as i64),
+                    &worker,
+                    &(attempt as i32),
+                    &(state as i16),
+                    &result,
+                    &code,
+                    &message,
+                    &(now_ms() as i64),
+                    &stage,
+                ],
+            )
+            .await
+            .map_err(|e| ClusterError::db("recording the job's end", e))?;
+        Ok(written == 1)
+    }
+
+    /// Put back every running job whose lease expired (its worker died or
+    /// lost the database): queued again with its attempt counted, or, past
+    /// its most attempts, failed with the last error.
+    pub async fn reap(&self) -> Result<Vec<Reaped>, ClusterError> {
+        let client = self.client().await;
+        let rows = client
+            .query(
+                "UPDATE cvm_jobs SET
+                     last_error = 'the lease of worker ' || lease_owner || ' expired during attempt ' || attempts,
+                     state = CASE WHEN attempts >= max_attempts THEN 4 ELSE 1 END,
+                     error_code = CASE WHEN attempts >= max_attempts THEN 'ABORTED' END,
+                     error_message = CASE WHEN attempts >= max_attempts THEN
+                         'gave up after ' || attempts || ' attempts; the last: the lease of worker ' || lease_owner
+                         || ' expired (the worker stopped or lost the database)' END,
+                     finished_ms = CASE WHEN attempts >= max_attempts THEN $1::bigint ELSE 0 END,
+                     lease_owner = NULL, lease_expires = NULL
+                 WHERE state = 2 AND lease_expires < now()
+                 RETURNING id, state",
+                &[&(now_ms() as i64)],
+            )
+            .await
+            .map_err(|e| ClusterError::db("putting back jobs whose lease expired", e))?;
+        rows.iter()
+            .map(|row| {
+                let state = JobState::try_from(i32::from(row.get::<_, i16>(1))).unwrap_or(JobState::Unspecified);
+                Ok(Reaped { id: row.get::<_, i64>(0) as u64, state })
+            })
+            .collect()
+    }
+
+    /// Cancel a job: a queued one ends at once; a running one is flagged,
+    /// and its worker (told through the notification) stops it at its next
+    /// stage boundary. Returns the job as it is after.
+    pub async fn cancel(&self, id: u64) -> Result<Job, ClusterError> {
+        let client = self.client().await;
+        let ended = client
+            .query_opt(
+                &format!(
+                    "UPDATE cvm_jobs SET state = 5, error_code = 'CANCELLED',
+                         error_message = 'cancelled before it started', finished_ms = $2
+                     WHERE id = $1 AND state = 1 RETURNING {JOB_COLUMNS}"
+                ),
+                &[&(id as i64), &(now_ms() as i64)],
+            )
+            .await
+            .map_err(|e| ClusterError::db("cancelling a job", e))?;
+        if let Some(row) = ended {
+            return job_of(&row);
+        }
+        client
+            .execute("UPDATE cvm_jobs SET cancel_requested = true WHERE id = $1 AND state = 2", &[&(id as i64)])
+            .await
+            .map_err(|e| ClusterError::db("asking a running job to stop", e))?;
+        self.get(id).await?.ok_or(ClusterError::NotFound(id))
+    }
+
+    pub async fn get(&self, id: u64) -> Result<Option<Job>, ClusterError> {
+        let client = self.client().await;
+        let row = client
+            .query_opt(&format!("SELECT {JOB_COLUMNS} FROM cvm_jobs WHERE id = $1"), &[&(id as i64)])
+            .await
+            .map_err(|e| ClusterError::db("reading a job", e))?;
+        row.map(|row| job_of(&row)).transpose()
+    }
+
+    /// The most recent jobs (newest first) in `states` and of `kinds`
+    /// (empty: any), at most `limit`.
+    pub async fn list(&self, states: &[JobState], kinds: &[JobKind], limit: usize) -> Result<Vec<Job>, ClusterError> {
+        let states: Vec<i16> = states.iter().map(|s| *s as i16).collect();
+        let kinds: Vec<i16> = kinds.iter().map(|k| *k as i16).collect();
+        let client = self.client().await;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM cvm_jobs
+                     WHERE (cardinality($1::smallint[]) = 0 OR state = ANY($1))
+                       AND (cardinality($2::smallint[]) = 0 OR kind = ANY($2))
+                     ORDER BY id DESC LIMIT $3"
+                ),
+                &[&states, &kinds, &(limit as i64)],
+            )
+            .await
+            .map_err(|e| ClusterError::db("listing jobs", e))?;
+        rows.iter().map(job_of).collect()
+    }
+
+    /// Queued and running jobs of `kind` across the cluster.
+    pub async fn count(&self, kind: JobKind) -> Result<KindCount, ClusterError> {
+        let client = self.client().await;
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE state = 1), count(*) FILTER (WHERE state = 2)
+                 FROM cvm_jobs WHERE kind = $1 AND state IN (1, 2)",
+                &[&(kind as i16)],
+            )
+            .await
+            .map_err(|e| ClusterError::db("counting jobs", e))?;
+        Ok(KindCount { queued: row.get::<_, i64>(0) as u64, running: row.get::<_, i64>(1) as u64 })
+    }
+
+    /// Jobs of `kind` queued ahead of job `id` (0 once it is not queued).
+    pub async fn position(&self, id: u64) -> Result<u64, ClusterError> {
+        let client = self.client().await;
+        let row = client
+            .query_one(
+                "SELECT count(o.id) FROM cvm_jobs j JOIN cvm_jobs o
+                     ON o.state = 1 AND o.kind = j.kind
+                    AND (o.priority > j.priority OR (o.priority = j.priority AND o.id < j.id))
+                 WHERE j.id = $1 AND j.state = 1",
+                &[&(id as i64)],
+            )
+            .await
+            .map_err(|e| ClusterError::db("reading a job's place in its queue", e))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    /// Forget ended jobs that finished before `horizon_ms`.
+    pub async fn expire(&self, horizon_ms: u64) -> Result<u64, ClusterError> {
+        let client = self.client().await;
+        client
+            .execute("DELETE FROM cvm_jobs WHERE state >= 3 AND finished_ms < $1", &[&(horizon_ms as i64)])
+            .await
+            .map_err(|e| ClusterError::db("forgetting expired jobs", e))
+    }
+
+    /// Register a worker, or refresh its heartbeat, jobs done and key sets.
+    pub async fn heartbeat(&self, worker: &WorkerRow) -> Result<(), ClusterError> {
+        let kinds: Vec<i16> = worker.kinds.iter().map(|k| *k as i16).collect();
+        let client = self.client().await;
+        client
+            .execute(
+                "INSERT INTO cvm_workers (id, host, kinds, backend, adapter, started_ms, jobs_done, key_sets)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat = now(), jobs_done = $7, key_sets = $8",
+                &[
+                    &worker.id,
+                    &worker.host,
+                    &kinds,
+                    &worker.backend,
+                    &worker.adapter,
+                    &(now_ms() as i64),
+                    &(worker.jobs_done as i64),
+                    &worker.key_sets,
+                ],
+            )
+            .await
+            .map_err(|e| ClusterError::db("recording the worker's heartbeat", e))?;
+        Ok(())
+    }
+
+    /// A stopping worker leaves the list.
+    pub async fn leave(&self, worker: &str) -> Result<(), ClusterError> {
+        let client = self.client().await;
+        client
+            .execute("DELETE FROM cvm_workers WHERE id = $1", &[&worker])
+            .await
+            .map_err(|e| ClusterError::db("removing the worker", e))?;
+        Ok(())
+    }
+
+    /// The workers that beat within `alive` (the others are forgotten).
+    pub async fn workers(&self, alive: Duration) -> Result<Vec<WorkerRow>, ClusterError> {
+        let client = self.client().await;
+        let alive = alive.as_millis() as i64;
+        client
+            .execute(
+                "DELETE FROM cvm_workers WHERE heartbeat < now() - $1::bigint * interval '1 millisecond'",
+                &[&alive],
+            )
+            .await
+            .map_err(|e| ClusterError::db("forgetting silent workers", e))?;
+        let rows = client
+            .query(
+                "SELECT id, host, kinds, backend, adapter, jobs_done, key_sets,
+                        (extract(epoch FROM now() - heartbeat) * 1000)::bigint
+                 FROM cvm_workers ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(|e| ClusterError::db("listing workers", e))?;
+        Ok(rows
+            .iter()
+            .map(|row| WorkerRow {
+                id: row.get(0),
+                host: row.get(1),
+                kinds: row
+                    .get::<_, Vec<i16>>(2)
+                    .into_iter()
+                    .filter_map(|k| JobKind::try_from(i32::from(k)).ok())
+                    .collect(),
+                backend: row.get(3),
+                adapter: row.get(4),
+                jobs_done: row.get::<_, i64>(5) as u64,
+                key_sets: row.get(6),
+                heartbeat_age_ms: row.get::<_, i64>(7).max(0) as u64,
+            })
+            .collect())
+    }
+}
+
+async fn open(url: &str) -> Result<Client, ClusterError> {
+    let (client, connection) =
+        tokio_postgres::connect(url, NoTls).await.map_err(|e| ClusterError::db("connecting to the database", e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("the cluster's database connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+fn job_of(row: &Row) -> Result<Job, ClusterError> {
+    let id = row.get::<_, i64>("id") as u64;
+    let result = match row.get::<_, Option<Vec<u8>>>("result") {
+        Some(bytes) => Some(
+            JobResult::decode(bytes.as_slice())
+                .map_err(|e| ClusterError::Damaged { job: id, reason: format!("its result does not decode: {e}") })?,
+        ),
+        None => None,
+    };
+    let code: Option<String> = row.get("error_code");
+    let error =
+        code.map(|code| JobError { code, message: row.get::<_, Option<String>>("error_message").unwrap_or_default() });
+    Ok(Job {
+        job_id: id,
+        request_id: row.get("request_id"),
+        kind: i32::from(row.get::<_, i16>("kind")),
+        state: i32::from(row.get::<_, i16>("state")),
+        priority: row.get("priority"),
+        deadline_unix_ms: row.get::<_, i64>("deadline_ms") as u64,
+        submitted_unix_ms: row.get::<_, i64>("submitted_ms") as u64,
+        started_unix_ms: row.get::<_, i64>("started_ms") as u64,
+        finished_unix_ms: row.get::<_, i64>("finished_ms") as u64,
+        stage: row.get("stage"),
+        result,
+        error,
+        attempts: row.get::<_, i32>("attempts") as u32,
+    })
+}

@@ -1,0 +1,379 @@
+//! `cvm worker`: a stateless process that claims compute jobs from the
+//! cluster's queue and runs them on its own engines. Each runner claims
+//! one job at a time under a lease; a keeper renews the lease (and records
+//! the job's stage) every third of it and hears the job's cancellation;
+//! the result is written only while the lease is still this attempt's. A
+//! worker that dies simply stops renewing: its jobs' leases expire and any
+//! other worker or server puts them back ([`Queue::reap`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::{ClusterError, Heard, Queue, Renewal, WorkerRow};
+use crate::service::core::{kind_name, now_ms, COMPUTE_KINDS};
+use crate::service::proto::{JobError, JobKind, JobPayload, JobResult, JobState};
+use crate::service::work::{self, backend_name, Engines, Progress};
+
+/// How a worker runs (`cvm worker`'s flags).
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub queue_url: String,
+    /// The kinds it takes (compute kinds only: a batch is its domain's
+    /// committer's).
+    pub kinds: Vec<JobKind>,
+    /// Jobs it runs side by side.
+    pub runners: usize,
+    /// How long a claim holds without a renewal.
+    pub lease: Duration,
+    /// Its caches: proving keys, base sets, zkeys.
+    pub data_dir: std::path::PathBuf,
+    pub backend: crate::Backend,
+    /// Its name in the cluster (default: host, process id and a random tag).
+    pub id: Option<String>,
+}
+
+impl WorkerOptions {
+    pub fn new(queue_url: impl Into<String>, data_dir: impl Into<std::path::PathBuf>) -> WorkerOptions {
+        WorkerOptions {
+            queue_url: queue_url.into(),
+            kinds: COMPUTE_KINDS.to_vec(),
+            runners: 1,
+            lease: Duration::from_secs(30),
+            data_dir: data_dir.into(),
+            backend: crate::Backend::Auto,
+            id: None,
+        }
+    }
+}
+
+/// The longest an idle runner waits before looking at the queue again
+/// (notifications wake it sooner; this covers one missed).
+const IDLE_LOOK: Duration = Duration::from_secs(5);
+
+pub struct Worker {
+    pub queue: Queue,
+    pub engines: Arc<Engines>,
+    pub id: String,
+    kinds: Vec<JobKind>,
+    lease: Duration,
+    done: AtomicU64,
+}
+
+impl Worker {
+    /// Connect and open the engines; refuses kinds a worker cannot run.
+    pub async fn start(options: &WorkerOptions) -> Result<Arc<Worker>, ClusterError> {
+        if let Some(kind) = options.kinds.iter().find(|k| !COMPUTE_KINDS.contains(k)) {
+            return Err(ClusterError::Config(format!(
+                "a worker runs {}; {} jobs are run by the server that commits their domain",
+                COMPUTE_KINDS.map(kind_name).join(", "),
+                kind_name(*kind)
+            )));
+        }
+        if options.lease < Duration::from_millis(300) {
+            return Err(ClusterError::Config("the lease must be at least 300 ms".into()));
+        }
+        let queue = Queue::connect(&options.queue_url).await?;
+        let (data_dir, backend) = (options.data_dir.clone(), options.backend);
+        let engines = tokio::task::spawn_blocking(move || Engines::open(&data_dir, backend))
+            .await
+            .map_err(|e| ClusterError::Config(format!("opening the engines: {e}")))?
+            .map_err(ClusterError::Config)?;
+        let id = options.id.clone().unwrap_or_else(default_id);
+        let worker = Arc::new(Worker {
+            queue,
+            engines: Arc::new(engines),
+            id,
+            kinds: options.kinds.clone(),
+            lease: options.lease,
+            done: AtomicU64::new(0),
+        });
+        worker.beat().await?;
+        Ok(worker)
+    }
+
+    /// Run until `stop` turns true: `runners` claim and run jobs, a
+    /// keeper beats and puts back jobs whose lease expired. Running jobs
+    /// finish before this returns.
+    pub async fn run(self: &Arc<Self>, runners: usize, stop: watch::Receiver<bool>) {
+        let mut tasks = Vec::new();
+        for _ in 0..runners.max(1) {
+            let worker = self.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move { worker.runner(stop).await }));
+        }
+        let worker = self.clone();
+        let mut beat_stop = stop.clone();
+        let beats = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(worker.lease / 3) => {}
+                    _ = beat_stop.wait_for(|s| *s) => return,
+                }
+                if let Err(e) = worker.beat().await {
+                    tracing::warn!("{e}");
+                }
+                match worker.queue.reap().await {
+                    Ok(reaped) => {
+                        for r in reaped {
+                            tracing::info!(job = r.id, "lease expired: job {}", state_name(r.state));
+                        }
+                    }
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
+        });
+        for task in tasks {
+            let _ = task.await;
+        }
+        let _ = beats.await;
+        if let Err(e) = self.queue.leave(&self.id).await {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Jobs this worker ended.
+    pub fn jobs_done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    async fn beat(&self) -> Result<(), ClusterError> {
+        let mut key_sets: Vec<String> = self.engines.keys.resident().into_iter().map(ops_key_set).collect();
+        key_sets.extend(self.engines.zkeys.resident().into_iter().map(|id| id.to_string()));
+        let row = WorkerRow {
+            id: self.id.clone(),
+            host: host_name(),
+            kinds: self.kinds.clone(),
+            backend: backend_name(self.engines.hashing.resolved()).into(),
+            adapter: self.engines.msm.device().unwrap_or_default(),
+            jobs_done: self.jobs_done(),
+            heartbeat_age_ms: 0,
+            key_sets,
+        };
+        self.queue.heartbeat(&row).await
+    }
+
+    async fn runner(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut waiter = self.queue.notices().subscribe();
+        let mut pause = Duration::from_millis(100);
+        while !*stop.borrow() {
+            let held: Vec<String> = self.engines.keys.resident().into_iter().map(ops_key_set).collect();
+            match self.queue.claim(&self.id, &self.kinds, &held, self.lease).await {
+                Ok(Some(claimed)) => {
+                    pause = Duration::from_millis(100);
+                    self.run_claimed(claimed).await;
+                }
+                Ok(None) => {
+                    // Idle: wake on a queued job of our kinds, a possible miss, or the timeout.
+                    let wake = async {
+                        while let Some(heard) = waiter.next(IDLE_LOOK).await {
+                            match heard {
+                                Heard::Notice(n) if n.state == JobState::Queued && self.kinds.contains(&n.kind) => {
+                                    return
+                                }
+                                Heard::Missed => return,
+                                Heard::Notice(_) => {}
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = wake => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; again in {pause:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn run_claimed(self: &Arc<Self>, claimed: super::Claimed) {
+        let job = claimed.job;
+        let (id, attempt) = (job.job_id, job.attempts);
+        let span = tracing::info_span!("job", id, kind = kind_name(job.kind()), attempt);
+        self.run_job(job, claimed.payload).instrument(span).await
+    }
+
+    async fn run_job(self: &Arc<Self>, job: crate::service::proto::Job, payload: Vec<u8>) {
+        let (id, attempt) = (job.job_id, job.attempts);
+        let deadline = job.deadline_unix_ms;
+        let outcome = if attempt == 1 && deadline != 0 && deadline <= now_ms() {
+            let message = format!("the deadline {deadline} (Unix ms) passed before the job started");
+            Err(JobError { code: "DEADLINE_EXCEEDED".into(), message })
+        } else {
+            match JobPayload::decode(payload.as_slice()) {
+                Ok(payload) => self.run_payload(id, attempt, payload).await,
+                Err(e) => {
+                    Err(JobError { code: "INTERNAL".into(), message: format!("its payload does not decode: {e}") })
+                }
+            }
+        };
+        let (outcome, stage) = match outcome {
+            Ok((result, stage)) => (Ok(result), stage),
+            Err(error) => (Err(error), String::new()),
+        };
+        self.finish(id, attempt, &stage, outcome).await;
+    }
+
+    /// Run one job's work on the blocking pool while a keeper holds its lease.
+    async fn run_payload(
+        self: &Arc<Self>,
+        id: u64,
+        attempt: u32,
+        payload: JobPayload,
+    ) -> Result<(JobResult, String), JobError> {
+        let run = Arc::new(Running::default());
+        let keeper = {
+            let worker = self.clone();
+            let run = run.clone();
+            tokio::spawn(async move { worker.keep(id, attempt, run).await })
+        };
+        let engines = self.engines.clone();
+        let progress = run.clone();
+        let outcome = tokio::task::spawn_blocking(move || work::run(&payload, &engines, &*progress))
+            .await
+            .unwrap_or_else(|e| Err(work::WorkError::Internal(format!("the job's task failed: {e}"))));
+        run.finished.store(true, Ordering::Relaxed);
+        keeper.abort();
+        let stage = run.stage.lock().unwrap_or_else(|p| p.into_inner()).0.clone();
+        if run.lost.load(Ordering::Relaxed) {
+            return Err(JobError { code: "ABORTED".into(), message: "the lease was lost".into() });
+        }
+        match outcome {
+            Ok(Some(done)) => Ok((done.result, stage)),
+            Ok(None) => Err(JobError {
+                code: "CANCELLED".into(),
+                message: format!("cancelled while running (at stage {stage})"),
+            }),
+            Err(e) => Err(JobError { code: e.code().into(), message: e.to_string() }),
+        }
+    }
+
+    /// Renew a running job's lease every third of it, recording its stage;
+    /// hear its cancellation at once from the notices.
+    async fn keep(&self, id: u64, attempt: u32, run: Arc<Running>) {
+        let mut waiter = self.queue.notices().subscribe();
+        loop {
+            let renew_at = tokio::time::Instant::now() + self.lease / 3;
+            while let Ok(Some(heard)) = tokio::time::timeout_at(renew_at, waiter.next(self.lease)).await {
+                if let Heard::Notice(n) = heard {
+                    if n.job == id && n.cancel_requested {
+                        run.cancelled.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            if run.finished.load(Ordering::Relaxed) {
+                return;
+            }
+            let stage = {
+                let mut stage = run.stage.lock().unwrap_or_else(|p| p.into_inner());
+                let changed = std::mem::take(&mut stage.1);
+                changed.then(|| stage.0.clone())
+            };
+            match self.queue.renew(id, &self.id, attempt, self.lease, stage.as_deref()).await {
+                Ok(Renewal::Held { cancel_requested }) => {
+                    if cancel_requested {
+                        run.cancelled.store(true, Ordering::Relaxed);
+                    }
+                }
+                Ok(Renewal::Lost) => {
+                    tracing::warn!(job = id, "the job's lease was lost: its result will be discarded");
+                    run.lost.store(true, Ordering::Relaxed);
+                    return;
+                }
+                // The lease may still hold: the next renewal tries again.
+                Err(e) => tracing::warn!(job = id, "{e}"),
+            }
+        }
+    }
+
+    /// Write a job's end, retrying while the database is away and the
+    /// lease may still be ours; once it has surely expired, another
+    /// attempt owns the job and this result is dropped.
+    async fn finish(&self, id: u64, attempt: u32, stage: &str, outcome: Result<JobResult, JobError>) {
+        if matches!(&outcome, Err(e) if e.code == "ABORTED" && e.message == "the lease was lost") {
+            return;
+        }
+        let give_up = tokio::time::Instant::now() + self.lease;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.queue.complete(id, &self.id, attempt, stage, &outcome).await {
+                Ok(true) => {
+                    self.done.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(false) => {
+                    tracing::warn!(job = id, "the lease expired before the end was written: the job runs again");
+                    return;
+                }
+                Err(e) if tokio::time::Instant::now() < give_up => {
+                    tracing::warn!(job = id, "{e}; again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(job = id, "{e}; giving up: the lease has expired and the job runs again");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A running job's shared state: its stage (and whether the keeper has
+/// recorded it), its cancellation, and whether its lease was lost.
+#[derive(Default)]
+struct Running {
+    stage: Mutex<(String, bool)>,
+    cancelled: AtomicBool,
+    lost: AtomicBool,
+    finished: AtomicBool,
+}
+
+impl Progress for Running {
+    fn stage(&self, name: &str) -> bool {
+        if self.cancelled.load(Ordering::Relaxed) || self.lost.load(Ordering::Relaxed) {
+            return false;
+        }
+        *self.stage.lock().unwrap_or_else(|p| p.into_inner()) = (name.to_string(), true);
+        true
+    }
+}
+
+/// The key-set name of the compliance keys for `ops` ops per proof (as
+/// [`crate::service::cluster::Queue::claim`] compares them).
+pub fn ops_key_set(ops: usize) -> String {
+    format!("ops:{ops}")
+}
+
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued again",
+        JobState::Failed => "failed (no attempts left)",
+        _ => "ended",
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+fn default_id() -> String {
+    let tag: u32 = rand::random();
+    format!("{}-{}-{tag:08x}", host_name(), std::process::id())
+}

@@ -1,0 +1,277 @@
+//! The cluster's job store on a real PostgreSQL (tests/support/postgres.rs):
+//! jobs accepted idempotently, claimed by several workers without sharing,
+//! leases that expire and put jobs back (and fail them past their
+//! attempts), cancellation, notifications, and the schema's migrations.
+
+use std::time::Duration;
+
+use causality_vm::hash::HashPool;
+use causality_vm::service::cluster::worker::{Worker, WorkerOptions};
+use causality_vm::service::cluster::{ClusterError, Heard, NewJob, Queue, Renewal, Submitted};
+use causality_vm::service::proto::{job_result, Job, JobError, JobKind, JobResult, JobState};
+use causality_vm::Backend;
+use prost::Message;
+
+use crate::postgres_support::{database, psql};
+use crate::support::{hash_payload, merkle_payload};
+
+fn new_job<'a>(request_id: &'a str, kind: JobKind, payload: &'a [u8]) -> NewJob<'a> {
+    NewJob { request_id, kind, priority: 0, deadline_unix_ms: 0, max_attempts: 3, key_set: "", payload }
+}
+
+fn is_final(state: JobState) -> bool {
+    matches!(state, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+}
+
+/// Wait for a job to end (woken by the notices, looking again every second).
+async fn ended(queue: &Queue, id: u64) -> Job {
+    let mut waiter = queue.notices().subscribe();
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = queue.get(id).await.unwrap().expect("the job");
+        if is_final(job.state()) {
+            return job;
+        }
+        assert!(tokio::time::Instant::now() < give_up, "job {id} did not end: {job:?}");
+        waiter.next(Duration::from_secs(1)).await;
+    }
+}
+
+async fn worker(url: &str, dir: &std::path::Path, id: &str, lease: Duration) -> std::sync::Arc<Worker> {
+    let mut options = WorkerOptions::new(url, dir);
+    options.backend = Backend::Cpu;
+    options.id = Some(id.into());
+    options.lease = lease;
+    Worker::start(&options).await.expect("starting a worker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_the_queue_and_each_job_runs_once_with_the_library_result() {
+    let Some(url) = database("workers_share") else { return };
+    let queue = Queue::connect(&url).await.unwrap();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let workers = [
+        worker(&url, dirs[0].path(), "w0", Duration::from_secs(5)).await,
+        worker(&url, dirs[1].path(), "w1", Duration::from_secs(5)).await,
+    ];
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running: Vec<_> = workers
+        .iter()
+        .map(|w| {
+            let (w, stopped) = (w.clone(), stopped.clone());
+            tokio::spawn(async move { w.run(2, stopped).await })
+        })
+        .collect();
+
+    let mut ids = Vec::new();
+    for n in 0..24u32 {
+        let message = format!("message {n}").into_bytes();
+        let payload = if n % 4 == 3 {
+            let leaves: Vec<[u8; 32]> = (0..=n).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
+            merkle_payload(&leaves).encode_to_vec()
+        } else {
+            hash_payload(&[&message, b"second"]).encode_to_vec()
+        };
+        let kind = if n % 4 == 3 { JobKind::MerkleRoot } else { JobKind::Hash };
+        let submitted = queue.submit(&new_job(&format!("job-{n}"), kind, &payload)).await.unwrap();
+        assert!(matches!(submitted, Submitted::New(_)));
+        ids.push((n, submitted.id()));
+    }
+    for (n, id) in ids {
+        let job = ended(&queue, id).await;
+        assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+        assert_eq!(job.attempts, 1, "claimed once: {job:?}");
+        match job.result.and_then(|r| r.kind).expect("a result") {
+            job_result::Kind::Hash(hashes) => {
+                let message = format!("message {n}").into_bytes();
+                let expected = [blake3::hash(&message), blake3::hash(b"second")];
+                let got: Vec<Vec<u8>> = hashes.digests;
+                assert_eq!(got, expected.iter().map(|d| d.as_bytes().to_vec()).collect::<Vec<_>>());
+            }
+            job_result::Kind::MerkleRoot(root) => {
+                let leaves: Vec<[u8; 32]> = (0..=n).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
+                assert_eq!(root.root, HashPool::new().merkle_root(&leaves).unwrap().to_vec());
+            }
+            other => panic!("unexpected result {other:?}"),
+        }
+    }
+    let _ = stop.send(true);
+    for r in running {
+        r.await.unwrap();
+    }
+    assert_eq!(workers[0].jobs_done() + workers[1].jobs_done(), 24);
+    // A stopped worker leaves the list.
+    assert!(queue.workers(Duration::from_secs(60)).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_are_idempotent_and_a_changed_payload_conflicts() {
+    let Some(url) = database("idempotent") else { return };
+    let queue = Queue::connect(&url).await.unwrap();
+    let payload = hash_payload(&[b"a"]).encode_to_vec();
+    let first = queue.submit(&new_job("same", JobKind::Hash, &payload)).await.unwrap();
+    let again = queue.submit(&new_job("same", JobKind::Hash, &payload)).await.unwrap();
+    assert_eq!(again, Submitted::Existing(first.id()));
+    let other = hash_payload(&[b"b"]).encode_to_vec();
+    match queue.submit(&new_job("same", JobKind::Hash, &other)).await {
+        Err(ClusterError::Conflict { request_id, job }) => assert_eq!((request_id.as_str(), job), ("same", first.id())),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(queue.list(&[], &[], 10).await.unwrap().len(), 1, "nothing recorded for the refused submit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_puts_the_job_back_then_fails_it_past_its_attempts() {
+    let Some(url) = database("leases") else { return };
+    let queue = Queue::connect(&url).await.unwrap();
+    let payload = hash_payload(&[b"x"]).encode_to_vec();
+    let job = NewJob { max_attempts: 2, ..new_job("leased", JobKind::Hash, &payload) };
+    let id = queue.submit(&job).await.unwrap().id();
+    let lease = Duration::from_millis(300);
+
+    // A worker claims it and dies (never renews).
+    let claimed = queue.claim("dead-1", &[JobKind::Hash], &[], lease).await.unwrap().expect("a job");
+    assert_eq!((claimed.job.job_id, claimed.job.attempts, claimed.job.state()), (id, 1, JobState::Running));
+    assert!(
+        queue.claim("other", &[JobKind::Hash], &[], lease).await.unwrap().is_none(),
+        "a claimed job is not claimed twice"
+    );
+    assert!(queue.reap().await.unwrap().is_empty(), "the lease still holds");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let reaped = queue.reap().await.unwrap();
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(reaped[0].state, JobState::Queued);
+    // The dead worker's late result is not written, nor its renewal granted.
+    let late: Result<JobResult, JobError> = Ok(JobResult::default());
+    assert!(!queue.complete(id, "dead-1", 1, "", &late).await.unwrap());
+    assert_eq!(queue.renew(id, "dead-1", 1, lease, None).await.unwrap(), Renewal::Lost);
+    assert_eq!(queue.get(id).await.unwrap().unwrap().state(), JobState::Queued);
+
+    // The second attempt dies too: past its most attempts, the job fails with the last error.
+    let claimed = queue.claim("dead-2", &[JobKind::Hash], &[], lease).await.unwrap().expect("the job again");
+    assert_eq!(claimed.job.attempts, 2);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(queue.reap().await.unwrap()[0].state, JobState::Failed);
+    let job = queue.get(id).await.unwrap().unwrap();
+    assert_eq!(job.state(), JobState::Failed);
+    let error = job.error.unwrap();
+    assert_eq!(error.code, "ABORTED");
+    assert!(error.message.contains("2 attempts") && error.message.contains("dead-2"), "{}", error.message);
+    assert!(queue.claim("w", &[JobKind::Hash], &[], lease).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_completes_a_job_another_worker_abandoned() {
+    let Some(url) = database("abandoned") else { return };
+    let queue = Queue::connect(&url).await.unwrap();
+    let payload = hash_payload(&[b"abandoned"]).encode_to_vec();
+    let id = queue.submit(&new_job("abandoned", JobKind::Hash, &payload)).await.unwrap().id();
+    queue.claim("crashed", &[JobKind::Hash], &[], Duration::from_millis(300)).await.unwrap().expect("claimed");
+    // A live worker's keeper puts the job back once the lease expires, and runs it.
+    let dir = tempfile::tempdir().unwrap();
+    let live = worker(&url, dir.path(), "live", Duration::from_millis(900)).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let live = live.clone();
+        async move { live.run(1, stopped).await }
+    });
+    let job = ended(&queue, id).await;
+    let _ = stop.send(true);
+    task.await.unwrap();
+    assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+    assert_eq!(job.attempts, 2);
+    let Some(job_result::Kind::Hash(hashes)) = job.result.and_then(|r| r.kind) else { panic!("a hash result") };
+    assert_eq!(hashes.digests, vec![blake3::hash(b"abandoned").as_bytes().to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_a_queued_job_and_flags_a_running_one_for_its_worker() {
+    let Some(url) = database("cancel") else { return };
+    let queue = Queue::connect(&url).await.unwrap();
+    let payload = hash_payload(&[b"c"]).encode_to_vec();
+    let queued = queue.submit(&new_job("queued", JobKind::Hash, &payload)).await.unwrap().id();
+    let running = queue.submit(&new_job("running", JobKind::Msm, &payload)).await.unwrap().id();
+    let job = queue.cancel(queued).await.unwrap();
+    assert_eq!(job.state(), JobState::Cancelled);
+    assert_eq!(job.error.unwrap().code, "CANCELLED");
+    assert!(queue.claim("w", &[JobKind::Hash], &[], Duration::from_secs(5)).await.unwrap().is_none());
+
+    let mut waiter = queue.notices().subscribe();
+    let claimed = queue.claim("w", &[JobKind::Msm], &[], Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(claimed.job.job_id, running);
+    let job = queue.cancel(running).await.unwrap();
+    assert_eq!(job.state(), JobState::Running, "a running job stops at its next stage");
+    // The worker hears it through the notification, and through its renewal.
+    let heard = loop {
+        match waiter.next(Duration::from_secs(10)).await.expect("a notification") {
+            Heard::Notice(n) if n.job == running && n.cancel_requested => break n,
+            _ => {}
+        }
+    };
+    assert_eq!(heard.state, JobState::Running);
+    assert_eq!(
+        queue.renew(running, "w", 1, Duration::from_secs(5), Some("msm")).await.unwrap(),
+        Renewal::Held { cancel_requested: true }
+    );
+    let cancelled: Result<JobResult, JobError> =
+        Err(JobError { code: "CANCELLED".into(), message: "cancelled while running (at stage msm)".into() });
+    assert!(queue.complete(running, "w", 1, "msm", &cancelled).await.unwrap());
+    let job = queue.get(running).await.unwrap().unwrap();
+    assert_eq!((job.state(), job.stage.as_str()), (JobState::Cancelled, "msm"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_follow_priority_then_held_keys_then_age_and_notify_waiters() {
+    let Some(url) = database("order") else { return };
+    let queue = Queue::connect(&url).await.unwrap();
+    let mut waiter = queue.notices().subscribe();
+    let payload = hash_payload(&[b"o"]).encode_to_vec();
+    let old = queue.submit(&new_job("old", JobKind::ProveOps, &payload)).await.unwrap().id();
+    let keyed =
+        queue.submit(&NewJob { key_set: "ops:4", ..new_job("keyed", JobKind::ProveOps, &payload) }).await.unwrap().id();
+    let urgent =
+        queue.submit(&NewJob { priority: 5, ..new_job("urgent", JobKind::ProveOps, &payload) }).await.unwrap().id();
+    match waiter.next(Duration::from_secs(10)).await.expect("a notification of the accept") {
+        Heard::Notice(n) => assert_eq!((n.job, n.state, n.kind), (old, JobState::Queued, JobKind::ProveOps)),
+        Heard::Missed => panic!("missed"),
+    }
+    assert_eq!(queue.position(old).await.unwrap(), 1, "behind the urgent job");
+    assert_eq!(queue.count(JobKind::ProveOps).await.unwrap().queued, 3);
+    let held = vec!["ops:4".to_string()];
+    let lease = Duration::from_secs(5);
+    let order: Vec<u64> = [
+        queue.claim("w", &[JobKind::ProveOps], &held, lease).await.unwrap().unwrap().job.job_id,
+        queue.claim("w", &[JobKind::ProveOps], &held, lease).await.unwrap().unwrap().job.job_id,
+        queue.claim("w", &[JobKind::ProveOps], &held, lease).await.unwrap().unwrap().job.job_id,
+    ]
+    .into();
+    assert_eq!(order, vec![urgent, keyed, old]);
+    assert_eq!(queue.count(JobKind::ProveOps).await.unwrap().running, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_migrates_once_and_a_newer_one_is_refused() {
+    let Some(url) = database("schema") else { return };
+    let (first, second) = tokio::join!(Queue::connect(&url), Queue::connect(&url));
+    first.unwrap();
+    second.unwrap();
+    assert_eq!(
+        psql(&url, "SELECT count(*) FROM cvm_schema"),
+        causality_vm::service::cluster::SCHEMA_VERSION.to_string()
+    );
+    psql(&url, "INSERT INTO cvm_schema (version, name) VALUES (99, 'from the future')");
+    let Err(e) = Queue::connect(&url).await else { panic!("a newer schema must be refused") };
+    assert!(e.to_string().contains("version 99, newer than this cvm's"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_refuses_batch_jobs_and_an_unreachable_database_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = WorkerOptions::new("postgres://cvm@127.0.0.1:1/none", dir.path());
+    options.kinds = vec![JobKind::ExecuteBatch];
+    let Err(e) = Worker::start(&options).await else { panic!("batch jobs are the committer's") };
+    assert!(e.to_string().contains("execute-batch jobs are run by the server"), "{e}");
+    options.kinds = vec![JobKind::Hash];
+    let Err(e) = Worker::start(&options).await else { panic!("no database there") };
+    assert!(e.to_string().contains("connecting to the database"), "{e}");
+}
