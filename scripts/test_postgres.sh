@@ -2,6 +2,7 @@
 # A throwaway PostgreSQL cluster for the tests (.ci/run):
 #   scripts/test_postgres.sh start DIR   initdb in DIR as a non-root user, start it on
 #                                        127.0.0.1 on a free port; prints its URL
+#   scripts/test_postgres.sh restart DIR restart it (every connection drops; same port)
 #   scripts/test_postgres.sh stop DIR    stop it
 # The tests read the URL from CVM_TEST_POSTGRES and make a database of their own each.
 set -euo pipefail
@@ -25,6 +26,9 @@ case "$cmd" in
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
     echo "postgres://cvm@127.0.0.1:$port/postgres"
+    ;;
+  restart)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w restart >/dev/null
     ;;
   stop)
     as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null

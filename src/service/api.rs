@@ -18,6 +18,9 @@ use super::work::{backend_name, kind_of};
 
 pub struct Api {
     pub core: Arc<Core>,
+    /// With `--queue postgres://…`: jobs live in the cluster's database.
+    #[cfg(feature = "postgres")]
+    pub cluster: Option<Arc<super::cluster::front::Front>>,
     /// Turns true when the server stops: open Await streams end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -50,10 +53,41 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, Status>> + Send>>;
 #[tonic::async_trait]
 impl Accelerator for Api {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+        #[cfg(feature = "postgres")]
+        if let Some(front) = &self.cluster {
+            let grant = Grant::of(&request);
+            let request = request.into_inner();
+            self.check_cluster_submit(&grant, &request)?;
+            return front.submit(request, &self.core.engines).await.map(Response::new).map_err(Status::from);
+        }
         Ok(Response::new(self.accept(request).await?.response))
     }
 
     async fn run(&self, request: Request<SubmitRequest>) -> Result<Response<Job>, Status> {
+        #[cfg(feature = "postgres")]
+        if let Some(front) = &self.cluster {
+            let grant = Grant::of(&request);
+            let request = request.into_inner();
+            self.check_cluster_submit(&grant, &request)?;
+            let id = front.submit(request, &self.core.engines).await?.job_id;
+            let first = front.get(id).await?;
+            let (sender, mut receiver) = tokio::sync::mpsc::channel(16);
+            front.events(id, first, sender);
+            let mut stopping = self.stopping.clone();
+            loop {
+                tokio::select! {
+                    event = receiver.recv() => match event {
+                        Some(Ok(JobEvent { job: Some(job), .. })) => return Ok(Response::new(job)),
+                        Some(Ok(_)) => {}
+                        Some(Err(refusal)) => return Err(refusal.into()),
+                        None => return Err(Status::internal(format!("job {id}'s events ended early"))),
+                    },
+                    _ = stopped(&mut stopping) => return Err(Status::unavailable(format!(
+                        "the server is stopping; job {id} is kept in the cluster's queue: await it on any server"
+                    ))),
+                }
+            }
+        }
         let submitted = self.accept(request).await?;
         let id = submitted.response.job_id;
         if let Some(mut events) = submitted.events {
@@ -80,6 +114,16 @@ impl Accelerator for Api {
     async fn r#await(&self, request: Request<AwaitRequest>) -> Result<Response<EventStream>, Status> {
         let grant = Grant::of(&request);
         let id = request.into_inner().job_id;
+        #[cfg(feature = "postgres")]
+        if let Some(front) = &self.cluster {
+            let job = front.get(id).await?;
+            self.visible(&grant, &job)?;
+            let (sender, receiver) = tokio::sync::mpsc::channel(16);
+            front.events(id, job, sender);
+            let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+            let stream = tokio_stream::StreamExt::map(stream, |event| event.map_err(Status::from));
+            return Ok(Response::new(Box::pin(stream)));
+        }
         let core = self.core.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
         // Subscribe before reading the record: an end in between is then seen.
@@ -140,6 +184,12 @@ impl Accelerator for Api {
         let core = self.core.clone();
         let grant = Grant::of(&request);
         let id = request.into_inner().job_id;
+        #[cfg(feature = "postgres")]
+        if let Some(front) = &self.cluster {
+            let job = front.get(id).await?;
+            self.visible(&grant, &job)?;
+            return Ok(Response::new(job));
+        }
         let job = blocking(move || core.get(id)).await?;
         self.visible(&grant, &job)?;
         Ok(Response::new(job))
@@ -148,6 +198,12 @@ impl Accelerator for Api {
     async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<Job>, Status> {
         let grant = Grant::of(&request);
         let id = request.into_inner().job_id;
+        #[cfg(feature = "postgres")]
+        if let Some(front) = &self.cluster {
+            let job = front.get(id).await?;
+            self.visible(&grant, &job)?;
+            return Ok(Response::new(front.queue.cancel(id).await.map_err(Refusal::from)?));
+        }
         let core = self.core.clone();
         let job = blocking(move || core.get(id)).await?;
         self.visible(&grant, &job)?;
@@ -168,6 +224,17 @@ impl Accelerator for Api {
             0 => 100,
             n => (n as usize).min(MAX_LIST),
         };
+        #[cfg(feature = "postgres")]
+        if let Some(front) = &self.cluster {
+            let states: Vec<JobState> = request.states().collect();
+            let mut kinds: Vec<JobKind> = request.kinds().collect();
+            if kinds.is_empty() {
+                kinds = SERVED_KINDS.to_vec();
+            }
+            kinds.retain(|k| grant.sees(*k));
+            let jobs = front.queue.list(&states, &kinds, limit).await.map_err(Refusal::from)?;
+            return Ok(Response::new(ListResponse { jobs }));
+        }
         blocking(move || {
             let jobs = core.journal.recent(limit, |j| {
                 grant.sees(j.kind())
@@ -182,18 +249,30 @@ impl Accelerator for Api {
 
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let core = &self.core;
-        let kinds = SERVED_KINDS
-            .into_iter()
-            .map(|kind| {
-                let load = core.scheduler.load(kind);
-                KindLoad {
-                    kind: kind as i32,
-                    queued: load.queued as u64,
-                    running: load.running as u64,
-                    queue_limit: core.scheduler.depth() as u64,
-                }
-            })
-            .collect();
+        #[cfg(feature = "postgres")]
+        let (cluster_kinds, workers) = match &self.cluster {
+            Some(front) => {
+                let (kinds, workers) = front.status().await.map_err(Refusal::from)?;
+                (Some(kinds), workers)
+            }
+            None => (None, Vec::new()),
+        };
+        #[cfg(not(feature = "postgres"))]
+        let (cluster_kinds, workers): (Option<Vec<KindLoad>>, _) = (None, Vec::new());
+        let kinds = cluster_kinds.unwrap_or_else(|| {
+            SERVED_KINDS
+                .into_iter()
+                .map(|kind| {
+                    let load = core.scheduler.load(kind);
+                    KindLoad {
+                        kind: kind as i32,
+                        queued: load.queued as u64,
+                        running: load.running as u64,
+                        queue_limit: core.scheduler.depth() as u64,
+                    }
+                })
+                .collect()
+        });
         let hashing = core.engines.hashing.resolved();
         Ok(Response::new(StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -214,6 +293,7 @@ impl Accelerator for Api {
                 .collect(),
             kinds,
             uptime_ms: core.started.elapsed().as_millis() as u64,
+            workers,
         }))
     }
 
@@ -393,6 +473,20 @@ impl Api {
         }
         let core = self.core.clone();
         blocking(move || core.submit(request)).await
+    }
+
+    /// The caller's right to submit to the cluster (the same as [`Api::accept`]'s).
+    #[cfg(feature = "postgres")]
+    fn check_cluster_submit(&self, grant: &Grant, request: &SubmitRequest) -> Result<(), Status> {
+        if let Some(payload) = &request.payload {
+            if let Ok(kind) = kind_of(payload) {
+                if let Err(status) = check_submit(grant, kind, payload) {
+                    self.core.metrics.auth_rejected("too_narrow");
+                    return Err(status);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the caller may use a call that serves jobs of `kinds` (any one).

@@ -132,7 +132,7 @@ struct Pending<'a> {
 pub struct Core {
     pub journal: Journal,
     pub scheduler: Scheduler,
-    pub engines: Engines,
+    pub engines: Arc<Engines>,
     pub metrics: Metrics,
     /// Live jobs' event channels (queued or running).
     events: Mutex<HashMap<u64, watch::Sender<JobEvent>>>,
@@ -166,7 +166,7 @@ impl Core {
         Core {
             journal,
             scheduler,
-            engines,
+            engines: Arc::new(engines),
             metrics: Metrics::new(),
             events: Mutex::new(HashMap::new()),
             cancelled: Mutex::new(HashSet::new()),
@@ -771,7 +771,7 @@ fn event_of(job: &Job, progress: f64) -> JobEvent {
     }
 }
 
-fn check_request_id(id: &str) -> Result<(), Refusal> {
+pub fn check_request_id(id: &str) -> Result<(), Refusal> {
     if id.is_empty() || id.len() > MAX_REQUEST_ID {
         return Err(Refusal::Invalid(format!("request_id: {} bytes; it must be 1 to {MAX_REQUEST_ID}", id.len())));
     }

@@ -45,6 +45,13 @@ pub struct ServeOptions {
     pub runners: usize,
     /// TCP's credentials and TLS.
     pub auth: Auth,
+    /// Keep jobs in this PostgreSQL database (`postgres://…`) instead of the
+    /// embedded job store: every server and `cvm worker` on it shares them.
+    pub queue: Option<String>,
+    /// With `queue`: how long a claim holds without renewal, and the
+    /// attempts a job gets before a lost lease fails it.
+    pub lease: Duration,
+    pub max_attempts: u32,
 }
 
 impl ServeOptions {
@@ -59,6 +66,9 @@ impl ServeOptions {
             backend: Backend::Auto,
             runners: 2,
             auth: Auth::default(),
+            queue: None,
+            lease: Duration::from_secs(30),
+            max_attempts: 3,
         }
     }
 }
@@ -136,7 +146,20 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         .await
         .map_err(|e| ServeError::Config(format!("starting: {e}")))??;
     let core = Arc::new(core);
-    let mut runners: Vec<_> = (0..options.runners)
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    #[cfg(feature = "postgres")]
+    let cluster = match &options.queue {
+        Some(url) => Some(cluster::start(url, &core, &options, stopped.clone(), &mut tasks).await?),
+        None => None,
+    };
+    #[cfg(not(feature = "postgres"))]
+    if options.queue.is_some() {
+        return Err(ServeError::Config("--queue needs a cvm built with the `postgres` feature".into()));
+    }
+    // With a cluster queue, the server's runners are the cluster's (above).
+    let local_runners = if options.queue.is_some() { 0 } else { options.runners };
+    let mut runners: Vec<_> = (0..local_runners)
         .map(|n| {
             let core = core.clone();
             std::thread::Builder::new()
@@ -145,18 +168,22 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
                 .expect("spawning a runner")
         })
         .collect();
-    if options.runners > 0 {
+    if local_runners > 0 {
         let core = core.clone();
         let batches = std::thread::Builder::new().name("cvm-batches".into()).spawn(move || core.run_jobs(&BATCH_KINDS));
         runners.push(batches.expect("spawning the batch runner"));
     }
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let routes = routes(&core, &options, authenticator.clone(), stopped.clone()).await?;
+    let api = Api {
+        core: core.clone(),
+        stopping: stopped.clone(),
+        #[cfg(feature = "postgres")]
+        cluster,
+    };
+    let routes = routes(api, &options, authenticator.clone()).await?;
     let signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let mut tasks = Vec::new();
 
     let socket = socket_in(&options.data_dir);
     let unix = bind_unix(&socket)?;
@@ -228,12 +255,8 @@ fn open_core(options: &ServeOptions) -> Result<Core, ServeError> {
     Ok(core)
 }
 
-async fn routes(
-    core: &Arc<Core>,
-    options: &ServeOptions,
-    auth: Option<Arc<Authenticator>>,
-    stopping: tokio::sync::watch::Receiver<bool>,
-) -> Result<Routes, ServeError> {
+async fn routes(api: Api, options: &ServeOptions, auth: Option<Arc<Authenticator>>) -> Result<Routes, ServeError> {
+    let core = api.core.clone();
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<AcceleratorServer<Api>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -241,10 +264,10 @@ async fn routes(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Config(format!("reflection: {e}")))?;
-    let api = AcceleratorServer::new(Api { core: core.clone(), stopping })
+    let api = AcceleratorServer::new(api)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(usize::MAX);
-    let checker = super::auth::Interceptor { auth, metrics: core.clone() };
+    let checker = super::auth::Interceptor { auth, metrics: core };
     let api = tonic::service::interceptor::InterceptedService::new(api, checker);
     Ok(Routes::new(health).add_service(reflection).add_service(api))
 }
@@ -349,4 +372,62 @@ pub async fn serve(options: ServeOptions, ready: impl FnOnce(&Running)) -> Resul
     }
     tracing::info!("stopping: no new calls; running jobs finish");
     running.shutdown().await
+}
+
+/// The server's part in a cluster (`--queue postgres://…`).
+#[cfg(feature = "postgres")]
+mod cluster {
+    use std::sync::Arc;
+
+    use super::{Core, ServeError, ServeOptions};
+    use crate::service::cluster::front::Front;
+    use crate::service::cluster::worker::{Worker, WorkerOptions};
+    use crate::service::cluster::Queue;
+    use crate::service::core::now_ms;
+
+    type Tasks = Vec<tokio::task::JoinHandle<Result<(), ServeError>>>;
+
+    /// Connect the front, and run the server's runners as a worker of the
+    /// cluster on its engines (they stop, finishing their jobs, with the
+    /// server). Ended jobs past the result TTL are forgotten now and then.
+    pub(super) async fn start(
+        url: &str,
+        core: &Arc<Core>,
+        options: &ServeOptions,
+        stopped: tokio::sync::watch::Receiver<bool>,
+        tasks: &mut Tasks,
+    ) -> Result<Arc<Front>, ServeError> {
+        let cluster_error = |e: crate::service::cluster::ClusterError| ServeError::Config(e.to_string());
+        let queue = Queue::connect(url).await.map_err(cluster_error)?;
+        if options.runners > 0 {
+            let mut worker_options = WorkerOptions::new(url, &options.data_dir);
+            worker_options.lease = options.lease;
+            worker_options.backend = options.backend;
+            let worker = Worker::with_engines(queue.clone(), core.engines.clone(), &worker_options)
+                .await
+                .map_err(cluster_error)?;
+            let (runners, stopped) = (options.runners, stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                worker.run(runners, stopped).await;
+                Ok(())
+            }));
+        }
+        let expiring = queue.clone();
+        let ttl = options.result_ttl;
+        let mut stop_expiry = stopped;
+        tasks.push(tokio::spawn(async move {
+            let period = (ttl / 4).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = stop_expiry.wait_for(|s| *s) => return Ok(()),
+                }
+                let horizon = now_ms().saturating_sub(ttl.as_millis() as u64);
+                if let Err(e) = expiring.expire(horizon).await {
+                    tracing::warn!("forgetting expired jobs: {e}");
+                }
+            }
+        }));
+        Ok(Arc::new(Front { queue, depth: options.queue_depth, max_attempts: options.max_attempts }))
+    }
 }

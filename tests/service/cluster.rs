@@ -275,3 +275,180 @@ async fn a_worker_refuses_batch_jobs_and_an_unreachable_database_is_named() {
     let Err(e) = Worker::start(&options).await else { panic!("no database there") };
     assert!(e.to_string().contains("connecting to the database"), "{e}");
 }
+
+/// A CPU server on `dir` keeping its jobs in the cluster's database.
+async fn cluster_server(dir: &std::path::Path, url: &str, runners: usize) -> causality_vm::service::server::Running {
+    let mut options = crate::support::options(dir, runners);
+    options.queue = Some(url.to_string());
+    options.lease = Duration::from_secs(5);
+    causality_vm::service::server::start(options).await.expect("starting a cluster server")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_on_one_database_accept_and_answer_for_each_others_jobs() {
+    let Some(url) = database("servers") else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Server A runs nothing itself: its jobs wait for the cluster's workers.
+    let a = cluster_server(dir_a.path(), &url, 0).await;
+    let mut client_a = crate::support::unix_client(&a).await;
+    let queued = client_a.submit("to-cancel", hash_payload(&[b"never run"]), 0, None).await.unwrap();
+    let kept = client_a.submit("kept", hash_payload(&[b"kept"]), 0, None).await.unwrap();
+    assert_eq!((queued.queue_position, kept.queue_position), (0, 1));
+    assert_eq!(client_a.cancel(queued.job_id).await.unwrap().state(), JobState::Cancelled);
+    let status = client_a.status().await.unwrap();
+    let hash = status.kinds.iter().find(|k| k.kind() == JobKind::Hash).unwrap();
+    assert_eq!((hash.queued, hash.running), (1, 0));
+    // A batch job needs its domain's committer: refused, nothing queued.
+    let batch = causality_vm::service::proto::JobPayload {
+        kind: Some(causality_vm::service::proto::job_payload::Kind::ExecuteBatch(Default::default())),
+    };
+    let refused = client_a.submit("batch", batch, 0, None).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    // Server B's runners take A's job; A's client hears it end.
+    let b = cluster_server(dir_b.path(), &url, 2).await;
+    let mut client_b = crate::support::unix_client(&b).await;
+    let job = client_a.wait(kept.job_id).await.unwrap();
+    assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+    let Some(job_result::Kind::Hash(hashes)) = job.result.clone().and_then(|r| r.kind) else { panic!("a hash result") };
+    assert_eq!(hashes.digests, vec![blake3::hash(b"kept").as_bytes().to_vec()]);
+    assert_eq!(client_b.get(kept.job_id).await.unwrap(), job);
+    // The same request through B is the same job; Run on B answers at once.
+    let again = client_b.submit("kept", hash_payload(&[b"kept"]), 0, None).await.unwrap();
+    assert!(again.existing && again.job_id == kept.job_id);
+    let conflict = client_b.submit("kept", hash_payload(&[b"other"]), 0, None).await.unwrap_err();
+    assert_eq!(conflict.code(), tonic::Code::AlreadyExists);
+    let ran = client_a.run("run-on-a", merkle_payload(&[[7; 32], [9; 32]]), 0, None).await.unwrap();
+    let Some(job_result::Kind::MerkleRoot(root)) = ran.result.and_then(|r| r.kind) else { panic!("a root") };
+    assert_eq!(root.root, HashPool::new().merkle_root(&[[7; 32], [9; 32]]).unwrap().to_vec());
+    let listed = client_b.list(Default::default()).await.unwrap();
+    assert_eq!(listed.iter().map(|j| j.request_id.as_str()).collect::<Vec<_>>(), vec!["run-on-a", "kept", "to-cancel"]);
+    // Status on A shows B's runners as a worker of the cluster.
+    let workers = client_a.status().await.unwrap().workers;
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    assert_eq!((workers[0].backend.as_str(), workers[0].jobs_done), ("cpu", 2));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+/// A PostgreSQL server of the test's own (to restart under a worker).
+struct OwnServer {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl OwnServer {
+    fn start() -> OwnServer {
+        let dir = tempfile::Builder::new().prefix("cvm-own-postgres").tempdir().unwrap();
+        let out = std::process::Command::new("scripts/test_postgres.sh").arg("start").arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "starting PostgreSQL: {}", String::from_utf8_lossy(&out.stderr));
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        OwnServer { dir, url }
+    }
+
+    fn script(&self, command: &str) {
+        let out = std::process::Command::new("scripts/test_postgres.sh").arg(command).arg(self.dir.path()).output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.script("stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_and_a_client_reconnect_after_the_database_restarts() {
+    // Only where the shared test server is (CI): this test starts one of its own.
+    if database("restart").is_none() {
+        return;
+    }
+    let server = OwnServer::start();
+    let queue = Queue::connect(&server.url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let live = worker(&server.url, dir.path(), "survivor", Duration::from_secs(3)).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let live = live.clone();
+        async move { live.run(1, stopped).await }
+    });
+    let payload = hash_payload(&[b"before"]).encode_to_vec();
+    let before = queue.submit(&new_job("before", JobKind::Hash, &payload)).await.unwrap().id();
+    assert_eq!(ended(&queue, before).await.state(), JobState::Succeeded);
+
+    server.script("restart");
+    // The client's next call reconnects (with backoff) rather than failing for good.
+    let payload = hash_payload(&[b"after"]).encode_to_vec();
+    let mut after = None;
+    for _ in 0..50 {
+        match queue.submit(&new_job("after", JobKind::Hash, &payload)).await {
+            Ok(submitted) => {
+                after = Some(submitted.id());
+                break;
+            }
+            Err(e) => {
+                eprintln!("submitting after the restart: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let after = after.expect("the client reconnected");
+    // The worker's claims and its notifications reconnect too.
+    let job = ended(&queue, after).await;
+    assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+    let _ = stop.send(true);
+    task.await.unwrap();
+    assert_eq!(live.jobs_done(), 2);
+}
+
+#[test]
+fn cvm_worker_runs_a_front_only_servers_jobs_and_stops_cleanly() {
+    use crate::cli::{cvm, run};
+    use std::process::Stdio;
+    let Some(url) = database("cli") else { return };
+    let (code, _, err) = run(cvm(std::path::Path::new("/nonexistent")).args(["worker", "--queue", "mysql://x"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected a PostgreSQL URL"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = cvm(dir.path())
+        .args(["serve", "--runners", "0", "--queue", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(dir.path().join("cvm.sock")).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let worker_dir = tempfile::tempdir().unwrap();
+    let worker = cvm(worker_dir.path())
+        .args(["worker", "--queue", &url, "--kinds", "hash,merkle-root", "--id", "cli-worker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job = dir.path().join("job.json");
+    std::fs::write(&job, r#"{"hash": {"messages": [{"text": "abc"}]}}"#).unwrap();
+    let (code, out, err) = run(cvm(dir.path()).args(["submit", "--wait"]).arg(&job));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&blake3::hash(b"abc").to_hex().to_string()), "{out}");
+    let (code, out, err) = run(cvm(dir.path()).args(["--json", "status"]));
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let workers = status["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{status}");
+    assert_eq!(workers[0]["id"], "cli-worker");
+    assert_eq!(workers[0]["jobs_done"], 1);
+    assert_eq!(workers[0]["kinds"], serde_json::json!(["hash", "merkle-root"]));
+
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    let out = worker.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("worker cli-worker stopped after 1 jobs"), "{err}");
+    crate::cli::stop(server);
+}

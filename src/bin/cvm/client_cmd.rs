@@ -300,10 +300,20 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|k| json!({"kind": kind_name(k.kind()), "queued": k.queued, "running": k.running, "queue_limit": k.queue_limit}))
             .collect();
+        let workers: Vec<Value> = status
+            .workers
+            .iter()
+            .map(|w| {
+                let kinds: Vec<&str> = w.kinds().map(kind_name).collect();
+                json!({"id": w.id, "host": w.host, "kinds": kinds, "backend": w.backend, "adapter": w.adapter,
+                       "jobs_done": w.jobs_done, "heartbeat_age_ms": w.heartbeat_age_ms, "key_sets": w.key_sets})
+            })
+            .collect();
         if globals.json {
             let value = json!({
                 "version": status.version, "backend": status.backend, "adapter": status.adapter,
                 "cpu_threads": status.cpu_threads, "uptime_ms": status.uptime_ms, "kinds": kinds,
+                "workers": workers,
             });
             out!("{}", serde_json::to_string_pretty(&value)?)?;
             return Ok(0);
@@ -312,6 +322,23 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<i32> {
         out!("cvm {} serving on {}{adapter}, {} CPU threads, up {} s", status.version, status.backend, status.cpu_threads, status.uptime_ms / 1000)?;
         for k in &status.kinds {
             out!("  {:<13} {} queued (limit {}), {} running", kind_name(k.kind()), k.queued, k.queue_limit, k.running)?;
+        }
+        if !status.workers.is_empty() {
+            out!("cluster workers:")?;
+        }
+        for w in &status.workers {
+            let kinds: Vec<&str> = w.kinds().map(kind_name).collect();
+            let adapter = if w.adapter.is_empty() { String::new() } else { format!(" ({})", w.adapter) };
+            out!(
+                "  {} on {}: {}{adapter}, {} jobs done, beat {:.1} s ago, kinds {}{}",
+                w.id,
+                w.host,
+                w.backend,
+                w.jobs_done,
+                w.heartbeat_age_ms as f64 / 1e3,
+                kinds.join(","),
+                if w.key_sets.is_empty() { String::new() } else { format!(", keys {}", w.key_sets.join(",")) }
+            )?;
         }
         Ok(0)
     })
@@ -377,7 +404,7 @@ fn parse_state(text: &str) -> anyhow::Result<JobState> {
         .ok_or_else(|| anyhow!("--state {text:?}: expected queued, running, succeeded, failed or cancelled"))
 }
 
-fn parse_kind(text: &str) -> anyhow::Result<JobKind> {
+pub fn parse_kind(text: &str) -> anyhow::Result<JobKind> {
     [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::Groth16]
         .into_iter()
         .find(|k| kind_name(*k) == text.trim().to_ascii_lowercase())

@@ -18,6 +18,7 @@ mod state_cmd;
 mod store_cmd;
 mod tel_cmd;
 mod token_cmd;
+mod worker_cmd;
 
 use std::path::PathBuf;
 
@@ -111,6 +112,8 @@ enum Command {
     ProveOps(prove_ops_cmd::ProveOpsArgs),
     /// Run the proving and hashing service (gRPC) on the data dir.
     Serve(serve_cmd::ServeArgs),
+    /// Run cluster jobs from a PostgreSQL queue (see `cvm serve --queue`).
+    Worker(worker_cmd::WorkerArgs),
     /// Submit job files to a running `cvm serve`.
     Submit(client_cmd::SubmitArgs),
     /// List, inspect, follow and cancel a server's jobs.
@@ -150,6 +153,7 @@ fn main() {
         Command::Check(args) => check_cmd::run(&cli.globals, args),
         Command::ProveOps(args) => prove_ops_cmd::run(&cli.globals, args),
         Command::Serve(args) => serve_cmd::run(&cli.globals, args),
+        Command::Worker(args) => worker_cmd::run(&cli.globals, args),
         Command::Submit(args) => client_cmd::submit(&cli.globals, args),
         Command::Jobs(cmd) => client_cmd::jobs(&cli.globals, cmd),
         Command::Status(args) => client_cmd::status(&cli.globals, args),

@@ -28,7 +28,8 @@ pub struct ServeArgs {
     /// How long ended jobs and their results are kept, in seconds.
     #[arg(long, default_value_t = 24 * 3600, value_name = "SECONDS")]
     pub result_ttl: u64,
-    /// Threads running hash, Merkle and MSM jobs side by side.
+    /// Threads running hash, Merkle and MSM jobs side by side (with --queue,
+    /// 0 makes this server a front only: `cvm worker`s run its jobs).
     #[arg(long, default_value_t = 2)]
     pub runners: usize,
     /// TLS certificate (PEM) for the TCP listener.
@@ -43,6 +44,16 @@ pub struct ServeArgs {
     /// Accept TCP calls without a token (loopback addresses only).
     #[arg(long)]
     pub no_auth: bool,
+    /// Keep jobs in this PostgreSQL database instead of the data dir's job
+    /// store, shared with other servers and `cvm worker`s (docs/CLUSTER.md).
+    #[arg(long, value_name = "postgres://…", env = "CVM_QUEUE")]
+    pub queue: Option<String>,
+    /// With --queue: how long a claimed job's lease lasts without renewal, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", requires = "queue")]
+    pub lease: u64,
+    /// With --queue: the attempts a job gets before a lost lease fails it.
+    #[arg(long, default_value_t = 3, requires = "queue")]
+    pub max_attempts: u32,
 }
 
 fn tcp_address(text: &str) -> Result<SocketAddr, String> {
@@ -60,7 +71,11 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
     options.max_message_bytes = args.max_message_bytes;
     options.result_ttl = Duration::from_secs(args.result_ttl);
     options.backend = globals.backend;
-    options.runners = args.runners.max(1);
+    // A cluster server may be a front only (its jobs run on `cvm worker`s).
+    options.runners = if args.queue.is_some() { args.runners } else { args.runners.max(1) };
+    options.queue = args.queue.map(|url| queue_url(&url)).transpose()?;
+    options.lease = Duration::from_secs(args.lease.max(1));
+    options.max_attempts = args.max_attempts.max(1);
     options.auth =
         Auth { tls_cert: args.tls_cert, tls_key: args.tls_key, client_ca: args.client_ca, no_auth: args.no_auth };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -82,4 +97,12 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
         }
     }))?;
     Ok(0)
+}
+
+/// A `--queue` URL, checked for its scheme (the database checks the rest).
+pub fn queue_url(text: &str) -> anyhow::Result<String> {
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        return Ok(text.to_string());
+    }
+    anyhow::bail!("--queue {text:?}: expected a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE")
 }

@@ -284,11 +284,16 @@ impl Queue {
             }
         };
         let client = self.client().await;
+        // The worker's count of jobs done rises in the same statement.
         let written = client
-            .execute(
-                "UPDATE cvm_jobs SET state = $4, result = $5, error_code = $6, error_message = $7,
-                     finished_ms = $8, stage = $9, lease_owner = NULL, lease_expires = NULL
-                 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 2",
+            .query_one(
+                "WITH done AS (
+                     UPDATE cvm_jobs SET state = $4, result = $5, error_code = $6, error_message = $7,
+                         finished_ms = $8, stage = $9, lease_owner = NULL, lease_expires = NULL
+                     WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 2 RETURNING id),
+                 counted AS (
+                     UPDATE cvm_workers SET jobs_done = jobs_done + (SELECT count(*) FROM done) WHERE id = $2)
+                 SELECT count(*) FROM done",
                 &[
                     &(id as i64),
                     &worker,
@@ -303,7 +308,7 @@ impl Queue {
             )
             .await
             .map_err(|e| ClusterError::db("recording the job's end", e))?;
-        Ok(written == 1)
+        Ok(written.get::<_, i64>(0) == 1)
     }
 
     /// Put back every running job whose lease expired (its worker died or
@@ -360,6 +365,24 @@ impl Queue {
             .await
             .map_err(|e| ClusterError::db("asking a running job to stop", e))?;
         self.get(id).await?.ok_or(ClusterError::NotFound(id))
+    }
+
+    /// The job a request id names, with its payload's digest.
+    pub async fn find_request(&self, request_id: &str) -> Result<Option<(u64, [u8; 32])>, ClusterError> {
+        let client = self.client().await;
+        let row = client
+            .query_opt("SELECT id, payload_digest FROM cvm_jobs WHERE request_id = $1", &[&request_id])
+            .await
+            .map_err(|e| ClusterError::db("reading the job a request id names", e))?;
+        row.map(|row| {
+            let id = row.get::<_, i64>(0) as u64;
+            let digest: Vec<u8> = row.get(1);
+            let digest = digest
+                .try_into()
+                .map_err(|_| ClusterError::Damaged { job: id, reason: "its payload digest is not 32 bytes".into() })?;
+            Ok((id, digest))
+        })
+        .transpose()
     }
 
     pub async fn get(&self, id: u64) -> Result<Option<Job>, ClusterError> {
@@ -431,15 +454,16 @@ impl Queue {
             .map_err(|e| ClusterError::db("forgetting expired jobs", e))
     }
 
-    /// Register a worker, or refresh its heartbeat, jobs done and key sets.
+    /// Register a worker, or refresh its heartbeat and key sets (its jobs
+    /// done are counted as they end, [`Queue::complete`]).
     pub async fn heartbeat(&self, worker: &WorkerRow) -> Result<(), ClusterError> {
         let kinds: Vec<i16> = worker.kinds.iter().map(|k| *k as i16).collect();
         let client = self.client().await;
         client
             .execute(
-                "INSERT INTO cvm_workers (id, host, kinds, backend, adapter, started_ms, jobs_done, key_sets)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (id) DO UPDATE SET heartbeat = now(), jobs_done = $7, key_sets = $8",
+                "INSERT INTO cvm_workers (id, host, kinds, backend, adapter, started_ms, key_sets)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat = now(), key_sets = $7",
                 &[
                     &worker.id,
                     &worker.host,
@@ -447,7 +471,6 @@ impl Queue {
                     &worker.backend,
                     &worker.adapter,
                     &(now_ms() as i64),
-                    &(worker.jobs_done as i64),
                     &worker.key_sets,
                 ],
             )

@@ -83,10 +83,19 @@ impl Worker {
             .await
             .map_err(|e| ClusterError::Config(format!("opening the engines: {e}")))?
             .map_err(ClusterError::Config)?;
+        Worker::with_engines(queue, Arc::new(engines), options).await
+    }
+
+    /// A worker on engines already open (a server's own runners).
+    pub async fn with_engines(
+        queue: Queue,
+        engines: Arc<Engines>,
+        options: &WorkerOptions,
+    ) -> Result<Arc<Worker>, ClusterError> {
         let id = options.id.clone().unwrap_or_else(default_id);
         let worker = Arc::new(Worker {
             queue,
-            engines: Arc::new(engines),
+            engines,
             id,
             kinds: options.kinds.clone(),
             lease: options.lease,

@@ -1,0 +1,223 @@
+//! A server's face on the cluster (`cvm serve --queue postgres://…`): the
+//! same checks as the embedded store's Submit, then the job accepted in
+//! PostgreSQL, where any server's runners or any `cvm worker` claim it;
+//! Get, Cancel, List, Await and the queue counts read the database, so
+//! every server answers for every job.
+
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::mpsc;
+
+use super::{ClusterError, Heard, NewJob, Queue, Submitted};
+use crate::service::core::{check_request_id, kind_name, now_ms, Refusal};
+use crate::service::proto::job_payload::Kind as PayloadKind;
+use crate::service::proto::{
+    groth16_job, Job, JobEvent, JobKind, JobPayload, JobState, KindLoad, SubmitRequest, SubmitResponse, WorkerStatus,
+};
+use crate::service::work::{self, Engines};
+
+pub struct Front {
+    pub queue: Queue,
+    /// Jobs each kind's queue holds across the cluster (checked at accept:
+    /// servers accepting at the same instant may pass it by a few).
+    pub depth: usize,
+    /// Attempts a job gets before a lost lease fails it.
+    pub max_attempts: u32,
+}
+
+impl From<ClusterError> for Refusal {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Conflict { request_id, job } => Refusal::Conflict { request_id, job },
+            ClusterError::NotFound(id) => Refusal::NotFound(id),
+            ClusterError::Db { .. } => Refusal::Unavailable(e.to_string()),
+            other => Refusal::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The longest an Await stream waits before looking at the job again
+/// (notifications wake it sooner).
+const AWAIT_LOOK: Duration = Duration::from_secs(2);
+
+/// A worker silent this long is gone (forgotten by Status).
+const WORKER_SILENCE: Duration = Duration::from_secs(120);
+
+impl Front {
+    /// Check and accept a job durably (committed in the database when
+    /// this returns); idempotent on the request id.
+    pub async fn submit(&self, request: SubmitRequest, engines: &Engines) -> Result<SubmitResponse, Refusal> {
+        check_request_id(&request.request_id)?;
+        let payload = request.payload.unwrap_or_default();
+        let kind = work::kind_of(&payload)?;
+        if kind == JobKind::ExecuteBatch {
+            return Err(Refusal::Invalid(
+                "execute-batch jobs are not served with --queue postgres yet: a domain's batches need their \
+                 committer's register store; submit them to a server without --queue"
+                    .into(),
+            ));
+        }
+        if let Some(PayloadKind::Groth16(job)) = &payload.kind {
+            if matches!(job.key, Some(groth16_job::Key::ZkeyPath(_))) {
+                return Err(Refusal::Invalid(
+                    "groth16.zkey_path names a file on one machine, which a cluster's workers cannot read; \
+                     name the key by its zkey_id"
+                        .into(),
+                ));
+            }
+        }
+        let counts = self.queue.count(kind).await?;
+        let full = counts.queued as usize >= self.depth;
+        let late = request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now_ms();
+        work::check(&payload, engines)?;
+        let encoded = payload.encode_to_vec();
+        let key_set = key_set_name(&payload);
+        if full || late {
+            // A retry of an accepted job is still answered with it.
+            if let Some(existing) = self.existing(&request.request_id, &encoded).await? {
+                return Ok(existing);
+            }
+            return Err(match full {
+                true => Refusal::QueueFull { kind: kind_name(kind), depth: self.depth },
+                false => Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms },
+            });
+        }
+        // A domain's batches keep their order; other kinds take the priority.
+        let job = NewJob {
+            request_id: &request.request_id,
+            kind,
+            priority: request.priority,
+            deadline_unix_ms: request.deadline_unix_ms,
+            max_attempts: self.max_attempts,
+            key_set: &key_set,
+            payload: &encoded,
+        };
+        let submitted = self.queue.submit(&job).await?;
+        let position = self.queue.position(submitted.id()).await?;
+        Ok(SubmitResponse {
+            job_id: submitted.id(),
+            queue_position: position,
+            existing: matches!(submitted, Submitted::Existing(_)),
+        })
+    }
+
+    /// The job `request_id` names when its payload is `encoded` (a
+    /// conflict when it is another).
+    async fn existing(&self, request_id: &str, encoded: &[u8]) -> Result<Option<SubmitResponse>, Refusal> {
+        let Some(job) = self.queue.find_request(request_id).await? else { return Ok(None) };
+        if job.1 != *blake3::hash(encoded).as_bytes() {
+            return Err(Refusal::Conflict { request_id: request_id.into(), job: job.0 });
+        }
+        let position = self.queue.position(job.0).await?;
+        Ok(Some(SubmitResponse { job_id: job.0, queue_position: position, existing: true }))
+    }
+
+    /// The cluster's queue counts per kind, and its live workers.
+    pub async fn status(&self) -> Result<(Vec<KindLoad>, Vec<WorkerStatus>), ClusterError> {
+        let mut kinds = Vec::new();
+        for kind in crate::service::core::SERVED_KINDS {
+            let count = self.queue.count(kind).await?;
+            kinds.push(KindLoad {
+                kind: kind as i32,
+                queued: count.queued,
+                running: count.running,
+                queue_limit: self.depth as u64,
+            });
+        }
+        let workers = self
+            .queue
+            .workers(WORKER_SILENCE)
+            .await?
+            .into_iter()
+            .map(|w| WorkerStatus {
+                id: w.id,
+                host: w.host,
+                kinds: w.kinds.into_iter().map(|k| k as i32).collect(),
+                backend: w.backend,
+                adapter: w.adapter,
+                jobs_done: w.jobs_done,
+                heartbeat_age_ms: w.heartbeat_age_ms,
+                key_sets: w.key_sets,
+            })
+            .collect();
+        Ok((kinds, workers))
+    }
+
+    pub async fn get(&self, id: u64) -> Result<Job, Refusal> {
+        self.queue.get(id).await?.ok_or(Refusal::NotFound(id))
+    }
+
+    /// A job's events from now until it ends: each change of state or
+    /// stage, then the job as it ended.
+    pub fn events(&self, id: u64, first: Job, sender: mpsc::Sender<Result<JobEvent, Refusal>>) {
+        let queue = self.queue.clone();
+        let mut waiter = queue.notices().subscribe();
+        tokio::spawn(async move {
+            let mut job = first;
+            let mut told: Option<(i32, String)> = None;
+            loop {
+                let now = (job.state, job.stage.clone());
+                if told.as_ref() != Some(&now) {
+                    let event = event_of(&job);
+                    let last = event.job.is_some();
+                    if sender.send(Ok(event)).await.is_err() || last {
+                        return;
+                    }
+                    told = Some(now);
+                }
+                // Wake on this job's change (or a possible miss), or look again anyway.
+                let wake = async {
+                    while let Some(heard) = waiter.next(AWAIT_LOOK).await {
+                        match heard {
+                            Heard::Notice(n) if n.job != id => {}
+                            _ => return,
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = wake => {}
+                    _ = sender.closed() => return,
+                }
+                job = match queue.get(id).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) => {
+                        let _ = sender.send(Err(Refusal::NotFound(id))).await;
+                        return;
+                    }
+                    // The database is away: the stream waits and looks again.
+                    Err(e) => {
+                        tracing::warn!(job = id, "{e}");
+                        continue;
+                    }
+                };
+            }
+        });
+    }
+}
+
+/// The key set a job uses, as workers report the ones they hold: the
+/// compliance keys' "ops:K", an uploaded zkey's id; "" for none.
+pub fn key_set_name(payload: &JobPayload) -> String {
+    match &payload.kind {
+        Some(PayloadKind::ProveOps(job)) => {
+            super::worker::ops_key_set(crate::service::work::batch::ops_per_proof(job.ops_per_proof))
+        }
+        Some(PayloadKind::Groth16(crate::service::proto::Groth16Job {
+            key: Some(groth16_job::Key::ZkeyId(id)),
+            ..
+        })) => work::groth16::ZkeyId::parse(id).map_or_else(String::new, |id| id.to_string()),
+        _ => String::new(),
+    }
+}
+
+fn event_of(job: &Job) -> JobEvent {
+    let done = matches!(job.state(), JobState::Succeeded | JobState::Failed | JobState::Cancelled);
+    JobEvent {
+        job_id: job.job_id,
+        state: job.state,
+        stage: job.stage.clone(),
+        progress: if done { 1.0 } else { 0.0 },
+        job: done.then(|| job.clone()),
+    }
+}
