@@ -571,6 +571,35 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProveError> {
         .map_err(|source| ProveError::Io { path: path.to_path_buf(), source })
 }
 
+/// A key set's files as a cluster shares them, `circuit.json` last (it
+/// names the others' digests, so a loader checks them against it).
+pub const SET_FILES: [&str; 4] = [SHAPE_FILE, PROVING_KEY_FILE, VERIFYING_KEY_FILE, CIRCUIT_FILE];
+
+/// The key set's files in `dir`, in [`SET_FILES`]' order.
+pub fn read_set(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, ProveError> {
+    SET_FILES.iter().map(|name| Ok((name.to_string(), read(&dir.join(name))?))).collect()
+}
+
+/// Make `files` (a key set another machine made, [`read_set`]'s) the key
+/// set in `dir`, under its lock; `circuit.json` goes last, so an
+/// interrupted install is no key set. Refuses a file it does not know.
+pub fn install_set(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), ProveError> {
+    if let Some((name, _)) = files.iter().find(|(name, _)| !SET_FILES.contains(&name.as_str())) {
+        return Err(ProveError::Keys { path: dir.to_path_buf(), reason: format!("{name:?} is not a key set file") });
+    }
+    if SET_FILES.iter().any(|f| !files.iter().any(|(name, _)| name == f)) {
+        return Err(ProveError::Keys { path: dir.to_path_buf(), reason: format!("a key set needs {SET_FILES:?}") });
+    }
+    fs::create_dir_all(dir).map_err(|source| ProveError::Io { path: dir.to_path_buf(), source })?;
+    let _lock = lock(dir)?;
+    let _ = fs::remove_file(dir.join(CIRCUIT_FILE));
+    for (name, bytes) in files.iter().filter(|(name, _)| name != CIRCUIT_FILE) {
+        write_atomically(&dir.join(name), bytes)?;
+    }
+    let (_, circuit) = files.iter().find(|(name, _)| name == CIRCUIT_FILE).expect("checked above");
+    write_atomically(&dir.join(CIRCUIT_FILE), circuit)
+}
+
 /// The lock every writer of the key set in `dir` holds (two setups for the
 /// same key set at once would leave a proving key and a verifying key from
 /// different setups).

@@ -343,9 +343,18 @@ impl Accelerator for Api {
     async fn upload_zkey(&self, request: Request<UploadZkeyRequest>) -> Result<Response<UploadZkeyResponse>, Status> {
         self.allowed(&Grant::of(&request), &[JobKind::Groth16])?;
         let core = self.core.clone();
+        #[cfg(feature = "postgres")]
+        let cluster = self.cluster.clone();
         let request = request.into_inner();
         blocking(move || {
             let uploaded = core.engines.zkeys.upload(&request.zkey, &request.r1cs, &core.engines)?;
+            #[cfg(feature = "postgres")]
+            if let Some(front) = &cluster {
+                // Stored once for the cluster: its other machines fetch it by id.
+                let publish =
+                    super::cluster::blobs::publish_zkey(&front.queue, &uploaded.id, &request.zkey, &request.r1cs);
+                tokio::runtime::Handle::current().block_on(publish).map_err(Refusal::from)?;
+            }
             let key = &uploaded.key;
             Ok(UploadZkeyResponse {
                 zkey_id: uploaded.id.to_string(),
@@ -365,6 +374,8 @@ impl Accelerator for Api {
     ) -> Result<Response<UploadBasesResponse>, Status> {
         self.allowed(&Grant::of(&request), &[JobKind::Msm])?;
         let core = self.core.clone();
+        #[cfg(feature = "postgres")]
+        let cluster = self.cluster.clone();
         let request = request.into_inner();
         blocking(move || {
             let group = Group::try_from(request.group).unwrap_or(Group::Unspecified);
@@ -373,6 +384,11 @@ impl Accelerator for Api {
                 super::work::WorkError::Bad(bad) => Refusal::Invalid(bad.to_string()),
                 other => Refusal::Internal(other.to_string()),
             })?;
+            #[cfg(feature = "postgres")]
+            if let Some(front) = &cluster {
+                let publish = super::cluster::blobs::publish_bases(&front.queue, &id, group, &points);
+                tokio::runtime::Handle::current().block_on(publish).map_err(Refusal::from)?;
+            }
             Ok(UploadBasesResponse { base_set_id: id.to_string(), count: count as u64 })
         })
         .await

@@ -452,3 +452,80 @@ fn cvm_worker_runs_a_front_only_servers_jobs_and_stops_cleanly() {
     assert!(err.contains("worker cli-worker stopped after 1 jobs"), "{err}");
     crate::cli::stop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_and_proving_keys_are_shared_by_the_cluster() {
+    use ark_ec::{CurveGroup, VariableBaseMSM};
+    use ark_serialize::CanonicalSerialize;
+    use causality_vm::service::proto::{job_payload, msm_job, Group, JobPayload, MsmJob};
+    let Some(url) = database("shared") else { return };
+    let compressed = |p: &dyn Fn(&mut Vec<u8>)| {
+        let mut out = Vec::new();
+        p(&mut out);
+        out
+    };
+    // Server A takes the upload; it runs nothing itself.
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = cluster_server(dir_a.path(), &url, 0).await;
+    let mut client_a = crate::support::unix_client(&a).await;
+    let (bases, scalars) = crate::msm_support::random_inputs::<ark_bn254::g1::Config>(21, 19);
+    let points: Vec<Vec<u8>> =
+        bases.iter().map(|b| compressed(&|out: &mut Vec<u8>| b.serialize_compressed(out).unwrap())).collect();
+    let set = client_a.upload_bases(Group::G1, points).await.unwrap();
+    let msm = JobPayload {
+        kind: Some(job_payload::Kind::Msm(MsmJob {
+            group: Group::G1 as i32,
+            bases: Some(msm_job::Bases::BaseSetId(set.base_set_id.clone())),
+            scalars: scalars
+                .iter()
+                .map(|s| compressed(&|out: &mut Vec<u8>| s.serialize_compressed(out).unwrap()))
+                .collect(),
+        })),
+    };
+    let accepted = client_a.submit("msm", msm, 0, None).await.unwrap();
+    let witnesses = vec![crate::prove_support::create(1), crate::prove_support::transfer(10)];
+    let doc = crate::prove_ops::document(&witnesses);
+    let first = client_a.submit("prove-1", crate::prove_ops::payload(&doc, 2), 0, None).await.unwrap();
+
+    // Worker B (its own data dir) fetches the base set, and publishes its key set.
+    let worker_b = worker(&url, dir_b.path(), "b", Duration::from_secs(10)).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let worker_b = worker_b.clone();
+        async move { worker_b.run(1, stopped).await }
+    });
+    let job = client_a.wait(accepted.job_id).await.unwrap();
+    let Some(job_result::Kind::Msm(point)) = job.result.and_then(|r| r.kind) else {
+        panic!("an MSM result: {:?}", job.error)
+    };
+    let expected = ark_bn254::G1Projective::msm(&bases, &scalars).unwrap().into_affine();
+    assert_eq!(point.point, compressed(&|out: &mut Vec<u8>| expected.serialize_compressed(out).unwrap()));
+    let proved_by_b = client_a.wait(first.job_id).await.unwrap();
+    let _ = stop.send(true);
+    task.await.unwrap();
+
+    // Server C (another data dir, its own runner) proves the next job: with B's keys, installed over none.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = cluster_server(dir_c.path(), &url, 1).await;
+    let second = client_a.submit("prove-2", crate::prove_ops::payload(&doc, 2), 0, None).await.unwrap();
+    let proved_by_c = client_a.wait(second.job_id).await.unwrap();
+    let documents: Vec<serde_json::Value> = [proved_by_b, proved_by_c]
+        .into_iter()
+        .map(|job| {
+            let Some(job_result::Kind::ProveOps(proofs)) = job.result.and_then(|r| r.kind) else {
+                panic!("proofs: {:?}", job.error)
+            };
+            serde_json::from_str(&proofs.proofs_json).unwrap()
+        })
+        .collect();
+    assert_eq!(documents[0]["verification_key"], documents[1]["verification_key"], "one key set in the cluster");
+    for document in &documents {
+        crate::prove_ops::verify_document(document);
+    }
+    let circuit = |dir: &std::path::Path| {
+        std::fs::read(causality_vm::prove::keys::key_dir(dir, 2).join(causality_vm::prove::keys::CIRCUIT_FILE)).unwrap()
+    };
+    assert_eq!(circuit(dir_b.path()), circuit(dir_c.path()));
+    a.shutdown().await.unwrap();
+    c.shutdown().await.unwrap();
+}

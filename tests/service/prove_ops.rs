@@ -38,7 +38,7 @@ pub fn document(witnesses: &[OpWitness]) -> Value {
     json!({ "ops": ops })
 }
 
-fn payload(doc: &Value, ops_per_proof: u32) -> JobPayload {
+pub fn payload(doc: &Value, ops_per_proof: u32) -> JobPayload {
     JobPayload {
         kind: Some(job_payload::Kind::ProveOps(ProveOpsJob {
             witnesses_json: doc.to_string().into_bytes(),
@@ -48,7 +48,7 @@ fn payload(doc: &Value, ops_per_proof: u32) -> JobPayload {
 }
 
 /// Check every proof of a proofs document; returns their public inputs.
-fn verify_document(result: &Value) -> Vec<Vec<ark_bn254::Fr>> {
+pub fn verify_document(result: &Value) -> Vec<Vec<ark_bn254::Fr>> {
     let vk = vk_from_json(&result["verification_key"]).unwrap();
     let pvk = ark_groth16::prepare_verifying_key(&vk);
     result["proofs"]

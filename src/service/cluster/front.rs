@@ -4,6 +4,7 @@
 //! Get, Cancel, List, Await and the queue counts read the database, so
 //! every server answers for every job.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
@@ -47,7 +48,7 @@ const WORKER_SILENCE: Duration = Duration::from_secs(120);
 impl Front {
     /// Check and accept a job durably (committed in the database when
     /// this returns); idempotent on the request id.
-    pub async fn submit(&self, request: SubmitRequest, engines: &Engines) -> Result<SubmitResponse, Refusal> {
+    pub async fn submit(&self, request: SubmitRequest, engines: &Arc<Engines>) -> Result<SubmitResponse, Refusal> {
         check_request_id(&request.request_id)?;
         let payload = request.payload.unwrap_or_default();
         let kind = work::kind_of(&payload)?;
@@ -70,6 +71,8 @@ impl Front {
         let counts = self.queue.count(kind).await?;
         let full = counts.queued as usize >= self.depth;
         let late = request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now_ms();
+        // An upload to another server of the cluster is fetched to be checked.
+        super::blobs::fetch_uploads(&self.queue, engines, &payload).await?;
         work::check(&payload, engines)?;
         let encoded = payload.encode_to_vec();
         let key_set = key_set_name(&payload);

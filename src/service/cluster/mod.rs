@@ -8,6 +8,7 @@
 //! [`worker`] is `cvm worker`: stateless processes that run the compute
 //! kinds on their own engines.
 
+pub mod blobs;
 pub mod front;
 mod notices;
 mod queue;

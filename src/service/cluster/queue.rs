@@ -479,6 +479,29 @@ impl Queue {
         Ok(())
     }
 
+    /// Store a blob under `name` unless one is there; true when this one
+    /// was stored (the first writer's stays).
+    pub async fn put_blob(&self, name: &str, data: &[u8]) -> Result<bool, ClusterError> {
+        let client = self.client().await;
+        let stored = client
+            .execute(
+                "INSERT INTO cvm_blobs (name, data) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &data],
+            )
+            .await
+            .map_err(|e| ClusterError::db(format!("storing {name}"), e))?;
+        Ok(stored == 1)
+    }
+
+    pub async fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+        let client = self.client().await;
+        let row = client
+            .query_opt("SELECT data FROM cvm_blobs WHERE name = $1", &[&name])
+            .await
+            .map_err(|e| ClusterError::db(format!("reading {name}"), e))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     /// A stopping worker leaves the list.
     pub async fn leave(&self, worker: &str) -> Result<(), ClusterError> {
         let client = self.client().await;

@@ -8,7 +8,8 @@ use super::ClusterError;
 
 /// The migrations, in order; a database at version N has run the first N.
 /// Never edit one that has shipped: add the next.
-const MIGRATIONS: &[(&str, &str)] = &[("jobs, workers and their notifications", V1)];
+const MIGRATIONS: &[(&str, &str)] =
+    &[("jobs, workers and their notifications", V1), ("large inputs shared by content id", V2)];
 
 /// The schema version this program writes.
 pub const VERSION: i32 = MIGRATIONS.len() as i32;
@@ -115,4 +116,15 @@ END
 $$;
 CREATE TRIGGER cvm_jobs_notify AFTER INSERT OR UPDATE OF state, stage, cancel_requested ON cvm_jobs
     FOR EACH ROW EXECUTE FUNCTION cvm_job_notify();
+"#;
+
+/// Version 2: large inputs stored once and cached by each machine (see
+/// [`super::blobs`]): uploaded zkeys and base sets by their ids, and the
+/// cluster's one compliance key set per size.
+const V2: &str = r#"
+CREATE TABLE cvm_blobs (
+    name text PRIMARY KEY,
+    data bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
 "#;

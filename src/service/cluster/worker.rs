@@ -62,6 +62,8 @@ pub struct Worker {
     kinds: Vec<JobKind>,
     lease: Duration,
     done: AtomicU64,
+    /// Inputs fetched from the cluster's blobs, and its key sets.
+    cache: super::blobs::Cache,
 }
 
 impl Worker {
@@ -100,6 +102,7 @@ impl Worker {
             kinds: options.kinds.clone(),
             lease: options.lease,
             done: AtomicU64::new(0),
+            cache: super::blobs::Cache::new(&options.data_dir),
         });
         worker.beat().await?;
         Ok(worker)
@@ -247,6 +250,12 @@ impl Worker {
             let run = run.clone();
             tokio::spawn(async move { worker.keep(id, attempt, run).await })
         };
+        // What the job names from elsewhere (uploads, the cluster's keys), under its lease.
+        if let Err(e) = self.cache.prepare(&self.queue, &self.engines, &payload).await {
+            run.finished.store(true, Ordering::Relaxed);
+            keeper.abort();
+            return Err(JobError { code: e.code().into(), message: e.to_string() });
+        }
         let engines = self.engines.clone();
         let progress = run.clone();
         let outcome = tokio::task::spawn_blocking(move || work::run(&payload, &engines, &*progress))

@@ -104,7 +104,7 @@ impl BaseSets {
     }
 
     /// Whether the set is resident or kept on disk.
-    fn knows(&self, id: &BaseSetId) -> bool {
+    pub fn knows(&self, id: &BaseSetId) -> bool {
         self.lookup(id).is_some() || self.file(id).is_file()
     }
 
