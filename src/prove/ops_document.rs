@@ -24,7 +24,7 @@ use crate::resource::{OperationKind, ResourceRegister};
 /// The most operations one document may carry.
 pub const MAX_DOCUMENT_OPS: usize = 1 << 16;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpsDocument {
     #[serde(deserialize_with = "bounded_ops")]
@@ -54,7 +54,7 @@ fn bounded_ops<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OpEntry>, D
     d.deserialize_seq(Bounded)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpEntry {
     pub kind: OperationKind,
@@ -68,7 +68,7 @@ pub struct OpEntry {
     pub after: Option<ResourceRegister>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumedEntry {
     pub register: ResourceRegister,
@@ -93,6 +93,29 @@ impl OpsDocument {
             }
         }
         Ok(doc)
+    }
+
+    /// The document of executed operations' witnesses (what
+    /// [`OpsDocument::witnesses`] reads back).
+    pub fn of(witnesses: &[OpWitness]) -> OpsDocument {
+        let ops = witnesses
+            .iter()
+            .map(|w| OpEntry {
+                kind: w.kind,
+                consumed: w
+                    .consumed
+                    .iter()
+                    .map(|(register, nullifier_key)| ConsumedEntry {
+                        register: register.clone(),
+                        nullifier_key: *nullifier_key,
+                    })
+                    .collect(),
+                created: w.created.clone(),
+                before: w.updated.as_ref().map(|(before, _)| before.clone()),
+                after: w.updated.as_ref().map(|(_, after)| after.clone()),
+            })
+            .collect();
+        OpsDocument { ops }
     }
 
     /// The witnesses, each checked as the prover will check it (a key that

@@ -380,6 +380,7 @@ mod cluster {
     use std::sync::Arc;
 
     use super::{Core, ServeError, ServeOptions};
+    use crate::service::cluster::committer::Committer;
     use crate::service::cluster::front::Front;
     use crate::service::cluster::worker::{Worker, WorkerOptions};
     use crate::service::cluster::Queue;
@@ -399,19 +400,28 @@ mod cluster {
     ) -> Result<Arc<Front>, ServeError> {
         let cluster_error = |e: crate::service::cluster::ClusterError| ServeError::Config(e.to_string());
         let queue = Queue::connect(url).await.map_err(cluster_error)?;
-        if options.runners > 0 {
-            let mut worker_options = WorkerOptions::new(url, &options.data_dir);
-            worker_options.lease = options.lease;
-            worker_options.backend = options.backend;
-            let worker = Worker::with_engines(queue.clone(), core.engines.clone(), &worker_options)
-                .await
-                .map_err(cluster_error)?;
-            let (runners, stopped) = (options.runners, stopped.clone());
-            tasks.push(tokio::spawn(async move {
-                worker.run(runners, stopped).await;
-                Ok(())
-            }));
+        let mut worker_options = WorkerOptions::new(url, &options.data_dir);
+        worker_options.lease = options.lease;
+        worker_options.backend = options.backend;
+        worker_options.commits_batches = true;
+        if options.runners == 0 {
+            worker_options.kinds.clear();
         }
+        let worker =
+            Worker::with_engines(queue.clone(), core.engines.clone(), &worker_options).await.map_err(cluster_error)?;
+        let (runner, runners, running) = (worker.clone(), options.runners, stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            runner.run(runners, running).await;
+            Ok(())
+        }));
+        // The batches of the domains bound to this server's store.
+        let committer =
+            Committer::new(core.clone(), url, &options.data_dir, options.max_attempts).map_err(cluster_error)?;
+        let committing = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            worker.run_batches(Arc::new(committer), committing).await;
+            Ok(())
+        }));
         let expiring = queue.clone();
         let ttl = options.result_ttl;
         let mut stop_expiry = stopped;

@@ -16,7 +16,7 @@ use crate::postgres_support::{database, psql};
 use crate::support::{hash_payload, merkle_payload};
 
 fn new_job<'a>(request_id: &'a str, kind: JobKind, payload: &'a [u8]) -> NewJob<'a> {
-    NewJob { request_id, kind, priority: 0, deadline_unix_ms: 0, max_attempts: 3, key_set: "", payload }
+    NewJob { request_id, kind, priority: 0, deadline_unix_ms: 0, max_attempts: 3, key_set: "", domain: "", payload }
 }
 
 fn is_final(state: JobState) -> bool {
@@ -298,7 +298,7 @@ async fn servers_on_one_database_accept_and_answer_for_each_others_jobs() {
     let status = client_a.status().await.unwrap();
     let hash = status.kinds.iter().find(|k| k.kind() == JobKind::Hash).unwrap();
     assert_eq!((hash.queued, hash.running), (1, 0));
-    // A batch job needs its domain's committer: refused, nothing queued.
+    // A malformed batch job is refused, nothing queued.
     let batch = causality_vm::service::proto::JobPayload {
         kind: Some(causality_vm::service::proto::job_payload::Kind::ExecuteBatch(Default::default())),
     };
@@ -323,10 +323,13 @@ async fn servers_on_one_database_accept_and_answer_for_each_others_jobs() {
     assert_eq!(root.root, HashPool::new().merkle_root(&[[7; 32], [9; 32]]).unwrap().to_vec());
     let listed = client_b.list(Default::default()).await.unwrap();
     assert_eq!(listed.iter().map(|j| j.request_id.as_str()).collect::<Vec<_>>(), vec!["run-on-a", "kept", "to-cancel"]);
-    // Status on A shows B's runners as a worker of the cluster.
+    // Status on A shows both servers: B's runners, and each one's committer of batches.
     let workers = client_a.status().await.unwrap().workers;
-    assert_eq!(workers.len(), 1, "{workers:?}");
-    assert_eq!((workers[0].backend.as_str(), workers[0].jobs_done), ("cpu", 2));
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let runs_hashes: Vec<_> = workers.iter().filter(|w| w.kinds().any(|k| k == JobKind::Hash)).collect();
+    assert_eq!(runs_hashes.len(), 1, "{workers:?}");
+    assert_eq!((runs_hashes[0].backend.as_str(), runs_hashes[0].jobs_done), ("cpu", 2));
+    assert!(workers.iter().all(|w| w.kinds().next() == Some(JobKind::ExecuteBatch)), "{workers:?}");
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
@@ -440,10 +443,11 @@ fn cvm_worker_runs_a_front_only_servers_jobs_and_stops_cleanly() {
     assert_eq!(code, 0, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     let workers = status["workers"].as_array().unwrap();
-    assert_eq!(workers.len(), 1, "{status}");
-    assert_eq!(workers[0]["id"], "cli-worker");
-    assert_eq!(workers[0]["jobs_done"], 1);
-    assert_eq!(workers[0]["kinds"], serde_json::json!(["hash", "merkle-root"]));
+    assert_eq!(workers.len(), 2, "the worker and the server's committer: {status}");
+    let worker_row = workers.iter().find(|w| w["id"] == "cli-worker").expect("the worker");
+    assert_eq!(worker_row["jobs_done"], 1);
+    assert_eq!(worker_row["kinds"], serde_json::json!(["hash", "merkle-root"]));
+    assert!(workers.iter().any(|w| w["kinds"] == serde_json::json!(["execute-batch"])), "{status}");
 
     unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
     let out = worker.wait_with_output().unwrap();
@@ -528,4 +532,94 @@ async fn uploads_and_proving_keys_are_shared_by_the_cluster() {
     assert_eq!(circuit(dir_b.path()), circuit(dir_c.path()));
     a.shutdown().await.unwrap();
     c.shutdown().await.unwrap();
+}
+
+fn batch_payload(batch: &std::path::Path, ops_per_proof: u32) -> causality_vm::service::proto::JobPayload {
+    use causality_vm::service::proto::{job_payload, ExecuteBatchJob};
+    causality_vm::service::proto::JobPayload {
+        kind: Some(job_payload::Kind::ExecuteBatch(ExecuteBatchJob {
+            batch_json: crate::batches::inline_batch(batch),
+            ops_per_proof,
+            ..ExecuteBatchJob::default()
+        })),
+    }
+}
+
+fn batch_result(job: &Job) -> serde_json::Value {
+    let Some(job_result::Kind::ExecuteBatch(result)) = job.result.clone().and_then(|r| r.kind) else {
+        panic!("a batch result: {job:?}")
+    };
+    serde_json::from_str(&result.result_json).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_commit_in_order_on_their_domains_store_with_proofs_from_the_workers() {
+    let Some(url) = database("batches") else { return };
+    let files = tempfile::tempdir().unwrap();
+    let batches = crate::batches::create_batches(files.path(), 3);
+    // The reference: the same batches run one after another by `cvm run`.
+    let reference = tempfile::tempdir().unwrap();
+    let mut reference_roots = Vec::new();
+    for batch in &batches {
+        let (code, out, err) =
+            crate::cli::run(crate::cli::cvm(reference.path()).args(["--json", "run", "--no-prove"]).arg(batch));
+        assert_eq!(code, 0, "{err}");
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        reference_roots.push(value["metadata"]["state_root_after"].clone());
+    }
+
+    // Server A commits (no runners of its own); worker W proves.
+    let (dir_a, dir_w) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = cluster_server(dir_a.path(), &url, 0).await;
+    let mut client = crate::support::unix_client(&a).await;
+    let mut ids = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        ids.push(client.submit(&format!("batch-{i}"), batch_payload(batch, 2), 0, None).await.unwrap().job_id);
+    }
+    let w = worker(&url, dir_w.path(), "prover", Duration::from_secs(10)).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let w = w.clone();
+        async move { w.run(1, stopped).await }
+    });
+    for (i, id) in ids.iter().enumerate() {
+        let job = client.wait(*id).await.unwrap();
+        assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+        let result = batch_result(&job);
+        assert_eq!(result["metadata"]["batch_number"], i as u64 + 1, "submission order");
+        assert_eq!(result["metadata"]["state_root_after"], reference_roots[i], "batch {i}'s state root");
+        assert_eq!(result["metadata"]["prove_stages"]["proofs"], 1);
+        let backends = job.result.unwrap().backends;
+        assert!(backends.iter().any(|b| b.stage == "prove" && b.backend == "cluster"), "{backends:?}");
+    }
+    // Each batch's proof was a ProveOps sub-job the worker ran.
+    assert_eq!(w.jobs_done(), 3);
+    let proofs = client
+        .list(causality_vm::service::proto::ListRequest { kinds: vec![JobKind::ProveOps as i32], ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(proofs.len(), 3);
+    assert!(proofs.iter().all(|j| j.request_id.starts_with("batch-") && j.request_id.contains("#proof-0-of-1-")));
+    // Resubmitting names the same job; nothing commits twice.
+    let again = client.submit("batch-0", batch_payload(&batches[0], 2), 0, None).await.unwrap();
+    assert!(again.existing && again.job_id == ids[0]);
+
+    // The domain is bound to A's store: server B (another store) leaves its next batch alone.
+    a.shutdown().await.unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = cluster_server(dir_b.path(), &url, 0).await;
+    let mut client_b = crate::support::unix_client(&b).await;
+    let more = crate::batches::create_batches(files.path(), 4).pop().unwrap();
+    let fourth = client_b.submit("batch-3", batch_payload(&more, 2), 0, None).await.unwrap().job_id;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(client_b.get(fourth).await.unwrap().state(), JobState::Queued, "not B's domain to commit");
+    // A back on its store takes the domain again and commits it as batch 4.
+    let a = cluster_server(dir_a.path(), &url, 0).await;
+    let job = client_b.wait(fourth).await.unwrap();
+    assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+    assert_eq!(batch_result(&job)["metadata"]["batch_number"], 4);
+    let _ = stop.send(true);
+    task.await.unwrap();
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }

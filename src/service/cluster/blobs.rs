@@ -40,8 +40,15 @@ impl Cache {
     /// zkey uploaded elsewhere, or the cluster's key set for its proofs.
     pub async fn prepare(&self, queue: &Queue, engines: &Arc<Engines>, payload: &JobPayload) -> Result<(), WorkError> {
         fetch_uploads(queue, engines, payload).await?;
-        if let Some(PayloadKind::ProveOps(job)) = &payload.kind {
-            self.key_set(queue, engines, batch::ops_per_proof(job.ops_per_proof)).await?;
+        match &payload.kind {
+            Some(PayloadKind::ProveOps(job)) => {
+                self.key_set(queue, engines, batch::ops_per_proof(job.ops_per_proof)).await?;
+            }
+            // The committer checks its batches' proofs with the cluster's keys.
+            Some(PayloadKind::ExecuteBatch(job)) if !job.no_prove => {
+                self.key_set(queue, engines, batch::ops_per_proof(job.ops_per_proof)).await?;
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -52,13 +52,6 @@ impl Front {
         check_request_id(&request.request_id)?;
         let payload = request.payload.unwrap_or_default();
         let kind = work::kind_of(&payload)?;
-        if kind == JobKind::ExecuteBatch {
-            return Err(Refusal::Invalid(
-                "execute-batch jobs are not served with --queue postgres yet: a domain's batches need their \
-                 committer's register store; submit them to a server without --queue"
-                    .into(),
-            ));
-        }
         if let Some(PayloadKind::Groth16(job)) = &payload.kind {
             if matches!(job.key, Some(groth16_job::Key::ZkeyPath(_))) {
                 return Err(Refusal::Invalid(
@@ -87,10 +80,13 @@ impl Front {
             });
         }
         // A domain's batches keep their order; other kinds take the priority.
+        let domain = batch_domain(&payload);
+        let priority = if kind == JobKind::ExecuteBatch { 0 } else { request.priority };
         let job = NewJob {
             request_id: &request.request_id,
             kind,
-            priority: request.priority,
+            priority,
+            domain: &domain,
             deadline_unix_ms: request.deadline_unix_ms,
             max_attempts: self.max_attempts,
             key_set: &key_set,
@@ -196,6 +192,20 @@ impl Front {
                 };
             }
         });
+    }
+}
+
+/// A batch job's domain (its batch file's `domain`; checked already).
+fn batch_domain(payload: &JobPayload) -> String {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        domain: String,
+    }
+    match &payload.kind {
+        Some(PayloadKind::ExecuteBatch(job)) => {
+            serde_json::from_slice::<Head>(&job.batch_json).map(|h| h.domain).unwrap_or_default()
+        }
+        _ => String::new(),
     }
 }
 

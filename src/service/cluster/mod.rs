@@ -9,8 +9,10 @@
 //! kinds on their own engines.
 
 pub mod blobs;
+pub mod committer;
 pub mod front;
 mod notices;
+mod prover;
 mod queue;
 mod schema;
 pub mod worker;

@@ -50,15 +50,19 @@ pub struct NewJob<'a> {
     pub deadline_unix_ms: u64,
     pub max_attempts: u32,
     pub key_set: &'a str,
+    /// A batch job's domain ("" for other kinds).
+    pub domain: &'a str,
     pub payload: &'a [u8],
 }
 
 /// A job claimed by a worker: its record and payload, and the attempt its
 /// lease is for.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Claimed {
     pub job: Job,
     pub payload: Vec<u8>,
+    /// A batch job's store head when an earlier attempt started (0: none).
+    pub batch_head: u64,
 }
 
 /// How a lease renewal went.
@@ -159,8 +163,8 @@ impl Queue {
         let inserted = client
             .query_opt(
                 "INSERT INTO cvm_jobs (request_id, kind, state, priority, deadline_ms, submitted_ms, max_attempts, \
-                                       key_set, payload_digest, payload)
-                 VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9)
+                                       key_set, payload_digest, payload, domain)
+                 VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT (request_id) DO NOTHING RETURNING id",
                 &[
                     &job.request_id,
@@ -172,6 +176,7 @@ impl Queue {
                     &job.key_set,
                     &digest,
                     &job.payload,
+                    &job.domain,
                 ],
             )
             .await
@@ -214,13 +219,88 @@ impl Queue {
                          WHERE state = 1 AND kind = ANY($2)
                          ORDER BY priority DESC, (key_set <> '' AND key_set = ANY($4)) DESC, id
                          LIMIT 1 FOR UPDATE SKIP LOCKED)
-                     RETURNING {JOB_COLUMNS}, payload"
+                     RETURNING {JOB_COLUMNS}, payload, batch_head"
                 ),
                 &[&worker, &kinds, &(lease.as_millis() as i64), &held_key_sets, &(now_ms() as i64)],
             )
             .await
             .map_err(|e| ClusterError::db("claiming a job", e))?;
-        row.map(|row| Ok(Claimed { job: job_of(&row)?, payload: row.get("payload") })).transpose()
+        row.map(|row| claimed_of(&row)).transpose()
+    }
+
+    /// Claim the next batch job of one of `domains` (whose locks the
+    /// caller holds): only a domain's oldest unfinished batch job, so its
+    /// batches run one at a time in submission order. A running one whose
+    /// committer died blocks its domain until its lease expires.
+    pub async fn claim_batch(
+        &self,
+        worker: &str,
+        domains: &[String],
+        lease: Duration,
+    ) -> Result<Option<Claimed>, ClusterError> {
+        if domains.is_empty() {
+            return Ok(None);
+        }
+        let client = self.client().await;
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE cvm_jobs SET state = 2, lease_owner = $1,
+                         lease_expires = now() + $3::bigint * interval '1 millisecond',
+                         attempts = attempts + 1, started_ms = $4, stage = ''
+                     WHERE id = (
+                         SELECT j.id FROM cvm_jobs j
+                         WHERE j.kind = 1 AND j.state = 1 AND j.domain = ANY($2)
+                           AND NOT EXISTS (SELECT 1 FROM cvm_jobs e WHERE e.kind = 1 AND e.domain = j.domain
+                                               AND e.state IN (1, 2) AND e.id < j.id)
+                         ORDER BY j.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING {JOB_COLUMNS}, payload, batch_head"
+                ),
+                &[&worker, &domains, &(lease.as_millis() as i64), &(now_ms() as i64)],
+            )
+            .await
+            .map_err(|e| ClusterError::db("claiming a batch job", e))?;
+        row.map(|row| claimed_of(&row)).transpose()
+    }
+
+    /// The domains with queued batch jobs, but for `held`.
+    pub async fn batch_domains(&self, held: &[String]) -> Result<Vec<String>, ClusterError> {
+        let client = self.client().await;
+        let rows = client
+            .query("SELECT DISTINCT domain FROM cvm_jobs WHERE kind = 1 AND state = 1 AND domain <> ALL($1)", &[&held])
+            .await
+            .map_err(|e| ClusterError::db("finding domains with batch jobs", e))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Bind `domain` to the register store `store_id` unless it is bound
+    /// already; returns the store it is bound to.
+    pub async fn bind_domain(&self, domain: &str, store_id: &str) -> Result<String, ClusterError> {
+        let client = self.client().await;
+        let row = client
+            .query_one(
+                "WITH bound AS (INSERT INTO cvm_domains (domain, store_id) VALUES ($1, $2)
+                                ON CONFLICT (domain) DO NOTHING RETURNING store_id)
+                 SELECT store_id FROM bound UNION ALL SELECT store_id FROM cvm_domains WHERE domain = $1 LIMIT 1",
+                &[&domain, &store_id],
+            )
+            .await
+            .map_err(|e| ClusterError::db("binding a domain to its store", e))?;
+        Ok(row.get(0))
+    }
+
+    /// Record the store's head as a claimed batch job starts (where a
+    /// later attempt looks for its commit); false when the lease is lost.
+    pub async fn set_batch_head(&self, id: u64, worker: &str, attempt: u32, head: u64) -> Result<bool, ClusterError> {
+        let client = self.client().await;
+        let written = client
+            .execute(
+                "UPDATE cvm_jobs SET batch_head = $4 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 2",
+                &[&(id as i64), &worker, &(attempt as i32), &(head as i64)],
+            )
+            .await
+            .map_err(|e| ClusterError::db("recording the batch job's start", e))?;
+        Ok(written == 1)
     }
 
     /// Extend a claimed job's lease (and record its stage, when it
@@ -552,7 +632,11 @@ impl Queue {
     }
 }
 
-async fn open(url: &str) -> Result<Client, ClusterError> {
+fn claimed_of(row: &Row) -> Result<Claimed, ClusterError> {
+    Ok(Claimed { job: job_of(row)?, payload: row.get("payload"), batch_head: row.get::<_, i64>("batch_head") as u64 })
+}
+
+pub(super) async fn open(url: &str) -> Result<Client, ClusterError> {
     let (client, connection) =
         tokio_postgres::connect(url, NoTls).await.map_err(|e| ClusterError::db("connecting to the database", e))?;
     tokio::spawn(async move {

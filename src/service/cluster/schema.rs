@@ -8,8 +8,11 @@ use super::ClusterError;
 
 /// The migrations, in order; a database at version N has run the first N.
 /// Never edit one that has shipped: add the next.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("jobs, workers and their notifications", V1), ("large inputs shared by content id", V2)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("jobs, workers and their notifications", V1),
+    ("large inputs shared by content id", V2),
+    ("batch jobs committed per domain, in order", V3),
+];
 
 /// The schema version this program writes.
 pub const VERSION: i32 = MIGRATIONS.len() as i32;
@@ -126,5 +129,20 @@ CREATE TABLE cvm_blobs (
     name text PRIMARY KEY,
     data bytea NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
+);
+"#;
+
+/// Version 3: batch jobs name their domain (a domain's batches run one at a
+/// time, in submission order, on the server holding its lock) and record
+/// the store's head when they start (where a retry looks for its commit);
+/// each domain is bound to the register store that commits it.
+const V3: &str = r#"
+ALTER TABLE cvm_jobs ADD COLUMN domain text NOT NULL DEFAULT '';
+ALTER TABLE cvm_jobs ADD COLUMN batch_head bigint NOT NULL DEFAULT 0;
+CREATE INDEX cvm_jobs_batches ON cvm_jobs (domain, id) WHERE kind = 1 AND state IN (1, 2);
+CREATE TABLE cvm_domains (
+    domain text PRIMARY KEY,
+    store_id text NOT NULL,
+    bound_at timestamptz NOT NULL DEFAULT now()
 );
 "#;

@@ -14,6 +14,7 @@ use prost::Message;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::committer::Committer;
 use super::{ClusterError, Heard, Queue, Renewal, WorkerRow};
 use crate::service::core::{kind_name, now_ms, COMPUTE_KINDS};
 use crate::service::proto::{JobError, JobKind, JobPayload, JobResult, JobState};
@@ -35,6 +36,9 @@ pub struct WorkerOptions {
     pub backend: crate::Backend,
     /// Its name in the cluster (default: host, process id and a random tag).
     pub id: Option<String>,
+    /// A server's: it also commits batches ([`Worker::run_batches`]; the
+    /// cluster lists it with execute-batch among its kinds).
+    pub commits_batches: bool,
 }
 
 impl WorkerOptions {
@@ -47,6 +51,7 @@ impl WorkerOptions {
             data_dir: data_dir.into(),
             backend: crate::Backend::Auto,
             id: None,
+            commits_batches: false,
         }
     }
 }
@@ -64,6 +69,8 @@ pub struct Worker {
     done: AtomicU64,
     /// Inputs fetched from the cluster's blobs, and its key sets.
     cache: super::blobs::Cache,
+    /// Whether it commits batches too (a server's; reported as a kind).
+    commits: AtomicBool,
 }
 
 impl Worker {
@@ -103,17 +110,18 @@ impl Worker {
             lease: options.lease,
             done: AtomicU64::new(0),
             cache: super::blobs::Cache::new(&options.data_dir),
+            commits: AtomicBool::new(options.commits_batches),
         });
         worker.beat().await?;
         Ok(worker)
     }
 
-    /// Run until `stop` turns true: `runners` claim and run jobs, a
-    /// keeper beats and puts back jobs whose lease expired. Running jobs
-    /// finish before this returns.
+    /// Run until `stop` turns true: `runners` claim and run jobs (none: a
+    /// server that only commits batches), a keeper beats and puts back
+    /// jobs whose lease expired. Running jobs finish before this returns.
     pub async fn run(self: &Arc<Self>, runners: usize, stop: watch::Receiver<bool>) {
         let mut tasks = Vec::new();
-        for _ in 0..runners.max(1) {
+        for _ in 0..runners {
             let worker = self.clone();
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move { worker.runner(stop).await }));
@@ -156,10 +164,14 @@ impl Worker {
     async fn beat(&self) -> Result<(), ClusterError> {
         let mut key_sets: Vec<String> = self.engines.keys.resident().into_iter().map(ops_key_set).collect();
         key_sets.extend(self.engines.zkeys.resident().into_iter().map(|id| id.to_string()));
+        let mut kinds = self.kinds.clone();
+        if self.commits.load(Ordering::Relaxed) {
+            kinds.insert(0, JobKind::ExecuteBatch);
+        }
         let row = WorkerRow {
             id: self.id.clone(),
             host: host_name(),
-            kinds: self.kinds.clone(),
+            kinds,
             backend: backend_name(self.engines.hashing.resolved()).into(),
             adapter: self.engines.msm.device().unwrap_or_default(),
             jobs_done: self.jobs_done(),
@@ -177,7 +189,7 @@ impl Worker {
             match self.queue.claim(&self.id, &self.kinds, &held, self.lease).await {
                 Ok(Some(claimed)) => {
                     pause = Duration::from_millis(100);
-                    self.run_claimed(claimed).await;
+                    self.run_claimed(claimed, None).await;
                 }
                 Ok(None) => {
                     // Idle: wake on a queued job of our kinds, a possible miss, or the timeout.
@@ -209,22 +221,64 @@ impl Worker {
         }
     }
 
-    async fn run_claimed(self: &Arc<Self>, claimed: super::Claimed) {
-        let job = claimed.job;
-        let (id, attempt) = (job.job_id, job.attempts);
-        let span = tracing::info_span!("job", id, kind = kind_name(job.kind()), attempt);
-        self.run_job(job, claimed.payload).instrument(span).await
+    /// Commit the batch jobs of the domains bound to `committer`'s store,
+    /// one at a time, until `stop` turns true (a server's batch runner).
+    pub async fn run_batches(self: &Arc<Self>, committer: Arc<Committer>, mut stop: watch::Receiver<bool>) {
+        let mut waiter = self.queue.notices().subscribe();
+        let mut pause = Duration::from_millis(100);
+        while !*stop.borrow() {
+            match committer.claim(&self.queue, &self.id, self.lease).await {
+                Ok(Some(claimed)) => {
+                    pause = Duration::from_millis(100);
+                    self.run_claimed(claimed, Some(committer.clone())).await;
+                }
+                Ok(None) => {
+                    // Wake on a batch job queued or ended (the next of its domain may be free), or look again.
+                    let wake = async {
+                        while let Some(heard) = waiter.next(IDLE_LOOK).await {
+                            match heard {
+                                Heard::Notice(n) if n.kind == JobKind::ExecuteBatch && n.state != JobState::Running => {
+                                    return
+                                }
+                                Heard::Missed => return,
+                                Heard::Notice(_) => {}
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = wake => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; again in {pause:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
     }
 
-    async fn run_job(self: &Arc<Self>, job: crate::service::proto::Job, payload: Vec<u8>) {
+    async fn run_claimed(self: &Arc<Self>, claimed: super::Claimed, committer: Option<Arc<Committer>>) {
+        let job = &claimed.job;
+        let (id, attempt) = (job.job_id, job.attempts);
+        let span = tracing::info_span!("job", id, kind = kind_name(job.kind()), attempt);
+        self.run_job(claimed, committer).instrument(span).await
+    }
+
+    async fn run_job(self: &Arc<Self>, claimed: super::Claimed, committer: Option<Arc<Committer>>) {
+        let job = &claimed.job;
         let (id, attempt) = (job.job_id, job.attempts);
         let deadline = job.deadline_unix_ms;
         let outcome = if attempt == 1 && deadline != 0 && deadline <= now_ms() {
             let message = format!("the deadline {deadline} (Unix ms) passed before the job started");
             Err(JobError { code: "DEADLINE_EXCEEDED".into(), message })
         } else {
-            match JobPayload::decode(payload.as_slice()) {
-                Ok(payload) => self.run_payload(id, attempt, payload).await,
+            match JobPayload::decode(claimed.payload.as_slice()) {
+                Ok(payload) => self.run_payload(&claimed, payload, committer).await,
                 Err(e) => {
                     Err(JobError { code: "INTERNAL".into(), message: format!("its payload does not decode: {e}") })
                 }
@@ -240,10 +294,11 @@ impl Worker {
     /// Run one job's work on the blocking pool while a keeper holds its lease.
     async fn run_payload(
         self: &Arc<Self>,
-        id: u64,
-        attempt: u32,
+        claimed: &super::Claimed,
         payload: JobPayload,
+        committer: Option<Arc<Committer>>,
     ) -> Result<(JobResult, String), JobError> {
+        let (id, attempt) = (claimed.job.job_id, claimed.job.attempts);
         let run = Arc::new(Running::default());
         let keeper = {
             let worker = self.clone();
@@ -258,9 +313,15 @@ impl Worker {
         }
         let engines = self.engines.clone();
         let progress = run.clone();
-        let outcome = tokio::task::spawn_blocking(move || work::run(&payload, &engines, &*progress))
-            .await
-            .unwrap_or_else(|e| Err(work::WorkError::Internal(format!("the job's task failed: {e}"))));
+        let work = match committer {
+            None => tokio::task::spawn_blocking(move || work::run(&payload, &engines, &*progress)),
+            Some(committer) => {
+                let (queue, worker, claimed) = (self.queue.clone(), self.id.clone(), claimed.clone());
+                tokio::task::spawn_blocking(move || committer.execute(&queue, &claimed, &worker, &payload, &*progress))
+            }
+        };
+        let outcome =
+            work.await.unwrap_or_else(|e| Err(work::WorkError::Internal(format!("the job's task failed: {e}"))));
         run.finished.store(true, Ordering::Relaxed);
         keeper.abort();
         let stage = run.stage.lock().unwrap_or_else(|p| p.into_inner()).0.clone();

@@ -15,7 +15,7 @@ use super::keys::KeySets;
 use super::{BadPayload, Engines, Progress, WorkError};
 use crate::batch::file::{check_inline, BatchFile, CheckedBatch, Keys, PreparedBatch};
 use crate::batch::{execute_batches, BatchJob, Content, TransactionContext};
-use crate::prove::StoredKeys;
+use crate::prove::{ProofSystem, ProvingSystem, StoredKeys};
 use crate::service::proto::{ExecuteBatchJob, ExecuteBatchResult};
 use crate::store::{BatchRecord, RegisterStore};
 use crate::ExecutionMode;
@@ -120,20 +120,22 @@ impl BatchRunner {
         if all_or_nothing {
             tx = tx.all_or_nothing();
         }
+        let mut system = None;
         match mode {
             _ if no_prove => {}
             ExecutionMode::Standard | ExecutionMode::ProofGeneration => {
                 if !progress.stage("load keys") {
                     return Ok(None);
                 }
-                let system = self.keys.get(ops_per_proof)?;
-                tx = tx.with_proof_system(system);
+                let keys = self.keys.get(ops_per_proof)?;
+                tx = tx.with_proof_system(keys.clone());
+                system = Some(keys);
             }
             ExecutionMode::Verification => tx = tx.with_proof_system(Arc::new(StoredKeys::new(&self.data_dir))),
             ExecutionMode::Simulation | ExecutionMode::Debug => {}
         }
         let content = batch.content();
-        Ok(Some(Prepared { batch, tx, content }))
+        Ok(Some(Prepared { batch, tx, content, system }))
     }
 
     /// Execute, prove and commit prepared batches in order, pipelined as
@@ -166,6 +168,19 @@ pub struct Prepared {
     batch: PreparedBatch,
     tx: TransactionContext,
     content: Vec<Content>,
+    /// The resident key set it proves with, when it proves.
+    system: Option<Arc<ProvingSystem>>,
+}
+
+impl Prepared {
+    /// Prove through `wrap` of the resident key set instead of on it here
+    /// (a cluster's workers prove, this key set checks); no-op when the
+    /// batch does not prove.
+    pub fn prove_with(&mut self, wrap: impl FnOnce(Arc<ProvingSystem>) -> Arc<dyn ProofSystem>) {
+        if let Some(system) = self.system.clone() {
+            self.tx.proof_system = Some(wrap(system));
+        }
+    }
 }
 
 /// The result of a batch that committed before a crash lost its job's

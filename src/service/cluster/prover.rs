@@ -1,0 +1,132 @@
+//! A batch's proofs made by the cluster's workers: each proof's operations
+//! go out as a `ProveOps` sub-job (named by the batch's request id, the
+//! proof's place and its operations' digest, so a batch run again after a
+//! crash finds the proofs already made), the committer waits for all of
+//! them, and the record it returns is checked against the cluster's key
+//! set before anything commits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+
+use super::{NewJob, Queue};
+use crate::prove::ops_document::OpsDocument;
+use crate::prove::pipeline::{encode_record, key_id};
+use crate::prove::snarkjs::{proof_from_json, public_from_json};
+use crate::prove::system::BatchProof;
+use crate::prove::{OpWitness, ProofSystem, ProveError, ProveStages, ProvingSystem};
+use crate::resource::Operation;
+use crate::service::proto::job_payload::Kind as PayloadKind;
+use crate::service::proto::{job_result, JobKind, JobPayload, JobState, ProveOpsJob};
+use crate::store::ProofRecord;
+
+pub struct ClusterProver {
+    /// The cluster's key set, resident here: checks the proofs, and proves
+    /// a batch with no operations (its one proof of empty slots).
+    pub system: Arc<ProvingSystem>,
+    pub queue: Queue,
+    pub runtime: tokio::runtime::Handle,
+    /// The batch job's request id (its proofs' sub-jobs are named after it).
+    pub request_id: String,
+    pub max_attempts: u32,
+}
+
+/// How long the committer waits between looks at its sub-jobs (their
+/// notifications wake it sooner).
+const LOOK: Duration = Duration::from_secs(2);
+
+impl ClusterProver {
+    async fn prove_remotely(&self, witnesses: &[OpWitness]) -> Result<Vec<BatchProof>, ProveError> {
+        let k = self.system.ops_per_proof();
+        let lost = |e: super::ClusterError| ProveError::Synthesis(format!("the cluster's queue: {e}"));
+        let mut waiter = self.queue.notices().subscribe();
+        let mut ids = Vec::new();
+        let chunks: Vec<&[OpWitness]> = witnesses.chunks(k).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let document = serde_json::to_vec(&OpsDocument::of(chunk))
+                .map_err(|e| ProveError::Synthesis(format!("writing proof {i}'s operations: {e}")))?;
+            let payload = JobPayload {
+                kind: Some(PayloadKind::ProveOps(ProveOpsJob { witnesses_json: document, ops_per_proof: k as u32 })),
+            }
+            .encode_to_vec();
+            let digest = blake3::hash(&payload).to_hex();
+            let request_id = format!("{}#proof-{i}-of-{}-{}", self.request_id, chunks.len(), &digest[..16]);
+            let job = NewJob {
+                request_id: &request_id,
+                kind: JobKind::ProveOps,
+                // A batch waits on these: they go before independent proof jobs.
+                priority: 1,
+                deadline_unix_ms: 0,
+                max_attempts: self.max_attempts,
+                key_set: &super::worker::ops_key_set(k),
+                domain: "",
+                payload: &payload,
+            };
+            ids.push(self.queue.submit(&job).await.map_err(lost)?.id());
+        }
+        let mut proofs = Vec::with_capacity(ids.len());
+        for (i, id) in ids.into_iter().enumerate() {
+            let job = loop {
+                let job = self.queue.get(id).await.map_err(lost)?;
+                match job {
+                    Some(job) if matches!(job.state(), JobState::Queued | JobState::Running) => {}
+                    Some(job) => break job,
+                    None => return Err(ProveError::Synthesis(format!("proof job {id} is gone from the queue"))),
+                }
+                waiter.next(LOOK).await;
+            };
+            if job.state() != JobState::Succeeded {
+                let error = job.error.map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default();
+                return Err(ProveError::Synthesis(format!("proof {i} (job {id}) did not succeed: {error}")));
+            }
+            let Some(job_result::Kind::ProveOps(result)) = job.result.and_then(|r| r.kind) else {
+                return Err(ProveError::Synthesis(format!("proof job {id} returned no proofs")));
+            };
+            proofs.push(parse_proof(id, &result.proofs_json)?);
+        }
+        Ok(proofs)
+    }
+}
+
+/// The one proof of a sub-job's proofs document.
+fn parse_proof(id: u64, json: &str) -> Result<BatchProof, ProveError> {
+    let bad = |reason: String| ProveError::Rejected(format!("proof job {id}'s document: {reason}"));
+    let document: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    let [entry] = document["proofs"].as_array().map(Vec::as_slice).unwrap_or_default() else {
+        return Err(bad("expected exactly one proof".into()));
+    };
+    Ok(BatchProof {
+        proof: proof_from_json(&entry["proof"]).map_err(|e| bad(e.to_string()))?,
+        public_inputs: public_from_json(&entry["public"]).map_err(|e| bad(e.to_string()))?,
+        ops: entry["ops"].as_u64().ok_or_else(|| bad("no ops count".into()))? as usize,
+    })
+}
+
+impl ProofSystem for ClusterProver {
+    fn name(&self) -> String {
+        self.system.name()
+    }
+
+    fn prove(&self, witnesses: &[OpWitness]) -> Result<ProofRecord, ProveError> {
+        if witnesses.is_empty() {
+            return ProofSystem::prove(&*self.system, witnesses);
+        }
+        let proofs = self.runtime.block_on(self.prove_remotely(witnesses))?;
+        Ok(encode_record(&proofs, &key_id(self.system.verifying_key())))
+    }
+
+    fn prove_timed(&self, witnesses: &[OpWitness]) -> Result<(ProofRecord, Option<ProveStages>), ProveError> {
+        let record = self.prove(witnesses)?;
+        let proofs = witnesses.len().div_ceil(self.system.ops_per_proof()).max(1) as u64;
+        Ok((record, Some(ProveStages { proofs, ..ProveStages::default() })))
+    }
+
+    fn verify(&self, record: &ProofRecord) -> Result<(), ProveError> {
+        ProofSystem::verify(&*self.system, record)
+    }
+
+    fn admits(&self, op: &Operation) -> Result<(), ProveError> {
+        self.system.admits(op)
+    }
+}
