@@ -623,3 +623,52 @@ async fn batches_commit_in_order_on_their_domains_store_with_proofs_from_the_wor
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// `cvm serve --queue` on `dir` as a process (1 runner, a 2 s lease), with `env` set.
+fn cluster_serve_process(dir: &std::path::Path, url: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let mut command = crate::cli::cvm(dir);
+    command.args(["serve", "--runners", "1", "--lease", "2", "--queue", url]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(dir.join("cvm.sock")).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn a_committer_killed_after_its_commit_is_taken_over_and_the_batch_commits_once() {
+    let Some(url) = database("takeover") else { return };
+    let files = tempfile::tempdir().unwrap();
+    let batch = crate::batches::create_batches(files.path(), 1).pop().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The server dies (as a SIGKILL leaves it) right after the batch commits, before its job ends.
+    let mut dying = cluster_serve_process(dir.path(), &url, &[("CVM_TEST_CRASH_AT", "batch-committed")]);
+    let (code, out, err) =
+        crate::cli::run(crate::cli::cvm(dir.path()).args(["--json", "submit", "--no-prove"]).arg(&batch));
+    assert_eq!(code, 0, "{err}");
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["job_id"].as_u64().unwrap();
+    let status = dying.wait().unwrap();
+    assert!(!status.success(), "the crash point aborts the server");
+    let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
+
+    // Back on the same store: the lease expires, the job is put back, and its
+    // second attempt finds the commit instead of committing again.
+    let server = cluster_serve_process(dir.path(), &url, &[]);
+    let (code, out, err) =
+        crate::cli::run(crate::cli::cvm(dir.path()).args(["--json", "jobs", "await", &id.to_string()]));
+    assert_eq!(code, 0, "{err}");
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    assert_eq!(job["result"]["value"]["batch"]["recovered_from_batch_record"], true, "{job}");
+    crate::cli::stop(server);
+    let (code, out, err) = crate::cli::run(crate::cli::cvm(dir.path()).args(["--json", "state", "history"]));
+    assert_eq!(code, 0, "{err}");
+    let history: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "one batch committed: {history}");
+}

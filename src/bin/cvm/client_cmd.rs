@@ -381,6 +381,9 @@ fn print_job(job: &Job) -> anyhow::Result<()> {
                 None => {}
             }
         }
+        (None, None) if !job.worker.is_empty() => {
+            out!("job {} ({kind}): {} {} on worker {}", job.job_id, state_name(job.state()), job.stage, job.worker)?
+        }
         (None, None) => out!("job {} ({kind}): {} {}", job.job_id, state_name(job.state()), job.stage)?,
     }
     Ok(())
@@ -451,6 +454,7 @@ pub fn job_json(job: &Job) -> Value {
         "stage": job.stage,
         "priority": job.priority,
         "attempts": job.attempts,
+        "worker": job.worker,
         "submitted_unix_ms": job.submitted_unix_ms,
         "started_unix_ms": job.started_unix_ms,
         "finished_unix_ms": job.finished_unix_ms,

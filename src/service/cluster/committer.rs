@@ -140,6 +140,7 @@ impl Committer {
         let max_attempts = self.max_attempts;
         prepared.prove_with(|system| Arc::new(ClusterProver { system, queue, runtime, request_id, max_attempts }));
         let outcome = runner.execute(std::slice::from_ref(&prepared)).pop().expect("one outcome per batch");
+        crate::service::crash::point("batch-committed");
         let (result, proofs) = outcome?;
         let backend = backend_name(engines.hashing.resolved());
         let result = JobResult {

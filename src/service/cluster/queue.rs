@@ -105,7 +105,7 @@ pub struct Reaped {
 }
 
 const JOB_COLUMNS: &str = "id, request_id, kind, state, priority, deadline_ms, submitted_ms, started_ms, \
-                           finished_ms, stage, attempts, result, error_code, error_message";
+                           finished_ms, stage, attempts, result, error_code, error_message, lease_owner";
 
 /// The first pause before reconnecting, and the most.
 const RECONNECT_FIRST: Duration = Duration::from_millis(100);
@@ -673,5 +673,6 @@ fn job_of(row: &Row) -> Result<Job, ClusterError> {
         result,
         error,
         attempts: row.get::<_, i32>("attempts") as u32,
+        worker: row.get::<_, Option<String>>("lease_owner").unwrap_or_default(),
     })
 }
