@@ -133,7 +133,7 @@ pub struct Core {
     pub journal: Journal,
     pub scheduler: Scheduler,
     pub engines: Arc<Engines>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Live jobs' event channels (queued or running).
     events: Mutex<HashMap<u64, watch::Sender<JobEvent>>>,
     /// Running jobs asked to stop at their next stage boundary.
@@ -167,7 +167,7 @@ impl Core {
             journal,
             scheduler,
             engines: Arc::new(engines),
-            metrics: Metrics::new(),
+            metrics: Arc::new(Metrics::new()),
             events: Mutex::new(HashMap::new()),
             cancelled: Mutex::new(HashSet::new()),
             started: Instant::now(),

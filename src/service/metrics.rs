@@ -28,6 +28,7 @@ pub struct Metrics {
     pub proofs: Counter,
     pub gpu_fallbacks: Counter,
     pub end_write_failures: Counter,
+    pub leases_lost: Counter,
 }
 
 impl Default for Metrics {
@@ -52,6 +53,7 @@ impl Metrics {
             proofs: Counter::default(),
             gpu_fallbacks: Counter::default(),
             end_write_failures: Counter::default(),
+            leases_lost: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("jobs_accepted", "Jobs durably accepted, by kind", m.accepted.clone());
@@ -77,6 +79,11 @@ impl Metrics {
             "end_write_failures",
             "Job ends that could not be written to the job store (the job runs again)",
             m.end_write_failures.clone(),
+        );
+        registry.register(
+            "leases_lost",
+            "Cluster jobs whose lease this process lost before their end was written (they run again)",
+            m.leases_lost.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::core::{kind_name, Core, SERVED_KINDS};
 use super::error::ServeError;
 
+/// Serve `render()`'s text on `/metrics` until `stop`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    core: Arc<Core>,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     tokio::pin!(stop);
@@ -25,7 +25,7 @@ pub async fn serve(
             },
             _ = &mut stop => return Ok(()),
         };
-        let core = core.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             // A request line and headers fit in 8 KiB; a scraper sends no body.
             let mut buf = vec![0u8; 8192];
@@ -39,11 +39,7 @@ pub async fn serve(
             let request = String::from_utf8_lossy(&buf[..read]);
             let path = request.split_whitespace().nth(1).unwrap_or("");
             let response = if request.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-                for kind in SERVED_KINDS {
-                    let load = core.scheduler.load(kind);
-                    core.metrics.load(kind_name(kind), load.queued, load.running);
-                }
-                let body = core.metrics.render();
+                let body = render();
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()

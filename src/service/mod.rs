@@ -21,7 +21,7 @@ mod error;
 mod hot;
 pub mod journal;
 pub mod metrics;
-mod metrics_http;
+pub mod metrics_http;
 pub mod proto;
 pub mod scheduler;
 pub mod server;

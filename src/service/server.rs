@@ -218,7 +218,15 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     if let Some(addr) = options.metrics {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("metrics on {addr}")))?;
         metrics_addr = Some(listener.local_addr().map_err(io("reading the metrics address"))?);
-        tasks.push(tokio::spawn(super::metrics_http::serve(listener, core.clone(), signal(stopped.clone()))));
+        let scraped = core.clone();
+        let render = Arc::new(move || {
+            for kind in super::core::SERVED_KINDS {
+                let load = scraped.scheduler.load(kind);
+                scraped.metrics.load(super::core::kind_name(kind), load.queued, load.running);
+            }
+            scraped.metrics.render()
+        });
+        tasks.push(tokio::spawn(super::metrics_http::serve(listener, render, signal(stopped.clone()))));
     }
 
     // Forget ended jobs past their TTL now and then.
@@ -407,8 +415,9 @@ mod cluster {
         if options.runners == 0 {
             worker_options.kinds.clear();
         }
-        let worker =
-            Worker::with_engines(queue.clone(), core.engines.clone(), &worker_options).await.map_err(cluster_error)?;
+        let worker = Worker::with_engines(queue.clone(), core.engines.clone(), core.metrics.clone(), &worker_options)
+            .await
+            .map_err(cluster_error)?;
         let (runner, runners, running) = (worker.clone(), options.runners, stopped.clone());
         tasks.push(tokio::spawn(async move {
             runner.run(runners, running).await;

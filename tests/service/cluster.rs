@@ -428,8 +428,10 @@ fn cvm_worker_runs_a_front_only_servers_jobs_and_stops_cleanly() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let worker_dir = tempfile::tempdir().unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let worker = cvm(worker_dir.path())
         .args(["worker", "--queue", &url, "--kinds", "hash,merkle-root", "--id", "cli-worker"])
+        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -449,6 +451,17 @@ fn cvm_worker_runs_a_front_only_servers_jobs_and_stops_cleanly() {
     assert_eq!(worker_row["kinds"], serde_json::json!(["hash", "merkle-root"]));
     assert!(workers.iter().any(|w| w["kinds"] == serde_json::json!(["execute-batch"])), "{status}");
 
+    // The worker's own metrics: its jobs by kind and outcome, its stages' times.
+    let page = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut page = String::new();
+        stream.read_to_string(&mut page).unwrap();
+        page
+    };
+    assert!(page.contains("cvm_jobs_finished_total{kind=\"hash\",outcome=\"succeeded\"} 1"), "{page}");
+    assert!(page.contains("cvm_stage_seconds_count{stage=\"hash\"} 1"), "{page}");
     unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
     let out = worker.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

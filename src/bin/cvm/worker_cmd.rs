@@ -28,6 +28,9 @@ pub struct WorkerArgs {
     /// This worker's name in the cluster (default: host, process id and a random tag).
     #[arg(long)]
     pub id: Option<String>,
+    /// Serve Prometheus text metrics on http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<i32> {
@@ -54,6 +57,24 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<i32> {
             note!("worker {} taking jobs from the cluster's queue", worker.id);
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        if let Some(address) = args.metrics {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("serving metrics on {address}"))?;
+            if !quiet {
+                note!("metrics on http://{}/metrics", listener.local_addr().context("reading the metrics address")?);
+            }
+            let metrics = worker.metrics.clone();
+            let mut stop_metrics = stopped.clone();
+            let until_stopped = async move {
+                let _ = stop_metrics.wait_for(|s| *s).await;
+            };
+            tokio::spawn(causality_vm::service::metrics_http::serve(
+                listener,
+                std::sync::Arc::new(move || metrics.render()),
+                until_stopped,
+            ));
+        }
         let running = {
             let worker = worker.clone();
             let runners = options.runners;

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use super::committer::Committer;
 use super::{ClusterError, Heard, Queue, Renewal, WorkerRow};
 use crate::service::core::{kind_name, now_ms, COMPUTE_KINDS};
+use crate::service::metrics::Metrics;
 use crate::service::proto::{JobError, JobKind, JobPayload, JobResult, JobState};
 use crate::service::work::{self, backend_name, Engines, Progress};
 
@@ -71,6 +72,9 @@ pub struct Worker {
     cache: super::blobs::Cache,
     /// Whether it commits batches too (a server's; reported as a kind).
     commits: AtomicBool,
+    /// Its jobs' outcomes, stage times and lost leases (`cvm worker
+    /// --metrics`; a server's are its own metrics).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -92,13 +96,14 @@ impl Worker {
             .await
             .map_err(|e| ClusterError::Config(format!("opening the engines: {e}")))?
             .map_err(ClusterError::Config)?;
-        Worker::with_engines(queue, Arc::new(engines), options).await
+        Worker::with_engines(queue, Arc::new(engines), Arc::new(Metrics::new()), options).await
     }
 
     /// A worker on engines already open (a server's own runners).
     pub async fn with_engines(
         queue: Queue,
         engines: Arc<Engines>,
+        metrics: Arc<Metrics>,
         options: &WorkerOptions,
     ) -> Result<Arc<Worker>, ClusterError> {
         let id = options.id.clone().unwrap_or_else(default_id);
@@ -111,6 +116,7 @@ impl Worker {
             done: AtomicU64::new(0),
             cache: super::blobs::Cache::new(&options.data_dir),
             commits: AtomicBool::new(options.commits_batches),
+            metrics,
         });
         worker.beat().await?;
         Ok(worker)
@@ -271,7 +277,9 @@ impl Worker {
 
     async fn run_job(self: &Arc<Self>, claimed: super::Claimed, committer: Option<Arc<Committer>>) {
         let job = &claimed.job;
-        let (id, attempt) = (job.job_id, job.attempts);
+        let (id, attempt, kind) = (job.job_id, job.attempts, job.kind());
+        let waited = job.started_unix_ms.saturating_sub(job.submitted_unix_ms);
+        self.metrics.stage_seconds("queue_wait", waited as f64 / 1e3);
         let deadline = job.deadline_unix_ms;
         let outcome = if attempt == 1 && deadline != 0 && deadline <= now_ms() {
             let message = format!("the deadline {deadline} (Unix ms) passed before the job started");
@@ -288,7 +296,7 @@ impl Worker {
             Ok((result, stage)) => (Ok(result), stage),
             Err(error) => (Err(error), String::new()),
         };
-        self.finish(id, attempt, &stage, outcome).await;
+        self.finish(kind, id, attempt, &stage, outcome).await;
     }
 
     /// Run one job's work on the blocking pool while a keeper holds its lease.
@@ -299,7 +307,7 @@ impl Worker {
         committer: Option<Arc<Committer>>,
     ) -> Result<(JobResult, String), JobError> {
         let (id, attempt) = (claimed.job.job_id, claimed.job.attempts);
-        let run = Arc::new(Running::default());
+        let run = Arc::new(Running { metrics: Some(self.metrics.clone()), ..Running::default() });
         let keeper = {
             let worker = self.clone();
             let run = run.clone();
@@ -323,7 +331,11 @@ impl Worker {
         let outcome =
             work.await.unwrap_or_else(|e| Err(work::WorkError::Internal(format!("the job's task failed: {e}"))));
         run.finished.store(true, Ordering::Relaxed);
+        run.close_stage();
         keeper.abort();
+        if let Ok(Some(done)) = &outcome {
+            self.metrics.proofs.inc_by(done.proofs);
+        }
         let stage = run.stage.lock().unwrap_or_else(|p| p.into_inner()).0.clone();
         if run.lost.load(Ordering::Relaxed) {
             return Err(JobError { code: "ABORTED".into(), message: "the lease was lost".into() });
@@ -379,20 +391,28 @@ impl Worker {
     /// Write a job's end, retrying while the database is away and the
     /// lease may still be ours; once it has surely expired, another
     /// attempt owns the job and this result is dropped.
-    async fn finish(&self, id: u64, attempt: u32, stage: &str, outcome: Result<JobResult, JobError>) {
+    async fn finish(&self, kind: JobKind, id: u64, attempt: u32, stage: &str, outcome: Result<JobResult, JobError>) {
         if matches!(&outcome, Err(e) if e.code == "ABORTED" && e.message == "the lease was lost") {
+            self.metrics.leases_lost.inc();
             return;
         }
+        let outcome_name = match &outcome {
+            Ok(_) => "succeeded",
+            Err(e) if e.code == "CANCELLED" => "cancelled",
+            Err(_) => "failed",
+        };
         let give_up = tokio::time::Instant::now() + self.lease;
         let mut pause = Duration::from_millis(100);
         loop {
             match self.queue.complete(id, &self.id, attempt, stage, &outcome).await {
                 Ok(true) => {
                     self.done.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.finished(kind_name(kind), outcome_name);
                     return;
                 }
                 Ok(false) => {
                     tracing::warn!(job = id, "the lease expired before the end was written: the job runs again");
+                    self.metrics.leases_lost.inc();
                     return;
                 }
                 Err(e) if tokio::time::Instant::now() < give_up => {
@@ -402,6 +422,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(job = id, "{e}; giving up: the lease has expired and the job runs again");
+                    self.metrics.leases_lost.inc();
                     return;
                 }
             }
@@ -417,6 +438,20 @@ struct Running {
     cancelled: AtomicBool,
     lost: AtomicBool,
     finished: AtomicBool,
+    /// Where each stage's time goes, and when the current one began.
+    metrics: Option<Arc<Metrics>>,
+    began: Mutex<Option<std::time::Instant>>,
+}
+
+impl Running {
+    /// The current stage's time into the metrics.
+    fn close_stage(&self) {
+        let began = self.began.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some(began), Some(metrics)) = (began, &self.metrics) {
+            let stage = self.stage.lock().unwrap_or_else(|p| p.into_inner()).0.clone();
+            metrics.stage_seconds(&stage, began.elapsed().as_secs_f64());
+        }
+    }
 }
 
 impl Progress for Running {
@@ -424,7 +459,9 @@ impl Progress for Running {
         if self.cancelled.load(Ordering::Relaxed) || self.lost.load(Ordering::Relaxed) {
             return false;
         }
+        self.close_stage();
         *self.stage.lock().unwrap_or_else(|p| p.into_inner()) = (name.to_string(), true);
+        *self.began.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         true
     }
 }
