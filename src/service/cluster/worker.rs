@@ -167,9 +167,16 @@ impl Worker {
         self.done.load(Ordering::Relaxed)
     }
 
-    async fn beat(&self) -> Result<(), ClusterError> {
+    /// The key sets resident here (compliance keys and zkeys), named as
+    /// jobs name theirs.
+    fn key_sets(&self) -> Vec<String> {
         let mut key_sets: Vec<String> = self.engines.keys.resident().into_iter().map(ops_key_set).collect();
         key_sets.extend(self.engines.zkeys.resident().into_iter().map(|id| id.to_string()));
+        key_sets
+    }
+
+    async fn beat(&self) -> Result<(), ClusterError> {
+        let key_sets = self.key_sets();
         let mut kinds = self.kinds.clone();
         if self.commits.load(Ordering::Relaxed) {
             kinds.insert(0, JobKind::ExecuteBatch);
@@ -191,8 +198,7 @@ impl Worker {
         let mut waiter = self.queue.notices().subscribe();
         let mut pause = Duration::from_millis(100);
         while !*stop.borrow() {
-            let held: Vec<String> = self.engines.keys.resident().into_iter().map(ops_key_set).collect();
-            match self.queue.claim(&self.id, &self.kinds, &held, self.lease).await {
+            match self.queue.claim(&self.id, &self.kinds, &self.key_sets(), self.lease).await {
                 Ok(Some(claimed)) => {
                     pause = Duration::from_millis(100);
                     self.run_claimed(claimed, None).await;
