@@ -207,25 +207,9 @@ impl Queue {
         lease: Duration,
     ) -> Result<Option<Claimed>, ClusterError> {
         let kinds: Vec<i16> = kinds.iter().map(|k| *k as i16).collect();
-        let client = self.client().await;
-        let row = client
-            .query_opt(
-                &format!(
-                    "UPDATE cvm_jobs SET state = 2, lease_owner = $1,
-                         lease_expires = now() + $3::bigint * interval '1 millisecond',
-                         attempts = attempts + 1, started_ms = $5, stage = ''
-                     WHERE id = (
-                         SELECT id FROM cvm_jobs
-                         WHERE state = 1 AND kind = ANY($2)
-                         ORDER BY priority DESC, (key_set <> '' AND key_set = ANY($4)) DESC, id
-                         LIMIT 1 FOR UPDATE SKIP LOCKED)
-                     RETURNING {JOB_COLUMNS}, payload, batch_head"
-                ),
-                &[&worker, &kinds, &(lease.as_millis() as i64), &held_key_sets, &(now_ms() as i64)],
-            )
-            .await
-            .map_err(|e| ClusterError::db("claiming a job", e))?;
-        row.map(|row| claimed_of(&row)).transpose()
+        let select = "SELECT id FROM cvm_jobs WHERE state = 1 AND kind = ANY($2)
+                      ORDER BY priority DESC, (key_set <> '' AND key_set = ANY($5)) DESC, id";
+        self.claim_first(worker, lease, select, &kinds, Some(held_key_sets)).await
     }
 
     /// Claim the next batch job of one of `domains` (whose locks the
@@ -241,25 +225,38 @@ impl Queue {
         if domains.is_empty() {
             return Ok(None);
         }
+        let select = "SELECT j.id FROM cvm_jobs j
+                      WHERE j.kind = 1 AND j.state = 1 AND j.domain = ANY($2)
+                        AND NOT EXISTS (SELECT 1 FROM cvm_jobs e WHERE e.kind = 1 AND e.domain = j.domain
+                                            AND e.state IN (1, 2) AND e.id < j.id)
+                      ORDER BY j.id";
+        self.claim_first(worker, lease, select, &domains, None).await
+    }
+
+    /// Claim the first job `select` picks (its `$2` is `among`, its `$5`
+    /// `held`): running under `worker`'s lease, its attempt counted.
+    async fn claim_first<T: tokio_postgres::types::ToSql + Sync>(
+        &self,
+        worker: &str,
+        lease: Duration,
+        select: &str,
+        among: &T,
+        held: Option<&[String]>,
+    ) -> Result<Option<Claimed>, ClusterError> {
+        let sql = format!(
+            "UPDATE cvm_jobs SET state = 2, lease_owner = $1,
+                 lease_expires = now() + $3::bigint * interval '1 millisecond',
+                 attempts = attempts + 1, started_ms = $4, stage = ''
+             WHERE id = ({select} LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING {JOB_COLUMNS}, payload, batch_head"
+        );
+        let (lease, started) = (lease.as_millis() as i64, now_ms() as i64);
         let client = self.client().await;
-        let row = client
-            .query_opt(
-                &format!(
-                    "UPDATE cvm_jobs SET state = 2, lease_owner = $1,
-                         lease_expires = now() + $3::bigint * interval '1 millisecond',
-                         attempts = attempts + 1, started_ms = $4, stage = ''
-                     WHERE id = (
-                         SELECT j.id FROM cvm_jobs j
-                         WHERE j.kind = 1 AND j.state = 1 AND j.domain = ANY($2)
-                           AND NOT EXISTS (SELECT 1 FROM cvm_jobs e WHERE e.kind = 1 AND e.domain = j.domain
-                                               AND e.state IN (1, 2) AND e.id < j.id)
-                         ORDER BY j.id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                     RETURNING {JOB_COLUMNS}, payload, batch_head"
-                ),
-                &[&worker, &domains, &(lease.as_millis() as i64), &(now_ms() as i64)],
-            )
-            .await
-            .map_err(|e| ClusterError::db("claiming a batch job", e))?;
+        let row = match held {
+            Some(held) => client.query_opt(&sql, &[&worker, among, &lease, &started, &held]).await,
+            None => client.query_opt(&sql, &[&worker, among, &lease, &started]).await,
+        }
+        .map_err(|e| ClusterError::db("claiming a job", e))?;
         row.map(|row| claimed_of(&row)).transpose()
     }
 

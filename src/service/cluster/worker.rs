@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::committer::Committer;
-use super::{ClusterError, Heard, Queue, Renewal, WorkerRow};
+use super::{ClusterError, Heard, Notice, Queue, Renewal, WorkerRow};
 use crate::service::core::{kind_name, now_ms, COMPUTE_KINDS};
 use crate::service::metrics::Metrics;
 use crate::service::proto::{JobError, JobKind, JobPayload, JobResult, JobState};
@@ -194,66 +194,45 @@ impl Worker {
         self.queue.heartbeat(&row).await
     }
 
-    async fn runner(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut waiter = self.queue.notices().subscribe();
-        let mut pause = Duration::from_millis(100);
-        while !*stop.borrow() {
-            match self.queue.claim(&self.id, &self.kinds, &self.key_sets(), self.lease).await {
-                Ok(Some(claimed)) => {
-                    pause = Duration::from_millis(100);
-                    self.run_claimed(claimed, None).await;
-                }
-                Ok(None) => {
-                    // Idle: wake on a queued job of our kinds, a possible miss, or the timeout.
-                    let wake = async {
-                        while let Some(heard) = waiter.next(IDLE_LOOK).await {
-                            match heard {
-                                Heard::Notice(n) if n.state == JobState::Queued && self.kinds.contains(&n.kind) => {
-                                    return
-                                }
-                                Heard::Missed => return,
-                                Heard::Notice(_) => {}
-                            }
-                        }
-                    };
-                    tokio::select! {
-                        _ = wake => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("{e}; again in {pause:?}");
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    pause = (pause * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+    async fn runner(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let wakes = |n: &Notice| n.state == JobState::Queued && self.kinds.contains(&n.kind);
+        let claim = || async { self.queue.claim(&self.id, &self.kinds, &self.key_sets(), self.lease).await };
+        self.serve_claims(stop, claim, wakes, None).await
     }
 
     /// Commit the batch jobs of the domains bound to `committer`'s store,
     /// one at a time, until `stop` turns true (a server's batch runner).
-    pub async fn run_batches(self: &Arc<Self>, committer: Arc<Committer>, mut stop: watch::Receiver<bool>) {
+    pub async fn run_batches(self: &Arc<Self>, committer: Arc<Committer>, stop: watch::Receiver<bool>) {
+        // A batch job queued or ended: the next of its domain may be free.
+        let wakes = |n: &Notice| n.kind == JobKind::ExecuteBatch && n.state != JobState::Running;
+        let claim = || committer.claim(&self.queue, &self.id, self.lease);
+        self.serve_claims(stop, claim, wakes, Some(committer.clone())).await
+    }
+
+    /// Claim and run jobs until `stop`: when there is none, wait for a
+    /// notice that `wakes` the loop (or a possible miss, or a while); when
+    /// the database fails, back off.
+    async fn serve_claims<F: std::future::Future<Output = Result<Option<super::Claimed>, ClusterError>>>(
+        self: &Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+        claim: impl Fn() -> F,
+        wakes: impl Fn(&Notice) -> bool,
+        committer: Option<Arc<Committer>>,
+    ) {
         let mut waiter = self.queue.notices().subscribe();
         let mut pause = Duration::from_millis(100);
         while !*stop.borrow() {
-            match committer.claim(&self.queue, &self.id, self.lease).await {
+            match claim().await {
                 Ok(Some(claimed)) => {
                     pause = Duration::from_millis(100);
-                    self.run_claimed(claimed, Some(committer.clone())).await;
+                    self.run_claimed(claimed, committer.clone()).await;
                 }
                 Ok(None) => {
-                    // Wake on a batch job queued or ended (the next of its domain may be free), or look again.
                     let wake = async {
                         while let Some(heard) = waiter.next(IDLE_LOOK).await {
                             match heard {
-                                Heard::Notice(n) if n.kind == JobKind::ExecuteBatch && n.state != JobState::Running => {
-                                    return
-                                }
-                                Heard::Missed => return,
-                                Heard::Notice(_) => {}
+                                Heard::Notice(n) if !wakes(&n) => {}
+                                _ => return,
                             }
                         }
                     };
