@@ -322,3 +322,49 @@ async fn metrics_count_jobs_and_volumes_on_the_metrics_page() {
     assert!(page("/other").await.unwrap().starts_with("HTTP/1.1 404"));
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msm_jobs_leave_placement_to_the_engine_and_never_wait_on_the_servers_device_hold() {
+    if causality_vm::gpu::test_context().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path(), 1);
+    options.backend = causality_vm::Backend::Gpu;
+    options.tcp = None;
+    let server = causality_vm::service::server::start(options).await.expect("a GPU server");
+    let mut client = unix_client(&server).await;
+    let (g1, s1) = random_inputs::<ark_bn254::g1::Config>(31, 8);
+    let expected = compressed(&G1Projective::msm(&g1, &s1).unwrap().into_affine());
+    let payload = JobPayload {
+        kind: Some(job_payload::Kind::Msm(MsmJob {
+            group: Group::G1 as i32,
+            bases: Some(msm_job::Bases::InlineBases(PointList { points: g1.iter().map(compressed).collect() })),
+            scalars: s1.iter().map(scalar_bytes).collect(),
+        })),
+    };
+    // The first compiles the device's pipelines (seconds on lavapipe).
+    let job_result::Kind::Msm(result) = run(&mut client, "msm-gpu-1", payload.clone()).await else {
+        panic!("an MSM result")
+    };
+    assert_eq!(result.point, expected);
+    // A hash stage holds the server's device: the MSM job does not wait for it
+    // (the MSM engine places its MSMs and serializes its own device work).
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (holding, held) = std::sync::mpsc::channel::<()>();
+    let core = server.core.clone();
+    let holder = std::thread::spawn(move || {
+        let _hold = core.engines.device.lock().unwrap();
+        holding.send(()).unwrap();
+        let _ = released.recv();
+    });
+    held.recv().unwrap();
+    let job = tokio::time::timeout(std::time::Duration::from_secs(60), run(&mut client, "msm-gpu-2", payload))
+        .await
+        .expect("the MSM job waited for the server's device hold");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let job_result::Kind::Msm(result) = job else { panic!("an MSM result") };
+    assert_eq!(result.point, expected);
+    server.shutdown().await.unwrap();
+}

@@ -214,7 +214,7 @@ fn batch_domain(payload: &JobPayload) -> String {
 pub fn key_set_name(payload: &JobPayload) -> String {
     match &payload.kind {
         Some(PayloadKind::ProveOps(job)) => {
-            super::worker::ops_key_set(crate::service::work::batch::ops_per_proof(job.ops_per_proof))
+            super::ops_key_set(crate::service::work::batch::ops_per_proof(job.ops_per_proof))
         }
         Some(PayloadKind::Groth16(crate::service::proto::Groth16Job {
             key: Some(groth16_job::Key::ZkeyId(id)),

@@ -59,7 +59,7 @@ impl ClusterProver {
                 priority: 1,
                 deadline_unix_ms: 0,
                 max_attempts: self.max_attempts,
-                key_set: &super::worker::ops_key_set(k),
+                key_set: &super::ops_key_set(k),
                 domain: "",
                 payload: &payload,
             };

@@ -629,6 +629,12 @@ impl Queue {
     }
 }
 
+/// The key-set name of the compliance keys for `ops` ops per proof (as
+/// jobs name theirs and workers report the ones they hold).
+pub fn ops_key_set(ops: usize) -> String {
+    format!("ops:{ops}")
+}
+
 fn claimed_of(row: &Row) -> Result<Claimed, ClusterError> {
     Ok(Claimed { job: job_of(row)?, payload: row.get("payload"), batch_head: row.get::<_, i64>("batch_head") as u64 })
 }

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::committer::Committer;
-use super::{ClusterError, Heard, Notice, Queue, Renewal, WorkerRow};
+use super::{ops_key_set, ClusterError, Heard, Notice, Queue, Renewal, WorkerRow};
 use crate::service::core::{kind_name, now_ms, COMPUTE_KINDS};
 use crate::service::metrics::Metrics;
 use crate::service::proto::{JobError, JobKind, JobPayload, JobResult, JobState};
@@ -449,12 +449,6 @@ impl Progress for Running {
         *self.began.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         true
     }
-}
-
-/// The key-set name of the compliance keys for `ops` ops per proof (as
-/// [`crate::service::cluster::Queue::claim`] compares them).
-pub fn ops_key_set(ops: usize) -> String {
-    format!("ops:{ops}")
 }
 
 fn state_name(state: JobState) -> &'static str {

@@ -66,8 +66,10 @@ pub struct Engines {
     pub zkeys: groth16::Zkeys,
     /// Proving key sets kept between jobs.
     pub keys: std::sync::Arc<keys::KeySets>,
-    /// One job at a time uses the GPU (its stages are large already); CPU
-    /// work of other jobs runs beside it.
+    /// One hash or Groth16 stage at a time uses the GPU (its stages are
+    /// large already); CPU work of other jobs runs beside it. MSM jobs do
+    /// not take it: the MSM engine places each MSM itself, counting its
+    /// device's queue (`msm::share`).
     pub device: std::sync::Mutex<()>,
 }
 

@@ -231,20 +231,21 @@ pub(super) fn parse<'a>(job: &'a MsmJob, sets: &BaseSets) -> Result<Work<'a>, Ba
     Ok(Work { group, bases, scalars })
 }
 
+/// An MSM job. It takes no hold of the server's device: the engine places
+/// each MSM where it should finish first (under `auto`, counting the
+/// device's queue; a busy device sends it to the CPU) and serializes its own
+/// device work per group.
 pub(super) fn run(work: Work<'_>, engines: &Engines) -> Result<(MsmResult, ResolvedBackend), WorkError> {
     let failed = |e: crate::msm::MsmError| WorkError::Bad(BadPayload::new("msm", e.to_string()));
-    let backend = engines.msm.backend();
     let (point, placement) = match work.bases {
         WorkBases::Inline(points) => match work.group {
             Group::G1 => {
                 let bases = decode_points::<G1Affine>(points, "msm.inline_bases.points")?;
-                let _device = engines.device_stage(backend);
                 let (sum, placement) = engines.msm.msm_g1_placed(&bases, &work.scalars).map_err(failed)?;
                 (compress(&sum.into_affine()), placement)
             }
             _ => {
                 let bases = decode_points::<G2Affine>(points, "msm.inline_bases.points")?;
-                let _device = engines.device_stage(backend);
                 let (sum, placement) = engines.msm.msm_g2_placed(&bases, &work.scalars).map_err(failed)?;
                 (compress(&sum.into_affine()), placement)
             }
@@ -254,13 +255,11 @@ pub(super) fn run(work: Work<'_>, engines: &Engines) -> Result<(MsmResult, Resol
             match (&*set, work.group) {
                 (Resident::G1(set), Group::G1) => {
                     check_count(set.len(), work.scalars.len())?;
-                    let _device = engines.device_stage(backend);
                     let (sum, placement) = engines.msm.msm_g1_resident_placed(set, &work.scalars).map_err(failed)?;
                     (compress(&sum.into_affine()), placement)
                 }
                 (Resident::G2(set), Group::G2) => {
                     check_count(set.len(), work.scalars.len())?;
-                    let _device = engines.device_stage(backend);
                     let (sum, placement) = engines.msm.msm_g2_resident_placed(set, &work.scalars).map_err(failed)?;
                     (compress(&sum.into_affine()), placement)
                 }
