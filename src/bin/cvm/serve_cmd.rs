@@ -45,7 +45,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_auth: bool,
     /// Keep jobs in this PostgreSQL database instead of the data dir's job
-    /// store, shared with other servers and `cvm worker`s (docs/CLUSTER.md).
+    /// store, shared with other servers and `cvm worker`s (docs/SCALE_OUT.md).
     #[arg(long, value_name = "postgres://…", env = "CVM_QUEUE")]
     pub queue: Option<String>,
     /// With --queue: how long a claimed job's lease lasts without renewal, in seconds.

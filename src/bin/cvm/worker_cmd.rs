@@ -1,5 +1,5 @@
 //! `cvm worker`: claim and run a cluster's compute jobs from PostgreSQL
-//! until SIGTERM or SIGINT (docs/CLUSTER.md).
+//! until SIGTERM or SIGINT (docs/SCALE_OUT.md).
 
 use std::time::Duration;
 

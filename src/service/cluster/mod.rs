@@ -1,4 +1,4 @@
-//! Many machines, one queue: jobs kept in PostgreSQL (docs/CLUSTER.md).
+//! Many machines, one queue: jobs kept in PostgreSQL (docs/SCALE_OUT.md).
 //!
 //! [`Queue`] is the job store: jobs accepted idempotently, claimed by
 //! workers with `FOR UPDATE SKIP LOCKED` under a lease renewed by

@@ -17,8 +17,8 @@ use super::{ClusterError, Notices};
 use crate::service::core::now_ms;
 use crate::service::proto::{Job, JobError, JobKind, JobResult, JobState};
 
-/// A connection to the cluster's database, re-opened with backoff when it
-/// drops; cheap to clone.
+/// A connection to the cluster's database, re-opened on the next call
+/// after it drops (the loops that call again back off); cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
     url: Arc<str>,
@@ -107,10 +107,6 @@ pub struct Reaped {
 const JOB_COLUMNS: &str = "id, request_id, kind, state, priority, deadline_ms, submitted_ms, started_ms, \
                            finished_ms, stage, attempts, result, error_code, error_message, lease_owner";
 
-/// The first pause before reconnecting, and the most.
-const RECONNECT_FIRST: Duration = Duration::from_millis(100);
-const RECONNECT_MOST: Duration = Duration::from_secs(10);
-
 impl Queue {
     /// Connect (creating or migrating the schema) and start listening for
     /// the cluster's notifications.
@@ -129,29 +125,20 @@ impl Queue {
         &self.notices
     }
 
-    /// The live client, reconnecting (with backoff, for as long as it
-    /// takes) when the last one closed.
-    async fn client(&self) -> Arc<Client> {
+    /// The live client, reconnected when the last one closed. One try:
+    /// while the database is away each call fails at once (`UNAVAILABLE`
+    /// to a gRPC caller), and the loops that call again back off.
+    async fn client(&self) -> Result<Arc<Client>, ClusterError> {
         let current = self.client.read().await.clone();
         if !current.is_closed() {
-            return current;
+            return Ok(current);
         }
         let mut slot = self.client.write().await;
-        let mut pause = RECONNECT_FIRST;
-        while slot.is_closed() {
-            match open(&self.url).await {
-                Ok(client) => {
-                    tracing::info!("reconnected to the cluster's database");
-                    *slot = Arc::new(client);
-                }
-                Err(e) => {
-                    tracing::warn!("the cluster's database: {e}; retrying in {pause:?}");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RECONNECT_MOST);
-                }
-            }
+        if slot.is_closed() {
+            *slot = Arc::new(open(&self.url).await?);
+            tracing::info!("reconnected to the cluster's database");
         }
-        slot.clone()
+        Ok(slot.clone())
     }
 
     /// Accept a job durably (the insert is committed when this returns).
@@ -159,7 +146,7 @@ impl Queue {
     /// another payload it is [`ClusterError::Conflict`].
     pub async fn submit(&self, job: &NewJob<'_>) -> Result<Submitted, ClusterError> {
         let digest = blake3::hash(job.payload).as_bytes().to_vec();
-        let client = self.client().await;
+        let client = self.client().await?;
         let inserted = client
             .query_opt(
                 "INSERT INTO cvm_jobs (request_id, kind, state, priority, deadline_ms, submitted_ms, max_attempts, \
@@ -251,7 +238,7 @@ impl Queue {
              RETURNING {JOB_COLUMNS}, payload, batch_head"
         );
         let (lease, started) = (lease.as_millis() as i64, now_ms() as i64);
-        let client = self.client().await;
+        let client = self.client().await?;
         let row = match held {
             Some(held) => client.query_opt(&sql, &[&worker, among, &lease, &started, &held]).await,
             None => client.query_opt(&sql, &[&worker, among, &lease, &started]).await,
@@ -262,7 +249,7 @@ impl Queue {
 
     /// The domains with queued batch jobs, but for `held`.
     pub async fn batch_domains(&self, held: &[String]) -> Result<Vec<String>, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let rows = client
             .query("SELECT DISTINCT domain FROM cvm_jobs WHERE kind = 1 AND state = 1 AND domain <> ALL($1)", &[&held])
             .await
@@ -273,7 +260,7 @@ impl Queue {
     /// Bind `domain` to the register store `store_id` unless it is bound
     /// already; returns the store it is bound to.
     pub async fn bind_domain(&self, domain: &str, store_id: &str) -> Result<String, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let row = client
             .query_one(
                 "WITH bound AS (INSERT INTO cvm_domains (domain, store_id) VALUES ($1, $2)
@@ -289,7 +276,7 @@ impl Queue {
     /// Record the store's head as a claimed batch job starts (where a
     /// later attempt looks for its commit); false when the lease is lost.
     pub async fn set_batch_head(&self, id: u64, worker: &str, attempt: u32, head: u64) -> Result<bool, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let written = client
             .execute(
                 "UPDATE cvm_jobs SET batch_head = $4 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 2",
@@ -310,7 +297,7 @@ impl Queue {
         lease: Duration,
         stage: Option<&str>,
     ) -> Result<Renewal, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let (id, attempt, lease) = (id as i64, attempt as i32, lease.as_millis() as i64);
         // The stage is set only when it changed: setting it tells the cluster.
         let row =
@@ -360,7 +347,7 @@ impl Queue {
                 (state, None, Some(error.code.as_str()), Some(error.message.as_str()))
             }
         };
-        let client = self.client().await;
+        let client = self.client().await?;
         // The worker's count of jobs done rises in the same statement.
         let written = client
             .query_one(
@@ -392,7 +379,7 @@ impl Queue {
     /// lost the database): queued again with its attempt counted, or, past
     /// its most attempts, failed with the last error.
     pub async fn reap(&self) -> Result<Vec<Reaped>, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let rows = client
             .query(
                 "UPDATE cvm_jobs SET
@@ -422,7 +409,7 @@ impl Queue {
     /// and its worker (told through the notification) stops it at its next
     /// stage boundary. Returns the job as it is after.
     pub async fn cancel(&self, id: u64) -> Result<Job, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let ended = client
             .query_opt(
                 &format!(
@@ -446,7 +433,7 @@ impl Queue {
 
     /// The job a request id names, with its payload's digest.
     pub async fn find_request(&self, request_id: &str) -> Result<Option<(u64, [u8; 32])>, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let row = client
             .query_opt("SELECT id, payload_digest FROM cvm_jobs WHERE request_id = $1", &[&request_id])
             .await
@@ -463,7 +450,7 @@ impl Queue {
     }
 
     pub async fn get(&self, id: u64) -> Result<Option<Job>, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let row = client
             .query_opt(&format!("SELECT {JOB_COLUMNS} FROM cvm_jobs WHERE id = $1"), &[&(id as i64)])
             .await
@@ -476,7 +463,7 @@ impl Queue {
     pub async fn list(&self, states: &[JobState], kinds: &[JobKind], limit: usize) -> Result<Vec<Job>, ClusterError> {
         let states: Vec<i16> = states.iter().map(|s| *s as i16).collect();
         let kinds: Vec<i16> = kinds.iter().map(|k| *k as i16).collect();
-        let client = self.client().await;
+        let client = self.client().await?;
         let rows = client
             .query(
                 &format!(
@@ -494,7 +481,7 @@ impl Queue {
 
     /// Queued and running jobs of `kind` across the cluster.
     pub async fn count(&self, kind: JobKind) -> Result<KindCount, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let row = client
             .query_one(
                 "SELECT count(*) FILTER (WHERE state = 1), count(*) FILTER (WHERE state = 2)
@@ -508,7 +495,7 @@ impl Queue {
 
     /// Jobs of `kind` queued ahead of job `id` (0 once it is not queued).
     pub async fn position(&self, id: u64) -> Result<u64, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let row = client
             .query_one(
                 "SELECT count(o.id) FROM cvm_jobs j JOIN cvm_jobs o
@@ -524,7 +511,7 @@ impl Queue {
 
     /// Forget ended jobs that finished before `horizon_ms`.
     pub async fn expire(&self, horizon_ms: u64) -> Result<u64, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         client
             .execute("DELETE FROM cvm_jobs WHERE state >= 3 AND finished_ms < $1", &[&(horizon_ms as i64)])
             .await
@@ -535,7 +522,7 @@ impl Queue {
     /// done are counted as they end, [`Queue::complete`]).
     pub async fn heartbeat(&self, worker: &WorkerRow) -> Result<(), ClusterError> {
         let kinds: Vec<i16> = worker.kinds.iter().map(|k| *k as i16).collect();
-        let client = self.client().await;
+        let client = self.client().await?;
         client
             .execute(
                 "INSERT INTO cvm_workers (id, host, kinds, backend, adapter, started_ms, key_sets)
@@ -559,7 +546,7 @@ impl Queue {
     /// Store a blob under `name` unless one is there; true when this one
     /// was stored (the first writer's stays).
     pub async fn put_blob(&self, name: &str, data: &[u8]) -> Result<bool, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let stored = client
             .execute(
                 "INSERT INTO cvm_blobs (name, data) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
@@ -571,7 +558,7 @@ impl Queue {
     }
 
     pub async fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let row = client
             .query_opt("SELECT data FROM cvm_blobs WHERE name = $1", &[&name])
             .await
@@ -581,7 +568,7 @@ impl Queue {
 
     /// A stopping worker leaves the list.
     pub async fn leave(&self, worker: &str) -> Result<(), ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         client
             .execute("DELETE FROM cvm_workers WHERE id = $1", &[&worker])
             .await
@@ -591,7 +578,7 @@ impl Queue {
 
     /// The workers that beat within `alive` (the others are forgotten).
     pub async fn workers(&self, alive: Duration) -> Result<Vec<WorkerRow>, ClusterError> {
-        let client = self.client().await;
+        let client = self.client().await?;
         let alive = alive.as_millis() as i64;
         client
             .execute(
