@@ -685,3 +685,197 @@ fn a_committer_killed_after_its_commit_is_taken_over_and_the_batch_commits_once(
     let history: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(history.as_array().map(Vec::len), Some(1), "one batch committed: {history}");
 }
+
+/// A `cvm worker` process on `dir` (1 runner, a 2 s lease).
+fn worker_process(dir: &std::path::Path, url: &str, id: &str) -> std::process::Child {
+    crate::cli::cvm(dir)
+        .args(["worker", "--queue", url, "--lease", "2", "--id", id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn kill(child: &mut std::process::Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// `n` batch files of `domain` in `dir` (the example's creates, fresh nonces).
+fn domain_batches(dir: &std::path::Path, domain: &str, n: usize) -> Vec<std::path::PathBuf> {
+    let sub = dir.join(domain);
+    std::fs::create_dir_all(&sub).unwrap();
+    crate::batches::create_batches(&sub, n)
+        .into_iter()
+        .map(|path| {
+            // The batch's domain and its resources' (the example's is example.bank).
+            let text = std::fs::read_to_string(&path).unwrap().replace("\"example.bank\"", &format!("{domain:?}"));
+            let mut batch: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for op in batch["ops"].as_array_mut().unwrap() {
+                let nonce = op["resource"]["nonce"].as_str().unwrap().to_string();
+                op["resource"]["nonce"] =
+                    blake3::hash(format!("{domain}/{nonce}").as_bytes()).to_hex().to_string().into();
+            }
+            std::fs::write(&path, serde_json::to_vec_pretty(&batch).unwrap()).unwrap();
+            path
+        })
+        .collect()
+}
+
+#[test]
+fn two_servers_and_three_workers_killed_and_restarted_run_every_job_once() {
+    use causality_vm::service::client::{Client, ClientOptions, Endpoint};
+    let Some(url) = database("chaos") else { return };
+    let files = tempfile::tempdir().unwrap();
+    let domains = [
+        ("bank-a", domain_batches(files.path(), "bank-a", 4), 2u32),
+        ("bank-b", domain_batches(files.path(), "bank-b", 4), 0),
+    ];
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let serve = |n: usize| {
+        let mut command = crate::cli::cvm(dirs[n].path());
+        command.args(["serve", "--runners", if n == 0 { "1" } else { "0" }, "--lease", "2", "--queue", &url]);
+        let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(dirs[n].path().join("cvm.sock")).is_err() {
+            assert!(std::time::Instant::now() < deadline, "server {n} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let mut servers = vec![serve(0), serve(1)];
+    let mut workers: Vec<_> = (0..3).map(|w| worker_process(dirs[2 + w].path(), &url, &format!("w{w}"))).collect();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let socket = |n: usize| Endpoint::Unix(dirs[n].path().join("cvm.sock"));
+    // A few hundred jobs of every kind, through both servers.
+    let mut expected = Vec::new();
+    runtime.block_on(async {
+        let mut clients = [
+            Client::connect(&socket(0), &ClientOptions::default()).await.unwrap(),
+            Client::connect(&socket(1), &ClientOptions::default()).await.unwrap(),
+        ];
+        for n in 0..200u32 {
+            let client = &mut clients[n as usize % 2];
+            let (payload, check): (_, Box<dyn Fn(&job_result::Kind)>) = match n % 10 {
+                0 => {
+                    let leaves: Vec<[u8; 32]> = (0..=n).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
+                    let root = HashPool::new().merkle_root(&leaves).unwrap().to_vec();
+                    (
+                        merkle_payload(&leaves),
+                        Box::new(move |r| assert!(matches!(r, job_result::Kind::MerkleRoot(m) if m.root == root))),
+                    )
+                }
+                5 if n < 30 => {
+                    let witnesses =
+                        vec![crate::prove_support::create(n as u8), crate::prove_support::transfer(n as u8 + 100)];
+                    let doc = crate::prove_ops::document(&witnesses);
+                    (
+                        crate::prove_ops::payload(&doc, 2),
+                        Box::new(|r| {
+                            let job_result::Kind::ProveOps(p) = r else { panic!("proofs") };
+                            crate::prove_ops::verify_document(&serde_json::from_str(&p.proofs_json).unwrap());
+                        }),
+                    )
+                }
+                _ => {
+                    let message = format!("chaos {n}").into_bytes();
+                    let digest = blake3::hash(&message).as_bytes().to_vec();
+                    (
+                        hash_payload(&[&message]),
+                        Box::new(move |r| {
+                            assert!(matches!(r, job_result::Kind::Hash(h) if h.digests == vec![digest.clone()]))
+                        }),
+                    )
+                }
+            };
+            let id = client.submit(&format!("job-{n}"), payload, 0, None).await.unwrap().job_id;
+            expected.push((id, check));
+        }
+        for (d, (domain, batches, ops)) in domains.iter().enumerate() {
+            for (i, batch) in batches.iter().enumerate() {
+                let mut payload = batch_payload(batch, ops.max(&2).to_owned());
+                if let Some(causality_vm::service::proto::job_payload::Kind::ExecuteBatch(job)) = &mut payload.kind {
+                    job.no_prove = *ops == 0;
+                }
+                let id = clients[(d + i) % 2].submit(&format!("{domain}-{i}"), payload, 0, None).await.unwrap().job_id;
+                expected.push((
+                    id,
+                    Box::new(|r| {
+                        let job_result::Kind::ExecuteBatch(b) = r else { panic!("a batch result") };
+                        let result: serde_json::Value = serde_json::from_str(&b.result_json).unwrap();
+                        assert_eq!(result["success_count"], 2, "{result}");
+                    }),
+                ));
+            }
+        }
+    });
+    // Kills at several points while the load runs, then restarts.
+    std::thread::sleep(Duration::from_millis(300));
+    kill(&mut workers[0]);
+    std::thread::sleep(Duration::from_millis(500));
+    kill(&mut servers[1]);
+    let _ = std::fs::remove_file(dirs[1].path().join("cvm.sock"));
+    std::thread::sleep(Duration::from_millis(500));
+    kill(&mut workers[1]);
+    workers[0] = worker_process(dirs[2].path(), &url, "w0-again");
+    servers[1] = serve(1);
+    workers[1] = worker_process(dirs[3].path(), &url, "w1-again");
+
+    // Every job ends, succeeded, with the single-process result.
+    let jobs: Vec<Job> = runtime.block_on(async {
+        let mut client = Client::connect(&socket(0), &ClientOptions::default()).await.unwrap();
+        let mut jobs = Vec::new();
+        for (id, check) in &expected {
+            let job =
+                tokio::time::timeout(Duration::from_secs(300), client.wait(*id)).await.expect("the job ended").unwrap();
+            assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+            check(job.result.as_ref().and_then(|r| r.kind.as_ref()).expect("a result"));
+            jobs.push(job);
+        }
+        jobs
+    });
+    assert_eq!(jobs.len(), 208);
+    let retried: Vec<_> = jobs.iter().filter(|j| j.attempts > 1).map(|j| (&j.request_id, j.attempts)).collect();
+    eprintln!("retried after the kills: {retried:?}");
+    for child in servers.iter_mut().chain(workers.iter_mut()) {
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
+    }
+    // Each store committed each batch once, each domain in submission order,
+    // and its state equals a reference run of the same batches in its order.
+    let mut committed = 0;
+    for n in 0..2 {
+        let (code, out, err) =
+            crate::cli::run(crate::cli::cvm(dirs[n].path()).args(["--json", "state", "history", "--limit", "100"]));
+        assert_eq!(code, 0, "{err}");
+        let mut history: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        history.reverse();
+        let ids: Vec<&str> = history.iter().map(|b| b["request_id"].as_str().unwrap()).collect();
+        let unique: std::collections::HashSet<&str> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "a batch committed twice: {ids:?}");
+        for (domain, _, _) in &domains {
+            let order: Vec<&str> = ids.iter().copied().filter(|id| id.starts_with(domain)).collect();
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(order, sorted, "{domain}'s batches in submission order");
+        }
+        let reference = tempfile::tempdir().unwrap();
+        for id in &ids {
+            let (domain, i) = id.rsplit_once('-').unwrap();
+            let batch = &domains.iter().find(|(d, _, _)| d == &domain).unwrap().1[i.parse::<usize>().unwrap()];
+            let (code, _, err) =
+                crate::cli::run(crate::cli::cvm(reference.path()).args(["run", "--no-prove"]).arg(batch));
+            assert_eq!(code, 0, "{err}");
+        }
+        if let Some(last) = history.last() {
+            let (code, out, err) =
+                crate::cli::run(crate::cli::cvm(reference.path()).args(["--json", "state", "history", "--limit", "1"]));
+            assert_eq!(code, 0, "{err}");
+            let reference: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+            assert_eq!(reference[0]["state_root_after"], last["state_root_after"], "store {n}'s state");
+        }
+        committed += ids.len();
+    }
+    assert_eq!(committed, 8, "every batch committed once across the stores");
+}
