@@ -707,20 +707,22 @@ fn domain_batches(dir: &std::path::Path, domain: &str, n: usize) -> Vec<std::pat
     std::fs::create_dir_all(&sub).unwrap();
     crate::batches::create_batches(&sub, n)
         .into_iter()
-        .map(|path| {
+        .inspect(|path| {
             // The batch's domain and its resources' (the example's is example.bank).
-            let text = std::fs::read_to_string(&path).unwrap().replace("\"example.bank\"", &format!("{domain:?}"));
+            let text = std::fs::read_to_string(path).unwrap().replace("\"example.bank\"", &format!("{domain:?}"));
             let mut batch: serde_json::Value = serde_json::from_str(&text).unwrap();
             for op in batch["ops"].as_array_mut().unwrap() {
                 let nonce = op["resource"]["nonce"].as_str().unwrap().to_string();
                 op["resource"]["nonce"] =
                     blake3::hash(format!("{domain}/{nonce}").as_bytes()).to_hex().to_string().into();
             }
-            std::fs::write(&path, serde_json::to_vec_pretty(&batch).unwrap()).unwrap();
-            path
+            std::fs::write(path, serde_json::to_vec_pretty(&batch).unwrap()).unwrap();
         })
         .collect()
 }
+
+/// How a job's result is checked against the single-process one.
+type Check = Box<dyn Fn(&job_result::Kind)>;
 
 #[test]
 fn two_servers_and_three_workers_killed_and_restarted_run_every_job_once() {
@@ -743,7 +745,7 @@ fn two_servers_and_three_workers_killed_and_restarted_run_every_job_once() {
         }
         child
     };
-    let mut servers = vec![serve(0), serve(1)];
+    let mut servers = [serve(0), serve(1)];
     let mut workers: Vec<_> = (0..3).map(|w| worker_process(dirs[2 + w].path(), &url, &format!("w{w}"))).collect();
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -757,7 +759,7 @@ fn two_servers_and_three_workers_killed_and_restarted_run_every_job_once() {
         ];
         for n in 0..200u32 {
             let client = &mut clients[n as usize % 2];
-            let (payload, check): (_, Box<dyn Fn(&job_result::Kind)>) = match n % 10 {
+            let (payload, check): (_, Check) = match n % 10 {
                 0 => {
                     let leaves: Vec<[u8; 32]> = (0..=n).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
                     let root = HashPool::new().merkle_root(&leaves).unwrap().to_vec();
@@ -845,9 +847,9 @@ fn two_servers_and_three_workers_killed_and_restarted_run_every_job_once() {
     // Each store committed each batch once, each domain in submission order,
     // and its state equals a reference run of the same batches in its order.
     let mut committed = 0;
-    for n in 0..2 {
+    for (n, store) in dirs[..2].iter().enumerate() {
         let (code, out, err) =
-            crate::cli::run(crate::cli::cvm(dirs[n].path()).args(["--json", "state", "history", "--limit", "100"]));
+            crate::cli::run(crate::cli::cvm(store.path()).args(["--json", "state", "history", "--limit", "100"]));
         assert_eq!(code, 0, "{err}");
         let mut history: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
         history.reverse();
