@@ -218,6 +218,17 @@ async fn cancel_ends_a_queued_job_and_flags_a_running_one_for_its_worker() {
     assert!(queue.complete(running, "w", 1, "msm", &cancelled).await.unwrap());
     let job = queue.get(running).await.unwrap().unwrap();
     assert_eq!((job.state(), job.stage.as_str()), (JobState::Cancelled, "msm"));
+
+    // A batch job put back after an attempt may have committed: a cancel flags
+    // it for its committer (which looks for its commit first) instead of ending it.
+    let batch = queue.submit(&new_job("batch", JobKind::ExecuteBatch, &payload)).await.unwrap().id();
+    queue.claim("dead", &[JobKind::ExecuteBatch], &[], Duration::from_millis(300)).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(queue.reap().await.unwrap()[0].state, JobState::Queued);
+    assert_eq!(queue.cancel(batch).await.unwrap().state(), JobState::Queued, "not ended from the queue");
+    let claimed =
+        queue.claim("committer", &[JobKind::ExecuteBatch], &[], Duration::from_secs(5)).await.unwrap().unwrap();
+    assert!(claimed.cancel_requested && claimed.job.attempts == 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,9 @@ pub struct Claimed {
     pub payload: Vec<u8>,
     /// A batch job's store head when an earlier attempt started (0: none).
     pub batch_head: u64,
+    /// Its cancellation was asked for while it was queued (a batch job
+    /// put back after an attempt): it stops at its first stage boundary.
+    pub cancel_requested: bool,
 }
 
 /// How a lease renewal went.
@@ -235,7 +238,7 @@ impl Queue {
                  lease_expires = now() + $3::bigint * interval '1 millisecond',
                  attempts = attempts + 1, started_ms = $4, stage = ''
              WHERE id = ({select} LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING {JOB_COLUMNS}, payload, batch_head"
+             RETURNING {JOB_COLUMNS}, payload, batch_head, cancel_requested"
         );
         let (lease, started) = (lease.as_millis() as i64, now_ms() as i64);
         let client = self.client().await?;
@@ -407,7 +410,9 @@ impl Queue {
 
     /// Cancel a job: a queued one ends at once; a running one is flagged,
     /// and its worker (told through the notification) stops it at its next
-    /// stage boundary. Returns the job as it is after.
+    /// stage boundary. A batch job put back after an attempt may have
+    /// committed: only its committer can tell, so it is flagged, never
+    /// ended from the queue. Returns the job as it is after.
     pub async fn cancel(&self, id: u64) -> Result<Job, ClusterError> {
         let client = self.client().await?;
         let ended = client
@@ -415,7 +420,7 @@ impl Queue {
                 &format!(
                     "UPDATE cvm_jobs SET state = 5, error_code = 'CANCELLED',
                          error_message = 'cancelled before it started', finished_ms = $2
-                     WHERE id = $1 AND state = 1 RETURNING {JOB_COLUMNS}"
+                     WHERE id = $1 AND state = 1 AND NOT (kind = 1 AND attempts > 0) RETURNING {JOB_COLUMNS}"
                 ),
                 &[&(id as i64), &(now_ms() as i64)],
             )
@@ -425,7 +430,7 @@ impl Queue {
             return job_of(&row);
         }
         client
-            .execute("UPDATE cvm_jobs SET cancel_requested = true WHERE id = $1 AND state = 2", &[&(id as i64)])
+            .execute("UPDATE cvm_jobs SET cancel_requested = true WHERE id = $1 AND state IN (1, 2)", &[&(id as i64)])
             .await
             .map_err(|e| ClusterError::db("asking a running job to stop", e))?;
         self.get(id).await?.ok_or(ClusterError::NotFound(id))
@@ -623,7 +628,12 @@ pub fn ops_key_set(ops: usize) -> String {
 }
 
 fn claimed_of(row: &Row) -> Result<Claimed, ClusterError> {
-    Ok(Claimed { job: job_of(row)?, payload: row.get("payload"), batch_head: row.get::<_, i64>("batch_head") as u64 })
+    Ok(Claimed {
+        job: job_of(row)?,
+        payload: row.get("payload"),
+        batch_head: row.get::<_, i64>("batch_head") as u64,
+        cancel_requested: row.get("cancel_requested"),
+    })
 }
 
 pub(super) async fn open(url: &str) -> Result<Client, ClusterError> {

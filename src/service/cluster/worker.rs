@@ -292,7 +292,11 @@ impl Worker {
         committer: Option<Arc<Committer>>,
     ) -> Result<(JobResult, String), JobError> {
         let (id, attempt) = (claimed.job.job_id, claimed.job.attempts);
-        let run = Arc::new(Running { metrics: Some(self.metrics.clone()), ..Running::default() });
+        let run = Arc::new(Running {
+            metrics: Some(self.metrics.clone()),
+            cancelled: AtomicBool::new(claimed.cancel_requested),
+            ..Running::default()
+        });
         let keeper = {
             let worker = self.clone();
             let run = run.clone();
