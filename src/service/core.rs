@@ -760,7 +760,8 @@ fn cancelled_at(stage: &str) -> (&'static str, String) {
     ("CANCELLED", format!("cancelled while running (at stage {stage})"))
 }
 
-fn event_of(job: &Job, progress: f64) -> JobEvent {
+/// A job's event: its state and stage, and the job itself once it ended.
+pub fn event_of(job: &Job, progress: f64) -> JobEvent {
     let done = is_final(job.state());
     JobEvent {
         job_id: job.job_id,

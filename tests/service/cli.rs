@@ -14,12 +14,17 @@ pub fn cvm(dir: &Path) -> Command {
 pub fn serve(dir: &Path) -> Child {
     let child =
         cvm(dir).args(["serve", "--runners", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_socket(dir);
+    child
+}
+
+/// Wait (a minute at most) for a server on `dir` to listen on its socket.
+pub fn wait_for_socket(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::os::unix::net::UnixStream::connect(dir.join("cvm.sock")).is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
+        assert!(Instant::now() < deadline, "the server on {} did not start", dir.display());
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
 }
 
 pub fn stop(mut child: Child) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use causality_vm::hash::HashPool;
 use causality_vm::service::cluster::worker::{Worker, WorkerOptions};
 use causality_vm::service::cluster::{ClusterError, Heard, NewJob, Queue, Renewal, Submitted};
+use causality_vm::service::journal::is_final;
 use causality_vm::service::proto::{job_result, Job, JobError, JobKind, JobResult, JobState};
 use causality_vm::Backend;
 use prost::Message;
@@ -17,10 +18,6 @@ use crate::support::{hash_payload, merkle_payload};
 
 fn new_job<'a>(request_id: &'a str, kind: JobKind, payload: &'a [u8]) -> NewJob<'a> {
     NewJob { request_id, kind, priority: 0, deadline_unix_ms: 0, max_attempts: 3, key_set: "", domain: "", payload }
-}
-
-fn is_final(state: JobState) -> bool {
-    matches!(state, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
 }
 
 /// Wait for a job to end (woken by the notices, looking again every second).
@@ -433,11 +430,7 @@ fn cvm_worker_runs_a_front_only_servers_jobs_and_stops_cleanly() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::os::unix::net::UnixStream::connect(dir.path().join("cvm.sock")).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::cli::wait_for_socket(dir.path());
     let worker_dir = tempfile::tempdir().unwrap();
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let worker = cvm(worker_dir.path())
@@ -656,11 +649,7 @@ fn cluster_serve_process(dir: &std::path::Path, url: &str, env: &[(&str, &str)])
         command.env(key, value);
     }
     let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::os::unix::net::UnixStream::connect(dir.join("cvm.sock")).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::cli::wait_for_socket(dir);
     child
 }
 
@@ -749,11 +738,7 @@ fn two_servers_and_three_workers_killed_and_restarted_run_every_job_once() {
         let mut command = crate::cli::cvm(dirs[n].path());
         command.args(["serve", "--runners", if n == 0 { "1" } else { "0" }, "--lease", "2", "--queue", &url]);
         let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::os::unix::net::UnixStream::connect(dirs[n].path().join("cvm.sock")).is_err() {
-            assert!(std::time::Instant::now() < deadline, "server {n} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::cli::wait_for_socket(dirs[n].path());
         child
     };
     let mut servers = [serve(0), serve(1)];

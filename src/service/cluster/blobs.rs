@@ -16,7 +16,7 @@ use crate::prove::keys;
 use crate::service::proto::job_payload::Kind as PayloadKind;
 use crate::service::proto::{groth16_job, msm_job, Group, JobPayload};
 use crate::service::work::groth16::ZkeyId;
-use crate::service::work::{batch, BaseSetId, Engines, WorkError};
+use crate::service::work::{batch, msm, BaseSetId, Engines, WorkError};
 
 /// What a machine has already checked against the cluster's blobs.
 pub struct Cache {
@@ -135,10 +135,7 @@ pub async fn publish_bases(
     group: Group,
     points: &[Vec<u8>],
 ) -> Result<(), ClusterError> {
-    let mut file = Vec::with_capacity(1 + points.iter().map(Vec::len).sum::<usize>());
-    file.push(group as u8);
-    points.iter().for_each(|p| file.extend_from_slice(p));
-    queue.put_blob(&id.to_string(), &file).await.map(|_| ())
+    queue.put_blob(&id.to_string(), &msm::encode_set(group, points)).await.map(|_| ())
 }
 
 /// Publish an uploaded zkey (and its R1CS, when the upload had one).
@@ -160,17 +157,7 @@ async fn fetch_bases(queue: &Queue, engines: &Arc<Engines>, id: BaseSetId) -> Re
     let engines = engines.clone();
     blocking(move || {
         let damaged = || WorkError::Internal(format!("the cluster's copy of {id} is damaged"));
-        let (group, points) = file.split_first().ok_or_else(damaged)?;
-        let group = Group::try_from(i32::from(*group)).map_err(|_| damaged())?;
-        let size = match group {
-            Group::G1 => 32,
-            Group::G2 => 64,
-            Group::Unspecified => return Err(damaged()),
-        };
-        if points.len() % size != 0 {
-            return Err(damaged());
-        }
-        let points: Vec<Vec<u8>> = points.chunks(size).map(<[u8]>::to_vec).collect();
+        let (group, points) = msm::decode_set(&file).ok_or_else(damaged)?;
         let (kept, _) = engines.bases.upload(group, &points, &engines)?;
         if kept != id {
             return Err(damaged());

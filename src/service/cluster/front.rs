@@ -11,10 +11,11 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use super::{ClusterError, Heard, NewJob, Queue, Submitted};
-use crate::service::core::{check_request_id, kind_name, now_ms, Refusal};
+use crate::service::core::{check_request_id, event_of, kind_name, now_ms, Refusal};
+use crate::service::journal::is_final;
 use crate::service::proto::job_payload::Kind as PayloadKind;
 use crate::service::proto::{
-    groth16_job, Job, JobEvent, JobKind, JobPayload, JobState, KindLoad, SubmitRequest, SubmitResponse, WorkerStatus,
+    groth16_job, Job, JobEvent, JobKind, JobPayload, KindLoad, SubmitRequest, SubmitResponse, WorkerStatus,
 };
 use crate::service::work::{self, Engines};
 
@@ -61,24 +62,25 @@ impl Front {
                 ));
             }
         }
-        let counts = self.queue.count(kind).await?;
-        let full = counts.queued as usize >= self.depth;
-        let late = request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now_ms();
+        let encoded = payload.encode_to_vec();
+        // A full queue sheds the load before any checking work (a retry of
+        // an accepted job is still answered with it).
+        if self.queue.count(kind).await?.queued as usize >= self.depth {
+            return self
+                .existing(&request.request_id, &encoded)
+                .await?
+                .ok_or(Refusal::QueueFull { kind: kind_name(kind), depth: self.depth });
+        }
         // An upload to another server of the cluster is fetched to be checked.
         super::blobs::fetch_uploads(&self.queue, engines, &payload).await?;
         work::check(&payload, engines)?;
-        let encoded = payload.encode_to_vec();
-        let key_set = key_set_name(&payload);
-        if full || late {
-            // A retry of an accepted job is still answered with it.
-            if let Some(existing) = self.existing(&request.request_id, &encoded).await? {
-                return Ok(existing);
-            }
-            return Err(match full {
-                true => Refusal::QueueFull { kind: kind_name(kind), depth: self.depth },
-                false => Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms },
-            });
+        if request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now_ms() {
+            return self
+                .existing(&request.request_id, &encoded)
+                .await?
+                .ok_or(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
         }
+        let key_set = key_set_name(&payload);
         // A domain's batches keep their order; other kinds take the priority.
         let domain = batch_domain(&payload);
         let priority = if kind == JobKind::ExecuteBatch { 0 } else { request.priority };
@@ -158,7 +160,8 @@ impl Front {
             loop {
                 let now = (job.state, job.stage.clone());
                 if told.as_ref() != Some(&now) {
-                    let event = event_of(&job);
+                    let progress = if is_final(job.state()) { 1.0 } else { 0.0 };
+                    let event = event_of(&job, progress);
                     let last = event.job.is_some();
                     if sender.send(Ok(event)).await.is_err() || last {
                         return;
@@ -221,16 +224,5 @@ pub fn key_set_name(payload: &JobPayload) -> String {
             ..
         })) => work::groth16::ZkeyId::parse(id).map_or_else(String::new, |id| id.to_string()),
         _ => String::new(),
-    }
-}
-
-fn event_of(job: &Job) -> JobEvent {
-    let done = matches!(job.state(), JobState::Succeeded | JobState::Failed | JobState::Cancelled);
-    JobEvent {
-        job_id: job.job_id,
-        state: job.state,
-        stage: job.stage.clone(),
-        progress: if done { 1.0 } else { 0.0 },
-        job: done.then(|| job.clone()),
     }
 }

@@ -174,12 +174,10 @@ impl Queue {
         if let Some(row) = inserted {
             return Ok(Submitted::New(row.get::<_, i64>(0) as u64));
         }
-        let row = client
-            .query_one("SELECT id, payload_digest FROM cvm_jobs WHERE request_id = $1", &[&job.request_id])
-            .await
-            .map_err(|e| ClusterError::db("reading the job a request id names", e))?;
-        let id = row.get::<_, i64>(0) as u64;
-        if row.get::<_, Vec<u8>>(1) != digest {
+        let (id, existing) = self.find_request(job.request_id).await?.ok_or_else(|| {
+            ClusterError::Schema(format!("request id {:?} was taken, then gone (expired meanwhile?)", job.request_id))
+        })?;
+        if existing[..] != digest[..] {
             return Err(ClusterError::Conflict { request_id: job.request_id.to_string(), job: id });
         }
         Ok(Submitted::Existing(id))

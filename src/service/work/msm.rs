@@ -77,10 +77,7 @@ impl BaseSets {
             return Ok((id, points.len()));
         }
         let resident = make_resident(group, points, engines, "bases.points")?;
-        let mut file = vec![group as u8];
-        for p in points {
-            file.extend_from_slice(p);
-        }
+        let file = encode_set(group, points);
         std::fs::create_dir_all(&self.dir)
             .and_then(|()| crate::fsutil::write_atomically(&self.file(&id), &file, 0o600))
             .map_err(|e| WorkError::Internal(format!("keeping base set {id} in {}: {e}", self.dir.display())))?;
@@ -118,13 +115,7 @@ impl BaseSets {
             WorkError::Precondition(format!("base set {id} is not on this server ({e}); upload it again"))
         })?;
         let damaged = || WorkError::Internal(format!("base set file {} is damaged", path.display()));
-        let (group, points) = bytes.split_first().ok_or_else(damaged)?;
-        let group = Group::try_from(*group as i32).map_err(|_| damaged())?;
-        let size = point_size(group).ok_or_else(damaged)?;
-        if points.len() % size != 0 {
-            return Err(damaged());
-        }
-        let points: Vec<Vec<u8>> = points.chunks(size).map(<[u8]>::to_vec).collect();
+        let (group, points) = decode_set(&bytes).ok_or_else(damaged)?;
         if BaseSetId::of(group, &points) != *id {
             return Err(damaged());
         }
@@ -132,6 +123,23 @@ impl BaseSets {
         self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, set.clone());
         Ok(set)
     }
+}
+
+/// A base set as it is kept (in the data dir, and in a cluster's blobs):
+/// its group's byte, then its points end to end.
+pub fn encode_set(group: Group, points: &[Vec<u8>]) -> Vec<u8> {
+    let mut file = Vec::with_capacity(1 + points.iter().map(Vec::len).sum::<usize>());
+    file.push(group as u8);
+    points.iter().for_each(|p| file.extend_from_slice(p));
+    file
+}
+
+/// [`encode_set`]'s group and points; None when the bytes are not one.
+pub fn decode_set(bytes: &[u8]) -> Option<(Group, Vec<Vec<u8>>)> {
+    let (group, points) = bytes.split_first()?;
+    let group = Group::try_from(i32::from(*group)).ok()?;
+    let size = point_size(group)?;
+    (points.len() % size == 0).then(|| (group, points.chunks(size).map(<[u8]>::to_vec).collect()))
 }
 
 fn point_size(group: Group) -> Option<usize> {
