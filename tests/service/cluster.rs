@@ -9,7 +9,7 @@ use causality_vm::hash::HashPool;
 use causality_vm::service::cluster::worker::{Worker, WorkerOptions};
 use causality_vm::service::cluster::{ClusterError, Heard, NewJob, Queue, Renewal, Submitted};
 use causality_vm::service::journal::is_final;
-use causality_vm::service::proto::{job_result, Job, JobError, JobKind, JobResult, JobState};
+use causality_vm::service::proto::{job_result, Job, JobError, JobKind, JobResult, JobState, ListRequest};
 use causality_vm::Backend;
 use prost::Message;
 
@@ -641,6 +641,52 @@ async fn batches_commit_in_order_on_their_domains_store_with_proofs_from_the_wor
     b.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_cancelled_while_its_proofs_are_out_cancels_them_and_commits_nothing() {
+    let Some(url) = database("cancel_batch") else { return };
+    let files = tempfile::tempdir().unwrap();
+    let batches = crate::batches::create_batches(files.path(), 2);
+    // No worker: the batch's proof waits in the queue.
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster_server(dir.path(), &url, 0).await;
+    let mut client = crate::support::unix_client(&server).await;
+    let batch = client.submit("doomed", batch_payload(&batches[0], 2), 0, None).await.unwrap().job_id;
+    let proof = loop {
+        let list = ListRequest { kinds: vec![JobKind::ProveOps as i32], ..Default::default() };
+        if let Some(job) = client.list(list).await.unwrap().pop() {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The batch job shows it waits for its proofs (the keeper records stages every third of the lease).
+    let waited = tokio::time::Instant::now();
+    while client.get(batch).await.unwrap().stage != "prove" {
+        assert!(waited.elapsed() < Duration::from_secs(10), "{:?}", client.get(batch).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.cancel(batch).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), client.wait(batch)).await.expect("it stops").unwrap();
+    assert_eq!(ended.state(), JobState::Cancelled, "{ended:?}");
+    assert!(ended.error.unwrap().message.contains("at stage prove"));
+    assert_eq!(client.get(proof.job_id).await.unwrap().state(), JobState::Cancelled, "its proof job too");
+
+    // The domain's next batch commits as its first: the cancelled one left nothing.
+    let next = client.submit("next", batch_payload(&batches[0], 2), 0, None).await.unwrap().job_id;
+    let dir_w = tempfile::tempdir().unwrap();
+    let w = worker(&url, dir_w.path(), "prover", Duration::from_secs(10)).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let w = w.clone();
+        async move { w.run(1, stopped).await }
+    });
+    let job = client.wait(next).await.unwrap();
+    assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+    assert_eq!(batch_result(&job)["metadata"]["batch_number"], 1);
+    let _ = stop.send(true);
+    task.await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
 /// `cvm serve --queue` on `dir` as a process (1 runner, a 2 s lease), with `env` set.
 fn cluster_serve_process(dir: &std::path::Path, url: &str, env: &[(&str, &str)]) -> std::process::Child {
     let mut command = crate::cli::cvm(dir);
@@ -724,105 +770,242 @@ fn domain_batches(dir: &std::path::Path, domain: &str, n: usize) -> Vec<std::pat
 /// How a job's result is checked against the single-process one.
 type Check = Box<dyn Fn(&job_result::Kind)>;
 
+/// The chaos test's processes: 2 servers (the first with a runner of its
+/// own) and 3 workers, each on its own data dir; any can be killed and
+/// started again on the same dir.
+struct Cluster {
+    url: String,
+    dirs: Vec<tempfile::TempDir>,
+    processes: std::sync::Mutex<Vec<std::process::Child>>,
+}
+
+impl Cluster {
+    fn start(url: &str) -> Cluster {
+        let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+        let cluster = Cluster { url: url.to_string(), dirs, processes: std::sync::Mutex::new(Vec::new()) };
+        let processes = (0..5).map(|n| cluster.spawn(n, 0)).collect();
+        *cluster.processes.lock().unwrap() = processes;
+        cluster
+    }
+
+    /// Process `n` (0 and 1 the servers, 2 to 4 the workers); `life` tells its restarts apart.
+    fn spawn(&self, n: usize, life: usize) -> std::process::Child {
+        let dir = self.dirs[n].path();
+        if n >= 2 {
+            return worker_process(dir, &self.url, &format!("w{n}-{life}"));
+        }
+        let _ = std::fs::remove_file(dir.join("cvm.sock"));
+        let mut command = crate::cli::cvm(dir);
+        // Attempts enough for the havoc: a job may lose several runners to it.
+        let runners = if n == 0 { "1" } else { "0" };
+        command.args(["serve", "--runners", runners, "--lease", "2", "--max-attempts", "12", "--queue", &self.url]);
+        let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        crate::cli::wait_for_socket(dir);
+        child
+    }
+
+    fn socket(&self, n: usize) -> causality_vm::service::client::Endpoint {
+        causality_vm::service::client::Endpoint::Unix(self.dirs[n].path().join("cvm.sock"))
+    }
+
+    /// SIGKILL processes chosen by `rng` at random moments, each started
+    /// again after a random while (sometimes two are down at once), `events` times.
+    fn havoc(&self, rng: &mut rand_chacha::ChaCha20Rng, events: usize) -> Vec<String> {
+        use rand::Rng;
+        let mut log = Vec::new();
+        for life in 1..=events {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(50..700)));
+            let first = rng.gen_range(0..5);
+            let mut victims = vec![first];
+            if rng.gen_bool(0.3) {
+                victims.push((first + rng.gen_range(1..5)) % 5);
+            }
+            for &n in &victims {
+                kill(&mut self.processes.lock().unwrap()[n]);
+            }
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..1500)));
+            for &n in &victims {
+                let child = self.spawn(n, life);
+                self.processes.lock().unwrap()[n] = child;
+            }
+            log.push(format!("{victims:?}"));
+        }
+        log
+    }
+
+    fn stop(&self) {
+        for child in self.processes.lock().unwrap().iter_mut() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Submit through whichever server answers, starting with `first`: a
+/// server killed mid-accept leaves the job accepted or not, and the same
+/// request id names it either way.
+async fn submit_anywhere(
+    cluster: &Cluster,
+    clients: &mut [Option<causality_vm::service::client::Client>; 2],
+    first: usize,
+    request_id: &str,
+    payload: causality_vm::service::proto::JobPayload,
+) -> u64 {
+    use causality_vm::service::client::{Client, ClientOptions};
+    for attempt in 0..200 {
+        let n = (first + attempt) % 2;
+        if clients[n].is_none() {
+            clients[n] = Client::connect(&cluster.socket(n), &ClientOptions::default()).await.ok();
+        }
+        if let Some(client) = &mut clients[n] {
+            match client.submit(request_id, payload.clone(), 0, None).await {
+                Ok(accepted) => return accepted.job_id,
+                Err(_) => clients[n] = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no server accepted {request_id}");
+}
+
 #[test]
-fn two_servers_and_three_workers_killed_and_restarted_run_every_job_once() {
-    use causality_vm::service::client::{Client, ClientOptions, Endpoint};
+fn two_servers_and_three_workers_killed_at_random_and_restarted_run_every_job_once() {
+    use ark_ec::{CurveGroup, VariableBaseMSM};
+    use ark_serialize::CanonicalSerialize;
+    use causality_vm::service::client::{Client, ClientOptions};
+    use causality_vm::service::proto::{groth16_job, job_payload, msm_job, Group, JobPayload, MsmJob};
+    use rand::SeedableRng;
     let Some(url) = database("chaos") else { return };
+    let seed = std::env::var("CVM_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
+    eprintln!("chaos seed {seed} (CVM_CHAOS_SEED={seed} replays these kills' choices)");
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
     let files = tempfile::tempdir().unwrap();
     let domains = [
         ("bank-a", domain_batches(files.path(), "bank-a", 4), 2u32),
         ("bank-b", domain_batches(files.path(), "bank-b", 4), 0),
     ];
-    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
-    let serve = |n: usize| {
-        let mut command = crate::cli::cvm(dirs[n].path());
-        command.args(["serve", "--runners", if n == 0 { "1" } else { "0" }, "--lease", "2", "--queue", &url]);
-        let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-        crate::cli::wait_for_socket(dirs[n].path());
-        child
+    let compressed = |p: &dyn Fn(&mut Vec<u8>)| {
+        let mut out = Vec::new();
+        p(&mut out);
+        out
     };
-    let mut servers = [serve(0), serve(1)];
-    let mut workers: Vec<_> = (0..3).map(|w| worker_process(dirs[2 + w].path(), &url, &format!("w{w}"))).collect();
-
+    let cluster = Cluster::start(&url);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let socket = |n: usize| Endpoint::Unix(dirs[n].path().join("cvm.sock"));
-    // A few hundred jobs of every kind, through both servers.
-    let mut expected = Vec::new();
-    runtime.block_on(async {
-        let mut clients = [
-            Client::connect(&socket(0), &ClientOptions::default()).await.unwrap(),
-            Client::connect(&socket(1), &ClientOptions::default()).await.unwrap(),
-        ];
-        for n in 0..200u32 {
-            let client = &mut clients[n as usize % 2];
-            let (payload, check): (_, Check) = match n % 10 {
-                0 => {
-                    let leaves: Vec<[u8; 32]> = (0..=n).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
-                    let root = HashPool::new().merkle_root(&leaves).unwrap().to_vec();
-                    (
-                        merkle_payload(&leaves),
-                        Box::new(move |r| assert!(matches!(r, job_result::Kind::MerkleRoot(m) if m.root == root))),
-                    )
-                }
-                5 if n < 30 => {
-                    let witnesses =
-                        vec![crate::prove_support::create(n as u8), crate::prove_support::transfer(n as u8 + 100)];
-                    let doc = crate::prove_ops::document(&witnesses);
-                    (
-                        crate::prove_ops::payload(&doc, 2),
-                        Box::new(|r| {
-                            let job_result::Kind::ProveOps(p) = r else { panic!("proofs") };
-                            crate::prove_ops::verify_document(&serde_json::from_str(&p.proofs_json).unwrap());
-                        }),
-                    )
-                }
-                _ => {
-                    let message = format!("chaos {n}").into_bytes();
-                    let digest = blake3::hash(&message).as_bytes().to_vec();
-                    (
-                        hash_payload(&[&message]),
-                        Box::new(move |r| {
-                            assert!(matches!(r, job_result::Kind::Hash(h) if h.digests == vec![digest.clone()]))
-                        }),
-                    )
-                }
-            };
-            let id = client.submit(&format!("job-{n}"), payload, 0, None).await.unwrap().job_id;
-            expected.push((id, check));
-        }
-        for (d, (domain, batches, ops)) in domains.iter().enumerate() {
-            for (i, batch) in batches.iter().enumerate() {
-                let mut payload = batch_payload(batch, ops.max(&2).to_owned());
-                if let Some(causality_vm::service::proto::job_payload::Kind::ExecuteBatch(job)) = &mut payload.kind {
-                    job.no_prove = *ops == 0;
-                }
-                let id = clients[(d + i) % 2].submit(&format!("{domain}-{i}"), payload, 0, None).await.unwrap().job_id;
-                expected.push((
-                    id,
-                    Box::new(|r| {
-                        let job_result::Kind::ExecuteBatch(b) = r else { panic!("a batch result") };
-                        let result: serde_json::Value = serde_json::from_str(&b.result_json).unwrap();
-                        assert_eq!(result["success_count"], 2, "{result}");
-                    }),
-                ));
-            }
-        }
+
+    // Uploaded once, before the havoc: a G1 base set (through one server)
+    // and a zkey (through the other); workers fetch them from the cluster.
+    let (bases, _) = crate::msm_support::random_inputs::<ark_bn254::g1::Config>(seed, 64);
+    let (base_set, zkey_id) = runtime.block_on(async {
+        let mut a = Client::connect(&cluster.socket(0), &ClientOptions::default()).await.unwrap();
+        let mut b = Client::connect(&cluster.socket(1), &ClientOptions::default()).await.unwrap();
+        let points = bases.iter().map(|p| compressed(&|out: &mut Vec<u8>| p.serialize_compressed(out).unwrap()));
+        let set = a.upload_bases(Group::G1, points.collect()).await.unwrap().base_set_id;
+        let zkey = crate::groth16::read("multiplier.zkey");
+        let zkey_id = b.upload_zkey(zkey, crate::groth16::read("multiplier.r1cs")).await.unwrap().zkey_id;
+        (set, zkey_id)
     });
-    // Kills at several points while the load runs, then restarts.
-    std::thread::sleep(Duration::from_millis(300));
-    kill(&mut workers[0]);
-    std::thread::sleep(Duration::from_millis(500));
-    kill(&mut servers[1]);
-    let _ = std::fs::remove_file(dirs[1].path().join("cvm.sock"));
-    std::thread::sleep(Duration::from_millis(500));
-    kill(&mut workers[1]);
-    workers[0] = worker_process(dirs[2].path(), &url, "w0-again");
-    servers[1] = serve(1);
-    workers[1] = worker_process(dirs[3].path(), &url, "w1-again");
+
+    // A few hundred jobs of every kind through both servers, while
+    // processes die at random (some during accepts) and come back.
+    let mut expected: Vec<(u64, Check)> = Vec::new();
+    let kills = std::thread::scope(|scope| {
+        let havoc = scope.spawn(|| cluster.havoc(&mut rng, 5));
+        runtime.block_on(async {
+            let mut clients = [None, None];
+            for n in 0..240u32 {
+                let (payload, check): (_, Check) = match n % 10 {
+                    0 => {
+                        let leaves: Vec<[u8; 32]> =
+                            (0..=n).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
+                        let root = HashPool::new().merkle_root(&leaves).unwrap().to_vec();
+                        (
+                            merkle_payload(&leaves),
+                            Box::new(move |r| assert!(matches!(r, job_result::Kind::MerkleRoot(m) if m.root == root))),
+                        )
+                    }
+                    3 => {
+                        let (_, scalars) = crate::msm_support::random_inputs::<ark_bn254::g1::Config>(n as u64, 64);
+                        let sum = ark_bn254::G1Projective::msm(&bases, &scalars).unwrap().into_affine();
+                        let sum = compressed(&|out: &mut Vec<u8>| sum.serialize_compressed(out).unwrap());
+                        let payload = JobPayload {
+                            kind: Some(job_payload::Kind::Msm(MsmJob {
+                                group: Group::G1 as i32,
+                                bases: Some(msm_job::Bases::BaseSetId(base_set.clone())),
+                                scalars: scalars
+                                    .iter()
+                                    .map(|s| compressed(&|out: &mut Vec<u8>| s.serialize_compressed(out).unwrap()))
+                                    .collect(),
+                            })),
+                        };
+                        (payload, Box::new(move |r| assert!(matches!(r, job_result::Kind::Msm(m) if m.point == sum))))
+                    }
+                    7 => (
+                        crate::groth16::payload(
+                            groth16_job::Key::ZkeyId(zkey_id.clone()),
+                            crate::groth16::read("multiplier.wtns"),
+                        ),
+                        Box::new(|r| {
+                            let job_result::Kind::Groth16(result) = r else { panic!("a Groth16 result") };
+                            crate::groth16::check(result);
+                        }),
+                    ),
+                    5 if n < 40 => {
+                        let witnesses =
+                            vec![crate::prove_support::create(n as u8), crate::prove_support::transfer(n as u8 + 100)];
+                        let doc = crate::prove_ops::document(&witnesses);
+                        (
+                            crate::prove_ops::payload(&doc, 2),
+                            Box::new(|r| {
+                                let job_result::Kind::ProveOps(p) = r else { panic!("proofs") };
+                                crate::prove_ops::verify_document(&serde_json::from_str(&p.proofs_json).unwrap());
+                            }),
+                        )
+                    }
+                    _ => {
+                        let message = format!("chaos {n}").into_bytes();
+                        let digest = blake3::hash(&message).as_bytes().to_vec();
+                        (
+                            hash_payload(&[&message]),
+                            Box::new(move |r| {
+                                assert!(matches!(r, job_result::Kind::Hash(h) if h.digests == vec![digest.clone()]))
+                            }),
+                        )
+                    }
+                };
+                let id = submit_anywhere(&cluster, &mut clients, n as usize % 2, &format!("job-{n}"), payload).await;
+                expected.push((id, check));
+                if n % 60 == 29 {
+                    // The batches go in among the other jobs.
+                    let i = n as usize / 60;
+                    for (d, (domain, batches, ops)) in domains.iter().enumerate() {
+                        let mut payload = batch_payload(&batches[i], (*ops).max(2));
+                        if let Some(job_payload::Kind::ExecuteBatch(job)) = &mut payload.kind {
+                            job.no_prove = *ops == 0;
+                        }
+                        let id =
+                            submit_anywhere(&cluster, &mut clients, d + i, &format!("{domain}-{i}"), payload).await;
+                        expected.push((
+                            id,
+                            Box::new(|r| {
+                                let job_result::Kind::ExecuteBatch(b) = r else { panic!("a batch result") };
+                                let result: serde_json::Value = serde_json::from_str(&b.result_json).unwrap();
+                                assert_eq!(result["success_count"], 2, "{result}");
+                            }),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        havoc.join().unwrap()
+    });
+    eprintln!("killed (0, 1 servers; 2 to 4 workers): {kills:?}");
+    // 240 jobs, and each domain's batch i after job 60·i + 29.
+    assert_eq!(expected.len(), 248);
 
     // Every job ends, succeeded, with the single-process result.
     let jobs: Vec<Job> = runtime.block_on(async {
-        let mut client = Client::connect(&socket(0), &ClientOptions::default()).await.unwrap();
+        let mut client = Client::connect(&cluster.socket(0), &ClientOptions::default()).await.unwrap();
         let mut jobs = Vec::new();
         for (id, check) in &expected {
             let job =
@@ -833,17 +1016,13 @@ fn two_servers_and_three_workers_killed_and_restarted_run_every_job_once() {
         }
         jobs
     });
-    assert_eq!(jobs.len(), 208);
     let retried: Vec<_> = jobs.iter().filter(|j| j.attempts > 1).map(|j| (&j.request_id, j.attempts)).collect();
     eprintln!("retried after the kills: {retried:?}");
-    for child in servers.iter_mut().chain(workers.iter_mut()) {
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let _ = child.wait();
-    }
+    cluster.stop();
     // Each store committed each batch once, each domain in submission order,
     // and its state equals a reference run of the same batches in its order.
     let mut committed = 0;
-    for (n, store) in dirs[..2].iter().enumerate() {
+    for (n, store) in cluster.dirs[..2].iter().enumerate() {
         let (code, out, err) =
             crate::cli::run(crate::cli::cvm(store.path()).args(["--json", "state", "history", "--limit", "100"]));
         assert_eq!(code, 0, "{err}");

@@ -16,11 +16,11 @@ use tonic::Code;
 use crate::circom_support::{fixture, section_start};
 use crate::support::*;
 
-fn read(name: &str) -> Vec<u8> {
+pub(crate) fn read(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap()
 }
 
-fn payload(key: groth16_job::Key, witness: Vec<u8>) -> JobPayload {
+pub(crate) fn payload(key: groth16_job::Key, witness: Vec<u8>) -> JobPayload {
     JobPayload { kind: Some(job_payload::Kind::Groth16(Groth16Job { key: Some(key), witness })) }
 }
 
@@ -32,7 +32,7 @@ fn result(job: &Job) -> &Groth16Result {
 }
 
 /// The proof verifies with snarkjs's exported key; public.json is snarkjs's.
-fn check(result: &Groth16Result) {
+pub(crate) fn check(result: &Groth16Result) {
     assert_eq!(result.public_json.as_bytes(), read("multiplier.public.json"));
     let vk = snarkjs::read_vk(&fixture("multiplier.vk.json")).unwrap();
     let proof = snarkjs::proof_from_json(&serde_json::from_str(&result.proof_json).unwrap()).unwrap();

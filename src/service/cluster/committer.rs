@@ -107,7 +107,7 @@ impl Committer {
         claimed: &Claimed,
         worker: &str,
         payload: &JobPayload,
-        progress: &dyn Progress,
+        progress: Arc<dyn Progress + Send + Sync>,
     ) -> Result<Option<Done>, WorkError> {
         let job = &claimed.job;
         let Some(PayloadKind::ExecuteBatch(batch_job)) = &payload.kind else {
@@ -132,15 +132,23 @@ impl Committer {
             Ok(false) => return Err(WorkError::Internal("the batch job's lease was lost before it ran".into())),
             Err(e) => return Err(WorkError::Internal(e.to_string())),
         }
-        let Some(mut prepared) = runner.prepare(parsed, &job.request_id, engines, progress)? else { return Ok(None) };
+        let Some(mut prepared) = runner.prepare(parsed, &job.request_id, engines, &*progress)? else {
+            return Ok(None);
+        };
         if !progress.stage("execute") {
             return Ok(None);
         }
         let (queue, runtime, request_id) = (queue.clone(), self.runtime.clone(), job.request_id.clone());
-        let max_attempts = self.max_attempts;
-        prepared.prove_with(|system| Arc::new(ClusterProver { system, queue, runtime, request_id, max_attempts }));
+        let (max_attempts, waiting) = (self.max_attempts, progress.clone());
+        prepared.prove_with(|system| {
+            Arc::new(ClusterProver { system, queue, runtime, request_id, max_attempts, progress: waiting })
+        });
         let outcome = runner.execute(std::slice::from_ref(&prepared)).pop().expect("one outcome per batch");
         crate::service::crash::point("batch-committed");
+        // Asked to stop while its proofs were out: nothing committed.
+        if outcome.is_err() && progress.stopping().is_some() {
+            return Ok(None);
+        }
         let (result, proofs) = outcome?;
         let backend = backend_name(engines.hashing.resolved());
         let result = JobResult {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use prost::Message;
 
-use super::{NewJob, Queue};
+use super::{ClusterError, NewJob, Queue};
 use crate::prove::ops_document::OpsDocument;
 use crate::prove::pipeline::{encode_record, key_id};
 use crate::prove::snarkjs::{proof_from_json, public_from_json};
@@ -19,6 +19,7 @@ use crate::prove::{OpWitness, ProofSystem, ProveError, ProveStages, ProvingSyste
 use crate::resource::Operation;
 use crate::service::proto::job_payload::Kind as PayloadKind;
 use crate::service::proto::{job_result, JobKind, JobPayload, JobState, ProveOpsJob};
+use crate::service::work::{Progress, Stop};
 use crate::store::ProofRecord;
 
 pub struct ClusterProver {
@@ -30,16 +31,24 @@ pub struct ClusterProver {
     /// The batch job's request id (its proofs' sub-jobs are named after it).
     pub request_id: String,
     pub max_attempts: u32,
+    /// The batch job's: the wait for its proofs ends when it is cancelled
+    /// or loses its lease.
+    pub progress: Arc<dyn Progress + Send + Sync>,
 }
 
 /// How long the committer waits between looks at its sub-jobs (their
 /// notifications wake it sooner).
-const LOOK: Duration = Duration::from_secs(2);
+const LOOK: Duration = Duration::from_secs(1);
+
+/// The longest pause between tries while the database is away.
+const MOST_PAUSE: Duration = Duration::from_secs(10);
 
 impl ClusterProver {
     async fn prove_remotely(&self, witnesses: &[OpWitness]) -> Result<Vec<BatchProof>, ProveError> {
         let k = self.system.ops_per_proof();
-        let lost = |e: super::ClusterError| ProveError::Synthesis(format!("the cluster's queue: {e}"));
+        if !self.progress.stage("prove") {
+            return Err(self.stop_if_asked(&[]).await.err().unwrap_or_else(cancelled));
+        }
         let mut waiter = self.queue.notices().subscribe();
         let mut ids = Vec::new();
         let chunks: Vec<&[OpWitness]> = witnesses.chunks(k).collect();
@@ -63,18 +72,21 @@ impl ClusterProver {
                 domain: "",
                 payload: &payload,
             };
-            ids.push(self.queue.submit(&job).await.map_err(lost)?.id());
+            // Idempotent on its request id: a retry names the same job.
+            let submitted = self.retrying(&format!("submitting proof {i}"), &ids, || self.queue.submit(&job)).await?;
+            ids.push(submitted.id());
         }
         let mut proofs = Vec::with_capacity(ids.len());
-        for (i, id) in ids.into_iter().enumerate() {
+        for (i, &id) in ids.iter().enumerate() {
             let job = loop {
-                let job = self.queue.get(id).await.map_err(lost)?;
+                let job = self.retrying(&format!("reading proof job {id}"), &ids, || self.queue.get(id)).await?;
                 match job {
                     Some(job) if matches!(job.state(), JobState::Queued | JobState::Running) => {}
                     Some(job) => break job,
                     None => return Err(ProveError::Synthesis(format!("proof job {id} is gone from the queue"))),
                 }
                 waiter.next(LOOK).await;
+                self.stop_if_asked(&ids).await?;
             };
             if job.state() != JobState::Succeeded {
                 let error = job.error.map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default();
@@ -85,8 +97,58 @@ impl ClusterProver {
             };
             proofs.push(parse_proof(id, &result.proofs_json)?);
         }
+        if !self.progress.stage("commit") {
+            return Err(cancelled());
+        }
         Ok(proofs)
     }
+
+    /// `call` until it answers: a database that is away is waited for
+    /// (the batch job keeps its lease meanwhile), not taken for a failed
+    /// proof; other errors end the batch.
+    async fn retrying<T, F: std::future::Future<Output = Result<T, ClusterError>>>(
+        &self,
+        doing: &str,
+        ids: &[u64],
+        call: impl Fn() -> F,
+    ) -> Result<T, ProveError> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            self.stop_if_asked(ids).await?;
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(e @ ClusterError::Db { .. }) => {
+                    tracing::warn!("{doing}: {e}; again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MOST_PAUSE);
+                }
+                Err(e) => return Err(ProveError::Synthesis(format!("{doing}: {e}"))),
+            }
+        }
+    }
+
+    /// End the wait when the batch job must stop. Cancelled, it cancels
+    /// its proof jobs (those running stop at their next stage); its lease
+    /// lost, it leaves them to the attempt that owns the job now, which
+    /// names the same jobs.
+    async fn stop_if_asked(&self, ids: &[u64]) -> Result<(), ProveError> {
+        match self.progress.stopping() {
+            None => Ok(()),
+            Some(Stop::LeaseLost) => Err(ProveError::Synthesis("the batch job's lease was lost".into())),
+            Some(Stop::Cancelled) => {
+                for &id in ids {
+                    if let Err(e) = self.queue.cancel(id).await {
+                        tracing::warn!("cancelling proof job {id}: {e}");
+                    }
+                }
+                Err(cancelled())
+            }
+        }
+    }
+}
+
+fn cancelled() -> ProveError {
+    ProveError::Synthesis("the batch job was cancelled while its proofs were made".into())
 }
 
 /// The one proof of a sub-job's proofs document.

@@ -19,7 +19,7 @@ use super::{ops_key_set, ClusterError, Heard, Notice, Queue, Renewal, WorkerRow}
 use crate::service::core::{kind_name, now_ms, COMPUTE_KINDS};
 use crate::service::metrics::Metrics;
 use crate::service::proto::{JobError, JobKind, JobPayload, JobResult, JobState};
-use crate::service::work::{self, backend_name, Engines, Progress};
+use crate::service::work::{self, backend_name, Engines, Progress, Stop};
 
 /// How a worker runs (`cvm worker`'s flags).
 #[derive(Clone, Debug)]
@@ -314,7 +314,7 @@ impl Worker {
             None => tokio::task::spawn_blocking(move || work::run(&payload, &engines, &*progress)),
             Some(committer) => {
                 let (queue, worker, claimed) = (self.queue.clone(), self.id.clone(), claimed.clone());
-                tokio::task::spawn_blocking(move || committer.execute(&queue, &claimed, &worker, &payload, &*progress))
+                tokio::task::spawn_blocking(move || committer.execute(&queue, &claimed, &worker, &payload, progress))
             }
         };
         let outcome =
@@ -445,13 +445,23 @@ impl Running {
 
 impl Progress for Running {
     fn stage(&self, name: &str) -> bool {
-        if self.cancelled.load(Ordering::Relaxed) || self.lost.load(Ordering::Relaxed) {
+        if self.stopping().is_some() {
             return false;
         }
         self.close_stage();
         *self.stage.lock().unwrap_or_else(|p| p.into_inner()) = (name.to_string(), true);
         *self.began.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         true
+    }
+
+    fn stopping(&self) -> Option<Stop> {
+        if self.lost.load(Ordering::Relaxed) {
+            Some(Stop::LeaseLost)
+        } else if self.cancelled.load(Ordering::Relaxed) {
+            Some(Stop::Cancelled)
+        } else {
+            None
+        }
     }
 }
 

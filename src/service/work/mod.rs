@@ -179,6 +179,21 @@ fn no_job() -> BadPayload {
 pub trait Progress {
     /// A new stage begins; false when the job was cancelled (stop here).
     fn stage(&self, name: &str) -> bool;
+
+    /// Why the job must stop now, if it must: for work that waits on
+    /// others between its stages.
+    fn stopping(&self) -> Option<Stop> {
+        None
+    }
+}
+
+/// Why a running job stops before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Its cancellation was asked for: what it started for others ends too.
+    Cancelled,
+    /// Another attempt owns it now: what it started is that attempt's.
+    LeaseLost,
 }
 
 /// A job's result, and the proofs it made (for the metrics).
