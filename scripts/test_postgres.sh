@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for the tests (.ci/run):
 #   scripts/test_postgres.sh start DIR   initdb in DIR as a non-root user, start it on
-#                                        127.0.0.1 on a free port; prints its URL
+#                                        127.0.0.1 on a free port, TLS on with a
+#                                        certificate from a throwaway CA (DIR/tls/ca.pem;
+#                                        DIR/tls/other-ca.pem signed nothing); prints its URL
 #   scripts/test_postgres.sh restart DIR restart it (every connection drops; same port)
 #   scripts/test_postgres.sh stop DIR    stop it
 # The tests read the URL from CVM_TEST_POSTGRES and make a database of their own each.
@@ -22,9 +24,24 @@ case "$cmd" in
     mkdir -p "$dir"
     if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
     as_owner "$bin/initdb" -D "$dir/data" -U cvm --auth=trust -E UTF8 >"$dir/initdb.log"
+    # A CA, the server's certificate for 127.0.0.1 signed by it, and a CA that signed nothing.
+    tls="$dir/tls"
+    mkdir -p "$tls"
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    openssl req -x509 "${ec[@]}" -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 7 -subj "/CN=cvm test CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+    openssl req -x509 "${ec[@]}" -keyout "$tls/other-ca.key" -out "$tls/other-ca.pem" -days 7 -subj "/CN=other CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+    openssl req "${ec[@]}" -keyout "$tls/server.key" -out "$tls/server.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >"$tls/server.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+      -out "$tls/server.pem" -days 7 -extfile "$tls/server.ext" 2>/dev/null
+    chmod 600 "$tls/server.key"
+    if [ "$(id -u)" = 0 ]; then chown -R postgres "$tls"; fi
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c ssl=on \
+          -c ssl_cert_file=$tls/server.pem -c ssl_key_file=$tls/server.key" start >/dev/null
     echo "postgres://cvm@127.0.0.1:$port/postgres"
     ;;
   restart)

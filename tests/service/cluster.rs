@@ -13,7 +13,7 @@ use causality_vm::service::proto::{job_result, Job, JobError, JobKind, JobResult
 use causality_vm::Backend;
 use prost::Message;
 
-use crate::postgres_support::{database, psql};
+use crate::postgres_support::{database, psql, server_ca};
 use crate::support::{hash_payload, merkle_payload};
 
 fn new_job<'a>(request_id: &'a str, kind: JobKind, payload: &'a [u8]) -> NewJob<'a> {
@@ -282,6 +282,55 @@ async fn a_worker_refuses_batch_jobs_and_an_unreachable_database_is_named() {
     options.kinds = vec![JobKind::Hash];
     let Err(e) = Worker::start(&options).await else { panic!("no database there") };
     assert!(e.to_string().contains("connecting to the database"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_database_certificate_is_checked_and_jobs_run() {
+    let Some(url) = database("tls") else { return };
+    let Some(ca) = server_ca("tls") else { return };
+    let other = ca.with_file_name("other-ca.pem");
+    let tls = format!("{url}?sslmode=verify-full&sslrootcert={}&application_name=cvm-tls-test", ca.display());
+    // Every connection of a queue and a worker goes over TLS, and a job runs through them.
+    let queue = Queue::connect(&tls).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(&tls, dir.path(), "tls", Duration::from_secs(5)).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let w = w.clone();
+        async move { w.run(1, stopped).await }
+    });
+    let payload = hash_payload(&[b"over tls"]).encode_to_vec();
+    let id = queue.submit(&new_job("tls", JobKind::Hash, &payload)).await.unwrap().id();
+    let job = ended(&queue, id).await;
+    let Some(job_result::Kind::Hash(hashes)) = job.result.and_then(|r| r.kind) else { panic!("a hash result") };
+    assert_eq!(hashes.digests, vec![blake3::hash(b"over tls").as_bytes().to_vec()]);
+    let connections = psql(
+        &url,
+        "SELECT count(*) || ' ' || count(*) FILTER (WHERE s.ssl AND s.version LIKE 'TLS%') FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'cvm-tls-test'",
+    );
+    let (all, over_tls) = connections.split_once(' ').unwrap();
+    assert!(all.parse::<u32>().unwrap() >= 4, "the queue's, its listener's, the worker's: {connections}");
+    assert_eq!(all, over_tls, "every connection over TLS");
+    let _ = stop.send(true);
+    task.await.unwrap();
+
+    // A certificate from a CA not trusted, or checked against the system's
+    // CAs (sslmode=require), is refused, with the reason.
+    for refused in [
+        format!("{url}?sslrootcert={}", other.display()),
+        format!("{url}?sslmode=require&sslrootcert=system"),
+        format!("{url}?sslmode=require"),
+    ] {
+        let Err(e) = Queue::connect(&refused).await else { panic!("{refused} connected") };
+        let message = format!("{e:#}");
+        assert!(message.contains("connecting to the database"), "{message}");
+        assert!(message.contains("certificate") && message.contains("UnknownIssuer"), "{refused}: {message}");
+    }
+    // A CA file that is not there is named.
+    let missing = format!("{url}?sslmode=require&sslrootcert={}", dir.path().join("missing.pem").display());
+    let Err(e) = Queue::connect(&missing).await else { panic!("no CA file") };
+    assert!(e.to_string().contains("missing.pem"), "{e}");
 }
 
 /// A CPU server on `dir` keeping its jobs in the cluster's database.

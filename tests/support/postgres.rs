@@ -31,3 +31,19 @@ pub fn psql(url: &str, sql: &str) -> String {
     assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The CA that signed the test server's certificate (`CVM_TEST_POSTGRES_CA`,
+/// which `.ci/run` sets from scripts/test_postgres.sh's DIR/tls/ca.pem);
+/// None (the test skips) when it is not named, unless PostgreSQL is required.
+pub fn server_ca(test: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os("CVM_TEST_POSTGRES_CA") {
+        Some(path) => Some(path.into()),
+        None if std::env::var("CVM_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+            panic!("CVM_REQUIRE_POSTGRES=1 but CVM_TEST_POSTGRES_CA names no CA (DIR/tls/ca.pem)")
+        }
+        None => {
+            eprintln!("skipping {test}: no CVM_TEST_POSTGRES_CA");
+            None
+        }
+    }
+}

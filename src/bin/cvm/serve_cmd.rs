@@ -46,6 +46,7 @@ pub struct ServeArgs {
     pub no_auth: bool,
     /// Keep jobs in this PostgreSQL database instead of the data dir's job
     /// store, shared with other servers and `cvm worker`s (docs/SCALE_OUT.md).
+    /// `?sslrootcert=CA.pem` (or `?sslmode=require`, the system's CAs) for TLS.
     #[arg(long, value_name = "postgres://…", env = "CVM_QUEUE")]
     pub queue: Option<String>,
     /// With --queue: how long a claimed job's lease lasts without renewal, in seconds.

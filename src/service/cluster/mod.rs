@@ -10,6 +10,7 @@
 
 pub mod blobs;
 pub mod committer;
+mod connect;
 pub mod front;
 mod notices;
 mod prover;
@@ -24,7 +25,7 @@ pub use schema::VERSION as SCHEMA_VERSION;
 /// What went wrong with the cluster's database.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("the cluster's database, {doing}: {source}")]
+    #[error("the cluster's database, {doing}: {}", with_causes(source))]
     Db {
         doing: String,
         #[source]
@@ -40,6 +41,21 @@ pub enum ClusterError {
     Damaged { job: u64, reason: String },
     #[error("{0}")]
     Config(String),
+}
+
+/// An error and its causes, "a: b: c" (tokio-postgres names only its
+/// kind, "error performing TLS handshake", and keeps the why in its cause).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = next.source();
+    }
+    text
 }
 
 impl ClusterError {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::ClusterError;
 use crate::service::proto::{JobKind, JobState};
@@ -103,8 +103,7 @@ async fn listen_once(
     notices: &Notices,
     ready: &mut Option<tokio::sync::oneshot::Sender<Result<(), ClusterError>>>,
 ) -> Result<(), ClusterError> {
-    let (client, mut connection) =
-        tokio_postgres::connect(url, NoTls).await.map_err(|e| ClusterError::db("connecting to listen", e))?;
+    let (client, mut connection) = super::connect::connect(url, "connecting to listen").await?;
     let (messages_tx, mut messages) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         loop {

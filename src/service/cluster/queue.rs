@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use prost::Message;
 use tokio::sync::RwLock;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 use super::{ClusterError, Notices};
 use crate::service::core::now_ms;
@@ -635,8 +635,7 @@ fn claimed_of(row: &Row) -> Result<Claimed, ClusterError> {
 }
 
 pub(super) async fn open(url: &str) -> Result<Client, ClusterError> {
-    let (client, connection) =
-        tokio_postgres::connect(url, NoTls).await.map_err(|e| ClusterError::db("connecting to the database", e))?;
+    let (client, connection) = super::connect::connect(url, "connecting to the database").await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!("the cluster's database connection ended: {e}");
