@@ -129,6 +129,11 @@ async fn an_expired_lease_puts_the_job_back_then_fails_it_past_its_attempts() {
     // A worker claims it and dies (never renews).
     let claimed = queue.claim("dead-1", &[JobKind::Hash], &[], lease).await.unwrap().expect("a job");
     assert_eq!((claimed.job.job_id, claimed.job.attempts, claimed.job.state()), (id, 1, JobState::Running));
+    // Get shows who holds it, and until when (by the database's clock, close to ours here).
+    let held = queue.get(id).await.unwrap().unwrap();
+    assert_eq!(held.worker, "dead-1");
+    let left = held.lease_expires_unix_ms as i64 - causality_vm::service::core::now_ms() as i64;
+    assert!((0..=300).contains(&left), "{left} ms of a 300 ms lease left");
     assert!(
         queue.claim("other", &[JobKind::Hash], &[], lease).await.unwrap().is_none(),
         "a claimed job is not claimed twice"
@@ -142,7 +147,8 @@ async fn an_expired_lease_puts_the_job_back_then_fails_it_past_its_attempts() {
     let late: Result<JobResult, JobError> = Ok(JobResult::default());
     assert!(!queue.complete(id, "dead-1", 1, "", &late).await.unwrap());
     assert_eq!(queue.renew(id, "dead-1", 1, lease, None).await.unwrap(), Renewal::Lost);
-    assert_eq!(queue.get(id).await.unwrap().unwrap().state(), JobState::Queued);
+    let queued = queue.get(id).await.unwrap().unwrap();
+    assert_eq!((queued.state(), queued.worker.as_str(), queued.lease_expires_unix_ms), (JobState::Queued, "", 0));
 
     // The second attempt dies too: past its most attempts, the job fails with the last error.
     let claimed = queue.claim("dead-2", &[JobKind::Hash], &[], lease).await.unwrap().expect("the job again");
@@ -932,6 +938,7 @@ fn two_servers_and_three_workers_killed_at_random_and_restarted_run_every_job_on
     let domains = [
         ("bank-a", domain_batches(files.path(), "bank-a", 4), 2u32),
         ("bank-b", domain_batches(files.path(), "bank-b", 4), 0),
+        ("bank-c", domain_batches(files.path(), "bank-c", 4), 2),
     ];
     let compressed = |p: &dyn Fn(&mut Vec<u8>)| {
         let mut out = Vec::new();
@@ -1050,7 +1057,7 @@ fn two_servers_and_three_workers_killed_at_random_and_restarted_run_every_job_on
     });
     eprintln!("killed (0, 1 servers; 2 to 4 workers): {kills:?}");
     // 240 jobs, and each domain's batch i after job 60·i + 29.
-    assert_eq!(expected.len(), 248);
+    assert_eq!(expected.len(), 252);
 
     // Every job ends, succeeded, with the single-process result.
     let jobs: Vec<Job> = runtime.block_on(async {
@@ -1103,5 +1110,5 @@ fn two_servers_and_three_workers_killed_at_random_and_restarted_run_every_job_on
         }
         committed += ids.len();
     }
-    assert_eq!(committed, 8, "every batch committed once across the stores");
+    assert_eq!(committed, 12, "every batch committed once across the stores");
 }

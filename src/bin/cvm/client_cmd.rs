@@ -382,7 +382,12 @@ fn print_job(job: &Job) -> anyhow::Result<()> {
             }
         }
         (None, None) if !job.worker.is_empty() => {
-            out!("job {} ({kind}): {} {} on worker {}", job.job_id, state_name(job.state()), job.stage, job.worker)?
+            let lease = match job.lease_expires_unix_ms.checked_sub(causality_vm::service::core::now_ms()) {
+                Some(left) => format!("lease {:.1} s left", left as f64 / 1e3),
+                None => "lease expired".into(),
+            };
+            let (state, stage, worker) = (state_name(job.state()), &job.stage, &job.worker);
+            out!("job {} ({kind}): {state} {stage} on worker {worker} ({lease})", job.job_id)?
         }
         (None, None) => out!("job {} ({kind}): {} {}", job.job_id, state_name(job.state()), job.stage)?,
     }
@@ -455,6 +460,7 @@ pub fn job_json(job: &Job) -> Value {
         "priority": job.priority,
         "attempts": job.attempts,
         "worker": job.worker,
+        "lease_expires_unix_ms": job.lease_expires_unix_ms,
         "submitted_unix_ms": job.submitted_unix_ms,
         "started_unix_ms": job.started_unix_ms,
         "finished_unix_ms": job.finished_unix_ms,

@@ -136,18 +136,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MakeTlsConnect<S> for T
     type TlsConnect = Handshake;
     type Error = io::Error;
 
+    // Called for every host, TLS or not (the mode decides whether the
+    // handshake runs).
     fn make_tls_connect(&mut self, host: &str) -> io::Result<Handshake> {
-        let config = self.0.clone().ok_or_else(|| io::Error::other("TLS was not asked for"))?;
+        let Some(config) = self.0.clone() else { return Ok(Handshake(None)) };
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("host {host:?}: {e}")))?;
-        Ok(Handshake { config, name })
+        Ok(Handshake(Some((config, name))))
     }
 }
 
-struct Handshake {
-    config: Arc<ClientConfig>,
-    name: ServerName<'static>,
-}
+/// A TLS handshake with a host under its name; none without TLS.
+struct Handshake(Option<(Arc<ClientConfig>, ServerName<'static>)>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> TlsConnect<S> for Handshake {
     type Stream = MaybeTlsStream;
@@ -156,8 +156,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> TlsConnect<S> for Hands
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
-            let connector = tokio_rustls::TlsConnector::from(self.config);
-            let stream = connector.connect(self.name, stream).await?;
+            let (config, name) = self.0.ok_or_else(|| io::Error::other("TLS was not asked for"))?;
+            let stream = tokio_rustls::TlsConnector::from(config).connect(name, stream).await?;
             Ok(MaybeTlsStream(Box::new(stream)))
         })
     }
