@@ -403,6 +403,13 @@ impl Accelerator for Api {
         let text = request.into_inner().base_set_id;
         let id = super::work::msm::BaseSetId::parse(&text)
             .ok_or_else(|| Status::invalid_argument(format!("base_set_id {text:?}: expected bases:<64 hex digits>")))?;
+        #[cfg(feature = "postgres")]
+        if let Some(front) = &self.cluster {
+            let removed = super::cluster::blobs::remove_bases(&front.queue, &self.core.engines, &id)
+                .await
+                .map_err(|e| Status::from(Refusal::Internal(e.to_string())))?;
+            return Ok(Response::new(RemoveBasesResponse { removed }));
+        }
         let core = self.core.clone();
         blocking(move || {
             let removed = core.engines.bases.remove(&id).map_err(|e| Refusal::Internal(e.to_string()))?;

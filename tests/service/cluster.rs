@@ -558,7 +558,7 @@ async fn uploads_and_proving_keys_are_shared_by_the_cluster() {
                 .collect(),
         })),
     };
-    let accepted = client_a.submit("msm", msm, 0, None).await.unwrap();
+    let accepted = client_a.submit("msm", msm.clone(), 0, None).await.unwrap();
     let witnesses = vec![crate::prove_support::create(1), crate::prove_support::transfer(10)];
     let doc = crate::prove_ops::document(&witnesses);
     let first = client_a.submit("prove-1", crate::prove_ops::payload(&doc, 2), 0, None).await.unwrap();
@@ -602,8 +602,32 @@ async fn uploads_and_proving_keys_are_shared_by_the_cluster() {
         std::fs::read(causality_vm::prove::keys::key_dir(dir, 2).join(causality_vm::prove::keys::CIRCUIT_FILE)).unwrap()
     };
     assert_eq!(circuit(dir_b.path()), circuit(dir_c.path()));
-    a.shutdown().await.unwrap();
     c.shutdown().await.unwrap();
+
+    // RemoveBases through a server removes the set from the whole cluster:
+    // a new job naming it is refused, and one accepted before fails on
+    // worker B, whose cached copy goes with it.
+    assert!(client_a.remove_bases(&set.base_set_id).await.unwrap());
+    let refused = client_a.submit("msm-after", msm.clone(), 0, None).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "as the embedded store refuses it: {refused:?}");
+    assert!(refused.message().contains("not in this cluster (removed"), "{}", refused.message());
+    let queue = Queue::connect(&url).await.unwrap();
+    let stale = queue.submit(&new_job("msm-stale", JobKind::Msm, &msm.encode_to_vec())).await.unwrap().id();
+    let worker_b = worker(&url, dir_b.path(), "b", Duration::from_secs(10)).await;
+    let id = causality_vm::service::work::BaseSetId::parse(&set.base_set_id).unwrap();
+    assert!(worker_b.engines.bases.knows(&id), "B kept its copy so far");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let worker_b = worker_b.clone();
+        async move { worker_b.run(1, stopped).await }
+    });
+    let job = ended(&queue, stale).await;
+    assert_eq!(job.state(), JobState::Failed, "{job:?}");
+    assert!(job.error.unwrap().message.contains("not in this cluster"));
+    assert!(!worker_b.engines.bases.knows(&id), "B's copy is gone");
+    let _ = stop.send(true);
+    task.await.unwrap();
+    a.shutdown().await.unwrap();
 }
 
 fn batch_payload(batch: &std::path::Path, ops_per_proof: u32) -> causality_vm::service::proto::JobPayload {

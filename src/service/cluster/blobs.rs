@@ -147,12 +147,27 @@ pub async fn publish_zkey(queue: &Queue, id: &ZkeyId, zkey: &[u8], r1cs: &[u8]) 
     Ok(())
 }
 
+/// Remove a base set from the cluster and from this machine; whether
+/// either held it. Other machines' copies go when a job next names it.
+pub async fn remove_bases(queue: &Queue, engines: &Arc<Engines>, id: &BaseSetId) -> Result<bool, WorkError> {
+    let removed = queue.delete_blob(&id.to_string()).await.map_err(internal)?;
+    Ok(engines.bases.remove(id)? || removed)
+}
+
+/// Make sure this machine has the base set the cluster holds under `id`.
+/// The cluster's copy decides: a set removed (by `RemoveBases` on any
+/// server) is gone here too, whatever this machine kept.
 async fn fetch_bases(queue: &Queue, engines: &Arc<Engines>, id: BaseSetId) -> Result<(), WorkError> {
+    let gone = || WorkError::Precondition(format!("base set {id} is not in this cluster (removed, or never uploaded)"));
     if engines.bases.knows(&id) {
-        return Ok(());
+        if queue.has_blob(&id.to_string()).await.map_err(internal)? {
+            return Ok(());
+        }
+        engines.bases.remove(&id)?;
+        return Err(gone());
     }
     let Some(file) = queue.get_blob(&id.to_string()).await.map_err(internal)? else {
-        return Err(WorkError::Precondition(format!("base set {id} was never uploaded to this cluster")));
+        return Err(gone());
     };
     let engines = engines.clone();
     blocking(move || {

@@ -570,6 +570,27 @@ impl Queue {
         Ok(row.map(|row| row.get(0)))
     }
 
+    /// Whether the cluster holds `name` (the truth about an upload: a
+    /// machine's copy is a cache of it).
+    pub async fn has_blob(&self, name: &str) -> Result<bool, ClusterError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT EXISTS (SELECT 1 FROM cvm_blobs WHERE name = $1)", &[&name])
+            .await
+            .map_err(|e| ClusterError::db(format!("looking for {name}"), e))?;
+        Ok(row.get(0))
+    }
+
+    /// Remove `name` from the cluster; whether it was there.
+    pub async fn delete_blob(&self, name: &str) -> Result<bool, ClusterError> {
+        let client = self.client().await?;
+        let deleted = client
+            .execute("DELETE FROM cvm_blobs WHERE name = $1", &[&name])
+            .await
+            .map_err(|e| ClusterError::db(format!("removing {name}"), e))?;
+        Ok(deleted == 1)
+    }
+
     /// A stopping worker leaves the list.
     pub async fn leave(&self, worker: &str) -> Result<(), ClusterError> {
         let client = self.client().await?;
