@@ -8,6 +8,9 @@
 #   scripts/test_postgres.sh stop DIR    stop it
 # The tests read the URL from CVM_TEST_POSTGRES and make a database of their own each.
 set -euo pipefail
+# A caller's umask must not reach initdb: an in-process test server binds its
+# socket under umask 0177 for a moment, and a data dir made then is unusable.
+umask 0022
 cmd=${1:?start or stop}
 dir=${2:?a directory}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)

@@ -11,7 +11,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::hot::Hot;
 use super::journal::{is_final, Accepted, JobRecord, Journal, JournalError};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, StageClock};
 use super::proto::job_payload::Kind as PayloadKind;
 use super::proto::{
     job_result, Job, JobError, JobEvent, JobKind, JobPayload, JobResult, JobState, StageBackend, SubmitRequest,
@@ -256,7 +256,7 @@ impl Core {
         };
         let payload = work::adopt_paths(payload, &self.engines)?;
         let parsed = work::check(&payload, &self.engines)?;
-        let key_set = work::key_set(&payload);
+        let key_set = work::KeySet::of(&payload).tag();
         let encoded = payload.encode_to_vec();
         let digest = *blake3::hash(&encoded).as_bytes();
         let now = now_ms();
@@ -709,30 +709,24 @@ impl Core {
 struct Stages<'a> {
     core: &'a Core,
     job: Mutex<Job>,
-    last: Mutex<Option<(String, Instant)>>,
+    clock: StageClock,
 }
 
 impl<'a> Stages<'a> {
     fn new(core: &'a Core, job: &Job) -> Stages<'a> {
-        Stages { core, job: Mutex::new(job.clone()), last: Mutex::new(None) }
+        Stages { core, job: Mutex::new(job.clone()), clock: StageClock::new(core.metrics.clone()) }
     }
 
     /// The last stage's latency into the metrics; returns the stage reached.
     fn finish(self) -> String {
-        self.close();
+        self.clock.end();
         self.job.into_inner().unwrap_or_else(|p| p.into_inner()).stage
-    }
-
-    fn close(&self) {
-        if let Some((stage, at)) = self.last.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            self.core.metrics.stage_seconds(&stage, at.elapsed().as_secs_f64());
-        }
     }
 }
 
 impl Progress for Stages<'_> {
     fn stage(&self, name: &str) -> bool {
-        self.close();
+        self.clock.end();
         let mut job = self.job.lock().unwrap_or_else(|p| p.into_inner());
         if self.core.is_cancelled(job.job_id) {
             return false;
@@ -741,7 +735,7 @@ impl Progress for Stages<'_> {
         if cfg!(debug_assertions) {
             super::crash::point(&format!("stage:{name}"));
         }
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((name.to_string(), Instant::now()));
+        self.clock.begin(name);
         self.core.publish(&job, 0.0);
         true
     }

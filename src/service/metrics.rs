@@ -1,5 +1,8 @@
 //! The service's Prometheus metrics, served as text on `--metrics` (`/metrics`).
 
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -119,5 +122,31 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String");
         out
+    }
+}
+
+/// A running job's stage clock: a stage's time ends when the next stage
+/// begins (or the job ends), and goes into the stage histogram.
+pub struct StageClock {
+    metrics: Arc<Metrics>,
+    current: Mutex<Option<(String, Instant)>>,
+}
+
+impl StageClock {
+    pub fn new(metrics: Arc<Metrics>) -> StageClock {
+        StageClock { metrics, current: Mutex::new(None) }
+    }
+
+    /// `name` begins; the stage before it ends.
+    pub fn begin(&self, name: &str) {
+        self.end();
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((name.to_string(), Instant::now()));
+    }
+
+    /// The current stage ends (none runs until the next `begin`).
+    pub fn end(&self) {
+        if let Some((stage, began)) = self.current.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.metrics.stage_seconds(&stage, began.elapsed().as_secs_f64());
+        }
     }
 }

@@ -229,24 +229,37 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         tasks.push(tokio::spawn(super::metrics_http::serve(listener, render, signal(stopped.clone()))));
     }
 
-    // Forget ended jobs past their TTL now and then.
     let expiring = core.clone();
-    let mut stop_expiry = stopped.clone();
-    tasks.push(tokio::spawn(async move {
-        let period = (expiring.result_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(period) => {}
-                _ = stop_expiry.wait_for(|s| *s) => return Ok(()),
-            }
-            let core = expiring.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || core.expire()).await {
-                tracing::warn!("forgetting expired jobs: {e}");
-            }
+    tasks.push(expire_now_and_then(core.result_ttl, stopped.clone(), move || {
+        let core = expiring.clone();
+        async move {
+            let expired = tokio::task::spawn_blocking(move || core.expire()).await;
+            expired.map_err(|e| e.to_string())?.map(|_| ()).map_err(|e| e.to_string())
         }
     }));
 
     Ok(Running { socket, tcp: tcp_addr, metrics: metrics_addr, core, stop, tasks, runners })
+}
+
+/// Forget ended jobs past their TTL every quarter of it (from a second to
+/// an hour) with `expire`, until `stopped`.
+fn expire_now_and_then<F: std::future::Future<Output = Result<(), String>> + Send + 'static>(
+    ttl: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    expire: impl Fn() -> F + Send + 'static,
+) -> tokio::task::JoinHandle<Result<(), ServeError>> {
+    tokio::spawn(async move {
+        let period = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stopped.wait_for(|s| *s) => return Ok(()),
+            }
+            if let Err(e) = expire().await {
+                tracing::warn!("forgetting expired jobs: {e}");
+            }
+        }
+    })
 }
 
 fn open_core(options: &ServeOptions) -> Result<Core, ServeError> {
@@ -431,21 +444,11 @@ mod cluster {
             worker.run_batches(Arc::new(committer), committing).await;
             Ok(())
         }));
-        let expiring = queue.clone();
-        let ttl = options.result_ttl;
-        let mut stop_expiry = stopped;
-        tasks.push(tokio::spawn(async move {
-            let period = (ttl / 4).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600));
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(period) => {}
-                    _ = stop_expiry.wait_for(|s| *s) => return Ok(()),
-                }
-                let horizon = now_ms().saturating_sub(ttl.as_millis() as u64);
-                if let Err(e) = expiring.expire(horizon).await {
-                    tracing::warn!("forgetting expired jobs: {e}");
-                }
-            }
+        let (expiring, ttl) = (queue.clone(), options.result_ttl);
+        tasks.push(super::expire_now_and_then(ttl, stopped, move || {
+            let queue = expiring.clone();
+            let horizon = now_ms().saturating_sub(ttl.as_millis() as u64);
+            async move { queue.expire(horizon).await.map(|_| ()).map_err(|e| e.to_string()) }
         }));
         Ok(Arc::new(Front { queue, depth: options.queue_depth, max_attempts: options.max_attempts }))
     }

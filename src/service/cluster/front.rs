@@ -80,7 +80,7 @@ impl Front {
                 .await?
                 .ok_or(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
         }
-        let key_set = key_set_name(&payload);
+        let key_set = work::KeySet::of(&payload).name();
         // A domain's batches keep their order; other kinds take the priority.
         let domain = batch_domain(&payload);
         let priority = if kind == JobKind::ExecuteBatch { 0 } else { request.priority };
@@ -208,21 +208,6 @@ fn batch_domain(payload: &JobPayload) -> String {
         Some(PayloadKind::ExecuteBatch(job)) => {
             serde_json::from_slice::<Head>(&job.batch_json).map(|h| h.domain).unwrap_or_default()
         }
-        _ => String::new(),
-    }
-}
-
-/// The key set a job uses, as workers report the ones they hold: the
-/// compliance keys' "ops:K", an uploaded zkey's id; "" for none.
-pub fn key_set_name(payload: &JobPayload) -> String {
-    match &payload.kind {
-        Some(PayloadKind::ProveOps(job)) => {
-            super::ops_key_set(crate::service::work::batch::ops_per_proof(job.ops_per_proof))
-        }
-        Some(PayloadKind::Groth16(crate::service::proto::Groth16Job {
-            key: Some(groth16_job::Key::ZkeyId(id)),
-            ..
-        })) => work::groth16::ZkeyId::parse(id).map_or_else(String::new, |id| id.to_string()),
         _ => String::new(),
     }
 }

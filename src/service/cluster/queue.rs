@@ -644,7 +644,7 @@ impl Queue {
 /// The key-set name of the compliance keys for `ops` ops per proof (as
 /// jobs name theirs and workers report the ones they hold).
 pub fn ops_key_set(ops: usize) -> String {
-    format!("ops:{ops}")
+    crate::service::work::KeySet::Ops(ops).name()
 }
 
 fn claimed_of(row: &Row) -> Result<Claimed, ClusterError> {

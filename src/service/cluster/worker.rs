@@ -15,9 +15,9 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::committer::Committer;
-use super::{ops_key_set, ClusterError, Heard, Notice, Queue, Renewal, WorkerRow};
+use super::{ClusterError, Heard, Notice, Queue, Renewal, WorkerRow};
 use crate::service::core::{kind_name, now_ms, COMPUTE_KINDS};
-use crate::service::metrics::Metrics;
+use crate::service::metrics::{Metrics, StageClock};
 use crate::service::proto::{JobError, JobKind, JobPayload, JobResult, JobState};
 use crate::service::work::{self, backend_name, Engines, Progress, Stop};
 
@@ -170,9 +170,9 @@ impl Worker {
     /// The key sets resident here (compliance keys and zkeys), named as
     /// jobs name theirs.
     fn key_sets(&self) -> Vec<String> {
-        let mut key_sets: Vec<String> = self.engines.keys.resident().into_iter().map(ops_key_set).collect();
-        key_sets.extend(self.engines.zkeys.resident().into_iter().map(|id| id.to_string()));
-        key_sets
+        let ops = self.engines.keys.resident().into_iter().map(work::KeySet::Ops);
+        let zkeys = self.engines.zkeys.resident().into_iter().map(work::KeySet::Zkey);
+        ops.chain(zkeys).map(|set| set.name()).collect()
     }
 
     async fn beat(&self) -> Result<(), ClusterError> {
@@ -293,9 +293,11 @@ impl Worker {
     ) -> Result<(JobResult, String), JobError> {
         let (id, attempt) = (claimed.job.job_id, claimed.job.attempts);
         let run = Arc::new(Running {
-            metrics: Some(self.metrics.clone()),
+            stage: Mutex::default(),
             cancelled: AtomicBool::new(claimed.cancel_requested),
-            ..Running::default()
+            lost: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            clock: StageClock::new(self.metrics.clone()),
         });
         let keeper = {
             let worker = self.clone();
@@ -320,7 +322,7 @@ impl Worker {
         let outcome =
             work.await.unwrap_or_else(|e| Err(work::WorkError::Internal(format!("the job's task failed: {e}"))));
         run.finished.store(true, Ordering::Relaxed);
-        run.close_stage();
+        run.clock.end();
         keeper.abort();
         if let Ok(Some(done)) = &outcome {
             self.metrics.proofs.inc_by(done.proofs);
@@ -420,27 +422,14 @@ impl Worker {
 }
 
 /// A running job's shared state: its stage (and whether the keeper has
-/// recorded it), its cancellation, and whether its lease was lost.
-#[derive(Default)]
+/// recorded it), its cancellation, whether its lease was lost, and where
+/// its stages' time goes.
 struct Running {
     stage: Mutex<(String, bool)>,
     cancelled: AtomicBool,
     lost: AtomicBool,
     finished: AtomicBool,
-    /// Where each stage's time goes, and when the current one began.
-    metrics: Option<Arc<Metrics>>,
-    began: Mutex<Option<std::time::Instant>>,
-}
-
-impl Running {
-    /// The current stage's time into the metrics.
-    fn close_stage(&self) {
-        let began = self.began.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let (Some(began), Some(metrics)) = (began, &self.metrics) {
-            let stage = self.stage.lock().unwrap_or_else(|p| p.into_inner()).0.clone();
-            metrics.stage_seconds(&stage, began.elapsed().as_secs_f64());
-        }
-    }
+    clock: StageClock,
 }
 
 impl Progress for Running {
@@ -448,9 +437,8 @@ impl Progress for Running {
         if self.stopping().is_some() {
             return false;
         }
-        self.close_stage();
+        self.clock.begin(name);
         *self.stage.lock().unwrap_or_else(|p| p.into_inner()) = (name.to_string(), true);
-        *self.began.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         true
     }
 

@@ -122,18 +122,47 @@ pub fn check(payload: &JobPayload, engines: &Engines) -> Result<Option<batch::Pa
     }
 }
 
-/// The proving key set a job uses (a ProveOps job's ops per proof, a
-/// Groth16 job's zkey), 0 for other kinds: the scheduler serves jobs that
-/// share a set back to back. Batch jobs keep their submission order, so
-/// they name none.
-pub fn key_set(payload: &JobPayload) -> u32 {
-    match &payload.kind {
-        Some(PayloadKind::ProveOps(job)) => batch::ops_per_proof(job.ops_per_proof) as u32,
-        Some(PayloadKind::Groth16(super::proto::Groth16Job {
-            key: Some(super::proto::groth16_job::Key::ZkeyId(id)),
-            ..
-        })) => groth16::ZkeyId::parse(id).map_or(0, |id| id.key_set()),
-        _ => 0,
+/// The proving key set a job uses: the scheduler, and a cluster's claims,
+/// serve jobs that share a set back to back. Batch jobs keep their
+/// submission order, so they name none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySet {
+    None,
+    /// The compliance keys for this many ops per proof.
+    Ops(usize),
+    /// An uploaded zkey.
+    Zkey(groth16::ZkeyId),
+}
+
+impl KeySet {
+    pub fn of(payload: &JobPayload) -> KeySet {
+        match &payload.kind {
+            Some(PayloadKind::ProveOps(job)) => KeySet::Ops(batch::ops_per_proof(job.ops_per_proof)),
+            Some(PayloadKind::Groth16(super::proto::Groth16Job {
+                key: Some(super::proto::groth16_job::Key::ZkeyId(id)),
+                ..
+            })) => groth16::ZkeyId::parse(id).map_or(KeySet::None, KeySet::Zkey),
+            _ => KeySet::None,
+        }
+    }
+
+    /// The scheduler's tag: 0 for none.
+    pub fn tag(&self) -> u32 {
+        match self {
+            KeySet::None => 0,
+            KeySet::Ops(k) => *k as u32,
+            KeySet::Zkey(id) => id.key_set(),
+        }
+    }
+
+    /// Its name, as a cluster's jobs name theirs and its workers the sets
+    /// they hold: "ops:K", a zkey's id; "" for none.
+    pub fn name(&self) -> String {
+        match self {
+            KeySet::None => String::new(),
+            KeySet::Ops(k) => format!("ops:{k}"),
+            KeySet::Zkey(id) => id.to_string(),
+        }
     }
 }
 
