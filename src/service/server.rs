@@ -303,28 +303,25 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(format!("removing the stale socket {}", path.display()))(e)),
     }
-    let listener =
-        owner_only(|| tokio::net::UnixListener::bind(path)).map_err(io(format!("binding {}", path.display())))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(io(format!("making {} owner-only", path.display())))?;
-    Ok(listener)
-}
-
-/// Run `f` with a umask that leaves files it creates owner-only, so the
-/// socket is never reachable by others, not even between bind and chmod.
-#[cfg(target_os = "linux")]
-fn owner_only<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: umask only swaps the process's file-creation mask.
-    let old = unsafe { libc::umask(0o177) };
-    let out = f();
-    unsafe { libc::umask(old) };
-    out
-}
-
-#[cfg(not(target_os = "linux"))]
-fn owner_only<T>(f: impl FnOnce() -> T) -> T {
-    f()
+    // Bound in a directory only the owner can enter, made owner-only, then
+    // moved into place: never reachable by others, and no process-wide
+    // umask changed under the other threads' files.
+    let parent = path.parent().unwrap_or(Path::new("."));
+    // Short names: a socket's path has at most 107 bytes.
+    let private = parent.join(format!(".s{:08x}", rand::random::<u32>()));
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().mode(0o700).create(&private).map_err(io(format!("creating {}", private.display())))?;
+    let staged = private.join("s");
+    let bound = tokio::net::UnixListener::bind(&staged).map_err(io(format!("binding {}", path.display()))).and_then(
+        |listener| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+                .map_err(io(format!("making {} owner-only", path.display())))?;
+            std::fs::rename(&staged, path).map_err(io(format!("moving the socket to {}", path.display())))?;
+            Ok(listener)
+        },
+    );
+    let _ = std::fs::remove_dir_all(&private);
+    bound
 }
 
 /// Turns tonic's "message length too large" (OUT_OF_RANGE) into the

@@ -13,6 +13,17 @@ use crate::support::*;
 async fn tokens_are_checked_on_tcp_and_not_needed_on_the_owner_only_socket() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path(), 1).await;
+    // The socket is the owner's alone, and binding it left nothing beside it.
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let socket = std::fs::metadata(dir.path().join("cvm.sock")).unwrap();
+    assert!(socket.file_type().is_socket());
+    assert_eq!(socket.permissions().mode() & 0o777, 0o600);
+    let strays: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".s"))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?}");
     let key = service_key(dir.path()).unwrap();
     let root = CapabilityToken::mint_random(&key, DomainId::new(SERVICE_DOMAIN));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
