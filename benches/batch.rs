@@ -19,6 +19,10 @@
 //! call, the way a high-volume user runs them: each batch executes while the
 //! one before it is staged and appended on another thread.
 //!
+//! `standard_commit_chained` is the worst case for running a batch's
+//! operations side by side: 10,000 transfers in one chain, each spending
+//! the output of the one before it (issue 21's conflict baseline).
+//!
 //! Owners: in the main cases an output's nullifier key follows from its
 //! quantity, so keys repeat across a batch (an owner spending many
 //! resources), and each distinct key costs one Poseidon opening (~12 µs).
@@ -163,6 +167,26 @@ impl Ledger {
         (ops, next)
     }
 
+    /// 10,000 transfers in one chain from the first frontier resource, each
+    /// spending the whole of the output the one before it made; the
+    /// chain's end takes that resource's place in the frontier.
+    fn next_chain(&mut self) -> (Vec<Operation>, Vec<Spendable>) {
+        let mut next = self.frontier.clone();
+        let (mut id, mut key, quantity) = next[0];
+        let mut ops = Vec::with_capacity(BATCH);
+        for _ in 0..BATCH {
+            let (output, output_key) = self.output(quantity);
+            let output_id = ContentId::of_encoding(&output.id_encoding());
+            ops.push(Operation::Transfer {
+                inputs: vec![ConsumedInput { id, nullifier_key: key }],
+                outputs: vec![output],
+            });
+            (id, key) = (output_id, output_key);
+        }
+        next[0] = (id, key, quantity);
+        (ops, next)
+    }
+
     /// Whether the ledger should be retired: the store is past its size, or
     /// the frontier cannot be split again.
     fn spent(&self, batches: usize) -> bool {
@@ -186,13 +210,35 @@ fn renew(ledger: &mut Option<Ledger>, batches: usize, fresh_keys: bool, total: &
     *ledger = Some(Ledger::new(fresh_keys));
 }
 
+/// The shape of a measured batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// 10,000 independent transfers, each splitting its input in two.
+    Split,
+    /// One chain of 10,000 transfers.
+    Chain,
+}
+
 fn run(ledger: &mut Option<Ledger>, mode: ExecutionMode, fresh_keys: bool, iters: u64) -> Duration {
+    run_shaped(ledger, mode, fresh_keys, Shape::Split, iters)
+}
+
+fn run_shaped(
+    ledger: &mut Option<Ledger>,
+    mode: ExecutionMode,
+    fresh_keys: bool,
+    shape: Shape,
+    iters: u64,
+) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         renew(ledger, 1, fresh_keys, &mut total);
         let l = ledger.as_mut().expect("ledger");
         let before = l.frontier.clone();
-        let (ops, next) = l.next_batch();
+        let (ops, next) = match shape {
+            Shape::Split => l.next_batch(),
+            Shape::Chain => l.next_chain(),
+        };
         let tx = TransactionContext::new(mode);
         let cpu = cpu_ticks();
         let started = Instant::now();
@@ -271,6 +317,10 @@ fn bench_batch(c: &mut Criterion) {
     let mut ledger = None;
     group.bench_function(BenchmarkId::new("standard_commit_fresh_keys", BATCH), |b| {
         b.iter_custom(|iters| run(&mut ledger, ExecutionMode::Standard, true, iters))
+    });
+    let mut ledger = None;
+    group.bench_function(BenchmarkId::new("standard_commit_chained", BATCH), |b| {
+        b.iter_custom(|iters| run_shaped(&mut ledger, ExecutionMode::Standard, false, Shape::Chain, iters))
     });
     group.throughput(Throughput::Elements((STREAM * BATCH) as u64));
     let mut ledger = None;
