@@ -16,6 +16,9 @@ const TASK_MESSAGES: usize = 1024;
 /// by length), since a run shorter than a lane group wastes lanes.
 const MIN_AVERAGE_RUN: usize = 16;
 
+/// Up to this many jobs are hashed one by one (see `hash_batch_into`).
+const FEW_JOBS: usize = 8;
+
 /// A digest slot the kernels write without it being initialised first.
 pub(crate) type Slot = MaybeUninit<[u8; 32]>;
 
@@ -135,6 +138,15 @@ pub(crate) fn hash_batch(kernel: Kernel, batch: &PackedBatch, out: &mut [[u8; 32
 /// Digest every job of `batch` into `out` (request order), writing every slot.
 pub(crate) fn hash_batch_into(kernel: Kernel, batch: &PackedBatch, out: &mut [Slot]) {
     assert_eq!(out.len(), batch.len(), "one output slot per job");
+    // A handful of requests (a batch's lookup of ids filed just before, once
+    // per operation of a chain): one by one with the crate, without the lane
+    // kernels' tables, sorting and threads, which cost more than the hashing.
+    if batch.len() <= FEW_JOBS {
+        for (slot, job) in out.iter_mut().zip(batch.jobs()) {
+            slot.write(batch.crate_digest(&job));
+        }
+        return;
+    }
     if batch.runs.len() * MIN_AVERAGE_RUN <= batch.len() {
         hash_runs(kernel, batch, out);
         return;
