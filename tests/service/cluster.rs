@@ -34,6 +34,12 @@ async fn ended(queue: &Queue, id: u64) -> Job {
     }
 }
 
+/// Run a worker with one runner until its stop is sent (then await the task).
+fn run_one(w: std::sync::Arc<Worker>) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    (stop, tokio::spawn(async move { w.run(1, stopped).await }))
+}
+
 async fn worker(url: &str, dir: &std::path::Path, id: &str, lease: Duration) -> std::sync::Arc<Worker> {
     let mut options = WorkerOptions::new(url, dir);
     options.backend = Backend::Cpu;
@@ -173,11 +179,7 @@ async fn a_worker_completes_a_job_another_worker_abandoned() {
     // A live worker's keeper puts the job back once the lease expires, and runs it.
     let dir = tempfile::tempdir().unwrap();
     let live = worker(&url, dir.path(), "live", Duration::from_millis(900)).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn({
-        let live = live.clone();
-        async move { live.run(1, stopped).await }
-    });
+    let (stop, task) = run_one(live.clone());
     let job = ended(&queue, id).await;
     let _ = stop.send(true);
     task.await.unwrap();
@@ -300,11 +302,7 @@ async fn over_tls_the_database_certificate_is_checked_and_jobs_run() {
     let queue = Queue::connect(&tls).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let w = worker(&tls, dir.path(), "tls", Duration::from_secs(5)).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn({
-        let w = w.clone();
-        async move { w.run(1, stopped).await }
-    });
+    let (stop, task) = run_one(w.clone());
     let payload = hash_payload(&[b"over tls"]).encode_to_vec();
     let id = queue.submit(&new_job("tls", JobKind::Hash, &payload)).await.unwrap().id();
     let job = ended(&queue, id).await;
@@ -435,11 +433,7 @@ async fn a_worker_and_a_client_reconnect_after_the_database_restarts() {
     let queue = Queue::connect(&server.url).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let live = worker(&server.url, dir.path(), "survivor", Duration::from_secs(3)).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn({
-        let live = live.clone();
-        async move { live.run(1, stopped).await }
-    });
+    let (stop, task) = run_one(live.clone());
     let payload = hash_payload(&[b"before"]).encode_to_vec();
     let before = queue.submit(&new_job("before", JobKind::Hash, &payload)).await.unwrap().id();
     assert_eq!(ended(&queue, before).await.state(), JobState::Succeeded);
@@ -565,11 +559,7 @@ async fn uploads_and_proving_keys_are_shared_by_the_cluster() {
 
     // Worker B (its own data dir) fetches the base set, and publishes its key set.
     let worker_b = worker(&url, dir_b.path(), "b", Duration::from_secs(10)).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn({
-        let worker_b = worker_b.clone();
-        async move { worker_b.run(1, stopped).await }
-    });
+    let (stop, task) = run_one(worker_b.clone());
     let job = client_a.wait(accepted.job_id).await.unwrap();
     let Some(job_result::Kind::Msm(point)) = job.result.and_then(|r| r.kind) else {
         panic!("an MSM result: {:?}", job.error)
@@ -616,11 +606,7 @@ async fn uploads_and_proving_keys_are_shared_by_the_cluster() {
     let worker_b = worker(&url, dir_b.path(), "b", Duration::from_secs(10)).await;
     let id = causality_vm::service::work::BaseSetId::parse(&set.base_set_id).unwrap();
     assert!(worker_b.engines.bases.knows(&id), "B kept its copy so far");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn({
-        let worker_b = worker_b.clone();
-        async move { worker_b.run(1, stopped).await }
-    });
+    let (stop, task) = run_one(worker_b.clone());
     let job = ended(&queue, stale).await;
     assert_eq!(job.state(), JobState::Failed, "{job:?}");
     assert!(job.error.unwrap().message.contains("not in this cluster"));
@@ -673,11 +659,7 @@ async fn batches_commit_in_order_on_their_domains_store_with_proofs_from_the_wor
         ids.push(client.submit(&format!("batch-{i}"), batch_payload(batch, 2), 0, None).await.unwrap().job_id);
     }
     let w = worker(&url, dir_w.path(), "prover", Duration::from_secs(10)).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn({
-        let w = w.clone();
-        async move { w.run(1, stopped).await }
-    });
+    let (stop, task) = run_one(w.clone());
     for (i, id) in ids.iter().enumerate() {
         let job = client.wait(*id).await.unwrap();
         assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
@@ -753,11 +735,7 @@ async fn a_batch_cancelled_while_its_proofs_are_out_cancels_them_and_commits_not
     let next = client.submit("next", batch_payload(&batches[0], 2), 0, None).await.unwrap().job_id;
     let dir_w = tempfile::tempdir().unwrap();
     let w = worker(&url, dir_w.path(), "prover", Duration::from_secs(10)).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn({
-        let w = w.clone();
-        async move { w.run(1, stopped).await }
-    });
+    let (stop, task) = run_one(w.clone());
     let job = client.wait(next).await.unwrap();
     assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
     assert_eq!(batch_result(&job)["metadata"]["batch_number"], 1);
