@@ -115,10 +115,19 @@ impl Overlay {
     /// fails its creator, and a failure at the flush always runs the batch
     /// again without it, so this pass's view of it is discarded.
     pub fn resolve(&mut self, pool: &mut HashPool) -> Result<(), HashError> {
+        self.resolve_by(pool, HashPool::flush)
+    }
+
+    /// [`Overlay::resolve`], flushing the pool with `flush`.
+    fn resolve_by(
+        &mut self,
+        pool: &mut HashPool,
+        flush: fn(&mut HashPool) -> Result<(), HashError>,
+    ) -> Result<(), HashError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        pool.flush()?;
+        flush(pool)?;
         for mut p in self.pending.drain(..) {
             let id = ResourceId::from_digest(pool.get(p.handle).ok_or(HashError::UnknownHandle(p.handle.0))?);
             // Unshared unless a witness kept a copy of the register as created.
@@ -128,9 +137,11 @@ impl Overlay {
         Ok(())
     }
 
-    /// [`Overlay::resolve`], then make every created register findable by id.
+    /// [`Overlay::resolve`] for a lookup (a few requests stay off a GPU:
+    /// [`HashPool::flush_for_lookup`]), then make every created register
+    /// findable by id.
     pub fn resolve_and_index(&mut self, pool: &mut HashPool) -> Result<(), HashError> {
-        self.resolve(pool)?;
+        self.resolve_by(pool, HashPool::flush_for_lookup)?;
         for (at, r) in self.created.iter().enumerate().skip(self.indexed) {
             self.created_index.entry(r.id).or_insert(at);
         }

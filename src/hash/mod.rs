@@ -1,6 +1,8 @@
 //! The deferred hash pool: callers file BLAKE3 and Poseidon requests and get
 //! handles; the pool resolves all pending requests in as few backend calls
-//! as possible.
+//! as possible. A lookup that cannot wait for the batch's flush (an
+//! operation spending what the one before it created) flushes its few
+//! requests on the CPU ([`HashPool::flush_for_lookup`]).
 //!
 //! Results come back in request order and are bit-identical on every backend.
 //! Poseidon requests (a domain and BN254 scalars) are resolved at the same
@@ -245,6 +247,10 @@ pub struct HashPool {
 /// programs hash (each byte charged to their budget, but many operations
 /// in a batch) never piles up in memory. Far above a batch's usual few MB.
 pub const MAX_PENDING_BYTES: usize = 256 << 20;
+
+/// BLAKE3 requests a lookup's flush ([`HashPool::flush_for_lookup`]) needs
+/// before a GPU pool sends them to its device.
+pub const GPU_LOOKUP_MIN_REQUESTS: usize = 64;
 
 /// Poseidon requests a flush needs before a GPU pool sends them to its
 /// device: fewer are done on the CPU lanes (about 2 µs a hash on two cores)
@@ -502,7 +508,7 @@ impl HashPool {
     fn after_push(&mut self) {
         let full = self.pending.byte_len() >= MAX_PENDING_BYTES;
         if full || self.limit.is_some_and(|limit| self.pending.len() >= limit) {
-            self.flush_pending();
+            self.flush_pending(true);
         }
     }
 
@@ -583,18 +589,31 @@ impl HashPool {
     /// Resolve every pending request. Never loses a request: a GPU failure
     /// is recomputed on the CPU (with a warning), so this always succeeds.
     pub fn flush(&mut self) -> Result<(), HashError> {
-        self.flush_pending();
+        self.flush_pending(true);
         self.flush_poseidon();
         Ok(())
     }
 
-    fn flush_pending(&mut self) {
+    /// [`HashPool::flush`] for a lookup that cannot wait for the batch's
+    /// flush (an operation spending what the one before it created): fewer
+    /// than [`GPU_LOOKUP_MIN_REQUESTS`] BLAKE3 requests are hashed on the
+    /// CPU even in a GPU pool, since a device round trip per operation of a
+    /// chain would cost far more than hashing its few requests.
+    pub fn flush_for_lookup(&mut self) -> Result<(), HashError> {
+        self.flush_pending(self.pending.len() >= GPU_LOOKUP_MIN_REQUESTS);
+        self.flush_poseidon();
+        Ok(())
+    }
+
+    /// Resolve the pending BLAKE3 requests, on the device when there is one
+    /// and `on_device`.
+    fn flush_pending(&mut self, on_device: bool) {
         if self.pending.is_empty() {
             return;
         }
         let start = self.resolved.len();
         let count = self.pending.len();
-        if self.device.is_none() {
+        if self.device.is_none() || !on_device {
             // The CPU writes every slot: no need to zero them first.
             self.resolved.reserve(count);
             cpu::hash_batch_into(self.kernel, &self.pending, &mut self.resolved.spare_capacity_mut()[..count]);

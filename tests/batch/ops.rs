@@ -398,8 +398,11 @@ fn batch_hashing_follows_the_gpu_backend() {
             // Six, then 64 more with keys of their own.
             0 => (0..6 + 64).map(|i| Operation::Create { resource: f.resource("gold", 10 + i, i) }).collect(),
             1 => {
+                let four = f.resource("gold", 4, 7);
                 let mut ops = vec![
-                    transfer(vec![input(ids[0], 0)], vec![f.resource("gold", 4, 7), f.resource("gold", 6, 8)]),
+                    transfer(vec![input(ids[0], 0)], vec![four.clone(), f.resource("gold", 6, 8)]),
+                    // Spends what the transfer above created: a lookup's flush mid-pass.
+                    transfer(vec![input(id_of(&four), 7)], vec![f.resource("gold", 4, 200)]),
                     transfer(vec![input(ids[1], 1), input(ids[2], 2)], vec![f.resource("gold", 23, 9)]),
                     Operation::Delete { input: input(ids[3], 3) },
                     // Fails: consumed just above; its filings must not change anything.
@@ -431,6 +434,7 @@ fn batch_hashing_follows_the_gpu_backend() {
         assert_eq!(expected.metadata.backends.hashed_on_gpu, 0);
         if step == 1 {
             assert!(got.metadata.backends.poseidon_on_gpu >= 64, "step 1: the key openings ran on the GPU");
+            assert!(got.results[1].outcome().is_some(), "the chained transfer: {:?}", got.results[1]);
         }
         assert_eq!(expected.metadata.backends.poseidon_on_gpu, 0);
         assert_eq!(

@@ -53,6 +53,37 @@ fn gpu_and_cpu_pools_agree_across_flushes() {
     }
 }
 
+/// A lookup's flush of a few requests stays on the CPU (a chain of
+/// operations would otherwise pay a device round trip each); a big one,
+/// and any ordinary flush, runs on the device.
+#[test]
+fn a_lookups_few_requests_are_hashed_on_the_cpu_and_many_on_the_device() {
+    use causality_vm::hash::GPU_LOOKUP_MIN_REQUESTS;
+    let Some(mut pool) = gpu_pool() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let mut filed = Vec::new();
+    let mut file = |pool: &mut HashPool, rng: &mut ChaCha8Rng, n: usize| {
+        for _ in 0..n {
+            let len = rng.gen_range(0..300);
+            let request = random_request(rng, len);
+            filed.push((pool.push(request.clone()), request.compute()));
+        }
+    };
+    file(&mut pool, &mut rng, GPU_LOOKUP_MIN_REQUESTS - 1);
+    pool.flush_for_lookup().unwrap();
+    assert_eq!(pool.gpu_hashed(), 0, "a few for a lookup: on the CPU");
+    file(&mut pool, &mut rng, GPU_LOOKUP_MIN_REQUESTS);
+    pool.flush_for_lookup().unwrap();
+    assert_eq!(pool.gpu_hashed(), GPU_LOOKUP_MIN_REQUESTS as u64, "enough for the device");
+    file(&mut pool, &mut rng, 3);
+    pool.flush().unwrap();
+    assert_eq!(pool.gpu_hashed(), GPU_LOOKUP_MIN_REQUESTS as u64 + 3, "an ordinary flush: on the device");
+    for (handle, want) in &filed {
+        assert_eq!(pool.get(*handle), Some(*want));
+    }
+    assert_eq!(pool.gpu_fallbacks(), 0);
+}
+
 #[test]
 fn merkle_roots_match_the_cpu_and_the_naive_tree() {
     let Some(mut gpu) = gpu_pool() else { return };
