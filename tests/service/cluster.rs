@@ -746,8 +746,14 @@ async fn a_batch_cancelled_while_its_proofs_are_out_cancels_them_and_commits_not
 
 /// `cvm serve --queue` on `dir` as a process (1 runner, a 2 s lease), with `env` set.
 fn cluster_serve_process(dir: &std::path::Path, url: &str, env: &[(&str, &str)]) -> std::process::Child {
+    serve_process(dir, url, &["--runners", "1"], env)
+}
+
+/// `cvm serve --queue` on `dir` with a 2 s lease and `args`, with `env` set,
+/// once its socket answers.
+fn serve_process(dir: &std::path::Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     let mut command = crate::cli::cvm(dir);
-    command.args(["serve", "--runners", "1", "--lease", "2", "--queue", url]);
+    command.args(["serve", "--lease", "2", "--queue", url]).args(args);
     for (key, value) in env {
         command.env(key, value);
     }
@@ -852,13 +858,9 @@ impl Cluster {
             return worker_process(dir, &self.url, &format!("w{n}-{life}"));
         }
         let _ = std::fs::remove_file(dir.join("cvm.sock"));
-        let mut command = crate::cli::cvm(dir);
         // Attempts enough for the havoc: a job may lose several runners to it.
         let runners = if n == 0 { "1" } else { "0" };
-        command.args(["serve", "--runners", runners, "--lease", "2", "--max-attempts", "12", "--queue", &self.url]);
-        let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-        crate::cli::wait_for_socket(dir);
-        child
+        serve_process(dir, &self.url, &["--runners", runners, "--max-attempts", "12"], &[])
     }
 
     fn socket(&self, n: usize) -> causality_vm::service::client::Endpoint {

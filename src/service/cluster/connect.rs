@@ -34,7 +34,7 @@ const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub(super) async fn connect(
     url: &str,
     doing: &str,
-) -> Result<(Client, Connection<Socket, MaybeTlsStream>), ClusterError> {
+) -> Result<(Client, Connection<Socket, RustlsStream>), ClusterError> {
     let (config, tls) = parse(url)?;
     config.connect(tls).await.map_err(|e| ClusterError::db(doing, e))
 }
@@ -132,7 +132,7 @@ fn percent_decoded(value: &str) -> Result<String, String> {
 struct Tls(Option<Arc<ClientConfig>>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MakeTlsConnect<S> for Tls {
-    type Stream = MaybeTlsStream;
+    type Stream = RustlsStream;
     type TlsConnect = Handshake;
     type Error = io::Error;
 
@@ -150,33 +150,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MakeTlsConnect<S> for T
 struct Handshake(Option<(Arc<ClientConfig>, ServerName<'static>)>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> TlsConnect<S> for Handshake {
-    type Stream = MaybeTlsStream;
+    type Stream = RustlsStream;
     type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<MaybeTlsStream>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream>> + Send>>;
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
             let (config, name) = self.0.ok_or_else(|| io::Error::other("TLS was not asked for"))?;
             let stream = tokio_rustls::TlsConnector::from(config).connect(name, stream).await?;
-            Ok(MaybeTlsStream(Box::new(stream)))
+            Ok(RustlsStream(Box::new(stream)))
         })
     }
 }
 
 /// The TLS stream of a connection (boxed: its socket's type is
 /// tokio-postgres's business).
-pub(super) struct MaybeTlsStream(Box<dyn Duplex>);
+pub(super) struct RustlsStream(Box<dyn Duplex>);
 
 trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
-impl AsyncRead for MaybeTlsStream {
+impl AsyncRead for RustlsStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut *self.0).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for MaybeTlsStream {
+impl AsyncWrite for RustlsStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut *self.0).poll_write(cx, buf)
     }
@@ -190,7 +190,7 @@ impl AsyncWrite for MaybeTlsStream {
     }
 }
 
-impl TlsStream for MaybeTlsStream {
+impl TlsStream for RustlsStream {
     // SCRAM without channel binding: the certificate check above is what
     // keeps a man in the middle out.
     fn channel_binding(&self) -> ChannelBinding {

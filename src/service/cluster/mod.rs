@@ -19,7 +19,7 @@ mod schema;
 pub mod worker;
 
 pub use notices::{Heard, Notice, Notices, Waiter};
-pub use queue::{ops_key_set, Claimed, KindCount, NewJob, Queue, Reaped, Renewal, Submitted, WorkerRow};
+pub use queue::{Claimed, KindCount, NewJob, Queue, Reaped, Renewal, Submitted, WorkerRow};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 /// What went wrong with the cluster's database.

@@ -19,7 +19,7 @@ use crate::prove::{OpWitness, ProofSystem, ProveError, ProveStages, ProvingSyste
 use crate::resource::Operation;
 use crate::service::proto::job_payload::Kind as PayloadKind;
 use crate::service::proto::{job_result, JobKind, JobPayload, JobState, ProveOpsJob};
-use crate::service::work::{Progress, Stop};
+use crate::service::work::{KeySet, Progress, Stop};
 use crate::store::ProofRecord;
 
 pub struct ClusterProver {
@@ -47,7 +47,8 @@ impl ClusterProver {
     async fn prove_remotely(&self, witnesses: &[OpWitness]) -> Result<Vec<BatchProof>, ProveError> {
         let k = self.system.ops_per_proof();
         if !self.progress.stage("prove") {
-            return Err(self.stop_if_asked(&[]).await.err().unwrap_or_else(cancelled));
+            self.stop_if_asked(&[]).await?;
+            return Err(cancelled());
         }
         let mut waiter = self.queue.notices().subscribe();
         let mut ids = Vec::new();
@@ -68,7 +69,7 @@ impl ClusterProver {
                 priority: 1,
                 deadline_unix_ms: 0,
                 max_attempts: self.max_attempts,
-                key_set: &super::ops_key_set(k),
+                key_set: &KeySet::Ops(k).name(),
                 domain: "",
                 payload: &payload,
             };
@@ -85,8 +86,8 @@ impl ClusterProver {
                     Some(job) => break job,
                     None => return Err(ProveError::Synthesis(format!("proof job {id} is gone from the queue"))),
                 }
+                // The next read looks at the batch job's stop first.
                 waiter.next(LOOK).await;
-                self.stop_if_asked(&ids).await?;
             };
             if job.state() != JobState::Succeeded {
                 let error = job.error.map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default();
@@ -98,14 +99,16 @@ impl ClusterProver {
             proofs.push(parse_proof(id, &result.proofs_json)?);
         }
         if !self.progress.stage("commit") {
+            self.stop_if_asked(&ids).await?;
             return Err(cancelled());
         }
         Ok(proofs)
     }
 
-    /// `call` until it answers: a database that is away is waited for
-    /// (the batch job keeps its lease meanwhile), not taken for a failed
-    /// proof; other errors end the batch.
+    /// `call` until it answers, unless the batch job must stop first: a
+    /// database that is away is waited for, not taken for a failed proof
+    /// (an outage longer than the lease ends the wait through the lost
+    /// lease); other errors end the batch.
     async fn retrying<T, F: std::future::Future<Output = Result<T, ClusterError>>>(
         &self,
         doing: &str,

@@ -641,12 +641,6 @@ impl Queue {
     }
 }
 
-/// The key-set name of the compliance keys for `ops` ops per proof (as
-/// jobs name theirs and workers report the ones they hold).
-pub fn ops_key_set(ops: usize) -> String {
-    crate::service::work::KeySet::Ops(ops).name()
-}
-
 fn claimed_of(row: &Row) -> Result<Claimed, ClusterError> {
     Ok(Claimed {
         job: job_of(row)?,
