@@ -72,6 +72,20 @@ pub(super) struct OpEffects {
     pub traces: Vec<LogicTrace>,
 }
 
+impl OpEffects {
+    /// Move every handle the effects hold by `shift` (wrapping): they were
+    /// filed in another pool ([`super::ahead`]).
+    pub fn shift_handles(&mut self, shift: u32) {
+        for assertion in &mut self.assertions {
+            let handle = match assertion {
+                Assertion::Vm(a) => &mut a.handle,
+                Assertion::Commitment { handle, .. } => handle,
+            };
+            handle.0 = handle.0.wrapping_add(shift);
+        }
+    }
+}
+
 impl PassEffects {
     /// Room for a batch of `ops` typical operations (a transfer consumes one
     /// input and creates two resources).
@@ -98,7 +112,7 @@ impl PassEffects {
 
 /// Decoded programs of this batch, by content id (a failed decode is cached
 /// too). Looked up for every resource an operation touches: a digest map.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct ProgramCache {
     programs: DigestMap<ContentId, Result<Arc<Program>, ExecutionError>>,
 }
@@ -122,15 +136,62 @@ pub(super) struct Env<'s, 'a> {
     programs: ProgramCache,
     /// The programs the batch brings, looked up before the store's.
     brought: &'a [super::Content],
+    interpreter: Interpreter,
+    /// Shared with the environments of operations run ahead.
+    checks: Arc<Checks<'a>>,
+}
+
+/// What every operation of a batch is checked against, made once per batch.
+struct Checks<'a> {
     /// Poseidon commitment of every nullifier key the batch gives.
     openings: DigestMap<[u8; 32], [u8; 32]>,
-    interpreter: Interpreter,
     /// Whether logic programs may read the operation's other resources:
     /// the token must grant Read in the context's domain.
     readable_others: bool,
     /// The context's tokens, MAC chains verified once per batch; each access
     /// is then a caveat check with no hashing.
     authorizer: Authorizer<'a>,
+}
+
+/// What an environment for operations run ahead on another thread is made
+/// of ([`Env::seed`]): the batch's shared parts, and none of its state.
+pub(super) struct Seed<'s, 'a> {
+    store: &'s RegisterStore,
+    inflight: Option<&'s InFlight>,
+    ctx: &'a ExecutionContext,
+    tx: &'a TransactionContext,
+    brought: &'a [super::Content],
+    programs: ProgramCache,
+    trace: bool,
+    checks: Arc<Checks<'a>>,
+}
+
+impl<'s, 'a> Seed<'s, 'a> {
+    /// An environment that sees the store (and the in-flight batch) with
+    /// none of this batch's effects, filing into a pool of its own that
+    /// never flushes: for `ops` operations that touch nothing an earlier
+    /// one changes ([`HashPool::into_filed`] hands its requests over).
+    pub fn env(&self, ops: usize) -> Env<'s, 'a> {
+        let mut interpreter = Interpreter::new(self.tx.budget);
+        interpreter.trace = self.trace;
+        let mut pool = HashPool::new();
+        pool.reserve(3 * ops, 640 * ops);
+        Env {
+            store: self.store,
+            inflight: self.inflight,
+            ctx: self.ctx,
+            tx: self.tx,
+            pool,
+            overlay: Overlay::with_capacity(0),
+            effects: PassEffects::with_capacity(ops),
+            new_registers: Vec::new(),
+            ops,
+            programs: self.programs.clone(),
+            brought: self.brought,
+            interpreter,
+            checks: Arc::clone(&self.checks),
+        }
+    }
 }
 
 impl<'s, 'a> Env<'s, 'a> {
@@ -166,10 +227,22 @@ impl<'s, 'a> Env<'s, 'a> {
             ops,
             programs: ProgramCache::default(),
             brought,
-            openings,
             interpreter,
-            readable_others,
-            authorizer,
+            checks: Arc::new(Checks { openings, readable_others, authorizer }),
+        }
+    }
+
+    /// The makings of environments for operations run ahead.
+    pub fn seed(&self) -> Seed<'s, 'a> {
+        Seed {
+            store: self.store,
+            inflight: self.inflight,
+            ctx: self.ctx,
+            tx: self.tx,
+            brought: self.brought,
+            programs: self.programs.clone(),
+            trace: self.interpreter.trace,
+            checks: Arc::clone(&self.checks),
         }
     }
 
@@ -191,7 +264,7 @@ impl<'s, 'a> Env<'s, 'a> {
         quantity: Option<u64>,
     ) -> Result<(), ExecutionError> {
         let request = AccessRequest { operation, right: required_right(operation), resource, domain, quantity };
-        self.authorizer.check(&request)
+        self.checks.authorizer.check(&request)
     }
 
     /// The current register `id`, as earlier operations of the batch left it.
@@ -208,7 +281,7 @@ impl<'s, 'a> Env<'s, 'a> {
     /// Whether `key` opens `register`'s nullifier-key commitment (an error
     /// naming both if not).
     pub fn check_opening(&self, register: &ResourceRegister, key: &[u8; 32]) -> Result<(), ExecutionError> {
-        let opened = match self.openings.get(key) {
+        let opened = match self.checks.openings.get(key) {
             Some(opened) => *opened,
             None => crate::resource::nullifier_key_commitment(key),
         };
@@ -266,8 +339,14 @@ impl<'s, 'a> Env<'s, 'a> {
         fx: &mut OpEffects,
     ) -> Result<(), ExecutionError> {
         let program = self.program(&subject.logic)?;
-        let input =
-            LogicInput { operation, role, subject, others, readable_others: self.readable_others, ctx: self.ctx };
+        let input = LogicInput {
+            operation,
+            role,
+            subject,
+            others,
+            readable_others: self.checks.readable_others,
+            ctx: self.ctx,
+        };
         let result = if self.interpreter.trace {
             let run = self.interpreter.run_traced(&program, &input, &mut self.pool);
             fx.traces.push(LogicTrace {

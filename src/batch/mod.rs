@@ -17,6 +17,7 @@
 //!    it durably in one transaction. Simulation stops after staging;
 //!    Verification after the flush checks.
 
+mod ahead;
 mod env;
 pub mod file;
 mod flush;
@@ -103,10 +104,12 @@ fn execute_only<'a>(
     let mut env = Env::new(store, inflight, keys, ctx, tx, ops, programs);
     let mut prefailed: BTreeMap<usize, ExecutionError> = BTreeMap::new();
     let mut reruns = 0;
-    let (records, claimed) = loop {
+    let mut in_order = false;
+    let (records, claimed, ran_ahead) = loop {
         let started = Instant::now();
-        let records = run_pass(&mut env, ops, &prefailed);
+        let (records, ahead) = run_pass(&mut env, ops, &prefailed, in_order);
         timings.execute_us += micros(started);
+        let ran_ahead = ahead.as_ref().map_or(0, |ahead| ahead.iter().filter(|a| **a).count());
 
         let started = Instant::now();
         env.resolve_pending().map_err(hash_failed)?;
@@ -123,7 +126,13 @@ fn execute_only<'a>(
             flush::check(&executed, &env.effects, &env.pool, env.view(), &env.overlay, tx.on_failure)?;
         timings.hash_us += micros(started);
         if failures.is_empty() {
-            break (records, claimed);
+            break (records, claimed, ran_ahead);
+        }
+        if ahead.is_some_and(|ahead| ahead::diverged(ops, &failures, &ahead)) {
+            // Not a rerun: the same pass again, as the in-order execution has it.
+            in_order = true;
+            env.reset();
+            continue;
         }
         let dependents = rerun::dependents(ops, &failures, &prefailed);
         prefailed.extend(failures);
@@ -131,7 +140,15 @@ fn execute_only<'a>(
         reruns += 1;
         env.reset();
     };
-    conclude(env, ops, records, claimed, timings, reruns, programs)
+    let passes = Passes { timings, reruns, ran_ahead };
+    conclude(env, ops, records, claimed, passes, programs)
+}
+
+/// What the passes over a batch took.
+struct Passes {
+    timings: StageTimings,
+    reruns: usize,
+    ran_ahead: usize,
 }
 
 /// A batch's timestamp must not be before the last committed batch's (or
@@ -175,8 +192,19 @@ fn check_time(
     Ok(())
 }
 
-/// Execute every operation once, in order.
-fn run_pass(env: &mut Env, ops: &[Operation], prefailed: &BTreeMap<usize, ExecutionError>) -> Vec<Record> {
+/// Execute every operation once, with the outcome of executing them in
+/// order: those the plan allows run ahead on the rayon pool ([`ahead`]) and
+/// are merged as the loop reaches them; the others run here. Also which
+/// operations ran ahead, if any did.
+fn run_pass(
+    env: &mut Env,
+    ops: &[Operation],
+    prefailed: &BTreeMap<usize, ExecutionError>,
+    in_order: bool,
+) -> (Vec<Record>, Option<Vec<bool>>) {
+    let plan = if in_order { None } else { ahead::plan(env.view(), ops, prefailed) };
+    let mut ran_ahead = plan.as_ref().and_then(|ahead| ahead::run(&env.seed(), ops, ahead));
+    let plan = plan.filter(|_| ran_ahead.is_some());
     let mut records = Vec::with_capacity(ops.len());
     let mut stopped = false;
     for (index, op) in ops.iter().enumerate() {
@@ -192,9 +220,14 @@ fn run_pass(env: &mut Env, ops: &[Operation], prefailed: &BTreeMap<usize, Execut
         let mut fx = OpEffects::default();
         let mark = env.effects.mark();
         env.new_registers.clear();
-        let outcome = match prefailed.get(&index) {
-            Some(e) => Err(e.clone()),
-            None => ops::execute(env, op, &mut fx),
+        let outcome = match (prefailed.get(&index), &mut ran_ahead) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(ran)) if plan.as_ref().is_some_and(|ahead| ahead[index]) => {
+                let (outcome, merged) = ran.merge(index, env);
+                fx = merged;
+                outcome
+            }
+            (None, _) => ops::execute(env, op, &mut fx),
         };
         match outcome {
             Ok(()) => {
@@ -210,7 +243,7 @@ fn run_pass(env: &mut Env, ops: &[Operation], prefailed: &BTreeMap<usize, Execut
             }
         }
     }
-    records
+    (records, plan)
 }
 
 /// Make a successful operation's effects visible to the rest of the batch.
@@ -252,10 +285,10 @@ fn conclude<'a>(
     ops: &'a [Operation],
     records: Vec<Record>,
     claimed: flush::Claimed,
-    timings: StageTimings,
-    reruns: usize,
+    passes: Passes,
     programs: &'a [Content],
 ) -> Result<Executed<'a>, ExecutionError> {
+    let Passes { timings, reruns, ran_ahead } = passes;
     let tx = env.tx;
     let ctx = env.ctx;
     let mode = tx.mode;
@@ -303,6 +336,8 @@ fn conclude<'a>(
         reruns,
         backends: StageBackends {
             execute: Some(crate::ResolvedBackend::Cpu),
+            execute_threads: rayon::current_num_threads(),
+            ran_ahead,
             hash: Some(pool.backend()),
             prove: None,
             quotient: None,

@@ -69,7 +69,7 @@ fn changes(op: &Operation) -> Vec<ResourceId> {
 
 /// The ids of what `op` creates (hashed here: only operations after a
 /// flush failure get here).
-fn created(op: &Operation) -> Vec<ResourceId> {
+pub(super) fn created(op: &Operation) -> Vec<ResourceId> {
     let id = |r: &NewResource| ContentId::of_encoding(&r.id_encoding());
     match op {
         Operation::Create { resource } => vec![id(resource)],

@@ -142,6 +142,11 @@ pub struct BatchMetadata {
 pub struct StageBackends {
     /// The VM and the operations' checks: always the CPU.
     pub execute: Option<ResolvedBackend>,
+    /// Threads of the rayon pool the batch executed on.
+    pub execute_threads: usize,
+    /// Operations of the final pass executed side by side on that pool
+    /// (the others ran in order; the results are the same either way).
+    pub ran_ahead: usize,
     /// The hash pool's flushes (ids, nullifiers, commitments, the state tree).
     pub hash: Option<ResolvedBackend>,
     /// The proofs' MSMs.

@@ -47,6 +47,13 @@ fn stride(len: usize) -> usize {
     len.next_multiple_of(4)
 }
 
+/// A position among a batch's requests: message `within` of run `run`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RunCursor {
+    run: usize,
+    within: usize,
+}
+
 /// What a key slot was made from, so long messages can go to the blake3 crate.
 #[derive(Clone, Debug)]
 pub(crate) enum KeySource {
@@ -116,29 +123,56 @@ impl PackedBatch {
     }
 
     pub fn push_keyed(&mut self, key: &[u8; 32], data: &[u8]) {
-        let slot = match self.key_slots.get(key) {
-            Some(slot) => *slot,
-            None => {
-                let slot = self.add_key(key_words(key), KeySource::Key(*key));
-                self.key_slots.insert(*key, slot);
-                slot
-            }
-        };
+        let slot = self.key_slot(key);
         self.push(data, slot, KEYED_HASH);
     }
 
     pub fn push_derive_key(&mut self, context: &str, material: &[u8]) {
-        let slot = match self.context_slots.get(context) {
-            Some(slot) => *slot,
-            None => {
-                let context: Arc<str> = Arc::from(context);
-                let words = reference::hash_words(&IV, DERIVE_KEY_CONTEXT, context.as_bytes());
-                let slot = self.add_key(words, KeySource::Context(context.clone()));
-                self.context_slots.insert(context, slot);
-                slot
-            }
-        };
+        let slot = self.context_slot(context);
         self.push(material, slot, DERIVE_KEY_MATERIAL);
+    }
+
+    fn key_slot(&mut self, key: &[u8; 32]) -> u32 {
+        if let Some(slot) = self.key_slots.get(key) {
+            return *slot;
+        }
+        let slot = self.add_key(key_words(key), KeySource::Key(*key));
+        self.key_slots.insert(*key, slot);
+        slot
+    }
+
+    fn context_slot(&mut self, context: &str) -> u32 {
+        if let Some(slot) = self.context_slots.get(context) {
+            return *slot;
+        }
+        let context: Arc<str> = Arc::from(context);
+        let words = reference::hash_words(&IV, DERIVE_KEY_CONTEXT, context.as_bytes());
+        let slot = self.add_key(words, KeySource::Context(context.clone()));
+        self.context_slots.insert(context, slot);
+        slot
+    }
+
+    /// Append the next `count` requests of `from`, starting at `at` (which
+    /// moves past them), with their keys: one copy per run they span.
+    pub fn append_from(&mut self, from: &PackedBatch, at: &mut RunCursor, mut count: usize) {
+        while count > 0 {
+            let run = from.runs[at.run];
+            let taken = count.min(run.count - at.within);
+            let start = run.offset + at.within * run.stride();
+            let offset = self.bytes.len();
+            self.bytes.extend_from_slice(&from.bytes[start..start + taken * run.stride()]);
+            let key = match &from.sources[run.key as usize] {
+                KeySource::Iv => 0,
+                KeySource::Key(key) => self.key_slot(key),
+                KeySource::Context(context) => self.context_slot(context),
+            };
+            self.add_run(Run { offset, count: taken, key, ..run });
+            count -= taken;
+            at.within += taken;
+            if at.within == run.count {
+                *at = RunCursor { run: at.run + 1, within: 0 };
+            }
+        }
     }
 
     /// File the message `write` appends to the buffer: an encoding is

@@ -225,6 +225,13 @@ impl HashBackend {
     }
 }
 
+/// The pending requests of a pool that never flushed, handed to another
+/// pool a few at a time ([`HashPool::into_filed`], [`HashPool::file_from`]).
+pub struct Filed {
+    batch: PackedBatch,
+    at: batch::RunCursor,
+}
+
 /// The deferred hash pool.
 pub struct HashPool {
     pending: PackedBatch,
@@ -491,6 +498,28 @@ impl HashPool {
         self.pending.push_derive_key(context, material.as_ref());
         self.after_push();
         handle
+    }
+
+    /// This pool's requests, to be filed into another pool in order
+    /// ([`HashPool::file_from`]): operations executed ahead on other
+    /// threads file into pools of their own. `None` once the pool has
+    /// flushed (some requests are resolved here, not pending).
+    pub fn into_filed(self) -> Option<Filed> {
+        debug_assert_eq!(self.poseidon_pending.len(), 0, "Poseidon requests are not handed over");
+        self.resolved.is_empty().then(|| Filed { batch: self.pending, at: batch::RunCursor::default() })
+    }
+
+    /// File the next `count` requests of `filed` (all handed over in the
+    /// order they were filed there); the handle of the first. A handle `h`
+    /// of the pool `filed` came from is `h + (first - start)` here, where
+    /// `start` is its handle of the first of these requests.
+    pub fn file_from(&mut self, filed: &mut Filed, count: usize) -> HashHandle {
+        let first = self.next_handle();
+        if count > 0 {
+            self.pending.append_from(&filed.batch, &mut filed.at, count);
+            self.after_push();
+        }
+        first
     }
 
     pub fn push(&mut self, request: HashRequest) -> HashHandle {

@@ -291,10 +291,13 @@ impl<'a, 't> Machine<'a, 't> {
             Hash { rd, ra } => {
                 self.charge_bytes(memory::slice_parts(self.get(ra)).1 as u64)?;
                 let bytes = self.read_slice(self.get(ra))?;
-                let handle = pool.hash(bytes);
-                self.handles.push(handle);
-                self.note(&format!("hash request filed: handle {}", handle.0));
-                self.set(rd, handle.0 as u64);
+                // The program sees the request's number within this run, never
+                // the pool's handle: where the operation sits in its batch (and
+                // on which thread it ran) must not change what its logic does.
+                let number = self.handles.len() as u64;
+                self.handles.push(pool.hash(bytes));
+                self.note(&format!("hash request filed: handle {number}"));
+                self.set(rd, number);
             }
             AssertDigest { handle, expected } => self.assert_digest(handle, expected)?,
             Env { rd, key } => {
@@ -309,11 +312,9 @@ impl<'a, 't> Machine<'a, 't> {
 
     fn assert_digest(&mut self, handle: Reg, expected: Reg) -> Result<(), ExecutionError> {
         let value = self.get(handle);
-        let handle = self
-            .handles
-            .iter()
-            .copied()
-            .find(|h| h.0 as u64 == value)
+        let number = usize::try_from(value).ok().filter(|&n| n < self.handles.len());
+        let handle = number
+            .map(|n| self.handles[n])
             .ok_or_else(|| self.trap(format!("{value} is not a handle this run's HASH returned")))?;
         let bytes = self.read_slice(self.get(expected))?;
         let expected: [u8; 32] = bytes
@@ -322,7 +323,7 @@ impl<'a, 't> Machine<'a, 't> {
             .map_err(|_| self.trap(format!("the expected digest is {} bytes; a BLAKE3 digest is 32", bytes.len())))?;
         let what =
             format!("logic {} of resource {} at pc 0x{:04x}", self.input.subject.logic, self.input.subject.id, self.pc);
-        self.note(&format!("deferred assertion on handle {}", handle.0));
+        self.note(&format!("deferred assertion on handle {value}"));
         self.deferred.push(DeferredAssertion { handle, expected, what });
         Ok(())
     }

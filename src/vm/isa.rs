@@ -209,7 +209,8 @@ pub enum Instruction {
     /// Jump when `cond` is not zero.
     Jnz { cond: Reg, target: u32 },
     /// File a BLAKE3 request for the bytes of slice `ra` in the hash pool;
-    /// `rd` = the request's handle. Nothing is hashed here.
+    /// `rd` = the request's handle: its number among this run's requests
+    /// (0, 1, …), whatever else the pool holds. Nothing is hashed here.
     Hash { rd: Reg, ra: Reg },
     /// Record that the digest of handle `handle` must equal the 32 bytes of
     /// slice `expected`; checked when the pool flushes.

@@ -8,4 +8,5 @@ mod errors;
 mod examples;
 mod model_proptest;
 mod ops;
+mod parallel;
 mod pipeline;

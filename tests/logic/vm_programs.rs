@@ -738,3 +738,37 @@ proptest! {
         let _ = case.run_in(&p, Interpreter::new(500).with_trace(), &mut HashPool::new());
     }
 }
+
+/// HASH gives the program its request's number within the run, not the
+/// pool's handle: what other operations filed before must not change what a
+/// program does (nor may the thread its operation ran on).
+#[test]
+fn a_hash_handle_is_the_runs_request_number_whatever_the_pool_holds() {
+    let (data, offs) = strings(&[b"not the first"]);
+    let p = Program::new(
+        vec![
+            I::LoadImm { rd: r(2), imm: 0 },
+            I::LoadHigh { rd: r(2), imm: SCRATCH_BASE },
+            I::Hash { rd: r(3), ra: r(2) },
+            I::Hash { rd: r(4), ra: r(2) },
+            I::LoadImm { rd: r(7), imm: 1 },
+            I::Bin { op: BinOp::Xor, rd: r(5), ra: r(4), rb: r(7) },
+            I::Bin { op: BinOp::Or, rd: r(5), ra: r(5), rb: r(3) },
+            I::Jnz { cond: r(5), target: 8 * 9 },
+            I::Accept,
+            I::Str { rd: r(6), offset: offs[0] },
+            I::Reject { reason: r(6), code: 1 },
+        ],
+        data,
+    )
+    .expect("valid");
+    for earlier in [0, 1, 1000] {
+        let mut pool = HashPool::new();
+        for i in 0..earlier {
+            pool.hash(format!("another operation's request {i}"));
+        }
+        let outcome = Case::new().run_in(&p, Interpreter::new(100), &mut pool);
+        assert!(outcome.is_ok(), "{earlier} requests filed before: {outcome:?}");
+        assert_eq!(pool.pending_len(), earlier + 2);
+    }
+}

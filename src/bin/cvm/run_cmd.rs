@@ -389,8 +389,10 @@ fn print_human(result: &BatchExecutionResult, debug: bool, quiet: bool) -> Resul
     let on = |b: Option<causality_vm::ResolvedBackend>| b.map_or("-".to_string(), |b| format!("{b:?}").to_lowercase());
     let b = &m.backends;
     out!(
-        "backends: execute {}, hash {}, prove {}, quotient {}",
+        "backends: execute {} ({} threads, {} operations side by side), hash {}, prove {}, quotient {}",
         on(b.execute),
+        b.execute_threads,
+        b.ran_ahead,
         on(b.hash),
         on(b.prove),
         on(b.quotient)

@@ -1,0 +1,338 @@
+//! Parallel execution against in-order execution: the same batches on two
+//! identical stores, one executed on a 1-thread rayon pool (everything in
+//! order) and one on a 4-thread pool (independent operations run ahead),
+//! give identical results, errors, state roots and batch records, in every
+//! mode and failure policy, with chains, double spends, duplicate creations,
+//! logic that reads the other resources, and logic whose digest assertions
+//! fail at the flush.
+
+use crate::batch_support;
+
+use batch_support::*;
+use causality_vm::batch::{BatchExecutionResult, TransactionContext};
+use causality_vm::resource::{LifecycleState, NewResource, Operation, ResourceId, ResourceUpdate, VerifyTarget};
+use causality_vm::vm::{Instruction as I, Program, Reg};
+use causality_vm::{ContentId, ExecutionMode};
+use proptest::prelude::*;
+
+fn r(n: u8) -> Reg {
+    Reg::new(n).expect("register")
+}
+
+/// HASH "abc", reject if the run's handle is not 0 (the program sees its
+/// run's request numbers, wherever its operation sits and whichever thread
+/// runs it), then assert the digest is `expected`: checked at the flush.
+fn hashing_logic(expected: [u8; 32]) -> Program {
+    let mut data = Vec::new();
+    data.extend_from_slice(&32u32.to_le_bytes());
+    data.extend_from_slice(&expected);
+    data.extend_from_slice(&6u32.to_le_bytes());
+    data.extend_from_slice(b"handle");
+    let scratch = causality_vm::vm::memory::SCRATCH_BASE;
+    Program::new(
+        vec![
+            I::LoadImm { rd: r(1), imm: u32::from_le_bytes(*b"abc\0") },
+            I::Store { src: r(1), addr: scratch },
+            I::LoadImm { rd: r(2), imm: 3 },
+            I::LoadHigh { rd: r(2), imm: scratch },
+            I::Hash { rd: r(3), ra: r(2) },
+            I::Jnz { cond: r(3), target: 8 * 9 },
+            I::Str { rd: r(4), offset: 0 },
+            I::AssertDigest { handle: r(3), expected: r(4) },
+            I::Accept,
+            I::Str { rd: r(5), offset: 36 },
+            I::Reject { reason: r(5), code: 3 },
+        ],
+        data,
+    )
+    .expect("valid program")
+}
+
+/// Two stores with the same programs and genesis resources.
+struct Pair {
+    in_order: Fixture,
+    parallel: Fixture,
+    /// accept, reads-others, hashing (passes), hashing (fails at the flush),
+    /// frozen-at-7 (genesis resources have every one but the failing one).
+    logic: [ContentId; 5],
+    genesis: Vec<(NewResource, u64)>,
+    one: rayon::ThreadPool,
+    four: rayon::ThreadPool,
+}
+
+impl Pair {
+    fn new(genesis: &[(usize, u64, u64)]) -> Pair {
+        let programs = [
+            accept_program(),
+            causality_vm::tel::compile(
+                "reject \"cannot see the other side\" if op == transfer and not others_readable;\n\
+                 accept if op != transfer or all(others, quantity > 2);\n\
+                 reject \"a small other side\";",
+            )
+            .expect("TEL"),
+            hashing_logic(*blake3::hash(b"abc").as_bytes()),
+            hashing_logic([7; 32]),
+            causality_vm::tel::compile("reject \"frozen at 7\" if op == update and quantity == 7;\naccept;")
+                .expect("TEL"),
+        ];
+        let mut in_order = Fixture::new();
+        let mut parallel = Fixture::new();
+        let logic = programs.map(|p| {
+            let id = in_order.store.put_content(&p.encode()).expect("program");
+            assert_eq!(parallel.store.put_content(&p.encode()).expect("program"), id);
+            id
+        });
+        let genesis: Vec<(NewResource, u64)> = genesis
+            .iter()
+            .map(|&(l, quantity, owner)| {
+                (in_order.resource_with_logic(logic[[0, 1, 2, 4][l % 4]], "gold", quantity, owner), owner)
+            })
+            .collect();
+        parallel.nonce = in_order.nonce;
+        let resources: Vec<NewResource> = genesis.iter().map(|(r, _)| r.clone()).collect();
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+        let four = rayon::ThreadPoolBuilder::new().num_threads(4).build().expect("pool");
+        one.install(|| in_order.create_all(&resources));
+        one.install(|| parallel.create_all(&resources));
+        Pair { in_order, parallel, logic, genesis, one, four }
+    }
+
+    /// Run `ops` both ways; both results (normalized) must be equal, and the
+    /// stores must hold the same state. Returns the parallel run's result.
+    fn run(&mut self, ops: &[Operation], tx: &TransactionContext) -> BatchExecutionResult {
+        let Pair { in_order, parallel, one, four, .. } = self;
+        let expected = one.install(|| in_order.run(ops, tx));
+        let got = four.install(|| parallel.run(ops, tx));
+        assert_eq!(expected.metadata.backends.ran_ahead, 0, "a 1-thread pool runs everything in order");
+        assert_eq!(got.metadata.backends.execute_threads, 4);
+        assert_eq!(normalized(&got), normalized(&expected), "parallel and in-order results differ for {ops:#?}");
+        assert_eq!(parallel.store.state_root(), in_order.store.state_root());
+        assert_eq!(parallel.store.head(), in_order.store.head());
+        let head = in_order.store.head();
+        if head > 0 {
+            let record = |f: &Fixture| {
+                let mut record = f.store.batch(head).expect("read").expect("record");
+                record.timings = Default::default();
+                record
+            };
+            assert_eq!(record(parallel), record(in_order), "batch records differ");
+        }
+        got
+    }
+}
+
+/// Timings and the execution's shape set aside.
+fn normalized(result: &BatchExecutionResult) -> BatchExecutionResult {
+    let mut result = result.clone();
+    result.metadata.timings = Default::default();
+    result.metadata.backends.execute_threads = 0;
+    result.metadata.backends.ran_ahead = 0;
+    result
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Genesis(usize),
+    /// An output of an earlier operation of the same batch.
+    Made(usize),
+    Missing,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Create {
+        logic: usize,
+        quantity: u64,
+        owner: u64,
+    },
+    /// A genesis resource created again: its id exists.
+    CreateAgain(usize),
+    Read(Target),
+    Update {
+        target: Target,
+        to: Option<LifecycleState>,
+        controller: bool,
+    },
+    Delete {
+        target: Target,
+        right_key: bool,
+    },
+    Transfer {
+        target: Target,
+        right_key: bool,
+        split: u64,
+        conserve: bool,
+        logic: usize,
+    },
+    Verify {
+        target: Target,
+        right: bool,
+    },
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        6 => (0..24usize).prop_map(Target::Genesis),
+        3 => (0..64usize).prop_map(Target::Made),
+        1 => Just(Target::Missing),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (0..5usize, 1..50u64, 0..4u64).prop_map(|(logic, quantity, owner)| Step::Create { logic, quantity, owner }),
+        1 => (0..24usize).prop_map(Step::CreateAgain),
+        1 => target().prop_map(Step::Read),
+        2 => (target(), proptest::option::of(proptest::sample::select(LifecycleState::ALL.to_vec())), any::<bool>())
+            .prop_map(|(target, to, controller)| Step::Update { target, to, controller }),
+        1 => (target(), proptest::bool::weighted(0.85)).prop_map(|(target, right_key)| Step::Delete { target, right_key }),
+        6 => (target(), proptest::bool::weighted(0.9), any::<u64>(), proptest::bool::weighted(0.9), 0..5usize)
+            .prop_map(|(target, right_key, split, conserve, logic)| Step::Transfer { target, right_key, split, conserve, logic }),
+        1 => (target(), proptest::bool::weighted(0.7)).prop_map(|(target, right)| Step::Verify { target, right }),
+    ]
+}
+
+fn tx_for(policy: usize) -> TransactionContext {
+    match policy {
+        0 => TransactionContext::new(ExecutionMode::Standard),
+        1 => TransactionContext::new(ExecutionMode::Standard).fail_fast(),
+        2 => TransactionContext::new(ExecutionMode::Standard).all_or_nothing(),
+        3 => TransactionContext::new(ExecutionMode::Simulation),
+        4 => TransactionContext::new(ExecutionMode::Debug),
+        _ => TransactionContext::new(ExecutionMode::Verification),
+    }
+}
+
+/// Build a batch from `steps`: what each step names is resolved against the
+/// genesis resources (as the store holds them now) and the outputs of the
+/// batch's earlier steps (a chain).
+fn batch(pair: &mut Pair, steps: &[Step]) -> Vec<Operation> {
+    let mut made: Vec<(ResourceId, u64, u64)> = Vec::new();
+    let mut ops = Vec::new();
+    let missing = ContentId::of_encoding(b"nothing has this id");
+    for step in steps {
+        let pick = |t: Target, pair: &Pair| -> (ResourceId, u64, u64) {
+            match t {
+                Target::Genesis(i) => {
+                    let (r, owner) = &pair.genesis[i % pair.genesis.len()];
+                    (id_of(r), *owner, r.quantity)
+                }
+                Target::Made(k) if !made.is_empty() => made[made.len() - 1 - k % made.len()],
+                _ => (missing, 0, 10),
+            }
+        };
+        let op = match step.clone() {
+            Step::Create { logic, quantity, owner } => {
+                let r = pair.in_order.resource_with_logic(pair.logic[logic], "gold", quantity, owner);
+                made.push((id_of(&r), owner, quantity));
+                Operation::Create { resource: r }
+            }
+            Step::CreateAgain(i) => Operation::Create { resource: pair.genesis[i % pair.genesis.len()].0.clone() },
+            Step::Read(t) => Operation::Read { id: pick(t, pair).0 },
+            Step::Update { target, to, controller } => {
+                let changes = ResourceUpdate {
+                    state: to,
+                    controller: controller.then(|| "someone else".into()),
+                    ..Default::default()
+                };
+                update(pick(target, pair).0, changes)
+            }
+            Step::Delete { target, right_key } => {
+                let (id, owner, _) = pick(target, pair);
+                Operation::Delete { input: input(id, if right_key { owner } else { owner + 100 }) }
+            }
+            Step::Transfer { target, right_key, split, conserve, logic } => {
+                let (id, owner, quantity) = pick(target, pair);
+                let first = split % (quantity + 1);
+                let second = quantity - first + u64::from(!conserve);
+                let a = pair.in_order.resource_with_logic(pair.logic[logic], "gold", first, owner + 1);
+                let b = pair.in_order.resource_with_logic(pair.logic[0], "gold", second, owner);
+                made.push((id_of(&a), owner + 1, first));
+                made.push((id_of(&b), owner, second));
+                transfer(vec![input(id, if right_key { owner } else { owner + 100 })], vec![a, b])
+            }
+            Step::Verify { target, right } => {
+                let id = pick(target, pair).0;
+                let commitment = match pair.in_order.store.get(&id) {
+                    Some(r) if right => *blake3::hash(&r.state_encoding()).as_bytes(),
+                    _ => [9; 32],
+                };
+                Operation::Verify { target: VerifyTarget::Commitment { id, commitment } }
+            }
+        };
+        ops.push(op);
+    }
+    pair.parallel.nonce = pair.in_order.nonce;
+    ops
+}
+
+fn genesis() -> impl Strategy<Value = Vec<(usize, u64, u64)>> {
+    proptest::collection::vec((0..5usize, 1..60u64, 0..4u64), 8..24)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parallel_execution_ends_exactly_as_in_order_execution(
+        genesis in genesis(),
+        batches in proptest::collection::vec((proptest::collection::vec(step(), 1..40), 0..6usize), 1..4),
+    ) {
+        let mut pair = Pair::new(&genesis);
+        for (steps, policy) in &batches {
+            let ops = batch(&mut pair, steps);
+            pair.run(&ops, &tx_for(*policy));
+        }
+    }
+}
+
+/// Independent transfers run ahead; a chain, a double spend and a missing
+/// input run in order; everything ends as in order, in every policy.
+#[test]
+fn independent_operations_run_ahead_and_conflicts_run_in_order() {
+    for policy in 0..6 {
+        let mut pair = Pair::new(&(0..12).map(|i| (i % 3, 10 + i as u64, i as u64 % 4)).collect::<Vec<_>>());
+        let mut steps: Vec<Step> = (0..8)
+            .map(|i| Step::Transfer { target: Target::Genesis(i), right_key: true, split: 3, conserve: true, logic: 0 })
+            .collect();
+        // A chain on the last output, a double spend of genesis 0, a missing input.
+        steps.push(Step::Transfer { target: Target::Made(0), right_key: true, split: 1, conserve: true, logic: 0 });
+        steps.push(Step::Transfer { target: Target::Made(0), right_key: true, split: 1, conserve: true, logic: 0 });
+        steps.push(Step::Transfer { target: Target::Genesis(0), right_key: true, split: 1, conserve: true, logic: 0 });
+        steps.push(Step::Delete { target: Target::Missing, right_key: true });
+        steps.push(Step::Read(Target::Genesis(9)));
+        let ops = batch(&mut pair, &steps);
+        let result = pair.run(&ops, &tx_for(policy));
+        // The 8 transfers and the read of genesis 9 ran ahead (the fail-fast
+        // policy stops at the double spend, but they ran ahead all the same).
+        assert_eq!(result.metadata.backends.ran_ahead, 9, "policy {policy}");
+    }
+}
+
+/// A creation whose id is already live, and a later operation that verifies
+/// that id: in order, the verify finds the new register (version 0, as the
+/// creation made it) instead of the store's (version 1), so the pass is
+/// executed again in order, and the verify fails as it does in order.
+#[test]
+fn a_creation_colliding_with_a_live_id_touched_ahead_reruns_the_pass_in_order() {
+    let mut pair = Pair::new(&(0..8).map(|i| (0, 10 + i as u64, 1)).collect::<Vec<_>>());
+    let bump = batch(&mut pair, &[Step::Update { target: Target::Genesis(3), to: None, controller: true }]);
+    pair.run(&bump, &tx_for(0));
+    let mut steps = vec![
+        Step::CreateAgain(3),
+        Step::Read(Target::Missing),
+        Step::Verify { target: Target::Genesis(3), right: true },
+    ];
+    steps.extend((0..8).filter(|i| *i != 3).map(|i| Step::Transfer {
+        target: Target::Genesis(i),
+        right_key: true,
+        split: 4,
+        conserve: true,
+        logic: 0,
+    }));
+    let ops = batch(&mut pair, &steps);
+    let result = pair.run(&ops, &tx_for(0));
+    assert_eq!(result.metadata.backends.ran_ahead, 0, "the final pass ran in order");
+    let error = result.results[2].error().expect("the verify fails").to_string();
+    assert!(error.contains("not the stated"), "in order, the verify saw the re-created register: {error}");
+}
