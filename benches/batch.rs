@@ -23,6 +23,10 @@
 //! operations side by side: 10,000 transfers in one chain, each spending
 //! the output of the one before it (issue 21's conflict baseline).
 //!
+//! `execute_only_*` time the execute stage alone (Simulation mode) on a
+//! rayon pool of 1 thread (every operation in order) and of 2 (independent
+//! operations run ahead, `batch::ahead`), on the main batch and the chain.
+//!
 //! Owners: in the main cases an output's nullifier key follows from its
 //! quantity, so keys repeat across a batch (an owner spending many
 //! resources), and each distinct key costs one Poseidon opening (~12 µs).
@@ -117,7 +121,7 @@ impl Ledger {
             .collect();
         let tx = TransactionContext::new(ExecutionMode::Standard);
         let res = execute_batch(&mut ledger.store, &ledger.keys, &genesis, &ledger.ctx, &tx).expect("genesis");
-        assert_eq!(res.success_count, BATCH);
+        assert_eq!(res.success_count, BATCH, "{:?}", res.results.iter().find_map(|r| r.error()));
         ledger.frontier = ids;
         ledger
     }
@@ -263,6 +267,32 @@ fn run_shaped(
     total
 }
 
+/// The execute stage alone (`timings.execute_us`: the operations' passes,
+/// not the flush, checks or staging) of the Simulation case, on a rayon pool
+/// of `threads`: 1 executes every operation in order, more run the
+/// independent ones ahead (issue 21).
+fn run_execute_only(ledger: &mut Option<Ledger>, shape: Shape, threads: usize, iters: u64) -> Duration {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let mut unused = Duration::ZERO;
+        renew(ledger, 1, false, &mut unused);
+        let l = ledger.as_mut().expect("ledger");
+        let before = l.frontier.clone();
+        let (ops, _) = match shape {
+            Shape::Split => l.next_batch(),
+            Shape::Chain => l.next_chain(),
+        };
+        let tx = TransactionContext::new(ExecutionMode::Simulation);
+        let res = pool.install(|| execute_batch(&mut l.store, &l.keys, &ops, &l.ctx, &tx)).expect("batch");
+        assert_eq!(res.success_count, BATCH, "{:?}", res.results.iter().find_map(|r| r.error()));
+        total += Duration::from_micros(res.metadata.timings.execute_us);
+        // Simulation changes nothing: the same inputs next time.
+        l.frontier = before;
+    }
+    total
+}
+
 /// `STREAM` batches of 10,000 transfers per iteration through
 /// `execute_batches`, each executing while the one before it is staged.
 fn run_stream(ledger: &mut Option<Ledger>, iters: u64) -> Duration {
@@ -322,6 +352,14 @@ fn bench_batch(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("standard_commit_chained", BATCH), |b| {
         b.iter_custom(|iters| run_shaped(&mut ledger, ExecutionMode::Standard, false, Shape::Chain, iters))
     });
+    for (shape, name) in [(Shape::Split, "execute_only"), (Shape::Chain, "execute_only_chained")] {
+        for threads in [1, 2] {
+            let mut ledger = None;
+            group.bench_function(BenchmarkId::new(format!("{name}_{threads}_threads"), BATCH), |b| {
+                b.iter_custom(|iters| run_execute_only(&mut ledger, shape, threads, iters))
+            });
+        }
+    }
     group.throughput(Throughput::Elements((STREAM * BATCH) as u64));
     let mut ledger = None;
     group.bench_function(BenchmarkId::new("standard_commit_stream", BATCH), |b| {

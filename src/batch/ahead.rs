@@ -5,56 +5,48 @@
 //!
 //! The scheme is conflict sets known before execution (docs/perf/parallel.md
 //! has the measurements behind the choice). An operation's inputs are
-//! declared: the ids it reads, updates or consumes. It runs ahead when every
-//! one of them is live in the store (or the in-flight batch) and no earlier
-//! operation declares a change to it; then the state it sees is the store's
-//! whatever the earlier operations do, and its outcome is the one it would
-//! have in order. Everything else (a chain spending what the batch created,
-//! a resource touched twice) runs in order on the batch's thread, as the
-//! merge reaches it. Ids created in the batch are hashes resolved at the
-//! flush, unknown when the plan is made: a creation that collides with a
-//! live id an operation ahead touched is caught after the flush
-//! ([`diverged`]), and the pass is then executed again in order.
+//! declared: the ids it reads, updates or consumes. It runs ahead when no
+//! earlier operation declares a change to any of them, and it finds every
+//! one live in the store (or the in-flight batch); then the state it sees is
+//! the store's whatever the earlier operations do, and its outcome is the
+//! one it would have in order. Everything else (a chain spending what the
+//! batch created, a resource touched twice, a missing input) runs in order
+//! on the batch's thread, as the merge reaches it. Ids created in the batch
+//! are hashes resolved at the flush, unknown when the plan is made: a
+//! creation that collides with a live id an operation ahead touched is
+//! caught after the flush ([`diverged`]), and the pass is then executed
+//! again in order.
 //!
 //! Each chunk of operations run ahead files its hash requests into a pool of
-//! its own that never flushes; the merge files an operation's requests into
-//! the batch's pool and shifts its handles by the difference, so the pool
-//! ends holding the same requests in the same order as in order (a logic
-//! program sees its run's request numbers, never the pool's handles).
+//! its own that never flushes; the merge files them into the batch's pool
+//! when it reaches the chunk and shifts the chunk's handles by where they
+//! landed. The pool holds the same requests as in order, in another order,
+//! which nothing observes: a logic program sees its run's request numbers,
+//! never the pool's handles.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
 
 use crate::digest_map::{digest_map, digest_set, DigestMap};
 use crate::error::ExecutionError;
 use crate::hash::{Filed, HashHandle};
-use crate::resource::{Operation, ResourceId, ResourceRegister, VerifyTarget};
+use crate::resource::{ConsumedInput, Operation, ResourceId, ResourceRegister, VerifyTarget};
 
 use super::env::{Consumption, Env, OpEffects, Seed};
-use super::view::StoreView;
 
 /// Operations run ahead needed before a pass runs any ahead: below it the
 /// chunks' setup costs more than it saves.
 pub(super) const MIN_AHEAD: usize = 4;
 
 /// Chunks per rayon thread, so a thread that finishes early takes another.
-const CHUNKS_PER_THREAD: usize = 4;
+const CHUNKS_PER_THREAD: usize = 16;
 
 /// Which operations of a pass run ahead (`None`: all in order, with one
 /// rayon thread or too few to gain).
-pub(super) fn plan(
-    view: StoreView<'_>,
-    ops: &[Operation],
-    prefailed: &BTreeMap<usize, ExecutionError>,
-) -> Option<Vec<bool>> {
+pub(super) fn plan(ops: &[Operation], prefailed: &BTreeMap<usize, ExecutionError>) -> Option<Vec<bool>> {
     if rayon::current_num_threads() < 2 || ops.len() < MIN_AHEAD {
         return None;
     }
-    // The store lookups are cache misses into maps of the whole state: on the pool.
-    let live: Vec<bool> =
-        ops.par_iter().with_min_len(256).map(|op| declared(op).iter().all(|(id, _)| view.get(id).is_some())).collect();
     let mut changed = digest_set::<ResourceId>(ops.len());
     let mut ahead = vec![false; ops.len()];
     let mut count = 0;
@@ -62,68 +54,130 @@ pub(super) fn plan(
         if prefailed.contains_key(&index) {
             continue;
         }
-        let inputs = declared(op);
-        if live[index] && inputs.iter().all(|(id, _)| !changed.contains(id)) {
+        let (ids, changes) = declared(op);
+        // One probe per id: an insert that finds the id is a conflict.
+        let free = match changes {
+            // Every id goes in, even after a conflict (no short circuit).
+            true => ids.iter().map(|id| changed.insert(*id)).fold(true, |free, new| free & new),
+            false => ids.iter().all(|id| !changed.contains(id)),
+        };
+        if free {
             ahead[index] = true;
             count += 1;
         }
-        changed.extend(inputs.iter().filter(|(_, changes)| *changes).map(|(id, _)| *id));
     }
     (count >= MIN_AHEAD).then_some(ahead)
 }
 
-/// The ids `op` names, each with whether the operation changes it
-/// (consumes or updates; it only reads the others).
-fn declared(op: &Operation) -> Vec<(ResourceId, bool)> {
+/// The ids `op` names, and whether it changes them (consumes or updates)
+/// or only reads them.
+fn declared(op: &Operation) -> (Ids<'_>, bool) {
     match op {
-        Operation::Create { .. } | Operation::Verify { target: VerifyTarget::BatchProof { .. } } => Vec::new(),
-        Operation::Read { id } | Operation::Verify { target: VerifyTarget::Commitment { id, .. } } => {
-            vec![(*id, false)]
+        Operation::Create { .. } | Operation::Verify { target: VerifyTarget::BatchProof { .. } } => {
+            (Ids::One(None), false)
         }
-        Operation::Update { id, .. } => vec![(*id, true)],
-        Operation::Delete { input } => vec![(input.id, true)],
-        Operation::Transfer { inputs, .. } => inputs.iter().map(|i| (i.id, true)).collect(),
+        Operation::Read { id } | Operation::Verify { target: VerifyTarget::Commitment { id, .. } } => {
+            (Ids::One(Some(*id)), false)
+        }
+        Operation::Update { id, .. } => (Ids::One(Some(*id)), true),
+        Operation::Delete { input } => (Ids::One(Some(input.id)), true),
+        Operation::Transfer { inputs, .. } => (Ids::Inputs(inputs), true),
+    }
+}
+
+/// The ids an operation names, without a vector per operation.
+enum Ids<'a> {
+    One(Option<ResourceId>),
+    Inputs(&'a [ConsumedInput]),
+}
+
+impl Ids<'_> {
+    fn iter(&self) -> impl Iterator<Item = &ResourceId> {
+        let (one, inputs) = match self {
+            Ids::One(id) => (id.as_ref(), &[][..]),
+            Ids::Inputs(inputs) => (None, *inputs),
+        };
+        one.into_iter().chain(inputs.iter().map(|i| &i.id))
     }
 }
 
 /// One operation executed ahead: its outcome, its effects (spans in its
-/// chunk's vectors, handles of its chunk's pool) and how many hash requests
-/// and created registers it left in its chunk.
+/// chunk's vectors, handles of its chunk's pool) and how many created
+/// registers it left in its chunk. `None`: it named a register the store
+/// does not hold live, and runs in order instead.
 struct Ran {
     index: usize,
-    outcome: Result<(), ExecutionError>,
+    outcome: Option<Result<(), ExecutionError>>,
     fx: OpEffects,
-    requests: usize,
     registers: usize,
 }
 
 /// A chunk's operations executed ahead, handed to the merge in order.
 struct Chunk {
-    filed: Filed,
-    /// The chunk pool's handle of the next operation's first request.
-    next_handle: u32,
+    /// Its hash requests, until the merge reaches the chunk and files them.
+    filed: Option<Filed>,
+    /// What the chunk pool's handles add to become the batch pool's.
+    shift: u32,
     consumes: std::vec::IntoIter<Consumption>,
     creates: std::vec::IntoIter<HashHandle>,
     registers: std::vec::IntoIter<Arc<ResourceRegister>>,
     ran: std::vec::IntoIter<Ran>,
 }
 
-/// Every operation of a plan executed ahead, in batch order.
-pub(super) struct RanAhead {
-    chunks: std::vec::IntoIter<Chunk>,
+/// Where a chunk's result waits for the merge: `Some(None)` when its pool
+/// flushed itself (its logic filed hundreds of MB, so its requests cannot be
+/// handed over) or it panicked; its operations then run in order.
+type Slot = Mutex<Option<Option<Chunk>>>;
+
+/// The operations of a plan executed ahead, handed to the merge in batch
+/// order, chunk by chunk.
+pub(super) struct RanAhead<'r> {
+    slots: &'r [Slot],
+    sizes: Vec<usize>,
+    /// The next chunk to take.
+    next: usize,
     current: Option<Chunk>,
+    /// Operations left in the current chunk.
+    left: usize,
 }
 
-/// Execute the planned operations ahead, on the rayon pool. `None` when a
-/// chunk's pool flushed itself (its logic filed hundreds of MB): its
-/// requests can no longer be handed over, and the pass runs in order.
-pub(super) fn run(seed: &Seed<'_, '_>, ops: &[Operation], ahead: &[bool]) -> Option<RanAhead> {
-    let indices: Vec<usize> = ahead.iter().enumerate().filter(|(_, a)| **a).map(|(i, _)| i).collect();
+/// Execute the operations `plan` marks ahead and `merge` them (given the
+/// plan too), side by side. On a thread of the rayon pool, the chunks are
+/// queued in reverse, so that thread (which takes its own jobs last-in
+/// first) executes chunk 0, merges it, executes chunk 1 and so on, while
+/// the other threads take chunks from the end; the merge only waits where
+/// they meet, and a chunk merged on the thread that ran it is still in its
+/// core's cache. From outside the pool, the chunks are queued in order and
+/// the pool's threads execute them while this one merges.
+pub(super) fn run<R>(
+    seed: &Seed<'_, '_>,
+    ops: &[Operation],
+    plan: &mut Vec<bool>,
+    merge: impl FnOnce(&mut RanAhead<'_>, &mut Vec<bool>) -> R,
+) -> R {
+    let indices: Vec<usize> = plan.iter().enumerate().filter(|(_, a)| **a).map(|(i, _)| i).collect();
     let chunks = rayon::current_num_threads() * CHUNKS_PER_THREAD;
     let size = indices.len().div_ceil(chunks).max(MIN_AHEAD);
-    let chunks: Option<Vec<Chunk>> =
-        indices.par_chunks(size).map(|indices| run_chunk(seed.env(indices.len()), ops, indices)).collect();
-    Some(RanAhead { chunks: chunks?.into_iter(), current: None })
+    let parts: Vec<&[usize]> = indices.chunks(size).collect();
+    let slots: Vec<Slot> = parts.iter().map(|_| Mutex::new(None)).collect();
+    let on_pool = rayon::current_thread_index().is_some();
+    rayon::in_place_scope(|scope| {
+        let order: Vec<usize> = match on_pool {
+            true => (0..parts.len()).rev().collect(),
+            false => (0..parts.len()).collect(),
+        };
+        for c in order {
+            let (part, slot) = (parts[c], &slots[c]);
+            scope.spawn(move |_| {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_chunk(seed.env(part.len()), ops, part)
+                }));
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.ok().flatten());
+            });
+        }
+        let sizes = parts.iter().map(|p| p.len()).collect();
+        merge(&mut RanAhead { slots: &slots, sizes, next: 0, current: None, left: 0 }, plan)
+    })
 }
 
 fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize]) -> Option<Chunk> {
@@ -133,27 +187,31 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize]) -> Opti
         let mut fx = OpEffects::default();
         let mark = env.effects.mark();
         let filed = env.pool.pending_len();
+        env.ahead = Some(false);
         let outcome = super::ops::execute(&mut env, &ops[index], &mut fx);
-        let created = match outcome {
+        let mut created = 0;
+        let outcome = match outcome {
             Ok(()) => {
                 (fx.consumes, fx.creates) = env.effects.since(mark);
-                let created = env.new_registers.len();
+                created = env.new_registers.len();
                 registers.append(&mut env.new_registers);
-                created
+                Some(Ok(()))
             }
-            Err(_) => {
+            // Every kind loads its registers before it files anything.
+            Err(_) if env.ahead == Some(true) && env.pool.pending_len() == filed => None,
+            Err(_) if env.ahead == Some(true) => return None,
+            Err(e) => {
                 env.effects.undo(mark);
                 env.new_registers.clear();
-                0
+                Some(Err(e))
             }
         };
-        let requests = env.pool.pending_len().checked_sub(filed)?;
-        ran.push(Ran { index, outcome, fx, requests, registers: created });
+        ran.push(Ran { index, outcome, fx, registers: created });
     }
     let effects = env.effects;
     Some(Chunk {
-        filed: env.pool.into_filed()?,
-        next_handle: 0,
+        filed: Some(env.pool.into_filed()?),
+        shift: 0,
         consumes: effects.consumes.into_iter(),
         creates: effects.creates.into_iter(),
         registers: registers.into_iter(),
@@ -161,23 +219,43 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize]) -> Opti
     })
 }
 
-impl RanAhead {
-    /// Merge operation `index` (the next one run ahead) into `env`: file its
-    /// hash requests in the batch's pool and move its effects into the
-    /// pass's, its handles shifted to the batch pool's. Its outcome, with
-    /// the effects it holds as if it had run in `env`.
-    pub fn merge(&mut self, index: usize, env: &mut Env) -> (Result<(), ExecutionError>, OpEffects) {
-        let chunk = loop {
-            match &mut self.current {
-                Some(chunk) if chunk.ran.len() > 0 => break chunk,
-                _ => self.current = self.chunks.next(),
+impl RanAhead<'_> {
+    /// The next chunk's result, waiting for it (and executing chunks of
+    /// this thread's queue meanwhile) if it is not in yet.
+    fn take_next(&mut self) -> Option<Chunk> {
+        let slot = &self.slots[self.next];
+        self.left = self.sizes[self.next];
+        self.next += 1;
+        loop {
+            if let Some(result) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return result;
             }
-        };
-        let Ran { index: ran_index, outcome, mut fx, requests, registers } = chunk.ran.next().expect("a chunk's next");
+            if rayon::yield_local().is_none() {
+                // Another thread is executing it.
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Merge operation `index` (the next one run ahead) into `env`: file its
+    /// chunk's hash requests in the batch's pool if they are not yet, and
+    /// move its effects into the pass's, its handles shifted to the batch
+    /// pool's. Its outcome, with the effects it holds as if it had run in
+    /// `env`; `None` if it must run in order.
+    pub fn merge(&mut self, index: usize, env: &mut Env) -> Option<(Result<(), ExecutionError>, OpEffects)> {
+        if self.left == 0 {
+            self.current = self.take_next();
+        }
+        self.left -= 1;
+        let chunk = self.current.as_mut()?;
+        if let Some(mut filed) = chunk.filed.take() {
+            let count = filed.len();
+            chunk.shift = env.pool.file_from(&mut filed, count).0;
+        }
+        let Ran { index: ran_index, outcome, mut fx, registers } = chunk.ran.next().expect("a chunk's next");
         debug_assert_eq!(ran_index, index, "operations run ahead merge in batch order");
-        let first = env.pool.file_from(&mut chunk.filed, requests);
-        let shift = first.0.wrapping_sub(chunk.next_handle);
-        chunk.next_handle += requests as u32;
+        let outcome = outcome?;
+        let shift = chunk.shift;
         fx.shift_handles(shift);
         if outcome.is_ok() {
             let mark = env.effects.mark();
@@ -188,7 +266,7 @@ impl RanAhead {
             (fx.consumes, fx.creates) = env.effects.since(mark);
             env.new_registers.extend(chunk.registers.by_ref().take(registers));
         }
-        (outcome, fx)
+        Some((outcome, fx))
     }
 }
 
@@ -211,8 +289,6 @@ pub(super) fn diverged(ops: &[Operation], failures: &BTreeMap<usize, ExecutionEr
     if created.is_empty() {
         return false;
     }
-    ops.iter()
-        .enumerate()
-        .filter(|(j, _)| ahead[*j])
-        .any(|(j, op)| declared(op).iter().any(|(id, _)| created.get(id).is_some_and(|&creator| creator < j)))
+    let touches = |j: usize, op: &Operation| declared(op).0.iter().any(|id| created.get(id).is_some_and(|&c| c < j));
+    ops.iter().enumerate().any(|(j, op)| ahead[j] && touches(j, op))
 }

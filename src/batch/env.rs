@@ -23,6 +23,10 @@ use super::view::{InFlight, StoreView};
 /// A consumed input: its nullifier is a pending hash request; it and the
 /// opening of the nullifier-key commitment are checked at the flush.
 pub(super) struct Consumption {
+    /// The register's id, held here too: the merge of an operation run
+    /// ahead reads it on another core than the one that loaded the
+    /// register, and a read through the `Arc` there is a cache miss.
+    pub id: ResourceId,
     pub register: Arc<ResourceRegister>,
     pub nullifier_key: [u8; 32],
     pub nullifier: HashHandle,
@@ -139,6 +143,11 @@ pub(super) struct Env<'s, 'a> {
     interpreter: Interpreter,
     /// Shared with the environments of operations run ahead.
     checks: Arc<Checks<'a>>,
+    /// `None` in the batch's environment. In one for operations run ahead,
+    /// `Some(true)` once an operation named a register the store does not
+    /// hold live (it may be created earlier in the batch, or be missing):
+    /// that operation must run in order instead.
+    pub ahead: Option<bool>,
 }
 
 /// What every operation of a batch is checked against, made once per batch.
@@ -190,6 +199,7 @@ impl<'s, 'a> Seed<'s, 'a> {
             brought: self.brought,
             interpreter,
             checks: Arc::clone(&self.checks),
+            ahead: Some(false),
         }
     }
 }
@@ -229,6 +239,7 @@ impl<'s, 'a> Env<'s, 'a> {
             brought,
             interpreter,
             checks: Arc::new(Checks { openings, readable_others, authorizer }),
+            ahead: None,
         }
     }
 
@@ -300,6 +311,12 @@ impl<'s, 'a> Env<'s, 'a> {
 
     pub fn load(&mut self, id: &ResourceId) -> Result<Arc<ResourceRegister>, ExecutionError> {
         match self.overlay.lookup(self.view(), id) {
+            Lookup::Found(r) => return Ok(Arc::clone(r)),
+            found @ (Lookup::Missing | Lookup::ConsumedInStore(_)) if self.ahead.is_some() => {
+                let err = loaded(found, id);
+                self.ahead = Some(true);
+                return err;
+            }
             // It may be created earlier in this batch: resolve and index those, then look again.
             Lookup::Missing if self.overlay.has_unindexed() => {}
             found => return loaded(found, id),

@@ -202,9 +202,27 @@ fn run_pass(
     prefailed: &BTreeMap<usize, ExecutionError>,
     in_order: bool,
 ) -> (Vec<Record>, Option<Vec<bool>>) {
-    let plan = if in_order { None } else { ahead::plan(env.view(), ops, prefailed) };
-    let mut ran_ahead = plan.as_ref().and_then(|ahead| ahead::run(&env.seed(), ops, ahead));
-    let plan = plan.filter(|_| ran_ahead.is_some());
+    let plan = if in_order { None } else { ahead::plan(ops, prefailed) };
+    match plan {
+        None => (merge_pass(env, ops, prefailed, None), None),
+        Some(mut plan) => {
+            let seed = env.seed();
+            let records =
+                ahead::run(&seed, ops, &mut plan, |ran, plan| merge_pass(env, ops, prefailed, Some((ran, plan))));
+            (records, Some(plan))
+        }
+    }
+}
+
+/// The pass's loop, in batch order: each operation run ahead is merged
+/// (`plan[index]` cleared if it has to run in order after all), every other
+/// one executes here.
+fn merge_pass(
+    env: &mut Env,
+    ops: &[Operation],
+    prefailed: &BTreeMap<usize, ExecutionError>,
+    mut ahead: Option<(&mut ahead::RanAhead, &mut Vec<bool>)>,
+) -> Vec<Record> {
     let mut records = Vec::with_capacity(ops.len());
     let mut stopped = false;
     for (index, op) in ops.iter().enumerate() {
@@ -215,19 +233,30 @@ fn run_pass(
         }
         if stopped {
             records.push(Record::Skipped);
+            if let Some((_, plan)) = &mut ahead {
+                plan[index] = false;
+            }
             continue;
         }
         let mut fx = OpEffects::default();
         let mark = env.effects.mark();
         env.new_registers.clear();
-        let outcome = match (prefailed.get(&index), &mut ran_ahead) {
+        let merged = match &mut ahead {
+            Some((ran, plan)) if plan[index] => {
+                let merged = ran.merge(index, env);
+                // Not run ahead after all: it runs here, in order.
+                plan[index] = merged.is_some();
+                merged
+            }
+            _ => None,
+        };
+        let outcome = match (prefailed.get(&index), merged) {
             (Some(e), _) => Err(e.clone()),
-            (None, Some(ran)) if plan.as_ref().is_some_and(|ahead| ahead[index]) => {
-                let (outcome, merged) = ran.merge(index, env);
+            (None, Some((outcome, merged))) => {
                 fx = merged;
                 outcome
             }
-            (None, _) => ops::execute(env, op, &mut fx),
+            (None, None) => ops::execute(env, op, &mut fx),
         };
         match outcome {
             Ok(()) => {
@@ -243,13 +272,13 @@ fn run_pass(
             }
         }
     }
-    (records, plan)
+    records
 }
 
 /// Make a successful operation's effects visible to the rest of the batch.
 fn apply(env: &mut Env, index: usize, fx: &mut OpEffects) {
     for c in &env.effects.consumes[fx.consumes.clone()] {
-        env.overlay.consume(c.register.id, index);
+        env.overlay.consume(c.id, index);
     }
     for (_, after) in &fx.updates {
         env.overlay.put(Arc::clone(after));

@@ -230,6 +230,18 @@ impl HashBackend {
 pub struct Filed {
     batch: PackedBatch,
     at: batch::RunCursor,
+    handed: usize,
+}
+
+impl Filed {
+    /// Requests not handed over yet.
+    pub fn len(&self) -> usize {
+        self.batch.len() - self.handed
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The deferred hash pool.
@@ -506,7 +518,7 @@ impl HashPool {
     /// flushed (some requests are resolved here, not pending).
     pub fn into_filed(self) -> Option<Filed> {
         debug_assert_eq!(self.poseidon_pending.len(), 0, "Poseidon requests are not handed over");
-        self.resolved.is_empty().then(|| Filed { batch: self.pending, at: batch::RunCursor::default() })
+        self.resolved.is_empty().then(|| Filed { batch: self.pending, at: batch::RunCursor::default(), handed: 0 })
     }
 
     /// File the next `count` requests of `filed` (all handed over in the
@@ -517,6 +529,7 @@ impl HashPool {
         let first = self.next_handle();
         if count > 0 {
             self.pending.append_from(&filed.batch, &mut filed.at, count);
+            filed.handed += count;
             self.after_push();
         }
         first
