@@ -33,6 +33,7 @@ use crate::hash::{Filed, HashHandle};
 use crate::resource::{ConsumedInput, Operation, ResourceId, ResourceRegister, VerifyTarget};
 
 use super::env::{Consumption, Env, OpEffects, Seed};
+use super::Record;
 
 /// Operations run ahead needed before a pass runs any ahead: below it the
 /// chunks' setup costs more than it saves.
@@ -101,14 +102,13 @@ impl Ids<'_> {
     }
 }
 
-/// One operation executed ahead: its outcome, its effects (spans in its
-/// chunk's vectors, handles of its chunk's pool) and how many created
+/// One operation executed ahead: its record (its effects' spans in its
+/// chunk's vectors, their handles its chunk pool's) and how many created
 /// registers it left in its chunk. `None`: it named a register the store
 /// does not hold live, and runs in order instead.
 struct Ran {
     index: usize,
-    outcome: Option<Result<(), ExecutionError>>,
-    fx: OpEffects,
+    record: Option<Record>,
     registers: usize,
 }
 
@@ -190,12 +190,12 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize]) -> Opti
         env.ahead = Some(false);
         let outcome = super::ops::execute(&mut env, &ops[index], &mut fx);
         let mut created = 0;
-        let outcome = match outcome {
+        let record = match outcome {
             Ok(()) => {
                 (fx.consumes, fx.creates) = env.effects.since(mark);
                 created = env.new_registers.len();
                 registers.append(&mut env.new_registers);
-                Some(Ok(()))
+                Some(Record::Executed(fx))
             }
             // Every kind loads its registers before it files anything.
             Err(_) if env.ahead == Some(true) && env.pool.pending_len() == filed => None,
@@ -203,10 +203,10 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize]) -> Opti
             Err(e) => {
                 env.effects.undo(mark);
                 env.new_registers.clear();
-                Some(Err(e))
+                Some(Record::Failed(e, fx))
             }
         };
-        ran.push(Ran { index, outcome, fx, registers: created });
+        ran.push(Ran { index, record, registers: created });
     }
     let effects = env.effects;
     Some(Chunk {
@@ -240,9 +240,9 @@ impl RanAhead<'_> {
     /// Merge operation `index` (the next one run ahead) into `env`: file its
     /// chunk's hash requests in the batch's pool if they are not yet, and
     /// move its effects into the pass's, its handles shifted to the batch
-    /// pool's. Its outcome, with the effects it holds as if it had run in
-    /// `env`; `None` if it must run in order.
-    pub fn merge(&mut self, index: usize, env: &mut Env) -> Option<(Result<(), ExecutionError>, OpEffects)> {
+    /// pool's. Its record as if it had run in `env` (an executed one still
+    /// to be applied); `None` if it must run in order.
+    pub fn merge(&mut self, index: usize, env: &mut Env) -> Option<Record> {
         if self.left == 0 {
             self.current = self.take_next();
         }
@@ -252,12 +252,15 @@ impl RanAhead<'_> {
             let count = filed.len();
             chunk.shift = env.pool.file_from(&mut filed, count).0;
         }
-        let Ran { index: ran_index, outcome, mut fx, registers } = chunk.ran.next().expect("a chunk's next");
+        let Ran { index: ran_index, record, registers } = chunk.ran.next().expect("a chunk's next");
         debug_assert_eq!(ran_index, index, "operations run ahead merge in batch order");
-        let outcome = outcome?;
+        let mut record = record?;
         let shift = chunk.shift;
+        let (Record::Executed(fx) | Record::Failed(_, fx)) = &mut record else {
+            unreachable!("an operation run ahead is executed or failed")
+        };
         fx.shift_handles(shift);
-        if outcome.is_ok() {
+        if let Record::Executed(fx) = &mut record {
             let mark = env.effects.mark();
             let consumes = chunk.consumes.by_ref().take(fx.consumes.len());
             env.effects.consumes.extend(consumes.map(|c| Consumption { nullifier: shifted(c.nullifier, shift), ..c }));
@@ -266,7 +269,7 @@ impl RanAhead<'_> {
             (fx.consumes, fx.creates) = env.effects.since(mark);
             env.new_registers.extend(chunk.registers.by_ref().take(registers));
         }
-        Some((outcome, fx))
+        Some(record)
     }
 }
 

@@ -238,25 +238,28 @@ fn merge_pass(
             }
             continue;
         }
+        env.new_registers.clear();
+        if let Some((ran, plan)) = &mut ahead {
+            if plan[index] {
+                match ran.merge(index, env) {
+                    Some(mut record) => {
+                        match &mut record {
+                            Record::Executed(fx) => apply(env, index, fx),
+                            _ => stopped = env.tx.on_failure == FailurePolicy::FailFast,
+                        }
+                        records.push(record);
+                        continue;
+                    }
+                    // Not run ahead after all: it runs here, in order.
+                    None => plan[index] = false,
+                }
+            }
+        }
         let mut fx = OpEffects::default();
         let mark = env.effects.mark();
-        env.new_registers.clear();
-        let merged = match &mut ahead {
-            Some((ran, plan)) if plan[index] => {
-                let merged = ran.merge(index, env);
-                // Not run ahead after all: it runs here, in order.
-                plan[index] = merged.is_some();
-                merged
-            }
-            _ => None,
-        };
-        let outcome = match (prefailed.get(&index), merged) {
-            (Some(e), _) => Err(e.clone()),
-            (None, Some((outcome, merged))) => {
-                fx = merged;
-                outcome
-            }
-            (None, None) => ops::execute(env, op, &mut fx),
+        let outcome = match prefailed.get(&index) {
+            Some(e) => Err(e.clone()),
+            None => ops::execute(env, op, &mut fx),
         };
         match outcome {
             Ok(()) => {

@@ -223,6 +223,24 @@ fn output_is_honest_json_errors_quiet_summaries_backends_and_real_timings() {
     let result = json_of(&o);
     assert_eq!(result["metadata"]["backends"]["execute"], "cpu");
     assert_eq!(result["metadata"]["backends"]["hash"], "cpu");
+    // The rayon pool's size is the execution's; with one thread nothing runs
+    // ahead, with two the example's four creations do (its transfers spend
+    // what the batch creates, so they run in order), and the batch ends the same.
+    let mut roots = Vec::new();
+    for threads in [1, 2] {
+        let fresh = tempfile::tempdir().unwrap();
+        let o = cvm_command(fresh.path(), &["--json", "run", "--no-prove", file.to_str().unwrap()])
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .output()
+            .unwrap();
+        let result = json_of(&o);
+        let backends = &result["metadata"]["backends"];
+        assert_eq!(backends["execute_threads"], threads, "{backends}");
+        assert_eq!(backends["ran_ahead"], if threads == 1 { 0 } else { 4 }, "{backends}");
+        assert_eq!(result["success_count"], 8);
+        roots.push(result["metadata"]["state_root_after"].clone());
+    }
+    assert_eq!(roots[0], roots[1]);
     let history = json_of(&cvm(data.path(), &["--json", "state", "history"]));
     for record in history.as_array().unwrap() {
         assert!(
