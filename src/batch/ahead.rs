@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::digest_map::{digest_map, digest_set, DigestMap};
 use crate::error::ExecutionError;
-use crate::hash::{Filed, HashHandle};
+use crate::hash::{Filed, HashHandle, MAX_PENDING_BYTES};
 use crate::resource::{ConsumedInput, Operation, ResourceId, ResourceRegister, VerifyTarget};
 
 use super::env::{Consumption, Env, OpEffects, Seed};
@@ -124,9 +124,10 @@ struct Chunk {
     ran: std::vec::IntoIter<Ran>,
 }
 
-/// Where a chunk's result waits for the merge: `Some(None)` when its pool
-/// flushed itself (its logic filed hundreds of MB, so its requests cannot be
-/// handed over) or it panicked; its operations then run in order.
+/// Where a chunk's result waits for the merge: `Some(None)` when its
+/// requests outgrew its share of [`MAX_PENDING_BYTES`] (they wait, unhashed,
+/// until the merge files them: the chunks together hold no more than one
+/// pool may) or it panicked; its operations then run in order.
 type Slot = Mutex<Option<Option<Chunk>>>;
 
 /// The operations of a plan executed ahead, handed to the merge in batch
@@ -159,6 +160,9 @@ pub(super) fn run<R>(
     let chunks = rayon::current_num_threads() * CHUNKS_PER_THREAD;
     let size = indices.len().div_ceil(chunks).max(MIN_AHEAD);
     let parts: Vec<&[usize]> = indices.chunks(size).collect();
+    // Of the chunks a large batch has, so the share does not grow when a
+    // batch has few operations and large requests.
+    let share = MAX_PENDING_BYTES / chunks;
     let slots: Vec<Slot> = parts.iter().map(|_| Mutex::new(None)).collect();
     let on_pool = rayon::current_thread_index().is_some();
     rayon::in_place_scope(|scope| {
@@ -170,7 +174,7 @@ pub(super) fn run<R>(
             let (part, slot) = (parts[c], &slots[c]);
             scope.spawn(move |_| {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_chunk(seed.env(part.len()), ops, part)
+                    run_chunk(seed.env(part.len()), ops, part, share)
                 }));
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.ok().flatten());
             });
@@ -180,7 +184,7 @@ pub(super) fn run<R>(
     })
 }
 
-fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize]) -> Option<Chunk> {
+fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: usize) -> Option<Chunk> {
     let mut ran = Vec::with_capacity(indices.len());
     let mut registers = Vec::with_capacity(2 * indices.len());
     for &index in indices {
@@ -207,6 +211,9 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize]) -> Opti
             }
         };
         ran.push(Ran { index, record, registers: created });
+        if env.pool.pending_bytes() > share {
+            return None;
+        }
     }
     let effects = env.effects;
     Some(Chunk {

@@ -558,6 +558,11 @@ impl HashPool {
         self.pending.len()
     }
 
+    /// Message bytes pending (padding included).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.byte_len()
+    }
+
     /// File Poseidon(`inputs`) under `domain`, resolved at the next flush
     /// (bit-identical to `crypto::poseidon::hash`).
     pub fn poseidon(&mut self, domain: HashDomain, inputs: &[Fr]) -> Result<PoseidonHandle, HashError> {

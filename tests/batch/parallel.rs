@@ -348,3 +348,36 @@ fn a_creation_colliding_with_a_live_id_touched_ahead_reruns_the_pass_in_order() 
     let error = result.results[2].error().expect("the verify fails").to_string();
     assert!(error.contains("not the stated"), "in order, the verify saw the re-created register: {error}");
 }
+
+/// Requests of operations run ahead wait unhashed until the merge files
+/// them, so each chunk may hold only its share of what one pool may: a
+/// chunk of operations that file more (here, verifies of resources with
+/// 2 MB of contents each) runs in order instead, with the same results.
+#[test]
+fn chunks_whose_requests_outgrow_their_share_run_in_order() {
+    let mut pair = Pair::new(&[(0, 5, 1)]);
+    let big: Vec<NewResource> = (0..8)
+        .map(|i| {
+            let mut r = pair.in_order.resource("gold", 10 + i, 1);
+            r.contents = vec![i as u8; 2 << 20];
+            r
+        })
+        .collect();
+    pair.parallel.nonce = pair.in_order.nonce;
+    let creates: Vec<Operation> = big.iter().map(|r| Operation::Create { resource: r.clone() }).collect();
+    pair.run(&creates, &tx_for(0));
+    let verifies: Vec<Operation> = big
+        .iter()
+        .map(|r| {
+            let id = id_of(r);
+            let register = pair.in_order.store.get(&id).expect("created");
+            let commitment = *blake3::hash(&register.state_encoding()).as_bytes();
+            Operation::Verify { target: VerifyTarget::Commitment { id, commitment } }
+        })
+        .collect();
+    let result = pair.run(&verifies, &tx_for(0));
+    assert_eq!(result.success_count, 8);
+    // 4 threads: 64 chunks' shares of 256 MB are 4 MB; each chunk of 4
+    // verifies files 8 MB.
+    assert_eq!(result.metadata.backends.ran_ahead, 0);
+}
