@@ -191,6 +191,13 @@ impl Ledger {
         (ops, next)
     }
 
+    fn next_shaped(&mut self, shape: Shape) -> (Vec<Operation>, Vec<Spendable>) {
+        match shape {
+            Shape::Split => self.next_batch(),
+            Shape::Chain => self.next_chain(),
+        }
+    }
+
     /// Whether the ledger should be retired: the store is past its size, or
     /// the frontier cannot be split again.
     fn spent(&self, batches: usize) -> bool {
@@ -239,10 +246,7 @@ fn run_shaped(
         renew(ledger, 1, fresh_keys, &mut total);
         let l = ledger.as_mut().expect("ledger");
         let before = l.frontier.clone();
-        let (ops, next) = match shape {
-            Shape::Split => l.next_batch(),
-            Shape::Chain => l.next_chain(),
-        };
+        let (ops, next) = l.next_shaped(shape);
         let tx = TransactionContext::new(mode);
         let cpu = cpu_ticks();
         let started = Instant::now();
@@ -279,10 +283,7 @@ fn run_execute_only(ledger: &mut Option<Ledger>, shape: Shape, threads: usize, i
         renew(ledger, 1, false, &mut unused);
         let l = ledger.as_mut().expect("ledger");
         let before = l.frontier.clone();
-        let (ops, _) = match shape {
-            Shape::Split => l.next_batch(),
-            Shape::Chain => l.next_chain(),
-        };
+        let (ops, _) = l.next_shaped(shape);
         let tx = TransactionContext::new(ExecutionMode::Simulation);
         let res = pool.install(|| execute_batch(&mut l.store, &l.keys, &ops, &l.ctx, &tx)).expect("batch");
         assert_eq!(res.success_count, BATCH, "{:?}", res.results.iter().find_map(|r| r.error()));
