@@ -25,6 +25,7 @@
 //! never the pool's handles.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::digest_map::{digest_map, digest_set, DigestMap};
@@ -134,6 +135,10 @@ type Slot = Mutex<Option<Option<Chunk>>>;
 /// order, chunk by chunk.
 pub(super) struct RanAhead<'r> {
     slots: &'r [Slot],
+    /// Set when a merged chunk's operations mostly had to run in order (a
+    /// chain): the chunks not started yet are skipped, and theirs too run
+    /// in order, instead of each trying and failing first.
+    abandon: &'r AtomicBool,
     sizes: Vec<usize>,
     /// The next chunk to take.
     next: usize,
@@ -164,23 +169,30 @@ pub(super) fn run<R>(
     // batch has few operations and large requests.
     let share = MAX_PENDING_BYTES / chunks;
     let slots: Vec<Slot> = parts.iter().map(|_| Mutex::new(None)).collect();
+    let abandon = AtomicBool::new(false);
     let on_pool = rayon::current_thread_index().is_some();
     rayon::in_place_scope(|scope| {
         let order: Vec<usize> = match on_pool {
             true => (0..parts.len()).rev().collect(),
             false => (0..parts.len()).collect(),
         };
+        let abandon = &abandon;
         for c in order {
             let (part, slot) = (parts[c], &slots[c]);
             scope.spawn(move |_| {
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_chunk(seed.env(part.len()), ops, part, share)
-                }));
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.ok().flatten());
+                let result = match abandon.load(Ordering::Relaxed) {
+                    true => None,
+                    false => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_chunk(seed.env(part.len()), ops, part, share)
+                    }))
+                    .ok()
+                    .flatten(),
+                };
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
             });
         }
         let sizes = parts.iter().map(|p| p.len()).collect();
-        merge(&mut RanAhead { slots: &slots, sizes, next: 0, current: None, left: 0 }, plan)
+        merge(&mut RanAhead { slots: &slots, abandon, sizes, next: 0, current: None, left: 0 }, plan)
     })
 }
 
@@ -235,6 +247,12 @@ impl RanAhead<'_> {
         self.next += 1;
         loop {
             if let Some(result) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let in_order = result
+                    .as_ref()
+                    .map_or(0, |chunk| chunk.ran.as_slice().iter().filter(|r| r.record.is_none()).count());
+                if 2 * in_order > self.left {
+                    self.abandon.store(true, Ordering::Relaxed);
+                }
                 return result;
             }
             if rayon::yield_local().is_none() {
