@@ -273,9 +273,8 @@ impl RanAhead<'_> {
         }
         self.left -= 1;
         let chunk = self.current.as_mut()?;
-        if let Some(mut filed) = chunk.filed.take() {
-            let count = filed.len();
-            chunk.shift = env.pool.file_from(&mut filed, count).0;
+        if let Some(filed) = chunk.filed.take() {
+            chunk.shift = env.pool.file_from(filed).0;
         }
         let Ran { index: ran_index, record, registers } = chunk.ran.next().expect("a chunk's next");
         debug_assert_eq!(ran_index, index, "operations run ahead merge in batch order");

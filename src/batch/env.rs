@@ -23,10 +23,6 @@ use super::view::{InFlight, StoreView};
 /// A consumed input: its nullifier is a pending hash request; it and the
 /// opening of the nullifier-key commitment are checked at the flush.
 pub(super) struct Consumption {
-    /// The register's id, held here too: the merge of an operation run
-    /// ahead reads it on another core than the one that loaded the
-    /// register, and a read through the `Arc` there is a cache miss.
-    pub id: ResourceId,
     pub register: Arc<ResourceRegister>,
     pub nullifier_key: [u8; 32],
     pub nullifier: HashHandle,

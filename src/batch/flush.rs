@@ -169,7 +169,7 @@ fn unique(
             earlier.or_else(|| (spent.contains(&n) || mine_before()).then(|| "earlier in this batch".to_string()));
         if let Some(when) = earlier {
             return Err(ExecutionError::InvalidResourceState {
-                id: c.id,
+                id: c.register.id,
                 state: LifecycleState::Consumed,
                 reason: format!("double spend: nullifier {} was already spent {when}", hex_encode(&n)),
             });

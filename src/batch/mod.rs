@@ -281,7 +281,7 @@ fn merge_pass(
 /// Make a successful operation's effects visible to the rest of the batch.
 fn apply(env: &mut Env, index: usize, fx: &mut OpEffects) {
     for c in &env.effects.consumes[fx.consumes.clone()] {
-        env.overlay.consume(c.id, index);
+        env.overlay.consume(c.register.id, index);
     }
     for (_, after) in &fx.updates {
         env.overlay.put(Arc::clone(after));

@@ -61,7 +61,7 @@ fn outcome(
 ) -> (u64, OpOutcome, Vec<super::LogicTrace>) {
     let outcome = OpOutcome {
         created: created.to_vec(),
-        consumed: consumed.iter().map(|c| c.id).collect(),
+        consumed: consumed.iter().map(|c| c.register.id).collect(),
         nullifiers: nullifiers.to_vec(),
         updated: fx.updates.iter().map(|(_, a)| (a.id, a.version)).collect(),
         read: fx.read.map(Arc::unwrap_or_clone),

@@ -47,13 +47,6 @@ fn stride(len: usize) -> usize {
     len.next_multiple_of(4)
 }
 
-/// A position among a batch's requests: message `within` of run `run`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct RunCursor {
-    run: usize,
-    within: usize,
-}
-
 /// What a key slot was made from, so long messages can go to the blake3 crate.
 #[derive(Clone, Debug)]
 pub(crate) enum KeySource {
@@ -152,26 +145,18 @@ impl PackedBatch {
         slot
     }
 
-    /// Append the next `count` requests of `from`, starting at `at` (which
-    /// moves past them), with their keys: one copy per run they span.
-    pub fn append_from(&mut self, from: &PackedBatch, at: &mut RunCursor, mut count: usize) {
-        while count > 0 {
-            let run = from.runs[at.run];
-            let taken = count.min(run.count - at.within);
-            let start = run.offset + at.within * run.stride();
+    /// Append every request of `from`, in order, with their keys: one copy
+    /// per run.
+    pub fn append(&mut self, from: &PackedBatch) {
+        for run in &from.runs {
             let offset = self.bytes.len();
-            self.bytes.extend_from_slice(&from.bytes[start..start + taken * run.stride()]);
+            self.bytes.extend_from_slice(&from.bytes[run.offset..run.offset + run.count * run.stride()]);
             let key = match &from.sources[run.key as usize] {
                 KeySource::Iv => 0,
                 KeySource::Key(key) => self.key_slot(key),
                 KeySource::Context(context) => self.context_slot(context),
             };
-            self.add_run(Run { offset, count: taken, key, ..run });
-            count -= taken;
-            at.within += taken;
-            if at.within == run.count {
-                *at = RunCursor { run: at.run + 1, within: 0 };
-            }
+            self.add_run(Run { offset, key, ..*run });
         }
     }
 

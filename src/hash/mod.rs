@@ -225,24 +225,9 @@ impl HashBackend {
     }
 }
 
-/// The pending requests of a pool that never flushed, handed to another
-/// pool a few at a time ([`HashPool::into_filed`], [`HashPool::file_from`]).
-pub struct Filed {
-    batch: PackedBatch,
-    at: batch::RunCursor,
-    handed: usize,
-}
-
-impl Filed {
-    /// Requests not handed over yet.
-    pub fn len(&self) -> usize {
-        self.batch.len() - self.handed
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// The pending requests of a pool that never flushed, to be filed into
+/// another pool ([`HashPool::into_filed`], [`HashPool::file_from`]).
+pub struct Filed(PackedBatch);
 
 /// The deferred hash pool.
 pub struct HashPool {
@@ -518,18 +503,16 @@ impl HashPool {
     /// flushed (some requests are resolved here, not pending).
     pub fn into_filed(self) -> Option<Filed> {
         debug_assert_eq!(self.poseidon_pending.len(), 0, "Poseidon requests are not handed over");
-        self.resolved.is_empty().then(|| Filed { batch: self.pending, at: batch::RunCursor::default(), handed: 0 })
+        self.resolved.is_empty().then_some(Filed(self.pending))
     }
 
-    /// File the next `count` requests of `filed` (all handed over in the
-    /// order they were filed there); the handle of the first. A handle `h`
-    /// of the pool `filed` came from is `h + (first - start)` here, where
-    /// `start` is its handle of the first of these requests.
-    pub fn file_from(&mut self, filed: &mut Filed, count: usize) -> HashHandle {
+    /// File every request of `filed`, in the order they were filed there;
+    /// the handle of the first. A handle `h` of the pool `filed` came from
+    /// is `h + first` here.
+    pub fn file_from(&mut self, filed: Filed) -> HashHandle {
         let first = self.next_handle();
-        if count > 0 {
-            self.pending.append_from(&filed.batch, &mut filed.at, count);
-            filed.handed += count;
+        if !filed.0.is_empty() {
+            self.pending.append(&filed.0);
             self.after_push();
         }
         first

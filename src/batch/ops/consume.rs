@@ -129,5 +129,5 @@ fn check_conservation(inputs: &[Arc<ResourceRegister>], outputs: &[NewResource])
 
 fn consume(env: &mut Env, register: Arc<ResourceRegister>, input: &ConsumedInput) {
     let nullifier = env.pool.derive_key(NULLIFIER_CONTEXT, nullifier_input(&input.nullifier_key, &register.id));
-    env.effects.consumes.push(Consumption { id: input.id, register, nullifier_key: input.nullifier_key, nullifier });
+    env.effects.consumes.push(Consumption { register, nullifier_key: input.nullifier_key, nullifier });
 }
