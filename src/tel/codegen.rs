@@ -1,4 +1,5 @@
-//! Typed rules → VM code.
+//! TEL 1: typed rules → VM code, one expression at a time. Its output is
+//! frozen: the same source gives the same bytes (and ContentId) in every release.
 //!
 //! Rules run in order; each evaluates its condition into r0 and either
 //! decides (ACCEPT, REJECT) or falls through to the next. Past the last rule
@@ -7,12 +8,11 @@
 //! `and`/`or` short-circuit, so `others_readable and all(others, …)` never
 //! touches the others when they are not readable.
 
-use std::collections::HashMap;
-
 use super::check::{Aggregate, Target, Typed, TypedRule};
+use super::emit::{Emitter, Label};
 use super::error::{Pos, TelError};
 use crate::vm::memory::{ctx_field, CONTEXT_BASE, OTHERS_BASE, RESOURCE_SPAN, SUBJECT_BASE};
-use crate::vm::{BinOp, Instruction, Program, Reg, INSTRUCTION_SIZE, REGISTER_COUNT};
+use crate::vm::{BinOp, Instruction, Program, Reg, REGISTER_COUNT};
 
 /// Reject code of the final "no rule accepted" rejection; rule n rejects with code n.
 pub const NO_RULE_ACCEPTED: u32 = 0;
@@ -34,18 +34,9 @@ fn reg(index: usize) -> Reg {
     Reg::ALL[index % REGISTER_COUNT]
 }
 
-#[derive(Clone, Copy)]
-struct Label(usize);
-
 #[derive(Default)]
 struct Gen {
-    code: Vec<Instruction>,
-    data: Vec<u8>,
-    strings: HashMap<String, u32>,
-    /// Label → instruction index, once placed.
-    labels: Vec<Option<usize>>,
-    /// (instruction index, label) of jumps to patch.
-    fixups: Vec<(usize, Label)>,
+    out: Emitter,
     /// First free register.
     next: usize,
     /// Base registers of the enclosing aggregates' current resource.
@@ -56,21 +47,19 @@ struct Gen {
 
 impl Gen {
     fn emit(&mut self, instruction: Instruction) {
-        self.code.push(instruction);
+        self.out.emit(instruction);
     }
 
     fn label(&mut self) -> Label {
-        self.labels.push(None);
-        Label(self.labels.len() - 1)
+        self.out.label()
     }
 
     fn place(&mut self, label: Label) {
-        self.labels[label.0] = Some(self.code.len());
+        self.out.place(label)
     }
 
     fn jump(&mut self, make: impl Fn(u32) -> Instruction, to: Label) {
-        self.fixups.push((self.code.len(), to));
-        self.emit(make(0));
+        self.out.jump(make, to)
     }
 
     fn alloc(&mut self) -> Result<Reg, TelError> {
@@ -89,24 +78,11 @@ impl Gen {
     }
 
     fn string(&mut self, rd: Reg, text: &str) {
-        let offset = match self.strings.get(text) {
-            Some(offset) => *offset,
-            None => {
-                let offset = self.data.len() as u32;
-                self.data.extend_from_slice(&(text.len() as u32).to_le_bytes());
-                self.data.extend_from_slice(text.as_bytes());
-                self.strings.insert(text.to_string(), offset);
-                offset
-            }
-        };
-        self.emit(Instruction::Str { rd, offset });
+        self.out.string(rd, text)
     }
 
     fn constant(&mut self, rd: Reg, value: u64) {
-        self.emit(Instruction::LoadImm { rd, imm: value as u32 });
-        if value >> 32 != 0 {
-            self.emit(Instruction::LoadHigh { rd, imm: (value >> 32) as u32 });
-        }
+        self.out.constant(rd, value)
     }
 
     fn rule(&mut self, number: u32, rule: &TypedRule) -> Result<(), TelError> {
@@ -239,27 +215,7 @@ impl Gen {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Program, TelError> {
-        for (at, label) in std::mem::take(&mut self.fixups) {
-            let index = self.labels[label.0].unwrap_or(self.code.len());
-            let target = (index * INSTRUCTION_SIZE) as u32;
-            self.code[at] = match self.code[at] {
-                Instruction::Jmp { .. } => Instruction::Jmp { target },
-                Instruction::Jz { cond, .. } => Instruction::Jz { cond, target },
-                Instruction::Jnz { cond, .. } => Instruction::Jnz { cond, target },
-                other => other,
-            };
-        }
-        let size = (self.code.len(), self.data.len());
-        Program::new(self.code, self.data).map_err(|e| {
-            TelError::at(
-                Pos { line: 1, col: 1 },
-                format!(
-                    "the compiled program ({} instructions, {} bytes of strings) is more than the VM accepts: {e}; \
-                     shorten the string literals or split the rules",
-                    size.0, size.1
-                ),
-            )
-        })
+    fn finish(self) -> Result<Program, TelError> {
+        self.out.finish()
     }
 }

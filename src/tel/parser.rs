@@ -1,7 +1,7 @@
 //! Recursive-descent parser: tokens → rules.
 //!
 //! ```text
-//! program    := rule*
+//! program    := ["tel" INT ";"] rule*
 //! rule       := "accept" ["if" expr] ";"
 //!             | "reject" [STRING] ["if" expr] ";"
 //!             | "require" expr ["else" STRING] ";"
@@ -27,13 +27,23 @@ pub const MAX_RULE_TOKENS: usize = 1000;
 const KEYWORDS: &[&str] =
     &["accept", "reject", "require", "if", "else", "and", "or", "not", "in", "after", "before", "self"];
 
-pub fn parse(tokens: &[Token]) -> Result<Vec<Rule>, TelError> {
+/// A parsed file: the version its `tel N;` line asks for, and its rules.
+pub struct Parsed {
+    pub version: Option<(Pos, u64)>,
+    pub rules: Vec<Rule>,
+}
+
+pub fn parse(tokens: &[Token]) -> Result<Parsed, TelError> {
     let mut parser = Parser { tokens, at: 0 };
+    let version = parser.version()?;
     let mut rules = Vec::new();
     while parser.peek().tok != Tok::Eof {
+        if parser.is_word("tel") {
+            return Err(TelError::at(parser.peek().pos, "`tel N;` may only be the first line of a file"));
+        }
         rules.push(parser.rule()?);
     }
-    Ok(rules)
+    Ok(Parsed { version, rules })
 }
 
 struct Parser<'t> {
@@ -75,6 +85,26 @@ impl<'t> Parser<'t> {
         }
         let wanted = tok.describe();
         Err(TelError::at(token.pos, format!("expected {wanted} {context}, found {}", token.tok.describe())))
+    }
+
+    /// The leading `tel N;`, if there is one.
+    fn version(&mut self) -> Result<Option<(Pos, u64)>, TelError> {
+        if !self.is_word("tel") {
+            return Ok(None);
+        }
+        let pos = self.bump().pos;
+        let version = match self.bump().tok {
+            Tok::Int(n) => n,
+            ref other => {
+                let at = self.tokens[self.at.saturating_sub(1)].pos;
+                return Err(TelError::at(
+                    at,
+                    format!("expected a version number after `tel`, found {}", other.describe()),
+                ));
+            }
+        };
+        self.expect(Tok::Semi, "after the version")?;
+        Ok(Some((pos, version)))
     }
 
     fn rule(&mut self) -> Result<Rule, TelError> {

@@ -284,6 +284,20 @@ impl<'a, 't> Machine<'a, 't> {
                 let equal = self.slices_equal(self.get(ra), self.get(rb))?;
                 self.set(rd, equal as u64);
             }
+            SliceEqData { rd, ra, offset } => {
+                let len = self.program.string_at(offset).map(|s| s.len() as u32);
+                let len = len.ok_or_else(|| self.trap(format!("no string at data offset {offset}")))?;
+                let text = memory::slice(DATA_BASE + offset + 4, len);
+                if memory::slice_parts(self.get(ra)).1 == len {
+                    self.charge_bytes(len as u64)?;
+                }
+                let equal = self.slices_equal(self.get(ra), text)?;
+                self.set(rd, equal as u64);
+            }
+            CmpImm { cmp, rd, ra, imm } => {
+                let value = cmp.bin_op().apply(self.get(ra), imm as u64).unwrap_or(0);
+                self.set(rd, value);
+            }
             Jmp { target } => return Ok(Flow::Jump(target as usize)),
             Jz { cond, target } if self.get(cond) == 0 => return Ok(Flow::Jump(target as usize)),
             Jnz { cond, target } if self.get(cond) != 0 => return Ok(Flow::Jump(target as usize)),

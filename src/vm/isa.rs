@@ -134,6 +134,64 @@ impl BinOp {
     }
 }
 
+/// The comparisons `CMPI` makes against an immediate (format 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Compare {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Compare {
+    pub const ALL: [Compare; 6] = [Compare::Eq, Compare::Ne, Compare::Lt, Compare::Le, Compare::Gt, Compare::Ge];
+
+    /// The two-register operation this compares like.
+    pub fn bin_op(self) -> BinOp {
+        match self {
+            Compare::Eq => BinOp::Eq,
+            Compare::Ne => BinOp::Ne,
+            Compare::Lt => BinOp::Lt,
+            Compare::Le => BinOp::Le,
+            Compare::Gt => BinOp::Gt,
+            Compare::Ge => BinOp::Ge,
+        }
+    }
+
+    /// The comparison a two-register operation makes, if it is one.
+    pub fn of(op: BinOp) -> Option<Compare> {
+        Compare::ALL.into_iter().find(|c| c.bin_op() == op)
+    }
+
+    /// The comparison with its operands swapped: `a < b` is `b > a`.
+    pub fn swapped(self) -> Compare {
+        match self {
+            Compare::Lt => Compare::Gt,
+            Compare::Le => Compare::Ge,
+            Compare::Gt => Compare::Lt,
+            Compare::Ge => Compare::Le,
+            same => same,
+        }
+    }
+
+    pub fn mnemonic(self) -> &'static str {
+        match self {
+            Compare::Eq => "EQI",
+            Compare::Ne => "NEI",
+            Compare::Lt => "LTI",
+            Compare::Le => "LEI",
+            Compare::Gt => "GTI",
+            Compare::Ge => "GEI",
+        }
+    }
+
+    fn index(self) -> u8 {
+        Compare::ALL.iter().position(|c| *c == self).unwrap_or(0) as u8
+    }
+}
+
 /// Opcode bytes. Gaps are reserved and fail decoding.
 pub mod opcode {
     pub const NOP: u8 = 0x00;
@@ -155,6 +213,11 @@ pub mod opcode {
     pub const ADDI: u8 = 0x3E;
     pub const NOT: u8 = 0x3F;
     pub const SEQ: u8 = 0x40;
+    /// Format 2: `SEQ` against a string of the data section.
+    pub const SEQD: u8 = 0x41;
+    /// Format 2: the six [`super::Compare`] opcodes, in `Compare::ALL` order.
+    pub const CMPI_FIRST: u8 = 0x42;
+    pub const CMPI_LAST: u8 = 0x47;
     pub const JMP: u8 = 0x50;
     pub const JZ: u8 = 0x51;
     pub const JNZ: u8 = 0x52;
@@ -202,6 +265,12 @@ pub enum Instruction {
     Not { rd: Reg, ra: Reg },
     /// `rd` = 1 when the bytes of slices `ra` and `rb` are equal, else 0.
     SliceEq { rd: Reg, ra: Reg, rb: Reg },
+    /// Format 2: `rd` = 1 when the bytes of slice `ra` equal the
+    /// length-prefixed string at data offset `offset` (`STR` then `SEQ`).
+    SliceEqData { rd: Reg, ra: Reg, offset: u32 },
+    /// Format 2: `rd = ra <cmp> imm` (unsigned, imm zero-extended; `LDI`
+    /// then a comparison).
+    CmpImm { cmp: Compare, rd: Reg, ra: Reg, imm: u32 },
     /// Jump to the code byte offset `target`.
     Jmp { target: u32 },
     /// Jump when `cond` is zero.
@@ -221,6 +290,15 @@ pub enum Instruction {
 }
 
 impl Instruction {
+    /// The program format that introduced this instruction: 2 for the fused
+    /// instructions the optimizing TEL compiler emits, 1 for the rest.
+    pub fn format(&self) -> u16 {
+        match self {
+            Instruction::SliceEqData { .. } | Instruction::CmpImm { .. } => 2,
+            _ => 1,
+        }
+    }
+
     /// The jump target, for instructions that have one.
     pub fn jump_target(&self) -> Option<u32> {
         match *self {
@@ -252,6 +330,8 @@ impl Instruction {
             Instruction::AddImm { rd, ra, imm } => (ADDI, rd.byte(), ra.byte(), 0, imm),
             Instruction::Not { rd, ra } => (NOT, rd.byte(), ra.byte(), 0, 0),
             Instruction::SliceEq { rd, ra, rb } => (SEQ, rd.byte(), ra.byte(), rb.byte(), 0),
+            Instruction::SliceEqData { rd, ra, offset } => (SEQD, rd.byte(), ra.byte(), 0, offset),
+            Instruction::CmpImm { cmp, rd, ra, imm } => (CMPI_FIRST + cmp.index(), rd.byte(), ra.byte(), 0, imm),
             Instruction::Jmp { target } => (JMP, 0, 0, 0, target),
             Instruction::Jz { cond, target } => (JZ, cond.byte(), 0, 0, target),
             Instruction::Jnz { cond, target } => (JNZ, cond.byte(), 0, 0, target),
@@ -319,10 +399,14 @@ impl Instruction {
                     _ => Instruction::Env { rd: x, key: y },
                 }
             }
-            LOADR | LOADB | STORER | STOREB | ADDI => {
+            LOADR | LOADB | STORER | STOREB | ADDI | SEQD | CMPI_FIRST..=CMPI_LAST => {
                 unused(&[uc])?;
                 let (x, y) = (reg(a, "a")?, reg(b, "b")?);
                 match op {
+                    SEQD => Instruction::SliceEqData { rd: x, ra: y, offset: imm },
+                    CMPI_FIRST..=CMPI_LAST => {
+                        Instruction::CmpImm { cmp: Compare::ALL[(op - CMPI_FIRST) as usize], rd: x, ra: y, imm }
+                    }
                     LOADR => Instruction::LoadR { rd: x, base: y, offset: imm },
                     LOADB => Instruction::LoadByte { rd: x, base: y, offset: imm },
                     STORER => Instruction::StoreR { src: x, base: y, offset: imm },
@@ -378,6 +462,8 @@ impl fmt::Display for Instruction {
             Instruction::AddImm { rd, ra, imm } => write!(f, "ADDI {rd}, {ra}, {imm}"),
             Instruction::Not { rd, ra } => write!(f, "NOT {rd}, {ra}"),
             Instruction::SliceEq { rd, ra, rb } => write!(f, "SEQ {rd}, {ra}, {rb}"),
+            Instruction::SliceEqData { rd, ra, offset } => write!(f, "SEQD {rd}, {ra}, data+{offset}"),
+            Instruction::CmpImm { cmp, rd, ra, imm } => write!(f, "{} {rd}, {ra}, {imm}", cmp.mnemonic()),
             Instruction::Jmp { target } => write!(f, "JMP 0x{target:04x}"),
             Instruction::Jz { cond, target } => write!(f, "JZ {cond}, 0x{target:04x}"),
             Instruction::Jnz { cond, target } => write!(f, "JNZ {cond}, 0x{target:04x}"),

@@ -33,6 +33,6 @@ mod trace;
 
 pub use deferred::DeferredAssertion;
 pub use interpreter::{Interpreter, LogicInput, LogicOutcome, Role, TracedRun, DEFAULT_BUDGET};
-pub use isa::{BinOp, Instruction, Reg, INSTRUCTION_SIZE, REGISTER_COUNT};
+pub use isa::{BinOp, Compare, Instruction, Reg, INSTRUCTION_SIZE, REGISTER_COUNT};
 pub use program::{Program, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_INSTRUCTIONS};
 pub use trace::{Access, ExecutionTrace, MemoryEffect, RegisterWrite, TraceStep, MAX_TRACED_STEPS};

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! offset 0   magic  "CVMP"
-//!        4   format version (u16 LE) = FORMAT_VERSION
+//!        4   format version (u16 LE): 1, or 2 when the code uses an
+//!            instruction format 2 introduced (see `Instruction::format`)
 //!        6   flags (u16 LE) = 0
 //!        8   instruction count (u32 LE)
 //!       12   data length in bytes (u32 LE)
@@ -13,7 +14,9 @@
 //!
 //! Anything else (a trailing byte, a set flag, an unused operand that is not
 //! zero) fails decoding, so `decode(encode(p)) == p` and `encode(decode(b)) == b`:
-//! a program has exactly one encoding and so exactly one ContentId.
+//! a program has exactly one encoding and so exactly one ContentId. The
+//! version is the program's own format, not this VM's newest, so a program
+//! that uses no format-2 instruction keeps the bytes (and id) it always had.
 
 use std::fmt::Write as _;
 
@@ -23,7 +26,8 @@ use super::isa::{Instruction, INSTRUCTION_SIZE};
 use super::memory::{Region, DATA_MAX};
 
 pub const MAGIC: [u8; 4] = *b"CVMP";
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest program format this VM runs.
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_SIZE: usize = 16;
 /// The most instructions a program may have.
 pub const MAX_INSTRUCTIONS: usize = 1 << 20;
@@ -70,11 +74,16 @@ impl Program {
         self.code.get(pc / INSTRUCTION_SIZE)
     }
 
+    /// The program's format: the newest that any of its instructions needs.
+    pub fn format(&self) -> u16 {
+        self.code.iter().map(Instruction::format).max().unwrap_or(1)
+    }
+
     /// The canonical encoding; its BLAKE3 is the program's ContentId.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_SIZE + self.code_size() + self.data.len());
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.format().to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&(self.code.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.data.len() as u32).to_le_bytes());
@@ -101,10 +110,10 @@ impl Program {
             ));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(invalid(
                 4,
-                format!("unsupported program format version {version} (this VM runs {FORMAT_VERSION})"),
+                format!("unsupported program format version {version} (this VM runs formats 1 to {FORMAT_VERSION})"),
             ));
         }
         let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
@@ -138,11 +147,33 @@ impl Program {
         for (index, chunk) in bytes[HEADER_SIZE..code_end].chunks_exact(INSTRUCTION_SIZE).enumerate() {
             let mut raw = [0u8; INSTRUCTION_SIZE];
             raw.copy_from_slice(chunk);
-            let instruction =
-                Instruction::decode(raw).map_err(|reason| invalid(HEADER_SIZE + index * INSTRUCTION_SIZE, reason))?;
+            let at = HEADER_SIZE + index * INSTRUCTION_SIZE;
+            let instruction = Instruction::decode(raw).map_err(|reason| invalid(at, reason))?;
+            if instruction.format() > version {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "{instruction} needs program format {}, but the header says {version}",
+                        instruction.format()
+                    ),
+                ));
+            }
             code.push(instruction);
         }
-        Program::new(code, bytes[code_end..].to_vec())
+        let program = Program::new(code, bytes[code_end..].to_vec())?;
+        if program.format() != version {
+            // One encoding per program: a format-2 header on format-1 code would
+            // give the same program a second ContentId.
+            return Err(invalid(
+                4,
+                format!(
+                    "format version {version}, but the code uses only format-{} instructions, so its version must be {}",
+                    program.format(),
+                    program.format()
+                ),
+            ));
+        }
+        Ok(program)
     }
 
     /// The checks that need the whole program: jump targets, absolute
@@ -183,7 +214,9 @@ impl Program {
                         format!("{instruction} at pc 0x{pc:04x}: address 0x{addr:08x} is in no memory region"),
                     ));
                 }
-                Instruction::Str { offset: at, .. } => self.check_string(at, offset, pc, instruction)?,
+                Instruction::Str { offset: at, .. } | Instruction::SliceEqData { offset: at, .. } => {
+                    self.check_string(at, offset, pc, instruction)?
+                }
                 _ => {}
             }
         }
@@ -229,7 +262,8 @@ impl Program {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "; causality-vm program, format {FORMAT_VERSION}: {} instructions, {} data bytes",
+            "; causality-vm program, format {}: {} instructions, {} data bytes",
+            self.format(),
             self.code.len(),
             self.data.len()
         );
@@ -237,7 +271,7 @@ impl Program {
             let pc = index * INSTRUCTION_SIZE;
             let hex: String = instruction.encode().iter().map(|b| format!("{b:02x}")).collect();
             let _ = write!(out, "{pc:04x}:  {hex}  {instruction}");
-            if let Instruction::Str { offset, .. } = instruction {
+            if let Instruction::Str { offset, .. } | Instruction::SliceEqData { offset, .. } = instruction {
                 if let Some(text) = self.string_at(*offset) {
                     let _ = write!(out, "    ; {:?}", String::from_utf8_lossy(text));
                 }

@@ -4,5 +4,6 @@
 mod vm_support;
 
 mod capability;
+mod tel_optimizer;
 mod tel_programs;
 mod vm_programs;

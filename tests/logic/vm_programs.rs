@@ -8,7 +8,7 @@ use causality_vm::resource::OperationKind;
 use causality_vm::vm::memory::{
     self, ctx_field, field, CONTEXT_BASE, DATA_BASE, OTHERS_BASE, SCRATCH_BASE, SCRATCH_SIZE,
 };
-use causality_vm::vm::{BinOp, Instruction as I, Interpreter, Program, Reg, Role, HEADER_SIZE};
+use causality_vm::vm::{BinOp, Compare, Instruction as I, Interpreter, Program, Reg, Role, HEADER_SIZE};
 use causality_vm::ExecutionError;
 use proptest::prelude::*;
 use vm_support::{resource, Case};
@@ -692,7 +692,7 @@ proptest! {
     /// Well-formed programs (the decoder accepts nearly all of them) run
     /// without panicking, and the runs are deterministic.
     #[test]
-    fn valid_programs_never_panic(shapes in prop::collection::vec((0usize..24, 0u8..16, 0u8..16, 0u8..16, any::<u32>(), 0usize..64), 1..48), readable: bool) {
+    fn valid_programs_never_panic(shapes in prop::collection::vec((0usize..26, 0u8..16, 0u8..16, 0u8..16, any::<u32>(), 0usize..64), 1..48), readable: bool) {
         let len = shapes.len();
         let (data, _) = strings(&[b"alice", b"k", &[9u8; 32]]);
         let addrs = [0u32, field::CONTROLLER, CONTEXT_BASE, CONTEXT_BASE + 0x30000, DATA_BASE, SCRATCH_BASE, SCRATCH_BASE + SCRATCH_SIZE - 8, OTHERS_BASE, OTHERS_BASE + memory::RESOURCE_SPAN];
@@ -723,6 +723,8 @@ proptest! {
                 20 => I::Jz { cond: a, target },
                 21 => I::Jnz { cond: a, target },
                 22 => if pick % 2 == 0 { I::Hash { rd: a, ra: b } } else { I::AssertDigest { handle: a, expected: b } },
+                23 => I::SliceEqData { rd: a, ra: b, offset: [0, 9, 14][pick % 3] },
+                24 => I::CmpImm { cmp: Compare::ALL[pick % Compare::ALL.len()], rd: a, ra: b, imm },
                 _ => I::Env { rd: a, key: b },
             }
         }).collect();

@@ -43,6 +43,7 @@ pub fn context(timestamp: u64) -> ExecutionContext {
 }
 
 /// One logic run's inputs, with defaults that tests override field by field.
+#[derive(Clone, Debug)]
 pub struct Case {
     pub operation: OperationKind,
     pub role: Role,
