@@ -195,3 +195,47 @@ fn every_example_succeeds_on_a_fresh_data_dir() {
     }
     assert_eq!(kinds.len(), 6, "one example per operation kind: {kinds:?}");
 }
+
+/// A batch file's `tel 2;` program is compiled by the optimizing generator:
+/// its resources name the format-2 program's id, and it decides the batch's
+/// operations as the example's TEL 1 program does.
+#[test]
+fn a_tel_2_program_governs_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::fs::read_to_string(examples_dir().join("fungible_token.tel")).unwrap();
+    std::fs::write(dir.path().join("token2.tel"), format!("tel 2;\n{source}")).unwrap();
+    let program = causality_vm::tel::compile(&format!("tel 2;\n{source}")).unwrap();
+    assert_eq!(program.format(), 2);
+    let gold = ContentId::of_encoding(&program.encode());
+    assert_ne!(gold, self::program("fungible_token.tel"));
+
+    let mint = resource(gold, "gold", 100, "treasury", "tel2 mint");
+    let pay = resource(gold, "gold", 60, "alice", "tel2 alice");
+    let change = resource(gold, "gold", 40, "treasury", "tel2 change");
+    let good = batch_json(
+        &["token2.tel"],
+        &[
+            Operation::Create { resource: mint.clone() },
+            Operation::Transfer { inputs: vec![spend(&mint)], outputs: vec![pay.clone(), change] },
+        ],
+    );
+    // Only the treasury burns.
+    let bad = batch_json(&["token2.tel"], &[Operation::Delete { input: spend(&pay) }]);
+
+    let mut store = RegisterStore::open(dir.path().join("data")).unwrap();
+    let keys = dir.path().join("keys.json");
+    let mut outcomes = Vec::new();
+    for (name, text) in [("good.json", good), ("bad.json", bad)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let prepared = prepare(BatchFile::read(&path).unwrap(), name, dir.path(), Keys::Create(&keys)).unwrap();
+        let tx = TransactionContext::new(ExecutionMode::Standard).with_max_clock_skew(300);
+        let content = prepared.content();
+        let job = BatchJob::new(&prepared.keys, &prepared.ops, &prepared.ctx, &tx).with_programs(&content);
+        let result = execute_batches(&mut store, &[job]).pop().unwrap().unwrap();
+        outcomes.push(result.results.iter().map(|r| (r.succeeded(), format!("{:?}", r.status))).collect::<Vec<_>>());
+    }
+    assert!(outcomes[0].iter().all(|(ok, _)| *ok), "{:?}", outcomes[0]);
+    let (ok, status) = &outcomes[1][0];
+    assert!(!ok && status.contains("code 9: gold can only be"), "{status}");
+}

@@ -92,6 +92,7 @@ pub fn run(globals: &Globals, cmd: TelCommand) -> anyhow::Result<i32> {
                     "file": file.display().to_string(),
                     "content_id": id.to_string(),
                     "size": encoding.len(),
+                    "format": program.format(),
                     "instructions": program.instructions().len(),
                     "disassembly": program.disassemble(),
                 });
@@ -110,7 +111,12 @@ pub fn run(globals: &Globals, cmd: TelCommand) -> anyhow::Result<i32> {
                     "content_id": ContentId::of_encoding(&program.encode()).to_string() });
                 out!("{json}")?;
             } else if !globals.quiet {
-                out!("{}: ok ({} instructions)", file.display(), program.instructions().len())?;
+                out!(
+                    "{}: ok ({} instructions, program format {})",
+                    file.display(),
+                    program.instructions().len(),
+                    program.format()
+                )?;
             }
             Ok(0)
         }
