@@ -278,6 +278,13 @@ impl<'c> Gen<'c> {
         Some(reg)
     }
 
+    /// The register of a cached value that every path here has loaded.
+    fn loaded_reg(&self, expr: &Typed) -> Option<Reg> {
+        let value = loadable(expr)?;
+        let slot = self.cached.iter().position(|v| *v == value)?;
+        (self.loaded & (1 << slot) != 0).then_some(Reg::ALL[REGISTER_COUNT - 1 - slot])
+    }
+
     fn load(&mut self, value: &Loadable, rd: Reg) {
         match value {
             Loadable::Subject(offset) => self.emit(Instruction::Load { rd, addr: SUBJECT_BASE + offset }),
@@ -314,10 +321,12 @@ impl<'c> Gen<'c> {
     /// Evaluate `expr` into `dst`, using only temporaries above `self.next`.
     fn value_into(&mut self, expr: &Typed, dst: Reg) -> Result<(), TelError> {
         let mark = self.next;
-        if let Some(reg) = self.cached(expr) {
+        if let Some(reg) = self.loaded_reg(expr) {
             self.emit(Instruction::Mov { rd: dst, ra: reg });
             return Ok(());
         }
+        // Not loaded yet: into `dst` alone (one instruction, as TEL 1), not
+        // into its register and then a copy.
         match expr {
             Typed::Const(v) => self.out.constant(dst, *v),
             Typed::Str(text) => self.out.string(dst, text),
@@ -399,12 +408,11 @@ impl<'c> Gen<'c> {
                 return Ok(());
             }
         }
-        if op == BinOp::Add {
-            if let Some((imm, other)) = small(right).map(|i| (i, left)).or_else(|| small(left).map(|i| (i, right))) {
-                let a = self.operand(other, dst)?;
-                self.emit(Instruction::AddImm { rd: dst, ra: a, imm });
-                return Ok(());
-            }
+        // Only `x + constant`: an overflow then names its operands in TEL 1's order.
+        if let (BinOp::Add, Some(imm)) = (op, small(right)) {
+            let a = self.operand(left, dst)?;
+            self.emit(Instruction::AddImm { rd: dst, ra: a, imm });
+            return Ok(());
         }
         let a = self.operand(left, dst)?;
         let t = self.alloc()?;

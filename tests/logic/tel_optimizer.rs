@@ -31,6 +31,14 @@ fn decision(result: &Result<LogicOutcome, ExecutionError>) -> String {
             let tail = reason.find(": code").map_or(reason.as_str(), |at| &reason[at..]);
             format!("reject{tail}")
         }
+        // Which trap, without the instruction and pc it names.
+        Err(ExecutionError::InvalidInstruction { reason, .. }) => {
+            let after_pc = reason.find(" at pc 0x").map_or(reason.as_str(), |at| &reason[at + 9..]);
+            format!("trap{}", after_pc.find(": ").map_or("", |at| &after_pc[at..]))
+        }
+        Err(ExecutionError::MemoryAccessViolation { address, access, reason, .. }) => {
+            format!("memory {access} of {address:#x}: {reason}")
+        }
         Err(other) => other.kind().to_string(),
     }
 }
@@ -263,6 +271,10 @@ mod differential {
         "state != frozen",
         "after 1767225600",
         "before 1767225600",
+        "controller in [\"alice\", \"gold\"]",
+        "(quantity + 1) in [1, 101]",
+        "(quantity / version) in [0, 33]",
+        "env(\"tier\") == env(\"maintenance\")",
     ];
 
     fn int() -> impl Strategy<Value = String> {
@@ -290,13 +302,19 @@ mod differential {
                 (inner.clone(), prop::sample::select(&["and", "or"][..]), inner.clone())
                     .prop_map(|(a, op, b)| format!("({a} {op} {b})")),
                 inner.clone().prop_map(|a| format!("not ({a})")),
-                (prop::sample::select(&["all", "any", "count"][..]), inner.clone()).prop_map(|(f, body)| {
-                    if f == "count" {
-                        format!("count(others, {body}) > 1")
-                    } else {
-                        format!("{f}(others, {body})")
-                    }
-                }),
+                (prop::sample::select(&["all", "any"][..]), inner.clone())
+                    .prop_map(|(f, body)| format!("{f}(others, {body})")),
+                // count(others, …) against constants (0 takes the zero test) and in arithmetic.
+                (
+                    inner.clone(),
+                    prop::sample::select(&["<", "<=", ">", ">=", "==", "!="][..]),
+                    prop::sample::select(INT_LEAVES)
+                )
+                    .prop_map(|(body, op, n)| format!("count(others, {body}) {op} {n}")),
+                (inner.clone(), int()).prop_map(|(body, n)| format!("(count(others, {body}) * 2 + quantity) > {n}")),
+                // Booleans as values.
+                (inner.clone(), prop::sample::select(&["==", "!="][..]), inner.clone())
+                    .prop_map(|(a, op, b)| format!("(({a}) {op} ({b}))")),
             ]
         })
     }
@@ -307,6 +325,9 @@ mod differential {
             boolean().prop_map(|c| format!("accept if {c};")),
             boolean().prop_map(|c| format!("reject \"r\" if {c};")),
             boolean().prop_map(|c| format!("require {c} else \"q\";")),
+            // The default reasons name the rule's number and line.
+            boolean().prop_map(|c| format!("reject if {c};")),
+            boolean().prop_map(|c| format!("require {c};")),
             Just("reject \"stop\";".to_string()),
         ]
     }
@@ -322,13 +343,26 @@ mod differential {
             prop::collection::vec((quantities, names.clone()), 0..4),
             any::<bool>(),
             prop::sample::select(&[0u64, 1_767_225_599, 1_767_225_600, u64::MAX][..]),
-            prop::option::of(names),
+            prop::option::of(names.clone()),
+            (
+                prop::sample::select(&[0u64, 3, u64::MAX][..]),
+                prop::sample::select(&LifecycleState::ALL[..]),
+                prop::sample::select(&["bank", "other"][..]),
+                prop::option::of(names),
+            ),
         )
-            .prop_map(|(operation, role, quantity, controller, others, readable, now, tier)| {
+            .prop_map(|(operation, role, quantity, controller, others, readable, now, tier, rest)| {
+                let (version, state, domain, maintenance) = rest;
                 let mut case = Case::new();
                 case.operation = operation;
                 case.role = role;
                 case.subject = resource(quantity, controller);
+                case.subject.version = version;
+                case.subject.state = state;
+                case.ctx.domain_id = causality_vm::DomainId::new(domain);
+                if let Some(value) = maintenance {
+                    case.ctx.environment.insert("maintenance".into(), value.into());
+                }
                 case.others = others
                     .into_iter()
                     .map(|(q, name)| {
@@ -352,7 +386,7 @@ mod differential {
         #[test]
         fn tel_2_decides_random_programs_as_tel_1_does(
             rules in prop::collection::vec(rule(), 1..6),
-            cases in prop::collection::vec(case(), 6),
+            cases in prop::collection::vec(case(), 10),
         ) {
             let source = rules.join("\n");
             let v1 = match tel::compile_as(&source, TelVersion::V1) {
@@ -391,4 +425,46 @@ fn cli_compiles_and_runs_a_tel_2_file() {
 
     let check = cvm(&["tel", "check", file]);
     assert!(String::from_utf8_lossy(&check.stdout).contains("program format 2"));
+}
+
+/// More loaded values than registers set aside for them, beside a rule deep
+/// enough to need most registers as temporaries: TEL 2 gives the rule the
+/// registers (caching fewer values) and still decides as TEL 1.
+#[test]
+fn register_pressure_trades_cached_values_for_temporaries() {
+    let keys: Vec<String> = (0..11).map(|i| format!("k{i}")).collect();
+    let mut source = String::from("tel 2;\n");
+    for key in &keys {
+        source.push_str(&format!("reject \"{key} off\" if env(\"{key}\") == \"off\";\n"));
+    }
+    let deep = (0..12).fold("quantity".to_string(), |acc, i| {
+        let field = if i % 2 == 0 { "version" } else { "quantity" };
+        format!("{field} + ({acc})")
+    });
+    source.push_str(&format!("require {deep} > 0 else \"deep\";\n"));
+    for key in &keys {
+        source.push_str(&format!("accept if env(\"{key}\") == \"on\";\n"));
+    }
+    let (v1, v2) = both(&source);
+    let envs = |p: &Program| p.instructions().iter().filter(|i| matches!(i, Instruction::Env { .. })).count();
+    assert_eq!(envs(&v1), 22);
+    assert!(envs(&v2) < 22, "some lookups are cached:\n{}", v2.disassemble());
+    for (index, setting) in ["on", "off", "neither"].into_iter().enumerate() {
+        for key in [0, 5, 10] {
+            let mut case = Case::new();
+            case.ctx.environment.insert(keys[key].clone(), setting.into());
+            case.subject.quantity = index as u64;
+            let (r1, r2) = (case.run(&v1), case.run(&v2));
+            assert_eq!(decision(&r1), decision(&r2), "k{key}={setting}");
+            assert!(executed(&v2, &case) <= executed(&v1, &case));
+        }
+    }
+    // Deeper than the registers allow: both generators say so at the rule.
+    let too_deep = (0..20).fold("quantity".to_string(), |acc, _| format!("quantity + ({acc})"));
+    let source = format!("require {too_deep} > 0;");
+    for version in [TelVersion::V1, TelVersion::V2] {
+        let err = tel::compile_as(&source, version).expect_err("too deep");
+        assert!(err.message.contains("too complex"), "{}", err.message);
+        assert_eq!((err.line, err.col), (1, 1));
+    }
 }
