@@ -5,10 +5,9 @@
 
 use crate::vm_support;
 
-use causality_vm::hash::HashPool;
-use causality_vm::resource::{LifecycleState, OperationKind, ResourceRegister};
+use causality_vm::resource::{LifecycleState, OperationKind};
 use causality_vm::tel::{self, TelVersion};
-use causality_vm::vm::{Instruction, Interpreter, LogicInput, LogicOutcome, Program, Role, TracedRun};
+use causality_vm::vm::{Instruction, LogicOutcome, Program, Role};
 use causality_vm::{ContentId, ExecutionError};
 use vm_support::{resource, Case};
 
@@ -43,22 +42,9 @@ fn decision(result: &Result<LogicOutcome, ExecutionError>) -> String {
     }
 }
 
-fn traced(program: &Program, case: &Case) -> TracedRun {
-    let others: Vec<&ResourceRegister> = case.others.iter().collect();
-    let input = LogicInput {
-        operation: case.operation,
-        role: case.role,
-        subject: &case.subject,
-        others: &others,
-        readable_others: case.readable_others,
-        ctx: &case.ctx,
-    };
-    Interpreter::new(case.budget).run_traced(program, &input, &mut HashPool::new())
-}
-
 /// Instructions a run executed, whatever it decided.
 fn executed(program: &Program, case: &Case) -> u64 {
-    let run = traced(program, case);
+    let run = case.run_traced(program);
     run.trace.steps.len() as u64 + run.trace.omitted
 }
 
@@ -198,7 +184,7 @@ fn a_value_used_by_several_rules_is_loaded_once() {
     // right side) that not every operation takes, so rule 3 loads it again.
     let case = Case::new();
     let trace = |p: &Program| {
-        let run = traced(p, &case);
+        let run = case.run_traced(p);
         assert!(run.result.is_ok());
         run.trace.steps.iter().filter(|s| matches!(s.instruction, Instruction::Load { .. })).count()
     };

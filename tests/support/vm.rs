@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use causality_vm::capability::CapabilityToken;
 use causality_vm::hash::HashPool;
 use causality_vm::resource::{LifecycleState, OperationKind, ResourceRegister};
-use causality_vm::vm::{Interpreter, LogicInput, LogicOutcome, Program, Role};
+use causality_vm::vm::{Interpreter, LogicInput, LogicOutcome, Program, Role, TracedRun};
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionError};
 
 pub fn resource(quantity: u64, controller: &str) -> ResourceRegister {
@@ -67,25 +67,34 @@ impl Case {
         }
     }
 
-    pub fn run_in(
-        &self,
-        program: &Program,
-        interpreter: Interpreter,
-        pool: &mut HashPool,
-    ) -> Result<LogicOutcome, ExecutionError> {
+    /// `f` given this case as the VM's input.
+    fn with_input<R>(&self, f: impl FnOnce(&LogicInput) -> R) -> R {
         let others: Vec<&ResourceRegister> = self.others.iter().collect();
-        let input = LogicInput {
+        f(&LogicInput {
             operation: self.operation,
             role: self.role,
             subject: &self.subject,
             others: &others,
             readable_others: self.readable_others,
             ctx: &self.ctx,
-        };
-        interpreter.run(program, &input, pool)
+        })
+    }
+
+    pub fn run_in(
+        &self,
+        program: &Program,
+        interpreter: Interpreter,
+        pool: &mut HashPool,
+    ) -> Result<LogicOutcome, ExecutionError> {
+        self.with_input(|input| interpreter.run(program, input, pool))
     }
 
     pub fn run(&self, program: &Program) -> Result<LogicOutcome, ExecutionError> {
         self.run_in(program, Interpreter::new(self.budget), &mut HashPool::new())
+    }
+
+    /// The run with its trace, kept whatever the verdict.
+    pub fn run_traced(&self, program: &Program) -> TracedRun {
+        self.with_input(|input| Interpreter::new(self.budget).run_traced(program, input, &mut HashPool::new()))
     }
 }
