@@ -411,6 +411,18 @@ fn cli_compiles_and_runs_a_tel_2_file() {
 
     let check = cvm(&["tel", "check", file]);
     assert!(String::from_utf8_lossy(&check.stdout).contains("program format 2"));
+
+    // `cvm tel run` runs it, with the fused instructions in its trace.
+    let subject = super::tel_programs::resource_json(dir.path(), "gold.json", 100, "gold");
+    let gold = super::tel_programs::resource_json(dir.path(), "gold60.json", 60, "gold");
+    let silver = super::tel_programs::resource_json(dir.path(), "silver.json", 40, "silver");
+    let ok = cvm(&["tel", "run", file, "--subject", &subject, "--other", &gold, "--trace"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let trace = String::from_utf8_lossy(&ok.stdout);
+    assert!(trace.contains("SEQD") && trace.contains("EQI"), "{trace}");
+    let refused = cvm(&["tel", "run", file, "--subject", &subject, "--other", &silver]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("code 9: gold can only be"));
 }
 
 /// More loaded values than registers set aside for them, beside a rule deep

@@ -387,7 +387,7 @@ fn cli_check_reports_file_line_and_column() {
     assert!(String::from_utf8_lossy(&output.stdout).contains(": ok ("));
 }
 
-fn resource_json(dir: &std::path::Path, name: &str, quantity: u64, fungibility_domain: &str) -> String {
+pub(super) fn resource_json(dir: &std::path::Path, name: &str, quantity: u64, fungibility_domain: &str) -> String {
     let path = dir.join(name);
     let json = serde_json::json!({
         "logic": ContentId::default().to_string(),
