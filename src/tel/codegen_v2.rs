@@ -12,8 +12,10 @@
 //!   whose header keeps the state on entry), so it reloads only where some
 //!   path has not loaded it yet. Temporaries use the registers below.
 //! - **Fused instructions** (program format 2): `CMPI` compares with an
-//!   immediate (`LDI` + compare), `SEQD` compares a slice with a data-section
-//!   string (`STR` + `SEQ`); `x > 0` is a test of `x` itself.
+//!   immediate (`LDI` + compare), `JxxI` jumps on a compare with a constant
+//!   that fits a byte (`LDI` + compare + `JNZ`: the enum tests), `SEQD`
+//!   compares a slice with a data-section string (`STR` + `SEQ`); `x > 0` is
+//!   a test of `x` itself.
 //! - **Loops walk a pointer**: an aggregate steps its base register by the
 //!   resource span and compares it with the end, at the bottom of the loop.
 //!
@@ -477,6 +479,14 @@ impl<'c> Gen<'c> {
                 let a = self.operand(x, t)?;
                 self.jump_if(a, when == nonzero, to);
             }
+            Typed::Bin(op, left, right) if compare_with_byte(*op, left, right).is_some() => {
+                // `x <cmp> small constant` jumps in one instruction.
+                let (cmp, x, imm) = compare_with_byte(*op, left, right).unwrap_or((Compare::Eq, left, 0));
+                let cmp = if when { cmp } else { cmp.negated() };
+                let t = self.alloc()?;
+                let ra = self.operand(x, t)?;
+                self.jump(|target| Instruction::JumpCmpImm { cmp, ra, imm, target }, to);
+            }
             Typed::Aggregate(kind @ (Aggregate::All | Aggregate::Any), Some(body)) => {
                 // The element that decides jumps out of the loop: a false one
                 // for all, a true one for any.
@@ -534,6 +544,21 @@ impl<'c> Gen<'c> {
         self.place(end);
         self.next = mark;
         Ok(())
+    }
+}
+
+/// `(cmp, x, n)` when the comparison is `x <cmp> n` for a constant n that
+/// fits a byte (enum codes, small counts), either side written first.
+fn compare_with_byte<'e>(op: BinOp, left: &'e Typed, right: &'e Typed) -> Option<(Compare, &'e Typed, u8)> {
+    let cmp = Compare::of(op)?;
+    let byte = |e: &Typed| match e {
+        Typed::Const(v) => u8::try_from(*v).ok(),
+        _ => None,
+    };
+    match (byte(left), byte(right)) {
+        (_, Some(n)) => Some((cmp, left, n)),
+        (Some(n), None) => Some((cmp.swapped(), right, n)),
+        (None, None) => None,
     }
 }
 

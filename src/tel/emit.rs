@@ -78,6 +78,7 @@ impl Emitter {
                 Instruction::Jmp { .. } => Instruction::Jmp { target },
                 Instruction::Jz { cond, .. } => Instruction::Jz { cond, target },
                 Instruction::Jnz { cond, .. } => Instruction::Jnz { cond, target },
+                Instruction::JumpCmpImm { cmp, ra, imm, .. } => Instruction::JumpCmpImm { cmp, ra, imm, target },
                 other => other,
             };
         }

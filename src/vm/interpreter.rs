@@ -302,6 +302,11 @@ impl<'a, 't> Machine<'a, 't> {
             Jz { cond, target } if self.get(cond) == 0 => return Ok(Flow::Jump(target as usize)),
             Jnz { cond, target } if self.get(cond) != 0 => return Ok(Flow::Jump(target as usize)),
             Jz { .. } | Jnz { .. } => {}
+            JumpCmpImm { cmp, ra, imm, target } => {
+                if cmp.bin_op().apply(self.get(ra), imm as u64) == Some(1) {
+                    return Ok(Flow::Jump(target as usize));
+                }
+            }
             Hash { rd, ra } => {
                 self.charge_bytes(memory::slice_parts(self.get(ra)).1 as u64)?;
                 let bytes = self.read_slice(self.get(ra))?;

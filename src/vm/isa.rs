@@ -165,6 +165,30 @@ impl Compare {
         Compare::ALL.into_iter().find(|c| c.bin_op() == op)
     }
 
+    /// The comparison that holds exactly when this one does not.
+    pub fn negated(self) -> Compare {
+        match self {
+            Compare::Eq => Compare::Ne,
+            Compare::Ne => Compare::Eq,
+            Compare::Lt => Compare::Ge,
+            Compare::Le => Compare::Gt,
+            Compare::Gt => Compare::Le,
+            Compare::Ge => Compare::Lt,
+        }
+    }
+
+    /// The mnemonic of the branch on this comparison.
+    pub fn branch_mnemonic(self) -> &'static str {
+        match self {
+            Compare::Eq => "JEQI",
+            Compare::Ne => "JNEI",
+            Compare::Lt => "JLTI",
+            Compare::Le => "JLEI",
+            Compare::Gt => "JGTI",
+            Compare::Ge => "JGEI",
+        }
+    }
+
     /// The comparison with its operands swapped: `a < b` is `b > a`.
     pub fn swapped(self) -> Compare {
         match self {
@@ -221,6 +245,10 @@ pub mod opcode {
     pub const JMP: u8 = 0x50;
     pub const JZ: u8 = 0x51;
     pub const JNZ: u8 = 0x52;
+    /// Format 2: the six branches on a [`super::Compare`] with an 8-bit
+    /// immediate, in `Compare::ALL` order.
+    pub const JCMPI_FIRST: u8 = 0x53;
+    pub const JCMPI_LAST: u8 = 0x58;
     pub const HASH: u8 = 0x60;
     pub const ASSERT_DIGEST: u8 = 0x61;
     pub const ENV: u8 = 0x70;
@@ -277,6 +305,9 @@ pub enum Instruction {
     Jz { cond: Reg, target: u32 },
     /// Jump when `cond` is not zero.
     Jnz { cond: Reg, target: u32 },
+    /// Format 2: jump when `ra <cmp> imm` (unsigned; a compare with a small
+    /// constant and `JNZ` in one).
+    JumpCmpImm { cmp: Compare, ra: Reg, imm: u8, target: u32 },
     /// File a BLAKE3 request for the bytes of slice `ra` in the hash pool;
     /// `rd` = the request's handle: its number among this run's requests
     /// (0, 1, …), whatever else the pool holds. Nothing is hashed here.
@@ -294,7 +325,7 @@ impl Instruction {
     /// instructions the optimizing TEL compiler emits, 1 for the rest.
     pub fn format(&self) -> u16 {
         match self {
-            Instruction::SliceEqData { .. } | Instruction::CmpImm { .. } => 2,
+            Instruction::SliceEqData { .. } | Instruction::CmpImm { .. } | Instruction::JumpCmpImm { .. } => 2,
             _ => 1,
         }
     }
@@ -302,9 +333,10 @@ impl Instruction {
     /// The jump target, for instructions that have one.
     pub fn jump_target(&self) -> Option<u32> {
         match *self {
-            Instruction::Jmp { target } | Instruction::Jz { target, .. } | Instruction::Jnz { target, .. } => {
-                Some(target)
-            }
+            Instruction::Jmp { target }
+            | Instruction::Jz { target, .. }
+            | Instruction::Jnz { target, .. }
+            | Instruction::JumpCmpImm { target, .. } => Some(target),
             _ => None,
         }
     }
@@ -335,6 +367,7 @@ impl Instruction {
             Instruction::Jmp { target } => (JMP, 0, 0, 0, target),
             Instruction::Jz { cond, target } => (JZ, cond.byte(), 0, 0, target),
             Instruction::Jnz { cond, target } => (JNZ, cond.byte(), 0, 0, target),
+            Instruction::JumpCmpImm { cmp, ra, imm, target } => (JCMPI_FIRST + cmp.index(), ra.byte(), 0, imm, target),
             Instruction::Hash { rd, ra } => (HASH, rd.byte(), ra.byte(), 0, 0),
             Instruction::AssertDigest { handle, expected } => (ASSERT_DIGEST, handle.byte(), expected.byte(), 0, 0),
             Instruction::Env { rd, key } => (ENV, rd.byte(), key.byte(), 0, 0),
@@ -427,6 +460,11 @@ impl Instruction {
                 unused(&[ua, ub, uc])?;
                 Instruction::Jmp { target: imm }
             }
+            JCMPI_FIRST..=JCMPI_LAST => {
+                unused(&[ub])?;
+                let cmp = Compare::ALL[(op - JCMPI_FIRST) as usize];
+                Instruction::JumpCmpImm { cmp, ra: reg(a, "a")?, imm: c, target: imm }
+            }
             JZ | JNZ => {
                 unused(&[ub, uc])?;
                 let cond = reg(a, "a")?;
@@ -467,6 +505,9 @@ impl fmt::Display for Instruction {
             Instruction::Jmp { target } => write!(f, "JMP 0x{target:04x}"),
             Instruction::Jz { cond, target } => write!(f, "JZ {cond}, 0x{target:04x}"),
             Instruction::Jnz { cond, target } => write!(f, "JNZ {cond}, 0x{target:04x}"),
+            Instruction::JumpCmpImm { cmp, ra, imm, target } => {
+                write!(f, "{} {ra}, {imm}, 0x{target:04x}", cmp.branch_mnemonic())
+            }
             Instruction::Hash { rd, ra } => write!(f, "HASH {rd}, {ra}"),
             Instruction::AssertDigest { handle, expected } => write!(f, "ASSERT_DIGEST {handle}, {expected}"),
             Instruction::Env { rd, key } => write!(f, "ENV {rd}, {key}"),

@@ -692,7 +692,7 @@ proptest! {
     /// Well-formed programs (the decoder accepts nearly all of them) run
     /// without panicking, and the runs are deterministic.
     #[test]
-    fn valid_programs_never_panic(shapes in prop::collection::vec((0usize..26, 0u8..16, 0u8..16, 0u8..16, any::<u32>(), 0usize..64), 1..48), readable: bool) {
+    fn valid_programs_never_panic(shapes in prop::collection::vec((0usize..27, 0u8..16, 0u8..16, 0u8..16, any::<u32>(), 0usize..64), 1..48), readable: bool) {
         let len = shapes.len();
         let (data, _) = strings(&[b"alice", b"k", &[9u8; 32]]);
         let addrs = [0u32, field::CONTROLLER, CONTEXT_BASE, CONTEXT_BASE + 0x30000, DATA_BASE, SCRATCH_BASE, SCRATCH_BASE + SCRATCH_SIZE - 8, OTHERS_BASE, OTHERS_BASE + memory::RESOURCE_SPAN];
@@ -725,6 +725,7 @@ proptest! {
                 22 => if pick % 2 == 0 { I::Hash { rd: a, ra: b } } else { I::AssertDigest { handle: a, expected: b } },
                 23 => I::SliceEqData { rd: a, ra: b, offset: [0, 9, 14][pick % 3] },
                 24 => I::CmpImm { cmp: Compare::ALL[pick % Compare::ALL.len()], rd: a, ra: b, imm },
+                25 => I::JumpCmpImm { cmp: Compare::ALL[pick % Compare::ALL.len()], ra: a, imm: imm as u8, target },
                 _ => I::Env { rd: a, key: b },
             }
         }).collect();
