@@ -1,5 +1,6 @@
 //! TEL: the examples compile and decide the right way, the language's
-//! features behave as documented, errors point at the exact line:column,
+//! features behave as documented (under both code generators: every
+//! verdict here is also TEL 2's), errors point at the exact line:column,
 //! and `cvm tel` prints stable ContentIds.
 
 use crate::vm_support;
@@ -7,7 +8,7 @@ use crate::vm_support;
 use std::process::Command;
 
 use causality_vm::resource::{LifecycleState, OperationKind};
-use causality_vm::tel::{self, TelError};
+use causality_vm::tel::{self, TelError, TelVersion};
 use causality_vm::vm::{Program, Role};
 use causality_vm::{ContentId, DomainId, ExecutionError};
 use vm_support::{resource, Case};
@@ -17,20 +18,43 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn compiled(source: &str) -> Program {
-    tel::compile(source).unwrap_or_else(|e| panic!("{}", e.render(source)))
+/// A source compiled by both code generators; it is TEL 1's program where a
+/// `Program` is wanted, and `verdict` holds TEL 2's to the same decisions.
+struct Compiled {
+    v1: Program,
+    v2: Program,
 }
 
-/// `Ok(())` on accept, the rejection reason on reject; other errors panic.
-fn verdict(program: &Program, case: &Case) -> Result<(), String> {
-    match case.run(program) {
-        Ok(_) => Ok(()),
-        Err(ExecutionError::InvalidResourceState { reason, .. }) => Err(reason),
-        Err(other) => panic!("expected accept or reject, got {other}"),
+impl std::ops::Deref for Compiled {
+    type Target = Program;
+
+    fn deref(&self) -> &Program {
+        &self.v1
     }
 }
 
-fn assert_rejects(program: &Program, case: &Case, needle: &str) {
+fn compiled(source: &str) -> Compiled {
+    let v1 = tel::compile(source).unwrap_or_else(|e| panic!("{}", e.render(source)));
+    let v2 = tel::compile_as(source, TelVersion::V2).unwrap_or_else(|e| panic!("TEL 2: {}", e.render(source)));
+    Compiled { v1, v2 }
+}
+
+/// `Ok(())` on accept, the rejection reason on reject; other errors panic.
+/// TEL 2's program of the same source must decide the same way (the same
+/// code and reason; only the pc in the message differs).
+fn verdict(program: &Compiled, case: &Case) -> Result<(), String> {
+    let decide = |p: &Program| match case.run(p) {
+        Ok(_) => Ok(()),
+        Err(ExecutionError::InvalidResourceState { reason, .. }) => Err(reason),
+        Err(other) => panic!("expected accept or reject, got {other}"),
+    };
+    let (first, second) = (decide(&program.v1), decide(&program.v2));
+    let without_pc = |r: &Result<(), String>| r.clone().map_err(|e| e[e.find(": code").unwrap_or(0)..].to_string());
+    assert_eq!(without_pc(&first), without_pc(&second), "TEL 2 decides differently:\n{}", program.v2.disassemble());
+    first
+}
+
+fn assert_rejects(program: &Compiled, case: &Case, needle: &str) {
     match verdict(program, case) {
         Err(reason) => assert!(reason.contains(needle), "rejected with {reason:?}, expected {needle:?}"),
         Ok(()) => panic!("accepted, expected a rejection containing {needle:?}"),
@@ -60,7 +84,8 @@ fn every_example_compiles_and_round_trips() {
         if path.extension().is_some_and(|e| e == "tel") {
             let source = std::fs::read_to_string(&path).expect("read");
             let program = compiled(&source);
-            assert_eq!(Program::decode(&program.encode()).expect("decodes"), program, "{}", path.display());
+            assert_eq!(Program::decode(&program.encode()).expect("decodes"), program.v1, "{}", path.display());
+            assert_eq!(Program::decode(&program.v2.encode()).expect("decodes"), program.v2, "{}", path.display());
             count += 1;
         }
     }
@@ -182,7 +207,9 @@ fn and_short_circuits_before_touching_unreadable_others() {
     case.readable_others = false;
     assert_rejects(&guarded, &case, "blind");
     let unguarded = compiled("accept if all(others, quantity > 0);");
-    assert!(matches!(case.run(&unguarded), Err(ExecutionError::MemoryAccessViolation { .. })));
+    for program in [&unguarded.v1, &unguarded.v2] {
+        assert!(matches!(case.run(program), Err(ExecutionError::MemoryAccessViolation { .. })));
+    }
 }
 
 #[test]
@@ -245,11 +272,13 @@ fn runtime_overflow_traps() {
     let p = compiled("accept if quantity * quantity > 0;");
     let mut case = Case::new();
     case.subject.quantity = 1 << 33;
-    match case.run(&p).unwrap_err() {
-        ExecutionError::InvalidInstruction { reason, .. } => {
-            assert!(reason.contains("arithmetic overflow"), "{reason}")
+    for program in [&p.v1, &p.v2] {
+        match case.run(program).unwrap_err() {
+            ExecutionError::InvalidInstruction { reason, .. } => {
+                assert!(reason.contains("arithmetic overflow"), "{reason}")
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
 }
 
