@@ -268,11 +268,16 @@ impl<'c> Gen<'c> {
         Ok(Reg::ALL[self.next - 1])
     }
 
-    /// The register of a cached value, loaded first if some path here has not.
-    fn cached(&mut self, expr: &Typed) -> Option<Reg> {
+    /// `expr`'s value, cache slot and register, if it is cached.
+    fn slot(&self, expr: &Typed) -> Option<(Loadable, usize, Reg)> {
         let value = loadable(expr)?;
         let slot = self.cached.iter().position(|v| *v == value)?;
-        let reg = Reg::ALL[REGISTER_COUNT - 1 - slot];
+        Some((value, slot, Reg::ALL[REGISTER_COUNT - 1 - slot]))
+    }
+
+    /// The register of a cached value, loaded first if some path here has not.
+    fn cached(&mut self, expr: &Typed) -> Option<Reg> {
+        let (value, slot, reg) = self.slot(expr)?;
         if self.loaded & (1 << slot) == 0 {
             self.load(&value, reg);
             self.loaded |= 1 << slot;
@@ -282,9 +287,8 @@ impl<'c> Gen<'c> {
 
     /// The register of a cached value that every path here has loaded.
     fn loaded_reg(&self, expr: &Typed) -> Option<Reg> {
-        let value = loadable(expr)?;
-        let slot = self.cached.iter().position(|v| *v == value)?;
-        (self.loaded & (1 << slot) != 0).then_some(Reg::ALL[REGISTER_COUNT - 1 - slot])
+        let (_, slot, reg) = self.slot(expr)?;
+        (self.loaded & (1 << slot) != 0).then_some(reg)
     }
 
     fn load(&mut self, value: &Loadable, rd: Reg) {
@@ -394,24 +398,13 @@ impl<'c> Gen<'c> {
     }
 
     fn binary(&mut self, op: BinOp, left: &Typed, right: &Typed, dst: Reg) -> Result<(), TelError> {
-        let small = |e: &Typed| match e {
-            Typed::Const(v) => u32::try_from(*v).ok(),
-            _ => None,
-        };
-        if let Some(cmp) = Compare::of(op) {
-            if let Some(imm) = small(right) {
-                let a = self.operand(left, dst)?;
-                self.emit(Instruction::CmpImm { cmp, rd: dst, ra: a, imm });
-                return Ok(());
-            }
-            if let Some(imm) = small(left) {
-                let a = self.operand(right, dst)?;
-                self.emit(Instruction::CmpImm { cmp: cmp.swapped(), rd: dst, ra: a, imm });
-                return Ok(());
-            }
+        if let Some((cmp, x, imm)) = compare_with_constant::<u32>(op, left, right) {
+            let a = self.operand(x, dst)?;
+            self.emit(Instruction::CmpImm { cmp, rd: dst, ra: a, imm });
+            return Ok(());
         }
         // Only `x + constant`: an overflow then names its operands in TEL 1's order.
-        if let (BinOp::Add, Some(imm)) = (op, small(right)) {
+        if let (BinOp::Add, Some(imm)) = (op, constant::<u32>(right)) {
             let a = self.operand(left, dst)?;
             self.emit(Instruction::AddImm { rd: dst, ra: a, imm });
             return Ok(());
@@ -472,20 +465,21 @@ impl<'c> Gen<'c> {
                 self.string_equal(left, right, t)?;
                 self.jump_if(t, when != *negate, to);
             }
-            Typed::Bin(op, left, right) if zero_test(*op, left, right).is_some() => {
-                // Unsigned: `x > 0` and `x != 0` hold when x does, `x == 0` and `x <= 0` when it does not.
-                let (x, nonzero) = zero_test(*op, left, right).unwrap_or((left, true));
+            Typed::Bin(op, left, right) => {
                 let t = self.alloc()?;
-                let a = self.operand(x, t)?;
-                self.jump_if(a, when == nonzero, to);
-            }
-            Typed::Bin(op, left, right) if compare_with_byte(*op, left, right).is_some() => {
-                // `x <cmp> small constant` jumps in one instruction.
-                let (cmp, x, imm) = compare_with_byte(*op, left, right).unwrap_or((Compare::Eq, left, 0));
-                let cmp = if when { cmp } else { cmp.negated() };
-                let t = self.alloc()?;
-                let ra = self.operand(x, t)?;
-                self.jump(|target| Instruction::JumpCmpImm { cmp, ra, imm, target }, to);
+                if let Some((x, nonzero)) = zero_test(*op, left, right) {
+                    // Unsigned: `x > 0` and `x != 0` hold when x does, `x == 0` and `x <= 0` when it does not.
+                    let a = self.operand(x, t)?;
+                    self.jump_if(a, when == nonzero, to);
+                } else if let Some((cmp, x, imm)) = compare_with_constant::<u8>(*op, left, right) {
+                    // `x <cmp> small constant` jumps in one instruction.
+                    let cmp = if when { cmp } else { cmp.negated() };
+                    let ra = self.operand(x, t)?;
+                    self.jump(|target| Instruction::JumpCmpImm { cmp, ra, imm, target }, to);
+                } else {
+                    let a = self.operand(expr, t)?;
+                    self.jump_if(a, when, to);
+                }
             }
             Typed::Aggregate(kind @ (Aggregate::All | Aggregate::Any), Some(body)) => {
                 // The element that decides jumps out of the loop: a false one
@@ -547,15 +541,24 @@ impl<'c> Gen<'c> {
     }
 }
 
-/// `(cmp, x, n)` when the comparison is `x <cmp> n` for a constant n that
-/// fits a byte (enum codes, small counts), either side written first.
-fn compare_with_byte<'e>(op: BinOp, left: &'e Typed, right: &'e Typed) -> Option<(Compare, &'e Typed, u8)> {
-    let cmp = Compare::of(op)?;
-    let byte = |e: &Typed| match e {
-        Typed::Const(v) => u8::try_from(*v).ok(),
+/// A constant that fits an immediate of type `T`.
+fn constant<T: TryFrom<u64>>(expr: &Typed) -> Option<T> {
+    match expr {
+        Typed::Const(v) => T::try_from(*v).ok(),
         _ => None,
-    };
-    match (byte(left), byte(right)) {
+    }
+}
+
+/// `(cmp, x, n)` when the comparison is `x <cmp> n` for a constant n that
+/// fits `T` (a byte: enum codes, small counts; or 32 bits), either side
+/// written first.
+fn compare_with_constant<'e, T: TryFrom<u64>>(
+    op: BinOp,
+    left: &'e Typed,
+    right: &'e Typed,
+) -> Option<(Compare, &'e Typed, T)> {
+    let cmp = Compare::of(op)?;
+    match (constant(left), constant(right)) {
         (_, Some(n)) => Some((cmp, left, n)),
         (Some(n), None) => Some((cmp.swapped(), right, n)),
         (None, None) => None,

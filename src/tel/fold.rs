@@ -65,10 +65,17 @@ fn fold_condition(condition: Option<&Typed>) -> Option<Option<Typed>> {
 pub fn expr(expr: &Typed) -> Typed {
     let boxed = |e: &Typed| Box::new(self::expr(e));
     match expr {
-        Typed::Bin(op, left, right) => match (self::expr(left), self::expr(right)) {
-            (Typed::Const(a), Typed::Const(b)) if op.apply(a, b).is_some() => Typed::Const(op.apply(a, b).unwrap_or(0)),
-            (left, right) => Typed::Bin(*op, Box::new(left), Box::new(right)),
-        },
+        Typed::Bin(op, left, right) => {
+            let (left, right) = (self::expr(left), self::expr(right));
+            let folded = match (&left, &right) {
+                (Typed::Const(a), Typed::Const(b)) => op.apply(*a, *b),
+                _ => None,
+            };
+            match folded {
+                Some(value) => Typed::Const(value),
+                None => Typed::Bin(*op, Box::new(left), Box::new(right)),
+            }
+        }
         Typed::StrEq { negate, left, right } => match (self::expr(left), self::expr(right)) {
             (Typed::Str(a), Typed::Str(b)) => Typed::Const(((a == b) != *negate) as u64),
             (left, right) => Typed::StrEq { negate: *negate, left: Box::new(left), right: Box::new(right) },

@@ -236,9 +236,8 @@ impl<'a, 't> Machine<'a, 't> {
             LoadImm { rd, imm } => self.set(rd, imm as u64),
             LoadHigh { rd, imm } => self.set(rd, (self.get(rd) & 0xffff_ffff) | (imm as u64) << 32),
             Str { rd, offset } => {
-                let len = self.program.string_at(offset).map(|s| s.len() as u32);
-                let len = len.ok_or_else(|| self.trap(format!("no string at data offset {offset}")))?;
-                self.set(rd, memory::slice(DATA_BASE + offset + 4, len));
+                let text = self.data_string(offset)?;
+                self.set(rd, text);
             }
             Mov { rd, ra } => self.set(rd, self.get(ra)),
             Load { rd, addr } => {
@@ -277,36 +276,23 @@ impl<'a, 't> Machine<'a, 't> {
             }
             Not { rd, ra } => self.set(rd, (self.get(ra) == 0) as u64),
             SliceEq { rd, ra, rb } => {
-                let (a, b) = (memory::slice_parts(self.get(ra)).1, memory::slice_parts(self.get(rb)).1);
-                if a == b {
-                    self.charge_bytes(a as u64)?;
-                }
-                let equal = self.slices_equal(self.get(ra), self.get(rb))?;
+                let equal = self.compare_slices(self.get(ra), self.get(rb))?;
                 self.set(rd, equal as u64);
             }
             SliceEqData { rd, ra, offset } => {
-                let len = self.program.string_at(offset).map(|s| s.len() as u32);
-                let len = len.ok_or_else(|| self.trap(format!("no string at data offset {offset}")))?;
-                let text = memory::slice(DATA_BASE + offset + 4, len);
-                if memory::slice_parts(self.get(ra)).1 == len {
-                    self.charge_bytes(len as u64)?;
-                }
-                let equal = self.slices_equal(self.get(ra), text)?;
+                let text = self.data_string(offset)?;
+                let equal = self.compare_slices(self.get(ra), text)?;
                 self.set(rd, equal as u64);
             }
-            CmpImm { cmp, rd, ra, imm } => {
-                let value = cmp.bin_op().apply(self.get(ra), imm as u64).unwrap_or(0);
-                self.set(rd, value);
-            }
+            CmpImm { cmp, rd, ra, imm } => self.set(rd, cmp.holds(self.get(ra), imm as u64) as u64),
             Jmp { target } => return Ok(Flow::Jump(target as usize)),
             Jz { cond, target } if self.get(cond) == 0 => return Ok(Flow::Jump(target as usize)),
             Jnz { cond, target } if self.get(cond) != 0 => return Ok(Flow::Jump(target as usize)),
             Jz { .. } | Jnz { .. } => {}
-            JumpCmpImm { cmp, ra, imm, target } => {
-                if cmp.bin_op().apply(self.get(ra), imm as u64) == Some(1) {
-                    return Ok(Flow::Jump(target as usize));
-                }
+            JumpCmpImm { cmp, ra, imm, target } if cmp.holds(self.get(ra), imm as u64) => {
+                return Ok(Flow::Jump(target as usize));
             }
+            JumpCmpImm { .. } => {}
             Hash { rd, ra } => {
                 self.charge_bytes(memory::slice_parts(self.get(ra)).1 as u64)?;
                 let bytes = self.read_slice(self.get(ra))?;
@@ -415,6 +401,22 @@ impl<'a, 't> Machine<'a, 't> {
         let bytes = self.memory.with_slice(value, <[u8]>::to_vec).map_err(|f| violation(self.pc, Access::Read, f))?;
         self.trace_read(value, &bytes);
         Ok(bytes)
+    }
+
+    /// The slice of the length-prefixed string at data offset `offset`.
+    fn data_string(&self, offset: u32) -> Result<u64, ExecutionError> {
+        let len = self.program.string_at(offset).map(|s| s.len() as u32);
+        let len = len.ok_or_else(|| self.trap(format!("no string at data offset {offset}")))?;
+        Ok(memory::slice(DATA_BASE + offset + 4, len))
+    }
+
+    /// `SEQ`'s comparison: slices of equal length cost their bytes in budget.
+    fn compare_slices(&mut self, a: u64, b: u64) -> Result<bool, ExecutionError> {
+        let len = memory::slice_parts(a).1;
+        if len == memory::slice_parts(b).1 {
+            self.charge_bytes(len as u64)?;
+        }
+        self.slices_equal(a, b)
     }
 
     /// Whether the bytes of two slices are equal, compared in place.

@@ -160,6 +160,12 @@ impl Compare {
         }
     }
 
+    /// Whether `a <cmp> b` holds (unsigned).
+    pub fn holds(self, a: u64, b: u64) -> bool {
+        // A comparison never traps and gives 1 or 0.
+        self.bin_op().apply(a, b) == Some(1)
+    }
+
     /// The comparison a two-register operation makes, if it is one.
     pub fn of(op: BinOp) -> Option<Compare> {
         Compare::ALL.into_iter().find(|c| c.bin_op() == op)
@@ -174,18 +180,6 @@ impl Compare {
             Compare::Le => Compare::Gt,
             Compare::Gt => Compare::Le,
             Compare::Ge => Compare::Lt,
-        }
-    }
-
-    /// The mnemonic of the branch on this comparison.
-    pub fn branch_mnemonic(self) -> &'static str {
-        match self {
-            Compare::Eq => "JEQI",
-            Compare::Ne => "JNEI",
-            Compare::Lt => "JLTI",
-            Compare::Le => "JLEI",
-            Compare::Gt => "JGTI",
-            Compare::Ge => "JGEI",
         }
     }
 
@@ -506,7 +500,8 @@ impl fmt::Display for Instruction {
             Instruction::Jz { cond, target } => write!(f, "JZ {cond}, 0x{target:04x}"),
             Instruction::Jnz { cond, target } => write!(f, "JNZ {cond}, 0x{target:04x}"),
             Instruction::JumpCmpImm { cmp, ra, imm, target } => {
-                write!(f, "{} {ra}, {imm}, 0x{target:04x}", cmp.branch_mnemonic())
+                // JEQI … JGEI: the jump on CMPI's comparison.
+                write!(f, "J{} {ra}, {imm}, 0x{target:04x}", cmp.mnemonic())
             }
             Instruction::Hash { rd, ra } => write!(f, "HASH {rd}, {ra}"),
             Instruction::AssertDigest { handle, expected } => write!(f, "ASSERT_DIGEST {handle}, {expected}"),

@@ -5,42 +5,12 @@
 
 use crate::vm_support;
 
+use super::tel_programs::{compiled, decision, example, Compiled};
 use causality_vm::resource::{LifecycleState, OperationKind};
 use causality_vm::tel::{self, TelVersion};
-use causality_vm::vm::{Instruction, LogicOutcome, Program, Role};
-use causality_vm::{ContentId, ExecutionError};
+use causality_vm::vm::{Instruction, Program, Role};
+use causality_vm::ContentId;
 use vm_support::{resource, Case};
-
-fn example(name: &str) -> String {
-    let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn both(source: &str) -> (Program, Program) {
-    let v1 = tel::compile_as(source, TelVersion::V1).unwrap_or_else(|e| panic!("TEL 1: {}", e.render(source)));
-    let v2 = tel::compile_as(source, TelVersion::V2).unwrap_or_else(|e| panic!("TEL 2: {}", e.render(source)));
-    (v1, v2)
-}
-
-/// What a run decided, without the pc (which differs between the generators).
-fn decision(result: &Result<LogicOutcome, ExecutionError>) -> String {
-    match result {
-        Ok(_) => "accept".into(),
-        Err(ExecutionError::InvalidResourceState { reason, .. }) => {
-            let tail = reason.find(": code").map_or(reason.as_str(), |at| &reason[at..]);
-            format!("reject{tail}")
-        }
-        // Which trap, without the instruction and pc it names.
-        Err(ExecutionError::InvalidInstruction { reason, .. }) => {
-            let after_pc = reason.find(" at pc 0x").map_or(reason.as_str(), |at| &reason[at + 9..]);
-            format!("trap{}", after_pc.find(": ").map_or("", |at| &after_pc[at..]))
-        }
-        Err(ExecutionError::MemoryAccessViolation { address, access, reason, .. }) => {
-            format!("memory {access} of {address:#x}: {reason}")
-        }
-        Err(other) => other.kind().to_string(),
-    }
-}
 
 /// Instructions a run executed, whatever it decided.
 fn executed(program: &Program, case: &Case) -> u64 {
@@ -111,7 +81,7 @@ fn tel_1_output_is_frozen_so_existing_programs_keep_their_ids() {
 fn every_example_decides_the_same_under_tel_2_with_fewer_instructions() {
     let cases = grid();
     for name in ["fungible_token.tel", "time_locked.tel", "controller_only.tel"] {
-        let (v1, v2) = both(&example(name));
+        let Compiled { v1, v2 } = compiled(&example(name));
         assert_eq!(v2.format(), 2, "{name} uses the fused instructions");
         assert_eq!(Program::decode(&v2.encode()).expect("decodes"), v2);
         assert!(v2.instructions().len() < v1.instructions().len(), "{name}: shorter code");
@@ -174,7 +144,7 @@ fn constants_fold_and_rules_after_an_unconditional_verdict_are_dropped() {
 fn a_value_used_by_several_rules_is_loaded_once() {
     let source = "accept if op == read;\naccept if op == verify and quantity > 10;\n\
                   reject \"small\" if quantity < 5;\naccept if op == transfer and quantity <= 100;";
-    let (v1, v2) = both(source);
+    let Compiled { v1, v2 } = compiled(source);
     let loads = |p: &Program| p.instructions().iter().filter(|i| matches!(i, Instruction::Load { .. })).count();
     // op once; quantity twice (see below).
     assert_eq!(loads(&v2), 3, "{}", v2.disassemble());
@@ -194,7 +164,7 @@ fn a_value_used_by_several_rules_is_loaded_once() {
 
 #[test]
 fn format_2_programs_are_versioned_and_have_one_encoding() {
-    let (v1, v2) = both("require fungibility_domain == \"gold\";\naccept if quantity > 7;");
+    let Compiled { v1, v2 } = compiled("require fungibility_domain == \"gold\";\naccept if quantity > 7;");
     assert_eq!(v1.format(), 1);
     assert_eq!(v2.format(), 2);
     let bytes = v2.encode();
@@ -443,7 +413,7 @@ fn register_pressure_trades_cached_values_for_temporaries() {
     for key in &keys {
         source.push_str(&format!("accept if env(\"{key}\") == \"on\";\n"));
     }
-    let (v1, v2) = both(&source);
+    let Compiled { v1, v2 } = compiled(&source);
     let envs = |p: &Program| p.instructions().iter().filter(|i| matches!(i, Instruction::Env { .. })).count();
     assert_eq!(envs(&v1), 22);
     assert!(envs(&v2) < 22, "some lookups are cached:\n{}", v2.disassemble());

@@ -9,20 +9,20 @@ use std::process::Command;
 
 use causality_vm::resource::{LifecycleState, OperationKind};
 use causality_vm::tel::{self, TelError, TelVersion};
-use causality_vm::vm::{Program, Role};
+use causality_vm::vm::{LogicOutcome, Program, Role};
 use causality_vm::{ContentId, DomainId, ExecutionError};
 use vm_support::{resource, Case};
 
-fn example(name: &str) -> String {
+pub(super) fn example(name: &str) -> String {
     let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// A source compiled by both code generators; it is TEL 1's program where a
 /// `Program` is wanted, and `verdict` holds TEL 2's to the same decisions.
-struct Compiled {
-    v1: Program,
-    v2: Program,
+pub(super) struct Compiled {
+    pub(super) v1: Program,
+    pub(super) v2: Program,
 }
 
 impl std::ops::Deref for Compiled {
@@ -33,25 +33,45 @@ impl std::ops::Deref for Compiled {
     }
 }
 
-fn compiled(source: &str) -> Compiled {
-    let v1 = tel::compile(source).unwrap_or_else(|e| panic!("{}", e.render(source)));
+/// `source` compiled by each generator, whatever its `tel N;` line says.
+pub(super) fn compiled(source: &str) -> Compiled {
+    let v1 = tel::compile_as(source, TelVersion::V1).unwrap_or_else(|e| panic!("TEL 1: {}", e.render(source)));
     let v2 = tel::compile_as(source, TelVersion::V2).unwrap_or_else(|e| panic!("TEL 2: {}", e.render(source)));
     Compiled { v1, v2 }
+}
+
+/// What a run decided, without the pc (which differs between the generators).
+pub(super) fn decision(result: &Result<LogicOutcome, ExecutionError>) -> String {
+    match result {
+        Ok(_) => "accept".into(),
+        Err(ExecutionError::InvalidResourceState { reason, .. }) => {
+            let tail = reason.find(": code").map_or(reason.as_str(), |at| &reason[at..]);
+            format!("reject{tail}")
+        }
+        // Which trap, without the instruction and pc it names.
+        Err(ExecutionError::InvalidInstruction { reason, .. }) => {
+            let after_pc = reason.find(" at pc 0x").map_or(reason.as_str(), |at| &reason[at + 9..]);
+            format!("trap{}", after_pc.find(": ").map_or("", |at| &after_pc[at..]))
+        }
+        Err(ExecutionError::MemoryAccessViolation { address, access, reason, .. }) => {
+            format!("memory {access} of {address:#x}: {reason}")
+        }
+        Err(other) => other.kind().to_string(),
+    }
 }
 
 /// `Ok(())` on accept, the rejection reason on reject; other errors panic.
 /// TEL 2's program of the same source must decide the same way (the same
 /// code and reason; only the pc in the message differs).
 fn verdict(program: &Compiled, case: &Case) -> Result<(), String> {
-    let decide = |p: &Program| match case.run(p) {
+    let decide = |result: Result<LogicOutcome, ExecutionError>| match result {
         Ok(_) => Ok(()),
         Err(ExecutionError::InvalidResourceState { reason, .. }) => Err(reason),
         Err(other) => panic!("expected accept or reject, got {other}"),
     };
-    let (first, second) = (decide(&program.v1), decide(&program.v2));
-    let without_pc = |r: &Result<(), String>| r.clone().map_err(|e| e[e.find(": code").unwrap_or(0)..].to_string());
-    assert_eq!(without_pc(&first), without_pc(&second), "TEL 2 decides differently:\n{}", program.v2.disassemble());
-    first
+    let (first, second) = (case.run(&program.v1), case.run(&program.v2));
+    assert_eq!(decision(&first), decision(&second), "TEL 2 decides differently:\n{}", program.v2.disassemble());
+    decide(first)
 }
 
 fn assert_rejects(program: &Compiled, case: &Case, needle: &str) {
