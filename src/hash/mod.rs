@@ -755,3 +755,46 @@ fn acquire_device(backend: ResolvedBackend) -> Result<Option<Arc<dyn HashDevice>
         ResolvedBackend::Gpu => Some(gpu::GpuHasher::shared()?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mix of every request kind and length class, keys and contexts
+    /// alternating (so runs alternate too), the `n`-th message distinct.
+    fn file_mixed(pool: &mut HashPool, seed: u8, count: usize) -> Vec<(HashHandle, [u8; 32])> {
+        let keys = [[seed; 32], [seed.wrapping_add(1); 32]];
+        let contexts = ["cvm test context one", "cvm test context two"];
+        (0..count)
+            .map(|n| {
+                let data: Vec<u8> =
+                    (0..[0, 1, 31, 32, 64, 65, 200][n % 7]).map(|i| (i as u8) ^ seed ^ n as u8).collect();
+                match n % 3 {
+                    0 => (pool.hash(&data), *blake3::hash(&data).as_bytes()),
+                    1 => (pool.keyed_hash(&keys[n % 2], &data), *blake3::keyed_hash(&keys[n % 2], &data).as_bytes()),
+                    _ => (pool.derive_key(contexts[n % 2], &data), blake3::derive_key(contexts[n % 2], &data)),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn requests_filed_from_other_pools_resolve_as_if_filed_here() {
+        let mut batch = HashPool::new();
+        let mut expected = file_mixed(&mut batch, 7, 20);
+        for seed in [1u8, 2, 3] {
+            let mut chunk = HashPool::new();
+            // A context the batch pool has not seen yet, in the middle.
+            let extra = chunk.derive_key(&format!("cvm chunk {seed}"), [seed; 40]);
+            let mut filed = file_mixed(&mut chunk, seed, 30);
+            filed.push((extra, blake3::derive_key(&format!("cvm chunk {seed}"), &[seed; 40])));
+            let first = batch.file_from(chunk.into_filed().expect("nothing flushed"));
+            expected.extend(filed.into_iter().map(|(h, digest)| (HashHandle(h.0 + first.0), digest)));
+            expected.extend(file_mixed(&mut batch, seed.wrapping_mul(31), 5));
+        }
+        batch.flush().unwrap();
+        for (i, (handle, digest)) in expected.iter().enumerate() {
+            assert_eq!(batch.get(*handle), Some(*digest), "request {i} (handle {})", handle.0);
+        }
+    }
+}
