@@ -25,7 +25,7 @@
 //! never the pool's handles.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::digest_map::{digest_map, digest_set, DigestMap};
@@ -131,15 +131,48 @@ struct Chunk {
 /// pool may) or it panicked; its operations then run in order.
 type Slot = Mutex<Option<Option<Chunk>>>;
 
-/// The operations of a plan executed ahead, handed to the merge in batch
-/// order, chunk by chunk.
-pub(super) struct RanAhead<'r> {
-    slots: &'r [Slot],
+/// The chunks of a plan and who runs which: every thread (the merging one
+/// included, while it waits) claims the lowest chunk not yet claimed.
+struct Chunks<'r, 's, 'a> {
+    seed: &'r Seed<'s, 'a>,
+    ops: &'r [Operation],
+    parts: Vec<&'r [usize]>,
+    slots: Vec<Slot>,
+    /// The next chunk to claim.
+    claimed: AtomicUsize,
     /// Set when a merged chunk's operations mostly had to run in order (a
     /// chain): the chunks not started yet are skipped, and theirs too run
     /// in order, instead of each trying and failing first.
-    abandon: &'r AtomicBool,
-    sizes: Vec<usize>,
+    abandon: AtomicBool,
+    /// Each chunk's share of [`MAX_PENDING_BYTES`].
+    share: usize,
+}
+
+impl Chunks<'_, '_, '_> {
+    /// Claim the lowest chunk nobody has and run it (or skip it, once the
+    /// plan is abandoned); false when every chunk is claimed.
+    fn run_next(&self) -> bool {
+        let c = self.claimed.fetch_add(1, Ordering::Relaxed);
+        let Some(part) = self.parts.get(c) else {
+            return false;
+        };
+        let result = match self.abandon.load(Ordering::Relaxed) {
+            true => None,
+            false => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_chunk(self.seed.env(part.len()), self.ops, part, self.share)
+            }))
+            .ok()
+            .flatten(),
+        };
+        *self.slots[c].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        true
+    }
+}
+
+/// The operations of a plan executed ahead, handed to the merge in batch
+/// order, chunk by chunk.
+pub(super) struct RanAhead<'r, 's, 'a> {
+    chunks: &'r Chunks<'r, 's, 'a>,
     /// The next chunk to take.
     next: usize,
     current: Option<Chunk>,
@@ -148,18 +181,19 @@ pub(super) struct RanAhead<'r> {
 }
 
 /// Execute the operations `plan` marks ahead and `merge` them (given the
-/// plan too), side by side. On a thread of the rayon pool, the chunks are
-/// queued in reverse, so that thread (which takes its own jobs last-in
-/// first) executes chunk 0, merges it, executes chunk 1 and so on, while
-/// the other threads take chunks from the end; the merge only waits where
-/// they meet, and a chunk merged on the thread that ran it is still in its
-/// core's cache. From outside the pool, the chunks are queued in order and
-/// the pool's threads execute them while this one merges.
+/// plan too), side by side. Every other thread of the pool claims chunks in
+/// batch order and runs them; this one merges each chunk as soon as it is
+/// in, and claims and runs the next unclaimed chunk whenever the one it
+/// must merge next is not. So the merge, which must go in batch order,
+/// keeps pace with the running instead of waiting for a long tail: when
+/// the other threads ran chunks from the batch's end while this one worked
+/// from its start, every chunk they ran was merged only after they met,
+/// with the other threads idle (docs/perf/parallel.md).
 pub(super) fn run<R>(
     seed: &Seed<'_, '_>,
     ops: &[Operation],
     plan: &mut Vec<bool>,
-    merge: impl FnOnce(&mut RanAhead<'_>, &mut Vec<bool>) -> R,
+    merge: impl FnOnce(&mut RanAhead<'_, '_, '_>, &mut Vec<bool>) -> R,
 ) -> R {
     let indices: Vec<usize> = plan.iter().enumerate().filter(|(_, a)| **a).map(|(i, _)| i).collect();
     let chunks = rayon::current_num_threads() * CHUNKS_PER_THREAD;
@@ -169,30 +203,17 @@ pub(super) fn run<R>(
     // batch has few operations and large requests.
     let share = MAX_PENDING_BYTES / chunks;
     let slots: Vec<Slot> = parts.iter().map(|_| Mutex::new(None)).collect();
-    let abandon = AtomicBool::new(false);
+    let chunks =
+        Chunks { seed, ops, parts, slots, claimed: AtomicUsize::new(0), abandon: AtomicBool::new(false), share };
+    // The pool's threads but this one (when it is one of them).
     let on_pool = rayon::current_thread_index().is_some();
+    let helpers = (rayon::current_num_threads() - usize::from(on_pool)).min(chunks.parts.len());
     rayon::in_place_scope(|scope| {
-        let order: Vec<usize> = match on_pool {
-            true => (0..parts.len()).rev().collect(),
-            false => (0..parts.len()).collect(),
-        };
-        let abandon = &abandon;
-        for c in order {
-            let (part, slot) = (parts[c], &slots[c]);
-            scope.spawn(move |_| {
-                let result = match abandon.load(Ordering::Relaxed) {
-                    true => None,
-                    false => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_chunk(seed.env(part.len()), ops, part, share)
-                    }))
-                    .ok()
-                    .flatten(),
-                };
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-            });
+        let chunks = &chunks;
+        for _ in 0..helpers {
+            scope.spawn(move |_| while chunks.run_next() {});
         }
-        let sizes = parts.iter().map(|p| p.len()).collect();
-        merge(&mut RanAhead { slots: &slots, abandon, sizes, next: 0, current: None, left: 0 }, plan)
+        merge(&mut RanAhead { chunks, next: 0, current: None, left: 0 }, plan)
     })
 }
 
@@ -238,12 +259,15 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: 
     })
 }
 
-impl RanAhead<'_> {
-    /// The next chunk's result, waiting for it (and executing chunks of
-    /// this thread's queue meanwhile) if it is not in yet.
+impl RanAhead<'_, '_, '_> {
+    /// The next chunk's result, waiting for it (and running the next
+    /// unclaimed chunk meanwhile) if it is not in yet. Never rayon's
+    /// `yield_local`: that could run a helper's job here, which claims
+    /// chunk after chunk and leaves the merge waiting.
     fn take_next(&mut self) -> Option<Chunk> {
-        let slot = &self.slots[self.next];
-        self.left = self.sizes[self.next];
+        let chunks = self.chunks;
+        let slot = &chunks.slots[self.next];
+        self.left = chunks.parts[self.next].len();
         self.next += 1;
         loop {
             if let Some(result) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -251,11 +275,11 @@ impl RanAhead<'_> {
                     .as_ref()
                     .map_or(0, |chunk| chunk.ran.as_slice().iter().filter(|r| r.record.is_none()).count());
                 if 2 * in_order > self.left {
-                    self.abandon.store(true, Ordering::Relaxed);
+                    chunks.abandon.store(true, Ordering::Relaxed);
                 }
                 return result;
             }
-            if rayon::yield_local().is_none() {
+            if !chunks.run_next() {
                 // Another thread is executing it.
                 std::thread::yield_now();
             }
