@@ -128,7 +128,8 @@ struct Chunk {
 /// Where a chunk's result waits for the merge: `Some(None)` when its
 /// requests outgrew its share of [`MAX_PENDING_BYTES`] (they wait, unhashed,
 /// until the merge files them: the chunks together hold no more than one
-/// pool may) or it panicked; its operations then run in order.
+/// pool may), its pool flushed, it panicked, or it was skipped (the plan
+/// abandoned); its operations then run in order.
 type Slot = Mutex<Option<Option<Chunk>>>;
 
 /// The chunks of a plan and who runs which: every thread (the merging one
@@ -152,6 +153,11 @@ impl Chunks<'_, '_, '_> {
     /// Claim the lowest chunk nobody has and run it (or skip it, once the
     /// plan is abandoned); false when every chunk is claimed.
     fn run_next(&self) -> bool {
+        // A load first: the merge polls this while it waits, and the
+        // counter should not climb with every poll.
+        if self.claimed.load(Ordering::Relaxed) >= self.parts.len() {
+            return false;
+        }
         let c = self.claimed.fetch_add(1, Ordering::Relaxed);
         let Some(part) = self.parts.get(c) else {
             return false;
@@ -213,8 +219,20 @@ pub(super) fn run<R>(
         for _ in 0..helpers {
             scope.spawn(move |_| while chunks.run_next() {});
         }
+        // Once the merge is over (a fail-fast stop, or a panic), the chunks
+        // not started are skipped: nothing would merge them, and the scope
+        // waits for every helper.
+        let _skip_the_rest = SkipTheRest(&chunks.abandon);
         merge(&mut RanAhead { chunks, next: 0, current: None, left: 0 }, plan)
     })
+}
+
+struct SkipTheRest<'r>(&'r AtomicBool);
+
+impl Drop for SkipTheRest<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: usize) -> Option<Chunk> {
