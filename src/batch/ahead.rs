@@ -202,15 +202,20 @@ pub(super) fn run<R>(
     merge: impl FnOnce(&mut RanAhead<'_, '_, '_>, &mut Vec<bool>) -> R,
 ) -> R {
     let indices: Vec<usize> = plan.iter().enumerate().filter(|(_, a)| **a).map(|(i, _)| i).collect();
-    let chunks = rayon::current_num_threads() * CHUNKS_PER_THREAD;
-    let size = indices.len().div_ceil(chunks).max(MIN_AHEAD);
+    let most = rayon::current_num_threads() * CHUNKS_PER_THREAD;
+    let size = indices.len().div_ceil(most).max(MIN_AHEAD);
     let parts: Vec<&[usize]> = indices.chunks(size).collect();
-    // Of the chunks a large batch has, so the share does not grow when a
-    // batch has few operations and large requests.
-    let share = MAX_PENDING_BYTES / chunks;
-    let slots: Vec<Slot> = parts.iter().map(|_| Mutex::new(None)).collect();
-    let chunks =
-        Chunks { seed, ops, parts, slots, claimed: AtomicUsize::new(0), abandon: AtomicBool::new(false), share };
+    let chunks = Chunks {
+        seed,
+        ops,
+        slots: parts.iter().map(|_| Mutex::new(None)).collect(),
+        parts,
+        claimed: AtomicUsize::new(0),
+        abandon: AtomicBool::new(false),
+        // Of the chunks a large batch has, so the share does not grow when
+        // a batch has few operations and large requests.
+        share: MAX_PENDING_BYTES / most,
+    };
     // The pool's threads but this one (when it is one of them).
     let on_pool = rayon::current_thread_index().is_some();
     let helpers = (rayon::current_num_threads() - usize::from(on_pool)).min(chunks.parts.len());
