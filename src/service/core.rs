@@ -122,12 +122,48 @@ enum Checked<'a> {
 struct Pending<'a> {
     reservation: Reservation<'a>,
     record: JobRecord,
-    /// The job's work, for the runner to take from memory, and its payload's encoded size.
-    work: Ready,
-    size: usize,
-    /// The proving key set the job uses (0: none), for the scheduler.
-    key_set: u32,
+    next: Next,
 }
+
+/// What follows a job's accept.
+enum Next {
+    /// It is queued for a runner.
+    Queue {
+        /// The job's work, for the runner to take from memory, and its payload's encoded size.
+        work: Ready,
+        size: usize,
+        /// The proving key set the job uses (0: none), for the scheduler.
+        key_set: u32,
+    },
+    /// It ran already (see [`RUN_AT_ONCE_BYTES`]) and its accept records its end.
+    Ended(RanAtOnce),
+}
+
+/// A job run as it was submitted, counted in the metrics only once its
+/// accept is written as a new job (a retry's run is dropped uncounted).
+struct RanAtOnce {
+    /// None when it failed.
+    result: Option<JobResult>,
+    hash_seconds: f64,
+    bytes_hashed: u64,
+}
+
+/// Progress for work with no stages to report or cancel between.
+struct Unwatched;
+
+impl Progress for Unwatched {
+    fn stage(&self, _name: &str) -> bool {
+        true
+    }
+}
+
+/// The largest payload (encoded bytes) of a hash or Merkle job that runs
+/// at once, on the submitting thread, when a runner is free and no job of
+/// its kind waits: its accept then records its end too, so that a small
+/// job costs one durable write instead of two (its accept and its end),
+/// and needs no trip through the queue. The work takes microseconds, so
+/// the submitting thread is not held long.
+pub const RUN_AT_ONCE_BYTES: usize = 16 << 10;
 
 pub struct Core {
     pub journal: Journal,
@@ -148,6 +184,9 @@ pub struct Core {
     hot: Hot<Ready>,
     /// Jobs whose end could not be written, with how many times (they run again).
     unrecorded: Mutex<HashMap<u64, u32>>,
+    /// How many runners of the compute kinds run here (0 when a cluster's
+    /// workers run them): small jobs run at once only in a free runner's place.
+    local_runners: usize,
 }
 
 /// The pause before a job whose end could not be written runs again: the
@@ -176,7 +215,14 @@ impl Core {
             msm_fallbacks_seen: std::sync::atomic::AtomicU64::new(0),
             hot: Hot::default(),
             unrecorded: Mutex::new(HashMap::new()),
+            local_runners: 0,
         }
+    }
+
+    /// The server runs `runners` compute runners here (see [`RUN_AT_ONCE_BYTES`]).
+    pub fn with_local_runners(mut self, runners: usize) -> Core {
+        self.local_runners = runners;
+        self
     }
 
     /// Queue again every job a previous run accepted and did not finish
@@ -279,14 +325,54 @@ impl Core {
             submitted_unix_ms: now,
             ..Job::default()
         };
-        let record = JobRecord { job, payload_digest: digest, batch_head: 0 };
+        let mut record = JobRecord { job, payload_digest: digest, batch_head: 0 };
         let size = encoded.len();
+        if let Some(ran) = self.run_at_once(&mut record, &payload, size) {
+            let accepted = self.journal.accept_ended_soon(record.clone(), ran.result.as_ref());
+            return Ok(Checked::Recording(Box::new(Pending { reservation, record, next: Next::Ended(ran) }), accepted));
+        }
         let work = match parsed {
             Some(batch) => Ready::Batch(Box::new(batch)),
             None => Ready::Payload(payload),
         };
         let accepted = self.journal.accept_soon(record.clone(), encoded);
-        Ok(Checked::Recording(Box::new(Pending { reservation, record, work, size, key_set }), accepted))
+        let next = Next::Queue { work, size, key_set };
+        Ok(Checked::Recording(Box::new(Pending { reservation, record, next }), accepted))
+    }
+
+    /// Run a small hash or Merkle job now, in a free runner's place, if it
+    /// may ([`RUN_AT_ONCE_BYTES`]): returns what it came to, with `record`
+    /// in its end state, or None, `record` untouched, to queue it.
+    /// Not where the hash stage would wait on the GPU (another job may hold
+    /// it), nor under the tests' injected end-write faults (they fail a
+    /// job's own end write, which a job run at once does not have).
+    fn run_at_once(&self, record: &mut JobRecord, payload: &JobPayload, size: usize) -> Option<RanAtOnce> {
+        let kind = record.job.kind();
+        let small_hashing = matches!(kind, JobKind::Hash | JobKind::MerkleRoot) && size <= RUN_AT_ONCE_BYTES;
+        if !small_hashing || self.engines.hashing.resolved() != crate::ResolvedBackend::Cpu {
+            return None;
+        }
+        if cfg!(debug_assertions) && super::crash::injected("end-write") > 0 {
+            return None;
+        }
+        let place = self.scheduler.run_now(kind, &COMPUTE_KINDS, self.local_runners)?;
+        let job = &mut record.job;
+        job.set_state(JobState::Running);
+        job.started_unix_ms = now_ms();
+        job.attempts += 1;
+        job.stage = "hash".into();
+        let clock = Instant::now();
+        let outcome = work::run(payload, &self.engines, &Unwatched);
+        let hash_seconds = clock.elapsed().as_secs_f64();
+        drop(place);
+        let outcome = match outcome {
+            Ok(Some(done)) => Ok(done.result),
+            Ok(None) => Err(cancelled_at("hash")),
+            Err(e) => Err((e.code(), e.to_string())),
+        };
+        let result = self.conclude(record, outcome);
+        let bytes_hashed = if result.is_some() { hashed_bytes(payload) } else { 0 };
+        Some(RanAtOnce { result, hash_seconds, bytes_hashed })
     }
 
     /// Queue a job once its record is on disk.
@@ -295,22 +381,39 @@ impl Core {
         pending: Box<Pending<'_>>,
         accepted: Result<Accepted, JournalError>,
     ) -> Result<Submitted, Refusal> {
-        let Pending { reservation, record, work, size, key_set } = *pending;
-        match accepted? {
-            Accepted::New(id) => {
-                let mut job = record.job;
-                job.job_id = id;
+        let Pending { reservation, record, next } = *pending;
+        let id = match accepted? {
+            Accepted::New(id) => id,
+            Accepted::Existing(existing) => {
+                drop(reservation);
+                return self.existing(*existing, record.payload_digest);
+            }
+        };
+        let mut job = record.job;
+        job.job_id = id;
+        self.metrics.accepted(kind_name(job.kind()));
+        match next {
+            Next::Queue { work, size, key_set } => {
                 let events = self.open_events(&job);
                 // Kept in memory for the runner when it fits (else read back).
                 self.hot.keep(id, work, size);
                 let ahead = reservation.enqueue(id, job.priority, key_set);
-                self.metrics.accepted(kind_name(job.kind()));
                 let response = SubmitResponse { job_id: id, queue_position: ahead as u64, existing: false };
                 Ok(Submitted { response, events: Some(events) })
             }
-            Accepted::Existing(existing) => {
+            Next::Ended(ran) => {
                 drop(reservation);
-                self.existing(*existing, record.payload_digest)
+                job.result = ran.result;
+                let m = &self.metrics;
+                m.run_at_once.inc();
+                m.stage_seconds("queue_wait", 0.0);
+                m.stage_seconds("hash", ran.hash_seconds);
+                m.bytes_hashed.inc_by(ran.bytes_hashed);
+                self.announce(&job);
+                let response = SubmitResponse { job_id: id, queue_position: 0, existing: false };
+                // Watched from its end: a Run call returns it without reading the store.
+                let (_, events) = watch::channel(event_of(&job, 1.0));
+                Ok(Submitted { response, events: Some(events) })
             }
         }
     }
@@ -521,18 +624,9 @@ impl Core {
     /// The volume counters: bytes hashed, MSM points, proofs, GPU work redone on the CPU.
     fn count_work(&self, payload: &JobPayload, done: &work::Done) {
         let m = &self.metrics;
-        match &payload.kind {
-            Some(PayloadKind::Hash(job)) => {
-                let one_by_one: u64 = job.messages.iter().map(|msg| msg.data.len() as u64).sum();
-                m.bytes_hashed.inc_by(one_by_one + job.packed.len() as u64);
-            }
-            Some(PayloadKind::MerkleRoot(job)) => {
-                m.bytes_hashed.inc_by(32 * job.leaves.len() as u64);
-            }
-            Some(PayloadKind::Msm(job)) => {
-                m.msm_points.inc_by(job.scalars.len() as u64);
-            }
-            _ => {}
+        m.bytes_hashed.inc_by(hashed_bytes(payload));
+        if let Some(PayloadKind::Msm(job)) = &payload.kind {
+            m.msm_points.inc_by(job.scalars.len() as u64);
         }
         m.proofs.inc_by(done.proofs);
         let on_gpu = self.engines.hashing.resolved() == crate::ResolvedBackend::Gpu;
@@ -738,6 +832,18 @@ impl Progress for Stages<'_> {
         self.clock.begin(name);
         self.core.publish(&job, 0.0);
         true
+    }
+}
+
+/// The bytes a hash or Merkle job hashes (0 for other kinds).
+fn hashed_bytes(payload: &JobPayload) -> u64 {
+    match &payload.kind {
+        Some(PayloadKind::Hash(job)) => {
+            let one_by_one: u64 = job.messages.iter().map(|msg| msg.data.len() as u64).sum();
+            one_by_one + job.packed.len() as u64
+        }
+        Some(PayloadKind::MerkleRoot(job)) => 32 * job.leaves.len() as u64,
+        _ => 0,
     }
 }
 

@@ -132,10 +132,28 @@ enum Reply {
 
 type Then = dyn FnOnce(Result<(), JournalError>, JobRecord, Option<JobResult>) + Send;
 
+/// What an accept keeps beside the job's record.
+enum Kept {
+    /// A queued job's payload (what a restart runs).
+    Payload(Stored),
+    /// A job that ran before its accept was written: its result, if it
+    /// succeeded (an ended job keeps no payload).
+    Ended(Option<Stored>),
+}
+
+impl Kept {
+    fn blob_name(&self) -> Option<&str> {
+        match self {
+            Kept::Payload(stored) | Kept::Ended(Some(stored)) => stored.blob_name(),
+            Kept::Ended(None) => None,
+        }
+    }
+}
+
 enum Write {
     Accept {
         record: Box<JobRecord>,
-        payload: Stored,
+        kept: Kept,
         reply: oneshot::Sender<Result<Accepted, JournalError>>,
     },
     Update {
@@ -158,7 +176,7 @@ impl Write {
     /// The file this write brings (to remove if it is not committed).
     fn blob(&self) -> Option<&str> {
         match self {
-            Write::Accept { payload, .. } => payload.blob_name(),
+            Write::Accept { kept, .. } => kept.blob_name(),
             Write::Update { stored: Some(stored), .. } => stored.blob_name(),
             _ => None,
         }
@@ -267,15 +285,36 @@ impl Journal {
         record: JobRecord,
         payload: Vec<u8>,
     ) -> oneshot::Receiver<Result<Accepted, JournalError>> {
+        self.file_accept(record, self.stored(payload).map(Kept::Payload))
+    }
+
+    /// [`Journal::accept_soon`] for a job that has run already (`record`
+    /// in its end state): recorded ended, with its result, in one write.
+    /// A request id already known finds its job as an accept does, and
+    /// this run's result is dropped.
+    pub fn accept_ended_soon(
+        &self,
+        record: JobRecord,
+        result: Option<&JobResult>,
+    ) -> oneshot::Receiver<Result<Accepted, JournalError>> {
+        debug_assert!(is_final(record.job.state()), "an accept of a job that ran records its end");
+        self.file_accept(record, self.stored_result(result).map(Kept::Ended))
+    }
+
+    fn file_accept(
+        &self,
+        record: JobRecord,
+        kept: Result<Kept, JournalError>,
+    ) -> oneshot::Receiver<Result<Accepted, JournalError>> {
         let (reply, answer) = oneshot::channel();
-        let payload = match self.stored(payload) {
-            Ok(payload) => payload,
+        let kept = match kept {
+            Ok(kept) => kept,
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return answer;
             }
         };
-        let write = Write::Accept { record: Box::new(record), payload, reply };
+        let write = Write::Accept { record: Box::new(record), kept, reply };
         if let Err(write) = self.send_or_return(write) {
             if let Write::Accept { reply, .. } = *write {
                 let _ = reply.send(Err(JournalError::Stopped));
@@ -481,7 +520,13 @@ fn crash_points(group: &[Write]) {
     if group.iter().any(|w| matches!(w, Write::Accept { .. })) {
         super::crash::point("accepted");
     }
-    if group.iter().any(|w| matches!(w, Write::Update { record, .. } if is_final(record.job.state()))) {
+    let ends = |w: &Write| match w {
+        Write::Update { record, .. } | Write::Accept { record, kept: Kept::Ended(_), .. } => {
+            is_final(record.job.state())
+        }
+        _ => false,
+    };
+    if group.iter().any(ends) {
         super::crash::point("ended");
     }
 }
@@ -530,7 +575,7 @@ fn commit_group(
         let mut next = meta.get(NEXT_ID).map_err(|e| db_error(path, e))?.map_or(1, |v| v.value());
         for write in group {
             let answer = match write {
-                Write::Accept { record, payload, .. } => {
+                Write::Accept { record, kept, .. } => {
                     let known = requests.get(record.job.request_id.as_str()).map_err(|e| db_error(path, e))?;
                     match known.map(|id| id.value()) {
                         Some(id) => {
@@ -542,7 +587,7 @@ fn commit_group(
                                 }
                             };
                             // The retry's own copy of the payload is not kept.
-                            dropped.extend(payload.blob_name().map(str::to_string));
+                            dropped.extend(kept.blob_name().map(str::to_string));
                             if existing.payload_digest == record.payload_digest {
                                 Ok(Some(Accepted::Existing(Box::new(existing))))
                             } else {
@@ -555,7 +600,15 @@ fn commit_group(
                             let mut record = record.clone();
                             record.job.job_id = id;
                             jobs.insert(id, record.encode().as_slice()).map_err(|e| db_error(path, e))?;
-                            payloads.insert(id, payload.encode().as_slice()).map_err(|e| db_error(path, e))?;
+                            match kept {
+                                Kept::Payload(payload) => {
+                                    payloads.insert(id, payload.encode().as_slice()).map_err(|e| db_error(path, e))?;
+                                }
+                                Kept::Ended(Some(result)) => {
+                                    results.insert(id, result.encode().as_slice()).map_err(|e| db_error(path, e))?;
+                                }
+                                Kept::Ended(None) => {}
+                            }
                             requests.insert(record.job.request_id.as_str(), id).map_err(|e| db_error(path, e))?;
                             Ok(Some(Accepted::New(id)))
                         }

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub gpu_fallbacks: Counter,
     pub end_write_failures: Counter,
     pub leases_lost: Counter,
+    pub run_at_once: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +58,7 @@ impl Metrics {
             gpu_fallbacks: Counter::default(),
             end_write_failures: Counter::default(),
             leases_lost: Counter::default(),
+            run_at_once: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("jobs_accepted", "Jobs durably accepted, by kind", m.accepted.clone());
@@ -78,6 +80,11 @@ impl Metrics {
         registry.register("msm_points", "Points summed by MSM jobs", m.msm_points.clone());
         registry.register("proofs", "Groth16 proofs made", m.proofs.clone());
         registry.register("gpu_fallbacks", "GPU work recomputed on the CPU", m.gpu_fallbacks.clone());
+        registry.register(
+            "jobs_run_at_once",
+            "Small hash and Merkle jobs run on submit, their accept recording their end",
+            m.run_at_once.clone(),
+        );
         registry.register(
             "end_write_failures",
             "Job ends that could not be written to the job store (the job runs again)",

@@ -205,6 +205,25 @@ impl Scheduler {
         Some(entry.id)
     }
 
+    /// A runner's place for a job of `kind` to run at once on the caller's
+    /// thread, as if a runner had taken it: given only when no job of
+    /// `kind` waits (priorities and queue order stand) and fewer than
+    /// `runners` jobs of `kinds` (the kinds the runners share) are running.
+    /// It counts as running until dropped.
+    pub fn run_now(&self, kind: JobKind, kinds: &[JobKind], runners: usize) -> Option<RunningNow<'_>> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        let running: usize = kinds.iter().filter_map(|k| state.queues.get(&(*k as i32))).map(|q| q.running).sum();
+        let queue = state.queues.entry(kind as i32).or_default();
+        if !queue.heap.is_empty() || running >= runners {
+            return None;
+        }
+        queue.running += 1;
+        Some(RunningNow { scheduler: self, kind })
+    }
+
     /// A job taken by [`Scheduler::take`] has ended or stopped.
     pub fn finished(&self, kind: JobKind) {
         let mut state = self.lock();
@@ -228,6 +247,18 @@ impl Scheduler {
         for (_, ready) in &state.waits {
             ready.notify_all();
         }
+    }
+}
+
+/// A job running at once ([`Scheduler::run_now`]); dropped, it has finished.
+pub struct RunningNow<'a> {
+    scheduler: &'a Scheduler,
+    kind: JobKind,
+}
+
+impl Drop for RunningNow<'_> {
+    fn drop(&mut self) {
+        self.scheduler.finished(self.kind);
     }
 }
 
@@ -332,6 +363,27 @@ mod tests {
         s.reserve(JobKind::Hash).unwrap().enqueue(8, 0, 0);
         let taken: Vec<_> = runners.into_iter().map(|r| r.join().unwrap()).collect();
         assert_eq!(taken, vec![Some((JobKind::Hash, 8)), Some((JobKind::Msm, 7))]);
+    }
+
+    #[test]
+    fn a_job_runs_at_once_only_with_a_runner_free_and_none_of_its_kind_waiting() {
+        let s = Scheduler::new(4);
+        let kinds = [JobKind::Hash, JobKind::Msm];
+        let first = s.run_now(JobKind::Hash, &kinds, 2).expect("both runners free");
+        assert_eq!(s.load(JobKind::Hash), Load { queued: 0, running: 1 });
+        s.reserve(JobKind::Msm).unwrap().enqueue(1, 0, 0);
+        assert_eq!(s.take(&kinds), Some((JobKind::Msm, 1)));
+        assert!(s.run_now(JobKind::Hash, &kinds, 2).is_none(), "both runners busy");
+        drop(first);
+        assert_eq!(s.load(JobKind::Hash), Load { queued: 0, running: 0 });
+        s.reserve(JobKind::Hash).unwrap().enqueue(2, 0, 0);
+        assert!(s.run_now(JobKind::Hash, &kinds, 2).is_none(), "a hash job waits: it goes first");
+        assert!(s.run_now(JobKind::Hash, &kinds, 0).is_none());
+        assert_eq!(s.take(&kinds), Some((JobKind::Hash, 2)));
+        s.finished(JobKind::Msm);
+        assert!(s.run_now(JobKind::Hash, &kinds, 2).is_some(), "one runner free, nothing waiting");
+        s.close();
+        assert!(s.run_now(JobKind::Hash, &kinds, 2).is_none(), "closed");
     }
 
     #[test]

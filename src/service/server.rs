@@ -268,7 +268,10 @@ fn open_core(options: &ServeOptions) -> Result<Core, ServeError> {
     let batches = BatchRunner::open(&options.data_dir, engines.keys.clone()).map_err(|e| {
         ServeError::Config(format!("opening the register store in {}: {e}", options.data_dir.display()))
     })?;
-    let core = Core::new(journal, Scheduler::new(options.queue_depth), engines, options.result_ttl, batches);
+    // With a cluster queue, the cluster's workers run the compute jobs (none run here).
+    let local_runners = if options.queue.is_some() { 0 } else { options.runners };
+    let core = Core::new(journal, Scheduler::new(options.queue_depth), engines, options.result_ttl, batches)
+        .with_local_runners(local_runners);
     let recovered = core.recover()?;
     if recovered > 0 {
         tracing::info!(recovered, "queued again the jobs accepted before the last stop");

@@ -8,7 +8,8 @@ use causality_vm::capability::CapabilityToken;
 use causality_vm::service::auth::{service_key, SERVICE_DOMAIN};
 use causality_vm::service::client::Client;
 use causality_vm::service::proto::{
-    job_payload, job_result, msm_job, Group, JobKind, JobPayload, JobState, ListRequest, MsmJob, PointList,
+    job_payload, job_result, msm_job, Group, JobKind, JobPayload, JobState, ListRequest, MerkleRootResult, MsmJob,
+    PointList,
 };
 use causality_vm::{DomainId, HashPool};
 use tonic::Code;
@@ -203,6 +204,55 @@ async fn msm_jobs_equal_arkworks_inline_and_with_resident_bases() {
     assert!(!dir.path().join("bases").join(format!("{}.bases", &set1.base_set_id["bases:".len()..])).exists());
 }
 
+/// A small hash or Merkle job submitted while a runner is free runs as it
+/// is accepted: its Submit returns with it ended (its accept and its end
+/// one durable write), and it is kept like any job across a restart. A
+/// larger one, or one with no runner free, is queued as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_hash_jobs_run_as_they_are_accepted_when_a_runner_is_free() {
+    use causality_vm::service::core::RUN_AT_ONCE_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let leaves = [[1u8; 32], [2; 32], [3; 32]];
+    let root = HashPool::new().merkle_root(&leaves).unwrap().to_vec();
+    let digest = |data: &[u8]| vec![blake3::hash(data).as_bytes().to_vec()];
+    let digests = |job: &causality_vm::service::proto::Job| match job.result.as_ref().and_then(|r| r.kind.as_ref()) {
+        Some(job_result::Kind::Hash(h)) => h.digests.clone(),
+        other => panic!("{other:?}"),
+    };
+    let server = server(dir.path(), 1).await;
+    let mut client = unix_client(&server).await;
+    let small = client.submit("small", hash_payload(&[b"abc"]), 0, None).await.unwrap();
+    let tree = client.submit("tree", merkle_payload(&leaves), 0, None).await.unwrap();
+    let job = client.get(small.job_id).await.unwrap();
+    assert_eq!((job.state(), job.attempts), (JobState::Succeeded, 1), "ended as Submit returned: {job:?}");
+    assert_eq!(job.result.as_ref().unwrap().backends[0].backend, "cpu");
+    assert_eq!(digests(&job), digest(b"abc"));
+    let job = client.get(tree.job_id).await.unwrap();
+    assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
+    assert_eq!(job.result.and_then(|r| r.kind), Some(job_result::Kind::MerkleRoot(MerkleRootResult { root })));
+
+    let big = vec![7u8; RUN_AT_ONCE_BYTES];
+    let queued = client.submit("big", hash_payload(&[&big]), 0, None).await.unwrap();
+    let job = client.wait(queued.job_id).await.unwrap();
+    assert_eq!(digests(&job), digest(&big), "queued and run by the runner: {job:?}");
+
+    let again = client.submit("small", hash_payload(&[b"abc"]), 0, None).await.unwrap();
+    assert!(again.existing && again.job_id == small.job_id, "{again:?}");
+    let other = client.submit("small", hash_payload(&[b"abd"]), 0, None).await.unwrap_err();
+    assert_eq!(other.code(), Code::AlreadyExists, "{other:?}");
+    server.shutdown().await.unwrap();
+
+    // No runner: the small job waits in the queue; the one that ran kept its result.
+    let server = crate::support::server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    assert_eq!(digests(&client.get(small.job_id).await.unwrap()), digest(b"abc"));
+    let waiting = client.submit("waiting", hash_payload(&[b"x"]), 0, None).await.unwrap();
+    assert_eq!(client.get(waiting.job_id).await.unwrap().state(), JobState::Queued);
+    let listed = client.list(ListRequest::default()).await.unwrap();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submits_are_idempotent_on_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,6 +366,7 @@ async fn metrics_count_jobs_and_volumes_on_the_metrics_page() {
         "cvm_queue_depth{kind=\"hash\"} 0",
         "cvm_stage_seconds_count{stage=\"hash\"} 1",
         "cvm_stage_seconds_count{stage=\"queue_wait\"} 1",
+        "cvm_jobs_run_at_once_total 1",
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
