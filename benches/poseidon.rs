@@ -47,9 +47,10 @@ fn bench_poseidon(c: &mut Criterion) {
     let n = count();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
     eprintln!(
-        "{} rayon threads; IFMA kernel supported: {}",
+        "{} rayon threads; IFMA kernel supported: {}; AVX2 kernel supported: {}",
         rayon::current_num_threads(),
-        PoseidonKernel::Ifma.is_supported()
+        PoseidonKernel::Ifma.is_supported(),
+        PoseidonKernel::Avx2.is_supported()
     );
     let mut gpu = GpuContext::shared().ok().and_then(|ctx| {
         eprintln!("GPU adapter: {}", ctx.describe());
@@ -67,7 +68,7 @@ fn bench_poseidon(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("hash_loop", n), &inputs, |b, inputs| {
             b.iter(|| inputs.chunks_exact(arity).fold(Fr::from(0u64), |acc, x| acc + hash(domain, black_box(x))))
         });
-        for kernel in [PoseidonKernel::Ifma, PoseidonKernel::Scalar] {
+        for kernel in PoseidonKernel::ALL {
             let Ok(mut pool) = HashPool::new().with_poseidon_kernel(kernel) else {
                 eprintln!("the {kernel} kernel is not supported here: skipped");
                 continue;

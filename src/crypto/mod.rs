@@ -2,6 +2,8 @@
 //! over BN254's scalar field and the field encoding of byte strings. Below
 //! `resource/` so a resource can compute its commitments without the prover.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
 pub mod field;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod ifma;

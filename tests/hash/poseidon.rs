@@ -50,7 +50,7 @@ fn check(pool: &mut HashPool, requests: &[(HashDomain, Vec<Fr>)], what: &str) {
 fn every_kernel_resolves_poseidon_requests_beside_blake3_ones() {
     let mut rng = ChaCha8Rng::seed_from_u64(31);
     let all = requests(&mut rng, 1000);
-    for kernel in [PoseidonKernel::Ifma, PoseidonKernel::Scalar] {
+    for kernel in PoseidonKernel::ALL {
         let Ok(mut pool) = HashPool::new().with_poseidon_kernel(kernel) else {
             eprintln!("SKIPPED: the {kernel} Poseidon kernel is not supported on this processor");
             continue;

@@ -1,38 +1,48 @@
 //! Many Poseidon hashes at once: requests (a domain and its inputs) filed
 //! into one flat batch, then hashed across rayon threads, eight sponges per
-//! AVX-512 IFMA instruction stream where the processor has it, otherwise
-//! one [`super::hash`] after another on each thread. Results are in filing
-//! order and bit-identical to [`super::hash`] on every kernel.
+//! AVX-512 IFMA instruction stream where the processor has it, four per
+//! AVX2 stream where it has only that, otherwise one [`super::hash`] after
+//! another on each thread. Results are in filing order and bit-identical to
+//! [`super::hash`] on every kernel.
 
 use ark_bn254::Fr;
 use rayon::prelude::*;
 
 use super::{capacity_tag, hash, HashDomain, RATE};
 
-/// Sponges hashed together on the lane kernel.
+/// The most sponges a lane kernel hashes together.
 #[cfg(target_arch = "x86_64")]
-use super::lanes::LANES;
+use super::lanes::MAX_LANES;
 #[cfg(not(target_arch = "x86_64"))]
-const LANES: usize = 8;
+const MAX_LANES: usize = 8;
 
 /// How a batch's sponges run on the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoseidonKernel {
     /// Eight sponges per instruction stream, on AVX-512 IFMA.
     Ifma,
+    /// Four sponges per instruction stream, on AVX2.
+    Avx2,
     /// One sponge at a time (any processor).
     Scalar,
 }
 
 impl PoseidonKernel {
-    /// The fastest kernel this processor runs; `CVM_POSEIDON_SCALAR=1`
-    /// forces the scalar one (to compare them).
+    /// Every kernel, fastest first.
+    pub const ALL: [PoseidonKernel; 3] = [PoseidonKernel::Ifma, PoseidonKernel::Avx2, PoseidonKernel::Scalar];
+
+    /// The fastest kernel this processor runs. `CVM_POSEIDON_KERNEL` =
+    /// `avx2` or `scalar` picks a slower one, to compare them
+    /// (`CVM_POSEIDON_SCALAR=1` is the same as `scalar`); a kernel the
+    /// processor lacks, or a name not known, leaves the fastest.
     pub fn detect() -> PoseidonKernel {
         let forced_scalar = std::env::var_os("CVM_POSEIDON_SCALAR").is_some_and(|v| v == "1");
-        if !forced_scalar && PoseidonKernel::Ifma.is_supported() {
-            PoseidonKernel::Ifma
-        } else {
-            PoseidonKernel::Scalar
+        let wanted = std::env::var("CVM_POSEIDON_KERNEL").ok();
+        let wanted = if forced_scalar { Some("scalar".to_string()) } else { wanted };
+        let fastest = PoseidonKernel::ALL.into_iter().find(|k| k.is_supported()).unwrap_or(PoseidonKernel::Scalar);
+        match wanted.and_then(|name| PoseidonKernel::ALL.into_iter().find(|k| k.to_string() == name)) {
+            Some(kernel) if kernel.is_supported() => kernel,
+            _ => fastest,
         }
     }
 
@@ -41,8 +51,19 @@ impl PoseidonKernel {
             PoseidonKernel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             PoseidonKernel::Ifma => crate::crypto::ifma::supported(),
+            #[cfg(target_arch = "x86_64")]
+            PoseidonKernel::Avx2 => crate::crypto::avx2::supported(),
             #[cfg(not(target_arch = "x86_64"))]
-            PoseidonKernel::Ifma => false,
+            PoseidonKernel::Ifma | PoseidonKernel::Avx2 => false,
+        }
+    }
+
+    /// Sponges per instruction stream.
+    fn lanes(self) -> usize {
+        match self {
+            PoseidonKernel::Ifma => 8,
+            PoseidonKernel::Avx2 => 4,
+            PoseidonKernel::Scalar => 1,
         }
     }
 }
@@ -51,6 +72,7 @@ impl std::fmt::Display for PoseidonKernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             PoseidonKernel::Ifma => "avx512-ifma",
+            PoseidonKernel::Avx2 => "avx2",
             PoseidonKernel::Scalar => "scalar",
         })
     }
@@ -143,41 +165,44 @@ impl PoseidonBatch {
                 .zip(self.jobs.par_iter())
                 .with_min_len(TASK_REQUESTS / 8)
                 .for_each(|(slot, job)| *slot = hash(job.domain, self.inputs_of(job))),
-            PoseidonKernel::Ifma => self.hash_lanes(out),
+            PoseidonKernel::Ifma | PoseidonKernel::Avx2 => self.hash_lanes(kernel, out),
         }
     }
 
-    /// Eight sponges at a time. Lanes of one group run as many permutations
-    /// as the longest, so requests are grouped by their permutation count
-    /// first (in a batch of one shape, as the executor's, nothing moves).
-    fn hash_lanes(&self, out: &mut [Fr]) {
+    /// A lane group of sponges at a time. Lanes of one group run as many
+    /// permutations as the longest, so requests are grouped by their
+    /// permutation count first (in a batch of one shape, as the executor's,
+    /// nothing moves).
+    fn hash_lanes(&self, kernel: PoseidonKernel, out: &mut [Fr]) {
         let first = self.jobs.first().map(Job::permutations);
         if self.jobs.iter().all(|job| Some(job.permutations()) == first) {
             let order: Vec<usize> = (0..self.len()).collect();
-            return self.hash_in_order(&order, out);
+            return self.hash_in_order(kernel, &order, out);
         }
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.sort_by_key(|&i| self.jobs[i].permutations());
         let mut sorted = vec![Fr::from(0u64); self.len()];
-        self.hash_in_order(&order, &mut sorted);
+        self.hash_in_order(kernel, &order, &mut sorted);
         for (&i, value) in order.iter().zip(sorted) {
             out[i] = value;
         }
     }
 
     /// `out[k]` = the hash of request `order[k]`.
-    fn hash_in_order(&self, order: &[usize], out: &mut [Fr]) {
+    fn hash_in_order(&self, kernel: PoseidonKernel, order: &[usize], out: &mut [Fr]) {
+        let lanes = kernel.lanes();
         out.par_chunks_mut(TASK_REQUESTS).zip(order.par_chunks(TASK_REQUESTS)).for_each(|(out, order)| {
-            for (out, group) in out.chunks_mut(LANES).zip(order.chunks(LANES)) {
-                out.copy_from_slice(&self.hash_group(group)[..group.len()]);
+            for (out, group) in out.chunks_mut(lanes).zip(order.chunks(lanes)) {
+                out.copy_from_slice(&self.hash_group(kernel, group)[..group.len()]);
             }
         });
     }
 
-    /// The hashes of up to `LANES` requests (a short group repeats its first).
+    /// The hashes of up to a lane group of requests (a short group repeats
+    /// its first; the slots past the kernel's lanes are left zero).
     #[cfg(target_arch = "x86_64")]
-    fn hash_group(&self, group: &[usize]) -> [Fr; LANES] {
-        let jobs: [Job; LANES] = std::array::from_fn(|lane| self.jobs[*group.get(lane).unwrap_or(&group[0])]);
+    fn hash_group(&self, kernel: PoseidonKernel, group: &[usize]) -> [Fr; MAX_LANES] {
+        let jobs: [Job; MAX_LANES] = std::array::from_fn(|lane| self.jobs[*group.get(lane).unwrap_or(&group[0])]);
         let capacity = jobs.map(|job| capacity_tag(job.domain, job.len));
         let squeeze_at = jobs.map(|job| job.permutations() - 1);
         let permutations = squeeze_at.iter().max().map_or(1, |last| last + 1);
@@ -189,14 +214,18 @@ impl PoseidonBatch {
             }
             pair
         };
-        // SAFETY: only reached for PoseidonKernel::Ifma, which `hash_into`
-        // checked this processor supports.
-        unsafe { super::lanes::sponge_lanes(&capacity, permutations, &squeeze_at, chunk) }
+        // SAFETY: `hash_into` checked that this processor runs `kernel`.
+        unsafe {
+            match kernel {
+                PoseidonKernel::Ifma => super::lanes::sponge_ifma(&capacity, permutations, &squeeze_at, chunk),
+                _ => super::lanes::sponge_avx2(&capacity, permutations, &squeeze_at, chunk),
+            }
+        }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    fn hash_group(&self, _group: &[usize]) -> [Fr; LANES] {
-        unreachable!("the IFMA kernel is never supported off x86-64")
+    fn hash_group(&self, _kernel: PoseidonKernel, _group: &[usize]) -> [Fr; MAX_LANES] {
+        unreachable!("the lane kernels are never supported off x86-64")
     }
 }
 
@@ -207,10 +236,10 @@ mod tests {
     use rand::SeedableRng;
 
     fn kernels() -> Vec<PoseidonKernel> {
-        let all = [PoseidonKernel::Ifma, PoseidonKernel::Scalar];
+        let all = PoseidonKernel::ALL;
         let supported: Vec<_> = all.into_iter().filter(|k| k.is_supported()).collect();
         if supported.len() < all.len() {
-            eprintln!("SKIPPED: this CPU lacks AVX-512 IFMA; the lane kernel is untested here");
+            eprintln!("SKIPPED: this CPU lacks AVX-512 IFMA or AVX2; a lane kernel is untested here");
         }
         supported
     }

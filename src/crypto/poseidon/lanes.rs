@@ -1,8 +1,11 @@
-//! Eight Poseidon permutations at once on AVX-512 IFMA lanes (`crypto::ifma`'s
-//! [`Fr8`]), in the same sparse round schedule as the scalar permutation, so
-//! every lane's result is bit-identical to [`super::permutation::permute`].
+//! Poseidon permutations side by side in SIMD lanes: eight at once on
+//! AVX-512 IFMA (`crypto::ifma`'s [`Fr8`]) or four on AVX2
+//! (`crypto::avx2`'s [`Fr4`]), in the same sparse round schedule as the
+//! scalar permutation, so every lane's result is bit-identical to
+//! [`super::permutation::permute`]. One generic round schedule serves both;
+//! each kernel's entry point compiles it for its instruction set.
 //!
-//! Every state element stays below 2q between operations (the lane field's
+//! Every state element stays below 2q between operations (the lane fields'
 //! lazy bound); only the squeezed element is made canonical.
 
 use std::sync::OnceLock;
@@ -11,145 +14,230 @@ use ark_bn254::{Fr, FrConfig};
 
 use super::params::{config, FULL_ROUNDS};
 use super::permutation::{schedule, Matrix};
+use crate::crypto::avx2::{limbs29, Fr4};
 use crate::crypto::ifma::{limbs52, Fr8};
 
-/// A constant's limbs, splatted into all lanes where it is used.
-type Limbs = [u64; 5];
+/// The most lanes a kernel has (IFMA's eight).
+pub(super) const MAX_LANES: usize = 8;
 
-/// [`super::permutation`]'s schedule with every constant in radix 2^52.
-struct LaneSchedule {
+/// A vector of scalar-field elements the lane kernels run on. Its values
+/// exist only inside a kernel's entry point, which runs only where the
+/// processor has the instructions (`PoseidonKernel::is_supported`); the
+/// methods are inlined there and compiled for them.
+trait LaneField: Copy + 'static {
+    const LANES: usize;
+    type Limbs: Copy + Send + Sync + 'static;
+    fn limbs(value: &Fr) -> Self::Limbs;
+    fn schedule() -> &'static LaneSchedule<Self>;
+    fn splat_limbs(limbs: Self::Limbs) -> Self;
+    fn zero() -> Self;
+    /// `LANES` elements, one per lane.
+    fn from_scalars(values: &[Fr]) -> Self;
+    /// Each lane's element, canonical, into `out` (`LANES` slots).
+    fn to_scalars(&self, out: &mut [Fr]);
+    fn mul(&self, b: &Self) -> Self;
+    fn add_lazy(&self, b: &Self) -> Self;
+    fn sum3_lazy(a: &Self, b: &Self, c: &Self) -> Self;
+
+    /// a0 b0 + a1 b1 + a2 b2, below 2q (a matrix row times the state).
+    #[inline(always)]
+    fn dot3(a: [&Self; 3], b: [&Self; 3]) -> Self {
+        Self::sum3_lazy(&a[0].mul(b[0]), &a[1].mul(b[1]), &a[2].mul(b[2]))
+    }
+}
+
+impl LaneField for Fr8 {
+    const LANES: usize = 8;
+    type Limbs = [u64; 5];
+
+    fn limbs(value: &Fr) -> [u64; 5] {
+        limbs52::<FrConfig>(value)
+    }
+
+    fn schedule() -> &'static LaneSchedule<Self> {
+        static SCHEDULE: OnceLock<LaneSchedule<Fr8>> = OnceLock::new();
+        SCHEDULE.get_or_init(LaneSchedule::new)
+    }
+
+    // SAFETY (every method): see the trait's comment.
+    #[inline(always)]
+    fn splat_limbs(limbs: [u64; 5]) -> Self {
+        unsafe { Fr8::splat_limbs(limbs) }
+    }
+
+    #[inline(always)]
+    fn zero() -> Self {
+        unsafe { Fr8::zero() }
+    }
+
+    #[inline(always)]
+    fn from_scalars(values: &[Fr]) -> Self {
+        let values: [Fr; 8] = std::array::from_fn(|l| values[l]);
+        unsafe { Fr8::load(&Fr8::from_scalars(&values)) }
+    }
+
+    #[inline(always)]
+    fn to_scalars(&self, out: &mut [Fr]) {
+        out.copy_from_slice(&Fr8::to_scalars(&unsafe { self.canonical().store() }));
+    }
+
+    #[inline(always)]
+    fn mul(&self, b: &Self) -> Self {
+        unsafe { Fr8::mul(self, b) }
+    }
+
+    #[inline(always)]
+    fn add_lazy(&self, b: &Self) -> Self {
+        unsafe { Fr8::add_lazy(self, b) }
+    }
+
+    #[inline(always)]
+    fn sum3_lazy(a: &Self, b: &Self, c: &Self) -> Self {
+        unsafe { Fr8::sum_lazy([a, b, c]) }
+    }
+}
+
+impl LaneField for Fr4 {
+    const LANES: usize = 4;
+    type Limbs = [u64; 9];
+
+    fn limbs(value: &Fr) -> [u64; 9] {
+        limbs29(value)
+    }
+
+    fn schedule() -> &'static LaneSchedule<Self> {
+        static SCHEDULE: OnceLock<LaneSchedule<Fr4>> = OnceLock::new();
+        SCHEDULE.get_or_init(LaneSchedule::new)
+    }
+
+    // SAFETY (every method): see the trait's comment.
+    #[inline(always)]
+    fn splat_limbs(limbs: [u64; 9]) -> Self {
+        unsafe { Fr4::splat_limbs(limbs) }
+    }
+
+    #[inline(always)]
+    fn zero() -> Self {
+        unsafe { Fr4::zero() }
+    }
+
+    #[inline(always)]
+    fn from_scalars(values: &[Fr]) -> Self {
+        unsafe { Fr4::from_scalars(&std::array::from_fn(|l| values[l])) }
+    }
+
+    #[inline(always)]
+    fn to_scalars(&self, out: &mut [Fr]) {
+        out.copy_from_slice(&unsafe { Fr4::to_scalars(*self) });
+    }
+
+    #[inline(always)]
+    fn mul(&self, b: &Self) -> Self {
+        unsafe { Fr4::mul(self, b) }
+    }
+
+    #[inline(always)]
+    fn add_lazy(&self, b: &Self) -> Self {
+        unsafe { Fr4::add_lazy(self, b) }
+    }
+
+    #[inline(always)]
+    fn sum3_lazy(a: &Self, b: &Self, c: &Self) -> Self {
+        unsafe { Fr4::sum3_lazy(a, b, c) }
+    }
+
+    #[inline(always)]
+    fn dot3(a: [&Self; 3], b: [&Self; 3]) -> Self {
+        unsafe { Fr4::dot3(a, b) }
+    }
+}
+
+/// A partial round's sparse matrix: m00 and the row's two entries, the column's two.
+type SparseRound<L> = ([<L as LaneField>::Limbs; 3], [<L as LaneField>::Limbs; 2]);
+
+/// [`super::permutation`]'s schedule with every constant in the lane field's limbs.
+struct LaneSchedule<L: LaneField> {
     /// The full rounds' constants, first half then second half.
-    full: Vec<[Limbs; 3]>,
-    mds: [[Limbs; 3]; 3],
-    pre: [[Limbs; 3]; 3],
-    first: [Limbs; 3],
+    full: Vec<[L::Limbs; 3]>,
+    mds: [[L::Limbs; 3]; 3],
+    pre: [[L::Limbs; 3]; 3],
+    first: [L::Limbs; 3],
     /// Per partial round: m00, the row's two entries, the column's two.
-    sparse: Vec<([Limbs; 3], [Limbs; 2])>,
+    sparse: Vec<SparseRound<L>>,
     /// Per partial round k ≥ 1 (at k − 1), its carried constants.
-    partial: Vec<[Limbs; 3]>,
+    partial: Vec<[L::Limbs; 3]>,
 }
 
-fn limbs3(v: &[Fr; 3]) -> [Limbs; 3] {
-    v.each_ref().map(limbs52::<FrConfig>)
-}
-
-fn matrix_limbs(m: &Matrix) -> [[Limbs; 3]; 3] {
-    m.each_ref().map(limbs3)
-}
-
-fn lane_schedule() -> &'static LaneSchedule {
-    static SCHEDULE: OnceLock<LaneSchedule> = OnceLock::new();
-    SCHEDULE.get_or_init(|| {
+impl<L: LaneField> LaneSchedule<L> {
+    fn new() -> Self {
+        let limbs3 = |v: &[Fr; 3]| v.each_ref().map(L::limbs);
+        let matrix = |m: &Matrix| m.each_ref().map(limbs3);
         let (c, s) = (config(), schedule());
         let half = FULL_ROUNDS / 2;
         let second = c.ark.len() - half;
-        let full = c.ark[..half].iter().chain(&c.ark[second..]).map(|k| limbs3(&[k[0], k[1], k[2]])).collect();
         LaneSchedule {
-            full,
-            mds: matrix_limbs(&s.mds),
-            pre: matrix_limbs(&s.pre),
+            full: c.ark[..half].iter().chain(&c.ark[second..]).map(|k| limbs3(&[k[0], k[1], k[2]])).collect(),
+            mds: matrix(&s.mds),
+            pre: matrix(&s.pre),
             first: limbs3(&s.first_constants),
             sparse: s
                 .sparse
                 .iter()
-                .map(|m| (limbs3(&[m.m00, m.row[0], m.row[1]]), m.col.each_ref().map(limbs52::<FrConfig>)))
+                .map(|m| (limbs3(&[m.m00, m.row[0], m.row[1]]), m.col.each_ref().map(L::limbs)))
                 .collect(),
             partial: s.constants.iter().map(limbs3).collect(),
         }
-    })
-}
-
-/// Lane groups run side by side on one thread. The partial rounds are a
-/// chain of dependent products (the S-box on one element), so a second,
-/// independent group might fill the multiplier while the first waits; on
-/// Zen 4 two groups measured no faster than one (9.2× against 9.3-10.1× the
-/// single-threaded loop, within the machine's drift): out-of-order
-/// execution already overlaps enough. One group wastes fewer lanes on a
-/// short batch.
-pub(super) const GROUPS: usize = 1;
-/// Sponges per call of [`sponge_lanes`].
-pub(super) const LANES: usize = 8 * GROUPS;
-
-type State = [[Fr8; 3]; GROUPS];
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512ifma")]
-fn pow5(x: &[Fr8; GROUPS]) -> [Fr8; GROUPS] {
-    let mut x2 = *x;
-    for g in 0..GROUPS {
-        x2[g] = x[g].mul(&x[g]);
-    }
-    let mut x4 = x2;
-    for g in 0..GROUPS {
-        x4[g] = x2[g].mul(&x2[g]);
-    }
-    let mut x5 = x4;
-    for g in 0..GROUPS {
-        x5[g] = x[g].mul(&x4[g]);
-    }
-    x5
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512ifma")]
-fn add_constants(state: &mut State, constants: &[Limbs; 3]) {
-    for (i, k) in constants.iter().enumerate() {
-        let k = Fr8::splat_limbs(*k);
-        for s in state.iter_mut() {
-            s[i] = s[i].add_lazy(&k);
-        }
     }
 }
 
-#[inline]
-#[target_feature(enable = "avx512f,avx512ifma")]
-fn times(m: &[[Limbs; 3]; 3], state: &mut State) {
+type State<L> = [L; 3];
+
+#[inline(always)]
+fn pow5<L: LaneField>(x: &L) -> L {
+    let x2 = x.mul(x);
+    let x4 = x2.mul(&x2);
+    x.mul(&x4)
+}
+
+#[inline(always)]
+fn add_constants<L: LaneField>(state: &mut State<L>, constants: &[L::Limbs; 3]) {
+    for (s, k) in state.iter_mut().zip(constants) {
+        *s = s.add_lazy(&L::splat_limbs(*k));
+    }
+}
+
+#[inline(always)]
+fn times<L: LaneField>(m: &[[L::Limbs; 3]; 3], state: &mut State<L>) {
     let v = *state;
-    for (i, row) in m.iter().enumerate() {
-        let row = row.map(|k| Fr8::splat_limbs(k));
-        for (s, v) in state.iter_mut().zip(&v) {
-            let p0 = row[0].mul(&v[0]);
-            let p1 = row[1].mul(&v[1]);
-            let p2 = row[2].mul(&v[2]);
-            s[i] = Fr8::sum_lazy([&p0, &p1, &p2]);
-        }
+    for (s, row) in state.iter_mut().zip(m) {
+        let row = row.map(L::splat_limbs);
+        *s = L::dot3([&row[0], &row[1], &row[2]], [&v[0], &v[1], &v[2]]);
     }
 }
 
-#[inline]
-#[target_feature(enable = "avx512f,avx512ifma")]
-fn full_round(state: &mut State, constants: &[Limbs; 3], mds: &[[Limbs; 3]; 3]) {
+#[inline(always)]
+fn full_round<L: LaneField>(state: &mut State<L>, constants: &[L::Limbs; 3], mds: &[[L::Limbs; 3]; 3]) {
     add_constants(state, constants);
-    for i in 0..3 {
-        let x = pow5(&state.map(|s| s[i]));
-        for (s, x) in state.iter_mut().zip(x) {
-            s[i] = x;
-        }
+    for s in state.iter_mut() {
+        *s = pow5(s);
     }
     times(mds, state);
 }
 
-#[inline]
-#[target_feature(enable = "avx512f,avx512ifma")]
-fn partial_round(state: &mut State, row: &[Limbs; 3], col: &[Limbs; 2]) {
-    let x0 = pow5(&state.map(|s| s[0]));
-    let row = row.map(|k| Fr8::splat_limbs(k));
-    let col = col.map(|k| Fr8::splat_limbs(k));
-    for (s, x0) in state.iter_mut().zip(&x0) {
-        let p0 = row[0].mul(x0);
-        let p1 = row[1].mul(&s[1]);
-        let p2 = row[2].mul(&s[2]);
-        let c1 = col[0].mul(x0);
-        let c2 = col[1].mul(x0);
-        s[0] = Fr8::sum_lazy([&p0, &p1, &p2]);
-        s[1] = s[1].add_lazy(&c1);
-        s[2] = s[2].add_lazy(&c2);
-    }
+#[inline(always)]
+fn partial_round<L: LaneField>(s: &mut State<L>, row: &[L::Limbs; 3], col: &[L::Limbs; 2]) {
+    let x0 = pow5(&s[0]);
+    let row = row.map(L::splat_limbs);
+    let col = col.map(L::splat_limbs);
+    let (c1, c2) = (col[0].mul(&x0), col[1].mul(&x0));
+    s[0] = L::dot3([&row[0], &row[1], &row[2]], [&x0, &s[1], &s[2]]);
+    s[1] = s[1].add_lazy(&c1);
+    s[2] = s[2].add_lazy(&c2);
 }
 
 /// The permutation of every lane's state (values < 2q in, < 2q out).
-#[target_feature(enable = "avx512f,avx512ifma")]
-fn permute(state: &mut State, k: &LaneSchedule) {
+#[inline(always)]
+fn permute<L: LaneField>(state: &mut State<L>, k: &LaneSchedule<L>) {
     let half = FULL_ROUNDS / 2;
     for constants in &k.full[..half] {
         full_round(state, constants, &k.mds);
@@ -167,43 +255,66 @@ fn permute(state: &mut State, k: &LaneSchedule) {
     }
 }
 
-/// One sponge per lane: lane l starts from `capacity[l]`, absorbs
-/// `chunk(j, l)` (its j-th pair of inputs, zeros past its end) before
-/// permutation j < `permutations`, and its squeezed element after
-/// permutation `squeeze_at[l]` is its result. Lanes with fewer chunks simply
-/// run extra permutations whose output nobody reads.
-///
-/// # Safety
-/// The processor must have AVX-512F and AVX-512 IFMA.
-#[target_feature(enable = "avx512f,avx512ifma")]
-pub(super) unsafe fn sponge_lanes(
-    capacity: &[Fr; LANES],
+/// One sponge per lane (the first `L::LANES` entries of each array): lane
+/// l starts from `capacity[l]`, absorbs `chunk(j, l)` (its j-th pair of
+/// inputs, zeros past its end) before permutation j < `permutations`, and
+/// its squeezed element after permutation `squeeze_at[l]` is its result.
+/// Lanes with fewer chunks simply run extra permutations whose output
+/// nobody reads.
+#[inline(always)]
+fn sponge<L: LaneField>(
+    capacity: &[Fr; MAX_LANES],
     permutations: usize,
-    squeeze_at: &[usize; LANES],
+    squeeze_at: &[usize; MAX_LANES],
     mut chunk: impl FnMut(usize, usize) -> [Fr; 2],
-) -> [Fr; LANES] {
-    let k = lane_schedule();
-    let group_of = |values: &[Fr], g: usize| -> [Fr; 8] { std::array::from_fn(|l| values[8 * g + l]) };
-    let mut state: State =
-        std::array::from_fn(|g| [Fr8::load(&Fr8::from_scalars(&group_of(capacity, g))), Fr8::zero(), Fr8::zero()]);
-    let mut out = [Fr::from(0u64); LANES];
+) -> [Fr; MAX_LANES] {
+    let k = L::schedule();
+    let lanes = L::LANES;
+    let mut state: State<L> = [L::from_scalars(&capacity[..lanes]), L::zero(), L::zero()];
+    let mut out = [Fr::from(0u64); MAX_LANES];
+    let mut squeezed = [Fr::from(0u64); MAX_LANES];
     for j in 0..permutations {
-        let pairs: [[Fr; 2]; LANES] = std::array::from_fn(|lane| chunk(j, lane));
-        for (g, s) in state.iter_mut().enumerate() {
-            for slot in 0..2 {
-                let inputs: [Fr; 8] = std::array::from_fn(|l| pairs[8 * g + l][slot]);
-                s[1 + slot] = s[1 + slot].add_lazy(&Fr8::load(&Fr8::from_scalars(&inputs)));
-            }
+        let pairs: [[Fr; 2]; MAX_LANES] =
+            std::array::from_fn(|lane| if lane < lanes { chunk(j, lane) } else { [Fr::from(0u64); 2] });
+        for slot in 0..2 {
+            let inputs: [Fr; MAX_LANES] = std::array::from_fn(|l| pairs[l][slot]);
+            state[1 + slot] = state[1 + slot].add_lazy(&L::from_scalars(&inputs[..lanes]));
         }
         permute(&mut state, k);
-        if squeeze_at.contains(&j) {
-            for (g, s) in state.iter().enumerate() {
-                let squeezed = Fr8::to_scalars(&s[1].canonical().store());
-                for l in (0..8).filter(|&l| squeeze_at[8 * g + l] == j) {
-                    out[8 * g + l] = squeezed[l];
-                }
+        if squeeze_at[..lanes].contains(&j) {
+            state[1].to_scalars(&mut squeezed[..lanes]);
+            for l in (0..lanes).filter(|&l| squeeze_at[l] == j) {
+                out[l] = squeezed[l];
             }
         }
     }
     out
+}
+
+/// [`sponge`] on eight AVX-512 IFMA lanes.
+///
+/// # Safety
+/// The processor must have AVX-512F and AVX-512 IFMA.
+#[target_feature(enable = "avx512f,avx512ifma")]
+pub(super) unsafe fn sponge_ifma(
+    capacity: &[Fr; MAX_LANES],
+    permutations: usize,
+    squeeze_at: &[usize; MAX_LANES],
+    chunk: impl FnMut(usize, usize) -> [Fr; 2],
+) -> [Fr; MAX_LANES] {
+    sponge::<Fr8>(capacity, permutations, squeeze_at, chunk)
+}
+
+/// [`sponge`] on four AVX2 lanes (the first four entries of each array).
+///
+/// # Safety
+/// The processor must have AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn sponge_avx2(
+    capacity: &[Fr; MAX_LANES],
+    permutations: usize,
+    squeeze_at: &[usize; MAX_LANES],
+    chunk: impl FnMut(usize, usize) -> [Fr; 2],
+) -> [Fr; MAX_LANES] {
+    sponge::<Fr4>(capacity, permutations, squeeze_at, chunk)
 }

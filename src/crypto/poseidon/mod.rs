@@ -1,7 +1,7 @@
 //! Poseidon over BN254's scalar field: the parameters ([`params`]), the
 //! native permutation ([`permutation`]) and the hash built on them, one at
 //! a time ([`hash`]) or many at once ([`PoseidonBatch`], eight per AVX-512
-//! IFMA lane group). The in-circuit twin lives with the circuit
+//! IFMA lane group, four per AVX2 one). The in-circuit twin lives with the circuit
 //! (`prove::poseidon`).
 //!
 //! Domain separation: the capacity element starts as `tag << 16 | arity`,

@@ -1,0 +1,428 @@
+//! Four elements of BN254's scalar field at once with AVX2 (`vpmuludq`:
+//! four 32x32-bit products per instruction): [`Fr4`], for Poseidon in lanes
+//! on processors without AVX-512 IFMA.
+//!
+//! Layout: nine limbs in radix 2^29 (261 bits), one `__m256i` per limb,
+//! lane l holding element l. The value is arkworks' own Montgomery form aR
+//! mod q with R = 2^256, as in `crypto::ifma`: the last of the nine
+//! reduction steps clears only 24 bits (8 * 29 + 24 = 256), so converting
+//! from and to arkworks' limbs is bit repacking, never a product.
+//!
+//! Lazy bounds, as `crypto::ifma`'s (q < 0.19 * 2^256): a product takes
+//! inputs < 2q and returns < ab/2^256 + q < 2q, so products chain without
+//! reduction. Limbs are normalised (< 2^29) between operations: a product's
+//! columns then gather at most 9 products of the operands and 9 of the
+//! reduction, each below 2^58, and a carry: below 2^63, no overflow.
+
+use std::arch::x86_64::*;
+
+use ark_bn254::{Fr, FrConfig};
+use ark_ff::{BigInt, MontConfig};
+
+const BITS: usize = 29;
+const MASK: u64 = (1 << BITS) - 1;
+const LIMBS: usize = 9;
+
+/// Whether this CPU has AVX2, detected once.
+pub fn supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| is_x86_feature_detected!("avx2"))
+}
+
+/// Four little-endian 64-bit words as nine 29-bit limbs.
+const fn split29(w: [u64; 4]) -> [u64; LIMBS] {
+    let mut out = [0u64; LIMBS];
+    let mut i = 0;
+    while i < LIMBS {
+        let (word, offset) = (i * BITS / 64, i * BITS % 64);
+        let mut v = w[word] >> offset;
+        if offset + BITS > 64 && word + 1 < 4 {
+            v |= w[word + 1] << (64 - offset);
+        }
+        out[i] = v & MASK;
+        i += 1;
+    }
+    out
+}
+
+/// Nine 29-bit limbs as four little-endian 64-bit words (the value must fit 256 bits).
+fn join29(limbs: [u64; LIMBS]) -> [u64; 4] {
+    let mut w = [0u64; 4];
+    for (i, &x) in limbs.iter().enumerate() {
+        let (word, offset) = (i * BITS / 64, i * BITS % 64);
+        w[word] |= x << offset;
+        if offset + BITS > 64 && word + 1 < 4 {
+            w[word + 1] |= x >> (64 - offset);
+        }
+    }
+    w
+}
+
+/// k * q as four words (k <= 5 keeps it below 2^256).
+const fn times_q(k: u64) -> [u64; 4] {
+    let q = FrConfig::MODULUS.0;
+    let mut out = [0u64; 4];
+    let mut carry = 0u128;
+    let mut i = 0;
+    while i < 4 {
+        let v = q[i] as u128 * k as u128 + carry;
+        out[i] = v as u64;
+        carry = v >> 64;
+        i += 1;
+    }
+    assert!(carry == 0, "k * q must fit 256 bits");
+    out
+}
+
+/// q, 2q, ..., 4q in normalised limbs (index k - 1 holds kq).
+const Q_MULTIPLES: [[u64; LIMBS]; 4] =
+    [split29(times_q(1)), split29(times_q(2)), split29(times_q(3)), split29(times_q(4))];
+/// -q^-1 mod 2^29 (arkworks' INV is -q^-1 mod 2^64).
+const QINV29: u64 = FrConfig::INV & MASK;
+/// The lazy bounds of the module comment need q < 0.19 * 2^256.
+const _FITS: () = assert!(FrConfig::MODULUS.0[3] < 0x30A3_D70A_3D70_A3D7, "the modulus must be below 0.19 * 2^256");
+
+/// A field element's (Montgomery) limbs in radix 2^29, for [`Fr4::splat_limbs`].
+pub fn limbs29(value: &Fr) -> [u64; LIMBS] {
+    split29(value.0 .0)
+}
+
+/// Four elements of BN254's scalar field, limb-major (see the module comment).
+#[derive(Clone, Copy)]
+pub struct Fr4(pub [__m256i; LIMBS]);
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn splat(x: u64) -> __m256i {
+    _mm256_set1_epi64x(x as i64)
+}
+
+/// Unsigned carry propagation of non-negative limbs: afterwards limbs
+/// 0..8 lie in [0, 2^29) and the top limb holds the rest.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn normalised(mut l: [__m256i; LIMBS]) -> [__m256i; LIMBS] {
+    let mask = splat(MASK);
+    for i in 0..LIMBS - 1 {
+        l[i + 1] = _mm256_add_epi64(l[i + 1], _mm256_srli_epi64::<29>(l[i]));
+        l[i] = _mm256_and_si256(l[i], mask);
+    }
+    l
+}
+
+/// `v - kq` for normalised v, and an all-ones lane mask where that is not negative.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn minus_kq(v: &[__m256i; LIMBS], k: usize) -> ([__m256i; LIMBS], __m256i) {
+    let mask = splat(MASK);
+    let mut borrow = _mm256_setzero_si256();
+    let mut out = *v;
+    for (i, limb) in out.iter_mut().enumerate() {
+        // In (-2^29 - 1, 2^29): the low 29 bits are the limb, the sign the borrow.
+        let d = _mm256_sub_epi64(_mm256_sub_epi64(*limb, splat(Q_MULTIPLES[k - 1][i])), borrow);
+        *limb = _mm256_and_si256(d, mask);
+        borrow = _mm256_srli_epi64::<63>(d);
+    }
+    (out, _mm256_cmpeq_epi64(borrow, _mm256_setzero_si256()))
+}
+
+/// Reduce v in [0, n*step*q] (limb-wise, non-negative) by multiples of
+/// step*q: the last candidate v - k*step*q (k < n) that is not negative
+/// wins. Step 1 gives the canonical value, step 2 one below 2q.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn reduced(v: [__m256i; LIMBS], n: usize, step: usize) -> Fr4 {
+    let v = normalised(v);
+    let mut out = v;
+    for k in 1..n {
+        let (candidate, fits) = minus_kq(&v, k * step);
+        for (o, c) in out.iter_mut().zip(candidate) {
+            *o = _mm256_blendv_epi8(*o, c, fits);
+        }
+    }
+    Fr4(out)
+}
+
+impl Fr4 {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn splat_limbs(limbs: [u64; LIMBS]) -> Fr4 {
+        Fr4(limbs.map(|x| splat(x)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn zero() -> Fr4 {
+        Fr4([_mm256_setzero_si256(); LIMBS])
+    }
+
+    /// Four elements (any value below 2^256, e.g. arkworks' canonical Montgomery form).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn from_scalars(values: &[Fr; 4]) -> Fr4 {
+        let limbs = values.each_ref().map(limbs29);
+        Fr4(std::array::from_fn(|i| {
+            let row = [limbs[0][i], limbs[1][i], limbs[2][i], limbs[3][i]];
+            // SAFETY: an unaligned load of four u64 from a local array.
+            unsafe { _mm256_loadu_si256(row.as_ptr().cast()) }
+        }))
+    }
+
+    /// The four elements, made canonical first.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn to_scalars(self) -> [Fr; 4] {
+        let canonical = self.canonical();
+        let mut rows = [[0u64; 4]; LIMBS];
+        for (row, limb) in rows.iter_mut().zip(&canonical.0) {
+            // SAFETY: an unaligned store of four u64 into a local array.
+            unsafe { _mm256_storeu_si256(row.as_mut_ptr().cast(), *limb) };
+        }
+        std::array::from_fn(|lane| Fr::new_unchecked(BigInt::new(join29(rows.map(|row| row[lane])))))
+    }
+
+    /// The canonical (< q) form, for self < 2q.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn canonical(&self) -> Fr4 {
+        reduced(self.0, 2, 1)
+    }
+
+    /// self + b reduced to below 2q, for self, b < 2q.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn add_lazy(&self, b: &Fr4) -> Fr4 {
+        reduced(std::array::from_fn(|i| _mm256_add_epi64(self.0[i], b.0[i])), 2, 2)
+    }
+
+    /// The sum of three values, each below 2q, reduced to below 2q.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn sum3_lazy(a: &Fr4, b: &Fr4, c: &Fr4) -> Fr4 {
+        let v = std::array::from_fn(|i| _mm256_add_epi64(_mm256_add_epi64(a.0[i], b.0[i]), c.0[i]));
+        reduced(v, 3, 2)
+    }
+
+    /// The Montgomery product self * b / 2^256, below 2q for inputs below
+    /// 2q, column by column (product scanning): column k gathers the limb
+    /// products a_i b_j and the reduction's m_i q_j with i + j = k; in the
+    /// low nine columns it then sets m_k to clear the column's low 29 bits
+    /// (24 in the last: 8 * 29 + 24 = 256) and carries the rest into the
+    /// next. The columns above 2^256 come out normalised, to be shifted down
+    /// into limbs. Each column is its own monomorphised step, so the whole
+    /// product compiles to straight-line code.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn mul(&self, b: &Fr4) -> Fr4 {
+        // SAFETY: this function runs only with AVX2.
+        unsafe { Product::new([self], [b]).result() }
+    }
+
+    /// a0 b0 + a1 b1 + a2 b2 (each below 2q), below 2q: the three products'
+    /// columns summed before one Montgomery reduction instead of three
+    /// (Poseidon's matrix rows). Below 3.3q after it (12q^2 / 2^256 + q),
+    /// so one conditional subtraction of 2q follows.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn dot3(a: [&Fr4; 3], b: [&Fr4; 3]) -> Fr4 {
+        // SAFETY: this function runs only with AVX2.
+        reduced(unsafe { Product::new(a, b).result() }.0, 2, 2)
+    }
+}
+
+/// A Montgomery reduction under way of the sum of `P` products
+/// ([`Fr4::mul`], [`Fr4::dot3`]). With P at most 3 a column gathers at
+/// most 36 terms below 2^58: below 2^64.
+struct Product<'a, const P: usize> {
+    a: [&'a [__m256i; LIMBS]; P],
+    b: [&'a [__m256i; LIMBS]; P],
+    q: [__m256i; LIMBS],
+    qinv: __m256i,
+    mask: __m256i,
+    /// The reduction's multipliers, one per low column.
+    m: [__m256i; LIMBS],
+    /// The columns from 8 on, normalised.
+    high: [__m256i; LIMBS + 1],
+    carry: __m256i,
+}
+
+// Every step is `#[inline(always)]` (so without `target_feature`, hence
+// unsafe): the whole product must compile into its caller as straight-line
+// code, its values in registers; a call, or a copy of the struct, costs
+// more than the arithmetic (measured: 40% slower).
+impl<'a, const P: usize> Product<'a, P> {
+    /// # Safety
+    /// The processor must have AVX2 (every step is inlined into an AVX2 function).
+    #[inline(always)]
+    unsafe fn new(a: [&'a Fr4; P], b: [&'a Fr4; P]) -> Product<'a, P> {
+        const { assert!(P >= 1 && P <= 3, "a column of more than three products could overflow") };
+        let zero = _mm256_setzero_si256();
+        Product {
+            a: a.map(|x| &x.0),
+            b: b.map(|x| &x.0),
+            q: Q_MULTIPLES[0].map(|x| splat(x)),
+            qinv: splat(QINV29),
+            mask: splat(MASK),
+            m: [zero; LIMBS],
+            high: [zero; LIMBS + 1],
+            carry: zero,
+        }
+    }
+
+    /// Every column in order, then the columns from 2^256 on (the first's
+    /// low 24 bits are zero) shifted down into limbs.
+    #[inline(always)]
+    unsafe fn result(mut self) -> Fr4 {
+        macro_rules! column {
+            ($($k:literal)*) => {$( self.column::<$k>(); )*};
+        }
+        column!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+        self.high[LIMBS] = self.carry;
+        let low24 = splat((1 << 24) - 1);
+        Fr4(std::array::from_fn(|j| {
+            let above = _mm256_slli_epi64::<5>(_mm256_and_si256(self.high[j + 1], low24));
+            _mm256_or_si256(_mm256_srli_epi64::<24>(self.high[j]), above)
+        }))
+    }
+
+    /// Column K. The products go to two sums in turn (shorter chains); the
+    /// newest multiplier (the column before set it) is added last, so every
+    /// other term is ready early, off the chain from column to column.
+    ///
+    /// # Safety
+    /// As [`Product::new`]'s.
+    #[inline(always)]
+    unsafe fn column<const K: usize>(&mut self) {
+        let first = K.saturating_sub(LIMBS - 1);
+        let mut acc = self.carry;
+        let mut other = _mm256_mul_epu32(self.a[0][first], self.b[0][K - first]);
+        for p in 0..P {
+            for i in first..=K.min(LIMBS - 1) {
+                if p == 0 && i == first {
+                    continue;
+                }
+                let t = _mm256_mul_epu32(self.a[p][i], self.b[p][K - i]);
+                if (p + i) % 2 == 0 {
+                    other = _mm256_add_epi64(other, t);
+                } else {
+                    acc = _mm256_add_epi64(acc, t);
+                }
+            }
+        }
+        for i in first..K.min(LIMBS) {
+            if i + 1 != K {
+                acc = _mm256_add_epi64(acc, _mm256_mul_epu32(self.m[i], self.q[K - i]));
+            }
+        }
+        acc = _mm256_add_epi64(acc, other);
+        if K >= 1 && K - 1 < LIMBS && K > first {
+            acc = _mm256_add_epi64(acc, _mm256_mul_epu32(self.m[K - 1], self.q[1]));
+        }
+        if K < LIMBS {
+            // vpmuludq reads the low 32 bits: enough for the low 29 of m.
+            let mut mk = _mm256_and_si256(_mm256_mul_epu32(acc, self.qinv), self.mask);
+            if K == LIMBS - 1 {
+                mk = _mm256_and_si256(mk, splat((1 << 24) - 1));
+            }
+            acc = _mm256_add_epi64(acc, _mm256_mul_epu32(mk, self.q[0]));
+            self.m[K] = mk;
+        }
+        if K >= LIMBS - 1 {
+            self.high[K + 1 - LIMBS] = _mm256_and_si256(acc, self.mask);
+        }
+        self.carry = _mm256_srli_epi64::<29>(acc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ark_ff::{AdditiveGroup, Field, UniformRand};
+    use rand::SeedableRng;
+
+    /// Values below 2q with every edge: 0, 1, q - 1, and q + x (the lazy form).
+    fn samples(rng: &mut impl rand::RngCore) -> Vec<[u64; 4]> {
+        let q = FrConfig::MODULUS.0;
+        let plus_q = |x: Fr| {
+            let (mut w, mut carry) = ([0u64; 4], 0u128);
+            for (i, slot) in w.iter_mut().enumerate() {
+                let v = x.0 .0[i] as u128 + q[i] as u128 + carry;
+                *slot = v as u64;
+                carry = v >> 64;
+            }
+            w
+        };
+        let mut out: Vec<[u64; 4]> = [Fr::ZERO, Fr::ONE, -Fr::ONE].iter().map(|x| x.0 .0).collect();
+        out.push(plus_q(-Fr::ONE));
+        out.push(plus_q(Fr::ZERO));
+        for _ in 0..64 {
+            let x = Fr::rand(rng);
+            out.push(x.0 .0);
+            out.push(plus_q(x));
+        }
+        out
+    }
+
+    fn lanes(words: &[[u64; 4]; 4]) -> Fr4 {
+        let scalars = words.map(|w| Fr::new_unchecked(BigInt::new(w)));
+        // SAFETY: the test returned early where AVX2 is missing.
+        unsafe { Fr4::from_scalars(&scalars) }
+    }
+
+    /// The field element a lazy (< 2q) value stands for.
+    fn value(w: [u64; 4]) -> Fr {
+        let mut v = Fr::new_unchecked(BigInt::new(w));
+        if BigInt::new(w) >= FrConfig::MODULUS {
+            let mut words = w;
+            let mut borrow = 0i128;
+            for (i, slot) in words.iter_mut().enumerate() {
+                let d = *slot as i128 - FrConfig::MODULUS.0[i] as i128 - borrow;
+                *slot = d as u64;
+                borrow = i128::from(d < 0);
+            }
+            v = Fr::new_unchecked(BigInt::new(words));
+        }
+        v
+    }
+
+    #[test]
+    fn products_sums_and_canonical_forms_match_arkworks_on_lazy_inputs() {
+        if !supported() {
+            eprintln!("SKIPPED: no AVX2");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(29);
+        let all = samples(&mut rng);
+        for (n, window) in all.windows(12).enumerate() {
+            let a: [[u64; 4]; 4] = std::array::from_fn(|l| window[l]);
+            let b: [[u64; 4]; 4] = std::array::from_fn(|l| window[4 + l]);
+            let c: [[u64; 4]; 4] = std::array::from_fn(|l| window[8 + l]);
+            let (x, y, z) = (lanes(&a), lanes(&b), lanes(&c));
+            // SAFETY: AVX2 checked above.
+            let (product, sum, sum3, square_chain, dot) = unsafe {
+                let dot = Fr4::dot3([&x, &y, &z], [&z, &x, &y]);
+                (x.mul(&y), x.add_lazy(&y), Fr4::sum3_lazy(&x, &y, &z), x.mul(&x).mul(&y).mul(&z), dot)
+            };
+            let results = unsafe { [product, sum, sum3, square_chain, dot].map(|r| r.to_scalars()) };
+            for l in 0..4 {
+                let (va, vb, vc) = (value(a[l]), value(b[l]), value(c[l]));
+                assert_eq!(results[0][l], va * vb, "product, window {n} lane {l}");
+                assert_eq!(results[1][l], va + vb, "sum, window {n} lane {l}");
+                assert_eq!(results[2][l], va + vb + vc, "sum of three, window {n} lane {l}");
+                assert_eq!(results[3][l], va.square() * vb * vc, "chained products, window {n} lane {l}");
+                assert_eq!(results[4][l], va * vc + vb * va + vc * vb, "a row's dot product, window {n} lane {l}");
+            }
+        }
+    }
+
+    #[test]
+    fn limbs_round_trip_and_constants_hold() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(30);
+        for _ in 0..100 {
+            let x = Fr::rand(&mut rng);
+            assert_eq!(join29(limbs29(&x)), x.0 .0);
+        }
+        assert_eq!(QINV29.wrapping_mul(FrConfig::MODULUS.0[0]) & MASK, MASK, "q * qinv = -1 mod 2^29");
+        assert_eq!(join29(Q_MULTIPLES[3]), times_q(4));
+    }
+}
