@@ -204,135 +204,97 @@ impl Fr4 {
     }
 
     /// The Montgomery product self * b / 2^256, below 2q for inputs below
-    /// 2q, column by column (product scanning): column k gathers the limb
-    /// products a_i b_j and the reduction's m_i q_j with i + j = k; in the
-    /// low nine columns it then sets m_k to clear the column's low 29 bits
-    /// (24 in the last: 8 * 29 + 24 = 256) and carries the rest into the
-    /// next. The columns above 2^256 come out normalised, to be shifted down
-    /// into limbs. Each column is its own monomorphised step, so the whole
-    /// product compiles to straight-line code.
+    /// 2q: [`Fr4::dot`] of one pair.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub fn mul(&self, b: &Fr4) -> Fr4 {
-        // SAFETY: this function runs only with AVX2.
-        unsafe { Product::new([self], [b]).result() }
+        Fr4::dot([self], [b])
     }
 
-    /// a0 b0 + a1 b1 + a2 b2 (each below 2q), below 2q: the three products'
-    /// columns summed before one Montgomery reduction instead of three
-    /// (Poseidon's matrix rows). Below 3.3q after it (12q^2 / 2^256 + q),
-    /// so one conditional subtraction of 2q follows.
+    /// a0 b0 + a1 b1 + a2 b2 (each below 2q), below 2q: the three products
+    /// summed before one Montgomery reduction instead of three (Poseidon's
+    /// matrix rows). Below 3.3q after it (12q^2 / 2^256 + q), so one
+    /// conditional subtraction of 2q follows.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub fn dot3(a: [&Fr4; 3], b: [&Fr4; 3]) -> Fr4 {
-        // SAFETY: this function runs only with AVX2.
-        reduced(unsafe { Product::new(a, b).result() }.0, 2, 2)
+        reduced(Fr4::dot(a, b).0, 2, 2)
     }
-}
 
-/// A Montgomery reduction under way of the sum of `P` products
-/// ([`Fr4::mul`], [`Fr4::dot3`]). With P at most 3 a column gathers at
-/// most 36 terms below 2^58: below 2^64.
-struct Product<'a, const P: usize> {
-    a: [&'a [__m256i; LIMBS]; P],
-    b: [&'a [__m256i; LIMBS]; P],
-    q: [__m256i; LIMBS],
-    qinv: __m256i,
-    mask: __m256i,
-    /// The reduction's multipliers, one per low column.
-    m: [__m256i; LIMBS],
-    /// The columns from 8 on, normalised.
-    high: [__m256i; LIMBS + 1],
-    carry: __m256i,
-}
-
-// Every step is `#[inline(always)]` (so without `target_feature`, hence
-// unsafe): the whole product must compile into its caller as straight-line
-// code, its values in registers; a call, or a copy of the struct, costs
-// more than the arithmetic (measured: 40% slower).
-impl<'a, const P: usize> Product<'a, P> {
-    /// # Safety
-    /// The processor must have AVX2 (every step is inlined into an AVX2 function).
-    #[inline(always)]
-    unsafe fn new(a: [&'a Fr4; P], b: [&'a Fr4; P]) -> Product<'a, P> {
+    /// Σ a_p b_p / 2^256 (P at most 3), operand by operand (CIOS): for each
+    /// limb i of the a's, add a_p,i b_p into nine column sums, pick m to
+    /// clear the lowest column's low 29 bits (24 in the last step: 8 * 29 +
+    /// 24 = 256), add m q, and shift the sums down a column, carrying. The
+    /// nine sums stay in registers; the b's and q are read from memory as
+    /// the products' operands (AVX2 has sixteen registers). Each sum
+    /// gathers at most 9P products of the operands and 9 of the reduction,
+    /// each below 2^58, and a carry: below 2^64 for P <= 3. The result is
+    /// below P * 4q^2 / 2^256 + q: below 2q for P = 1.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn dot<const P: usize>(a: [&Fr4; P], b: [&Fr4; P]) -> Fr4 {
         const { assert!(P >= 1 && P <= 3, "a column of more than three products could overflow") };
-        let zero = _mm256_setzero_si256();
-        Product {
-            a: a.map(|x| &x.0),
-            b: b.map(|x| &x.0),
-            q: Q_MULTIPLES[0].map(|x| splat(x)),
-            qinv: splat(QINV29),
-            mask: splat(MASK),
-            m: [zero; LIMBS],
-            high: [zero; LIMBS + 1],
-            carry: zero,
+        let (qinv, mask) = (splat(QINV29), splat(MASK));
+        let q = &Q_SPLAT;
+        let mut t = [_mm256_setzero_si256(); LIMBS];
+        for i in 0..LIMBS {
+            for p in 0..P {
+                let ai = a[p].0[i];
+                for (tj, bj) in t.iter_mut().zip(&b[p].0) {
+                    *tj = _mm256_add_epi64(*tj, _mm256_mul_epu32(ai, *bj));
+                }
+            }
+            // vpmuludq reads the low 32 bits: enough for the low 29 of m.
+            let mut m = _mm256_and_si256(_mm256_mul_epu32(t[0], qinv), mask);
+            if i == LIMBS - 1 {
+                m = _mm256_and_si256(m, splat((1 << 24) - 1));
+            }
+            for (tj, qj) in t.iter_mut().zip(q) {
+                // SAFETY: an aligned load of a 32-byte row of Q_SPLAT.
+                let qj = unsafe { _mm256_load_si256(qj.0.as_ptr().cast()) };
+                *tj = _mm256_add_epi64(*tj, _mm256_mul_epu32(m, qj));
+            }
+            if i < LIMBS - 1 {
+                let carry = _mm256_srli_epi64::<29>(t[0]);
+                for j in 0..LIMBS - 1 {
+                    t[j] = t[j + 1];
+                }
+                t[0] = _mm256_add_epi64(t[0], carry);
+                t[LIMBS - 1] = _mm256_setzero_si256();
+            }
         }
-    }
-
-    /// Every column in order, then the columns from 2^256 on (the first's
-    /// low 24 bits are zero) shifted down into limbs.
-    #[inline(always)]
-    unsafe fn result(mut self) -> Fr4 {
-        macro_rules! column {
-            ($($k:literal)*) => {$( self.column::<$k>(); )*};
+        // t holds the columns from 232 bits on (the first's low 24 bits are
+        // zero): normalise, then shift down 24 bits into limbs.
+        for j in 0..LIMBS - 1 {
+            t[j + 1] = _mm256_add_epi64(t[j + 1], _mm256_srli_epi64::<29>(t[j]));
+            t[j] = _mm256_and_si256(t[j], mask);
         }
-        column!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
-        self.high[LIMBS] = self.carry;
         let low24 = splat((1 << 24) - 1);
         Fr4(std::array::from_fn(|j| {
-            let above = _mm256_slli_epi64::<5>(_mm256_and_si256(self.high[j + 1], low24));
-            _mm256_or_si256(_mm256_srli_epi64::<24>(self.high[j]), above)
+            let low = _mm256_srli_epi64::<24>(t[j]);
+            match t.get(j + 1) {
+                Some(&above) => _mm256_or_si256(low, _mm256_slli_epi64::<5>(_mm256_and_si256(above, low24))),
+                None => low,
+            }
         }))
     }
-
-    /// Column K. The products go to two sums in turn (shorter chains); the
-    /// newest multiplier (the column before set it) is added last, so every
-    /// other term is ready early, off the chain from column to column.
-    ///
-    /// # Safety
-    /// As [`Product::new`]'s.
-    #[inline(always)]
-    unsafe fn column<const K: usize>(&mut self) {
-        let first = K.saturating_sub(LIMBS - 1);
-        let mut acc = self.carry;
-        let mut other = _mm256_mul_epu32(self.a[0][first], self.b[0][K - first]);
-        for p in 0..P {
-            for i in first..=K.min(LIMBS - 1) {
-                if p == 0 && i == first {
-                    continue;
-                }
-                let t = _mm256_mul_epu32(self.a[p][i], self.b[p][K - i]);
-                if (p + i) % 2 == 0 {
-                    other = _mm256_add_epi64(other, t);
-                } else {
-                    acc = _mm256_add_epi64(acc, t);
-                }
-            }
-        }
-        for i in first..K.min(LIMBS) {
-            if i + 1 != K {
-                acc = _mm256_add_epi64(acc, _mm256_mul_epu32(self.m[i], self.q[K - i]));
-            }
-        }
-        acc = _mm256_add_epi64(acc, other);
-        if K >= 1 && K - 1 < LIMBS && K > first {
-            acc = _mm256_add_epi64(acc, _mm256_mul_epu32(self.m[K - 1], self.q[1]));
-        }
-        if K < LIMBS {
-            // vpmuludq reads the low 32 bits: enough for the low 29 of m.
-            let mut mk = _mm256_and_si256(_mm256_mul_epu32(acc, self.qinv), self.mask);
-            if K == LIMBS - 1 {
-                mk = _mm256_and_si256(mk, splat((1 << 24) - 1));
-            }
-            acc = _mm256_add_epi64(acc, _mm256_mul_epu32(mk, self.q[0]));
-            self.m[K] = mk;
-        }
-        if K >= LIMBS - 1 {
-            self.high[K + 1 - LIMBS] = _mm256_and_si256(acc, self.mask);
-        }
-        self.carry = _mm256_srli_epi64::<29>(acc);
-    }
 }
+
+/// q's limbs, each splatted over four lanes in an aligned row (the
+/// products' memory operands).
+#[repr(C, align(32))]
+struct Row([u64; 4]);
+
+static Q_SPLAT: [Row; LIMBS] = {
+    let q = Q_MULTIPLES[0];
+    let mut rows = [const { Row([0; 4]) }; LIMBS];
+    let mut i = 0;
+    while i < LIMBS {
+        rows[i] = Row([q[i]; 4]);
+        i += 1;
+    }
+    rows
+};
 
 #[cfg(test)]
 mod tests {
