@@ -356,20 +356,13 @@ impl Core {
             return None;
         }
         let place = self.scheduler.run_now(kind, &COMPUTE_KINDS, self.local_runners)?;
-        let job = &mut record.job;
-        job.set_state(JobState::Running);
-        job.started_unix_ms = now_ms();
-        job.attempts += 1;
-        job.stage = "hash".into();
+        mark_running(&mut record.job);
+        record.job.stage = "hash".into();
         let clock = Instant::now();
         let outcome = work::run(payload, &self.engines, &Unwatched);
         let hash_seconds = clock.elapsed().as_secs_f64();
         drop(place);
-        let outcome = match outcome {
-            Ok(Some(done)) => Ok(done.result),
-            Ok(None) => Err(cancelled_at("hash")),
-            Err(e) => Err((e.code(), e.to_string())),
-        };
+        let outcome = outcome_of(outcome, &record.job.stage).map(|done| done.result);
         let result = self.conclude(record, outcome);
         let bytes_hashed = if result.is_some() { hashed_bytes(payload) } else { 0 };
         Some(RanAtOnce { result, hash_seconds, bytes_hashed })
@@ -643,9 +636,7 @@ impl Core {
     /// all: after a crash it is queued in the job store either way, and its
     /// work has no effect to look for.
     fn start(&self, record: &mut JobRecord, recorded: bool) -> Result<(), JournalError> {
-        record.job.set_state(JobState::Running);
-        record.job.started_unix_ms = now_ms();
-        record.job.attempts += 1;
+        mark_running(&mut record.job);
         if recorded {
             self.journal.update(record, None, true)?;
         }
@@ -787,11 +778,7 @@ impl Core {
         let progress = Stages::new(self, &record.job);
         let outcome = work(&progress);
         record.job.stage = progress.finish();
-        match outcome {
-            Ok(Some(result)) => Ok(result),
-            Ok(None) => Err(cancelled_at(&record.job.stage)),
-            Err(e) => Err((e.code(), e.to_string())),
-        }
+        outcome_of(outcome, &record.job.stage)
     }
 
     fn is_cancelled(&self, id: u64) -> bool {
@@ -832,6 +819,25 @@ impl Progress for Stages<'_> {
         self.clock.begin(name);
         self.core.publish(&job, 0.0);
         true
+    }
+}
+
+/// A job's state and counters as it starts (another attempt).
+fn mark_running(job: &mut Job) {
+    job.set_state(JobState::Running);
+    job.started_unix_ms = now_ms();
+    job.attempts += 1;
+}
+
+/// What a job's work came to, as its end: `Ok(None)` is a cancellation at `stage`.
+fn outcome_of(
+    outcome: Result<Option<work::Done>, WorkError>,
+    stage: &str,
+) -> Result<work::Done, (&'static str, String)> {
+    match outcome {
+        Ok(Some(done)) => Ok(done),
+        Ok(None) => Err(cancelled_at(stage)),
+        Err(e) => Err((e.code(), e.to_string())),
     }
 }
 

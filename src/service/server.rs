@@ -157,8 +157,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     if options.queue.is_some() {
         return Err(ServeError::Config("--queue needs a cvm built with the `postgres` feature".into()));
     }
-    // With a cluster queue, the server's runners are the cluster's (above).
-    let local_runners = if options.queue.is_some() { 0 } else { options.runners };
+    let local_runners = local_runners(&options);
     let mut runners: Vec<_> = (0..local_runners)
         .map(|n| {
             let core = core.clone();
@@ -262,16 +261,24 @@ fn expire_now_and_then<F: std::future::Future<Output = Result<(), String>> + Sen
     })
 }
 
+/// The runners this server runs itself: none with a cluster queue, whose
+/// workers run the jobs (the server's runners are the cluster's).
+fn local_runners(options: &ServeOptions) -> usize {
+    if options.queue.is_some() {
+        0
+    } else {
+        options.runners
+    }
+}
+
 fn open_core(options: &ServeOptions) -> Result<Core, ServeError> {
     let journal = Journal::open(&options.data_dir)?;
     let engines = Engines::open(&options.data_dir, options.backend).map_err(ServeError::Backend)?;
     let batches = BatchRunner::open(&options.data_dir, engines.keys.clone()).map_err(|e| {
         ServeError::Config(format!("opening the register store in {}: {e}", options.data_dir.display()))
     })?;
-    // With a cluster queue, the cluster's workers run the compute jobs (none run here).
-    let local_runners = if options.queue.is_some() { 0 } else { options.runners };
     let core = Core::new(journal, Scheduler::new(options.queue_depth), engines, options.result_ttl, batches)
-        .with_local_runners(local_runners);
+        .with_local_runners(local_runners(options));
     let recovered = core.recover()?;
     if recovered > 0 {
         tracing::info!(recovered, "queued again the jobs accepted before the last stop");
