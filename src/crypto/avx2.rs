@@ -299,20 +299,15 @@ static Q_SPLAT: [Row; LIMBS] = {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ark_ff::{AdditiveGroup, Field, UniformRand};
+    use ark_ff::{AdditiveGroup, BigInteger, Field, UniformRand};
     use rand::SeedableRng;
 
     /// Values below 2q with every edge: 0, 1, q - 1, and q + x (the lazy form).
     fn samples(rng: &mut impl rand::RngCore) -> Vec<[u64; 4]> {
-        let q = FrConfig::MODULUS.0;
         let plus_q = |x: Fr| {
-            let (mut w, mut carry) = ([0u64; 4], 0u128);
-            for (i, slot) in w.iter_mut().enumerate() {
-                let v = x.0 .0[i] as u128 + q[i] as u128 + carry;
-                *slot = v as u64;
-                carry = v >> 64;
-            }
-            w
+            let mut w = x.0;
+            assert!(!w.add_with_carry(&FrConfig::MODULUS), "below 2q < 2^256");
+            w.0
         };
         let mut out: Vec<[u64; 4]> = [Fr::ZERO, Fr::ONE, -Fr::ONE].iter().map(|x| x.0 .0).collect();
         out.push(plus_q(-Fr::ONE));
@@ -333,18 +328,11 @@ mod tests {
 
     /// The field element a lazy (< 2q) value stands for.
     fn value(w: [u64; 4]) -> Fr {
-        let mut v = Fr::new_unchecked(BigInt::new(w));
-        if BigInt::new(w) >= FrConfig::MODULUS {
-            let mut words = w;
-            let mut borrow = 0i128;
-            for (i, slot) in words.iter_mut().enumerate() {
-                let d = *slot as i128 - FrConfig::MODULUS.0[i] as i128 - borrow;
-                *slot = d as u64;
-                borrow = i128::from(d < 0);
-            }
-            v = Fr::new_unchecked(BigInt::new(words));
+        let mut v = BigInt::new(w);
+        if v >= FrConfig::MODULUS {
+            v.sub_with_borrow(&FrConfig::MODULUS);
         }
-        v
+        Fr::new_unchecked(v)
     }
 
     #[test]
