@@ -126,6 +126,9 @@ enum Command {
 fn main() {
     allocator::keep_freed_memory();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
+        allocator::small_pages_only();
+    }
     init_tracing(cli.globals.quiet);
     progress::watch_gpu_compilation(&cli.globals);
     ensure_runtime_dir();
