@@ -332,7 +332,7 @@ fn bench_batch(c: &mut Criterion) {
     causality_vm::tuning::Tuning::from_env()
         .and_then(causality_vm::tuning::Tuning::apply)
         .expect("CVM_* tuning variables");
-    allocator::keep_freed_memory();
+    allocator::configure();
     let mut group = c.benchmark_group("batch_10k_transfers");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));

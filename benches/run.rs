@@ -126,7 +126,7 @@ fn bench(c: &mut Criterion) {
     causality_vm::tuning::Tuning::from_env()
         .and_then(causality_vm::tuning::Tuning::apply)
         .expect("CVM_* tuning variables");
-    allocator::keep_freed_memory();
+    allocator::configure();
     for k in sizes() {
         split(k);
     }

@@ -28,7 +28,7 @@ fn best(times: &[Duration]) -> Duration {
 }
 
 fn main() {
-    allocator::keep_freed_memory();
+    allocator::configure();
     causality_vm::tuning::Tuning::from_env()
         .and_then(causality_vm::tuning::Tuning::apply)
         .expect("CVM_* tuning variables");

@@ -30,8 +30,12 @@ use causality_vm::store::RegisterStore;
 use causality_vm::{Backend, ContentId, DomainId, ExecutionMode};
 use serde_json::{json, Value};
 
+/// The server allocates as the `cvm` binary does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "../src/bin/cvm/allocator.rs"]
+mod allocator;
 
 const TRANSFERS: usize = 10_000;
 const DOMAIN: &str = "load.bank";
@@ -155,6 +159,7 @@ fn batch_job(batch_json: Vec<u8>) -> JobPayload {
 }
 
 fn main() {
+    allocator::configure();
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("arguments are numbers"));
     let clients = args.next().unwrap_or(8);
     let rounds = args.next().unwrap_or(3);

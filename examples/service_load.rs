@@ -24,8 +24,12 @@ use causality_vm::service::server::start;
 use causality_vm::service::ServeOptions;
 use causality_vm::{Backend, DomainId, HashPool};
 
+/// The server allocates as the `cvm` binary does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "../src/bin/cvm/allocator.rs"]
+mod allocator;
 
 fn hash_job(messages: Vec<Vec<u8>>) -> JobPayload {
     let messages = messages.into_iter().map(|data| HashMessage { data, mode: None }).collect();
@@ -50,6 +54,7 @@ fn in_process_jobs_per_second(message: &[u8], seconds: f64) -> f64 {
 }
 
 fn main() {
+    allocator::configure();
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("arguments are numbers"));
     let clients = args.next().unwrap_or(64);
     let seconds = args.next().unwrap_or(10) as f64;

@@ -1,5 +1,5 @@
-//! How mimalloc, the allocator of the `cvm` binary and the batch bench,
-//! treats memory a batch frees.
+//! How mimalloc, the allocator of the `cvm` binary and of the benches and
+//! load examples that measure it, treats memory: [`configure`] at start.
 //!
 //! A batch allocates buffers of megabytes (the hash pool's inputs and
 //! digests, the state tree's levels, the delta's encoding) and frees them
@@ -9,6 +9,16 @@
 //! time went to `clear_page_erms`. Kept, the same pages serve every later
 //! batch; the peak memory of a 10-batch stream did not change (626 MB
 //! against 632 MB), since each batch needs about what the one before did.
+//!
+//! And mimalloc asks for transparent huge pages, which cost far more than
+//! they give on the virtual machines these builds run on (see
+//! [`small_pages_only`]).
+
+/// Both settings below, before anything large is allocated.
+pub fn configure() {
+    keep_freed_memory();
+    small_pages_only();
+}
 
 /// mimalloc's `mi_option_purge_delay` (the same place in its option list in
 /// versions 2 and 3).
@@ -17,7 +27,7 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Keep memory freed by earlier batches for later ones instead of returning
 /// it to the kernel, unless `MIMALLOC_PURGE_DELAY` is set (the user's choice
 /// wins). Harmless where mimalloc is not the global allocator.
-pub fn keep_freed_memory() {
+fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
@@ -28,14 +38,14 @@ pub fn keep_freed_memory() {
 
 /// Back this process's memory with ordinary 4 KiB pages instead of
 /// transparent huge pages, unless `MIMALLOC_ALLOW_THP` is set (the user's
-/// choice wins). For a command that runs once: on the virtual machines these
-/// builds run on, a freed 2 MiB page is handed back to the host, so the next
-/// process to touch it waits while the host backs it again. `cvm groth16
-/// prove` of a 2^16 circuit took 1.2–1.5 s a few seconds after another
-/// process ran, against 0.6–0.7 s on small pages (0.5 s back to back with
-/// either). Long-running processes keep their memory (above), so they pay
-/// that once and keep huge pages.
-#[allow(dead_code)] // the benches and examples that share this file run long
+/// choice wins). On the virtual machines these builds run on, a freed 2 MiB
+/// page is soon handed back to the host, and the next process (or the next
+/// large buffer) to get it waits while the host backs it again; small pages
+/// come from the kernel's recently freed ones. `cvm groth16 prove` of a
+/// 2^16 circuit took 1.2–1.6 s a few seconds after another process ran,
+/// against 0.6–0.7 s on small pages; a server's 64 MB hash job 474–652 ms
+/// against 277–333 ms. Huge pages gained nothing measurable in the batch
+/// bench (docs/PERFORMANCE.md).
 pub fn small_pages_only() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;

@@ -124,11 +124,8 @@ enum Command {
 }
 
 fn main() {
-    allocator::keep_freed_memory();
+    allocator::configure();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
-        allocator::small_pages_only();
-    }
     init_tracing(cli.globals.quiet);
     progress::watch_gpu_compilation(&cli.globals);
     ensure_runtime_dir();
