@@ -183,6 +183,31 @@ fn hex_le(hex: &str) -> Vec<u8> {
     bytes
 }
 
+/// Two of the A section's points swapped: every point still checks, the
+/// coefficients still fit the .r1cs and the witness satisfies it, yet the
+/// proof cannot verify. The key is named as the fault, not the witness.
+#[test]
+fn a_key_whose_points_do_not_match_its_circuit_is_named_as_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let swapped = edited(d, "multiplier.zkey", |b| {
+        let at = section_start(b, 5);
+        let (first, second) = (at + 64, at + 128);
+        let point: Vec<u8> = b[first..first + 64].to_vec();
+        assert_ne!(point, b[second..second + 64], "the two points differ");
+        b.copy_within(second..second + 64, first);
+        b[second..second + 64].copy_from_slice(&point);
+    });
+    let r1cs = fixture("multiplier.r1cs");
+    let (code, err) = prove(d, &swapped, &fixture("multiplier.wtns"), &["--r1cs", r1cs.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("satisfies every constraint") && err.contains("damaged or altered key"), "{err}");
+    // Without the circuit, both causes are named.
+    let (code, err) = prove(d, &swapped, &fixture("multiplier.wtns"), &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("either the witness does not satisfy") && err.contains("damaged or altered key"), "{err}");
+}
+
 /// The witness with signal `index` changed to `value` (standard form).
 fn witness_with(dir: &Path, index: usize, value: u64) -> PathBuf {
     edited(dir, "multiplier.wtns", |b| {
@@ -212,7 +237,8 @@ fn a_witness_that_does_not_satisfy_the_circuit_is_refused_before_or_after_provin
     std::fs::copy(fixture("multiplier.zkey"), &zkey).unwrap();
     let (code, err) = prove(d, &zkey, &bad, &[]);
     assert_eq!(code, 2);
-    assert!(err.contains("does not satisfy the circuit") && err.contains("does not verify"), "{err}");
+    assert!(err.contains("does not verify") && err.contains("the witness does not satisfy the circuit"), "{err}");
+    assert!(err.contains("give the circuit's .r1cs"), "{err}");
     let good = prove(alone.path(), &zkey, &fixture("multiplier.wtns"), &[]);
     assert_eq!(good.0, 0, "{}", good.1);
     assert!(good.1.contains("proof verified against the key"), "{}", good.1);

@@ -37,11 +37,21 @@ pub enum CircomError {
     OtherCircuit { r1cs: String, reason: String },
     #[error("the witness does not satisfy the circuit: constraint {index} of {total} is not satisfied")]
     Unsatisfied { index: usize, total: usize },
+    /// The finished proof fails the key's own verification key, and no
+    /// R1CS checked the witness: one of the two is at fault.
     #[error(
-        "the witness does not satisfy the circuit: its proof does not verify with the key's verification key \
-         (give the circuit's .r1cs to name the constraint that is not satisfied)"
+        "the proof does not verify with the key's verification key: either the witness does not satisfy the \
+         circuit, or the key's coefficients do not match its points (a damaged or altered key); give the \
+         circuit's .r1cs to tell which (and to name the constraint that is not satisfied)"
     )]
     ProofRejected,
+    /// The witness satisfies every constraint of the key's circuit, yet the
+    /// proof fails the key's verification key: the key is at fault.
+    #[error(
+        "the witness satisfies every constraint of the .r1cs, yet its proof does not verify with the key's \
+         verification key: the key's points do not match its circuit (a damaged or altered key)"
+    )]
+    KeyInconsistent,
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error(transparent)]

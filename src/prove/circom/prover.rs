@@ -95,6 +95,7 @@ impl CircomKey {
         // The key's own verification key (its IC fixes the public count).
         match Groth16::<Bn254>::verify_proof(&self.pvk, &proof, &public) {
             Ok(true) => Ok((proof, public)),
+            _ if self.circuit.is_some() => Err(CircomError::KeyInconsistent),
             _ => Err(CircomError::ProofRejected),
         }
     }

@@ -230,6 +230,8 @@ pub(super) fn run(
     let (proof, public) = key.prove(&engines.msm, &work.witness, &mut stages).map_err(|e| match e {
         CircomError::Prove(e) => WorkError::Internal(e.to_string()),
         CircomError::Ntt(e) => WorkError::Internal(e.to_string()),
+        // The job is recorded with its key's id, whichever way it was named.
+        e @ CircomError::KeyInconsistent => WorkError::Bad(BadPayload::new("groth16.zkey_id", e.to_string())),
         other => WorkError::Bad(BadPayload::new("groth16.witness", other.to_string())),
     })?;
     let quotient = stages.quotient_backend().unwrap_or(ResolvedBackend::Cpu);
