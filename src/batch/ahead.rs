@@ -263,7 +263,7 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: 
             Err(e) => {
                 env.effects.undo(mark);
                 env.new_registers.clear();
-                Some(Record::Failed(e, fx))
+                Some(Record::Failed(Box::new(e), fx))
             }
         };
         ran.push(Ran { index, record, registers: created });

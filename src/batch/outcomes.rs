@@ -39,7 +39,7 @@ impl Outcomes<'_> {
         for (index, (record, op)) in records.into_iter().zip(ops).enumerate() {
             let (status, instructions, traces) = match record {
                 Record::Skipped => (OpStatus::Skipped, 0, Vec::new()),
-                Record::Failed(e, fx) => (OpStatus::Failed(e), fx.instructions, fx.traces),
+                Record::Failed(e, fx) => (OpStatus::Failed(*e), fx.instructions, fx.traces),
                 Record::Executed(fx) => {
                     let (spent, ids) = (fx.consumes.clone(), fx.creates.clone());
                     let (instructions, outcome, traces) =

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use super::consts::{key_words, DERIVE_KEY_CONTEXT, DERIVE_KEY_MATERIAL, IV, KEYED_HASH};
 use super::reference;
 
+/// Bytes past which [`PackedBatch::append_all`] copies on the rayon pool.
+const PARALLEL_COPY_BYTES: usize = 1 << 20;
+
 /// One pending request: `len` bytes at `offset` in the batch's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Job {
@@ -145,11 +148,44 @@ impl PackedBatch {
         slot
     }
 
-    /// Append every request of `from`, in order, with their keys: one copy
-    /// of its bytes, and each of its key slots looked up here once (not once
-    /// per run: a batch's runs alternate between a few keys, and this is on
-    /// the parallel merge's critical path).
-    pub fn append(&mut self, from: &PackedBatch) {
+    /// Append every request of `parts`, in order, with their keys: their
+    /// bytes copied once into room reserved for all of them (side by side on
+    /// the rayon pool when there are many), and each part's key slots looked
+    /// up here once (not once per run: a batch's runs alternate between a few
+    /// keys).
+    pub fn append_all(&mut self, parts: &[PackedBatch]) {
+        let base = self.bytes.len();
+        let total: usize = parts.iter().map(PackedBatch::byte_len).sum();
+        self.bytes.reserve(total);
+        let mut room = &mut self.bytes.spare_capacity_mut()[..total];
+        let mut copies = Vec::with_capacity(parts.len());
+        for part in parts {
+            let (to, rest) = std::mem::take(&mut room).split_at_mut(part.byte_len());
+            copies.push((to, part.bytes.as_slice()));
+            room = rest;
+        }
+        let copy = |(to, from): (&mut [std::mem::MaybeUninit<u8>], &[u8])| {
+            // SAFETY: `to` is `from.len()` bytes of this buffer's spare capacity.
+            unsafe { std::ptr::copy_nonoverlapping(from.as_ptr(), to.as_mut_ptr().cast::<u8>(), from.len()) }
+        };
+        if total >= PARALLEL_COPY_BYTES {
+            use rayon::prelude::*;
+            copies.into_par_iter().for_each(copy);
+        } else {
+            copies.into_iter().for_each(copy);
+        }
+        // SAFETY: the copies above wrote all `total` bytes after `base`.
+        unsafe { self.bytes.set_len(base + total) };
+        let mut offset = base;
+        for part in parts {
+            self.append_runs(part, offset);
+            offset += part.byte_len();
+        }
+    }
+
+    /// Append `from`'s runs, its bytes already copied to `base`, and its keys.
+    /// Every part's length is a multiple of 4, so its messages stay aligned.
+    fn append_runs(&mut self, from: &PackedBatch, base: usize) {
         let slots: Vec<u32> = from
             .sources
             .iter()
@@ -159,8 +195,6 @@ impl PackedBatch {
                 KeySource::Context(context) => self.context_slot(context),
             })
             .collect();
-        let base = self.bytes.len();
-        self.bytes.extend_from_slice(&from.bytes);
         for run in &from.runs {
             self.add_run(Run { offset: base + run.offset, key: slots[run.key as usize], ..*run });
         }
