@@ -60,19 +60,38 @@ pub(super) struct PassEffects {
 pub(super) struct OpEffects {
     /// Its id requests in [`PassEffects::creates`].
     pub creates: Span,
-    /// ProofGeneration: the created registers as created, for the witness.
-    pub created_copies: Vec<Arc<ResourceRegister>>,
     pub updates: Vec<(Arc<ResourceRegister>, Arc<ResourceRegister>)>,
     /// Its consumed inputs in [`PassEffects::consumes`].
     pub consumes: Span,
     pub assertions: Vec<Assertion>,
+    pub instructions: u64,
+    /// What only some operations or modes record, boxed: the merge of a
+    /// parallel pass moves every record a few times on its serial path, and
+    /// these fields would double a record's size.
+    pub extras: Option<Box<Extras>>,
+}
+
+/// [`OpEffects`]' rarely used parts.
+#[derive(Default)]
+pub(super) struct Extras {
+    /// ProofGeneration: the created registers as created, for the witness.
+    pub created_copies: Vec<Arc<ResourceRegister>>,
     pub read: Option<Arc<ResourceRegister>>,
     pub verified: Option<String>,
-    pub instructions: u64,
     pub traces: Vec<LogicTrace>,
 }
 
 impl OpEffects {
+    /// The extras, made on first use.
+    pub fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// The extras, taken (empty ones if none were made).
+    pub fn take_extras(&mut self) -> Extras {
+        self.extras.take().map(|extras| *extras).unwrap_or_default()
+    }
+
     /// Move every handle the effects hold by `shift` (wrapping): they were
     /// filed in another pool ([`super::ahead`]).
     pub fn shift_handles(&mut self, shift: u32) {
@@ -362,7 +381,7 @@ impl<'s, 'a> Env<'s, 'a> {
         };
         let result = if self.interpreter.trace {
             let run = self.interpreter.run_traced(&program, &input, &mut self.pool);
-            fx.traces.push(LogicTrace {
+            fx.extras().traces.push(LogicTrace {
                 role,
                 resource: subject_known.then_some(subject.id),
                 program: subject.logic,

@@ -289,7 +289,7 @@ fn apply(env: &mut Env, index: usize, fx: &mut OpEffects) {
         env.overlay.put(Arc::clone(after));
     }
     if prove::gathers_witnesses(env.tx) {
-        fx.created_copies = env.new_registers.clone();
+        fx.extras().created_copies = env.new_registers.clone();
     }
     for (handle, register) in env.effects.creates[fx.creates.clone()].iter().zip(env.new_registers.drain(..)) {
         env.overlay.create(*handle, register);
@@ -562,7 +562,9 @@ fn witness(
         kind,
         consumed: consumed.iter().map(|c| (ResourceRegister::clone(&c.register), c.nullifier_key)).collect(),
         created: fx
-            .created_copies
+            .extras
+            .as_ref()
+            .map_or(&[][..], |extras| &extras.created_copies)
             .iter()
             .zip(ids)
             .map(|(r, id)| ResourceRegister { id: *id, ..ResourceRegister::clone(r) })

@@ -39,7 +39,7 @@ impl Outcomes<'_> {
         for (index, (record, op)) in records.into_iter().zip(ops).enumerate() {
             let (status, instructions, traces) = match record {
                 Record::Skipped => (OpStatus::Skipped, 0, Vec::new()),
-                Record::Failed(e, fx) => (OpStatus::Failed(*e), fx.instructions, fx.traces),
+                Record::Failed(e, mut fx) => (OpStatus::Failed(*e), fx.instructions, fx.take_extras().traces),
                 Record::Executed(fx) => {
                     let (spent, ids) = (fx.consumes.clone(), fx.creates.clone());
                     let (instructions, outcome, traces) =
@@ -54,18 +54,19 @@ impl Outcomes<'_> {
 }
 
 fn outcome(
-    fx: OpEffects,
+    mut fx: OpEffects,
     consumed: &[Consumption],
     nullifiers: &[[u8; 32]],
     created: &[ResourceId],
 ) -> (u64, OpOutcome, Vec<super::LogicTrace>) {
+    let extras = fx.take_extras();
     let outcome = OpOutcome {
         created: created.to_vec(),
         consumed: consumed.iter().map(|c| c.register.id).collect(),
         nullifiers: nullifiers.to_vec(),
         updated: fx.updates.iter().map(|(_, a)| (a.id, a.version)).collect(),
-        read: fx.read.map(Arc::unwrap_or_clone),
-        verified: fx.verified,
+        read: extras.read.map(Arc::unwrap_or_clone),
+        verified: extras.verified,
     };
-    (fx.instructions, outcome, fx.traces)
+    (fx.instructions, outcome, extras.traces)
 }

@@ -10,6 +10,6 @@ pub(super) fn read(env: &mut Env, id: &ResourceId, fx: &mut OpEffects) -> Result
     let register = env.load(id)?;
     env.authorize(OperationKind::Read, Some(id), &register.domain, None)?;
     env.run_logic(OperationKind::Read, Role::Read, &register, true, &[], fx)?;
-    fx.read = Some(register);
+    fx.extras().read = Some(register);
     Ok(())
 }

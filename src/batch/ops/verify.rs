@@ -15,7 +15,7 @@ pub(super) fn verify(env: &mut Env, target: &VerifyTarget, fx: &mut OpEffects) -
             env.run_logic(OperationKind::Verify, Role::Verified, &register, true, &[], fx)?;
             let handle = env.pool.hash(register.state_encoding());
             fx.assertions.push(Assertion::Commitment { handle, stated: *commitment, id: *id });
-            fx.verified = Some(format!("the commitment of {id} (version {}) matches", register.version));
+            fx.extras().verified = Some(format!("the commitment of {id} (version {}) matches", register.version));
             Ok(())
         }
         VerifyTarget::BatchProof { batch } => {
@@ -38,7 +38,7 @@ pub(super) fn verify(env: &mut Env, target: &VerifyTarget, fx: &mut OpEffects) -
                 stage: "verify".into(),
                 reason: format!("the {} proof of batch {batch} does not verify: {reason}", proof.system),
             })?;
-            fx.verified = Some(format!("the {} proof of batch {batch} verifies", proof.system));
+            fx.extras().verified = Some(format!("the {} proof of batch {batch} verifies", proof.system));
             Ok(())
         }
     }
