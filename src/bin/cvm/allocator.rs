@@ -43,10 +43,10 @@ fn keep_freed_memory() {
 /// large buffer) to get it waits while the host backs it again; small pages
 /// come from the kernel's recently freed ones. `cvm groth16 prove` of a
 /// 2^16 circuit took 1.2–1.6 s a few seconds after another process ran,
-/// against 0.6–0.7 s on small pages; a server's 64 MB hash job 474–652 ms
-/// against 277–333 ms. Huge pages gained nothing measurable in the batch
-/// bench (docs/PERFORMANCE.md).
-pub fn small_pages_only() {
+/// against 0.6–0.7 s on small pages; a fresh server's 64 MB hash job
+/// 480–644 ms against 283–344 ms. Huge pages gained nothing measurable in
+/// the batch bench (docs/PERFORMANCE.md).
+fn small_pages_only() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
     }
