@@ -46,10 +46,22 @@ struct SparseG2 {
     bases: Arc<ResidentG2>,
 }
 
-fn split_nonzero<A: AffineRepr>(query: &[A]) -> (A, Vec<usize>, Vec<A>) {
+/// The first base, and the others that are non-zero with their indices
+/// (counted from the second), compacted in `query`'s own memory: a key's
+/// queries run to tens of megabytes, not worth a second copy.
+fn split_nonzero<A: AffineRepr>(mut query: Vec<A>) -> (A, Vec<usize>, Vec<A>) {
     let first = query.first().copied().unwrap_or_else(A::zero);
-    let (indices, bases) = query.iter().skip(1).enumerate().filter(|(_, b)| !b.is_zero()).map(|(i, b)| (i, *b)).unzip();
-    (first, indices, bases)
+    let mut indices = Vec::with_capacity(query.len().saturating_sub(1));
+    let mut kept = 0;
+    for i in 1..query.len() {
+        if !query[i].is_zero() {
+            indices.push(i - 1);
+            query[kept] = query[i];
+            kept += 1;
+        }
+    }
+    query.truncate(kept);
+    (first, indices, query)
 }
 
 /// The proving key's query bases prepared for one MSM engine (G1 resident).
@@ -70,19 +82,19 @@ impl ProverKey {
     /// Takes the query vectors out of `pk` (checked when the key was made
     /// or loaded: not again here) and makes the G1 ones resident on `engine`.
     pub fn prepare(engine: &MsmEngine, pk: ProvingKey<Bn254>) -> Result<Self, ProveError> {
-        let sparse = |query: &[G1Affine]| -> Result<SparseG1, ProveError> {
+        let sparse = |query: Vec<G1Affine>| -> Result<SparseG1, ProveError> {
             let (first, indices, bases) = split_nonzero(query);
             Ok(SparseG1 { first, indices, bases: engine.adopt_g1(bases)? })
         };
-        let (g2_first, g2_indices, g2_bases) = split_nonzero(&pk.b_g2_query);
+        let (g2_first, g2_indices, g2_bases) = split_nonzero(pk.b_g2_query);
         Ok(ProverKey {
             alpha_g1: pk.vk.alpha_g1,
             beta_g1: pk.beta_g1,
             delta_g1: pk.delta_g1,
             beta_g2: pk.vk.beta_g2,
             delta_g2: pk.vk.delta_g2,
-            a: sparse(&pk.a_query)?,
-            b_g1: sparse(&pk.b_g1_query)?,
+            a: sparse(pk.a_query)?,
+            b_g1: sparse(pk.b_g1_query)?,
             b_g2: SparseG2 { first: g2_first, indices: g2_indices, bases: Arc::new(engine.adopt_g2(g2_bases)) },
             h: engine.adopt_g1(pk.h_query)?,
             l: engine.adopt_g1(pk.l_query)?,

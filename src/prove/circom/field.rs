@@ -62,9 +62,15 @@ pub fn fr_standard(bytes: &[u8]) -> Option<Fr> {
 
 /// A zkey coefficient: the file holds v·R² mod r.
 pub fn fr_coefficient(bytes: &[u8], r_inverse: Fr) -> Option<Fr> {
+    fr_raw(bytes).map(|v| v * r_inverse)
+}
+
+/// 32 bytes taken as they are for Montgomery form, below the modulus: the
+/// field element raw·R⁻¹, no multiplication spent. A zkey coefficient
+/// (v·R² mod r) reads as v·R; an `.r1cs` value v (standard form) as v·R⁻¹.
+pub fn fr_raw(bytes: &[u8]) -> Option<Fr> {
     let raw = bigint(bytes);
-    // Below the modulus, the raw value read as Montgomery form is v·R.
-    (raw < Fr::MODULUS).then(|| Fr::new_unchecked(raw) * r_inverse)
+    (raw < Fr::MODULUS).then(|| Fr::new_unchecked(raw))
 }
 
 /// R⁻¹ in the scalar field, R = 2²⁵⁶ (what turns v·R into v).

@@ -16,76 +16,71 @@ use rayon::prelude::*;
 use super::binfile::{BinFile, Cursor};
 use super::field::{self, Prime};
 use super::quotient;
-use super::zkey::Zkey;
+use super::zkey::{SparseRows, Zkey};
 use super::CircomError;
 
 /// One term: a u32 wire and a 32-byte value.
 const TERM: usize = 36;
 
-/// Which matrices a parse decodes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Rows {
-    All,
-    /// Only C: for a file already matched to its key, whose A and B are the key's.
-    OnlyC,
-}
-
-impl Rows {
-    fn matrices(self) -> [bool; 3] {
-        [self == Rows::All, self == Rows::All, true]
+/// One term of constraint `constraint`'s row `name`, read at `at`: its
+/// wire (below `n_wires`) and its value (below the modulus).
+fn term(at: &mut Cursor<'_>, constraint: usize, name: &str, n_wires: usize) -> Result<(usize, Fr), CircomError> {
+    let offset = at.offset();
+    let wire = at.u32()? as usize;
+    if wire >= n_wires {
+        return Err(at.error_at(offset, format!("constraint {constraint}, {name}: wire {wire} of only {n_wires}")));
+    }
+    match field::fr_standard(at.take(32)?) {
+        Some(value) => Ok((wire, value)),
+        None => Err(at.error_at(offset + 4, format!("constraint {constraint}, {name}: a value not below the modulus"))),
     }
 }
 
-/// The A, B and C rows of constraint `constraint` (those `wanted`; the
-/// others left empty), read at `at` (whose term counts were checked to fit
-/// the section).
+/// [`term`] as a [`KeyCircuit`] keeps it: the wire, and the value times
+/// R⁻¹ (the file's standard-form bytes taken as Montgomery form).
+fn scaled_term(at: &mut Cursor<'_>, constraint: usize, n_wires: usize) -> Result<(u32, Fr), CircomError> {
+    let offset = at.offset();
+    let wire = at.u32()?;
+    if wire as usize >= n_wires {
+        return Err(at.error_at(offset, format!("constraint {constraint}, C: wire {wire} of only {n_wires}")));
+    }
+    match field::fr_raw(at.take(32)?) {
+        Some(scaled) => Ok((wire, scaled)),
+        None => Err(at.error_at(offset + 4, format!("constraint {constraint}, C: a value not below the modulus"))),
+    }
+}
+
+/// The A, B and C rows of constraint `constraint`, read at `at` (whose
+/// term counts were checked to fit the section).
 fn constraint_rows(
     at: &mut Cursor<'_>,
     constraint: usize,
     n_wires: usize,
-    wanted: Rows,
 ) -> Result<[Vec<(Fr, usize)>; 3], CircomError> {
     let mut rows: [Vec<(Fr, usize)>; 3] = Default::default();
-    for ((row, name), want) in rows.iter_mut().zip(["A", "B", "C"]).zip(wanted.matrices()) {
+    for (row, name) in rows.iter_mut().zip(["A", "B", "C"]) {
         let terms = at.u32()? as usize;
-        if !want {
-            at.take(terms * TERM)?;
-            continue;
-        }
         row.reserve_exact(terms);
         for _ in 0..terms {
-            let offset = at.offset();
-            let wire = at.u32()? as usize;
-            if wire >= n_wires {
-                return Err(
-                    at.error_at(offset, format!("constraint {constraint}, {name}: wire {wire} of only {n_wires}"))
-                );
-            }
-            let Some(value) = field::fr_standard(at.take(32)?) else {
-                return Err(
-                    at.error_at(offset + 4, format!("constraint {constraint}, {name}: a value not below the modulus"))
-                );
-            };
+            let (wire, value) = term(at, constraint, name, n_wires)?;
             row.push((value, wire));
         }
     }
     Ok(rows)
 }
 
-pub struct R1cs {
-    pub n_wires: usize,
-    pub n_public: usize,
-    pub n_constraints: usize,
-    /// A, B, C: for each constraint, its (coefficient, wire) terms.
-    pub matrices: [Matrix<Fr>; 3],
+/// A file's header counts and where each constraint starts in section 2
+/// (the term counts checked to fit it).
+struct Layout<'a> {
+    n_wires: usize,
+    n_public: usize,
+    n_constraints: usize,
+    constraints: Cursor<'a>,
+    starts: Vec<usize>,
 }
 
-impl R1cs {
-    pub fn parse(file: &str, bytes: &[u8]) -> Result<R1cs, CircomError> {
-        Self::parse_rows(file, bytes, Rows::All)
-    }
-
-    fn parse_rows(file: &str, bytes: &[u8], wanted: Rows) -> Result<R1cs, CircomError> {
+impl<'a> Layout<'a> {
+    fn read(file: &'a str, bytes: &'a [u8]) -> Result<Layout<'a>, CircomError> {
         let bin = BinFile::parse(file, bytes, b"r1cs", &[1])?;
         for (kind, name) in [(4, "custom gates list"), (5, "custom gates uses")] {
             if let Ok(at) = bin.section(kind, name) {
@@ -106,8 +101,9 @@ impl R1cs {
         }
 
         let mut at = bin.section(2, "constraints")?;
-        // First the term counts alone, to find where each constraint starts;
-        // then the constraints are decoded in parallel from those offsets.
+        let constraints = at.clone();
+        // The term counts alone, to find where each constraint starts; the
+        // constraints are then decoded in parallel from those offsets.
         let mut starts = Vec::with_capacity(n_constraints.min(at.remaining() / 12));
         for constraint in 0..n_constraints {
             starts.push(at.offset());
@@ -123,8 +119,74 @@ impl R1cs {
             }
         }
         at.end()?;
+        Ok(Layout { n_wires, n_public, n_constraints, constraints, starts })
+    }
+
+    /// The C rows alone, decoded in parallel straight into one list.
+    fn c_rows(&self) -> Result<SparseRows, CircomError> {
+        /// Constraints decoded by one task.
+        const GROUP: usize = 1024;
+        let skip = |at: &mut Cursor<'_>| -> Result<(), CircomError> {
+            let terms = at.u32()? as usize;
+            at.take(terms * TERM).map(drop)
+        };
+        // Where each C row's terms begin, and how many there are.
+        let c_at: Vec<(usize, u32)> = self
+            .starts
+            .par_iter()
+            .map(|&offset| {
+                let mut at = self.constraints.at(offset);
+                skip(&mut at).and_then(|()| skip(&mut at)).and_then(|()| at.u32()).map(|terms| (at.offset(), terms))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut starts = Vec::with_capacity(c_at.len() + 1);
+        starts.push(0u32);
+        for &(_, terms) in &c_at {
+            starts.push(starts.last().expect("one") + terms);
+        }
+        // Allocated in parallel as well: first touches of fresh pages cost
+        // as much as decoding into them.
+        let total = *starts.last().expect("one") as usize;
+        let mut entries: Vec<(u32, Fr)> = (0..total).into_par_iter().map(|_| (0, Fr::zero())).collect();
+        let mut groups = Vec::with_capacity(c_at.len().div_ceil(GROUP));
+        let mut rest = entries.as_mut_slice();
+        for first in (0..c_at.len()).step_by(GROUP) {
+            let last = (first + GROUP).min(c_at.len());
+            let (group, tail) = rest.split_at_mut((starts[last] - starts[first]) as usize);
+            groups.push((first..last, group));
+            rest = tail;
+        }
+        let fill = |(constraints, out): (std::ops::Range<usize>, &mut [(u32, Fr)])| {
+            let mut out = out.iter_mut();
+            for constraint in constraints {
+                let (offset, terms) = c_at[constraint];
+                let mut at = self.constraints.at(offset);
+                for slot in out.by_ref().take(terms as usize) {
+                    *slot = scaled_term(&mut at, constraint, self.n_wires)?;
+                }
+            }
+            Ok(())
+        };
+        // Groups are in file order: the first error among them is the file's first.
+        let results: Vec<Result<(), CircomError>> = groups.into_par_iter().map(fill).collect();
+        results.into_iter().collect::<Result<(), _>>()?;
+        Ok(SparseRows { starts, entries })
+    }
+}
+
+pub struct R1cs {
+    pub n_wires: usize,
+    pub n_public: usize,
+    pub n_constraints: usize,
+    /// A, B, C: for each constraint, its (coefficient, wire) terms.
+    pub matrices: [Matrix<Fr>; 3],
+}
+
+impl R1cs {
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<R1cs, CircomError> {
+        let Layout { n_wires, n_public, n_constraints, constraints, starts } = Layout::read(file, bytes)?;
         let decode =
-            |(constraint, &offset): (usize, &usize)| constraint_rows(&mut at.at(offset), constraint, n_wires, wanted);
+            |(constraint, &offset): (usize, &usize)| constraint_rows(&mut constraints.at(offset), constraint, n_wires);
         let Ok(rows) = starts.par_iter().enumerate().map(decode).collect::<Result<Vec<_>, _>>() else {
             // Name the first bad constraint, whichever thread met one first.
             let first = starts.par_iter().enumerate().find_map_first(|c| decode(c).err());
@@ -240,28 +302,95 @@ impl R1cs {
 pub struct KeyCircuit {
     pub name: String,
     pub n_constraints: usize,
-    c: Matrix<Fr>,
+    /// The C rows: (wire, coefficient·R⁻¹) terms. Scaled so that a file's
+    /// values are kept as they are read, with no multiplication each (half
+    /// a million of them in a 2^16 circuit); the check scales A·B by R⁻¹
+    /// to match, one multiplication a constraint.
+    c: SparseRows,
+    r_inverse: Fr,
 }
 
 impl KeyCircuit {
     fn of(name: String, r1cs: R1cs) -> KeyCircuit {
-        let [_, _, c] = r1cs.matrices;
-        KeyCircuit { name, n_constraints: r1cs.n_constraints, c }
+        let [_, _, c] = &r1cs.matrices;
+        let r_inverse = field::r_inverse();
+        let entries = c.iter().enumerate().flat_map(|(row, terms)| {
+            terms.iter().map(move |&(value, wire)| (row as u32, wire as u32, value * r_inverse))
+        });
+        let c = SparseRows::from_entries(c.len(), entries);
+        KeyCircuit { name, n_constraints: r1cs.n_constraints, c, r_inverse }
     }
 
     /// The circuit in `bytes` (the file `name`), already matched to its key
     /// by [`R1cs::for_key`] when these exact bytes were loaded before: only
     /// its C rows are decoded.
     pub fn matched_before(name: String, bytes: &[u8]) -> Result<KeyCircuit, CircomError> {
-        let r1cs = R1cs::parse_rows(&name, bytes, Rows::OnlyC)?;
-        Ok(KeyCircuit::of(name, r1cs))
+        let layout = Layout::read(&name, bytes)?;
+        let c = layout.c_rows()?;
+        Ok(KeyCircuit { n_constraints: layout.n_constraints, c, name, r_inverse: field::r_inverse() })
     }
 
     /// The first constraint not satisfied, given each constraint's A·z and
     /// B·z (from the key's rows) and the full witness `values`.
     pub fn first_unsatisfied_given(&self, a: &[Fr], b: &[Fr], values: &[Fr]) -> Option<usize> {
         (0..self.n_constraints).into_par_iter().find_first(|&i| {
-            a[i] * b[i] != self.c[i].iter().map(|(coefficient, wire)| *coefficient * values[*wire]).sum::<Fr>()
+            let c = self.c.row(i).iter().map(|(wire, scaled)| *scaled * values[*wire as usize]).sum::<Fr>();
+            a[i] * b[i] * self.r_inverse != c
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` constraints over `wires` wires, each row with a few terms.
+    fn system(n: usize, wires: usize) -> R1cs {
+        let row = |i: usize, k: usize| -> Vec<(Fr, usize)> {
+            (0..(i + k) % 4).map(|t| (Fr::from((i * 7 + t * 3 + k) as u64 + 1), (i + t * 5 + k) % wires)).collect()
+        };
+        let matrices = [0, 1, 2].map(|k| (0..n).map(|i| row(i, k)).collect::<Matrix<Fr>>());
+        R1cs::from_matrices(wires, 2, matrices)
+    }
+
+    #[test]
+    fn c_rows_alone_equal_the_full_parse_across_many_groups() {
+        let r1cs = system(3 * 1024 + 5, 50);
+        let bytes = r1cs.encode();
+        let full = R1cs::parse("x.r1cs", &bytes).unwrap();
+        let circuit = KeyCircuit::matched_before("x.r1cs".into(), &bytes).unwrap();
+        assert_eq!(circuit.n_constraints, full.n_constraints);
+        for (i, row) in full.matrices[2].iter().enumerate() {
+            let unscaled = |v: Fr| v / field::r_inverse();
+            let ours: Vec<(Fr, usize)> = circuit.c.row(i).iter().map(|&(w, v)| (unscaled(v), w as usize)).collect();
+            assert_eq!(&ours, row, "constraint {i}");
+        }
+        let of = KeyCircuit::of("x.r1cs".into(), full);
+        assert_eq!((of.c.starts, of.c.entries), (circuit.c.starts, circuit.c.entries));
+    }
+
+    #[test]
+    fn a_bad_c_term_names_the_first_constraint_that_has_one() {
+        let wires = 50;
+        let r1cs = system(3 * 1024 + 5, wires);
+        let mut bytes = r1cs.encode();
+        // Wire numbers past the last one, in the C rows of two constraints in different groups.
+        let layout_starts = Layout::read("x.r1cs", &bytes).unwrap().starts;
+        for constraint in [2500, 2100] {
+            let mut at = layout_starts[constraint];
+            for _ in 0..2 {
+                let terms = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                at += 4 + terms * TERM;
+            }
+            assert!(
+                u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) > 0,
+                "constraint {constraint} has C terms"
+            );
+            bytes[at + 4..at + 8].copy_from_slice(&(wires as u32 + 9).to_le_bytes());
+        }
+        let err = KeyCircuit::matched_before("x.r1cs".into(), &bytes).err().unwrap().to_string();
+        assert!(err.contains("constraint 2100, C: wire 59 of only 50"), "{err}");
+        let err = R1cs::parse("x.r1cs", &bytes).err().unwrap().to_string();
+        assert!(err.contains("constraint 2100, C: wire 59 of only 50"), "{err}");
     }
 }

@@ -12,6 +12,8 @@
 
 use ark_bn254::{Bn254, Fr, G1Affine, G2Affine};
 use ark_groth16::{ProvingKey, VerifyingKey};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 
 use super::binfile::{BinFile, Cursor};
@@ -186,7 +188,7 @@ fn check_one(
 
 /// A section of `count` points of `size` bytes each, decoded (and checked)
 /// in parallel; the first bad point is reported by index and offset.
-fn points<P: PointCheck + Send + Sync>(
+fn points<P: PointCheck + Default + Send + Sync>(
     bin: &BinFile<'_>,
     kind: u32,
     name: &'static str,
@@ -209,11 +211,23 @@ fn points<P: PointCheck + Send + Sync>(
         what: format!("point {index}"),
         fault,
     };
-    // One pass into the final vector; only a bad file is walked again to name its first bad point.
-    let Some(decoded) = bytes.par_chunks_exact(size).map(&decode).collect::<Option<Vec<P>>>() else {
+    // One pass straight into the final vector (an indexed collect: no
+    // pieces gathered and copied, as collecting into `Option<Vec>` does);
+    // only a bad file is walked again to name its first bad point.
+    let bad = AtomicBool::new(false);
+    let decoded: Vec<P> = bytes
+        .par_chunks_exact(size)
+        .map(|b| {
+            decode(b).unwrap_or_else(|| {
+                bad.store(true, Ordering::Relaxed);
+                P::default()
+            })
+        })
+        .collect();
+    if bad.into_inner() {
         let index = bytes.par_chunks_exact(size).position_first(|b| decode(b).is_none()).unwrap_or(0);
         return Err(fault_at(index, "has a coordinate not below the base field's modulus"));
-    };
+    }
     if checks == PointChecks::Full {
         if let Some((index, fault)) =
             decoded.par_iter().enumerate().find_map_first(|(i, p)| p.fault().map(|fault| (i, fault)))
@@ -244,7 +258,9 @@ fn g2_section(
     points(bin, kind, name, count, 128, field::g2_unchecked, checks)
 }
 
-/// Section 4: the A and B matrices' entries, by row.
+/// Section 4: the A and B matrices' entries, by row. Checked in parallel
+/// first, then grouped by row straight from the file's bytes (no list of
+/// decoded entries in between), their values converted in place.
 fn coefficients(bin: &BinFile<'_>, n_vars: usize, domain_size: usize) -> Result<(SparseRows, SparseRows), CircomError> {
     const ENTRY: usize = 12 + 32;
     let mut at = bin.section(4, "coefficients")?;
@@ -258,33 +274,33 @@ fn coefficients(bin: &BinFile<'_>, n_vars: usize, domain_size: usize) -> Result<
         )));
     }
     let bytes = at.take(count * ENTRY)?;
-    let r_inverse = field::r_inverse();
-    let decode = |entry: &[u8]| -> Result<(u32, u32, u32, Fr), String> {
-        let word = |i: usize| u32::from_le_bytes(entry[4 * i..4 * i + 4].try_into().expect("4 bytes"));
-        let (matrix, row, signal) = (word(0), word(1), word(2));
+    let word = |entry: &[u8], i: usize| u32::from_le_bytes(entry[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+    let fault = |entry: &[u8]| -> Option<String> {
+        let (matrix, row, signal) = (word(entry, 0), word(entry, 1), word(entry, 2));
         if matrix > 1 {
-            return Err(format!("matrix {matrix} (0 is A, 1 is B)"));
+            return Some(format!("matrix {matrix} (0 is A, 1 is B)"));
         }
         if row as usize >= domain_size {
-            return Err(format!("constraint {row} is outside the domain of {domain_size}"));
+            return Some(format!("constraint {row} is outside the domain of {domain_size}"));
         }
         if signal as usize >= n_vars {
-            return Err(format!("signal {signal} of only {n_vars}"));
+            return Some(format!("signal {signal} of only {n_vars}"));
         }
-        let value = field::fr_coefficient(&entry[12..], r_inverse)
-            .ok_or_else(|| "a value not below the scalar field's modulus".to_string())?;
-        Ok((matrix, row, signal, value))
+        field::fr_raw(&entry[12..]).is_none().then(|| "a value not below the scalar field's modulus".into())
     };
-    // As for points: one pass, and a second only to name the first bad entry.
-    let Some(decoded) = bytes.par_chunks_exact(ENTRY).map(|e| decode(e).ok()).collect::<Option<Vec<_>>>() else {
-        let (index, reason) = bytes
-            .par_chunks_exact(ENTRY)
-            .enumerate()
-            .find_map_first(|(i, e)| decode(e).err().map(|reason| (i, reason)))
-            .unwrap_or_default();
+    let first_fault = bytes.par_chunks_exact(ENTRY).enumerate().find_map_first(|(i, e)| fault(e).map(|r| (i, r)));
+    if let Some((index, reason)) = first_fault {
         return Err(at.error_at(start + index * ENTRY, format!("coefficient {index}: {reason}")));
+    }
+    // Every entry is valid: its matrix is 0 or 1, its row in the domain.
+    let entries = || bytes.chunks_exact(ENTRY).map(|e| (word(e, 0), word(e, 1), word(e, 2), &e[12..]));
+    let r_inverse = field::r_inverse();
+    let rows = |which: u32| {
+        let of_matrix = entries().filter(|e| e.0 == which);
+        let times_r = of_matrix.map(|(_, row, signal, value)| (row, signal, field::fr_raw(value).expect("checked")));
+        let mut rows = SparseRows::from_entries(domain_size, times_r);
+        rows.entries.par_iter_mut().for_each(|(_, value)| *value *= r_inverse);
+        rows
     };
-    let of =
-        |which: u32| decoded.iter().filter(move |e| e.0 == which).map(|&(_, row, signal, value)| (row, signal, value));
-    Ok((SparseRows::from_entries(domain_size, of(0)), SparseRows::from_entries(domain_size, of(1))))
+    Ok((rows(0), rows(1)))
 }
