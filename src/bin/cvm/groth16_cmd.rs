@@ -94,23 +94,43 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
     // The cheap file first: a bad witness costs no key load.
     let witness = circom::load_witness(&args.witness)?;
     let spinner = progress::spinner(globals, format!("loading {}", args.zkey.display()));
-    let zkey = circom::load_zkey(&args.zkey, Some(&checked_dir(globals)))?;
+    let checked = checked_dir(globals);
+    let zkey_file = circom::MappedFile::open(&args.zkey)?;
+    // One given must be the key's circuit; one found beside the key is used only when it is.
+    let r1cs_path = args.r1cs.clone().or_else(|| circom::r1cs_beside(&args.zkey));
+    // A circuit matched to this key before needs only the key's digest: its
+    // file is read beside the key's points (each is decoded by parts on the
+    // rayon pool, with serial stretches the other fills).
+    let early_circuit = r1cs_path.clone().map(|path| {
+        let (zkey_digest, checked) = (zkey_file.digest(), checked.clone());
+        std::thread::spawn(move || {
+            let file = circom::MappedFile::open(&path)?;
+            let circuit = circom::circuit_matched_before(&file, zkey_digest, Some(&checked))?;
+            Ok::<_, circom::CircomError>((file, circuit))
+        })
+    });
+    let zkey = circom::zkey_from(&zkey_file, Some(&checked))?;
+    drop(zkey_file);
     if witness.values.len() != zkey.n_vars {
         // Named before the bases upload: the witness is for another circuit.
         return Err(circom::CircomError::WitnessLength { expected: zkey.n_vars, got: witness.values.len() }.into());
     }
-    // One given must be the key's circuit; one found beside the key is used only when it is.
-    let r1cs_path = args.r1cs.clone().or_else(|| circom::r1cs_beside(&args.zkey));
-    let circuit =
-        match r1cs_path.as_ref().map(|path| circom::load_key_circuit(path, &zkey, Some(&checked_dir(globals)))) {
-            Some(Err(e @ circom::CircomError::OtherCircuit { .. })) if args.r1cs.is_none() => {
-                if !globals.quiet {
-                    note!("note: not checking constraints: {e}");
-                }
-                None
+    let circuit = early_circuit.map(|reading| {
+        let (file, circuit) = reading.join().map_err(|_| anyhow::anyhow!("reading the .r1cs panicked"))??;
+        Ok::<_, anyhow::Error>(match circuit {
+            Some(circuit) => Ok(circuit),
+            None => circom::circuit_for_key(&file, &zkey, Some(&checked)),
+        })
+    });
+    let circuit = match circuit.transpose()? {
+        Some(Err(e @ circom::CircomError::OtherCircuit { .. })) if args.r1cs.is_none() => {
+            if !globals.quiet {
+                note!("note: not checking constraints: {e}");
             }
-            other => other.transpose()?,
-        };
+            None
+        }
+        other => other.transpose()?,
+    };
     let loaded = started.elapsed();
     let engine = engine.join().map_err(|_| anyhow::anyhow!("the GPU probe panicked"))?.context("the MSM engine")?;
     let key = CircomKey::prepare(&engine, zkey, circuit)?;

@@ -74,14 +74,40 @@ fn map(path: &std::path::Path) -> Result<memmap2::Mmap, CircomError> {
     unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io)
 }
 
+/// A key or circuit file, mapped ([`map`]) and named by its BLAKE3 digest.
+pub struct MappedFile {
+    name: String,
+    bytes: memmap2::Mmap,
+    digest: [u8; 32],
+}
+
+impl MappedFile {
+    pub fn open(path: &std::path::Path) -> Result<MappedFile, CircomError> {
+        let bytes = map(path)?;
+        let digest = digest_of(&bytes);
+        Ok(MappedFile { name: path.display().to_string(), bytes, digest })
+    }
+
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// The bytes still have the digest they were opened with ([`unchanged`]).
+    fn unchanged(&self) -> Result<(), CircomError> {
+        unchanged(&self.name, &self.bytes, self.digest)
+    }
+}
+
 /// Load a `.zkey`. Its points are checked in full unless `checked` (a
 /// directory of markers named by the files' BLAKE3 digests) says a file
 /// with these exact bytes was checked before; a full check leaves a marker.
 pub fn load_zkey(path: &std::path::Path, checked: Option<&std::path::Path>) -> Result<Zkey, CircomError> {
-    let bytes = map(path)?;
-    let name = path.display().to_string();
-    let digest = digest_of(&bytes);
-    decode_zkey(&name, &bytes, digest, checked, &|| unchanged(&name, &bytes, digest))
+    zkey_from(&MappedFile::open(path)?, checked)
+}
+
+/// [`load_zkey`] for a file already opened.
+pub fn zkey_from(file: &MappedFile, checked: Option<&std::path::Path>) -> Result<Zkey, CircomError> {
+    decode_zkey(&file.name, &file.bytes, file.digest, checked, &|| file.unchanged())
 }
 
 /// [`load_zkey`] for a key's bytes (`name` in errors) whose BLAKE3 is `digest`.
@@ -164,21 +190,48 @@ pub fn load_key_circuit(
     zkey: &Zkey,
     checked: Option<&std::path::Path>,
 ) -> Result<KeyCircuit, CircomError> {
-    let name = path.display().to_string();
-    let bytes = map(path)?;
-    let digest = digest_of(&bytes);
-    let hex = crate::content_id::hex_encode;
-    let marker = checked.map(|dir| dir.join(format!("{}-{}.fits", hex(&zkey.digest), hex(&digest))));
-    if marker.as_ref().is_some_and(|m| m.is_file()) {
-        let circuit = KeyCircuit::matched_before(name.clone(), &bytes)?;
-        unchanged(&name, &bytes, digest)?;
-        return Ok(circuit);
+    let file = MappedFile::open(path)?;
+    match circuit_matched_before(&file, zkey.digest, checked)? {
+        Some(circuit) => Ok(circuit),
+        None => circuit_for_key(&file, zkey, checked),
     }
-    let circuit = R1cs::parse(&name, &bytes)?.for_key(name.clone(), zkey)?;
-    if let Some(marker) = marker {
+}
+
+/// The marker for the pair of a key (by digest) and a circuit file.
+fn fits_marker(checked: Option<&std::path::Path>, zkey: [u8; 32], r1cs: &MappedFile) -> Option<std::path::PathBuf> {
+    let hex = crate::content_id::hex_encode;
+    checked.map(|dir| dir.join(format!("{}-{}.fits", hex(&zkey), hex(&r1cs.digest))))
+}
+
+/// The circuit in `file`, if a marker in `checked` says it was matched to
+/// the key of digest `zkey` before (only its C rows decoded); `None` when
+/// it was not. Needs the key's digest alone, so it runs while the key's
+/// points are still being decoded.
+pub fn circuit_matched_before(
+    file: &MappedFile,
+    zkey: [u8; 32],
+    checked: Option<&std::path::Path>,
+) -> Result<Option<KeyCircuit>, CircomError> {
+    if !fits_marker(checked, zkey, file).is_some_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    let circuit = KeyCircuit::matched_before(file.name.clone(), &file.bytes)?;
+    file.unchanged()?;
+    Ok(Some(circuit))
+}
+
+/// The circuit in `file` decoded and matched to `zkey` in full; a marker
+/// in `checked` records the pair.
+pub fn circuit_for_key(
+    file: &MappedFile,
+    zkey: &Zkey,
+    checked: Option<&std::path::Path>,
+) -> Result<KeyCircuit, CircomError> {
+    let circuit = R1cs::parse(&file.name, &file.bytes)?.for_key(file.name.clone(), zkey)?;
+    if let Some(marker) = fits_marker(checked, zkey.digest, file) {
         // The marker vouches for the bytes of `digest`: they must be the ones matched.
-        unchanged(&name, &bytes, digest)?;
-        leave_marker(&marker, &format!("{name} as the circuit of its key"));
+        file.unchanged()?;
+        leave_marker(&marker, &format!("{} as the circuit of its key", file.name));
     }
     Ok(circuit)
 }
