@@ -29,8 +29,10 @@ pub struct ProveStages {
     pub cpu_retries: u64,
     /// MSMs the GPU failed and the CPU recomputed (same results).
     pub gpu_fallbacks: u64,
-    /// G1 and G2 MSMs that ran on the GPU, and on the CPU (the engine has
-    /// no GPU, the CPU was expected to finish first, or a fallback).
+    /// G1 and G2 MSM terms computed on the GPU, and on the CPU (the engine
+    /// has no GPU, the CPU was expected to finish first, or a fallback):
+    /// four G1 terms a proof (A, B₁, C, H; the last three summed by one
+    /// MSM, counted three times where it ran) and one G2.
     pub msm_g1_on_gpu: u64,
     pub msm_g1_on_cpu: u64,
     pub msm_g2_on_gpu: u64,
