@@ -46,17 +46,40 @@ fn keep_freed_memory() {
 /// against 0.6–0.7 s on small pages; a fresh server's 64 MB hash job
 /// 480–644 ms against 283–344 ms. Huge pages gained nothing measurable in
 /// the batch bench (docs/PERFORMANCE.md).
+///
+/// [`configure`] is too late for the first arena: the runtime's first
+/// allocation, before `main`, makes mimalloc reserve it (advised for huge
+/// pages) and write its bookkeeping there, a 2 MiB page fault that cost up
+/// to 20 ms of one process's start. So this also runs before `main`
+/// ([`SMALL_PAGES_BEFORE_MAIN`]); the call in `configure` stays for the
+/// record, and is free.
 fn small_pages_only() {
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
-        return;
-    }
     #[cfg(target_os = "linux")]
-    // SAFETY: a process flag; no memory is touched. Where the kernel lacks
-    // it the call fails and nothing changes.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    {
+        // `getenv`, not `std::env`: before `main`, nothing may allocate.
+        // SAFETY: a NUL-terminated name; the result is only compared to null.
+        if !unsafe { libc::getenv(c"MIMALLOC_ALLOW_THP".as_ptr()) }.is_null() {
+            return;
+        }
+        // SAFETY: a process flag; no memory is touched. Where the kernel lacks
+        // it the call fails and nothing changes.
+        unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
     }
 }
+
+/// [`small_pages_only`] among the process's constructors, which run
+/// before the runtime starts `main` (and allocates for the first time).
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static SMALL_PAGES_BEFORE_MAIN: extern "C" fn() = {
+    extern "C" fn before_main() {
+        small_pages_only();
+    }
+    before_main
+};
 
 #[cfg(test)]
 mod tests {
@@ -80,9 +103,47 @@ mod tests {
             return;
         }
         super::small_pages_only();
+        assert_eq!(thp_enabled(), "0");
+    }
+
+    /// `THP_enabled` of this process (in the status of every kernel since 5.0).
+    #[cfg(target_os = "linux")]
+    #[allow(dead_code)] // benches include this file and build no #[test]s
+    fn thp_enabled() -> String {
         let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-        // `THP_enabled` is in the status of every kernel since 5.0.
         let line = status.lines().find(|l| l.starts_with("THP_enabled:")).expect("no THP_enabled line");
-        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+        line.split_whitespace().nth(1).unwrap_or_default().to_string()
+    }
+
+    /// In a process of its own (this test binary again, running only this
+    /// test), where nothing calls `small_pages_only`: the flag was set
+    /// before `main`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_pages_are_off_before_main() {
+        const CHILD: &str = "CVM_ALLOCATOR_TEST_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            assert_eq!(thp_enabled(), "0", "the constructor did not run");
+            return;
+        }
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+            return;
+        }
+        use std::os::unix::process::CommandExt;
+        let name = "allocator::tests::huge_pages_are_off_before_main";
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command.args(["--exact", name, "--test-threads=1"]).env(CHILD, "1");
+        // The flag is inherited across exec: the child starts with it off,
+        // as a process started by anything else would.
+        // SAFETY: prctl is async-signal-safe and touches no memory.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let child = command.output().unwrap();
+        let out = String::from_utf8_lossy(&child.stdout);
+        assert!(child.status.success() && out.contains("1 passed"), "{out}{}", String::from_utf8_lossy(&child.stderr));
     }
 }
