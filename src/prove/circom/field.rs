@@ -60,11 +60,6 @@ pub fn fr_standard(bytes: &[u8]) -> Option<Fr> {
     Fr::from_bigint(bigint(bytes))
 }
 
-/// A zkey coefficient: the file holds v·R² mod r.
-pub fn fr_coefficient(bytes: &[u8], r_inverse: Fr) -> Option<Fr> {
-    fr_raw(bytes).map(|v| v * r_inverse)
-}
-
 /// 32 bytes taken as they are for Montgomery form, below the modulus: the
 /// field element raw·R⁻¹, no multiplication spent. A zkey coefficient
 /// (v·R² mod r) reads as v·R; an `.r1cs` value v (standard form) as v·R⁻¹.
@@ -148,8 +143,10 @@ mod tests {
     fn coefficients_undo_the_files_r_squared() {
         let v = Fr::from(12345u64);
         let r = Fr::from(2u64).pow([256u64]);
-        // The file's integer is v·R² mod r.
+        // A zkey's integer is v·R² mod r: read as Montgomery form, v·R.
         let file = (v * r * r).into_bigint().to_bytes_le();
-        assert_eq!(fr_coefficient(&file, r_inverse()), Some(v));
+        assert_eq!(fr_raw(&file).map(|v_r| v_r * r_inverse()), Some(v));
+        // An .r1cs's integer is v: read as Montgomery form, v·R⁻¹.
+        assert_eq!(fr_raw(&v.into_bigint().to_bytes_le()), Some(v * r_inverse()));
     }
 }

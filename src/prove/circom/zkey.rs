@@ -10,10 +10,10 @@
 //! unity), 10 the contributions (not needed to prove). Points are affine,
 //! coordinates little-endian in Montgomery form, infinity all zeros.
 
-use ark_bn254::{Bn254, Fr, G1Affine, G2Affine};
-use ark_groth16::{ProvingKey, VerifyingKey};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ark_bn254::{Bn254, Fr, G1Affine, G2Affine};
+use ark_groth16::{ProvingKey, VerifyingKey};
 use rayon::prelude::*;
 
 use super::binfile::{BinFile, Cursor};
