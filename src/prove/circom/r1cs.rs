@@ -23,30 +23,24 @@ use super::CircomError;
 const TERM: usize = 36;
 
 /// One term of constraint `constraint`'s row `name`, read at `at`: its
-/// wire (below `n_wires`) and its value (below the modulus).
-fn term(at: &mut Cursor<'_>, constraint: usize, name: &str, n_wires: usize) -> Result<(usize, Fr), CircomError> {
-    let offset = at.offset();
-    let wire = at.u32()? as usize;
-    if wire >= n_wires {
-        return Err(at.error_at(offset, format!("constraint {constraint}, {name}: wire {wire} of only {n_wires}")));
-    }
-    match field::fr_standard(at.take(32)?) {
-        Some(value) => Ok((wire, value)),
-        None => Err(at.error_at(offset + 4, format!("constraint {constraint}, {name}: a value not below the modulus"))),
-    }
-}
-
-/// [`term`] as a [`KeyCircuit`] keeps it: the wire, and the value times
-/// R⁻¹ (the file's standard-form bytes taken as Montgomery form).
-fn scaled_term(at: &mut Cursor<'_>, constraint: usize, n_wires: usize) -> Result<(u32, Fr), CircomError> {
+/// wire (below `n_wires`) and its value (below the modulus), read by
+/// `value`: [`field::fr_standard`] for the value itself, [`field::fr_raw`]
+/// for it times R⁻¹ as a [`KeyCircuit`] keeps it.
+fn term(
+    at: &mut Cursor<'_>,
+    constraint: usize,
+    name: &str,
+    n_wires: usize,
+    value: impl Fn(&[u8]) -> Option<Fr>,
+) -> Result<(u32, Fr), CircomError> {
     let offset = at.offset();
     let wire = at.u32()?;
     if wire as usize >= n_wires {
-        return Err(at.error_at(offset, format!("constraint {constraint}, C: wire {wire} of only {n_wires}")));
+        return Err(at.error_at(offset, format!("constraint {constraint}, {name}: wire {wire} of only {n_wires}")));
     }
-    match field::fr_raw(at.take(32)?) {
-        Some(scaled) => Ok((wire, scaled)),
-        None => Err(at.error_at(offset + 4, format!("constraint {constraint}, C: a value not below the modulus"))),
+    match value(at.take(32)?) {
+        Some(value) => Ok((wire, value)),
+        None => Err(at.error_at(offset + 4, format!("constraint {constraint}, {name}: a value not below the modulus"))),
     }
 }
 
@@ -62,8 +56,8 @@ fn constraint_rows(
         let terms = at.u32()? as usize;
         row.reserve_exact(terms);
         for _ in 0..terms {
-            let (wire, value) = term(at, constraint, name, n_wires)?;
-            row.push((value, wire));
+            let (wire, value) = term(at, constraint, name, n_wires, field::fr_standard)?;
+            row.push((value, wire as usize));
         }
     }
     Ok(rows)
@@ -162,7 +156,7 @@ impl<'a> Layout<'a> {
                 let (offset, terms) = c_at[constraint];
                 let mut at = self.constraints.at(offset);
                 for slot in out.by_ref().take(terms as usize) {
-                    *slot = scaled_term(&mut at, constraint, self.n_wires)?;
+                    *slot = term(&mut at, constraint, "C", self.n_wires, field::fr_raw)?;
                 }
             }
             Ok(())
