@@ -11,13 +11,14 @@
 //! against 632 MB), since each batch needs about what the one before did.
 //!
 //! And mimalloc asks for transparent huge pages, which cost far more than
-//! they give on the virtual machines these builds run on (see
-//! [`small_pages_only`]).
+//! they give on the virtual machines these builds run on: they are turned
+//! off before `main` (see `small_pages_only`).
 
-/// Both settings below, before anything large is allocated.
+/// Keep freed memory ([`keep_freed_memory`]), before anything large is
+/// allocated. Small pages need no call: they are chosen before `main`
+/// ([`SMALL_PAGES_BEFORE_MAIN`]).
 pub fn configure() {
     keep_freed_memory();
-    small_pages_only();
 }
 
 /// mimalloc's `mi_option_purge_delay` (the same place in its option list in
@@ -47,25 +48,22 @@ fn keep_freed_memory() {
 /// 480–644 ms against 283–344 ms. Huge pages gained nothing measurable in
 /// the batch bench (docs/PERFORMANCE.md).
 ///
-/// [`configure`] is too late for the first arena: the runtime's first
-/// allocation, before `main`, makes mimalloc reserve it (advised for huge
-/// pages) and write its bookkeeping there, a 2 MiB page fault that cost up
-/// to 20 ms of one process's start. So this also runs before `main`
-/// ([`SMALL_PAGES_BEFORE_MAIN`]); the call in `configure` stays for the
-/// record, and is free.
+/// It runs before `main` ([`SMALL_PAGES_BEFORE_MAIN`]): `main` would be too
+/// late for the first arena, since the runtime's first allocation, before
+/// `main`, makes mimalloc reserve it (advised for huge pages) and write its
+/// bookkeeping there, a 2 MiB page fault that cost up to 47 ms of one
+/// process's start.
+#[cfg(target_os = "linux")]
 fn small_pages_only() {
-    #[cfg(target_os = "linux")]
-    {
-        // `getenv`, not `std::env`: before `main`, nothing may allocate.
-        // SAFETY: a NUL-terminated name; the result is only compared to null.
-        if !unsafe { libc::getenv(c"MIMALLOC_ALLOW_THP".as_ptr()) }.is_null() {
-            return;
-        }
-        // SAFETY: a process flag; no memory is touched. Where the kernel lacks
-        // it the call fails and nothing changes.
-        unsafe {
-            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-        }
+    // `getenv`, not `std::env`: before `main`, nothing may allocate.
+    // SAFETY: a NUL-terminated name; the result is only compared to null.
+    if !unsafe { libc::getenv(c"MIMALLOC_ALLOW_THP".as_ptr()) }.is_null() {
+        return;
+    }
+    // SAFETY: a process flag; no memory is touched. Where the kernel lacks
+    // it the call fails and nothing changes.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 
