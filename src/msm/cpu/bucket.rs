@@ -7,6 +7,11 @@
 //! projective overflow bucket instead. So do doublings and P + (-P): they
 //! are rare and the projective formulas handle them, keeping the batch free
 //! of special cases.
+//!
+//! Few buckets (a top window with a small digit range) would keep batches
+//! small, one inversion for every few additions: such a task keeps several
+//! replicas of its buckets, sends consecutive points to different replicas,
+//! and folds the replicas together before the reduction.
 
 use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 use ark_ec::AffineRepr;
@@ -14,13 +19,22 @@ use ark_ff::Zero;
 
 use super::batch_affine::AffineBatch;
 use super::field::FastSub;
+use super::reduce;
 
-/// Below this many buckets batches stay too small to amortise an inversion:
+/// Bucket slots (buckets times replicas) that allow full batches.
+const FULL_SLOTS: usize = 4096;
+/// Replicas only where every slot still gets this many points on average.
+const POINTS_PER_SLOT: usize = 16;
+/// Below this many slots batches stay too small to amortise an inversion:
 /// accumulate projectively instead.
-const MIN_AFFINE_BUCKETS: usize = 32;
+pub const MIN_AFFINE_BUCKETS: usize = 32;
 
 pub struct BucketAccumulator<'a, P: SWCurveConfig<BaseField: FastSub>> {
-    buckets: Vec<Affine<P>>,
+    /// `replicas` copies of the buckets, one after another.
+    slots: Vec<Affine<P>>,
+    buckets: usize,
+    replicas: usize,
+    next_replica: usize,
     affine: bool,
     busy: Vec<bool>,
     /// Allocated on first use: most tasks never touch it.
@@ -34,17 +48,30 @@ pub struct BucketAccumulator<'a, P: SWCurveConfig<BaseField: FastSub>> {
 /// Batch sizes: large enough to amortise the inversion (~250 multiplications),
 /// small enough that few points collide with an in-flight bucket and the
 /// batch stays in L1/L2.
-pub fn batch_capacity(buckets: usize) -> usize {
-    (buckets / 4).clamp(1, 1024)
+pub fn batch_capacity(slots: usize) -> usize {
+    (slots / 4).clamp(1, 1024)
+}
+
+/// How many copies of `buckets` buckets a task adding `points` points keeps.
+pub fn replicas(buckets: usize, points: usize) -> usize {
+    let wanted = FULL_SLOTS.div_ceil(buckets.max(1));
+    let affordable = points / (POINTS_PER_SLOT * buckets.max(1));
+    wanted.min(affordable).max(1)
 }
 
 impl<'a, P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<'a, P> {
-    pub fn new(buckets: usize) -> Self {
-        let batch_capacity = batch_capacity(buckets);
+    /// Buckets for about `points` additions.
+    pub fn new(buckets: usize, points: usize) -> Self {
+        let replicas = replicas(buckets, points);
+        let slots = buckets * replicas;
+        let batch_capacity = batch_capacity(slots);
         BucketAccumulator {
-            buckets: vec![Affine::<P>::zero(); buckets],
-            affine: buckets >= MIN_AFFINE_BUCKETS,
-            busy: vec![false; buckets],
+            slots: vec![Affine::<P>::zero(); slots],
+            buckets,
+            replicas,
+            next_replica: 0,
+            affine: slots >= MIN_AFFINE_BUCKETS,
+            busy: vec![false; slots],
             overflow: Vec::new(),
             batch: AffineBatch::with_capacity(batch_capacity),
             batch_capacity,
@@ -56,7 +83,12 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<'a, P> {
     /// `bucket += point`, or `bucket -= point` when `negate` (the point is finite).
     #[inline]
     pub fn add(&mut self, bucket: u32, point: &'a Affine<P>, negate: bool) {
-        self.place(bucket, point, negate);
+        let mut slot = bucket;
+        if self.replicas > 1 {
+            slot += (self.next_replica * self.buckets) as u32;
+            self.next_replica = if self.next_replica + 1 == self.replicas { 0 } else { self.next_replica + 1 };
+        }
+        self.place(slot, point, negate);
         if self.batch.len() >= self.batch_capacity {
             self.flush();
             self.retry_queue();
@@ -77,7 +109,7 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<'a, P> {
             }
             return;
         }
-        let current = &mut self.buckets[index];
+        let current = &mut self.slots[index];
         if current.is_zero() {
             *current = Affine::new_unchecked(point.x, point.y.neg_if(negate));
         } else if current.x == point.x {
@@ -91,7 +123,7 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<'a, P> {
 
     fn add_overflow(&mut self, index: usize, point: &Affine<P>, negate: bool) {
         if self.overflow.is_empty() {
-            self.overflow = vec![Projective::<P>::zero(); self.buckets.len()];
+            self.overflow = vec![Projective::<P>::zero(); self.slots.len()];
         }
         if negate {
             self.overflow[index] -= point;
@@ -104,7 +136,7 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<'a, P> {
         for &index in self.batch.indices() {
             self.busy[index as usize] = false;
         }
-        self.batch.apply(&mut self.buckets);
+        self.batch.apply(&mut self.slots);
     }
 
     /// Give queued points another chance now that their buckets are free.
@@ -129,12 +161,21 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<'a, P> {
             self.flush();
             self.retry_queue();
         }
+        if self.overflow.is_empty() {
+            let (buckets, copies) = self.slots.split_at_mut(self.buckets);
+            for copy in copies.chunks(self.buckets) {
+                reduce::add_all(buckets, copy);
+            }
+            return reduce::weighted_sum(buckets);
+        }
         let mut running = Projective::<P>::zero();
         let mut total = Projective::<P>::zero();
-        for index in (0..self.buckets.len()).rev() {
-            running += &self.buckets[index];
-            if let Some(extra) = self.overflow.get(index) {
-                running += extra;
+        for index in (0..self.buckets).rev() {
+            for slot in (index..self.slots.len()).step_by(self.buckets) {
+                running += &self.slots[slot];
+                if let Some(extra) = self.overflow.get(slot) {
+                    running += extra;
+                }
             }
             total += &running;
         }
@@ -159,7 +200,7 @@ mod tests {
     }
 
     fn run(buckets: usize, adds: &[(u32, G1Affine)]) -> G1Projective {
-        let mut acc = BucketAccumulator::<ark_bn254::g1::Config>::new(buckets);
+        let mut acc = BucketAccumulator::<ark_bn254::g1::Config>::new(buckets, adds.len());
         for (b, p) in adds {
             acc.add(*b, p, false);
         }
@@ -169,7 +210,7 @@ mod tests {
     /// The same additions, every other one sent as -(-p) through the sign flag.
     fn run_signed(buckets: usize, adds: &[(u32, G1Affine)]) -> G1Projective {
         let negated: Vec<G1Affine> = adds.iter().map(|(_, p)| -*p).collect();
-        let mut acc = BucketAccumulator::<ark_bn254::g1::Config>::new(buckets);
+        let mut acc = BucketAccumulator::<ark_bn254::g1::Config>::new(buckets, adds.len());
         for (i, (b, p)) in adds.iter().enumerate() {
             if i % 2 == 0 {
                 acc.add(*b, &negated[i], true);
@@ -187,6 +228,18 @@ mod tests {
             (0..3000).map(|_| (rng.gen_range(0..64), G1Projective::rand(&mut rng).into_affine())).collect();
         assert_eq!(run(64, &adds), naive(64, &adds));
         assert_eq!(run_signed(64, &adds), naive(64, &adds));
+    }
+
+    /// A top window's few buckets: replicated, then folded before the reduction.
+    #[test]
+    fn few_buckets_for_many_points_are_replicated_and_folded() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let points: Vec<G1Affine> = (0..200).map(|_| G1Projective::rand(&mut rng).into_affine()).collect();
+        let adds: Vec<(u32, G1Affine)> =
+            (0..6000).map(|_| (rng.gen_range(0..20), points[rng.gen_range(0..200)])).collect();
+        assert_eq!(replicas(20, adds.len()), 18);
+        assert_eq!(run(20, &adds), naive(20, &adds));
+        assert_eq!(run_signed(20, &adds), naive(20, &adds));
     }
 
     #[test]

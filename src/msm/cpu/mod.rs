@@ -23,6 +23,7 @@ mod ifma;
 mod ifma_fq2;
 mod pippenger;
 mod pool;
+mod reduce;
 mod wide;
 mod window;
 

@@ -81,7 +81,7 @@ fn window_sum<P: MsmCurve>(
     endo: &[Affine<P>],
     sources: &[[DigitSource; 2]],
 ) -> Projective<P> {
-    let mut acc = BucketAccumulator::<P>::new(buckets);
+    let mut acc = BucketAccumulator::<P>::new(buckets, 2 * bases.len());
     for ((base, image), pair) in bases.iter().zip(endo).zip(sources) {
         for (point, source) in [(base, &pair[0]), (image, &pair[1])] {
             let digit = source.digit(plan.windows, window);
