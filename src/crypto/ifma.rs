@@ -19,7 +19,7 @@ use std::arch::x86_64::*;
 use std::marker::PhantomData;
 
 use ark_bn254::{FqConfig, FrConfig};
-use ark_ff::{Field, Fp256, MontBackend, MontConfig};
+use ark_ff::{Fp256, MontBackend, MontConfig};
 
 const MASK52: u64 = (1 << 52) - 1;
 
@@ -404,14 +404,14 @@ pub fn invert_lanes<C: Limbs52>(values: &Field8<C>) -> Field8<C> {
 }
 
 /// Eight non-zero field elements inverted with one inversion (Montgomery's trick).
-pub fn invert_eight<F: Field>(values: &[F; 8]) -> [F; 8] {
+pub fn invert_eight<F: super::inverse::FastInverse>(values: &[F; 8]) -> [F; 8] {
     let mut prefix = [F::ONE; 8];
     let mut acc = F::ONE;
     for (p, s) in prefix.iter_mut().zip(values) {
         *p = acc;
         acc *= s;
     }
-    let mut inverse = acc.inverse().unwrap_or(F::ZERO);
+    let mut inverse = acc.fast_inverse().unwrap_or(F::ZERO);
     debug_assert!(!inverse.is_zero(), "batch-affine denominator was zero");
     let mut out = [F::ZERO; 8];
     for lane in (0..8).rev() {
@@ -424,7 +424,7 @@ pub fn invert_eight<F: Field>(values: &[F; 8]) -> [F; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ark_ff::{AdditiveGroup, UniformRand};
+    use ark_ff::{AdditiveGroup, Field, UniformRand};
     use rand::SeedableRng;
 
     fn has_ifma() -> bool {

@@ -7,4 +7,5 @@ pub(crate) mod avx2;
 pub mod field;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod ifma;
+pub mod inverse;
 pub mod poseidon;

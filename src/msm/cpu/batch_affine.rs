@@ -6,6 +6,7 @@ use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 use ark_ff::{AdditiveGroup, Field, Zero};
 
 use super::field::FastSub;
+use crate::crypto::inverse::FastInverse;
 
 /// Pending `bucket[index] += ±point` additions. The caller guarantees that no
 /// bucket appears twice and that every bucket is finite with an x-coordinate
@@ -83,7 +84,7 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {
             self.prefix.push(acc);
             acc = acc.mul_fast(&dx);
         }
-        let mut inverse = acc.inverse().unwrap_or(P::BaseField::ZERO);
+        let mut inverse = acc.fast_inverse().unwrap_or(P::BaseField::ZERO);
         debug_assert!(!inverse.is_zero(), "batch-affine denominator was zero");
         // Backward pass: peel one denominator off the running inverse per step.
         for k in (0..self.indices.len()).rev() {

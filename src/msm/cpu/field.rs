@@ -11,8 +11,9 @@ use ark_ff::{AdditiveGroup, BigInt, Field, MontConfig, PrimeField};
 
 #[cfg(target_arch = "x86_64")]
 use crate::crypto::ifma::Lanes;
+use crate::crypto::inverse::FastInverse;
 
-pub trait FastSub: Field + VectorField {
+pub trait FastSub: Field + VectorField + FastInverse {
     fn sub_fast(&self, other: &Self) -> Self;
     fn square_fast(&self) -> Self;
     fn mul_fast(&self, other: &Self) -> Self;
