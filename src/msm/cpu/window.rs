@@ -1,7 +1,7 @@
 //! Window size and work split, from a cost model in units of one batched
 //! affine addition: a task adds its share of the points into 2^(c-1)
-//! buckets, then reduces the buckets (~5 units each: a mixed and a full
-//! projective addition). Tasks are (window, chunk of points) pairs spread
+//! buckets, then reduces the buckets (~3 units each, in batched additions
+//! too: `reduce`). Tasks are (window, chunk of points) pairs spread
 //! over the pool's threads. Only some windows need splitting: with 9 full
 //! windows on 2 threads, splitting one of them evens the threads' loads
 //! without paying the extra bucket reductions on every window.
