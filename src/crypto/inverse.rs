@@ -70,8 +70,8 @@ fn invert_modulo(x: &[u64; 4], m: &[u64; 4]) -> Option<[u64; 4]> {
     while g != [0; 5] {
         let (next, t) = divsteps(delta, f[0] as u64, g[0] as u64);
         delta = next;
-        update_fg(&mut f, &mut g, &t);
-        update_de(&mut d, &mut e, &t, &modulus, m_inverse);
+        transform(&mut f, &mut g, &t, None);
+        transform(&mut d, &mut e, &t, Some((&modulus, m_inverse)));
     }
     match f {
         [1, 0, 0, 0, 0] => {}
@@ -116,50 +116,33 @@ fn divsteps(mut delta: i64, mut f: u64, mut g: u64) -> (i64, Matrix) {
     (delta, Matrix { u, v, q, r })
 }
 
-/// (f, g) ← (u·f + v·g, q·f + r·g) / 2^62, divisions exact by construction.
-fn update_fg(f: &mut Limbs, g: &mut Limbs, t: &Matrix) {
+/// (a, b) ← (u·a + v·b, q·a + r·b) / 2^62. For f and g the divisions are
+/// exact by construction. For d and e (`modulus` given: m and m⁻¹ mod 2^62)
+/// a multiple of m in [-2^61·m, 2^61·m] added to each sum makes it
+/// divisible, which keeps them right mod m; |d| and |e| grow by at most m/2
+/// a round, and ten or so rounds keep them far inside the top limb.
+fn transform(a: &mut Limbs, b: &mut Limbs, t: &Matrix, modulus: Option<(&Limbs, u64)>) {
     let (u, v, q, r) = (t.u as i128, t.v as i128, t.q as i128, t.r as i128);
-    let mut cf = u * f[0] as i128 + v * g[0] as i128;
-    let mut cg = q * f[0] as i128 + r * g[0] as i128;
-    debug_assert!(cf as u64 & MASK == 0 && cg as u64 & MASK == 0);
-    cf >>= BITS;
-    cg >>= BITS;
+    let (m, m_inverse) = modulus.unwrap_or((&[0; 5], 0));
+    let mut ca = u * a[0] as i128 + v * b[0] as i128;
+    let mut cb = q * a[0] as i128 + r * b[0] as i128;
+    let ma = centred((ca as u64).wrapping_mul(m_inverse).wrapping_neg()) as i128;
+    let mb = centred((cb as u64).wrapping_mul(m_inverse).wrapping_neg()) as i128;
+    ca += ma * m[0] as i128;
+    cb += mb * m[0] as i128;
+    debug_assert!(ca as u64 & MASK == 0 && cb as u64 & MASK == 0);
+    ca >>= BITS;
+    cb >>= BITS;
     for k in 1..5 {
-        cf += u * f[k] as i128 + v * g[k] as i128;
-        cg += q * f[k] as i128 + r * g[k] as i128;
-        f[k - 1] = (cf as u64 & MASK) as i64;
-        g[k - 1] = (cg as u64 & MASK) as i64;
-        cf >>= BITS;
-        cg >>= BITS;
+        ca += u * a[k] as i128 + v * b[k] as i128 + ma * m[k] as i128;
+        cb += q * a[k] as i128 + r * b[k] as i128 + mb * m[k] as i128;
+        a[k - 1] = (ca as u64 & MASK) as i64;
+        b[k - 1] = (cb as u64 & MASK) as i64;
+        ca >>= BITS;
+        cb >>= BITS;
     }
-    f[4] = cf as i64;
-    g[4] = cg as i64;
-}
-
-/// (d, e) ← (u·d + v·e, q·d + r·e) / 2^62 mod m: a multiple of m in
-/// [-2^61·m, 2^61·m] makes each sum divisible. |d| and |e| grow by at most
-/// m/2 a round; ten or so rounds keep them far inside the top limb.
-fn update_de(d: &mut Limbs, e: &mut Limbs, t: &Matrix, m: &Limbs, m_inverse: u64) {
-    let (u, v, q, r) = (t.u as i128, t.v as i128, t.q as i128, t.r as i128);
-    let mut cd = u * d[0] as i128 + v * e[0] as i128;
-    let mut ce = q * d[0] as i128 + r * e[0] as i128;
-    let md = centred((cd as u64).wrapping_mul(m_inverse).wrapping_neg()) as i128;
-    let me = centred((ce as u64).wrapping_mul(m_inverse).wrapping_neg()) as i128;
-    cd += md * m[0] as i128;
-    ce += me * m[0] as i128;
-    debug_assert!(cd as u64 & MASK == 0 && ce as u64 & MASK == 0);
-    cd >>= BITS;
-    ce >>= BITS;
-    for k in 1..5 {
-        cd += u * d[k] as i128 + v * e[k] as i128 + md * m[k] as i128;
-        ce += q * d[k] as i128 + r * e[k] as i128 + me * m[k] as i128;
-        d[k - 1] = (cd as u64 & MASK) as i64;
-        e[k - 1] = (ce as u64 & MASK) as i64;
-        cd >>= BITS;
-        ce >>= BITS;
-    }
-    d[4] = cd as i64;
-    e[4] = ce as i64;
+    a[4] = ca as i64;
+    b[4] = cb as i64;
 }
 
 /// The low 62 bits of `x` as a number in [-2^61, 2^61).
@@ -177,18 +160,7 @@ fn inverse_mod_2_62(m: u64) -> u64 {
 }
 
 fn negate(a: &Limbs) -> Limbs {
-    let mut out = [0i64; 5];
-    let mut carry = 0i64;
-    for k in 0..5 {
-        let limb = carry - a[k];
-        if k < 4 {
-            out[k] = limb & MASK as i64;
-            carry = limb >> BITS;
-        } else {
-            out[k] = limb;
-        }
-    }
-    out
+    add_signed(&[0; 5], a, -1)
 }
 
 /// a + sign·m, limbs back in range.
