@@ -8,7 +8,11 @@
 //!   inversion, with queued and projective fallbacks for collisions
 //!   ([`batch_affine`], [`bucket`]); on CPUs with AVX-512 IFMA, eight
 //!   additions at a time in radix 2^52, for G1 and G2 (`ifma`,
-//!   `ifma_fq2`, on `crypto::ifma`'s lane field).
+//!   `ifma_fq2`, on `crypto::ifma`'s lane field). A task with few buckets
+//!   replicates them so that its batches stay full; each batch's one
+//!   inversion is `crypto::inverse`'s divsteps.
+//! - Bucket reduction in batched additions too: segments' running sums
+//!   advancing side by side (`reduce`).
 //! - Window size and task split from a cost model over size and threads
 //!   ([`window`]), on one long-lived thread pool ([`pool`]).
 
