@@ -27,7 +27,12 @@ const FULL_SLOTS: usize = 4096;
 const POINTS_PER_SLOT: usize = 16;
 /// Below this many slots batches stay too small to amortise an inversion:
 /// accumulate projectively instead.
-pub const MIN_AFFINE_BUCKETS: usize = 32;
+const MIN_AFFINE_SLOTS: usize = 32;
+
+/// Whether `slots` bucket slots accumulate in batched affine additions.
+pub fn accumulates_affinely(slots: usize) -> bool {
+    slots >= MIN_AFFINE_SLOTS
+}
 
 pub struct BucketAccumulator<'a, P: SWCurveConfig<BaseField: FastSub>> {
     /// `replicas` copies of the buckets, one after another.
@@ -70,7 +75,7 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<'a, P> {
             buckets,
             replicas,
             next_replica: 0,
-            affine: slots >= MIN_AFFINE_BUCKETS,
+            affine: accumulates_affinely(slots),
             busy: vec![false; slots],
             overflow: Vec::new(),
             batch: AffineBatch::with_capacity(batch_capacity),
@@ -168,18 +173,13 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> BucketAccumulator<'a, P> {
             }
             return reduce::weighted_sum(buckets);
         }
-        let mut running = Projective::<P>::zero();
-        let mut total = Projective::<P>::zero();
-        for index in (0..self.buckets).rev() {
-            for slot in (index..self.slots.len()).step_by(self.buckets) {
-                running += &self.slots[slot];
-                if let Some(extra) = self.overflow.get(slot) {
-                    running += extra;
-                }
-            }
-            total += &running;
-        }
-        total
+        // Each bucket: its slot in every replica, affine and overflow parts.
+        let (slots, overflow, buckets) = (&self.slots, &self.overflow, self.buckets);
+        reduce::running_sum((0..buckets).map(|index| {
+            (index..slots.len())
+                .step_by(buckets)
+                .fold(Projective::<P>::zero(), |sum, slot| sum + slots[slot] + overflow[slot])
+        }))
     }
 }
 

@@ -63,7 +63,7 @@ pub fn weighted_sum<P: SWCurveConfig<BaseField: FastSub>>(buckets: &[Affine<P>])
 }
 
 /// sum_k (k + 1) * points[k], the plain way.
-fn running_sum<P: SWCurveConfig>(points: impl DoubleEndedIterator<Item = Projective<P>>) -> Projective<P> {
+pub fn running_sum<P: SWCurveConfig>(points: impl DoubleEndedIterator<Item = Projective<P>>) -> Projective<P> {
     let mut running = Projective::<P>::zero();
     let mut total = Projective::<P>::zero();
     for point in points.rev() {

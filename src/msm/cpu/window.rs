@@ -6,7 +6,7 @@
 //! windows on 2 threads, splitting one of them evens the threads' loads
 //! without paying the extra bucket reductions on every window.
 
-use super::bucket::{replicas, MIN_AFFINE_BUCKETS};
+use super::bucket::{accumulates_affinely, replicas};
 use super::digits::Windows;
 
 /// One bucket's share of the final reduction, in batched-addition units
@@ -92,7 +92,7 @@ fn task_costs(plan: &Plan, max: &[u64; 3], points: usize) -> Vec<f64> {
             let share = points as f64 / task.of as f64;
             let cost = if task.window + 1 == windows.count {
                 let replicas = replicas(top_buckets, points / task.of);
-                let add = if top_buckets * replicas < MIN_AFFINE_BUCKETS { 2.0 } else { 1.0 };
+                let add = if accumulates_affinely(top_buckets * replicas) { 1.0 } else { 2.0 };
                 let fold = ((replicas - 1) * top_buckets) as f64;
                 share * add + fold + REDUCE_COST * top_buckets as f64
             } else {
