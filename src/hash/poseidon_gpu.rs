@@ -126,8 +126,19 @@ impl GpuPoseidon {
         out: &mut [Fr],
         fail_before_segment: Option<usize>,
     ) -> Result<(), GpuError> {
+        self.hash_in_segments(batch, out, fail_before_segment, (self.binding_limit() / 32) as usize)
+    }
+
+    /// [`Self::hash_into`] in segments of at most `max_elements` inputs
+    /// (and requests) each.
+    fn hash_in_segments(
+        &self,
+        batch: &PoseidonBatch,
+        out: &mut [Fr],
+        fail_before_segment: Option<usize>,
+        max_elements: usize,
+    ) -> Result<(), GpuError> {
         assert_eq!(out.len(), batch.len(), "one output slot per Poseidon request");
-        let max_elements = (self.binding_limit() / 32) as usize;
         let requests: Vec<(Fr, std::ops::Range<usize>)> = batch.requests().collect();
         let mut first = 0;
         let mut segment = 0;
@@ -277,6 +288,12 @@ mod tests {
             gpu.hash_into(&batch, &mut out, None).unwrap();
             assert_eq!(out, expected, "{path:?}");
         }
+        // Segments of at most 9 inputs: every request of up to 7 alone or
+        // with a few others, so the 80 requests take dozens of dispatches.
+        let gpu = GpuPoseidon::new(ctx.clone()).unwrap();
+        let mut out = vec![Fr::ZERO; batch.len()];
+        gpu.hash_in_segments(&batch, &mut out, None, 9).unwrap();
+        assert_eq!(out, expected, "in segments of 9 inputs");
         let mut one = PoseidonBatch::default();
         one.push(HashDomain::Nullifier, &[]);
         let mut out = [Fr::ZERO];
@@ -287,5 +304,31 @@ mod tests {
             gpu.hash_into(&batch, &mut vec![Fr::ZERO; batch.len()], Some(0)),
             Err(GpuError::InjectedFault(_))
         ));
+    }
+    /// Batch sizes around the workgroup (64) and the smallest ones, on
+    /// both field paths, with zero, one and p − 1 inputs in every lane.
+    #[test]
+    fn gpu_poseidon_sizes_around_the_workgroup_match() {
+        let Some(ctx) = crate::gpu::test_context() else { return };
+        let mut paths = vec![FieldPath::U32];
+        if FieldPath::U64.supported_by(ctx.features) {
+            paths.push(FieldPath::U64);
+        }
+        let edges = [Fr::ZERO, Fr::ONE, -Fr::ONE];
+        for path in paths {
+            let gpu = GpuPoseidon::on_path(ctx.clone(), path).unwrap();
+            for n in [0usize, 1, 2, 3, 63, 64, 65] {
+                let mut batch = PoseidonBatch::default();
+                let mut expected = Vec::new();
+                for i in 0..n {
+                    let inputs = [edges[i % 3], edges[(i / 3) % 3]];
+                    batch.push(HashDomain::Nullifier, &inputs[..1 + i % 2]);
+                    expected.push(hash(HashDomain::Nullifier, &inputs[..1 + i % 2]));
+                }
+                let mut out = vec![Fr::ZERO; n];
+                gpu.hash_into(&batch, &mut out, None).unwrap();
+                assert_eq!(out, expected, "{n} requests on {path:?}");
+            }
+        }
     }
 }

@@ -21,7 +21,21 @@ pub mod gpu;
 #[cfg(not(feature = "gpu"))]
 #[path = "gpu_absent.rs"]
 pub mod gpu;
+#[cfg(target_arch = "x86_64")]
 mod ifma;
+/// No vector lanes off x86-64: every butterfly runs one by one.
+#[cfg(not(target_arch = "x86_64"))]
+mod ifma {
+    use ark_bn254::Fr;
+
+    pub fn dif(_: &mut [Fr], _: &mut [Fr], _: &[Fr], _: usize, _: usize) -> usize {
+        0
+    }
+
+    pub fn dit(_: &mut [Fr], _: &mut [Fr], _: &[Fr], _: usize, _: usize) -> usize {
+        0
+    }
+}
 
 pub use engine::NttEngine;
 

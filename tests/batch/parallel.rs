@@ -3,8 +3,8 @@
 //! order) and one on a 4-thread pool (independent operations run ahead),
 //! give identical results, errors, state roots and batch records, in every
 //! mode and failure policy, with chains, double spends, duplicate creations,
-//! logic that reads the other resources, and logic whose digest assertions
-//! fail at the flush.
+//! verifications of batch proofs, logic that reads the other resources, and
+//! logic whose digest assertions fail at the flush.
 
 use crate::batch_support;
 
@@ -177,6 +177,8 @@ enum Step {
         target: Target,
         right: bool,
     },
+    /// A batch's proof verified (these batches carry none, or do not exist).
+    VerifyProof(u64),
 }
 
 fn target() -> impl Strategy<Value = Target> {
@@ -198,6 +200,7 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (target(), proptest::bool::weighted(0.9), any::<u64>(), proptest::bool::weighted(0.9), 0..5usize)
             .prop_map(|(target, right_key, split, conserve, logic)| Step::Transfer { target, right_key, split, conserve, logic }),
         1 => (target(), proptest::bool::weighted(0.7)).prop_map(|(target, right)| Step::Verify { target, right }),
+        1 => (0..4u64).prop_map(Step::VerifyProof),
     ]
 }
 
@@ -268,6 +271,7 @@ fn batch(pair: &mut Pair, steps: &[Step]) -> Vec<Operation> {
                 };
                 Operation::Verify { target: VerifyTarget::Commitment { id, commitment } }
             }
+            Step::VerifyProof(batch) => Operation::Verify { target: VerifyTarget::BatchProof { batch } },
         };
         ops.push(op);
     }

@@ -73,13 +73,33 @@ fn compare(
     pipelined: &mut Fixture,
     batches: &[(Vec<Operation>, TransactionContext)],
 ) -> Vec<Result<BatchExecutionResult, ExecutionError>> {
-    let one_by_one: Vec<_> = batches
-        .iter()
-        .map(|(ops, tx)| execute_batch(&mut sequential.store, &sequential.keys, ops, &sequential.ctx, tx))
-        .collect();
+    compare_on(None, sequential, pipelined, batches)
+}
+
+/// [`compare`], the sequential run on `pools.0` and the pipelined one on
+/// `pools.1` (both on the global pool without them).
+fn compare_on(
+    pools: Option<(&rayon::ThreadPool, &rayon::ThreadPool)>,
+    sequential: &mut Fixture,
+    pipelined: &mut Fixture,
+    batches: &[(Vec<Operation>, TransactionContext)],
+) -> Vec<Result<BatchExecutionResult, ExecutionError>> {
+    let mut run_one_by_one = || -> Vec<_> {
+        batches
+            .iter()
+            .map(|(ops, tx)| execute_batch(&mut sequential.store, &sequential.keys, ops, &sequential.ctx, tx))
+            .collect()
+    };
+    let one_by_one = match pools {
+        Some((one, _)) => one.install(run_one_by_one),
+        None => run_one_by_one(),
+    };
     let jobs: Vec<BatchJob> =
         batches.iter().map(|(ops, tx)| BatchJob::new(&pipelined.keys, ops, &pipelined.ctx, tx)).collect();
-    let together = execute_batches(&mut pipelined.store, &jobs);
+    let together = match pools {
+        Some((_, many)) => many.install(|| execute_batches(&mut pipelined.store, &jobs)),
+        None => execute_batches(&mut pipelined.store, &jobs),
+    };
     assert_eq!(together.len(), batches.len());
     for (i, (a, b)) in one_by_one.iter().zip(&together).enumerate() {
         assert_eq!(summary(a), summary(b), "batch {i}");
@@ -304,4 +324,60 @@ fn every_mode_and_policy(proven: bool) {
     let committed: Vec<bool> = outcomes.iter().map(|o| o.as_ref().unwrap().metadata.committed).collect();
     assert_eq!(committed, [true, true, true, false, true, false, true]);
     assert!(!outcomes[1].as_ref().unwrap().metadata.witnesses.is_empty(), "ProofGeneration returns its witnesses");
+}
+
+/// Batches with enough independent operations to run ahead, each executed
+/// on a 4-thread pool while the batch before it is in flight (proven or
+/// staged): the operations run ahead find the in-flight batch's registers,
+/// conflicts with it run in order, and everything ends as one by one on a
+/// 1-thread pool (every operation in order).
+#[test]
+fn operations_run_ahead_behind_a_batch_in_flight_match_in_order_runs() {
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let four = rayon::ThreadPoolBuilder::new().num_threads(4).build().expect("pool");
+    for proven in [true, false] {
+        let (mut seq, mut pipe) = (Fixture::new(), Fixture::new());
+        let made: Vec<NewResource> = (0..12).map(|i| seq.resource("gold", 10, i)).collect();
+        let outs: Vec<NewResource> = (0..12).map(|i| seq.resource("gold", 10, 20 + i)).collect();
+        let last: Vec<NewResource> = (0..12).map(|i| seq.resource("gold", 10, 40 + i)).collect();
+        let (made_ids, out_ids): (Vec<_>, Vec<_>) =
+            (made.iter().map(id_of).collect(), outs.iter().map(id_of).collect());
+        let mode = |m| match proven {
+            true => TransactionContext::new(m).with_proof_system(Arc::new(SlowProofs)),
+            false => TransactionContext::new(m),
+        };
+        let spend = |id, owner: u64, to: &NewResource| transfer(vec![input(id, owner)], vec![to.clone()]);
+        let renamed = ResourceUpdate { controller: Some("renamed".into()), ..Default::default() };
+        // Batch 1: eight spends of batch 0's registers (in flight), a double
+        // spend and a read.
+        let mut second: Vec<Operation> = (0..8).map(|i| spend(made_ids[i], i as u64, &outs[i])).collect();
+        second.push(spend(made_ids[0], 0, &named(outs[8].clone(), "twice")));
+        second.push(Operation::Read { id: made_ids[10] });
+        // Batch 2: spends of batch 1's outputs (in flight) and batch 0's, an update, a read.
+        let mut third: Vec<Operation> = (0..6).map(|i| spend(out_ids[i], 20 + i as u64, &last[i])).collect();
+        third.extend([spend(made_ids[8], 8, &last[8]), spend(made_ids[9], 9, &last[9])]);
+        third.extend([update(made_ids[10], renamed), Operation::Read { id: made_ids[11] }]);
+        // Batch 3 fails as a whole (a spend of what batch 1 consumed); batch 4 commits the rest.
+        let mut fourth: Vec<Operation> = (6..8).map(|i| spend(out_ids[i], 20 + i as u64, &last[i])).collect();
+        fourth.extend([spend(made_ids[11], 11, &last[11]), Operation::Read { id: made_ids[10] }]);
+        let mut failing = fourth.clone();
+        failing.push(spend(made_ids[1], 1, &last[10]));
+        let batches = vec![
+            (made.iter().map(|r| Operation::Create { resource: r.clone() }).collect(), mode(ExecutionMode::Standard)),
+            (second, mode(ExecutionMode::Standard)),
+            (third, mode(ExecutionMode::Standard)),
+            (failing, mode(ExecutionMode::Standard).all_or_nothing()),
+            (fourth, mode(ExecutionMode::Standard)),
+        ];
+        let outcomes = compare_on(Some((&one, &four)), &mut seq, &mut pipe, &batches);
+        let committed: Vec<bool> = outcomes.iter().map(|o| o.as_ref().unwrap().metadata.committed).collect();
+        assert_eq!(committed, [true, true, true, false, true], "proven: {proven}");
+        let ahead: Vec<usize> = outcomes.iter().map(|o| o.as_ref().unwrap().metadata.backends.ran_ahead).collect();
+        // Every operation but the double spend of batch 1 and the spend of
+        // what batch 1 consumed in batch 3: those find their input consumed
+        // and run in order. Batch 2's spends of batch 1's outputs (still in
+        // flight) run ahead too.
+        assert_eq!(ahead, [12, 9, 10, 4, 4], "operations run ahead (proven: {proven})");
+        assert!(error_of(&outcomes[1], 8).contains("consumed"), "{}", error_of(&outcomes[1], 8));
+    }
 }

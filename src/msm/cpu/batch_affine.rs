@@ -108,13 +108,13 @@ impl<'a, P: SWCurveConfig<BaseField: FastSub>> AffineBatch<'a, P> {
     }
 
     /// The pending additions (tests compare the vector path against the scalar one).
-    #[cfg(test)]
+    #[cfg(all(test, target_arch = "x86_64"))]
     pub(crate) fn pending(&self) -> (&[u32], &[(&'a Affine<P>, bool)]) {
         (&self.indices, &self.points)
     }
 
     /// `apply` forced onto the scalar loop.
-    #[cfg(test)]
+    #[cfg(all(test, target_arch = "x86_64"))]
     pub(crate) fn apply_scalar(&mut self, buckets: &mut [Affine<P>]) {
         self.apply_inner(buckets);
     }

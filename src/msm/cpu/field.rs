@@ -6,6 +6,7 @@
 //! Fq2 products and squares built on it, and branch-free conditional negation.
 
 use ark_bn254::{Fq, Fq2, FqConfig};
+#[cfg(target_arch = "x86_64")]
 use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 use ark_ff::{AdditiveGroup, BigInt, Field, MontConfig, PrimeField};
 
