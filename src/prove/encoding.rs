@@ -90,9 +90,11 @@ pub fn nullifier(nullifier_key: &[u8; 32], register: &ResourceRegister) -> Fr {
     hash(HashDomain::Nullifier, &[nullifier_key_field(nullifier_key), commitment(register)])
 }
 
-/// Checks that `nullifier_key` opens the register's nullifier-key commitment.
-pub fn check_nullifier_key(nullifier_key: &[u8; 32], register: &ResourceRegister) -> Result<(), ProveError> {
-    if nullifier_key_commitment(nullifier_key) != register.nullifier_key_commitment {
+/// Checks that a key's opening, Poseidon(nk) as canonical bytes (what
+/// `nullifier_key_commitment(nk)` gives), is the register's nullifier-key
+/// commitment.
+pub fn check_nullifier_key(opened: &[u8; 32], register: &ResourceRegister) -> Result<(), ProveError> {
+    if *opened != register.nullifier_key_commitment {
         return Err(ProveError::InvalidWitness {
             what: format!("nullifier key for resource {}", register.id),
             reason: "Poseidon(nk) does not match the register's nullifier_key_commitment (expected \

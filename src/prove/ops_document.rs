@@ -132,9 +132,7 @@ impl OpsDocument {
                 updated: op.before.clone().zip(op.after.clone()),
             })
             .collect();
-        for (i, witness) in witnesses.iter().enumerate() {
-            witness.to_slot(i)?;
-        }
+        super::witness::to_slots(&witnesses, 0)?;
         Ok(witnesses)
     }
 }

@@ -280,11 +280,7 @@ impl ProvingSystem {
         let mut proofs = Vec::with_capacity(total);
         let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for (chunk_index, chunk) in ops.chunks(k).enumerate() {
-            let mut slots = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, op)| op.to_slot(chunk_index * k + i))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut slots = super::witness::to_slots(chunk, chunk_index * k)?;
             slots.resize(k, SlotAssignment::default());
             proofs.push(self.prove_slots(slots, chunk.len(), &mut timings)?);
             if let Some(progress) = &progress {

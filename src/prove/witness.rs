@@ -4,7 +4,7 @@
 
 use ark_bn254::Fr;
 
-use super::encoding::{check_nullifier_key, fungibility_field, nullifier_key_field, RegisterFields};
+use super::encoding::{check_nullifier_key, field_to_bytes, fungibility_field, nullifier_key_field, RegisterFields};
 use super::poseidon::{hash, HashDomain};
 use super::ProveError;
 use crate::hash::{HashPool, PoseidonHandle};
@@ -141,9 +141,44 @@ pub fn consumable_states() -> Vec<u8> {
     LifecycleState::ALL.iter().filter(|s| s.can_transition_to(LifecycleState::Consumed)).map(|s| s.code()).collect()
 }
 
+/// The slots of `witnesses` (operation numbers from `first`), or the first
+/// one's clear error. Every consumed input's key opening, Poseidon(nk), is
+/// filed in one hash pool and resolved in one flush (on the CPU lanes),
+/// then compared with the register's commitment.
+pub fn to_slots(witnesses: &[OpWitness], first: usize) -> Result<Vec<SlotAssignment>, ProveError> {
+    let mut pool = HashPool::new();
+    let openings: Vec<Vec<PoseidonHandle>> = witnesses
+        .iter()
+        .map(|w| {
+            let open = |(_, nk): &(ResourceRegister, [u8; 32])| {
+                pool.poseidon(HashDomain::NullifierKey, &[nullifier_key_field(nk)])
+            };
+            w.consumed.iter().map(open).collect::<Result<_, _>>()
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| ProveError::Synthesis(format!("the witnesses' key openings: {e}")))?;
+    pool.flush().map_err(|e| ProveError::Synthesis(format!("the witnesses' key openings: {e}")))?;
+    witnesses
+        .iter()
+        .zip(&openings)
+        .enumerate()
+        .map(|(i, (w, handles))| {
+            let opened: Vec<[u8; 32]> =
+                handles.iter().map(|&h| field_to_bytes(&pool.poseidon_value(h).expect("flushed"))).collect();
+            w.slot_with_openings(first + i, &opened)
+        })
+        .collect()
+}
+
 impl OpWitness {
-    /// The slot for operation number `index` of the batch, or a clear error.
+    /// The slot for operation number `index` of the batch, or a clear error
+    /// ([`to_slots`] of this one witness).
     pub fn to_slot(&self, index: usize) -> Result<SlotAssignment, ProveError> {
+        Ok(to_slots(std::slice::from_ref(self), index)?.remove(0))
+    }
+
+    /// [`Self::to_slot`], given Poseidon(nk) of each consumed input's key.
+    fn slot_with_openings(&self, index: usize, opened: &[[u8; 32]]) -> Result<SlotAssignment, ProveError> {
         let bad = |reason: String| ProveError::InvalidWitness {
             what: format!("operation {index} ({:?})", self.kind),
             reason,
@@ -170,8 +205,8 @@ impl OpWitness {
 
         let mut slot = SlotAssignment { kind_code: self.kind.code(), ..SlotAssignment::default() };
         let consumable = consumable_states();
-        for (i, (register, nk)) in self.consumed.iter().enumerate() {
-            check_nullifier_key(nk, register).map_err(|e| bad(e.to_string()))?;
+        for (i, ((register, nk), opened)) in self.consumed.iter().zip(opened).enumerate() {
+            check_nullifier_key(opened, register).map_err(|e| bad(e.to_string()))?;
             if !consumable.contains(&register.state.code()) {
                 return Err(bad(format!("consumed resource {} is {:?}", register.id, register.state)));
             }

@@ -5,7 +5,7 @@ use crate::prove_support;
 use ark_bn254::Fr;
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystem};
 use causality_vm::prove::circuit::ComplianceCircuit;
-use causality_vm::prove::witness::{SlotAssignment, EMPTY_SLOT_CODE, PUBLIC_PER_SLOT};
+use causality_vm::prove::witness::{to_slots, SlotAssignment, EMPTY_SLOT_CODE, PUBLIC_PER_SLOT};
 use causality_vm::prove::{OpWitness, ProveError};
 use causality_vm::resource::{LifecycleState, OperationKind};
 use prove_support::*;
@@ -192,6 +192,25 @@ fn quantities_are_range_checked() {
     op.created[0].quantity = u64::MAX - 1;
     op.created[1].quantity = 1;
     assert!(satisfied(ComplianceCircuit::new(vec![slot(&op)])));
+}
+
+/// The slots of many witnesses (every key opening in one hash pool) equal
+/// each witness's own, and a wrong key is named by its operation number.
+#[test]
+fn slots_of_many_witnesses_equal_each_ones_and_name_a_wrong_key() {
+    let ops = vec![create(1), transfer(10), delete(2), split(20), update(30)];
+    let one_by_one: Vec<SlotAssignment> = ops.iter().enumerate().map(|(i, op)| op.to_slot(5 + i).unwrap()).collect();
+    assert_eq!(to_slots(&ops, 5).unwrap(), one_by_one);
+    assert!(to_slots(&[], 0).unwrap().is_empty());
+    let mut wrong = ops.clone();
+    wrong[3].consumed[0].1 = nk(77);
+    match to_slots(&wrong, 5) {
+        Err(ProveError::InvalidWitness { what, reason }) => {
+            assert!(what.contains("operation 8"), "{what}");
+            assert!(reason.contains("nullifier_key_commitment"), "{reason}");
+        }
+        other => panic!("expected InvalidWitness for operation 8, got {other:?}"),
+    }
 }
 
 #[test]
