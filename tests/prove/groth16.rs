@@ -235,8 +235,18 @@ fn cpu_and_gpu_engines_both_give_valid_proofs() {
     let gpu = ProvingSystem::from_key(shape, pk.clone(), MsmEngine::new(Backend::Gpu).unwrap()).unwrap();
     let cpu = ProvingSystem::from_key(CircuitShape::of(1).unwrap(), pk, MsmEngine::cpu()).unwrap();
     let ops = [split(50)];
-    let from_gpu = gpu.prove_batch(&ops).unwrap().remove(0);
-    let from_cpu = cpu.prove_batch(&ops).unwrap().remove(0);
+    let (mut proofs, on_gpu) = gpu.prove_batch_timed(&ops).unwrap();
+    let from_gpu = proofs.remove(0);
+    let (mut proofs, on_cpu) = cpu.prove_batch_timed(&ops).unwrap();
+    let from_cpu = proofs.remove(0);
+    // Where each stage ran: every MSM (four G1 terms, one G2) and the
+    // quotient's NTTs on the device for the GPU engine, on the CPU for the other.
+    let placed = |t: &causality_vm::prove::ProveStages| {
+        (t.msm_g1_on_gpu, t.msm_g2_on_gpu, t.quotients_on_gpu, t.msm_g1_on_cpu, t.msm_g2_on_cpu, t.quotients_on_cpu)
+    };
+    assert_eq!(placed(&on_gpu), (4, 1, 1, 0, 0, 0), "{on_gpu:?}");
+    assert_eq!(placed(&on_cpu), (0, 0, 0, 4, 1, 1), "{on_cpu:?}");
+    assert_eq!(on_gpu.gpu_fallbacks + on_gpu.ntt_fallbacks + on_gpu.cpu_retries, 0, "{on_gpu:?}");
     assert_eq!(from_gpu.public_inputs, from_cpu.public_inputs);
     assert_ne!(from_gpu.proof, from_cpu.proof, "randomness differs");
     cpu.verify(&from_gpu).unwrap();
