@@ -3,21 +3,25 @@
 //! on processors without AVX-512 IFMA.
 //!
 //! Layout: nine limbs in radix 2^29 (261 bits), one `__m256i` per limb,
-//! lane l holding element l. The value is arkworks' own Montgomery form aR
-//! mod q with R = 2^256, as in `crypto::ifma`: the last of the nine
-//! reduction steps clears only 24 bits (8 * 29 + 24 = 256), so converting
-//! from and to arkworks' limbs is bit repacking, never a product.
+//! lane l holding element l. The value is in Montgomery form aR' mod q with
+//! R' = 2^261, so each of the nine reduction steps clears a whole limb and
+//! the product ends aligned on the limbs (no final shift). arkworks' form
+//! (R = 2^256) is R'/32: [`Fr4::from_scalars`] and [`Fr4::to_scalars`]
+//! multiply by 32 and by 1/32 (one scalar product an element), and
+//! [`limbs29`] gives a constant's limbs in this form.
 //!
-//! Lazy bounds, as `crypto::ifma`'s (q < 0.19 * 2^256): a product takes
-//! inputs < 2q and returns < ab/2^256 + q < 2q, so products chain without
-//! reduction. Limbs are normalised (< 2^29) between operations: a product's
-//! columns then gather at most 9 products of the operands and 9 of the
-//! reduction, each below 2^58, and a carry: below 2^63, no overflow.
+//! Lazy bounds (q < 2^254): a product takes inputs < 2q and returns
+//! < 4q^2/2^261 + q < 1.04q, so products chain without reduction, and a
+//! matrix row's three products summed before one reduction stay below
+//! 12q^2/2^261 + q < 1.1q: no conditional subtraction after them either.
+//! Limbs are normalised (< 2^29) between operations: a product's columns
+//! then gather at most 9P products of the operands and 9 of the reduction,
+//! each below 2^58, and a carry: below 2^64 for P <= 3, no overflow.
 
 use std::arch::x86_64::*;
 
 use ark_bn254::{Fr, FrConfig};
-use ark_ff::{BigInt, MontConfig};
+use ark_ff::{BigInt, Field, MontConfig};
 
 const BITS: usize = 29;
 const MASK: u64 = (1 << BITS) - 1;
@@ -79,12 +83,23 @@ const Q_MULTIPLES: [[u64; LIMBS]; 4] =
     [split29(times_q(1)), split29(times_q(2)), split29(times_q(3)), split29(times_q(4))];
 /// -q^-1 mod 2^29 (arkworks' INV is -q^-1 mod 2^64).
 const QINV29: u64 = FrConfig::INV & MASK;
-/// The lazy bounds of the module comment need q < 0.19 * 2^256.
-const _FITS: () = assert!(FrConfig::MODULUS.0[3] < 0x30A3_D70A_3D70_A3D7, "the modulus must be below 0.19 * 2^256");
+/// The lazy bounds of the module comment need q < 2^254.
+const _FITS: () = assert!(FrConfig::MODULUS.0[3] < 1 << 62, "the modulus must be below 2^254");
 
-/// A field element's (Montgomery) limbs in radix 2^29, for [`Fr4::splat_limbs`].
+/// 2^261 / 2^256: this module's Montgomery factor over arkworks'.
+fn to_lanes_form(value: &Fr) -> Fr {
+    *value * Fr::from(32u64)
+}
+
+fn from_lanes_form(value: &Fr) -> Fr {
+    static INV32: std::sync::OnceLock<Fr> = std::sync::OnceLock::new();
+    *value * *INV32.get_or_init(|| Fr::from(32u64).inverse().expect("32 is invertible"))
+}
+
+/// A field element's limbs in radix 2^29, in this module's Montgomery form
+/// (R' = 2^261), for [`Fr4::splat_limbs`].
 pub fn limbs29(value: &Fr) -> [u64; LIMBS] {
-    split29(value.0 .0)
+    split29(to_lanes_form(value).0 .0)
 }
 
 /// Four elements of BN254's scalar field, limb-major (see the module comment).
@@ -156,7 +171,7 @@ impl Fr4 {
         Fr4([_mm256_setzero_si256(); LIMBS])
     }
 
-    /// Four elements (any value below 2^256, e.g. arkworks' canonical Montgomery form).
+    /// Four elements.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub fn from_scalars(values: &[Fr; 4]) -> Fr4 {
@@ -178,7 +193,7 @@ impl Fr4 {
             // SAFETY: an unaligned store of four u64 into a local array.
             unsafe { _mm256_storeu_si256(row.as_mut_ptr().cast(), *limb) };
         }
-        std::array::from_fn(|lane| Fr::new_unchecked(BigInt::new(join29(rows.map(|row| row[lane])))))
+        std::array::from_fn(|lane| from_lanes_form(&Fr::new_unchecked(BigInt::new(join29(rows.map(|row| row[lane]))))))
     }
 
     /// The canonical (< q) form, for self < 2q.
@@ -213,23 +228,21 @@ impl Fr4 {
 
     /// a0 b0 + a1 b1 + a2 b2 (each below 2q), below 2q: the three products
     /// summed before one Montgomery reduction instead of three (Poseidon's
-    /// matrix rows). Below 3.3q after it (12q^2 / 2^256 + q), so one
-    /// conditional subtraction of 2q follows.
+    /// matrix rows; below 1.1q, see the module comment).
     #[inline]
     #[target_feature(enable = "avx2")]
     pub fn dot3(a: [&Fr4; 3], b: [&Fr4; 3]) -> Fr4 {
-        reduced(Fr4::dot(a, b).0, 2, 2)
+        Fr4::dot(a, b)
     }
 
-    /// Σ a_p b_p / 2^256 (P at most 3), operand by operand (CIOS): for each
+    /// Σ a_p b_p / 2^261 (P at most 3), operand by operand (CIOS): for each
     /// limb i of the a's, add a_p,i b_p into nine column sums, pick m to
-    /// clear the lowest column's low 29 bits (24 in the last step: 8 * 29 +
-    /// 24 = 256), add m q, and shift the sums down a column, carrying. The
-    /// nine sums stay in registers; the b's and q are read from memory as
-    /// the products' operands (AVX2 has sixteen registers). Each sum
-    /// gathers at most 9P products of the operands and 9 of the reduction,
-    /// each below 2^58, and a carry: below 2^64 for P <= 3. The result is
-    /// below P * 4q^2 / 2^256 + q: below 2q for P = 1.
+    /// clear the lowest column's low 29 bits, add m q, and shift the sums
+    /// down a column, carrying. The nine sums stay in registers; the b's
+    /// and q are read from memory as the products' operands (AVX2 has
+    /// sixteen registers). Each sum gathers at most 9P products of the
+    /// operands and 9 of the reduction, each below 2^58, and a carry: below
+    /// 2^64 for P <= 3. The result is below P * 4q^2 / 2^261 + q < 1.1q.
     #[inline]
     #[target_feature(enable = "avx2")]
     fn dot<const P: usize>(a: [&Fr4; P], b: [&Fr4; P]) -> Fr4 {
@@ -245,38 +258,21 @@ impl Fr4 {
                 }
             }
             // vpmuludq reads the low 32 bits: enough for the low 29 of m.
-            let mut m = _mm256_and_si256(_mm256_mul_epu32(t[0], qinv), mask);
-            if i == LIMBS - 1 {
-                m = _mm256_and_si256(m, splat((1 << 24) - 1));
-            }
+            let m = _mm256_and_si256(_mm256_mul_epu32(t[0], qinv), mask);
             for (tj, qj) in t.iter_mut().zip(q) {
                 // SAFETY: an aligned load of a 32-byte row of Q_SPLAT.
                 let qj = unsafe { _mm256_load_si256(qj.0.as_ptr().cast()) };
                 *tj = _mm256_add_epi64(*tj, _mm256_mul_epu32(m, qj));
             }
-            if i < LIMBS - 1 {
-                let carry = _mm256_srli_epi64::<29>(t[0]);
-                for j in 0..LIMBS - 1 {
-                    t[j] = t[j + 1];
-                }
-                t[0] = _mm256_add_epi64(t[0], carry);
-                t[LIMBS - 1] = _mm256_setzero_si256();
+            let carry = _mm256_srli_epi64::<29>(t[0]);
+            for j in 0..LIMBS - 1 {
+                t[j] = t[j + 1];
             }
+            t[0] = _mm256_add_epi64(t[0], carry);
+            t[LIMBS - 1] = _mm256_setzero_si256();
         }
-        // t holds the columns from 232 bits on (the first's low 24 bits are
-        // zero): normalise, then shift down 24 bits into limbs.
-        for j in 0..LIMBS - 1 {
-            t[j + 1] = _mm256_add_epi64(t[j + 1], _mm256_srli_epi64::<29>(t[j]));
-            t[j] = _mm256_and_si256(t[j], mask);
-        }
-        let low24 = splat((1 << 24) - 1);
-        Fr4(std::array::from_fn(|j| {
-            let low = _mm256_srli_epi64::<24>(t[j]);
-            match t.get(j + 1) {
-                Some(&above) => _mm256_or_si256(low, _mm256_slli_epi64::<5>(_mm256_and_si256(above, low24))),
-                None => low,
-            }
-        }))
+        // t holds the result's columns, 29 bits apart: normalise them.
+        Fr4(normalised(t))
     }
 }
 
@@ -320,19 +316,24 @@ mod tests {
         out
     }
 
+    /// Lanes holding the numbers `words` as they are (lazy ones too).
     fn lanes(words: &[[u64; 4]; 4]) -> Fr4 {
-        let scalars = words.map(|w| Fr::new_unchecked(BigInt::new(w)));
-        // SAFETY: the test returned early where AVX2 is missing.
-        unsafe { Fr4::from_scalars(&scalars) }
+        let limbs = words.map(split29);
+        Fr4(std::array::from_fn(|i| {
+            let row = [limbs[0][i], limbs[1][i], limbs[2][i], limbs[3][i]];
+            // SAFETY: the test returned early where AVX2 is missing; an
+            // unaligned load of four u64 from a local array.
+            unsafe { _mm256_loadu_si256(row.as_ptr().cast()) }
+        }))
     }
 
-    /// The field element a lazy (< 2q) value stands for.
+    /// The field element a lazy (< 2q) number in the lanes' form stands for.
     fn value(w: [u64; 4]) -> Fr {
         let mut v = BigInt::new(w);
         if v >= FrConfig::MODULUS {
             v.sub_with_borrow(&FrConfig::MODULUS);
         }
-        Fr::new_unchecked(v)
+        from_lanes_form(&Fr::new_unchecked(v))
     }
 
     #[test]
@@ -370,7 +371,12 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(30);
         for _ in 0..100 {
             let x = Fr::rand(&mut rng);
-            assert_eq!(join29(limbs29(&x)), x.0 .0);
+            assert_eq!(join29(split29(x.0 .0)), x.0 .0);
+            assert_eq!(from_lanes_form(&Fr::new_unchecked(BigInt::new(join29(limbs29(&x))))), x);
+            // SAFETY: to and from the lanes, where AVX2 is (the conversions are scalar otherwise).
+            if supported() {
+                assert_eq!(unsafe { Fr4::from_scalars(&[x; 4]).to_scalars() }, [x; 4]);
+            }
         }
         assert_eq!(QINV29.wrapping_mul(FrConfig::MODULUS.0[0]) & MASK, MASK, "q * qinv = -1 mod 2^29");
         assert_eq!(join29(Q_MULTIPLES[3]), times_q(4));
