@@ -141,30 +141,38 @@ pub fn consumable_states() -> Vec<u8> {
     LifecycleState::ALL.iter().filter(|s| s.can_transition_to(LifecycleState::Consumed)).map(|s| s.code()).collect()
 }
 
+/// A consumed input's key as a field element, and its opening Poseidon(nk)
+/// as canonical bytes.
+type OpenedKey = (Fr, [u8; 32]);
+
 /// The slots of `witnesses` (operation numbers from `first`), or the first
 /// one's clear error. Every consumed input's key opening, Poseidon(nk), is
 /// filed in one hash pool and resolved in one flush (on the CPU lanes),
-/// then compared with the register's commitment.
+/// then compared with the register's commitment. Only the first
+/// `MAX_INPUTS` of a witness's inputs are opened: one with more is refused
+/// for its count before any key is looked at.
 pub fn to_slots(witnesses: &[OpWitness], first: usize) -> Result<Vec<SlotAssignment>, ProveError> {
+    let pool_error = |e| ProveError::Synthesis(format!("the witnesses' key openings: {e}"));
     let mut pool = HashPool::new();
-    let openings: Vec<Vec<PoseidonHandle>> = witnesses
+    let filed: Vec<Vec<(Fr, PoseidonHandle)>> = witnesses
         .iter()
         .map(|w| {
-            let open = |(_, nk): &(ResourceRegister, [u8; 32])| {
-                pool.poseidon(HashDomain::NullifierKey, &[nullifier_key_field(nk)])
+            let mut open = |(_, nk): &(ResourceRegister, [u8; 32])| {
+                let key = nullifier_key_field(nk);
+                pool.poseidon(HashDomain::NullifierKey, &[key]).map(|handle| (key, handle))
             };
-            w.consumed.iter().map(open).collect::<Result<_, _>>()
+            w.consumed.iter().take(MAX_INPUTS).map(&mut open).collect::<Result<_, _>>()
         })
         .collect::<Result<_, _>>()
-        .map_err(|e| ProveError::Synthesis(format!("the witnesses' key openings: {e}")))?;
-    pool.flush().map_err(|e| ProveError::Synthesis(format!("the witnesses' key openings: {e}")))?;
+        .map_err(pool_error)?;
+    pool.flush().map_err(pool_error)?;
     witnesses
         .iter()
-        .zip(&openings)
+        .zip(&filed)
         .enumerate()
-        .map(|(i, (w, handles))| {
-            let opened: Vec<[u8; 32]> =
-                handles.iter().map(|&h| field_to_bytes(&pool.poseidon_value(h).expect("flushed"))).collect();
+        .map(|(i, (w, keys))| {
+            let opened: Vec<OpenedKey> =
+                keys.iter().map(|&(key, h)| (key, field_to_bytes(&pool.poseidon_value(h).expect("flushed")))).collect();
             w.slot_with_openings(first + i, &opened)
         })
         .collect()
@@ -177,8 +185,8 @@ impl OpWitness {
         Ok(to_slots(std::slice::from_ref(self), index)?.remove(0))
     }
 
-    /// [`Self::to_slot`], given Poseidon(nk) of each consumed input's key.
-    fn slot_with_openings(&self, index: usize, opened: &[[u8; 32]]) -> Result<SlotAssignment, ProveError> {
+    /// [`Self::to_slot`], given each consumed input's key field and opening.
+    fn slot_with_openings(&self, index: usize, opened: &[OpenedKey]) -> Result<SlotAssignment, ProveError> {
         let bad = |reason: String| ProveError::InvalidWitness {
             what: format!("operation {index} ({:?})", self.kind),
             reason,
@@ -205,13 +213,12 @@ impl OpWitness {
 
         let mut slot = SlotAssignment { kind_code: self.kind.code(), ..SlotAssignment::default() };
         let consumable = consumable_states();
-        for (i, ((register, nk), opened)) in self.consumed.iter().zip(opened).enumerate() {
+        for (i, ((register, _), (key, opened))) in self.consumed.iter().zip(opened).enumerate() {
             check_nullifier_key(opened, register).map_err(|e| bad(e.to_string()))?;
             if !consumable.contains(&register.state.code()) {
                 return Err(bad(format!("consumed resource {} is {:?}", register.id, register.state)));
             }
-            slot.inputs[i] =
-                Some(InputAssignment { fields: RegisterFields::of(register), nullifier_key: nullifier_key_field(nk) });
+            slot.inputs[i] = Some(InputAssignment { fields: RegisterFields::of(register), nullifier_key: *key });
         }
         for (j, register) in self.created.iter().enumerate() {
             if register.state != LifecycleState::Active || register.version != 0 {
