@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::digest_map::{digest_map, digest_set, DigestMap};
 use crate::error::ExecutionError;
-use crate::hash::{Filed, HashHandle, MAX_PENDING_BYTES};
+use crate::hash::{Filed, FiledAt, HashHandle, MAX_PENDING_BYTES};
 use crate::resource::{ConsumedInput, Operation, ResourceId, ResourceRegister, VerifyTarget};
 
 use super::env::{Consumption, Env, OpEffects, Seed};
@@ -117,8 +117,8 @@ struct Ran {
 struct Chunk {
     /// Its hash requests, until the merge reaches the chunk and files them.
     filed: Option<Filed>,
-    /// What the chunk pool's handles add to become the batch pool's.
-    shift: u32,
+    /// Where the chunk pool's requests landed in the batch pool.
+    shift: FiledAt,
     consumes: std::vec::IntoIter<Consumption>,
     creates: std::vec::IntoIter<HashHandle>,
     registers: std::vec::IntoIter<Arc<ResourceRegister>>,
@@ -246,7 +246,7 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: 
     for &index in indices {
         let mut fx = OpEffects::default();
         let mark = env.effects.mark();
-        let filed = env.pool.pending_len();
+        let filed = (env.pool.pending_len(), env.pool.poseidon_pending_len());
         env.ahead = Some(false);
         let outcome = super::ops::execute(&mut env, &ops[index], &mut fx);
         let mut created = 0;
@@ -258,7 +258,9 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: 
                 Some(Record::Executed(fx))
             }
             // Every kind loads its registers before it files anything.
-            Err(_) if env.ahead == Some(true) && env.pool.pending_len() == filed => None,
+            Err(_) if env.ahead == Some(true) && (env.pool.pending_len(), env.pool.poseidon_pending_len()) == filed => {
+                None
+            }
             Err(_) if env.ahead == Some(true) => return None,
             Err(e) => {
                 env.effects.undo(mark);
@@ -267,14 +269,15 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: 
             }
         };
         ran.push(Ran { index, record, registers: created });
-        if env.pool.pending_bytes() > share {
+        // A Poseidon input is 32 bytes held until the merge, as a message's.
+        if env.pool.pending_bytes() + 32 * env.pool.poseidon_pending_inputs() > share {
             return None;
         }
     }
     let effects = env.effects;
     Some(Chunk {
         filed: Some(env.pool.into_filed()?),
-        shift: 0,
+        shift: FiledAt::default(),
         consumes: effects.consumes.into_iter(),
         creates: effects.creates.into_iter(),
         registers: registers.into_iter(),
@@ -321,7 +324,7 @@ impl RanAhead<'_, '_, '_> {
         self.left -= 1;
         let chunk = self.current.as_mut()?;
         if let Some(filed) = chunk.filed.take() {
-            chunk.shift = env.pool.file_from(filed).0;
+            chunk.shift = env.pool.file_from(filed);
         }
         let Ran { index: ran_index, record, registers } = chunk.ran.next().expect("a chunk's next");
         debug_assert_eq!(ran_index, index, "operations run ahead merge in batch order");
@@ -334,18 +337,14 @@ impl RanAhead<'_, '_, '_> {
         if let Record::Executed(fx) = &mut record {
             let mark = env.effects.mark();
             let consumes = chunk.consumes.by_ref().take(fx.consumes.len());
-            env.effects.consumes.extend(consumes.map(|c| Consumption { nullifier: shifted(c.nullifier, shift), ..c }));
+            env.effects.consumes.extend(consumes.map(|c| Consumption { nullifier: shift.hash(c.nullifier), ..c }));
             let creates = chunk.creates.by_ref().take(fx.creates.len());
-            env.effects.creates.extend(creates.map(|h| shifted(h, shift)));
+            env.effects.creates.extend(creates.map(|h| shift.hash(h)));
             (fx.consumes, fx.creates) = env.effects.since(mark);
             env.new_registers.extend(chunk.registers.by_ref().take(registers));
         }
         Some(record)
     }
-}
-
-fn shifted(handle: HashHandle, shift: u32) -> HashHandle {
-    HashHandle(handle.0.wrapping_add(shift))
 }
 
 /// Whether operations ran ahead against a state the in-order execution would

@@ -10,10 +10,10 @@ use crate::crypto::field::{field_from_digest, field_material, field_to_bytes, FI
 use crate::crypto::poseidon::HashDomain;
 use crate::digest_map::DigestMap;
 use crate::error::ExecutionError;
-use crate::hash::{HashBackend, HashError, HashHandle, HashPool};
+use crate::hash::{FiledAt, HashBackend, HashError, HashHandle, HashPool};
 use crate::resource::{Operation, OperationKind, ResourceId, ResourceRegister};
 use crate::store::RegisterStore;
-use crate::vm::{DeferredAssertion, Interpreter, LogicInput, Program, Role};
+use crate::vm::{DeferredAssertion, Interpreter, LogicInput, Program, Request, Role};
 
 use super::overlay::{Lookup, Overlay};
 use super::result::LogicTrace;
@@ -92,15 +92,15 @@ impl OpEffects {
         self.extras.take().map(|extras| *extras).unwrap_or_default()
     }
 
-    /// Move every handle the effects hold by `shift` (wrapping): they were
-    /// filed in another pool ([`super::ahead`]).
-    pub fn shift_handles(&mut self, shift: u32) {
+    /// Move every handle the effects hold to where their pool's requests
+    /// landed in the batch's ([`super::ahead`]).
+    pub fn shift_handles(&mut self, at: FiledAt) {
         for assertion in &mut self.assertions {
-            let handle = match assertion {
-                Assertion::Vm(a) => &mut a.handle,
-                Assertion::Commitment { handle, .. } => handle,
-            };
-            handle.0 = handle.0.wrapping_add(shift);
+            match assertion {
+                Assertion::Vm(DeferredAssertion { handle: Request::Blake3(h), .. })
+                | Assertion::Commitment { handle: h, .. } => *h = at.hash(*h),
+                Assertion::Vm(DeferredAssertion { handle: Request::Poseidon(h), .. }) => *h = at.poseidon(*h),
+            }
         }
     }
 }

@@ -159,7 +159,7 @@ pub struct StageBackends {
     pub hash_fallbacks: u64,
     /// Hash requests and Merkle leaves the GPU digested for this batch.
     pub hashed_on_gpu: u64,
-    /// Poseidon requests (the nullifier-key openings) the GPU resolved.
+    /// Poseidon requests (nullifier-key openings, logic programs' POSEIDON) the GPU resolved.
     pub poseidon_on_gpu: u64,
 }
 

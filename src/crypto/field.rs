@@ -58,10 +58,14 @@ pub fn nullifier_key_commitment(nullifier_key: &[u8; 32]) -> [u8; 32] {
 /// little-endian encoding of a BN254 scalar (below the modulus). Anything
 /// else (a BLAKE3 digest, most likely) no key can ever open.
 pub fn is_field_encoding(bytes: &[u8; 32]) -> bool {
-    Fr::from_bigint(<Fr as PrimeField>::BigInt::from_bits_le(
-        &bytes.iter().flat_map(|b| (0..8).map(move |i| b >> i & 1 == 1)).collect::<Vec<bool>>(),
-    ))
-    .is_some_and(|f| field_to_bytes(&f) == *bytes)
+    field_from_bytes(bytes).is_some()
+}
+
+/// The field element whose canonical little-endian encoding is `bytes`;
+/// `None` when they are the modulus or above (no element has them).
+pub fn field_from_bytes(bytes: &[u8; 32]) -> Option<Fr> {
+    let limb = |i: usize| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    Fr::from_bigint(ark_ff::BigInt([limb(0), limb(1), limb(2), limb(3)]))
 }
 
 /// Canonical little-endian bytes of a field element.
@@ -95,5 +99,21 @@ mod tests {
         assert_eq!(Fr::from_le_bytes_mod_order(&field_to_bytes(&v)), v);
         assert!(is_field_encoding(&field_to_bytes(&v)));
         assert!(!is_field_encoding(&[0xff; 32]));
+    }
+
+    #[test]
+    fn only_values_below_the_modulus_decode() {
+        let p_minus_1 = field_to_bytes(&-Fr::from(1u64));
+        assert_eq!(field_from_bytes(&p_minus_1), Some(-Fr::from(1u64)));
+        assert_eq!(field_from_bytes(&[0; 32]), Some(Fr::from(0u64)));
+        let mut p = p_minus_1;
+        p[0] += 1; // p − 1 ends in 0x00…; one more is the modulus itself
+        assert_eq!(field_from_bytes(&p), None);
+        let mut above = [0u8; 32];
+        above[31] = 0x40; // 2^254 > p
+        assert_eq!(field_from_bytes(&above), None);
+        for value in [Fr::from(5u64), nullifier_key_field(&[3; 32])] {
+            assert_eq!(field_from_bytes(&field_to_bytes(&value)), Some(value));
+        }
     }
 }

@@ -227,7 +227,29 @@ impl HashBackend {
 
 /// The pending requests of a pool that never flushed, to be filed into
 /// another pool ([`HashPool::into_filed`], [`HashPool::file_from`]).
-pub struct Filed(PackedBatch);
+pub struct Filed {
+    blake3: PackedBatch,
+    poseidon: PoseidonBatch,
+}
+
+/// Where another pool's requests landed ([`HashPool::file_from`]): a
+/// BLAKE3 handle `h` of that pool is `h + blake3` here, a Poseidon handle
+/// `p` is `p + poseidon` (wrapping, as handles shift).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FiledAt {
+    pub blake3: u32,
+    pub poseidon: u32,
+}
+
+impl FiledAt {
+    pub fn hash(&self, handle: HashHandle) -> HashHandle {
+        HashHandle(handle.0.wrapping_add(self.blake3))
+    }
+
+    pub fn poseidon(&self, handle: PoseidonHandle) -> PoseidonHandle {
+        PoseidonHandle(handle.0.wrapping_add(self.poseidon))
+    }
+}
 
 /// The deferred hash pool.
 pub struct HashPool {
@@ -272,6 +294,11 @@ pub const GPU_POSEIDON_MIN_REQUESTS: usize = 64;
 /// Pending Poseidon requests past which a pool flushes itself (their inputs
 /// take 32 bytes each; a batch files one per spent input).
 pub const MAX_PENDING_POSEIDON: usize = 1 << 22;
+
+/// Pending Poseidon input elements past which a pool flushes itself (128
+/// MiB of them): logic programs' requests take up to
+/// [`crate::vm::MAX_POSEIDON_INPUTS`] each.
+pub const MAX_PENDING_POSEIDON_INPUTS: usize = 1 << 22;
 
 impl Default for HashPool {
     fn default() -> Self {
@@ -513,26 +540,33 @@ impl HashPool {
     /// threads file into pools of their own. `None` once the pool has
     /// flushed (some requests are resolved here, not pending).
     pub fn into_filed(mut self) -> Option<Filed> {
-        debug_assert_eq!(self.poseidon_pending.len(), 0, "Poseidon requests are not handed over");
         self.unseal();
-        self.resolved.is_empty().then_some(Filed(self.pending))
+        let unflushed = self.resolved.is_empty() && self.poseidon_resolved.is_empty();
+        unflushed.then_some(Filed { blake3: self.pending, poseidon: self.poseidon_pending })
     }
 
-    /// File every request of `filed`, in the order they were filed there;
-    /// the handle of the first. A handle `h` of the pool `filed` came from
-    /// is `h + first` here.
-    pub fn file_from(&mut self, filed: Filed) -> HashHandle {
-        let first = self.next_handle();
-        if !filed.0.is_empty() {
+    /// File every request of `filed`, in the order they were filed there
+    /// (BLAKE3 and Poseidon requests each after this pool's own), and say
+    /// where they landed.
+    pub fn file_from(&mut self, filed: Filed) -> FiledAt {
+        let at = FiledAt {
+            blake3: self.next_handle().0,
+            poseidon: (self.poseidon_resolved.len() + self.poseidon_pending.len()) as u32,
+        };
+        if !filed.blake3.is_empty() {
             if !self.pending.is_empty() {
                 // Filed here before, so first; it keeps its buffer.
                 let before = std::mem::take(&mut self.pending);
                 self.seal(before);
             }
-            self.seal(filed.0);
+            self.seal(filed.blake3);
             self.after_push();
         }
-        first
+        if !filed.poseidon.is_empty() {
+            self.poseidon_pending.append(&filed.poseidon);
+            self.after_poseidon_push();
+        }
+        at
     }
 
     fn seal(&mut self, batch: PackedBatch) {
@@ -591,11 +625,21 @@ impl HashPool {
             return Err(HashError::TooManyRequests);
         }
         self.poseidon_pending.push(domain, inputs);
-        let full = self.poseidon_pending.len() >= MAX_PENDING_POSEIDON;
-        if full || self.limit.is_some_and(|limit| self.poseidon_pending.len() >= limit) {
+        self.after_poseidon_push();
+        Ok(PoseidonHandle(next as u32))
+    }
+
+    fn after_poseidon_push(&mut self) {
+        let pending = &self.poseidon_pending;
+        let full = pending.len() >= MAX_PENDING_POSEIDON || pending.input_len() >= MAX_PENDING_POSEIDON_INPUTS;
+        if full || self.limit.is_some_and(|limit| pending.len() >= limit) {
             self.flush_poseidon();
         }
-        Ok(PoseidonHandle(next as u32))
+    }
+
+    /// Input elements of the pending Poseidon requests.
+    pub fn poseidon_pending_inputs(&self) -> usize {
+        self.poseidon_pending.input_len()
     }
 
     /// Pending Poseidon requests.
@@ -829,13 +873,45 @@ mod tests {
             let mut filed = file_mixed(&mut chunk, seed, 30);
             filed.push((extra, blake3::derive_key(&format!("cvm chunk {seed}"), &[seed; 40])));
             let first = batch.file_from(chunk.into_filed().expect("nothing flushed"));
-            expected.extend(filed.into_iter().map(|(h, digest)| (HashHandle(h.0 + first.0), digest)));
+            expected.extend(filed.into_iter().map(|(h, digest)| (first.hash(h), digest)));
             expected.extend(file_mixed(&mut batch, seed.wrapping_mul(31), 5));
         }
         batch.flush().unwrap();
         for (i, (handle, digest)) in expected.iter().enumerate() {
             assert_eq!(batch.get(*handle), Some(*digest), "request {i} (handle {})", handle.0);
         }
+    }
+
+    /// Poseidon requests travel with the BLAKE3 ones, each numbering moved
+    /// by where its requests landed; a pool that flushed hands nothing over.
+    #[test]
+    fn poseidon_requests_filed_from_other_pools_keep_their_values() {
+        let value = |i: u64| crate::crypto::poseidon::hash(HashDomain::Logic, &[Fr::from(i), Fr::from(i * i)]);
+        let file = |pool: &mut HashPool, i: u64| {
+            let handle = pool.poseidon(HashDomain::Logic, &[Fr::from(i), Fr::from(i * i)]).unwrap();
+            (handle, value(i))
+        };
+        let mut batch = HashPool::new();
+        let mut expected = vec![file(&mut batch, 1), file(&mut batch, 2)];
+        batch.hash(b"a BLAKE3 request first");
+        for seed in [10u64, 20, 30] {
+            let mut chunk = HashPool::new();
+            let mut filed: Vec<_> = (0..seed / 10).map(|i| file(&mut chunk, seed + i)).collect();
+            let blake = chunk.hash(seed.to_le_bytes());
+            filed.push(file(&mut chunk, seed + 9));
+            let at = batch.file_from(chunk.into_filed().expect("nothing flushed"));
+            expected.extend(filed.into_iter().map(|(h, v)| (at.poseidon(h), v)));
+            assert_eq!(batch.digest(at.hash(blake)).unwrap(), *blake3::hash(&seed.to_le_bytes()).as_bytes());
+            expected.push(file(&mut batch, seed + 5));
+        }
+        batch.flush().unwrap();
+        for (i, (handle, v)) in expected.iter().enumerate() {
+            assert_eq!(batch.poseidon_value(*handle), Some(*v), "request {i} (handle {})", handle.0);
+        }
+        let mut flushed = HashPool::bounded(2);
+        file(&mut flushed, 1);
+        file(&mut flushed, 2);
+        assert!(flushed.into_filed().is_none(), "a pool whose Poseidon requests resolved keeps them");
     }
 
     /// Filings kept as they came (several in a row, into an empty pool, an
@@ -852,9 +928,9 @@ mod tests {
             let bytes = chunk.pending_bytes();
             let (len, pending) = (batch.pending_len(), batch.pending_bytes());
             let first = batch.file_from(chunk.into_filed().expect("nothing flushed"));
-            assert_eq!(first.0 as usize, len);
+            assert_eq!(first.blake3 as usize, len);
             assert_eq!((batch.pending_len(), batch.pending_bytes()), (len + count, pending + bytes));
-            expected.extend(filed.into_iter().map(|(h, digest)| (HashHandle(h.0 + first.0), digest)));
+            expected.extend(filed.into_iter().map(|(h, digest)| (first.hash(h), digest)));
         }
         // 2 MiB of 1 KiB messages: copied on the rayon pool at the flush.
         let mut chunk = HashPool::new();
@@ -862,7 +938,7 @@ mod tests {
         let range = chunk.hash_fixed(&big, 1024).unwrap();
         let first = batch.file_from(chunk.into_filed().expect("nothing flushed"));
         for (i, message) in big.chunks(1024).enumerate() {
-            expected.push((HashHandle(first.0 + range.start + i as u32), *blake3::hash(message).as_bytes()));
+            expected.push((HashHandle(first.blake3 + range.start + i as u32), *blake3::hash(message).as_bytes()));
         }
         expected.extend(file_mixed(&mut batch, 9, 10));
         assert_eq!(batch.pending_len(), expected.len());

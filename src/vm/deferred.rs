@@ -2,14 +2,24 @@
 //! once the hash pool has flushed (the interpreter never hashes inline).
 
 use crate::content_id::hex_encode;
+use crate::crypto::field::field_to_bytes;
 use crate::error::ExecutionError;
-use crate::hash::{HashHandle, HashPool};
+use crate::hash::{HashHandle, HashPool, PoseidonHandle};
+
+/// A request a program filed: a BLAKE3 digest (`HASH`) or a Poseidon value
+/// (`POSEIDON`), each by its handle in the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Blake3(HashHandle),
+    Poseidon(PoseidonHandle),
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeferredAssertion {
-    /// The hash request whose digest is asserted.
-    pub handle: HashHandle,
-    /// The digest the program demands.
+    /// The request whose digest is asserted.
+    pub handle: Request,
+    /// The digest the program demands (a Poseidon value as its canonical
+    /// little-endian bytes).
     pub expected: [u8; 32],
     /// Which program, resource and pc made the assertion.
     pub what: String,
@@ -21,16 +31,20 @@ impl DeferredAssertion {
     /// digest-dependent assertion failed at commit"), naming the assertion and
     /// both digests.
     pub fn check(&self, pool: &HashPool) -> Result<(), ExecutionError> {
-        let actual = pool.get(self.handle).ok_or_else(|| ExecutionError::StateCommitmentError {
+        let (kind, number, actual) = match self.handle {
+            Request::Blake3(h) => ("BLAKE3", h.0, pool.get(h)),
+            Request::Poseidon(h) => ("Poseidon", h.0, pool.poseidon_value(h).map(|v| field_to_bytes(&v))),
+        };
+        let actual = actual.ok_or_else(|| ExecutionError::StateCommitmentError {
             reason: format!(
-                "deferred digest assertion ({}): hash request {} is not resolved; flush the hash pool before checking",
-                self.what, self.handle.0
+                "deferred digest assertion ({}): {kind} request {number} is not resolved; flush the hash pool before checking",
+                self.what
             ),
         })?;
         if actual != self.expected {
             return Err(ExecutionError::StateCommitmentError {
                 reason: format!(
-                    "deferred digest assertion failed ({}): BLAKE3 is {}, the program expected {}",
+                    "deferred digest assertion failed ({}): {kind} is {}, the program expected {}",
                     self.what,
                     hex_encode(&actual),
                     hex_encode(&self.expected)

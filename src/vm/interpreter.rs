@@ -1,13 +1,17 @@
 //! The interpreter: runs one logic program for one resource of an operation,
 //! under an instruction budget, over the memory of [`super::memory`].
 
+use ark_bn254::Fr;
+
 use crate::context::ExecutionContext;
+use crate::crypto::field::field_from_bytes;
+use crate::crypto::poseidon::{HashDomain, RATE};
 use crate::error::ExecutionError;
-use crate::hash::{HashHandle, HashPool};
+use crate::hash::HashPool;
 use crate::resource::{OperationKind, ResourceRegister};
 
-use super::deferred::DeferredAssertion;
-use super::isa::{Instruction, Reg, INSTRUCTION_SIZE, REGISTER_COUNT};
+use super::deferred::{DeferredAssertion, Request};
+use super::isa::{Instruction, Reg, INSTRUCTION_SIZE, MAX_POSEIDON_INPUTS, REGISTER_COUNT};
 use super::memory::{self, Fault, Memory, DATA_BASE};
 use super::program::{Program, HEADER_SIZE};
 use super::trace::{Access, ExecutionTrace, RegisterWrite, TraceStep};
@@ -90,6 +94,11 @@ const MAX_REASON_CHARS: usize = 256;
 /// however long the slices it names.
 pub const BYTES_PER_UNIT: u64 = 64;
 
+/// Budget a `POSEIDON` costs beyond the instruction itself, per permutation
+/// its sponge runs (one per two inputs): a permutation is about as much
+/// work as BLAKE3 over 16 KB.
+pub const UNITS_PER_PERMUTATION: u64 = 256;
+
 impl Default for Interpreter {
     fn default() -> Self {
         Interpreter::new(DEFAULT_BUDGET)
@@ -141,8 +150,9 @@ struct Machine<'a, 't> {
     memory: Memory<'a>,
     pc: usize,
     executed: u64,
-    /// Handles this run filed: only these may be asserted on.
-    handles: Vec<HashHandle>,
+    /// Requests this run filed, by their number in the run: only these may
+    /// be asserted on.
+    handles: Vec<Request>,
     deferred: Vec<DeferredAssertion>,
     trace: Option<&'t mut ExecutionTrace>,
     step: Option<TraceStep>,
@@ -300,10 +310,11 @@ impl<'a, 't> Machine<'a, 't> {
                 // the pool's handle: where the operation sits in its batch (and
                 // on which thread it ran) must not change what its logic does.
                 let number = self.handles.len() as u64;
-                self.handles.push(pool.hash(bytes));
+                self.handles.push(Request::Blake3(pool.hash(bytes)));
                 self.note(&format!("hash request filed: handle {number}"));
                 self.set(rd, number);
             }
+            Poseidon { rd, ra } => self.poseidon(rd, ra, pool)?,
             AssertDigest { handle, expected } => self.assert_digest(handle, expected)?,
             Env { rd, key } => {
                 self.charge_bytes(memory::slice_parts(self.get(key)).1 as u64)?;
@@ -315,17 +326,49 @@ impl<'a, 't> Machine<'a, 't> {
         Ok(Flow::Next)
     }
 
+    /// `POSEIDON rd, ra`: the slice's elements checked and filed under the
+    /// logic domain; `rd` = the request's number in this run.
+    fn poseidon(&mut self, rd: Reg, ra: Reg, pool: &mut HashPool) -> Result<(), ExecutionError> {
+        let len = memory::slice_parts(self.get(ra)).1 as usize;
+        if len == 0 || !len.is_multiple_of(32) || len > 32 * MAX_POSEIDON_INPUTS {
+            return Err(self.trap(format!(
+                "the inputs are {len} bytes; POSEIDON takes 1 to {MAX_POSEIDON_INPUTS} field elements of 32 bytes"
+            )));
+        }
+        let permutations = (len / 32).div_ceil(RATE) as u64;
+        self.charge_bytes(len as u64)?;
+        self.charge_units(permutations * UNITS_PER_PERMUTATION)?;
+        let bytes = self.read_slice(self.get(ra))?;
+        let inputs = bytes
+            .chunks_exact(32)
+            .enumerate()
+            .map(|(i, chunk)| {
+                field_from_bytes(chunk.try_into().expect("32 bytes")).ok_or_else(|| {
+                    self.trap(format!(
+                        "input element {i} is not a canonical BN254 scalar (little-endian, below the modulus)"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<Fr>, _>>()?;
+        let handle = pool.poseidon(HashDomain::Logic, &inputs).map_err(|e| self.trap(e.to_string()))?;
+        let number = self.handles.len() as u64;
+        self.handles.push(Request::Poseidon(handle));
+        self.note(&format!("Poseidon request filed: handle {number}"));
+        self.set(rd, number);
+        Ok(())
+    }
+
     fn assert_digest(&mut self, handle: Reg, expected: Reg) -> Result<(), ExecutionError> {
         let value = self.get(handle);
         let number = usize::try_from(value).ok().filter(|&n| n < self.handles.len());
         let handle = number
             .map(|n| self.handles[n])
-            .ok_or_else(|| self.trap(format!("{value} is not a handle this run's HASH returned")))?;
+            .ok_or_else(|| self.trap(format!("{value} is not a handle this run's HASH or POSEIDON returned")))?;
         let bytes = self.read_slice(self.get(expected))?;
         let expected: [u8; 32] = bytes
             .as_slice()
             .try_into()
-            .map_err(|_| self.trap(format!("the expected digest is {} bytes; a BLAKE3 digest is 32", bytes.len())))?;
+            .map_err(|_| self.trap(format!("the expected digest is {} bytes; a digest is 32", bytes.len())))?;
         let what =
             format!("logic {} of resource {} at pc 0x{:04x}", self.input.subject.logic, self.input.subject.id, self.pc);
         self.note(&format!("deferred assertion on handle {value}"));
@@ -335,7 +378,12 @@ impl<'a, 't> Machine<'a, 't> {
 
     /// Charge `bytes` of work to the budget (see [`BYTES_PER_UNIT`]).
     fn charge_bytes(&mut self, bytes: u64) -> Result<(), ExecutionError> {
-        self.executed = self.executed.saturating_add(bytes.div_ceil(BYTES_PER_UNIT));
+        self.charge_units(bytes.div_ceil(BYTES_PER_UNIT))
+    }
+
+    /// Charge `units` of work beyond the instruction to the budget.
+    fn charge_units(&mut self, units: u64) -> Result<(), ExecutionError> {
+        self.executed = self.executed.saturating_add(units);
         if self.executed > self.budget {
             return Err(self.timeout());
         }

@@ -245,8 +245,13 @@ pub mod opcode {
     pub const JCMPI_LAST: u8 = 0x58;
     pub const HASH: u8 = 0x60;
     pub const ASSERT_DIGEST: u8 = 0x61;
+    /// Format 3: a Poseidon request, numbered with the HASH requests.
+    pub const POSEIDON: u8 = 0x62;
     pub const ENV: u8 = 0x70;
 }
+
+/// The most field elements one `POSEIDON` hashes (eight permutations).
+pub const MAX_POSEIDON_INPUTS: usize = 16;
 
 /// One VM instruction. Addresses are 32-bit (see [`super::memory`]); a
 /// *slice* is a register holding `address << 32 | length`.
@@ -306,8 +311,15 @@ pub enum Instruction {
     /// `rd` = the request's handle: its number among this run's requests
     /// (0, 1, …), whatever else the pool holds. Nothing is hashed here.
     Hash { rd: Reg, ra: Reg },
-    /// Record that the digest of handle `handle` must equal the 32 bytes of
-    /// slice `expected`; checked when the pool flushes.
+    /// Format 3: file a Poseidon request (BN254, the prover's sponge, the
+    /// logic domain) over slice `ra`, read as 1 to
+    /// [`MAX_POSEIDON_INPUTS`] canonical little-endian 32-byte field
+    /// elements; `rd` = its handle, numbered with the run's HASH requests
+    /// (0, 1, …). Nothing is hashed here.
+    Poseidon { rd: Reg, ra: Reg },
+    /// Record that the digest of handle `handle` (a BLAKE3 digest, or a
+    /// Poseidon value's canonical little-endian bytes) must equal the 32
+    /// bytes of slice `expected`; checked when the pool flushes.
     AssertDigest { handle: Reg, expected: Reg },
     /// `rd` = slice of the environment value named by slice `key`
     /// (an empty slice when the key is absent).
@@ -315,10 +327,12 @@ pub enum Instruction {
 }
 
 impl Instruction {
-    /// The program format that introduced this instruction: 2 for the fused
-    /// instructions the optimizing TEL compiler emits, 1 for the rest.
+    /// The program format that introduced this instruction: 3 for
+    /// `POSEIDON`, 2 for the fused instructions the optimizing TEL compiler
+    /// emits, 1 for the rest.
     pub fn format(&self) -> u16 {
         match self {
+            Instruction::Poseidon { .. } => 3,
             Instruction::SliceEqData { .. } | Instruction::CmpImm { .. } | Instruction::JumpCmpImm { .. } => 2,
             _ => 1,
         }
@@ -363,6 +377,7 @@ impl Instruction {
             Instruction::Jnz { cond, target } => (JNZ, cond.byte(), 0, 0, target),
             Instruction::JumpCmpImm { cmp, ra, imm, target } => (JCMPI_FIRST + cmp.index(), ra.byte(), 0, imm, target),
             Instruction::Hash { rd, ra } => (HASH, rd.byte(), ra.byte(), 0, 0),
+            Instruction::Poseidon { rd, ra } => (POSEIDON, rd.byte(), ra.byte(), 0, 0),
             Instruction::AssertDigest { handle, expected } => (ASSERT_DIGEST, handle.byte(), expected.byte(), 0, 0),
             Instruction::Env { rd, key } => (ENV, rd.byte(), key.byte(), 0, 0),
         };
@@ -415,13 +430,14 @@ impl Instruction {
                     _ => Instruction::Store { src: r, addr: imm },
                 }
             }
-            MOV | NOT | HASH | ASSERT_DIGEST | ENV => {
+            MOV | NOT | HASH | POSEIDON | ASSERT_DIGEST | ENV => {
                 unused(&[uc, ui])?;
                 let (x, y) = (reg(a, "a")?, reg(b, "b")?);
                 match op {
                     MOV => Instruction::Mov { rd: x, ra: y },
                     NOT => Instruction::Not { rd: x, ra: y },
                     HASH => Instruction::Hash { rd: x, ra: y },
+                    POSEIDON => Instruction::Poseidon { rd: x, ra: y },
                     ASSERT_DIGEST => Instruction::AssertDigest { handle: x, expected: y },
                     _ => Instruction::Env { rd: x, key: y },
                 }
@@ -504,6 +520,7 @@ impl fmt::Display for Instruction {
                 write!(f, "J{} {ra}, {imm}, 0x{target:04x}", cmp.mnemonic())
             }
             Instruction::Hash { rd, ra } => write!(f, "HASH {rd}, {ra}"),
+            Instruction::Poseidon { rd, ra } => write!(f, "POSEIDON {rd}, {ra}"),
             Instruction::AssertDigest { handle, expected } => write!(f, "ASSERT_DIGEST {handle}, {expected}"),
             Instruction::Env { rd, key } => write!(f, "ENV {rd}, {key}"),
         }

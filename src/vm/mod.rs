@@ -4,7 +4,8 @@
 //! then run by an [`Interpreter`] for one resource of an operation (its
 //! [`LogicInput`]): 16 registers of 64 bits, a 32-bit address space of
 //! regions (see [`memory`]), an instruction budget, and a hash pool for
-//! digests (the interpreter files requests and never hashes inline).
+//! BLAKE3 digests and Poseidon values (the interpreter files requests and
+//! never hashes inline).
 //!
 //! # Outcomes and errors
 //! | what happens | result |
@@ -14,7 +15,7 @@
 //! | more instructions than the budget | `Timeout { program: logic cid, budget }` |
 //! | a load from an unreadable region (others without permission, unmapped) or a store outside scratch | `MemoryAccessViolation { pc, address, access: "read"/"write", reason }` |
 //! | a malformed encoding | `InvalidInstruction { offset: byte offset in the encoding, reason }` |
-//! | a trap while running: arithmetic overflow, division by zero, `ASSERT_DIGEST` on a value that is not one of this run's handles or on an expected digest that is not 32 bytes | `InvalidInstruction { offset: byte offset of the instruction in the encoding (16 + pc), reason }` |
+//! | a trap while running: arithmetic overflow, division by zero, `ASSERT_DIGEST` on a value that is not one of this run's handles or on an expected digest that is not 32 bytes, `POSEIDON` inputs that are not 1 to 16 whole 32-byte elements or hold one at or above the field's modulus | `InvalidInstruction { offset: byte offset of the instruction in the encoding (16 + pc), reason }` |
 //! | a deferred digest assertion that fails when the pool has flushed | `StateCommitmentError { reason }` from [`DeferredAssertion::check`] |
 //!
 //! The pc is the byte offset of an instruction in the code section; jump
@@ -31,8 +32,10 @@ pub mod memory;
 mod program;
 mod trace;
 
-pub use deferred::DeferredAssertion;
-pub use interpreter::{Interpreter, LogicInput, LogicOutcome, Role, TracedRun, DEFAULT_BUDGET};
-pub use isa::{BinOp, Compare, Instruction, Reg, INSTRUCTION_SIZE, REGISTER_COUNT};
+pub use deferred::{DeferredAssertion, Request};
+pub use interpreter::{
+    Interpreter, LogicInput, LogicOutcome, Role, TracedRun, BYTES_PER_UNIT, DEFAULT_BUDGET, UNITS_PER_PERMUTATION,
+};
+pub use isa::{BinOp, Compare, Instruction, Reg, INSTRUCTION_SIZE, MAX_POSEIDON_INPUTS, REGISTER_COUNT};
 pub use program::{Program, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_INSTRUCTIONS};
 pub use trace::{Access, ExecutionTrace, MemoryEffect, RegisterWrite, TraceStep, MAX_TRACED_STEPS};

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! offset 0   magic  "CVMP"
-//!        4   format version (u16 LE): 1, or 2 when the code uses an
-//!            instruction format 2 introduced (see `Instruction::format`)
+//!        4   format version (u16 LE): the newest format any instruction
+//!            of the code needs (see `Instruction::format`): 1, 2 or 3
 //!        6   flags (u16 LE) = 0
 //!        8   instruction count (u32 LE)
 //!       12   data length in bytes (u32 LE)
@@ -16,7 +16,7 @@
 //! zero) fails decoding, so `decode(encode(p)) == p` and `encode(decode(b)) == b`:
 //! a program has exactly one encoding and so exactly one ContentId. The
 //! version is the program's own format, not this VM's newest, so a program
-//! that uses no format-2 instruction keeps the bytes (and id) it always had.
+//! that uses no newer instruction keeps the bytes (and id) it always had.
 
 use std::fmt::Write as _;
 
@@ -27,7 +27,7 @@ use super::memory::{Region, DATA_MAX};
 
 pub const MAGIC: [u8; 4] = *b"CVMP";
 /// The newest program format this VM runs.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 pub const HEADER_SIZE: usize = 16;
 /// The most instructions a program may have.
 pub const MAX_INSTRUCTIONS: usize = 1 << 20;

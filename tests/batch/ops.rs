@@ -393,10 +393,21 @@ fn batch_hashing_follows_the_gpu_backend() {
     let on_cpu = TransactionContext::new(ExecutionMode::Standard);
     let on_gpu = TransactionContext::new(ExecutionMode::Standard).with_hashing(gpu);
     let (mut cpu_run, mut gpu_run) = (Fixture::new(), Fixture::new());
+    // Logic filing a BLAKE3 and a Poseidon request each run, both asserted.
+    let hashing = hashing_logic(*blake3::hash(b"abc").as_bytes(), 0).encode();
+    let logic = cpu_run.store.put_content(&hashing).expect("program");
+    assert_eq!(gpu_run.store.put_content(&hashing).expect("program"), logic);
     let batches = |f: &mut Fixture, step: usize, ids: &[causality_vm::resource::ResourceId]| -> Vec<Operation> {
         match step {
-            // Six, then 64 more with keys of their own.
-            0 => (0..6 + 64).map(|i| Operation::Create { resource: f.resource("gold", 10 + i, i) }).collect(),
+            // Six, then 64 more with keys of their own, whose logic files
+            // 64 Poseidon requests as they are created (and again as the
+            // next batch spends them).
+            0 => (0..6 + 64)
+                .map(|i| match i < 6 {
+                    true => Operation::Create { resource: f.resource("gold", 10 + i, i) },
+                    false => Operation::Create { resource: f.resource_with_logic(logic, "gold", 10 + i, i) },
+                })
+                .collect(),
             1 => {
                 let four = f.resource("gold", 4, 7);
                 let mut ops = vec![
@@ -432,8 +443,12 @@ fn batch_hashing_follows_the_gpu_backend() {
         assert_eq!(got.metadata.backends.hash_fallbacks, 0, "step {step}: the GPU did the work");
         assert!(got.metadata.backends.hashed_on_gpu > 0, "step {step}: nothing was hashed on the GPU");
         assert_eq!(expected.metadata.backends.hashed_on_gpu, 0);
+        if step == 0 {
+            assert!(got.metadata.backends.poseidon_on_gpu >= 64, "step 0: the logic's Poseidon ran on the GPU");
+            assert_eq!(got.success_count, 70, "every logic assertion held: {:?}", got.results);
+        }
         if step == 1 {
-            assert!(got.metadata.backends.poseidon_on_gpu >= 64, "step 1: the key openings ran on the GPU");
+            assert!(got.metadata.backends.poseidon_on_gpu >= 128, "step 1: the key openings and logic ran on the GPU");
             assert!(got.results[1].outcome().is_some(), "the chained transfer: {:?}", got.results[1]);
         }
         assert_eq!(expected.metadata.backends.poseidon_on_gpu, 0);

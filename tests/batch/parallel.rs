@@ -11,42 +11,9 @@ use crate::batch_support;
 use batch_support::*;
 use causality_vm::batch::{BatchExecutionResult, TransactionContext};
 use causality_vm::resource::{LifecycleState, NewResource, Operation, ResourceId, ResourceUpdate, VerifyTarget};
-use causality_vm::vm::{Instruction as I, Program, Reg};
+
 use causality_vm::{ContentId, ExecutionMode};
 use proptest::prelude::*;
-
-fn r(n: u8) -> Reg {
-    Reg::new(n).expect("register")
-}
-
-/// HASH "abc", reject if the run's handle is not 0 (the program sees its
-/// run's request numbers, wherever its operation sits and whichever thread
-/// runs it), then assert the digest is `expected`: checked at the flush.
-fn hashing_logic(expected: [u8; 32]) -> Program {
-    let mut data = Vec::new();
-    data.extend_from_slice(&32u32.to_le_bytes());
-    data.extend_from_slice(&expected);
-    data.extend_from_slice(&6u32.to_le_bytes());
-    data.extend_from_slice(b"handle");
-    let scratch = causality_vm::vm::memory::SCRATCH_BASE;
-    Program::new(
-        vec![
-            I::LoadImm { rd: r(1), imm: u32::from_le_bytes(*b"abc\0") },
-            I::Store { src: r(1), addr: scratch },
-            I::LoadImm { rd: r(2), imm: 3 },
-            I::LoadHigh { rd: r(2), imm: scratch },
-            I::Hash { rd: r(3), ra: r(2) },
-            I::Jnz { cond: r(3), target: 8 * 9 },
-            I::Str { rd: r(4), offset: 0 },
-            I::AssertDigest { handle: r(3), expected: r(4) },
-            I::Accept,
-            I::Str { rd: r(5), offset: 36 },
-            I::Reject { reason: r(5), code: 3 },
-        ],
-        data,
-    )
-    .expect("valid program")
-}
 
 /// Two stores with the same programs and genesis resources.
 struct Pair {
@@ -55,9 +22,11 @@ struct Pair {
     /// Run from the test's own thread, outside any rayon pool: the global
     /// pool's threads run the chunks while this thread merges.
     outside: Fixture,
-    /// accept, reads-others, hashing (passes), hashing (fails at the flush),
-    /// frozen-at-7 (genesis resources have every one but the failing one).
-    logic: [ContentId; 5],
+    /// accept, reads-others, hashing (passes), hashing (its BLAKE3
+    /// assertion fails at the flush), frozen-at-7, hashing (its Poseidon
+    /// assertion fails at the flush); genesis resources have every one but
+    /// the failing ones.
+    logic: [ContentId; 6],
     genesis: Vec<(NewResource, u64)>,
     one: rayon::ThreadPool,
     four: rayon::ThreadPool,
@@ -73,10 +42,11 @@ impl Pair {
                  reject \"a small other side\";",
             )
             .expect("TEL"),
-            hashing_logic(*blake3::hash(b"abc").as_bytes()),
-            hashing_logic([7; 32]),
+            hashing_logic(*blake3::hash(b"abc").as_bytes(), 0),
+            hashing_logic([7; 32], 0),
             causality_vm::tel::compile("reject \"frozen at 7\" if op == update and quantity == 7;\naccept;")
                 .expect("TEL"),
+            hashing_logic(*blake3::hash(b"abc").as_bytes(), 1),
         ];
         let mut in_order = Fixture::new();
         let mut parallel = Fixture::new();
@@ -191,13 +161,13 @@ fn target() -> impl Strategy<Value = Target> {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        2 => (0..5usize, 1..50u64, 0..4u64).prop_map(|(logic, quantity, owner)| Step::Create { logic, quantity, owner }),
+        2 => (0..6usize, 1..50u64, 0..4u64).prop_map(|(logic, quantity, owner)| Step::Create { logic, quantity, owner }),
         1 => (0..24usize).prop_map(Step::CreateAgain),
         1 => target().prop_map(Step::Read),
         2 => (target(), proptest::option::of(proptest::sample::select(LifecycleState::ALL.to_vec())), any::<bool>())
             .prop_map(|(target, to, controller)| Step::Update { target, to, controller }),
         1 => (target(), proptest::bool::weighted(0.85)).prop_map(|(target, right_key)| Step::Delete { target, right_key }),
-        6 => (target(), proptest::bool::weighted(0.9), any::<u64>(), proptest::bool::weighted(0.9), 0..5usize)
+        6 => (target(), proptest::bool::weighted(0.9), any::<u64>(), proptest::bool::weighted(0.9), 0..6usize)
             .prop_map(|(target, right_key, split, conserve, logic)| Step::Transfer { target, right_key, split, conserve, logic }),
         1 => (target(), proptest::bool::weighted(0.7)).prop_map(|(target, right)| Step::Verify { target, right }),
         1 => (0..4u64).prop_map(Step::VerifyProof),
@@ -322,6 +292,39 @@ fn independent_operations_run_ahead_and_conflicts_run_in_order() {
         // spend: the read is skipped.
         let expected = if policy == 1 { 8 } else { 9 };
         assert_eq!(result.metadata.backends.ran_ahead, expected, "policy {policy}");
+    }
+}
+
+/// Logic Poseidon requests of operations run ahead land in the batch's pool
+/// beside every other chunk's, and each assertion still finds its own
+/// request: transfers whose new resources' logic asserts a wrong Poseidon
+/// value fail at the flush, the rest pass, exactly as in order.
+#[test]
+fn logic_poseidon_requests_of_operations_run_ahead_resolve_to_their_own_values() {
+    let mut pair = Pair::new(&(0..16).map(|i| (2, 10 + i as u64, i as u64 % 4)).collect::<Vec<_>>());
+    let steps: Vec<Step> = (0..16)
+        .map(|i| Step::Transfer {
+            target: Target::Genesis(i),
+            right_key: true,
+            split: 3,
+            conserve: true,
+            logic: if i % 3 == 0 { 5 } else { 2 },
+        })
+        .collect();
+    let ops = batch(&mut pair, &steps);
+    let result = pair.run(&ops, &tx_for(0));
+    // The six whose assertions failed at the flush are left out of the
+    // batch's second pass (as in order); the other ten ran ahead in it.
+    assert_eq!(result.metadata.backends.ran_ahead, 10);
+    assert_eq!(result.metadata.reruns, 1);
+    for (i, op) in result.results.iter().enumerate() {
+        match op.error() {
+            Some(error) => {
+                assert_eq!(i % 3, 0, "operation {i}: {error}");
+                assert!(error.to_string().contains("Poseidon is"), "operation {i}: {error}");
+            }
+            None => assert_ne!(i % 3, 0, "operation {i} should fail its Poseidon assertion"),
+        }
     }
 }
 

@@ -6,4 +6,5 @@ mod vm_support;
 mod capability;
 mod tel_optimizer;
 mod tel_programs;
+mod vm_poseidon;
 mod vm_programs;

@@ -722,7 +722,11 @@ proptest! {
                 19 => I::Jmp { target },
                 20 => I::Jz { cond: a, target },
                 21 => I::Jnz { cond: a, target },
-                22 => if pick % 2 == 0 { I::Hash { rd: a, ra: b } } else { I::AssertDigest { handle: a, expected: b } },
+                22 => match pick % 3 {
+                    0 => I::Hash { rd: a, ra: b },
+                    1 => I::Poseidon { rd: a, ra: b },
+                    _ => I::AssertDigest { handle: a, expected: b },
+                },
                 23 => I::SliceEqData { rd: a, ra: b, offset: [0, 9, 14][pick % 3] },
                 24 => I::CmpImm { cmp: Compare::ALL[pick % Compare::ALL.len()], rd: a, ra: b, imm },
                 25 => I::JumpCmpImm { cmp: Compare::ALL[pick % Compare::ALL.len()], ra: a, imm: imm as u8, target },

@@ -3,14 +3,18 @@
 
 use std::collections::BTreeMap;
 
+use ark_bn254::Fr;
 use causality_vm::batch::{execute_batch, BatchExecutionResult, OpWitness, ProofSystem, TransactionContext};
 use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
+use causality_vm::crypto::field::field_to_bytes;
+use causality_vm::crypto::poseidon::{self, HashDomain};
 use causality_vm::prove::ProveError;
 use causality_vm::resource::{
     nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceId, ResourceUpdate,
 };
 use causality_vm::store::{ProofRecord, RegisterStore};
-use causality_vm::vm::{Instruction, Program};
+use causality_vm::vm::memory::{field, DATA_BASE, SCRATCH_BASE};
+use causality_vm::vm::{BinOp, Compare, Instruction, Program, Reg};
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionMode};
 
 pub const DOMAIN: &str = "test.domain";
@@ -30,6 +34,68 @@ pub fn key_commitment(nk: &[u8; 32]) -> [u8; 32] {
 
 pub fn accept_program() -> Program {
     Program::new(vec![Instruction::Accept], Vec::new()).expect("valid program")
+}
+
+/// HASH "abc", then POSEIDON of the subject's quantity mod 8; reject unless
+/// the run's handles are 0 and 1 (the program sees its run's request
+/// numbers, wherever its operation sits and whichever thread runs it), then
+/// assert the BLAKE3 digest is `expected` and the Poseidon value is entry
+/// `quantity mod 8` of a table (both checked at the flush). The table holds
+/// Poseidon(i + `rotate`) at entry i, so `rotate` = 1 makes every Poseidon
+/// assertion fail. The value differs from operation to operation, so a
+/// Poseidon handle moved wrongly when operations run ahead merge would find
+/// another operation's request.
+pub fn hashing_logic(expected: [u8; 32], rotate: u64) -> Program {
+    let mut data = Vec::new();
+    data.extend_from_slice(&32u32.to_le_bytes());
+    data.extend_from_slice(&expected);
+    data.extend_from_slice(&6u32.to_le_bytes());
+    data.extend_from_slice(b"handle");
+    let table = DATA_BASE + data.len() as u32;
+    for i in 0..8u64 {
+        data.extend_from_slice(&field_to_bytes(&poseidon::hash(HashDomain::Logic, &[Fr::from((i + rotate) % 8)])));
+    }
+    let scratch = SCRATCH_BASE;
+    let reject = 8 * 25;
+    let bin = |op, rd, ra, rb| Instruction::Bin { op, rd: reg(rd), ra: reg(ra), rb: reg(rb) };
+    Program::new(
+        vec![
+            Instruction::LoadImm { rd: reg(1), imm: u32::from_le_bytes(*b"abc\0") },
+            Instruction::Store { src: reg(1), addr: scratch },
+            Instruction::LoadImm { rd: reg(2), imm: 3 },
+            Instruction::LoadHigh { rd: reg(2), imm: scratch },
+            Instruction::Hash { rd: reg(3), ra: reg(2) },
+            Instruction::Jnz { cond: reg(3), target: reject },
+            Instruction::Load { rd: reg(6), addr: field::QUANTITY },
+            Instruction::LoadImm { rd: reg(11), imm: 8 },
+            bin(BinOp::Mod, 6, 6, 11),
+            Instruction::Store { src: reg(6), addr: scratch + 32 },
+            Instruction::LoadImm { rd: reg(9), imm: 32 },
+            Instruction::LoadHigh { rd: reg(9), imm: scratch + 32 },
+            Instruction::Poseidon { rd: reg(7), ra: reg(9) },
+            Instruction::JumpCmpImm { cmp: Compare::Ne, ra: reg(7), imm: 1, target: reject },
+            Instruction::Str { rd: reg(4), offset: 0 },
+            Instruction::AssertDigest { handle: reg(3), expected: reg(4) },
+            // The slice of table entry quantity mod 8: (table + 32 i) << 32 | 32.
+            Instruction::LoadImm { rd: reg(12), imm: 32 },
+            bin(BinOp::Mul, 6, 6, 12),
+            Instruction::AddImm { rd: reg(6), ra: reg(6), imm: table },
+            Instruction::LoadImm { rd: reg(13), imm: 0 },
+            Instruction::LoadHigh { rd: reg(13), imm: 1 },
+            bin(BinOp::Mul, 6, 6, 13),
+            bin(BinOp::Or, 6, 6, 12),
+            Instruction::AssertDigest { handle: reg(7), expected: reg(6) },
+            Instruction::Accept,
+            Instruction::Str { rd: reg(5), offset: 36 },
+            Instruction::Reject { reason: reg(5), code: 3 },
+        ],
+        data,
+    )
+    .expect("valid program")
+}
+
+fn reg(n: u8) -> Reg {
+    Reg::new(n).expect("register")
 }
 
 pub struct Fixture {

@@ -124,6 +124,18 @@ impl PoseidonBatch {
         self.inputs.clear();
     }
 
+    /// Input elements of every request together.
+    pub fn input_len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// File every request of `other` after this batch's, in its order.
+    pub fn append(&mut self, other: &PoseidonBatch) {
+        let base = self.inputs.len();
+        self.jobs.extend(other.jobs.iter().map(|job| Job { start: job.start + base, ..*job }));
+        self.inputs.extend_from_slice(&other.inputs);
+    }
+
     /// Make room for `requests` more requests of `inputs` elements in all.
     pub fn reserve(&mut self, requests: usize, inputs: usize) {
         self.jobs.reserve(requests);
@@ -244,8 +256,8 @@ mod tests {
         supported
     }
 
-    fn domains() -> [HashDomain; 3] {
-        [HashDomain::Commitment, HashDomain::NullifierKey, HashDomain::Nullifier]
+    fn domains() -> [HashDomain; 4] {
+        [HashDomain::Commitment, HashDomain::NullifierKey, HashDomain::Nullifier, HashDomain::Logic]
     }
 
     #[test]
@@ -260,12 +272,29 @@ mod tests {
             let len = (i * 7) % 10;
             let inputs: Vec<Fr> =
                 (0..len).map(|j| if (i + j) % 5 == 0 { edges[(i + j) % 4] } else { Fr::rand(&mut rng) }).collect();
-            let domain = domains()[i % 3];
+            let domain = domains()[i % 4];
             assert_eq!(batch.push(domain, &inputs), i);
             expected.push(hash(domain, &inputs));
         }
         for kernel in kernels() {
             assert_eq!(batch.hash(kernel), expected, "{kernel}");
+        }
+    }
+
+    #[test]
+    fn an_appended_batch_hashes_as_if_filed_after_the_first() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+        let (mut first, mut second, mut whole) = Default::default();
+        for i in 0..40usize {
+            let inputs: Vec<Fr> = (0..(i % 6)).map(|_| Fr::rand(&mut rng)).collect();
+            let part: &mut PoseidonBatch = if i < 17 { &mut first } else { &mut second };
+            part.push(domains()[i % 4], &inputs);
+            PoseidonBatch::push(&mut whole, domains()[i % 4], &inputs);
+        }
+        first.append(&second);
+        assert_eq!((first.len(), first.input_len()), (whole.len(), whole.input_len()));
+        for kernel in kernels() {
+            assert_eq!(first.hash(kernel), whole.hash(kernel), "{kernel}");
         }
     }
 

@@ -31,6 +31,9 @@ pub enum HashDomain {
     NullifierKey = 2,
     /// A nullifier: Poseidon(nk, commitment).
     Nullifier = 3,
+    /// A logic program's own `POSEIDON` request: kept apart from the
+    /// protocol's hashes, so no program can make one of their values.
+    Logic = 4,
 }
 
 pub(crate) fn capacity_tag(domain: HashDomain, arity: usize) -> Fr {
@@ -82,7 +85,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
         let edges = [Fr::ZERO, Fr::ONE, -Fr::ONE];
         for n in 0..=7 {
-            for domain in [HashDomain::Commitment, HashDomain::NullifierKey, HashDomain::Nullifier] {
+            for domain in [HashDomain::Commitment, HashDomain::NullifierKey, HashDomain::Nullifier, HashDomain::Logic] {
                 let random: Vec<Fr> = (0..n).map(|_| Fr::rand(&mut rng)).collect();
                 let edge: Vec<Fr> = (0..n).map(|i| edges[i % 3]).collect();
                 for inputs in [random, edge] {
