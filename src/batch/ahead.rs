@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::digest_map::{digest_map, digest_set, DigestMap};
+use crate::digest_map::{digest_map, digest_set, DigestMap, DigestSet};
 use crate::error::ExecutionError;
 use crate::hash::{Filed, FiledAt, HashHandle, MAX_PENDING_BYTES};
 use crate::resource::{ConsumedInput, Operation, ResourceId, ResourceRegister, VerifyTarget};
@@ -44,12 +44,13 @@ pub(super) const MIN_AHEAD: usize = 4;
 const CHUNKS_PER_THREAD: usize = 16;
 
 /// Which operations of a pass run ahead (`None`: all in order, with one
-/// rayon thread or too few to gain).
-pub(super) fn plan(ops: &[Operation], prefailed: &BTreeMap<usize, ExecutionError>) -> Option<Vec<bool>> {
+/// rayon thread or too few to gain), and the contested ids.
+pub(super) fn plan(ops: &[Operation], prefailed: &BTreeMap<usize, ExecutionError>) -> Option<Plan> {
     if rayon::current_num_threads() < 2 || ops.len() < MIN_AHEAD {
         return None;
     }
     let mut changed = digest_set::<ResourceId>(ops.len());
+    let mut contested = digest_set::<ResourceId>(0);
     let mut ahead = vec![false; ops.len()];
     let mut count = 0;
     for (index, op) in ops.iter().enumerate() {
@@ -58,17 +59,35 @@ pub(super) fn plan(ops: &[Operation], prefailed: &BTreeMap<usize, ExecutionError
         }
         let (ids, changes) = declared(op);
         // One probe per id: an insert that finds the id is a conflict.
-        let free = match changes {
-            // Every id goes in, even after a conflict (no short circuit).
-            true => ids.iter().map(|id| changed.insert(*id)).fold(true, |free, new| free & new),
-            false => ids.iter().all(|id| !changed.contains(id)),
-        };
+        let mut free = true;
+        for id in ids.iter() {
+            let new = match changes {
+                true => changed.insert(*id),
+                false => !changed.contains(id),
+            };
+            if !new {
+                contested.insert(*id);
+                free = false;
+            }
+        }
         if free {
             ahead[index] = true;
             count += 1;
         }
     }
-    (count >= MIN_AHEAD).then_some(ahead)
+    (count >= MIN_AHEAD).then_some(Plan { ahead, contested })
+}
+
+/// Which operations of a pass run ahead, and the ids that an operation
+/// changes and a later one names too (a conflict).
+pub(super) struct Plan {
+    pub ahead: Vec<bool>,
+    /// Only these ids' consumption by an operation run ahead must be
+    /// findable by id in the batch's overlay: no later operation of the
+    /// pass names any other id an operation run ahead consumed (it would
+    /// have conflicted), and ids created in the pass are consumed only by
+    /// operations that run in order (ahead, they are not in the store).
+    contested: DigestSet<ResourceId>,
 }
 
 /// The ids `op` names, and whether it changes them (consumes or updates)
@@ -184,6 +203,7 @@ pub(super) struct RanAhead<'r, 's, 'a> {
     current: Option<Chunk>,
     /// Operations left in the current chunk.
     left: usize,
+    contested: &'r DigestSet<ResourceId>,
 }
 
 /// Execute the operations `plan` marks ahead and `merge` them (given the
@@ -198,9 +218,10 @@ pub(super) struct RanAhead<'r, 's, 'a> {
 pub(super) fn run<R>(
     seed: &Seed<'_, '_>,
     ops: &[Operation],
-    plan: &mut Vec<bool>,
+    plan: &mut Plan,
     merge: impl FnOnce(&mut RanAhead<'_, '_, '_>, &mut Vec<bool>) -> R,
 ) -> R {
+    let Plan { ahead: plan, contested } = plan;
     let indices: Vec<usize> = plan.iter().enumerate().filter(|(_, a)| **a).map(|(i, _)| i).collect();
     let most = rayon::current_num_threads() * CHUNKS_PER_THREAD;
     let size = indices.len().div_ceil(most).max(MIN_AHEAD);
@@ -228,7 +249,7 @@ pub(super) fn run<R>(
         // not started are skipped: nothing would merge them, and the scope
         // waits for every helper.
         let _skip_the_rest = SkipTheRest(&chunks.abandon);
-        merge(&mut RanAhead { chunks, next: 0, current: None, left: 0 }, plan)
+        merge(&mut RanAhead { chunks, next: 0, current: None, left: 0, contested }, plan)
     })
 }
 
@@ -286,6 +307,12 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: 
 }
 
 impl RanAhead<'_, '_, '_> {
+    /// Whether a later operation of the pass may look `id` up after an
+    /// operation run ahead consumed it ([`Plan::contested`]).
+    pub fn contested(&self, id: &ResourceId) -> bool {
+        !self.contested.is_empty() && self.contested.contains(id)
+    }
+
     /// The next chunk's result, waiting for it (and running the next
     /// unclaimed chunk meanwhile) if it is not in yet. Never rayon's
     /// `yield_local`: that could run a helper's job here, which claims

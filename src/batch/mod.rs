@@ -211,7 +211,7 @@ fn run_pass(
             let seed = env.seed();
             let records =
                 ahead::run(&seed, ops, &mut plan, |ran, plan| merge_pass(env, ops, prefailed, Some((ran, plan))));
-            (records, Some(plan))
+            (records, Some(plan.ahead))
         }
     }
 }
@@ -246,7 +246,7 @@ fn merge_pass(
                 match ran.merge(index, env) {
                     Some(mut record) => {
                         match &mut record {
-                            Record::Executed(fx) => apply(env, index, fx),
+                            Record::Executed(fx) => apply_with(env, index, fx, |id| ran.contested(id)),
                             _ => stopped = env.tx.on_failure == FailurePolicy::FailFast,
                         }
                         records.push(record);
@@ -282,8 +282,23 @@ fn merge_pass(
 
 /// Make a successful operation's effects visible to the rest of the batch.
 fn apply(env: &mut Env, index: usize, fx: &mut OpEffects) {
+    apply_with(env, index, fx, |_| true)
+}
+
+/// [`apply`], with the consumed ids that no later operation can look up
+/// (`findable` false) only recorded, not indexed: the map insert was a
+/// fifth of the serial merge of operations run ahead.
+fn apply_with(
+    env: &mut Env,
+    index: usize,
+    fx: &mut OpEffects,
+    findable: impl Fn(&crate::resource::ResourceId) -> bool,
+) {
     for c in &env.effects.consumes[fx.consumes.clone()] {
-        env.overlay.consume(c.register.id, index);
+        match findable(&c.register.id) {
+            true => env.overlay.consume(c.register.id, index),
+            false => env.overlay.consume_unseen(c.register.id),
+        }
     }
     for (_, after) in &fx.updates {
         env.overlay.put(Arc::clone(after));

@@ -106,6 +106,14 @@ impl Overlay {
         }
     }
 
+    /// Record `id` as consumed without indexing it: no later lookup in the
+    /// batch names it ([`super::ahead::Plan`]), and it was neither changed
+    /// nor created in the batch, so [`Overlay::into_changes`] needs only its
+    /// place in the consumption order.
+    pub fn consume_unseen(&mut self, id: ResourceId) {
+        self.consumed_order.push(id);
+    }
+
     pub fn create(&mut self, handle: HashHandle, register: Arc<ResourceRegister>) {
         self.pending.push(PendingCreate { handle, register });
     }
