@@ -13,22 +13,10 @@ use causality_vm::hash::HashPool;
 use causality_vm::vm::{Compare, Instruction as I, Interpreter, Program, Reg, HEADER_SIZE, MAX_POSEIDON_INPUTS};
 use causality_vm::ExecutionError;
 use rand::SeedableRng;
-use vm_support::Case;
+use vm_support::{strings, Case};
 
 fn r(n: u8) -> Reg {
     Reg::new(n).expect("test register")
-}
-
-/// A data section of length-prefixed strings, and their offsets.
-fn strings(items: &[&[u8]]) -> (Vec<u8>, Vec<u32>) {
-    let mut data = Vec::new();
-    let mut offsets = Vec::new();
-    for item in items {
-        offsets.push(data.len() as u32);
-        data.extend_from_slice(&(item.len() as u32).to_le_bytes());
-        data.extend_from_slice(item);
-    }
-    (data, offsets)
 }
 
 fn encoded(inputs: &[Fr]) -> Vec<u8> {

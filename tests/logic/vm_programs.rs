@@ -11,7 +11,7 @@ use causality_vm::vm::memory::{
 use causality_vm::vm::{BinOp, Compare, Instruction as I, Interpreter, Program, Reg, Role, HEADER_SIZE};
 use causality_vm::ExecutionError;
 use proptest::prelude::*;
-use vm_support::{resource, Case};
+use vm_support::{resource, strings, Case};
 
 fn r(n: u8) -> Reg {
     Reg::new(n).expect("test register")
@@ -19,18 +19,6 @@ fn r(n: u8) -> Reg {
 
 fn program(code: Vec<I>) -> Program {
     Program::new(code, Vec::new()).expect("valid test program")
-}
-
-/// A data section holding length-prefixed strings, and their offsets.
-fn strings(items: &[&[u8]]) -> (Vec<u8>, Vec<u32>) {
-    let mut data = Vec::new();
-    let mut offsets = Vec::new();
-    for item in items {
-        offsets.push(data.len() as u32);
-        data.extend_from_slice(&(item.len() as u32).to_le_bytes());
-        data.extend_from_slice(item);
-    }
-    (data, offsets)
 }
 
 fn invalid_offset(result: Result<Program, ExecutionError>) -> (usize, String) {

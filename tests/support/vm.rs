@@ -98,3 +98,15 @@ impl Case {
         self.with_input(|input| Interpreter::new(self.budget).run_traced(program, input, &mut HashPool::new()))
     }
 }
+
+/// A data section holding length-prefixed strings, and their offsets.
+pub fn strings(items: &[&[u8]]) -> (Vec<u8>, Vec<u32>) {
+    let mut data = Vec::new();
+    let mut offsets = Vec::new();
+    for item in items {
+        offsets.push(data.len() as u32);
+        data.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        data.extend_from_slice(item);
+    }
+    (data, offsets)
+}
