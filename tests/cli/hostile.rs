@@ -318,6 +318,74 @@ fn hashed_bytes_are_charged_to_the_budget() {
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
 
+/// A program that files POSEIDON over 16 elements again and again.
+fn poseidon_loop() -> Program {
+    let mut data = 512u32.to_le_bytes().to_vec();
+    data.resize(4 + 512, 0);
+    let r1 = Reg::new(1).unwrap();
+    let r2 = Reg::new(2).unwrap();
+    let code = vec![
+        Instruction::Str { rd: r1, offset: 0 },
+        Instruction::Poseidon { rd: r2, ra: r1 },
+        Instruction::Jmp { target: 8 },
+    ];
+    Program::new(code, data).unwrap()
+}
+
+/// Poseidon is charged per permutation: a loop of them times out after a
+/// few dozen requests at the default budget, however cheap the loop looks.
+#[test]
+fn poseidon_loops_are_charged_to_the_budget() {
+    let data = tempfile::tempdir().unwrap();
+    let b = Batches::new();
+    let logic = b.program("ploop.bin", &poseidon_loop());
+    let file = b.file("ploop.json", &[create(&resource(logic, 1))], json!({ "programs": ["accept.bin", "ploop.bin"] }));
+    let (o, result) = run_json(data.path(), &file, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(result["results"][0]["error"], "Timeout", "{result}");
+    assert_eq!(result["success_count"], 0);
+}
+
+/// POSEIDON of 42 asserted against `expected` at the flush.
+fn poseidon_check(expected: [u8; 32]) -> Program {
+    use ark_bn254::Fr;
+    let mut data = 32u32.to_le_bytes().to_vec();
+    data.extend_from_slice(&causality_vm::crypto::field::field_to_bytes(&Fr::from(42u64)));
+    data.extend_from_slice(&32u32.to_le_bytes());
+    data.extend_from_slice(&expected);
+    let r = |n| Reg::new(n).unwrap();
+    let code = vec![
+        Instruction::Str { rd: r(1), offset: 0 },
+        Instruction::Poseidon { rd: r(2), ra: r(1) },
+        Instruction::Str { rd: r(3), offset: 36 },
+        Instruction::AssertDigest { handle: r(2), expected: r(3) },
+        Instruction::Accept,
+    ];
+    Program::new(code, data).unwrap()
+}
+
+/// `cvm run` with logic that checks a Poseidon value: the right value
+/// commits its creation, a wrong one fails it at the flush with both values
+/// named, and the store holds only the first.
+#[test]
+fn logic_poseidon_checks_run_through_the_cli() {
+    use causality_vm::crypto::poseidon::{hash, HashDomain};
+    let data = tempfile::tempdir().unwrap();
+    let b = Batches::new();
+    let value = causality_vm::crypto::field::field_to_bytes(&hash(HashDomain::Logic, &[ark_bn254::Fr::from(42u64)]));
+    let right = b.program("right.bin", &poseidon_check(value));
+    let wrong = b.program("wrong.bin", &poseidon_check([1; 32]));
+    let ops = [create(&resource(right, 1)), create(&resource(wrong, 2))];
+    let file = b.file("p.json", &ops, json!({ "programs": ["accept.bin", "right.bin", "wrong.bin"] }));
+    let (o, result) = run_json(data.path(), &file, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(result["success_count"], 1, "{result}");
+    assert!(result["results"][0]["error"].is_null(), "{result}");
+    assert_eq!(result["results"][1]["error"], "StateCommitmentError", "{result}");
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(result.to_string().contains(&hex), "the message names the value: {result}");
+}
+
 #[test]
 fn deletes_of_one_id_with_wrong_keys_run_the_batch_once() {
     let data = tempfile::tempdir().unwrap();
