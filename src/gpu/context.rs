@@ -101,6 +101,19 @@ impl GpuContext {
             tracing::warn!(?reason, %message, "GPU device lost");
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
         });
+        // Outside an error scope wgpu's default handler panics. Once the
+        // device is lost every call errs, and the caller's next check of
+        // `is_lost` (or its readback) turns that into a DeviceLost error
+        // the backend layer recomputes on the CPU: no panic for that. Any
+        // other uncaught error is a bug in a kernel, and still panics.
+        let flag = lost.clone();
+        device.on_uncaptured_error(Arc::new(move |error| {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::debug!(%error, "GPU error after the device was lost");
+            } else {
+                panic!("uncaptured wgpu error: {error}");
+            }
+        }));
         tracing::debug!(adapter = %info.name, backend = ?info.backend, device_type = ?info.device_type, "GPU device acquired");
         Ok(GpuContext { device, queue, info, limits, features, lost, pipelines: Mutex::new(PipelineCache::default()) })
     }
@@ -123,6 +136,38 @@ impl GpuContext {
 
     pub fn is_lost(&self) -> bool {
         self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A buffer holding `contents`: wgpu's `create_buffer_init`, except that
+    /// a device lost before or during the upload is a [`GpuError::DeviceLost`]
+    /// instead of a panic (wgpu's helper panics when the mapping fails).
+    pub fn buffer_init(
+        &self,
+        label: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let lost = || GpuError::DeviceLost(format!("creating the buffer '{label}'"));
+        if self.is_lost() {
+            return Err(lost());
+        }
+        if contents.is_empty() {
+            let descriptor = wgpu::BufferDescriptor { label: Some(label), size: 0, usage, mapped_at_creation: false };
+            return Ok(self.device.create_buffer(&descriptor));
+        }
+        // Mapped at creation, the size must be a nonzero multiple of 4.
+        let align = wgpu::COPY_BUFFER_ALIGNMENT;
+        let size = (contents.len() as u64).div_ceil(align) * align;
+        let descriptor = wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: true };
+        let buffer = self.device.create_buffer(&descriptor);
+        let mut view = buffer.get_mapped_range_mut(..).map_err(|e| match self.is_lost() {
+            true => lost(),
+            false => GpuError::Readback { label: label.to_string(), reason: format!("mapping the new buffer: {e}") },
+        })?;
+        view.slice(..contents.len()).copy_from_slice(contents);
+        drop(view);
+        buffer.unmap();
+        Ok(buffer)
     }
 
     /// Compile WGSL, turning validation errors into [`GpuError::Shader`].

@@ -15,7 +15,6 @@ use std::sync::{Arc, OnceLock};
 use ark_bn254::Fr;
 
 use rayon::prelude::*;
-use wgpu::util::DeviceExt;
 
 use super::batch::{Job, PackedBatch};
 use super::consts::CHUNK_LEN;
@@ -190,17 +189,17 @@ impl GpuHasher {
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom_scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let keys = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("blake3 keys"),
-            contents: bytemuck::cast_slice(batch.keys.as_flattened()),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let keys = self.ctx.buffer_init(
+            "blake3 keys",
+            bytemuck::cast_slice(batch.keys.as_flattened()),
+            wgpu::BufferUsages::STORAGE,
+        )?;
         let mut results = Vec::with_capacity(segments.len());
         for (s, segment) in segments.iter().enumerate() {
             if options.fail_before_step == Some(s) {
                 return Err(GpuError::InjectedFault(format!("hash segment {s} of {}", segments.len())));
             }
-            results.push(self.submit_segment(batch, segment, &keys));
+            results.push(self.submit_segment(batch, segment, &keys)?);
         }
         let oom = pollster::block_on(oom_scope.pop());
         let validation = pollster::block_on(scope.pop());
@@ -225,21 +224,19 @@ impl GpuHasher {
 
     /// Upload one segment, record its dispatch and submit it; returns the
     /// buffer its digests will be in.
-    fn submit_segment(&self, batch: &PackedBatch, segment: &Segment, keys: &wgpu::Buffer) -> wgpu::Buffer {
+    fn submit_segment(
+        &self,
+        batch: &PackedBatch,
+        segment: &Segment,
+        keys: &wgpu::Buffer,
+    ) -> Result<wgpu::Buffer, GpuError> {
         let device = &self.ctx.device;
         let message_bytes = &batch.bytes[segment.first_byte..segment.end_byte];
         // A binding may not be empty: all-empty messages still get one word.
         let words = if message_bytes.is_empty() { &[0u8; 4][..] } else { message_bytes };
-        let words = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("blake3 message words"),
-            contents: words,
-            usage: wgpu::BufferUsages::STORAGE,
-        });
-        let jobs = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("blake3 jobs"),
-            contents: bytemuck::cast_slice(&segment.jobs),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let words = self.ctx.buffer_init("blake3 message words", words, wgpu::BufferUsages::STORAGE)?;
+        let jobs =
+            self.ctx.buffer_init("blake3 jobs", bytemuck::cast_slice(&segment.jobs), wgpu::BufferUsages::STORAGE)?;
         let digests = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("blake3 digests"),
             size: (segment.jobs.len() * 32) as u64,
@@ -269,7 +266,7 @@ impl GpuHasher {
             pass.dispatch_workgroups(x, y, 1);
         }
         self.ctx.queue.submit(Some(encoder.finish()));
-        digests
+        Ok(digests)
     }
 
     /// The Merkle root of `leaves` (same rules as the CPU), every level on
@@ -315,11 +312,7 @@ impl GpuHasher {
         for (slot, level) in uniforms.chunks_exact_mut(stride).zip(&levels) {
             slot[..size_of::<GpuLevel>()].copy_from_slice(bytemuck::bytes_of(level));
         }
-        let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("merkle levels"),
-            contents: &uniforms,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let uniforms = self.ctx.buffer_init("merkle levels", &uniforms, wgpu::BufferUsages::UNIFORM)?;
         let layout = self.merkle.get_bind_group_layout(0);
         let bind_groups: Vec<wgpu::BindGroup> = (0..levels.len())
             .map(|l| {

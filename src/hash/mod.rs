@@ -914,6 +914,65 @@ mod tests {
         assert!(flushed.into_filed().is_none(), "a pool whose Poseidon requests resolved keeps them");
     }
 
+    /// A device destroyed between flushes (wgpu's `Device::destroy`: the
+    /// device-lost callback fires, as for a driver reset) fails the next
+    /// flush's BLAKE3 dispatch without a panic (wgpu's own buffer helper
+    /// panicked there); it is recomputed on the CPU with the right values,
+    /// and the pool moves to a fresh device at once and runs there again. The destroyed device is a private one, so the
+    /// other GPU tests' shared device is untouched.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn a_destroyed_device_is_recomputed_on_the_cpu_and_replaced() {
+        if crate::gpu::test_context().is_none() {
+            return;
+        }
+        let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
+        let hasher: Arc<dyn HashDevice> = Arc::new(gpu::GpuHasher::new(ctx.clone()).expect("pipelines"));
+        let mut pool = HashPool::on(&HashBackend { kernel: Kernel::detect(), device: Some(hasher) });
+        let file = |pool: &mut HashPool, seed: u64| {
+            let blake: Vec<_> = (0..100u64).map(|i| (pool.hash((seed + i).to_le_bytes()), seed + i)).collect();
+            let poseidon: Vec<_> = (0..GPU_POSEIDON_MIN_REQUESTS as u64)
+                .map(|i| (pool.poseidon(HashDomain::Logic, &[Fr::from(seed + i)]).unwrap(), seed + i))
+                .collect();
+            (blake, poseidon)
+        };
+        type Requests = (Vec<(HashHandle, u64)>, Vec<(PoseidonHandle, u64)>);
+        let check = |pool: &HashPool, (blake, poseidon): &Requests| {
+            for (h, x) in blake {
+                assert_eq!(pool.get(*h), Some(*blake3::hash(&x.to_le_bytes()).as_bytes()));
+            }
+            for (h, x) in poseidon {
+                let expected = crate::crypto::poseidon::hash(HashDomain::Logic, &[Fr::from(*x)]);
+                assert_eq!(pool.poseidon_value(*h), Some(expected));
+            }
+        };
+        let first = file(&mut pool, 0);
+        pool.flush().unwrap();
+        check(&pool, &first);
+        assert_eq!((pool.gpu_fallbacks(), pool.gpu_poseidon_hashed()), (0, GPU_POSEIDON_MIN_REQUESTS as u64));
+        let hashed = pool.gpu_hashed();
+        assert!(hashed >= 100);
+
+        ctx.device.destroy();
+        let _ = ctx.device.poll(wgpu::PollType::Poll);
+        assert!(ctx.is_lost(), "destroying the device fires its lost callback");
+        let second = file(&mut pool, 1000);
+        pool.flush().unwrap();
+        check(&pool, &second);
+        assert_eq!(pool.gpu_fallbacks(), 1, "the BLAKE3 dispatch fell back");
+        assert_eq!(pool.gpu_hashed(), hashed, "nothing more was hashed on the lost device");
+        // The pool moved to a fresh device right after: the same flush's
+        // Poseidon requests ran there.
+        assert_eq!(pool.gpu_poseidon_hashed(), 2 * GPU_POSEIDON_MIN_REQUESTS as u64);
+
+        let third = file(&mut pool, 2000);
+        pool.flush().unwrap();
+        check(&pool, &third);
+        assert_eq!(pool.gpu_fallbacks(), 1, "the fresh device did the work");
+        assert!(pool.gpu_hashed() >= hashed + 100);
+        assert_eq!(pool.gpu_poseidon_hashed(), 3 * GPU_POSEIDON_MIN_REQUESTS as u64);
+    }
+
     /// Filings kept as they came (several in a row, into an empty pool, an
     /// empty one, one past the parallel copy's threshold, then requests filed
     /// here after them) count as pending, and resolve in order.

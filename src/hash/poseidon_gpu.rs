@@ -15,7 +15,6 @@
 use std::sync::Arc;
 
 use ark_bn254::Fr;
-use wgpu::util::DeviceExt;
 
 use crate::crypto::poseidon::permutation::{flat, flat_schedule};
 use crate::crypto::poseidon::PoseidonBatch;
@@ -100,11 +99,11 @@ impl GpuPoseidon {
             });
         }
         let pipeline = ctx.pipeline("poseidon", &module(path).compose(), "poseidon")?;
-        let table = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("poseidon constants"),
-            contents: bytemuck::cast_slice(&fr_words(&flat_schedule())),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let table = ctx.buffer_init(
+            "poseidon constants",
+            bytemuck::cast_slice(&fr_words(&flat_schedule())),
+            wgpu::BufferUsages::STORAGE,
+        )?;
         Ok(GpuPoseidon { ctx, path, pipeline, table })
     }
 
@@ -178,20 +177,19 @@ impl GpuPoseidon {
             .iter()
             .map(|(_, range)| PoseidonJob { offset: (range.start - start) as u32, len: range.len() as u32 })
             .collect();
-        let storage = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| {
-            ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
-        };
+        let storage = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| ctx.buffer_init(label, contents, usage);
         let read = wgpu::BufferUsages::STORAGE;
         let params = PoseidonParams { count: requests.len() as u32, ..Default::default() };
-        let params = storage("poseidon params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
-        let jobs = storage("poseidon jobs", bytemuck::cast_slice(&jobs), read);
-        let tags = storage("poseidon tags", bytemuck::cast_slice(&fr_words(requests.iter().map(|(tag, _)| tag))), read);
+        let params = storage("poseidon params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+        let jobs = storage("poseidon jobs", bytemuck::cast_slice(&jobs), read)?;
+        let tags =
+            storage("poseidon tags", bytemuck::cast_slice(&fr_words(requests.iter().map(|(tag, _)| tag))), read)?;
         // A binding may not be empty: requests without inputs still bind one element.
         let mut input_words = fr_words(&inputs[start..end]);
         if input_words.is_empty() {
             input_words = vec![0; 8];
         }
-        let inputs = storage("poseidon inputs", bytemuck::cast_slice(&input_words), read);
+        let inputs = storage("poseidon inputs", bytemuck::cast_slice(&input_words), read)?;
         let bytes = (requests.len() * 32) as u64;
         let output = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("poseidon out"),

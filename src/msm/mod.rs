@@ -395,3 +395,45 @@ fn acquire_device(backend: ResolvedBackend) -> Result<Option<Arc<dyn MsmDevice>>
         ResolvedBackend::Gpu => Some(Arc::new(gpu::GpuMsm::new(crate::gpu::GpuContext::shared()?)?)),
     })
 }
+
+#[cfg(all(test, feature = "gpu"))]
+mod device_loss_tests {
+    use super::*;
+    use ark_ec::{CurveGroup, PrimeGroup, VariableBaseMSM};
+    use ark_std::UniformRand;
+    use rand::SeedableRng;
+
+    /// A device destroyed between MSMs (wgpu's `Device::destroy`: the
+    /// device-lost callback fires, as for a driver reset) fails the next
+    /// MSM without a panic; it is recomputed on the CPU with the same
+    /// point, and the engine moves to a fresh device that runs the next.
+    /// The destroyed device is a private one: the other GPU tests' shared
+    /// device is untouched.
+    #[test]
+    fn a_destroyed_device_is_recomputed_on_the_cpu_and_replaced() {
+        if crate::gpu::test_context().is_none() {
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let bases: Vec<G1Affine> =
+            (0..65).map(|_| (G1Projective::generator() * Fr::rand(&mut rng)).into_affine()).collect();
+        let scalars: Vec<Fr> = (0..65).map(|_| Fr::rand(&mut rng)).collect();
+        let expected = G1Projective::msm(&bases, &scalars).expect("equal lengths");
+
+        let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
+        let device: Arc<dyn MsmDevice> = Arc::new(gpu::GpuMsm::new(ctx.clone()).expect("pipelines"));
+        let engine = MsmEngine { device: RwLock::new(Some(device)), ..MsmEngine::cpu() };
+        assert_eq!(engine.msm_g1(&bases, &scalars).unwrap(), expected);
+        assert_eq!(engine.gpu_fallbacks(), 0);
+
+        ctx.device.destroy();
+        let _ = ctx.device.poll(wgpu::PollType::Poll);
+        assert!(ctx.is_lost(), "destroying the device fires its lost callback");
+        assert_eq!(engine.msm_g1(&bases, &scalars).unwrap(), expected, "recomputed on the CPU");
+        assert_eq!(engine.gpu_fallbacks(), 1);
+        assert_eq!(engine.backend(), ResolvedBackend::Gpu, "moved to a fresh device");
+
+        assert_eq!(engine.msm_g1(&bases, &scalars).unwrap(), expected);
+        assert_eq!(engine.gpu_fallbacks(), 1, "the fresh device did the work");
+    }
+}

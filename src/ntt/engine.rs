@@ -135,6 +135,39 @@ mod tests {
         (0..n).map(|_| Fr::rand(rng)).collect()
     }
 
+    /// A device destroyed between transforms (wgpu's `Device::destroy`,
+    /// which fires the device-lost callback) fails the next one without a
+    /// panic; it is recomputed on the CPU, and the engine moves to a fresh
+    /// device that runs the one after. The destroyed device is private.
+    #[test]
+    fn a_destroyed_device_is_recomputed_on_the_cpu_and_replaced() {
+        if crate::gpu::test_context().is_none() {
+            return;
+        }
+        let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
+        let engine =
+            NttEngine { device: RwLock::new(Some(Arc::new(GpuNtt::new(ctx.clone()).unwrap()))), ..NttEngine::cpu() };
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let plan = Ntt::new(64).unwrap();
+        let values = random(64, &mut rng);
+        let mut expected = values.clone();
+        plan.apply(NttOp::Forward, &mut expected).unwrap();
+        let run = |engine: &NttEngine| {
+            let mut got = values.clone();
+            let ran = engine.apply(&plan, NttOp::Forward, &mut [&mut got[..]]).unwrap();
+            assert_eq!(got, expected);
+            ran
+        };
+        assert_eq!(run(&engine), ResolvedBackend::Gpu);
+        ctx.device.destroy();
+        let _ = ctx.device.poll(wgpu::PollType::Poll);
+        assert!(ctx.is_lost(), "destroying the device fires its lost callback");
+        assert_eq!(run(&engine), ResolvedBackend::Cpu, "recomputed on the CPU");
+        assert_eq!(engine.gpu_fallbacks(), 1);
+        assert_eq!(run(&engine), ResolvedBackend::Gpu, "a fresh device");
+        assert_eq!(engine.gpu_fallbacks(), 1);
+    }
+
     /// Batches of transforms on the GPU engine equal the CPU plan's, every
     /// op, including batches split over several bindings.
     #[test]

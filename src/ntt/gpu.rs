@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 
 use ark_bn254::Fr;
 use ark_ff::Field;
-use wgpu::util::DeviceExt;
 
 use super::{cpu, Ntt, NttError, NttOp};
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
@@ -274,14 +273,14 @@ impl GpuNtt {
     }
 
     /// `table` for `plan`'s size: the resident one, or uploaded now and kept.
-    fn resident_table(&self, plan: &Ntt, table: Table) -> Arc<wgpu::Buffer> {
+    fn resident_table(&self, plan: &Ntt, table: Table) -> Result<Arc<wgpu::Buffer>, GpuError> {
         let key = (plan.len(), table);
         let mut resident = self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(at) = resident.iter().position(|(k, _)| *k == key) {
             let entry = resident.remove(at);
             let buffer = entry.1.clone();
             resident.push(entry);
-            return buffer;
+            return Ok(buffer);
         }
         let elements: std::borrow::Cow<'_, [Fr]> = match table {
             Table::Roots => (&plan.roots[..]).into(),
@@ -290,16 +289,13 @@ impl GpuNtt {
             Table::Powers { first, ratio } => cpu::powers(first, ratio, plan.len()).into(),
         };
         let words = fr_words(elements.iter());
-        let buffer = Arc::new(self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(table.label()),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::STORAGE,
-        }));
+        let buffer =
+            Arc::new(self.ctx.buffer_init(table.label(), bytemuck::cast_slice(&words), wgpu::BufferUsages::STORAGE)?);
         if resident.len() >= RESIDENT_TABLES {
             resident.remove(0);
         }
         resident.push((key, buffer.clone()));
-        buffer
+        Ok(buffer)
     }
 
     #[cfg(test)]
@@ -318,11 +314,14 @@ impl GpuNtt {
         let mut phases = Phases::start(n, group.len());
         let words = fr_words(group.iter().flat_map(|values| values.iter()));
         phases.mark("to words");
-        let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("ntt values"),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        });
+        let buffer = self
+            .ctx
+            .buffer_init(
+                "ntt values",
+                bytemuck::cast_slice(&words),
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            )
+            .map_err(NttError::Device)?;
         phases.mark("upload");
         let t = Transform {
             ntt: self,
@@ -353,35 +352,35 @@ fn steps(t: &Transform<'_>, plan: &Ntt, op: NttOp) -> Result<Vec<Step>, GpuError
     let mut steps = Vec::new();
     match op {
         NttOp::Forward => {
-            steps.extend(dif_steps(t.table(plan, Table::Roots), n));
+            steps.extend(dif_steps(t.table(plan, Table::Roots)?, n));
             steps.push(Step::BitReverse);
         }
         NttOp::Inverse => {
-            steps.extend(dif_steps(t.table(plan, Table::InverseRoots), n));
+            steps.extend(dif_steps(t.table(plan, Table::InverseRoots)?, n));
             steps.push(Step::BitReverse);
-            steps.push(Step::Scale { table: t.table(plan, Table::NInverse), reversed: false, constant: true });
+            steps.push(Step::Scale { table: t.table(plan, Table::NInverse)?, reversed: false, constant: true });
         }
         NttOp::CosetForward(g) => {
-            let powers = t.table(plan, Table::Powers { first: Fr::ONE, ratio: g });
+            let powers = t.table(plan, Table::Powers { first: Fr::ONE, ratio: g })?;
             steps.push(Step::Scale { table: powers, reversed: false, constant: false });
-            steps.extend(dif_steps(t.table(plan, Table::Roots), n));
+            steps.extend(dif_steps(t.table(plan, Table::Roots)?, n));
             steps.push(Step::BitReverse);
         }
         NttOp::CosetInverse(g) => {
             let g_inverse = g.inverse().expect("checked before the upload");
-            steps.extend(dif_steps(t.table(plan, Table::InverseRoots), n));
+            steps.extend(dif_steps(t.table(plan, Table::InverseRoots)?, n));
             steps.push(Step::BitReverse);
-            let powers = t.table(plan, Table::Powers { first: plan.n_inverse, ratio: g_inverse });
+            let powers = t.table(plan, Table::Powers { first: plan.n_inverse, ratio: g_inverse })?;
             steps.push(Step::Scale { table: powers, reversed: false, constant: false });
         }
         // The inverse by decimation in frequency, the 1/n and gⁱ factors in
         // bit-reversed order, the forward by decimation in time: no
         // bit-reversal pass.
         NttOp::ToCoset(g) => {
-            steps.extend(dif_steps(t.table(plan, Table::InverseRoots), n));
-            let powers = t.table(plan, Table::Powers { first: plan.n_inverse, ratio: g });
+            steps.extend(dif_steps(t.table(plan, Table::InverseRoots)?, n));
+            let powers = t.table(plan, Table::Powers { first: plan.n_inverse, ratio: g })?;
             steps.push(Step::Scale { table: powers, reversed: true, constant: false });
-            let roots = t.table(plan, Table::Roots);
+            let roots = t.table(plan, Table::Roots)?;
             steps.extend(dif_steps(roots, n).into_iter().rev().map(|s| match s {
                 Step::Dif { roots, half } => Step::Dit { roots, half },
                 other => other,
@@ -409,11 +408,11 @@ struct Transform<'a> {
 impl Transform<'_> {
     /// `table` of `plan`'s size, resident on the device (uploaded on its
     /// first use); its index for [`Step`]s.
-    fn table(&self, plan: &Ntt, table: Table) -> usize {
-        let buffer = self.ntt.resident_table(plan, table);
+    fn table(&self, plan: &Ntt, table: Table) -> Result<usize, GpuError> {
+        let buffer = self.ntt.resident_table(plan, table)?;
         let mut tables = self.tables.borrow_mut();
         tables.push(buffer);
-        tables.len() - 1
+        Ok(tables.len() - 1)
     }
 
     /// Record every step into one compute pass and submit it.
@@ -441,11 +440,7 @@ impl Transform<'_> {
                 count: self.count,
                 ..Default::default()
             };
-            let uniform = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("ntt params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let uniform = ctx.buffer_init("ntt params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
             let mut entries = vec![
                 wgpu::BindGroupEntry { binding: PARAMS.slot, resource: uniform.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: VALUES.slot, resource: self.values.as_entire_binding() },

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use wgpu::util::DeviceExt;
-
 use super::contract::{stage_source, MsmParams};
 use super::graph::Kernel;
 use super::plan::dispatch_shape;
@@ -12,12 +10,8 @@ use super::shaders::{FieldPath, Group, Stage};
 use crate::gpu::{GpuContext, GpuError};
 
 impl MsmParams {
-    pub fn uniform(&self, ctx: &GpuContext) -> wgpu::Buffer {
-        ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("msm params"),
-            contents: bytemuck::bytes_of(self),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+    pub fn uniform(&self, ctx: &GpuContext) -> Result<wgpu::Buffer, GpuError> {
+        ctx.buffer_init("msm params", bytemuck::bytes_of(self), wgpu::BufferUsages::UNIFORM)
     }
 }
 

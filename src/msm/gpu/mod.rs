@@ -31,7 +31,6 @@ use ark_bn254::{g1, g2, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::short_weierstrass::{Affine, Projective};
 use ark_ff::{AdditiveGroup, Zero};
 use rayon::prelude::*;
-use wgpu::util::DeviceExt;
 
 use super::device::{DeviceBases, MsmDevice, RunOptions};
 use crate::gpu::{GpuContext, GpuError};
@@ -190,14 +189,11 @@ impl GpuMsm {
                     .flatten()
                     .collect();
                 debug_assert_eq!(words.len() as u64 * 4, part.len() as u64 * P::GROUP.base_bytes());
-                let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("msm bases"),
-                    contents: bytemuck::cast_slice(&words),
-                    usage: wgpu::BufferUsages::STORAGE,
-                });
-                BaseChunk { buffer, start: i * chunk_len, len: part.len() }
+                let buffer =
+                    self.ctx.buffer_init("msm bases", bytemuck::cast_slice(&words), wgpu::BufferUsages::STORAGE)?;
+                Ok(BaseChunk { buffer, start: i * chunk_len, len: part.len() })
             })
-            .collect();
+            .collect::<Result<_, GpuError>>()?;
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Dispatch { label: "msm bases upload".into(), reason: err.to_string() });
         }
@@ -350,7 +346,9 @@ impl GpuMsm {
         let mut uniforms: HashMap<u32, wgpu::Buffer> = HashMap::new();
         for (_, buf) in graph.iter().flat_map(|d| &d.bindings) {
             if let Buf::Params { list_len } = *buf {
-                uniforms.entry(list_len).or_insert_with(|| params.with_list_len(list_len).uniform(ctx));
+                if let std::collections::hash_map::Entry::Vacant(slot) = uniforms.entry(list_len) {
+                    slot.insert(params.with_list_len(list_len).uniform(ctx)?);
+                }
             }
         }
         let buffer = |buf: Buf| -> &wgpu::Buffer {
