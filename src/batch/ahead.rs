@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::digest_map::{digest_map, digest_set, DigestMap, DigestSet};
 use crate::error::ExecutionError;
-use crate::hash::{Filed, FiledAt, HashHandle, MAX_PENDING_BYTES};
+use crate::hash::{Filed, FiledAt, HashHandle, HashPool, MAX_PENDING_BYTES};
 use crate::resource::{ConsumedInput, Operation, ResourceId, ResourceRegister, VerifyTarget};
 
 use super::env::{Consumption, Env, OpEffects, Seed};
@@ -264,10 +264,12 @@ impl Drop for SkipTheRest<'_> {
 fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: usize) -> Option<Chunk> {
     let mut ran = Vec::with_capacity(indices.len());
     let mut registers = Vec::with_capacity(2 * indices.len());
+    // Requests of both kinds in the chunk's pool.
+    let filed_so_far = |pool: &HashPool| (pool.pending_len(), pool.poseidon_pending_len());
     for &index in indices {
         let mut fx = OpEffects::default();
         let mark = env.effects.mark();
-        let filed = (env.pool.pending_len(), env.pool.poseidon_pending_len());
+        let filed = filed_so_far(&env.pool);
         env.ahead = Some(false);
         let outcome = super::ops::execute(&mut env, &ops[index], &mut fx);
         let mut created = 0;
@@ -279,9 +281,7 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: 
                 Some(Record::Executed(fx))
             }
             // Every kind loads its registers before it files anything.
-            Err(_) if env.ahead == Some(true) && (env.pool.pending_len(), env.pool.poseidon_pending_len()) == filed => {
-                None
-            }
+            Err(_) if env.ahead == Some(true) && filed_so_far(&env.pool) == filed => None,
             Err(_) if env.ahead == Some(true) => return None,
             Err(e) => {
                 env.effects.undo(mark);

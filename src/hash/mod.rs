@@ -549,10 +549,7 @@ impl HashPool {
     /// (BLAKE3 and Poseidon requests each after this pool's own), and say
     /// where they landed.
     pub fn file_from(&mut self, filed: Filed) -> FiledAt {
-        let at = FiledAt {
-            blake3: self.next_handle().0,
-            poseidon: (self.poseidon_resolved.len() + self.poseidon_pending.len()) as u32,
-        };
+        let at = FiledAt { blake3: self.next_handle().0, poseidon: self.poseidon_count() as u32 };
         if !filed.blake3.is_empty() {
             if !self.pending.is_empty() {
                 // Filed here before, so first; it keeps its buffer.
@@ -563,7 +560,7 @@ impl HashPool {
             self.after_push();
         }
         if !filed.poseidon.is_empty() {
-            self.poseidon_pending.append(&filed.poseidon);
+            self.poseidon_pending.append(filed.poseidon);
             self.after_poseidon_push();
         }
         at
@@ -601,6 +598,11 @@ impl HashPool {
         HashHandle((self.resolved.len() + self.pending_len()) as u32)
     }
 
+    /// Poseidon requests filed so far (resolved or pending): the next one's handle.
+    fn poseidon_count(&self) -> usize {
+        self.poseidon_resolved.len() + self.poseidon_pending.len()
+    }
+
     fn after_push(&mut self) {
         let full = self.pending_bytes() >= MAX_PENDING_BYTES;
         if full || self.limit.is_some_and(|limit| self.pending_len() >= limit) {
@@ -620,7 +622,7 @@ impl HashPool {
     /// File Poseidon(`inputs`) under `domain`, resolved at the next flush
     /// (bit-identical to `crypto::poseidon::hash`).
     pub fn poseidon(&mut self, domain: HashDomain, inputs: &[Fr]) -> Result<PoseidonHandle, HashError> {
-        let next = self.poseidon_resolved.len() + self.poseidon_pending.len();
+        let next = self.poseidon_count();
         if next >= u32::MAX as usize {
             return Err(HashError::TooManyRequests);
         }
@@ -659,7 +661,7 @@ impl HashPool {
 
     /// A Poseidon request's value, flushing first if it is still pending.
     pub fn poseidon_result(&mut self, handle: PoseidonHandle) -> Result<Fr, HashError> {
-        if handle.0 as usize >= self.poseidon_resolved.len() + self.poseidon_pending.len() {
+        if handle.0 as usize >= self.poseidon_count() {
             return Err(HashError::UnknownPoseidonHandle(handle.0));
         }
         if self.poseidon_value(handle).is_none() {
@@ -918,8 +920,9 @@ mod tests {
     /// device-lost callback fires, as for a driver reset) fails the next
     /// flush's BLAKE3 dispatch without a panic (wgpu's own buffer helper
     /// panicked there); it is recomputed on the CPU with the right values,
-    /// and the pool moves to a fresh device at once and runs there again. The destroyed device is a private one, so the
-    /// other GPU tests' shared device is untouched.
+    /// and the pool moves to a fresh device at once and runs there again.
+    /// The destroyed device is a private one, so the other GPU tests'
+    /// shared device is untouched.
     #[cfg(feature = "gpu")]
     #[test]
     fn a_destroyed_device_is_recomputed_on_the_cpu_and_replaced() {

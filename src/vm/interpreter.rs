@@ -306,13 +306,7 @@ impl<'a, 't> Machine<'a, 't> {
             Hash { rd, ra } => {
                 self.charge_bytes(memory::slice_parts(self.get(ra)).1 as u64)?;
                 let bytes = self.read_slice(self.get(ra))?;
-                // The program sees the request's number within this run, never
-                // the pool's handle: where the operation sits in its batch (and
-                // on which thread it ran) must not change what its logic does.
-                let number = self.handles.len() as u64;
-                self.handles.push(Request::Blake3(pool.hash(bytes)));
-                self.note(&format!("hash request filed: handle {number}"));
-                self.set(rd, number);
+                self.filed(rd, Request::Blake3(pool.hash(bytes)), "hash");
             }
             Poseidon { rd, ra } => self.poseidon(rd, ra, pool)?,
             AssertDigest { handle, expected } => self.assert_digest(handle, expected)?,
@@ -351,11 +345,19 @@ impl<'a, 't> Machine<'a, 't> {
             })
             .collect::<Result<Vec<Fr>, _>>()?;
         let handle = pool.poseidon(HashDomain::Logic, &inputs).map_err(|e| self.trap(e.to_string()))?;
-        let number = self.handles.len() as u64;
-        self.handles.push(Request::Poseidon(handle));
-        self.note(&format!("Poseidon request filed: handle {number}"));
-        self.set(rd, number);
+        self.filed(rd, Request::Poseidon(handle), "Poseidon");
         Ok(())
+    }
+
+    /// Keep a request this run filed and give the program its number. The
+    /// program sees the request's number within this run, never the pool's
+    /// handle: where the operation sits in its batch (and on which thread it
+    /// ran) must not change what its logic does.
+    fn filed(&mut self, rd: Reg, request: Request, kind: &str) {
+        let number = self.handles.len() as u64;
+        self.handles.push(request);
+        self.note(&format!("{kind} request filed: handle {number}"));
+        self.set(rd, number);
     }
 
     fn assert_digest(&mut self, handle: Reg, expected: Reg) -> Result<(), ExecutionError> {

@@ -129,8 +129,13 @@ impl PoseidonBatch {
         self.inputs.len()
     }
 
-    /// File every request of `other` after this batch's, in its order.
-    pub fn append(&mut self, other: &PoseidonBatch) {
+    /// File every request of `other` after this batch's, in its order
+    /// (taking its buffers when this batch is empty).
+    pub fn append(&mut self, other: PoseidonBatch) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
         let base = self.inputs.len();
         self.jobs.extend(other.jobs.iter().map(|job| Job { start: job.start + base, ..*job }));
         self.inputs.extend_from_slice(&other.inputs);
@@ -291,7 +296,7 @@ mod tests {
             part.push(domains()[i % 4], &inputs);
             PoseidonBatch::push(&mut whole, domains()[i % 4], &inputs);
         }
-        first.append(&second);
+        first.append(second);
         assert_eq!((first.len(), first.input_len()), (whole.len(), whole.input_len()));
         for kernel in kernels() {
             assert_eq!(first.hash(kernel), whole.hash(kernel), "{kernel}");

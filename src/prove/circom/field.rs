@@ -57,7 +57,7 @@ fn bigint(bytes: &[u8]) -> BigInteger256 {
 
 /// A scalar in standard form (32 bytes), below the modulus.
 pub fn fr_standard(bytes: &[u8]) -> Option<Fr> {
-    Fr::from_bigint(bigint(bytes))
+    crate::crypto::field::field_from_bytes(bytes.try_into().ok()?)
 }
 
 /// 32 bytes taken as they are for Montgomery form, below the modulus: the
