@@ -86,13 +86,14 @@ impl NttEngine {
     }
 
     /// `op` on every slice of `batch`, each of the plan's length; returns
-    /// where it ran (the CPU when the device failed and the CPU recomputed,
-    /// or when the transforms are past the device's binding limit).
+    /// where it ran (the CPU when the device failed and the CPU recomputed).
+    /// A transform past the device's storage binding limit is split over
+    /// several bindings on the device.
     pub fn apply(&self, plan: &Ntt, op: NttOp, batch: &mut [&mut [Fr]]) -> Result<ResolvedBackend, NttError> {
         for values in batch.iter() {
             plan.check_op(op, values)?;
         }
-        if let Some(device) = self.current().filter(|device| device.fits(plan.len(), 1)) {
+        if let Some(device) = self.current() {
             let fail = self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
             match device.apply(plan, op, batch, fail) {
                 Ok(()) => return Ok(ResolvedBackend::Gpu),
@@ -200,6 +201,31 @@ mod tests {
             }
         }
         assert_eq!(engine.gpu_fallbacks(), 0);
+    }
+
+    /// A transform four times the (lowered) binding limit runs on the
+    /// device, split over four bindings, and equals the CPU plan; a fault
+    /// in one of its passes is recomputed on the CPU.
+    #[test]
+    fn transforms_past_the_binding_limit_run_split_on_the_device() {
+        let Some(ctx) = crate::gpu::test_context() else { return };
+        let device = GpuNtt::new(ctx).unwrap().with_binding_limit(64 * 32);
+        let engine = NttEngine { device: RwLock::new(Some(Arc::new(device))), ..NttEngine::cpu() };
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        let plan = Ntt::new(256).unwrap();
+        let input = random(256, &mut rng);
+        for op in [NttOp::Forward, NttOp::ToCoset(Fr::from(5u64))] {
+            let mut expected = input.clone();
+            plan.apply(op, &mut expected).unwrap();
+            let mut values = input.clone();
+            assert_eq!(engine.apply(&plan, op, &mut [&mut values]).unwrap(), ResolvedBackend::Gpu);
+            assert_eq!(values, expected, "{op:?}");
+            assert!(engine.inject_faults(FaultPlan::once_at(5)));
+            let mut values = input.clone();
+            assert_eq!(engine.apply(&plan, op, &mut [&mut values]).unwrap(), ResolvedBackend::Cpu);
+            assert_eq!(values, expected, "{op:?} after a fault");
+        }
+        assert_eq!(engine.gpu_fallbacks(), 2);
     }
 
     /// A device fault before any dispatch, between stages or before the

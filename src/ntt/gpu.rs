@@ -6,9 +6,10 @@
 //!
 //! Twiddle and coset tables stay resident across calls (the most recent
 //! [`RESIDENT_TABLES`]), so a prover's repeated quotients upload only their
-//! values. Not yet: fused stages in workgroup memory, and one transform
-//! larger than a storage binding (refused with an error naming the limit;
-//! the engine runs it on the CPU).
+//! values. One transform larger than a storage binding is spread over
+//! several ([`split`]). Not yet: fused stages in workgroup memory.
+
+mod split;
 
 use std::sync::{Arc, Mutex};
 
@@ -76,10 +77,13 @@ enum Table {
     Roots,
     /// ω^−k, k < n/2.
     InverseRoots,
-    /// 1/n alone.
-    NInverse,
+    /// One constant (1/n).
+    Constant(Fr),
     /// first·ratio^k, k < n: a coset's factors.
     Powers { first: Fr, ratio: Fr },
+    /// ω^e for e < n/2 (or ω^−e), as the product of two small tables for a
+    /// transform split over several bindings ([`split::twiddle_tables`]).
+    Twiddles { inverse: bool },
 }
 
 impl Table {
@@ -87,8 +91,9 @@ impl Table {
         match self {
             Table::Roots => "ntt roots",
             Table::InverseRoots => "ntt inverse roots",
-            Table::NInverse => "ntt 1/n",
+            Table::Constant(_) => "ntt constant",
             Table::Powers { .. } => "ntt coset powers",
+            Table::Twiddles { .. } => "ntt split twiddles",
         }
     }
 }
@@ -160,6 +165,9 @@ impl GpuNtt {
         for entry in ["dif_stage", "dit_stage", "bit_reverse", "scale"] {
             ntt.pipeline(entry)?;
         }
+        for entry in split::ENTRIES {
+            ntt.cross_pipeline(entry)?;
+        }
         Ok(ntt)
     }
 
@@ -218,11 +226,6 @@ impl GpuNtt {
         self.apply(plan, NttOp::ToCoset(g), &mut [values], None)
     }
 
-    /// Whether `count` transforms of `n` points fit one storage binding.
-    pub fn fits(&self, n: usize, count: usize) -> bool {
-        (n * count * 32) as u64 <= self.binding_limit()
-    }
-
     fn binding_limit(&self) -> u64 {
         let adapter = self.ctx.binding_limit();
         self.binding_limit.map_or(adapter, |limit| limit.min(adapter))
@@ -234,10 +237,11 @@ impl GpuNtt {
 
     /// `op` on every slice of `batch` (each the plan's length), as one
     /// upload, one compute pass and one readback per group of transforms
-    /// that fits a storage binding. The slices are written only once their
-    /// group has been read back whole. `fail_before_step` (a test hook)
-    /// fails the first group before that dispatch (past the last: before
-    /// its readback) as a lost device would.
+    /// that fits a storage binding; a transform larger than one binding
+    /// runs alone, spread over several ([`split`]). The slices are written
+    /// only once their group has been read back whole. `fail_before_step`
+    /// (a test hook) fails the first group before that dispatch (past the
+    /// last: before its readback) as a lost device would.
     pub fn apply(
         &self,
         plan: &Ntt,
@@ -255,17 +259,13 @@ impl GpuNtt {
             return Ok(());
         }
         let per_group = (self.binding_limit() / (n as u64 * 32)) as usize;
-        if per_group == 0 {
-            return Err(NttError::Device(GpuError::Dispatch {
-                label: "ntt".into(),
-                reason: format!(
-                    "{n} points take {} bytes, past this adapter's storage binding limit of {} bytes",
-                    n * 32,
-                    self.binding_limit()
-                ),
-            }));
-        }
         let mut fail = fail_before_step;
+        if per_group == 0 {
+            for values in batch.iter_mut() {
+                self.apply_split(plan, op, values, fail.take())?;
+            }
+            return Ok(());
+        }
         for group in batch.chunks_mut(per_group) {
             self.transform(group, |t| t.run(&steps(t, plan, op)?, fail.take()))?;
         }
@@ -282,20 +282,25 @@ impl GpuNtt {
             resident.push(entry);
             return Ok(buffer);
         }
-        let elements: std::borrow::Cow<'_, [Fr]> = match table {
-            Table::Roots => (&plan.roots[..]).into(),
-            Table::InverseRoots => (&plan.inverse_roots[..]).into(),
-            Table::NInverse => vec![plan.n_inverse].into(),
-            Table::Powers { first, ratio } => cpu::powers(first, ratio, plan.len()).into(),
-        };
-        let words = fr_words(elements.iter());
-        let buffer =
-            Arc::new(self.ctx.buffer_init(table.label(), bytemuck::cast_slice(&words), wgpu::BufferUsages::STORAGE)?);
+        let buffer = Arc::new(self.upload_table(plan, table)?);
         if resident.len() >= RESIDENT_TABLES {
             resident.remove(0);
         }
         resident.push((key, buffer.clone()));
         Ok(buffer)
+    }
+
+    /// `table` for `plan`'s size, uploaded now.
+    fn upload_table(&self, plan: &Ntt, table: Table) -> Result<wgpu::Buffer, GpuError> {
+        let elements: std::borrow::Cow<'_, [Fr]> = match table {
+            Table::Roots => (&plan.roots[..]).into(),
+            Table::InverseRoots => (&plan.inverse_roots[..]).into(),
+            Table::Constant(value) => vec![value].into(),
+            Table::Powers { first, ratio } => cpu::powers(first, ratio, plan.len()).into(),
+            Table::Twiddles { inverse } => split::twiddle_tables(plan, inverse).into(),
+        };
+        let words = fr_words(elements.iter());
+        self.ctx.buffer_init(table.label(), bytemuck::cast_slice(&words), wgpu::BufferUsages::STORAGE)
     }
 
     #[cfg(test)]
@@ -358,7 +363,11 @@ fn steps(t: &Transform<'_>, plan: &Ntt, op: NttOp) -> Result<Vec<Step>, GpuError
         NttOp::Inverse => {
             steps.extend(dif_steps(t.table(plan, Table::InverseRoots)?, n));
             steps.push(Step::BitReverse);
-            steps.push(Step::Scale { table: t.table(plan, Table::NInverse)?, reversed: false, constant: true });
+            steps.push(Step::Scale {
+                table: t.table(plan, Table::Constant(plan.n_inverse))?,
+                reversed: false,
+                constant: true,
+            });
         }
         NttOp::CosetForward(g) => {
             let powers = t.table(plan, Table::Powers { first: Fr::ONE, ratio: g })?;
@@ -410,9 +419,20 @@ impl Transform<'_> {
     /// first use); its index for [`Step`]s.
     fn table(&self, plan: &Ntt, table: Table) -> Result<usize, GpuError> {
         let buffer = self.ntt.resident_table(plan, table)?;
+        Ok(self.keep(buffer))
+    }
+
+    /// `table` of `plan`'s size, uploaded for this transform alone (a
+    /// split transform's per-chunk factors, which no later call reuses).
+    fn table_once(&self, plan: &Ntt, table: Table) -> Result<usize, GpuError> {
+        let buffer = Arc::new(self.ntt.upload_table(plan, table)?);
+        Ok(self.keep(buffer))
+    }
+
+    fn keep(&self, buffer: Arc<wgpu::Buffer>) -> usize {
         let mut tables = self.tables.borrow_mut();
         tables.push(buffer);
-        Ok(tables.len() - 1)
+        tables.len() - 1
     }
 
     /// Record every step into one compute pass and submit it.
@@ -487,10 +507,15 @@ impl Transform<'_> {
     /// Workgroups for `invocations`, folded into y past the x limit (the
     /// kernels index x + y·(groups in x)·WORKGROUP and skip the overshoot).
     fn groups(&self, invocations: u32) -> (u32, u32) {
-        let groups = invocations.div_ceil(WORKGROUP);
-        let x = groups.min(self.ntt.max_groups_x);
-        (x, groups.div_ceil(x))
+        groups(invocations, self.ntt.max_groups_x)
     }
+}
+
+/// Workgroups for `invocations`, at most `max_x` in x and the rest folded into y.
+fn groups(invocations: u32, max_x: u32) -> (u32, u32) {
+    let groups = invocations.div_ceil(WORKGROUP);
+    let x = groups.min(max_x);
+    (x, groups.div_ceil(x))
 }
 
 /// The phases of one transform group, timed and printed when tracing

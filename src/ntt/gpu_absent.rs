@@ -23,10 +23,6 @@ impl GpuNtt {
         match self.never {}
     }
 
-    pub fn fits(&self, _: usize, _: usize) -> bool {
-        match self.never {}
-    }
-
     pub(crate) fn is_lost(&self) -> bool {
         match self.never {}
     }
