@@ -19,7 +19,7 @@ use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
 use device::{DeviceBases, MsmDevice, RunOptions};
 pub use share::SharePolicy;
-use share::{Curve, Share, Side};
+use share::{Curve, Share, Side, Ticket};
 pub use tuning::{GpuField, GpuFormulas, MsmTuning};
 
 /// Where one MSM ran.
@@ -33,13 +33,25 @@ pub enum MsmPlacement {
     /// finish it later ([`SharePolicy::Measured`]).
     CpuByChoice,
     /// On the CPU after the device failed it (same result, counted in
-    /// [`MsmEngine::gpu_fallbacks`]).
+    /// [`MsmEngine::gpu_fallbacks`]), or the device's part of a shared one.
     CpuAfterFailure,
+    /// Shared: the device took its first points and the CPU the last
+    /// `cpu_points` at the same time ([`SharePolicy::Measured`]).
+    Shared { cpu_points: usize },
 }
 
 impl MsmPlacement {
+    /// Whether the device ran it (alone or sharing it with the CPU).
     pub fn on_device(self) -> bool {
-        self == MsmPlacement::Device
+        matches!(self, MsmPlacement::Device | MsmPlacement::Shared { .. })
+    }
+
+    /// Points the CPU took of an MSM the device ran.
+    pub fn cpu_share(self) -> usize {
+        match self {
+            MsmPlacement::Shared { cpu_points } => cpu_points,
+            _ => 0,
+        }
     }
 }
 
@@ -181,27 +193,33 @@ impl MsmEngine {
     }
 
     /// One MSM of `points` in `curve`, run where the share policy sends it:
-    /// `on_device`'s answer, or `on_cpu`'s (the engine has no device, the
-    /// CPU was expected to finish first, or the device failed: counted,
-    /// and a lost device replaced by a fresh one or by the CPU). The one
-    /// placement and fallback policy of G1 and G2 MSMs.
-    fn placed<T>(
+    /// `on_device`'s answer over its first points (all of them, or the
+    /// device's part of a shared MSM), `on_cpu`'s over a range of them, or
+    /// the sum of both parts run at the same time. The CPU runs it whole
+    /// when the engine has no device, or was expected to finish first; a
+    /// device failure is recomputed there (counted, and a lost device
+    /// replaced by a fresh one or by the CPU). The one placement and
+    /// fallback policy of G1 and G2 MSMs.
+    fn placed<T: Send + std::ops::Add<Output = T>>(
         &self,
         curve: Curve,
         points: usize,
-        on_device: impl FnOnce(&Arc<dyn MsmDevice>, &RunOptions) -> Result<T, DeviceError>,
-        on_cpu: impl FnOnce() -> T,
+        on_device: impl Fn(&Arc<dyn MsmDevice>, &RunOptions, usize) -> Result<T, DeviceError> + Sync,
+        on_cpu: impl Fn(std::ops::Range<usize>) -> T + Sync,
     ) -> (T, MsmPlacement) {
         let Some(device) = self.current_device() else {
-            return (on_cpu(), MsmPlacement::Cpu);
+            return (on_cpu(0..points), MsmPlacement::Cpu);
         };
+        if let Some((device_part, cpu_part)) = self.share.split(curve, points) {
+            return self.shared(&device, (device_part, cpu_part), on_device, on_cpu);
+        }
         let ticket = self.share.choose(curve, points);
         if ticket.side() == Side::Cpu {
-            let sum = on_cpu();
+            let sum = on_cpu(0..points);
             self.share.finished(ticket, true);
             return (sum, MsmPlacement::CpuByChoice);
         }
-        match on_device(&device, &self.run_options()) {
+        match on_device(&device, &self.run_options(), points) {
             Ok(sum) => {
                 self.share.finished(ticket, true);
                 (sum, MsmPlacement::Device)
@@ -209,7 +227,39 @@ impl MsmEngine {
             Err(err) => {
                 self.share.finished(ticket, false);
                 self.note_failure(&err, &device, points);
-                (on_cpu(), MsmPlacement::CpuAfterFailure)
+                (on_cpu(0..points), MsmPlacement::CpuAfterFailure)
+            }
+        }
+    }
+
+    /// A shared MSM: the device's part on a thread of its own (it waits
+    /// on the device) while the CPU's runs here, each part's time recorded
+    /// as it finishes; a failed device part is recomputed on the CPU.
+    fn shared<T: Send + std::ops::Add<Output = T>>(
+        &self,
+        device: &Arc<dyn MsmDevice>,
+        (device_part, cpu_part): (Ticket, Ticket),
+        on_device: impl Fn(&Arc<dyn MsmDevice>, &RunOptions, usize) -> Result<T, DeviceError> + Sync,
+        on_cpu: impl Fn(std::ops::Range<usize>) -> T + Sync,
+    ) -> (T, MsmPlacement) {
+        let (first, rest) = (device_part.points(), cpu_part.points());
+        let run = self.run_options();
+        let (from_device, from_cpu) = std::thread::scope(|scope| {
+            let on_device = &on_device;
+            let waiting = scope.spawn(move || {
+                let sum = on_device(device, &run, first);
+                self.share.finished(device_part, sum.is_ok());
+                sum
+            });
+            let sum = on_cpu(first..first + rest);
+            self.share.finished(cpu_part, true);
+            (waiting.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), sum)
+        });
+        match from_device {
+            Ok(sum) => (sum + from_cpu, MsmPlacement::Shared { cpu_points: rest }),
+            Err(err) => {
+                self.note_failure(&err, device, first);
+                (on_cpu(0..first) + from_cpu, MsmPlacement::CpuAfterFailure)
             }
         }
     }
@@ -262,8 +312,10 @@ impl MsmEngine {
     pub fn msm_g1_placed(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<(G1Projective, MsmPlacement), MsmError> {
         check_lengths(bases.len(), scalars.len())?;
         validate_g1(bases)?;
-        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions| device.msm_g1(bases, scalars, run);
-        Ok(self.placed(Curve::G1, bases.len(), on_device, || self.cpu.msm_g1(bases, scalars)))
+        let on_device =
+            |device: &Arc<dyn MsmDevice>, run: &RunOptions, n: usize| device.msm_g1(&bases[..n], &scalars[..n], run);
+        let on_cpu = |range: std::ops::Range<usize>| self.cpu.msm_g1(&bases[range.clone()], &scalars[range]);
+        Ok(self.placed(Curve::G1, bases.len(), on_device, on_cpu))
     }
 
     pub fn msm_g2(&self, bases: &[G2Affine], scalars: &[Fr]) -> Result<G2Projective, MsmError> {
@@ -274,8 +326,10 @@ impl MsmEngine {
     pub fn msm_g2_placed(&self, bases: &[G2Affine], scalars: &[Fr]) -> Result<(G2Projective, MsmPlacement), MsmError> {
         check_lengths(bases.len(), scalars.len())?;
         validate_g2(bases)?;
-        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions| device.msm_g2(bases, scalars, run);
-        Ok(self.placed(Curve::G2, bases.len(), on_device, || self.cpu.msm_g2(bases, scalars)))
+        let on_device =
+            |device: &Arc<dyn MsmDevice>, run: &RunOptions, n: usize| device.msm_g2(&bases[..n], &scalars[..n], run);
+        let on_cpu = |range: std::ops::Range<usize>| self.cpu.msm_g2(&bases[range.clone()], &scalars[range]);
+        Ok(self.placed(Curve::G2, bases.len(), on_device, on_cpu))
     }
 
     /// Validate `bases` once and keep them for repeated G2 MSMs (on the
@@ -306,11 +360,13 @@ impl MsmEngine {
         if scalars.len() > set.len() {
             return Err(MsmError::LengthMismatch { bases: set.len(), scalars: scalars.len() });
         }
-        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions| {
+        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions, n: usize| {
             let uploaded = set.on_device.on(device, || device.upload_g2(set.prepared.bases()))?;
-            device.msm_g2_resident(&uploaded, scalars, run)
+            device.msm_g2_resident(&uploaded, &scalars[..n], run)
         };
-        Ok(self.placed(Curve::G2, scalars.len(), on_device, || self.cpu.msm_prepared(&set.prepared, scalars)))
+        let on_cpu =
+            |range: std::ops::Range<usize>| self.cpu.msm_prepared_from(&set.prepared, range.start, &scalars[range]);
+        Ok(self.placed(Curve::G2, scalars.len(), on_device, on_cpu))
     }
 
     /// Validate and keep `bases` for repeated MSMs (resident on the GPU).
@@ -343,12 +399,12 @@ impl MsmEngine {
         if scalars.len() > set.len() {
             return Err(MsmError::LengthMismatch { bases: set.len(), scalars: scalars.len() });
         }
-        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions| {
+        let on_device = |device: &Arc<dyn MsmDevice>, run: &RunOptions, n: usize| {
             let uploaded = set.on_device.on(device, || device.upload_g1(&set.bases))?;
-            device.msm_g1_resident(&uploaded, scalars, run)
+            device.msm_g1_resident(&uploaded, &scalars[..n], run)
         };
-        let bases = &set.bases[..scalars.len()];
-        Ok(self.placed(Curve::G1, scalars.len(), on_device, || self.cpu.msm_g1(bases, scalars)))
+        let on_cpu = |range: std::ops::Range<usize>| self.cpu.msm_g1(&set.bases[range.clone()], &scalars[range]);
+        Ok(self.placed(Curve::G1, scalars.len(), on_device, on_cpu))
     }
 }
 
@@ -394,6 +450,68 @@ fn acquire_device(backend: ResolvedBackend) -> Result<Option<Arc<dyn MsmDevice>>
         ResolvedBackend::Cpu => None,
         ResolvedBackend::Gpu => Some(Arc::new(gpu::GpuMsm::new(crate::gpu::GpuContext::shared()?)?)),
     })
+}
+
+#[cfg(all(test, feature = "gpu"))]
+mod shared_msm_tests {
+    use super::*;
+    use ark_bn254::G2Projective;
+    use ark_ec::{CurveGroup, PrimeGroup, VariableBaseMSM};
+    use ark_std::UniformRand;
+    use rand::SeedableRng;
+
+    /// An engine on the shared device whose figures say both sides are
+    /// equally fast, sharing parts of 16 points or more.
+    fn even_engine() -> Option<MsmEngine> {
+        crate::gpu::test_context()?;
+        let mut engine = MsmEngine::new(Backend::Gpu).expect("a GPU engine");
+        engine.share = Share::new(SharePolicy::Measured).with_min_part(16);
+        Some(engine)
+    }
+
+    /// Every entry point shares an MSM of 64 points in halves (as the
+    /// figures say), and each sum is arkworks' over all 64; a failed
+    /// device part is recomputed on the CPU beside the CPU's part.
+    #[test]
+    fn shared_msms_sum_both_parts_on_every_entry_point() {
+        let Some(engine) = even_engine() else { return };
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        let n = 64;
+        let g1: Vec<G1Affine> = G1Projective::normalize_batch(
+            &(0..n).map(|_| G1Projective::generator() * Fr::rand(&mut rng)).collect::<Vec<_>>(),
+        );
+        let g2: Vec<G2Affine> = G2Projective::normalize_batch(
+            &(0..n).map(|_| G2Projective::generator() * Fr::rand(&mut rng)).collect::<Vec<_>>(),
+        );
+        let scalars: Vec<Fr> = (0..n).map(|_| Fr::rand(&mut rng)).collect();
+        let expected_g1 = G1Projective::msm(&g1, &scalars).unwrap();
+        let expected_g2 = G2Projective::msm(&g2, &scalars).unwrap();
+        let (set_g1, set_g2) = (engine.upload_g1(g1.clone()).unwrap(), engine.upload_g2(g2.clone()).unwrap());
+        let shared = MsmPlacement::Shared { cpu_points: n / 2 };
+        for curve in [Curve::G1, Curve::G2] {
+            engine.share.assume(curve, 1024, 1024);
+        }
+        assert_eq!(engine.msm_g1_placed(&g1, &scalars).unwrap(), (expected_g1, shared));
+        engine.share.assume(Curve::G1, 1024, 1024);
+        assert_eq!(engine.msm_g1_resident_placed(&set_g1, &scalars).unwrap(), (expected_g1, shared));
+        assert_eq!(engine.msm_g2_placed(&g2, &scalars).unwrap(), (expected_g2, shared));
+        engine.share.assume(Curve::G2, 1024, 1024);
+        assert_eq!(engine.msm_g2_resident_placed(&set_g2, &scalars).unwrap(), (expected_g2, shared));
+        // Fewer scalars than resident bases: the parts split the scalars.
+        engine.share.assume(Curve::G1, 1024, 1024);
+        let prefix = G1Projective::msm(&g1[..48], &scalars[..48]).unwrap();
+        let (sum, placement) = engine.msm_g1_resident_placed(&set_g1, &scalars[..48]).unwrap();
+        assert_eq!((sum, placement.cpu_share()), (prefix, 24));
+        assert!(placement.on_device());
+
+        engine.share.assume(Curve::G1, 1024, 1024);
+        assert!(engine.inject_faults(FaultPlan::once_at(0)));
+        assert_eq!(
+            engine.msm_g1_resident_placed(&set_g1, &scalars).unwrap(),
+            (expected_g1, MsmPlacement::CpuAfterFailure)
+        );
+        assert_eq!(engine.gpu_fallbacks(), 1);
+    }
 }
 
 #[cfg(all(test, feature = "gpu"))]

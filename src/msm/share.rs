@@ -19,6 +19,15 @@
 //! keep every later MSM off the device. Figures go stale as the load
 //! changes, so every [`REPROBE`]-th decision of a group tries the side not
 //! chosen (the device only when idle, the CPU only for a small MSM).
+//!
+//! One large MSM can also be shared ([`Share::split`]): the device takes
+//! its first points and the CPU the rest, sized so both are expected to
+//! finish together (the device after its queue). That is chosen when it is
+//! expected to beat the better side alone by a tenth and each part has at
+//! least [`MIN_SPLIT_PART`] points: on the H200 figures above, the CPU's
+//! fifth of a 2^22-point MSM would save a fifth of its time. A large MSM
+//! whose size the CPU has never run lends it a 64th of its points, to get
+//! the CPU's figure without a whole large run there.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -56,6 +65,14 @@ pub const EXPLORE_MAX: usize = 1 << 18;
 const NEW_SAMPLE_WEIGHT: u64 = 300;
 /// Every this many decisions of a group, the side not chosen is measured again.
 pub const REPROBE: u64 = 32;
+/// The fewest points either side takes of a shared MSM: below it the
+/// device's fixed cost a run outweighs the per-point figures.
+pub const MIN_SPLIT_PART: usize = 1 << 14;
+/// A shared MSM's expected time, at most this many 1024ths of the better
+/// side's alone (a tenth less).
+const SPLIT_WORTH: u128 = 921;
+/// Of a large MSM the CPU has no figure for, the CPU takes 1/EXPLORE_SHARE.
+const EXPLORE_SHARE: usize = 64;
 
 /// Per bucket, nanoseconds per point (scaled by 1024 for precision); 0 is
 /// unmeasured. With `warm_up`, each bucket's first sample is dropped.
@@ -120,6 +137,8 @@ pub struct Share {
     /// behind another is not counted as its cost.
     device_idle_since: AtomicU64,
     epoch: Instant,
+    /// [`MIN_SPLIT_PART`], lowered by tests.
+    min_part: usize,
 }
 
 /// A decision, to be reported back with [`Share::finished`].
@@ -135,6 +154,11 @@ impl Ticket {
     pub fn side(&self) -> Side {
         self.side
     }
+
+    /// The points this side takes.
+    pub fn points(&self) -> usize {
+        self.points
+    }
 }
 
 impl Share {
@@ -147,6 +171,25 @@ impl Share {
             decisions: [AtomicU64::new(0), AtomicU64::new(0)],
             device_idle_since: AtomicU64::new(0),
             epoch: Instant::now(),
+            min_part: MIN_SPLIT_PART,
+        }
+    }
+
+    /// The same policy with smaller shared parts (tests on small MSMs).
+    #[cfg(test)]
+    pub fn with_min_part(mut self, points: usize) -> Self {
+        self.min_part = points;
+        self
+    }
+
+    /// Nanoseconds a point, as the figures keep them (times 1024), for
+    /// every size: a test's stand-in for measurements.
+    #[cfg(test)]
+    pub fn assume(&self, curve: Curve, device: u64, cpu: u64) {
+        for (rates, rate) in [(&self.device, device), (&self.cpu, cpu)] {
+            for slot in &rates[curve as usize].rates {
+                slot.store(rate, Ordering::Relaxed);
+            }
         }
     }
 
@@ -182,6 +225,29 @@ impl Share {
         Ticket { curve, points, side, queued, started: Instant::now() }
     }
 
+    /// Under [`SharePolicy::Measured`], tickets for sharing one MSM of
+    /// `points`: the device's part (its first points) and the CPU's (the
+    /// rest), when that is expected to be worth it (see the module
+    /// comment); `None` runs it whole, as [`Share::choose`] says.
+    pub fn split(&self, curve: Curve, points: usize) -> Option<(Ticket, Ticket)> {
+        if self.policy != SharePolicy::Measured {
+            return None;
+        }
+        let index = curve as usize;
+        let queued = self.queued_ns.load(Ordering::Relaxed);
+        let device = self.device[index].estimate(points)?;
+        let on_device = match self.cpu[index].estimate(points) {
+            Some(cpu) => device_part(device, cpu, queued, points, self.min_part)?,
+            None => explore_part(points, self.min_part)?,
+        };
+        let own = self.device[index].estimate(on_device).unwrap_or(0);
+        self.queued_ns.fetch_add(own, Ordering::Relaxed);
+        let started = Instant::now();
+        let device = Ticket { curve, points: on_device, side: Side::Device, queued: own, started };
+        let cpu = Ticket { curve, points: points - on_device, side: Side::Cpu, queued: 0, started };
+        Some((device, cpu))
+    }
+
     /// Record how a chosen MSM went: `ok` is false when the device failed
     /// it (no figure is kept from a failed run).
     pub fn finished(&self, ticket: Ticket, ok: bool) {
@@ -205,6 +271,30 @@ impl Share {
     }
 }
 
+/// The device's part of a shared MSM of `points`, given each side's
+/// expected nanoseconds for the whole and the device's queue: the CPU
+/// takes x points so that x·C/n = q + (n − x)·D/n, both finishing at
+/// C·(q + D)/(C + D). `None` unless that beats the better side alone by
+/// a tenth and both parts have `min_part` points.
+fn device_part(device: u64, cpu: u64, queued: u64, points: usize, min_part: usize) -> Option<usize> {
+    let (device, cpu, queued, n) = (device as u128, cpu as u128, queued as u128, points as u128);
+    if cpu <= queued {
+        return None;
+    }
+    let together = cpu * (queued + device) / (cpu + device);
+    let alone = cpu.min(queued + device);
+    let on_device = (n * (cpu - queued) / (cpu + device)) as usize;
+    let worth = together * 1024 <= alone * SPLIT_WORTH;
+    (worth && on_device >= min_part && points - on_device >= min_part).then_some(on_device)
+}
+
+/// The device's part when the CPU has no figure yet: all but a
+/// 1/[`EXPLORE_SHARE`], when that share has `min_part` points.
+fn explore_part(points: usize, min_part: usize) -> Option<usize> {
+    let on_cpu = points / EXPLORE_SHARE;
+    (on_cpu >= min_part).then_some(points - on_cpu)
+}
+
 /// The rule itself, apart from the bookkeeping (see the module comment).
 fn decide(device: Option<u64>, cpu: Option<u64>, queued: u64, points: usize) -> Side {
     match (device, cpu) {
@@ -226,6 +316,54 @@ mod tests {
         assert_eq!(decide(None, Some(1), 0, 16), Side::Device);
         assert_eq!(decide(Some(100), None, 0, EXPLORE_MAX), Side::Cpu);
         assert_eq!(decide(Some(100), None, 0, EXPLORE_MAX + 1), Side::Device);
+    }
+
+    #[test]
+    fn a_shared_msm_finishes_both_parts_together_when_that_is_worth_it() {
+        let n = 1 << 22;
+        // The H200's 0.4 s against a CPU's 1.6 s: the CPU takes a fifth.
+        let on_device = device_part(400, 1600, 0, n, MIN_SPLIT_PART).unwrap();
+        assert_eq!(on_device, n * 4 / 5);
+        // Both parts take 320 (of 400 alone): 1600·(n − s)/n = 400·s/n.
+        assert_eq!(1600 * (n - on_device) as u64 / n as u64, 320);
+        // A queue of 200 ahead on the device moves work to the CPU:
+        // x·1600/n = 200 + (n − x)·400/n.
+        let queued = device_part(400, 1600, 200, n, MIN_SPLIT_PART).unwrap();
+        assert_eq!(queued, n * 7 / 10);
+        // A CPU ten times slower saves less than a tenth: whole.
+        assert_eq!(device_part(400, 4000, 0, n, MIN_SPLIT_PART), None);
+        assert!(device_part(400, 3500, 0, n, MIN_SPLIT_PART).is_some());
+        // A CPU that finishes before the device's queue empties: whole.
+        assert_eq!(device_part(400, 1600, 1600, n, MIN_SPLIT_PART), None);
+        // Equal sides split in halves, unless a half is below the minimum.
+        assert_eq!(device_part(100, 100, 0, 1 << 16, MIN_SPLIT_PART), Some(1 << 15));
+        assert_eq!(device_part(100, 100, 0, 1 << 14, MIN_SPLIT_PART), None);
+        assert_eq!(device_part(100, 300, 0, 1 << 16, MIN_SPLIT_PART), Some(3 << 14));
+        assert_eq!(device_part(100, 300, 0, (1 << 16) - 4, MIN_SPLIT_PART), None, "the CPU's part is too small");
+        // Exploring the CPU: a 64th, when that is a part's minimum.
+        assert_eq!(explore_part(1 << 20, MIN_SPLIT_PART), Some((1 << 20) - (1 << 14)));
+        assert_eq!(explore_part((1 << 20) - 1, MIN_SPLIT_PART), None);
+    }
+
+    #[test]
+    fn sharing_books_the_devices_part_in_its_queue() {
+        let share = Share::new(SharePolicy::Measured);
+        assert!(share.split(Curve::G1, 1 << 20).is_none(), "nothing measured: the device whole");
+        // 1 and 3 ns a point (times 1024).
+        share.assume(Curve::G1, 1024, 3 * 1024);
+        let (device, cpu) = share.split(Curve::G1, 1 << 20).expect("shared");
+        assert_eq!((device.side(), device.points, cpu.side(), cpu.points), (Side::Device, 3 << 18, Side::Cpu, 1 << 18));
+        assert_eq!(share.queued_ns.load(Ordering::Relaxed), 3 << 18, "the device's part, 1 ns a point");
+        share.finished(device, true);
+        share.finished(cpu, true);
+        assert_eq!(share.queued_ns.load(Ordering::Relaxed), 0);
+        assert!(Share::new(SharePolicy::DeviceOnly).split(Curve::G1, 1 << 20).is_none());
+        // Measured device, unmeasured CPU: a 64th to the CPU.
+        let explore = Share::new(SharePolicy::Measured);
+        explore.device[0].rates[20].store(1024, Ordering::Relaxed);
+        let (device, cpu) = explore.split(Curve::G1, 1 << 20).expect("explored");
+        assert_eq!((device.points, cpu.points), ((1 << 20) - (1 << 14), 1 << 14));
+        assert!(explore.split(Curve::G2, 1 << 20).is_none(), "G2 has its own figures");
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct ProveStages {
     pub msm_g1_on_cpu: u64,
     pub msm_g2_on_gpu: u64,
     pub msm_g2_on_cpu: u64,
+    /// Points the CPU computed of MSMs counted on the GPU: MSMs the engine
+    /// shared between them by measured speed (`MsmPlacement::Shared`).
+    pub msm_points_shared_with_cpu: u64,
     /// Quotients whose NTTs all ran on the GPU, and those that ran (at
     /// least in part) on the CPU.
     pub quotients_on_gpu: u64,
@@ -60,6 +63,7 @@ impl ProveStages {
         self.msm_g1_on_cpu += other.msm_g1_on_cpu;
         self.msm_g2_on_gpu += other.msm_g2_on_gpu;
         self.msm_g2_on_cpu += other.msm_g2_on_cpu;
+        self.msm_points_shared_with_cpu += other.msm_points_shared_with_cpu;
         self.quotients_on_gpu += other.quotients_on_gpu;
         self.quotients_on_cpu += other.quotients_on_cpu;
         self.ntt_fallbacks += other.ntt_fallbacks;
@@ -75,16 +79,17 @@ impl ProveStages {
         self.ntt_fallbacks += ntt_fallbacks;
     }
 
-    /// Count one MSM (in G2 when `g2`) where it ran.
-    pub fn record_msm(&mut self, g2: bool, placement: MsmPlacement) {
+    /// Count one MSM (in G2 when `g2`) of `terms` terms where it ran.
+    pub fn record_msm(&mut self, g2: bool, placement: MsmPlacement, terms: u64) {
         let (on_gpu, on_cpu) = match g2 {
             false => (&mut self.msm_g1_on_gpu, &mut self.msm_g1_on_cpu),
             true => (&mut self.msm_g2_on_gpu, &mut self.msm_g2_on_cpu),
         };
         match placement.on_device() {
-            true => *on_gpu += 1,
-            false => *on_cpu += 1,
+            true => *on_gpu += terms,
+            false => *on_cpu += terms,
         }
+        self.msm_points_shared_with_cpu += placement.cpu_share() as u64;
         if placement == MsmPlacement::CpuAfterFailure {
             self.gpu_fallbacks += 1;
         }

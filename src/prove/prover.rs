@@ -335,10 +335,9 @@ pub fn prove_assigned_blinded(
     let ((b2_acc, b2_at), g2_time) = g2?;
     // Counted by term (A, B₁, C, H), as the stages report them; the last
     // three ran as one MSM, in one place.
-    for placement in [a_at, c_at, c_at, c_at] {
-        timings.record_msm(false, placement);
-    }
-    timings.record_msm(true, b2_at);
+    timings.record_msm(false, a_at, 1);
+    timings.record_msm(false, c_at, 3);
+    timings.record_msm(true, b2_at, 1);
     timings.msm_g1_us += micros(g1_time);
     timings.msm_g2_us += micros(g2_time);
 

@@ -160,6 +160,7 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
             "msms": {
                 "g1_on_gpu": stages.msm_g1_on_gpu, "g1_on_cpu": stages.msm_g1_on_cpu,
                 "g2_on_gpu": stages.msm_g2_on_gpu, "g2_on_cpu": stages.msm_g2_on_cpu,
+                "points_shared_with_cpu": stages.msm_points_shared_with_cpu,
             },
             "timings_us": {
                 "load": loaded.as_micros() as u64,

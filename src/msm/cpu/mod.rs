@@ -123,10 +123,21 @@ impl CpuMsm {
 
     /// An MSM against the first `scalars.len()` prepared bases (extra scalars are ignored).
     pub fn msm_prepared<P: MsmCurve>(&self, prepared: &PreparedBases<P>, scalars: &[Fr]) -> Projective<P> {
-        let n = prepared.len().min(scalars.len());
-        self.run(|threads| {
-            pippenger::msm(&prepared.bases[..n], &prepared.endo[..n], &scalars[..n], threads, self.window_bits)
-        })
+        self.msm_prepared_from(prepared, 0, scalars)
+    }
+
+    /// An MSM against the prepared bases from `first` on, one a scalar
+    /// (bases past the set's end are none: their scalars are ignored).
+    pub fn msm_prepared_from<P: MsmCurve>(
+        &self,
+        prepared: &PreparedBases<P>,
+        first: usize,
+        scalars: &[Fr],
+    ) -> Projective<P> {
+        let first = first.min(prepared.len());
+        let end = first + (prepared.len() - first).min(scalars.len());
+        let (bases, endo) = (&prepared.bases[first..end], &prepared.endo[first..end]);
+        self.run(|threads| pippenger::msm(bases, endo, &scalars[..end - first], threads, self.window_bits))
     }
 
     fn run<R: Send>(&self, job: impl FnOnce(usize) -> R + Send) -> R {
