@@ -79,7 +79,8 @@ impl ProveStages {
         self.ntt_fallbacks += ntt_fallbacks;
     }
 
-    /// Count one MSM (in G2 when `g2`) of `terms` terms where it ran.
+    /// Count one MSM (in G2 when `g2`) of `terms` terms where it ran (a
+    /// recomputed one as `terms` fallbacks, as the counts go by term).
     pub fn record_msm(&mut self, g2: bool, placement: MsmPlacement, terms: u64) {
         let (on_gpu, on_cpu) = match g2 {
             false => (&mut self.msm_g1_on_gpu, &mut self.msm_g1_on_cpu),
@@ -91,7 +92,7 @@ impl ProveStages {
         }
         self.msm_points_shared_with_cpu += placement.cpu_share() as u64;
         if placement == MsmPlacement::CpuAfterFailure {
-            self.gpu_fallbacks += 1;
+            self.gpu_fallbacks += terms;
         }
     }
 
