@@ -57,8 +57,9 @@ type ProverOutput<'a> = (Box<PendingCommit<'a>>, Result<Proven, ExecutionError>)
 /// Where a staged batch's proofs are being made.
 enum Prover<'scope, 'a> {
     Thread(ScopedJoinHandle<'scope, ProverOutput<'a>>),
-    /// No thread could be started: proven on the calling thread instead.
-    Done(ProverOutput<'a>),
+    /// No thread could be started: proven on the calling thread instead
+    /// (boxed: rare, and as large as the proofs' timings).
+    Done(Box<ProverOutput<'a>>),
 }
 
 /// A staged batch whose proofs are being generated on another thread.
@@ -71,7 +72,7 @@ impl Proving<'_, '_> {
     /// Wait for the proofs, then commit.
     fn finish(self, store: &mut RegisterStore) -> BatchOutcome {
         let (pending, proven) = match self.prover {
-            Prover::Done(output) => output,
+            Prover::Done(output) => *output,
             Prover::Thread(handle) => handle.join().map_err(|_| ExecutionError::ProofGenerationError {
                 stage: "prove".into(),
                 reason: format!(
@@ -259,7 +260,7 @@ fn start_proving<'scope, 'a: 'scope>(
             tracing::warn!(%err, "no prover thread: proving on the calling thread");
             let pending = take(&slot);
             let proven = pending.prove();
-            Prover::Done((pending, proven))
+            Prover::Done(Box::new((pending, proven)))
         }
     };
     Proving { inflight, prover }
