@@ -569,6 +569,16 @@ mod tests {
             }
             // The host binds no table for the bit reversal.
             assert_eq!(checked.used_slots("bit_reverse"), [PARAMS.slot, VALUES.slot].into(), "{path:?}");
+            // The cross-chunk butterflies of a split transform use all four of theirs.
+            let cross = check(&split::module(path));
+            assert_eq!(cross.struct_size("CrossParams"), split::CrossParams::HOST_SIZE, "{path:?}");
+            for entry in split::ENTRIES {
+                assert_eq!(
+                    cross.used_slots(entry),
+                    split::BINDINGS.iter().map(|b| b.slot).collect(),
+                    "{path:?} {entry}"
+                );
+            }
         }
     }
 
