@@ -36,6 +36,12 @@ trait LaneField: Copy + 'static {
     /// Each lane's element, canonical, into `out` (`LANES` slots).
     fn to_scalars(&self, out: &mut [Fr]);
     fn mul(&self, b: &Self) -> Self;
+
+    #[inline(always)]
+    fn square(&self) -> Self {
+        self.mul(self)
+    }
+
     fn add_lazy(&self, b: &Self) -> Self;
     fn sum3_lazy(a: &Self, b: &Self, c: &Self) -> Self;
 
@@ -84,6 +90,16 @@ impl LaneField for Fr8 {
     #[inline(always)]
     fn mul(&self, b: &Self) -> Self {
         unsafe { Fr8::mul(self, b) }
+    }
+
+    #[inline(always)]
+    fn square(&self) -> Self {
+        unsafe { Fr8::square(self) }
+    }
+
+    #[inline(always)]
+    fn dot3(a: [&Self; 3], b: [&Self; 3]) -> Self {
+        unsafe { Fr8::dot3(a, b) }
     }
 
     #[inline(always)]
@@ -194,8 +210,7 @@ type State<L> = [L; 3];
 
 #[inline(always)]
 fn pow5<L: LaneField>(x: &L) -> L {
-    let x2 = x.mul(x);
-    let x4 = x2.mul(&x2);
+    let x4 = x.square().square();
     x.mul(&x4)
 }
 
