@@ -385,8 +385,8 @@ impl<C: Limbs52> Field8<C> {
     }
 
     /// a0 b0 + a1 b1 + a2 b2 for inputs <= 2q, at most 2q: the three
-    /// products summed in the columns (at most 30 terms < 2^52 each, plus
-    /// 10 of the reduction and a carry: below 2^58) before one reduction
+    /// products summed in the columns (at most 27 terms < 2^52 each, plus
+    /// 9 of the reduction and a carry: below 2^58) before one reduction
     /// instead of three. The reduced sum is below 12q^2/2^256 + q < 3.3q
     /// (q < 0.19 * 2^256), so one conditional subtraction of 2q follows.
     #[inline]

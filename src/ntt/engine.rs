@@ -93,15 +93,17 @@ impl NttEngine {
         for values in batch.iter() {
             plan.check_op(op, values)?;
         }
+        // Slices the device wrote before it failed are not transformed again.
+        let mut done = 0;
         if let Some(device) = self.current() {
             let fail = self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-            match device.apply(plan, op, batch, fail) {
+            match device.apply_counted(plan, op, batch, fail, &mut done) {
                 Ok(()) => return Ok(ResolvedBackend::Gpu),
-                Err(NttError::Device(err)) => self.after_failure(&err, &device, plan.len() * batch.len()),
+                Err(NttError::Device(err)) => self.after_failure(&err, &device, plan.len() * (batch.len() - done)),
                 Err(other) => return Err(other),
             }
         }
-        batch.par_iter_mut().try_for_each(|values| plan.apply(op, values))?;
+        batch[done..].par_iter_mut().try_for_each(|values| plan.apply(op, values))?;
         Ok(ResolvedBackend::Cpu)
     }
 
@@ -225,6 +227,39 @@ mod tests {
             assert_eq!(engine.apply(&plan, op, &mut [&mut values]).unwrap(), ResolvedBackend::Cpu);
             assert_eq!(values, expected, "{op:?} after a fault");
         }
+        assert_eq!(engine.gpu_fallbacks(), 2);
+    }
+
+    /// A batch of split transforms (the prover's three) that the device
+    /// fails in its second: the first, already written, is not transformed
+    /// again on the CPU; the other two are.
+    #[test]
+    fn a_batch_failing_midway_recomputes_only_what_the_device_did_not_write() {
+        let Some(ctx) = crate::gpu::test_context() else { return };
+        let device = GpuNtt::new(ctx).unwrap().with_binding_limit(64 * 32);
+        let engine = NttEngine { device: RwLock::new(Some(Arc::new(device))), ..NttEngine::cpu() };
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let plan = Ntt::new(256).unwrap();
+        let op = NttOp::ToCoset(Fr::from(5u64));
+        let inputs: Vec<Vec<Fr>> = (0..3).map(|_| random(256, &mut rng)).collect();
+        let mut expected = inputs.clone();
+        for values in &mut expected {
+            plan.apply(op, values).unwrap();
+        }
+        // Four chunks of 64: 4 cross dispatches, 4 chunks of 13 steps, 4
+        // cross dispatches: 60 a transform. Step 70 is in the second.
+        assert!(engine.inject_faults(FaultPlan::once_at(70)));
+        let mut ours = inputs.clone();
+        let mut batch: Vec<&mut [Fr]> = ours.iter_mut().map(|v| v.as_mut_slice()).collect();
+        assert_eq!(engine.apply(&plan, op, &mut batch).unwrap(), ResolvedBackend::Cpu);
+        assert_eq!(ours, expected);
+        assert_eq!(engine.gpu_fallbacks(), 1);
+        // Past the last dispatch of all three: the last one's readback.
+        assert!(engine.inject_faults(FaultPlan::once_at(180)));
+        let mut ours = inputs;
+        let mut batch: Vec<&mut [Fr]> = ours.iter_mut().map(|v| v.as_mut_slice()).collect();
+        assert_eq!(engine.apply(&plan, op, &mut batch).unwrap(), ResolvedBackend::Cpu);
+        assert_eq!(ours, expected);
         assert_eq!(engine.gpu_fallbacks(), 2);
     }
 

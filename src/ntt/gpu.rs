@@ -241,13 +241,27 @@ impl GpuNtt {
     /// runs alone, spread over several ([`split`]). The slices are written
     /// only once their group has been read back whole. `fail_before_step`
     /// (a test hook) fails the first group before that dispatch (past the
-    /// last: before its readback) as a lost device would.
+    /// last: before its readback) as a lost device would; over split
+    /// transforms it counts the dispatches of every one in order.
     pub fn apply(
         &self,
         plan: &Ntt,
         op: NttOp,
         batch: &mut [&mut [Fr]],
         fail_before_step: Option<usize>,
+    ) -> Result<(), NttError> {
+        self.apply_counted(plan, op, batch, fail_before_step, &mut 0)
+    }
+
+    /// [`Self::apply`], counting in `done` the leading slices already
+    /// written when it fails: what a caller must not transform again.
+    pub fn apply_counted(
+        &self,
+        plan: &Ntt,
+        op: NttOp,
+        batch: &mut [&mut [Fr]],
+        fail_before_step: Option<usize>,
+        done: &mut usize,
     ) -> Result<(), NttError> {
         for values in batch.iter() {
             plan.check_op(op, values)?;
@@ -261,13 +275,16 @@ impl GpuNtt {
         let per_group = (self.binding_limit() / (n as u64 * 32)) as usize;
         let mut fail = fail_before_step;
         if per_group == 0 {
-            for values in batch.iter_mut() {
-                self.apply_split(plan, op, values, fail.take())?;
+            let last = batch.len() - 1;
+            for (index, values) in batch.iter_mut().enumerate() {
+                self.apply_split(plan, op, values, &mut fail, index == last)?;
+                *done += 1;
             }
             return Ok(());
         }
         for group in batch.chunks_mut(per_group) {
             self.transform(group, |t| t.run(&steps(t, plan, op)?, fail.take()))?;
+            *done += group.len();
         }
         Ok(())
     }

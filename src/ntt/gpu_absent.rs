@@ -27,7 +27,14 @@ impl GpuNtt {
         match self.never {}
     }
 
-    pub fn apply(&self, _: &Ntt, _: NttOp, _: &mut [&mut [Fr]], _: Option<usize>) -> Result<(), NttError> {
+    pub fn apply_counted(
+        &self,
+        _: &Ntt,
+        _: NttOp,
+        _: &mut [&mut [Fr]],
+        _: Option<usize>,
+        _: &mut usize,
+    ) -> Result<(), NttError> {
         match self.never {}
     }
 }

@@ -97,14 +97,16 @@ impl GpuNtt {
 
     /// `op` on one transform too large for a storage binding (see the
     /// module comment). `values` is written only once every chunk has been
-    /// read back; `fail_before_step` counts the dispatches of every pass
-    /// in order (past the last: before the readback).
+    /// read back. The test hook `fail` counts the dispatches of every pass
+    /// in order; past the last, it fails the readback of the batch's `last`
+    /// transform, and is otherwise left counting into the next transform.
     pub(super) fn apply_split(
         &self,
         plan: &Ntt,
         op: NttOp,
         values: &mut [Fr],
-        fail_before_step: Option<usize>,
+        fail: &mut Option<usize>,
+        last: bool,
     ) -> Result<(), NttError> {
         let n = plan.len();
         let limit = self.binding_limit();
@@ -125,9 +127,10 @@ impl GpuNtt {
             .map(|chunk| self.ctx.buffer_init("ntt chunk", bytemuck::cast_slice(&fr_words(chunk)), usage))
             .collect::<Result<Vec<_>, _>>()
             .map_err(NttError::Device)?;
-        let mut split = Split { ntt: self, plan, sub: &sub, chunks: &chunks, fail: fail_before_step, recorded: 0 };
+        let mut split = Split { ntt: self, plan, sub: &sub, chunks: &chunks, fail: *fail, recorded: 0 };
         let interleaved = split.record(op).map_err(NttError::Device)?;
-        if split.fail.is_some_and(|step| step >= split.recorded) {
+        *fail = fail.and_then(|step| step.checked_sub(split.recorded));
+        if last && fail.is_some() {
             return Err(NttError::Device(GpuError::InjectedFault("NTT readback".into())));
         }
         if self.ctx.is_lost() {
