@@ -210,7 +210,10 @@ impl Fr4 {
         reduced(std::array::from_fn(|i| _mm256_add_epi64(self.0[i], b.0[i])), 2, 2)
     }
 
-    /// The sum of three values, each below 2q, reduced to below 2q.
+    /// The sum of three values, each below 2q, reduced to below 2q (the
+    /// lanes sum a row's products before reducing, in [`Fr4::dot3`]; kept
+    /// for the tests of the lazy bounds).
+    #[cfg(test)]
     #[inline]
     #[target_feature(enable = "avx2")]
     pub fn sum3_lazy(a: &Fr4, b: &Fr4, c: &Fr4) -> Fr4 {

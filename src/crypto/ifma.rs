@@ -301,16 +301,6 @@ impl<C: Limbs52> Field8<C> {
         below_2q_from(std::array::from_fn(|i| _mm512_add_epi64(self.0[i], b.0[i])), 2)
     }
 
-    /// The sum of `N` values, each at most 2q, reduced to at most 2q.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub fn sum_lazy<const N: usize>(terms: [&Self; N]) -> Self {
-        // Normalised limbs: N of them sum far below 2^63.
-        let v =
-            std::array::from_fn(|i| terms.iter().fold(_mm512_setzero_si512(), |acc, t| _mm512_add_epi64(acc, t.0[i])));
-        below_2q_from(v, N as u64)
-    }
-
     /// self - b - c reduced to at most 2q, for self, b, c <= 2q.
     #[inline]
     #[target_feature(enable = "avx512f")]

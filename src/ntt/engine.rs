@@ -205,14 +205,19 @@ mod tests {
         assert_eq!(engine.gpu_fallbacks(), 0);
     }
 
+    /// An engine on the shared test device with its binding limit lowered
+    /// to `bytes` (None without an adapter).
+    fn engine_with_binding_limit(bytes: u64) -> Option<NttEngine> {
+        let device = GpuNtt::new(crate::gpu::test_context()?).unwrap().with_binding_limit(bytes);
+        Some(NttEngine { device: RwLock::new(Some(Arc::new(device))), ..NttEngine::cpu() })
+    }
+
     /// A transform four times the (lowered) binding limit runs on the
     /// device, split over four bindings, and equals the CPU plan; a fault
     /// in one of its passes is recomputed on the CPU.
     #[test]
     fn transforms_past_the_binding_limit_run_split_on_the_device() {
-        let Some(ctx) = crate::gpu::test_context() else { return };
-        let device = GpuNtt::new(ctx).unwrap().with_binding_limit(64 * 32);
-        let engine = NttEngine { device: RwLock::new(Some(Arc::new(device))), ..NttEngine::cpu() };
+        let Some(engine) = engine_with_binding_limit(64 * 32) else { return };
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
         let plan = Ntt::new(256).unwrap();
         let input = random(256, &mut rng);
@@ -235,9 +240,7 @@ mod tests {
     /// again on the CPU; the other two are.
     #[test]
     fn a_batch_failing_midway_recomputes_only_what_the_device_did_not_write() {
-        let Some(ctx) = crate::gpu::test_context() else { return };
-        let device = GpuNtt::new(ctx).unwrap().with_binding_limit(64 * 32);
-        let engine = NttEngine { device: RwLock::new(Some(Arc::new(device))), ..NttEngine::cpu() };
+        let Some(engine) = engine_with_binding_limit(64 * 32) else { return };
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
         let plan = Ntt::new(256).unwrap();
         let op = NttOp::ToCoset(Fr::from(5u64));

@@ -406,11 +406,7 @@ fn steps(t: &Transform<'_>, plan: &Ntt, op: NttOp) -> Result<Vec<Step>, GpuError
             steps.extend(dif_steps(t.table(plan, Table::InverseRoots)?, n));
             let powers = t.table(plan, Table::Powers { first: plan.n_inverse, ratio: g })?;
             steps.push(Step::Scale { table: powers, reversed: true, constant: false });
-            let roots = t.table(plan, Table::Roots)?;
-            steps.extend(dif_steps(roots, n).into_iter().rev().map(|s| match s {
-                Step::Dif { roots, half } => Step::Dit { roots, half },
-                other => other,
-            }));
+            steps.extend(dit_steps(t.table(plan, Table::Roots)?, n));
         }
     }
     Ok(steps)
@@ -419,6 +415,11 @@ fn steps(t: &Transform<'_>, plan: &Ntt, op: NttOp) -> Result<Vec<Step>, GpuError
 /// The stages of a decimation-in-frequency pass: half-sizes n/2 down to 1.
 fn dif_steps(roots: usize, n: usize) -> Vec<Step> {
     (0..n.trailing_zeros()).rev().map(|k| Step::Dif { roots, half: 1 << k }).collect()
+}
+
+/// The stages of a decimation-in-time pass: half-sizes 1 up to n/2.
+fn dit_steps(roots: usize, n: usize) -> Vec<Step> {
+    (0..n.trailing_zeros()).map(|k| Step::Dit { roots, half: 1 << k }).collect()
 }
 
 /// A group of transforms' values on the device, their tables, and what

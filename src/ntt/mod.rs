@@ -105,6 +105,20 @@ impl Ntt {
         })
     }
 
+    /// The plan for n/k points (k a power of two, n/k at least one): every
+    /// k-th of this plan's roots, since ω_(n/k) = ω_n^k; no power is computed.
+    pub(crate) fn every(&self, k: usize) -> Ntt {
+        debug_assert!(k.is_power_of_two() && k <= self.len());
+        let m = self.len() / k;
+        let strided = |roots: &[Fr]| roots.iter().step_by(k).take(m / 2).copied().collect();
+        Ntt {
+            log_n: m.trailing_zeros(),
+            roots: strided(&self.roots),
+            inverse_roots: strided(&self.inverse_roots),
+            n_inverse: self.n_inverse * Fr::from(k as u64),
+        }
+    }
+
     pub fn len(&self) -> usize {
         1 << self.log_n
     }
@@ -188,6 +202,18 @@ impl Ntt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_strided_plan_is_the_smaller_plan() {
+        let plan = Ntt::new(1 << 10).unwrap();
+        for log_k in 0..=10 {
+            let (strided, fresh) = (plan.every(1 << log_k), Ntt::new(1 << (10 - log_k)).unwrap());
+            assert_eq!(strided.log_n, fresh.log_n, "k = 2^{log_k}");
+            assert_eq!(strided.roots, fresh.roots, "k = 2^{log_k}");
+            assert_eq!(strided.inverse_roots, fresh.inverse_roots, "k = 2^{log_k}");
+            assert_eq!(strided.n_inverse, fresh.n_inverse, "k = 2^{log_k}");
+        }
+    }
     use ark_ff::{AdditiveGroup, UniformRand};
     use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
     use rand::SeedableRng;

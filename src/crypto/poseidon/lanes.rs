@@ -43,13 +43,8 @@ trait LaneField: Copy + 'static {
     }
 
     fn add_lazy(&self, b: &Self) -> Self;
-    fn sum3_lazy(a: &Self, b: &Self, c: &Self) -> Self;
-
     /// a0 b0 + a1 b1 + a2 b2, below 2q (a matrix row times the state).
-    #[inline(always)]
-    fn dot3(a: [&Self; 3], b: [&Self; 3]) -> Self {
-        Self::sum3_lazy(&a[0].mul(b[0]), &a[1].mul(b[1]), &a[2].mul(b[2]))
-    }
+    fn dot3(a: [&Self; 3], b: [&Self; 3]) -> Self;
 }
 
 impl LaneField for Fr8 {
@@ -106,11 +101,6 @@ impl LaneField for Fr8 {
     fn add_lazy(&self, b: &Self) -> Self {
         unsafe { Fr8::add_lazy(self, b) }
     }
-
-    #[inline(always)]
-    fn sum3_lazy(a: &Self, b: &Self, c: &Self) -> Self {
-        unsafe { Fr8::sum_lazy([a, b, c]) }
-    }
 }
 
 impl LaneField for Fr4 {
@@ -155,11 +145,6 @@ impl LaneField for Fr4 {
     #[inline(always)]
     fn add_lazy(&self, b: &Self) -> Self {
         unsafe { Fr4::add_lazy(self, b) }
-    }
-
-    #[inline(always)]
-    fn sum3_lazy(a: &Self, b: &Self, c: &Self) -> Self {
-        unsafe { Fr4::sum3_lazy(a, b, c) }
     }
 
     #[inline(always)]

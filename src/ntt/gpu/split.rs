@@ -21,7 +21,7 @@ use std::sync::Arc;
 use ark_bn254::Fr;
 use ark_ff::{AdditiveGroup, Field};
 
-use super::{dif_steps, groups, GpuNtt, Step, Table, Transform, WORKGROUP};
+use super::{dif_steps, dit_steps, groups, GpuNtt, Step, Table, Transform, WORKGROUP};
 use crate::gpu::wgsl::{Binding, KernelModule, WgslStruct};
 use crate::gpu::GpuError;
 use crate::msm::gpu::shaders::{fr_from_bytes, fr_words, scalar_field_source, FieldPath};
@@ -120,7 +120,7 @@ impl GpuNtt {
             })
         })?;
         let m = n / k;
-        let sub = Ntt::new(m)?;
+        let sub = plan.every(k);
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
         let chunks = values
             .chunks(m)
@@ -186,11 +186,7 @@ impl Split<'_> {
                 }
                 self.cross(false, false)?;
                 for a in 0..k {
-                    self.local(a, |t| {
-                        let mut steps = dif_steps(t.table(sub, Table::Roots)?, m);
-                        steps.push(Step::BitReverse);
-                        Ok(steps)
-                    })?;
+                    self.local(a, |t| super::steps(t, sub, NttOp::Forward))?;
                 }
                 Ok(true)
             }
@@ -228,11 +224,7 @@ impl Split<'_> {
                         let first = n_inverse * g.pow([reverse(a, k) as u64]);
                         let powers = Table::Powers { first, ratio: g.pow([k as u64]) };
                         steps.push(scale(t.table_once(sub, powers)?, true));
-                        let roots = t.table(sub, Table::Roots)?;
-                        steps.extend(dif_steps(roots, m).into_iter().rev().map(|s| match s {
-                            Step::Dif { roots, half } => Step::Dit { roots, half },
-                            other => other,
-                        }));
+                        steps.extend(dit_steps(t.table(sub, Table::Roots)?, m));
                         Ok(steps)
                     })?;
                 }
