@@ -107,6 +107,7 @@ impl Ntt {
 
     /// The plan for n/k points (k a power of two, n/k at least one): every
     /// k-th of this plan's roots, since ω_(n/k) = ω_n^k; no power is computed.
+    #[cfg(any(feature = "gpu", test))]
     pub(crate) fn every(&self, k: usize) -> Ntt {
         debug_assert!(k.is_power_of_two() && k <= self.len());
         let m = self.len() / k;
