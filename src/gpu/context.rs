@@ -45,6 +45,30 @@ fn describe(info: &wgpu::AdapterInfo) -> String {
     format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
 }
 
+/// What an error outside every error scope does (wgpu's default handler
+/// panics). Once the device is lost every call errs, and the caller's next
+/// check of `is_lost` (or its readback) turns that into a DeviceLost error
+/// the backend layer recomputes on the CPU: no panic for that. Running out
+/// of memory (or an internal driver failure) where no scope checks for it
+/// leaves invalid buffers behind, so the device is retired as if lost: its
+/// work is recomputed on the CPU and the next use acquires a fresh device,
+/// instead of a panic in whatever job allocated last. A validation error
+/// is a bug in a kernel, and still panics.
+fn on_uncaptured(lost: &std::sync::atomic::AtomicBool, error: wgpu::Error) {
+    use std::sync::atomic::Ordering::SeqCst;
+    if lost.load(SeqCst) {
+        tracing::debug!(%error, "GPU error after the device was lost or retired");
+        return;
+    }
+    match error {
+        wgpu::Error::OutOfMemory { .. } | wgpu::Error::Internal { .. } => {
+            tracing::warn!(%error, "GPU error outside a checked allocation: the device is retired and its work recomputed on the CPU");
+            lost.store(true, SeqCst);
+        }
+        wgpu::Error::Validation { .. } => panic!("uncaptured wgpu error: {error}"),
+    }
+}
+
 impl GpuContext {
     /// The process-wide context, created on first use (and again after a loss).
     pub fn shared() -> Result<Arc<GpuContext>, GpuError> {
@@ -101,19 +125,8 @@ impl GpuContext {
             tracing::warn!(?reason, %message, "GPU device lost");
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
         });
-        // Outside an error scope wgpu's default handler panics. Once the
-        // device is lost every call errs, and the caller's next check of
-        // `is_lost` (or its readback) turns that into a DeviceLost error
-        // the backend layer recomputes on the CPU: no panic for that. Any
-        // other uncaught error is a bug in a kernel, and still panics.
         let flag = lost.clone();
-        device.on_uncaptured_error(Arc::new(move |error| {
-            if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                tracing::debug!(%error, "GPU error after the device was lost");
-            } else {
-                panic!("uncaptured wgpu error: {error}");
-            }
-        }));
+        device.on_uncaptured_error(Arc::new(move |error| on_uncaptured(&flag, error)));
         tracing::debug!(adapter = %info.name, backend = ?info.backend, device_type = ?info.device_type, "GPU device acquired");
         Ok(GpuContext { device, queue, info, limits, features, lost, pipelines: Mutex::new(PipelineCache::default()) })
     }
@@ -134,6 +147,8 @@ impl GpuContext {
         self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
+    /// Whether the device was lost, or retired after an error no scope
+    /// checked (see `on_uncaptured`).
     pub fn is_lost(&self) -> bool {
         self.lost.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -260,5 +275,36 @@ impl GpuContext {
         let bytes = slice.get_mapped_range().map_err(|e| readback_err(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::on_uncaptured;
+
+    fn source(what: &str) -> wgpu::ErrorSource {
+        Box::new(std::io::Error::other(what.to_string()))
+    }
+
+    #[test]
+    fn running_out_of_memory_unchecked_retires_the_device_instead_of_panicking() {
+        let lost = AtomicBool::new(false);
+        on_uncaptured(&lost, wgpu::Error::OutOfMemory { source: source("no memory") });
+        assert!(lost.load(Ordering::SeqCst), "out of memory retires the device");
+        // The invalid buffers it left make later calls fail: logged, not a panic.
+        on_uncaptured(&lost, wgpu::Error::Validation { source: source("invalid buffer"), description: "x".into() });
+
+        let lost = AtomicBool::new(false);
+        on_uncaptured(&lost, wgpu::Error::Internal { source: source("driver"), description: "x".into() });
+        assert!(lost.load(Ordering::SeqCst), "an internal failure retires the device");
+    }
+
+    #[test]
+    #[should_panic(expected = "uncaptured wgpu error")]
+    fn a_validation_error_on_a_live_device_is_a_kernel_bug_and_panics() {
+        let lost = AtomicBool::new(false);
+        on_uncaptured(&lost, wgpu::Error::Validation { source: source("bad binding"), description: "x".into() });
     }
 }

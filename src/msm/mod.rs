@@ -19,7 +19,7 @@ use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
 use device::{DeviceBases, MsmDevice, RunOptions};
 pub use share::SharePolicy;
-use share::{Curve, Share, Side, Ticket};
+use share::{Booked, Curve, Share, Side, Ticket};
 pub use tuning::{GpuField, GpuFormulas, MsmTuning};
 
 /// Where one MSM ran.
@@ -213,19 +213,19 @@ impl MsmEngine {
         if let Some((device_part, cpu_part)) = self.share.split(curve, points) {
             return self.shared(&device, (device_part, cpu_part), on_device, on_cpu);
         }
-        let ticket = self.share.choose(curve, points);
-        if ticket.side() == Side::Cpu {
+        let ticket = Booked::new(&self.share, self.share.choose(curve, points));
+        if ticket.ticket().side() == Side::Cpu {
             let sum = on_cpu(0..points);
-            self.share.finished(ticket, true);
+            ticket.finish(true);
             return (sum, MsmPlacement::CpuByChoice);
         }
         match on_device(&device, &self.run_options(), points) {
             Ok(sum) => {
-                self.share.finished(ticket, true);
+                ticket.finish(true);
                 (sum, MsmPlacement::Device)
             }
             Err(err) => {
-                self.share.finished(ticket, false);
+                ticket.finish(false);
                 self.note_failure(&err, &device, points);
                 (on_cpu(0..points), MsmPlacement::CpuAfterFailure)
             }
@@ -243,16 +243,17 @@ impl MsmEngine {
         on_cpu: impl Fn(std::ops::Range<usize>) -> T + Sync,
     ) -> (T, MsmPlacement) {
         let (first, rest) = (device_part.points(), cpu_part.points());
+        let (device_part, cpu_part) = (Booked::new(&self.share, device_part), Booked::new(&self.share, cpu_part));
         let run = self.run_options();
         let (from_device, from_cpu) = std::thread::scope(|scope| {
             let on_device = &on_device;
             let waiting = scope.spawn(move || {
                 let sum = on_device(device, &run, first);
-                self.share.finished(device_part, sum.is_ok());
+                device_part.finish(sum.is_ok());
                 sum
             });
             let sum = on_cpu(first..first + rest);
-            self.share.finished(cpu_part, true);
+            cpu_part.finish(true);
             (waiting.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), sum)
         });
         match from_device {
@@ -511,6 +512,30 @@ mod shared_msm_tests {
             (expected_g1, MsmPlacement::CpuAfterFailure)
         );
         assert_eq!(engine.gpu_fallbacks(), 1);
+    }
+
+    /// A device part that panics (a kernel bug) unwinds to the caller, and
+    /// its booking leaves the device's queue: a later MSM is not sent to the
+    /// CPU for time the device no longer owes. Whole and shared alike.
+    #[test]
+    fn a_panicking_device_part_does_not_stay_in_the_queue() {
+        let Some(engine) = even_engine() else { return };
+        for (points, cpu_rate, what) in [(8, 1 << 30, "whole"), (64, 1024, "shared")] {
+            engine.share.assume(Curve::G1, 1024, cpu_rate);
+            let placement = engine.placed(Curve::G1, points, |_, _, n| Ok(n as u64), |r| r.len() as u64).1;
+            assert_eq!(placement.cpu_share() > 0, what == "shared", "{what}: {placement:?}");
+            engine.share.assume(Curve::G1, 1024, cpu_rate);
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                engine.placed(
+                    Curve::G1,
+                    points,
+                    |_, _, _| -> Result<u64, DeviceError> { panic!("a kernel bug") },
+                    |r| r.len() as u64,
+                )
+            }));
+            assert!(unwound.is_err(), "{what}: the panic reaches the caller");
+            assert_eq!(engine.share.queued(), 0, "{what}: the device's booking is released");
+        }
     }
 }
 

@@ -161,6 +161,40 @@ impl Ticket {
     }
 }
 
+/// A [`Ticket`] that reports back however its part ends: dropped without
+/// [`Booked::finish`] (its part panicked), it reports a failure, so the
+/// device part's expected time does not stay in the queue and send every
+/// later MSM to the CPU.
+pub struct Booked<'a> {
+    share: &'a Share,
+    ticket: Option<Ticket>,
+}
+
+impl<'a> Booked<'a> {
+    pub fn new(share: &'a Share, ticket: Ticket) -> Self {
+        Booked { share, ticket: Some(ticket) }
+    }
+
+    pub fn ticket(&self) -> &Ticket {
+        self.ticket.as_ref().expect("a booked ticket until it is finished")
+    }
+
+    /// Report how the part went (see [`Share::finished`]).
+    pub fn finish(mut self, ok: bool) {
+        if let Some(ticket) = self.ticket.take() {
+            self.share.finished(ticket, ok);
+        }
+    }
+}
+
+impl Drop for Booked<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.share.finished(ticket, false);
+        }
+    }
+}
+
 impl Share {
     pub fn new(policy: SharePolicy) -> Self {
         Share {
@@ -180,6 +214,12 @@ impl Share {
     pub fn with_min_part(mut self, points: usize) -> Self {
         self.min_part = points;
         self
+    }
+
+    /// Expected nanoseconds of device work booked and not yet back.
+    #[cfg(test)]
+    pub fn queued(&self) -> u64 {
+        self.queued_ns.load(Ordering::Relaxed)
     }
 
     /// Nanoseconds a point, as the figures keep them (times 1024), for
@@ -248,8 +288,9 @@ impl Share {
         Some((device, cpu))
     }
 
-    /// Record how a chosen MSM went: `ok` is false when the device failed
-    /// it (no figure is kept from a failed run).
+    /// Record how a chosen MSM went: `ok` is false when it failed (no
+    /// figure is kept from a failed run; the device's queue is released
+    /// either way).
     pub fn finished(&self, ticket: Ticket, ok: bool) {
         let index = ticket.curve as usize;
         let now = Instant::now();
@@ -266,7 +307,8 @@ impl Share {
                     self.device[index].record(ticket.points, Duration::from_nanos(own));
                 }
             }
-            Side::Cpu => self.cpu[index].record(ticket.points, now - ticket.started),
+            Side::Cpu if ok => self.cpu[index].record(ticket.points, now - ticket.started),
+            Side::Cpu => {}
         }
     }
 }
@@ -364,6 +406,22 @@ mod tests {
         let (device, cpu) = explore.split(Curve::G1, 1 << 20).expect("explored");
         assert_eq!((device.points, cpu.points), ((1 << 20) - (1 << 14), 1 << 14));
         assert!(explore.split(Curve::G2, 1 << 20).is_none(), "G2 has its own figures");
+    }
+
+    #[test]
+    fn a_part_that_panics_releases_its_booking_and_records_no_figure() {
+        let share = Share::new(SharePolicy::Measured);
+        share.assume(Curve::G1, 1024, 3 * 1024);
+        let (device, cpu) = share.split(Curve::G1, 1 << 20).expect("shared");
+        let cpu_rate = share.cpu[0].estimate(1 << 18);
+        let parts = (Booked::new(&share, device), Booked::new(&share, cpu));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _parts = parts;
+            panic!("a kernel bug");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(share.queued_ns.load(Ordering::Relaxed), 0, "the device's queue is released");
+        assert_eq!(share.cpu[0].estimate(1 << 18), cpu_rate, "no figure from a part that did not finish");
     }
 
     #[test]
