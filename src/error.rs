@@ -65,3 +65,12 @@ impl ExecutionError {
         }
     }
 }
+
+/// The message a panic carried (`panic!`'s text), for an error that reports it.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}

@@ -101,6 +101,9 @@ pub const PIPELINE: usize = 8;
 
 /// Batch jobs have one runner: the store's owner.
 pub const BATCH_KINDS: [JobKind; 1] = [JobKind::ExecuteBatch];
+
+/// The server's exit status after a batch job panicked (EX_SOFTWARE).
+pub const EXIT_BATCH_PANIC: i32 = 70;
 /// Every kind this server runs (what Status and the metrics report on).
 pub const SERVED_KINDS: [JobKind; 6] =
     [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::Groth16];
@@ -352,7 +355,7 @@ impl Core {
         if !small_hashing || self.engines.hashing.resolved() != crate::ResolvedBackend::Cpu {
             return None;
         }
-        if cfg!(debug_assertions) && super::crash::injected("end-write") > 0 {
+        if cfg!(debug_assertions) && (super::crash::injected("end-write") > 0 || super::crash::injected("panic") > 0) {
             return None;
         }
         let place = self.scheduler.run_now(kind, &COMPUTE_KINDS, self.local_runners)?;
@@ -587,12 +590,31 @@ impl Core {
         self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.job_id);
     }
 
-    /// A runner: takes jobs of `kinds` until the scheduler closes.
+    /// A runner: takes jobs of `kinds` until the scheduler closes. A panic
+    /// outside a compute job's work (which fails that job alone, see
+    /// `work::run`) leaves its job to run again after a restart. A batch
+    /// job that panics may leave the store's state in memory half changed,
+    /// so the server exits ([`EXIT_BATCH_PANIC`]) rather than commit more
+    /// on it; a restart recovers the store from its log and runs the job
+    /// again, at most once in effect, as after a crash.
     pub fn run_jobs(self: &Arc<Self>, kinds: &[JobKind]) {
         while let Some((kind, id)) = self.scheduler.take(kinds) {
             let _span = tracing::info_span!("job", id, kind = kind_name(kind)).entered();
-            if let Err(e) = self.run_one(id) {
-                tracing::error!("job {id}: {e}");
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_one(id))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("job {id}: {e}"),
+                Err(panic) if kind == JobKind::ExecuteBatch => {
+                    let text = crate::error::panic_text(&*panic);
+                    tracing::error!(
+                        "job {id}: a batch job panicked ({text}); the server exits so that a restart recovers the \
+                         store from its log and runs the job again"
+                    );
+                    std::process::exit(EXIT_BATCH_PANIC);
+                }
+                Err(panic) => {
+                    let text = crate::error::panic_text(&*panic);
+                    tracing::error!("job {id}: panicked outside its work ({text}); it runs again after a restart");
+                }
             }
             self.scheduler.finished(kind);
         }
@@ -815,6 +837,7 @@ impl Progress for Stages<'_> {
         job.stage = name.to_string();
         if cfg!(debug_assertions) {
             super::crash::point(&format!("stage:{name}"));
+            super::crash::panic_point(name);
         }
         self.clock.begin(name);
         self.core.publish(&job, 0.0);

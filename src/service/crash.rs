@@ -12,7 +12,8 @@
 //!
 //! Faults: `CVM_TEST_FAIL_AT=FAULT:N` makes the first N tries of each job
 //! fail at FAULT. `end-write`: writing the job's end to the job store (as a
-//! full disk fails a result's file).
+//! full disk fails a result's file). `panic`: the first N stages any job
+//! begins panic (as a bug in a kernel would).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -30,6 +31,14 @@ pub fn injected(fault: &str) -> u64 {
     match AT.get_or_init(|| parse(&std::env::var(FAULT_VARIABLE).ok()?)) {
         Some((at, n)) if at == fault => *n,
         _ => 0,
+    }
+}
+
+/// Panic at stage `name` if the `panic` fault still has tries to fail.
+pub fn panic_point(name: &str) {
+    static PANICKED: AtomicU64 = AtomicU64::new(0);
+    if injected("panic") > PANICKED.fetch_add(1, Ordering::SeqCst) {
+        panic!("injected at stage {name} ({FAULT_VARIABLE})");
     }
 }
 

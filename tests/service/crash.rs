@@ -191,3 +191,59 @@ fn a_job_whose_end_cannot_be_written_runs_again_and_finishes_once() {
     assert_eq!(second_failures, load.all().len(), "each job's end failed twice: {log}");
     load.check_store(dir.path(), "end-write:2");
 }
+
+/// A job whose work panics (as a bug in a kernel would) fails alone, with
+/// INTERNAL and the panic's message, and the runner goes on to the next
+/// job. A batch job that panics stops the server (exit 70: its store's
+/// state in memory is not to be trusted) instead of leaving batch jobs
+/// queued behind a dead runner; a restart runs it to completion, once.
+#[test]
+fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
+    let load = Load::new();
+    let dir = tempfile::tempdir().unwrap();
+    let panicking = || {
+        let server = cvm(dir.path())
+            .args(["serve", "--runners", "1"])
+            .env(causality_vm::service::crash::FAULT_VARIABLE, "panic:1")
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        crate::cli::wait_for_socket(dir.path());
+        server
+    };
+    let server = panicking();
+    let (hash, expected) = &load.compute[0];
+    let (code, out, _) = run(cvm(dir.path()).args(["--json", "submit", "--wait"]).arg(hash));
+    assert_eq!(code, 1, "the job failed: {out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["job"]["error"]["code"], "INTERNAL", "{report}");
+    assert!(
+        report["job"]["error"]["message"].as_str().unwrap().contains("panicked (injected at stage hash"),
+        "{report}"
+    );
+    let (code, out, err) = run(cvm(dir.path()).args(["--json", "submit", "--wait", "--request-id", "again"]).arg(hash));
+    assert_eq!(code, 0, "the runner goes on: {err}\n{out}");
+    assert!(out.contains(expected.as_str()), "{out}");
+    stop(server);
+
+    let mut server = panicking();
+    let (code, out, err) = run(cvm(dir.path()).args(["--json", "submit", "--no-prove"]).arg(&load.batches[0]));
+    assert_eq!(code, 0, "accepted: {err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
+    let status = server.wait().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert_eq!(status.code(), Some(70), "{log}");
+    assert!(log.contains("a batch job panicked"), "{log}");
+    let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
+
+    let server = serve(dir.path());
+    let (code, out, err) = run(cvm(dir.path()).args(["--json", "jobs", "await", &id.to_string()]));
+    assert_eq!(code, 0, "{err}");
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["value"]["batch"]["success_count"], 2, "{job}");
+    stop(server);
+}

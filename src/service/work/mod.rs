@@ -231,8 +231,21 @@ pub struct Done {
     pub proofs: u64,
 }
 
-/// Run a job. `Ok(None)` means it was cancelled at a stage boundary.
+/// Run a job. `Ok(None)` means it was cancelled at a stage boundary. Work
+/// that panics (a bug) fails this job alone, with the panic's message: the
+/// runner that ran it goes on to the next job instead of ending with it
+/// (a compute job changes nothing outside itself, so nothing is left half
+/// done).
 pub fn run(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> Result<Option<Done>, WorkError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_unguarded(payload, engines, progress))).unwrap_or_else(
+        |panic| {
+            let text = crate::error::panic_text(&*panic);
+            Err(WorkError::Internal(format!("the job's work panicked ({text}); the server goes on with other jobs")))
+        },
+    )
+}
+
+fn run_unguarded(payload: &JobPayload, engines: &Engines, progress: &dyn Progress) -> Result<Option<Done>, WorkError> {
     let mut proofs = 0;
     let (kind, backends) = match &payload.kind {
         Some(PayloadKind::Hash(job)) => {
