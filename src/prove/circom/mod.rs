@@ -227,7 +227,7 @@ pub fn circuit_for_key(
     zkey: &Zkey,
     checked: Option<&std::path::Path>,
 ) -> Result<KeyCircuit, CircomError> {
-    let circuit = R1cs::parse(&file.name, &file.bytes)?.for_key(file.name.clone(), zkey)?;
+    let circuit = R1cs::parse_for_key(&file.name, &file.bytes, zkey)?;
     if let Some(marker) = fits_marker(checked, zkey.digest, file) {
         // The marker vouches for the bytes of `digest`: they must be the ones matched.
         file.unchanged()?;

@@ -178,7 +178,23 @@ pub struct R1cs {
 
 impl R1cs {
     pub fn parse(file: &str, bytes: &[u8]) -> Result<R1cs, CircomError> {
-        let Layout { n_wires, n_public, n_constraints, constraints, starts } = Layout::read(file, bytes)?;
+        R1cs::decode(Layout::read(file, bytes)?)
+    }
+
+    /// The R1CS in `bytes` (named `file`) as `zkey`'s circuit, or why not.
+    /// Its counts are checked against the key's from the header, before
+    /// any constraint is decoded: a file of empty constraints takes several
+    /// times its size once decoded, so one that cannot fit is refused first.
+    pub fn parse_for_key(file: &str, bytes: &[u8], zkey: &Zkey) -> Result<KeyCircuit, CircomError> {
+        let layout = Layout::read(file, bytes)?;
+        if let Err(reason) = counts_fit(layout.n_wires, layout.n_public, layout.n_constraints, zkey) {
+            return Err(CircomError::OtherCircuit { r1cs: file.to_string(), reason });
+        }
+        R1cs::decode(layout)?.for_key(file.to_string(), zkey)
+    }
+
+    fn decode(layout: Layout<'_>) -> Result<R1cs, CircomError> {
+        let Layout { n_wires, n_public, n_constraints, constraints, starts } = layout;
         let decode =
             |(constraint, &offset): (usize, &usize)| constraint_rows(&mut constraints.at(offset), constraint, n_wires);
         let Ok(rows) = starts.par_iter().enumerate().map(decode).collect::<Result<Vec<_>, _>>() else {
@@ -252,16 +268,7 @@ impl R1cs {
     /// and its A and B rows (plus snarkjs's one row per public signal) are
     /// the zkey's coefficients. Returns what differs.
     pub fn matches(&self, zkey: &Zkey) -> Result<(), String> {
-        if self.n_wires != zkey.n_vars || self.n_public != zkey.n_public {
-            return Err(format!(
-                "it has {} wires and {} public signals, the key {} and {}",
-                self.n_wires, self.n_public, zkey.n_vars, zkey.n_public
-            ));
-        }
-        let rows = self.n_constraints + self.n_public + 1;
-        if rows > zkey.domain_size {
-            return Err(format!("its {rows} rows do not fit the key's domain of {}", zkey.domain_size));
-        }
+        counts_fit(self.n_wires, self.n_public, self.n_constraints, zkey)?;
         let (a, b) = quotient::rows(&self.matrices, self.n_public, zkey.domain_size);
         // Rows usually list their terms in the same order: compared as they
         // are first, and sorted only when that differs.
@@ -288,6 +295,23 @@ impl R1cs {
             Err(reason) => Err(CircomError::OtherCircuit { r1cs: name, reason }),
         }
     }
+}
+
+/// Whether a system of these counts can be `zkey`'s: the same wires and
+/// public signals, and its rows (plus snarkjs's one a public signal) in
+/// the key's domain.
+fn counts_fit(n_wires: usize, n_public: usize, n_constraints: usize, zkey: &Zkey) -> Result<(), String> {
+    if n_wires != zkey.n_vars || n_public != zkey.n_public {
+        return Err(format!(
+            "it has {n_wires} wires and {n_public} public signals, the key {} and {}",
+            zkey.n_vars, zkey.n_public
+        ));
+    }
+    let rows = n_constraints + n_public + 1;
+    if rows > zkey.domain_size {
+        return Err(format!("its {rows} rows do not fit the key's domain of {}", zkey.domain_size));
+    }
+    Ok(())
 }
 
 /// What checks a witness constraint by constraint against a key whose
@@ -386,5 +410,28 @@ mod tests {
         assert!(err.contains("constraint 2100, C: wire 59 of only 50"), "{err}");
         let err = R1cs::parse("x.r1cs", &bytes).err().unwrap().to_string();
         assert!(err.contains("constraint 2100, C: wire 59 of only 50"), "{err}");
+    }
+
+    /// A circuit is matched to a key by its header's counts before any
+    /// constraint is decoded (a file of empty constraints takes several
+    /// times its size decoded): here its constraints are damaged too, and
+    /// the counts are what is reported.
+    #[test]
+    fn a_circuit_that_cannot_fit_the_key_is_refused_before_it_is_decoded() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let zkey = std::fs::read(format!("{dir}/tests/vectors/circom/multiplier.zkey")).unwrap();
+        let zkey = Zkey::parse("multiplier.zkey", &zkey, [0; 32], crate::prove::circom::PointChecks::Skip).unwrap();
+        let fits = std::fs::read(format!("{dir}/tests/vectors/circom/multiplier.r1cs")).unwrap();
+        R1cs::parse_for_key("multiplier.r1cs", &fits, &zkey).unwrap();
+
+        // One constraint too many, and the first term of constraint 1 (its A row has one) past the last wire.
+        let mut r1cs = system(zkey.domain_size, zkey.n_vars);
+        r1cs.n_public = zkey.n_public;
+        let mut bytes = r1cs.encode();
+        let at = Layout::read("x.r1cs", &bytes).unwrap().starts[1];
+        bytes[at + 4..at + 8].copy_from_slice(&(zkey.n_vars as u32 + 9).to_le_bytes());
+        assert!(R1cs::parse("x.r1cs", &bytes).is_err(), "a damaged constraint");
+        let err = R1cs::parse_for_key("x.r1cs", &bytes, &zkey).err().unwrap().to_string();
+        assert!(err.contains("do not fit the key's domain"), "{err}");
     }
 }

@@ -129,6 +129,12 @@ impl Zkey {
         let delta_g1 = one_g1(&mut at, "delta_1", checks)?;
         let delta_g2 = one_g2(&mut at, "delta_2", checks)?;
 
+        // Every point section's size, before anything is built from the
+        // header's counts: a header of a few hundred bytes can claim a
+        // domain of 2^27, and the coefficients' rows are sized by it.
+        for (kind, name, count, size) in point_sections(n_vars, n_public, domain_size) {
+            sized(&bin, kind, name, count, size)?;
+        }
         let ic = g1_section(&bin, 3, "IC", n_public + 1, checks)?;
         let (a, b) = coefficients(&bin, n_vars, domain_size)?;
         let a_query = g1_section(&bin, 5, "A", n_vars, checks)?;
@@ -141,6 +147,34 @@ impl Zkey {
         let key = ProvingKey { vk, beta_g1, delta_g1, a_query, b_g1_query, b_g2_query, h_query, l_query };
         Ok(Zkey { n_vars, n_public, domain_size, key, a, b, digest })
     }
+}
+
+/// The point sections of a key of these counts: (section, name, points, bytes a point).
+fn point_sections(n_vars: usize, n_public: usize, domain_size: usize) -> [(u32, &'static str, usize, usize); 6] {
+    [
+        (3, "IC", n_public + 1, 64),
+        (5, "A", n_vars, 64),
+        (6, "B1", n_vars, 64),
+        (7, "B2", n_vars, 128),
+        (8, "C", n_vars - n_public - 1, 64),
+        (9, "H", domain_size, 64),
+    ]
+}
+
+/// Section `kind`, which must hold exactly `count` points of `size` bytes.
+fn sized<'a>(
+    bin: &BinFile<'a>,
+    kind: u32,
+    name: &'static str,
+    count: usize,
+    size: usize,
+) -> Result<Cursor<'a>, CircomError> {
+    let at = bin.section(kind, name)?;
+    let expected = count * size;
+    if at.remaining() != expected {
+        return Err(at.error(format!("{} bytes, but {count} points of {size} bytes are {expected}", at.remaining())));
+    }
+    Ok(at)
 }
 
 fn one_g1(at: &mut Cursor<'_>, name: &str, checks: PointChecks) -> Result<G1Affine, CircomError> {
@@ -197,13 +231,9 @@ fn points<P: PointCheck + Default + Send + Sync>(
     decode: impl Fn(&[u8]) -> Option<P> + Sync,
     checks: PointChecks,
 ) -> Result<Vec<P>, CircomError> {
-    let mut at = bin.section(kind, name)?;
+    let mut at = sized(bin, kind, name, count, size)?;
     let start = at.offset();
-    let expected = count * size;
-    if at.remaining() != expected {
-        return Err(at.error(format!("{} bytes, but {count} points of {size} bytes are {expected}", at.remaining())));
-    }
-    let bytes = at.take(expected)?;
+    let bytes = at.take(count * size)?;
     let fault_at = |index: usize, fault: &'static str| CircomError::InvalidPoint {
         file: bin.file.into(),
         section: name.into(),
@@ -303,4 +333,44 @@ fn coefficients(bin: &BinFile<'_>, n_vars: usize, domain_size: usize) -> Result<
         rows
     };
     Ok((rows(0), rows(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/circom/multiplier.zkey");
+        std::fs::read(path).expect("the committed fixture")
+    }
+
+    /// Where section `kind`'s bytes start.
+    fn section_start(bytes: &[u8], kind: u32) -> usize {
+        let mut at = 12;
+        loop {
+            let k = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+            let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
+            if k == kind {
+                return at + 12;
+            }
+            at += 12 + len;
+        }
+    }
+
+    /// A header claiming a domain of 2^27 in a key of a few kilobytes is
+    /// refused by its H section's size before anything is sized by the
+    /// domain (the coefficients' rows took 2 GiB for it before): here the
+    /// coefficients are damaged too, and the sizes are what is reported.
+    #[test]
+    fn point_sections_are_sized_before_the_header_sizes_anything() {
+        let mut bytes = fixture();
+        let domain_at = section_start(&bytes, 2) + 4 + 32 + 4 + 32 + 4 + 4;
+        bytes[domain_at..domain_at + 4].copy_from_slice(&(1u32 << 27).to_le_bytes());
+        let count_at = section_start(&bytes, 4);
+        bytes[count_at..count_at + 4].copy_from_slice(&7u32.to_le_bytes());
+        let err = Zkey::parse("big.zkey", &bytes, [0; 32], PointChecks::Full).err().unwrap().to_string();
+        assert!(err.contains("section H") && err.contains("134217728 points of 64 bytes"), "{err}");
+        // The fixture itself still loads.
+        Zkey::parse("multiplier.zkey", &fixture(), [0; 32], PointChecks::Full).unwrap();
+    }
 }

@@ -122,9 +122,7 @@ impl Zkeys {
         let zkey = circom::load_zkey_bytes(&name, zkey, id.0, Some(&self.dir)).map_err(|e| bad("zkey", e))?;
         let circuit = match r1cs.is_empty() {
             true => None,
-            false => match R1cs::parse(&format!("{name}.r1cs"), r1cs)
-                .and_then(|r| r.for_key(format!("{name} (r1cs)"), &zkey))
-            {
+            false => match R1cs::parse_for_key(&format!("{name}.r1cs"), r1cs, &zkey) {
                 Ok(circuit) => Some(circuit),
                 Err(_) if fit == R1csFit::IfItFits => None,
                 Err(e) => return Err(bad("r1cs", e)),
