@@ -121,14 +121,23 @@ const CONTEXT_VALUES: &[(&str, Ty, u32)] = &[
     ("context_domain", Ty::Str, ctx_field::DOMAIN),
 ];
 
+/// The most expressions one program's rules may check, counting each time
+/// `in` checks its left side again for another value: nested `in` lists
+/// multiply that count (and the program's size) at every level, so a rule
+/// of a few hundred tokens could otherwise take exponential time and memory
+/// to compile, and a server compiles inline programs as a batch is submitted.
+pub const MAX_CHECKED_EXPRESSIONS: usize = 1 << 18;
+
 pub fn check(rules: &[Rule]) -> Result<Vec<(Pos, TypedRule)>, TelError> {
-    let mut checker = Checker { depth: 0 };
+    let mut checker = Checker { depth: 0, checked: 0 };
     rules.iter().enumerate().map(|(i, rule)| Ok((rule.pos, checker.rule(i + 1, rule)?))).collect()
 }
 
 struct Checker {
     /// How many aggregates enclose the expression being checked.
     depth: usize,
+    /// Expressions checked so far (bounded by [`MAX_CHECKED_EXPRESSIONS`]).
+    checked: usize,
 }
 
 impl Checker {
@@ -161,6 +170,16 @@ impl Checker {
 
     fn expr(&mut self, expr: &Expr, expected: Option<Ty>) -> Result<(Typed, Ty), TelError> {
         let pos = expr.pos;
+        self.checked += 1;
+        if self.checked > MAX_CHECKED_EXPRESSIONS {
+            return Err(TelError::at(
+                pos,
+                format!(
+                    "the program expands to more than {MAX_CHECKED_EXPRESSIONS} expressions (each value of an `in` list \
+                     repeats its left side, so nested `in` lists multiply): simplify the rule"
+                ),
+            ));
+        }
         Ok(match &expr.kind {
             ExprKind::Int(v) => (Typed::Const(*v), Ty::Int),
             ExprKind::Str(s) => (Typed::Str(s.clone()), Ty::Str),

@@ -477,9 +477,18 @@ impl<'a, 't> Machine<'a, 't> {
             .and_then(|inner| inner)
             .map_err(|f| violation(self.pc, Access::Read, f))?;
         if self.step.is_some() {
-            // Only when tracing: copies for the trace.
-            self.read_slice(a)?;
-            self.read_slice(b)?;
+            // Only when tracing, and only what the trace keeps: a copy of
+            // each whole slice would cost its length at every compare,
+            // uncharged (a 16 MiB slice compared in a loop).
+            for value in [a, b] {
+                let (address, len) = memory::slice_parts(value);
+                let kept = memory
+                    .with_slice(value, |x| x[..x.len().min(super::trace::TRACED_BYTES)].to_vec())
+                    .map_err(|f| violation(self.pc, Access::Read, f))?;
+                if let Some(step) = self.step.as_mut() {
+                    step.memory_of(Access::Read, address, len, &kept);
+                }
+            }
         }
         Ok(equal)
     }

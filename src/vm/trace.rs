@@ -68,8 +68,14 @@ impl TraceStep {
     }
 
     pub fn memory(&mut self, access: Access, address: u32, bytes: &[u8]) {
+        self.memory_of(access, address, bytes.len() as u32, bytes);
+    }
+
+    /// An access of `len` bytes, of which `bytes` holds at least the first
+    /// [`TRACED_BYTES`] (or all, when fewer).
+    pub fn memory_of(&mut self, access: Access, address: u32, len: u32, bytes: &[u8]) {
         let kept = &bytes[..bytes.len().min(TRACED_BYTES)];
-        self.memory.push(MemoryEffect { access, address, len: bytes.len() as u32, bytes: kept.to_vec() });
+        self.memory.push(MemoryEffect { access, address, len, bytes: kept.to_vec() });
     }
 }
 

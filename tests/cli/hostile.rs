@@ -257,6 +257,27 @@ fn bad_names_are_refused_before_anything_is_written() {
     assert_eq!(run_json(data.path(), &file, &[]).0.status.code(), Some(0));
 }
 
+/// One transfer of more resources than a logic program can address (each
+/// one's logic lists all the others: the work grows with the square) is
+/// refused as the file is read, naming the operation; at the bound, read.
+#[test]
+fn a_transfer_of_more_resources_than_logic_can_address_is_refused() {
+    use causality_vm::batch::file::MAX_TRANSFER_RESOURCES;
+    let data = tempfile::tempdir().unwrap();
+    let b = Batches::new();
+    let output = resource(b.accept(), 1);
+    let transfer = |outputs: usize| Operation::Transfer { inputs: Vec::new(), outputs: vec![output.clone(); outputs] };
+    let file = b.file("wide.json", &[create(&output), transfer(MAX_TRANSFER_RESOURCES + 1)], json!({}));
+    let o = cvm(data.path(), &["run", "--no-prove", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let expected = format!("ops[1].outputs: 0 inputs and {} outputs", MAX_TRANSFER_RESOURCES + 1);
+    assert!(text(&o).contains(&expected), "{}", text(&o));
+    // At the bound the file is read, and the transfer fails on its own terms (no inputs).
+    let file = b.file("at-bound.json", &[transfer(MAX_TRANSFER_RESOURCES)], json!({}));
+    let o = cvm(data.path(), &["run", "--no-prove", file.to_str().unwrap()]);
+    assert!(!text(&o).contains("a transfer moves at most"), "{}", text(&o));
+}
+
 #[test]
 fn loose_json_is_refused_with_the_field_named() {
     let data = tempfile::tempdir().unwrap();

@@ -359,6 +359,28 @@ fn pathological_nesting_is_an_error_not_a_crash() {
     compiled(&fine);
 }
 
+/// Each value of an `in` list repeats its left side, so nested lists
+/// multiply: 60 levels of `(… in [true, true])` (360 tokens) would check
+/// 3^60 expressions. Refused at once, in both generators; a wide flat list
+/// still compiles.
+#[test]
+fn nested_in_lists_that_multiply_are_an_error_not_an_explosion() {
+    let mut expr = "true".to_string();
+    for _ in 0..60 {
+        expr = format!("({expr}) in [true, true]");
+    }
+    let source = format!(
+        "accept;
+accept if {expr};"
+    );
+    for version in [TelVersion::V1, TelVersion::V2] {
+        let err = tel::compile_as(&source, version).unwrap_err();
+        assert!(err.to_string().contains("nested `in` lists multiply"), "{err}");
+    }
+    let values: Vec<String> = (0..300).map(|v| v.to_string()).collect();
+    compiled(&format!("accept if quantity in [{}];", values.join(", ")));
+}
+
 #[test]
 fn errors_render_with_the_source_line() {
     let source = "accept if op == transfer;\naccept if owner == \"bob\";";

@@ -16,6 +16,10 @@ pub const MAX_TRACE_ID_BYTES: usize = 1024;
 pub const MAX_OPS: usize = 1 << 20;
 pub const MAX_GRANTS: usize = 64;
 pub const MAX_PROGRAMS: usize = 256;
+/// The most resources (inputs and outputs) one transfer may move: each one's
+/// logic sees all the others, as many as a program can address. (Each run
+/// also lists the others, so the work grows with the square of the count.)
+pub const MAX_TRANSFER_RESOURCES: usize = crate::vm::memory::MAX_OTHERS as usize + 1;
 
 /// `Err("path: reason")` for the first field over its limit.
 pub(super) fn check(file: &super::BatchFile) -> Result<(), String> {
@@ -49,7 +53,16 @@ fn check_op(op: &Operation) -> Result<(), String> {
     match op {
         Operation::Create { resource } => at("resource", check_new(resource)),
         Operation::Update { changes, .. } => at("changes", check_update(changes)),
-        Operation::Transfer { outputs, .. } => {
+        Operation::Transfer { inputs, outputs } => {
+            let moved = inputs.len() + outputs.len();
+            if moved > MAX_TRANSFER_RESOURCES {
+                return Err(format!(
+                    "outputs: {} inputs and {} outputs; a transfer moves at most {MAX_TRANSFER_RESOURCES} resources \
+                     (each one's logic sees all the others)",
+                    inputs.len(),
+                    outputs.len()
+                ));
+            }
             outputs.iter().enumerate().try_for_each(|(i, o)| check_new(o).map_err(|e| format!("outputs[{i}].{e}")))
         }
         Operation::Read { .. } | Operation::Delete { .. } | Operation::Verify { .. } => Ok(()),
