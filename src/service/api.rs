@@ -232,12 +232,14 @@ impl Accelerator for Api {
                 kinds = SERVED_KINDS.to_vec();
             }
             kinds.retain(|k| grant.sees(*k));
-            let jobs = front.queue.list(&states, &kinds, limit).await.map_err(Refusal::from)?;
+            let mut jobs = front.queue.list(&states, &kinds, limit).await.map_err(Refusal::from)?;
+            // Batch jobs of domains the token does not name (a domain-limited token may see fewer than `limit`).
+            jobs.retain(|job| grant.sees_job(job).is_ok());
             return Ok(Response::new(ListResponse { jobs }));
         }
         blocking(move || {
             let jobs = core.journal.recent(limit, |j| {
-                grant.sees(j.kind())
+                grant.sees_job(j).is_ok()
                     && (request.states.is_empty() || request.states.contains(&j.state))
                     && (request.kinds.is_empty() || request.kinds.contains(&j.kind))
             })?;
@@ -427,6 +429,13 @@ const INLINE_SUBMIT_BYTES: usize = 16 << 10;
 const MAX_FILTERS: usize = 16;
 const MAX_LIST: usize = 10_000;
 
+/// Whether the caller may submit `request` ([`check_submit`]), a refusal counted.
+fn authorize_submit(core: &Core, grant: &Grant, request: &SubmitRequest) -> Result<(), Status> {
+    let Some(payload) = &request.payload else { return Ok(()) };
+    let Ok(kind) = kind_of(payload) else { return Ok(()) };
+    check_submit(grant, kind, payload).inspect_err(|_| core.metrics.auth_rejected("too_narrow"))
+}
+
 /// Whether the caller may submit `payload`: its kind, and for a batch, its
 /// domain. A caller with a token must bring the batch's own capability
 /// token: "mint" uses the server's root keys, for the owner's socket only.
@@ -479,37 +488,27 @@ impl Api {
     async fn accept(&self, request: Request<SubmitRequest>) -> Result<Submitted, Status> {
         let grant = Grant::of(&request);
         let request = request.into_inner();
-        if let Some(payload) = &request.payload {
-            if let Ok(kind) = kind_of(payload) {
-                if let Err(status) = check_submit(&grant, kind, payload) {
-                    self.core.metrics.auth_rejected("too_narrow");
-                    return Err(status);
-                }
-            }
-        }
         // A small payload is checked here, and its record awaited on no
-        // thread; a large one's checking (a batch's parse, a digest of
-        // megabytes) runs on the blocking pool.
+        // thread; a large one's checking (the caller's right to its batch's
+        // domain, a batch's parse, a digest of megabytes) runs on the
+        // blocking pool.
         let reads_a_file = request.payload.as_ref().is_some_and(names_a_path);
         if request.encoded_len() <= INLINE_SUBMIT_BYTES && !reads_a_file {
+            authorize_submit(&self.core, &grant, &request)?;
             return self.core.submit_async(request).await.map_err(Status::from);
         }
         let core = self.core.clone();
-        blocking(move || core.submit(request)).await
+        let checked = tokio::task::spawn_blocking(move || {
+            authorize_submit(&core, &grant, &request)?;
+            core.submit(request).map_err(Status::from)
+        });
+        checked.await.unwrap_or_else(|e| Err(Status::internal(format!("the call's task failed: {e}"))))
     }
 
     /// The caller's right to submit to the cluster (the same as [`Api::accept`]'s).
     #[cfg(feature = "postgres")]
     fn check_cluster_submit(&self, grant: &Grant, request: &SubmitRequest) -> Result<(), Status> {
-        if let Some(payload) = &request.payload {
-            if let Ok(kind) = kind_of(payload) {
-                if let Err(status) = check_submit(grant, kind, payload) {
-                    self.core.metrics.auth_rejected("too_narrow");
-                    return Err(status);
-                }
-            }
-        }
-        Ok(())
+        authorize_submit(&self.core, grant, request)
     }
 
     /// Whether the caller may use a call that serves jobs of `kinds` (any one).
@@ -527,13 +526,7 @@ impl Api {
 
     /// A job of a kind the caller's token does not cover is, to them, not there.
     fn visible(&self, grant: &Grant, job: &Job) -> Result<(), Status> {
-        match grant.sees(job.kind()) {
-            true => Ok(()),
-            false => {
-                self.core.metrics.auth_rejected("too_narrow");
-                Err(Status::permission_denied(format!("the token does not allow {} jobs", kind_name(job.kind()))))
-            }
-        }
+        grant.sees_job(job).inspect_err(|_| self.core.metrics.auth_rejected("too_narrow"))
     }
 }
 

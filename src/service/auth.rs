@@ -17,7 +17,7 @@ use tonic::{Request, Status};
 
 use super::core::{kind_name, token_kind, Core};
 use super::error::ServeError;
-use super::proto::JobKind;
+use super::proto::{Job, JobKind};
 use crate::capability::{CapabilityToken, Permissions, RootKey};
 use crate::resource::DomainId;
 
@@ -124,9 +124,29 @@ impl Grant {
         self.0.is_some()
     }
 
-    /// Whether the caller may see and steer jobs of `kind` (Get, Await, Cancel, List).
+    /// Whether the caller may see and steer jobs of `kind` (List's filter).
     pub fn sees(&self, kind: JobKind) -> bool {
         self.check(kind, None).is_ok()
+    }
+
+    /// Whether the caller may see and steer `job` (Get, Await, Cancel, List):
+    /// its kind, and for a batch job its domain, as for submitting it. A
+    /// batch job without a recorded domain is hidden from tokens limited
+    /// to domains.
+    pub fn sees_job(&self, job: &Job) -> Result<(), Status> {
+        let kind = job.kind();
+        if kind != JobKind::ExecuteBatch {
+            return self.check(kind, None);
+        }
+        let limited = self.0.as_ref().is_some_and(|p| p.domains.is_some());
+        match DomainId::parse(&job.domain).ok() {
+            Some(domain) => self.check(kind, Some(&domain)),
+            None if limited => Err(Status::permission_denied(format!(
+                "job {}: a batch job whose domain is not recorded, and the token is limited to domains",
+                job.job_id
+            ))),
+            None => self.check(kind, None),
+        }
     }
 
     /// Whether the caller may submit a job of `kind` (for batch jobs, in `domain`).

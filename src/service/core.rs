@@ -326,6 +326,7 @@ impl Core {
             priority,
             deadline_unix_ms: request.deadline_unix_ms,
             submitted_unix_ms: now,
+            domain: parsed.as_ref().map(|batch| batch.domain().as_str().to_string()).unwrap_or_default(),
             ..Job::default()
         };
         let mut record = JobRecord { job, payload_digest: digest, batch_head: 0 };

@@ -116,6 +116,28 @@ async fn tokens_bind_batch_domains_and_the_calls_beside_jobs() {
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains("mint"), "{}", err.message());
 
+    // The owner's batch job in bank-b: a token limited to bank-a can neither
+    // see nor steer it (Get, Await, Cancel, List); one of bank-b can.
+    let mut owner = unix_client(&server).await;
+    let submitted = owner.submit("owner-b", batch("bank-b", "mint"), 0, None).await.unwrap();
+    let id = submitted.job_id;
+    for call in ["get", "await", "cancel"] {
+        let err = match call {
+            "get" => client.get(id).await.map(|_| ()),
+            "await" => client.events(id).await.map(|_| ()),
+            _ => client.cancel(id).await.map(|_| ()),
+        }
+        .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{call}: {err:?}");
+        assert!(err.message().contains("bank-b"), "{call}: {}", err.message());
+    }
+    assert!(client.list(ListRequest::default()).await.unwrap().iter().all(|j| j.job_id != id), "not listed");
+    let own_domain = root.attenuate(Caveat::Domains(vec![DomainId::new("bank-b")])).unwrap();
+    let mut client = tcp_client(&server, Some(own_domain.to_text())).await;
+    let job = client.get(id).await.unwrap();
+    assert_eq!(job.domain, "bank-b");
+    assert!(client.list(ListRequest::default()).await.unwrap().iter().any(|j| j.job_id == id), "listed");
+
     let hash_only = root.attenuate(Caveat::Jobs(vec![TokenJob::Hash])).unwrap();
     let mut client = tcp_client(&server, Some(hash_only.to_text())).await;
     let err = client.upload_bases(Group::G1, vec![vec![0; 32]]).await.unwrap_err();

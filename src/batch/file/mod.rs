@@ -19,7 +19,9 @@ use crate::content_id::ContentId;
 use crate::context::{DomainId, ExecutionContext, Timestamp};
 use crate::resource::Operation;
 
-pub use limits::{check_environment, MAX_FIELD_BYTES, MAX_KEY_BYTES, MAX_METADATA_ENTRIES, MAX_OPS};
+pub use limits::{
+    check_environment, MAX_FIELD_BYTES, MAX_KEY_BYTES, MAX_METADATA_ENTRIES, MAX_OPS, MAX_TRANSFER_RESOURCES,
+};
 pub use programs::{inline_program, MAX_PROGRAM_BYTES};
 
 /// The token field's value that asks for a root token minted from the
@@ -272,6 +274,11 @@ pub fn check_inline(file: BatchFile, origin: &str) -> Result<CheckedBatch, Batch
 }
 
 impl CheckedBatch {
+    /// The domain the batch's operations run in.
+    pub fn domain(&self) -> &DomainId {
+        &self.file.domain
+    }
+
     /// The batch ready to run: for a "mint" token, the domain's root key
     /// found or created as `keys` allows (the only write). The programs
     /// are stored when the batch commits.

@@ -73,7 +73,12 @@ impl Front {
         }
         // An upload to another server of the cluster is fetched to be checked.
         super::blobs::fetch_uploads(&self.queue, engines, &payload).await?;
-        work::check(&payload, engines)?;
+        // Checking parses a batch, compiles its programs, decodes witnesses:
+        // on the blocking pool, not on the threads every call shares.
+        let checking = engines.clone();
+        let payload = tokio::task::spawn_blocking(move || work::check(&payload, &checking).map(|_| payload))
+            .await
+            .map_err(|e| Refusal::Internal(format!("checking the payload failed: {e}")))??;
         if request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now_ms() {
             return self
                 .existing(&request.request_id, &encoded)

@@ -109,7 +109,7 @@ pub struct Reaped {
 
 const JOB_COLUMNS: &str = "id, request_id, kind, state, priority, deadline_ms, submitted_ms, started_ms, \
                            finished_ms, stage, attempts, result, error_code, error_message, lease_owner, \
-                           (extract(epoch FROM lease_expires) * 1000)::bigint AS lease_expires_ms";
+                           (extract(epoch FROM lease_expires) * 1000)::bigint AS lease_expires_ms, domain";
 
 impl Queue {
     /// Connect (creating or migrating the schema) and start listening for
@@ -688,5 +688,6 @@ fn job_of(row: &Row) -> Result<Job, ClusterError> {
         attempts: row.get::<_, i32>("attempts") as u32,
         worker: row.get::<_, Option<String>>("lease_owner").unwrap_or_default(),
         lease_expires_unix_ms: row.get::<_, Option<i64>>("lease_expires_ms").unwrap_or_default().max(0) as u64,
+        domain: row.get("domain"),
     })
 }

@@ -42,6 +42,13 @@ pub struct Parsed {
     no_prove: bool,
 }
 
+impl Parsed {
+    /// The batch's domain.
+    pub fn domain(&self) -> &crate::resource::DomainId {
+        self.checked.domain()
+    }
+}
+
 pub fn parse(job: &ExecuteBatchJob, origin: &str) -> Result<Parsed, BadPayload> {
     let text = std::str::from_utf8(&job.batch_json)
         .map_err(|e| BadPayload::new("execute_batch.batch_json", format!("not UTF-8 text: {e}")))?;
