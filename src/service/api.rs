@@ -220,6 +220,17 @@ impl Accelerator for Api {
                 "list: at most {MAX_FILTERS} states and {MAX_FILTERS} kinds"
             )));
         }
+        // An unknown value would match nothing: say so instead of an empty list.
+        if let Some((at, state)) =
+            request.states.iter().enumerate().find(|(_, s)| **s == 0 || JobState::try_from(**s).is_err())
+        {
+            return Err(Status::invalid_argument(format!("list: states[{at}] = {state} is not a job state")));
+        }
+        if let Some((at, kind)) =
+            request.kinds.iter().enumerate().find(|(_, k)| **k == 0 || JobKind::try_from(**k).is_err())
+        {
+            return Err(Status::invalid_argument(format!("list: kinds[{at}] = {kind} is not a job kind")));
+        }
         let limit = match request.limit {
             0 => 100,
             n => (n as usize).min(MAX_LIST),
@@ -315,7 +326,8 @@ impl Accelerator for Api {
         }
         self.allowed(&grant, &[JobKind::ProveOps, JobKind::ExecuteBatch])?;
         let core = self.core.clone();
-        let k = request.ops_per_proof;
+        // 0 is the default set, as in a job.
+        let k = super::work::batch::ops_per_proof(request.ops_per_proof) as u32;
         blocking(move || {
             core.engines.keys.get(k as usize).map_err(|e| match e {
                 super::work::WorkError::Bad(bad) => Refusal::Invalid(bad.to_string()),
@@ -337,7 +349,7 @@ impl Accelerator for Api {
             return Ok(Response::new(KeySetStatus { ops_per_proof: 0, resident: false, zkey_id: id.to_string() }));
         }
         self.allowed(&grant, &[JobKind::ProveOps, JobKind::ExecuteBatch])?;
-        let k = request.ops_per_proof;
+        let k = super::work::batch::ops_per_proof(request.ops_per_proof) as u32;
         self.core.engines.keys.evict(k as usize);
         Ok(Response::new(KeySetStatus { ops_per_proof: k, resident: false, zkey_id: String::new() }))
     }

@@ -145,5 +145,13 @@ async fn tokens_bind_batch_domains_and_the_calls_beside_jobs() {
     let too_many = ListRequest { states: vec![1; 17], ..Default::default() };
     let err = client.list(too_many).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    for (request, named) in [
+        (ListRequest { kinds: vec![3, 42], ..Default::default() }, "kinds[1] = 42"),
+        (ListRequest { states: vec![0], ..Default::default() }, "states[0] = 0"),
+    ] {
+        let err = client.list(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(named), "{}", err.message());
+    }
     server.shutdown().await.unwrap();
 }

@@ -180,6 +180,13 @@ async fn msm_jobs_equal_arkworks_inline_and_with_resident_bases() {
         panic!()
     };
     assert_eq!(r.point, g2_expected);
+    // A resident set is checked at submit, as inline bases are: its group and its count.
+    let err = client.submit("g1-on-g2", job(Group::G1, named(&set2.base_set_id), &s1), 0, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("in the other group"), "{}", err.message());
+    let err = client.submit("short", job(Group::G1, named(&set1.base_set_id), &s1[1..]), 0, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("36 scalars for a base set of 37"), "{}", err.message());
     server.shutdown().await.unwrap();
 
     // Base sets outlive the server: a job naming one runs after a restart.

@@ -230,6 +230,17 @@ pub(super) fn parse<'a>(job: &'a MsmJob, sets: &BaseSets) -> Result<Work<'a>, Ba
             if !sets.knows(&id) {
                 return Err(BadPayload::new("msm.base_set_id", format!("{id} was never uploaded to this server")));
             }
+            // A resident set is checked now, as inline bases are, rather than failing the job when it runs.
+            if let Some(set) = sets.lookup(&id) {
+                let (set_group, len) = match &*set {
+                    Resident::G1(set) => (Group::G1, set.len()),
+                    Resident::G2(set) => (Group::G2, set.len()),
+                };
+                if group != Group::Unspecified && group != set_group {
+                    return Err(BadPayload::new("msm.group", format!("base set {id} is in the other group")));
+                }
+                check_count(len, scalars.len())?;
+            }
             WorkBases::Set(id)
         }
     };
