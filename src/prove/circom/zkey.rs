@@ -346,15 +346,9 @@ mod tests {
 
     /// Where section `kind`'s bytes start.
     fn section_start(bytes: &[u8], kind: u32) -> usize {
-        let mut at = 12;
-        loop {
-            let k = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-            let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
-            if k == kind {
-                return at + 12;
-            }
-            at += 12 + len;
-        }
+        let bin = BinFile::parse("x.zkey", bytes, b"zkey", &[1, 2]).unwrap();
+        let at = bin.section(kind, "wanted").unwrap();
+        at.offset()
     }
 
     /// A header claiming a domain of 2^27 in a key of a few kilobytes is
