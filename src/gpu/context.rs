@@ -69,6 +69,16 @@ fn on_uncaptured(lost: &std::sync::atomic::AtomicBool, error: wgpu::Error) {
     }
 }
 
+/// Destroy the lost or retired device in `slot`, so what it still holds
+/// (resident bases, tables) is freed before a fresh device is made on the
+/// same adapter: a device retired for running out of memory would
+/// otherwise keep that memory while anything holds its context.
+fn retire(slot: &mut Option<Arc<GpuContext>>) {
+    if let Some(old) = slot.take() {
+        old.device.destroy();
+    }
+}
+
 impl GpuContext {
     /// The process-wide context, created on first use (and again after a loss).
     pub fn shared() -> Result<Arc<GpuContext>, GpuError> {
@@ -78,6 +88,7 @@ impl GpuContext {
                 return Ok(ctx.clone());
             }
         }
+        retire(&mut slot);
         let ctx = Arc::new(GpuContext::new()?);
         *slot = Some(ctx.clone());
         Ok(ctx)
@@ -91,6 +102,7 @@ impl GpuContext {
         if let Some(ctx) = slot.as_ref().filter(|ctx| !ctx.is_lost()) {
             return Ok(if ctx.is_software() { Err(ctx.describe()) } else { Ok(ctx.clone()) });
         }
+        retire(&mut slot);
         let adapter = best_adapter()?;
         let info = adapter.get_info();
         if info.device_type == wgpu::DeviceType::Cpu {

@@ -56,8 +56,7 @@ impl Accelerator for Api {
         #[cfg(feature = "postgres")]
         if let Some(front) = &self.cluster {
             let grant = Grant::of(&request);
-            let request = request.into_inner();
-            self.check_cluster_submit(&grant, &request)?;
+            let request = self.check_cluster_submit(grant, request.into_inner()).await?;
             return front.submit(request, &self.core.engines).await.map(Response::new).map_err(Status::from);
         }
         Ok(Response::new(self.accept(request).await?.response))
@@ -67,8 +66,7 @@ impl Accelerator for Api {
         #[cfg(feature = "postgres")]
         if let Some(front) = &self.cluster {
             let grant = Grant::of(&request);
-            let request = request.into_inner();
-            self.check_cluster_submit(&grant, &request)?;
+            let request = self.check_cluster_submit(grant, request.into_inner()).await?;
             let id = front.submit(request, &self.core.engines).await?.job_id;
             let first = front.get(id).await?;
             let (sender, mut receiver) = tokio::sync::mpsc::channel(16);
@@ -243,8 +241,8 @@ impl Accelerator for Api {
                 kinds = SERVED_KINDS.to_vec();
             }
             kinds.retain(|k| grant.sees(*k));
-            let mut jobs = front.queue.list(&states, &kinds, limit).await.map_err(Refusal::from)?;
-            // Batch jobs of domains the token does not name (a domain-limited token may see fewer than `limit`).
+            let domains = grant.domains();
+            let mut jobs = front.queue.list(&states, &kinds, domains.as_deref(), limit).await.map_err(Refusal::from)?;
             jobs.retain(|job| grant.sees_job(job).is_ok());
             return Ok(Response::new(ListResponse { jobs }));
         }
@@ -517,10 +515,17 @@ impl Api {
         checked.await.unwrap_or_else(|e| Err(Status::internal(format!("the call's task failed: {e}"))))
     }
 
-    /// The caller's right to submit to the cluster (the same as [`Api::accept`]'s).
+    /// The caller's right to submit to the cluster (the same as [`Api::accept`]'s,
+    /// on the blocking pool for a large request).
     #[cfg(feature = "postgres")]
-    fn check_cluster_submit(&self, grant: &Grant, request: &SubmitRequest) -> Result<(), Status> {
-        authorize_submit(&self.core, grant, request)
+    async fn check_cluster_submit(&self, grant: Grant, request: SubmitRequest) -> Result<SubmitRequest, Status> {
+        if request.encoded_len() <= INLINE_SUBMIT_BYTES {
+            authorize_submit(&self.core, &grant, &request)?;
+            return Ok(request);
+        }
+        let core = self.core.clone();
+        let checked = tokio::task::spawn_blocking(move || authorize_submit(&core, &grant, &request).map(|()| request));
+        checked.await.unwrap_or_else(|e| Err(Status::internal(format!("the call's task failed: {e}"))))
     }
 
     /// Whether the caller may use a call that serves jobs of `kinds` (any one).

@@ -130,23 +130,29 @@ impl Grant {
     }
 
     /// Whether the caller may see and steer `job` (Get, Await, Cancel, List):
-    /// its kind, and for a batch job its domain, as for submitting it. A
-    /// batch job without a recorded domain is hidden from tokens limited
-    /// to domains.
+    /// its kind, as for submitting it, and the domain it records (a batch
+    /// job's, or in a cluster its proofs'). A job of a domain the token does
+    /// not name is, to its holder, not there (`NOT_FOUND`, naming no domain:
+    /// trying job ids must not list other tenants' domains); so is a batch
+    /// job without a recorded domain, to a token limited to domains.
     pub fn sees_job(&self, job: &Job) -> Result<(), Status> {
         let kind = job.kind();
-        if kind != JobKind::ExecuteBatch {
-            return self.check(kind, None);
+        self.check(kind, None)?;
+        let Some(allowed) = self.0.as_ref().and_then(|p| p.domains.as_ref()) else { return Ok(()) };
+        let visible = match DomainId::parse(&job.domain).ok() {
+            Some(domain) => allowed.contains(&domain),
+            None => kind != JobKind::ExecuteBatch,
+        };
+        match visible {
+            true => Ok(()),
+            false => Err(Status::not_found(format!("no job {}", job.job_id))),
         }
-        let limited = self.0.as_ref().is_some_and(|p| p.domains.is_some());
-        match DomainId::parse(&job.domain).ok() {
-            Some(domain) => self.check(kind, Some(&domain)),
-            None if limited => Err(Status::permission_denied(format!(
-                "job {}: a batch job whose domain is not recorded, and the token is limited to domains",
-                job.job_id
-            ))),
-            None => self.check(kind, None),
-        }
+    }
+
+    /// The domains the caller's token is limited to, if it is.
+    pub fn domains(&self) -> Option<Vec<String>> {
+        let domains = self.0.as_ref()?.domains.as_ref()?;
+        Some(domains.iter().map(|d| d.as_str().to_string()).collect())
     }
 
     /// Whether the caller may submit a job of `kind` (for batch jobs, in `domain`).

@@ -104,6 +104,11 @@ pub const BATCH_KINDS: [JobKind; 1] = [JobKind::ExecuteBatch];
 
 /// The server's exit status after a batch job panicked (EX_SOFTWARE).
 pub const EXIT_BATCH_PANIC: i32 = 70;
+
+/// Recorded starts after which a batch job that never finished or committed
+/// is failed instead of run again: a batch that panics (and so exits the
+/// server) every time would otherwise keep the server down.
+pub const MAX_BATCH_STARTS: u32 = 3;
 /// Every kind this server runs (what Status and the metrics report on).
 pub const SERVED_KINDS: [JobKind; 6] =
     [JobKind::ExecuteBatch, JobKind::ProveOps, JobKind::Hash, JobKind::MerkleRoot, JobKind::Msm, JobKind::Groth16];
@@ -696,6 +701,17 @@ impl Core {
                             backends: Vec::new(),
                         };
                         self.end_logged(&mut record, Ok(result));
+                        continue;
+                    }
+                    Ok(None) if record.job.attempts >= MAX_BATCH_STARTS => {
+                        // Started that often and never finished: each start ended the server (a batch
+                        // that panics it, say); running it again would do so once more, for every job.
+                        let message = format!(
+                            "started {} times without finishing or committing (the server stopped each time: a \
+                             batch job that panics exits it); not run again",
+                            record.job.attempts
+                        );
+                        self.end_logged(&mut record, Err(("INTERNAL", message)));
                         continue;
                     }
                     Ok(None) => {}

@@ -176,7 +176,7 @@ impl Checker {
                 pos,
                 format!(
                     "the program expands to more than {MAX_CHECKED_EXPRESSIONS} expressions (each value of an `in` list \
-                     repeats its left side, so nested `in` lists multiply): simplify the rule"
+                     repeats its left side, so nested `in` lists multiply): simplify its rules"
                 ),
             ));
         }

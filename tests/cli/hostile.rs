@@ -275,7 +275,8 @@ fn a_transfer_of_more_resources_than_logic_can_address_is_refused() {
     // At the bound the file is read, and the transfer fails on its own terms (no inputs).
     let file = b.file("at-bound.json", &[transfer(MAX_TRANSFER_RESOURCES)], json!({}));
     let o = cvm(data.path(), &["run", "--no-prove", file.to_str().unwrap()]);
-    assert!(!text(&o).contains("a transfer moves at most"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("a transfer needs at least one and this one names none"), "{}", text(&o));
 }
 
 #[test]

@@ -120,7 +120,16 @@ async fn submits_are_idempotent_and_a_changed_payload_conflicts() {
         Err(ClusterError::Conflict { request_id, job }) => assert_eq!((request_id.as_str(), job), ("same", first.id())),
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(queue.list(&[], &[], 10).await.unwrap().len(), 1, "nothing recorded for the refused submit");
+    assert_eq!(queue.list(&[], &[], None, 10).await.unwrap().len(), 1, "nothing recorded for the refused submit");
+
+    // Listed for a token limited to domains: jobs recording one of them, or none (not a batch).
+    let proof = NewJob { domain: "bank-b", ..new_job("proof-of-b", JobKind::ProveOps, &payload) };
+    let proof = queue.submit(&proof).await.unwrap().id();
+    let ids = |jobs: Vec<Job>| jobs.iter().map(|j| j.job_id).collect::<Vec<_>>();
+    let of = |domain: &str| vec![domain.to_string()];
+    assert_eq!(ids(queue.list(&[], &[], Some(&of("bank-a")), 10).await.unwrap()), vec![first.id()]);
+    assert_eq!(ids(queue.list(&[], &[], Some(&of("bank-b")), 10).await.unwrap()), vec![proof, first.id()]);
+    assert_eq!(queue.get(proof).await.unwrap().unwrap().domain, "bank-b");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

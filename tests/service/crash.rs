@@ -246,4 +246,36 @@ fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["result"]["value"]["batch"]["success_count"], 2, "{job}");
     stop(server);
+
+    // A batch that panics every time it starts is failed after its third
+    // start, instead of exiting every server that takes it up.
+    let mut server = panicking();
+    let (code, out, err) = run(cvm(dir.path()).args(["--json", "submit", "--no-prove"]).arg(&load.batches[1]));
+    assert_eq!(code, 0, "accepted: {err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
+    assert_eq!(server.wait().unwrap().code(), Some(70), "start 1");
+    let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
+    for start in 2..=causality_vm::service::core::MAX_BATCH_STARTS {
+        // The queued batch panics as the server starts it (maybe before the socket is up).
+        let status = cvm(dir.path())
+            .args(["serve", "--runners", "1"])
+            .env(causality_vm::service::crash::FAULT_VARIABLE, "panic:1")
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(70), "start {start}");
+        let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
+    }
+    let server = serve(dir.path());
+    let (code, out, _) = run(cvm(dir.path()).args(["--json", "jobs", "await", &id.to_string()]));
+    assert_eq!(code, 1, "{out}");
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(job["error"]["message"].as_str().unwrap().contains("started 3 times"), "{job}");
+    // The server goes on: the store holds the first batch alone.
+    let (_, state, _) = run(cvm(dir.path()).args(["--json", "state"]));
+    assert_eq!(serde_json::from_str::<Value>(&state).unwrap()["head"], 1, "{state}");
+    stop(server);
 }

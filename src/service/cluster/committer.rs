@@ -114,6 +114,7 @@ impl Committer {
             return Err(WorkError::Internal("a batch job without a batch".into()));
         };
         let parsed = batch::parse(batch_job, &format!("job {}", job.job_id)).map_err(WorkError::Bad)?;
+        let domain = parsed.domain().as_str().to_string();
         let engines = &self.core.engines;
         let mut runner = self.core.batches.lock().unwrap_or_else(|p| p.into_inner());
         if job.attempts > 1 {
@@ -141,7 +142,7 @@ impl Committer {
         let (queue, runtime, request_id) = (queue.clone(), self.runtime.clone(), job.request_id.clone());
         let (max_attempts, waiting) = (self.max_attempts, progress.clone());
         prepared.prove_with(|system| {
-            Arc::new(ClusterProver { system, queue, runtime, request_id, max_attempts, progress: waiting })
+            Arc::new(ClusterProver { system, queue, runtime, request_id, domain, max_attempts, progress: waiting })
         });
         let outcome = runner.execute(std::slice::from_ref(&prepared)).pop().expect("one outcome per batch");
         crate::service::crash::point("batch-committed");

@@ -15,7 +15,7 @@ use crate::service::core::{check_request_id, event_of, kind_name, now_ms, Refusa
 use crate::service::journal::is_final;
 use crate::service::proto::job_payload::Kind as PayloadKind;
 use crate::service::proto::{
-    groth16_job, Job, JobEvent, JobKind, JobPayload, KindLoad, SubmitRequest, SubmitResponse, WorkerStatus,
+    groth16_job, Job, JobEvent, JobKind, KindLoad, SubmitRequest, SubmitResponse, WorkerStatus,
 };
 use crate::service::work::{self, Engines};
 
@@ -76,9 +76,14 @@ impl Front {
         // Checking parses a batch, compiles its programs, decodes witnesses:
         // on the blocking pool, not on the threads every call shares.
         let checking = engines.clone();
-        let payload = tokio::task::spawn_blocking(move || work::check(&payload, &checking).map(|_| payload))
-            .await
-            .map_err(|e| Refusal::Internal(format!("checking the payload failed: {e}")))??;
+        let checked = tokio::task::spawn_blocking(move || {
+            let parsed = work::check(&payload, &checking)?;
+            // A domain's batches keep their order; other kinds take the priority.
+            let domain = parsed.map(|batch| batch.domain().as_str().to_string()).unwrap_or_default();
+            Ok::<_, Refusal>((payload, domain))
+        });
+        let (payload, domain) =
+            checked.await.map_err(|e| Refusal::Internal(format!("checking the payload failed: {e}")))??;
         if request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now_ms() {
             return self
                 .existing(&request.request_id, &encoded)
@@ -86,8 +91,6 @@ impl Front {
                 .ok_or(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
         }
         let key_set = work::KeySet::of(&payload).name();
-        // A domain's batches keep their order; other kinds take the priority.
-        let domain = batch_domain(&payload);
         let priority = if kind == JobKind::ExecuteBatch { 0 } else { request.priority };
         let job = NewJob {
             request_id: &request.request_id,
@@ -200,19 +203,5 @@ impl Front {
                 };
             }
         });
-    }
-}
-
-/// A batch job's domain (its batch file's `domain`; checked already).
-fn batch_domain(payload: &JobPayload) -> String {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        domain: String,
-    }
-    match &payload.kind {
-        Some(PayloadKind::ExecuteBatch(job)) => {
-            serde_json::from_slice::<Head>(&job.batch_json).map(|h| h.domain).unwrap_or_default()
-        }
-        _ => String::new(),
     }
 }

@@ -30,6 +30,9 @@ pub struct ClusterProver {
     pub runtime: tokio::runtime::Handle,
     /// The batch job's request id (its proofs' sub-jobs are named after it).
     pub request_id: String,
+    /// The batch's domain, recorded on its proofs' sub-jobs (a token limited
+    /// to other domains neither sees nor cancels them).
+    pub domain: String,
     pub max_attempts: u32,
     /// The batch job's: the wait for its proofs ends when it is cancelled
     /// or loses its lease.
@@ -70,7 +73,7 @@ impl ClusterProver {
                 deadline_unix_ms: 0,
                 max_attempts: self.max_attempts,
                 key_set: &KeySet::Ops(k).name(),
-                domain: "",
+                domain: &self.domain,
                 payload: &payload,
             };
             // Idempotent on its request id: a retry names the same job.

@@ -463,8 +463,15 @@ impl Queue {
     }
 
     /// The most recent jobs (newest first) in `states` and of `kinds`
-    /// (empty: any), at most `limit`.
-    pub async fn list(&self, states: &[JobState], kinds: &[JobKind], limit: usize) -> Result<Vec<Job>, ClusterError> {
+    /// (empty: any), at most `limit`; with `domains`, only jobs recording
+    /// one of them or none (a batch job always records its own).
+    pub async fn list(
+        &self,
+        states: &[JobState],
+        kinds: &[JobKind],
+        domains: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<Job>, ClusterError> {
         let states: Vec<i16> = states.iter().map(|s| *s as i16).collect();
         let kinds: Vec<i16> = kinds.iter().map(|k| *k as i16).collect();
         let client = self.client().await?;
@@ -474,9 +481,10 @@ impl Queue {
                     "SELECT {JOB_COLUMNS} FROM cvm_jobs
                      WHERE (cardinality($1::smallint[]) = 0 OR state = ANY($1))
                        AND (cardinality($2::smallint[]) = 0 OR kind = ANY($2))
+                       AND ($4::text[] IS NULL OR (domain = '' AND kind <> 1) OR domain = ANY($4))
                      ORDER BY id DESC LIMIT $3"
                 ),
-                &[&states, &kinds, &(limit as i64)],
+                &[&states, &kinds, &(limit as i64), &domains],
             )
             .await
             .map_err(|e| ClusterError::db("listing jobs", e))?;
