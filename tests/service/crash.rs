@@ -201,15 +201,18 @@ fn a_job_whose_end_cannot_be_written_runs_again_and_finishes_once() {
 fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
     let load = Load::new();
     let dir = tempfile::tempdir().unwrap();
-    let panicking = || {
-        let server = cvm(dir.path())
+    // A server whose first stage panics.
+    let panicking_serve = || {
+        let mut serve = cvm(dir.path());
+        serve
             .args(["serve", "--runners", "1"])
             .env(causality_vm::service::crash::FAULT_VARIABLE, "panic:1")
             .env("RUST_BACKTRACE", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::null());
+        serve
+    };
+    let panicking = || {
+        let server = panicking_serve().stderr(Stdio::piped()).spawn().unwrap();
         crate::cli::wait_for_socket(dir.path());
         server
     };
@@ -240,10 +243,8 @@ fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
     let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
 
     let server = serve(dir.path());
-    let (code, out, err) = run(cvm(dir.path()).args(["--json", "jobs", "await", &id.to_string()]));
-    assert_eq!(code, 0, "{err}");
-    let job: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(job["state"], "succeeded", "{job}");
+    let (code, job) = awaited(dir.path(), id);
+    assert_eq!((code, &job["state"]), (0, &json!("succeeded")), "{job}");
     assert_eq!(job["result"]["value"]["batch"]["success_count"], 2, "{job}");
     stop(server);
 
@@ -257,25 +258,22 @@ fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
     let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
     for start in 2..=causality_vm::service::core::MAX_BATCH_STARTS {
         // The queued batch panics as the server starts it (maybe before the socket is up).
-        let status = cvm(dir.path())
-            .args(["serve", "--runners", "1"])
-            .env(causality_vm::service::crash::FAULT_VARIABLE, "panic:1")
-            .env("RUST_BACKTRACE", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
+        let status = panicking_serve().stderr(Stdio::null()).status().unwrap();
         assert_eq!(status.code(), Some(70), "start {start}");
         let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
     }
     let server = serve(dir.path());
-    let (code, out, _) = run(cvm(dir.path()).args(["--json", "jobs", "await", &id.to_string()]));
-    assert_eq!(code, 1, "{out}");
-    let job: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(job["state"], "failed", "{job}");
+    let (code, job) = awaited(dir.path(), id);
+    assert_eq!((code, &job["state"]), (1, &json!("failed")), "{job}");
     assert!(job["error"]["message"].as_str().unwrap().contains("started 3 times"), "{job}");
     // The server goes on: the store holds the first batch alone.
     let (_, state, _) = run(cvm(dir.path()).args(["--json", "state"]));
     assert_eq!(serde_json::from_str::<Value>(&state).unwrap()["head"], 1, "{state}");
     stop(server);
+}
+
+/// `cvm jobs await ID` against the server on `dir`: its exit code and the job.
+fn awaited(dir: &Path, id: u64) -> (i32, Value) {
+    let (code, out, err) = run(cvm(dir).args(["--json", "jobs", "await", &id.to_string()]));
+    (code, serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {err}\n{out}")))
 }
