@@ -192,6 +192,11 @@ async fn msm_jobs_equal_arkworks_inline_and_with_resident_bases() {
     // Base sets outlive the server: a job naming one runs after a restart.
     let server = crate::support::server(dir.path(), 1).await;
     let mut client = unix_client(&server).await;
+    // Not resident yet, and still checked at submit (from its file).
+    let err = client.submit("short-again", job(Group::G1, named(&set1.base_set_id), &s1[2..]), 0, None).await;
+    let err = err.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("35 scalars for a base set of 37"), "{}", err.message());
     let job_result::Kind::Msm(r) =
         run(&mut client, "g1-set-again", job(Group::G1, named(&set1.base_set_id), &s1)).await
     else {

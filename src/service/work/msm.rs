@@ -96,6 +96,23 @@ impl BaseSets {
         }
     }
 
+    /// A known set's group and size: from memory, or from its file's first
+    /// byte and length (not decoded); None when neither can say.
+    fn shape(&self, id: &BaseSetId) -> Option<(Group, usize)> {
+        if let Some(set) = self.lookup(id) {
+            return Some(match &*set {
+                Resident::G1(set) => (Group::G1, set.len()),
+                Resident::G2(set) => (Group::G2, set.len()),
+            });
+        }
+        let mut file = std::fs::File::open(self.file(id)).ok()?;
+        let len = file.metadata().ok()?.len() as usize;
+        let mut first = [0u8];
+        std::io::Read::read_exact(&mut file, &mut first).ok()?;
+        let group = Group::try_from(i32::from(first[0])).ok()?;
+        Some((group, (len - 1) / point_size(group)?))
+    }
+
     fn lookup(&self, id: &BaseSetId) -> Option<Arc<Resident>> {
         self.resident.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
@@ -230,12 +247,8 @@ pub(super) fn parse<'a>(job: &'a MsmJob, sets: &BaseSets) -> Result<Work<'a>, Ba
             if !sets.knows(&id) {
                 return Err(BadPayload::new("msm.base_set_id", format!("{id} was never uploaded to this server")));
             }
-            // A resident set is checked now, as inline bases are, rather than failing the job when it runs.
-            if let Some(set) = sets.lookup(&id) {
-                let (set_group, len) = match &*set {
-                    Resident::G1(set) => (Group::G1, set.len()),
-                    Resident::G2(set) => (Group::G2, set.len()),
-                };
+            // Checked now, as inline bases are, rather than failing the job when it runs.
+            if let Some((set_group, len)) = sets.shape(&id) {
                 if group != Group::Unspecified && group != set_group {
                     return Err(BadPayload::new("msm.group", format!("base set {id} is in the other group")));
                 }
