@@ -42,8 +42,15 @@ impl From<Refusal> for Status {
 
 /// Run a blocking core call on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Refusal> + Send + 'static) -> Result<T, Status> {
+    on_blocking_pool(move || f().map_err(Status::from)).await
+}
+
+/// [`blocking`], for a call whose refusal is a `Status` already.
+async fn on_blocking_pool<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(Status::from),
+        Ok(result) => result,
         Err(e) => Err(Status::internal(format!("the call's task failed: {e}"))),
     }
 }
@@ -219,16 +226,8 @@ impl Accelerator for Api {
             )));
         }
         // An unknown value would match nothing: say so instead of an empty list.
-        if let Some((at, state)) =
-            request.states.iter().enumerate().find(|(_, s)| **s == 0 || JobState::try_from(**s).is_err())
-        {
-            return Err(Status::invalid_argument(format!("list: states[{at}] = {state} is not a job state")));
-        }
-        if let Some((at, kind)) =
-            request.kinds.iter().enumerate().find(|(_, k)| **k == 0 || JobKind::try_from(**k).is_err())
-        {
-            return Err(Status::invalid_argument(format!("list: kinds[{at}] = {kind} is not a job kind")));
-        }
+        known_values("states", "state", &request.states, |v| JobState::try_from(v).is_ok())?;
+        known_values("kinds", "kind", &request.kinds, |v| JobKind::try_from(v).is_ok())?;
         let limit = match request.limit {
             0 => 100,
             n => (n as usize).min(MAX_LIST),
@@ -241,14 +240,15 @@ impl Accelerator for Api {
                 kinds = SERVED_KINDS.to_vec();
             }
             kinds.retain(|k| grant.sees(*k));
+            // The queue filters by the token's domains as `Grant::in_domains` does, before its limit.
             let domains = grant.domains();
-            let mut jobs = front.queue.list(&states, &kinds, domains.as_deref(), limit).await.map_err(Refusal::from)?;
-            jobs.retain(|job| grant.sees_job(job).is_ok());
+            let jobs = front.queue.list(&states, &kinds, domains.as_deref(), limit).await.map_err(Refusal::from)?;
             return Ok(Response::new(ListResponse { jobs }));
         }
         blocking(move || {
             let jobs = core.journal.recent(limit, |j| {
-                grant.sees_job(j).is_ok()
+                grant.sees(j.kind())
+                    && grant.in_domains(j)
                     && (request.states.is_empty() || request.states.contains(&j.state))
                     && (request.kinds.is_empty() || request.kinds.contains(&j.kind))
             })?;
@@ -439,6 +439,17 @@ const INLINE_SUBMIT_BYTES: usize = 16 << 10;
 const MAX_FILTERS: usize = 16;
 const MAX_LIST: usize = 10_000;
 
+/// `INVALID_ARGUMENT` naming the first of a List filter's `values` that is
+/// unspecified (0) or not `known`.
+fn known_values(field: &str, what: &str, values: &[i32], known: impl Fn(i32) -> bool) -> Result<(), Status> {
+    match values.iter().enumerate().find(|(_, v)| **v == 0 || !known(**v)) {
+        Some((at, value)) => {
+            Err(Status::invalid_argument(format!("list: {field}[{at}] = {value} is not a job {what}")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Whether the caller may submit `request` ([`check_submit`]), a refusal counted.
 fn authorize_submit(core: &Core, grant: &Grant, request: &SubmitRequest) -> Result<(), Status> {
     let Some(payload) = &request.payload else { return Ok(()) };
@@ -508,11 +519,11 @@ impl Api {
             return self.core.submit_async(request).await.map_err(Status::from);
         }
         let core = self.core.clone();
-        let checked = tokio::task::spawn_blocking(move || {
+        on_blocking_pool(move || {
             authorize_submit(&core, &grant, &request)?;
             core.submit(request).map_err(Status::from)
-        });
-        checked.await.unwrap_or_else(|e| Err(Status::internal(format!("the call's task failed: {e}"))))
+        })
+        .await
     }
 
     /// The caller's right to submit to the cluster (the same as [`Api::accept`]'s,
@@ -524,8 +535,7 @@ impl Api {
             return Ok(request);
         }
         let core = self.core.clone();
-        let checked = tokio::task::spawn_blocking(move || authorize_submit(&core, &grant, &request).map(|()| request));
-        checked.await.unwrap_or_else(|e| Err(Status::internal(format!("the call's task failed: {e}"))))
+        on_blocking_pool(move || authorize_submit(&core, &grant, &request).map(|()| request)).await
     }
 
     /// Whether the caller may use a call that serves jobs of `kinds` (any one).

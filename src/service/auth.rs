@@ -136,16 +136,20 @@ impl Grant {
     /// trying job ids must not list other tenants' domains); so is a batch
     /// job without a recorded domain, to a token limited to domains.
     pub fn sees_job(&self, job: &Job) -> Result<(), Status> {
-        let kind = job.kind();
-        self.check(kind, None)?;
-        let Some(allowed) = self.0.as_ref().and_then(|p| p.domains.as_ref()) else { return Ok(()) };
-        let visible = match DomainId::parse(&job.domain).ok() {
-            Some(domain) => allowed.contains(&domain),
-            None => kind != JobKind::ExecuteBatch,
-        };
-        match visible {
+        self.check(job.kind(), None)?;
+        match self.in_domains(job) {
             true => Ok(()),
             false => Err(Status::not_found(format!("no job {}", job.job_id))),
+        }
+    }
+
+    /// Whether `job`'s recorded domain is one the token names (any, for a
+    /// token not limited to domains; none recorded passes but for a batch job).
+    pub fn in_domains(&self, job: &Job) -> bool {
+        let Some(allowed) = self.0.as_ref().and_then(|p| p.domains.as_ref()) else { return true };
+        match DomainId::parse(&job.domain).ok() {
+            Some(domain) => allowed.contains(&domain),
+            None => job.kind() != JobKind::ExecuteBatch,
         }
     }
 

@@ -105,6 +105,18 @@ pub const BATCH_KINDS: [JobKind; 1] = [JobKind::ExecuteBatch];
 /// The server's exit status after a batch job panicked (EX_SOFTWARE).
 pub const EXIT_BATCH_PANIC: i32 = 70;
 
+/// Exit the server ([`EXIT_BATCH_PANIC`]) after batch job `id` panicked:
+/// the register store in memory may be half changed, and a restart recovers
+/// it from its log and runs the job again, at most once in effect.
+pub fn exit_after_batch_panic(id: u64, panic: &(dyn std::any::Any + Send)) -> ! {
+    let text = crate::error::panic_text(panic);
+    tracing::error!(
+        "job {id}: a batch job panicked ({text}); the server exits so that a restart recovers the store from its \
+         log and runs the job again"
+    );
+    std::process::exit(EXIT_BATCH_PANIC)
+}
+
 /// Recorded starts after which a batch job that never finished or committed
 /// is failed instead of run again: a batch that panics (and so exits the
 /// server) every time would otherwise keep the server down.
@@ -609,14 +621,7 @@ impl Core {
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_one(id))) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!("job {id}: {e}"),
-                Err(panic) if kind == JobKind::ExecuteBatch => {
-                    let text = crate::error::panic_text(&*panic);
-                    tracing::error!(
-                        "job {id}: a batch job panicked ({text}); the server exits so that a restart recovers the \
-                         store from its log and runs the job again"
-                    );
-                    std::process::exit(EXIT_BATCH_PANIC);
-                }
+                Err(panic) if kind == JobKind::ExecuteBatch => exit_after_batch_panic(id, &*panic),
                 Err(panic) => {
                     let text = crate::error::panic_text(&*panic);
                     tracing::error!("job {id}: panicked outside its work ({text}); it runs again after a restart");

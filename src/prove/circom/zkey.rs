@@ -129,52 +129,22 @@ impl Zkey {
         let delta_g1 = one_g1(&mut at, "delta_1", checks)?;
         let delta_g2 = one_g2(&mut at, "delta_2", checks)?;
 
-        // Every point section's size, before anything is built from the
-        // header's counts: a header of a few hundred bytes can claim a
-        // domain of 2^27, and the coefficients' rows are sized by it.
-        for (kind, name, count, size) in point_sections(n_vars, n_public, domain_size) {
-            sized(&bin, kind, name, count, size)?;
-        }
+        // The point sections first: each is sized by the header's counts
+        // before it is decoded, so the file must hold what the header
+        // claims (a header of a few hundred bytes can claim a domain of
+        // 2^27) before the coefficients' rows are sized by it.
         let ic = g1_section(&bin, 3, "IC", n_public + 1, checks)?;
-        let (a, b) = coefficients(&bin, n_vars, domain_size)?;
         let a_query = g1_section(&bin, 5, "A", n_vars, checks)?;
         let b_g1_query = g1_section(&bin, 6, "B1", n_vars, checks)?;
         let b_g2_query = g2_section(&bin, 7, "B2", n_vars, checks)?;
         let l_query = g1_section(&bin, 8, "C", n_vars - n_public - 1, checks)?;
         let h_query = g1_section(&bin, 9, "H", domain_size, checks)?;
+        let (a, b) = coefficients(&bin, n_vars, domain_size)?;
 
         let vk = VerifyingKey { alpha_g1, beta_g2, gamma_g2, delta_g2, gamma_abc_g1: ic };
         let key = ProvingKey { vk, beta_g1, delta_g1, a_query, b_g1_query, b_g2_query, h_query, l_query };
         Ok(Zkey { n_vars, n_public, domain_size, key, a, b, digest })
     }
-}
-
-/// The point sections of a key of these counts: (section, name, points, bytes a point).
-fn point_sections(n_vars: usize, n_public: usize, domain_size: usize) -> [(u32, &'static str, usize, usize); 6] {
-    [
-        (3, "IC", n_public + 1, 64),
-        (5, "A", n_vars, 64),
-        (6, "B1", n_vars, 64),
-        (7, "B2", n_vars, 128),
-        (8, "C", n_vars - n_public - 1, 64),
-        (9, "H", domain_size, 64),
-    ]
-}
-
-/// Section `kind`, which must hold exactly `count` points of `size` bytes.
-fn sized<'a>(
-    bin: &BinFile<'a>,
-    kind: u32,
-    name: &'static str,
-    count: usize,
-    size: usize,
-) -> Result<Cursor<'a>, CircomError> {
-    let at = bin.section(kind, name)?;
-    let expected = count * size;
-    if at.remaining() != expected {
-        return Err(at.error(format!("{} bytes, but {count} points of {size} bytes are {expected}", at.remaining())));
-    }
-    Ok(at)
 }
 
 fn one_g1(at: &mut Cursor<'_>, name: &str, checks: PointChecks) -> Result<G1Affine, CircomError> {
@@ -231,9 +201,13 @@ fn points<P: PointCheck + Default + Send + Sync>(
     decode: impl Fn(&[u8]) -> Option<P> + Sync,
     checks: PointChecks,
 ) -> Result<Vec<P>, CircomError> {
-    let mut at = sized(bin, kind, name, count, size)?;
+    let mut at = bin.section(kind, name)?;
     let start = at.offset();
-    let bytes = at.take(count * size)?;
+    let expected = count * size;
+    if at.remaining() != expected {
+        return Err(at.error(format!("{} bytes, but {count} points of {size} bytes are {expected}", at.remaining())));
+    }
+    let bytes = at.take(expected)?;
     let fault_at = |index: usize, fault: &'static str| CircomError::InvalidPoint {
         file: bin.file.into(),
         section: name.into(),

@@ -317,15 +317,10 @@ impl Worker {
             Some(committer) => {
                 let (queue, worker, claimed) = (self.queue.clone(), self.id.clone(), claimed.clone());
                 tokio::task::spawn_blocking(move || {
+                    let id = claimed.job.job_id;
                     let execute = || committer.execute(&queue, &claimed, &worker, &payload, progress);
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(execute)).unwrap_or_else(|panic| {
-                        // As a local batch runner does: the register store in memory may be half changed.
-                        let text = crate::error::panic_text(&*panic);
-                        tracing::error!(
-                            "a batch job panicked ({text}); the server exits so that a restart recovers the store"
-                        );
-                        std::process::exit(crate::service::core::EXIT_BATCH_PANIC)
-                    })
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(execute))
+                        .unwrap_or_else(|panic| crate::service::core::exit_after_batch_panic(id, &*panic))
                 })
             }
         };
