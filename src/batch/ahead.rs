@@ -147,8 +147,8 @@ struct Chunk {
 /// Where a chunk's result waits for the merge: `Some(None)` when its
 /// requests outgrew its share of [`MAX_PENDING_BYTES`] (they wait, unhashed,
 /// until the merge files them: the chunks together hold no more than one
-/// pool may), its pool flushed, it panicked, or it was skipped (the plan
-/// abandoned); its operations then run in order.
+/// pool may) or its logic programs' filings their share, its pool flushed, it panicked, or it was skipped
+/// (the plan abandoned); its operations then run in order.
 type Slot = Mutex<Option<Option<Chunk>>>;
 
 /// The chunks of a plan and who runs which: every thread (the merging one
@@ -166,6 +166,9 @@ struct Chunks<'r, 's, 'a> {
     abandon: AtomicBool,
     /// Each chunk's share of [`MAX_PENDING_BYTES`].
     share: usize,
+    /// Each chunk's share of the batch's logic filings
+    /// ([`super::TransactionContext::max_logic_filings`]).
+    logic_share: usize,
 }
 
 impl Chunks<'_, '_, '_> {
@@ -184,7 +187,7 @@ impl Chunks<'_, '_, '_> {
         let result = match self.abandon.load(Ordering::Relaxed) {
             true => None,
             false => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_chunk(self.seed.env(part.len()), self.ops, part, self.share)
+                run_chunk(self.seed.env(part.len(), self.logic_share), self.ops, part, self.share)
             }))
             .ok()
             .flatten(),
@@ -236,6 +239,7 @@ pub(super) fn run<R>(
         // Of the chunks a large batch has, so the share does not grow when
         // a batch has few operations and large requests.
         share: MAX_PENDING_BYTES / most,
+        logic_share: seed.tx().max_logic_filings / most,
     };
     // The pool's threads but this one (when it is one of them).
     let on_pool = rayon::current_thread_index().is_some();
@@ -289,6 +293,9 @@ fn run_chunk(mut env: Env<'_, '_>, ops: &[Operation], indices: &[usize], share: 
                 Some(Record::Failed(Box::new(e), fx))
             }
         };
+        if env.logic_over_allowance {
+            return None;
+        }
         ran.push(Ran { index, record, registers: created });
         // A Poseidon input is 32 bytes held until the merge, as a message's.
         if env.pool.pending_bytes() + 32 * env.pool.poseidon_pending_inputs() > share {

@@ -65,6 +65,9 @@ pub(super) struct OpEffects {
     pub consumes: Span,
     pub assertions: Vec<Assertion>,
     pub instructions: u64,
+    /// What its logic programs filed ([`crate::vm::Filings`]), counted
+    /// against the batch's [`TransactionContext::max_logic_filings`] whether it succeeded or not.
+    pub logic_filings: usize,
     /// What only some operations or modes record, boxed: the merge of a
     /// parallel pass moves every record a few times on its serial path, and
     /// these fields would double a record's size.
@@ -163,6 +166,13 @@ pub(super) struct Env<'s, 'a> {
     /// hold live (it may be created earlier in the batch, or be missing):
     /// that operation must run in order instead.
     pub ahead: Option<bool>,
+    /// What logic programs may file in this pass ([`TransactionContext::max_logic_filings`]; a
+    /// share of it for operations run ahead), and have filed.
+    logic_allowance: usize,
+    pub logic_filed: usize,
+    /// A logic run stopped at the allowance: in the batch's environment the
+    /// batch fails; ahead, the chunk's operations run in order instead.
+    pub logic_over_allowance: bool,
 }
 
 /// What every operation of a batch is checked against, made once per batch.
@@ -195,7 +205,11 @@ impl<'s, 'a> Seed<'s, 'a> {
     /// none of this batch's effects, filing into a pool of its own that
     /// never flushes: for `ops` operations that touch nothing an earlier
     /// one changes ([`HashPool::into_filed`] hands its requests over).
-    pub fn env(&self, ops: usize) -> Env<'s, 'a> {
+    pub fn tx(&self) -> &'a TransactionContext {
+        self.tx
+    }
+
+    pub fn env(&self, ops: usize, logic_allowance: usize) -> Env<'s, 'a> {
         let mut interpreter = Interpreter::new(self.tx.budget);
         interpreter.trace = self.trace;
         let mut pool = HashPool::new();
@@ -215,6 +229,9 @@ impl<'s, 'a> Seed<'s, 'a> {
             interpreter,
             checks: Arc::clone(&self.checks),
             ahead: Some(false),
+            logic_allowance,
+            logic_filed: 0,
+            logic_over_allowance: false,
         }
     }
 }
@@ -255,6 +272,9 @@ impl<'s, 'a> Env<'s, 'a> {
             interpreter,
             checks: Arc::new(Checks { openings, readable_others, authorizer }),
             ahead: None,
+            logic_allowance: tx.max_logic_filings,
+            logic_filed: 0,
+            logic_over_allowance: false,
         }
     }
 
@@ -280,6 +300,27 @@ impl<'s, 'a> Env<'s, 'a> {
         self.pool.count_from(&earlier);
         self.overlay = Overlay::with_capacity(self.ops);
         self.effects = PassEffects::with_capacity(self.ops);
+        self.logic_filed = 0;
+        self.logic_over_allowance = false;
+    }
+
+    /// Count what an operation run ahead filed; false if in order it would
+    /// have stopped at the allowance (the batch then fails).
+    pub fn count_filings(&mut self, fx: &OpEffects) -> bool {
+        self.logic_filed += fx.logic_filings;
+        self.logic_filed <= self.logic_allowance
+    }
+
+    /// The batch's failure when operation `index`'s logic passed
+    /// [`TransactionContext::max_logic_filings`].
+    pub fn logic_limit_error(&self, index: usize) -> ExecutionError {
+        ExecutionError::StateCommitmentError {
+            reason: format!(
+                "operation {index}: the batch's logic programs filed more than {} hash requests and digest \
+                 assertions, the most one batch holds until its hashes are resolved; split the batch",
+                self.tx.max_logic_filings
+            ),
+        }
     }
 
     pub fn authorize(
@@ -379,7 +420,8 @@ impl<'s, 'a> Env<'s, 'a> {
             readable_others: self.checks.readable_others,
             ctx: self.ctx,
         };
-        let result = if self.interpreter.trace {
+        self.interpreter.allowance = self.logic_allowance.saturating_sub(self.logic_filed);
+        let (result, filings) = if self.interpreter.trace {
             let run = self.interpreter.run_traced(&program, &input, &mut self.pool);
             fx.extras().traces.push(LogicTrace {
                 role,
@@ -388,10 +430,13 @@ impl<'s, 'a> Env<'s, 'a> {
                 trace: run.trace,
                 error: run.result.as_ref().err().map(|e| e.to_string()),
             });
-            run.result
+            (run.result, run.filings)
         } else {
-            self.interpreter.run(&program, &input, &mut self.pool)
+            self.interpreter.run_metered(&program, &input, &mut self.pool)
         };
+        fx.logic_filings += filings.count;
+        self.logic_filed += filings.count;
+        self.logic_over_allowance |= filings.over_allowance;
         let outcome = result?;
         fx.instructions += outcome.instructions;
         fx.assertions.extend(outcome.deferred.into_iter().map(Assertion::Vm));

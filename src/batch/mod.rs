@@ -36,7 +36,7 @@ pub use pipeline::{execute_batches, BatchJob};
 pub use result::{
     BatchExecutionResult, BatchMetadata, ChangeSet, LogicTrace, OpOutcome, OpStatus, OperationResult, StageBackends,
 };
-pub use transaction::{CommitPolicy, FailurePolicy, TransactionContext};
+pub use transaction::{CommitPolicy, FailurePolicy, TransactionContext, MAX_LOGIC_FILINGS};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -109,7 +109,7 @@ fn execute_only<'a>(
     let mut in_order = false;
     let (records, claimed, ran_ahead) = loop {
         let started = Instant::now();
-        let (records, ahead) = run_pass(&mut env, ops, &prefailed, in_order);
+        let (records, ahead) = run_pass(&mut env, ops, &prefailed, in_order)?;
         timings.execute_us += micros(started);
         let ran_ahead = ahead.as_ref().map_or(0, |ahead| ahead.iter().filter(|a| **a).count());
 
@@ -203,28 +203,30 @@ fn run_pass(
     ops: &[Operation],
     prefailed: &BTreeMap<usize, ExecutionError>,
     in_order: bool,
-) -> (Vec<Record>, Option<Vec<bool>>) {
+) -> Result<(Vec<Record>, Option<Vec<bool>>), ExecutionError> {
     let plan = if in_order { None } else { ahead::plan(ops, prefailed) };
     match plan {
-        None => (merge_pass(env, ops, prefailed, None), None),
+        None => Ok((merge_pass(env, ops, prefailed, None)?, None)),
         Some(mut plan) => {
             let seed = env.seed();
             let records =
-                ahead::run(&seed, ops, &mut plan, |ran, plan| merge_pass(env, ops, prefailed, Some((ran, plan))));
-            (records, Some(plan.ahead))
+                ahead::run(&seed, ops, &mut plan, |ran, plan| merge_pass(env, ops, prefailed, Some((ran, plan))))?;
+            Ok((records, Some(plan.ahead)))
         }
     }
 }
 
 /// The pass's loop, in batch order: each operation run ahead is merged
 /// (`plan[index]` cleared if it has to run in order after all), every other
-/// one executes here.
+/// one executes here. An error fails the batch: its logic programs filed
+/// more than [`TransactionContext::max_logic_filings`] (found where in order they would
+/// have, whichever operations ran ahead).
 fn merge_pass(
     env: &mut Env,
     ops: &[Operation],
     prefailed: &BTreeMap<usize, ExecutionError>,
     mut ahead: Option<(&mut ahead::RanAhead, &mut Vec<bool>)>,
-) -> Vec<Record> {
+) -> Result<Vec<Record>, ExecutionError> {
     let mut records = Vec::with_capacity(ops.len());
     let mut stopped = false;
     for (index, op) in ops.iter().enumerate() {
@@ -245,6 +247,12 @@ fn merge_pass(
             if plan[index] {
                 match ran.merge(index, env) {
                     Some(mut record) => {
+                        let (Record::Executed(fx) | Record::Failed(_, fx)) = &record else {
+                            unreachable!("an operation run ahead is executed or failed")
+                        };
+                        if !env.count_filings(fx) {
+                            return Err(env.logic_limit_error(index));
+                        }
                         match &mut record {
                             Record::Executed(fx) => apply_with(env, index, fx, |id| ran.contested(id)),
                             _ => stopped = env.tx.on_failure == FailurePolicy::FailFast,
@@ -263,6 +271,9 @@ fn merge_pass(
             Some(e) => Err(e.clone()),
             None => ops::execute(env, op, &mut fx),
         };
+        if env.logic_over_allowance {
+            return Err(env.logic_limit_error(index));
+        }
         match outcome {
             Ok(()) => {
                 (fx.consumes, fx.creates) = env.effects.since(mark);
@@ -277,7 +288,7 @@ fn merge_pass(
             }
         }
     }
-    records
+    Ok(records)
 }
 
 /// Make a successful operation's effects visible to the rest of the batch.

@@ -28,6 +28,15 @@ pub enum CommitPolicy {
     AllOrNothing,
 }
 
+/// Hash requests and digest assertions a batch's logic programs may file in
+/// one pass, all operations together. Each is held (a digest, and an
+/// assertion's 112 bytes) until the batch's flush, and one operation's runs
+/// may each file as many as their budget allows, so without this a batch
+/// of small operations running loops could take any amount of memory.
+/// Past it the batch fails as a whole (an error naming the operation that passed it). About
+/// four for each operation of the largest batch a file may hold.
+pub const MAX_LOGIC_FILINGS: usize = 1 << 22;
+
 #[derive(Clone)]
 pub struct TransactionContext {
     pub mode: ExecutionMode,
@@ -54,6 +63,9 @@ pub struct TransactionContext {
     /// The caller's name for this batch (a service job's request id), kept
     /// in its batch record so a retry after a crash can tell it committed.
     pub request_id: Option<String>,
+    /// Hash requests and digest assertions the batch's logic programs may
+    /// file ([`MAX_LOGIC_FILINGS`] unless lowered, as tests do).
+    pub max_logic_filings: usize,
 }
 
 impl Default for TransactionContext {
@@ -69,6 +81,7 @@ impl Default for TransactionContext {
             trace: false,
             hashing: HashBackend::cpu(),
             request_id: None,
+            max_logic_filings: MAX_LOGIC_FILINGS,
         }
     }
 }
@@ -118,6 +131,7 @@ impl std::fmt::Debug for TransactionContext {
             .field("proof_system", &self.proof_system.as_ref().map(|p| p.name()))
             .field("max_clock_skew", &self.max_clock_skew)
             .field("hashing", &self.hashing)
+            .field("max_logic_filings", &self.max_logic_filings)
             .finish()
     }
 }

@@ -594,8 +594,13 @@ impl HashPool {
         }
     }
 
+    /// The next request's handle. Past 2^32 requests a handle would name
+    /// another request's digest, so that is a panic, never a wrap; batches
+    /// stay far below it (their operations and their logic programs'
+    /// filings are bounded: `batch::file::MAX_OPS`, `MAX_LOGIC_FILINGS`).
     fn next_handle(&self) -> HashHandle {
-        HashHandle((self.resolved.len() + self.pending_len()) as u32)
+        let next = self.resolved.len() + self.pending_len();
+        HashHandle(u32::try_from(next).expect("a hash pool holds at most 2^32 requests"))
     }
 
     /// Poseidon requests filed so far (resolved or pending): the next one's handle.

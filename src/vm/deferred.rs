@@ -1,10 +1,11 @@
 //! Digest-dependent assertions: recorded while a program runs, checked only
 //! once the hash pool has flushed (the interpreter never hashes inline).
 
-use crate::content_id::hex_encode;
+use crate::content_id::{hex_encode, ContentId};
 use crate::crypto::field::field_to_bytes;
 use crate::error::ExecutionError;
 use crate::hash::{HashHandle, HashPool, PoseidonHandle};
+use crate::resource::ResourceId;
 
 /// A request a program filed: a BLAKE3 digest (`HASH`) or a Poseidon value
 /// (`POSEIDON`), each by its handle in the pool.
@@ -21,11 +22,20 @@ pub struct DeferredAssertion {
     /// The digest the program demands (a Poseidon value as its canonical
     /// little-endian bytes).
     pub expected: [u8; 32],
-    /// Which program, resource and pc made the assertion.
-    pub what: String,
+    /// The program, resource and pc that made the assertion: kept as they
+    /// are and described only when a check fails, since a batch may hold
+    /// millions of assertions until its flush.
+    pub logic: ContentId,
+    pub resource: ResourceId,
+    pub pc: u32,
 }
 
 impl DeferredAssertion {
+    /// Which program, resource and pc made the assertion.
+    pub fn what(&self) -> String {
+        format!("logic {} of resource {} at pc 0x{:04x}", self.logic, self.resource, self.pc)
+    }
+
     /// Check against the flushed pool. A mismatch, or a request that is not
     /// resolved yet, is `StateCommitmentError` (the variant for "a
     /// digest-dependent assertion failed at commit"), naming the assertion and
@@ -38,14 +48,14 @@ impl DeferredAssertion {
         let actual = actual.ok_or_else(|| ExecutionError::StateCommitmentError {
             reason: format!(
                 "deferred digest assertion ({}): {kind} request {number} is not resolved; flush the hash pool before checking",
-                self.what
+                self.what()
             ),
         })?;
         if actual != self.expected {
             return Err(ExecutionError::StateCommitmentError {
                 reason: format!(
                     "deferred digest assertion failed ({}): {kind} is {}, the program expected {}",
-                    self.what,
+                    self.what(),
                     hex_encode(&actual),
                     hex_encode(&self.expected)
                 ),

@@ -73,6 +73,18 @@ pub struct LogicOutcome {
 pub struct TracedRun {
     pub result: Result<LogicOutcome, ExecutionError>,
     pub trace: ExecutionTrace,
+    pub filings: Filings,
+}
+
+/// What a run filed that outlives it until the hash pool flushes: its
+/// `HASH` and `POSEIDON` requests and its digest assertions, whether it
+/// accepted or not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filings {
+    pub count: usize,
+    /// The run stopped because one more filing would pass
+    /// [`Interpreter::allowance`].
+    pub over_allowance: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +93,11 @@ pub struct Interpreter {
     pub budget: u64,
     /// Record an [`ExecutionTrace`] (Debug mode).
     pub trace: bool,
+    /// Requests and digest assertions a run may file (see [`Filings`]); one
+    /// more stops it with an `InvalidInstruction`. A batch sets it to what
+    /// its logic programs may still file, since everything they file stays
+    /// in memory until the batch's flush.
+    pub allowance: usize,
 }
 
 /// The budget batch execution uses unless told otherwise.
@@ -107,7 +124,7 @@ impl Default for Interpreter {
 
 impl Interpreter {
     pub fn new(budget: u64) -> Self {
-        Interpreter { budget, trace: false }
+        Interpreter { budget, trace: false, allowance: usize::MAX }
     }
 
     pub fn with_trace(self) -> Self {
@@ -124,20 +141,34 @@ impl Interpreter {
         input: &LogicInput,
         pool: &mut HashPool,
     ) -> Result<LogicOutcome, ExecutionError> {
+        self.run_metered(program, input, pool).0
+    }
+
+    /// [`Interpreter::run`], with what the run filed.
+    pub fn run_metered(
+        &self,
+        program: &Program,
+        input: &LogicInput,
+        pool: &mut HashPool,
+    ) -> (Result<LogicOutcome, ExecutionError>, Filings) {
         if !self.trace {
-            return Machine::new(program, input, self.budget, None).run(pool);
+            let mut machine = Machine::new(program, input, self, None);
+            let result = machine.run(pool);
+            return (result, machine.filings);
         }
         let traced = self.run_traced(program, input, pool);
-        traced.result.map(|outcome| LogicOutcome { trace: Some(traced.trace), ..outcome })
+        (traced.result.map(|outcome| LogicOutcome { trace: Some(traced.trace), ..outcome }), traced.filings)
     }
 
     /// Run with a trace whatever `self.trace` says, keeping the trace of a
     /// failing run too.
     pub fn run_traced(&self, program: &Program, input: &LogicInput, pool: &mut HashPool) -> TracedRun {
         let mut trace = ExecutionTrace::default();
-        let result = Machine::new(program, input, self.budget, Some(&mut trace)).run(pool);
+        let mut machine = Machine::new(program, input, self, Some(&mut trace));
+        let result = machine.run(pool);
+        let filings = machine.filings;
         trace.finish();
-        TracedRun { result, trace }
+        TracedRun { result, trace, filings }
     }
 }
 
@@ -146,6 +177,8 @@ struct Machine<'a, 't> {
     program: &'a Program,
     input: &'a LogicInput<'a>,
     budget: u64,
+    allowance: usize,
+    filings: Filings,
     regs: [u64; REGISTER_COUNT],
     memory: Memory<'a>,
     pc: usize,
@@ -168,7 +201,7 @@ impl<'a, 't> Machine<'a, 't> {
     fn new(
         program: &'a Program,
         input: &'a LogicInput<'a>,
-        budget: u64,
+        interpreter: &Interpreter,
         trace: Option<&'t mut ExecutionTrace>,
     ) -> Self {
         let memory = Memory::new(
@@ -183,7 +216,9 @@ impl<'a, 't> Machine<'a, 't> {
         Machine {
             program,
             input,
-            budget,
+            budget: interpreter.budget,
+            allowance: interpreter.allowance,
+            filings: Filings::default(),
             regs: [0; REGISTER_COUNT],
             memory,
             pc: 0,
@@ -195,7 +230,7 @@ impl<'a, 't> Machine<'a, 't> {
         }
     }
 
-    fn run(mut self, pool: &mut HashPool) -> Result<LogicOutcome, ExecutionError> {
+    fn run(&mut self, pool: &mut HashPool) -> Result<LogicOutcome, ExecutionError> {
         loop {
             let Some(&instruction) = self.program.at(self.pc) else {
                 return Err(self.rejection(None, "the program ended without ACCEPT".into()));
@@ -215,7 +250,8 @@ impl<'a, 't> Machine<'a, 't> {
                 Flow::Next => self.pc += INSTRUCTION_SIZE,
                 Flow::Jump(target) => self.pc = target,
                 Flow::Accept => {
-                    return Ok(LogicOutcome { instructions: self.executed, deferred: self.deferred, trace: None });
+                    let deferred = std::mem::take(&mut self.deferred);
+                    return Ok(LogicOutcome { instructions: self.executed, deferred, trace: None });
                 }
             }
         }
@@ -304,6 +340,7 @@ impl<'a, 't> Machine<'a, 't> {
             }
             JumpCmpImm { .. } => {}
             Hash { rd, ra } => {
+                self.file()?;
                 self.charge_bytes(memory::slice_parts(self.get(ra)).1 as u64)?;
                 let bytes = self.read_slice(self.get(ra))?;
                 self.filed(rd, Request::Blake3(pool.hash(bytes)), "hash");
@@ -330,6 +367,7 @@ impl<'a, 't> Machine<'a, 't> {
             )));
         }
         let permutations = (len / 32).div_ceil(RATE) as u64;
+        self.file()?;
         self.charge_bytes(len as u64)?;
         self.charge_units(permutations * UNITS_PER_PERMUTATION)?;
         let bytes = self.read_slice(self.get(ra))?;
@@ -371,10 +409,25 @@ impl<'a, 't> Machine<'a, 't> {
             .as_slice()
             .try_into()
             .map_err(|_| self.trap(format!("the expected digest is {} bytes; a digest is 32", bytes.len())))?;
-        let what =
-            format!("logic {} of resource {} at pc 0x{:04x}", self.input.subject.logic, self.input.subject.id, self.pc);
+        self.file()?;
         self.note(&format!("deferred assertion on handle {value}"));
-        self.deferred.push(DeferredAssertion { handle, expected, what });
+        let (logic, resource, pc) = (self.input.subject.logic, self.input.subject.id, self.pc as u32);
+        self.deferred.push(DeferredAssertion { handle, expected, logic, resource, pc });
+        Ok(())
+    }
+
+    /// Count one more request or assertion, unless it would pass the
+    /// allowance (checked before the work it is charged for).
+    fn file(&mut self) -> Result<(), ExecutionError> {
+        if self.filings.count >= self.allowance {
+            self.filings.over_allowance = true;
+            return Err(self.trap(format!(
+                "this run may file {} hash requests and digest assertions (what its batch may still hold until its \
+                 hashes are resolved), and this is one more",
+                self.allowance
+            )));
+        }
+        self.filings.count += 1;
         Ok(())
     }
 

@@ -34,7 +34,8 @@ mod trace;
 
 pub use deferred::{DeferredAssertion, Request};
 pub use interpreter::{
-    Interpreter, LogicInput, LogicOutcome, Role, TracedRun, BYTES_PER_UNIT, DEFAULT_BUDGET, UNITS_PER_PERMUTATION,
+    Filings, Interpreter, LogicInput, LogicOutcome, Role, TracedRun, BYTES_PER_UNIT, DEFAULT_BUDGET,
+    UNITS_PER_PERMUTATION,
 };
 pub use isa::{BinOp, Compare, Instruction, Reg, INSTRUCTION_SIZE, MAX_POSEIDON_INPUTS, REGISTER_COUNT};
 pub use program::{Program, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_INSTRUCTIONS};

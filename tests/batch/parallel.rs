@@ -9,7 +9,7 @@
 use crate::batch_support;
 
 use batch_support::*;
-use causality_vm::batch::{BatchExecutionResult, TransactionContext};
+use causality_vm::batch::{execute_batch, BatchExecutionResult, TransactionContext};
 use causality_vm::resource::{LifecycleState, NewResource, Operation, ResourceId, ResourceUpdate, VerifyTarget};
 
 use causality_vm::{ContentId, ExecutionMode};
@@ -387,4 +387,48 @@ fn chunks_whose_requests_outgrow_their_share_run_in_order() {
     // 4 threads: 64 chunks' shares of 256 MB are 4 MB; each chunk of 4
     // verifies files 8 MB.
     assert_eq!(result.metadata.backends.ran_ahead, 0);
+}
+
+/// Everything logic programs file waits in memory until the batch's flush,
+/// so a batch may hold at most `max_logic_filings` of it, all operations
+/// together: one more fails the whole batch, naming the operation that
+/// passed the limit, and commits nothing. Where it passes is where it does
+/// in order, whichever operations ran ahead: here 100 updates of one
+/// resource (8 filings each: two runs of logic that hashes, Poseidons and
+/// asserts both) run in order after the first, and 64 reads (4 each) of
+/// other resources run ahead in chunks within their share (4 threads: 64
+/// shares of 1,024), so the limit is passed while merging a chunk.
+#[test]
+fn a_batch_whose_logic_files_past_the_limit_fails_where_it_would_in_order() {
+    let mut pair = Pair::new(&(0..65).map(|i| (2, 10 + i as u64, i as u64 % 4)).collect::<Vec<_>>());
+    let mut steps = vec![Step::Update { target: Target::Genesis(0), to: None, controller: false }; 100];
+    steps.extend((1..65).map(|i| Step::Read(Target::Genesis(i))));
+    let ops = batch(&mut pair, &steps);
+    let limited = |limit| TransactionContext { max_logic_filings: limit, ..tx_for(0) };
+
+    // 800 + 256 filings: exactly the limit passes.
+    let result = pair.run(&ops, &limited(1056));
+    assert_eq!(result.success_count, ops.len());
+    assert!(result.metadata.backends.ran_ahead > 32, "the reads ran ahead: {}", result.metadata.backends.ran_ahead);
+
+    let Pair { in_order, parallel, outside, one, four, .. } = &mut pair;
+    let head = in_order.store.head();
+    let root = in_order.store.state_root();
+    for policy in 0..4 {
+        let tx = TransactionContext { max_logic_filings: 1024, ..tx_for(policy) };
+        let run = |f: &mut Fixture| execute_batch(&mut f.store, &f.keys, &ops, &f.ctx, &tx).map(|_| ()).unwrap_err();
+        let expected = one.install(|| run(in_order));
+        // 800 filings by the updates; the limit is passed by the 57th read.
+        let reason = expected.to_string();
+        assert!(
+            reason
+                .starts_with("state commitment failed: operation 156: the batch's logic programs filed more than 1024"),
+            "{reason}"
+        );
+        assert_eq!(four.install(|| run(parallel)), expected, "policy {policy}");
+        assert_eq!(run(outside), expected, "policy {policy}");
+        for f in [&*in_order, &*parallel, &*outside] {
+            assert_eq!((f.store.head(), f.store.state_root()), (head, root), "nothing is committed");
+        }
+    }
 }

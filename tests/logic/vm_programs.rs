@@ -536,6 +536,36 @@ fn deferred_assertion_fails_at_flush() {
     }
 }
 
+/// A run files no more requests and assertions than its allowance (what
+/// its batch may still hold until the flush): the hash and the assertion
+/// fit an allowance of 2; with 1, the assertion stops the run, and the run
+/// says so, whatever the error's text.
+#[test]
+fn a_run_files_at_most_its_allowance() {
+    let program = hash_and_assert(*blake3::hash(b"abc").as_bytes());
+    let allowed = |allowance| Interpreter { allowance, ..Interpreter::new(100) };
+    let mut pool = HashPool::new();
+    let (result, filings) = Case::new().run_metered(&program, allowed(2), &mut pool);
+    assert_eq!(result.expect("accepts").deferred.len(), 1);
+    assert_eq!((filings.count, filings.over_allowance), (2, false));
+
+    let mut pool = HashPool::new();
+    let (result, filings) = Case::new().run_metered(&program, allowed(1), &mut pool);
+    match result.unwrap_err() {
+        ExecutionError::InvalidInstruction { offset, reason } => {
+            assert_eq!(offset, HEADER_SIZE + 0x30, "the assertion");
+            assert!(reason.contains("this run may file 1 hash requests"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((filings.count, filings.over_allowance), (1, true));
+    assert_eq!(pool.pending_len(), 1, "the hash was filed, the assertion not");
+
+    let (result, filings) = Case::new().run_metered(&program, allowed(0), &mut HashPool::new());
+    assert!(result.is_err());
+    assert_eq!((filings.count, filings.over_allowance), (0, true));
+}
+
 #[test]
 fn asserting_on_a_forged_handle_traps() {
     let (data, offs) = strings(&[&[0u8; 32]]);

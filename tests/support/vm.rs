@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use causality_vm::capability::CapabilityToken;
 use causality_vm::hash::HashPool;
 use causality_vm::resource::{LifecycleState, OperationKind, ResourceRegister};
-use causality_vm::vm::{Interpreter, LogicInput, LogicOutcome, Program, Role, TracedRun};
+use causality_vm::vm::{Filings, Interpreter, LogicInput, LogicOutcome, Program, Role, TracedRun};
 use causality_vm::{ContentId, DomainId, ExecutionContext, ExecutionError};
 
 pub fn resource(quantity: u64, controller: &str) -> ResourceRegister {
@@ -91,6 +91,16 @@ impl Case {
 
     pub fn run(&self, program: &Program) -> Result<LogicOutcome, ExecutionError> {
         self.run_in(program, Interpreter::new(self.budget), &mut HashPool::new())
+    }
+
+    /// The run's result and what it filed, under `interpreter`.
+    pub fn run_metered(
+        &self,
+        program: &Program,
+        interpreter: Interpreter,
+        pool: &mut HashPool,
+    ) -> (Result<LogicOutcome, ExecutionError>, Filings) {
+        self.with_input(|input| interpreter.run_metered(program, input, pool))
     }
 
     /// The run with its trace, kept whatever the verdict.
