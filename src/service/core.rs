@@ -410,7 +410,8 @@ impl Core {
             Next::Queue { work, size, key_set } => {
                 let events = self.open_events(&job);
                 // Kept in memory for the runner when it fits (else read back).
-                self.hot.keep(id, work, size);
+                let resident = work.resident_bytes(size);
+                self.hot.keep(id, work, resident);
                 let ahead = reservation.enqueue(id, job.priority, key_set);
                 let response = SubmitResponse { job_id: id, queue_position: ahead as u64, existing: false };
                 Ok(Submitted { response, events: Some(events) })

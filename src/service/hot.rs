@@ -1,16 +1,17 @@
 //! Queued jobs' work, kept in memory from their accept to their start, so
 //! that their runner need not read their payload back from the job store
 //! and check it again (the store keeps it too: that is what a restart
-//! runs). Bounded in bytes (counted as the payload's encoded size); work
-//! that does not fit is read back as before.
+//! runs). Bounded in bytes (counted as the decoded work's memory, about:
+//! `Ready::resident_bytes`, many times the wire size for small elements);
+//! work that does not fit is read back as before.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// The largest payload kept (encoded bytes).
+/// The largest work kept (bytes of memory).
 pub const HOT_PAYLOAD_BYTES: usize = 64 << 20;
-/// The most payload bytes kept at once.
+/// The most bytes of work kept at once.
 pub const HOT_TOTAL_BYTES: usize = 256 << 20;
 
 pub struct Hot<T> {

@@ -279,6 +279,28 @@ impl CheckedBatch {
         &self.file.domain
     }
 
+    /// About how many bytes of memory the checked batch holds beyond the
+    /// bytes of its text (which bound its strings, contents and programs):
+    /// its operations' fixed parts, and each map entry's node.
+    pub fn resident_overhead(&self) -> usize {
+        use crate::resource::{ConsumedInput, NewResource};
+        use std::mem::size_of;
+        const MAP_ENTRY: usize = 64;
+        let resource = |r: &NewResource| size_of::<NewResource>() + MAP_ENTRY * r.metadata.len();
+        let per_op = |op: &Operation| match op {
+            Operation::Create { resource: r } => resource(r),
+            Operation::Transfer { inputs, outputs } => {
+                inputs.len() * size_of::<ConsumedInput>() + outputs.iter().map(resource).sum::<usize>()
+            }
+            Operation::Update { changes, .. } => MAP_ENTRY * changes.metadata.as_ref().map_or(0, |m| m.len()),
+            _ => 0,
+        };
+        size_of::<Operation>() * self.file.ops.len()
+            + self.file.ops.iter().map(per_op).sum::<usize>()
+            + MAP_ENTRY * self.file.environment.len()
+            + size_of::<BatchProgram>() * self.programs.len()
+    }
+
     /// The batch ready to run: for a "mint" token, the domain's root key
     /// found or created as `keys` allows (the only write). The programs
     /// are stored when the batch commits.

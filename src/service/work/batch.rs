@@ -47,6 +47,11 @@ impl Parsed {
     pub fn domain(&self) -> &crate::resource::DomainId {
         self.checked.domain()
     }
+
+    /// About how many bytes of memory it holds beyond its text's.
+    pub fn resident_overhead(&self) -> usize {
+        self.checked.resident_overhead()
+    }
 }
 
 pub fn parse(job: &ExecuteBatchJob, origin: &str) -> Result<Parsed, BadPayload> {

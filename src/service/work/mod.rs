@@ -12,7 +12,7 @@ pub mod prove_ops;
 use std::sync::Arc;
 
 use super::proto::job_payload::Kind as PayloadKind;
-use super::proto::{job_result, JobKind, JobPayload, JobResult, StageBackend};
+use super::proto::{job_result, msm_job, HashMessage, JobKind, JobPayload, JobResult, StageBackend};
 use crate::hash::HashBackend;
 use crate::msm::MsmEngine;
 use crate::ResolvedBackend;
@@ -187,6 +187,33 @@ pub enum Ready {
 }
 
 impl Ready {
+    /// About how many bytes of memory the work holds, given its payload's
+    /// encoded size: a protobuf element can be 2 bytes on the wire and 60
+    /// in memory (an empty hash message), so what keeps decoded work in
+    /// memory ([`super::hot::Hot`]) must count this, not the wire size.
+    pub fn resident_bytes(&self, encoded: usize) -> usize {
+        use std::mem::size_of;
+        // An allocation's header and rounding, for each element that has one.
+        const ALLOCATION: usize = 16;
+        let elements = |count: usize, each: usize| count * (each + ALLOCATION);
+        let held = match self {
+            Ready::Batch(parsed) => parsed.resident_overhead(),
+            Ready::Payload(payload) => match &payload.kind {
+                Some(PayloadKind::Hash(job)) => elements(job.messages.len(), size_of::<HashMessage>()),
+                Some(PayloadKind::MerkleRoot(job)) => elements(job.leaves.len(), size_of::<Vec<u8>>()),
+                Some(PayloadKind::Msm(job)) => {
+                    let points = match &job.bases {
+                        Some(msm_job::Bases::InlineBases(list)) => list.points.len(),
+                        _ => 0,
+                    };
+                    elements(points + job.scalars.len(), size_of::<Vec<u8>>())
+                }
+                _ => 0,
+            },
+        };
+        encoded + held
+    }
+
     /// A batch job's batch: as parsed at submit, or parsed now from its
     /// payload (read back from the job store).
     pub fn into_batch(self, origin: &str) -> Result<batch::Parsed, WorkError> {
@@ -304,5 +331,31 @@ pub fn backend_name(backend: ResolvedBackend) -> &'static str {
     match backend {
         ResolvedBackend::Cpu => "cpu",
         ResolvedBackend::Gpu => "gpu",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::proto::{HashJob, MerkleRootJob};
+    use prost::Message;
+
+    /// Decoded work is counted at what it holds in memory: a million empty
+    /// hash messages are 2 MB on the wire and over 60 MB decoded.
+    #[test]
+    fn decoded_work_counts_its_memory_not_its_wire_size() {
+        let messages = vec![HashMessage::default(); 1 << 20];
+        let payload = JobPayload { kind: Some(PayloadKind::Hash(HashJob { messages, ..HashJob::default() })) };
+        let encoded = payload.encoded_len();
+        assert!(encoded <= (2 << 20) + 16, "{encoded}");
+        let resident = Ready::Payload(payload).resident_bytes(encoded);
+        assert!(resident >= (1 << 20) * std::mem::size_of::<HashMessage>(), "{resident}");
+        assert!(resident > 30 * encoded, "{resident} against {encoded}");
+
+        let leaves = vec![vec![7u8; 32]; 1000];
+        let payload = JobPayload { kind: Some(PayloadKind::MerkleRoot(MerkleRootJob { leaves })) };
+        let encoded = payload.encoded_len();
+        let resident = Ready::Payload(payload).resident_bytes(encoded);
+        assert!(resident >= 1000 * (32 + std::mem::size_of::<Vec<u8>>()), "{resident}");
     }
 }
