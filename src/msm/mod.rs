@@ -109,6 +109,10 @@ impl ResidentG1 {
     pub fn bases(&self) -> &[G1Affine] {
         &self.bases
     }
+    /// Bytes of host memory the set holds (its device copy aside).
+    pub fn host_bytes(&self) -> usize {
+        self.bases.len() * std::mem::size_of::<G1Affine>()
+    }
 }
 
 /// A fixed G2 base set validated once, prepared (GLV endomorphism images
@@ -128,6 +132,11 @@ impl ResidentG2 {
     }
     pub fn is_empty(&self) -> bool {
         self.prepared.len() == 0
+    }
+    /// Bytes of host memory the set holds (the bases and their
+    /// endomorphism images; its device copy aside).
+    pub fn host_bytes(&self) -> usize {
+        2 * self.prepared.len() * std::mem::size_of::<ark_bn254::G2Affine>()
     }
 }
 

@@ -8,10 +8,10 @@
 //! by a path on the server's machine is read at submit and kept the same
 //! way; the job is recorded with its id.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use super::resident::{self, Resident as Kept};
 use super::{BadPayload, Engines, Progress, WorkError};
 use crate::content_id::{hex_decode_32, hex_encode};
 use crate::prove::circom::{self, CircomError, CircomKey, R1cs, Witness};
@@ -22,7 +22,7 @@ use crate::service::proto::{Groth16Job, Groth16Result};
 use crate::ResolvedBackend;
 
 /// A zkey's content id: `zkey:` and the BLAKE3 of the file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ZkeyId(pub [u8; 32]);
 
 impl ZkeyId {
@@ -58,15 +58,28 @@ enum R1csFit {
     IfItFits,
 }
 
-/// The kept keys: on disk, and resident once used.
+/// The kept keys: on disk, and resident once used, within
+/// [`resident::ZKEY_BYTES`] (the least recently used leaving first, loaded
+/// again when a job names them).
 pub struct Zkeys {
     dir: PathBuf,
-    resident: Mutex<HashMap<ZkeyId, Arc<CircomKey>>>,
+    resident: Kept<ZkeyId, CircomKey>,
 }
+
+/// A prepared key's memory against its files' size: points decoded, some
+/// with endomorphism images, coefficients, NTT roots, constraints.
+const RESIDENT_PER_FILE_BYTE: usize = 3;
 
 impl Zkeys {
     pub fn new(dir: PathBuf) -> Zkeys {
-        Zkeys { dir, resident: Mutex::new(HashMap::new()) }
+        Zkeys { dir, resident: Kept::new(resident::ZKEY_BYTES) }
+    }
+
+    /// Make a prepared key resident, counted by its files' size.
+    fn hold(&self, id: ZkeyId, key: CircomKey, files: usize) -> Arc<CircomKey> {
+        let key = Arc::new(key);
+        self.resident.insert(id, Arc::clone(&key), RESIDENT_PER_FILE_BYTE * files);
+        key
     }
 
     fn file(&self, id: &ZkeyId, extension: &str) -> PathBuf {
@@ -98,7 +111,7 @@ impl Zkeys {
         if let Some(key) = self.lookup(&id).filter(|key| r1cs.is_empty() || kept_r1cs(key)) {
             return Ok(Uploaded { id, key });
         }
-        let key = Arc::new(self.prepare(&id, zkey, r1cs, fit, engines)?);
+        let key = self.prepare(&id, zkey, r1cs, fit, engines)?;
         std::fs::create_dir_all(&self.dir)
             .and_then(|()| crate::fsutil::write_atomically(&self.file(&id, "zkey"), zkey, 0o600))
             .and_then(|()| match key.has_r1cs() {
@@ -106,7 +119,7 @@ impl Zkeys {
                 false => Ok(()),
             })
             .map_err(|e| WorkError::Internal(format!("keeping {id} in {}: {e}", self.dir.display())))?;
-        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(id, key.clone());
+        let key = self.hold(id, key, zkey.len() + r1cs.len());
         Ok(Uploaded { id, key })
     }
 
@@ -132,7 +145,7 @@ impl Zkeys {
     }
 
     fn lookup(&self, id: &ZkeyId) -> Option<Arc<CircomKey>> {
-        self.resident.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.resident.get(id)
     }
 
     /// Whether the key is resident or kept on disk.
@@ -152,21 +165,18 @@ impl Zkeys {
             return Err(WorkError::Internal(format!("the kept file of {id} is damaged (its digest differs)")));
         }
         let r1cs = read("r1cs").unwrap_or_default();
-        let key = Arc::new(self.prepare(id, &zkey, &r1cs, R1csFit::Required, engines)?);
-        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, key.clone());
-        Ok(key)
+        let key = self.prepare(id, &zkey, &r1cs, R1csFit::Required, engines)?;
+        Ok(self.hold(*id, key, zkey.len() + r1cs.len()))
     }
 
     /// Drop a key from memory (and the GPU, once no running job holds it);
     /// it stays on disk. False when it was not resident.
     pub fn evict(&self, id: &ZkeyId) -> bool {
-        self.resident.lock().unwrap_or_else(|p| p.into_inner()).remove(id).is_some()
+        self.resident.remove(id)
     }
 
     pub fn resident(&self) -> Vec<ZkeyId> {
-        let mut ids: Vec<ZkeyId> = self.resident.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
-        ids.sort_by_key(|id| id.0);
-        ids
+        self.resident.keys()
     }
 }
 

@@ -8,6 +8,7 @@ mod hash;
 pub mod keys;
 pub(crate) mod msm;
 pub mod prove_ops;
+mod resident;
 
 use std::sync::Arc;
 

@@ -6,14 +6,14 @@
 //! decompressed and checked (on the curve, in the subgroup) when the job
 //! runs, or once when a base set is uploaded.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ark_bn254::{Fr, G1Affine, G2Affine};
 use ark_ec::CurveGroup;
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 
+use super::resident::{self, Resident as Kept};
 use super::{BadPayload, Engines, WorkError};
 use crate::content_id::{hex_decode_32, hex_encode};
 use crate::msm::{ResidentG1, ResidentG2};
@@ -22,7 +22,7 @@ use crate::service::proto::{Group, MsmJob, MsmResult};
 use crate::ResolvedBackend;
 
 /// A base set's content id: `bases:` and the BLAKE3 of its group and points.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BaseSetId([u8; 32]);
 
 impl BaseSetId {
@@ -53,16 +53,34 @@ enum Resident {
     G2(ResidentG2),
 }
 
-/// Uploaded base sets: resident in memory (G1 sets on the GPU too) and kept
-/// in `<data dir>/bases/` so queued jobs naming them survive a restart.
+impl Resident {
+    fn host_bytes(&self) -> usize {
+        match self {
+            Resident::G1(set) => set.host_bytes(),
+            Resident::G2(set) => set.host_bytes(),
+        }
+    }
+}
+
+/// Uploaded base sets: kept in `<data dir>/bases/` so queued jobs naming
+/// them survive a restart, and resident in memory (G1 sets on the GPU too)
+/// within [`resident::BASE_SET_BYTES`], the least recently used leaving
+/// first (loaded again when a job names them).
 pub struct BaseSets {
     dir: PathBuf,
-    resident: Mutex<HashMap<BaseSetId, Arc<Resident>>>,
+    resident: Kept<BaseSetId, Resident>,
 }
 
 impl BaseSets {
     pub fn new(dir: PathBuf) -> BaseSets {
-        BaseSets { dir, resident: Mutex::new(HashMap::new()) }
+        BaseSets { dir, resident: Kept::new(resident::BASE_SET_BYTES) }
+    }
+
+    fn keep(&self, id: BaseSetId, set: Resident) -> Arc<Resident> {
+        let bytes = set.host_bytes();
+        let set = Arc::new(set);
+        self.resident.insert(id, Arc::clone(&set), bytes);
+        set
     }
 
     fn file(&self, id: &BaseSetId) -> PathBuf {
@@ -81,14 +99,14 @@ impl BaseSets {
         std::fs::create_dir_all(&self.dir)
             .and_then(|()| crate::fsutil::write_atomically(&self.file(&id), &file, 0o600))
             .map_err(|e| WorkError::Internal(format!("keeping base set {id} in {}: {e}", self.dir.display())))?;
-        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::new(resident));
+        self.keep(id, resident);
         Ok((id, points.len()))
     }
 
     /// Drop a set from memory (and the GPU, once no running job holds it)
     /// and from disk; false when it was neither.
     pub fn remove(&self, id: &BaseSetId) -> Result<bool, WorkError> {
-        let resident = self.resident.lock().unwrap_or_else(|p| p.into_inner()).remove(id).is_some();
+        let resident = self.resident.remove(id);
         match std::fs::remove_file(self.file(id)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(resident),
@@ -114,7 +132,7 @@ impl BaseSets {
     }
 
     fn lookup(&self, id: &BaseSetId) -> Option<Arc<Resident>> {
-        self.resident.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.resident.get(id)
     }
 
     /// Whether the set is resident or kept on disk.
@@ -136,9 +154,7 @@ impl BaseSets {
         if BaseSetId::of(group, &points) != *id {
             return Err(damaged());
         }
-        let set = Arc::new(make_resident(group, &points, engines, "bases.points")?);
-        self.resident.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, set.clone());
-        Ok(set)
+        Ok(self.keep(*id, make_resident(group, &points, engines, "bases.points")?))
     }
 }
 
