@@ -17,7 +17,7 @@ use crate::vm::{DeferredAssertion, Interpreter, LogicInput, Program, Request, Ro
 
 use super::overlay::{Lookup, Overlay};
 use super::result::LogicTrace;
-use super::transaction::TransactionContext;
+use super::transaction::{TransactionContext, MAX_BATCH_TRACED_STEPS};
 use super::view::{InFlight, StoreView};
 
 /// A consumed input: its nullifier is a pending hash request; it and the
@@ -173,6 +173,8 @@ pub(super) struct Env<'s, 'a> {
     /// A logic run stopped at the allowance: in the batch's environment the
     /// batch fails; ahead, the chunk's operations run in order instead.
     pub logic_over_allowance: bool,
+    /// Trace steps each operation's logic runs may keep, all together.
+    trace_share: usize,
 }
 
 /// What every operation of a batch is checked against, made once per batch.
@@ -197,6 +199,7 @@ pub(super) struct Seed<'s, 'a> {
     brought: &'a [super::Content],
     programs: ProgramCache,
     trace: bool,
+    trace_share: usize,
     checks: Arc<Checks<'a>>,
 }
 
@@ -232,6 +235,7 @@ impl<'s, 'a> Seed<'s, 'a> {
             logic_allowance,
             logic_filed: 0,
             logic_over_allowance: false,
+            trace_share: self.trace_share,
         }
     }
 }
@@ -275,6 +279,7 @@ impl<'s, 'a> Env<'s, 'a> {
             logic_allowance: tx.max_logic_filings,
             logic_filed: 0,
             logic_over_allowance: false,
+            trace_share: (MAX_BATCH_TRACED_STEPS / ops.max(1)).min(crate::vm::MAX_TRACED_STEPS),
         }
     }
 
@@ -288,6 +293,7 @@ impl<'s, 'a> Env<'s, 'a> {
             brought: self.brought,
             programs: self.programs.clone(),
             trace: self.interpreter.trace,
+            trace_share: self.trace_share,
             checks: Arc::clone(&self.checks),
         }
     }
@@ -422,6 +428,8 @@ impl<'s, 'a> Env<'s, 'a> {
         };
         self.interpreter.allowance = self.logic_allowance.saturating_sub(self.logic_filed);
         let (result, filings) = if self.interpreter.trace {
+            let kept: usize = fx.extras.as_ref().map_or(0, |e| e.traces.iter().map(|t| t.trace.steps.len()).sum());
+            self.interpreter.trace_steps = self.trace_share.saturating_sub(kept);
             let run = self.interpreter.run_traced(&program, &input, &mut self.pool);
             fx.extras().traces.push(LogicTrace {
                 role,

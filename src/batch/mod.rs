@@ -36,7 +36,7 @@ pub use pipeline::{execute_batches, BatchJob};
 pub use result::{
     BatchExecutionResult, BatchMetadata, ChangeSet, LogicTrace, OpOutcome, OpStatus, OperationResult, StageBackends,
 };
-pub use transaction::{CommitPolicy, FailurePolicy, TransactionContext, MAX_LOGIC_FILINGS};
+pub use transaction::{CommitPolicy, FailurePolicy, TransactionContext, MAX_BATCH_TRACED_STEPS, MAX_LOGIC_FILINGS};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -37,6 +37,12 @@ pub enum CommitPolicy {
 /// four for each operation of the largest batch a file may hold.
 pub const MAX_LOGIC_FILINGS: usize = 1 << 22;
 
+/// Trace steps a batch keeps in all (about 150 MB), when it traces: each
+/// operation's logic runs keep their share of it ([`crate::vm::MAX_TRACED_STEPS`]
+/// at most, two a run at least: the first step and the last), so tracing a
+/// large batch does not take memory without bound.
+pub const MAX_BATCH_TRACED_STEPS: usize = 1 << 20;
+
 #[derive(Clone)]
 pub struct TransactionContext {
     pub mode: ExecutionMode,

@@ -14,7 +14,7 @@ use super::deferred::{DeferredAssertion, Request};
 use super::isa::{Instruction, Reg, INSTRUCTION_SIZE, MAX_POSEIDON_INPUTS, REGISTER_COUNT};
 use super::memory::{self, Fault, Memory, DATA_BASE};
 use super::program::{Program, HEADER_SIZE};
-use super::trace::{Access, ExecutionTrace, RegisterWrite, TraceStep};
+use super::trace::{Access, ExecutionTrace, RegisterWrite, TraceStep, MAX_TRACED_STEPS};
 
 /// Why the subject's logic runs: its part in the operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -98,6 +98,8 @@ pub struct Interpreter {
     /// its logic programs may still file, since everything they file stays
     /// in memory until the batch's flush.
     pub allowance: usize,
+    /// Steps a traced run keeps ([`ExecutionTrace::keeping`]).
+    pub trace_steps: usize,
 }
 
 /// The budget batch execution uses unless told otherwise.
@@ -124,7 +126,7 @@ impl Default for Interpreter {
 
 impl Interpreter {
     pub fn new(budget: u64) -> Self {
-        Interpreter { budget, trace: false, allowance: usize::MAX }
+        Interpreter { budget, trace: false, allowance: usize::MAX, trace_steps: MAX_TRACED_STEPS }
     }
 
     pub fn with_trace(self) -> Self {
@@ -163,7 +165,7 @@ impl Interpreter {
     /// Run with a trace whatever `self.trace` says, keeping the trace of a
     /// failing run too.
     pub fn run_traced(&self, program: &Program, input: &LogicInput, pool: &mut HashPool) -> TracedRun {
-        let mut trace = ExecutionTrace::default();
+        let mut trace = ExecutionTrace::keeping(self.trace_steps);
         let mut machine = Machine::new(program, input, self, Some(&mut trace));
         let result = machine.run(pool);
         let filings = machine.filings;

@@ -97,37 +97,67 @@ impl fmt::Display for TraceStep {
     }
 }
 
-/// Steps a trace keeps of one run: the first half of them and the last
-/// half; those between are counted, not kept (a looping program's trace
-/// would otherwise take megabytes per operation).
+/// Steps a trace keeps of one run unless told fewer: the first half of
+/// them and the last half; those between are counted, not kept (a looping
+/// program's trace would otherwise take megabytes per operation).
 pub const MAX_TRACED_STEPS: usize = 4096;
 
 /// The steps of one run, in execution order (see [`MAX_TRACED_STEPS`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExecutionTrace {
     pub steps: Vec<TraceStep>,
-    /// Steps executed but not kept, between `steps[MAX_TRACED_STEPS / 2 - 1]`
-    /// and the one after it.
+    /// Steps executed but not kept, between `steps[omitted_at - 1]` and
+    /// `steps[omitted_at]`.
     #[serde(skip_serializing_if = "is_zero")]
     pub omitted: u64,
+    #[serde(skip_serializing_if = "is_omitted_nowhere")]
+    pub omitted_at: usize,
     /// The last steps of a long run while it runs ([`ExecutionTrace::finish`]
-    /// moves them into `steps`).
+    /// moves them into `steps`), at most this many.
     #[serde(skip)]
     tail: std::collections::VecDeque<TraceStep>,
+    #[serde(skip)]
+    head_len: usize,
+    #[serde(skip)]
+    tail_len: usize,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_omitted_nowhere(at: &usize) -> bool {
+    *at == 0
+}
+
+impl Default for ExecutionTrace {
+    fn default() -> Self {
+        ExecutionTrace::keeping(MAX_TRACED_STEPS)
+    }
+}
+
 impl ExecutionTrace {
+    /// A trace that keeps at most `steps` steps (at least 2: the first and
+    /// the last), half from the start and half from the end.
+    pub fn keeping(steps: usize) -> Self {
+        let steps = steps.max(2);
+        ExecutionTrace {
+            steps: Vec::new(),
+            omitted: 0,
+            omitted_at: 0,
+            tail: std::collections::VecDeque::new(),
+            head_len: steps - steps / 2,
+            tail_len: steps / 2,
+        }
+    }
+
     /// Record the next step, keeping the first and last steps of a long run.
     pub fn push(&mut self, step: TraceStep) {
-        if self.steps.len() < MAX_TRACED_STEPS / 2 {
+        if self.steps.len() < self.head_len {
             self.steps.push(step);
             return;
         }
-        if self.tail.len() == MAX_TRACED_STEPS / 2 {
+        if self.tail.len() == self.tail_len {
             self.tail.pop_front();
             self.omitted += 1;
         }
@@ -136,6 +166,9 @@ impl ExecutionTrace {
 
     /// The run has ended: its last steps join the first ones.
     pub fn finish(&mut self) {
+        if self.omitted > 0 {
+            self.omitted_at = self.steps.len();
+        }
         self.steps.extend(self.tail.drain(..));
     }
 
@@ -156,7 +189,7 @@ impl ExecutionTrace {
 impl fmt::Display for ExecutionTrace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (n, step) in self.steps.iter().enumerate() {
-            if self.omitted > 0 && n == MAX_TRACED_STEPS / 2 {
+            if self.omitted > 0 && n == self.omitted_at {
                 writeln!(f, "… {} steps not kept …", self.omitted)?;
             }
             writeln!(f, "{step}")?;

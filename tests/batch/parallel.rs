@@ -432,3 +432,48 @@ fn a_batch_whose_logic_files_past_the_limit_fails_where_it_would_in_order() {
         }
     }
 }
+
+/// A traced batch keeps at most `MAX_BATCH_TRACED_STEPS` steps in all:
+/// each operation's runs keep their share, the first half and the last
+/// half, and count the rest. 2,048 reads of a resource whose logic runs
+/// 1,003 steps keep 512 of each (2^20 / 2,048), in order and ahead alike.
+#[test]
+fn a_traced_batch_keeps_each_operation_its_share_of_the_steps() {
+    use causality_vm::batch::MAX_BATCH_TRACED_STEPS;
+    use causality_vm::vm::{BinOp, Instruction as I, Program, Reg};
+    let r = |n| Reg::new(n).expect("register");
+    let looping = Program::new(
+        vec![
+            I::LoadImm { rd: r(1), imm: 500 },
+            I::LoadImm { rd: r(2), imm: 1 },
+            I::Bin { op: BinOp::Sub, rd: r(1), ra: r(1), rb: r(2) },
+            I::Jnz { cond: r(1), target: 16 },
+            I::Accept,
+        ],
+        Vec::new(),
+    )
+    .expect("valid program");
+    let ops_count = 2048;
+    let share = MAX_BATCH_TRACED_STEPS / ops_count;
+    let mut results = Vec::new();
+    for threads in [1, 4] {
+        let mut f = Fixture::new();
+        let logic = f.store.put_content(&looping.encode()).expect("program");
+        let resource = f.resource_with_logic(logic, "gold", 5, 1);
+        let id = f.create_all(&[resource])[0];
+        let ops = vec![Operation::Read { id }; ops_count];
+        let tx = TransactionContext { trace: true, ..TransactionContext::new(ExecutionMode::Simulation) };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        let result = pool.install(|| f.run(&ops, &tx));
+        assert_eq!(result.success_count, ops_count);
+        for op in &result.results {
+            let trace = &op.traces[0].trace;
+            assert_eq!(trace.steps.len(), share);
+            assert_eq!(trace.omitted, 1003 - share as u64);
+            assert_eq!(trace.omitted_at, share / 2);
+            assert_eq!(trace.steps.last().expect("kept").pc, 32, "the last step kept is the accept");
+        }
+        results.push(normalized(&result));
+    }
+    assert_eq!(results[0], results[1], "in order and ahead keep the same steps");
+}

@@ -444,9 +444,10 @@ fn describe(r: &OperationResult) -> String {
 fn print_traces(r: &OperationResult, mut stepping: bool) -> Result<bool, OutputError> {
     for t in &r.traces {
         let who = t.resource.map_or_else(|| "(new resource)".to_string(), |id| id.to_string());
-        out!("  logic {} as {:?} for {who}: {} instructions", t.program, t.role, t.trace.steps.len())?;
+        let executed = t.trace.steps.len() as u64 + t.trace.omitted;
+        out!("  logic {} as {:?} for {who}: {executed} instructions", t.program, t.role)?;
         for (n, s) in t.trace.steps.iter().enumerate() {
-            if t.trace.omitted > 0 && n == causality_vm::vm::MAX_TRACED_STEPS / 2 {
+            if t.trace.omitted > 0 && n == t.trace.omitted_at {
                 out!("    … {} steps not kept …", t.trace.omitted)?;
             }
             out!("    {s}")?;
