@@ -202,8 +202,18 @@ impl At<'_> {
     }
 }
 
+/// Decimal digits of the largest BN254 field element (both moduli have 77).
+const MAX_DECIMAL_DIGITS: usize = 77;
+
 fn field<F: PrimeField + FromStr>(v: &Value, at: &At) -> Result<F, ProveError> {
     let s = v.as_str().ok_or_else(|| at.err("expected a decimal string"))?;
+    // Checked before parsing: decimal parsing takes time quadratic in the length.
+    if s.len() > MAX_DECIMAL_DIGITS {
+        return Err(at.err(format!(
+            "a decimal string of {} characters; a field element has at most {MAX_DECIMAL_DIGITS} digits",
+            s.len()
+        )));
+    }
     let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     let value = if canonical { F::from_str(s).ok() } else { None };
     match value {
@@ -277,7 +287,7 @@ pub fn vk_from_json(v: &Value) -> Result<VerifyingKey<Bn254>, ProveError> {
     check_header(v, &at)?;
     let ic = get(v, "IC", &at)?.as_array().ok_or_else(|| at.err("IC must be an array"))?;
     let n_public = get(v, "nPublic", &at)?.as_u64().ok_or_else(|| at.err("nPublic must be a number"))?;
-    if ic.len() as u64 != n_public + 1 {
+    if n_public.checked_add(1) != Some(ic.len() as u64) {
         return Err(at.err(format!("nPublic is {n_public} but IC has {} points (expected nPublic + 1)", ic.len())));
     }
     let g2 = |key: &str| g2_from_json(get(v, key, &at)?, VK_FILE, key);

@@ -314,6 +314,29 @@ fn the_readers_agree_with_snarkjs_json_exports() {
     assert_eq!(r1cs.first_unsatisfied(&witness.values), None);
 }
 
+/// A header point at infinity (all zero bytes) is refused even when the
+/// points' checks are skipped: with α₁ there, every pairing of the check
+/// is one, and any witness would prove.
+#[test]
+fn a_key_with_a_header_point_at_infinity_is_refused() {
+    let bytes = std::fs::read(fixture("multiplier.zkey")).unwrap();
+    // Section 2: n8q, q, n8r, r, nVars, nPublic, domainSize, then α₁.
+    let alpha = section_start(&bytes, 2) + 4 + 32 + 4 + 32 + 4 + 4 + 4;
+    let mut zeroed = bytes.clone();
+    zeroed[alpha..alpha + 64].fill(0);
+    let digest = *blake3::hash(&zeroed).as_bytes();
+    for checks in [PointChecks::Full, PointChecks::Skip] {
+        match Zkey::parse("zero.zkey", &zeroed, digest, checks) {
+            Err(CircomError::InvalidPoint { what, fault, .. }) => {
+                assert_eq!(what, "alpha_1");
+                assert!(fault.contains("point at infinity"), "{fault}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a key with α₁ at infinity was accepted"),
+        }
+    }
+}
+
 #[test]
 fn a_key_is_checked_in_full_once_then_loaded_by_its_digest() {
     let dir = tempfile::tempdir().unwrap();

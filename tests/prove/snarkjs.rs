@@ -122,6 +122,19 @@ fn bad_files_are_rejected_with_clear_errors() {
     expect_err(dir, "nPublic is 4 but IC has 6 points");
     restore();
 
+    // A count that wraps when one is added, against an empty IC.
+    edit(&dir.join(VK_FILE), |v| {
+        v["nPublic"] = serde_json::json!(u64::MAX);
+        v["IC"] = serde_json::json!([]);
+    });
+    expect_err(dir, "but IC has 0 points");
+    restore();
+
+    // Refused by its length, before any decimal parsing (quadratic in it).
+    edit(&dir.join(PROOF_FILE), |v| v["pi_a"][0] = Value::String("1".repeat(1 << 20)));
+    expect_err(dir, "a decimal string of 1048576 characters");
+    restore();
+
     edit(&dir.join(PROOF_FILE), |v| v["curve"] = Value::String("bls12381".into()));
     expect_err(dir, "curve must be");
     restore();

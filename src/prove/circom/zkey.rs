@@ -155,8 +155,11 @@ fn one_g2(at: &mut Cursor<'_>, name: &str, checks: PointChecks) -> Result<G2Affi
     one_point(at, name, 128, field::g2_unchecked, checks)
 }
 
-/// One header point of `size` bytes, decoded (and checked).
-fn one_point<P: PointCheck>(
+/// One header point of `size` bytes, decoded (and checked). None may be
+/// the point at infinity, whatever the checks: no setup makes one, and
+/// with α₁ or δ₂ at infinity every pairing of the check is one, so any
+/// witness would yield a proof that verifies.
+fn one_point<P: PointCheck + ark_ec::AffineRepr>(
     at: &mut Cursor<'_>,
     name: &str,
     size: usize,
@@ -167,6 +170,15 @@ fn one_point<P: PointCheck>(
     let bytes = at.take(size)?;
     let point = decode(bytes)
         .ok_or_else(|| at.error_at(offset, format!("{name}: a coordinate is not below the base field's modulus")))?;
+    if point.is_zero() {
+        return Err(CircomError::InvalidPoint {
+            file: at.file.into(),
+            section: at.section.into(),
+            offset,
+            what: name.into(),
+            fault: "is the point at infinity, which no trusted setup makes",
+        });
+    }
     check_one(at, offset, name, &point, checks)?;
     Ok(point)
 }
@@ -203,10 +215,14 @@ fn points<P: PointCheck + Default + Send + Sync>(
 ) -> Result<Vec<P>, CircomError> {
     let mut at = bin.section(kind, name)?;
     let start = at.offset();
-    let expected = count * size;
-    if at.remaining() != expected {
-        return Err(at.error(format!("{} bytes, but {count} points of {size} bytes are {expected}", at.remaining())));
-    }
+    // Checked: a header's counts can make the product wrap where usize is 32 bits.
+    let expected = count.checked_mul(size).filter(|&n| n == at.remaining()).ok_or_else(|| {
+        at.error(format!(
+            "{} bytes, but {count} points of {size} bytes are {}",
+            at.remaining(),
+            count as u128 * size as u128
+        ))
+    })?;
     let bytes = at.take(expected)?;
     let fault_at = |index: usize, fault: &'static str| CircomError::InvalidPoint {
         file: bin.file.into(),
@@ -270,14 +286,14 @@ fn coefficients(bin: &BinFile<'_>, n_vars: usize, domain_size: usize) -> Result<
     let mut at = bin.section(4, "coefficients")?;
     let count = at.u32()? as usize;
     let start = at.offset();
-    if at.remaining() != count * ENTRY {
-        return Err(at.error(format!(
+    let size = count.checked_mul(ENTRY).filter(|&n| n == at.remaining()).ok_or_else(|| {
+        at.error(format!(
             "{} bytes for {count} coefficients of {ENTRY} bytes ({} expected)",
             at.remaining(),
-            count * ENTRY
-        )));
-    }
-    let bytes = at.take(count * ENTRY)?;
+            count as u128 * ENTRY as u128
+        ))
+    })?;
+    let bytes = at.take(size)?;
     let word = |entry: &[u8], i: usize| u32::from_le_bytes(entry[4 * i..4 * i + 4].try_into().expect("4 bytes"));
     let fault = |entry: &[u8]| -> Option<String> {
         let (matrix, row, signal) = (word(entry, 0), word(entry, 1), word(entry, 2));
