@@ -19,6 +19,29 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Create `dir` (and its parents) if missing, durably: a power cut must not
+/// take back a directory that holds committed files, so the directory it
+/// was made in is synced too.
+pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    // The directories to make, nearest first.
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    // Each new directory's entry lives in its parent.
+    for made in missing {
+        sync_dir(&parent_dir(made))?;
+    }
+    Ok(())
+}
+
+/// Make a file just created (or opened with `create`) durable by name: its
+/// directory entry is synced.
+pub fn sync_entry(file: &Path) -> std::io::Result<()> {
+    sync_dir(&parent_dir(file))
+}
+
 /// An exclusive lock on `<path>.lock`, held until the guard is dropped.
 /// Every writer of `path` takes it, so a read-change-write is never
 /// interleaved with another.
@@ -76,6 +99,20 @@ fn create_with_mode(path: &Path, _mode: u32) -> std::io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directories_are_made_with_their_missing_parents_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a").join("b").join("c");
+        create_dir_durably(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_durably(&deep).unwrap();
+        let file = deep.join("f");
+        std::fs::write(&file, b"x").unwrap();
+        sync_entry(&file).unwrap();
+        let occupied = deep.join("f").join("g");
+        assert!(create_dir_durably(&occupied).is_err(), "a file where a directory should be");
+    }
 
     #[test]
     fn an_atomic_write_replaces_the_file_and_leaves_no_temporary() {

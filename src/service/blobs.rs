@@ -100,7 +100,7 @@ pub struct Blobs {
 impl Blobs {
     pub fn open(data_dir: &Path) -> std::io::Result<Blobs> {
         let dir = data_dir.join("job-blobs");
-        std::fs::create_dir_all(&dir)?;
+        crate::fsutil::create_dir_durably(&dir)?;
         let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         Ok(Blobs { dir, next: AtomicU64::new(started as u64) })
     }
@@ -113,8 +113,11 @@ impl Blobs {
         let name = format!("{}-{}", std::process::id(), self.next.fetch_add(1, Ordering::Relaxed));
         let path = self.dir.join(&name);
         let mut file = File::create_new(&path)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
+        if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
+            // A part written to a full disk would keep it full until the next open's sweep.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         // The file's name must be as durable as the record that will name it.
         File::open(&self.dir)?.sync_all()?;
         Ok(Stored::Blob(BlobRef { name, len: bytes.len() as u64, digest: *blake3::hash(&bytes).as_bytes() }))

@@ -209,11 +209,13 @@ impl Journal {
     /// Open (or create) the job store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Journal, JournalError> {
         let path = Self::file_in(data_dir);
-        std::fs::create_dir_all(data_dir).map_err(|e| db_error(&path, redb::StorageError::Io(e)))?;
+        crate::fsutil::create_dir_durably(data_dir).map_err(|e| db_error(&path, redb::StorageError::Io(e)))?;
         let db = match Database::create(&path) {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(JournalError::Busy { path }),
             opened => opened.map_err(|e| db_error(&path, e))?,
         };
+        // Accepted jobs must not lose the file's name in a power cut.
+        crate::fsutil::sync_entry(&path).map_err(|e| db_error(&path, redb::StorageError::Io(e)))?;
         let tx = db.begin_write().map_err(|e| db_error(&path, e))?;
         {
             tx.open_table(JOBS).map_err(|e| db_error(&path, e))?;
@@ -500,10 +502,10 @@ fn commit_loop(db: &Database, path: &Path, blobs: &Blobs, queue: mpsc::Receiver<
                 }
             }
             Err(e) => {
-                // Nothing of the group was written: its files go, and every
-                // writer hears why.
-                let brought: Vec<String> = group.iter().filter_map(|w| w.blob().map(str::to_string)).collect();
-                blobs.remove(&brought);
+                // Every writer hears why. The group's files stay: a commit
+                // whose last sync failed may still reach the disk, naming
+                // them, and the sweep at the next open removes those no
+                // record names.
                 for write in group {
                     reply(write, Err(e.again()));
                 }

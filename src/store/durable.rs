@@ -188,6 +188,10 @@ impl Durable {
             frames.extend(read_segment(segment, key)?.into_iter().map(|f| (f, true)));
         }
         let (log, in_log) = BatchLog::open(&log_path, key)?;
+        // A new database or log must keep its name through a power cut,
+        // with the batches committed to it.
+        crate::fsutil::sync_entry(path)
+            .map_err(|e| StoreError::Io { path: path.display().to_string(), reason: e.to_string() })?;
         frames.extend(in_log.into_iter().map(|f| (f, false)));
         guarded(path, || seal_rows(&db))?;
         guarded(path, || move_registers_into_rows(&db))?;

@@ -107,7 +107,7 @@ impl RegisterStore {
         let dir = dir.as_ref();
         check_layout(dir, access)?;
         if access == Access::Write {
-            std::fs::create_dir_all(dir)
+            crate::fsutil::create_dir_durably(dir)
                 .map_err(|e| StoreError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
         }
         let (durable, loaded) = Durable::open(&Self::file_in(dir), options, access)?;
