@@ -105,6 +105,16 @@ pub const BATCH_KINDS: [JobKind; 1] = [JobKind::ExecuteBatch];
 /// The server's exit status after a batch job panicked (EX_SOFTWARE).
 pub const EXIT_BATCH_PANIC: i32 = 70;
 
+/// Exit the server ([`EXIT_BATCH_PANIC`]) after a commit failed in a way
+/// that leaves it unknown whether it reached the disk.
+pub fn exit_after_uncertain_commit() -> ! {
+    tracing::error!(
+        "a batch's commit failed and could not be undone on disk: the server exits so that a restart reopens the \
+         store, finds which batch jobs committed, and runs the others again"
+    );
+    std::process::exit(EXIT_BATCH_PANIC)
+}
+
 /// Exit the server ([`EXIT_BATCH_PANIC`]) after batch job `id` panicked:
 /// the register store in memory may be half changed, and a restart recovers
 /// it from its log and runs the job again, at most once in effect.
@@ -762,6 +772,12 @@ impl Core {
         let started = Instant::now();
         let outcomes = runner.execute(&prepared);
         super::crash::point("batch-committed");
+        if runner.store.commit_uncertain() {
+            // A failed commit may still be on disk: no job's end is written
+            // (a restart reopens the store and finds each commit by its
+            // request id, or runs the job again).
+            exit_after_uncertain_commit();
+        }
         drop(runner);
         self.metrics.stage_seconds("execute", started.elapsed().as_secs_f64());
         let backend = super::work::backend_name(self.engines.hashing.resolved());

@@ -218,7 +218,7 @@ impl Durable {
                     frames.extend(read_segment(segment, tables.key)?.into_iter().map(|f| (f, true)));
                 }
                 frames.extend(read_log(&log_path, tables.key)?.into_iter().map(|f| (f, false)));
-                check_sequence(tables.head, &frames)?;
+                check_sequence(tables.head, frames.iter().map(|(f, _)| f.record.number))?;
                 Ok((segments, frames))
             })();
             match read {
@@ -245,7 +245,7 @@ impl Durable {
         log: Option<BatchLog>,
         options: StoreOptions,
     ) -> Result<(Durable, Loaded), StoreError> {
-        check_sequence(tables.head, &frames)?;
+        check_sequence(tables.head, frames.iter().map(|(f, _)| f.record.number))?;
         let Tables { index, rows, mut head, mut root, format, .. } = tables;
         let mut replay = Vec::new();
         let mut pending = VecDeque::new();
@@ -730,21 +730,27 @@ fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T, StoreError>) -> Resu
     }
 }
 
-/// The log's frames (segments, then the log) must follow the checkpoint's
-/// head without a gap: those at or below it are already in the tables.
-fn check_sequence(head: u64, frames: &[(Frame, bool)]) -> Result<(), StoreError> {
-    let mut last: Option<u64> = None;
-    for (frame, _) in frames {
-        let number = frame.record.number;
-        let expected = match last {
-            Some(last) => last + 1,
-            None if number <= head => number,
-            None => head + 1,
-        };
-        if number != expected {
-            return Err(StoreError::LogGap { expected, found: number });
+/// The log's batch numbers, in file order, against the tables' head: those
+/// the tables hold (each then checked against its row) may come with gaps
+/// (a checkpoint that removed some of its segments and not others before a
+/// crash leaves those behind), in order and before any newer one; those
+/// after the head must run on from it without a gap.
+fn check_sequence(head: u64, numbers: impl IntoIterator<Item = u64>) -> Result<(), StoreError> {
+    let mut next = head + 1;
+    let mut last_held: Option<u64> = None;
+    for number in numbers {
+        if number <= head {
+            let in_order = next == head + 1 && last_held.is_none_or(|last| number > last);
+            if !in_order {
+                return Err(StoreError::LogGap { expected: next, found: number });
+            }
+            last_held = Some(number);
+            continue;
         }
-        last = Some(number);
+        if number != next {
+            return Err(StoreError::LogGap { expected: next, found: number });
+        }
+        next += 1;
     }
     Ok(())
 }
@@ -812,6 +818,25 @@ mod tests {
     use super::*;
     use crate::resource::ResourceRegister;
     use redb::ReadableTableMetadata;
+
+    #[test]
+    fn held_batches_may_skip_but_newer_ones_must_follow_the_head() {
+        let gap = |numbers: &[u64]| match check_sequence(19, numbers.iter().copied()) {
+            Ok(()) => None,
+            Err(StoreError::LogGap { expected, found }) => Some((expected, found)),
+            Err(other) => panic!("{other}"),
+        };
+        assert_eq!(gap(&[20, 21, 22]), None);
+        // A checkpoint removed segment 10..19 but not 5..9 before a crash.
+        assert_eq!(gap(&[5, 6, 7, 8, 9, 20, 21]), None);
+        assert_eq!(gap(&[5, 9, 15, 20]), None);
+        assert_eq!(gap(&[]), None);
+        assert_eq!(gap(&[21]), Some((20, 21)));
+        assert_eq!(gap(&[5, 6, 22]), Some((20, 22)));
+        assert_eq!(gap(&[20, 22]), Some((21, 22)));
+        assert_eq!(gap(&[20, 7]), Some((21, 7)), "a held batch after a newer one");
+        assert_eq!(gap(&[7, 7]), Some((20, 7)), "a held batch twice");
+    }
 
     fn register(n: u8, version: u64) -> Arc<ResourceRegister> {
         Arc::new(ResourceRegister {

@@ -433,6 +433,13 @@ impl RegisterStore {
         self.panic_next_stage.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether a commit failed with its outcome unknown: its log frame could
+    /// not be cut back, so the batch may be whole on disk. Nothing more
+    /// commits; reopening the store tells whether it committed.
+    pub fn commit_uncertain(&self) -> bool {
+        self.durable.log().file.as_ref().is_some_and(|file| file.uncertain())
+    }
+
     /// Tests: the next log append fails (the store refuses the batch).
     #[cfg(test)]
     pub(crate) fn fail_next_append(&mut self) {

@@ -243,6 +243,17 @@ async fn cancel_ends_a_queued_job_and_flags_a_running_one_for_its_worker() {
     let claimed =
         queue.claim("committer", &[JobKind::ExecuteBatch], &[], Duration::from_secs(5)).await.unwrap().unwrap();
     assert!(claimed.cancel_requested && claimed.job.attempts == 2);
+
+    // Past its most attempts, a batch job whose lease expired is still
+    // queued again, never failed by the reaper: only its next committer can
+    // tell whether the attempt committed (it ends it either way).
+    let once = NewJob { max_attempts: 1, ..new_job("batch-once", JobKind::ExecuteBatch, &payload) };
+    let once = queue.submit(&once).await.unwrap().id();
+    let claimed = queue.claim("dead", &[JobKind::ExecuteBatch], &[], Duration::from_millis(300)).await.unwrap();
+    assert_eq!(claimed.unwrap().job.job_id, once);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let reaped = queue.reap().await.unwrap();
+    assert!(reaped.iter().any(|r| r.id == once && r.state == JobState::Queued), "{reaped:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,6 +125,15 @@ impl Committer {
                 };
                 return Ok(Some(Done { result, proofs: 0 }));
             }
+            // Not committed, and its attempts are spent (the queue's reaper
+            // never ends a batch job: only here is it known not committed).
+            if job.attempts > self.max_attempts {
+                return Err(WorkError::Aborted(format!(
+                    "gave up after {} attempts, none of which committed it (their committers stopped or lost \
+                     the database); it may be submitted again",
+                    job.attempts - 1
+                )));
+            }
         }
         let head = runner.store.head();
         let recorded = self.runtime.block_on(queue.set_batch_head(job.job_id, worker, job.attempts, head));
@@ -146,6 +155,10 @@ impl Committer {
         });
         let outcome = runner.execute(std::slice::from_ref(&prepared)).pop().expect("one outcome per batch");
         crate::service::crash::point("batch-committed");
+        if runner.store.commit_uncertain() {
+            // No end is written: the next committer finds it committed, or runs it.
+            crate::service::core::exit_after_uncertain_commit();
+        }
         // Asked to stop while its proofs were out: nothing committed.
         if outcome.is_err() && progress.stopping().is_some() {
             return Ok(None);

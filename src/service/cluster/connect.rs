@@ -42,6 +42,10 @@ pub(super) async fn connect(
 /// The URL's connection settings, and its TLS (none when it asks for none).
 fn parse(url: &str) -> Result<(Config, Tls), ClusterError> {
     let bad = |reason: String| ClusterError::Config(format!("the queue URL: {reason}"));
+    // Only URLs: a libpq key-value string's own sslmode would be read past here.
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(bad("it must be a postgres:// or postgresql:// URL".into()));
+    }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let (mut mode, mut root) = (None, None);
     let mut rest = Vec::new();
@@ -71,6 +75,7 @@ fn parse(url: &str) -> Result<(Config, Tls), ClusterError> {
     };
     let plain = if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) };
     let mut config: Config = plain.parse().map_err(|e| bad(format!("{e}")))?;
+    bound_waits(&mut config);
     if !wants_tls {
         config.ssl_mode(SslMode::Disable);
         return Ok((config, Tls(None)));
@@ -90,6 +95,27 @@ fn parse(url: &str) -> Result<(Config, Tls), ClusterError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok((config, Tls(Some(Arc::new(tls)))))
+}
+
+/// A database host that goes silent (no reset: a cable pulled, a machine
+/// gone) must fail calls within seconds, not hang them for the kernel's
+/// minutes of retries: a connect gives up after 10 s, data unacknowledged
+/// for 30 s ends the connection, and an idle one is probed after 30 s.
+/// What the URL sets itself (`connect_timeout`, `keepalives_idle`, ...) stays.
+fn bound_waits(config: &mut Config) {
+    use std::time::Duration;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(30));
+    }
+    // tokio-postgres' default: two hours.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(30));
+        config.keepalives_interval(Duration::from_secs(10));
+        config.keepalives_retries(3);
+    }
 }
 
 /// The CA certificates in a PEM file.
@@ -206,6 +232,9 @@ mod tests {
     fn tls_is_asked_for_by_a_mode_or_a_ca_and_the_ca_is_read() {
         let (config, tls) = parse("postgres://u@127.0.0.1:5432/db").unwrap();
         assert!(tls.0.is_none() && config.get_ssl_mode() == SslMode::Disable);
+        // A key-value string's sslmode would be overridden: only URLs.
+        let Err(e) = parse("host=db.internal user=cvm sslmode=require") else { panic!("key-value") };
+        assert!(e.to_string().contains("postgres:// or postgresql:// URL"), "{e}");
         let (_, tls) = parse("postgres://u@h/db?sslmode=disable&sslrootcert=/nonexistent").unwrap();
         assert!(tls.0.is_none(), "disable wins");
         let Err(e) = parse("postgres://u@h/db?sslrootcert=/nonexistent/ca%20file.pem") else { panic!("no file") };
@@ -219,6 +248,13 @@ mod tests {
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let Err(e) = parse(&format!("postgres://u@h/db?sslrootcert={}", empty.display())) else { panic!("empty") };
         assert!(e.to_string().contains("holds no CA certificate"), "{e}");
+        // Waits are bounded unless the URL says otherwise.
+        let (config, _) = parse("postgres://u@h/db").unwrap();
+        assert_eq!(config.get_connect_timeout(), Some(&std::time::Duration::from_secs(10)));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&std::time::Duration::from_secs(30)));
+        assert_eq!(config.get_keepalives_idle(), std::time::Duration::from_secs(30));
+        let (config, _) = parse("postgres://u@h/db?connect_timeout=3").unwrap();
+        assert_eq!(config.get_connect_timeout(), Some(&std::time::Duration::from_secs(3)));
         // Other parameters pass through to the connection's settings.
         let (config, _) = parse("postgres://u@h/db?application_name=cvm-test&sslmode=prefer").unwrap();
         assert_eq!(config.get_application_name(), Some("cvm-test"));

@@ -379,19 +379,22 @@ impl Queue {
 
     /// Put back every running job whose lease expired (its worker died or
     /// lost the database): queued again with its attempt counted, or, past
-    /// its most attempts, failed with the last error.
+    /// its most attempts, failed with the last error. Never a batch job
+    /// (kind 1): its attempt may have committed, which only a committer
+    /// can tell, so it is always queued again and its next committer ends
+    /// it (found committed, or aborted past its attempts).
     pub async fn reap(&self) -> Result<Vec<Reaped>, ClusterError> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "UPDATE cvm_jobs SET
                      last_error = 'the lease of worker ' || lease_owner || ' expired during attempt ' || attempts,
-                     state = CASE WHEN attempts >= max_attempts THEN 4 ELSE 1 END,
-                     error_code = CASE WHEN attempts >= max_attempts THEN 'ABORTED' END,
-                     error_message = CASE WHEN attempts >= max_attempts THEN
+                     state = CASE WHEN attempts >= max_attempts AND kind <> 1 THEN 4 ELSE 1 END,
+                     error_code = CASE WHEN attempts >= max_attempts AND kind <> 1 THEN 'ABORTED' END,
+                     error_message = CASE WHEN attempts >= max_attempts AND kind <> 1 THEN
                          'gave up after ' || attempts || ' attempts; the last: the lease of worker ' || lease_owner
                          || ' expired (the worker stopped or lost the database)' END,
-                     finished_ms = CASE WHEN attempts >= max_attempts THEN $1::bigint ELSE 0 END,
+                     finished_ms = CASE WHEN attempts >= max_attempts AND kind <> 1 THEN $1::bigint ELSE 0 END,
                      lease_owner = NULL, lease_expires = NULL
                  WHERE state = 2 AND lease_expires < now()
                  RETURNING id, state",

@@ -45,6 +45,10 @@ pub enum WorkError {
     Precondition(String),
     #[error("{0}")]
     Internal(String),
+    /// Given up on after its attempts (a batch job whose committers kept
+    /// stopping, found not committed).
+    #[error("{0}")]
+    Aborted(String),
 }
 
 impl WorkError {
@@ -54,6 +58,7 @@ impl WorkError {
             WorkError::Bad(_) => "INVALID_ARGUMENT",
             WorkError::Precondition(_) => "FAILED_PRECONDITION",
             WorkError::Internal(_) => "INTERNAL",
+            WorkError::Aborted(_) => "ABORTED",
         }
     }
 }

@@ -50,9 +50,16 @@ pub(super) struct BatchLog {
     /// Where the file ends: past `bytes` while a delta written ahead (maybe
     /// one given up on) lies there.
     end: u64,
+    /// An append failed and its frame could not be cut back (and synced):
+    /// it may be whole on disk, so whether its batch committed is known
+    /// only after a reopen, and nothing more is appended until then.
+    uncertain: bool,
     /// Tests: the next append fails after writing part of its frame.
     #[cfg(test)]
     pub fail_next_append: bool,
+    /// Tests: cutting a failed frame back fails.
+    #[cfg(test)]
+    pub fail_cut_back: bool,
 }
 
 /// A delta written ahead and its checksum so far.
@@ -127,8 +134,11 @@ impl BatchLog {
             bytes: scan.end as u64,
             ahead: None,
             end: scan.end as u64,
+            uncertain: false,
             #[cfg(test)]
             fail_next_append: false,
+            #[cfg(test)]
+            fail_cut_back: false,
         };
         Ok((log, frames))
     }
@@ -144,6 +154,7 @@ impl BatchLog {
     /// start its writeback, before the batch's record is known. Nothing is
     /// synced and the log is unchanged until an append frames it.
     pub fn write_ahead(&mut self, delta: &[u8]) -> Result<AheadTicket, StoreError> {
+        self.check_certain()?;
         let ticket = AheadTicket(TICKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let hasher = self.write_delta(delta)?;
         start_writeback(&self.file, self.bytes + SEAL as u64, delta.len() as u64);
@@ -173,16 +184,46 @@ impl BatchLog {
         delta: &[u8],
         ahead: Option<AheadTicket>,
     ) -> Result<u64, StoreError> {
+        self.check_certain()?;
         let hashed = match self.ahead.take() {
             Some(written) if Some(written.ticket) == ahead && written.len == delta.len() as u64 => Ok(written.hasher),
             _ => self.write_delta(delta),
         };
         let framed = hashed.and_then(|hasher| self.frame(record, hasher, delta.len() as u64));
-        if framed.is_err() {
-            // Cut back whatever part of the frame reached the file so the log stays whole.
-            self.cut_back();
+        match framed {
+            Ok(bytes) => Ok(bytes),
+            // Cut back (durably) whatever part of the frame reached the file:
+            // once its first sync is done, the frame reads whole from its
+            // trailing seal, so a failure reported with it left there would
+            // be a batch that commits at the next open.
+            Err(e) if self.cut_back() => Err(e),
+            Err(e) => {
+                self.uncertain = true;
+                Err(StoreError::Io {
+                    path: self.path.display().to_string(),
+                    reason: format!(
+                        "{e}; and the frame could not be cut back off the log, so batch {} may have committed: \
+                         reopen the store to know (nothing more is appended until then)",
+                        record.number
+                    ),
+                })
+            }
         }
-        framed
+    }
+
+    /// Whether an append failed with its outcome unknown until a reopen.
+    pub fn uncertain(&self) -> bool {
+        self.uncertain
+    }
+
+    fn check_certain(&self) -> Result<(), StoreError> {
+        match self.uncertain {
+            true => Err(StoreError::Io {
+                path: self.path.display().to_string(),
+                reason: "an earlier append failed and could not be cut back: reopen the store before appending".into(),
+            }),
+            false => Ok(()),
+        }
     }
 
     /// Write the rest of the frame around a delta written at its place:
@@ -206,13 +247,33 @@ impl BatchLog {
         Ok(bytes)
     }
 
-    /// Cut the file back to its whole frames (best effort: a tail left
-    /// behind is a torn frame to the next open).
-    fn cut_back(&mut self) {
+    /// Cut the file back to its whole frames, durably; false if that
+    /// failed (a tail left behind is a torn frame to the next open, or, if
+    /// its first sync was done, a whole one).
+    fn cut_back(&mut self) -> bool {
         self.ahead = None;
-        if self.end > self.bytes && self.file.set_len(self.bytes).is_ok() {
+        if self.end <= self.bytes {
+            return true;
+        }
+        let cut =
+            self.failed_cut_back().and_then(|()| self.file.set_len(self.bytes)).and_then(|()| self.file.sync_data());
+        if cut.is_ok() {
             self.end = self.bytes;
         }
+        cut.is_ok()
+    }
+
+    #[cfg(test)]
+    fn failed_cut_back(&mut self) -> std::io::Result<()> {
+        match self.fail_cut_back {
+            true => Err(std::io::Error::other("injected cut failure")),
+            false => Ok(()),
+        }
+    }
+
+    #[cfg(not(test))]
+    fn failed_cut_back(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 
     #[cfg(test)]
@@ -629,6 +690,28 @@ mod tests {
         log.append(&record(3), &delta(3)).unwrap();
         drop(log);
         assert_eq!(numbers(&BatchLog::open(&path, KEY).unwrap().1), [3]);
+    }
+
+    /// An append that fails once its frame may be whole on disk, and whose
+    /// frame cannot be cut back, says the batch may have committed and
+    /// refuses every later append until the log is reopened (which tells).
+    #[test]
+    fn a_failed_append_that_cannot_be_cut_back_leaves_the_log_uncertain() {
+        let (_dir, path, mut log) = fresh_log();
+        log.append(&record(1), &delta(1)).unwrap();
+        log.fail_next_append = true;
+        log.fail_cut_back = true;
+        let err = log.append(&record(2), &delta(2)).unwrap_err().to_string();
+        assert!(err.contains("batch 2 may have committed"), "{err}");
+        assert!(log.uncertain());
+        let refused = log.append(&record(2), &delta(2)).unwrap_err().to_string();
+        assert!(refused.contains("reopen the store before appending"), "{refused}");
+        assert!(log.write_ahead(&delta(2).encode()).is_err());
+        log.fail_cut_back = false;
+        drop(log);
+        let (log, frames) = BatchLog::open(&path, KEY).unwrap();
+        assert!(!log.uncertain());
+        assert_eq!(numbers(&frames), [1], "the failed frame was cut off when the log closed");
     }
 
     /// Every way a crash can leave the last append (the payload written in
