@@ -82,6 +82,15 @@ impl SlotAssignment {
     }
 }
 
+/// The public inputs a proof of `chunk` (operations `first..` of a batch,
+/// `k` slots a proof, the rest padding) must carry: what binds a proof made
+/// elsewhere (a cluster's worker) to the operations it was asked to prove.
+pub fn chunk_public_inputs(chunk: &[OpWitness], first: usize, k: usize) -> Result<Vec<Fr>, ProveError> {
+    let mut slots = to_slots(chunk, first)?;
+    slots.resize(k, SlotAssignment::default());
+    Ok(public_inputs_of(&slots))
+}
+
 /// Every slot's [`SlotAssignment::public_inputs`], one slot after another,
 /// with their Poseidon hashes filed in one hash pool and resolved in two
 /// flushes: the commitments, then the nullifiers over them.

@@ -29,6 +29,9 @@ const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
 /// Job id → result ([`Stored`]), kept with the job.
 const RESULTS: TableDefinition<u64, &[u8]> = TableDefinition::new("results");
+/// A stored value's reference as a table holds it ([`Stored`]'s encoding).
+type StoredRef = Vec<u8>;
+
 /// Caller's request id → job id.
 const REQUESTS: TableDefinition<&str, u64> = TableDefinition::new("requests");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -378,15 +381,34 @@ impl Journal {
 
     /// The job with its result (when it has one).
     pub fn get(&self, id: u64) -> Result<Option<JobRecord>, JournalError> {
+        let mut tries = 0;
+        loop {
+            let Some((mut record, stored)) = self.read_job(id)? else { return Ok(None) };
+            let Some(stored) = stored else { return Ok(Some(record)) };
+            match self.load(id, "result", &stored) {
+                Ok(result) => {
+                    record.job.result = Some(result);
+                    return Ok(Some(record));
+                }
+                // A commit after this read may have removed the result's
+                // file with its row (the job expired): read again.
+                Err(_) if tries < 2 && self.read_job(id)?.and_then(|(_, now)| now).as_ref() != Some(&stored) => {
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A job's record and its result's stored reference, in one read.
+    fn read_job(&self, id: u64) -> Result<Option<(JobRecord, Option<StoredRef>)>, JournalError> {
         let rx = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
         let jobs = rx.open_table(JOBS).map_err(|e| db_error(&self.path, e))?;
         let Some(bytes) = jobs.get(id).map_err(|e| db_error(&self.path, e))? else { return Ok(None) };
-        let mut record = JobRecord::decode(id, bytes.value())?;
+        let record = JobRecord::decode(id, bytes.value())?;
         let results = rx.open_table(RESULTS).map_err(|e| db_error(&self.path, e))?;
-        if let Some(stored) = results.get(id).map_err(|e| db_error(&self.path, e))? {
-            record.job.result = Some(self.load(id, "result", stored.value())?);
-        }
-        Ok(Some(record))
+        let stored = results.get(id).map_err(|e| db_error(&self.path, e))?.map(|s| s.value().to_vec());
+        Ok(Some((record, stored)))
     }
 
     /// The job a request id names, if any.

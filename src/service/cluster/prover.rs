@@ -99,7 +99,21 @@ impl ClusterProver {
             let Some(job_result::Kind::ProveOps(result)) = job.result.and_then(|r| r.kind) else {
                 return Err(ProveError::Synthesis(format!("proof job {id} returned no proofs")));
             };
-            proofs.push(parse_proof(id, &result.proofs_json)?);
+            let proof = parse_proof(id, &result.proofs_json)?;
+            // A worker's proof must be of this chunk's operations: it is
+            // checked against the key when the batch commits, and here
+            // against the public inputs the chunk gives.
+            let chunk = chunks[i];
+            let expected = crate::prove::witness::chunk_public_inputs(chunk, i * k, k)?;
+            if proof.ops != chunk.len() || proof.public_inputs != expected {
+                return Err(ProveError::Rejected(format!(
+                    "proof job {id} proves other operations than proof {i} of the batch ({} operations and their \
+                     public inputs asked for, {} given)",
+                    chunk.len(),
+                    proof.ops
+                )));
+            }
+            proofs.push(proof);
         }
         if !self.progress.stage("commit") {
             self.stop_if_asked(&ids).await?;
