@@ -51,7 +51,8 @@ impl From<BadPayload> for Refusal {
 impl From<WorkError> for Refusal {
     fn from(e: WorkError) -> Self {
         match e {
-            WorkError::Internal(reason) => Refusal::Internal(reason),
+            WorkError::Internal(reason) | WorkError::Aborted(reason) => Refusal::Internal(reason),
+            WorkError::Unavailable(reason) => Refusal::Unavailable(reason),
             other => Refusal::Invalid(other.to_string()),
         }
     }

@@ -237,8 +237,13 @@ fn decode(mut bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
     (files.len() == count as usize && bytes.is_empty()).then_some(files)
 }
 
+/// A database that is away is `Unavailable` (the job waits for it), any
+/// other error `Internal`.
 fn internal(e: ClusterError) -> WorkError {
-    WorkError::Internal(e.to_string())
+    match e {
+        ClusterError::Db { .. } => WorkError::Unavailable(e.to_string()),
+        e => WorkError::Internal(e.to_string()),
+    }
 }
 
 async fn blocking<T: Send + 'static>(

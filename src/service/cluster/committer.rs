@@ -136,11 +136,22 @@ impl Committer {
             }
         }
         let head = runner.store.head();
-        let recorded = self.runtime.block_on(queue.set_batch_head(job.job_id, worker, job.attempts, head));
+        // A database that is away is waited for while the lease may hold.
+        let mut pause = std::time::Duration::from_millis(100);
+        let recorded = loop {
+            match self.runtime.block_on(queue.set_batch_head(job.job_id, worker, job.attempts, head)) {
+                Err(e @ ClusterError::Db { .. }) if progress.stopping().is_none() => {
+                    tracing::warn!(job = job.job_id, "{e}; again in {pause:?}");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => break other,
+            }
+        };
         match recorded {
             Ok(true) => {}
             Ok(false) => return Err(WorkError::Internal("the batch job's lease was lost before it ran".into())),
-            Err(e) => return Err(WorkError::Internal(e.to_string())),
+            Err(e) => return Err(WorkError::Unavailable(e.to_string())),
         }
         let Some(mut prepared) = runner.prepare(parsed, &job.request_id, engines, &*progress)? else {
             return Ok(None);

@@ -304,11 +304,28 @@ impl Worker {
             let run = run.clone();
             tokio::spawn(async move { worker.keep(id, attempt, run).await })
         };
-        // What the job names from elsewhere (uploads, the cluster's keys), under its lease.
-        if let Err(e) = self.cache.prepare(&self.queue, &self.engines, &payload).await {
-            run.finished.store(true, Ordering::Relaxed);
-            keeper.abort();
-            return Err(JobError { code: e.code().into(), message: e.to_string() });
+        // What the job names from elsewhere (uploads, the cluster's keys), under
+        // its lease. A database that is away is waited for, not taken for the
+        // job's failure: the wait ends when it is back, or when the lease is
+        // lost (another attempt then owns the job) or the job cancelled.
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.cache.prepare(&self.queue, &self.engines, &payload).await {
+                Ok(()) => break,
+                Err(e @ work::WorkError::Unavailable(_)) if run.stopping().is_none() => {
+                    tracing::warn!(job = id, "{e}; again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    run.finished.store(true, Ordering::Relaxed);
+                    keeper.abort();
+                    if run.lost.load(Ordering::Relaxed) {
+                        return Err(JobError { code: "ABORTED".into(), message: "the lease was lost".into() });
+                    }
+                    return Err(JobError { code: e.code().into(), message: e.to_string() });
+                }
+            }
         }
         let engines = self.engines.clone();
         let progress = run.clone();

@@ -49,6 +49,10 @@ pub enum WorkError {
     /// stopping, found not committed).
     #[error("{0}")]
     Aborted(String),
+    /// What the job needs from elsewhere (a cluster's database) is away
+    /// for now: not a failure of the job (its runner waits and tries again).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl WorkError {
@@ -59,6 +63,7 @@ impl WorkError {
             WorkError::Precondition(_) => "FAILED_PRECONDITION",
             WorkError::Internal(_) => "INTERNAL",
             WorkError::Aborted(_) => "ABORTED",
+            WorkError::Unavailable(_) => "UNAVAILABLE",
         }
     }
 }
