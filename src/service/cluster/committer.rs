@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio_postgres::Client;
 
-use super::prover::ClusterProver;
+use super::prover::{ClusterProver, Lease};
 use super::{Claimed, ClusterError, Queue};
 use crate::service::core::Core;
 use crate::service::proto::job_payload::Kind as PayloadKind;
@@ -108,6 +108,7 @@ impl Committer {
         worker: &str,
         payload: &JobPayload,
         progress: Arc<dyn Progress + Send + Sync>,
+        lease: std::time::Duration,
     ) -> Result<Option<Done>, WorkError> {
         let job = &claimed.job;
         let Some(PayloadKind::ExecuteBatch(batch_job)) = &payload.kind else {
@@ -161,8 +162,18 @@ impl Committer {
         }
         let (queue, runtime, request_id) = (queue.clone(), self.runtime.clone(), job.request_id.clone());
         let (max_attempts, waiting) = (self.max_attempts, progress.clone());
+        let lease = Lease { job: job.job_id, worker: worker.to_string(), attempt: job.attempts, length: lease };
         prepared.prove_with(|system| {
-            Arc::new(ClusterProver { system, queue, runtime, request_id, domain, max_attempts, progress: waiting })
+            Arc::new(ClusterProver {
+                system,
+                queue,
+                runtime,
+                request_id,
+                domain,
+                max_attempts,
+                progress: waiting,
+                lease,
+            })
         });
         let outcome = runner.execute(std::slice::from_ref(&prepared)).pop().expect("one outcome per batch");
         crate::service::crash::point("batch-committed");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use prost::Message;
 
-use super::{ClusterError, NewJob, Queue};
+use super::{ClusterError, NewJob, Queue, Renewal};
 use crate::prove::ops_document::OpsDocument;
 use crate::prove::pipeline::{encode_record, key_id};
 use crate::prove::snarkjs::{proof_from_json, public_from_json};
@@ -37,6 +37,16 @@ pub struct ClusterProver {
     /// The batch job's: the wait for its proofs ends when it is cancelled
     /// or loses its lease.
     pub progress: Arc<dyn Progress + Send + Sync>,
+    /// The batch job's lease, renewed once more just before the commit.
+    pub lease: Lease,
+}
+
+/// Which attempt of which job holds a lease, and for how long a renewal takes it.
+pub struct Lease {
+    pub job: u64,
+    pub worker: String,
+    pub attempt: u32,
+    pub length: Duration,
 }
 
 /// How long the committer waits between looks at its sub-jobs (their
@@ -118,6 +128,17 @@ impl ClusterProver {
         if !self.progress.stage("commit") {
             self.stop_if_asked(&ids).await?;
             return Err(cancelled());
+        }
+        // The keeper renews the lease in the background and may not know yet
+        // that a database outage cost it: a renewal now makes sure this
+        // attempt still owns the job before it commits (a reaped job's next
+        // attempt would otherwise commit it too).
+        let Lease { job, worker, attempt, length } = &self.lease;
+        let renew = || self.queue.renew(*job, worker, *attempt, *length, Some("commit"));
+        if self.retrying("renewing the batch job's lease before its commit", &ids, renew).await? == Renewal::Lost {
+            return Err(ProveError::Synthesis(
+                "the batch job's lease was lost while its proofs were made: another attempt owns it now".into(),
+            ));
         }
         Ok(proofs)
     }

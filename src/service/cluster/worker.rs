@@ -332,10 +332,11 @@ impl Worker {
         let work = match committer {
             None => tokio::task::spawn_blocking(move || work::run(&payload, &engines, &*progress)),
             Some(committer) => {
-                let (queue, worker, claimed) = (self.queue.clone(), self.id.clone(), claimed.clone());
+                let (queue, worker, claimed, lease) =
+                    (self.queue.clone(), self.id.clone(), claimed.clone(), self.lease);
                 tokio::task::spawn_blocking(move || {
                     let id = claimed.job.job_id;
-                    let execute = || committer.execute(&queue, &claimed, &worker, &payload, progress);
+                    let execute = || committer.execute(&queue, &claimed, &worker, &payload, progress, lease);
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(execute))
                         .unwrap_or_else(|panic| crate::service::core::exit_after_batch_panic(id, &*panic))
                 })
