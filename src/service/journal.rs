@@ -523,11 +523,16 @@ fn commit_loop(db: &Database, path: &Path, blobs: &Blobs, queue: mpsc::Receiver<
                     reply(write, answer);
                 }
             }
-            Err(e) => {
-                // Every writer hears why. The group's files stay: a commit
+            Err((e, maybe_written)) => {
+                // Every writer hears why. The group's files go if nothing
+                // was written; they stay if the commit itself failed (one
                 // whose last sync failed may still reach the disk, naming
-                // them, and the sweep at the next open removes those no
-                // record names.
+                // them): the sweep at the next open removes those no record
+                // names.
+                if !maybe_written {
+                    let brought: Vec<String> = group.iter().filter_map(|w| w.blob().map(str::to_string)).collect();
+                    blobs.remove(&brought);
+                }
                 for write in group {
                     reply(write, Err(e.again()));
                 }
@@ -578,14 +583,30 @@ fn reply(write: Write, answer: Answer) {
 
 /// Commit a group's writes in one transaction. The files whose references
 /// it drops are added to `unreferenced` (kept if it fails: nothing changed).
+/// Commit a group of writes; the error says whether the commit itself
+/// failed (it may still have reached the disk) or what came before it (it
+/// rolled back: nothing was written).
 fn commit_group(
     db: &Database,
     path: &Path,
     group: &[Write],
     durable: bool,
     unreferenced: &mut Vec<String>,
-) -> Result<Vec<Answer>, JournalError> {
+) -> Result<Vec<Answer>, (JournalError, bool)> {
     let mut dropped = Vec::new();
+    let (tx, answers) = stage_group(db, path, group, durable, &mut dropped).map_err(|e| (e, false))?;
+    tx.commit().map_err(|e| (db_error(path, e), true))?;
+    unreferenced.extend(dropped);
+    Ok(answers)
+}
+
+fn stage_group(
+    db: &Database,
+    path: &Path,
+    group: &[Write],
+    durable: bool,
+    dropped: &mut Vec<String>,
+) -> Result<(redb::WriteTransaction, Vec<Answer>), JournalError> {
     let mut tx = db.begin_write().map_err(|e| db_error(path, e))?;
     tx.set_durability(if durable { Durability::Immediate } else { Durability::None })
         .map_err(|e| JournalError::Internal { path: path.to_path_buf(), reason: e.to_string() })?;
@@ -671,9 +692,7 @@ fn commit_group(
         }
         meta.insert(NEXT_ID, next).map_err(|e| db_error(path, e))?;
     }
-    tx.commit().map_err(|e| db_error(path, e))?;
-    unreferenced.extend(dropped);
-    Ok(answers)
+    Ok((tx, answers))
 }
 
 /// The file a stored value refers to, if any.

@@ -238,11 +238,11 @@ fn decode(mut bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
 }
 
 /// A database that is away is `Unavailable` (the job waits for it), any
-/// other error `Internal`.
+/// other error (one refusing the statement too) `Internal`.
 fn internal(e: ClusterError) -> WorkError {
-    match e {
-        ClusterError::Db { .. } => WorkError::Unavailable(e.to_string()),
-        e => WorkError::Internal(e.to_string()),
+    match e.is_unavailable() {
+        true => WorkError::Unavailable(e.to_string()),
+        false => WorkError::Internal(e.to_string()),
     }
 }
 

@@ -128,7 +128,7 @@ impl Committer {
             }
             // Not committed, and its attempts are spent (the queue's reaper
             // never ends a batch job: only here is it known not committed).
-            if job.attempts > self.max_attempts {
+            if job.attempts > claimed.max_attempts {
                 return Err(WorkError::Aborted(format!(
                     "gave up after {} attempts, none of which committed it (their committers stopped or lost \
                      the database); it may be submitted again",
@@ -141,7 +141,7 @@ impl Committer {
         let mut pause = std::time::Duration::from_millis(100);
         let recorded = loop {
             match self.runtime.block_on(queue.set_batch_head(job.job_id, worker, job.attempts, head)) {
-                Err(e @ ClusterError::Db { .. }) if progress.stopping().is_none() => {
+                Err(e) if e.is_unavailable() && progress.stopping().is_none() => {
                     tracing::warn!(job = job.job_id, "{e}; again in {pause:?}");
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(std::time::Duration::from_secs(5));
@@ -152,7 +152,9 @@ impl Committer {
         match recorded {
             Ok(true) => {}
             Ok(false) => return Err(WorkError::Internal("the batch job's lease was lost before it ran".into())),
-            Err(e) => return Err(WorkError::Unavailable(e.to_string())),
+            // Cancelled (or its lease lost) while the database was away.
+            Err(_) if progress.stopping().is_some() => return Ok(None),
+            Err(e) => return Err(WorkError::Internal(e.to_string())),
         }
         let Some(mut prepared) = runner.prepare(parsed, &job.request_id, engines, &*progress)? else {
             return Ok(None);

@@ -62,4 +62,16 @@ impl ClusterError {
     fn db(doing: impl Into<String>, source: tokio_postgres::Error) -> ClusterError {
         ClusterError::Db { doing: doing.into(), source }
     }
+
+    /// Whether the database is away for now (no connection, or one it
+    /// closed, or it is shutting down or starting), rather than refusing
+    /// the statement: what is worth waiting for.
+    pub fn is_unavailable(&self) -> bool {
+        let ClusterError::Db { source, .. } = self else { return false };
+        match source.as_db_error() {
+            None => true,
+            // Class 08 (connection exception), 57P01-57P03 (shutdown, crash, cannot connect now).
+            Some(e) => e.code().code().starts_with("08") || matches!(e.code().code(), "57P01" | "57P02" | "57P03"),
+        }
+    }
 }

@@ -66,6 +66,8 @@ pub struct Claimed {
     /// Its cancellation was asked for while it was queued (a batch job
     /// put back after an attempt): it stops at its first stage boundary.
     pub cancel_requested: bool,
+    /// The most attempts the job may have (set by the server that accepted it).
+    pub max_attempts: u32,
 }
 
 /// How a lease renewal went.
@@ -237,7 +239,7 @@ impl Queue {
                  lease_expires = now() + $3::bigint * interval '1 millisecond',
                  attempts = attempts + 1, started_ms = $4, stage = ''
              WHERE id = ({select} LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING {JOB_COLUMNS}, payload, batch_head, cancel_requested"
+             RETURNING {JOB_COLUMNS}, payload, batch_head, cancel_requested, max_attempts"
         );
         let (lease, started) = (lease.as_millis() as i64, now_ms() as i64);
         let client = self.client().await?;
@@ -658,6 +660,7 @@ fn claimed_of(row: &Row) -> Result<Claimed, ClusterError> {
         payload: row.get("payload"),
         batch_head: row.get::<_, i64>("batch_head") as u64,
         cancel_requested: row.get("cancel_requested"),
+        max_attempts: row.get::<_, i32>("max_attempts").max(1) as u32,
     })
 }
 

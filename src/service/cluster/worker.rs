@@ -320,10 +320,16 @@ impl Worker {
                 Err(e) => {
                     run.finished.store(true, Ordering::Relaxed);
                     keeper.abort();
-                    if run.lost.load(Ordering::Relaxed) {
-                        return Err(JobError { code: "ABORTED".into(), message: "the lease was lost".into() });
-                    }
-                    return Err(JobError { code: e.code().into(), message: e.to_string() });
+                    return Err(match run.stopping() {
+                        Some(Stop::LeaseLost) => {
+                            JobError { code: "ABORTED".into(), message: "the lease was lost".into() }
+                        }
+                        Some(Stop::Cancelled) => JobError {
+                            code: "CANCELLED".into(),
+                            message: "cancelled while waiting for the cluster's database".into(),
+                        },
+                        None => JobError { code: e.code().into(), message: e.to_string() },
+                    });
                 }
             }
         }

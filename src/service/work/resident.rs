@@ -56,20 +56,29 @@ impl<K: Copy + Eq + Hash + Ord, V> Resident<K, V> {
     /// used others until the kept entries fit the budget. An entry larger
     /// than the budget alone is still kept: the job that loaded it needs it.
     pub fn insert(&self, key: K, value: Arc<V>, bytes: usize) {
-        let mut entries = self.entries();
-        entries.clock += 1;
-        let used = entries.clock;
-        if let Some(old) = entries.map.insert(key, Entry { value, bytes, used }) {
-            entries.bytes -= old.bytes;
+        // Dropped once the lock is released: freeing gigabytes of points
+        // (and device buffers) must not hold up every other lookup.
+        let mut gone = Vec::new();
+        {
+            let mut entries = self.entries();
+            entries.clock += 1;
+            let used = entries.clock;
+            if let Some(old) = entries.map.insert(key, Entry { value, bytes, used }) {
+                entries.bytes -= old.bytes;
+                gone.push(old);
+            }
+            entries.bytes += bytes;
+            while entries.bytes > self.budget {
+                let oldest =
+                    entries.map.iter().filter(|(k, _)| **k != key).min_by_key(|(_, e)| e.used).map(|(k, _)| *k);
+                let Some(oldest) = oldest else { break };
+                let evicted = entries.map.remove(&oldest).expect("found");
+                entries.bytes -= evicted.bytes;
+                tracing::info!(bytes = evicted.bytes, "an upload left memory (least recently used); its file stays");
+                gone.push(evicted);
+            }
         }
-        entries.bytes += bytes;
-        while entries.bytes > self.budget {
-            let oldest = entries.map.iter().filter(|(k, _)| **k != key).min_by_key(|(_, e)| e.used).map(|(k, _)| *k);
-            let Some(oldest) = oldest else { break };
-            let gone = entries.map.remove(&oldest).expect("found");
-            entries.bytes -= gone.bytes;
-            tracing::info!(bytes = gone.bytes, "an upload left memory (least recently used); its file stays");
-        }
+        drop(gone);
     }
 
     /// Drop an entry from memory; false when it was not kept.
