@@ -119,7 +119,14 @@ impl Committer {
         let engines = &self.core.engines;
         let mut runner = self.core.batches.lock().unwrap_or_else(|p| p.into_inner());
         if job.attempts > 1 {
-            if let Some(record) = runner.committed(&job.request_id, claimed.batch_head)? {
+            // The first batch an earlier attempt could have committed; 0:
+            // none got as far (the head is recorded before anything commits),
+            // so there is nothing to look for in the store's history.
+            let committed = match claimed.batch_head {
+                0 => None,
+                first => runner.committed(&job.request_id, first - 1)?,
+            };
+            if let Some(record) = committed {
                 let result = JobResult {
                     kind: Some(job_result::Kind::ExecuteBatch(recovered_result(&record))),
                     backends: Vec::new(),
@@ -136,11 +143,11 @@ impl Committer {
                 )));
             }
         }
-        let head = runner.store.head();
+        let first = runner.store.head() + 1;
         // A database that is away is waited for while the lease may hold.
         let mut pause = std::time::Duration::from_millis(100);
         let recorded = loop {
-            match self.runtime.block_on(queue.set_batch_head(job.job_id, worker, job.attempts, head)) {
+            match self.runtime.block_on(queue.set_batch_head(job.job_id, worker, job.attempts, first)) {
                 Err(e) if e.is_unavailable() && progress.stopping().is_none() => {
                     tracing::warn!(job = job.job_id, "{e}; again in {pause:?}");
                     std::thread::sleep(pause);

@@ -61,7 +61,8 @@ pub struct NewJob<'a> {
 pub struct Claimed {
     pub job: Job,
     pub payload: Vec<u8>,
-    /// A batch job's store head when an earlier attempt started (0: none).
+    /// The first batch an earlier attempt of a batch job could have
+    /// committed (its store's head + 1 as it started; 0: no attempt did).
     pub batch_head: u64,
     /// Its cancellation was asked for while it was queued (a batch job
     /// put back after an attempt): it stops at its first stage boundary.
@@ -277,14 +278,16 @@ impl Queue {
         Ok(row.get(0))
     }
 
-    /// Record the store's head as a claimed batch job starts (where a
-    /// later attempt looks for its commit); false when the lease is lost.
-    pub async fn set_batch_head(&self, id: u64, worker: &str, attempt: u32, head: u64) -> Result<bool, ClusterError> {
+    /// Record the first batch number a claimed batch job's attempt could
+    /// commit, as it starts (where a later attempt looks for its commit;
+    /// 0, the default, means no attempt got this far); false when the lease
+    /// is lost.
+    pub async fn set_batch_head(&self, id: u64, worker: &str, attempt: u32, first: u64) -> Result<bool, ClusterError> {
         let client = self.client().await?;
         let written = client
             .execute(
                 "UPDATE cvm_jobs SET batch_head = $4 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 2",
-                &[&(id as i64), &worker, &(attempt as i32), &(head as i64)],
+                &[&(id as i64), &worker, &(attempt as i32), &(first as i64)],
             )
             .await
             .map_err(|e| ClusterError::db("recording the batch job's start", e))?;
