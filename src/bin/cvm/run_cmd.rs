@@ -132,7 +132,10 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
         return Ok(2);
     }
     let outcomes = execute_batches(store.store(), &jobs);
-    let committed = outcomes.iter().any(|o| matches!(o, Ok(r) if r.metadata.committed));
+    // A commit that failed and could not be undone on disk may have
+    // committed: never "nothing changed" (exit 2), which invites a retry.
+    let uncertain = store.store().commit_uncertain();
+    let committed = uncertain || outcomes.iter().any(|o| matches!(o, Ok(r) if r.metadata.committed));
     if let Err(e) = store.close() {
         if !committed {
             return Err(e).context("closing the store");
@@ -142,7 +145,10 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
              open checkpoints them"
         );
     }
-    let code = exit_code(&outcomes);
+    let code = match uncertain {
+        true => 1,
+        false => exit_code(&outcomes),
+    };
     match report(globals, &args, &outcomes, stepped) {
         Ok(()) => Ok(code),
         Err(e) if committed => {
