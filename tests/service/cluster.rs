@@ -404,6 +404,18 @@ async fn servers_on_one_database_accept_and_answer_for_each_others_jobs() {
     assert_eq!(root.root, HashPool::new().merkle_root(&[[7; 32], [9; 32]]).unwrap().to_vec());
     let listed = client_b.list(Default::default()).await.unwrap();
     assert_eq!(listed.iter().map(|j| j.request_id.as_str()).collect::<Vec<_>>(), vec!["run-on-a", "kept", "to-cancel"]);
+    // A token allowed MSM jobs only, asking for hash jobs, lists none (the
+    // queue reads an empty list of kinds as every kind).
+    let key = causality_vm::service::auth::service_key(dir_b.path()).unwrap();
+    let root = causality_vm::capability::CapabilityToken::mint_random(
+        &key,
+        causality_vm::DomainId::new(causality_vm::service::auth::SERVICE_DOMAIN),
+    );
+    let msm_only = root.attenuate(causality_vm::capability::Caveat::Jobs(vec![causality_vm::capability::JobKind::Msm]));
+    let mut narrow = crate::support::tcp_client(&b, Some(msm_only.unwrap().to_text())).await;
+    let hash_jobs = ListRequest { kinds: vec![JobKind::Hash as i32], ..ListRequest::default() };
+    assert!(narrow.list(hash_jobs).await.unwrap().is_empty(), "no hash job is listed to an MSM token");
+    assert!(narrow.list(ListRequest::default()).await.unwrap().is_empty(), "nor any job of another kind");
     // Status on A shows both servers: B's runners, and each one's committer of batches.
     let workers = client_a.status().await.unwrap().workers;
     assert_eq!(workers.len(), 2, "{workers:?}");

@@ -39,8 +39,16 @@ impl Witness {
             ));
         }
         let values: Vec<Fr> = values.into_iter().map(|v| v.expect("checked above")).collect();
-        if values.first() != Some(&Fr::from(1u64)) {
-            return Err(at.error_at(start, "signal 0 (the constant one) is not 1".into()));
+        match values.first() {
+            None => {
+                return Err(
+                    at.error_at(start, "the witness has no signals (signal 0, the constant one, at least)".into())
+                )
+            }
+            Some(one) if *one != Fr::from(1u64) => {
+                return Err(at.error_at(start, "signal 0 (the constant one) is not 1".into()))
+            }
+            Some(_) => {}
         }
         Ok(Witness { values })
     }
