@@ -174,6 +174,16 @@ fn bad_files_are_named_by_section_and_offset_and_write_nothing() {
     let (code, err) = prove(d, &zkey, &bls, &[]);
     assert_eq!(code, 2);
     assert!(err.contains("unsupported curve bls12-381"), "{err}");
+
+    // BN254's base field where its scalar field belongs: said so.
+    let swapped = edited(d, "multiplier.wtns", |b| {
+        let at = section_start(b, 1);
+        let q = hex_le("30644e72e131a029b85045b68181585d97816a916871ca8d3c208c16d87cfd47");
+        b[at + 4..at + 36].copy_from_slice(&q);
+    });
+    let (code, err) = prove(d, &zkey, &swapped, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("primes swapped (the base field's modulus where the scalar field's belongs)"), "{err}");
 }
 
 fn hex_le(hex: &str) -> Vec<u8> {

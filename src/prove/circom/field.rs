@@ -41,6 +41,21 @@ pub fn expect_bn254(at: &mut Cursor<'_>, which: Prime) -> Result<(), CircomError
     if bytes == expected.as_slice() {
         return Ok(());
     }
+    // BN254 itself, with its two primes where the other belongs.
+    let swapped = match which {
+        Prime::Base => Fr::MODULUS.to_bytes_le(),
+        Prime::Scalar => Fq::MODULUS.to_bytes_le(),
+    };
+    if bytes == swapped.as_slice() {
+        let (found, wanted) = match which {
+            Prime::Base => ("scalar field's", "base field's"),
+            Prime::Scalar => ("base field's", "scalar field's"),
+        };
+        return Err(CircomError::UnsupportedCurve {
+            file: at.file.into(),
+            curve: format!("bn128 with its primes swapped (the {found} modulus where the {wanted} belongs)"),
+        });
+    }
     let hex: String = bytes.iter().rev().map(|b| format!("{b:02x}")).collect();
     let hex = hex.trim_start_matches('0');
     let curve = if hex == other { "bls12-381".to_string() } else { format!("with the field modulus 0x{hex}") };
