@@ -2,8 +2,8 @@
 //! no operation can reach dropped.
 //!
 //! Folding never removes an evaluation that could trap: `x and false` keeps
-//! `x`, and a constant operation that overflows stays for the VM to trap on,
-//! as TEL 1 would.
+//! `x`. Arithmetic is not folded here: the checker already turns a constant
+//! operation that overflows or divides by zero into a compile error.
 
 use super::check::{Typed, TypedRule};
 use super::error::Pos;
