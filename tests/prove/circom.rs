@@ -166,24 +166,24 @@ fn bad_files_are_named_by_section_and_offset_and_write_nothing() {
     assert!(err.contains("section A") && err.contains("point 1") && err.contains("not on the curve"), "{err}");
 
     // BLS12-381's scalar field in the witness: the curve is named.
-    let bls = edited(d, "multiplier.wtns", |b| {
-        let at = section_start(b, 1);
-        let r = hex_le("73eda753299d7d483339d80809a1d80553bda402fffe5bfeffffffff00000001");
-        b[at + 4..at + 36].copy_from_slice(&r);
-    });
+    let bls = with_scalar_prime(d, "73eda753299d7d483339d80809a1d80553bda402fffe5bfeffffffff00000001");
     let (code, err) = prove(d, &zkey, &bls, &[]);
     assert_eq!(code, 2);
     assert!(err.contains("unsupported curve bls12-381"), "{err}");
 
     // BN254's base field where its scalar field belongs: said so.
-    let swapped = edited(d, "multiplier.wtns", |b| {
-        let at = section_start(b, 1);
-        let q = hex_le("30644e72e131a029b85045b68181585d97816a916871ca8d3c208c16d87cfd47");
-        b[at + 4..at + 36].copy_from_slice(&q);
-    });
+    let swapped = with_scalar_prime(d, "30644e72e131a029b85045b68181585d97816a916871ca8d3c208c16d87cfd47");
     let (code, err) = prove(d, &zkey, &swapped, &[]);
     assert_eq!(code, 2);
     assert!(err.contains("primes swapped (the base field's modulus where the scalar field's belongs)"), "{err}");
+}
+
+/// The fixture witness with its header's prime replaced (`hex`, big-endian).
+fn with_scalar_prime(dir: &Path, hex: &str) -> PathBuf {
+    edited(dir, "multiplier.wtns", |b| {
+        let at = section_start(b, 1);
+        b[at + 4..at + 36].copy_from_slice(&hex_le(hex));
+    })
 }
 
 fn hex_le(hex: &str) -> Vec<u8> {
