@@ -233,11 +233,12 @@ impl BatchLog {
         let (seal, tail) = frame_tail(record, hasher, delta_len, &self.key);
         let bytes = (SEAL + tail.len()) as u64 + delta_len;
         let frame_end = self.bytes + bytes;
-        let written = self
-            .file
-            .write_all_at(&tail, self.bytes + SEAL as u64 + delta_len)
+        // Bytes of a longer delta written ahead and given up on are cut off
+        // first: after the trailing seal they would read as damage to a
+        // reader scanning meanwhile (or to an open after a crash).
+        let written = (if self.end > frame_end { self.file.set_len(frame_end) } else { Ok(()) })
+            .and_then(|()| self.file.write_all_at(&tail, self.bytes + SEAL as u64 + delta_len))
             .and_then(|()| self.injected_failure())
-            .and_then(|()| if self.end > frame_end { self.file.set_len(frame_end) } else { Ok(()) })
             .and_then(|()| self.file.sync_data())
             .and_then(|()| self.file.write_all_at(&seal, self.bytes))
             .and_then(|()| self.file.sync_data());
