@@ -169,7 +169,7 @@ pub(super) struct Env<'s, 'a> {
     /// What logic programs may file in this pass ([`TransactionContext::max_logic_filings`]; a
     /// share of it for operations run ahead), and have filed.
     logic_allowance: usize,
-    pub logic_filed: usize,
+    logic_filed: usize,
     /// A logic run stopped at the allowance: in the batch's environment the
     /// batch fails; ahead, the chunk's operations run in order instead.
     pub logic_over_allowance: bool,

@@ -140,6 +140,20 @@ impl<'a> Cursor<'a> {
         Ok(out)
     }
 
+    /// The rest of the section, which must be exactly `count` items of
+    /// `size` bytes (`what`, for the error). The product is checked: a
+    /// header's counts could make it wrap where usize is 32 bits.
+    pub fn take_items(&mut self, count: usize, size: usize, what: &str) -> Result<&'a [u8], CircomError> {
+        let Some(len) = count.checked_mul(size).filter(|&n| n == self.remaining()) else {
+            return Err(self.error(format!(
+                "{} bytes, but {count} {what} of {size} bytes are {}",
+                self.remaining(),
+                count as u128 * size as u128
+            )));
+        };
+        self.take(len)
+    }
+
     pub fn u32(&mut self) -> Result<u32, CircomError> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }

@@ -23,14 +23,7 @@ impl Witness {
         let count = at.u32()? as usize;
         let mut at = bin.section(2, "values")?;
         let start = at.offset();
-        let size = count.checked_mul(32).filter(|&n| n == at.remaining()).ok_or_else(|| {
-            at.error(format!(
-                "{} bytes for {count} values of 32 bytes ({} expected)",
-                at.remaining(),
-                count as u128 * 32
-            ))
-        })?;
-        let bytes = at.take(size)?;
+        let bytes = at.take_items(count, 32, "values")?;
         let values: Vec<Option<Fr>> = bytes.par_chunks_exact(32).map(field::fr_standard).collect();
         if let Some(index) = values.par_iter().position_first(Option::is_none) {
             return Err(at.error_at(

@@ -215,15 +215,7 @@ fn points<P: PointCheck + Default + Send + Sync>(
 ) -> Result<Vec<P>, CircomError> {
     let mut at = bin.section(kind, name)?;
     let start = at.offset();
-    // Checked: a header's counts can make the product wrap where usize is 32 bits.
-    let expected = count.checked_mul(size).filter(|&n| n == at.remaining()).ok_or_else(|| {
-        at.error(format!(
-            "{} bytes, but {count} points of {size} bytes are {}",
-            at.remaining(),
-            count as u128 * size as u128
-        ))
-    })?;
-    let bytes = at.take(expected)?;
+    let bytes = at.take_items(count, size, "points")?;
     let fault_at = |index: usize, fault: &'static str| CircomError::InvalidPoint {
         file: bin.file.into(),
         section: name.into(),
@@ -286,14 +278,7 @@ fn coefficients(bin: &BinFile<'_>, n_vars: usize, domain_size: usize) -> Result<
     let mut at = bin.section(4, "coefficients")?;
     let count = at.u32()? as usize;
     let start = at.offset();
-    let size = count.checked_mul(ENTRY).filter(|&n| n == at.remaining()).ok_or_else(|| {
-        at.error(format!(
-            "{} bytes for {count} coefficients of {ENTRY} bytes ({} expected)",
-            at.remaining(),
-            count as u128 * ENTRY as u128
-        ))
-    })?;
-    let bytes = at.take(size)?;
+    let bytes = at.take_items(count, ENTRY, "coefficients")?;
     let word = |entry: &[u8], i: usize| u32::from_le_bytes(entry[4 * i..4 * i + 4].try_into().expect("4 bytes"));
     let fault = |entry: &[u8]| -> Option<String> {
         let (matrix, row, signal) = (word(entry, 0), word(entry, 1), word(entry, 2));
