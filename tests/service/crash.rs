@@ -232,9 +232,17 @@ fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
     stop(server);
 
     let mut server = panicking();
-    let (code, out, err) = run(cvm(dir.path()).args(["--json", "submit", "--no-prove"]).arg(&load.batches[0]));
-    assert_eq!(code, 0, "accepted: {err}");
-    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
+    let submit_batch = |n: usize| {
+        let mut submit = cvm(dir.path());
+        submit.args(["--json", "submit", "--no-prove", "--request-id", &format!("batch-{n}")]).arg(&load.batches[n]);
+        submit
+    };
+    // The runner may panic and exit the server before the reply reaches
+    // the client; the job was recorded before the reply, so the same
+    // request id sent to the next server names it.
+    let job_id = |out: &str| serde_json::from_str::<Value>(out).unwrap()["job_id"].as_u64().unwrap();
+    let (code, out, _) = run(&mut submit_batch(0));
+    let accepted = (code == 0).then(|| job_id(&out));
     let status = server.wait().unwrap();
     let mut log = String::new();
     std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
@@ -243,6 +251,10 @@ fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
     let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
 
     let server = serve(dir.path());
+    let (code, out, err) = run(&mut submit_batch(0));
+    assert_eq!(code, 0, "the same request names the recorded job: {err}");
+    let id = job_id(&out);
+    assert!(accepted.is_none_or(|first| first == id), "{accepted:?} then {id}");
     let (code, job) = awaited(dir.path(), id);
     assert_eq!((code, &job["state"]), (0, &json!("succeeded")), "{job}");
     assert_eq!(job["result"]["value"]["batch"]["success_count"], 2, "{job}");
@@ -251,9 +263,8 @@ fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
     // A batch that panics every time it starts is failed after its third
     // start, instead of exiting every server that takes it up.
     let mut server = panicking();
-    let (code, out, err) = run(cvm(dir.path()).args(["--json", "submit", "--no-prove"]).arg(&load.batches[1]));
-    assert_eq!(code, 0, "accepted: {err}");
-    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
+    let (code, out, _) = run(&mut submit_batch(1));
+    let accepted = (code == 0).then(|| job_id(&out));
     assert_eq!(server.wait().unwrap().code(), Some(70), "start 1");
     let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
     for start in 2..=causality_vm::service::core::MAX_BATCH_STARTS {
@@ -263,6 +274,10 @@ fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
         let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
     }
     let server = serve(dir.path());
+    let (code, out, err) = run(&mut submit_batch(1));
+    assert_eq!(code, 0, "the same request names the recorded job: {err}");
+    let id = job_id(&out);
+    assert!(accepted.is_none_or(|first| first == id), "{accepted:?} then {id}");
     let (code, job) = awaited(dir.path(), id);
     assert_eq!((code, &job["state"]), (1, &json!("failed")), "{job}");
     assert!(job["error"]["message"].as_str().unwrap().contains("started 3 times"), "{job}");
