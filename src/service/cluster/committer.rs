@@ -11,6 +11,7 @@
 //! its request id, and a retry looks for it in the batches committed since
 //! the job's earlier attempt started.
 
+use super::outage::outlasting;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -145,17 +146,12 @@ impl Committer {
         }
         let first = runner.store.head() + 1;
         // A database that is away is waited for while the lease may hold.
-        let mut pause = std::time::Duration::from_millis(100);
-        let recorded = loop {
-            match self.runtime.block_on(queue.set_batch_head(job.job_id, worker, job.attempts, first)) {
-                Err(e) if e.is_unavailable() && progress.stopping().is_none() => {
-                    tracing::warn!(job = job.job_id, "{e}; again in {pause:?}");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_secs(5));
-                }
-                other => break other,
-            }
-        };
+        let recorded = self.runtime.block_on(outlasting(
+            "recording the batch's first height",
+            std::time::Duration::from_secs(5),
+            || queue.set_batch_head(job.job_id, worker, job.attempts, first),
+            |e| e.is_unavailable() && progress.stopping().is_none(),
+        ));
         match recorded {
             Ok(true) => {}
             Ok(false) => return Err(WorkError::Internal("the batch job's lease was lost before it ran".into())),

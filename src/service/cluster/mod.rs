@@ -13,6 +13,7 @@ pub mod committer;
 mod connect;
 pub mod front;
 mod notices;
+mod outage;
 mod prover;
 mod queue;
 mod schema;

@@ -3,6 +3,7 @@
 //! job change to whoever waits: idle workers, running jobs' cancellation,
 //! servers' Await streams.
 
+use super::outage::Backoff;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -76,22 +77,23 @@ pub(super) async fn listen(url: String, notices: Notices) -> Result<(), ClusterE
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut ready = Some(ready_tx);
-        let mut pause = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_secs(10));
         loop {
-            match listen_once(&url, &notices, &mut ready).await {
-                Ok(()) => pause = Duration::from_millis(100),
-                Err(e) => {
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(Err(e));
-                        return;
-                    }
-                    tracing::warn!("listening to the cluster's database: {e}; again in {pause:?}");
+            let ended = listen_once(&url, &notices, &mut ready).await;
+            if ended.is_ok() {
+                backoff.reset();
+            }
+            let pause = backoff.next_pause();
+            if let Err(e) = ended {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(e));
+                    return;
                 }
+                tracing::warn!("listening to the cluster's database: {e}; again in {pause:?}");
             }
             // Anything told while no one listened is missed.
             notices.tell(Heard::Missed);
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(10));
         }
     });
     ready_rx.await.unwrap_or_else(|_| Err(ClusterError::Schema("the listener stopped".into())))

@@ -5,6 +5,7 @@
 //! them, and the record it returns is checked against the cluster's key
 //! set before anything commits.
 
+use super::outage::outlasting;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,17 +154,13 @@ impl ClusterProver {
         ids: &[u64],
         call: impl Fn() -> F,
     ) -> Result<T, ProveError> {
-        let mut pause = Duration::from_millis(100);
-        loop {
-            self.stop_if_asked(ids).await?;
-            match call().await {
-                Ok(value) => return Ok(value),
-                Err(e @ ClusterError::Db { .. }) => {
-                    tracing::warn!("{doing}: {e}; again in {pause:?}");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MOST_PAUSE);
-                }
-                Err(e) => return Err(ProveError::Synthesis(format!("{doing}: {e}"))),
+        self.stop_if_asked(ids).await?;
+        let away = |e: &ClusterError| matches!(e, ClusterError::Db { .. }) && self.progress.stopping().is_none();
+        match outlasting(doing, MOST_PAUSE, call, away).await {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                self.stop_if_asked(ids).await?;
+                Err(ProveError::Synthesis(format!("{doing}: {e}")))
             }
         }
     }

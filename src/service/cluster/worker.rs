@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::committer::Committer;
+use super::outage::{outlasting, Backoff};
 use super::{ClusterError, Heard, Notice, Queue, Renewal, WorkerRow};
 use crate::service::core::{kind_name, now_ms, COMPUTE_KINDS};
 use crate::service::metrics::{Metrics, StageClock};
@@ -220,11 +221,11 @@ impl Worker {
         committer: Option<Arc<Committer>>,
     ) {
         let mut waiter = self.queue.notices().subscribe();
-        let mut pause = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_secs(10));
         while !*stop.borrow() {
             match claim().await {
                 Ok(Some(claimed)) => {
-                    pause = Duration::from_millis(100);
+                    backoff.reset();
                     self.run_claimed(claimed, committer.clone()).await;
                 }
                 Ok(None) => {
@@ -242,12 +243,12 @@ impl Worker {
                     }
                 }
                 Err(e) => {
+                    let pause = backoff.next_pause();
                     tracing::warn!("{e}; again in {pause:?}");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = stop.wait_for(|s| *s) => return,
                     }
-                    pause = (pause * 2).min(Duration::from_secs(10));
                 }
             }
         }
@@ -308,30 +309,24 @@ impl Worker {
         // its lease. A database that is away is waited for, not taken for the
         // job's failure: the wait ends when it is back, or when the lease is
         // lost (another attempt then owns the job) or the job cancelled.
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match self.cache.prepare(&self.queue, &self.engines, &payload).await {
-                Ok(()) => break,
-                Err(e @ work::WorkError::Unavailable(_)) if run.stopping().is_none() => {
-                    tracing::warn!(job = id, "{e}; again in {pause:?}");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    run.finished.store(true, Ordering::Relaxed);
-                    keeper.abort();
-                    return Err(match run.stopping() {
-                        Some(Stop::LeaseLost) => {
-                            JobError { code: "ABORTED".into(), message: "the lease was lost".into() }
-                        }
-                        Some(Stop::Cancelled) => JobError {
-                            code: "CANCELLED".into(),
-                            message: "cancelled while waiting for the cluster's database".into(),
-                        },
-                        None => JobError { code: e.code().into(), message: e.to_string() },
-                    });
-                }
-            }
+        let prepared = outlasting(
+            "fetching what the job names",
+            Duration::from_secs(5),
+            || self.cache.prepare(&self.queue, &self.engines, &payload),
+            |e| matches!(e, work::WorkError::Unavailable(_)) && run.stopping().is_none(),
+        )
+        .await;
+        if let Err(e) = prepared {
+            run.finished.store(true, Ordering::Relaxed);
+            keeper.abort();
+            return Err(match run.stopping() {
+                Some(Stop::LeaseLost) => JobError { code: "ABORTED".into(), message: "the lease was lost".into() },
+                Some(Stop::Cancelled) => JobError {
+                    code: "CANCELLED".into(),
+                    message: "cancelled while waiting for the cluster's database".into(),
+                },
+                None => JobError { code: e.code().into(), message: e.to_string() },
+            });
         }
         let engines = self.engines.clone();
         let progress = run.clone();
@@ -422,29 +417,25 @@ impl Worker {
             Err(_) => "failed",
         };
         let give_up = tokio::time::Instant::now() + self.lease;
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match self.queue.complete(id, &self.id, attempt, stage, &outcome).await {
-                Ok(true) => {
-                    self.done.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.finished(kind_name(kind), outcome_name);
-                    return;
-                }
-                Ok(false) => {
-                    tracing::warn!(job = id, "the lease expired before the end was written: the job runs again");
-                    self.metrics.leases_lost.inc();
-                    return;
-                }
-                Err(e) if tokio::time::Instant::now() < give_up => {
-                    tracing::warn!(job = id, "{e}; again in {pause:?}");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    tracing::error!(job = id, "{e}; giving up: the lease has expired and the job runs again");
-                    self.metrics.leases_lost.inc();
-                    return;
-                }
+        let written = outlasting(
+            "recording the job's end",
+            Duration::from_secs(2),
+            || self.queue.complete(id, &self.id, attempt, stage, &outcome),
+            |_| tokio::time::Instant::now() < give_up,
+        )
+        .await;
+        match written {
+            Ok(true) => {
+                self.done.fetch_add(1, Ordering::Relaxed);
+                self.metrics.finished(kind_name(kind), outcome_name);
+            }
+            Ok(false) => {
+                tracing::warn!(job = id, "the lease expired before the end was written: the job runs again");
+                self.metrics.leases_lost.inc();
+            }
+            Err(e) => {
+                tracing::error!(job = id, "{e}; giving up: the lease has expired and the job runs again");
+                self.metrics.leases_lost.inc();
             }
         }
     }
