@@ -155,18 +155,17 @@ impl Zkeys {
 
     /// The resident key, loaded from disk again after a restart or an evict.
     pub fn get(&self, id: &ZkeyId, engines: &Engines) -> Result<Arc<CircomKey>, WorkError> {
-        if let Some(key) = self.lookup(id) {
-            return Ok(key);
-        }
-        let read = |extension: &str| std::fs::read(self.file(id, extension));
-        let zkey = read("zkey")
-            .map_err(|e| WorkError::Precondition(format!("{id} is not on this server ({e}); upload it again")))?;
-        if ZkeyId(*blake3::hash(&zkey).as_bytes()) != *id {
-            return Err(WorkError::Internal(format!("the kept file of {id} is damaged (its digest differs)")));
-        }
-        let r1cs = read("r1cs").unwrap_or_default();
-        let key = self.prepare(id, &zkey, &r1cs, R1csFit::Required, engines)?;
-        Ok(self.hold(*id, key, zkey.len() + r1cs.len()))
+        self.resident.get_or_load(*id, || {
+            let read = |extension: &str| std::fs::read(self.file(id, extension));
+            let zkey = read("zkey")
+                .map_err(|e| WorkError::Precondition(format!("{id} is not on this server ({e}); upload it again")))?;
+            if ZkeyId(*blake3::hash(&zkey).as_bytes()) != *id {
+                return Err(WorkError::Internal(format!("the kept file of {id} is damaged (its digest differs)")));
+            }
+            let r1cs = read("r1cs").unwrap_or_default();
+            let key = self.prepare(id, &zkey, &r1cs, R1csFit::Required, engines)?;
+            Ok((key, RESIDENT_PER_FILE_BYTE * (zkey.len() + r1cs.len())))
+        })
     }
 
     /// Drop a key from memory (and the GPU, once no running job holds it);

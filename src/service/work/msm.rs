@@ -142,19 +142,20 @@ impl BaseSets {
 
     /// The resident set, loaded from disk again after a restart.
     fn get(&self, id: &BaseSetId, engines: &Engines) -> Result<Arc<Resident>, WorkError> {
-        if let Some(set) = self.lookup(id) {
-            return Ok(set);
-        }
-        let path = self.file(id);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            WorkError::Precondition(format!("base set {id} is not on this server ({e}); upload it again"))
-        })?;
-        let damaged = || WorkError::Internal(format!("base set file {} is damaged", path.display()));
-        let (group, points) = decode_set(&bytes).ok_or_else(damaged)?;
-        if BaseSetId::of(group, &points) != *id {
-            return Err(damaged());
-        }
-        Ok(self.keep(*id, make_resident(group, &points, engines, "bases.points")?))
+        self.resident.get_or_load(*id, || {
+            let path = self.file(id);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                WorkError::Precondition(format!("base set {id} is not on this server ({e}); upload it again"))
+            })?;
+            let damaged = || WorkError::Internal(format!("base set file {} is damaged", path.display()));
+            let (group, points) = decode_set(&bytes).ok_or_else(damaged)?;
+            if BaseSetId::of(group, &points) != *id {
+                return Err(damaged());
+            }
+            let set = make_resident(group, &points, engines, "bases.points")?;
+            let bytes = set.host_bytes();
+            Ok((set, bytes))
+        })
     }
 }
 

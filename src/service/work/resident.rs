@@ -18,6 +18,9 @@ pub const ZKEY_BYTES: usize = 8 << 30;
 pub struct Resident<K, V> {
     budget: usize,
     inner: Mutex<Entries<K, V>>,
+    /// A gate per key being loaded: jobs that miss the same entry at once
+    /// load it once (a zkey takes seconds and gigabytes), the others wait.
+    loading: Mutex<HashMap<K, Arc<Mutex<()>>>>,
 }
 
 struct Entries<K, V> {
@@ -35,7 +38,39 @@ struct Entry<V> {
 
 impl<K: Copy + Eq + Hash + Ord, V> Resident<K, V> {
     pub fn new(budget: usize) -> Self {
-        Resident { budget, inner: Mutex::new(Entries { map: HashMap::new(), bytes: 0, clock: 0 }) }
+        Resident {
+            budget,
+            inner: Mutex::new(Entries { map: HashMap::new(), bytes: 0, clock: 0 }),
+            loading: Mutex::default(),
+        }
+    }
+
+    /// The entry, or the value `load` makes (with its size in bytes) kept
+    /// and returned. While one caller loads a key, others asking for it
+    /// wait and then find it kept; if the load fails, the next one tries.
+    pub fn get_or_load<E>(&self, key: K, load: impl FnOnce() -> Result<(V, usize), E>) -> Result<Arc<V>, E> {
+        if let Some(value) = self.get(&key) {
+            return Ok(value);
+        }
+        let gates = || self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let gate = Arc::clone(gates().entry(key).or_default());
+        let loading = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let answer = match self.get(&key) {
+            Some(value) => Ok(value),
+            None => load().map(|(value, bytes)| {
+                let value = Arc::new(value);
+                self.insert(key, Arc::clone(&value), bytes);
+                value
+            }),
+        };
+        let mut gates = gates();
+        // Only the map and this caller hold the gate: no one waits on it.
+        if Arc::strong_count(&gate) == 2 {
+            gates.remove(&key);
+        }
+        drop(gates);
+        drop(loading);
+        answer
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
@@ -135,5 +170,32 @@ mod tests {
         assert!(!kept.remove(&4));
         assert_eq!(kept.bytes(), 0);
         assert!(kept.get(&4).is_none());
+    }
+
+    #[test]
+    fn callers_missing_the_same_entry_at_once_load_it_once() {
+        let kept = Resident::<u8, u32>::new(100);
+        let loads = std::sync::atomic::AtomicU32::new(0);
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    barrier.wait();
+                    let value = kept.get_or_load(7, || {
+                        loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        Ok::<_, ()>((42, 10))
+                    });
+                    assert_eq!(value.as_deref(), Ok(&42));
+                });
+            }
+        });
+        assert_eq!(loads.into_inner(), 1);
+        assert_eq!(kept.bytes(), 10);
+        assert!(kept.loading.lock().unwrap().is_empty(), "no gate is left behind");
+
+        // A failed load keeps nothing, and the next caller loads again.
+        assert_eq!(kept.get_or_load(8, || Err("damaged")), Err("damaged"));
+        assert_eq!(kept.get_or_load(8, || Ok::<_, ()>((1, 1))).as_deref(), Ok(&1));
     }
 }
