@@ -141,6 +141,17 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         Some(_) => Some(Arc::new(Authenticator::new(&options.data_dir, &options.auth)?)),
         None => None,
     };
+    // Everything that can refuse the start (TLS files, ports taken) is
+    // checked before the stores open: a start that fails must not have
+    // started (and so counted a start of) any queued job.
+    let tcp = match options.tcp {
+        Some(addr) => Some((tcp_builder(&options.auth)?, bind_tcp(addr, "listening on").await?)),
+        None => None,
+    };
+    let metrics = match options.metrics {
+        Some(addr) => Some(bind_tcp(addr, "metrics on").await?),
+        None => None,
+    };
     // Opening the job store and the register store blocks: off the async threads.
     let (core, options) = tokio::task::spawn_blocking(move || open_core(&options).map(|c| (c, options)))
         .await
@@ -156,21 +167,6 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     #[cfg(not(feature = "postgres"))]
     if options.queue.is_some() {
         return Err(ServeError::Config("--queue needs a cvm built with the `postgres` feature".into()));
-    }
-    let local_runners = local_runners(&options);
-    let mut runners: Vec<_> = (0..local_runners)
-        .map(|n| {
-            let core = core.clone();
-            std::thread::Builder::new()
-                .name(format!("cvm-runner-{n}"))
-                .spawn(move || core.run_jobs(&COMPUTE_KINDS))
-                .expect("spawning a runner")
-        })
-        .collect();
-    if local_runners > 0 {
-        let core = core.clone();
-        let batches = std::thread::Builder::new().name("cvm-batches".into()).spawn(move || core.run_jobs(&BATCH_KINDS));
-        runners.push(batches.expect("spawning the batch runner"));
     }
 
     let api = Api {
@@ -194,15 +190,10 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     }));
 
     let mut tcp_addr = None;
-    if let Some(addr) = options.tcp {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("listening on {addr}")))?;
+    if let Some((builder, listener)) = tcp {
         tcp_addr = Some(listener.local_addr().map_err(io("reading the TCP address"))?);
         let service = SizeLimit { inner: routes.clone().prepare(), limit: options.max_message_bytes };
         let stop_tcp = signal(stopped.clone());
-        let mut builder = Server::builder();
-        if let Some(tls) = options.auth.tls_config()? {
-            builder = builder.tls_config(tls)?;
-        }
         // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold each
         // small response ~40 ms.
         let incoming = tonic::transport::server::TcpIncoming::from(listener)
@@ -214,8 +205,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     }
 
     let mut metrics_addr = None;
-    if let Some(addr) = options.metrics {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("metrics on {addr}")))?;
+    if let Some(listener) = metrics {
         metrics_addr = Some(listener.local_addr().map_err(io("reading the metrics address"))?);
         let scraped = core.clone();
         let render = Arc::new(move || {
@@ -237,7 +227,46 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         }
     }));
 
+    // Last, once nothing can fail: the runners start the queued jobs.
+    let local_runners = local_runners(&options);
+    let mut runners: Vec<_> = (0..local_runners)
+        .map(|n| {
+            let core = core.clone();
+            std::thread::Builder::new()
+                .name(format!("cvm-runner-{n}"))
+                .spawn(move || core.run_jobs(&COMPUTE_KINDS))
+                .expect("spawning a runner")
+        })
+        .collect();
+    if local_runners > 0 {
+        let core = core.clone();
+        let batches = std::thread::Builder::new().name("cvm-batches".into()).spawn(move || core.run_jobs(&BATCH_KINDS));
+        runners.push(batches.expect("spawning the batch runner"));
+    }
+
     Ok(Running { socket, tcp: tcp_addr, metrics: metrics_addr, core, stop, tasks, runners })
+}
+
+async fn bind_tcp(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(io(format!("{what} {addr}")))
+}
+
+/// The TCP server, with TLS when the options name a certificate: its files
+/// are read and checked here, so a bad one refuses the start naming them.
+fn tcp_builder(auth: &super::auth::Auth) -> Result<Server, ServeError> {
+    let Some(tls) = auth.tls_config()? else {
+        return Ok(Server::builder());
+    };
+    Server::builder().tls_config(tls).map_err(|e| {
+        let name = |p: &Option<std::path::PathBuf>| p.as_deref().map_or("-".into(), |p| p.display().to_string());
+        ServeError::Config(format!(
+            "the TLS certificate {} with key {}{}: {}",
+            name(&auth.tls_cert),
+            name(&auth.tls_key),
+            auth.client_ca.as_ref().map_or(String::new(), |ca| format!(" and client CA {}", ca.display())),
+            super::error::with_causes(&e)
+        ))
+    })
 }
 
 /// Forget ended jobs past their TTL every quarter of it (from a second to

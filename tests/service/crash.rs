@@ -287,6 +287,56 @@ fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
     stop(server);
 }
 
+/// A start that is refused (here TLS files that are not PEM) refuses
+/// before its runners start: it neither runs nor counts a start of a queued
+/// batch, so failed starts cannot use up the batch's starts, and it says
+/// which files it could not use.
+#[test]
+fn a_refused_start_starts_no_queued_job() {
+    let load = Load::new();
+    let dir = tempfile::tempdir().unwrap();
+    // A batch queued, started once (its server panicked on it).
+    let mut server = cvm(dir.path());
+    server
+        .args(["serve", "--runners", "1"])
+        .env(causality_vm::service::crash::FAULT_VARIABLE, "panic:1")
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut server = server.spawn().unwrap();
+    crate::cli::wait_for_socket(dir.path());
+    let submit = || {
+        let mut submit = cvm(dir.path());
+        submit.args(["--json", "submit", "--no-prove", "--request-id", "queued"]).arg(&load.batches[0]);
+        submit
+    };
+    let _ = run(&mut submit());
+    assert_eq!(server.wait().unwrap().code(), Some(70));
+    std::fs::remove_file(dir.path().join("cvm.sock")).unwrap();
+
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    for _ in 0..causality_vm::service::core::MAX_BATCH_STARTS {
+        let (code, _, err) = run(cvm(dir.path())
+            .args(["serve", "--runners", "1", "--listen", "tcp://127.0.0.1:0", "--tls-cert"])
+            .arg(&bad)
+            .arg("--tls-key")
+            .arg(&bad)
+            .env(causality_vm::service::crash::FAULT_VARIABLE, "panic:1"));
+        assert_eq!(code, 2, "refused, not panicked on the batch: {err}");
+        assert!(err.contains("bad.pem"), "names the file: {err}");
+        assert!(!dir.path().join("cvm.sock").exists(), "no socket left behind");
+    }
+    let server = serve(dir.path());
+    let (code, out, err) = run(&mut submit());
+    assert_eq!(code, 0, "{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
+    let (code, job) = awaited(dir.path(), id);
+    assert_eq!((code, &job["state"]), (0, &json!("succeeded")), "{job}");
+    assert_eq!(job["attempts"], 2, "the panicking start and this one: {job}");
+    stop(server);
+}
+
 /// `cvm jobs await ID` against the server on `dir`: its exit code and the job.
 fn awaited(dir: &Path, id: u64) -> (i32, Value) {
     let (code, out, err) = run(cvm(dir).args(["--json", "jobs", "await", &id.to_string()]));

@@ -23,6 +23,8 @@ pub use notices::{Heard, Notice, Notices, Waiter};
 pub use queue::{Claimed, KindCount, NewJob, Queue, Reaped, Renewal, Submitted, WorkerRow};
 pub use schema::VERSION as SCHEMA_VERSION;
 
+use crate::service::error::with_causes;
+
 /// What went wrong with the cluster's database.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -42,21 +44,6 @@ pub enum ClusterError {
     Damaged { job: u64, reason: String },
     #[error("{0}")]
     Config(String),
-}
-
-/// An error and its causes, "a: b: c" (tokio-postgres names only its
-/// kind, "error performing TLS handshake", and keeps the why in its cause).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        let said = next.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        cause = next.source();
-    }
-    text
 }
 
 impl ClusterError {
