@@ -253,10 +253,10 @@ impl Accelerator for Api {
             let jobs = core.journal.recent(limit, |j| {
                 grant.sees(j.kind())
                     && grant.in_domains(j)
-                    && (request.states.is_empty() || request.states.contains(&j.state))
+                    && (request.states.is_empty() || request.states.contains(&(core.state_now(j) as i32)))
                     && (request.kinds.is_empty() || request.kinds.contains(&j.kind))
             })?;
-            Ok(ListResponse { jobs })
+            Ok(ListResponse { jobs: jobs.into_iter().map(|j| core.as_it_stands(j)).collect() })
         })
         .await
         .map(Response::new)

@@ -203,6 +203,9 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// Live jobs' event channels (queued or running).
     events: Mutex<HashMap<u64, watch::Sender<JobEvent>>>,
+    /// Running jobs as they stand: the job store's record lags for compute
+    /// jobs, whose starts are not written (`Get` and `List` read both).
+    running: Mutex<HashMap<u64, Job>>,
     /// Running jobs asked to stop at their next stage boundary.
     cancelled: Mutex<HashSet<u64>>,
     pub started: Instant,
@@ -239,6 +242,7 @@ impl Core {
             engines: Arc::new(engines),
             metrics: Arc::new(Metrics::new()),
             events: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
             cancelled: Mutex::new(HashSet::new()),
             started: Instant::now(),
             result_ttl,
@@ -463,6 +467,13 @@ impl Core {
     }
 
     fn publish(&self, job: &Job, progress: f64) {
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            match job.state() {
+                JobState::Running => running.insert(job.job_id, job.clone()),
+                _ => running.remove(&job.job_id),
+            };
+        }
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sender) = events.get(&job.job_id) {
             sender.send_replace(event_of(job, progress));
@@ -476,7 +487,26 @@ impl Core {
 
     pub fn get(&self, id: u64) -> Result<Job, Refusal> {
         let record = self.journal.get(id)?.ok_or(Refusal::NotFound(id))?;
-        Ok(record.job)
+        Ok(self.as_it_stands(record.job))
+    }
+
+    /// A job read from the job store, with its state, stage, start and
+    /// attempts as they stand now if it is running.
+    pub fn as_it_stands(&self, job: Job) -> Job {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match running.get(&job.job_id) {
+            Some(live) if !is_final(job.state()) => live.clone(),
+            _ => job,
+        }
+    }
+
+    /// A job's state as it stands (see [`Core::as_it_stands`]).
+    pub fn state_now(&self, job: &Job) -> JobState {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match running.get(&job.job_id) {
+            Some(live) if !is_final(job.state()) => live.state(),
+            _ => job.state(),
+        }
     }
 
     /// Cancel a job: a queued one at once, a running one at its next stage.
@@ -500,7 +530,8 @@ impl Core {
         if events.contains_key(&id) {
             self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         }
-        Ok(record.job)
+        drop(events);
+        Ok(self.as_it_stands(record.job))
     }
 
     /// Record a job's end durably, then tell its watchers and close its events.
@@ -649,7 +680,10 @@ impl Core {
             Ready::Payload(payload) if !matches!(payload.kind, Some(PayloadKind::ExecuteBatch(_))) => payload,
             batch => return self.run_batches(record, batch),
         };
-        self.start(&mut record, false)?;
+        // A deadline job's start is written (durably), so a restart that
+        // finds it past its deadline knows it started in time and runs it.
+        let has_deadline = record.job.deadline_unix_ms != 0;
+        self.start(&mut record, has_deadline)?;
         let outcome = self.execute(&mut record, |progress| work::run(&payload, &self.engines, progress));
         let outcome = outcome.map(|done| {
             self.count_work(&payload, &done);
@@ -677,8 +711,9 @@ impl Core {
     }
 
     /// Mark a job running. A batch job's start is recorded durably (where
-    /// a restart looks for its commit); a compute job's is not recorded at
-    /// all: after a crash it is queued in the job store either way, and its
+    /// a restart looks for its commit), and so is a compute job's with a
+    /// deadline (it started in time); other compute jobs' are not recorded:
+    /// after a crash they are queued in the job store either way, and their
     /// work has no effect to look for.
     fn start(&self, record: &mut JobRecord, recorded: bool) -> Result<(), JournalError> {
         mark_running(&mut record.job);

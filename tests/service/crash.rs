@@ -337,6 +337,43 @@ fn a_refused_start_starts_no_queued_job() {
     stop(server);
 }
 
+/// A compute job with a deadline that a crash interrupts after it started
+/// in time runs again after a restart past its deadline (its start was
+/// written), rather than failing as if it had never started.
+#[test]
+fn a_deadline_job_interrupted_after_it_started_runs_again_past_its_deadline() {
+    let load = Load::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (msm, expected) = load.compute.iter().find(|(p, _)| p.ends_with("msm.json")).unwrap();
+    let mut server = cvm(dir.path())
+        .args(["serve", "--runners", "1"])
+        .env(causality_vm::service::crash::VARIABLE, "stage:msm")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::cli::wait_for_socket(dir.path());
+    let submitted = Instant::now();
+    let submit = || {
+        let mut submit = cvm(dir.path());
+        submit.args(["--json", "submit", "--deadline", "2", "--request-id", "in-time"]).arg(msm);
+        submit
+    };
+    let _ = run(&mut submit());
+    assert_eq!(server.wait().unwrap().signal(), Some(libc::SIGABRT), "crashed as the job's msm began");
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(submitted.elapsed()));
+
+    let server = serve(dir.path());
+    let (code, out, err) = run(&mut submit());
+    assert_eq!(code, 0, "the same request names the job: {err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
+    let (code, job) = awaited(dir.path(), id);
+    assert_eq!((code, &job["state"]), (0, &json!("succeeded")), "{job}");
+    assert!(job.to_string().contains(expected.as_str()), "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    stop(server);
+}
+
 /// `cvm jobs await ID` against the server on `dir`: its exit code and the job.
 fn awaited(dir: &Path, id: u64) -> (i32, Value) {
     let (code, out, err) = run(cvm(dir).args(["--json", "jobs", "await", &id.to_string()]));

@@ -5,7 +5,7 @@
 use causality_vm::prove::snarkjs::{proof_from_json, public_from_json, vk_from_json};
 use causality_vm::prove::system::verify_groth16;
 use causality_vm::prove::{OpWitness, ProvingSystem};
-use causality_vm::service::proto::{job_payload, job_result, JobPayload, JobState, ProveOpsJob};
+use causality_vm::service::proto::{job_payload, job_result, JobPayload, JobState, ListRequest, ProveOpsJob};
 use causality_vm::Backend;
 use serde_json::{json, Value};
 use tonic::Code;
@@ -71,6 +71,18 @@ async fn prove_ops_jobs_make_proofs_that_verify_with_the_in_process_public_input
     let mut client = unix_client(&server).await;
     let witnesses = all_kinds();
     let accepted = client.submit("prove-1", payload(&document(&witnesses), 4), 0, None).await.unwrap();
+    // A fresh data dir: the key set is made (seconds). While it runs, `Get`
+    // and `List` see the job running, though a compute job's start is not
+    // written to the job store.
+    let mut events = client.events(accepted.job_id).await.unwrap();
+    while events.message().await.unwrap().expect("the job ended before its key stage").stage != "load keys" {}
+    let running = client.get(accepted.job_id).await.unwrap();
+    assert_eq!((running.state(), running.stage.as_str(), running.attempts), (JobState::Running, "load keys", 1));
+    assert!(running.started_unix_ms > 0);
+    let listed = client.list(ListRequest { states: vec![JobState::Running as i32], ..Default::default() }).await;
+    assert_eq!(listed.unwrap().iter().map(|j| j.job_id).collect::<Vec<_>>(), [accepted.job_id]);
+    let listed = client.list(ListRequest { states: vec![JobState::Queued as i32], ..Default::default() }).await;
+    assert!(listed.unwrap().is_empty(), "not queued");
     let job = client.wait(accepted.job_id).await.unwrap();
     assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
     let result = job.result.unwrap();
