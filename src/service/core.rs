@@ -335,13 +335,17 @@ impl Core {
                 None
             }
         };
+        // Refused before a `zkey_path` is adopted (kept in the data dir).
+        let late = request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now_ms();
+        if late && self.journal.find_request(&request.request_id)?.is_none() {
+            return Err(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
+        }
         let payload = work::adopt_paths(payload, &self.engines)?;
         let parsed = work::check(&payload, &self.engines)?;
         let key_set = work::KeySet::of(&payload).tag();
         let encoded = payload.encode_to_vec();
         let digest = *blake3::hash(&encoded).as_bytes();
         let now = now_ms();
-        let late = request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now;
         let Some(reservation) = reservation.filter(|_| !late) else {
             // A retry of an accepted job is answered with it, whatever its deadline.
             if let Some(existing) = self.journal.find_request(&request.request_id)? {

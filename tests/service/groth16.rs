@@ -45,6 +45,11 @@ async fn a_key_uploaded_once_proves_many_witnesses_over_both_transports() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path(), 1).await;
     let mut client = unix_client(&server).await;
+    // A submit naming a key by its path, refused for its deadline, keeps no key.
+    let path = groth16_job::Key::ZkeyPath(fixture("multiplier.zkey").display().to_string());
+    let late = client.submit("g-late", payload(path, read("multiplier.wtns")), 0, Some(1)).await;
+    assert_eq!(late.unwrap_err().code(), Code::DeadlineExceeded);
+    assert!(!dir.path().join("zkeys").exists(), "nothing kept");
     let uploaded = client.upload_zkey(read("multiplier.zkey"), read("multiplier.r1cs")).await.unwrap();
     assert_eq!(uploaded.zkey_id, format!("zkey:{}", blake3::hash(&read("multiplier.zkey")).to_hex()));
     assert!(uploaded.constraints_checked);
