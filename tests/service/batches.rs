@@ -88,6 +88,26 @@ fn a_batch_job_gives_what_cvm_run_gives() {
     let (code, _, err) = run(cvm(served.path()).args(["submit"]).arg(files.path().join("escape.json")));
     assert_eq!(code, 2);
     assert!(err.contains("program ../../etc/passwd"), "{err}");
+
+    // A bad batch is refused with `cvm run`'s message: the file's own line and column.
+    let mut bad = json(&raw);
+    bad["ops"][1]["resource"]["quantity"] = serde_json::json!("many");
+    let bad_file = files.path().join("bad-quantity.json");
+    std::fs::write(&bad_file, serde_json::to_string_pretty(&bad).unwrap()).unwrap();
+    let (code, _, ran) = run(cvm(local.path()).args(["run", "--no-prove"]).arg(&bad_file));
+    assert_eq!(code, 2, "{ran}");
+    let (code, _, submitted) = run(cvm(served.path()).args(["submit"]).arg(&bad_file));
+    assert_eq!(code, 2, "{submitted}");
+    assert_eq!(submitted, ran, "the same message");
+    assert!(ran.contains("bad-quantity.json:") && ran.contains("ops[1]"), "{ran}");
+
+    // The batch again (a new request): its creations fail, as in `cvm run`, exit 1.
+    let (code, out, err) =
+        run(cvm(served.path()).args(["--json", "submit", "--wait", "--no-prove", "--request-id", "again"]).arg(&batch));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(json(&out)["job"]["result"]["value"]["batch"]["success_count"], 0, "{out}");
+    let (code, _, err) = run(cvm(local.path()).args(["run", "--no-prove"]).arg(&batch));
+    assert_eq!(code, 1, "{err}");
     stop(server);
 }
 

@@ -74,6 +74,28 @@ fn a_user_submits_a_job_file_follows_it_and_reads_the_status() {
     let (code, _, err) = run(cvm(dir.path()).args(["submit"]).arg(&bad));
     assert_eq!(code, 2);
     assert!(err.contains("hash.messages[0].hex"), "{err}");
+
+    // A file the server refuses after another was accepted: the accepted
+    // one is reported, the refused one with its error, exit 1.
+    let unknown = dir.path().join("unknown-set.json");
+    let set = format!("bases:{}", "ab".repeat(32));
+    std::fs::write(&unknown, format!(r#"{{"msm": {{"group": "g1", "base_set_id": "{set}", "scalars": []}}}}"#))
+        .unwrap();
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, r#"{"hash": {"messages": [{"text": "other"}]}}"#).unwrap();
+    let (code, out, err) = run(cvm(dir.path()).args(["--json", "submit"]).arg(&other).arg(&unknown));
+    assert_eq!(code, 1, "{out}{err}");
+    let reports: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(reports[0]["job_id"].as_u64().is_some(), "{reports}");
+    assert!(reports[1]["error"].as_str().unwrap().contains(&set), "{reports}");
+    // Refused alone: nothing changed, exit 2, an error of kind "server".
+    let (code, out, _) = run(cvm(dir.path()).args(["--json", "submit"]).arg(&unknown));
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["kind"], "server", "{out}");
+    // A deadline past any clock is refused before anything is sent.
+    let (code, _, err) = run(cvm(dir.path()).args(["submit", "--deadline", &u64::MAX.to_string()]).arg(&job));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--deadline") && err.contains("too far"), "{err}");
     stop(server);
     assert!(!dir.path().join("cvm.sock").exists(), "a clean stop removes the socket");
 }

@@ -160,8 +160,21 @@ async fn connect(globals: &Globals, server: &ServerArgs) -> anyhow::Result<Clien
 }
 
 fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow!("{}: {}", code_name(status.code()), status.message())
+    anyhow::Error::new(ServerError(status))
 }
+
+/// What the server answered instead of doing what was asked (its gRPC
+/// status): `--json` errors name their kind `server`.
+#[derive(Debug)]
+pub struct ServerError(tonic::Status);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", code_name(self.0.code()), self.0.message())
+    }
+}
+
+impl std::error::Error for ServerError {}
 
 fn code_name(code: tonic::Code) -> String {
     format!("{code:?}")
@@ -185,11 +198,20 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
         let (payload, upload) = payload_of(&bytes, path, &args)?;
         jobs.push((path, bytes, payload, upload));
     }
-    let deadline = args.deadline.map(|s| causality_vm::service::core::now_ms() + s * 1000);
+    let deadline = match args.deadline {
+        None => None,
+        Some(seconds) => Some(
+            seconds
+                .checked_mul(1000)
+                .and_then(|ms| ms.checked_add(causality_vm::service::core::now_ms()))
+                .ok_or_else(|| anyhow!("--deadline {seconds}: too far in the future (seconds from now)"))?,
+        ),
+    };
     runtime()?.block_on(async {
         let mut client = connect(globals, &args.server).await?;
         let mut failed = false;
         let mut reports = Vec::new();
+        let mut accepted_any = false;
         for (path, bytes, mut payload, upload) in jobs {
             let mut named_by = bytes;
             if let Some(upload) = upload {
@@ -205,11 +227,26 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
                 Some(id) => id.clone(),
                 None => format!("file-{}", &hex_encode(blake3::hash(&named_by).as_bytes())[..32]),
             };
-            let accepted = client
-                .submit(&request_id, payload, args.priority, deadline)
-                .await
-                .map_err(status_error)
-                .with_context(|| format!("submitting {}", path.display()))?;
+            let accepted = match client.submit(&request_id, payload, args.priority, deadline).await {
+                Ok(accepted) => accepted,
+                // Refused before anything was accepted: nothing changed.
+                Err(status) if !accepted_any => {
+                    return Err(status_error(status)).with_context(|| format!("submitting {}", path.display()))
+                }
+                // Refused after others were accepted: they are reported,
+                // this one is not, and the files after it are not sent.
+                Err(status) => {
+                    let error = status_error(status);
+                    if globals.json {
+                        reports.push(json!({"file": path, "error": format!("{error:#}")}));
+                    } else {
+                        note!("{}: refused: {error:#}; the files after it were not submitted", path.display());
+                    }
+                    failed = true;
+                    break;
+                }
+            };
+            accepted_any = true;
             if !args.wait {
                 if globals.json {
                     reports.push(json!({"file": path, "job_id": accepted.job_id, "queue_position": accepted.queue_position, "existing": accepted.existing}));
@@ -219,8 +256,11 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
                 }
                 continue;
             }
-            let job = client.wait(accepted.job_id).await.map_err(status_error)?;
-            failed |= job.state() != JobState::Succeeded;
+            let id = accepted.job_id;
+            let job = client.wait(id).await.map_err(status_error).with_context(|| {
+                format!("{}: job {id} was accepted and is kept; await it with `cvm jobs await {id}`", path.display())
+            })?;
+            failed |= job.state() != JobState::Succeeded || operations_failed(&job);
             if globals.json {
                 reports.push(json!({"file": path, "job": job_json(&job)}));
             } else {
@@ -286,7 +326,12 @@ pub fn jobs(globals: &Globals, cmd: JobsCommand) -> anyhow::Result<i32> {
             }
             JobsCommand::Cancel { id, server } => {
                 let job = connect(globals, &server).await?.cancel(id).await.map_err(status_error)?;
-                show(globals, &job)
+                show(globals, &job)?;
+                // Cancelled, or to stop at its next stage: 0; it had ended otherwise: 1.
+                Ok(match job.state() {
+                    JobState::Cancelled | JobState::Queued | JobState::Running => 0,
+                    _ => 1,
+                })
             }
         }
     })
@@ -342,6 +387,18 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<i32> {
         }
         Ok(0)
     })
+}
+
+/// Whether a batch job succeeded with operations that failed (`cvm run`
+/// exits 1 for such a batch, and so does `cvm submit --wait`).
+fn operations_failed(job: &Job) -> bool {
+    let Some(job_result::Kind::ExecuteBatch(batch)) = job.result.as_ref().and_then(|r| r.kind.as_ref()) else {
+        return false;
+    };
+    let Ok(result) = serde_json::from_str::<Value>(&batch.result_json) else { return false };
+    let succeeded = result["success_count"].as_u64();
+    let ran = result["results"].as_array().map(|r| r.len() as u64);
+    succeeded != ran
 }
 
 fn show(globals: &Globals, job: &Job) -> anyhow::Result<i32> {
@@ -572,7 +629,12 @@ fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<(J
         return Ok((payload(job_payload::Kind::ProveOps(job)), None));
     }
     if value.get("ops").is_some() {
-        // A batch file: its program paths travel inline, read as `cvm run` reads them.
+        // Checked here as `cvm run` checks it, so that its errors name the
+        // file's own lines and columns (the server sees it re-encoded).
+        let text = std::str::from_utf8(bytes).with_context(|| format!("{origin}: not UTF-8 text"))?;
+        let file = causality_vm::batch::file::BatchFile::parse(text, &origin.to_string())?;
+        causality_vm::batch::file::check(file, &origin.to_string(), &causality_vm::batch::file::base_dir(path))?;
+        // Its program paths travel inline, read as `cvm run` reads them.
         let job = ExecuteBatchJob {
             batch_json: inline_programs(&mut value, path).and_then(|()| Ok(serde_json::to_vec(&value)?))?,
             mode: args.mode.clone(),

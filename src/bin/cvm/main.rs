@@ -206,6 +206,9 @@ fn error_kind(err: &anyhow::Error) -> &'static str {
         if cause.is::<output::OutputError>() {
             return "output";
         }
+        if cause.is::<client_cmd::ServerError>() {
+            return "server";
+        }
         if cause.is::<std::io::Error>() {
             return "io";
         }
