@@ -36,6 +36,20 @@ pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Create `path` empty and owner-only (mode 0600) if it is missing, or
+/// make it owner-only if it exists: for files that hold secrets.
+#[cfg(unix)]
+pub fn owner_only_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Make a file just created (or opened with `create`) durable by name: its
 /// directory entry is synced.
 pub fn sync_entry(file: &Path) -> std::io::Result<()> {

@@ -101,6 +101,8 @@ impl Blobs {
     pub fn open(data_dir: &Path) -> std::io::Result<Blobs> {
         let dir = data_dir.join("job-blobs");
         crate::fsutil::create_dir_durably(&dir)?;
+        // Payloads hold tokens and witnesses' keys: owner-only, as the socket is.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         Ok(Blobs { dir, next: AtomicU64::new(started as u64) })
     }
@@ -112,7 +114,11 @@ impl Blobs {
         }
         let name = format!("{}-{}", std::process::id(), self.next.fetch_add(1, Ordering::Relaxed));
         let path = self.dir.join(&name);
-        let mut file = File::create_new(&path)?;
+        let mut file = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new().write(true).create_new(true),
+            0o600,
+        )
+        .open(&path)?;
         if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
             // A part written to a full disk would keep it full until the next open's sweep.
             let _ = std::fs::remove_file(&path);

@@ -212,7 +212,10 @@ impl Journal {
     /// Open (or create) the job store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Journal, JournalError> {
         let path = Self::file_in(data_dir);
-        crate::fsutil::create_dir_durably(data_dir).map_err(|e| db_error(&path, redb::StorageError::Io(e)))?;
+        let io = |e| db_error(&path, redb::StorageError::Io(e));
+        crate::fsutil::create_dir_durably(data_dir).map_err(io)?;
+        // Payloads hold tokens and witnesses' keys: owner-only, as the socket is.
+        crate::fsutil::owner_only_file(&path).map_err(io)?;
         let db = match Database::create(&path) {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(JournalError::Busy { path }),
             opened => opened.map_err(|e| db_error(&path, e))?,

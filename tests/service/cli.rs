@@ -53,6 +53,10 @@ fn a_user_submits_a_job_file_follows_it_and_reads_the_status() {
     assert!(err.contains("no server on") && err.contains("cvm serve"), "{err}");
 
     let server = serve(dir.path());
+    // The job store holds payloads (tokens, witnesses' keys): owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode("jobs.redb"), mode("job-blobs"), mode("cvm.sock")), (0o600, 0o700, 0o600));
     let (code, out, err) = run(cvm(dir.path()).args(["submit", "--wait"]).arg(&job));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&blake3::hash(b"abc").to_hex().to_string()), "{out}");
