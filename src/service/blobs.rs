@@ -114,11 +114,9 @@ impl Blobs {
         }
         let name = format!("{}-{}", std::process::id(), self.next.fetch_add(1, Ordering::Relaxed));
         let path = self.dir.join(&name);
-        let mut file = std::os::unix::fs::OpenOptionsExt::mode(
-            std::fs::OpenOptions::new().write(true).create_new(true),
-            0o600,
-        )
-        .open(&path)?;
+        let mut file =
+            std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().write(true).create_new(true), 0o600)
+                .open(&path)?;
         if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
             // A part written to a full disk would keep it full until the next open's sweep.
             let _ = std::fs::remove_file(&path);

@@ -277,7 +277,7 @@ impl Core {
             }
             let job = &record.job;
             self.open_events(job);
-            self.scheduler.requeue(job.kind(), job.job_id, job.priority);
+            self.scheduler.requeue(job.kind(), job.job_id, job.priority, unstarted_deadline(job));
             queued += 1;
         }
         self.expire()?;
@@ -324,7 +324,14 @@ impl Core {
         let payload = request.payload.unwrap_or_default();
         let kind = work::kind_of(&payload)?;
         // A place first: a full queue sheds the load before any checking work.
-        let reservation = match self.scheduler.reserve(kind) {
+        let reserve = || {
+            self.scheduler.reserve(kind).or_else(|_| {
+                // Full: places held by jobs past their deadline are freed first.
+                self.end_expired();
+                self.scheduler.reserve(kind)
+            })
+        };
+        let reservation = match reserve() {
             Ok(reservation) => Some(reservation),
             Err(QueueFull { kind, depth }) => {
                 // A retry of a job already accepted is still answered (below).
@@ -431,7 +438,7 @@ impl Core {
                 // Kept in memory for the runner when it fits (else read back).
                 let resident = work.resident_bytes(size);
                 self.hot.keep(id, work, resident);
-                let ahead = reservation.enqueue(id, job.priority, key_set);
+                let ahead = reservation.enqueue(id, job.priority, key_set, job.deadline_unix_ms);
                 let response = SubmitResponse { job_id: id, queue_position: ahead as u64, existing: false };
                 Ok(Submitted { response, events: Some(events) })
             }
@@ -599,7 +606,8 @@ impl Core {
         let (kind, id, priority) = (job.kind(), job.job_id, job.priority);
         std::thread::spawn(move || {
             std::thread::sleep(pause);
-            core.scheduler.requeue(kind, id, priority);
+            // It started in time: no deadline ends it.
+            core.scheduler.requeue(kind, id, priority, 0);
         });
     }
 
@@ -840,6 +848,38 @@ impl Core {
         Ok(())
     }
 
+    /// End the queued jobs whose deadline has passed, so that they neither
+    /// hold places in their queues nor keep their watchers waiting for a
+    /// runner to reach them; returns how many ended. A job that may have
+    /// started before (a batch job's recorded start, a job whose end could
+    /// not be written) is queued again without its deadline.
+    pub fn end_expired(&self) -> usize {
+        let mut ended = 0;
+        for (kind, id) in self.scheduler.take_expired(now_ms()) {
+            let ran = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id);
+            let mut record = match self.journal.get(id) {
+                Ok(Some(record)) if !is_final(record.job.state()) => record,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(job = id, "ending a job past its deadline: {e}; it stays queued");
+                    self.scheduler.requeue(kind, id, 0, 0);
+                    continue;
+                }
+            };
+            if record.job.attempts > 0 || ran {
+                self.scheduler.requeue(kind, id, record.job.priority, 0);
+                continue;
+            }
+            self.hot.take(id);
+            let passed = deadline_passed(record.job.deadline_unix_ms);
+            match self.end(&mut record, Err(passed)) {
+                Ok(()) => ended += 1,
+                Err(e) => tracing::warn!(job = id, "ending a job past its deadline: {e}"),
+            }
+        }
+        ended
+    }
+
     /// A job taken from its queue, with its payload; None when there is
     /// nothing to run: it ended already, or ends here (its deadline passed
     /// before it ever started, or its payload is missing).
@@ -855,8 +895,7 @@ impl Core {
         // A job that ran and could not record its end started in time.
         let ran = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id);
         if record.job.attempts == 0 && !ran && deadline != 0 && deadline <= now_ms() {
-            let message = format!("the deadline {deadline} (Unix ms) passed before the job started");
-            self.end(&mut record, Err(("DEADLINE_EXCEEDED", message)))?;
+            self.end(&mut record, Err(deadline_passed(deadline)))?;
             return Ok(None);
         }
         if let Some(ready) = hot {
@@ -969,6 +1008,22 @@ fn cancelled_at(stage: &str) -> (&'static str, String) {
 }
 
 /// A job's event: its state and stage, and the job itself once it ended.
+/// The error of a job whose deadline passed before it started.
+fn deadline_passed(deadline: u64) -> (&'static str, String) {
+    ("DEADLINE_EXCEEDED", format!("the deadline {deadline} (Unix ms) passed before the job started"))
+}
+
+/// The deadline a recovered job keeps in its queue: none for a batch job
+/// that started before (only its runner may end it, once it has looked for
+/// its commit) or a job whose start was recorded (it started in time).
+fn unstarted_deadline(job: &Job) -> u64 {
+    if job.attempts > 0 {
+        0
+    } else {
+        job.deadline_unix_ms
+    }
+}
+
 pub fn event_of(job: &Job, progress: f64) -> JobEvent {
     let done = is_final(job.state());
     JobEvent {

@@ -25,6 +25,8 @@ struct Entry {
     id: u64,
     /// The key set it uses (0: none).
     set: u32,
+    /// Unix ms after which it is not started (0: none); see [`Scheduler::take_expired`].
+    deadline: u64,
 }
 
 impl Ord for Entry {
@@ -145,11 +147,34 @@ impl Scheduler {
         Ok(Reservation { scheduler: self, kind, used: false })
     }
 
-    /// Queue a job recovered at start (past the depth if need be: it was accepted).
-    pub fn requeue(&self, kind: JobKind, id: u64, priority: i32) {
+    /// Queue a job recovered at start (past the depth if need be: it was
+    /// accepted); `deadline` as [`Reservation::enqueue`]'s.
+    pub fn requeue(&self, kind: JobKind, id: u64, priority: i32, deadline: u64) {
         let mut state = self.lock();
-        state.queues.entry(kind as i32).or_default().heap.push(Entry { priority, id, set: 0 });
+        state.queues.entry(kind as i32).or_default().heap.push(Entry { priority, id, set: 0, deadline });
         state.wake(kind);
+    }
+
+    /// Take out of their queues the jobs whose deadline is at or before
+    /// `now` (Unix ms), so that they stop holding places that new jobs are
+    /// refused for; their ends are the caller's.
+    pub fn take_expired(&self, now: u64) -> Vec<(JobKind, u64)> {
+        let mut state = self.lock();
+        let mut expired = Vec::new();
+        for (&kind, queue) in state.queues.iter_mut() {
+            let Ok(kind) = JobKind::try_from(kind) else { continue };
+            if !queue.heap.iter().any(|e| e.deadline != 0 && e.deadline <= now) {
+                continue;
+            }
+            queue.heap.retain(|e| {
+                let passed = e.deadline != 0 && e.deadline <= now;
+                if passed {
+                    expired.push((kind, e.id));
+                }
+                !passed
+            });
+        }
+        expired
     }
 
     /// Take a queued job out of its queue; false if it was not queued.
@@ -270,14 +295,15 @@ pub struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
-    /// The job is recorded: queue it (`set`: the key set it uses, or 0).
-    /// Returns the jobs ahead of it.
-    pub fn enqueue(mut self, id: u64, priority: i32, set: u32) -> usize {
+    /// The job is recorded: queue it (`set`: the key set it uses, or 0;
+    /// `deadline`: the Unix ms after which [`Scheduler::take_expired`]
+    /// takes it out, or 0). Returns the jobs ahead of it.
+    pub fn enqueue(mut self, id: u64, priority: i32, set: u32, deadline: u64) -> usize {
         self.used = true;
         let mut state = self.scheduler.lock();
         let queue = state.queues.entry(self.kind as i32).or_default();
         queue.reserved -= 1;
-        let entry = Entry { priority, id, set };
+        let entry = Entry { priority, id, set, deadline };
         let ahead = queue.heap.iter().filter(|e| **e > entry).count();
         queue.heap.push(entry);
         state.wake(self.kind);
@@ -308,15 +334,29 @@ mod tests {
         assert_eq!(s.reserve(JobKind::Hash).err(), Some(QueueFull { kind: JobKind::Hash, depth: 2 }));
         assert!(s.reserve(JobKind::Msm).is_ok(), "each kind has its own queue");
         drop(b);
-        assert_eq!(a.enqueue(1, 0, 0), 0);
+        assert_eq!(a.enqueue(1, 0, 0, 0), 0);
         assert!(s.reserve(JobKind::Hash).is_ok());
+    }
+
+    #[test]
+    fn jobs_past_their_deadline_are_taken_out_of_their_queues() {
+        let s = Scheduler::new(3);
+        s.reserve(JobKind::Hash).unwrap().enqueue(1, 0, 0, 100);
+        s.reserve(JobKind::Hash).unwrap().enqueue(2, 0, 0, 0);
+        s.reserve(JobKind::Hash).unwrap().enqueue(3, 0, 0, 200);
+        s.requeue(JobKind::Msm, 4, 0, 50);
+        assert!(s.reserve(JobKind::Hash).is_err(), "full");
+        assert_eq!(s.take_expired(99), vec![(JobKind::Msm, 4)]);
+        assert_eq!(s.take_expired(150), vec![(JobKind::Hash, 1)]);
+        assert!(s.reserve(JobKind::Hash).is_ok(), "its place is free");
+        assert_eq!(s.position(JobKind::Hash, 3), Some(1));
     }
 
     #[test]
     fn higher_priority_first_then_submission_order() {
         let s = Scheduler::new(10);
         for (id, priority) in [(1, 0), (2, 5), (3, 0), (4, 5)] {
-            s.reserve(JobKind::Hash).unwrap().enqueue(id, priority, 0);
+            s.reserve(JobKind::Hash).unwrap().enqueue(id, priority, 0, 0);
         }
         assert_eq!(s.position(JobKind::Hash, 3), Some(3));
         assert!(s.remove(JobKind::Hash, 3));
@@ -330,19 +370,19 @@ mod tests {
         let s = Scheduler::new(100);
         // Sets alternate in submission order; one urgent job uses set 8.
         for id in 1..=6u64 {
-            s.reserve(JobKind::ProveOps).unwrap().enqueue(id, 0, if id % 2 == 1 { 4 } else { 8 });
+            s.reserve(JobKind::ProveOps).unwrap().enqueue(id, 0, if id % 2 == 1 { 4 } else { 8 }, 0);
         }
-        s.reserve(JobKind::ProveOps).unwrap().enqueue(7, 5, 8);
+        s.reserve(JobKind::ProveOps).unwrap().enqueue(7, 5, 8, 0);
         let order: Vec<u64> = (0..7).map(|_| s.take(&[JobKind::ProveOps]).unwrap().1).collect();
         assert_eq!(order, vec![7, 2, 4, 6, 1, 3, 5], "priority first, then set 8 while it is loaded");
 
         // A stream of one set does not starve another for ever.
         let s = Scheduler::new(100);
-        s.reserve(JobKind::ProveOps).unwrap().enqueue(1, 0, 4);
+        s.reserve(JobKind::ProveOps).unwrap().enqueue(1, 0, 4, 0);
         assert_eq!(s.take(&[JobKind::ProveOps]).unwrap().1, 1);
-        s.reserve(JobKind::ProveOps).unwrap().enqueue(2, 0, 8);
+        s.reserve(JobKind::ProveOps).unwrap().enqueue(2, 0, 8, 0);
         for id in 3..40 {
-            s.reserve(JobKind::ProveOps).unwrap().enqueue(id, 0, 4);
+            s.reserve(JobKind::ProveOps).unwrap().enqueue(id, 0, 4, 0);
         }
         let order: Vec<u64> = (0..=SAME_SET_RUN).map(|_| s.take(&[JobKind::ProveOps]).unwrap().1).collect();
         assert_eq!(*order.last().unwrap(), 2, "{order:?}");
@@ -359,8 +399,8 @@ mod tests {
             })
             .collect();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        s.reserve(JobKind::Msm).unwrap().enqueue(7, 0, 0);
-        s.reserve(JobKind::Hash).unwrap().enqueue(8, 0, 0);
+        s.reserve(JobKind::Msm).unwrap().enqueue(7, 0, 0, 0);
+        s.reserve(JobKind::Hash).unwrap().enqueue(8, 0, 0, 0);
         let taken: Vec<_> = runners.into_iter().map(|r| r.join().unwrap()).collect();
         assert_eq!(taken, vec![Some((JobKind::Hash, 8)), Some((JobKind::Msm, 7))]);
     }
@@ -371,12 +411,12 @@ mod tests {
         let kinds = [JobKind::Hash, JobKind::Msm];
         let first = s.run_now(JobKind::Hash, &kinds, 2).expect("both runners free");
         assert_eq!(s.load(JobKind::Hash), Load { queued: 0, running: 1 });
-        s.reserve(JobKind::Msm).unwrap().enqueue(1, 0, 0);
+        s.reserve(JobKind::Msm).unwrap().enqueue(1, 0, 0, 0);
         assert_eq!(s.take(&kinds), Some((JobKind::Msm, 1)));
         assert!(s.run_now(JobKind::Hash, &kinds, 2).is_none(), "both runners busy");
         drop(first);
         assert_eq!(s.load(JobKind::Hash), Load { queued: 0, running: 0 });
-        s.reserve(JobKind::Hash).unwrap().enqueue(2, 0, 0);
+        s.reserve(JobKind::Hash).unwrap().enqueue(2, 0, 0, 0);
         assert!(s.run_now(JobKind::Hash, &kinds, 2).is_none(), "a hash job waits: it goes first");
         assert!(s.run_now(JobKind::Hash, &kinds, 0).is_none());
         assert_eq!(s.take(&kinds), Some((JobKind::Hash, 2)));

@@ -227,6 +227,20 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         }
     }));
 
+    // Queued jobs past their deadline end when it passes, not when a runner reaches them.
+    let sweeping = core.clone();
+    let mut stopped_sweep = stopped.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(DEADLINE_SWEEP) => {}
+                _ = stopped_sweep.wait_for(|s| *s) => return Ok(()),
+            }
+            let core = sweeping.clone();
+            let _ = tokio::task::spawn_blocking(move || core.end_expired()).await;
+        }
+    }));
+
     // Last, once nothing can fail: the runners start the queued jobs.
     let local_runners = local_runners(&options);
     let mut runners: Vec<_> = (0..local_runners)
@@ -246,6 +260,9 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
 
     Ok(Running { socket, tcp: tcp_addr, metrics: metrics_addr, core, stop, tasks, runners })
 }
+
+/// How often queued jobs are looked over for deadlines that passed.
+const DEADLINE_SWEEP: Duration = Duration::from_millis(200);
 
 async fn bind_tcp(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener, ServeError> {
     tokio::net::TcpListener::bind(addr).await.map_err(io(format!("{what} {addr}")))

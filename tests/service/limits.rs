@@ -146,6 +146,28 @@ async fn a_deadline_that_passes_in_the_queue_fails_the_job_unrun() {
     server.shutdown().await.unwrap();
 }
 
+/// Queued jobs whose deadline passes end then, while no runner is free:
+/// their watchers hear it, and their places in a full queue are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_past_their_deadline_leave_the_queue_when_it_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 0);
+    opts.queue_depth = 2;
+    let server = start(opts).await.unwrap();
+    let mut client = unix_client(&server).await;
+    let soon = causality_vm::service::core::now_ms() + 300;
+    let first = client.submit("soon-1", hash_payload(&[b"1"]), 0, Some(soon)).await.unwrap();
+    client.submit("soon-2", hash_payload(&[b"2"]), 0, Some(soon)).await.unwrap();
+    let full = client.submit("waits", hash_payload(&[b"3"]), 0, None).await.unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    let job = tokio::time::timeout(std::time::Duration::from_secs(10), client.wait(first.job_id)).await;
+    let job = job.expect("ended when its deadline passed, no runner needed").unwrap();
+    assert_eq!(job.error.as_ref().map(|e| e.code.as_str()), Some("DEADLINE_EXCEEDED"), "{job:?}");
+    assert_eq!(job.attempts, 0);
+    client.submit("fits", hash_payload(&[b"3"]), 0, None).await.expect("the places are free");
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_the_deadline_names_the_accepted_job() {
     let dir = tempfile::tempdir().unwrap();
