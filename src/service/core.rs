@@ -40,6 +40,21 @@ pub enum Refusal {
     Internal(String),
 }
 
+impl Refusal {
+    /// Its label in `cvm_jobs_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Invalid(_) => "invalid",
+            Refusal::Conflict { .. } => "conflict",
+            Refusal::QueueFull { .. } => "queue_full",
+            Refusal::DeadlinePassed { .. } => "deadline",
+            Refusal::NotFound(_) => "not_found",
+            Refusal::Unavailable(_) => "unavailable",
+            Refusal::Internal(_) => "internal",
+        }
+    }
+}
+
 impl From<BadPayload> for Refusal {
     fn from(e: BadPayload) -> Self {
         Refusal::Invalid(e.to_string())
@@ -298,23 +313,29 @@ impl Core {
     /// Check, record durably and queue a job (see the proto's Submit);
     /// blocks until the record is on disk.
     pub fn submit(&self, request: SubmitRequest) -> Result<Submitted, Refusal> {
-        match self.check(request)? {
-            Checked::Answered(submitted) => Ok(submitted),
-            Checked::Recording(pending, accepted) => {
+        let kind = kind_label(&request);
+        let submitted = match self.check(request) {
+            Ok(Checked::Answered(submitted)) => Ok(submitted),
+            Ok(Checked::Recording(pending, accepted)) => {
                 self.recorded(pending, accepted.blocking_recv().unwrap_or(Err(JournalError::Stopped)))
             }
-        }
+            Err(refusal) => Err(refusal),
+        };
+        submitted.inspect_err(|refusal| self.metrics.rejected(kind, refusal.reason()))
     }
 
     /// [`Core::submit`] awaiting the disk on no thread of its own (for
     /// small payloads, whose checking is brief).
     pub async fn submit_async(&self, request: SubmitRequest) -> Result<Submitted, Refusal> {
-        match self.check(request)? {
-            Checked::Answered(submitted) => Ok(submitted),
-            Checked::Recording(pending, accepted) => {
+        let kind = kind_label(&request);
+        let submitted = match self.check(request) {
+            Ok(Checked::Answered(submitted)) => Ok(submitted),
+            Ok(Checked::Recording(pending, accepted)) => {
                 self.recorded(pending, accepted.await.unwrap_or(Err(JournalError::Stopped)))
             }
-        }
+            Err(refusal) => Err(refusal),
+        };
+        submitted.inspect_err(|refusal| self.metrics.rejected(kind, refusal.reason()))
     }
 
     /// A submission checked and on its way to the job store (or answered
@@ -336,7 +357,6 @@ impl Core {
             Err(QueueFull { kind, depth }) => {
                 // A retry of a job already accepted is still answered (below).
                 if self.journal.find_request(&request.request_id)?.is_none() {
-                    self.metrics.rejected(kind_name(kind), "queue_full");
                     return Err(Refusal::QueueFull { kind: kind_name(kind), depth });
                 }
                 None
@@ -803,7 +823,8 @@ impl Core {
             let stages = Stages::new(self, &record.job);
             let prepared = runner.prepare(parsed, &request_id, &self.engines, &stages);
             let go_on = matches!(prepared, Ok(Some(_))) && stages.stage("execute");
-            record.job.stage = stages.finish();
+            // The execute stage's time (and hash, prove, commit) comes from the batch's own timings.
+            record.job.stage = stages.finish_unclocked();
             match prepared {
                 Ok(Some(prepared)) if go_on => ready.push((record, prepared)),
                 Ok(_) => {
@@ -817,7 +838,6 @@ impl Core {
             return Ok(());
         }
         let (records, prepared): (Vec<JobRecord>, Vec<_>) = ready.into_iter().unzip();
-        let started = Instant::now();
         let outcomes = runner.execute(&prepared);
         super::crash::point("batch-committed");
         if runner.store.commit_uncertain() {
@@ -827,15 +847,15 @@ impl Core {
             exit_after_uncertain_commit();
         }
         drop(runner);
-        self.metrics.stage_seconds("execute", started.elapsed().as_secs_f64());
         let backend = super::work::backend_name(self.engines.hashing.resolved());
         // Committed (or refused) in the store: their ends are written together,
         // without holding the runner (a crash before then finds each commit
         // by its request id).
         for (record, outcome) in records.into_iter().zip(outcomes) {
             let outcome = match outcome {
-                Ok((result, proofs)) => {
+                Ok(work::batch::Executed { result, proofs, timings }) => {
                     self.metrics.proofs.inc_by(proofs);
+                    self.metrics.batch_stages(&timings);
                     Ok(JobResult {
                         kind: Some(job_result::Kind::ExecuteBatch(result)),
                         backends: vec![StageBackend { stage: "hash".into(), backend: backend.into() }],
@@ -938,6 +958,12 @@ impl<'a> Stages<'a> {
         Stages { core, job: Mutex::new(job.clone()), clock: StageClock::new(core.metrics.clone()) }
     }
 
+    /// Returns the stage reached; the last one's latency is measured elsewhere.
+    fn finish_unclocked(self) -> String {
+        self.clock.forget();
+        self.job.into_inner().unwrap_or_else(|p| p.into_inner()).stage
+    }
+
     /// The last stage's latency into the metrics; returns the stage reached.
     fn finish(self) -> String {
         self.clock.end();
@@ -1008,6 +1034,11 @@ fn cancelled_at(stage: &str) -> (&'static str, String) {
 }
 
 /// A job's event: its state and stage, and the job itself once it ended.
+/// A submit's kind for the metrics ("unknown" where it names none).
+fn kind_label(request: &SubmitRequest) -> &'static str {
+    request.payload.as_ref().and_then(|p| work::kind_of(p).ok()).map_or("unknown", kind_name)
+}
+
 /// The error of a job whose deadline passed before it started.
 fn deadline_passed(deadline: u64) -> (&'static str, String) {
     ("DEADLINE_EXCEEDED", format!("the deadline {deadline} (Unix ms) passed before the job started"))

@@ -118,6 +118,20 @@ impl Metrics {
         self.stages.get_or_create(&vec![("stage", stage.to_string())]).observe(seconds);
     }
 
+    /// A committed batch's stages (execute, hash, and prove and commit
+    /// where it had them), from its own timings.
+    pub fn batch_stages(&self, timings: &crate::store::StageTimings) {
+        let seconds = |us: u64| us as f64 / 1e6;
+        self.stage_seconds("execute", seconds(timings.execute_us));
+        self.stage_seconds("hash", seconds(timings.hash_us));
+        if timings.prove_us > 0 {
+            self.stage_seconds("prove", seconds(timings.prove_us));
+        }
+        if timings.commit_us > 0 {
+            self.stage_seconds("commit", seconds(timings.commit_us));
+        }
+    }
+
     /// Set the queue gauges of one kind (just before a scrape).
     pub fn load(&self, kind: &str, queued: usize, running: usize) {
         self.queued.get_or_create(&vec![("kind", kind.to_string())]).set(queued as i64);
@@ -148,6 +162,11 @@ impl StageClock {
     pub fn begin(&self, name: &str) {
         self.end();
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((name.to_string(), Instant::now()));
+    }
+
+    /// The current stage ends unmeasured (its time is measured elsewhere).
+    pub fn forget(&self) {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// The current stage ends (none runs until the next `begin`).

@@ -358,6 +358,24 @@ async fn metrics_count_jobs_and_volumes_on_the_metrics_page() {
     let accepted = client.submit("m1", hash_payload(&[b"abc", b"de"]), 0, None).await.unwrap();
     client.wait(accepted.job_id).await.unwrap();
     let _ = client.submit("m1", hash_payload(&[b"other"]), 0, None).await.unwrap_err();
+    let bad = JobPayload {
+        kind: Some(job_payload::Kind::MerkleRoot(causality_vm::service::proto::MerkleRootJob {
+            leaves: vec![vec![1]],
+        })),
+    };
+    let _ = client.submit("bad", bad, 0, None).await.unwrap_err();
+    // A batch job: its execute, hash and commit stages from the batch's own timings, once each.
+    let files = tempfile::tempdir().unwrap();
+    let batch = crate::batches::create_batches(files.path(), 1).pop().unwrap();
+    let job = causality_vm::service::proto::ExecuteBatchJob {
+        batch_json: crate::batches::inline_batch(&batch),
+        no_prove: true,
+        ..Default::default()
+    };
+    let payload = JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) };
+    let accepted = client.submit("b1", payload, 0, None).await.unwrap();
+    let job = client.wait(accepted.job_id).await.unwrap();
+    assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
     let address = server.metrics.unwrap();
     let page = |path: &'static str| {
         tokio::task::spawn_blocking(move || {
@@ -376,9 +394,13 @@ async fn metrics_count_jobs_and_volumes_on_the_metrics_page() {
         "cvm_jobs_finished_total{kind=\"hash\",outcome=\"succeeded\"} 1",
         "cvm_hashed_bytes_total 5",
         "cvm_queue_depth{kind=\"hash\"} 0",
-        "cvm_stage_seconds_count{stage=\"hash\"} 1",
-        "cvm_stage_seconds_count{stage=\"queue_wait\"} 1",
+        "cvm_stage_seconds_count{stage=\"hash\"} 2",
+        "cvm_stage_seconds_count{stage=\"queue_wait\"} 2",
+        "cvm_stage_seconds_count{stage=\"execute\"} 1",
+        "cvm_stage_seconds_count{stage=\"commit\"} 1",
         "cvm_jobs_run_at_once_total 1",
+        "cvm_jobs_rejected_total{kind=\"hash\",reason=\"conflict\"} 1",
+        "cvm_jobs_rejected_total{kind=\"merkle-root\",reason=\"invalid\"} 1",
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }

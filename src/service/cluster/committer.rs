@@ -190,7 +190,7 @@ impl Committer {
         if outcome.is_err() && progress.stopping().is_some() {
             return Ok(None);
         }
-        let (result, proofs) = outcome?;
+        let super::super::work::batch::Executed { result, proofs, .. } = outcome?;
         let backend = backend_name(engines.hashing.resolved());
         let result = JobResult {
             kind: Some(job_result::Kind::ExecuteBatch(result)),

@@ -153,7 +153,7 @@ impl BatchRunner {
     /// Execute, prove and commit prepared batches in order, pipelined as
     /// `execute_batches` does (batch n is proven and committed while n+1
     /// executes). Each result is `cvm run --json`'s, with the proofs made.
-    pub fn execute(&mut self, prepared: &[Prepared]) -> Vec<Result<(ExecuteBatchResult, u64), WorkError>> {
+    pub fn execute(&mut self, prepared: &[Prepared]) -> Vec<Result<Executed, WorkError>> {
         let jobs: Vec<BatchJob<'_>> = prepared
             .iter()
             .map(|p| BatchJob::new(&p.batch.keys, &p.batch.ops, &p.batch.ctx, &p.tx).with_programs(&p.content))
@@ -165,7 +165,8 @@ impl BatchRunner {
                     let json = serde_json::to_string_pretty(&result)
                         .map_err(|e| WorkError::Internal(format!("writing the result: {e}")))?;
                     let proofs = result.metadata.prove_stages.as_ref().map_or(0, |p| p.proofs);
-                    Ok((ExecuteBatchResult { result_json: json }, proofs))
+                    let timings = result.metadata.timings;
+                    Ok(Executed { result: ExecuteBatchResult { result_json: json }, proofs, timings })
                 }
                 Err(e) => Err(WorkError::Precondition(format!(
                     "the batch could not be committed; the store is unchanged by it: {e}"
@@ -182,6 +183,14 @@ pub struct Prepared {
     content: Vec<Content>,
     /// The resident key set it proves with, when it proves.
     system: Option<Arc<ProvingSystem>>,
+}
+
+/// A batch executed (proven, committed): its result, the proofs made, and
+/// the time of each stage.
+pub struct Executed {
+    pub result: ExecuteBatchResult,
+    pub proofs: u64,
+    pub timings: crate::store::StageTimings,
 }
 
 impl Prepared {
