@@ -100,6 +100,13 @@ async fn prove_ops_jobs_make_proofs_that_verify_with_the_in_process_public_input
 
     let status = client.status().await.unwrap();
     assert!(status.key_sets.iter().any(|k| k.ops_per_proof == 4 && k.resident), "the key set stays resident");
+    // `cvm status` says so too.
+    let (code, out, err) = crate::cli::run(crate::cli::cvm(dir.path()).args(["status"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("key sets resident: 4 ops per proof"), "{out}");
+    let (_, out, _) = crate::cli::run(crate::cli::cvm(dir.path()).args(["--json", "status"]));
+    let key_sets = serde_json::from_str::<Value>(&out).unwrap()["key_sets"].clone();
+    assert_eq!(key_sets, serde_json::json!([{"ops_per_proof": 4, "resident": true}]), "{out}");
     server.shutdown().await.unwrap();
 }
 

@@ -354,11 +354,19 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<i32> {
                        "jobs_done": w.jobs_done, "heartbeat_age_ms": w.heartbeat_age_ms, "key_sets": w.key_sets})
             })
             .collect();
+        let key_sets: Vec<Value> = status
+            .key_sets
+            .iter()
+            .map(|k| match k.zkey_id.is_empty() {
+                true => json!({"ops_per_proof": k.ops_per_proof, "resident": k.resident}),
+                false => json!({"zkey_id": k.zkey_id, "resident": k.resident}),
+            })
+            .collect();
         if globals.json {
             let value = json!({
                 "version": status.version, "backend": status.backend, "adapter": status.adapter,
                 "cpu_threads": status.cpu_threads, "uptime_ms": status.uptime_ms, "kinds": kinds,
-                "workers": workers,
+                "key_sets": key_sets, "workers": workers,
             });
             out!("{}", serde_json::to_string_pretty(&value)?)?;
             return Ok(0);
@@ -368,6 +376,16 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<i32> {
         for k in &status.kinds {
             out!("  {:<13} {} queued (limit {}), {} running", kind_name(k.kind()), k.queued, k.queue_limit, k.running)?;
         }
+        let resident: Vec<String> = status
+            .key_sets
+            .iter()
+            .filter(|k| k.resident)
+            .map(|k| match k.zkey_id.is_empty() {
+                true => format!("{} ops per proof", k.ops_per_proof),
+                false => k.zkey_id.clone(),
+            })
+            .collect();
+        out!("key sets resident: {}", if resident.is_empty() { "none".into() } else { resident.join(", ") })?;
         if !status.workers.is_empty() {
             out!("cluster workers:")?;
         }
