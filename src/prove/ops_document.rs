@@ -161,7 +161,18 @@ pub struct ProofsDocument {
 /// Prove every operation of `witnesses`, `ops_per_proof` to a proof; each
 /// proof is verified before it is returned.
 pub fn prove_document(system: &ProvingSystem, witnesses: &[OpWitness]) -> Result<ProofsDocument, ProveError> {
-    let (proofs, stages) = system.prove_batch_timed(witnesses)?;
+    let proven = prove_document_until(system, witnesses, |_, _| true)?;
+    Ok(proven.expect("never asked to stop"))
+}
+
+/// [`prove_document`], asking `go_on(done, total)` after each proof
+/// whether to make the next: None when it said no.
+pub fn prove_document_until(
+    system: &ProvingSystem,
+    witnesses: &[OpWitness],
+    go_on: impl FnMut(usize, usize) -> bool,
+) -> Result<Option<ProofsDocument>, ProveError> {
+    let Some((proofs, stages)) = system.prove_batch_until(witnesses, go_on)? else { return Ok(None) };
     let k = system.ops_per_proof();
     let proofs = proofs
         .iter()
@@ -173,13 +184,13 @@ pub fn prove_document(system: &ProvingSystem, witnesses: &[OpWitness]) -> Result
             public: public_to_json(&p.public_inputs),
         })
         .collect();
-    Ok(ProofsDocument {
+    Ok(Some(ProofsDocument {
         system: super::pipeline::SYSTEM_NAME.to_string(),
         ops_per_proof: k,
         proofs,
         verification_key: vk_to_json(system.verifying_key()),
         stages,
-    })
+    }))
 }
 
 #[cfg(test)]

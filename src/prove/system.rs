@@ -274,6 +274,17 @@ impl ProvingSystem {
     }
 
     pub fn prove_batch_timed(&self, ops: &[OpWitness]) -> Result<(Vec<BatchProof>, ProveStages), ProveError> {
+        let proven = self.prove_batch_until(ops, |_, _| true)?;
+        Ok(proven.expect("never asked to stop"))
+    }
+
+    /// [`ProvingSystem::prove_batch_timed`], asking `go_on(done, total)`
+    /// after each proof whether to make the next: None when it said no.
+    pub fn prove_batch_until(
+        &self,
+        ops: &[OpWitness],
+        mut go_on: impl FnMut(usize, usize) -> bool,
+    ) -> Result<Option<(Vec<BatchProof>, ProveStages)>, ProveError> {
         let k = self.ops_per_proof();
         let mut timings = ProveStages::default();
         let total = ops.len().div_ceil(k);
@@ -286,12 +297,15 @@ impl ProvingSystem {
             if let Some(progress) = &progress {
                 progress(proofs.len(), total);
             }
+            if proofs.len() < total && !go_on(proofs.len(), total) {
+                return Ok(None);
+            }
         }
         timings.proofs = proofs.len() as u64;
         if let Ok(mut last) = self.last_timings.lock() {
             *last = timings;
         }
-        Ok((proofs, timings))
+        Ok(Some((proofs, timings)))
     }
 
     /// One proof of exactly K slots, verified; retried once on the CPU.

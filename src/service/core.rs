@@ -987,6 +987,15 @@ impl Progress for Stages<'_> {
         self.core.publish(&job, 0.0);
         true
     }
+
+    fn progress(&self, done: f64) -> bool {
+        let job = self.job.lock().unwrap_or_else(|p| p.into_inner());
+        if self.core.is_cancelled(job.job_id) {
+            return false;
+        }
+        self.core.publish(&job, done.clamp(0.0, 1.0));
+        true
+    }
 }
 
 /// A job's state and counters as it starts (another attempt).

@@ -110,6 +110,30 @@ async fn prove_ops_jobs_make_proofs_that_verify_with_the_in_process_public_input
     server.shutdown().await.unwrap();
 }
 
+/// A ProveOps job tells its progress between proofs, and a cancel stops it
+/// there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prove_ops_job_tells_its_progress_and_stops_between_proofs_when_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 1).await;
+    let mut client = unix_client(&server).await;
+    let witnesses: Vec<OpWitness> = (0..200).map(|i| create(i + 1)).collect();
+    let accepted = client.submit("many", payload(&document(&witnesses), 1), 0, None).await.unwrap();
+    let mut events = client.events(accepted.job_id).await.unwrap();
+    let told = loop {
+        let event = events.message().await.unwrap().expect("the job ended before it told any progress");
+        if event.stage == "prove" && event.progress > 0.0 {
+            break event.progress;
+        }
+    };
+    assert!(told < 1.0, "{told}");
+    client.cancel(accepted.job_id).await.unwrap();
+    let job = client.wait(accepted.job_id).await.unwrap();
+    assert_eq!(job.state(), JobState::Cancelled, "stopped between proofs: {job:?}");
+    assert!(job.error.unwrap().message.contains("at stage prove"));
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_witnesses_are_refused_at_submit_naming_the_operation() {
     let dir = tempfile::tempdir().unwrap();

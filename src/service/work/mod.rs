@@ -247,6 +247,13 @@ pub trait Progress {
     /// A new stage begins; false when the job was cancelled (stop here).
     fn stage(&self, name: &str) -> bool;
 
+    /// The share of the current stage done (0 to 1), told between steps
+    /// of a long stage (a ProveOps job's proofs); false when the job was
+    /// cancelled (stop here, as at a stage's start).
+    fn progress(&self, _done: f64) -> bool {
+        true
+    }
+
     /// Why the job must stop now, if it must: for work that waits on
     /// others between its stages.
     fn stopping(&self) -> Option<Stop> {

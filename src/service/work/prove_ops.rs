@@ -3,7 +3,7 @@
 
 use super::keys::KeySets;
 use super::{BadPayload, Progress, WorkError};
-use crate::prove::ops_document::{prove_document, OpsDocument};
+use crate::prove::ops_document::{prove_document_until, OpsDocument};
 use crate::prove::OpWitness;
 use crate::service::proto::{ProveOpsJob, ProveOpsResult};
 use crate::ResolvedBackend;
@@ -36,12 +36,15 @@ pub fn run(
     if !progress.stage("prove") {
         return Ok(None);
     }
-    let document = prove_document(&system, &parsed.witnesses).map_err(|e| match e {
+    // Between proofs: the progress, and where a cancel stops the job.
+    let go_on = |done: usize, total: usize| progress.progress(done as f64 / total as f64);
+    let proven = prove_document_until(&system, &parsed.witnesses, go_on).map_err(|e| match e {
         crate::prove::ProveError::InvalidWitness { .. } | crate::prove::ProveError::Unsatisfied { .. } => {
             WorkError::Bad(BadPayload::new("prove_ops.witnesses_json", e.to_string()))
         }
         other => WorkError::Internal(format!("proving: {other}")),
     })?;
+    let Some(document) = proven else { return Ok(None) };
     let proofs = document.proofs.len() as u64;
     let json = serde_json::to_string_pretty(&document).map_err(|e| WorkError::Internal(e.to_string()))?;
     // Where the MSMs ran (the GPU only when all of them did).
