@@ -352,6 +352,9 @@ impl Accelerator for Api {
         }
         self.allowed(&grant, &[JobKind::ProveOps, JobKind::ExecuteBatch])?;
         let k = super::work::batch::ops_per_proof(request.ops_per_proof) as u32;
+        // A size no key set has is refused, as `Preload` refuses it.
+        crate::prove::check_ops_per_proof(k as usize)
+            .map_err(|e| Status::invalid_argument(format!("ops_per_proof: {e}")))?;
         self.core.engines.keys.evict(k as usize);
         Ok(Response::new(KeySetStatus { ops_per_proof: k, resident: false, zkey_id: String::new() }))
     }
@@ -394,7 +397,7 @@ impl Accelerator for Api {
         let cluster = self.cluster.clone();
         let request = request.into_inner();
         blocking(move || {
-            let group = Group::try_from(request.group).unwrap_or(Group::Unspecified);
+            let group = super::work::msm::group_of(request.group, "group")?;
             let points = request.bases.map(|b| b.points).unwrap_or_default();
             let (id, count) = core.engines.bases.upload(group, &points, &core.engines).map_err(|e| match e {
                 super::work::WorkError::Bad(bad) => Refusal::Invalid(bad.to_string()),

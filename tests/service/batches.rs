@@ -101,6 +101,11 @@ fn a_batch_job_gives_what_cvm_run_gives() {
     assert_eq!(submitted, ran, "the same message");
     assert!(ran.contains("bad-quantity.json:") && ran.contains("ops[1]"), "{ran}");
 
+    // The same file with other flags is another job under the same derived request id.
+    let (code, _, err) = run(cvm(served.path()).args(["submit"]).arg(&batch));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ALREADY_EXISTS") && err.contains("give --request-id"), "{err}");
+
     // The batch again (a new request): its creations fail, as in `cvm run`, exit 1.
     let (code, out, err) =
         run(cvm(served.path()).args(["--json", "submit", "--wait", "--no-prove", "--request-id", "again"]).arg(&batch));

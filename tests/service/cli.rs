@@ -79,6 +79,12 @@ fn a_user_submits_a_job_file_follows_it_and_reads_the_status() {
     assert_eq!(code, 2);
     assert!(err.contains("hash.messages[0].hex"), "{err}");
 
+    let stray = dir.path().join("stray.json");
+    std::fs::write(&stray, r#"{"hash": {"messages": []}, "msm": {}}"#).unwrap();
+    let (code, _, err) = run(cvm(dir.path()).args(["submit"]).arg(&stray));
+    assert_eq!(code, 2);
+    assert!(err.contains("not a job file") && err.contains(r#"the keys "hash", "msm""#), "{err}");
+
     // A file the server refuses after another was accepted: the accepted
     // one is reported, the refused one with its error, exit 1.
     let unknown = dir.path().join("unknown-set.json");

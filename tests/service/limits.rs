@@ -59,6 +59,17 @@ async fn malformed_payloads_are_invalid_arguments_naming_the_field() {
             "merkle_root.leaves[1]: 3 bytes",
         ),
         ("no group", msm(Group::Unspecified, vec![vec![0; 32]], vec![vec![0; 32]]), "msm.group"),
+        (
+            "unknown group",
+            {
+                let mut odd = msm(Group::G1, vec![vec![0; 32]], vec![vec![0; 32]]);
+                if let Some(job_payload::Kind::Msm(m)) = &mut odd.kind {
+                    m.group = 7;
+                }
+                odd
+            },
+            "msm.group: 7 is no group",
+        ),
         ("short point", msm(Group::G1, vec![vec![0; 31]], vec![vec![0; 32]]), "msm.inline_bases.points[0]: 31 bytes"),
         ("g2 point size", msm(Group::G2, vec![vec![0; 32]], vec![vec![0; 32]]), "msm.inline_bases.points[0]: 32 bytes"),
         ("count", msm(Group::G1, vec![vec![0; 32]; 2], vec![vec![0; 32]]), "1 scalars for 2 bases"),

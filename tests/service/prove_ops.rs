@@ -107,6 +107,9 @@ async fn prove_ops_jobs_make_proofs_that_verify_with_the_in_process_public_input
     let (_, out, _) = crate::cli::run(crate::cli::cvm(dir.path()).args(["--json", "status"]));
     let key_sets = serde_json::from_str::<Value>(&out).unwrap()["key_sets"].clone();
     assert_eq!(key_sets, serde_json::json!([{"ops_per_proof": 4, "resident": true}]), "{out}");
+    // A size no key set has is refused by Evict as by Preload.
+    let odd = causality_vm::service::proto::EvictRequest { ops_per_proof: 1_000_000, zkey_id: String::new() };
+    assert_eq!(client.evict(odd).await.unwrap_err().code(), Code::InvalidArgument);
     server.shutdown().await.unwrap();
 }
 

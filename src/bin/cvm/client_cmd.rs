@@ -227,16 +227,26 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
                 Some(id) => id.clone(),
                 None => format!("file-{}", &hex_encode(blake3::hash(&named_by).as_bytes())[..32]),
             };
-            let accepted = match client.submit(&request_id, payload, args.priority, deadline).await {
+            let submitted = client.submit(&request_id, payload, args.priority, deadline).await;
+            let submitted = submitted.map_err(|status| {
+                let derived = args.request_id.is_none() && status.code() == tonic::Code::AlreadyExists;
+                let error = status_error(status);
+                match derived {
+                    // Same bytes, other flags: another job under the same id.
+                    true => error.context(
+                        "its request id comes from the file's bytes, and the file was submitted before with other \
+                         flags (--ops-per-proof, --mode, --no-prove, …); give --request-id to submit it as another job",
+                    ),
+                    false => error,
+                }
+            });
+            let accepted = match submitted {
                 Ok(accepted) => accepted,
                 // Refused before anything was accepted: nothing changed.
-                Err(status) if !accepted_any => {
-                    return Err(status_error(status)).with_context(|| format!("submitting {}", path.display()))
-                }
+                Err(error) if !accepted_any => return Err(error).with_context(|| format!("submitting {}", path.display())),
                 // Refused after others were accepted: they are reported,
                 // this one is not, and the files after it are not sent.
-                Err(status) => {
-                    let error = status_error(status);
+                Err(error) => {
                     if globals.json {
                         reports.push(json!({"file": path, "error": format!("{error:#}")}));
                     } else {
@@ -662,6 +672,20 @@ fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<(J
             no_prove: args.no_prove,
         };
         return Ok((payload(job_payload::Kind::ExecuteBatch(job)), None));
+    }
+    const KINDS: [&str; 4] = ["hash", "merkle_root", "msm", "groth16"];
+    let keys: Vec<&String> = value.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    if keys.len() != 1 || !KINDS.contains(&keys[0].as_str()) {
+        let found = match value.as_object() {
+            Some(_) if keys.is_empty() => "an empty object".to_string(),
+            Some(_) => format!("the keys {}", keys.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")),
+            None => "no JSON object".to_string(),
+        };
+        bail!(
+            "{origin}: not a job file: expected a batch (\"domain\" and \"ops\"), an operations document \
+             (\"ops\"), or an object with one of {} as its only key; found {found}",
+            KINDS.map(|k| format!("{k:?}")).join(", ")
+        );
     }
     let file: JobFile =
         serde_path_to_error::deserialize(value).map_err(|e| anyhow!("{origin}: {}: {}", e.path(), e.inner()))?;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use causality_vm::service::auth::Auth;
 use causality_vm::service::{serve, ServeOptions};
 
@@ -65,18 +65,27 @@ fn tcp_address(text: &str) -> Result<SocketAddr, String> {
 }
 
 pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
+    if args.queue_depth == 0 {
+        bail!("--queue-depth 0: each kind's queue must hold at least one job");
+    }
+    if args.runners == 0 && args.queue.is_none() {
+        bail!("--runners 0 would run no jobs: it is for a cluster's front (--queue), whose `cvm worker`s run them");
+    }
+    if args.lease == 0 || args.max_attempts == 0 {
+        bail!("--lease and --max-attempts must be at least 1");
+    }
     let mut options = ServeOptions::new(globals.data_dir());
     options.tcp = args.listen;
     options.metrics = args.metrics;
-    options.queue_depth = args.queue_depth.max(1);
+    options.queue_depth = args.queue_depth;
     options.max_message_bytes = args.max_message_bytes;
     options.result_ttl = Duration::from_secs(args.result_ttl);
     options.backend = globals.backend;
     // A cluster server may be a front only (its jobs run on `cvm worker`s).
-    options.runners = if args.queue.is_some() { args.runners } else { args.runners.max(1) };
+    options.runners = args.runners;
     options.queue = args.queue.map(|url| queue_url(&url)).transpose()?;
-    options.lease = Duration::from_secs(args.lease.max(1));
-    options.max_attempts = args.max_attempts.max(1);
+    options.lease = Duration::from_secs(args.lease);
+    options.max_attempts = args.max_attempts;
     options.auth =
         Auth { tls_cert: args.tls_cert, tls_key: args.tls_key, client_ca: args.client_ca, no_auth: args.no_auth };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -239,7 +239,7 @@ impl Ready {
 }
 
 fn no_job() -> BadPayload {
-    BadPayload::new("payload", "no job: set one of execute_batch, prove_ops, hash, merkle_root, msm")
+    BadPayload::new("payload", "no job: set one of execute_batch, prove_ops, hash, merkle_root, msm, groth16")
 }
 
 /// What a running job reports and checks between stages.

@@ -230,8 +230,13 @@ enum WorkBases<'a> {
     Set(BaseSetId),
 }
 
+/// A request's group, refusing a value the proto does not name.
+pub fn group_of(value: i32, field: &str) -> Result<Group, BadPayload> {
+    Group::try_from(value).map_err(|_| BadPayload::new(field, format!("{value} is no group: GROUP_G1 or GROUP_G2")))
+}
+
 pub(super) fn parse<'a>(job: &'a MsmJob, sets: &BaseSets) -> Result<Work<'a>, BadPayload> {
-    let group = Group::try_from(job.group).unwrap_or(Group::Unspecified);
+    let group = group_of(job.group, "msm.group")?;
     let scalars = job
         .scalars
         .iter()
