@@ -11,13 +11,13 @@
 //! its request id, and a retry looks for it in the batches committed since
 //! the job's earlier attempt started.
 
-use super::outage::outlasting;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use tokio_postgres::Client;
 
+use super::outage::outlasting;
 use super::prover::{ClusterProver, Lease};
 use super::{Claimed, ClusterError, Queue};
 use crate::service::core::Core;
@@ -190,7 +190,7 @@ impl Committer {
         if outcome.is_err() && progress.stopping().is_some() {
             return Ok(None);
         }
-        let super::super::work::batch::Executed { result, proofs, .. } = outcome?;
+        let batch::Executed { result, proofs, .. } = outcome?;
         let backend = backend_name(engines.hashing.resolved());
         let result = JobResult {
             kind: Some(job_result::Kind::ExecuteBatch(result)),

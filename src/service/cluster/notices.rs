@@ -3,12 +3,12 @@
 //! job change to whoever waits: idle workers, running jobs' cancellation,
 //! servers' Await streams.
 
-use super::outage::Backoff;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio_postgres::AsyncMessage;
 
+use super::outage::Backoff;
 use super::ClusterError;
 use crate::service::proto::{JobKind, JobState};
 

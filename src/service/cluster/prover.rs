@@ -5,12 +5,12 @@
 //! them, and the record it returns is checked against the cluster's key
 //! set before anything commits.
 
-use super::outage::outlasting;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
 
+use super::outage::outlasting;
 use super::{ClusterError, NewJob, Queue, Renewal};
 use crate::prove::ops_document::OpsDocument;
 use crate::prove::pipeline::{encode_record, key_id};
@@ -56,6 +56,22 @@ const LOOK: Duration = Duration::from_secs(1);
 
 /// The longest pause between tries while the database is away.
 const MOST_PAUSE: Duration = Duration::from_secs(10);
+
+/// A worker's proof (job `id`) must be of proof `i`'s operations, `chunk`:
+/// it is checked against the key when the batch commits, and here against
+/// the public inputs the chunk gives.
+fn check_chunk_proof(id: u64, i: usize, proof: &BatchProof, chunk: &[OpWitness], k: usize) -> Result<(), ProveError> {
+    let expected = crate::prove::witness::chunk_public_inputs(chunk, i * k, k)?;
+    if proof.ops != chunk.len() || proof.public_inputs != expected {
+        return Err(ProveError::Rejected(format!(
+            "proof job {id} proves other operations than proof {i} of the batch ({} operations and their public \
+             inputs asked for, {} given)",
+            chunk.len(),
+            proof.ops
+        )));
+    }
+    Ok(())
+}
 
 impl ClusterProver {
     async fn prove_remotely(&self, witnesses: &[OpWitness]) -> Result<Vec<BatchProof>, ProveError> {
@@ -111,19 +127,7 @@ impl ClusterProver {
                 return Err(ProveError::Synthesis(format!("proof job {id} returned no proofs")));
             };
             let proof = parse_proof(id, &result.proofs_json)?;
-            // A worker's proof must be of this chunk's operations: it is
-            // checked against the key when the batch commits, and here
-            // against the public inputs the chunk gives.
-            let chunk = chunks[i];
-            let expected = crate::prove::witness::chunk_public_inputs(chunk, i * k, k)?;
-            if proof.ops != chunk.len() || proof.public_inputs != expected {
-                return Err(ProveError::Rejected(format!(
-                    "proof job {id} proves other operations than proof {i} of the batch ({} operations and their \
-                     public inputs asked for, {} given)",
-                    chunk.len(),
-                    proof.ops
-                )));
-            }
+            check_chunk_proof(id, i, &proof, chunks[i], k)?;
             proofs.push(proof);
         }
         if !self.progress.stage("commit") {
@@ -228,5 +232,48 @@ impl ProofSystem for ClusterProver {
 
     fn admits(&self, op: &Operation) -> Result<(), ProveError> {
         self.system.admits(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::{LifecycleState, OperationKind, ResourceRegister};
+    use crate::{ContentId, DomainId};
+
+    fn create(seed: u8) -> OpWitness {
+        let register = ResourceRegister {
+            id: ContentId([seed; 32]),
+            logic: ContentId([0xAB; 32]),
+            domain: DomainId::new("test-domain"),
+            fungibility_domain: "gold".into(),
+            quantity: 10,
+            metadata: Default::default(),
+            contents: vec![seed],
+            state: LifecycleState::Active,
+            nullifier_key_commitment: crate::prove::nullifier_key_commitment(&[seed; 32]),
+            controller: "alice".into(),
+            version: 0,
+        };
+        OpWitness { kind: OperationKind::Create, consumed: vec![], created: vec![register], updated: None }
+    }
+
+    #[test]
+    fn a_workers_proof_of_other_operations_is_rejected() {
+        let batch = [create(1), create(2), create(3)];
+        let chunks: Vec<&[OpWitness]> = batch.chunks(2).collect();
+        let proof_of = |i: usize| BatchProof {
+            proof: Default::default(),
+            public_inputs: crate::prove::witness::chunk_public_inputs(chunks[i], i * 2, 2).unwrap(),
+            ops: chunks[i].len(),
+        };
+        assert!(check_chunk_proof(7, 0, &proof_of(0), chunks[0], 2).is_ok());
+        assert!(check_chunk_proof(8, 1, &proof_of(1), chunks[1], 2).is_ok());
+        // Another chunk's proof, or the right inputs with another count.
+        let err = check_chunk_proof(8, 1, &proof_of(0), chunks[1], 2).unwrap_err().to_string();
+        assert!(err.contains("proof job 8 proves other operations than proof 1"), "{err}");
+        let mut short = proof_of(0);
+        short.ops = 1;
+        assert!(check_chunk_proof(7, 0, &short, chunks[0], 2).is_err());
     }
 }
