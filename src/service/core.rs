@@ -840,7 +840,7 @@ impl Core {
         let (records, prepared): (Vec<JobRecord>, Vec<_>) = ready.into_iter().unzip();
         let outcomes = runner.execute(&prepared);
         super::crash::point("batch-committed");
-        if runner.store.commit_uncertain() {
+        if runner.store.commit_uncertain() || super::crash::uncertain_commit() {
             // A failed commit may still be on disk: no job's end is written
             // (a restart reopens the store and finds each commit by its
             // request id, or runs the job again).

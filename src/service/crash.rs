@@ -13,7 +13,9 @@
 //! Faults: `CVM_TEST_FAIL_AT=FAULT:N` makes the first N tries of each job
 //! fail at FAULT. `end-write`: writing the job's end to the job store (as a
 //! full disk fails a result's file). `panic`: the first N stages any job
-//! begins panic (as a bug in a kernel would).
+//! begins panic (as a bug in a kernel would). `uncertain-commit`: the first
+//! N batch pipelines' commits are taken as uncertain (as when a failed
+//! append could not be cut back off the log).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -32,6 +34,14 @@ pub fn injected(fault: &str) -> u64 {
         Some((at, n)) if at == fault => *n,
         _ => 0,
     }
+}
+
+/// Whether the `uncertain-commit` fault takes this pipeline's commit (the
+/// first N of the process): the server then acts as if the store could not
+/// tell whether its batches committed (they did).
+pub fn uncertain_commit() -> bool {
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    injected("uncertain-commit") > SEEN.fetch_add(1, Ordering::SeqCst)
 }
 
 /// Panic at stage `name` if the `panic` fault still has tries to fail.

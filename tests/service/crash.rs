@@ -374,6 +374,47 @@ fn a_deadline_job_interrupted_after_it_started_runs_again_past_its_deadline() {
     stop(server);
 }
 
+/// A batch commit whose outcome the store cannot tell (an append that failed
+/// and could not be cut back) stops the server (exit 70) with no job end
+/// written; the restart reopens the store, finds the batch committed by its
+/// request id, and ends the job from its record: committed once.
+#[test]
+fn an_uncertain_commit_stops_the_server_and_the_restart_finds_the_batch() {
+    let load = Load::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = cvm(dir.path())
+        .args(["serve", "--runners", "1"])
+        .env(causality_vm::service::crash::FAULT_VARIABLE, "uncertain-commit:1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::cli::wait_for_socket(dir.path());
+    let submit = || {
+        let mut submit = cvm(dir.path());
+        submit.args(["--json", "submit", "--no-prove", "--request-id", "uncertain"]).arg(&load.batches[0]);
+        submit
+    };
+    let _ = run(&mut submit());
+    let status = server.wait().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert_eq!(status.code(), Some(70), "{log}");
+    assert!(log.contains("could not be undone on disk"), "{log}");
+    let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
+
+    let server = serve(dir.path());
+    let (code, out, err) = run(&mut submit());
+    assert_eq!(code, 0, "{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
+    let (code, job) = awaited(dir.path(), id);
+    assert_eq!((code, &job["state"]), (0, &json!("succeeded")), "{job}");
+    assert_eq!(job["result"]["value"]["batch"]["recovered_from_batch_record"], true, "{job}");
+    let (_, state, _) = run(cvm(dir.path()).args(["--json", "state"]));
+    assert_eq!(serde_json::from_str::<Value>(&state).unwrap()["head"], 1, "committed once: {state}");
+    stop(server);
+}
+
 /// `cvm jobs await ID` against the server on `dir`: its exit code and the job.
 fn awaited(dir: &Path, id: u64) -> (i32, Value) {
     let (code, out, err) = run(cvm(dir).args(["--json", "jobs", "await", &id.to_string()]));
