@@ -64,7 +64,7 @@ impl Accelerator for Api {
         if let Some(front) = &self.cluster {
             let grant = Grant::of(&request);
             let request = self.check_cluster_submit(grant, request.into_inner()).await?;
-            return front.submit(request, &self.core.engines).await.map(Response::new).map_err(Status::from);
+            return self.cluster_submit(front, request).await.map(Response::new);
         }
         Ok(Response::new(self.accept(request).await?.response))
     }
@@ -74,7 +74,7 @@ impl Accelerator for Api {
         if let Some(front) = &self.cluster {
             let grant = Grant::of(&request);
             let request = self.check_cluster_submit(grant, request.into_inner()).await?;
-            let id = front.submit(request, &self.core.engines).await?.job_id;
+            let id = self.cluster_submit(front, request).await?.job_id;
             let first = front.get(id).await?;
             let (sender, mut receiver) = tokio::sync::mpsc::channel(16);
             front.events(id, first, sender);
@@ -531,6 +531,20 @@ impl Api {
             core.submit(request).map_err(Status::from)
         })
         .await
+    }
+
+    /// Submit to the cluster's queue, counting a refusal as a local submit's is.
+    #[cfg(feature = "postgres")]
+    async fn cluster_submit(
+        &self,
+        front: &super::cluster::front::Front,
+        request: SubmitRequest,
+    ) -> Result<SubmitResponse, Status> {
+        let kind = super::core::kind_label(&request);
+        front.submit(request, &self.core.engines).await.map_err(|refusal| {
+            self.core.metrics.rejected(kind, refusal.reason());
+            Status::from(refusal)
+        })
     }
 
     /// The caller's right to submit to the cluster (the same as [`Api::accept`]'s,

@@ -312,7 +312,7 @@ impl Core {
 
     /// Check, record durably and queue a job (see the proto's Submit);
     /// blocks until the record is on disk.
-    pub fn submit(&self, request: SubmitRequest) -> Result<Submitted, Refusal> {
+    pub fn submit(self: &Arc<Self>, request: SubmitRequest) -> Result<Submitted, Refusal> {
         let kind = kind_label(&request);
         let submitted = match self.check(request) {
             Ok(Checked::Answered(submitted)) => Ok(submitted),
@@ -326,7 +326,7 @@ impl Core {
 
     /// [`Core::submit`] awaiting the disk on no thread of its own (for
     /// small payloads, whose checking is brief).
-    pub async fn submit_async(&self, request: SubmitRequest) -> Result<Submitted, Refusal> {
+    pub async fn submit_async(self: &Arc<Self>, request: SubmitRequest) -> Result<Submitted, Refusal> {
         let kind = kind_label(&request);
         let submitted = match self.check(request) {
             Ok(Checked::Answered(submitted)) => Ok(submitted),
@@ -340,7 +340,7 @@ impl Core {
 
     /// A submission checked and on its way to the job store (or answered
     /// already: a retry of an accepted job).
-    fn check(&self, request: SubmitRequest) -> Result<Checked<'_>, Refusal> {
+    fn check(self: &Arc<Self>, request: SubmitRequest) -> Result<Checked<'_>, Refusal> {
         check_request_id(&request.request_id)?;
         let payload = request.payload.unwrap_or_default();
         let kind = work::kind_of(&payload)?;
@@ -715,7 +715,12 @@ impl Core {
         // A deadline job's start is written (durably), so a restart that
         // finds it past its deadline knows it started in time and runs it.
         let has_deadline = record.job.deadline_unix_ms != 0;
-        self.start(&mut record, has_deadline)?;
+        if let Err(e) = self.start(&mut record, has_deadline) {
+            // It runs with its start unwritten, as jobs without a deadline do
+            // (a restart past its deadline would then fail it as never started).
+            tracing::warn!(job = id, "recording the start of a job with a deadline: {e}; it runs all the same");
+            self.publish(&record.job, 0.0);
+        }
         let outcome = self.execute(&mut record, |progress| work::run(&payload, &self.engines, progress));
         let outcome = outcome.map(|done| {
             self.count_work(&payload, &done);
@@ -873,11 +878,11 @@ impl Core {
     /// runner to reach them; returns how many ended. A job that may have
     /// started before (a batch job's recorded start, a job whose end could
     /// not be written) is queued again without its deadline.
-    pub fn end_expired(&self) -> usize {
+    pub fn end_expired(self: &Arc<Self>) -> usize {
         let mut ended = 0;
         for (kind, id) in self.scheduler.take_expired(now_ms()) {
             let ran = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id);
-            let mut record = match self.journal.get(id) {
+            let record = match self.journal.get(id) {
                 Ok(Some(record)) if !is_final(record.job.state()) => record,
                 Ok(_) => continue,
                 Err(e) => {
@@ -892,10 +897,10 @@ impl Core {
             }
             self.hot.take(id);
             let passed = deadline_passed(record.job.deadline_unix_ms);
-            match self.end(&mut record, Err(passed)) {
-                Ok(()) => ended += 1,
-                Err(e) => tracing::warn!(job = id, "ending a job past its deadline: {e}"),
-            }
+            // Written without waiting: the ends of many share one fsync (and
+            // one that fails runs the job again, as any unwritten end does).
+            self.end_soon(record, Err(passed));
+            ended += 1;
         }
         ended
     }
@@ -1044,7 +1049,7 @@ fn cancelled_at(stage: &str) -> (&'static str, String) {
 
 /// A job's event: its state and stage, and the job itself once it ended.
 /// A submit's kind for the metrics ("unknown" where it names none).
-fn kind_label(request: &SubmitRequest) -> &'static str {
+pub fn kind_label(request: &SubmitRequest) -> &'static str {
     request.payload.as_ref().and_then(|p| work::kind_of(p).ok()).map_or("unknown", kind_name)
 }
 

@@ -141,15 +141,42 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         Some(_) => Some(Arc::new(Authenticator::new(&options.data_dir, &options.auth)?)),
         None => None,
     };
-    // Everything that can refuse the start (TLS files, ports taken) is
-    // checked before the stores open: a start that fails must not have
-    // started (and so counted a start of) any queued job.
+    // Everything that can refuse the start (another server on the socket,
+    // TLS files, ports taken) is checked before the stores open: a start
+    // that fails must not have started (and so counted a start of) any
+    // queued job, nor leave its socket behind.
+    crate::fsutil::create_dir_durably(&options.data_dir)
+        .map_err(io(format!("creating the data dir {}", options.data_dir.display())))?;
+    let socket = socket_in(&options.data_dir);
+    let unix = bind_unix(&socket)?;
+    let started = start_bound(options, authenticator, unix, socket.clone()).await;
+    if started.is_err() {
+        let _ = std::fs::remove_file(&socket);
+    }
+    started
+}
+
+/// [`start`], its Unix socket bound.
+async fn start_bound(
+    options: ServeOptions,
+    authenticator: Option<Arc<Authenticator>>,
+    unix: tokio::net::UnixListener,
+    socket: std::path::PathBuf,
+) -> Result<Running, ServeError> {
     let tcp = match options.tcp {
         Some(addr) => Some((tcp_builder(&options.auth)?, bind_tcp(addr, "listening on").await?)),
         None => None,
     };
+    let tcp_addr = match &tcp {
+        Some((_, listener)) => Some(listener.local_addr().map_err(io("reading the TCP address"))?),
+        None => None,
+    };
     let metrics = match options.metrics {
         Some(addr) => Some(bind_tcp(addr, "metrics on").await?),
+        None => None,
+    };
+    let metrics_addr = match &metrics {
+        Some(listener) => Some(listener.local_addr().map_err(io("reading the metrics address"))?),
         None => None,
     };
     // Opening the job store and the register store blocks: off the async threads.
@@ -175,13 +202,18 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         #[cfg(feature = "postgres")]
         cluster,
     };
-    let routes = routes(api, &options, authenticator.clone()).await?;
+    let routes = match routes(api, &options, authenticator.clone()).await {
+        Ok(routes) => routes,
+        Err(e) => {
+            // A cluster's worker and listener may have started: stopped.
+            let _ = stop.send(true);
+            return Err(e);
+        }
+    };
     let signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
 
-    let socket = socket_in(&options.data_dir);
-    let unix = bind_unix(&socket)?;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(unix);
     let service = SizeLimit { inner: routes.clone().prepare(), limit: options.max_message_bytes };
     let stop_unix = signal(stopped.clone());
@@ -189,9 +221,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         Server::builder().serve_with_incoming_shutdown(service, incoming, stop_unix).await.map_err(ServeError::from)
     }));
 
-    let mut tcp_addr = None;
     if let Some((builder, listener)) = tcp {
-        tcp_addr = Some(listener.local_addr().map_err(io("reading the TCP address"))?);
         let service = SizeLimit { inner: routes.clone().prepare(), limit: options.max_message_bytes };
         let stop_tcp = signal(stopped.clone());
         // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold each
@@ -204,9 +234,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         }));
     }
 
-    let mut metrics_addr = None;
     if let Some(listener) = metrics {
-        metrics_addr = Some(listener.local_addr().map_err(io("reading the metrics address"))?);
         let scraped = core.clone();
         let render = Arc::new(move || {
             for kind in super::core::SERVED_KINDS {
@@ -352,7 +380,10 @@ async fn routes(api: Api, options: &ServeOptions, auth: Option<Arc<Authenticator
 /// Bind the owner-only Unix socket, replacing a stale one.
 fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(ServeError::Config(format!("{} already has a server listening", path.display())));
+        return Err(ServeError::Config(format!(
+            "{} already has a server listening: another `cvm serve` uses this data dir",
+            path.display()
+        )));
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}

@@ -212,35 +212,8 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
         let mut failed = false;
         let mut reports = Vec::new();
         let mut accepted_any = false;
-        for (path, bytes, mut payload, upload) in jobs {
-            let mut named_by = bytes;
-            if let Some(upload) = upload {
-                // The key goes first (the server keeps it once), the job names it.
-                let id = upload.send(&mut client).await.with_context(|| format!("submitting {}", path.display()))?;
-                if let Some(job_payload::Kind::Groth16(job)) = &mut payload.kind {
-                    job.key = Some(groth16_job::Key::ZkeyId(id.clone()));
-                    // The job is its key and witness, whatever the job file's paths.
-                    named_by = [id.as_bytes(), &job.witness].concat();
-                }
-            }
-            let request_id = match &args.request_id {
-                Some(id) => id.clone(),
-                None => format!("file-{}", &hex_encode(blake3::hash(&named_by).as_bytes())[..32]),
-            };
-            let submitted = client.submit(&request_id, payload, args.priority, deadline).await;
-            let submitted = submitted.map_err(|status| {
-                let derived = args.request_id.is_none() && status.code() == tonic::Code::AlreadyExists;
-                let error = status_error(status);
-                match derived {
-                    // Same bytes, other flags: another job under the same id.
-                    true => error.context(
-                        "its request id comes from the file's bytes, and the file was submitted before with other \
-                         flags (--ops-per-proof, --mode, --no-prove, …); give --request-id to submit it as another job",
-                    ),
-                    false => error,
-                }
-            });
-            let accepted = match submitted {
+        for (path, bytes, payload, upload) in jobs {
+            let accepted = match send(&mut client, &args, deadline, bytes, payload, upload).await {
                 Ok(accepted) => accepted,
                 // Refused before anything was accepted: nothing changed.
                 Err(error) if !accepted_any => return Err(error).with_context(|| format!("submitting {}", path.display())),
@@ -257,19 +230,31 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
                 }
             };
             accepted_any = true;
+            let id = accepted.job_id;
             if !args.wait {
                 if globals.json {
-                    reports.push(json!({"file": path, "job_id": accepted.job_id, "queue_position": accepted.queue_position, "existing": accepted.existing}));
+                    reports.push(json!({"file": path, "job_id": id, "queue_position": accepted.queue_position, "existing": accepted.existing}));
                 } else {
                     let again = if accepted.existing { " (already submitted)" } else { "" };
-                    out!("{}: job {} accepted{again}, {} ahead of it", path.display(), accepted.job_id, accepted.queue_position)?;
+                    out!("{}: job {id} accepted{again}, {} ahead of it", path.display(), accepted.queue_position)?;
                 }
                 continue;
             }
-            let id = accepted.job_id;
-            let job = client.wait(id).await.map_err(status_error).with_context(|| {
-                format!("{}: job {id} was accepted and is kept; await it with `cvm jobs await {id}`", path.display())
-            })?;
+            let job = match client.wait(id).await {
+                Ok(job) => job,
+                // Accepted, and kept: said with its id, and nothing more is sent.
+                Err(status) => {
+                    let error = format!("{:#}", status_error(status));
+                    let again = format!("job {id} was accepted and is kept; await it with `cvm jobs await {id}`");
+                    if globals.json {
+                        reports.push(json!({"file": path, "job_id": id, "error": error, "note": again}));
+                    } else {
+                        note!("{}: {error}; {again}", path.display());
+                    }
+                    failed = true;
+                    break;
+                }
+            };
             failed |= job.state() != JobState::Succeeded || operations_failed(&job);
             if globals.json {
                 reports.push(json!({"file": path, "job": job_json(&job)}));
@@ -282,6 +267,45 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
             out!("{}", serde_json::to_string_pretty(&value)?)?;
         }
         Ok(if failed { 1 } else { 0 })
+    })
+}
+
+/// Send one checked job file: its key first where it names one by path,
+/// then the job, under `--request-id` or an id derived from its bytes.
+async fn send(
+    client: &mut Client,
+    args: &SubmitArgs,
+    deadline: Option<u64>,
+    bytes: Vec<u8>,
+    mut payload: JobPayload,
+    upload: Option<ZkeyUpload>,
+) -> anyhow::Result<causality_vm::service::proto::SubmitResponse> {
+    let mut named_by = bytes;
+    if let Some(upload) = upload {
+        // The key goes first (the server keeps it once), the job names it.
+        let id = upload.send(client).await?;
+        if let Some(job_payload::Kind::Groth16(job)) = &mut payload.kind {
+            job.key = Some(groth16_job::Key::ZkeyId(id.clone()));
+            // The job is its key and witness, whatever the job file's paths.
+            named_by = [id.as_bytes(), &job.witness].concat();
+        }
+    }
+    let request_id = match &args.request_id {
+        Some(id) => id.clone(),
+        None => format!("file-{}", &hex_encode(blake3::hash(&named_by).as_bytes())[..32]),
+    };
+    client.submit(&request_id, payload, args.priority, deadline).await.map_err(|status| {
+        let derived = args.request_id.is_none() && status.code() == tonic::Code::AlreadyExists;
+        let error = status_error(status);
+        match derived {
+            // Same bytes, another job: other flags, or programs changed beside the file.
+            true => error.context(
+                "its request id comes from the file's bytes, and the file was submitted before as another job \
+                 (other flags such as --ops-per-proof, --mode or --no-prove, or other program files); give \
+                 --request-id to submit it as a new job",
+            ),
+            false => error,
+        }
     })
 }
 

@@ -462,6 +462,13 @@ impl Progress for Running {
         true
     }
 
+    /// Between a long stage's steps (a ProveOps job's proofs): a cancel or
+    /// a lost lease stops the job here, as at a stage's start. (The
+    /// cluster's events carry stages, not progress.)
+    fn progress(&self, _done: f64) -> bool {
+        self.stopping().is_none()
+    }
+
     fn stopping(&self) -> Option<Stop> {
         if self.lost.load(Ordering::Relaxed) {
             Some(Stop::LeaseLost)

@@ -64,12 +64,14 @@ impl<K: Copy + Eq + Hash + Ord, V> Resident<K, V> {
             }),
         };
         let mut gates = gates();
-        // Only the map and this caller hold the gate: no one waits on it.
-        if Arc::strong_count(&gate) == 2 {
+        drop(loading);
+        drop(gate);
+        // Every caller clones the gate under this lock and drops its clone
+        // under it: the map's alone means no one else waits on it.
+        if gates.get(&key).is_some_and(|gate| Arc::strong_count(gate) == 1) {
             gates.remove(&key);
         }
         drop(gates);
-        drop(loading);
         answer
     }
 
