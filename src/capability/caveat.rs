@@ -166,6 +166,14 @@ pub(crate) mod kind {
 }
 
 impl Caveat {
+    /// Whether a service token (`cvm serve`'s TCP callers) honours this
+    /// caveat: jobs, domains and expiry are all a server checks, so a
+    /// service token carrying another is refused rather than read wider
+    /// than its holder meant.
+    pub fn narrows_service_tokens(&self) -> bool {
+        matches!(self, Caveat::Jobs(_) | Caveat::Domains(_) | Caveat::ExpiresAt(_))
+    }
+
     pub fn kind_code(&self) -> u8 {
         match self {
             Caveat::Rights(_) => kind::RIGHTS,

@@ -79,7 +79,7 @@ pub struct ConsumedEntry {
 impl OpsDocument {
     /// Parse a document; errors name the field (`ops[2].consumed[0].nullifier_key`).
     pub fn parse(text: &[u8]) -> Result<OpsDocument, ProveError> {
-        let malformed = |reason: String| ProveError::Malformed { what: "the operations document".into(), reason };
+        let malformed = |reason: String| ProveError::Malformed { what: "operations document".into(), reason };
         let mut de = serde_json::Deserializer::from_slice(text);
         let doc: OpsDocument =
             serde_path_to_error::deserialize(&mut de).map_err(|e| malformed(format!("{}: {}", e.path(), e.inner())))?;

@@ -427,5 +427,6 @@ pub fn verify_groth16(
 
 /// The NTT plan of a key's domain.
 fn domain_plan(domain_size: usize) -> Result<Ntt, ProveError> {
-    Ntt::new(domain_size).map_err(|e| ProveError::Malformed { what: "the key's domain".into(), reason: e.to_string() })
+    Ntt::new(domain_size)
+        .map_err(|e| ProveError::Malformed { what: "NTT domain of the key".into(), reason: e.to_string() })
 }

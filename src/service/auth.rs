@@ -218,6 +218,16 @@ impl Authenticator {
                 "forged",
             )
         })?;
+        if let Some(caveat) = token.caveats.iter().find(|c| !c.narrows_service_tokens()) {
+            return Err((
+                Status::permission_denied(format!(
+                    "the token carries a `{}` caveat, which a service token cannot honour (only jobs, domains and \
+                     expires narrow one): it grants nothing here",
+                    caveat.kind_name()
+                )),
+                "unhonoured_caveat",
+            ));
+        }
         let permissions = Permissions::of_caveats(&token.caveats);
         if let Some(expiry) = permissions.expires_at {
             let now = crate::batch::file::now();

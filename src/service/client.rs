@@ -140,7 +140,13 @@ impl Client {
                 |path: &Path| std::fs::read(path).map_err(|source| ClientError::Read { path: path.into(), source });
             let mut tls = ClientTlsConfig::new();
             if let Some(ca) = &options.tls_ca {
-                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+                let pem = read(ca)?;
+                // rustls would skip it and report only an unknown issuer later.
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    let source = std::io::Error::new(std::io::ErrorKind::InvalidData, "it holds no PEM certificate");
+                    return Err(ClientError::Read { path: ca.clone(), source });
+                }
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
             }
             if let Some((cert, key)) = &options.tls_identity {
                 tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));

@@ -145,6 +145,12 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     // TLS files, ports taken) is checked before the stores open: a start
     // that fails must not have started (and so counted a start of) any
     // queued job, nor leave its socket behind.
+    if options.data_dir.exists() && !options.data_dir.is_dir() {
+        return Err(ServeError::Config(format!("the data dir {} is not a directory", options.data_dir.display())));
+    }
+    if options.runners > MAX_RUNNERS {
+        return Err(ServeError::Config(format!("--runners {}: at most {MAX_RUNNERS}", options.runners)));
+    }
     crate::fsutil::create_dir_durably(&options.data_dir)
         .map_err(io(format!("creating the data dir {}", options.data_dir.display())))?;
     let socket = socket_in(&options.data_dir);
@@ -288,6 +294,9 @@ async fn start_bound(
 
     Ok(Running { socket, tcp: tcp_addr, metrics: metrics_addr, core, stop, tasks, runners })
 }
+
+/// The most runner threads a server starts (each runs one job at a time).
+pub const MAX_RUNNERS: usize = 1024;
 
 /// How often queued jobs are looked over for deadlines that passed.
 const DEADLINE_SWEEP: Duration = Duration::from_millis(200);

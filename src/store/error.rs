@@ -29,8 +29,9 @@ pub enum StoreError {
     #[error("no usable store in {dir}: {reason}")]
     Missing { dir: String, reason: String },
     #[error(
-        "the store is open for writing by {holder}: one writer at a time. Wait for it to finish; the read commands \
-         (cvm state, export, store check, and the simulation and verification modes) run beside it"
+        "the store is open for writing by {holder}: one writer at a time. Wait for it to finish (or, if it is a \
+         `cvm serve`, send the batch to it with `cvm submit`); the read commands (cvm state, export, store check, \
+         and the simulation and verification modes) run beside it"
     )]
     Busy { holder: String },
     #[error("the store was opened read-only: it cannot be written")]

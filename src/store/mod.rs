@@ -467,6 +467,7 @@ fn check_layout(dir: &Path, access: Access) -> Result<(), StoreError> {
     if access == Access::ReadOnly {
         return Err(missing(match dir.is_dir() {
             true => "it has no store.redb (no batch was ever run with this data dir)".into(),
+            false if dir.exists() => "it is not a directory".into(),
             false => "the directory does not exist".into(),
         }));
     }

@@ -47,6 +47,12 @@ async fn tokens_are_checked_on_tcp_and_not_needed_on_the_owner_only_socket() {
             Code::PermissionDenied,
             "does not allow hash jobs",
         ),
+        // A caveat a server cannot honour is refused, not read wider than meant.
+        (
+            Some(root.attenuate(Caveat::Rights(vec![causality_vm::capability::Right::Read])).unwrap().to_text()),
+            Code::PermissionDenied,
+            "a `rights` caveat, which a service token cannot honour",
+        ),
     ];
     for (i, (token, code, expected)) in refused.into_iter().enumerate() {
         let mut client = tcp_client(&server, token).await;
@@ -73,7 +79,7 @@ async fn tokens_are_checked_on_tcp_and_not_needed_on_the_owner_only_socket() {
     assert_eq!(err.code(), Code::PermissionDenied);
 
     let metrics = server.core.metrics.render();
-    for reason in ["missing", "forged", "expired", "malformed", "too_narrow"] {
+    for reason in ["missing", "forged", "expired", "malformed", "too_narrow", "unhonoured_caveat"] {
         assert!(metrics.contains(&format!("cvm_auth_rejections_total{{reason=\"{reason}\"}}")), "{reason}:\n{metrics}");
     }
     server.shutdown().await.unwrap();
@@ -155,4 +161,28 @@ async fn tokens_bind_batch_domains_and_the_calls_beside_jobs() {
         assert!(err.message().contains(named), "{}", err.message());
     }
     server.shutdown().await.unwrap();
+}
+
+/// `cvm token` keeps service tokens to the caveats a server honours, and
+/// verifies them against the data dir's service key.
+#[test]
+fn service_tokens_take_only_the_caveats_a_server_honours() {
+    let dir = tempfile::tempdir().unwrap();
+    let cvm = |args: &[&str]| crate::cli::run(crate::cli::cvm(dir.path()).args(args));
+    let (code, token, err) = cvm(&["token", "mint", "--service", "--jobs", "hash"]);
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim();
+    let (code, out, err) = cvm(&["token", "verify", token]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("valid"), "{out}");
+    for flags in [&["--rights", "read"][..], &["--ops", "read"], &["--max-quantity", "5"]] {
+        let (code, _, err) = cvm(&[&["token", "attenuate", token][..], flags].concat());
+        assert_eq!(code, 2, "{flags:?}: {err}");
+        assert!(err.contains("narrowed by --jobs, --domains and --expires only"), "{err}");
+        let (code, _, err) = cvm(&[&["token", "mint", "--service"][..], flags].concat());
+        assert_eq!(code, 2, "{flags:?}: {err}");
+    }
+    let (code, _, err) = cvm(&["token", "keygen", "--domain", SERVICE_DOMAIN]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("service.key"), "{err}");
 }

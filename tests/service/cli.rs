@@ -53,12 +53,12 @@ fn a_user_submits_a_job_file_follows_it_and_reads_the_status() {
     assert!(err.contains("no server on") && err.contains("cvm serve"), "{err}");
 
     let server = serve(dir.path());
+    let (code, out, err) = run(cvm(dir.path()).args(["submit", "--wait"]).arg(&job));
+    assert_eq!(code, 0, "{err}");
     // The job store holds payloads (tokens, witnesses' keys): owner-only.
     use std::os::unix::fs::PermissionsExt;
     let mode = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
     assert_eq!((mode("jobs.redb"), mode("job-blobs"), mode("cvm.sock")), (0o600, 0o700, 0o600));
-    let (code, out, err) = run(cvm(dir.path()).args(["submit", "--wait"]).arg(&job));
-    assert_eq!(code, 0, "{err}");
     assert!(out.contains(&blake3::hash(b"abc").to_hex().to_string()), "{out}");
     assert!(out.contains(&blake3::hash(&[0, 0xff]).to_hex().to_string()), "{out}");
     // The same file again names the same job.
@@ -102,6 +102,20 @@ fn a_user_submits_a_job_file_follows_it_and_reads_the_status() {
     let (code, out, _) = run(cvm(dir.path()).args(["--json", "submit"]).arg(&unknown));
     assert_eq!(code, 2, "{out}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["kind"], "server", "{out}");
+    // A job file on standard input.
+    let mut piped =
+        cvm(dir.path()).args(["submit", "--wait", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(piped.stdin.as_mut().unwrap(), br#"{"hash": {"messages": [{"text": "piped"}]}}"#)
+        .unwrap();
+    let piped = piped.wait_with_output().unwrap();
+    assert!(piped.status.success(), "{piped:?}");
+    assert!(String::from_utf8_lossy(&piped.stdout).contains(&blake3::hash(b"piped").to_hex().to_string()));
+    // A key given twice is refused, not read as its last value.
+    let twice = dir.path().join("twice.json");
+    std::fs::write(&twice, r#"{"hash": {"messages": [{"text": "a", "text": "b"}]}}"#).unwrap();
+    let (code, _, err) = run(cvm(dir.path()).args(["submit"]).arg(&twice));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("duplicate field `text`"), "{err}");
     // A deadline past any clock is refused before anything is sent.
     let (code, _, err) = run(cvm(dir.path()).args(["submit", "--deadline", &u64::MAX.to_string()]).arg(&job));
     assert_eq!(code, 2, "{err}");
@@ -163,4 +177,40 @@ fn jobs_accepted_before_a_sigkill_all_finish_after_the_restart() {
     unique.dedup();
     assert_eq!(unique.len(), 40, "one job per file, never two");
     stop(server);
+}
+
+/// Settings that would be ignored, or could not work, are refused before
+/// anything starts or is sent, and `--json` reports a refused command line
+/// as it reports any error.
+#[test]
+fn settings_that_cannot_work_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.json");
+    std::fs::write(&job, r#"{"hash": {"messages": [{"text": "abc"}]}}"#).unwrap();
+    let refused = |args: &[&str], expected: &str| {
+        let (code, out, err) = run(cvm(dir.path()).args(args));
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(expected) || out.contains(expected), "{args:?}: {expected:?} not in {out}{err}");
+    };
+    let job = job.to_str().unwrap();
+    refused(&["submit", "--mode", "bogus", job], "unknown mode \"bogus\"");
+    refused(&["submit", "--ops-per-proof", "0", job], "ops per proof");
+    refused(&["serve", "--max-message-bytes", "0"], "--max-message-bytes 0");
+    refused(&["serve", "--no-auth"], "--no-auth applies to the TCP listener");
+    refused(&["serve", "--runners", "100000"], "at most 1024");
+    refused(&["status", "--server", "tcp://127.0.0.1:1", "--tls-ca", job], "--tls-ca is for a server reached over TLS");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let (code, _, err) = run(cvm(&file).args(["serve"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("is not a directory"), "{err}");
+    // A socket no server answers on is named as stale.
+    drop(std::os::unix::net::UnixListener::bind(dir.path().join("cvm.sock")).unwrap());
+    refused(&["status"], "stale socket");
+    // `--json` for an argument clap refuses.
+    let (code, out, _) = run(cvm(dir.path()).args(["--json", "jobs", "get", "abc"]));
+    assert_eq!(code, 2);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["kind"], "usage", "{report}");
+    assert!(report["error"].as_str().unwrap().contains("abc"), "{report}");
 }

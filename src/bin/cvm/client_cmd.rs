@@ -41,10 +41,23 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     fn endpoint(&self, globals: &Globals) -> anyhow::Result<Endpoint> {
-        match &self.server {
-            Some(text) => text.parse().map_err(|e: String| anyhow!("--server {text:?}: {e}")),
-            None => Ok(Endpoint::local(&globals.data_dir())),
+        let endpoint = match self.server.as_deref().filter(|text| !text.trim().is_empty()) {
+            Some(text) => text.parse().map_err(|e: String| anyhow!("--server {text:?}: {e}"))?,
+            None => Endpoint::local(&globals.data_dir()),
+        };
+        // TLS options with a server reached without TLS would be ignored,
+        // and a token sent in clear: refused instead.
+        let tls_given = [
+            ("--tls-ca", self.tls_ca.is_some()),
+            ("--tls-cert", self.tls_cert.is_some()),
+            ("--tls-domain", self.tls_domain.is_some()),
+        ];
+        if !matches!(endpoint, Endpoint::Tcp { tls: true, .. }) {
+            if let Some((flag, _)) = tls_given.iter().find(|(_, given)| *given) {
+                bail!("{flag} is for a server reached over TLS: name it --server https://HOST:PORT");
+            }
         }
+        Ok(endpoint)
     }
 
     fn options(&self) -> anyhow::Result<ClientOptions> {
@@ -88,7 +101,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub request_id: Option<String>,
     /// Batch files: standard, verification, simulation or proof-generation.
-    #[arg(long, default_value = "standard")]
+    #[arg(long, default_value = "standard", value_parser = batch_mode)]
     pub mode: String,
     /// Batch files: stop at the first failing operation.
     #[arg(long)]
@@ -97,7 +110,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub all_or_nothing: bool,
     /// Batch files and operations documents: operations per Groth16 proof.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = proof_size)]
     pub ops_per_proof: u32,
     /// Batch files: commit without proving.
     #[arg(long)]
@@ -113,9 +126,10 @@ pub enum JobsCommand {
         /// queued, running, succeeded, failed, cancelled (repeatable).
         #[arg(long)]
         state: Vec<String>,
-        /// execute-batch, prove-ops, hash, merkle-root, msm (repeatable).
+        /// execute-batch, prove-ops, hash, merkle-root, msm, groth16 (repeatable).
         #[arg(long)]
         kind: Vec<String>,
+        /// The most jobs listed, newest first (0: the server's default, 100; at most 10,000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -155,6 +169,12 @@ async fn connect(globals: &Globals, server: &ServerArgs) -> anyhow::Result<Clien
         Endpoint::Unix(path) if !path.exists() => {
             format!("no server on {} (start one with `cvm serve`)", path.display())
         }
+        Endpoint::Unix(path) => {
+            format!("no server answers on {} (a stale socket: start one with `cvm serve`)", path.display())
+        }
+        Endpoint::Tcp { tls: false, .. } => {
+            format!("reaching the server at {endpoint} (if it speaks TLS, name it https://…)")
+        }
         _ => format!("reaching the server at {endpoint}"),
     })
 }
@@ -187,14 +207,47 @@ fn code_name(code: tonic::Code) -> String {
         .collect()
 }
 
+/// The most a job file may hold: the server's default message limit.
+const MAX_JOB_FILE_BYTES: u64 = 256 << 20;
+
+/// A job file's bytes (`-`: standard input), refused past
+/// [`MAX_JOB_FILE_BYTES`] before more is read.
+fn read_job_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = match path.as_os_str() == "-" {
+        true => std::io::stdin().lock().take(MAX_JOB_FILE_BYTES + 1).read_to_end(&mut bytes),
+        false => std::fs::File::open(path).and_then(|f| f.take(MAX_JOB_FILE_BYTES + 1).read_to_end(&mut bytes)),
+    };
+    read.with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > MAX_JOB_FILE_BYTES {
+        bail!("{}: larger than {MAX_JOB_FILE_BYTES} bytes, the server's default message limit", path.display());
+    }
+    Ok(bytes)
+}
+
+/// `--mode`, checked as `cvm run` checks it (sent as written).
+fn batch_mode(text: &str) -> Result<String, String> {
+    text.parse::<causality_vm::ExecutionMode>()?;
+    Ok(text.to_string())
+}
+
+/// `--ops-per-proof`, checked as `cvm run` checks it.
+fn proof_size(text: &str) -> Result<u32, String> {
+    crate::run_cmd::ops_per_proof(text).map(|k| k as u32)
+}
+
 pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
     if args.request_id.is_some() && args.files.len() > 1 {
         bail!("--request-id names one job: give one file");
     }
     // Every file is read and checked before anything is sent.
     let mut jobs = Vec::new();
+    if args.files.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        bail!("-: standard input can be read once");
+    }
     for path in &args.files {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = read_job_file(path)?;
         let (payload, upload) = payload_of(&bytes, path, &args)?;
         jobs.push((path, bytes, payload, upload));
     }
@@ -221,9 +274,13 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
                 // this one is not, and the files after it are not sent.
                 Err(error) => {
                     if globals.json {
-                        reports.push(json!({"file": path, "error": format!("{error:#}")}));
+                        reports.push(json!({"file": path, "error": crate::output::error_text(&error)}));
                     } else {
-                        note!("{}: refused: {error:#}; the files after it were not submitted", path.display());
+                        note!(
+                            "{}: refused: {}; the files after it were not submitted",
+                            path.display(),
+                            crate::output::error_text(&error)
+                        );
                     }
                     failed = true;
                     break;
@@ -244,7 +301,7 @@ pub fn submit(globals: &Globals, args: SubmitArgs) -> anyhow::Result<i32> {
                 Ok(job) => job,
                 // Accepted, and kept: said with its id, and nothing more is sent.
                 Err(status) => {
-                    let error = format!("{:#}", status_error(status));
+                    let error = crate::output::error_text(&status_error(status));
                     let again = format!("job {id} was accepted and is kept; await it with `cvm jobs await {id}`");
                     if globals.json {
                         reports.push(json!({"file": path, "job_id": id, "error": error, "note": again}));
@@ -465,6 +522,43 @@ fn show(globals: &Globals, job: &Job) -> anyhow::Result<i32> {
     })
 }
 
+/// A batch job's result as `cvm run` says it: each operation, then what
+/// came of the batch (`--json` gives the whole result).
+fn print_batch(result_json: &str) -> anyhow::Result<()> {
+    let Ok(result) = serde_json::from_str::<Value>(result_json) else { return Ok(out!("{result_json}")?) };
+    if result["recovered_from_batch_record"] == true {
+        let number = &result["record"]["number"];
+        out!("committed as batch {number} (the result was rebuilt from its record after a restart; --json shows it)")?;
+        return Ok(());
+    }
+    let results = result["results"].as_array().cloned().unwrap_or_default();
+    for op in &results {
+        let head = format!("#{} {}", op["index"], op["kind"].as_str().unwrap_or("?"));
+        match op["status"].as_str() {
+            Some("succeeded") => out!("{head}: ok")?,
+            Some("skipped") => out!("{head}: skipped (fail-fast)")?,
+            _ => out!(
+                "{head}: FAILED {}: {}",
+                op["error"].as_str().unwrap_or("?"),
+                op["message"].as_str().unwrap_or("")
+            )?,
+        }
+    }
+    let m = &result["metadata"];
+    let verdict = if m["committed"] == true {
+        format!("committed as batch {}", m["batch_number"])
+    } else if m["rolled_back"] == true {
+        "rolled back (all-or-nothing): nothing was written".to_string()
+    } else {
+        "nothing was committed".to_string()
+    };
+    out!("{}/{} operations succeeded; {verdict}", result["success_count"], results.len())?;
+    if let Some(root) = m["state_root_after"].as_str().filter(|_| m["committed"] == true) {
+        out!("state root after: {root}")?;
+    }
+    Ok(())
+}
+
 fn print_job(job: &Job) -> anyhow::Result<()> {
     let kind = kind_name(job.kind());
     match (&job.result, &job.error) {
@@ -472,7 +566,10 @@ fn print_job(job: &Job) -> anyhow::Result<()> {
             out!("job {} ({kind}): {}: {}: {}", job.job_id, state_name(job.state()), error.code, error.message)?
         }
         (Some(result), _) => {
-            out!("job {} ({kind}): succeeded", job.job_id)?;
+            // A batch job that ran may still have failed operations: its summary says.
+            let ran =
+                if matches!(result.kind, Some(job_result::Kind::ExecuteBatch(_))) { "executed" } else { "succeeded" };
+            out!("job {} ({kind}): {ran}", job.job_id)?;
             match &result.kind {
                 Some(job_result::Kind::Hash(h)) => {
                     for d in digests(h) {
@@ -481,7 +578,7 @@ fn print_job(job: &Job) -> anyhow::Result<()> {
                 }
                 Some(job_result::Kind::MerkleRoot(m)) => out!("{}", hex_encode(&m.root))?,
                 Some(job_result::Kind::Msm(m)) => out!("{}", hex_encode(&m.point))?,
-                Some(job_result::Kind::ExecuteBatch(b)) => out!("{}", b.result_json)?,
+                Some(job_result::Kind::ExecuteBatch(b)) => print_batch(&b.result_json)?,
                 Some(job_result::Kind::ProveOps(p)) => out!("{}", p.proofs_json)?,
                 Some(job_result::Kind::Groth16(g)) => {
                     out!("{}", g.proof_json)?;
@@ -711,14 +808,20 @@ fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<(J
             KINDS.map(|k| format!("{k:?}")).join(", ")
         );
     }
+    // Read from the bytes, not the parsed value, so that a key given twice
+    // is refused (a value keeps the last) and errors carry line and column.
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
     let file: JobFile =
-        serde_path_to_error::deserialize(value).map_err(|e| anyhow!("{origin}: {}: {}", e.path(), e.inner()))?;
+        serde_path_to_error::deserialize(&mut reader).map_err(|e| anyhow!("{origin}: {}: {}", e.path(), e.inner()))?;
     let mut upload = None;
     let kind = match file {
         JobFile::Hash { messages } => {
             let mut out = Vec::with_capacity(messages.len());
             for (i, m) in messages.into_iter().enumerate() {
-                let field = |f: &str| format!("{origin}: hash.messages[{i}].{f}");
+                let field = |f: &str| match f {
+                    "" => format!("{origin}: hash.messages[{i}]"),
+                    f => format!("{origin}: hash.messages[{i}].{f}"),
+                };
                 let data = match (&m.hex, &m.text) {
                     (Some(hex), None) => hex_field(hex, &field("hex"))?,
                     (None, Some(text)) => text.clone().into_bytes(),

@@ -330,7 +330,7 @@ fn check_lists(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashP
                     entries.push(Entry { name, expected, outcome });
                 }
                 Err(err) => {
-                    note!("cvm hash: {list}:{}: {err:#}", number + 1);
+                    note!("cvm hash: {list}:{}: {}", number + 1, crate::output::error_text(&err));
                     malformed += 1;
                 }
             }

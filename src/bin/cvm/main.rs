@@ -125,7 +125,7 @@ enum Command {
 
 fn main() {
     allocator::configure();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|err| usage_error(err));
     init_tracing(cli.globals.quiet);
     progress::watch_gpu_compilation(&cli.globals);
     ensure_runtime_dir();
@@ -167,6 +167,23 @@ fn main() {
     }
 }
 
+/// A command line clap refused (or `--help`, `--version`): as clap says it,
+/// or with `--json` anywhere in it, as a `--json` error; exit 2 (0 for help).
+fn usage_error(err: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let asked = matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
+    if asked || !json {
+        err.exit();
+    }
+    // clap's first line, without its "error: " and styling.
+    let text = err.render().to_string();
+    let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+    let report = serde_json::json!({ "error": first, "kind": "usage" });
+    let _ = out!("{report}");
+    std::process::exit(2)
+}
+
 /// Report the error that ended a command; returns the exit status: 2
 /// (nothing changed), or 141 for output into a closed pipe, which ends the
 /// command quietly as SIGPIPE would.
@@ -175,12 +192,12 @@ fn fail(err: &anyhow::Error, json: bool) -> i32 {
         return 141;
     }
     if json {
-        let report = serde_json::json!({ "error": format!("{err:#}"), "kind": error_kind(err) });
+        let report = serde_json::json!({ "error": output::error_text(err), "kind": error_kind(err) });
         if out!("{report}").is_ok() {
             return 2;
         }
     }
-    note!("error: {err:#}");
+    note!("error: {}", output::error_text(err));
     2
 }
 

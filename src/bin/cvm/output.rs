@@ -67,3 +67,21 @@ macro_rules! note {
 pub fn classify(err: &anyhow::Error) -> Option<&OutputError> {
     err.chain().find_map(|cause| cause.downcast_ref::<OutputError>())
 }
+
+/// An error and its causes, "a: b: c", each said once: a cause whose text
+/// an outer one already gives (an I/O error a context repeats, a transport
+/// error that names its own cause) is left out.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let said = cause.to_string();
+        if said.is_empty() || text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
+}

@@ -64,6 +64,9 @@ fn tcp_address(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// The smallest `--max-message-bytes` a server can work with.
+const MIN_MESSAGE_BYTES: usize = 4096;
+
 pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
     if args.queue_depth == 0 {
         bail!("--queue-depth 0: each kind's queue must hold at least one job");
@@ -73,6 +76,19 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
     }
     if args.lease == 0 || args.max_attempts == 0 {
         bail!("--lease and --max-attempts must be at least 1");
+    }
+    if args.max_message_bytes < MIN_MESSAGE_BYTES {
+        bail!("--max-message-bytes {}: at least {MIN_MESSAGE_BYTES} (a status call is larger)", args.max_message_bytes);
+    }
+    if args.listen.is_none() {
+        let tcp_only = [
+            ("--tls-cert", args.tls_cert.is_some()),
+            ("--client-ca", args.client_ca.is_some()),
+            ("--no-auth", args.no_auth),
+        ];
+        if let Some((flag, _)) = tcp_only.iter().find(|(_, given)| *given) {
+            bail!("{flag} applies to the TCP listener: give --listen tcp://HOST:PORT with it");
+        }
     }
     let mut options = ServeOptions::new(globals.data_dir());
     options.tcp = args.listen;

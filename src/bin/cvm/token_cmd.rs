@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use causality_vm::capability::{CapabilityToken, Caveat, KeyRing, RootKey};
 use causality_vm::content_id::hex_encode;
+use causality_vm::service::auth::{service_key, SERVICE_DOMAIN};
 use causality_vm::DomainId;
 use serde_json::json;
 
@@ -146,24 +147,26 @@ pub fn run(globals: &Globals, cmd: TokenCommand) -> anyhow::Result<i32> {
     match cmd {
         TokenCommand::Keygen { domain, force } => keygen(globals, &domain_arg(&domain)?, force),
         TokenCommand::Mint { service: true, caveats, .. } => {
-            use causality_vm::service::auth::{service_key, SERVICE_DOMAIN};
             let data_dir = globals.data_dir();
             let key = service_key(&data_dir).with_context(|| format!("the service key in {}", data_dir.display()))?;
             let root = CapabilityToken::mint_random(&key, DomainId::new(SERVICE_DOMAIN));
-            print_token(globals, &root.attenuate_all(caveats.collect()?)?)?;
+            print_token(globals, &root.attenuate_all(fitting(&root, caveats.collect()?)?)?)?;
             Ok(0)
         }
         TokenCommand::Mint { domain, caveats, .. } => {
             let domain = domain_arg(domain.as_deref().unwrap_or_default())?;
+            if domain.as_str() == SERVICE_DOMAIN {
+                bail!("--domain {SERVICE_DOMAIN}: service tokens are minted with `cvm token mint --service`");
+            }
             let path = key_ring_path(globals);
             let ring = load_ring(&path)?;
             let root = CapabilityToken::mint_random(root_key(&ring, &domain, &path)?, domain);
-            print_token(globals, &root.attenuate_all(caveats.collect()?)?)?;
+            print_token(globals, &root.attenuate_all(fitting(&root, caveats.collect()?)?)?)?;
             Ok(0)
         }
         TokenCommand::Attenuate { token, caveats } => {
             let token = read_token(&token)?;
-            print_token(globals, &token.attenuate_all(caveats.collect()?)?)?;
+            print_token(globals, &token.attenuate_all(fitting(&token, caveats.collect()?)?)?)?;
             Ok(0)
         }
         TokenCommand::Inspect { token } => {
@@ -174,7 +177,30 @@ pub fn run(globals: &Globals, cmd: TokenCommand) -> anyhow::Result<i32> {
     }
 }
 
+/// `caveats`, if each is one `token` honours: a service token is narrowed by
+/// jobs, domains and expiry only (a server refuses one with others), and a
+/// job-kind caveat means nothing on a domain's token.
+fn fitting(token: &CapabilityToken, caveats: Vec<Caveat>) -> anyhow::Result<Vec<Caveat>> {
+    let service = token.domain.as_str() == SERVICE_DOMAIN;
+    for caveat in &caveats {
+        let name = caveat.kind_name();
+        if service && !caveat.narrows_service_tokens() {
+            bail!("--{name}: a service token is narrowed by --jobs, --domains and --expires only");
+        }
+        if !service && matches!(caveat, Caveat::Jobs(_)) {
+            bail!("--jobs: only service tokens (`cvm token mint --service`) name job kinds");
+        }
+    }
+    Ok(caveats)
+}
+
 fn keygen(globals: &Globals, domain: &DomainId, force: bool) -> anyhow::Result<i32> {
+    if domain.as_str() == SERVICE_DOMAIN {
+        bail!(
+            "--domain {SERVICE_DOMAIN}: the service's key is `service.key` in the data dir, made by `cvm serve` or \
+             `cvm token mint --service`"
+        );
+    }
     let path = key_ring_path(globals);
     // Read, change and write under the ring's lock: keys made at the same
     // time by other processes are kept.
@@ -246,10 +272,28 @@ fn now() -> u64 {
 fn verify(globals: &Globals, token: &CapabilityToken, at: Option<u64>) -> anyhow::Result<i32> {
     let path = key_ring_path(globals);
     let ring = load_ring(&path)?;
-    let root = root_key(&ring, &token.domain, &path)?;
+    // A service token is rooted in the data dir's service key, not the ring.
+    let service_root;
+    let root = if token.domain.as_str() == SERVICE_DOMAIN {
+        let data_dir = globals.data_dir();
+        let key_file = causality_vm::service::auth::service_key_file(&data_dir);
+        if !key_file.is_file() {
+            bail!("no service key in {}: this data dir's server has minted no service tokens", data_dir.display());
+        }
+        service_root = service_key(&data_dir).with_context(|| format!("reading {}", key_file.display()))?;
+        &service_root
+    } else {
+        root_key(&ring, &token.domain, &path)?
+    };
     let at = at.unwrap_or_else(now);
+    let unhonoured =
+        token.caveats.iter().find(|c| token.domain.as_str() == SERVICE_DOMAIN && !c.narrows_service_tokens());
     let problem = match token.verify_chain(root) {
         Err(e) => Some(e.to_string()),
+        Ok(()) if unhonoured.is_some() => Some(format!(
+            "the chain is valid but it carries a `{}` caveat, which a service token cannot honour: servers refuse it",
+            unhonoured.map_or("", |c| c.kind_name())
+        )),
         Ok(()) => match token.effective().expires_at {
             Some(expiry) if at >= expiry => {
                 Some(format!("the chain is valid but the token expired at {expiry} (checked at {at})"))
