@@ -211,11 +211,7 @@ fn a_panicking_job_fails_alone_and_a_panicking_batch_restarts_the_server() {
             .stdout(Stdio::null());
         serve
     };
-    let panicking = || {
-        let server = panicking_serve().stderr(Stdio::piped()).spawn().unwrap();
-        crate::cli::wait_for_socket(dir.path());
-        server
-    };
+    let panicking = || serve_with(dir.path(), causality_vm::service::crash::FAULT_VARIABLE, "panic:1", Stdio::piped());
     let server = panicking();
     let (hash, expected) = &load.compute[0];
     let (code, out, _) = run(cvm(dir.path()).args(["--json", "submit", "--wait"]).arg(hash));
@@ -296,15 +292,7 @@ fn a_refused_start_starts_no_queued_job() {
     let load = Load::new();
     let dir = tempfile::tempdir().unwrap();
     // A batch queued, started once (its server panicked on it).
-    let mut server = cvm(dir.path());
-    server
-        .args(["serve", "--runners", "1"])
-        .env(causality_vm::service::crash::FAULT_VARIABLE, "panic:1")
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut server = server.spawn().unwrap();
-    crate::cli::wait_for_socket(dir.path());
+    let mut server = serve_with(dir.path(), causality_vm::service::crash::FAULT_VARIABLE, "panic:1", Stdio::null());
     let submit = || {
         let mut submit = cvm(dir.path());
         submit.args(["--json", "submit", "--no-prove", "--request-id", "queued"]).arg(&load.batches[0]);
@@ -328,10 +316,7 @@ fn a_refused_start_starts_no_queued_job() {
         assert!(!dir.path().join("cvm.sock").exists(), "no socket left behind");
     }
     let server = serve(dir.path());
-    let (code, out, err) = run(&mut submit());
-    assert_eq!(code, 0, "{err}");
-    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
-    let (code, job) = awaited(dir.path(), id);
+    let (code, job) = resubmitted(dir.path(), &mut submit());
     assert_eq!((code, &job["state"]), (0, &json!("succeeded")), "{job}");
     assert_eq!(job["attempts"], 2, "the panicking start and this one: {job}");
     stop(server);
@@ -345,14 +330,7 @@ fn a_deadline_job_interrupted_after_it_started_runs_again_past_its_deadline() {
     let load = Load::new();
     let dir = tempfile::tempdir().unwrap();
     let (msm, expected) = load.compute.iter().find(|(p, _)| p.ends_with("msm.json")).unwrap();
-    let mut server = cvm(dir.path())
-        .args(["serve", "--runners", "1"])
-        .env(causality_vm::service::crash::VARIABLE, "stage:msm")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::cli::wait_for_socket(dir.path());
+    let mut server = serve_with(dir.path(), causality_vm::service::crash::VARIABLE, "stage:msm", Stdio::null());
     let submitted = Instant::now();
     let submit = || {
         let mut submit = cvm(dir.path());
@@ -364,10 +342,7 @@ fn a_deadline_job_interrupted_after_it_started_runs_again_past_its_deadline() {
     std::thread::sleep(Duration::from_secs(3).saturating_sub(submitted.elapsed()));
 
     let server = serve(dir.path());
-    let (code, out, err) = run(&mut submit());
-    assert_eq!(code, 0, "the same request names the job: {err}");
-    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
-    let (code, job) = awaited(dir.path(), id);
+    let (code, job) = resubmitted(dir.path(), &mut submit());
     assert_eq!((code, &job["state"]), (0, &json!("succeeded")), "{job}");
     assert!(job.to_string().contains(expected.as_str()), "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
@@ -382,14 +357,8 @@ fn a_deadline_job_interrupted_after_it_started_runs_again_past_its_deadline() {
 fn an_uncertain_commit_stops_the_server_and_the_restart_finds_the_batch() {
     let load = Load::new();
     let dir = tempfile::tempdir().unwrap();
-    let mut server = cvm(dir.path())
-        .args(["serve", "--runners", "1"])
-        .env(causality_vm::service::crash::FAULT_VARIABLE, "uncertain-commit:1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    crate::cli::wait_for_socket(dir.path());
+    let fault = causality_vm::service::crash::FAULT_VARIABLE;
+    let mut server = serve_with(dir.path(), fault, "uncertain-commit:1", Stdio::piped());
     let submit = || {
         let mut submit = cvm(dir.path());
         submit.args(["--json", "submit", "--no-prove", "--request-id", "uncertain"]).arg(&load.batches[0]);
@@ -404,15 +373,35 @@ fn an_uncertain_commit_stops_the_server_and_the_restart_finds_the_batch() {
     let _ = std::fs::remove_file(dir.path().join("cvm.sock"));
 
     let server = serve(dir.path());
-    let (code, out, err) = run(&mut submit());
-    assert_eq!(code, 0, "{err}");
-    let id = serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap();
-    let (code, job) = awaited(dir.path(), id);
+    let (code, job) = resubmitted(dir.path(), &mut submit());
     assert_eq!((code, &job["state"]), (0, &json!("succeeded")), "{job}");
     assert_eq!(job["result"]["value"]["batch"]["recovered_from_batch_record"], true, "{job}");
     let (_, state, _) = run(cvm(dir.path()).args(["--json", "state"]));
     assert_eq!(serde_json::from_str::<Value>(&state).unwrap()["head"], 1, "committed once: {state}");
     stop(server);
+}
+
+/// `cvm serve --runners 1` on `dir` with the tests' `variable` set to
+/// `value` (a crash point or a fault), its socket up.
+fn serve_with(dir: &Path, variable: &str, value: &str, stderr: Stdio) -> std::process::Child {
+    let server = cvm(dir)
+        .args(["serve", "--runners", "1"])
+        .env(variable, value)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    crate::cli::wait_for_socket(dir);
+    server
+}
+
+/// Submit again (the same request id names the job recorded before), then
+/// `cvm jobs await` it: its exit code and the job.
+fn resubmitted(dir: &Path, submit: &mut std::process::Command) -> (i32, Value) {
+    let (code, out, err) = run(submit);
+    assert_eq!(code, 0, "the same request names the recorded job: {err}");
+    awaited(dir, serde_json::from_str::<Value>(&out).unwrap()["job_id"].as_u64().unwrap())
 }
 
 /// `cvm jobs await ID` against the server on `dir`: its exit code and the job.
