@@ -458,27 +458,37 @@ impl RegisterStore {
 /// A store that lost its database but kept its log (or a read-only open of
 /// a directory with no store) is an error: creating an empty database
 /// beside a log would silently drop every batch already checkpointed.
+///
+/// The database is made before the log (the log's frames are sealed with a
+/// key the database keeps), so a log that exists, even empty (a clean close
+/// checkpoints it away), means a database was made: one now missing or
+/// emptied was lost, with every batch in it.
 fn check_layout(dir: &Path, access: Access) -> Result<(), StoreError> {
     let db = RegisterStore::file_in(dir);
-    if db.exists() {
+    let db_len = std::fs::metadata(&db).map(|m| m.len());
+    if db_len.as_ref().is_ok_and(|len| *len > 0) {
         return Ok(());
     }
     let missing = |reason: String| StoreError::Missing { dir: dir.display().to_string(), reason };
+    let log = RegisterStore::log_in(dir);
+    let has_log = log.exists() || !log::segments(&log)?.is_empty();
+    let lost = match db_len {
+        Ok(_) => "store.redb is empty",
+        Err(_) => "store.redb is missing",
+    };
+    if has_log {
+        return Err(missing(format!(
+            "{lost} but the batch log is there: the store's batches and registers are gone. Restore store.redb \
+             from a backup; refusing to start an empty store in its place"
+        )));
+    }
     if access == Access::ReadOnly {
         return Err(missing(match dir.is_dir() {
+            true if db_len.is_ok() => "store.redb is empty (no batch was ever committed with this data dir)".into(),
             true => "it has no store.redb (no batch was ever run with this data dir)".into(),
             false if dir.exists() => "it is not a directory".into(),
             false => "the directory does not exist".into(),
         }));
-    }
-    let log = RegisterStore::log_in(dir);
-    let has_segments = !log::segments(&log)?.is_empty();
-    if has_segments || std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
-        return Err(missing(
-            "store.redb is missing but the batch log is there: the checkpointed state is gone. Restore \
-             store.redb from a backup; refusing to create an empty store beside the log"
-                .into(),
-        ));
     }
     Ok(())
 }

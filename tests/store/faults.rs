@@ -317,6 +317,31 @@ fn a_lost_database_beside_its_log_is_an_error_not_an_empty_store() {
     assert!(!RegisterStore::file_in(dir.path()).exists(), "no empty database was created");
 }
 
+/// After a clean close the log is empty; a database then deleted or
+/// emptied is still refused, not replaced by a new empty store.
+#[test]
+fn a_database_lost_after_a_clean_close_is_an_error_not_an_empty_store() {
+    let mut f = Fixture::new();
+    let a = f.resource("gold", 5, 1);
+    f.create_all(&[a]);
+    let dir = f.dir.path().to_path_buf();
+    let placeholder = tempfile::tempdir().unwrap();
+    drop(std::mem::replace(&mut f.store, RegisterStore::open(placeholder.path()).unwrap()));
+    let db = RegisterStore::file_in(&dir);
+    let saved = std::fs::read(&db).unwrap();
+    std::fs::write(&db, b"").unwrap();
+    let err = RegisterStore::open(&dir).err().expect("refused").to_string();
+    assert!(err.contains("store.redb is empty") && err.contains("batch log"), "{err}");
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "nothing was written");
+    std::fs::remove_file(&db).unwrap();
+    let err = RegisterStore::open(&dir).err().expect("refused").to_string();
+    assert!(err.contains("store.redb is missing"), "{err}");
+    assert!(RegisterStore::open_read_only(&dir).is_err());
+    assert!(!db.exists(), "no empty database was created");
+    std::fs::write(&db, saved).unwrap();
+    assert_eq!(RegisterStore::open(&dir).unwrap().head(), 1, "restored, it opens");
+}
+
 /// Content whose bytes no longer hash to its id is an error wherever it
 /// is read, an operation using it as logic fails, and storing the right
 /// bytes again repairs it.
