@@ -176,6 +176,14 @@ impl Durable {
     fn open_writer(path: &Path, options: StoreOptions) -> Result<(Durable, Loaded), StoreError> {
         let db = guarded(path, || match builder().set_check_integrity_on_open(true).create(path) {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Busy { holder: writer_holder(path) }),
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) => Err(StoreError::Corrupt {
+                what: format!("store database {}", path.display()),
+                offset: 0,
+                reason: format!(
+                    "{reason}; its integrity check failed and it cannot be repaired: restore store.redb from a \
+                     backup (the batch log alone holds only the batches not yet checkpointed)"
+                ),
+            }),
             opened => Ok(opened?),
         })?;
         note_writer(path);

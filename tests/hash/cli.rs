@@ -119,6 +119,10 @@ fn b3sum_flags_match_the_blake3_crate() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}  -\n", hex(blake3::hash(&large).as_bytes())));
     let out = cvm(dir.path(), &["hash", "--raw", "small.txt", "large.bin"]);
     assert_eq!(out.status.code(), Some(2), "--raw takes one input");
+    // An output length past what is held in memory is refused, not allocated.
+    let out = cvm(dir.path(), &["hash", "--length", "99999999999", "small.txt"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 67108864 bytes"));
 }
 
 /// A 1 GiB (sparse) file hashes in constant memory, mapped or read.

@@ -27,8 +27,8 @@ pub struct HashArgs {
     /// Read `<hex>  <name>` lines from each FILE and verify them.
     #[arg(long, short = 'c')]
     pub check: bool,
-    /// Output this many bytes of extended output (default 32).
-    #[arg(long, short = 'l', default_value_t = 32, value_name = "LEN")]
+    /// Output this many bytes of extended output (default 32; at most 64 MiB, held in memory).
+    #[arg(long, short = 'l', default_value_t = 32, value_name = "LEN", value_parser = output_length)]
     pub length: usize,
     /// Print the hashes without the file names.
     #[arg(long)]
@@ -108,6 +108,18 @@ fn parse_key(given: &[u8]) -> anyhow::Result<[u8; 32]> {
     parse_hex32(text).with_context(|| {
         format!("the key on standard input: {} bytes, neither 32 raw bytes nor 64 hex digits", given.len())
     })
+}
+
+/// The most extended output `--length` asks for: each hash's output is
+/// held in memory (and printed as hex, twice its size).
+const MAX_OUTPUT_LENGTH: usize = 64 << 20;
+
+fn output_length(text: &str) -> Result<usize, String> {
+    let length: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if length > MAX_OUTPUT_LENGTH {
+        return Err(format!("at most {MAX_OUTPUT_LENGTH} bytes of output"));
+    }
+    Ok(length)
 }
 
 pub fn run(globals: &Globals, args: HashArgs) -> anyhow::Result<i32> {
