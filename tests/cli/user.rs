@@ -121,6 +121,22 @@ fn a_user_creates_transfers_and_deletes_their_own_resource_with_proofs() {
         result
     };
     run(&create);
+    // Checked again: its creation collides with the live coin; a file with
+    // no programs names a logic program nothing brings; a file `cvm run`
+    // refuses is a finding too, and every file is still checked.
+    let no_programs = author.dir.path().join("no_programs.json");
+    let mut orphan = author.resource(7, "alice", &alice_commitment, 3);
+    orphan["logic"] = json!(format!("cid:blake3:{}", "00".repeat(32)));
+    let bare = json!({ "domain": "my.domain", "token": "mint", "ops": [{ "op": "create", "resource": orphan }] });
+    std::fs::write(&no_programs, bare.to_string()).unwrap();
+    let broken = author.dir.path().join("broken.json");
+    std::fs::write(&broken, "{").unwrap();
+    let files = [broken.to_str().unwrap(), create.to_str().unwrap(), no_programs.to_str().unwrap()];
+    let o = cvm(data.path(), &[&["check"][..], &files].concat());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    for expected in ["broken.json: refused", "already live in the store", "is neither brought by the file"] {
+        assert!(text(&o).contains(expected), "{expected:?} missing:\n{}", text(&o));
+    }
 
     let to_bob = author.resource(10, "bob", &bob_commitment, 2);
     let bob_coin = author.id(data.path(), &to_bob);

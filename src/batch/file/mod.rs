@@ -232,6 +232,13 @@ pub struct CheckedBatch {
     programs: Vec<BatchProgram>,
 }
 
+impl CheckedBatch {
+    /// The ids of the programs the batch brings (by path or inline).
+    pub fn program_ids(&self) -> impl Iterator<Item = &ContentId> {
+        self.programs.iter().map(|p| &p.id)
+    }
+}
+
 /// Check everything in `file` (tokens, grants, programs: read from inside
 /// `base`, the batch file's directory, and compiled). Writes nothing.
 pub fn check(file: BatchFile, origin: &str, base: &Path) -> Result<CheckedBatch, BatchFileError> {

@@ -3,7 +3,7 @@
 //! whose nullifier-key commitment no key opens could never be consumed,
 //! and a key that does not open its input fails only when it runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -44,14 +44,23 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
     let mut findings_total = 0;
     for path in &args.files {
         let origin = path.display().to_string();
-        let file = BatchFile::read(path)?;
-        let ops = file.ops.clone();
-        check(file, &origin, &base_dir(path))?;
-        let findings = findings(&ops, store.as_ref());
+        // A file `cvm run` would refuse is a finding, and the others are
+        // still checked.
+        let checked = BatchFile::read(path).and_then(|file| {
+            let ops = file.ops.clone();
+            check(file, &origin, &base_dir(path)).map(|checked| (ops, checked))
+        });
+        let (findings, count) = match checked {
+            Ok((ops, checked)) => {
+                let brought: HashSet<ContentId> = checked.program_ids().copied().collect();
+                (findings(&ops, &Inputs { store: store.as_ref(), brought: &brought }), ops.len())
+            }
+            Err(e) => (vec![format!("refused: {e}")], 0),
+        };
         findings_total += findings.len();
         if !globals.json {
             match findings.is_empty() {
-                true => out!("{origin}: ok ({} operations)", ops.len())?,
+                true => out!("{origin}: ok ({count} operations)")?,
                 false => {
                     for f in &findings {
                         out!("{origin}: {f}")?;
@@ -73,13 +82,21 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
     Ok(if findings_total == 0 { 0 } else { 1 })
 }
 
+/// What a file's operations are checked against: the store (if there is
+/// one) and the programs the file brings.
+struct Inputs<'a> {
+    store: Option<&'a RegisterStore>,
+    brought: &'a HashSet<ContentId>,
+}
+
 /// Everything wrong with `ops` that a run would not refuse up front.
-fn findings(ops: &[Operation], store: Option<&RegisterStore>) -> Vec<String> {
+fn findings(ops: &[Operation], against: &Inputs<'_>) -> Vec<String> {
+    let store = against.store;
     let mut found = Vec::new();
     let mut created: HashMap<ResourceId, (usize, Known)> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
         match op {
-            Operation::Create { resource } => new(i, "resource", resource, &mut created, &mut found),
+            Operation::Create { resource } => new(i, "resource", resource, against, &mut created, &mut found),
             Operation::Delete { input } => {
                 spend(i, "input", input, &created, store, &mut found);
             }
@@ -102,7 +119,7 @@ fn findings(ops: &[Operation], store: Option<&RegisterStore>) -> Vec<String> {
                     }
                 }
                 for (j, o) in outputs.iter().enumerate() {
-                    new(i, &format!("outputs[{j}]"), o, &mut created, &mut found);
+                    new(i, &format!("outputs[{j}]"), o, against, &mut created, &mut found);
                 }
             }
             Operation::Read { .. } | Operation::Update { .. } | Operation::Verify { .. } => {}
@@ -111,15 +128,25 @@ fn findings(ops: &[Operation], store: Option<&RegisterStore>) -> Vec<String> {
     found
 }
 
-/// Check a new resource: a commitment some key opens, an id not created
-/// before in the file.
+/// Check a new resource: a commitment some key opens, a logic program the
+/// file brings or the store holds, an id not created before in the file
+/// nor live in the store.
 fn new(
     i: usize,
     field: &str,
     r: &NewResource,
+    inputs: &Inputs<'_>,
     created: &mut HashMap<ResourceId, (usize, Known)>,
     found: &mut Vec<String>,
 ) {
+    let stored = |id: &ContentId| inputs.store.is_some_and(|s| s.content(id).is_ok_and(|c| c.is_some()));
+    if !inputs.brought.contains(&r.logic) && !stored(&r.logic) {
+        found.push(format!(
+            "ops[{i}].{field}.logic: program {} is neither brought by the file (programs) nor in the store (the \
+             operation would fail)",
+            r.logic
+        ));
+    }
     if !is_field_encoding(&r.nullifier_key_commitment) {
         found.push(format!(
             "ops[{i}].{field}.nullifier_key_commitment: no nullifier key opens it (it is not the encoding of a \
@@ -135,6 +162,10 @@ fn new(
     };
     if let Some((earlier, _)) = created.insert(id, (i, known)) {
         found.push(format!("ops[{i}].{field}: creates {id} again (operation {earlier} creates it): change its nonce"));
+    } else if inputs.store.is_some_and(|s| s.get(&id).is_some()) {
+        found.push(format!(
+            "ops[{i}].{field}: {id} is already live in the store (the operation would fail): change its nonce"
+        ));
     }
 }
 
