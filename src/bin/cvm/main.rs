@@ -211,6 +211,9 @@ fn error_kind(err: &anyhow::Error) -> &'static str {
         if cause.is::<causality_vm::store::StoreError>() {
             return "store";
         }
+        if let Some(causality_vm::prove::ProveError::Io { .. }) = cause.downcast_ref() {
+            return "io";
+        }
         if cause.is::<causality_vm::prove::ProveError>() || cause.is::<causality_vm::prove::circom::CircomError>() {
             return "proof";
         }
