@@ -471,7 +471,7 @@ fn check_layout(dir: &Path, access: Access) -> Result<(), StoreError> {
     }
     let missing = |reason: String| StoreError::Missing { dir: dir.display().to_string(), reason };
     let log = RegisterStore::log_in(dir);
-    let has_log = log.exists() || !log::segments(&log)?.is_empty();
+    let has_log = dir.is_dir() && (log.exists() || !log::segments(&log)?.is_empty());
     let lost = match db_len {
         Ok(_) => "store.redb is empty",
         Err(_) => "store.redb is missing",

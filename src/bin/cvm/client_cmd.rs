@@ -207,8 +207,10 @@ fn code_name(code: tonic::Code) -> String {
         .collect()
 }
 
-/// The most a job file may hold: the server's default message limit.
-const MAX_JOB_FILE_BYTES: u64 = 256 << 20;
+/// The most a job file may hold: 1 GiB, room for a server whose
+/// `--max-message-bytes` is raised, and for JSON's hex, twice the bytes
+/// it sends (the server's own limit then decides).
+const MAX_JOB_FILE_BYTES: u64 = 1 << 30;
 
 /// A job file's bytes (`-`: standard input), refused past
 /// [`MAX_JOB_FILE_BYTES`] before more is read.
@@ -221,7 +223,7 @@ fn read_job_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     };
     read.with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() as u64 > MAX_JOB_FILE_BYTES {
-        bail!("{}: larger than {MAX_JOB_FILE_BYTES} bytes, the server's default message limit", path.display());
+        bail!("{}: larger than {MAX_JOB_FILE_BYTES} bytes; split the job", path.display());
     }
     Ok(bytes)
 }
