@@ -541,10 +541,8 @@ impl Api {
         request: SubmitRequest,
     ) -> Result<SubmitResponse, Status> {
         let kind = super::core::kind_label(&request);
-        front.submit(request, &self.core.engines).await.map_err(|refusal| {
-            self.core.metrics.rejected(kind, refusal.reason());
-            Status::from(refusal)
-        })
+        let submitted = front.submit(request, &self.core.engines).await;
+        self.core.counted(kind, submitted).map_err(Status::from)
     }
 
     /// The caller's right to submit to the cluster (the same as [`Api::accept`]'s,

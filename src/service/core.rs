@@ -321,7 +321,7 @@ impl Core {
             }
             Err(refusal) => Err(refusal),
         };
-        submitted.inspect_err(|refusal| self.metrics.rejected(kind, refusal.reason()))
+        self.counted(kind, submitted)
     }
 
     /// [`Core::submit`] awaiting the disk on no thread of its own (for
@@ -335,7 +335,12 @@ impl Core {
             }
             Err(refusal) => Err(refusal),
         };
-        submitted.inspect_err(|refusal| self.metrics.rejected(kind, refusal.reason()))
+        self.counted(kind, submitted)
+    }
+
+    /// A submit's answer, a refusal counted in `cvm_jobs_rejected_total`.
+    pub fn counted<T>(&self, kind: &str, answer: Result<T, Refusal>) -> Result<T, Refusal> {
+        answer.inspect_err(|refusal| self.metrics.rejected(kind, refusal.reason()))
     }
 
     /// A submission checked and on its way to the job store (or answered
@@ -881,7 +886,6 @@ impl Core {
     pub fn end_expired(self: &Arc<Self>) -> usize {
         let mut ended = 0;
         for (kind, id) in self.scheduler.take_expired(now_ms()) {
-            let ran = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id);
             let record = match self.journal.get(id) {
                 Ok(Some(record)) if !is_final(record.job.state()) => record,
                 Ok(_) => continue,
@@ -891,7 +895,7 @@ impl Core {
                     continue;
                 }
             };
-            if record.job.attempts > 0 || ran {
+            if self.started_before(&record.job) {
                 self.scheduler.requeue(kind, id, record.job.priority, 0);
                 continue;
             }
@@ -903,6 +907,13 @@ impl Core {
             ended += 1;
         }
         ended
+    }
+
+    /// Whether a job started in time, so that its deadline no longer ends
+    /// it: a start recorded (a batch job's, a deadline job's), or a run
+    /// whose end could not be recorded.
+    fn started_before(&self, job: &Job) -> bool {
+        job.attempts > 0 || self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&job.job_id)
     }
 
     /// A job taken from its queue, with its payload; None when there is
@@ -917,9 +928,7 @@ impl Core {
         let waited = now_ms().saturating_sub(record.job.submitted_unix_ms);
         self.metrics.stage_seconds("queue_wait", waited as f64 / 1e3);
         let deadline = record.job.deadline_unix_ms;
-        // A job that ran and could not record its end started in time.
-        let ran = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id);
-        if record.job.attempts == 0 && !ran && deadline != 0 && deadline <= now_ms() {
+        if !self.started_before(&record.job) && deadline != 0 && deadline <= now_ms() {
             self.end(&mut record, Err(deadline_passed(deadline)))?;
             return Ok(None);
         }
@@ -1047,7 +1056,6 @@ fn cancelled_at(stage: &str) -> (&'static str, String) {
     ("CANCELLED", format!("cancelled while running (at stage {stage})"))
 }
 
-/// A job's event: its state and stage, and the job itself once it ended.
 /// A submit's kind for the metrics ("unknown" where it names none).
 pub fn kind_label(request: &SubmitRequest) -> &'static str {
     request.payload.as_ref().and_then(|p| work::kind_of(p).ok()).map_or("unknown", kind_name)
@@ -1069,6 +1077,7 @@ fn unstarted_deadline(job: &Job) -> u64 {
     }
 }
 
+/// A job's event: its state and stage, and the job itself once it ended.
 pub fn event_of(job: &Job, progress: f64) -> JobEvent {
     let done = is_final(job.state());
     JobEvent {
