@@ -724,7 +724,7 @@ fn fixed32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {
 
 /// Run `read` on the database at `path`, turning a panic (redb may panic on
 /// a damaged file) into an error.
-fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+pub(super) fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
         Ok(result) => result,
         Err(panic) => {

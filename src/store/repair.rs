@@ -33,6 +33,8 @@ pub struct CheckReport {
     pub files: Vec<LogFileSummary>,
     /// Every problem found, each naming where; empty for a sound store.
     pub problems: Vec<String>,
+    /// What the check could not do, and why (not problems).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -52,8 +54,11 @@ impl CheckReport {
 /// At most this many problems of one table are listed one by one.
 const LISTED: usize = 10;
 
-/// Read the store in `dir` without changing anything (a writer may run
-/// beside) and report every problem found.
+/// Read the store in `dir` and report every problem found. Nothing is
+/// changed, except that a database file left mid-commit by a crash is
+/// repaired as any writer would (no batch changes), and that with no other
+/// process on the store its database is opened for writing a moment, for
+/// redb's check of the whole file. A writer may run beside.
 pub fn check(dir: &Path) -> CheckReport {
     let mut report = CheckReport::default();
     let db_path = RegisterStore::file_in(dir);
@@ -61,7 +66,8 @@ pub fn check(dir: &Path) -> CheckReport {
         report.problems.push(format!("{} does not exist", db_path.display()));
         return report;
     }
-    let key = match check_tables(&db_path, &mut report) {
+    // redb panics on some damaged pages: that is a problem found, too.
+    let key = match super::durable::guarded(&db_path, || check_tables(&db_path, &mut report)) {
         Ok(key) => key,
         Err(e) => {
             report.problems.push(format!("{}: {e}", db_path.display()));
@@ -69,6 +75,7 @@ pub fn check(dir: &Path) -> CheckReport {
         }
     };
     check_log(dir, key, &mut report);
+    check_whole_file(&db_path, &mut report);
     if report.problems.is_empty() {
         match RegisterStore::open_read_only(dir) {
             Ok(store) => {
@@ -80,6 +87,28 @@ pub fn check(dir: &Path) -> CheckReport {
         }
     }
     report
+}
+
+/// redb's own check of the whole database file (its pages' checksums and
+/// allocator state, which reading the rows does not cover): the one a
+/// writer runs when it opens. It needs the file to itself, so beside a
+/// running writer (or reader) it is left to that process, and said so.
+fn check_whole_file(path: &Path, report: &mut CheckReport) {
+    match builder().set_check_integrity_on_open(true).open(path) {
+        Ok(db) => drop(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => report.notes.push(format!(
+            "{}: another process has it open, so redb's check of the whole file was left out (it ran when \
+             that process's writer opened it; run the check again when the store is not in use)",
+            path.display()
+        )),
+        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) => report.problems.push(format!(
+            "{}: {reason}; redb's check of the whole file failed and it cannot be repaired, so no writer can \
+             open it: restore store.redb from a backup (the batch log alone holds only the batches not yet \
+             checkpointed)",
+            path.display()
+        )),
+        Err(e) => report.problems.push(format!("{}: redb's check of the whole file: {e}", path.display())),
+    }
 }
 
 /// Every row of the tables decoded and checked; returns the frame key.

@@ -49,7 +49,7 @@ pub fn generate(folded: &Folded) -> Result<Program, TelError> {
 }
 
 /// A value that does not change during a run, so one load serves every use.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Loadable {
     Subject(u32),
     Context(u32),
@@ -66,12 +66,16 @@ fn loadable(expr: &Typed) -> Option<Loadable> {
     }
 }
 
-/// The values used more than once, most used first.
+/// Per value: its uses, and the order of its first use.
+type Uses = std::collections::HashMap<Loadable, (usize, usize)>;
+
+/// The values used more than once, most used first (ties in the order of
+/// first use). Counted in a map: a program may hold many distinct values.
 fn cacheable(folded: &Folded) -> Vec<Loadable> {
-    fn walk(expr: &Typed, uses: &mut Vec<(Loadable, usize)>) {
-        let mut note = |value: Loadable| match uses.iter_mut().find(|(v, _)| *v == value) {
-            Some((_, n)) => *n += 1,
-            None => uses.push((value, 1)),
+    fn walk(expr: &Typed, uses: &mut Uses) {
+        let mut note = |value: Loadable| {
+            let first = uses.len();
+            uses.entry(value).or_insert((0, first)).0 += 1;
         };
         if let Some(value) = loadable(expr) {
             note(value);
@@ -97,7 +101,7 @@ fn cacheable(folded: &Folded) -> Vec<Loadable> {
             _ => {}
         }
     }
-    let mut uses = Vec::new();
+    let mut uses = Uses::new();
     for rule in &folded.rules {
         match &rule.rule {
             TypedRule::Accept(Some(c)) | TypedRule::Reject { condition: Some(c), .. } => walk(c, &mut uses),
@@ -105,9 +109,9 @@ fn cacheable(folded: &Folded) -> Vec<Loadable> {
             _ => {}
         }
     }
-    // Stable: equal counts keep the order of first use.
-    uses.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    uses.into_iter().filter(|(_, n)| *n > 1).map(|(value, _)| value).collect()
+    let mut uses: Vec<(Loadable, (usize, usize))> = uses.into_iter().filter(|(_, (n, _))| *n > 1).collect();
+    uses.sort_unstable_by_key(|(_, (n, first))| (std::cmp::Reverse(*n), *first));
+    uses.into_iter().map(|(value, _)| value).collect()
 }
 
 /// Which cached values are loaded, one bit per cache slot.

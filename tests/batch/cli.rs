@@ -131,6 +131,28 @@ fn syntax_errors_carry_line_and_column() {
     assert!(stderr(&o).contains("broken.json:3:"), "{}", stderr(&o));
 }
 
+/// A bad value inside an operation is pointed at where it is written, with
+/// its whole path, not at the end of the operation.
+#[test]
+fn a_bad_value_is_located_where_it_is_written() {
+    use causality_vm::batch::file::{BatchFile, BatchFileError};
+    let text = std::fs::read_to_string(examples().join("transfer.json")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let (at, line) = lines.iter().enumerate().filter(|(_, l)| l.contains("\"quantity\"")).nth(1).unwrap();
+    let indent = &line[..line.find('"').unwrap()];
+    let comma = if line.trim_end().ends_with(',') { "," } else { "" };
+    let bad = format!("{indent}\"quantity\": -1{comma}");
+    let expected_column = bad.find("-1").unwrap() + 1;
+    lines[at] = bad;
+    match BatchFile::parse(&lines.join("\n"), "t.json") {
+        Err(BatchFileError::Syntax { line, column, message, .. }) => {
+            assert_eq!((line, column), (at + 1, expected_column), "{message}");
+            assert!(message.starts_with("ops[") && message.contains("].quantity: invalid value"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
 #[test]
 fn several_files_run_in_order_as_one_batch_each() {
     let data = tempfile::tempdir().unwrap();

@@ -52,6 +52,20 @@ fn snapshot(store: &RegisterStore) -> Result<Snapshot, StoreError> {
 /// first `checkpointed` of them folded into the database, the rest only in
 /// the log; its files are copied into the returned directory.
 fn small_store(batches: usize, checkpointed: usize) -> (tempfile::TempDir, Snapshot) {
+    store_left(batches, checkpointed, Close::Crash)
+}
+
+/// How the writer of a test store leaves it.
+#[derive(Clone, Copy, PartialEq)]
+enum Close {
+    /// As a crash would: the database then needs repair at the next open.
+    Crash,
+    /// Closed: the database holds its allocator state, which only redb's
+    /// check of the whole file reads.
+    Clean,
+}
+
+fn store_left(batches: usize, checkpointed: usize, close: Close) -> (tempfile::TempDir, Snapshot) {
     let mut f = Fixture::new();
     let mut owned = Vec::new();
     for n in 0..batches {
@@ -76,7 +90,11 @@ fn small_store(batches: usize, checkpointed: usize) -> (tempfile::TempDir, Snaps
     assert_eq!(expected.head, batches as u64);
     let dir = f.dir.path().to_path_buf();
     let placeholder = tempfile::tempdir().unwrap();
-    std::mem::forget(std::mem::replace(&mut f.store, RegisterStore::open(placeholder.path()).unwrap()));
+    let store = std::mem::replace(&mut f.store, RegisterStore::open(placeholder.path()).unwrap());
+    match close {
+        Close::Crash => std::mem::forget(store),
+        Close::Clean => drop(store),
+    }
     let copy = tempfile::tempdir().unwrap();
     copy_files(&dir, copy.path());
     (copy, expected)
@@ -121,9 +139,8 @@ fn acceptable(found: &Snapshot, expected: &Snapshot, fault: Fault, file: &str) -
         && found.history.as_slice() == &expected.history[(expected.head - found.head) as usize..]
 }
 
-/// Apply `fault` to `file` in a copy of `pristine`, then open the copy
-/// read-only and for writing; panics on a silently different store.
-fn try_fault(pristine: &Path, expected: &Snapshot, file: &str, fault: Fault) -> [bool; 2] {
+/// A copy of `pristine` with `fault` applied to `file`.
+fn damaged_copy(pristine: &Path, file: &str, fault: Fault) -> tempfile::TempDir {
     let trial = tempfile::tempdir().unwrap();
     copy_files(pristine, trial.path());
     let path = trial.path().join(file);
@@ -133,6 +150,13 @@ fn try_fault(pristine: &Path, expected: &Snapshot, file: &str, fault: Fault) -> 
         Fault::Cut(at) => bytes.truncate(at),
     }
     std::fs::write(&path, &bytes).unwrap();
+    trial
+}
+
+/// Apply `fault` to `file` in a copy of `pristine`, then open the copy
+/// read-only and for writing; panics on a silently different store.
+fn try_fault(pristine: &Path, expected: &Snapshot, file: &str, fault: Fault) -> [bool; 2] {
+    let trial = damaged_copy(pristine, file, fault);
     let log_before = std::fs::read(RegisterStore::log_in(trial.path())).unwrap();
     let mut refused = [false; 2];
     for (i, access) in [Access::ReadOnly, Access::Write].into_iter().enumerate() {
@@ -143,8 +167,14 @@ fn try_fault(pristine: &Path, expected: &Snapshot, file: &str, fault: Fault) -> 
                 found.head,
                 expected.head
             ),
-            Err(_) => {
+            Err(e) => {
                 refused[i] = true;
+                // `cvm store check`, on its own copy of the damage, must see it too.
+                let report = repair::check(damaged_copy(pristine, file, fault).path());
+                assert!(
+                    !report.is_sound(),
+                    "{file} {fault:?}: opening {access:?} failed ({e}) but the check finds it sound"
+                );
                 if access == Access::Write && file == "store.log" {
                     let after = std::fs::read(RegisterStore::log_in(trial.path())).unwrap();
                     assert_eq!(after, log_before, "{fault:?}: a refused open changed the log");
@@ -171,8 +201,8 @@ fn positions(bytes: &[u8], sample: usize, seed: u64) -> Vec<usize> {
         .collect()
 }
 
-fn sweep(file: &str, flips: usize, cuts: usize, seed: u64) {
-    let (pristine, expected) = small_store(8, 5);
+fn sweep(file: &str, flips: usize, cuts: usize, seed: u64, close: Close) {
+    let (pristine, expected) = store_left(8, 5, close);
     let bytes = std::fs::read(pristine.path().join(file)).unwrap();
     let mut refused = 0;
     let mut tried = 0;
@@ -189,12 +219,19 @@ fn sweep(file: &str, flips: usize, cuts: usize, seed: u64) {
 
 #[test]
 fn every_sampled_fault_in_the_log_is_refused_or_harmless() {
-    sweep("store.log", 160, 40, 1);
+    sweep("store.log", 160, 40, 1, Close::Crash);
 }
 
 #[test]
 fn every_sampled_fault_in_the_database_is_refused_or_harmless() {
-    sweep("store.redb", 160, 20, 2);
+    sweep("store.redb", 160, 20, 2, Close::Crash);
+}
+
+/// A closed database's allocator state is read by no row: a flip there
+/// stops every writer, so `store check` must run redb's whole-file check.
+#[test]
+fn every_sampled_fault_in_a_closed_database_is_refused_or_harmless() {
+    sweep("store.redb", 160, 20, 3, Close::Clean);
 }
 
 /// The case: one byte of frame 4 of 10 changed. Opening is an

@@ -4,6 +4,7 @@
 //! programs a file brings are stored only when its batch commits.
 
 mod limits;
+mod locate;
 mod programs;
 mod strict;
 
@@ -149,20 +150,28 @@ impl BatchFile {
 
     /// Parse batch-file text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<BatchFile, BatchFileError> {
-        let syntax = |e: serde_json::Error, field: Option<String>| BatchFileError::Syntax {
+        let syntax = |e: serde_json::Error| BatchFileError::Syntax {
             path: origin.to_string(),
             line: e.line(),
             column: e.column(),
-            message: match field {
-                Some(field) => format!("{field}: {}", strip_position(&e.to_string())),
-                None => strip_position(&e.to_string()),
-            },
+            message: strip_position(&e.to_string()),
         };
-        strict::check(text).map_err(|e| syntax(e, None))?;
+        strict::check(text).map_err(syntax)?;
         let mut de = serde_json::Deserializer::from_str(text);
         let file: BatchFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let field = e.path().to_string();
-            syntax(e.into_inner(), (field != ".").then_some(field))
+            if field == "." {
+                return syntax(e.into_inner());
+            }
+            let e = e.into_inner();
+            let message = strip_position(&e.to_string());
+            // An operation's own error starts with the path inside it.
+            let (field, message) = match message.split_once(": ") {
+                Some((inner, rest)) if is_path(inner) => (format!("{field}.{inner}"), rest.to_string()),
+                _ => (field, message),
+            };
+            let (line, column) = locate::position(text, &field).unwrap_or((e.line(), e.column()));
+            BatchFileError::Syntax { path: origin.to_string(), line, column, message: format!("{field}: {message}") }
         })?;
         limits::check(&file).map_err(|e| {
             let (field, reason) = e.split_once(": ").unwrap_or(("batch", &e));
@@ -170,6 +179,11 @@ impl BatchFile {
         })?;
         Ok(file)
     }
+}
+
+/// Whether `text` is a field path (`resource.quantity`, `outputs[1].nonce`).
+fn is_path(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.[]".contains(&b))
 }
 
 /// serde_json appends " at line L column C"; the error shows it up front.

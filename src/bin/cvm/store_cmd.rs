@@ -39,6 +39,9 @@ pub fn run(globals: &Globals, cmd: StoreCommand) -> anyhow::Result<i32> {
                 for problem in &report.problems {
                     out!("PROBLEM: {problem}")?;
                 }
+                for note in &report.notes {
+                    out!("note: {note}")?;
+                }
                 out!("{}", if report.is_sound() { "the store is sound" } else { "the store is damaged" })?;
             }
             Ok(if report.is_sound() { 0 } else { 1 })
