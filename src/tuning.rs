@@ -9,11 +9,11 @@ use crate::msm::{GpuField, GpuFormulas, MsmTuning};
 /// Names a CPU hash kernel (portable, sse4.1, avx2, avx512) to use instead
 /// of the measured fastest.
 pub const HASH_KERNEL_ENV: &str = "CVM_HASH_KERNEL";
-/// Set (to anything) to keep the CPU MSM off its AVX-512 IFMA path.
+/// `1` keeps the CPU MSM off its AVX-512 IFMA path (switches: [`switch`]).
 pub const MSM_SCALAR_ENV: &str = "CVM_MSM_SCALAR";
-/// Set (to anything) to time every GPU MSM dispatch on its own.
+/// `1` times every GPU MSM dispatch on its own.
 pub const MSM_TRACE_ENV: &str = "CVM_MSM_TRACE";
-/// Set (to anything) to time every GPU NTT's phases and dispatches on their own.
+/// `1` times every GPU NTT's phases and dispatches on their own.
 pub const NTT_TRACE_ENV: &str = "CVM_NTT_TRACE";
 /// `u32` or `u64`: the GPU MSM's field path instead of the fastest the
 /// adapter has (for comparing them on one GPU).
@@ -21,6 +21,17 @@ pub const MSM_FIELD_ENV: &str = "CVM_MSM_FIELD";
 /// `straight` or `stepped`: the GPU MSM's curve formulas for both groups
 /// instead of straight for G1 and stepped for G2.
 pub const MSM_FORMULAS_ENV: &str = "CVM_MSM_FORMULAS";
+
+/// An on/off variable's value: `1`, `true`, `yes` or `on`; `0`, `false`,
+/// `no`, `off`, empty or unset. Anything else is an error, so `=0` never
+/// turns a switch on.
+pub fn switch(name: &str, value: Option<&str>) -> Result<bool, String> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(format!("{name}={other:?}: expected 1 or 0 (true/false, yes/no, on/off)")),
+    }
+}
 
 /// How the kernels run; the default is what a user gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,7 +46,7 @@ pub struct Tuning {
 impl Tuning {
     /// The tuning the environment variables above ask for.
     pub fn from_env() -> Result<Tuning, String> {
-        let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        let set = |name: &str| switch(name, std::env::var(name).ok().as_deref());
         let hash_kernel = match std::env::var(HASH_KERNEL_ENV) {
             Ok(name) if !name.trim().is_empty() => {
                 Some(name.parse::<Kernel>().map_err(|e| format!("{HASH_KERNEL_ENV}: {e}"))?)
@@ -53,12 +64,12 @@ impl Tuning {
         Ok(Tuning {
             hash_kernel,
             msm: MsmTuning {
-                scalar_only: set(MSM_SCALAR_ENV),
-                trace_dispatches: set(MSM_TRACE_ENV),
+                scalar_only: set(MSM_SCALAR_ENV)?,
+                trace_dispatches: set(MSM_TRACE_ENV)?,
                 gpu_field,
                 gpu_formulas,
             },
-            ntt_trace: set(NTT_TRACE_ENV),
+            ntt_trace: set(NTT_TRACE_ENV)?,
         })
     }
 
@@ -70,5 +81,22 @@ impl Tuning {
         self.msm.apply();
         crate::ntt::set_trace(self.ntt_trace);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::switch;
+
+    #[test]
+    fn switches_read_on_and_off_and_refuse_anything_else() {
+        for on in ["1", "true", "YES", " on "] {
+            assert_eq!(switch("X", Some(on)), Ok(true), "{on}");
+        }
+        for off in [None, Some(""), Some("0"), Some("false"), Some("No"), Some("off")] {
+            assert_eq!(switch("X", off), Ok(false), "{off:?}");
+        }
+        let err = switch("CVM_MSM_SCALAR", Some("2")).unwrap_err();
+        assert!(err.contains("CVM_MSM_SCALAR") && err.contains("expected 1 or 0"), "{err}");
     }
 }

@@ -29,9 +29,24 @@ pub struct GpuContext {
     pipelines: Mutex<PipelineCache>,
 }
 
-/// The adapter wgpu ranks best for compute (high performance first).
+/// The backends our kernels run on. OpenGL is left out: its compute support
+/// is partial, and wgpu's GL backend serialises every call on one context,
+/// so the prover's concurrent MSMs deadlock or panic in it.
+const COMPUTE_BACKENDS: wgpu::Backends = wgpu::Backends::PRIMARY;
+
+/// The adapter wgpu ranks best for compute (high performance first), among
+/// the compute backends (`WGPU_BACKEND` narrows them further).
 fn best_adapter() -> Result<wgpu::Adapter, GpuError> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    let asked = descriptor.backends;
+    descriptor.backends &= COMPUTE_BACKENDS;
+    if descriptor.backends.is_empty() {
+        return Err(GpuError::NoAdapter(format!(
+            "the backends asked for ({asked:?}, from WGPU_BACKEND) include none our kernels run on (Vulkan, Metal, \
+             DX12)"
+        )));
+    }
+    let instance = wgpu::Instance::new(descriptor);
     pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
         power_preference: wgpu::PowerPreference::HighPerformance,
         force_fallback_adapter: false,

@@ -260,6 +260,28 @@ fn gpu_without_an_adapter_is_a_clear_error_and_auto_falls_back() {
     assert!(!String::from_utf8(again.stderr).unwrap().contains("CPU backend"), "said before");
 }
 
+/// OpenGL is no compute backend of ours (wgpu's GL backend deadlocked or
+/// panicked on the prover's concurrent MSMs): asked for alone, or the only
+/// one left when Vulkan has no driver, it is refused like no adapter.
+#[test]
+fn an_opengl_adapter_is_never_used() {
+    let (dir, _) = setup();
+    let cache = tempfile::tempdir().unwrap();
+    for (variable, value) in [("WGPU_BACKEND", "gl"), ("VK_ICD_FILENAMES", "/nonexistent/icd.json")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cvm"))
+            .current_dir(dir.path())
+            .env("XDG_CACHE_HOME", cache.path())
+            .env(variable, value)
+            .env("CVM_BACKEND", "gpu")
+            .args(["hash", "small.txt"])
+            .output()
+            .expect("cvm runs");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{variable}={value}: {stderr}");
+        assert!(stderr.contains("no GPU adapter") && !stderr.contains("panicked"), "{variable}={value}: {stderr}");
+    }
+}
+
 /// The kernels' knobs come from the environment through the binary: a named
 /// kernel gives the same digests, a misspelt one a clear error and nothing
 /// hashed.

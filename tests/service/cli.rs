@@ -194,6 +194,7 @@ fn settings_that_cannot_work_are_refused_up_front() {
     };
     let job = job.to_str().unwrap();
     refused(&["submit", "--mode", "bogus", job], "unknown mode \"bogus\"");
+    refused(&["submit", "--mode", "debug", job], "debug mode steps interactively");
     refused(&["submit", "--ops-per-proof", "0", job], "ops per proof");
     refused(&["serve", "--max-message-bytes", "0"], "--max-message-bytes 0");
     refused(&["serve", "--no-auth"], "--no-auth applies to the TCP listener");

@@ -228,10 +228,13 @@ fn read_job_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// `--mode`, checked as `cvm run` checks it (sent as written).
+/// `--mode`, checked as `cvm run` checks it (sent as written); a server
+/// runs no debug mode, which steps interactively.
 fn batch_mode(text: &str) -> Result<String, String> {
-    text.parse::<causality_vm::ExecutionMode>()?;
-    Ok(text.to_string())
+    match text.parse::<causality_vm::ExecutionMode>()? {
+        causality_vm::ExecutionMode::Debug => Err("debug mode steps interactively: run it with `cvm run`".into()),
+        _ => Ok(text.to_string()),
+    }
 }
 
 /// `--ops-per-proof`, checked as `cvm run` checks it.
