@@ -415,6 +415,7 @@ fn conclude<'a>(
             hash_fallbacks: pool.gpu_fallbacks() as u64,
             hashed_on_gpu: pool.gpu_hashed(),
             poseidon_on_gpu: pool.gpu_poseidon_hashed(),
+            poseidon_on_cpu: pool.cpu_poseidon_hashed(),
         },
     };
     Ok(Executed {
@@ -482,6 +483,7 @@ fn stage<'a>(mut executed: Executed<'a>, store: &RegisterStore) -> Result<Staged
     executed.metadata.backends.hash_fallbacks = executed.pool.gpu_fallbacks() as u64;
     executed.metadata.backends.hashed_on_gpu = executed.pool.gpu_hashed();
     executed.metadata.backends.poseidon_on_gpu = executed.pool.gpu_poseidon_hashed();
+    executed.metadata.backends.poseidon_on_cpu = executed.pool.cpu_poseidon_hashed();
     executed.metadata.state_root_after = Some(staged.root_after);
     if !wants_commit {
         executed.metadata.would_change = Some(ChangeSet::from(&staged.delta));

@@ -161,6 +161,10 @@ pub struct StageBackends {
     pub hashed_on_gpu: u64,
     /// Poseidon requests (nullifier-key openings, logic programs' POSEIDON) the GPU resolved.
     pub poseidon_on_gpu: u64,
+    /// Those the CPU lanes resolved (every one on the CPU backend; on the
+    /// GPU, flushes under its minimum and any the GPU failed). Both count
+    /// work that ran, so operations run ahead of a failure count too.
+    pub poseidon_on_cpu: u64,
 }
 
 /// A delta in a readable form.

@@ -270,8 +270,9 @@ pub struct HashPool {
     max_segment_jobs: Option<usize>,
     gpu_fallbacks: usize,
     gpu_hashed: u64,
-    /// Poseidon requests the device resolved.
+    /// Poseidon requests the device resolved, and those the CPU lanes did.
     gpu_poseidon: u64,
+    cpu_poseidon: u64,
     poseidon_pending: PoseidonBatch,
     poseidon_resolved: Vec<Fr>,
     poseidon_kernel: PoseidonKernel,
@@ -323,6 +324,7 @@ impl HashPool {
             gpu_fallbacks: 0,
             gpu_hashed: 0,
             gpu_poseidon: 0,
+            cpu_poseidon: 0,
             poseidon_pending: PoseidonBatch::default(),
             poseidon_resolved: Vec::new(),
             poseidon_kernel: PoseidonKernel::detect(),
@@ -437,6 +439,7 @@ impl HashPool {
         self.gpu_fallbacks += earlier.gpu_fallbacks;
         self.gpu_hashed += earlier.gpu_hashed;
         self.gpu_poseidon += earlier.gpu_poseidon;
+        self.cpu_poseidon += earlier.cpu_poseidon;
     }
 
     /// How many requests (and Merkle leaves) the GPU digested for this pool:
@@ -449,6 +452,12 @@ impl HashPool {
     /// of at least [`GPU_POSEIDON_MIN_REQUESTS`] on a GPU pool).
     pub fn gpu_poseidon_hashed(&self) -> u64 {
         self.gpu_poseidon
+    }
+
+    /// How many Poseidon requests the CPU lanes resolved for this pool (a
+    /// CPU pool's, a GPU pool's small flushes, and GPU flushes recomputed).
+    pub fn cpu_poseidon_hashed(&self) -> u64 {
+        self.cpu_poseidon
     }
 
     pub fn hash(&mut self, data: impl AsRef<[u8]>) -> HashHandle {
@@ -699,6 +708,7 @@ impl HashPool {
         }
         if on_cpu {
             self.poseidon_pending.hash_into(self.poseidon_kernel, out);
+            self.cpu_poseidon += count as u64;
         }
         self.poseidon_pending.clear();
         self.refresh_gpu_after_loss();

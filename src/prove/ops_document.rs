@@ -156,6 +156,16 @@ pub struct ProofsDocument {
     /// The verifying key (snarkjs `verification_key.json`).
     pub verification_key: Value,
     pub stages: ProveStages,
+    /// Where each stage ran: `gpu` only when all of its work did.
+    pub backends: DocumentBackends,
+}
+
+/// The backends of a document's proofs, from their stages' counts.
+#[derive(Clone, Debug, Serialize)]
+pub struct DocumentBackends {
+    pub quotient: Option<crate::ResolvedBackend>,
+    pub msm_g1: Option<crate::ResolvedBackend>,
+    pub msm_g2: Option<crate::ResolvedBackend>,
 }
 
 /// Prove every operation of `witnesses`, `ops_per_proof` to a proof; each
@@ -189,6 +199,11 @@ pub fn prove_document_until(
         ops_per_proof: k,
         proofs,
         verification_key: vk_to_json(system.verifying_key()),
+        backends: DocumentBackends {
+            quotient: stages.quotient_backend(),
+            msm_g1: stages.msm_g1_backend(),
+            msm_g2: stages.msm_g2_backend(),
+        },
         stages,
     }))
 }

@@ -14,8 +14,7 @@ use super::journal::{is_final, Accepted, JobRecord, Journal, JournalError};
 use super::metrics::{Metrics, StageClock};
 use super::proto::job_payload::Kind as PayloadKind;
 use super::proto::{
-    job_result, Job, JobError, JobEvent, JobKind, JobPayload, JobResult, JobState, StageBackend, SubmitRequest,
-    SubmitResponse,
+    job_result, Job, JobError, JobEvent, JobKind, JobPayload, JobResult, JobState, SubmitRequest, SubmitResponse,
 };
 use super::scheduler::{QueueFull, Reservation, Scheduler};
 use super::work::batch::{self, BatchRunner};
@@ -857,19 +856,15 @@ impl Core {
             exit_after_uncertain_commit();
         }
         drop(runner);
-        let backend = super::work::backend_name(self.engines.hashing.resolved());
         // Committed (or refused) in the store: their ends are written together,
         // without holding the runner (a crash before then finds each commit
         // by its request id).
         for (record, outcome) in records.into_iter().zip(outcomes) {
             let outcome = match outcome {
-                Ok(work::batch::Executed { result, proofs, timings }) => {
+                Ok(work::batch::Executed { result, proofs, timings, backends }) => {
                     self.metrics.proofs.inc_by(proofs);
                     self.metrics.batch_stages(&timings);
-                    Ok(JobResult {
-                        kind: Some(job_result::Kind::ExecuteBatch(result)),
-                        backends: vec![StageBackend { stage: "hash".into(), backend: backend.into() }],
-                    })
+                    Ok(JobResult { kind: Some(job_result::Kind::ExecuteBatch(result)), backends })
                 }
                 Err(e) => Err((e.code(), e.to_string())),
             };

@@ -452,6 +452,13 @@ fn batch_hashing_follows_the_gpu_backend() {
             assert!(got.results[1].outcome().is_some(), "the chained transfer: {:?}", got.results[1]);
         }
         assert_eq!(expected.metadata.backends.poseidon_on_gpu, 0);
+        // Every Poseidon request is counted on the side that resolved it.
+        assert_eq!(
+            got.metadata.backends.poseidon_on_gpu + got.metadata.backends.poseidon_on_cpu,
+            expected.metadata.backends.poseidon_on_cpu,
+            "step {step}"
+        );
+        assert!(expected.metadata.backends.poseidon_on_cpu >= 64, "step {step}");
         assert_eq!(
             serde_json::to_value(&got.results).unwrap(),
             serde_json::to_value(&expected.results).unwrap(),

@@ -106,6 +106,9 @@ fn normalized(result: &BatchExecutionResult) -> BatchExecutionResult {
     result.metadata.timings = Default::default();
     result.metadata.backends.execute_threads = 0;
     result.metadata.backends.ran_ahead = 0;
+    // Work that ran: operations run ahead may file Poseidon requests that
+    // in-order execution (stopping at a failure) never reaches.
+    result.metadata.backends.poseidon_on_cpu = 0;
     result
 }
 

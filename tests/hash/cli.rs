@@ -260,6 +260,22 @@ fn gpu_without_an_adapter_is_a_clear_error_and_auto_falls_back() {
     assert!(!String::from_utf8(again.stderr).unwrap().contains("CPU backend"), "said before");
 }
 
+/// `--json` gives each file's digest and the backend that hashed it.
+#[test]
+fn json_output_names_each_files_digest_and_backend() {
+    let (dir, files) = setup();
+    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    let out = cvm(dir.path(), &[&["--json", "hash"], names.as_slice()].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries.len(), files.len());
+    for (entry, (name, data)) in entries.iter().zip(&files) {
+        assert_eq!(entry["file"], *name);
+        assert_eq!(entry["blake3"], hex(blake3::hash(data).as_bytes()));
+        assert_eq!(entry["backend"], "cpu", "{entry}");
+    }
+}
+
 /// OpenGL is no compute backend of ours (wgpu's GL backend deadlocked or
 /// panicked on the prover's concurrent MSMs): asked for alone, or the only
 /// one left when Vulkan has no driver, it is refused like no adapter.

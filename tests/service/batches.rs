@@ -222,6 +222,11 @@ async fn queued_batch_jobs_run_as_one_pipeline_in_submission_order() {
         };
         let result: Value = serde_json::from_str(&r.result_json).unwrap();
         assert_eq!(result["metadata"]["batch_number"], i as u64 + 1, "submission order");
+        // The job's backends are the batch's own: every stage that ran.
+        let backends: Vec<(&str, &str)> =
+            job.result.as_ref().unwrap().backends.iter().map(|b| (b.stage.as_str(), b.backend.as_str())).collect();
+        assert_eq!(backends, [("execute", "cpu"), ("hash", "cpu"), ("prove", "cpu"), ("quotient", "cpu")]);
+        assert_eq!(result["metadata"]["backends"]["prove"], "cpu");
     }
     // One pipeline: every job started before the first one ended.
     assert!(jobs.iter().all(|j| j.started_unix_ms < jobs[0].finished_unix_ms), "{jobs:?}");

@@ -61,7 +61,7 @@ async fn a_key_uploaded_once_proves_many_witnesses_over_both_transports() {
     check(result(&job));
     let backends: Vec<(&str, &str)> =
         job.result.as_ref().unwrap().backends.iter().map(|b| (b.stage.as_str(), b.backend.as_str())).collect();
-    assert_eq!(backends, [("quotient", "cpu"), ("msm", "cpu")]);
+    assert_eq!(backends, [("quotient", "cpu"), ("msm_g1", "cpu"), ("msm_g2", "cpu")]);
 
     // The key is resident: Status lists it.
     let status = client.status().await.unwrap();

@@ -86,9 +86,11 @@ async fn prove_ops_jobs_make_proofs_that_verify_with_the_in_process_public_input
     let job = client.wait(accepted.job_id).await.unwrap();
     assert_eq!(job.state(), JobState::Succeeded, "{job:?}");
     let result = job.result.unwrap();
-    assert_eq!(result.backends[0].stage, "prove");
+    let backends: Vec<(&str, &str)> = result.backends.iter().map(|b| (b.stage.as_str(), b.backend.as_str())).collect();
+    assert_eq!(backends, [("prove", "cpu"), ("quotient", "cpu")]);
     let Some(job_result::Kind::ProveOps(proofs)) = result.kind else { panic!("a proofs document") };
     let document: Value = serde_json::from_str(&proofs.proofs_json).unwrap();
+    assert_eq!(document["backends"], serde_json::json!({"quotient": "cpu", "msm_g1": "cpu", "msm_g2": "cpu"}));
     assert_eq!(document["ops_per_proof"], 4);
     assert_eq!(document["proofs"].as_array().unwrap().len(), witnesses.len().div_ceil(4));
     let publics = verify_document(&document);

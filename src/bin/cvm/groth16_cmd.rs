@@ -180,11 +180,16 @@ fn prove(globals: &Globals, args: ProveArgs) -> anyhow::Result<i32> {
             true => "constraints checked, proof verified",
             false => "proof verified against the key",
         };
+        let on = |b: &Option<String>| b.as_deref().unwrap_or("-").to_string();
         note!(
-            "proof written to {} and {} public signals to {} ({check}; MSMs on {backend}; {:.2} s)",
+            "proof written to {} and {} public signals to {} ({check}; G1 MSMs on {}, G2 MSM on {}, quotient on \
+             {}; {:.2} s)",
             args.proof.display(),
             public.len(),
             args.public.display(),
+            on(&msm_g1),
+            on(&msm_g2),
+            on(&quotient),
             started.elapsed().as_secs_f64()
         );
     }

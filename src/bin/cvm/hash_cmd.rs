@@ -255,11 +255,18 @@ fn hash_files(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashPo
         }
     }
     pool.flush()?;
+    // Where the pooled files were hashed: large files and standard input
+    // are streamed on the CPU.
+    let pooled_on = match (pool.gpu_hashed(), pool.gpu_fallbacks()) {
+        (0, _) => "cpu",
+        (_, 0) => "gpu",
+        _ => "gpu, part recomputed on the cpu",
+    };
     let mut json = Vec::new();
     for (name, digest) in entries {
-        let bytes = match digest {
-            Digest::Pooled(handle) => pool.digest(handle)?.to_vec(),
-            Digest::Done(bytes) => bytes,
+        let (bytes, backend) = match digest {
+            Digest::Pooled(handle) => (pool.digest(handle)?.to_vec(), pooled_on),
+            Digest::Done(bytes) => (bytes, "cpu"),
         };
         if args.raw {
             let mut stdout = std::io::stdout().lock();
@@ -268,7 +275,7 @@ fn hash_files(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashPo
         }
         let hex = to_hex(&bytes);
         if globals.json {
-            json.push(serde_json::json!({ "file": name, "blake3": hex }));
+            json.push(serde_json::json!({ "file": name, "blake3": hex, "backend": backend }));
         } else if args.no_names {
             out!("{hex}")?;
         } else if args.tag {

@@ -403,6 +403,9 @@ fn print_human(result: &BatchExecutionResult, debug: bool, quiet: bool) -> Resul
         on(b.prove),
         on(b.quotient)
     )?;
+    if b.poseidon_on_cpu + b.poseidon_on_gpu > 0 {
+        out!("  (Poseidon: {} requests on the CPU, {} on the GPU)", b.poseidon_on_cpu, b.poseidon_on_gpu)?;
+    }
     if b.hash_fallbacks > 0 {
         out!("  ({} hash flushes failed on the GPU and were recomputed on the CPU)", b.hash_fallbacks)?;
     }

@@ -24,7 +24,7 @@ use crate::service::core::Core;
 use crate::service::proto::job_payload::Kind as PayloadKind;
 use crate::service::proto::{job_result, JobPayload, JobResult, StageBackend};
 use crate::service::work::batch::{self, recovered_result};
-use crate::service::work::{backend_name, Done, Progress, WorkError};
+use crate::service::work::{Done, Progress, WorkError};
 
 pub struct Committer {
     core: Arc<Core>,
@@ -190,15 +190,13 @@ impl Committer {
         if outcome.is_err() && progress.stopping().is_some() {
             return Ok(None);
         }
-        let batch::Executed { result, proofs, .. } = outcome?;
-        let backend = backend_name(engines.hashing.resolved());
-        let result = JobResult {
-            kind: Some(job_result::Kind::ExecuteBatch(result)),
-            backends: vec![
-                StageBackend { stage: "hash".into(), backend: backend.into() },
-                StageBackend { stage: "prove".into(), backend: "cluster".into() },
-            ],
-        };
+        let batch::Executed { result, proofs, mut backends, .. } = outcome?;
+        // The proofs (and their quotients) were made by the cluster's workers.
+        backends.retain(|b| b.stage != "prove" && b.stage != "quotient");
+        if proofs > 0 {
+            backends.push(StageBackend { stage: "prove".into(), backend: "cluster".into() });
+        }
+        let result = JobResult { kind: Some(job_result::Kind::ExecuteBatch(result)), backends };
         Ok(Some(Done { result, proofs }))
     }
 }

@@ -166,7 +166,13 @@ impl BatchRunner {
                         .map_err(|e| WorkError::Internal(format!("writing the result: {e}")))?;
                     let proofs = result.metadata.prove_stages.as_ref().map_or(0, |p| p.proofs);
                     let timings = result.metadata.timings;
-                    Ok(Executed { result: ExecuteBatchResult { result_json: json }, proofs, timings })
+                    let b = &result.metadata.backends;
+                    let backends =
+                        [("execute", b.execute), ("hash", b.hash), ("prove", b.prove), ("quotient", b.quotient)]
+                            .into_iter()
+                            .filter_map(|(name, on)| on.map(|on| super::stage(name, on)))
+                            .collect();
+                    Ok(Executed { result: ExecuteBatchResult { result_json: json }, proofs, timings, backends })
                 }
                 Err(e) => Err(WorkError::Precondition(format!(
                     "the batch could not be committed; the store is unchanged by it: {e}"
@@ -191,6 +197,8 @@ pub struct Executed {
     pub result: ExecuteBatchResult,
     pub proofs: u64,
     pub timings: crate::store::StageTimings,
+    /// Where each stage that ran, ran (the batch's own `backends`).
+    pub backends: Vec<super::StageBackend>,
 }
 
 impl Prepared {

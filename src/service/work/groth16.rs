@@ -243,6 +243,7 @@ pub(super) fn run(
     })?;
     let quotient = stages.quotient_backend().unwrap_or(ResolvedBackend::Cpu);
     let result = Groth16Result { proof_json: text::proof(&proof), public_json: text::public(&public) };
-    let msm = stages.msm_backend().unwrap_or(ResolvedBackend::Cpu);
-    Ok(Some((result, vec![("quotient", quotient), ("msm", msm)])))
+    let g1 = stages.msm_g1_backend().unwrap_or(ResolvedBackend::Cpu);
+    let g2 = stages.msm_g2_backend().unwrap_or(ResolvedBackend::Cpu);
+    Ok(Some((result, vec![("quotient", quotient), ("msm_g1", g1), ("msm_g2", g2)])))
 }

@@ -319,11 +319,11 @@ fn run_unguarded(payload: &JobPayload, engines: &Engines, progress: &dyn Progres
         }
         Some(PayloadKind::ProveOps(job)) => {
             let parsed = prove_ops::parse(job)?;
-            let Some((result, backend, made)) = prove_ops::run(parsed, &engines.keys, progress)? else {
+            let Some((result, backend, quotient, made)) = prove_ops::run(parsed, &engines.keys, progress)? else {
                 return Ok(None);
             };
             proofs = made;
-            (job_result::Kind::ProveOps(result), vec![stage("prove", backend)])
+            (job_result::Kind::ProveOps(result), vec![stage("prove", backend), stage("quotient", quotient)])
         }
         Some(PayloadKind::Groth16(job)) => {
             let work = groth16::parse(job, &engines.zkeys)?;
@@ -341,7 +341,7 @@ fn run_unguarded(payload: &JobPayload, engines: &Engines, progress: &dyn Progres
     Ok(Some(Done { result: JobResult { kind: Some(kind), backends }, proofs }))
 }
 
-fn stage(name: &str, backend: ResolvedBackend) -> StageBackend {
+pub(super) fn stage(name: &str, backend: ResolvedBackend) -> StageBackend {
     StageBackend { stage: name.into(), backend: backend_name(backend).into() }
 }
 

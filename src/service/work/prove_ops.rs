@@ -28,7 +28,7 @@ pub fn run(
     parsed: Parsed,
     keys: &KeySets,
     progress: &dyn Progress,
-) -> Result<Option<(ProveOpsResult, ResolvedBackend, u64)>, WorkError> {
+) -> Result<Option<(ProveOpsResult, ResolvedBackend, ResolvedBackend, u64)>, WorkError> {
     if !progress.stage("load keys") {
         return Ok(None);
     }
@@ -47,7 +47,8 @@ pub fn run(
     let Some(document) = proven else { return Ok(None) };
     let proofs = document.proofs.len() as u64;
     let json = serde_json::to_string_pretty(&document).map_err(|e| WorkError::Internal(e.to_string()))?;
-    // Where the MSMs ran (the GPU only when all of them did).
+    // Where the MSMs ran (the GPU only when all of them did), and the quotients.
     let ran = document.stages.msm_backend().unwrap_or_else(|| system.backend());
-    Ok(Some((ProveOpsResult { proofs_json: json }, ran, proofs)))
+    let quotient = document.stages.quotient_backend().unwrap_or(crate::ResolvedBackend::Cpu);
+    Ok(Some((ProveOpsResult { proofs_json: json }, ran, quotient, proofs)))
 }
