@@ -5,7 +5,9 @@
 //! field path of `msm::gpu` instantiated for the scalar field.
 //!
 //! A flush is cut into segments whose inputs fit one storage binding, each
-//! one upload, one dispatch and one readback.
+//! one upload, one readback, and one dispatch per pass of at most
+//! `CHUNKS_PER_PASS` permutations per request (the sponges carried between
+//! passes in a buffer).
 //!
 //! A GPU pool makes it on its first Poseidon flush of at least
 //! `GPU_POSEIDON_MIN_REQUESTS` (on lavapipe it compiles in about 2 s on the
@@ -30,14 +32,16 @@ const CONSTANTS: [(&str, u32); 1] = [("WORKGROUP_SIZE", WORKGROUP)];
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct PoseidonParams {
     count: u32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
+    /// The pass's first chunk (two inputs, one permutation) of every job.
+    first_chunk: u32,
+    /// Chunks a pass absorbs at most.
+    chunks: u32,
+    pad: u32,
 }
 
 impl WgslStruct for PoseidonParams {
     const NAME: &'static str = "PoseidonParams";
-    const FIELDS: &'static [&'static str] = &["count", "pad0", "pad1", "pad2"];
+    const FIELDS: &'static [&'static str] = &["count", "first_chunk", "chunks", "pad"];
     const HOST_SIZE: usize = size_of::<PoseidonParams>();
 }
 
@@ -61,7 +65,19 @@ const JOBS: Binding = Binding::read(2, "jobs", "array<PoseidonJob>");
 const TAGS: Binding = Binding::read(3, "tags", "array<u32>");
 const INPUTS: Binding = Binding::read(4, "inputs", "array<u32>");
 const OUT: Binding = Binding::read_write(5, "out", "array<u32>");
-const BINDINGS: [Binding; 6] = [PARAMS, TABLE, JOBS, TAGS, INPUTS, OUT];
+/// Each unfinished job's sponge between passes (three elements).
+const STATE: Binding = Binding::read_write(6, "state", "array<u32>");
+const BINDINGS: [Binding; 7] = [PARAMS, TABLE, JOBS, TAGS, INPUTS, OUT, STATE];
+
+/// Permutations an invocation makes in one pass: a request of more than
+/// twice as many inputs takes several passes. Small enough for llvmpipe,
+/// which silently leaves an invocation's loops after 65,535 iterations in
+/// all (about six permutations on the 32-bit path); requests of up to 8
+/// inputs (nearly all: keys, nullifiers) take one pass.
+const CHUNKS_PER_PASS: u32 = 4;
+
+/// One carried sponge: three elements of eight words.
+const STATE_BYTES: u64 = 96;
 
 /// The Poseidon module on `path`.
 pub fn module(path: FieldPath) -> KernelModule<'static> {
@@ -129,7 +145,8 @@ impl GpuPoseidon {
     }
 
     /// [`Self::hash_into`] in segments of at most `max_elements` inputs
-    /// (and requests) each.
+    /// (and a third as many requests, whose sponges between passes take
+    /// three elements each).
     fn hash_in_segments(
         &self,
         batch: &PoseidonBatch,
@@ -145,7 +162,9 @@ impl GpuPoseidon {
             // As many requests as their inputs (and outputs) fit one binding.
             let start = requests[first].1.start;
             let mut end = first;
-            while end < requests.len() && end - first < max_elements && requests[end].1.end - start <= max_elements {
+            // Each request's carried sponge is three elements.
+            let most_requests = (max_elements / 3).max(1);
+            while end < requests.len() && end - first < most_requests && requests[end].1.end - start <= max_elements {
                 end += 1;
             }
             if end == first {
@@ -179,9 +198,10 @@ impl GpuPoseidon {
             .collect();
         let storage = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| ctx.buffer_init(label, contents, usage);
         let read = wgpu::BufferUsages::STORAGE;
-        let params = PoseidonParams { count: requests.len() as u32, ..Default::default() };
-        let params = storage("poseidon params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
-        let jobs = storage("poseidon jobs", bytemuck::cast_slice(&jobs), read)?;
+        let jobs_bytes = bytemuck::cast_slice(&jobs);
+        let longest = requests.iter().map(|(_, range)| range.len().div_ceil(2).max(1)).max().unwrap_or(1) as u32;
+        let passes = longest.div_ceil(CHUNKS_PER_PASS);
+        let jobs = storage("poseidon jobs", jobs_bytes, read)?;
         let tags =
             storage("poseidon tags", bytemuck::cast_slice(&fr_words(requests.iter().map(|(tag, _)| tag))), read)?;
         // A binding may not be empty: requests without inputs still bind one element.
@@ -197,25 +217,41 @@ impl GpuPoseidon {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let entries = [
-            wgpu::BindGroupEntry { binding: PARAMS.slot, resource: params.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: TABLE.slot, resource: self.table.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: JOBS.slot, resource: jobs.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: TAGS.slot, resource: tags.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: INPUTS.slot, resource: inputs.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: OUT.slot, resource: output.as_entire_binding() },
-        ];
-        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("poseidon"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &entries,
+        // Sponges carried between passes (unused, but bound, in one pass).
+        let state = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("poseidon state"),
+            size: if passes > 1 { requests.len() as u64 * STATE_BYTES } else { STATE_BYTES },
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
         });
         let groups = (requests.len() as u32).div_ceil(WORKGROUP);
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension.max(1);
         let x = groups.min(max_dim);
         let mut encoder =
             ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("poseidon") });
-        {
+        for pass_number in 0..passes {
+            let params = PoseidonParams {
+                count: requests.len() as u32,
+                first_chunk: pass_number * CHUNKS_PER_PASS,
+                chunks: CHUNKS_PER_PASS,
+                pad: 0,
+            };
+            let params = storage("poseidon params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+            let entries = [
+                wgpu::BindGroupEntry { binding: PARAMS.slot, resource: params.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: TABLE.slot, resource: self.table.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: JOBS.slot, resource: jobs.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: TAGS.slot, resource: tags.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: INPUTS.slot, resource: inputs.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: OUT.slot, resource: output.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: STATE.slot, resource: state.as_entire_binding() },
+            ];
+            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("poseidon"),
+                layout: &self.pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            // A pass of its own for each: the next reads the sponges this one wrote.
             let mut pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("poseidon"), timestamp_writes: None });
             pass.set_pipeline(&self.pipeline);
@@ -255,8 +291,9 @@ mod tests {
         }
     }
 
-    /// Arity 0 to 7 (no input, part of a rate, whole rates, several
-    /// permutations), every domain, random and edge inputs (0, 1, p − 1),
+    /// Arity 0 to 16 (no input, part of a rate, whole rates, several
+    /// permutations: register commitments take 11, logic programs up to
+    /// 16), every domain, random and edge inputs (0, 1, p − 1),
     /// more requests than a workgroup: equal to `poseidon::hash` and ark's
     /// sponge; and split into one request per segment.
     #[test]
@@ -266,9 +303,10 @@ mod tests {
         let mut batch = PoseidonBatch::default();
         let mut expected = Vec::new();
         let edges = [Fr::ZERO, Fr::ONE, -Fr::ONE];
-        for i in 0..80usize {
-            let arity = i % 8;
-            let domain = [HashDomain::Commitment, HashDomain::NullifierKey, HashDomain::Nullifier][i % 3];
+        let domains = [HashDomain::Commitment, HashDomain::NullifierKey, HashDomain::Nullifier, HashDomain::Logic];
+        for i in 0..85usize {
+            let arity = i % 17;
+            let domain = domains[i % 4];
             let inputs: Vec<Fr> =
                 (0..arity).map(|k| if i % 5 == 0 { edges[k % 3] } else { Fr::rand(&mut rng) }).collect();
             batch.push(domain, &inputs);
@@ -284,14 +322,15 @@ mod tests {
             let gpu = GpuPoseidon::on_path(ctx.clone(), path).unwrap();
             let mut out = vec![Fr::ZERO; batch.len()];
             gpu.hash_into(&batch, &mut out, None).unwrap();
-            assert_eq!(out, expected, "{path:?}");
+            let wrong: Vec<usize> = (0..out.len()).filter(|&i| out[i] != expected[i]).collect();
+            assert!(wrong.is_empty(), "{path:?}: requests {wrong:?} differ");
         }
-        // Segments of at most 9 inputs: every request of up to 7 alone or
-        // with a few others, so the 80 requests take dozens of dispatches.
+        // Segments of at most 17 inputs: every request of up to 16 alone or
+        // with a few others, so the 85 requests take dozens of dispatches.
         let gpu = GpuPoseidon::new(ctx.clone()).unwrap();
         let mut out = vec![Fr::ZERO; batch.len()];
-        gpu.hash_in_segments(&batch, &mut out, None, 9).unwrap();
-        assert_eq!(out, expected, "in segments of 9 inputs");
+        gpu.hash_in_segments(&batch, &mut out, None, 17).unwrap();
+        assert_eq!(out, expected, "in segments of 17 inputs");
         let mut one = PoseidonBatch::default();
         one.push(HashDomain::Nullifier, &[]);
         let mut out = [Fr::ZERO];

@@ -13,15 +13,17 @@ use causality_vm::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const DOMAINS: [HashDomain; 3] = [HashDomain::Commitment, HashDomain::NullifierKey, HashDomain::Nullifier];
+const DOMAINS: [HashDomain; 4] =
+    [HashDomain::Commitment, HashDomain::NullifierKey, HashDomain::Nullifier, HashDomain::Logic];
 
 fn requests(rng: &mut ChaCha8Rng, n: usize) -> Vec<(HashDomain, Vec<Fr>)> {
     let edges = [Fr::ZERO, Fr::ONE, -Fr::ONE];
     (0..n)
         .map(|i| {
-            let len = rng.gen_range(0..8);
+            // Up to 16: register commitments take 11 inputs, logic programs up to 16.
+            let len = rng.gen_range(0..=16);
             let inputs = (0..len).map(|j| if (i + j) % 6 == 0 { edges[j % 3] } else { Fr::rand(rng) }).collect();
-            (DOMAINS[i % 3], inputs)
+            (DOMAINS[i % 4], inputs)
         })
         .collect()
 }

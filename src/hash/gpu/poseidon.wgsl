@@ -4,8 +4,9 @@
 // path with Fr's prelude) comes before this file.
 //
 // `table` holds permutation::flat_schedule() (offsets below); job i hashes
-// inputs[jobs[i].offset ..][.. jobs[i].len] with capacity element tags[i];
-// `out` gets state[1] after the squeeze. Elements are eight little-endian
+// inputs[jobs[i].offset ..][.. jobs[i].len] with capacity element tags[i],
+// over as many passes as its longest job needs; `out` gets state[1] after
+// the squeeze. Elements are eight little-endian
 // words in arkworks' Montgomery form.
 
 const FULL_AT: u32 = 0u;
@@ -89,6 +90,31 @@ fn permute(s_in: array<Fe, 3>) -> array<Fe, 3> {
     return s;
 }
 
+fn load_state(i: u32) -> array<Fe, 3> {
+    var s: array<Fe, 3>;
+    for (var e = 0u; e < 3u; e++) {
+        var w: array<u32, 8>;
+        for (var k = 0u; k < 8u; k++) {
+            w[k] = state[24u * i + 8u * e + k];
+        }
+        s[e] = fe_from_words(w);
+    }
+    return s;
+}
+
+fn store_state(i: u32, s: array<Fe, 3>) {
+    for (var e = 0u; e < 3u; e++) {
+        let w = fe_to_words(s[e]);
+        for (var k = 0u; k < 8u; k++) {
+            state[24u * i + 8u * e + k] = w[k];
+        }
+    }
+}
+
+// One pass: every job absorbs (and permutes) its chunks params.first_chunk
+// .. + params.chunks, carrying its sponge in `state` from the pass before.
+// Passes bound each invocation's work: llvmpipe silently leaves every loop
+// of an invocation after 65,535 iterations in all.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn poseidon(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
@@ -96,15 +122,24 @@ fn poseidon(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     let job = jobs[i];
-    var s: array<Fe, 3>;
-    s[0] = read_fe(i, 2u);
-    s[1] = fe_zero();
-    s[2] = fe_zero();
     // Rate 2: one permutation per chunk of two inputs (the last chunk's is
-    // the squeeze), and one with no input at all. A single call site: a
-    // driver that inlines the permutation compiles it once.
-    var j = 0u;
-    loop {
+    // the squeeze), and one with no input at all.
+    let total = max(1u, (job.len + 1u) / 2u);
+    if (params.first_chunk >= total) {
+        return;
+    }
+    var s: array<Fe, 3>;
+    if (params.first_chunk == 0u) {
+        s[0] = read_fe(i, 2u);
+        s[1] = fe_zero();
+        s[2] = fe_zero();
+    } else {
+        s = load_state(i);
+    }
+    let end = min(total, params.first_chunk + params.chunks);
+    // A single call site: a driver that inlines the permutation compiles it once.
+    for (var c = params.first_chunk; c < end; c++) {
+        let j = 2u * c;
         if (j < job.len) {
             s[1] = fe_add(s[1], read_fe(job.offset + j, 1u));
         }
@@ -112,10 +147,10 @@ fn poseidon(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             s[2] = fe_add(s[2], read_fe(job.offset + j + 1u, 1u));
         }
         s = permute(s);
-        j += 2u;
-        if (j >= job.len) {
-            break;
-        }
+    }
+    if (end < total) {
+        store_state(i, s);
+        return;
     }
     let w = fe_to_words(s[1]);
     for (var k = 0u; k < 8u; k++) {
