@@ -63,7 +63,7 @@ pub fn compile_as(source: &str, version: TelVersion) -> Result<Program, TelError
 /// The version a source's `tel N;` line asks for (V1 without one).
 pub fn version_of(source: &str) -> Result<TelVersion, TelError> {
     let tokens = lexer::lex(source)?;
-    requested(&parser::parse(&tokens)?)
+    requested(&parser::parse(&tokens)?, source)
 }
 
 fn compile_versioned(source: &str, forced: Option<TelVersion>) -> Result<Program, TelError> {
@@ -71,7 +71,7 @@ fn compile_versioned(source: &str, forced: Option<TelVersion>) -> Result<Program
     let parsed = parser::parse(&tokens)?;
     let version = match forced {
         Some(version) => version,
-        None => requested(&parsed)?,
+        None => requested(&parsed, source)?,
     };
     let typed = check::check(&parsed.rules)?;
     match version {
@@ -80,10 +80,22 @@ fn compile_versioned(source: &str, forced: Option<TelVersion>) -> Result<Program
     }
 }
 
-fn requested(parsed: &parser::Parsed) -> Result<TelVersion, TelError> {
-    match parsed.version {
-        None | Some((_, 1)) => Ok(TelVersion::V1),
-        Some((_, 2)) => Ok(TelVersion::V2),
-        Some((pos, n)) => Err(TelError::at(pos, format!("unsupported TEL version {n}: this compiler knows 1 and 2"))),
+/// The version the `tel N;` line names. N is written as a bare `1` or `2`:
+/// the lexer also reads `2s`, `2_` or `0002` as numbers, and a version line
+/// has one spelling, as a program has one encoding.
+fn requested(parsed: &parser::Parsed, source: &str) -> Result<TelVersion, TelError> {
+    let Some((pos, n)) = parsed.version else { return Ok(TelVersion::V1) };
+    let written: String = source
+        .lines()
+        .nth(pos.line.saturating_sub(1))
+        .map(|line| {
+            line.chars().skip(pos.col.saturating_sub(1)).take_while(|c| c.is_alphanumeric() || *c == '_').collect()
+        })
+        .unwrap_or_default();
+    match (written.as_str(), n) {
+        ("1", 1) => Ok(TelVersion::V1),
+        ("2", 2) => Ok(TelVersion::V2),
+        (_, 1 | 2) => Err(TelError::at(pos, format!("write the version as `tel {n};`, not `tel {written};`"))),
+        _ => Err(TelError::at(pos, format!("unsupported TEL version {written}: this compiler knows 1 and 2"))),
     }
 }

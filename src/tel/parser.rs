@@ -92,7 +92,8 @@ impl<'t> Parser<'t> {
         if !self.is_word("tel") {
             return Ok(None);
         }
-        let pos = self.bump().pos;
+        self.bump();
+        let pos = self.peek().pos;
         let version = match self.bump().tok {
             Tok::Int(n) => n,
             ref other => {

@@ -107,8 +107,14 @@ fn the_tel_line_chooses_the_generator() {
     assert_eq!(tel::version_of(body).expect("parses"), TelVersion::V1);
 
     let err = tel::compile(&format!("tel 3;\n{body}")).expect_err("unknown version");
-    assert_eq!((err.line, err.col), (1, 1));
+    assert_eq!((err.line, err.col), (1, 5), "at the number");
     assert!(err.message.contains("unsupported TEL version 3"), "{}", err.message);
+    // One spelling: the lexer's other ways of writing a number are refused.
+    for written in ["2s", "2_", "0002", "1m"] {
+        let err = tel::compile(&format!("tel {written};\n{body}")).expect_err(written);
+        assert_eq!((err.line, err.col), (1, 5), "{written}");
+        assert!(err.message.contains(&format!("`tel {written};`")) || err.message.contains(written), "{}", err.message);
+    }
     let err = tel::compile(&format!("{body}tel 2;\n")).expect_err("not first");
     assert_eq!(err.line, 3);
     assert!(err.message.contains("only be the first line"), "{}", err.message);
