@@ -40,6 +40,9 @@ fn best_adapter() -> Result<wgpu::Adapter, GpuError> {
     let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     let asked = descriptor.backends;
     descriptor.backends &= COMPUTE_BACKENDS;
+    if asked.is_empty() {
+        return Err(GpuError::NoAdapter("WGPU_BACKEND names no backend this build knows".into()));
+    }
     if descriptor.backends.is_empty() {
         return Err(GpuError::NoAdapter(format!(
             "the backends asked for ({asked:?}, from WGPU_BACKEND) include none our kernels run on (Vulkan, Metal, \

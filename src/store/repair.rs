@@ -56,9 +56,7 @@ const LISTED: usize = 10;
 
 /// Read the store in `dir` and report every problem found. Nothing is
 /// changed, except that a database file left mid-commit by a crash is
-/// repaired as any writer would (no batch changes), and that with no other
-/// process on the store its database is opened for writing a moment, for
-/// redb's check of the whole file. A writer may run beside.
+/// repaired as any writer would (no batch changes). A writer may run beside.
 pub fn check(dir: &Path) -> CheckReport {
     let mut report = CheckReport::default();
     let db_path = RegisterStore::file_in(dir);
@@ -91,16 +89,42 @@ pub fn check(dir: &Path) -> CheckReport {
 
 /// redb's own check of the whole database file (its pages' checksums and
 /// allocator state, which reading the rows does not cover): the one a
-/// writer runs when it opens. It needs the file to itself, so beside a
-/// running writer (or reader) it is left to that process, and said so.
+/// writer runs when it opens. Opening the store's file for writing would
+/// change it, so the check runs on a copy in the temporary directory; a
+/// copy the store's writer changed while it was made is not judged.
 fn check_whole_file(path: &Path, report: &mut CheckReport) {
-    match builder().set_check_integrity_on_open(true).open(path) {
+    let left_out = |why: String| format!("{}: redb's check of the whole file was left out: {why}", path.display());
+    let stamp = |path: &Path| std::fs::metadata(path).and_then(|m| Ok((m.len(), m.modified()?)));
+    let scratch = std::env::temp_dir().join(format!(
+        "cvm-store-check-{}-{}.redb",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    ));
+    let before = stamp(path);
+    if let Err(e) = std::fs::copy(path, &scratch) {
+        let _ = std::fs::remove_file(&scratch);
+        report.notes.push(left_out(format!("copying it to {} failed: {e}", scratch.display())));
+        return;
+    }
+    if before.is_err() || before.ok() != stamp(path).ok() {
+        let _ = std::fs::remove_file(&scratch);
+        report.notes.push(left_out(
+            "its writer changed it while it was copied (that writer ran the check when it opened it); run the \
+             check again when the store is not in use"
+                .into(),
+        ));
+        return;
+    }
+    // redb panics on some damaged pages: a problem found, too.
+    let opened = std::panic::catch_unwind(|| builder().set_check_integrity_on_open(true).open(&scratch));
+    let opened = opened.unwrap_or_else(|panic| {
+        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(format!(
+            "reading it failed ({}): the file is damaged",
+            crate::error::panic_text(&*panic)
+        ))))
+    });
+    match opened {
         Ok(db) => drop(db),
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => report.notes.push(format!(
-            "{}: another process has it open, so redb's check of the whole file was left out (it ran when \
-             that process's writer opened it; run the check again when the store is not in use)",
-            path.display()
-        )),
         Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) => report.problems.push(format!(
             "{}: {reason}; redb's check of the whole file failed and it cannot be repaired, so no writer can \
              open it: restore store.redb from a backup (the batch log alone holds only the batches not yet \
@@ -109,6 +133,7 @@ fn check_whole_file(path: &Path, report: &mut CheckReport) {
         )),
         Err(e) => report.problems.push(format!("{}: redb's check of the whole file: {e}", path.display())),
     }
+    let _ = std::fs::remove_file(&scratch);
 }
 
 /// Every row of the tables decoded and checked; returns the frame key.

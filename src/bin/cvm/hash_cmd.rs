@@ -260,7 +260,8 @@ fn hash_files(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashPo
     let pooled_on = match (pool.gpu_hashed(), pool.gpu_fallbacks()) {
         (0, _) => "cpu",
         (_, 0) => "gpu",
-        _ => "gpu, part recomputed on the cpu",
+        // Some flushes failed on the GPU and were recomputed.
+        _ => "mixed",
     };
     let mut json = Vec::new();
     for (name, digest) in entries {

@@ -49,6 +49,6 @@ pub fn run(
     let json = serde_json::to_string_pretty(&document).map_err(|e| WorkError::Internal(e.to_string()))?;
     // Where the MSMs ran (the GPU only when all of them did), and the quotients.
     let ran = document.stages.msm_backend().unwrap_or_else(|| system.backend());
-    let quotient = document.stages.quotient_backend().unwrap_or(crate::ResolvedBackend::Cpu);
+    let quotient = document.stages.quotient_backend().unwrap_or_else(|| system.quotient_backend());
     Ok(Some((ProveOpsResult { proofs_json: json }, ran, quotient, proofs)))
 }
