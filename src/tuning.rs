@@ -46,7 +46,10 @@ pub struct Tuning {
 impl Tuning {
     /// The tuning the environment variables above ask for.
     pub fn from_env() -> Result<Tuning, String> {
-        let set = |name: &str| switch(name, std::env::var(name).ok().as_deref());
+        let set = |name: &str| match std::env::var_os(name) {
+            None => Ok(false),
+            Some(value) => switch(name, Some(value.to_str().ok_or_else(|| format!("{name}: not Unicode text"))?)),
+        };
         let hash_kernel = match std::env::var(HASH_KERNEL_ENV) {
             Ok(name) if !name.trim().is_empty() => {
                 Some(name.parse::<Kernel>().map_err(|e| format!("{HASH_KERNEL_ENV}: {e}"))?)

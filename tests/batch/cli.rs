@@ -151,6 +151,14 @@ fn a_bad_value_is_located_where_it_is_written() {
         }
         other => panic!("{:?}", other.map(|_| ())),
     }
+    // A metadata key holding ": " is not taken for the end of a path.
+    let text = text.replacen("\"metadata\": {}", "\"metadata\": {\"x: y\": 1}", 1);
+    match BatchFile::parse(&text, "t.json") {
+        Err(BatchFileError::Syntax { message, .. }) => {
+            assert!(message.starts_with("ops[0]: ") && message.contains("metadata.x: y: invalid type"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
 }
 
 #[test]

@@ -43,6 +43,41 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// One server per data dir: a second is refused and the first serves on.
+/// An ended job is kept for `--result-ttl` seconds, then forgotten.
+#[test]
+fn a_second_server_is_refused_and_ended_jobs_are_forgotten_after_the_result_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.json");
+    std::fs::write(&job, r#"{"hash": {"messages": [{"text": "abc"}]}}"#).unwrap();
+    let server = cvm(dir.path())
+        .args(["serve", "--runners", "1", "--result-ttl", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_socket(dir.path());
+    let (code, _, err) = run(cvm(dir.path()).args(["serve", "--runners", "1"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already has a server listening"), "{err}");
+    let (code, _, err) = run(cvm(dir.path()).args(["submit", "--wait"]).arg(&job));
+    assert_eq!(code, 0, "the first server still serves: {err}");
+    let (code, out, err) = run(cvm(dir.path()).args(["jobs", "get", "1"]));
+    assert_eq!(code, 0, "kept for now: {out}{err}");
+    // The sweep runs every second (a quarter of the TTL, at least a second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = run(cvm(dir.path()).args(["jobs", "get", "1"]));
+        if code != 0 {
+            assert!(err.contains("no job 1"), "{out}{err}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "job 1 is still kept past its TTL: {out}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop(server);
+}
+
 #[test]
 fn a_user_submits_a_job_file_follows_it_and_reads_the_status() {
     let dir = tempfile::tempdir().unwrap();

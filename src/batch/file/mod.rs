@@ -165,12 +165,19 @@ impl BatchFile {
             }
             let e = e.into_inner();
             let message = strip_position(&e.to_string());
-            // An operation's own error starts with the path inside it.
-            let (field, message) = match message.split_once(": ") {
-                Some((inner, rest)) if is_path(inner) => (format!("{field}.{inner}"), rest.to_string()),
-                _ => (field, message),
+            // An operation's own error starts with the path inside it (taken
+            // as one only where the text holds it: a metadata key may hold ": ").
+            let inner = message.split_once(": ").filter(|(inner, _)| is_path(inner)).and_then(|(inner, rest)| {
+                let full = format!("{field}.{inner}");
+                locate::position(text, &full).map(|at| (full, rest.to_string(), at))
+            });
+            let (field, message, (line, column)) = match inner {
+                Some(found) => found,
+                None => {
+                    let at = locate::position(text, &field).unwrap_or((e.line(), e.column()));
+                    (field, message, at)
+                }
             };
-            let (line, column) = locate::position(text, &field).unwrap_or((e.line(), e.column()));
             BatchFileError::Syntax { path: origin.to_string(), line, column, message: format!("{field}: {message}") }
         })?;
         limits::check(&file).map_err(|e| {
