@@ -991,6 +991,41 @@ mod tests {
         assert_eq!(pool.gpu_poseidon_hashed(), 3 * GPU_POSEIDON_MIN_REQUESTS as u64);
     }
 
+    /// A device lost between two flushes of Poseidon requests alone (long
+    /// ones too, which take several passes): the second's Poseidon dispatch
+    /// itself fails, and the CPU lanes recompute every value, counted as a
+    /// fallback.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn a_poseidon_flush_on_a_destroyed_device_is_recomputed_on_the_cpu() {
+        if crate::gpu::test_context().is_none() {
+            return;
+        }
+        let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
+        let hasher: Arc<dyn HashDevice> = Arc::new(gpu::GpuHasher::new(ctx.clone()).expect("pipelines"));
+        let mut pool = HashPool::on(&HashBackend { kernel: Kernel::detect(), device: Some(hasher) });
+        let inputs: Vec<Vec<Fr>> = (0..GPU_POSEIDON_MIN_REQUESTS as u64)
+            .map(|i| (0..=i % 17).map(|k| Fr::from(i * 100 + k)).collect())
+            .collect();
+        let n = inputs.len() as u64;
+        let flush_checked = |pool: &mut HashPool| {
+            let handles: Vec<_> = inputs.iter().map(|x| pool.poseidon(HashDomain::Logic, x).unwrap()).collect();
+            pool.flush().unwrap();
+            for (h, x) in handles.iter().zip(&inputs) {
+                assert_eq!(pool.poseidon_value(*h), Some(crate::crypto::poseidon::hash(HashDomain::Logic, x)));
+            }
+        };
+        // The first flush makes the kernel and runs on the device.
+        flush_checked(&mut pool);
+        assert_eq!((pool.gpu_poseidon_hashed(), pool.cpu_poseidon_hashed(), pool.gpu_fallbacks()), (n, 0, 0));
+        ctx.device.destroy();
+        let _ = ctx.device.poll(wgpu::PollType::Poll);
+        assert!(ctx.is_lost());
+        flush_checked(&mut pool);
+        assert_eq!(pool.gpu_fallbacks(), 1, "the Poseidon dispatch failed and was counted");
+        assert_eq!((pool.gpu_poseidon_hashed(), pool.cpu_poseidon_hashed()), (n, n));
+    }
+
     /// Filings kept as they came (several in a row, into an empty pool, an
     /// empty one, one past the parallel copy's threshold, then requests filed
     /// here after them) count as pending, and resolve in order.
