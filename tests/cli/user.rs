@@ -332,3 +332,30 @@ fn run_with_the_gpu_backend_hashes_the_batch_on_the_gpu() {
     }
     assert_eq!(roots[0], roots[1]);
 }
+
+/// Without `--data-dir` or `CVM_DATA_DIR`, the data dir is
+/// `$XDG_DATA_HOME/causality-vm`, else `~/.local/share/causality-vm`.
+#[test]
+fn the_default_data_dir_follows_xdg_data_home_then_home() {
+    let xdg = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |xdg_data_home: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cvm"));
+        command
+            .args(["--backend", "cpu", "run", "--no-prove"])
+            .arg(examples().join("create.json"))
+            .env_remove("CVM_DATA_DIR")
+            .env("HOME", home.path());
+        match xdg_data_home {
+            Some(dir) => command.env("XDG_DATA_HOME", dir),
+            None => command.env_remove("XDG_DATA_HOME"),
+        };
+        let o = command.output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    };
+    run(Some(xdg.path()));
+    assert!(xdg.path().join("causality-vm/store.redb").is_file(), "the store is under XDG_DATA_HOME");
+    assert!(!home.path().join(".local").exists());
+    run(None);
+    assert!(home.path().join(".local/share/causality-vm/store.redb").is_file(), "then under HOME");
+}
