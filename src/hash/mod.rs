@@ -931,6 +931,16 @@ mod tests {
         assert!(flushed.into_filed().is_none(), "a pool whose Poseidon requests resolved keeps them");
     }
 
+    /// A GPU pool on a device of its own, to destroy without touching the
+    /// shared device of the other GPU tests; None without an adapter.
+    #[cfg(feature = "gpu")]
+    fn pool_on_a_private_device() -> Option<(Arc<crate::gpu::GpuContext>, HashPool)> {
+        crate::gpu::test_context()?;
+        let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
+        let hasher: Arc<dyn HashDevice> = Arc::new(gpu::GpuHasher::new(ctx.clone()).expect("pipelines"));
+        Some((ctx, HashPool::on(&HashBackend { kernel: Kernel::detect(), device: Some(hasher) })))
+    }
+
     /// A device destroyed between flushes (wgpu's `Device::destroy`: the
     /// device-lost callback fires, as for a driver reset) fails the next
     /// flush's BLAKE3 dispatch without a panic (wgpu's own buffer helper
@@ -941,12 +951,7 @@ mod tests {
     #[cfg(feature = "gpu")]
     #[test]
     fn a_destroyed_device_is_recomputed_on_the_cpu_and_replaced() {
-        if crate::gpu::test_context().is_none() {
-            return;
-        }
-        let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
-        let hasher: Arc<dyn HashDevice> = Arc::new(gpu::GpuHasher::new(ctx.clone()).expect("pipelines"));
-        let mut pool = HashPool::on(&HashBackend { kernel: Kernel::detect(), device: Some(hasher) });
+        let Some((ctx, mut pool)) = pool_on_a_private_device() else { return };
         let file = |pool: &mut HashPool, seed: u64| {
             let blake: Vec<_> = (0..100u64).map(|i| (pool.hash((seed + i).to_le_bytes()), seed + i)).collect();
             let poseidon: Vec<_> = (0..GPU_POSEIDON_MIN_REQUESTS as u64)
@@ -998,12 +1003,7 @@ mod tests {
     #[cfg(feature = "gpu")]
     #[test]
     fn a_poseidon_flush_on_a_destroyed_device_is_recomputed_on_the_cpu() {
-        if crate::gpu::test_context().is_none() {
-            return;
-        }
-        let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
-        let hasher: Arc<dyn HashDevice> = Arc::new(gpu::GpuHasher::new(ctx.clone()).expect("pipelines"));
-        let mut pool = HashPool::on(&HashBackend { kernel: Kernel::detect(), device: Some(hasher) });
+        let Some((ctx, mut pool)) = pool_on_a_private_device() else { return };
         let inputs: Vec<Vec<Fr>> = (0..GPU_POSEIDON_MIN_REQUESTS as u64)
             .map(|i| (0..=i % 17).map(|k| Fr::from(i * 100 + k)).collect())
             .collect();

@@ -174,18 +174,7 @@ impl Durable {
     }
 
     fn open_writer(path: &Path, options: StoreOptions) -> Result<(Durable, Loaded), StoreError> {
-        let db = guarded(path, || match builder().set_check_integrity_on_open(true).create(path) {
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Busy { holder: writer_holder(path) }),
-            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) => Err(StoreError::Corrupt {
-                what: format!("store database {}", path.display()),
-                offset: 0,
-                reason: format!(
-                    "{reason}; its integrity check failed and it cannot be repaired: restore store.redb from a \
-                     backup (the batch log alone holds only the batches not yet checkpointed)"
-                ),
-            }),
-            opened => Ok(opened?),
-        })?;
+        let db = open_checked(path, path)?;
         note_writer(path);
         let key = guarded(path, || frame_key(&db))?;
         // The log is read (and damage refused) before anything is written to the tables.
@@ -720,6 +709,24 @@ fn fixed32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {
     let v = d.array32()?;
     d.finish()?;
     Ok(v)
+}
+
+/// Open the database file `file` for writing, after redb's check of the
+/// whole file (the writer's open; `cvm store check` runs it on a copy);
+/// errors name the store's database `named`.
+pub(super) fn open_checked(file: &Path, named: &Path) -> Result<Database, StoreError> {
+    guarded(named, || match builder().set_check_integrity_on_open(true).create(file) {
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Busy { holder: writer_holder(named) }),
+        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) => Err(StoreError::Corrupt {
+            what: format!("store database {}", named.display()),
+            offset: 0,
+            reason: format!(
+                "{reason}; its integrity check failed and it cannot be repaired: restore store.redb from a backup \
+                 (the batch log alone holds only the batches not yet checkpointed)"
+            ),
+        }),
+        opened => Ok(opened?),
+    })
 }
 
 /// Run `read` on the database at `path`, turning a panic (redb may panic on

@@ -115,23 +115,10 @@ fn check_whole_file(path: &Path, report: &mut CheckReport) {
         ));
         return;
     }
-    // redb panics on some damaged pages: a problem found, too.
-    let opened = std::panic::catch_unwind(|| builder().set_check_integrity_on_open(true).open(&scratch));
-    let opened = opened.unwrap_or_else(|panic| {
-        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(format!(
-            "reading it failed ({}): the file is damaged",
-            crate::error::panic_text(&*panic)
-        ))))
-    });
-    match opened {
+    // The writer's own open, errors and panics on damaged pages included.
+    match super::durable::open_checked(&scratch, path) {
         Ok(db) => drop(db),
-        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) => report.problems.push(format!(
-            "{}: {reason}; redb's check of the whole file failed and it cannot be repaired, so no writer can \
-             open it: restore store.redb from a backup (the batch log alone holds only the batches not yet \
-             checkpointed)",
-            path.display()
-        )),
-        Err(e) => report.problems.push(format!("{}: redb's check of the whole file: {e}", path.display())),
+        Err(e) => report.problems.push(format!("redb's check of the whole file (so no writer can open it): {e}")),
     }
     let _ = std::fs::remove_file(&scratch);
 }
