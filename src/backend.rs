@@ -7,6 +7,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// The environment variable that picks a backend when none is given explicitly.
 pub const BACKEND_ENV: &str = "CVM_BACKEND";
@@ -105,6 +107,121 @@ impl FaultPlan {
         }
         self.runs -= 1;
         Some(self.at_step)
+    }
+}
+
+/// A device that can tell it is gone (a driver reset, `Device::destroy`,
+/// or an allocation failure that retired it): the slot replaces such a
+/// device rather than sending it more work.
+pub trait LossAware: Send + Sync {
+    fn is_lost(&self) -> bool;
+}
+
+/// The backend layer's one fallback policy, shared by the hash pool, the MSM
+/// engine and the NTT engine: each holds its device in a slot, runs work
+/// on `current()`, and on a device error calls [`DeviceSlot::fell_back`]
+/// before recomputing the work on the CPU. The slot counts the fallback,
+/// logs it once, and replaces a lost device by a fresh one from `acquire`
+/// (or by the CPU when none comes back). It also holds the test fault plan,
+/// so every kernel fails the same way when a test arms it.
+pub struct DeviceSlot<D: ?Sized> {
+    /// What runs on the device, for logs ("MSM", "NTT", "hash flush").
+    kernel: &'static str,
+    device: RwLock<Option<Arc<D>>>,
+    acquire: fn() -> Result<Arc<D>, DeviceError>,
+    fallbacks: AtomicU64,
+    faults: Mutex<FaultPlan>,
+}
+
+impl<D: ?Sized + LossAware> DeviceSlot<D> {
+    /// A slot holding `device` (`None`: the CPU); `acquire` makes a fresh
+    /// device after a loss.
+    pub fn new(kernel: &'static str, device: Option<Arc<D>>, acquire: fn() -> Result<Arc<D>, DeviceError>) -> Self {
+        DeviceSlot {
+            kernel,
+            device: RwLock::new(device),
+            acquire,
+            fallbacks: AtomicU64::new(0),
+            faults: Mutex::new(FaultPlan::default()),
+        }
+    }
+
+    /// The device work goes to now; `None` is the CPU.
+    pub fn current(&self) -> Option<Arc<D>> {
+        self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Where work runs now.
+    pub fn backend(&self) -> ResolvedBackend {
+        match self.current() {
+            Some(_) => ResolvedBackend::Gpu,
+            None => ResolvedBackend::Cpu,
+        }
+    }
+
+    /// Device runs that failed and were recomputed on the CPU.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Count `earlier` fallbacks of another holder of the same work.
+    pub fn add_fallbacks(&self, earlier: u64) {
+        self.fallbacks.fetch_add(earlier, Ordering::Relaxed);
+    }
+
+    /// Arm the test fault plan; false (nothing armed) without a device.
+    pub fn arm(&self, plan: FaultPlan) -> bool {
+        if self.current().is_none() {
+            return false;
+        }
+        *self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = plan;
+        true
+    }
+
+    /// The step before which the next device run must fail, if the plan
+    /// says so (consumes one run of the plan).
+    pub fn next_fault(&self) -> Option<usize> {
+        self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
+    /// The policy, after `failed` returned `err` on `work` items that the
+    /// caller now recomputes on the CPU: count, log, and replace the device
+    /// if it is lost.
+    pub fn fell_back(&self, err: &DeviceError, failed: &Arc<D>, work: usize) {
+        tracing::warn!(%err, work, kernel = self.kernel, "GPU {} failed; recomputing it on the CPU", self.kernel);
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        self.replace_if_lost(failed);
+    }
+
+    /// Replace `seen` by a fresh device if it is lost and still the slot's
+    /// (another thread may have replaced it already); the CPU when no
+    /// fresh device comes.
+    pub fn replace_if_lost(&self, seen: &Arc<D>) {
+        if !seen.is_lost() {
+            return;
+        }
+        let mut guard = self.device.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if guard.as_ref().is_some_and(|current| Arc::ptr_eq(current, seen)) {
+            *guard = (self.acquire)()
+                .inspect_err(|err| {
+                    tracing::warn!(%err, kernel = self.kernel, "GPU lost and not recovered: {} work continues on the CPU", self.kernel)
+                })
+                .ok();
+        }
+    }
+}
+
+impl<D: ?Sized> Clone for DeviceSlot<D> {
+    /// The same device and acquisition, with no fallbacks counted and no
+    /// faults armed (a sibling holder of the same backend).
+    fn clone(&self) -> Self {
+        DeviceSlot {
+            kernel: self.kernel,
+            device: RwLock::new(self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()),
+            acquire: self.acquire,
+            fallbacks: AtomicU64::new(0),
+            faults: Mutex::new(FaultPlan::default()),
+        }
     }
 }
 

@@ -38,7 +38,7 @@ pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
 
 /// Create `path` empty and owner-only (mode 0600) if it is missing, or
 /// make it owner-only if it exists: for files that hold secrets.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "service"))]
 pub fn owner_only_file(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {

@@ -28,7 +28,7 @@ pub(crate) struct RunOptions {
 }
 
 /// An accelerator that hashes packed batches.
-pub(crate) trait HashDevice: Send + Sync {
+pub(crate) trait HashDevice: crate::backend::LossAware {
     /// The adapter, for results and logs.
     fn describe(&self) -> String;
 
@@ -42,7 +42,4 @@ pub(crate) trait HashDevice: Send + Sync {
 
     /// The Merkle root of `leaves` (the rules of `HashPool::merkle_root`).
     fn merkle_root(&self, leaves: &[[u8; 32]], run: &RunOptions) -> Result<[u8; 32], DeviceError>;
-
-    /// Whether the device is gone, so the pool should re-acquire.
-    fn is_lost(&self) -> bool;
 }

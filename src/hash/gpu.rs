@@ -386,7 +386,9 @@ impl HashDevice for GpuHasher {
     fn merkle_root(&self, leaves: &[[u8; 32]], run: &RunOptions) -> Result<[u8; 32], GpuError> {
         self.run_merkle_root(leaves, run)
     }
+}
 
+impl crate::backend::LossAware for GpuHasher {
     fn is_lost(&self) -> bool {
         self.ctx.is_lost()
     }

@@ -38,7 +38,9 @@ impl HashDevice for GpuHasher {
     fn merkle_root(&self, _: &[[u8; 32]], _: &RunOptions) -> Result<[u8; 32], GpuError> {
         match self.never {}
     }
+}
 
+impl crate::backend::LossAware for GpuHasher {
     fn is_lost(&self) -> bool {
         match self.never {}
     }

@@ -37,7 +37,9 @@ pub use lanes::Kernel;
 
 use ark_bn254::Fr;
 
-use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
+#[cfg(any(test, feature = "test-support"))]
+use crate::backend::FaultPlan;
+use crate::backend::{Backend, DeviceError, DeviceSlot, ResolvedBackend};
 use crate::crypto::poseidon::{HashDomain, PoseidonBatch, PoseidonKernel};
 use batch::PackedBatch;
 use device::{HashDevice, RunOptions};
@@ -265,10 +267,10 @@ pub struct HashPool {
     resolved: Vec<[u8; 32]>,
     limit: Option<usize>,
     kernel: Kernel,
-    device: Option<Arc<dyn HashDevice>>,
-    faults: FaultPlan,
+    /// The device (`None` is the CPU), with the fallback policy every
+    /// kernel shares.
+    device: DeviceSlot<dyn HashDevice>,
     max_segment_jobs: Option<usize>,
-    gpu_fallbacks: usize,
     gpu_hashed: u64,
     /// Poseidon requests the device resolved, and those the CPU lanes did.
     gpu_poseidon: u64,
@@ -318,10 +320,8 @@ impl HashPool {
             resolved: Vec::new(),
             limit: None,
             kernel: Kernel::detect(),
-            device: None,
-            faults: FaultPlan::default(),
+            device: device_slot(None),
             max_segment_jobs: None,
-            gpu_fallbacks: 0,
             gpu_hashed: 0,
             gpu_poseidon: 0,
             cpu_poseidon: 0,
@@ -350,13 +350,13 @@ impl HashPool {
 
     /// An empty pool whose flushes run where `backend` says.
     pub fn on(backend: &HashBackend) -> HashPool {
-        HashPool { kernel: backend.kernel, device: backend.device.clone(), ..HashPool::new() }
+        HashPool { kernel: backend.kernel, device: device_slot(backend.device.clone()), ..HashPool::new() }
     }
 
     /// Where this pool's flushes run, to make more pools like it (after a
     /// device loss: the CPU, or the fresh device).
     pub fn hash_backend(&self) -> HashBackend {
-        HashBackend { kernel: self.kernel, device: self.device.clone() }
+        HashBackend { kernel: self.kernel, device: self.device.current() }
     }
 
     /// An empty pool on the same backend and kernel, for work split across
@@ -382,11 +382,7 @@ impl HashPool {
 
     /// Where flushes run.
     pub fn backend(&self) -> ResolvedBackend {
-        if self.device.is_some() {
-            ResolvedBackend::Gpu
-        } else {
-            ResolvedBackend::Cpu
-        }
+        self.device.backend()
     }
 
     /// The CPU kernel (used by the CPU backend and for GPU fallbacks).
@@ -411,14 +407,14 @@ impl HashPool {
 
     /// The adapter behind the GPU backend, if that is the backend.
     pub fn gpu_adapter(&self) -> Option<String> {
-        self.device.as_ref().map(|d| d.describe())
+        self.device.current().map(|d| d.describe())
     }
 
     #[cfg(any(test, feature = "test-support"))]
     /// Make the next device runs (flushes or Merkle roots) fail as `plan`
     /// says; the pool recomputes each on the CPU.
     pub fn inject_faults(&mut self, plan: FaultPlan) {
-        self.faults = plan;
+        self.device.arm(plan);
     }
 
     #[cfg(any(test, feature = "test-support"))]
@@ -430,13 +426,13 @@ impl HashPool {
 
     /// How many GPU flushes failed and were recomputed on the CPU.
     pub fn gpu_fallbacks(&self) -> usize {
-        self.gpu_fallbacks
+        self.device.fallbacks() as usize
     }
 
     /// Add `earlier`'s fallback and GPU counts to this pool's (a pool that
     /// replaces it, for another pass over the same work).
     pub fn count_from(&mut self, earlier: &HashPool) {
-        self.gpu_fallbacks += earlier.gpu_fallbacks;
+        self.device.add_fallbacks(earlier.device.fallbacks());
         self.gpu_hashed += earlier.gpu_hashed;
         self.gpu_poseidon += earlier.gpu_poseidon;
         self.cpu_poseidon += earlier.cpu_poseidon;
@@ -503,7 +499,7 @@ impl HashPool {
         if start.0 as usize + count > u32::MAX as usize {
             return Err(HashError::TooManyRequests);
         }
-        if self.device.is_none() && self.pending_len() == 0 && count >= EAGER_MIN_MESSAGES {
+        if self.backend() == ResolvedBackend::Cpu && self.pending_len() == 0 && count >= EAGER_MIN_MESSAGES {
             // Already one big batch: hash it in place, skipping the copy into
             // the pending buffer (a 64 MiB copy costs as much as hashing it).
             self.resolved.reserve(count);
@@ -692,18 +688,16 @@ impl HashPool {
         let count = self.poseidon_pending.len();
         self.poseidon_resolved.resize(start + count, Fr::from(0u64));
         let out = &mut self.poseidon_resolved[start..];
+        let device = self.device.current();
         let mut on_cpu = true;
-        if let Some(device) = self.device.as_ref().filter(|_| count >= GPU_POSEIDON_MIN_REQUESTS) {
-            let run = RunOptions { fail_before_step: self.faults.take(), max_segment_jobs: None };
+        if let Some(device) = device.as_ref().filter(|_| count >= GPU_POSEIDON_MIN_REQUESTS) {
+            let run = RunOptions { fail_before_step: self.device.next_fault(), max_segment_jobs: None };
             match device.poseidon(&self.poseidon_pending, out, &run) {
                 Ok(()) => {
                     on_cpu = false;
                     self.gpu_poseidon += count as u64;
                 }
-                Err(err) => {
-                    tracing::warn!(%err, requests = count, "GPU Poseidon flush failed: recomputing it on the CPU");
-                    self.gpu_fallbacks += 1;
-                }
+                Err(err) => self.device.fell_back(&err, device, count),
             }
         }
         if on_cpu {
@@ -711,7 +705,9 @@ impl HashPool {
             self.cpu_poseidon += count as u64;
         }
         self.poseidon_pending.clear();
-        self.refresh_gpu_after_loss();
+        if let Some(device) = device {
+            self.device.replace_if_lost(&device);
+        }
     }
 
     /// Resolve every pending request. Never loses a request: a GPU failure
@@ -742,7 +738,8 @@ impl HashPool {
         }
         let start = self.resolved.len();
         let count = self.pending.len();
-        if self.device.is_none() || !on_device {
+        let device = self.device.current().filter(|_| on_device);
+        let Some(device) = device else {
             // The CPU writes every slot: no need to zero them first.
             self.resolved.reserve(count);
             cpu::hash_batch_into(self.kernel, &self.pending, &mut self.resolved.spare_capacity_mut()[..count]);
@@ -750,41 +747,19 @@ impl HashPool {
             unsafe { self.resolved.set_len(start + count) };
             self.pending.reset();
             return;
-        }
+        };
         self.resolved.resize(start + count, [0u8; 32]);
         let out = &mut self.resolved[start..];
-        let mut on_cpu = true;
-        if let Some(device) = &self.device {
-            let run = RunOptions { fail_before_step: self.faults.take(), max_segment_jobs: self.max_segment_jobs };
-            match device.hash_batch(&self.pending, out, &run) {
-                Ok(()) => {
-                    on_cpu = false;
-                    self.gpu_hashed += count as u64;
-                }
-                Err(err) => {
-                    tracing::warn!(%err, requests = out.len(), "GPU flush failed: recomputing it on the CPU");
-                    self.gpu_fallbacks += 1;
-                }
+        let run = RunOptions { fail_before_step: self.device.next_fault(), max_segment_jobs: self.max_segment_jobs };
+        match device.hash_batch(&self.pending, out, &run) {
+            Ok(()) => self.gpu_hashed += count as u64,
+            Err(err) => {
+                self.device.fell_back(&err, &device, count);
+                cpu::hash_batch(self.kernel, &self.pending, out);
             }
         }
-        if on_cpu {
-            cpu::hash_batch(self.kernel, &self.pending, out);
-        }
         self.pending.reset();
-        self.refresh_gpu_after_loss();
-    }
-
-    /// After a device loss, move to a fresh device (or stay on the CPU).
-    fn refresh_gpu_after_loss(&mut self) {
-        if self.device.as_ref().is_some_and(|d| d.is_lost()) {
-            self.device = match acquire_device(ResolvedBackend::Gpu) {
-                Ok(device) => device,
-                Err(err) => {
-                    tracing::warn!(%err, "GPU lost and not recovered: the hash pool continues on the CPU");
-                    None
-                }
-            };
-        }
+        self.device.replace_if_lost(&device);
     }
 
     /// The digest of a resolved request, or `None` while it is still pending.
@@ -819,19 +794,15 @@ impl HashPool {
     /// by level on the pool's backend (on the GPU, all levels in one
     /// submission); pending requests are left pending.
     pub fn merkle_root(&mut self, leaves: &[[u8; 32]]) -> Result<[u8; 32], HashError> {
-        if let Some(device) = &self.device {
-            let run = RunOptions { fail_before_step: self.faults.take(), max_segment_jobs: None };
+        if let Some(device) = self.device.current() {
+            let run = RunOptions { fail_before_step: self.device.next_fault(), max_segment_jobs: None };
             match device.merkle_root(leaves, &run) {
                 Ok(root) => {
                     self.gpu_hashed += leaves.len() as u64;
                     return Ok(root);
                 }
-                Err(err) => {
-                    tracing::warn!(%err, leaves = leaves.len(), "GPU Merkle root failed: recomputing it on the CPU");
-                    self.gpu_fallbacks += 1;
-                }
+                Err(err) => self.device.fell_back(&err, &device, leaves.len()),
             }
-            self.refresh_gpu_after_loss();
         }
         Ok(cpu::merkle_root(self.kernel, leaves))
     }
@@ -855,6 +826,13 @@ fn acquire_device(backend: ResolvedBackend) -> Result<Option<Arc<dyn HashDevice>
         ResolvedBackend::Cpu => None,
         ResolvedBackend::Gpu => Some(gpu::GpuHasher::shared()?),
     })
+}
+
+fn device_slot(device: Option<Arc<dyn HashDevice>>) -> DeviceSlot<dyn HashDevice> {
+    fn fresh() -> Result<Arc<dyn HashDevice>, DeviceError> {
+        Ok(gpu::GpuHasher::shared()?)
+    }
+    DeviceSlot::new("hash flush", device, fresh)
 }
 
 #[cfg(test)]

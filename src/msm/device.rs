@@ -30,7 +30,7 @@ pub(crate) struct RunOptions {
 }
 
 /// An accelerator that runs G1 and G2 MSMs.
-pub(crate) trait MsmDevice: Send + Sync {
+pub(crate) trait MsmDevice: crate::backend::LossAware {
     /// The adapter, for results and logs.
     fn describe(&self) -> String;
 
@@ -60,7 +60,4 @@ pub(crate) trait MsmDevice: Send + Sync {
         let set = self.upload_g2(bases)?;
         self.msm_g2_resident(&set, scalars, run)
     }
-
-    /// Whether the device is gone, so the engine should re-acquire.
-    fn is_lost(&self) -> bool;
 }

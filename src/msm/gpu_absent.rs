@@ -40,7 +40,9 @@ impl MsmDevice for GpuMsm {
     fn msm_g2_resident(&self, _: &DeviceBases, _: &[Fr], _: &RunOptions) -> Result<G2Projective, GpuError> {
         match self.never {}
     }
+}
 
+impl crate::backend::LossAware for GpuMsm {
     fn is_lost(&self) -> bool {
         match self.never {}
     }

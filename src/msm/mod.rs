@@ -11,12 +11,13 @@ pub mod gpu;
 mod share;
 mod tuning;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 
-use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
+#[cfg(any(test, feature = "test-support"))]
+use crate::backend::FaultPlan;
+use crate::backend::{Backend, DeviceError, DeviceSlot, ResolvedBackend};
 use device::{DeviceBases, MsmDevice, RunOptions};
 pub use share::SharePolicy;
 use share::{Booked, Curve, Share, Side, Ticket};
@@ -142,13 +143,11 @@ impl ResidentG2 {
 
 pub struct MsmEngine {
     cpu: cpu::CpuMsm,
-    /// The accelerator (replaced when lost); `None` is the CPU.
-    device: RwLock<Option<Arc<dyn MsmDevice>>>,
-    /// GPU MSMs that failed and were recomputed on the CPU.
-    fallbacks: AtomicU64,
+    /// The accelerator (replaced when lost; `None` is the CPU), with the
+    /// fallback policy and fault plan every kernel shares.
+    device: DeviceSlot<dyn MsmDevice>,
     /// Which side takes each MSM while the engine has a device.
     share: Share,
-    faults: Mutex<FaultPlan>,
 }
 
 impl MsmEngine {
@@ -158,22 +157,19 @@ impl MsmEngine {
     /// speed ([`SharePolicy::Measured`]).
     pub fn new(backend: Backend) -> Result<Self, MsmError> {
         let (resolved, _ctx) = crate::gpu::resolve(backend)?;
-        let device = acquire_device(resolved)?;
+        let device = match resolved {
+            ResolvedBackend::Cpu => None,
+            ResolvedBackend::Gpu => Some(acquire_device()?),
+        };
         let policy = match backend {
             Backend::Auto => SharePolicy::Measured,
             Backend::Cpu | Backend::Gpu => SharePolicy::DeviceOnly,
         };
-        Ok(MsmEngine { device: RwLock::new(device), share: Share::new(policy), ..MsmEngine::cpu() })
+        Ok(MsmEngine { device: device_slot(device), share: Share::new(policy), ..MsmEngine::cpu() })
     }
 
     pub fn cpu() -> Self {
-        MsmEngine {
-            cpu: cpu::CpuMsm::new(),
-            device: RwLock::new(None),
-            fallbacks: AtomicU64::new(0),
-            share: Share::new(SharePolicy::DeviceOnly),
-            faults: Mutex::new(FaultPlan::default()),
-        }
+        MsmEngine { cpu: cpu::CpuMsm::new(), device: device_slot(None), share: Share::new(SharePolicy::DeviceOnly) }
     }
 
     /// The same engine sharing MSMs with the CPU as `policy` says.
@@ -189,16 +185,15 @@ impl MsmEngine {
     /// How many GPU MSMs failed and were recomputed on the CPU (same
     /// results), over the engine's life.
     pub fn gpu_fallbacks(&self) -> u64 {
-        self.fallbacks.load(Ordering::Relaxed)
+        self.device.fallbacks()
     }
 
     fn current_device(&self) -> Option<Arc<dyn MsmDevice>> {
-        self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.device.current()
     }
 
     fn run_options(&self) -> RunOptions {
-        let mut faults = self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        RunOptions { fail_before_step: faults.take() }
+        RunOptions { fail_before_step: self.device.next_fault() }
     }
 
     /// One MSM of `points` in `curve`, run where the share policy sends it:
@@ -235,7 +230,7 @@ impl MsmEngine {
             }
             Err(err) => {
                 ticket.finish(false);
-                self.note_failure(&err, &device, points);
+                self.device.fell_back(&err, &device, points);
                 (on_cpu(0..points), MsmPlacement::CpuAfterFailure)
             }
         }
@@ -268,23 +263,8 @@ impl MsmEngine {
         match from_device {
             Ok(sum) => (sum + from_cpu, MsmPlacement::Shared { cpu_points: rest }),
             Err(err) => {
-                self.note_failure(&err, device, first);
+                self.device.fell_back(&err, device, first);
                 (on_cpu(0..first) + from_cpu, MsmPlacement::CpuAfterFailure)
-            }
-        }
-    }
-
-    fn note_failure(&self, err: &DeviceError, failed: &Arc<dyn MsmDevice>, points: usize) {
-        tracing::warn!(%err, points, "GPU MSM failed; recomputing on the CPU");
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        if failed.is_lost() {
-            let mut guard = self.device.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if guard.as_ref().is_some_and(|current| Arc::ptr_eq(current, failed)) {
-                let fresh = acquire_device(ResolvedBackend::Gpu).unwrap_or_else(|err| {
-                    tracing::warn!(%err, "GPU lost and not recovered: MSMs continue on the CPU");
-                    None
-                });
-                *guard = fresh;
             }
         }
     }
@@ -307,11 +287,7 @@ impl MsmEngine {
     /// Make the next device MSMs fail as `plan` says (the hash pool takes
     /// the same plan). Returns false (and does nothing) without a device.
     pub fn inject_faults(&self, plan: FaultPlan) -> bool {
-        if self.current_device().is_none() {
-            return false;
-        }
-        *self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = plan;
-        true
+        self.device.arm(plan)
     }
 
     pub fn msm_g1(&self, bases: &[G1Affine], scalars: &[Fr]) -> Result<G1Projective, MsmError> {
@@ -455,11 +431,13 @@ pub fn validate_g2(bases: &[G2Affine]) -> Result<(), MsmError> {
 
 /// The device for a resolved backend: `None` for the CPU. The one place a
 /// backend is mapped to its implementation.
-fn acquire_device(backend: ResolvedBackend) -> Result<Option<Arc<dyn MsmDevice>>, DeviceError> {
-    Ok(match backend {
-        ResolvedBackend::Cpu => None,
-        ResolvedBackend::Gpu => Some(Arc::new(gpu::GpuMsm::new(crate::gpu::GpuContext::shared()?)?)),
-    })
+/// A device on the process's shared GPU context.
+fn acquire_device() -> Result<Arc<dyn MsmDevice>, DeviceError> {
+    Ok(Arc::new(gpu::GpuMsm::new(crate::gpu::GpuContext::shared()?)?))
+}
+
+fn device_slot(device: Option<Arc<dyn MsmDevice>>) -> DeviceSlot<dyn MsmDevice> {
+    DeviceSlot::new("MSM", device, acquire_device)
 }
 
 #[cfg(all(test, feature = "gpu"))]
@@ -574,7 +552,7 @@ mod device_loss_tests {
 
         let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
         let device: Arc<dyn MsmDevice> = Arc::new(gpu::GpuMsm::new(ctx.clone()).expect("pipelines"));
-        let engine = MsmEngine { device: RwLock::new(Some(device)), ..MsmEngine::cpu() };
+        let engine = MsmEngine { device: device_slot(Some(device)), ..MsmEngine::cpu() };
         assert_eq!(engine.msm_g1(&bases, &scalars).unwrap(), expected);
         assert_eq!(engine.gpu_fallbacks(), 0);
 

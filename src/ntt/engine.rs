@@ -5,22 +5,20 @@
 //! CPU carries on). Lengths and shifts are checked before any device work,
 //! so a bad call fails the same way on every backend.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use ark_bn254::Fr;
 use rayon::prelude::*;
 
 use super::gpu::GpuNtt;
 use super::{Ntt, NttError, NttOp};
-use crate::backend::{Backend, DeviceError, FaultPlan, ResolvedBackend};
+#[cfg(any(test, feature = "test-support"))]
+use crate::backend::FaultPlan;
+use crate::backend::{Backend, DeviceError, DeviceSlot, ResolvedBackend};
 
 pub struct NttEngine {
-    /// The device; `None` is the CPU.
-    device: RwLock<Option<Arc<GpuNtt>>>,
-    /// Device transforms that failed and were recomputed on the CPU.
-    fallbacks: AtomicU64,
-    faults: Mutex<FaultPlan>,
+    /// The device (`None` is the CPU), with the fallback policy.
+    device: DeviceSlot<GpuNtt>,
 }
 
 impl NttEngine {
@@ -32,11 +30,15 @@ impl NttEngine {
             ResolvedBackend::Cpu => None,
             ResolvedBackend::Gpu => Some(acquire().map_err(NttError::Device)?),
         };
-        Ok(NttEngine { device: RwLock::new(device), ..NttEngine::cpu() })
+        Ok(NttEngine::holding(device))
     }
 
     pub fn cpu() -> NttEngine {
-        NttEngine { device: RwLock::new(None), fallbacks: AtomicU64::new(0), faults: Mutex::new(FaultPlan::default()) }
+        NttEngine::holding(None)
+    }
+
+    fn holding(device: Option<Arc<GpuNtt>>) -> NttEngine {
+        NttEngine { device: DeviceSlot::new("NTT", device, acquire) }
     }
 
     /// An engine on the backend another engine resolved to (the prover's
@@ -53,15 +55,12 @@ impl NttEngine {
     }
 
     fn current(&self) -> Option<Arc<GpuNtt>> {
-        self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.device.current()
     }
 
     /// Where transforms run now.
     pub fn backend(&self) -> ResolvedBackend {
-        match self.current() {
-            Some(_) => ResolvedBackend::Gpu,
-            None => ResolvedBackend::Cpu,
-        }
+        self.device.backend()
     }
 
     /// The adapter, when the engine has one.
@@ -71,18 +70,14 @@ impl NttEngine {
 
     /// Device transforms recomputed on the CPU over the engine's life.
     pub fn gpu_fallbacks(&self) -> u64 {
-        self.fallbacks.load(Ordering::Relaxed)
+        self.device.fallbacks()
     }
 
     #[cfg(any(test, feature = "test-support"))]
     /// Make the next device runs fail as `plan` says (a step is a dispatch).
     /// Returns false (and does nothing) without a device.
     pub fn inject_faults(&self, plan: FaultPlan) -> bool {
-        if self.current().is_none() {
-            return false;
-        }
-        *self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = plan;
-        true
+        self.device.arm(plan)
     }
 
     /// `op` on every slice of `batch`, each of the plan's length; returns
@@ -96,30 +91,14 @@ impl NttEngine {
         // Slices the device wrote before it failed are not transformed again.
         let mut done = 0;
         if let Some(device) = self.current() {
-            let fail = self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-            match device.apply_counted(plan, op, batch, fail, &mut done) {
+            match device.apply_counted(plan, op, batch, self.device.next_fault(), &mut done) {
                 Ok(()) => return Ok(ResolvedBackend::Gpu),
-                Err(NttError::Device(err)) => self.after_failure(&err, &device, plan.len() * (batch.len() - done)),
+                Err(NttError::Device(err)) => self.device.fell_back(&err, &device, plan.len() * (batch.len() - done)),
                 Err(other) => return Err(other),
             }
         }
         batch[done..].par_iter_mut().try_for_each(|values| plan.apply(op, values))?;
         Ok(ResolvedBackend::Cpu)
-    }
-
-    /// Count and log a device failure; replace a lost device with a fresh
-    /// one, or with the CPU when none comes back.
-    fn after_failure(&self, err: &DeviceError, failed: &Arc<GpuNtt>, points: usize) {
-        tracing::warn!(%err, points, "GPU NTT failed; recomputing on the CPU");
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        if failed.is_lost() {
-            let mut guard = self.device.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if guard.as_ref().is_some_and(|current| Arc::ptr_eq(current, failed)) {
-                *guard = acquire()
-                    .inspect_err(|err| tracing::warn!(%err, "GPU lost and not recovered: NTTs continue on the CPU"))
-                    .ok();
-            }
-        }
     }
 }
 
@@ -148,8 +127,7 @@ mod tests {
             return;
         }
         let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
-        let engine =
-            NttEngine { device: RwLock::new(Some(Arc::new(GpuNtt::new(ctx.clone()).unwrap()))), ..NttEngine::cpu() };
+        let engine = NttEngine::holding(Some(Arc::new(GpuNtt::new(ctx.clone()).unwrap())));
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
         let plan = Ntt::new(64).unwrap();
         let values = random(64, &mut rng);
@@ -209,7 +187,7 @@ mod tests {
     /// to `bytes` (None without an adapter).
     fn engine_with_binding_limit(bytes: u64) -> Option<NttEngine> {
         let device = GpuNtt::new(crate::gpu::test_context()?).unwrap().with_binding_limit(bytes);
-        Some(NttEngine { device: RwLock::new(Some(Arc::new(device))), ..NttEngine::cpu() })
+        Some(NttEngine::holding(Some(Arc::new(device))))
     }
 
     /// A transform four times the (lowered) binding limit runs on the

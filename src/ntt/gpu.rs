@@ -231,10 +231,6 @@ impl GpuNtt {
         self.binding_limit.map_or(adapter, |limit| limit.min(adapter))
     }
 
-    pub(crate) fn is_lost(&self) -> bool {
-        self.ctx.is_lost()
-    }
-
     /// `op` on every slice of `batch` (each the plan's length), as one
     /// upload, one compute pass and one readback per group of transforms
     /// that fits a storage binding; a transform larger than one binding
@@ -566,6 +562,12 @@ impl Phases {
             let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
         }
         self.mark(phase);
+    }
+}
+
+impl crate::backend::LossAware for GpuNtt {
+    fn is_lost(&self) -> bool {
+        self.ctx.is_lost()
     }
 }
 

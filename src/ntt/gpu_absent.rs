@@ -23,10 +23,6 @@ impl GpuNtt {
         match self.never {}
     }
 
-    pub(crate) fn is_lost(&self) -> bool {
-        match self.never {}
-    }
-
     pub fn apply_counted(
         &self,
         _: &Ntt,
@@ -35,6 +31,12 @@ impl GpuNtt {
         _: Option<usize>,
         _: &mut usize,
     ) -> Result<(), NttError> {
+        match self.never {}
+    }
+}
+
+impl crate::backend::LossAware for GpuNtt {
+    fn is_lost(&self) -> bool {
         match self.never {}
     }
 }

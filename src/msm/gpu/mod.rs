@@ -450,7 +450,9 @@ impl MsmDevice for GpuMsm {
     fn msm_g2_resident(&self, set: &DeviceBases, scalars: &[Fr], run: &RunOptions) -> Result<G2Projective, GpuError> {
         self.msm_resident_with(own_bases::<g2::Config>(set)?, scalars, run)
     }
+}
 
+impl crate::backend::LossAware for GpuMsm {
     fn is_lost(&self) -> bool {
         self.ctx.is_lost()
     }
