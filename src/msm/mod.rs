@@ -168,6 +168,14 @@ impl MsmEngine {
         Ok(MsmEngine { device: device_slot(device), share: Share::new(policy), ..MsmEngine::cpu() })
     }
 
+    /// An engine on `ctx`'s device alone (every MSM there, as with
+    /// `Backend::Gpu`): a chosen adapter, or a private device a test can
+    /// lose. After a loss it moves to the process's shared device.
+    pub fn on_context(ctx: Arc<crate::gpu::GpuContext>) -> Result<Self, MsmError> {
+        let device: Arc<dyn MsmDevice> = Arc::new(gpu::GpuMsm::new(ctx)?);
+        Ok(MsmEngine { device: device_slot(Some(device)), ..MsmEngine::cpu() })
+    }
+
     pub fn cpu() -> Self {
         MsmEngine { cpu: cpu::CpuMsm::new(), device: device_slot(None), share: Share::new(SharePolicy::DeviceOnly) }
     }
@@ -551,8 +559,7 @@ mod device_loss_tests {
         let expected = G1Projective::msm(&bases, &scalars).expect("equal lengths");
 
         let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
-        let device: Arc<dyn MsmDevice> = Arc::new(gpu::GpuMsm::new(ctx.clone()).expect("pipelines"));
-        let engine = MsmEngine { device: device_slot(Some(device)), ..MsmEngine::cpu() };
+        let engine = MsmEngine::on_context(ctx.clone()).expect("pipelines");
         assert_eq!(engine.msm_g1(&bases, &scalars).unwrap(), expected);
         assert_eq!(engine.gpu_fallbacks(), 0);
 

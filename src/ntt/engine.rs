@@ -33,6 +33,12 @@ impl NttEngine {
         Ok(NttEngine::holding(device))
     }
 
+    /// An engine on `ctx`'s device (a chosen adapter, or a private device a
+    /// test can lose); after a loss it moves to the process's shared device.
+    pub fn on_context(ctx: Arc<crate::gpu::GpuContext>) -> Result<NttEngine, NttError> {
+        Ok(NttEngine::holding(Some(Arc::new(GpuNtt::new(ctx).map_err(NttError::Device)?))))
+    }
+
     pub fn cpu() -> NttEngine {
         NttEngine::holding(None)
     }
@@ -127,7 +133,7 @@ mod tests {
             return;
         }
         let ctx = Arc::new(crate::gpu::GpuContext::new().expect("an adapter exists"));
-        let engine = NttEngine::holding(Some(Arc::new(GpuNtt::new(ctx.clone()).unwrap())));
+        let engine = NttEngine::on_context(ctx.clone()).unwrap();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
         let plan = Ntt::new(64).unwrap();
         let values = random(64, &mut rng);

@@ -231,6 +231,13 @@ impl ProvingSystem {
         &self.ntt
     }
 
+    /// The same system with its quotients' transforms on `ntt` instead of
+    /// an engine beside the MSM engine's backend (a chosen device).
+    pub fn with_ntt_engine(mut self, ntt: NttEngine) -> Self {
+        self.ntt = ntt;
+        self
+    }
+
     /// Where the quotients' transforms run now.
     pub fn quotient_backend(&self) -> ResolvedBackend {
         self.ntt.backend()

@@ -291,6 +291,54 @@ fn gpu_ntt_failures_are_recomputed_and_counted() {
     system.verify(&proofs[0]).unwrap();
 }
 
+/// A real device loss between proofs (wgpu's `Device::destroy` on a private
+/// device holding the key's bases and every kernel of the proof: the NTTs,
+/// the G1 MSMs and the G2 MSM): the next proof's device work fails, is
+/// recomputed on the CPU inside the proof (counted, no retry of the proof)
+/// and the proof verifies; the engines move to a fresh device, where the
+/// proof after runs whole again, the key's bases uploaded anew.
+#[test]
+fn a_device_lost_between_proofs_is_recomputed_and_every_proof_verifies() {
+    use causality_vm::gpu::GpuContext;
+    use causality_vm::ntt::NttEngine;
+    use std::sync::Arc;
+    let Some(_shared) = causality_vm::gpu::test_context() else { return };
+    let ctx = Arc::new(GpuContext::new().expect("an adapter exists"));
+    let shape = CircuitShape::of(1).unwrap();
+    let pk = keys::setup(&shape).unwrap();
+    let system = ProvingSystem::from_key(shape, pk, MsmEngine::on_context(ctx.clone()).unwrap())
+        .unwrap()
+        .with_ntt_engine(NttEngine::on_context(ctx.clone()).unwrap());
+    let placed = |t: &causality_vm::prove::ProveStages| {
+        (t.msm_g1_on_gpu, t.msm_g2_on_gpu, t.quotients_on_gpu, t.msm_g1_on_cpu, t.msm_g2_on_cpu, t.quotients_on_cpu)
+    };
+    let fallbacks = |t: &causality_vm::prove::ProveStages| (t.gpu_fallbacks, t.ntt_fallbacks, t.cpu_retries);
+
+    let (proofs, before) = system.prove_batch_timed(&[split(60)]).unwrap();
+    assert_eq!(placed(&before), (4, 1, 1, 0, 0, 0), "{before:?}");
+    system.verify(&proofs[0]).unwrap();
+
+    ctx.device.destroy();
+    let _ = ctx.device.poll(wgpu::PollType::Poll);
+    assert!(ctx.is_lost(), "destroying the device fires its lost callback");
+    let (proofs, across) = system.prove_batch_timed(&[split(61)]).unwrap();
+    system.verify(&proofs[0]).unwrap();
+    assert_eq!(across.ntt_fallbacks, 1, "the quotient failed on the lost device: {across:?}");
+    assert!(across.gpu_fallbacks >= 1, "MSMs failed on the lost device: {across:?}");
+    assert_eq!(across.cpu_retries, 0, "recovered inside the proof, not by retrying it: {across:?}");
+    assert_eq!(across.quotient_backend(), Some(causality_vm::ResolvedBackend::Cpu));
+    let on_cpu = across.msm_g1_on_cpu + across.msm_g2_on_cpu;
+    assert_eq!(on_cpu, across.gpu_fallbacks, "each failed MSM ran on the CPU: {across:?}");
+    assert_eq!(across.msm_g1_on_gpu + across.msm_g1_on_cpu, 4, "{across:?}");
+    assert_eq!(across.msm_g2_on_gpu + across.msm_g2_on_cpu, 1, "{across:?}");
+
+    let (proofs, after) = system.prove_batch_timed(&[split(62)]).unwrap();
+    assert_eq!(placed(&after), (4, 1, 1, 0, 0, 0), "all on the fresh device: {after:?}");
+    assert_eq!(fallbacks(&after), (0, 0, 0), "{after:?}");
+    assert_eq!(system.backend(), causality_vm::ResolvedBackend::Gpu);
+    system.verify(&proofs[0]).unwrap();
+}
+
 #[test]
 fn a_failed_proof_is_retried_once_on_the_cpu() {
     let engine = match causality_vm::gpu::test_context() {
