@@ -13,5 +13,6 @@ mod circom;
 mod circuit;
 mod groth16;
 mod keys;
+mod ntt;
 mod pipeline;
 mod snarkjs;
