@@ -163,6 +163,16 @@ fn a_user_creates_transfers_and_deletes_their_own_resource_with_proofs() {
     run(&delete);
     let o = cvm(data.path(), &["--json", "state", "register", &bob_coin]);
     assert_eq!(json_of(&o)["consumed_in_batch"], 3);
+    // An id the store never held, and a batch it does not hold, are not
+    // found (not a usage error); a malformed id is one.
+    let never = format!("cid:blake3:{}", "0".repeat(64));
+    let o = cvm(data.path(), &["--json", "state", "register", &never]);
+    assert_eq!((o.status.code(), json_of(&o)["kind"].as_str()), (Some(2), Some("not_found")), "{}", text(&o));
+    let o = cvm(data.path(), &["--json", "export", "--batch", "9", "--out", "/nonexistent/e"]);
+    assert_eq!((o.status.code(), json_of(&o)["kind"].as_str()), (Some(2), Some("not_found")), "{}", text(&o));
+    assert!(text(&o).contains("holds batches 1 to 3"), "{}", text(&o));
+    let o = cvm(data.path(), &["--json", "state", "register", "0000"]);
+    assert_eq!(json_of(&o)["kind"], "usage", "{}", text(&o));
     // The proofs export and verify against the data dir's keys.
     let out = tempfile::tempdir().unwrap();
     let export = out.path().join("e");

@@ -226,6 +226,9 @@ fn error_kind(err: &anyhow::Error) -> &'static str {
         if cause.is::<output::OutputError>() {
             return "output";
         }
+        if cause.is::<output::NotFound>() {
+            return "not_found";
+        }
         if cause.is::<client_cmd::ServerError>() {
             return "server";
         }

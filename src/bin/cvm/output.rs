@@ -11,6 +11,12 @@ use std::io::Write;
 #[derive(Debug)]
 pub struct OutputError(pub std::io::Error);
 
+/// What the command was asked to show is not there (a register, a batch):
+/// `--json` errors say `"kind": "not_found"`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
 impl OutputError {
     /// The reader went away (`| head`): nothing more to say to anyone.
     pub fn is_closed_pipe(&self) -> bool {

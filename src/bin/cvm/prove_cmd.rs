@@ -8,6 +8,7 @@ use causality_vm::prove::pipeline::decode_record;
 use causality_vm::prove::{snarkjs, BatchProof};
 use causality_vm::store::RegisterStore;
 
+use crate::output::NotFound;
 use crate::Globals;
 
 #[derive(clap::Args)]
@@ -237,10 +238,11 @@ fn logged_proofs(data_dir: &Path, number: Option<u64>) -> anyhow::Result<Vec<Bat
     let head = store.head();
     let number = number.unwrap_or(head);
     if head == 0 {
-        anyhow::bail!("no batch has been committed in {}: nothing to export", data_dir.display());
+        let message = format!("no batch has been committed in {}: nothing to export", data_dir.display());
+        return Err(NotFound(message).into());
     }
     if number == 0 || number > head {
-        anyhow::bail!("batch {number} is not in the store: it holds batches 1 to {head}");
+        return Err(NotFound(format!("batch {number} is not in the store: it holds batches 1 to {head}")).into());
     }
     let record = store.batch(number)?.with_context(|| format!("batch {number} has no record in the store"))?;
     let proof = record.proof.with_context(|| {

@@ -7,6 +7,7 @@ use causality_vm::resource::{ResourceId, ResourceRegister};
 use causality_vm::store::RegisterStore;
 use serde_json::json;
 
+use crate::output::NotFound;
 use crate::Globals;
 
 #[derive(clap::Args)]
@@ -70,7 +71,7 @@ pub fn run(globals: &Globals, args: StateArgs) -> anyhow::Result<i32> {
                         }
                         Ok(1)
                     }
-                    None => Err(anyhow!("no register {id} in {}", data_dir.display())),
+                    None => Err(NotFound(format!("no register {id} in {}", data_dir.display())).into()),
                 },
             }
         }
