@@ -134,7 +134,9 @@ fn a_user_creates_transfers_and_deletes_their_own_resource_with_proofs() {
     let files = [broken.to_str().unwrap(), create.to_str().unwrap(), no_programs.to_str().unwrap()];
     let o = cvm(data.path(), &[&["check"][..], &files].concat());
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    for expected in ["broken.json: refused", "already live in the store", "is neither brought by the file"] {
+    for expected in
+        ["broken.json: refused", "already live in the store", "is neither brought by this file or an earlier one"]
+    {
         assert!(text(&o).contains(expected), "{expected:?} missing:\n{}", text(&o));
     }
 
@@ -178,6 +180,61 @@ fn a_user_creates_transfers_and_deletes_their_own_resource_with_proofs() {
     let export = out.path().join("e");
     assert_eq!(cvm(data.path(), &["export", "--batch", "2", "--out", export.to_str().unwrap()]).status.code(), Some(0));
     assert_eq!(cvm(data.path(), &["verify", export.to_str().unwrap()]).status.code(), Some(0));
+}
+
+/// Several files are checked as `cvm run` runs them, in order: a file sees
+/// the programs an earlier one brings and the resources it creates and
+/// consumes, so a chain of files that would run is clean, and a spend or a
+/// creation that an earlier file makes impossible is named with that file.
+#[test]
+fn check_follows_several_files_in_order_as_run_does() {
+    let data = tempfile::tempdir().unwrap();
+    let author = Author::new(data.path());
+    let (key, commitment) = new_key(data.path());
+    let coin = author.resource(10, "alice", &commitment, 1);
+    let coin_id = author.id(data.path(), &coin);
+    let change = author.resource(10, "alice", &commitment, 2);
+    let create = author.batch("create.json", json!([{ "op": "create", "resource": coin }]));
+    // The next file brings no programs: its output's logic comes from create.json.
+    let spend = author.dir.path().join("spend.json");
+    let ops = json!([{ "op": "transfer", "inputs": [{ "id": coin_id, "nullifier_key": key }], "outputs": [change] }]);
+    std::fs::write(&spend, json!({ "domain": "my.domain", "token": "mint", "ops": ops }).to_string()).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let check = |files: &[&Path]| {
+        let args: Vec<String> =
+            ["--json".to_string(), "check".to_string()].into_iter().chain(files.iter().map(|f| path(f))).collect();
+        let o = cvm(data.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+        (o.status.code(), json_of(&o))
+    };
+    let (code, report) = check(&[&create, &spend]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report[1]["ok"], true, "{report}");
+
+    // Alone, spend.json does not find its program (its input it cannot
+    // judge without a store).
+    let (code, report) = check(&[&spend]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report[0]["findings"].to_string().contains("neither brought"), "{report}");
+
+    // Spent twice across files, and the consumed coin created again.
+    let again = author
+        .batch("again.json", json!([{ "op": "create", "resource": author.resource(10, "alice", &commitment, 1) }]));
+    let (code, report) = check(&[&create, &spend, &spend, &again]);
+    assert_eq!(code, Some(1), "{report}");
+    let twice = report[2]["findings"].to_string();
+    assert!(twice.contains("already consumed by") && twice.contains("spend.json operation 0"), "{twice}");
+    let recreated = report[3]["findings"].to_string();
+    assert!(
+        recreated.contains("creates") && recreated.contains("again") && recreated.contains("consumes it"),
+        "{recreated}"
+    );
+
+    // Run for real, the store then answers what the files did.
+    let o = cvm(data.path(), &["run", "--no-prove", &path(&create), &path(&spend)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (code, report) = check(&[&again]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report[0]["findings"].to_string().contains("was consumed in batch 2"), "{report}");
 }
 
 /// Readers run beside a writer and beside each other; a second writer is

@@ -1,7 +1,9 @@
 //! `cvm check FILE...`: everything `cvm run` would refuse, found without
 //! running anything, plus what a run would accept and regret: a resource
 //! whose nullifier-key commitment no key opens could never be consumed,
-//! and a key that does not open its input fails only when it runs.
+//! and a key that does not open its input fails only when it runs. Several
+//! files are checked as `cvm run` runs them: in order, each seeing what
+//! the files before it create, consume and bring.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -42,7 +44,8 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("opening the register store in {}", data_dir.display()))?;
     let mut reports = Vec::new();
     let mut findings_total = 0;
-    for path in &args.files {
+    let mut ledger = Ledger::default();
+    for (file, path) in args.files.iter().enumerate() {
         let origin = path.display().to_string();
         // A file `cvm run` would refuse is a finding, and the others are
         // still checked.
@@ -52,8 +55,8 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
         });
         let (findings, count) = match checked {
             Ok((ops, checked)) => {
-                let brought: HashSet<ContentId> = checked.program_ids().copied().collect();
-                (findings(&ops, &Inputs { store: store.as_ref(), brought: &brought }), ops.len())
+                ledger.brought.extend(checked.program_ids().copied());
+                (findings(&ops, store.as_ref(), &mut ledger, (file, &origin)), ops.len())
             }
             Err(e) => (vec![format!("refused: {e}")], 0),
         };
@@ -82,29 +85,53 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
     Ok(if findings_total == 0 { 0 } else { 1 })
 }
 
-/// What a file's operations are checked against: the store (if there is
-/// one) and the programs the file brings.
-struct Inputs<'a> {
-    store: Option<&'a RegisterStore>,
-    brought: &'a HashSet<ContentId>,
+/// What the operations checked so far leave behind, for the ones after
+/// (in this file and in the files after it): resources created and not
+/// consumed since, resources consumed, and the programs brought.
+#[derive(Default)]
+struct Ledger {
+    created: HashMap<ResourceId, (Place, Known)>,
+    consumed: HashMap<ResourceId, Place>,
+    brought: HashSet<ContentId>,
 }
 
-/// Everything wrong with `ops` that a run would not refuse up front.
-fn findings(ops: &[Operation], against: &Inputs<'_>) -> Vec<String> {
-    let store = against.store;
+/// Where an operation is: its file (the position among the files checked,
+/// and the name) and its index.
+#[derive(Clone)]
+struct Place {
+    file: usize,
+    origin: String,
+    op: usize,
+}
+
+impl Place {
+    /// How an operation of another place names this one: "operation 3" in
+    /// the same file, "a.json operation 3" in another.
+    fn named_from(&self, from: &Place) -> String {
+        match from.file == self.file {
+            true => format!("operation {}", self.op),
+            false => format!("{} operation {}", self.origin, self.op),
+        }
+    }
+}
+
+/// Everything wrong with `ops` (of the `file`th file, with its name) that a run would not
+/// refuse up front, checked against the store and the ledger, which it
+/// brings up to date.
+fn findings(ops: &[Operation], store: Option<&RegisterStore>, ledger: &mut Ledger, file: (usize, &str)) -> Vec<String> {
     let mut found = Vec::new();
-    let mut created: HashMap<ResourceId, (usize, Known)> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
+        let at = Place { file: file.0, origin: file.1.to_string(), op: i };
         match op {
-            Operation::Create { resource } => new(i, "resource", resource, against, &mut created, &mut found),
+            Operation::Create { resource } => new(&at, "resource", resource, store, ledger, &mut found),
             Operation::Delete { input } => {
-                spend(i, "input", input, &created, store, &mut found);
+                spend(&at, "input", input, store, ledger, &mut found);
             }
             Operation::Transfer { inputs, outputs } => {
                 let known: Vec<Option<Known>> = inputs
                     .iter()
                     .enumerate()
-                    .map(|(j, input)| spend(i, &format!("inputs[{j}]"), input, &created, store, &mut found))
+                    .map(|(j, input)| spend(&at, &format!("inputs[{j}]"), input, store, ledger, &mut found))
                     .collect();
                 if let Some(known) = known.into_iter().collect::<Option<Vec<Known>>>() {
                     let mut balance: HashMap<&str, i128> = HashMap::new();
@@ -119,7 +146,7 @@ fn findings(ops: &[Operation], against: &Inputs<'_>) -> Vec<String> {
                     }
                 }
                 for (j, o) in outputs.iter().enumerate() {
-                    new(i, &format!("outputs[{j}]"), o, against, &mut created, &mut found);
+                    new(&at, &format!("outputs[{j}]"), o, store, ledger, &mut found);
                 }
             }
             Operation::Read { .. } | Operation::Update { .. } | Operation::Verify { .. } => {}
@@ -128,22 +155,23 @@ fn findings(ops: &[Operation], against: &Inputs<'_>) -> Vec<String> {
     found
 }
 
-/// Check a new resource: a commitment some key opens, a logic program the
-/// file brings or the store holds, an id not created before in the file
-/// nor live in the store.
+/// Check a new resource: a commitment some key opens, a logic program
+/// brought (by this file or an earlier one) or stored, an id not created
+/// before nor live in the store.
 fn new(
-    i: usize,
+    at: &Place,
     field: &str,
     r: &NewResource,
-    inputs: &Inputs<'_>,
-    created: &mut HashMap<ResourceId, (usize, Known)>,
+    store: Option<&RegisterStore>,
+    ledger: &mut Ledger,
     found: &mut Vec<String>,
 ) {
-    let stored = |id: &ContentId| inputs.store.is_some_and(|s| s.content(id).is_ok_and(|c| c.is_some()));
-    if !inputs.brought.contains(&r.logic) && !stored(&r.logic) {
+    let i = at.op;
+    let stored = |id: &ContentId| store.is_some_and(|s| s.content(id).is_ok_and(|c| c.is_some()));
+    if !ledger.brought.contains(&r.logic) && !stored(&r.logic) {
         found.push(format!(
-            "ops[{i}].{field}.logic: program {} is neither brought by the file (programs) nor in the store (the \
-             operation would fail)",
+            "ops[{i}].{field}.logic: program {} is neither brought by this file or an earlier one (programs) nor in \
+             the store (the operation would fail)",
             r.logic
         ));
     }
@@ -160,26 +188,47 @@ fn new(
         fungibility: r.fungibility_domain.to_string(),
         commitment: r.nullifier_key_commitment,
     };
-    if let Some((earlier, _)) = created.insert(id, (i, known)) {
-        found.push(format!("ops[{i}].{field}: creates {id} again (operation {earlier} creates it): change its nonce"));
-    } else if inputs.store.is_some_and(|s| s.get(&id).is_some()) {
+    let again = match (ledger.created.get(&id), ledger.consumed.get(&id)) {
+        (Some((earlier, _)), _) => Some(format!("{} creates it", earlier.named_from(at))),
+        (None, Some(earlier)) => Some(format!("{} consumes it", earlier.named_from(at))),
+        (None, None) => None,
+    };
+    if let Some(why) = again {
+        found.push(format!("ops[{i}].{field}: creates {id} again ({why}): change its nonce"));
+    } else if store.is_some_and(|s| s.get(&id).is_some()) {
         found.push(format!(
             "ops[{i}].{field}: {id} is already live in the store (the operation would fail): change its nonce"
         ));
+    } else if let Some(batch) = store.and_then(|s| s.consumed_in(&id)) {
+        found.push(format!(
+            "ops[{i}].{field}: {id} existed and was consumed in batch {batch}; an id is never created twice (the \
+             operation would fail): change its nonce"
+        ));
+    } else {
+        ledger.created.insert(id, (at.clone(), known));
     }
 }
 
-/// Check an input: known (created earlier in the file, or in the store),
-/// and its key opens its commitment. Returns what is known of it.
+/// Check an input: live (created earlier and not consumed since, or in the
+/// store), and its key opens its commitment. Returns what is known of it.
 fn spend(
-    i: usize,
+    at: &Place,
     field: &str,
     input: &ConsumedInput,
-    created: &HashMap<ResourceId, (usize, Known)>,
     store: Option<&RegisterStore>,
+    ledger: &mut Ledger,
     found: &mut Vec<String>,
 ) -> Option<Known> {
-    let known = created.get(&input.id).map(|(_, k)| k.clone()).or_else(|| {
+    let i = at.op;
+    if let Some(earlier) = ledger.consumed.get(&input.id) {
+        found.push(format!(
+            "ops[{i}].{field}: {} is already consumed by {} (its nullifier would be spent twice)",
+            input.id,
+            earlier.named_from(at)
+        ));
+        return None;
+    }
+    let known = ledger.created.remove(&input.id).map(|(_, k)| k).or_else(|| {
         store.and_then(|s| s.get(&input.id)).map(|r| Known {
             quantity: r.quantity,
             fungibility: r.fungibility_domain.to_string(),
@@ -193,10 +242,11 @@ fn spend(
         )),
         Some(_) => {}
         None if store.is_some() => found.push(format!(
-            "ops[{i}].{field}: {} is neither created earlier in this file nor live in the store",
+            "ops[{i}].{field}: {} is neither created earlier (in this file or an earlier one) nor live in the store",
             input.id
         )),
         None => {}
     }
+    ledger.consumed.insert(input.id, at.clone());
     known
 }
