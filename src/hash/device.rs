@@ -5,10 +5,10 @@
 //! Metal without wgpu) is a file implementing [`HashDevice`] and an arm in
 //! `acquire` (in the module root).
 //!
-//! The fallback policy lives in the pool, the same for every device: a
-//! failed run is recomputed on the CPU, counted (`HashPool::gpu_fallbacks`)
-//! and logged, and after a device loss the pool re-`acquire` (in the module root)s a fresh
-//! device or continues on the CPU.
+//! The fallback policy lives in the pool's `backend::DeviceSlot`, the one
+//! every kernel shares: a failed run is recomputed on the CPU, counted
+//! (`HashPool::gpu_fallbacks`) and logged, and after a device loss the slot
+//! acquires a fresh device or the pool continues on the CPU.
 
 use ark_bn254::Fr;
 

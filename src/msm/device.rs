@@ -2,13 +2,13 @@
 //! device: it is always there, every device falls back to it, and the
 //! engine drives it directly. A device is anything else that runs G1 and G2
 //! MSMs; today that is wgpu (`gpu/`). Adding one is a file implementing
-//! [`MsmDevice`] and an arm in `acquire` (in the module root).
+//! [`MsmDevice`] and a line in `acquire_device` (in the module root).
 //!
-//! The fallback policy lives in the engine, the same as the hash pool's: a
-//! failed MSM is recomputed on the CPU, counted (`MsmEngine::gpu_fallbacks`)
-//! and logged, and after a device loss the engine re-`acquire` (in the module root)s a fresh
-//! device (resident bases are uploaded again on their next use) or
-//! continues on the CPU.
+//! The fallback policy lives in the engine's `backend::DeviceSlot`, the one
+//! every kernel shares: a failed MSM is recomputed on the CPU, counted
+//! (`MsmEngine::gpu_fallbacks`) and logged, and after a device loss the slot
+//! acquires a fresh device (resident bases are uploaded again on their next
+//! use) or the engine continues on the CPU.
 
 use std::any::Any;
 use std::sync::Arc;
