@@ -186,21 +186,11 @@ fn check_time(
             ),
         });
     }
-    if let Some(skew) = tx.max_clock_skew {
-        let now = file::now();
-        if ctx.timestamp.abs_diff(now) > skew {
-            let (how, by) = match ctx.timestamp > now {
-                true => ("ahead of", ctx.timestamp - now),
-                false => ("behind", now - ctx.timestamp),
-            };
-            return Err(ExecutionError::StateCommitmentError {
-                reason: format!(
-                    "the batch's timestamp {} is {by} s {how} this machine's clock ({now}); at most {skew} s are \
-                     allowed (use \"timestamp\": \"now\", or --max-clock-skew)",
-                    ctx.timestamp
-                ),
-            });
-        }
+    if let Some(refusal) = tx.max_clock_skew.and_then(|skew| file::clock_skew_refusal(ctx.timestamp, file::now(), skew))
+    {
+        return Err(ExecutionError::StateCommitmentError {
+            reason: format!("{refusal} (use \"timestamp\": \"now\", or --max-clock-skew)"),
+        });
     }
     Ok(())
 }
@@ -503,6 +493,7 @@ impl<'a> PendingCommit<'a> {
         let tx = self.executed.tx;
         match &tx.proof_system {
             Some(system) if prove::proves(tx) => {
+                tx.stopped_before("proofs")?;
                 let started = Instant::now();
                 let (proof, stages) = prove::prove_and_check(system.as_ref(), &self.executed.witnesses)?;
                 Ok(Some((proof, stages, micros(started))))
@@ -519,6 +510,7 @@ impl<'a> PendingCommit<'a> {
     /// Stage 4a: append the batch and its proofs to the log, building the
     /// results beside (the store as read is unchanged until it is applied).
     fn append(self, store: &RegisterStore, proven: Proven) -> Result<AppendedCommit<'a>, ExecutionError> {
+        self.executed.tx.stopped_before("commit")?;
         let PendingCommit { mut executed, mut staged } = self;
         let (proof, stages, prove_us) = match proven {
             Some((proof, stages, us)) => (Some(proof), stages, us),

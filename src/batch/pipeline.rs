@@ -343,8 +343,17 @@ mod tests {
     impl Scenario {
         fn run(&mut self) -> Vec<BatchOutcome> {
             let tx = TransactionContext::new(ExecutionMode::Standard);
-            let jobs: Vec<BatchJob> =
-                self.batches.iter().map(|ops| BatchJob::new(&self.keys, ops, &self.ctx, &tx)).collect();
+            self.run_with(&tx, &tx)
+        }
+
+        /// The first batch with `first`, the others with `rest`.
+        fn run_with(&mut self, first: &TransactionContext, rest: &TransactionContext) -> Vec<BatchOutcome> {
+            let jobs: Vec<BatchJob> = self
+                .batches
+                .iter()
+                .enumerate()
+                .map(|(i, ops)| BatchJob::new(&self.keys, ops, &self.ctx, if i == 0 { first } else { rest }))
+                .collect();
             execute_batches(&mut self.store, &jobs)
         }
 
@@ -385,6 +394,25 @@ mod tests {
     #[test]
     fn a_staging_thread_that_panics_fails_its_batch_only() {
         first_fails(|store| store.panic_next_stage(), "staging batch 1 panicked; the batch was not committed");
+    }
+
+    /// A batch told to stop before its commit (a cancelled service job),
+    /// even while it is staged beside the next one's execution, commits
+    /// nothing; the next is executed again without it. Asked at the commit
+    /// boundary only: a batch without proofs has no other.
+    #[test]
+    fn a_batch_stopped_before_its_commit_commits_nothing_and_the_next_runs_without_it() {
+        let mut s = scenario();
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut first = TransactionContext::new(ExecutionMode::Standard);
+        let seen = asked.clone();
+        first.stop = Some(Arc::new(move |boundary: &str| {
+            seen.lock().unwrap().push(boundary.to_string());
+            true
+        }));
+        let outcomes = s.run_with(&first, &TransactionContext::new(ExecutionMode::Standard));
+        s.check_first_failed(&outcomes, "stopped before its commit (cancelled): nothing of the batch is committed");
+        assert_eq!(*asked.lock().unwrap(), ["commit"]);
     }
 
     /// Without failures, the three batches commit in order.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::context::ExecutionMode;
+use crate::error::ExecutionError;
 use crate::hash::HashBackend;
 use crate::vm::DEFAULT_BUDGET;
 
@@ -72,7 +73,15 @@ pub struct TransactionContext {
     /// Hash requests and digest assertions the batch's logic programs may
     /// file ([`MAX_LOGIC_FILINGS`] unless lowered, as tests do).
     pub max_logic_filings: usize,
+    /// Asked at the batch's last stage boundaries with their name, before
+    /// its proofs ("proofs") and before its commit ("commit"): `true` stops
+    /// it there and commits nothing of it (a service job cancelled while it
+    /// runs). None: never stopped.
+    pub stop: Option<StopCheck>,
 }
+
+/// See [`TransactionContext::stop`].
+pub type StopCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl Default for TransactionContext {
     fn default() -> Self {
@@ -88,6 +97,7 @@ impl Default for TransactionContext {
             hashing: HashBackend::cpu(),
             request_id: None,
             max_logic_filings: MAX_LOGIC_FILINGS,
+            stop: None,
         }
     }
 }
@@ -112,6 +122,17 @@ impl TransactionContext {
         self.progress = Some(progress);
         self
     }
+    /// Whether the batch must stop before `boundary` ([`Self::stop`]): then
+    /// the error that ends it, which says so.
+    pub fn stopped_before(&self, boundary: &str) -> Result<(), ExecutionError> {
+        match self.stop.as_ref().is_some_and(|stop| stop(boundary)) {
+            false => Ok(()),
+            true => Err(ExecutionError::StateCommitmentError {
+                reason: format!("stopped before its {boundary} (cancelled): nothing of the batch is committed"),
+            }),
+        }
+    }
+
     pub fn with_max_clock_skew(mut self, seconds: u64) -> Self {
         self.max_clock_skew = Some(seconds);
         self
@@ -138,6 +159,7 @@ impl std::fmt::Debug for TransactionContext {
             .field("max_clock_skew", &self.max_clock_skew)
             .field("hashing", &self.hashing)
             .field("max_logic_filings", &self.max_logic_filings)
+            .field("stop", &self.stop.is_some())
             .finish()
     }
 }

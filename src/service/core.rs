@@ -376,6 +376,13 @@ impl Core {
         let key_set = work::KeySet::of(&payload).tag();
         let encoded = payload.encode_to_vec();
         let digest = *blake3::hash(&encoded).as_bytes();
+        if let Some(Err(bad)) = parsed.as_ref().map(|batch| batch.check_clock(self.engines.max_clock_skew)) {
+            // A retry of a job accepted while its date was near is answered with it.
+            return match self.journal.find_request(&request.request_id)? {
+                Some(existing) => self.existing(existing, digest).map(Checked::Answered),
+                None => Err(bad.into()),
+            };
+        }
         let now = now_ms();
         let Some(reservation) = reservation.filter(|_| !late) else {
             // A retry of an accepted job is answered with it, whatever its deadline.
@@ -830,7 +837,11 @@ impl Core {
             }
             super::crash::point("batch-started");
             let stages = Stages::new(self, &record.job);
-            let prepared = runner.prepare(parsed, &request_id, &self.engines, &stages);
+            let mut prepared = runner.prepare(parsed, &request_id, &self.engines, &stages);
+            if let Ok(Some(prepared)) = prepared.as_mut() {
+                let (core, id) = (Arc::downgrade(self), record.job.job_id);
+                prepared.stop_when(move || core.upgrade().is_some_and(|core| core.is_cancelled(id)));
+            }
             let go_on = matches!(prepared, Ok(Some(_))) && stages.stage("execute");
             // The execute stage's time (and hash, prove, commit) comes from the batch's own timings.
             record.job.stage = stages.finish_unclocked();

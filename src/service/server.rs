@@ -52,6 +52,9 @@ pub struct ServeOptions {
     /// attempts a job gets before a lost lease fails it.
     pub lease: Duration,
     pub max_attempts: u32,
+    /// Batch jobs dated further than this many seconds from the server's
+    /// clock are refused at submit (None: no limit).
+    pub max_clock_skew: Option<u64>,
 }
 
 impl ServeOptions {
@@ -69,6 +72,7 @@ impl ServeOptions {
             queue: None,
             lease: Duration::from_secs(30),
             max_attempts: 3,
+            max_clock_skew: Some(crate::batch::file::DEFAULT_MAX_CLOCK_SKEW),
         }
     }
 }
@@ -356,7 +360,8 @@ fn local_runners(options: &ServeOptions) -> usize {
 
 fn open_core(options: &ServeOptions) -> Result<Core, ServeError> {
     let journal = Journal::open(&options.data_dir)?;
-    let engines = Engines::open(&options.data_dir, options.backend).map_err(ServeError::Backend)?;
+    let mut engines = Engines::open(&options.data_dir, options.backend).map_err(ServeError::Backend)?;
+    engines.max_clock_skew = options.max_clock_skew;
     let batches = BatchRunner::open(&options.data_dir, engines.keys.clone()).map_err(|e| {
         ServeError::Config(format!("opening the register store in {}: {e}", options.data_dir.display()))
     })?;

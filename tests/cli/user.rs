@@ -229,6 +229,16 @@ fn check_follows_several_files_in_order_as_run_does() {
         "{recreated}"
     );
 
+    // A date `cvm run` and `cvm serve` would refuse is a finding too.
+    let future = author.dir.path().join("future.json");
+    let mut value: Value = serde_json::from_str(&std::fs::read_to_string(&create).unwrap()).unwrap();
+    value["timestamp"] = json!(4_000_000_000u64);
+    std::fs::write(&future, value.to_string()).unwrap();
+    let (code, report) = check(&[&future]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report[0]["findings"][0].as_str().unwrap().starts_with("timestamp: "), "{report}");
+    assert!(report[0]["findings"].to_string().contains("ahead of this machine's clock"), "{report}");
+
     // Run for real, the store then answers what the files did.
     let o = cvm(data.path(), &["run", "--no-prove", &path(&create), &path(&spend)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

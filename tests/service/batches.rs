@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::cli::{cvm, run, serve, stop};
 
@@ -187,6 +187,93 @@ async fn a_running_batch_job_cancelled_stops_at_its_next_stage_and_commits_nothi
     server.shutdown().await.unwrap();
     let store = causality_vm::RegisterStore::open_read_only(dir.path()).unwrap();
     assert_eq!(store.head(), 0, "nothing committed");
+}
+
+/// Cancelled once it is past its last recorded stage (execute), while it
+/// proves: the batch stops before its commit, commits nothing, and the job
+/// ends cancelled, saying where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_job_cancelled_while_it_proves_stops_before_its_commit() {
+    use causality_vm::service::proto::{job_payload, ExecuteBatchJob, JobPayload, JobState};
+    let files = tempfile::tempdir().unwrap();
+    let batch = create_batches(files.path(), 1).pop().unwrap();
+    // Sixteen creations, one proof each: seconds of proving.
+    let mut value: Value = serde_json::from_str(&std::fs::read_to_string(&batch).unwrap()).unwrap();
+    let template = value["ops"][0].clone();
+    value["ops"] = (0..16)
+        .map(|i| {
+            let mut op = template.clone();
+            op["resource"]["nonce"] =
+                Value::String(blake3::hash(format!("cancel/{i}").as_bytes()).to_hex().to_string());
+            op
+        })
+        .collect();
+    std::fs::write(&batch, serde_json::to_vec(&value).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = crate::support::unix_client(&server).await;
+    let job = ExecuteBatchJob { batch_json: inline_batch(&batch), ops_per_proof: 1, ..Default::default() };
+    let payload = JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) };
+    let accepted = client.submit("cancel-proving", payload, 0, None).await.unwrap();
+    let mut events = client.events(accepted.job_id).await.unwrap();
+    loop {
+        let event = events.message().await.unwrap().expect("the job ended before it executed");
+        if event.stage == "execute" {
+            break;
+        }
+    }
+    let running = client.cancel(accepted.job_id).await.unwrap();
+    assert_eq!(running.state(), JobState::Running, "{running:?}");
+    let job = client.wait(accepted.job_id).await.unwrap();
+    assert_eq!(job.state(), JobState::Cancelled, "{job:?}");
+    let message = job.error.unwrap().message;
+    assert!(message.contains("stopped before its"), "{message}");
+    server.shutdown().await.unwrap();
+    let store = causality_vm::RegisterStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.head(), 0, "nothing committed");
+}
+
+/// A batch dated past the server's clock skew, either way, is refused at
+/// submit (a batch from the future would hold back every later batch:
+/// committed timestamps never go back) and nothing is queued; `"now"` and
+/// a date within the skew run; `max_clock_skew: None` lifts the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_dated_far_from_the_clock_are_refused_at_submit() {
+    use causality_vm::service::proto::{job_payload, ExecuteBatchJob, JobPayload, JobState, ListRequest};
+    let files = tempfile::tempdir().unwrap();
+    let batches = create_batches(files.path(), 4);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let dated = |batch: &Path, timestamp: Value| {
+        let mut value: Value = serde_json::from_str(&std::fs::read_to_string(batch).unwrap()).unwrap();
+        value["timestamp"] = timestamp;
+        std::fs::write(batch, serde_json::to_vec(&value).unwrap()).unwrap();
+        let job = ExecuteBatchJob { batch_json: inline_batch(batch), no_prove: true, ..Default::default() };
+        JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = crate::support::unix_client(&server).await;
+    for (i, far) in [4_000_000_000u64, now - 3600].into_iter().enumerate() {
+        let refused = client.submit(&format!("far{i}"), dated(&batches[i], json!(far)), 0, None).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        let message = refused.message();
+        assert!(message.contains("execute_batch.batch_json") && message.contains("timestamp"), "{message}");
+        assert!(message.contains(if i == 0 { "ahead of" } else { "behind" }), "{message}");
+    }
+    assert!(client.list(ListRequest::default()).await.unwrap().is_empty(), "nothing queued");
+    for (i, timestamp) in [json!("now"), json!(now + 60)].into_iter().enumerate() {
+        let accepted = client.submit(&format!("near{i}"), dated(&batches[2 + i], timestamp), 0, None).await.unwrap();
+        assert_eq!(client.wait(accepted.job_id).await.unwrap().state(), JobState::Succeeded);
+    }
+    server.shutdown().await.unwrap();
+
+    let mut options = crate::support::options(dir.path(), 1);
+    options.max_clock_skew = None;
+    let server = causality_vm::service::server::start(options).await.unwrap();
+    let mut client = crate::support::unix_client(&server).await;
+    let accepted = client.submit("ahead", dated(&batches[1], json!(now + 3600)), 0, None).await.unwrap();
+    assert_eq!(client.wait(accepted.job_id).await.unwrap().state(), JobState::Succeeded, "no limit");
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -258,6 +258,33 @@ impl CheckedBatch {
     pub fn program_ids(&self) -> impl Iterator<Item = &ContentId> {
         self.programs.iter().map(|p| &p.id)
     }
+
+    /// The timestamp as written (`"now"` is resolved when the batch runs).
+    pub fn timestamp(&self) -> BatchTime {
+        self.file.timestamp
+    }
+}
+
+/// The most seconds a batch's timestamp may lie from the clock, either way,
+/// unless the user says otherwise (`cvm run --max-clock-skew`, `cvm serve
+/// --max-clock-skew`, `cvm check`).
+pub const DEFAULT_MAX_CLOCK_SKEW: u64 = 300;
+
+/// Why `timestamp` is refused `now`, when it lies more than `skew` seconds
+/// from it, either way: a batch from the future would hold every later
+/// batch back (committed timestamps never go back), and one from the past
+/// could use a token that has expired since.
+pub fn clock_skew_refusal(timestamp: Timestamp, now: Timestamp, skew: u64) -> Option<String> {
+    if timestamp.abs_diff(now) <= skew {
+        return None;
+    }
+    let (how, by) = match timestamp > now {
+        true => ("ahead of", timestamp - now),
+        false => ("behind", now - timestamp),
+    };
+    Some(format!(
+        "the batch's timestamp {timestamp} is {by} s {how} this machine's clock ({now}); at most {skew} s are allowed"
+    ))
 }
 
 /// Check everything in `file` (tokens, grants, programs: read from inside

@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use causality_vm::batch::file::{base_dir, check, BatchFile};
+use causality_vm::batch::file::{
+    base_dir, check, clock_skew_refusal, now, BatchFile, BatchTime, DEFAULT_MAX_CLOCK_SKEW,
+};
 use causality_vm::prove::encoding::is_field_encoding;
 use causality_vm::resource::{nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceId};
 use causality_vm::store::RegisterStore;
@@ -56,7 +58,9 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
         let (findings, count) = match checked {
             Ok((ops, checked)) => {
                 ledger.brought.extend(checked.program_ids().copied());
-                (findings(&ops, store.as_ref(), &mut ledger, (file, &origin)), ops.len())
+                let mut found = dated_far(checked.timestamp()).into_iter().collect::<Vec<_>>();
+                found.extend(findings(&ops, store.as_ref(), &mut ledger, (file, &origin)));
+                (found, ops.len())
             }
             Err(e) => (vec![format!("refused: {e}")], 0),
         };
@@ -83,6 +87,14 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(if findings_total == 0 { 0 } else { 1 })
+}
+
+/// A timestamp `cvm run` and `cvm serve` would refuse by default: further
+/// from this machine's clock than their --max-clock-skew.
+fn dated_far(timestamp: BatchTime) -> Option<String> {
+    let BatchTime::At(timestamp) = timestamp else { return None };
+    let refusal = clock_skew_refusal(timestamp, now(), DEFAULT_MAX_CLOCK_SKEW)?;
+    Some(format!("timestamp: {refusal}: `cvm run` and `cvm serve` refuse it (see their --max-clock-skew)"))
 }
 
 /// What the operations checked so far leave behind, for the ones after

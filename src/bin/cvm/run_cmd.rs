@@ -67,7 +67,7 @@ pub struct RunArgs {
 
 /// `--max-clock-skew`: seconds, or None for no limit.
 #[derive(Clone, Copy, Debug)]
-pub struct ClockSkew(Option<u64>);
+pub struct ClockSkew(pub Option<u64>);
 
 pub fn ops_per_proof(text: &str) -> Result<usize, String> {
     let k: usize = text.parse().map_err(|e| format!("{e}"))?;
@@ -75,7 +75,7 @@ pub fn ops_per_proof(text: &str) -> Result<usize, String> {
     Ok(k)
 }
 
-fn clock_skew(text: &str) -> Result<ClockSkew, String> {
+pub fn clock_skew(text: &str) -> Result<ClockSkew, String> {
     match text {
         "off" | "none" => Ok(ClockSkew(None)),
         seconds => {

@@ -28,6 +28,11 @@ pub struct ServeArgs {
     /// How long ended jobs and their results are kept, in seconds.
     #[arg(long, default_value_t = 24 * 3600, value_name = "SECONDS")]
     pub result_ttl: u64,
+    /// Refuse at submit a batch job whose timestamp lies more than this many
+    /// seconds from this machine's clock, either way (`off`: no limit); as
+    /// `cvm run` does, since a batch from the future holds back every later one.
+    #[arg(long, default_value = "300", value_parser = crate::run_cmd::clock_skew, value_name = "SECONDS|off")]
+    pub max_clock_skew: crate::run_cmd::ClockSkew,
     /// Threads running hash, Merkle and MSM jobs side by side (with --queue,
     /// 0 makes this server a front only: `cvm worker`s run its jobs).
     #[arg(long, default_value_t = 2)]
@@ -96,6 +101,7 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
     options.queue_depth = args.queue_depth;
     options.max_message_bytes = args.max_message_bytes;
     options.result_ttl = Duration::from_secs(args.result_ttl);
+    options.max_clock_skew = args.max_clock_skew.0;
     options.backend = globals.backend;
     // A cluster server may be a front only (its jobs run on `cvm worker`s).
     options.runners = args.runners;

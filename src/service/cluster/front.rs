@@ -78,12 +78,17 @@ impl Front {
         let checking = engines.clone();
         let checked = tokio::task::spawn_blocking(move || {
             let parsed = work::check(&payload, &checking)?;
+            let dated = parsed.as_ref().map_or(Ok(()), |batch| batch.check_clock(checking.max_clock_skew));
             // A domain's batches keep their order; other kinds take the priority.
             let domain = parsed.map(|batch| batch.domain().as_str().to_string()).unwrap_or_default();
-            Ok::<_, Refusal>((payload, domain))
+            Ok::<_, Refusal>((payload, domain, dated))
         });
-        let (payload, domain) =
+        let (payload, domain, dated) =
             checked.await.map_err(|e| Refusal::Internal(format!("checking the payload failed: {e}")))??;
+        if let Err(bad) = dated {
+            // A retry of a job accepted while its date was near is answered with it.
+            return self.existing(&request.request_id, &encoded).await?.ok_or(bad.into());
+        }
         if request.deadline_unix_ms != 0 && request.deadline_unix_ms <= now_ms() {
             return self
                 .existing(&request.request_id, &encoded)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::keys::KeySets;
 use super::{BadPayload, Engines, Progress, WorkError};
-use crate::batch::file::{check_inline, BatchFile, CheckedBatch, Keys, PreparedBatch};
+use crate::batch::file::{check_inline, clock_skew_refusal, BatchFile, BatchTime, CheckedBatch, Keys, PreparedBatch};
 use crate::batch::{execute_batches, BatchJob, Content, TransactionContext};
 use crate::prove::{ProofSystem, ProvingSystem, StoredKeys};
 use crate::service::proto::{ExecuteBatchJob, ExecuteBatchResult};
@@ -43,6 +43,21 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// Refuse a batch dated more than `skew` seconds from this server's
+    /// clock (at submit only: a job accepted runs whenever it comes up).
+    /// A batch from the future would hold every later batch of every domain
+    /// back, since committed timestamps never go back.
+    pub fn check_clock(&self, skew: Option<u64>) -> Result<(), BadPayload> {
+        let (Some(skew), BatchTime::At(timestamp)) = (skew, self.checked.timestamp()) else { return Ok(()) };
+        match clock_skew_refusal(timestamp, crate::batch::file::now(), skew) {
+            None => Ok(()),
+            Some(refusal) => Err(BadPayload::new(
+                "execute_batch.batch_json",
+                format!("timestamp: {refusal} (use \"timestamp\": \"now\", or the server's --max-clock-skew)"),
+            )),
+        }
+    }
+
     /// The batch's domain.
     pub fn domain(&self) -> &crate::resource::DomainId {
         self.checked.domain()
@@ -147,7 +162,7 @@ impl BatchRunner {
             ExecutionMode::Simulation | ExecutionMode::Debug => {}
         }
         let content = batch.content();
-        Ok(Some(Prepared { batch, tx, content, system }))
+        Ok(Some(Prepared { batch, tx, content, system, stopped_before: Arc::default() }))
     }
 
     /// Execute, prove and commit prepared batches in order, pipelined as
@@ -160,7 +175,8 @@ impl BatchRunner {
             .collect();
         execute_batches(&mut self.store, &jobs)
             .into_iter()
-            .map(|outcome| match outcome {
+            .zip(prepared)
+            .map(|(outcome, prepared)| match outcome {
                 Ok(result) => {
                     let json = serde_json::to_string_pretty(&result)
                         .map_err(|e| WorkError::Internal(format!("writing the result: {e}")))?;
@@ -174,9 +190,14 @@ impl BatchRunner {
                             .collect();
                     Ok(Executed { result: ExecuteBatchResult { result_json: json }, proofs, timings, backends })
                 }
-                Err(e) => Err(WorkError::Precondition(format!(
-                    "the batch could not be committed; the store is unchanged by it: {e}"
-                ))),
+                Err(e) => match prepared.stopped_before.lock().unwrap_or_else(|p| p.into_inner()).as_deref() {
+                    Some(boundary) => Err(WorkError::Cancelled(format!(
+                        "cancelled while running (stopped before its {boundary}); the store is unchanged by it"
+                    ))),
+                    None => Err(WorkError::Precondition(format!(
+                        "the batch could not be committed; the store is unchanged by it: {e}"
+                    ))),
+                },
             })
             .collect()
     }
@@ -189,6 +210,8 @@ pub struct Prepared {
     content: Vec<Content>,
     /// The resident key set it proves with, when it proves.
     system: Option<Arc<ProvingSystem>>,
+    /// The boundary its stop check stopped it at ([`Prepared::stop_when`]).
+    stopped_before: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// A batch executed (proven, committed): its result, the proofs made, and
@@ -202,6 +225,19 @@ pub struct Executed {
 }
 
 impl Prepared {
+    /// Stop the batch before its proofs or its commit, committing nothing,
+    /// once `cancelled` says so (a job cancelled while it runs).
+    pub fn stop_when(&mut self, cancelled: impl Fn() -> bool + Send + Sync + 'static) {
+        let stopped_before = self.stopped_before.clone();
+        self.tx.stop = Some(Arc::new(move |boundary: &str| {
+            let stop = cancelled();
+            if stop {
+                *stopped_before.lock().unwrap_or_else(|p| p.into_inner()) = Some(boundary.to_string());
+            }
+            stop
+        }));
+    }
+
     /// Prove through `wrap` of the resident key set instead of on it here
     /// (a cluster's workers prove, this key set checks); no-op when the
     /// batch does not prove.

@@ -53,6 +53,9 @@ pub enum WorkError {
     /// for now: not a failure of the job (its runner waits and tries again).
     #[error("{0}")]
     Unavailable(String),
+    /// Stopped at a stage boundary because it was cancelled.
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 impl WorkError {
@@ -64,6 +67,7 @@ impl WorkError {
             WorkError::Internal(_) => "INTERNAL",
             WorkError::Aborted(_) => "ABORTED",
             WorkError::Unavailable(_) => "UNAVAILABLE",
+            WorkError::Cancelled(_) => "CANCELLED",
         }
     }
 }
@@ -82,6 +86,9 @@ pub struct Engines {
     /// not take it: the MSM engine places each MSM itself, counting its
     /// device's queue (`msm::share`).
     pub device: std::sync::Mutex<()>,
+    /// Batch jobs dated further than this from the server's clock are
+    /// refused at submit (None: no limit).
+    pub max_clock_skew: Option<u64>,
 }
 
 impl Engines {
@@ -97,6 +104,7 @@ impl Engines {
             zkeys: groth16::Zkeys::new(data_dir.join("zkeys")),
             keys: Arc::new(keys::KeySets::new(data_dir.to_path_buf(), backend)),
             device: std::sync::Mutex::new(()),
+            max_clock_skew: Some(crate::batch::file::DEFAULT_MAX_CLOCK_SKEW),
         })
     }
 
