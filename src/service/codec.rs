@@ -207,7 +207,15 @@ impl<U: Message + Default + Bounded> Decoder for BoundedDecoder<U> {
                  per request (send many hash messages of one length packed)"
             )));
         }
-        self.0.decode(buf)
+        // Bytes that are no message of this API are the caller's fault
+        // (prost's codec calls them INTERNAL, which reads as the server's).
+        self.0.decode(buf).map_err(|status| match status.code() {
+            tonic::Code::Internal => Status::invalid_argument(format!(
+                "the request is not a valid protobuf message of this API: {}",
+                status.message()
+            )),
+            _ => status,
+        })
     }
 
     fn buffer_settings(&self) -> BufferSettings {

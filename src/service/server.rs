@@ -94,6 +94,8 @@ pub struct Running {
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), ServeError>>>,
     runners: Vec<std::thread::JoinHandle<()>>,
+    /// The data dir's server lock, held while the socket is this server's.
+    lock: std::fs::File,
 }
 
 impl Running {
@@ -122,13 +124,14 @@ impl Running {
         }
         let runners = self.runners;
         let core = self.core;
-        let socket = self.socket;
+        let (socket, lock) = (self.socket, self.lock);
         tokio::task::spawn_blocking(move || {
             for runner in runners {
                 let _ = runner.join();
             }
             let _ = std::fs::remove_file(&socket);
             core.journal.close();
+            drop(lock);
         })
         .await
         .map_err(|e| ServeError::Config(format!("stopping the runners: {e}")))?;
@@ -157,12 +160,16 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     }
     crate::fsutil::create_dir_durably(&options.data_dir)
         .map_err(io(format!("creating the data dir {}", options.data_dir.display())))?;
+    let lock = lock_data_dir(&options.data_dir)?;
+    // The same lock, held until a failed start has removed its socket.
+    let held = lock.try_clone().map_err(io("holding the data dir's lock".to_string()))?;
     let socket = socket_in(&options.data_dir);
     let unix = bind_unix(&socket)?;
-    let started = start_bound(options, authenticator, unix, socket.clone()).await;
+    let started = start_bound(options, authenticator, (unix, lock), socket.clone()).await;
     if started.is_err() {
         let _ = std::fs::remove_file(&socket);
     }
+    drop(held);
     started
 }
 
@@ -170,7 +177,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
 async fn start_bound(
     options: ServeOptions,
     authenticator: Option<Arc<Authenticator>>,
-    unix: tokio::net::UnixListener,
+    (unix, lock): (tokio::net::UnixListener, std::fs::File),
     socket: std::path::PathBuf,
 ) -> Result<Running, ServeError> {
     let tcp = match options.tcp {
@@ -296,7 +303,7 @@ async fn start_bound(
         runners.push(batches.expect("spawning the batch runner"));
     }
 
-    Ok(Running { socket, tcp: tcp_addr, metrics: metrics_addr, core, stop, tasks, runners })
+    Ok(Running { socket, tcp: tcp_addr, metrics: metrics_addr, core, stop, tasks, runners, lock })
 }
 
 /// The most runner threads a server starts (each runs one job at a time).
@@ -391,13 +398,47 @@ async fn routes(api: Api, options: &ServeOptions, auth: Option<Arc<Authenticator
     Ok(Routes::new(health).add_service(reflection).add_service(api))
 }
 
-/// Bind the owner-only Unix socket, replacing a stale one.
+/// The file whose lock a server holds on its data dir for its whole life.
+pub const SERVE_LOCK_FILE: &str = "serve.lock";
+
+/// Lock the data dir for this server: two servers starting at once would
+/// otherwise each take the other's socket path for stale and replace it.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
+    let path = dir.join(SERVE_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::Config(format!(
+            "another `cvm serve` uses the data dir {} (it holds {})",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(format!("locking {}", path.display()))(e)),
+    }
+}
+
+/// Bind the owner-only Unix socket, replacing a stale one (a socket no
+/// server answers on); anything else at its path is left alone.
 fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(ServeError::Config(format!(
             "{} already has a server listening: another `cvm serve` uses this data dir",
             path.display()
         )));
+    }
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ServeError::Config(format!(
+                "{} is not a socket: `cvm serve` replaces only a stale socket there; move it away",
+                path.display()
+            )));
+        }
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}

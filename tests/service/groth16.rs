@@ -143,6 +143,29 @@ async fn bad_keys_and_witnesses_are_refused_or_fail_with_their_reason() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("groth16.witness") && err.message().contains("truncated"), "{}", err.message());
 
+    // A `zkey_path` that names no regular file (a device that never ends,
+    // a FIFO that blocks its reader, a directory) or a file that is no key:
+    // refused at once, naming the field, and nothing queued.
+    let fifo = dir.path().join("pipe.zkey");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let junk = dir.path().join("junk.zkey");
+    std::fs::write(&junk, b"root:x:0:0:root").unwrap();
+    for (path, why) in [
+        ("/dev/zero".into(), "not a regular file"),
+        (fifo.display().to_string(), "not a regular file"),
+        (dir.path().display().to_string(), "not a regular file"),
+        (junk.display().to_string(), ""),
+    ] {
+        let key = groth16_job::Key::ZkeyPath(path.clone());
+        let submitted = client.submit("p", payload(key, read("multiplier.wtns")), 0, None);
+        let err = tokio::time::timeout(std::time::Duration::from_secs(20), submitted).await.expect(&path).unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err:?}");
+        let message = err.message();
+        assert!(message.starts_with("groth16.zkey_path: ") && message.contains(why), "{path}: {message}");
+    }
+    let status = client.status().await.unwrap();
+    assert!(status.kinds.iter().all(|k| k.queued == 0), "nothing queued: {status:?}");
+
     // A witness that does not satisfy the circuit: the job fails naming the constraint.
     let mut bad = read("multiplier.wtns");
     let last = bad.len() - 32;

@@ -217,3 +217,76 @@ async fn a_request_with_too_many_elements_is_refused_before_it_is_decoded() {
     assert!(client.list(ListRequest::default()).await.unwrap().is_empty(), "nothing was recorded");
     server.shutdown().await.unwrap();
 }
+
+/// Bytes sent as they are, to call the API with what no client library
+/// would encode.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let bytes = prost::bytes::Buf::chunk(src).to_vec();
+        prost::bytes::Buf::advance(src, bytes.len());
+        Ok(Some(bytes))
+    }
+}
+
+/// Bytes that are no protobuf message of the API (garbage, a truncated
+/// request, a request id that is not UTF-8) are the caller's fault:
+/// `INVALID_ARGUMENT`, not `INTERNAL` (which reads as the server's and
+/// invites retries), and nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_requests_are_invalid_arguments() {
+    use causality_vm::capability::CapabilityToken;
+    use causality_vm::service::auth::{service_key, SERVICE_DOMAIN};
+    use causality_vm::DomainId;
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), 1).await;
+    let token = CapabilityToken::mint_random(&service_key(dir.path()).unwrap(), DomainId::new(SERVICE_DOMAIN));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.tcp.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    // A SubmitRequest whose request_id (field 1, length-delimited) is not UTF-8.
+    let not_utf8 = vec![0x0a, 0x02, 0xff, 0xfe];
+    // One whose request_id claims 100 bytes and has 3.
+    let truncated = vec![0x0a, 100, b'a', b'b', b'c'];
+    for (what, bytes) in [("garbage", vec![0xff, 0xff, 0xff]), ("not UTF-8", not_utf8), ("truncated", truncated)] {
+        grpc.ready().await.unwrap();
+        let mut request = tonic::Request::new(bytes);
+        request.metadata_mut().insert("authorization", format!("Bearer {}", token.to_text()).parse().unwrap());
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/causality.accelerator.v1.Accelerator/Submit");
+        let err = grpc.unary(request, path, RawCodec).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        assert!(err.message().contains("not a valid protobuf message"), "{what}: {}", err.message());
+    }
+    let mut client = unix_client(&server).await;
+    assert!(client.list(ListRequest::default()).await.unwrap().is_empty(), "nothing queued");
+    server.shutdown().await.unwrap();
+}

@@ -38,7 +38,41 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     let server = server(dir.path(), 0).await;
     let err = causality_vm::service::server::start(options(dir.path(), 0)).await.err().expect("refused");
     assert!(err.to_string().contains("another `cvm serve`"), "{err}");
+    // The refused server left the first one's socket where it was.
+    assert!(server.socket.exists());
+    crate::support::unix_client(&server).await.status().await.unwrap();
     server.shutdown().await.unwrap();
+}
+
+/// Servers starting on one data dir at the same instant: one serves, the
+/// others are refused, and none takes the winner's socket for stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_starting_at_once_on_one_data_dir_leave_one_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let starts: Vec<_> =
+        (0..4).map(|_| tokio::spawn(causality_vm::service::server::start(options(dir.path(), 0)))).collect();
+    let mut serving = Vec::new();
+    for start in starts {
+        if let Ok(server) = start.await.unwrap() {
+            serving.push(server);
+        }
+    }
+    assert_eq!(serving.len(), 1, "exactly one serves");
+    let server = serving.pop().unwrap();
+    crate::support::unix_client(&server).await.status().await.expect("its socket is still its own");
+    server.shutdown().await.unwrap();
+}
+
+/// Whatever else sits where the socket goes is not removed: only a stale
+/// socket is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_where_the_socket_goes_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cvm.sock");
+    std::fs::write(&path, b"not a socket").unwrap();
+    let err = causality_vm::service::server::start(options(dir.path(), 0)).await.err().expect("refused");
+    assert!(err.to_string().contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
 }
 
 /// The crash window exactly-once must close: a batch committed (its record

@@ -70,6 +70,33 @@ pub struct Zkeys {
 /// with endomorphism images, coefficients, NTT roots, constraints.
 const RESIDENT_PER_FILE_BYTE: usize = 3;
 
+/// The largest key file (or R1CS beside it) a `zkey_path` may name: far
+/// above a 2^24-constraint circuit's key, below what would exhaust memory
+/// on reading it.
+pub const MAX_KEY_FILE_BYTES: u64 = 16 << 30;
+
+/// A key file named by path: a regular file (a device such as /dev/zero
+/// never ends, a FIFO blocks its reader), read whole, within
+/// [`MAX_KEY_FILE_BYTES`].
+fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file (a device, FIFO or directory is never read as a key)".into());
+    }
+    if meta.len() > MAX_KEY_FILE_BYTES {
+        return Err(format!("{} bytes, more than the {MAX_KEY_FILE_BYTES} a key file may hold", meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(format!("it grew past the {MAX_KEY_FILE_BYTES} bytes a key file may hold while it was read"));
+    }
+    Ok(bytes)
+}
+
 impl Zkeys {
     pub fn new(dir: PathBuf) -> Zkeys {
         Zkeys { dir, resident: Kept::new(resident::ZKEY_BYTES) }
@@ -95,10 +122,14 @@ impl Zkeys {
     /// A key file on the server's machine, kept as an upload (with the
     /// R1CS beside it when that is the key's circuit); returns its id.
     pub fn adopt(&self, path: &Path, engines: &Engines) -> Result<ZkeyId, WorkError> {
-        let bad = |e: std::io::Error| BadPayload::new("groth16.zkey_path", format!("{}: {e}", path.display()));
-        let zkey = std::fs::read(path).map_err(bad)?;
-        let r1cs = circom::r1cs_beside(path).and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
-        self.keep(&zkey, &r1cs, R1csFit::IfItFits, engines).map(|u| u.id)
+        let bad = |e: String| BadPayload::new("groth16.zkey_path", format!("{}: {e}", path.display()));
+        let zkey = read_key_file(path).map_err(bad)?;
+        let r1cs = circom::r1cs_beside(path).and_then(|p| read_key_file(&p).ok()).unwrap_or_default();
+        // The key's faults are the path's: the caller named no `zkey` field.
+        self.keep(&zkey, &r1cs, R1csFit::IfItFits, engines).map(|u| u.id).map_err(|e| match e {
+            WorkError::Bad(b) if b.field == "zkey" => WorkError::Bad(bad(b.reason)),
+            other => other,
+        })
     }
 
     fn keep(&self, zkey: &[u8], r1cs: &[u8], fit: R1csFit, engines: &Engines) -> Result<Uploaded, WorkError> {

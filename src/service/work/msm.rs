@@ -89,12 +89,12 @@ impl BaseSets {
 
     /// Check, keep and persist a base set; returns its id and size.
     pub fn upload(&self, group: Group, points: &[Vec<u8>], engines: &Engines) -> Result<(BaseSetId, usize), WorkError> {
-        check_point_sizes(group, points, "bases.points")?;
+        check_point_sizes(group, "group", points, "bases.points")?;
         let id = BaseSetId::of(group, points);
         if self.lookup(&id).is_some() {
             return Ok((id, points.len()));
         }
-        let resident = make_resident(group, points, engines, "bases.points")?;
+        let resident = make_resident(group, "group", points, engines, "bases.points")?;
         let file = encode_set(group, points);
         std::fs::create_dir_all(&self.dir)
             .and_then(|()| crate::fsutil::write_atomically(&self.file(&id), &file, 0o600))
@@ -152,7 +152,7 @@ impl BaseSets {
             if BaseSetId::of(group, &points) != *id {
                 return Err(damaged());
             }
-            let set = make_resident(group, &points, engines, "bases.points")?;
+            let set = make_resident(group, "group", &points, engines, "bases.points")?;
             let bytes = set.host_bytes();
             Ok((set, bytes))
         })
@@ -184,8 +184,9 @@ fn point_size(group: Group) -> Option<usize> {
     }
 }
 
-fn check_point_sizes(group: Group, points: &[Vec<u8>], field: &str) -> Result<usize, BadPayload> {
-    let size = point_size(group).ok_or_else(|| BadPayload::new("msm.group", "unspecified: GROUP_G1 or GROUP_G2"))?;
+/// `group_field` names the request's group field, `field` its points.
+fn check_point_sizes(group: Group, group_field: &str, points: &[Vec<u8>], field: &str) -> Result<usize, BadPayload> {
+    let size = point_size(group).ok_or_else(|| BadPayload::new(group_field, "unspecified: GROUP_G1 or GROUP_G2"))?;
     for (i, p) in points.iter().enumerate() {
         if p.len() != size {
             return Err(BadPayload::new(
@@ -209,12 +210,18 @@ fn decode_points<P: CanonicalDeserialize + Send>(points: &[Vec<u8>], field: &str
         .collect()
 }
 
-fn make_resident(group: Group, points: &[Vec<u8>], engines: &Engines, field: &str) -> Result<Resident, WorkError> {
+fn make_resident(
+    group: Group,
+    group_field: &str,
+    points: &[Vec<u8>],
+    engines: &Engines,
+    field: &str,
+) -> Result<Resident, WorkError> {
     let invalid = |e: crate::msm::MsmError| WorkError::Bad(BadPayload::new(field, e.to_string()));
     Ok(match group {
         Group::G1 => Resident::G1(engines.msm.upload_g1(decode_points::<G1Affine>(points, field)?).map_err(invalid)?),
         Group::G2 => Resident::G2(engines.msm.upload_g2(decode_points::<G2Affine>(points, field)?).map_err(invalid)?),
-        Group::Unspecified => return Err(BadPayload::new("msm.group", "unspecified").into()),
+        Group::Unspecified => return Err(BadPayload::new(group_field, "unspecified: GROUP_G1 or GROUP_G2").into()),
     })
 }
 
@@ -253,7 +260,7 @@ pub(super) fn parse<'a>(job: &'a MsmJob, sets: &BaseSets) -> Result<Work<'a>, Ba
     let bases = match &job.bases {
         None => return Err(BadPayload::new("msm.bases", "missing: inline_bases or base_set_id")),
         Some(Bases::InlineBases(list)) => {
-            check_point_sizes(group, &list.points, "msm.inline_bases.points")?;
+            check_point_sizes(group, "msm.group", &list.points, "msm.inline_bases.points")?;
             if list.points.len() != scalars.len() {
                 return Err(BadPayload::new(
                     "msm.scalars",
