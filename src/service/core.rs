@@ -372,7 +372,7 @@ impl Core {
             return Err(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
         }
         let payload = work::adopt_paths(payload, &self.engines)?;
-        let parsed = work::check(&payload, &self.engines)?;
+        let parsed = work::check(&payload, &self.engines, &request.request_id)?;
         let key_set = work::KeySet::of(&payload).tag();
         let encoded = payload.encode_to_vec();
         let digest = *blake3::hash(&encoded).as_bytes();
@@ -821,7 +821,7 @@ impl Core {
                     }
                 }
             }
-            let parsed = match batch.into_batch(&format!("job {}", record.job.job_id)) {
+            let parsed = match batch.into_batch(&work::batch::origin(&record.job.request_id)) {
                 Ok(parsed) => parsed,
                 Err(e) => {
                     self.end_logged(&mut record, Err((e.code(), e.to_string())));

@@ -246,6 +246,7 @@ async fn batches_dated_far_from_the_clock_are_refused_at_submit() {
     let dated = |batch: &Path, timestamp: Value| {
         let mut value: Value = serde_json::from_str(&std::fs::read_to_string(batch).unwrap()).unwrap();
         value["timestamp"] = timestamp;
+        value.as_object_mut().unwrap().remove("trace_id");
         std::fs::write(batch, serde_json::to_vec(&value).unwrap()).unwrap();
         let job = ExecuteBatchJob { batch_json: inline_batch(batch), no_prove: true, ..Default::default() };
         JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) }
@@ -263,7 +264,16 @@ async fn batches_dated_far_from_the_clock_are_refused_at_submit() {
     assert!(client.list(ListRequest::default()).await.unwrap().is_empty(), "nothing queued");
     for (i, timestamp) in [json!("now"), json!(now + 60)].into_iter().enumerate() {
         let accepted = client.submit(&format!("near{i}"), dated(&batches[2 + i], timestamp), 0, None).await.unwrap();
-        assert_eq!(client.wait(accepted.job_id).await.unwrap().state(), JobState::Succeeded);
+        let job = client.wait(accepted.job_id).await.unwrap();
+        assert_eq!(job.state(), JobState::Succeeded);
+        // With no trace id of its own, the batch is traced by its request id.
+        let Some(causality_vm::service::proto::job_result::Kind::ExecuteBatch(r)) =
+            job.result.as_ref().and_then(|r| r.kind.clone())
+        else {
+            panic!("{job:?}")
+        };
+        let trace = json(&r.result_json)["metadata"]["trace_id"].as_str().unwrap().to_string();
+        assert!(trace.starts_with(&format!("request near{i}@")), "{trace}");
     }
     server.shutdown().await.unwrap();
 

@@ -115,7 +115,7 @@ impl Committer {
         let Some(PayloadKind::ExecuteBatch(batch_job)) = &payload.kind else {
             return Err(WorkError::Internal("a batch job without a batch".into()));
         };
-        let parsed = batch::parse(batch_job, &format!("job {}", job.job_id)).map_err(WorkError::Bad)?;
+        let parsed = batch::parse(batch_job, &batch::origin(&job.request_id)).map_err(WorkError::Bad)?;
         let domain = parsed.domain().as_str().to_string();
         let engines = &self.core.engines;
         let mut runner = self.core.batches.lock().unwrap_or_else(|p| p.into_inner());

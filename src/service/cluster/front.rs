@@ -75,9 +75,9 @@ impl Front {
         super::blobs::fetch_uploads(&self.queue, engines, &payload).await?;
         // Checking parses a batch, compiles its programs, decodes witnesses:
         // on the blocking pool, not on the threads every call shares.
-        let checking = engines.clone();
+        let (checking, request_id) = (engines.clone(), request.request_id.clone());
         let checked = tokio::task::spawn_blocking(move || {
-            let parsed = work::check(&payload, &checking)?;
+            let parsed = work::check(&payload, &checking, &request_id)?;
             let dated = parsed.as_ref().map_or(Ok(()), |batch| batch.check_clock(checking.max_clock_skew));
             // A domain's batches keep their order; other kinds take the priority.
             let domain = parsed.map(|batch| batch.domain().as_str().to_string()).unwrap_or_default();

@@ -69,6 +69,12 @@ impl Parsed {
     }
 }
 
+/// What a batch job's batch is called in its errors and its default trace
+/// id (`request ID@TIMESTAMP`), the same at submit and after a restart.
+pub fn origin(request_id: &str) -> String {
+    format!("request {request_id}")
+}
+
 pub fn parse(job: &ExecuteBatchJob, origin: &str) -> Result<Parsed, BadPayload> {
     let text = std::str::from_utf8(&job.batch_json)
         .map_err(|e| BadPayload::new("execute_batch.batch_json", format!("not UTF-8 text: {e}")))?;

@@ -129,12 +129,12 @@ pub fn kind_of(payload: &JobPayload) -> Result<JobKind, BadPayload> {
 
 /// Check a payload without running it (at submit). A batch comes back
 /// parsed, for its runner.
-pub fn check(payload: &JobPayload, engines: &Engines) -> Result<Option<batch::Parsed>, BadPayload> {
+pub fn check(payload: &JobPayload, engines: &Engines, request_id: &str) -> Result<Option<batch::Parsed>, BadPayload> {
     match &payload.kind {
         Some(PayloadKind::Hash(job)) => hash::parse_hash(job).map(|_| None),
         Some(PayloadKind::MerkleRoot(job)) => hash::parse_leaves(job).map(|_| None),
         Some(PayloadKind::Msm(job)) => msm::parse(job, &engines.bases).map(|_| None),
-        Some(PayloadKind::ExecuteBatch(job)) => batch::parse(job, "the batch").map(Some),
+        Some(PayloadKind::ExecuteBatch(job)) => batch::parse(job, &batch::origin(request_id)).map(Some),
         Some(PayloadKind::ProveOps(job)) => prove_ops::parse(job).map(|_| None),
         Some(PayloadKind::Groth16(job)) => groth16::parse(job, &engines.zkeys).map(|_| None),
         None => Err(no_job()),
