@@ -65,9 +65,15 @@ impl FromStr for Endpoint {
             None => (false, s),
         };
         let uri = format!("{}://{rest}", if tls { "https" } else { "http" });
-        uri.parse::<tonic::codegen::http::Uri>().map_err(|e| format!("{s:?} is not an address: {e}"))?;
-        if !rest.contains(':') {
-            return Err(format!("{s:?} has no port (HOST:PORT)"));
+        let parsed = uri.parse::<tonic::codegen::http::Uri>().map_err(|e| format!("{s:?} is not an address: {e}"))?;
+        // Read from the text: the URI parser drops a port past 65535.
+        let authority = parsed.authority().map_or("", |a| a.as_str());
+        match authority.rsplit_once(':').map(|(_, port)| port).filter(|port| !port.contains(']')) {
+            None | Some("") => return Err(format!("{s:?} has no port (HOST:PORT)")),
+            Some(port) if !matches!(port.parse::<u16>(), Ok(1..)) => {
+                return Err(format!("{s:?}: port {port} is not a TCP port (1 to 65535)"))
+            }
+            Some(_) => {}
         }
         Ok(Endpoint::Tcp { uri, tls })
     }
@@ -286,5 +292,9 @@ mod tests {
         assert_eq!("https://h:1".parse(), Ok(Endpoint::Tcp { uri: "https://h:1".into(), tls: true }));
         assert!("ftp://h:1".parse::<Endpoint>().unwrap_err().contains("unknown scheme"));
         assert!("localhost".parse::<Endpoint>().unwrap_err().contains("no port"));
+        for port in ["99999", "0", "65536"] {
+            let err = format!("tcp://127.0.0.1:{port}").parse::<Endpoint>().unwrap_err();
+            assert!(err.contains("is not a TCP port"), "{port}: {err}");
+        }
     }
 }

@@ -119,6 +119,18 @@ fn a_user_submits_a_job_file_follows_it_and_reads_the_status() {
     let (code, _, err) = run(cvm(dir.path()).args(["submit"]).arg(&stray));
     assert_eq!(code, 2);
     assert!(err.contains("not a job file") && err.contains(r#"the keys "hash", "msm""#), "{err}");
+    let twice = dir.path().join("twice.json");
+    std::fs::write(&twice, r#"{"hash": {"messages": []}, "hash": {"messages": []}}"#).unwrap();
+    let (code, _, err) = run(cvm(dir.path()).args(["submit"]).arg(&twice));
+    assert_eq!(code, 2);
+    assert!(err.contains(r#"the key "hash" is given twice"#), "{err}");
+    // A server address that is no server: said plainly.
+    let (code, _, err) = run(cvm(dir.path()).args(["status", "--server"]).arg(format!("unix:{}", job.display())));
+    assert_eq!(code, 2);
+    assert!(err.contains("is not a socket"), "{err}");
+    let (code, _, err) = run(cvm(dir.path()).args(["status", "--server", "tcp://127.0.0.1:99999"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("is not a TCP port"), "{err}");
 
     // A file the server refuses after another was accepted: the accepted
     // one is reported, the refused one with its error, exit 1.

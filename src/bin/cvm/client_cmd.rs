@@ -169,6 +169,12 @@ async fn connect(globals: &Globals, server: &ServerArgs) -> anyhow::Result<Clien
         Endpoint::Unix(path) if !path.exists() => {
             format!("no server on {} (start one with `cvm serve`)", path.display())
         }
+        Endpoint::Unix(path) if !is_socket(path) => {
+            format!(
+                "{} is not a socket: name a server's socket (`cvm serve` makes <data-dir>/cvm.sock)",
+                path.display()
+            )
+        }
         Endpoint::Unix(path) => {
             format!("no server answers on {} (a stale socket: start one with `cvm serve`)", path.display())
         }
@@ -177,6 +183,11 @@ async fn connect(globals: &Globals, server: &ServerArgs) -> anyhow::Result<Clien
         }
         _ => format!("reaching the server at {endpoint}"),
     })
+}
+
+fn is_socket(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket())
 }
 
 fn status_error(status: tonic::Status) -> anyhow::Error {
@@ -773,6 +784,35 @@ fn hex_field(text: &str, field: &str) -> anyhow::Result<Vec<u8>> {
 
 /// A job file's payload, and the key to upload first for a Groth16 job
 /// that names its key by a path.
+/// A key of the top-level JSON object that is written twice (a parsed
+/// value keeps only the last).
+fn key_given_twice(bytes: &[u8]) -> Option<String> {
+    struct Keys(Vec<String>);
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Keys;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+            let mut keys = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                keys.push(key);
+            }
+            Ok(Keys(keys))
+        }
+    }
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+            d.deserialize_map(Visitor)
+        }
+    }
+    let Keys(keys) = serde_json::from_slice(bytes).ok()?;
+    let mut seen = std::collections::HashSet::new();
+    keys.into_iter().find(|key| !seen.insert(key.clone()))
+}
+
 fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<(JobPayload, Option<ZkeyUpload>)> {
     let origin = path.display();
     let mut value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;
@@ -800,6 +840,9 @@ fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<(J
         return Ok((payload(job_payload::Kind::ExecuteBatch(job)), None));
     }
     const KINDS: [&str; 4] = ["hash", "merkle_root", "msm", "groth16"];
+    if let Some(twice) = key_given_twice(bytes) {
+        bail!("{origin}: the key {twice:?} is given twice (a job file names its kind once)");
+    }
     let keys: Vec<&String> = value.as_object().map(|o| o.keys().collect()).unwrap_or_default();
     if keys.len() != 1 || !KINDS.contains(&keys[0].as_str()) {
         let found = match value.as_object() {
