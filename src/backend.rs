@@ -125,7 +125,7 @@ pub trait LossAware: Send + Sync {
 /// (or by the CPU when none comes back). It also holds the test fault plan,
 /// so every kernel fails the same way when a test arms it.
 pub struct DeviceSlot<D: ?Sized> {
-    /// What runs on the device, for logs ("MSM", "NTT", "hash flush").
+    /// What runs on the device, for logs ("MSM", "NTT", "hash pool").
     kernel: &'static str,
     device: RwLock<Option<Arc<D>>>,
     acquire: fn() -> Result<Arc<D>, DeviceError>,
@@ -211,10 +211,11 @@ impl<D: ?Sized + LossAware> DeviceSlot<D> {
     }
 }
 
-impl<D: ?Sized> Clone for DeviceSlot<D> {
-    /// The same device and acquisition, with no fallbacks counted and no
-    /// faults armed (a sibling holder of the same backend).
-    fn clone(&self) -> Self {
+impl<D: ?Sized> DeviceSlot<D> {
+    /// A slot for another holder of the same backend (a sibling hash pool):
+    /// the same device and acquisition, with no fallbacks counted and no
+    /// faults armed.
+    pub fn sibling(&self) -> Self {
         DeviceSlot {
             kernel: self.kernel,
             device: RwLock::new(self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()),

@@ -207,8 +207,11 @@ impl HashBackend {
     pub fn select(backend: Backend) -> Result<HashBackend, HashError> {
         let (resolved, _ctx) = crate::gpu::resolve(backend)?;
         let mut selected = HashBackend::cpu();
-        match acquire_device(resolved) {
-            Ok(device) => selected.device = device,
+        if resolved == ResolvedBackend::Cpu {
+            return Ok(selected);
+        }
+        match acquire_device() {
+            Ok(device) => selected.device = Some(device),
             Err(err) if backend == Backend::Auto => {
                 tracing::warn!(%err, "GPU hash pipelines unavailable: using the CPU backend");
             }
@@ -365,7 +368,7 @@ impl HashPool {
         HashPool {
             limit: self.limit,
             kernel: self.kernel,
-            device: self.device.clone(),
+            device: self.device.sibling(),
             max_segment_jobs: self.max_segment_jobs,
             poseidon_kernel: self.poseidon_kernel,
             ..HashPool::new()
@@ -819,20 +822,14 @@ fn reserve_fresh<T>(buffer: &mut Vec<T>, additional: usize) {
     }
 }
 
-/// The device for a resolved backend: `None` for the CPU. The one place a
+/// A device on the process's shared GPU context: the one place the GPU
 /// backend is mapped to its implementation.
-fn acquire_device(backend: ResolvedBackend) -> Result<Option<Arc<dyn HashDevice>>, DeviceError> {
-    Ok(match backend {
-        ResolvedBackend::Cpu => None,
-        ResolvedBackend::Gpu => Some(gpu::GpuHasher::shared()?),
-    })
+fn acquire_device() -> Result<Arc<dyn HashDevice>, DeviceError> {
+    Ok(gpu::GpuHasher::shared()?)
 }
 
 fn device_slot(device: Option<Arc<dyn HashDevice>>) -> DeviceSlot<dyn HashDevice> {
-    fn fresh() -> Result<Arc<dyn HashDevice>, DeviceError> {
-        Ok(gpu::GpuHasher::shared()?)
-    }
-    DeviceSlot::new("hash flush", device, fresh)
+    DeviceSlot::new("hash pool", device, acquire_device)
 }
 
 #[cfg(test)]

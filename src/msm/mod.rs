@@ -437,9 +437,8 @@ pub fn validate_g2(bases: &[G2Affine]) -> Result<(), MsmError> {
     })
 }
 
-/// The device for a resolved backend: `None` for the CPU. The one place a
+/// A device on the process's shared GPU context: the one place the GPU
 /// backend is mapped to its implementation.
-/// A device on the process's shared GPU context.
 fn acquire_device() -> Result<Arc<dyn MsmDevice>, DeviceError> {
     Ok(Arc::new(gpu::GpuMsm::new(crate::gpu::GpuContext::shared()?)?))
 }

@@ -207,11 +207,12 @@ impl<U: Message + Default + Bounded> Decoder for BoundedDecoder<U> {
                  per request (send many hash messages of one length packed)"
             )));
         }
-        // Bytes that are no message of this API are the caller's fault
+        // Bytes that are no message of this API are the sender's fault
         // (prost's codec calls them INTERNAL, which reads as the server's).
+        // This codec decodes the client's responses too, hence no "request".
         self.0.decode(buf).map_err(|status| match status.code() {
             tonic::Code::Internal => Status::invalid_argument(format!(
-                "the request is not a valid protobuf message of this API: {}",
+                "the message received is not a valid protobuf message of this API: {}",
                 status.message()
             )),
             _ => status,

@@ -144,10 +144,6 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     if let Some(tcp) = options.tcp {
         options.auth.check_listen(tcp)?;
     }
-    let authenticator = match options.tcp {
-        Some(_) => Some(Arc::new(Authenticator::new(&options.data_dir, &options.auth)?)),
-        None => None,
-    };
     // Everything that can refuse the start (another server on the socket,
     // TLS files, ports taken) is checked before the stores open: a start
     // that fails must not have started (and so counted a start of) any
@@ -163,6 +159,12 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     let lock = lock_data_dir(&options.data_dir)?;
     // The same lock, held until a failed start has removed its socket.
     let held = lock.try_clone().map_err(io("holding the data dir's lock".to_string()))?;
+    // Under the lock: a first start makes the service key, which two
+    // servers starting at once must not both write.
+    let authenticator = match options.tcp {
+        Some(_) => Some(Arc::new(Authenticator::new(&options.data_dir, &options.auth)?)),
+        None => None,
+    };
     let socket = socket_in(&options.data_dir);
     let unix = bind_unix(&socket)?;
     let started = start_bound(options, authenticator, (unix, lock), socket.clone()).await;

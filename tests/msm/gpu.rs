@@ -61,7 +61,7 @@ fn the_32_bit_field_path_msm_matches_arkworks() {
     // seconds, so they share MSMs): sizes 1, 2, 3 and the workgroup size
     // (64) plus and minus one; zero, 1 and p - 1 scalars; and at 65 points
     // infinity among the bases, a point repeated with the same digits (a
-    // bucket doubling) and its negation cancelling.
+    // bucket doubling) and its negation; opposite points cancelling after.
     for n in [0usize, 1, 2, 3, 63, 64, 65] {
         let mut bases = random_bases(&mut r, n);
         let mut scalars = random_scalars(&mut r, n);

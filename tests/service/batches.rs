@@ -190,10 +190,11 @@ async fn a_running_batch_job_cancelled_stops_at_its_next_stage_and_commits_nothi
 }
 
 /// Cancelled once it is past its last recorded stage (execute), while it
-/// proves: the batch stops before its commit, commits nothing, and the job
-/// ends cancelled, saying where it stopped.
+/// executes or proves: the batch stops before its proofs or its commit
+/// (whichever the cancel reaches first), commits nothing, and the job ends
+/// cancelled, saying where it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_job_cancelled_while_it_proves_stops_before_its_commit() {
+async fn a_batch_job_cancelled_while_it_runs_stops_before_its_commit() {
     use causality_vm::service::proto::{job_payload, ExecuteBatchJob, JobPayload, JobState};
     let files = tempfile::tempdir().unwrap();
     let batch = create_batches(files.path(), 1).pop().unwrap();
@@ -275,6 +276,23 @@ async fn batches_dated_far_from_the_clock_are_refused_at_submit() {
         let trace = json(&r.result_json)["metadata"]["trace_id"].as_str().unwrap().to_string();
         assert!(trace.starts_with(&format!("request near{i}@")), "{trace}");
     }
+    server.shutdown().await.unwrap();
+
+    // Accepted while near the clock, queued across a restart whose limit it
+    // is now past: a retry is answered with the job, and the job runs (the
+    // limit is checked at submit, not when a job runs).
+    let server = crate::support::server(dir.path(), 0).await;
+    let mut client = crate::support::unix_client(&server).await;
+    let queued = dated(&batches[0], json!(now + 100));
+    let accepted = client.submit("drifted", queued.clone(), 0, None).await.unwrap();
+    server.shutdown().await.unwrap();
+    let mut options = crate::support::options(dir.path(), 1);
+    options.max_clock_skew = Some(10);
+    let server = causality_vm::service::server::start(options).await.unwrap();
+    let mut client = crate::support::unix_client(&server).await;
+    let again = client.submit("drifted", queued, 0, None).await.unwrap();
+    assert!(again.existing && again.job_id == accepted.job_id, "{again:?}");
+    assert_eq!(client.wait(accepted.job_id).await.unwrap().state(), JobState::Succeeded);
     server.shutdown().await.unwrap();
 
     let mut options = crate::support::options(dir.path(), 1);

@@ -9,9 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use causality_vm::batch::file::{
-    base_dir, check, clock_skew_refusal, now, BatchFile, BatchTime, DEFAULT_MAX_CLOCK_SKEW,
-};
+use causality_vm::batch::file::{base_dir, check, clock_skew_refusal, now, BatchFile, BatchTime};
 use causality_vm::prove::encoding::is_field_encoding;
 use causality_vm::resource::{nullifier_key_commitment, ConsumedInput, NewResource, Operation, ResourceId};
 use causality_vm::store::RegisterStore;
@@ -25,6 +23,11 @@ pub struct CheckArgs {
     /// Batch files (`-`: standard input).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Flag a timestamp further than this many seconds from this machine's
+    /// clock, either way, as `cvm run` with the same flag refuses it (`off`:
+    /// no limit, for batches meant for `cvm run --max-clock-skew off`).
+    #[arg(long, default_value = "300", value_parser = crate::run_cmd::clock_skew, value_name = "SECONDS|off")]
+    max_clock_skew: crate::run_cmd::ClockSkew,
 }
 
 /// What a checked resource is known to hold: its quantity, fungibility
@@ -58,7 +61,7 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
         let (findings, count) = match checked {
             Ok((ops, checked)) => {
                 ledger.brought.extend(checked.program_ids().copied());
-                let mut found = dated_far(checked.timestamp()).into_iter().collect::<Vec<_>>();
+                let mut found = dated_far(checked.timestamp(), args.max_clock_skew.0).into_iter().collect::<Vec<_>>();
                 found.extend(findings(&ops, store.as_ref(), &mut ledger, (file, &origin)));
                 (found, ops.len())
             }
@@ -89,11 +92,11 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
     Ok(if findings_total == 0 { 0 } else { 1 })
 }
 
-/// A timestamp `cvm run` and `cvm serve` would refuse by default: further
-/// from this machine's clock than their --max-clock-skew.
-fn dated_far(timestamp: BatchTime) -> Option<String> {
+/// A timestamp `cvm run` and `cvm serve` would refuse with the same
+/// --max-clock-skew (`skew`; None: no limit).
+fn dated_far(timestamp: BatchTime, skew: Option<u64>) -> Option<String> {
     let BatchTime::At(timestamp) = timestamp else { return None };
-    let refusal = clock_skew_refusal(timestamp, now(), DEFAULT_MAX_CLOCK_SKEW)?;
+    let refusal = clock_skew_refusal(timestamp, now(), skew?)?;
     Some(format!("timestamp: {refusal}: `cvm run` and `cvm serve` refuse it (see their --max-clock-skew)"))
 }
 

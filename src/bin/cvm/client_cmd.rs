@@ -782,8 +782,6 @@ fn hex_field(text: &str, field: &str) -> anyhow::Result<Vec<u8>> {
     hex_decode(text).map_err(|e| anyhow!("{field}: {e}"))
 }
 
-/// A job file's payload, and the key to upload first for a Groth16 job
-/// that names its key by a path.
 /// A key of the top-level JSON object that is written twice (a parsed
 /// value keeps only the last).
 fn key_given_twice(bytes: &[u8]) -> Option<String> {
@@ -813,6 +811,8 @@ fn key_given_twice(bytes: &[u8]) -> Option<String> {
     keys.into_iter().find(|key| !seen.insert(key.clone()))
 }
 
+/// A job file's payload, and the key to upload first for a Groth16 job
+/// that names its key by a path.
 fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<(JobPayload, Option<ZkeyUpload>)> {
     let origin = path.display();
     let mut value: Value = serde_json::from_slice(bytes).with_context(|| format!("{origin}: not JSON"))?;

@@ -165,6 +165,10 @@ impl Committer {
         if !progress.stage("execute") {
             return Ok(None);
         }
+        // Cancelled (or its lease lost) once it runs: stopped before its
+        // proofs or its commit, nothing committed.
+        let watching = progress.clone();
+        prepared.stop_when(move || watching.stopping().is_some());
         let (queue, runtime, request_id) = (queue.clone(), self.runtime.clone(), job.request_id.clone());
         let (max_attempts, waiting) = (self.max_attempts, progress.clone());
         let lease = Lease { job: job.job_id, worker: worker.to_string(), attempt: job.attempts, length: lease };
@@ -186,7 +190,7 @@ impl Committer {
             // No end is written: the next committer finds it committed, or runs it.
             crate::service::core::exit_after_uncertain_commit();
         }
-        // Asked to stop while its proofs were out: nothing committed.
+        // Asked to stop while it ran or its proofs were out: nothing committed.
         if outcome.is_err() && progress.stopping().is_some() {
             return Ok(None);
         }
