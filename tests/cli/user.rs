@@ -240,6 +240,13 @@ fn check_follows_several_files_in_order_as_run_does() {
     assert!(report[0]["findings"].to_string().contains("ahead of this machine's clock"), "{report}");
     let o = cvm(data.path(), &["check", "--max-clock-skew", "off", future.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "no limit: {}", text(&o));
+    // A file dated before an earlier one: committed timestamps never go back.
+    let o = cvm(
+        data.path(),
+        &["--json", "check", "--max-clock-skew", "off", future.to_str().unwrap(), spend.to_str().unwrap()],
+    );
+    let report = json_of(&o);
+    assert!(report[1]["findings"][0].as_str().unwrap().contains("future.json's (4000000000): committed timestamps never go back"), "{report}");
 
     // Run for real, the store then answers what the files did.
     let o = cvm(data.path(), &["run", "--no-prove", &path(&create), &path(&spend)]);

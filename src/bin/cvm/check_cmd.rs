@@ -62,6 +62,7 @@ pub fn run(globals: &Globals, args: CheckArgs) -> anyhow::Result<i32> {
             Ok((ops, checked)) => {
                 ledger.brought.extend(checked.program_ids().copied());
                 let mut found = dated_far(checked.timestamp(), args.max_clock_skew.0).into_iter().collect::<Vec<_>>();
+                found.extend(dated_back(checked.timestamp(), store.as_ref(), &mut ledger, &origin));
                 found.extend(findings(&ops, store.as_ref(), &mut ledger, (file, &origin)));
                 (found, ops.len())
             }
@@ -100,6 +101,39 @@ fn dated_far(timestamp: BatchTime, skew: Option<u64>) -> Option<String> {
     Some(format!("timestamp: {refusal}: `cvm run` and `cvm serve` refuse it (see their --max-clock-skew)"))
 }
 
+/// A timestamp before the last one a run of the files so far would have
+/// committed (an earlier file's, or the store's last batch's): committed
+/// timestamps never go back, so `cvm run` refuses it.
+fn dated_back(
+    timestamp: BatchTime,
+    store: Option<&RegisterStore>,
+    ledger: &mut Ledger,
+    origin: &str,
+) -> Option<String> {
+    let timestamp = timestamp.resolve(now());
+    let stored =
+        store.filter(|s| s.head() > 0).map(|s| (s.head_timestamp(), format!("the store's batch {}", s.head())));
+    let floor = match (ledger.last_dated.take(), stored) {
+        (Some(earlier), Some(stored)) => Some(if earlier.0 >= stored.0 { earlier } else { stored }),
+        (earlier, stored) => earlier.or(stored),
+    };
+    match floor {
+        Some((floor, by)) if timestamp < floor => {
+            // Refused, it commits nothing: the floor stays.
+            let refusal = format!(
+                "timestamp: {timestamp} is before {by}'s ({floor}): committed timestamps never go back, so `cvm run` \
+                 refuses it"
+            );
+            ledger.last_dated = Some((floor, by));
+            Some(refusal)
+        }
+        _ => {
+            ledger.last_dated = Some((timestamp, origin.to_string()));
+            None
+        }
+    }
+}
+
 /// What the operations checked so far leave behind, for the ones after
 /// (in this file and in the files after it): resources created and not
 /// consumed since, resources consumed, and the programs brought.
@@ -108,6 +142,8 @@ struct Ledger {
     created: HashMap<ResourceId, (Place, Known)>,
     consumed: HashMap<ResourceId, Place>,
     brought: HashSet<ContentId>,
+    /// The latest timestamp of the files so far, and the file's name.
+    last_dated: Option<(u64, String)>,
 }
 
 /// Where an operation is: its file (the position among the files checked,
