@@ -246,7 +246,13 @@ fn check_follows_several_files_in_order_as_run_does() {
         &["--json", "check", "--max-clock-skew", "off", future.to_str().unwrap(), spend.to_str().unwrap()],
     );
     let report = json_of(&o);
-    assert!(report[1]["findings"][0].as_str().unwrap().contains("future.json's (4000000000): committed timestamps never go back"), "{report}");
+    assert!(
+        report[1]["findings"][0]
+            .as_str()
+            .unwrap()
+            .contains("future.json's (4000000000): committed timestamps never go back"),
+        "{report}"
+    );
 
     // Run for real, the store then answers what the files did.
     let o = cvm(data.path(), &["run", "--no-prove", &path(&create), &path(&spend)]);

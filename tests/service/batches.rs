@@ -156,37 +156,42 @@ fn batch_jobs_commit_once_each_across_a_sigkill() {
     assert_eq!(state["head"], 6, "6 batches committed, none twice: {state}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_batch_job_cancelled_stops_at_its_next_stage_and_commits_nothing() {
-    use causality_vm::service::proto::{job_payload, ExecuteBatchJob, JobPayload, JobState};
-    let files = tempfile::tempdir().unwrap();
-    let batch = create_batches(files.path(), 1).pop().unwrap();
+/// Submit `job` to a fresh server, cancel it once it reaches `stage`, and
+/// check that it ends cancelled with a message holding `said`, nothing of
+/// it committed.
+async fn cancel_at_stage(job: causality_vm::service::proto::ExecuteBatchJob, stage: &str, said: &str) {
+    use causality_vm::service::proto::{job_payload, JobPayload, JobState};
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::server(dir.path(), 1).await;
     let mut client = crate::support::unix_client(&server).await;
-    let payload = JobPayload {
-        kind: Some(job_payload::Kind::ExecuteBatch(ExecuteBatchJob {
-            batch_json: inline_batch(&batch),
-            ..Default::default()
-        })),
-    };
-    // A fresh data dir: the job's first stage makes the proving keys (seconds).
+    let payload = JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) };
     let accepted = client.submit("to-cancel", payload, 0, None).await.unwrap();
     let mut events = client.events(accepted.job_id).await.unwrap();
     loop {
-        let event = events.message().await.unwrap().expect("the job ended before its key stage");
-        if event.stage == "load keys" {
+        let event = events.message().await.unwrap().unwrap_or_else(|| panic!("the job ended before {stage}"));
+        if event.stage == stage {
             break;
         }
     }
     let running = client.cancel(accepted.job_id).await.unwrap();
-    assert_eq!(running.state(), JobState::Running, "a running job ends at its next stage");
+    assert_eq!(running.state(), JobState::Running, "a running job ends at its next stage: {running:?}");
     let job = client.wait(accepted.job_id).await.unwrap();
     assert_eq!(job.state(), JobState::Cancelled, "{job:?}");
-    assert!(job.error.unwrap().message.contains("at stage load keys"));
+    let message = job.error.unwrap().message;
+    assert!(message.contains(said), "{message}");
     server.shutdown().await.unwrap();
     let store = causality_vm::RegisterStore::open_read_only(dir.path()).unwrap();
     assert_eq!(store.head(), 0, "nothing committed");
+}
+
+/// Cancelled at its key stage (a fresh data dir makes the proving keys
+/// there, for seconds): it stops when that stage ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_batch_job_cancelled_stops_at_its_next_stage_and_commits_nothing() {
+    let files = tempfile::tempdir().unwrap();
+    let batch = create_batches(files.path(), 1).pop().unwrap();
+    let job = causality_vm::service::proto::ExecuteBatchJob { batch_json: inline_batch(&batch), ..Default::default() };
+    cancel_at_stage(job, "load keys", "at stage load keys").await;
 }
 
 /// Cancelled once it is past its last recorded stage (execute), while it
@@ -195,7 +200,6 @@ async fn a_running_batch_job_cancelled_stops_at_its_next_stage_and_commits_nothi
 /// cancelled, saying where it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_job_cancelled_while_it_runs_stops_before_its_commit() {
-    use causality_vm::service::proto::{job_payload, ExecuteBatchJob, JobPayload, JobState};
     let files = tempfile::tempdir().unwrap();
     let batch = create_batches(files.path(), 1).pop().unwrap();
     // Sixteen creations, one proof each: seconds of proving.
@@ -210,28 +214,12 @@ async fn a_batch_job_cancelled_while_it_runs_stops_before_its_commit() {
         })
         .collect();
     std::fs::write(&batch, serde_json::to_vec(&value).unwrap()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let server = crate::support::server(dir.path(), 1).await;
-    let mut client = crate::support::unix_client(&server).await;
-    let job = ExecuteBatchJob { batch_json: inline_batch(&batch), ops_per_proof: 1, ..Default::default() };
-    let payload = JobPayload { kind: Some(job_payload::Kind::ExecuteBatch(job)) };
-    let accepted = client.submit("cancel-proving", payload, 0, None).await.unwrap();
-    let mut events = client.events(accepted.job_id).await.unwrap();
-    loop {
-        let event = events.message().await.unwrap().expect("the job ended before it executed");
-        if event.stage == "execute" {
-            break;
-        }
-    }
-    let running = client.cancel(accepted.job_id).await.unwrap();
-    assert_eq!(running.state(), JobState::Running, "{running:?}");
-    let job = client.wait(accepted.job_id).await.unwrap();
-    assert_eq!(job.state(), JobState::Cancelled, "{job:?}");
-    let message = job.error.unwrap().message;
-    assert!(message.contains("stopped before its"), "{message}");
-    server.shutdown().await.unwrap();
-    let store = causality_vm::RegisterStore::open_read_only(dir.path()).unwrap();
-    assert_eq!(store.head(), 0, "nothing committed");
+    let job = causality_vm::service::proto::ExecuteBatchJob {
+        batch_json: inline_batch(&batch),
+        ops_per_proof: 1,
+        ..Default::default()
+    };
+    cancel_at_stage(job, "execute", "stopped before its").await;
 }
 
 /// A batch dated past the server's clock skew, either way, is refused at
