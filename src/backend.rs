@@ -153,9 +153,9 @@ impl<D: ?Sized + LossAware> DeviceSlot<D> {
 
     /// Where work runs now.
     pub fn backend(&self) -> ResolvedBackend {
-        match self.current() {
-            Some(_) => ResolvedBackend::Gpu,
-            None => ResolvedBackend::Cpu,
+        match self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some() {
+            true => ResolvedBackend::Gpu,
+            false => ResolvedBackend::Cpu,
         }
     }
 
@@ -209,20 +209,12 @@ impl<D: ?Sized + LossAware> DeviceSlot<D> {
                 .ok();
         }
     }
-}
 
-impl<D: ?Sized> DeviceSlot<D> {
     /// A slot for another holder of the same backend (a sibling hash pool):
     /// the same device and acquisition, with no fallbacks counted and no
     /// faults armed.
     pub fn sibling(&self) -> Self {
-        DeviceSlot {
-            kernel: self.kernel,
-            device: RwLock::new(self.device.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()),
-            acquire: self.acquire,
-            fallbacks: AtomicU64::new(0),
-            faults: Mutex::new(FaultPlan::default()),
-        }
+        DeviceSlot::new(self.kernel, self.current(), self.acquire)
     }
 }
 

@@ -196,10 +196,6 @@ impl MsmEngine {
         self.device.fallbacks()
     }
 
-    fn current_device(&self) -> Option<Arc<dyn MsmDevice>> {
-        self.device.current()
-    }
-
     fn run_options(&self) -> RunOptions {
         RunOptions { fail_before_step: self.device.next_fault() }
     }
@@ -219,7 +215,7 @@ impl MsmEngine {
         on_device: impl Fn(&Arc<dyn MsmDevice>, &RunOptions, usize) -> Result<T, DeviceError> + Sync,
         on_cpu: impl Fn(std::ops::Range<usize>) -> T + Sync,
     ) -> (T, MsmPlacement) {
-        let Some(device) = self.current_device() else {
+        let Some(device) = self.device.current() else {
             return (on_cpu(0..points), MsmPlacement::Cpu);
         };
         if let Some((device_part, cpu_part)) = self.share.split(curve, points) {
@@ -280,15 +276,12 @@ impl MsmEngine {
     /// Where MSMs (G1 and G2) run now: the GPU while the engine holds a
     /// device (the CPU after a lost device that did not come back).
     pub fn backend(&self) -> ResolvedBackend {
-        match self.current_device() {
-            Some(_) => ResolvedBackend::Gpu,
-            None => ResolvedBackend::Cpu,
-        }
+        self.device.backend()
     }
 
     /// A description of the device the GPU backend runs on, if it has one.
     pub fn device(&self) -> Option<String> {
-        self.current_device().map(|device| device.describe())
+        self.device.current().map(|device| device.describe())
     }
 
     #[cfg(any(test, feature = "test-support"))]
@@ -372,7 +365,7 @@ impl MsmEngine {
     /// [`Self::upload_g1`] for bases the caller has already checked (a
     /// proving key's, checked when it was made or loaded).
     pub(crate) fn adopt_g1(&self, bases: Vec<G1Affine>) -> Result<ResidentG1, MsmError> {
-        let on_device = match self.current_device() {
+        let on_device = match self.device.current() {
             Some(device) => DeviceCopy::holding(&device, device.upload_g1(&bases)?),
             None => DeviceCopy::default(),
         };

@@ -60,10 +60,6 @@ impl NttEngine {
         }
     }
 
-    fn current(&self) -> Option<Arc<GpuNtt>> {
-        self.device.current()
-    }
-
     /// Where transforms run now.
     pub fn backend(&self) -> ResolvedBackend {
         self.device.backend()
@@ -71,7 +67,7 @@ impl NttEngine {
 
     /// The adapter, when the engine has one.
     pub fn device(&self) -> Option<String> {
-        self.current().map(|device| device.describe())
+        self.device.current().map(|device| device.describe())
     }
 
     /// Device transforms recomputed on the CPU over the engine's life.
@@ -96,7 +92,7 @@ impl NttEngine {
         }
         // Slices the device wrote before it failed are not transformed again.
         let mut done = 0;
-        if let Some(device) = self.current() {
+        if let Some(device) = self.device.current() {
             match device.apply_counted(plan, op, batch, self.device.next_fault(), &mut done) {
                 Ok(()) => return Ok(ResolvedBackend::Gpu),
                 Err(NttError::Device(err)) => self.device.fell_back(&err, &device, plan.len() * (batch.len() - done)),
@@ -179,7 +175,7 @@ mod tests {
                 assert_eq!(engine.apply(&plan, op, &mut batch).unwrap(), ResolvedBackend::Gpu);
                 assert_eq!(ours, expected, "{op:?}, n = {}", plan.len());
                 // One transform per binding: three groups.
-                let device = engine.current().unwrap();
+                let device = engine.device.current().unwrap();
                 let mut split = inputs;
                 let mut batch: Vec<&mut [Fr]> = split.iter_mut().map(|v| v.as_mut_slice()).collect();
                 device.with_binding_limit((plan.len() * 32) as u64).apply(&plan, op, &mut batch, None).unwrap();

@@ -877,6 +877,10 @@ impl Core {
                     self.metrics.batch_stages(&timings);
                     Ok(JobResult { kind: Some(job_result::Kind::ExecuteBatch(result)), backends })
                 }
+                // Cancelled while it ran: its stop check kept it from committing.
+                Err(e) if self.is_cancelled(record.job.job_id) => {
+                    Err(("CANCELLED", format!("cancelled while running: {e}")))
+                }
                 Err(e) => Err((e.code(), e.to_string())),
             };
             self.end_soon(record, outcome);

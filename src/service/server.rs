@@ -167,7 +167,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     };
     let socket = socket_in(&options.data_dir);
     let unix = bind_unix(&socket)?;
-    let started = start_bound(options, authenticator, (unix, lock), socket.clone()).await;
+    let started = start_bound(options, authenticator, unix, lock, socket.clone()).await;
     if started.is_err() {
         let _ = std::fs::remove_file(&socket);
     }
@@ -179,7 +179,8 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
 async fn start_bound(
     options: ServeOptions,
     authenticator: Option<Arc<Authenticator>>,
-    (unix, lock): (tokio::net::UnixListener, std::fs::File),
+    unix: tokio::net::UnixListener,
+    lock: std::fs::File,
     socket: std::path::PathBuf,
 ) -> Result<Running, ServeError> {
     let tcp = match options.tcp {

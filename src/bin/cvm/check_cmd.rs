@@ -113,25 +113,17 @@ fn dated_back(
     let timestamp = timestamp.resolve(now());
     let stored =
         store.filter(|s| s.head() > 0).map(|s| (s.head_timestamp(), format!("the store's batch {}", s.head())));
-    let floor = match (ledger.last_dated.take(), stored) {
-        (Some(earlier), Some(stored)) => Some(if earlier.0 >= stored.0 { earlier } else { stored }),
-        (earlier, stored) => earlier.or(stored),
-    };
-    match floor {
-        Some((floor, by)) if timestamp < floor => {
-            // Refused, it commits nothing: the floor stays.
-            let refusal = format!(
-                "timestamp: {timestamp} is before {by}'s ({floor}): committed timestamps never go back, so `cvm run` \
-                 refuses it"
-            );
-            ledger.last_dated = Some((floor, by));
-            Some(refusal)
-        }
-        _ => {
-            ledger.last_dated = Some((timestamp, origin.to_string()));
-            None
-        }
+    // The later of the two (an earlier file's on a tie).
+    let floor = stored.into_iter().chain(ledger.last_dated.clone()).max_by_key(|(floor, _)| *floor);
+    if let Some((floor, by)) = floor.filter(|(floor, _)| timestamp < *floor) {
+        // Refused, it commits nothing: the floor stays.
+        return Some(format!(
+            "timestamp: {timestamp} is before {by}'s ({floor}): committed timestamps never go back, so `cvm run` \
+             refuses it"
+        ));
     }
+    ledger.last_dated = Some((timestamp, origin.to_string()));
+    None
 }
 
 /// What the operations checked so far leave behind, for the ones after

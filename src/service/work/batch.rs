@@ -168,7 +168,7 @@ impl BatchRunner {
             ExecutionMode::Simulation | ExecutionMode::Debug => {}
         }
         let content = batch.content();
-        Ok(Some(Prepared { batch, tx, content, system, stopped_before: Arc::default() }))
+        Ok(Some(Prepared { batch, tx, content, system }))
     }
 
     /// Execute, prove and commit prepared batches in order, pipelined as
@@ -181,8 +181,7 @@ impl BatchRunner {
             .collect();
         execute_batches(&mut self.store, &jobs)
             .into_iter()
-            .zip(prepared)
-            .map(|(outcome, prepared)| match outcome {
+            .map(|outcome| match outcome {
                 Ok(result) => {
                     let json = serde_json::to_string_pretty(&result)
                         .map_err(|e| WorkError::Internal(format!("writing the result: {e}")))?;
@@ -196,14 +195,9 @@ impl BatchRunner {
                             .collect();
                     Ok(Executed { result: ExecuteBatchResult { result_json: json }, proofs, timings, backends })
                 }
-                Err(e) => match prepared.stopped_before.lock().unwrap_or_else(|p| p.into_inner()).as_deref() {
-                    Some(boundary) => Err(WorkError::Cancelled(format!(
-                        "cancelled while running (stopped before its {boundary}); the store is unchanged by it"
-                    ))),
-                    None => Err(WorkError::Precondition(format!(
-                        "the batch could not be committed; the store is unchanged by it: {e}"
-                    ))),
-                },
+                Err(e) => Err(WorkError::Precondition(format!(
+                    "the batch could not be committed; the store is unchanged by it: {e}"
+                ))),
             })
             .collect()
     }
@@ -216,8 +210,6 @@ pub struct Prepared {
     content: Vec<Content>,
     /// The resident key set it proves with, when it proves.
     system: Option<Arc<ProvingSystem>>,
-    /// The boundary its stop check stopped it at ([`Prepared::stop_when`]).
-    stopped_before: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// A batch executed (proven, committed): its result, the proofs made, and
@@ -232,16 +224,11 @@ pub struct Executed {
 
 impl Prepared {
     /// Stop the batch before its proofs or its commit, committing nothing,
-    /// once `cancelled` says so (a job cancelled while it runs).
+    /// once `cancelled` says so (a job cancelled while it runs): its
+    /// outcome is then an error saying where it stopped, which the caller,
+    /// knowing the job was cancelled, ends as a cancellation.
     pub fn stop_when(&mut self, cancelled: impl Fn() -> bool + Send + Sync + 'static) {
-        let stopped_before = self.stopped_before.clone();
-        self.tx.stop = Some(Arc::new(move |boundary: &str| {
-            let stop = cancelled();
-            if stop {
-                *stopped_before.lock().unwrap_or_else(|p| p.into_inner()) = Some(boundary.to_string());
-            }
-            stop
-        }));
+        self.tx.stop = Some(Arc::new(move |_boundary: &str| cancelled()));
     }
 
     /// Prove through `wrap` of the resident key set instead of on it here

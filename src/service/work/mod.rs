@@ -53,9 +53,6 @@ pub enum WorkError {
     /// for now: not a failure of the job (its runner waits and tries again).
     #[error("{0}")]
     Unavailable(String),
-    /// Stopped at a stage boundary because it was cancelled.
-    #[error("{0}")]
-    Cancelled(String),
 }
 
 impl WorkError {
@@ -67,7 +64,6 @@ impl WorkError {
             WorkError::Internal(_) => "INTERNAL",
             WorkError::Aborted(_) => "ABORTED",
             WorkError::Unavailable(_) => "UNAVAILABLE",
-            WorkError::Cancelled(_) => "CANCELLED",
         }
     }
 }

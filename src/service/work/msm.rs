@@ -94,7 +94,7 @@ impl BaseSets {
         if self.lookup(&id).is_some() {
             return Ok((id, points.len()));
         }
-        let resident = make_resident(group, "group", points, engines, "bases.points")?;
+        let resident = make_resident(group, points, engines, "bases.points")?;
         let file = encode_set(group, points);
         std::fs::create_dir_all(&self.dir)
             .and_then(|()| crate::fsutil::write_atomically(&self.file(&id), &file, 0o600))
@@ -152,7 +152,7 @@ impl BaseSets {
             if BaseSetId::of(group, &points) != *id {
                 return Err(damaged());
             }
-            let set = make_resident(group, "group", &points, engines, "bases.points")?;
+            let set = make_resident(group, &points, engines, "bases.points")?;
             let bytes = set.host_bytes();
             Ok((set, bytes))
         })
@@ -210,18 +210,13 @@ fn decode_points<P: CanonicalDeserialize + Send>(points: &[Vec<u8>], field: &str
         .collect()
 }
 
-fn make_resident(
-    group: Group,
-    group_field: &str,
-    points: &[Vec<u8>],
-    engines: &Engines,
-    field: &str,
-) -> Result<Resident, WorkError> {
+/// A base set uploaded or read back (its group is UploadBases' `group`).
+fn make_resident(group: Group, points: &[Vec<u8>], engines: &Engines, field: &str) -> Result<Resident, WorkError> {
     let invalid = |e: crate::msm::MsmError| WorkError::Bad(BadPayload::new(field, e.to_string()));
     Ok(match group {
         Group::G1 => Resident::G1(engines.msm.upload_g1(decode_points::<G1Affine>(points, field)?).map_err(invalid)?),
         Group::G2 => Resident::G2(engines.msm.upload_g2(decode_points::<G2Affine>(points, field)?).map_err(invalid)?),
-        Group::Unspecified => return Err(BadPayload::new(group_field, "unspecified: GROUP_G1 or GROUP_G2").into()),
+        Group::Unspecified => return Err(BadPayload::new("group", "unspecified: GROUP_G1 or GROUP_G2").into()),
     })
 }
 
