@@ -262,3 +262,36 @@ fn settings_that_cannot_work_are_refused_up_front() {
     assert_eq!(report["kind"], "usage", "{report}");
     assert!(report["error"].as_str().unwrap().contains("abc"), "{report}");
 }
+
+/// A client pointed at something that is not a server (an HTTP/1 port,
+/// such as the metrics page's, or nothing at all) says it could not talk
+/// to one, with `--json` kind `connection`, rather than blaming a server.
+#[test]
+fn a_client_that_reaches_no_server_says_so() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = http.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in http.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let server = format!("tcp://{address}");
+    let (code, out, err) = run(cvm(dir.path()).args(["status", "--server", &server]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("no gRPC answer") && err.contains("--metrics"), "{err}");
+    let (code, out, _) = run(cvm(dir.path()).args(["--json", "jobs", "list", "--server", &server]));
+    assert_eq!(code, 2, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["kind"], "connection", "{report}");
+    // Nothing listening: the same kind, with the system's reason.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (code, out, _) = run(cvm(dir.path()).args(["--json", "status", "--server", &format!("tcp://{closed}")]));
+    assert_eq!(code, 2, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["kind"], "connection", "{report}");
+    assert!(report["error"].as_str().unwrap().contains("refused"), "{report}");
+}

@@ -191,8 +191,32 @@ fn is_socket(path: &std::path::Path) -> bool {
 }
 
 fn status_error(status: tonic::Status) -> anyhow::Error {
+    // A status with a source was made here, from a failed connection: no
+    // server said it (an HTTP/1 endpoint such as the metrics port answers
+    // the HTTP/2 preface by closing, which tonic calls an h2 protocol error).
+    if std::error::Error::source(&status).is_some() {
+        return anyhow::Error::new(ConnectionError(format!(
+            "the connection broke with no gRPC answer ({}: {}); is the address a `cvm serve` \
+             listener (`--listen`), not its `--metrics` port or another service?",
+            code_name(status.code()),
+            status.message()
+        )));
+    }
     anyhow::Error::new(ServerError(status))
 }
+
+/// No server could be reached, or the connection failed mid-call:
+/// `--json` errors name their kind `connection`.
+#[derive(Debug)]
+pub struct ConnectionError(String);
+
+impl std::fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectionError {}
 
 /// What the server answered instead of doing what was asked (its gRPC
 /// status): `--json` errors name their kind `server`.

@@ -232,6 +232,11 @@ fn error_kind(err: &anyhow::Error) -> &'static str {
         if cause.is::<client_cmd::ServerError>() {
             return "server";
         }
+        let unreached =
+            matches!(cause.downcast_ref(), Some(causality_vm::service::client::ClientError::Connect { .. }));
+        if unreached || cause.is::<client_cmd::ConnectionError>() {
+            return "connection";
+        }
         if cause.is::<std::io::Error>() {
             return "io";
         }
