@@ -147,6 +147,34 @@ fn a_large_file_hashes_in_bounded_memory() {
     }
 }
 
+/// A FIFO (as a device or a shell's `<(…)` is) says it holds 0 bytes and
+/// may hold any number: it is streamed in bounded memory, never read whole.
+#[test]
+fn a_fifo_hashes_in_bounded_memory() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stream");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let block = vec![5u8; 1 << 20];
+    let mut reference = blake3::Hasher::new();
+    for _ in 0..384 {
+        reference.update(&block);
+    }
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            for _ in 0..384 {
+                f.write_all(&block).unwrap();
+            }
+        })
+    };
+    let (stdout, max_rss_kib) = run_measured(dir.path(), &["hash", "stream"]);
+    writer.join().unwrap();
+    assert_eq!(stdout, format!("{}  stream\n", reference.finalize().to_hex()));
+    assert!(max_rss_kib < 160 * 1024, "peak resident memory {max_rss_kib} KiB for a 384 MiB stream");
+}
+
 /// Run `cvm args` and return its output and its peak resident memory in KiB.
 ///
 /// The peak is the child's own `VmHWM`, polled from `/proc` until it exits
@@ -274,6 +302,30 @@ fn json_output_names_each_files_digest_and_backend() {
         assert_eq!(entry["blake3"], hex(blake3::hash(data).as_bytes()));
         assert_eq!(entry["backend"], "cpu", "{entry}");
     }
+}
+
+/// `--json` leaves no failure on standard error alone: a file that cannot
+/// be read and a list's improper line are entries too.
+#[test]
+fn json_output_lists_failures_too() {
+    let (dir, files) = setup();
+    let out = cvm(dir.path(), &["--json", "hash", "small.txt", "nope", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!(entries[0]["blake3"], hex(blake3::hash(&files[1].1).as_bytes()));
+    for (entry, name) in entries[1..].iter().zip(["nope", "."]) {
+        assert_eq!(entry["file"], name, "{entry}");
+        assert!(entry["error"].as_str().is_some_and(|e| !e.is_empty()), "{entry}");
+    }
+    let list = format!("{}  small.txt\nnot a line\n", hex(blake3::hash(&files[1].1).as_bytes()));
+    std::fs::write(dir.path().join("list.b3"), list).unwrap();
+    let out = cvm(dir.path(), &["--json", "hash", "--check", "list.b3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0]["ok"], true, "{entries:?}");
+    assert_eq!((entries[1]["line"].as_u64(), entries[1]["ok"].as_bool()), (Some(2), Some(false)), "{entries:?}");
 }
 
 /// OpenGL is no compute backend of ours (wgpu's GL backend deadlocked or

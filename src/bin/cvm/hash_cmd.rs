@@ -168,7 +168,15 @@ fn digest_input(
         return Ok(Digest::Done(output(&hasher, args.length)));
     }
     let mut file = File::open(name)?;
-    let size = file.metadata()?.len();
+    let meta = file.metadata()?;
+    // A device, FIFO or pipe says 0 bytes and may never end: streamed, in
+    // bounded memory, as standard input is (never read whole, nor mapped).
+    if !meta.is_file() {
+        let mut hasher = mode.hasher();
+        stream(&mut hasher, file, None)?;
+        return Ok(Digest::Done(output(&hasher, args.length)));
+    }
+    let size = meta.len();
     if size <= SMALL && args.length == 32 {
         let mut data = Vec::with_capacity(size as usize);
         file.read_to_end(&mut data)?;
@@ -244,12 +252,17 @@ fn output(hasher: &blake3::Hasher, length: usize) -> Vec<u8> {
 /// Hash every input and print a line per input (or the raw bytes).
 fn hash_files(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashPool) -> anyhow::Result<i32> {
     let mut entries = Vec::new();
+    let mut failures = Vec::new();
     let mut failed = false;
     for name in &args.files {
         match digest_input(globals, args, mode, pool, name) {
             Ok(digest) => entries.push((name, digest)),
             Err(err) => {
-                note!("cvm hash: {name}: {err}");
+                if globals.json {
+                    failures.push(serde_json::json!({ "file": name, "error": err.to_string(), "kind": "io" }));
+                } else {
+                    note!("cvm hash: {name}: {err}");
+                }
                 failed = true;
             }
         }
@@ -286,6 +299,8 @@ fn hash_files(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashPo
         }
     }
     if globals.json {
+        // Failed inputs are listed too, after the hashed ones.
+        json.extend(failures);
         out!("{}", serde_json::to_string_pretty(&json)?)?;
     }
     Ok(i32::from(failed))
@@ -340,6 +355,7 @@ fn check_lists(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashP
         outcome: Result<Digest, String>,
     }
     let mut entries = Vec::new();
+    let mut improper = Vec::new();
     let mut malformed = 0usize;
     for list in &args.files {
         let text = read_list(list).with_context(|| format!("reading checksum list {list}"))?;
@@ -350,7 +366,13 @@ fn check_lists(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashP
                     entries.push(Entry { name, expected, outcome });
                 }
                 Err(err) => {
-                    note!("cvm hash: {list}:{}: {}", number + 1, crate::output::error_text(&err));
+                    let error = crate::output::error_text(&err);
+                    if globals.json {
+                        let line = number + 1;
+                        improper.push(serde_json::json!({ "list": list, "line": line, "ok": false, "error": error }));
+                    } else {
+                        note!("cvm hash: {list}:{}: {error}", number + 1);
+                    }
                     malformed += 1;
                 }
             }
@@ -377,6 +399,8 @@ fn check_lists(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashP
         }
     }
     if globals.json {
+        // Improperly formatted lines are listed too, after the files checked.
+        json.extend(improper);
         out!("{}", serde_json::to_string_pretty(&json)?)?;
     }
     if failures > 0 {
@@ -388,12 +412,20 @@ fn check_lists(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashP
     Ok(i32::from(failures > 0 || malformed > 0))
 }
 
+/// The most a checksum list may hold (about 2.8 million lines), read
+/// whole: a device or endless pipe named as a list stops here.
+const MAX_LIST_BYTES: u64 = 256 << 20;
+
 fn read_list(name: &str) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
+    let limit = MAX_LIST_BYTES + 1;
     match name {
-        "-" => std::io::stdin().lock().read_to_end(&mut bytes)?,
-        path => File::open(Path::new(path))?.read_to_end(&mut bytes)?,
+        "-" => std::io::stdin().lock().take(limit).read_to_end(&mut bytes)?,
+        path => File::open(Path::new(path))?.take(limit).read_to_end(&mut bytes)?,
     };
+    if bytes.len() as u64 > MAX_LIST_BYTES {
+        bail!("larger than {MAX_LIST_BYTES} bytes: not a checksum list");
+    }
     String::from_utf8(bytes).context("not UTF-8 text")
 }
 
