@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod bounded;
 pub mod capability;
 pub mod clock;
 pub mod content_id;

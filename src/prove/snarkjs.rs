@@ -123,8 +123,18 @@ fn write_manifest(dir: &Path, dirs: &[PathBuf]) -> Result<(), ProveError> {
 }
 
 fn file_digest(path: &Path) -> Result<String, ProveError> {
-    let bytes = fs::read(path).map_err(|source| ProveError::Io { path: path.to_path_buf(), source })?;
-    Ok(blake3::hash(&bytes).to_hex().to_string())
+    let io = |source| ProveError::Io { path: path.to_path_buf(), source };
+    let file = fs::File::open(path).map_err(io)?;
+    let mut hasher = blake3::Hasher::new();
+    // Streamed, and bounded as the files it names are (a proof, a key, public inputs).
+    let read = hasher.update_reader(std::io::Read::take(file, MAX_JSON_BYTES + 1)).map_err(io)?;
+    if read.count() > MAX_JSON_BYTES {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_JSON_BYTES} bytes"),
+        )));
+    }
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// The proof directories an export in `dir` holds, as its manifest lists
@@ -320,8 +330,12 @@ pub fn public_from_json(v: &Value) -> Result<Vec<Fr>, ProveError> {
     a.iter().enumerate().map(|(i, x)| field::<Fr>(x, &at.child(format!("[{i}]")))).collect()
 }
 
+/// The most a snarkjs JSON file (a key, a proof, public inputs) may hold.
+const MAX_JSON_BYTES: u64 = 1 << 28;
+
 fn read_json(path: &Path) -> Result<Value, ProveError> {
-    let text = fs::read_to_string(path).map_err(|source| ProveError::Io { path: path.to_path_buf(), source })?;
+    let text = crate::bounded::read_text_at_most(path, MAX_JSON_BYTES)
+        .map_err(|source| ProveError::Io { path: path.to_path_buf(), source })?;
     serde_json::from_str(&text)
         .map_err(|e| ProveError::Malformed { what: path.display().to_string(), reason: format!("not JSON: {e}") })
 }

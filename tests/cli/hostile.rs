@@ -599,3 +599,37 @@ fn a_committed_batch_never_exits_2_and_output_failures_do_not_panic() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("No space left"), "{}", text(&o));
 }
+
+/// Every file a command reads whole is bounded by what its kind ever holds,
+/// so a device that never ends costs a bounded read and an error, not the
+/// machine's memory; key and circuit files must be regular files (a FIFO
+/// with no writer would hold the command forever).
+#[test]
+fn devices_and_fifos_named_as_inputs_are_refused_not_read_forever() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let fifo = fifo.to_str().unwrap();
+    let refused = |args: &[&str], expected: &str| {
+        // `timeout`: a regression that reads forever fails here instead of hanging the suite.
+        let mut command = Command::new("timeout");
+        command.arg("120").arg(env!("CARGO_BIN_EXE_cvm")).arg("--data-dir").arg(dir).args(["--backend", "cpu"]);
+        let o = command.args(args).env_remove("CVM_DATA_DIR").output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(expected), "{args:?}: {expected:?} not in {}", text(&o));
+    };
+    let larger = "bytes, more than a file of its kind holds";
+    refused(&["tel", "check", "/dev/zero"], larger);
+    refused(&["resource", "id", "/dev/zero"], larger);
+    refused(&["token", "verify", "@/dev/zero"], larger);
+    refused(&["groth16", "verify", "/dev/zero", "public.json", "proof.json"], larger);
+    std::fs::write(dir.join("proof.json"), "{}").unwrap();
+    refused(&["verify", "--vk", "/dev/zero", dir.to_str().unwrap()], larger);
+    let irregular = "not a regular file";
+    let witness = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/circom/multiplier.wtns");
+    for key in [fifo, "/dev/zero", "/tmp"] {
+        refused(&["groth16", "prove", key, witness, "p.json", "q.json"], irregular);
+    }
+    refused(&["setup", "--ops-per-proof", "1", "--import-zkey", fifo], irregular);
+}

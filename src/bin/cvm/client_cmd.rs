@@ -63,7 +63,8 @@ impl ServerArgs {
     fn options(&self) -> anyhow::Result<ClientOptions> {
         let token = match &self.token {
             Some(t) => Some(match t.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading token file {path}"))?,
+                Some(path) => causality_vm::bounded::read_text_at_most(Path::new(path), 1 << 20)
+                    .with_context(|| format!("reading token file {path}"))?,
                 None => t.clone(),
             }),
             None => None,
@@ -774,7 +775,10 @@ struct ZkeyUpload {
 impl ZkeyUpload {
     /// Upload the key (and R1CS); returns its id.
     async fn send(&self, client: &mut Client) -> anyhow::Result<String> {
-        let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        let read = |path: &Path| {
+            causality_vm::bounded::read_at_most(path, MAX_JOB_FILE_BYTES)
+                .with_context(|| format!("reading {}", path.display()))
+        };
         let zkey = read(&self.zkey)?;
         let r1cs = match &self.r1cs {
             Some(path) => read(path)?,
@@ -944,8 +948,8 @@ fn payload_of(bytes: &[u8], path: &Path, args: &SubmitArgs) -> anyhow::Result<(J
         JobFile::Groth16 { zkey, zkey_id, r1cs, witness } => {
             let beside = |p: &Path| path.parent().unwrap_or(Path::new("")).join(p);
             let witness = beside(&witness);
-            let witness =
-                std::fs::read(&witness).with_context(|| format!("{origin}: reading {}", witness.display()))?;
+            let witness = causality_vm::bounded::read_at_most(&witness, MAX_JOB_FILE_BYTES)
+                .with_context(|| format!("{origin}: reading {}", witness.display()))?;
             let key = match (zkey, zkey_id) {
                 (Some(zkey), None) => {
                     let zkey = beside(&zkey);

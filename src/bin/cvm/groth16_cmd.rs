@@ -228,7 +228,8 @@ fn verify(globals: &Globals, args: VerifyArgs) -> anyhow::Result<i32> {
     let public = snarkjs::read_public(&args.public)?;
     let proof = snarkjs::proof_from_json(
         &serde_json::from_slice(
-            &std::fs::read(&args.proof).with_context(|| format!("reading {}", args.proof.display()))?,
+            &causality_vm::bounded::read_at_most(&args.proof, 1 << 24)
+                .with_context(|| format!("reading {}", args.proof.display()))?,
         )
         .with_context(|| format!("{}: not JSON", args.proof.display()))?,
     )

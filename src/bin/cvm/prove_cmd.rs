@@ -170,7 +170,8 @@ pub fn export(globals: &Globals, args: ExportArgs) -> anyhow::Result<i32> {
         args.proofs
             .iter()
             .map(|p| {
-                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                let bytes = causality_vm::bounded::read_at_most(p, 1 << 26)
+                    .with_context(|| format!("reading {}", p.display()))?;
                 BatchProof::from_bytes(&bytes).with_context(|| format!("decoding {}", p.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?
@@ -320,7 +321,8 @@ pub fn verify(globals: &Globals, args: VerifyArgs) -> anyhow::Result<i32> {
 
 /// A verifying key file: snarkjs JSON, or our compressed encoding.
 fn read_trusted_key(path: &Path) -> anyhow::Result<ark_groth16::VerifyingKey<ark_bn254::Bn254>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes =
+        causality_vm::bounded::read_at_most(path, 1 << 28).with_context(|| format!("reading {}", path.display()))?;
     Ok(match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => snarkjs::read_vk(path)?,
         _ => keys::load_verifying_key(path)?,

@@ -22,13 +22,13 @@ pub struct ProveOpsArgs {
 }
 
 pub fn run(globals: &Globals, args: ProveOpsArgs) -> anyhow::Result<i32> {
+    // Bounded as a batch file is.
+    let limit = causality_vm::batch::file::MAX_FILE_BYTES;
     let text = match args.file.as_os_str() == "-" {
-        true => {
-            let mut text = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut text).context("reading standard input")?;
-            text
-        }
-        false => std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?,
+        true => causality_vm::bounded::read_stream_at_most(std::io::stdin().lock(), limit)
+            .context("reading standard input")?,
+        false => causality_vm::bounded::read_at_most(&args.file, limit)
+            .with_context(|| format!("reading {}", args.file.display()))?,
     };
     let origin = args.file.display().to_string();
     // Everything is checked before the keys load: a bad document costs nothing.

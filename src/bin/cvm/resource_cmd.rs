@@ -94,7 +94,8 @@ fn read_input(file: &PathBuf) -> anyhow::Result<String> {
     if file.as_os_str() == "-" {
         std::io::stdin().lock().take(1 << 24).read_to_string(&mut text).context("reading standard input")?;
     } else {
-        text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        text = causality_vm::bounded::read_text_at_most(file, 1 << 24)
+            .with_context(|| format!("reading {}", file.display()))?;
     }
     Ok(text)
 }

@@ -5,6 +5,7 @@ use std::io::{BufRead as _, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use causality_vm::bounded::read_text_at_most;
 use causality_vm::capability::CapabilityToken;
 use causality_vm::hash::HashPool;
 use causality_vm::resource::{NewResource, OperationKind, ResourceRegister};
@@ -126,7 +127,8 @@ pub fn run(globals: &Globals, cmd: TelCommand) -> anyhow::Result<i32> {
 /// The compiled program, or `None` after printing the TEL error (with the
 /// file, line and column, and the offending line).
 fn compile_file(globals: &Globals, file: &Path) -> anyhow::Result<Option<Program>> {
-    let source = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let limit = causality_vm::batch::file::MAX_PROGRAM_BYTES;
+    let source = read_text_at_most(file, limit).with_context(|| format!("reading {}", file.display()))?;
     match tel::compile(&source) {
         Ok(program) => Ok(Some(program)),
         Err(err) => {
@@ -221,8 +223,12 @@ fn step_through(trace: &ExecutionTrace, out: &mut impl Write) -> anyhow::Result<
     Ok(())
 }
 
+/// The most a resource file may hold (a register's fields are bounded far below).
+const MAX_RESOURCE_FILE_BYTES: u64 = 1 << 24;
+
 fn load_resource(path: &Path) -> anyhow::Result<ResourceRegister> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        read_text_at_most(path, MAX_RESOURCE_FILE_BYTES).with_context(|| format!("reading {}", path.display()))?;
     let new: NewResource = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
     let id = ContentId::of_encoding(&new.id_encoding());

@@ -122,7 +122,9 @@ fn domain_arg(name: &str) -> anyhow::Result<DomainId> {
 fn read_token(arg: &str) -> anyhow::Result<CapabilityToken> {
     let (text, source) = match arg.strip_prefix('@') {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading token file {path}"))?;
+            // Tokens are a few hundred bytes; a long chain of caveats a few KiB.
+            let text = causality_vm::bounded::read_text_at_most(std::path::Path::new(path), 1 << 20)
+                .with_context(|| format!("reading token file {path}"))?;
             (text, format!("token file {path}"))
         }
         None => (arg.to_string(), "token".to_string()),

@@ -69,6 +69,12 @@ pub enum CircomError {
 /// any marker is trusted or left.
 fn map(path: &std::path::Path) -> Result<memmap2::Mmap, CircomError> {
     let io = |source| CircomError::Io { path: path.display().to_string(), source };
+    // Asked before opening: opening a FIFO waits for a writer, and a device
+    // or directory cannot be mapped (the OS's "No such device" says little).
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        let kind = std::io::ErrorKind::InvalidInput;
+        return Err(io(std::io::Error::new(kind, "not a regular file (a device, FIFO or directory is never read)")));
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     // SAFETY: see above; the bytes are only read.
     unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io)
