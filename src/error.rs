@@ -74,3 +74,29 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("no message")
 }
+
+thread_local! {
+    /// How many [`catch_quietly`] calls this thread is inside.
+    static QUIET: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Run `f`, catching a panic that the caller turns into an error of its
+/// own (redb panics on some damaged files): the panic hook says nothing
+/// for it, so the user reads that error, not a panic message and a
+/// backtrace besides. Panics elsewhere, and on other threads, are printed
+/// as before (the hook installed here hands them to the one it replaced).
+pub fn catch_quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(|quiet| quiet.get()) == 0 {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|quiet| quiet.set(quiet.get() + 1));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|quiet| quiet.set(quiet.get() - 1));
+    caught
+}

@@ -127,7 +127,7 @@ pub(super) fn fold_batches(db: &Database, batches: &[Unfolded], rows: &mut RowKe
         if record.number != head + 1 {
             return Err(StoreError::Corrupt {
                 what: "checkpoint".into(),
-                offset: 0,
+                offset: None,
                 reason: format!("batch {} follows batch {head}: the batches to fold have a gap", record.number),
             });
         }

@@ -72,7 +72,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn corrupt(&self, why: impl Into<String>) -> StoreError {
-        StoreError::Corrupt { what: self.what.to_string(), offset: self.pos, reason: why.into() }
+        StoreError::Corrupt { what: self.what.to_string(), offset: Some(self.pos), reason: why.into() }
     }
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {

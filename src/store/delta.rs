@@ -69,7 +69,7 @@ fn digests(bytes: &[u8]) -> impl Iterator<Item = [u8; 32]> + '_ {
 }
 
 fn too_many(n: usize) -> StoreError {
-    StoreError::Corrupt { what: "batch delta".into(), offset: 0, reason: format!("{n} digests cannot fit") }
+    StoreError::Corrupt { what: "batch delta".into(), offset: None, reason: format!("{n} digests cannot fit") }
 }
 
 fn check_tag(d: &mut Decoder) -> Result<(), StoreError> {
@@ -77,7 +77,7 @@ fn check_tag(d: &mut Decoder) -> Result<(), StoreError> {
         DELTA_TAG => Ok(()),
         tag => Err(StoreError::Corrupt {
             what: "batch delta".into(),
-            offset: 0,
+            offset: None,
             reason: format!("unknown record tag {tag:#x}"),
         }),
     }

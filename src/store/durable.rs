@@ -142,7 +142,7 @@ impl Log {
 fn unapplied(written: u64) -> StoreError {
     StoreError::Corrupt {
         what: "batch log".into(),
-        offset: 0,
+        offset: None,
         reason: format!(
             "batch {written} was written to the log but never applied in memory (its commit was cut short); \
              reopen the store, which replays it, before committing or checkpointing more"
@@ -637,9 +637,30 @@ pub(super) fn open_read_only(path: &Path) -> Result<ReadOnlyDatabase, StoreError
                 )),
             })?;
             drop(repaired);
-            Ok(builder().open_read_only(path)?)
+            builder().open_read_only(path).map_err(|e| unreadable(path, e))
         }
-        opened => Ok(opened?),
+        opened => opened.map_err(|e| unreadable(path, e)),
+    }
+}
+
+/// A database file that would not open for reading, named: damage and
+/// truncation as such, other failures of the file with its path.
+fn unreadable(path: &Path, e: redb::DatabaseError) -> StoreError {
+    use std::io::ErrorKind::{InvalidData, UnexpectedEof};
+    let damaged = match &e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => matches!(io.kind(), InvalidData | UnexpectedEof),
+        _ => false,
+    };
+    match damaged {
+        true => StoreError::Corrupt {
+            what: format!("store database {}", path.display()),
+            offset: None,
+            reason: format!(
+                "{e}: it is damaged or truncated, or not a store database; `cvm store check` reports every problem"
+            ),
+        },
+        false => StoreError::Io { path: path.display().to_string(), reason: e.to_string() },
     }
 }
 
@@ -682,7 +703,7 @@ impl Tables {
                 Some(record) => {
                     return Err(StoreError::Corrupt {
                         what: "checkpoint".into(),
-                        offset: 0,
+                        offset: None,
                         reason: format!(
                             "the tables' state root {} is not the one batch {head}'s record holds ({})",
                             crate::content_id::hex_encode(&root),
@@ -693,7 +714,7 @@ impl Tables {
                 None => {
                     return Err(StoreError::Corrupt {
                         what: "checkpoint".into(),
-                        offset: 0,
+                        offset: None,
                         reason: format!("the tables hold batches up to {head} but no record of batch {head}"),
                     })
                 }
@@ -719,7 +740,7 @@ pub(super) fn open_checked(file: &Path, named: &Path) -> Result<Database, StoreE
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Busy { holder: writer_holder(named) }),
         Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) => Err(StoreError::Corrupt {
             what: format!("store database {}", named.display()),
-            offset: 0,
+            offset: None,
             reason: format!(
                 "{reason}; its integrity check failed and it cannot be repaired: restore store.redb from a backup \
                  (the batch log alone holds only the batches not yet checkpointed)"
@@ -732,13 +753,13 @@ pub(super) fn open_checked(file: &Path, named: &Path) -> Result<Database, StoreE
 /// Run `read` on the database at `path`, turning a panic (redb may panic on
 /// a damaged file) into an error.
 pub(super) fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+    match crate::error::catch_quietly(read) {
         Ok(result) => result,
         Err(panic) => {
             let text = crate::error::panic_text(&*panic);
             Err(StoreError::Corrupt {
                 what: format!("store database {}", path.display()),
-                offset: 0,
+                offset: None,
                 reason: format!("reading it failed ({text}): the file is damaged"),
             })
         }
@@ -776,7 +797,7 @@ fn check_against_table(db: &Db, format: RowFormat, record: &BatchRecord) -> Resu
         Some(held) if held.state_root_after == record.state_root_after => Ok(()),
         _ => Err(StoreError::Corrupt {
             what: "batch log".into(),
-            offset: 0,
+            offset: None,
             reason: format!(
                 "the log's batch {} (state root {}) is not the batch {} the checkpoint holds",
                 record.number,

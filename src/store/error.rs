@@ -8,8 +8,13 @@ pub enum StoreError {
     Database(String),
     #[error("store file {path}: {reason}")]
     Io { path: String, reason: String },
-    #[error("corrupt {what} at byte {offset}: {reason}")]
-    Corrupt { what: String, offset: usize, reason: String },
+    #[error("corrupt {what}{}: {reason}", at_byte(offset))]
+    Corrupt {
+        what: String,
+        /// Where in `what` the damage was found, when a decoder knows it.
+        offset: Option<usize>,
+        reason: String,
+    },
     #[error(
         "batch log {path} is damaged at byte {offset}: {reason}{}; nothing was changed. `cvm store check` \
          reports every problem; `cvm store recover --to-last-good` keeps the batches before the damage and \
@@ -70,4 +75,8 @@ impl From<StoreError> for ExecutionError {
     fn from(e: StoreError) -> Self {
         ExecutionError::StateCommitmentError { reason: e.to_string() }
     }
+}
+
+fn at_byte(offset: &Option<usize>) -> String {
+    offset.map(|at| format!(" at byte {at}")).unwrap_or_default()
 }

@@ -94,7 +94,7 @@ impl BatchRecord {
         if tag != RECORD_TAG {
             return Err(StoreError::Corrupt {
                 what: "batch record".into(),
-                offset: 0,
+                offset: None,
                 reason: format!("unknown record tag {tag:#x}"),
             });
         }

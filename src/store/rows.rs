@@ -142,7 +142,7 @@ pub(super) fn rewrite_row(
     if found != changes.len() {
         return Err(StoreError::Corrupt {
             what: "register_rows table".into(),
-            offset: 0,
+            offset: None,
             reason: format!(
                 "row {key} lacks {} of the registers the checkpoint's map puts there",
                 changes.len() - found

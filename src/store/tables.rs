@@ -76,7 +76,7 @@ impl RowFormat {
         }
         let corrupt = |reason: &str| StoreError::Corrupt {
             what: format!("{table} table, row {key}"),
-            offset: 0,
+            offset: None,
             reason: reason.to_string(),
         };
         let split = row.len().checked_sub(ROW_CHECK).ok_or_else(|| corrupt("shorter than its checksum"))?;
@@ -97,7 +97,7 @@ pub(super) fn row_format(
         Some(v) if v.value() == SEALED.to_le_bytes() => Ok(RowFormat::Sealed),
         Some(_) => Err(StoreError::Corrupt {
             what: "meta table".into(),
-            offset: 0,
+            offset: None,
             reason: "the row format is not one this version knows".into(),
         }),
     }
@@ -111,7 +111,7 @@ pub(super) fn frame_key_row(key: &[u8; 32]) -> Vec<u8> {
 pub(super) fn read_frame_key(row: &[u8]) -> Result<[u8; 32], StoreError> {
     let corrupt = || StoreError::Corrupt {
         what: "meta table".into(),
-        offset: 0,
+        offset: None,
         reason: "the log's frame key is damaged".into(),
     };
     let key: [u8; 32] = row.get(..32).and_then(|k| k.try_into().ok()).ok_or_else(corrupt)?;

@@ -633,3 +633,50 @@ fn devices_and_fifos_named_as_inputs_are_refused_not_read_forever() {
     }
     refused(&["setup", "--ops-per-proof", "1", "--import-zkey", fifo], irregular);
 }
+
+/// redb panics on some damaged pages; the store turns the panic into an
+/// error naming the file, and the user sees that error alone: no panic
+/// message, no backtrace, and no byte offset the store does not know.
+#[test]
+fn a_damaged_database_page_is_an_error_never_a_panic_message() {
+    use causality_vm::batch::{execute_batch, TransactionContext};
+    use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
+    use causality_vm::store::RegisterStore;
+    let built = tempfile::tempdir().unwrap();
+    {
+        let mut store = RegisterStore::open(built.path()).unwrap();
+        let accept = store.put_content(&Program::new(vec![Instruction::Accept], Vec::new()).unwrap().encode()).unwrap();
+        let root = RootKey([4; 32]);
+        let mut keys = KeyRing::new();
+        keys.insert(DomainId::new(DOMAIN), root.clone());
+        let ctx = causality_vm::ExecutionContext {
+            domain_id: DomainId::new(DOMAIN),
+            trace_id: "t".into(),
+            capability_token: CapabilityToken::mint(&root, DomainId::new(DOMAIN), [1; 16]),
+            timestamp: now(),
+            environment: Default::default(),
+            cross_domain_grants: Vec::new(),
+        };
+        let tx = TransactionContext::new(causality_vm::ExecutionMode::Standard);
+        for n in 0..3 {
+            let ops = [create(&resource(accept, 2 * n)), create(&resource(accept, 2 * n + 1))];
+            assert!(execute_batch(&mut store, &keys, &ops, &ctx, &tx).unwrap().metadata.committed);
+        }
+    } // closed cleanly: every batch is in the tables, none in the log.
+    let pristine = std::fs::read(built.path().join("store.redb")).unwrap();
+    let mut refused = 0;
+    for at in (0..pristine.len()).step_by(512) {
+        let mut damaged = pristine.clone();
+        damaged[at] ^= 0x5a;
+        std::fs::write(built.path().join("store.redb"), &damaged).unwrap();
+        let o = cvm_command(built.path(), &["state", "root"]).env("RUST_BACKTRACE", "1").output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "byte {at}: {stderr}");
+        if !o.status.success() {
+            refused += 1;
+            let named = stderr.contains("store.redb") || stderr.contains("the database file is damaged");
+            assert!(named && !stderr.contains("at byte 0:"), "byte {at}: {stderr}");
+        }
+    }
+    assert!(refused > 0, "no flip was noticed");
+}
