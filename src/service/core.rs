@@ -372,10 +372,21 @@ impl Core {
             return Err(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
         }
         let payload = work::adopt_paths(payload, &self.engines)?;
-        let parsed = work::check(&payload, &self.engines, &request.request_id)?;
-        let key_set = work::KeySet::of(&payload).tag();
         let encoded = payload.encode_to_vec();
         let digest = *blake3::hash(&encoded).as_bytes();
+        let parsed = match work::check(&payload, &self.engines, &request.request_id) {
+            Ok(parsed) => parsed,
+            // What the payload names may have changed since it was accepted
+            // (a base set removed): a retry of an accepted job is still
+            // answered with it, as its retries are whatever else changed.
+            Err(bad) => {
+                return match self.journal.find_request(&request.request_id)? {
+                    Some(existing) => self.existing(existing, digest).map(Checked::Answered),
+                    None => Err(bad.into()),
+                }
+            }
+        };
+        let key_set = work::KeySet::of(&payload).tag();
         if let Some(Err(bad)) = parsed.as_ref().map(|batch| batch.check_clock(self.engines.max_clock_skew)) {
             // A retry of a job accepted while its date was near is answered with it.
             return match self.journal.find_request(&request.request_id)? {

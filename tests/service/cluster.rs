@@ -633,6 +633,9 @@ async fn uploads_and_proving_keys_are_shared_by_the_cluster() {
     let refused = client_a.submit("msm-after", msm.clone(), 0, None).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "as the embedded store refuses it: {refused:?}");
     assert!(refused.message().contains("not in this cluster (removed"), "{}", refused.message());
+    // A retry of the job accepted while the set was there is answered with that job.
+    let again = client_a.submit("msm", msm.clone(), 0, None).await.unwrap();
+    assert!(again.existing && again.job_id == accepted.job_id, "{again:?}");
     let queue = Queue::connect(&url).await.unwrap();
     let stale = queue.submit(&new_job("msm-stale", JobKind::Msm, &msm.encode_to_vec())).await.unwrap().id();
     let worker_b = worker(&url, dir_b.path(), "b", Duration::from_secs(10)).await;

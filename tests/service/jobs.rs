@@ -209,7 +209,12 @@ async fn msm_jobs_equal_arkworks_inline_and_with_resident_bases() {
     assert!(!client.remove_bases(&set1.base_set_id).await.unwrap(), "already gone");
     let err = client.submit("g1-removed", job(Group::G1, named(&set1.base_set_id), &s1), 0, None).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert!(err.message().contains("was never uploaded"), "{}", err.message());
+    assert!(err.message().contains("is not on this server (never uploaded, or removed)"), "{}", err.message());
+    // A retry of a job accepted while the set was there is still answered with that job.
+    let again = client.submit("g1-set-again", job(Group::G1, named(&set1.base_set_id), &s1), 0, None).await.unwrap();
+    assert!(again.existing, "{again:?}");
+    let kept = client.wait(again.job_id).await.unwrap();
+    assert_eq!(kept.state(), JobState::Succeeded, "{kept:?}");
     let err = client.remove_bases("bases:nonsense").await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     server.shutdown().await.unwrap();

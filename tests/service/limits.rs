@@ -88,7 +88,7 @@ async fn malformed_payloads_are_invalid_arguments_naming_the_field() {
                     scalars: vec![],
                 })),
             },
-            "was never uploaded",
+            "is not on this server (never uploaded, or removed)",
         ),
     ];
     for (name, payload, expected) in cases {

@@ -71,8 +71,18 @@ impl Front {
                 .await?
                 .ok_or(Refusal::QueueFull { kind: kind_name(kind), depth: self.depth });
         }
+        // What the payload names may have changed since it was accepted (an
+        // upload removed): a retry of an accepted job is still answered with it.
+        let refused = |bad: Refusal| async {
+            match bad {
+                Refusal::Invalid(_) => Ok(self.existing(&request.request_id, &encoded).await?.ok_or(bad)?),
+                other => Err(other),
+            }
+        };
         // An upload to another server of the cluster is fetched to be checked.
-        super::blobs::fetch_uploads(&self.queue, engines, &payload).await?;
+        if let Err(bad) = super::blobs::fetch_uploads(&self.queue, engines, &payload).await {
+            return refused(bad.into()).await;
+        }
         // Checking parses a batch, compiles its programs, decodes witnesses:
         // on the blocking pool, not on the threads every call shares.
         let (checking, request_id) = (engines.clone(), request.request_id.clone());
@@ -83,8 +93,11 @@ impl Front {
             let domain = parsed.map(|batch| batch.domain().as_str().to_string()).unwrap_or_default();
             Ok::<_, Refusal>((payload, domain, dated))
         });
-        let (payload, domain, dated) =
-            checked.await.map_err(|e| Refusal::Internal(format!("checking the payload failed: {e}")))??;
+        let checked = checked.await.map_err(|e| Refusal::Internal(format!("checking the payload failed: {e}")))?;
+        let (payload, domain, dated) = match checked {
+            Ok(checked) => checked,
+            Err(bad) => return refused(bad).await,
+        };
         if let Err(bad) = dated {
             // A retry of a job accepted while its date was near is answered with it.
             return self.existing(&request.request_id, &encoded).await?.ok_or(bad.into());

@@ -269,7 +269,10 @@ pub(super) fn parse<'a>(job: &'a MsmJob, sets: &BaseSets) -> Result<Work<'a>, Ba
                 BadPayload::new("msm.base_set_id", format!("{text:?} is not a base set id (bases:<64 hex>)"))
             })?;
             if !sets.knows(&id) {
-                return Err(BadPayload::new("msm.base_set_id", format!("{id} was never uploaded to this server")));
+                return Err(BadPayload::new(
+                    "msm.base_set_id",
+                    format!("{id} is not on this server (never uploaded, or removed)"),
+                ));
             }
             // Checked now, as inline bases are, rather than failing the job when it runs.
             if let Some((set_group, len)) = sets.shape(&id) {
