@@ -573,6 +573,9 @@ mod cluster {
         let worker = Worker::with_engines(queue.clone(), core.engines.clone(), core.metrics.clone(), &worker_options)
             .await
             .map_err(cluster_error)?;
+        // This store's batches were proven with its key sets: the cluster takes
+        // them where it has none, and a cluster with others is refused here.
+        worker.offer_key_sets().await.map_err(|e| ServeError::Config(format!("joining the cluster: {e}")))?;
         let (runner, runners, running) = (worker.clone(), options.runners, stopped.clone());
         tasks.push(tokio::spawn(async move {
             runner.run(runners, running).await;

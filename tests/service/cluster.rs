@@ -1156,3 +1156,43 @@ fn two_servers_and_three_workers_killed_at_random_and_restarted_run_every_job_on
     }
     assert_eq!(committed, 12, "every batch committed once across the stores");
 }
+
+/// A server whose store was proven with its own key set keeps it when it
+/// joins a cluster: the cluster takes it where it has none (a worker's
+/// cache then installs it), and a server whose set differs from the
+/// cluster's is refused at start, its keys untouched, rather than having
+/// them replaced and its batches left unverifiable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_joining_a_cluster_keeps_the_key_set_its_store_was_proven_with() {
+    use causality_vm::prove::keys::{key_dir, VERIFYING_KEY_FILE};
+    let Some(url) = database("keysets") else { return };
+    let own_keys = |dir: &std::path::Path, with_store: bool| {
+        if with_store {
+            causality_vm::store::RegisterStore::open(dir).unwrap().close().unwrap();
+        }
+        let (code, out, err) = crate::cli::run(crate::cli::cvm(dir).args(["setup", "--ops-per-proof", "1"]));
+        assert_eq!(code, 0, "{out}{err}");
+        std::fs::read(key_dir(dir, 1).join(VERIFYING_KEY_FILE)).unwrap()
+    };
+    let (first, second, cache) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first_vk = own_keys(first.path(), true);
+    let server = cluster_server(first.path(), &url, 0).await;
+    // A worker with keys of its own (a cache: no store) takes the cluster's, the server's.
+    let cache_vk = own_keys(cache.path(), false);
+    assert_ne!(cache_vk, first_vk);
+    let w = worker(&url, cache.path(), "cache", Duration::from_secs(10)).await;
+    w.offer_key_sets().await.unwrap();
+    assert_eq!(std::fs::read(key_dir(cache.path(), 1).join(VERIFYING_KEY_FILE)).unwrap(), first_vk);
+    // A second store with its own set is refused, and keeps its keys.
+    let second_vk = own_keys(second.path(), true);
+    let mut options = crate::support::options(second.path(), 0);
+    options.queue = Some(url.clone());
+    let Err(refused) = causality_vm::service::server::start(options).await else {
+        panic!("a server whose key set is not the cluster's started")
+    };
+    assert!(refused.to_string().contains("own key set for 1 ops per proof"), "{refused}");
+    assert_eq!(std::fs::read(key_dir(second.path(), 1).join(VERIFYING_KEY_FILE)).unwrap(), second_vk);
+    assert_eq!(std::fs::read(key_dir(first.path(), 1).join(VERIFYING_KEY_FILE)).unwrap(), first_vk);
+    server.shutdown().await.unwrap();
+}

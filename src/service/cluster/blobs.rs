@@ -53,6 +53,20 @@ impl Cache {
         Ok(())
     }
 
+    /// Offer the key sets this machine's data dir holds to the cluster
+    /// (a server's, at its start): each becomes the cluster's set for its
+    /// size where the cluster has none yet, so a store that joins a cluster
+    /// keeps proving with the keys its batches were proven with.
+    pub async fn offer_local_sets(&self, queue: &Queue, engines: &Arc<Engines>) -> Result<(), WorkError> {
+        let held = crate::prove::SUPPORTED_OPS_PER_PROOF
+            .into_iter()
+            .filter(|&k| keys::key_dir(&self.data_dir, k).join(keys::CIRCUIT_FILE).is_file());
+        for ops in held.collect::<Vec<_>>() {
+            self.key_set(queue, engines, ops).await?;
+        }
+        Ok(())
+    }
+
     /// Make this machine's key set for `ops` ops per proof the cluster's.
     pub async fn key_set(&self, queue: &Queue, engines: &Arc<Engines>, ops: usize) -> Result<(), WorkError> {
         if self.key_sets.lock().unwrap_or_else(|p| p.into_inner()).contains(&ops) {
@@ -87,12 +101,25 @@ impl Cache {
         let files = decode(&published)
             .ok_or_else(|| WorkError::Internal(format!("the cluster's blob {name} is damaged: it does not decode")))?;
         let (engines, dir2) = (engines.clone(), dir.clone());
+        let owns_store = crate::store::RegisterStore::file_in(&self.data_dir).exists();
         blocking(move || {
             let circuit = |files: &[(String, Vec<u8>)]| {
                 files.iter().find(|(n, _)| n == keys::CIRCUIT_FILE).map(|(_, bytes)| bytes.clone())
             };
             let local = keys::read_set(&dir2).ok();
             if local.as_deref().and_then(circuit) != circuit(&files) {
+                // A store's batches were proven with its own key set: replacing
+                // it would leave them unverifiable (a worker's cache holds none).
+                if local.is_some() && owns_store {
+                    return Err(WorkError::Precondition(format!(
+                        "{} holds this machine's own key set for {ops} ops per proof, which the batches of its \
+                         register store were proven with, and the cluster uses another (published by another \
+                         machine first): installing the cluster's would leave those batches unverifiable. Give \
+                         the cluster one key set: start this server first, so that the cluster takes its set, or \
+                         copy its key set into the other machines' data dirs",
+                        dir2.display()
+                    )));
+                }
                 tracing::info!("installing the cluster's proving keys for {ops} ops per proof in {}", dir2.display());
                 keys::install_set(&dir2, &files).map_err(|e| WorkError::Internal(e.to_string()))?;
                 engines.keys.evict(ops);

@@ -123,6 +123,11 @@ impl Worker {
         Ok(worker)
     }
 
+    /// Offer the data dir's own key sets to the cluster ([`super::blobs::Cache::offer_local_sets`]).
+    pub async fn offer_key_sets(&self) -> Result<(), work::WorkError> {
+        self.cache.offer_local_sets(&self.queue, &self.engines).await
+    }
+
     /// Run until `stop` turns true: `runners` claim and run jobs (none: a
     /// server that only commits batches), a keeper beats and puts back
     /// jobs whose lease expired. Running jobs finish before this returns.
