@@ -89,7 +89,7 @@ pub fn run(globals: &Globals, cmd: ResourceCommand) -> anyhow::Result<i32> {
     }
 }
 
-fn read_input(file: &PathBuf) -> anyhow::Result<String> {
+fn read_input(file: &std::path::Path) -> anyhow::Result<String> {
     let mut text = String::new();
     if file.as_os_str() == "-" {
         std::io::stdin().lock().take(1 << 24).read_to_string(&mut text).context("reading standard input")?;
