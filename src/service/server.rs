@@ -551,6 +551,10 @@ mod cluster {
 
     type Tasks = Vec<tokio::task::JoinHandle<Result<(), ServeError>>>;
 
+    /// How often each server looks the cluster's queued jobs over for
+    /// deadlines that passed (one server does it every 200 ms, in memory).
+    const CLUSTER_DEADLINE_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
     /// Connect the front, and run the server's runners as a worker of the
     /// cluster on its engines (they stop, finishing their jobs, with the
     /// server). Ended jobs past the result TTL are forgotten now and then.
@@ -588,6 +592,20 @@ mod cluster {
         tasks.push(tokio::spawn(async move {
             worker.run_batches(Arc::new(committer), committing).await;
             Ok(())
+        }));
+        // Queued jobs past their deadline end when it passes, as on one server
+        // (a worker would fail them only when it claimed them).
+        let (sweeping, mut sweep_stop) = (queue.clone(), stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(CLUSTER_DEADLINE_SWEEP) => {}
+                    _ = sweep_stop.wait_for(|s| *s) => return Ok(()),
+                }
+                if let Err(e) = sweeping.end_past_deadline(now_ms()).await {
+                    tracing::warn!("{e}");
+                }
+            }
         }));
         let (expiring, ttl) = (queue.clone(), options.result_ttl);
         tasks.push(super::expire_now_and_then(ttl, stopped, move || {

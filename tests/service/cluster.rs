@@ -1196,3 +1196,27 @@ async fn a_server_joining_a_cluster_keeps_the_key_set_its_store_was_proven_with(
     assert_eq!(std::fs::read(key_dir(first.path(), 1).join(VERIFYING_KEY_FILE)).unwrap(), first_vk);
     server.shutdown().await.unwrap();
 }
+
+/// A cluster's queued job whose deadline passes ends then, `DEADLINE_EXCEEDED`,
+/// with no worker to claim it: its watchers hear its end and its place in
+/// the queue is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_cluster_job_past_its_deadline_ends_and_frees_its_place() {
+    let Some(url) = database("deadline") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = crate::support::options(dir.path(), 0);
+    options.queue = Some(url.clone());
+    options.queue_depth = 1;
+    let server = causality_vm::service::server::start(options).await.unwrap();
+    let mut client = crate::support::unix_client(&server).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let soon = client.submit("soon", hash_payload(&[b"late"]), 0, Some(now + 1500)).await.unwrap();
+    // The queue is full until the deadline passes.
+    let full = client.submit("next", hash_payload(&[b"next"]), 0, None).await.unwrap_err();
+    assert_eq!(full.code(), tonic::Code::ResourceExhausted, "{full:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(30), client.wait(soon.job_id)).await.unwrap().unwrap();
+    assert_eq!(ended.state(), JobState::Failed, "{ended:?}");
+    assert_eq!(ended.error.unwrap().code, "DEADLINE_EXCEEDED");
+    client.submit("next", hash_payload(&[b"next"]), 0, None).await.unwrap();
+    server.shutdown().await.unwrap();
+}

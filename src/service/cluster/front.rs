@@ -65,7 +65,11 @@ impl Front {
         let encoded = payload.encode_to_vec();
         // A full queue sheds the load before any checking work (a retry of
         // an accepted job is still answered with it).
-        if self.queue.count(kind).await?.queued as usize >= self.depth {
+        let full = |count: super::KindCount| count.queued as usize >= self.depth;
+        // Places held by jobs past their deadline are freed first.
+        if full(self.queue.count(kind).await?)
+            && (self.queue.end_past_deadline(now_ms()).await? == 0 || full(self.queue.count(kind).await?))
+        {
             return self
                 .existing(&request.request_id, &encoded)
                 .await?

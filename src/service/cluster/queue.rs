@@ -529,6 +529,25 @@ impl Queue {
         Ok(row.get::<_, i64>(0) as u64)
     }
 
+    /// Fail every queued job whose deadline passed before it started
+    /// (`DEADLINE_EXCEEDED`), so it holds no place in its queue and its
+    /// watchers hear its end; returns how many. A job that ran before (put
+    /// back after a lost lease) is left to its next claim, as a batch job
+    /// that may have committed must be.
+    pub async fn end_past_deadline(&self, now_ms: u64) -> Result<u64, ClusterError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE cvm_jobs SET state = 4, error_code = 'DEADLINE_EXCEEDED',
+                     error_message = 'the deadline ' || deadline_ms || ' (Unix ms) passed before the job started',
+                     finished_ms = $1
+                 WHERE state = 1 AND attempts = 0 AND deadline_ms <> 0 AND deadline_ms <= $1",
+                &[&(now_ms as i64)],
+            )
+            .await
+            .map_err(|e| ClusterError::db("ending queued jobs past their deadline", e))
+    }
+
     /// Forget ended jobs that finished before `horizon_ms`.
     pub async fn expire(&self, horizon_ms: u64) -> Result<u64, ClusterError> {
         let client = self.client().await?;
