@@ -77,7 +77,7 @@ impl Accelerator for Api {
             let id = self.cluster_submit(front, request).await?.job_id;
             let first = front.get(id).await?;
             let (sender, mut receiver) = tokio::sync::mpsc::channel(16);
-            front.events(id, first, sender);
+            front.events(id, first, sender, self.stopping.clone());
             let mut stopping = self.stopping.clone();
             loop {
                 tokio::select! {
@@ -124,7 +124,7 @@ impl Accelerator for Api {
             let job = front.get(id).await?;
             self.visible(&grant, &job)?;
             let (sender, receiver) = tokio::sync::mpsc::channel(16);
-            front.events(id, job, sender);
+            front.events(id, job, sender, self.stopping.clone());
             let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
             let stream = tokio_stream::StreamExt::map(stream, |event| event.map_err(Status::from));
             return Ok(Response::new(Box::pin(stream)));
@@ -577,7 +577,7 @@ impl Api {
 }
 
 /// Resolves once the server is stopping (its sender gone counts too).
-async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
     while !*stopping.borrow_and_update() {
         if stopping.changed().await.is_err() {
             return;

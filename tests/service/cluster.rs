@@ -1199,7 +1199,7 @@ async fn a_server_joining_a_cluster_keeps_the_key_set_its_store_was_proven_with(
 
 /// A cluster's queued job whose deadline passes ends then, `DEADLINE_EXCEEDED`,
 /// with no worker to claim it: its watchers hear its end and its place in
-/// the queue is free again.
+/// the queue is free again. A server's stop ends the Await streams open on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_cluster_job_past_its_deadline_ends_and_frees_its_place() {
     let Some(url) = database("deadline") else { return };
@@ -1217,6 +1217,13 @@ async fn a_queued_cluster_job_past_its_deadline_ends_and_frees_its_place() {
     let ended = tokio::time::timeout(Duration::from_secs(30), client.wait(soon.job_id)).await.unwrap().unwrap();
     assert_eq!(ended.state(), JobState::Failed, "{ended:?}");
     assert_eq!(ended.error.unwrap().code, "DEADLINE_EXCEEDED");
-    client.submit("next", hash_payload(&[b"next"]), 0, None).await.unwrap();
+    let next = client.submit("next", hash_payload(&[b"next"]), 0, None).await.unwrap();
+    // A stop ends an open Await at once, naming where the job is kept.
+    let mut events = client.events(next.job_id).await.unwrap();
+    assert_eq!(events.message().await.unwrap().unwrap().state(), JobState::Queued);
+    let waiting = tokio::spawn(async move { events.message().await });
     server.shutdown().await.unwrap();
+    let err = waiting.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("kept in the cluster's queue"), "{}", err.message());
 }

@@ -181,7 +181,13 @@ impl Front {
 
     /// A job's events from now until it ends: each change of state or
     /// stage, then the job as it ended.
-    pub fn events(&self, id: u64, first: Job, sender: mpsc::Sender<Result<JobEvent, Refusal>>) {
+    pub fn events(
+        &self,
+        id: u64,
+        first: Job,
+        sender: mpsc::Sender<Result<JobEvent, Refusal>>,
+        mut stopping: tokio::sync::watch::Receiver<bool>,
+    ) {
         let queue = self.queue.clone();
         let mut waiter = queue.notices().subscribe();
         tokio::spawn(async move {
@@ -210,6 +216,14 @@ impl Front {
                 tokio::select! {
                     _ = wake => {}
                     _ = sender.closed() => return,
+                    // The server stops: the stream ends now, saying where the job is.
+                    _ = crate::service::api::stopped(&mut stopping) => {
+                        let message = format!(
+                            "the server is stopping; job {id} is kept in the cluster's queue: await it on any server"
+                        );
+                        let _ = sender.send(Err(Refusal::Unavailable(message))).await;
+                        return;
+                    }
                 }
                 job = match queue.get(id).await {
                     Ok(Some(job)) => job,
