@@ -312,6 +312,23 @@ async fn a_worker_refuses_batch_jobs_and_an_unreachable_database_is_named() {
     assert!(e.to_string().contains("connecting to the database"), "{e}");
 }
 
+/// A worker started again under the same id is listed with what it does now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_under_its_id_is_listed_with_its_new_kinds() {
+    let Some(url) = database("restarted") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = WorkerOptions::new(&url, dir.path());
+    options.backend = Backend::Cpu;
+    options.id = Some("same".into());
+    options.kinds = vec![JobKind::Msm];
+    drop(Worker::start(&options).await.unwrap());
+    options.kinds = vec![JobKind::Hash, JobKind::ProveOps];
+    drop(Worker::start(&options).await.unwrap());
+    let workers = Queue::connect(&url).await.unwrap().workers(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    assert_eq!(workers[0].kinds, vec![JobKind::Hash, JobKind::ProveOps], "{workers:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_the_database_certificate_is_checked_and_jobs_run() {
     let Some(url) = database("tls") else { return };

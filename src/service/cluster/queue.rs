@@ -558,7 +558,9 @@ impl Queue {
     }
 
     /// Register a worker, or refresh its heartbeat and key sets (its jobs
-    /// done are counted as they end, [`Queue::complete`]).
+    /// done are counted as they end, [`Queue::complete`]). A worker started
+    /// again under the same id replaces the row's description (its kinds,
+    /// host, backend and adapter).
     pub async fn heartbeat(&self, worker: &WorkerRow) -> Result<(), ClusterError> {
         let kinds: Vec<i16> = worker.kinds.iter().map(|k| *k as i16).collect();
         let client = self.client().await?;
@@ -566,7 +568,8 @@ impl Queue {
             .execute(
                 "INSERT INTO cvm_workers (id, host, kinds, backend, adapter, started_ms, key_sets)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (id) DO UPDATE SET heartbeat = now(), key_sets = $7",
+                 ON CONFLICT (id) DO UPDATE SET heartbeat = now(), key_sets = $7, host = $2, kinds = $3,
+                     backend = $4, adapter = $5",
                 &[
                     &worker.id,
                     &worker.host,
