@@ -74,7 +74,7 @@ fn parse(url: &str) -> Result<(Config, Tls), ClusterError> {
         }
     };
     let plain = if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) };
-    let mut config: Config = plain.parse().map_err(|e| bad(format!("{e}")))?;
+    let mut config: Config = plain.parse().map_err(|e| bad(crate::service::error::with_causes(&e)))?;
     bound_waits(&mut config);
     if !wants_tls {
         config.ssl_mode(SslMode::Disable);
@@ -241,6 +241,11 @@ mod tests {
         assert!(e.to_string().contains("sslrootcert /nonexistent/ca file.pem"), "{e}");
         let Err(e) = parse("postgres://u@h/db?sslmode=sometimes") else { panic!("a bad mode") };
         assert!(e.to_string().contains("sslmode=sometimes is not one of"), "{e}");
+        // A parameter the client does not know, or a bad value, is named.
+        let Err(e) = parse("postgres://u@h/db?bogus=1") else { panic!("an unknown parameter") };
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let Err(e) = parse("postgres://u@h/db?connect_timeout=abc") else { panic!("a bad value") };
+        assert!(e.to_string().contains("connect_timeout"), "{e}");
         let Err(e) = parse("postgres://u@h/db?sslmode=require&sslcert=c.pem") else { panic!("client certs") };
         assert!(e.to_string().contains("client certificates"), "{e}");
         let dir = tempfile::tempdir().unwrap();
