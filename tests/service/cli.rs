@@ -247,6 +247,14 @@ fn settings_that_cannot_work_are_refused_up_front() {
     refused(&["serve", "--no-auth"], "--no-auth applies to the TCP listener");
     refused(&["serve", "--runners", "100000"], "at most 1024");
     refused(&["status", "--server", "tcp://127.0.0.1:1", "--tls-ca", job], "--tls-ca is for a server reached over TLS");
+    // A worker's and a cluster server's settings, refused before the database is reached.
+    let queue = "postgres://cvm@127.0.0.1:1/none";
+    refused(&["worker", "--queue", queue, "--lease", "10000000000000000"], "--lease 10000000000000000: from 1 to");
+    refused(&["worker", "--queue", queue, "--lease", "0"], "--lease 0: from 1 to");
+    refused(&["serve", "--queue", queue, "--lease", "100000000000"], "--lease 100000000000: from 1 to");
+    refused(&["worker", "--queue", queue, "--runners", "0"], "--runners 0: from 1 to");
+    refused(&["worker", "--queue", queue, "--id", ""], "printable ASCII characters, no spaces");
+    refused(&["worker", "--queue", queue, "--id", "a b"], "printable ASCII characters, no spaces");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
     let (code, _, err) = run(cvm(&file).args(["serve"]));

@@ -79,9 +79,10 @@ pub fn run(globals: &Globals, args: ServeArgs) -> anyhow::Result<i32> {
     if args.runners == 0 && args.queue.is_none() {
         bail!("--runners 0 would run no jobs: it is for a cluster's front (--queue), whose `cvm worker`s run them");
     }
-    if args.lease == 0 || args.max_attempts == 0 {
-        bail!("--lease and --max-attempts must be at least 1");
+    if args.max_attempts == 0 {
+        bail!("--max-attempts must be at least 1");
     }
+    check_lease(args.lease)?;
     if args.max_message_bytes < MIN_MESSAGE_BYTES {
         bail!("--max-message-bytes {}: at least {MIN_MESSAGE_BYTES} (a status call is larger)", args.max_message_bytes);
     }
@@ -137,4 +138,16 @@ pub fn queue_url(text: &str) -> anyhow::Result<String> {
         return Ok(text.to_string());
     }
     anyhow::bail!("--queue {text:?}: expected a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE")
+}
+
+/// The longest lease: a day. A job whose worker dies is put back only once
+/// its lease expires, and the database's intervals stop far short of u64.
+pub const MAX_LEASE_SECONDS: u64 = 24 * 3600;
+
+/// `--lease SECONDS`, for `cvm serve --queue` and `cvm worker`.
+pub fn check_lease(seconds: u64) -> anyhow::Result<()> {
+    if !(1..=MAX_LEASE_SECONDS).contains(&seconds) {
+        bail!("--lease {seconds}: from 1 to {MAX_LEASE_SECONDS} seconds (a dead worker's jobs wait that long)");
+    }
+    Ok(())
 }

@@ -38,8 +38,16 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<i32> {
     if !args.kinds.is_empty() {
         options.kinds = args.kinds.iter().map(|k| parse_kind(k)).collect::<anyhow::Result<_>>()?;
     }
-    options.runners = args.runners.max(1);
-    options.lease = Duration::from_secs(args.lease.max(1));
+    let max_runners = causality_vm::service::server::MAX_RUNNERS;
+    if !(1..=max_runners).contains(&args.runners) {
+        anyhow::bail!("--runners {}: from 1 to {max_runners}", args.runners);
+    }
+    crate::serve_cmd::check_lease(args.lease)?;
+    if let Some(id) = &args.id {
+        check_worker_id(id)?;
+    }
+    options.runners = args.runners;
+    options.lease = Duration::from_secs(args.lease);
     options.backend = globals.backend;
     options.id = args.id;
     std::fs::create_dir_all(&options.data_dir)
@@ -52,15 +60,21 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<i32> {
         .context("starting the async runtime")?;
     let quiet = globals.quiet;
     runtime.block_on(async {
+        // Bound before the worker joins: a port in use leaves no worker listed.
+        let metrics_listener = match args.metrics {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("serving metrics on {address}"))?,
+            ),
+            None => None,
+        };
         let worker = Worker::start(&options).await?;
         if !quiet {
             note!("worker {} taking jobs from the cluster's queue", worker.id);
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        if let Some(address) = args.metrics {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("serving metrics on {address}"))?;
+        if let Some(listener) = metrics_listener {
             if !quiet {
                 note!("metrics on http://{}/metrics", listener.local_addr().context("reading the metrics address")?);
             }
@@ -94,4 +108,13 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<i32> {
         }
         anyhow::Ok(0)
     })
+}
+
+/// A worker's name as `cvm status` lists it: 1 to 128 printable ASCII
+/// characters, no spaces.
+fn check_worker_id(id: &str) -> anyhow::Result<()> {
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        anyhow::bail!("--id {id:?}: 1 to 128 printable ASCII characters, no spaces");
+    }
+    Ok(())
 }
