@@ -206,6 +206,14 @@ fn check_log(dir: &Path, key: FrameKey, report: &mut CheckReport) {
             }
             last = Some(last.map_or(number, |l| l.max(number)));
         }
+        for &(number, offset) in &file.repaired_seals {
+            report.notes.push(format!(
+                "{} byte {offset}: the leading seal of batch {number}'s frame is damaged; its trailing seal and \
+                 payload are whole, so the batch is kept, and the next writer rewrites the seal (a damaged \
+                 disk or a stray write: check the device)",
+                path.display()
+            ));
+        }
         let status = match &file.tail {
             FileTail::Clean => "whole".to_string(),
             FileTail::Torn { at } => {

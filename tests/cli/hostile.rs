@@ -218,6 +218,25 @@ fn a_damaged_frame_mid_log_is_refused_by_every_command_until_recovered() {
     assert_eq!(cvm(data.path(), &["store", "check"]).status.code(), Some(0));
 }
 
+/// A frame whose leading seal is damaged but whose trailing seal and
+/// payload are whole keeps its batch, and `store check` says so in a note
+/// (it said the store was sound, with nothing to note).
+#[test]
+fn a_damaged_seal_that_costs_nothing_is_still_noted_by_store_check() {
+    let data = ten_batches_in_the_log();
+    let log = data.path().join("store.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let starts = frame_starts(&bytes);
+    bytes[starts[4] + 16] ^= 1;
+    std::fs::write(&log, &bytes).unwrap();
+    let o = cvm(data.path(), &["--json", "store", "check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["problems"], json!([]), "{report}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains(&format!("byte {}", starts[4])) && notes.contains("leading seal of batch 5"), "{report}");
+}
+
 #[test]
 fn concurrent_keygens_lose_no_key() {
     let data = tempfile::tempdir().unwrap();

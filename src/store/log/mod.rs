@@ -405,6 +405,9 @@ pub(super) fn read_segment(path: &Path, key: FrameKey) -> Result<Vec<Frame>, Sto
 /// whole frames (batch number, where each starts) and how it ends.
 pub(super) struct FileReport {
     pub frames: Vec<(u64, usize)>,
+    /// Frames (batch, offset) whose leading seal is damaged and was read
+    /// from the trailing one: whole, rewritten by the next writer.
+    pub repaired_seals: Vec<(u64, usize)>,
     pub tail: FileTail,
 }
 
@@ -426,6 +429,7 @@ pub(super) fn report(path: &Path, key: FrameKey) -> Result<FileReport, StoreErro
     let data = std::fs::read(path).map_err(|e| io(path, e))?;
     let scan = frame::scan(&data, &key);
     let mut frames = Vec::with_capacity(scan.frames.len());
+    let repaired_seals = scan.frames.iter().filter_map(|raw| Some((raw.repaired?.number, raw.offset))).collect();
     for raw in &scan.frames {
         match decode(raw) {
             Ok(frame) => frames.push((frame.record.number, raw.offset)),
@@ -436,7 +440,7 @@ pub(super) fn report(path: &Path, key: FrameKey) -> Result<FileReport, StoreErro
                     later: vec![],
                 };
                 let tail = FileTail::Damaged { offset: raw.offset, error: damaged(path, damage) };
-                return Ok(FileReport { frames, tail });
+                return Ok(FileReport { frames, repaired_seals, tail });
             }
         }
     }
@@ -445,7 +449,7 @@ pub(super) fn report(path: &Path, key: FrameKey) -> Result<FileReport, StoreErro
         Ok(Tail::Torn { at }) => FileTail::Torn { at },
         Err(damage) => FileTail::Damaged { offset: damage.offset, error: damaged(path, damage) },
     };
-    Ok(FileReport { frames, tail })
+    Ok(FileReport { frames, repaired_seals, tail })
 }
 
 /// Ask the kernel to start writing `len` bytes at `at` back to the device
