@@ -237,6 +237,20 @@ fn a_damaged_seal_that_costs_nothing_is_still_noted_by_store_check() {
     assert!(notes.contains(&format!("byte {}", starts[4])) && notes.contains("leading seal of batch 5"), "{report}");
 }
 
+/// A batch with no operations commits nothing, so it proves nothing: no
+/// proving keys are loaded, nor set up where there are none.
+#[test]
+fn an_empty_batch_sets_up_no_keys() {
+    let data = tempfile::tempdir().unwrap();
+    let b = Batches::new();
+    let file = b.file("empty.json", &[], json!({}));
+    let o = cvm(data.path(), &["--json", "run", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let result: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(result["metadata"]["committed"], false, "{result}");
+    assert!(!data.path().join("keys").exists(), "keys were set up for an empty batch");
+}
+
 #[test]
 fn concurrent_keygens_lose_no_key() {
     let data = tempfile::tempdir().unwrap();

@@ -231,8 +231,11 @@ fn transaction(
     if args.all_or_nothing {
         tx = tx.all_or_nothing();
     }
+    let total_ops: usize = prepared.iter().map(|b| b.ops.len()).sum();
     match args.mode {
-        _ if args.no_prove => {}
+        // Batches with no operations commit nothing and prove nothing: no
+        // keys to load (or set up) for them.
+        _ if args.no_prove || total_ops == 0 => {}
         ExecutionMode::Standard | ExecutionMode::ProofGeneration => {
             let system = load_proving_system(globals, data_dir, args.ops_per_proof)?;
             if let Some(bar) = progress::bar(globals, 0, "proving", false) {
@@ -250,7 +253,6 @@ fn transaction(
         ExecutionMode::Verification => tx = tx.with_proof_system(Arc::new(StoredKeys::new(data_dir))),
         ExecutionMode::Simulation | ExecutionMode::Debug => {}
     }
-    let total_ops: usize = prepared.iter().map(|b| b.ops.len()).sum();
     let bar = (prepared.len() == 1 && total_ops >= 1_000)
         .then(|| progress::bar(globals, total_ops as u64, "executing ops", false))
         .flatten();
