@@ -327,6 +327,9 @@ fn loose_json_is_refused_with_the_field_named() {
             "duplicate key `k`",
         ),
         ("range", text_of.replacen("\"quantity\":10", "\"quantity\":-1", 1), "resource.quantity"),
+        // Columns count from 1, an empty file's too; a byte-order mark is named.
+        ("empty", String::new(), "empty.json:1:1: EOF"),
+        ("bom", format!("\u{feff}{text_of}"), "bom.json:1:1: the file starts with a byte-order mark"),
     ];
     for (what, text_in, needle) in cases {
         let file = b.raw(&format!("{what}.json"), &text_in);
@@ -339,6 +342,10 @@ fn loose_json_is_refused_with_the_field_named() {
     let o = cvm(data.path(), &["run", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("environment") && text(&o).contains("126"), "{}", text(&o));
+    // --step outside a debug run is refused, not ignored.
+    let o = cvm(data.path(), &["run", "--step", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--step steps through one file's debug run"), "{}", text(&o));
     assert!(!data.path().join("store.redb").exists());
 }
 

@@ -152,10 +152,21 @@ impl BatchFile {
     pub fn parse(text: &str, origin: &str) -> Result<BatchFile, BatchFileError> {
         let syntax = |e: serde_json::Error| BatchFileError::Syntax {
             path: origin.to_string(),
-            line: e.line(),
-            column: e.column(),
+            line: e.line().max(1),
+            // serde_json says column 0 at the very start (an empty file); columns count from 1.
+            column: e.column().max(1),
             message: strip_position(&e.to_string()),
         };
+        if text.starts_with('\u{feff}') {
+            return Err(BatchFileError::Syntax {
+                path: origin.to_string(),
+                line: 1,
+                column: 1,
+                message: "the file starts with a byte-order mark (U+FEFF), which JSON does not allow: save it as \
+                          UTF-8 without one"
+                    .into(),
+            });
+        }
         strict::check(text).map_err(syntax)?;
         let mut de = serde_json::Deserializer::from_str(text);
         let file: BatchFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {

@@ -89,6 +89,9 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     if args.files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
         anyhow::bail!("standard input (`-`) can be read only once");
     }
+    if args.step && (args.mode != ExecutionMode::Debug || args.files.len() != 1) {
+        anyhow::bail!("--step steps through one file's debug run: give --mode debug and one file");
+    }
     let files = args.files.iter().map(|path| BatchFile::read(path)).collect::<Result<Vec<_>, _>>()?;
     let data_dir = globals.data_dir();
     let writes = args.mode.writes_store();
