@@ -482,6 +482,10 @@ fn cli_run_gives_the_verdict_and_the_debug_trace() {
     let ok = cvm(&["tel", "run", &token, "--subject", &subject, "--other", &gold]);
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("accept ("));
+    // An environment key given twice is refused, as in a batch file, not overwritten.
+    let twice = cvm(&["tel", "run", &token, "--subject", &subject, "--other", &gold, "--env", "k=a", "--env", "k=b"]);
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("--env k: given twice"));
 
     let program_id = ContentId::of_encoding(&compiled(&example("fungible_token.tel")).encode());
     let bad = cvm(&["tel", "run", &token, "--subject", &subject, "--other", &silver, "--trace"]);

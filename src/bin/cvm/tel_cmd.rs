@@ -240,7 +240,10 @@ fn logic_context(args: &RunLogicArgs, subject: &ResourceRegister) -> anyhow::Res
     for entry in &args.environment {
         let (key, value) =
             entry.split_once('=').ok_or_else(|| anyhow::anyhow!("--env {entry:?}: expected KEY=VALUE"))?;
-        environment.insert(key.to_string(), value.to_string());
+        // As a batch file refuses a duplicate environment key.
+        if environment.insert(key.to_string(), value.to_string()).is_some() {
+            anyhow::bail!("--env {key}: given twice; give each key once");
+        }
     }
     let now = match args.now {
         Some(now) => now,
