@@ -93,7 +93,7 @@ impl KeyRing {
         })?;
         warn_if_readable_by_others(path);
         let format_error = |reason: String| CapabilityError::KeyRingFormat { path: path.to_path_buf(), reason };
-        let entries: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
+        let entries: UniqueEntries = serde_json::from_str(&text).map_err(|e| {
             format_error(format!(
                 "expected a JSON object mapping domain names to 64-digit hex keys (line {}, column {}): {e}",
                 e.line(),
@@ -101,7 +101,7 @@ impl KeyRing {
             ))
         })?;
         let mut ring = KeyRing::new();
-        for (domain, hex) in entries {
+        for (domain, hex) in entries.0 {
             let domain =
                 DomainId::parse(&domain).map_err(|reason| format_error(format!("entry {domain:?}: {reason}")))?;
             let key =
@@ -194,3 +194,30 @@ fn warn_if_readable_by_others(path: &Path) {
 
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_path: &Path) {}
+
+/// The key ring's entries, a domain named twice refused: serde keeps the
+/// last of two silently, and which key a domain has must never be a guess.
+struct UniqueEntries(BTreeMap<String, String>);
+
+impl<'de> serde::Deserialize<'de> for UniqueEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = UniqueEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of domain names and keys")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueEntries, A::Error> {
+                let mut entries = BTreeMap::new();
+                while let Some((domain, key)) = map.next_entry::<String, String>()? {
+                    if entries.contains_key(&domain) {
+                        return Err(serde::de::Error::custom(format!("domain {domain:?} is named twice")));
+                    }
+                    entries.insert(domain, key);
+                }
+                Ok(UniqueEntries(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}

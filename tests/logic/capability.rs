@@ -753,6 +753,13 @@ fn key_ring_errors_and_redaction() {
     std::fs::write(&path, "[1, 2]").unwrap();
     let err = KeyRing::load(&path).unwrap_err().to_string();
     assert!(err.contains("line 1"), "{err}");
+    // A domain named twice: which key it has must never be a guess.
+    let key = "ab".repeat(32);
+    std::fs::write(&path, format!("{{\"alpha\": \"{key}\", \"alpha\": \"{}\"}}", "cd".repeat(32))).unwrap();
+    let err = KeyRing::load(&path).unwrap_err().to_string();
+    assert!(err.contains("domain \"alpha\" is named twice"), "{err}");
+    std::fs::write(&path, format!("{{\"alpha\": \"{key}\"}}")).unwrap();
+    assert!(!KeyRing::load(&path).unwrap().is_empty());
 
     let k = RootKey([0xab; 32]);
     assert!(!format!("{k:?}").contains("ab"), "Debug must not show the key");
