@@ -208,7 +208,11 @@ impl At<'_> {
         At { file: self.file, path: format!("{}{}", self.path, key) }
     }
     fn err(&self, reason: impl Into<String>) -> ProveError {
-        ProveError::Malformed { what: format!("{} at {}", self.file, self.path), reason: reason.into() }
+        let what = match self.path.is_empty() {
+            true => self.file.to_string(),
+            false => format!("{} at {}", self.file, self.path),
+        };
+        ProveError::Malformed { what, reason: reason.into() }
     }
 }
 
@@ -293,23 +297,28 @@ fn check_header(v: &Value, at: &At) -> Result<(), ProveError> {
 }
 
 pub fn vk_from_json(v: &Value) -> Result<VerifyingKey<Bn254>, ProveError> {
-    let at = At { file: VK_FILE, path: String::new() };
+    vk_named(v, VK_FILE)
+}
+
+/// [`vk_from_json`], errors naming `file`.
+fn vk_named(v: &Value, file: &str) -> Result<VerifyingKey<Bn254>, ProveError> {
+    let at = At { file, path: String::new() };
     check_header(v, &at)?;
     let ic = get(v, "IC", &at)?.as_array().ok_or_else(|| at.err("IC must be an array"))?;
     let n_public = get(v, "nPublic", &at)?.as_u64().ok_or_else(|| at.err("nPublic must be a number"))?;
     if n_public.checked_add(1) != Some(ic.len() as u64) {
         return Err(at.err(format!("nPublic is {n_public} but IC has {} points (expected nPublic + 1)", ic.len())));
     }
-    let g2 = |key: &str| g2_from_json(get(v, key, &at)?, VK_FILE, key);
+    let g2 = |key: &str| g2_from_json(get(v, key, &at)?, file, key);
     Ok(VerifyingKey {
-        alpha_g1: g1_from_json(get(v, "vk_alpha_1", &at)?, VK_FILE, "vk_alpha_1")?,
+        alpha_g1: g1_from_json(get(v, "vk_alpha_1", &at)?, file, "vk_alpha_1")?,
         beta_g2: g2("vk_beta_2")?,
         gamma_g2: g2("vk_gamma_2")?,
         delta_g2: g2("vk_delta_2")?,
         gamma_abc_g1: ic
             .iter()
             .enumerate()
-            .map(|(i, p)| g1_from_json(p, VK_FILE, &format!("IC[{i}]")))
+            .map(|(i, p)| g1_from_json(p, file, &format!("IC[{i}]")))
             .collect::<Result<_, _>>()?,
     })
 }
@@ -325,7 +334,12 @@ pub fn proof_from_json(v: &Value) -> Result<Proof<Bn254>, ProveError> {
 }
 
 pub fn public_from_json(v: &Value) -> Result<Vec<Fr>, ProveError> {
-    let at = At { file: PUBLIC_FILE, path: String::new() };
+    public_named(v, PUBLIC_FILE)
+}
+
+/// [`public_from_json`], errors naming `file`.
+fn public_named(v: &Value, file: &str) -> Result<Vec<Fr>, ProveError> {
+    let at = At { file, path: String::new() };
     let a = v.as_array().ok_or_else(|| at.err("expected an array of decimal strings"))?;
     a.iter().enumerate().map(|(i, x)| field::<Fr>(x, &at.child(format!("[{i}]")))).collect()
 }
@@ -367,12 +381,12 @@ pub fn verify_dir_with(dir: &Path, trusted: &VerifyingKey<Bn254>) -> Result<usiz
 
 /// A snarkjs `public.json` file.
 pub fn read_public(path: &Path) -> Result<Vec<Fr>, ProveError> {
-    public_from_json(&read_json(path)?)
+    public_named(&read_json(path)?, &path.display().to_string())
 }
 
 /// A snarkjs `verification_key.json` file.
 pub fn read_vk(path: &Path) -> Result<VerifyingKey<Bn254>, ProveError> {
-    vk_from_json(&read_json(path)?)
+    vk_named(&read_json(path)?, &path.display().to_string())
 }
 
 /// Text as snarkjs writes its JSON files: keys in its order, one-space

@@ -196,6 +196,14 @@ fn verification_errors_name_the_file() {
         }
         other => panic!("expected Malformed, got {other:?}"),
     }
+    // Read from a file of another name, the errors name that file, and a
+    // fault at the top of the document says no empty place ("at ").
+    let renamed = dirs[0].join("inputs-of-run-7.json");
+    std::fs::write(&renamed, "{\"a\": 1}").unwrap();
+    let err = snarkjs::read_public(&renamed).unwrap_err().to_string();
+    assert!(err.contains("inputs-of-run-7.json") && !err.contains(" at :"), "{err}");
+    let err = snarkjs::read_vk(&renamed).unwrap_err().to_string();
+    assert!(err.contains("inputs-of-run-7.json") && !err.contains(" at :"), "{err}");
 }
 
 #[test]
