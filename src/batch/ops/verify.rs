@@ -21,7 +21,10 @@ pub(super) fn verify(env: &mut Env, target: &VerifyTarget, fx: &mut OpEffects) -
         VerifyTarget::BatchProof { batch } => {
             env.authorize(OperationKind::Verify, None, &env.ctx.domain_id, None)?;
             let record = env.store.batch(*batch)?.ok_or_else(|| ExecutionError::ResourceNotFound {
-                what: format!("batch {batch} (the batch log holds batches 1 to {})", env.store.head()),
+                what: match env.store.head() {
+                    0 => format!("batch {batch} (no batch has been committed yet)"),
+                    head => format!("batch {batch} (the batch log holds batches 1 to {head})"),
+                },
             })?;
             let proof = record.proof.ok_or_else(|| ExecutionError::ProofGenerationError {
                 stage: "verify".into(),
