@@ -62,13 +62,27 @@ impl Cache {
             .into_iter()
             .filter(|&k| keys::key_dir(&self.data_dir, k).join(keys::CIRCUIT_FILE).is_file());
         for ops in held.collect::<Vec<_>>() {
-            self.key_set(queue, engines, ops).await?;
+            self.sync_key_set(queue, engines, ops, true).await?;
         }
         Ok(())
     }
 
     /// Make this machine's key set for `ops` ops per proof the cluster's.
     pub async fn key_set(&self, queue: &Queue, engines: &Arc<Engines>, ops: usize) -> Result<(), WorkError> {
+        self.sync_key_set(queue, engines, ops, false).await
+    }
+
+    /// [`Cache::key_set`]; `held_before` when the local set is one the data
+    /// dir had before it joined (its store's batches may have been proven
+    /// with it): such a set is never replaced. One made since (offered,
+    /// and another machine's offer came first) is.
+    async fn sync_key_set(
+        &self,
+        queue: &Queue,
+        engines: &Arc<Engines>,
+        ops: usize,
+        held_before: bool,
+    ) -> Result<(), WorkError> {
         if self.key_sets.lock().unwrap_or_else(|p| p.into_inner()).contains(&ops) {
             return Ok(());
         }
@@ -101,7 +115,7 @@ impl Cache {
         let files = decode(&published)
             .ok_or_else(|| WorkError::Internal(format!("the cluster's blob {name} is damaged: it does not decode")))?;
         let (engines, dir2) = (engines.clone(), dir.clone());
-        let owns_store = crate::store::RegisterStore::file_in(&self.data_dir).exists();
+        let owns_store = held_before && crate::store::RegisterStore::file_in(&self.data_dir).exists();
         blocking(move || {
             let circuit = |files: &[(String, Vec<u8>)]| {
                 files.iter().find(|(n, _)| n == keys::CIRCUIT_FILE).map(|(_, bytes)| bytes.clone())
@@ -112,9 +126,10 @@ impl Cache {
                 // it would leave them unverifiable (a worker's cache holds none).
                 if local.is_some() && owns_store {
                     return Err(WorkError::Precondition(format!(
-                        "{} holds this machine's own key set for {ops} ops per proof, which the batches of its \
-                         register store were proven with, and the cluster uses another (published by another \
-                         machine first): installing the cluster's would leave those batches unverifiable. Give \
+                        "{} holds this machine's own key set for {ops} ops per proof, which it had before it \
+                         joined (its register store's batches may have been proven with it), and the cluster uses \
+                         another (published by another machine first): installing the cluster's could leave \
+                         those batches unverifiable. Give \
                          the cluster one key set: start this server first, so that the cluster takes its set, or \
                          copy its key set into the other machines' data dirs",
                         dir2.display()
