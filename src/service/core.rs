@@ -193,6 +193,28 @@ struct RanAtOnce {
     bytes_hashed: u64,
 }
 
+/// Batch jobs a pipeline took from the queue behind its first, counted as
+/// running until it ends (dropped).
+struct TakenBatches<'a> {
+    scheduler: &'a Scheduler,
+    running: usize,
+}
+
+impl TakenBatches<'_> {
+    fn finish_one(&mut self) {
+        self.running -= 1;
+        self.scheduler.finished(JobKind::ExecuteBatch);
+    }
+}
+
+impl Drop for TakenBatches<'_> {
+    fn drop(&mut self) {
+        for _ in 0..self.running {
+            self.scheduler.finished(JobKind::ExecuteBatch);
+        }
+    }
+}
+
 /// Progress for work with no stages to report or cancel between.
 struct Unwatched;
 
@@ -788,15 +810,19 @@ impl Core {
     /// submission order, each committed exactly once in effect.
     fn run_batches(self: &Arc<Self>, first: JobRecord, first_batch: Ready) -> Result<(), JournalError> {
         let mut group = vec![(first, first_batch)];
+        // Taken here, so finished here (`run_jobs` finishes only the first):
+        // counted as running, as `List` shows them, until the pipeline ends.
+        let mut taken = TakenBatches { scheduler: &self.scheduler, running: 0 };
         while group.len() < PIPELINE {
             let Some(id) = self.scheduler.take_queued(JobKind::ExecuteBatch) else { break };
-            // Taken here, so finished here: `run_jobs` finishes only the first.
-            let member = self.runnable(id);
-            self.scheduler.finished(JobKind::ExecuteBatch);
-            match member {
+            taken.running += 1;
+            match self.runnable(id) {
                 Ok(Some(member)) => group.push(member),
-                Ok(None) => {}
-                Err(e) => tracing::error!("job {id}: {e}"),
+                Ok(None) => taken.finish_one(),
+                Err(e) => {
+                    taken.finish_one();
+                    tracing::error!("job {id}: {e}");
+                }
             }
         }
         let mut runner = self.batches.lock().unwrap_or_else(|p| p.into_inner());

@@ -312,6 +312,15 @@ async fn queued_batch_jobs_run_as_one_pipeline_in_submission_order() {
     server.shutdown().await.unwrap();
     let server = crate::support::server(dir.path(), 1).await;
     let mut client = crate::support::unix_client(&server).await;
+    // While the pipeline runs, Status counts each of its jobs as running, as List shows them.
+    let mut most_running = 0;
+    while client.get(ids[0]).await.unwrap().state() != JobState::Succeeded {
+        let status = client.status().await.unwrap();
+        let batches = status.kinds.iter().find(|k| k.kind() == causality_vm::service::proto::JobKind::ExecuteBatch);
+        most_running = most_running.max(batches.unwrap().running);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(most_running, 4, "Status counted {most_running} running batch jobs at most");
     let mut jobs = Vec::new();
     for id in &ids {
         jobs.push(client.wait(*id).await.unwrap());
