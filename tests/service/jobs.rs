@@ -166,7 +166,7 @@ async fn msm_jobs_equal_arkworks_inline_and_with_resident_bases() {
 
     let set1 = client.upload_bases(Group::G1, g1_points.clone()).await.unwrap();
     assert_eq!(set1.count, 37);
-    let again = client.upload_bases(Group::G1, g1_points).await.unwrap();
+    let again = client.upload_bases(Group::G1, g1_points.clone()).await.unwrap();
     assert_eq!(again.base_set_id, set1.base_set_id, "a base set is named by its content");
     let set2 = client.upload_bases(Group::G2, g2_points).await.unwrap();
     let named = |id: &str| msm_job::Bases::BaseSetId(id.to_string());
@@ -219,6 +219,23 @@ async fn msm_jobs_equal_arkworks_inline_and_with_resident_bases() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     server.shutdown().await.unwrap();
     assert!(!dir.path().join("bases").join(format!("{}.bases", &set1.base_set_id["bases:".len()..])).exists());
+
+    // A job accepted while its set was here, whose set is removed before it
+    // runs, fails FAILED_PRECONDITION: uploading the set again mends it.
+    let server = crate::support::server(dir.path(), 0).await;
+    let mut client = unix_client(&server).await;
+    let set = client.upload_bases(Group::G1, g1_points.clone()).await.unwrap();
+    let queued = client.submit("g1-queued", job(Group::G1, named(&set.base_set_id), &s1), 0, None).await.unwrap();
+    assert!(client.remove_bases(&set.base_set_id).await.unwrap());
+    server.shutdown().await.unwrap();
+    let server = crate::support::server(dir.path(), 1).await;
+    let mut client = unix_client(&server).await;
+    let failed = client.wait(queued.job_id).await.unwrap();
+    assert_eq!(failed.state(), JobState::Failed, "{failed:?}");
+    let error = failed.error.unwrap();
+    assert_eq!(error.code, "FAILED_PRECONDITION", "{error:?}");
+    assert!(error.message.contains("upload it again"), "{error:?}");
+    server.shutdown().await.unwrap();
 }
 
 /// A small hash or Merkle job submitted while a runner is free runs as it

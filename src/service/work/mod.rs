@@ -314,6 +314,7 @@ fn run_unguarded(payload: &JobPayload, engines: &Engines, progress: &dyn Progres
             (job_result::Kind::MerkleRoot(root), vec![stage("hash", backend)])
         }
         Some(PayloadKind::Msm(job)) => {
+            msm::check_still_held(job, &engines.bases)?;
             let work = msm::parse(job, &engines.bases)?;
             if !progress.stage("msm") {
                 return Ok(None);

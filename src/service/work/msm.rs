@@ -290,6 +290,21 @@ pub(super) fn parse<'a>(job: &'a MsmJob, sets: &BaseSets) -> Result<Work<'a>, Ba
     Ok(Work { group, bases, scalars })
 }
 
+/// A job accepted while its base set was here, run after `RemoveBases`:
+/// `FAILED_PRECONDITION` (uploading the set again mends it), not the
+/// `INVALID_ARGUMENT` a submit naming an unknown set gets.
+pub(super) fn check_still_held(job: &MsmJob, sets: &BaseSets) -> Result<(), WorkError> {
+    match &job.bases {
+        Some(Bases::BaseSetId(text)) => match BaseSetId::parse(text) {
+            Some(id) if !sets.knows(&id) => Err(WorkError::Precondition(format!(
+                "msm.base_set_id: {id} was removed from this server after the job was accepted; upload it again"
+            ))),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// An MSM job. It takes no hold of the server's device: the engine places
 /// each MSM where it should finish first (under `auto`, counting the
 /// device's queue; a busy device sends it to the CPU) and serializes its own
