@@ -797,6 +797,12 @@ impl Core {
     /// after a crash they are queued in the job store either way, and their
     /// work has no effect to look for.
     fn start(&self, record: &mut JobRecord, recorded: bool) -> Result<(), JournalError> {
+        // A job run again because its end could not be written started
+        // once per failed end; those starts were not written either.
+        let unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).get(&record.job.job_id).copied();
+        if let Some(failed_ends) = unrecorded {
+            record.job.attempts = record.job.attempts.max(failed_ends);
+        }
         mark_running(&mut record.job);
         if recorded {
             self.journal.update(record, None, true)?;

@@ -114,7 +114,8 @@ impl Load {
 
     /// Submit everything to the server on `dir` and wait: every job
     /// succeeds with its result, each batch ran once or was found committed.
-    fn submit_and_check(&self, dir: &Path, case: &str) {
+    /// Submit the load and wait for it, checking every result; returns the reports.
+    fn submit_and_check(&self, dir: &Path, case: &str) -> Vec<Value> {
         let (code, out, err) =
             run(cvm(dir).args(["--json", "submit", "--wait", "--no-prove", "--ops-per-proof", "2"]).args(self.all()));
         assert_eq!(code, 0, "{case}: {err}\n{out}");
@@ -138,6 +139,7 @@ impl Load {
             let recovered = batch["recovered_from_batch_record"] == true;
             assert!(recovered || batch["success_count"] == 2, "{case}: {report}");
         }
+        reports.clone()
     }
 
     /// The stopped server's store holds each batch once.
@@ -156,7 +158,7 @@ fn every_accepted_job_finishes_once_after_crashes_at_each_point() {
         let dir = tempfile::tempdir().unwrap();
         crash_at(dir.path(), point, &load.all());
         let server = serve(dir.path());
-        load.submit_and_check(dir.path(), point);
+        let _ = load.submit_and_check(dir.path(), point);
         stop(server);
         load.check_store(dir.path(), point);
     }
@@ -182,7 +184,12 @@ fn a_job_whose_end_cannot_be_written_runs_again_and_finishes_once() {
         assert!(Instant::now() < deadline, "the server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    load.submit_and_check(dir.path(), "end-write:2");
+    let reports = load.submit_and_check(dir.path(), "end-write:2");
+    // Each compute job started three times in this run of the server: twice its
+    // end failed. (A batch job's reruns find its batch committed: no start.)
+    for report in &reports[load.batches.len()..] {
+        assert_eq!(report["job"]["attempts"], 3, "{report}");
+    }
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     let out = server.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
