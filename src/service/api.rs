@@ -319,8 +319,12 @@ impl Accelerator for Api {
             self.allowed(&grant, &[JobKind::Groth16])?;
             let id = zkey_id(&request.zkey_id)?;
             let core = self.core.clone();
-            return blocking(move || {
-                core.engines.zkeys.get(&id, &core.engines)?;
+            return on_blocking_pool(move || {
+                core.engines.zkeys.get(&id, &core.engines).map_err(|e| match e {
+                    // Nothing to load: the key was never uploaded (or was removed).
+                    super::work::WorkError::Precondition(reason) => Status::not_found(reason),
+                    other => Status::from(Refusal::from(other)),
+                })?;
                 Ok(KeySetStatus { ops_per_proof: 0, resident: true, zkey_id: id.to_string() })
             })
             .await

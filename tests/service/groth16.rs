@@ -96,6 +96,12 @@ async fn a_key_uploaded_once_proves_many_witnesses_over_both_transports() {
     let preloaded =
         client.preload(PreloadRequest { ops_per_proof: 0, zkey_id: uploaded.zkey_id.clone() }).await.unwrap();
     assert!(preloaded.resident);
+    // A key this server does not have cannot be preloaded: NOT_FOUND, saying what to do.
+    let unknown = format!("zkey:{}", "00".repeat(32));
+    let err = client.preload(PreloadRequest { ops_per_proof: 0, zkey_id: unknown }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert!(err.message().contains("is not on this server; upload it"), "{}", err.message());
+    assert!(!err.message().contains("os error"), "{}", err.message());
     server.shutdown().await.unwrap();
 }
 

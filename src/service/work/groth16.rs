@@ -188,8 +188,12 @@ impl Zkeys {
     pub fn get(&self, id: &ZkeyId, engines: &Engines) -> Result<Arc<CircomKey>, WorkError> {
         self.resident.get_or_load(*id, || {
             let read = |extension: &str| std::fs::read(self.file(id, extension));
-            let zkey = read("zkey")
-                .map_err(|e| WorkError::Precondition(format!("{id} is not on this server ({e}); upload it again")))?;
+            let zkey = read("zkey").map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    WorkError::Precondition(format!("{id} is not on this server; upload it (UploadZkey)"))
+                }
+                _ => WorkError::Internal(format!("{id}: reading its kept file: {e}")),
+            })?;
             if ZkeyId(*blake3::hash(&zkey).as_bytes()) != *id {
                 return Err(WorkError::Internal(format!("the kept file of {id} is damaged (its digest differs)")));
             }
