@@ -555,6 +555,22 @@ impl Core {
         }
     }
 
+    /// A running job begins `stage` (a batch job's prove and commit, told by
+    /// its pipeline): Get, List and Await say so.
+    fn running_stage(&self, id: u64, stage: &str) {
+        let job = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(job) = running.get_mut(&id) else { return };
+            job.stage = stage.to_string();
+            job.clone()
+        };
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = events.get(&id) {
+            let progress = sender.borrow().progress;
+            sender.send_replace(event_of(&job, progress));
+        }
+    }
+
     /// The job's events from now on, or None when it has ended (then `get` it).
     pub fn subscribe(&self, id: u64) -> Option<watch::Receiver<JobEvent>> {
         self.events.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(watch::Sender::subscribe)
@@ -883,7 +899,12 @@ impl Core {
             let mut prepared = runner.prepare(parsed, &request_id, &self.engines, &stages);
             if let Ok(Some(prepared)) = prepared.as_mut() {
                 let (core, id) = (Arc::downgrade(self), record.job.job_id);
-                prepared.stop_when(move || core.upgrade().is_some_and(|core| core.is_cancelled(id)));
+                prepared.stop_when(move |stage| {
+                    core.upgrade().is_some_and(|core| {
+                        core.running_stage(id, stage);
+                        core.is_cancelled(id)
+                    })
+                });
             }
             let go_on = matches!(prepared, Ok(Some(_))) && stages.stage("execute");
             // The execute stage's time (and hash, prove, commit) comes from the batch's own timings.

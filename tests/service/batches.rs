@@ -194,10 +194,9 @@ async fn a_running_batch_job_cancelled_stops_at_its_next_stage_and_commits_nothi
     cancel_at_stage(job, "load keys", "at stage load keys").await;
 }
 
-/// Cancelled once it is past its last recorded stage (execute), while it
-/// executes or proves: the batch stops before its proofs or its commit
-/// (whichever the cancel reaches first), commits nothing, and the job ends
-/// cancelled, saying where it stopped.
+/// Cancelled while it proves (its prove stage, told by the pipeline, is
+/// seen by Await): the batch stops before its commit, commits nothing, and
+/// the job ends cancelled, saying where it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_job_cancelled_while_it_runs_stops_before_its_commit() {
     let files = tempfile::tempdir().unwrap();
@@ -219,7 +218,7 @@ async fn a_batch_job_cancelled_while_it_runs_stops_before_its_commit() {
         ops_per_proof: 1,
         ..Default::default()
     };
-    cancel_at_stage(job, "execute", "stopped before its").await;
+    cancel_at_stage(job, "prove", "stopped before its commit").await;
 }
 
 /// A batch dated past the server's clock skew, either way, is refused at

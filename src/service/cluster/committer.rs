@@ -168,7 +168,7 @@ impl Committer {
         // Cancelled (or its lease lost) once it runs: stopped before its
         // proofs or its commit, nothing committed.
         let watching = progress.clone();
-        prepared.stop_when(move || watching.stopping().is_some());
+        prepared.stop_when(move |_stage| watching.stopping().is_some());
         let (queue, runtime, request_id) = (queue.clone(), self.runtime.clone(), job.request_id.clone());
         let (max_attempts, waiting) = (self.max_attempts, progress.clone());
         let lease = Lease { job: job.job_id, worker: worker.to_string(), attempt: job.attempts, length: lease };

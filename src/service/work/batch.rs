@@ -226,9 +226,15 @@ impl Prepared {
     /// Stop the batch before its proofs or its commit, committing nothing,
     /// once `cancelled` says so (a job cancelled while it runs): its
     /// outcome is then an error saying where it stopped, which the caller,
-    /// knowing the job was cancelled, ends as a cancellation.
-    pub fn stop_when(&mut self, cancelled: impl Fn() -> bool + Send + Sync + 'static) {
-        self.tx.stop = Some(Arc::new(move |_boundary: &str| cancelled()));
+    /// knowing the job was cancelled, ends as a cancellation. `cancelled`
+    /// is told the stage the batch is about to begin (`prove`, `commit`).
+    pub fn stop_when(&mut self, cancelled: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        self.tx.stop = Some(Arc::new(move |boundary: &str| {
+            cancelled(match boundary {
+                "proofs" => "prove",
+                other => other,
+            })
+        }));
     }
 
     /// Prove through `wrap` of the resident key set instead of on it here
