@@ -366,7 +366,16 @@ impl MsmEngine {
     /// proving key's, checked when it was made or loaded).
     pub(crate) fn adopt_g1(&self, bases: Vec<G1Affine>) -> Result<ResidentG1, MsmError> {
         let on_device = match self.device.current() {
-            Some(device) => DeviceCopy::holding(&device, device.upload_g1(&bases)?),
+            Some(device) => match device.upload_g1(&bases) {
+                Ok(uploaded) => DeviceCopy::holding(&device, uploaded),
+                // Kept on the CPU instead: a lost device is replaced now, and
+                // the next MSM on a device uploads the bases there.
+                Err(err) => {
+                    tracing::warn!(%err, "the GPU did not take the bases: they stay on the CPU until an MSM uploads them");
+                    self.device.replace_if_lost(&device);
+                    DeviceCopy::default()
+                }
+            },
             None => DeviceCopy::default(),
         };
         Ok(ResidentG1 { bases: Arc::new(bases), on_device })

@@ -265,6 +265,26 @@ fn a_device_fault_mid_msm_is_recomputed_on_the_cpu() {
     assert!(engine.device().is_some());
 }
 
+/// Bases uploaded to a lost device (another kernel on the same context
+/// met the loss first) are kept on the CPU, not refused: the engine takes
+/// a fresh device, and the MSMs on the set give the reference result.
+#[test]
+fn bases_uploaded_to_a_lost_device_are_kept_and_the_device_replaced() {
+    if test_context().is_none() {
+        return;
+    }
+    let ctx = Arc::new(GpuContext::new().expect("an adapter exists"));
+    let engine = MsmEngine::on_context(ctx.clone()).expect("an engine on the context");
+    ctx.device.destroy();
+    let _ = ctx.device.poll(wgpu::PollType::Poll);
+    assert!(ctx.is_lost());
+    let mut r = rng(12);
+    let bases = random_bases(&mut r, 40);
+    let scalars = random_scalars(&mut r, 40);
+    let set = engine.upload_g1(bases.clone()).expect("kept, not refused");
+    assert_eq!(engine.msm_g1_resident(&set, &scalars).unwrap(), reference(&bases, &scalars));
+}
+
 #[test]
 fn invalid_bases_are_rejected_before_any_work() {
     if test_context().is_none() {
