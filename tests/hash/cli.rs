@@ -288,6 +288,29 @@ fn gpu_without_an_adapter_is_a_clear_error_and_auto_falls_back() {
     assert!(!String::from_utf8(again.stderr).unwrap().contains("CPU backend"), "said before");
 }
 
+/// The `auto` notice counts as said only where it could be seen: a
+/// `--quiet` run (or a log filter hiding warnings) leaves it for the next.
+#[test]
+fn a_quiet_run_does_not_use_up_the_auto_notice() {
+    let (dir, _) = setup();
+    let cache = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str], log: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cvm"));
+        command.current_dir(dir.path()).env("XDG_CACHE_HOME", cache.path()).env("WGPU_BACKEND", "metal");
+        command.env("CVM_BACKEND", "auto").env_remove("RUST_LOG").env_remove("CVM_LOG");
+        if let Some(log) = log {
+            command.env("RUST_LOG", log);
+        }
+        let out = command.args(extra).args(["hash", "small.txt"]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap().contains("using the CPU backend")
+    };
+    assert!(!run(&["--quiet"], None), "quiet");
+    assert!(!run(&[], Some("error")), "warnings filtered out");
+    assert!(run(&[], None), "said at last");
+    assert!(!run(&[], None), "and then not again");
+}
+
 /// `--json` gives each file's digest and the backend that hashed it.
 #[test]
 fn json_output_names_each_files_digest_and_backend() {

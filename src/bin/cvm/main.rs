@@ -158,7 +158,10 @@ fn main() {
         Command::Jobs(cmd) => client_cmd::jobs(&cli.globals, cmd),
         Command::Status(args) => client_cmd::status(&cli.globals, args),
     };
-    if !noticed && causality_vm::gpu::cpu_fallback_said() {
+    // Remembered only once the user could see it: not under --quiet, nor
+    // with a log filter that hides warnings.
+    let shown = tracing::enabled!(target: "causality_vm::gpu", tracing::Level::WARN);
+    if !noticed && shown && causality_vm::gpu::cpu_fallback_said() {
         notices::remember_fallback_notice();
     }
     match outcome {
