@@ -188,8 +188,11 @@ impl BatchRunner {
                     let proofs = result.metadata.prove_stages.as_ref().map_or(0, |p| p.proofs);
                     let timings = result.metadata.timings;
                     let b = &result.metadata.backends;
+                    // As a hash job says it: a flush the GPU failed was hashed by the
+                    // CPU (the batch's own `hash` says where flushes were sent).
+                    let hash = b.hash.map(|on| if b.hash_fallbacks > 0 { crate::ResolvedBackend::Cpu } else { on });
                     let backends =
-                        [("execute", b.execute), ("hash", b.hash), ("prove", b.prove), ("quotient", b.quotient)]
+                        [("execute", b.execute), ("hash", hash), ("prove", b.prove), ("quotient", b.quotient)]
                             .into_iter()
                             .filter_map(|(name, on)| on.map(|on| super::stage(name, on)))
                             .collect();
