@@ -3,6 +3,7 @@
 //! [`Tuning::from_env`] (the `cvm` binary, the benches and the examples do)
 //! or builds a [`Tuning`] itself; the kernels never read the environment.
 
+use crate::crypto::poseidon::PoseidonKernel;
 use crate::hash::Kernel;
 use crate::msm::{GpuField, GpuFormulas, MsmTuning};
 
@@ -21,6 +22,10 @@ pub const MSM_FIELD_ENV: &str = "CVM_MSM_FIELD";
 /// `straight` or `stepped`: the GPU MSM's curve formulas for both groups
 /// instead of straight for G1 and stepped for G2.
 pub const MSM_FORMULAS_ENV: &str = "CVM_MSM_FORMULAS";
+/// Names the CPU Poseidon kernel (avx512-ifma, avx2, scalar) instead of the fastest.
+pub const POSEIDON_KERNEL_ENV: &str = "CVM_POSEIDON_KERNEL";
+/// `1`: the scalar Poseidon kernel (the same as `CVM_POSEIDON_KERNEL=scalar`).
+pub const POSEIDON_SCALAR_ENV: &str = "CVM_POSEIDON_SCALAR";
 
 /// An on/off variable's value: `1`, `true`, `yes` or `on`; `0`, `false`,
 /// `no`, `off`, empty or unset. Anything else is an error, so `=0` never
@@ -41,6 +46,8 @@ pub struct Tuning {
     pub msm: MsmTuning,
     /// Time GPU NTTs phase by phase ([`crate::ntt::set_trace`]).
     pub ntt_trace: bool,
+    /// The CPU Poseidon kernel; `None` is the fastest the processor runs.
+    pub poseidon_kernel: Option<PoseidonKernel>,
 }
 
 impl Tuning {
@@ -64,7 +71,23 @@ impl Tuning {
             Ok(name) => name.parse::<GpuFormulas>().map_err(|e| format!("{MSM_FORMULAS_ENV}: {e}"))?,
             Err(_) => GpuFormulas::PerGroup,
         };
+        let named = match std::env::var(POSEIDON_KERNEL_ENV) {
+            Ok(name) if !name.trim().is_empty() => {
+                Some(name.parse::<PoseidonKernel>().map_err(|e| format!("{POSEIDON_KERNEL_ENV}: {e}"))?)
+            }
+            _ => None,
+        };
+        let poseidon_kernel = match (set(POSEIDON_SCALAR_ENV)?, named) {
+            (true, Some(other)) if other != PoseidonKernel::Scalar => {
+                return Err(format!(
+                    "{POSEIDON_SCALAR_ENV} asks for the scalar kernel, {POSEIDON_KERNEL_ENV} for {other}"
+                ))
+            }
+            (true, _) => Some(PoseidonKernel::Scalar),
+            (false, named) => named,
+        };
         Ok(Tuning {
+            poseidon_kernel,
             hash_kernel,
             msm: MsmTuning {
                 scalar_only: set(MSM_SCALAR_ENV)?,
@@ -83,6 +106,7 @@ impl Tuning {
         }
         self.msm.apply();
         crate::ntt::set_trace(self.ntt_trace);
+        PoseidonKernel::prefer(self.poseidon_kernel).map_err(|e| format!("{POSEIDON_KERNEL_ENV}: {e}"))?;
         Ok(())
     }
 }

@@ -413,3 +413,23 @@ fn the_hash_kernel_variable_is_checked_and_honoured() {
     assert!(err.contains("CVM_HASH_KERNEL") && err.contains("avx1024"), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+/// The Poseidon kernel's variables are checked as the hash kernel's are: a
+/// bad name or switch value is an error, not the fastest kernel in silence.
+#[test]
+fn the_poseidon_kernel_variables_are_checked() {
+    let (dir, _) = setup();
+    let run = |name: &str, value: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cvm"));
+        command.current_dir(dir.path()).env("CVM_BACKEND", "cpu").env(name, value);
+        command.args(["hash", "small.txt"]).output().expect("cvm runs")
+    };
+    for (name, value) in [("CVM_POSEIDON_KERNEL", "bogus"), ("CVM_POSEIDON_SCALAR", "2")] {
+        let out = run(name, value);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(name), "{name}={value}");
+    }
+    for (name, value) in [("CVM_POSEIDON_KERNEL", "scalar"), ("CVM_POSEIDON_SCALAR", "yes")] {
+        assert!(run(name, value).status.success(), "{name}={value}");
+    }
+}

@@ -7,6 +7,7 @@
 
 use ark_bn254::Fr;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::{capacity_tag, hash, HashDomain, RATE};
 
@@ -31,19 +32,30 @@ impl PoseidonKernel {
     /// Every kernel, fastest first.
     pub const ALL: [PoseidonKernel; 3] = [PoseidonKernel::Ifma, PoseidonKernel::Avx2, PoseidonKernel::Scalar];
 
-    /// The fastest kernel this processor runs. `CVM_POSEIDON_KERNEL` =
-    /// `avx2` or `scalar` picks a slower one, to compare them
-    /// (`CVM_POSEIDON_SCALAR=1` is the same as `scalar`); a kernel the
-    /// processor lacks, or a name not known, leaves the fastest.
+    /// The kernel new pools use: the one [`PoseidonKernel::prefer`] set
+    /// (`crate::tuning`: `CVM_POSEIDON_KERNEL`, to compare them), else the
+    /// fastest this processor runs.
     pub fn detect() -> PoseidonKernel {
-        let forced_scalar = std::env::var_os("CVM_POSEIDON_SCALAR").is_some_and(|v| v == "1");
-        let wanted = std::env::var("CVM_POSEIDON_KERNEL").ok();
-        let wanted = if forced_scalar { Some("scalar".to_string()) } else { wanted };
-        let fastest = PoseidonKernel::ALL.into_iter().find(|k| k.is_supported()).unwrap_or(PoseidonKernel::Scalar);
-        match wanted.and_then(|name| PoseidonKernel::ALL.into_iter().find(|k| k.to_string() == name)) {
-            Some(kernel) if kernel.is_supported() => kernel,
-            _ => fastest,
+        match PREFERRED.load(Ordering::Relaxed) {
+            1 => PoseidonKernel::Ifma,
+            2 => PoseidonKernel::Avx2,
+            3 => PoseidonKernel::Scalar,
+            _ => PoseidonKernel::ALL.into_iter().find(|k| k.is_supported()).unwrap_or(PoseidonKernel::Scalar),
         }
+    }
+
+    /// Make `kernel` the one new pools use (None: the fastest); a kernel
+    /// this processor lacks is an error.
+    pub fn prefer(kernel: Option<PoseidonKernel>) -> Result<(), String> {
+        let code = match kernel {
+            None => 0,
+            Some(k) if !k.is_supported() => return Err(format!("this processor cannot run the {k} kernel")),
+            Some(PoseidonKernel::Ifma) => 1,
+            Some(PoseidonKernel::Avx2) => 2,
+            Some(PoseidonKernel::Scalar) => 3,
+        };
+        PREFERRED.store(code, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn is_supported(self) -> bool {
@@ -64,6 +76,22 @@ impl PoseidonKernel {
             PoseidonKernel::Ifma => 8,
             PoseidonKernel::Avx2 => 4,
             PoseidonKernel::Scalar => 1,
+        }
+    }
+}
+
+/// The kernel [`PoseidonKernel::prefer`] chose (0: none, the fastest).
+static PREFERRED: AtomicU8 = AtomicU8::new(0);
+
+impl std::str::FromStr for PoseidonKernel {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<PoseidonKernel, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "avx512-ifma" | "ifma" => Ok(PoseidonKernel::Ifma),
+            "avx2" => Ok(PoseidonKernel::Avx2),
+            "scalar" => Ok(PoseidonKernel::Scalar),
+            other => Err(format!("unknown Poseidon kernel {other:?}: avx512-ifma, avx2 or scalar")),
         }
     }
 }
