@@ -33,7 +33,7 @@ pub fn run(globals: &Globals, args: ProveOpsArgs) -> anyhow::Result<i32> {
     let origin = args.file.display().to_string();
     // Everything is checked before the keys load: a bad document costs nothing.
     let witnesses = OpsDocument::parse(&text).and_then(|doc| doc.witnesses()).with_context(|| origin.clone())?;
-    let system = crate::run_cmd::load_proving_system(globals, &globals.data_dir(), args.ops_per_proof)?;
+    let system = crate::run_cmd::load_proving_system(globals, &globals.data_dir(), args.ops_per_proof, "")?;
     let document = prove_document(&system, &witnesses).with_context(|| format!("proving {origin}"))?;
     let json = serde_json::to_string_pretty(&document)?;
     match &args.out {

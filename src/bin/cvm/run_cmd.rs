@@ -240,7 +240,7 @@ fn transaction(
         // keys to load (or set up) for them.
         _ if args.no_prove || total_ops == 0 => {}
         ExecutionMode::Standard | ExecutionMode::ProofGeneration => {
-            let system = load_proving_system(globals, data_dir, args.ops_per_proof)?;
+            let system = load_proving_system(globals, data_dir, args.ops_per_proof, "; --no-prove skips proving")?;
             if let Some(bar) = progress::bar(globals, 0, "proving", false) {
                 system.set_progress(Some(Arc::new(move |done, total| {
                     bar.set_length(total as u64);
@@ -272,7 +272,13 @@ fn transaction(
 
 /// The proving keys for `ops_per_proof` (made by a local setup if the data
 /// dir has none, with a notice), with a spinner while they load.
-pub fn load_proving_system(globals: &Globals, data_dir: &Path, ops_per_proof: usize) -> anyhow::Result<ProvingSystem> {
+/// `hint` ends the error's first line (what the command offers instead).
+pub fn load_proving_system(
+    globals: &Globals,
+    data_dir: &Path,
+    ops_per_proof: usize,
+    hint: &str,
+) -> anyhow::Result<ProvingSystem> {
     let spinner = progress::spinner(globals, format!("loading the proving keys ({ops_per_proof} ops per proof)"));
     let quiet = globals.quiet;
     let system = ProvingSystem::load_or_setup(data_dir, ops_per_proof, globals.backend, |notice| {
@@ -283,7 +289,7 @@ pub fn load_proving_system(globals: &Globals, data_dir: &Path, ops_per_proof: us
             note!("note: {notice}");
         }
     })
-    .with_context(|| format!("loading the proving keys ({ops_per_proof} ops per proof; --no-prove skips proving)"));
+    .with_context(|| format!("loading the proving keys ({ops_per_proof} ops per proof{hint})"));
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
