@@ -139,6 +139,13 @@ fn files_of(dir: &Path) -> Vec<(String, String)> {
 /// A data dir whose store holds ten committed batches, all still in its
 /// log (as a crash leaves them: a clean close folds the log into the tables).
 fn ten_batches_in_the_log() -> tempfile::TempDir {
+    committed_store(10, false)
+}
+
+/// A data dir whose store holds `batches` committed batches of one
+/// creation each, closed cleanly (all in the tables) or as a crash leaves
+/// it (all in the log).
+fn committed_store(batches: u64, close_cleanly: bool) -> tempfile::TempDir {
     use causality_vm::batch::{execute_batch, TransactionContext};
     use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
     use causality_vm::store::RegisterStore;
@@ -157,9 +164,13 @@ fn ten_batches_in_the_log() -> tempfile::TempDir {
         cross_domain_grants: Vec::new(),
     };
     let tx = TransactionContext::new(causality_vm::ExecutionMode::Standard);
-    for n in 0..10 {
+    for n in 0..batches {
         let result = execute_batch(&mut store, &keys, &[create(&resource(accept, n))], &ctx, &tx).unwrap();
         assert!(result.metadata.committed);
+    }
+    if close_cleanly {
+        store.close().unwrap();
+        return built;
     }
     std::mem::forget(store);
     let data = tempfile::tempdir().unwrap();
@@ -679,30 +690,7 @@ fn devices_and_fifos_named_as_inputs_are_refused_not_read_forever() {
 /// message, no backtrace, and no byte offset the store does not know.
 #[test]
 fn a_damaged_database_page_is_an_error_never_a_panic_message() {
-    use causality_vm::batch::{execute_batch, TransactionContext};
-    use causality_vm::capability::{CapabilityToken, KeyRing, RootKey};
-    use causality_vm::store::RegisterStore;
-    let built = tempfile::tempdir().unwrap();
-    {
-        let mut store = RegisterStore::open(built.path()).unwrap();
-        let accept = store.put_content(&Program::new(vec![Instruction::Accept], Vec::new()).unwrap().encode()).unwrap();
-        let root = RootKey([4; 32]);
-        let mut keys = KeyRing::new();
-        keys.insert(DomainId::new(DOMAIN), root.clone());
-        let ctx = causality_vm::ExecutionContext {
-            domain_id: DomainId::new(DOMAIN),
-            trace_id: "t".into(),
-            capability_token: CapabilityToken::mint(&root, DomainId::new(DOMAIN), [1; 16]),
-            timestamp: now(),
-            environment: Default::default(),
-            cross_domain_grants: Vec::new(),
-        };
-        let tx = TransactionContext::new(causality_vm::ExecutionMode::Standard);
-        for n in 0..3 {
-            let ops = [create(&resource(accept, 2 * n)), create(&resource(accept, 2 * n + 1))];
-            assert!(execute_batch(&mut store, &keys, &ops, &ctx, &tx).unwrap().metadata.committed);
-        }
-    } // closed cleanly: every batch is in the tables, none in the log.
+    let built = committed_store(6, true);
     let pristine = std::fs::read(built.path().join("store.redb")).unwrap();
     let mut refused = 0;
     for at in (0..pristine.len()).step_by(512) {
