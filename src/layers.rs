@@ -5,7 +5,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | 0 | `backend`, `clock`, `content_id`, `digest_map`, `fsutil` | plain building blocks |
+//! | 0 | `backend`, `bounded`, `clock`, `content_id`, `digest_map`, `fsutil` | plain building blocks |
 //! | 1 | `crypto`, `gpu` | field cryptography (Poseidon), the wgpu device |
 //! | 2 | `hash`, `msm`, `ntt` | the kernels, each on the CPU (and the GPU) |
 //! | 3 | `resource`, `tuning` | the data model; the kernels' knobs |
@@ -23,6 +23,7 @@
 /// Every library module with its layer (see the module docs).
 pub const LAYERS: &[(&str, u8)] = &[
     ("backend", 0),
+    ("bounded", 0),
     ("clock", 0),
     ("content_id", 0),
     ("digest_map", 0),

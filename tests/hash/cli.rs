@@ -348,6 +348,7 @@ fn json_output_lists_failures_too() {
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(entries.len(), 2, "{entries:?}");
     assert_eq!(entries[0]["ok"], true, "{entries:?}");
+    assert_eq!(entries[0]["backend"], "cpu", "where it was hashed: {entries:?}");
     assert_eq!((entries[1]["line"].as_u64(), entries[1]["ok"].as_bool()), (Some(2), Some(false)), "{entries:?}");
 }
 

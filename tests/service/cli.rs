@@ -90,6 +90,7 @@ fn a_user_submits_a_job_file_follows_it_and_reads_the_status() {
     let server = serve(dir.path());
     let (code, out, err) = run(cvm(dir.path()).args(["submit", "--wait"]).arg(&job));
     assert_eq!(code, 0, "{err}");
+    assert!(out.contains("job 1 (hash): succeeded (backends: hash cpu)"), "where it ran: {out}");
     // The job store holds payloads (tokens, witnesses' keys): owner-only.
     use std::os::unix::fs::PermissionsExt;
     let mode = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;

@@ -610,7 +610,12 @@ fn print_job(job: &Job) -> anyhow::Result<()> {
             // A batch job that ran may still have failed operations: its summary says.
             let ran =
                 if matches!(result.kind, Some(job_result::Kind::ExecuteBatch(_))) { "executed" } else { "succeeded" };
-            out!("job {} ({kind}): {ran}", job.job_id)?;
+            // Where each stage ran, as `--json`'s `backends` says it.
+            let on: Vec<String> = result.backends.iter().map(|b| format!("{} {}", b.stage, b.backend)).collect();
+            match on.is_empty() {
+                true => out!("job {} ({kind}): {ran}", job.job_id)?,
+                false => out!("job {} ({kind}): {ran} (backends: {})", job.job_id, on.join(", "))?,
+            }
             match &result.kind {
                 Some(job_result::Kind::Hash(h)) => {
                     for d in digests(h) {

@@ -195,6 +195,17 @@ fn digest_input(
     Ok(Digest::Done(output(&hasher, args.length)))
 }
 
+/// Where the pool hashed the small files (large files and standard input
+/// are streamed on the CPU).
+fn pooled_on(pool: &HashPool) -> &'static str {
+    match (pool.gpu_hashed(), pool.gpu_fallbacks()) {
+        (0, _) => "cpu",
+        (_, 0) => "gpu",
+        // Some flushes failed on the GPU and were recomputed.
+        _ => "mixed",
+    }
+}
+
 /// Hash a file read one chunk at a time into one buffer.
 fn stream(hasher: &mut blake3::Hasher, mut file: File, bar: Option<&indicatif::ProgressBar>) -> std::io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
@@ -268,14 +279,7 @@ fn hash_files(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashPo
         }
     }
     pool.flush()?;
-    // Where the pooled files were hashed: large files and standard input
-    // are streamed on the CPU.
-    let pooled_on = match (pool.gpu_hashed(), pool.gpu_fallbacks()) {
-        (0, _) => "cpu",
-        (_, 0) => "gpu",
-        // Some flushes failed on the GPU and were recomputed.
-        _ => "mixed",
-    };
+    let pooled_on = pooled_on(pool);
     let mut json = Vec::new();
     for (name, digest) in entries {
         let (bytes, backend) = match digest {
@@ -379,17 +383,19 @@ fn check_lists(globals: &Globals, args: &HashArgs, mode: &Mode, pool: &mut HashP
         }
     }
     pool.flush()?;
+    let pooled_on = pooled_on(pool);
     let mut failures = 0usize;
     let mut json = Vec::new();
     for entry in entries {
-        let ok = match &entry.outcome {
-            Ok(Digest::Pooled(handle)) => pool.digest(*handle)? == entry.expected,
-            Ok(Digest::Done(bytes)) => bytes.as_slice() == entry.expected,
-            Err(_) => false,
+        let (ok, backend) = match &entry.outcome {
+            Ok(Digest::Pooled(handle)) => (pool.digest(*handle)? == entry.expected, Some(pooled_on)),
+            Ok(Digest::Done(bytes)) => (bytes.as_slice() == entry.expected, Some("cpu")),
+            Err(_) => (false, None),
         };
         failures += usize::from(!ok);
         if globals.json {
-            json.push(serde_json::json!({ "file": entry.name, "ok": ok, "error": entry.outcome.as_ref().err() }));
+            let error = entry.outcome.as_ref().err();
+            json.push(serde_json::json!({ "file": entry.name, "ok": ok, "error": error, "backend": backend }));
         } else if let Err(err) = &entry.outcome {
             out!("{}: FAILED ({err})", entry.name)?;
         } else if !ok {
