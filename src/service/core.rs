@@ -401,28 +401,18 @@ impl Core {
             // What the payload names may have changed since it was accepted
             // (a base set removed): a retry of an accepted job is still
             // answered with it, as its retries are whatever else changed.
-            Err(bad) => {
-                return match self.journal.find_request(&request.request_id)? {
-                    Some(existing) => self.existing(existing, digest).map(Checked::Answered),
-                    None => Err(bad.into()),
-                }
-            }
+            Err(bad) => return self.retry_or(&request.request_id, digest, bad.into()),
         };
         let key_set = work::KeySet::of(&payload).tag();
         if let Some(Err(bad)) = parsed.as_ref().map(|batch| batch.check_clock(self.engines.max_clock_skew)) {
             // A retry of a job accepted while its date was near is answered with it.
-            return match self.journal.find_request(&request.request_id)? {
-                Some(existing) => self.existing(existing, digest).map(Checked::Answered),
-                None => Err(bad.into()),
-            };
+            return self.retry_or(&request.request_id, digest, bad.into());
         }
         let now = now_ms();
         let Some(reservation) = reservation.filter(|_| !late) else {
             // A retry of an accepted job is answered with it, whatever its deadline.
-            if let Some(existing) = self.journal.find_request(&request.request_id)? {
-                return self.existing(existing, digest).map(Checked::Answered);
-            }
-            return Err(Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms });
+            let passed = Refusal::DeadlinePassed { deadline_unix_ms: request.deadline_unix_ms };
+            return self.retry_or(&request.request_id, digest, passed);
         };
         // A domain's batches commit in submission order: priorities do not apply to them.
         let priority = if kind == JobKind::ExecuteBatch { 0 } else { request.priority };
@@ -520,6 +510,15 @@ impl Core {
                 let (_, events) = watch::channel(event_of(&job, 1.0));
                 Ok(Submitted { response, events: Some(events) })
             }
+        }
+    }
+
+    /// `refusal`, unless the request retries a job already accepted: then
+    /// that job (or a conflict, if its payload differs).
+    fn retry_or(&self, request_id: &str, digest: [u8; 32], refusal: Refusal) -> Result<Checked<'_>, Refusal> {
+        match self.journal.find_request(request_id)? {
+            Some(existing) => self.existing(existing, digest).map(Checked::Answered),
+            None => Err(refusal),
         }
     }
 
